@@ -1,0 +1,108 @@
+from phoneagent.v1 import call_pb2 as _call_pb2
+from phoneagent.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class TransferKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TRANSFER_KIND_UNSPECIFIED: _ClassVar[TransferKind]
+    TRANSFER_KIND_BLIND: _ClassVar[TransferKind]
+    TRANSFER_KIND_WARM: _ClassVar[TransferKind]
+TRANSFER_KIND_UNSPECIFIED: TransferKind
+TRANSFER_KIND_BLIND: TransferKind
+TRANSFER_KIND_WARM: TransferKind
+
+class BargeIn(_message.Message):
+    __slots__ = ("interrupted_generation_id", "played_ms", "heard_sentence_seq", "heard_text_chars")
+    INTERRUPTED_GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    PLAYED_MS_FIELD_NUMBER: _ClassVar[int]
+    HEARD_SENTENCE_SEQ_FIELD_NUMBER: _ClassVar[int]
+    HEARD_TEXT_CHARS_FIELD_NUMBER: _ClassVar[int]
+    interrupted_generation_id: int
+    played_ms: int
+    heard_sentence_seq: int
+    heard_text_chars: int
+    def __init__(self, interrupted_generation_id: _Optional[int] = ..., played_ms: _Optional[int] = ..., heard_sentence_seq: _Optional[int] = ..., heard_text_chars: _Optional[int] = ...) -> None: ...
+
+class CancelGeneration(_message.Message):
+    __slots__ = ("generation_id", "reason")
+    GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    generation_id: int
+    reason: str
+    def __init__(self, generation_id: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class PlaybackDone(_message.Message):
+    __slots__ = ("generation_id", "played_ms")
+    GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    PLAYED_MS_FIELD_NUMBER: _ClassVar[int]
+    generation_id: int
+    played_ms: int
+    def __init__(self, generation_id: _Optional[int] = ..., played_ms: _Optional[int] = ...) -> None: ...
+
+class Hangup(_message.Message):
+    __slots__ = ("reason", "detail")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    reason: _call_pb2.EndReason
+    detail: str
+    def __init__(self, reason: _Optional[_Union[_call_pb2.EndReason, str]] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class Transfer(_message.Message):
+    __slots__ = ("target", "kind", "summary", "reason")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    target: str
+    kind: TransferKind
+    summary: str
+    reason: str
+    def __init__(self, target: _Optional[str] = ..., kind: _Optional[_Union[TransferKind, str]] = ..., summary: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class TransferResult(_message.Message):
+    __slots__ = ("ok", "detail")
+    OK_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    ok: bool
+    detail: str
+    def __init__(self, ok: _Optional[bool] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class Dtmf(_message.Message):
+    __slots__ = ("digit", "duration_ms", "outbound")
+    DIGIT_FIELD_NUMBER: _ClassVar[int]
+    DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    OUTBOUND_FIELD_NUMBER: _ClassVar[int]
+    digit: str
+    duration_ms: int
+    outbound: bool
+    def __init__(self, digit: _Optional[str] = ..., duration_ms: _Optional[int] = ..., outbound: _Optional[bool] = ...) -> None: ...
+
+class ControlEvent(_message.Message):
+    __slots__ = ("meta", "survives_interrupt", "barge_in", "cancel", "playback_done", "hangup", "transfer", "transfer_result", "dtmf", "error")
+    META_FIELD_NUMBER: _ClassVar[int]
+    SURVIVES_INTERRUPT_FIELD_NUMBER: _ClassVar[int]
+    BARGE_IN_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_FIELD_NUMBER: _ClassVar[int]
+    PLAYBACK_DONE_FIELD_NUMBER: _ClassVar[int]
+    HANGUP_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_RESULT_FIELD_NUMBER: _ClassVar[int]
+    DTMF_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    meta: _common_pb2.EventMeta
+    survives_interrupt: bool
+    barge_in: BargeIn
+    cancel: CancelGeneration
+    playback_done: PlaybackDone
+    hangup: Hangup
+    transfer: Transfer
+    transfer_result: TransferResult
+    dtmf: Dtmf
+    error: _common_pb2.Error
+    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., survives_interrupt: _Optional[bool] = ..., barge_in: _Optional[_Union[BargeIn, _Mapping]] = ..., cancel: _Optional[_Union[CancelGeneration, _Mapping]] = ..., playback_done: _Optional[_Union[PlaybackDone, _Mapping]] = ..., hangup: _Optional[_Union[Hangup, _Mapping]] = ..., transfer: _Optional[_Union[Transfer, _Mapping]] = ..., transfer_result: _Optional[_Union[TransferResult, _Mapping]] = ..., dtmf: _Optional[_Union[Dtmf, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,45 @@
+from phoneagent.v1 import common_pb2 as _common_pb2
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class AudioFrame(_message.Message):
+    __slots__ = ("meta", "sequence", "pcm", "sample_rate", "capture_unix_ns", "concealed")
+    META_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    PCM_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    CAPTURE_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
+    CONCEALED_FIELD_NUMBER: _ClassVar[int]
+    meta: _common_pb2.EventMeta
+    sequence: int
+    pcm: bytes
+    sample_rate: int
+    capture_unix_ns: int
+    concealed: bool
+    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., sequence: _Optional[int] = ..., pcm: _Optional[bytes] = ..., sample_rate: _Optional[int] = ..., capture_unix_ns: _Optional[int] = ..., concealed: _Optional[bool] = ...) -> None: ...
+
+class SpeechChunk(_message.Message):
+    __slots__ = ("meta", "sequence", "pcm", "sample_rate", "sentence_seq", "text_start", "text_end", "last_in_sentence", "last_in_generation")
+    META_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    PCM_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    SENTENCE_SEQ_FIELD_NUMBER: _ClassVar[int]
+    TEXT_START_FIELD_NUMBER: _ClassVar[int]
+    TEXT_END_FIELD_NUMBER: _ClassVar[int]
+    LAST_IN_SENTENCE_FIELD_NUMBER: _ClassVar[int]
+    LAST_IN_GENERATION_FIELD_NUMBER: _ClassVar[int]
+    meta: _common_pb2.EventMeta
+    sequence: int
+    pcm: bytes
+    sample_rate: int
+    sentence_seq: int
+    text_start: int
+    text_end: int
+    last_in_sentence: bool
+    last_in_generation: bool
+    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., sequence: _Optional[int] = ..., pcm: _Optional[bytes] = ..., sample_rate: _Optional[int] = ..., sentence_seq: _Optional[int] = ..., text_start: _Optional[int] = ..., text_end: _Optional[int] = ..., last_in_sentence: _Optional[bool] = ..., last_in_generation: _Optional[bool] = ...) -> None: ...
