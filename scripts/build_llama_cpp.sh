@@ -39,8 +39,8 @@ PY
 install_server_deps() {
   # The [server] extra of llama-cpp-python, pinned to versions known to work together.
   "$PYTHON" -m pip install \
-    "uvicorn==0.38.0" "fastapi==0.121.3" "sse-starlette==3.0.3" \
-    "starlette-context==0.4.0" "pydantic-settings==2.12.0"
+    "uvicorn==0.54.0" "fastapi==0.165.0" "sse-starlette==3.7.0" \
+    "starlette-context==0.3.6" "pydantic-settings==2.16.3"
 }
 
 if [ "$(installed_version)" = "$VERSION" ]; then
@@ -55,7 +55,8 @@ else
     if ! ls "$WHEEL_DIR"/llama_cpp_python-"$VERSION"-*.whl >/dev/null 2>&1; then
       "$PYTHON" -m pip wheel --no-deps --wheel-dir "$WHEEL_DIR" "llama-cpp-python==$VERSION"
     fi
-    "$PYTHON" -m pip install --no-index --find-links "$WHEEL_DIR" "llama-cpp-python==$VERSION"
+    # The wheel comes from WHEEL_DIR; its small pure-Python dependencies from the index.
+    "$PYTHON" -m pip install --find-links "$WHEEL_DIR" "llama-cpp-python==$VERSION"
   else
     "$PYTHON" -m pip install --no-cache-dir "llama-cpp-python==$VERSION"
   fi

@@ -1,0 +1,148 @@
+"""CPU speech recognition with faster-whisper (CTranslate2), the default engine.
+
+Tuned for phone turns that are already endpointed by our own VAD: greedy decoding,
+int8 weights, no VAD inside, no conditioning on earlier text, and English forced for
+``*.en`` checkpoints. Install with the ``asr`` extra.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from phoneagent.asr.engines.base import SAMPLE_RATE, TranscriptResult, Word, audio_seconds
+from phoneagent.asr.models import TINY_EN, is_english_only, resolve_model
+from phoneagent.runtime.errors import EngineFailure, InvalidArgument, Unavailable
+from phoneagent.runtime.modelfiles import MissingModelError
+
+try:
+    import faster_whisper
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise MissingModelError("the faster-whisper engine is not installed", extra="asr",
+                            package="faster-whisper") from exc
+
+log = logging.getLogger(__name__)
+
+# Partial transcripts are previews: cap their length so they stay cheap.
+_PARTIAL_MAX_TOKENS = 48
+
+
+class FasterWhisperEngine:
+    """faster-whisper on CPU (or CUDA when ``device="cuda"``).
+
+    Thread-safe: ``transcribe`` may be called from several threads; with ``num_workers``
+    above one, that many decodes run in parallel, otherwise they queue in CTranslate2.
+    """
+
+    name = "faster-whisper"
+    sample_rate = SAMPLE_RATE
+
+    def __init__(
+        self,
+        *,
+        model: str = TINY_EN,
+        device: str = "cpu",
+        compute_type: str = "int8",
+        cpu_threads: int = 1,
+        num_workers: int = 1,
+        beam_size: int = 1,
+        language: str | None = None,
+        initial_prompt: str | None = None,
+        word_timestamps: bool = False,
+    ) -> None:
+        if cpu_threads < 1 or num_workers < 1 or beam_size < 1:
+            raise InvalidArgument("cpu_threads, num_workers and beam_size must be at least 1")
+        if is_english_only(model) and language not in (None, "en"):
+            raise InvalidArgument(f"model {model!r} is English-only; language must be 'en'")
+        self.model_name = model
+        self.device = device
+        self.compute_type = compute_type
+        self.cpu_threads = cpu_threads
+        self.num_workers = num_workers
+        self.beam_size = beam_size
+        self.language = "en" if is_english_only(model) else language
+        self.initial_prompt = initial_prompt
+        self.word_timestamps = word_timestamps
+        self._model: Any = None
+        self._in_flight = 0
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        if self._model is not None:
+            return
+        path = resolve_model(self.model_name)
+        started = time.perf_counter()
+        self._model = faster_whisper.WhisperModel(
+            str(path),
+            device=self.device,
+            compute_type=self.compute_type,
+            cpu_threads=self.cpu_threads,
+            num_workers=self.num_workers,
+            local_files_only=True,
+        )
+        log.info("asr engine loaded", extra={"engine": self.name, "model": self.model_name,
+                                             "device": self.device,
+                                             "load_s": round(time.perf_counter() - started, 3)})
+
+    def busy(self) -> bool:
+        with self._lock:
+            return self._in_flight >= self.num_workers
+
+    def transcribe(self, pcm: np.ndarray, *, partial: bool = False) -> TranscriptResult:
+        if self._model is None:
+            raise Unavailable("ASR engine is not loaded")
+        if pcm.dtype != np.float32 or pcm.ndim != 1 or pcm.size == 0:
+            raise InvalidArgument("ASR input must be non-empty mono float32 PCM at 16 kHz")
+        with self._lock:
+            self._in_flight += 1
+        started = time.perf_counter()
+        try:
+            segments, info = self._run(pcm, partial)
+        except Exception as exc:
+            log.warning("asr decode failed", extra={"engine": self.name, "error": type(exc).__name__})
+            raise EngineFailure("speech recognition failed") from exc
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+        return _result(segments, info.language, audio_seconds(pcm), time.perf_counter() - started)
+
+    def _run(self, pcm: np.ndarray, partial: bool) -> tuple[list[Any], Any]:
+        words = self.word_timestamps and not partial
+        segments, info = self._model.transcribe(
+            pcm,
+            language=self.language,
+            beam_size=self.beam_size,
+            best_of=1,
+            temperature=0.0,
+            condition_on_previous_text=False,
+            initial_prompt=self.initial_prompt,
+            vad_filter=False,
+            without_timestamps=not words,
+            word_timestamps=words,
+            max_new_tokens=_PARTIAL_MAX_TOKENS if partial else None,
+        )
+        # ``segments`` is a lazy generator: the decode happens while it is consumed.
+        return list(segments), info
+
+    def close(self) -> None:
+        self._model = None
+
+
+def _result(segments: list[Any], language: str, audio_s: float, compute_s: float) -> TranscriptResult:
+    text = " ".join(s.text.strip() for s in segments if s.text.strip())
+    words = tuple(
+        Word(text=w.word.strip(), start=float(w.start), end=float(w.end), probability=float(w.probability))
+        for s in segments
+        for w in (s.words or ())
+    )
+    if segments:
+        avg_logprob = float(np.mean([s.avg_logprob for s in segments]))
+        no_speech = float(max(s.no_speech_prob for s in segments))
+    else:
+        avg_logprob, no_speech = 0.0, 1.0
+    return TranscriptResult(text=text, language=language, words=words, avg_logprob=avg_logprob,
+                            no_speech_prob=no_speech, audio_s=audio_s, compute_s=compute_s)

@@ -1,0 +1,207 @@
+"""Per-call streaming endpointing: turns a stream of PCM frames into utterances.
+
+Feed 16 kHz mono float32 frames (any length; 20 ms from the edge) with the stream time
+of each frame's first sample. The segmenter runs a :class:`~phoneagent.asr.vad.SpeechDetector`
+over fixed windows (32 ms for Silero) and emits:
+
+* :class:`SpeechStarted` once speech has lasted ``min_speech_ms`` (the edge uses it to
+  confirm a barge-in); ``t`` is the onset time, not the detection time;
+* :class:`PartialDue` every ``partial_interval_ms`` of new speech, carrying only the last
+  ``partial_window_s`` of audio, so a preview decode stays cheap;
+* :class:`Utterance` after ``min_silence_ms`` of trailing silence, or when the utterance
+  reaches ``max_utterance_s`` (``forced``), with ``pre_roll_ms`` of audio before the onset
+  so the first word is never clipped.
+
+It is synchronous and deterministic: the same frames and times give the same events.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from phoneagent.asr.vad import VAD_RATE, SpeechDetector
+from phoneagent.runtime.errors import InvalidArgument
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    pre_roll_ms: int = 300
+    min_speech_ms: int = 120
+    min_silence_ms: int = 500
+    tail_pad_ms: int = 200
+    start_threshold: float = 0.5
+    end_threshold: float = 0.35
+    partial_interval_ms: int = 600
+    partial_window_s: float = 3.0
+    max_utterance_s: float = 20.0
+
+    def validate(self) -> None:
+        if not 0.0 < self.end_threshold <= self.start_threshold < 1.0:
+            raise InvalidArgument("VAD thresholds must satisfy 0 < end_threshold <= start_threshold < 1")
+        if min(self.pre_roll_ms, self.min_speech_ms, self.min_silence_ms, self.tail_pad_ms) < 0:
+            raise InvalidArgument("segmenter durations must not be negative")
+        if self.partial_interval_ms < 0 or self.partial_window_s <= 0:
+            raise InvalidArgument("partial_interval_ms must be >= 0 and partial_window_s > 0")
+        if self.max_utterance_s < 1.0:
+            raise InvalidArgument("max_utterance_s must be at least 1 second")
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    t: float
+    detected_at: float
+
+
+@dataclass(frozen=True)
+class PartialDue:
+    pcm: np.ndarray
+    speech_start: float
+    t: float
+
+
+@dataclass(frozen=True)
+class Utterance:
+    pcm: np.ndarray
+    speech_start: float
+    speech_end: float
+    ended_at: float
+    forced: bool = False
+    continued: bool = False
+
+
+SegmentEvent = SpeechStarted | PartialDue | Utterance
+
+
+def _windows(ms: float, window_s: float) -> int:
+    return max(0, math.ceil(ms / 1000.0 / window_s - 1e-9))
+
+
+class Segmenter:
+    """Endpointing state machine for one audio stream."""
+
+    def __init__(self, detector: SpeechDetector, config: SegmenterConfig | None = None) -> None:
+        self.config = config or SegmenterConfig()
+        self.config.validate()
+        self._detector = detector
+        self._win = detector.window
+        self._win_s = self._win / VAD_RATE
+        c = self.config
+        self._pre_roll_w = _windows(c.pre_roll_ms, self._win_s)
+        self._min_speech_w = max(1, _windows(c.min_speech_ms, self._win_s))
+        self._min_silence_w = max(1, _windows(c.min_silence_ms, self._win_s))
+        self._partial_w = _windows(c.partial_interval_ms, self._win_s)
+        self._pending = np.zeros(0, dtype=np.float32)
+        self.reset()
+
+    @property
+    def in_speech(self) -> bool:
+        return self._speaking
+
+    def reset(self) -> None:
+        """Forget all audio and state (for example after the call is re-synchronised)."""
+        self._detector.reset()
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._ring: deque[tuple[float, np.ndarray]] = deque(maxlen=self._pre_roll_w + self._min_speech_w)
+        self._run = 0
+        self._speaking = False
+        self._buffer: list[np.ndarray] = []
+        self._buffer_t = 0.0
+        self._speech_start = 0.0
+        self._last_speech_end = 0.0
+        self._silence = 0
+        self._since_partial = 0
+
+    def feed(self, frame: np.ndarray, t: float) -> list[SegmentEvent]:
+        """Add one frame whose first sample is at stream time ``t`` (seconds)."""
+        if frame.dtype != np.float32 or frame.ndim != 1:
+            raise InvalidArgument("segmenter frames must be mono float32")
+        start_t = t - len(self._pending) / VAD_RATE
+        data = np.concatenate([self._pending, frame]) if len(self._pending) else frame
+        events: list[SegmentEvent] = []
+        n = len(data) // self._win
+        for k in range(n):
+            window = data[k * self._win:(k + 1) * self._win]
+            events.extend(self._step(window, start_t + k * self._win_s))
+        self._pending = data[n * self._win:].copy()
+        return events
+
+    def flush(self, t: float) -> list[SegmentEvent]:
+        """End of stream at time ``t``: close an open utterance (marked ``forced``)."""
+        events: list[SegmentEvent] = []
+        if self._speaking and self._buffer:
+            events.append(self._cut(end=self._last_speech_end, ended_at=t, forced=True))
+        self.reset()
+        return events
+
+    def _step(self, window: np.ndarray, t: float) -> list[SegmentEvent]:
+        prob = self._detector.probability(window)
+        if self._speaking:
+            return self._step_speaking(window, t, prob)
+        return self._step_idle(window, t, prob)
+
+    def _step_idle(self, window: np.ndarray, t: float, prob: float) -> list[SegmentEvent]:
+        self._ring.append((t, window))
+        self._run = self._run + 1 if prob >= self.config.start_threshold else 0
+        if self._run < self._min_speech_w:
+            return []
+        onset = t - (self._run - 1) * self._win_s
+        self._speaking = True
+        self._buffer = [w for _, w in self._ring]
+        self._buffer_t = self._ring[0][0]
+        self._speech_start = onset
+        self._last_speech_end = t + self._win_s
+        self._silence = 0
+        self._since_partial = self._run
+        self._ring.clear()
+        self._run = 0
+        return [SpeechStarted(t=onset, detected_at=t + self._win_s)]
+
+    def _step_speaking(self, window: np.ndarray, t: float, prob: float) -> list[SegmentEvent]:
+        self._buffer.append(window)
+        end = t + self._win_s
+        if prob < self.config.end_threshold:
+            self._silence += 1
+        else:
+            self._silence = 0
+            self._last_speech_end = end
+            self._since_partial += 1
+        if self._silence >= self._min_silence_w:
+            event = self._cut(end=self._last_speech_end, ended_at=end, forced=False)
+            self._to_idle()
+            return [event]
+        if len(self._buffer) * self._win_s >= self.config.max_utterance_s:
+            event = self._cut(end=end, ended_at=end, forced=True, continued=True)
+            self._buffer, self._buffer_t, self._speech_start = [], end, end
+            self._since_partial = 0
+            return [event]
+        if self._partial_w and self._since_partial >= self._partial_w and self._silence == 0:
+            self._since_partial = 0
+            return [self._partial(end)]
+        return []
+
+    def _partial(self, t: float) -> PartialDue:
+        keep = max(1, int(self.config.partial_window_s / self._win_s))
+        pcm = np.concatenate(self._buffer[-keep:])
+        return PartialDue(pcm=pcm, speech_start=self._speech_start, t=t)
+
+    def _cut(self, *, end: float, ended_at: float, forced: bool, continued: bool = False) -> Utterance:
+        pcm = np.concatenate(self._buffer) if self._buffer else np.zeros(0, dtype=np.float32)
+        keep_until = end + self.config.tail_pad_ms / 1000.0 - self._buffer_t
+        pcm = pcm[: max(0, int(round(keep_until * VAD_RATE)))]
+        return Utterance(pcm=pcm, speech_start=self._speech_start, speech_end=end, ended_at=ended_at,
+                         forced=forced, continued=continued)
+
+    def _to_idle(self) -> None:
+        tail = self._buffer[-self._pre_roll_w:] if self._pre_roll_w else []
+        tail_t = self._buffer_t + (len(self._buffer) - len(tail)) * self._win_s
+        self._ring.clear()
+        for i, w in enumerate(tail):
+            self._ring.append((tail_t + i * self._win_s, w))
+        self._speaking = False
+        self._buffer = []
+        self._run = 0
+        self._silence = 0

@@ -1,0 +1,107 @@
+"""The ``phone-agent`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+import sys
+import threading
+from pathlib import Path
+
+SERVICE_CLASSES = {
+    "edge": "phoneagent.edge.service:EdgeService",
+    "asr": "phoneagent.asr.service:AsrService",
+    "llm": "phoneagent.llm.service:LlmService",
+    "tts": "phoneagent.tts.service:TtsService",
+    "policy": "phoneagent.policy.service:PolicyService",
+}
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from phoneagent.runtime.service import main
+
+    module, _, cls = SERVICE_CLASSES[args.service].partition(":")
+    mod = importlib.import_module(module)
+    settings_cls = getattr(mod, "SETTINGS", None)
+    return main(getattr(mod, cls), settings_cls)
+
+
+def _up(args: argparse.Namespace) -> int:
+    from phoneagent.runtime.errors import PhoneAgentError
+    from phoneagent.runtime.stack import SERVICES, Stack
+
+    services = tuple(args.only.split(",")) if args.only else SERVICES
+    stack = Stack(Path(args.data_dir), services)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stack.start(ready_timeout=args.ready_timeout)
+        print(f"{'service':<8} {'pid':>7} {'http':>6}  status")
+        for row in stack.status():
+            extra = ", ".join(f"{k}={v}" for k, v in row.items() if k not in {"service", "pid", "port", "ready"})
+            print(f"{row['service']:<8} {row['pid']:>7} {row['port']:>6}  "
+                  f"{'ready' if row.get('ready') else 'NOT READY'}  {extra}")
+        print(f"logs in {Path(args.data_dir) / 'logs'}; Ctrl-C stops everything", flush=True)
+        if args.exit_when_ready:
+            return 0
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        return 0
+    except PhoneAgentError as exc:
+        print(f"phone-agent up: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        print("stopping...", flush=True)
+        stack.stop()
+        print("stopped", flush=True)
+
+
+def _config(args: argparse.Namespace) -> int:
+    from phoneagent.runtime.settings import CommonSettings, describe
+
+    classes = [("common", CommonSettings)]
+    for name, target in SERVICE_CLASSES.items():
+        module = target.partition(":")[0]
+        try:
+            settings_cls = getattr(importlib.import_module(module), "SETTINGS", None)
+        except ImportError:
+            continue
+        if settings_cls is not None:
+            classes.append((name, settings_cls))
+    for name, cls in classes:
+        print(f"[{name}]")
+        for var, default, doc in describe(cls):
+            print(f"  {var:<28} {default:<28} {doc}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="phone-agent", description="Self-hostable AI phone agent")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run one service in the foreground")
+    s.add_argument("service", choices=sorted(SERVICE_CLASSES))
+    s.set_defaults(func=_serve)
+    u = sub.add_parser("up", help="run the local stack: nats-server and every service, until Ctrl-C")
+    u.add_argument("--data-dir", default="var/local", help="where NATS data and logs go (default var/local)")
+    u.add_argument("--only", default="", help="comma-separated services to start (default all)")
+    u.add_argument("--ready-timeout", type=float, default=300.0)
+    u.add_argument("--exit-when-ready", action="store_true", help="stop again once every service is ready")
+    u.set_defaults(func=_up)
+    c = sub.add_parser("config", help="list every environment variable the services read")
+    c.set_defaults(func=_config)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

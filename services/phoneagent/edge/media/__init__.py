@@ -1,0 +1,1 @@
+"""Edge media: RTP, RFC 4733 DTMF, jitter buffer, playout pacing and barge-in detection (no bus code)."""

@@ -1,0 +1,252 @@
+"""Adaptive jitter buffer for 20 ms G.711 audio.
+
+Packets are pushed as they arrive (with their arrival time); the playout clock pulls
+exactly one frame every 20 ms. Frames are keyed by RTP timestamp, so reordering,
+duplicates and multi-frame packets are handled without looking at sequence numbers.
+
+Delay adapts to the network: the target depth is ``frame + jitter_factor x J`` where J
+is the RFC 3550 interarrival jitter estimate, clamped to [min_delay, max_delay].
+- Too deep (more than one frame over target): one frame is dropped, at most once per
+  ``shrink_interval`` pulls, so the delay comes down without audible jumps.
+- Underrun (nothing at or after the playout point has arrived): the playout point
+  does not advance, a concealment frame is played, and the delay grows by one frame.
+- A missing frame with later frames present is lost: conceal and move on.
+Concealment repeats the last good frame with a fade to silence over ``fade_frames``
+frames, then plays silence. Memory is bounded by ``capacity`` frames; a packet further
+ahead than that restarts the buffer (a new talk spurt after a long pause, or a new
+source).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from phoneagent.audio.g711 import PCMU, G711Codec
+from phoneagent.audio.pcm import Int16Array
+from phoneagent.edge.media.rtp import Unwrapper
+
+
+class PushResult(enum.Enum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    LATE = "late"
+    MALFORMED = "malformed"
+    RESTARTED = "restarted"  # accepted after dropping the buffer (jump or new stream)
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One 20 ms frame of int16 PCM. ``concealed`` is true when it stands in for audio that
+    had not arrived (faded repeat or silence); frames before playout starts are silence
+    with ``concealed`` false."""
+
+    pcm: Int16Array
+    concealed: bool
+    timestamp: int | None  # RTP timestamp of the frame played, None when concealed
+
+
+@dataclass(slots=True)
+class JitterStats:
+    pushed: int = 0
+    played: int = 0
+    concealed: int = 0
+    late: int = 0
+    duplicate: int = 0
+    malformed: int = 0
+    dropped_for_delay: int = 0
+    restarts: int = 0
+
+
+class JitterBuffer:
+    def __init__(
+        self,
+        codec: G711Codec = PCMU,
+        *,
+        frame_ms: int = 20,
+        min_delay_ms: int = 40,
+        max_delay_ms: int = 300,
+        jitter_factor: float = 3.0,
+        fade_frames: int = 3,
+        shrink_interval: int = 5,
+    ) -> None:
+        if not 0 < min_delay_ms <= max_delay_ms:
+            raise ValueError("jitter buffer needs 0 < min_delay_ms <= max_delay_ms")
+        self.codec = codec
+        self.frame_ms = frame_ms
+        self.frame_samples = codec.sample_rate * frame_ms // 1000
+        self.min_delay_ms = min_delay_ms
+        self.max_delay_ms = max_delay_ms
+        self.jitter_factor = jitter_factor
+        self.fade_frames = fade_frames
+        self.shrink_interval = shrink_interval
+        self.capacity = 2 * math.ceil(max_delay_ms / frame_ms) + 2
+        self.stats = JitterStats()
+        self._silence = np.zeros(self.frame_samples, dtype=np.int16)
+        self._ramps = self._build_ramps()
+        self._jitter_ts = 0.0  # RFC 3550 J, in timestamp units
+        self._reset()
+
+    # ---- state ---------------------------------------------------------------------------
+    def _reset(self) -> None:
+        self._ts = Unwrapper(32)
+        self._base: int | None = None  # extended timestamp of frame index 0
+        self._frames: dict[int, bytes] = {}
+        self._next: int | None = None  # next frame index to play; None until playout starts
+        self._latest = -1
+        self._last_transit: float | None = None
+        self._last_pcm: Int16Array | None = None
+        self._conceal_run = 0
+        self._since_shrink = 0
+
+    def _build_ramps(self) -> list[np.ndarray]:
+        n = self.frame_samples * self.fade_frames
+        gains = np.linspace(1.0, 0.0, n + 1, dtype=np.float32)[1:]
+        return [gains[i * self.frame_samples:(i + 1) * self.frame_samples] for i in range(self.fade_frames)]
+
+    @property
+    def jitter_ms(self) -> float:
+        return self._jitter_ts * 1000.0 / self.codec.sample_rate
+
+    @property
+    def target_delay_ms(self) -> float:
+        target = self.frame_ms + self.jitter_factor * self.jitter_ms
+        return min(self.max_delay_ms, max(self.min_delay_ms, target))
+
+    @property
+    def target_frames(self) -> int:
+        return math.ceil(self.target_delay_ms / self.frame_ms - 1e-9)
+
+    @property
+    def depth(self) -> int:
+        """Frames from the playout point to the newest frame received (missing ones included)."""
+        if self._base is None:
+            return 0
+        start = self._next if self._next is not None else min(self._frames, default=self._latest + 1)
+        return max(0, self._latest - start + 1)
+
+    @property
+    def playing(self) -> bool:
+        return self._next is not None
+
+    # ---- input ---------------------------------------------------------------------------
+    def push(self, timestamp: int, payload: bytes, arrival: float) -> PushResult:
+        """Add a packet's payload (``timestamp``: its RTP timestamp; ``arrival``: seconds, monotonic)."""
+        self.stats.pushed += 1
+        fs = self.frame_samples
+        if not payload or len(payload) % fs:
+            self.stats.malformed += 1
+            return PushResult.MALFORMED
+        result = PushResult.ACCEPTED
+        ext = self._ts.unwrap(timestamp & 0xFFFFFFFF)
+        if self._base is None:
+            self._base = ext
+        index = round((ext - self._base) / fs)
+        if self._is_jump(index):
+            self._restart(timestamp)
+            ext = self._ts.unwrap(timestamp & 0xFFFFFFFF)
+            self._base = ext
+            index = 0
+            result = PushResult.RESTARTED
+        self._update_jitter(ext, arrival)
+        count = len(payload) // fs
+        stored = 0
+        for k in range(count):
+            stored += self._store(index + k, payload[k * fs:(k + 1) * fs])
+        if stored == 0 and result is PushResult.ACCEPTED:
+            return self._reject_reason(index)
+        return result
+
+    def _is_jump(self, index: int) -> bool:
+        origin = self._next if self._next is not None else (self._latest if self._latest >= 0 else 0)
+        return abs(index - origin) > self.capacity
+
+    def _restart(self, timestamp: int) -> None:
+        self.stats.restarts += 1
+        keep_last = self._last_pcm
+        self._reset()
+        self._last_pcm = keep_last
+
+    def _store(self, index: int, data: bytes) -> int:
+        if self._next is not None and index < self._next:
+            return 0
+        if index in self._frames:
+            return 0
+        self._frames[index] = data
+        self._latest = max(self._latest, index)
+        return 1
+
+    def _reject_reason(self, index: int) -> PushResult:
+        if self._next is not None and index < self._next:
+            self.stats.late += 1
+            return PushResult.LATE
+        self.stats.duplicate += 1
+        return PushResult.DUPLICATE
+
+    def _update_jitter(self, ext: int, arrival: float) -> None:
+        transit = arrival * self.codec.sample_rate - ext
+        if self._last_transit is not None:
+            d = abs(transit - self._last_transit)
+            self._jitter_ts += (d - self._jitter_ts) / 16.0
+        self._last_transit = transit
+
+    # ---- output --------------------------------------------------------------------------
+    def pull(self) -> Frame:
+        """Exactly one frame of ``frame_ms``; call once per playout tick."""
+        if self._next is None and not self._try_start():
+            return Frame(self._silence, False, None)
+        assert self._next is not None
+        self._maybe_shrink()
+        data = self._frames.pop(self._next, None)
+        if data is not None:
+            return self._play(self._next, data)
+        if self._latest > self._next:
+            self._next += 1  # lost: later frames are here, move on
+        # else underrun: keep the playout point, so the delay grows by one frame
+        return self._conceal()
+
+    def _try_start(self) -> bool:
+        if not self._frames:
+            return False
+        first = min(self._frames)
+        if self._latest - first + 1 < self.target_frames:
+            return False
+        self._next = first
+        return True
+
+    def _maybe_shrink(self) -> None:
+        assert self._next is not None
+        self._since_shrink += 1
+        if self.depth <= self.target_frames + 1 or self._since_shrink < self.shrink_interval:
+            return
+        # Drop the oldest frame (or skip a hole) to bring the delay down by one frame.
+        self._frames.pop(self._next, None)
+        self._next += 1
+        self._since_shrink = 0
+        self.stats.dropped_for_delay += 1
+
+    def _play(self, index: int, data: bytes) -> Frame:
+        assert self._next is not None and self._base is not None
+        self._next = index + 1
+        pcm = self.codec.decode(data)
+        self._last_pcm = pcm
+        self._conceal_run = 0
+        self.stats.played += 1
+        ts = (self._base + index * self.frame_samples) & 0xFFFFFFFF
+        return Frame(pcm, False, ts)
+
+    def _conceal(self) -> Frame:
+        self.stats.concealed += 1
+        run = self._conceal_run
+        self._conceal_run += 1
+        if self._last_pcm is None or run >= self.fade_frames:
+            return Frame(self._silence, True, None)
+        faded = np.rint(self._last_pcm.astype(np.float32) * self._ramps[run]).astype(np.int16)
+        return Frame(faded, True, None)
+
+    def reset(self) -> None:
+        """Forget all buffered audio (e.g. on a new SSRC); the jitter estimate is kept."""
+        self._reset()

@@ -1,0 +1,343 @@
+"""A confirmed (or early-confirmed) INVITE dialog: BYE, REFER with NOTIFY sipfrag, re-INVITE for hold."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from phoneagent.edge.sip.headers import Headers, NameAddr, ParseError, SipURI
+from phoneagent.edge.sip.message import REASONS, SipRequest, SipResponse, make_response
+from phoneagent.edge.sip.sdp import (
+    NoCommonCodec,
+    SdpError,
+    SessionDescription,
+    combine_direction,
+    negotiated,
+    parse_sdp,
+)
+from phoneagent.edge.sip.transaction import ServerTransaction, new_branch
+from phoneagent.edge.sip.transport import Peer, TransportError
+
+if TYPE_CHECKING:
+    from phoneagent.edge.sip.ua import UserAgent
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DialogHandlers:
+    """Callbacks for what the peer does in a dialog. Each may be a plain function or a coroutine."""
+
+    on_bye: Callable[[Dialog], Any] | None = None
+    on_hold: Callable[[Dialog, bool], Any] | None = None
+    # Blind transfer requested by the peer: return the final SIP status of the new call.
+    on_refer: Callable[[Dialog, SipURI], Awaitable[int]] | None = None
+
+
+class Dialog:
+    def __init__(self, ua: UserAgent, *, call_id: str, local: NameAddr, remote: NameAddr,
+                 remote_target: SipURI, route_set: list[str], local_seq: int, remote_seq: int,
+                 peer: Peer, local_sdp: SessionDescription | None,
+                 remote_sdp: SessionDescription | None, outbound: bool,
+                 handlers: DialogHandlers | None = None) -> None:
+        self.ua = ua
+        self.call_id = call_id
+        self.local = local
+        self.remote = remote
+        self.remote_target = remote_target
+        self.route_set = route_set
+        self.local_seq = local_seq
+        self.remote_seq = remote_seq
+        self.peer = peer
+        self.local_sdp = local_sdp
+        self.remote_sdp = remote_sdp
+        self.outbound = outbound
+        self.handlers = handlers or DialogHandlers()
+        self.held = False
+        self.confirmed = asyncio.Event()
+        self.ended = asyncio.Event()
+        self.end_reason = ""
+        self._ack: SipRequest | None = None
+        self._ok: tuple[SipResponse, ServerTransaction] | None = None
+        self._ok_timer: asyncio.TimerHandle | None = None
+        self._reinvite_pending = False
+        self._refer_waiters: list[asyncio.Future[int]] = []
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.call_id, self.local.tag, self.remote.tag
+
+    # --- building and sending requests ------------------------------------------------------
+    def make_request(self, method: str, body: bytes = b"", content_type: str = "") -> SipRequest:
+        headers = Headers()
+        headers.add("Via", str(self.ua.via(self.peer.transport, new_branch())))
+        headers.add("Max-Forwards", "70")
+        headers.add("From", str(self.local))
+        headers.add("To", str(self.remote))
+        headers.add("Call-ID", self.call_id)
+        if method != "ACK":
+            self.local_seq += 1
+        headers.add("CSeq", f"{self.local_seq} {method}")
+        for route in self.route_set:
+            headers.add("Route", route)
+        if method in ("INVITE", "REFER", "NOTIFY"):
+            headers.add("Contact", str(self.ua.contact(self.peer.transport)))
+        headers.add("User-Agent", self.ua.config.user_agent)
+        if content_type:
+            headers.add("Content-Type", content_type)
+        return SipRequest(headers=headers, body=body, method=method, uri=self.remote_target)
+
+    async def send(self, req: SipRequest, timeout_s: float | None = None) -> SipResponse:
+        """Send an in-dialog request and return its final response (408 on timeout)."""
+        return await self.ua.transact(req, self.peer, timeout_s)
+
+    # --- our actions ----------------------------------------------------------------------
+    async def bye(self) -> None:
+        """Hang up. The dialog ends even if the peer does not answer the BYE."""
+        if self.ended.is_set():
+            return
+        self._end("local_bye")
+        try:
+            resp = await self.send(self.make_request("BYE"))
+            log.info("sip bye answered", extra={"call_id": self.call_id, "status": resp.status})
+        except TransportError:
+            log.info("sip bye not sent: transport error", extra={"call_id": self.call_id})
+
+    async def reinvite(self, local_sdp: SessionDescription) -> SipResponse:
+        """Send a re-INVITE with a new offer (hold: direction sendonly/inactive). Returns the final response."""
+        offer = copy.deepcopy(local_sdp)
+        offer.version = (self.local_sdp.version + 1) if self.local_sdp else offer.version
+        self._reinvite_pending = True
+        try:
+            req = self.make_request("INVITE", offer.encode(), "application/sdp")
+            resp = await self.ua.invite_in_dialog(self, req)
+        finally:
+            self._reinvite_pending = False
+        if 200 <= resp.status < 300:
+            self.local_sdp = offer
+            if resp.body:
+                try:
+                    self.remote_sdp = parse_sdp(resp.body)
+                except SdpError:
+                    log.info("sip re-invite answer unparseable", extra={"call_id": self.call_id})
+        return resp
+
+    async def hold(self, held: bool = True) -> SipResponse:
+        if self.local_sdp is None:
+            raise SdpError("no local session description to hold")
+        sdp = copy.deepcopy(self.local_sdp)
+        for m in sdp.media:
+            if m.port:
+                m.direction = "sendonly" if held else "sendrecv"
+        return await self.reinvite(sdp)
+
+    async def refer(self, target: SipURI | str, timeout_s: float = 32.0) -> int:
+        """Blind transfer: REFER the peer to ``target`` and wait for the NOTIFY sipfrag's final status.
+
+        Returns the final SIP status of the transfer (the REFER's own status when it is rejected,
+        408 when no final NOTIFY arrives in ``timeout_s``).
+        """
+        req = self.make_request("REFER")
+        req.headers.add("Refer-To", f"<{target}>")
+        req.headers.add("Referred-By", f"<{self.local.uri}>")
+        waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._refer_waiters.append(waiter)
+        try:
+            resp = await self.send(req)
+            if resp.status >= 300:
+                return resp.status
+            return await asyncio.wait_for(waiter, timeout_s)
+        except TimeoutError:
+            return 408
+        finally:
+            if waiter in self._refer_waiters:
+                self._refer_waiters.remove(waiter)
+
+    # --- 2xx reliability (UAS core, RFC 3261 section 13.3.1.4) ------------------------------
+    def start_ok_retransmit(self, resp: SipResponse, txn: ServerTransaction) -> None:
+        self._ok = (resp, txn)
+        if txn.reliable:
+            self._schedule_ok(64 * self.ua.timers.t1, give_up=True)
+        else:
+            self._schedule_ok(self.ua.timers.t1)
+
+    def _schedule_ok(self, interval: float, give_up: bool = False, elapsed: float = 0.0) -> None:
+        loop = asyncio.get_running_loop()
+        self._ok_timer = loop.call_later(interval, self._ok_tick, interval, elapsed + interval, give_up)
+
+    def _ok_tick(self, interval: float, elapsed: float, give_up: bool) -> None:
+        if self._ok is None or self.ended.is_set():
+            return
+        if give_up or elapsed >= 64 * self.ua.timers.t1:
+            log.info("sip ack never arrived: ending call", extra={"call_id": self.call_id})
+            self._ok = None
+            self.ua.spawn(self.bye())
+            return
+        resp, txn = self._ok
+        self.ua.send_nowait(resp, txn.reply_to)
+        self._schedule_ok(min(interval * 2, self.ua.timers.t2), elapsed=elapsed)
+
+    def on_ack(self, req: SipRequest) -> None:
+        if self._ok is None or req.cseq.seq != self._ok[1].request.cseq.seq:
+            return
+        self._ok = None
+        if self._ok_timer is not None:
+            self._ok_timer.cancel()
+        if req.body and req.content_type == "application/sdp":
+            try:
+                self.remote_sdp = parse_sdp(req.body)
+            except SdpError:
+                log.info("sip ack sdp unparseable", extra={"call_id": self.call_id})
+        self.confirmed.set()
+
+    def set_ack(self, ack: SipRequest) -> None:
+        self._ack = ack
+
+    def resend_ack(self) -> None:
+        if self._ack is not None:
+            self.ua.send_nowait(self._ack, self.peer)
+
+    # --- peer's requests ------------------------------------------------------------------
+    def handle(self, req: SipRequest, txn: ServerTransaction) -> None:
+        seq = req.cseq.seq
+        if req.method != "CANCEL" and seq <= self.remote_seq and self.remote_seq:
+            txn.respond(make_response(req, 500, "Out of order"))
+            return
+        self.remote_seq = seq
+        handler = {
+            "BYE": self._on_bye, "INVITE": self._on_reinvite, "REFER": self._on_refer,
+            "NOTIFY": self._on_notify, "OPTIONS": self._on_options, "INFO": self._on_info,
+        }.get(req.method)
+        if handler is None:
+            self.ua.reject_method(req, txn)
+            return
+        handler(req, txn)
+
+    def _on_bye(self, req: SipRequest, txn: ServerTransaction) -> None:
+        txn.respond(make_response(req, 200))
+        if not self.ended.is_set():
+            self._end("remote_bye")
+            self._callback(self.handlers.on_bye, self)
+
+    def _on_options(self, req: SipRequest, txn: ServerTransaction) -> None:
+        txn.respond(self.ua.options_response(req))
+
+    def _on_info(self, req: SipRequest, txn: ServerTransaction) -> None:
+        txn.respond(make_response(req, 200))
+
+    def _on_reinvite(self, req: SipRequest, txn: ServerTransaction) -> None:
+        if self._reinvite_pending or self._ok is not None:
+            txn.respond(make_response(req, 491))
+            return
+        try:
+            remote = parse_sdp(req.body) if req.body else None
+            held = negotiated(remote).on_hold if remote is not None else self.held
+        except SdpError:
+            txn.respond(make_response(req, 400, "Bad SDP"))
+            return
+        except NoCommonCodec:
+            txn.respond(make_response(req, 488))
+            return
+        if self.local_sdp is not None:
+            self.local_sdp = copy.deepcopy(self.local_sdp)
+            self.local_sdp.version += 1
+            if remote is not None and remote.audio is not None:
+                for m in self.local_sdp.media:
+                    if m.port:
+                        m.direction = combine_direction(remote.audio.direction, "sendrecv")
+        if remote is not None:
+            self.remote_sdp = remote
+        resp = make_response(req, 200)
+        resp.headers.add("Contact", str(self.ua.contact(self.peer.transport)))
+        if self.local_sdp is not None:
+            resp.headers.add("Content-Type", "application/sdp")
+            resp.body = self.local_sdp.encode()
+        txn.respond(resp)
+        self.start_ok_retransmit(resp, txn)
+        if held != self.held:
+            self.held = held
+            self._callback(self.handlers.on_hold, self, held)
+
+    def _on_refer(self, req: SipRequest, txn: ServerTransaction) -> None:
+        refer_to = req.headers.get("Refer-To")
+        if not refer_to:
+            txn.respond(make_response(req, 400, "Missing Refer-To"))
+            return
+        try:
+            target = NameAddr.parse(refer_to).uri
+        except ParseError:
+            txn.respond(make_response(req, 400, "Bad Refer-To"))
+            return
+        if self.handlers.on_refer is None:
+            txn.respond(make_response(req, 603))
+            return
+        txn.respond(make_response(req, 202))
+        self.ua.spawn(self._run_transfer(target))
+
+    async def _run_transfer(self, target: SipURI) -> None:
+        await self._notify_sipfrag(100, active=True)
+        status = 500
+        try:
+            assert self.handlers.on_refer is not None
+            status = int(await self.handlers.on_refer(self, target))
+        except Exception:  # noqa: BLE001 - report the failure to the peer instead
+            log.exception("sip refer handler failed", extra={"call_id": self.call_id})
+        await self._notify_sipfrag(status, active=False)
+
+    async def _notify_sipfrag(self, status: int, *, active: bool) -> None:
+        if self.ended.is_set():
+            return
+        body = f"SIP/2.0 {status} {REASONS.get(status, 'Unknown')}\r\n".encode()
+        req = self.make_request("NOTIFY", body, "message/sipfrag;version=2.0")
+        req.headers.add("Event", "refer")
+        state = "active;expires=60" if active else "terminated;reason=noresource"
+        req.headers.add("Subscription-State", state)
+        try:
+            await self.send(req)
+        except TransportError:
+            log.info("sip notify not sent: transport error", extra={"call_id": self.call_id})
+
+    def _on_notify(self, req: SipRequest, txn: ServerTransaction) -> None:
+        if (req.headers.get("Event") or "").split(";")[0].strip().lower() != "refer":
+            txn.respond(make_response(req, 489, "Bad Event"))
+            return
+        txn.respond(make_response(req, 200))
+        status = _sipfrag_status(req.body)
+        terminated = (req.headers.get("Subscription-State") or "").lower().startswith("terminated")
+        if status is None and terminated:
+            status = 500
+        if status is not None and (status >= 200 or terminated):
+            for waiter in self._refer_waiters:
+                if not waiter.done():
+                    waiter.set_result(status)
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def _end(self, reason: str) -> None:
+        self.end_reason = reason
+        self.ended.set()
+        if self._ok_timer is not None:
+            self._ok_timer.cancel()
+        self.ua.forget_dialog(self)
+
+    def _callback(self, fn: Callable[..., Any] | None, *args: Any) -> None:
+        if fn is None:
+            return
+        try:
+            result = fn(*args)
+        except Exception:  # noqa: BLE001 - a failing callback must not break the dialog
+            log.exception("sip dialog callback failed", extra={"call_id": self.call_id})
+            return
+        if inspect.isawaitable(result):
+            self.ua.spawn(result)
+
+
+def _sipfrag_status(body: bytes) -> int | None:
+    first = body.decode("utf-8", "replace").split("\n", 1)[0].strip().split()
+    if len(first) >= 2 and first[0] == "SIP/2.0" and first[1].isdigit() and len(first[1]) == 3:
+        return int(first[1])
+    return None

@@ -1,0 +1,79 @@
+"""Tool definitions offered to the model, as JSON Schemas (OpenAI ``tools`` shape).
+
+Dates and times are taken as the caller's own words (``"next Tuesday afternoon"``) or
+ISO text; the executor resolves them in code, never the model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_WHEN = {
+    "type": "string", "minLength": 1, "maxLength": 120,
+    "description": "Day and time as the caller said it, e.g. 'next Tuesday at 10' or '2026-12-01 14:30'.",
+}
+_TYPE = {"type": "string", "minLength": 1, "maxLength": 60,
+         "description": "Appointment type, e.g. 'cleaning'."}
+_APPT_ID = {"type": "string", "minLength": 1, "maxLength": 40,
+            "description": "Appointment id from a previous tool result."}
+_NAME = {"type": "string", "minLength": 1, "maxLength": 80, "description": "Caller's name."}
+_PHONE = {"type": "string", "pattern": r"^\+?[0-9 ().-]{7,20}$", "maxLength": 20,
+          "description": "Call-back number; leave out to use the number the caller is calling from."}
+
+
+def _obj(props: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {"type": "object", "properties": props, "required": required, "additionalProperties": False}
+
+
+TOOL_SCHEMAS: dict[str, dict[str, Any]] = {
+    "check_availability": {
+        "description": "Find free appointment slots.",
+        "parameters": _obj({"appointment_type": _TYPE, "when": _WHEN}, ["appointment_type"]),
+    },
+    "book_appointment": {
+        "description": "Book an appointment at an exact day and time the caller agreed to.",
+        "parameters": _obj({"appointment_type": _TYPE, "when": _WHEN, "name": _NAME, "phone": _PHONE,
+                            "notes": {"type": "string", "maxLength": 300}},
+                           ["appointment_type", "when", "name"]),
+    },
+    "find_appointments": {
+        "description": "List the caller's upcoming appointments.",
+        "parameters": _obj({"phone": _PHONE}, []),
+    },
+    "move_appointment": {
+        "description": "Move one of the caller's appointments to a new day and time.",
+        "parameters": _obj({"appointment_id": _APPT_ID, "new_when": _WHEN}, ["new_when"]),
+    },
+    "cancel_appointment": {
+        "description": "Cancel one of the caller's appointments.",
+        "parameters": _obj({"appointment_id": _APPT_ID, "when": _WHEN}, []),
+    },
+    "lookup_knowledge": {
+        "description": "Look up facts about the business (prices, services, policies, directions).",
+        "parameters": _obj({"question": {"type": "string", "minLength": 2, "maxLength": 300}}, ["question"]),
+    },
+    "transfer_to_human": {
+        "description": "Transfer the caller to a person.",
+        "parameters": _obj({"reason": {"type": "string", "maxLength": 200}}, []),
+    },
+    "take_message": {
+        "description": "Take a message for the staff to call back.",
+        "parameters": _obj({"name": _NAME, "message": {"type": "string", "minLength": 1, "maxLength": 1000},
+                            "phone": _PHONE, "urgent": {"type": "boolean"}}, ["name", "message"]),
+    },
+    "end_call": {
+        "description": "End the call after saying goodbye.",
+        "parameters": _obj({"reason": {"type": "string", "maxLength": 200}}, []),
+    },
+}
+
+TOOL_NAMES: tuple[str, ...] = tuple(TOOL_SCHEMAS)
+
+
+def tool_definitions(enabled: frozenset[str] | None = None) -> list[dict[str, Any]]:
+    """The ``tools`` list for a chat-completion request, limited to ``enabled`` tools."""
+    return [
+        {"type": "function", "function": {"name": name, **spec}}
+        for name, spec in TOOL_SCHEMAS.items()
+        if enabled is None or name in enabled
+    ]

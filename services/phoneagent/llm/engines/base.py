@@ -1,0 +1,148 @@
+"""The interface every LLM engine implements, request validation, and the engine registry.
+
+An engine turns a chat (OpenAI-style message dicts) into a stream of :class:`Delta`
+pieces. The service owns request ids and calls :meth:`LlmEngine.abort` on barge-in; an
+aborted stream ends promptly with ``finish_reason == "abort"``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from phoneagent.runtime.errors import InvalidArgument
+
+FINISH_STOP = "stop"  # the model ended its reply
+FINISH_LENGTH = "length"  # max_tokens (or the context) ran out
+FINISH_ABORT = "abort"  # abort() was called for the request
+
+_ROLES = frozenset({"system", "user", "assistant", "tool"})
+MAX_TOKENS_LIMIT = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """One piece of a streamed reply.
+
+    Every piece but the last carries ``text``; the last carries ``finish_reason`` and the
+    token counts (``prompt_tokens`` is ``None`` when the engine cannot tell).
+    """
+
+    text: str = ""
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int = 0
+
+    @property
+    def final(self) -> bool:
+        return self.finish_reason is not None
+
+
+@runtime_checkable
+class LlmEngine(Protocol):
+    """A streaming chat-completion engine.
+
+    ``load()`` blocks (it may read hundreds of MB): call it from a worker thread at start-up.
+    ``stream()`` is an async generator; an engine may run one generation at a time and then
+    queues further calls (each engine documents this). ``abort()`` returns once the stream
+    for ``request_id`` will yield nothing more but its final delta; aborting an unknown or
+    finished request is a no-op.
+    """
+
+    name: str
+
+    def load(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def stream(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        request_id: str,
+        max_tokens: int,
+        temperature: float,
+        tools: list[dict[str, Any]] | None = None,
+        json_schema: dict[str, Any] | None = None,
+    ) -> AsyncIterator[Delta]: ...
+
+    async def abort(self, request_id: str) -> None: ...
+
+
+def validate_request(
+    messages: list[dict[str, Any]],
+    *,
+    request_id: str,
+    max_tokens: int,
+    temperature: float,
+    tools: list[dict[str, Any]] | None = None,
+    json_schema: dict[str, Any] | None = None,
+) -> None:
+    """Reject malformed requests with :class:`InvalidArgument` before any engine sees them."""
+    if not isinstance(request_id, str) or not request_id:
+        raise InvalidArgument("request_id must be a non-empty string")
+    if not isinstance(max_tokens, int) or not 1 <= max_tokens <= MAX_TOKENS_LIMIT:
+        raise InvalidArgument(f"max_tokens must be an integer from 1 to {MAX_TOKENS_LIMIT}")
+    if not isinstance(temperature, int | float) or not 0.0 <= temperature <= 2.0:
+        raise InvalidArgument("temperature must be between 0 and 2")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidArgument("messages must be a non-empty list")
+    for i, msg in enumerate(messages):
+        _validate_message(i, msg)
+    if tools is not None:
+        _validate_tools(tools)
+    if json_schema is not None and (not isinstance(json_schema, dict) or not json_schema):
+        raise InvalidArgument("json_schema must be a non-empty JSON Schema object")
+
+
+def _validate_message(index: int, msg: Any) -> None:
+    if not isinstance(msg, dict):
+        raise InvalidArgument(f"message {index} is not an object")
+    if msg.get("role") not in _ROLES:
+        raise InvalidArgument(f"message {index} has an unknown role")
+    content = msg.get("content")
+    if content is None and msg.get("role") == "assistant" and msg.get("tool_calls"):
+        return
+    if not isinstance(content, str):
+        raise InvalidArgument(f"message {index} content must be a string")
+
+
+def _validate_tools(tools: Any) -> None:
+    if not isinstance(tools, list):
+        raise InvalidArgument("tools must be a list")
+    for i, tool in enumerate(tools):
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
+            raise InvalidArgument(f"tool {i} must be {{'type': 'function', 'function': {{'name': ...}}}}")
+
+
+# name -> (module, class); modules are imported only when their engine is asked for.
+_ENGINES: dict[str, tuple[str, str]] = {
+    "llama_cpp": ("phoneagent.llm.engines.llama_cpp", "LlamaCppEngine"),
+    "openai_http": ("phoneagent.llm.engines.openai_http", "OpenAIHttpEngine"),
+    "vllm": ("phoneagent.llm.engines.vllm", "VllmEngine"),
+}
+_ALIASES = {"llama-cpp": "llama_cpp", "llamacpp": "llama_cpp", "openai": "openai_http",
+            "openai-http": "openai_http"}
+
+
+def engine_names() -> list[str]:
+    return sorted(_ENGINES)
+
+
+def create_engine(name: str, **opts: Any) -> LlmEngine:
+    """Build the engine called ``name`` with engine-specific options (not yet loaded).
+
+    Raises :class:`InvalidArgument` for an unknown name and
+    :class:`~phoneagent.runtime.modelfiles.MissingModelError` (naming the extra to install)
+    when the engine's library is missing.
+    """
+    key = _ALIASES.get(name, name)
+    if key not in _ENGINES:
+        raise InvalidArgument(f"unknown LLM engine {name!r}; choose one of {', '.join(engine_names())}")
+    module_name, class_name = _ENGINES[key]
+    engine_cls = getattr(importlib.import_module(module_name), class_name)
+    engine: LlmEngine = engine_cls(**opts)
+    return engine

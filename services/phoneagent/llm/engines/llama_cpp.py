@@ -1,0 +1,253 @@
+"""CPU engine: llama.cpp through llama-cpp-python, running a GGUF model in process.
+
+Concurrency: one llama.cpp context can run one generation at a time, so every engine
+instance owns a single worker thread and requests queue behind each other in arrival
+order (run several instances, each with its own model, for parallel calls). Generation
+runs in that thread and hands text to the event loop through an asyncio queue.
+
+Abort: :meth:`LlamaCppEngine.abort` sets a flag that the worker checks after every
+sampled token, before the next one is computed, and wakes the consumer so its stream
+ends at once; the worker drops whatever it was computing when the flag was set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from phoneagent.llm.engines.base import FINISH_ABORT, FINISH_LENGTH, FINISH_STOP, Delta, validate_request
+from phoneagent.llm.models import DEFAULT_MODEL, model_path
+from phoneagent.runtime.errors import EngineFailure, InvalidArgument, PhoneAgentError, Unavailable
+from phoneagent.runtime.modelfiles import MissingModelError
+
+log = logging.getLogger(__name__)
+
+_WAKE = ("wake",)
+
+
+def _import_llama_cpp() -> Any:
+    try:
+        import llama_cpp
+    except ImportError:
+        raise MissingModelError("the llama.cpp engine needs llama-cpp-python", extra="llm",
+                                package="llama-cpp-python==0.3.36") from None
+    return llama_cpp
+
+
+@dataclass
+class _Request:
+    messages: list[dict[str, Any]]
+    max_tokens: int
+    temperature: float
+    tools: list[dict[str, Any]] | None
+    json_schema: dict[str, Any] | None
+
+
+@dataclass
+class _Job:
+    request_id: str
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[tuple[Any, ...]] = field(default_factory=asyncio.Queue)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    prompt_tokens: int | None = None
+    completion_tokens: int = 0
+
+    def emit(self, *item: Any) -> None:
+        """Hand an item to the consumer (called from the worker thread)."""
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+
+    def final(self, reason: str) -> Delta:
+        return Delta(finish_reason=reason, prompt_tokens=self.prompt_tokens,
+                     completion_tokens=self.completion_tokens)
+
+
+class LlamaCppEngine:
+    """llama.cpp chat engine; the prompt is built with the GGUF's own chat template."""
+
+    name = "llama_cpp"
+
+    def __init__(self, *, model: str = DEFAULT_MODEL, model_path: str | Path | None = None,
+                 n_ctx: int = 4096, n_threads: int = 1, n_batch: int = 256, n_gpu_layers: int = 0,
+                 seed: int = 0) -> None:
+        self._lib = _import_llama_cpp()
+        if n_ctx < 256 or n_threads < 1 or n_batch < 1:
+            raise InvalidArgument("n_ctx must be at least 256; n_threads and n_batch at least 1")
+        self._model_key = model
+        self._model_path = Path(model_path) if model_path else None
+        self._params = {"n_ctx": n_ctx, "n_threads": n_threads, "n_threads_batch": n_threads,
+                        "n_batch": n_batch, "n_gpu_layers": n_gpu_layers, "seed": seed}
+        self._llm: Any = None
+        self._formatter: Any = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._jobs: dict[str, _Job] = {}
+
+    @property
+    def loaded(self) -> bool:
+        return self._llm is not None
+
+    def load(self) -> None:
+        """Load the model (blocking: run it in a thread). Assembles the weights on first use."""
+        if self._llm is not None:
+            return
+        path = self._model_path or model_path(self._model_key)
+        if not path.is_file():
+            raise MissingModelError(f"model file {path.name} not found", extra="llm")
+        started = time.monotonic()
+        try:
+            llm = self._lib.Llama(model_path=str(path), verbose=False, **self._params)
+        except (ValueError, RuntimeError) as exc:
+            raise EngineFailure(f"llama.cpp could not load {path.name}") from exc
+        self._formatter = self._chat_formatter(llm)
+        self._llm = llm
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-cpp")
+        log.info("llm model loaded", extra={"engine": self.name, "model": path.name,
+                                            "load_s": round(time.monotonic() - started, 3),
+                                            "n_ctx": self._params["n_ctx"],
+                                            "n_threads": self._params["n_threads"]})
+
+    def _chat_formatter(self, llm: Any) -> Any:
+        template = llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise EngineFailure("the model file carries no chat template")
+
+        def token_text(token: int) -> str:
+            return llm.detokenize([token], special=True).decode("utf-8", "ignore") if token >= 0 else ""
+
+        eos = llm.token_eos()
+        return self._lib.llama_chat_format.Jinja2ChatFormatter(
+            template=template, eos_token=token_text(eos), bos_token=token_text(llm.token_bos()),
+            stop_token_ids=[eos])
+
+    def close(self) -> None:
+        for job in list(self._jobs.values()):
+            job.cancel.set()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+        if self._llm is not None:
+            self._llm.close()
+            self._llm = None
+
+    async def abort(self, request_id: str) -> None:
+        job = self._jobs.get(request_id)
+        if job is None:
+            return
+        job.cancel.set()
+        job.queue.put_nowait(_WAKE)
+        log.debug("llm request aborted", extra={"engine": self.name, "request_id": request_id})
+
+    async def stream(self, messages: list[dict[str, Any]], *, request_id: str, max_tokens: int,
+                     temperature: float, tools: list[dict[str, Any]] | None = None,
+                     json_schema: dict[str, Any] | None = None) -> AsyncIterator[Delta]:
+        validate_request(messages, request_id=request_id, max_tokens=max_tokens, temperature=temperature,
+                         tools=tools, json_schema=json_schema)
+        if self._llm is None or self._executor is None:
+            raise Unavailable("the llama.cpp engine is not loaded")
+        if request_id in self._jobs:
+            raise InvalidArgument("a request with this id is already running")
+        job = _Job(request_id, asyncio.get_running_loop())
+        self._jobs[request_id] = job
+        request = _Request(messages, max_tokens, float(temperature), tools, json_schema)
+        try:
+            job.loop.run_in_executor(self._executor, self._run, job, request)
+            async for delta in self._consume(job):
+                yield delta
+        finally:
+            job.cancel.set()  # a consumer that stops early also stops the worker
+            self._jobs.pop(request_id, None)
+
+    async def _consume(self, job: _Job) -> AsyncIterator[Delta]:
+        while True:
+            item = await job.queue.get()
+            if job.cancel.is_set():
+                yield job.final(FINISH_ABORT)
+                return
+            kind = item[0]
+            if kind == "text":
+                yield Delta(text=item[1], completion_tokens=job.completion_tokens)
+            elif kind == "end":
+                yield job.final(item[1])
+                return
+            elif kind == "error":
+                raise item[1]
+
+    # --- worker thread ------------------------------------------------------------------------
+
+    def _run(self, job: _Job, request: _Request) -> None:
+        if job.cancel.is_set():
+            job.emit("end", FINISH_ABORT)
+            return
+        started = time.monotonic()
+        try:
+            finish = self._generate(job, request)
+        except PhoneAgentError as exc:
+            job.emit("error", exc)
+            return
+        except Exception as exc:  # llama.cpp failures surface as assorted exception types
+            log.error("llm generation failed", extra={"engine": self.name, "request_id": job.request_id,
+                                                      "error": type(exc).__name__})
+            job.emit("error", EngineFailure("llama.cpp generation failed"))
+            return
+        job.emit("end", finish)
+        log.debug("llm generation finished", extra={
+            "engine": self.name, "request_id": job.request_id, "finish": finish,
+            "prompt_tokens": job.prompt_tokens, "completion_tokens": job.completion_tokens,
+            "seconds": round(time.monotonic() - started, 3)})
+
+    def _generate(self, job: _Job, request: _Request) -> str:
+        prompt, stop = self._prompt(request)
+        job.prompt_tokens = len(prompt)
+        if len(prompt) >= self._params["n_ctx"]:
+            raise InvalidArgument("the conversation does not fit the model's context window")
+
+        def counting_stop(input_ids: Any, _logits: Any) -> bool:
+            # Called after each token is sampled and before it is evaluated.
+            job.completion_tokens = max(job.completion_tokens, len(input_ids) - len(prompt) + 1)
+            return job.cancel.is_set()
+
+        chunks: Iterator[dict[str, Any]] = self._llm.create_completion(
+            prompt=prompt, stream=True, max_tokens=request.max_tokens, temperature=request.temperature,
+            stop=stop, grammar=self._grammar(request.json_schema),
+            stopping_criteria=self._lib.StoppingCriteriaList([counting_stop]))
+        finish = FINISH_STOP
+        try:
+            for chunk in chunks:
+                if job.cancel.is_set():
+                    return FINISH_ABORT
+                choice = chunk["choices"][0]
+                if choice["text"]:
+                    job.emit("text", choice["text"])
+                if choice.get("finish_reason") == "length":
+                    finish = FINISH_LENGTH
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        return FINISH_ABORT if job.cancel.is_set() else finish
+
+    def _prompt(self, request: _Request) -> tuple[list[int], list[str]]:
+        try:
+            formatted = self._formatter(messages=request.messages, tools=request.tools)
+        except Exception as exc:  # the template raises on conversations it cannot render
+            raise InvalidArgument("the chat template cannot render these messages") from exc
+        tokens = self._llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special,
+                                    special=True)
+        stop = formatted.stop
+        stops = [] if stop is None else [stop] if isinstance(stop, str) else list(stop)
+        return tokens, stops
+
+    def _grammar(self, schema: dict[str, Any] | None) -> Any:
+        if schema is None:
+            return None
+        try:
+            return self._lib.LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+        except Exception as exc:  # unsupported schema keyword or malformed schema
+            raise InvalidArgument("json_schema cannot be turned into a grammar") from exc

@@ -1,0 +1,72 @@
+"""Phone number normalisation to E.164, with the stricter North American (NANP) format check.
+
+Only what policy needs: turning what people type into CSV files ("(212) 555-0123",
+"1-212-555-0123", "+44 20 7946 0958") into one canonical form so that DNC and consent
+look-ups match, and refusing anything that is not a dialable number.
+"""
+
+from __future__ import annotations
+
+import re
+
+from phoneagent.runtime.errors import InvalidArgument
+
+NANP_COUNTRY_CODE = "1"
+
+_SEPARATORS = re.compile(r"[\s().\-/]")
+_E164 = re.compile(r"^\+[1-9]\d{7,14}$")
+# NPA (area code) and NXX (exchange) both start with 2-9; area codes of the form N11 are service codes.
+_NANP = re.compile(r"^\+1([2-9]\d{2})([2-9]\d{2})(\d{4})$")
+
+
+def normalize_e164(raw: str, default_country: str = NANP_COUNTRY_CODE) -> str:
+    """Return ``raw`` as an E.164 string (``+12125550123``) or raise InvalidArgument.
+
+    Numbers without a leading ``+`` are read as national numbers of ``default_country``
+    (only NANP national forms, 10 digits or 11 starting with 1, are understood).
+    """
+    if not isinstance(raw, str):
+        raise InvalidArgument("phone number must be text")
+    text = _SEPARATORS.sub("", raw.strip())
+    if not text:
+        raise InvalidArgument("phone number is empty")
+    if text.startswith("+"):
+        candidate = text
+    elif text.isdigit() and default_country == NANP_COUNTRY_CODE:
+        candidate = _nanp_national(text)
+    else:
+        raise InvalidArgument("phone number needs a leading + and country code")
+    if not _E164.match(candidate):
+        raise InvalidArgument("phone number is not a valid E.164 number")
+    if candidate.startswith("+1") and not is_valid_nanp(candidate):
+        raise InvalidArgument("phone number is not a valid North American number")
+    return candidate
+
+
+def _nanp_national(digits: str) -> str:
+    if len(digits) == 10:
+        return "+1" + digits
+    if len(digits) == 11 and digits.startswith("1"):
+        return "+" + digits
+    raise InvalidArgument("national number must have 10 digits")
+
+
+def is_valid_e164(number: str) -> bool:
+    """True when ``number`` is already in canonical E.164 form (and NANP-valid for +1)."""
+    if not isinstance(number, str) or not _E164.match(number):
+        return False
+    return not number.startswith("+1") or is_valid_nanp(number)
+
+
+def is_valid_nanp(number: str) -> bool:
+    m = _NANP.match(number)
+    if m is None:
+        return False
+    area = m.group(1)
+    return not (area[1] == "1" and area[2] == "1")
+
+
+def nanp_area_code(number: str) -> str | None:
+    """The three-digit area code of a canonical +1 number, else None."""
+    m = _NANP.match(number) if isinstance(number, str) else None
+    return m.group(1) if m else None

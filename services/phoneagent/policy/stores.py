@@ -1,0 +1,306 @@
+"""Durable policy stores on SQLite: internal DNC, imported DNC lists, consent, attempt log.
+
+One database file holds all four tables; every write commits before returning, so a
+number added to the DNC list is still there after a crash. All times are timezone-aware
+datetimes at the interface and UTC epoch seconds in the database. Numbers are stored in
+E.164 form, normalised on the way in, so look-ups match however a number was typed.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from phoneagent.policy.csvrows import CsvSource, ImportReport, RowError, cell, find_number_column
+from phoneagent.policy.csvrows import numbered, read_rows
+from phoneagent.policy.numbers import NANP_COUNTRY_CODE, normalize_e164
+from phoneagent.runtime.errors import InvalidArgument, Unavailable
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS dnc (
+    number TEXT PRIMARY KEY, source TEXT NOT NULL, added_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS dnc_imported (
+    list_name TEXT NOT NULL, number TEXT NOT NULL, imported_at REAL NOT NULL,
+    PRIMARY KEY (list_name, number));
+CREATE INDEX IF NOT EXISTS dnc_imported_number ON dnc_imported (number);
+CREATE TABLE IF NOT EXISTS consent (
+    id INTEGER PRIMARY KEY, number TEXT NOT NULL, purpose TEXT NOT NULL, source TEXT NOT NULL,
+    granted_at REAL NOT NULL, expires_at REAL, revoked_at REAL);
+CREATE INDEX IF NOT EXISTS consent_number ON consent (number, purpose);
+CREATE TABLE IF NOT EXISTS attempts (
+    id INTEGER PRIMARY KEY, number TEXT NOT NULL, at REAL NOT NULL,
+    campaign_id TEXT NOT NULL, outcome TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS attempts_number ON attempts (number, at);
+"""
+
+
+def to_epoch(dt: datetime) -> float:
+    if not isinstance(dt, datetime) or dt.tzinfo is None or dt.utcoffset() is None:
+        raise InvalidArgument("times must be timezone-aware datetimes")
+    return dt.timestamp()
+
+
+def from_epoch(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+def _required_text(value: str, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidArgument(f"{what} is required")
+    return value.strip()
+
+
+class _Db:
+    """One SQLite connection shared by the stores, serialised by a lock."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._lock = threading.Lock()
+        self.conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.executescript(_SCHEMA)
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self.conn.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
+
+
+@dataclass(frozen=True)
+class DncEntry:
+    number: str
+    source: str
+    added_at: datetime
+
+
+class DncStore:
+    """The internal do-not-call list (opt-outs said on calls, operator additions)."""
+
+    def __init__(self, db: _Db, default_country: str) -> None:
+        self._db = db
+        self._cc = default_country
+
+    def add(self, number: str, source: str, at: datetime) -> str:
+        """Add ``number``; the first entry's source and time are kept. Returns the E.164 form."""
+        e164 = normalize_e164(number, self._cc)
+        src = _required_text(source, "DNC source")
+        with self._db.write() as conn:
+            conn.execute("INSERT OR IGNORE INTO dnc (number, source, added_at) VALUES (?, ?, ?)",
+                         (e164, src, to_epoch(at)))
+        log.info("number added to internal DNC", extra={"dnc_source": src})
+        return e164
+
+    def remove(self, number: str) -> bool:
+        e164 = normalize_e164(number, self._cc)
+        with self._db.write() as conn:
+            return conn.execute("DELETE FROM dnc WHERE number = ?", (e164,)).rowcount > 0
+
+    def lookup(self, number: str) -> DncEntry | None:
+        e164 = normalize_e164(number, self._cc)
+        rows = self._db.query("SELECT number, source, added_at FROM dnc WHERE number = ?", (e164,))
+        if not rows:
+            return None
+        num, source, added = rows[0]
+        return DncEntry(number=num, source=source, added_at=datetime.fromtimestamp(added, UTC))
+
+
+class ImportedDncStore:
+    """Do-not-call lists imported from files (national registry extracts, client suppression lists)."""
+
+    def __init__(self, db: _Db, default_country: str) -> None:
+        self._db = db
+        self._cc = default_country
+
+    def import_csv(self, list_name: str, source: CsvSource, at: datetime, *, replace: bool = False) -> ImportReport:
+        """Import numbers from a CSV (a ``number``/``phone`` column, or the first column when there is
+        no header). Bad rows are reported with their row number and skipped; good rows are kept.
+        ``replace`` drops the list's previous contents in the same transaction."""
+        name = _required_text(list_name, "DNC list name")
+        rows = read_rows(source)
+        report = ImportReport()
+        numbers = _numbers_from_rows(rows, self._cc, report)
+        ts = to_epoch(at)
+        with self._db.write() as conn:
+            if replace:
+                conn.execute("DELETE FROM dnc_imported WHERE list_name = ?", (name,))
+            before = conn.total_changes
+            conn.executemany(
+                "INSERT OR IGNORE INTO dnc_imported (list_name, number, imported_at) VALUES (?, ?, ?)",
+                [(name, n, ts) for n in numbers])
+            report.imported = conn.total_changes - before
+        report.duplicates += len(numbers) - report.imported
+        log.info("DNC list imported", extra={"dnc_list": name, "imported": report.imported,
+                                             "rejected": report.rejected, "duplicates": report.duplicates})
+        return report
+
+    def lists_containing(self, number: str) -> list[str]:
+        e164 = normalize_e164(number, self._cc)
+        rows = self._db.query("SELECT list_name FROM dnc_imported WHERE number = ? ORDER BY list_name", (e164,))
+        return [r[0] for r in rows]
+
+    def count(self, list_name: str) -> int:
+        return int(self._db.query("SELECT COUNT(*) FROM dnc_imported WHERE list_name = ?", (list_name,))[0][0])
+
+
+def _numbers_from_rows(rows: list[list[str]], cc: str, report: ImportReport) -> list[str]:
+    if not rows:
+        return []
+    col = find_number_column(rows[0])
+    first = 1
+    if col is not None:
+        rows, first = rows[1:], 2
+    else:
+        col = 0
+    seen: set[str] = set()
+    out: list[str] = []
+    for row_no, row in numbered(rows, first):
+        try:
+            e164 = normalize_e164(cell(row, col), cc)
+        except InvalidArgument as exc:
+            report.errors.append(RowError(row=row_no, reason=exc.message))
+            continue
+        if e164 in seen:
+            report.duplicates += 1
+            continue
+        seen.add(e164)
+        out.append(e164)
+    return out
+
+
+@dataclass(frozen=True)
+class ConsentRecord:
+    id: int
+    number: str
+    purpose: str
+    source: str
+    granted_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+    def status_at(self, now: datetime) -> str:
+        """``valid``, ``revoked``, ``expired`` or ``not_yet_granted`` at ``now``."""
+        if self.revoked_at is not None and self.revoked_at <= now:
+            return "revoked"
+        if self.granted_at > now:
+            return "not_yet_granted"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "valid"
+
+
+def _consent_record(r: tuple[Any, ...]) -> ConsentRecord:
+    return ConsentRecord(id=r[0], number=r[1], purpose=r[2], source=r[3], granted_at=datetime.fromtimestamp(r[4], UTC),
+                         expires_at=from_epoch(r[5]), revoked_at=from_epoch(r[6]))
+
+
+class ConsentStore:
+    """Prior express consent records: who agreed to be called for which purpose, where and when."""
+
+    def __init__(self, db: _Db, default_country: str) -> None:
+        self._db = db
+        self._cc = default_country
+
+    def grant(self, number: str, purpose: str, source: str, granted_at: datetime,
+              expires_at: datetime | None = None) -> int:
+        e164 = normalize_e164(number, self._cc)
+        granted = to_epoch(granted_at)
+        expires = to_epoch(expires_at) if expires_at is not None else None
+        if expires is not None and expires <= granted:
+            raise InvalidArgument("consent must expire after it was granted")
+        with self._db.write() as conn:
+            cur = conn.execute(
+                "INSERT INTO consent (number, purpose, source, granted_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                (e164, _required_text(purpose, "consent purpose"), _required_text(source, "consent source"),
+                 granted, expires))
+            return int(cur.lastrowid or 0)
+
+    def revoke(self, number: str, purpose: str | None, at: datetime) -> int:
+        """Revoke every open consent of ``number`` (for ``purpose``, or all purposes when None)."""
+        e164 = normalize_e164(number, self._cc)
+        sql = "UPDATE consent SET revoked_at = ? WHERE number = ? AND revoked_at IS NULL"
+        params: list[Any] = [to_epoch(at), e164]
+        if purpose is not None:
+            sql += " AND purpose = ?"
+            params.append(purpose)
+        with self._db.write() as conn:
+            return conn.execute(sql, params).rowcount
+
+    def records(self, number: str, purpose: str) -> list[ConsentRecord]:
+        e164 = normalize_e164(number, self._cc)
+        rows = self._db.query(
+            "SELECT id, number, purpose, source, granted_at, expires_at, revoked_at FROM consent "
+            "WHERE number = ? AND purpose = ? ORDER BY granted_at DESC, id DESC", (e164, purpose))
+        return [_consent_record(r) for r in rows]
+
+
+class AttemptLog:
+    """Every dial attempt, for per-day and lifetime caps."""
+
+    def __init__(self, db: _Db, default_country: str) -> None:
+        self._db = db
+        self._cc = default_country
+
+    def record(self, number: str, at: datetime, campaign_id: str = "", outcome: str = "dialled") -> None:
+        e164 = normalize_e164(number, self._cc)
+        with self._db.write() as conn:
+            conn.execute("INSERT INTO attempts (number, at, campaign_id, outcome) VALUES (?, ?, ?, ?)",
+                         (e164, to_epoch(at), campaign_id or "", outcome or ""))
+
+    def count(self, number: str, since: datetime | None = None, until: datetime | None = None) -> int:
+        """Attempts to ``number`` with since <= at < until (either bound optional)."""
+        e164 = normalize_e164(number, self._cc)
+        sql, params = "SELECT COUNT(*) FROM attempts WHERE number = ?", [e164]
+        if since is not None:
+            sql += " AND at >= ?"
+            params.append(to_epoch(since))
+        if until is not None:
+            sql += " AND at < ?"
+            params.append(to_epoch(until))
+        return int(self._db.query(sql, params)[0][0])
+
+
+class PolicyStores:
+    """The four stores over one SQLite file (``":memory:"`` for tests)."""
+
+    def __init__(self, path: str | Path, default_country: str = NANP_COUNTRY_CODE) -> None:
+        try:
+            self._db = _Db(path)
+        except sqlite3.Error as exc:
+            raise Unavailable("policy database cannot be opened") from exc
+        self.dnc = DncStore(self._db, default_country)
+        self.imported_dnc = ImportedDncStore(self._db, default_country)
+        self.consent = ConsentStore(self._db, default_country)
+        self.attempts = AttemptLog(self._db, default_country)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> PolicyStores:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+

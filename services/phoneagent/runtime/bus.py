@@ -1,0 +1,307 @@
+"""The NATS bus: two lanes, typed protobuf messages, bounded hand-off, graceful drain.
+
+* Two connections: the **data** lane carries audio, text and lifecycle; the **control**
+  lane (barge-in, cancel, hangup, transfer, DTMF, session claims) has its own TCP
+  connection, so a control event never queues behind audio bytes in a socket buffer.
+* A subscription decodes and validates each message, then hands it to a bounded queue
+  drained by its own task: a slow handler never stalls the nats-py reader, and the
+  queue's drop policy decides what is lost under overload (control: nothing).
+* Malformed, oversized or mislabelled messages are counted, logged (without payload)
+  and dropped; the service keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import nats
+from google.protobuf.message import DecodeError, Message
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+
+from phoneagent.runtime import metrics, subjects, telemetry
+from phoneagent.runtime.errors import ErrorKind, PhoneAgentError, Unavailable
+from phoneagent.runtime.logs import call_id_var
+from phoneagent.runtime.queues import BoundedQueue, DropPolicy, QueueClosed
+from phoneagent.runtime.tasks import TaskOwner
+
+log = logging.getLogger(__name__)
+M = TypeVar("M", bound=Message)
+
+DEFAULT_MAX_BYTES = 256 * 1024
+
+
+class Lane(enum.Enum):
+    DATA = "data"
+    CONTROL = "control"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where a message came from."""
+
+    subject: str
+    reply: str
+    headers: dict[str, str]
+
+
+Handler = Callable[[M, Delivery], Awaitable[None]]
+Responder = Callable[[M, Delivery], Awaitable[Message]]
+
+
+class RejectedMessage(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def subject_kind(subject: str) -> str:
+    """A low-cardinality label for a subject: its tokens without ids (for metrics and logs)."""
+    parts = subject.split(".")
+    if len(parts) >= 4 and parts[2] in ("call", "ctl", "audit"):
+        return ".".join([parts[2]] + parts[4:]) if len(parts) > 4 else parts[2]
+    return ".".join(parts[2:]) if len(parts) > 2 else subject
+
+
+def event_meta(msg: Message) -> Any:
+    """The EventMeta of a message: its ``meta`` field, or that of its set oneof member."""
+    desc = msg.DESCRIPTOR
+    if "meta" in desc.fields_by_name:
+        return msg.meta  # type: ignore[attr-defined]
+    for oneof in desc.oneofs:
+        which = msg.WhichOneof(oneof.name)
+        if which:
+            inner = getattr(msg, which)
+            if "meta" in inner.DESCRIPTOR.fields_by_name:
+                return inner.meta
+    return None
+
+
+def decode(msg_type: type[M], subject: str, data: bytes, max_bytes: int) -> M:
+    """Parse and validate one message; raise RejectedMessage with a reason otherwise."""
+    if len(data) > max_bytes:
+        raise RejectedMessage("oversized")
+    out = msg_type()
+    try:
+        out.ParseFromString(data)
+    except (DecodeError, ValueError, RuntimeError):
+        raise RejectedMessage("malformed") from None
+    call_id = subjects.call_id_of(subject)
+    if call_id is not None and not subject.startswith(subjects.AUDIT_PREFIX):
+        meta = event_meta(out)
+        if meta is not None and meta.call_id != call_id:
+            # Garbage often parses as a message of unknown fields; the ids must match the subject.
+            raise RejectedMessage("call_id_mismatch")
+    return out
+
+
+class Subscription(Generic[M]):
+    """A decoded, queued subscription; its worker task calls the handler one message at a time."""
+
+    def __init__(self, bus: Bus, subject: str, msg_type: type[M], handler: Handler[M],
+                 queue: BoundedQueue[tuple[M, Delivery]], max_bytes: int) -> None:
+        self.bus = bus
+        self.subject = subject
+        self.msg_type = msg_type
+        self.handler = handler
+        self.queue = queue
+        self.max_bytes = max_bytes
+        self.kind = subject_kind(subject)
+        self.received = 0
+        self.rejected = 0
+        self._sub: Any = None
+        self._worker: asyncio.Task[None] | None = None
+
+    async def _on_msg(self, raw: Msg) -> None:
+        try:
+            msg = decode(self.msg_type, raw.subject, raw.data, self.max_bytes)
+        except RejectedMessage as exc:
+            self.rejected += 1
+            metrics.BUS_REJECTED.labels(kind=self.kind, reason=exc.reason).inc()
+            log.warning("dropped bad message", extra={"subject_kind": subject_kind(raw.subject),
+                                                       "reason": exc.reason, "size": len(raw.data)})
+            return
+        self.received += 1
+        metrics.BUS_MESSAGES.labels(kind=self.kind, direction="in").inc()
+        self.queue.put((msg, Delivery(raw.subject, raw.reply or "", dict(raw.headers or {}))))
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                msg, delivery = await self.queue.get()
+            except QueueClosed:
+                return
+            token = call_id_var.set(subjects.call_id_of(delivery.subject) or "")
+            try:
+                await self.handler(msg, delivery)
+            except asyncio.CancelledError:
+                raise
+            except PhoneAgentError as exc:
+                metrics.ERRORS.labels(kind=exc.kind.name.lower()).inc()
+                log.warning("handler error", extra={"subject_kind": self.kind, "error_kind": exc.kind.name,
+                                                    "error": exc.message})
+            except Exception as exc:  # one bad message must never kill the subscription
+                metrics.ERRORS.labels(kind="internal").inc()
+                log.error("handler crashed", exc_info=exc, extra={"subject_kind": self.kind})
+            finally:
+                call_id_var.reset(token)
+
+    async def unsubscribe(self) -> None:
+        if self._sub is not None:
+            try:
+                await self._sub.unsubscribe()
+            except Exception:  # connection already closed
+                pass
+            self._sub = None
+        self.queue.close()
+        if self._worker is not None and not self._worker.done():
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+
+
+class Bus:
+    """Connections to NATS for one service process."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.data: NatsClient | None = None
+        self.control: NatsClient | None = None
+        self.tasks = TaskOwner(f"bus:{name}")
+        self._subs: list[Subscription[Any]] = []
+        self._connected = asyncio.Event()
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.data and self.data.is_connected and self.control and self.control.is_connected)
+
+    async def connect(self, url: str, *, connect_timeout: float = 5.0) -> None:
+        servers = [u.strip() for u in url.split(",") if u.strip()]
+
+        async def on_error(exc: Exception) -> None:
+            log.warning("nats error", extra={"error": type(exc).__name__})
+
+        async def on_disconnect() -> None:
+            log.warning("nats disconnected")
+
+        async def on_reconnect() -> None:
+            log.info("nats reconnected")
+
+        def opts(lane: str) -> dict[str, Any]:
+            return dict(servers=servers, name=f"{self.name}:{lane}", connect_timeout=connect_timeout,
+                        allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                        ping_interval=10, max_outstanding_pings=3, error_cb=on_error,
+                        disconnected_cb=on_disconnect, reconnected_cb=on_reconnect,
+                        pending_size=8 * 1024 * 1024)
+
+        try:
+            self.data = await nats.connect(**opts("data"))
+            self.control = await nats.connect(**opts("control"))
+        except Exception as exc:
+            await self.close()
+            raise Unavailable(f"cannot connect to NATS ({type(exc).__name__})") from None
+        self._connected.set()
+
+    def _nc(self, lane: Lane) -> NatsClient:
+        nc = self.control if lane is Lane.CONTROL else self.data
+        if nc is None:
+            raise Unavailable("bus not connected")
+        return nc
+
+    async def publish(self, subject: str, msg: Message, *, lane: Lane = Lane.DATA,
+                      headers: dict[str, str] | None = None, trace: bool = False) -> None:
+        """Publish ``msg``. ``trace=True`` injects W3C trace context (per turn, not per frame)."""
+        hdrs = dict(headers or {})
+        if trace:
+            telemetry.inject(hdrs)
+        try:
+            await self._nc(lane).publish(subject, msg.SerializeToString(), headers=hdrs or None)
+        except PhoneAgentError:
+            raise
+        except Exception as exc:
+            raise Unavailable(f"publish failed ({type(exc).__name__})") from None
+        metrics.BUS_MESSAGES.labels(kind=subject_kind(subject), direction="out").inc()
+
+    async def subscribe(self, subject: str, msg_type: type[M], handler: Handler[M], *,
+                        lane: Lane = Lane.DATA, queue_group: str = "", max_pending: int = 256,
+                        drop: DropPolicy | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> Subscription[M]:
+        """Subscribe with decode + validation and a bounded hand-off queue.
+
+        Control-lane subscriptions never drop; data-lane ones drop the oldest by default.
+        """
+        if drop is None:
+            drop = DropPolicy.NEVER if lane is Lane.CONTROL else DropPolicy.DROP_OLDEST
+        q: BoundedQueue[tuple[M, Delivery]] = BoundedQueue(f"{self.name}:{subject_kind(subject)}",
+                                                           max_pending, drop)
+        sub = Subscription(self, subject, msg_type, handler, q, max_bytes)
+        sub._worker = self.tasks.spawn(sub._run(), f"sub:{subject_kind(subject)}")
+        sub._sub = await self._nc(lane).subscribe(subject, queue=queue_group, cb=sub._on_msg,
+                                                  pending_msgs_limit=65536,
+                                                  pending_bytes_limit=64 * 1024 * 1024)
+        self._subs.append(sub)
+        try:  # the subscription is live on the server when this returns
+            await self._nc(lane).flush(timeout=2)
+        except Exception:
+            pass  # reconnecting: nats-py re-subscribes on reconnect
+        return sub
+
+    async def unsubscribe(self, sub: Subscription[Any]) -> None:
+        if sub in self._subs:
+            self._subs.remove(sub)
+        await sub.unsubscribe()
+
+    async def request(self, subject: str, msg: Message, reply_type: type[M], *, timeout: float = 2.0,
+                      lane: Lane = Lane.CONTROL) -> M:
+        try:
+            raw = await self._nc(lane).request(subject, msg.SerializeToString(), timeout=timeout)
+        except NoRespondersError:
+            raise Unavailable(f"no responders on {subject_kind(subject)}") from None
+        except NatsTimeout:
+            raise PhoneAgentError(ErrorKind.TIMEOUT, f"request on {subject_kind(subject)} timed out") from None
+        try:
+            return decode(reply_type, raw.subject, raw.data, DEFAULT_MAX_BYTES)
+        except RejectedMessage as exc:
+            raise PhoneAgentError(ErrorKind.INTERNAL, f"bad reply ({exc.reason})") from None
+
+    async def serve(self, subject: str, msg_type: type[M], responder: Responder[M], *,
+                    queue_group: str = "", lane: Lane = Lane.CONTROL, max_pending: int = 1024) -> Subscription[M]:
+        """Answer requests on ``subject``; the responder returns the reply message."""
+
+        async def handle(msg: M, delivery: Delivery) -> None:
+            reply = await responder(msg, delivery)
+            if delivery.reply:
+                await self._nc(lane).publish(delivery.reply, reply.SerializeToString())
+
+        return await self.subscribe(subject, msg_type, handle, lane=lane, queue_group=queue_group,
+                                    max_pending=max_pending, drop=DropPolicy.DROP_NEWEST)
+
+    def jetstream(self) -> Any:
+        return self._nc(Lane.DATA).jetstream()
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Stop receiving, deliver what is queued, flush, close (graceful shutdown)."""
+        for nc in (self.data, self.control):
+            if nc is not None and nc.is_connected:
+                try:
+                    await asyncio.wait_for(nc.drain(), timeout)
+                except Exception:
+                    pass
+        await self.close()
+
+    async def close(self) -> None:
+        for sub in list(self._subs):
+            await sub.unsubscribe()
+        self._subs.clear()
+        await self.tasks.close(timeout=2.0)
+        for nc in (self.data, self.control):
+            if nc is not None and not nc.is_closed:
+                try:
+                    await nc.close()
+                except Exception:
+                    pass

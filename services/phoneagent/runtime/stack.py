@@ -1,0 +1,129 @@
+"""The local stack: nats-server plus each service as its own OS process.
+
+``phone-agent up`` starts nats-server (JetStream, data under ``--data-dir``) on 127.0.0.1,
+then every service, waits until each reports ready on ``/readyz``, prints their status,
+and on Ctrl-C (or SIGTERM) stops the services, then nats-server — no orphans: each child
+runs in its own process group and is killed if it does not exit in time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from phoneagent.runtime.errors import Unavailable
+from phoneagent.runtime.natsserver import NatsServer
+
+SERVICES = ("policy", "asr", "llm", "tts", "edge")
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen[bytes]
+    status_file: Path
+    log_path: Path
+    port: int = 0
+    ready: bool = False
+
+
+@dataclass
+class Stack:
+    data_dir: Path
+    services: tuple[str, ...] = SERVICES
+    env: dict[str, str] = field(default_factory=dict)
+    nats: NatsServer | None = None
+    children: list[Child] = field(default_factory=list)
+
+    def start(self, ready_timeout: float = 300.0, out: object = sys.stdout) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.nats = NatsServer(self.data_dir / "nats")
+        url = self.nats.start()
+        _say(out, f"nats-server      {url} (JetStream in {self.data_dir / 'nats'})")
+        logs = self.data_dir / "logs"
+        logs.mkdir(exist_ok=True)
+        for name in self.services:
+            self.children.append(self._spawn(name, url, logs))
+        self.wait_ready(ready_timeout)
+
+    def _spawn(self, name: str, url: str, logs: Path) -> Child:
+        status = self.data_dir / f"{name}.port"
+        status.unlink(missing_ok=True)
+        env = dict(os.environ)
+        env.update({"PA_NATS_URL": url, "PA_STATUS_FILE": str(status), "PA_HTTP_PORT": "0",
+                    "PA_SERVICE_REPLICA_ID": f"{name}-local", "PA_LOG_FORMAT": "text",
+                    "PA_DRAIN_TIMEOUT_S": env.get("PA_DRAIN_TIMEOUT_S", "3")})
+        env.update(self.env)
+        log_path = logs / f"{name}.log"
+        with log_path.open("ab") as fh:
+            proc = subprocess.Popen([sys.executable, "-m", "phoneagent.cli", "serve", name], env=env,
+                                    stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        return Child(name, proc, status, log_path)
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        pending = [c for c in self.children if not c.ready]
+        while pending and time.monotonic() < deadline:
+            for c in pending:
+                if c.proc.poll() is not None:
+                    tail = c.log_path.read_text(errors="replace")[-1500:]
+                    raise Unavailable(f"service {c.name} exited with code {c.proc.returncode}:\n{tail}")
+                if not c.port and c.status_file.is_file():
+                    c.port = int(c.status_file.read_text().strip() or 0)
+                if c.port and readyz(c.port).get("ready"):
+                    c.ready = True
+            pending = [c for c in self.children if not c.ready]
+            time.sleep(0.1)
+        if pending:
+            raise Unavailable("not ready in time: " + ", ".join(c.name for c in pending))
+
+    def status(self) -> list[dict[str, object]]:
+        return [{"service": c.name, "pid": c.proc.pid, "port": c.port, **readyz(c.port)} for c in self.children]
+
+    def stop(self, timeout: float = 15.0) -> None:
+        for c in reversed(self.children):
+            if c.proc.poll() is None:
+                _signal_group(c.proc, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for c in self.children:
+            remaining = max(0.1, deadline - time.monotonic())
+            try:
+                c.proc.wait(remaining)
+            except subprocess.TimeoutExpired:
+                _signal_group(c.proc, signal.SIGKILL)
+                c.proc.wait(5)
+        if self.nats is not None:
+            self.nats.stop()
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def readyz(port: int) -> dict[str, object]:
+    if not port:
+        return {"ready": False}
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1.0) as resp:
+            return dict(json.loads(resp.read()))
+    except urllib.error.HTTPError as exc:
+        try:
+            return dict(json.loads(exc.read()))
+        except Exception:
+            return {"ready": False}
+    except Exception:
+        return {"ready": False}
+
+
+def _say(out: object, line: str) -> None:
+    print(line, file=out, flush=True)  # type: ignore[call-overload]

@@ -1,0 +1,141 @@
+"""Every NATS subject, built in one place from ids.
+
+Per-call data subjects live under ``pa.v1.call.<call_id>``; the control lane for a call
+is ``pa.v1.ctl.<call_id>`` (its own prefix, so it can have its own connection,
+permissions and stream rules). Nothing else in the code base formats a subject.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+
+from phoneagent.runtime.errors import InvalidArgument
+
+PREFIX = "pa.v1"
+STAGES = ("asr", "llm", "tts", "policy")
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+# JetStream streams and key-value buckets.
+CALLS_STREAM = "PA_CALLS"
+AUDIT_STREAM = "PA_AUDIT"
+SESSIONS_BUCKET = "pa_sessions"
+DIALOG_BUCKET = "pa_dialog"
+
+
+def check_id(value: str, what: str = "call id") -> str:
+    if not _ID.match(value or ""):
+        raise InvalidArgument(f"{what} must match [A-Za-z0-9_-]{{1,64}}")
+    return value
+
+
+def new_call_id() -> str:
+    """Time-ordered, unguessable call id (safe as a subject token and a file name)."""
+    return f"c{int(time.time() * 1000):x}{secrets.token_hex(6)}"
+
+
+def _call(call_id: str, leaf: str) -> str:
+    return f"{PREFIX}.call.{check_id(call_id)}.{leaf}"
+
+
+# --- per-call data lane ---------------------------------------------------------------------
+def lifecycle(call_id: str) -> str:
+    """CallEvent: started / answered / ended (edge -> everyone; kept in PA_CALLS)."""
+    return _call(call_id, "lifecycle")
+
+
+def audio_in(call_id: str) -> str:
+    """AudioFrame: caller audio (edge -> asr)."""
+    return _call(call_id, "audio")
+
+
+def asr_events(call_id: str) -> str:
+    """AsrEvent: speech started, partial transcripts, errors (asr -> edge, llm, policy)."""
+    return _call(call_id, "asr")
+
+
+def transcript(call_id: str) -> str:
+    """Transcript: final caller transcripts (asr -> llm, policy; kept in PA_CALLS)."""
+    return _call(call_id, "transcript")
+
+
+def reply(call_id: str) -> str:
+    """AgentText: the model's reply sentences (llm -> policy)."""
+    return _call(call_id, "reply")
+
+
+def say(call_id: str) -> str:
+    """AgentText: sentences approved by policy for speech (policy -> tts; kept in PA_CALLS)."""
+    return _call(call_id, "say")
+
+
+def speech(call_id: str) -> str:
+    """SpeechChunk: agent audio for playout (tts -> edge)."""
+    return _call(call_id, "speech")
+
+
+def tool(call_id: str) -> str:
+    """ToolCall / ToolResult records (llm; kept in PA_CALLS)."""
+    return _call(call_id, "tool")
+
+
+# --- per-call control lane ------------------------------------------------------------------
+def control(call_id: str) -> str:
+    """ControlEvent: barge-in, cancel, playback done, hangup, transfer, DTMF."""
+    return f"{PREFIX}.ctl.{check_id(call_id)}"
+
+
+# --- audit, sessions, edge commands ---------------------------------------------------------
+AUDIT_PREFIX = f"{PREFIX}.audit."
+
+
+def audit(call_id: str = "none") -> str:
+    """PolicyDecision records (kept in PA_AUDIT); ``none`` for decisions before a call exists."""
+    return f"{AUDIT_PREFIX}{check_id(call_id)}"
+
+
+def session_claim(stage: str) -> str:
+    return f"{PREFIX}.session.{_stage(stage)}.claim"
+
+
+def session_heartbeat(stage: str) -> str:
+    return f"{PREFIX}.session.{_stage(stage)}.heartbeat"
+
+
+def session_key(stage: str, call_id: str) -> str:
+    """Key of a session's ownership record in the sessions bucket."""
+    return f"{_stage(stage)}.{check_id(call_id)}"
+
+
+def edge_dial() -> str:
+    """Request to place an outbound call (policy -> edge, queue group)."""
+    return f"{PREFIX}.edge.dial"
+
+
+def dial_check() -> str:
+    """Request for a policy decision on an outbound dial (queue group)."""
+    return f"{PREFIX}.policy.dialcheck"
+
+
+def _stage(stage: str) -> str:
+    if stage not in STAGES:
+        raise InvalidArgument(f"unknown stage {stage!r}")
+    return stage
+
+
+# Wildcards used by stream definitions and fan-in subscriptions.
+ALL_LIFECYCLE = f"{PREFIX}.call.*.lifecycle"
+ALL_TRANSCRIPTS = f"{PREFIX}.call.*.transcript"
+ALL_SAY = f"{PREFIX}.call.*.say"
+ALL_TOOLS = f"{PREFIX}.call.*.tool"
+ALL_AUDIT = f"{PREFIX}.audit.*"
+CALLS_STREAM_SUBJECTS = [ALL_LIFECYCLE, ALL_TRANSCRIPTS, ALL_SAY, ALL_TOOLS]
+
+
+def call_id_of(subject: str) -> str | None:
+    """The call id token of a per-call subject, or None."""
+    parts = subject.split(".")
+    if len(parts) >= 4 and parts[0] == "pa" and parts[1] == "v1" and parts[2] in ("call", "ctl", "audit"):
+        return parts[3]
+    return None

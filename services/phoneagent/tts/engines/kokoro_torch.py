@@ -1,0 +1,99 @@
+"""Kokoro-82M through the PyTorch ``kokoro`` package: the GPU engine (24 kHz).
+
+No registry ships the ``.pth`` weights, so a GPU image brings ``config.json`` and
+``kokoro-v1_0.pth`` at build time and passes their paths here; nothing is fetched from a
+hub. Voices are the same digest-checked ``(510, 1, 256)`` arrays the ONNX engine uses.
+The English G2P (misaki) needs a locally installed spaCy model (``en_core_web_sm``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from phoneagent.runtime.errors import EngineFailure, InvalidArgument
+from phoneagent.runtime.modelfiles import MissingModelError
+from phoneagent.tts import models
+from phoneagent.tts.engines.base import check_speed, check_voice
+
+log = logging.getLogger(__name__)
+
+EXTRA = "tts-gpu"
+_REPO_ID = "hexgrad/Kokoro-82M"  # a label kokoro uses for messages; weights come from the paths given
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
+
+
+class KokoroTorchEngine:
+    name = "kokoro-torch"
+    native_rate = models.KOKORO_SAMPLE_RATE
+
+    def __init__(self, config_path: str | Path | None = None, model_path: str | Path | None = None,
+                 voices_path: str | Path | None = None, device: str = "cuda") -> None:
+        self._config_path = Path(config_path) if config_path else None
+        self._model_path = Path(model_path) if model_path else None
+        self._voices_path = Path(voices_path) if voices_path else None
+        self._device = device
+        self._torch: Any = None
+        self._model: Any = None
+        self._pipelines: dict[str, Any] = {}
+        self._voices: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        with self._lock:
+            if self._model is not None:
+                return
+            try:
+                import torch
+                from kokoro import KModel, KPipeline
+            except ImportError as exc:
+                raise MissingModelError("the PyTorch kokoro package is not installed", extra=EXTRA,
+                                        package="kokoro==0.9.4") from exc
+            config, weights = self._weight_files()
+            if self._device == "cuda" and not torch.cuda.is_available():
+                raise MissingModelError("kokoro-torch needs a CUDA device and none is available", extra=EXTRA)
+            model = KModel(repo_id=_REPO_ID, config=str(config), model=str(weights)).to(self._device).eval()
+            arrays = models.load_kokoro_voices(self._voices_path)
+            self._voices = {name: torch.from_numpy(arr) for name, arr in arrays.items()}
+            self._pipelines = {code: KPipeline(lang_code=code, repo_id=_REPO_ID, model=model) for code in "ab"}
+            self._torch, self._model = torch, model
+            log.info("tts engine loaded", extra={"engine": self.name, "device": self._device})
+
+    def _weight_files(self) -> tuple[Path, Path]:
+        if self._config_path is None or self._model_path is None:
+            raise InvalidArgument("kokoro-torch needs config_path and model_path (config.json, .pth)")
+        for path in (self._config_path, self._model_path):
+            if not path.is_file():
+                raise MissingModelError(f"Kokoro PyTorch file {path.name} not found", extra=EXTRA)
+        return self._config_path, self._model_path
+
+    def voices(self) -> list[str]:
+        return sorted(self._voices) if self._voices else sorted(models.KOKORO_VOICE_SHA256)
+
+    def synthesize(self, text: str, voice: str, speed: float = 1.0) -> Iterator[np.ndarray]:
+        if self._model is None:
+            raise EngineFailure("kokoro-torch engine used before load()")
+        check_voice(voice, self.voices())
+        speed = check_speed(speed)
+        pipeline = self._pipelines["b" if voice.startswith("b") else "a"]
+        pack = self._voices[voice]
+        for sentence in _SENTENCE_END.split(text.strip()):
+            if not sentence:
+                continue
+            with self._torch.inference_mode():
+                for result in pipeline(sentence, voice=pack, speed=speed, split_pattern=None):
+                    if result.audio is not None:
+                        yield result.audio.detach().float().cpu().numpy().astype(np.float32)
+
+    def close(self) -> None:
+        with self._lock:
+            self._model = None
+            self._pipelines = {}
+            if self._torch is not None and self._torch.cuda.is_available():
+                self._torch.cuda.empty_cache()

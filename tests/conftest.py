@@ -1,0 +1,61 @@
+"""Shared fixtures: a real nats-server per test session on a free loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "services"))
+
+from phoneagent.runtime.bus import Bus  # noqa: E402
+from phoneagent.runtime.natsserver import NatsServer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    server = NatsServer(tmp_path_factory.mktemp("nats"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_url(nats_server: NatsServer) -> str:
+    return nats_server.url
+
+
+@pytest.fixture
+async def bus(nats_url: str) -> AsyncIterator[Bus]:
+    b = Bus("test")
+    await b.connect(nats_url)
+    yield b
+    await b.close()
+
+
+@pytest.fixture
+def service_env(nats_url: str, tmp_path: Path) -> dict[str, str]:
+    """Environment for a service subprocess talking to the test nats-server."""
+    env = dict(os.environ)
+    env.update({"PA_NATS_URL": nats_url, "PA_LOG_FORMAT": "text", "PA_HTTP_PORT": "0",
+                "PYTHONPATH": str(ROOT / "services") + os.pathsep + env.get("PYTHONPATH", ""),
+                "PA_MODEL_DIR": env.get("PA_MODEL_DIR", str(Path.home() / ".cache" / "phone-agent" / "models"))})
+    return env
+
+
+async def wait_for(predicate, timeout: float = 5.0, interval: float = 0.01):  # type: ignore[no-untyped-def]
+    """Poll ``predicate`` until it returns a truthy value or ``timeout`` passes."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)

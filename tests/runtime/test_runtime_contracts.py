@@ -1,0 +1,82 @@
+"""Contracts: every message round-trips; subjects are built from validated ids."""
+
+from __future__ import annotations
+
+import pytest
+
+from phoneagent.runtime import subjects
+from phoneagent.runtime.bus import RejectedMessage, decode, event_meta, subject_kind
+from phoneagent.runtime.errors import ErrorKind, PhoneAgentError
+from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2, policy_pb2, speech_pb2, tools_pb2
+
+
+def meta(call_id: str = "c1", turn: int = 2, gen: int = 3) -> common_pb2.EventMeta:
+    return common_pb2.EventMeta(call_id=call_id, turn_id=turn, generation_id=gen, ts_unix_ns=123, producer="t")
+
+
+SAMPLES = [
+    call_pb2.CallEvent(started=call_pb2.CallStarted(meta=meta(), direction=call_pb2.DIRECTION_INBOUND,
+                                                    transport=call_pb2.TRANSPORT_SIP, from_uri="sip:a@b",
+                                                    sample_rate=16000, codec="PCMU")),
+    call_pb2.CallEvent(ended=call_pb2.CallEnded(meta=meta(), reason=call_pb2.END_REASON_CALLER_HANGUP,
+                                                duration_ms=1234)),
+    media_pb2.AudioFrame(meta=meta(), sequence=7, pcm=b"\x01\x00" * 320, sample_rate=16000, capture_unix_ns=9),
+    media_pb2.SpeechChunk(meta=meta(), sequence=1, pcm=b"\x00" * 320, sample_rate=8000, sentence_seq=0,
+                          text_start=0, text_end=5, last_in_generation=True),
+    speech_pb2.AsrEvent(transcript=speech_pb2.Transcript(meta=meta(), final=True, text="hello",
+                                                         speech_start_unix_ns=1, speech_end_unix_ns=2)),
+    speech_pb2.AgentText(meta=meta(), sentence_seq=1, text="Hi there.", final=True),
+    control_pb2.ControlEvent(meta=meta(), barge_in=control_pb2.BargeIn(interrupted_generation_id=3,
+                                                                        played_ms=840)),
+    control_pb2.ControlEvent(meta=meta(), survives_interrupt=True,
+                             hangup=control_pb2.Hangup(reason=call_pb2.END_REASON_AGENT_HANGUP)),
+    control_pb2.ControlEvent(meta=meta(), dtmf=control_pb2.Dtmf(digit="5", duration_ms=120)),
+    policy_pb2.PolicyDecision(meta=meta(), decision=policy_pb2.DECISION_DENY, subject="dial",
+                              rule="calling_window", reason="outside 08:00-21:00 local"),
+    tools_pb2.ToolCall(meta=meta(), tool_call_id="t1", name="book_appointment", arguments_json="{}"),
+]
+
+
+@pytest.mark.parametrize("msg", SAMPLES, ids=lambda m: m.DESCRIPTOR.name)
+def test_round_trip_keeps_every_field(msg) -> None:  # type: ignore[no-untyped-def]
+    data = msg.SerializeToString()
+    back = decode(type(msg), subjects.lifecycle("c1"), data, 1 << 20)
+    assert back == msg
+    assert event_meta(back).call_id == "c1"
+
+
+def test_decode_rejects_garbage_oversized_and_foreign_call_ids() -> None:
+    with pytest.raises(RejectedMessage) as e:
+        decode(media_pb2.AudioFrame, subjects.audio_in("c1"), b"\xff\xff\xff\xff", 1024)
+    assert e.value.reason == "malformed"
+    with pytest.raises(RejectedMessage) as e:
+        decode(media_pb2.AudioFrame, subjects.audio_in("c1"), b"\x00" * 2048, 1024)
+    assert e.value.reason == "oversized"
+    other = media_pb2.AudioFrame(meta=meta("c2")).SerializeToString()
+    with pytest.raises(RejectedMessage) as e:
+        decode(media_pb2.AudioFrame, subjects.audio_in("c1"), other, 1024)
+    assert e.value.reason == "call_id_mismatch"
+
+
+def test_subjects_built_from_ids_and_validated() -> None:
+    assert subjects.audio_in("c1") == "pa.v1.call.c1.audio"
+    assert subjects.control("c1") == "pa.v1.ctl.c1"
+    assert subjects.session_claim("asr") == "pa.v1.session.asr.claim"
+    assert subjects.call_id_of(subjects.speech("abc-1")) == "abc-1"
+    assert subject_kind(subjects.speech("abc")) == "call.speech"
+    assert subject_kind(subjects.control("abc")) == "ctl"
+    for bad in ["", "a.b", "a*", "a>", "x" * 65, "a b"]:
+        with pytest.raises(PhoneAgentError) as e:
+            subjects.audio_in(bad)
+        assert e.value.kind is ErrorKind.INVALID_ARGUMENT
+    with pytest.raises(PhoneAgentError):
+        subjects.session_claim("nope")
+    ids = {subjects.new_call_id() for _ in range(1000)}
+    assert len(ids) == 1000 and all(subjects.check_id(i) for i in ids)
+
+
+def test_error_kinds_match_the_wire_enum() -> None:
+    for kind in ErrorKind:
+        wire_name = "ERROR_KIND_" + kind.name
+        assert common_pb2.ErrorKind.Value(wire_name) == kind.wire
+        assert ErrorKind.from_wire(kind.wire) is kind
