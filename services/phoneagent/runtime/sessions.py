@@ -2,7 +2,7 @@
 
 ASR, LLM, TTS and policy hold per-call state. When a call starts, the edge asks each
 stage for a session with a request to the stage's queue group: exactly one replica
-answers and records its ownership in the ``pa_sessions`` key-value bucket with a
+answers and records its ownership in the ``pa_sessions_<stage>`` key-value bucket with a
 create-if-absent. Replicas publish a heartbeat (with the calls they own) every
 ``heartbeat_s``. When a replica is silent for ``dead_after_s``, the others race to take
 over its calls with a compare-and-set on the ownership record: one wins each call and
@@ -77,7 +77,7 @@ class SessionHost:
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        self._kv = await streams.sessions_kv(self.bus.jetstream())
+        self._kv = await streams.sessions_kv(self.bus.jetstream(), self.stage)
         self._started_at = time.monotonic()
         self._subs.append(await self.bus.subscribe(subjects.session_heartbeat(self.stage), session_pb2.Heartbeat,
                                                    self._on_heartbeat, lane=Lane.CONTROL))
@@ -119,7 +119,7 @@ class SessionHost:
             metrics.SESSION_CLAIMS.labels(stage=self.stage, outcome="overloaded").inc()
             out.error.CopyFrom(_error(ErrorKind.OVERLOADED, "replica full or draining"))
             return out
-        key = subjects.session_key(self.stage, call_id)
+        key = subjects.check_id(call_id)
         record = session_pb2.SessionRecord(replica_id=self.replica_id, claim=claim,
                                            claimed_unix_ns=time.time_ns())
         async with self._lock:
@@ -150,7 +150,7 @@ class SessionHost:
         except Exception as exc:
             log.error("session start failed", exc_info=exc, extra={"stage": self.stage})
             try:
-                await self._kv.delete(subjects.session_key(self.stage, call_id), last=revision)
+                await self._kv.delete(subjects.check_id(call_id), last=revision)
             except Exception:
                 pass
             return False
@@ -181,7 +181,7 @@ class SessionHost:
         self._gauge.set(len(self.sessions))
         await self._close_session(call_id, owned.session, "call ended")
         try:
-            await self._kv.delete(subjects.session_key(self.stage, call_id), last=owned.revision)
+            await self._kv.delete(subjects.check_id(call_id), last=owned.revision)
         except (KeyWrongLastSequenceError, KeyNotFoundError, KeyDeletedError):
             pass
 
@@ -205,7 +205,7 @@ class SessionHost:
         record.CopyFrom(owned.record)
         record.replica_id = ""
         try:
-            await self._kv.update(subjects.session_key(self.stage, call_id), record.SerializeToString(),
+            await self._kv.update(subjects.check_id(call_id), record.SerializeToString(),
                                   last=owned.revision)
         except Exception:
             pass
@@ -254,7 +254,7 @@ class SessionHost:
 
     async def _adopt_orphans(self) -> None:
         try:
-            keys = await self._kv.keys(filters=[f"{self.stage}.>"])
+            keys = await self._kv.keys()
         except NoKeysError:
             return
         live = self.live_replicas()
@@ -262,14 +262,13 @@ class SessionHost:
         for replica, (_, calls, _) in self._peers.items():
             if replica in live:
                 covered |= calls
-        prefix = self.stage + "."
-        for key in keys:
-            call_id = key[len(prefix):]
+        for call_id in keys:
             if call_id in covered or len(self.sessions) >= self.max_sessions:
                 continue
-            await self._try_takeover(key, call_id, live)
+            await self._try_takeover(call_id, live)
 
-    async def _try_takeover(self, key: str, call_id: str, live: set[str]) -> None:
+    async def _try_takeover(self, call_id: str, live: set[str]) -> None:
+        key = call_id
         try:
             entry = await self._kv.get(key)
         except (KeyNotFoundError, KeyDeletedError):
@@ -314,7 +313,7 @@ class SessionHost:
     async def _check_own(self) -> None:
         """Close sessions this replica no longer owns (e.g. after a long pause it was declared dead)."""
         for call_id, owned in list(self.sessions.items()):
-            owner = await self._owner(subjects.session_key(self.stage, call_id))
+            owner = await self._owner(subjects.check_id(call_id))
             if owner is None or owner.replica_id != self.replica_id:
                 self.sessions.pop(call_id, None)
                 self._gauge.set(len(self.sessions))

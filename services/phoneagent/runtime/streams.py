@@ -3,7 +3,7 @@
 * ``PA_CALLS``: call lifecycle, final transcripts, spoken text, tool records — the source of
   call records; survives restarts of every service.
 * ``PA_AUDIT``: every policy decision (allow and deny) with its reason.
-* ``pa_sessions``: which replica owns each call's session per stage.
+* ``pa_sessions_<stage>``: which replica owns each call's session in that stage.
 * ``pa_dialog``: per-call conversation state (survives an LLM replica restart).
 """
 
@@ -47,7 +47,8 @@ async def ensure(js: Any, calls_days: float = 30, audit_days: float = 365 * 2) -
                 await js.update_stream(cfg)
             except BadRequestError as exc:
                 log.warning("stream update refused", extra={"stream": cfg.name, "error": str(exc)[:120]})
-    await sessions_kv(js)
+    for stage in subjects.STAGES:
+        await sessions_kv(js, stage)
     await dialog_kv(js)
 
 
@@ -61,8 +62,9 @@ async def _kv(js: Any, bucket: str, **cfg: Any) -> Any:
             return await js.key_value(bucket)
 
 
-async def sessions_kv(js: Any) -> Any:
-    return await _kv(js, subjects.SESSIONS_BUCKET, history=1, storage=StorageType.FILE, ttl=DAY)
+async def sessions_kv(js: Any, stage: str) -> Any:
+    """Ownership records of one stage's sessions, keyed by call id."""
+    return await _kv(js, subjects.sessions_bucket(stage), history=1, storage=StorageType.FILE, ttl=DAY)
 
 
 async def dialog_kv(js: Any) -> Any:

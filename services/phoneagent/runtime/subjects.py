@@ -103,9 +103,9 @@ def session_heartbeat(stage: str) -> str:
     return f"{PREFIX}.session.{_stage(stage)}.heartbeat"
 
 
-def session_key(stage: str, call_id: str) -> str:
-    """Key of a session's ownership record in the sessions bucket."""
-    return f"{_stage(stage)}.{check_id(call_id)}"
+def sessions_bucket(stage: str) -> str:
+    """Key-value bucket holding the ownership records of ``stage``'s sessions (key: call id)."""
+    return f"{SESSIONS_BUCKET}_{_stage(stage)}"
 
 
 def edge_dial() -> str:

@@ -21,12 +21,10 @@ MONTHS = ("January February March April May June July August September October N
 _MONTH_ABBR = {m[:3]: m for m in MONTHS} | {"Sept": "September"}
 _MONTH_NAMES = "|".join(sorted({*MONTHS, *_MONTH_ABBR}, key=len, reverse=True))
 
-# A sentence-final period that an abbreviation swallowed is given back.
-_END = r"(?P<end>\.(?=\s*$))?"
-
 
 def _end(m: re.Match[str]) -> str:
-    return "." if m.groupdict().get("end") else ""
+    """A sentence-ending period that an abbreviation swallowed, given back."""
+    return "." if m.group("end") is not None else ""
 
 
 def _int(text: str) -> int:
@@ -34,24 +32,31 @@ def _int(text: str) -> int:
 
 
 # --- abbreviations -----------------------------------------------------------------------------
-_ABBREVIATIONS = {
-    "Mr.": "Mister", "Mrs.": "Missus", "Ms.": "Miz", "Jr.": "Junior", "Sr.": "Senior",
-    "appt.": "appointment", "Appt.": "Appointment", "approx.": "approximately", "Ave.": "Avenue",
-    "Blvd.": "Boulevard", "Rd.": "Road", "Apt.": "Apartment", "Dept.": "Department", "Mt.": "Mount",
-    "etc.": "et cetera", "e.g.": "for example", "i.e.": "that is", "vs.": "versus", "hrs.": "hours",
-    "mins.": "minutes", "min.": "minutes", "Ph.D.": "P H D",
+# expansion, and whether the abbreviation's period may also end a sentence ("... et cetera.")
+_ABBREVIATIONS: dict[str, tuple[str, bool]] = {
+    "Mr.": ("Mister", False), "Mrs.": ("Missus", False), "Ms.": ("Miz", False),
+    "Jr.": ("Junior", True), "Sr.": ("Senior", True), "appt.": ("appointment", True),
+    "Appt.": ("Appointment", False), "approx.": ("approximately", False), "Ave.": ("Avenue", True),
+    "Blvd.": ("Boulevard", True), "Rd.": ("Road", True), "Apt.": ("Apartment", False),
+    "Dept.": ("Department", True), "Mt.": ("Mount", False), "etc.": ("et cetera", True),
+    "e.g.": ("for example", False), "i.e.": ("that is", False), "vs.": ("versus", False),
+    "hrs.": ("hours", True), "mins.": ("minutes", True), "min.": ("minutes", True),
+    "Ph.D.": ("P H D", True),
 }
+# Lookahead for "this period also ends the sentence": end of text, or a capitalised word next.
+_SENTENCE_AFTER = r"(?P<end>(?=\s*$|\s+[A-Z]))?"
 _ABBR_RE = re.compile(
     r"(?<![\w.])(" + "|".join(re.escape(k) for k in sorted(_ABBREVIATIONS, key=len, reverse=True)) + r")"
-    r"(?P<end>(?=\s*$))?")
+    + _SENTENCE_AFTER)
 
 
 def _abbr(m: re.Match[str]) -> str:
-    return _ABBREVIATIONS[m.group(1)] + ("." if m.group("end") is not None else "")
+    word, may_end = _ABBREVIATIONS[m.group(1)]
+    return word + ("." if may_end and m.group("end") is not None else "")
 
 
 _TITLE_RE = re.compile(r"\b(Dr|St)\.(?=\s+[A-Z])")   # "Dr. Patel", "St. Louis"
-_PLACE_RE = re.compile(r"(?<=[A-Za-z] )(Dr|St)\." + _END)  # "Main St.", "Oak Dr."
+_PLACE_RE = re.compile(r"(?<=[A-Za-z] )(Dr|St)\." + _SENTENCE_AFTER)  # "Main St.", "Oak Dr."
 _NUMBER_ABBR_RE = re.compile(r"\b(No|no|Nr)\.\s*(?=\d)|#(?=\d)")
 
 
@@ -115,7 +120,8 @@ def _clock(m: re.Match[str]) -> str:
     mer = m.group(3)
     if hh == 0 and not mer:
         return "zero hundred" if mm == 0 else f"zero {cardinal(mm)}"
-    return cardinal(hh) + _minutes(mm, bool(mer)) + _meridiem(mer) + _end(m)
+    end = _end(m) if mer and mer.endswith(".") else ""
+    return cardinal(hh) + _minutes(mm, bool(mer)) + _meridiem(mer) + end
 
 
 _MERIDIEM = r"\s*([ap]\.m\.|[ap]m\b|[AP]M\b|[AP]\.M\.)"
@@ -173,6 +179,8 @@ def _long_run(m: re.Match[str]) -> str:
 
 def _code(m: re.Match[str]) -> str:
     parts = m.group(0).split("-")
+    if len(m.group(0).replace("-", "")) < 4 or any(len(p) >= 4 and p.isalpha() for p in parts):
+        return m.group(0)  # "MP3", "COVID-19": a word, not a code to spell
     spoken = [" ".join(digits(ch) if ch.isdigit() else ch for ch in part) for part in parts]
     return ", ".join(spoken)
 
@@ -203,20 +211,23 @@ _RULES: list[Rule] = [
     (re.compile(r"(?<![\d/])(\d{1,2})/(\d{1,2})(?:/(\d{4}|\d{2}))?(?![\d/])"), _slash_date),
     (re.compile(rf"\b({_MONTH_NAMES})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?\b(?:,?\s+(\d{{4}})\b)?"),
      _month_date),
-    (re.compile(r"(?<![\d:])(\d{1,2}):(\d{2})(?![\d:])(?:" + _MERIDIEM + r")?" + _END), _clock),
-    (re.compile(r"(?<![\d:.,])(\d{1,2})()" + _MERIDIEM + _END), _clock),
+    (re.compile(r"(?<![\d:])(\d{1,2}):(\d{2})(?![\d:])(?:" + _MERIDIEM + r")?" + _SENTENCE_AFTER), _clock),
+    (re.compile(r"(?<![\d:.,])(\d{1,2})()" + _MERIDIEM + _SENTENCE_AFTER), _clock),
     (re.compile(r"([$€£])\s?(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{1,2}))?(?!\d)"
                 r"(?:\s?(thousand|million|billion|bn|k|K|m|M)\b)?"), _money),
     (re.compile(r"(\d+(?:\.\d+)?)\s?%"), _percent),
     (re.compile(r"\b(?=[A-Z0-9-]*\d)(?=[A-Z0-9-]*[A-Z])[A-Z0-9]+(?:-[A-Z0-9]+)*\b"),
-     lambda m: _code(m) if len(m.group(0).replace("-", "")) >= 4 else m.group(0)),
+     _code),
     (re.compile(r"(?<![\w.])\+?\(?\d{1,4}\)?(?:[ .-]\(?\d{1,4}\)?){1,5}(?![\w]|\.\d)"), _grouped_digits),
     (re.compile(r"\b(\d+)(st|nd|rd|th)\b"), lambda m: ordinal(int(m.group(1)))),
-    (re.compile(r"(?<![\d,])\d{5,}(?![\d,]|\.\d)"), _long_run),
+    (re.compile(r"(?<![\d,.])\d{5,}(?![\d,]|\.\d)"), _long_run),
+    (re.compile(r"(?<![\d.])\d+(?:\.\d+){2,}(?![\d.])"), lambda m: " point ".join(
+        cardinal(int(p)) for p in m.group(0).split("."))),
     (re.compile(r"(?<![\d.])(\d+(?:,\d{3})*|\d+)\.(\d+)(?![\d.])"), lambda m: decimal(m.group(0))),
     (re.compile(r"\b(\d{1,4})\s?-\s?(\d{1,4})\b"),
      lambda m: f"{cardinal(int(m.group(1)))} to {cardinal(int(m.group(2)))}"),
-    (re.compile(r"(?<![\d,])-?\d{1,3}(?:,\d{3})+(?![\d,])|(?<![\d,])\d+(?![\d,])"), _plain_number),
+    (re.compile(r"(?:(?<=\s)|^)-(?=\d)"), lambda m: "minus "),
+    (re.compile(r"(?<![A-Za-z\d,])(?:\d{1,3}(?:,\d{3})+|\d+)(?![\d,])"), _plain_number),
     (re.compile(r"\s&\s"), lambda m: " and "),
     (re.compile(r"\s\+\s"), lambda m: " plus "),
 ]

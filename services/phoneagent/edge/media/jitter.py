@@ -8,13 +8,15 @@ Delay adapts to the network: the target depth is ``frame + jitter_factor x J`` w
 is the RFC 3550 interarrival jitter estimate, clamped to [min_delay, max_delay].
 - Too deep (more than one frame over target): one frame is dropped, at most once per
   ``shrink_interval`` pulls, so the delay comes down without audible jumps.
+- Too deep with a hole at the playout point (the gap after a pause): the missing
+  frames are skipped at once.
 - Underrun (nothing at or after the playout point has arrived): the playout point
   does not advance, a concealment frame is played, and the delay grows by one frame.
 - A missing frame with later frames present is lost: conceal and move on.
 Concealment repeats the last good frame with a fade to silence over ``fade_frames``
 frames, then plays silence. Memory is bounded by ``capacity`` frames; a packet further
-ahead than that restarts the buffer (a new talk spurt after a long pause, or a new
-source).
+ahead than that, or ``restart_after_late`` late packets in a row (the sender reset its
+timestamps), restarts the buffer.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class JitterStats:
     duplicate: int = 0
     malformed: int = 0
     dropped_for_delay: int = 0
+    skipped: int = 0
     restarts: int = 0
 
 
@@ -72,6 +75,7 @@ class JitterBuffer:
         jitter_factor: float = 3.0,
         fade_frames: int = 3,
         shrink_interval: int = 5,
+        restart_after_late: int = 10,
     ) -> None:
         if not 0 < min_delay_ms <= max_delay_ms:
             raise ValueError("jitter buffer needs 0 < min_delay_ms <= max_delay_ms")
@@ -83,9 +87,11 @@ class JitterBuffer:
         self.jitter_factor = jitter_factor
         self.fade_frames = fade_frames
         self.shrink_interval = shrink_interval
+        self.restart_after_late = restart_after_late
         self.capacity = 2 * math.ceil(max_delay_ms / frame_ms) + 2
         self.stats = JitterStats()
         self._silence = np.zeros(self.frame_samples, dtype=np.int16)
+        self._silence.flags.writeable = False
         self._ramps = self._build_ramps()
         self._jitter_ts = 0.0  # RFC 3550 J, in timestamp units
         self._reset()
@@ -101,6 +107,7 @@ class JitterBuffer:
         self._last_pcm: Int16Array | None = None
         self._conceal_run = 0
         self._since_shrink = 0
+        self._late_run = 0
 
     def _build_ramps(self) -> list[np.ndarray]:
         n = self.frame_samples * self.fade_frames
@@ -140,31 +147,35 @@ class JitterBuffer:
         if not payload or len(payload) % fs:
             self.stats.malformed += 1
             return PushResult.MALFORMED
-        result = PushResult.ACCEPTED
         ext = self._ts.unwrap(timestamp & 0xFFFFFFFF)
         if self._base is None:
             self._base = ext
         index = round((ext - self._base) / fs)
-        if self._is_jump(index):
-            self._restart(timestamp)
-            ext = self._ts.unwrap(timestamp & 0xFFFFFFFF)
-            self._base = ext
+        result = PushResult.ACCEPTED
+        if self._is_jump(index) or self._late_run >= self.restart_after_late:
+            self._restart()
+            ext = self._base = self._ts.unwrap(timestamp & 0xFFFFFFFF)
             index = 0
             result = PushResult.RESTARTED
         self._update_jitter(ext, arrival)
-        count = len(payload) // fs
-        stored = 0
-        for k in range(count):
-            stored += self._store(index + k, payload[k * fs:(k + 1) * fs])
-        if stored == 0 and result is PushResult.ACCEPTED:
-            return self._reject_reason(index)
-        return result
+        stored = sum(self._store(index + k, payload[k * fs:(k + 1) * fs]) for k in range(len(payload) // fs))
+        if stored:
+            self._late_run = 0
+            return result
+        if self._next is not None and index < self._next:
+            self._late_run += 1
+            self.stats.late += 1
+            return PushResult.LATE
+        self.stats.duplicate += 1
+        return PushResult.DUPLICATE
 
     def _is_jump(self, index: int) -> bool:
-        origin = self._next if self._next is not None else (self._latest if self._latest >= 0 else 0)
-        return abs(index - origin) > self.capacity
+        """A packet too far ahead to hold: a new talk spurt after a long pause, or a new stream."""
+        if self._next is not None:
+            return index - self._next > self.capacity
+        return self._latest >= 0 and abs(index - self._latest) > self.capacity
 
-    def _restart(self, timestamp: int) -> None:
+    def _restart(self) -> None:
         self.stats.restarts += 1
         keep_last = self._last_pcm
         self._reset()
@@ -179,13 +190,6 @@ class JitterBuffer:
         self._latest = max(self._latest, index)
         return 1
 
-    def _reject_reason(self, index: int) -> PushResult:
-        if self._next is not None and index < self._next:
-            self.stats.late += 1
-            return PushResult.LATE
-        self.stats.duplicate += 1
-        return PushResult.DUPLICATE
-
     def _update_jitter(self, ext: int, arrival: float) -> None:
         transit = arrival * self.codec.sample_rate - ext
         if self._last_transit is not None:
@@ -198,8 +202,9 @@ class JitterBuffer:
         """Exactly one frame of ``frame_ms``; call once per playout tick."""
         if self._next is None and not self._try_start():
             return Frame(self._silence, False, None)
-        assert self._next is not None
+        self._skip_holes()
         self._maybe_shrink()
+        assert self._next is not None
         data = self._frames.pop(self._next, None)
         if data is not None:
             return self._play(self._next, data)
@@ -216,6 +221,14 @@ class JitterBuffer:
             return False
         self._next = first
         return True
+
+    def _skip_holes(self) -> None:
+        """Too deep with nothing at the playout point (the gap after a pause or a loss burst):
+        skipping missing frames costs nothing audible, so do it at once."""
+        assert self._next is not None
+        while self._next not in self._frames and self.depth > self.target_frames + 1:
+            self._next += 1
+            self.stats.skipped += 1
 
     def _maybe_shrink(self) -> None:
         assert self._next is not None

@@ -109,7 +109,7 @@ class Dialog:
             log.info("sip bye not sent: transport error", extra={"call_id": self.call_id})
 
     async def reinvite(self, local_sdp: SessionDescription) -> SipResponse:
-        """Send a re-INVITE with a new offer (hold: direction sendonly/inactive). Returns the final response."""
+        """Send a re-INVITE with a new offer (hold: sendonly/inactive) and return the final response."""
         offer = copy.deepcopy(local_sdp)
         offer.version = (self.local_sdp.version + 1) if self.local_sdp else offer.version
         self._reinvite_pending = True

@@ -1,4 +1,4 @@
-"""SIP header values: URIs, name-addr, Via, CSeq and a case-insensitive header list (RFC 3261 section 20, 25)."""
+"""SIP header values: URIs, name-addr, Via, CSeq and a case-insensitive header list (RFC 3261 s. 20, 25)."""
 
 from __future__ import annotations
 

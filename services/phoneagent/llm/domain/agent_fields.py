@@ -92,6 +92,9 @@ def _parse_range(text: str, name: str, errs: FieldErrors) -> Interval | None:
     if (h1 == 24 and m1) or (h2 == 24 and m2) or h1 == 24:
         errs.add(name, f"{text!r} is not a valid time range")
         return None
+    if m1 % 5 or m2 % 5:
+        errs.add(name, f"{text!r}: minutes must be multiples of 5")
+        return None
     start = time(h1, m1)
     end = time(23, 59, 59, 999999) if h2 == 24 else time(h2, m2)
     if end <= start:

@@ -19,7 +19,6 @@ from phoneagent.llm.domain.dates_parse import Pieces, extract
 from phoneagent.runtime.errors import InvalidArgument
 
 HoursFn = Callable[[date], tuple[Interval, ...]]
-ASAP_DAYS = 14
 
 
 class Status(enum.Enum):
@@ -84,7 +83,8 @@ class Resolution:
         if self.at is not None:
             parts.append("at " + speak_time(self.at))
         elif self.window is not None:
-            parts.append(f"in the {self.window.label}")
+            label = self.window.label
+            parts.append(label if label.startswith(("between ", "after ", "before ")) else f"in the {label}")
         return " ".join(parts) or self.text
 
 

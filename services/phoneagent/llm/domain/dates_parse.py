@@ -88,7 +88,7 @@ def extract(text: str, now: datetime) -> Pieces:
     _times(sc, p)
     _relative_days(sc, p, found, today)
     _weekday_and_day(sc, found)
-    if p.hour is None and p.window is None:
+    if p.hour is None:
         m = sc.take(r" (0?\d|1\d|2[0-3]) ")
         if m:
             p.hour = int(m.group(1))
@@ -181,6 +181,12 @@ def _meridiem_hour(hour: int, meridiem: str | None) -> int:
     return hour
 
 
+def _clock(t: time) -> str:
+    hour = t.hour % 12 or 12
+    suffix = "am" if t.hour < 12 else "pm"
+    return f"{hour}:{t.minute:02d} {suffix}" if t.minute else f"{hour} {suffix}"
+
+
 def _windows(sc: _Scanner, p: Pieces) -> None:
     t = r"(\d{1,2})(?::(\d{2}))?(?: (am|pm))?"
     m = sc.take(rf" (?:between|from) {t} (?:and|to|till|until) {t} ")
@@ -188,14 +194,14 @@ def _windows(sc: _Scanner, p: Pieces) -> None:
         start = time(_meridiem_hour(int(m.group(1)), m.group(3) or m.group(6)), int(m.group(2) or 0))
         end = time(_meridiem_hour(int(m.group(4)), m.group(6)), int(m.group(5) or 0))
         if end > start:
-            p.window = (start, end, f"window {start:%H:%M}-{end:%H:%M}")
+            p.window = (start, end, f"between {_clock(start)} and {_clock(end)}")
             return
     m = sc.take(rf" (after|before|not before|not after|no earlier than|no later than) {t}(?: oclock)? ")
     if m:
         bound = time(_meridiem_hour(int(m.group(2)), m.group(4)), int(m.group(3) or 0))
         later = m.group(1) in ("after", "not before", "no earlier than")
-        p.window = (bound, time(23, 59), f"after {bound:%H:%M}") if later else (time(0), bound,
-                                                                               f"before {bound:%H:%M}")
+        p.window = (bound, time(23, 59), f"after {_clock(bound)}") if later else (
+            time(0), bound, f"before {_clock(bound)}")
         return
     m = sc.take(r" (?:(this|in the|early|late|early in the|late in the) )?"
                 r"(morning|afternoon|evening|tonight|night|lunchtime|lunch) ")

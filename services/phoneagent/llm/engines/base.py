@@ -27,13 +27,14 @@ class Delta:
     """One piece of a streamed reply.
 
     Every piece but the last carries ``text``; the last carries ``finish_reason`` and the
-    token counts (``prompt_tokens`` is ``None`` when the engine cannot tell).
+    token counts, which are ``None`` when the engine cannot tell (an HTTP server that does
+    not report usage). ``completion_tokens`` counts sampled tokens, end-of-turn token included.
     """
 
     text: str = ""
     finish_reason: str | None = None
     prompt_tokens: int | None = None
-    completion_tokens: int = 0
+    completion_tokens: int | None = None
 
     @property
     def final(self) -> bool:

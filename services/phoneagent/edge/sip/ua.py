@@ -1,0 +1,404 @@
+"""The SIP user agent the edge service drives: inbound calls through a callback, outbound calls by ``call()``.
+
+Every handler catches and logs its own failures with fixed messages; a bad datagram, connection or
+callback never stops the user agent. Caller and callee numbers are logged masked only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import ipaddress
+import logging
+import secrets
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from phoneagent.edge.sip.auth import Credentials, DigestServer
+from phoneagent.edge.sip.calls import CallFailed, CallOutcome, IncomingCall, OutboundCall
+from phoneagent.edge.sip.dialog import Dialog, DialogHandlers
+from phoneagent.edge.sip.headers import NameAddr, ParseError, SipURI, Via
+from phoneagent.edge.sip.message import SipMessage, SipRequest, SipResponse, make_response
+from phoneagent.edge.sip.sdp import NoCommonCodec, SdpError, SessionDescription, answer, parse_sdp
+from phoneagent.edge.sip.transaction import ServerTransaction, Timers, TransactionLayer
+from phoneagent.edge.sip.transport import Peer, TcpTransport, TransportError, UdpTransport
+from phoneagent.runtime.errors import InvalidArgument
+from phoneagent.runtime.redact import mask_number
+
+log = logging.getLogger(__name__)
+
+ALLOWED_METHODS = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REFER", "NOTIFY", "INFO")
+KNOWN_NOT_ALLOWED = frozenset({"REGISTER", "SUBSCRIBE", "PUBLISH", "MESSAGE", "PRACK", "UPDATE"})
+IncomingCallback = Callable[[IncomingCall], Awaitable[None] | None]
+__all__ = ["UAConfig", "UserAgent", "CallFailed", "CallOutcome", "IncomingCall", "Dialog",
+           "DialogHandlers", "Credentials"]
+
+
+@dataclass(frozen=True)
+class UAConfig:
+    host: str = "127.0.0.1"
+    port: int = 0
+    transports: tuple[str, ...] = ("udp",)
+    advertised_host: str | None = None  # address put in Via/Contact when bound to 0.0.0.0
+    user: str = "agent"
+    display_name: str = ""
+    codecs: tuple[str, ...] = ("PCMU", "PCMA")
+    timers: Timers = field(default_factory=Timers)
+    max_calls: int = 100
+    overload_status: int = 503  # 486 Busy Here or 503 Service Unavailable
+    auth: DigestServer | None = None  # challenge inbound INVITEs when set
+    no_answer_timeout_s: float = 60.0
+    user_agent: str = "phone-agent"
+
+    def validate(self) -> None:
+        if not self.transports or any(t not in ("udp", "tcp") for t in self.transports):
+            raise InvalidArgument("SIP transports must be 'udp' and/or 'tcp'")
+        if self.overload_status not in (486, 503):
+            raise InvalidArgument("SIP overload status must be 486 or 503")
+        if self.max_calls < 0 or not 0 <= self.port < 65536:
+            raise InvalidArgument("SIP max calls and port must be non-negative (port below 65536)")
+
+
+class UserAgent:
+    def __init__(self, config: UAConfig | None = None,
+                 on_incoming_call: IncomingCallback | None = None) -> None:
+        self.config = config or UAConfig()
+        self.config.validate()
+        self.on_incoming_call = on_incoming_call
+        self.timers = self.config.timers
+        self.allowed_methods = ALLOWED_METHODS
+        self._transports: dict[str, Any] = {}
+        self.layer = TransactionLayer(self._transports, self, self.timers)
+        self._dialogs: dict[tuple[str, str, str], Dialog] = {}
+        self._pending: dict[tuple[str, str], IncomingCall] = {}
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._closing = False
+
+    # --- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        port = self.config.port
+        for name in self.config.transports:
+            cls = UdpTransport if name == "udp" else TcpTransport
+            transport = cls(self.layer.receive, self.config.host, port)
+            await transport.start()
+            port = transport.local[1]  # the second transport shares the first one's port
+            self._transports[transport.name] = transport
+        log.info("sip user agent listening", extra={"port": port, "transports": list(self._transports)})
+
+    async def close(self, timeout_s: float = 2.0) -> None:
+        self._closing = True
+        dialogs = list(self._dialogs.values())
+        if dialogs:
+            await asyncio.wait([asyncio.ensure_future(d.bye()) for d in dialogs], timeout=timeout_s)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout_s)
+        self.layer.close()
+        for transport in self._transports.values():
+            await transport.close()
+
+    def spawn(self, aw: Awaitable[Any]) -> None:
+        """Run ``aw`` as a task owned (and cancelled at close) by the user agent."""
+        task = asyncio.ensure_future(aw)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Future[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.error("sip background task failed", exc_info=(type(exc), exc, exc.__traceback__)
+                      if exc else None)
+
+    # --- addresses ------------------------------------------------------------------------
+    def local_address(self, transport: str = "UDP") -> tuple[str, int]:
+        t = self._transports.get(transport.upper()) or next(iter(self._transports.values()))
+        host, port = t.local
+        return self.config.advertised_host or host, port
+
+    def local_uri(self) -> SipURI:
+        host, port = self.local_address()
+        return SipURI("sip", host, self.config.user, port)
+
+    def contact(self, transport: str) -> NameAddr:
+        host, port = self.local_address(transport)
+        params = {"transport": "tcp"} if transport.upper() == "TCP" else {}
+        return NameAddr(SipURI("sip", host, self.config.user, port, params))
+
+    def via(self, transport: str, branch: str) -> Via:
+        host, port = self.local_address(transport)
+        return Via(transport.upper(), host, port, {"branch": branch, "rport": ""})
+
+    @staticmethod
+    def new_call_id() -> str:
+        return secrets.token_hex(12)
+
+    @staticmethod
+    def new_tag() -> str:
+        return secrets.token_hex(6)
+
+    async def resolve(self, uri: SipURI, transport: str) -> Peer:
+        name = (uri.params.get("transport") or transport).upper()
+        port = uri.port or 5060
+        try:
+            ipaddress.ip_address(uri.host)
+            return Peer(name, (uri.host, port))
+        except ValueError:
+            pass
+        infos = await asyncio.get_running_loop().getaddrinfo(uri.host, port, family=socket.AF_INET)
+        if not infos:
+            raise TransportError("host did not resolve")
+        return Peer(name, (infos[0][4][0], port))
+
+    async def peer_for(self, route_set: list[str], target: SipURI, transport: str) -> Peer:
+        if route_set:
+            return await self.resolve(NameAddr.parse(route_set[0]).uri, transport)
+        return await self.resolve(target, transport)
+
+    def send_nowait(self, msg: SipMessage, peer: Peer) -> None:
+        if not self.layer.transport(peer).send_nowait(msg.encode(), peer.addr):
+            log.info("sip send failed: no connection", extra={"transport": peer.transport})
+
+    # --- outbound -------------------------------------------------------------------------
+    async def start_call(self, target_uri: SipURI | str, local_sdp: SessionDescription,
+                         auth_credentials: Credentials | None = None, *, timeout_s: float | None = None,
+                         handlers: DialogHandlers | None = None, transport: str | None = None,
+                         on_progress: Callable[[int, SessionDescription | None], Any] | None = None,
+                         ) -> OutboundCall:
+        """Prepare an outbound call; ``await oc.run()`` places it, ``oc.cancel()`` abandons it."""
+        target = SipURI.parse(target_uri) if isinstance(target_uri, str) else target_uri
+        default = transport or next(iter(self._transports))
+        peer = await self.resolve(target, default)
+        if peer.transport not in self._transports:
+            raise InvalidArgument("target needs a transport this user agent does not run")
+        return OutboundCall(self, target, local_sdp, auth_credentials, peer,
+                            timeout_s=timeout_s or self.config.no_answer_timeout_s,
+                            handlers=handlers, on_progress=on_progress)
+
+    async def call(self, target_uri: SipURI | str, local_sdp: SessionDescription,
+                   auth_credentials: Credentials | None = None, **kwargs: Any) -> Dialog:
+        """Place a call and return the confirmed dialog, or raise CallFailed (busy, no answer, failed,
+        cancelled). Cancelling the awaiting task sends CANCEL."""
+        oc = await self.start_call(target_uri, local_sdp, auth_credentials, **kwargs)
+        try:
+            return await oc.run()
+        except TransportError as exc:
+            raise CallFailed(CallOutcome.FAILED, 503, "transport error") from exc
+        except asyncio.CancelledError:
+            oc.cancel()
+            self.spawn(oc._send_cancel())
+            raise
+
+    async def transact(self, req: SipRequest, peer: Peer, timeout_s: float | None = None) -> SipResponse:
+        """A non-INVITE request: its final response, or a local 408 on timeout."""
+        fut: asyncio.Future[SipResponse] = asyncio.get_running_loop().create_future()
+
+        def on_response(resp: SipResponse) -> None:
+            if resp.status >= 200 and not fut.done():
+                fut.set_result(resp)
+
+        def on_timeout() -> None:
+            if not fut.done():
+                fut.set_result(make_response(req, 408))
+
+        await self.layer.request(req, peer, on_response, on_timeout)
+        try:
+            return await asyncio.wait_for(fut, timeout_s) if timeout_s else await fut
+        except TimeoutError:
+            return make_response(req, 408)
+
+    async def invite_in_dialog(self, dialog: Dialog, req: SipRequest) -> SipResponse:
+        """A re-INVITE: wait for its final response and ACK a 2xx."""
+        fut: asyncio.Future[SipResponse] = asyncio.get_running_loop().create_future()
+        ack = dialog.make_request("ACK")
+        ack.headers.set("CSeq", f"{req.cseq.seq} ACK")
+
+        def on_response(resp: SipResponse) -> None:
+            if resp.status >= 200 and not fut.done():
+                fut.set_result(resp)
+            elif 200 <= resp.status < 300:
+                self.send_nowait(ack, dialog.peer)
+
+        def on_timeout() -> None:
+            if not fut.done():
+                fut.set_result(make_response(req, 408))
+
+        await self.layer.request(req, dialog.peer, on_response, on_timeout)
+        resp = await fut
+        if 200 <= resp.status < 300:
+            self.send_nowait(ack, dialog.peer)
+        return resp
+
+    async def options(self, target_uri: SipURI | str, transport: str | None = None) -> SipResponse:
+        target = SipURI.parse(target_uri) if isinstance(target_uri, str) else target_uri
+        peer = await self.resolve(target, transport or next(iter(self._transports)))
+        oc = OutboundCall(self, target, SessionDescription("0.0.0.0", []), None, peer, timeout_s=1,
+                          handlers=None, on_progress=None)
+        req = oc._build_invite(None)
+        req.method, req.body = "OPTIONS", b""
+        req.headers.set("CSeq", "1 OPTIONS")
+        req.headers.remove("Content-Type")
+        return await self.transact(req, peer)
+
+    # --- dialogs and pending calls --------------------------------------------------------
+    @property
+    def active_calls(self) -> int:
+        return len(self._dialogs) + len(self._pending)
+
+    def register_dialog(self, dialog: Dialog) -> None:
+        self._dialogs[dialog.key] = dialog
+
+    def forget_dialog(self, dialog: Dialog) -> None:
+        if self._dialogs.get(dialog.key) is dialog:
+            del self._dialogs[dialog.key]
+
+    def call_settled(self, call: IncomingCall) -> None:
+        self._pending.pop((call.call_id, call.caller.tag), None)
+
+    async def dialog_for_incoming(self, call: IncomingCall, local_sdp: SessionDescription,
+                                  handlers: DialogHandlers | None) -> Dialog:
+        req = call.request
+        contact = req.contact
+        target = contact.uri if contact else req.from_.uri
+        routes = req.headers.get_all("Record-Route")
+        try:
+            peer = await self.peer_for(routes, target, call.peer.transport)
+        except (TransportError, OSError, ParseError):
+            peer = call.txn.reply_to
+        local = NameAddr(call.callee.uri, call.callee.display, dict(call.callee.params, tag=call.local_tag))
+        dialog = Dialog(self, call_id=call.call_id, local=local, remote=call.caller, remote_target=target,
+                        route_set=routes, local_seq=0, remote_seq=req.cseq.seq, peer=peer,
+                        local_sdp=local_sdp, remote_sdp=call.remote_sdp, outbound=False,
+                        handlers=handlers)
+        self.register_dialog(dialog)
+        return dialog
+
+    # --- transaction user -----------------------------------------------------------------
+    def on_stray_response(self, response: SipResponse, peer: Peer) -> None:
+        key = (response.call_id, response.from_.tag, response.to.tag)
+        dialog = self._dialogs.get(key)
+        if dialog is not None and response.cseq.method == "INVITE" and 200 <= response.status < 300:
+            dialog.resend_ack()
+
+    def on_request(self, req: SipRequest, txn: ServerTransaction | None, peer: Peer) -> None:
+        if txn is None:  # an ACK for a 2xx
+            dialog = self._dialogs.get((req.call_id, req.to.tag, req.from_.tag))
+            if dialog is not None:
+                dialog.on_ack(req)
+            return
+        try:
+            self._dispatch(req, txn, peer)
+        except (ParseError, SdpError) as exc:
+            log.info("sip request rejected: malformed", extra={"reason": exc.message, "method": req.method})
+            if not txn.final_sent:
+                txn.respond(make_response(req, 400))
+
+    def _dispatch(self, req: SipRequest, txn: ServerTransaction, peer: Peer) -> None:
+        if req.method == "CANCEL":
+            self._on_cancel(req, txn)
+        elif req.to.tag:
+            dialog = self._dialogs.get((req.call_id, req.to.tag, req.from_.tag))
+            if dialog is None:
+                txn.respond(make_response(req, 481))
+            else:
+                dialog.handle(req, txn)
+        elif req.method == "INVITE":
+            self._on_invite(req, txn, peer)
+        elif req.method == "OPTIONS":
+            txn.respond(self.options_response(req))
+        elif req.method in ("BYE", "NOTIFY", "REFER", "INFO"):
+            txn.respond(make_response(req, 481))
+        else:
+            self.reject_method(req, txn)
+
+    def reject_method(self, req: SipRequest, txn: ServerTransaction) -> None:
+        if req.method in KNOWN_NOT_ALLOWED or req.method in ALLOWED_METHODS:
+            resp = make_response(req, 405)
+            resp.headers.add("Allow", ", ".join(ALLOWED_METHODS))
+        else:
+            resp = make_response(req, 501)
+        txn.respond(resp)
+
+    def options_response(self, req: SipRequest) -> SipResponse:
+        resp = make_response(req, 200, to_tag=self.new_tag())
+        resp.headers.add("Allow", ", ".join(ALLOWED_METHODS))
+        resp.headers.add("Accept", "application/sdp")
+        resp.headers.add("Supported", "replaces")
+        resp.headers.add("Server", self.config.user_agent)
+        return resp
+
+    def _on_cancel(self, req: SipRequest, txn: ServerTransaction) -> None:
+        invite_txn = self.layer.find_server(req, "INVITE")
+        if invite_txn is None:
+            txn.respond(make_response(req, 481))
+            return
+        txn.respond(make_response(req, 200))
+        call = self._pending.get((req.call_id, req.from_.tag))
+        if call is not None:
+            call.cancel_received()
+        elif not invite_txn.final_sent:
+            invite_txn.respond(make_response(invite_txn.request, 487, to_tag=self.new_tag()))
+        log.info("sip call cancelled by caller", extra={"call_id": req.call_id})
+
+    def _on_invite(self, req: SipRequest, txn: ServerTransaction, peer: Peer) -> None:
+        status = self._admission(req)
+        if status is not None:
+            resp = make_response(req, status, to_tag=self.new_tag())
+            if status == 503:
+                resp.headers.add("Retry-After", "5")
+            if status == 401 and self.config.auth is not None:
+                stale = self._stale(req)
+                resp.headers.add("WWW-Authenticate", self.config.auth.challenge(stale=stale))
+            if status == 420:
+                resp.headers.add("Unsupported", ", ".join(req.headers.get_all("Require")))
+            txn.respond(resp)
+            log.info("sip call refused", extra={"call_id": req.call_id, "status": status})
+            return
+        remote_sdp = parse_sdp(req.body) if req.body else None
+        call = IncomingCall(self, req, txn, peer, remote_sdp, self.new_tag())
+        self._pending[(call.call_id, call.caller.tag)] = call
+        log.info("sip incoming call", extra={"call_id": call.call_id,
+                                             "caller": mask_number(call.caller.uri.user),
+                                             "transport": peer.transport})
+        self.spawn(self._run_incoming(call))
+
+    def _admission(self, req: SipRequest) -> int | None:
+        """The status refusing this INVITE, or None to offer it to the application."""
+        if self._closing or self.on_incoming_call is None:
+            return 480 if self.on_incoming_call is None else 503
+        if self.active_calls >= self.config.max_calls:
+            return self.config.overload_status
+        if self.config.auth is not None:
+            header = req.headers.get("Authorization")
+            if not header or not self.config.auth.verify("INVITE", header).ok:
+                return 401
+        if req.headers.get_all("Require"):
+            return 420
+        if req.body:
+            if req.content_type != "application/sdp":
+                return 415
+            try:
+                answer(parse_sdp(req.body), self.config.codecs, address="0.0.0.0", port=9)
+            except SdpError:
+                return 400
+            except NoCommonCodec:
+                return 488
+        return None
+
+    def _stale(self, req: SipRequest) -> bool:
+        header = req.headers.get("Authorization")
+        return bool(header and self.config.auth and self.config.auth.verify("INVITE", header).stale)
+
+    async def _run_incoming(self, call: IncomingCall) -> None:
+        assert self.on_incoming_call is not None
+        try:
+            result = self.on_incoming_call(call)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:  # noqa: BLE001 - answer 500 instead of leaving the caller hanging
+            log.exception("sip incoming call handler failed", extra={"call_id": call.call_id})
+            if call.pending:
+                await call.reject(500)

@@ -1,0 +1,163 @@
+"""Session claims, heartbeats and reassignment with real replica processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import wait_for
+from phoneagent.runtime import subjects
+from phoneagent.runtime.bus import Bus, Delivery, Lane
+from phoneagent.runtime.natsserver import NatsServer
+from phoneagent.runtime.sessions import claim_session
+from phoneagent.runtime.stack import readyz
+from phoneagent.v1 import call_pb2, common_pb2, control_pb2, session_pb2
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+async def fresh_nats(tmp_path: Path) -> AsyncIterator[str]:
+    """Session tests get their own server: ownership records must not leak between tests."""
+    server = NatsServer(tmp_path / "nats")
+    yield server.start()
+    server.stop()
+
+
+def start_replica(env: dict[str, str], url: str, replica: str, tmp: Path) -> tuple[subprocess.Popen, Path]:
+    status = tmp / f"{replica}.port"
+    env = dict(env, PA_NATS_URL=url, PA_SERVICE_REPLICA_ID=replica, PA_STATUS_FILE=str(status),
+               PA_HEARTBEAT_S="0.25", PA_DEAD_AFTER_S="1.0", PA_DRAIN_TIMEOUT_S="0.5")
+    log = (tmp / f"{replica}.log").open("wb")
+    proc = subprocess.Popen([sys.executable, str(HERE / "replica_main.py")], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    return proc, status
+
+
+async def wait_ready(status: Path, proc: subprocess.Popen, timeout: float = 20) -> int:
+    def ready() -> int:
+        assert proc.poll() is None, "replica exited"
+        if status.is_file():
+            port = int(status.read_text())
+            return port if readyz(port).get("ready") else 0
+        return 0
+
+    return await wait_for(ready, timeout, 0.05)
+
+
+def started(call_id: str) -> call_pb2.CallStarted:
+    return call_pb2.CallStarted(meta=common_pb2.EventMeta(call_id=call_id), direction=call_pb2.DIRECTION_INBOUND)
+
+
+async def test_claims_are_spread_and_a_killed_replica_loses_its_calls_to_a_live_one(
+        fresh_nats: str, service_env: dict[str, str], tmp_path: Path) -> None:
+    procs = {}
+    for r in ("rep-a", "rep-b"):
+        procs[r] = start_replica(service_env, fresh_nats, r, tmp_path)
+    bus = Bus("edge-test")
+    await bus.connect(fresh_nats)
+    announced: list[session_pb2.SessionAssigned] = []
+    pongs: dict[str, list[str]] = {}
+
+    async def on_announce(m: session_pb2.SessionAssigned, d: Delivery) -> None:
+        announced.append(m)
+
+    async def on_ctl(m: control_pb2.ControlEvent, d: Delivery) -> None:
+        if m.dtmf.outbound:
+            pongs.setdefault(m.meta.call_id, []).append(m.meta.producer)
+
+    try:
+        for r, (p, st) in procs.items():
+            await wait_ready(st, p)
+        await bus.subscribe("test.session.started", session_pb2.SessionAssigned, on_announce)
+        calls = [f"call-{i}" for i in range(8)]
+        owners: dict[str, str] = {}
+        for c in calls:
+            await bus.subscribe(subjects.control(c), control_pb2.ControlEvent, on_ctl, lane=Lane.CONTROL)
+            assigned = await claim_session(bus, "asr", started(c))
+            owners[c] = assigned.replica_id
+            again = await claim_session(bus, "asr", started(c))  # idempotent: same owner, flagged existing
+            assert again.replica_id == owners[c] and again.existing
+        assert set(owners.values()) == {"rep-a", "rep-b"}, "queue group should spread claims"
+
+        async def ping(c: str) -> str:
+            pongs.pop(c, None)
+            await bus.publish(subjects.control(c), control_pb2.ControlEvent(
+                meta=common_pb2.EventMeta(call_id=c), dtmf=control_pb2.Dtmf(digit="1")), lane=Lane.CONTROL)
+            got = await wait_for(lambda: pongs.get(c), timeout=3)
+            return got[0]
+
+        for c in calls:
+            assert await ping(c) == owners[c]
+
+        victim = "rep-a"
+        killed_at = time.monotonic()
+        os.kill(procs[victim][0].pid, signal.SIGKILL)
+        moved = [c for c in calls if owners[c] == victim]
+        await wait_for(lambda: {m.call_id for m in announced if m.existing} >= set(moved), timeout=6)
+        took = time.monotonic() - killed_at
+        assert took < 3.0, f"reassignment took {took:.2f}s"
+        for c in calls:  # every call answers again, all from the survivor
+            assert await ping(c) == "rep-b"
+
+        # A call that ends is closed and its record removed: a new claim starts afresh.
+        ended = call_pb2.CallEvent(ended=call_pb2.CallEnded(meta=common_pb2.EventMeta(call_id=calls[0])))
+        await bus.publish(subjects.lifecycle(calls[0]), ended, lane=Lane.CONTROL)
+        await asyncio.sleep(0.3)
+        again = await claim_session(bus, "asr", started(calls[0]))
+        assert not again.existing
+    finally:
+        await bus.close()
+        for p, _ in procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p, _ in procs.values():
+            p.wait(15)
+
+
+async def test_graceful_drain_hands_sessions_over_and_exits_cleanly(
+        fresh_nats: str, service_env: dict[str, str], tmp_path: Path) -> None:
+    pa, sa = start_replica(service_env, fresh_nats, "drain-a", tmp_path)
+    bus = Bus("edge-test")
+    await bus.connect(fresh_nats)
+    announced: list[session_pb2.SessionAssigned] = []
+
+    async def on_announce(m: session_pb2.SessionAssigned, d: Delivery) -> None:
+        announced.append(m)
+
+    pb = None
+    try:
+        await wait_ready(sa, pa)
+        await bus.subscribe("test.session.started", session_pb2.SessionAssigned, on_announce)
+        for i in range(3):
+            assert (await claim_session(bus, "asr", started(f"d-{i}"))).replica_id == "drain-a"
+        pb, sb = start_replica(service_env, fresh_nats, "drain-b", tmp_path)
+        await wait_ready(sb, pb)
+        pa.send_signal(signal.SIGTERM)
+        assert pa.wait(15) == 0
+        await wait_for(lambda: sum(1 for m in announced if m.existing and m.replica_id == "drain-b") == 3, 6)
+    finally:
+        await bus.close()
+        for p in (pa, pb):
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                p.wait(15)
+
+
+def _children_alive(pids: list[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+            alive.append(pid)
+        except ProcessLookupError:
+            pass
+    return alive
