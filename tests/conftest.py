@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -46,16 +45,3 @@ def service_env(nats_url: str, tmp_path: Path) -> dict[str, str]:
                 "PYTHONPATH": str(ROOT / "services") + os.pathsep + env.get("PYTHONPATH", ""),
                 "PA_MODEL_DIR": env.get("PA_MODEL_DIR", str(Path.home() / ".cache" / "phone-agent" / "models"))})
     return env
-
-
-async def wait_for(predicate, timeout: float = 5.0, interval: float = 0.01):  # type: ignore[no-untyped-def]
-    """Poll ``predicate`` until it returns a truthy value or ``timeout`` passes."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)

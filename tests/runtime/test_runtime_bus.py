@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import wait_for
+from pa_testing import wait_for
 from phoneagent.runtime import metrics, subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.errors import ErrorKind, PhoneAgentError

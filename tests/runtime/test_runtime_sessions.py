@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_for
+from pa_testing import wait_for
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.natsserver import NatsServer
