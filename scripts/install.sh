@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Install everything the project needs on a fresh Debian machine: system packages (when
+# run as root), a virtual environment with the project and its extras, and the CPU
+# build of llama-cpp-python. Idempotent: re-running skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+EXTRAS=${EXTRAS:-dev,cpu}
+# Debian packages: espeak-ng/sox make test speech; alsa-utils ships recorded human voice
+# samples used by the ASR tests; prometheus provides promtool for the alert-rule tests;
+# baresip is a real SIP peer for the edge tests; nodejs/npm fetch the Kokoro English voices.
+APT_PACKAGES=${APT_PACKAGES:-"espeak-ng sox alsa-utils prometheus baresip npm"}
+
+missing=()
+for pkg in $APT_PACKAGES; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" = 0 ]; then
+    echo "installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "warning: missing Debian packages (install them as root): ${missing[*]}" >&2
+  fi
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --upgrade pip
+
+# llama-cpp-python has no wheel on PyPI: build it once, portable and without the
+# multimodal parts, in a few minutes instead of ~12 on two cores.
+export CMAKE_ARGS=${CMAKE_ARGS:-"-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"}
+export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2}
+
+echo "installing phone-agent[$EXTRAS] into $VENV"
+"$VENV/bin/python" -m pip install -q -e ".[$EXTRAS]"
+echo "install done"

@@ -1,0 +1,136 @@
+"""ASR service: one session per call, claimed from the ``asr`` queue group.
+
+Subscribes to the call's caller audio (16 kHz frames from the edge), runs endpointing and
+decoding (:class:`phoneagent.asr.stream.AsrSession`), and publishes "caller started
+speaking" and partials on the call's asr subject (speech-started on the control lane, since
+the edge waits for it to confirm a barge-in) and finals on its transcript subject.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from phoneagent.asr import segmenter as seg
+from phoneagent.asr import stream
+from phoneagent.asr.engines.base import AsrEngine, create_engine
+from phoneagent.asr.settings import AsrSettings
+from phoneagent.runtime import subjects, telemetry
+from phoneagent.runtime.bus import Delivery, Lane, Subscription
+from phoneagent.runtime.errors import PhoneAgentError
+from phoneagent.runtime.service import Service
+from phoneagent.runtime.settings import CommonSettings
+from phoneagent.v1 import common_pb2, media_pb2, session_pb2, speech_pb2
+
+log = logging.getLogger(__name__)
+SETTINGS = AsrSettings
+ERROR_EVERY_S = 1.0  # at most one bad-audio error event per call per second
+
+
+class AsrCallSession:
+    def __init__(self, svc: AsrService, claim: session_pb2.SessionClaim) -> None:
+        self.svc = svc
+        self.call_id = claim.call.meta.call_id
+        s = svc.settings
+        cfg = seg.SegmenterConfig(pre_roll_ms=s.pre_roll_ms, min_speech_ms=s.min_speech_ms,
+                                  min_silence_ms=s.end_silence_ms, partial_interval_ms=s.partial_interval_ms,
+                                  max_utterance_s=s.max_utterance_s)
+        assert svc.engine is not None
+        self.asr = stream.AsrSession(svc.engine, call_id=self.call_id, config=cfg, partials=s.partials)
+        self.sub: Subscription[Any] | None = None
+        self._last_error = 0.0
+
+    async def start(self) -> None:
+        self.sub = await self.svc.bus.subscribe(subjects.audio_in(self.call_id), media_pb2.AudioFrame,
+                                                self.on_frame, max_pending=50)
+
+    def meta(self, turn: int = 0) -> common_pb2.EventMeta:
+        return common_pb2.EventMeta(call_id=self.call_id, turn_id=turn, ts_unix_ns=time.time_ns(),
+                                    producer=f"asr/{self.svc.replica}")
+
+    async def on_frame(self, frame: media_pb2.AudioFrame, _: Delivery) -> None:
+        pcm = np.frombuffer(frame.pcm[: len(frame.pcm) // 2 * 2], dtype="<i2")
+        t = frame.capture_unix_ns / 1e9 if frame.capture_unix_ns else time.time()
+        try:
+            events = await self.asr.feed(pcm, t, rate=frame.sample_rate)
+        except PhoneAgentError as exc:
+            await self.report(exc)
+            return
+        for ev in events:
+            await self.publish(ev)
+
+    async def report(self, exc: PhoneAgentError) -> None:
+        now = time.monotonic()
+        if now - self._last_error < ERROR_EVERY_S:
+            return
+        self._last_error = now
+        err = common_pb2.Error(kind=exc.kind.wire, retryable=exc.retryable, message=exc.message, source="asr")
+        await self.svc.bus.publish(subjects.asr_events(self.call_id), speech_pb2.AsrEvent(error=err))
+
+    async def publish(self, ev: stream.AsrEvent) -> None:
+        bus = self.svc.bus
+        if isinstance(ev, stream.SpeechStarted):
+            started = speech_pb2.SpeechStarted(meta=self.meta(ev.turn), speech_start_unix_ns=int(ev.t * 1e9))
+            await bus.publish(subjects.asr_events(self.call_id), speech_pb2.AsrEvent(speech_started=started),
+                              lane=Lane.CONTROL)
+        elif isinstance(ev, stream.Partial):
+            tr = speech_pb2.Transcript(meta=self.meta(ev.turn), final=False, text=ev.text,
+                                       speech_start_unix_ns=int(ev.speech_start * 1e9),
+                                       emitted_unix_ns=time.time_ns(), engine=self.svc.engine_name)
+            await bus.publish(subjects.asr_events(self.call_id), speech_pb2.AsrEvent(transcript=tr))
+        elif isinstance(ev, stream.Final):
+            tr = speech_pb2.Transcript(meta=self.meta(ev.turn), final=True, text=ev.text,
+                                       speech_start_unix_ns=int(ev.speech_start * 1e9),
+                                       speech_end_unix_ns=int(ev.speech_end * 1e9),
+                                       emitted_unix_ns=time.time_ns(), backchannel=ev.is_backchannel,
+                                       engine=self.svc.engine_name)
+            if ev.result is not None:
+                tr.language = ev.result.language or ""
+            # One trace per caller turn starts here: the LLM and TTS continue it.
+            with telemetry.tracer().start_as_current_span("asr.final", attributes={
+                    "call_id": self.call_id, "turn": ev.turn, "backchannel": ev.is_backchannel}):
+                await bus.publish(subjects.transcript(self.call_id), tr, trace=True)
+        elif isinstance(ev, stream.AsrFailed):
+            err = common_pb2.Error(kind=ev.kind.wire, retryable=ev.kind.retryable, message=ev.message,
+                                   source="asr")
+            await bus.publish(subjects.asr_events(self.call_id), speech_pb2.AsrEvent(error=err))
+
+    async def close(self, reason: str) -> None:
+        if self.sub is not None:
+            await self.svc.bus.unsubscribe(self.sub)
+        await self.asr.close()
+
+
+class AsrService(Service):
+    name = "asr"
+    stage = "asr"
+
+    def __init__(self, common: CommonSettings, settings: AsrSettings) -> None:
+        super().__init__(common)
+        self.settings = settings
+        self.engine: AsrEngine | None = None
+        self.engine_name = settings.engine
+
+    async def setup(self) -> None:
+        s = self.settings
+        opts: dict[str, Any] = {"model": s.model, "device": s.device}
+        if s.engine == "faster-whisper":
+            opts.update(cpu_threads=s.threads, initial_prompt=s.initial_prompt or None)
+        engine = create_engine(s.engine, **opts)
+        await asyncio.to_thread(engine.load)
+        self.engine = engine
+        log.info("asr engine loaded", extra={"engine": s.engine, "model": s.model})
+
+    async def new_session(self, claim: session_pb2.SessionClaim, taken_over: bool) -> AsrCallSession:
+        return AsrCallSession(self, claim)
+
+    async def teardown(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+
+    def status(self) -> dict[str, object]:
+        return {"model": f"{self.settings.engine}:{self.settings.model}"}
