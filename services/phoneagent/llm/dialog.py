@@ -1,0 +1,349 @@
+"""The dialog of one call: turns, generations, streaming replies, barge-in, tools.
+
+Every caller turn (a final, non-backchannel transcript) starts a new **generation**: the
+reply streams from the engine, is cut into sentences (the first clause goes out as soon as
+it is complete) and each sentence is published at once. A barge-in for the current
+generation aborts the engine request immediately, and the history keeps only what the
+caller heard, as the edge reports it (sentence and character position). Tool calls are
+recognised in the model's output, executed in code, and followed by a second generation
+that speaks the result; when a tool runs longer than ``filler_after_s`` a short filler is
+spoken first. State is saved after every change so another replica can continue the call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from phoneagent.llm.engines.base import LlmEngine
+from phoneagent.llm.streaming import SentenceSplitter
+from phoneagent.runtime import metrics
+from phoneagent.runtime.errors import PhoneAgentError
+from phoneagent.runtime.tasks import TaskOwner
+
+log = logging.getLogger(__name__)
+
+APOLOGY = "I'm sorry, something went wrong on my side. Could you say that again?"
+TOOL_FAILED = "I'm sorry, I couldn't complete that just now."
+_TOOL_CALL = re.compile(r"<tool_call>\s*(\{.*?\})\s*(?:</tool_call>|$)", re.S)
+
+
+@dataclass
+class ToolOutcome:
+    ok: bool
+    result: dict[str, Any]
+    spoken: str = ""
+
+
+class ToolRunner(Protocol):
+    """Executes the agent's tools in code (dates resolved in the business's time zone)."""
+
+    def schemas(self) -> list[dict[str, Any]]: ...
+
+    async def run(self, name: str, arguments: dict[str, Any]) -> ToolOutcome: ...
+
+
+@dataclass
+class DialogConfig:
+    max_tokens: int = 160
+    temperature: float = 0.3
+    filler_after_s: float = 0.8
+    filler_text: str = "One moment while I check."
+    max_history: int = 24
+    first_clause_min_words: int = 4
+
+
+@dataclass
+class DialogState:
+    """What survives a replica change (JSON in the dialog key-value bucket)."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    turn: int = 0
+    generation: int = 0
+
+    def to_json(self) -> bytes:
+        return json.dumps({"history": self.history, "turn": self.turn, "generation": self.generation}).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> DialogState:
+        raw = json.loads(data)
+        return cls(history=list(raw.get("history", [])), turn=int(raw.get("turn", 0)),
+                   generation=int(raw.get("generation", 0)))
+
+
+@dataclass
+class Sentence:
+    generation: int
+    turn: int
+    seq: int
+    text: str
+    final: bool
+
+
+@dataclass
+class _Reply:
+    generation: int
+    turn: int
+    request_id: str = ""
+    sentences: list[str] = field(default_factory=list)
+    finished: bool = False  # every sentence published
+    task: asyncio.Task[None] | None = None
+
+
+Publish = Callable[[Sentence], Awaitable[None]]
+Action = Callable[[str, dict[str, Any]], Awaitable[None]]
+Save = Callable[[DialogState], Awaitable[None]]
+SystemPrompt = Callable[[str], str]
+
+
+class Dialog:
+    def __init__(self, call_id: str, engine: LlmEngine, *, system_prompt: SystemPrompt, greeting: str,
+                 publish: Publish, save: Save, tools: ToolRunner | None = None, action: Action | None = None,
+                 config: DialogConfig | None = None, state: DialogState | None = None) -> None:
+        self.call_id = call_id
+        self.engine = engine
+        self.system_prompt = system_prompt
+        self.greeting = greeting
+        self.publish = publish
+        self.save = save
+        self.tools = tools
+        self.action = action
+        self.config = config or DialogConfig()
+        self.state = state or DialogState()
+        self.reply: _Reply | None = None
+        self._tasks = TaskOwner(f"dialog:{call_id}")
+
+    # --- events ------------------------------------------------------------------------------
+    async def greet(self) -> None:
+        """Say the agent's greeting as the first generation (turn 0), unless already done."""
+        if self.state.generation or not self.greeting:
+            return
+        reply = self._new_reply(turn=0)
+        await self._say(reply, self.greeting)
+        await self._end(reply)
+        reply.finished = True
+        await self._commit_heard(reply, len(reply.sentences), 0)
+
+    async def on_user_turn(self, turn: int, text: str, started_at: float | None = None) -> None:
+        """A final transcript: interrupt whatever is in flight and answer it."""
+        text = text.strip()
+        if not text:
+            return
+        await self.interrupt(None)
+        self.state.turn = max(self.state.turn + 1, turn)
+        self.state.history.append({"role": "user", "content": text})
+        self._trim()
+        await self.save(self.state)
+        reply = self._new_reply(turn=self.state.turn)
+        reply.task = self._tasks.spawn(self._generate(reply, started_at or time.perf_counter()),
+                                       f"gen{reply.generation}")
+
+    async def on_barge_in(self, generation: int, heard_sentence_seq: int, heard_chars: int) -> None:
+        reply = self.reply
+        if reply is None or reply.generation != generation:
+            return
+        await self.interrupt((heard_sentence_seq, heard_chars))
+
+    async def on_playback_done(self, generation: int) -> None:
+        reply = self.reply
+        if reply is not None and reply.generation == generation and reply.finished:
+            await self._commit_heard(reply, len(reply.sentences), 0)
+
+    async def interrupt(self, heard: tuple[int, int] | None) -> None:
+        """Abort the generation in flight; keep in history only what was heard.
+
+        ``heard`` is (sentence index, characters of it) from the edge; None when the caller
+        spoke before anything was reported (the whole published text is kept: it was queued
+        for playout, and the edge reports a barge-in separately when it cuts it).
+        """
+        reply = self.reply
+        if reply is None:
+            return
+        if reply.task is not None and not reply.task.done():
+            if reply.request_id:
+                await self.engine.abort(reply.request_id)
+            reply.task.cancel()
+            await asyncio.gather(reply.task, return_exceptions=True)
+        if heard is None:
+            await self._commit_heard(reply, len(reply.sentences), 0)
+        else:
+            await self._commit_heard(reply, heard[0], heard[1])
+
+    async def close(self) -> None:
+        reply = self.reply
+        if reply is not None and reply.request_id and reply.task is not None and not reply.task.done():
+            await self.engine.abort(reply.request_id)
+        await self._tasks.close(timeout=2.0)
+
+    # --- internals ------------------------------------------------------------------------------
+    def _new_reply(self, turn: int) -> _Reply:
+        self.state.generation += 1
+        self.reply = _Reply(generation=self.state.generation, turn=turn)
+        return self.reply
+
+    async def _commit_heard(self, reply: _Reply, full_sentences: int, extra_chars: int) -> None:
+        if self.reply is not reply:
+            return
+        self.reply = None
+        parts = reply.sentences[:full_sentences]
+        if extra_chars and full_sentences < len(reply.sentences):
+            parts.append(reply.sentences[full_sentences][:extra_chars].rstrip() + "...")
+        heard = " ".join(p for p in parts if p).strip()
+        if heard:
+            self.state.history.append({"role": "assistant", "content": heard})
+            self._trim()
+        await self.save(self.state)
+
+    def _trim(self) -> None:
+        excess = len(self.state.history) - self.config.max_history
+        if excess > 0:
+            del self.state.history[:excess]
+
+    def _messages(self, last_user: str) -> list[dict[str, Any]]:
+        return [{"role": "system", "content": self.system_prompt(last_user)}, *self.state.history]
+
+    def _last_user(self) -> str:
+        for m in reversed(self.state.history):
+            if m["role"] == "user":
+                return str(m["content"])
+        return ""
+
+    async def _say(self, reply: _Reply, text: str) -> None:
+        """Publish one sentence of the reply at once (never held back for the next one)."""
+        seq = len(reply.sentences)
+        reply.sentences.append(text)
+        await self.publish(Sentence(reply.generation, reply.turn, seq, text, False))
+
+    async def _end(self, reply: _Reply) -> None:
+        """Mark the end of the generation: an empty, final sentence after the last one."""
+        await self.publish(Sentence(reply.generation, reply.turn, len(reply.sentences), "", True))
+
+    async def _generate(self, reply: _Reply, started: float) -> None:
+        try:
+            messages = self._messages(self._last_user())
+            tool_call = await self._stream(reply, messages, started, with_tools=True)
+            if tool_call is not None:
+                await self._run_tool(reply, messages, tool_call, started)
+        except asyncio.CancelledError:
+            raise
+        except PhoneAgentError as exc:
+            log.warning("reply failed", extra={"call_id": self.call_id, "error_kind": exc.kind.name})
+            await self._apology(reply)
+        except Exception as exc:
+            log.error("reply crashed", exc_info=exc, extra={"call_id": self.call_id})
+            await self._apology(reply)
+        reply.finished = True
+
+    async def _apology(self, reply: _Reply) -> None:
+        await self._say(reply, APOLOGY)
+        await self._end(reply)
+
+    async def _stream(self, reply: _Reply, messages: list[dict[str, Any]], started: float, *,
+                      with_tools: bool) -> dict[str, Any] | None:
+        """Stream one completion; publish sentences; return a tool call if the model made one."""
+        reply.request_id = f"{self.call_id}-g{reply.generation}-{len(reply.sentences)}"
+        splitter = SentenceSplitter(first_clause_min_words=self.config.first_clause_min_words)
+        tools = self.tools.schemas() if (with_tools and self.tools is not None) else None
+        buffered = ""  # held back while the output may still turn out to be a tool call
+        first_token = True
+        t0 = time.perf_counter()
+        tokens = 0
+        async for delta in self.engine.stream(messages, request_id=reply.request_id,
+                                              max_tokens=self.config.max_tokens,
+                                              temperature=self.config.temperature, tools=tools):
+            if delta.final:
+                tokens = delta.completion_tokens or tokens
+                break
+            if first_token:
+                first_token = False
+                metrics.LLM_FIRST_TOKEN_LATENCY.labels(engine=self.engine.name).observe(
+                    time.perf_counter() - started)
+            tokens += 1
+            if tools is not None and (buffered or not reply.sentences) and _maybe_tool(buffered + delta.text):
+                buffered += delta.text
+                continue
+            text, buffered = buffered + delta.text, ""
+            for sentence in splitter.push(text):
+                await self._sentence(reply, sentence, started)
+        elapsed = time.perf_counter() - t0
+        if tokens and elapsed > 0:
+            metrics.LLM_TOKENS_PER_SECOND.labels(engine=self.engine.name).observe(tokens / elapsed)
+        if buffered:
+            call = _parse_tool_call(buffered)
+            if call is not None:
+                return call
+            for sentence in splitter.push(buffered):
+                await self._sentence(reply, sentence, started)
+        for sentence in splitter.flush():
+            await self._sentence(reply, sentence, started)
+        if not reply.sentences:
+            await self._say(reply, APOLOGY)
+        await self._end(reply)
+        return None
+
+    async def _sentence(self, reply: _Reply, text: str, started: float) -> None:
+        if not text.strip():
+            return
+        if not reply.sentences:
+            metrics.LLM_FIRST_SENTENCE_LATENCY.labels(engine=self.engine.name).observe(
+                time.perf_counter() - started)
+        await self._say(reply, text)
+
+    async def _run_tool(self, reply: _Reply, messages: list[dict[str, Any]], call: dict[str, Any],
+                        started: float) -> None:
+        name = str(call.get("name", ""))
+        args = call.get("arguments") or {}
+        if isinstance(args, str):
+            try:
+                args = json.loads(args)
+            except json.JSONDecodeError:
+                args = {}
+        if self.tools is None or not isinstance(args, dict):
+            await self._say(reply, TOOL_FAILED)
+            await self._end(reply)
+            return
+        task = asyncio.ensure_future(self.tools.run(name, args))
+        done, _ = await asyncio.wait({task}, timeout=self.config.filler_after_s)
+        if not done:
+            await self._say(reply, self.config.filler_text)
+        try:
+            outcome = await task
+        except Exception as exc:
+            log.warning("tool crashed", extra={"call_id": self.call_id, "tool": name,
+                                               "error": type(exc).__name__})
+            outcome = ToolOutcome(ok=False, result={"error": "tool failed"}, spoken=TOOL_FAILED)
+        log.info("tool ran", extra={"call_id": self.call_id, "tool": name, "ok": outcome.ok})
+        if self.action is not None and outcome.ok and name in ("transfer_to_human", "end_call"):
+            await self.action(name, outcome.result)
+        self.state.history.append({"role": "assistant", "content": None, "tool_calls": [
+            {"type": "function", "function": {"name": name, "arguments": json.dumps(args)}}]})
+        self.state.history.append({"role": "tool", "content": json.dumps(
+            {"ok": outcome.ok, **outcome.result, "say": outcome.spoken})})
+        follow = self._messages(self._last_user())
+        await self._stream(reply, follow, started, with_tools=False)
+
+
+def _maybe_tool(text: str) -> bool:
+    """True while ``text`` could still be the start of a ``<tool_call>`` block."""
+    stripped = text.lstrip()
+    if not stripped:
+        return True
+    marker = "<tool_call>"
+    return stripped.startswith(marker) or marker.startswith(stripped)
+
+
+def _parse_tool_call(text: str) -> dict[str, Any] | None:
+    m = _TOOL_CALL.search(text)
+    if not m:
+        return None
+    try:
+        call = json.loads(m.group(1))
+    except json.JSONDecodeError:
+        return None
+    return call if isinstance(call, dict) and call.get("name") else None

@@ -1,0 +1,140 @@
+"""Dialog logic against a scripted engine: sentences stream out, barge-in truncates the
+history to what was heard, tools run in code with a filler, errors become an apology."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pa_testing import wait_for
+from phoneagent.llm.dialog import APOLOGY, Dialog, DialogConfig, DialogState, Sentence, ToolOutcome
+from phoneagent.llm.engines.base import Delta
+from phoneagent.runtime.errors import EngineFailure
+
+
+class ScriptedEngine:
+    """Yields scripted pieces; a piece None means 'wait until released'."""
+
+    name = "scripted"
+
+    def __init__(self, scripts: list[list[str | None]], fail: bool = False) -> None:
+        self.scripts = scripts
+        self.fail = fail
+        self.aborted: list[str] = []
+        self.requests: list[list[dict[str, Any]]] = []
+        self.release = asyncio.Event()
+
+    def load(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def abort(self, request_id: str) -> None:
+        self.aborted.append(request_id)
+        self.release.set()
+
+    async def stream(self, messages: list[dict[str, Any]], *, request_id: str, max_tokens: int,
+                     temperature: float, tools: Any = None, json_schema: Any = None) -> AsyncIterator[Delta]:
+        self.requests.append([dict(m) for m in messages])
+        if self.fail:
+            raise EngineFailure("engine down")
+        for piece in self.scripts.pop(0):
+            if piece is None:
+                await self.release.wait()
+                if request_id in self.aborted:
+                    yield Delta(finish_reason="abort")
+                    return
+                continue
+            yield Delta(text=piece)
+        yield Delta(finish_reason="stop", completion_tokens=5)
+
+
+class Tools:
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def schemas(self) -> list[dict[str, Any]]:
+        return [{"type": "function", "function": {"name": "book_appointment"}}]
+
+    async def run(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
+        self.calls.append((name, arguments))
+        await asyncio.sleep(self.delay)
+        return ToolOutcome(ok=True, result={"booked": "2026-11-24T10:00"}, spoken="Booked for Tuesday at ten.")
+
+
+def make(engine: ScriptedEngine, tools: Tools | None = None, **cfg: Any) -> tuple[Dialog, list[Sentence],
+                                                                                 list[DialogState]]:
+    said: list[Sentence] = []
+    saved: list[DialogState] = []
+
+    async def publish(s: Sentence) -> None:
+        said.append(s)
+
+    async def save(st: DialogState) -> None:
+        saved.append(DialogState.from_json(st.to_json()))
+
+    d = Dialog("c1", engine, system_prompt=lambda _: "You are a receptionist.", greeting="Hello, this is Ada.",
+               publish=publish, save=save, tools=tools, config=DialogConfig(**cfg))
+    return d, said, saved
+
+
+async def test_reply_streams_sentences_with_ids_and_history_keeps_it() -> None:
+    engine = ScriptedEngine([["Sure, ", "I can help with that. ", "What day ", "suits you?"]])
+    d, said, saved = make(engine)
+    await d.greet()
+    assert said[0].text == "Hello, this is Ada." and said[0].generation == 1 and said[0].turn == 0
+    await d.on_user_turn(1, "I need an appointment")
+    await wait_for(lambda: said and said[-1].final and said[-1].generation == 2)
+    texts = [s.text for s in said if s.generation == 2 and s.text]
+    assert "".join(texts).replace(" ", "") == "Sure,Icanhelpwiththat.Whatdaysuitsyou?"
+    assert [s.seq for s in said if s.generation == 2] == list(range(len(texts) + 1))
+    assert not said[0].final and said[1].final and said[1].text == ""  # end-of-generation marker
+    await d.on_playback_done(2)
+    roles = [m["role"] for m in saved[-1].history]
+    assert roles == ["assistant", "user", "assistant"]
+    assert saved[-1].history[-1]["content"].startswith("Sure,")
+
+
+async def test_barge_in_aborts_and_history_keeps_only_what_was_heard() -> None:
+    engine = ScriptedEngine([["Our opening hours are nine to five. ", "On Saturdays we open ", None,
+                              "at ten and close at two."]])
+    d, said, saved = make(engine)
+    await d.on_user_turn(1, "When are you open?")
+    await wait_for(lambda: len(said) >= 1)
+    await d.on_barge_in(said[0].generation, heard_sentence_seq=0, heard_chars=18)
+    assert engine.aborted, "engine request must be aborted"
+    history = saved[-1].history
+    assert history[-1] == {"role": "assistant", "content": "Our opening hours..."}
+    assert all("Saturdays" not in m["content"] for m in history)
+    # Barge-in for an old generation is ignored.
+    await d.on_barge_in(99, 0, 0)
+    assert saved[-1].history == history
+
+
+async def test_tool_call_runs_in_code_with_a_filler_then_speaks_the_result() -> None:
+    engine = ScriptedEngine([
+        ['<tool_call>\n{"name": "book_appointment", ', '"arguments": {"when": "next Tuesday at 10"}}\n</tool_call>'],
+        ["You're booked for Tuesday at ten. ", "Anything else?"],
+    ])
+    tools = Tools(delay=0.3)
+    d, said, saved = make(engine, tools, filler_after_s=0.1)
+    await d.on_user_turn(1, "Book me next Tuesday at 10")
+    await wait_for(lambda: said and said[-1].final, timeout=3)
+    assert tools.calls == [("book_appointment", {"when": "next Tuesday at 10"})]
+    texts = [s.text for s in said if s.text]
+    assert texts[0] == "One moment while I check." and "<tool_call>" not in "".join(texts)
+    assert any("booked" in t for t in texts)
+    assert engine.requests[1][-1]["role"] == "tool"
+
+
+async def test_engine_failure_becomes_an_apology_and_the_call_goes_on() -> None:
+    engine = ScriptedEngine([], fail=True)
+    d, said, _ = make(engine)
+    await d.on_user_turn(1, "hello?")
+    await wait_for(lambda: said)
+    assert said[-2].text == APOLOGY and said[-1].final
+    engine.fail = False
+    engine.scripts = [["Yes, I'm here."]]
+    await d.on_user_turn(2, "hello again")
+    await wait_for(lambda: said[-1].final and said[-2].text == "Yes, I'm here.")
