@@ -181,6 +181,7 @@ class CommonSettings:
                               doc="A replica silent this long loses its sessions")
     max_sessions: int = env("PA_MAX_SESSIONS", 50, check=positive, doc="Sessions one replica accepts")
     status_file: str = env("PA_STATUS_FILE", "", doc="Write the bound HTTP port here once ready")
+    agent_file: str = env("PA_AGENT_FILE", "", doc="Agent definition YAML; empty = the bundled demo agent")
 
     def validate(self) -> list[str]:
         problems = []
@@ -189,6 +190,12 @@ class CommonSettings:
         if self.dead_after_s <= self.heartbeat_s * 2:
             problems.append("PA_DEAD_AFTER_S: must be more than twice PA_HEARTBEAT_S")
         return problems
+
+    @property
+    def agent_path(self) -> Path:
+        if self.agent_file:
+            return Path(self.agent_file).expanduser()
+        return Path(__file__).resolve().parent.parent / "agents" / "dental_clinic.yaml"
 
     @property
     def replica(self) -> str:

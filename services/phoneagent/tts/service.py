@@ -1,0 +1,178 @@
+"""TTS service: one session per call, claimed from the ``tts`` queue group.
+
+Takes the sentences policy approved for speech (the call's ``say`` subject), synthesises
+them as soon as each arrives (the first clause is kept short), and publishes 20 ms speech
+chunks at the call's rate. A cancel or barge-in for a generation stops its synthesis within
+one chunk; nothing of that generation is published afterwards. An empty final sentence
+marks the end of a generation: it becomes an empty chunk flagged ``last_in_generation``
+once the generation's audio is out, so the edge knows when playback is complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from phoneagent.llm.domain.agent import load_agent
+from phoneagent.runtime import subjects
+from phoneagent.runtime.bus import Delivery, Lane, Subscription
+from phoneagent.runtime.errors import InvalidArgument, PhoneAgentError
+from phoneagent.runtime.service import Service
+from phoneagent.runtime.settings import CommonSettings
+from phoneagent.tts.engines.base import TtsEngine, create_engine
+from phoneagent.tts.settings import TtsSettings
+from phoneagent.tts.stream import SpeechFailure, SpeechOut, SpeechRequest, TtsStream
+from phoneagent.v1 import common_pb2, control_pb2, media_pb2, session_pb2, speech_pb2
+
+log = logging.getLogger(__name__)
+SETTINGS = TtsSettings
+
+
+class TtsCallSession:
+    def __init__(self, svc: TtsService, claim: session_pb2.SessionClaim) -> None:
+        self.svc = svc
+        self.call_id = claim.call.meta.call_id
+        self.stream: TtsStream | None = None
+        self.subs: list[Subscription[Any]] = []
+        self.pump: asyncio.Task[None] | None = None
+        self.floor = 0  # generations below this are cancelled
+        self.ends: dict[int, int] = {}  # generation -> sentence count, once its end marker arrived
+        self.done_sentences: dict[int, int] = {}  # generation -> sentences fully rendered
+        self.chunk_seq: dict[int, int] = {}
+        self.turns: dict[int, int] = {}
+
+    async def start(self) -> None:
+        engine, voice = self.svc.voice_for_call()
+        self.stream = TtsStream(engine, voice=voice, sample_rate=self.svc.settings.sample_rate,
+                                speed=self.svc.settings.speed, call_id=self.call_id)
+        self.pump = self.svc.tasks.spawn(self._pump(), f"tts-pump:{self.call_id}")
+        bus = self.svc.bus
+        self.subs.append(await bus.subscribe(subjects.say(self.call_id), speech_pb2.AgentText, self.on_text,
+                                             max_pending=256))
+        self.subs.append(await bus.subscribe(subjects.control(self.call_id), control_pb2.ControlEvent,
+                                             self.on_control, lane=Lane.CONTROL))
+
+    async def on_text(self, msg: speech_pb2.AgentText, _: Delivery) -> None:
+        gen = msg.meta.generation_id
+        if gen < self.floor or self.stream is None:
+            return
+        self.turns[gen] = msg.meta.turn_id
+        if not msg.text.strip():
+            if msg.final:
+                self.ends[gen] = msg.sentence_seq
+                await self._maybe_end(gen)
+            return
+        try:
+            self.stream.submit(SpeechRequest(turn_id=msg.meta.turn_id, generation_id=gen,
+                                             sequence=msg.sentence_seq, text=msg.text, final=msg.final,
+                                             voice=msg.voice))
+        except PhoneAgentError as exc:
+            await self._error(exc, msg.meta)
+            self.done_sentences[gen] = max(self.done_sentences.get(gen, 0), msg.sentence_seq + 1)
+            await self._maybe_end(gen)
+
+    async def on_control(self, ev: control_pb2.ControlEvent, _: Delivery) -> None:
+        kind = ev.WhichOneof("kind")
+        if kind == "barge_in":
+            self._cancel(ev.barge_in.interrupted_generation_id)
+        elif kind == "cancel":
+            self._cancel(ev.cancel.generation_id)
+
+    def _cancel(self, generation: int) -> None:
+        if self.stream is not None:
+            self.stream.cancel(generation)
+        self.floor = max(self.floor, generation + 1)
+        for table in (self.ends, self.done_sentences, self.chunk_seq, self.turns):
+            for g in [g for g in table if g < self.floor]:
+                del table[g]
+
+    async def _pump(self) -> None:
+        assert self.stream is not None
+        async for item in self.stream:
+            gen = item.generation_id
+            if gen < self.floor:
+                continue
+            if isinstance(item, SpeechFailure):
+                await self._error(item.error, None, gen)
+                self.done_sentences[gen] = max(self.done_sentences.get(gen, 0), item.sentence_seq + 1)
+            else:
+                await self._publish_chunk(item)
+                if item.last_in_sentence:
+                    self.done_sentences[gen] = max(self.done_sentences.get(gen, 0), item.sentence_seq + 1)
+            await self._maybe_end(gen)
+
+    def _meta(self, gen: int) -> common_pb2.EventMeta:
+        return common_pb2.EventMeta(call_id=self.call_id, turn_id=self.turns.get(gen, 0), generation_id=gen,
+                                    ts_unix_ns=time.time_ns(), producer=f"tts/{self.svc.replica}")
+
+    async def _publish_chunk(self, out: SpeechOut) -> None:
+        seq = self.chunk_seq.get(out.generation_id, 0)
+        self.chunk_seq[out.generation_id] = seq + 1
+        chunk = media_pb2.SpeechChunk(meta=self._meta(out.generation_id), sequence=seq, pcm=out.pcm,
+                                      sample_rate=out.sample_rate, sentence_seq=out.sentence_seq,
+                                      text_start=out.text_start, text_end=out.text_end,
+                                      last_in_sentence=out.last_in_sentence)
+        await self.svc.bus.publish(subjects.speech(self.call_id), chunk)
+
+    async def _maybe_end(self, gen: int) -> None:
+        if gen in self.ends and self.done_sentences.get(gen, 0) >= self.ends[gen]:
+            seq = self.chunk_seq.get(gen, 0)
+            chunk = media_pb2.SpeechChunk(meta=self._meta(gen), sequence=seq, sample_rate=self.svc.settings.sample_rate,
+                                          sentence_seq=self.ends.pop(gen), last_in_generation=True)
+            await self.svc.bus.publish(subjects.speech(self.call_id), chunk)
+
+    async def _error(self, exc: PhoneAgentError, meta: common_pb2.EventMeta | None, gen: int = 0) -> None:
+        ev = control_pb2.ControlEvent(meta=meta or self._meta(gen))
+        ev.error.CopyFrom(common_pb2.Error(kind=exc.kind.wire, retryable=exc.retryable, message=exc.message,
+                                           source="tts"))
+        await self.svc.bus.publish(subjects.control(self.call_id), ev, lane=Lane.CONTROL)
+
+    async def close(self, reason: str) -> None:
+        for sub in self.subs:
+            await self.svc.bus.unsubscribe(sub)
+        if self.stream is not None:
+            await self.stream.close()
+        if self.pump is not None:
+            self.pump.cancel()
+            await asyncio.gather(self.pump, return_exceptions=True)
+
+
+class TtsService(Service):
+    name = "tts"
+    stage = "tts"
+
+    def __init__(self, common: CommonSettings, settings: TtsSettings) -> None:
+        super().__init__(common)
+        self.settings = settings
+        self.engines: dict[str, TtsEngine] = {}
+        self.agent_voice: tuple[str, str] = ("", "")
+
+    async def setup(self) -> None:
+        agent = load_agent(self.common.agent_path)
+        self.agent_voice = (agent.voice.engine, agent.voice.voice)
+        for name in self.settings.engines:
+            engine = create_engine(name, threads=self.settings.threads)
+            await asyncio.to_thread(engine.load)
+            self.engines[name] = engine
+            log.info("tts engine loaded", extra={"engine": name})
+        self.voice_for_call()  # fail at start-up, not on the first call, if the voice is unknown
+
+    def voice_for_call(self) -> tuple[TtsEngine, str]:
+        name = self.settings.engine or self.agent_voice[0] or self.settings.engines[0]
+        if name not in self.engines:
+            raise InvalidArgument(f"TTS engine {name!r} is not loaded; add it to PA_TTS_ENGINES")
+        engine = self.engines[name]
+        voice = self.settings.voice or (self.agent_voice[1] if name == self.agent_voice[0] else "")
+        return engine, voice or engine.voices()[0]
+
+    async def new_session(self, claim: session_pb2.SessionClaim, taken_over: bool) -> TtsCallSession:
+        return TtsCallSession(self, claim)
+
+    async def teardown(self) -> None:
+        for engine in self.engines.values():
+            engine.close()
+
+    def status(self) -> dict[str, object]:
+        return {"engines": ",".join(self.engines)}

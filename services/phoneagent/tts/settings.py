@@ -1,0 +1,28 @@
+"""TTS service settings (environment variables, validated at start)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from phoneagent.runtime.settings import env, positive
+
+
+@dataclasses.dataclass(frozen=True)
+class TtsSettings:
+    engines: list[str] = env("PA_TTS_ENGINES", ["kokoro", "piper"],
+                             doc="Engines to load: kokoro (natural), piper (lowest latency), kokoro-torch (GPU)")
+    engine: str = env("PA_TTS_ENGINE", "", doc="Engine for every call; empty = the agent file's voice.engine")
+    voice: str = env("PA_TTS_VOICE", "", doc="Voice for every call; empty = the agent file's voice.voice")
+    sample_rate: int = env("PA_TTS_RATE", 8000, doc="Rate of speech chunks: 8000 (phone) or 16000")
+    threads: int = env("PA_TTS_THREADS", 1, check=positive, doc="Inference threads per engine")
+    speed: float = env("PA_TTS_SPEED", 1.0, check=positive, doc="Speaking rate")
+
+    def validate(self) -> list[str]:
+        problems = []
+        if self.sample_rate not in (8000, 16000):
+            problems.append(f"PA_TTS_RATE={self.sample_rate}: must be 8000 or 16000")
+        if not self.engines:
+            problems.append("PA_TTS_ENGINES: name at least one engine")
+        if self.engine and self.engine not in self.engines:
+            problems.append(f"PA_TTS_ENGINE={self.engine!r}: must be one of PA_TTS_ENGINES")
+        return problems
