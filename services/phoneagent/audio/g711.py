@@ -28,7 +28,7 @@ ALAW_SILENCE = 0xD5
 
 
 def _all_int16() -> npt.NDArray[np.int32]:
-    """Every int16 value, ordered by its uint16 bit pattern (so a table is indexed by ``pcm.view(uint16)``)."""
+    """Every int16 value in uint16 bit-pattern order, so tables are indexed by ``pcm.view(uint16)``."""
     return np.arange(65536, dtype=np.uint16).view(np.int16).astype(np.int32)
 
 
@@ -123,8 +123,16 @@ PCMU = G711Codec("PCMU", 0, ULAW_SILENCE, ulaw_encode, ulaw_decode)
 PCMA = G711Codec("PCMA", 8, ALAW_SILENCE, alaw_encode, alaw_decode)
 
 _BY_NAME = {
-    "pcmu": PCMU, "ulaw": PCMU, "mulaw": PCMU, "mu-law": PCMU, "u-law": PCMU, "g711u": PCMU,
-    "pcma": PCMA, "alaw": PCMA, "a-law": PCMA, "g711a": PCMA,
+    "pcmu": PCMU,
+    "ulaw": PCMU,
+    "mulaw": PCMU,
+    "mu-law": PCMU,
+    "u-law": PCMU,
+    "g711u": PCMU,
+    "pcma": PCMA,
+    "alaw": PCMA,
+    "a-law": PCMA,
+    "g711a": PCMA,
 }
 
 

@@ -25,8 +25,7 @@ def as_int16(pcm: npt.ArrayLike) -> Int16Array:
     if arr.dtype == np.int16:
         return arr
     if arr.dtype.kind == "f":
-        scaled = np.rint(arr.astype(np.float32) * _SCALE)
-        return np.clip(scaled, -32768, 32767).astype(np.int16)
+        return float_to_int16(arr.astype(np.float32))
     raise InvalidArgument(f"PCM must be int16 or float, got {arr.dtype}")
 
 
@@ -44,7 +43,8 @@ def as_float32(pcm: npt.ArrayLike) -> Float32Array:
 
 def float_to_int16(pcm: Float32Array) -> Int16Array:
     """Full-scale float samples to int16 with rounding and clipping."""
-    return np.clip(np.rint(pcm * _SCALE), -32768, 32767).astype(np.int16)
+    out: Int16Array = np.clip(np.rint(pcm * _SCALE), -32768, 32767).astype(np.int16)
+    return out
 
 
 def rms_dbfs(pcm: Int16Array) -> float:

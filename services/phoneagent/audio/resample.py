@@ -51,7 +51,8 @@ def lowpass_taps(rate: int, cutoff_hz: float, transition_hz: float, attenuation_
     count |= 1
     n = np.arange(count) - (count - 1) / 2
     taps = 2 * cutoff_hz / rate * np.sinc(2 * cutoff_hz / rate * n) * np.kaiser(count, beta)
-    return (taps / taps.sum()).astype(np.float32)
+    out: Float32Array = (taps / taps.sum()).astype(np.float32)
+    return out
 
 
 class StreamingFir:
@@ -72,7 +73,7 @@ class StreamingFir:
             return x
         buf = np.concatenate((self._history, x))
         y = np.convolve(buf, self._taps, mode="valid").astype(np.float32, copy=False)
-        self._history = buf[-(len(self._taps) - 1):]
+        self._history = buf[-(len(self._taps) - 1) :]
         if self._to_trim:
             cut = min(self._to_trim, y.size)
             self._to_trim -= cut

@@ -5,13 +5,16 @@ exactly one frame every 20 ms. Frames are keyed by RTP timestamp, so reordering,
 duplicates and multi-frame packets are handled without looking at sequence numbers.
 
 Delay adapts to the network: the target depth is ``frame + jitter_factor x J`` where J
-is the RFC 3550 interarrival jitter estimate, clamped to [min_delay, max_delay].
-- Too deep (more than one frame over target): one frame is dropped, at most once per
-  ``shrink_interval`` pulls, so the delay comes down without audible jumps.
-- Too deep with a hole at the playout point (the gap after a pause): the missing
-  frames are skipped at once.
+is the RFC 3550 interarrival jitter estimate, clamped to [min_delay, max_delay]; it
+rises at once and decays slowly.
+- Too deep (depth averaged over ~16 pulls more than one frame over target): one frame
+  is dropped; too shallow (more than one frame under): one concealment frame is
+  inserted. At most one such step per ``adjust_interval`` pulls, so the delay moves
+  without audible jumps.
 - Underrun (nothing at or after the playout point has arrived): the playout point
   does not advance, a concealment frame is played, and the delay grows by one frame.
+  When packets come back with a hole (a pause in the stream), the frames already
+  covered by that concealment are skipped rather than concealed twice.
 - A missing frame with later frames present is lost: conceal and move on.
 Concealment repeats the last good frame with a fade to silence over ``fade_frames``
 frames, then plays silence. Memory is bounded by ``capacity`` frames; a packet further
@@ -60,6 +63,7 @@ class JitterStats:
     duplicate: int = 0
     malformed: int = 0
     dropped_for_delay: int = 0
+    stretched: int = 0
     skipped: int = 0
     restarts: int = 0
 
@@ -74,7 +78,8 @@ class JitterBuffer:
         max_delay_ms: int = 300,
         jitter_factor: float = 3.0,
         fade_frames: int = 3,
-        shrink_interval: int = 5,
+        adjust_interval: int = 5,
+        target_decay_ms: float = 0.25,
         restart_after_late: int = 10,
     ) -> None:
         if not 0 < min_delay_ms <= max_delay_ms:
@@ -86,7 +91,9 @@ class JitterBuffer:
         self.max_delay_ms = max_delay_ms
         self.jitter_factor = jitter_factor
         self.fade_frames = fade_frames
-        self.shrink_interval = shrink_interval
+        self.adjust_interval = adjust_interval
+        self.target_decay_ms = target_decay_ms
+        self._target_ms = float(min_delay_ms)
         self.restart_after_late = restart_after_late
         self.capacity = 2 * math.ceil(max_delay_ms / frame_ms) + 2
         self.stats = JitterStats()
@@ -94,6 +101,7 @@ class JitterBuffer:
         self._silence.flags.writeable = False
         self._ramps = self._build_ramps()
         self._jitter_ts = 0.0  # RFC 3550 J, in timestamp units
+        self._max_transit_step = 2 * max_delay_ms * codec.sample_rate / 1000
         self._reset()
 
     # ---- state ---------------------------------------------------------------------------
@@ -106,13 +114,15 @@ class JitterBuffer:
         self._last_transit: float | None = None
         self._last_pcm: Int16Array | None = None
         self._conceal_run = 0
-        self._since_shrink = 0
+        self._since_adjust = 0
         self._late_run = 0
+        self._stall_credit = 0  # frames of time already covered by underrun concealment
+        self._level = 0.0  # depth averaged over about 16 pulls
 
     def _build_ramps(self) -> list[np.ndarray]:
         n = self.frame_samples * self.fade_frames
         gains = np.linspace(1.0, 0.0, n + 1, dtype=np.float32)[1:]
-        return [gains[i * self.frame_samples:(i + 1) * self.frame_samples] for i in range(self.fade_frames)]
+        return [gains[i * self.frame_samples : (i + 1) * self.frame_samples] for i in range(self.fade_frames)]
 
     @property
     def jitter_ms(self) -> float:
@@ -120,8 +130,14 @@ class JitterBuffer:
 
     @property
     def target_delay_ms(self) -> float:
-        target = self.frame_ms + self.jitter_factor * self.jitter_ms
-        return min(self.max_delay_ms, max(self.min_delay_ms, target))
+        return self._target_ms
+
+    def _update_target(self) -> None:
+        """Follow ``frame + jitter_factor x J`` up at once and down slowly (``target_decay_ms``
+        per pull), so the short-term wobble of J does not make the delay seesaw."""
+        raw = self.frame_ms + self.jitter_factor * self.jitter_ms
+        raw = min(self.max_delay_ms, max(self.min_delay_ms, raw))
+        self._target_ms = raw if raw > self._target_ms else max(raw, self._target_ms - self.target_decay_ms)
 
     @property
     def target_frames(self) -> int:
@@ -158,7 +174,9 @@ class JitterBuffer:
             index = 0
             result = PushResult.RESTARTED
         self._update_jitter(ext, arrival)
-        stored = sum(self._store(index + k, payload[k * fs:(k + 1) * fs]) for k in range(len(payload) // fs))
+        stored = sum(
+            self._store(index + k, payload[k * fs : (k + 1) * fs]) for k in range(len(payload) // fs)
+        )
         if stored:
             self._late_run = 0
             return result
@@ -188,29 +206,35 @@ class JitterBuffer:
             return 0
         self._frames[index] = data
         self._latest = max(self._latest, index)
+        if len(self._frames) > self.capacity:  # only before playout starts (nobody pulling)
+            del self._frames[min(self._frames)]
         return 1
 
     def _update_jitter(self, ext: int, arrival: float) -> None:
         transit = arrival * self.codec.sample_rate - ext
         if self._last_transit is not None:
             d = abs(transit - self._last_transit)
-            self._jitter_ts += (d - self._jitter_ts) / 16.0
+            if d <= self._max_transit_step:  # larger: a timestamp discontinuity, not network jitter
+                self._jitter_ts += (d - self._jitter_ts) / 16.0
         self._last_transit = transit
 
     # ---- output --------------------------------------------------------------------------
     def pull(self) -> Frame:
         """Exactly one frame of ``frame_ms``; call once per playout tick."""
+        self._update_target()
         if self._next is None and not self._try_start():
             return Frame(self._silence, False, None)
         self._skip_holes()
-        self._maybe_shrink()
+        if self._adjust_delay():
+            return self._conceal()
         assert self._next is not None
         data = self._frames.pop(self._next, None)
         if data is not None:
             return self._play(self._next, data)
         if self._latest > self._next:
             self._next += 1  # lost: later frames are here, move on
-        # else underrun: keep the playout point, so the delay grows by one frame
+        else:
+            self._stall_credit += 1  # underrun: keep the playout point, the delay grows by one frame
         return self._conceal()
 
     def _try_start(self) -> bool:
@@ -220,26 +244,41 @@ class JitterBuffer:
         if self._latest - first + 1 < self.target_frames:
             return False
         self._next = first
+        self._level = float(self.depth)
         return True
 
     def _skip_holes(self) -> None:
-        """Too deep with nothing at the playout point (the gap after a pause or a loss burst):
-        skipping missing frames costs nothing audible, so do it at once."""
+        """After an underrun (a pause in the stream, or a loss burst) the missing frames were
+        already covered by concealment while the playout point stood still: skip them, down
+        to the target depth, instead of concealing them a second time."""
         assert self._next is not None
-        while self._next not in self._frames and self.depth > self.target_frames + 1:
+        while self._stall_credit and self._next not in self._frames and self.depth > self.target_frames:
             self._next += 1
+            self._stall_credit -= 1
             self.stats.skipped += 1
 
-    def _maybe_shrink(self) -> None:
+    def _adjust_delay(self) -> bool:
+        """Move the smoothed depth toward the target by one frame, at most once per
+        ``adjust_interval`` pulls. Returns True when a frame must be stretched (concealment
+        without advancing)."""
         assert self._next is not None
-        self._since_shrink += 1
-        if self.depth <= self.target_frames + 1 or self._since_shrink < self.shrink_interval:
-            return
-        # Drop the oldest frame (or skip a hole) to bring the delay down by one frame.
-        self._frames.pop(self._next, None)
-        self._next += 1
-        self._since_shrink = 0
-        self.stats.dropped_for_delay += 1
+        depth, target = self.depth, self.target_frames
+        self._level += (depth - self._level) / 16.0
+        self._since_adjust += 1
+        if self._since_adjust < self.adjust_interval:
+            return False
+        if self._level > target + 1 and depth > target:
+            self._frames.pop(self._next, None)  # drop the oldest frame (or a hole)
+            self._next += 1
+            self._level -= 1
+            self._since_adjust = 0
+            self.stats.dropped_for_delay += 1
+        elif self._level < target - 1 and 0 < depth < target:
+            self._level += 1
+            self._since_adjust = 0
+            self.stats.stretched += 1
+            return True
+        return False
 
     def _play(self, index: int, data: bytes) -> Frame:
         assert self._next is not None and self._base is not None
@@ -247,6 +286,7 @@ class JitterBuffer:
         pcm = self.codec.decode(data)
         self._last_pcm = pcm
         self._conceal_run = 0
+        self._stall_credit = 0
         self.stats.played += 1
         ts = (self._base + index * self.frame_samples) & 0xFFFFFFFF
         return Frame(pcm, False, ts)
