@@ -17,8 +17,12 @@ from phoneagent.runtime.modelfiles import progress_bar
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m phoneagent.llm.assemble", description=__doc__)
-    parser.add_argument("--model", choices=sorted(MODELS), default=DEFAULT_MODEL,
-                        help=f"which GGUF to assemble (default {DEFAULT_MODEL})")
+    parser.add_argument(
+        "--model",
+        choices=sorted(MODELS),
+        default=DEFAULT_MODEL,
+        help=f"which GGUF to assemble (default {DEFAULT_MODEL})",
+    )
     args = parser.parse_args(argv)
     try:
         path = model_path(args.model, progress=progress_bar(args.model))

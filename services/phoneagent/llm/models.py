@@ -108,5 +108,6 @@ def model_path(key: str = DEFAULT_MODEL, progress: Callable[[int, int], None] | 
         return dest
     parts = part_paths(model)
     log.info("assembling model weights", extra={"model": model.key, "parts": len(parts)})
-    return assemble(parts, dest, model.sha256, extra=model.extra or "", package=model.install_hint(),
-                    progress=progress)
+    return assemble(
+        parts, dest, model.sha256, extra=model.extra or "", package=model.install_hint(), progress=progress
+    )

@@ -22,8 +22,31 @@ _LAST_WORD = re.compile(r"([A-Za-z][A-Za-z.]*|\d+)$")
 _WORD = re.compile(r"[\w'\u2019-]+")
 
 # Abbreviations after which a period never ends a sentence.
-_NEVER_END = frozenset({"dr", "mr", "mrs", "ms", "prof", "st", "sgt", "capt", "gen", "rev", "hon", "e.g",
-                        "i.e", "vs", "cf", "approx", "dept", "mt", "ave", "apt", "fig"})
+_NEVER_END = frozenset(
+    {
+        "dr",
+        "mr",
+        "mrs",
+        "ms",
+        "prof",
+        "st",
+        "sgt",
+        "capt",
+        "gen",
+        "rev",
+        "hon",
+        "e.g",
+        "i.e",
+        "vs",
+        "cf",
+        "approx",
+        "dept",
+        "mt",
+        "ave",
+        "apt",
+        "fig",
+    }
+)
 # Abbreviations that end a sentence only when the next word starts with a capital letter.
 _END_IF_CAPITAL = frozenset({"a.m", "p.m", "etc", "inc", "ltd", "co", "jr", "sr", "corp"})
 # Abbreviations that never end a sentence before a number ("No. 5", "Ext. 12").

@@ -46,6 +46,7 @@ class LlmEngine(Protocol):
     """A streaming chat-completion engine.
 
     ``load()`` blocks (it may read hundreds of MB): call it from a worker thread at start-up.
+    ``close()`` aborts what is running and frees the engine's resources.
     ``stream()`` is an async generator; an engine may run one generation at a time and then
     queues further calls (each engine documents this). ``abort()`` returns once the stream
     for ``request_id`` will yield nothing more but its final delta; aborting an unknown or
@@ -56,7 +57,7 @@ class LlmEngine(Protocol):
 
     def load(self) -> None: ...
 
-    def close(self) -> None: ...
+    async def close(self) -> None: ...
 
     def stream(
         self,
@@ -125,8 +126,12 @@ _ENGINES: dict[str, tuple[str, str]] = {
     "openai_http": ("phoneagent.llm.engines.openai_http", "OpenAIHttpEngine"),
     "vllm": ("phoneagent.llm.engines.vllm", "VllmEngine"),
 }
-_ALIASES = {"llama-cpp": "llama_cpp", "llamacpp": "llama_cpp", "openai": "openai_http",
-            "openai-http": "openai_http"}
+_ALIASES = {
+    "llama-cpp": "llama_cpp",
+    "llamacpp": "llama_cpp",
+    "openai": "openai_http",
+    "openai-http": "openai_http",
+}
 
 
 def engine_names() -> list[str]:

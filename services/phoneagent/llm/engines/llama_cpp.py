@@ -37,8 +37,9 @@ def _import_llama_cpp() -> Any:
     try:
         import llama_cpp
     except ImportError:
-        raise MissingModelError("the llama.cpp engine needs llama-cpp-python", extra="llm",
-                                package="llama-cpp-python==0.3.36") from None
+        raise MissingModelError(
+            "the llama.cpp engine needs llama-cpp-python", extra="llm", package="llama-cpp-python==0.3.36"
+        ) from None
     return llama_cpp
 
 
@@ -65,8 +66,9 @@ class _Job:
         self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
 
     def final(self, reason: str) -> Delta:
-        return Delta(finish_reason=reason, prompt_tokens=self.prompt_tokens,
-                     completion_tokens=self.completion_tokens)
+        return Delta(
+            finish_reason=reason, prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens
+        )
 
 
 class LlamaCppEngine:
@@ -74,16 +76,31 @@ class LlamaCppEngine:
 
     name = "llama_cpp"
 
-    def __init__(self, *, model: str = DEFAULT_MODEL, model_path: str | Path | None = None,
-                 n_ctx: int = 4096, n_threads: int = 1, n_batch: int = 256, n_gpu_layers: int = 0,
-                 seed: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        model: str = DEFAULT_MODEL,
+        model_path: str | Path | None = None,
+        n_ctx: int = 4096,
+        n_threads: int = 1,
+        n_batch: int = 256,
+        n_gpu_layers: int = 0,
+        seed: int | None = None,
+    ) -> None:
         self._lib = _import_llama_cpp()
         if n_ctx < 256 or n_threads < 1 or n_batch < 1:
             raise InvalidArgument("n_ctx must be at least 256; n_threads and n_batch at least 1")
         self._model_key = model
         self._model_path = Path(model_path) if model_path else None
-        self._params = {"n_ctx": n_ctx, "n_threads": n_threads, "n_threads_batch": n_threads,
-                        "n_batch": n_batch, "n_gpu_layers": n_gpu_layers, "seed": seed}
+        self._params = {
+            "n_ctx": n_ctx,
+            "n_threads": n_threads,
+            "n_threads_batch": n_threads,
+            "n_batch": n_batch,
+            "n_gpu_layers": n_gpu_layers,
+        }
+        if seed is not None:  # otherwise llama.cpp picks a random seed
+            self._params["seed"] = seed
         self._llm: Any = None
         self._formatter: Any = None
         self._executor: ThreadPoolExecutor | None = None
@@ -108,10 +125,16 @@ class LlamaCppEngine:
         self._formatter = self._chat_formatter(llm)
         self._llm = llm
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-cpp")
-        log.info("llm model loaded", extra={"engine": self.name, "model": path.name,
-                                            "load_s": round(time.monotonic() - started, 3),
-                                            "n_ctx": self._params["n_ctx"],
-                                            "n_threads": self._params["n_threads"]})
+        log.info(
+            "llm model loaded",
+            extra={
+                "engine": self.name,
+                "model": path.name,
+                "load_s": round(time.monotonic() - started, 3),
+                "n_ctx": self._params["n_ctx"],
+                "n_threads": self._params["n_threads"],
+            },
+        )
 
     def _chat_formatter(self, llm: Any) -> Any:
         template = llm.metadata.get("tokenizer.chat_template")
@@ -123,18 +146,22 @@ class LlamaCppEngine:
 
         eos = llm.token_eos()
         return self._lib.llama_chat_format.Jinja2ChatFormatter(
-            template=template, eos_token=token_text(eos), bos_token=token_text(llm.token_bos()),
-            stop_token_ids=[eos])
+            template=template,
+            eos_token=token_text(eos),
+            bos_token=token_text(llm.token_bos()),
+            stop_token_ids=[eos],
+        )
 
-    def close(self) -> None:
-        for job in list(self._jobs.values()):
-            job.cancel.set()
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
-        if self._llm is not None:
-            self._llm.close()
-            self._llm = None
+    async def close(self) -> None:
+        """Abort every request, wait for the worker to stop, and free the model."""
+        executor, self._executor = self._executor, None  # new streams are refused from here on
+        for request_id in list(self._jobs):
+            await self.abort(request_id)
+        if executor is not None:
+            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
+        llm, self._llm = self._llm, None
+        if llm is not None:
+            llm.close()
 
     async def abort(self, request_id: str) -> None:
         job = self._jobs.get(request_id)
@@ -144,11 +171,24 @@ class LlamaCppEngine:
         job.queue.put_nowait(_WAKE)
         log.debug("llm request aborted", extra={"engine": self.name, "request_id": request_id})
 
-    async def stream(self, messages: list[dict[str, Any]], *, request_id: str, max_tokens: int,
-                     temperature: float, tools: list[dict[str, Any]] | None = None,
-                     json_schema: dict[str, Any] | None = None) -> AsyncIterator[Delta]:
-        validate_request(messages, request_id=request_id, max_tokens=max_tokens, temperature=temperature,
-                         tools=tools, json_schema=json_schema)
+    async def stream(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        request_id: str,
+        max_tokens: int,
+        temperature: float,
+        tools: list[dict[str, Any]] | None = None,
+        json_schema: dict[str, Any] | None = None,
+    ) -> AsyncIterator[Delta]:
+        validate_request(
+            messages,
+            request_id=request_id,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            tools=tools,
+            json_schema=json_schema,
+        )
         if self._llm is None or self._executor is None:
             raise Unavailable("the llama.cpp engine is not loaded")
         if request_id in self._jobs:
@@ -192,15 +232,24 @@ class LlamaCppEngine:
             job.emit("error", exc)
             return
         except Exception as exc:  # llama.cpp failures surface as assorted exception types
-            log.error("llm generation failed", extra={"engine": self.name, "request_id": job.request_id,
-                                                      "error": type(exc).__name__})
+            log.error(
+                "llm generation failed",
+                extra={"engine": self.name, "request_id": job.request_id, "error": type(exc).__name__},
+            )
             job.emit("error", EngineFailure("llama.cpp generation failed"))
             return
         job.emit("end", finish)
-        log.debug("llm generation finished", extra={
-            "engine": self.name, "request_id": job.request_id, "finish": finish,
-            "prompt_tokens": job.prompt_tokens, "completion_tokens": job.completion_tokens,
-            "seconds": round(time.monotonic() - started, 3)})
+        log.debug(
+            "llm generation finished",
+            extra={
+                "engine": self.name,
+                "request_id": job.request_id,
+                "finish": finish,
+                "prompt_tokens": job.prompt_tokens,
+                "completion_tokens": job.completion_tokens,
+                "seconds": round(time.monotonic() - started, 3),
+            },
+        )
 
     def _generate(self, job: _Job, request: _Request) -> str:
         prompt, stop = self._prompt(request)
@@ -214,9 +263,14 @@ class LlamaCppEngine:
             return job.cancel.is_set()
 
         chunks: Iterator[dict[str, Any]] = self._llm.create_completion(
-            prompt=prompt, stream=True, max_tokens=request.max_tokens, temperature=request.temperature,
-            stop=stop, grammar=self._grammar(request.json_schema),
-            stopping_criteria=self._lib.StoppingCriteriaList([counting_stop]))
+            prompt=prompt,
+            stream=True,
+            max_tokens=min(request.max_tokens, self._params["n_ctx"] - len(prompt)),
+            temperature=request.temperature,
+            stop=stop,
+            grammar=self._grammar(request.json_schema),
+            stopping_criteria=self._lib.StoppingCriteriaList([counting_stop]),
+        )
         finish = FINISH_STOP
         try:
             for chunk in chunks:
@@ -238,8 +292,9 @@ class LlamaCppEngine:
             formatted = self._formatter(messages=request.messages, tools=request.tools)
         except Exception as exc:  # the template raises on conversations it cannot render
             raise InvalidArgument("the chat template cannot render these messages") from exc
-        tokens = self._llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special,
-                                    special=True)
+        tokens = self._llm.tokenize(
+            formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
+        )
         stop = formatted.stop
         stops = [] if stop is None else [stop] if isinstance(stop, str) else list(stop)
         return tokens, stops

@@ -1,0 +1,312 @@
+"""Client engine for an external OpenAI-compatible server (vLLM, llama.cpp server, ...).
+
+Streams ``/v1/chat/completions`` over server-sent events. A request is retried only
+while nothing has been received (connection refused, 429/502/503/504 before the first
+byte); once text has streamed a failure ends the stream with an error. ``abort`` closes
+the HTTP response, which makes vLLM abort the request on the server as well.
+
+Tools are passed with ``tool_choice: "none"`` so the server renders them into the
+prompt but returns the model's text as is, the same as the in-process engines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from phoneagent.llm.engines.base import FINISH_ABORT, FINISH_LENGTH, FINISH_STOP, Delta, validate_request
+from phoneagent.llm.engines.sse import SseParser
+from phoneagent.runtime.errors import (
+    EngineFailure,
+    ErrorKind,
+    InvalidArgument,
+    PhoneAgentError,
+    Unavailable,
+)
+from phoneagent.runtime.modelfiles import MissingModelError
+
+log = logging.getLogger(__name__)
+
+_RETRY_STATUS = frozenset({429, 502, 503, 504})
+
+
+def _import_aiohttp() -> Any:
+    try:
+        import aiohttp
+    except ImportError:
+        raise MissingModelError(
+            "the OpenAI HTTP engine needs aiohttp", extra="llm", package="aiohttp"
+        ) from None
+    return aiohttp
+
+
+def status_error(status: int) -> PhoneAgentError:
+    """The error kind for an HTTP status from the server (the body is never echoed)."""
+    if status in (400, 413, 422):
+        return InvalidArgument(f"the LLM server rejected the request (HTTP {status})")
+    if status == 404:
+        return PhoneAgentError(ErrorKind.MODEL_UNAVAILABLE, "the LLM server does not serve this model")
+    if status in (401, 403):
+        return PhoneAgentError(ErrorKind.INTERNAL, f"the LLM server refused our credentials (HTTP {status})")
+    if status in (429, 503):
+        return PhoneAgentError(ErrorKind.OVERLOADED, f"the LLM server is overloaded (HTTP {status})")
+    if status in (502, 504):
+        return Unavailable(f"the LLM server is unreachable (HTTP {status})")
+    return EngineFailure(f"the LLM server failed (HTTP {status})")
+
+
+@dataclass
+class _Live:
+    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    response: Any = None
+
+
+async def _first_of(task: asyncio.Future[Any], cancelled: asyncio.Event) -> bool:
+    """Wait for ``task`` unless ``cancelled`` is set first (then cancel it); True if the task finished."""
+    waiter = asyncio.ensure_future(cancelled.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if task.done() and not cancelled.is_set():
+        return True
+    task.cancel()
+    if task.done() and not task.cancelled() and task.exception() is None:
+        task.result().close()
+    return False
+
+
+async def _wait_event(event: asyncio.Event, seconds: float) -> bool:
+    """Sleep up to ``seconds``; True if ``event`` was set meanwhile."""
+    try:
+        await asyncio.wait_for(event.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
+class OpenAIHttpEngine:
+    """Streaming chat completions from ``base_url`` (e.g. ``http://vllm:8000/v1``)."""
+
+    name = "openai_http"
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        connect_timeout: float = 3.0,
+        read_timeout: float = 30.0,
+        retries: int = 2,
+        retry_backoff: float = 0.2,
+        schema_style: str = "openai",
+        include_usage: bool = True,
+    ) -> None:
+        self._aiohttp = _import_aiohttp()
+        if not base_url.startswith(("http://", "https://")):
+            raise InvalidArgument("base_url must start with http:// or https://")
+        if schema_style not in ("openai", "llama_cpp"):
+            raise InvalidArgument("schema_style must be 'openai' or 'llama_cpp'")
+        if retries < 0 or connect_timeout <= 0 or read_timeout <= 0:
+            raise InvalidArgument("timeouts must be positive and retries not negative")
+        self._url = base_url.rstrip("/") + "/chat/completions"
+        self._model = model
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._timeout = self._aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout, sock_read=read_timeout
+        )
+        self._retries = retries
+        self._backoff = retry_backoff
+        self._schema_style = schema_style
+        self._include_usage = include_usage
+        self._session: Any = None
+        self._live: dict[str, _Live] = {}
+
+    def load(self) -> None:
+        """Nothing to load: the session opens with the first request."""
+
+    async def close(self) -> None:
+        for request_id in list(self._live):
+            await self.abort(request_id)
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    async def abort(self, request_id: str) -> None:
+        live = self._live.get(request_id)
+        if live is None:
+            return
+        live.cancelled.set()
+        if live.response is not None:
+            live.response.close()
+
+    def request_body(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        max_tokens: int,
+        temperature: float,
+        tools: list[dict[str, Any]] | None,
+        json_schema: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self._model,
+            "messages": messages,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "stream": True,
+        }
+        if self._include_usage:
+            body["stream_options"] = {"include_usage": True}
+        if tools:
+            body["tools"] = tools
+            body["tool_choice"] = "none"
+        if json_schema is not None:
+            if self._schema_style == "llama_cpp":
+                body["response_format"] = {"type": "json_object", "schema": json_schema}
+            else:
+                body["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": "reply", "schema": json_schema},
+                }
+        return body
+
+    async def stream(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        request_id: str,
+        max_tokens: int,
+        temperature: float,
+        tools: list[dict[str, Any]] | None = None,
+        json_schema: dict[str, Any] | None = None,
+    ) -> AsyncIterator[Delta]:
+        validate_request(
+            messages,
+            request_id=request_id,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            tools=tools,
+            json_schema=json_schema,
+        )
+        if request_id in self._live:
+            raise InvalidArgument("a request with this id is already running")
+        body = self.request_body(
+            messages, max_tokens=max_tokens, temperature=temperature, tools=tools, json_schema=json_schema
+        )
+        live = _Live()
+        self._live[request_id] = live
+        try:
+            response = await self._open(body, live)
+            if response is None:
+                yield Delta(finish_reason=FINISH_ABORT)
+                return
+            async for delta in self._read(response, live):
+                yield delta
+        finally:
+            self._live.pop(request_id, None)
+            if live.response is not None:
+                live.response.close()
+
+    async def _open(self, body: dict[str, Any], live: _Live) -> Any:
+        """POST the request, retrying while nothing has been received; None when aborted."""
+        if self._session is None or self._session.closed:
+            self._session = self._aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
+        for attempt in range(self._retries + 1):
+            if attempt:
+                log.warning("llm server request retried", extra={"engine": self.name, "attempt": attempt})
+                if await _wait_event(live.cancelled, self._backoff * attempt):
+                    return None
+            error = await self._try_open(body, live)
+            if live.cancelled.is_set():
+                return None
+            if error is None:
+                return live.response
+            if not error.retryable or attempt == self._retries:
+                raise error
+        return None
+
+    async def _try_open(self, body: dict[str, Any], live: _Live) -> PhoneAgentError | None:
+        """One POST; an abort while waiting for the response headers drops the connection."""
+        post = asyncio.ensure_future(self._session.post(self._url, json=body))
+        if not await _first_of(post, live.cancelled):
+            return None
+        try:
+            response = post.result()
+        except TimeoutError:
+            return PhoneAgentError(ErrorKind.TIMEOUT, "the LLM server did not answer in time")
+        except self._aiohttp.ClientError:
+            return Unavailable("cannot connect to the LLM server")
+        if response.status != 200:
+            response.release()
+            return status_error(response.status)
+        live.response = response
+        return None
+
+    async def _read(self, response: Any, live: _Live) -> AsyncIterator[Delta]:
+        parser = SseParser()
+        usage: dict[str, Any] = {}
+        finish: str | None = None
+        while (line := await self._readline(response, live)) is not None:
+            data = parser.feed(line)
+            if data is None:
+                continue
+            if data.strip() == "[DONE]":
+                finish = finish or FINISH_STOP
+                break
+            text, reason = self._parse_event(data, usage)
+            if reason is not None:
+                finish = FINISH_LENGTH if reason == "length" else FINISH_STOP
+            if live.cancelled.is_set():
+                break
+            if text:
+                yield Delta(text=text)
+        if live.cancelled.is_set():
+            finish = FINISH_ABORT
+        elif finish is None:
+            raise Unavailable("the LLM server ended the stream early")
+        yield Delta(
+            finish_reason=finish,
+            prompt_tokens=usage.get("prompt_tokens"),
+            completion_tokens=usage.get("completion_tokens"),
+        )
+
+    async def _readline(self, response: Any, live: _Live) -> str | None:
+        """The next line of the body, or None at its end or after an abort."""
+        if live.cancelled.is_set():
+            return None
+        try:
+            raw = await response.content.readline()
+        except TimeoutError:
+            raise PhoneAgentError(ErrorKind.TIMEOUT, "the LLM server stopped sending") from None
+        except self._aiohttp.ClientError:
+            if live.cancelled.is_set():
+                return None
+            raise Unavailable("the connection to the LLM server broke") from None
+        if not raw:
+            return None
+        return raw.decode("utf-8", "replace").rstrip("\r\n")
+
+    @staticmethod
+    def _parse_event(data: str, usage: dict[str, Any]) -> tuple[str, str | None]:
+        try:
+            event = json.loads(data)
+        except json.JSONDecodeError:
+            raise EngineFailure("the LLM server sent a malformed event") from None
+        if not isinstance(event, dict):
+            raise EngineFailure("the LLM server sent a malformed event")
+        if "error" in event:
+            raise EngineFailure("the LLM server reported an error during generation")
+        if isinstance(event.get("usage"), dict):
+            usage.update(event["usage"])
+        choices = event.get("choices") or []
+        if not choices:
+            return "", None
+        choice = choices[0]
+        delta = choice.get("delta") or {}
+        return delta.get("content") or "", choice.get("finish_reason")

@@ -1,0 +1,188 @@
+"""The llama.cpp engine with the real Qwen2.5-Coder-0.5B GGUF (CPU, one thread)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import time
+
+import pytest
+from phoneagent.llm.engines.base import FINISH_ABORT, FINISH_LENGTH, FINISH_STOP, Delta, create_engine
+from phoneagent.runtime.errors import InvalidArgument
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python not built"),
+]
+
+SYSTEM = {"role": "system", "content": "You are a dental clinic receptionist on the phone. Be brief."}
+LONG_ASK = [
+    SYSTEM,
+    {"role": "user", "content": "Count from one to one hundred in words, separated by commas."},
+]
+TOOL_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "enum": ["book_appointment", "cancel_appointment"]},
+        "arguments": {
+            "type": "object",
+            "properties": {"date": {"type": "string"}, "time": {"type": "string"}},
+            "required": ["date", "time"],
+        },
+    },
+    "required": ["name", "arguments"],
+}
+
+
+@pytest.fixture(scope="module")
+async def engine():
+    eng = create_engine("llama_cpp", n_ctx=2048, n_threads=1)
+    await asyncio.to_thread(eng.load)
+    yield eng
+    await eng.close()
+
+
+async def collect(stream) -> list[Delta]:
+    return [d async for d in stream]
+
+
+async def test_reply_streams_in_several_deltas(engine) -> None:
+    messages = [SYSTEM, {"role": "user", "content": "Hello, are you open on Saturday?"}]
+    deltas = await asyncio.wait_for(
+        collect(engine.stream(messages, request_id="greet", max_tokens=40, temperature=0.0)), 60
+    )
+    texts = [d.text for d in deltas if d.text]
+    assert len(texts) >= 3
+    assert "".join(texts).strip()
+    final = deltas[-1]
+    assert final.final and final.finish_reason in (FINISH_STOP, FINISH_LENGTH)
+    assert final.prompt_tokens and final.prompt_tokens > 10
+    assert 3 <= (final.completion_tokens or 0) <= 40
+
+
+async def test_max_tokens_ends_with_length(engine) -> None:
+    deltas = await asyncio.wait_for(
+        collect(engine.stream(LONG_ASK, request_id="short", max_tokens=5, temperature=0.0)), 60
+    )
+    assert deltas[-1].finish_reason == FINISH_LENGTH
+    assert deltas[-1].completion_tokens == 5
+
+
+async def test_abort_stops_at_once_and_frees_the_engine(engine) -> None:
+    stream = engine.stream(LONG_ASK, request_id="long", max_tokens=300, temperature=0.0)
+    received = 0
+    async for delta in stream:
+        assert delta.text
+        received += 1
+        if received == 3:
+            break_at = time.perf_counter()
+            await engine.abort("long")
+            returned = time.perf_counter()
+            break
+    after = [d async for d in stream]
+    ended = time.perf_counter()
+    assert [d.finish_reason for d in after] == [FINISH_ABORT]  # no text after abort returned
+    assert ended - break_at < 0.5, f"stream took {ended - break_at:.3f} s to end after abort"
+    assert returned - break_at < 0.05
+    # The worker stopped too: a new request starts promptly instead of queuing behind 300 tokens.
+    started = time.perf_counter()
+    first = await asyncio.wait_for(
+        anext(
+            aiter(
+                engine.stream(
+                    [SYSTEM, {"role": "user", "content": "Say hi."}],
+                    request_id="next",
+                    max_tokens=8,
+                    temperature=0.0,
+                )
+            )
+        ),
+        30,
+    )
+    assert first.text
+    assert time.perf_counter() - started < 5.0
+
+
+async def test_consumer_that_stops_early_releases_the_worker(engine) -> None:
+    stream = engine.stream(LONG_ASK, request_id="dropped", max_tokens=300, temperature=0.0)
+    await anext(aiter(stream))
+    await stream.aclose()
+    deltas = await asyncio.wait_for(
+        collect(
+            engine.stream(
+                [SYSTEM, {"role": "user", "content": "Say hi."}],
+                request_id="after-drop",
+                max_tokens=4,
+                temperature=0.0,
+            )
+        ),
+        10,
+    )
+    assert deltas[-1].final
+
+
+async def test_json_schema_constrains_a_tool_call(engine) -> None:
+    messages = [
+        {"role": "system", "content": "You turn booking requests into a JSON tool call."},
+        {"role": "user", "content": "Please book me on 2026-12-03 at 10:30."},
+    ]
+    deltas = await asyncio.wait_for(
+        collect(
+            engine.stream(
+                messages, request_id="tool", max_tokens=80, temperature=0.0, json_schema=TOOL_SCHEMA
+            )
+        ),
+        60,
+    )
+    call = json.loads("".join(d.text for d in deltas))
+    assert call["name"] in ("book_appointment", "cancel_appointment")
+    assert set(call["arguments"]) >= {"date", "time"}
+    assert all(isinstance(v, str) for v in call["arguments"].values())
+    assert deltas[-1].finish_reason == FINISH_STOP
+
+
+async def test_queued_request_aborted_before_it_runs(engine) -> None:
+    first = engine.stream(LONG_ASK, request_id="busy", max_tokens=40, temperature=0.0)
+    await anext(aiter(first))
+    waiting = asyncio.create_task(
+        collect(engine.stream(LONG_ASK, request_id="queued", max_tokens=40, temperature=0.0))
+    )
+    await asyncio.sleep(0)  # let the queued request register
+    await engine.abort("queued")
+    queued = await asyncio.wait_for(waiting, 1.0)
+    assert [d.finish_reason for d in queued] == [FINISH_ABORT]
+    await engine.abort("busy")
+    assert [d.finish_reason for d in await collect(first)] == [FINISH_ABORT]
+
+
+async def test_bad_input_is_rejected_and_engine_keeps_working(engine) -> None:
+    with pytest.raises(InvalidArgument):
+        await anext(aiter(engine.stream([], request_id="bad", max_tokens=5, temperature=0.0)))
+    with pytest.raises(InvalidArgument):
+        await anext(
+            aiter(
+                engine.stream(
+                    LONG_ASK,
+                    request_id="bad-schema",
+                    max_tokens=5,
+                    temperature=0.0,
+                    json_schema={"type": "object", "properties": 7},
+                )
+            )
+        )
+    too_long = [SYSTEM, {"role": "user", "content": "hello " * 3000}]
+    with pytest.raises(InvalidArgument, match="context window"):
+        await collect(engine.stream(too_long, request_id="too-long", max_tokens=5, temperature=0.0))
+    deltas = await asyncio.wait_for(
+        collect(
+            engine.stream(
+                [SYSTEM, {"role": "user", "content": "Say hi."}],
+                request_id="ok",
+                max_tokens=4,
+                temperature=0.0,
+            )
+        ),
+        30,
+    )
+    assert deltas[-1].final
