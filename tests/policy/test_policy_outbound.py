@@ -6,8 +6,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
-
-from phoneagent.policy.outbound import DialRequest, OutboundConfig, evaluate_dial
+from phoneagent.policy.outbound import Decision, DialRequest, OutboundConfig, evaluate_dial
 from phoneagent.policy.stores import PolicyStores
 
 CALLER_ID = "+12025550100"
@@ -37,10 +36,11 @@ def consented(stores: PolicyStores, *numbers: str) -> None:
         stores.consent.grant(n, PURPOSE, "web form", GRANTED)
 
 
-def dial(stores: PolicyStores, number: str, now: str, tz: str | None = None, **kw: object):  # type: ignore[no-untyped-def]
-    req = DialRequest(number=number, caller_id=kw.pop("caller_id", CALLER_ID),  # type: ignore[arg-type]
-                      purpose=kw.pop("purpose", PURPOSE), campaign_id="c1", time_zone=tz)  # type: ignore[arg-type]
-    return evaluate_dial(req, utc(now), stores, **kw)  # type: ignore[arg-type]
+def dial(stores: PolicyStores, number: str, now: str, tz: str | None = None, *,
+         caller_id: str | None = CALLER_ID, purpose: str = PURPOSE,
+         config: OutboundConfig | None = None) -> Decision:
+    req = DialRequest(number=number, caller_id=caller_id, purpose=purpose, campaign_id="c1", time_zone=tz)
+    return evaluate_dial(req, utc(now), stores, config)
 
 
 def test_allow_returns_rule_reason_and_details(stores: PolicyStores) -> None:

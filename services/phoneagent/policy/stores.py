@@ -18,8 +18,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from phoneagent.policy.csvrows import CsvSource, ImportReport, RowError, cell, find_number_column
-from phoneagent.policy.csvrows import numbered, read_rows
+from phoneagent.policy.csvrows import (
+    CsvSource,
+    ImportReport,
+    RowError,
+    cell,
+    find_number_column,
+    numbered,
+    read_rows,
+)
 from phoneagent.policy.numbers import NANP_COUNTRY_CODE, normalize_e164
 from phoneagent.runtime.errors import InvalidArgument, Unavailable
 
@@ -134,7 +141,8 @@ class ImportedDncStore:
         self._db = db
         self._cc = default_country
 
-    def import_csv(self, list_name: str, source: CsvSource, at: datetime, *, replace: bool = False) -> ImportReport:
+    def import_csv(self, list_name: str, source: CsvSource, at: datetime, *,
+                   replace: bool = False) -> ImportReport:
         """Import numbers from a CSV (a ``number``/``phone`` column, or the first column when there is
         no header). Bad rows are reported with their row number and skipped; good rows are kept.
         ``replace`` drops the list's previous contents in the same transaction."""
@@ -158,11 +166,13 @@ class ImportedDncStore:
 
     def lists_containing(self, number: str) -> list[str]:
         e164 = normalize_e164(number, self._cc)
-        rows = self._db.query("SELECT list_name FROM dnc_imported WHERE number = ? ORDER BY list_name", (e164,))
+        rows = self._db.query(
+            "SELECT list_name FROM dnc_imported WHERE number = ? ORDER BY list_name", (e164,))
         return [r[0] for r in rows]
 
     def count(self, list_name: str) -> int:
-        return int(self._db.query("SELECT COUNT(*) FROM dnc_imported WHERE list_name = ?", (list_name,))[0][0])
+        rows = self._db.query("SELECT COUNT(*) FROM dnc_imported WHERE list_name = ?", (list_name,))
+        return int(rows[0][0])
 
 
 def _numbers_from_rows(rows: list[list[str]], cc: str, report: ImportReport) -> list[str]:
@@ -212,7 +222,8 @@ class ConsentRecord:
 
 
 def _consent_record(r: tuple[Any, ...]) -> ConsentRecord:
-    return ConsentRecord(id=r[0], number=r[1], purpose=r[2], source=r[3], granted_at=datetime.fromtimestamp(r[4], UTC),
+    return ConsentRecord(id=r[0], number=r[1], purpose=r[2], source=r[3],
+                         granted_at=datetime.fromtimestamp(r[4], UTC),
                          expires_at=from_epoch(r[5]), revoked_at=from_epoch(r[6]))
 
 
@@ -232,7 +243,8 @@ class ConsentStore:
             raise InvalidArgument("consent must expire after it was granted")
         with self._db.write() as conn:
             cur = conn.execute(
-                "INSERT INTO consent (number, purpose, source, granted_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO consent (number, purpose, source, granted_at, expires_at) "
+                "VALUES (?, ?, ?, ?, ?)",
                 (e164, _required_text(purpose, "consent purpose"), _required_text(source, "consent source"),
                  granted, expires))
             return int(cur.lastrowid or 0)
@@ -272,7 +284,8 @@ class AttemptLog:
     def count(self, number: str, since: datetime | None = None, until: datetime | None = None) -> int:
         """Attempts to ``number`` with since <= at < until (either bound optional)."""
         e164 = normalize_e164(number, self._cc)
-        sql, params = "SELECT COUNT(*) FROM attempts WHERE number = ?", [e164]
+        sql = "SELECT COUNT(*) FROM attempts WHERE number = ?"
+        params: list[Any] = [e164]
         if since is not None:
             sql += " AND at >= ?"
             params.append(to_epoch(since))

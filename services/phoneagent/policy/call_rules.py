@@ -1,0 +1,220 @@
+"""Rules applied on every call: AI disclosure, escalation to a human, opt-out.
+
+Recording consent lives in :mod:`phoneagent.policy.recording` and is re-exported here so
+the service can import every per-call rule from one place.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from phoneagent.policy.phrases import PhraseMatcher, literal, normalize_words
+from phoneagent.policy.recording import (  # noqa: F401 - re-exported
+    DEFAULT_ALL_PARTY_STATES,
+    RecordingConfig,
+    RecordingMode,
+    RecordingPlan,
+    RecordingSession,
+    RecordingState,
+    plan_recording,
+)
+from phoneagent.policy.stores import DncStore
+from phoneagent.runtime.errors import InvalidArgument, PhoneAgentError
+
+log = logging.getLogger(__name__)
+
+# --- (a) AI disclosure ---------------------------------------------------------------------
+
+DISCLOSURE_CORE = "You are speaking with an AI assistant."
+MAX_DISCLOSURE_ADDITION = 300
+# An addition may not contradict the core ("I'm a real person", "this is not an AI").
+_DENIES_AI = re.compile(
+    r"\b(?:not|never|no longer)\s+(?:an?\s+)?(?:ai|a i|artificial|automated|bot|robot|machine|computer|"
+    r"virtual|assistant)\b|\b(?:i am|this is|you are talking to|you are speaking (?:with|to))\s+(?:an?\s+)?"
+    r"(?:real|live|actual)?\s*(?:human|person|people)\b|\breal (?:human|person)\b|\bhuman being\b")
+
+
+def build_disclosure(addition: str | None = None) -> str:
+    """The disclosure to say first: the fixed core, then the agent's optional addition.
+
+    The core cannot be configured away: a blank addition (an attempt to blank the
+    disclosure), an over-long one, or one that denies being an AI raises InvalidArgument.
+    """
+    if addition is None:
+        return DISCLOSURE_CORE
+    if not isinstance(addition, str) or not addition.strip():
+        raise InvalidArgument("the AI disclosure cannot be blanked; omit the setting to use the fixed text")
+    text = " ".join(addition.split())
+    if _starts_with(text, DISCLOSURE_CORE):
+        text = text[len(DISCLOSURE_CORE):].strip()
+        if not text:
+            return DISCLOSURE_CORE
+    if len(text) > MAX_DISCLOSURE_ADDITION:
+        raise InvalidArgument(f"the disclosure addition must be at most {MAX_DISCLOSURE_ADDITION} characters")
+    if _DENIES_AI.search(" ".join(normalize_words(text))):
+        raise InvalidArgument("the disclosure addition contradicts the AI disclosure")
+    return f"{DISCLOSURE_CORE} {text}"
+
+
+def _starts_with(text: str, prefix: str) -> bool:
+    return " ".join(text.split()).lower().startswith(" ".join(prefix.split()).lower())
+
+
+def enforce_disclosure(first_utterance_text: str, disclosure_text: str) -> str:
+    """The first agent utterance, guaranteed to start with the disclosure (and so with its core)."""
+    disclosure = " ".join((disclosure_text or "").split())
+    if not _starts_with(disclosure, DISCLOSURE_CORE):
+        disclosure = f"{DISCLOSURE_CORE} {disclosure}".strip()
+    utterance = " ".join((first_utterance_text or "").split())
+    if _starts_with(utterance, disclosure):
+        return utterance
+    return f"{disclosure} {utterance}".strip()
+
+
+class DisclosureGuard:
+    """Per call: rewrites the first agent utterance through :func:`enforce_disclosure`, passes later ones."""
+
+    def __init__(self, disclosure_text: str) -> None:
+        self._text = disclosure_text
+        self.disclosed = False
+
+    def apply(self, agent_text: str) -> str:
+        if self.disclosed:
+            return agent_text
+        self.disclosed = True
+        return enforce_disclosure(agent_text, self._text)
+
+
+# --- (c) escalation to a human -------------------------------------------------------------
+
+class EscalationAction(enum.StrEnum):
+    TRANSFER = "transfer"
+    TAKE_MESSAGE = "take_message"
+
+
+@dataclass(frozen=True)
+class EscalationDecision:
+    action: EscalationAction
+    reason: str  # human_requested | repeated_misunderstanding | trigger_word
+    matched: str
+
+
+_HUMAN = r"(?:real |live |actual |human )?(?:person|human(?: being)?|agent|operator|representative|rep)"
+_ANYONE = rf"(?:{_HUMAN}|someone|somebody|anyone|anybody|manager|supervisor)"
+_DET = r"(?:(?:a|an|the|some|your|one of your) )?"
+_GAP = r"(?:[a-z0-9]+ ){0,2}?"
+HUMAN_REQUEST_PHRASES = {
+    "speak_to": rf"(?:talk|speak|chat) (?:to|with) {_DET}{_GAP}{_ANYONE}",
+    "connect_me": rf"(?:transfer|connect|put) me (?:through )?(?:(?:to|with|on with) )?{_DET}{_GAP}{_ANYONE}",
+    "want_human": rf"(?:want|need|would like|get me|give me|can i have|can i get) {_DET}{_GAP}{_HUMAN}",
+    "short_request": rf"^(?:i want )?{_DET}{_HUMAN}(?: now)?$",
+    "representative": r"representative",
+    "real_person": r"(?<!are you a )(?<!are you )(?<!is this a )(?<!am i talking to a )"
+                   r"(?:real|live|actual) (?:person|human)|human being",
+}
+
+
+@dataclass(frozen=True)
+class EscalationConfig:
+    max_misunderstood: int = 3
+    trigger_words: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.max_misunderstood < 1:
+            raise InvalidArgument("max_misunderstood must be at least 1")
+        if any(not isinstance(w, str) or not normalize_words(w) for w in self.trigger_words):
+            raise InvalidArgument("escalation trigger words must be non-blank text")
+
+
+class EscalationDetector:
+    """Per call: decides when to hand the caller to a person (or take a message when nobody is free)."""
+
+    def __init__(self, config: EscalationConfig | None = None) -> None:
+        self.config = config or EscalationConfig()
+        self._human = PhraseMatcher(HUMAN_REQUEST_PHRASES)
+        self._triggers = PhraseMatcher({w: literal(w) for w in self.config.trigger_words})
+        self._misunderstood = 0
+
+    def on_turn(self, caller_text: str, understood: bool = True,
+                humans_available: bool = True) -> EscalationDecision | None:
+        """Check one caller turn; ``understood`` is False when the agent could not make sense of it."""
+        self._misunderstood = 0 if understood else self._misunderstood + 1
+        reason, matched = self._reason(caller_text)
+        if reason is None:
+            return None
+        action = EscalationAction.TRANSFER if humans_available else EscalationAction.TAKE_MESSAGE
+        self._misunderstood = 0
+        log.info("escalation decided", extra={"action": action.value, "reason": reason})
+        return EscalationDecision(action=action, reason=reason, matched=matched)
+
+    def _reason(self, text: str) -> tuple[str | None, str]:
+        hit = self._human.find(text)
+        if hit is not None:
+            return "human_requested", hit.name
+        hit = self._triggers.find(text)
+        if hit is not None:
+            return "trigger_word", hit.name
+        if self._misunderstood >= self.config.max_misunderstood:
+            return "repeated_misunderstanding", f"{self._misunderstood} turns"
+        return None, ""
+
+
+# --- (d) opt-out ---------------------------------------------------------------------------
+
+_ME = r"(?:me|us|my (?:phone )?number|this number|my name|my details|my info(?:rmation)?)"
+OPT_OUT_PHRASES = {
+    "stop_calling": r"(?:stop|quit|cease) (?:calling|phoning|ringing|contacting|texting)",
+    "take_me_off": rf"(?:take|get|cross) {_ME} off",
+    "remove_me": rf"(?:remove|delete|erase) {_ME}",
+    "do_not_call": r"do not call",
+    "never_call": r"(?<!did )(?<!did you )(?<!does )(?<!do you )"
+                  r"(?:never|not) (?:ever )?(?:call|contact|phone|ring) (?:me|us|this number|here)(?! back)",
+    "unsubscribe": r"unsubscribe(?: me)?|opt (?:me )?out",
+    "no_more_calls": r"no more calls",
+    "lose_my_number": r"lose my number",
+}
+OPT_OUT_CONFIRMATION = ("Understood. I have removed your number from our calling list, "
+                        "and we will not call you again. Goodbye.")
+OPT_OUT_UNRECORDED = "Understood. I will pass on your request not to be called again. Goodbye."
+
+_OPT_OUT = PhraseMatcher(OPT_OUT_PHRASES)
+
+
+@dataclass(frozen=True)
+class OptOutResult:
+    phrase: str
+    recorded: bool
+    confirmation: str
+
+
+def detect_opt_out(text: str) -> str | None:
+    """The name of the opt-out phrase in ``text``, or None."""
+    hit = _OPT_OUT.find(text)
+    return hit.name if hit else None
+
+
+def handle_opt_out(text: str, number: str | None, dnc: DncStore, now: datetime,
+                   source: str = "opt-out during call") -> OptOutResult | None:
+    """On an opt-out phrase, add ``number`` to the internal DNC and return the confirmation to say.
+
+    When the number is unknown (anonymous caller) or the store fails, ``recorded`` is False and
+    the confirmation does not claim the number was removed.
+    """
+    phrase = detect_opt_out(text)
+    if phrase is None:
+        return None
+    try:
+        if not number:
+            raise InvalidArgument("caller number unknown")
+        dnc.add(number, source, now)
+    except PhoneAgentError as exc:
+        log.error("opt-out not recorded", extra={"phrase": phrase, "error_kind": exc.kind.name})
+        return OptOutResult(phrase=phrase, recorded=False, confirmation=OPT_OUT_UNRECORDED)
+    except Exception:  # noqa: BLE001 - a store failure must not end the call
+        log.exception("opt-out not recorded", extra={"phrase": phrase})
+        return OptOutResult(phrase=phrase, recorded=False, confirmation=OPT_OUT_UNRECORDED)
+    return OptOutResult(phrase=phrase, recorded=True, confirmation=OPT_OUT_CONFIRMATION)
