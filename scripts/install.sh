@@ -33,9 +33,11 @@ fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 
 # llama-cpp-python has no wheel on PyPI: build it once, portable and without the
-# multimodal parts, in a few minutes instead of ~12 on two cores.
-export CMAKE_ARGS=${CMAKE_ARGS:-"-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"}
-export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2}
+# multimodal parts (a few minutes on two cores), before pip would try a slow default build.
+# Its server packages come too: the OpenAI-protocol client is tested against that server.
+case ",$EXTRAS," in
+  *,cpu,*|*,llm,*) PYTHON="$VENV/bin/python" bash scripts/build_llama_cpp.sh --with-server ;;
+esac
 
 echo "installing phone-agent[$EXTRAS] into $VENV"
 "$VENV/bin/python" -m pip install -q -e ".[$EXTRAS]"
