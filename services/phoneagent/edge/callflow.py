@@ -1,0 +1,311 @@
+"""One call at the edge, independent of the transport (SIP/RTP or WebRTC).
+
+Every 20 ms (one :class:`~phoneagent.edge.media.pacer.Pacer` tick) the call pulls one
+frame of caller audio from its transport, runs the barge-in VAD on it, resamples it to
+16 kHz and publishes it for ASR; and it sends one frame of agent speech (or silence) to the
+transport. Speech chunks from TTS queue per generation; control events (barge-in,
+cancel, hangup, transfer, DTMF) arrive on the call's control lane.
+
+Barge-in: when the VAD confirms caller speech while the agent speaks, playout pauses at
+once (within one tick). If the caller keeps talking past ``barge_in_long_ms``, or ASR
+reports a non-backchannel transcript, the generation is cancelled: queued audio is
+discarded and a BargeIn event reports what was played. A short backchannel ("mm-hmm")
+resumes the agent where it paused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from phoneagent.audio.resample import StreamResampler
+from phoneagent.edge.media.pacer import Pacer
+from phoneagent.edge.media.vad import BargeInVad, VadConfig, VadEventKind
+from phoneagent.runtime import metrics, subjects
+from phoneagent.runtime.bus import Bus, Delivery, Lane, Subscription
+from phoneagent.runtime.errors import PhoneAgentError
+from phoneagent.runtime.sessions import claim_session
+from phoneagent.runtime.tasks import TaskOwner
+from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2, speech_pb2
+
+log = logging.getLogger(__name__)
+ASR_RATE = 16000
+FRAME_MS = 20
+
+
+class CallTransport(Protocol):
+    """What a call needs from SIP/RTP or WebRTC."""
+
+    name: str  # "sip" or "webrtc", a metrics label
+    sample_rate: int  # rate of the frames exchanged with the call flow
+
+    def pull_caller_frame(self) -> np.ndarray | None:
+        """One 20 ms frame of caller audio (int16), or None when nothing is due."""
+
+    async def send_agent_frame(self, pcm: np.ndarray, speech: bool) -> None:
+        """Send one 20 ms frame (int16) to the caller; ``speech`` False for silence."""
+
+    async def send_dtmf(self, digit: str) -> None: ...
+
+    async def hangup(self, reason: str) -> None: ...
+
+    async def transfer(self, target: str, warm: bool, summary: str) -> tuple[bool, str]:
+        """Transfer the caller; (ok, safe detail)."""
+
+
+@dataclass
+class EdgeCallConfig:
+    barge_in_long_ms: int = 600  # speech this long is a barge-in without waiting for ASR
+    backchannel_wait_ms: int = 1200  # after short speech ends, how long to wait for ASR's verdict
+    min_speech_ms: int = 200
+    max_duration_s: float = 3600.0
+    stages: tuple[str, ...] = subjects.STAGES
+
+
+@dataclass
+class _Chunk:
+    generation: int
+    pcm: np.ndarray
+    sentence_seq: int
+    text_end: int
+    last_in_generation: bool
+    received: float
+
+
+class EdgeCall:
+    def __init__(self, bus: Bus, started: call_pb2.CallStarted, transport: CallTransport,
+                 config: EdgeCallConfig | None = None) -> None:
+        self.bus = bus
+        self.started = started
+        self.call_id = started.meta.call_id
+        self.transport = transport
+        self.config = config or EdgeCallConfig()
+        self.rate = transport.sample_rate
+        self.frame = self.rate * FRAME_MS // 1000
+        self.tasks = TaskOwner(f"edge:{self.call_id}")
+        self.subs: list[Subscription[Any]] = []
+        self.to_asr = StreamResampler(self.rate, ASR_RATE)
+        self.vad = BargeInVad(VadConfig(sample_rate=self.rate, min_speech_ms=self.config.min_speech_ms))
+        self.queue: collections.deque[_Chunk] = collections.deque()
+        self.floor = 0  # generations below are cancelled
+        self.playing: int | None = None  # generation being played
+        self.played_ms = 0
+        self.heard = (0, 0)  # (sentence_seq, text_end) of the last chunk played
+        self.paused_since: float | None = None
+        self.caller_speaking = False
+        self.speech_ended_at: float | None = None  # caller stopped speaking (monotonic)
+        self.last_asr_speech: float = 0.0
+        self.seq = 0
+        self.ended = asyncio.Event()
+        self.end_reason = call_pb2.END_REASON_UNSPECIFIED
+        self.started_at = time.monotonic()
+        self._first_packet_pending: dict[int, float] = {}
+        self._mouth_pending: dict[int, float] = {}
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def meta(self, generation: int = 0) -> common_pb2.EventMeta:
+        return common_pb2.EventMeta(call_id=self.call_id, generation_id=generation, ts_unix_ns=time.time_ns(),
+                                    producer="edge")
+
+    async def start(self) -> None:
+        """Publish the call, claim a session in every stage, subscribe. Raises when a stage is missing."""
+        self.started.meta.ts_unix_ns = self.started.meta.ts_unix_ns or time.time_ns()
+        await self.bus.publish(subjects.lifecycle(self.call_id), call_pb2.CallEvent(started=self.started),
+                               lane=Lane.CONTROL)
+        await asyncio.gather(*(claim_session(self.bus, stage, self.started) for stage in self.config.stages))
+        self.subs.append(await self.bus.subscribe(subjects.speech(self.call_id), media_pb2.SpeechChunk,
+                                                  self.on_speech, max_pending=3000))
+        self.subs.append(await self.bus.subscribe(subjects.control(self.call_id), control_pb2.ControlEvent,
+                                                  self.on_control, lane=Lane.CONTROL))
+        self.subs.append(await self.bus.subscribe(subjects.asr_events(self.call_id), speech_pb2.AsrEvent,
+                                                  self.on_asr, lane=Lane.CONTROL))
+        self.subs.append(await self.bus.subscribe(subjects.transcript(self.call_id), speech_pb2.Transcript,
+                                                  self.on_transcript, lane=Lane.CONTROL))
+        metrics.ACTIVE_CALLS.labels(transport=self.transport.name).inc()
+
+    async def answered(self) -> None:
+        await self.bus.publish(subjects.lifecycle(self.call_id),
+                               call_pb2.CallEvent(answered=call_pb2.CallAnswered(meta=self.meta())),
+                               lane=Lane.CONTROL)
+        self.tasks.spawn(self._media_loop(), "media")
+
+    async def end(self, reason: int, detail: str = "") -> None:
+        """The call is over (either side): publish CallEnded once and release everything."""
+        if self.ended.is_set():
+            return
+        self.ended.set()
+        self.end_reason = reason
+        duration = int((time.monotonic() - self.started_at) * 1000)
+        ended = call_pb2.CallEnded(meta=self.meta(), reason=reason, detail=detail[:120], duration_ms=duration)
+        try:
+            await self.bus.publish(subjects.lifecycle(self.call_id), call_pb2.CallEvent(ended=ended),
+                                   lane=Lane.CONTROL)
+        except PhoneAgentError:
+            log.warning("call end not published", extra={"call_id": self.call_id})
+        metrics.ACTIVE_CALLS.labels(transport=self.transport.name).dec()
+        direction = "outbound" if self.started.direction == call_pb2.DIRECTION_OUTBOUND else "inbound"
+        metrics.CALLS_TOTAL.labels(direction=direction, reason=call_pb2.EndReason.Name(reason).lower()).inc()
+        for sub in self.subs:
+            await self.bus.unsubscribe(sub)
+        await self.tasks.close(timeout=2.0)
+
+    # --- media -----------------------------------------------------------------------------------
+    async def _media_loop(self) -> None:
+        pacer = Pacer(FRAME_MS / 1000)
+        while not self.ended.is_set():
+            await pacer.next_tick()
+            try:
+                await self._tick()
+            except PhoneAgentError as exc:
+                log.warning("media tick failed", extra={"call_id": self.call_id, "error_kind": exc.kind.name})
+            if time.monotonic() - self.started_at > self.config.max_duration_s:
+                await self.transport.hangup("max duration")
+                await self.end(call_pb2.END_REASON_MAX_DURATION, "max duration")
+
+    async def _tick(self) -> None:
+        frame = self.transport.pull_caller_frame()
+        if frame is not None:
+            await self._caller_frame(frame)
+        await self._play_one()
+
+    async def _caller_frame(self, frame: np.ndarray) -> None:
+        event = self.vad.process(frame)
+        now = time.monotonic()
+        if event is not None:
+            if event.kind is VadEventKind.CONFIRMED:
+                self.caller_speaking = True
+                if self.playing is not None and self.paused_since is None:
+                    self.paused_since = now  # stop talking over the caller at once
+            elif event.kind is VadEventKind.ENDED:
+                self.caller_speaking = False
+                self.speech_ended_at = now
+        if self.paused_since is not None and self.caller_speaking and \
+                (now - self.paused_since) * 1000 >= self.config.barge_in_long_ms:
+            await self.barge_in("long speech")
+        elif self.paused_since is not None and not self.caller_speaking and self.speech_ended_at and \
+                (now - self.speech_ended_at) * 1000 >= self.config.backchannel_wait_ms:
+            self.paused_since = None  # ASR never called it a turn: carry on speaking
+        pcm16 = self.to_asr.process(frame)
+        if len(pcm16):
+            msg = media_pb2.AudioFrame(meta=self.meta(), sequence=self.seq, pcm=pcm16.astype("<i2").tobytes(),
+                                       sample_rate=ASR_RATE, capture_unix_ns=time.time_ns())
+            self.seq += 1
+            await self.bus.publish(subjects.audio_in(self.call_id), msg)
+
+    async def _play_one(self) -> None:
+        if self.paused_since is not None or not self.queue:
+            await self.transport.send_agent_frame(np.zeros(self.frame, np.int16), False)
+            return
+        chunk = self.queue.popleft()
+        now = time.monotonic()
+        if self.playing != chunk.generation:
+            self.playing, self.played_ms = chunk.generation, 0
+        if chunk.generation in self._first_packet_pending:
+            metrics.EDGE_FIRST_PACKET_LATENCY.labels(transport=self.transport.name).observe(
+                now - self._first_packet_pending.pop(chunk.generation))
+            spoke_end = self._mouth_pending.pop(chunk.generation, None)
+            if spoke_end is not None:
+                metrics.MOUTH_TO_EAR.labels(transport=self.transport.name).observe(now - spoke_end)
+        if len(chunk.pcm):
+            await self.transport.send_agent_frame(chunk.pcm, True)
+            self.played_ms += FRAME_MS
+        else:
+            await self.transport.send_agent_frame(np.zeros(self.frame, np.int16), False)
+        self.heard = (chunk.sentence_seq, chunk.text_end)
+        if chunk.last_in_generation:
+            done = control_pb2.ControlEvent(meta=self.meta(chunk.generation), playback_done=control_pb2.PlaybackDone(
+                generation_id=chunk.generation, played_ms=self.played_ms))
+            await self.bus.publish(subjects.control(self.call_id), done, lane=Lane.CONTROL)
+            self.playing = None
+
+    async def barge_in(self, why: str) -> None:
+        generation = self.playing
+        if generation is None:
+            self.paused_since = None
+            return
+        stopped = time.monotonic() - (self.paused_since or time.monotonic())
+        self._cancel_below(generation + 1)
+        ev = control_pb2.ControlEvent(meta=self.meta(generation), barge_in=control_pb2.BargeIn(
+            interrupted_generation_id=generation, played_ms=self.played_ms, heard_sentence_seq=self.heard[0],
+            heard_text_chars=self.heard[1]))
+        await self.bus.publish(subjects.control(self.call_id), ev, lane=Lane.CONTROL)
+        metrics.BARGE_INS.labels(transport=self.transport.name).inc()
+        metrics.BARGE_IN_STOP_LATENCY.labels(transport=self.transport.name).observe(max(0.0, stopped))
+        log.info("barge-in", extra={"call_id": self.call_id, "generation": generation, "played_ms": self.played_ms,
+                                    "why": why})
+
+    def _cancel_below(self, floor: int) -> None:
+        self.floor = max(self.floor, floor)
+        self.queue = collections.deque(c for c in self.queue if c.generation >= self.floor)
+        if self.playing is not None and self.playing < self.floor:
+            self.playing = None
+        self.paused_since = None
+
+    # --- bus events ---------------------------------------------------------------------------------
+    async def on_speech(self, chunk: media_pb2.SpeechChunk, _: Delivery) -> None:
+        gen = chunk.meta.generation_id
+        if gen < self.floor:
+            return
+        if self.queue and self.queue[-1].generation < gen:
+            self._cancel_below(gen)  # a newer reply supersedes what is still queued
+        pcm = np.frombuffer(chunk.pcm[: len(chunk.pcm) // 2 * 2], dtype="<i2")
+        if chunk.sample_rate and chunk.sample_rate != self.rate:
+            log.warning("speech chunk at wrong rate dropped", extra={"call_id": self.call_id,
+                                                                     "rate": chunk.sample_rate})
+            return
+        now = time.monotonic()
+        if gen not in self._first_packet_pending and self.playing != gen and chunk.sequence == 0:
+            self._first_packet_pending[gen] = now
+            if self.speech_ended_at is not None:
+                self._mouth_pending[gen] = self.speech_ended_at
+        for start in range(0, max(len(pcm), 1), self.frame):
+            piece = pcm[start:start + self.frame]
+            if len(piece) and len(piece) < self.frame:
+                piece = np.pad(piece, (0, self.frame - len(piece)))
+            last = chunk.last_in_generation and start + self.frame >= len(pcm)
+            self.queue.append(_Chunk(gen, piece, chunk.sentence_seq, chunk.text_end, last, now))
+
+    async def on_asr(self, ev: speech_pb2.AsrEvent, _: Delivery) -> None:
+        if ev.WhichOneof("event") == "speech_started":
+            self.last_asr_speech = time.monotonic()
+
+    async def on_transcript(self, tr: speech_pb2.Transcript, _: Delivery) -> None:
+        """ASR's verdict on speech that paused the agent: a real turn cancels, a backchannel resumes."""
+        if not tr.final or self.paused_since is None:
+            return
+        if tr.backchannel:
+            self.paused_since = None
+        else:
+            await self.barge_in("caller turn")
+
+    async def on_control(self, ev: control_pb2.ControlEvent, _: Delivery) -> None:
+        kind = ev.WhichOneof("kind")
+        if kind == "cancel":
+            self._cancel_below(ev.cancel.generation_id + 1)
+        elif kind == "hangup":
+            await self.transport.hangup(ev.hangup.detail or "agent")
+            await self.end(ev.hangup.reason or call_pb2.END_REASON_AGENT_HANGUP, ev.hangup.detail)
+        elif kind == "transfer":
+            await self._transfer(ev.transfer)
+        elif kind == "dtmf" and ev.dtmf.outbound:
+            await self.transport.send_dtmf(ev.dtmf.digit)
+
+    async def _transfer(self, t: control_pb2.Transfer) -> None:
+        warm = t.kind == control_pb2.TRANSFER_KIND_WARM
+        ok, detail = await self.transport.transfer(t.target, warm, t.summary)
+        metrics.TRANSFERS.labels(kind="warm" if warm else "blind", outcome="ok" if ok else "failed").inc()
+        result = control_pb2.ControlEvent(meta=self.meta(), survives_interrupt=True,
+                                          transfer_result=control_pb2.TransferResult(ok=ok, detail=detail))
+        await self.bus.publish(subjects.control(self.call_id), result, lane=Lane.CONTROL)
+        if ok:
+            await self.end(call_pb2.END_REASON_TRANSFERRED, "transferred")
+
+    async def caller_dtmf(self, digit: str, duration_ms: int) -> None:
+        ev = control_pb2.ControlEvent(meta=self.meta(), dtmf=control_pb2.Dtmf(digit=digit, duration_ms=duration_ms))
+        await self.bus.publish(subjects.control(self.call_id), ev, lane=Lane.CONTROL)
