@@ -65,6 +65,11 @@ class PartialDue:
 
 @dataclass(frozen=True)
 class Utterance:
+    """A finished utterance. ``pcm`` starts up to ``pre_roll_ms`` before ``speech_start`` and ends
+    ``tail_pad_ms`` after ``speech_end``; ``ended_at`` is when the end was detected. ``forced``
+    marks a cut by the length limit or the end of the stream; ``continued`` a length cut while
+    the caller is still talking."""
+
     pcm: np.ndarray
     speech_start: float
     speech_end: float

@@ -6,8 +6,9 @@ thread, so the event loop is never blocked. ``feed`` returns at once with the ev
 are ready: ``SpeechStarted`` immediately, and ``Partial``/``Final`` results of decodes
 that finished since the previous call (frames arrive every 20 ms, so a result waits at
 most one frame). ``drain`` waits for decodes in flight; ``flush`` also closes an open
-utterance at the end of the call. Finals come out in turn order; partials are skipped
-whenever a decode is already running, and dropped once their turn's final is out.
+utterance at the end of the call. Finals come out in turn order. Partials are off by
+default (a CPU re-decoding every 600 ms costs a large share of a core); when on, they are
+skipped whenever a decode is already running, and dropped once their turn's final is out.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ class AsrSession:
         detector: SpeechDetector | None = None,
         config: seg.SegmenterConfig | None = None,
         backchannel: BackchannelConfig | None = None,
-        partials: bool = True,
+        partials: bool = False,
     ) -> None:
         self.engine = engine
         self.call_id = call_id
@@ -117,8 +118,11 @@ class AsrSession:
         """
         pcm = check_audio(frame, rate)
         events: list[AsrEvent] = []
+        started = len(self._finals), self._partial
         for event in self._segmenter.feed(pcm, t):
             events.extend(self._handle(event))
+        if started != (len(self._finals), self._partial):
+            await asyncio.sleep(0)  # let a new decode task hand its audio to the worker thread now
         events.extend(self._collect())
         return events
 

@@ -65,7 +65,7 @@ class FasterWhisperEngine:
         self.num_workers = num_workers
         self.beam_size = beam_size
         self.language = "en" if is_english_only(model) else language
-        self.initial_prompt = initial_prompt
+        self.initial_prompt = initial_prompt or None
         self.word_timestamps = word_timestamps
         self._model: Any = None
         self._in_flight = 0

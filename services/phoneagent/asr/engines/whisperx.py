@@ -80,7 +80,7 @@ class WhisperXEngine:
         self.compute_type = compute_type
         self.language = language
         self.beam_size = beam_size
-        self.initial_prompt = initial_prompt
+        self.initial_prompt = initial_prompt or None
         self.align_model_dir = align_model_dir
         self._model: Any = None
         self._tokenizer: Any = None
