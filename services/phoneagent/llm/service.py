@@ -1,0 +1,201 @@
+"""LLM service: the dialog of each call, claimed from the ``llm`` queue group.
+
+Final caller transcripts start turns; replies stream sentence by sentence to the call's
+``reply`` subject (policy approves them for speech). Barge-in and playback reports arrive
+on the control lane. Conversation state is kept in the ``pa_dialog`` key-value bucket after
+every change, so a replica that takes a call over continues the same conversation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from phoneagent.llm.dialog import Dialog, DialogConfig, DialogState, Sentence, ToolOutcome
+from phoneagent.llm.domain.agent import Agent, load_agent
+from phoneagent.llm.domain.calendar_facts import calendar_facts
+from phoneagent.llm.domain.knowledge import KnowledgeBase, open_knowledge_base
+from phoneagent.llm.domain.scheduling import SchedulingStore
+from phoneagent.llm.domain.tool_result import CallContext
+from phoneagent.llm.domain.tools import ToolExecutor
+from phoneagent.llm.engines.base import LlmEngine, create_engine
+from phoneagent.llm.settings import LlmSettings
+from phoneagent.runtime import streams, subjects, telemetry
+from phoneagent.runtime.bus import Delivery, Lane, Subscription
+from phoneagent.runtime.modelfiles import cache_dir
+from phoneagent.runtime.service import Service
+from phoneagent.runtime.settings import CommonSettings
+from phoneagent.v1 import call_pb2, common_pb2, control_pb2, session_pb2, speech_pb2
+
+log = logging.getLogger(__name__)
+SETTINGS = LlmSettings
+
+STYLE = ("You are on a phone call. Answer in one or two short spoken sentences, no lists, no markdown. "
+         "Never claim to be human. If you do not know something, say so and offer to take a message.")
+
+
+class Tools:
+    """The dialog's view of the agent's tools for one call."""
+
+    def __init__(self, executor: ToolExecutor, ctx: CallContext) -> None:
+        self.executor = executor
+        self.ctx = ctx
+        self.last_action: tuple[str, dict[str, Any]] | None = None
+
+    def schemas(self) -> list[dict[str, Any]]:
+        return self.executor.definitions()
+
+    async def run(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
+        result = await self.executor.execute(name, arguments, self.ctx)
+        return ToolOutcome(ok=result.ok, result={"status": result.status, **result.data}, spoken=result.say)
+
+
+class LlmCallSession:
+    def __init__(self, svc: LlmService, claim: session_pb2.SessionClaim, taken_over: bool) -> None:
+        self.svc = svc
+        self.call = claim.call
+        self.call_id = claim.call.meta.call_id
+        self.taken_over = taken_over
+        self.subs: list[Subscription[Any]] = []
+        self.dialog: Dialog | None = None
+        self.hangup_after: int | None = None
+        self.agent_speaking: int | None = None
+
+    async def start(self) -> None:
+        svc = self.svc
+        state = await svc.load_state(self.call_id) if self.taken_over else None
+        caller = self.call.from_uri if self.call.direction == call_pb2.DIRECTION_INBOUND else self.call.to_uri
+        tools = Tools(svc.executor, CallContext(self.call_id, caller or None)) if svc.executor else None
+        self.dialog = Dialog(self.call_id, svc.engine, system_prompt=svc.system_prompt, greeting=svc.agent.greeting,
+                             publish=self.publish, save=self.save, tools=tools, action=self.action,
+                             config=svc.dialog_config, state=state)
+        bus = svc.bus
+        self.subs.append(await bus.subscribe(subjects.transcript(self.call_id), speech_pb2.Transcript,
+                                             self.on_transcript))
+        self.subs.append(await bus.subscribe(subjects.control(self.call_id), control_pb2.ControlEvent,
+                                             self.on_control, lane=Lane.CONTROL))
+        if self.call.direction == call_pb2.DIRECTION_INBOUND and state is None:
+            await self.dialog.greet()
+
+    async def publish(self, s: Sentence) -> None:
+        msg = speech_pb2.AgentText(meta=common_pb2.EventMeta(
+            call_id=self.call_id, turn_id=s.turn, generation_id=s.generation, ts_unix_ns=time.time_ns(),
+            producer=f"llm/{self.svc.replica}"), sentence_seq=s.seq, text=s.text, final=s.final)
+        self.agent_speaking = s.generation
+        await self.svc.bus.publish(subjects.reply(self.call_id), msg, trace=s.seq == 0)
+
+    async def save(self, state: DialogState) -> None:
+        await self.svc.save_state(self.call_id, state)
+
+    async def action(self, name: str, result: dict[str, Any]) -> None:
+        if name == "transfer_to_human" and self.svc.agent.transfer is not None:
+            ev = control_pb2.ControlEvent(meta=common_pb2.EventMeta(call_id=self.call_id), survives_interrupt=True,
+                                          transfer=control_pb2.Transfer(target=self.svc.agent.transfer.target,
+                                                                        kind=control_pb2.TRANSFER_KIND_BLIND,
+                                                                        reason="caller asked for a person"))
+            await self.svc.bus.publish(subjects.control(self.call_id), ev, lane=Lane.CONTROL)
+        elif name == "end_call" and self.dialog is not None:
+            self.hangup_after = self.dialog.state.generation  # after the goodbye has played
+
+    async def on_transcript(self, tr: speech_pb2.Transcript, d: Delivery) -> None:
+        if not tr.final or self.dialog is None:
+            return
+        if tr.backchannel and self.dialog.reply is not None:
+            return  # "mm-hmm" while the agent talks is not a new turn
+        with telemetry.span_from(d.headers, "llm.turn", call_id=self.call_id, turn=tr.meta.turn_id):
+            await self.dialog.on_user_turn(tr.meta.turn_id, tr.text)
+
+    async def on_control(self, ev: control_pb2.ControlEvent, _: Delivery) -> None:
+        if self.dialog is None:
+            return
+        kind = ev.WhichOneof("kind")
+        if kind == "barge_in":
+            b = ev.barge_in
+            await self.dialog.on_barge_in(b.interrupted_generation_id, b.heard_sentence_seq, b.heard_text_chars)
+        elif kind == "playback_done":
+            await self.dialog.on_playback_done(ev.playback_done.generation_id)
+            if self.hangup_after is not None and ev.playback_done.generation_id >= self.hangup_after:
+                hang = control_pb2.ControlEvent(meta=common_pb2.EventMeta(call_id=self.call_id),
+                                                survives_interrupt=True, hangup=control_pb2.Hangup(
+                                                    reason=call_pb2.END_REASON_AGENT_HANGUP, detail="agent ended"))
+                await self.svc.bus.publish(subjects.control(self.call_id), hang, lane=Lane.CONTROL)
+
+    async def close(self, reason: str) -> None:
+        for sub in self.subs:
+            await self.svc.bus.unsubscribe(sub)
+        if self.dialog is not None:
+            await self.dialog.close()
+
+
+class LlmService(Service):
+    name = "llm"
+    stage = "llm"
+
+    def __init__(self, common: CommonSettings, settings: LlmSettings) -> None:
+        super().__init__(common)
+        self.settings = settings
+        self.agent: Agent = load_agent(common.agent_path)
+        self.dialog_config = DialogConfig(max_tokens=settings.max_tokens, temperature=settings.temperature,
+                                          filler_after_s=settings.filler_after_s)
+        self.engine: LlmEngine
+        self.executor: ToolExecutor | None = None
+        self.knowledge: KnowledgeBase | None = None
+        self.store: SchedulingStore | None = None
+        self._kv: Any = None
+
+    async def setup(self) -> None:
+        s = self.settings
+        opts: dict[str, Any]
+        if s.engine == "llama_cpp":
+            opts = {"model": s.model, "n_threads": s.threads, "n_ctx": s.context}
+        elif s.engine == "openai_http":
+            opts = {"base_url": s.base_url, "model": s.model, "api_key": s.api_key or None}
+        else:
+            opts = {"model": s.model, "max_model_len": s.context}
+        self.engine = create_engine(s.engine, **opts)
+        await asyncio.to_thread(self.engine.load)
+        self.store = await asyncio.to_thread(SchedulingStore.open, s.database_url, self.agent)
+        if s.knowledge and self.agent.knowledge:
+            self.knowledge = await asyncio.to_thread(open_knowledge_base, list(self.agent.knowledge),
+                                                     cache_dir() / "knowledge")
+        self.executor = ToolExecutor(self.agent, self.store, self.knowledge)
+        self._kv = await streams.dialog_kv(self.bus.jetstream())
+        log.info("llm ready", extra={"engine": s.engine, "model": s.model, "agent": self.agent.name})
+
+    def system_prompt(self, last_user: str) -> str:
+        parts = [self.agent.persona.strip(), STYLE,
+                 calendar_facts(self.agent, datetime.now(UTC), self.store)]
+        if self.knowledge is not None and last_user:
+            passages = self.knowledge.search(last_user, k=2)
+            if passages:
+                parts.append("Facts from the business's documents:\n" + "\n".join(p.text for p in passages))
+        return "\n\n".join(p for p in parts if p)
+
+    async def load_state(self, call_id: str) -> DialogState | None:
+        try:
+            entry = await self._kv.get(call_id)
+        except Exception:
+            return None
+        try:
+            return DialogState.from_json(entry.value or b"{}")
+        except ValueError:
+            return None
+
+    async def save_state(self, call_id: str, state: DialogState) -> None:
+        try:
+            await self._kv.put(call_id, state.to_json())
+        except Exception as exc:
+            log.warning("dialog state not saved", extra={"call_id": call_id, "error": type(exc).__name__})
+
+    async def new_session(self, claim: session_pb2.SessionClaim, taken_over: bool) -> LlmCallSession:
+        return LlmCallSession(self, claim, taken_over)
+
+    async def teardown(self) -> None:
+        if hasattr(self, "engine"):
+            await self.engine.close()
+
+    def status(self) -> dict[str, object]:
+        return {"model": f"{self.settings.engine}:{self.settings.model}", "agent": self.agent.name}
