@@ -104,6 +104,11 @@ app.kubernetes.io/component: {{ .name }}
 {{- .Values.secrets.existingSecret | default (printf "%s-secrets" (include "phone-agent.fullname" .)) }}
 {{- end }}
 
+{{/* "true" when an agent file is supplied (inline or an existing ConfigMap); otherwise the bundled demo agent runs. */}}
+{{- define "phone-agent.agentConfigured" -}}
+{{- if or .Values.agent.existingConfigMap .Values.agent.file }}true{{ else }}false{{ end }}
+{{- end }}
+
 {{- define "phone-agent.agentConfigMapName" -}}
 {{- .Values.agent.existingConfigMap | default (printf "%s-agent" (include "phone-agent.fullname" .)) }}
 {{- end }}

@@ -10,6 +10,7 @@ Args: (dict "root" $ "name" "asr" "svc" .Values.asr "ports" (list ...) "env" (li
 {{- $v := $root.Values }}
 {{- $svc := .svc }}
 {{- $gpu := eq (include "phone-agent.onGpu" $svc) "true" }}
+{{- $agent := eq (include "phone-agent.agentConfigured" $root) "true" }}
 {{- $ctx := dict "root" $root "name" .name }}
 apiVersion: apps/v1
 kind: Deployment
@@ -23,10 +24,15 @@ spec:
   {{- end }}
   revisionHistoryLimit: 5
   strategy:
+    {{- if .recreate }}
+    # A ReadWriteOnce volume can be attached to one pod at a time.
+    type: Recreate
+    {{- else }}
     type: RollingUpdate
     rollingUpdate:
       maxSurge: 1
       maxUnavailable: 0
+    {{- end }}
   selector:
     matchLabels:
       {{- include "phone-agent.selectorLabels" $ctx | nindent 6 }}
@@ -131,51 +137,76 @@ spec:
           securityContext:
             {{- toYaml $v.securityContext | nindent 12 }}
           volumeMounts:
+            {{- if $agent }}
             - name: agent
               mountPath: /etc/phone-agent
               readOnly: true
+            {{- end }}
             - name: tmp
               mountPath: /tmp
+            {{- if $gpu }}
+            - name: shm
+              mountPath: /dev/shm
+            {{- end }}
             {{- if $v.models.volume.enabled }}
             - name: models
               mountPath: {{ $v.models.volume.mountPath }}
               readOnly: true
             {{- end }}
+            {{- with .volumeMounts }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
       volumes:
+        {{- if $agent }}
         - name: agent
           configMap:
             name: {{ include "phone-agent.agentConfigMapName" $root }}
             items:
               - key: agent.yaml
                 path: agent.yaml
+        {{- end }}
         - name: tmp
           emptyDir:
             sizeLimit: {{ $v.tmpSizeLimit }}
+        {{- if $gpu }}
+        # PyTorch and vLLM share tensors through /dev/shm; the runtime default (64Mi) is too small.
+        - name: shm
+          emptyDir:
+            medium: Memory
+            sizeLimit: {{ $svc.gpu.shmSize }}
+        {{- end }}
         {{- if $v.models.volume.enabled }}
         - name: models
           persistentVolumeClaim:
             claimName: {{ required "models.volume.existingClaim is required when models.volume.enabled" $v.models.volume.existingClaim }}
             readOnly: true
         {{- end }}
+        {{- with .volumes }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
 {{- end }}
 
 {{/* Environment every service reads. Args: (dict "root" $ "name" "asr" "svc" .Values.asr) */}}
 {{- define "phone-agent.commonEnv" -}}
-{{- $v := .root.Values }}
+{{- $v := .root.Values -}}
 - name: PA_NATS_URL
   value: {{ include "phone-agent.natsUrl" .root | quote }}
 - name: PA_SERVICE_REPLICA_ID
   valueFrom:
     fieldRef:
       fieldPath: metadata.name
+- name: PA_HTTP_HOST
+  value: "0.0.0.0"
 - name: PA_HTTP_PORT
   value: {{ $v.http.port | quote }}
 - name: PA_LOG_LEVEL
   value: {{ $v.logLevel | quote }}
 - name: PA_DRAIN_TIMEOUT_S
   value: {{ $v.drain.timeoutSeconds | quote }}
+{{- if eq (include "phone-agent.agentConfigured" .root) "true" }}
 - name: PA_AGENT_FILE
   value: /etc/phone-agent/agent.yaml
+{{- end }}
 {{- if $v.models.volume.enabled }}
 - name: PA_MODEL_DIR
   value: {{ $v.models.volume.mountPath | quote }}

@@ -1,0 +1,233 @@
+"""Lint and render the Helm chart offline and check what a cluster operator relies on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+from deploy_chart_support import (
+    CHART,
+    MODEL_SERVICES,
+    NAMESPACE,
+    PROFILES,
+    SERVICES,
+    by_kind,
+    helm,
+    manifests,
+    notes,
+    render_raw,
+)
+
+# The one lint finding we accept: the NATS subchart is fetched by `helm dependency build`, not vendored.
+MISSING_NATS = "chart directory is missing these dependencies: nats"
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_lint_has_no_findings_beyond_the_unfetched_nats_subchart(profile: str) -> None:
+    report = helm.lint(
+        str(CHART), PROFILES[profile], strict=True, namespace=NAMESPACE, kube_version="v1.30.0"
+    )
+    findings = [m["error"] for m in report["messages"] if m["severity"] >= 2]
+    assert findings == [MISSING_NATS], findings
+
+
+def _container(deployment: dict[str, Any]) -> dict[str, Any]:
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+@pytest.mark.parametrize("profile", ["default", "gpu"])
+def test_every_service_has_a_deployment_service_and_pdb(profile: str) -> None:
+    for kind in ("Deployment", "Service", "PodDisruptionBudget"):
+        assert set(SERVICES) <= set(by_kind(profile, kind)), kind
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_probes_are_distinct_and_drain_fits_the_grace_period(profile: str) -> None:
+    values = helm.Chart.load(str(CHART)).merge_values(PROFILES[profile])
+    drain = values["drain"]
+    for name, dep in by_kind(profile, "Deployment").items():
+        pod = dep["spec"]["template"]["spec"]
+        c = _container(dep)
+        startup, ready, live = c["startupProbe"], c["readinessProbe"], c["livenessProbe"]
+        assert ready["httpGet"]["path"] == "/readyz"
+        assert live["httpGet"]["path"] == "/healthz"
+        assert startup != live and startup != ready
+        # The startup probe must allow the service's whole model-loading budget.
+        budget = values[name]["startupTimeoutSeconds"]
+        assert startup["periodSeconds"] * startup["failureThreshold"] >= budget
+        pre_stop = c["lifecycle"]["preStop"]["exec"]["command"]
+        assert pre_stop == ["sleep", str(drain["preStopSleepSeconds"])]
+        env = _env(c)
+        assert env["PA_DRAIN_TIMEOUT_S"] == str(drain["timeoutSeconds"])
+        assert pod["terminationGracePeriodSeconds"] > drain["preStopSleepSeconds"] + drain["timeoutSeconds"]
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_images_are_pinned_and_pods_run_as_non_root(profile: str) -> None:
+    for name, dep in by_kind(profile, "Deployment").items():
+        c = _container(dep)
+        repo, _, tag = c["image"].rpartition(":")
+        assert repo.endswith(f"-{name}") and tag and "latest" not in tag
+        assert c["args"] == ["serve", name]
+        assert dep["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+        assert c["securityContext"]["allowPrivilegeEscalation"] is False
+        env = _env(c)
+        assert env["PA_SERVICE_REPLICA_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+        assert env["PA_NATS_URL"].startswith("nats://")
+        assert env["PA_HTTP_HOST"] == "0.0.0.0", "probes reach the pod IP, not loopback"
+
+
+def test_gpu_profile_schedules_model_services_on_gpus_with_cuda_images() -> None:
+    deployments = by_kind("gpu", "Deployment")
+    for name in MODEL_SERVICES:
+        dep = deployments[name]
+        pod = dep["spec"]["template"]["spec"]
+        c = _container(dep)
+        assert c["image"].endswith("-cuda")
+        assert c["resources"]["limits"]["nvidia.com/gpu"] == "1"
+        assert any(t["key"] == "nvidia.com/gpu" for t in pod["tolerations"])
+        assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+        assert "replicas" not in dep["spec"], "an autoscaler owns the replica count"
+    for name in MODEL_SERVICES:
+        c = _container(by_kind("default", "Deployment")[name])
+        assert not c["image"].endswith("-cuda")
+        assert "nvidia.com/gpu" not in str(c["resources"])
+
+
+def test_keda_scales_model_services_on_active_sessions() -> None:
+    scaled = by_kind("gpu", "ScaledObject")
+    assert set(scaled) == set(MODEL_SERVICES)
+    for name, obj in scaled.items():
+        assert obj["spec"]["scaleTargetRef"]["name"] == by_kind("gpu", "Deployment")[name]["metadata"]["name"]
+        (trigger,) = obj["spec"]["triggers"]
+        assert trigger["type"] == "prometheus"
+        assert f'stage="{name}"' in trigger["metadata"]["query"]
+    assert not by_kind("gpu", "HorizontalPodAutoscaler")
+    triggers = by_kind("keda-jetstream", "ScaledObject")["asr"]["spec"]["triggers"]
+    jetstream = next(t for t in triggers if t["type"] == "nats-jetstream")
+    assert jetstream["metadata"]["stream"] == "PA_WORK" and jetstream["metadata"]["consumer"] == "asr"
+    assert jetstream["metadata"]["natsServerMonitoringEndpoint"].endswith(":8222")
+
+
+def test_hpa_mode_renders_hpas_instead_of_scaled_objects() -> None:
+    hpas = by_kind("hpa", "HorizontalPodAutoscaler")
+    assert set(hpas) == set(MODEL_SERVICES)
+    assert not by_kind("hpa", "ScaledObject")
+    metrics = hpas["llm"]["spec"]["metrics"]
+    assert {m["type"] for m in metrics} == {"Resource", "Pods"}
+    assert not by_kind("default", "HorizontalPodAutoscaler") and not by_kind("default", "ScaledObject")
+
+
+def test_edge_exposes_sip_on_udp_and_tcp_and_policy_exposes_grpc() -> None:
+    services = by_kind("default", "Service")
+    sip = {
+        (p["port"], p["protocol"]) for p in services["edge"]["spec"]["ports"] if p["name"].startswith("sip")
+    }
+    assert sip == {(5060, "UDP"), (5060, "TCP")}
+    grpc = [p for p in services["policy"]["spec"]["ports"] if p["name"] == "grpc"]
+    assert grpc and grpc[0]["port"] == 50051
+    env = _env(_container(by_kind("default", "Deployment")["edge"]))
+    assert (env["PA_RTP_PORT_MIN"], env["PA_RTP_PORT_MAX"]) == ("30000", "30099")
+
+
+def test_host_network_edge_keeps_one_replica_per_node_and_advertises_public_address() -> None:
+    dep = by_kind("gpu", "Deployment")["edge"]
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True and pod["dnsPolicy"] == "ClusterFirstWithHostNet"
+    (term,) = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert _env(_container(dep))["PA_SIP_PUBLIC_ADDRESS"] == "203.0.113.10"
+
+
+def test_nodeport_rtp_service_maps_each_port_one_to_one() -> None:
+    rtp = [
+        o
+        for o in manifests("nodeport-rtp")
+        if o["kind"] == "Service" and o["metadata"]["name"].endswith("-rtp")
+    ]
+    (svc,) = rtp
+    ports = svc["spec"]["ports"]
+    assert [p["port"] for p in ports] == list(range(31000, 31010))
+    assert all(p["port"] == p["nodePort"] == p["targetPort"] and p["protocol"] == "UDP" for p in ports)
+
+
+def test_external_nats_model_volume_and_existing_secret_are_wired() -> None:
+    objs = manifests("nodeport-rtp")
+    assert not [o for o in objs if o["kind"] == "Secret"], "existingSecret must suppress the chart's Secret"
+    edge = _container(by_kind("nodeport-rtp", "Deployment")["edge"])
+    env = _env(edge)
+    assert env["PA_NATS_URL"] == "nats://nats.messaging.svc:4222"
+    assert env["PA_SIP_TRUNK_PASSWORD"]["secretKeyRef"]["name"] == "pa-creds"
+    assert env["PA_MODEL_DIR"] == "/models"
+    asr = by_kind("nodeport-rtp", "Deployment")["asr"]["spec"]["template"]["spec"]
+    claim = next(v for v in asr["volumes"] if v["name"] == "models")["persistentVolumeClaim"]
+    assert claim == {"claimName": "pa-models", "readOnly": True}
+
+
+def test_agent_file_is_mounted_from_a_config_map_and_rolls_pods_on_change() -> None:
+    default = _env(_container(by_kind("default", "Deployment")["llm"]))
+    assert "PA_AGENT_FILE" not in default, "no agent file: the services run the bundled demo agent"
+    first = render_raw({"agent": {"file": "name: front_desk\n"}})
+    cm = next(d for d in yaml.safe_load_all(first["phone-agent/templates/common/configmap-agent.yaml"]) if d)
+    assert cm["data"]["agent.yaml"] == "name: front_desk\n"
+    dep = yaml.safe_load(first["phone-agent/templates/llm/deployment.yaml"])
+    pod = dep["spec"]["template"]["spec"]
+    assert _env(pod["containers"][0])["PA_AGENT_FILE"] == "/etc/phone-agent/agent.yaml"
+    assert {
+        "name": "agent",
+        "configMap": {"name": cm["metadata"]["name"], "items": [{"key": "agent.yaml", "path": "agent.yaml"}]},
+    } in pod["volumes"]
+    second = render_raw({"agent": {"file": "name: other\n"}})
+    checksum = dep["spec"]["template"]["metadata"]["annotations"]["checksum/agent"]
+    assert checksum not in second["phone-agent/templates/llm/deployment.yaml"]
+    own = render_raw({"agent": {"existingConfigMap": "my-agent"}})
+    assert not own["phone-agent/templates/common/configmap-agent.yaml"].strip()
+    assert "name: my-agent" in own["phone-agent/templates/tts/deployment.yaml"]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"nats": {"enabled": False}}, "bus.externalUrl"),
+        ({"edge": {"rtp": {"nodePortService": True, "portMin": 20000, "portMax": 20099}}}, "NodePort range"),
+        ({"edge": {"rtp": {"nodePortService": True, "portMin": 30000, "portMax": 30999}}}, "at most 256"),
+        ({"image": {"tag": "latest"}}, "/image/tag"),
+        ({"models": {"volume": {"enabled": True}}}, "existingClaim"),
+    ],
+)
+def test_inconsistent_values_fail_with_a_message_naming_the_setting(
+    values: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(helm.HelmError, match=message):
+        render_raw(values)
+
+
+def test_notes_explain_sip_nat_and_rtp_exposure() -> None:
+    text = notes("default")
+    assert "PA_SIP_PUBLIC_ADDRESS" in text and "hostNetwork" in text and "NodePort" in text
+    assert "WARNING" in text  # neither RTP exposure nor a public address is configured by default
+    assert "WARNING" not in notes("gpu")
+
+
+def test_policy_keeps_its_store_on_a_volume_and_serves_grpc_on_all_interfaces() -> None:
+    dep = by_kind("default", "Deployment")["policy"]
+    assert dep["spec"]["strategy"] == {"type": "Recreate"}
+    pod = dep["spec"]["template"]["spec"]
+    env = _env(_container(dep))
+    assert env["PA_GRPC_HOST"] == "0.0.0.0"
+    assert env["PA_POLICY_DB"].startswith("/var/lib/phone-agent/")
+    data = next(v for v in pod["volumes"] if v["name"] == "data")
+    (pvc,) = [o for o in manifests("default") if o["kind"] == "PersistentVolumeClaim"]
+    assert data["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+    with pytest.raises(helm.HelmError, match="policy.replicas"):
+        render_raw({"policy": {"replicas": 2}})
+    scratch = render_raw({"policy": {"replicas": 2, "persistence": {"enabled": False}}})
+    assert "emptyDir" in scratch["phone-agent/templates/policy/deployment.yaml"]
+    assert not scratch["phone-agent/templates/policy/pvc.yaml"].strip()

@@ -1,0 +1,74 @@
+"""Static checks of the service Dockerfiles (no Docker engine is needed)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from deploy_chart_support import DOCKER, REPO, SERVICES
+
+CUDA_SERVICES = ("asr", "llm", "tts")
+FILES = [DOCKER / f"{s}.Dockerfile" for s in SERVICES] + [
+    DOCKER / f"{s}.cuda.Dockerfile" for s in CUDA_SERVICES
+]
+
+
+def _instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
+    text = re.sub(r"\\\n", " ", path.read_text())
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def _service(path: Path) -> str:
+    return path.name.split(".")[0]
+
+
+def test_every_service_has_an_image_and_model_services_a_cuda_variant() -> None:
+    assert sorted(p.name for p in DOCKER.glob("*.Dockerfile")) == sorted(p.name for p in FILES)
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
+def test_dockerfile_is_multi_stage_slim_pinned_and_non_root(path: Path) -> None:
+    ins = _instructions(path)
+    args = dict(a.split("=", 1) for kind, a in ins if kind == "ARG" and "=" in a)
+    bases = [a.split()[0] for kind, a in ins if kind == "FROM"]
+    assert len(bases) >= 2, "build stage plus a runtime stage"
+    for base in bases:
+        ref = re.sub(r"\$\{(\w+)\}", lambda m: args[m[1]], base)
+        assert ":" in ref and not ref.endswith(":latest"), ref
+        assert "slim" in ref
+    users = [a for kind, a in ins if kind == "USER"]
+    assert users, "the runtime stage must drop root"
+    uid = users[-1].split(":")[0]
+    assert uid.isdigit() and int(uid) > 0
+    assert ins.index(("USER", users[-1])) > max(i for i, (kind, _) in enumerate(ins) if kind == "FROM")
+    assert any(kind == "HEALTHCHECK" and "/healthz" in a for kind, a in ins)
+    assert ("ENTRYPOINT", '["phone-agent"]') in ins
+    assert ("CMD", f'["serve", "{_service(path)}"]') in ins
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
+def test_dockerfile_copies_only_existing_sources(path: Path) -> None:
+    for kind, a in _instructions(path):
+        if kind == "COPY" and not a.startswith("--from"):
+            for src in a.split()[:-1]:
+                if src != "README.md":  # the project README, written with the top-level docs
+                    assert (REPO / src).exists(), src
+
+
+@pytest.mark.parametrize("path", [p for p in FILES if _service(p) in CUDA_SERVICES], ids=lambda p: p.name)
+def test_model_images_bring_weights_at_build_time_and_stay_offline(path: Path) -> None:
+    text = path.read_text()
+    assert "PA_MODEL_DIR=/opt/phone-agent/models" in text
+    assert "COPY --from=build /opt/phone-agent/models /opt/phone-agent/models" in text
+    if ".cuda." in path.name:
+        assert "HF_HUB_OFFLINE=1" in text and "NVIDIA_VISIBLE_DEVICES" in text
+    else:
+        assert re.search(r"python -m phoneagent\.(asr\.models|tts\.assemble|llm\.assemble)", text)
