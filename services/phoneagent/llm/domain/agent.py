@@ -33,9 +33,22 @@ from phoneagent.llm.domain.tool_schemas import TOOL_NAMES
 from phoneagent.runtime.errors import InvalidArgument
 
 _TOP_KEYS = {
-    "name", "business_name", "language", "timezone", "persona", "greeting", "business_hours", "closures",
-    "appointment_types", "slot_minutes", "min_notice_minutes", "booking_horizon_days", "knowledge",
-    "tools", "transfer", "voice",
+    "name",
+    "business_name",
+    "language",
+    "timezone",
+    "persona",
+    "greeting",
+    "business_hours",
+    "closures",
+    "appointment_types",
+    "slot_minutes",
+    "min_notice_minutes",
+    "booking_horizon_days",
+    "knowledge",
+    "tools",
+    "transfer",
+    "voice",
 }
 _ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _LANG = re.compile(r"^[a-z]{2,3}(-[A-Z]{2})?$")
@@ -208,12 +221,18 @@ def _parse_types(raw: Any, errs: FieldErrors) -> tuple[AppointmentType, ...]:
         if not isinstance(aliases, list) or not all(isinstance(a, str) and a.strip() for a in aliases):
             errs.add(f"{f}.aliases", "must be a list of non-empty strings")
             aliases = []
-        out.append(AppointmentType(
-            id=parse_str(item, "id", errs, prefix=f, pattern=_ID, hint="lower-case letters, digits and _"),
-            name=parse_str(item, "name", errs, prefix=f),
-            duration_minutes=parse_int(item, "duration_minutes", errs, prefix=f, low=5, high=480, multiple=5),
-            aliases=tuple(aliases),
-        ))
+        out.append(
+            AppointmentType(
+                id=parse_str(
+                    item, "id", errs, prefix=f, pattern=_ID, hint="lower-case letters, digits and _"
+                ),
+                name=parse_str(item, "name", errs, prefix=f),
+                duration_minutes=parse_int(
+                    item, "duration_minutes", errs, prefix=f, low=5, high=480, multiple=5
+                ),
+                aliases=tuple(aliases),
+            )
+        )
     ids = [t.id for t in out]
     for dup in sorted({i for i in ids if ids.count(i) > 1}):
         errs.add("appointment_types", f"id {dup!r} is used more than once")
@@ -284,11 +303,21 @@ def _parse_voice(raw: Any, errs: FieldErrors) -> Voice:
     for key in raw:
         if key not in {"engine", "voice"}:
             errs.add(f"voice.{key}", "unknown field")
-    engine = parse_str(raw, "engine", errs, prefix="voice", pattern=_ENGINE, hint="an engine name like kokoro")
+    engine = parse_str(
+        raw, "engine", errs, prefix="voice", pattern=_ENGINE, hint="an engine name like kokoro"
+    )
     return Voice(engine=engine, voice=parse_str(raw, "voice", errs, prefix="voice"))
 
 
 __all__ = [
-    "WEEKDAYS", "Agent", "AgentConfigError", "AppointmentType", "Closure", "Interval", "Transfer", "Voice",
-    "load_agent", "parse_agent",
+    "WEEKDAYS",
+    "Agent",
+    "AgentConfigError",
+    "AppointmentType",
+    "Closure",
+    "Interval",
+    "Transfer",
+    "Voice",
+    "load_agent",
+    "parse_agent",
 ]

@@ -38,8 +38,16 @@ def _field(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
 
 
-def parse_str(raw: dict[str, Any], key: str, errs: FieldErrors, *, prefix: str = "",
-              default: str | None = None, pattern: re.Pattern[str] | None = None, hint: str = "") -> str:
+def parse_str(
+    raw: dict[str, Any],
+    key: str,
+    errs: FieldErrors,
+    *,
+    prefix: str = "",
+    default: str | None = None,
+    pattern: re.Pattern[str] | None = None,
+    hint: str = "",
+) -> str:
     value = raw.get(key, default)
     name = _field(prefix, key)
     if value is None:
@@ -54,8 +62,17 @@ def parse_str(raw: dict[str, Any], key: str, errs: FieldErrors, *, prefix: str =
     return value
 
 
-def parse_int(raw: dict[str, Any], key: str, errs: FieldErrors, *, prefix: str = "", default: int | None = None,
-              low: int, high: int, multiple: int = 1) -> int:
+def parse_int(
+    raw: dict[str, Any],
+    key: str,
+    errs: FieldErrors,
+    *,
+    prefix: str = "",
+    default: int | None = None,
+    low: int,
+    high: int,
+    multiple: int = 1,
+) -> int:
     value = raw.get(key, default)
     name = _field(prefix, key)
     if value is None:

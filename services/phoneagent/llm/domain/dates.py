@@ -148,8 +148,13 @@ def _assemble(p: Pieces, ctx: _Ctx) -> Resolution:
         return Resolution(Status.UNKNOWN, ctx.text, note="no date or time found")
     if p.exact_instant is not None:
         local = p.exact_instant.astimezone(ctx.tz)
-        return Resolution(Status.RESOLVED, ctx.text, local.date(), local.date(),
-                          local.time().replace(second=0, microsecond=0, tzinfo=None))
+        return Resolution(
+            Status.RESOLVED,
+            ctx.text,
+            local.date(),
+            local.date(),
+            local.time().replace(second=0, microsecond=0, tzinfo=None),
+        )
     if p.conflict:
         return Resolution(Status.AMBIGUOUS, ctx.text, note=p.conflict)
     first, last = p.first_day, p.last_day
@@ -161,13 +166,27 @@ def _assemble(p: Pieces, ctx: _Ctx) -> Resolution:
     at, alternatives = _pick_time(p, first if first == last else None, ctx)
     if at is not None and first is not None and first == last:
         problem = _check_instant(first, at, ctx)
+        later = [d for d in p.alternative_days if d > first]
+        if problem and later:  # "Monday at 9" said on a Monday after 9: next week's Monday
+            first = last = later[0]
+            p.alternative_days = []
+            problem = _check_instant(first, at, ctx)
         if problem:
             return Resolution(Status.INVALID, ctx.text, first, last, at, note=problem)
     alt_days = tuple(Resolution(Status.RESOLVED, ctx.text, d, d, at, window) for d in p.alternative_days)
     alts = alternatives + alt_days
     status = Status.AMBIGUOUS if p.ambiguous or alternatives else Status.RESOLVED
-    return Resolution(status, ctx.text, first, last, at, None if at else window, alts,
-                      note="; ".join(p.notes + ctx.notes), earliest=p.earliest)
+    return Resolution(
+        status,
+        ctx.text,
+        first,
+        last,
+        at,
+        None if at else window,
+        alts,
+        note="; ".join(p.notes + ctx.notes),
+        earliest=p.earliest,
+    )
 
 
 def _window(p: Pieces) -> TimeWindow | None:

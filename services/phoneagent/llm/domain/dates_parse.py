@@ -5,19 +5,34 @@ from __future__ import annotations
 import calendar
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 from phoneagent.llm.domain.dates_words import normalise
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september",
-          "october", "november", "december")
+MONTHS = (
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+)
 _WD = "|".join(WEEKDAYS)
 _MON = "|".join(MONTHS)
 _ORD = r"(?:st|nd|rd|th)"
 _WINDOWS = {
-    "morning": (time(6), time(12)), "afternoon": (time(12), time(17)), "evening": (time(17), time(21)),
-    "night": (time(18), time(23, 59)), "lunchtime": (time(11, 30), time(13, 30)),
+    "morning": (time(6), time(12)),
+    "afternoon": (time(12), time(17)),
+    "evening": (time(17), time(21)),
+    "night": (time(18), time(23, 59)),
+    "lunchtime": (time(11, 30), time(13, 30)),
 }
 ASAP_DAYS = 14
 
@@ -40,8 +55,13 @@ class Pieces:
     ambiguous: bool = False
 
     def nothing_found(self) -> bool:
-        return (self.first_day is None and self.hour is None and self.window is None
-                and self.exact_instant is None and not self.conflict)
+        return (
+            self.first_day is None
+            and self.hour is None
+            and self.window is None
+            and self.exact_instant is None
+            and not self.conflict
+        )
 
 
 class _Scanner:
@@ -51,7 +71,7 @@ class _Scanner:
     def take(self, pattern: str) -> re.Match[str] | None:
         m = re.search(pattern, self.s)
         if m:
-            self.s = self.s[: m.start()] + " , " + self.s[m.end():]
+            self.s = self.s[: m.start()] + " , " + self.s[m.end() :]
         return m
 
 
@@ -99,15 +119,17 @@ def extract(text: str, now: datetime) -> Pieces:
 def _relative_spans(sc: _Scanner, p: Pieces, found: _Found, now: datetime) -> None:
     today = now.date()
     if sc.take(r" in half an hour "):
-        p.exact_instant = now.astimezone(timezone.utc) + timedelta(minutes=30)
-    m = sc.take(r" (?:in (a|an|\d+) (minute|minutes|hour|hours|day|days|week|weeks|month|months)"
-                r"|(a|an|\d+) (day|days|week|weeks|month|months) from (?:now|today))(?: time)? ")
+        p.exact_instant = now.astimezone(UTC) + timedelta(minutes=30)
+    m = sc.take(
+        r" (?:in (a|an|\d+) (minute|minutes|hour|hours|day|days|week|weeks|month|months)"
+        r"|(a|an|\d+) (day|days|week|weeks|month|months) from (?:now|today))(?: time)? "
+    )
     if m:
         n = _num(m.group(1) or m.group(3))
         unit = (m.group(2) or m.group(4)).rstrip("s")
         if unit in ("minute", "hour"):  # real elapsed time, correct across DST changes
             delta = timedelta(minutes=n) if unit == "minute" else timedelta(hours=n)
-            instant = (now.astimezone(timezone.utc) + delta).replace(second=0, microsecond=0)
+            instant = (now.astimezone(UTC) + delta).replace(second=0, microsecond=0)
             p.exact_instant = instant
         elif unit == "month":
             d = _add_months(today, n)
@@ -115,8 +137,10 @@ def _relative_spans(sc: _Scanner, p: Pieces, found: _Found, now: datetime) -> No
         else:
             d = today + timedelta(days=n * (7 if unit == "week" else 1))
             found.ranges.append((d, d))
-    if sc.take(r" (asap|as soon as possible|earliest|soonest|(?:first|next) (?:available|free|opening)"
-               r"|right away|right now|now) "):
+    if sc.take(
+        r" (asap|as soon as possible|earliest|soonest|(?:first|next) (?:available|free|opening)"
+        r"|right away|right now|now) "
+    ):
         p.earliest = True
         found.ranges.append((today, today + timedelta(days=ASAP_DAYS - 1)))
 
@@ -136,8 +160,10 @@ def _absolute_dates(sc: _Scanner, p: Pieces, found: _Found, today: date) -> None
         year = int(m.group(3)) if m.group(3) else None
         d = _month_day(month, day, year + 2000 if year is not None and year < 100 else year, today)
         found.ranges.append((d, d))
-    m = sc.take(rf" (?:({_MON}) (?:the )?(\d{{1,2}}){_ORD}?|(?:the )?(\d{{1,2}}){_ORD}? (?:of )?({_MON}))"
-                rf"(?: (\d{{4}}))? ")
+    m = sc.take(
+        rf" (?:({_MON}) (?:the )?(\d{{1,2}}){_ORD}?|(?:the )?(\d{{1,2}}){_ORD}? (?:of )?({_MON}))"
+        rf"(?: (\d{{4}}))? "
+    )
     if m:
         month = MONTHS.index(m.group(1) or m.group(4)) + 1
         day = int(m.group(2) or m.group(3))
@@ -145,13 +171,17 @@ def _absolute_dates(sc: _Scanner, p: Pieces, found: _Found, today: date) -> None
         found.ranges.append((d, d))
         return
     m = sc.take(rf" (?:in |during )?({_MON})(?: (\d{{4}}))? ")
-    if m and not (m.group(1) == "may" and m.group(2) is None and not m.group(0).strip().startswith(("in", "dur"))):
+    if m and not (
+        m.group(1) == "may" and m.group(2) is None and not m.group(0).strip().startswith(("in", "dur"))
+    ):
         month = MONTHS.index(m.group(1)) + 1
         year = int(m.group(2)) if m.group(2) else (today.year if month >= today.month else today.year + 1)
         found.ranges.append(_month_range(year, month))
 
 
 def _make_date(year: int, month: int, day: int) -> date:
+    if not 1 <= month <= 12 or not 1 <= day <= 31:
+        raise ValueError("that is not a valid date")
     try:
         return date(year, month, day)
     except ValueError:
@@ -200,11 +230,16 @@ def _windows(sc: _Scanner, p: Pieces) -> None:
     if m:
         bound = time(_meridiem_hour(int(m.group(2)), m.group(4)), int(m.group(3) or 0))
         later = m.group(1) in ("after", "not before", "no earlier than")
-        p.window = (bound, time(23, 59), f"after {_clock(bound)}") if later else (
-            time(0), bound, f"before {_clock(bound)}")
+        p.window = (
+            (bound, time(23, 59), f"after {_clock(bound)}")
+            if later
+            else (time(0), bound, f"before {_clock(bound)}")
+        )
         return
-    m = sc.take(r" (?:(this|in the|early|late|early in the|late in the) )?"
-                r"(morning|afternoon|evening|tonight|night|lunchtime|lunch) ")
+    m = sc.take(
+        r" (?:(this|in the|early|late|early in the|late in the) )?"
+        r"(morning|afternoon|evening|tonight|night|lunchtime|lunch) "
+    )
     if m:
         label = {"tonight": "evening", "lunch": "lunchtime"}.get(m.group(2), m.group(2))
         start, end = _WINDOWS[label]
@@ -237,9 +272,13 @@ def _times(sc: _Scanner, p: Pieces) -> None:
         minute = 60 - ({"quarter": 15}.get(m.group(1)) or int(m.group(1)))
         p.hour, p.minute, p.meridiem = (int(m.group(2)) - 1) % 12 or 12, minute, m.group(3)
         return
-    for pattern in (rf" (\d{{1,2}}):(\d{{2}}){mer} ", rf" (\d{{1,2}}) (0\d|[1-5]\d){mer} ",
-                    rf" (\d{{1,2}})()(?: oclock)? (am|pm) ", r" (\d{1,2})() oclock() ",
-                    r" (?:at|around|about|say|for) (\d{1,2})()() "):
+    for pattern in (
+        rf" (\d{{1,2}}):(\d{{2}}){mer} ",
+        rf" (\d{{1,2}}) (0\d|[1-5]\d){mer} ",
+        r" (\d{1,2})()(?: oclock)? (am|pm) ",
+        r" (\d{1,2})() oclock() ",
+        r" (?:at|around|about|say|for) (\d{1,2})()() ",
+    ):
         m = sc.take(pattern)
         if m:
             p.hour, p.minute, p.meridiem = int(m.group(1)), int(m.group(2) or 0), m.group(3) or None
@@ -249,8 +288,12 @@ def _times(sc: _Scanner, p: Pieces) -> None:
 
 
 def _relative_days(sc: _Scanner, p: Pieces, found: _Found, today: date) -> None:
-    offsets = ((r" (?:the )?day after tomorrow ", 2), (r" tomorrow ", 1), (r" today ", 0),
-               (r" yesterday ", -1))
+    offsets = (
+        (r" (?:the )?day after tomorrow ", 2),
+        (r" tomorrow ", 1),
+        (r" today ", 0),
+        (r" yesterday ", -1),
+    )
     for pattern, days in offsets:
         if sc.take(pattern):
             d = today + timedelta(days=days)

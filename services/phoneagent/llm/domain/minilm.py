@@ -79,13 +79,18 @@ def _load_layer(w: dict[str, np.ndarray], i: int) -> _Layer:
     qkv_w = np.concatenate([w[att + n + ".weight"].T for n in ("query", "key", "value")], axis=1)
     qkv_b = np.concatenate([w[att + n + ".bias"] for n in ("query", "key", "value")])
     return _Layer(
-        qkv_w=np.ascontiguousarray(qkv_w), qkv_b=qkv_b,
+        qkv_w=np.ascontiguousarray(qkv_w),
+        qkv_b=qkv_b,
         out_w=np.ascontiguousarray(w[p + "attention.output.dense.weight"].T),
         out_b=w[p + "attention.output.dense.bias"],
-        ln1_w=w[p + "attention.output.LayerNorm.weight"], ln1_b=w[p + "attention.output.LayerNorm.bias"],
-        up_w=np.ascontiguousarray(w[p + "intermediate.dense.weight"].T), up_b=w[p + "intermediate.dense.bias"],
-        down_w=np.ascontiguousarray(w[p + "output.dense.weight"].T), down_b=w[p + "output.dense.bias"],
-        ln2_w=w[p + "output.LayerNorm.weight"], ln2_b=w[p + "output.LayerNorm.bias"],
+        ln1_w=w[p + "attention.output.LayerNorm.weight"],
+        ln1_b=w[p + "attention.output.LayerNorm.bias"],
+        up_w=np.ascontiguousarray(w[p + "intermediate.dense.weight"].T),
+        up_b=w[p + "intermediate.dense.bias"],
+        down_w=np.ascontiguousarray(w[p + "output.dense.weight"].T),
+        down_b=w[p + "output.dense.bias"],
+        ln2_w=w[p + "output.LayerNorm.weight"],
+        ln2_b=w[p + "output.LayerNorm.bias"],
     )
 
 
@@ -97,8 +102,9 @@ class MiniLMEncoder:
             from safetensors.numpy import load_file
             from tokenizers import Tokenizer
         except ImportError as exc:
-            raise MissingModelError("the knowledge base needs 'tokenizers' and 'safetensors'",
-                                    extra=EXTRA) from exc
+            raise MissingModelError(
+                "the knowledge base needs 'tokenizers' and 'safetensors'", extra=EXTRA
+            ) from exc
         directory = directory or model_dir()
         weights_path = directory / "model.safetensors"
         if check_digest:
@@ -120,7 +126,7 @@ class MiniLMEncoder:
         self._lock = threading.Lock()
         log.info("minilm encoder loaded", extra={"model_dir": directory.name, "layers": _LAYERS})
 
-    def encode(self, texts: Sequence[str], batch_size: int = 16) -> np.ndarray:
+    def encode(self, texts: Sequence[str], batch_size: int = 8) -> np.ndarray:
         """Embeddings of ``texts`` as a float32 array of shape (len(texts), 384)."""
         if not texts:
             return np.zeros((0, DIM), dtype=np.float32)
@@ -130,7 +136,7 @@ class MiniLMEncoder:
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths pad less
         out = np.zeros((len(ids), DIM), dtype=np.float32)
         for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
+            chunk = order[start : start + batch_size]
             out[chunk] = self._encode_batch([ids[i] for i in chunk])
         return out
 
@@ -155,8 +161,9 @@ class MiniLMEncoder:
         b, n, d = h.shape
         head = d // _HEADS
         qkv = h @ layer.qkv_w + layer.qkv_b
-        q, k, v = (qkv[:, :, i * d:(i + 1) * d].reshape(b, n, _HEADS, head).transpose(0, 2, 1, 3)
-                   for i in range(3))
+        q, k, v = (
+            qkv[:, :, i * d : (i + 1) * d].reshape(b, n, _HEADS, head).transpose(0, 2, 1, 3) for i in range(3)
+        )
         scores = q @ k.transpose(0, 1, 3, 2) / np.float32(math.sqrt(head)) + bias
         scores = scores - scores.max(axis=-1, keepdims=True)
         probs = np.exp(scores)

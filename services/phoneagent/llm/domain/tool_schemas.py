@@ -9,16 +9,30 @@ from __future__ import annotations
 from typing import Any
 
 _WHEN = {
-    "type": "string", "minLength": 1, "maxLength": 120,
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 120,
     "description": "Day and time as the caller said it, e.g. 'next Tuesday at 10' or '2026-12-01 14:30'.",
 }
-_TYPE = {"type": "string", "minLength": 1, "maxLength": 60,
-         "description": "Appointment type, e.g. 'cleaning'."}
-_APPT_ID = {"type": "string", "minLength": 1, "maxLength": 40,
-            "description": "Appointment id from a previous tool result."}
+_TYPE = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 60,
+    "description": "Appointment type, e.g. 'cleaning'.",
+}
+_APPT_ID = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 40,
+    "description": "Appointment id from a previous tool result.",
+}
 _NAME = {"type": "string", "minLength": 1, "maxLength": 80, "description": "Caller's name."}
-_PHONE = {"type": "string", "pattern": r"^\+?[0-9 ().-]{7,20}$", "maxLength": 20,
-          "description": "Call-back number; leave out to use the number the caller is calling from."}
+_PHONE = {
+    "type": "string",
+    "pattern": r"^\+?[0-9 ().-]{7,20}$",
+    "maxLength": 20,
+    "description": "Call-back number; leave out to use the number the caller is calling from.",
+}
 
 
 def _obj(props: dict[str, Any], required: list[str]) -> dict[str, Any]:
@@ -32,9 +46,16 @@ TOOL_SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "book_appointment": {
         "description": "Book an appointment at an exact day and time the caller agreed to.",
-        "parameters": _obj({"appointment_type": _TYPE, "when": _WHEN, "name": _NAME, "phone": _PHONE,
-                            "notes": {"type": "string", "maxLength": 300}},
-                           ["appointment_type", "when", "name"]),
+        "parameters": _obj(
+            {
+                "appointment_type": _TYPE,
+                "when": _WHEN,
+                "name": _NAME,
+                "phone": _PHONE,
+                "notes": {"type": "string", "maxLength": 300},
+            },
+            ["appointment_type", "when", "name"],
+        ),
     },
     "find_appointments": {
         "description": "List the caller's upcoming appointments.",
@@ -58,8 +79,15 @@ TOOL_SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "take_message": {
         "description": "Take a message for the staff to call back.",
-        "parameters": _obj({"name": _NAME, "message": {"type": "string", "minLength": 1, "maxLength": 1000},
-                            "phone": _PHONE, "urgent": {"type": "boolean"}}, ["name", "message"]),
+        "parameters": _obj(
+            {
+                "name": _NAME,
+                "message": {"type": "string", "minLength": 1, "maxLength": 1000},
+                "phone": _PHONE,
+                "urgent": {"type": "boolean"},
+            },
+            ["name", "message"],
+        ),
     },
     "end_call": {
         "description": "End the call after saying goodbye.",

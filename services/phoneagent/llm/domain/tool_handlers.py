@@ -1,0 +1,313 @@
+"""The body of each tool. Called in a worker thread by :class:`tools.ToolExecutor`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from phoneagent.llm.domain.agent import Agent
+from phoneagent.llm.domain.dates import Resolution, Status, resolve, speak_day, speak_time
+from phoneagent.llm.domain.knowledge import KnowledgeBase
+from phoneagent.llm.domain.scheduling import Appointment, SchedulingStore, Slot, SlotUnavailable
+from phoneagent.llm.domain.tool_result import CallContext, ToolResult
+from phoneagent.runtime.errors import ErrorKind, Unavailable
+
+SEARCH_DAYS = 14
+OFFER = 3
+
+
+def spoken(moment: datetime) -> str:
+    return f"{speak_day(moment.date())} at {speak_time(moment.time())}"
+
+
+def _slot(s: Slot) -> dict[str, str]:
+    return {"start": s.start.isoformat(), "spoken": spoken(s.start)}
+
+
+def _appt(a: Appointment, type_name: str) -> dict[str, str]:
+    return {
+        "appointment_id": a.id,
+        "type": type_name,
+        "start": a.start.isoformat(),
+        "spoken": spoken(a.start),
+    }
+
+
+def _list(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
+
+
+class Handlers:
+    def __init__(
+        self,
+        agent: Agent,
+        store: SchedulingStore | None,
+        knowledge: KnowledgeBase | None,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.agent, self.store, self.knowledge, self.clock = agent, store, knowledge, clock
+
+    def run(self, name: str, args: dict[str, Any], ctx: CallContext) -> ToolResult:
+        return getattr(self, name)(args, ctx)  # the name was checked against TOOL_SCHEMAS
+
+    def _result(
+        self, tool: str, status: str, say: str, data: dict[str, Any] | None = None, **kw: Any
+    ) -> ToolResult:
+        return ToolResult(tool, status, say, data or {}, **kw)
+
+    def _book(self) -> SchedulingStore:
+        if self.store is None:
+            raise Unavailable("the appointment book is not connected")
+        return self.store
+
+    def _resolve(self, text: str | None) -> Resolution:
+        now = self.clock()
+        if not text:
+            today = now.astimezone(self.agent.tz).date()
+            return Resolution(
+                Status.RESOLVED, "", today, today + timedelta(days=SEARCH_DAYS - 1), earliest=True
+            )
+        return resolve(text, now, self.agent.tz, self.agent.hours_on)
+
+    def _unclear(self, tool: str, r: Resolution) -> ToolResult | None:
+        if r.status in (Status.UNKNOWN, Status.INVALID):
+            why = r.note or "I did not understand the day or time"
+            return self._result(
+                tool,
+                "needs_input",
+                f"Could you tell me the day and time again? {why}.",
+                {"resolution": r.status.value},
+            )
+        return None
+
+    def _phone(self, args: dict[str, Any], ctx: CallContext) -> str | None:
+        return args.get("phone") or ctx.caller_number
+
+    # --- availability and booking ------------------------------------------------------------
+    def _search(self, type_id: str, r: Resolution) -> list[Slot]:
+        store = self._book()
+        today = self.clock().astimezone(self.agent.tz).date()
+        days = r.days() or [today + timedelta(days=i) for i in range(SEARCH_DAYS)]
+        window = (r.window.start, r.window.end) if r.window else None
+        if r.at is not None:
+            window = (r.at, (datetime.combine(date.min, r.at) + timedelta(minutes=1)).time())
+        return store.free_slots(type_id, days, window, limit=OFFER)
+
+    def _nearby(self, type_id: str, r: Resolution) -> list[Slot]:
+        """Alternatives when the asked-for time is taken: same days first, then the next two weeks."""
+        store = self._book()
+        slots = store.free_slots(type_id, r.days(), None, limit=OFFER) if r.days() else []
+        if not slots:
+            start = (r.last_day or self.clock().astimezone(self.agent.tz).date()) + timedelta(days=1)
+            slots = store.free_slots(
+                type_id, [start + timedelta(days=i) for i in range(SEARCH_DAYS)], None, limit=OFFER
+            )
+        return slots
+
+    def check_availability(self, args: dict[str, Any], ctx: CallContext) -> ToolResult:
+        kind = self._book().appointment_type(args["appointment_type"])
+        r = self._resolve(args.get("when"))
+        if unclear := self._unclear("check_availability", r):
+            return unclear
+        slots = self._search(kind.id, r)
+        data: dict[str, Any] = {
+            "appointment_type": kind.name,
+            "duration_minutes": kind.duration_minutes,
+            "asked_for": r.describe(),
+        }
+        if slots:
+            data["slots"] = [_slot(s) for s in slots]
+            return self._result(
+                "check_availability",
+                "ok",
+                f"For {kind.name.lower()} I can offer {_list([spoken(s.start) for s in slots])}.",
+                data,
+            )
+        others = self._nearby(kind.id, r)
+        data["slots"], data["requested_free"] = [_slot(s) for s in others], False
+        if not others:
+            return self._result(
+                "check_availability",
+                "ok",
+                f"I'm sorry, there is nothing free {r.describe()} or in the two weeks after.",
+                data,
+            )
+        return self._result(
+            "check_availability",
+            "ok",
+            f"Nothing is free {r.describe()}. The nearest times are "
+            f"{_list([spoken(s.start) for s in others])}.",
+            data,
+        )
+
+    def book_appointment(self, args: dict[str, Any], ctx: CallContext) -> ToolResult:
+        store = self._book()
+        kind = store.appointment_type(args["appointment_type"])
+        r = self._resolve(args["when"])
+        if unclear := self._unclear("book_appointment", r):
+            return unclear
+        if not r.is_exact or r.status is Status.AMBIGUOUS:
+            options = [a.describe() for a in r.alternatives]
+            hint = f" Did you mean {_list([r.describe(), *options])}?" if options else ""
+            return self._result(
+                "book_appointment",
+                "needs_input",
+                f"Which exact day and time would you like?{hint}",
+                {"asked_for": r.describe()},
+            )
+        phone = self._phone(args, ctx)
+        if not phone:
+            return self._result("book_appointment", "needs_input", "What number can we reach you on?")
+        try:
+            appt = store.book(
+                kind.id, r.start(self.agent.tz), args["name"], phone, args.get("notes", ""), ctx.call_id
+            )
+        except SlotUnavailable as exc:
+            others = self._nearby(kind.id, r)
+            offer = f" I can offer {_list([spoken(s.start) for s in others])}." if others else ""
+            return self._result(
+                "book_appointment",
+                "error",
+                f"Sorry, {exc.message}.{offer}",
+                {"slots": [_slot(s) for s in others]},
+                error_kind=ErrorKind.INVALID_ARGUMENT,
+            )
+        return self._result(
+            "book_appointment",
+            "ok",
+            f"You're booked for {kind.name.lower()} on {spoken(appt.start)}.",
+            _appt(appt, kind.name),
+        )
+
+    # --- existing appointments ---------------------------------------------------------------
+    def find_appointments(self, args: dict[str, Any], ctx: CallContext) -> ToolResult:
+        phone = self._phone(args, ctx)
+        if not phone:
+            return self._result("find_appointments", "needs_input", "What number was the booking made with?")
+        found = self._book().find_by_phone(phone)
+        data = {"appointments": [_appt(a, self._type_name(a)) for a in found]}
+        if not found:
+            return self._result(
+                "find_appointments", "ok", "I can't find any upcoming appointment for that number.", data
+            )
+        listed = _list([f"{self._type_name(a).lower()} on {spoken(a.start)}" for a in found])
+        return self._result("find_appointments", "ok", f"You have {listed}.", data)
+
+    def _type_name(self, a: Appointment) -> str:
+        kind = self.agent.find_type(a.type_id)
+        return kind.name if kind else a.type_id
+
+    def _pick(self, tool: str, args: dict[str, Any], ctx: CallContext) -> Appointment | ToolResult:
+        phone = self._phone(args, ctx)
+        if not phone:
+            return self._result(tool, "needs_input", "What number was the booking made with?")
+        found = self._book().find_by_phone(phone)
+        if args.get("appointment_id"):
+            found = [a for a in found if a.id == args["appointment_id"]]
+        elif args.get("when"):
+            r = self._resolve(args["when"])
+            found = [
+                a for a in found if a.start.date() in r.days() and (r.at is None or a.start.time() == r.at)
+            ]
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            return self._result(tool, "needs_input", "I can't find that appointment. Which one do you mean?")
+        listed = _list([spoken(a.start) for a in found])
+        return self._result(
+            tool,
+            "needs_input",
+            f"You have appointments on {listed}. Which one?",
+            {"appointments": [_appt(a, self._type_name(a)) for a in found]},
+        )
+
+    def move_appointment(self, args: dict[str, Any], ctx: CallContext) -> ToolResult:
+        picked = self._pick("move_appointment", args, ctx)
+        if not isinstance(picked, Appointment):
+            return picked
+        r = self._resolve(args["new_when"])
+        if unclear := self._unclear("move_appointment", r):
+            return unclear
+        if not r.is_exact or r.status is Status.AMBIGUOUS:
+            return self._result(
+                "move_appointment", "needs_input", "Which exact day and time should I move it to?"
+            )
+        try:
+            moved = self._book().move(picked.id, r.start(self.agent.tz), self._phone(args, ctx))
+        except SlotUnavailable as exc:
+            others = self._nearby(picked.type_id, r)
+            offer = f" I can offer {_list([spoken(s.start) for s in others])}." if others else ""
+            return self._result(
+                "move_appointment",
+                "error",
+                f"Sorry, {exc.message}.{offer}",
+                {"slots": [_slot(s) for s in others]},
+                error_kind=ErrorKind.INVALID_ARGUMENT,
+            )
+        return self._result(
+            "move_appointment",
+            "ok",
+            f"Done: your appointment is now on {spoken(moved.start)}.",
+            _appt(moved, self._type_name(moved)),
+        )
+
+    def cancel_appointment(self, args: dict[str, Any], ctx: CallContext) -> ToolResult:
+        picked = self._pick("cancel_appointment", args, ctx)
+        if not isinstance(picked, Appointment):
+            return picked
+        done = self._book().cancel(picked.id, self._phone(args, ctx))
+        return self._result(
+            "cancel_appointment",
+            "ok",
+            f"Your appointment on {spoken(done.start)} is cancelled.",
+            _appt(done, self._type_name(done)),
+        )
+
+    # --- conversation tools ------------------------------------------------------------------
+    def lookup_knowledge(self, args: dict[str, Any], ctx: CallContext) -> ToolResult:
+        if self.knowledge is None:
+            raise Unavailable("the practice information is not loaded")
+        found = self.knowledge.search(args["question"])
+        if not found:
+            return self._result("lookup_knowledge", "ok", "I don't have that information.", {"passages": []})
+        data = {"passages": [{"text": p.text, "source": p.source, "score": round(p.score, 3)} for p in found]}
+        return self._result("lookup_knowledge", "ok", found[0].text, data)
+
+    def transfer_to_human(self, args: dict[str, Any], ctx: CallContext) -> ToolResult:
+        transfer = self.agent.transfer
+        if transfer is None or not transfer.available or not self._staffed():
+            return self._result(
+                "transfer_to_human",
+                "ok",
+                "Nobody is available to take the call right now. I can take a message.",
+                {"transferred": False},
+            )
+        return self._result(
+            "transfer_to_human",
+            "ok",
+            "I'll put you through now.",
+            {"transferred": True, "target_kind": transfer.kind},
+            action="transfer",
+        )
+
+    def _staffed(self) -> bool:
+        local = self.clock().astimezone(self.agent.tz)
+        return self.agent.is_open_at(local.date(), time(local.hour, local.minute))
+
+    def take_message(self, args: dict[str, Any], ctx: CallContext) -> ToolResult:
+        phone = self._phone(args, ctx)
+        if not phone:
+            return self._result("take_message", "needs_input", "What number should we call you back on?")
+        msg = self._book().take_message(
+            args["name"], phone, args["message"], bool(args.get("urgent")), ctx.call_id
+        )
+        return self._result(
+            "take_message",
+            "ok",
+            "I've passed your message on; someone will call you back.",
+            {"message_id": msg.id},
+        )
+
+    def end_call(self, args: dict[str, Any], ctx: CallContext) -> ToolResult:
+        return self._result("end_call", "ok", "Goodbye.", {}, action="end_call")

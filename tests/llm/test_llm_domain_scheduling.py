@@ -1,0 +1,278 @@
+"""The appointment book against SQLite always, and a real PostgreSQL server when installed."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time as clock
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from phoneagent.agents import example_agent_path
+from phoneagent.llm.domain import migrations
+from phoneagent.llm.domain.agent import Agent, load_agent
+from phoneagent.llm.domain.dates import resolve
+from phoneagent.llm.domain.db import Database
+from phoneagent.llm.domain.scheduling import AppointmentNotFound, SchedulingStore, SlotUnavailable
+
+NOW = datetime(2026, 11, 23, 14, 30, tzinfo=UTC)  # Monday 9:30 am in New York
+PHONE = "+1 (555) 201-3344"
+
+
+def _pg_binary(name: str) -> str | None:
+    found = shutil.which(name) or sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return found if isinstance(found, str) else (found[-1] if found else None)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def pg_server() -> Iterator[str]:
+    """A throw-away PostgreSQL cluster on 127.0.0.1; yields an admin connection URL."""
+    initdb, postgres = _pg_binary("initdb"), _pg_binary("postgres")
+    if not initdb or not postgres:
+        pytest.skip("PostgreSQL server binaries not installed (apt-get install postgresql)")
+    psycopg = pytest.importorskip("psycopg", reason="psycopg not installed")
+    prefix: list[str] = []
+    base = Path(tempfile.mkdtemp(prefix="pa-pg-"))
+    if os.geteuid() == 0:  # the server refuses to run as root: run it as the postgres user
+        if (
+            shutil.which("runuser") is None
+            or subprocess.run(["id", "postgres"], capture_output=True).returncode
+        ):
+            pytest.skip("running as root and there is no postgres user to run the server")
+        shutil.chown(base, "postgres")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    port = _free_port()
+    subprocess.run(
+        [*prefix, initdb, "-D", str(base / "data"), "-A", "trust", "-U", "pa", "-E", "UTF8", "--no-sync"],
+        check=True,
+        capture_output=True,
+    )
+    proc = subprocess.Popen(
+        [
+            *prefix,
+            postgres,
+            "-D",
+            str(base / "data"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-k",
+            str(base),
+            "-F",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"postgresql://pa@127.0.0.1:{port}/postgres"
+    deadline = clock.monotonic() + 30
+    while True:
+        try:
+            psycopg.connect(url, connect_timeout=2).close()
+            break
+        except psycopg.OperationalError:
+            if proc.poll() is not None or clock.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("PostgreSQL did not start") from None
+            clock.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+_counter = iter(range(1_000_000))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'appointments.db'}"
+    admin = request.getfixturevalue("pg_server")
+    import psycopg
+
+    name = f"t{os.getpid()}_{next(_counter)}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return admin.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="module")
+def agent() -> Agent:
+    return load_agent(example_agent_path())
+
+
+@pytest.fixture
+def store(db_url: str, agent: Agent) -> Iterator[SchedulingStore]:
+    s = SchedulingStore.open(db_url, agent, clock=lambda: NOW)
+    yield s
+    s.db.close()
+
+
+def at(agent: Agent, text: str) -> datetime:
+    r = resolve(text, NOW, agent.tz, agent.hours_on)
+    assert r.is_exact, r
+    return r.start(agent.tz)
+
+
+def test_migrations_are_idempotent(db_url: str) -> None:
+    db = Database(db_url)
+    assert migrations.current_version(db) == 0
+    assert migrations.migrate(db) == len(migrations.steps()) == 2
+    assert migrations.migrate(db) == 2
+    second = Database(db_url)  # another replica starting later
+    assert migrations.migrate(second) == 2
+    with db.transaction() as tx:
+        assert tx.query("SELECT version FROM schema_version ORDER BY version") == [(1,), (2,)]
+    db.close()
+    second.close()
+
+
+def test_concurrent_migration(db_url: str) -> None:
+    dbs = [Database(db_url) for _ in range(3)]
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda d=d: results.append(migrations.migrate(d))) for d in dbs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert results == [2, 2, 2]
+    for d in dbs:
+        d.close()
+
+
+def test_booking_resolved_requests_stores_utc_rows(store: SchedulingStore, agent: Agent) -> None:
+    requests = [
+        ("cleaning", "tomorrow at 10", "2026-11-24T15:00:00Z", "2026-11-24T15:45:00Z"),
+        ("new patient", "next Tuesday at 2 pm", "2026-12-01T19:00:00Z", "2026-12-01T20:00:00Z"),
+        ("toothache", "wednesday at half past one", "2026-11-25T18:30:00Z", "2026-11-25T19:00:00Z"),
+        ("filling", "the 4th at 9", "2026-12-04T14:00:00Z", "2026-12-04T15:00:00Z"),
+    ]
+    for kind, text, _, _ in requests:
+        store.book(kind, at(agent, text), "Dana Smith", PHONE, call_id="c1")
+    with store.db.transaction() as tx:
+        rows = tx.query(
+            "SELECT type_id, starts_at, ends_at, phone, status FROM appointments ORDER BY starts_at"
+        )
+        cells = tx.query("SELECT COUNT(*) FROM appointment_cells")[0][0]
+    expected = sorted((agent.find_type(k).id, s, e) for k, _, s, e in requests)  # type: ignore[union-attr]
+    assert [r[:3] for r in rows] == sorted(expected, key=lambda r: r[1])
+    assert {r[3] for r in rows} == {"+15552013344"} and {r[4] for r in rows} == {"booked"}
+    assert cells == (45 + 60 + 30 + 60) // 5
+    found = store.find_by_phone("555-201-3344")
+    assert [a.start.hour for a in found] == [10, 13, 14, 9]
+    assert found[0].start.tzinfo is not None and found[0].start.utcoffset() == timedelta(hours=-5)
+
+
+def test_booking_after_dst_change_uses_new_offset(db_url: str, agent: Agent) -> None:
+    march = datetime(2026, 3, 6, 15, tzinfo=UTC)  # Friday; clocks go forward on Sunday 8 March
+    s = SchedulingStore.open(db_url, agent, clock=lambda: march)
+    r = resolve("monday at 9", march, agent.tz, agent.hours_on)
+    appt = s.book("cleaning", r.start(agent.tz), "Lee", PHONE)
+    with s.db.transaction() as tx:
+        assert tx.query("SELECT starts_at FROM appointments")[0][0] == "2026-03-09T13:00:00Z"
+    assert appt.start.utcoffset() == timedelta(hours=-4)
+    s.db.close()
+
+
+def test_double_booking_refused(store: SchedulingStore, agent: Agent) -> None:
+    store.book("cleaning", at(agent, "tomorrow at 10"), "First", PHONE)
+    with pytest.raises(SlotUnavailable):
+        store.book("cleaning", at(agent, "tomorrow at 10"), "Second", "+15550000002")
+    with pytest.raises(SlotUnavailable):  # overlaps 10:00-10:45
+        store.book("exam", at(agent, "tomorrow at 10:30"), "Third", "+15550000003")
+    store.book("exam", at(agent, "tomorrow at 10:45"), "Fourth", "+15550000004")  # adjacent is fine
+    starts = [s.start.strftime("%H:%M") for s in store.free_slots("cleaning", [date(2026, 11, 24)], limit=40)]
+    assert "10:00" not in starts and "10:30" not in starts and "09:15" in starts and "11:45" in starts
+    assert "09:30" not in starts  # 9:30-10:15 would overlap the booking
+
+
+def test_simultaneous_bookings_one_wins(db_url: str, agent: Agent) -> None:
+    stores = [SchedulingStore.open(db_url, agent, clock=lambda: NOW) for _ in range(4)]
+    start = at(agent, "friday at 11")
+    outcomes: list[str] = []
+    barrier = threading.Barrier(len(stores))
+
+    def attempt(s: SchedulingStore, n: int) -> None:
+        barrier.wait(timeout=30)
+        try:
+            s.book("cleaning", start, f"Caller {n}", f"+1555000000{n}")
+            outcomes.append("booked")
+        except SlotUnavailable:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=attempt, args=(s, n)) for n, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(outcomes) == ["booked", "refused", "refused", "refused"]
+    for s in stores:
+        s.db.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("tomorrow at 8 am", "outside opening hours"),
+        ("tomorrow at 4:30 pm", "outside opening hours"),  # 45 minutes would run past 17:00
+        ("tomorrow at 10:10", "not on the appointment grid"),
+        ("thursday at 10", "outside opening hours"),  # Thanksgiving
+        ("wednesday at 11:30", "outside opening hours"),  # lunch break from 12:00
+        ("today at 10", "too soon"),  # less than 60 minutes' notice
+    ],
+)
+def test_refused_times(store: SchedulingStore, agent: Agent, text: str, reason: str) -> None:
+    with pytest.raises(SlotUnavailable, match=reason):
+        store.book("cleaning", at(agent, text), "Dana", PHONE)
+
+
+def test_move_and_cancel(store: SchedulingStore, agent: Agent) -> None:
+    a = store.book("cleaning", at(agent, "tomorrow at 10"), "Dana", PHONE)
+    b = store.book("cleaning", at(agent, "tomorrow at 2 pm"), "Other", "+15550000009")
+    moved = store.move(a.id, at(agent, "friday at 9"), phone=PHONE)
+    assert moved.start == at(agent, "friday at 9") and moved.end - moved.start == timedelta(minutes=45)
+    assert any(
+        s.start == at(agent, "tomorrow at 10") for s in store.free_slots("cleaning", [date(2026, 11, 24)])
+    )
+    with pytest.raises(SlotUnavailable):  # onto someone else's booking: refused, nothing changes
+        store.move(a.id, at(agent, "tomorrow at 2:15 pm"), phone=PHONE)
+    assert store.get(a.id).start == at(agent, "friday at 9")
+    with pytest.raises(AppointmentNotFound):  # another caller's appointment
+        store.cancel(b.id, phone=PHONE)
+    cancelled = store.cancel(a.id, phone=PHONE)
+    assert cancelled.status == "cancelled"
+    assert store.find_by_phone(PHONE) == []
+    with pytest.raises(AppointmentNotFound):
+        store.cancel(a.id, phone=PHONE)
+    store.book("exam", at(agent, "friday at 9"), "Next", "+15550000010")  # the slot is free again
+
+
+def test_messages(store: SchedulingStore) -> None:
+    store.take_message("Dana", PHONE, "Please call me about my bill", urgent=True, call_id="c9")
+    store.take_message("Sam", "+15550001111", "Question about whitening")
+    msgs = store.messages()
+    assert {(m.caller_name, m.urgent) for m in msgs} == {("Dana", True), ("Sam", False)}
+    assert {m.phone for m in msgs} == {"+15552013344", "+15550001111"}
+
+
+def test_bad_input_is_a_clear_error(store: SchedulingStore, agent: Agent) -> None:
+    with pytest.raises(Exception, match="unknown appointment type; offered: Cleaning"):
+        store.free_slots("root canal", [date(2026, 11, 24)])
+    with pytest.raises(Exception, match="7 to 15 digits"):
+        store.book("cleaning", at(agent, "tomorrow at 10"), "Dana", "12")
+    with pytest.raises(Exception, match="timezone-aware"):
+        store.book("cleaning", datetime(2026, 11, 24, 10), "Dana", PHONE)

@@ -1,0 +1,205 @@
+"""Tool execution: argument checks, dates resolved in code, real SQLite appointment book."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from phoneagent.agents import example_agent_path
+from phoneagent.llm.domain.agent import Agent, load_agent
+from phoneagent.llm.domain.calendar_facts import calendar_facts, hours_summary
+from phoneagent.llm.domain.scheduling import SchedulingStore
+from phoneagent.llm.domain.schema_check import validate
+from phoneagent.llm.domain.tool_schemas import TOOL_SCHEMAS
+from phoneagent.llm.domain.tools import CallContext, ToolExecutor
+from phoneagent.runtime.errors import ErrorKind
+
+NOW = datetime(2026, 11, 23, 14, 30, tzinfo=UTC)  # Monday 9:30 am in New York
+CTX = CallContext(call_id="call-1", caller_number="+15552013344")
+
+
+@pytest.fixture
+def agent() -> Agent:
+    return load_agent(example_agent_path())
+
+
+@pytest.fixture
+def store(agent: Agent, tmp_path: Path) -> Iterator[SchedulingStore]:
+    s = SchedulingStore.open(f"sqlite:///{tmp_path / 'book.db'}", agent, clock=lambda: NOW)
+    yield s
+    s.db.close()
+
+
+@pytest.fixture
+def tools(agent: Agent, store: SchedulingStore) -> ToolExecutor:
+    return ToolExecutor(agent, store)
+
+
+async def test_check_then_book_then_move_then_cancel(tools: ToolExecutor, store: SchedulingStore) -> None:
+    r = await tools.execute(
+        "check_availability", {"appointment_type": "cleaning", "when": "next Tuesday morning"}, CTX
+    )
+    assert r.ok and r.say.startswith("For cleaning I can offer Tuesday 1 December at 9 am")
+    assert [s["start"] for s in r.data["slots"]] == [
+        "2026-12-01T09:00:00-05:00",
+        "2026-12-01T09:15:00-05:00",
+        "2026-12-01T09:30:00-05:00",
+    ]
+    r = await tools.execute(
+        "book_appointment",
+        json.dumps({"appointment_type": "cleaning", "when": "next Tuesday at 9", "name": "Dana"}),
+        CTX,
+    )
+    assert r.ok and r.say == "You're booked for cleaning on Tuesday 1 December at 9 am."
+    appt_id = r.data["appointment_id"]
+    assert store.get(appt_id).phone == "+15552013344"  # caller ID used when no number given
+    r = await tools.execute("find_appointments", {}, CTX)
+    assert r.ok and "cleaning on Tuesday 1 December at 9 am" in r.say
+    r = await tools.execute("move_appointment", {"new_when": "friday at 10:30"}, CTX)
+    assert r.ok and r.say == "Done: your appointment is now on Friday 27 November at 10:30 am."
+    r = await tools.execute("cancel_appointment", {"appointment_id": appt_id}, CTX)
+    assert r.ok and store.get(appt_id).status == "cancelled"
+
+
+async def test_taken_slot_offers_alternatives(tools: ToolExecutor, store: SchedulingStore) -> None:
+    args = {"appointment_type": "exam", "when": "tomorrow at 10", "name": "Dana"}
+    assert (await tools.execute("book_appointment", args, CTX)).ok
+    other = CallContext("call-2", "+15550009999")
+    r = await tools.execute("book_appointment", {**args, "name": "Sam"}, other)
+    assert r.status == "error" and r.error_kind is ErrorKind.INVALID_ARGUMENT
+    assert r.say.startswith("Sorry, that time has just been taken. I can offer Tuesday 24 November at 9 am")
+    r = await tools.execute(
+        "check_availability", {"appointment_type": "exam", "when": "tomorrow at 10"}, other
+    )
+    assert (
+        r.ok and r.data["requested_free"] is False and r.say.startswith("Nothing is free Tuesday 24 November")
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "status", "say"),
+    [
+        (
+            "book_appointment",
+            {"appointment_type": "cleaning", "when": "next week", "name": "D"},
+            "needs_input",
+            "Which exact day and time",
+        ),
+        (
+            "book_appointment",
+            {"appointment_type": "cleaning", "when": "sometime", "name": "D"},
+            "needs_input",
+            "Could you tell me the day and time again?",
+        ),
+        (
+            "book_appointment",
+            {"appointment_type": "cleaning", "when": "yesterday at 10", "name": "D"},
+            "needs_input",
+            "that date is in the past",
+        ),
+        (
+            "book_appointment",
+            {"appointment_type": "cleaning", "when": "saturday at 10", "name": "D"},
+            "error",
+            "Sorry, that time is outside opening hours",
+        ),
+        (
+            "book_appointment",
+            {"appointment_type": "root canal", "when": "tomorrow at 10", "name": "D"},
+            "error",
+            "Sorry, I could not do that: unknown appointment type",
+        ),
+        ("book_appointment", {"appointment_type": "cleaning", "name": "D"}, "error", "when: is required"),
+        (
+            "book_appointment",
+            {"appointment_type": "cleaning", "when": 10, "name": "D"},
+            "error",
+            "when: expected a string",
+        ),
+        (
+            "check_availability",
+            {"appointment_type": "cleaning", "colour": "red"},
+            "error",
+            "colour: is not an accepted argument",
+        ),
+        ("launch_rocket", {}, "error", "that tool is not available"),
+        ("take_message", "{not json", "error", "not valid JSON"),
+    ],
+)
+async def test_bad_or_unclear_requests_become_results(
+    tools: ToolExecutor, name: str, args: object, status: str, say: str
+) -> None:
+    r = await tools.execute(name, args, CTX)  # type: ignore[arg-type]
+    assert r.status == status, r
+    assert say in r.say
+    assert json.loads(r.content())["status"] == status
+
+
+async def test_no_caller_id_asks_for_a_number(tools: ToolExecutor) -> None:
+    anonymous = CallContext("call-3", None)
+    r = await tools.execute(
+        "book_appointment",
+        {"appointment_type": "cleaning", "when": "tomorrow at 10", "name": "Dana"},
+        anonymous,
+    )
+    assert r.status == "needs_input" and "number" in r.say
+
+
+async def test_message_transfer_and_end_call(
+    tools: ToolExecutor, store: SchedulingStore, agent: Agent
+) -> None:
+    r = await tools.execute("take_message", {"name": "Dana", "message": "Call me back", "urgent": True}, CTX)
+    assert r.ok and store.messages()[0].urgent
+    r = await tools.execute("transfer_to_human", {"reason": "billing"}, CTX)
+    assert r.action == "transfer" and r.data["transferred"] is True  # Monday 9:30 am: staffed
+    closed = ToolExecutor(agent, store, clock=lambda: datetime(2026, 11, 28, 15, tzinfo=UTC))  # Saturday
+    r = await closed.execute("transfer_to_human", {}, CTX)
+    assert r.action is None and r.data["transferred"] is False and "take a message" in r.say
+    r = await tools.execute("end_call", {}, CTX)
+    assert r.action == "end_call"
+
+
+async def test_a_crash_inside_a_tool_is_contained(agent: Agent, store: SchedulingStore) -> None:
+    tools = ToolExecutor(agent, store)
+    store.db.close()  # the database is gone: the tool fails, the call goes on
+    r = await tools.execute("find_appointments", {}, CTX)
+    assert r.status == "error" and r.error_kind is ErrorKind.INTERNAL
+    assert r.say == "Sorry, something went wrong on my side."
+
+
+async def test_knowledge_tool_without_documents_is_unavailable(tools: ToolExecutor) -> None:
+    r = await tools.execute("lookup_knowledge", {"question": "Do you take Delta Dental?"}, CTX)
+    assert r.status == "error" and r.error_kind is ErrorKind.UNAVAILABLE
+
+
+def test_schema_subset_validator() -> None:
+    schema = TOOL_SCHEMAS["take_message"]["parameters"]
+    assert validate({"name": "D", "message": "hi", "urgent": False}, schema) == []
+    assert validate({"name": "D", "message": "hi", "urgent": "yes"}, schema) == ["urgent: expected a boolean"]
+    assert validate({"name": "D", "message": "hi", "phone": "call me"}, schema) == [
+        "phone: has the wrong format"
+    ]
+    assert validate([], schema) == ["arguments: expected an object"]
+    assert validate({"name": " ", "message": "x" * 1001}, schema) == [
+        "name: is too short",
+        "message: is longer than 1000 characters",
+    ]
+
+
+def test_calendar_facts(agent: Agent, store: SchedulingStore) -> None:
+    assert hours_summary(agent) == (
+        "Mon-Tue 9:00-17:00; Wed 9:00-12:00, 13:00-19:00; Thu 9:00-17:00; Fri 9:00-15:00; closed Sat-Sun"
+    )
+    text = calendar_facts(agent, NOW, store)
+    lines = text.splitlines()
+    assert lines[0] == "Today is Monday 23 November 2026, 9:30 am, in America/New_York."
+    assert "Closed Thursday 26 November (Thanksgiving)." in lines
+    assert (
+        "Next free slots for cleaning (45 min): Mon 23 Nov 10:30 am, Mon 23 Nov 10:45 am, Mon 23 Nov 11 am."
+        in lines
+    )
+    saturday = calendar_facts(agent, datetime(2026, 11, 28, 15, tzinfo=UTC))
+    assert "The business is closed today." in saturday
