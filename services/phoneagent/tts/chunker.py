@@ -86,7 +86,9 @@ def _safe_word_cut(words: list[re.Match[str]], limit: int) -> int | None:
     """Index of the word after which to cut at or before ``limit`` words, not between number groups."""
     for i in range(min(limit, len(words) - 1), 0, -1):
         left, right = words[i - 1].group(0), words[i].group(0)
-        if not (any(c.isdigit() for c in left) and any(c.isdigit() for c in right)):
+        numbers = any(c.isdigit() for c in left) and any(c.isdigit() for c in right)
+        title = left.endswith(".") and (left[:-1].lower() in _NEVER_END or len(left) == 2)
+        if not (numbers or title):
             return i
     return None
 

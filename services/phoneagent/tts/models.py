@@ -63,6 +63,12 @@ PIPER_CONFIG_SHA256 = "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368
 Progress = Callable[[int, int], None]
 
 
+def voice_list(names: Iterable[str]) -> list[str]:
+    """Voice names with the default voice first (callers take ``voices()[0]`` as the default)."""
+    rest = sorted(set(names) - {KOKORO_DEFAULT_VOICE})
+    return [KOKORO_DEFAULT_VOICE, *rest] if KOKORO_DEFAULT_VOICE in set(names) else rest
+
+
 def kokoro_dir() -> Path:
     path = cache_dir() / "kokoro"
     path.mkdir(parents=True, exist_ok=True)
@@ -149,7 +155,7 @@ def kokoro_voices_target() -> Path:
 
 def _write_npz(voices: dict[str, np.ndarray], dest: Path) -> None:
     buf = io.BytesIO()
-    np.savez(buf, **voices)
+    np.savez(buf, **voices)  # type: ignore[arg-type]  # numpy stubs type **kwds like allow_pickle
     tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
     try:
         tmp.write_bytes(buf.getvalue())
@@ -186,7 +192,8 @@ def load_kokoro_voices(path: Path | None = None) -> dict[str, np.ndarray]:
     path = path or kokoro_voices_target()
     if not path.is_file():
         raise MissingModelError(
-            "Kokoro English voices are not built; run 'python -m phoneagent.tts.assemble'", extra=KOKORO_EXTRA)
+            "Kokoro English voices are not built; run 'python -m phoneagent.tts.assemble'",
+            extra=KOKORO_EXTRA)
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {name: np.asarray(npz[name], dtype="<f4") for name in npz.files}

@@ -220,14 +220,14 @@ _RULES: list[Rule] = [
      _code),
     (re.compile(r"(?<![\w.])\+?\(?\d{1,4}\)?(?:[ .-]\(?\d{1,4}\)?){1,5}(?![\w]|\.\d)"), _grouped_digits),
     (re.compile(r"\b(\d+)(st|nd|rd|th)\b"), lambda m: ordinal(int(m.group(1)))),
-    (re.compile(r"(?<![\d,.])\d{5,}(?![\d,]|\.\d)"), _long_run),
+    (re.compile(r"(?<![\d,.])\d{5,}(?!\d|[,.]\d)"), _long_run),
     (re.compile(r"(?<![\d.])\d+(?:\.\d+){2,}(?![\d.])"), lambda m: " point ".join(
         cardinal(int(p)) for p in m.group(0).split("."))),
     (re.compile(r"(?<![\d.])(\d+(?:,\d{3})*|\d+)\.(\d+)(?![\d.])"), lambda m: decimal(m.group(0))),
     (re.compile(r"\b(\d{1,4})\s?-\s?(\d{1,4})\b"),
      lambda m: f"{cardinal(int(m.group(1)))} to {cardinal(int(m.group(2)))}"),
     (re.compile(r"(?:(?<=\s)|^)-(?=\d)"), lambda m: "minus "),
-    (re.compile(r"(?<![A-Za-z\d,])(?:\d{1,3}(?:,\d{3})+|\d+)(?![\d,])"), _plain_number),
+    (re.compile(r"(?<![A-Za-z\d,])(?:\d{1,3}(?:,\d{3})+|\d+)(?!\d|,\d)"), _plain_number),
     (re.compile(r"\s&\s"), lambda m: " and "),
     (re.compile(r"\s\+\s"), lambda m: " plus "),
 ]

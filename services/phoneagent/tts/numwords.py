@@ -62,7 +62,8 @@ def ordinal(n: int) -> str:
 
 
 def year(n: int) -> str:
-    """``2026`` -> ``twenty twenty-six``; ``2005`` -> ``two thousand five``; ``1900`` -> ``nineteen hundred``."""
+    """``2026`` -> ``twenty twenty-six``; ``2005`` -> ``two thousand five``; ``1900`` -> ``nineteen
+    hundred``."""
     if not 1000 <= n <= 9999 or 2000 <= n <= 2009:
         return cardinal(n)
     high, low = divmod(n, 100)

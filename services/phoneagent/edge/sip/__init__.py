@@ -1,7 +1,7 @@
 """Our own SIP signalling core (RFC 3261 subset) for the edge service: pure asyncio, UDP and TCP.
 
 The edge service uses :class:`UserAgent` (inbound calls via ``on_incoming_call``, outbound calls via
-``call()``) and the SDP helpers in :mod:`phoneagent.edge.sip.sdp`.
+``call()``) and the SDP offer/answer functions in :mod:`phoneagent.edge.sip.sdp`.
 """
 
 from phoneagent.edge.sip.auth import Credentials, DigestServer

@@ -22,7 +22,9 @@ _HASHES: dict[str, Callable[[bytes], str]] = {
     "MD5": lambda b: hashlib.md5(b).hexdigest(),  # noqa: S324 - required by the protocol
     "SHA-256": lambda b: hashlib.sha256(b).hexdigest(),
 }
-_UNQUOTED = frozenset({"algorithm", "qop", "nc", "stale"})
+# In a challenge qop is a quoted list; in a reply it is a bare token (RFC 2617 section 3.2).
+_UNQUOTED_REPLY = frozenset({"algorithm", "qop", "nc", "stale"})
+_UNQUOTED_CHALLENGE = frozenset({"algorithm", "stale"})
 
 
 @dataclass(frozen=True)
@@ -52,10 +54,11 @@ def parse_digest(value: str) -> dict[str, str]:
     return params
 
 
-def format_digest(params: dict[str, str]) -> str:
+def format_digest(params: dict[str, str], *, challenge: bool = False) -> str:
+    bare = _UNQUOTED_CHALLENGE if challenge else _UNQUOTED_REPLY
     parts = []
     for name, value in params.items():
-        if name in _UNQUOTED:
+        if name in bare:
             parts.append(f"{name}={value}")
         else:
             escaped = value.replace("\\", "\\\\").replace('"', '\\"')
@@ -145,7 +148,7 @@ class DigestServer:
                   "qop": "auth"}
         if stale:
             params["stale"] = "true"
-        return format_digest(params)
+        return format_digest(params, challenge=True)
 
     def _nonce_state(self, nonce: str) -> str:
         """'ok', 'stale' or 'bad'."""

@@ -121,6 +121,21 @@ class IncomingCall:
         self.ua.call_settled(self)
 
 
+def out_of_dialog_request(ua: UserAgent, method: str, target: SipURI, peer: Peer, local: NameAddr,
+                          call_id: str, seq: int) -> SipRequest:
+    """A request outside any dialog (RFC 3261 section 8.1.1): INVITE, OPTIONS."""
+    headers = Headers()
+    headers.add("Via", str(ua.via(peer.transport, new_branch())))
+    headers.add("Max-Forwards", "70")
+    headers.add("From", str(local))
+    headers.add("To", str(NameAddr(target)))
+    headers.add("Call-ID", call_id)
+    headers.add("CSeq", f"{seq} {method}")
+    headers.add("Contact", str(ua.contact(peer.transport)))
+    headers.add("User-Agent", ua.config.user_agent)
+    return SipRequest(headers=headers, method=method, uri=target)
+
+
 class OutboundCall:
     """One outbound INVITE and its retries for authentication, until a dialog or a CallFailed."""
 
@@ -138,7 +153,6 @@ class OutboundCall:
         self.on_progress = on_progress
         self.call_id = ua.new_call_id()
         self.local = NameAddr(ua.local_uri(), ua.config.display_name, {"tag": ua.new_tag()})
-        self.remote = NameAddr(target)
         self.seq = 0
         self.dialog: Dialog | None = None
         self._events: asyncio.Queue[SipResponse | None] = asyncio.Queue()
@@ -146,6 +160,7 @@ class OutboundCall:
         self._txn: ClientTransaction | None = None
         self._invite: SipRequest | None = None
         self._got_provisional = False
+        self._cancel_sent = False
 
     def cancel(self) -> None:
         """Abandon the call before it is answered (CANCEL is sent once the peer has answered 1xx)."""
@@ -153,20 +168,14 @@ class OutboundCall:
 
     def _build_invite(self, auth: tuple[str, str] | None) -> SipRequest:
         self.seq += 1
-        headers = Headers()
-        headers.add("Via", str(self.ua.via(self.peer.transport, new_branch())))
-        headers.add("Max-Forwards", "70")
-        headers.add("From", str(self.local))
-        headers.add("To", str(self.remote))
-        headers.add("Call-ID", self.call_id)
-        headers.add("CSeq", f"{self.seq} INVITE")
-        headers.add("Contact", str(self.ua.contact(self.peer.transport)))
-        headers.add("Allow", ", ".join(self.ua.allowed_methods))
-        headers.add("User-Agent", self.ua.config.user_agent)
+        req = out_of_dialog_request(self.ua, "INVITE", self.target, self.peer, self.local, self.call_id,
+                                    self.seq)
+        req.headers.add("Allow", ", ".join(self.ua.allowed_methods))
         if auth is not None:
-            headers.add(auth[0], auth[1])
-        headers.add("Content-Type", "application/sdp")
-        return SipRequest(headers=headers, body=self.local_sdp.encode(), method="INVITE", uri=self.target)
+            req.headers.add(auth[0], auth[1])
+        req.headers.add("Content-Type", "application/sdp")
+        req.body = self.local_sdp.encode()
+        return req
 
     async def run(self) -> Dialog:
         auth: tuple[str, str] | None = None
@@ -185,42 +194,49 @@ class OutboundCall:
     async def _wait_final(self) -> SipResponse:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_s
-        cancel_task = asyncio.ensure_future(self._cancel.wait())
         cancelled_by: CallOutcome | None = None
+        while True:
+            remaining = deadline - loop.time()
+            if cancelled_by is None and (self._cancel.is_set() or remaining <= 0):
+                cancelled_by = CallOutcome.CANCELLED if self._cancel.is_set() else CallOutcome.NO_ANSWER
+                deadline = loop.time() + 64 * self.ua.timers.t1  # for the 487 to arrive
+                await self.send_cancel()
+                continue
+            if remaining <= 0:
+                raise CallFailed(cancelled_by or CallOutcome.NO_ANSWER, 408, "no final response")
+            got = await self._next_event(remaining, watch_cancel=cancelled_by is None)
+            if got is False:
+                continue  # timed out or cancel requested: handled at the top of the loop
+            if got is None:
+                raise CallFailed(cancelled_by or CallOutcome.NO_ANSWER, 408)
+            resp: SipResponse = got  # type: ignore[assignment]
+            if resp.status < 200:
+                self._provisional(resp)
+                if cancelled_by is not None:
+                    await self.send_cancel()
+                continue
+            if cancelled_by is not None and resp.status >= 300:
+                raise CallFailed(cancelled_by, resp.status)
+            return resp
+
+    async def _next_event(self, wait_s: float, *, watch_cancel: bool) -> SipResponse | None | bool:
+        """The next response (None: the transaction timed out), or False on timeout / cancel request."""
+        get = asyncio.ensure_future(self._events.get())
+        waiters: set[asyncio.Future[Any]] = {get}
+        if watch_cancel:
+            waiters.add(asyncio.ensure_future(self._cancel.wait()))
         try:
-            while True:
-                get = asyncio.ensure_future(self._events.get())
-                remaining = max(0.0, deadline - loop.time())
-                done, _ = await asyncio.wait({get, cancel_task}, timeout=remaining,
-                                             return_when=asyncio.FIRST_COMPLETED)
-                if get not in done:
-                    get.cancel()
-                    if cancelled_by is None:
-                        cancelled_by = CallOutcome.CANCELLED if cancel_task in done else CallOutcome.NO_ANSWER
-                        deadline = loop.time() + 64 * self.ua.timers.t1
-                        cancel_task = asyncio.ensure_future(asyncio.Event().wait())
-                        await self._send_cancel()
-                        continue
-                    raise CallFailed(cancelled_by, 408, "no final response after CANCEL")
-                resp = get.result()
-                if resp is None:
-                    raise CallFailed(cancelled_by or CallOutcome.NO_ANSWER, 408)
-                if resp.status < 200:
-                    self._provisional(resp)
-                    if cancelled_by is not None and not self._cancel_sent:
-                        await self._send_cancel()
-                    continue
-                if cancelled_by is not None and resp.status >= 300:
-                    raise CallFailed(cancelled_by, resp.status)
-                return resp
+            await asyncio.wait(waiters, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            cancel_task.cancel()
+            for waiter in waiters:
+                if waiter is not get or not get.done():
+                    waiter.cancel()
+        return get.result() if get.done() and not get.cancelled() else False
 
-    _cancel_sent = False
-
-    async def _send_cancel(self) -> None:
+    async def send_cancel(self) -> None:
+        """CANCEL the INVITE (once, and only after a provisional response: RFC 3261 section 9.1)."""
         if not self._got_provisional or self._cancel_sent or self._invite is None:
-            return  # RFC 3261 9.1: no CANCEL before a provisional response
+            return
         self._cancel_sent = True
         inv = self._invite
         headers = Headers()
@@ -239,9 +255,9 @@ class OutboundCall:
             self._events.put_nowait(resp)
 
     def _provisional(self, resp: SipResponse) -> None:
+        self._got_provisional = True  # from now on a CANCEL may be sent
         if resp.status == 100:
             return
-        self._got_provisional = True
         sdp = None
         if resp.body and resp.content_type == "application/sdp":
             try:
@@ -279,7 +295,7 @@ class OutboundCall:
         contact = resp.contact
         routes = list(reversed(resp.headers.get_all("Record-Route")))
         remote_target = contact.uri if contact else self.target
-        peer = await self.ua.peer_for(routes, remote_target, self.peer.transport)
+        peer = await self.ua.peer_for(routes, remote_target)
         dialog = Dialog(
             self.ua, call_id=self.call_id, local=self.local, remote=resp.to,
             remote_target=remote_target, route_set=routes,

@@ -37,6 +37,8 @@ class DialogHandlers:
     on_hold: Callable[[Dialog, bool], Any] | None = None
     # Blind transfer requested by the peer: return the final SIP status of the new call.
     on_refer: Callable[[Dialog, SipURI], Awaitable[int]] | None = None
+    # A DTMF digit sent by SIP INFO (application/dtmf-relay or application/dtmf), for peers without RFC 4733.
+    on_dtmf: Callable[[Dialog, str], Any] | None = None
 
 
 class Dialog:
@@ -228,7 +230,13 @@ class Dialog:
         txn.respond(self.ua.options_response(req))
 
     def _on_info(self, req: SipRequest, txn: ServerTransaction) -> None:
+        if req.body and req.content_type not in ("application/dtmf-relay", "application/dtmf"):
+            txn.respond(make_response(req, 415))
+            return
+        digit = _info_digit(req.content_type, req.body)
         txn.respond(make_response(req, 200))
+        if digit:
+            self._callback(self.handlers.on_dtmf, self, digit)
 
     def _on_reinvite(self, req: SipRequest, txn: ServerTransaction) -> None:
         if self._reinvite_pending or self._ok is not None:
@@ -341,3 +349,20 @@ def _sipfrag_status(body: bytes) -> int | None:
     if len(first) >= 2 and first[0] == "SIP/2.0" and first[1].isdigit() and len(first[1]) == 3:
         return int(first[1])
     return None
+
+
+_DTMF = frozenset("0123456789*#ABCDabcd")
+
+
+def _info_digit(content_type: str, body: bytes) -> str:
+    """The digit in an INFO body: ``Signal=5`` lines (dtmf-relay) or a bare digit (application/dtmf)."""
+    text = body.decode("utf-8", "replace").strip()
+    if content_type == "application/dtmf-relay":
+        for line in text.splitlines():
+            name, _, value = line.partition("=")
+            if name.strip().lower() == "signal":
+                text = value.strip()
+                break
+        else:
+            return ""
+    return text.upper() if len(text) == 1 and text in _DTMF else ""

@@ -151,7 +151,8 @@ def _replyable(headers: Headers) -> bool:
         for name in _REQUIRED_FOR_REPLY:
             if not headers.get(name):
                 return False
-        Via.parse(headers.get("Via") or "")
+        for via in headers.get_all("Via"):
+            Via.parse(via)
         CSeq.parse(headers.get("CSeq") or "")
         NameAddr.parse(headers.get("From") or "")
         NameAddr.parse(headers.get("To") or "")
@@ -164,7 +165,10 @@ def _validate(msg: SipMessage) -> None:
     for name in _REQUIRED_FOR_REPLY:
         if not msg.headers.get(name):
             raise ParseError(f"missing {name}")
-    _ = msg.vias, msg.cseq, msg.from_, msg.to
+    _ = msg.vias, msg.cseq, msg.from_, msg.to, msg.contact
+    for name in ("Record-Route", "Route"):
+        for value in msg.headers.get_all(name):
+            NameAddr.parse(value)
     if isinstance(msg, SipRequest) and msg.cseq.method != msg.method and msg.method != "ACK":
         raise ParseError("CSeq method does not match request method")
     if isinstance(msg, SipRequest) and msg.method == "ACK" and msg.cseq.method != "ACK":

@@ -57,7 +57,7 @@ def _note_source(msg: SipMessage, peer: Peer) -> None:
         msg.headers.add("Via", value)
 
 
-def _deliver(raw: bytes, peer: Peer, handler: Handler, reply: Callable[[bytes], None], *,
+def _deliver(raw: bytes, peer: Peer, handler: Handler, reply: Callable[[bytes], object], *,
              stream: bool) -> None:
     try:
         msg = parse_message(raw, stream=stream)

@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from phoneagent.edge.sip.auth import Credentials, DigestServer
-from phoneagent.edge.sip.calls import CallFailed, CallOutcome, IncomingCall, OutboundCall
+from phoneagent.edge.sip.calls import (
+    CallFailed,
+    CallOutcome,
+    IncomingCall,
+    OutboundCall,
+    out_of_dialog_request,
+)
 from phoneagent.edge.sip.dialog import Dialog, DialogHandlers
 from phoneagent.edge.sip.headers import NameAddr, ParseError, SipURI, Via
 from phoneagent.edge.sip.message import SipMessage, SipRequest, SipResponse, make_response
@@ -91,7 +97,10 @@ class UserAgent:
         self._closing = True
         dialogs = list(self._dialogs.values())
         if dialogs:
-            await asyncio.wait([asyncio.ensure_future(d.bye()) for d in dialogs], timeout=timeout_s)
+            byes = [asyncio.ensure_future(d.bye()) for d in dialogs]
+            _, late = await asyncio.wait(byes, timeout=timeout_s)
+            for bye in late:
+                bye.cancel()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -140,8 +149,13 @@ class UserAgent:
     def new_tag() -> str:
         return secrets.token_hex(6)
 
-    async def resolve(self, uri: SipURI, transport: str) -> Peer:
-        name = (uri.params.get("transport") or transport).upper()
+    async def resolve(self, uri: SipURI, transport: str | None = None) -> Peer:
+        """Where to send a request for ``uri``: its transport parameter, else ``transport``, else UDP
+        when we run it (RFC 3263 default), else our only transport. Hostnames get an A lookup."""
+        name = (uri.params.get("transport") or transport or
+                ("udp" if "UDP" in self._transports else next(iter(self._transports)))).upper()
+        if name not in self._transports:
+            raise TransportError(f"no {name} transport for this target")
         port = uri.port or 5060
         try:
             ipaddress.ip_address(uri.host)
@@ -151,12 +165,12 @@ class UserAgent:
         infos = await asyncio.get_running_loop().getaddrinfo(uri.host, port, family=socket.AF_INET)
         if not infos:
             raise TransportError("host did not resolve")
-        return Peer(name, (infos[0][4][0], port))
+        return Peer(name, (str(infos[0][4][0]), port))
 
-    async def peer_for(self, route_set: list[str], target: SipURI, transport: str) -> Peer:
+    async def peer_for(self, route_set: list[str], target: SipURI) -> Peer:
         if route_set:
-            return await self.resolve(NameAddr.parse(route_set[0]).uri, transport)
-        return await self.resolve(target, transport)
+            return await self.resolve(NameAddr.parse(route_set[0]).uri)
+        return await self.resolve(target)
 
     def send_nowait(self, msg: SipMessage, peer: Peer) -> None:
         if not self.layer.transport(peer).send_nowait(msg.encode(), peer.addr):
@@ -170,10 +184,7 @@ class UserAgent:
                          ) -> OutboundCall:
         """Prepare an outbound call; ``await oc.run()`` places it, ``oc.cancel()`` abandons it."""
         target = SipURI.parse(target_uri) if isinstance(target_uri, str) else target_uri
-        default = transport or next(iter(self._transports))
-        peer = await self.resolve(target, default)
-        if peer.transport not in self._transports:
-            raise InvalidArgument("target needs a transport this user agent does not run")
+        peer = await self.resolve(target, transport)
         return OutboundCall(self, target, local_sdp, auth_credentials, peer,
                             timeout_s=timeout_s or self.config.no_answer_timeout_s,
                             handlers=handlers, on_progress=on_progress)
@@ -182,14 +193,17 @@ class UserAgent:
                    auth_credentials: Credentials | None = None, **kwargs: Any) -> Dialog:
         """Place a call and return the confirmed dialog, or raise CallFailed (busy, no answer, failed,
         cancelled). Cancelling the awaiting task sends CANCEL."""
-        oc = await self.start_call(target_uri, local_sdp, auth_credentials, **kwargs)
+        try:
+            oc = await self.start_call(target_uri, local_sdp, auth_credentials, **kwargs)
+        except (TransportError, OSError) as exc:
+            raise CallFailed(CallOutcome.FAILED, 503, "target unreachable") from exc
         try:
             return await oc.run()
         except TransportError as exc:
             raise CallFailed(CallOutcome.FAILED, 503, "transport error") from exc
         except asyncio.CancelledError:
             oc.cancel()
-            self.spawn(oc._send_cancel())
+            self.spawn(oc.send_cancel())
             raise
 
     async def transact(self, req: SipRequest, peer: Peer, timeout_s: float | None = None) -> SipResponse:
@@ -234,13 +248,10 @@ class UserAgent:
 
     async def options(self, target_uri: SipURI | str, transport: str | None = None) -> SipResponse:
         target = SipURI.parse(target_uri) if isinstance(target_uri, str) else target_uri
-        peer = await self.resolve(target, transport or next(iter(self._transports)))
-        oc = OutboundCall(self, target, SessionDescription("0.0.0.0", []), None, peer, timeout_s=1,
-                          handlers=None, on_progress=None)
-        req = oc._build_invite(None)
-        req.method, req.body = "OPTIONS", b""
-        req.headers.set("CSeq", "1 OPTIONS")
-        req.headers.remove("Content-Type")
+        peer = await self.resolve(target, transport)
+        local = NameAddr(self.local_uri(), self.config.display_name, {"tag": self.new_tag()})
+        req = out_of_dialog_request(self, "OPTIONS", target, peer, local, self.new_call_id(), 1)
+        req.headers.add("Accept", "application/sdp")
         return await self.transact(req, peer)
 
     # --- dialogs and pending calls --------------------------------------------------------
@@ -265,7 +276,7 @@ class UserAgent:
         target = contact.uri if contact else req.from_.uri
         routes = req.headers.get_all("Record-Route")
         try:
-            peer = await self.peer_for(routes, target, call.peer.transport)
+            peer = await self.peer_for(routes, target)
         except (TransportError, OSError, ParseError):
             peer = call.txn.reply_to
         local = NameAddr(call.callee.uri, call.callee.display, dict(call.callee.params, tag=call.local_tag))
@@ -344,13 +355,12 @@ class UserAgent:
         log.info("sip call cancelled by caller", extra={"call_id": req.call_id})
 
     def _on_invite(self, req: SipRequest, txn: ServerTransaction, peer: Peer) -> None:
-        status = self._admission(req)
+        status, stale = self._admission(req)
         if status is not None:
             resp = make_response(req, status, to_tag=self.new_tag())
             if status == 503:
                 resp.headers.add("Retry-After", "5")
             if status == 401 and self.config.auth is not None:
-                stale = self._stale(req)
                 resp.headers.add("WWW-Authenticate", self.config.auth.challenge(stale=stale))
             if status == 420:
                 resp.headers.add("Unsupported", ", ".join(req.headers.get_all("Require")))
@@ -365,32 +375,30 @@ class UserAgent:
                                              "transport": peer.transport})
         self.spawn(self._run_incoming(call))
 
-    def _admission(self, req: SipRequest) -> int | None:
-        """The status refusing this INVITE, or None to offer it to the application."""
+    def _admission(self, req: SipRequest) -> tuple[int | None, bool]:
+        """The status refusing this INVITE (None: offer it to the application) and whether a
+        digest challenge should say the nonce was stale."""
         if self._closing or self.on_incoming_call is None:
-            return 480 if self.on_incoming_call is None else 503
+            return (480 if self.on_incoming_call is None else 503), False
         if self.active_calls >= self.config.max_calls:
-            return self.config.overload_status
+            return self.config.overload_status, False
         if self.config.auth is not None:
             header = req.headers.get("Authorization")
-            if not header or not self.config.auth.verify("INVITE", header).ok:
-                return 401
+            result = self.config.auth.verify("INVITE", header) if header else None
+            if result is None or not result.ok:
+                return 401, bool(result and result.stale)
         if req.headers.get_all("Require"):
-            return 420
+            return 420, False
         if req.body:
             if req.content_type != "application/sdp":
-                return 415
+                return 415, False
             try:
                 answer(parse_sdp(req.body), self.config.codecs, address="0.0.0.0", port=9)
             except SdpError:
-                return 400
+                return 400, False
             except NoCommonCodec:
-                return 488
-        return None
-
-    def _stale(self, req: SipRequest) -> bool:
-        header = req.headers.get("Authorization")
-        return bool(header and self.config.auth and self.config.auth.verify("INVITE", header).stale)
+                return 488, False
+        return None, False
 
     async def _run_incoming(self, call: IncomingCall) -> None:
         assert self.on_incoming_call is not None

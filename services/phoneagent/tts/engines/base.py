@@ -18,10 +18,11 @@ MAX_SPEED = 2.0
 class TtsEngine(Protocol):
     """A speech synthesiser.
 
-    ``synthesize`` is a generator of float32 mono chunks in [-1, 1] at ``native_rate``;
-    the caller may stop iterating at any time and no more work is done after the chunk
-    in progress. One engine instance may be shared by several calls; implementations
-    serialise whatever their runtime cannot run concurrently.
+    ``voices()[0]`` is the engine's default voice. ``synthesize`` is a generator of float32
+    mono chunks in [-1, 1] at ``native_rate``; the caller may stop iterating at any time and
+    no more work is done after the chunk in progress. One engine instance may be shared by
+    several calls (each call has its own worker thread); implementations serialise whatever
+    their runtime cannot run concurrently. Every engine accepts a ``threads`` option.
     """
 
     name: str

@@ -68,7 +68,7 @@ class KokoroOnnxEngine:
                                                  "voices": len(self._voices)})
 
     def voices(self) -> list[str]:
-        return sorted(self._voices) if self._voices else sorted(models.KOKORO_VOICE_SHA256)
+        return models.voice_list(self._voices or models.KOKORO_VOICE_SHA256)
 
     def synthesize(self, text: str, voice: str, speed: float = 1.0) -> Iterator[np.ndarray]:
         kokoro = self._require()

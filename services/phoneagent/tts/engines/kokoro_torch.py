@@ -34,11 +34,12 @@ class KokoroTorchEngine:
     native_rate = models.KOKORO_SAMPLE_RATE
 
     def __init__(self, config_path: str | Path | None = None, model_path: str | Path | None = None,
-                 voices_path: str | Path | None = None, device: str = "cuda") -> None:
+                 voices_path: str | Path | None = None, device: str = "cuda", threads: int = 1) -> None:
         self._config_path = Path(config_path) if config_path else None
         self._model_path = Path(model_path) if model_path else None
         self._voices_path = Path(voices_path) if voices_path else None
         self._device = device
+        self._threads = threads  # CPU threads for torch when device is "cpu"
         self._torch: Any = None
         self._model: Any = None
         self._pipelines: dict[str, Any] = {}
@@ -58,10 +59,13 @@ class KokoroTorchEngine:
             config, weights = self._weight_files()
             if self._device == "cuda" and not torch.cuda.is_available():
                 raise MissingModelError("kokoro-torch needs a CUDA device and none is available", extra=EXTRA)
+            if self._device == "cpu":
+                torch.set_num_threads(self._threads)
             model = KModel(repo_id=_REPO_ID, config=str(config), model=str(weights)).to(self._device).eval()
             arrays = models.load_kokoro_voices(self._voices_path)
             self._voices = {name: torch.from_numpy(arr) for name, arr in arrays.items()}
-            self._pipelines = {code: KPipeline(lang_code=code, repo_id=_REPO_ID, model=model) for code in "ab"}
+            self._pipelines = {code: KPipeline(lang_code=code, repo_id=_REPO_ID, model=model)
+                               for code in "ab"}
             self._torch, self._model = torch, model
             log.info("tts engine loaded", extra={"engine": self.name, "device": self._device})
 
@@ -74,7 +78,7 @@ class KokoroTorchEngine:
         return self._config_path, self._model_path
 
     def voices(self) -> list[str]:
-        return sorted(self._voices) if self._voices else sorted(models.KOKORO_VOICE_SHA256)
+        return models.voice_list(self._voices or models.KOKORO_VOICE_SHA256)
 
     def synthesize(self, text: str, voice: str, speed: float = 1.0) -> Iterator[np.ndarray]:
         if self._model is None:

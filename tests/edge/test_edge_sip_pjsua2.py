@@ -1,0 +1,305 @@
+"""A real third-party SIP stack (PJSIP through pjsua2, null sound device) calls our UAS over UDP.
+
+pjsua2 runs in a child process: it has its own event handling and aborts the process if its objects
+outlive ``libDestroy()``, which must not take the test runner down with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import sys
+from collections.abc import AsyncIterator
+
+import pytest
+from phoneagent.edge.sip import (
+    Dialog,
+    DialogHandlers,
+    DigestServer,
+    IncomingCall,
+    UAConfig,
+    UserAgent,
+    answer,
+    negotiated,
+    offer,
+)
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(importlib.util.find_spec("pjsua2") is None,
+                       reason="pjsua2 is not importable (pip install pjsua2-python==2.15.1)"),
+]
+
+PEER = r"""
+import ctypes, glob, json, os, sys, time
+import pjsua2 as pj
+
+# The wheel bundles OpenSSL 1.0.2, whose digest table PJSIP never fills: without this, PJSIP
+# reports MD5 and SHA-256 as unsupported and cannot answer a digest challenge.
+for lib in glob.glob(os.path.join(os.path.dirname(pj.__file__), "..", "pjsua2_python.libs", "libcrypto*")):
+    ctypes.CDLL(lib).OpenSSL_add_all_digests()
+
+target, mode, user, password, algorithm = sys.argv[1:6]
+result = {"states": [], "status": 0, "media": False}
+ep = pj.Endpoint()
+ep.libCreate()
+cfg = pj.EpConfig()
+cfg.uaConfig.threadCnt = 0
+cfg.uaConfig.mainThreadOnly = True
+cfg.logConfig.level = 0
+cfg.logConfig.consoleLevel = 0
+cfg.medConfig.noVad = True
+ep.libInit(cfg)
+tcfg = pj.TransportConfig()
+tcfg.boundAddress = "127.0.0.1"
+tcfg.port = 0
+ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
+ep.transportCreate(pj.PJSIP_TRANSPORT_TCP, tcfg)
+ep.libStart()
+ep.audDevManager().setNullDev()
+
+
+class Call(pj.Call):
+    def onCallState(self, prm):
+        info = self.getInfo()
+        result["states"].append(info.stateText)
+        result["status"] = info.lastStatusCode
+
+    def onCallMediaState(self, prm):
+        info = self.getInfo()  # keep the info alive while reading its media list
+        for media in info.media:
+            if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+                result["media"] = True
+
+
+acfg = pj.AccountConfig()
+acfg.idUri = "sip:pjsua@127.0.0.1"
+if user:
+    cred = pj.AuthCredInfo("digest", "*", user, 0, password)
+    # pjsip 2.15 leaves the algorithm unset unless told (fixed upstream later).
+    cred.algoType = {"MD5": pj.PJSIP_AUTH_ALGORITHM_MD5, "SHA-256": pj.PJSIP_AUTH_ALGORITHM_SHA256}[algorithm]
+    acfg.sipConfig.authCreds.append(cred)
+acc = pj.Account()
+acc.create(acfg)
+call = Call(acc)
+call.makeCall(target, pj.CallOpParam(True))
+
+
+def pump(until, seconds):
+    end = time.time() + seconds
+    while time.time() < end and not until():
+        ep.libHandleEvents(10)
+
+
+pump(lambda: "CONFIRMED" in result["states"] or "DISCONNECTED" in result["states"], 8)
+if mode == "peer_hangs_up" and "CONFIRMED" in result["states"]:
+    pump(lambda: False, 0.3)
+    call.hangup(pj.CallOpParam(True))
+pump(lambda: "DISCONNECTED" in result["states"], 8)
+del call
+acc.shutdown()
+del acc
+ep.libDestroy()
+del ep
+print("RESULT " + json.dumps(result))
+"""
+
+
+ANSWERER = r"""
+import ctypes, glob, json, os, select, sys, time
+import pjsua2 as pj
+
+for lib in glob.glob(os.path.join(os.path.dirname(pj.__file__), "..", "pjsua2_python.libs", "libcrypto*")):
+    ctypes.CDLL(lib).OpenSSL_add_all_digests()
+result = {"calls": [], "transfers": []}
+ep = pj.Endpoint()
+ep.libCreate()
+cfg = pj.EpConfig()
+cfg.uaConfig.threadCnt = 0
+cfg.uaConfig.mainThreadOnly = True
+cfg.logConfig.level = 0
+cfg.logConfig.consoleLevel = 0
+ep.libInit(cfg)
+tcfg = pj.TransportConfig()
+tcfg.boundAddress = "127.0.0.1"
+tid = ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
+ep.libStart()
+ep.audDevManager().setNullDev()
+calls = []
+
+
+class Call(pj.Call):
+    def __init__(self, acc, call_id=pj.PJSUA_INVALID_ID):
+        super().__init__(acc, call_id)
+        self.states = []
+        result["calls"].append(self.states)
+
+    def onCallState(self, prm):
+        info = self.getInfo()
+        self.states.append(info.stateText)
+
+    def onCallTransferRequest(self, prm):
+        result["transfers"].append(prm.dstUri)
+        new = Call(acc)
+        calls.append(new)
+        prm.newCall = new
+
+
+class Account(pj.Account):
+    def onIncomingCall(self, prm):
+        call = Call(self, prm.callId)
+        calls.append(call)
+        op = pj.CallOpParam()
+        op.statusCode = 180
+        call.answer(op)
+        op = pj.CallOpParam()
+        op.statusCode = 200
+        call.answer(op)
+
+
+acfg = pj.AccountConfig()
+acfg.idUri = "sip:pjsua@127.0.0.1"
+acc = Account()
+acc.create(acfg)
+print("PORT " + ep.transportGetInfo(tid).localName.rsplit(":", 1)[1], flush=True)
+end = time.time() + 20
+while time.time() < end:
+    ep.libHandleEvents(10)
+    if select.select([sys.stdin], [], [], 0)[0]:
+        break
+for call in calls:
+    try:
+        call.hangup(pj.CallOpParam(True))
+    except Exception:
+        pass
+del calls[:]
+acc.shutdown()
+del acc
+ep.libDestroy()
+del ep
+print("RESULT " + json.dumps(result), flush=True)
+"""
+
+
+async def run_peer(target: str, mode: str, user: str = "", password: str = "",
+                   algorithm: str = "MD5") -> dict:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", PEER, target, mode, user, password, algorithm,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    lines = [line for line in out.decode().splitlines() if line.startswith("RESULT ")]
+    assert lines, f"pjsua2 peer produced no result (rc={proc.returncode}): {err.decode()[-2000:]}"
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+class Agent:
+    def __init__(self, hang_up: bool) -> None:
+        self.hang_up = hang_up
+        self.dialogs: asyncio.Queue[Dialog] = asyncio.Queue()
+        self.peer_bye = asyncio.Event()
+
+    async def __call__(self, call: IncomingCall) -> None:
+        await call.ring()
+        assert call.remote_sdp is not None
+        local = answer(call.remote_sdp, ("PCMU", "PCMA"), address="127.0.0.1", port=40100)
+        dialog = await call.answer(local, DialogHandlers(on_bye=lambda d: self.peer_bye.set()))
+        self.dialogs.put_nowait(dialog)
+        if self.hang_up:
+            await asyncio.wait_for(dialog.confirmed.wait(), 5)
+            await dialog.bye()
+
+
+@pytest.fixture
+async def agent_ua(request: pytest.FixtureRequest) -> AsyncIterator[tuple[UserAgent, Agent]]:
+    hang_up, algorithm = request.param
+    agent = Agent(hang_up)
+    server = DigestServer("agent.test", {"pjuser": "pjpass"}, algorithm=algorithm) if algorithm else None
+    ua = UserAgent(UAConfig(auth=server, transports=("udp", "tcp")), agent)
+    await ua.start()
+    yield ua, agent
+    await ua.close()
+
+
+def uri(ua: UserAgent, transport: str = "udp") -> str:
+    host, port = ua.local_address()
+    return f"sip:agent@{host}:{port}" + (";transport=tcp" if transport == "tcp" else "")
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+@pytest.mark.parametrize("agent_ua", [(False, "")], indirect=True)
+async def test_pjsua2_calls_and_hangs_up(agent_ua, transport: str) -> None:  # type: ignore[no-untyped-def]
+    ua, agent = agent_ua
+    result = await run_peer(uri(ua, transport), "peer_hangs_up")
+    assert "CONFIRMED" in result["states"] and result["states"][-1] == "DISCONNECTED"
+    assert result["media"]
+    dialog = agent.dialogs.get_nowait()
+    await asyncio.wait_for(agent.peer_bye.wait(), 5)
+    assert dialog.peer.transport == transport.upper()
+    assert dialog.remote_sdp is not None
+    assert negotiated(dialog.remote_sdp).codec in ("PCMU", "PCMA")
+
+
+@pytest.mark.parametrize("agent_ua", [(True, "MD5"), (True, "SHA-256")], indirect=True)
+async def test_pjsua2_digest_call_and_we_hang_up(agent_ua) -> None:  # type: ignore[no-untyped-def]
+    ua, agent = agent_ua
+    result = await run_peer(uri(ua), "agent_hangs_up", "pjuser", "pjpass", ua.config.auth.algorithm)
+    assert "CONFIRMED" in result["states"] and result["states"][-1] == "DISCONNECTED"
+    dialog = agent.dialogs.get_nowait()
+    assert dialog.end_reason == "local_bye"
+    assert ua.active_calls == 0
+
+
+@pytest.mark.parametrize("agent_ua", [(False, "MD5")], indirect=True)
+async def test_pjsua2_wrong_password_is_refused(agent_ua) -> None:  # type: ignore[no-untyped-def]
+    ua, agent = agent_ua
+    result = await run_peer(uri(ua), "peer_hangs_up", "pjuser", "wrong")
+    assert "CONFIRMED" not in result["states"] and result["status"] in (401, 403)
+    assert agent.dialogs.empty()
+
+
+async def test_our_uac_calls_pjsua2_and_transfers_it_to_us() -> None:
+    """Outbound call to a real peer, then a blind transfer: pjsua2 calls the REFER target (our UAS)."""
+    agent = Agent(hang_up=False)
+    human = UserAgent(UAConfig(user="human"), agent)
+    caller = UserAgent(UAConfig(user="agent"))
+    await human.start()
+    await caller.start()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", ANSWERER, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        line = ""
+        while not line.startswith("PORT "):  # pjlib prints a banner first
+            line = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
+            assert line, "pjsua2 peer exited before listening"
+        progress: list[int] = []
+        dialog = await asyncio.wait_for(caller.call(
+            f"sip:pjsua@127.0.0.1:{int(line.split()[1])}", offer("127.0.0.1", 40200),
+            on_progress=lambda status, sdp: progress.append(status)), 10)
+        assert 180 in progress and dialog.remote_sdp is not None
+        assert negotiated(dialog.remote_sdp, dialog.local_sdp).codec in ("PCMU", "PCMA")
+        host, port = human.local_address()
+        status = await asyncio.wait_for(dialog.refer(f"sip:human@{host}:{port}"), 15)
+        assert status == 200
+        transferred = await asyncio.wait_for(agent.dialogs.get(), 5)
+        assert transferred.remote.uri.user == "pjsua"
+        await dialog.bye()
+        proc.stdin.write(b"quit\n")
+        await proc.stdin.drain()
+        out, _ = await asyncio.wait_for(proc.communicate(), 15)
+        result = json.loads(out.decode().split("RESULT ", 1)[1])
+        assert result["transfers"] and "human@" in result["transfers"][0]
+        assert all("CONFIRMED" in states for states in result["calls"])
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await caller.close()
+        await human.close()

@@ -1,0 +1,24 @@
+"""Engines loaded once per pytest run (real models; loading takes about a second each)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from phoneagent.tts.engines.base import TtsEngine, create_engine
+
+
+@pytest.fixture(scope="session")
+def kokoro_engine() -> Iterator[TtsEngine]:
+    engine = create_engine("kokoro", threads=1)
+    engine.load()
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="session")
+def piper_engine() -> Iterator[TtsEngine]:
+    engine = create_engine("piper", threads=1)
+    engine.load()
+    yield engine
+    engine.close()
