@@ -74,7 +74,7 @@ def make(engine: ScriptedEngine, tools: Tools | None = None, **cfg: Any) -> tupl
     async def save(st: DialogState) -> None:
         saved.append(DialogState.from_json(st.to_json()))
 
-    d = Dialog("c1", engine, system_prompt=lambda _: "You are a receptionist.", greeting="Hello, this is Ada.",
+    d = Dialog("c1", engine, system_prompt=lambda: "You are a receptionist.", greeting="Hello, this is Ada.",
                publish=publish, save=save, tools=tools, config=DialogConfig(**cfg))
     return d, said, saved
 

@@ -99,16 +99,19 @@ class _Reply:
 Publish = Callable[[Sentence], Awaitable[None]]
 Action = Callable[[str, dict[str, Any]], Awaitable[None]]
 Save = Callable[[DialogState], Awaitable[None]]
-SystemPrompt = Callable[[str], str]
+SystemPrompt = Callable[[], str]
+TurnContext = Callable[[str], str]
 
 
 class Dialog:
     def __init__(self, call_id: str, engine: LlmEngine, *, system_prompt: SystemPrompt, greeting: str,
                  publish: Publish, save: Save, tools: ToolRunner | None = None, action: Action | None = None,
-                 config: DialogConfig | None = None, state: DialogState | None = None) -> None:
+                 config: DialogConfig | None = None, state: DialogState | None = None,
+                 context: TurnContext | None = None) -> None:
         self.call_id = call_id
         self.engine = engine
         self.system_prompt = system_prompt
+        self.context = context
         self.greeting = greeting
         self.publish = publish
         self.save = save
@@ -137,7 +140,12 @@ class Dialog:
             return
         await self.interrupt(None)
         self.state.turn = max(self.state.turn + 1, turn)
-        self.state.history.append({"role": "user", "content": text})
+        # Facts for this turn (time, free slots, document passages) ride with the caller's words,
+        # and stay in the history as sent: the prompt prefix then never changes between turns and
+        # the engine reuses its cache instead of re-reading the whole conversation.
+        facts = self.context(text) if self.context is not None else ""
+        content = f"{facts}\nCaller: {text}" if facts else text
+        self.state.history.append({"role": "user", "content": content})
         self._trim()
         await self.save(self.state)
         reply = self._new_reply(turn=self.state.turn)
@@ -205,14 +213,8 @@ class Dialog:
         if excess > 0:
             del self.state.history[:excess]
 
-    def _messages(self, last_user: str) -> list[dict[str, Any]]:
-        return [{"role": "system", "content": self.system_prompt(last_user)}, *self.state.history]
-
-    def _last_user(self) -> str:
-        for m in reversed(self.state.history):
-            if m["role"] == "user":
-                return str(m["content"])
-        return ""
+    def _messages(self) -> list[dict[str, Any]]:
+        return [{"role": "system", "content": self.system_prompt()}, *self.state.history]
 
     async def _say(self, reply: _Reply, text: str) -> None:
         """Publish one sentence of the reply at once (never held back for the next one)."""
@@ -226,7 +228,7 @@ class Dialog:
 
     async def _generate(self, reply: _Reply, started: float) -> None:
         try:
-            messages = self._messages(self._last_user())
+            messages = self._messages()
             tool_call = await self._stream(reply, messages, started, with_tools=True)
             if tool_call is not None:
                 await self._run_tool(reply, messages, tool_call, started)
@@ -325,7 +327,7 @@ class Dialog:
             {"type": "function", "function": {"name": name, "arguments": json.dumps(args)}}]})
         self.state.history.append({"role": "tool", "content": json.dumps(
             {"ok": outcome.ok, **outcome.result, "say": outcome.spoken})})
-        follow = self._messages(self._last_user())
+        follow = self._messages()
         await self._stream(reply, follow, started, with_tools=False)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from phoneagent.llm.dialog import Dialog, DialogConfig, DialogState, Sentence, ToolOutcome
 from phoneagent.llm.domain.agent import Agent, load_agent
-from phoneagent.llm.domain.calendar_facts import calendar_facts
+from phoneagent.llm.domain.calendar_facts import calendar_facts, hours_summary
 from phoneagent.llm.domain.knowledge import KnowledgeBase, open_knowledge_base
 from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tool_result import CallContext
@@ -35,6 +35,10 @@ SETTINGS = LlmSettings
 
 STYLE = ("You are on a phone call. Answer in one or two short spoken sentences, no lists, no markdown. "
          "Never claim to be human. If you do not know something, say so and offer to take a message.")
+
+
+def hours_summary_line(agent: Agent) -> str:
+    return f"{agent.business_name} is open {hours_summary(agent)} ({agent.timezone})."
 
 
 class Tools:
@@ -71,13 +75,19 @@ class LlmCallSession:
         tools = Tools(svc.executor, CallContext(self.call_id, caller or None)) if svc.executor else None
         self.dialog = Dialog(self.call_id, svc.engine, system_prompt=svc.system_prompt, greeting=svc.agent.greeting,
                              publish=self.publish, save=self.save, tools=tools, action=self.action,
-                             config=svc.dialog_config, state=state)
+                             config=svc.dialog_config, state=state, context=svc.turn_context)
         bus = svc.bus
         self.subs.append(await bus.subscribe(subjects.transcript(self.call_id), speech_pb2.Transcript,
                                              self.on_transcript))
         self.subs.append(await bus.subscribe(subjects.control(self.call_id), control_pb2.ControlEvent,
                                              self.on_control, lane=Lane.CONTROL))
-        if self.call.direction == call_pb2.DIRECTION_INBOUND and state is None:
+        self.subs.append(await bus.subscribe(subjects.lifecycle(self.call_id), call_pb2.CallEvent,
+                                             self.on_lifecycle, lane=Lane.CONTROL))
+
+    async def on_lifecycle(self, ev: call_pb2.CallEvent, _: Delivery) -> None:
+        # Greet once the call is answered: by then every stage has its session and listens.
+        if ev.WhichOneof("event") == "answered" and self.dialog is not None and \
+                self.call.direction == call_pb2.DIRECTION_INBOUND:
             await self.dialog.greet()
 
     async def publish(self, s: Sentence) -> None:
@@ -150,7 +160,8 @@ class LlmService(Service):
         s = self.settings
         opts: dict[str, Any]
         if s.engine == "llama_cpp":
-            opts = {"model": s.model, "n_threads": s.threads, "n_ctx": s.context}
+            opts = {"model": s.model, "n_threads": s.threads, "n_threads_batch": s.batch_threads,
+                    "n_ctx": s.context}
         elif s.engine == "openai_http":
             opts = {"base_url": s.base_url, "model": s.model, "api_key": s.api_key or None}
         else:
@@ -163,16 +174,31 @@ class LlmService(Service):
                                                      cache_dir() / "knowledge")
         self.executor = ToolExecutor(self.agent, self.store, self.knowledge)
         self._kv = await streams.dialog_kv(self.bus.jetstream())
+        await self.warm_up()
         log.info("llm ready", extra={"engine": s.engine, "model": s.model, "agent": self.agent.name})
 
-    def system_prompt(self, last_user: str) -> str:
-        parts = [self.agent.persona.strip(), STYLE,
-                 calendar_facts(self.agent, datetime.now(UTC), self.store)]
-        if self.knowledge is not None and last_user:
-            passages = self.knowledge.search(last_user, k=2)
+    def system_prompt(self) -> str:
+        """The part of the prompt that is the same for every turn of every call (cached by the engine)."""
+        return f"{self.agent.persona.strip()}\n\n{STYLE}\n\n{hours_summary_line(self.agent)}"
+
+    def turn_context(self, caller_text: str) -> str:
+        """Facts for one turn: today's date and time, free slots, matching document passages."""
+        facts = calendar_facts(self.agent, datetime.now(UTC), self.store)
+        if self.knowledge is not None and caller_text:
+            passages = self.knowledge.search(caller_text, k=2)
             if passages:
-                parts.append("Facts from the business's documents:\n" + "\n".join(p.text for p in passages))
-        return "\n\n".join(p for p in parts if p)
+                facts += "\nFrom the practice's documents: " + " ".join(p.text for p in passages)
+        return f"[Facts for this turn]\n{facts}"
+
+    async def warm_up(self) -> None:
+        """Evaluate the fixed prompt prefix (persona and tool schemas) once, before the first call."""
+        tools = self.executor.definitions() if self.executor else None
+        messages = [{"role": "system", "content": self.system_prompt()}, {"role": "user", "content": "Hello"}]
+        started = time.perf_counter()
+        async for _ in self.engine.stream(messages, request_id="warm-up", max_tokens=1, temperature=0.0,
+                                          tools=tools):
+            pass
+        log.info("llm prompt cache warmed", extra={"seconds": round(time.perf_counter() - started, 2)})
 
     async def load_state(self, call_id: str) -> DialogState | None:
         try:

@@ -11,7 +11,9 @@ from phoneagent.runtime.settings import env, positive
 class LlmSettings:
     engine: str = env("PA_LLM_ENGINE", "llama_cpp", doc="llama_cpp (CPU), vllm (GPU) or openai_http")
     model: str = env("PA_LLM_MODEL", "qwen-0.5b", doc="qwen-0.5b or qwen-1.5b (llama_cpp); a model dir (vllm)")
-    threads: int = env("PA_LLM_THREADS", 1, check=positive, doc="llama.cpp threads")
+    threads: int = env("PA_LLM_THREADS", 1, check=positive, doc="llama.cpp decoding threads")
+    batch_threads: int = env("PA_LLM_BATCH_THREADS", 2, check=positive,
+                             doc="llama.cpp prompt-processing threads (scales with cores)")
     context: int = env("PA_LLM_CONTEXT", 4096, check=positive, doc="Context window in tokens")
     base_url: str = env("PA_LLM_BASE_URL", "", doc="OpenAI-compatible server URL (openai_http)")
     api_key: str = env("PA_LLM_API_KEY", "", doc="Bearer key for the OpenAI-compatible server")

@@ -83,6 +83,7 @@ class LlamaCppEngine:
         model_path: str | Path | None = None,
         n_ctx: int = 4096,
         n_threads: int = 1,
+        n_threads_batch: int | None = None,
         n_batch: int = 256,
         n_gpu_layers: int = 0,
         seed: int | None = None,
@@ -95,7 +96,9 @@ class LlamaCppEngine:
         self._params = {
             "n_ctx": n_ctx,
             "n_threads": n_threads,
-            "n_threads_batch": n_threads,
+            # Prompt processing is batched and scales with threads; decoding holds up better on one
+            # thread when the CPU is shared (MODELS.md), so the two are separate settings.
+            "n_threads_batch": n_threads_batch or n_threads,
             "n_batch": n_batch,
             "n_gpu_layers": n_gpu_layers,
         }
