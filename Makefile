@@ -35,13 +35,13 @@ lint: install ## ruff lint
 typecheck: install ## mypy on the runtime
 	$(VENV)/bin/mypy
 
-test: install ## Run the whole test suite (what CI runs)
+test: install models ## Run the whole test suite (what CI runs)
 	$(PY) -m phoneagent.tools.proto_check
 	$(VENV)/bin/ruff check services tests
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -ra
 
-test-fast: install ## Tests not marked slow
+test-fast: install models ## Tests not marked slow
 	$(PY) -m pytest -ra -m "not slow"
 
 check: test ## Everything CI checks

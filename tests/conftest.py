@@ -41,7 +41,13 @@ async def bus(nats_url: str) -> AsyncIterator[Bus]:
 def service_env(nats_url: str, tmp_path: Path) -> dict[str, str]:
     """Environment for a service subprocess talking to the test nats-server."""
     env = dict(os.environ)
-    env.update({"PA_NATS_URL": nats_url, "PA_LOG_FORMAT": "text", "PA_HTTP_PORT": "0",
-                "PYTHONPATH": str(ROOT / "services") + os.pathsep + env.get("PYTHONPATH", ""),
-                "PA_MODEL_DIR": env.get("PA_MODEL_DIR", str(Path.home() / ".cache" / "phone-agent" / "models"))})
+    env.update(
+        {
+            "PA_NATS_URL": nats_url,
+            "PA_LOG_FORMAT": "text",
+            "PA_HTTP_PORT": "0",
+            "PYTHONPATH": str(ROOT / "services") + os.pathsep + env.get("PYTHONPATH", ""),
+            "PA_MODEL_DIR": env.get("PA_MODEL_DIR", str(Path.home() / ".cache" / "phone-agent" / "models")),
+        }
+    )
     return env

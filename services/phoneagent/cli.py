@@ -39,9 +39,13 @@ def _up(args: argparse.Namespace) -> int:
         stack.start(ready_timeout=args.ready_timeout)
         print(f"{'service':<8} {'pid':>7} {'http':>6}  status")
         for row in stack.status():
-            extra = ", ".join(f"{k}={v}" for k, v in row.items() if k not in {"service", "pid", "port", "ready"})
-            print(f"{row['service']:<8} {row['pid']:>7} {row['port']:>6}  "
-                  f"{'ready' if row.get('ready') else 'NOT READY'}  {extra}")
+            extra = ", ".join(
+                f"{k}={v}" for k, v in row.items() if k not in {"service", "pid", "port", "ready"}
+            )
+            print(
+                f"{row['service']:<8} {row['pid']:>7} {row['port']:>6}  "
+                f"{'ready' if row.get('ready') else 'NOT READY'}  {extra}"
+            )
         print(f"logs in {Path(args.data_dir) / 'logs'}; Ctrl-C stops everything", flush=True)
         if args.exit_when_ready:
             return 0

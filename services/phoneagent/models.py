@@ -17,7 +17,9 @@ from phoneagent.runtime.errors import PhoneAgentError
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m phoneagent.models", description=__doc__)
     parser.add_argument("--asr-model", default="tiny.en", help="Whisper model for the ASR service")
-    parser.add_argument("--llm-model", default="", help="GGUF for the LLM service (default: the service default)")
+    parser.add_argument(
+        "--llm-model", default="", help="GGUF for the LLM service (default: the service default)"
+    )
     args = parser.parse_args(argv)
     failures = 0
     t0 = time.perf_counter()
@@ -37,7 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     from phoneagent.llm import assemble as llm_assemble
 
     failures += llm_assemble.main(["--model", args.llm_model] if args.llm_model else []) != 0
-    print(f"models ready in {time.perf_counter() - t0:.1f}s" if not failures else f"{failures} model step(s) failed")
+    print(
+        f"models ready in {time.perf_counter() - t0:.1f}s"
+        if not failures
+        else f"{failures} model step(s) failed"
+    )
     return 1 if failures else 0
 
 

@@ -12,11 +12,9 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
-
 from pa_testing import wait_for
 from phoneagent.audio.resample import resample
 from phoneagent.edge.callflow import EdgeCall
@@ -58,7 +56,7 @@ class LoopbackTransport:
         self.marks: dict[str, float] = {}
 
     def say(self, pcm: np.ndarray, mark: str) -> None:
-        frames = [pcm[i:i + 160] for i in range(0, len(pcm) - 159, 160)]
+        frames = [pcm[i : i + 160] for i in range(0, len(pcm) - 159, 160)]
         frames += [np.zeros(160, np.int16)] * 40  # 800 ms of silence ends the utterance
         self.script.extend(frames)
         self.pending_mark = mark
@@ -92,8 +90,13 @@ class LoopbackTransport:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     data = tmp_path_factory.mktemp("stack")
-    env = {"PA_POLICY_DB": str(data / "policy.sqlite3"), "PA_DATABASE_URL": f"sqlite:///{data / 'appts.sqlite3'}",
-           "PA_GRPC_PORT": "0", "PA_TTS_ENGINE": "piper", "PA_TTS_ENGINES": "piper"}
+    env = {
+        "PA_POLICY_DB": str(data / "policy.sqlite3"),
+        "PA_DATABASE_URL": f"sqlite:///{data / 'appts.sqlite3'}",
+        "PA_GRPC_PORT": "0",
+        "PA_TTS_ENGINE": "piper",
+        "PA_TTS_ENGINES": "piper",
+    }
     st = Stack(data, ("policy", "asr", "llm", "tts"), env=env)
     try:
         st.start(ready_timeout=240)
@@ -135,10 +138,16 @@ async def test_a_call_through_the_stack(stack: Stack, edge_bus: Bus) -> None:
     await edge_bus.subscribe(subjects.lifecycle(call_id), call_pb2.CallEvent, on_life)
 
     transport = LoopbackTransport()
-    started = call_pb2.CallStarted(meta=common_pb2.EventMeta(call_id=call_id),
-                                   direction=call_pb2.DIRECTION_INBOUND, transport=call_pb2.TRANSPORT_SIP,
-                                   from_uri="sip:+14155550134@test", to_uri="sip:agent@test", sample_rate=16000,
-                                   codec="PCMU", agent="dental_clinic")
+    started = call_pb2.CallStarted(
+        meta=common_pb2.EventMeta(call_id=call_id),
+        direction=call_pb2.DIRECTION_INBOUND,
+        transport=call_pb2.TRANSPORT_SIP,
+        from_uri="sip:+14155550134@test",
+        to_uri="sip:agent@test",
+        sample_rate=16000,
+        codec="PCMU",
+        agent="dental_clinic",
+    )
     call = EdgeCall(edge_bus, started, transport)
     await call.start()
     await call.answered()
@@ -155,8 +164,10 @@ async def test_a_call_through_the_stack(stack: Stack, edge_bus: Bus) -> None:
     replies = lambda: [m for m in said if m.meta.generation_id > said[0].meta.generation_id and m.text]  # noqa: E731
     await wait_for(replies, timeout=90)
     await wait_for(lambda: "question" in transport.first_speech_after, timeout=60)
-    print(f"\nmouth-to-ear (end of question audio -> first agent frame): "
-          f"{transport.first_speech_after['question'] * 1000:.0f} ms; reply: {replies()[0].text!r}")
+    print(
+        f"\nmouth-to-ear (end of question audio -> first agent frame): "
+        f"{transport.first_speech_after['question'] * 1000:.0f} ms; reply: {replies()[0].text!r}"
+    )
 
     await call.end(call_pb2.END_REASON_CALLER_HANGUP, "caller hung up")
     await wait_for(lambda: any(e.WhichOneof("event") == "ended" for e in lifecycle), timeout=5)
@@ -166,8 +177,14 @@ async def test_a_call_through_the_stack(stack: Stack, edge_bus: Bus) -> None:
     await asyncio.sleep(0.5)
     again = await claim_session(edge_bus, "asr", started)
     assert not again.existing
-    await edge_bus.publish(subjects.lifecycle(call_id), call_pb2.CallEvent(ended=call_pb2.CallEnded(
-        meta=common_pb2.EventMeta(call_id=call_id), reason=call_pb2.END_REASON_CALLER_HANGUP)))
+    await edge_bus.publish(
+        subjects.lifecycle(call_id),
+        call_pb2.CallEvent(
+            ended=call_pb2.CallEnded(
+                meta=common_pb2.EventMeta(call_id=call_id), reason=call_pb2.END_REASON_CALLER_HANGUP
+            )
+        ),
+    )
 
 
 async def test_stack_status_reports_every_service_ready(stack: Stack) -> None:

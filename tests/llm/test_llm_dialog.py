@@ -33,8 +33,16 @@ class ScriptedEngine:
         self.aborted.append(request_id)
         self.release.set()
 
-    async def stream(self, messages: list[dict[str, Any]], *, request_id: str, max_tokens: int,
-                     temperature: float, tools: Any = None, json_schema: Any = None) -> AsyncIterator[Delta]:
+    async def stream(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        request_id: str,
+        max_tokens: int,
+        temperature: float,
+        tools: Any = None,
+        json_schema: Any = None,
+    ) -> AsyncIterator[Delta]:
         self.requests.append([dict(m) for m in messages])
         if self.fail:
             raise EngineFailure("engine down")
@@ -60,11 +68,14 @@ class Tools:
     async def run(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
         self.calls.append((name, arguments))
         await asyncio.sleep(self.delay)
-        return ToolOutcome(ok=True, result={"booked": "2026-11-24T10:00"}, spoken="Booked for Tuesday at ten.")
+        return ToolOutcome(
+            ok=True, result={"booked": "2026-11-24T10:00"}, spoken="Booked for Tuesday at ten."
+        )
 
 
-def make(engine: ScriptedEngine, tools: Tools | None = None, **cfg: Any) -> tuple[Dialog, list[Sentence],
-                                                                                 list[DialogState]]:
+def make(
+    engine: ScriptedEngine, tools: Tools | None = None, **cfg: Any
+) -> tuple[Dialog, list[Sentence], list[DialogState]]:
     said: list[Sentence] = []
     saved: list[DialogState] = []
 
@@ -74,8 +85,16 @@ def make(engine: ScriptedEngine, tools: Tools | None = None, **cfg: Any) -> tupl
     async def save(st: DialogState) -> None:
         saved.append(DialogState.from_json(st.to_json()))
 
-    d = Dialog("c1", engine, system_prompt=lambda: "You are a receptionist.", greeting="Hello, this is Ada.",
-               publish=publish, save=save, tools=tools, config=DialogConfig(**cfg))
+    d = Dialog(
+        "c1",
+        engine,
+        system_prompt=lambda: "You are a receptionist.",
+        greeting="Hello, this is Ada.",
+        publish=publish,
+        save=save,
+        tools=tools,
+        config=DialogConfig(**cfg),
+    )
     return d, said, saved
 
 
@@ -97,8 +116,9 @@ async def test_reply_streams_sentences_with_ids_and_history_keeps_it() -> None:
 
 
 async def test_barge_in_aborts_and_history_keeps_only_what_was_heard() -> None:
-    engine = ScriptedEngine([["Our opening hours are nine to five. ", "On Saturdays we open ", None,
-                              "at ten and close at two."]])
+    engine = ScriptedEngine(
+        [["Our opening hours are nine to five. ", "On Saturdays we open ", None, "at ten and close at two."]]
+    )
     d, said, saved = make(engine)
     await d.on_user_turn(1, "When are you open?")
     await wait_for(lambda: len(said) >= 1)
@@ -113,10 +133,15 @@ async def test_barge_in_aborts_and_history_keeps_only_what_was_heard() -> None:
 
 
 async def test_tool_call_runs_in_code_with_a_filler_then_speaks_the_result() -> None:
-    engine = ScriptedEngine([
-        ['<tool_call>\n{"name": "book_appointment", ', '"arguments": {"when": "next Tuesday at 10"}}\n</tool_call>'],
-        ["You're booked for Tuesday at ten. ", "Anything else?"],
-    ])
+    engine = ScriptedEngine(
+        [
+            [
+                '<tool_call>\n{"name": "book_appointment", ',
+                '"arguments": {"when": "next Tuesday at 10"}}\n</tool_call>',
+            ],
+            ["You're booked for Tuesday at ten. ", "Anything else?"],
+        ]
+    )
     tools = Tools(delay=0.3)
     d, said, saved = make(engine, tools, filler_after_s=0.1)
     await d.on_user_turn(1, "Book me next Tuesday at 10")

@@ -22,10 +22,18 @@ class PingSession:
         self.sub = None
 
     async def start(self) -> None:
-        self.sub = await self.svc.bus.subscribe(subjects.control(self.call_id), control_pb2.ControlEvent,
-                                                self.on_control, lane=Lane.CONTROL)
-        await self.svc.bus.publish(ANNOUNCE, session_pb2.SessionAssigned(
-            stage=self.svc.stage, call_id=self.call_id, replica_id=self.svc.replica, existing=self.taken_over))
+        self.sub = await self.svc.bus.subscribe(
+            subjects.control(self.call_id), control_pb2.ControlEvent, self.on_control, lane=Lane.CONTROL
+        )
+        await self.svc.bus.publish(
+            ANNOUNCE,
+            session_pb2.SessionAssigned(
+                stage=self.svc.stage,
+                call_id=self.call_id,
+                replica_id=self.svc.replica,
+                existing=self.taken_over,
+            ),
+        )
 
     async def on_control(self, ev: control_pb2.ControlEvent, d: Delivery) -> None:
         if ev.WhichOneof("kind") == "dtmf" and not ev.dtmf.outbound:

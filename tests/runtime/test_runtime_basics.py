@@ -10,7 +10,6 @@ import logging
 import urllib.request
 
 import pytest
-
 from phoneagent.runtime import logs
 from phoneagent.runtime.errors import ErrorKind, PhoneAgentError, Unavailable
 from phoneagent.runtime.health import HealthServer
@@ -28,8 +27,15 @@ def test_settings_defaults_and_parsing() -> None:
 
 def test_settings_errors_name_every_wrong_variable() -> None:
     with pytest.raises(SettingsError) as e:
-        load(CommonSettings, {"PA_HTTP_PORT": "eighty", "PA_NATS_URL": "localhost:4222",
-                              "PA_LOG_FORMAT": "xml", "PA_HEARTBEAT_S": "-1"})
+        load(
+            CommonSettings,
+            {
+                "PA_HTTP_PORT": "eighty",
+                "PA_NATS_URL": "localhost:4222",
+                "PA_LOG_FORMAT": "xml",
+                "PA_HEARTBEAT_S": "-1",
+            },
+        )
     text = str(e.value)
     for var in ("PA_HTTP_PORT", "PA_NATS_URL", "PA_LOG_FORMAT", "PA_HEARTBEAT_S"):
         assert var in text
@@ -47,8 +53,10 @@ def test_settings_errors_name_every_wrong_variable() -> None:
 
 
 def test_redaction_of_personal_data() -> None:
-    text = ("call me on +1 (415) 555-0134, card 4111 1111 1111 1111, ssn 123-45-6789, "
-            "mail jo@example.com, sip:+14155550134@trunk.example")
+    text = (
+        "call me on +1 (415) 555-0134, card 4111 1111 1111 1111, ssn 123-45-6789, "
+        "mail jo@example.com, sip:+14155550134@trunk.example"
+    )
     out = redact_text(text)
     for secret in ("555-0134", "4111 1111", "123-45-6789", "jo@example.com", "+14155550134"):
         assert secret not in out
@@ -67,8 +75,15 @@ def test_logs_carry_call_id_and_never_show_numbers_or_transcripts() -> None:
     log = logging.getLogger("test.logs")
     token = logs.call_id_var.set("c-42")
     try:
-        log.info("final transcript", extra={"text": "my card is 4111 1111 1111 1111", "number": "+14155550134",
-                                           "note": "reach me at 415-555-0134", "latency_ms": 412})
+        log.info(
+            "final transcript",
+            extra={
+                "text": "my card is 4111 1111 1111 1111",
+                "number": "+14155550134",
+                "note": "reach me at 415-555-0134",
+                "latency_ms": 412,
+            },
+        )
     finally:
         logs.call_id_var.reset(token)
     record = json.loads(stream.getvalue().strip().splitlines()[-1])
@@ -79,8 +94,9 @@ def test_logs_carry_call_id_and_never_show_numbers_or_transcripts() -> None:
 
 async def test_health_endpoints() -> None:
     state = {"ready": False}
-    server = HealthServer("127.0.0.1", 0, live=lambda: True, ready=lambda: state["ready"],
-                          status=lambda: {"sessions": 3})
+    server = HealthServer(
+        "127.0.0.1", 0, live=lambda: True, ready=lambda: state["ready"], status=lambda: {"sessions": 3}
+    )
     port = await server.start()
 
     def get(path: str) -> tuple[int, bytes]:

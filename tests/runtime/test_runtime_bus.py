@@ -6,7 +6,6 @@ import asyncio
 import time
 
 import pytest
-
 from pa_testing import wait_for
 from phoneagent.runtime import metrics, subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane

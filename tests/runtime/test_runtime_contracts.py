@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import RejectedMessage, decode, event_meta, subject_kind
 from phoneagent.runtime.errors import ErrorKind, PhoneAgentError
@@ -11,28 +10,60 @@ from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2, policy_p
 
 
 def meta(call_id: str = "c1", turn: int = 2, gen: int = 3) -> common_pb2.EventMeta:
-    return common_pb2.EventMeta(call_id=call_id, turn_id=turn, generation_id=gen, ts_unix_ns=123, producer="t")
+    return common_pb2.EventMeta(
+        call_id=call_id, turn_id=turn, generation_id=gen, ts_unix_ns=123, producer="t"
+    )
 
 
 SAMPLES = [
-    call_pb2.CallEvent(started=call_pb2.CallStarted(meta=meta(), direction=call_pb2.DIRECTION_INBOUND,
-                                                    transport=call_pb2.TRANSPORT_SIP, from_uri="sip:a@b",
-                                                    sample_rate=16000, codec="PCMU")),
-    call_pb2.CallEvent(ended=call_pb2.CallEnded(meta=meta(), reason=call_pb2.END_REASON_CALLER_HANGUP,
-                                                duration_ms=1234)),
-    media_pb2.AudioFrame(meta=meta(), sequence=7, pcm=b"\x01\x00" * 320, sample_rate=16000, capture_unix_ns=9),
-    media_pb2.SpeechChunk(meta=meta(), sequence=1, pcm=b"\x00" * 320, sample_rate=8000, sentence_seq=0,
-                          text_start=0, text_end=5, last_in_generation=True),
-    speech_pb2.AsrEvent(transcript=speech_pb2.Transcript(meta=meta(), final=True, text="hello",
-                                                         speech_start_unix_ns=1, speech_end_unix_ns=2)),
+    call_pb2.CallEvent(
+        started=call_pb2.CallStarted(
+            meta=meta(),
+            direction=call_pb2.DIRECTION_INBOUND,
+            transport=call_pb2.TRANSPORT_SIP,
+            from_uri="sip:a@b",
+            sample_rate=16000,
+            codec="PCMU",
+        )
+    ),
+    call_pb2.CallEvent(
+        ended=call_pb2.CallEnded(meta=meta(), reason=call_pb2.END_REASON_CALLER_HANGUP, duration_ms=1234)
+    ),
+    media_pb2.AudioFrame(
+        meta=meta(), sequence=7, pcm=b"\x01\x00" * 320, sample_rate=16000, capture_unix_ns=9
+    ),
+    media_pb2.SpeechChunk(
+        meta=meta(),
+        sequence=1,
+        pcm=b"\x00" * 320,
+        sample_rate=8000,
+        sentence_seq=0,
+        text_start=0,
+        text_end=5,
+        last_in_generation=True,
+    ),
+    speech_pb2.AsrEvent(
+        transcript=speech_pb2.Transcript(
+            meta=meta(), final=True, text="hello", speech_start_unix_ns=1, speech_end_unix_ns=2
+        )
+    ),
     speech_pb2.AgentText(meta=meta(), sentence_seq=1, text="Hi there.", final=True),
-    control_pb2.ControlEvent(meta=meta(), barge_in=control_pb2.BargeIn(interrupted_generation_id=3,
-                                                                        played_ms=840)),
-    control_pb2.ControlEvent(meta=meta(), survives_interrupt=True,
-                             hangup=control_pb2.Hangup(reason=call_pb2.END_REASON_AGENT_HANGUP)),
+    control_pb2.ControlEvent(
+        meta=meta(), barge_in=control_pb2.BargeIn(interrupted_generation_id=3, played_ms=840)
+    ),
+    control_pb2.ControlEvent(
+        meta=meta(),
+        survives_interrupt=True,
+        hangup=control_pb2.Hangup(reason=call_pb2.END_REASON_AGENT_HANGUP),
+    ),
     control_pb2.ControlEvent(meta=meta(), dtmf=control_pb2.Dtmf(digit="5", duration_ms=120)),
-    policy_pb2.PolicyDecision(meta=meta(), decision=policy_pb2.DECISION_DENY, subject="dial",
-                              rule="calling_window", reason="outside 08:00-21:00 local"),
+    policy_pb2.PolicyDecision(
+        meta=meta(),
+        decision=policy_pb2.DECISION_DENY,
+        subject="dial",
+        rule="calling_window",
+        reason="outside 08:00-21:00 local",
+    ),
     tools_pb2.ToolCall(meta=meta(), tool_call_id="t1", name="book_appointment", arguments_json="{}"),
 ]
 

@@ -8,11 +8,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
 from pa_testing import wait_for
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
@@ -34,11 +33,23 @@ async def fresh_nats(tmp_path: Path) -> AsyncIterator[str]:
 
 def start_replica(env: dict[str, str], url: str, replica: str, tmp: Path) -> tuple[subprocess.Popen, Path]:
     status = tmp / f"{replica}.port"
-    env = dict(env, PA_NATS_URL=url, PA_SERVICE_REPLICA_ID=replica, PA_STATUS_FILE=str(status),
-               PA_HEARTBEAT_S="0.25", PA_DEAD_AFTER_S="1.0", PA_DRAIN_TIMEOUT_S="0.5")
+    env = dict(
+        env,
+        PA_NATS_URL=url,
+        PA_SERVICE_REPLICA_ID=replica,
+        PA_STATUS_FILE=str(status),
+        PA_HEARTBEAT_S="0.25",
+        PA_DEAD_AFTER_S="1.0",
+        PA_DRAIN_TIMEOUT_S="0.5",
+    )
     log = (tmp / f"{replica}.log").open("wb")
-    proc = subprocess.Popen([sys.executable, str(HERE / "replica_main.py")], env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "replica_main.py")],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     return proc, status
 
 
@@ -54,11 +65,14 @@ async def wait_ready(status: Path, proc: subprocess.Popen, timeout: float = 20) 
 
 
 def started(call_id: str) -> call_pb2.CallStarted:
-    return call_pb2.CallStarted(meta=common_pb2.EventMeta(call_id=call_id), direction=call_pb2.DIRECTION_INBOUND)
+    return call_pb2.CallStarted(
+        meta=common_pb2.EventMeta(call_id=call_id), direction=call_pb2.DIRECTION_INBOUND
+    )
 
 
 async def test_claims_are_spread_and_a_killed_replica_loses_its_calls_to_a_live_one(
-        fresh_nats: str, service_env: dict[str, str], tmp_path: Path) -> None:
+    fresh_nats: str, service_env: dict[str, str], tmp_path: Path
+) -> None:
     procs = {}
     for r in ("rep-a", "rep-b"):
         procs[r] = start_replica(service_env, fresh_nats, r, tmp_path)
@@ -75,7 +89,7 @@ async def test_claims_are_spread_and_a_killed_replica_loses_its_calls_to_a_live_
             pongs.setdefault(m.meta.call_id, []).append(m.meta.producer)
 
     try:
-        for r, (p, st) in procs.items():
+        for p, st in procs.values():
             await wait_ready(st, p)
         await bus.subscribe("test.session.started", session_pb2.SessionAssigned, on_announce)
         calls = [f"call-{i}" for i in range(8)]
@@ -90,8 +104,13 @@ async def test_claims_are_spread_and_a_killed_replica_loses_its_calls_to_a_live_
 
         async def ping(c: str) -> str:
             pongs.pop(c, None)
-            await bus.publish(subjects.control(c), control_pb2.ControlEvent(
-                meta=common_pb2.EventMeta(call_id=c), dtmf=control_pb2.Dtmf(digit="1")), lane=Lane.CONTROL)
+            await bus.publish(
+                subjects.control(c),
+                control_pb2.ControlEvent(
+                    meta=common_pb2.EventMeta(call_id=c), dtmf=control_pb2.Dtmf(digit="1")
+                ),
+                lane=Lane.CONTROL,
+            )
             got = await wait_for(lambda: pongs.get(c), timeout=3)
             return got[0]
 
@@ -124,7 +143,8 @@ async def test_claims_are_spread_and_a_killed_replica_loses_its_calls_to_a_live_
 
 
 async def test_graceful_drain_hands_sessions_over_and_exits_cleanly(
-        fresh_nats: str, service_env: dict[str, str], tmp_path: Path) -> None:
+    fresh_nats: str, service_env: dict[str, str], tmp_path: Path
+) -> None:
     pa, sa = start_replica(service_env, fresh_nats, "drain-a", tmp_path)
     bus = Bus("edge-test")
     await bus.connect(fresh_nats)

@@ -13,14 +13,19 @@ class AsrSettings:
     model: str = env("PA_ASR_MODEL", "tiny.en", doc="tiny.en or base (registry packages)")
     device: str = env("PA_ASR_DEVICE", "cpu", doc="cpu or cuda")
     threads: int = env("PA_ASR_THREADS", 1, check=positive, doc="CPU threads per decode")
-    pre_roll_ms: int = env("PA_ASR_PRE_ROLL_MS", 300, check=non_negative, doc="Audio kept before speech onset")
-    min_speech_ms: int = env("PA_ASR_MIN_SPEECH_MS", 120, check=non_negative,
-                             doc="Speech needed before 'caller started speaking'")
-    end_silence_ms: int = env("PA_ASR_END_SILENCE_MS", 500, check=positive,
-                              doc="Trailing silence that ends an utterance")
+    pre_roll_ms: int = env(
+        "PA_ASR_PRE_ROLL_MS", 300, check=non_negative, doc="Audio kept before speech onset"
+    )
+    min_speech_ms: int = env(
+        "PA_ASR_MIN_SPEECH_MS", 120, check=non_negative, doc="Speech needed before 'caller started speaking'"
+    )
+    end_silence_ms: int = env(
+        "PA_ASR_END_SILENCE_MS", 500, check=positive, doc="Trailing silence that ends an utterance"
+    )
     partials: bool = env("PA_ASR_PARTIALS", False, doc="Publish partial transcripts (costs CPU)")
-    partial_interval_ms: int = env("PA_ASR_PARTIAL_INTERVAL_MS", 600, check=positive,
-                                   doc="Speech between partials")
+    partial_interval_ms: int = env(
+        "PA_ASR_PARTIAL_INTERVAL_MS", 600, check=positive, doc="Speech between partials"
+    )
     max_utterance_s: float = env("PA_ASR_MAX_UTTERANCE_S", 20.0, check=positive, doc="Forced cut")
     initial_prompt: str = env("PA_ASR_PROMPT", "", doc="Domain words to bias recognition")
 

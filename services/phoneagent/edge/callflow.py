@@ -79,8 +79,13 @@ class _Chunk:
 
 
 class EdgeCall:
-    def __init__(self, bus: Bus, started: call_pb2.CallStarted, transport: CallTransport,
-                 config: EdgeCallConfig | None = None) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        started: call_pb2.CallStarted,
+        transport: CallTransport,
+        config: EdgeCallConfig | None = None,
+    ) -> None:
         self.bus = bus
         self.started = started
         self.call_id = started.meta.call_id
@@ -110,29 +115,48 @@ class EdgeCall:
 
     # --- lifecycle ------------------------------------------------------------------------------
     def meta(self, generation: int = 0) -> common_pb2.EventMeta:
-        return common_pb2.EventMeta(call_id=self.call_id, generation_id=generation, ts_unix_ns=time.time_ns(),
-                                    producer="edge")
+        return common_pb2.EventMeta(
+            call_id=self.call_id, generation_id=generation, ts_unix_ns=time.time_ns(), producer="edge"
+        )
 
     async def start(self) -> None:
         """Publish the call, claim a session in every stage, subscribe. Raises when a stage is missing."""
         self.started.meta.ts_unix_ns = self.started.meta.ts_unix_ns or time.time_ns()
-        await self.bus.publish(subjects.lifecycle(self.call_id), call_pb2.CallEvent(started=self.started),
-                               lane=Lane.CONTROL)
+        await self.bus.publish(
+            subjects.lifecycle(self.call_id), call_pb2.CallEvent(started=self.started), lane=Lane.CONTROL
+        )
         await asyncio.gather(*(claim_session(self.bus, stage, self.started) for stage in self.config.stages))
-        self.subs.append(await self.bus.subscribe(subjects.speech(self.call_id), media_pb2.SpeechChunk,
-                                                  self.on_speech, max_pending=3000))
-        self.subs.append(await self.bus.subscribe(subjects.control(self.call_id), control_pb2.ControlEvent,
-                                                  self.on_control, lane=Lane.CONTROL))
-        self.subs.append(await self.bus.subscribe(subjects.asr_events(self.call_id), speech_pb2.AsrEvent,
-                                                  self.on_asr, lane=Lane.CONTROL))
-        self.subs.append(await self.bus.subscribe(subjects.transcript(self.call_id), speech_pb2.Transcript,
-                                                  self.on_transcript, lane=Lane.CONTROL))
+        self.subs.append(
+            await self.bus.subscribe(
+                subjects.speech(self.call_id), media_pb2.SpeechChunk, self.on_speech, max_pending=3000
+            )
+        )
+        self.subs.append(
+            await self.bus.subscribe(
+                subjects.control(self.call_id), control_pb2.ControlEvent, self.on_control, lane=Lane.CONTROL
+            )
+        )
+        self.subs.append(
+            await self.bus.subscribe(
+                subjects.asr_events(self.call_id), speech_pb2.AsrEvent, self.on_asr, lane=Lane.CONTROL
+            )
+        )
+        self.subs.append(
+            await self.bus.subscribe(
+                subjects.transcript(self.call_id),
+                speech_pb2.Transcript,
+                self.on_transcript,
+                lane=Lane.CONTROL,
+            )
+        )
         metrics.ACTIVE_CALLS.labels(transport=self.transport.name).inc()
 
     async def answered(self) -> None:
-        await self.bus.publish(subjects.lifecycle(self.call_id),
-                               call_pb2.CallEvent(answered=call_pb2.CallAnswered(meta=self.meta())),
-                               lane=Lane.CONTROL)
+        await self.bus.publish(
+            subjects.lifecycle(self.call_id),
+            call_pb2.CallEvent(answered=call_pb2.CallAnswered(meta=self.meta())),
+            lane=Lane.CONTROL,
+        )
         self.tasks.spawn(self._media_loop(), "media")
 
     async def end(self, reason: int, detail: str = "") -> None:
@@ -144,8 +168,9 @@ class EdgeCall:
         duration = int((time.monotonic() - self.started_at) * 1000)
         ended = call_pb2.CallEnded(meta=self.meta(), reason=reason, detail=detail[:120], duration_ms=duration)
         try:
-            await self.bus.publish(subjects.lifecycle(self.call_id), call_pb2.CallEvent(ended=ended),
-                                   lane=Lane.CONTROL)
+            await self.bus.publish(
+                subjects.lifecycle(self.call_id), call_pb2.CallEvent(ended=ended), lane=Lane.CONTROL
+            )
         except PhoneAgentError:
             log.warning("call end not published", extra={"call_id": self.call_id})
         metrics.ACTIVE_CALLS.labels(transport=self.transport.name).dec()
@@ -185,16 +210,28 @@ class EdgeCall:
             elif event.kind is VadEventKind.ENDED:
                 self.caller_speaking = False
                 self.speech_ended_at = now
-        if self.paused_since is not None and self.caller_speaking and \
-                (now - self.paused_since) * 1000 >= self.config.barge_in_long_ms:
+        if (
+            self.paused_since is not None
+            and self.caller_speaking
+            and (now - self.paused_since) * 1000 >= self.config.barge_in_long_ms
+        ):
             await self.barge_in("long speech")
-        elif self.paused_since is not None and not self.caller_speaking and self.speech_ended_at and \
-                (now - self.speech_ended_at) * 1000 >= self.config.backchannel_wait_ms:
+        elif (
+            self.paused_since is not None
+            and not self.caller_speaking
+            and self.speech_ended_at
+            and (now - self.speech_ended_at) * 1000 >= self.config.backchannel_wait_ms
+        ):
             self.paused_since = None  # ASR never called it a turn: carry on speaking
         pcm16 = self.to_asr.process(frame)
         if len(pcm16):
-            msg = media_pb2.AudioFrame(meta=self.meta(), sequence=self.seq, pcm=pcm16.astype("<i2").tobytes(),
-                                       sample_rate=ASR_RATE, capture_unix_ns=time.time_ns())
+            msg = media_pb2.AudioFrame(
+                meta=self.meta(),
+                sequence=self.seq,
+                pcm=pcm16.astype("<i2").tobytes(),
+                sample_rate=ASR_RATE,
+                capture_unix_ns=time.time_ns(),
+            )
             self.seq += 1
             await self.bus.publish(subjects.audio_in(self.call_id), msg)
 
@@ -208,7 +245,8 @@ class EdgeCall:
             self.playing, self.played_ms = chunk.generation, 0
         if chunk.generation in self._first_packet_pending:
             metrics.EDGE_FIRST_PACKET_LATENCY.labels(transport=self.transport.name).observe(
-                now - self._first_packet_pending.pop(chunk.generation))
+                now - self._first_packet_pending.pop(chunk.generation)
+            )
             spoke_end = self._mouth_pending.pop(chunk.generation, None)
             if spoke_end is not None:
                 metrics.MOUTH_TO_EAR.labels(transport=self.transport.name).observe(now - spoke_end)
@@ -219,8 +257,12 @@ class EdgeCall:
             await self.transport.send_agent_frame(np.zeros(self.frame, np.int16), False)
         self.heard = (chunk.sentence_seq, chunk.text_end)
         if chunk.last_in_generation:
-            done = control_pb2.ControlEvent(meta=self.meta(chunk.generation), playback_done=control_pb2.PlaybackDone(
-                generation_id=chunk.generation, played_ms=self.played_ms))
+            done = control_pb2.ControlEvent(
+                meta=self.meta(chunk.generation),
+                playback_done=control_pb2.PlaybackDone(
+                    generation_id=chunk.generation, played_ms=self.played_ms
+                ),
+            )
             await self.bus.publish(subjects.control(self.call_id), done, lane=Lane.CONTROL)
             self.playing = None
 
@@ -231,14 +273,27 @@ class EdgeCall:
             return
         stopped = time.monotonic() - (self.paused_since or time.monotonic())
         self._cancel_below(generation + 1)
-        ev = control_pb2.ControlEvent(meta=self.meta(generation), barge_in=control_pb2.BargeIn(
-            interrupted_generation_id=generation, played_ms=self.played_ms, heard_sentence_seq=self.heard[0],
-            heard_text_chars=self.heard[1]))
+        ev = control_pb2.ControlEvent(
+            meta=self.meta(generation),
+            barge_in=control_pb2.BargeIn(
+                interrupted_generation_id=generation,
+                played_ms=self.played_ms,
+                heard_sentence_seq=self.heard[0],
+                heard_text_chars=self.heard[1],
+            ),
+        )
         await self.bus.publish(subjects.control(self.call_id), ev, lane=Lane.CONTROL)
         metrics.BARGE_INS.labels(transport=self.transport.name).inc()
         metrics.BARGE_IN_STOP_LATENCY.labels(transport=self.transport.name).observe(max(0.0, stopped))
-        log.info("barge-in", extra={"call_id": self.call_id, "generation": generation, "played_ms": self.played_ms,
-                                    "why": why})
+        log.info(
+            "barge-in",
+            extra={
+                "call_id": self.call_id,
+                "generation": generation,
+                "played_ms": self.played_ms,
+                "why": why,
+            },
+        )
 
     def _cancel_below(self, floor: int) -> None:
         self.floor = max(self.floor, floor)
@@ -256,8 +311,10 @@ class EdgeCall:
             self._cancel_below(gen)  # a newer reply supersedes what is still queued
         pcm = np.frombuffer(chunk.pcm[: len(chunk.pcm) // 2 * 2], dtype="<i2")
         if chunk.sample_rate and chunk.sample_rate != self.rate:
-            log.warning("speech chunk at wrong rate dropped", extra={"call_id": self.call_id,
-                                                                     "rate": chunk.sample_rate})
+            log.warning(
+                "speech chunk at wrong rate dropped",
+                extra={"call_id": self.call_id, "rate": chunk.sample_rate},
+            )
             return
         now = time.monotonic()
         if gen not in self._first_packet_pending and self.playing != gen and chunk.sequence == 0:
@@ -265,7 +322,7 @@ class EdgeCall:
             if self.speech_ended_at is not None:
                 self._mouth_pending[gen] = self.speech_ended_at
         for start in range(0, max(len(pcm), 1), self.frame):
-            piece = pcm[start:start + self.frame]
+            piece = pcm[start : start + self.frame]
             if len(piece) and len(piece) < self.frame:
                 piece = np.pad(piece, (0, self.frame - len(piece)))
             last = chunk.last_in_generation and start + self.frame >= len(pcm)
@@ -300,12 +357,17 @@ class EdgeCall:
         warm = t.kind == control_pb2.TRANSFER_KIND_WARM
         ok, detail = await self.transport.transfer(t.target, warm, t.summary)
         metrics.TRANSFERS.labels(kind="warm" if warm else "blind", outcome="ok" if ok else "failed").inc()
-        result = control_pb2.ControlEvent(meta=self.meta(), survives_interrupt=True,
-                                          transfer_result=control_pb2.TransferResult(ok=ok, detail=detail))
+        result = control_pb2.ControlEvent(
+            meta=self.meta(),
+            survives_interrupt=True,
+            transfer_result=control_pb2.TransferResult(ok=ok, detail=detail),
+        )
         await self.bus.publish(subjects.control(self.call_id), result, lane=Lane.CONTROL)
         if ok:
             await self.end(call_pb2.END_REASON_TRANSFERRED, "transferred")
 
     async def caller_dtmf(self, digit: str, duration_ms: int) -> None:
-        ev = control_pb2.ControlEvent(meta=self.meta(), dtmf=control_pb2.Dtmf(digit=digit, duration_ms=duration_ms))
+        ev = control_pb2.ControlEvent(
+            meta=self.meta(), dtmf=control_pb2.Dtmf(digit=digit, duration_ms=duration_ms)
+        )
         await self.bus.publish(subjects.control(self.call_id), ev, lane=Lane.CONTROL)

@@ -33,8 +33,10 @@ from phoneagent.v1 import call_pb2, common_pb2, control_pb2, session_pb2, speech
 log = logging.getLogger(__name__)
 SETTINGS = LlmSettings
 
-STYLE = ("You are on a phone call. Answer in one or two short spoken sentences, no lists, no markdown. "
-         "Never claim to be human. If you do not know something, say so and offer to take a message.")
+STYLE = (
+    "You are on a phone call. Answer in one or two short spoken sentences, no lists, no markdown. "
+    "Never claim to be human. If you do not know something, say so and offer to take a message."
+)
 
 
 def hours_summary_line(agent: Agent) -> str:
@@ -73,27 +75,56 @@ class LlmCallSession:
         state = await svc.load_state(self.call_id) if self.taken_over else None
         caller = self.call.from_uri if self.call.direction == call_pb2.DIRECTION_INBOUND else self.call.to_uri
         tools = Tools(svc.executor, CallContext(self.call_id, caller or None)) if svc.executor else None
-        self.dialog = Dialog(self.call_id, svc.engine, system_prompt=svc.system_prompt, greeting=svc.agent.greeting,
-                             publish=self.publish, save=self.save, tools=tools, action=self.action,
-                             config=svc.dialog_config, state=state, context=svc.turn_context)
+        self.dialog = Dialog(
+            self.call_id,
+            svc.engine,
+            system_prompt=svc.system_prompt,
+            greeting=svc.agent.greeting,
+            publish=self.publish,
+            save=self.save,
+            tools=tools,
+            action=self.action,
+            config=svc.dialog_config,
+            state=state,
+            context=svc.turn_context,
+        )
         bus = svc.bus
-        self.subs.append(await bus.subscribe(subjects.transcript(self.call_id), speech_pb2.Transcript,
-                                             self.on_transcript))
-        self.subs.append(await bus.subscribe(subjects.control(self.call_id), control_pb2.ControlEvent,
-                                             self.on_control, lane=Lane.CONTROL))
-        self.subs.append(await bus.subscribe(subjects.lifecycle(self.call_id), call_pb2.CallEvent,
-                                             self.on_lifecycle, lane=Lane.CONTROL))
+        self.subs.append(
+            await bus.subscribe(subjects.transcript(self.call_id), speech_pb2.Transcript, self.on_transcript)
+        )
+        self.subs.append(
+            await bus.subscribe(
+                subjects.control(self.call_id), control_pb2.ControlEvent, self.on_control, lane=Lane.CONTROL
+            )
+        )
+        self.subs.append(
+            await bus.subscribe(
+                subjects.lifecycle(self.call_id), call_pb2.CallEvent, self.on_lifecycle, lane=Lane.CONTROL
+            )
+        )
 
     async def on_lifecycle(self, ev: call_pb2.CallEvent, _: Delivery) -> None:
         # Greet once the call is answered: by then every stage has its session and listens.
-        if ev.WhichOneof("event") == "answered" and self.dialog is not None and \
-                self.call.direction == call_pb2.DIRECTION_INBOUND:
+        if (
+            ev.WhichOneof("event") == "answered"
+            and self.dialog is not None
+            and self.call.direction == call_pb2.DIRECTION_INBOUND
+        ):
             await self.dialog.greet()
 
     async def publish(self, s: Sentence) -> None:
-        msg = speech_pb2.AgentText(meta=common_pb2.EventMeta(
-            call_id=self.call_id, turn_id=s.turn, generation_id=s.generation, ts_unix_ns=time.time_ns(),
-            producer=f"llm/{self.svc.replica}"), sentence_seq=s.seq, text=s.text, final=s.final)
+        msg = speech_pb2.AgentText(
+            meta=common_pb2.EventMeta(
+                call_id=self.call_id,
+                turn_id=s.turn,
+                generation_id=s.generation,
+                ts_unix_ns=time.time_ns(),
+                producer=f"llm/{self.svc.replica}",
+            ),
+            sentence_seq=s.seq,
+            text=s.text,
+            final=s.final,
+        )
         self.agent_speaking = s.generation
         await self.svc.bus.publish(subjects.reply(self.call_id), msg, trace=s.seq == 0)
 
@@ -102,10 +133,15 @@ class LlmCallSession:
 
     async def action(self, name: str, result: dict[str, Any]) -> None:
         if name == "transfer_to_human" and self.svc.agent.transfer is not None:
-            ev = control_pb2.ControlEvent(meta=common_pb2.EventMeta(call_id=self.call_id), survives_interrupt=True,
-                                          transfer=control_pb2.Transfer(target=self.svc.agent.transfer.target,
-                                                                        kind=control_pb2.TRANSFER_KIND_BLIND,
-                                                                        reason="caller asked for a person"))
+            ev = control_pb2.ControlEvent(
+                meta=common_pb2.EventMeta(call_id=self.call_id),
+                survives_interrupt=True,
+                transfer=control_pb2.Transfer(
+                    target=self.svc.agent.transfer.target,
+                    kind=control_pb2.TRANSFER_KIND_BLIND,
+                    reason="caller asked for a person",
+                ),
+            )
             await self.svc.bus.publish(subjects.control(self.call_id), ev, lane=Lane.CONTROL)
         elif name == "end_call" and self.dialog is not None:
             self.hangup_after = self.dialog.state.generation  # after the goodbye has played
@@ -124,13 +160,17 @@ class LlmCallSession:
         kind = ev.WhichOneof("kind")
         if kind == "barge_in":
             b = ev.barge_in
-            await self.dialog.on_barge_in(b.interrupted_generation_id, b.heard_sentence_seq, b.heard_text_chars)
+            await self.dialog.on_barge_in(
+                b.interrupted_generation_id, b.heard_sentence_seq, b.heard_text_chars
+            )
         elif kind == "playback_done":
             await self.dialog.on_playback_done(ev.playback_done.generation_id)
             if self.hangup_after is not None and ev.playback_done.generation_id >= self.hangup_after:
-                hang = control_pb2.ControlEvent(meta=common_pb2.EventMeta(call_id=self.call_id),
-                                                survives_interrupt=True, hangup=control_pb2.Hangup(
-                                                    reason=call_pb2.END_REASON_AGENT_HANGUP, detail="agent ended"))
+                hang = control_pb2.ControlEvent(
+                    meta=common_pb2.EventMeta(call_id=self.call_id),
+                    survives_interrupt=True,
+                    hangup=control_pb2.Hangup(reason=call_pb2.END_REASON_AGENT_HANGUP, detail="agent ended"),
+                )
                 await self.svc.bus.publish(subjects.control(self.call_id), hang, lane=Lane.CONTROL)
 
     async def close(self, reason: str) -> None:
@@ -148,8 +188,11 @@ class LlmService(Service):
         super().__init__(common)
         self.settings = settings
         self.agent: Agent = load_agent(common.agent_path)
-        self.dialog_config = DialogConfig(max_tokens=settings.max_tokens, temperature=settings.temperature,
-                                          filler_after_s=settings.filler_after_s)
+        self.dialog_config = DialogConfig(
+            max_tokens=settings.max_tokens,
+            temperature=settings.temperature,
+            filler_after_s=settings.filler_after_s,
+        )
         self.engine: LlmEngine
         self.executor: ToolExecutor | None = None
         self.knowledge: KnowledgeBase | None = None
@@ -160,8 +203,12 @@ class LlmService(Service):
         s = self.settings
         opts: dict[str, Any]
         if s.engine == "llama_cpp":
-            opts = {"model": s.model, "n_threads": s.threads, "n_threads_batch": s.batch_threads,
-                    "n_ctx": s.context}
+            opts = {
+                "model": s.model,
+                "n_threads": s.threads,
+                "n_threads_batch": s.batch_threads,
+                "n_ctx": s.context,
+            }
         elif s.engine == "openai_http":
             opts = {"base_url": s.base_url, "model": s.model, "api_key": s.api_key or None}
         else:
@@ -170,8 +217,9 @@ class LlmService(Service):
         await asyncio.to_thread(self.engine.load)
         self.store = await asyncio.to_thread(SchedulingStore.open, s.database_url, self.agent)
         if s.knowledge and self.agent.knowledge:
-            self.knowledge = await asyncio.to_thread(open_knowledge_base, list(self.agent.knowledge),
-                                                     cache_dir() / "knowledge")
+            self.knowledge = await asyncio.to_thread(
+                open_knowledge_base, list(self.agent.knowledge), cache_dir() / "knowledge"
+            )
         self.executor = ToolExecutor(self.agent, self.store, self.knowledge)
         self._kv = await streams.dialog_kv(self.bus.jetstream())
         await self.warm_up()
@@ -195,8 +243,9 @@ class LlmService(Service):
         tools = self.executor.definitions() if self.executor else None
         messages = [{"role": "system", "content": self.system_prompt()}, {"role": "user", "content": "Hello"}]
         started = time.perf_counter()
-        async for _ in self.engine.stream(messages, request_id="warm-up", max_tokens=1, temperature=0.0,
-                                          tools=tools):
+        async for _ in self.engine.stream(
+            messages, request_id="warm-up", max_tokens=1, temperature=0.0, tools=tools
+        ):
             pass
         log.info("llm prompt cache warmed", extra={"seconds": round(time.perf_counter() - started, 2)})
 

@@ -10,19 +10,29 @@ from phoneagent.runtime.settings import env, positive
 @dataclasses.dataclass(frozen=True)
 class LlmSettings:
     engine: str = env("PA_LLM_ENGINE", "llama_cpp", doc="llama_cpp (CPU), vllm (GPU) or openai_http")
-    model: str = env("PA_LLM_MODEL", "qwen-0.5b", doc="qwen-0.5b or qwen-1.5b (llama_cpp); a model dir (vllm)")
+    model: str = env(
+        "PA_LLM_MODEL", "qwen-0.5b", doc="qwen-0.5b or qwen-1.5b (llama_cpp); a model dir (vllm)"
+    )
     threads: int = env("PA_LLM_THREADS", 1, check=positive, doc="llama.cpp decoding threads")
-    batch_threads: int = env("PA_LLM_BATCH_THREADS", 2, check=positive,
-                             doc="llama.cpp prompt-processing threads (scales with cores)")
+    batch_threads: int = env(
+        "PA_LLM_BATCH_THREADS",
+        2,
+        check=positive,
+        doc="llama.cpp prompt-processing threads (scales with cores)",
+    )
     context: int = env("PA_LLM_CONTEXT", 4096, check=positive, doc="Context window in tokens")
     base_url: str = env("PA_LLM_BASE_URL", "", doc="OpenAI-compatible server URL (openai_http)")
     api_key: str = env("PA_LLM_API_KEY", "", doc="Bearer key for the OpenAI-compatible server")
     max_tokens: int = env("PA_LLM_MAX_TOKENS", 120, check=positive, doc="Reply length limit")
     temperature: float = env("PA_LLM_TEMPERATURE", 0.3, doc="Sampling temperature")
-    filler_after_s: float = env("PA_LLM_FILLER_AFTER_S", 0.8, check=positive,
-                                doc="Say a filler when a tool runs longer than this")
-    database_url: str = env("PA_DATABASE_URL", "sqlite:///var/phone-agent.sqlite3",
-                            doc="Appointments database: sqlite:///path or postgresql://...")
+    filler_after_s: float = env(
+        "PA_LLM_FILLER_AFTER_S", 0.8, check=positive, doc="Say a filler when a tool runs longer than this"
+    )
+    database_url: str = env(
+        "PA_DATABASE_URL",
+        "sqlite:///var/phone-agent.sqlite3",
+        doc="Appointments database: sqlite:///path or postgresql://...",
+    )
     knowledge: bool = env("PA_LLM_KNOWLEDGE", True, doc="Answer from the agent's knowledge documents")
 
     def validate(self) -> list[str]:

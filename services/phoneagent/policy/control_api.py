@@ -83,8 +83,9 @@ class CallIndex:
 
 
 class CallControl(control_api_pb2_grpc.CallControlServicer):
-    def __init__(self, bus: Bus, index: CallIndex, dial_check: DialCheckFn, token: str = "",
-                 default_agent: str = "") -> None:
+    def __init__(
+        self, bus: Bus, index: CallIndex, dial_check: DialCheckFn, token: str = "", default_agent: str = ""
+    ) -> None:
         self.bus = bus
         self.index = index
         self.dial_check = dial_check
@@ -102,12 +103,19 @@ class CallControl(control_api_pb2_grpc.CallControlServicer):
     async def _fail(self, context: grpc.aio.ServicerContext, exc: PhoneAgentError) -> None:
         await context.abort(_GRPC_CODES.get(exc.kind, grpc.StatusCode.INTERNAL), exc.message)
 
-    async def PlaceCall(self, request: control_api_pb2.PlaceCallRequest,  # noqa: N802
-                        context: grpc.aio.ServicerContext) -> control_api_pb2.PlaceCallResponse:
+    async def PlaceCall(
+        self,
+        request: control_api_pb2.PlaceCallRequest,  # noqa: N802
+        context: grpc.aio.ServicerContext,
+    ) -> control_api_pb2.PlaceCallResponse:
         await self._auth(context)
         call_id = subjects.new_call_id()
-        check = policy_pb2.DialCheck(number=request.to, time_zone=request.time_zone,
-                                     campaign_id=request.campaign_id, purpose=request.purpose)
+        check = policy_pb2.DialCheck(
+            number=request.to,
+            time_zone=request.time_zone,
+            campaign_id=request.campaign_id,
+            purpose=request.purpose,
+        )
         try:
             decision = await self.dial_check(check, call_id)
         except PhoneAgentError as exc:
@@ -118,20 +126,28 @@ class CallControl(control_api_pb2_grpc.CallControlServicer):
             return out
         started = call_pb2.CallStarted(
             meta=common_pb2.EventMeta(call_id=call_id, ts_unix_ns=time.time_ns(), producer="policy"),
-            direction=call_pb2.DIRECTION_OUTBOUND, to_uri=request.to,
-            agent=request.agent or self.default_agent, campaign_id=request.campaign_id)
+            direction=call_pb2.DIRECTION_OUTBOUND,
+            to_uri=request.to,
+            agent=request.agent or self.default_agent,
+            campaign_id=request.campaign_id,
+        )
         started.labels.update(dict(request.labels))
         try:
-            reply = await self.bus.request(subjects.edge_dial(), started, control_pb2.ControlEvent, timeout=5.0)
+            reply = await self.bus.request(
+                subjects.edge_dial(), started, control_pb2.ControlEvent, timeout=5.0
+            )
         except PhoneAgentError as exc:
             await self._fail(context, PhoneAgentError(exc.kind, "no edge replica accepted the call"))
             raise
         if reply.WhichOneof("kind") == "error":
-            await self._fail(context, PhoneAgentError(ErrorKind.from_wire(reply.error.kind), reply.error.message))
+            await self._fail(
+                context, PhoneAgentError(ErrorKind.from_wire(reply.error.kind), reply.error.message)
+            )
         return out
 
-    async def _control(self, call_id: str, event: control_pb2.ControlEvent,
-                       context: grpc.aio.ServicerContext) -> None:
+    async def _control(
+        self, call_id: str, event: control_pb2.ControlEvent, context: grpc.aio.ServicerContext
+    ) -> None:
         try:
             subjects.check_id(call_id)
         except PhoneAgentError as exc:
@@ -143,32 +159,46 @@ class CallControl(control_api_pb2_grpc.CallControlServicer):
         event.survives_interrupt = True
         await self.bus.publish(subjects.control(call_id), event, lane=Lane.CONTROL)
 
-    async def HangUp(self, request: control_api_pb2.HangUpRequest,  # noqa: N802
-                     context: grpc.aio.ServicerContext) -> control_api_pb2.HangUpResponse:
+    async def HangUp(
+        self,
+        request: control_api_pb2.HangUpRequest,  # noqa: N802
+        context: grpc.aio.ServicerContext,
+    ) -> control_api_pb2.HangUpResponse:
         await self._auth(context)
-        ev = control_pb2.ControlEvent(hangup=control_pb2.Hangup(reason=call_pb2.END_REASON_OPERATOR_HANGUP,
-                                                                detail="operator"))
+        ev = control_pb2.ControlEvent(
+            hangup=control_pb2.Hangup(reason=call_pb2.END_REASON_OPERATOR_HANGUP, detail="operator")
+        )
         await self._control(request.call_id, ev, context)
         return control_api_pb2.HangUpResponse()
 
-    async def TransferCall(self, request: control_api_pb2.TransferCallRequest,  # noqa: N802
-                           context: grpc.aio.ServicerContext) -> control_api_pb2.TransferCallResponse:
+    async def TransferCall(
+        self,
+        request: control_api_pb2.TransferCallRequest,  # noqa: N802
+        context: grpc.aio.ServicerContext,
+    ) -> control_api_pb2.TransferCallResponse:
         await self._auth(context)
         if not request.target:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "target is required")
         kind = control_pb2.TRANSFER_KIND_WARM if request.warm else control_pb2.TRANSFER_KIND_BLIND
-        ev = control_pb2.ControlEvent(transfer=control_pb2.Transfer(target=request.target, kind=kind,
-                                                                    reason="operator"))
+        ev = control_pb2.ControlEvent(
+            transfer=control_pb2.Transfer(target=request.target, kind=kind, reason="operator")
+        )
         await self._control(request.call_id, ev, context)
         return control_api_pb2.TransferCallResponse()
 
-    async def ListCalls(self, request: control_api_pb2.ListCallsRequest,  # noqa: N802
-                        context: grpc.aio.ServicerContext) -> control_api_pb2.ListCallsResponse:
+    async def ListCalls(
+        self,
+        request: control_api_pb2.ListCallsRequest,  # noqa: N802
+        context: grpc.aio.ServicerContext,
+    ) -> control_api_pb2.ListCallsResponse:
         await self._auth(context)
         return control_api_pb2.ListCallsResponse(calls=self.index.list(request.active_only, request.limit))
 
-    async def GetCall(self, request: control_api_pb2.GetCallRequest,  # noqa: N802
-                      context: grpc.aio.ServicerContext) -> control_api_pb2.CallInfo:
+    async def GetCall(
+        self,
+        request: control_api_pb2.GetCallRequest,  # noqa: N802
+        context: grpc.aio.ServicerContext,
+    ) -> control_api_pb2.CallInfo:
         await self._auth(context)
         info = self.index.calls.get(request.call_id)
         if info is None:

@@ -45,16 +45,24 @@ class PolicyCallSession:
         self.subs: list[Subscription[Any]] = []
 
     async def start(self) -> None:
-        self.subs.append(await self.svc.bus.subscribe(subjects.reply(self.call_id), speech_pb2.AgentText,
-                                                      self.on_reply, max_pending=512))
+        self.subs.append(
+            await self.svc.bus.subscribe(
+                subjects.reply(self.call_id), speech_pb2.AgentText, self.on_reply, max_pending=512
+            )
+        )
 
     async def on_reply(self, msg: speech_pb2.AgentText, _: Delivery) -> None:
         out = speech_pb2.AgentText()
         out.CopyFrom(msg)
         if msg.text.strip() and not self.guard.disclosed:
             out.text = self.guard.apply(msg.text)
-            await self.svc.audit(self.call_id, policy_pb2.DECISION_ALLOW, "disclosure", "ai_disclosure",
-                                 "AI disclosure prepended to the first utterance")
+            await self.svc.audit(
+                self.call_id,
+                policy_pb2.DECISION_ALLOW,
+                "disclosure",
+                "ai_disclosure",
+                "AI disclosure prepended to the first utterance",
+            )
         await self.svc.bus.publish(subjects.say(self.call_id), out)
 
     async def close(self, reason: str) -> None:
@@ -78,10 +86,12 @@ class PolicyService(Service):
         super().__init__(common)
         self.settings = settings
         self.disclosure = build_disclosure(settings.disclosure_addition or None)
-        self.config = OutboundConfig(window_start=_hhmm(settings.window_start, "PA_CALL_WINDOW_START"),
-                                     window_end=_hhmm(settings.window_end, "PA_CALL_WINDOW_END"),
-                                     max_attempts_per_day=settings.max_attempts_per_day,
-                                     max_attempts_total=settings.max_attempts_total)
+        self.config = OutboundConfig(
+            window_start=_hhmm(settings.window_start, "PA_CALL_WINDOW_START"),
+            window_end=_hhmm(settings.window_end, "PA_CALL_WINDOW_END"),
+            max_attempts_per_day=settings.max_attempts_per_day,
+            max_attempts_total=settings.max_attempts_total,
+        )
         self.stores: PolicyStores | None = None
         self.index = CallIndex()
         self.grpc_server: Any = None
@@ -91,10 +101,13 @@ class PolicyService(Service):
     async def setup(self) -> None:
         Path(self.settings.db_path).expanduser().parent.mkdir(parents=True, exist_ok=True)
         self.stores = PolicyStores(Path(self.settings.db_path).expanduser())
-        await self.bus.serve(subjects.dial_check(), policy_pb2.DialCheck, self._on_dial_check, queue_group="policy")
+        await self.bus.serve(
+            subjects.dial_check(), policy_pb2.DialCheck, self._on_dial_check, queue_group="policy"
+        )
         js = self.bus.jetstream()
-        self._index_sub = await js.subscribe(subjects.ALL_LIFECYCLE, stream=subjects.CALLS_STREAM,
-                                             ordered_consumer=True, cb=self._on_lifecycle)
+        self._index_sub = await js.subscribe(
+            subjects.ALL_LIFECYCLE, stream=subjects.CALLS_STREAM, ordered_consumer=True, cb=self._on_lifecycle
+        )
         api = CallControl(self.bus, self.index, self.decide, token=self.settings.api_token)
         self.grpc_server, self.grpc_port = await serve(api, self.settings.grpc_host, self.settings.grpc_port)
         log.info("control api listening", extra={"grpc_port": self.grpc_port})
@@ -113,28 +126,61 @@ class PolicyService(Service):
     async def decide(self, check: policy_pb2.DialCheck, call_id: str) -> policy_pb2.PolicyDecision:
         """Evaluate an outbound dial, record the decision in the audit stream, return it."""
         assert self.stores is not None
-        request = DialRequest(number=check.number, caller_id=check.caller_id or self.settings.caller_id or None,
-                              purpose=check.purpose, campaign_id=check.campaign_id,
-                              time_zone=check.time_zone or None)
-        decision = await asyncio.to_thread(evaluate_dial, request, datetime.now(UTC), self.stores, self.config)
+        request = DialRequest(
+            number=check.number,
+            caller_id=check.caller_id or self.settings.caller_id or None,
+            purpose=check.purpose,
+            campaign_id=check.campaign_id,
+            time_zone=check.time_zone or None,
+        )
+        decision = await asyncio.to_thread(
+            evaluate_dial, request, datetime.now(UTC), self.stores, self.config
+        )
         if decision.allowed:
             await asyncio.to_thread(self.stores.attempts.record, check.number, datetime.now(UTC))
-        return await self.audit(call_id, policy_pb2.DECISION_ALLOW if decision.allowed else policy_pb2.DECISION_DENY,
-                                "dial", decision.rule, decision.reason, number=check.number,
-                                campaign_id=check.campaign_id,
-                                details={k: str(v) for k, v in decision.details.items()})
+        return await self.audit(
+            call_id,
+            policy_pb2.DECISION_ALLOW if decision.allowed else policy_pb2.DECISION_DENY,
+            "dial",
+            decision.rule,
+            decision.reason,
+            number=check.number,
+            campaign_id=check.campaign_id,
+            details={k: str(v) for k, v in decision.details.items()},
+        )
 
-    async def audit(self, call_id: str, decision: int, subject: str, rule: str, reason: str, *,
-                    number: str = "", campaign_id: str = "",
-                    details: dict[str, str] | None = None) -> policy_pb2.PolicyDecision:
+    async def audit(
+        self,
+        call_id: str,
+        decision: int,
+        subject: str,
+        rule: str,
+        reason: str,
+        *,
+        number: str = "",
+        campaign_id: str = "",
+        details: dict[str, str] | None = None,
+    ) -> policy_pb2.PolicyDecision:
         record = policy_pb2.PolicyDecision(
-            meta=common_pb2.EventMeta(call_id="" if call_id == "none" else call_id, ts_unix_ns=time.time_ns(),
-                                      producer=f"policy/{self.replica}"),
-            decision_id=uuid.uuid4().hex, decision=decision, subject=subject, rule=rule, reason=reason,
-            decided_unix_ns=time.time_ns(), number_hint=mask_number(number), campaign_id=campaign_id)
+            meta=common_pb2.EventMeta(
+                call_id="" if call_id == "none" else call_id,
+                ts_unix_ns=time.time_ns(),
+                producer=f"policy/{self.replica}",
+            ),
+            decision_id=uuid.uuid4().hex,
+            decision=decision,
+            subject=subject,
+            rule=rule,
+            reason=reason,
+            decided_unix_ns=time.time_ns(),
+            number_hint=mask_number(number),
+            campaign_id=campaign_id,
+        )
         record.details.update(details or {})
         js = self.bus.jetstream()
-        await js.publish(subjects.audit(call_id or "none"), record.SerializeToString(), stream=subjects.AUDIT_STREAM)
+        await js.publish(
+            subjects.audit(call_id or "none"), record.SerializeToString(), stream=subjects.AUDIT_STREAM
+        )
         return record
 
     async def new_session(self, claim: session_pb2.SessionClaim, taken_over: bool) -> PolicyCallSession:

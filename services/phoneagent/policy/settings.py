@@ -10,13 +10,18 @@ from phoneagent.runtime.settings import env, port
 @dataclasses.dataclass(frozen=True)
 class PolicySettings:
     db_path: str = env("PA_POLICY_DB", "var/policy.sqlite3", doc="SQLite file: DNC, consent, attempts")
-    caller_id: str = env("PA_CALLER_ID", "", doc="Caller id for outbound calls (E.164); empty denies all dials")
+    caller_id: str = env(
+        "PA_CALLER_ID", "", doc="Caller id for outbound calls (E.164); empty denies all dials"
+    )
     grpc_host: str = env("PA_GRPC_HOST", "127.0.0.1", doc="Address of the CallControl gRPC API")
     grpc_port: int = env("PA_GRPC_PORT", 50051, check=port, doc="Port of the CallControl gRPC API; 0 = any")
     api_token: str = env("PA_API_TOKEN", "", doc="Bearer token required by the gRPC API; empty = none")
     window_start: str = env("PA_CALL_WINDOW_START", "08:00", doc="Earliest outbound call, callee local time")
     window_end: str = env("PA_CALL_WINDOW_END", "21:00", doc="Latest outbound call, callee local time")
-    max_attempts_per_day: int = env("PA_MAX_ATTEMPTS_PER_DAY", 3, doc="Dial attempts per number per local day")
+    max_attempts_per_day: int = env(
+        "PA_MAX_ATTEMPTS_PER_DAY", 3, doc="Dial attempts per number per local day"
+    )
     max_attempts_total: int = env("PA_MAX_ATTEMPTS_TOTAL", 10, doc="Dial attempts per number in all")
-    disclosure_addition: str = env("PA_DISCLOSURE_ADDITION", "",
-                                   doc="Text added after the fixed AI disclosure (cannot replace it)")
+    disclosure_addition: str = env(
+        "PA_DISCLOSURE_ADDITION", "", doc="Text added after the fixed AI disclosure (cannot replace it)"
+    )

@@ -105,8 +105,15 @@ def decode(msg_type: type[M], subject: str, data: bytes, max_bytes: int) -> M:
 class Subscription(Generic[M]):
     """A decoded, queued subscription; its worker task calls the handler one message at a time."""
 
-    def __init__(self, bus: Bus, subject: str, msg_type: type[M], handler: Handler[M],
-                 queue: BoundedQueue[tuple[M, Delivery]], max_bytes: int) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        subject: str,
+        msg_type: type[M],
+        handler: Handler[M],
+        queue: BoundedQueue[tuple[M, Delivery]],
+        max_bytes: int,
+    ) -> None:
         self.bus = bus
         self.subject = subject
         self.msg_type = msg_type
@@ -125,8 +132,14 @@ class Subscription(Generic[M]):
         except RejectedMessage as exc:
             self.rejected += 1
             metrics.BUS_REJECTED.labels(kind=self.kind, reason=exc.reason).inc()
-            log.warning("dropped bad message", extra={"subject_kind": subject_kind(raw.subject),
-                                                       "reason": exc.reason, "size": len(raw.data)})
+            log.warning(
+                "dropped bad message",
+                extra={
+                    "subject_kind": subject_kind(raw.subject),
+                    "reason": exc.reason,
+                    "size": len(raw.data),
+                },
+            )
             return
         self.received += 1
         metrics.BUS_MESSAGES.labels(kind=self.kind, direction="in").inc()
@@ -145,8 +158,10 @@ class Subscription(Generic[M]):
                 raise
             except PhoneAgentError as exc:
                 metrics.ERRORS.labels(kind=exc.kind.name.lower()).inc()
-                log.warning("handler error", extra={"subject_kind": self.kind, "error_kind": exc.kind.name,
-                                                    "error": exc.message})
+                log.warning(
+                    "handler error",
+                    extra={"subject_kind": self.kind, "error_kind": exc.kind.name, "error": exc.message},
+                )
             except Exception as exc:  # one bad message must never kill the subscription
                 metrics.ERRORS.labels(kind="internal").inc()
                 log.error("handler crashed", exc_info=exc, extra={"subject_kind": self.kind})
@@ -194,11 +209,20 @@ class Bus:
             log.info("nats reconnected")
 
         def opts(lane: str) -> dict[str, Any]:
-            return dict(servers=servers, name=f"{self.name}:{lane}", connect_timeout=connect_timeout,
-                        allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-                        ping_interval=10, max_outstanding_pings=3, error_cb=on_error,
-                        disconnected_cb=on_disconnect, reconnected_cb=on_reconnect,
-                        pending_size=8 * 1024 * 1024)
+            return dict(
+                servers=servers,
+                name=f"{self.name}:{lane}",
+                connect_timeout=connect_timeout,
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                ping_interval=10,
+                max_outstanding_pings=3,
+                error_cb=on_error,
+                disconnected_cb=on_disconnect,
+                reconnected_cb=on_reconnect,
+                pending_size=8 * 1024 * 1024,
+            )
 
         try:
             self.data = await nats.connect(**opts("data"))
@@ -214,8 +238,15 @@ class Bus:
             raise Unavailable("bus not connected")
         return nc
 
-    async def publish(self, subject: str, msg: Message, *, lane: Lane = Lane.DATA,
-                      headers: dict[str, str] | None = None, trace: bool = False) -> None:
+    async def publish(
+        self,
+        subject: str,
+        msg: Message,
+        *,
+        lane: Lane = Lane.DATA,
+        headers: dict[str, str] | None = None,
+        trace: bool = False,
+    ) -> None:
         """Publish ``msg``. ``trace=True`` injects W3C trace context (per turn, not per frame)."""
         hdrs = dict(headers or {})
         if trace:
@@ -228,22 +259,36 @@ class Bus:
             raise Unavailable(f"publish failed ({type(exc).__name__})") from None
         metrics.BUS_MESSAGES.labels(kind=subject_kind(subject), direction="out").inc()
 
-    async def subscribe(self, subject: str, msg_type: type[M], handler: Handler[M], *,
-                        lane: Lane = Lane.DATA, queue_group: str = "", max_pending: int = 256,
-                        drop: DropPolicy | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> Subscription[M]:
+    async def subscribe(
+        self,
+        subject: str,
+        msg_type: type[M],
+        handler: Handler[M],
+        *,
+        lane: Lane = Lane.DATA,
+        queue_group: str = "",
+        max_pending: int = 256,
+        drop: DropPolicy | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> Subscription[M]:
         """Subscribe with decode + validation and a bounded hand-off queue.
 
         Control-lane subscriptions never drop; data-lane ones drop the oldest by default.
         """
         if drop is None:
             drop = DropPolicy.NEVER if lane is Lane.CONTROL else DropPolicy.DROP_OLDEST
-        q: BoundedQueue[tuple[M, Delivery]] = BoundedQueue(f"{self.name}:{subject_kind(subject)}",
-                                                           max_pending, drop)
+        q: BoundedQueue[tuple[M, Delivery]] = BoundedQueue(
+            f"{self.name}:{subject_kind(subject)}", max_pending, drop
+        )
         sub = Subscription(self, subject, msg_type, handler, q, max_bytes)
         sub._worker = self.tasks.spawn(sub._run(), f"sub:{subject_kind(subject)}")
-        sub._sub = await self._nc(lane).subscribe(subject, queue=queue_group, cb=sub._on_msg,
-                                                  pending_msgs_limit=65536,
-                                                  pending_bytes_limit=64 * 1024 * 1024)
+        sub._sub = await self._nc(lane).subscribe(
+            subject,
+            queue=queue_group,
+            cb=sub._on_msg,
+            pending_msgs_limit=65536,
+            pending_bytes_limit=64 * 1024 * 1024,
+        )
         self._subs.append(sub)
         try:  # the subscription is live on the server when this returns
             await self._nc(lane).flush(timeout=2)
@@ -256,21 +301,38 @@ class Bus:
             self._subs.remove(sub)
         await sub.unsubscribe()
 
-    async def request(self, subject: str, msg: Message, reply_type: type[M], *, timeout: float = 2.0,
-                      lane: Lane = Lane.CONTROL) -> M:
+    async def request(
+        self,
+        subject: str,
+        msg: Message,
+        reply_type: type[M],
+        *,
+        timeout: float = 2.0,
+        lane: Lane = Lane.CONTROL,
+    ) -> M:
         try:
             raw = await self._nc(lane).request(subject, msg.SerializeToString(), timeout=timeout)
         except NoRespondersError:
             raise Unavailable(f"no responders on {subject_kind(subject)}") from None
         except NatsTimeout:
-            raise PhoneAgentError(ErrorKind.TIMEOUT, f"request on {subject_kind(subject)} timed out") from None
+            raise PhoneAgentError(
+                ErrorKind.TIMEOUT, f"request on {subject_kind(subject)} timed out"
+            ) from None
         try:
             return decode(reply_type, raw.subject, raw.data, DEFAULT_MAX_BYTES)
         except RejectedMessage as exc:
             raise PhoneAgentError(ErrorKind.INTERNAL, f"bad reply ({exc.reason})") from None
 
-    async def serve(self, subject: str, msg_type: type[M], responder: Responder[M], *,
-                    queue_group: str = "", lane: Lane = Lane.CONTROL, max_pending: int = 1024) -> Subscription[M]:
+    async def serve(
+        self,
+        subject: str,
+        msg_type: type[M],
+        responder: Responder[M],
+        *,
+        queue_group: str = "",
+        lane: Lane = Lane.CONTROL,
+        max_pending: int = 1024,
+    ) -> Subscription[M]:
         """Answer requests on ``subject``; the responder returns the reply message."""
 
         async def handle(msg: M, delivery: Delivery) -> None:
@@ -278,8 +340,15 @@ class Bus:
             if delivery.reply:
                 await self._nc(lane).publish(delivery.reply, reply.SerializeToString())
 
-        return await self.subscribe(subject, msg_type, handle, lane=lane, queue_group=queue_group,
-                                    max_pending=max_pending, drop=DropPolicy.DROP_NEWEST)
+        return await self.subscribe(
+            subject,
+            msg_type,
+            handle,
+            lane=lane,
+            queue_group=queue_group,
+            max_pending=max_pending,
+            drop=DropPolicy.DROP_NEWEST,
+        )
 
     def jetstream(self) -> Any:
         return self._nc(Lane.DATA).jetstream()

@@ -20,8 +20,9 @@ from phoneagent.runtime.redact import redact_text
 
 call_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("call_id", default="")
 
-SENSITIVE_FIELDS = frozenset({"text", "transcript", "number", "from_uri", "to_uri", "digits", "digit",
-                              "caller", "callee", "utterance"})
+SENSITIVE_FIELDS = frozenset(
+    {"text", "transcript", "number", "from_uri", "to_uri", "digits", "digit", "caller", "callee", "utterance"}
+)
 _STD_ATTRS = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime", "taskName"}
 
 
@@ -79,7 +80,9 @@ class TextFormatter(logging.Formatter):
         ts = time.strftime("%H:%M:%S", time.localtime(record.created)) + f".{int(record.msecs):03d}"
         fields = record_fields(record)
         extra = " ".join(f"{k}={v}" for k, v in fields.items())
-        line = f"{ts} {record.levelname[0]} {_State.service or record.name}: {redact_text(record.getMessage())}"
+        line = (
+            f"{ts} {record.levelname[0]} {_State.service or record.name}: {redact_text(record.getMessage())}"
+        )
         if extra:
             line += "  " + extra
         if record.exc_info and record.exc_info[0] is not None:
@@ -88,7 +91,9 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-def setup(service: str, replica: str, level: str = "INFO", fmt: str = "json", sensitive: bool = False) -> None:
+def setup(
+    service: str, replica: str, level: str = "INFO", fmt: str = "json", sensitive: bool = False
+) -> None:
     """Configure the root logger once per process."""
     _State.service = service
     _State.replica = replica

@@ -62,8 +62,12 @@ class Service:
         return self._engine_ready and self.bus.connected and not self._stopping.is_set()
 
     def _status(self) -> dict[str, object]:
-        out: dict[str, object] = {"service": self.name, "replica": self.replica,
-                                  "bus": self.bus.connected, "engine": self._engine_ready}
+        out: dict[str, object] = {
+            "service": self.name,
+            "replica": self.replica,
+            "bus": self.bus.connected,
+            "engine": self._engine_ready,
+        }
         if self.sessions is not None:
             out["sessions"] = len(self.sessions.sessions)
             out["draining"] = self.sessions.draining
@@ -74,8 +78,13 @@ class Service:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
-        self.health = HealthServer(self.common.http_host, self.common.http_port, live=lambda: True,
-                                   ready=lambda: self.ready, status=self._status)
+        self.health = HealthServer(
+            self.common.http_host,
+            self.common.http_port,
+            live=lambda: True,
+            ready=lambda: self.ready,
+            status=self._status,
+        )
         port = await self.health.start()
         log.info("service starting", extra={"http_port": port})
         try:
@@ -83,17 +92,24 @@ class Service:
             await streams.ensure(self.bus.jetstream())
             await self.setup()
             if self.stage is not None:
-                self.sessions = SessionHost(self.bus, self.stage, self.replica, self.new_session,
-                                            heartbeat_s=self.common.heartbeat_s,
-                                            dead_after_s=self.common.dead_after_s,
-                                            max_sessions=self.common.max_sessions)
+                self.sessions = SessionHost(
+                    self.bus,
+                    self.stage,
+                    self.replica,
+                    self.new_session,
+                    heartbeat_s=self.common.heartbeat_s,
+                    dead_after_s=self.common.dead_after_s,
+                    max_sessions=self.common.max_sessions,
+                )
                 await self.sessions.start()
             self._engine_ready = True
             self._ready_gauge.set(1)
             if self.common.status_file:
                 _write_atomic(Path(self.common.status_file), f"{port}\n")
-            log.info("service ready", extra={"http_port": port, "startup_s": round(time.monotonic()
-                                                                                  - self.started_at, 2)})
+            log.info(
+                "service ready",
+                extra={"http_port": port, "startup_s": round(time.monotonic() - self.started_at, 2)},
+            )
             await self._stopping.wait()
             log.info("service draining", extra={"timeout_s": self.common.drain_timeout_s})
         finally:
@@ -138,7 +154,9 @@ def main(service_cls: type[Service], settings_cls: Any = None) -> int:
     except SettingsError as exc:
         print(f"phone-agent {service_cls.name}: {exc}", flush=True)
         return 2
-    logs.setup(service_cls.name, common.replica, common.log_level, common.log_format.value, common.log_sensitive)
+    logs.setup(
+        service_cls.name, common.replica, common.log_level, common.log_format.value, common.log_sensitive
+    )
     telemetry.setup(service_cls.name, common.replica, common.otlp_endpoint)
     svc = service_cls(common, extra) if settings_cls is not None else service_cls(common)  # type: ignore[call-arg]
     try:

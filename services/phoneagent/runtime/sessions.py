@@ -50,14 +50,23 @@ class _Owned:
 
 
 def _error(kind: ErrorKind, message: str) -> common_pb2.Error:
-    return common_pb2.Error(kind=kind.wire, retryable=kind.retryable, message=message)
+    return common_pb2.Error(kind=kind.wire, retryable=kind.retryable, message=message)  # type: ignore[arg-type]
 
 
 class SessionHost:
     """Owns the sessions of one stage replica."""
 
-    def __init__(self, bus: Bus, stage: str, replica_id: str, factory: SessionFactory, *,
-                 heartbeat_s: float = 0.5, dead_after_s: float = 1.5, max_sessions: int = 50) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        stage: str,
+        replica_id: str,
+        factory: SessionFactory,
+        *,
+        heartbeat_s: float = 0.5,
+        dead_after_s: float = 1.5,
+        max_sessions: int = 50,
+    ) -> None:
         self.bus = bus
         self.stage = stage
         self.replica_id = replica_id
@@ -79,12 +88,25 @@ class SessionHost:
     async def start(self) -> None:
         self._kv = await streams.sessions_kv(self.bus.jetstream(), self.stage)
         self._started_at = time.monotonic()
-        self._subs.append(await self.bus.subscribe(subjects.session_heartbeat(self.stage), session_pb2.Heartbeat,
-                                                   self._on_heartbeat, lane=Lane.CONTROL))
-        self._subs.append(await self.bus.subscribe(subjects.ALL_LIFECYCLE, call_pb2.CallEvent,
-                                                   self._on_lifecycle, lane=Lane.CONTROL))
-        self._claims = await self.bus.serve(subjects.session_claim(self.stage), session_pb2.SessionClaim,
-                                            self._on_claim, queue_group=self.stage)
+        self._subs.append(
+            await self.bus.subscribe(
+                subjects.session_heartbeat(self.stage),
+                session_pb2.Heartbeat,
+                self._on_heartbeat,
+                lane=Lane.CONTROL,
+            )
+        )
+        self._subs.append(
+            await self.bus.subscribe(
+                subjects.ALL_LIFECYCLE, call_pb2.CallEvent, self._on_lifecycle, lane=Lane.CONTROL
+            )
+        )
+        self._claims = await self.bus.serve(
+            subjects.session_claim(self.stage),
+            session_pb2.SessionClaim,
+            self._on_claim,
+            queue_group=self.stage,
+        )
         self._tasks.spawn(self._heartbeat_loop(), "heartbeat")
         self._tasks.spawn(self._monitor_loop(), "monitor")
 
@@ -94,7 +116,8 @@ class SessionHost:
         await self.bus.unsubscribe(self._claims)
         await self._publish_heartbeat()
         deadline = time.monotonic() + timeout
-        while self.sessions and time.monotonic() < deadline:
+        # Calls end on their own (CallEnded closes them); check ten times a second until the deadline.
+        while self.sessions and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
         for call_id in list(self.sessions):
             await self._release(call_id)
@@ -120,8 +143,9 @@ class SessionHost:
             out.error.CopyFrom(_error(ErrorKind.OVERLOADED, "replica full or draining"))
             return out
         key = subjects.check_id(call_id)
-        record = session_pb2.SessionRecord(replica_id=self.replica_id, claim=claim,
-                                           claimed_unix_ns=time.time_ns())
+        record = session_pb2.SessionRecord(
+            replica_id=self.replica_id, claim=claim, claimed_unix_ns=time.time_ns()
+        )
         async with self._lock:
             if call_id in self.sessions:
                 out.replica_id, out.existing = self.replica_id, True
@@ -141,8 +165,14 @@ class SessionHost:
         metrics.SESSION_CLAIMS.labels(stage=self.stage, outcome="claimed").inc()
         return out
 
-    async def _start_session(self, call_id: str, claim: session_pb2.SessionClaim, revision: int,
-                             record: session_pb2.SessionRecord, taken_over: bool) -> bool:
+    async def _start_session(
+        self,
+        call_id: str,
+        claim: session_pb2.SessionClaim,
+        revision: int,
+        record: session_pb2.SessionRecord,
+        taken_over: bool,
+    ) -> bool:
         token = call_id_var.set(call_id)
         try:
             session = await self.factory(claim, taken_over)
@@ -205,17 +235,21 @@ class SessionHost:
         record.CopyFrom(owned.record)
         record.replica_id = ""
         try:
-            await self._kv.update(subjects.check_id(call_id), record.SerializeToString(),
-                                  last=owned.revision)
+            await self._kv.update(subjects.check_id(call_id), record.SerializeToString(), last=owned.revision)
         except Exception:
             pass
         log.info("session released", extra={"stage": self.stage, "call_id": call_id})
 
     # --- heartbeats and takeover ------------------------------------------------------------------
     async def _publish_heartbeat(self) -> None:
-        hb = session_pb2.Heartbeat(stage=self.stage, replica_id=self.replica_id, ts_unix_ns=time.time_ns(),
-                                   call_ids=list(self.sessions), draining=self.draining,
-                                   capacity=max(0, self.max_sessions - len(self.sessions)))
+        hb = session_pb2.Heartbeat(
+            stage=self.stage,
+            replica_id=self.replica_id,
+            ts_unix_ns=time.time_ns(),
+            call_ids=list(self.sessions),
+            draining=self.draining,
+            capacity=max(0, self.max_sessions - len(self.sessions)),
+        )
         await self.bus.publish(subjects.session_heartbeat(self.stage), hb, lane=Lane.CONTROL)
 
     async def _heartbeat_loop(self) -> None:
@@ -233,7 +267,8 @@ class SessionHost:
     def live_replicas(self) -> set[str]:
         now = time.monotonic()
         return {r for r, (seen, _, _) in self._peers.items() if now - seen < self.dead_after_s} | {
-            self.replica_id}
+            self.replica_id
+        }
 
     async def _monitor_loop(self) -> None:
         tick = 0
@@ -295,8 +330,10 @@ class SessionHost:
             ok = await self._start_session(call_id, record.claim, revision, record, taken_over=True)
         if ok:
             metrics.SESSION_TAKEOVERS.labels(stage=self.stage).inc()
-            log.info("session taken over", extra={"stage": self.stage, "call_id": call_id,
-                                                  "previous_replica": previous or "(released)"})
+            log.info(
+                "session taken over",
+                extra={"stage": self.stage, "call_id": call_id, "previous_replica": previous or "(released)"},
+            )
 
     async def _call_has_ended(self, call_id: str) -> bool:
         try:
@@ -321,14 +358,16 @@ class SessionHost:
                 log.warning("session ownership lost", extra={"stage": self.stage, "call_id": call_id})
 
 
-async def claim_session(bus: Bus, stage: str, call: call_pb2.CallStarted, *,
-                        timeout: float = 2.0, attempts: int = 6) -> session_pb2.SessionAssigned:
+async def claim_session(
+    bus: Bus, stage: str, call: call_pb2.CallStarted, *, timeout: float = 2.0, attempts: int = 6
+) -> session_pb2.SessionAssigned:
     """Ask ``stage`` for a session for ``call`` (retrying while no replica is free)."""
     claim = session_pb2.SessionClaim(stage=stage, call=call)
 
     async def once() -> session_pb2.SessionAssigned:
-        reply = await bus.request(subjects.session_claim(stage), claim, session_pb2.SessionAssigned,
-                                  timeout=timeout)
+        reply = await bus.request(
+            subjects.session_claim(stage), claim, session_pb2.SessionAssigned, timeout=timeout
+        )
         if reply.HasField("error"):
             raise PhoneAgentError(ErrorKind.from_wire(reply.error.kind), reply.error.message)
         return reply

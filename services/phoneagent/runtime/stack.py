@@ -57,14 +57,26 @@ class Stack:
         status = self.data_dir / f"{name}.port"
         status.unlink(missing_ok=True)
         env = dict(os.environ)
-        env.update({"PA_NATS_URL": url, "PA_STATUS_FILE": str(status), "PA_HTTP_PORT": "0",
-                    "PA_SERVICE_REPLICA_ID": f"{name}-local", "PA_LOG_FORMAT": "text",
-                    "PA_DRAIN_TIMEOUT_S": env.get("PA_DRAIN_TIMEOUT_S", "3")})
+        env.update(
+            {
+                "PA_NATS_URL": url,
+                "PA_STATUS_FILE": str(status),
+                "PA_HTTP_PORT": "0",
+                "PA_SERVICE_REPLICA_ID": f"{name}-local",
+                "PA_LOG_FORMAT": "text",
+                "PA_DRAIN_TIMEOUT_S": env.get("PA_DRAIN_TIMEOUT_S", "3"),
+            }
+        )
         env.update(self.env)
         log_path = logs / f"{name}.log"
         with log_path.open("ab") as fh:
-            proc = subprocess.Popen([sys.executable, "-m", "phoneagent.cli", "serve", name], env=env,
-                                    stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "phoneagent.cli", "serve", name],
+                env=env,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         return Child(name, proc, status, log_path)
 
     def wait_ready(self, timeout: float) -> None:
@@ -85,7 +97,9 @@ class Stack:
             raise Unavailable("not ready in time: " + ", ".join(c.name for c in pending))
 
     def status(self) -> list[dict[str, object]]:
-        return [{"service": c.name, "pid": c.proc.pid, "port": c.port, **readyz(c.port)} for c in self.children]
+        return [
+            {"service": c.name, "pid": c.proc.pid, "port": c.port, **readyz(c.port)} for c in self.children
+        ]
 
     def stop(self, timeout: float = 15.0) -> None:
         for c in reversed(self.children):

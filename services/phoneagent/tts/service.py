@@ -45,14 +45,25 @@ class TtsCallSession:
 
     async def start(self) -> None:
         engine, voice = self.svc.voice_for_call()
-        self.stream = TtsStream(engine, voice=voice, sample_rate=self.svc.settings.sample_rate,
-                                speed=self.svc.settings.speed, call_id=self.call_id)
+        self.stream = TtsStream(
+            engine,
+            voice=voice,
+            sample_rate=self.svc.settings.sample_rate,
+            speed=self.svc.settings.speed,
+            call_id=self.call_id,
+        )
         self.pump = self.svc.tasks.spawn(self._pump(), f"tts-pump:{self.call_id}")
         bus = self.svc.bus
-        self.subs.append(await bus.subscribe(subjects.say(self.call_id), speech_pb2.AgentText, self.on_text,
-                                             max_pending=256))
-        self.subs.append(await bus.subscribe(subjects.control(self.call_id), control_pb2.ControlEvent,
-                                             self.on_control, lane=Lane.CONTROL))
+        self.subs.append(
+            await bus.subscribe(
+                subjects.say(self.call_id), speech_pb2.AgentText, self.on_text, max_pending=256
+            )
+        )
+        self.subs.append(
+            await bus.subscribe(
+                subjects.control(self.call_id), control_pb2.ControlEvent, self.on_control, lane=Lane.CONTROL
+            )
+        )
 
     async def on_text(self, msg: speech_pb2.AgentText, _: Delivery) -> None:
         gen = msg.meta.generation_id
@@ -65,9 +76,16 @@ class TtsCallSession:
                 await self._maybe_end(gen)
             return
         try:
-            self.stream.submit(SpeechRequest(turn_id=msg.meta.turn_id, generation_id=gen,
-                                             sequence=msg.sentence_seq, text=msg.text, final=msg.final,
-                                             voice=msg.voice))
+            self.stream.submit(
+                SpeechRequest(
+                    turn_id=msg.meta.turn_id,
+                    generation_id=gen,
+                    sequence=msg.sentence_seq,
+                    text=msg.text,
+                    final=msg.final,
+                    voice=msg.voice,
+                )
+            )
         except PhoneAgentError as exc:
             await self._error(exc, msg.meta)
             self.done_sentences[gen] = max(self.done_sentences.get(gen, 0), msg.sentence_seq + 1)
@@ -104,29 +122,46 @@ class TtsCallSession:
             await self._maybe_end(gen)
 
     def _meta(self, gen: int) -> common_pb2.EventMeta:
-        return common_pb2.EventMeta(call_id=self.call_id, turn_id=self.turns.get(gen, 0), generation_id=gen,
-                                    ts_unix_ns=time.time_ns(), producer=f"tts/{self.svc.replica}")
+        return common_pb2.EventMeta(
+            call_id=self.call_id,
+            turn_id=self.turns.get(gen, 0),
+            generation_id=gen,
+            ts_unix_ns=time.time_ns(),
+            producer=f"tts/{self.svc.replica}",
+        )
 
     async def _publish_chunk(self, out: SpeechOut) -> None:
         seq = self.chunk_seq.get(out.generation_id, 0)
         self.chunk_seq[out.generation_id] = seq + 1
-        chunk = media_pb2.SpeechChunk(meta=self._meta(out.generation_id), sequence=seq, pcm=out.pcm,
-                                      sample_rate=out.sample_rate, sentence_seq=out.sentence_seq,
-                                      text_start=out.text_start, text_end=out.text_end,
-                                      last_in_sentence=out.last_in_sentence)
+        chunk = media_pb2.SpeechChunk(
+            meta=self._meta(out.generation_id),
+            sequence=seq,
+            pcm=out.pcm,
+            sample_rate=out.sample_rate,
+            sentence_seq=out.sentence_seq,
+            text_start=out.text_start,
+            text_end=out.text_end,
+            last_in_sentence=out.last_in_sentence,
+        )
         await self.svc.bus.publish(subjects.speech(self.call_id), chunk)
 
     async def _maybe_end(self, gen: int) -> None:
         if gen in self.ends and self.done_sentences.get(gen, 0) >= self.ends[gen]:
             seq = self.chunk_seq.get(gen, 0)
-            chunk = media_pb2.SpeechChunk(meta=self._meta(gen), sequence=seq, sample_rate=self.svc.settings.sample_rate,
-                                          sentence_seq=self.ends.pop(gen), last_in_generation=True)
+            chunk = media_pb2.SpeechChunk(
+                meta=self._meta(gen),
+                sequence=seq,
+                sample_rate=self.svc.settings.sample_rate,
+                sentence_seq=self.ends.pop(gen),
+                last_in_generation=True,
+            )
             await self.svc.bus.publish(subjects.speech(self.call_id), chunk)
 
     async def _error(self, exc: PhoneAgentError, meta: common_pb2.EventMeta | None, gen: int = 0) -> None:
         ev = control_pb2.ControlEvent(meta=meta or self._meta(gen))
-        ev.error.CopyFrom(common_pb2.Error(kind=exc.kind.wire, retryable=exc.retryable, message=exc.message,
-                                           source="tts"))
+        ev.error.CopyFrom(
+            common_pb2.Error(kind=exc.kind.wire, retryable=exc.retryable, message=exc.message, source="tts")
+        )
         await self.svc.bus.publish(subjects.control(self.call_id), ev, lane=Lane.CONTROL)
 
     async def close(self, reason: str) -> None:

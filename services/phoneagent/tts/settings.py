@@ -9,8 +9,11 @@ from phoneagent.runtime.settings import env, positive
 
 @dataclasses.dataclass(frozen=True)
 class TtsSettings:
-    engines: list[str] = env("PA_TTS_ENGINES", ["kokoro", "piper"],
-                             doc="Engines to load: kokoro (natural), piper (lowest latency), kokoro-torch (GPU)")
+    engines: list[str] = env(
+        "PA_TTS_ENGINES",
+        ["kokoro", "piper"],
+        doc="Engines to load: kokoro (natural), piper (lowest latency), kokoro-torch (GPU)",
+    )
     engine: str = env("PA_TTS_ENGINE", "", doc="Engine for every call; empty = the agent file's voice.engine")
     voice: str = env("PA_TTS_VOICE", "", doc="Voice for every call; empty = the agent file's voice.voice")
     sample_rate: int = env("PA_TTS_RATE", 8000, doc="Rate of speech chunks: 8000 (phone) or 16000")
