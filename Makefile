@@ -5,6 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 EXTRAS ?= dev,cpu
+comma := ,
+STAMP := $(VENV)/.installed-$(subst $(comma),_,$(EXTRAS))
 PROTO_FILES := $(wildcard proto/phoneagent/v1/*.proto)
 GEN_DIR := services/phoneagent/v1
 
@@ -14,12 +16,11 @@ GEN_DIR := services/phoneagent/v1
 help: ## List every target
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
 
-$(VENV)/.installed-$(subst $(comma),_,$(EXTRAS)): pyproject.toml scripts/install.sh
+$(STAMP): pyproject.toml scripts/install.sh scripts/build_llama_cpp.sh
 	EXTRAS=$(EXTRAS) VENV=$(VENV) PYTHON=$(PYTHON) bash scripts/install.sh
 	@touch $@
 
-comma := ,
-install: $(VENV)/.installed-$(subst $(comma),_,$(EXTRAS)) ## Create .venv and install the project with EXTRAS (default dev,cpu)
+install: $(STAMP) ## Create .venv and install the project with EXTRAS (default dev,cpu)
 
 proto: install ## Regenerate Python code from proto/ (grpcio-tools)
 	rm -f $(GEN_DIR)/*_pb2*.py $(GEN_DIR)/*_pb2*.pyi

@@ -102,7 +102,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         st.start(ready_timeout=240)
         yield st
     finally:
-        pids = [c.proc.pid for c in st.children]
+        pids = [c.proc.pid for c in st.children] + ([st.nats.proc.pid] if st.nats and st.nats.proc else [])
         st.stop()
         for pid in pids:
             with pytest.raises(ProcessLookupError):
@@ -191,3 +191,63 @@ async def test_stack_status_reports_every_service_ready(stack: Stack) -> None:
     rows = stack.status()
     assert {r["service"] for r in rows} == {"policy", "asr", "llm", "tts"}
     assert all(r.get("ready") for r in rows), rows
+
+
+async def test_services_survive_garbage_on_every_subject(stack: Stack, edge_bus: Bus) -> None:
+    """Malformed, oversized and mislabelled messages on every subject the services read are
+    dropped; afterwards every service is still ready and still takes a new call."""
+    call_id = subjects.new_call_id()
+    started = call_pb2.CallStarted(
+        meta=common_pb2.EventMeta(call_id=call_id),
+        direction=call_pb2.DIRECTION_INBOUND,
+        transport=call_pb2.TRANSPORT_SIP,
+    )
+    from phoneagent.runtime.sessions import claim_session
+
+    for stage in subjects.STAGES:
+        await claim_session(edge_bus, stage, started)
+    targets = [
+        subjects.lifecycle(call_id),
+        subjects.audio_in(call_id),
+        subjects.asr_events(call_id),
+        subjects.transcript(call_id),
+        subjects.reply(call_id),
+        subjects.say(call_id),
+        subjects.speech(call_id),
+        subjects.tool(call_id),
+        subjects.control(call_id),
+        subjects.dial_check(),
+    ] + [subjects.session_heartbeat(s) for s in subjects.STAGES]
+    other = call_pb2.CallEvent(
+        started=call_pb2.CallStarted(meta=common_pb2.EventMeta(call_id="someone-else"))
+    )
+    payloads = [
+        b"\xff\xfe garbage \x00\x01",
+        b"\x0a\xff\xff\xff\xff\xff",
+        b"\x00" * 900_000,
+        other.SerializeToString(),
+        np.random.default_rng(7).bytes(333),
+    ]
+    assert edge_bus.data is not None
+    for subject in targets:
+        for payload in payloads:
+            await edge_bus.data.publish(subject, payload)
+    await edge_bus.data.flush()
+    await asyncio.sleep(1.0)
+    rows = stack.status()
+    assert all(r.get("ready") for r in rows), rows
+    assert all(c.proc.poll() is None for c in stack.children)
+    # Still serving: a fresh call is claimed by every stage.
+    fresh = call_pb2.CallStarted(meta=common_pb2.EventMeta(call_id=subjects.new_call_id()))
+    for stage in subjects.STAGES:
+        assigned = await claim_session(edge_bus, stage, fresh)
+        assert assigned.replica_id and not assigned.existing
+    for cid in (call_id, fresh.meta.call_id):
+        await edge_bus.publish(
+            subjects.lifecycle(cid),
+            call_pb2.CallEvent(
+                ended=call_pb2.CallEnded(
+                    meta=common_pb2.EventMeta(call_id=cid), reason=call_pb2.END_REASON_CALLER_HANGUP
+                )
+            ),
+        )
