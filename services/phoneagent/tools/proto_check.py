@@ -23,7 +23,10 @@ def generate(out: Path) -> None:
     args = ["protoc", f"-I{PROTO}", f"--python_out={out}", f"--pyi_out={out}", *files]
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
-    if protoc.main(["protoc", f"-I{PROTO}", f"--grpc_python_out={out}", "phoneagent/v1/control_api.proto"]) != 0:
+    if (
+        protoc.main(["protoc", f"-I{PROTO}", f"--grpc_python_out={out}", "phoneagent/v1/control_api.proto"])
+        != 0
+    ):
         raise SystemExit("protoc (grpc) failed")
 
 

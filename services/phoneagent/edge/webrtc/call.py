@@ -1,0 +1,182 @@
+"""One browser call: a peer connection, its transport, the edge call flow and the page feed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import secrets
+import time
+from typing import Any
+
+from phoneagent.edge.callflow import EdgeCall, EdgeCallConfig
+from phoneagent.edge.webrtc.events import CallFeed
+from phoneagent.edge.webrtc.settings import WebRtcSettings
+from phoneagent.edge.webrtc.transport import WebRtcTransport
+from phoneagent.runtime import subjects
+from phoneagent.runtime.bus import Bus
+from phoneagent.runtime.errors import InvalidArgument
+from phoneagent.runtime.modelfiles import MissingModelError
+from phoneagent.runtime.tasks import TaskOwner
+from phoneagent.v1 import call_pb2, common_pb2
+
+try:
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise MissingModelError(
+        "WebRTC support (aiortc) is not installed", extra="edge", package="aiortc"
+    ) from exc
+
+log = logging.getLogger(__name__)
+DTMF_DIGITS = frozenset("0123456789*#ABCD")
+MAX_SDP = 64 * 1024
+_RTPMAP = re.compile(r"^a=rtpmap:(\d+) ([A-Za-z0-9_.-]+)/", re.MULTILINE)
+
+
+def negotiated_codec(sdp: str) -> str:
+    """The first codec of the audio m-line of an SDP answer (``opus``, ``PCMU``), or ""."""
+    m = re.search(r"^m=audio \d+ \S+ (\d+)", sdp, re.MULTILINE)
+    if not m:
+        return ""
+    names = dict(_RTPMAP.findall(sdp))
+    return names.get(m.group(1), "")
+
+
+class WebRtcCall:
+    def __init__(self, bus: Bus, settings: WebRtcSettings, config: EdgeCallConfig) -> None:
+        self.bus = bus
+        self.settings = settings
+        self.call_id = subjects.new_call_id()
+        self.events_key = secrets.token_urlsafe(24)  # only the page that placed the call may watch it
+        self.tasks = TaskOwner(f"webrtc:{self.call_id}")
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.transport = WebRtcTransport(settings.call_rate, close_peer=self.pc.close)
+        self.config = config
+        self.edge: EdgeCall | None = None
+        self.feed: CallFeed | None = None
+        self.codec = ""
+        self._connected = asyncio.Event()
+        self._answered = False
+
+    async def accept(self, offer_sdp: str) -> str:
+        """Answer the browser's offer; the SDP answer carries every local candidate."""
+        if not offer_sdp or len(offer_sdp) > MAX_SDP or "m=audio" not in offer_sdp:
+            raise InvalidArgument("the offer must be an SDP with an audio section")
+        self.pc.on("track", self._on_track)
+        self.pc.on("datachannel", self._on_datachannel)
+        self.pc.on("connectionstatechange", self._on_connection_state)
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise InvalidArgument("the offer is not a valid SDP") from exc
+        audio = [t for t in self.pc.getTransceivers() if t.kind == "audio"]
+        if not audio:
+            raise InvalidArgument("the offer has no audio")
+        wanted = [
+            c
+            for mime in self.settings.codec_mimes
+            for c in RTCRtpSender.getCapabilities("audio").codecs
+            if c.mimeType.lower() == mime.lower()
+        ]
+        audio[0].setCodecPreferences(wanted)
+        self.pc.addTrack(self.transport.track)
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        answer = self.pc.localDescription.sdp
+        self.codec = negotiated_codec(answer)
+        if not self.codec:
+            raise InvalidArgument("no common audio codec (opus or PCMU)")
+        return str(answer)
+
+    async def start(self) -> None:
+        """Publish the call and claim its sessions; media starts once the peer connects."""
+        started = call_pb2.CallStarted(
+            meta=common_pb2.EventMeta(call_id=self.call_id, producer="edge"),
+            direction=call_pb2.DIRECTION_INBOUND,
+            transport=call_pb2.TRANSPORT_WEBRTC,
+            from_uri="webrtc:browser",
+            to_uri="webrtc:agent",
+            agent=self.settings.agent,
+            sample_rate=16000,
+            codec=self.codec,
+        )
+        self.edge = EdgeCall(self.bus, started, self.transport, self.config)
+        edge = self.edge
+        self.feed = CallFeed(self.bus, self.call_id, lambda: edge.speech_ended_at)
+        feed = self.feed
+        self.transport.on_agent_speech = lambda on: self._spawn(feed.agent_speech(on), "feed-speech")
+        await self.feed.start()
+        await self.edge.start()
+        self.tasks.spawn(self._answer_when_connected(), "connect")
+        log.info("browser call started", extra={"call_id": self.call_id, "codec": self.codec})
+
+    async def hang_up(self, reason: int, detail: str) -> None:
+        """End the call from our side (page request, failure, shutdown)."""
+        await self.transport.hangup(detail)
+        if self.edge is not None:
+            await self.edge.end(reason, detail)
+        else:
+            await self.pc.close()
+
+    async def wait_ended(self) -> None:
+        if self.edge is not None:
+            await self.edge.ended.wait()
+
+    async def close(self) -> None:
+        """Release everything after the call ended."""
+        await self.transport.hangup("closed")
+        await self.tasks.close(timeout=2.0)
+        if self.feed is not None:
+            await self.feed.close()
+
+    # --- peer connection events ------------------------------------------------------------------
+    def _spawn(self, coro: Any, name: str) -> None:
+        try:
+            self.tasks.spawn(coro, name)
+        except RuntimeError:  # the call is closing
+            coro.close()
+
+    def _on_track(self, track: Any) -> None:
+        if track.kind == "audio":
+            self._spawn(self.transport.consume(track), "caller-audio")
+
+    def _on_datachannel(self, channel: Any) -> None:
+        self.transport.data_channel = channel
+        channel.on("message", lambda message: self._spawn(self._on_message(message), "dc-message"))
+        channel.on("close", lambda: self._spawn(self._peer_left("data channel closed"), "dc-close"))
+
+    async def _on_message(self, message: Any) -> None:
+        try:
+            body = json.loads(message) if isinstance(message, str) and len(message) < 1024 else None
+        except json.JSONDecodeError:
+            body = None
+        digit = body.get("dtmf") if isinstance(body, dict) else None
+        if not isinstance(digit, str) or digit not in DTMF_DIGITS or len(digit) != 1:
+            log.warning("bad data channel message dropped", extra={"call_id": self.call_id})
+            return
+        if self.edge is not None and self._answered:
+            await self.edge.caller_dtmf(digit, 100)
+
+    async def _on_connection_state(self) -> None:
+        state = self.pc.connectionState
+        if state == "connected":
+            self._connected.set()
+        elif state in ("failed", "closed"):
+            await self._peer_left(f"peer connection {state}")
+
+    async def _peer_left(self, detail: str) -> None:
+        if self.edge is not None and not self.edge.ended.is_set() and not self.transport.hung_up:
+            log.info("browser left", extra={"call_id": self.call_id, "detail": detail})
+            await self.hang_up(call_pb2.END_REASON_CALLER_HANGUP, "caller hung up")
+
+    async def _answer_when_connected(self) -> None:
+        assert self.edge is not None
+        try:
+            await asyncio.wait_for(self._connected.wait(), self.settings.connect_timeout_s)
+        except TimeoutError:
+            log.warning("browser media did not connect", extra={"call_id": self.call_id})
+            await self.hang_up(call_pb2.END_REASON_FAILED, "media did not connect")
+            return
+        self._answered = True
+        self.answered_at = time.monotonic()
+        await self.edge.answered()

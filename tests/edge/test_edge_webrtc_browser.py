@@ -1,0 +1,215 @@
+"""A real browser call: headless Chromium (fake microphone playing a Piper-spoken question)
+opens the page, calls the agent through the WebRTC gateway and the real local stack
+(policy, asr, llm, tts as processes), hears it, sees its own words transcribed, hangs up.
+
+Chromium is driven over the DevTools protocol (a WebSocket; no extra packages).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+import os
+import re
+import shutil
+import wave
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+from pa_testing import wait_for
+from phoneagent.audio.resample import resample
+from phoneagent.edge.webrtc.gateway import GATEWAY_KEY, run_gateway
+from phoneagent.edge.webrtc.settings import WebRtcSettings
+from phoneagent.runtime import subjects
+from phoneagent.runtime.bus import Bus, Delivery
+from phoneagent.runtime.stack import Stack
+from phoneagent.v1 import call_pb2
+
+pytestmark = pytest.mark.slow
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parent.parent.parent
+TOKEN = "browser-test-token"
+
+
+def question_wav(path: Path) -> Path:
+    """6 s of silence, "What are your opening hours?", 30 s of silence; 48 kHz mono s16."""
+    from phoneagent.tts.engines.base import create_engine
+
+    engine = create_engine("piper")
+    engine.load()
+    try:
+        audio = np.concatenate(
+            list(engine.synthesize("What are your opening hours?", engine.voices()[0], 1.0))
+        )
+    finally:
+        engine.close()
+    pcm = resample(np.clip(audio * 32767, -32768, 32767).astype(np.int16), engine.native_rate, 48000)
+    pcm = np.concatenate((np.zeros(6 * 48000, np.int16), pcm, np.zeros(30 * 48000, np.int16)))
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(48000)
+        w.writeframes(pcm.astype("<i2").tobytes())
+    return path
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    data = tmp_path_factory.mktemp("webrtc-stack")
+    env = {
+        "PA_POLICY_DB": str(data / "policy.sqlite3"),
+        "PA_DATABASE_URL": f"sqlite:///{data / 'appts.sqlite3'}",
+        "PA_GRPC_PORT": "0",
+        "PA_TTS_ENGINE": "piper",
+        "PA_TTS_ENGINES": "piper",
+        "PA_TTS_RATE": "16000",
+    }
+    st = Stack(data, ("policy", "asr", "llm", "tts"), env=env)
+    try:
+        st.start(ready_timeout=240)
+        yield st
+    finally:
+        st.stop()
+
+
+class Cdp:
+    """The few DevTools protocol calls the test needs."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.ids = itertools.count(1)
+
+    async def call(self, method: str, **params: Any) -> dict[str, Any]:
+        msg_id = next(self.ids)
+        await self.ws.send_json({"id": msg_id, "method": method, "params": params})
+        while True:
+            msg = await asyncio.wait_for(self.ws.receive_json(), 30)
+            if msg.get("id") == msg_id:
+                if "error" in msg:
+                    raise AssertionError(f"{method}: {msg['error']}")
+                return dict(msg.get("result", {}))
+
+    async def js(self, expression: str) -> Any:
+        res = await self.call(
+            "Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True, userGesture=True
+        )
+        if "exceptionDetails" in res:
+            raise AssertionError(f"page error: {res['exceptionDetails']}")
+        return res["result"].get("value")
+
+
+@pytest.fixture
+async def browser_page(tmp_path: Path, stack: Stack) -> AsyncIterator[tuple[Cdp, Bus, Any]]:
+    assert stack.nats is not None
+    bus = Bus("webrtc-browser-test")
+    await bus.connect(stack.nats.url)
+    settings = WebRtcSettings(token=TOKEN, call_rate=16000, port=0)
+    runner, port = await run_gateway(bus, "127.0.0.1", 0, settings)
+    wav = question_wav(tmp_path / "question.wav")
+    proc = await asyncio.create_subprocess_exec(
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--remote-debugging-port=0",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={wav}",
+        "--allow-loopback-in-peer-connection",
+        "--autoplay-policy=no-user-gesture-required",
+        "--disable-features=WebRtcHideLocalIpsWithMdns",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=900,900",
+        f"http://127.0.0.1:{port}/",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stderr is not None
+        devtools = ""
+        while not devtools:
+            line = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode(errors="replace")
+            assert line, "chromium exited before it opened the DevTools port"
+            m = re.search(r"DevTools listening on ws://127\.0\.0\.1:(\d+)/", line)
+            devtools = m.group(1) if m else ""
+        drain = asyncio.create_task(proc.stderr.read())  # keep its pipe from filling
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{devtools}/json/list") as r:
+                pages = [t for t in await r.json() if t["type"] == "page"]
+            async with http.ws_connect(pages[0]["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+                yield Cdp(ws), bus, runner.app[GATEWAY_KEY]
+        drain.cancel()
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        await runner.cleanup()
+        await bus.close()
+
+
+async def page_stats(cdp: Cdp) -> dict[str, Any]:
+    return dict(await cdp.js("JSON.parse(JSON.stringify(window.__stats || {}))") or {})
+
+
+async def poll(cdp: Cdp, check: Any, timeout: float) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        stats = await page_stats(cdp)
+        if check(stats):
+            return stats
+        if loop.time() > deadline:
+            raise AssertionError(f"page never got there: {json.dumps(stats)[:800]}")
+        await asyncio.sleep(0.25)
+
+
+async def test_browser_calls_the_agent(browser_page: tuple[Cdp, Bus, Any], tmp_path: Path) -> None:
+    cdp, bus, gateway = browser_page
+    ended: list[call_pb2.CallEnded] = []
+
+    async def on_life(ev: call_pb2.CallEvent, _: Delivery) -> None:
+        if ev.WhichOneof("event") == "ended":
+            ended.append(ev.ended)
+
+    await bus.subscribe(subjects.ALL_LIFECYCLE, call_pb2.CallEvent, on_life)
+    await poll(cdp, lambda s: s.get("ready"), 20)
+    assert await cdp.js("!document.getElementById('token-box').hidden")  # the page asks for the token
+    await cdp.js(f"document.getElementById('token').value = {json.dumps(TOKEN)}; true")
+    await cdp.js("document.getElementById('call').click(); true")
+    await poll(cdp, lambda s: s.get("connection") == "connected", 20)
+    assert gateway.active_calls == 1
+
+    # The greeting reaches the browser as audible audio.
+    await poll(cdp, lambda s: s.get("maxLevel", 0) > 0.02 and s.get("audibleMs", 0) > 500, 40)
+    # The fake microphone's question is transcribed and shown; the agent answers.
+    stats = await poll(cdp, lambda s: any("open" in t.lower() for t in s.get("callerFinals", [])), 60)
+    stats = await poll(cdp, lambda s: len(s.get("agentTexts", [])) > 1 and s.get("latencies"), 60)
+    shot = await cdp.call("Page.captureScreenshot", format="png")
+    png = tmp_path / "webrtc-call.png"
+    png.write_bytes(base64.b64decode(shot["data"]))
+    (ROOT / "artifacts").mkdir(exist_ok=True)
+    shutil.copyfile(png, ROOT / "artifacts" / "webrtc-call.png")
+    print(
+        f"\nturn latency (end of speech -> first agent audio): {stats['latencies']} ms; "
+        f"caller: {stats['callerFinals']!r}"
+    )
+
+    await cdp.js("document.getElementById('hangup').click(); true")
+    await wait_for(lambda: ended, timeout=10)
+    assert ended[0].reason == call_pb2.END_REASON_CALLER_HANGUP
+    await wait_for(lambda: gateway.active_calls == 0, timeout=10)
+    assert os.path.getsize(png) > 10_000

@@ -1,0 +1,61 @@
+"""The simulated caller against the real local stack (all five services, real CPU models):
+SIP to the edge on a free port, G.711 RTP both ways, the hours scenario's expectations."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from phoneagent.harness.demo import demo_env, free_udp_port
+from phoneagent.harness.scenario import load_scenario
+from phoneagent.harness.session import run_scenario
+from phoneagent.runtime.stack import Stack
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, dict[str, str]]]:
+    data = tmp_path_factory.mktemp("harness-stack")
+    env = demo_env(data, free_udp_port())
+    st = Stack(data, env=env)
+    saved = {k: os.environ.get(k) for k in ("PA_DATABASE_URL", "PA_POLICY_DB")}
+    try:
+        st.start(ready_timeout=240)
+        os.environ.update({k: env[k] for k in saved})
+        yield st, env
+    finally:
+        st.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.mark.timeout(600)
+async def test_hours_scenario_through_the_edge(stack: tuple[Stack, dict[str, str]], tmp_path: Path) -> None:
+    st, env = stack
+    assert st.nats is not None
+    wav = tmp_path / "hours.wav"
+    outcome = await asyncio.wait_for(
+        run_scenario(
+            load_scenario("hours"),
+            target=f"sip:agent@127.0.0.1:{env['PA_SIP_PORT']}",
+            nats_url=st.nats.url,
+            wav=wav,
+        ),
+        timeout=420,
+    )
+    print("\n" + outcome.text)
+    assert outcome.result.agent_turns, "no agent audio arrived"
+    assert all(c.passed for c in outcome.checks), outcome.text
+    question = outcome.result.utterances[0]
+    assert question.reply_latency_ms is not None and question.reply_latency_ms < 30000
+    with wave.open(str(wav)) as w:
+        assert w.getnchannels() == 2 and w.getframerate() == 8000 and w.getnframes() > 8000 * 3
+    assert wav.with_suffix(".txt").read_text().count("\tcaller\t") == 1

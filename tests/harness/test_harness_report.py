@@ -1,0 +1,64 @@
+"""The stereo recording (left caller, right agent), agent segmentation and expectation checks."""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import numpy as np
+from phoneagent.harness.caller import AgentTurn, CallResult
+from phoneagent.harness.checks import check_all, first_words_contain, mentions
+from phoneagent.harness.report import write_stereo_wav
+from phoneagent.harness.scenario import parse_scenario
+from phoneagent.harness.voice import agent_segments
+
+
+def test_stereo_wav_left_is_caller(tmp_path: Path) -> None:
+    caller = np.full(800, 1000, np.int16)
+    agent = np.full(1200, -2000, np.int16)
+    path = write_stereo_wav(tmp_path / "x" / "call.wav", caller, agent)
+    with wave.open(str(path)) as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()) == (2, 2, 8000, 1200)
+        frames = np.frombuffer(w.readframes(1200), "<i2").reshape(-1, 2)
+    assert (frames[:800, 0] == 1000).all() and (frames[800:, 0] == 0).all()
+    assert (frames[:, 1] == -2000).all()
+
+
+def test_agent_segments_split_at_silence() -> None:
+    loud = (3000 * np.sin(np.arange(8000) * 0.3)).astype(np.int16)
+    track = np.concatenate([np.zeros(1600, np.int16), loud, np.zeros(8000, np.int16), loud[:4000]])
+    segs = agent_segments(track)
+    assert len(segs) == 2
+    assert segs[0][0] == 1600 and abs(segs[0][1] - 9600) <= 160
+    assert segs[1][0] == 17600
+
+
+def test_text_checks() -> None:
+    assert first_words_contain("Hi, you are speaking with an A.I. assistant.", "AI")
+    assert first_words_contain("You are speaking with an AI assistant", "ai")
+    assert not first_words_contain("Please wait, I said so", "AI")
+    assert not first_words_contain(" ".join(["word"] * 20) + " AI", "AI")
+    assert mentions("We open at 9 a.m. on Monday", "9")
+
+
+def test_checks_against_a_result() -> None:
+    sc = parse_scenario(
+        {
+            "name": "t",
+            "steps": ["hangup"],
+            "expect": [
+                {"disclosure": "AI"},
+                {"mentions": "closed"},
+                {"ended_by_agent": True},
+                {"transfer_requested": True},
+            ],
+        }
+    )
+    res = CallResult(sc, "+14155550100", ended_by="caller")
+    res.agent_turns = [
+        AgentTurn(0, 2, "You are speaking with an AI assistant."),
+        AgentTurn(3, 5, "We are closed on Saturdays."),
+    ]
+    res.refer_targets = ["sip:frontdesk@example.com"]
+    got = {c.expectation.kind: c.passed for c in check_all(res, None)}
+    assert got == {"disclosure": True, "mentions": True, "ended_by_agent": False, "transfer_requested": True}
