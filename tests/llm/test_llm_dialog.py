@@ -163,3 +163,23 @@ async def test_engine_failure_becomes_an_apology_and_the_call_goes_on() -> None:
     engine.scripts = [["Yes, I'm here."]]
     await d.on_user_turn(2, "hello again")
     await wait_for(lambda: said[-1].final and said[-2].text == "Yes, I'm here.")
+
+
+async def test_bare_json_and_fenced_tool_calls_are_run_not_spoken() -> None:
+    for first in (['{"name": "book_appointment", "arguments": {"when": "Tuesday at 10"}}'],
+                  ["```json\n", '{"name": "book_appointment", "arguments": {"when": "Tuesday at 10"}}', "\n```"]):
+        engine = ScriptedEngine([first, ["Booked."]])
+        tools = Tools()
+        d, said, _ = make(engine, tools)
+        await d.on_user_turn(1, "Book me Tuesday at 10")
+        await wait_for(lambda: said and said[-1].final, timeout=3)
+        assert tools.calls == [("book_appointment", {"when": "Tuesday at 10"})]
+        assert all("{" not in s.text and "```" not in s.text for s in said)
+
+
+async def test_text_that_only_looks_like_json_at_first_is_still_spoken() -> None:
+    engine = ScriptedEngine([["{Sorry}", " we are closed today."]])
+    d, said, _ = make(engine, Tools())
+    await d.on_user_turn(1, "Are you open?")
+    await wait_for(lambda: said and said[-1].final, timeout=3)
+    assert "closed" in " ".join(s.text for s in said)

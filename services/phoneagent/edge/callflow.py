@@ -112,6 +112,8 @@ class EdgeCall:
         self.started_at = time.monotonic()
         self._first_packet_pending: dict[int, float] = {}
         self._mouth_pending: dict[int, float] = {}
+        self._counted = False  # ACTIVE_CALLS was incremented (start() completed)
+        self._release_task: asyncio.Future[None] | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------
     def meta(self, generation: int = 0) -> common_pb2.EventMeta:
@@ -150,6 +152,7 @@ class EdgeCall:
             )
         )
         metrics.ACTIVE_CALLS.labels(transport=self.transport.name).inc()
+        self._counted = True
 
     async def answered(self) -> None:
         await self.bus.publish(
@@ -173,9 +176,16 @@ class EdgeCall:
             )
         except PhoneAgentError:
             log.warning("call end not published", extra={"call_id": self.call_id})
-        metrics.ACTIVE_CALLS.labels(transport=self.transport.name).dec()
+        if self._counted:
+            metrics.ACTIVE_CALLS.labels(transport=self.transport.name).dec()
         direction = "outbound" if self.started.direction == call_pb2.DIRECTION_OUTBOUND else "inbound"
         metrics.CALLS_TOTAL.labels(direction=direction, reason=call_pb2.EndReason.Name(reason).lower()).inc()
+        # Released in a task of its own: end() may run inside one of the call's own subscription
+        # workers or tasks, which the release cancels (a task must not wait for itself).
+        self._release_task = asyncio.ensure_future(self._release())
+        await asyncio.shield(self._release_task)
+
+    async def _release(self) -> None:
         for sub in self.subs:
             await self.bus.unsubscribe(sub)
         await self.tasks.close(timeout=2.0)

@@ -68,13 +68,18 @@ class DialogState:
     generation: int = 0
 
     def to_json(self) -> bytes:
-        return json.dumps({"history": self.history, "turn": self.turn, "generation": self.generation}).encode()
+        return json.dumps(
+            {"history": self.history, "turn": self.turn, "generation": self.generation}
+        ).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> DialogState:
         raw = json.loads(data)
-        return cls(history=list(raw.get("history", [])), turn=int(raw.get("turn", 0)),
-                   generation=int(raw.get("generation", 0)))
+        return cls(
+            history=list(raw.get("history", [])),
+            turn=int(raw.get("turn", 0)),
+            generation=int(raw.get("generation", 0)),
+        )
 
 
 @dataclass
@@ -104,10 +109,21 @@ TurnContext = Callable[[str], str]
 
 
 class Dialog:
-    def __init__(self, call_id: str, engine: LlmEngine, *, system_prompt: SystemPrompt, greeting: str,
-                 publish: Publish, save: Save, tools: ToolRunner | None = None, action: Action | None = None,
-                 config: DialogConfig | None = None, state: DialogState | None = None,
-                 context: TurnContext | None = None) -> None:
+    def __init__(
+        self,
+        call_id: str,
+        engine: LlmEngine,
+        *,
+        system_prompt: SystemPrompt,
+        greeting: str,
+        publish: Publish,
+        save: Save,
+        tools: ToolRunner | None = None,
+        action: Action | None = None,
+        config: DialogConfig | None = None,
+        state: DialogState | None = None,
+        context: TurnContext | None = None,
+    ) -> None:
         self.call_id = call_id
         self.engine = engine
         self.system_prompt = system_prompt
@@ -149,8 +165,9 @@ class Dialog:
         self._trim()
         await self.save(self.state)
         reply = self._new_reply(turn=self.state.turn)
-        reply.task = self._tasks.spawn(self._generate(reply, started_at or time.perf_counter()),
-                                       f"gen{reply.generation}")
+        reply.task = self._tasks.spawn(
+            self._generate(reply, started_at or time.perf_counter()), f"gen{reply.generation}"
+        )
 
     async def on_barge_in(self, generation: int, heard_sentence_seq: int, heard_chars: int) -> None:
         reply = self.reply
@@ -246,8 +263,9 @@ class Dialog:
         await self._say(reply, APOLOGY)
         await self._end(reply)
 
-    async def _stream(self, reply: _Reply, messages: list[dict[str, Any]], started: float, *,
-                      with_tools: bool) -> dict[str, Any] | None:
+    async def _stream(
+        self, reply: _Reply, messages: list[dict[str, Any]], started: float, *, with_tools: bool
+    ) -> dict[str, Any] | None:
         """Stream one completion; publish sentences; return a tool call if the model made one."""
         reply.request_id = f"{self.call_id}-g{reply.generation}-{len(reply.sentences)}"
         splitter = SentenceSplitter(first_clause_min_words=self.config.first_clause_min_words)
@@ -256,16 +274,21 @@ class Dialog:
         first_token = True
         t0 = time.perf_counter()
         tokens = 0
-        async for delta in self.engine.stream(messages, request_id=reply.request_id,
-                                              max_tokens=self.config.max_tokens,
-                                              temperature=self.config.temperature, tools=tools):
+        async for delta in self.engine.stream(
+            messages,
+            request_id=reply.request_id,
+            max_tokens=self.config.max_tokens,
+            temperature=self.config.temperature,
+            tools=tools,
+        ):
             if delta.final:
                 tokens = delta.completion_tokens or tokens
                 break
             if first_token:
                 first_token = False
                 metrics.LLM_FIRST_TOKEN_LATENCY.labels(engine=self.engine.name).observe(
-                    time.perf_counter() - started)
+                    time.perf_counter() - started
+                )
             tokens += 1
             if tools is not None and (buffered or not reply.sentences) and _maybe_tool(buffered + delta.text):
                 buffered += delta.text
@@ -294,11 +317,13 @@ class Dialog:
             return
         if not reply.sentences:
             metrics.LLM_FIRST_SENTENCE_LATENCY.labels(engine=self.engine.name).observe(
-                time.perf_counter() - started)
+                time.perf_counter() - started
+            )
         await self._say(reply, text)
 
-    async def _run_tool(self, reply: _Reply, messages: list[dict[str, Any]], call: dict[str, Any],
-                        started: float) -> None:
+    async def _run_tool(
+        self, reply: _Reply, messages: list[dict[str, Any]], call: dict[str, Any], started: float
+    ) -> None:
         name = str(call.get("name", ""))
         args = call.get("arguments") or {}
         if isinstance(args, str):
@@ -317,35 +342,57 @@ class Dialog:
         try:
             outcome = await task
         except Exception as exc:
-            log.warning("tool crashed", extra={"call_id": self.call_id, "tool": name,
-                                               "error": type(exc).__name__})
+            log.warning(
+                "tool crashed", extra={"call_id": self.call_id, "tool": name, "error": type(exc).__name__}
+            )
             outcome = ToolOutcome(ok=False, result={"error": "tool failed"}, spoken=TOOL_FAILED)
         log.info("tool ran", extra={"call_id": self.call_id, "tool": name, "ok": outcome.ok})
         if self.action is not None and outcome.ok and name in ("transfer_to_human", "end_call"):
             await self.action(name, outcome.result)
-        self.state.history.append({"role": "assistant", "content": None, "tool_calls": [
-            {"type": "function", "function": {"name": name, "arguments": json.dumps(args)}}]})
-        self.state.history.append({"role": "tool", "content": json.dumps(
-            {"ok": outcome.ok, **outcome.result, "say": outcome.spoken})})
+        self.state.history.append(
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+                ],
+            }
+        )
+        self.state.history.append(
+            {
+                "role": "tool",
+                "content": json.dumps({"ok": outcome.ok, **outcome.result, "say": outcome.spoken}),
+            }
+        )
         follow = self._messages()
         await self._stream(reply, follow, started, with_tools=False)
 
 
+_TOOL_OPENERS = ("<tool_call>", "```json", "```", "{")
+
+
 def _maybe_tool(text: str) -> bool:
-    """True while ``text`` could still be the start of a ``<tool_call>`` block."""
+    """True while ``text`` could still be the start of a tool call.
+
+    Qwen's template asks for ``<tool_call>{...}</tool_call>``; small models also answer
+    with the bare JSON object or a fenced code block. None of these is ever spoken.
+    """
     stripped = text.lstrip()
     if not stripped:
         return True
-    marker = "<tool_call>"
-    return stripped.startswith(marker) or marker.startswith(stripped)
+    return any(stripped.startswith(o) or o.startswith(stripped) for o in _TOOL_OPENERS)
 
 
 def _parse_tool_call(text: str) -> dict[str, Any] | None:
     m = _TOOL_CALL.search(text)
-    if not m:
+    body = m.group(1) if m else text.strip().removeprefix("```json").removeprefix("```").removesuffix("```")
+    start, end = body.find("{"), body.rfind("}")
+    if start < 0 or end <= start:
         return None
     try:
-        call = json.loads(m.group(1))
+        call = json.loads(body[start : end + 1])
     except json.JSONDecodeError:
         return None
-    return call if isinstance(call, dict) and call.get("name") else None
+    if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+        return None
+    return call

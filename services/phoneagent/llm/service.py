@@ -16,7 +16,7 @@ from typing import Any
 
 from phoneagent.llm.dialog import Dialog, DialogConfig, DialogState, Sentence, ToolOutcome
 from phoneagent.llm.domain.agent import Agent, load_agent
-from phoneagent.llm.domain.calendar_facts import calendar_facts, hours_summary
+from phoneagent.llm.domain.calendar_facts import calendar_facts
 from phoneagent.llm.domain.knowledge import KnowledgeBase, open_knowledge_base
 from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tool_result import CallContext
@@ -39,8 +39,9 @@ STYLE = (
 )
 
 
-def hours_summary_line(agent: Agent) -> str:
-    return f"{agent.business_name} is open {hours_summary(agent)} ({agent.timezone})."
+def _is_static_fact(line: str, agent: Agent) -> bool:
+    """Calendar facts that do not change during the day (opening hours, appointment types)."""
+    return line.startswith((f"{agent.business_name} is open", "Appointment types:", "Pass the caller"))
 
 
 class Tools:
@@ -227,16 +228,21 @@ class LlmService(Service):
 
     def system_prompt(self) -> str:
         """The part of the prompt that is the same for every turn of every call (cached by the engine)."""
-        return f"{self.agent.persona.strip()}\n\n{STYLE}\n\n{hours_summary_line(self.agent)}"
+        static = [line for line in self._calendar_lines() if _is_static_fact(line, self.agent)]
+        return "\n\n".join([self.agent.persona.strip(), STYLE, "\n".join(static)])
 
     def turn_context(self, caller_text: str) -> str:
-        """Facts for one turn: today's date and time, free slots, matching document passages."""
-        facts = calendar_facts(self.agent, datetime.now(UTC), self.store)
+        """Facts for one turn, kept short: today's date and time, closures, free slots, and the
+        document passages that match what the caller said."""
+        facts = [line for line in self._calendar_lines() if not _is_static_fact(line, self.agent)]
         if self.knowledge is not None and caller_text:
             passages = self.knowledge.search(caller_text, k=2)
             if passages:
-                facts += "\nFrom the practice's documents: " + " ".join(p.text for p in passages)
-        return f"[Facts for this turn]\n{facts}"
+                facts.append("From the practice's documents: " + " ".join(p.text for p in passages))
+        return "[Facts for this turn] " + " ".join(facts)
+
+    def _calendar_lines(self) -> list[str]:
+        return calendar_facts(self.agent, datetime.now(UTC), self.store).splitlines()
 
     async def warm_up(self) -> None:
         """Evaluate the fixed prompt prefix (persona and tool schemas) once, before the first call."""

@@ -1,0 +1,186 @@
+"""One call's RTP endpoint: a UDP socket in the configured port range, G.711 in and out, RFC 4733 DTMF.
+
+Inbound datagrams pass :class:`RtpStreamState` (source check, flood limit, negotiated payload types);
+audio goes to a :class:`JitterBuffer`, telephone events to a :class:`DtmfReceiver`. The call flow
+pulls one decoded 8 kHz frame per 20 ms tick. Outbound audio is one packet per 20 ms frame with a
+continuous timestamp, the marker bit on the first packet of each talkspurt. Garbage never raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import random
+import secrets
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from phoneagent.audio.g711 import G711Codec, codec_for
+from phoneagent.edge.media.dtmf import DtmfDigit, DtmfReceiver, dtmf_packets
+from phoneagent.edge.media.jitter import JitterBuffer
+from phoneagent.edge.media.rtp import RtpPacket, seq_add, ts_add
+from phoneagent.edge.media.rtp_stream import RtpStreamState
+from phoneagent.edge.sip.sdp import MediaParams
+from phoneagent.runtime.errors import InvalidArgument, Unavailable
+
+log = logging.getLogger(__name__)
+FRAME_MS = 20
+DtmfCallback = Callable[[DtmfDigit], None]
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, session: RtpSession) -> None:
+        self.session = session
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.session.on_datagram(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("rtp socket error", extra={"error": type(exc).__name__})
+
+
+class RtpSession:
+    """Create with :meth:`open`, then :meth:`start` once the peer's SDP is known."""
+
+    def __init__(self, host: str, call_id: str = "") -> None:
+        self.host = host
+        self.call_id = call_id
+        self.port = 0
+        self.params: MediaParams | None = None
+        self.codec: G711Codec | None = None
+        self.on_dtmf: DtmfCallback | None = None
+        self._transport: asyncio.DatagramTransport | None = None
+        self._remote: tuple[str, int] | None = None
+        self._state: RtpStreamState | None = None
+        self._jitter: JitterBuffer | None = None
+        self._dtmf = DtmfReceiver()
+        self._ssrc = secrets.randbits(32)
+        self._seq = secrets.randbits(16)
+        self._ts = secrets.randbits(32)
+        self._talking = False
+        self._sending_dtmf = asyncio.Lock()
+        self._media_started = False
+        self.sent = 0
+        self.closed = False
+
+    @classmethod
+    async def open(cls, host: str, port_min: int, port_max: int, call_id: str = "") -> RtpSession:
+        """Bind an even port in [port_min, port_max] (tried from a random start); Unavailable if none."""
+        session = cls(host, call_id)
+        loop = asyncio.get_running_loop()
+        first = port_min + (port_min % 2)
+        ports = list(range(first, port_max + 1, 2)) or [port_min]
+        start = random.randrange(len(ports))
+        for candidate in ports[start:] + ports[:start]:
+            try:
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda: _Protocol(session), local_addr=(host, candidate)
+                )
+            except OSError as exc:
+                if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                    continue
+                raise Unavailable("RTP socket could not be opened") from None
+            session._transport = transport  # type: ignore[assignment]
+            session.port = transport.get_extra_info("sockname")[1]
+            return session
+        raise Unavailable("no free RTP port in the configured range")
+
+    def start(self, params: MediaParams, *, latch: bool = False) -> None:
+        """Begin exchanging media with the negotiated peer."""
+        codec = codec_for(params.payload_type)
+        self.params, self.codec = params, codec
+        self._remote = (params.remote_address, params.remote_port)
+        types = {params.payload_type}
+        if params.telephone_event_pt is not None:
+            types.add(params.telephone_event_pt)
+        self._state = RtpStreamState(expected=self._remote, latch=latch, payload_types=types)
+        self._jitter = JitterBuffer(codec)
+        self._dtmf = DtmfReceiver(clock_rate=params.clock_rate)
+
+    # --- inbound ------------------------------------------------------------------------------
+    def on_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self._state is None or self._jitter is None or self.params is None:
+            return  # not negotiated yet
+        now = time.monotonic()
+        got = self._state.receive(data, addr, now)
+        if got is None:
+            return
+        pkt = got.packet
+        if pkt.payload_type == self.params.telephone_event_pt:
+            for digit in self._dtmf.on_packet(pkt.timestamp, pkt.payload, now):
+                self._digit(digit)
+            return
+        self._jitter.push(pkt.timestamp, pkt.payload, now)
+        self._media_started = True
+        if self._remote != self._state.source and self._state.source is not None:
+            self._remote = self._state.source  # symmetric RTP: answer where the peer sends from
+
+    def _digit(self, digit: DtmfDigit) -> None:
+        if self.on_dtmf is not None:
+            self.on_dtmf(digit)
+
+    def pull_frame(self) -> np.ndarray | None:
+        """One 20 ms frame of caller audio (8 kHz int16, concealed when lost); None before media."""
+        for digit in self._dtmf.poll(time.monotonic()):
+            self._digit(digit)
+        if self._jitter is None or not self._media_started:
+            return None
+        return self._jitter.pull().pcm
+
+    @property
+    def drops(self) -> int:
+        return self._state.dropped if self._state is not None else 0
+
+    # --- outbound -----------------------------------------------------------------------------
+    def _send(self, payload_type: int, payload: bytes, timestamp: int, marker: bool) -> None:
+        if self._transport is None or self._remote is None or self.closed:
+            return
+        pkt = RtpPacket(payload_type, self._seq, timestamp, self._ssrc, payload, marker)
+        self._seq = seq_add(self._seq, 1)
+        self._transport.sendto(pkt.to_bytes(), self._remote)
+        self.sent += 1
+
+    def send_audio(self, pcm: np.ndarray, speech: bool) -> None:
+        """Send one 20 ms frame (8 kHz int16). Skipped (timestamp still advancing) during DTMF."""
+        if self.codec is None or self.params is None:
+            return
+        samples = len(pcm)
+        if not self._sending_dtmf.locked():
+            marker = speech and not self._talking
+            self._send(self.params.payload_type, self.codec.encode(pcm), self._ts, marker)
+        self._talking = speech
+        self._ts = ts_add(self._ts, samples)
+
+    async def send_dtmf(self, digit: str, duration_ms: int = 100) -> None:
+        """Send one RFC 4733 key press; audio packets pause meanwhile. InvalidArgument for a bad digit."""
+        if self.params is None or self.params.telephone_event_pt is None:
+            raise InvalidArgument("the peer did not negotiate telephone-event")
+        packets = dtmf_packets(digit, duration_ms, clock_rate=self.params.clock_rate)
+        pt = self.params.telephone_event_pt
+        async with self._sending_dtmf:
+            loop = asyncio.get_running_loop()
+            begin, stamp = loop.time(), self._ts
+            for p in packets:
+                delay = begin + p.offset_ms / 1000 - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                self._send(pt, p.payload, stamp, p.marker)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._transport is not None:
+            self._transport.close()
+        if self._state is not None and self._state.dropped:
+            log.info(
+                "rtp session closed",
+                extra={
+                    "call_id": self.call_id,
+                    "accepted": self._state.accepted,
+                    "dropped": dict(self._state.drops),
+                },
+            )

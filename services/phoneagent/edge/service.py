@@ -1,0 +1,396 @@
+"""The edge service: SIP calls in and out, each one an :class:`EdgeCall` on the bus.
+
+Inbound: an INVITE gets an RTP port and an SDP answer; the call is published and every stage
+claims a session (503 when one cannot), then it rings and is answered. Outbound: a CallStarted
+request on ``edge_dial`` is accepted (empty ControlEvent reply, or one carrying ``error``), its
+sessions are claimed, and the call is placed through the trunk (or straight to a SIP URI); busy,
+no answer and failure end it with the matching reason. On SIGTERM no new calls are taken and calls
+in progress may finish for ``PA_DRAIN_TIMEOUT_S``; the rest are hung up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from phoneagent.edge.callflow import EdgeCall, EdgeCallConfig
+from phoneagent.edge.media.dtmf import DtmfDigit
+from phoneagent.edge.rtp_session import RtpSession
+from phoneagent.edge.settings import EdgeSettings
+from phoneagent.edge.sip import (
+    CallFailed,
+    CallOutcome,
+    Credentials,
+    Dialog,
+    DialogHandlers,
+    DigestServer,
+    IncomingCall,
+    NoCommonCodec,
+    ParseError,
+    SipURI,
+    UAConfig,
+    UserAgent,
+    answer,
+    negotiated,
+    offer,
+)
+from phoneagent.edge.sip_transport import SipTransport
+from phoneagent.runtime import subjects
+from phoneagent.runtime.bus import Delivery, Subscription
+from phoneagent.runtime.errors import ErrorKind, InvalidArgument, PhoneAgentError, Unavailable
+from phoneagent.runtime.redact import mask_number
+from phoneagent.runtime.service import Service
+from phoneagent.runtime.settings import CommonSettings
+from phoneagent.v1 import call_pb2, common_pb2, control_pb2
+
+log = logging.getLogger(__name__)
+SETTINGS = EdgeSettings
+ASR_RATE = 16000
+
+_OUTCOME_REASON = {
+    CallOutcome.BUSY: call_pb2.END_REASON_BUSY,
+    CallOutcome.NO_ANSWER: call_pb2.END_REASON_NO_ANSWER,
+    CallOutcome.FAILED: call_pb2.END_REASON_FAILED,
+    CallOutcome.CANCELLED: call_pb2.END_REASON_CANCELLED,
+}
+
+
+@dataclass
+class ActiveCall:
+    call: EdgeCall
+    transport: SipTransport
+    rtp: RtpSession
+    dialing: asyncio.Task[Any] | None = None
+    dtmf: asyncio.Queue[DtmfDigit] = field(default_factory=asyncio.Queue)
+
+
+class EdgeService(Service):
+    name = "edge"
+
+    def __init__(self, common: CommonSettings, settings: EdgeSettings | None = None) -> None:
+        super().__init__(common)
+        self.settings = settings or EdgeSettings()
+        self.ua: UserAgent | None = None
+        self.calls: dict[str, ActiveCall] = {}
+        self.accepting = True
+        self._dial_sub: Subscription[Any] | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    async def setup(self) -> None:
+        self.ua = await self._start_ua()
+        self._dial_sub = await self.bus.serve(
+            subjects.edge_dial(), call_pb2.CallStarted, self._on_dial, queue_group="edge"
+        )
+
+    def _ua_config(self, port: int) -> UAConfig:
+        s = self.settings
+        auth = None
+        if s.inbound_username:
+            auth = DigestServer("phone-agent", {s.inbound_username: s.inbound_password})
+        return UAConfig(
+            host=s.sip_host,
+            port=port,
+            transports=tuple(t.lower() for t in s.sip_transports),
+            advertised_host=s.public_address or None,
+            codecs=s.codec_names,
+            max_calls=s.max_calls,
+            auth=auth,
+            no_answer_timeout_s=s.no_answer_timeout_s,
+        )
+
+    async def _start_ua(self) -> UserAgent:
+        port = self.settings.sip_port
+        for attempt in range(4):
+            ua = UserAgent(self._ua_config(port), on_incoming_call=self._on_incoming)
+            try:
+                await ua.start()
+                return ua
+            except OSError as exc:
+                await ua.close()
+                if exc.errno != errno.EADDRINUSE or not (self.settings.sip_port_fallback or port == 0):
+                    raise Unavailable(f"SIP port {port} could not be bound") from None
+                log.warning("sip port taken: binding any free port", extra={"port": port, "try": attempt})
+                port = 0
+        raise Unavailable("no SIP port could be bound")
+
+    async def _shutdown(self) -> None:
+        await self.drain_calls(self.common.drain_timeout_s)
+        await super()._shutdown()
+
+    async def drain_calls(self, timeout_s: float) -> None:
+        """Refuse new calls; let calls in progress finish for ``timeout_s``, then hang up the rest."""
+        self.accepting = False
+        if self._dial_sub is not None and self.bus.connected:
+            await self.bus.unsubscribe(self._dial_sub)
+            self._dial_sub = None
+        waits = [asyncio.ensure_future(a.call.ended.wait()) for a in self.calls.values()]
+        if waits:
+            log.info("draining calls", extra={"calls": len(waits), "timeout_s": timeout_s})
+            _, late = await asyncio.wait(waits, timeout=timeout_s)
+            for w in late:
+                w.cancel()
+        for active in list(self.calls.values()):
+            await active.transport.hangup("edge shutting down")
+            await active.call.end(call_pb2.END_REASON_AGENT_HANGUP, "edge shutting down")
+
+    async def teardown(self) -> None:
+        if self.ua is not None:
+            await self.ua.close()
+
+    def status(self) -> dict[str, object]:
+        out: dict[str, object] = {"active_calls": len(self.calls), "accepting": self.accepting}
+        if self.ua is not None:
+            host, port = self.ua.local_address()
+            out["sip"] = f"{host}:{port}"
+        return out
+
+    # --- shared call plumbing --------------------------------------------------------------------
+    def _new_call(self, started: call_pb2.CallStarted, rtp: RtpSession) -> ActiveCall:
+        transport = SipTransport(rtp, started.meta.call_id)
+        config = EdgeCallConfig(
+            min_speech_ms=self.settings.barge_in_min_speech_ms,
+            max_duration_s=self.settings.max_call_duration_s,
+        )
+        active = ActiveCall(EdgeCall(self.bus, started, transport, config), transport, rtp)
+        rtp.on_dtmf = active.dtmf.put_nowait
+        return active
+
+    def _handlers(self, active: ActiveCall) -> DialogHandlers:
+        call = active.call
+
+        async def on_bye(_: Dialog) -> None:
+            await call.end(call_pb2.END_REASON_CALLER_HANGUP, "caller hung up")
+
+        async def on_dtmf(_: Dialog, digit: str) -> None:
+            await call.caller_dtmf(digit, 0)
+
+        def on_hold(_: Dialog, held: bool) -> None:
+            log.info("call hold changed", extra={"call_id": call.call_id, "held": held})
+
+        return DialogHandlers(on_bye=on_bye, on_dtmf=on_dtmf, on_hold=on_hold)
+
+    async def _connected(self, active: ActiveCall, dialog: Dialog) -> None:
+        active.transport.attach(dialog)
+        await active.call.answered()
+        active.call.tasks.spawn(self._dtmf_pump(active), "dtmf")
+        self.tasks.spawn(self._watch_dialog(active, dialog), f"dialog:{active.call.call_id}")
+
+    async def _dtmf_pump(self, active: ActiveCall) -> None:
+        while True:
+            digit = await active.dtmf.get()
+            await active.call.caller_dtmf(digit.digit, int(digit.duration_ms))
+
+    async def _watch_dialog(self, active: ActiveCall, dialog: Dialog) -> None:
+        """The dialog ended without a BYE handler running (e.g. the ACK never came): end the call."""
+        ended = asyncio.ensure_future(dialog.ended.wait())
+        over = asyncio.ensure_future(active.call.ended.wait())
+        try:
+            await asyncio.wait({ended, over}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+            over.cancel()
+        lost = dialog.end_reason == "local_bye" and not active.transport.hung_up.is_set()
+        if dialog.ended.is_set() and not active.call.ended.is_set() and lost:
+            await active.call.end(call_pb2.END_REASON_FAILED, "sip dialog lost")
+
+    async def _supervise(self, active: ActiveCall) -> None:
+        """Release a call's resources once it has ended, whichever side ended it."""
+        call = active.call
+        try:
+            await call.ended.wait()
+        finally:
+            if active.dialing is not None and not active.dialing.done():
+                active.dialing.cancel()  # sends CANCEL
+            dialog = active.transport.dialog
+            if dialog is not None and not dialog.ended.is_set():
+                await active.transport.hangup("call ended")
+            active.rtp.close()
+            self.calls.pop(call.call_id, None)
+            log.info(
+                "call released",
+                extra={"call_id": call.call_id, "reason": call_pb2.EndReason.Name(call.end_reason)},
+            )
+
+    def _track(self, active: ActiveCall) -> None:
+        self.calls[active.call.call_id] = active
+        self.tasks.spawn(self._supervise(active), f"call:{active.call.call_id}")
+
+    def _started(
+        self, call_id: str, direction: int, from_uri: str, to_uri: str, codec: str
+    ) -> call_pb2.CallStarted:
+        return call_pb2.CallStarted(
+            meta=common_pb2.EventMeta(call_id=call_id, ts_unix_ns=time.time_ns(), producer="edge"),
+            direction=direction,  # type: ignore[arg-type]
+            transport=call_pb2.TRANSPORT_SIP,
+            from_uri=from_uri,
+            to_uri=to_uri,
+            agent=Path(self.common.agent_path).stem,
+            sample_rate=ASR_RATE,
+            codec=codec,
+        )
+
+    # --- inbound ----------------------------------------------------------------------------------
+    async def _on_incoming(self, inc: IncomingCall) -> None:
+        if not self.accepting or len(self.calls) >= self.settings.max_calls or inc.remote_sdp is None:
+            await inc.reject(488 if inc.remote_sdp is None and self.accepting else 503)
+            return
+        try:
+            rtp = await RtpSession.open(
+                self.settings.sip_host, self.settings.rtp_port_min, self.settings.rtp_port_max
+            )
+        except Unavailable:
+            log.warning("no rtp port for call", extra={"call_id": inc.call_id})
+            await inc.reject(503)
+            return
+        try:
+            await self._admit(inc, rtp)
+        except BaseException:
+            rtp.close()
+            raise
+
+    async def _admit(self, inc: IncomingCall, rtp: RtpSession) -> None:
+        assert inc.remote_sdp is not None
+        try:
+            local = answer(
+                inc.remote_sdp, self.settings.codec_names, address=self.settings.advertised, port=rtp.port
+            )
+            params = negotiated(inc.remote_sdp, local)
+        except NoCommonCodec:
+            await inc.reject(488)
+            rtp.close()
+            return
+        rtp.start(params, latch=self.settings.rtp_latch)
+        call_id = subjects.new_call_id()
+        rtp.call_id = call_id
+        started = self._started(
+            call_id, call_pb2.DIRECTION_INBOUND, str(inc.caller.uri), str(inc.callee.uri), params.codec
+        )
+        log.info(
+            "inbound call",
+            extra={
+                "call_id": call_id,
+                "sip_call_id": inc.call_id,
+                "caller": mask_number(inc.caller.uri.user),
+                "codec": params.codec,
+            },
+        )
+        active = self._new_call(started, rtp)
+        try:
+            await inc.ring()
+        except CallFailed:
+            rtp.close()
+            return  # cancelled already
+        if not await self._start_call(active):
+            if inc.pending:
+                await inc.reject(503)
+            return
+        self._track(active)
+        try:
+            dialog = await inc.answer(local, self._handlers(active))
+        except (CallFailed, InvalidArgument):
+            await active.call.end(call_pb2.END_REASON_CANCELLED, "caller cancelled")
+            return
+        await self._connected(active, dialog)
+
+    async def _start_call(self, active: ActiveCall) -> bool:
+        """Publish the call and claim its sessions; on failure end it as an error."""
+        try:
+            await active.call.start()
+            return True
+        except PhoneAgentError as exc:
+            log.warning(
+                "call not started: stage unavailable",
+                extra={"call_id": active.call.call_id, "error_kind": exc.kind.name},
+            )
+            await active.call.end(call_pb2.END_REASON_ERROR, "stage unavailable")
+            active.rtp.close()
+            return False
+
+    # --- outbound ---------------------------------------------------------------------------------
+    def _dial_target(self, to: str) -> SipURI:
+        to = to.strip()
+        try:
+            if to.lower().startswith(("sip:", "sips:")):
+                return SipURI.parse(to)
+            if not self.settings.trunk_uri:
+                raise InvalidArgument("no SIP trunk configured for dialling numbers (PA_SIP_TRUNK_URI)")
+            number = "".join(ch for ch in to.removeprefix("tel:") if ch.isdigit() or ch == "+")
+            if len(number.lstrip("+")) < 3:
+                raise InvalidArgument("dial target is not a number or SIP URI")
+            trunk = SipURI.parse(self.settings.trunk_uri)
+            return SipURI(trunk.scheme, trunk.host, number, trunk.port, dict(trunk.params))
+        except ParseError:
+            raise InvalidArgument("dial target is not a number or SIP URI") from None
+
+    async def _on_dial(self, started: call_pb2.CallStarted, _: Delivery) -> control_pb2.ControlEvent:
+        try:
+            return await self._accept_dial(started)
+        except PhoneAgentError as exc:
+            log.info("dial refused", extra={"error_kind": exc.kind.name, "reason": exc.message})
+            error = common_pb2.Error(
+                kind=exc.kind.wire,  # type: ignore[arg-type]
+                retryable=exc.kind.retryable,
+                message=exc.message,
+                source="edge",
+            )
+            return control_pb2.ControlEvent(meta=common_pb2.EventMeta(producer="edge"), error=error)
+
+    async def _accept_dial(self, req: call_pb2.CallStarted) -> control_pb2.ControlEvent:
+        call_id = subjects.check_id(req.meta.call_id)
+        target = self._dial_target(req.to_uri)
+        if not self.accepting:
+            raise Unavailable("edge is draining")
+        if len(self.calls) >= self.settings.max_calls or call_id in self.calls:
+            raise PhoneAgentError(ErrorKind.OVERLOADED, "edge at its call limit")
+        assert self.ua is not None
+        rtp = await RtpSession.open(
+            self.settings.sip_host, self.settings.rtp_port_min, self.settings.rtp_port_max, call_id
+        )
+        started = call_pb2.CallStarted()
+        started.CopyFrom(req)
+        started.MergeFrom(
+            self._started(
+                call_id,
+                call_pb2.DIRECTION_OUTBOUND,
+                str(self.ua.local_uri()),
+                req.to_uri,
+                self.settings.codec_names[0],
+            )
+        )
+        started.agent = req.agent or started.agent
+        active = self._new_call(started, rtp)
+        if not await self._start_call(active):
+            raise Unavailable("a stage could not take the call")
+        self._track(active)
+        active.dialing = active.call.tasks.spawn(self._dial(active, target), "dial")
+        log.info("outbound call placed", extra={"call_id": call_id, "callee": mask_number(target.user)})
+        return control_pb2.ControlEvent(meta=common_pb2.EventMeta(call_id=call_id, producer="edge"))
+
+    async def _dial(self, active: ActiveCall, target: SipURI) -> None:
+        assert self.ua is not None
+        s = self.settings
+        creds = Credentials(s.trunk_username, s.trunk_password) if s.trunk_username else None
+        local = offer(s.advertised, active.rtp.port, s.codec_names)
+        try:
+            dialog = await self.ua.call(
+                target, local, creds, handlers=self._handlers(active), timeout_s=s.no_answer_timeout_s
+            )
+        except CallFailed as exc:
+            await active.call.end(_OUTCOME_REASON[exc.outcome], f"sip {exc.status}")
+            return
+        try:
+            if dialog.remote_sdp is None:
+                raise NoCommonCodec("answer without SDP")
+            params = negotiated(dialog.remote_sdp, local)
+        except NoCommonCodec:
+            active.transport.attach(dialog)
+            await active.transport.hangup("no common codec")
+            await active.call.end(call_pb2.END_REASON_FAILED, "no common codec")
+            return
+        active.rtp.start(params, latch=s.rtp_latch)
+        await self._connected(active, dialog)

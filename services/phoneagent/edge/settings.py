@@ -1,0 +1,94 @@
+"""Edge service settings (environment variables, validated at start)."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+
+from phoneagent.runtime.settings import env, non_negative, port, positive
+
+_CODECS = ("PCMU", "PCMA")
+
+
+def _codecs(value: list[str]) -> str | None:
+    if not value or any(c.upper() not in _CODECS for c in value):
+        return "must list PCMU and/or PCMA"
+    return None
+
+
+def _transports(value: list[str]) -> str | None:
+    if not value or any(t.lower() not in ("udp", "tcp") for t in value):
+        return "must list udp and/or tcp"
+    return None
+
+
+def _sip_uri(value: str) -> str | None:
+    if value and not value.lower().startswith(("sip:", "sips:")):
+        return "must be a sip: URI, e.g. sip:trunk.example.com:5060"
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class EdgeSettings:
+    sip_host: str = env("PA_SIP_HOST", "127.0.0.1", doc="Address SIP and RTP bind to")
+    sip_port: int = env("PA_SIP_PORT", 5060, check=port, doc="SIP port (UDP and TCP); 0 = any free port")
+    sip_port_fallback: bool = env(
+        "PA_SIP_PORT_FALLBACK", True, doc="When the SIP port is taken, bind any free port (see /status)"
+    )
+    sip_transports: list[str] = env(
+        "PA_SIP_TRANSPORTS", ["udp", "tcp"], check=_transports, doc="SIP transports: udp,tcp"
+    )
+    public_address: str = env(
+        "PA_SIP_PUBLIC_ADDRESS", "", doc="Address advertised in SDP and Contact; default PA_SIP_HOST"
+    )
+    rtp_port_min: int = env("PA_RTP_PORT_MIN", 20000, check=port, doc="Lowest RTP port")
+    rtp_port_max: int = env("PA_RTP_PORT_MAX", 20999, check=port, doc="Highest RTP port")
+    rtp_latch: bool = env(
+        "PA_RTP_LATCH", False, doc="Accept RTP from the first source (NAT); off = only the SDP address"
+    )
+    trunk_uri: str = env("PA_SIP_TRUNK_URI", "", check=_sip_uri, doc="Outbound trunk, e.g. sip:pbx:5060")
+    trunk_username: str = env("PA_SIP_TRUNK_USERNAME", "", doc="Digest user for the trunk")
+    trunk_password: str = env("PA_SIP_TRUNK_PASSWORD", "", doc="Digest password for the trunk")
+    inbound_username: str = env("PA_SIP_INBOUND_USERNAME", "", doc="Challenge inbound INVITEs when set")
+    inbound_password: str = env("PA_SIP_INBOUND_PASSWORD", "", doc="Password for inbound digest")
+    max_calls: int = env("PA_MAX_CALLS", 50, check=positive, doc="Concurrent calls; more get 503")
+    max_call_duration_s: float = env(
+        "PA_MAX_CALL_DURATION_S", 3600.0, check=positive, doc="Calls are hung up after this long"
+    )
+    barge_in_min_speech_ms: int = env(
+        "PA_BARGE_IN_MIN_SPEECH_MS", 200, check=non_negative, doc="Caller speech that pauses playout"
+    )
+    codecs: list[str] = env("PA_CODECS", ["PCMU", "PCMA"], check=_codecs, doc="Codecs in preference order")
+    no_answer_timeout_s: float = env(
+        "PA_DIAL_TIMEOUT_S", 45.0, check=positive, doc="Outbound calls ring this long before no-answer"
+    )
+
+    def validate(self) -> list[str]:
+        problems = []
+        if self.rtp_port_min > self.rtp_port_max or self.rtp_port_min < 1024:
+            problems.append("PA_RTP_PORT_MIN/PA_RTP_PORT_MAX: need 1024 <= min <= max")
+        if bool(self.inbound_username) != bool(self.inbound_password):
+            problems.append("PA_SIP_INBOUND_USERNAME/PASSWORD: set both or neither")
+        if bool(self.trunk_username) != bool(self.trunk_password):
+            problems.append("PA_SIP_TRUNK_USERNAME/PASSWORD: set both or neither")
+        for name, value in (("PA_SIP_HOST", self.sip_host), ("PA_SIP_PUBLIC_ADDRESS", self.public_address)):
+            if value and not _is_ip(value):
+                problems.append(f"{name}={value!r}: must be an IPv4 address")
+        if self.sip_host == "0.0.0.0" and not self.public_address:
+            problems.append("PA_SIP_PUBLIC_ADDRESS: required when PA_SIP_HOST is 0.0.0.0")
+        return problems
+
+    @property
+    def advertised(self) -> str:
+        return self.public_address or self.sip_host
+
+    @property
+    def codec_names(self) -> tuple[str, ...]:
+        return tuple(c.upper() for c in self.codecs)
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        return ipaddress.ip_address(value).version == 4
+    except ValueError:
+        return False

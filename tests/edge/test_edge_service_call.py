@@ -1,0 +1,465 @@
+"""The edge service on the bus with real SIP/RTP on 127.0.0.1: our own SIP user agent and RTP
+session play the caller (and the callee for outbound calls); the four stages are trivial session
+replicas (the real SessionHost), so claims succeed without models."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+from pa_testing import wait_for
+from phoneagent.edge.media.pacer import Pacer
+from phoneagent.edge.rtp_session import RtpSession
+from phoneagent.edge.service import EdgeService
+from phoneagent.edge.settings import EdgeSettings
+from phoneagent.edge.sip import (
+    CallFailed,
+    CallOutcome,
+    Dialog,
+    DialogHandlers,
+    IncomingCall,
+    UAConfig,
+    UserAgent,
+    answer,
+    negotiated,
+    offer,
+)
+from phoneagent.runtime import streams, subjects
+from phoneagent.runtime.bus import Bus, Delivery, Lane
+from phoneagent.runtime.sessions import SessionHost
+from phoneagent.runtime.settings import CommonSettings, load
+from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2, session_pb2
+
+pytestmark = pytest.mark.slow
+HOST = "127.0.0.1"
+GATE = asyncio.Event()  # sessions of calls to "slow" wait for it: keeps a call ringing
+
+
+class TrivialSession:
+    def __init__(self, claim: session_pb2.SessionClaim) -> None:
+        self.claim = claim
+
+    async def start(self) -> None:
+        if "slow" in self.claim.call.to_uri:
+            await asyncio.wait_for(GATE.wait(), 10)
+
+    async def close(self, reason: str) -> None:
+        return None
+
+
+async def _factory(claim: session_pb2.SessionClaim, taken_over: bool) -> TrivialSession:
+    return TrivialSession(claim)
+
+
+@dataclass
+class Edge:
+    svc: EdgeService
+    port: int
+    bus: Bus
+    events: list[call_pb2.CallEvent] = field(default_factory=list)
+
+    def lifecycle(self, kind: str, call_id: str | None = None) -> list[Any]:
+        return [
+            getattr(e, kind)
+            for e in self.events
+            if e.WhichOneof("event") == kind and (call_id is None or getattr(e, kind).meta.call_id == call_id)
+        ]
+
+
+@pytest.fixture(scope="module")
+async def edge(nats_url: str) -> AsyncIterator[Edge]:
+    stage_bus, bus = Bus("stages"), Bus("observer")
+    await stage_bus.connect(nats_url)
+    await bus.connect(nats_url)
+    await streams.ensure(stage_bus.jetstream())
+    hosts = [SessionHost(stage_bus, st, f"{st}-t", _factory) for st in subjects.STAGES]
+    for h in hosts:
+        await h.start()
+    common = load(CommonSettings, nats_url=nats_url, drain_timeout_s=1.0)
+    settings = load(
+        EdgeSettings, sip_port=0, rtp_port_min=41000, rtp_port_max=41999, max_call_duration_s=30.0
+    )
+    svc = EdgeService(common, settings)
+    await svc.bus.connect(nats_url)
+    await svc.setup()
+    assert svc.ua is not None
+    edge = Edge(svc, svc.ua.local_address()[1], bus)
+
+    async def on_life(ev: call_pb2.CallEvent, _: Delivery) -> None:
+        edge.events.append(ev)
+
+    await bus.subscribe(subjects.ALL_LIFECYCLE, call_pb2.CallEvent, on_life, lane=Lane.CONTROL)
+    yield edge
+    await svc.drain_calls(1.0)
+    await svc.bus.drain(timeout=2.0)
+    await svc.teardown()
+    for h in hosts:
+        await h.close()
+    await stage_bus.close()
+    await bus.close()
+
+
+def tone(freq: float, samples: int, start: int = 0, amp: float = 8000.0) -> np.ndarray:
+    t = (np.arange(samples) + start) / 8000.0
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+
+
+def voice(samples: int, start: int = 0) -> np.ndarray:
+    """Speech-like: harmonics of 140 Hz up to 1.4 kHz."""
+    t = (np.arange(samples) + start) / 8000.0
+    sig = sum(np.sin(2 * np.pi * 140 * k * t) / k for k in range(1, 11))
+    return (4000 * sig).astype(np.int16)
+
+
+def band_energy(pcm: np.ndarray, rate: int, freq: float) -> float:
+    """Share of the signal's energy within 50 Hz of ``freq``."""
+    spec = np.abs(np.fft.rfft(pcm.astype(np.float64))) ** 2
+    bins = np.fft.rfftfreq(len(pcm), 1 / rate)
+    total = spec.sum() or 1.0
+    return float(spec[np.abs(bins - freq) < 50].sum() / total)
+
+
+class Peer:
+    """A SIP phone: our user agent plus an RTP session driven every 20 ms."""
+
+    def __init__(self, ua: UserAgent, rtp: RtpSession) -> None:
+        self.ua, self.rtp = ua, rtp
+        self.source: Callable[[int], np.ndarray] = lambda n: (
+            np.random.default_rng().normal(0, 30, 160).astype(np.int16)
+        )
+        self.received: list[tuple[float, np.ndarray]] = []
+        self.bye = asyncio.Event()
+        self.dialog: Dialog | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def handlers(self) -> DialogHandlers:
+        return DialogHandlers(on_bye=lambda _: self.bye.set())
+
+    def media(self, dialog: Dialog, local_sdp: Any) -> None:
+        assert dialog.remote_sdp is not None
+        self.dialog = dialog
+        self.rtp.start(negotiated(dialog.remote_sdp, local_sdp))
+        self._task = asyncio.create_task(self._loop())
+
+    async def _loop(self) -> None:
+        pacer, n = Pacer(0.02), 0
+        while True:
+            await pacer.next_tick()
+            self.rtp.send_audio(self.source(n), True)
+            n += 1
+            frame = self.rtp.pull_frame()
+            if frame is not None:
+                self.received.append((time.monotonic(), frame))
+
+    def heard(self, freq: float, since: float = 0.0) -> list[float]:
+        """Arrival times of received frames carrying ``freq``."""
+        return [
+            t
+            for t, f in self.received
+            if t >= since and np.abs(f).max() > 1000 and band_energy(f, 8000, freq) > 0.5
+        ]
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self.rtp.close()
+        await self.ua.close()
+
+
+async def new_peer(on_call: Callable[[IncomingCall], Any] | None = None) -> Peer:
+    ua = UserAgent(UAConfig(host=HOST, port=0, user="phone"), on_incoming_call=on_call)
+    await ua.start()
+    return Peer(ua, await RtpSession.open(HOST, 42000, 42999))
+
+
+async def dial_edge(edge: Edge, user: str = "+14155550134") -> tuple[Peer, str]:
+    peer = await new_peer()
+    local = offer(HOST, peer.rtp.port)
+    before = {s.meta.call_id for s in edge.lifecycle("started")}
+    dialog = await peer.ua.call(f"sip:{user}@{HOST}:{edge.port}", local, handlers=peer.handlers())
+    peer.media(dialog, local)
+    started = [s for s in edge.lifecycle("started") if s.meta.call_id not in before]
+    assert len(started) == 1 and started[0].direction == call_pb2.DIRECTION_INBOUND
+    assert started[0].sample_rate == 16000 and started[0].codec == "PCMU"
+    return peer, started[0].meta.call_id
+
+
+async def collect(bus: Bus, subject: str, msg_type: Any, lane: Lane = Lane.DATA) -> list[Any]:
+    out: list[Any] = []
+
+    async def handler(m: Any, _: Delivery) -> None:
+        out.append(m)
+
+    await bus.subscribe(subject, msg_type, handler, lane=lane, max_pending=5000)
+    return out
+
+
+def kinds(events: list[control_pb2.ControlEvent], kind: str) -> list[Any]:
+    return [getattr(e, kind) for e in events if e.WhichOneof("kind") == kind]
+
+
+async def speak(bus: Bus, call_id: str, frames: int, gen: int = 1) -> None:
+    for i in range(frames):
+        chunk = media_pb2.SpeechChunk(
+            meta=common_pb2.EventMeta(call_id=call_id, generation_id=gen),
+            sequence=i,
+            pcm=tone(1000, 160, i * 160).astype("<i2").tobytes(),
+            sample_rate=8000,
+            last_in_generation=i == frames - 1,
+        )
+        await bus.publish(subjects.speech(call_id), chunk)
+
+
+async def test_inbound_call_audio_dtmf_and_caller_hangup(edge: Edge) -> None:
+    peer, call_id = await dial_edge(edge)
+    try:
+        audio = await collect(edge.bus, subjects.audio_in(call_id), media_pb2.AudioFrame)
+        control = await collect(edge.bus, subjects.control(call_id), control_pb2.ControlEvent, Lane.CONTROL)
+        await wait_for(lambda: edge.lifecycle("answered", call_id), timeout=5)
+        assert edge.svc.status()["active_calls"] == 1
+
+        # Caller -> ASR: a 440 Hz tone arrives as 16 kHz frames carrying 440 Hz.
+        peer.source = lambda n: tone(440, 160, n * 160)
+        await wait_for(lambda: len(audio) > 40, timeout=5)
+        pcm = np.concatenate([np.frombuffer(f.pcm, "<i2") for f in audio[-25:]])
+        assert all(f.sample_rate == 16000 for f in audio)
+        assert band_energy(pcm, 16000, 440) > 0.8
+
+        # TTS -> caller: 1 kHz speech chunks are heard, then PlaybackDone.
+        await speak(edge.bus, call_id, 25)
+        await wait_for(lambda: len(peer.heard(1000)) >= 15, timeout=5)
+        done = await wait_for(lambda: kinds(control, "playback_done"), timeout=5)
+        assert done[0].generation_id == 1 and done[0].played_ms == 500
+
+        # RFC 4733 DTMF from the caller.
+        await peer.rtp.send_dtmf("5", 120)
+        dtmf = await wait_for(lambda: kinds(control, "dtmf"), timeout=3)
+        assert dtmf[0].digit == "5" and not dtmf[0].outbound
+
+        assert peer.dialog is not None
+        await peer.dialog.bye()
+        ended = await wait_for(lambda: edge.lifecycle("ended", call_id), timeout=5)
+        assert ended[0].reason == call_pb2.END_REASON_CALLER_HANGUP
+        await wait_for(lambda: call_id not in edge.svc.calls, timeout=3)
+    finally:
+        await peer.close()
+
+
+async def test_agent_hangup_sends_bye(edge: Edge) -> None:
+    peer, call_id = await dial_edge(edge)
+    try:
+        await wait_for(lambda: edge.lifecycle("answered", call_id), timeout=5)
+        call = edge.svc.calls[call_id].call
+        assert len(call.tasks) == 2  # media loop and DTMF pump
+        hangup = control_pb2.ControlEvent(
+            meta=common_pb2.EventMeta(call_id=call_id),
+            hangup=control_pb2.Hangup(reason=call_pb2.END_REASON_AGENT_HANGUP, detail="goodbye"),
+        )
+        await edge.bus.publish(subjects.control(call_id), hangup, lane=Lane.CONTROL)
+        await asyncio.wait_for(peer.bye.wait(), 5)
+        ended = await wait_for(lambda: edge.lifecycle("ended", call_id), timeout=5)
+        assert ended[0].reason == call_pb2.END_REASON_AGENT_HANGUP
+        await wait_for(lambda: len(call.tasks) == 0 and call_id not in edge.svc.calls, timeout=3)
+    finally:
+        await peer.close()
+
+
+async def test_barge_in_stops_playout(edge: Edge) -> None:
+    peer, call_id = await dial_edge(edge)
+    try:
+        control = await collect(edge.bus, subjects.control(call_id), control_pb2.ControlEvent, Lane.CONTROL)
+        await wait_for(lambda: edge.lifecycle("answered", call_id), timeout=5)
+        await speak(edge.bus, call_id, 250)  # five seconds of agent speech
+        await wait_for(lambda: len(peer.heard(1000)) >= 10, timeout=5)
+        talk_from = time.monotonic()
+        peer.source = lambda n: voice(160, n * 160)
+        barge = await wait_for(lambda: kinds(control, "barge_in"), timeout=5)
+        barged_at = time.monotonic()
+        assert barge[0].interrupted_generation_id == 1 and barge[0].played_ms > 0
+        last = max(peer.heard(1000))
+        # Playout paused when the VAD confirmed speech (well before the BargeIn event) ...
+        assert last - talk_from < 0.6, last - talk_from
+        assert last < barged_at
+        # ... and the cancelled generation never resumes.
+        await asyncio.sleep(0.5)  # a window in which no agent audio may arrive
+        assert not peer.heard(1000, since=barged_at + 0.2)
+        assert not kinds(control, "playback_done")
+    finally:
+        await peer.close()
+
+
+async def test_cancel_before_answer(edge: Edge) -> None:
+    GATE.clear()
+    peer = await new_peer()
+    try:
+        local = offer(HOST, peer.rtp.port)
+        before = len(edge.lifecycle("started"))
+        oc = await peer.ua.start_call(f"sip:slow@{HOST}:{edge.port}", local)
+        run = asyncio.create_task(oc.run())
+        started = await wait_for(lambda: edge.lifecycle("started")[before:], timeout=5)
+        call_id = started[0].meta.call_id
+        oc.cancel()
+        with pytest.raises(CallFailed) as failed:
+            await asyncio.wait_for(run, 5)
+        assert failed.value.outcome is CallOutcome.CANCELLED
+        GATE.set()
+        ended = await wait_for(lambda: edge.lifecycle("ended", call_id), timeout=5)
+        assert ended[0].reason == call_pb2.END_REASON_CANCELLED
+        assert not edge.lifecycle("answered", call_id)
+        await wait_for(lambda: call_id not in edge.svc.calls, timeout=3)
+    finally:
+        GATE.set()
+        await peer.close()
+
+
+async def test_garbage_to_sip_and_rtp_ports(edge: Edge) -> None:
+    peer, call_id = await dial_edge(edge)
+    rng = np.random.default_rng(7)
+    try:
+        control = await collect(edge.bus, subjects.control(call_id), control_pb2.ControlEvent, Lane.CONTROL)
+        await wait_for(lambda: edge.lifecycle("answered", call_id), timeout=5)
+        assert peer.dialog is not None and peer.dialog.remote_sdp is not None
+        rtp_port = peer.dialog.remote_sdp.audio.port  # type: ignore[union-attr]
+        junk = [rng.bytes(int(n)) for n in rng.integers(1, 1400, 200)]
+        junk += [b"\x80" + rng.bytes(20), b"INVITE sip:x SIP/2.0\r\n\r\n", b"\x80\x00" * 700]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for data in junk:
+                s.sendto(data, (HOST, edge.port))
+                s.sendto(data, (HOST, rtp_port))
+        for data in junk[:50]:  # from the caller's own (latched) address too
+            peer.rtp._transport.sendto(data, (HOST, rtp_port))  # type: ignore[union-attr]
+        await peer.rtp.send_dtmf("9", 100)
+        dtmf = await wait_for(lambda: kinds(control, "dtmf"), timeout=3)
+        assert dtmf[0].digit == "9"
+        ok = await peer.ua.options(f"sip:agent@{HOST}:{edge.port}")
+        assert ok.status == 200
+        await speak(edge.bus, call_id, 10)
+        await wait_for(lambda: peer.heard(1000), timeout=5)
+        assert not edge.lifecycle("ended", call_id)
+        assert edge.svc.calls[call_id].rtp.drops > 0
+    finally:
+        if peer.dialog is not None:
+            await peer.dialog.bye()
+        await peer.close()
+
+
+async def _uas(answer_with: int) -> tuple[Peer, asyncio.Event]:
+    answered = asyncio.Event()
+    holder: dict[str, Peer] = {}
+
+    async def on_call(inc: IncomingCall) -> None:
+        if answer_with != 200:
+            await inc.reject(answer_with)
+            return
+        p = holder["peer"]
+        assert inc.remote_sdp is not None
+        local = answer(inc.remote_sdp, address=HOST, port=p.rtp.port)
+        await inc.ring()
+        dialog = await inc.answer(local, p.handlers())
+        p.dialog = dialog
+        p.rtp.start(negotiated(inc.remote_sdp, local))
+        answered.set()
+
+    peer = await new_peer(on_call)
+    holder["peer"] = peer
+    return peer, answered
+
+
+async def _dial(edge: Edge, peer: Peer) -> str:
+    call_id = subjects.new_call_id()
+    port = peer.ua.local_address()[1]
+    req = call_pb2.CallStarted(
+        meta=common_pb2.EventMeta(call_id=call_id),
+        to_uri=f"sip:callee@{HOST}:{port}",
+        agent="dental_clinic",
+        campaign_id="camp1",
+    )
+    reply = await edge.bus.request(subjects.edge_dial(), req, control_pb2.ControlEvent, timeout=5)
+    assert reply.WhichOneof("kind") is None, reply
+    return call_id
+
+
+async def test_outbound_call_answered(edge: Edge) -> None:
+    peer, answered = await _uas(200)
+    try:
+        call_id = await _dial(edge, peer)
+        await asyncio.wait_for(answered.wait(), 5)
+        await wait_for(lambda: edge.lifecycle("answered", call_id), timeout=5)
+        started = edge.lifecycle("started", call_id)[0]
+        assert started.direction == call_pb2.DIRECTION_OUTBOUND and started.campaign_id == "camp1"
+        assert peer.dialog is not None
+        await peer.dialog.bye()
+        ended = await wait_for(lambda: edge.lifecycle("ended", call_id), timeout=5)
+        assert ended[0].reason == call_pb2.END_REASON_CALLER_HANGUP
+    finally:
+        await peer.close()
+
+
+async def test_outbound_busy_and_bad_target(edge: Edge) -> None:
+    peer, _ = await _uas(486)
+    try:
+        call_id = await _dial(edge, peer)
+        ended = await wait_for(lambda: edge.lifecycle("ended", call_id), timeout=5)
+        assert ended[0].reason == call_pb2.END_REASON_BUSY and ended[0].detail == "sip 486"
+    finally:
+        await peer.close()
+    bad = call_pb2.CallStarted(
+        meta=common_pb2.EventMeta(call_id=subjects.new_call_id()), to_uri="+14155550134"
+    )
+    reply = await edge.bus.request(subjects.edge_dial(), bad, control_pb2.ControlEvent, timeout=5)
+    assert reply.WhichOneof("kind") == "error" and "trunk" in reply.error.message
+
+
+async def test_drain_refuses_new_calls_then_hangs_up(edge: Edge) -> None:
+    """Runs last among the call tests: the edge stops taking calls for good."""
+    peer, call_id = await dial_edge(edge)
+    try:
+        await wait_for(lambda: edge.lifecycle("answered", call_id), timeout=5)
+        began = time.monotonic()
+        drain = asyncio.create_task(edge.svc.drain_calls(3.0))
+        await wait_for(lambda: not edge.svc.accepting, timeout=2)
+        other = await new_peer()
+        try:
+            with pytest.raises(CallFailed) as refused:
+                await other.ua.call(f"sip:x@{HOST}:{edge.port}", offer(HOST, other.rtp.port))
+            assert refused.value.status == 503
+        finally:
+            await other.close()
+        assert not edge.lifecycle("ended", call_id)  # the call in progress goes on while draining
+        await asyncio.wait_for(peer.bye.wait(), 8)
+        assert time.monotonic() - began >= 2.9  # hung up only once the drain timeout passed
+        await asyncio.wait_for(drain, 5)
+        ended = await wait_for(lambda: edge.lifecycle("ended", call_id), timeout=3)
+        assert ended[0].reason == call_pb2.END_REASON_AGENT_HANGUP and ended[0].detail == "edge shutting down"
+    finally:
+        await peer.close()
+
+
+def test_settings_reject_bad_values() -> None:
+    from phoneagent.runtime.settings import SettingsError
+
+    with pytest.raises(SettingsError) as err:
+        load(
+            EdgeSettings,
+            environ={
+                "PA_CODECS": "opus",
+                "PA_RTP_PORT_MIN": "30000",
+                "PA_RTP_PORT_MAX": "20000",
+                "PA_SIP_HOST": "0.0.0.0",
+            },
+        )
+    text = str(err.value)
+    assert "PA_CODECS" in text
+    with pytest.raises(SettingsError) as err:
+        load(
+            EdgeSettings,
+            environ={"PA_RTP_PORT_MIN": "30000", "PA_RTP_PORT_MAX": "20000", "PA_SIP_HOST": "0.0.0.0"},
+        )
+    assert "PA_RTP_PORT_MIN" in str(err.value) and "PA_SIP_PUBLIC_ADDRESS" in str(err.value)
