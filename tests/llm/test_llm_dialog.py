@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 from pa_testing import wait_for
 from phoneagent.llm.dialog import APOLOGY, Dialog, DialogConfig, DialogState, Sentence, ToolOutcome
 from phoneagent.llm.engines.base import Delta
@@ -165,16 +166,18 @@ async def test_engine_failure_becomes_an_apology_and_the_call_goes_on() -> None:
     await wait_for(lambda: said[-1].final and said[-2].text == "Yes, I'm here.")
 
 
-async def test_bare_json_and_fenced_tool_calls_are_run_not_spoken() -> None:
-    for first in (['{"name": "book_appointment", "arguments": {"when": "Tuesday at 10"}}'],
-                  ["```json\n", '{"name": "book_appointment", "arguments": {"when": "Tuesday at 10"}}', "\n```"]):
-        engine = ScriptedEngine([first, ["Booked."]])
-        tools = Tools()
-        d, said, _ = make(engine, tools)
-        await d.on_user_turn(1, "Book me Tuesday at 10")
-        await wait_for(lambda: said and said[-1].final, timeout=3)
-        assert tools.calls == [("book_appointment", {"when": "Tuesday at 10"})]
-        assert all("{" not in s.text and "```" not in s.text for s in said)
+CALL_JSON = '{"name": "book_appointment", "arguments": {"when": "Tuesday at 10"}}'
+
+
+@pytest.mark.parametrize("first", [[CALL_JSON], ["```json\n", CALL_JSON, "\n```"]], ids=["bare", "fenced"])
+async def test_bare_json_and_fenced_tool_calls_are_run_not_spoken(first: list[str | None]) -> None:
+    engine = ScriptedEngine([first, ["Booked."]])
+    tools = Tools()
+    d, said, _ = make(engine, tools)
+    await d.on_user_turn(1, "Book me Tuesday at 10")
+    await wait_for(lambda: said and said[-1].final, timeout=3)
+    assert tools.calls == [("book_appointment", {"when": "Tuesday at 10"})]
+    assert all("{" not in s.text and "```" not in s.text for s in said)
 
 
 async def test_text_that_only_looks_like_json_at_first_is_still_spoken() -> None:

@@ -124,6 +124,7 @@ class EdgeCall:
     async def start(self) -> None:
         """Publish the call, claim a session in every stage, subscribe. Raises when a stage is missing."""
         self.started.meta.ts_unix_ns = self.started.meta.ts_unix_ns or time.time_ns()
+        self.started.playout_rate = self.rate  # TTS renders speech at the rate this transport plays
         await self.bus.publish(
             subjects.lifecycle(self.call_id), call_pb2.CallEvent(started=self.started), lane=Lane.CONTROL
         )

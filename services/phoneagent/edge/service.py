@@ -79,6 +79,9 @@ class EdgeService(Service):
         self.calls: dict[str, ActiveCall] = {}
         self.accepting = True
         self._dial_sub: Subscription[Any] | None = None
+        self._web: Any = None
+        self.web_host = ""
+        self.web_port = 0
 
     # --- lifecycle ------------------------------------------------------------------------------
     async def setup(self) -> None:
@@ -86,6 +89,28 @@ class EdgeService(Service):
         self._dial_sub = await self.bus.serve(
             subjects.edge_dial(), call_pb2.CallStarted, self._on_dial, queue_group="edge"
         )
+        if self.settings.web_enabled:
+            await self._start_web()
+
+    async def _start_web(self) -> None:
+        """Serve the browser page and WebRTC signalling (its own HTTP server, PA_WEB_PORT)."""
+        from phoneagent.edge.webrtc.gateway import run_gateway
+        from phoneagent.edge.webrtc.settings import WebRtcSettings
+        from phoneagent.runtime.settings import load
+
+        web = load(WebRtcSettings)
+        config = EdgeCallConfig(
+            min_speech_ms=self.settings.barge_in_min_speech_ms, max_duration_s=web.max_call_duration_s
+        )
+        try:
+            self._web, self.web_port = await run_gateway(self.bus, web.host, web.port, web, config)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or not self.settings.sip_port_fallback:
+                raise
+            log.warning("web port busy; using a free one", extra={"port": web.port})
+            self._web, self.web_port = await run_gateway(self.bus, web.host, 0, web, config)
+        self.web_host = web.host
+        log.info("browser page listening", extra={"web_port": self.web_port})
 
     def _ua_config(self, port: int) -> UAConfig:
         s = self.settings
@@ -139,6 +164,8 @@ class EdgeService(Service):
             await active.call.end(call_pb2.END_REASON_AGENT_HANGUP, "edge shutting down")
 
     async def teardown(self) -> None:
+        if self._web is not None:
+            await self._web.cleanup()  # hangs up browser calls still in progress
         if self.ua is not None:
             await self.ua.close()
 
@@ -147,6 +174,8 @@ class EdgeService(Service):
         if self.ua is not None:
             host, port = self.ua.local_address()
             out["sip"] = f"{host}:{port}"
+        if self.web_port:
+            out["web"] = f"http://{self.web_host}:{self.web_port}/"
         return out
 
     # --- shared call plumbing --------------------------------------------------------------------

@@ -33,8 +33,9 @@ class EdgeSettings:
     sip_host: str = env("PA_SIP_HOST", "127.0.0.1", doc="Address SIP and RTP bind to")
     sip_port: int = env("PA_SIP_PORT", 5060, check=port, doc="SIP port (UDP and TCP); 0 = any free port")
     sip_port_fallback: bool = env(
-        "PA_SIP_PORT_FALLBACK", True, doc="When the SIP port is taken, bind any free port (see /status)"
+        "PA_SIP_PORT_FALLBACK", True, doc="When the SIP or web port is busy, bind a free one (see /readyz)"
     )
+    web_enabled: bool = env("PA_WEB_ENABLED", True, doc="Serve the browser page and WebRTC calls (PA_WEB_*)")
     sip_transports: list[str] = env(
         "PA_SIP_TRANSPORTS", ["udp", "tcp"], check=_transports, doc="SIP transports: udp,tcp"
     )

@@ -34,6 +34,8 @@ class TtsCallSession:
     def __init__(self, svc: TtsService, claim: session_pb2.SessionClaim) -> None:
         self.svc = svc
         self.call_id = claim.call.meta.call_id
+        # The edge says at which rate it plays this call (8 kHz phone, 16 kHz browser).
+        self.rate = claim.call.playout_rate or svc.settings.sample_rate
         self.stream: TtsStream | None = None
         self.subs: list[Subscription[Any]] = []
         self.pump: asyncio.Task[None] | None = None
@@ -48,7 +50,7 @@ class TtsCallSession:
         self.stream = TtsStream(
             engine,
             voice=voice,
-            sample_rate=self.svc.settings.sample_rate,
+            sample_rate=self.rate,
             speed=self.svc.settings.speed,
             call_id=self.call_id,
         )
@@ -151,7 +153,7 @@ class TtsCallSession:
             chunk = media_pb2.SpeechChunk(
                 meta=self._meta(gen),
                 sequence=seq,
-                sample_rate=self.svc.settings.sample_rate,
+                sample_rate=self.rate,
                 sentence_seq=self.ends.pop(gen),
                 last_in_generation=True,
             )

@@ -16,7 +16,7 @@ class TtsSettings:
     )
     engine: str = env("PA_TTS_ENGINE", "", doc="Engine for every call; empty = the agent file's voice.engine")
     voice: str = env("PA_TTS_VOICE", "", doc="Voice for every call; empty = the agent file's voice.voice")
-    sample_rate: int = env("PA_TTS_RATE", 8000, doc="Rate of speech chunks: 8000 (phone) or 16000")
+    sample_rate: int = env("PA_TTS_RATE", 8000, doc="Speech rate when the edge gives none (8000 or 16000)")
     threads: int = env("PA_TTS_THREADS", 1, check=positive, doc="Inference threads per engine")
     speed: float = env("PA_TTS_SPEED", 1.0, check=positive, doc="Speaking rate")
 

@@ -58,7 +58,7 @@ END_REASON_VOICEMAIL: EndReason
 END_REASON_OPERATOR_HANGUP: EndReason
 
 class CallStarted(_message.Message):
-    __slots__ = ("meta", "direction", "transport", "from_uri", "to_uri", "agent", "campaign_id", "sample_rate", "codec", "labels")
+    __slots__ = ("meta", "direction", "transport", "from_uri", "to_uri", "agent", "campaign_id", "sample_rate", "codec", "labels", "playout_rate")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -76,6 +76,7 @@ class CallStarted(_message.Message):
     SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
     CODEC_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    PLAYOUT_RATE_FIELD_NUMBER: _ClassVar[int]
     meta: _common_pb2.EventMeta
     direction: Direction
     transport: Transport
@@ -86,7 +87,8 @@ class CallStarted(_message.Message):
     sample_rate: int
     codec: str
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., direction: _Optional[_Union[Direction, str]] = ..., transport: _Optional[_Union[Transport, str]] = ..., from_uri: _Optional[str] = ..., to_uri: _Optional[str] = ..., agent: _Optional[str] = ..., campaign_id: _Optional[str] = ..., sample_rate: _Optional[int] = ..., codec: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    playout_rate: int
+    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., direction: _Optional[_Union[Direction, str]] = ..., transport: _Optional[_Union[Transport, str]] = ..., from_uri: _Optional[str] = ..., to_uri: _Optional[str] = ..., agent: _Optional[str] = ..., campaign_id: _Optional[str] = ..., sample_rate: _Optional[int] = ..., codec: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., playout_rate: _Optional[int] = ...) -> None: ...
 
 class CallAnswered(_message.Message):
     __slots__ = ("meta",)

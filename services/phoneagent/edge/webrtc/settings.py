@@ -8,7 +8,7 @@ import ipaddress
 from phoneagent.runtime.settings import env, port, positive
 
 CODECS = ("opus", "PCMU")
-CALL_RATES = (8000, 16000, 48000)
+CALL_RATES = (8000, 16000)  # rates TTS renders speech at
 
 
 def _codecs(value: list[str]) -> str | None:
@@ -28,7 +28,7 @@ def _addresses(value: list[str]) -> str | None:
 
 
 def _rate(value: int) -> str | None:
-    return None if value in CALL_RATES else "must be 8000, 16000 or 48000 (and equal PA_TTS_RATE)"
+    return None if value in CALL_RATES else "must be 8000 or 16000"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +44,7 @@ class WebRtcSettings:
     )
     codecs: list[str] = env("PA_WEB_CODECS", list(CODECS), check=_codecs, doc="Audio codecs: opus,PCMU")
     call_rate: int = env(
-        "PA_WEB_CALL_RATE", 16000, check=_rate, doc="Rate of call-flow frames; must equal PA_TTS_RATE"
+        "PA_WEB_CALL_RATE", 16000, check=_rate, doc="Rate of call-flow frames and of the agent speech"
     )
     max_calls: int = env("PA_WEB_MAX_CALLS", 10, check=positive, doc="Concurrent browser calls")
     connect_timeout_s: float = env(
