@@ -39,6 +39,7 @@ def test_text_checks() -> None:
     assert not first_words_contain("Please wait, I said so", "AI")
     assert not first_words_contain(" ".join(["word"] * 20) + " AI", "AI")
     assert mentions("We open at 9 a.m. on Monday", "9")
+    assert mentions("we open at nine on monday", "9|nine") and not mentions("we open at ten", "9|nine")
 
 
 def test_checks_against_a_result() -> None:

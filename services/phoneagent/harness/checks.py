@@ -30,7 +30,10 @@ def _norm(text: str) -> str:
 
 
 def mentions(text: str, needle: str) -> bool:
-    return needle.lower() in _norm(text)
+    """``needle`` is one phrase or alternatives split by ``|`` ("9|nine": the agent's words are
+    transcribed, so a number may come back as digits or as a word)."""
+    said = _norm(text)
+    return any(alt.strip().lower() in said for alt in needle.split("|") if alt.strip())
 
 
 def first_words_contain(text: str, needle: str, words: int = DISCLOSURE_WORDS) -> bool:
