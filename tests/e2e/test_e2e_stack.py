@@ -251,3 +251,63 @@ async def test_services_survive_garbage_on_every_subject(stack: Stack, edge_bus:
                 )
             ),
         )
+
+
+async def test_control_api_lists_calls_hangs_up_and_audits_dial_decisions(
+    stack: Stack, edge_bus: Bus
+) -> None:
+    import grpc
+    from phoneagent.runtime.bus import Lane
+    from phoneagent.v1 import control_api_pb2, control_api_pb2_grpc, control_pb2, policy_pb2
+
+    policy = next(r for r in stack.status() if r["service"] == "policy")
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{policy['grpc_port']}")
+    api = control_api_pb2_grpc.CallControlStub(channel)
+    call_id = subjects.new_call_id()
+    controls: list[control_pb2.ControlEvent] = []
+
+    async def on_ctl(m: control_pb2.ControlEvent, _: Delivery) -> None:
+        controls.append(m)
+
+    await edge_bus.subscribe(subjects.control(call_id), control_pb2.ControlEvent, on_ctl, lane=Lane.CONTROL)
+    started = call_pb2.CallStarted(
+        meta=common_pb2.EventMeta(call_id=call_id, ts_unix_ns=time.time_ns()),
+        direction=call_pb2.DIRECTION_INBOUND,
+        from_uri="sip:+14155550134@x",
+    )
+    await edge_bus.publish(subjects.lifecycle(call_id), call_pb2.CallEvent(started=started))
+
+    async def listed() -> control_api_pb2.ListCallsResponse:
+        return await api.ListCalls(control_api_pb2.ListCallsRequest(active_only=True))
+
+    for _ in range(100):
+        if any(c.call_id == call_id for c in (await listed()).calls):
+            break
+        await asyncio.sleep(0.05)
+    info = await api.GetCall(control_api_pb2.GetCallRequest(call_id=call_id))
+    assert info.remote_hint == "…34" and info.direction == call_pb2.DIRECTION_INBOUND  # redacted number
+    await api.HangUp(control_api_pb2.HangUpRequest(call_id=call_id))
+    await wait_for(lambda: any(c.WhichOneof("kind") == "hangup" for c in controls))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await api.GetCall(control_api_pb2.GetCallRequest(call_id="no-such-call"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+    # No caller id is configured in this stack: policy must deny, and audit the denial.
+    placed = await api.PlaceCall(
+        control_api_pb2.PlaceCallRequest(to="+14155550134", purpose="reminder", time_zone="America/New_York")
+    )
+    assert placed.decision.decision == policy_pb2.DECISION_DENY and placed.decision.rule == "caller_id"
+    js = edge_bus.jetstream()
+    last = await js.get_last_msg(subjects.AUDIT_STREAM, subjects.audit(placed.call_id))
+    audited = policy_pb2.PolicyDecision()
+    audited.ParseFromString(last.data)
+    assert audited.decision_id == placed.decision.decision_id and audited.number_hint == "…34"
+    await edge_bus.publish(
+        subjects.lifecycle(call_id),
+        call_pb2.CallEvent(
+            ended=call_pb2.CallEnded(
+                meta=common_pb2.EventMeta(call_id=call_id), reason=call_pb2.END_REASON_OPERATOR_HANGUP
+            )
+        ),
+    )
+    await channel.close()
