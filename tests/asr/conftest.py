@@ -4,7 +4,6 @@ telephone path (8 kHz G.711 mu-law and back), word error rate, and a loaded tiny
 from __future__ import annotations
 
 import io
-import re
 import shutil
 import subprocess
 import wave
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pa_testing import word_errors
 from phoneagent.audio.g711 import ulaw_decode, ulaw_encode
 from phoneagent.audio.resample import resample
 
@@ -69,21 +69,6 @@ def phone_line() -> Callable[[np.ndarray], np.ndarray]:
         return _to_float(resample(ulaw_decode(ulaw_encode(narrow)), 8000, RATE))
 
     return run
-
-
-def _words(text: str) -> list[str]:
-    return re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("-", " ")).split()
-
-
-def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
-    """(edit distance in words, reference word count) after lower-casing and removing punctuation."""
-    ref, hyp = _words(reference), _words(hypothesis)
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[len(hyp)], len(ref)
 
 
 @pytest.fixture(scope="session")
