@@ -13,9 +13,22 @@ class TransferKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TRANSFER_KIND_UNSPECIFIED: _ClassVar[TransferKind]
     TRANSFER_KIND_BLIND: _ClassVar[TransferKind]
     TRANSFER_KIND_WARM: _ClassVar[TransferKind]
+
+class DirectiveAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DIRECTIVE_ACTION_UNSPECIFIED: _ClassVar[DirectiveAction]
+    DIRECTIVE_ACTION_SAY_AND_HANG_UP: _ClassVar[DirectiveAction]
+    DIRECTIVE_ACTION_SAY_AND_TRANSFER: _ClassVar[DirectiveAction]
+    DIRECTIVE_ACTION_SAY: _ClassVar[DirectiveAction]
+    DIRECTIVE_ACTION_TAKE_MESSAGE: _ClassVar[DirectiveAction]
 TRANSFER_KIND_UNSPECIFIED: TransferKind
 TRANSFER_KIND_BLIND: TransferKind
 TRANSFER_KIND_WARM: TransferKind
+DIRECTIVE_ACTION_UNSPECIFIED: DirectiveAction
+DIRECTIVE_ACTION_SAY_AND_HANG_UP: DirectiveAction
+DIRECTIVE_ACTION_SAY_AND_TRANSFER: DirectiveAction
+DIRECTIVE_ACTION_SAY: DirectiveAction
+DIRECTIVE_ACTION_TAKE_MESSAGE: DirectiveAction
 
 class BargeIn(_message.Message):
     __slots__ = ("interrupted_generation_id", "played_ms", "heard_sentence_seq", "heard_text_chars")
@@ -83,8 +96,22 @@ class Dtmf(_message.Message):
     outbound: bool
     def __init__(self, digit: _Optional[str] = ..., duration_ms: _Optional[int] = ..., outbound: _Optional[bool] = ...) -> None: ...
 
+class PolicyDirective(_message.Message):
+    __slots__ = ("action", "text", "target", "rule", "turn_id")
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    TURN_ID_FIELD_NUMBER: _ClassVar[int]
+    action: DirectiveAction
+    text: str
+    target: str
+    rule: str
+    turn_id: int
+    def __init__(self, action: _Optional[_Union[DirectiveAction, str]] = ..., text: _Optional[str] = ..., target: _Optional[str] = ..., rule: _Optional[str] = ..., turn_id: _Optional[int] = ...) -> None: ...
+
 class ControlEvent(_message.Message):
-    __slots__ = ("meta", "survives_interrupt", "barge_in", "cancel", "playback_done", "hangup", "transfer", "transfer_result", "dtmf", "error")
+    __slots__ = ("meta", "survives_interrupt", "barge_in", "cancel", "playback_done", "hangup", "transfer", "transfer_result", "dtmf", "error", "directive")
     META_FIELD_NUMBER: _ClassVar[int]
     SURVIVES_INTERRUPT_FIELD_NUMBER: _ClassVar[int]
     BARGE_IN_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +122,7 @@ class ControlEvent(_message.Message):
     TRANSFER_RESULT_FIELD_NUMBER: _ClassVar[int]
     DTMF_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    DIRECTIVE_FIELD_NUMBER: _ClassVar[int]
     meta: _common_pb2.EventMeta
     survives_interrupt: bool
     barge_in: BargeIn
@@ -105,4 +133,5 @@ class ControlEvent(_message.Message):
     transfer_result: TransferResult
     dtmf: Dtmf
     error: _common_pb2.Error
-    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., survives_interrupt: _Optional[bool] = ..., barge_in: _Optional[_Union[BargeIn, _Mapping]] = ..., cancel: _Optional[_Union[CancelGeneration, _Mapping]] = ..., playback_done: _Optional[_Union[PlaybackDone, _Mapping]] = ..., hangup: _Optional[_Union[Hangup, _Mapping]] = ..., transfer: _Optional[_Union[Transfer, _Mapping]] = ..., transfer_result: _Optional[_Union[TransferResult, _Mapping]] = ..., dtmf: _Optional[_Union[Dtmf, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ...) -> None: ...
+    directive: PolicyDirective
+    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., survives_interrupt: _Optional[bool] = ..., barge_in: _Optional[_Union[BargeIn, _Mapping]] = ..., cancel: _Optional[_Union[CancelGeneration, _Mapping]] = ..., playback_done: _Optional[_Union[PlaybackDone, _Mapping]] = ..., hangup: _Optional[_Union[Hangup, _Mapping]] = ..., transfer: _Optional[_Union[Transfer, _Mapping]] = ..., transfer_result: _Optional[_Union[TransferResult, _Mapping]] = ..., dtmf: _Optional[_Union[Dtmf, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ..., directive: _Optional[_Union[PolicyDirective, _Mapping]] = ...) -> None: ...
