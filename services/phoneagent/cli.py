@@ -123,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_args(sub.add_parser("demo", help="start the stack, play the demo call, stop the stack"), _demo)
     add_bench_args(sub.add_parser("bench", help="end-to-end latency benchmark against a running stack"),
                    _bench)
+    from phoneagent.policy.commands import add_audit_args, add_campaign_args
+
+    add_audit_args(sub.add_parser("audit", help="print policy decisions from the audit stream"))
+    add_campaign_args(sub.add_parser("campaign", help="outbound campaigns: start one from a contact CSV"))
     return p
 
 

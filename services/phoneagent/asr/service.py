@@ -21,18 +21,19 @@ from phoneagent.asr.engines.base import AsrEngine, create_engine
 from phoneagent.asr.settings import AsrSettings
 from phoneagent.runtime import subjects, telemetry
 from phoneagent.runtime.bus import Delivery, Lane, Subscription
-from phoneagent.runtime.errors import PhoneAgentError
+from phoneagent.runtime.errors import InvalidArgument, PhoneAgentError
 from phoneagent.runtime.service import Service
 from phoneagent.runtime.settings import CommonSettings
 from phoneagent.v1 import common_pb2, media_pb2, session_pb2, speech_pb2
 
 log = logging.getLogger(__name__)
 SETTINGS = AsrSettings
-ERROR_EVERY_S = 1.0  # at most one bad-audio error event per call per second
+ERROR_EVERY_S = 1.0  # at most one error event per call, per distinct reason, per second
+MAX_ERROR_REASONS = 16
 
 
 class AsrCallSession:
-    def __init__(self, svc: AsrService, claim: session_pb2.SessionClaim) -> None:
+    def __init__(self, svc: AsrService, claim: session_pb2.SessionClaim, last_turn: int = 0) -> None:
         self.svc = svc
         self.call_id = claim.call.meta.call_id
         s = svc.settings
@@ -40,9 +41,10 @@ class AsrCallSession:
                                   min_silence_ms=s.end_silence_ms, partial_interval_ms=s.partial_interval_ms,
                                   max_utterance_s=s.max_utterance_s)
         assert svc.engine is not None
-        self.asr = stream.AsrSession(svc.engine, call_id=self.call_id, config=cfg, partials=s.partials)
+        self.asr = stream.AsrSession(svc.engine, call_id=self.call_id, config=cfg, partials=s.partials,
+                                      last_turn=last_turn)
         self.sub: Subscription[Any] | None = None
-        self._last_error = 0.0
+        self._last_error: dict[str, float] = {}
 
     async def start(self) -> None:
         self.sub = await self.svc.bus.subscribe(subjects.audio_in(self.call_id), media_pb2.AudioFrame,
@@ -53,9 +55,11 @@ class AsrCallSession:
                                     producer=f"asr/{self.svc.replica}")
 
     async def on_frame(self, frame: media_pb2.AudioFrame, _: Delivery) -> None:
-        pcm = np.frombuffer(frame.pcm[: len(frame.pcm) // 2 * 2], dtype="<i2")
         t = frame.capture_unix_ns / 1e9 if frame.capture_unix_ns else time.time()
         try:
+            if len(frame.pcm) % 2:
+                raise InvalidArgument("PCM16 audio must have an even number of bytes")
+            pcm = np.frombuffer(frame.pcm, dtype="<i2")
             events = await self.asr.feed(pcm, t, rate=frame.sample_rate)
         except PhoneAgentError as exc:
             await self.report(exc)
@@ -65,9 +69,11 @@ class AsrCallSession:
 
     async def report(self, exc: PhoneAgentError) -> None:
         now = time.monotonic()
-        if now - self._last_error < ERROR_EVERY_S:
+        if now - self._last_error.get(exc.message, -ERROR_EVERY_S) < ERROR_EVERY_S:
             return
-        self._last_error = now
+        if len(self._last_error) >= MAX_ERROR_REASONS:
+            self._last_error.clear()
+        self._last_error[exc.message] = now
         err = common_pb2.Error(kind=exc.kind.wire, retryable=exc.retryable, message=exc.message, source="asr")
         await self.svc.bus.publish(subjects.asr_events(self.call_id), speech_pb2.AsrEvent(error=err))
 
@@ -126,7 +132,18 @@ class AsrService(Service):
         log.info("asr engine loaded", extra={"engine": s.engine, "model": s.model})
 
     async def new_session(self, claim: session_pb2.SessionClaim, taken_over: bool) -> AsrCallSession:
-        return AsrCallSession(self, claim)
+        last_turn = await self._last_turn(claim.call.meta.call_id) if taken_over else 0
+        return AsrCallSession(self, claim, last_turn)
+
+    async def _last_turn(self, call_id: str) -> int:
+        """The turn id of the call's last final transcript (kept in the calls stream), or 0."""
+        try:
+            msg = await self.bus.jetstream().get_last_msg(subjects.CALLS_STREAM, subjects.transcript(call_id))
+            last = speech_pb2.Transcript()
+            last.ParseFromString(msg.data or b"")
+        except Exception:  # no transcript yet, or the stream is unavailable: start afresh
+            return 0
+        return max(0, last.meta.turn_id)
 
     async def teardown(self) -> None:
         if self.engine is not None:

@@ -93,15 +93,20 @@ class AsrSession:
         config: seg.SegmenterConfig | None = None,
         backchannel: BackchannelConfig | None = None,
         partials: bool = False,
+        last_turn: int = 0,
     ) -> None:
+        """``last_turn``: the call's last turn id so far (a session taken over from another
+        replica continues the numbering instead of repeating turn ids)."""
+        if last_turn < 0:
+            raise ValueError("last_turn must not be negative")
         self.engine = engine
         self.call_id = call_id
         self.partials = partials and (config is None or config.partial_interval_ms > 0)
         self.stats = SessionStats()
         self._segmenter = seg.Segmenter(detector or SileroVad(), config)
         self._backchannel = backchannel or BackchannelConfig()
-        self._turn = 0
-        self._last_final_turn = 0
+        self._turn = last_turn
+        self._last_final_turn = last_turn
         self._finals: deque[asyncio.Task[AsrEvent]] = deque()
         self._partial: asyncio.Task[Partial | None] | None = None
         self._decode_lock = asyncio.Lock()

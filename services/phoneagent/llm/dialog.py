@@ -39,6 +39,9 @@ class ToolOutcome:
     ok: bool
     result: dict[str, Any]
     spoken: str = ""
+    # ``spoken`` is the complete answer (a booking confirmation, an apology): say it as it is,
+    # with no second generation, so a small model cannot misstate a date the tools worked out.
+    final: bool = False
 
 
 class ToolRunner(Protocol):
@@ -159,6 +162,9 @@ class Dialog:
         # Facts for this turn (time, free slots, document passages) ride with the caller's words,
         # and stay in the history as sent: the prompt prefix then never changes between turns and
         # the engine reuses its cache instead of re-reading the whole conversation.
+        note = getattr(self.tools, "caller_said", None)
+        if callable(note):
+            note(text)  # the tool runner checks the model's arguments against the caller's words
         facts = self.context(text) if self.context is not None else ""
         content = f"{facts}\nCaller: {text}" if facts else text
         self.state.history.append({"role": "user", "content": content})
@@ -168,6 +174,15 @@ class Dialog:
         reply.task = self._tasks.spawn(
             self._generate(reply, started_at or time.perf_counter()), f"gen{reply.generation}"
         )
+
+    async def say_directive(self, text: str) -> int:
+        """Policy's words: interrupt what is in flight, speak ``text`` as a new generation, return its id."""
+        await self.interrupt(None)
+        reply = self._new_reply(turn=self.state.turn)
+        await self._say(reply, " ".join(text.split()))
+        await self._end(reply)
+        reply.finished = True
+        return reply.generation
 
     async def on_barge_in(self, generation: int, heard_sentence_seq: int, heard_chars: int) -> None:
         reply = self.reply
@@ -303,6 +318,10 @@ class Dialog:
             call = _parse_tool_call(buffered)
             if call is not None:
                 return call
+            if _looks_like_call(buffered):
+                # A tool call that is cut off or broken is never read out to the caller.
+                log.info("unreadable tool call", extra={"call_id": self.call_id, "chars": len(buffered)})
+                buffered = APOLOGY
             for sentence in splitter.push(buffered):
                 await self._sentence(reply, sentence, started)
         for sentence in splitter.flush():
@@ -345,7 +364,7 @@ class Dialog:
             log.warning(
                 "tool crashed", extra={"call_id": self.call_id, "tool": name, "error": type(exc).__name__}
             )
-            outcome = ToolOutcome(ok=False, result={"error": "tool failed"}, spoken=TOOL_FAILED)
+            outcome = ToolOutcome(ok=False, result={"error": "tool failed"}, spoken=TOOL_FAILED, final=True)
         log.info("tool ran", extra={"call_id": self.call_id, "tool": name, "ok": outcome.ok})
         if self.action is not None and outcome.ok and name in ("transfer_to_human", "end_call"):
             await self.action(name, outcome.result)
@@ -364,6 +383,10 @@ class Dialog:
                 "content": json.dumps({"ok": outcome.ok, **outcome.result, "say": outcome.spoken}),
             }
         )
+        if outcome.final and outcome.spoken:
+            await self._say(reply, outcome.spoken)
+            await self._end(reply)
+            return
         follow = self._messages()
         await self._stream(reply, follow, started, with_tools=False)
 
@@ -383,16 +406,63 @@ def _maybe_tool(text: str) -> bool:
     return any(stripped.startswith(o) or o.startswith(stripped) for o in _TOOL_OPENERS)
 
 
+def _looks_like_call(text: str) -> bool:
+    return bool(re.match(r'\s*(?:<tool_call>|```(?:json)?)?\s*\{\s*"name"\s*:', text))
+
+
 def _parse_tool_call(text: str) -> dict[str, Any] | None:
     m = _TOOL_CALL.search(text)
-    body = m.group(1) if m else text.strip().removeprefix("```json").removeprefix("```").removesuffix("```")
+    body = m.group(1) if m else text.strip().removeprefix("<tool_call>")
+    body = body.strip().removeprefix("```json").removeprefix("```").removesuffix("```")
     start, end = body.find("{"), body.rfind("}")
-    if start < 0 or end <= start:
-        return None
-    try:
-        call = json.loads(body[start : end + 1])
-    except json.JSONDecodeError:
-        return None
+    call: Any = None
+    if start >= 0 and end > start:
+        try:
+            call = json.loads(body[start : end + 1])
+        except json.JSONDecodeError:
+            call = None
+    if call is None and start >= 0:
+        call = _complete_truncated(body[start:])
     if not isinstance(call, dict) or not isinstance(call.get("name"), str):
         return None
     return call
+
+
+def _complete_truncated(body: str, attempts: int = 8) -> Any:
+    """Read a JSON object cut off by the token limit: keep the members that are complete.
+
+    ``{"name": "x", "arguments": {"a": "1", "b": "unfinis`` becomes ``{"name": "x", "arguments":
+    {"a": "1"}}``. Only whole members are kept; a half-written value is dropped, never guessed.
+    """
+    cuts = [i for i, ch in enumerate(body) if ch == ","][::-1][:attempts]
+    for cut in cuts:
+        head = body[:cut]
+        closers = _open_brackets(head)
+        if closers is None:
+            continue
+        try:
+            return json.loads(head + closers)
+        except json.JSONDecodeError:
+            continue
+    return None
+
+
+def _open_brackets(text: str) -> str | None:
+    """The closing brackets ``text`` needs, or None when it ends inside a string."""
+    stack: list[str] = []
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[":
+            stack.append("}" if ch == "{" else "]")
+        elif ch in "}]" and stack:
+            stack.pop()
+    return None if in_string else "".join(reversed(stack))

@@ -11,17 +11,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from phoneagent.llm.dialog import Dialog, DialogConfig, DialogState, Sentence, ToolOutcome
 from phoneagent.llm.domain.agent import Agent, load_agent
-from phoneagent.llm.domain.calendar_facts import calendar_facts
 from phoneagent.llm.domain.knowledge import KnowledgeBase, open_knowledge_base
 from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tool_result import CallContext
 from phoneagent.llm.domain.tools import ToolExecutor
 from phoneagent.llm.engines.base import LlmEngine, create_engine
+from phoneagent.llm.prompting import Prompter, normalise_arguments
 from phoneagent.llm.settings import LlmSettings
 from phoneagent.runtime import streams, subjects, telemetry
 from phoneagent.runtime.bus import Delivery, Lane, Subscription
@@ -32,32 +33,50 @@ from phoneagent.v1 import call_pb2, common_pb2, control_pb2, session_pb2, speech
 
 log = logging.getLogger(__name__)
 SETTINGS = LlmSettings
-
-STYLE = (
-    "You are on a phone call. Answer in one or two short spoken sentences, no lists, no markdown. "
-    "Never claim to be human. If you do not know something, say so and offer to take a message."
+SPOKEN_AS_IS = frozenset(
+    {
+        "check_availability",
+        "book_appointment",
+        "find_appointments",
+        "move_appointment",
+        "cancel_appointment",
+        "transfer_to_human",
+        "take_message",
+        "end_call",
+    }
 )
-
-
-def _is_static_fact(line: str, agent: Agent) -> bool:
-    """Calendar facts that do not change during the day (opening hours, appointment types)."""
-    return line.startswith((f"{agent.business_name} is open", "Appointment types:", "Pass the caller"))
+OUTBOUND_GREET_AFTER_S = 3.0
 
 
 class Tools:
     """The dialog's view of the agent's tools for one call."""
 
-    def __init__(self, executor: ToolExecutor, ctx: CallContext) -> None:
+    def __init__(
+        self, executor: ToolExecutor, ctx: CallContext, clock: Callable[[], datetime] | None = None
+    ) -> None:
         self.executor = executor
         self.ctx = ctx
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.said: list[str] = []  # the caller's recent turns, to check the model's arguments against
         self.last_action: tuple[str, dict[str, Any]] | None = None
 
     def schemas(self) -> list[dict[str, Any]]:
         return self.executor.definitions()
 
+    def caller_said(self, text: str) -> None:
+        self.said = [*self.said[-3:], text]
+
     async def run(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
-        result = await self.executor.execute(name, arguments, self.ctx)
-        return ToolOutcome(ok=result.ok, result={"status": result.status, **result.data}, spoken=result.say)
+        fixed = normalise_arguments(self.executor.agent, name, arguments, self.said, self.clock())
+        if fixed.ask:
+            return ToolOutcome(ok=False, result={"status": "needs_input"}, spoken=fixed.ask, final=True)
+        result = await self.executor.execute(name, fixed.arguments, self.ctx)
+        # What the tools say about bookings, transfers and failures is exact and complete: it is
+        # spoken as it is. Document passages still go through the model to become an answer.
+        final = result.status == "error" or name in SPOKEN_AS_IS
+        return ToolOutcome(
+            ok=result.ok, result={"status": result.status, **result.data}, spoken=result.say, final=final
+        )
 
 
 class LlmCallSession:
@@ -70,6 +89,8 @@ class LlmCallSession:
         self.dialog: Dialog | None = None
         self.hangup_after: int | None = None
         self.agent_speaking: int | None = None
+        self.transfer_after: tuple[int, str] | None = None  # (generation, target): policy escalation
+        self._greet_timer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         svc = self.svc
@@ -112,6 +133,14 @@ class LlmCallSession:
             and self.call.direction == call_pb2.DIRECTION_INBOUND
         ):
             await self.dialog.greet()
+        elif ev.WhichOneof("event") == "answered" and self._greet_timer is None:
+            # Outbound: the callee speaks first; greet on their first words or after 3 s of silence.
+            self._greet_timer = asyncio.create_task(self._greet_after(OUTBOUND_GREET_AFTER_S))
+
+    async def _greet_after(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if self.dialog is not None:
+            await self.dialog.greet()
 
     async def publish(self, s: Sentence) -> None:
         msg = speech_pb2.AgentText(
@@ -152,6 +181,9 @@ class LlmCallSession:
             return
         if tr.backchannel and self.dialog.reply is not None:
             return  # "mm-hmm" while the agent talks is not a new turn
+        if self.call.direction == call_pb2.DIRECTION_OUTBOUND and not self.dialog.state.generation:
+            await self.dialog.greet()  # the callee's "hello?" is answered with the greeting
+            return
         with telemetry.span_from(d.headers, "llm.turn", call_id=self.call_id, turn=tr.meta.turn_id):
             await self.dialog.on_user_turn(tr.meta.turn_id, tr.text)
 
@@ -164,8 +196,13 @@ class LlmCallSession:
             await self.dialog.on_barge_in(
                 b.interrupted_generation_id, b.heard_sentence_seq, b.heard_text_chars
             )
+        elif kind == "directive":
+            await self._on_directive(ev.directive)
         elif kind == "playback_done":
             await self.dialog.on_playback_done(ev.playback_done.generation_id)
+            if self.transfer_after is not None and ev.playback_done.generation_id >= self.transfer_after[0]:
+                await self._transfer(self.transfer_after[1], "policy escalation")
+                self.transfer_after = None
             if self.hangup_after is not None and ev.playback_done.generation_id >= self.hangup_after:
                 hang = control_pb2.ControlEvent(
                     meta=common_pb2.EventMeta(call_id=self.call_id),
@@ -174,7 +211,43 @@ class LlmCallSession:
                 )
                 await self.svc.bus.publish(subjects.control(self.call_id), hang, lane=Lane.CONTROL)
 
+    async def _on_directive(self, d: control_pb2.PolicyDirective) -> None:
+        """Policy decided what must be said: interrupt, speak it as a new generation, then act."""
+        assert self.dialog is not None
+        if not d.text.strip():
+            return
+        if self._greet_timer is not None:
+            self._greet_timer.cancel()
+        current = self.dialog.reply
+        if current is not None and not current.finished:
+            cancel = control_pb2.ControlEvent(
+                meta=common_pb2.EventMeta(call_id=self.call_id, generation_id=current.generation),
+                cancel=control_pb2.CancelGeneration(generation_id=current.generation, reason="policy"),
+            )
+            await self.svc.bus.publish(subjects.control(self.call_id), cancel, lane=Lane.CONTROL)
+        generation = await self.dialog.say_directive(d.text)
+        transfer = self.svc.agent.transfer
+        if d.action == control_pb2.DIRECTIVE_ACTION_SAY_AND_HANG_UP:
+            self.hangup_after = generation
+        elif d.action == control_pb2.DIRECTIVE_ACTION_SAY_AND_TRANSFER and (d.target or transfer is not None):
+            self.transfer_after = (generation, d.target or (transfer.target if transfer else ""))
+        log.info(
+            "policy directive spoken",
+            extra={"call_id": self.call_id, "rule": d.rule, "generation": generation},
+        )
+
+    async def _transfer(self, target: str, reason: str) -> None:
+        ev = control_pb2.ControlEvent(
+            meta=common_pb2.EventMeta(call_id=self.call_id),
+            survives_interrupt=True,
+            transfer=control_pb2.Transfer(target=target, kind=control_pb2.TRANSFER_KIND_BLIND, reason=reason),
+        )
+        await self.svc.bus.publish(subjects.control(self.call_id), ev, lane=Lane.CONTROL)
+
     async def close(self, reason: str) -> None:
+        if self._greet_timer is not None:
+            self._greet_timer.cancel()
+            await asyncio.gather(self._greet_timer, return_exceptions=True)
         for sub in self.subs:
             await self.svc.bus.unsubscribe(sub)
         if self.dialog is not None:
@@ -228,26 +301,16 @@ class LlmService(Service):
 
     def system_prompt(self) -> str:
         """The part of the prompt that is the same for every turn of every call (cached by the engine)."""
-        static = [line for line in self._calendar_lines() if _is_static_fact(line, self.agent)]
-        return "\n\n".join([self.agent.persona.strip(), STYLE, "\n".join(static)])
+        return Prompter(self.agent, self.store, self.knowledge).system_prompt()
 
     def turn_context(self, caller_text: str) -> str:
-        """Facts for one turn, kept short: today's date and time, closures, free slots, and the
-        document passages that match what the caller said."""
-        facts = [line for line in self._calendar_lines() if not _is_static_fact(line, self.agent)]
-        if self.knowledge is not None and caller_text:
-            passages = self.knowledge.search(caller_text, k=2)
-            if passages:
-                facts.append("From the practice's documents: " + " ".join(p.text for p in passages))
-        return "[Facts for this turn] " + " ".join(facts)
-
-    def _calendar_lines(self) -> list[str]:
-        return calendar_facts(self.agent, datetime.now(UTC), self.store).splitlines()
+        """Facts for one turn, kept short (see :class:`~phoneagent.llm.prompting.Prompter`)."""
+        return Prompter(self.agent, self.store, self.knowledge).turn_context(caller_text)
 
     async def warm_up(self) -> None:
         """Evaluate the fixed prompt prefix (persona and tool schemas) once, before the first call."""
         tools = self.executor.definitions() if self.executor else None
-        messages = [{"role": "system", "content": self.system_prompt()}, {"role": "user", "content": "Hello"}]
+        messages = Prompter(self.agent, self.store, self.knowledge).warm_up_messages()
         started = time.perf_counter()
         async for _ in self.engine.stream(
             messages, request_id="warm-up", max_tokens=1, temperature=0.0, tools=tools

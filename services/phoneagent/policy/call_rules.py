@@ -139,6 +139,11 @@ class EscalationDetector:
         self._triggers = PhraseMatcher({w: literal(w) for w in self.config.trigger_words})
         self._misunderstood = 0
 
+    @property
+    def misunderstood_turns(self) -> int:
+        """Consecutive caller turns the agent could not make sense of."""
+        return self._misunderstood
+
     def on_turn(self, caller_text: str, understood: bool = True,
                 humans_available: bool = True) -> EscalationDecision | None:
         """Check one caller turn; ``understood`` is False when the agent could not make sense of it."""

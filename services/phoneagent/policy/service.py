@@ -3,7 +3,10 @@
 * Per call (claimed from the ``policy`` queue group): every sentence the model wants to say
   arrives on the call's ``reply`` subject and is published for speech on ``say`` only after
   policy has seen it; the first utterance of a call is rewritten to start with the AI
-  disclosure. If this service is down nothing is said (fail closed).
+  disclosure. If this service is down nothing is said (fail closed). The same session applies
+  the live rules of :mod:`phoneagent.policy.live` (opt-out, escalation, recording consent) to
+  the caller's final transcripts and tells the dialog what to say with a ``PolicyDirective``
+  on the control lane; each decision is audited.
 * Outbound: ``dial_check`` requests (queue group) are evaluated by the rules in
   :mod:`phoneagent.policy.outbound`; every decision, allow or deny, goes to ``PA_AUDIT``.
 * The CallControl gRPC API (:mod:`phoneagent.policy.control_api`).
@@ -22,32 +25,51 @@ from typing import Any
 
 from phoneagent.policy.call_rules import DisclosureGuard, build_disclosure
 from phoneagent.policy.control_api import CallControl, CallIndex, serve
+from phoneagent.policy.live import LiveRules, Verdict
 from phoneagent.policy.outbound import DialRequest, OutboundConfig, evaluate_dial
 from phoneagent.policy.settings import PolicySettings
 from phoneagent.policy.stores import PolicyStores
 from phoneagent.runtime import subjects
-from phoneagent.runtime.bus import Delivery, Subscription
+from phoneagent.runtime.bus import Delivery, Lane, Subscription
 from phoneagent.runtime.errors import InvalidArgument
 from phoneagent.runtime.redact import mask_number
 from phoneagent.runtime.service import Service
 from phoneagent.runtime.settings import CommonSettings
-from phoneagent.v1 import call_pb2, common_pb2, policy_pb2, session_pb2, speech_pb2
+from phoneagent.v1 import call_pb2, common_pb2, control_pb2, policy_pb2, session_pb2, speech_pb2
 
 log = logging.getLogger(__name__)
 SETTINGS = PolicySettings
 
 
 class PolicyCallSession:
+    """One call: gates replies (AI disclosure) and applies the live rules (:mod:`.live`)."""
+
     def __init__(self, svc: PolicyService, claim: session_pb2.SessionClaim) -> None:
         self.svc = svc
         self.call_id = claim.call.meta.call_id
         self.guard = DisclosureGuard(svc.disclosure)
         self.subs: list[Subscription[Any]] = []
+        assert svc.stores is not None
+        self.rules = LiveRules(
+            claim.call,
+            svc.stores.dnc,
+            transfer_available=svc.transfer_available,
+            transfer_target=svc.transfer_target,
+        )
 
     async def start(self) -> None:
+        bus = self.svc.bus
         self.subs.append(
-            await self.svc.bus.subscribe(
+            await bus.subscribe(
                 subjects.reply(self.call_id), speech_pb2.AgentText, self.on_reply, max_pending=512
+            )
+        )
+        self.subs.append(
+            await bus.subscribe(subjects.transcript(self.call_id), speech_pb2.Transcript, self.on_transcript)
+        )
+        self.subs.append(
+            await bus.subscribe(
+                subjects.control(self.call_id), control_pb2.ControlEvent, self.on_control, lane=Lane.CONTROL
             )
         )
 
@@ -63,7 +85,50 @@ class PolicyCallSession:
                 "ai_disclosure",
                 "AI disclosure prepended to the first utterance",
             )
+        self.rules.on_agent_text(msg.text)
         await self.svc.bus.publish(subjects.say(self.call_id), out)
+
+    async def on_transcript(self, tr: speech_pb2.Transcript, _: Delivery) -> None:
+        if not tr.final or tr.backchannel:
+            return
+        verdicts = await asyncio.to_thread(
+            self.rules.on_transcript, tr.text, tr.meta.turn_id, datetime.now(UTC)
+        )
+        for verdict in verdicts:
+            await self._apply(verdict)
+
+    async def on_control(self, ev: control_pb2.ControlEvent, _: Delivery) -> None:
+        if ev.WhichOneof("kind") == "playback_done":
+            verdict = self.rules.on_playback_done()
+            if verdict is not None:
+                await self._apply(verdict)
+
+    async def _apply(self, verdict: Verdict) -> None:
+        if verdict.audit is not None:
+            a = verdict.audit
+            await self.svc.audit(
+                self.call_id, a.decision, a.subject, a.rule, a.reason, number=a.number, details=a.details
+            )
+        if verdict.directive is not None:
+            ev = control_pb2.ControlEvent(
+                meta=common_pb2.EventMeta(
+                    call_id=self.call_id,
+                    turn_id=verdict.directive.turn_id,
+                    ts_unix_ns=time.time_ns(),
+                    producer=f"policy/{self.svc.replica}",
+                ),
+                survives_interrupt=True,
+                directive=verdict.directive,
+            )
+            await self.svc.bus.publish(subjects.control(self.call_id), ev, lane=Lane.CONTROL)
+            log.info(
+                "policy directive",
+                extra={
+                    "call_id": self.call_id,
+                    "rule": verdict.directive.rule,
+                    "action": control_pb2.DirectiveAction.Name(verdict.directive.action),
+                },
+            )
 
     async def close(self, reason: str) -> None:
         for sub in self.subs:
@@ -76,6 +141,16 @@ def _hhmm(value: str, var: str) -> dtime:
         return dtime(int(h), int(m))
     except ValueError:
         raise InvalidArgument(f"{var}={value!r}: must be HH:MM") from None
+
+
+def _agent_transfer(common: CommonSettings) -> tuple[bool, str]:
+    """Whether the agent has a human to transfer to, and where (from the agent YAML)."""
+    from phoneagent.llm.domain.agent import load_agent
+
+    transfer = load_agent(common.agent_path).transfer
+    if transfer is None or not transfer.available:
+        return False, ""
+    return True, transfer.target
 
 
 class PolicyService(Service):
@@ -97,6 +172,7 @@ class PolicyService(Service):
         self.grpc_server: Any = None
         self.grpc_port = 0
         self._index_sub: Any = None
+        self.transfer_available, self.transfer_target = _agent_transfer(common)
 
     async def setup(self) -> None:
         Path(self.settings.db_path).expanduser().parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,227 @@
+"""Running an outbound campaign over the bus (used by ``phone-agent campaign start``).
+
+The runner lives in the process that starts the campaign and talks to the services only
+through the bus, so it needs no extra state in the policy service and a campaign stops when
+its command stops. :class:`~phoneagent.policy.campaign.CampaignPacer` decides who is dialled
+when (concurrency, calls per minute, retries with back-off). Each attempt:
+
+1. asks policy for a decision (``dial_check``: the outbound rules of
+   :mod:`phoneagent.policy.outbound`; every decision is audited by the policy service). A
+   denial is final: the contact's result is ``denied`` with the rule's reason, nothing is dialled;
+2. asks an edge replica to dial (``edge_dial``: CallStarted with the number, the campaign id
+   and the contact's custom fields as labels);
+3. follows the call's lifecycle to its CallEnded and reports the outcome to the pacer:
+   answered calls are ``completed`` (``voicemail`` when the edge says so), SIP busy is ``busy``,
+   no answer or a cancel before answer is ``no_answer``, anything else ``failed``.
+
+Answering machines: the ``amd`` mode travels to the edge as the label ``amd``; the edge
+reports a detected machine as END_REASON_VOICEMAIL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from phoneagent.policy.campaign import CampaignPacer, Contact, ContactResult, Outcome, PacingConfig
+from phoneagent.runtime import subjects
+from phoneagent.runtime.bus import Bus, Delivery, Lane
+from phoneagent.runtime.errors import InvalidArgument, PhoneAgentError
+from phoneagent.runtime.redact import mask_number
+from phoneagent.runtime.tasks import TaskOwner
+from phoneagent.v1 import call_pb2, common_pb2, control_pb2, policy_pb2
+
+log = logging.getLogger(__name__)
+
+
+class AmdMode(enum.StrEnum):
+    HANGUP = "hangup"
+    LEAVE_MESSAGE = "leave-message"
+    WAIT = "wait"
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    campaign_id: str
+    purpose: str
+    pacing: PacingConfig
+    amd: AmdMode = AmdMode.HANGUP
+    agent: str = ""  # agent name for the calls; empty = the edge's default
+    request_timeout_s: float = 5.0
+    call_timeout_s: float = 3700.0  # a call that reports no end by then is hung up and counted failed
+
+    def __post_init__(self) -> None:
+        subjects.check_id(self.campaign_id, "campaign id")
+        if not self.purpose.strip():
+            raise InvalidArgument("a campaign needs a purpose (consent is checked against it)")
+        if self.request_timeout_s <= 0 or self.call_timeout_s <= 0:
+            raise InvalidArgument("timeouts must be positive")
+
+
+_ANSWERED_OUTCOMES = {call_pb2.END_REASON_VOICEMAIL: Outcome.VOICEMAIL}
+_UNANSWERED_OUTCOMES = {
+    call_pb2.END_REASON_BUSY: Outcome.BUSY,
+    call_pb2.END_REASON_NO_ANSWER: Outcome.NO_ANSWER,
+    call_pb2.END_REASON_CANCELLED: Outcome.NO_ANSWER,
+    call_pb2.END_REASON_VOICEMAIL: Outcome.VOICEMAIL,
+}
+
+
+def outcome_of(answered: bool, ended: call_pb2.CallEnded) -> Outcome:
+    """The campaign outcome of one finished call."""
+    if answered:
+        return _ANSWERED_OUTCOMES.get(ended.reason, Outcome.COMPLETED)
+    return _UNANSWERED_OUTCOMES.get(ended.reason, Outcome.FAILED)
+
+
+class _CallWatch:
+    """Lifecycle of one dialled call, fed by its lifecycle subject."""
+
+    def __init__(self) -> None:
+        self.answered = False
+        self.ended: call_pb2.CallEnded | None = None
+        self.done = asyncio.Event()
+
+    async def on_event(self, ev: call_pb2.CallEvent, _: Delivery) -> None:
+        kind = ev.WhichOneof("event")
+        if kind == "answered":
+            self.answered = True
+        elif kind == "ended":
+            self.ended = ev.ended
+            self.done.set()
+
+
+Progress = Callable[[Contact, Outcome, str], None]
+
+
+class CampaignRunner:
+    def __init__(
+        self, bus: Bus, contacts: Iterable[Contact], config: RunnerConfig, progress: Progress | None = None
+    ) -> None:
+        self.bus = bus
+        self.config = config
+        self.pacer = CampaignPacer(contacts, config.pacing, clock=lambda: datetime.now(UTC))
+        self.progress = progress
+        self._changed = asyncio.Event()
+        self._tasks = TaskOwner(f"campaign:{config.campaign_id}")
+
+    async def run(self) -> list[ContactResult]:
+        """Dial every contact to a final outcome; return the results (one per contact)."""
+        try:
+            while not self.pacer.finished:
+                contact = self.pacer.next_contact()
+                if contact is not None:
+                    self._tasks.spawn(self._attempt(contact), "attempt")
+                    continue
+                wake = self.pacer.next_wake()
+                if wake is None and self.pacer.in_progress == 0:
+                    break  # nothing running and nothing scheduled: cannot happen unless a report was lost
+                timeout = None if wake is None else max(0.0, (wake - datetime.now(UTC)).total_seconds())
+                self._changed.clear()
+                try:
+                    await asyncio.wait_for(self._changed.wait(), timeout)
+                except TimeoutError:
+                    pass
+        finally:
+            await self._tasks.close(timeout=5.0)
+        return self.pacer.results()
+
+    async def _attempt(self, contact: Contact) -> None:
+        try:
+            outcome, reason = await self._check_and_dial(contact)
+        except Exception as exc:  # noqa: BLE001 - one bad attempt must not stop the campaign
+            log.error(
+                "campaign attempt crashed", exc_info=exc, extra={"campaign_id": self.config.campaign_id}
+            )
+            outcome, reason = Outcome.FAILED, "internal error"
+        self.pacer.report(contact.number, outcome, reason)
+        log.info(
+            "campaign attempt finished",
+            extra={
+                "campaign_id": self.config.campaign_id,
+                "callee": mask_number(contact.number),
+                "outcome": outcome.value,
+            },
+        )
+        if self.progress is not None:
+            self.progress(contact, outcome, reason)
+        self._changed.set()
+
+    async def _check_and_dial(self, contact: Contact) -> tuple[Outcome, str]:
+        check = policy_pb2.DialCheck(
+            number=contact.number,
+            time_zone=contact.time_zone or "",
+            campaign_id=self.config.campaign_id,
+            purpose=contact.purpose or self.config.purpose,
+        )
+        try:
+            decision = await self.bus.request(
+                subjects.dial_check(), check, policy_pb2.PolicyDecision, timeout=self.config.request_timeout_s
+            )
+        except PhoneAgentError as exc:  # fail closed: no decision, no call
+            return Outcome.DENIED, f"policy check failed ({exc.kind.name.lower()})"
+        if decision.decision != policy_pb2.DECISION_ALLOW:
+            return Outcome.DENIED, f"{decision.rule}: {decision.reason}"
+        return await self._dial(contact)
+
+    def _call_request(self, contact: Contact, call_id: str) -> call_pb2.CallStarted:
+        started = call_pb2.CallStarted(
+            meta=common_pb2.EventMeta(call_id=call_id, ts_unix_ns=time.time_ns(), producer="campaign"),
+            direction=call_pb2.DIRECTION_OUTBOUND,
+            to_uri=contact.number,
+            agent=self.config.agent,
+            campaign_id=self.config.campaign_id,
+        )
+        started.labels.update({k: v for k, v in contact.fields.items() if v})
+        started.labels.update(
+            {"purpose": contact.purpose or self.config.purpose, "amd": self.config.amd.value}
+        )
+        if contact.name:
+            started.labels["name"] = contact.name
+        return started
+
+    async def _dial(self, contact: Contact) -> tuple[Outcome, str]:
+        call_id = subjects.new_call_id()
+        watch = _CallWatch()
+        sub = await self.bus.subscribe(
+            subjects.lifecycle(call_id), call_pb2.CallEvent, watch.on_event, lane=Lane.CONTROL
+        )
+        try:
+            try:
+                reply = await self.bus.request(
+                    subjects.edge_dial(),
+                    self._call_request(contact, call_id),
+                    control_pb2.ControlEvent,
+                    timeout=self.config.request_timeout_s,
+                )
+            except PhoneAgentError as exc:
+                return Outcome.FAILED, f"no edge accepted the call ({exc.kind.name.lower()})"
+            if reply.WhichOneof("kind") == "error":
+                return Outcome.FAILED, f"edge refused: {reply.error.message[:120]}"
+            try:
+                await asyncio.wait_for(watch.done.wait(), self.config.call_timeout_s)
+            except TimeoutError:
+                await self._hang_up(call_id)
+                return Outcome.FAILED, "call reported no end in time; hung up"
+            assert watch.ended is not None
+            return outcome_of(watch.answered, watch.ended), watch.ended.detail[:120]
+        finally:
+            await self.bus.unsubscribe(sub)
+
+    async def _hang_up(self, call_id: str) -> None:
+        ev = control_pb2.ControlEvent(
+            meta=common_pb2.EventMeta(call_id=call_id, ts_unix_ns=time.time_ns(), producer="campaign"),
+            survives_interrupt=True,
+            hangup=control_pb2.Hangup(
+                reason=call_pb2.END_REASON_MAX_DURATION, detail="campaign call timeout"
+            ),
+        )
+        try:
+            await self.bus.publish(subjects.control(call_id), ev, lane=Lane.CONTROL)
+        except PhoneAgentError:
+            log.warning("campaign hangup not sent", extra={"call_id": call_id})

@@ -1,0 +1,231 @@
+"""A campaign end to end: ``phone-agent campaign start`` (its own process) asks the real policy
+service about each number, has the real edge service dial it over SIP through a trunk, follows
+each call to its end and writes the results. The trunk is our own SIP user agent on 127.0.0.1:
+one number answers, one is busy (486, retried, then reported busy), one is on the DNC list and
+is never dialled."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from phoneagent.edge.rtp_session import RtpSession
+from phoneagent.edge.service import EdgeService
+from phoneagent.edge.settings import EdgeSettings
+from phoneagent.edge.sip import DialogHandlers, IncomingCall, UAConfig, UserAgent, answer, negotiated
+from phoneagent.policy.audit_query import AuditFilter, query_audit
+from phoneagent.policy.service import PolicyService
+from phoneagent.policy.settings import PolicySettings
+from phoneagent.policy.stores import PolicyStores
+from phoneagent.runtime import streams, subjects
+from phoneagent.runtime.bus import Bus, Delivery, Lane
+from phoneagent.runtime.sessions import SessionHost
+from phoneagent.runtime.settings import CommonSettings, load
+from phoneagent.v1 import call_pb2, policy_pb2, session_pb2
+
+pytestmark = pytest.mark.slow
+HOST = "127.0.0.1"
+ANSWERS, BUSY, ON_DNC = "+12125550101", "+12125550102", "+12125550103"
+CAMPAIGN = "camp-run-t"
+
+
+class NoopSession:
+    async def start(self) -> None:
+        return None
+
+    async def close(self, reason: str) -> None:
+        return None
+
+
+async def _noop(claim: session_pb2.SessionClaim, taken_over: bool) -> NoopSession:
+    return NoopSession()
+
+
+@dataclass
+class Trunk:
+    """The far end of the trunk: answers, rejects or records INVITEs by the dialled number."""
+
+    ua: UserAgent
+    rtp: RtpSession
+    invites: list[str] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def on_call(self, inc: IncomingCall) -> None:
+        number = inc.callee.uri.user or ""
+        self.invites.append(number)
+        if number != ANSWERS:
+            await inc.reject(486)
+            return
+        assert inc.remote_sdp is not None
+        local = answer(inc.remote_sdp, address=HOST, port=self.rtp.port)
+        await inc.ring()
+        dialog = await inc.answer(local, DialogHandlers())
+        self.rtp.start(negotiated(inc.remote_sdp, local))
+        self.tasks.append(asyncio.create_task(self._talk_then_hang_up(dialog)))
+
+    async def _talk_then_hang_up(self, dialog: object) -> None:
+        await asyncio.sleep(0.5)  # the callee listens briefly, then hangs up
+        await dialog.bye()  # type: ignore[attr-defined]
+
+
+@dataclass
+class Stack:
+    edge: EdgeService
+    policy: PolicyService
+    trunk: Trunk
+    started: list[call_pb2.CallStarted]
+
+
+@pytest.fixture(scope="module")
+async def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    db = tmp_path_factory.mktemp("campaign") / "policy.sqlite3"
+    now = datetime.now(UTC)
+    with PolicyStores(db) as stores:
+        for number in (ANSWERS, BUSY, ON_DNC):
+            stores.consent.grant(
+                number, "reminder", "signup form", now - timedelta(days=1), now + timedelta(days=30)
+            )
+        stores.dnc.add(ON_DNC, "opt-out during call", now)
+
+    stage_bus, observer = Bus("campaign-stages"), Bus("campaign-observer")
+    await stage_bus.connect(nats_url)
+    await observer.connect(nats_url)
+    await streams.ensure(stage_bus.jetstream())
+    hosts = [SessionHost(stage_bus, st, f"{st}-camp-t", _noop) for st in ("asr", "llm", "tts")]
+    for h in hosts:
+        await h.start()
+
+    common = load(CommonSettings, nats_url=nats_url, replica_id="policy-camp-t", drain_timeout_s=1.0)
+    policy = PolicyService(
+        common,
+        load(
+            PolicySettings,
+            db_path=str(db),
+            caller_id="+14155550100",
+            grpc_port=0,
+            window_start="00:00",
+            window_end="23:59",
+        ),
+    )
+    await policy.bus.connect(nats_url)
+    await policy.setup()
+    policy.sessions = SessionHost(policy.bus, "policy", policy.replica, policy.new_session)
+    await policy.sessions.start()
+
+    trunk_ua = UserAgent(UAConfig(host=HOST, port=0, user="trunk"))
+    trunk = Trunk(trunk_ua, await RtpSession.open(HOST, 44000, 44999))
+    trunk_ua.on_incoming_call = trunk.on_call
+    await trunk_ua.start()
+    edge_settings = load(
+        EdgeSettings,
+        sip_port=0,
+        rtp_port_min=43000,
+        rtp_port_max=43999,
+        web_enabled=False,
+        trunk_uri=f"sip:{HOST}:{trunk_ua.local_address()[1]}",
+        no_answer_timeout_s=10.0,
+    )
+    edge = EdgeService(load(CommonSettings, nats_url=nats_url, replica_id="edge-camp-t"), edge_settings)
+    await edge.bus.connect(nats_url)
+    await edge.setup()
+
+    started: list[call_pb2.CallStarted] = []
+
+    async def on_life(ev: call_pb2.CallEvent, _: Delivery) -> None:
+        if ev.WhichOneof("event") == "started" and ev.started.campaign_id == CAMPAIGN:
+            started.append(ev.started)
+
+    await observer.subscribe(subjects.ALL_LIFECYCLE, call_pb2.CallEvent, on_life, lane=Lane.CONTROL)
+    yield Stack(edge, policy, trunk, started)
+
+    await edge.drain_calls(1.0)
+    await edge.bus.drain(timeout=2.0)
+    await edge.teardown()
+    for task in trunk.tasks:
+        task.cancel()
+    trunk.rtp.close()
+    await trunk_ua.close()
+    await policy.sessions.close()
+    await policy.bus.close()
+    await policy.teardown()
+    for h in hosts:
+        await h.close()
+    await stage_bus.close()
+    await observer.close()
+
+
+async def test_campaign_dials_retries_busy_and_skips_dnc(
+    stack: Stack, bus: Bus, nats_url: str, service_env: dict[str, str], tmp_path: Path
+) -> None:
+    contacts = tmp_path / "contacts.csv"
+    contacts.write_text(
+        "number,name,time_zone,account\n"
+        f"{ANSWERS},Ann,America/New_York,A-1\n"
+        f"{BUSY},Bob,America/New_York,B-2\n"
+        f"{ON_DNC},Cy,America/New_York,C-3\n"
+    )
+    results = tmp_path / "results.csv"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "phoneagent.cli",
+        "campaign",
+        "start",
+        str(contacts),
+        "--purpose",
+        "reminder",
+        "--campaign-id",
+        CAMPAIGN,
+        "--max-concurrent",
+        "2",
+        "--per-minute",
+        "30",
+        "--max-attempts",
+        "2",
+        "--retry-after-s",
+        "0.3",
+        "--out",
+        str(results),
+        "--nats-url",
+        nats_url,
+        env=service_env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 90)
+    assert proc.returncode == 0, err.decode()[-2000:]
+
+    rows = {r["number"]: r for r in csv.DictReader(results.open())}
+    assert rows[ANSWERS]["status"] == "completed" and rows[ANSWERS]["attempts"] == "1"
+    assert rows[BUSY]["status"] == "busy" and rows[BUSY]["attempts"] == "2"
+    assert rows[BUSY]["reason"] == "sip 486"
+    assert rows[ON_DNC]["status"] == "denied" and rows[ON_DNC]["attempts"] == "0"
+    assert rows[ON_DNC]["reason"].startswith("internal_dnc:")
+
+    # The DNC number never reached the trunk; the busy one was tried twice.
+    assert sorted(stack.trunk.invites) == [ANSWERS, BUSY, BUSY]
+    dialled = {s.to_uri: s for s in stack.started}
+    assert set(dialled) == {ANSWERS, BUSY}
+    assert dialled[ANSWERS].direction == call_pb2.DIRECTION_OUTBOUND
+    assert dict(dialled[ANSWERS].labels) == {
+        "account": "A-1",
+        "name": "Ann",
+        "purpose": "reminder",
+        "amd": "hangup",
+    }
+
+    decisions = await query_audit(bus.jetstream(), AuditFilter(campaign_id=CAMPAIGN, subject="dial"))
+    verdicts = sorted((d.number_hint[-2:], d.decision) for d in decisions)
+    assert verdicts == [
+        ("01", policy_pb2.DECISION_ALLOW),
+        ("02", policy_pb2.DECISION_ALLOW),
+        ("02", policy_pb2.DECISION_ALLOW),
+        ("03", policy_pb2.DECISION_DENY),
+    ]
+    assert ANSWERS not in err.decode()  # progress lines show masked numbers only

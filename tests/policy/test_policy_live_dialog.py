@@ -1,0 +1,191 @@
+"""The LLM dialog acting on policy directives (real bus, the real LlmCallSession; a scripted engine
+stands in for the model): the reply in flight is cancelled, the policy text is spoken as a new
+generation, then the call is hung up or transferred once that text has played. Outbound calls
+are greeted only after the callee speaks (or stays silent for 3 s)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pa_testing import wait_for
+from phoneagent.llm.dialog import DialogConfig, DialogState
+from phoneagent.llm.domain.agent import load_agent
+from phoneagent.llm.engines.base import Delta
+from phoneagent.llm.service import LlmCallSession
+from phoneagent.runtime import subjects
+from phoneagent.runtime.bus import Bus, Delivery, Lane
+from phoneagent.runtime.settings import CommonSettings, load
+from phoneagent.v1 import call_pb2, common_pb2, control_pb2, session_pb2, speech_pb2
+
+GREETING_START = "Thank you for calling"
+
+
+class StallingEngine:
+    """Says a first clause, then waits until aborted (a long reply still in flight)."""
+
+    name = "stalling"
+
+    def __init__(self) -> None:
+        self.aborted: list[str] = []
+        self.release = asyncio.Event()
+
+    async def abort(self, request_id: str) -> None:
+        self.aborted.append(request_id)
+        self.release.set()
+
+    async def close(self) -> None: ...
+
+    async def stream(
+        self, messages: list[dict[str, Any]], *, request_id: str, **_: Any
+    ) -> AsyncIterator[Delta]:
+        yield Delta(text="Let me look that up for you, one moment please. ")
+        await self.release.wait()
+        yield Delta(finish_reason="abort")
+
+
+class LlmStage:
+    """What LlmCallSession needs from its service, with the real agent file."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.engine = StallingEngine()
+        self.agent = load_agent(load(CommonSettings).agent_path)
+        self.replica = "llm-directive-t"
+        self.executor = None
+        self.dialog_config = DialogConfig()
+
+    def system_prompt(self) -> str:
+        return "You answer the phone."
+
+    def turn_context(self, caller_text: str) -> str:
+        return ""
+
+    async def load_state(self, call_id: str) -> DialogState | None:
+        return None
+
+    async def save_state(self, call_id: str, state: DialogState) -> None:
+        return None
+
+
+class Call:
+    def __init__(self, bus: Bus, direction: int) -> None:
+        self.bus = bus
+        self.call_id = subjects.new_call_id()
+        self.started = call_pb2.CallStarted(
+            meta=common_pb2.EventMeta(call_id=self.call_id),
+            direction=direction,
+            from_uri="sip:+14155550134@h",
+        )
+        self.replies: list[speech_pb2.AgentText] = []
+        self.control: list[control_pb2.ControlEvent] = []
+
+    async def listen(self) -> None:
+        async def on_reply(m: speech_pb2.AgentText, _: Delivery) -> None:
+            self.replies.append(m)
+
+        async def on_control(m: control_pb2.ControlEvent, _: Delivery) -> None:
+            self.control.append(m)
+
+        await self.bus.subscribe(subjects.reply(self.call_id), speech_pb2.AgentText, on_reply)
+        await self.bus.subscribe(
+            subjects.control(self.call_id), control_pb2.ControlEvent, on_control, lane=Lane.CONTROL
+        )
+
+    def kinds(self, kind: str) -> list[Any]:
+        return [getattr(e, kind) for e in self.control if e.WhichOneof("kind") == kind]
+
+    def spoken(self, generation: int) -> str:
+        return " ".join(r.text for r in self.replies if r.meta.generation_id == generation).strip()
+
+    async def send(self, **kind: Any) -> None:
+        ev = control_pb2.ControlEvent(meta=common_pb2.EventMeta(call_id=self.call_id), **kind)
+        await self.bus.publish(subjects.control(self.call_id), ev, lane=Lane.CONTROL)
+
+    async def lifecycle(self, **event: Any) -> None:
+        await self.bus.publish(
+            subjects.lifecycle(self.call_id), call_pb2.CallEvent(**event), lane=Lane.CONTROL
+        )
+
+    async def transcript(self, turn: int, text: str) -> None:
+        meta = common_pb2.EventMeta(call_id=self.call_id, turn_id=turn)
+        await self.bus.publish(
+            subjects.transcript(self.call_id), speech_pb2.Transcript(meta=meta, final=True, text=text)
+        )
+
+
+async def open_session(bus: Bus, call: Call) -> tuple[LlmStage, LlmCallSession]:
+    stage = LlmStage(bus)
+    await call.listen()
+    session = LlmCallSession(stage, session_pb2.SessionClaim(stage="llm", call=call.started), False)  # type: ignore[arg-type]
+    await session.start()
+    return stage, session
+
+
+def directive(action: int, text: str, target: str = "") -> control_pb2.PolicyDirective:
+    return control_pb2.PolicyDirective(action=action, text=text, target=target, rule="test", turn_id=1)  # type: ignore[arg-type]
+
+
+async def test_hang_up_directive_interrupts_and_hangs_up_after_playback(bus: Bus) -> None:
+    call = Call(bus, call_pb2.DIRECTION_INBOUND)
+    stage, session = await open_session(bus, call)
+    try:
+        await call.lifecycle(answered=call_pb2.CallAnswered(meta=common_pb2.EventMeta(call_id=call.call_id)))
+        await wait_for(lambda: call.spoken(1).startswith(GREETING_START), timeout=5)
+        await call.transcript(1, "When are you open on Saturday?")
+        await wait_for(lambda: call.spoken(2), timeout=5)  # the model's reply is under way
+
+        text = "Understood. We will not call you again. Goodbye."
+        await call.send(directive=directive(control_pb2.DIRECTIVE_ACTION_SAY_AND_HANG_UP, text))
+        await wait_for(lambda: call.spoken(3) == text, timeout=5)
+        assert stage.engine.aborted, "the reply in flight was not aborted"
+        cancels = await wait_for(lambda: call.kinds("cancel"), timeout=5)
+        assert cancels[0].generation_id == 2
+        assert [r.final for r in call.replies if r.meta.generation_id == 3] == [False, True]
+        assert not call.kinds("hangup")  # not before the confirmation has played
+
+        await call.send(playback_done=control_pb2.PlaybackDone(generation_id=3))
+        hangups = await wait_for(lambda: call.kinds("hangup"), timeout=5)
+        assert hangups[0].reason == call_pb2.END_REASON_AGENT_HANGUP
+    finally:
+        await session.close("test")
+
+
+async def test_transfer_directive_transfers_after_playback(bus: Bus) -> None:
+    call = Call(bus, call_pb2.DIRECTION_INBOUND)
+    _, session = await open_session(bus, call)
+    try:
+        await call.send(
+            directive=directive(control_pb2.DIRECTIVE_ACTION_SAY_AND_TRANSFER, "Transferring you now.")
+        )
+        await wait_for(lambda: call.spoken(1) == "Transferring you now.", timeout=5)
+        await call.send(playback_done=control_pb2.PlaybackDone(generation_id=1))
+        transfers = await wait_for(lambda: call.kinds("transfer"), timeout=5)
+        assert transfers[0].target == "sip:frontdesk@brightsmile.example.org"  # the agent's human
+        assert not call.kinds("hangup")
+    finally:
+        await session.close("test")
+
+
+async def test_outbound_greets_after_the_callee_speaks_or_after_silence(bus: Bus) -> None:
+    call = Call(bus, call_pb2.DIRECTION_OUTBOUND)
+    _, session = await open_session(bus, call)
+    silent = Call(bus, call_pb2.DIRECTION_OUTBOUND)
+    _, silent_session = await open_session(bus, silent)
+    try:
+        answered = call_pb2.CallAnswered(meta=common_pb2.EventMeta(call_id=call.call_id))
+        await call.lifecycle(answered=answered)
+        await silent.lifecycle(
+            answered=call_pb2.CallAnswered(meta=common_pb2.EventMeta(call_id=silent.call_id))
+        )
+        await call.transcript(1, "Hello?")
+        await wait_for(lambda: call.spoken(1).startswith(GREETING_START), timeout=2)
+        assert not call.spoken(2)  # "hello?" got the greeting, not a model reply
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await wait_for(lambda: silent.spoken(1).startswith(GREETING_START), timeout=6)
+        assert loop.time() - began > 2.0  # only after the callee stayed silent
+    finally:
+        await session.close("test")
+        await silent_session.close("test")
