@@ -114,6 +114,8 @@ class EdgeCall:
         self._mouth_pending: dict[int, float] = {}
         self._counted = False  # ACTIVE_CALLS was incremented (start() completed)
         self._release_task: asyncio.Future[None] | None = None
+        self.transferring = False  # a transfer is in progress (one at a time)
+        self.holding = False  # agent playout paused while a warm transfer holds the caller
 
     # --- lifecycle ------------------------------------------------------------------------------
     def meta(self, generation: int = 0) -> common_pb2.EventMeta:
@@ -247,7 +249,7 @@ class EdgeCall:
             await self.bus.publish(subjects.audio_in(self.call_id), msg)
 
     async def _play_one(self) -> None:
-        if self.paused_since is not None or not self.queue:
+        if self.holding or self.paused_since is not None or not self.queue:
             await self.transport.send_agent_frame(np.zeros(self.frame, np.int16), False)
             return
         chunk = self.queue.popleft()
@@ -360,22 +362,34 @@ class EdgeCall:
             await self.transport.hangup(ev.hangup.detail or "agent")
             await self.end(ev.hangup.reason or call_pb2.END_REASON_AGENT_HANGUP, ev.hangup.detail)
         elif kind == "transfer":
-            await self._transfer(ev.transfer)
+            # In a task of its own: a transfer takes seconds and must not hold up the control lane.
+            if self.transferring:
+                await self._transfer_result(False, "a transfer is already in progress")
+            else:
+                self.transferring = True
+                self.tasks.spawn(self._transfer(ev.transfer), "transfer")
         elif kind == "dtmf" and ev.dtmf.outbound:
             await self.transport.send_dtmf(ev.dtmf.digit)
 
     async def _transfer(self, t: control_pb2.Transfer) -> None:
         warm = t.kind == control_pb2.TRANSFER_KIND_WARM
-        ok, detail = await self.transport.transfer(t.target, warm, t.summary)
+        self.holding = warm
+        try:
+            ok, detail = await self.transport.transfer(t.target, warm, t.summary)
+        finally:
+            self.holding = self.transferring = False
         metrics.TRANSFERS.labels(kind="warm" if warm else "blind", outcome="ok" if ok else "failed").inc()
+        await self._transfer_result(ok, detail)
+        if ok:
+            await self.end(call_pb2.END_REASON_TRANSFERRED, "transferred")
+
+    async def _transfer_result(self, ok: bool, detail: str) -> None:
         result = control_pb2.ControlEvent(
             meta=self.meta(),
             survives_interrupt=True,
             transfer_result=control_pb2.TransferResult(ok=ok, detail=detail),
         )
         await self.bus.publish(subjects.control(self.call_id), result, lane=Lane.CONTROL)
-        if ok:
-            await self.end(call_pb2.END_REASON_TRANSFERRED, "transferred")
 
     async def caller_dtmf(self, digit: str, duration_ms: int) -> None:
         ev = control_pb2.ControlEvent(

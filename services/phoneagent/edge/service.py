@@ -40,6 +40,7 @@ from phoneagent.edge.sip import (
     offer,
 )
 from phoneagent.edge.sip_transport import SipTransport
+from phoneagent.edge.transfer import WarmTransferConfig
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Delivery, Subscription
 from phoneagent.runtime.errors import ErrorKind, InvalidArgument, PhoneAgentError, Unavailable
@@ -180,7 +181,16 @@ class EdgeService(Service):
 
     # --- shared call plumbing --------------------------------------------------------------------
     def _new_call(self, started: call_pb2.CallStarted, rtp: RtpSession) -> ActiveCall:
-        transport = SipTransport(rtp, started.meta.call_id)
+        s = self.settings
+        warm = WarmTransferConfig(
+            host=s.sip_host,
+            advertised=s.advertised,
+            rtp_port_min=s.rtp_port_min,
+            rtp_port_max=s.rtp_port_max,
+            codecs=s.codec_names,
+            answer_timeout_s=s.no_answer_timeout_s,
+        )
+        transport = SipTransport(rtp, started.meta.call_id, warm=warm)
         config = EdgeCallConfig(
             min_speech_ms=self.settings.barge_in_min_speech_ms,
             max_duration_s=self.settings.max_call_duration_s,
@@ -232,12 +242,15 @@ class EdgeService(Service):
         call = active.call
         try:
             await call.ended.wait()
+            await active.transport.wait_bridge()  # a caller bridged to a human stays up until hang-up
         finally:
             if active.dialing is not None and not active.dialing.done():
                 active.dialing.cancel()  # sends CANCEL
             dialog = active.transport.dialog
             if dialog is not None and not dialog.ended.is_set():
                 await active.transport.hangup("call ended")
+            if active.transport.bridge is not None:
+                await active.transport.bridge.close()
             active.rtp.close()
             self.calls.pop(call.call_id, None)
             log.info(

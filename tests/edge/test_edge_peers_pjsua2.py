@@ -1,0 +1,215 @@
+"""A real third-party SIP phone (PJSIP through pjsua2, null sound device but its own audio media)
+calls the edge service: it plays a 440 Hz WAV into the call and records what the agent says to a WAV;
+it sends RFC 4733 DTMF, hangs up, and in another call cancels while the edge is still ringing.
+
+pjsua2 runs in a child process (it aborts its process if its objects outlive ``libDestroy()``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+import test_edge_service_call
+from pa_testing import wait_for
+from phoneagent.runtime import subjects
+from phoneagent.runtime.bus import Lane
+from phoneagent.v1 import call_pb2, control_pb2, media_pb2
+from test_edge_service_call import (
+    GATE,
+    Edge,
+    band_energy,
+    collect,
+    kinds,
+    speak,
+    tone,
+)
+
+edge = test_edge_service_call.edge  # the module-scoped edge fixture, shared
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        importlib.util.find_spec("pjsua2") is None,
+        reason="pjsua2 is not importable (pip install pjsua2-python==2.15.1)",
+    ),
+]
+
+PHONE = r"""
+import json, sys, time
+import pjsua2 as pj
+
+target, mode, play, record = sys.argv[1:5]
+result = {"states": [], "status": 0, "dtmf_sent": False}
+ep = pj.Endpoint()
+ep.libCreate()
+cfg = pj.EpConfig()
+cfg.uaConfig.threadCnt = 0
+cfg.uaConfig.mainThreadOnly = True
+cfg.logConfig.level = 0
+cfg.logConfig.consoleLevel = 0
+cfg.medConfig.noVad = True
+ep.libInit(cfg)
+tcfg = pj.TransportConfig()
+tcfg.boundAddress = "127.0.0.1"
+ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
+ep.libStart()
+ep.audDevManager().setNullDev()
+media = []
+
+
+class Call(pj.Call):
+    def onCallState(self, prm):
+        info = self.getInfo()
+        result["states"].append(info.stateText)
+        result["status"] = info.lastStatusCode
+
+    def onCallMediaState(self, prm):
+        if media:
+            return
+        info = self.getInfo()
+        for i, m in enumerate(info.media):
+            if m.type == pj.PJMEDIA_TYPE_AUDIO and m.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+                audio = self.getAudioMedia(i)
+                player, recorder = pj.AudioMediaPlayer(), pj.AudioMediaRecorder()
+                player.createPlayer(play)
+                recorder.createRecorder(record)
+                player.startTransmit(audio)
+                audio.startTransmit(recorder)
+                media.extend([player, recorder])
+
+
+acfg = pj.AccountConfig()
+acfg.idUri = "sip:pjsua@127.0.0.1"
+acfg.mediaConfig.transportConfig.boundAddress = "127.0.0.1"  # RTP on loopback like the edge
+acc = pj.Account()
+acc.create(acfg)
+call = Call(acc)
+call.makeCall(target, pj.CallOpParam(True))
+
+
+def pump(until, seconds):
+    end = time.time() + seconds
+    while time.time() < end and not until():
+        ep.libHandleEvents(10)
+
+
+if mode == "cancel":
+    pump(lambda: "EARLY" in result["states"], 8)
+    pump(lambda: False, 0.3)
+    call.hangup(pj.CallOpParam(True))
+else:
+    pump(lambda: "CONFIRMED" in result["states"] or "DISCONNECTED" in result["states"], 8)
+    if "CONFIRMED" in result["states"]:
+        pump(lambda: False, 2.5)
+        call.dialDtmf("7")
+        result["dtmf_sent"] = True
+        pump(lambda: False, 1.0)
+        call.hangup(pj.CallOpParam(True))
+pump(lambda: "DISCONNECTED" in result["states"], 8)
+del media[:]
+del call
+acc.shutdown()
+del acc
+ep.libDestroy()
+del ep
+print("RESULT " + json.dumps(result), flush=True)
+"""
+
+
+def write_wav(path: Path, pcm: np.ndarray) -> None:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(pcm.astype("<i2").tobytes())
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    with wave.open(str(path), "rb") as w:
+        return np.frombuffer(w.readframes(w.getnframes()), "<i2"), w.getframerate()
+
+
+async def start_phone(edge: Edge, user: str, mode: str, tmp: Path) -> asyncio.subprocess.Process:
+    write_wav(tmp / "in.wav", tone(440, 8000 * 10))
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        PHONE,
+        f"sip:{user}@127.0.0.1:{edge.port}",
+        mode,
+        str(tmp / "in.wav"),
+        str(tmp / "out.wav"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def phone_result(proc: asyncio.subprocess.Process) -> dict:
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    lines = [line for line in out.decode().splitlines() if line.startswith("RESULT ")]
+    assert lines, f"pjsua2 phone produced no result (rc={proc.returncode}): {err.decode()[-2000:]}"
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+async def new_call_id(edge: Edge, before: int) -> str:
+    started = await wait_for(lambda: edge.lifecycle("started")[before:], timeout=10)
+    return str(started[0].meta.call_id)
+
+
+async def test_pjsua2_phone_talks_listens_dials_and_hangs_up(edge: Edge, tmp_path: Path) -> None:
+    before = len(edge.lifecycle("started"))
+    proc = await start_phone(edge, "+14155550134", "talk", tmp_path)
+    call_id = await new_call_id(edge, before)
+    audio = await collect(edge.bus, subjects.audio_in(call_id), media_pb2.AudioFrame)
+    control = await collect(edge.bus, subjects.control(call_id), control_pb2.ControlEvent, Lane.CONTROL)
+    await wait_for(lambda: edge.lifecycle("answered", call_id), timeout=10)
+    await speak(edge.bus, call_id, 100)  # two seconds of a 1 kHz tone from the agent
+
+    dtmf = await wait_for(lambda: kinds(control, "dtmf"), timeout=10)
+    assert dtmf[0].digit == "7" and not dtmf[0].outbound
+    ended = await wait_for(lambda: edge.lifecycle("ended", call_id), timeout=10)
+    assert ended[0].reason == call_pb2.END_REASON_CALLER_HANGUP
+    result = await phone_result(proc)
+    assert "CONFIRMED" in result["states"] and result["dtmf_sent"]
+
+    # The phone's 440 Hz WAV reached ASR as 16 kHz frames with the tone's energy.
+    loud = [np.frombuffer(f.pcm, "<i2") for f in audio if np.abs(np.frombuffer(f.pcm, "<i2")).max() > 1000]
+    assert len(loud) >= 50
+    assert band_energy(np.concatenate(loud[10:60]), 16000, 440) > 0.8
+    # The phone's recorder got the agent's 1 kHz speech.
+    rec, rate = read_wav(tmp_path / "out.wav")
+    frame = rate // 50
+    frames = [rec[i : i + frame] for i in range(0, len(rec) - frame, frame)]
+    spoken = [f for f in frames if np.abs(f).max() > 1000]
+    assert len(spoken) >= 50, len(spoken)
+    assert band_energy(np.concatenate(spoken[5:55]), rate, 1000) > 0.8
+    await wait_for(lambda: call_id not in edge.svc.calls, timeout=3)
+
+
+async def test_pjsua2_phone_cancels_while_ringing(edge: Edge, tmp_path: Path) -> None:
+    GATE.clear()  # the stages hold their claim for calls to "slow": the edge keeps ringing
+    try:
+        before = len(edge.lifecycle("started"))
+        proc = await start_phone(edge, "slow", "cancel", tmp_path)
+        call_id = await new_call_id(edge, before)
+        result = await phone_result(proc)
+        assert "EARLY" in result["states"] and "CONFIRMED" not in result["states"]
+        assert result["status"] == 487
+        GATE.set()
+        ended = await wait_for(lambda: edge.lifecycle("ended", call_id), timeout=10)
+        assert ended[0].reason == call_pb2.END_REASON_CANCELLED
+        assert not edge.lifecycle("answered", call_id)
+        await wait_for(lambda: call_id not in edge.svc.calls, timeout=3)
+    finally:
+        GATE.set()

@@ -1,0 +1,217 @@
+"""Transfer to a human over real SIP/RTP on 127.0.0.1: blind (REFER, followed by the caller's own
+user agent) and warm (hold chime for the caller, a Piper-spoken summary for the human, then the
+edge bridges the two legs). Failures leave the caller with the agent."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from typing import Any
+
+import numpy as np
+import pytest
+import test_edge_service_call
+from pa_testing import wait_for
+from phoneagent.edge.sip import CallFailed, Dialog, DialogHandlers, IncomingCall, SipURI, answer, offer
+from phoneagent.runtime import metrics, subjects
+from phoneagent.runtime.bus import Lane
+from phoneagent.v1 import call_pb2, common_pb2, control_pb2
+from test_edge_service_call import (
+    HOST,
+    Edge,
+    Peer,
+    collect,
+    kinds,
+    new_peer,
+    speak,
+    tone,
+)
+
+edge = test_edge_service_call.edge  # the module-scoped edge fixture, shared
+pytestmark = pytest.mark.slow
+HOLD_NOTE = 523.25
+
+
+async def human(status: int = 200) -> Peer:
+    """The human's phone: answers (playing a 1.2 kHz tone) or rejects with ``status``."""
+    holder: dict[str, Peer] = {}
+
+    async def on_call(inc: IncomingCall) -> None:
+        if status != 200:
+            await inc.reject(status)
+            return
+        p = holder["peer"]
+        assert inc.remote_sdp is not None
+        local = answer(inc.remote_sdp, address=HOST, port=p.rtp.port)
+        await inc.ring()
+        p.media(await inc.answer(local, p.handlers()), local)
+
+    peer = await new_peer(on_call)
+    peer.source = lambda n: tone(1200, 160, n * 160)
+    holder["peer"] = peer
+    return peer
+
+
+async def caller(edge: Edge, follow_refer: bool = True) -> tuple[Peer, str, list[Dialog]]:
+    """A caller on a call with the edge whose phone follows a REFER by calling the target."""
+    peer = await new_peer()
+    new_legs: list[Dialog] = []
+
+    async def on_refer(_: Dialog, target: SipURI) -> int:
+        try:
+            new_legs.append(await peer.ua.call(target, offer(HOST, 42998), timeout_s=5))
+        except CallFailed as exc:
+            return exc.status
+        return 200
+
+    handlers = DialogHandlers(on_bye=lambda _: peer.bye.set(), on_refer=on_refer if follow_refer else None)
+    local = offer(HOST, peer.rtp.port)
+    before = {s.meta.call_id for s in edge.lifecycle("started")}
+    dialog = await peer.ua.call(f"sip:+14155550134@{HOST}:{edge.port}", local, handlers=handlers)
+    peer.media(dialog, local)
+    started = [s for s in edge.lifecycle("started") if s.meta.call_id not in before]
+    call_id = started[0].meta.call_id
+    await wait_for(lambda: edge.lifecycle("answered", call_id), timeout=5)
+    return peer, call_id, new_legs
+
+
+async def transfer(edge: Edge, call_id: str, target: Peer, kind: int, summary: str = "") -> list[Any]:
+    control = await collect(edge.bus, subjects.control(call_id), control_pb2.ControlEvent, Lane.CONTROL)
+    host, port = target.ua.local_address()
+    ev = control_pb2.ControlEvent(
+        meta=common_pb2.EventMeta(call_id=call_id),
+        transfer=control_pb2.Transfer(target=f"sip:human@{host}:{port}", kind=kind, summary=summary),  # type: ignore[arg-type]
+    )
+    await edge.bus.publish(subjects.control(call_id), ev, lane=Lane.CONTROL)
+    return control
+
+
+def count(kind: str, outcome: str) -> float:
+    return float(metrics.TRANSFERS.labels(kind=kind, outcome=outcome)._value.get())
+
+
+async def agent_still_heard(edge: Edge, peer: Peer, call_id: str) -> None:
+    """The agent has the call back: its speech reaches the caller, and the call is not over."""
+    since = asyncio.get_running_loop().time()
+    await speak(edge.bus, call_id, 25, gen=7)
+    await wait_for(lambda: len(peer.heard(1000, since=since)) >= 10, timeout=5)
+    assert not edge.lifecycle("ended", call_id)
+
+
+async def test_blind_transfer_caller_follows_refer(edge: Edge) -> None:
+    target = await human()
+    peer, call_id, legs = await caller(edge)
+    before = count("blind", "ok")
+    try:
+        control = await transfer(edge, call_id, target, control_pb2.TRANSFER_KIND_BLIND)
+        result = await wait_for(lambda: kinds(control, "transfer_result"), timeout=10)
+        assert result[0].ok and result[0].detail == "sip 200"
+        assert legs and legs[0].remote.uri.user == "human"  # the caller now talks to the human
+        assert target.dialog is not None and not target.dialog.ended.is_set()
+        await asyncio.wait_for(peer.bye.wait(), 5)  # the edge left the call
+        ended = await wait_for(lambda: edge.lifecycle("ended", call_id), timeout=5)
+        assert ended[0].reason == call_pb2.END_REASON_TRANSFERRED
+        assert count("blind", "ok") == before + 1
+        await wait_for(lambda: call_id not in edge.svc.calls, timeout=3)
+    finally:
+        for leg in legs:
+            await leg.bye()
+        await peer.close()
+        await target.close()
+
+
+@pytest.mark.parametrize("human_status,follow,detail", [(486, True, "sip 486"), (200, False, "sip 603")])
+async def test_blind_transfer_failure_keeps_the_call(
+    edge: Edge, human_status: int, follow: bool, detail: str
+) -> None:
+    """The human is busy (NOTIFY sipfrag 486), or the caller's phone refuses the REFER (603)."""
+    target = await human(human_status)
+    peer, call_id, _ = await caller(edge, follow_refer=follow)
+    before = count("blind", "failed")
+    try:
+        control = await transfer(edge, call_id, target, control_pb2.TRANSFER_KIND_BLIND)
+        result = await wait_for(lambda: kinds(control, "transfer_result"), timeout=10)
+        assert not result[0].ok and result[0].detail == detail
+        assert count("blind", "failed") == before + 1
+        await agent_still_heard(edge, peer, call_id)
+        assert not peer.bye.is_set()
+    finally:
+        assert peer.dialog is not None
+        await peer.dialog.bye()
+        await peer.close()
+        await target.close()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("piper") is None, reason="warm transfer speaks with Piper")
+async def test_warm_transfer_holds_briefs_and_bridges(edge: Edge) -> None:
+    target = await human()
+    peer, call_id, _ = await caller(edge)
+    peer.source = lambda n: tone(700, 160, n * 160)
+    try:
+        summary = "Caller Ann would like to move her cleaning to next Tuesday morning."
+        control = await transfer(edge, call_id, target, control_pb2.TRANSFER_KIND_WARM, summary)
+        await wait_for(lambda: len(peer.heard(HOLD_NOTE)) >= 3, timeout=30)  # the hold chime
+        result = await wait_for(lambda: kinds(control, "transfer_result"), timeout=40)
+        assert result[0].ok and result[0].detail == "bridged"
+        # The human heard the summary (over a second of speech) before the caller was connected.
+        spoken = [f for _, f in target.received if np.abs(f).max() > 1000]
+        assert len(spoken) >= 50
+        assert not target.heard(700)  # nothing of the caller leaked into the summary
+        ended = await wait_for(lambda: edge.lifecycle("ended", call_id), timeout=5)
+        assert ended[0].reason == call_pb2.END_REASON_TRANSFERRED
+        # Bridged: each side hears the other's tone through the edge.
+        await wait_for(lambda: len(target.heard(700)) >= 10, timeout=5)
+        await wait_for(lambda: len(peer.heard(1200)) >= 10, timeout=5)
+        assert call_id in edge.svc.calls  # the legs stay up after the agent left
+        assert peer.dialog is not None
+        await peer.dialog.bye()
+        await asyncio.wait_for(target.bye.wait(), 5)  # hanging up one side hangs up the other
+        await wait_for(lambda: call_id not in edge.svc.calls, timeout=3)
+    finally:
+        await peer.close()
+        await target.close()
+
+
+async def test_warm_transfer_not_answered_returns_to_agent(edge: Edge) -> None:
+    target = await human(486)
+    peer, call_id, _ = await caller(edge)
+    before = count("warm", "failed")
+    try:
+        control = await transfer(edge, call_id, target, control_pb2.TRANSFER_KIND_WARM, "A short summary.")
+        result = await wait_for(lambda: kinds(control, "transfer_result"), timeout=40)
+        assert not result[0].ok
+        assert result[0].detail == "sip 486" or result[0].detail.startswith("summary could not be rendered")
+        assert count("warm", "failed") == before + 1
+        await agent_still_heard(edge, peer, call_id)
+        since = asyncio.get_running_loop().time() + 0.1
+        await asyncio.sleep(0.5)  # a window in which the hold chime must not come back
+        assert not peer.heard(HOLD_NOTE, since=since)
+    finally:
+        assert peer.dialog is not None
+        await peer.dialog.bye()
+        await peer.close()
+        await target.close()
+
+
+async def test_caller_hangs_up_while_the_human_rings(edge: Edge) -> None:
+    """The warm transfer is abandoned: the human's ringing phone gets CANCEL, the call ends normally."""
+    ringing: list[IncomingCall] = []
+
+    async def ring_forever(inc: IncomingCall) -> None:
+        await inc.ring()
+        ringing.append(inc)
+
+    target = await new_peer(ring_forever)
+    peer, call_id, _ = await caller(edge)
+    try:
+        await transfer(edge, call_id, target, control_pb2.TRANSFER_KIND_WARM, "A short summary.")
+        await wait_for(lambda: ringing, timeout=30)
+        assert peer.dialog is not None
+        await peer.dialog.bye()
+        ended = await wait_for(lambda: edge.lifecycle("ended", call_id), timeout=5)
+        assert ended[0].reason == call_pb2.END_REASON_CALLER_HANGUP
+        await wait_for(lambda: not ringing[0].pending, timeout=5)  # CANCEL reached the human
+        await wait_for(lambda: call_id not in edge.svc.calls, timeout=3)
+    finally:
+        await peer.close()
+        await target.close()
