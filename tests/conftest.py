@@ -51,3 +51,11 @@ def service_env(nats_url: str, tmp_path: Path) -> dict[str, str]:
         }
     )
     return env
+
+
+@pytest.fixture
+def fresh_nats(tmp_path: Path) -> Iterator[str]:
+    """A nats-server of the test's own: for tests whose state must not leak (session records)."""
+    server = NatsServer(tmp_path / "nats")
+    yield server.start()
+    server.stop()

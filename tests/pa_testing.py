@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+from phoneagent.runtime.stack import readyz
+
+REPLICA_ENV = {"PA_HEARTBEAT_S": "0.25", "PA_DEAD_AFTER_S": "1.0", "PA_DRAIN_TIMEOUT_S": "0.5"}
 
 
 async def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01) -> Any:
@@ -34,3 +41,48 @@ def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
         for j, h in enumerate(hyp, 1):
             prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
     return row[len(hyp)], len(ref)
+
+
+def spawn_replica(
+    cmd: list[str], env: dict[str, str], url: str, replica: str, tmp: Path, **extra: str
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start a service replica process (fast heartbeats) that writes its HTTP port to a file."""
+    status = tmp / f"{replica}.port"
+    full = dict(
+        env,
+        PA_NATS_URL=url,
+        PA_SERVICE_REPLICA_ID=replica,
+        PA_STATUS_FILE=str(status),
+        **REPLICA_ENV,
+        **extra,
+    )
+    with (tmp / f"{replica}.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, *cmd], env=full, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    return proc, status
+
+
+async def wait_replica_ready(status: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> int:
+    """The replica's HTTP port once its /readyz says ready."""
+
+    def ready() -> int:
+        assert proc.poll() is None, f"replica exited with {proc.returncode}"
+        if status.is_file() and status.read_text().strip():
+            port = int(status.read_text())
+            return port if readyz(port).get("ready") else 0
+        return 0
+
+    return int(await wait_for(ready, timeout, 0.05))
+
+
+def cpu_stack_env(data: Path, **extra: str) -> dict[str, str]:
+    """Environment for a local stack in tests: files under ``data``, Piper voice, any gRPC port."""
+    return {
+        "PA_POLICY_DB": str(data / "policy.sqlite3"),
+        "PA_DATABASE_URL": f"sqlite:///{data / 'appts.sqlite3'}",
+        "PA_GRPC_PORT": "0",
+        "PA_TTS_ENGINE": "piper",
+        "PA_TTS_ENGINES": "piper",
+        **extra,
+    }

@@ -7,22 +7,17 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from pa_testing import wait_for, word_errors
+from pa_testing import spawn_replica, wait_for, wait_replica_ready, word_errors
 from phoneagent.asr.bench import synthesize
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
-from phoneagent.runtime.natsserver import NatsServer
 from phoneagent.runtime.sessions import claim_session
-from phoneagent.runtime.stack import readyz
 from phoneagent.v1 import call_pb2, common_pb2, media_pb2, speech_pb2
 
 pytestmark = pytest.mark.slow
@@ -34,52 +29,11 @@ NEXT = ("Please cancel my appointment on Friday.", "Is there parking near the en
 TAKEOVER_SILENCE_S = 3.0  # the caller's pause after the kill: longer than takeover (~1.5 s)
 
 
-@pytest.fixture
-async def fresh_nats(tmp_path: Path) -> AsyncIterator[str]:
-    server = NatsServer(tmp_path / "nats")
-    yield server.start()
-    server.stop()
-
-
 @pytest.fixture(scope="module")
 def speech() -> dict[str, np.ndarray]:
     """Piper speech at 16 kHz as int16, keyed by text."""
     texts = [*FIRST, *NEXT]
     return {u.text: (u.pcm * 32767).astype(np.int16) for u in synthesize(texts, phone=False)}
-
-
-def start_asr(env: dict[str, str], url: str, replica: str, tmp: Path) -> tuple[subprocess.Popen[bytes], Path]:
-    status = tmp / f"{replica}.port"
-    env = dict(
-        env,
-        PA_NATS_URL=url,
-        PA_SERVICE_REPLICA_ID=replica,
-        PA_STATUS_FILE=str(status),
-        PA_HEARTBEAT_S="0.25",
-        PA_DEAD_AFTER_S="1.0",
-        PA_DRAIN_TIMEOUT_S="0.5",
-        PA_ASR_THREADS="1",
-    )
-    with (tmp / f"{replica}.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "phoneagent.cli", "serve", "asr"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return proc, status
-
-
-async def wait_ready(status: Path, proc: subprocess.Popen[bytes], timeout: float = 90) -> int:
-    def ready() -> int:
-        assert proc.poll() is None, f"replica exited with {proc.returncode}"
-        if status.is_file() and status.read_text().strip():
-            port = int(status.read_text())
-            return port if readyz(port).get("ready") else 0
-        return 0
-
-    return int(await wait_for(ready, timeout, 0.1))
 
 
 def started(call_id: str) -> call_pb2.CallStarted:
@@ -171,12 +125,17 @@ async def test_a_killed_replica_loses_no_caller_utterance_and_bad_audio_is_repor
     fresh_nats: str, service_env: dict[str, str], tmp_path: Path, speech: dict[str, np.ndarray]
 ) -> None:
     replicas = ("asr-a", "asr-b")
-    procs = {r: start_asr(service_env, fresh_nats, r, tmp_path) for r in replicas}
+    procs = {
+        r: spawn_replica(
+            ["-m", "phoneagent.cli", "serve", "asr"], service_env, fresh_nats, r, tmp_path, PA_ASR_THREADS="1"
+        )
+        for r in replicas
+    }
     bus = Bus("edge-test")
     stop = asyncio.Event()
     pacer: asyncio.Task[None] | None = None
     try:
-        ports = {r: await wait_ready(st, p) for r, (p, st) in procs.items()}
+        ports = {r: await wait_replica_ready(st, p) for r, (p, st) in procs.items()}
         await bus.connect(fresh_nats)
         owners = await claim_spread(bus, replicas, per_replica=2)
         assert sorted(owners.values()) == ["asr-a", "asr-a", "asr-b", "asr-b"], owners

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import numpy as np
 import pytest
-from pa_testing import wait_for
+from pa_testing import cpu_stack_env, wait_for
 from phoneagent.audio.resample import resample
 from phoneagent.edge.callflow import EdgeCall
 from phoneagent.runtime import subjects
@@ -90,13 +90,7 @@ class LoopbackTransport:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     data = tmp_path_factory.mktemp("stack")
-    env = {
-        "PA_POLICY_DB": str(data / "policy.sqlite3"),
-        "PA_DATABASE_URL": f"sqlite:///{data / 'appts.sqlite3'}",
-        "PA_GRPC_PORT": "0",
-        "PA_TTS_ENGINE": "piper",
-        "PA_TTS_ENGINES": "piper",
-    }
+    env = cpu_stack_env(data)
     st = Stack(data, ("policy", "asr", "llm", "tts"), env=env)
     try:
         st.start(ready_timeout=240)

@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
-from pa_testing import wait_for
+from pa_testing import cpu_stack_env, wait_for
 from phoneagent.audio.resample import resample
 from phoneagent.edge.webrtc.gateway import GATEWAY_KEY, run_gateway
 from phoneagent.edge.webrtc.settings import WebRtcSettings
@@ -62,14 +62,7 @@ def question_wav(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     data = tmp_path_factory.mktemp("webrtc-stack")
-    env = {
-        "PA_POLICY_DB": str(data / "policy.sqlite3"),
-        "PA_DATABASE_URL": f"sqlite:///{data / 'appts.sqlite3'}",
-        "PA_GRPC_PORT": "0",
-        "PA_TTS_ENGINE": "piper",
-        "PA_TTS_ENGINES": "piper",
-        "PA_TTS_RATE": "16000",
-    }
+    env = cpu_stack_env(data)
     st = Stack(data, ("policy", "asr", "llm", "tts"), env=env)
     try:
         st.start(ready_timeout=240)

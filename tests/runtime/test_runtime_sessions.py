@@ -5,63 +5,17 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-from pa_testing import wait_for
+from pa_testing import spawn_replica, wait_for, wait_replica_ready
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
-from phoneagent.runtime.natsserver import NatsServer
 from phoneagent.runtime.sessions import claim_session
-from phoneagent.runtime.stack import readyz
 from phoneagent.v1 import call_pb2, common_pb2, control_pb2, session_pb2
 
 HERE = Path(__file__).resolve().parent
-
-
-@pytest.fixture
-async def fresh_nats(tmp_path: Path) -> AsyncIterator[str]:
-    """Session tests get their own server: ownership records must not leak between tests."""
-    server = NatsServer(tmp_path / "nats")
-    yield server.start()
-    server.stop()
-
-
-def start_replica(env: dict[str, str], url: str, replica: str, tmp: Path) -> tuple[subprocess.Popen, Path]:
-    status = tmp / f"{replica}.port"
-    env = dict(
-        env,
-        PA_NATS_URL=url,
-        PA_SERVICE_REPLICA_ID=replica,
-        PA_STATUS_FILE=str(status),
-        PA_HEARTBEAT_S="0.25",
-        PA_DEAD_AFTER_S="1.0",
-        PA_DRAIN_TIMEOUT_S="0.5",
-    )
-    log = (tmp / f"{replica}.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / "replica_main.py")],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    return proc, status
-
-
-async def wait_ready(status: Path, proc: subprocess.Popen, timeout: float = 20) -> int:
-    def ready() -> int:
-        assert proc.poll() is None, "replica exited"
-        if status.is_file():
-            port = int(status.read_text())
-            return port if readyz(port).get("ready") else 0
-        return 0
-
-    return await wait_for(ready, timeout, 0.05)
+REPLICA_CMD = [str(HERE / "replica_main.py")]
 
 
 def started(call_id: str) -> call_pb2.CallStarted:
@@ -75,7 +29,7 @@ async def test_claims_are_spread_and_a_killed_replica_loses_its_calls_to_a_live_
 ) -> None:
     procs = {}
     for r in ("rep-a", "rep-b"):
-        procs[r] = start_replica(service_env, fresh_nats, r, tmp_path)
+        procs[r] = spawn_replica(REPLICA_CMD, service_env, fresh_nats, r, tmp_path)
     bus = Bus("edge-test")
     await bus.connect(fresh_nats)
     announced: list[session_pb2.SessionAssigned] = []
@@ -90,7 +44,7 @@ async def test_claims_are_spread_and_a_killed_replica_loses_its_calls_to_a_live_
 
     try:
         for p, st in procs.values():
-            await wait_ready(st, p)
+            await wait_replica_ready(st, p)
         await bus.subscribe("test.session.started", session_pb2.SessionAssigned, on_announce)
         calls = [f"call-{i}" for i in range(8)]
         owners: dict[str, str] = {}
@@ -145,7 +99,7 @@ async def test_claims_are_spread_and_a_killed_replica_loses_its_calls_to_a_live_
 async def test_graceful_drain_hands_sessions_over_and_exits_cleanly(
     fresh_nats: str, service_env: dict[str, str], tmp_path: Path
 ) -> None:
-    pa, sa = start_replica(service_env, fresh_nats, "drain-a", tmp_path)
+    pa, sa = spawn_replica(REPLICA_CMD, service_env, fresh_nats, "drain-a", tmp_path)
     bus = Bus("edge-test")
     await bus.connect(fresh_nats)
     announced: list[session_pb2.SessionAssigned] = []
@@ -155,12 +109,12 @@ async def test_graceful_drain_hands_sessions_over_and_exits_cleanly(
 
     pb = None
     try:
-        await wait_ready(sa, pa)
+        await wait_replica_ready(sa, pa)
         await bus.subscribe("test.session.started", session_pb2.SessionAssigned, on_announce)
         for i in range(3):
             assert (await claim_session(bus, "asr", started(f"d-{i}"))).replica_id == "drain-a"
-        pb, sb = start_replica(service_env, fresh_nats, "drain-b", tmp_path)
-        await wait_ready(sb, pb)
+        pb, sb = spawn_replica(REPLICA_CMD, service_env, fresh_nats, "drain-b", tmp_path)
+        await wait_replica_ready(sb, pb)
         pa.send_signal(signal.SIGTERM)
         assert pa.wait(15) == 0
         await wait_for(lambda: sum(1 for m in announced if m.existing and m.replica_id == "drain-b") == 3, 6)
