@@ -42,6 +42,10 @@ class ToolOutcome:
     # ``spoken`` is the complete answer (a booking confirmation, an apology): say it as it is,
     # with no second generation, so a small model cannot misstate a date the tools worked out.
     final: bool = False
+    # The call does not fit what the caller said (a booking for a question): nothing ran, and
+    # the model answers in words instead.
+    declined: bool = False
+    tool: str = ""  # the tool that ran, when the runner chose another than the model named
 
 
 class ToolRunner(Protocol):
@@ -162,9 +166,11 @@ class Dialog:
         # Facts for this turn (time, free slots, document passages) ride with the caller's words,
         # and stay in the history as sent: the prompt prefix then never changes between turns and
         # the engine reuses its cache instead of re-reading the whole conversation.
-        note = getattr(self.tools, "caller_said", None)
+        note, resume = getattr(self.tools, "caller_said", None), getattr(self.tools, "resume", None)
         if callable(note):
             note(text)  # the tool runner checks the model's arguments against the caller's words
+        # The caller answered a question a booking asked (a name, a time): run it again in code.
+        resumed = resume(text) if callable(resume) else None
         facts = self.context(text) if self.context is not None else ""
         content = f"{facts}\nCaller: {text}" if facts else text
         self.state.history.append({"role": "user", "content": content})
@@ -172,7 +178,7 @@ class Dialog:
         await self.save(self.state)
         reply = self._new_reply(turn=self.state.turn)
         reply.task = self._tasks.spawn(
-            self._generate(reply, started_at or time.perf_counter()), f"gen{reply.generation}"
+            self._generate(reply, started_at or time.perf_counter(), resumed), f"gen{reply.generation}"
         )
 
     async def say_directive(self, text: str) -> int:
@@ -258,10 +264,10 @@ class Dialog:
         """Mark the end of the generation: an empty, final sentence after the last one."""
         await self.publish(Sentence(reply.generation, reply.turn, len(reply.sentences), "", True))
 
-    async def _generate(self, reply: _Reply, started: float) -> None:
+    async def _generate(self, reply: _Reply, started: float, resumed: dict[str, Any] | None = None) -> None:
         try:
             messages = self._messages()
-            tool_call = await self._stream(reply, messages, started, with_tools=True)
+            tool_call = resumed or await self._stream(reply, messages, started, with_tools=True)
             if tool_call is not None:
                 await self._run_tool(reply, messages, tool_call, started)
         except asyncio.CancelledError:
@@ -286,6 +292,7 @@ class Dialog:
         splitter = SentenceSplitter(first_clause_min_words=self.config.first_clause_min_words)
         tools = self.tools.schemas() if (with_tools and self.tools is not None) else None
         buffered = ""  # held back while the output may still turn out to be a tool call
+        spoke = False
         first_token = True
         t0 = time.perf_counter()
         tokens = 0
@@ -305,20 +312,22 @@ class Dialog:
                     time.perf_counter() - started
                 )
             tokens += 1
-            if tools is not None and (buffered or not reply.sentences) and _maybe_tool(buffered + delta.text):
+            # Held back at the start of every completion (a follow-up too: a small model may echo
+            # the tool result as JSON), and never spoken if it turns out to be JSON.
+            if (buffered or not spoke) and _maybe_tool(buffered + delta.text):
                 buffered += delta.text
                 continue
-            text, buffered = buffered + delta.text, ""
+            text, buffered, spoke = buffered + delta.text, "", True
             for sentence in splitter.push(text):
                 await self._sentence(reply, sentence, started)
         elapsed = time.perf_counter() - t0
         if tokens and elapsed > 0:
             metrics.LLM_TOKENS_PER_SECOND.labels(engine=self.engine.name).observe(tokens / elapsed)
         if buffered:
-            call = _parse_tool_call(buffered)
+            call = _parse_tool_call(buffered) if tools is not None else None
             if call is not None:
                 return call
-            if _looks_like_call(buffered):
+            if _looks_like_call(buffered) or (tools is None and _looks_like_json(buffered)):
                 # A tool call that is cut off or broken is never read out to the caller.
                 log.info("unreadable tool call", extra={"call_id": self.call_id, "chars": len(buffered)})
                 buffered = APOLOGY
@@ -365,6 +374,11 @@ class Dialog:
                 "tool crashed", extra={"call_id": self.call_id, "tool": name, "error": type(exc).__name__}
             )
             outcome = ToolOutcome(ok=False, result={"error": "tool failed"}, spoken=TOOL_FAILED, final=True)
+        if outcome.declined:
+            log.info("tool call declined", extra={"call_id": self.call_id, "tool": name})
+            await self._stream(reply, messages, started, with_tools=False)
+            return
+        name = outcome.tool or name
         log.info("tool ran", extra={"call_id": self.call_id, "tool": name, "ok": outcome.ok})
         if self.action is not None and outcome.ok and name in ("transfer_to_human", "end_call"):
             await self.action(name, outcome.result)
@@ -384,7 +398,9 @@ class Dialog:
             }
         )
         if outcome.final and outcome.spoken:
-            await self._say(reply, outcome.spoken)
+            splitter = SentenceSplitter(first_clause_min_words=self.config.first_clause_min_words)
+            for sentence in [*splitter.push(outcome.spoken), *splitter.flush()]:
+                await self._sentence(reply, sentence, started)
             await self._end(reply)
             return
         follow = self._messages()
@@ -404,6 +420,10 @@ def _maybe_tool(text: str) -> bool:
     if not stripped:
         return True
     return any(stripped.startswith(o) or o.startswith(stripped) for o in _TOOL_OPENERS)
+
+
+def _looks_like_json(text: str) -> bool:
+    return bool(re.match(r'\s*(?:<tool_call>|```(?:json)?)?\s*\{\s*"', text))
 
 
 def _looks_like_call(text: str) -> bool:

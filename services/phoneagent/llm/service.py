@@ -22,7 +22,7 @@ from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tool_result import CallContext
 from phoneagent.llm.domain.tools import ToolExecutor
 from phoneagent.llm.engines.base import LlmEngine, create_engine
-from phoneagent.llm.prompting import Prompter, normalise_arguments
+from phoneagent.llm.prompting import Prompter, answers, normalise_arguments
 from phoneagent.llm.settings import LlmSettings
 from phoneagent.runtime import streams, subjects, telemetry
 from phoneagent.runtime.bus import Delivery, Lane, Subscription
@@ -37,6 +37,7 @@ SPOKEN_AS_IS = frozenset(
     {
         "check_availability",
         "book_appointment",
+        "lookup_knowledge",
         "find_appointments",
         "move_appointment",
         "cancel_appointment",
@@ -58,6 +59,8 @@ class Tools:
         self.ctx = ctx
         self.clock = clock or (lambda: datetime.now(UTC))
         self.said: list[str] = []  # the caller's recent turns, to check the model's arguments against
+        self.offered: list[str] = []  # what the tools recently told the caller
+        self.pending: tuple[str, dict[str, Any], tuple[str, ...]] | None = None  # a booking asked about
         self.last_action: tuple[str, dict[str, Any]] | None = None
 
     def schemas(self) -> list[dict[str, Any]]:
@@ -66,16 +69,38 @@ class Tools:
     def caller_said(self, text: str) -> None:
         self.said = [*self.said[-3:], text]
 
+    def resume(self, text: str) -> dict[str, Any] | None:
+        """The booking call to run again when the caller answers the question it asked."""
+        pending, self.pending = self.pending, None
+        if pending is None or not answers(pending[2], self.executor.agent, text, self.clock()):
+            return None
+        return {"name": pending[0], "arguments": pending[1]}
+
     async def run(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
-        fixed = normalise_arguments(self.executor.agent, name, arguments, self.said, self.clock())
+        agent = self.executor.agent
+        fixed = normalise_arguments(agent, name, arguments, self.said, self.clock(), self.offered)
+        name = fixed.tool
+        self.pending = None
+        if fixed.declined:
+            return ToolOutcome(ok=False, result={"status": "declined"}, declined=True)
         if fixed.ask:
-            return ToolOutcome(ok=False, result={"status": "needs_input"}, spoken=fixed.ask, final=True)
+            self.pending = (name, fixed.arguments, fixed.missing)
+            return ToolOutcome(
+                ok=False, result={"status": "needs_input"}, spoken=fixed.ask, final=True, tool=name
+            )
         result = await self.executor.execute(name, fixed.arguments, self.ctx)
-        # What the tools say about bookings, transfers and failures is exact and complete: it is
-        # spoken as it is. Document passages still go through the model to become an answer.
+        self.offered = [*self.offered[-1:], result.say]
+        if name == "book_appointment" and result.status == "needs_input" and "asked_for" in result.data:
+            self.pending = (name, fixed.arguments, ("when",))
+        # What the tools say (bookings, the best document passage, transfers, failures) is exact and
+        # complete: it is spoken as it is, so a small model cannot misstate a date or a price.
         final = result.status == "error" or name in SPOKEN_AS_IS
         return ToolOutcome(
-            ok=result.ok, result={"status": result.status, **result.data}, spoken=result.say, final=final
+            ok=result.ok,
+            result={"status": result.status, **result.data},
+            spoken=result.say,
+            final=final,
+            tool=name,
         )
 
 

@@ -26,12 +26,17 @@ _APPT_ID = {
     "maxLength": 40,
     "description": "Appointment id from a previous tool result.",
 }
-_NAME = {"type": "string", "minLength": 1, "maxLength": 80, "description": "Caller's name."}
+_NAME = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 80,
+    "description": "The name the caller gave; ask for it first, never make one up.",
+}
 _PHONE = {
     "type": "string",
     "pattern": r"^\+?[0-9 ().-]{7,20}$",
     "maxLength": 20,
-    "description": "Call-back number; leave out to use the number the caller is calling from.",
+    "description": "Only a number the caller said aloud; otherwise leave out (the caller ID is used).",
 }
 
 
@@ -45,14 +50,18 @@ TOOL_SCHEMAS: dict[str, dict[str, Any]] = {
         "parameters": _obj({"appointment_type": _TYPE, "when": _WHEN}, ["appointment_type"]),
     },
     "book_appointment": {
-        "description": "Book an appointment at an exact day and time the caller agreed to.",
+        "description": "Book an appointment once the caller has given the type, day, time and name.",
         "parameters": _obj(
             {
                 "appointment_type": _TYPE,
                 "when": _WHEN,
                 "name": _NAME,
                 "phone": _PHONE,
-                "notes": {"type": "string", "maxLength": 300},
+                "notes": {
+                    "type": "string",
+                    "maxLength": 300,
+                    "description": "Leave out unless the caller asks to add a note.",
+                },
             },
             ["appointment_type", "when", "name"],
         ),
@@ -74,7 +83,7 @@ TOOL_SCHEMAS: dict[str, dict[str, Any]] = {
         "parameters": _obj({"question": {"type": "string", "minLength": 2, "maxLength": 300}}, ["question"]),
     },
     "transfer_to_human": {
-        "description": "Transfer the caller to a person.",
+        "description": "Transfer the caller to a person when they ask for a human, staff or front desk.",
         "parameters": _obj({"reason": {"type": "string", "maxLength": 200}}, []),
     },
     "take_message": {

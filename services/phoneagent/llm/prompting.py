@@ -1,0 +1,259 @@
+"""What the model is told: the static system prompt and the short per-turn facts.
+
+The system prompt (persona, speaking style, worked tool-call examples, opening hours and
+appointment types) is the same for every turn of every call, so the engine evaluates it
+once at warm-up and reuses it. Everything that changes (today's date and time, closures,
+free slots, matching document passages) rides with the caller's words in
+:meth:`Prompter.turn_context`, kept to a few lines.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from phoneagent.llm.domain.agent import Agent
+from phoneagent.llm.domain.calendar_facts import calendar_facts
+from phoneagent.llm.domain.dates import Status, resolve
+from phoneagent.llm.domain.knowledge import KnowledgeBase
+from phoneagent.llm.domain.scheduling import SchedulingStore
+from phoneagent.llm.domain.tool_schemas import TOOL_SCHEMAS
+
+STYLE = (
+    "You are on a phone call. Answer in one or two short spoken sentences, no lists, no markdown. "
+    "Never claim to be human. If you do not know something, say so and offer to take a message."
+)
+
+# Worked examples for a small model: which tool to call, and that days and times are passed
+# as the caller said them (the tools resolve dates in code; the model never computes one).
+TOOL_RULES = """How to use the tools:
+- To book, call book_appointment with appointment_type, when (the caller's own words for the day and time, \
+copied exactly) and name. If you do not know the caller's name yet, ask for it first.
+- For questions about prices, insurance, payment, location, parking or policies, answer from the facts given \
+with the caller's words, or call lookup_knowledge.
+- If the caller asks for a person, a human or the front desk, call transfer_to_human.
+Examples:
+Caller: I'd like a cleaning next Tuesday at 10. My name is Ann Lee.
+<tool_call>
+{"name": "book_appointment", "arguments": {"appointment_type": "cleaning", "when": "next Tuesday at 10", \
+"name": "Ann Lee"}}
+</tool_call>
+Caller: Can I come in for a filling on the 3rd at 2 pm?
+You: Sure. May I have your name, please?
+Caller: Tom Baker.
+<tool_call>
+{"name": "book_appointment", "arguments": {"appointment_type": "filling", "when": "the 3rd at 2 pm", \
+"name": "Tom Baker"}}
+</tool_call>
+Caller: Can I speak to a real person?
+<tool_call>
+{"name": "transfer_to_human", "arguments": {"reason": "caller asked for a person"}}
+</tool_call>"""
+
+
+def _is_static_fact(line: str, agent: Agent) -> bool:
+    """Calendar facts that do not change during the day (opening hours, appointment types)."""
+    return line.startswith((f"{agent.business_name} is open", "Appointment types:", "Pass the caller"))
+
+
+class Prompter:
+    """Builds the prompt text for one agent; ``clock`` is injectable for evaluations and tests."""
+
+    def __init__(
+        self,
+        agent: Agent,
+        store: SchedulingStore | None = None,
+        knowledge: KnowledgeBase | None = None,
+        clock: Callable[[], datetime] | None = None,
+        passages: int = 2,
+    ) -> None:
+        self.agent = agent
+        self.store = store
+        self.knowledge = knowledge
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.passages = passages
+
+    def system_prompt(self) -> str:
+        """The part of the prompt that is the same for every turn of every call (cached by the engine)."""
+        static = [line for line in self._calendar_lines() if _is_static_fact(line, self.agent)]
+        parts = [self.agent.persona.strip(), STYLE]
+        if self.agent.tools:
+            parts.append(TOOL_RULES)
+        parts.append("\n".join(static))
+        return "\n\n".join(parts)
+
+    def turn_context(self, caller_text: str) -> str:
+        """Facts for one turn, kept short: today's date and time, closures, free slots, and the
+        document passages that match what the caller said."""
+        facts = [line for line in self._calendar_lines() if not _is_static_fact(line, self.agent)]
+        if self.knowledge is not None and caller_text:
+            found = self.knowledge.search(caller_text, k=self.passages)
+            if found:
+                facts.append("From the practice's documents: " + " ".join(p.text for p in found))
+        return "[Facts for this turn] " + " ".join(facts)
+
+    def warm_up_messages(self) -> list[dict[str, Any]]:
+        return [{"role": "system", "content": self.system_prompt()}, {"role": "user", "content": "Hello"}]
+
+    def _calendar_lines(self) -> list[str]:
+        return calendar_facts(self.agent, self.clock(), self.store).splitlines()
+
+
+# --- reading the model's tool arguments back -----------------------------------------------------
+# A small model drops words from the day ("11 am" for "tomorrow at 11 am"), invents names and
+# phone numbers, and copies facts into notes. The caller's own words are the better source:
+# dates are still resolved in code, from the caller's words rather than the model's copy of them.
+
+_NAME_CUE = re.compile(
+    r"\b(?i:my name is|my name's|name's|name is|this is|i'm|i am|it's|it is)\s+"
+    r"([A-Z][a-z'-]+(?:\s+[A-Z][a-z'-]+){0,2})"
+)
+_NOT_NAMES = frozenset(
+    "monday tuesday wednesday thursday friday saturday sunday january february march april may june "
+    "july august september october november december today tomorrow".split()
+)
+_BARE_NAME = re.compile(
+    r"^\s*(?:(?i:yes|sure|okay|ok|it's|it is)[,.]?\s+)?([A-Z][a-z'-]+(?:\s+[A-Z][a-z'-]+){0,2})\s*[.!]?\s*$"
+)
+_PERSON = re.compile(
+    r"\b(?:talk|speak|put me through|transfer me|connect me)\b.*\b(?:person|human|someone|somebody|"
+    r"receptionist|front desk|staff|operator|representative|real one)\b",
+    re.I,
+)
+_BOOKING = re.compile(
+    r"\b(?:book|booking|appointment|schedule|come in|get in|slot|available|availability|fit me in|"
+    r"reserve|see the dentist|see a dentist)\b",
+    re.I,
+)
+ASK_NAME = "May I have your name, please?"
+
+
+def _simple(text: str) -> str:
+    return " " + re.sub(r"[^a-z0-9]+", " ", text.lower()).strip() + " "
+
+
+def caller_name(said: Sequence[str]) -> str | None:
+    """A name the caller gave ("my name is Ann Lee", "it's Tom Baker"), latest first."""
+    for text in reversed(said):
+        for m in [*_NAME_CUE.finditer(text), *_BARE_NAME.finditer(text)]:
+            words = [w for w in m.group(1).split() if w.lower() not in _NOT_NAMES]
+            if words and len(words) == len(m.group(1).split()):
+                return " ".join(words)
+    return None
+
+
+def mentioned_type(agent: Agent, said: Sequence[str]) -> str | None:
+    """The appointment type the caller named most recently (by id, name or alias)."""
+    for text in reversed(said):
+        words = _simple(text)
+        for kind in agent.appointment_types:
+            if any(_simple(n) in words for n in (kind.id, kind.name, *kind.aliases)):
+                return kind.id
+    return None
+
+
+def caller_when(agent: Agent, said: Sequence[str], now: datetime, exact: bool) -> str | None:
+    """The caller's own words for the day and time: the last turn, or the last two together."""
+    candidates = [said[-1], " ".join(said[-2:])] if len(said) > 1 else list(said[-1:])
+    for text in candidates:
+        r = resolve(text, now, agent.tz, agent.hours_on)
+        if (r.is_exact and r.status is Status.RESOLVED) if exact else r.ok:
+            return text
+    return None
+
+
+ASK_WHEN = "What day and time would you like?"
+ASK_BOTH = "What day and time would you like, and may I have your name?"
+
+
+@dataclass
+class Normalised:
+    tool: str
+    arguments: dict[str, Any]
+    ask: str = ""  # a question for the caller instead of running the tool
+    missing: tuple[str, ...] = ()  # "when", "name": what the question asks for
+    declined: bool = False  # the caller did not ask for this: answer without the tool
+
+
+def normalise_arguments(
+    agent: Agent,
+    name: str,
+    args: dict[str, Any],
+    said: Sequence[str],
+    now: datetime,
+    offered: Sequence[str] = (),
+) -> Normalised:
+    """Replace what the model made up with what the caller said, for the scheduling tools.
+
+    ``said`` are the caller's recent turns, ``offered`` what the tools told the caller (a slot
+    the caller picks from an offer may be passed in the offer's words).
+    """
+    latest = said[-1] if said else ""
+    if name != "transfer_to_human" and _PERSON.search(latest):
+        return Normalised("transfer_to_human", {"reason": "caller asked for a person"})
+    if name == "lookup_knowledge" and latest and not isinstance(args.get("question"), str):
+        return Normalised(name, {"question": latest[:300]})
+    allowed = TOOL_SCHEMAS.get(name, {}).get("parameters", {}).get("properties", {})
+    if name == "check_availability" and "name" in args:
+        name, allowed = "book_appointment", TOOL_SCHEMAS["book_appointment"]["parameters"]["properties"]
+    out = {k: v for k, v in args.items() if k in allowed} if allowed else dict(args)
+    if name not in ("book_appointment", "check_availability") or not said:
+        return Normalised(name, out)
+    heard = _simple(" ".join(said))
+    if not _wants_appointment(agent, said[-1:], now):
+        return Normalised(name, out, declined=True)  # a question, not a booking: answer it in words
+    kind = mentioned_type(agent, said)
+    if kind is not None:
+        out["appointment_type"] = kind
+    elif isinstance(out.get("appointment_type"), str):
+        out["appointment_type"] = _simple(out["appointment_type"]).strip() or out["appointment_type"]
+    when = caller_when(agent, said, now, exact=name == "book_appointment")
+    if when is not None:
+        out["when"] = when
+    if name == "check_availability":
+        return Normalised(name, out)
+    missing: list[str] = []
+    model_when = out.get("when")
+    said_or_offered = heard + _simple(" ".join(offered))
+    if when is None and (not isinstance(model_when, str) or _simple(model_when) not in said_or_offered):
+        missing.append("when")
+    _drop_unheard(out, said, heard)
+    given = out.get("name")
+    if not isinstance(given, str) or not _simple(given).strip() or _simple(given) not in heard:
+        found = caller_name(said)
+        if found is None:
+            missing.append("name")
+        else:
+            out["name"] = found
+    ask = {("when",): ASK_WHEN, ("name",): ASK_NAME, ("when", "name"): ASK_BOTH}.get(tuple(missing), "")
+    return Normalised(name, out, ask, tuple(missing))
+
+
+def _wants_appointment(agent: Agent, said: Sequence[str], now: datetime) -> bool:
+    """Whether the caller's last turns ask for an appointment: booking words, a day or time, or a name."""
+    text = " ".join(said)
+    if _BOOKING.search(text) or caller_name(said) is not None:
+        return True
+    return resolve(text, now, agent.tz, agent.hours_on).status is not Status.UNKNOWN
+
+
+def _drop_unheard(out: dict[str, Any], said: Sequence[str], heard: str) -> None:
+    """Phone numbers and notes the caller never said are the model's inventions."""
+    digits = re.sub(r"\D", "", " ".join(said))
+    phone = out.get("phone")
+    phone_digits = re.sub(r"\D", "", phone) if isinstance(phone, str) else ""
+    if phone is not None and (len(phone_digits) < 7 or phone_digits not in digits):
+        out.pop("phone")  # the caller ID is used
+    notes = out.get("notes")
+    if notes is not None and (not isinstance(notes, str) or _simple(notes) not in heard):
+        out.pop("notes")
+
+
+def answers(missing: Sequence[str], agent: Agent, text: str, now: datetime) -> bool:
+    """Whether ``text`` gives something a booking question asked for (a name, a day or time)."""
+    if "name" in missing and caller_name([text]) is not None:
+        return True
+    return "when" in missing and resolve(text, now, agent.tz, agent.hours_on).ok

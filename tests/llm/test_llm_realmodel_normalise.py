@@ -1,0 +1,148 @@
+"""What the real small model gets wrong in tool calls, fixed in code: cut-off JSON is read up to
+its last whole member (never spoken), and booking arguments come from the caller's own words
+(invented names, numbers and notes are dropped; days and times are resolved in code)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from phoneagent.agents import example_agent_path
+from phoneagent.llm.dialog import APOLOGY, Dialog, DialogConfig, Sentence
+from phoneagent.llm.domain.agent import Agent, load_agent
+from phoneagent.llm.domain.scheduling import SchedulingStore
+from phoneagent.llm.domain.tool_result import CallContext
+from phoneagent.llm.domain.tools import ToolExecutor
+from phoneagent.llm.engines.base import Delta
+from phoneagent.llm.eval import NOW
+from phoneagent.llm.prompting import ASK_NAME, caller_name, normalise_arguments
+from phoneagent.llm.service import Tools
+
+CUT_OFF = (
+    '{"name": "book_appointment", "arguments": {"appointment_type": "cleaning", '
+    '"when": "next Tuesday at 10", "name": "Maria Lopez", "phone": "123-456-7890", '
+    '"notes": "Call-back number; leave out'
+)
+
+
+@pytest.fixture(scope="module")
+def agent() -> Agent:
+    return load_agent(example_agent_path())
+
+
+class OneShot:
+    """An engine that writes one fixed completion per request (what the model wrote, replayed)."""
+
+    name = "replay"
+
+    def __init__(self, *texts: str) -> None:
+        self.texts = list(texts)
+
+    async def abort(self, request_id: str) -> None: ...
+
+    async def stream(self, messages, *, request_id, max_tokens, temperature, tools=None, json_schema=None):
+        text = self.texts.pop(0)
+        for i in range(0, len(text), 7):
+            yield Delta(text=text[i : i + 7])
+        yield Delta(finish_reason="length")
+
+
+async def _run(
+    agent: Agent, tmp_path: Path, turns: list[str], *completions: str
+) -> tuple[list[str], SchedulingStore]:
+    store = SchedulingStore.open(f"sqlite:///{tmp_path / 'book.db'}", agent, lambda: NOW)
+    out: list[Sentence] = []
+
+    async def publish(s: Sentence) -> None:
+        out.append(s)
+
+    async def save(_: object) -> None: ...
+
+    tools = Tools(
+        ToolExecutor(agent, store, None, lambda: NOW), CallContext("c1", "+15552013344"), lambda: NOW
+    )
+    dialog = Dialog(
+        "c1",
+        OneShot(*completions),
+        system_prompt=lambda: "sys",
+        greeting="",
+        publish=publish,
+        save=save,
+        tools=tools,
+        config=DialogConfig(filler_after_s=5.0),
+    )
+    for i, text in enumerate(turns, 1):
+        await dialog.on_user_turn(i, text)
+        assert dialog.reply is not None and dialog.reply.task is not None
+        await dialog.reply.task
+        await dialog.on_playback_done(dialog.reply.generation)
+    await dialog.close()
+    return [s.text for s in out if s.text], store
+
+
+async def test_cut_off_call_with_invented_number_books_the_callers_slot(agent: Agent, tmp_path: Path) -> None:
+    said, store = await _run(
+        agent, tmp_path, ["I'd like a cleaning next Tuesday at 10. My name is Maria Lopez."], CUT_OFF
+    )
+    assert said == ["You're booked for cleaning on Tuesday 1 December at 10 am."]
+    (appt,) = store.find_by_phone("+15552013344")
+    assert (appt.type_id, appt.caller_name, appt.notes) == ("cleaning", "Maria Lopez", "")
+    store.db.close()
+
+
+async def test_unreadable_call_is_never_spoken(agent: Agent, tmp_path: Path) -> None:
+    said, store = await _run(agent, tmp_path, ["Book me in please."], '{"name": "book_app')
+    assert " ".join(said) == APOLOGY
+    store.db.close()
+
+
+def test_the_day_comes_from_the_callers_words_and_invented_names_are_asked_for(agent: Agent) -> None:
+    model = {"appointment_type": "cleaning", "when": "11 am", "name": "Emma Brown"}
+    fixed = normalise_arguments(
+        agent,
+        "book_appointment",
+        model,
+        ["Could I get a teeth cleaning tomorrow at 11 am? This is Emma Brown."],
+        NOW,
+    )
+    assert fixed.arguments["when"].startswith("Could I get") and not fixed.ask
+    invented = {"appointment_type": "new_patient_exam", "when": "Wednesday at 3 pm", "name": "John Doe"}
+    fixed = normalise_arguments(
+        agent, "book_appointment", invented, ["I need a new patient exam on Wednesday at 3 pm."], NOW
+    )
+    assert fixed.ask == ASK_NAME and fixed.arguments["appointment_type"] == "exam"
+    two_turns = ["I need a new patient exam on Wednesday at 3 pm.", "It's David Kim."]
+    fixed = normalise_arguments(agent, "book_appointment", {**invented, "when": "David Kim"}, two_turns, NOW)
+    assert fixed.arguments["name"] == "David Kim" and fixed.arguments["when"] == " ".join(two_turns)
+
+
+def test_caller_name_ignores_days() -> None:
+    assert caller_name(["It's Friday at 2 pm."]) is None
+    assert caller_name(["Sure, it's Omar Ali."]) == "Omar Ali"
+    assert caller_name(["Tom Baker."]) == "Tom Baker"
+    assert caller_name(["Tomorrow."]) is None and caller_name(["I'm looking for a dentist."]) is None
+
+
+async def test_answer_to_the_name_question_books_in_code(agent: Agent, tmp_path: Path) -> None:
+    invented = (
+        '<tool_call>{"name": "check_availability", "arguments": {"appointment_type": "new_patient_exam", '
+        '"when": "Wednesday at 3 pm", "name": "John Doe"}}</tool_call>'
+    )
+    turns = ["Hi, I need a new patient exam on Wednesday at 3 pm.", "It's David Kim."]
+    said, store = await _run(agent, tmp_path, turns, invented)  # one completion: turn 2 is code only
+    assert (
+        " ".join(said) == f"{ASK_NAME} You're booked for new patient exam on Wednesday 25 November at 3 pm."
+    )
+    (appt,) = store.find_by_phone("+15552013344")
+    assert (appt.type_id, appt.caller_name) == ("exam", "David Kim")
+    store.db.close()
+
+
+def test_questions_are_not_bookings_and_asking_for_a_person_transfers(agent: Agent) -> None:
+    booking = {"appointment_type": "cleaning", "when": "next Tuesday at 10", "name": "Ann Lee"}
+    for question in ("Do you take insurance?", "How much is a cleaning?"):
+        assert normalise_arguments(agent, "book_appointment", booking, [question], NOW).declined
+    fixed = normalise_arguments(agent, "lookup_knowledge", {}, ["Can I talk to a real person, please?"], NOW)
+    assert (fixed.tool, fixed.declined) == ("transfer_to_human", False)
+    fixed = normalise_arguments(agent, "lookup_knowledge", {}, ["Where are you located?"], NOW)
+    assert fixed.arguments == {"question": "Where are you located?"}
