@@ -75,6 +75,11 @@ def speech(call_id: str) -> str:
     return _call(call_id, "speech")
 
 
+def recording(call_id: str) -> str:
+    """RecordingStored: a call recording was written (edge -> records; kept in PA_CALLS)."""
+    return _call(call_id, "recording")
+
+
 def tool(call_id: str) -> str:
     """ToolCall / ToolResult records (llm; kept in PA_CALLS)."""
     return _call(call_id, "tool")
@@ -129,8 +134,9 @@ ALL_LIFECYCLE = f"{PREFIX}.call.*.lifecycle"
 ALL_TRANSCRIPTS = f"{PREFIX}.call.*.transcript"
 ALL_SAY = f"{PREFIX}.call.*.say"
 ALL_TOOLS = f"{PREFIX}.call.*.tool"
+ALL_RECORDINGS = f"{PREFIX}.call.*.recording"
 ALL_AUDIT = f"{PREFIX}.audit.*"
-CALLS_STREAM_SUBJECTS = [ALL_LIFECYCLE, ALL_TRANSCRIPTS, ALL_SAY, ALL_TOOLS]
+CALLS_STREAM_SUBJECTS = [ALL_LIFECYCLE, ALL_TRANSCRIPTS, ALL_SAY, ALL_TOOLS, ALL_RECORDINGS]
 
 
 def call_id_of(subject: str) -> str | None:

@@ -43,3 +43,21 @@ class SpeechChunk(_message.Message):
     last_in_sentence: bool
     last_in_generation: bool
     def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., sequence: _Optional[int] = ..., pcm: _Optional[bytes] = ..., sample_rate: _Optional[int] = ..., sentence_seq: _Optional[int] = ..., text_start: _Optional[int] = ..., text_end: _Optional[int] = ..., last_in_sentence: _Optional[bool] = ..., last_in_generation: _Optional[bool] = ...) -> None: ...
+
+class RecordingStored(_message.Message):
+    __slots__ = ("meta", "uri", "format", "sample_rate", "duration_ms", "size_bytes", "sha256")
+    META_FIELD_NUMBER: _ClassVar[int]
+    URI_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    meta: _common_pb2.EventMeta
+    uri: str
+    format: str
+    sample_rate: int
+    duration_ms: int
+    size_bytes: int
+    sha256: str
+    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., uri: _Optional[str] = ..., format: _Optional[str] = ..., sample_rate: _Optional[int] = ..., duration_ms: _Optional[int] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...

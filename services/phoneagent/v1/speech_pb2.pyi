@@ -64,17 +64,19 @@ class AsrEvent(_message.Message):
     def __init__(self, speech_started: _Optional[_Union[SpeechStarted, _Mapping]] = ..., transcript: _Optional[_Union[Transcript, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ...) -> None: ...
 
 class AgentText(_message.Message):
-    __slots__ = ("meta", "sentence_seq", "text", "final", "from_policy", "voice")
+    __slots__ = ("meta", "sentence_seq", "text", "final", "from_policy", "voice", "first_token_unix_ns")
     META_FIELD_NUMBER: _ClassVar[int]
     SENTENCE_SEQ_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     FINAL_FIELD_NUMBER: _ClassVar[int]
     FROM_POLICY_FIELD_NUMBER: _ClassVar[int]
     VOICE_FIELD_NUMBER: _ClassVar[int]
+    FIRST_TOKEN_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
     meta: _common_pb2.EventMeta
     sentence_seq: int
     text: str
     final: bool
     from_policy: bool
     voice: str
-    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., sentence_seq: _Optional[int] = ..., text: _Optional[str] = ..., final: _Optional[bool] = ..., from_policy: _Optional[bool] = ..., voice: _Optional[str] = ...) -> None: ...
+    first_token_unix_ns: int
+    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., sentence_seq: _Optional[int] = ..., text: _Optional[str] = ..., final: _Optional[bool] = ..., from_policy: _Optional[bool] = ..., voice: _Optional[str] = ..., first_token_unix_ns: _Optional[int] = ...) -> None: ...
