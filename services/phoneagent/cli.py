@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_audit_args(sub.add_parser("audit", help="print policy decisions from the audit stream"))
     add_campaign_args(sub.add_parser("campaign", help="outbound campaigns: start one from a contact CSV"))
+    from phoneagent.records.commands import add_calls_args
+
+    add_calls_args(sub.add_parser("calls", help="call records: list calls, show one call"))
     return p
 
 

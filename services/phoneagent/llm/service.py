@@ -9,9 +9,10 @@ every change, so a replica that takes a call over continues the same conversatio
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,12 +25,14 @@ from phoneagent.llm.domain.tools import ToolExecutor
 from phoneagent.llm.engines.base import LlmEngine, create_engine
 from phoneagent.llm.prompting import Prompter, answers, normalise_arguments
 from phoneagent.llm.settings import LlmSettings
+from phoneagent.records import TOOL_TYPE_HEADER
 from phoneagent.runtime import streams, subjects, telemetry
 from phoneagent.runtime.bus import Delivery, Lane, Subscription
+from phoneagent.runtime.errors import PhoneAgentError
 from phoneagent.runtime.modelfiles import cache_dir
 from phoneagent.runtime.service import Service
 from phoneagent.runtime.settings import CommonSettings
-from phoneagent.v1 import call_pb2, common_pb2, control_pb2, session_pb2, speech_pb2
+from phoneagent.v1 import call_pb2, common_pb2, control_pb2, session_pb2, speech_pb2, tools_pb2
 
 log = logging.getLogger(__name__)
 SETTINGS = LlmSettings
@@ -53,10 +56,15 @@ class Tools:
     """The dialog's view of the agent's tools for one call."""
 
     def __init__(
-        self, executor: ToolExecutor, ctx: CallContext, clock: Callable[[], datetime] | None = None
+        self,
+        executor: ToolExecutor,
+        ctx: CallContext,
+        clock: Callable[[], datetime] | None = None,
+        record: Callable[[Any], Awaitable[None]] | None = None,
     ) -> None:
         self.executor = executor
         self.ctx = ctx
+        self.record = record  # publishes ToolCall / ToolResult for the call record
         self.clock = clock or (lambda: datetime.now(UTC))
         self.said: list[str] = []  # the caller's recent turns, to check the model's arguments against
         self.offered: list[str] = []  # what the tools recently told the caller
@@ -76,6 +84,16 @@ class Tools:
             return None
         return {"name": pending[0], "arguments": pending[1]}
 
+    async def _record(self, msg: Any) -> None:
+        if self.record is None:
+            return
+        try:
+            await self.record(msg)
+        except PhoneAgentError as exc:  # a lost record must not break the call
+            log.warning(
+                "tool record not published", extra={"call_id": self.ctx.call_id, "error": exc.kind.name}
+            )
+
     async def run(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
         agent = self.executor.agent
         fixed = normalise_arguments(agent, name, arguments, self.said, self.clock(), self.offered)
@@ -88,7 +106,27 @@ class Tools:
             return ToolOutcome(
                 ok=False, result={"status": "needs_input"}, spoken=fixed.ask, final=True, tool=name
             )
+        call_id = f"t{time.time_ns():x}"
+        await self._record(
+            tools_pb2.ToolCall(
+                meta=common_pb2.EventMeta(call_id=self.ctx.call_id, ts_unix_ns=time.time_ns()),
+                tool_call_id=call_id,
+                name=name,
+                arguments_json=json.dumps(fixed.arguments, default=str),
+            )
+        )
+        started = time.monotonic()
         result = await self.executor.execute(name, fixed.arguments, self.ctx)
+        await self._record(
+            tools_pb2.ToolResult(
+                meta=common_pb2.EventMeta(call_id=self.ctx.call_id, ts_unix_ns=time.time_ns()),
+                tool_call_id=call_id,
+                name=name,
+                ok=result.ok,
+                result_json=json.dumps({"status": result.status, **result.data}, default=str),
+                duration_ms=int((time.monotonic() - started) * 1000),
+            )
+        )
         self.offered = [*self.offered[-1:], result.say]
         if name == "book_appointment" and result.status == "needs_input" and "asked_for" in result.data:
             self.pending = (name, fixed.arguments, ("when",))
@@ -121,7 +159,11 @@ class LlmCallSession:
         svc = self.svc
         state = await svc.load_state(self.call_id) if self.taken_over else None
         caller = self.call.from_uri if self.call.direction == call_pb2.DIRECTION_INBOUND else self.call.to_uri
-        tools = Tools(svc.executor, CallContext(self.call_id, caller or None)) if svc.executor else None
+        tools = (
+            Tools(svc.executor, CallContext(self.call_id, caller or None), record=self.publish_tool_record)
+            if svc.executor
+            else None
+        )
         self.dialog = Dialog(
             self.call_id,
             svc.engine,
@@ -179,9 +221,16 @@ class LlmCallSession:
             sentence_seq=s.seq,
             text=s.text,
             final=s.final,
+            first_token_unix_ns=s.first_token_unix_ns,
         )
         self.agent_speaking = s.generation
         await self.svc.bus.publish(subjects.reply(self.call_id), msg, trace=s.seq == 0)
+
+    async def publish_tool_record(self, msg: Any) -> None:
+        """ToolCall / ToolResult on the call's tool subject (kept in PA_CALLS for call records)."""
+        kind = "ToolCall" if isinstance(msg, tools_pb2.ToolCall) else "ToolResult"
+        msg.meta.producer = f"llm/{self.svc.replica}"
+        await self.svc.bus.publish(subjects.tool(self.call_id), msg, headers={TOOL_TYPE_HEADER: kind})
 
     async def save(self, state: DialogState) -> None:
         await self.svc.save_state(self.call_id, state)

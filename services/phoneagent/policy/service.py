@@ -29,12 +29,15 @@ from phoneagent.policy.live import LiveRules, Verdict
 from phoneagent.policy.outbound import DialRequest, OutboundConfig, evaluate_dial
 from phoneagent.policy.settings import PolicySettings
 from phoneagent.policy.stores import PolicyStores
+from phoneagent.records.store import RecordStore
+from phoneagent.records.worker import RecordsSettings, RecordsWorker
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Delivery, Lane, Subscription
 from phoneagent.runtime.errors import InvalidArgument
 from phoneagent.runtime.redact import mask_number
 from phoneagent.runtime.service import Service
 from phoneagent.runtime.settings import CommonSettings
+from phoneagent.runtime.settings import load as load_settings
 from phoneagent.v1 import call_pb2, common_pb2, control_pb2, policy_pb2, session_pb2, speech_pb2
 
 log = logging.getLogger(__name__)
@@ -172,6 +175,9 @@ class PolicyService(Service):
         self.grpc_server: Any = None
         self.grpc_port = 0
         self._index_sub: Any = None
+        self.records_settings = load_settings(RecordsSettings)
+        self.records: RecordStore | None = None
+        self.records_worker: RecordsWorker | None = None
         self.transfer_available, self.transfer_target = _agent_transfer(common)
 
     async def setup(self) -> None:
@@ -184,6 +190,9 @@ class PolicyService(Service):
         self._index_sub = await js.subscribe(
             subjects.ALL_LIFECYCLE, stream=subjects.CALLS_STREAM, ordered_consumer=True, cb=self._on_lifecycle
         )
+        self.records = RecordStore(self.records_settings.db)
+        self.records_worker = RecordsWorker(js, self.records, self.records_settings)
+        await self.records_worker.start()
         api = CallControl(self.bus, self.index, self.decide, token=self.settings.api_token)
         self.grpc_server, self.grpc_port = await serve(api, self.settings.grpc_host, self.settings.grpc_port)
         log.info("control api listening", extra={"grpc_port": self.grpc_port})
@@ -270,8 +279,17 @@ class PolicyService(Service):
                 await self._index_sub.unsubscribe()
             except Exception:
                 pass
+        if self.records_worker is not None:
+            await self.records_worker.stop()
+        if self.records is not None:
+            self.records.close()
         if self.stores is not None:
             self.stores.close()
 
     def status(self) -> dict[str, object]:
-        return {"grpc_port": self.grpc_port, "calls_indexed": len(self.index.calls)}
+        applied = self.records_worker.applied if self.records_worker is not None else 0
+        return {
+            "grpc_port": self.grpc_port,
+            "calls_indexed": len(self.index.calls),
+            "records_applied": applied,
+        }

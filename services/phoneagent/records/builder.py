@@ -1,0 +1,209 @@
+"""Fold a call's stream events into one :class:`CallRecord`.
+
+Pure functions over protobuf messages: the worker decodes, this module decides what the
+record says. Numbers are masked and transcripts redacted before they are stored.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from phoneagent.policy.redaction import redact_transcript
+from phoneagent.runtime.redact import mask_number
+from phoneagent.v1 import call_pb2, media_pb2, policy_pb2, speech_pb2, tools_pb2
+
+OUTCOMES = ("booked", "transferred", "message_taken", "opted_out", "voicemail", "no_answer", "completed")
+_BOOKING_TOOLS = {"book_appointment", "move_appointment"}
+
+
+@dataclass
+class Turn:
+    role: str  # "caller" or "agent"
+    turn_id: int
+    text: str
+    ts_unix_ns: int
+    latency_ms: int | None = None  # agent turns: caller speech end -> first agent sentence
+
+
+@dataclass
+class CallRecord:
+    call_id: str
+    direction: str = ""
+    transport: str = ""
+    agent: str = ""
+    campaign_id: str = ""
+    from_number: str = ""
+    to_number: str = ""
+    started_unix_ns: int = 0
+    answered_unix_ns: int = 0
+    ended_unix_ns: int = 0
+    end_reason: str = ""
+    end_detail: str = ""
+    duration_ms: int = 0
+    outcome: str = ""
+    turns: list[Turn] = field(default_factory=list)
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    transfers: list[dict[str, Any]] = field(default_factory=list)
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    recording: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    positions: dict[str, int] = field(default_factory=dict)  # stream -> last applied sequence
+    speech_end: dict[int, int] = field(default_factory=dict)  # caller turn -> speech end (ns)
+
+    @property
+    def ended(self) -> bool:
+        return self.ended_unix_ns > 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> CallRecord:
+        raw = json.loads(text)
+        raw["turns"] = [Turn(**t) for t in raw.get("turns", [])]
+        raw["speech_end"] = {int(k): int(v) for k, v in raw.get("speech_end", {}).items()}
+        return cls(**raw)
+
+
+def _enum_name(enum: Any, value: int, prefix: str) -> str:
+    try:
+        return str(enum.Name(value)).removeprefix(prefix).lower()
+    except ValueError:
+        return "unspecified"
+
+
+def _number(uri: str, reveal: bool) -> str:
+    if reveal:
+        return uri
+    return mask_number(uri.split("@", 1)[0]) if uri else ""
+
+
+def apply_lifecycle(rec: CallRecord, ev: call_pb2.CallEvent, reveal_numbers: bool = False) -> None:
+    kind = ev.WhichOneof("event")
+    if kind == "started":
+        s = ev.started
+        rec.direction = _enum_name(call_pb2.Direction, s.direction, "DIRECTION_")
+        rec.transport = _enum_name(call_pb2.Transport, s.transport, "TRANSPORT_")
+        rec.agent, rec.campaign_id = s.agent, s.campaign_id
+        rec.from_number = _number(s.from_uri, reveal_numbers)
+        rec.to_number = _number(s.to_uri, reveal_numbers)
+        rec.started_unix_ns = s.meta.ts_unix_ns
+    elif kind == "answered":
+        rec.answered_unix_ns = ev.answered.meta.ts_unix_ns
+    elif kind == "ended":
+        e = ev.ended
+        rec.ended_unix_ns = e.meta.ts_unix_ns or rec.ended_unix_ns or 1
+        rec.end_reason = _enum_name(call_pb2.EndReason, e.reason, "END_REASON_")
+        rec.end_detail = redact_transcript(e.detail)[:200]
+        rec.duration_ms = e.duration_ms
+        if e.reason == call_pb2.END_REASON_TRANSFERRED and not rec.transfers:
+            rec.transfers.append({"source": "end_reason", "ts_unix_ns": rec.ended_unix_ns})
+        rec.outcome = outcome_of(rec)
+
+
+def apply_transcript(rec: CallRecord, tr: speech_pb2.Transcript) -> None:
+    if not tr.final or tr.backchannel or not tr.text.strip():
+        return
+    turn = tr.meta.turn_id
+    if tr.speech_end_unix_ns:
+        rec.speech_end[turn] = tr.speech_end_unix_ns
+    ts = tr.emitted_unix_ns or tr.meta.ts_unix_ns
+    rec.turns.append(Turn("caller", turn, redact_transcript(tr.text), ts))
+
+
+def apply_say(rec: CallRecord, msg: speech_pb2.AgentText) -> None:
+    """Sentences of one generation are joined into one agent turn."""
+    text = redact_transcript(msg.text.strip())
+    if not text:
+        return
+    turn, ts = msg.meta.turn_id, msg.meta.ts_unix_ns
+    last = rec.turns[-1] if rec.turns else None
+    if last is not None and last.role == "agent" and last.turn_id == turn and msg.sentence_seq > 0:
+        last.text = f"{last.text} {text}"
+        return
+    latency = None
+    end = rec.speech_end.get(turn)
+    if end and ts >= end and not any(t.role == "agent" and t.turn_id == turn for t in rec.turns):
+        latency = (ts - end) // 1_000_000
+    rec.turns.append(Turn("agent", turn, text, ts, latency))
+
+
+def apply_tool_call(rec: CallRecord, call: tools_pb2.ToolCall) -> None:
+    rec.tools.append(
+        {
+            "tool_call_id": call.tool_call_id,
+            "name": call.name,
+            "arguments": redact_transcript(call.arguments_json)[:2000],
+            "ts_unix_ns": call.meta.ts_unix_ns,
+        }
+    )
+
+
+def apply_tool_result(rec: CallRecord, res: tools_pb2.ToolResult) -> None:
+    entry = next((t for t in rec.tools if t["tool_call_id"] == res.tool_call_id), None)
+    if entry is None:
+        entry = {"tool_call_id": res.tool_call_id, "name": res.name, "ts_unix_ns": res.meta.ts_unix_ns}
+        rec.tools.append(entry)
+    entry.update(
+        ok=res.ok,
+        result=redact_transcript(res.result_json)[:2000],
+        duration_ms=res.duration_ms,
+        status=_status_of(res.result_json),
+    )
+    if res.name == "transfer_to_human" and res.ok:
+        rec.transfers.append({"source": "tool", "ts_unix_ns": res.meta.ts_unix_ns})
+
+
+def _status_of(result_json: str) -> str:
+    try:
+        data = json.loads(result_json or "{}")
+    except ValueError:
+        return ""
+    return str(data.get("status", "")) if isinstance(data, dict) else ""
+
+
+def apply_recording(rec: CallRecord, msg: media_pb2.RecordingStored) -> None:
+    rec.recording = {
+        "uri": msg.uri,
+        "format": msg.format,
+        "duration_ms": msg.duration_ms,
+        "size_bytes": msg.size_bytes,
+        "sha256": msg.sha256,
+    }
+
+
+def apply_decision(rec: CallRecord, d: policy_pb2.PolicyDecision) -> None:
+    rec.decisions.append(
+        {
+            "decision_id": d.decision_id,
+            "decision": _enum_name(policy_pb2.Decision, d.decision, "DECISION_"),
+            "subject": d.subject,
+            "rule": d.rule,
+            "reason": d.reason[:200],
+            "ts_unix_ns": d.decided_unix_ns or d.meta.ts_unix_ns,
+        }
+    )
+    if d.subject == "escalation" and not rec.transfers:
+        rec.transfers.append({"source": "policy", "ts_unix_ns": d.decided_unix_ns})
+    if rec.ended:
+        rec.outcome = outcome_of(rec)
+
+
+def outcome_of(rec: CallRecord) -> str:
+    """The one word a user filters calls by; the first matching rule wins."""
+    if any(d["subject"] == "opt_out" for d in rec.decisions):
+        return "opted_out"
+    if rec.end_reason == "voicemail":
+        return "voicemail"
+    if rec.end_reason in ("no_answer", "busy") or (rec.ended and not rec.answered_unix_ns):
+        return "no_answer"
+    if rec.end_reason == "transferred" or rec.transfers:
+        return "transferred"
+    done = {t["name"] for t in rec.tools if t.get("ok")}
+    if done & _BOOKING_TOOLS:
+        return "booked"
+    if "take_message" in done:
+        return "message_taken"
+    return "completed"

@@ -1,0 +1,191 @@
+"""Durable storage of call records (SQLite file by default, PostgreSQL by URL).
+
+Reuses the scheduling domain's :class:`Database` handle. The schema is versioned in its own
+``records_schema_version`` table, so records may share a PostgreSQL database with other
+domains. Each record is one row: columns for listing and filtering, the full record as JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlparse
+
+from phoneagent.llm.domain.db import Database, Tx
+from phoneagent.records.builder import CallRecord
+
+log = logging.getLogger(__name__)
+DEFAULT_DB = "var/records.sqlite3"
+_LOCK_ID = 74210652
+
+MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
+    (
+        1,
+        "call records",
+        (
+            """CREATE TABLE call_records (
+                call_id TEXT PRIMARY KEY,
+                agent TEXT NOT NULL DEFAULT '',
+                direction TEXT NOT NULL DEFAULT '',
+                outcome TEXT NOT NULL DEFAULT '',
+                started_unix_ns BIGINT NOT NULL DEFAULT 0,
+                ended_unix_ns BIGINT NOT NULL DEFAULT 0,
+                body TEXT NOT NULL,
+                updated_unix_ns BIGINT NOT NULL
+            )""",
+            "CREATE INDEX IF NOT EXISTS call_records_by_start ON call_records (started_unix_ns)",
+        ),
+    ),
+    (
+        2,
+        "webhook deliveries",
+        (
+            """CREATE TABLE webhook_deliveries (
+                id TEXT PRIMARY KEY,
+                call_id TEXT NOT NULL,
+                agent TEXT NOT NULL,
+                event TEXT NOT NULL,
+                url TEXT NOT NULL,
+                body TEXT NOT NULL,
+                status TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                last_code INTEGER NOT NULL DEFAULT 0,
+                last_error TEXT NOT NULL DEFAULT '',
+                next_attempt_unix_ns BIGINT NOT NULL DEFAULT 0,
+                created_unix_ns BIGINT NOT NULL
+            )""",
+            "CREATE INDEX IF NOT EXISTS webhook_by_status"
+            " ON webhook_deliveries (status, next_attempt_unix_ns)",
+        ),
+    ),
+)
+
+
+def _ensure_version_table(tx: Tx) -> None:
+    if tx.dialect == "postgresql":
+        tx.query("SELECT pg_advisory_xact_lock(?)", (_LOCK_ID,))
+    tx.execute(
+        "CREATE TABLE IF NOT EXISTS records_schema_version (version INTEGER PRIMARY KEY,"
+        " description TEXT NOT NULL, applied_at TEXT NOT NULL)"
+    )
+
+
+def migrate(db: Database) -> int:
+    """Apply pending steps, each in its own transaction; returns the version in force."""
+    version = 0
+    for number, description, statements in MIGRATIONS:
+        with db.transaction() as tx:
+            _ensure_version_table(tx)
+            if not tx.query("SELECT 1 FROM records_schema_version WHERE version = ?", (number,)):
+                for sql in statements:
+                    tx.execute(sql)
+                applied = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                tx.execute(
+                    "INSERT INTO records_schema_version (version, description, applied_at) VALUES (?, ?, ?)",
+                    (number, description, applied),
+                )
+                log.info("records schema step applied", extra={"version": number})
+            version = number
+    return version
+
+
+@dataclass(frozen=True)
+class Summary:
+    call_id: str
+    agent: str
+    direction: str
+    outcome: str
+    started_unix_ns: int
+    ended_unix_ns: int
+
+
+class RecordStore:
+    def __init__(self, url: str = DEFAULT_DB) -> None:
+        self.db = Database(url)
+        migrate(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def get(self, call_id: str) -> CallRecord | None:
+        with self.db.transaction() as tx:
+            rows = tx.query("SELECT body FROM call_records WHERE call_id = ?", (call_id,))
+        return CallRecord.from_json(rows[0][0]) if rows else None
+
+    def put(self, rec: CallRecord) -> None:
+        with self.db.transaction() as tx:
+            self._put(tx, rec)
+
+    @staticmethod
+    def _put(tx: Tx, rec: CallRecord) -> None:
+        params = (
+            rec.agent,
+            rec.direction,
+            rec.outcome,
+            rec.started_unix_ns,
+            rec.ended_unix_ns,
+            rec.to_json(),
+            time.time_ns(),
+            rec.call_id,
+        )
+        updated = tx.execute(
+            "UPDATE call_records SET agent = ?, direction = ?, outcome = ?, started_unix_ns = ?,"
+            " ended_unix_ns = ?, body = ?, updated_unix_ns = ? WHERE call_id = ?",
+            params,
+        )
+        if not updated:
+            tx.execute(
+                "INSERT INTO call_records (agent, direction, outcome, started_unix_ns, ended_unix_ns, body,"
+                " updated_unix_ns, call_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                params,
+            )
+
+    def list(self, limit: int = 20, active_only: bool = False) -> list[Summary]:
+        where = "WHERE ended_unix_ns = 0 " if active_only else ""
+        with self.db.transaction() as tx:
+            rows = tx.query(
+                "SELECT call_id, agent, direction, outcome, started_unix_ns, ended_unix_ns FROM call_records "
+                f"{where}ORDER BY started_unix_ns DESC, call_id DESC LIMIT ?",
+                (max(1, min(limit, 10_000)),),
+            )
+        return [Summary(r[0], r[1], r[2], r[3], int(r[4]), int(r[5])) for r in rows]
+
+    def purge(self, retention_days: float, now_ns: int | None = None) -> int:
+        """Delete records that started before the retention window, and their local recordings."""
+        if retention_days <= 0:
+            return 0
+        cutoff = (now_ns or time.time_ns()) - int(retention_days * 86400 * 1e9)
+        with self.db.transaction() as tx:
+            rows = tx.query(
+                "SELECT call_id, body FROM call_records WHERE started_unix_ns > 0 AND started_unix_ns < ?",
+                (cutoff,),
+            )
+            for call_id, _ in rows:
+                tx.execute("DELETE FROM call_records WHERE call_id = ?", (call_id,))
+                tx.execute("DELETE FROM webhook_deliveries WHERE call_id = ?", (call_id,))
+        for _, body in rows:
+            delete_local_recording(CallRecord.from_json(body).recording.get("uri", ""))
+        if rows:
+            log.info("call records purged", extra={"count": len(rows), "retention_days": retention_days})
+        return len(rows)
+
+
+def delete_local_recording(uri: str) -> bool:
+    """Remove a recording stored as a local path or file:// URI; other schemes are left alone."""
+    if not uri:
+        return False
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("", "file"):
+        return False
+    path = Path(parsed.path if parsed.scheme == "file" else uri)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        log.warning("recording not deleted", extra={"reason": "os_error"})
+        return False
+    return True

@@ -1,0 +1,196 @@
+"""The records worker: durable JetStream pull consumers on PA_CALLS and PA_AUDIT.
+
+Each message is folded into its call's record and stored before it is acknowledged, so a
+restart neither loses nor misses anything: the durable consumer resumes where it stopped.
+A redelivered message is recognised by its stream sequence and not applied twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from google.protobuf.message import DecodeError, Message
+
+from phoneagent.records import TOOL_TYPE_HEADER, builder
+from phoneagent.records.builder import CallRecord
+from phoneagent.records.store import DEFAULT_DB, RecordStore
+from phoneagent.runtime import subjects
+from phoneagent.runtime.errors import PhoneAgentError
+from phoneagent.runtime.settings import env, non_negative, positive
+from phoneagent.v1 import call_pb2, media_pb2, policy_pb2, speech_pb2, tools_pb2
+
+log = logging.getLogger(__name__)
+Listener = Callable[[CallRecord, list[str]], Awaitable[None]]
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordsSettings:
+    db: str = env("PA_RECORDS_DB", DEFAULT_DB, doc="SQLite path or postgresql:// URL of call records")
+    retention_days: float = env(
+        "PA_RECORD_RETENTION_DAYS", 90.0, check=non_negative, doc="Days records are kept; 0 keeps forever"
+    )
+    reveal_numbers: bool = env("PA_RECORDS_REVEAL_NUMBERS", False, doc="Store full phone numbers")
+    purge_every_s: float = env("PA_RECORDS_PURGE_EVERY_S", 3600.0, check=positive, doc="Purge interval")
+    durable: str = env("PA_RECORDS_CONSUMER", "records", doc="Durable consumer name prefix")
+
+
+def _decode(leaf: str, data: bytes, headers: dict[str, str]) -> Message | None:
+    types: dict[str, type[Message]] = {
+        "lifecycle": call_pb2.CallEvent,
+        "transcript": speech_pb2.Transcript,
+        "say": speech_pb2.AgentText,
+        "recording": media_pb2.RecordingStored,
+        "audit": policy_pb2.PolicyDecision,
+    }
+    if leaf == "tool":
+        kind = headers.get(TOOL_TYPE_HEADER, "")
+        types["tool"] = {"ToolCall": tools_pb2.ToolCall, "ToolResult": tools_pb2.ToolResult}.get(kind)  # type: ignore[assignment]
+    msg_type = types.get(leaf)
+    if msg_type is None:
+        return None
+    msg = msg_type()
+    try:
+        msg.ParseFromString(data)
+    except (DecodeError, ValueError, RuntimeError):
+        return None
+    return msg
+
+
+def fold(rec: CallRecord, leaf: str, msg: Message, reveal_numbers: bool) -> list[str]:
+    """Apply one event; returns the webhook events it raised."""
+    before_transfers = len(rec.transfers)
+    events: list[str] = []
+    if isinstance(msg, call_pb2.CallEvent):
+        builder.apply_lifecycle(rec, msg, reveal_numbers)
+        kind = msg.WhichOneof("event")
+        events += {"started": ["call.started"], "ended": ["call.ended"]}.get(kind or "", [])
+    elif isinstance(msg, speech_pb2.Transcript):
+        builder.apply_transcript(rec, msg)
+    elif isinstance(msg, speech_pb2.AgentText):
+        builder.apply_say(rec, msg)
+    elif isinstance(msg, tools_pb2.ToolCall):
+        builder.apply_tool_call(rec, msg)
+    elif isinstance(msg, tools_pb2.ToolResult):
+        builder.apply_tool_result(rec, msg)
+    elif isinstance(msg, media_pb2.RecordingStored):
+        builder.apply_recording(rec, msg)
+    elif isinstance(msg, policy_pb2.PolicyDecision):
+        builder.apply_decision(rec, msg)
+        if msg.subject == "opt_out":
+            events.append("opt_out")
+    if len(rec.transfers) > before_transfers:
+        events.insert(0, "transfer")
+    return events
+
+
+class RecordsWorker:
+    def __init__(
+        self, js: Any, store: RecordStore, settings: RecordsSettings, listener: Listener | None = None
+    ) -> None:
+        self.js = js
+        self.store = store
+        self.settings = settings
+        self.listener = listener
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self.applied = 0
+        self.changed = asyncio.Event()  # set after each stored change (tests and status wait on it)
+
+    async def start(self) -> None:
+        for stream, subject in (
+            (subjects.CALLS_STREAM, "pa.v1.call.>"),
+            (subjects.AUDIT_STREAM, subjects.ALL_AUDIT),
+        ):
+            durable = f"{self.settings.durable}-{stream.lower()}"
+            psub = await self.js.pull_subscribe(subject, durable=durable, stream=stream)
+            self._tasks.append(asyncio.create_task(self._consume(stream, psub), name=f"records:{stream}"))
+        self._tasks.append(asyncio.create_task(self._purge_loop(), name="records:purge"))
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Let each consumer finish its fetch (a cancelled fetch would strand the messages it
+        was sent until their ack wait expires), then cancel what is left."""
+        self._stopping.set()
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    async def _consume(self, stream: str, psub: Any) -> None:
+        import nats.errors
+
+        while not self._stopping.is_set():
+            try:
+                msgs = await psub.fetch(64, timeout=1.0)
+            except nats.errors.TimeoutError:
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # reconnecting: try again shortly
+                log.warning("records fetch failed", extra={"stream": stream, "error": type(exc).__name__})
+                await asyncio.sleep(1.0)
+                continue
+            for msg in msgs:
+                await self._handle(stream, msg)
+
+    async def _handle(self, stream: str, msg: Any) -> None:
+        try:
+            events, rec = await asyncio.to_thread(
+                self.apply,
+                stream,
+                msg.subject,
+                msg.data,
+                dict(msg.headers or {}),
+                msg.metadata.sequence.stream,
+            )
+        except PhoneAgentError as exc:
+            log.warning("record not stored", extra={"stream": stream, "error": exc.kind.name})
+            await msg.nak(delay=2.0)  # the database is busy or away: try this message again
+            return
+        await msg.ack()
+        if rec is not None:
+            self.applied += 1
+            self.changed.set()
+            if self.listener is not None and events:
+                try:
+                    await self.listener(rec, events)
+                except Exception:
+                    log.exception("records listener failed", extra={"call_id": rec.call_id})
+
+    def apply(
+        self, stream: str, subject: str, data: bytes, headers: dict[str, str], seq: int
+    ) -> tuple[list[str], CallRecord | None]:
+        call_id = subjects.call_id_of(subject)
+        leaf = "audit" if subject.startswith(subjects.AUDIT_PREFIX) else subject.rsplit(".", 1)[-1]
+        if call_id is None or call_id == "none":
+            return [], None
+        msg = _decode(leaf, data, headers)
+        if msg is None:
+            log.warning(
+                "record event skipped", extra={"call_id": call_id, "reason": "undecodable", "leaf": leaf}
+            )
+            return [], None
+        rec = self.store.get(call_id) or CallRecord(call_id=call_id)
+        if rec.positions.get(stream, 0) >= seq:
+            return [], None  # already applied before a restart
+        events = fold(rec, leaf, msg, self.settings.reveal_numbers)
+        rec.positions[stream] = seq
+        self.store.put(rec)
+        return events, rec
+
+    async def _purge_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await asyncio.to_thread(self.store.purge, self.settings.retention_days, time.time_ns())
+            except PhoneAgentError as exc:
+                log.warning("records purge failed", extra={"error": exc.kind.name})
+            try:
+                await asyncio.wait_for(self._stopping.wait(), self.settings.purge_every_s)
+            except TimeoutError:
+                pass
