@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from phoneagent.audio.resample import StreamResampler
+from phoneagent.edge.amd import amd_gate_for
 from phoneagent.edge.media.pacer import Pacer
 from phoneagent.edge.media.vad import BargeInVad, VadConfig, VadEventKind
 from phoneagent.runtime import metrics, subjects
@@ -116,6 +117,7 @@ class EdgeCall:
         self._release_task: asyncio.Future[None] | None = None
         self.transferring = False  # a transfer is in progress (one at a time)
         self.holding = False  # agent playout paused while a warm transfer holds the caller
+        self.amd = amd_gate_for(self)  # outbound with an ``amd`` label: hold playout for a verdict
 
     # --- lifecycle ------------------------------------------------------------------------------
     def meta(self, generation: int = 0) -> common_pb2.EventMeta:
@@ -213,6 +215,10 @@ class EdgeCall:
         await self._play_one()
 
     async def _caller_frame(self, frame: np.ndarray) -> None:
+        if self.amd is not None and not self.amd.detector.finished:
+            await self.amd.on_frame(frame)
+            if self.ended.is_set():
+                return
         event = self.vad.process(frame)
         now = time.monotonic()
         if event is not None:
@@ -249,7 +255,8 @@ class EdgeCall:
             await self.bus.publish(subjects.audio_in(self.call_id), msg)
 
     async def _play_one(self) -> None:
-        if self.holding or self.paused_since is not None or not self.queue:
+        held = self.holding or (self.amd is not None and self.amd.hold)
+        if held or self.paused_since is not None or not self.queue:
             await self.transport.send_agent_frame(np.zeros(self.frame, np.int16), False)
             return
         chunk = self.queue.popleft()
@@ -360,7 +367,11 @@ class EdgeCall:
             self._cancel_below(ev.cancel.generation_id + 1)
         elif kind == "hangup":
             await self.transport.hangup(ev.hangup.detail or "agent")
-            await self.end(ev.hangup.reason or call_pb2.END_REASON_AGENT_HANGUP, ev.hangup.detail)
+            reason: int = ev.hangup.reason or call_pb2.END_REASON_AGENT_HANGUP
+            detail = ev.hangup.detail
+            if self.amd is not None and self.amd.voicemail:
+                reason, detail = self.amd.end_reason(reason), self.amd.detail
+            await self.end(reason, detail)
         elif kind == "transfer":
             # In a task of its own: a transfer takes seconds and must not hold up the control lane.
             if self.transferring:

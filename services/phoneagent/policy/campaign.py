@@ -23,10 +23,10 @@ import heapq
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import TextIO
 
-from phoneagent.policy.areacodes import is_known_time_zone
+from phoneagent.policy.areacodes import is_known_time_zone, zone
 from phoneagent.policy.csvrows import (
     CsvSource,
     RowError,
@@ -145,6 +145,7 @@ class _State(enum.StrEnum):
     PENDING = "pending"
     IN_PROGRESS = "in_progress"
     RETRY_SCHEDULED = "retry_scheduled"
+    DEFERRED = "deferred"  # waiting for the callee's calling window to open
     DONE = "done"
 
 
@@ -158,6 +159,29 @@ class ContactResult:
     last_attempt_at: datetime | None = None
     due_at: datetime | None = None
     started_at: datetime | None = None
+
+
+def next_window_open(now: datetime, zones: Iterable[str], start: time, end: time,
+                     horizon_days: int = 3) -> datetime | None:
+    """The earliest moment at or after ``now`` (timezone-aware) when the local time in every one of
+    ``zones`` is inside ``[start, end)``; None when there is none within ``horizon_days``."""
+    names = tuple(zones)
+    if not names:
+        return None
+
+    def inside(t: datetime) -> bool:
+        return all(start <= t.astimezone(zone(n)).time().replace(tzinfo=None) < end for n in names)
+
+    if inside(now):
+        return now
+    candidates = []
+    for name in names:
+        local_day = now.astimezone(zone(name)).date()
+        for day in range(horizon_days + 1):
+            opening = datetime.combine(local_day + timedelta(days=day), start, tzinfo=zone(name))
+            if opening > now:
+                candidates.append(opening.astimezone(now.tzinfo))
+    return next((c for c in sorted(candidates) if inside(c)), None)
 
 
 RESULT_COLUMNS = ("number", "name", "purpose", "status", "attempts", "reason", "last_attempt_at")
@@ -267,7 +291,7 @@ class CampaignPacer:
         """Put a claimed contact back without counting an attempt (e.g. outside its calling window)."""
         result = self._claimed(number)
         self._unclaim(result)
-        result.state, result.due_at, result.reason = _State.RETRY_SCHEDULED, until, reason
+        result.state, result.due_at, result.reason = _State.DEFERRED, until, reason
         self._push(until, number)
 
     def _unclaim(self, result: ContactResult) -> None:

@@ -7,7 +7,9 @@ when (concurrency, calls per minute, retries with back-off). Each attempt:
 
 1. asks policy for a decision (``dial_check``: the outbound rules of
    :mod:`phoneagent.policy.outbound`; every decision is audited by the policy service). A
-   denial is final: the contact's result is ``denied`` with the rule's reason, nothing is dialled;
+   denial is final (the contact's result is ``denied`` with the rule's reason, nothing is
+   dialled), except outside the calling window: the contact is ``deferred`` to when the window
+   opens in its time zone(s) and checked again then;
 2. asks an edge replica to dial (``edge_dial``: CallStarted with the number, the campaign id
    and the contact's custom fields as labels);
 3. follows the call's lifecycle to its CallEnded and reports the outcome to the pacer:
@@ -26,9 +28,18 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
 
-from phoneagent.policy.campaign import CampaignPacer, Contact, ContactResult, Outcome, PacingConfig
+from phoneagent.policy.areacodes import time_zones_for
+from phoneagent.policy.campaign import (
+    CampaignPacer,
+    Contact,
+    ContactResult,
+    Outcome,
+    PacingConfig,
+    next_window_open,
+)
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.errors import InvalidArgument, PhoneAgentError
@@ -54,6 +65,10 @@ class RunnerConfig:
     agent: str = ""  # agent name for the calls; empty = the edge's default
     request_timeout_s: float = 5.0
     call_timeout_s: float = 3700.0  # a call that reports no end by then is hung up and counted failed
+    window_start: dtime = dtime(8, 0)  # the policy's calling window, to know when to check again
+    window_end: dtime = dtime(21, 0)
+    window_margin: timedelta = timedelta(minutes=1)  # re-check this long after the window opens
+    max_idle_s: float = 1.0  # the run loop looks at the clock at least this often
 
     def __post_init__(self) -> None:
         subjects.check_id(self.campaign_id, "campaign id")
@@ -97,15 +112,29 @@ class _CallWatch:
 
 
 Progress = Callable[[Contact, Outcome, str], None]
+Clock = Callable[[], datetime]
+WINDOW_RULE = "calling_window"
+
+
+@dataclass(frozen=True)
+class _Deferred:
+    until: datetime
+    reason: str
 
 
 class CampaignRunner:
     def __init__(
-        self, bus: Bus, contacts: Iterable[Contact], config: RunnerConfig, progress: Progress | None = None
+        self,
+        bus: Bus,
+        contacts: Iterable[Contact],
+        config: RunnerConfig,
+        progress: Progress | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.bus = bus
         self.config = config
-        self.pacer = CampaignPacer(contacts, config.pacing, clock=lambda: datetime.now(UTC))
+        self.clock: Clock = clock or (lambda: datetime.now(UTC))
+        self.pacer = CampaignPacer(contacts, config.pacing, clock=self.clock)
         self.progress = progress
         self._changed = asyncio.Event()
         self._tasks = TaskOwner(f"campaign:{config.campaign_id}")
@@ -121,7 +150,9 @@ class CampaignRunner:
                 wake = self.pacer.next_wake()
                 if wake is None and self.pacer.in_progress == 0:
                     break  # nothing running and nothing scheduled: cannot happen unless a report was lost
-                timeout = None if wake is None else max(0.0, (wake - datetime.now(UTC)).total_seconds())
+                timeout = self.config.max_idle_s  # also notices clock jumps
+                if wake is not None:
+                    timeout = min(timeout, max(0.0, (wake - self.clock()).total_seconds()))
                 self._changed.clear()
                 try:
                     await asyncio.wait_for(self._changed.wait(), timeout)
@@ -133,12 +164,25 @@ class CampaignRunner:
 
     async def _attempt(self, contact: Contact) -> None:
         try:
-            outcome, reason = await self._check_and_dial(contact)
+            result = await self._check_and_dial(contact)
         except Exception as exc:  # noqa: BLE001 - one bad attempt must not stop the campaign
             log.error(
                 "campaign attempt crashed", exc_info=exc, extra={"campaign_id": self.config.campaign_id}
             )
-            outcome, reason = Outcome.FAILED, "internal error"
+            result = Outcome.FAILED, "internal error"
+        if isinstance(result, _Deferred):
+            self.pacer.defer(contact.number, result.until, result.reason)
+            log.info(
+                "campaign contact deferred",
+                extra={
+                    "campaign_id": self.config.campaign_id,
+                    "callee": mask_number(contact.number),
+                    "until": result.until.isoformat(),
+                },
+            )
+            self._changed.set()
+            return
+        outcome, reason = result
         self.pacer.report(contact.number, outcome, reason)
         log.info(
             "campaign attempt finished",
@@ -152,7 +196,7 @@ class CampaignRunner:
             self.progress(contact, outcome, reason)
         self._changed.set()
 
-    async def _check_and_dial(self, contact: Contact) -> tuple[Outcome, str]:
+    async def _check_and_dial(self, contact: Contact) -> tuple[Outcome, str] | _Deferred:
         check = policy_pb2.DialCheck(
             number=contact.number,
             time_zone=contact.time_zone or "",
@@ -166,8 +210,23 @@ class CampaignRunner:
         except PhoneAgentError as exc:  # fail closed: no decision, no call
             return Outcome.DENIED, f"policy check failed ({exc.kind.name.lower()})"
         if decision.decision != policy_pb2.DECISION_ALLOW:
-            return Outcome.DENIED, f"{decision.rule}: {decision.reason}"
+            reason = f"{decision.rule}: {decision.reason}"
+            if decision.rule == WINDOW_RULE:
+                until = self._window_opens(contact)
+                if until is not None:
+                    return _Deferred(until, reason)
+            return Outcome.DENIED, reason
         return await self._dial(contact)
+
+    def _window_opens(self, contact: Contact) -> datetime | None:
+        """When the contact's calling window next opens (plus a margin); None when unknown."""
+        try:
+            zones = time_zones_for(contact.number, contact.time_zone)
+        except InvalidArgument:
+            return None
+        cfg = self.config
+        opens = next_window_open(self.clock(), zones, cfg.window_start, cfg.window_end)
+        return None if opens is None else opens + cfg.window_margin
 
     def _call_request(self, contact: Contact, call_id: str) -> call_pb2.CallStarted:
         started = call_pb2.CallStarted(
