@@ -62,6 +62,8 @@ class RunnerConfig:
     purpose: str
     pacing: PacingConfig
     amd: AmdMode = AmdMode.HANGUP
+    # Voicemail text for leave-message mode; a contact's own "message" column wins.
+    voicemail_message: str = ""
     agent: str = ""  # agent name for the calls; empty = the edge's default
     request_timeout_s: float = 5.0
     call_timeout_s: float = 3700.0  # a call that reports no end by then is hung up and counted failed
@@ -236,6 +238,8 @@ class CampaignRunner:
             agent=self.config.agent,
             campaign_id=self.config.campaign_id,
         )
+        if self.config.voicemail_message:
+            started.labels["message"] = self.config.voicemail_message
         started.labels.update({k: v for k, v in contact.fields.items() if v})
         started.labels.update(
             {"purpose": contact.purpose or self.config.purpose, "amd": self.config.amd.value}

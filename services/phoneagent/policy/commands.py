@@ -91,6 +91,9 @@ def add_campaign_args(p: argparse.ArgumentParser) -> None:
         choices=[m.value for m in AmdMode],
         help="what to do when an answering machine picks up",
     )
+    s.add_argument(
+        "--voicemail-message", default="", help="what to say to an answering machine (--amd leave-message)"
+    )
     s.add_argument("--agent", default="", help="agent name for the calls (default: the edge's)")
     s.add_argument("--call-timeout-s", type=float, default=3700.0)
     s.add_argument("--out", type=Path, default=None, help="results CSV (default: standard output)")
@@ -114,6 +117,7 @@ def campaign_command(args: argparse.Namespace) -> int:
                 retry_max=max(timedelta(hours=4), timedelta(seconds=args.retry_after_s)),
             ),
             amd=AmdMode(args.amd),
+            voicemail_message=args.voicemail_message,
             agent=args.agent,
             call_timeout_s=args.call_timeout_s,
         )
