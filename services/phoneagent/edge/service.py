@@ -20,6 +20,7 @@ from typing import Any
 
 from phoneagent.edge.callflow import EdgeCall, EdgeCallConfig
 from phoneagent.edge.media.dtmf import DtmfDigit
+from phoneagent.edge.recorder import CallRecording, RecordingConfig
 from phoneagent.edge.rtp_session import RtpSession
 from phoneagent.edge.settings import EdgeSettings
 from phoneagent.edge.sip import (
@@ -68,6 +69,7 @@ class ActiveCall:
     rtp: RtpSession
     dialing: asyncio.Task[Any] | None = None
     dtmf: asyncio.Queue[DtmfDigit] = field(default_factory=asyncio.Queue)
+    recording: CallRecording | None = None  # records only once policy allows it
 
 
 class EdgeService(Service):
@@ -195,9 +197,18 @@ class EdgeService(Service):
             min_speech_ms=self.settings.barge_in_min_speech_ms,
             max_duration_s=self.settings.max_call_duration_s,
         )
-        active = ActiveCall(EdgeCall(self.bus, started, transport, config), transport, rtp)
+        recording = self._recording(started.meta.call_id, transport.sample_rate)
+        media = recording.transport(transport) if recording is not None else transport
+        active = ActiveCall(EdgeCall(self.bus, started, media, config), transport, rtp, recording=recording)
         rtp.on_dtmf = active.dtmf.put_nowait
         return active
+
+    def _recording(self, call_id: str, rate: int) -> CallRecording | None:
+        s = self.settings
+        if not s.recording_enabled:
+            return None
+        config = RecordingConfig(Path(s.recording_dir), s.recording_s3_url)
+        return CallRecording(self.bus, call_id, rate, config)
 
     def _handlers(self, active: ActiveCall) -> DialogHandlers:
         call = active.call
@@ -252,6 +263,8 @@ class EdgeService(Service):
             if active.transport.bridge is not None:
                 await active.transport.bridge.close()
             active.rtp.close()
+            if active.recording is not None:
+                await active.recording.finish()
             self.calls.pop(call.call_id, None)
             log.info(
                 "call released",
@@ -343,6 +356,8 @@ class EdgeService(Service):
         """Publish the call and claim its sessions; on failure end it as an error."""
         try:
             await active.call.start()
+            if active.recording is not None:
+                await active.recording.start()
             return True
         except PhoneAgentError as exc:
             log.warning(

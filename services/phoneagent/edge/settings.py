@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import ipaddress
 
 from phoneagent.runtime.settings import env, non_negative, port, positive
@@ -19,6 +20,12 @@ def _codecs(value: list[str]) -> str | None:
 def _transports(value: list[str]) -> str | None:
     if not value or any(t.lower() not in ("udp", "tcp") for t in value):
         return "must list udp and/or tcp"
+    return None
+
+
+def _s3_url(value: str) -> str | None:
+    if value and not (value.startswith("s3://") and len(value) > 5):
+        return "must be an s3://bucket/prefix URL"
     return None
 
 
@@ -63,9 +70,18 @@ class EdgeSettings:
     no_answer_timeout_s: float = env(
         "PA_DIAL_TIMEOUT_S", 45.0, check=positive, doc="Outbound calls ring this long before no-answer"
     )
+    recording_enabled: bool = env(
+        "PA_RECORDING_ENABLED", True, doc="Record calls (stereo WAV) when policy allows it for the call"
+    )
+    recording_dir: str = env("PA_RECORDING_DIR", "var/recordings", doc="Recording volume (local disk)")
+    recording_s3_url: str = env(
+        "PA_RECORDING_S3_URL", "", check=_s3_url, doc="Upload recordings to s3://bucket/prefix (extra s3)"
+    )
 
     def validate(self) -> list[str]:
         problems = []
+        if self.recording_s3_url and importlib.util.find_spec("boto3") is None:
+            problems.append("PA_RECORDING_S3_URL: needs boto3; install with pip install 'phone-agent[s3]'")
         if self.rtp_port_min > self.rtp_port_max or self.rtp_port_min < 1024:
             problems.append("PA_RTP_PORT_MIN/PA_RTP_PORT_MAX: need 1024 <= min <= max")
         if bool(self.inbound_username) != bool(self.inbound_password):

@@ -1,0 +1,125 @@
+"""The per-call recorder on a real bus: permission from policy decisions, what is kept, bad disks."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+import wave
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pa_testing import wait_for
+from phoneagent.edge.recorder import CallRecording, RecordingConfig, upload_s3
+from phoneagent.edge.settings import EdgeSettings
+from phoneagent.runtime import subjects
+from phoneagent.runtime.bus import Bus
+from phoneagent.runtime.errors import ErrorKind
+from phoneagent.runtime.settings import load
+from phoneagent.v1 import common_pb2, policy_pb2
+
+CALL = "0123456789abcdef01234567"
+
+
+async def decide(bus: Bus, decision: int, rule: str, subject: str = "recording") -> None:
+    record = policy_pb2.PolicyDecision(
+        meta=common_pb2.EventMeta(call_id=CALL, ts_unix_ns=time.time_ns()),
+        decision=decision,  # type: ignore[arg-type]
+        subject=subject,
+        rule=rule,
+    )
+    await bus.publish(subjects.audit(CALL), record)
+
+
+async def decide_until(bus: Bus, seen: Callable[[], bool], decision: int, rule: str) -> None:
+    """Publish a decision until the recorder has seen it (a fresh subscription may miss the first)."""
+    for _ in range(50):
+        await decide(bus, decision, rule)
+        try:
+            await wait_for(seen, timeout=0.1)
+            return
+        except AssertionError:
+            continue
+    raise AssertionError("decision never seen")
+
+
+def frames(value: int, n: int) -> list[np.ndarray]:
+    return [np.full(160, value, np.int16) for _ in range(n)]
+
+
+async def test_stop_keeps_only_what_was_allowed(bus: Bus, tmp_path: Path) -> None:
+    rec = CallRecording(bus, CALL, 8000, RecordingConfig(tmp_path))
+    await rec.start()
+    for f in frames(1, 5):
+        rec.add(f, f)  # before any decision: not recorded
+    await decide(bus, policy_pb2.DECISION_ALLOW, "disclosure", subject="disclosure")
+    await decide_until(bus, lambda: rec.allowed, policy_pb2.DECISION_ALLOW, "one_party_notice")
+    for f in frames(100, 10):
+        rec.add(f, -f)
+    await decide_until(bus, lambda: rec.refused, policy_pb2.DECISION_DENY, "caller_stopped")
+    assert rec._sub is not None
+    before = rec._sub.received
+    await decide(bus, policy_pb2.DECISION_ALLOW, "consent_given")  # does not resume
+    await decide(bus, policy_pb2.DECISION_DENY, "caller_stopped")
+    await wait_for(lambda: rec._sub is not None and rec._sub.received >= before + 2, timeout=5)
+    assert not rec.allowed
+    for f in frames(7, 10):
+        rec.add(f, f)
+
+    stored = await rec.finish()
+    assert stored is not None and stored.duration_ms == 200
+    with wave.open(stored.uri, "rb") as wav:
+        pcm = np.frombuffer(wav.readframes(wav.getnframes()), "<i2").reshape(-1, 2)
+    assert (pcm[:, 0] == 100).all() and (pcm[:, 1] == -100).all() and len(pcm) == 1600
+    assert [p.name for p in tmp_path.iterdir()] == [f"{CALL}.wav"]
+
+
+async def test_short_frames_are_padded_and_silence_fills_a_missing_caller(bus: Bus, tmp_path: Path) -> None:
+    rec = CallRecording(bus, CALL, 8000, RecordingConfig(tmp_path))
+    await rec.start()
+    await decide_until(bus, lambda: rec.allowed, policy_pb2.DECISION_ALLOW, "consent_given")
+    rec.add(None, np.full(100, 5, np.int16))
+    rec.add(np.full(400, 3, np.int16), np.zeros(0, np.int16))
+    stored = await rec.finish()
+    assert stored is not None and stored.duration_ms == 40
+    with wave.open(stored.uri, "rb") as wav:
+        pcm = np.frombuffer(wav.readframes(wav.getnframes()), "<i2").reshape(-1, 2)
+    assert (pcm[:160, 0] == 0).all() and (pcm[:100, 1] == 5).all() and (pcm[100:160, 1] == 0).all()
+    assert (pcm[160:, 0] == 3).all() and (pcm[160:, 1] == 0).all()
+
+
+async def test_nothing_stored_without_permission_or_with_a_bad_volume(bus: Bus, tmp_path: Path) -> None:
+    rec = CallRecording(bus, CALL, 8000, RecordingConfig(tmp_path / "none"))
+    await rec.start()
+    for f in frames(1, 5):
+        rec.add(f, f)
+    assert await rec.finish() is None
+    assert not (tmp_path / "none").exists()
+
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    rec = CallRecording(bus, CALL, 8000, RecordingConfig(blocked))
+    await rec.start()
+    await decide_until(
+        bus,
+        lambda: rec._sub is not None and rec._sub.received > 0,
+        policy_pb2.DECISION_ALLOW,
+        "one_party_notice",
+    )
+    rec.add(*frames(1, 2))
+    assert not rec.allowed and await rec.finish() is None
+
+
+@pytest.mark.skipif(importlib.util.find_spec("boto3") is not None, reason="boto3 installed")
+def test_s3_needs_the_s3_extra(tmp_path: Path) -> None:
+    with pytest.raises(Exception, match=r"PA_RECORDING_S3_URL: needs boto3.*phone-agent\[s3\]"):
+        load(EdgeSettings, recording_s3_url="s3://bucket/calls")
+    with pytest.raises(Exception) as err:
+        upload_s3(tmp_path / "x.wav", "s3://bucket/calls")
+    assert getattr(err.value, "kind", None) is ErrorKind.MODEL_UNAVAILABLE and "[s3]" in str(err.value)
+
+
+def test_s3_url_must_name_a_bucket() -> None:
+    with pytest.raises(Exception, match="PA_RECORDING_S3_URL"):
+        load(EdgeSettings, recording_s3_url="https://bucket")
