@@ -106,12 +106,16 @@ class EdgeService(Service):
             min_speech_ms=self.settings.barge_in_min_speech_ms, max_duration_s=web.max_call_duration_s
         )
         try:
-            self._web, self.web_port = await run_gateway(self.bus, web.host, web.port, web, config)
+            self._web, self.web_port = await run_gateway(
+                self.bus, web.host, web.port, web, config, recording=self._recording
+            )
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE or not self.settings.sip_port_fallback:
                 raise
             log.warning("web port busy; using a free one", extra={"port": web.port})
-            self._web, self.web_port = await run_gateway(self.bus, web.host, 0, web, config)
+            self._web, self.web_port = await run_gateway(
+                self.bus, web.host, 0, web, config, recording=self._recording
+            )
         self.web_host = web.host
         log.info("browser page listening", extra={"web_port": self.web_port})
 

@@ -8,9 +8,11 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from phoneagent.edge.callflow import EdgeCall, EdgeCallConfig
+from phoneagent.edge.recorder import CallRecording
 from phoneagent.edge.webrtc.events import CallFeed
 from phoneagent.edge.webrtc.settings import WebRtcSettings
 from phoneagent.edge.webrtc.transport import WebRtcTransport
@@ -43,8 +45,18 @@ def negotiated_codec(sdp: str) -> str:
     return names.get(m.group(1), "")
 
 
+# Makes the recorder of a call (call id, rate), or None when recording is off.
+RecordingFactory = Callable[[str, int], CallRecording | None]
+
+
 class WebRtcCall:
-    def __init__(self, bus: Bus, settings: WebRtcSettings, config: EdgeCallConfig) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        settings: WebRtcSettings,
+        config: EdgeCallConfig,
+        recording: RecordingFactory | None = None,
+    ) -> None:
         self.bus = bus
         self.settings = settings
         self.call_id = subjects.new_call_id()
@@ -53,6 +65,8 @@ class WebRtcCall:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.transport = WebRtcTransport(settings.call_rate, close_peer=self.pc.close)
         self.config = config
+        # Recorded like a phone call: only once policy allows it (see phoneagent.edge.recorder).
+        self.recording = recording(self.call_id, settings.call_rate) if recording is not None else None
         self.edge: EdgeCall | None = None
         self.feed: CallFeed | None = None
         self.codec = ""
@@ -100,13 +114,16 @@ class WebRtcCall:
             sample_rate=16000,
             codec=self.codec,
         )
-        self.edge = EdgeCall(self.bus, started, self.transport, self.config)
+        media = self.recording.transport(self.transport) if self.recording is not None else self.transport
+        self.edge = EdgeCall(self.bus, started, media, self.config)
         edge = self.edge
         self.feed = CallFeed(self.bus, self.call_id, lambda: edge.speech_ended_at)
         feed = self.feed
         self.transport.on_agent_speech = lambda on: self._spawn(feed.agent_speech(on), "feed-speech")
         await self.feed.start()
         await self.edge.start()
+        if self.recording is not None:
+            await self.recording.start()
         self.tasks.spawn(self._answer_when_connected(), "connect")
         log.info("browser call started", extra={"call_id": self.call_id, "codec": self.codec})
 
@@ -128,6 +145,8 @@ class WebRtcCall:
         await self.tasks.close(timeout=2.0)
         if self.feed is not None:
             await self.feed.close()
+        if self.recording is not None:
+            await self.recording.finish()
 
     # --- peer connection events ------------------------------------------------------------------
     def _spawn(self, coro: Any, name: str) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from phoneagent.edge.callflow import EdgeCall, EdgeCallConfig
-from phoneagent.edge.webrtc.call import WebRtcCall
+from phoneagent.edge.webrtc.call import RecordingFactory, WebRtcCall
 from phoneagent.edge.webrtc.ice import pin_host_addresses
 from phoneagent.edge.webrtc.settings import WebRtcSettings
 from phoneagent.runtime.bus import Bus
@@ -49,8 +49,10 @@ class WebRtcGateway:
         settings: WebRtcSettings,
         on_call_started: Callable[[EdgeCall], None] | None = None,
         call_config: EdgeCallConfig | None = None,
+        recording: RecordingFactory | None = None,
     ) -> None:
         self.bus = bus
+        self.recording = recording
         self.settings = settings
         self.on_call_started = on_call_started
         self.call_config = call_config or EdgeCallConfig(max_duration_s=settings.max_call_duration_s)
@@ -109,7 +111,7 @@ class WebRtcGateway:
         body = await _json_body(request)
         if body.get("type", "offer") != "offer" or not isinstance(body.get("sdp"), str):
             return _error(400, 'expected {"type": "offer", "sdp": "..."}')
-        call = WebRtcCall(self.bus, self.settings, self.call_config)
+        call = WebRtcCall(self.bus, self.settings, self.call_config, recording=self.recording)
         try:
             answer = await call.accept(body["sdp"])
             await call.start()
@@ -197,12 +199,17 @@ def _error(status: int, message: str) -> web.Response:
 
 
 async def run_gateway(
-    bus: Bus, host: str, port: int, settings: WebRtcSettings, call_config: EdgeCallConfig | None = None
+    bus: Bus,
+    host: str,
+    port: int,
+    settings: WebRtcSettings,
+    call_config: EdgeCallConfig | None = None,
+    recording: RecordingFactory | None = None,
 ) -> tuple[web.AppRunner, int]:
     """Serve the gateway on its own application; returns the runner (``await runner.cleanup()``
     stops it and hangs up every call) and the bound port. The gateway is ``app[GATEWAY_KEY]``."""
     app = web.Application(client_max_size=256 * 1024)
-    WebRtcGateway(bus, settings, call_config=call_config).attach(app)
+    WebRtcGateway(bus, settings, call_config=call_config, recording=recording).attach(app)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
