@@ -32,7 +32,7 @@ async def js_bus(fresh_nats: str) -> AsyncIterator[Bus]:
     await b.close()
 
 
-async def wait_for(store: RecordStore, check, timeout: float = 10.0):  # type: ignore[no-untyped-def]
+async def wait_for(store: RecordStore, check, timeout: float = 30.0):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         rec = await asyncio.to_thread(store.get, CALL)

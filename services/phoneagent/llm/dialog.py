@@ -96,6 +96,9 @@ class Sentence:
     seq: int
     text: str
     final: bool
+    # Wall clock (unix ns) of the generation's first model token; set on sentence 0 only, and 0
+    # when no model ran (greeting, policy words, a booking resumed in code).
+    first_token_unix_ns: int = 0
 
 
 @dataclass
@@ -103,6 +106,7 @@ class _Reply:
     generation: int
     turn: int
     request_id: str = ""
+    first_token_unix_ns: int = 0
     sentences: list[str] = field(default_factory=list)
     finished: bool = False  # every sentence published
     task: asyncio.Task[None] | None = None
@@ -258,7 +262,8 @@ class Dialog:
         """Publish one sentence of the reply at once (never held back for the next one)."""
         seq = len(reply.sentences)
         reply.sentences.append(text)
-        await self.publish(Sentence(reply.generation, reply.turn, seq, text, False))
+        first_token = reply.first_token_unix_ns if seq == 0 else 0
+        await self.publish(Sentence(reply.generation, reply.turn, seq, text, False, first_token))
 
     async def _end(self, reply: _Reply) -> None:
         """Mark the end of the generation: an empty, final sentence after the last one."""
@@ -308,6 +313,8 @@ class Dialog:
                 break
             if first_token:
                 first_token = False
+                if not reply.first_token_unix_ns:
+                    reply.first_token_unix_ns = time.time_ns()
                 metrics.LLM_FIRST_TOKEN_LATENCY.labels(engine=self.engine.name).observe(
                     time.perf_counter() - started
                 )

@@ -26,13 +26,14 @@ from phoneagent.llm.engines.base import LlmEngine, create_engine
 from phoneagent.llm.prompting import Prompter, answers, normalise_arguments
 from phoneagent.llm.settings import LlmSettings
 from phoneagent.records import TOOL_TYPE_HEADER
+from phoneagent.records.summary import summarize
 from phoneagent.runtime import streams, subjects, telemetry
 from phoneagent.runtime.bus import Delivery, Lane, Subscription
 from phoneagent.runtime.errors import PhoneAgentError
 from phoneagent.runtime.modelfiles import cache_dir
 from phoneagent.runtime.service import Service
 from phoneagent.runtime.settings import CommonSettings
-from phoneagent.v1 import call_pb2, common_pb2, control_pb2, session_pb2, speech_pb2, tools_pb2
+from phoneagent.v1 import call_pb2, common_pb2, control_pb2, records_pb2, session_pb2, speech_pb2, tools_pb2
 
 log = logging.getLogger(__name__)
 SETTINGS = LlmSettings
@@ -50,6 +51,7 @@ SPOKEN_AS_IS = frozenset(
     }
 )
 OUTBOUND_GREET_AFTER_S = 3.0
+SUMMARY_MAX_TOKENS = 256
 
 
 class Tools:
@@ -371,6 +373,9 @@ class LlmService(Service):
         self.executor = ToolExecutor(self.agent, self.store, self.knowledge)
         self._kv = await streams.dialog_kv(self.bus.jetstream())
         await self.warm_up()
+        await self.bus.serve(
+            subjects.llm_summarize(), records_pb2.SummaryRequest, self._on_summary, queue_group="llm"
+        )
         log.info("llm ready", extra={"engine": s.engine, "model": s.model, "agent": self.agent.name})
 
     def system_prompt(self) -> str:
@@ -391,6 +396,10 @@ class LlmService(Service):
         ):
             pass
         log.info("llm prompt cache warmed", extra={"seconds": round(time.perf_counter() - started, 2)})
+
+    async def _on_summary(self, req: records_pb2.SummaryRequest, _: Delivery) -> records_pb2.CallSummary:
+        """Post-call summary (records worker): a short JSON-schema-constrained generation."""
+        return await summarize(self.engine, req, max_tokens=SUMMARY_MAX_TOKENS)
 
     async def load_state(self, call_id: str) -> DialogState | None:
         try:

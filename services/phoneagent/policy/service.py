@@ -30,7 +30,9 @@ from phoneagent.policy.outbound import DialRequest, OutboundConfig, evaluate_dia
 from phoneagent.policy.settings import PolicySettings
 from phoneagent.policy.stores import PolicyStores
 from phoneagent.records.store import RecordStore
-from phoneagent.records.worker import RecordsSettings, RecordsWorker
+from phoneagent.records.summary import SummaryRequester
+from phoneagent.records.webhooks import WebhookDispatcher, WebhookSettings
+from phoneagent.records.worker import RecordsSettings, RecordsWorker, fan_out
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Delivery, Lane, Subscription
 from phoneagent.runtime.errors import InvalidArgument
@@ -178,6 +180,9 @@ class PolicyService(Service):
         self.records_settings = load_settings(RecordsSettings)
         self.records: RecordStore | None = None
         self.records_worker: RecordsWorker | None = None
+        self.webhook_settings = load_settings(WebhookSettings)
+        self.webhooks: WebhookDispatcher | None = None
+        self.summaries: SummaryRequester | None = None
         self.transfer_available, self.transfer_target = _agent_transfer(common)
 
     async def setup(self) -> None:
@@ -191,11 +196,23 @@ class PolicyService(Service):
             subjects.ALL_LIFECYCLE, stream=subjects.CALLS_STREAM, ordered_consumer=True, cb=self._on_lifecycle
         )
         self.records = RecordStore(self.records_settings.db)
-        self.records_worker = RecordsWorker(js, self.records, self.records_settings)
-        await self.records_worker.start()
+        await self._start_records(js, self.records)
         api = CallControl(self.bus, self.index, self.decide, token=self.settings.api_token)
         self.grpc_server, self.grpc_port = await serve(api, self.settings.grpc_host, self.settings.grpc_port)
         log.info("control api listening", extra={"grpc_port": self.grpc_port})
+
+    async def _start_records(self, js: Any, store: RecordStore) -> None:
+        """Records worker, with webhook deliveries and post-call summaries as its listeners."""
+        from phoneagent.llm.domain.agent import load_agent
+
+        self.webhooks = WebhookDispatcher(
+            store, load_agent(self.common.agent_path).webhooks, self.webhook_settings
+        )
+        await self.webhooks.start()
+        self.summaries = SummaryRequester(self.bus, store)
+        listener = fan_out(self.webhooks.on_events, self.summaries.on_events)
+        self.records_worker = RecordsWorker(js, store, self.records_settings, listener=listener)
+        await self.records_worker.start()
 
     async def _on_lifecycle(self, msg: Any) -> None:
         event = call_pb2.CallEvent()
@@ -281,6 +298,10 @@ class PolicyService(Service):
                 pass
         if self.records_worker is not None:
             await self.records_worker.stop()
+        if self.summaries is not None:
+            await self.summaries.stop()
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         if self.records is not None:
             self.records.close()
         if self.stores is not None:
@@ -292,4 +313,7 @@ class PolicyService(Service):
             "grpc_port": self.grpc_port,
             "calls_indexed": len(self.index.calls),
             "records_applied": applied,
+            "webhooks_delivered": self.webhooks.delivered if self.webhooks is not None else 0,
+            "webhooks_failed": self.webhooks.failed if self.webhooks is not None else 0,
+            "summaries_stored": self.summaries.stored if self.summaries is not None else 0,
         }

@@ -7,8 +7,10 @@ domains. Each record is one row: columns for listing and filtering, the full rec
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,6 +63,11 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             " ON webhook_deliveries (status, next_attempt_unix_ns)",
         ),
     ),
+    (
+        3,
+        "post-call summaries",
+        ("ALTER TABLE call_records ADD COLUMN summary TEXT NOT NULL DEFAULT ''",),
+    ),
 )
 
 
@@ -93,6 +100,28 @@ def migrate(db: Database) -> int:
 
 
 @dataclass(frozen=True)
+class Delivery:
+    """One webhook delivery: a signed POST of ``body`` to ``url``, retried until it succeeds."""
+
+    id: str
+    call_id: str
+    agent: str
+    event: str
+    url: str
+    body: str
+    status: str  # "pending", "delivered" or "failed"
+    attempts: int
+    last_code: int
+    last_error: str
+    next_attempt_unix_ns: int
+
+
+_DELIVERY_COLS = (
+    "id, call_id, agent, event, url, body, status, attempts, last_code, last_error, next_attempt_unix_ns"
+)
+
+
+@dataclass(frozen=True)
 class Summary:
     call_id: str
     agent: str
@@ -112,8 +141,70 @@ class RecordStore:
 
     def get(self, call_id: str) -> CallRecord | None:
         with self.db.transaction() as tx:
-            rows = tx.query("SELECT body FROM call_records WHERE call_id = ?", (call_id,))
-        return CallRecord.from_json(rows[0][0]) if rows else None
+            rows = tx.query("SELECT body, summary FROM call_records WHERE call_id = ?", (call_id,))
+        if not rows:
+            return None
+        rec = CallRecord.from_json(rows[0][0])
+        if rows[0][1]:
+            rec.summary = json.loads(rows[0][1])
+        return rec
+
+    def set_summary(self, call_id: str, summary: dict[str, object]) -> bool:
+        """Store a post-call summary in its own column, so a later event cannot overwrite it."""
+        with self.db.transaction() as tx:
+            return bool(
+                tx.execute(
+                    "UPDATE call_records SET summary = ?, updated_unix_ns = ? WHERE call_id = ?",
+                    (json.dumps(summary, sort_keys=True), time.time_ns(), call_id),
+                )
+            )
+
+    def enqueue_delivery(self, call_id: str, agent: str, event: str, url: str, body: str) -> str:
+        delivery_id = uuid.uuid4().hex
+        now = time.time_ns()
+        with self.db.transaction() as tx:
+            tx.execute(
+                "INSERT INTO webhook_deliveries (id, call_id, agent, event, url, body, status, attempts,"
+                " last_code, last_error, next_attempt_unix_ns, created_unix_ns)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, 0, '', ?, ?)",
+                (delivery_id, call_id, agent, event, url, body, now, now),
+            )
+        return delivery_id
+
+    def due_deliveries(self, now_ns: int, limit: int = 32) -> list[Delivery]:
+        with self.db.transaction() as tx:
+            rows = tx.query(
+                f"SELECT {_DELIVERY_COLS} FROM webhook_deliveries WHERE status = 'pending'"
+                " AND next_attempt_unix_ns <= ? ORDER BY next_attempt_unix_ns LIMIT ?",
+                (now_ns, limit),
+            )
+        return [Delivery(*r) for r in rows]
+
+    def next_delivery_at(self) -> int | None:
+        """When the earliest pending delivery is due (Unix ns), or None when none is pending."""
+        with self.db.transaction() as tx:
+            rows = tx.query(
+                "SELECT MIN(next_attempt_unix_ns) FROM webhook_deliveries WHERE status = 'pending'"
+            )
+        return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def record_attempt(
+        self, delivery_id: str, status: str, attempts: int, code: int, error: str, next_ns: int
+    ) -> None:
+        with self.db.transaction() as tx:
+            tx.execute(
+                "UPDATE webhook_deliveries SET status = ?, attempts = ?, last_code = ?, last_error = ?,"
+                " next_attempt_unix_ns = ? WHERE id = ?",
+                (status, attempts, code, error, next_ns, delivery_id),
+            )
+
+    def deliveries(self, call_id: str) -> list[Delivery]:
+        with self.db.transaction() as tx:
+            rows = tx.query(
+                f"SELECT {_DELIVERY_COLS} FROM webhook_deliveries WHERE call_id = ? ORDER BY created_unix_ns",
+                (call_id,),
+            )
+        return [Delivery(*r) for r in rows]
 
     def put(self, rec: CallRecord) -> None:
         with self.db.transaction() as tx:

@@ -28,6 +28,19 @@ log = logging.getLogger(__name__)
 Listener = Callable[[CallRecord, list[str]], Awaitable[None]]
 
 
+def fan_out(*listeners: Listener) -> Listener:
+    """One listener calling each of ``listeners`` in turn; a failing one does not stop the rest."""
+
+    async def call_all(rec: CallRecord, events: list[str]) -> None:
+        for listener in listeners:
+            try:
+                await listener(rec, events)
+            except Exception:
+                log.exception("records listener failed", extra={"call_id": rec.call_id})
+
+    return call_all
+
+
 @dataclasses.dataclass(frozen=True)
 class RecordsSettings:
     db: str = env("PA_RECORDS_DB", DEFAULT_DB, doc="SQLite path or postgresql:// URL of call records")

@@ -123,6 +123,11 @@ def dial_check() -> str:
     return f"{PREFIX}.policy.dialcheck"
 
 
+def llm_summarize() -> str:
+    """Request for a post-call summary (records worker -> llm, queue group "llm")."""
+    return f"{PREFIX}.llm.summarize"
+
+
 def _stage(stage: str) -> str:
     if stage not in STAGES:
         raise InvalidArgument(f"unknown stage {stage!r}")

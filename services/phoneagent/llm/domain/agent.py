@@ -23,11 +23,13 @@ from phoneagent.llm.domain.agent_fields import (
     WEEKDAYS,
     FieldErrors,
     Interval,
+    Webhook,
     parse_closures,
     parse_hours,
     parse_int,
     parse_str,
     parse_timezone,
+    parse_webhooks,
 )
 from phoneagent.llm.domain.tool_schemas import TOOL_NAMES
 from phoneagent.runtime.errors import InvalidArgument
@@ -49,6 +51,7 @@ _TOP_KEYS = {
     "tools",
     "transfer",
     "voice",
+    "webhooks",
 }
 _ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _LANG = re.compile(r"^[a-z]{2,3}(-[A-Z]{2})?$")
@@ -119,6 +122,7 @@ class Agent:
     transfer: Transfer | None
     voice: Voice
     source: Path | None = None
+    webhooks: tuple[Webhook, ...] = ()
 
     @property
     def tz(self) -> ZoneInfo:
@@ -194,6 +198,7 @@ def parse_agent(raw: Any, *, base_dir: Path, source: Path | None = None) -> Agen
         transfer=_parse_transfer(raw.get("transfer"), errs),
         voice=_parse_voice(raw.get("voice"), errs),
         source=source,
+        webhooks=parse_webhooks(raw.get("webhooks"), errs),
     )
     if "transfer_to_human" in agent.tools and agent.transfer is None:
         errs.add("tools", "transfer_to_human is enabled but no transfer target is set")
@@ -318,6 +323,7 @@ __all__ = [
     "Interval",
     "Transfer",
     "Voice",
+    "Webhook",
     "load_agent",
     "parse_agent",
 ]

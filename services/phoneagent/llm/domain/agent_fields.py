@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from datetime import date, time
@@ -206,3 +207,72 @@ def parse_closures(raw: Any, errs: FieldErrors) -> list[tuple[date, date, str]]:
             else:
                 out.append((start, end, reason))
     return out
+
+
+WEBHOOK_EVENTS = ("call.started", "call.ended", "transfer", "opt_out")
+_WEBHOOK_KEYS = {"url", "secret", "secret_env", "events"}
+_URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """A receiver of call-record events, signed with ``secret`` (HMAC-SHA256)."""
+
+    url: str
+    secret: str
+    events: frozenset[str]
+
+
+def _webhook_secret(item: dict[str, Any], field: str, errs: FieldErrors) -> str:
+    if ("secret" in item) == ("secret_env" in item):
+        errs.add(field, "needs exactly one of secret or secret_env")
+        return ""
+    if "secret_env" in item:
+        name = item["secret_env"]
+        value = os.environ.get(name, "") if isinstance(name, str) else ""
+        if not value:
+            errs.add(f"{field}.secret_env", f"environment variable {name!r} is not set")
+        return value
+    secret = item["secret"]
+    if not isinstance(secret, str) or len(secret) < 16:
+        errs.add(f"{field}.secret", "must be a string of at least 16 characters")
+        return ""
+    return secret
+
+
+def _webhook_events(raw: Any, field: str, errs: FieldErrors) -> frozenset[str]:
+    if raw is None:
+        return frozenset(WEBHOOK_EVENTS)
+    if not isinstance(raw, list) or not raw:
+        errs.add(f"{field}.events", f"must be a non-empty list of {', '.join(WEBHOOK_EVENTS)}")
+        return frozenset()
+    for i, event in enumerate(raw):
+        if event not in WEBHOOK_EVENTS:
+            errs.add(f"{field}.events[{i}]", f"unknown event {event!r} (known: {', '.join(WEBHOOK_EVENTS)})")
+    return frozenset(e for e in raw if e in WEBHOOK_EVENTS)
+
+
+def parse_webhooks(raw: Any, errs: FieldErrors) -> tuple[Webhook, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        errs.add("webhooks", "must be a list of mappings with url, secret (or secret_env) and events")
+        return ()
+    out: list[Webhook] = []
+    for i, item in enumerate(raw):
+        field = f"webhooks[{i}]"
+        if not isinstance(item, dict):
+            errs.add(field, "must be a mapping with url, secret (or secret_env) and events")
+            continue
+        for key in item:
+            if key not in _WEBHOOK_KEYS:
+                errs.add(f"{field}.{key}", "unknown field")
+        url = item.get("url")
+        if not isinstance(url, str) or not _URL.match(url.strip()):
+            errs.add(f"{field}.url", "must be an http:// or https:// URL")
+            url = ""
+        secret = _webhook_secret(item, field, errs)
+        out.append(
+            Webhook(url=url.strip(), secret=secret, events=_webhook_events(item.get("events"), field, errs))
+        )
+    return tuple(out)
