@@ -2,10 +2,10 @@
 and a sweep of concurrent calls. Fixed scenario and seed, so runs compare across commits.
 
 Time points of a turn (unix ns, one machine): the caller stops speaking (the caller's clock) ->
-end of speech as ASR saw it (Transcript.speech_end_unix_ns) -> ASR final emitted -> first reply
-sentence (AgentText sentence 0) -> first TTS chunk (SpeechChunk sequence 0) -> first agent RTP
-packet with speech at the caller. The LLM's first token is not published on the bus, so it is
-not a separate point here (the LLM's own benchmark measures it).
+end of speech as ASR saw it (Transcript.speech_end_unix_ns) -> ASR final emitted -> the LLM's
+first token (AgentText.first_token_unix_ns on sentence 0) -> first reply sentence (AgentText
+sentence 0) -> first TTS chunk (SpeechChunk sequence 0) -> first agent RTP packet with speech at
+the caller. A point that is missing (a reply spoken without the model) leaves its two hops empty.
 """
 
 from __future__ import annotations
@@ -34,7 +34,15 @@ QUESTIONS = (
     "How much does a cleaning cost?",
     "Where are you located?",
 )
-POINTS = ("caller_stop", "speech_end", "asr_final", "first_sentence", "tts_first_audio", "first_rtp")
+POINTS = (
+    "caller_stop",
+    "speech_end",
+    "asr_final",
+    "llm_first_token",
+    "first_sentence",
+    "tts_first_audio",
+    "first_rtp",
+)
 HOPS = tuple(f"{a}->{b}" for a, b in zip(POINTS, POINTS[1:], strict=False)) + ("mouth_to_ear",)
 SEED = 1234
 
@@ -44,12 +52,13 @@ def bench_scenario(turns: int) -> Scenario:
         raise InvalidArgument("turns must be between 1 and 20")
     steps: list[Any] = [
         BargeIn("Hi, sorry, quick question.", after_ms=1500, timeout_s=120),
-        Wait(timeout_s=120),
+        Wait(timeout_s=120, silence_ms=3000),  # the answer, then the recording notice
     ]
     for i in range(turns):
         steps += [Say(QUESTIONS[i % len(QUESTIONS)]), Wait(timeout_s=120)]
     steps.append(Hangup())
-    return Scenario("bench", tuple(steps), caller="+14155550100")
+    # New York (one-party consent): a recording notice, no consent question to answer.
+    return Scenario("bench", tuple(steps), caller="+12125550100")
 
 
 def turn_points(result: CallResult, trace: CallTrace) -> list[dict[str, int | None]]:
@@ -79,6 +88,7 @@ def turn_points(result: CallResult, trace: CallTrace) -> list[dict[str, int | No
                 None,
             )
             if reply is not None:
+                point["llm_first_token"] = reply.first_token_unix_ns or None
                 point["first_sentence"] = reply.meta.ts_unix_ns
                 chunk = next(
                     (

@@ -34,6 +34,7 @@ def demo_env(data_dir: Path, sip_port: int) -> dict[str, str]:
         "PA_DATABASE_URL": f"sqlite:///{(data_dir / 'appointments.sqlite3').resolve()}",
         "PA_POLICY_DB": str((data_dir / "policy.sqlite3").resolve()),
         "PA_GRPC_PORT": "0",
+        "PA_WEB_PORT": "0",  # the browser page is not used; never clash with a running stack
         "PA_TTS_ENGINE": "piper",
         "PA_TTS_ENGINES": "piper",
     }

@@ -160,7 +160,8 @@ class LlmCallSession:
     async def start(self) -> None:
         svc = self.svc
         state = await svc.load_state(self.call_id) if self.taken_over else None
-        caller = self.call.from_uri if self.call.direction == call_pb2.DIRECTION_INBOUND else self.call.to_uri
+        uri = self.call.from_uri if self.call.direction == call_pb2.DIRECTION_INBOUND else self.call.to_uri
+        caller = _uri_user(uri)  # "sip:+12125550177@host:port" -> "+12125550177", not host digits too
         tools = (
             Tools(svc.executor, CallContext(self.call_id, caller or None), record=self.publish_tool_record)
             if svc.executor
@@ -426,3 +427,13 @@ class LlmService(Service):
 
     def status(self) -> dict[str, object]:
         return {"model": f"{self.settings.engine}:{self.settings.model}", "agent": self.agent.name}
+
+
+def _uri_user(uri: str) -> str:
+    """The user part of a SIP or tel URI (the caller's number), or the text itself when bare."""
+    text = uri.strip()
+    for scheme in ("sips:", "sip:", "tel:"):
+        if text.lower().startswith(scheme):
+            text = text[len(scheme) :]
+            break
+    return text.split("@", 1)[0].split(";", 1)[0]
