@@ -23,6 +23,9 @@ call_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("call_id", def
 SENSITIVE_FIELDS = frozenset(
     {"text", "transcript", "number", "from_uri", "to_uri", "digits", "digit", "caller", "callee", "utterance"}
 )
+# Identifiers we generate: never personal data, and masking digit runs in them would make
+# logs impossible to correlate.
+ID_FIELDS = frozenset({"call_id", "request_id", "decision_id", "replica", "producer", "task"})
 _STD_ATTRS = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime", "taskName"}
 
 
@@ -33,6 +36,8 @@ class _State:
 
 
 def _clean(key: str, value: Any) -> Any:
+    if key in ID_FIELDS:
+        return value if isinstance(value, str | int) else str(value)
     if key in SENSITIVE_FIELDS:
         if _State.sensitive:
             return value
