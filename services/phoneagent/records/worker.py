@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from google.protobuf.message import DecodeError, Message
+from nats.js.api import ConsumerConfig
 
 from phoneagent.records import TOOL_TYPE_HEADER, builder
 from phoneagent.records.builder import CallRecord
@@ -25,6 +26,7 @@ from phoneagent.runtime.settings import env, non_negative, positive
 from phoneagent.v1 import call_pb2, media_pb2, policy_pb2, speech_pb2, tools_pb2
 
 log = logging.getLogger(__name__)
+ACK_WAIT_S = 5.0
 Listener = Callable[[CallRecord, list[str]], Awaitable[None]]
 
 
@@ -120,7 +122,11 @@ class RecordsWorker:
             (subjects.AUDIT_STREAM, subjects.ALL_AUDIT),
         ):
             durable = f"{self.settings.durable}-{stream.lower()}"
-            psub = await self.js.pull_subscribe(subject, durable=durable, stream=stream)
+            # A short ack wait: a message handed to a fetch that a stopping worker abandoned is
+            # redelivered in seconds, not after the 30 s default.
+            psub = await self.js.pull_subscribe(
+                subject, durable=durable, stream=stream, config=ConsumerConfig(ack_wait=ACK_WAIT_S)
+            )
             self._tasks.append(asyncio.create_task(self._consume(stream, psub), name=f"records:{stream}"))
         self._tasks.append(asyncio.create_task(self._purge_loop(), name="records:purge"))
 
