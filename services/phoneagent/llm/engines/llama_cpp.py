@@ -97,7 +97,7 @@ class LlamaCppEngine:
             "n_ctx": n_ctx,
             "n_threads": n_threads,
             # Prompt processing is batched and scales with threads; decoding holds up better on one
-            # thread when the CPU is shared (MODELS.md), so the two are separate settings.
+            # thread when the CPU is shared (measured), so the two are separate settings.
             "n_threads_batch": n_threads_batch or n_threads,
             "n_batch": n_batch,
             "n_gpu_layers": n_gpu_layers,
