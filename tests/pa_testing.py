@@ -81,6 +81,8 @@ def cpu_stack_env(data: Path, **extra: str) -> dict[str, str]:
     return {
         "PA_POLICY_DB": str(data / "policy.sqlite3"),
         "PA_DATABASE_URL": f"sqlite:///{data / 'appts.sqlite3'}",
+        "PA_RECORDS_DB": str(data / "records.sqlite3"),
+        "PA_RECORDING_DIR": str(data / "recordings"),
         "PA_GRPC_PORT": "0",
         "PA_TTS_ENGINE": "piper",
         "PA_TTS_ENGINES": "piper",

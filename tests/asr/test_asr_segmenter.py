@@ -41,13 +41,14 @@ def silence(seconds: float) -> np.ndarray:
     return np.zeros(int(round(seconds * RATE)), dtype=np.float32)
 
 
-def run(seg: Segmenter, audio: np.ndarray, *, frame_s: float = 0.02, t0: float = 100.0,
-        partials: bool = False) -> list[object]:
+def run(
+    seg: Segmenter, audio: np.ndarray, *, frame_s: float = 0.02, t0: float = 100.0, partials: bool = False
+) -> list[object]:
     """Feed ``audio`` in frames of ``frame_s``; PartialDue events are left out unless asked for."""
     n = int(round(frame_s * RATE))
     events: list[object] = []
     for i in range(0, len(audio), n):
-        events.extend(seg.feed(audio[i:i + n], t0 + i / RATE))
+        events.extend(seg.feed(audio[i : i + n], t0 + i / RATE))
     return [e for e in events if partials or not isinstance(e, PartialDue)]
 
 
@@ -72,7 +73,7 @@ def test_onset_end_and_pre_roll_of_one_utterance() -> None:
     onset = int(np.flatnonzero(np.abs(utt.pcm) > 0)[0])
     assert onset == 10 * WIN
     assert len(utt.pcm) == pytest.approx(10 * WIN + 32 * WIN + 0.2 * RATE, abs=1)
-    np.testing.assert_array_equal(utt.pcm[onset:onset + 32 * WIN], audio[32 * WIN:64 * WIN])
+    np.testing.assert_array_equal(utt.pcm[onset : onset + 32 * WIN], audio[32 * WIN : 64 * WIN])
 
 
 def test_blip_shorter_than_min_speech_is_ignored() -> None:
@@ -109,7 +110,8 @@ def test_frame_size_does_not_change_events(frame_s: float) -> None:
         assert type(a) is type(b)
         if isinstance(a, Utterance) and isinstance(b, Utterance):
             assert (a.speech_start, a.speech_end, a.ended_at) == pytest.approx(
-                (b.speech_start, b.speech_end, b.ended_at))
+                (b.speech_start, b.speech_end, b.ended_at)
+            )
             np.testing.assert_array_equal(a.pcm, b.pcm)
 
 
@@ -164,15 +166,19 @@ def test_same_input_gives_same_events() -> None:
     a = run(Segmenter(EnergyDetector()), audio)
     b = run(Segmenter(EnergyDetector()), audio)
     assert [(type(e), getattr(e, "t", None), getattr(e, "speech_end", None)) for e in a] == [
-        (type(e), getattr(e, "t", None), getattr(e, "speech_end", None)) for e in b]
+        (type(e), getattr(e, "t", None), getattr(e, "speech_end", None)) for e in b
+    ]
 
 
-@pytest.mark.parametrize("cfg", [
-    SegmenterConfig(start_threshold=0.3, end_threshold=0.5),
-    SegmenterConfig(min_silence_ms=-1),
-    SegmenterConfig(max_utterance_s=0.5),
-    SegmenterConfig(partial_window_s=0),
-])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        SegmenterConfig(start_threshold=0.3, end_threshold=0.5),
+        SegmenterConfig(min_silence_ms=-1),
+        SegmenterConfig(max_utterance_s=0.5),
+        SegmenterConfig(partial_window_s=0),
+    ],
+)
 def test_bad_config_is_rejected(cfg: SegmenterConfig) -> None:
     with pytest.raises(PhoneAgentError) as err:
         Segmenter(EnergyDetector(), cfg)

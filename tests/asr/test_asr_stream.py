@@ -27,7 +27,7 @@ def silence(seconds: float) -> np.ndarray:
 async def feed_all(session: AsrSession, audio: np.ndarray, t0: float = 0.0) -> list[object]:
     events: list[object] = []
     for i in range(0, len(audio) - FRAME + 1, FRAME):
-        events.extend(await session.feed(audio[i:i + FRAME], t0 + i / RATE))
+        events.extend(await session.feed(audio[i : i + FRAME], t0 + i / RATE))
     return events
 
 
@@ -36,7 +36,7 @@ async def feed_until_endpoint(session: AsrSession, audio: np.ndarray) -> list[ob
     events: list[object] = []
     spoke = False
     for i in range(0, len(audio) - FRAME + 1, FRAME):
-        events.extend(await session.feed(audio[i:i + FRAME], i / RATE))
+        events.extend(await session.feed(audio[i : i + FRAME], i / RATE))
         spoke = spoke or session.in_speech
         if spoke and not session.in_speech:
             break
@@ -73,8 +73,9 @@ async def test_one_utterance_gives_speech_started_then_final(speak, tiny_engine)
 
 
 async def test_turns_are_numbered_and_finals_come_in_order(human_voice, tiny_engine) -> None:  # type: ignore[no-untyped-def]
-    audio = np.concatenate([silence(0.4), human_voice("Front_Center"), silence(1.0),
-                            human_voice("Side_Left"), silence(1.0)])
+    audio = np.concatenate(
+        [silence(0.4), human_voice("Front_Center"), silence(1.0), human_voice("Side_Left"), silence(1.0)]
+    )
     session = AsrSession(tiny_engine)
     events = await feed_all(session, audio)
     async with asyncio.timeout(60):
@@ -144,9 +145,11 @@ async def test_end_of_speech_to_final_latency_and_rtf(speak, tiny_engine) -> Non
     events = await feed_until_endpoint(session, np.concatenate([silence(0.3), speech, silence(1.0)]))
     final = next(e for e in events if isinstance(e, Final))
     decode = final.final_emitted - (final.speech_end + 0.5)
-    print(f"\ntiny.en {len(speech) / RATE:.2f} s utterance: end of speech -> final "
-          f"{session.stats.last_final_latency_s * 1000:.0f} ms (of which trailing-silence wait ~512 ms), "
-          f"decode ~{decode * 1000:.0f} ms, RTF {session.stats.last_rtf:.3f}")
+    print(
+        f"\ntiny.en {len(speech) / RATE:.2f} s utterance: end of speech -> final "
+        f"{session.stats.last_final_latency_s * 1000:.0f} ms (of which trailing-silence wait ~512 ms), "
+        f"decode ~{decode * 1000:.0f} ms, RTF {session.stats.last_rtf:.3f}"
+    )
     assert session.stats.last_rtf < 1.0
     assert 0.5 < session.stats.last_final_latency_s < 3.0
 

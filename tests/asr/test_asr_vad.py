@@ -12,7 +12,7 @@ RATE = 16000
 
 def probs(vad: SileroVad, audio: np.ndarray) -> np.ndarray:
     n = len(audio) // WINDOW
-    return np.array([vad.probability(audio[i * WINDOW:(i + 1) * WINDOW]) for i in range(n)])
+    return np.array([vad.probability(audio[i * WINDOW : (i + 1) * WINDOW]) for i in range(n)])
 
 
 def test_model_ships_with_faster_whisper() -> None:
@@ -26,7 +26,7 @@ def test_speech_is_detected_and_silence_is_not(speak) -> None:  # type: ignore[n
     p = probs(SileroVad(), audio)
     lead = RATE // WINDOW - 1
     assert p[:lead].max() < 0.2
-    assert (p[lead:lead + len(speech) // WINDOW] > 0.5).mean() > 0.6
+    assert (p[lead : lead + len(speech) // WINDOW] > 0.5).mean() > 0.6
     assert p[-10:].max() < 0.35
 
 

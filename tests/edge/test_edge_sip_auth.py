@@ -26,17 +26,27 @@ def sha256(text: str) -> str:
 def test_rfc2617_example_vector() -> None:
     # RFC 2617 section 3.5 (HTTP example; the SIP formulas are the same).
     key = ha1("MD5", "Mufasa", "testrealm@host.com", "Circle Of Life")
-    got = digest_response("MD5", key, "dcd98b7102dd2f0e8b11d0f600bfb0c093", "GET", "/dir/index.html",
-                          "auth", "00000001", "0a4f113b")
+    got = digest_response(
+        "MD5",
+        key,
+        "dcd98b7102dd2f0e8b11d0f600bfb0c093",
+        "GET",
+        "/dir/index.html",
+        "auth",
+        "00000001",
+        "0a4f113b",
+    )
     assert got == "6629fae49393a05397450978507c4ef1"
 
 
 @pytest.mark.parametrize(("algorithm", "h"), [("MD5", md5), ("SHA-256", sha256)])
 def test_uac_authorization_matches_hand_computed(algorithm: str, h) -> None:  # type: ignore[no-untyped-def]
-    challenge = f'Digest realm="example.org", nonce="abc123", qop="auth,auth-int", algorithm={algorithm}, ' \
-                'opaque="op"'
-    value = authorization_header(challenge, "INVITE", "sip:bob@example.org", Credentials("alice", "pw"),
-                                 nc=1, cnonce="c0ffee")
+    challenge = (
+        f'Digest realm="example.org", nonce="abc123", qop="auth,auth-int", algorithm={algorithm}, opaque="op"'
+    )
+    value = authorization_header(
+        challenge, "INVITE", "sip:bob@example.org", Credentials("alice", "pw"), nc=1, cnonce="c0ffee"
+    )
     p = parse_digest(value)
     ha1_ = h("alice:example.org:pw")
     ha2 = h("INVITE:sip:bob@example.org")
@@ -63,8 +73,10 @@ def test_server_accepts_valid_and_rejects_replay_and_wrong_password(algorithm: s
     assert server.verify("INVITE", second).ok
     wrong = authorization_header(challenge, "INVITE", "sip:agent@pbx", Credentials("alice", "nope"), nc=3)
     assert not server.verify("INVITE", wrong).ok
-    assert not server.verify("BYE", authorization_header(
-        challenge, "INVITE", "sip:agent@pbx", Credentials("alice", "secret"), nc=4)).ok  # method bound
+    assert not server.verify(
+        "BYE",
+        authorization_header(challenge, "INVITE", "sip:agent@pbx", Credentials("alice", "secret"), nc=4),
+    ).ok  # method bound
 
 
 def test_server_stale_and_forged_nonces() -> None:
@@ -80,8 +92,10 @@ def test_server_stale_and_forged_nonces() -> None:
     forged_auth = authorization_header(forged, "INVITE", "sip:a@pbx", Credentials("alice", "secret"))
     assert not server.verify("INVITE", forged_auth).ok
     other = DigestServer("pbx", {"alice": "secret"})  # different secret: nonce not ours
-    assert not other.verify("INVITE", authorization_header(
-        server.challenge(), "INVITE", "sip:a@pbx", Credentials("alice", "secret"))).ok
+    assert not other.verify(
+        "INVITE",
+        authorization_header(server.challenge(), "INVITE", "sip:a@pbx", Credentials("alice", "secret")),
+    ).ok
 
 
 @pytest.mark.parametrize("header", ["", "Basic abc", "Digest", 'Digest username="x"', "Digest a", 'Digest "'])

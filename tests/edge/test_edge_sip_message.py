@@ -110,8 +110,13 @@ def test_uri_and_name_addr_forms() -> None:
 
 
 def test_headers_case_insensitive_and_repeated() -> None:
-    h = Headers([("route", "<sip:p1;lr>"), ("ROUTE", "<sip:p2;lr>, <sip:p3;lr>"), ("www-authenticate",
-                 'Digest realm="a,b", nonce="n"')])
+    h = Headers(
+        [
+            ("route", "<sip:p1;lr>"),
+            ("ROUTE", "<sip:p2;lr>, <sip:p3;lr>"),
+            ("www-authenticate", 'Digest realm="a,b", nonce="n"'),
+        ]
+    )
     assert h.get_all("Route") == ["<sip:p1;lr>", "<sip:p2;lr>", "<sip:p3;lr>"]
     assert h.get_all("WWW-Authenticate") == ['Digest realm="a,b", nonce="n"']
     assert "rOuTe" in h
@@ -122,7 +127,7 @@ def test_stream_framer_splits_and_waits_for_body() -> None:
     stream = b"\r\n\r\n" + INVITE + INVITE
     got = []
     for i in range(0, len(stream), 7):
-        got += framer.feed(stream[i:i + 7])
+        got += framer.feed(stream[i : i + 7])
     assert len(got) == 2 and all(parse_message(g, stream=True).body == b"v=0\n" for g in got)
     assert framer.feed(INVITE[:-2]) == []
     assert len(framer.feed(INVITE[-2:])) == 1
@@ -149,12 +154,21 @@ def test_can_reply_flag() -> None:
 
 
 BROKEN = [
-    b"", b"\r\n\r\n", b"INVITE", b"INVITE sip:a SIP/2.0", b"SIP/2.0 99 Weird\r\n\r\n",
-    b"SIP/3.0 200 OK\r\n\r\n", b"INVITE sip:a@b SIP/2.0\r\nNo colon here\r\n\r\n",
-    b"INVITE http://x SIP/2.0\r\n\r\n", b"INVITE sip:a@b SIP/2.0\r\nCSeq: x INVITE\r\n\r\n",
-    b"INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP\r\n\r\n", b"\xff\xfe\x00garbage\r\n\r\n",
-    b"INVITE sip:a@b:99999 SIP/2.0\r\n\r\n", b'INVITE sip:a@b SIP/2.0\r\nFrom: "unterminated <sip:x>\r\n\r\n',
-    b"INVITE sip:a@[::1 SIP/2.0\r\n\r\n", b"INVITE sip:a@b SIP/2.0\r\nContent-Length: 99999999999\r\n\r\n",
+    b"",
+    b"\r\n\r\n",
+    b"INVITE",
+    b"INVITE sip:a SIP/2.0",
+    b"SIP/2.0 99 Weird\r\n\r\n",
+    b"SIP/3.0 200 OK\r\n\r\n",
+    b"INVITE sip:a@b SIP/2.0\r\nNo colon here\r\n\r\n",
+    b"INVITE http://x SIP/2.0\r\n\r\n",
+    b"INVITE sip:a@b SIP/2.0\r\nCSeq: x INVITE\r\n\r\n",
+    b"INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP\r\n\r\n",
+    b"\xff\xfe\x00garbage\r\n\r\n",
+    b"INVITE sip:a@b:99999 SIP/2.0\r\n\r\n",
+    b'INVITE sip:a@b SIP/2.0\r\nFrom: "unterminated <sip:x>\r\n\r\n',
+    b"INVITE sip:a@[::1 SIP/2.0\r\n\r\n",
+    b"INVITE sip:a@b SIP/2.0\r\nContent-Length: 99999999999\r\n\r\n",
 ]
 
 
@@ -166,7 +180,7 @@ def test_broken_corpus_only_raises_parse_error() -> None:
 
 def test_mutated_messages_only_raise_parse_error() -> None:
     rng = random.Random(1234)
-    alphabet = b" :;,<>\"@=\r\n\x00\xffz9SIP/2.0"
+    alphabet = b' :;,<>"@=\r\n\x00\xffz9SIP/2.0'
     for _ in range(1500):
         data = bytearray(INVITE)
         for _ in range(rng.randint(1, 8)):
@@ -175,7 +189,7 @@ def test_mutated_messages_only_raise_parse_error() -> None:
             if op < 0.4:
                 data[pos] = rng.choice(alphabet)
             elif op < 0.7:
-                del data[pos:pos + rng.randint(1, 20)]
+                del data[pos : pos + rng.randint(1, 20)]
             else:
                 data[pos:pos] = bytes(rng.choice(alphabet) for _ in range(rng.randint(1, 5)))
         try:

@@ -27,8 +27,10 @@ from phoneagent.edge.sip import (
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(importlib.util.find_spec("pjsua2") is None,
-                       reason="pjsua2 is not importable (pip install pjsua2-python==2.15.1)"),
+    pytest.mark.skipif(
+        importlib.util.find_spec("pjsua2") is None,
+        reason="pjsua2 is not importable (pip install pjsua2-python==2.15.1)",
+    ),
 ]
 
 PEER = r"""
@@ -182,11 +184,21 @@ print("RESULT " + json.dumps(result), flush=True)
 """
 
 
-async def run_peer(target: str, mode: str, user: str = "", password: str = "",
-                   algorithm: str = "MD5") -> dict:
+async def run_peer(
+    target: str, mode: str, user: str = "", password: str = "", algorithm: str = "MD5"
+) -> dict:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", PEER, target, mode, user, password, algorithm,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-c",
+        PEER,
+        target,
+        mode,
+        user,
+        password,
+        algorithm,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), 30)
     finally:
@@ -195,7 +207,7 @@ async def run_peer(target: str, mode: str, user: str = "", password: str = "",
             await proc.wait()
     lines = [line for line in out.decode().splitlines() if line.startswith("RESULT ")]
     assert lines, f"pjsua2 peer produced no result (rc={proc.returncode}): {err.decode()[-2000:]}"
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 class Agent:
@@ -271,8 +283,13 @@ async def test_our_uac_calls_pjsua2_and_transfers_it_to_us() -> None:
     await human.start()
     await caller.start()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", ANSWERER, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-c",
+        ANSWERER,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         assert proc.stdout is not None and proc.stdin is not None
         line = ""
@@ -280,9 +297,14 @@ async def test_our_uac_calls_pjsua2_and_transfers_it_to_us() -> None:
             line = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
             assert line, "pjsua2 peer exited before listening"
         progress: list[int] = []
-        dialog = await asyncio.wait_for(caller.call(
-            f"sip:pjsua@127.0.0.1:{int(line.split()[1])}", offer("127.0.0.1", 40200),
-            on_progress=lambda status, sdp: progress.append(status)), 10)
+        dialog = await asyncio.wait_for(
+            caller.call(
+                f"sip:pjsua@127.0.0.1:{int(line.split()[1])}",
+                offer("127.0.0.1", 40200),
+                on_progress=lambda status, sdp: progress.append(status),
+            ),
+            10,
+        )
         assert 180 in progress and dialog.remote_sdp is not None
         assert negotiated(dialog.remote_sdp, dialog.local_sdp).codec in ("PCMU", "PCMA")
         host, port = human.local_address()

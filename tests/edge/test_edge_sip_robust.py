@@ -66,15 +66,27 @@ async def env() -> AsyncIterator[tuple[UserAgent, Raw, asyncio.Queue[IncomingCal
     await ua.close()
 
 
-def build(method: str, raw: Raw, ua: UserAgent, *, to_tag: str = "", body: bytes = b"",
-          call_id: str = "raw-1", branch: str | None = None) -> bytes:
+def build(
+    method: str,
+    raw: Raw,
+    ua: UserAgent,
+    *,
+    to_tag: str = "",
+    body: bytes = b"",
+    call_id: str = "raw-1",
+    branch: str | None = None,
+) -> bytes:
     host, port = ua.local_address()
     to = f"<sip:agent@{host}:{port}>" + (f";tag={to_tag}" if to_tag else "")
     lines = [
         f"{method} sip:agent@{host}:{port} SIP/2.0",
         f"Via: SIP/2.0/UDP 127.0.0.1:{raw.port};branch={branch or new_branch()};rport",
-        "From: <sip:+15550001111@127.0.0.1>;tag=raw", f"To: {to}", f"Call-ID: {call_id}",
-        f"CSeq: 1 {method}", f"Contact: <sip:peer@127.0.0.1:{raw.port}>", "Max-Forwards: 70",
+        "From: <sip:+15550001111@127.0.0.1>;tag=raw",
+        f"To: {to}",
+        f"Call-ID: {call_id}",
+        f"CSeq: 1 {method}",
+        f"Contact: <sip:peer@127.0.0.1:{raw.port}>",
+        "Max-Forwards: 70",
     ]
     if body:
         lines.append("Content-Type: application/sdp")
@@ -106,9 +118,16 @@ async def test_malformed_datagrams_get_400_or_are_dropped(env) -> None:  # type:
             assert isinstance(late, SipResponse) and late.status == 400 and late.cseq.method == "INVITE"
 
 
-@pytest.mark.parametrize(("method", "status"), [
-    ("REGISTER", 405), ("SUBSCRIBE", 405), ("FOOBAR", 501), ("BYE", 481), ("CANCEL", 481),
-])
+@pytest.mark.parametrize(
+    ("method", "status"),
+    [
+        ("REGISTER", 405),
+        ("SUBSCRIBE", 405),
+        ("FOOBAR", 501),
+        ("BYE", 481),
+        ("CANCEL", 481),
+    ],
+)
 async def test_method_handling(env, method: str, status: int) -> None:  # type: ignore[no-untyped-def]
     ua, raw, _ = env
     send(raw, ua, build(method, raw, ua))
@@ -173,8 +192,10 @@ async def test_tcp_garbage_closes_that_connection_only() -> None:
     host, port = ua.local_address()
     try:
         reader, writer = await asyncio.open_connection(host, port)
-        bad_request = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bKx\r\n" \
-                      b"From: <sip:x@y>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: g\r\nCSeq: 1 BYE\r\nl: 0\r\n\r\n"
+        bad_request = (
+            b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bKx\r\n"
+            b"From: <sip:x@y>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: g\r\nCSeq: 1 BYE\r\nl: 0\r\n\r\n"
+        )
         writer.write(bad_request)  # replyable: CSeq method does not match
         reply = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
         assert reply.startswith(b"SIP/2.0 400 ")
@@ -182,7 +203,8 @@ async def test_tcp_garbage_closes_that_connection_only() -> None:
         assert await asyncio.wait_for(reader.read(), 2) == b""
         writer.close()
         dialog = await asyncio.wait_for(
-            caller.call(f"sip:agent@{host}:{port};transport=tcp", offer("127.0.0.1", 40050)), 2)
+            caller.call(f"sip:agent@{host}:{port};transport=tcp", offer("127.0.0.1", 40050)), 2
+        )
         await dialog.bye()
     finally:
         await caller.close()
@@ -195,7 +217,7 @@ async def test_mutated_datagrams_never_break_a_handler(env, caplog) -> None:  # 
     sdp = offer("127.0.0.1", 40060).encode()
     seeds = [build("INVITE", raw, ua, body=sdp, call_id=f"m{i}") for i in range(3)]
     seeds += [build("BYE", raw, ua, to_tag="t"), build("OPTIONS", raw, ua), build("CANCEL", raw, ua)]
-    alphabet = b" :;,<>\"@=\r\n\x00z9SIP/2.0-1"
+    alphabet = b' :;,<>"@=\r\n\x00z9SIP/2.0-1'
     with caplog.at_level(logging.WARNING, logger="phoneagent.edge.sip"):
         for _ in range(300):
             data = bytearray(rng.choice(seeds))
@@ -204,7 +226,7 @@ async def test_mutated_datagrams_never_break_a_handler(env, caplog) -> None:  # 
                 if rng.random() < 0.5:
                     data[pos] = rng.choice(alphabet)
                 else:
-                    del data[pos:pos + rng.randint(1, 12)]
+                    del data[pos : pos + rng.randint(1, 12)]
             send(raw, ua, bytes(data))
         check = build("OPTIONS", raw, ua, call_id="final-check")
         send(raw, ua, check)

@@ -70,9 +70,15 @@ def test_offer_roundtrip_and_telephone_event() -> None:
     assert not params.on_hold
 
 
-@pytest.mark.parametrize(("offered", "answered"), [
-    ("sendrecv", "sendrecv"), ("sendonly", "recvonly"), ("recvonly", "sendonly"), ("inactive", "inactive"),
-])
+@pytest.mark.parametrize(
+    ("offered", "answered"),
+    [
+        ("sendrecv", "sendrecv"),
+        ("sendonly", "recvonly"),
+        ("recvonly", "sendonly"),
+        ("inactive", "inactive"),
+    ],
+)
 def test_hold_directions(offered: str, answered: str) -> None:
     text = offer("127.0.0.1", 30000, direction=offered).encode()
     held = parse_sdp(text)
@@ -90,11 +96,19 @@ def test_session_level_direction_and_null_address_hold() -> None:
     assert negotiated(old_style).on_hold
 
 
-@pytest.mark.parametrize("bad", [
-    "", "o=x\r\n", "v=0\r\nm=audio x RTP/AVP 0\r\n", "v=0\r\nm=audio 4000 RTP/AVP 0\r\n",
-    "v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 999\r\n", "v=0\r\nc=IN IP4\r\n",
-    "v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU\r\n", "v=0\r\nbogus\r\n",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "o=x\r\n",
+        "v=0\r\nm=audio x RTP/AVP 0\r\n",
+        "v=0\r\nm=audio 4000 RTP/AVP 0\r\n",
+        "v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 999\r\n",
+        "v=0\r\nc=IN IP4\r\n",
+        "v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU\r\n",
+        "v=0\r\nbogus\r\n",
+    ],
+)
 def test_malformed_sdp(bad: str) -> None:
     with pytest.raises(SdpError):
         parse_sdp(bad)

@@ -173,8 +173,9 @@ async def test_tcp_transport_and_connect_failure() -> None:
         assert (await asyncio.wait_for(got.get(), 2)).status == 200
         with pytest.raises(TransportError):
             closed = ("127.0.0.1", 9)  # discard port: nothing listens there
-            await layer.request(request("OPTIONS", tcp.local), Peer("TCP", closed), lambda r: None,
-                                lambda: None)
+            await layer.request(
+                request("OPTIONS", tcp.local), Peer("TCP", closed), lambda r: None, lambda: None
+            )
     finally:
         layer.close()
         server_layer.close()

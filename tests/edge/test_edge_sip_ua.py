@@ -87,7 +87,8 @@ async def test_answer_then_caller_hangs_up(pair) -> None:  # type: ignore[no-unt
     remote_bye = asyncio.Event()
     callee.handlers.on_bye = lambda d: remote_bye.set()
     dialog = await asyncio.wait_for(
-        uac.call(target(uas, transport), local_offer(), on_progress=lambda s, sdp: progress.append(s)), WAIT)
+        uac.call(target(uas, transport), local_offer(), on_progress=lambda s, sdp: progress.append(s)), WAIT
+    )
     assert progress == [180]
     assert dialog.remote_sdp is not None
     params = negotiated(dialog.remote_sdp, dialog.local_sdp)
@@ -141,10 +142,16 @@ async def test_no_answer_timeout_sends_cancel(pair) -> None:  # type: ignore[no-
     await wait_for(callee.calls.get_nowait().cancelled)
 
 
-@pytest.mark.parametrize(("code", "outcome"), [
-    (486, CallOutcome.BUSY), (600, CallOutcome.BUSY), (480, CallOutcome.NO_ANSWER),
-    (603, CallOutcome.FAILED), (404, CallOutcome.FAILED),
-])
+@pytest.mark.parametrize(
+    ("code", "outcome"),
+    [
+        (486, CallOutcome.BUSY),
+        (600, CallOutcome.BUSY),
+        (480, CallOutcome.NO_ANSWER),
+        (603, CallOutcome.FAILED),
+        (404, CallOutcome.FAILED),
+    ],
+)
 async def test_rejections_map_to_outcomes(code: int, outcome: CallOutcome) -> None:
     uas, uac, callee = await make_pair("udp")
     callee.action, callee.code = "reject", code
@@ -174,7 +181,8 @@ async def test_digest_authenticated_invite(transport: str, algorithm: str) -> No
     uas, uac, callee = await make_pair(transport, auth=auth)
     try:
         dialog = await asyncio.wait_for(
-            uac.call(target(uas, transport), local_offer(), Credentials("trunk", "s3cret")), WAIT)
+            uac.call(target(uas, transport), local_offer(), Credentials("trunk", "s3cret")), WAIT
+        )
         await dialog.bye()
         for creds in (None, Credentials("trunk", "wrong")):
             with pytest.raises(CallFailed) as err:
@@ -263,7 +271,6 @@ async def test_callback_failure_answers_500_and_ua_keeps_serving() -> None:
         await uas.close()
 
 
-
 async def test_early_media_183_reaches_progress_callback() -> None:
     uas, uac, _ = await make_pair("udp")
 
@@ -276,10 +283,16 @@ async def test_early_media_183_reaches_progress_callback() -> None:
     uas.on_incoming_call = early
     progress: list[tuple[int, int | None]] = []
     try:
-        dialog = await asyncio.wait_for(uac.call(
-            target(uas, "udp"), local_offer(),
-            on_progress=lambda s, sdp: progress.append((s, sdp.audio.port if sdp and sdp.audio else None))),
-            WAIT)
+        dialog = await asyncio.wait_for(
+            uac.call(
+                target(uas, "udp"),
+                local_offer(),
+                on_progress=lambda s, sdp: progress.append(
+                    (s, sdp.audio.port if sdp and sdp.audio else None)
+                ),
+            ),
+            WAIT,
+        )
         assert progress == [(183, 40004)]
         await dialog.bye()
     finally:
@@ -299,8 +312,9 @@ class CountingServer(DigestServer):
 
 async def test_stale_nonce_is_rechallenged_and_retried() -> None:
     times = iter([0.0, 1000.0])  # the first nonce is issued at 0 and checked at 1000: stale
-    auth = CountingServer("agent.test", {"trunk": "pw"}, nonce_lifetime_s=300,
-                          clock=lambda: next(times, 1000.0))
+    auth = CountingServer(
+        "agent.test", {"trunk": "pw"}, nonce_lifetime_s=300, clock=lambda: next(times, 1000.0)
+    )
     uas, uac, _ = await make_pair("udp", auth=auth)
     try:
         creds = Credentials("trunk", "pw")
@@ -317,8 +331,11 @@ async def test_sip_info_dtmf_reaches_callback(pair) -> None:  # type: ignore[no-
     digits: asyncio.Queue[str] = asyncio.Queue()
     callee.handlers.on_dtmf = lambda d, digit: digits.put_nowait(digit)
     dialog = await asyncio.wait_for(uac.call(target(uas, transport), local_offer()), WAIT)
-    for ctype, body in (("application/dtmf-relay", b"Signal=5\r\nDuration=160\r\n"),
-                        ("application/dtmf", b"#"), ("application/dtmf-relay", b"Duration=160\r\n")):
+    for ctype, body in (
+        ("application/dtmf-relay", b"Signal=5\r\nDuration=160\r\n"),
+        ("application/dtmf", b"#"),
+        ("application/dtmf-relay", b"Duration=160\r\n"),
+    ):
         resp = await asyncio.wait_for(dialog.send(dialog.make_request("INFO", body, ctype)), WAIT)
         assert resp.status == 200
     assert await asyncio.wait_for(digits.get(), WAIT) == "5"

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.slow
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, dict[str, str]]]:
     data = tmp_path_factory.mktemp("harness-stack")
     env = demo_env(data, free_udp_port())
+    env |= {"PA_RECORDS_DB": str(data / "records.sqlite3"), "PA_RECORDING_DIR": str(data / "recordings")}
     st = Stack(data, env=env)
     saved = {k: os.environ.get(k) for k in ("PA_DATABASE_URL", "PA_POLICY_DB")}
     try:

@@ -186,3 +186,38 @@ async def test_text_that_only_looks_like_json_at_first_is_still_spoken() -> None
     await d.on_user_turn(1, "Are you open?")
     await wait_for(lambda: said and said[-1].final, timeout=3)
     assert "closed" in " ".join(s.text for s in said)
+
+
+async def test_policy_words_cut_a_reply_then_the_question_is_answered_in_the_same_generation() -> None:
+    """The recording notice arrives while the answer to the caller is being generated: the
+    notice is spoken first, then the answer is generated again after it, in one generation
+    (a newer generation would cut the notice short at the edge)."""
+    engine = ScriptedEngine([["We accept ", None, "most plans."], ["We accept Delta Dental."]])
+    d, said, saved = make(engine)
+    await d.greet()
+    await d.on_user_turn(1, "Do you take Delta Dental?")
+    await wait_for(lambda: len(engine.requests) == 1)
+    generation = await d.say_directive("This call may be recorded.", answer_pending=True)
+    assert engine.aborted, "the cut-off request must be aborted"
+    await wait_for(lambda: said[-1].final and said[-1].generation == generation)
+    mine = [s for s in said if s.generation == generation]
+    assert [s.text for s in mine] == ["This call may be recorded.", "We accept Delta Dental.", ""]
+    assert [s.seq for s in mine] == [0, 1, 2] and all(s.turn == 1 for s in mine)
+    assert len(engine.requests) == 2 and engine.requests[1][-1]["role"] == "user"  # nothing unheard kept
+    await d.on_playback_done(generation)
+    assert saved[-1].history[-1] == {
+        "role": "assistant",
+        "content": "This call may be recorded. We accept Delta Dental.",
+    }
+
+
+async def test_policy_words_that_end_the_call_do_not_answer_again() -> None:
+    engine = ScriptedEngine([["We accept ", None, "most plans."]])
+    d, said, _ = make(engine)
+    await d.on_user_turn(1, "Do you take Delta Dental?")
+    await wait_for(lambda: len(engine.requests) == 1)
+    generation = await d.say_directive("You will not be called again. Goodbye.")
+    mine = [s.text for s in said if s.generation == generation]
+    assert mine == ["You will not be called again. Goodbye.", ""]
+    await asyncio.sleep(0.05)
+    assert len(engine.requests) == 1

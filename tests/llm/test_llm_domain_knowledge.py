@@ -8,12 +8,14 @@ sentence's embedding and the cosine-similarity matrix of the three sentences.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 from phoneagent.agents import example_agent_path
 from phoneagent.llm.domain.agent import load_agent
+from phoneagent.llm.domain.calendar_facts import HOURS_SOURCE, agent_passages
 from phoneagent.llm.domain.knowledge import KnowledgeBase, chunk_text
 from phoneagent.llm.domain.tools import CallContext, ToolExecutor
 
@@ -129,3 +131,21 @@ async def test_lookup_knowledge_tool(example_kb: KnowledgeBase) -> None:
     assert r.ok and "children's dentist" in r.say
     r = await tools.execute("lookup_knowledge", {"question": "Who won the world cup?"}, CallContext("c1"))
     assert r.ok and r.say == "I don't have that information." and r.data["passages"] == []
+
+
+async def test_lookup_knowledge_answers_hours_from_the_configuration(encoder) -> None:  # type: ignore[no-untyped-def]
+    """The configured opening hours are a passage of their own: a question about one day gets
+    that day's hours (closures included), a general question gets the week."""
+    agent = load_agent(example_agent_path())
+    kb = KnowledgeBase(agent.knowledge, encoder, extra=agent_passages(agent))
+    now = datetime(2026, 11, 24, 14, 30, tzinfo=UTC)  # Tuesday 9:30 am in New York
+    tools = ToolExecutor(agent, knowledge=kb, clock=lambda: now)
+    r = await tools.execute(
+        "lookup_knowledge", {"question": "What are your opening hours on Friday?"}, CallContext("c1")
+    )
+    assert r.ok and r.say == "On Friday 27 November we are open 9 am to 3 pm."
+    assert r.data["passages"][0]["source"] == HOURS_SOURCE
+    r = await tools.execute("lookup_knowledge", {"question": "When are you open?"}, CallContext("c1"))
+    assert r.ok and r.say.startswith("We are open Monday and Tuesday 9 am to 5 pm;")
+    r = await tools.execute("lookup_knowledge", {"question": "Do you see kids?"}, CallContext("c1"))
+    assert r.ok and "children's dentist" in r.say

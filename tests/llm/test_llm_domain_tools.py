@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from phoneagent.agents import example_agent_path
 from phoneagent.llm.domain.agent import Agent, load_agent
-from phoneagent.llm.domain.calendar_facts import calendar_facts, hours_summary
+from phoneagent.llm.domain.calendar_facts import asks_for_hours, calendar_facts, hours_answer, hours_summary
 from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.schema_check import validate
 from phoneagent.llm.domain.tool_schemas import TOOL_SCHEMAS
@@ -191,11 +191,12 @@ def test_schema_subset_validator() -> None:
 
 def test_calendar_facts(agent: Agent, store: SchedulingStore) -> None:
     assert hours_summary(agent) == (
-        "Mon-Tue 9:00-17:00; Wed 9:00-12:00, 13:00-19:00; Thu 9:00-17:00; Fri 9:00-15:00; closed Sat-Sun"
+        "Monday and Tuesday 9 am to 5 pm; Wednesday 9 am to noon and 1 pm to 7 pm; Thursday 9 am to 5 pm; "
+        "Friday 9 am to 3 pm; closed Saturday and Sunday"
     )
     text = calendar_facts(agent, NOW, store)
     lines = text.splitlines()
-    assert lines[0] == "Today is Monday 23 November 2026, 9:30 am, in America/New_York."
+    assert lines[0] == "Today is Monday 23 November 2026. The time now is 9:30 am, New York time."
     assert "Closed Thursday 26 November (Thanksgiving)." in lines
     assert (
         "Next free slots for cleaning (45 min): Mon 23 Nov 10:30 am, Mon 23 Nov 10:45 am, Mon 23 Nov 11 am."
@@ -203,3 +204,41 @@ def test_calendar_facts(agent: Agent, store: SchedulingStore) -> None:
     )
     saturday = calendar_facts(agent, datetime(2026, 11, 28, 15, tzinfo=UTC))
     assert "The business is closed today." in saturday
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        ("What are your opening hours on Monday?", "Today we are open 9 am to 5 pm."),
+        ("are you open wednesdays", "On Wednesday 25 November we are open 9 am to noon and 1 pm to 7 pm."),
+        ("Are you open on Thursday?", "We are closed on Thursday 26 November (Thanksgiving)."),
+        ("When do you open tomorrow?", "Tomorrow we are open 9 am to 5 pm."),
+        ("Are you open on Sunday?", "We are closed on Sunday 29 November."),
+        ("What are your opening hours?", None),
+    ],
+)
+def test_hours_answer_names_the_day_asked_about(agent: Agent, question: str, answer: str | None) -> None:
+    assert hours_answer(agent, question, NOW) == answer
+
+
+def test_hours_answer_without_opening_hours(agent: Agent) -> None:
+    import dataclasses
+
+    closed = dataclasses.replace(agent, business_hours={})
+    assert hours_answer(closed, "open on friday?", NOW) == "We are closed on Friday 27 November."
+
+
+@pytest.mark.parametrize(
+    ("text", "asks"),
+    [
+        ("Sorry, are you open on Saturday?", True),
+        ("What are your opening hours on Monday?", True),
+        ("what time do you close today", True),
+        ("When does the office open on Friday?", True),
+        ("I'd like to book a cleaning, are you open Saturday?", False),  # a booking: the model and tools
+        ("What time is my appointment?", False),
+        ("Can you open a new file for me?", False),
+    ],
+)
+def test_asks_for_hours(text: str, asks: bool) -> None:
+    assert asks_for_hours(text) is asks

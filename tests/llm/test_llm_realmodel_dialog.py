@@ -67,6 +67,7 @@ async def test_booking_phrasings_success_count(rig: Rig) -> None:
     [
         ("Do you take insurance?", ("delta dental", "cigna", "metlife", "aetna")),
         ("How much is a cleaning?", ("120",)),
+        ("Sorry, are you open on Saturday?", ("closed on saturday",)),  # Monday 23 Nov, no model
     ],
 )
 async def test_knowledge_answer_carries_the_documented_fact(

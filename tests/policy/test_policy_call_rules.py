@@ -33,6 +33,7 @@ def stores() -> Iterator[PolicyStores]:
 
 # --- disclosure ----------------------------------------------------------------------------
 
+
 def test_disclosure_core_is_always_first() -> None:
     text = build_disclosure("I'm calling on behalf of Acme Dental.")
     assert text == f"{DISCLOSURE_CORE} I'm calling on behalf of Acme Dental."
@@ -48,8 +49,15 @@ def test_disclosure_cannot_be_blanked(value: str) -> None:
         build_disclosure(value)
 
 
-@pytest.mark.parametrize("value", ["I'm a real person from Acme.", "This is not an AI.",
-                                   "Don't worry, I am not a robot.", "You're talking to a human being."])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "I'm a real person from Acme.",
+        "This is not an AI.",
+        "Don't worry, I am not a robot.",
+        "You're talking to a human being.",
+    ],
+)
 def test_disclosure_addition_cannot_contradict_the_core(value: str) -> None:
     with pytest.raises(InvalidArgument, match="contradicts"):
         build_disclosure(value)
@@ -74,24 +82,44 @@ def test_disclosure_not_duplicated_and_only_on_first_utterance() -> None:
 
 # --- escalation ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text", [
-    "Can I talk to a person?", "I want to speak with a representative please.", "REPRESENTATIVE!",
-    "um, agent", "Operator.", "uh I need a real person", "Let me speak to someone.",
-    "Could you transfer me to a human?", "get me a human", "human please", "No, I want a live agent.",
-    "can i speak to your customer service representative", "I'd like to talk to a manager",
-    "I can't hear you, get me a person.",
-])
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Can I talk to a person?",
+        "I want to speak with a representative please.",
+        "REPRESENTATIVE!",
+        "um, agent",
+        "Operator.",
+        "uh I need a real person",
+        "Let me speak to someone.",
+        "Could you transfer me to a human?",
+        "get me a human",
+        "human please",
+        "No, I want a live agent.",
+        "can i speak to your customer service representative",
+        "I'd like to talk to a manager",
+        "I can't hear you, get me a person.",
+    ],
+)
 def test_human_request_escalates(text: str) -> None:
     d = EscalationDetector().on_turn(text)
     assert d is not None and d.reason == "human_requested" and d.action is EscalationAction.TRANSFER
 
 
-@pytest.mark.parametrize("text", [
-    "I don't need to talk to a person, you're doing fine.", "No need for a representative.",
-    "I'm a travel agent and I want to move my booking.", "Are you a real person?",
-    "My insurance agent told me to call.", "I never asked to speak to a human.",
-    "The human resources department sent me.", "I want to reschedule my appointment.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I don't need to talk to a person, you're doing fine.",
+        "No need for a representative.",
+        "I'm a travel agent and I want to move my booking.",
+        "Are you a real person?",
+        "My insurance agent told me to call.",
+        "I never asked to speak to a human.",
+        "The human resources department sent me.",
+        "I want to reschedule my appointment.",
+    ],
+)
 def test_no_escalation_on_negated_or_unrelated_mentions(text: str) -> None:
     assert EscalationDetector().on_turn(text) is None
 
@@ -126,24 +154,49 @@ def test_configured_trigger_words() -> None:
 
 # --- opt-out -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text", [
-    "Stop calling me!", "please take me off your list", "Put me on your do not call list.",
-    "DO NOT CALL", "remove my number", "Unsubscribe.", "um, uh, stop calling", "Don't call me again.",
-    "dont call this number", "Never call me again", "No. Stop calling me.", "take my number off your list",
-    "I want to opt out", "Please remove me from your calling list", "Lose my number",
-    "Could you not call me anymore?",
-])
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Stop calling me!",
+        "please take me off your list",
+        "Put me on your do not call list.",
+        "DO NOT CALL",
+        "remove my number",
+        "Unsubscribe.",
+        "um, uh, stop calling",
+        "Don't call me again.",
+        "dont call this number",
+        "Never call me again",
+        "No. Stop calling me.",
+        "take my number off your list",
+        "I want to opt out",
+        "Please remove me from your calling list",
+        "Lose my number",
+        "Could you not call me anymore?",
+    ],
+)
 def test_opt_out_phrases_detected(text: str) -> None:
     assert detect_opt_out(text) is not None, text
 
 
-@pytest.mark.parametrize("text", [
-    "Don't stop, this is helpful.", "Please don't stop calling me, I like the reminders.",
-    "I didn't say stop calling.", "I do not want you to stop calling.", "Can you call me back later?",
-    "Why did you not call me back?", "Why did you not call me yesterday?", "Please remove the late fee.",
-    "I don't want to unsubscribe.", "stop, you are talking too fast", "Do not remove my number!",
-    "Please don\u2019t stop calling me.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Don't stop, this is helpful.",
+        "Please don't stop calling me, I like the reminders.",
+        "I didn't say stop calling.",
+        "I do not want you to stop calling.",
+        "Can you call me back later?",
+        "Why did you not call me back?",
+        "Why did you not call me yesterday?",
+        "Please remove the late fee.",
+        "I don't want to unsubscribe.",
+        "stop, you are talking too fast",
+        "Do not remove my number!",
+        "Please don\u2019t stop calling me.",
+    ],
+)
 def test_opt_out_not_fired_by_negations_or_other_contexts(text: str) -> None:
     assert detect_opt_out(text) is None, text
 

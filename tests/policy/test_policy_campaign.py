@@ -102,8 +102,13 @@ def test_pacer_rate_limit_is_a_sliding_minute() -> None:
 
 def test_busy_and_no_answer_retry_with_exponential_backoff_until_max_attempts() -> None:
     clock = FakeClock()
-    cfg = PacingConfig(max_concurrent=1, calls_per_minute=60, max_attempts=4,
-                       retry_base=timedelta(minutes=5), retry_max=timedelta(minutes=15))
+    cfg = PacingConfig(
+        max_concurrent=1,
+        calls_per_minute=60,
+        max_attempts=4,
+        retry_base=timedelta(minutes=5),
+        retry_max=timedelta(minutes=15),
+    )
     pacer = CampaignPacer(contacts(1), cfg, clock)
     waits = []
     for outcome in (Outcome.BUSY, Outcome.NO_ANSWER, Outcome.BUSY):

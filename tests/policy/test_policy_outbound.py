@@ -36,9 +36,16 @@ def consented(stores: PolicyStores, *numbers: str) -> None:
         stores.consent.grant(n, PURPOSE, "web form", GRANTED)
 
 
-def dial(stores: PolicyStores, number: str, now: str, tz: str | None = None, *,
-         caller_id: str | None = CALLER_ID, purpose: str = PURPOSE,
-         config: OutboundConfig | None = None) -> Decision:
+def dial(
+    stores: PolicyStores,
+    number: str,
+    now: str,
+    tz: str | None = None,
+    *,
+    caller_id: str | None = CALLER_ID,
+    purpose: str = PURPOSE,
+    config: OutboundConfig | None = None,
+) -> Decision:
     req = DialRequest(number=number, caller_id=caller_id, purpose=purpose, campaign_id="c1", time_zone=tz)
     return evaluate_dial(req, utc(now), stores, config)
 
@@ -52,16 +59,28 @@ def test_allow_returns_rule_reason_and_details(stores: PolicyStores) -> None:
     assert d.details["number"].endswith("23") and "212" not in d.details["number"]
 
 
-@pytest.mark.parametrize("caller_id,reason", [(None, "no caller id"), ("  ", "no caller id"),
-                                              ("5550100", "not a valid E.164")])
+@pytest.mark.parametrize(
+    "caller_id,reason", [(None, "no caller id"), ("  ", "no caller id"), ("5550100", "not a valid E.164")]
+)
 def test_caller_id_required(stores: PolicyStores, caller_id: str | None, reason: str) -> None:
     consented(stores, NY_NUMBER)
     d = dial(stores, NY_NUMBER, "2026-06-01T14:00", caller_id=caller_id)
     assert not d.allowed and d.rule == "caller_id" and reason in d.reason
 
 
-@pytest.mark.parametrize("number", ["", "12345", "+1 212 555 012", "+1 112 555 0123", "+1 911 555 0123",
-                                    "212-555-0123 x12", "+0123456789", "not a number"])
+@pytest.mark.parametrize(
+    "number",
+    [
+        "",
+        "12345",
+        "+1 212 555 012",
+        "+1 112 555 0123",
+        "+1 911 555 0123",
+        "212-555-0123 x12",
+        "+0123456789",
+        "not a number",
+    ],
+)
 def test_invalid_numbers_denied(stores: PolicyStores, number: str) -> None:
     d = dial(stores, number, "2026-06-01T14:00")
     assert not d.allowed and d.rule == "valid_number"
@@ -110,19 +129,22 @@ def test_consent_requires_a_purpose(stores: PolicyStores) -> None:
     assert not d.allowed and d.rule == "consent"
 
 
-@pytest.mark.parametrize("now,allowed", [
-    ("2026-03-07T12:59", False),  # Saturday before spring-forward: 07:59 EST
-    ("2026-03-07T13:00", True),  # 08:00 EST
-    ("2026-03-08T12:00", True),  # spring-forward Sunday: 08:00 EDT already
-    ("2026-03-08T11:59", False),  # 07:59 EDT
-    ("2026-03-09T00:59", True),  # 20:59 EDT
-    ("2026-03-09T01:00", False),  # 21:00 EDT: end is exclusive
-    ("2026-10-31T12:30", True),  # 08:30 EDT
-    ("2026-11-01T12:30", False),  # fall-back Sunday: 07:30 EST
-    ("2026-11-01T13:00", True),  # 08:00 EST
-    ("2026-11-02T01:59", True),  # 20:59 EST
-    ("2026-11-02T02:00", False),  # 21:00 EST
-])
+@pytest.mark.parametrize(
+    "now,allowed",
+    [
+        ("2026-03-07T12:59", False),  # Saturday before spring-forward: 07:59 EST
+        ("2026-03-07T13:00", True),  # 08:00 EST
+        ("2026-03-08T12:00", True),  # spring-forward Sunday: 08:00 EDT already
+        ("2026-03-08T11:59", False),  # 07:59 EDT
+        ("2026-03-09T00:59", True),  # 20:59 EDT
+        ("2026-03-09T01:00", False),  # 21:00 EDT: end is exclusive
+        ("2026-10-31T12:30", True),  # 08:30 EDT
+        ("2026-11-01T12:30", False),  # fall-back Sunday: 07:30 EST
+        ("2026-11-01T13:00", True),  # 08:00 EST
+        ("2026-11-02T01:59", True),  # 20:59 EST
+        ("2026-11-02T02:00", False),  # 21:00 EST
+    ],
+)
 def test_calling_window_new_york_dst_edges(stores: PolicyStores, now: str, allowed: bool) -> None:
     consented(stores, NY_NUMBER)
     d = dial(stores, NY_NUMBER, now)

@@ -27,8 +27,17 @@ def test_one_party_states_get_a_notice_only() -> None:
     assert session.may_record
 
 
-@pytest.mark.parametrize("numbers,extra", [([NY, CA], ()), ([FL_PANHANDLE], ()), ([NY], ("US-WA",)),
-                                           (["+442079460958"], ()), (["+18005550123"], ()), ([], ())])
+@pytest.mark.parametrize(
+    "numbers,extra",
+    [
+        ([NY, CA], ()),
+        ([FL_PANHANDLE], ()),
+        ([NY], ("US-WA",)),
+        (["+442079460958"], ()),
+        (["+18005550123"], ()),
+        ([], ()),
+    ],
+)
 def test_all_party_or_unknown_jurisdiction_asks_consent(numbers: list[str], extra: tuple[str, ...]) -> None:
     plan = plan_recording(numbers, extra)
     assert plan.mode is RecordingMode.ASK_CONSENT
@@ -43,11 +52,23 @@ def test_all_party_list_is_configurable() -> None:
         RecordingConfig(all_party_states=frozenset({"XX"}))
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("Yes.", True), ("yeah sure", True), ("Okay, go ahead", True), ("No problem.", True),
-    ("I don't mind", True), ("No.", False), ("nope", False), ("I'd rather not", False),
-    ("yes, but please don't record it", False), ("I'm not sure", False), ("what?", None), ("", None),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("Yes.", True),
+        ("yeah sure", True),
+        ("Okay, go ahead", True),
+        ("No problem.", True),
+        ("I don't mind", True),
+        ("No.", False),
+        ("nope", False),
+        ("I'd rather not", False),
+        ("yes, but please don't record it", False),
+        ("I'm not sure", False),
+        ("what?", None),
+        ("", None),
+    ],
+)
 def test_answer_classification(text: str, expected: bool | None) -> None:
     assert classify_answer(text) is expected
 

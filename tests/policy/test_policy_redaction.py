@@ -6,12 +6,15 @@ import pytest
 from phoneagent.policy.redaction import redact_transcript, spoken_digits
 
 
-@pytest.mark.parametrize("text", [
-    "my card is four one one one one one one one one one one one one one one one",
-    "It's four one one one, one one one one, one one one one, one one one one.",
-    "Four one one one 1111 one one one one 1111 thanks",
-    "five five double five, five five five five, five five five five, four four four four",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "my card is four one one one one one one one one one one one one one one one",
+        "It's four one one one, one one one one, one one one one, one one one one.",
+        "Four one one one 1111 one one one one 1111 thanks",
+        "five five double five, five five five five, five five five five, four four four four",
+    ],
+)
 def test_spoken_card_numbers_masked(text: str) -> None:
     out = redact_transcript(text)
     assert "[CARD]" in out
@@ -37,22 +40,33 @@ def test_security_codes_and_pins() -> None:
     assert redact_transcript("security code: 9 8 7") == "security code: [CODE]"
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("my date of birth is March 3rd, 1985", "my date of birth is [DOB]"),
-    ("DOB: 03/04/1985.", "DOB: [DOB]."),
-    ("I was born on the third of March nineteen eighty five", "I was born on the [DOB]"),
-    ("born in 1985 and raised in Ohio", "born in [DOB] and raised in Ohio"),
-    ("my birthday is July twenty first", "my birthday is [DOB]"),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("my date of birth is March 3rd, 1985", "my date of birth is [DOB]"),
+        ("DOB: 03/04/1985.", "DOB: [DOB]."),
+        ("I was born on the third of March nineteen eighty five", "I was born on the [DOB]"),
+        ("born in 1985 and raised in Ohio", "born in [DOB] and raised in Ohio"),
+        ("my birthday is July twenty first", "my birthday is [DOB]"),
+    ],
+)
 def test_dates_of_birth_masked_after_their_keyword(text: str, expected: str) -> None:
     assert redact_transcript(text) == expected
 
 
-@pytest.mark.parametrize("text", [
-    "My appointment is on March 3rd at 10.", "I have one or two questions.", "Call me in five minutes.",
-    "I was born on a farm.", "My birthday party is on Saturday.", "Oh, one more thing.",
-    "Room two oh four please", "",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "My appointment is on March 3rd at 10.",
+        "I have one or two questions.",
+        "Call me in five minutes.",
+        "I was born on a farm.",
+        "My birthday party is on Saturday.",
+        "Oh, one more thing.",
+        "Room two oh four please",
+        "",
+    ],
+)
 def test_ordinary_text_left_alone(text: str) -> None:
     assert redact_transcript(text) == text
 

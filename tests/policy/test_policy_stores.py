@@ -14,16 +14,33 @@ from phoneagent.runtime.errors import InvalidArgument
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("raw,expected", [
-    ("(212) 555-0123", "+12125550123"), ("212.555.0123", "+12125550123"), ("1-212-555-0123", "+12125550123"),
-    ("+1 212 555 0123", "+12125550123"), ("+44 20 7946 0958", "+442079460958"),
-])
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ("(212) 555-0123", "+12125550123"),
+        ("212.555.0123", "+12125550123"),
+        ("1-212-555-0123", "+12125550123"),
+        ("+1 212 555 0123", "+12125550123"),
+        ("+44 20 7946 0958", "+442079460958"),
+    ],
+)
 def test_normalize_e164(raw: str, expected: str) -> None:
     assert normalize_e164(raw) == expected and is_valid_e164(expected)
 
 
-@pytest.mark.parametrize("raw", ["", "555-0123", "0044 20 7946 0958", "+1 212 055 0123", "+1 411 555 0123",
-                                 "2125550123x9", "+12345", "+1234567890123456"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        "555-0123",
+        "0044 20 7946 0958",
+        "+1 212 055 0123",
+        "+1 411 555 0123",
+        "2125550123x9",
+        "+12345",
+        "+1234567890123456",
+    ],
+)
 def test_normalize_e164_rejects(raw: str) -> None:
     with pytest.raises(InvalidArgument):
         normalize_e164(raw)
@@ -46,14 +63,19 @@ def test_dnc_is_durable_across_reopen(tmp_path: Path) -> None:
 
 def test_imported_dnc_csv_reports_bad_rows_and_keeps_good_ones(tmp_path: Path) -> None:
     path = tmp_path / "dnc.csv"
-    path.write_text("Name,Phone Number\nA,(212) 555-0101\nB,not-a-number\nC,\nD,+1 212 555 0101\n"
-                    "E,4155550102\nF,+1 111 555 0103\n", encoding="utf-8")
+    path.write_text(
+        "Name,Phone Number\nA,(212) 555-0101\nB,not-a-number\nC,\nD,+1 212 555 0101\n"
+        "E,4155550102\nF,+1 111 555 0103\n",
+        encoding="utf-8",
+    )
     with PolicyStores(":memory:") as s:
         report = s.imported_dnc.import_csv("client-suppression", path, T0)
         assert report.imported == 2 and report.duplicates == 1
         assert [(e.row, e.reason) for e in report.errors] == [
-            (3, "phone number needs a leading + and country code"), (4, "phone number is empty"),
-            (7, "phone number is not a valid North American number")]
+            (3, "phone number needs a leading + and country code"),
+            (4, "phone number is empty"),
+            (7, "phone number is not a valid North American number"),
+        ]
         assert s.imported_dnc.lists_containing("212 555 0101") == ["client-suppression"]
         assert s.imported_dnc.count("client-suppression") == 2
 
@@ -122,7 +144,9 @@ def test_area_code_table_rejects_bad_files(tmp_path: Path) -> None:
     bad.write_text("area_code,region,time_zones\n212,US-NY,America/Nowhere\n", encoding="utf-8")
     with pytest.raises(InvalidArgument, match="line 2"):
         load_area_codes(bad)
-    bad.write_text("area_code,region,time_zones\n212,US-NY,America/New_York\n212,US-NY,America/New_York\n",
-                   encoding="utf-8")
+    bad.write_text(
+        "area_code,region,time_zones\n212,US-NY,America/New_York\n212,US-NY,America/New_York\n",
+        encoding="utf-8",
+    )
     with pytest.raises(InvalidArgument, match="duplicate"):
         load_area_codes(bad)

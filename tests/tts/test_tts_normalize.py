@@ -80,8 +80,10 @@ def test_normalize(text: str, spoken: str) -> None:
 
 
 def test_normalize_leaves_no_digits_in_a_realistic_reply() -> None:
-    reply = ("Your appt. with Dr. Lee is on 2026-11-23 at 3:30 pm; the copay is $25.00, "
-             "confirmation 48213957, and our number is (415) 555-0132.")
+    reply = (
+        "Your appt. with Dr. Lee is on 2026-11-23 at 3:30 pm; the copay is $25.00, "
+        "confirmation 48213957, and our number is (415) 555-0132."
+    )
     spoken = normalize(reply)
     assert not any(ch.isdigit() for ch in spoken)
     assert "Doctor Lee" in spoken and "three thirty p m" in spoken and "twenty-five dollars" in spoken
@@ -92,10 +94,13 @@ def test_normalize_is_total_on_odd_input() -> None:
         assert isinstance(normalize(text), str)
 
 
-@pytest.mark.parametrize(("text", "spoken"), [
-    ("I have 42, right?", "I have forty-two, right?"),
-    ("ticket 48213957, please", "ticket four eight two one, three nine five seven, please"),
-    ("that is 1,200.", "that is one thousand two hundred."),
-])
+@pytest.mark.parametrize(
+    ("text", "spoken"),
+    [
+        ("I have 42, right?", "I have forty-two, right?"),
+        ("ticket 48213957, please", "ticket four eight two one, three nine five seven, please"),
+        ("that is 1,200.", "that is one thousand two hundred."),
+    ],
+)
 def test_numbers_next_to_punctuation(text: str, spoken: str) -> None:
     assert normalize(text) == spoken

@@ -15,8 +15,9 @@ from phoneagent.tts.stream import SpeechOut, SpeechRequest, TtsStream
 pytestmark = pytest.mark.slow
 
 
-def test_prompt_is_rendered_once_then_hit_in_memory_and_on_disk(piper_engine: TtsEngine,
-                                                                  tmp_path: Path) -> None:
+def test_prompt_is_rendered_once_then_hit_in_memory_and_on_disk(
+    piper_engine: TtsEngine, tmp_path: Path
+) -> None:
     voice = piper_engine.voices()[0]
     cache = PromptCache(piper_engine, sample_rate=8000, directory=tmp_path)
     prompts = FixedPrompts(greeting="Hello, you have reached the clinic.", hold="One moment please.")
@@ -35,11 +36,13 @@ def test_prompt_is_rendered_once_then_hit_in_memory_and_on_disk(piper_engine: Tt
 
 def test_key_separates_engine_voice_rate_and_text() -> None:
     base = prompt_key("kokoro", "af_heart", 1.0, 8000, "Hello.")
-    others = [prompt_key("piper", "af_heart", 1.0, 8000, "Hello."),
-              prompt_key("kokoro", "af_bella", 1.0, 8000, "Hello."),
-              prompt_key("kokoro", "af_heart", 1.0, 16000, "Hello."),
-              prompt_key("kokoro", "af_heart", 1.2, 8000, "Hello."),
-              prompt_key("kokoro", "af_heart", 1.0, 8000, "Hello!")]
+    others = [
+        prompt_key("piper", "af_heart", 1.0, 8000, "Hello."),
+        prompt_key("kokoro", "af_bella", 1.0, 8000, "Hello."),
+        prompt_key("kokoro", "af_heart", 1.0, 16000, "Hello."),
+        prompt_key("kokoro", "af_heart", 1.2, 8000, "Hello."),
+        prompt_key("kokoro", "af_heart", 1.0, 8000, "Hello!"),
+    ]
     assert base not in others and len(set(others)) == len(others)
 
 
@@ -70,8 +73,8 @@ async def test_stream_plays_a_cached_prompt(piper_engine: TtsEngine, tmp_path: P
     finally:
         await stream.close()
     played = np.frombuffer(b"".join(c.pcm for c in chunks), dtype=np.int16)
-    assert np.array_equal(played[:pcm.size], pcm)  # exactly the cached audio, then silence padding
-    assert not played[pcm.size:].any() and played.size - pcm.size < 160
+    assert np.array_equal(played[: pcm.size], pcm)  # exactly the cached audio, then silence padding
+    assert not played[pcm.size :].any() and played.size - pcm.size < 160
     assert chunks[-1].text_end == len(text)
     with pytest.raises(PhoneAgentError):
         TtsStream(piper_engine, voice=voice, sample_rate=16000, prompts=cache)

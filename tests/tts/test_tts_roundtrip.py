@@ -50,8 +50,9 @@ def phone_path(audio: np.ndarray, rate: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("engine_name", ["piper", "kokoro"])
-def test_speech_survives_the_phone_line_and_is_recognised(engine_name: str, request: pytest.FixtureRequest,
-                                                          asr: AsrEngine) -> None:
+def test_speech_survives_the_phone_line_and_is_recognised(
+    engine_name: str, request: pytest.FixtureRequest, asr: AsrEngine
+) -> None:
     tts: TtsEngine = request.getfixturevalue(f"{engine_name}_engine")
     errors = words = 0
     heard = []

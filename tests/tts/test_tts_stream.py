@@ -16,8 +16,10 @@ from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.slow
 
-LONG = ("Thanks for waiting. I found three open slots next week. The first is on Monday morning. "
-        "The second is on Wednesday at noon. The third is on Friday afternoon.")
+LONG = (
+    "Thanks for waiting. I found three open slots next week. The first is on Monday morning. "
+    "The second is on Wednesday at noon. The third is on Friday afternoon."
+)
 
 
 async def collect(stream: TtsStream, generation: int, wait_s: float = 60.0) -> list[SpeechOut]:
@@ -165,16 +167,20 @@ async def test_two_calls_keep_their_audio_apart(kokoro_engine: TtsEngine) -> Non
     assert got_b[-1].text_end == len(text_b)
 
 
-@pytest.mark.parametrize(("request_", "what"), [
-    (SpeechRequest(1, 1, 0, ""), "empty"),
-    (SpeechRequest(1, 1, 0, "   \n"), "empty"),
-    (SpeechRequest(1, 1, 0, "word " * 500), "limit"),
-    (SpeechRequest(1, 1, 0, "Hello.", voice="zz_nobody"), "voice"),
-    (SpeechRequest(1, 1, 0, "Hello.", speed=9.0), "speed"),
-    (SpeechRequest(1, -1, 0, "Hello."), "negative"),
-])
-async def test_malformed_requests_are_invalid(piper_engine: TtsEngine, request_: SpeechRequest,
-                                              what: str) -> None:
+@pytest.mark.parametrize(
+    ("request_", "what"),
+    [
+        (SpeechRequest(1, 1, 0, ""), "empty"),
+        (SpeechRequest(1, 1, 0, "   \n"), "empty"),
+        (SpeechRequest(1, 1, 0, "word " * 500), "limit"),
+        (SpeechRequest(1, 1, 0, "Hello.", voice="zz_nobody"), "voice"),
+        (SpeechRequest(1, 1, 0, "Hello.", speed=9.0), "speed"),
+        (SpeechRequest(1, -1, 0, "Hello."), "negative"),
+    ],
+)
+async def test_malformed_requests_are_invalid(
+    piper_engine: TtsEngine, request_: SpeechRequest, what: str
+) -> None:
     stream = TtsStream(piper_engine, voice=piper_engine.voices()[0], max_chars=1000)
     try:
         with pytest.raises(PhoneAgentError) as err:

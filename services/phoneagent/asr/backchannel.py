@@ -12,17 +12,47 @@ from dataclasses import dataclass
 _PHRASES: frozenset[tuple[str, ...]] = frozenset(
     tuple(p.split())
     for p in (
-        "yeah", "yes", "yep", "yup", "uh huh", "mm hmm", "mhm", "hmm", "okay", "ok", "right",
-        "sure", "got it", "i see", "alright", "all right",
+        "yeah",
+        "yes",
+        "yep",
+        "yup",
+        "uh huh",
+        "mm hmm",
+        "mhm",
+        "hmm",
+        "okay",
+        "ok",
+        "right",
+        "sure",
+        "got it",
+        "i see",
+        "alright",
+        "all right",
     )
 )
 _MAX_PHRASE = max(len(p) for p in _PHRASES)
 # Spelling variants that ASR engines produce for the same sounds.
 _VARIANTS = {
-    "o.k.": "ok", "o.k": "ok", "k": "ok", "kay": "okay", "okey": "okay", "okay-dokay": "okay",
-    "uh-huh": "uh huh", "uhhuh": "uh huh", "uh-uh-huh": "uh huh", "mm-hmm": "mm hmm", "mmhmm": "mm hmm",
-    "mm-hm": "mm hmm", "m-hm": "mm hmm", "mmhm": "mm hmm", "hm": "hmm", "mhmm": "mhm", "mm": "mm hmm",
-    "yeah-yeah": "yeah yeah", "ya": "yeah", "yea": "yeah",
+    "o.k.": "ok",
+    "o.k": "ok",
+    "k": "ok",
+    "kay": "okay",
+    "okey": "okay",
+    "okay-dokay": "okay",
+    "uh-huh": "uh huh",
+    "uhhuh": "uh huh",
+    "uh-uh-huh": "uh huh",
+    "mm-hmm": "mm hmm",
+    "mmhmm": "mm hmm",
+    "mm-hm": "mm hmm",
+    "m-hm": "mm hmm",
+    "mmhm": "mm hmm",
+    "hm": "hmm",
+    "mhmm": "mhm",
+    "mm": "mm hmm",
+    "yeah-yeah": "yeah yeah",
+    "ya": "yeah",
+    "yea": "yeah",
 }
 _STRIP = re.compile(r"[^\w\s'.-]")
 
@@ -48,7 +78,7 @@ def _covered(words: list[str]) -> bool:
     i = 0
     while i < len(words):
         for size in range(min(_MAX_PHRASE, len(words) - i), 0, -1):
-            if tuple(words[i:i + size]) in _PHRASES:
+            if tuple(words[i : i + size]) in _PHRASES:
                 i += size
                 break
         else:

@@ -116,8 +116,9 @@ def _verify_once(path: Path, sha256: str, *, extra: str, package: str) -> None:
 
 def _copy_if_changed(src: Path, dest: Path, *, package: str) -> None:
     if not src.is_file():
-        raise MissingModelError(f"Whisper model file {src.name} is missing", extra="asr-base",
-                                package=package)
+        raise MissingModelError(
+            f"Whisper model file {src.name} is missing", extra="asr-base", package=package
+        )
     if dest.is_file() and filecmp.cmp(src, dest, shallow=False):
         return
     tmp = dest.with_name(dest.name + ".tmp")

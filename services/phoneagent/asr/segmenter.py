@@ -129,9 +129,9 @@ class Segmenter:
         events: list[SegmentEvent] = []
         n = len(data) // self._win
         for k in range(n):
-            window = data[k * self._win:(k + 1) * self._win]
+            window = data[k * self._win : (k + 1) * self._win]
             events.extend(self._step(window, start_t + k * self._win_s))
-        self._pending = data[n * self._win:].copy()
+        self._pending = data[n * self._win :].copy()
         return events
 
     def flush(self, t: float) -> list[SegmentEvent]:
@@ -197,11 +197,17 @@ class Segmenter:
         pcm = np.concatenate(self._buffer) if self._buffer else np.zeros(0, dtype=np.float32)
         keep_until = end + self.config.tail_pad_ms / 1000.0 - self._buffer_t
         pcm = pcm[: max(0, int(round(keep_until * VAD_RATE)))]
-        return Utterance(pcm=pcm, speech_start=self._speech_start, speech_end=end, ended_at=ended_at,
-                         forced=forced, continued=continued)
+        return Utterance(
+            pcm=pcm,
+            speech_start=self._speech_start,
+            speech_end=end,
+            ended_at=ended_at,
+            forced=forced,
+            continued=continued,
+        )
 
     def _to_idle(self) -> None:
-        tail = self._buffer[-self._pre_roll_w:] if self._pre_roll_w else []
+        tail = self._buffer[-self._pre_roll_w :] if self._pre_roll_w else []
         tail_t = self._buffer_t + (len(self._buffer) - len(tail)) * self._win_s
         self._ring.clear()
         for i, w in enumerate(tail):

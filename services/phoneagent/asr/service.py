@@ -37,22 +37,29 @@ class AsrCallSession:
         self.svc = svc
         self.call_id = claim.call.meta.call_id
         s = svc.settings
-        cfg = seg.SegmenterConfig(pre_roll_ms=s.pre_roll_ms, min_speech_ms=s.min_speech_ms,
-                                  min_silence_ms=s.end_silence_ms, partial_interval_ms=s.partial_interval_ms,
-                                  max_utterance_s=s.max_utterance_s)
+        cfg = seg.SegmenterConfig(
+            pre_roll_ms=s.pre_roll_ms,
+            min_speech_ms=s.min_speech_ms,
+            min_silence_ms=s.end_silence_ms,
+            partial_interval_ms=s.partial_interval_ms,
+            max_utterance_s=s.max_utterance_s,
+        )
         assert svc.engine is not None
-        self.asr = stream.AsrSession(svc.engine, call_id=self.call_id, config=cfg, partials=s.partials,
-                                      last_turn=last_turn)
+        self.asr = stream.AsrSession(
+            svc.engine, call_id=self.call_id, config=cfg, partials=s.partials, last_turn=last_turn
+        )
         self.sub: Subscription[Any] | None = None
         self._last_error: dict[str, float] = {}
 
     async def start(self) -> None:
-        self.sub = await self.svc.bus.subscribe(subjects.audio_in(self.call_id), media_pb2.AudioFrame,
-                                                self.on_frame, max_pending=50)
+        self.sub = await self.svc.bus.subscribe(
+            subjects.audio_in(self.call_id), media_pb2.AudioFrame, self.on_frame, max_pending=50
+        )
 
     def meta(self, turn: int = 0) -> common_pb2.EventMeta:
-        return common_pb2.EventMeta(call_id=self.call_id, turn_id=turn, ts_unix_ns=time.time_ns(),
-                                    producer=f"asr/{self.svc.replica}")
+        return common_pb2.EventMeta(
+            call_id=self.call_id, turn_id=turn, ts_unix_ns=time.time_ns(), producer=f"asr/{self.svc.replica}"
+        )
 
     async def on_frame(self, frame: media_pb2.AudioFrame, _: Delivery) -> None:
         t = frame.capture_unix_ns / 1e9 if frame.capture_unix_ns else time.time()
@@ -81,28 +88,44 @@ class AsrCallSession:
         bus = self.svc.bus
         if isinstance(ev, stream.SpeechStarted):
             started = speech_pb2.SpeechStarted(meta=self.meta(ev.turn), speech_start_unix_ns=int(ev.t * 1e9))
-            await bus.publish(subjects.asr_events(self.call_id), speech_pb2.AsrEvent(speech_started=started),
-                              lane=Lane.CONTROL)
+            await bus.publish(
+                subjects.asr_events(self.call_id),
+                speech_pb2.AsrEvent(speech_started=started),
+                lane=Lane.CONTROL,
+            )
         elif isinstance(ev, stream.Partial):
-            tr = speech_pb2.Transcript(meta=self.meta(ev.turn), final=False, text=ev.text,
-                                       speech_start_unix_ns=int(ev.speech_start * 1e9),
-                                       emitted_unix_ns=time.time_ns(), engine=self.svc.engine_name)
+            tr = speech_pb2.Transcript(
+                meta=self.meta(ev.turn),
+                final=False,
+                text=ev.text,
+                speech_start_unix_ns=int(ev.speech_start * 1e9),
+                emitted_unix_ns=time.time_ns(),
+                engine=self.svc.engine_name,
+            )
             await bus.publish(subjects.asr_events(self.call_id), speech_pb2.AsrEvent(transcript=tr))
         elif isinstance(ev, stream.Final):
-            tr = speech_pb2.Transcript(meta=self.meta(ev.turn), final=True, text=ev.text,
-                                       speech_start_unix_ns=int(ev.speech_start * 1e9),
-                                       speech_end_unix_ns=int(ev.speech_end * 1e9),
-                                       emitted_unix_ns=time.time_ns(), backchannel=ev.is_backchannel,
-                                       engine=self.svc.engine_name)
+            tr = speech_pb2.Transcript(
+                meta=self.meta(ev.turn),
+                final=True,
+                text=ev.text,
+                speech_start_unix_ns=int(ev.speech_start * 1e9),
+                speech_end_unix_ns=int(ev.speech_end * 1e9),
+                emitted_unix_ns=time.time_ns(),
+                backchannel=ev.is_backchannel,
+                engine=self.svc.engine_name,
+            )
             if ev.result is not None:
                 tr.language = ev.result.language or ""
             # One trace per caller turn starts here: the LLM and TTS continue it.
-            with telemetry.tracer().start_as_current_span("asr.final", attributes={
-                    "call_id": self.call_id, "turn": ev.turn, "backchannel": ev.is_backchannel}):
+            with telemetry.tracer().start_as_current_span(
+                "asr.final",
+                attributes={"call_id": self.call_id, "turn": ev.turn, "backchannel": ev.is_backchannel},
+            ):
                 await bus.publish(subjects.transcript(self.call_id), tr, trace=True)
         elif isinstance(ev, stream.AsrFailed):
-            err = common_pb2.Error(kind=ev.kind.wire, retryable=ev.kind.retryable, message=ev.message,
-                                   source="asr")
+            err = common_pb2.Error(
+                kind=ev.kind.wire, retryable=ev.kind.retryable, message=ev.message, source="asr"
+            )
             await bus.publish(subjects.asr_events(self.call_id), speech_pb2.AsrEvent(error=err))
 
     async def close(self, reason: str) -> None:

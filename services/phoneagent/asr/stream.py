@@ -192,10 +192,20 @@ class AsrSession:
             try:
                 result = await asyncio.to_thread(self.engine.transcribe, utt.pcm, partial=False)
             except Exception as exc:
-                err = exc if isinstance(exc, PhoneAgentError) else PhoneAgentError(
-                    ErrorKind.INTERNAL, "speech recognition failed")
-                log.warning("asr final failed", extra={"call_id": self.call_id, "turn": turn,
-                                                       "kind": err.kind.name, "error": type(exc).__name__})
+                err = (
+                    exc
+                    if isinstance(exc, PhoneAgentError)
+                    else PhoneAgentError(ErrorKind.INTERNAL, "speech recognition failed")
+                )
+                log.warning(
+                    "asr final failed",
+                    extra={
+                        "call_id": self.call_id,
+                        "turn": turn,
+                        "kind": err.kind.name,
+                        "error": type(exc).__name__,
+                    },
+                )
                 return AsrFailed(turn=turn, kind=err.kind, message=err.message)
         waited = time.perf_counter() - endpoint_wall
         return self._make_final(utt, turn, result, waited)
@@ -207,16 +217,33 @@ class AsrSession:
         self.stats.last_final_latency_s = latency
         self.stats.last_rtf = result.real_time_factor
         backchannel = is_backchannel(result.text, utt.speech_end - utt.speech_start, self._backchannel)
-        log.info("asr final", extra={
-            "call_id": self.call_id, "turn": turn, "chars": len(result.text),
-            "latency_ms": round(latency * 1000), "rtf": round(result.real_time_factor, 3),
-            "backchannel": backchannel, "forced": utt.forced})
+        log.info(
+            "asr final",
+            extra={
+                "call_id": self.call_id,
+                "turn": turn,
+                "chars": len(result.text),
+                "latency_ms": round(latency * 1000),
+                "rtf": round(result.real_time_factor, 3),
+                "backchannel": backchannel,
+                "forced": utt.forced,
+            },
+        )
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("asr final text", extra={"call_id": self.call_id, "turn": turn,
-                                               "text": redact_text(result.text)})
-        return Final(turn=turn, text=result.text, speech_start=utt.speech_start, speech_end=utt.speech_end,
-                     final_emitted=utt.ended_at + waited, is_backchannel=backchannel, forced=utt.forced,
-                     result=result)
+            log.debug(
+                "asr final text",
+                extra={"call_id": self.call_id, "turn": turn, "text": redact_text(result.text)},
+            )
+        return Final(
+            turn=turn,
+            text=result.text,
+            speech_start=utt.speech_start,
+            speech_end=utt.speech_end,
+            final_emitted=utt.ended_at + waited,
+            is_backchannel=backchannel,
+            forced=utt.forced,
+            result=result,
+        )
 
     def _collect(self) -> list[AsrEvent]:
         events: list[AsrEvent] = []

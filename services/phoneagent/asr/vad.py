@@ -56,14 +56,16 @@ def _shared_session(path: Path) -> Any:
             try:
                 import onnxruntime
             except ImportError as exc:
-                raise MissingModelError("onnxruntime is not installed", extra="asr",
-                                        package="onnxruntime") from exc
+                raise MissingModelError(
+                    "onnxruntime is not installed", extra="asr", package="onnxruntime"
+                ) from exc
             opts = onnxruntime.SessionOptions()
             opts.intra_op_num_threads = 1
             opts.inter_op_num_threads = 1
             opts.log_severity_level = 3
-            session = onnxruntime.InferenceSession(str(path), sess_options=opts,
-                                                   providers=["CPUExecutionProvider"])
+            session = onnxruntime.InferenceSession(
+                str(path), sess_options=opts, providers=["CPUExecutionProvider"]
+            )
             _check_signature(session)
             _sessions[path] = session
         return session
@@ -72,8 +74,9 @@ def _shared_session(path: Path) -> Any:
 def _check_signature(session: Any) -> None:
     inputs = {i.name: i.shape for i in session.get_inputs()}
     if set(inputs) != {"input", "h", "c"} or inputs["input"][-1] != WINDOW + CONTEXT:
-        raise MissingModelError("Silero VAD model has an unexpected signature", extra="asr",
-                                package="faster-whisper")
+        raise MissingModelError(
+            "Silero VAD model has an unexpected signature", extra="asr", package="faster-whisper"
+        )
 
 
 class SileroVad:

@@ -185,11 +185,36 @@ class Dialog:
             self._generate(reply, started_at or time.perf_counter(), resumed), f"gen{reply.generation}"
         )
 
-    async def say_directive(self, text: str) -> int:
-        """Policy's words: interrupt what is in flight, speak ``text`` as a new generation, return its id."""
-        await self.interrupt(None)
-        reply = self._new_reply(turn=self.state.turn)
+    async def say_directive(self, text: str, answer_pending: bool = False) -> int:
+        """Policy's words: interrupt what is in flight, speak ``text`` as a new generation, return its id.
+
+        With ``answer_pending`` (words that need no action after them, such as the recording
+        notice), a reply to the caller that the words cut off is generated again right after
+        them, in the same generation: the caller's question is still answered, and a newer
+        generation would cut the policy's words short at the edge. What the cut-off reply had
+        published is dropped from the history (the edge discards its queued audio).
+        """
+        current = self.reply
+        pending = (
+            answer_pending
+            and current is not None
+            and current.turn > 0
+            and not current.finished
+            and current.task is not None
+        )
+        if pending and current is not None:
+            await self._abort(current)
+            self.reply = None
+        else:
+            await self.interrupt(None)
+        turn = current.turn if pending and current is not None else self.state.turn
+        reply = self._new_reply(turn=turn)
         await self._say(reply, " ".join(text.split()))
+        if pending:
+            reply.task = self._tasks.spawn(
+                self._generate(reply, time.perf_counter()), f"gen{reply.generation}"
+            )
+            return reply.generation
         await self._end(reply)
         reply.finished = True
         return reply.generation
@@ -215,15 +240,19 @@ class Dialog:
         reply = self.reply
         if reply is None:
             return
+        await self._abort(reply)
+        if heard is None:
+            await self._commit_heard(reply, len(reply.sentences), 0)
+        else:
+            await self._commit_heard(reply, heard[0], heard[1])
+
+    async def _abort(self, reply: _Reply) -> None:
+        """Stop the reply's engine request and task (what it published stays in ``sentences``)."""
         if reply.task is not None and not reply.task.done():
             if reply.request_id:
                 await self.engine.abort(reply.request_id)
             reply.task.cancel()
             await asyncio.gather(reply.task, return_exceptions=True)
-        if heard is None:
-            await self._commit_heard(reply, len(reply.sentences), 0)
-        else:
-            await self._commit_heard(reply, heard[0], heard[1])
 
     async def close(self) -> None:
         reply = self.reply

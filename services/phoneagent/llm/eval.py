@@ -24,6 +24,7 @@ from typing import Any
 from phoneagent.agents import example_agent_path
 from phoneagent.llm.dialog import Dialog, DialogConfig, ToolOutcome
 from phoneagent.llm.domain.agent import Agent, load_agent
+from phoneagent.llm.domain.calendar_facts import agent_passages
 from phoneagent.llm.domain.dates import resolve
 from phoneagent.llm.domain.knowledge import KnowledgeBase, open_knowledge_base
 from phoneagent.llm.domain.scheduling import Appointment, SchedulingStore
@@ -173,7 +174,7 @@ class Rig:
         kb = None
         if knowledge and agent.knowledge:
             kb = await asyncio.to_thread(
-                open_knowledge_base, list(agent.knowledge), cache_dir() / "knowledge"
+                open_knowledge_base, list(agent.knowledge), cache_dir() / "knowledge", agent_passages(agent)
             )
         if engine is None:
             engine = create_engine(

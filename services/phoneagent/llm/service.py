@@ -18,6 +18,7 @@ from typing import Any
 
 from phoneagent.llm.dialog import Dialog, DialogConfig, DialogState, Sentence, ToolOutcome
 from phoneagent.llm.domain.agent import Agent, load_agent
+from phoneagent.llm.domain.calendar_facts import agent_passages, asks_for_hours
 from phoneagent.llm.domain.knowledge import KnowledgeBase, open_knowledge_base
 from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tool_result import CallContext
@@ -80,11 +81,14 @@ class Tools:
         self.said = [*self.said[-3:], text]
 
     def resume(self, text: str) -> dict[str, Any] | None:
-        """The booking call to run again when the caller answers the question it asked."""
+        """The tool call to run in code for what the caller said, without the model: a booking
+        asked a question and this is the answer, or the caller asks for the opening hours."""
         pending, self.pending = self.pending, None
-        if pending is None or not answers(pending[2], self.executor.agent, text, self.clock()):
-            return None
-        return {"name": pending[0], "arguments": pending[1]}
+        if pending is not None and answers(pending[2], self.executor.agent, text, self.clock()):
+            return {"name": pending[0], "arguments": pending[1]}
+        if self.executor.agent.tool_enabled("lookup_knowledge") and asks_for_hours(text):
+            return {"name": "lookup_knowledge", "arguments": {"question": text}}
+        return None
 
     async def _record(self, msg: Any) -> None:
         if self.record is None:
@@ -302,7 +306,9 @@ class LlmCallSession:
                 cancel=control_pb2.CancelGeneration(generation_id=current.generation, reason="policy"),
             )
             await self.svc.bus.publish(subjects.control(self.call_id), cancel, lane=Lane.CONTROL)
-        generation = await self.dialog.say_directive(d.text)
+        generation = await self.dialog.say_directive(
+            d.text, answer_pending=d.action == control_pb2.DIRECTIVE_ACTION_SAY
+        )
         transfer = self.svc.agent.transfer
         if d.action == control_pb2.DIRECTIVE_ACTION_SAY_AND_HANG_UP:
             self.hangup_after = generation
@@ -367,9 +373,12 @@ class LlmService(Service):
         self.engine = create_engine(s.engine, **opts)
         await asyncio.to_thread(self.engine.load)
         self.store = await asyncio.to_thread(SchedulingStore.open, s.database_url, self.agent)
-        if s.knowledge and self.agent.knowledge:
+        if s.knowledge and (self.agent.knowledge or self.agent.tool_enabled("lookup_knowledge")):
             self.knowledge = await asyncio.to_thread(
-                open_knowledge_base, list(self.agent.knowledge), cache_dir() / "knowledge"
+                open_knowledge_base,
+                list(self.agent.knowledge),
+                cache_dir() / "knowledge",
+                agent_passages(self.agent),
             )
         self.executor = ToolExecutor(self.agent, self.store, self.knowledge)
         self._kv = await streams.dialog_kv(self.bus.jetstream())

@@ -111,8 +111,9 @@ def is_known_time_zone(name: str) -> bool:
     return True
 
 
-def time_zones_for(e164: str, explicit: str | None = None,
-                   table: AreaCodeTable | None = None) -> tuple[str, ...]:
+def time_zones_for(
+    e164: str, explicit: str | None = None, table: AreaCodeTable | None = None
+) -> tuple[str, ...]:
     """Zones a callee may be in: the explicit zone when given, else the area code's zones.
 
     Returns an empty tuple when nothing is known (non-NANP number without an explicit

@@ -35,7 +35,8 @@ MAX_DISCLOSURE_ADDITION = 300
 _DENIES_AI = re.compile(
     r"\b(?:not|never|no longer)\s+(?:an?\s+)?(?:ai|a i|artificial|automated|bot|robot|machine|computer|"
     r"virtual|assistant)\b|\b(?:i am|this is|you are talking to|you are speaking (?:with|to))\s+(?:an?\s+)?"
-    r"(?:real|live|actual)?\s*(?:human|person|people)\b|\breal (?:human|person)\b|\bhuman being\b")
+    r"(?:real|live|actual)?\s*(?:human|person|people)\b|\breal (?:human|person)\b|\bhuman being\b"
+)
 
 
 def build_disclosure(addition: str | None = None) -> str:
@@ -50,7 +51,7 @@ def build_disclosure(addition: str | None = None) -> str:
         raise InvalidArgument("the AI disclosure cannot be blanked; omit the setting to use the fixed text")
     text = " ".join(addition.split())
     if _starts_with(text, DISCLOSURE_CORE):
-        text = text[len(DISCLOSURE_CORE):].strip()
+        text = text[len(DISCLOSURE_CORE) :].strip()
         if not text:
             return DISCLOSURE_CORE
     if len(text) > MAX_DISCLOSURE_ADDITION:
@@ -91,6 +92,7 @@ class DisclosureGuard:
 
 # --- (c) escalation to a human -------------------------------------------------------------
 
+
 class EscalationAction(enum.StrEnum):
     TRANSFER = "transfer"
     TAKE_MESSAGE = "take_message"
@@ -114,7 +116,7 @@ HUMAN_REQUEST_PHRASES = {
     "short_request": rf"^(?:i want )?{_DET}{_HUMAN}(?: now)?$",
     "representative": r"representative",
     "real_person": r"(?<!are you a )(?<!are you )(?<!is this a )(?<!am i talking to a )"
-                   r"(?:real|live|actual) (?:person|human)|human being",
+    r"(?:real|live|actual) (?:person|human)|human being",
 }
 
 
@@ -144,8 +146,9 @@ class EscalationDetector:
         """Consecutive caller turns the agent could not make sense of."""
         return self._misunderstood
 
-    def on_turn(self, caller_text: str, understood: bool = True,
-                humans_available: bool = True) -> EscalationDecision | None:
+    def on_turn(
+        self, caller_text: str, understood: bool = True, humans_available: bool = True
+    ) -> EscalationDecision | None:
         """Check one caller turn; ``understood`` is False when the agent could not make sense of it."""
         self._misunderstood = 0 if understood else self._misunderstood + 1
         reason, matched = self._reason(caller_text)
@@ -177,13 +180,14 @@ OPT_OUT_PHRASES = {
     "remove_me": rf"(?:remove|delete|erase) {_ME}",
     "do_not_call": r"do not call",
     "never_call": r"(?<!did )(?<!did you )(?<!does )(?<!do you )"
-                  r"(?:never|not) (?:ever )?(?:call|contact|phone|ring) (?:me|us|this number|here)(?! back)",
+    r"(?:never|not) (?:ever )?(?:call|contact|phone|ring) (?:me|us|this number|here)(?! back)",
     "unsubscribe": r"unsubscribe(?: me)?|opt (?:me )?out",
     "no_more_calls": r"no more calls",
     "lose_my_number": r"lose my number",
 }
-OPT_OUT_CONFIRMATION = ("Understood. I have removed your number from our calling list, "
-                        "and we will not call you again. Goodbye.")
+OPT_OUT_CONFIRMATION = (
+    "Understood. I have removed your number from our calling list, and we will not call you again. Goodbye."
+)
 OPT_OUT_UNRECORDED = "Understood. I will pass on your request not to be called again. Goodbye."
 
 _OPT_OUT = PhraseMatcher(OPT_OUT_PHRASES)
@@ -202,8 +206,9 @@ def detect_opt_out(text: str) -> str | None:
     return hit.name if hit else None
 
 
-def handle_opt_out(text: str, number: str | None, dnc: DncStore, now: datetime,
-                   source: str = "opt-out during call") -> OptOutResult | None:
+def handle_opt_out(
+    text: str, number: str | None, dnc: DncStore, now: datetime, source: str = "opt-out during call"
+) -> OptOutResult | None:
     """On an opt-out phrase, add ``number`` to the internal DNC and return the confirmation to say.
 
     When the number is unknown (anonymous caller) or the store fails, ``recorded`` is False and

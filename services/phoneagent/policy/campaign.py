@@ -67,8 +67,9 @@ class CampaignImport:
     errors: list[RowError]
 
 
-def parse_campaign_csv(source: CsvSource, default_purpose: str | None = None,
-                       default_country: str = NANP_COUNTRY_CODE) -> CampaignImport:
+def parse_campaign_csv(
+    source: CsvSource, default_purpose: str | None = None, default_country: str = NANP_COUNTRY_CODE
+) -> CampaignImport:
     """Read a campaign CSV with a header row: ``number`` (or ``phone``) is required; ``name``,
     ``time_zone`` and ``purpose`` are optional; other columns become custom fields. Bad rows
     are reported (row number and reason) and skipped; good rows are kept."""
@@ -99,8 +100,16 @@ def parse_campaign_csv(source: CsvSource, default_purpose: str | None = None,
     return CampaignImport(contacts=contacts, errors=errors)
 
 
-def _contact(row: list[str], row_no: int, number_col: int, tz_col: int | None, cols: dict[str, int],
-             extra: dict[str, int], default_purpose: str | None, cc: str) -> Contact:
+def _contact(
+    row: list[str],
+    row_no: int,
+    number_col: int,
+    tz_col: int | None,
+    cols: dict[str, int],
+    extra: dict[str, int],
+    default_purpose: str | None,
+    cc: str,
+) -> Contact:
     number = cell(row, number_col)
     if not number:
         raise InvalidArgument("number is missing")
@@ -161,8 +170,9 @@ class ContactResult:
     started_at: datetime | None = None
 
 
-def next_window_open(now: datetime, zones: Iterable[str], start: time, end: time,
-                     horizon_days: int = 3) -> datetime | None:
+def next_window_open(
+    now: datetime, zones: Iterable[str], start: time, end: time, horizon_days: int = 3
+) -> datetime | None:
     """The earliest moment at or after ``now`` (timezone-aware) when the local time in every one of
     ``zones`` is inside ``[start, end)``; None when there is none within ``horizon_days``."""
     names = tuple(zones)
@@ -190,8 +200,12 @@ RESULT_COLUMNS = ("number", "name", "purpose", "status", "attempts", "reason", "
 class CampaignPacer:
     """Decides which contact to dial next under concurrency, rate and retry rules."""
 
-    def __init__(self, contacts: Iterable[Contact], config: PacingConfig | None = None,
-                 clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        contacts: Iterable[Contact],
+        config: PacingConfig | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.config = config or PacingConfig()
         if clock is None:
             raise InvalidArgument("the pacer needs a clock returning timezone-aware datetimes")
@@ -309,6 +323,7 @@ class CampaignPacer:
         for r in self.results():
             status = r.outcome.value if r.state == _State.DONE and r.outcome else str(r.state)
             when = r.last_attempt_at.isoformat() if r.last_attempt_at else ""
-            writer.writerow([r.contact.number, r.contact.name, r.contact.purpose, status, r.attempts,
-                             r.reason, when])
+            writer.writerow(
+                [r.contact.number, r.contact.name, r.contact.purpose, status, r.attempts, r.reason, when]
+            )
         return len(self._results)

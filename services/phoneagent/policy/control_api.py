@@ -2,26 +2,29 @@
 
 PlaceCall asks policy first (every dial is approved or denied, and the decision audited)
 and only then asks an edge replica to dial. HangUp and TransferCall go to the call's
-control lane. ListCalls and GetCall read a call index built from the ``PA_CALLS`` stream,
-so it is complete after a restart. When ``PA_API_TOKEN`` is set every call must carry
-``authorization: Bearer <token>``.
+control lane. ListCalls and GetCall read the durable call records that the records worker
+folds from the ``PA_CALLS`` and ``PA_AUDIT`` streams (:mod:`phoneagent.records`), so they
+answer with whole calls (turns, tools, decisions, recording, summary) and survive restarts.
+When ``PA_API_TOKEN`` is set every call must carry ``authorization: Bearer <token>``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 
+from phoneagent.records.builder import CallRecord
+from phoneagent.records.callinfo import to_call_info
+from phoneagent.records.store import RecordStore
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Lane
 from phoneagent.runtime.errors import ErrorKind, PhoneAgentError
-from phoneagent.runtime.redact import mask_number
 from phoneagent.v1 import (
     call_pb2,
     common_pb2,
@@ -32,7 +35,8 @@ from phoneagent.v1 import (
 )
 
 log = logging.getLogger(__name__)
-MAX_INDEX = 10_000
+DEFAULT_LIST_LIMIT = 100
+MAX_LIST_LIMIT = 1000
 
 _GRPC_CODES = {
     ErrorKind.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
@@ -46,48 +50,17 @@ _GRPC_CODES = {
 DialCheckFn = Callable[[policy_pb2.DialCheck, str], Awaitable[policy_pb2.PolicyDecision]]
 
 
-class CallIndex:
-    """Calls seen on the lifecycle stream, newest last (bounded)."""
-
-    def __init__(self, limit: int = MAX_INDEX) -> None:
-        self.limit = limit
-        self.calls: OrderedDict[str, control_api_pb2.CallInfo] = OrderedDict()
-
-    def apply(self, event: call_pb2.CallEvent) -> None:
-        kind = event.WhichOneof("event")
-        if kind is None:
-            return
-        inner = getattr(event, kind)
-        call_id = inner.meta.call_id
-        info = self.calls.get(call_id)
-        if info is None:
-            info = control_api_pb2.CallInfo(call_id=call_id)
-            self.calls[call_id] = info
-            while len(self.calls) > self.limit:
-                self.calls.popitem(last=False)
-        if kind == "started":
-            s = event.started
-            remote = s.from_uri if s.direction == call_pb2.DIRECTION_INBOUND else s.to_uri
-            info.direction, info.transport, info.agent = s.direction, s.transport, s.agent
-            info.remote_hint, info.campaign_id = mask_number(remote), s.campaign_id
-            info.started_unix_ns = s.meta.ts_unix_ns
-        elif kind == "answered":
-            info.answered_unix_ns = inner.meta.ts_unix_ns
-        elif kind == "ended":
-            info.ended_unix_ns = inner.meta.ts_unix_ns or time.time_ns()
-            info.end_reason = event.ended.reason
-
-    def list(self, active_only: bool, limit: int) -> list[control_api_pb2.CallInfo]:
-        rows = [c for c in reversed(self.calls.values()) if not (active_only and c.ended_unix_ns)]
-        return rows[: limit or 100]
-
-
 class CallControl(control_api_pb2_grpc.CallControlServicer):
     def __init__(
-        self, bus: Bus, index: CallIndex, dial_check: DialCheckFn, token: str = "", default_agent: str = ""
+        self,
+        bus: Bus,
+        records: RecordStore,
+        dial_check: DialCheckFn,
+        token: str = "",
+        default_agent: str = "",
     ) -> None:
         self.bus = bus
-        self.index = index
+        self.records = records
         self.dial_check = dial_check
         self.token = token
         self.default_agent = default_agent
@@ -99,6 +72,14 @@ class CallControl(control_api_pb2_grpc.CallControlServicer):
         given = str(meta.get("authorization", ""))
         if not hmac.compare_digest(given, f"Bearer {self.token}"):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong API token")
+
+    async def _record(self, call_id: str, context: grpc.aio.ServicerContext) -> CallRecord | None:
+        try:
+            subjects.check_id(call_id)
+            return await asyncio.to_thread(self.records.get, call_id)
+        except PhoneAgentError as exc:
+            await self._fail(context, exc)
+            raise
 
     async def _fail(self, context: grpc.aio.ServicerContext, exc: PhoneAgentError) -> None:
         await context.abort(_GRPC_CODES.get(exc.kind, grpc.StatusCode.INTERNAL), exc.message)
@@ -148,12 +129,8 @@ class CallControl(control_api_pb2_grpc.CallControlServicer):
     async def _control(
         self, call_id: str, event: control_pb2.ControlEvent, context: grpc.aio.ServicerContext
     ) -> None:
-        try:
-            subjects.check_id(call_id)
-        except PhoneAgentError as exc:
-            await self._fail(context, exc)
-        info = self.index.calls.get(call_id)
-        if info is None or info.ended_unix_ns:
+        rec = await self._record(call_id, context)
+        if rec is None or rec.ended or not rec.started_unix_ns:
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such call in progress")
         event.meta.CopyFrom(common_pb2.EventMeta(call_id=call_id, ts_unix_ns=time.time_ns(), producer="api"))
         event.survives_interrupt = True
@@ -192,7 +169,14 @@ class CallControl(control_api_pb2_grpc.CallControlServicer):
         context: grpc.aio.ServicerContext,
     ) -> control_api_pb2.ListCallsResponse:
         await self._auth(context)
-        return control_api_pb2.ListCallsResponse(calls=self.index.list(request.active_only, request.limit))
+        limit = min(request.limit or DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
+        try:
+            recs = await asyncio.to_thread(self.records.records, limit, request.active_only)
+        except PhoneAgentError as exc:
+            await self._fail(context, exc)
+            raise
+        details = not request.omit_details
+        return control_api_pb2.ListCallsResponse(calls=[to_call_info(r, details) for r in recs])
 
     async def GetCall(
         self,
@@ -200,11 +184,11 @@ class CallControl(control_api_pb2_grpc.CallControlServicer):
         context: grpc.aio.ServicerContext,
     ) -> control_api_pb2.CallInfo:
         await self._auth(context)
-        info = self.index.calls.get(request.call_id)
-        if info is None:
+        rec = await self._record(request.call_id, context)
+        if rec is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such call")
-        assert info is not None
-        return info
+        assert rec is not None
+        return to_call_info(rec)
 
 
 async def serve(servicer: CallControl, host: str, port: int) -> tuple[Any, int]:

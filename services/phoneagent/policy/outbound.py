@@ -129,8 +129,11 @@ def _consent(ctx: _Ctx) -> str | None:
     statuses = [(r, r.status_at(ctx.now)) for r in records]
     for record, status in statuses:
         if status == "valid":
-            ctx.details.update(consent_id=record.id, consent_source=record.source,
-                               consent_granted_at=record.granted_at.isoformat())
+            ctx.details.update(
+                consent_id=record.id,
+                consent_source=record.source,
+                consent_granted_at=record.granted_at.isoformat(),
+            )
             return None
     found = {status for _, status in statuses}
     for status in ("revoked", "expired", "not_yet_granted"):
@@ -151,8 +154,7 @@ def _calling_window(ctx: _Ctx) -> str | None:
     ctx.details["local_times"] = {name: t.strftime("%Y-%m-%d %H:%M %Z") for name, t in local_times.items()}
     for name, local in local_times.items():
         if not start <= local.time().replace(tzinfo=None) < end:
-            return (f"outside calling window {start:%H:%M}-{end:%H:%M} in {name} "
-                    f"(local time {local:%H:%M})")
+            return f"outside calling window {start:%H:%M}-{end:%H:%M} in {name} (local time {local:%H:%M})"
     return None
 
 
@@ -195,8 +197,13 @@ RULES: tuple[tuple[str, Rule], ...] = (
 )
 
 
-def evaluate_dial(request: DialRequest, now_utc: datetime, stores: PolicyStores,
-                  config: OutboundConfig | None = None, table: AreaCodeTable | None = None) -> Decision:
+def evaluate_dial(
+    request: DialRequest,
+    now_utc: datetime,
+    stores: PolicyStores,
+    config: OutboundConfig | None = None,
+    table: AreaCodeTable | None = None,
+) -> Decision:
     """Decide whether ``request`` may be dialled at ``now_utc`` (timezone-aware). Never raises."""
     rule_name = "input"
     try:
@@ -219,6 +226,13 @@ def evaluate_dial(request: DialRequest, now_utc: datetime, stores: PolicyStores,
 def _finish(decision: Decision, request: DialRequest) -> Decision:
     outcome = "allow" if decision.allowed else "deny"
     POLICY_DECISIONS.labels(decision=outcome, rule=decision.rule).inc()
-    log.info("dial decision", extra={"decision": outcome, "rule": decision.rule, "reason": decision.reason,
-                                     "campaign_id": request.campaign_id})
+    log.info(
+        "dial decision",
+        extra={
+            "decision": outcome,
+            "rule": decision.rule,
+            "reason": decision.reason,
+            "campaign_id": request.campaign_id,
+        },
+    )
     return decision

@@ -15,17 +15,66 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 _CONTRACTIONS = {
-    "don't": "do not", "dont": "do not", "doesn't": "does not", "doesnt": "does not",
-    "didn't": "did not", "didnt": "did not", "won't": "will not", "wont": "will not",
-    "can't": "can not", "cant": "can not", "cannot": "can not", "isn't": "is not",
-    "aren't": "are not", "wasn't": "was not", "shouldn't": "should not", "wouldn't": "would not",
-    "couldn't": "could not", "haven't": "have not", "hasn't": "has not", "i'm": "i am", "im": "i am",
-    "i'd": "i would", "i'll": "i will", "you're": "you are", "it's": "it is", "let's": "let us",
-    "that's": "that is", "i've": "i have", "gimme": "give me", "wanna": "want to", "gotta": "got to",
+    "don't": "do not",
+    "dont": "do not",
+    "doesn't": "does not",
+    "doesnt": "does not",
+    "didn't": "did not",
+    "didnt": "did not",
+    "won't": "will not",
+    "wont": "will not",
+    "can't": "can not",
+    "cant": "can not",
+    "cannot": "can not",
+    "isn't": "is not",
+    "aren't": "are not",
+    "wasn't": "was not",
+    "shouldn't": "should not",
+    "wouldn't": "would not",
+    "couldn't": "could not",
+    "haven't": "have not",
+    "hasn't": "has not",
+    "i'm": "i am",
+    "im": "i am",
+    "i'd": "i would",
+    "i'll": "i will",
+    "you're": "you are",
+    "it's": "it is",
+    "let's": "let us",
+    "that's": "that is",
+    "i've": "i have",
+    "gimme": "give me",
+    "wanna": "want to",
+    "gotta": "got to",
 }
-FILLERS = frozenset({"um", "umm", "uh", "uhh", "uhm", "erm", "er", "hmm", "hm", "mm", "mhm", "ah", "eh",
-                     "oh", "please", "pls", "just", "kindly", "actually", "really", "basically", "like",
-                     "so", "well"})
+FILLERS = frozenset(
+    {
+        "um",
+        "umm",
+        "uh",
+        "uhh",
+        "uhm",
+        "erm",
+        "er",
+        "hmm",
+        "hm",
+        "mm",
+        "mhm",
+        "ah",
+        "eh",
+        "oh",
+        "please",
+        "pls",
+        "just",
+        "kindly",
+        "actually",
+        "really",
+        "basically",
+        "like",
+        "so",
+        "well",
+    }
+)
 # "like" and "so" are fillers only outside "would like" / "i think so"; those stay (see _keep_filler).
 NEGATORS = ("not", "never", "without", "no need", "no thanks", "no thank you")
 
@@ -75,10 +124,12 @@ class PhraseMatcher:
     negator; a negated hit does not count.
     """
 
-    def __init__(self, phrases: dict[str, str], negation_window: int = 4,
-                 negators: Iterable[str] = NEGATORS) -> None:
-        self._phrases = [(name, re.compile(rf"(?<![a-z0-9]){rx}(?![a-z0-9])"))
-                         for name, rx in phrases.items()]
+    def __init__(
+        self, phrases: dict[str, str], negation_window: int = 4, negators: Iterable[str] = NEGATORS
+    ) -> None:
+        self._phrases = [
+            (name, re.compile(rf"(?<![a-z0-9]){rx}(?![a-z0-9])")) for name, rx in phrases.items()
+        ]
         self._window = negation_window
         self._negators = tuple(negators)
 
@@ -91,7 +142,7 @@ class PhraseMatcher:
         return None
 
     def _negated(self, clause: str, start: int) -> bool:
-        before = clause[:start].split()[-self._window:]
+        before = clause[:start].split()[-self._window :]
         first = clause[start:].split(" ", 1)[0]
         joined = " " + " ".join(before) + " "
         # Multi-word negators may end on the hit's first word ("no need for a person").

@@ -34,10 +34,12 @@ from phoneagent.runtime.errors import InvalidArgument
 log = logging.getLogger(__name__)
 
 DEFAULT_ALL_PARTY_STATES = frozenset(
-    {"CA", "CT", "DE", "FL", "IL", "MD", "MA", "MI", "MT", "NV", "NH", "OR", "PA", "WA"})
+    {"CA", "CT", "DE", "FL", "IL", "MD", "MA", "MI", "MT", "NV", "NH", "OR", "PA", "WA"}
+)
 _US_STATES = frozenset(
     "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM NY "
-    "NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY".split())
+    "NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY".split()
+)
 
 NOTICE_TEXT = "This call may be recorded for quality and training purposes."
 CONSENT_PROMPT = "May I record this call for quality and training purposes? Please say yes or no."
@@ -79,9 +81,12 @@ class RecordingPlan:
     regions: tuple[str, ...] = field(default=())
 
 
-def plan_recording(party_numbers: Iterable[str], extra_regions: Iterable[str] = (),
-                   config: RecordingConfig | None = None,
-                   table: AreaCodeTable | None = None) -> RecordingPlan:
+def plan_recording(
+    party_numbers: Iterable[str],
+    extra_regions: Iterable[str] = (),
+    config: RecordingConfig | None = None,
+    table: AreaCodeTable | None = None,
+) -> RecordingPlan:
     """Decide per call. ``party_numbers`` are the E.164 numbers of everyone on the call;
     ``extra_regions`` adds known locations (``US-CA``), e.g. the business's own site."""
     cfg = config or RecordingConfig()
@@ -95,23 +100,36 @@ def plan_recording(party_numbers: Iterable[str], extra_regions: Iterable[str] = 
     for region in regions:
         state = region[3:] if region.startswith("US-") else None
         if state is None:
-            return RecordingPlan(RecordingMode.ASK_CONSENT, f"recording rule unknown for region {region}",
-                                 cfg.consent_prompt, tuple(regions))
+            return RecordingPlan(
+                RecordingMode.ASK_CONSENT,
+                f"recording rule unknown for region {region}",
+                cfg.consent_prompt,
+                tuple(regions),
+            )
         if state in cfg.all_party_states:
-            return RecordingPlan(RecordingMode.ASK_CONSENT, f"all-party consent state {state}",
-                                 cfg.consent_prompt, tuple(regions))
-    return RecordingPlan(RecordingMode.NOTICE_ONLY, "one-party consent states only", cfg.notice_text,
-                         tuple(regions))
+            return RecordingPlan(
+                RecordingMode.ASK_CONSENT,
+                f"all-party consent state {state}",
+                cfg.consent_prompt,
+                tuple(regions),
+            )
+    return RecordingPlan(
+        RecordingMode.NOTICE_ONLY, "one-party consent states only", cfg.notice_text, tuple(regions)
+    )
 
 
 _YES_OVERRIDES = re.compile(r"\b(?:no problem|no worries|why not|(?:i )?do not mind|not a problem)\b")
 _NO = re.compile(r"\b(?:no|nope|nah|not|never|refuse|decline|disagree|object|rather not)\b")
-_YES = re.compile(r"\b(?:yes|yeah|yea|yep|yup|sure|ok|okay|fine|alright|all right|go ahead|of course|agree|"
-                  r"consent|certainly|absolutely|correct|please do|that is fine)\b")
-_STOP_RECORDING = PhraseMatcher({
-    "stop_recording": r"(?:stop|end|turn off|pause) (?:the )?recording",
-    "do_not_record": r"(?:do not|not|never) record",
-})
+_YES = re.compile(
+    r"\b(?:yes|yeah|yea|yep|yup|sure|ok|okay|fine|alright|all right|go ahead|of course|agree|"
+    r"consent|certainly|absolutely|correct|please do|that is fine)\b"
+)
+_STOP_RECORDING = PhraseMatcher(
+    {
+        "stop_recording": r"(?:stop|end|turn off|pause) (?:the )?recording",
+        "do_not_record": r"(?:do not|not|never) record",
+    }
+)
 
 
 def classify_answer(text: str) -> bool | None:

@@ -18,12 +18,27 @@ import re
 
 from phoneagent.runtime.redact import luhn_ok, redact_text
 
-_DIGIT_WORDS = {"zero": "0", "oh": "0", "o": "0", "one": "1", "two": "2", "three": "3", "four": "4",
-                "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9", "niner": "9"}
+_DIGIT_WORDS = {
+    "zero": "0",
+    "oh": "0",
+    "o": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "niner": "9",
+}
 _REPEAT = {"double": 2, "triple": 3}
 
-_DIGIT_TOKEN = (r"(?:(?:double|triple)[\s-]+)?"
-                r"(?:niner|zero|three|seven|eight|four|five|nine|one|two|six|oh|o|\d+)")
+_DIGIT_TOKEN = (
+    r"(?:(?:double|triple)[\s-]+)?"
+    r"(?:niner|zero|three|seven|eight|four|five|nine|one|two|six|oh|o|\d+)"
+)
 _DIGIT_RUN = re.compile(rf"(?<![\w']){_DIGIT_TOKEN}(?:[\s,.\-]+{_DIGIT_TOKEN})*(?![\w'])", re.IGNORECASE)
 _WORD_DIGIT = re.compile(r"[a-z]+", re.IGNORECASE)
 
@@ -31,23 +46,33 @@ _CODE = re.compile(
     rf"(?P<key>\b(?:cvv2?|cvc2?|cid|security code|verification code|card code|pin(?: number| code)?)\b"
     rf"(?:\s+(?:is|was|it's|it is|number|:))*[\s:,]*)"
     rf"(?P<code>{_DIGIT_TOKEN}(?:[\s,\-]+{_DIGIT_TOKEN}){{0,5}})(?![\w'])",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 
-_MONTHS = (r"(?:january|february|march|april|may|june|july|august|september|october|november|december|"
-           r"jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec)\.?")
-_NUMBER_WORDS = (r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|"
-                 r"fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|"
-                 r"seventy|eighty|ninety|hundred|thousand)")
-_ORDINAL_WORDS = (r"(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|"
-                  r"thirteenth|fourteenth|fifteenth|sixteenth|seventeenth|eighteenth|nineteenth|twentieth|"
-                  r"thirtieth)")
-_DATE_CORE = (rf"(?:\d{{1,4}}[/.\-]\d{{1,2}}[/.\-]\d{{2,4}}|\d{{1,4}}(?:st|nd|rd|th)?|{_MONTHS}|"
-              rf"{_NUMBER_WORDS}|{_ORDINAL_WORDS})")
+_MONTHS = (
+    r"(?:january|february|march|april|may|june|july|august|september|october|november|december|"
+    r"jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec)\.?"
+)
+_NUMBER_WORDS = (
+    r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|"
+    r"fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|"
+    r"seventy|eighty|ninety|hundred|thousand)"
+)
+_ORDINAL_WORDS = (
+    r"(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|"
+    r"thirteenth|fourteenth|fifteenth|sixteenth|seventeenth|eighteenth|nineteenth|twentieth|"
+    r"thirtieth)"
+)
+_DATE_CORE = (
+    rf"(?:\d{{1,4}}[/.\-]\d{{1,2}}[/.\-]\d{{2,4}}|\d{{1,4}}(?:st|nd|rd|th)?|{_MONTHS}|"
+    rf"{_NUMBER_WORDS}|{_ORDINAL_WORDS})"
+)
 _DOB = re.compile(
     rf"(?P<key>\b(?:date of birth|birth ?date|birthday|d\.?o\.?b\.?|born(?: on| in)?)"
     rf"(?:\s*:|\s+(?:is|was|it's|it is|on|in|the)\b)*\s*)"
     rf"(?P<date>{_DATE_CORE}(?:(?:[\s,/\-]+(?:(?:of|the|and)\s+)?){_DATE_CORE}(?![\w'])){{0,7}})(?![\w'])",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 
 
 def spoken_digits(run: str) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from phoneagent.policy.call_rules import DisclosureGuard, build_disclosure
-from phoneagent.policy.control_api import CallControl, CallIndex, serve
+from phoneagent.policy.control_api import CallControl, serve
 from phoneagent.policy.live import LiveRules, Verdict
 from phoneagent.policy.outbound import DialRequest, OutboundConfig, evaluate_dial
 from phoneagent.policy.settings import PolicySettings
@@ -40,7 +40,7 @@ from phoneagent.runtime.redact import mask_number
 from phoneagent.runtime.service import Service
 from phoneagent.runtime.settings import CommonSettings
 from phoneagent.runtime.settings import load as load_settings
-from phoneagent.v1 import call_pb2, common_pb2, control_pb2, policy_pb2, session_pb2, speech_pb2
+from phoneagent.v1 import common_pb2, control_pb2, policy_pb2, session_pb2, speech_pb2
 
 log = logging.getLogger(__name__)
 SETTINGS = PolicySettings
@@ -173,10 +173,8 @@ class PolicyService(Service):
             max_attempts_total=settings.max_attempts_total,
         )
         self.stores: PolicyStores | None = None
-        self.index = CallIndex()
         self.grpc_server: Any = None
         self.grpc_port = 0
-        self._index_sub: Any = None
         self.records_settings = load_settings(RecordsSettings)
         self.records: RecordStore | None = None
         self.records_worker: RecordsWorker | None = None
@@ -191,13 +189,9 @@ class PolicyService(Service):
         await self.bus.serve(
             subjects.dial_check(), policy_pb2.DialCheck, self._on_dial_check, queue_group="policy"
         )
-        js = self.bus.jetstream()
-        self._index_sub = await js.subscribe(
-            subjects.ALL_LIFECYCLE, stream=subjects.CALLS_STREAM, ordered_consumer=True, cb=self._on_lifecycle
-        )
         self.records = RecordStore(self.records_settings.db)
-        await self._start_records(js, self.records)
-        api = CallControl(self.bus, self.index, self.decide, token=self.settings.api_token)
+        await self._start_records(self.bus.jetstream(), self.records)
+        api = CallControl(self.bus, self.records, self.decide, token=self.settings.api_token)
         self.grpc_server, self.grpc_port = await serve(api, self.settings.grpc_host, self.settings.grpc_port)
         log.info("control api listening", extra={"grpc_port": self.grpc_port})
 
@@ -213,14 +207,6 @@ class PolicyService(Service):
         listener = fan_out(self.webhooks.on_events, self.summaries.on_events)
         self.records_worker = RecordsWorker(js, store, self.records_settings, listener=listener)
         await self.records_worker.start()
-
-    async def _on_lifecycle(self, msg: Any) -> None:
-        event = call_pb2.CallEvent()
-        try:
-            event.ParseFromString(msg.data)
-        except Exception:
-            return
-        self.index.apply(event)
 
     async def _on_dial_check(self, check: policy_pb2.DialCheck, _: Delivery) -> policy_pb2.PolicyDecision:
         return await self.decide(check, "none")
@@ -291,11 +277,6 @@ class PolicyService(Service):
     async def teardown(self) -> None:
         if self.grpc_server is not None:
             await self.grpc_server.stop(grace=2.0)
-        if self._index_sub is not None:
-            try:
-                await self._index_sub.unsubscribe()
-            except Exception:
-                pass
         if self.records_worker is not None:
             await self.records_worker.stop()
         if self.summaries is not None:
@@ -311,7 +292,6 @@ class PolicyService(Service):
         applied = self.records_worker.applied if self.records_worker is not None else 0
         return {
             "grpc_port": self.grpc_port,
-            "calls_indexed": len(self.index.calls),
             "records_applied": applied,
             "webhooks_delivered": self.webhooks.delivered if self.webhooks is not None else 0,
             "webhooks_failed": self.webhooks.failed if self.webhooks is not None else 0,

@@ -115,8 +115,10 @@ class DncStore:
         e164 = normalize_e164(number, self._cc)
         src = _required_text(source, "DNC source")
         with self._db.write() as conn:
-            conn.execute("INSERT OR IGNORE INTO dnc (number, source, added_at) VALUES (?, ?, ?)",
-                         (e164, src, to_epoch(at)))
+            conn.execute(
+                "INSERT OR IGNORE INTO dnc (number, source, added_at) VALUES (?, ?, ?)",
+                (e164, src, to_epoch(at)),
+            )
         log.info("number added to internal DNC", extra={"dnc_source": src})
         return e164
 
@@ -141,8 +143,9 @@ class ImportedDncStore:
         self._db = db
         self._cc = default_country
 
-    def import_csv(self, list_name: str, source: CsvSource, at: datetime, *,
-                   replace: bool = False) -> ImportReport:
+    def import_csv(
+        self, list_name: str, source: CsvSource, at: datetime, *, replace: bool = False
+    ) -> ImportReport:
         """Import numbers from a CSV (a ``number``/``phone`` column, or the first column when there is
         no header). Bad rows are reported with their row number and skipped; good rows are kept.
         ``replace`` drops the list's previous contents in the same transaction."""
@@ -157,17 +160,26 @@ class ImportedDncStore:
             before = conn.total_changes
             conn.executemany(
                 "INSERT OR IGNORE INTO dnc_imported (list_name, number, imported_at) VALUES (?, ?, ?)",
-                [(name, n, ts) for n in numbers])
+                [(name, n, ts) for n in numbers],
+            )
             report.imported = conn.total_changes - before
         report.duplicates += len(numbers) - report.imported
-        log.info("DNC list imported", extra={"dnc_list": name, "imported": report.imported,
-                                             "rejected": report.rejected, "duplicates": report.duplicates})
+        log.info(
+            "DNC list imported",
+            extra={
+                "dnc_list": name,
+                "imported": report.imported,
+                "rejected": report.rejected,
+                "duplicates": report.duplicates,
+            },
+        )
         return report
 
     def lists_containing(self, number: str) -> list[str]:
         e164 = normalize_e164(number, self._cc)
         rows = self._db.query(
-            "SELECT list_name FROM dnc_imported WHERE number = ? ORDER BY list_name", (e164,))
+            "SELECT list_name FROM dnc_imported WHERE number = ? ORDER BY list_name", (e164,)
+        )
         return [r[0] for r in rows]
 
     def count(self, list_name: str) -> int:
@@ -222,9 +234,15 @@ class ConsentRecord:
 
 
 def _consent_record(r: tuple[Any, ...]) -> ConsentRecord:
-    return ConsentRecord(id=r[0], number=r[1], purpose=r[2], source=r[3],
-                         granted_at=datetime.fromtimestamp(r[4], UTC),
-                         expires_at=from_epoch(r[5]), revoked_at=from_epoch(r[6]))
+    return ConsentRecord(
+        id=r[0],
+        number=r[1],
+        purpose=r[2],
+        source=r[3],
+        granted_at=datetime.fromtimestamp(r[4], UTC),
+        expires_at=from_epoch(r[5]),
+        revoked_at=from_epoch(r[6]),
+    )
 
 
 class ConsentStore:
@@ -234,8 +252,9 @@ class ConsentStore:
         self._db = db
         self._cc = default_country
 
-    def grant(self, number: str, purpose: str, source: str, granted_at: datetime,
-              expires_at: datetime | None = None) -> int:
+    def grant(
+        self, number: str, purpose: str, source: str, granted_at: datetime, expires_at: datetime | None = None
+    ) -> int:
         e164 = normalize_e164(number, self._cc)
         granted = to_epoch(granted_at)
         expires = to_epoch(expires_at) if expires_at is not None else None
@@ -245,8 +264,14 @@ class ConsentStore:
             cur = conn.execute(
                 "INSERT INTO consent (number, purpose, source, granted_at, expires_at) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (e164, _required_text(purpose, "consent purpose"), _required_text(source, "consent source"),
-                 granted, expires))
+                (
+                    e164,
+                    _required_text(purpose, "consent purpose"),
+                    _required_text(source, "consent source"),
+                    granted,
+                    expires,
+                ),
+            )
             return int(cur.lastrowid or 0)
 
     def revoke(self, number: str, purpose: str | None, at: datetime) -> int:
@@ -264,7 +289,9 @@ class ConsentStore:
         e164 = normalize_e164(number, self._cc)
         rows = self._db.query(
             "SELECT id, number, purpose, source, granted_at, expires_at, revoked_at FROM consent "
-            "WHERE number = ? AND purpose = ? ORDER BY granted_at DESC, id DESC", (e164, purpose))
+            "WHERE number = ? AND purpose = ? ORDER BY granted_at DESC, id DESC",
+            (e164, purpose),
+        )
         return [_consent_record(r) for r in rows]
 
 
@@ -278,8 +305,10 @@ class AttemptLog:
     def record(self, number: str, at: datetime, campaign_id: str = "", outcome: str = "dialled") -> None:
         e164 = normalize_e164(number, self._cc)
         with self._db.write() as conn:
-            conn.execute("INSERT INTO attempts (number, at, campaign_id, outcome) VALUES (?, ?, ?, ?)",
-                         (e164, to_epoch(at), campaign_id or "", outcome or ""))
+            conn.execute(
+                "INSERT INTO attempts (number, at, campaign_id, outcome) VALUES (?, ?, ?, ?)",
+                (e164, to_epoch(at), campaign_id or "", outcome or ""),
+            )
 
     def count(self, number: str, since: datetime | None = None, until: datetime | None = None) -> int:
         """Attempts to ``number`` with since <= at < until (either bound optional)."""
@@ -316,4 +345,3 @@ class PolicyStores:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-

@@ -16,6 +16,8 @@ from phoneagent.v1 import call_pb2, media_pb2, policy_pb2, speech_pb2, tools_pb2
 
 OUTCOMES = ("booked", "transferred", "message_taken", "opted_out", "voicemail", "no_answer", "completed")
 _BOOKING_TOOLS = {"book_appointment", "move_appointment"}
+# Bookkeeping of the worker, never shown to users (webhooks, the CLI, the control API).
+INTERNAL_FIELDS = ("positions", "applied_seqs", "speech_end")
 
 
 @dataclass
@@ -49,12 +51,17 @@ class CallRecord:
     decisions: list[dict[str, Any]] = field(default_factory=list)
     recording: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
-    positions: dict[str, int] = field(default_factory=dict)  # stream -> last applied sequence
+    positions: dict[str, int] = field(default_factory=dict)  # stream -> highest applied sequence
+    applied_seqs: dict[str, list[int]] = field(default_factory=dict)  # stream -> sequences applied
     speech_end: dict[int, int] = field(default_factory=dict)  # caller turn -> speech end (ns)
 
     @property
     def ended(self) -> bool:
         return self.ended_unix_ns > 0
+
+    def public_dict(self) -> dict[str, Any]:
+        """The record as users see it: without the worker's bookkeeping."""
+        return {k: v for k, v in asdict(self).items() if k not in INTERNAL_FIELDS}
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
@@ -65,6 +72,23 @@ class CallRecord:
         raw["turns"] = [Turn(**t) for t in raw.get("turns", [])]
         raw["speech_end"] = {int(k): int(v) for k, v in raw.get("speech_end", {}).items()}
         return cls(**raw)
+
+
+def already_applied(rec: CallRecord, stream: str, seq: int) -> bool:
+    """Whether the stream message ``seq`` was folded in before (a redelivery after a restart).
+
+    Sequences are kept one by one: a message that was refused and comes back later than newer
+    ones of the same stream (a nak while the database was busy) is still applied.
+    """
+    seen = rec.applied_seqs.get(stream)
+    if seen is None:  # written before sequences were kept: only the highest one is known
+        return seq <= rec.positions.get(stream, 0)
+    return seq in seen
+
+
+def mark_applied(rec: CallRecord, stream: str, seq: int) -> None:
+    rec.applied_seqs.setdefault(stream, []).append(seq)
+    rec.positions[stream] = max(seq, rec.positions.get(stream, 0))
 
 
 def _enum_name(enum: Any, value: int, prefix: str) -> str:

@@ -7,7 +7,6 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import asdict
 from datetime import UTC, datetime
 
 from phoneagent.records.store import DEFAULT_DB, RecordStore
@@ -48,9 +47,7 @@ def calls_show(args: argparse.Namespace) -> int:
         print(f"phone-agent calls show: no record for {args.call_id}", file=sys.stderr)
         return 1
     if args.json:
-        body = asdict(rec)
-        body.pop("positions", None)
-        body.pop("speech_end", None)
+        body = rec.public_dict()
         print(json.dumps(body, indent=2, ensure_ascii=False))
         return 0
     print(

@@ -7,10 +7,12 @@ domains. Each record is one row: columns for listing and filtering, the full rec
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -141,12 +143,27 @@ class RecordStore:
 
     def get(self, call_id: str) -> CallRecord | None:
         with self.db.transaction() as tx:
-            rows = tx.query("SELECT body, summary FROM call_records WHERE call_id = ?", (call_id,))
-        if not rows:
-            return None
-        rec = CallRecord.from_json(rows[0][0])
-        if rows[0][1]:
-            rec.summary = json.loads(rows[0][1])
+            return self._get(tx, call_id)
+
+    @staticmethod
+    def _get(tx: Tx, call_id: str, for_update: bool = False) -> CallRecord | None:
+        lock = " FOR UPDATE" if for_update and tx.dialect == "postgresql" else ""
+        rows = tx.query(f"SELECT body, summary FROM call_records WHERE call_id = ?{lock}", (call_id,))
+        return _record(rows[0][0], rows[0][1]) if rows else None
+
+    def update(self, call_id: str, change: Callable[[CallRecord], bool]) -> CallRecord | None:
+        """Read, change and write one call's record in a single transaction.
+
+        Consumers of different streams (and replicas) change the same record concurrently; a
+        separate read and write would let one overwrite the other's change. ``change`` gets the
+        stored record (or a new one) and returns False to leave it as it was; the changed
+        record is returned, or None when nothing was written.
+        """
+        with self.db.transaction() as tx:
+            rec = self._get(tx, call_id, for_update=True) or CallRecord(call_id=call_id)
+            if not change(rec):
+                return None
+            self._put(tx, rec)
         return rec
 
     def set_summary(self, call_id: str, summary: dict[str, object]) -> bool:
@@ -244,6 +261,17 @@ class RecordStore:
             )
         return [Summary(r[0], r[1], r[2], r[3], int(r[4]), int(r[5])) for r in rows]
 
+    def records(self, limit: int = 100, active_only: bool = False) -> builtins.list[CallRecord]:
+        """Whole records, newest first; ``active_only``: started and not ended yet."""
+        where = "WHERE started_unix_ns > 0 AND ended_unix_ns = 0 " if active_only else ""
+        with self.db.transaction() as tx:
+            rows = tx.query(
+                f"SELECT body, summary FROM call_records {where}"
+                "ORDER BY started_unix_ns DESC, call_id DESC LIMIT ?",
+                (max(1, min(limit, 10_000)),),
+            )
+        return [_record(body, summary) for body, summary in rows]
+
     def purge(self, retention_days: float, now_ns: int | None = None) -> int:
         """Delete records that started before the retention window, and their local recordings."""
         if retention_days <= 0:
@@ -262,6 +290,13 @@ class RecordStore:
         if rows:
             log.info("call records purged", extra={"count": len(rows), "retention_days": retention_days})
         return len(rows)
+
+
+def _record(body: str, summary: str) -> CallRecord:
+    rec = CallRecord.from_json(body)
+    if summary:
+        rec.summary = json.loads(summary)
+    return rec
 
 
 def delete_local_recording(uri: str) -> bool:

@@ -28,7 +28,6 @@ from phoneagent.runtime.settings import env, positive
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-PhoneAgent-Signature"
-_INTERNAL = ("positions", "speech_end")
 _PERMANENT = range(400, 500)
 _RETRYABLE_4XX = {408, 425, 429}
 
@@ -74,7 +73,7 @@ def verify(
 
 def payload(event: str, rec: CallRecord) -> str:
     """The JSON body: event, timestamp and the call record (without worker bookkeeping)."""
-    call = {k: v for k, v in dataclasses.asdict(rec).items() if k not in _INTERNAL}
+    call = rec.public_dict()
     return json.dumps(
         {"event": event, "timestamp_unix_ms": time.time_ns() // 1_000_000, "call": call},
         separators=(",", ":"),

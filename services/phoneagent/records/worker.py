@@ -2,7 +2,9 @@
 
 Each message is folded into its call's record and stored before it is acknowledged, so a
 restart neither loses nor misses anything: the durable consumer resumes where it stopped.
-A redelivered message is recognised by its stream sequence and not applied twice.
+A redelivered message is recognised by its stream sequence and not applied twice. The two
+consumers (and other replicas) change the same records concurrently, so each change is one
+read-modify-write transaction (:meth:`RecordStore.update`).
 """
 
 from __future__ import annotations
@@ -112,6 +114,7 @@ class RecordsWorker:
         self.settings = settings
         self.listener = listener
         self._tasks: list[asyncio.Task[None]] = []
+        self._psubs: list[Any] = []
         self._stopping = asyncio.Event()
         self.applied = 0
         self.changed = asyncio.Event()  # set after each stored change (tests and status wait on it)
@@ -127,6 +130,7 @@ class RecordsWorker:
             psub = await self.js.pull_subscribe(
                 subject, durable=durable, stream=stream, config=ConsumerConfig(ack_wait=ACK_WAIT_S)
             )
+            self._psubs.append(psub)
             self._tasks.append(asyncio.create_task(self._consume(stream, psub), name=f"records:{stream}"))
         self._tasks.append(asyncio.create_task(self._purge_loop(), name="records:purge"))
 
@@ -140,6 +144,12 @@ class RecordsWorker:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        for psub in self._psubs:  # the durable consumer stays; only this worker's inbox goes
+            try:
+                await psub.unsubscribe()
+            except Exception as exc:
+                log.warning("records unsubscribe failed", extra={"error": type(exc).__name__})
+        self._psubs.clear()
 
     async def _consume(self, stream: str, psub: Any) -> None:
         import nats.errors
@@ -195,12 +205,17 @@ class RecordsWorker:
                 "record event skipped", extra={"call_id": call_id, "reason": "undecodable", "leaf": leaf}
             )
             return [], None
-        rec = self.store.get(call_id) or CallRecord(call_id=call_id)
-        if rec.positions.get(stream, 0) >= seq:
-            return [], None  # already applied before a restart
-        events = fold(rec, leaf, msg, self.settings.reveal_numbers)
-        rec.positions[stream] = seq
-        self.store.put(rec)
+        event: Message = msg
+        events: list[str] = []
+
+        def change(rec: CallRecord) -> bool:
+            if builder.already_applied(rec, stream, seq):
+                return False  # a redelivery of a message stored before a restart
+            events.extend(fold(rec, leaf, event, self.settings.reveal_numbers))
+            builder.mark_applied(rec, stream, seq)
+            return True
+
+        rec = self.store.update(call_id, change)
         return events, rec
 
     async def _purge_loop(self) -> None:

@@ -18,8 +18,15 @@ MAX_REQUEST = 8192
 
 
 class HealthServer:
-    def __init__(self, host: str, port: int, *, live: Callable[[], bool], ready: Callable[[], bool],
-                 status: Callable[[], dict[str, object]]) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        live: Callable[[], bool],
+        ready: Callable[[], bool],
+        status: Callable[[], dict[str, object]],
+    ) -> None:
         self.host = host
         self.port = port
         self._live = live
@@ -59,8 +66,13 @@ class HealthServer:
                 await self._send(writer, 200 if ok else 503, body, "application/json")
             else:
                 await self._send(writer, 404, b"not found\n", "text/plain")
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError,
-                ConnectionError):
+        except (
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            TimeoutError,
+            ValueError,
+            ConnectionError,
+        ):
             try:
                 await self._send(writer, 400, b"bad request\n", "text/plain")
             except Exception:
@@ -72,8 +84,16 @@ class HealthServer:
 
     @staticmethod
     async def _send(writer: asyncio.StreamWriter, code: int, body: bytes, ctype: str) -> None:
-        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-                  503: "Service Unavailable"}[code]
-        writer.write(f"HTTP/1.1 {code} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                     f"Connection: close\r\n\r\n".encode() + body)
+        reason = {
+            200: "OK",
+            400: "Bad Request",
+            404: "Not Found",
+            405: "Method Not Allowed",
+            503: "Service Unavailable",
+        }[code]
+        writer.write(
+            f"HTTP/1.1 {code} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+            f"Connection: close\r\n\r\n".encode()
+            + body
+        )
         await writer.drain()

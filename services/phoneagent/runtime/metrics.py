@@ -11,72 +11,138 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 # 10 ms … 10 s: fits per-hop latency on CPU and GPU alike.
-LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.75, 1.0,
-                   1.5, 2.0, 3.0, 5.0, 10.0)
+LATENCY_BUCKETS = (
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.25,
+    0.3,
+    0.4,
+    0.5,
+    0.6,
+    0.75,
+    1.0,
+    1.5,
+    2.0,
+    3.0,
+    5.0,
+    10.0,
+)
 RTF_BUCKETS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0)
 
 # --- per-hop latency (one observation per turn) -------------------------------------------
 ASR_FINAL_LATENCY = Histogram(
-    "pa_asr_final_latency_seconds", "End of caller speech to final transcript (ASR).",
-    ["engine"], buckets=LATENCY_BUCKETS)
+    "pa_asr_final_latency_seconds",
+    "End of caller speech to final transcript (ASR).",
+    ["engine"],
+    buckets=LATENCY_BUCKETS,
+)
 LLM_FIRST_TOKEN_LATENCY = Histogram(
-    "pa_llm_first_token_seconds", "Final transcript received to first LLM token.",
-    ["engine"], buckets=LATENCY_BUCKETS)
+    "pa_llm_first_token_seconds",
+    "Final transcript received to first LLM token.",
+    ["engine"],
+    buckets=LATENCY_BUCKETS,
+)
 LLM_FIRST_SENTENCE_LATENCY = Histogram(
-    "pa_llm_first_sentence_seconds", "Final transcript received to first sentence sent to TTS.",
-    ["engine"], buckets=LATENCY_BUCKETS)
+    "pa_llm_first_sentence_seconds",
+    "Final transcript received to first sentence sent to TTS.",
+    ["engine"],
+    buckets=LATENCY_BUCKETS,
+)
 TTS_FIRST_AUDIO_LATENCY = Histogram(
-    "pa_tts_first_audio_seconds", "Agent text received to first audio chunk (TTS).",
-    ["engine"], buckets=LATENCY_BUCKETS)
+    "pa_tts_first_audio_seconds",
+    "Agent text received to first audio chunk (TTS).",
+    ["engine"],
+    buckets=LATENCY_BUCKETS,
+)
 EDGE_FIRST_PACKET_LATENCY = Histogram(
-    "pa_edge_first_packet_seconds", "First speech chunk received to first media packet sent to the caller.",
-    ["transport"], buckets=LATENCY_BUCKETS)
+    "pa_edge_first_packet_seconds",
+    "First speech chunk received to first media packet sent to the caller.",
+    ["transport"],
+    buckets=LATENCY_BUCKETS,
+)
 MOUTH_TO_EAR = Histogram(
-    "pa_mouth_to_ear_seconds", "Caller stops speaking to first agent audio packet sent (whole round trip).",
-    ["transport"], buckets=LATENCY_BUCKETS)
+    "pa_mouth_to_ear_seconds",
+    "Caller stops speaking to first agent audio packet sent (whole round trip).",
+    ["transport"],
+    buckets=LATENCY_BUCKETS,
+)
 BARGE_IN_STOP_LATENCY = Histogram(
-    "pa_barge_in_stop_seconds", "Confirmed caller speech to agent playout stopped.",
-    ["transport"], buckets=LATENCY_BUCKETS)
+    "pa_barge_in_stop_seconds",
+    "Confirmed caller speech to agent playout stopped.",
+    ["transport"],
+    buckets=LATENCY_BUCKETS,
+)
 
 # --- engine throughput ---------------------------------------------------------------------
-ASR_RTF = Histogram("pa_asr_real_time_factor", "ASR compute time divided by audio duration.",
-                    ["engine"], buckets=RTF_BUCKETS)
-TTS_RTF = Histogram("pa_tts_real_time_factor", "TTS compute time divided by audio duration.",
-                    ["engine"], buckets=RTF_BUCKETS)
+ASR_RTF = Histogram(
+    "pa_asr_real_time_factor", "ASR compute time divided by audio duration.", ["engine"], buckets=RTF_BUCKETS
+)
+TTS_RTF = Histogram(
+    "pa_tts_real_time_factor", "TTS compute time divided by audio duration.", ["engine"], buckets=RTF_BUCKETS
+)
 LLM_TOKENS_PER_SECOND = Histogram(
-    "pa_llm_tokens_per_second", "LLM decode rate per reply.", ["engine"],
-    buckets=(1, 2, 5, 10, 20, 30, 50, 75, 100, 200, 500))
+    "pa_llm_tokens_per_second",
+    "LLM decode rate per reply.",
+    ["engine"],
+    buckets=(1, 2, 5, 10, 20, 30, 50, 75, 100, 200, 500),
+)
 
 # --- calls and sessions --------------------------------------------------------------------
 ACTIVE_CALLS = Gauge("pa_active_calls", "Calls in progress at this edge replica.", ["transport"])
-CALLS_TOTAL = Counter("pa_calls_total", "Calls ended, by direction and end reason.",
-                      ["direction", "reason"])
+CALLS_TOTAL = Counter("pa_calls_total", "Calls ended, by direction and end reason.", ["direction", "reason"])
 ACTIVE_SESSIONS = Gauge("pa_active_sessions", "Call sessions owned by this replica.", ["stage"])
 SESSION_CLAIMS = Counter("pa_session_claims_total", "Session claims, by outcome.", ["stage", "outcome"])
-SESSION_TAKEOVERS = Counter("pa_session_takeovers_total",
-                            "Sessions taken over from a replica that stopped heartbeating.", ["stage"])
+SESSION_TAKEOVERS = Counter(
+    "pa_session_takeovers_total", "Sessions taken over from a replica that stopped heartbeating.", ["stage"]
+)
 BARGE_INS = Counter("pa_barge_ins_total", "Barge-ins that stopped agent playout.", ["transport"])
 TRANSFERS = Counter("pa_transfers_total", "Transfers to a human, by kind and outcome.", ["kind", "outcome"])
-POLICY_DECISIONS = Counter("pa_policy_decisions_total", "Policy decisions, by decision and rule.",
-                           ["decision", "rule"])
+POLICY_DECISIONS = Counter(
+    "pa_policy_decisions_total", "Policy decisions, by decision and rule.", ["decision", "rule"]
+)
 
 # --- bus and queues ------------------------------------------------------------------------
 BUS_MESSAGES = Counter("pa_bus_messages_total", "Messages handled on the bus.", ["kind", "direction"])
-BUS_REJECTED = Counter("pa_bus_rejected_total",
-                       "Messages dropped because they were malformed, oversized or of the wrong type.",
-                       ["kind", "reason"])
+BUS_REJECTED = Counter(
+    "pa_bus_rejected_total",
+    "Messages dropped because they were malformed, oversized or of the wrong type.",
+    ["kind", "reason"],
+)
 QUEUE_DEPTH = Gauge("pa_queue_depth", "Items waiting in a bounded work queue.", ["queue"])
-QUEUE_DROPPED = Counter("pa_queue_dropped_total", "Items dropped by a bounded queue's drop policy.",
-                        ["queue"])
+QUEUE_DROPPED = Counter(
+    "pa_queue_dropped_total", "Items dropped by a bounded queue's drop policy.", ["queue"]
+)
 ERRORS = Counter("pa_errors_total", "Errors by kind.", ["kind"])
 SERVICE_READY = Gauge("pa_service_ready", "1 when this service reports ready.", ["service"])
 
 ALL_METRIC_NAMES = (
-    "pa_asr_final_latency_seconds", "pa_llm_first_token_seconds", "pa_llm_first_sentence_seconds",
-    "pa_tts_first_audio_seconds", "pa_edge_first_packet_seconds", "pa_mouth_to_ear_seconds",
-    "pa_barge_in_stop_seconds", "pa_asr_real_time_factor", "pa_tts_real_time_factor",
-    "pa_llm_tokens_per_second", "pa_active_calls", "pa_calls_total", "pa_active_sessions",
-    "pa_session_claims_total", "pa_session_takeovers_total", "pa_barge_ins_total", "pa_transfers_total",
-    "pa_policy_decisions_total", "pa_bus_messages_total", "pa_bus_rejected_total", "pa_queue_depth",
-    "pa_queue_dropped_total", "pa_errors_total", "pa_service_ready",
+    "pa_asr_final_latency_seconds",
+    "pa_llm_first_token_seconds",
+    "pa_llm_first_sentence_seconds",
+    "pa_tts_first_audio_seconds",
+    "pa_edge_first_packet_seconds",
+    "pa_mouth_to_ear_seconds",
+    "pa_barge_in_stop_seconds",
+    "pa_asr_real_time_factor",
+    "pa_tts_real_time_factor",
+    "pa_llm_tokens_per_second",
+    "pa_active_calls",
+    "pa_calls_total",
+    "pa_active_sessions",
+    "pa_session_claims_total",
+    "pa_session_takeovers_total",
+    "pa_barge_ins_total",
+    "pa_transfers_total",
+    "pa_policy_decisions_total",
+    "pa_bus_messages_total",
+    "pa_bus_rejected_total",
+    "pa_queue_depth",
+    "pa_queue_dropped_total",
+    "pa_errors_total",
+    "pa_service_ready",
 )

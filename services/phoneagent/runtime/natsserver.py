@@ -44,8 +44,20 @@ class NatsServer:
         for old in ports_dir.glob("*.ports"):
             old.unlink()
         log_file = (self.data_dir / "nats-server.log").open("ab")
-        cmd = [binary(), "-a", self.host, "-p", str(self.port), "--ports_file_dir", str(ports_dir),
-               "-js", "-sd", str(self.data_dir / "jetstream"), "-n", "phone-agent-local"]
+        cmd = [
+            binary(),
+            "-a",
+            self.host,
+            "-p",
+            str(self.port),
+            "--ports_file_dir",
+            str(ports_dir),
+            "-js",
+            "-sd",
+            str(self.data_dir / "jetstream"),
+            "-n",
+            "phone-agent-local",
+        ]
         self.proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
         log_file.close()
         deadline = time.monotonic() + timeout

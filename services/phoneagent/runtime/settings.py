@@ -174,11 +174,16 @@ class CommonSettings:
     log_format: LogFormat = env("PA_LOG_FORMAT", LogFormat.JSON, doc="json or text")
     log_sensitive: bool = env("PA_LOG_SENSITIVE", False, doc="Show transcripts/numbers in DEBUG logs")
     otlp_endpoint: str = env("PA_OTLP_ENDPOINT", "", doc="OTLP/gRPC endpoint for traces; empty = off")
-    drain_timeout_s: float = env("PA_DRAIN_TIMEOUT_S", 30.0, check=non_negative,
-                                 doc="On SIGTERM, how long calls in progress may finish")
+    drain_timeout_s: float = env(
+        "PA_DRAIN_TIMEOUT_S",
+        30.0,
+        check=non_negative,
+        doc="On SIGTERM, how long calls in progress may finish",
+    )
     heartbeat_s: float = env("PA_HEARTBEAT_S", 0.5, check=positive, doc="Session heartbeat interval")
-    dead_after_s: float = env("PA_DEAD_AFTER_S", 1.5, check=positive,
-                              doc="A replica silent this long loses its sessions")
+    dead_after_s: float = env(
+        "PA_DEAD_AFTER_S", 1.5, check=positive, doc="A replica silent this long loses its sessions"
+    )
     max_sessions: int = env("PA_MAX_SESSIONS", 50, check=positive, doc="Sessions one replica accepts")
     status_file: str = env("PA_STATUS_FILE", "", doc="Write the bound HTTP port here once ready")
     agent_file: str = env("PA_AGENT_FILE", "", doc="Agent definition YAML; empty = the bundled demo agent")

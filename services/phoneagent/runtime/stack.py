@@ -79,6 +79,24 @@ class Stack:
             )
         return Child(name, proc, status, log_path)
 
+    def restart(self, name: str, ready_timeout: float = 120.0, stop_timeout: float = 30.0) -> None:
+        """Stop one service gracefully (SIGTERM; SIGKILL after ``stop_timeout``) and start a new
+        process of it on the same NATS server and data, then wait until it is ready."""
+        if self.nats is None or not self.nats.url:
+            raise Unavailable("the stack is not running")
+        old = next((c for c in self.children if c.name == name), None)
+        if old is None:
+            raise Unavailable(f"no service {name} in this stack")
+        if old.proc.poll() is None:
+            _signal_group(old.proc, signal.SIGTERM)
+            try:
+                old.proc.wait(stop_timeout)
+            except subprocess.TimeoutExpired:
+                _signal_group(old.proc, signal.SIGKILL)
+                old.proc.wait(5)
+        self.children[self.children.index(old)] = self._spawn(name, self.nats.url, self.data_dir / "logs")
+        self.wait_ready(ready_timeout)
+
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         pending = [c for c in self.children if not c.ready]

@@ -23,12 +23,26 @@ DAY = 24 * 3600.0
 
 def stream_configs(calls_days: float = 30, audit_days: float = 365 * 2) -> list[StreamConfig]:
     return [
-        StreamConfig(name=subjects.CALLS_STREAM, subjects=list(subjects.CALLS_STREAM_SUBJECTS),
-                     retention=RetentionPolicy.LIMITS, storage=StorageType.FILE, max_age=calls_days * DAY,
-                     max_msg_size=256 * 1024, duplicate_window=120.0),
-        StreamConfig(name=subjects.AUDIT_STREAM, subjects=[subjects.ALL_AUDIT],
-                     retention=RetentionPolicy.LIMITS, storage=StorageType.FILE, max_age=audit_days * DAY,
-                     max_msg_size=64 * 1024, deny_delete=True, deny_purge=True, duplicate_window=120.0),
+        StreamConfig(
+            name=subjects.CALLS_STREAM,
+            subjects=list(subjects.CALLS_STREAM_SUBJECTS),
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=calls_days * DAY,
+            max_msg_size=256 * 1024,
+            duplicate_window=120.0,
+        ),
+        StreamConfig(
+            name=subjects.AUDIT_STREAM,
+            subjects=[subjects.ALL_AUDIT],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=audit_days * DAY,
+            max_msg_size=64 * 1024,
+            deny_delete=True,
+            deny_purge=True,
+            duplicate_window=120.0,
+        ),
     ]
 
 

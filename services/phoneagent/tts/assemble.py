@@ -19,8 +19,12 @@ from phoneagent.tts import models
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m phoneagent.tts.assemble", description=__doc__)
-    parser.add_argument("--kokoro-js-tarball", type=Path, default=None,
-                        help="use this 'npm pack kokoro-js@1.2.1' tarball instead of running npm")
+    parser.add_argument(
+        "--kokoro-js-tarball",
+        type=Path,
+        default=None,
+        help="use this 'npm pack kokoro-js@1.2.1' tarball instead of running npm",
+    )
     parser.add_argument("--skip-piper", action="store_true", help="do not check the Piper voice")
     parser.add_argument("--skip-kokoro", action="store_true", help="do not assemble Kokoro")
     return parser.parse_args(argv)

@@ -29,8 +29,11 @@ REPLIES = [
     ["I found an opening with Dr. Patel on Nov 23rd at 3:30 pm.", "Would you like me to book it?"],
     ["Your balance is $42.50, and your last payment was on 2026-10-02.", "Anything else I can do?"],
     ["Your confirmation number is 48213957.", "You'll also get a text message with the details."],
-    ["Of course, let me check that for you.", "It looks like your order shipped yesterday.",
-     "It should arrive by Friday."],
+    [
+        "Of course, let me check that for you.",
+        "It looks like your order shipped yesterday.",
+        "It should arrive by Friday.",
+    ],
 ]
 VOICES = {"kokoro": "af_heart", "kokoro-torch": "af_heart"}
 
@@ -41,8 +44,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-async def _one_call(engine: TtsEngine, voice: str, rounds: int, rate: int,
-                    ttfa: list[float], rtf: list[float]) -> None:
+async def _one_call(
+    engine: TtsEngine, voice: str, rounds: int, rate: int, ttfa: list[float], rtf: list[float]
+) -> None:
     stream = TtsStream(engine, voice=voice, sample_rate=rate)
     try:
         generation = 0
@@ -51,8 +55,9 @@ async def _one_call(engine: TtsEngine, voice: str, rounds: int, rate: int,
                 generation += 1
                 started = time.monotonic()
                 for seq, sentence in enumerate(reply):
-                    stream.submit(SpeechRequest(generation, generation, seq, sentence,
-                                                final=seq == len(reply) - 1))
+                    stream.submit(
+                        SpeechRequest(generation, generation, seq, sentence, final=seq == len(reply) - 1)
+                    )
                 frames = 0
                 while True:
                     item = await asyncio.wait_for(stream.next(), 300)
@@ -83,17 +88,22 @@ async def run_engine(name: str, streams: list[int], rounds: int, rate: int, thre
         ttfa: list[float] = []
         rtf: list[float] = []
         await asyncio.gather(*(_one_call(engine, voice, rounds, rate, ttfa, rtf) for _ in range(count)))
-        lines.append(f"{name:<13}{count:>8}{len(ttfa):>8}"
-                     f"{percentile(ttfa, 50) * 1000:>10.0f}{percentile(ttfa, 95) * 1000:>10.0f}"
-                     f"{percentile(rtf, 50):>9.2f}{percentile(rtf, 95):>9.2f}{statistics.mean(rtf):>9.2f}")
+        lines.append(
+            f"{name:<13}{count:>8}{len(ttfa):>8}"
+            f"{percentile(ttfa, 50) * 1000:>10.0f}{percentile(ttfa, 95) * 1000:>10.0f}"
+            f"{percentile(rtf, 50):>9.2f}{percentile(rtf, 95):>9.2f}{statistics.mean(rtf):>9.2f}"
+        )
     engine.close()
     lines.append(f"  ({name}: load {load_s:.2f} s, voice {voice}, engine threads {threads})")
     return lines
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m phoneagent.tts.bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m phoneagent.tts.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--engines", default="kokoro,piper")
     parser.add_argument("--streams", default="1,4", help="concurrent calls, comma separated")
     parser.add_argument("--rounds", type=int, default=2, help="times each call speaks the reply set")
@@ -102,11 +112,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     streams = [int(s) for s in args.streams.split(",")]
     load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"load average {load[0]:.2f}, python {platform.python_version()}")
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"load average {load[0]:.2f}, python {platform.python_version()}"
+    )
     print(f"# {len(REPLIES)} replies x {args.rounds} rounds per call, {args.rate} Hz, 20 ms frames")
-    print(f"{'engine':<13}{'calls':>8}{'replies':>8}{'ttfa p50':>10}{'ttfa p95':>10}"
-          f"{'rtf p50':>9}{'rtf p95':>9}{'rtf avg':>9}")
+    print(
+        f"{'engine':<13}{'calls':>8}{'replies':>8}{'ttfa p50':>10}{'ttfa p95':>10}"
+        f"{'rtf p50':>9}{'rtf p95':>9}{'rtf avg':>9}"
+    )
     print(f"{'':<13}{'':>8}{'':>8}{'(ms)':>10}{'(ms)':>10}")
     for name in args.engines.split(","):
         for line in asyncio.run(run_engine(name, streams, args.rounds, args.rate, args.threads)):

@@ -32,8 +32,25 @@ class ChunkPolicy:
 
 
 # Abbreviations whose period never ends a sentence; and those that end one only before a capital.
-_NEVER_END = {"mr", "mrs", "ms", "dr", "prof", "st", "mt", "e.g", "i.e", "vs", "no", "nr", "approx", "apt",
-              "ph.d", "fig", "cf"}
+_NEVER_END = {
+    "mr",
+    "mrs",
+    "ms",
+    "dr",
+    "prof",
+    "st",
+    "mt",
+    "e.g",
+    "i.e",
+    "vs",
+    "no",
+    "nr",
+    "approx",
+    "apt",
+    "ph.d",
+    "fig",
+    "cf",
+}
 _SENTENCE_RE = re.compile(r"[.!?]+[\"')\]]*(?=\s|$)")
 _CLAUSE_RE = re.compile(r"(?:[,;:]|\s[-\u2013\u2014]|[\u2013\u2014])(?=\s)")
 _WORD_RE = re.compile(r"\S+")
@@ -47,7 +64,7 @@ def _word_before(text: str, pos: int) -> str:
 
 
 def _is_sentence_end(text: str, match: re.Match[str]) -> bool:
-    after = text[match.end():].lstrip()
+    after = text[match.end() :].lstrip()
     if not after:
         return True
     if match.group(0)[0] != ".":

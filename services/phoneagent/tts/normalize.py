@@ -16,8 +16,7 @@ from phoneagent.tts.numwords import cardinal, decimal, digits, group_digits, ord
 
 Rule = tuple[re.Pattern[str], Callable[[re.Match[str]], str]]
 
-MONTHS = ("January February March April May June July August September October November "
-          "December").split()
+MONTHS = ("January February March April May June July August September October November December").split()
 _MONTH_ABBR = {m[:3]: m for m in MONTHS} | {"Sept": "September"}
 _MONTH_NAMES = "|".join(sorted({*MONTHS, *_MONTH_ABBR}, key=len, reverse=True))
 
@@ -34,20 +33,37 @@ def _int(text: str) -> int:
 # --- abbreviations -----------------------------------------------------------------------------
 # expansion, and whether the abbreviation's period may also end a sentence ("... et cetera.")
 _ABBREVIATIONS: dict[str, tuple[str, bool]] = {
-    "Mr.": ("Mister", False), "Mrs.": ("Missus", False), "Ms.": ("Miz", False),
-    "Jr.": ("Junior", True), "Sr.": ("Senior", True), "appt.": ("appointment", True),
-    "Appt.": ("Appointment", False), "approx.": ("approximately", False), "Ave.": ("Avenue", True),
-    "Blvd.": ("Boulevard", True), "Rd.": ("Road", True), "Apt.": ("Apartment", False),
-    "Dept.": ("Department", True), "Mt.": ("Mount", False), "etc.": ("et cetera", True),
-    "e.g.": ("for example", False), "i.e.": ("that is", False), "vs.": ("versus", False),
-    "hrs.": ("hours", True), "mins.": ("minutes", True), "min.": ("minutes", True),
+    "Mr.": ("Mister", False),
+    "Mrs.": ("Missus", False),
+    "Ms.": ("Miz", False),
+    "Jr.": ("Junior", True),
+    "Sr.": ("Senior", True),
+    "appt.": ("appointment", True),
+    "Appt.": ("Appointment", False),
+    "approx.": ("approximately", False),
+    "Ave.": ("Avenue", True),
+    "Blvd.": ("Boulevard", True),
+    "Rd.": ("Road", True),
+    "Apt.": ("Apartment", False),
+    "Dept.": ("Department", True),
+    "Mt.": ("Mount", False),
+    "etc.": ("et cetera", True),
+    "e.g.": ("for example", False),
+    "i.e.": ("that is", False),
+    "vs.": ("versus", False),
+    "hrs.": ("hours", True),
+    "mins.": ("minutes", True),
+    "min.": ("minutes", True),
     "Ph.D.": ("P H D", True),
 }
 # Lookahead for "this period also ends the sentence": end of text, or a capitalised word next.
 _SENTENCE_AFTER = r"(?P<end>(?=\s*$|\s+[A-Z]))?"
 _ABBR_RE = re.compile(
-    r"(?<![\w.])(" + "|".join(re.escape(k) for k in sorted(_ABBREVIATIONS, key=len, reverse=True)) + r")"
-    + _SENTENCE_AFTER)
+    r"(?<![\w.])("
+    + "|".join(re.escape(k) for k in sorted(_ABBREVIATIONS, key=len, reverse=True))
+    + r")"
+    + _SENTENCE_AFTER
+)
 
 
 def _abbr(m: re.Match[str]) -> str:
@@ -55,7 +71,7 @@ def _abbr(m: re.Match[str]) -> str:
     return word + ("." if may_end and m.group("end") is not None else "")
 
 
-_TITLE_RE = re.compile(r"\b(Dr|St)\.(?=\s+[A-Z])")   # "Dr. Patel", "St. Louis"
+_TITLE_RE = re.compile(r"\b(Dr|St)\.(?=\s+[A-Z])")  # "Dr. Patel", "St. Louis"
 _PLACE_RE = re.compile(r"(?<=[A-Za-z] )(Dr|St)\." + _SENTENCE_AFTER)  # "Main St.", "Oak Dr."
 _NUMBER_ABBR_RE = re.compile(r"\b(No|no|Nr)\.\s*(?=\d)|#(?=\d)")
 
@@ -127,10 +143,21 @@ def _clock(m: re.Match[str]) -> str:
 _MERIDIEM = r"\s*([ap]\.m\.|[ap]m\b|[AP]M\b|[AP]\.M\.)"
 
 # --- money, percent ----------------------------------------------------------------------------
-_CURRENCIES = {"$": ("dollar", "dollars", "cent", "cents"), "€": ("euro", "euros", "cent", "cents"),
-               "£": ("pound", "pounds", "penny", "pence")}
-_SCALE_WORDS = {"k": "thousand", "K": "thousand", "thousand": "thousand", "million": "million",
-                "m": "million", "M": "million", "billion": "billion", "bn": "billion"}
+_CURRENCIES = {
+    "$": ("dollar", "dollars", "cent", "cents"),
+    "€": ("euro", "euros", "cent", "cents"),
+    "£": ("pound", "pounds", "penny", "pence"),
+}
+_SCALE_WORDS = {
+    "k": "thousand",
+    "K": "thousand",
+    "thousand": "thousand",
+    "million": "million",
+    "m": "million",
+    "M": "million",
+    "billion": "billion",
+    "bn": "billion",
+}
 
 
 def _money(m: re.Match[str]) -> str:
@@ -209,23 +236,30 @@ _RULES: list[Rule] = [
     (_NUMBER_ABBR_RE, lambda m: "number "),
     (re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b"), _iso_date),
     (re.compile(r"(?<![\d/])(\d{1,2})/(\d{1,2})(?:/(\d{4}|\d{2}))?(?![\d/])"), _slash_date),
-    (re.compile(rf"\b({_MONTH_NAMES})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?\b(?:,?\s+(\d{{4}})\b)?"),
-     _month_date),
+    (re.compile(rf"\b({_MONTH_NAMES})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?\b(?:,?\s+(\d{{4}})\b)?"), _month_date),
     (re.compile(r"(?<![\d:])(\d{1,2}):(\d{2})(?![\d:])(?:" + _MERIDIEM + r")?" + _SENTENCE_AFTER), _clock),
     (re.compile(r"(?<![\d:.,])(\d{1,2})()" + _MERIDIEM + _SENTENCE_AFTER), _clock),
-    (re.compile(r"([$€£])\s?(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{1,2}))?(?!\d)"
-                r"(?:\s?(thousand|million|billion|bn|k|K|m|M)\b)?"), _money),
+    (
+        re.compile(
+            r"([$€£])\s?(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{1,2}))?(?!\d)"
+            r"(?:\s?(thousand|million|billion|bn|k|K|m|M)\b)?"
+        ),
+        _money,
+    ),
     (re.compile(r"(\d+(?:\.\d+)?)\s?%"), _percent),
-    (re.compile(r"\b(?=[A-Z0-9-]*\d)(?=[A-Z0-9-]*[A-Z])[A-Z0-9]+(?:-[A-Z0-9]+)*\b"),
-     _code),
+    (re.compile(r"\b(?=[A-Z0-9-]*\d)(?=[A-Z0-9-]*[A-Z])[A-Z0-9]+(?:-[A-Z0-9]+)*\b"), _code),
     (re.compile(r"(?<![\w.])\+?\(?\d{1,4}\)?(?:[ .-]\(?\d{1,4}\)?){1,5}(?![\w]|\.\d)"), _grouped_digits),
     (re.compile(r"\b(\d+)(st|nd|rd|th)\b"), lambda m: ordinal(int(m.group(1)))),
     (re.compile(r"(?<![\d,.])\d{5,}(?!\d|[,.]\d)"), _long_run),
-    (re.compile(r"(?<![\d.])\d+(?:\.\d+){2,}(?![\d.])"), lambda m: " point ".join(
-        cardinal(int(p)) for p in m.group(0).split("."))),
+    (
+        re.compile(r"(?<![\d.])\d+(?:\.\d+){2,}(?![\d.])"),
+        lambda m: " point ".join(cardinal(int(p)) for p in m.group(0).split(".")),
+    ),
     (re.compile(r"(?<![\d.])(\d+(?:,\d{3})*|\d+)\.(\d+)(?![\d.])"), lambda m: decimal(m.group(0))),
-    (re.compile(r"\b(\d{1,4})\s?-\s?(\d{1,4})\b"),
-     lambda m: f"{cardinal(int(m.group(1)))} to {cardinal(int(m.group(2)))}"),
+    (
+        re.compile(r"\b(\d{1,4})\s?-\s?(\d{1,4})\b"),
+        lambda m: f"{cardinal(int(m.group(1)))} to {cardinal(int(m.group(2)))}",
+    ),
     (re.compile(r"(?:(?<=\s)|^)-(?=\d)"), lambda m: "minus "),
     (re.compile(r"(?<![A-Za-z\d,])(?:\d{1,3}(?:,\d{3})+|\d+)(?!\d|,\d)"), _plain_number),
     (re.compile(r"\s&\s"), lambda m: " and "),

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-         "fifteen sixteen seventeen eighteen nineteen").split()
+_ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen"
+).split()
 _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 _SCALES = ((10**12, "trillion"), (10**9, "billion"), (10**6, "million"), (1000, "thousand"))
 _ORDINAL_WORDS = {
-    "one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
-    "nine": "ninth", "twelve": "twelfth",
+    "one": "first",
+    "two": "second",
+    "three": "third",
+    "five": "fifth",
+    "eight": "eighth",
+    "nine": "ninth",
+    "twelve": "twelfth",
 }
 MAX_CARDINAL = 10**15 - 1
 
@@ -92,8 +99,8 @@ def group_digits(run: str) -> list[str]:
     if n <= 5:
         return [run]
     if n % 4 == 0 and n <= 16:
-        return [run[i:i + 4] for i in range(0, n, 4)]
-    groups = [run[i:i + 3] for i in range(0, n, 3)]
+        return [run[i : i + 4] for i in range(0, n, 4)]
+    groups = [run[i : i + 3] for i in range(0, n, 3)]
     if len(groups[-1]) == 1:
         tail = groups.pop()
         groups[-1] += tail

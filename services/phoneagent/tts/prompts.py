@@ -99,8 +99,10 @@ class PromptCache:
             parts.extend(self.engine.synthesize(normalize(chunk.text), voice, speed))
             parts.append(pause)
         audio = np.concatenate(parts[:-1]) if len(parts) > 1 else np.zeros(0, dtype=np.float32)
-        log.info("tts prompt rendered", extra={"engine": self.engine.name, "seconds": audio.size
-                                                / self.engine.native_rate})
+        log.info(
+            "tts prompt rendered",
+            extra={"engine": self.engine.name, "seconds": audio.size / self.engine.native_rate},
+        )
         return resample(audio, self.engine.native_rate, self.sample_rate)
 
     def _path(self, key: str) -> Path:

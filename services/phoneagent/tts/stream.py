@@ -86,10 +86,22 @@ class _Job:
 
 
 class TtsStream:
-    def __init__(self, engine: TtsEngine, *, voice: str, sample_rate: int = 8000, speed: float = 1.0,
-                 call_id: str = "", max_chars: int = 2000, policy: ChunkPolicy | None = None,
-                 sentence_pause_s: float = 0.2, clause_pause_s: float = 0.08, max_queued_s: float = 60.0,
-                 max_pending: int = 64, prompts: PromptCache | None = None) -> None:
+    def __init__(
+        self,
+        engine: TtsEngine,
+        *,
+        voice: str,
+        sample_rate: int = 8000,
+        speed: float = 1.0,
+        call_id: str = "",
+        max_chars: int = 2000,
+        policy: ChunkPolicy | None = None,
+        sentence_pause_s: float = 0.2,
+        clause_pause_s: float = 0.08,
+        max_queued_s: float = 60.0,
+        max_pending: int = 64,
+        prompts: PromptCache | None = None,
+    ) -> None:
         if sample_rate not in CALL_RATES:
             raise InvalidArgument(f"sample_rate must be one of {CALL_RATES}, got {sample_rate}")
         self.engine = engine
@@ -109,7 +121,8 @@ class TtsStream:
         self._floor = 0  # generations below this are cancelled
         self._lock = threading.Lock()
         self._outbox: Outbox[SpeechOut | SpeechFailure] = Outbox(
-            asyncio.get_running_loop(), limit=int(max_queued_s * 1000 / FRAME_MS))
+            asyncio.get_running_loop(), limit=int(max_queued_s * 1000 / FRAME_MS)
+        )
         self._jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=max_pending)
         self._gen = -1  # generation being rendered, and its next chunk position
         self._gen_seq = 0
@@ -132,16 +145,19 @@ class TtsStream:
         try:
             self._jobs.put_nowait(job)
         except queue.Full:
-            raise PhoneAgentError(ErrorKind.OVERLOADED, "too many pending tts requests for this call") \
-                from None
+            raise PhoneAgentError(
+                ErrorKind.OVERLOADED, "too many pending tts requests for this call"
+            ) from None
         return True
 
     def cancel(self, generation_id: int) -> None:
         """Stop ``generation_id`` and every older generation; nothing of them is handed out after this."""
         with self._lock:
             dropped = self._supersede(generation_id + 1)
-        log.info("tts generation cancelled", extra={"call_id": self.call_id, "generation_id": generation_id,
-                                                    "dropped_chunks": dropped})
+        log.info(
+            "tts generation cancelled",
+            extra={"call_id": self.call_id, "generation_id": generation_id, "dropped_chunks": dropped},
+        )
 
     async def next(self) -> SpeechOut | SpeechFailure:
         """The next chunk (or failure) of a live generation, waiting for it."""
@@ -179,7 +195,8 @@ class TtsStream:
             raise InvalidArgument("tts request text is empty")
         if len(req.text) > self.max_chars:
             raise InvalidArgument(
-                f"tts request text is {len(req.text)} characters, over the {self.max_chars} limit")
+                f"tts request text is {len(req.text)} characters, over the {self.max_chars} limit"
+            )
         if req.generation_id < 0 or req.turn_id < 0 or req.sequence < 0:
             raise InvalidArgument("tts request ids must not be negative")
         voice = check_voice(req.voice, self.engine.voices()) if req.voice else self.voice
@@ -211,14 +228,22 @@ class TtsStream:
             except PhoneAgentError as exc:
                 self._fail(job, exc)
             except Exception:  # an engine bug must not kill the call's stream
-                log.exception("tts render failed",
-                              extra={"call_id": self.call_id, "engine": self.engine.name})
+                log.exception(
+                    "tts render failed", extra={"call_id": self.call_id, "engine": self.engine.name}
+                )
                 self._fail(job, EngineFailure("speech synthesis failed"))
 
     def _fail(self, job: _Job, exc: PhoneAgentError) -> None:
         req = job.req
-        log.warning("tts request failed", extra={"call_id": self.call_id, "engine": self.engine.name,
-                                                 "kind": exc.kind.name, "generation_id": req.generation_id})
+        log.warning(
+            "tts request failed",
+            extra={
+                "call_id": self.call_id,
+                "engine": self.engine.name,
+                "kind": exc.kind.name,
+                "generation_id": req.generation_id,
+            },
+        )
         self._restart()
         failure = SpeechFailure(req.turn_id, req.generation_id, req.sequence, exc)
         self._outbox.put(failure, lambda: not self._stale(req.generation_id))
@@ -262,8 +287,9 @@ class TtsStream:
                 pieces.append(audio)
         native = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
         if native.size:
-            TTS_RTF.labels(self.engine.name).observe((time.monotonic() - started) * self.engine.native_rate
-                                                     / native.size)
+            TTS_RTF.labels(self.engine.name).observe(
+                (time.monotonic() - started) * self.engine.native_rate / native.size
+            )
         pcm = self._resampler.process(native)
         frames = self._framer.push(pcm, coverage(len(pcm), job.req.text, chunk.start, chunk.end))
         if pause:
@@ -280,9 +306,18 @@ class TtsStream:
         req = job.req
         for i, frame in enumerate(frames):
             last = closing and i == len(frames) - 1
-            out = SpeechOut(req.turn_id, req.generation_id, self._gen_seq, req.sequence, frame.pcm,
-                            self.sample_rate, frame.text_start, frame.text_end,
-                            last_in_sentence=last, last_in_generation=last and req.final)
+            out = SpeechOut(
+                req.turn_id,
+                req.generation_id,
+                self._gen_seq,
+                req.sequence,
+                frame.pcm,
+                self.sample_rate,
+                frame.text_start,
+                frame.text_end,
+                last_in_sentence=last,
+                last_in_generation=last and req.final,
+            )
             if not self._outbox.put(out, lambda: not self._stale(req.generation_id) and not self._closed):
                 return False
             self._gen_seq += 1

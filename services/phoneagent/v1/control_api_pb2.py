@@ -24,9 +24,10 @@ _sym_db = _symbol_database.Default()
 
 from phoneagent.v1 import call_pb2 as phoneagent_dot_v1_dot_call__pb2
 from phoneagent.v1 import policy_pb2 as phoneagent_dot_v1_dot_policy__pb2
+from phoneagent.v1 import records_pb2 as phoneagent_dot_v1_dot_records__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fphoneagent/v1/control_api.proto\x12\rphoneagent.v1\x1a\x18phoneagent/v1/call.proto\x1a\x1aphoneagent/v1/policy.proto\"\xd2\x01\n\x10PlaceCallRequest\x12\n\n\x02to\x18\x01 \x01(\t\x12\x11\n\ttime_zone\x18\x02 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x03 \x01(\t\x12\x0f\n\x07purpose\x18\x04 \x01(\t\x12\r\n\x05\x61gent\x18\x05 \x01(\t\x12;\n\x06labels\x18\x06 \x03(\x0b\x32+.phoneagent.v1.PlaceCallRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"U\n\x11PlaceCallResponse\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12/\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0b\x32\x1d.phoneagent.v1.PolicyDecision\" \n\rHangUpRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\"\x10\n\x0eHangUpResponse\"D\n\x13TransferCallRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x0c\n\x04warm\x18\x03 \x01(\x08\"\x16\n\x14TransferCallResponse\"6\n\x10ListCallsRequest\x12\x13\n\x0b\x61\x63tive_only\x18\x01 \x01(\x08\x12\r\n\x05limit\x18\x02 \x01(\r\"!\n\x0eGetCallRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\"\xa6\x02\n\x08\x43\x61llInfo\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12+\n\tdirection\x18\x02 \x01(\x0e\x32\x18.phoneagent.v1.Direction\x12+\n\ttransport\x18\x03 \x01(\x0e\x32\x18.phoneagent.v1.Transport\x12\x13\n\x0bremote_hint\x18\x04 \x01(\t\x12\r\n\x05\x61gent\x18\x05 \x01(\t\x12\x17\n\x0fstarted_unix_ns\x18\x06 \x01(\x03\x12\x18\n\x10\x61nswered_unix_ns\x18\x07 \x01(\x03\x12\x15\n\rended_unix_ns\x18\x08 \x01(\x03\x12,\n\nend_reason\x18\t \x01(\x0e\x32\x18.phoneagent.v1.EndReason\x12\x13\n\x0b\x63\x61mpaign_id\x18\n \x01(\t\";\n\x11ListCallsResponse\x12&\n\x05\x63\x61lls\x18\x01 \x03(\x0b\x32\x17.phoneagent.v1.CallInfo2\x90\x03\n\x0b\x43\x61llControl\x12N\n\tPlaceCall\x12\x1f.phoneagent.v1.PlaceCallRequest\x1a .phoneagent.v1.PlaceCallResponse\x12\x45\n\x06HangUp\x12\x1c.phoneagent.v1.HangUpRequest\x1a\x1d.phoneagent.v1.HangUpResponse\x12W\n\x0cTransferCall\x12\".phoneagent.v1.TransferCallRequest\x1a#.phoneagent.v1.TransferCallResponse\x12N\n\tListCalls\x12\x1f.phoneagent.v1.ListCallsRequest\x1a .phoneagent.v1.ListCallsResponse\x12\x41\n\x07GetCall\x12\x1d.phoneagent.v1.GetCallRequest\x1a\x17.phoneagent.v1.CallInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fphoneagent/v1/control_api.proto\x12\rphoneagent.v1\x1a\x18phoneagent/v1/call.proto\x1a\x1aphoneagent/v1/policy.proto\x1a\x1bphoneagent/v1/records.proto\"\xd2\x01\n\x10PlaceCallRequest\x12\n\n\x02to\x18\x01 \x01(\t\x12\x11\n\ttime_zone\x18\x02 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x03 \x01(\t\x12\x0f\n\x07purpose\x18\x04 \x01(\t\x12\r\n\x05\x61gent\x18\x05 \x01(\t\x12;\n\x06labels\x18\x06 \x03(\x0b\x32+.phoneagent.v1.PlaceCallRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"U\n\x11PlaceCallResponse\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12/\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0b\x32\x1d.phoneagent.v1.PolicyDecision\" \n\rHangUpRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\"\x10\n\x0eHangUpResponse\"D\n\x13TransferCallRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x0c\n\x04warm\x18\x03 \x01(\x08\"\x16\n\x14TransferCallResponse\"L\n\x10ListCallsRequest\x12\x13\n\x0b\x61\x63tive_only\x18\x01 \x01(\x08\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x14\n\x0comit_details\x18\x03 \x01(\x08\"!\n\x0eGetCallRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\"\x99\x05\n\x08\x43\x61llInfo\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12+\n\tdirection\x18\x02 \x01(\x0e\x32\x18.phoneagent.v1.Direction\x12+\n\ttransport\x18\x03 \x01(\x0e\x32\x18.phoneagent.v1.Transport\x12\x13\n\x0bremote_hint\x18\x04 \x01(\t\x12\r\n\x05\x61gent\x18\x05 \x01(\t\x12\x17\n\x0fstarted_unix_ns\x18\x06 \x01(\x03\x12\x18\n\x10\x61nswered_unix_ns\x18\x07 \x01(\x03\x12\x15\n\rended_unix_ns\x18\x08 \x01(\x03\x12,\n\nend_reason\x18\t \x01(\x0e\x32\x18.phoneagent.v1.EndReason\x12\x13\n\x0b\x63\x61mpaign_id\x18\n \x01(\t\x12\x13\n\x0b\x66rom_number\x18\x0b \x01(\t\x12\x11\n\tto_number\x18\x0c \x01(\t\x12\x12\n\nend_detail\x18\r \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\x0e \x01(\r\x12\x0f\n\x07outcome\x18\x0f \x01(\t\x12&\n\x05turns\x18\x10 \x03(\x0b\x32\x17.phoneagent.v1.CallTurn\x12%\n\x05tools\x18\x11 \x03(\x0b\x32\x16.phoneagent.v1.ToolUse\x12\x30\n\ttransfers\x18\x12 \x03(\x0b\x32\x1d.phoneagent.v1.TransferRecord\x12\x30\n\tdecisions\x18\x13 \x03(\x0b\x32\x1d.phoneagent.v1.DecisionRecord\x12/\n\trecording\x18\x14 \x01(\x0b\x32\x1c.phoneagent.v1.RecordingInfo\x12+\n\x07summary\x18\x15 \x01(\x0b\x32\x1a.phoneagent.v1.CallSummary\"s\n\x08\x43\x61llTurn\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07turn_id\x18\x02 \x01(\r\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x12\n\nts_unix_ns\x18\x04 \x01(\x03\x12\x17\n\nlatency_ms\x18\x05 \x01(\rH\x00\x88\x01\x01\x42\r\n\x0b_latency_ms\"\x9f\x01\n\x07ToolUse\x12\x14\n\x0ctool_call_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x03 \x01(\t\x12\n\n\x02ok\x18\x04 \x01(\x08\x12\x13\n\x0bresult_json\x18\x05 \x01(\t\x12\x0e\n\x06status\x18\x06 \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\x07 \x01(\r\x12\x12\n\nts_unix_ns\x18\x08 \x01(\x03\"4\n\x0eTransferRecord\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x12\n\nts_unix_ns\x18\x02 \x01(\x03\"\x93\x01\n\x0e\x44\x65\x63isionRecord\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12)\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x17.phoneagent.v1.Decision\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x0c\n\x04rule\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x12\n\nts_unix_ns\x18\x06 \x01(\x03\"e\n\rRecordingInfo\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\x03 \x01(\r\x12\x12\n\nsize_bytes\x18\x04 \x01(\x04\x12\x0e\n\x06sha256\x18\x05 \x01(\t\";\n\x11ListCallsResponse\x12&\n\x05\x63\x61lls\x18\x01 \x03(\x0b\x32\x17.phoneagent.v1.CallInfo2\x90\x03\n\x0b\x43\x61llControl\x12N\n\tPlaceCall\x12\x1f.phoneagent.v1.PlaceCallRequest\x1a .phoneagent.v1.PlaceCallResponse\x12\x45\n\x06HangUp\x12\x1c.phoneagent.v1.HangUpRequest\x1a\x1d.phoneagent.v1.HangUpResponse\x12W\n\x0cTransferCall\x12\".phoneagent.v1.TransferCallRequest\x1a#.phoneagent.v1.TransferCallResponse\x12N\n\tListCalls\x12\x1f.phoneagent.v1.ListCallsRequest\x1a .phoneagent.v1.ListCallsResponse\x12\x41\n\x07GetCall\x12\x1d.phoneagent.v1.GetCallRequest\x1a\x17.phoneagent.v1.CallInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,28 +36,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PLACECALLREQUEST_LABELSENTRY']._loaded_options = None
   _globals['_PLACECALLREQUEST_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_PLACECALLREQUEST']._serialized_start=105
-  _globals['_PLACECALLREQUEST']._serialized_end=315
-  _globals['_PLACECALLREQUEST_LABELSENTRY']._serialized_start=270
-  _globals['_PLACECALLREQUEST_LABELSENTRY']._serialized_end=315
-  _globals['_PLACECALLRESPONSE']._serialized_start=317
-  _globals['_PLACECALLRESPONSE']._serialized_end=402
-  _globals['_HANGUPREQUEST']._serialized_start=404
-  _globals['_HANGUPREQUEST']._serialized_end=436
-  _globals['_HANGUPRESPONSE']._serialized_start=438
-  _globals['_HANGUPRESPONSE']._serialized_end=454
-  _globals['_TRANSFERCALLREQUEST']._serialized_start=456
-  _globals['_TRANSFERCALLREQUEST']._serialized_end=524
-  _globals['_TRANSFERCALLRESPONSE']._serialized_start=526
-  _globals['_TRANSFERCALLRESPONSE']._serialized_end=548
-  _globals['_LISTCALLSREQUEST']._serialized_start=550
-  _globals['_LISTCALLSREQUEST']._serialized_end=604
-  _globals['_GETCALLREQUEST']._serialized_start=606
-  _globals['_GETCALLREQUEST']._serialized_end=639
-  _globals['_CALLINFO']._serialized_start=642
-  _globals['_CALLINFO']._serialized_end=936
-  _globals['_LISTCALLSRESPONSE']._serialized_start=938
-  _globals['_LISTCALLSRESPONSE']._serialized_end=997
-  _globals['_CALLCONTROL']._serialized_start=1000
-  _globals['_CALLCONTROL']._serialized_end=1400
+  _globals['_PLACECALLREQUEST']._serialized_start=134
+  _globals['_PLACECALLREQUEST']._serialized_end=344
+  _globals['_PLACECALLREQUEST_LABELSENTRY']._serialized_start=299
+  _globals['_PLACECALLREQUEST_LABELSENTRY']._serialized_end=344
+  _globals['_PLACECALLRESPONSE']._serialized_start=346
+  _globals['_PLACECALLRESPONSE']._serialized_end=431
+  _globals['_HANGUPREQUEST']._serialized_start=433
+  _globals['_HANGUPREQUEST']._serialized_end=465
+  _globals['_HANGUPRESPONSE']._serialized_start=467
+  _globals['_HANGUPRESPONSE']._serialized_end=483
+  _globals['_TRANSFERCALLREQUEST']._serialized_start=485
+  _globals['_TRANSFERCALLREQUEST']._serialized_end=553
+  _globals['_TRANSFERCALLRESPONSE']._serialized_start=555
+  _globals['_TRANSFERCALLRESPONSE']._serialized_end=577
+  _globals['_LISTCALLSREQUEST']._serialized_start=579
+  _globals['_LISTCALLSREQUEST']._serialized_end=655
+  _globals['_GETCALLREQUEST']._serialized_start=657
+  _globals['_GETCALLREQUEST']._serialized_end=690
+  _globals['_CALLINFO']._serialized_start=693
+  _globals['_CALLINFO']._serialized_end=1358
+  _globals['_CALLTURN']._serialized_start=1360
+  _globals['_CALLTURN']._serialized_end=1475
+  _globals['_TOOLUSE']._serialized_start=1478
+  _globals['_TOOLUSE']._serialized_end=1637
+  _globals['_TRANSFERRECORD']._serialized_start=1639
+  _globals['_TRANSFERRECORD']._serialized_end=1691
+  _globals['_DECISIONRECORD']._serialized_start=1694
+  _globals['_DECISIONRECORD']._serialized_end=1841
+  _globals['_RECORDINGINFO']._serialized_start=1843
+  _globals['_RECORDINGINFO']._serialized_end=1944
+  _globals['_LISTCALLSRESPONSE']._serialized_start=1946
+  _globals['_LISTCALLSRESPONSE']._serialized_end=2005
+  _globals['_CALLCONTROL']._serialized_start=2008
+  _globals['_CALLCONTROL']._serialized_end=2408
 # @@protoc_insertion_point(module_scope)

@@ -1,5 +1,6 @@
 from phoneagent.v1 import call_pb2 as _call_pb2
 from phoneagent.v1 import policy_pb2 as _policy_pb2
+from phoneagent.v1 import records_pb2 as _records_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -64,12 +65,14 @@ class TransferCallResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class ListCallsRequest(_message.Message):
-    __slots__ = ("active_only", "limit")
+    __slots__ = ("active_only", "limit", "omit_details")
     ACTIVE_ONLY_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OMIT_DETAILS_FIELD_NUMBER: _ClassVar[int]
     active_only: bool
     limit: int
-    def __init__(self, active_only: _Optional[bool] = ..., limit: _Optional[int] = ...) -> None: ...
+    omit_details: bool
+    def __init__(self, active_only: _Optional[bool] = ..., limit: _Optional[int] = ..., omit_details: _Optional[bool] = ...) -> None: ...
 
 class GetCallRequest(_message.Message):
     __slots__ = ("call_id",)
@@ -78,7 +81,7 @@ class GetCallRequest(_message.Message):
     def __init__(self, call_id: _Optional[str] = ...) -> None: ...
 
 class CallInfo(_message.Message):
-    __slots__ = ("call_id", "direction", "transport", "remote_hint", "agent", "started_unix_ns", "answered_unix_ns", "ended_unix_ns", "end_reason", "campaign_id")
+    __slots__ = ("call_id", "direction", "transport", "remote_hint", "agent", "started_unix_ns", "answered_unix_ns", "ended_unix_ns", "end_reason", "campaign_id", "from_number", "to_number", "end_detail", "duration_ms", "outcome", "turns", "tools", "transfers", "decisions", "recording", "summary")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     DIRECTION_FIELD_NUMBER: _ClassVar[int]
     TRANSPORT_FIELD_NUMBER: _ClassVar[int]
@@ -89,6 +92,17 @@ class CallInfo(_message.Message):
     ENDED_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
     END_REASON_FIELD_NUMBER: _ClassVar[int]
     CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    TO_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    END_DETAIL_FIELD_NUMBER: _ClassVar[int]
+    DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    TURNS_FIELD_NUMBER: _ClassVar[int]
+    TOOLS_FIELD_NUMBER: _ClassVar[int]
+    TRANSFERS_FIELD_NUMBER: _ClassVar[int]
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    RECORDING_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
     call_id: str
     direction: _call_pb2.Direction
     transport: _call_pb2.Transport
@@ -99,7 +113,90 @@ class CallInfo(_message.Message):
     ended_unix_ns: int
     end_reason: _call_pb2.EndReason
     campaign_id: str
-    def __init__(self, call_id: _Optional[str] = ..., direction: _Optional[_Union[_call_pb2.Direction, str]] = ..., transport: _Optional[_Union[_call_pb2.Transport, str]] = ..., remote_hint: _Optional[str] = ..., agent: _Optional[str] = ..., started_unix_ns: _Optional[int] = ..., answered_unix_ns: _Optional[int] = ..., ended_unix_ns: _Optional[int] = ..., end_reason: _Optional[_Union[_call_pb2.EndReason, str]] = ..., campaign_id: _Optional[str] = ...) -> None: ...
+    from_number: str
+    to_number: str
+    end_detail: str
+    duration_ms: int
+    outcome: str
+    turns: _containers.RepeatedCompositeFieldContainer[CallTurn]
+    tools: _containers.RepeatedCompositeFieldContainer[ToolUse]
+    transfers: _containers.RepeatedCompositeFieldContainer[TransferRecord]
+    decisions: _containers.RepeatedCompositeFieldContainer[DecisionRecord]
+    recording: RecordingInfo
+    summary: _records_pb2.CallSummary
+    def __init__(self, call_id: _Optional[str] = ..., direction: _Optional[_Union[_call_pb2.Direction, str]] = ..., transport: _Optional[_Union[_call_pb2.Transport, str]] = ..., remote_hint: _Optional[str] = ..., agent: _Optional[str] = ..., started_unix_ns: _Optional[int] = ..., answered_unix_ns: _Optional[int] = ..., ended_unix_ns: _Optional[int] = ..., end_reason: _Optional[_Union[_call_pb2.EndReason, str]] = ..., campaign_id: _Optional[str] = ..., from_number: _Optional[str] = ..., to_number: _Optional[str] = ..., end_detail: _Optional[str] = ..., duration_ms: _Optional[int] = ..., outcome: _Optional[str] = ..., turns: _Optional[_Iterable[_Union[CallTurn, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[ToolUse, _Mapping]]] = ..., transfers: _Optional[_Iterable[_Union[TransferRecord, _Mapping]]] = ..., decisions: _Optional[_Iterable[_Union[DecisionRecord, _Mapping]]] = ..., recording: _Optional[_Union[RecordingInfo, _Mapping]] = ..., summary: _Optional[_Union[_records_pb2.CallSummary, _Mapping]] = ...) -> None: ...
+
+class CallTurn(_message.Message):
+    __slots__ = ("role", "turn_id", "text", "ts_unix_ns", "latency_ms")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    TURN_ID_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    TS_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    turn_id: int
+    text: str
+    ts_unix_ns: int
+    latency_ms: int
+    def __init__(self, role: _Optional[str] = ..., turn_id: _Optional[int] = ..., text: _Optional[str] = ..., ts_unix_ns: _Optional[int] = ..., latency_ms: _Optional[int] = ...) -> None: ...
+
+class ToolUse(_message.Message):
+    __slots__ = ("tool_call_id", "name", "arguments_json", "ok", "result_json", "status", "duration_ms", "ts_unix_ns")
+    TOOL_CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ARGUMENTS_JSON_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    TS_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
+    tool_call_id: str
+    name: str
+    arguments_json: str
+    ok: bool
+    result_json: str
+    status: str
+    duration_ms: int
+    ts_unix_ns: int
+    def __init__(self, tool_call_id: _Optional[str] = ..., name: _Optional[str] = ..., arguments_json: _Optional[str] = ..., ok: _Optional[bool] = ..., result_json: _Optional[str] = ..., status: _Optional[str] = ..., duration_ms: _Optional[int] = ..., ts_unix_ns: _Optional[int] = ...) -> None: ...
+
+class TransferRecord(_message.Message):
+    __slots__ = ("source", "ts_unix_ns")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TS_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    ts_unix_ns: int
+    def __init__(self, source: _Optional[str] = ..., ts_unix_ns: _Optional[int] = ...) -> None: ...
+
+class DecisionRecord(_message.Message):
+    __slots__ = ("decision_id", "decision", "subject", "rule", "reason", "ts_unix_ns")
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    TS_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
+    decision_id: str
+    decision: _policy_pb2.Decision
+    subject: str
+    rule: str
+    reason: str
+    ts_unix_ns: int
+    def __init__(self, decision_id: _Optional[str] = ..., decision: _Optional[_Union[_policy_pb2.Decision, str]] = ..., subject: _Optional[str] = ..., rule: _Optional[str] = ..., reason: _Optional[str] = ..., ts_unix_ns: _Optional[int] = ...) -> None: ...
+
+class RecordingInfo(_message.Message):
+    __slots__ = ("uri", "format", "duration_ms", "size_bytes", "sha256")
+    URI_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    uri: str
+    format: str
+    duration_ms: int
+    size_bytes: int
+    sha256: str
+    def __init__(self, uri: _Optional[str] = ..., format: _Optional[str] = ..., duration_ms: _Optional[int] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class ListCallsResponse(_message.Message):
     __slots__ = ("calls",)

@@ -36,8 +36,9 @@ class MicroBatcher(Generic[T, R]):
     If it raises, every caller in that batch gets the exception.
     """
 
-    def __init__(self, run_batch: Callable[[list[T]], Sequence[R]], *, max_batch: int = 8,
-                 max_wait_s: float = 0.01) -> None:
+    def __init__(
+        self, run_batch: Callable[[list[T]], Sequence[R]], *, max_batch: int = 8, max_wait_s: float = 0.01
+    ) -> None:
         if max_batch < 1 or max_wait_s < 0:
             raise InvalidArgument("max_batch must be >= 1 and max_wait_s >= 0")
         self._run = run_batch

@@ -22,8 +22,9 @@ from phoneagent.runtime.modelfiles import MissingModelError
 try:
     import faster_whisper
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise MissingModelError("the faster-whisper engine is not installed", extra="asr",
-                            package="faster-whisper") from exc
+    raise MissingModelError(
+        "the faster-whisper engine is not installed", extra="asr", package="faster-whisper"
+    ) from exc
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +85,15 @@ class FasterWhisperEngine:
             num_workers=self.num_workers,
             local_files_only=True,
         )
-        log.info("asr engine loaded", extra={"engine": self.name, "model": self.model_name,
-                                             "device": self.device,
-                                             "load_s": round(time.perf_counter() - started, 3)})
+        log.info(
+            "asr engine loaded",
+            extra={
+                "engine": self.name,
+                "model": self.model_name,
+                "device": self.device,
+                "load_s": round(time.perf_counter() - started, 3),
+            },
+        )
 
     def busy(self) -> bool:
         with self._lock:
@@ -144,5 +151,12 @@ def _result(segments: list[Any], language: str, audio_s: float, compute_s: float
         no_speech = float(max(s.no_speech_prob for s in segments))
     else:
         avg_logprob, no_speech = 0.0, 1.0
-    return TranscriptResult(text=text, language=language, words=words, avg_logprob=avg_logprob,
-                            no_speech_prob=no_speech, audio_s=audio_s, compute_s=compute_s)
+    return TranscriptResult(
+        text=text,
+        language=language,
+        words=words,
+        avg_logprob=avg_logprob,
+        no_speech_prob=no_speech,
+        audio_s=audio_s,
+        compute_s=compute_s,
+    )

@@ -31,22 +31,41 @@ try:
     from whisperx import asr as wx_asr
     from whisperx.audio import N_SAMPLES, log_mel_spectrogram
 except ImportError as exc:
-    raise MissingModelError("the whisperx GPU engine is not installed", extra="asr-gpu",
-                            package="whisperx") from exc
+    raise MissingModelError(
+        "the whisperx GPU engine is not installed", extra="asr-gpu", package="whisperx"
+    ) from exc
 
 log = logging.getLogger(__name__)
 
 
 def _options(beam_size: int, initial_prompt: str | None, multilingual: bool) -> Any:
     return TranscriptionOptions(
-        beam_size=beam_size, best_of=1, patience=1.0, length_penalty=1.0, repetition_penalty=1.0,
-        no_repeat_ngram_size=0, log_prob_threshold=-1.0, no_speech_threshold=0.6,
-        compression_ratio_threshold=2.4, condition_on_previous_text=False, prompt_reset_on_temperature=0.5,
-        temperatures=[0.0], initial_prompt=initial_prompt, prefix=None, suppress_blank=True,
-        suppress_tokens=[-1], without_timestamps=True, max_initial_timestamp=0.0, word_timestamps=False,
-        prepend_punctuations="\"'“¿([{-", append_punctuations="\"'.。,，!！?？:：”)]}、",
-        multilingual=multilingual, max_new_tokens=None, clip_timestamps="0",
-        hallucination_silence_threshold=None, hotwords=None,
+        beam_size=beam_size,
+        best_of=1,
+        patience=1.0,
+        length_penalty=1.0,
+        repetition_penalty=1.0,
+        no_repeat_ngram_size=0,
+        log_prob_threshold=-1.0,
+        no_speech_threshold=0.6,
+        compression_ratio_threshold=2.4,
+        condition_on_previous_text=False,
+        prompt_reset_on_temperature=0.5,
+        temperatures=[0.0],
+        initial_prompt=initial_prompt,
+        prefix=None,
+        suppress_blank=True,
+        suppress_tokens=[-1],
+        without_timestamps=True,
+        max_initial_timestamp=0.0,
+        word_timestamps=False,
+        prepend_punctuations="\"'“¿([{-",
+        append_punctuations="\"'.。,，!！?？:：”)]}、",
+        multilingual=multilingual,
+        max_new_tokens=None,
+        clip_timestamps="0",
+        hallucination_silence_threshold=None,
+        hotwords=None,
     )
 
 
@@ -87,36 +106,57 @@ class WhisperXEngine:
         self._options: Any = None
         self._align: tuple[Any, dict[str, Any]] | None = None
         self._batcher: MicroBatcher[tuple[np.ndarray, bool], TranscriptResult] = MicroBatcher(
-            self._decode_batch, max_batch=batch_size, max_wait_s=batch_wait_ms / 1000.0)
+            self._decode_batch, max_batch=batch_size, max_wait_s=batch_wait_ms / 1000.0
+        )
 
     def load(self) -> None:
         if self._model is not None:
             return
         path = resolve_model(self.model_name)
         started = time.perf_counter()
-        model = wx_asr.WhisperModel(str(path), device=self.device, device_index=self.device_index,
-                                    compute_type=self.compute_type, local_files_only=True)
-        self._tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
-                                    language=self.language)
+        model = wx_asr.WhisperModel(
+            str(path),
+            device=self.device,
+            device_index=self.device_index,
+            compute_type=self.compute_type,
+            local_files_only=True,
+        )
+        self._tokenizer = Tokenizer(
+            model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=self.language
+        )
         self._options = _options(self.beam_size, self.initial_prompt, model.model.is_multilingual)
         if self.align_model_dir:
             self._align = self._load_alignment(Path(self.align_model_dir))
         self._model = model
-        log.info("asr engine loaded", extra={"engine": self.name, "model": self.model_name,
-                                             "device": self.device, "alignment": self._align is not None,
-                                             "load_s": round(time.perf_counter() - started, 3)})
+        log.info(
+            "asr engine loaded",
+            extra={
+                "engine": self.name,
+                "model": self.model_name,
+                "device": self.device,
+                "alignment": self._align is not None,
+                "load_s": round(time.perf_counter() - started, 3),
+            },
+        )
 
     def _load_alignment(self, directory: Path) -> tuple[Any, dict[str, Any]]:
         if not (directory / "config.json").is_file():
-            raise MissingModelError("alignment model directory has no config.json; alignment weights "
-                                    "must be provided locally", extra="asr-gpu", package=str(directory))
+            raise MissingModelError(
+                "alignment model directory has no config.json; alignment weights must be provided locally",
+                extra="asr-gpu",
+                package=str(directory),
+            )
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         try:
             model, metadata = wx_alignment.load_align_model(
-                self.language, self._device_name(), model_name=str(directory), model_cache_only=True)
+                self.language, self._device_name(), model_name=str(directory), model_cache_only=True
+            )
         except Exception as exc:
-            raise MissingModelError("alignment model could not be loaded from the local directory",
-                                    extra="asr-gpu", package=str(directory)) from exc
+            raise MissingModelError(
+                "alignment model could not be loaded from the local directory",
+                extra="asr-gpu",
+                package=str(directory),
+            ) from exc
         return model, metadata
 
     def _device_name(self) -> str:
@@ -135,23 +175,34 @@ class WhisperXEngine:
     def _decode_batch(self, items: list[tuple[np.ndarray, bool]]) -> list[TranscriptResult]:
         started = time.perf_counter()
         n_mels = self._model.feat_kwargs.get("feature_size") or 80
-        features = np.stack([
-            np.asarray(log_mel_spectrogram(pcm, n_mels=n_mels, padding=N_SAMPLES - len(pcm)).cpu())
-            for pcm, _ in items
-        ])
+        features = np.stack(
+            [
+                np.asarray(log_mel_spectrogram(pcm, n_mels=n_mels, padding=N_SAMPLES - len(pcm)).cpu())
+                for pcm, _ in items
+            ]
+        )
         try:
             out = self._model.generate_segment_batched(features, self._tokenizer, self._options)
         except Exception as exc:
-            log.warning("asr batch decode failed", extra={"engine": self.name, "batch": len(items),
-                                                          "error": type(exc).__name__})
+            log.warning(
+                "asr batch decode failed",
+                extra={"engine": self.name, "batch": len(items), "error": type(exc).__name__},
+            )
             raise EngineFailure("speech recognition failed") from exc
         compute_s = time.perf_counter() - started
         results = []
         for (pcm, partial), text, logprob in zip(items, out["text"], out["avg_logprob"], strict=True):
             words = () if partial else self._words(text.strip(), pcm)
-            results.append(TranscriptResult(text=text.strip(), language=self.language, words=words,
-                                            avg_logprob=float(logprob), audio_s=audio_seconds(pcm),
-                                            compute_s=compute_s))
+            results.append(
+                TranscriptResult(
+                    text=text.strip(),
+                    language=self.language,
+                    words=words,
+                    avg_logprob=float(logprob),
+                    audio_s=audio_seconds(pcm),
+                    compute_s=compute_s,
+                )
+            )
         return results
 
     def _words(self, text: str, pcm: np.ndarray) -> tuple[Word, ...]:

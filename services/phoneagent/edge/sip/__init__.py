@@ -13,7 +13,24 @@ from phoneagent.edge.sip.transaction import Timers
 from phoneagent.edge.sip.ua import UAConfig, UserAgent
 
 __all__ = [
-    "CallFailed", "CallOutcome", "Credentials", "Dialog", "DialogHandlers", "DigestServer", "IncomingCall",
-    "MediaParams", "NameAddr", "NoCommonCodec", "OutboundCall", "ParseError", "SessionDescription", "SipURI",
-    "Timers", "UAConfig", "UserAgent", "answer", "negotiated", "offer",
+    "CallFailed",
+    "CallOutcome",
+    "Credentials",
+    "Dialog",
+    "DialogHandlers",
+    "DigestServer",
+    "IncomingCall",
+    "MediaParams",
+    "NameAddr",
+    "NoCommonCodec",
+    "OutboundCall",
+    "ParseError",
+    "SessionDescription",
+    "SipURI",
+    "Timers",
+    "UAConfig",
+    "UserAgent",
+    "answer",
+    "negotiated",
+    "offer",
 ]

@@ -81,8 +81,16 @@ def ha1(algorithm: str, username: str, realm: str, password: str, nonce: str = "
     return value
 
 
-def digest_response(algorithm: str, ha1_value: str, nonce: str, method: str, uri: str,
-                    qop: str = "", nc: str = "", cnonce: str = "") -> str:
+def digest_response(
+    algorithm: str,
+    ha1_value: str,
+    nonce: str,
+    method: str,
+    uri: str,
+    qop: str = "",
+    nc: str = "",
+    cnonce: str = "",
+) -> str:
     """The ``response`` value: KD(HA1, nonce[:nc:cnonce:qop]:HA2) with HA2 = H(method:uri)."""
     h = _hash(algorithm)
     ha2 = h(f"{method}:{uri}".encode())
@@ -91,8 +99,9 @@ def digest_response(algorithm: str, ha1_value: str, nonce: str, method: str, uri
     return h(f"{ha1_value}:{nonce}:{ha2}".encode())
 
 
-def authorization_header(challenge: str, method: str, uri: str, creds: Credentials, *,
-                         nc: int = 1, cnonce: str | None = None) -> str:
+def authorization_header(
+    challenge: str, method: str, uri: str, creds: Credentials, *, nc: int = 1, cnonce: str | None = None
+) -> str:
     """An Authorization / Proxy-Authorization value answering a WWW-/Proxy-Authenticate challenge."""
     ch = parse_digest(challenge)
     realm, nonce = ch.get("realm", ""), ch.get("nonce", "")
@@ -106,10 +115,16 @@ def authorization_header(challenge: str, method: str, uri: str, creds: Credentia
     cnonce = cnonce or secrets.token_hex(8)
     nc_text = f"{nc:08x}"
     key = ha1(algorithm, creds.username, realm, creds.password, nonce, cnonce)
-    out = {"username": creds.username, "realm": realm, "nonce": nonce, "uri": uri,
-           "response": digest_response(algorithm, key, nonce, method, uri, qop,
-                                       nc_text if qop else "", cnonce if qop else ""),
-           "algorithm": algorithm}
+    out = {
+        "username": creds.username,
+        "realm": realm,
+        "nonce": nonce,
+        "uri": uri,
+        "response": digest_response(
+            algorithm, key, nonce, method, uri, qop, nc_text if qop else "", cnonce if qop else ""
+        ),
+        "algorithm": algorithm,
+    }
     if "opaque" in ch:
         out["opaque"] = ch["opaque"]
     if qop:
@@ -127,8 +142,15 @@ class AuthResult:
 class DigestServer:
     """UAS-side digest: stateless HMAC-signed nonces with a lifetime, and nc replay protection."""
 
-    def __init__(self, realm: str, users: dict[str, str], *, algorithm: str = "MD5",
-                 nonce_lifetime_s: float = 300.0, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        realm: str,
+        users: dict[str, str],
+        *,
+        algorithm: str = "MD5",
+        nonce_lifetime_s: float = 300.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         _hash(algorithm)
         self.realm = realm
         self.algorithm = algorithm
@@ -144,8 +166,7 @@ class DigestServer:
         return base64.urlsafe_b64encode(stamp + mac).decode().rstrip("=")
 
     def challenge(self, *, stale: bool = False) -> str:
-        params = {"realm": self.realm, "nonce": self.make_nonce(), "algorithm": self.algorithm,
-                  "qop": "auth"}
+        params = {"realm": self.realm, "nonce": self.make_nonce(), "algorithm": self.algorithm, "qop": "auth"}
         if stale:
             params["stale"] = "true"
         return format_digest(params, challenge=True)

@@ -53,8 +53,15 @@ def outcome_for(status: int) -> CallOutcome:
 class IncomingCall:
     """An INVITE waiting for our decision: ``ring()``, then ``answer(sdp)`` or ``reject(code)``."""
 
-    def __init__(self, ua: UserAgent, req: SipRequest, txn: ServerTransaction, peer: Peer,
-                 remote_sdp: SessionDescription | None, local_tag: str) -> None:
+    def __init__(
+        self,
+        ua: UserAgent,
+        req: SipRequest,
+        txn: ServerTransaction,
+        peer: Peer,
+        remote_sdp: SessionDescription | None,
+        local_tag: str,
+    ) -> None:
         self.ua = ua
         self.request = req
         self.txn = txn
@@ -87,8 +94,7 @@ class IncomingCall:
             resp.body = early_sdp.encode()
         self.txn.respond(resp)
 
-    async def answer(self, local_sdp: SessionDescription,
-                     handlers: DialogHandlers | None = None) -> Dialog:
+    async def answer(self, local_sdp: SessionDescription, handlers: DialogHandlers | None = None) -> Dialog:
         """Send 200 OK with our SDP; the dialog is confirmed when the ACK arrives (``dialog.confirmed``)."""
         self._check()
         resp = make_response(self.request, 200, to_tag=self.local_tag)
@@ -121,8 +127,9 @@ class IncomingCall:
         self.ua.call_settled(self)
 
 
-def out_of_dialog_request(ua: UserAgent, method: str, target: SipURI, peer: Peer, local: NameAddr,
-                          call_id: str, seq: int) -> SipRequest:
+def out_of_dialog_request(
+    ua: UserAgent, method: str, target: SipURI, peer: Peer, local: NameAddr, call_id: str, seq: int
+) -> SipRequest:
     """A request outside any dialog (RFC 3261 section 8.1.1): INVITE, OPTIONS."""
     headers = Headers()
     headers.add("Via", str(ua.via(peer.transport, new_branch())))
@@ -139,10 +146,18 @@ def out_of_dialog_request(ua: UserAgent, method: str, target: SipURI, peer: Peer
 class OutboundCall:
     """One outbound INVITE and its retries for authentication, until a dialog or a CallFailed."""
 
-    def __init__(self, ua: UserAgent, target: SipURI, local_sdp: SessionDescription,
-                 credentials: Credentials | None, peer: Peer, *, timeout_s: float,
-                 handlers: DialogHandlers | None,
-                 on_progress: Callable[[int, SessionDescription | None], Any] | None) -> None:
+    def __init__(
+        self,
+        ua: UserAgent,
+        target: SipURI,
+        local_sdp: SessionDescription,
+        credentials: Credentials | None,
+        peer: Peer,
+        *,
+        timeout_s: float,
+        handlers: DialogHandlers | None,
+        on_progress: Callable[[int, SessionDescription | None], Any] | None,
+    ) -> None:
         self.ua = ua
         self.target = target
         self.local_sdp = local_sdp
@@ -168,8 +183,9 @@ class OutboundCall:
 
     def _build_invite(self, auth: tuple[str, str] | None) -> SipRequest:
         self.seq += 1
-        req = out_of_dialog_request(self.ua, "INVITE", self.target, self.peer, self.local, self.call_id,
-                                    self.seq)
+        req = out_of_dialog_request(
+            self.ua, "INVITE", self.target, self.peer, self.local, self.call_id, self.seq
+        )
         req.headers.add("Allow", ", ".join(self.ua.allowed_methods))
         if auth is not None:
             req.headers.add(auth[0], auth[1])
@@ -182,7 +198,8 @@ class OutboundCall:
         for _attempt in range(3):
             self._invite = self._build_invite(auth)
             self._txn = await self.ua.layer.request(
-                self._invite, self.peer, self._on_response, lambda: self._events.put_nowait(None))
+                self._invite, self.peer, self._on_response, lambda: self._events.put_nowait(None)
+            )
             final = await self._wait_final()
             if 200 <= final.status < 300:
                 return await self._confirm(final)
@@ -297,10 +314,20 @@ class OutboundCall:
         remote_target = contact.uri if contact else self.target
         peer = await self.ua.peer_for(routes, remote_target)
         dialog = Dialog(
-            self.ua, call_id=self.call_id, local=self.local, remote=resp.to,
-            remote_target=remote_target, route_set=routes,
-            local_seq=self.seq, remote_seq=0, peer=peer, local_sdp=self.local_sdp,
-            remote_sdp=remote_sdp, outbound=True, handlers=self.handlers)
+            self.ua,
+            call_id=self.call_id,
+            local=self.local,
+            remote=resp.to,
+            remote_target=remote_target,
+            route_set=routes,
+            local_seq=self.seq,
+            remote_seq=0,
+            peer=peer,
+            local_sdp=self.local_sdp,
+            remote_sdp=remote_sdp,
+            outbound=True,
+            handlers=self.handlers,
+        )
         ack = dialog.make_request("ACK")
         ack.headers.set("CSeq", f"{self.seq} ACK")
         dialog.set_ack(ack)

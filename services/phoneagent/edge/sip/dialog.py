@@ -42,11 +42,23 @@ class DialogHandlers:
 
 
 class Dialog:
-    def __init__(self, ua: UserAgent, *, call_id: str, local: NameAddr, remote: NameAddr,
-                 remote_target: SipURI, route_set: list[str], local_seq: int, remote_seq: int,
-                 peer: Peer, local_sdp: SessionDescription | None,
-                 remote_sdp: SessionDescription | None, outbound: bool,
-                 handlers: DialogHandlers | None = None) -> None:
+    def __init__(
+        self,
+        ua: UserAgent,
+        *,
+        call_id: str,
+        local: NameAddr,
+        remote: NameAddr,
+        remote_target: SipURI,
+        route_set: list[str],
+        local_seq: int,
+        remote_seq: int,
+        peer: Peer,
+        local_sdp: SessionDescription | None,
+        remote_sdp: SessionDescription | None,
+        outbound: bool,
+        handlers: DialogHandlers | None = None,
+    ) -> None:
         self.ua = ua
         self.call_id = call_id
         self.local = local
@@ -212,8 +224,12 @@ class Dialog:
             return
         self.remote_seq = seq
         handler = {
-            "BYE": self._on_bye, "INVITE": self._on_reinvite, "REFER": self._on_refer,
-            "NOTIFY": self._on_notify, "OPTIONS": self._on_options, "INFO": self._on_info,
+            "BYE": self._on_bye,
+            "INVITE": self._on_reinvite,
+            "REFER": self._on_refer,
+            "NOTIFY": self._on_notify,
+            "OPTIONS": self._on_options,
+            "INFO": self._on_info,
         }.get(req.method)
         if handler is None:
             self.ua.reject_method(req, txn)

@@ -19,25 +19,83 @@ class ParseError(PhoneAgentError):
 
 
 COMPACT = {
-    "v": "Via", "f": "From", "t": "To", "i": "Call-ID", "m": "Contact", "l": "Content-Length",
-    "c": "Content-Type", "k": "Supported", "e": "Content-Encoding", "s": "Subject", "o": "Event",
-    "r": "Refer-To", "b": "Referred-By", "u": "Allow-Events", "x": "Session-Expires",
+    "v": "Via",
+    "f": "From",
+    "t": "To",
+    "i": "Call-ID",
+    "m": "Contact",
+    "l": "Content-Length",
+    "c": "Content-Type",
+    "k": "Supported",
+    "e": "Content-Encoding",
+    "s": "Subject",
+    "o": "Event",
+    "r": "Refer-To",
+    "b": "Referred-By",
+    "u": "Allow-Events",
+    "x": "Session-Expires",
 }
-_CANONICAL = {name.lower(): name for name in (
-    "Via", "From", "To", "Call-ID", "CSeq", "Contact", "Content-Length", "Content-Type", "Max-Forwards",
-    "Route", "Record-Route", "Allow", "Accept", "Supported", "Require", "Unsupported", "User-Agent",
-    "Server", "Authorization", "WWW-Authenticate", "Proxy-Authorization", "Proxy-Authenticate",
-    "Event", "Subscription-State", "Refer-To", "Referred-By", "Retry-After", "Expires", "Reason",
-    "Allow-Events", "Session-Expires", "Content-Encoding", "Subject", "Accept-Encoding", "Date",
-)}
+_CANONICAL = {
+    name.lower(): name
+    for name in (
+        "Via",
+        "From",
+        "To",
+        "Call-ID",
+        "CSeq",
+        "Contact",
+        "Content-Length",
+        "Content-Type",
+        "Max-Forwards",
+        "Route",
+        "Record-Route",
+        "Allow",
+        "Accept",
+        "Supported",
+        "Require",
+        "Unsupported",
+        "User-Agent",
+        "Server",
+        "Authorization",
+        "WWW-Authenticate",
+        "Proxy-Authorization",
+        "Proxy-Authenticate",
+        "Event",
+        "Subscription-State",
+        "Refer-To",
+        "Referred-By",
+        "Retry-After",
+        "Expires",
+        "Reason",
+        "Allow-Events",
+        "Session-Expires",
+        "Content-Encoding",
+        "Subject",
+        "Accept-Encoding",
+        "Date",
+    )
+}
 _CANONICAL["www-authenticate"] = "WWW-Authenticate"
 _CANONICAL["call-id"] = "Call-ID"
 _CANONICAL["cseq"] = "CSeq"
 # Headers whose values are comma-separated lists (RFC 3261 section 7.3.1). Auth headers are not.
-LIST_HEADERS = frozenset(h.lower() for h in (
-    "Via", "Contact", "Route", "Record-Route", "Allow", "Accept", "Supported", "Require",
-    "Unsupported", "Allow-Events", "Accept-Encoding", "Content-Encoding",
-))
+LIST_HEADERS = frozenset(
+    h.lower()
+    for h in (
+        "Via",
+        "Contact",
+        "Route",
+        "Record-Route",
+        "Allow",
+        "Accept",
+        "Supported",
+        "Require",
+        "Unsupported",
+        "Allow-Events",
+        "Accept-Encoding",
+        "Content-Encoding",
+    )
+)
 _TOKEN = re.compile(r"^[A-Za-z0-9.!%*_+`'~-]+$")
 
 
@@ -62,7 +120,7 @@ def split_outside_quotes(text: str, sep: str) -> list[str]:
     while i < len(text):
         ch = text[i]
         if quoted and ch == "\\" and i + 1 < len(text):
-            buf.append(text[i:i + 2])
+            buf.append(text[i : i + 2])
             i += 2
             continue
         if ch == '"':
@@ -127,8 +185,14 @@ class SipURI:
             hostpart = rest
         hostport, _, ptext = hostpart.partition(";")
         host, port = _split_hostport(hostport)
-        return cls(scheme, host=host, user=userinfo.split(":", 1)[0], port=port,
-                   params=parse_params(ptext), headers=headers)
+        return cls(
+            scheme,
+            host=host,
+            user=userinfo.split(":", 1)[0],
+            port=port,
+            params=parse_params(ptext),
+            headers=headers,
+        )
 
     def __str__(self) -> str:
         if self.scheme == "tel":
@@ -150,7 +214,7 @@ def _split_hostport(text: str) -> tuple[str, int | None]:
         end = text.find("]")
         if end < 0:
             raise ParseError("bad IPv6 reference")
-        host, rest = text[1:end], text[end + 1:]
+        host, rest = text[1:end], text[end + 1 :]
         port_text = rest[1:] if rest.startswith(":") else ""
         if rest and not rest.startswith(":"):
             raise ParseError("bad host")
@@ -186,7 +250,7 @@ class NameAddr:
                 if len(display) < 2 or not display.endswith('"'):
                     raise ParseError("bad display name")
                 display = display[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-            return cls(SipURI.parse(text[lt + 1:gt]), display, parse_params(text[gt + 1:]))
+            return cls(SipURI.parse(text[lt + 1 : gt]), display, parse_params(text[gt + 1 :]))
         # addr-spec form: parameters after the URI belong to the header, not the URI.
         uri_text, _, ptext = text.partition(";")
         return cls(SipURI.parse(uri_text), "", parse_params(ptext))

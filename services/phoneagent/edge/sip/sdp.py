@@ -64,8 +64,13 @@ class SessionDescription:
         return next((m for m in self.media if m.kind == "audio" and m.port != 0), None)
 
     def encode(self) -> bytes:
-        lines = ["v=0", f"o={self.username} {self.session_id} {self.version} IN IP4 {self.address}",
-                 f"s={self.name}", f"c=IN IP4 {self.address}", "t=0 0"]
+        lines = [
+            "v=0",
+            f"o={self.username} {self.session_id} {self.version} IN IP4 {self.address}",
+            f"s={self.name}",
+            f"c=IN IP4 {self.address}",
+            "t=0 0",
+        ]
         for m in self.media:
             lines.append(f"m={m.kind} {m.port} {m.proto} {' '.join(str(f) for f in m.formats)}")
             if m.connection and m.connection != self.address:
@@ -207,9 +212,17 @@ def _telephone_event_pt(media: Media) -> int | None:
     return None
 
 
-def offer(address: str, port: int, codecs: Sequence[str] = ("PCMU", "PCMA"), *,
-          telephone_event_pt: int | None = 101, ptime: int = 20, direction: str = "sendrecv",
-          session_id: int | None = None, version: int = 0) -> SessionDescription:
+def offer(
+    address: str,
+    port: int,
+    codecs: Sequence[str] = ("PCMU", "PCMA"),
+    *,
+    telephone_event_pt: int | None = 101,
+    ptime: int = 20,
+    direction: str = "sendrecv",
+    session_id: int | None = None,
+    version: int = 0,
+) -> SessionDescription:
     """A local offer listing ``codecs`` (by name) in order of preference."""
     by_name = {name: pt for pt, (name, _) in STATIC_CODECS.items()}
     formats = []
@@ -237,9 +250,17 @@ def _pick_codec(media: Media, supported: Sequence[str]) -> int:
     raise NoCommonCodec("no common audio codec")
 
 
-def answer(offer_sdp: SessionDescription, supported: Sequence[str] = ("PCMU", "PCMA"), *,
-           address: str, port: int, ptime: int = 20, session_id: int | None = None, version: int = 0,
-           local_direction: str = "sendrecv") -> SessionDescription:
+def answer(
+    offer_sdp: SessionDescription,
+    supported: Sequence[str] = ("PCMU", "PCMA"),
+    *,
+    address: str,
+    port: int,
+    ptime: int = 20,
+    session_id: int | None = None,
+    version: int = 0,
+    local_direction: str = "sendrecv",
+) -> SessionDescription:
     """Answer an offer: the first codec we support in the offerer's order, plus telephone-event if offered.
 
     Every offered m= line gets one in the answer (RFC 3264 section 6); the ones we do not take get port 0.
@@ -282,8 +303,12 @@ def combine_direction(remote: str, local: str) -> str:
     mirrored = _MIRROR.get(remote, "sendrecv")
     can_send = mirrored in ("sendrecv", "sendonly") and local in ("sendrecv", "sendonly")
     can_recv = mirrored in ("sendrecv", "recvonly") and local in ("sendrecv", "recvonly")
-    return {(True, True): "sendrecv", (True, False): "sendonly",
-            (False, True): "recvonly", (False, False): "inactive"}[(can_send, can_recv)]
+    return {
+        (True, True): "sendrecv",
+        (True, False): "sendonly",
+        (False, True): "recvonly",
+        (False, False): "inactive",
+    }[(can_send, can_recv)]
 
 
 def negotiated(remote: SessionDescription, local: SessionDescription | None = None) -> MediaParams:
@@ -300,6 +325,12 @@ def negotiated(remote: SessionDescription, local: SessionDescription | None = No
         raise NoCommonCodec("no common audio codec")
     name, clock = STATIC_CODECS[pt]
     return MediaParams(
-        remote_address=media.connection or remote.address, remote_port=media.port, payload_type=pt,
-        codec=name, clock_rate=clock, telephone_event_pt=_telephone_event_pt(media),
-        ptime=media.ptime or 20, direction=media.direction)
+        remote_address=media.connection or remote.address,
+        remote_port=media.port,
+        payload_type=pt,
+        codec=name,
+        clock_rate=clock,
+        telephone_event_pt=_telephone_event_pt(media),
+        ptime=media.ptime or 20,
+        direction=media.direction,
+    )

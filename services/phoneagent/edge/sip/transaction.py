@@ -117,8 +117,14 @@ class _Transaction:
 
 
 class ClientTransaction(_Transaction):
-    def __init__(self, layer: TransactionLayer, request: SipRequest, peer: Peer,
-                 on_response: Callable[[SipResponse], None], on_timeout: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        layer: TransactionLayer,
+        request: SipRequest,
+        peer: Peer,
+        on_response: Callable[[SipResponse], None],
+        on_timeout: Callable[[], None],
+    ) -> None:
         super().__init__(layer, request, peer)
         self.invite = request.method == "INVITE"
         self.state = State.CALLING if self.invite else State.TRYING
@@ -144,6 +150,7 @@ class ClientTransaction(_Transaction):
                     self._retransmit(interval * 2)
                 else:
                     self._retransmit(min(interval * 2, self.t.t2))
+
         next_interval = self.t.t2 if (self.state is State.PROCEEDING and not self.invite) else interval
         self._timer("A/E", next_interval, again)
 
@@ -248,6 +255,7 @@ class ServerTransaction(_Transaction):
             if self.state is State.COMPLETED and self.last_response is not None:
                 self._send(self.last_response, self.reply_to)
                 self._retransmit_final(min(interval * 2, self.t.t2))
+
         self._timer("G", interval, again)
 
     def _ack_timeout(self) -> None:
@@ -268,8 +276,9 @@ class ServerTransaction(_Transaction):
 
 
 class TransactionLayer:
-    def __init__(self, transports: dict[str, SipTransport], tu: TransactionUser,
-                 timers: Timers | None = None) -> None:
+    def __init__(
+        self, transports: dict[str, SipTransport], tu: TransactionUser, timers: Timers | None = None
+    ) -> None:
         self._transports = transports
         self.tu = tu
         self.timers = timers or Timers()
@@ -283,13 +292,19 @@ class TransactionLayer:
             raise TransportError(f"no {peer.transport} transport") from exc
 
     def _forget(self, txn: _Transaction) -> None:
-        table: dict[tuple[Any, ...], Any] = self._clients if isinstance(txn, ClientTransaction) \
-            else self._servers
+        table: dict[tuple[Any, ...], Any] = (
+            self._clients if isinstance(txn, ClientTransaction) else self._servers
+        )
         if table.get(txn.key) is txn:  # type: ignore[attr-defined]
             del table[txn.key]  # type: ignore[attr-defined]
 
-    async def request(self, request: SipRequest, peer: Peer, on_response: Callable[[SipResponse], None],
-                      on_timeout: Callable[[], None]) -> ClientTransaction:
+    async def request(
+        self,
+        request: SipRequest,
+        peer: Peer,
+        on_response: Callable[[SipResponse], None],
+        on_timeout: Callable[[], None],
+    ) -> ClientTransaction:
         """Start a client transaction; raises TransportError if the first send fails."""
         txn = ClientTransaction(self, request, peer, on_response, on_timeout)
         self._clients[txn.key] = txn

@@ -57,14 +57,17 @@ def _note_source(msg: SipMessage, peer: Peer) -> None:
         msg.headers.add("Via", value)
 
 
-def _deliver(raw: bytes, peer: Peer, handler: Handler, reply: Callable[[bytes], object], *,
-             stream: bool) -> None:
+def _deliver(
+    raw: bytes, peer: Peer, handler: Handler, reply: Callable[[bytes], object], *, stream: bool
+) -> None:
     try:
         msg = parse_message(raw, stream=stream)
         _note_source(msg, peer)
     except ParseError as exc:
-        log.info("sip message dropped: malformed",
-                 extra={"transport": peer.transport, "reason": exc.message, "answered": exc.can_reply})
+        log.info(
+            "sip message dropped: malformed",
+            extra={"transport": peer.transport, "reason": exc.message, "answered": exc.can_reply},
+        )
         if exc.can_reply and isinstance(exc.partial, SipRequest) and exc.partial.method != "ACK":
             try:
                 reply(make_response(exc.partial, 400, "Bad Request").encode())
@@ -88,8 +91,7 @@ class UdpTransport(asyncio.DatagramProtocol):
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._sock, _ = await loop.create_datagram_endpoint(
-            lambda: self, local_addr=(self._host, self._port))
+        self._sock, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=(self._host, self._port))
 
     @property
     def local(self) -> Addr:
@@ -126,8 +128,9 @@ class TcpTransport:
     name = "TCP"
     reliable = True
 
-    def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 0, *,
-                 connect_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, handler: Handler, host: str = "127.0.0.1", port: int = 0, *, connect_timeout_s: float = 5.0
+    ) -> None:
         self._handler = handler
         self._host, self._port = host, port
         self._server: asyncio.Server | None = None
@@ -178,7 +181,8 @@ class TcpTransport:
             return
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(addr[0], addr[1]), self._connect_timeout)
+                asyncio.open_connection(addr[0], addr[1]), self._connect_timeout
+            )
         except (OSError, TimeoutError) as exc:
             raise TransportError("tcp connect failed") from exc
         self._conns[addr] = writer

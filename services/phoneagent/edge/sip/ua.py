@@ -38,8 +38,16 @@ log = logging.getLogger(__name__)
 ALLOWED_METHODS = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REFER", "NOTIFY", "INFO")
 KNOWN_NOT_ALLOWED = frozenset({"REGISTER", "SUBSCRIBE", "PUBLISH", "MESSAGE", "PRACK", "UPDATE"})
 IncomingCallback = Callable[[IncomingCall], Awaitable[None] | None]
-__all__ = ["UAConfig", "UserAgent", "CallFailed", "CallOutcome", "IncomingCall", "Dialog",
-           "DialogHandlers", "Credentials"]
+__all__ = [
+    "UAConfig",
+    "UserAgent",
+    "CallFailed",
+    "CallOutcome",
+    "IncomingCall",
+    "Dialog",
+    "DialogHandlers",
+    "Credentials",
+]
 
 
 @dataclass(frozen=True)
@@ -68,8 +76,9 @@ class UAConfig:
 
 
 class UserAgent:
-    def __init__(self, config: UAConfig | None = None,
-                 on_incoming_call: IncomingCallback | None = None) -> None:
+    def __init__(
+        self, config: UAConfig | None = None, on_incoming_call: IncomingCallback | None = None
+    ) -> None:
         self.config = config or UAConfig()
         self.config.validate()
         self.on_incoming_call = on_incoming_call
@@ -119,8 +128,9 @@ class UserAgent:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
-            log.error("sip background task failed", exc_info=(type(exc), exc, exc.__traceback__)
-                      if exc else None)
+            log.error(
+                "sip background task failed", exc_info=(type(exc), exc, exc.__traceback__) if exc else None
+            )
 
     # --- addresses ------------------------------------------------------------------------
     def local_address(self, transport: str = "UDP") -> tuple[str, int]:
@@ -152,8 +162,11 @@ class UserAgent:
     async def resolve(self, uri: SipURI, transport: str | None = None) -> Peer:
         """Where to send a request for ``uri``: its transport parameter, else ``transport``, else UDP
         when we run it (RFC 3263 default), else our only transport. Hostnames get an A lookup."""
-        name = (uri.params.get("transport") or transport or
-                ("udp" if "UDP" in self._transports else next(iter(self._transports)))).upper()
+        name = (
+            uri.params.get("transport")
+            or transport
+            or ("udp" if "UDP" in self._transports else next(iter(self._transports)))
+        ).upper()
         if name not in self._transports:
             raise TransportError(f"no {name} transport for this target")
         port = uri.port or 5060
@@ -177,20 +190,38 @@ class UserAgent:
             log.info("sip send failed: no connection", extra={"transport": peer.transport})
 
     # --- outbound -------------------------------------------------------------------------
-    async def start_call(self, target_uri: SipURI | str, local_sdp: SessionDescription,
-                         auth_credentials: Credentials | None = None, *, timeout_s: float | None = None,
-                         handlers: DialogHandlers | None = None, transport: str | None = None,
-                         on_progress: Callable[[int, SessionDescription | None], Any] | None = None,
-                         ) -> OutboundCall:
+    async def start_call(
+        self,
+        target_uri: SipURI | str,
+        local_sdp: SessionDescription,
+        auth_credentials: Credentials | None = None,
+        *,
+        timeout_s: float | None = None,
+        handlers: DialogHandlers | None = None,
+        transport: str | None = None,
+        on_progress: Callable[[int, SessionDescription | None], Any] | None = None,
+    ) -> OutboundCall:
         """Prepare an outbound call; ``await oc.run()`` places it, ``oc.cancel()`` abandons it."""
         target = SipURI.parse(target_uri) if isinstance(target_uri, str) else target_uri
         peer = await self.resolve(target, transport)
-        return OutboundCall(self, target, local_sdp, auth_credentials, peer,
-                            timeout_s=timeout_s or self.config.no_answer_timeout_s,
-                            handlers=handlers, on_progress=on_progress)
+        return OutboundCall(
+            self,
+            target,
+            local_sdp,
+            auth_credentials,
+            peer,
+            timeout_s=timeout_s or self.config.no_answer_timeout_s,
+            handlers=handlers,
+            on_progress=on_progress,
+        )
 
-    async def call(self, target_uri: SipURI | str, local_sdp: SessionDescription,
-                   auth_credentials: Credentials | None = None, **kwargs: Any) -> Dialog:
+    async def call(
+        self,
+        target_uri: SipURI | str,
+        local_sdp: SessionDescription,
+        auth_credentials: Credentials | None = None,
+        **kwargs: Any,
+    ) -> Dialog:
         """Place a call and return the confirmed dialog, or raise CallFailed (busy, no answer, failed,
         cancelled). Cancelling the awaiting task sends CANCEL."""
         try:
@@ -269,8 +300,9 @@ class UserAgent:
     def call_settled(self, call: IncomingCall) -> None:
         self._pending.pop((call.call_id, call.caller.tag), None)
 
-    async def dialog_for_incoming(self, call: IncomingCall, local_sdp: SessionDescription,
-                                  handlers: DialogHandlers | None) -> Dialog:
+    async def dialog_for_incoming(
+        self, call: IncomingCall, local_sdp: SessionDescription, handlers: DialogHandlers | None
+    ) -> Dialog:
         req = call.request
         contact = req.contact
         target = contact.uri if contact else req.from_.uri
@@ -280,10 +312,21 @@ class UserAgent:
         except (TransportError, OSError, ParseError):
             peer = call.txn.reply_to
         local = NameAddr(call.callee.uri, call.callee.display, dict(call.callee.params, tag=call.local_tag))
-        dialog = Dialog(self, call_id=call.call_id, local=local, remote=call.caller, remote_target=target,
-                        route_set=routes, local_seq=0, remote_seq=req.cseq.seq, peer=peer,
-                        local_sdp=local_sdp, remote_sdp=call.remote_sdp, outbound=False,
-                        handlers=handlers)
+        dialog = Dialog(
+            self,
+            call_id=call.call_id,
+            local=local,
+            remote=call.caller,
+            remote_target=target,
+            route_set=routes,
+            local_seq=0,
+            remote_seq=req.cseq.seq,
+            peer=peer,
+            local_sdp=local_sdp,
+            remote_sdp=call.remote_sdp,
+            outbound=False,
+            handlers=handlers,
+        )
         self.register_dialog(dialog)
         return dialog
 
@@ -370,9 +413,14 @@ class UserAgent:
         remote_sdp = parse_sdp(req.body) if req.body else None
         call = IncomingCall(self, req, txn, peer, remote_sdp, self.new_tag())
         self._pending[(call.call_id, call.caller.tag)] = call
-        log.info("sip incoming call", extra={"call_id": call.call_id,
-                                             "caller": mask_number(call.caller.uri.user),
-                                             "transport": peer.transport})
+        log.info(
+            "sip incoming call",
+            extra={
+                "call_id": call.call_id,
+                "caller": mask_number(call.caller.uri.user),
+                "transport": peer.transport,
+            },
+        )
         self.spawn(self._run_incoming(call))
 
     def _admission(self, req: SipRequest) -> tuple[int | None, bool]:

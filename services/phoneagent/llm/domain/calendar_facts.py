@@ -7,53 +7,77 @@ resolved in code by the tools.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import re
+from datetime import datetime, time, timedelta
 
 from phoneagent.llm.domain.agent import Agent
 from phoneagent.llm.domain.agent_fields import Interval
 from phoneagent.llm.domain.dates import speak_time
+from phoneagent.llm.domain.knowledge import Chunk
 from phoneagent.llm.domain.scheduling import SchedulingStore
 
-_SHORT = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+HOURS_SOURCE = "configuration: opening hours"
+_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
-def _clock(interval: Interval) -> str:
-    end = (
-        "24:00"
-        if interval.end.hour == 23 and interval.end.minute == 59
-        else f"{interval.end.hour}:{interval.end:%M}"
-    )
-    return f"{interval.start.hour}:{interval.start:%M}-{end}"
+def _spoken(t: time) -> str:
+    return "midnight" if (t.hour, t.minute) in ((23, 59), (0, 0)) else speak_time(t)
+
+
+def _span(interval: Interval) -> str:
+    return f"{_spoken(interval.start)} to {_spoken(interval.end)}"
+
+
+def _days(first: int, last: int) -> str:
+    if first == last:
+        return _DAYS[first]
+    joiner = " and " if last == first + 1 else " to "
+    return f"{_DAYS[first]}{joiner}{_DAYS[last]}"
 
 
 def hours_summary(agent: Agent) -> str:
-    """``Mon-Fri 9:00-17:00; Sat 9:00-12:00; closed Sun``: runs of days with the same hours."""
+    """``Monday to Friday 9 am to 5 pm; Saturday 9 am to noon; closed Sunday``: runs of days
+    with the same hours, in the words the agent speaks (a small model reads "9:00-17:00" back
+    badly, and a caller hears what the model copies)."""
     groups: list[tuple[int, int, str]] = []
     for day in range(7):
-        text = ", ".join(_clock(i) for i in agent.business_hours.get(day, ()))
+        text = " and ".join(_span(i) for i in agent.business_hours.get(day, ()))
         if groups and groups[-1][2] == text and groups[-1][1] == day - 1:
             groups[-1] = (groups[-1][0], day, text)
         else:
             groups.append((day, day, text))
     open_parts, closed = [], []
     for first, last, text in groups:
-        days = _SHORT[first] if first == last else f"{_SHORT[first]}-{_SHORT[last]}"
         if text:
-            open_parts.append(f"{days} {text}")
+            open_parts.append(f"{_days(first, last)} {text}")
         else:
-            closed.append(days)
-    return "; ".join(open_parts + ([f"closed {', '.join(closed)}"] if closed else []))
+            closed.append(_days(first, last))
+    return "; ".join(open_parts + ([f"closed {' and '.join(closed)}"] if closed else []))
+
+
+def agent_passages(agent: Agent) -> list[Chunk]:
+    """Knowledge-base passages made from the agent's configuration (its opening hours), so a
+    caller asking "when are you open?" gets the configured hours read out exactly, and the
+    documents and the calendar never disagree."""
+    if not agent.business_hours:
+        return []
+    return [Chunk(HOURS_SOURCE, "Opening hours", f"We are open {hours_summary(agent)}.")]
+
+
+def _zone_words(zone: str) -> str:
+    """``America/New_York`` -> ``New York``: what a person says, and what a model can repeat."""
+    return zone.rsplit("/", 1)[-1].replace("_", " ")
 
 
 def calendar_facts(
     agent: Agent, now: datetime, store: SchedulingStore | None = None, *, slots: int = 3, days: int = 14
 ) -> str:
-    """Text such as ``Today is Monday 23 November 2026, 9:30 am, in America/New_York. ...``."""
+    """Text such as ``Today is Monday 23 November 2026. The time now is 9:30 am, New York time. ...``."""
     local = now.astimezone(agent.tz)
     today = local.date()
     lines = [
-        f"Today is {local:%A} {local.day} {local:%B %Y}, {speak_time(local.time().replace(second=0))}, "
-        f"in {agent.timezone}.",
+        f"Today is {local:%A} {local.day} {local:%B %Y}. The time now is "
+        f"{speak_time(local.time().replace(second=0))}, {_zone_words(agent.timezone)} time.",
         f"{agent.business_name} is open {hours_summary(agent)}.",
     ]
     if not agent.hours_on(today):
@@ -78,3 +102,50 @@ def calendar_facts(
         lines.append(f"Appointment types: {types}.")
     lines.append("Pass the caller's own words for days and times to the tools; they work out the dates.")
     return "\n".join(lines)
+
+
+_DAY_WORD = re.compile(
+    r"\b(monday|tuesday|wednesday|thursday|friday|saturday|sunday|today|tomorrow)s?\b", re.I
+)
+
+
+def hours_answer(agent: Agent, question: str, now: datetime) -> str | None:
+    """The hours of the one day a question names ("are you open on Saturday?", "what time do
+    you close today?"): the next such date, closures included; None when no day is named."""
+    m = _DAY_WORD.search(question)
+    if m is None:
+        return None
+    word = m.group(1).lower()
+    today = now.astimezone(agent.tz).date()
+    if word in ("today", "tomorrow"):
+        day = today + timedelta(days=word == "tomorrow")
+        name = word
+    else:
+        wanted = _DAYS.index(word.capitalize())
+        day = today + timedelta(days=(wanted - today.weekday()) % 7)
+        name = "today" if day == today else f"on {day:%A} {day.day} {day:%B}"
+    closure = agent.closure_on(day)
+    if closure is not None:
+        return f"We are closed {name} ({closure.reason})."
+    spans = agent.business_hours.get(day.weekday(), ())
+    if not spans:
+        return f"We are closed {name}."
+    return f"{name[0].upper()}{name[1:]} we are open {' and '.join(_span(i) for i in spans)}."
+
+
+_HOURS_QUESTION = re.compile(
+    r"\b(?:opening|business|office) hours\b"
+    r"|\bwhat are your hours\b"
+    r"|\b(?:are|is) (?:you|you guys|the (?:office|practice|clinic))(?: still)? (?:open|closed)\b"
+    r"|\bwhen (?:are|do|does|is) (?:you|the (?:office|practice|clinic))\b.*\b(?:open|close)"
+    r"|\bwhat time (?:are|do|does|is) (?:you|the (?:office|practice|clinic))\b.*\b(?:open|close)",
+    re.I,
+)
+_BOOKING_WORDS = re.compile(r"\b(?:book|booking|appointment|schedule|reschedule|cancel|move)\b", re.I)
+
+
+def asks_for_hours(text: str) -> bool:
+    """Whether the caller asks when the business is open ("are you open on Saturday?", "what
+    are your opening hours?"), and nothing about a booking: answered from the configuration in
+    code, since a small model turns this question into a booking or reads the clock instead."""
+    return bool(_HOURS_QUESTION.search(text)) and not _BOOKING_WORDS.search(text)

@@ -100,7 +100,10 @@ class KnowledgeBase:
         *,
         encoder_id: str = "all-MiniLM-L6-v2",
         cache_dir: Path | None = None,
+        extra: Sequence[Chunk] = (),
     ) -> None:
+        """``extra``: passages made from configuration rather than documents (opening hours),
+        embedded at start-up and never cached."""
         self._encoder = encoder
         self._encoder_id = encoder_id
         self._cache = cache_dir or (model_cache_dir() / "embeddings")
@@ -113,6 +116,12 @@ class KnowledgeBase:
                 owners.extend([len(self.chunks)] * len(chunk.embed_texts()))
                 self.chunks.append(chunk)
             vectors.append(vecs)
+        if extra:
+            texts = [t for chunk in extra for t in chunk.embed_texts()]
+            for chunk in extra:
+                owners.extend([len(self.chunks)] * len(chunk.embed_texts()))
+                self.chunks.append(chunk)
+            vectors.append(np.asarray(self._encoder.encode(texts), dtype=np.float32))
         self._matrix = np.concatenate(vectors) if vectors else np.zeros((0, 384), dtype=np.float32)
         self._owner = np.asarray(owners, dtype=np.int64)
         log.info("knowledge base ready", extra={"documents": len(paths), "chunks": len(self.chunks)})
@@ -164,8 +173,10 @@ class KnowledgeBase:
         ]
 
 
-def open_knowledge_base(paths: Sequence[Path], cache_dir: Path | None = None) -> KnowledgeBase:
+def open_knowledge_base(
+    paths: Sequence[Path], cache_dir: Path | None = None, extra: Sequence[Chunk] = ()
+) -> KnowledgeBase:
     """A knowledge base backed by the numpy MiniLM encoder (raises MissingModelError when absent)."""
     from phoneagent.llm.domain.minilm import MiniLMEncoder
 
-    return KnowledgeBase(paths, MiniLMEncoder(), cache_dir=cache_dir)
+    return KnowledgeBase(paths, MiniLMEncoder(), cache_dir=cache_dir, extra=extra)

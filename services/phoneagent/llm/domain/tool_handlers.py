@@ -7,6 +7,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from phoneagent.llm.domain.agent import Agent
+from phoneagent.llm.domain.calendar_facts import HOURS_SOURCE, hours_answer
 from phoneagent.llm.domain.dates import Resolution, Status, resolve, speak_day, speak_time
 from phoneagent.llm.domain.knowledge import KnowledgeBase
 from phoneagent.llm.domain.scheduling import Appointment, SchedulingStore, Slot, SlotUnavailable
@@ -272,7 +273,10 @@ class Handlers:
         if not found:
             return self._result("lookup_knowledge", "ok", "I don't have that information.", {"passages": []})
         data = {"passages": [{"text": p.text, "source": p.source, "score": round(p.score, 3)} for p in found]}
-        return self._result("lookup_knowledge", "ok", found[0].text, data)
+        say = found[0].text
+        if found[0].source == HOURS_SOURCE:  # the configured hours: answer for the day asked about
+            say = hours_answer(self.agent, args["question"], self.clock()) or say
+        return self._result("lookup_knowledge", "ok", say, data)
 
     def transfer_to_human(self, args: dict[str, Any], ctx: CallContext) -> ToolResult:
         transfer = self.agent.transfer

@@ -32,8 +32,13 @@ class KokoroOnnxEngine:
     name = "kokoro"
     native_rate = models.KOKORO_SAMPLE_RATE
 
-    def __init__(self, model_path: str | Path | None = None, voices_path: str | Path | None = None,
-                 threads: int = 1, providers: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        voices_path: str | Path | None = None,
+        threads: int = 1,
+        providers: list[str] | None = None,
+    ) -> None:
         if threads < 1:
             raise ValueError("threads must be at least 1")
         self._model_path = Path(model_path) if model_path else None
@@ -52,8 +57,9 @@ class KokoroOnnxEngine:
                 import onnxruntime as ort
                 from kokoro_onnx import Kokoro
             except ImportError as exc:
-                raise MissingModelError("kokoro-onnx is not installed", extra=models.KOKORO_EXTRA,
-                                        package="kokoro-onnx==0.6.1") from exc
+                raise MissingModelError(
+                    "kokoro-onnx is not installed", extra=models.KOKORO_EXTRA, package="kokoro-onnx==0.6.1"
+                ) from exc
             model = self._model_path or models.kokoro_model_path()
             voices_path = self._voices_path or models.kokoro_voices_target()
             self._voices = models.load_kokoro_voices(voices_path)
@@ -64,8 +70,10 @@ class KokoroOnnxEngine:
             kokoro = Kokoro.from_session(session, str(voices_path))
             kokoro.voices = self._voices  # the digest-checked arrays, not a lazy npz handle
             self._kokoro = kokoro
-            log.info("tts engine loaded", extra={"engine": self.name, "threads": self._threads,
-                                                 "voices": len(self._voices)})
+            log.info(
+                "tts engine loaded",
+                extra={"engine": self.name, "threads": self._threads, "voices": len(self._voices)},
+            )
 
     def voices(self) -> list[str]:
         return models.voice_list(self._voices or models.KOKORO_VOICE_SHA256)

@@ -33,8 +33,14 @@ class KokoroTorchEngine:
     name = "kokoro-torch"
     native_rate = models.KOKORO_SAMPLE_RATE
 
-    def __init__(self, config_path: str | Path | None = None, model_path: str | Path | None = None,
-                 voices_path: str | Path | None = None, device: str = "cuda", threads: int = 1) -> None:
+    def __init__(
+        self,
+        config_path: str | Path | None = None,
+        model_path: str | Path | None = None,
+        voices_path: str | Path | None = None,
+        device: str = "cuda",
+        threads: int = 1,
+    ) -> None:
         self._config_path = Path(config_path) if config_path else None
         self._model_path = Path(model_path) if model_path else None
         self._voices_path = Path(voices_path) if voices_path else None
@@ -54,8 +60,9 @@ class KokoroTorchEngine:
                 import torch
                 from kokoro import KModel, KPipeline
             except ImportError as exc:
-                raise MissingModelError("the PyTorch kokoro package is not installed", extra=EXTRA,
-                                        package="kokoro==0.9.4") from exc
+                raise MissingModelError(
+                    "the PyTorch kokoro package is not installed", extra=EXTRA, package="kokoro==0.9.4"
+                ) from exc
             config, weights = self._weight_files()
             if self._device == "cuda" and not torch.cuda.is_available():
                 raise MissingModelError("kokoro-torch needs a CUDA device and none is available", extra=EXTRA)
@@ -64,8 +71,9 @@ class KokoroTorchEngine:
             model = KModel(repo_id=_REPO_ID, config=str(config), model=str(weights)).to(self._device).eval()
             arrays = models.load_kokoro_voices(self._voices_path)
             self._voices = {name: torch.from_numpy(arr) for name, arr in arrays.items()}
-            self._pipelines = {code: KPipeline(lang_code=code, repo_id=_REPO_ID, model=model)
-                               for code in "ab"}
+            self._pipelines = {
+                code: KPipeline(lang_code=code, repo_id=_REPO_ID, model=model) for code in "ab"
+            }
             self._torch, self._model = torch, model
             log.info("tts engine loaded", extra={"engine": self.name, "device": self._device})
 

@@ -26,8 +26,13 @@ log = logging.getLogger(__name__)
 class PiperEngine:
     name = "piper"
 
-    def __init__(self, model_path: str | Path | None = None, config_path: str | Path | None = None,
-                 threads: int = 1, volume: float = 0.8) -> None:
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        config_path: str | Path | None = None,
+        threads: int = 1,
+        volume: float = 0.8,
+    ) -> None:
         if threads < 1:
             raise ValueError("threads must be at least 1")
         self._model_path = Path(model_path) if model_path else None
@@ -49,8 +54,9 @@ class PiperEngine:
                 from piper import PiperVoice
                 from piper.config import PiperConfig
             except ImportError as exc:
-                raise MissingModelError("piper-tts is not installed", extra=models.PIPER_EXTRA,
-                                        package="piper-tts==1.8.0") from exc
+                raise MissingModelError(
+                    "piper-tts is not installed", extra=models.PIPER_EXTRA, package="piper-tts==1.8.0"
+                ) from exc
             model, config = self._files()
             with config.open(encoding="utf-8") as fh:
                 piper_config = PiperConfig.from_dict(json.load(fh))
