@@ -32,6 +32,7 @@ proto-check: install ## Fail when the generated code is stale
 
 lint: install ## ruff lint
 	$(VENV)/bin/ruff check services tests
+	$(VENV)/bin/ruff format --check services tests
 
 typecheck: install ## mypy on the runtime
 	$(VENV)/bin/mypy
@@ -39,6 +40,7 @@ typecheck: install ## mypy on the runtime
 test: install models ## Run the whole test suite (what CI runs)
 	$(PY) -m phoneagent.tools.proto_check
 	$(VENV)/bin/ruff check services tests
+	$(VENV)/bin/ruff format --check services tests
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -ra
 

@@ -82,11 +82,6 @@ async def _play(name: str, stack: tuple[Stack, dict[str, str]], tmp_path: Path) 
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.xfail(
-    strict=False,
-    reason="known issue: on a loaded 2-core machine the first booking reply can take 15-30 s and the "
-    "scenario's waits can run out; passes when run alone",
-)
 async def test_booking_lands_in_the_appointments_database(
     stack: tuple[Stack, dict[str, str]], tmp_path: Path
 ) -> None:
@@ -104,11 +99,6 @@ async def test_asking_for_a_person_requests_a_transfer(
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.xfail(
-    strict=False,
-    reason="known issue: after a policy directive interrupts a reply, the LLM can stall for the next "
-    "turns (an aborted llama.cpp request during prompt processing; under investigation)",
-)
 async def test_barge_in_stops_the_greeting_and_gets_an_answer(
     stack: tuple[Stack, dict[str, str]], tmp_path: Path
 ) -> None:

@@ -256,7 +256,7 @@ class PolicyService(Service):
                 producer=f"policy/{self.replica}",
             ),
             decision_id=uuid.uuid4().hex,
-            decision=decision,
+            decision=policy_pb2.Decision.Name(decision),
             subject=subject,
             rule=rule,
             reason=reason,
