@@ -186,3 +186,36 @@ async def test_bad_input_is_rejected_and_engine_keeps_working(engine) -> None:
         30,
     )
     assert deltas[-1].final
+
+
+async def test_warm_up_pins_the_shared_prefix_across_other_prompts() -> None:
+    """After an unrelated prompt (a post-call summary) replaced the context, a conversation that
+    starts with the warmed-up prefix gets it back from the pinned state instead of reading it
+    again, and the reply is the same as without the pin."""
+    eng = create_engine("llama_cpp", n_ctx=2048, n_threads=1, n_threads_batch=2, seed=3)
+    await asyncio.to_thread(eng.load)
+    try:
+        persona = {"role": "system", "content": "You are a dental clinic receptionist. " + "Be kind. " * 120}
+        tools = [{"type": "function", "function": {"name": "end_call", "parameters": {"type": "object"}}}]
+        ask = [persona, {"role": "user", "content": "Are you open on Saturday?"}]
+        other = [
+            {"role": "system", "content": "Summarise the call as JSON. " * 30},
+            {"role": "user", "content": "x"},
+        ]
+
+        async def reply(messages: list[dict[str, str]], rid: str) -> str:
+            deltas = await collect(
+                eng.stream(messages, request_id=rid, max_tokens=12, temperature=0.0, tools=tools)
+            )
+            return "".join(d.text for d in deltas if d.text)
+
+        await collect(eng.stream(other, request_id="o0", max_tokens=2, temperature=0.0))
+        cold = await reply(ask, "cold")  # reads the whole prompt
+        await eng.warm_up([persona, {"role": "user", "content": "Hello"}], tools)
+        await collect(eng.stream(other, request_id="o1", max_tokens=2, temperature=0.0))
+        assert eng.prefix_restores == 0
+        warm = await reply(ask, "warm")
+        assert eng.prefix_restores == 1
+        assert warm == cold
+    finally:
+        await eng.close()

@@ -210,10 +210,7 @@ class Rig:
     async def warm_up(self) -> None:
         tools = self.executor.definitions()
         messages = self.prompter.warm_up_messages()
-        async for _ in self.engine.stream(
-            messages, request_id="warm-up", max_tokens=1, temperature=0.0, tools=tools
-        ):
-            pass
+        await self.engine.warm_up(messages, tools)
 
     def booked(self, call_id: str) -> list[Appointment]:
         """Appointments booked during the call ``call_id`` (any day in the booking horizon)."""

@@ -401,10 +401,7 @@ class LlmService(Service):
         tools = self.executor.definitions() if self.executor else None
         messages = Prompter(self.agent, self.store, self.knowledge).warm_up_messages()
         started = time.perf_counter()
-        async for _ in self.engine.stream(
-            messages, request_id="warm-up", max_tokens=1, temperature=0.0, tools=tools
-        ):
-            pass
+        await self.engine.warm_up(messages, tools)
         log.info("llm prompt cache warmed", extra={"seconds": round(time.perf_counter() - started, 2)})
 
     async def _on_summary(self, req: records_pb2.SummaryRequest, _: Delivery) -> records_pb2.CallSummary:

@@ -8,6 +8,7 @@ aborted stream ends promptly with ``finish_reason == "abort"``.
 from __future__ import annotations
 
 import importlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -71,6 +72,23 @@ class LlmEngine(Protocol):
     ) -> AsyncIterator[Delta]: ...
 
     async def abort(self, request_id: str) -> None: ...
+
+    async def warm_up(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> None:
+        """Evaluate the prompt prefix that every conversation shares (persona, tool schemas) once,
+        before the first call, so that the first turn does not pay for it."""
+        ...
+
+
+async def warm_up_by_streaming(
+    engine: LlmEngine, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None
+) -> None:
+    """A one-token completion of ``messages``: the engine's own prefix cache keeps the rest."""
+    async for _ in engine.stream(
+        messages, request_id=f"warm-up-{time.monotonic_ns()}", max_tokens=1, temperature=0.0, tools=tools
+    ):
+        pass
 
 
 def validate_request(

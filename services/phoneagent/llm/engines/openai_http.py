@@ -18,7 +18,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from phoneagent.llm.engines.base import FINISH_ABORT, FINISH_LENGTH, FINISH_STOP, Delta, validate_request
+from phoneagent.llm.engines.base import (
+    FINISH_ABORT,
+    FINISH_LENGTH,
+    FINISH_STOP,
+    Delta,
+    validate_request,
+    warm_up_by_streaming,
+)
 from phoneagent.llm.engines.sse import SseParser
 from phoneagent.runtime.errors import (
     EngineFailure,
@@ -144,6 +151,12 @@ class OpenAIHttpEngine:
         live.cancelled.set()
         if live.response is not None:
             live.response.close()
+
+    async def warm_up(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> None:
+        """One token of ``messages``: the server's automatic prefix cache keeps the shared prefix."""
+        await warm_up_by_streaming(self, messages, tools)
 
     def request_body(
         self,

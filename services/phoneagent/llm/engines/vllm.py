@@ -17,7 +17,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from phoneagent.llm.engines.base import FINISH_ABORT, FINISH_LENGTH, FINISH_STOP, Delta, validate_request
+from phoneagent.llm.engines.base import (
+    FINISH_ABORT,
+    FINISH_LENGTH,
+    FINISH_STOP,
+    Delta,
+    validate_request,
+    warm_up_by_streaming,
+)
 from phoneagent.runtime.errors import EngineFailure, InvalidArgument, PhoneAgentError, Unavailable
 from phoneagent.runtime.modelfiles import MissingModelError
 
@@ -103,6 +110,12 @@ class VllmEngine:
         live.queue.put_nowait(("wake",))
         if self._engine is not None:
             await self._engine.abort(request_id)
+
+    async def warm_up(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> None:
+        """One token of ``messages``: the server's automatic prefix cache keeps the shared prefix."""
+        await warm_up_by_streaming(self, messages, tools)
 
     async def stream(
         self,
