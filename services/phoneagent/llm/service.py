@@ -24,10 +24,11 @@ from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tool_result import CallContext
 from phoneagent.llm.domain.tools import ToolExecutor
 from phoneagent.llm.engines.base import LlmEngine, create_engine
+from phoneagent.llm.priority import LiveFirst
 from phoneagent.llm.prompting import Prompter, answers, normalise_arguments
 from phoneagent.llm.settings import LlmSettings
 from phoneagent.records import TOOL_TYPE_HEADER
-from phoneagent.records.summary import summarize
+from phoneagent.records.summary import error_reply, summarize
 from phoneagent.runtime import streams, subjects, telemetry
 from phoneagent.runtime.bus import Delivery, Lane, Subscription
 from phoneagent.runtime.errors import PhoneAgentError
@@ -53,6 +54,7 @@ SPOKEN_AS_IS = frozenset(
 )
 OUTBOUND_GREET_AFTER_S = 3.0
 SUMMARY_MAX_TOKENS = 256
+SUMMARY_WAIT_S = 45.0  # for a quiet engine; below the records side's 60 s request timeout
 
 
 class Tools:
@@ -351,6 +353,7 @@ class LlmService(Service):
             filler_after_s=settings.filler_after_s,
         )
         self.engine: LlmEngine
+        self.lanes: LiveFirst
         self.executor: ToolExecutor | None = None
         self.knowledge: KnowledgeBase | None = None
         self.store: SchedulingStore | None = None
@@ -370,7 +373,8 @@ class LlmService(Service):
             opts = {"base_url": s.base_url, "model": s.model, "api_key": s.api_key or None}
         else:
             opts = {"model": s.model, "max_model_len": s.context}
-        self.engine = create_engine(s.engine, **opts)
+        self.lanes = LiveFirst(create_engine(s.engine, **opts))
+        self.engine = self.lanes
         await asyncio.to_thread(self.engine.load)
         self.store = await asyncio.to_thread(SchedulingStore.open, s.database_url, self.agent)
         if s.knowledge and (self.agent.knowledge or self.agent.tool_enabled("lookup_knowledge")):
@@ -405,8 +409,14 @@ class LlmService(Service):
         log.info("llm prompt cache warmed", extra={"seconds": round(time.perf_counter() - started, 2)})
 
     async def _on_summary(self, req: records_pb2.SummaryRequest, _: Delivery) -> records_pb2.CallSummary:
-        """Post-call summary (records worker): a short JSON-schema-constrained generation."""
-        return await summarize(self.engine, req, max_tokens=SUMMARY_MAX_TOKENS)
+        """Post-call summary (records worker): a short JSON-schema-constrained generation, run
+        only while no call's turn needs the engine (the records side retries when it is busy)."""
+        try:
+            return await self.lanes.background(
+                lambda engine: summarize(engine, req, max_tokens=SUMMARY_MAX_TOKENS), SUMMARY_WAIT_S
+            )
+        except PhoneAgentError as exc:
+            return error_reply(req.call_id, exc)
 
     async def load_state(self, call_id: str) -> DialogState | None:
         try:

@@ -133,7 +133,7 @@ class SummaryRequester:
         bus: Any,
         store: RecordStore,
         *,
-        attempts: int = 3,
+        attempts: int = 8,  # the llm answers "busy" while calls keep it occupied: wait minutes
         timeout_s: float = 60.0,
         base_delay_s: float = 2.0,
     ) -> None:

@@ -1,0 +1,127 @@
+"""Live turns before background work on one engine.
+
+A CPU engine runs one generation at a time, in arrival order. Post-call summaries are off the
+real-time path, but on a shared engine a few of them queued after a busy minute would sit in
+front of the next caller's turn for tens of seconds (measured with eight concurrent calls).
+:class:`LiveFirst` wraps the engine: dialogs stream through it as usual (live), and background
+work runs through :meth:`LiveFirst.background` only once no live request has been in flight
+for ``quiet_s``. A live request that arrives while background work runs aborts it; the work
+starts again from the beginning at the next quiet moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from phoneagent.llm.engines.base import Delta, LlmEngine
+from phoneagent.runtime.errors import Unavailable
+
+T = TypeVar("T")
+
+
+class Preempted(Exception):
+    """Background work was aborted for a live request."""
+
+
+class LiveFirst:
+    """An :class:`LlmEngine` for live requests, with a lane for background work."""
+
+    def __init__(self, engine: LlmEngine, quiet_s: float = 1.0) -> None:
+        self.engine = engine
+        self.name = engine.name
+        self.quiet_s = quiet_s
+        self.live = 0  # live requests in flight
+        self.preempted = 0  # background runs aborted for a live request
+        self._last_live = time.monotonic() - quiet_s
+        self._changed = asyncio.Event()
+        self._running: dict[str, _Background] = {}  # background request id -> its lane
+
+    # --- the LlmEngine interface, for dialogs --------------------------------------------------
+    def load(self) -> None:
+        self.engine.load()
+
+    async def close(self) -> None:
+        await self.engine.close()
+
+    async def abort(self, request_id: str) -> None:
+        await self.engine.abort(request_id)
+
+    async def warm_up(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> None:
+        await self.engine.warm_up(messages, tools)
+
+    async def stream(self, messages: list[dict[str, Any]], **kwargs: Any) -> AsyncIterator[Delta]:
+        self.live += 1
+        self._changed.set()
+        try:
+            for request_id, lane in list(self._running.items()):
+                lane.preempted = True
+                await self.engine.abort(request_id)
+            async for delta in self.engine.stream(messages, **kwargs):
+                yield delta
+        finally:
+            self.live -= 1
+            self._last_live = time.monotonic()
+            self._changed.set()
+
+    # --- background work -----------------------------------------------------------------------
+    async def background(self, work: Callable[[Any], Awaitable[T]], max_wait_s: float) -> T:
+        """Run ``work(engine)`` when the engine has been free of live requests for ``quiet_s``;
+        again from the start if a live request aborts it. Raises :class:`Unavailable` (retryable)
+        when no run completed within ``max_wait_s``."""
+        deadline = time.monotonic() + max_wait_s
+        while True:
+            await self._wait_quiet(deadline)
+            lane = _Background(self)
+            result = await work(lane)
+            if not lane.preempted:
+                return result
+            self.preempted += 1
+
+    async def _wait_quiet(self, deadline: float) -> None:
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                raise Unavailable("the engine is busy with live calls")
+            quiet_for = now - self._last_live
+            if self.live == 0 and quiet_for >= self.quiet_s:
+                return
+            self._changed.clear()
+            wait = self.quiet_s - quiet_for if self.live == 0 else deadline - now
+            try:
+                await asyncio.wait_for(self._changed.wait(), max(0.01, min(wait, deadline - now)))
+            except TimeoutError:
+                pass
+
+
+class _Background:
+    """The engine as background work sees it: its requests can be preempted."""
+
+    def __init__(self, owner: LiveFirst) -> None:
+        self.owner = owner
+        self.name = owner.engine.name
+        self.preempted = False
+
+    def stream(self, messages: list[dict[str, Any]], **kwargs: Any) -> AsyncIterator[Delta]:
+        return self._stream(messages, **kwargs)
+
+    async def _stream(self, messages: list[dict[str, Any]], **kwargs: Any) -> AsyncIterator[Delta]:
+        request_id = str(kwargs["request_id"])
+        self.owner._running[request_id] = self
+        try:
+            if self.owner.live:  # a live request came first after all
+                self.preempted = True
+                return
+            async for delta in self.owner.engine.stream(messages, **kwargs):
+                if self.preempted:
+                    return
+                yield delta
+        finally:
+            self.owner._running.pop(request_id, None)
+
+    async def abort(self, request_id: str) -> None:
+        await self.owner.engine.abort(request_id)
