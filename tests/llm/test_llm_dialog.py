@@ -4,6 +4,7 @@ history to what was heard, tools run in code with a filler, errors become an apo
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -221,3 +222,33 @@ async def test_policy_words_that_end_the_call_do_not_answer_again() -> None:
     assert mine == ["You will not be called again. Goodbye.", ""]
     await asyncio.sleep(0.05)
     assert len(engine.requests) == 1
+
+
+async def test_history_is_trimmed_to_its_character_budget_starting_with_a_caller_turn() -> None:
+    engine = ScriptedEngine([["Sure thing, noted. "] for _ in range(12)])
+    d, said, saved = make(engine, max_history_chars=600)
+    for turn in range(1, 13):
+        await d.on_user_turn(turn, f"This is caller turn number {turn}, " + "with some padding words " * 3)
+        await wait_for(lambda t=turn: said and said[-1].final and said[-1].turn == t)
+        await d.on_playback_done(said[-1].generation)
+    history = saved[-1].history
+    assert sum(len(m["content"]) for m in history) <= 600
+    assert history[0]["role"] == "user" and "turn number" in history[0]["content"]
+    assert "turn number 12" in history[-2]["content"] and history[-1]["role"] == "assistant"
+    assert "turn number 1," not in " ".join(m["content"] for m in history)
+
+
+async def test_a_result_spoken_as_it_is_keeps_only_short_fields_in_the_history() -> None:
+    class KnowledgeTools(Tools):
+        async def run(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
+            passages = [{"text": "A long passage. " * 20, "score": 0.8}]
+            return ToolOutcome(
+                ok=True, result={"status": "ok", "passages": passages}, spoken="We accept Delta.", final=True
+            )
+
+    engine = ScriptedEngine([['<tool_call>{"name": "lookup_knowledge", "arguments": {}}</tool_call>']])
+    d, said, saved = make(engine, KnowledgeTools())
+    await d.on_user_turn(1, "Do you take Delta Dental?")
+    await wait_for(lambda: said and said[-1].final)
+    tool_message = next(m for m in d.state.history if m["role"] == "tool")
+    assert json.loads(tool_message["content"]) == {"ok": True, "status": "ok", "say": "We accept Delta."}

@@ -63,6 +63,9 @@ class DialogConfig:
     filler_after_s: float = 0.8
     filler_text: str = "One moment while I check."
     max_history: int = 24
+    # Characters of history kept (about four per token): past this, the oldest messages go until
+    # two thirds of it is left, so the engine's cached prefix is rebuilt rarely, not every turn.
+    max_history_chars: int = 9000
     first_clause_min_words: int = 4
 
 
@@ -280,9 +283,17 @@ class Dialog:
         await self.save(self.state)
 
     def _trim(self) -> None:
-        excess = len(self.state.history) - self.config.max_history
+        history = self.state.history
+        excess = len(history) - self.config.max_history
         if excess > 0:
-            del self.state.history[:excess]
+            del history[:excess]
+        if _chars(history) <= self.config.max_history_chars:
+            return
+        target = self.config.max_history_chars * 2 // 3
+        while len(history) > 1 and _chars(history) > target:
+            del history[0]
+        while len(history) > 1 and history[0].get("role") != "user":
+            del history[0]  # never start with a reply or a tool result whose question is gone
 
     def _messages(self) -> list[dict[str, Any]]:
         return [{"role": "system", "content": self.system_prompt()}, *self.state.history]
@@ -427,11 +438,9 @@ class Dialog:
                 ],
             }
         )
+        result = _compact(outcome.result) if outcome.final else outcome.result
         self.state.history.append(
-            {
-                "role": "tool",
-                "content": json.dumps({"ok": outcome.ok, **outcome.result, "say": outcome.spoken}),
-            }
+            {"role": "tool", "content": json.dumps({"ok": outcome.ok, **result, "say": outcome.spoken})}
         )
         if outcome.final and outcome.spoken:
             splitter = SentenceSplitter(first_clause_min_words=self.config.first_clause_min_words)
@@ -441,6 +450,21 @@ class Dialog:
             return
         follow = self._messages()
         await self._stream(reply, follow, started, with_tools=False)
+
+
+def _chars(history: list[dict[str, Any]]) -> int:
+    return sum(len(str(m.get("content") or "")) + len(json.dumps(m.get("tool_calls") or "")) for m in history)
+
+
+def _compact(result: dict[str, Any]) -> dict[str, Any]:
+    """A result spoken as it is, as the history keeps it: its short plain fields (status, ids,
+    times), without lists and documents the caller already heard in ``say`` (a knowledge
+    answer's passages are hundreds of tokens that every later turn would pay for)."""
+    return {
+        k: v
+        for k, v in result.items()
+        if isinstance(v, (bool, int, float)) or (isinstance(v, str) and len(v) <= 80)
+    }
 
 
 _TOOL_OPENERS = ("<tool_call>", "```json", "```", "{")

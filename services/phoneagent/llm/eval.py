@@ -178,7 +178,7 @@ class Rig:
             )
         if engine is None:
             engine = create_engine(
-                "llama_cpp", model=model, n_threads=threads, n_threads_batch=2, n_ctx=4096, seed=7
+                "llama_cpp", model=model, n_threads=threads, n_threads_batch=2, n_ctx=8192, seed=7
             )
             await asyncio.to_thread(engine.load)
         config = DialogConfig(max_tokens=max_tokens, temperature=0.0, filler_after_s=5.0)

@@ -68,7 +68,7 @@ class Prompter:
         store: SchedulingStore | None = None,
         knowledge: KnowledgeBase | None = None,
         clock: Callable[[], datetime] | None = None,
-        passages: int = 2,
+        passages: int = 1,
     ) -> None:
         self.agent = agent
         self.store = store
@@ -90,7 +90,7 @@ class Prompter:
         document passages that match what the caller said."""
         facts = [line for line in self._calendar_lines() if not _is_static_fact(line, self.agent)]
         if self.knowledge is not None and caller_text:
-            found = self.knowledge.search(caller_text, k=self.passages)
+            found = self.knowledge.search(caller_text, k=self.passages, min_score=0.3)
             if found:
                 facts.append("From the practice's documents: " + " ".join(p.text for p in found))
         return "[Facts for this turn] " + " ".join(facts)

@@ -20,7 +20,7 @@ class LlmSettings:
         check=positive,
         doc="llama.cpp prompt-processing threads (scales with cores)",
     )
-    context: int = env("PA_LLM_CONTEXT", 4096, check=positive, doc="Context window in tokens")
+    context: int = env("PA_LLM_CONTEXT", 8192, check=positive, doc="Context window in tokens")
     base_url: str = env("PA_LLM_BASE_URL", "", doc="OpenAI-compatible server URL (openai_http)")
     api_key: str = env("PA_LLM_API_KEY", "", doc="Bearer key for the OpenAI-compatible server")
     max_tokens: int = env("PA_LLM_MAX_TOKENS", 120, check=positive, doc="Reply length limit")
