@@ -90,6 +90,8 @@ def test_turn_points_and_hops_from_the_trace() -> None:
             final=True,
             speech_end_unix_ns=t0 + 100 * MS,
             emitted_unix_ns=t0 + 400 * MS,
+            endpoint_unix_ns=t0 + 250 * MS,
+            compute_ms=120,
         )
     )
     trace.replies += [
@@ -99,12 +101,13 @@ def test_turn_points_and_hops_from_the_trace() -> None:
             sentence_seq=0,
             text="We open at nine.",
             first_token_unix_ns=t0 + 700 * MS,
+            request_unix_ns=t0 + 420 * MS,
         ),
     ]
-    trace.first_chunks.append(media_pb2.SpeechChunk(meta=_meta(3, t0 + 1200 * MS), sequence=0))
+    trace.first_chunks.append(media_pb2.SpeechChunk(meta=_meta(3, t0 + 1200 * MS), sequence=0, synth_ms=230))
 
     (point,) = turn_points(result, trace)
-    assert tuple(point) == POINTS
+    assert tuple(point)[: len(POINTS)] == POINTS
     hops = hops_ms(point)
     assert tuple(hops) == HOPS
     assert hops == {
@@ -115,6 +118,11 @@ def test_turn_points_and_hops_from_the_trace() -> None:
         "first_sentence->tts_first_audio": 300.0,
         "tts_first_audio->first_rtp": 300.0,
         "mouth_to_ear": 1500.0,
+        "end_of_speech_wait": 250.0,
+        # ASR 120 + dialog 900 - 420 = 480 + TTS 230
+        "model_compute": 830.0,
+        # end of speech declared at 250, first RTP at 1500: 1250 ms, of which 830 compute
+        "overhead": 420.0,
     }
 
 
@@ -130,6 +138,7 @@ def test_reply_without_first_token_leaves_only_those_hops_empty() -> None:
     assert hops["llm_first_token->first_sentence"] is None
     assert hops["caller_stop->speech_end"] is None  # the transcript carried no end of speech
     assert hops["mouth_to_ear"] == 900.0
+    assert hops["model_compute"] is None and hops["overhead"] is None  # no compute times reported
 
 
 def test_table_lists_every_hop_in_order() -> None:

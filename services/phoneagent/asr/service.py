@@ -114,8 +114,11 @@ class AsrCallSession:
                 backchannel=ev.is_backchannel,
                 engine=self.svc.engine_name,
             )
+            if ev.endpoint:
+                tr.endpoint_unix_ns = int(ev.endpoint * 1e9)
             if ev.result is not None:
                 tr.language = ev.result.language or ""
+                tr.compute_ms = round(ev.result.compute_s * 1000)
             # One trace per caller turn starts here: the LLM and TTS continue it.
             with telemetry.tracer().start_as_current_span(
                 "asr.final",

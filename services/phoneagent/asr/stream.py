@@ -58,6 +58,7 @@ class Final:
     is_backchannel: bool
     forced: bool = False
     result: TranscriptResult | None = field(default=None, compare=False, repr=False)
+    endpoint: float = 0.0  # when end of speech was declared (audio clock, Unix seconds)
 
 
 @dataclass(frozen=True)
@@ -243,6 +244,7 @@ class AsrSession:
             is_backchannel=backchannel,
             forced=utt.forced,
             result=result,
+            endpoint=utt.ended_at,
         )
 
     def _collect(self) -> list[AsrEvent]:

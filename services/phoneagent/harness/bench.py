@@ -43,7 +43,17 @@ POINTS = (
     "tts_first_audio",
     "first_rtp",
 )
-HOPS = tuple(f"{a}->{b}" for a, b in zip(POINTS, POINTS[1:], strict=False)) + ("mouth_to_ear",)
+# After the hops: mouth-to-ear, the end-of-speech wait (caller stops -> ASR declares the end:
+# VAD plus the configured silence), model compute (ASR decode + the dialog from the caller's
+# final to its first sentence + TTS synthesis of the first audio) and the overhead: everything
+# from the end-of-speech decision to the first RTP packet that is not model compute (bus hops,
+# serialisation, queues, the edge's 20 ms playout clock).
+HOPS = tuple(f"{a}->{b}" for a, b in zip(POINTS, POINTS[1:], strict=False)) + (
+    "mouth_to_ear",
+    "end_of_speech_wait",
+    "model_compute",
+    "overhead",
+)
 SEED = 1234
 
 
@@ -70,12 +80,15 @@ def turn_points(result: CallResult, trace: CallTrace) -> list[dict[str, int | No
         e = utt.end_unix_ns
         final = next((f for f in trace.finals if f.emitted_unix_ns >= e), None)
         point: dict[str, int | None] = dict.fromkeys(POINTS)
+        point |= dict.fromkeys(("endpoint", "asr_compute_ms", "llm_request", "tts_synth_ms"))
         point["caller_stop"] = e
         if utt.reply_latency_ms is not None:
             point["first_rtp"] = e + int(utt.reply_latency_ms * 1e6)
         if final is not None:
             point["speech_end"] = final.speech_end_unix_ns or None
             point["asr_final"] = final.emitted_unix_ns
+            point["endpoint"] = final.endpoint_unix_ns or None
+            point["asr_compute_ms"] = final.compute_ms if final.endpoint_unix_ns else None
             turn = final.meta.turn_id
             reply = next(
                 (
@@ -90,6 +103,7 @@ def turn_points(result: CallResult, trace: CallTrace) -> list[dict[str, int | No
             if reply is not None:
                 point["llm_first_token"] = reply.first_token_unix_ns or None
                 point["first_sentence"] = reply.meta.ts_unix_ns
+                point["llm_request"] = reply.request_unix_ns or None
                 chunk = next(
                     (
                         c
@@ -99,6 +113,7 @@ def turn_points(result: CallResult, trace: CallTrace) -> list[dict[str, int | No
                     None,
                 )
                 point["tts_first_audio"] = chunk.meta.ts_unix_ns if chunk is not None else None
+                point["tts_synth_ms"] = chunk.synth_ms if chunk is not None and chunk.synth_ms else None
         rows.append(point)
     return rows
 
@@ -110,6 +125,20 @@ def hops_ms(point: dict[str, int | None]) -> dict[str, float | None]:
         out[f"{a}->{b}"] = (vb - va) / 1e6 if va is not None and vb is not None else None
     stop, rtp = point["caller_stop"], point["first_rtp"]
     out["mouth_to_ear"] = (rtp - stop) / 1e6 if stop is not None and rtp is not None else None
+    endpoint = point.get("endpoint")
+    out["end_of_speech_wait"] = (endpoint - stop) / 1e6 if endpoint is not None and stop is not None else None
+    out["model_compute"] = out["overhead"] = None
+    parts = (
+        point.get("asr_compute_ms"),
+        point.get("llm_request"),
+        point["first_sentence"],
+        point.get("tts_synth_ms"),
+    )
+    if endpoint is not None and rtp is not None and all(v is not None for v in parts):
+        asr_ms, request, sentence, synth_ms = (int(v) for v in parts)  # type: ignore[arg-type]
+        compute = asr_ms + (sentence - request) / 1e6 + synth_ms
+        out["model_compute"] = compute
+        out["overhead"] = (rtp - endpoint) / 1e6 - compute
     return out
 
 

@@ -102,6 +102,8 @@ class Sentence:
     # Wall clock (unix ns) of the generation's first model token; set on sentence 0 only, and 0
     # when no model ran (greeting, policy words, a booking resumed in code).
     first_token_unix_ns: int = 0
+    # Set on sentence 0 of a reply to a caller turn: when the turn reached the dialog.
+    request_unix_ns: int = 0
 
 
 @dataclass
@@ -110,6 +112,7 @@ class _Reply:
     turn: int
     request_id: str = ""
     first_token_unix_ns: int = 0
+    request_unix_ns: int = 0
     sentences: list[str] = field(default_factory=list)
     finished: bool = False  # every sentence published
     task: asyncio.Task[None] | None = None
@@ -168,6 +171,7 @@ class Dialog:
         text = text.strip()
         if not text:
             return
+        requested = time.time_ns()
         await self.interrupt(None)
         self.state.turn = max(self.state.turn + 1, turn)
         # Facts for this turn (time, free slots, document passages) ride with the caller's words,
@@ -184,6 +188,7 @@ class Dialog:
         self._trim()
         await self.save(self.state)
         reply = self._new_reply(turn=self.state.turn)
+        reply.request_unix_ns = requested
         reply.task = self._tasks.spawn(
             self._generate(reply, started_at or time.perf_counter(), resumed), f"gen{reply.generation}"
         )
@@ -303,7 +308,8 @@ class Dialog:
         seq = len(reply.sentences)
         reply.sentences.append(text)
         first_token = reply.first_token_unix_ns if seq == 0 else 0
-        await self.publish(Sentence(reply.generation, reply.turn, seq, text, False, first_token))
+        requested = reply.request_unix_ns if seq == 0 else 0
+        await self.publish(Sentence(reply.generation, reply.turn, seq, text, False, first_token, requested))
 
     async def _end(self, reply: _Reply) -> None:
         """Mark the end of the generation: an empty, final sentence after the last one."""

@@ -231,6 +231,7 @@ class LlmCallSession:
             text=s.text,
             final=s.final,
             first_token_unix_ns=s.first_token_unix_ns,
+            request_unix_ns=s.request_unix_ns,
         )
         self.agent_speaking = s.generation
         await self.svc.bus.publish(subjects.reply(self.call_id), msg, trace=s.seq == 0)

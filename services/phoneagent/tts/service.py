@@ -144,6 +144,7 @@ class TtsCallSession:
             text_start=out.text_start,
             text_end=out.text_end,
             last_in_sentence=out.last_in_sentence,
+            synth_ms=out.synth_ms if seq == 0 else 0,
         )
         await self.svc.bus.publish(subjects.speech(self.call_id), chunk)
 

@@ -65,6 +65,7 @@ class SpeechOut:
     text_end: int
     last_in_sentence: bool
     last_in_generation: bool
+    synth_ms: int = 0  # synthesis time of the text this audio came from (benchmark breakdown)
 
 
 @dataclass(frozen=True)
@@ -296,13 +297,13 @@ class TtsStream:
             seconds = self._pauses[1] if chunk.sentence_end else self._pauses[0]
             silence = np.zeros(int(seconds * self.engine.native_rate), dtype=np.float32)
             frames += self._framer.push(self._resampler.process(silence), chunk.end)
-        return self._emit(job, frames)
+        return self._emit(job, frames, synth_ms=round((time.monotonic() - started) * 1000))
 
     def _pieces(self, text: str, job: _Job) -> Generator[np.ndarray, None, None]:
         if text.strip():
             yield from self.engine.synthesize(text, job.voice, job.speed)
 
-    def _emit(self, job: _Job, frames: list[Frame], *, closing: bool = False) -> bool:
+    def _emit(self, job: _Job, frames: list[Frame], *, closing: bool = False, synth_ms: int = 0) -> bool:
         req = job.req
         for i, frame in enumerate(frames):
             last = closing and i == len(frames) - 1
@@ -317,6 +318,7 @@ class TtsStream:
                 frame.text_end,
                 last_in_sentence=last,
                 last_in_generation=last and req.final,
+                synth_ms=synth_ms,
             )
             if not self._outbox.put(out, lambda: not self._stale(req.generation_id) and not self._closed):
                 return False

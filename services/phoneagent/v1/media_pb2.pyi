@@ -23,7 +23,7 @@ class AudioFrame(_message.Message):
     def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., sequence: _Optional[int] = ..., pcm: _Optional[bytes] = ..., sample_rate: _Optional[int] = ..., capture_unix_ns: _Optional[int] = ..., concealed: _Optional[bool] = ...) -> None: ...
 
 class SpeechChunk(_message.Message):
-    __slots__ = ("meta", "sequence", "pcm", "sample_rate", "sentence_seq", "text_start", "text_end", "last_in_sentence", "last_in_generation")
+    __slots__ = ("meta", "sequence", "pcm", "sample_rate", "sentence_seq", "text_start", "text_end", "last_in_sentence", "last_in_generation", "synth_ms")
     META_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     PCM_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +33,7 @@ class SpeechChunk(_message.Message):
     TEXT_END_FIELD_NUMBER: _ClassVar[int]
     LAST_IN_SENTENCE_FIELD_NUMBER: _ClassVar[int]
     LAST_IN_GENERATION_FIELD_NUMBER: _ClassVar[int]
+    SYNTH_MS_FIELD_NUMBER: _ClassVar[int]
     meta: _common_pb2.EventMeta
     sequence: int
     pcm: bytes
@@ -42,7 +43,8 @@ class SpeechChunk(_message.Message):
     text_end: int
     last_in_sentence: bool
     last_in_generation: bool
-    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., sequence: _Optional[int] = ..., pcm: _Optional[bytes] = ..., sample_rate: _Optional[int] = ..., sentence_seq: _Optional[int] = ..., text_start: _Optional[int] = ..., text_end: _Optional[int] = ..., last_in_sentence: _Optional[bool] = ..., last_in_generation: _Optional[bool] = ...) -> None: ...
+    synth_ms: int
+    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., sequence: _Optional[int] = ..., pcm: _Optional[bytes] = ..., sample_rate: _Optional[int] = ..., sentence_seq: _Optional[int] = ..., text_start: _Optional[int] = ..., text_end: _Optional[int] = ..., last_in_sentence: _Optional[bool] = ..., last_in_generation: _Optional[bool] = ..., synth_ms: _Optional[int] = ...) -> None: ...
 
 class RecordingStored(_message.Message):
     __slots__ = ("meta", "uri", "format", "sample_rate", "duration_ms", "size_bytes", "sha256")

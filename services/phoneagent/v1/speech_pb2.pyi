@@ -28,7 +28,7 @@ class Word(_message.Message):
     def __init__(self, text: _Optional[str] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ..., probability: _Optional[float] = ...) -> None: ...
 
 class Transcript(_message.Message):
-    __slots__ = ("meta", "final", "text", "confidence", "speech_start_unix_ns", "speech_end_unix_ns", "emitted_unix_ns", "backchannel", "words", "engine", "language")
+    __slots__ = ("meta", "final", "text", "confidence", "speech_start_unix_ns", "speech_end_unix_ns", "emitted_unix_ns", "backchannel", "words", "engine", "language", "endpoint_unix_ns", "compute_ms")
     META_FIELD_NUMBER: _ClassVar[int]
     FINAL_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +40,8 @@ class Transcript(_message.Message):
     WORDS_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
+    COMPUTE_MS_FIELD_NUMBER: _ClassVar[int]
     meta: _common_pb2.EventMeta
     final: bool
     text: str
@@ -51,7 +53,9 @@ class Transcript(_message.Message):
     words: _containers.RepeatedCompositeFieldContainer[Word]
     engine: str
     language: str
-    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., final: _Optional[bool] = ..., text: _Optional[str] = ..., confidence: _Optional[float] = ..., speech_start_unix_ns: _Optional[int] = ..., speech_end_unix_ns: _Optional[int] = ..., emitted_unix_ns: _Optional[int] = ..., backchannel: _Optional[bool] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., engine: _Optional[str] = ..., language: _Optional[str] = ...) -> None: ...
+    endpoint_unix_ns: int
+    compute_ms: int
+    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., final: _Optional[bool] = ..., text: _Optional[str] = ..., confidence: _Optional[float] = ..., speech_start_unix_ns: _Optional[int] = ..., speech_end_unix_ns: _Optional[int] = ..., emitted_unix_ns: _Optional[int] = ..., backchannel: _Optional[bool] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., engine: _Optional[str] = ..., language: _Optional[str] = ..., endpoint_unix_ns: _Optional[int] = ..., compute_ms: _Optional[int] = ...) -> None: ...
 
 class AsrEvent(_message.Message):
     __slots__ = ("speech_started", "transcript", "error")
@@ -64,7 +68,7 @@ class AsrEvent(_message.Message):
     def __init__(self, speech_started: _Optional[_Union[SpeechStarted, _Mapping]] = ..., transcript: _Optional[_Union[Transcript, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ...) -> None: ...
 
 class AgentText(_message.Message):
-    __slots__ = ("meta", "sentence_seq", "text", "final", "from_policy", "voice", "first_token_unix_ns")
+    __slots__ = ("meta", "sentence_seq", "text", "final", "from_policy", "voice", "first_token_unix_ns", "request_unix_ns")
     META_FIELD_NUMBER: _ClassVar[int]
     SENTENCE_SEQ_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
@@ -72,6 +76,7 @@ class AgentText(_message.Message):
     FROM_POLICY_FIELD_NUMBER: _ClassVar[int]
     VOICE_FIELD_NUMBER: _ClassVar[int]
     FIRST_TOKEN_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
     meta: _common_pb2.EventMeta
     sentence_seq: int
     text: str
@@ -79,4 +84,5 @@ class AgentText(_message.Message):
     from_policy: bool
     voice: str
     first_token_unix_ns: int
-    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., sentence_seq: _Optional[int] = ..., text: _Optional[str] = ..., final: _Optional[bool] = ..., from_policy: _Optional[bool] = ..., voice: _Optional[str] = ..., first_token_unix_ns: _Optional[int] = ...) -> None: ...
+    request_unix_ns: int
+    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., sentence_seq: _Optional[int] = ..., text: _Optional[str] = ..., final: _Optional[bool] = ..., from_policy: _Optional[bool] = ..., voice: _Optional[str] = ..., first_token_unix_ns: _Optional[int] = ..., request_unix_ns: _Optional[int] = ...) -> None: ...
