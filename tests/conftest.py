@@ -17,6 +17,15 @@ from phoneagent.runtime.natsserver import NatsServer  # noqa: E402
 
 
 @pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """A PostgreSQL server for the whole session (skips when not installed)."""
+    from pa_postgres import postgres_server
+
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
 def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
     server = NatsServer(tmp_path_factory.mktemp("nats"))
     server.start()

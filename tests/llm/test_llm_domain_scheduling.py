@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
 import threading
-import time as clock
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pa_postgres import new_database
 from phoneagent.agents import example_agent_path
 from phoneagent.llm.domain import migrations
 from phoneagent.llm.domain.agent import Agent, load_agent
@@ -26,88 +20,11 @@ NOW = datetime(2026, 11, 23, 14, 30, tzinfo=UTC)  # Monday 9:30 am in New York
 PHONE = "+1 (555) 201-3344"
 
 
-def _pg_binary(name: str) -> str | None:
-    found = shutil.which(name) or sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    return found if isinstance(found, str) else (found[-1] if found else None)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def pg_server() -> Iterator[str]:
-    """A throw-away PostgreSQL cluster on 127.0.0.1; yields an admin connection URL."""
-    initdb, postgres = _pg_binary("initdb"), _pg_binary("postgres")
-    if not initdb or not postgres:
-        pytest.skip("PostgreSQL server binaries not installed (apt-get install postgresql)")
-    psycopg = pytest.importorskip("psycopg", reason="psycopg not installed")
-    prefix: list[str] = []
-    base = Path(tempfile.mkdtemp(prefix="pa-pg-"))
-    if os.geteuid() == 0:  # the server refuses to run as root: run it as the postgres user
-        if (
-            shutil.which("runuser") is None
-            or subprocess.run(["id", "postgres"], capture_output=True).returncode
-        ):
-            pytest.skip("running as root and there is no postgres user to run the server")
-        shutil.chown(base, "postgres")
-        prefix = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
-    subprocess.run(
-        [*prefix, initdb, "-D", str(base / "data"), "-A", "trust", "-U", "pa", "-E", "UTF8", "--no-sync"],
-        check=True,
-        capture_output=True,
-    )
-    proc = subprocess.Popen(
-        [
-            *prefix,
-            postgres,
-            "-D",
-            str(base / "data"),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-k",
-            str(base),
-            "-F",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"postgresql://pa@127.0.0.1:{port}/postgres"
-    deadline = clock.monotonic() + 30
-    while True:
-        try:
-            psycopg.connect(url, connect_timeout=2).close()
-            break
-        except psycopg.OperationalError:
-            if proc.poll() is not None or clock.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError("PostgreSQL did not start") from None
-            clock.sleep(0.1)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-    shutil.rmtree(base, ignore_errors=True)
-
-
-_counter = iter(range(1_000_000))
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'appointments.db'}"
-    admin = request.getfixturevalue("pg_server")
-    import psycopg
-
-    name = f"t{os.getpid()}_{next(_counter)}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return admin.rsplit("/", 1)[0] + "/" + name
+    return new_database(request.getfixturevalue("pg_server"))
 
 
 @pytest.fixture(scope="module")

@@ -160,3 +160,43 @@ def test_records_late_redelivery_is_applied_once(tmp_path: Path) -> None:
     assert rec is not None and sorted(t.turn_id for t in rec.turns) == [1, 2]
     assert "applied_seqs" not in rec.public_dict() and "positions" not in rec.public_dict()
     store.close()
+
+
+def test_records_two_replicas_on_postgresql_lose_no_change(pg_server: str) -> None:
+    """Two records workers with their own connections (two replicas) change the same new record
+    on PostgreSQL at once: the row lock serialises them, and the race to insert the record
+    first is settled inside the store, so no change is lost and no message needs a redelivery."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pa_postgres import new_database
+
+    url = new_database(pg_server)
+    settings = RecordsSettings(db=url, retention_days=0)
+    stores = [RecordStore(url), RecordStore(url)]
+    workers = [RecordsWorker(None, s, settings) for s in stores]
+    n = 40
+    for call in range(3):  # each call id starts with the insert race
+        call_id = f"{CALL}pg{call}"
+
+        def calls(cid: str = call_id) -> None:
+            for i in range(1, n + 1):
+                data = speech_pb2.Transcript(
+                    meta=common_pb2.EventMeta(call_id=cid, turn_id=i), final=True, text=f"turn {i}"
+                ).SerializeToString()
+                workers[0].apply(subjects.CALLS_STREAM, subjects.transcript(cid), data, {}, i)
+
+        def audit(cid: str = call_id) -> None:
+            for i in range(1, n + 1):
+                data = policy_pb2.PolicyDecision(
+                    meta=common_pb2.EventMeta(call_id=cid), decision_id=f"d{i}", subject="disclosure"
+                ).SerializeToString()
+                workers[1].apply(subjects.AUDIT_STREAM, subjects.audit(cid), data, {}, i)
+
+        with ThreadPoolExecutor(2) as pool:
+            for f in [pool.submit(calls), pool.submit(audit)]:
+                f.result(timeout=120)
+        rec = stores[0].get(call_id)
+        assert rec is not None
+        assert len(rec.turns) == n and len(rec.decisions) == n
+    for s in stores:
+        s.close()

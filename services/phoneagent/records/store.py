@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
-from phoneagent.llm.domain.db import Database, Tx
+from phoneagent.llm.domain.db import ConstraintViolation, Database, Tx
 from phoneagent.records.builder import CallRecord
 
 log = logging.getLogger(__name__)
@@ -159,12 +159,20 @@ class RecordStore:
         stored record (or a new one) and returns False to leave it as it was; the changed
         record is returned, or None when nothing was written.
         """
-        with self.db.transaction() as tx:
-            rec = self._get(tx, call_id, for_update=True) or CallRecord(call_id=call_id)
-            if not change(rec):
-                return None
-            self._put(tx, rec)
-        return rec
+        for attempt in (1, 2):
+            try:
+                with self.db.transaction() as tx:
+                    rec = self._get(tx, call_id, for_update=True) or CallRecord(call_id=call_id)
+                    if not change(rec):
+                        return None
+                    self._put(tx, rec)
+                return rec
+            except ConstraintViolation:
+                # Another replica inserted this new record first (a row lock cannot cover a row
+                # that does not exist yet): read it again, locked this time, and apply on top.
+                if attempt == 2:
+                    raise
+        return None
 
     def set_summary(self, call_id: str, summary: dict[str, object]) -> bool:
         """Store a post-call summary in its own column, so a later event cannot overwrite it."""

@@ -211,7 +211,7 @@ class RecordsWorker:
         def change(rec: CallRecord) -> bool:
             if builder.already_applied(rec, stream, seq):
                 return False  # a redelivery of a message stored before a restart
-            events.extend(fold(rec, leaf, event, self.settings.reveal_numbers))
+            events[:] = fold(rec, leaf, event, self.settings.reveal_numbers)  # a retried change starts over
             builder.mark_applied(rec, stream, seq)
             return True
 
