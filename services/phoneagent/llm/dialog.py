@@ -203,22 +203,23 @@ class Dialog:
         published is dropped from the history (the edge discards its queued audio).
         """
         current = self.reply
-        pending = (
-            answer_pending
+        cut = (
+            current
+            if answer_pending
             and current is not None
             and current.turn > 0
             and not current.finished
             and current.task is not None
+            else None
         )
-        if pending and current is not None:
-            await self._abort(current)
+        if cut is not None:
+            await self._abort(cut)
             self.reply = None
         else:
             await self.interrupt(None)
-        turn = current.turn if pending and current is not None else self.state.turn
-        reply = self._new_reply(turn=turn)
+        reply = self._new_reply(turn=cut.turn if cut is not None else self.state.turn)
         await self._say(reply, " ".join(text.split()))
-        if pending:
+        if cut is not None:
             reply.task = self._tasks.spawn(
                 self._generate(reply, time.perf_counter()), f"gen{reply.generation}"
             )
@@ -292,13 +293,12 @@ class Dialog:
         excess = len(history) - self.config.max_history
         if excess > 0:
             del history[:excess]
-        if _chars(history) <= self.config.max_history_chars:
+        total = sum(_chars(m) for m in history)
+        if total <= self.config.max_history_chars:
             return
         target = self.config.max_history_chars * 2 // 3
-        while len(history) > 1 and _chars(history) > target:
-            del history[0]
-        while len(history) > 1 and history[0].get("role") != "user":
-            del history[0]  # never start with a reply or a tool result whose question is gone
+        while len(history) > 1 and (total > target or history[0].get("role") != "user"):
+            total -= _chars(history.pop(0))  # never start with a reply or a result whose question is gone
 
     def _messages(self) -> list[dict[str, Any]]:
         return [{"role": "system", "content": self.system_prompt()}, *self.state.history]
@@ -458,8 +458,8 @@ class Dialog:
         await self._stream(reply, follow, started, with_tools=False)
 
 
-def _chars(history: list[dict[str, Any]]) -> int:
-    return sum(len(str(m.get("content") or "")) + len(json.dumps(m.get("tool_calls") or "")) for m in history)
+def _chars(message: dict[str, Any]) -> int:
+    return len(str(message.get("content") or "")) + len(json.dumps(message.get("tool_calls") or ""))
 
 
 def _compact(result: dict[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from phoneagent.llm.domain.knowledge import KnowledgeBase, open_knowledge_base
 from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tool_result import CallContext
 from phoneagent.llm.domain.tools import ToolExecutor
-from phoneagent.llm.engines.base import LlmEngine, create_engine
+from phoneagent.llm.engines.base import create_engine
 from phoneagent.llm.priority import LiveFirst
 from phoneagent.llm.prompting import Prompter, answers, normalise_arguments
 from phoneagent.llm.settings import LlmSettings
@@ -353,8 +353,7 @@ class LlmService(Service):
             temperature=settings.temperature,
             filler_after_s=settings.filler_after_s,
         )
-        self.engine: LlmEngine
-        self.lanes: LiveFirst
+        self.engine: LiveFirst  # the engine, serving live turns before background work
         self.executor: ToolExecutor | None = None
         self.knowledge: KnowledgeBase | None = None
         self.store: SchedulingStore | None = None
@@ -374,8 +373,7 @@ class LlmService(Service):
             opts = {"base_url": s.base_url, "model": s.model, "api_key": s.api_key or None}
         else:
             opts = {"model": s.model, "max_model_len": s.context}
-        self.lanes = LiveFirst(create_engine(s.engine, **opts))
-        self.engine = self.lanes
+        self.engine = LiveFirst(create_engine(s.engine, **opts))
         await asyncio.to_thread(self.engine.load)
         self.store = await asyncio.to_thread(SchedulingStore.open, s.database_url, self.agent)
         if s.knowledge and (self.agent.knowledge or self.agent.tool_enabled("lookup_knowledge")):
@@ -413,7 +411,7 @@ class LlmService(Service):
         """Post-call summary (records worker): a short JSON-schema-constrained generation, run
         only while no call's turn needs the engine (the records side retries when it is busy)."""
         try:
-            return await self.lanes.background(
+            return await self.engine.background(
                 lambda engine: summarize(engine, req, max_tokens=SUMMARY_MAX_TOKENS), SUMMARY_WAIT_S
             )
         except PhoneAgentError as exc:
