@@ -6,83 +6,33 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pytest
+from edge_under_test import Edge, running_edge
 from pa_testing import wait_for
 from phoneagent.edge.amd import AmdOutcome
 from phoneagent.edge.media.pacer import Pacer
 from phoneagent.edge.rtp_session import RtpSession
-from phoneagent.edge.service import EdgeService
 from phoneagent.edge.settings import EdgeSettings
 from phoneagent.edge.sip import DialogHandlers, IncomingCall, UAConfig, UserAgent, answer, negotiated
-from phoneagent.runtime import streams, subjects
+from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
-from phoneagent.runtime.sessions import SessionHost
-from phoneagent.runtime.settings import CommonSettings, load
-from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2, session_pb2
+from phoneagent.runtime.settings import load
+from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2
 
 pytestmark = pytest.mark.slow
 HOST = "127.0.0.1"
 RATE = 8000
 
 
-class Noop:
-    async def start(self) -> None:
-        return None
-
-    async def close(self, reason: str) -> None:
-        return None
-
-
-async def _noop(claim: session_pb2.SessionClaim, taken_over: bool) -> Noop:
-    return Noop()
-
-
-@dataclass
-class Edge:
-    svc: EdgeService
-    bus: Bus
-    events: list[call_pb2.CallEvent] = field(default_factory=list)
-
-    def ended(self, call_id: str) -> list[call_pb2.CallEnded]:
-        return [
-            e.ended
-            for e in self.events
-            if e.WhichOneof("event") == "ended" and e.ended.meta.call_id == call_id
-        ]
-
-
 @pytest.fixture(scope="module")
 async def edge(nats_url: str) -> AsyncIterator[Edge]:
-    stage_bus, bus = Bus("amd-stages"), Bus("amd-observer")
-    await stage_bus.connect(nats_url)
-    await bus.connect(nats_url)
-    await streams.ensure(stage_bus.jetstream())
-    hosts = [SessionHost(stage_bus, st, f"{st}-amd-t", _noop) for st in subjects.STAGES]
-    for h in hosts:
-        await h.start()
     settings = load(EdgeSettings, sip_port=0, rtp_port_min=45000, rtp_port_max=45999, web_enabled=False)
-    svc = EdgeService(load(CommonSettings, nats_url=nats_url, drain_timeout_s=1.0), settings)
-    await svc.bus.connect(nats_url)
-    await svc.setup()
-    edge = Edge(svc, bus)
-
-    async def on_life(ev: call_pb2.CallEvent, _: Delivery) -> None:
-        edge.events.append(ev)
-
-    await bus.subscribe(subjects.ALL_LIFECYCLE, call_pb2.CallEvent, on_life, lane=Lane.CONTROL)
-    yield edge
-    await svc.drain_calls(1.0)
-    await svc.bus.drain(timeout=2.0)
-    await svc.teardown()
-    for h in hosts:
-        await h.close()
-    await stage_bus.close()
-    await bus.close()
+    async with running_edge(nats_url, settings, tag="amd-t") as edge:
+        yield edge
 
 
 def _speech(seconds: float, rng: np.random.Generator) -> npt.NDArray[np.float64]:

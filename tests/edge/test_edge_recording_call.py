@@ -9,88 +9,33 @@ import hashlib
 import time
 import wave
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
+from edge_under_test import Edge, running_edge
 from pa_testing import wait_for
 from phoneagent.edge.media.pacer import Pacer
 from phoneagent.edge.rtp_session import RtpSession
-from phoneagent.edge.service import EdgeService
 from phoneagent.edge.settings import EdgeSettings
 from phoneagent.edge.sip import Dialog, DialogHandlers, UAConfig, UserAgent, negotiated, offer
-from phoneagent.runtime import streams, subjects
+from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
-from phoneagent.runtime.sessions import SessionHost
-from phoneagent.runtime.settings import CommonSettings, load
-from phoneagent.v1 import call_pb2, common_pb2, media_pb2, policy_pb2, session_pb2
+from phoneagent.runtime.settings import load
+from phoneagent.v1 import common_pb2, media_pb2, policy_pb2
 
 pytestmark = pytest.mark.slow
 HOST = "127.0.0.1"
 
 
-class _Session:
-    async def start(self) -> None:
-        return None
-
-    async def close(self, reason: str) -> None:
-        return None
-
-
-async def _factory(claim: session_pb2.SessionClaim, taken_over: bool) -> _Session:
-    return _Session()
-
-
-@dataclass
-class Edge:
-    svc: EdgeService
-    port: int
-    bus: Bus
-    directory: Path
-    events: list[call_pb2.CallEvent] = field(default_factory=list)
-
-    def lifecycle(self, kind: str, call_id: str) -> list[Any]:
-        return [
-            getattr(e, kind)
-            for e in self.events
-            if e.WhichOneof("event") == kind and getattr(e, kind).meta.call_id == call_id
-        ]
-
-
 @pytest.fixture(scope="module")
 async def edge(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Edge]:
     directory = tmp_path_factory.mktemp("recordings")
-    stage_bus, bus = Bus("stages"), Bus("observer")
-    await stage_bus.connect(nats_url)
-    await bus.connect(nats_url)
-    await streams.ensure(stage_bus.jetstream())
-    hosts = [SessionHost(stage_bus, st, f"{st}-rec", _factory) for st in subjects.STAGES]
-    for h in hosts:
-        await h.start()
-    common = load(CommonSettings, nats_url=nats_url, drain_timeout_s=1.0)
     settings = load(
         EdgeSettings, sip_port=0, rtp_port_min=43000, rtp_port_max=43499, recording_dir=str(directory)
     )
-    svc = EdgeService(common, settings)
-    await svc.bus.connect(nats_url)
-    await svc.setup()
-    assert svc.ua is not None
-    edge = Edge(svc, svc.ua.local_address()[1], bus, directory)
-
-    async def on_life(ev: call_pb2.CallEvent, _: Delivery) -> None:
-        edge.events.append(ev)
-
-    await bus.subscribe(subjects.ALL_LIFECYCLE, call_pb2.CallEvent, on_life, lane=Lane.CONTROL)
-    yield edge
-    await svc.drain_calls(1.0)
-    await svc.bus.drain(timeout=2.0)
-    await svc.teardown()
-    for h in hosts:
-        await h.close()
-    await stage_bus.close()
-    await bus.close()
+    async with running_edge(nats_url, settings, tag="rec", directory=directory) as edge:
+        yield edge
 
 
 def tone(freq: float, samples: int, start: int = 0) -> np.ndarray:
