@@ -11,13 +11,13 @@ import re
 from datetime import datetime, time, timedelta
 
 from phoneagent.llm.domain.agent import Agent
-from phoneagent.llm.domain.agent_fields import Interval
+from phoneagent.llm.domain.agent_fields import WEEKDAYS, Interval
 from phoneagent.llm.domain.dates import speak_time
 from phoneagent.llm.domain.knowledge import Chunk
 from phoneagent.llm.domain.scheduling import SchedulingStore
 
 HOURS_SOURCE = "configuration: opening hours"
-_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_DAYS = tuple(day.capitalize() for day in WEEKDAYS)
 
 
 def _spoken(t: time) -> str:
@@ -104,9 +104,7 @@ def calendar_facts(
     return "\n".join(lines)
 
 
-_DAY_WORD = re.compile(
-    r"\b(monday|tuesday|wednesday|thursday|friday|saturday|sunday|today|tomorrow)s?\b", re.I
-)
+_DAY_WORD = re.compile(rf"\b({'|'.join(WEEKDAYS)}|today|tomorrow)s?\b", re.I)
 
 
 def hours_answer(agent: Agent, question: str, now: datetime) -> str | None:
@@ -121,13 +119,13 @@ def hours_answer(agent: Agent, question: str, now: datetime) -> str | None:
         day = today + timedelta(days=word == "tomorrow")
         name = word
     else:
-        wanted = _DAYS.index(word.capitalize())
+        wanted = WEEKDAYS.index(word)
         day = today + timedelta(days=(wanted - today.weekday()) % 7)
         name = "today" if day == today else f"on {day:%A} {day.day} {day:%B}"
     closure = agent.closure_on(day)
     if closure is not None:
         return f"We are closed {name} ({closure.reason})."
-    spans = agent.business_hours.get(day.weekday(), ())
+    spans = agent.hours_on(day)
     if not spans:
         return f"We are closed {name}."
     return f"{name[0].upper()}{name[1:]} we are open {' and '.join(_span(i) for i in spans)}."
