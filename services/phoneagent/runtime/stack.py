@@ -89,11 +89,7 @@ class Stack:
             raise Unavailable(f"no service {name} in this stack")
         if old.proc.poll() is None:
             _signal_group(old.proc, signal.SIGTERM)
-            try:
-                old.proc.wait(stop_timeout)
-            except subprocess.TimeoutExpired:
-                _signal_group(old.proc, signal.SIGKILL)
-                old.proc.wait(5)
+        _reap(old.proc, stop_timeout)
         self.children[self.children.index(old)] = self._spawn(name, self.nats.url, self.data_dir / "logs")
         self.wait_ready(ready_timeout)
 
@@ -125,14 +121,18 @@ class Stack:
                 _signal_group(c.proc, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for c in self.children:
-            remaining = max(0.1, deadline - time.monotonic())
-            try:
-                c.proc.wait(remaining)
-            except subprocess.TimeoutExpired:
-                _signal_group(c.proc, signal.SIGKILL)
-                c.proc.wait(5)
+            _reap(c.proc, max(0.1, deadline - time.monotonic()))
         if self.nats is not None:
             self.nats.stop()
+
+
+def _reap(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Wait for a signalled child; kill its process group when it outlives ``timeout``."""
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait(5)
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
