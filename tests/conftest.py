@@ -68,3 +68,15 @@ def fresh_nats(tmp_path: Path) -> Iterator[str]:
     server = NatsServer(tmp_path / "nats")
     yield server.start()
     server.stop()
+
+
+@pytest.fixture
+async def js_bus(fresh_nats: str) -> AsyncIterator[Bus]:
+    """A bus on the test's own nats-server, with the project's JetStream streams created."""
+    from phoneagent.runtime import streams
+
+    b = Bus("js-test")
+    await b.connect(fresh_nats)
+    await streams.ensure(b.jetstream())
+    yield b
+    await b.close()

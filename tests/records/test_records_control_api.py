@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 from phoneagent.policy.control_api import CallControl, serve
 from phoneagent.records.store import RecordStore
 from phoneagent.records.worker import RecordsSettings, RecordsWorker
-from phoneagent.runtime import streams, subjects
+from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.v1 import (
     call_pb2,
@@ -29,15 +28,6 @@ from records_sample_call import meta, publish_call, publish_start
 ENDED, ACTIVE = "capi-ended", "capi-active"
 TOKEN = "s3cret-token"
 AUTH = (("authorization", f"Bearer {TOKEN}"),)
-
-
-@pytest.fixture
-async def js_bus(fresh_nats: str) -> AsyncIterator[Bus]:
-    b = Bus("records-api-test")
-    await b.connect(fresh_nats)
-    await streams.ensure(b.jetstream())
-    yield b
-    await b.close()
 
 
 async def no_dialling(check: policy_pb2.DialCheck, call_id: str) -> policy_pb2.PolicyDecision:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from phoneagent.records.store import RecordStore
 from phoneagent.records.worker import RecordsSettings, RecordsWorker
-from phoneagent.runtime import streams, subjects
+from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus
 from phoneagent.v1 import common_pb2, media_pb2, policy_pb2, speech_pb2
 from records_sample_call import publish_call
@@ -20,15 +18,6 @@ CALL = "crec1"
 
 def meta(turn: int = 0) -> common_pb2.EventMeta:
     return common_pb2.EventMeta(call_id=CALL, turn_id=turn, ts_unix_ns=time.time_ns())
-
-
-@pytest.fixture
-async def js_bus(fresh_nats: str) -> AsyncIterator[Bus]:
-    b = Bus("records-test")
-    await b.connect(fresh_nats)
-    await streams.ensure(b.jetstream())
-    yield b
-    await b.close()
 
 
 async def wait_for(store: RecordStore, check, timeout: float = 60.0):  # type: ignore[no-untyped-def]
