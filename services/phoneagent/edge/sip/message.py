@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 from phoneagent.edge.sip.headers import (
@@ -53,7 +54,7 @@ REASONS = {
 
 
 @dataclass
-class SipMessage:
+class SipMessage(ABC):
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
 
@@ -94,8 +95,9 @@ class SipMessage:
     def content_type(self) -> str:
         return (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
 
+    @abstractmethod
     def start_line(self) -> str:
-        raise NotImplementedError
+        """The request line or the status line; each kind of message writes its own."""
 
     def encode(self) -> bytes:
         lines = [self.start_line()]
