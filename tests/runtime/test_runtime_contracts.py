@@ -111,3 +111,15 @@ def test_error_kinds_match_the_wire_enum() -> None:
         wire_name = "ERROR_KIND_" + kind.name
         assert common_pb2.ErrorKind.Value(wire_name) == kind.wire
         assert ErrorKind.from_wire(kind.wire) is kind
+
+
+def test_enum_name_never_raises_on_values_a_peer_may_send():
+    from phoneagent.runtime.enums import enum_name
+    from phoneagent.v1 import call_pb2
+
+    assert (
+        enum_name(call_pb2.EndReason, call_pb2.END_REASON_CALLER_HANGUP, prefix="END_REASON_")
+        == "CALLER_HANGUP"
+    )
+    assert enum_name(call_pb2.EndReason, 999) == "UNKNOWN"
+    assert enum_name(call_pb2.EndReason, -5, unknown="UNSPECIFIED") == "UNSPECIFIED"

@@ -30,6 +30,7 @@ from phoneagent.edge.media.pacer import Pacer
 from phoneagent.edge.media.vad import BargeInVad, VadConfig, VadEventKind
 from phoneagent.runtime import metrics, subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane, Subscription
+from phoneagent.runtime.enums import enum_name
 from phoneagent.runtime.errors import PhoneAgentError
 from phoneagent.runtime.sessions import claim_session
 from phoneagent.runtime.tasks import TaskOwner
@@ -184,7 +185,9 @@ class EdgeCall:
         if self._counted:
             metrics.ACTIVE_CALLS.labels(transport=self.transport.name).dec()
         direction = "outbound" if self.started.direction == call_pb2.DIRECTION_OUTBOUND else "inbound"
-        metrics.CALLS_TOTAL.labels(direction=direction, reason=call_pb2.EndReason.Name(reason).lower()).inc()
+        metrics.CALLS_TOTAL.labels(
+            direction=direction, reason=enum_name(call_pb2.EndReason, reason).lower()
+        ).inc()
         # Released in a task of its own: end() may run inside one of the call's own subscription
         # workers or tasks, which the release cancels (a task must not wait for itself).
         self._release_task = asyncio.ensure_future(self._release())

@@ -44,6 +44,7 @@ from phoneagent.edge.sip_transport import SipTransport
 from phoneagent.edge.transfer import WarmTransferConfig
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Delivery, Subscription
+from phoneagent.runtime.enums import enum_name
 from phoneagent.runtime.errors import ErrorKind, InvalidArgument, PhoneAgentError, Unavailable
 from phoneagent.runtime.redact import mask_number
 from phoneagent.runtime.service import Service
@@ -272,7 +273,7 @@ class EdgeService(Service):
             self.calls.pop(call.call_id, None)
             log.info(
                 "call released",
-                extra={"call_id": call.call_id, "reason": call_pb2.EndReason.Name(call.end_reason)},
+                extra={"call_id": call.call_id, "reason": enum_name(call_pb2.EndReason, call.end_reason)},
             )
 
     def _track(self, active: ActiveCall) -> None:

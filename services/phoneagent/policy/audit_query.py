@@ -17,6 +17,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from phoneagent.runtime import subjects
+from phoneagent.runtime.enums import enum_name
 from phoneagent.runtime.errors import InvalidArgument
 from phoneagent.v1 import policy_pb2
 
@@ -110,7 +111,7 @@ async def query_audit(js: Any, flt: AuditFilter, *, timeout: float = 2.0) -> lis
 def format_record(r: policy_pb2.PolicyDecision) -> str:
     """One line per decision: time, verdict, what, rule, call, number hint, reason."""
     when = datetime.fromtimestamp(r.decided_unix_ns / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    verdict = policy_pb2.Decision.Name(r.decision).removeprefix("DECISION_").lower()
+    verdict = enum_name(policy_pb2.Decision, r.decision, prefix="DECISION_").lower()
     parts = [when, verdict, r.subject or "-", r.rule or "-", r.meta.call_id or "-", r.number_hint or "-"]
     if r.campaign_id:
         parts.append(f"campaign={r.campaign_id}")

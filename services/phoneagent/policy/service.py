@@ -35,6 +35,7 @@ from phoneagent.records.webhooks import WebhookDispatcher, WebhookSettings
 from phoneagent.records.worker import RecordsSettings, RecordsWorker, fan_out
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Delivery, Lane, Subscription
+from phoneagent.runtime.enums import enum_name
 from phoneagent.runtime.errors import InvalidArgument
 from phoneagent.runtime.redact import mask_number
 from phoneagent.runtime.service import Service
@@ -131,7 +132,7 @@ class PolicyCallSession:
                 extra={
                     "call_id": self.call_id,
                     "rule": verdict.directive.rule,
-                    "action": control_pb2.DirectiveAction.Name(verdict.directive.action),
+                    "action": enum_name(control_pb2.DirectiveAction, verdict.directive.action),
                 },
             )
 
@@ -256,7 +257,7 @@ class PolicyService(Service):
                 producer=f"policy/{self.replica}",
             ),
             decision_id=uuid.uuid4().hex,
-            decision=policy_pb2.Decision.Name(decision),
+            decision=enum_name(policy_pb2.Decision, decision),
             subject=subject,
             rule=rule,
             reason=reason,

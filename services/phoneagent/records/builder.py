@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from phoneagent.policy.redaction import redact_transcript
+from phoneagent.runtime.enums import enum_name
 from phoneagent.runtime.redact import mask_number
 from phoneagent.v1 import call_pb2, media_pb2, policy_pb2, speech_pb2, tools_pb2
 
@@ -92,10 +93,7 @@ def mark_applied(rec: CallRecord, stream: str, seq: int) -> None:
 
 
 def _enum_name(enum: Any, value: int, prefix: str) -> str:
-    try:
-        return str(enum.Name(value)).removeprefix(prefix).lower()
-    except ValueError:
-        return "unspecified"
+    return enum_name(enum, value, prefix=prefix, unknown="UNSPECIFIED").lower()
 
 
 def _number(uri: str, reveal: bool) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane, Subscription
+from phoneagent.runtime.enums import enum_name
 from phoneagent.v1 import call_pb2, control_pb2, speech_pb2
 
 log = logging.getLogger(__name__)
@@ -131,5 +132,5 @@ class CallFeed:
 
     async def _on_lifecycle(self, ev: call_pb2.CallEvent, _: Delivery) -> None:
         if ev.WhichOneof("event") == "ended":
-            reason = call_pb2.EndReason.Name(ev.ended.reason).removeprefix("END_REASON_").lower()
+            reason = enum_name(call_pb2.EndReason, ev.ended.reason, prefix="END_REASON_").lower()
             await self.emit({"type": "ended", "reason": reason})
