@@ -6,7 +6,7 @@ import dataclasses
 import importlib.util
 import ipaddress
 
-from phoneagent.runtime.settings import env, non_negative, port, positive
+from phoneagent.runtime.settings import env, port, positive
 
 _CODECS = ("PCMU", "PCMA")
 
@@ -20,6 +20,13 @@ def _codecs(value: list[str]) -> str | None:
 def _transports(value: list[str]) -> str | None:
     if not value or any(t.lower() not in ("udp", "tcp") for t in value):
         return "must list udp and/or tcp"
+    return None
+
+
+def _vad_ms(value: int) -> str | None:
+    """Speech durations the barge-in VAD counts in whole 20 ms frames (at least one)."""
+    if value < 20 or value % 20:
+        return "must be a multiple of 20 ms (the audio frame), at least 20"
     return None
 
 
@@ -64,7 +71,7 @@ class EdgeSettings:
         "PA_MAX_CALL_DURATION_S", 3600.0, check=positive, doc="Calls are hung up after this long"
     )
     barge_in_min_speech_ms: int = env(
-        "PA_BARGE_IN_MIN_SPEECH_MS", 200, check=non_negative, doc="Caller speech that pauses playout"
+        "PA_BARGE_IN_MIN_SPEECH_MS", 200, check=_vad_ms, doc="Caller speech that pauses playout (20 ms steps)"
     )
     codecs: list[str] = env("PA_CODECS", ["PCMU", "PCMA"], check=_codecs, doc="Codecs in preference order")
     no_answer_timeout_s: float = env(
