@@ -2,6 +2,12 @@
 
 Audio and text queues are bounded: when a consumer falls behind, the policy decides
 what is lost (audio: the oldest frames; nothing silently). Control queues never drop.
+
+Metrics: many queues share one label (every per-call subscription of a stage on one subject
+kind), so each queue adds its own depth to ``pa_queue_depth`` and takes it back as items leave
+or when it is closed; the gauge is the backlog of all of them. The label is the queue's name
+without the replica id (``asr/asr-7f9c:call.audio`` -> ``asr:call.audio``), so replicas sum
+in PromQL and a rollout does not mint new series.
 """
 
 from __future__ import annotations
@@ -22,6 +28,12 @@ class DropPolicy(enum.Enum):
     NEVER = "never"  # control: unbounded; a full queue is a bug, never a loss
 
 
+def metric_label(name: str) -> str:
+    """The ``queue`` label for a queue name: ``<service>/<replica>:<kind>`` loses its replica id."""
+    owner, sep, kind = name.partition(":")
+    return owner.split("/", 1)[0] + sep + kind
+
+
 class QueueClosed(Exception):
     """get() on a closed, empty queue."""
 
@@ -39,8 +51,10 @@ class BoundedQueue(Generic[T]):
         self._items: collections.deque[T] = collections.deque()
         self._getters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._closed = False
-        self._depth = metrics.QUEUE_DEPTH.labels(queue=name)
-        self._drops = metrics.QUEUE_DROPPED.labels(queue=name)
+        label = metric_label(name)
+        self._depth = metrics.QUEUE_DEPTH.labels(queue=label)
+        self._drops = metrics.QUEUE_DROPPED.labels(queue=label)
+        self._counted = 0  # what this queue has added to the shared depth gauge
 
     def __len__(self) -> int:
         return len(self._items)
@@ -63,9 +77,16 @@ class BoundedQueue(Generic[T]):
                 accepted = False
         if accepted:
             self._items.append(item)
-        self._depth.set(len(self._items))
+        self._count()
         self._wake()
         return accepted
+
+    def _count(self) -> None:
+        """Move the shared gauge by this queue's change in depth (a closed queue counts nothing)."""
+        depth = 0 if self._closed else len(self._items)
+        if depth != self._counted:
+            self._depth.inc(depth - self._counted)
+            self._counted = depth
 
     def _wake(self) -> None:
         while self._getters:
@@ -87,26 +108,30 @@ class BoundedQueue(Generic[T]):
                     self._getters.remove(fut)
                 raise
         item = self._items.popleft()
-        self._depth.set(len(self._items))
+        self._count()
         return item
 
     def get_nowait(self) -> T | None:
         if not self._items:
             return None
         item = self._items.popleft()
-        self._depth.set(len(self._items))
+        self._count()
         return item
 
     def clear(self) -> int:
         """Discard everything queued (e.g. audio of a cancelled generation); returns the count."""
         n = len(self._items)
         self._items.clear()
-        self._depth.set(0)
+        self._count()
         return n
 
     def close(self) -> None:
-        """No more puts; getters drain what is left, then get QueueClosed."""
+        """No more puts; getters drain what is left, then get QueueClosed.
+
+        What is left no longer counts as backlog: the queue's share of the depth gauge goes to 0.
+        """
         self._closed = True
+        self._count()
         while self._getters:
             fut = self._getters.popleft()
             if not fut.done():
