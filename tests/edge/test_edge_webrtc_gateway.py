@@ -4,61 +4,25 @@ nats-server: signalling, token check, audio both ways, DTMF, live page events, h
 from __future__ import annotations
 
 import asyncio
-import fractions
 import json
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import numpy as np
 import pytest
-from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError
-from av import AudioFrame
 from pa_testing import wait_for
-from phoneagent.edge.callflow import EdgeCallConfig
-from phoneagent.edge.webrtc.gateway import GATEWAY_KEY, WebRtcGateway, run_gateway
-from phoneagent.edge.webrtc.settings import WebRtcSettings
+from phoneagent.edge.webrtc.gateway import WebRtcGateway
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2, speech_pb2
-
-TOKEN = "test-token-123"
-
-
-class ToneTrack(MediaStreamTrack):  # type: ignore[misc]
-    """A paced 48 kHz 440 Hz tone: the caller's microphone."""
-
-    kind = "audio"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pts = 0
-        self.start = 0.0
-
-    async def recv(self) -> AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self.pts == 0:
-            self.start = time.monotonic()
-        else:
-            await asyncio.sleep(max(0.0, self.start + self.pts / 48000 - time.monotonic()))
-        t = (np.arange(960) + self.pts) / 48000
-        pcm = (8000 * np.sin(2 * np.pi * 440 * t)).astype("<i2")
-        frame = AudioFrame(format="s16", layout="mono", samples=960)
-        frame.planes[0].update(pcm.tobytes())
-        frame.sample_rate, frame.time_base, frame.pts = 48000, fractions.Fraction(1, 48000), self.pts
-        self.pts += 960
-        return frame
+from webrtc_peer import TOKEN, browser_peer, gateway_on, offer
 
 
 @pytest.fixture
 async def gateway(bus: Bus) -> AsyncIterator[tuple[WebRtcGateway, str]]:
-    settings = WebRtcSettings(token=TOKEN, call_rate=16000, port=0)
-    runner, port = await run_gateway(bus, "127.0.0.1", 0, settings, EdgeCallConfig(stages=()))
-    yield runner.app[GATEWAY_KEY], f"http://127.0.0.1:{port}"
-    await runner.cleanup()
+    async with gateway_on(bus) as gw:
+        yield gw
 
 
 async def test_token_and_bad_offers_are_refused(gateway: tuple[WebRtcGateway, str]) -> None:
@@ -85,35 +49,12 @@ async def test_token_and_bad_offers_are_refused(gateway: tuple[WebRtcGateway, st
     assert gw.active_calls == 0
 
 
-async def _offer(http: aiohttp.ClientSession, base: str, pc: RTCPeerConnection) -> dict[str, Any]:
-    await pc.setLocalDescription(await pc.createOffer())
-    body = {"type": "offer", "sdp": pc.localDescription.sdp}
-    async with http.post(f"{base}/api/offer", json=body, headers={"Authorization": f"Bearer {TOKEN}"}) as r:
-        assert r.status == 200, await r.text()
-        answer: dict[str, Any] = await r.json()
-    await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
-    return answer
-
-
 async def test_a_browser_call_end_to_end(gateway: tuple[WebRtcGateway, str], bus: Bus) -> None:
     gw, base = gateway
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    pc.addTrack(ToneTrack())
+    pc, heard = browser_peer()
     channel = pc.createDataChannel("control")
-    heard: list[float] = []
-
-    async def listen(track: Any) -> None:
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                return
-            heard.append(float(np.sqrt(np.mean(frame.to_ndarray().astype(np.float64) ** 2))))
-
-    listeners: list[asyncio.Task[None]] = []
-    pc.on("track", lambda track: listeners.append(asyncio.create_task(listen(track))))
     async with aiohttp.ClientSession() as http:
-        answer = await _offer(http, base, pc)
+        answer = await offer(http, base, pc)
         call_id = answer["call_id"]
         assert "opus" in answer["sdp"].lower()
         got: dict[str, list[Any]] = {"audio": [], "ctl": [], "life": []}
@@ -158,7 +99,7 @@ async def test_a_browser_call_end_to_end(gateway: tuple[WebRtcGateway, str], bus
                 meta=common_pb2.EventMeta(call_id=call_id, generation_id=1), text="Hello there.", final=True
             ),
         )
-        await wait_for(lambda: sum(1 for e in heard if e > 1000) > 20, timeout=10)
+        await wait_for(lambda: heard.loud() > 20, timeout=10)
 
         # DTMF from the page's data channel becomes a control event.
         await wait_for(lambda: channel.readyState == "open", timeout=5)
@@ -185,6 +126,4 @@ async def test_a_browser_call_end_to_end(gateway: tuple[WebRtcGateway, str], bus
         await wait_for(lambda: gw.active_calls == 0, timeout=5)
         await ws.close()
     await pc.close()
-    for task in listeners:
-        task.cancel()
-    await asyncio.gather(*listeners, return_exceptions=True)
+    await heard.close()

@@ -24,7 +24,15 @@ from phoneagent.runtime.tasks import TaskOwner
 from phoneagent.v1 import call_pb2, common_pb2
 
 try:
-    from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+    from aiortc import (
+        RTCConfiguration,
+        RTCPeerConnection,
+        RTCRtpCodecCapability,
+        RTCRtpSender,
+        RTCSessionDescription,
+    )
+    from aiortc.exceptions import OperationError
+    from aiortc.sdp import SessionDescription
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingModelError(
         "WebRTC support (aiortc) is not installed", extra="edge", package="aiortc"
@@ -43,6 +51,14 @@ def negotiated_codec(sdp: str) -> str:
         return ""
     names = dict(_RTPMAP.findall(sdp))
     return names.get(m.group(1), "")
+
+
+def _parse_offer(sdp: str) -> SessionDescription:
+    """aiortc's parse of an offer; a malformed one (aiortc asserts on many) is the caller's error."""
+    try:
+        return SessionDescription.parse(sdp)
+    except Exception as exc:  # AssertionError, ValueError, IndexError, KeyError ... from the parser
+        raise InvalidArgument("the offer is not a valid SDP") from exc
 
 
 # Makes the recorder of a call (call id, rate), or None when recording is off.
@@ -74,33 +90,50 @@ class WebRtcCall:
         self._answered = False
 
     async def accept(self, offer_sdp: str) -> str:
-        """Answer the browser's offer; the SDP answer carries every local candidate."""
+        """Answer the browser's offer; the SDP answer carries every local candidate.
+
+        Our audio transceiver exists before the offer is applied, with the configured codecs
+        (PA_WEB_CODECS) as its preferences: aiortc settles a transceiver's codecs while it
+        applies the remote description, so preferences set afterwards would change nothing.
+        """
         if not offer_sdp or len(offer_sdp) > MAX_SDP or "m=audio" not in offer_sdp:
             raise InvalidArgument("the offer must be an SDP with an audio section")
+        offer = _parse_offer(offer_sdp)
+        audio_sections = [m for m in offer.media if m.kind == "audio"]
+        if len(audio_sections) != 1:
+            raise InvalidArgument("the offer must have exactly one audio section")
         self.pc.on("track", self._on_track)
         self.pc.on("datachannel", self._on_datachannel)
         self.pc.on("connectionstatechange", self._on_connection_state)
+        audio = self.pc.addTransceiver(self.transport.track, direction="sendrecv")
+        audio.setCodecPreferences(self._wanted_codecs())
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
+        except OperationError as exc:  # no codec in common with our preferences
+            raise InvalidArgument(f"no common audio codec (we accept {self._codec_names()})") from exc
+        except Exception as exc:  # aiortc validates with asserts and lookups: any failure is the offer's
+            log.warning(
+                "browser offer rejected", extra={"call_id": self.call_id, "error": type(exc).__name__}
+            )
             raise InvalidArgument("the offer is not a valid SDP") from exc
-        audio = [t for t in self.pc.getTransceivers() if t.kind == "audio"]
-        if not audio:
-            raise InvalidArgument("the offer has no audio")
-        wanted = [
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        answer = self.pc.localDescription.sdp
+        self.codec = negotiated_codec(answer)
+        if self.codec.lower() not in {c.lower() for c in self.settings.codecs}:
+            raise InvalidArgument(f"no common audio codec (we accept {self._codec_names()})")
+        return str(answer)
+
+    def _wanted_codecs(self) -> list[RTCRtpCodecCapability]:
+        """aiortc's capabilities for the configured codecs, in the configured order."""
+        return [
             c
             for mime in self.settings.codec_mimes
             for c in RTCRtpSender.getCapabilities("audio").codecs
             if c.mimeType.lower() == mime.lower()
         ]
-        audio[0].setCodecPreferences(wanted)
-        self.pc.addTrack(self.transport.track)
-        await self.pc.setLocalDescription(await self.pc.createAnswer())
-        answer = self.pc.localDescription.sdp
-        self.codec = negotiated_codec(answer)
-        if not self.codec:
-            raise InvalidArgument("no common audio codec (opus or PCMU)")
-        return str(answer)
+
+    def _codec_names(self) -> str:
+        return ", ".join(self.settings.codecs)
 
     async def start(self) -> None:
         """Publish the call and claim its sessions; media starts once the peer connects."""

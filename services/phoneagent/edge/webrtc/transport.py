@@ -135,6 +135,7 @@ class WebRtcTransport:
         self.data_channel: Any = None  # the browser's "control" channel, once open
         self.hung_up = ""
         self.caller_frames = 0
+        self.caller_rate = 0  # rate of the browser's decoded audio: 48000 (Opus) or 8000 (PCMU)
 
     # --- caller -> call flow ------------------------------------------------------------------
     def pull_caller_frame(self) -> np.ndarray | None:
@@ -144,6 +145,7 @@ class WebRtcTransport:
         """Take one decoded frame from the browser."""
         mono = to_mono_int16(frame)
         rate = int(frame.sample_rate)
+        self.caller_rate = rate
         if self._from_browser is None or self._from_browser.in_rate != rate:
             self._from_browser = StreamResampler(rate, self.sample_rate)
         pcm = self._from_browser.process(mono)

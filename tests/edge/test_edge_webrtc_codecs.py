@@ -1,0 +1,93 @@
+"""PA_WEB_CODECS decides the codec of a browser call: an aiortc browser that offers every codec
+it has (opus, G722, PCMU, PCMA) gets an answer with only the configured ones and talks both ways
+over the first of them; a browser with nothing in common is refused with a 400."""
+
+from __future__ import annotations
+
+import re
+
+import aiohttp
+import numpy as np
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
+from pa_testing import wait_for
+from phoneagent.runtime import subjects
+from phoneagent.runtime.bus import Bus, Delivery
+from phoneagent.v1 import common_pb2, media_pb2
+from webrtc_peer import AUTH, browser_peer, gateway_on, offer
+
+
+def answer_codecs(sdp: str) -> list[str]:
+    """Codec names of the audio m-line, in its order."""
+    m = re.search(r"^m=audio \d+ \S+ ([\d ]+)", sdp, re.MULTILINE)
+    assert m, sdp
+    names = dict(re.findall(r"^a=rtpmap:(\d+) ([A-Za-z0-9]+)/", sdp, re.MULTILINE))
+    return [names[pt] for pt in m.group(1).split()]
+
+
+async def speak(bus: Bus, call_id: str, seconds: float = 1.0) -> None:
+    """Agent speech: a 300 Hz tone from 'TTS' in 20 ms chunks at 16 kHz."""
+    t = np.arange(int(16000 * seconds)) / 16000
+    tone = (6000 * np.sin(2 * np.pi * 300 * t)).astype("<i2")
+    for seq, start in enumerate(range(0, len(tone), 320)):
+        await bus.publish(
+            subjects.speech(call_id),
+            media_pb2.SpeechChunk(
+                meta=common_pb2.EventMeta(call_id=call_id, generation_id=1),
+                sequence=seq,
+                pcm=tone[start : start + 320].tobytes(),
+                sample_rate=16000,
+                last_in_generation=start + 320 >= len(tone),
+            ),
+        )
+
+
+@pytest.mark.parametrize(
+    ("codecs", "expected", "rate"),
+    [(["PCMU"], ["PCMU"], 8000), (["opus"], ["opus"], 48000), (["PCMU", "opus"], ["PCMU", "opus"], 8000)],
+)
+async def test_the_configured_codec_carries_audio_both_ways(
+    bus: Bus, codecs: list[str], expected: list[str], rate: int
+) -> None:
+    async with gateway_on(bus, codecs=codecs) as (gw, base):
+        pc, heard = browser_peer()
+        async with aiohttp.ClientSession() as http:
+            answer = await offer(http, base, pc)
+        call_id = answer["call_id"]
+        assert answer_codecs(answer["sdp"]) == expected  # no G722, no PCMA, nothing unconfigured
+        call = gw.calls[call_id]
+        assert call.codec == expected[0]
+        caller: list[media_pb2.AudioFrame] = []
+
+        async def keep(m: media_pb2.AudioFrame, _: Delivery) -> None:
+            caller.append(m)
+
+        await bus.subscribe(subjects.audio_in(call_id), media_pb2.AudioFrame, keep)
+        # Browser -> agent: the tone arrives decoded from the negotiated codec, at 16 kHz on the bus.
+        await wait_for(lambda: len(caller) > 20, timeout=15)
+        assert call.transport.caller_rate == rate
+        assert np.abs(np.frombuffer(caller[-1].pcm, "<i2")).max() > 2000
+        # Agent -> browser: TTS speech is heard, decoded at the codec's rate.
+        await speak(bus, call_id)
+        await wait_for(lambda: heard.loud() > 20, timeout=10)
+        assert set(heard.rates) == {rate}
+        await pc.close()
+        await heard.close()
+        await wait_for(lambda: gw.active_calls == 0, timeout=10)
+
+
+async def test_a_browser_with_no_common_codec_is_refused(bus: Bus) -> None:
+    async with gateway_on(bus, codecs=["PCMU"]) as (gw, base):
+        async with aiohttp.ClientSession() as http:
+            for offered in (["audio/opus"], ["audio/G722", "audio/PCMA"]):
+                pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+                tr = pc.addTransceiver("audio")
+                caps = RTCRtpSender.getCapabilities("audio").codecs
+                tr.setCodecPreferences([c for c in caps if c.mimeType in offered])
+                await pc.setLocalDescription(await pc.createOffer())
+                body = {"type": "offer", "sdp": pc.localDescription.sdp}
+                async with http.post(f"{base}/api/offer", json=body, headers=AUTH) as r:
+                    assert r.status == 400
+                    assert "no common audio codec" in (await r.json())["error"]
+                await pc.close()
+        assert gw.active_calls == 0
