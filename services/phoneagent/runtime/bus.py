@@ -19,7 +19,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-import nats
 from google.protobuf.message import DecodeError, Message
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -168,17 +167,54 @@ class Subscription(Generic[M]):
             finally:
                 call_id_var.reset(token)
 
-    async def unsubscribe(self) -> None:
-        if self._sub is not None:
+    async def stop_receiving(self) -> None:
+        """Remove interest on the server; what nats-py already holds still reaches our queue."""
+        sub, self._sub = self._sub, None
+        if sub is None:
+            return
+        try:
+            await asyncio.wait_for(sub.drain(), 2.0)
+        except Exception:  # connection closed or reconnecting: nothing more will arrive anyway
             try:
-                await self._sub.unsubscribe()
-            except Exception:  # connection already closed
+                await sub.unsubscribe()
+            except Exception:
                 pass
-            self._sub = None
-        self.queue.close()
-        if self._worker is not None and not self._worker.done():
-            self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
+
+    async def unsubscribe(self, drain_timeout: float = 0.0) -> None:
+        """Stop the subscription.
+
+        ``drain_timeout=0`` (call teardown): what is still queued is discarded at once, since
+        it belongs to a call that is over. ``drain_timeout>0`` (graceful shutdown): the worker
+        first hands every queued message to the handler, for at most that many seconds.
+        """
+        await self.stop_receiving()
+        self.queue.close()  # the worker finishes what is queued, then sees QueueClosed
+        worker = self._worker
+        if worker is None or worker.done():
+            return
+        if drain_timeout > 0:
+            done, _ = await asyncio.wait({worker}, timeout=drain_timeout)
+            if done:
+                return
+            log.warning(
+                "drain timed out; dropping queued messages",
+                extra={"subject_kind": self.kind, "dropped": len(self.queue)},
+            )
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+
+
+async def _connect_once(options: dict[str, Any], timeout: float) -> NatsClient:
+    nc = NatsClient()
+    try:
+        await asyncio.wait_for(nc.connect(**options), timeout)
+    except BaseException:
+        try:
+            await nc.close()
+        except Exception:
+            pass
+        raise
+    return nc
 
 
 class Bus:
@@ -196,7 +232,10 @@ class Bus:
     def connected(self) -> bool:
         return bool(self.data and self.data.is_connected and self.control and self.control.is_connected)
 
-    async def connect(self, url: str, *, connect_timeout: float = 5.0) -> None:
+    async def connect(self, url: str, *, connect_timeout: float = 5.0, connect_deadline: float = 0.0) -> None:
+        """Connect both lanes. Until ``connect_deadline`` seconds have passed, a server that is
+        not up yet is tried again with back-off (0.25 s doubling to 5 s); after it, Unavailable.
+        Once connected, nats-py reconnects on its own for as long as the process lives."""
         servers = [u.strip() for u in url.split(",") if u.strip()]
 
         async def on_error(exc: Exception) -> None:
@@ -224,12 +263,30 @@ class Bus:
                 pending_size=8 * 1024 * 1024,
             )
 
-        try:
-            self.data = await nats.connect(**opts("data"))
-            self.control = await nats.connect(**opts("control"))
-        except Exception as exc:
-            await self.close()
-            raise Unavailable(f"cannot connect to NATS ({type(exc).__name__})") from None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, connect_deadline)
+        delay, attempt = 0.25, 0
+        while True:
+            attempt += 1
+            try:
+                # nats-py keeps trying a refused first connect when reconnect is on: bound each try.
+                per_try = max(0.5, min(connect_timeout + 1.0, deadline - loop.time()))
+                self.data = await _connect_once(opts("data"), per_try)
+                self.control = await _connect_once(opts("control"), per_try)
+                break
+            except Exception as exc:
+                await self.close()
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise Unavailable(
+                        f"cannot connect to NATS after {attempt} attempt(s) ({type(exc).__name__})"
+                    ) from None
+                log.warning(
+                    "nats not reachable; retrying",
+                    extra={"attempt": attempt, "retry_in_s": round(min(delay, left), 2)},
+                )
+                await asyncio.sleep(min(delay, left))
+                delay = min(delay * 2, 5.0)
         self._connected.set()
 
     def _nc(self, lane: Lane) -> NatsClient:
@@ -354,11 +411,27 @@ class Bus:
         return self._nc(Lane.DATA).jetstream()
 
     async def drain(self, timeout: float = 5.0) -> None:
-        """Stop receiving, deliver what is queued, flush, close (graceful shutdown)."""
+        """Stop receiving, deliver what is queued, flush, close (graceful shutdown).
+
+        Every subscription stops receiving first; then each worker hands its queued messages
+        to the handler (handlers may still publish: the connections stay open) until the
+        deadline; then the connections flush what was published and close.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        subs = list(self._subs)
+        await asyncio.gather(*(s.stop_receiving() for s in subs), return_exceptions=True)
+        await asyncio.gather(
+            *(s.unsubscribe(drain_timeout=max(0.01, deadline - loop.time())) for s in subs),
+            return_exceptions=True,
+        )
+        for s in subs:
+            if s in self._subs:
+                self._subs.remove(s)
         for nc in (self.data, self.control):
             if nc is not None and nc.is_connected:
                 try:
-                    await asyncio.wait_for(nc.drain(), timeout)
+                    await asyncio.wait_for(nc.flush(), max(0.1, deadline - loop.time()))
                 except Exception:
                     pass
         await self.close()

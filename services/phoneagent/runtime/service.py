@@ -88,7 +88,10 @@ class Service:
         port = await self.health.start()
         log.info("service starting", extra={"http_port": port})
         try:
-            await self.bus.connect(self.common.nats_url)
+            if not await self._unless_stopped(
+                self.bus.connect(self.common.nats_url, connect_deadline=self.common.nats_connect_deadline_s)
+            ):
+                return
             await streams.ensure(self.bus.jetstream())
             await self.setup()
             if self.stage is not None:
@@ -115,6 +118,19 @@ class Service:
         finally:
             self._ready_gauge.set(0)
             await self._shutdown()
+
+    async def _unless_stopped(self, aw: Any) -> bool:
+        """Await ``aw`` unless SIGTERM comes first (then cancel it and return False)."""
+        job = asyncio.ensure_future(aw)
+        stop = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait({job, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if not job.done():
+            job.cancel()
+            await asyncio.gather(job, return_exceptions=True)
+            return False
+        job.result()
+        return True
 
     async def _shutdown(self) -> None:
         if self.sessions is not None:

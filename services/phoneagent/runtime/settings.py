@@ -180,6 +180,12 @@ class CommonSettings:
         check=non_negative,
         doc="On SIGTERM, how long calls in progress may finish",
     )
+    nats_connect_deadline_s: float = env(
+        "PA_NATS_CONNECT_DEADLINE_S",
+        60.0,
+        check=non_negative,
+        doc="At start, keep retrying NATS this long (not ready meanwhile) before exiting",
+    )
     heartbeat_s: float = env("PA_HEARTBEAT_S", 0.5, check=positive, doc="Session heartbeat interval")
     dead_after_s: float = env(
         "PA_DEAD_AFTER_S", 1.5, check=positive, doc="A replica silent this long loses its sessions"
