@@ -35,7 +35,9 @@ def _rate(value: int) -> str | None:
 class WebRtcSettings:
     host: str = env("PA_WEB_HOST", "127.0.0.1", doc="Address the browser page and its API bind to")
     port: int = env("PA_WEB_PORT", 8088, check=port, doc="Port of the browser page; 0 = any free port")
-    token: str = env("PA_WEB_TOKEN", "", doc="Bearer token the page must send; empty = no token")
+    token: str = env(
+        "PA_WEB_TOKEN", "", doc="Bearer token the page must send; required unless PA_WEB_HOST is loopback"
+    )
     ice_addresses: list[str] = env(
         "PA_WEB_ICE_ADDRESSES",
         ["127.0.0.1"],
@@ -58,11 +60,15 @@ class WebRtcSettings:
     def validate(self) -> list[str]:
         problems = []
         try:
-            ipaddress.ip_address(self.host)
+            loopback = ipaddress.ip_address(self.host).is_loopback
         except ValueError:
             problems.append(f"PA_WEB_HOST={self.host!r}: must be an IP address")
-        if self.host in ("0.0.0.0", "::") and not self.token:
-            problems.append("PA_WEB_TOKEN: required when PA_WEB_HOST listens on every interface")
+            loopback = False
+        if not loopback and not self.token.strip():
+            problems.append(
+                f"PA_WEB_TOKEN: required when PA_WEB_HOST ({self.host}) is not a loopback address, "
+                "or anyone who can reach it can call the agent"
+            )
         return problems
 
     @property
