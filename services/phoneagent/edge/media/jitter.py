@@ -3,6 +3,9 @@
 Packets are pushed as they arrive (with their arrival time); the playout clock pulls
 exactly one frame every 20 ms. Frames are keyed by RTP timestamp, so reordering,
 duplicates and multi-frame packets are handled without looking at sequence numbers.
+Packets of any multiple of 10 ms (ptime 10, 30, 50 ...) are re-framed: their 10 ms
+halves are keyed by timestamp too and join into 20 ms frames once both halves are here.
+A frame whose other half was lost plays with that half silent.
 
 Delay adapts to the network: the target depth is ``frame + jitter_factor x J`` where J
 is the RFC 3550 interarrival jitter estimate, clamped to [min_delay, max_delay]; it
@@ -66,6 +69,7 @@ class JitterStats:
     stretched: int = 0
     skipped: int = 0
     restarts: int = 0
+    partial: int = 0  # frames played with one 10 ms half lost
 
 
 class JitterBuffer:
@@ -87,6 +91,7 @@ class JitterBuffer:
         self.codec = codec
         self.frame_ms = frame_ms
         self.frame_samples = codec.sample_rate * frame_ms // 1000
+        self.half_samples = self.frame_samples // 2  # 10 ms: the smallest packet re-framed
         self.min_delay_ms = min_delay_ms
         self.max_delay_ms = max_delay_ms
         self.jitter_factor = jitter_factor
@@ -109,6 +114,7 @@ class JitterBuffer:
         self._ts = Unwrapper(32)
         self._base: int | None = None  # extended timestamp of frame index 0
         self._frames: dict[int, bytes] = {}
+        self._halves: dict[int, bytes] = {}  # 10 ms halves of frames not yet complete, by half index
         self._next: int | None = None  # next frame index to play; None until playout starts
         self._latest = -1
         self._last_transit: float | None = None
@@ -159,24 +165,28 @@ class JitterBuffer:
     def push(self, timestamp: int, payload: bytes, arrival: float) -> PushResult:
         """Add a packet's payload (``timestamp``: its RTP timestamp; ``arrival``: seconds, monotonic)."""
         self.stats.pushed += 1
-        fs = self.frame_samples
-        if not payload or len(payload) % fs:
+        fs, hs = self.frame_samples, self.half_samples
+        if not payload or len(payload) % hs:
             self.stats.malformed += 1
             return PushResult.MALFORMED
         ext = self._ts.unwrap(timestamp & 0xFFFFFFFF)
         if self._base is None:
             self._base = ext
-        index = round((ext - self._base) / fs)
+        half = round((ext - self._base) / hs)
+        index = half // 2
         result = PushResult.ACCEPTED
         if self._is_jump(index) or self._late_run >= self.restart_after_late:
             self._restart()
             ext = self._base = self._ts.unwrap(timestamp & 0xFFFFFFFF)
-            index = 0
+            half = index = 0
             result = PushResult.RESTARTED
         self._update_jitter(ext, arrival)
-        stored = sum(
-            self._store(index + k, payload[k * fs : (k + 1) * fs]) for k in range(len(payload) // fs)
-        )
+        if half % 2 == 0 and len(payload) % fs == 0:  # whole 20 ms frames (the usual case)
+            parts = range(len(payload) // fs)
+            stored = sum(self._store(index + k, payload[k * fs : (k + 1) * fs]) for k in parts)
+        else:
+            parts = range(len(payload) // hs)
+            stored = sum(self._store_half(half + k, payload[k * hs : (k + 1) * hs]) for k in parts)
         if stored:
             self._late_run = 0
             return result
@@ -210,6 +220,20 @@ class JitterBuffer:
             del self._frames[min(self._frames)]
         return 1
 
+    def _store_half(self, half: int, data: bytes) -> int:
+        """One 10 ms half; the frame is stored once its other half is here too."""
+        index = half // 2
+        if (self._next is not None and index < self._next) or index in self._frames or half in self._halves:
+            return 0
+        other = half ^ 1
+        if other in self._halves:
+            pair = (data, self._halves.pop(other)) if half % 2 == 0 else (self._halves.pop(other), data)
+            return self._store(index, pair[0] + pair[1])
+        self._halves[half] = data
+        if len(self._halves) > 2 * self.capacity:
+            del self._halves[min(self._halves)]
+        return 1
+
     def _update_jitter(self, ext: int, arrival: float) -> None:
         transit = arrival * self.codec.sample_rate - ext
         if self._last_transit is not None:
@@ -228,10 +252,15 @@ class JitterBuffer:
         if self._adjust_delay():
             return self._conceal()
         assert self._next is not None
+        if self._halves:
+            self._forget_halves_before(self._next)
         data = self._frames.pop(self._next, None)
         if data is not None:
             return self._play(self._next, data)
         if self._latest > self._next:
+            partial = self._partial(self._next)
+            if partial is not None:
+                return partial
             self._next += 1  # lost: later frames are here, move on
         else:
             self._stall_credit += 1  # underrun: keep the playout point, the delay grows by one frame
@@ -280,10 +309,29 @@ class JitterBuffer:
             return True
         return False
 
+    def _forget_halves_before(self, index: int) -> None:
+        for half in [h for h in self._halves if h < 2 * index]:
+            del self._halves[half]
+
+    def _partial(self, index: int) -> Frame | None:
+        """Frame ``index`` with one 10 ms half lost (later frames are here): play the half that came."""
+        first, second = self._halves.pop(2 * index, None), self._halves.pop(2 * index + 1, None)
+        if first is None and second is None:
+            return None
+        pcm = np.zeros(self.frame_samples, dtype=np.int16)
+        if first is not None:
+            pcm[: self.half_samples] = self.codec.decode(first)
+        if second is not None:
+            pcm[self.half_samples :] = self.codec.decode(second)
+        self.stats.partial += 1
+        return self._play_pcm(index, pcm)
+
     def _play(self, index: int, data: bytes) -> Frame:
+        return self._play_pcm(index, self.codec.decode(data))
+
+    def _play_pcm(self, index: int, pcm: Int16Array) -> Frame:
         assert self._next is not None and self._base is not None
         self._next = index + 1
-        pcm = self.codec.decode(data)
         self._last_pcm = pcm
         self._conceal_run = 0
         self._stall_credit = 0
