@@ -18,6 +18,7 @@ from phoneagent.edge.media.pacer import Pacer
 from phoneagent.edge.rtp_session import RtpSession
 from phoneagent.edge.settings import EdgeSettings
 from phoneagent.edge.sip import DialogHandlers, IncomingCall, UAConfig, UserAgent, answer, negotiated
+from phoneagent.policy.call_rules import DISCLOSURE_CORE
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.settings import load
@@ -195,7 +196,10 @@ async def test_leave_message_after_beep_then_voicemail(edge: Edge) -> None:
         await agent_says(edge.bus, call_id, 25, gen=1)  # a greeting for a person: never played
         await asyncio.wait_for(directive.wait(), 10)
         d = [e.directive for e in control if e.WhichOneof("kind") == "directive"][0]
-        assert d.action == control_pb2.DIRECTIVE_ACTION_SAY_AND_HANG_UP and d.text == "Your order is ready."
+        assert (
+            d.action == control_pb2.DIRECTIVE_ACTION_SAY_AND_HANG_UP
+            and d.text == f"{DISCLOSURE_CORE} Your order is ready."
+        )
         assert not callee.heard_tone_at()
         said_at = time.monotonic()
         await agent_says(edge.bus, call_id, 10, gen=2)  # the dialog speaks the message ...

@@ -75,9 +75,13 @@ def test_disclosure_not_duplicated_and_only_on_first_utterance() -> None:
     already = f"{text.lower()}  How can I help?"
     assert enforce_disclosure(already, text) == " ".join(already.split())
     guard = DisclosureGuard(text)
-    assert guard.apply("How can I help?").startswith(DISCLOSURE_CORE)
-    assert guard.disclosed
-    assert guard.apply("Anything else?") == "Anything else?"
+    assert guard.needs_disclosure(1) and guard.apply("How can I help?").startswith(DISCLOSURE_CORE)
+    guard.published(1, 0, guard.apply("How can I help?"))
+    assert not guard.needs_disclosure(1) and not guard.disclosed  # sent, not yet heard
+    guard.on_playback_done(1)
+    assert guard.disclosed and not guard.needs_disclosure(2)
+    # A message that starts with the core alone (an AMD voicemail message) gets the addition once.
+    assert enforce_disclosure(f"{DISCLOSURE_CORE} Bye.", text) == f"{text} Bye."
 
 
 # --- escalation ----------------------------------------------------------------------------

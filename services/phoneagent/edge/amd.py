@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from phoneagent.edge.media.vad import BargeInVad, VadConfig, VadEventKind
+from phoneagent.policy.call_rules import DISCLOSURE_CORE, enforce_disclosure
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Lane
 from phoneagent.runtime.errors import InvalidArgument
@@ -198,7 +199,9 @@ class AmdGate:
     with END_REASON_VOICEMAIL as soon as the greeting is known to be long. ``leave-message``: wait
     for the beep (or the greeting's end), drop what the agent queued meanwhile, ask for the label
     ``message`` (or a default) to be said and hung up after (a policy directive); the hang-up ends
-    the call as VOICEMAIL. ``wait``: once the greeting is over, carry on as with a person.
+    the call as VOICEMAIL. The message always starts with the AI disclosure: the greeting that
+    carried it was never played to the recorder (policy adds its configured addition). ``wait``:
+    once the greeting is over, carry on as with a person.
     """
 
     def __init__(self, call: EdgeCallLike, mode: str, message: str) -> None:
@@ -206,7 +209,7 @@ class AmdGate:
             raise InvalidArgument(f"unknown amd mode {mode[:20]!r}")
         self.call = call
         self.mode = mode
-        self.message = message.strip() or DEFAULT_MESSAGE
+        self.message = enforce_disclosure(message.strip() or DEFAULT_MESSAGE, DISCLOSURE_CORE)
         self.detector = AnsweringMachineDetector(AmdConfig(sample_rate=call.rate))
         self.hold = True
         self.voicemail = False  # the call reached a machine: it ends as VOICEMAIL

@@ -73,21 +73,65 @@ def enforce_disclosure(first_utterance_text: str, disclosure_text: str) -> str:
     utterance = " ".join((first_utterance_text or "").split())
     if _starts_with(utterance, disclosure):
         return utterance
+    if _starts_with(utterance, DISCLOSURE_CORE):  # e.g. a voicemail message: add the rest, once
+        utterance = utterance[len(DISCLOSURE_CORE) :].strip()
     return f"{disclosure} {utterance}".strip()
 
 
 class DisclosureGuard:
-    """Per call: rewrites the first agent utterance through :func:`enforce_disclosure`, passes later ones."""
+    """Per call: which agent sentence must carry the AI disclosure, and whether the caller heard it.
+
+    The disclosure counts as given only once the caller heard it: the sentence that carried it
+    was published (:meth:`published`, called after its audit record was written) and then played
+    out (:meth:`on_playback_done` for its generation, or :meth:`on_barge_in` with a played
+    position past the disclosure). A barge-in before that, a cancelled generation or a newer
+    generation that supersedes it (AMD dropping the greeting for a voicemail message) means the
+    next sentence is prefixed again.
+    """
 
     def __init__(self, disclosure_text: str) -> None:
         self._text = disclosure_text
-        self.disclosed = False
+        self.disclosed = False  # heard by the caller
+        self._pending: tuple[int, int, int] | None = None  # generation, sentence_seq, disclosure chars
+
+    @property
+    def pending_generation(self) -> int | None:
+        """The generation whose disclosure went out but is not yet known to be heard."""
+        return None if self.disclosed or self._pending is None else self._pending[0]
+
+    def needs_disclosure(self, generation: int) -> bool:
+        """Whether a sentence of ``generation`` must be prefixed with the disclosure."""
+        if self.disclosed:
+            return False
+        return self._pending is None or self._pending[0] != generation
 
     def apply(self, agent_text: str) -> str:
-        if self.disclosed:
-            return agent_text
-        self.disclosed = True
+        """``agent_text`` starting with the disclosure (not yet counted as given)."""
         return enforce_disclosure(agent_text, self._text)
+
+    def published(self, generation: int, sentence_seq: int, spoken_text: str) -> None:
+        """The prefixed sentence went out for speech; it counts once played."""
+        disclosure = " ".join(self._text.split())
+        chars = len(disclosure) if _starts_with(spoken_text, disclosure) else len(DISCLOSURE_CORE)
+        self._pending = (generation, sentence_seq, chars)
+
+    def on_playback_done(self, generation: int) -> None:
+        if self._pending is not None and self._pending[0] == generation:
+            self.disclosed = True
+
+    def on_barge_in(self, generation: int, heard_sentence_seq: int, heard_text_chars: int) -> None:
+        if self.disclosed or self._pending is None or self._pending[0] != generation:
+            return
+        _, seq, chars = self._pending
+        if heard_sentence_seq > seq or (heard_sentence_seq == seq and heard_text_chars >= chars):
+            self.disclosed = True
+        else:
+            self._pending = None  # cut before the caller heard it: say it again
+
+    def on_cancel(self, generation: int) -> None:
+        """Everything up to ``generation`` was dropped unplayed (a cancel, not a barge-in)."""
+        if not self.disclosed and self._pending is not None and self._pending[0] <= generation:
+            self._pending = None
 
 
 # --- (c) escalation to a human -------------------------------------------------------------

@@ -82,15 +82,21 @@ class PolicyCallSession:
     async def on_reply(self, msg: speech_pb2.AgentText, _: Delivery) -> None:
         out = speech_pb2.AgentText()
         out.CopyFrom(msg)
-        if msg.text.strip() and not self.guard.disclosed:
+        generation = msg.meta.generation_id
+        if msg.text.strip() and self.guard.needs_disclosure(generation):
             out.text = self.guard.apply(msg.text)
-            await self.svc.audit(
-                self.call_id,
-                policy_pb2.DECISION_ALLOW,
-                "disclosure",
-                "ai_disclosure",
-                "AI disclosure prepended to the first utterance",
-            )
+            try:
+                await self.svc.audit(
+                    self.call_id,
+                    policy_pb2.DECISION_ALLOW,
+                    "disclosure",
+                    "ai_disclosure",
+                    "AI disclosure prepended to the first utterance",
+                )
+            except Exception:  # noqa: BLE001 - fail closed: nothing is said unaudited
+                log.exception("disclosure not audited; sentence withheld", extra={"call_id": self.call_id})
+                return
+            self.guard.published(generation, msg.sentence_seq, out.text)
         self.rules.on_agent_text(msg.text)
         await self.svc.bus.publish(subjects.say(self.call_id), out)
 
@@ -104,10 +110,19 @@ class PolicyCallSession:
             await self._apply(verdict)
 
     async def on_control(self, ev: control_pb2.ControlEvent, _: Delivery) -> None:
-        if ev.WhichOneof("kind") == "playback_done":
+        kind = ev.WhichOneof("kind")
+        if kind == "playback_done":
+            self.guard.on_playback_done(ev.playback_done.generation_id)
+            if not self.guard.disclosed:
+                return  # the recording notice follows the disclosure, never replaces it
             verdict = self.rules.on_playback_done()
             if verdict is not None:
                 await self._apply(verdict)
+        elif kind == "barge_in":
+            b = ev.barge_in
+            self.guard.on_barge_in(b.interrupted_generation_id, b.heard_sentence_seq, b.heard_text_chars)
+        elif kind == "cancel":
+            self.guard.on_cancel(ev.cancel.generation_id)
 
     async def _apply(self, verdict: Verdict) -> None:
         if verdict.audit is not None:
@@ -208,6 +223,7 @@ class PolicyService(Service):
         listener = fan_out(self.webhooks.on_events, self.summaries.on_events)
         self.records_worker = RecordsWorker(js, store, self.records_settings, listener=listener)
         await self.records_worker.start()
+        self.add_health_check("records", lambda: self.records_worker is None or self.records_worker.healthy)
 
     async def _on_dial_check(self, check: policy_pb2.DialCheck, _: Delivery) -> policy_pb2.PolicyDecision:
         return await self.decide(check, "none")
