@@ -1,4 +1,6 @@
-# Edge: SIP/RTP and WebRTC media. Build from the repository root:
+# Edge: SIP/RTP and WebRTC media. SIP and RTP bind every interface of the container, so the edge
+# needs the address callers reach it on: docker run -e PA_SIP_PUBLIC_ADDRESS=<host IPv4> (the chart
+# sets it from the pod or node IP, or edge.sip.publicAddress). Build from the repository root:
 #   docker build -f deploy/docker/edge.Dockerfile -t ghcr.io/phone-agent/phone-agent-edge:0.1.0 .
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
@@ -17,7 +19,8 @@ COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     XDG_CACHE_HOME=/tmp/.cache \
-    PA_HTTP_HOST=0.0.0.0 PA_HTTP_PORT=8080 PA_SIP_PORT=5060 PA_RTP_PORT_MIN=30000 PA_RTP_PORT_MAX=30099
+    PA_HTTP_HOST=0.0.0.0 PA_HTTP_PORT=8080 PA_SIP_HOST=0.0.0.0 PA_SIP_PORT=5060 PA_SIP_PORT_FALLBACK=false \
+    PA_RTP_PORT_MIN=30000 PA_RTP_PORT_MAX=30099
 USER 10001:10001
 EXPOSE 8080/tcp 5060/udp 5060/tcp 30000-30099/udp
 # Docker and compose use this; Kubernetes uses the chart's startup/readiness/liveness probes instead.

@@ -1,0 +1,118 @@
+"""The edge as the chart deploys it: SIP/RTP reachable on the pod, the advertised address, the web page.
+
+The rendered environment is resolved the way the kubelet would (downward API, the chart's Secret) and
+loaded with the edge's own settings classes, so a chart that would make the edge refuse to start, or
+bind loopback, fails here.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from typing import Any
+
+import pytest
+import yaml
+from deploy_chart_support import CHART, DOCKER, by_kind, helm, manifests, notes, render_raw
+from phoneagent.edge.settings import EdgeSettings
+from phoneagent.runtime.settings import SettingsError, load
+
+POD_IP = "10.42.0.17"
+NODE_IP = "192.0.2.5"
+FIELDS = {"status.podIP": POD_IP, "status.hostIP": NODE_IP, "metadata.name": "pa-phone-agent-edge-0"}
+
+
+def _objects(values: dict[str, Any] | str) -> list[dict[str, Any]]:
+    if isinstance(values, str):
+        return manifests(values)
+    return [
+        d
+        for path, text in render_raw(values).items()
+        if not path.endswith("NOTES.txt")
+        for d in yaml.safe_load_all(text)
+        if d
+    ]
+
+
+def _edge(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    (dep,) = [
+        o
+        for o in objects
+        if o["kind"] == "Deployment" and o["metadata"]["labels"]["app.kubernetes.io/component"] == "edge"
+    ]
+    (container,) = dep["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def _environ(objects: list[dict[str, Any]]) -> dict[str, str]:
+    """The edge container's environment as the kubelet resolves it."""
+    secrets = {
+        o["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in (o.get("data") or {}).items()}
+        for o in objects
+        if o["kind"] == "Secret"
+    }
+    out: dict[str, str] = {}
+    for var in _edge(objects)["env"]:
+        if "value" in var:
+            out[var["name"]] = re.sub(r"\$\((\w+)\)", lambda m: out[m[1]], var["value"])
+        elif "fieldRef" in var["valueFrom"]:
+            out[var["name"]] = FIELDS[var["valueFrom"]["fieldRef"]["fieldPath"]]
+        else:
+            ref = var["valueFrom"]["secretKeyRef"]
+            value = secrets.get(ref["name"], {}).get(ref["key"])
+            if value is not None:
+                out[var["name"]] = value
+            else:
+                assert ref.get("optional"), f"{var['name']}: secret key {ref['key']} missing"
+    return out
+
+
+def test_default_edge_binds_every_pod_interface_and_advertises_the_pod_ip() -> None:
+    objects = _objects("default")
+    env = _environ(objects)
+    settings = load(EdgeSettings, env)  # the edge would start with this environment
+    assert settings.sip_host == "0.0.0.0"
+    assert settings.advertised == POD_IP
+    assert settings.sip_port == 5060 and settings.sip_port_fallback is False
+    ports = {
+        (p["containerPort"], p["protocol"]) for p in _edge(objects)["ports"] if p["name"].startswith("sip")
+    }
+    assert ports == {(5060, "UDP"), (5060, "TCP")}
+    assert "status.podIP" in notes("default")
+
+
+def test_a_configured_public_address_wins_over_the_downward_api() -> None:
+    settings = load(EdgeSettings, _environ(_objects("gpu")))  # hostNetwork and edge.sip.publicAddress
+    assert settings.sip_host == "0.0.0.0" and settings.advertised == "203.0.113.10"
+    assert "203.0.113.10" in notes("gpu")
+
+
+def test_nodeport_edge_advertises_the_node_address_and_the_node_port() -> None:
+    objects = _objects("nodeport-rtp")
+    settings = load(EdgeSettings, _environ(objects))
+    assert settings.advertised == NODE_IP, "callers reach NodePorts on the node, not the pod IP"
+    assert settings.sip_port == 30060, "the port written into Contact/Via must be the SIP NodePort"
+    edge = _edge(objects)
+    assert {p["containerPort"] for p in edge["ports"] if p["name"].startswith("sip")} == {30060}
+    svc = by_kind("nodeport-rtp", "Service")["edge"]
+    sip = [p for p in svc["spec"]["ports"] if p["name"].startswith("sip")]
+    assert {(p["nodePort"], p["targetPort"]) for p in sip} == {(30060, "sip-udp"), (30060, "sip-tcp")}
+    assert "status.hostIP" in notes("nodeport-rtp")
+
+
+def test_nodeport_without_a_fixed_sip_port_is_refused() -> None:
+    with pytest.raises(helm.HelmError, match="edge.service.sipNodePort is required"):
+        render_raw({"edge": {"service": {"type": "NodePort"}}})
+
+
+def test_schema_refuses_a_public_address_the_edge_would_refuse() -> None:
+    with helm.Chart.load(str(CHART)) as chart:
+        with pytest.raises(helm.HelmValuesError, match="/edge/sip/publicAddress"):
+            chart.validate_schema(chart.merge_values({"edge": {"sip": {"publicAddress": "sip.example.com"}}}))
+    with pytest.raises(SettingsError, match="PA_SIP_PUBLIC_ADDRESS"):
+        load(EdgeSettings, {"PA_SIP_HOST": "0.0.0.0", "PA_SIP_PUBLIC_ADDRESS": "sip.example.com"})
+
+
+def test_edge_image_binds_sip_on_every_interface() -> None:
+    text = (DOCKER / "edge.Dockerfile").read_text()
+    assert "PA_SIP_HOST=0.0.0.0" in text and "PA_SIP_PUBLIC_ADDRESS" in text
