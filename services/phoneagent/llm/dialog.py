@@ -57,6 +57,18 @@ class ToolRunner(Protocol):
 
 
 @dataclass
+class _Unconfirmed:
+    """A reply the caller talked over before the edge said how much of it played: the history
+    keeps all of it (``message``) until a late BargeIn cuts it or a PlaybackDone confirms it."""
+
+    message: dict[str, Any]
+    sentences: list[str]
+
+
+UNCONFIRMED_KEPT = 4  # replies awaiting the edge's report; older ones are taken as heard
+
+
+@dataclass
 class DialogConfig:
     max_tokens: int = 160
     temperature: float = 0.3
@@ -76,20 +88,39 @@ class DialogState:
     history: list[dict[str, Any]] = field(default_factory=list)
     turn: int = 0
     generation: int = 0
+    # The tool runner's own memory of the call (a booking waiting for the caller's name, what
+    # the caller said and was offered), as :meth:`ToolRunner.snapshot` gives it.
+    tools: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         return json.dumps(
-            {"history": self.history, "turn": self.turn, "generation": self.generation}
+            {"history": self.history, "turn": self.turn, "generation": self.generation, "tools": self.tools},
+            default=str,
         ).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> DialogState:
-        raw = json.loads(data)
-        return cls(
-            history=list(raw.get("history", [])),
-            turn=int(raw.get("turn", 0)),
-            generation=int(raw.get("generation", 0)),
-        )
+        """Read a saved state; raises ValueError (never another error) when it is not one."""
+        try:
+            raw = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError("dialog state is not JSON") from exc
+        if not isinstance(raw, dict):
+            raise ValueError("dialog state is not an object")
+        history, tools = _given(raw, "history", []), _given(raw, "tools", {})
+        turn, generation = _given(raw, "turn", 0), _given(raw, "generation", 0)
+        if not isinstance(history, list) or not all(isinstance(m, dict) for m in history):
+            raise ValueError("dialog history is not a list of messages")
+        if not isinstance(tools, dict):
+            raise ValueError("tool state is not an object")
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (turn, generation)):
+            raise ValueError("turn and generation must be counts")
+        return cls(history=list(history), turn=turn, generation=generation, tools=dict(tools))
+
+
+def _given(raw: dict[str, Any], key: str, default: Any) -> Any:
+    value = raw.get(key)
+    return default if value is None else value
 
 
 @dataclass
@@ -153,7 +184,11 @@ class Dialog:
         self.config = config or DialogConfig()
         self.state = state or DialogState()
         self.reply: _Reply | None = None
+        self._unconfirmed: dict[int, _Unconfirmed] = {}
         self._tasks = TaskOwner(f"dialog:{call_id}")
+        restore = getattr(tools, "restore", None)
+        if self.state.tools and callable(restore):
+            restore(self.state.tools)
 
     # --- events ------------------------------------------------------------------------------
     async def greet(self) -> None:
@@ -164,7 +199,7 @@ class Dialog:
         await self._say(reply, self.greeting)
         await self._end(reply)
         reply.finished = True
-        await self._commit_heard(reply, len(reply.sentences), 0)
+        self._unconfirmed_until_reported(reply, await self._commit_heard(reply, len(reply.sentences), 0))
 
     async def on_user_turn(self, turn: int, text: str, started_at: float | None = None) -> None:
         """A final transcript: interrupt whatever is in flight and answer it."""
@@ -172,7 +207,12 @@ class Dialog:
         if not text:
             return
         requested = time.time_ns()
-        await self.interrupt(None)
+        talked_over = self.reply
+        kept = await self.interrupt(None)
+        if talked_over is not None:
+            # The edge reports what was played only once its own ASR verdict arrives, usually
+            # after this transcript: keep the reply for now and cut it when the report comes.
+            self._unconfirmed_until_reported(talked_over, kept)
         self.state.turn = max(self.state.turn + 1, turn)
         # Facts for this turn (time, free slots, document passages) ride with the caller's words,
         # and stay in the history as sent: the prompt prefix then never changes between turns and
@@ -186,7 +226,7 @@ class Dialog:
         content = f"{facts}\nCaller: {text}" if facts else text
         self.state.history.append({"role": "user", "content": content})
         self._trim()
-        await self.save(self.state)
+        await self._save()
         reply = self._new_reply(turn=self.state.turn)
         reply.request_unix_ns = requested
         reply.task = self._tasks.spawn(
@@ -230,30 +270,53 @@ class Dialog:
 
     async def on_barge_in(self, generation: int, heard_sentence_seq: int, heard_chars: int) -> None:
         reply = self.reply
-        if reply is None or reply.generation != generation:
+        if reply is not None and reply.generation == generation:
+            await self.interrupt((heard_sentence_seq, heard_chars))
             return
-        await self.interrupt((heard_sentence_seq, heard_chars))
+        late = self._unconfirmed.pop(generation, None)
+        if late is not None:
+            await self._cut_late(late, heard_sentence_seq, heard_chars)
 
     async def on_playback_done(self, generation: int) -> None:
+        self._unconfirmed.pop(generation, None)  # all of it was played: the history has it right
         reply = self.reply
         if reply is not None and reply.generation == generation and reply.finished:
             await self._commit_heard(reply, len(reply.sentences), 0)
 
-    async def interrupt(self, heard: tuple[int, int] | None) -> None:
+    async def interrupt(self, heard: tuple[int, int] | None) -> dict[str, Any] | None:
         """Abort the generation in flight; keep in history only what was heard.
 
         ``heard`` is (sentence index, characters of it) from the edge; None when the caller
-        spoke before anything was reported (the whole published text is kept: it was queued
-        for playout, and the edge reports a barge-in separately when it cuts it).
+        spoke before anything was reported (the whole published text is kept for now: it was
+        queued for playout, and a BargeIn the edge sends later cuts it, see
+        :meth:`on_barge_in`). Returns the history message kept, if any.
         """
         reply = self.reply
         if reply is None:
-            return
+            return None
         await self._abort(reply)
         if heard is None:
-            await self._commit_heard(reply, len(reply.sentences), 0)
-        else:
-            await self._commit_heard(reply, heard[0], heard[1])
+            return await self._commit_heard(reply, len(reply.sentences), 0)
+        return await self._commit_heard(reply, heard[0], heard[1])
+
+    def _unconfirmed_until_reported(self, reply: _Reply, message: dict[str, Any] | None) -> None:
+        if message is None:
+            return
+        self._unconfirmed[reply.generation] = _Unconfirmed(message, list(reply.sentences))
+        while len(self._unconfirmed) > UNCONFIRMED_KEPT:
+            del self._unconfirmed[min(self._unconfirmed)]
+
+    async def _cut_late(self, late: _Unconfirmed, full_sentences: int, extra_chars: int) -> None:
+        """A BargeIn for a reply already in the history: keep only the part that was played."""
+        heard = _heard_text(late.sentences, full_sentences, extra_chars)
+        for i, message in enumerate(self.state.history):
+            if message is late.message:
+                if heard:
+                    message["content"] = heard
+                else:
+                    del self.state.history[i]
+                await self._save()
+                return
 
     async def _abort(self, reply: _Reply) -> None:
         """Stop the reply's engine request and task (what it published stays in ``sentences``)."""
@@ -275,17 +338,24 @@ class Dialog:
         self.reply = _Reply(generation=self.state.generation, turn=turn)
         return self.reply
 
-    async def _commit_heard(self, reply: _Reply, full_sentences: int, extra_chars: int) -> None:
+    async def _commit_heard(
+        self, reply: _Reply, full_sentences: int, extra_chars: int
+    ) -> dict[str, Any] | None:
         if self.reply is not reply:
-            return
+            return None
         self.reply = None
-        parts = reply.sentences[:full_sentences]
-        if extra_chars and full_sentences < len(reply.sentences):
-            parts.append(reply.sentences[full_sentences][:extra_chars].rstrip() + "...")
-        heard = " ".join(p for p in parts if p).strip()
-        if heard:
-            self.state.history.append({"role": "assistant", "content": heard})
+        heard = _heard_text(reply.sentences, full_sentences, extra_chars)
+        message = {"role": "assistant", "content": heard} if heard else None
+        if message is not None:
+            self.state.history.append(message)
             self._trim()
+        await self._save()
+        return message
+
+    async def _save(self) -> None:
+        snapshot = getattr(self.tools, "snapshot", None)
+        if callable(snapshot):
+            self.state.tools = snapshot()
         await self.save(self.state)
 
     def _trim(self) -> None:
@@ -433,7 +503,7 @@ class Dialog:
             return
         name = outcome.tool or name
         log.info("tool ran", extra={"call_id": self.call_id, "tool": name, "ok": outcome.ok})
-        if self.action is not None and outcome.ok and name in ("transfer_to_human", "end_call"):
+        if self.action is not None and _acts(name, outcome):
             await self.action(name, outcome.result)
         self.state.history.append(
             {
@@ -448,6 +518,7 @@ class Dialog:
         self.state.history.append(
             {"role": "tool", "content": json.dumps({"ok": outcome.ok, **result, "say": outcome.spoken})}
         )
+        await self._save()  # a replica taking the call over knows what the tool did (and asked)
         if outcome.final and outcome.spoken:
             splitter = SentenceSplitter(first_clause_min_words=self.config.first_clause_min_words)
             for sentence in [*splitter.push(outcome.spoken), *splitter.flush()]:
@@ -456,6 +527,24 @@ class Dialog:
             return
         follow = self._messages()
         await self._stream(reply, follow, started, with_tools=False)
+
+
+def _heard_text(sentences: list[str], full_sentences: int, extra_chars: int) -> str:
+    """The sentences played in full, and the first ``extra_chars`` of the next one."""
+    parts = sentences[:full_sentences]
+    if extra_chars and full_sentences < len(sentences):
+        parts.append(sentences[full_sentences][:extra_chars].rstrip() + "...")
+    return " ".join(p for p in parts if p).strip()
+
+
+def _acts(name: str, outcome: ToolOutcome) -> bool:
+    """Whether the tool's outcome asks the call to act: a transfer only when the tool put the
+    caller through (out of hours it offers a message instead), the end of the call when it ran."""
+    if not outcome.ok:
+        return False
+    if name == "transfer_to_human":
+        return outcome.result.get("transferred") is True
+    return name == "end_call"
 
 
 def _chars(message: dict[str, Any]) -> int:

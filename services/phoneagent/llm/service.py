@@ -79,6 +79,33 @@ class Tools:
     def schemas(self) -> list[dict[str, Any]]:
         return self.executor.definitions()
 
+    def snapshot(self) -> dict[str, Any]:
+        """What another replica needs to carry on: a booking waiting for an answer, the caller's
+        recent words and what the tools last told the caller (JSON, kept with the dialog state)."""
+        pending = None
+        if self.pending is not None:
+            pending = {
+                "tool": self.pending[0],
+                "arguments": self.pending[1],
+                "missing": list(self.pending[2]),
+            }
+        return {"pending": pending, "said": list(self.said), "offered": list(self.offered)}
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Take back a :meth:`snapshot`; anything malformed in it is dropped, never raised."""
+        said, offered, pending = saved.get("said"), saved.get("offered"), saved.get("pending")
+        self.said = [t for t in said if isinstance(t, str)][-4:] if isinstance(said, list) else []
+        self.offered = [t for t in offered if isinstance(t, str)][-2:] if isinstance(offered, list) else []
+        self.pending = None
+        if (
+            isinstance(pending, dict)
+            and isinstance(pending.get("tool"), str)
+            and isinstance(pending.get("arguments"), dict)
+            and isinstance(pending.get("missing"), list)
+        ):
+            missing = tuple(m for m in pending["missing"] if isinstance(m, str))
+            self.pending = (pending["tool"], dict(pending["arguments"]), missing)
+
     def caller_said(self, text: str) -> None:
         self.said = [*self.said[-3:], text]
 
@@ -159,7 +186,7 @@ class LlmCallSession:
         self.subs: list[Subscription[Any]] = []
         self.dialog: Dialog | None = None
         self.hangup_after: int | None = None
-        self.agent_speaking: int | None = None
+        self.agent_speaking: int | None = None  # the newest generation published and not yet played out
         self.transfer_after: tuple[int, str] | None = None  # (generation, target): policy escalation
         self._greet_timer: asyncio.Task[None] | None = None
 
@@ -246,7 +273,11 @@ class LlmCallSession:
         await self.svc.save_state(self.call_id, state)
 
     async def action(self, name: str, result: dict[str, Any]) -> None:
-        if name == "transfer_to_human" and self.svc.agent.transfer is not None:
+        if (
+            name == "transfer_to_human"
+            and result.get("transferred") is True  # out of hours the tool offers a message instead
+            and self.svc.agent.transfer is not None
+        ):
             ev = control_pb2.ControlEvent(
                 meta=common_pb2.EventMeta(call_id=self.call_id),
                 survives_interrupt=True,
@@ -263,8 +294,8 @@ class LlmCallSession:
     async def on_transcript(self, tr: speech_pb2.Transcript, d: Delivery) -> None:
         if not tr.final or self.dialog is None:
             return
-        if tr.backchannel and self.dialog.reply is not None:
-            return  # "mm-hmm" while the agent talks is not a new turn
+        if tr.backchannel and (self.agent_speaking is not None or self.dialog.reply is not None):
+            return  # "mm-hmm" while the agent talks (or is about to) is not a new turn
         if self.call.direction == call_pb2.DIRECTION_OUTBOUND and not self.dialog.state.generation:
             await self.dialog.greet()  # the callee's "hello?" is answered with the greeting
             return
@@ -277,12 +308,14 @@ class LlmCallSession:
         kind = ev.WhichOneof("kind")
         if kind == "barge_in":
             b = ev.barge_in
+            self._played(b.interrupted_generation_id)
             await self.dialog.on_barge_in(
                 b.interrupted_generation_id, b.heard_sentence_seq, b.heard_text_chars
             )
         elif kind == "directive":
             await self._on_directive(ev.directive)
         elif kind == "playback_done":
+            self._played(ev.playback_done.generation_id)
             await self.dialog.on_playback_done(ev.playback_done.generation_id)
             if self.transfer_after is not None and ev.playback_done.generation_id >= self.transfer_after[0]:
                 await self._transfer(self.transfer_after[1], "policy escalation")
@@ -294,6 +327,12 @@ class LlmCallSession:
                     hangup=control_pb2.Hangup(reason=call_pb2.END_REASON_AGENT_HANGUP, detail="agent ended"),
                 )
                 await self.svc.bus.publish(subjects.control(self.call_id), hang, lane=Lane.CONTROL)
+
+    def _played(self, generation: int) -> None:
+        """The edge stopped playing ``generation`` (played out or cut): the agent is silent
+        unless a newer reply has been published since."""
+        if self.agent_speaking is not None and generation >= self.agent_speaking:
+            self.agent_speaking = None
 
     async def _on_directive(self, d: control_pb2.PolicyDirective) -> None:
         """Policy decided what must be said: interrupt, speak it as a new generation, then act."""
@@ -418,13 +457,18 @@ class LlmService(Service):
             return error_reply(req.call_id, exc)
 
     async def load_state(self, call_id: str) -> DialogState | None:
+        """The call's saved conversation, or None (start fresh) when there is none or it is unreadable."""
         try:
             entry = await self._kv.get(call_id)
-        except Exception:
+        except Exception as exc:  # no key yet (a call this replica starts), or the bucket is down
+            log.info("no dialog state", extra={"call_id": call_id, "error": type(exc).__name__})
             return None
         try:
             return DialogState.from_json(entry.value or b"{}")
-        except ValueError:
+        except ValueError as exc:
+            log.warning(
+                "dialog state unreadable, starting fresh", extra={"call_id": call_id, "why": str(exc)}
+            )
             return None
 
     async def save_state(self, call_id: str, state: DialogState) -> None:

@@ -1,0 +1,301 @@
+"""The LLM call session on a real bus, with the real tools and a scripted engine standing in for
+the model: an out-of-hours transfer request offers a message instead of transferring, a late
+barge-in cuts the history to what the caller heard, a backchannel while the agent talks is not a
+turn, and a call's conversation (history and a booking waiting for the caller's name) moves to
+another LlmService replica through the dialog key-value bucket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pa_testing import wait_for
+from phoneagent.llm.dialog import DialogConfig, DialogState
+from phoneagent.llm.domain.agent import Agent, load_agent
+from phoneagent.llm.domain.scheduling import SchedulingStore
+from phoneagent.llm.domain.tools import ToolExecutor
+from phoneagent.llm.engines.base import Delta
+from phoneagent.llm.service import LlmCallSession, LlmService
+from phoneagent.llm.settings import LlmSettings
+from phoneagent.runtime import streams, subjects
+from phoneagent.runtime.bus import Bus, Delivery, Lane
+from phoneagent.runtime.settings import CommonSettings, load
+from phoneagent.v1 import call_pb2, common_pb2, control_pb2, session_pb2, speech_pb2
+
+SUNDAY_NOON = datetime(2026, 11, 29, 17, 0, tzinfo=UTC)  # 12:00 in New York: the clinic is closed
+TUESDAY_TEN = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)  # 10:00 in New York: open
+TRANSFER_CALL = '<tool_call>{"name": "transfer_to_human", "arguments": {}}</tool_call>'
+
+
+class ScriptEngine:
+    """Answers each request with the next script; None in a script waits until aborted."""
+
+    name = "script"
+
+    def __init__(self, scripts: list[list[str | None]]) -> None:
+        self.scripts = scripts
+        self.requests: list[list[dict[str, Any]]] = []
+        self.aborted: list[str] = []
+        self.release = asyncio.Event()
+
+    def load(self) -> None: ...
+
+    async def abort(self, request_id: str) -> None:
+        self.aborted.append(request_id)
+        self.release.set()
+
+    async def close(self) -> None: ...
+
+    async def stream(
+        self, messages: list[dict[str, Any]], *, request_id: str, **_: Any
+    ) -> AsyncIterator[Delta]:
+        self.requests.append([dict(m) for m in messages])
+        for piece in self.scripts.pop(0) if self.scripts else ["Okay."]:
+            if piece is None:
+                await self.release.wait()
+                yield Delta(finish_reason="abort")
+                return
+            yield Delta(text=piece)
+        yield Delta(finish_reason="stop", completion_tokens=3)
+
+
+class Stage:
+    """What LlmCallSession needs from its service: the real agent, real tools at a fixed time."""
+
+    def __init__(self, bus: Bus, engine: ScriptEngine, now: datetime | None = None) -> None:
+        self.bus = bus
+        self.engine = engine
+        self.agent: Agent = load_agent(load(CommonSettings).agent_path)
+        self.replica = "llm-session-t"
+        self.executor = ToolExecutor(self.agent, None, None, clock=lambda: now) if now else None
+        self.dialog_config = DialogConfig()
+        self.saved: list[DialogState] = []
+
+    def system_prompt(self) -> str:
+        return "You answer the phone."
+
+    def turn_context(self, caller_text: str) -> str:
+        return ""
+
+    async def load_state(self, call_id: str) -> DialogState | None:
+        return None
+
+    async def save_state(self, call_id: str, state: DialogState) -> None:
+        self.saved.append(DialogState.from_json(state.to_json()))
+
+
+class Call:
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.call_id = subjects.new_call_id()
+        self.started = call_pb2.CallStarted(
+            meta=common_pb2.EventMeta(call_id=self.call_id),
+            direction=call_pb2.DIRECTION_INBOUND,
+            from_uri="sip:+14155550134@h",
+        )
+        self.replies: list[speech_pb2.AgentText] = []
+        self.control: list[control_pb2.ControlEvent] = []
+
+    async def listen(self) -> None:
+        async def on_reply(m: speech_pb2.AgentText, _: Delivery) -> None:
+            self.replies.append(m)
+
+        async def on_control(m: control_pb2.ControlEvent, _: Delivery) -> None:
+            self.control.append(m)
+
+        await self.bus.subscribe(subjects.reply(self.call_id), speech_pb2.AgentText, on_reply)
+        await self.bus.subscribe(
+            subjects.control(self.call_id), control_pb2.ControlEvent, on_control, lane=Lane.CONTROL
+        )
+
+    def claim(self) -> session_pb2.SessionClaim:
+        return session_pb2.SessionClaim(stage="llm", call=self.started)
+
+    def kinds(self, kind: str) -> list[Any]:
+        return [getattr(e, kind) for e in self.control if e.WhichOneof("kind") == kind]
+
+    def spoken(self, generation: int) -> str:
+        return " ".join(r.text for r in self.replies if r.meta.generation_id == generation).strip()
+
+    def finished(self, generation: int) -> bool:
+        return any(r.final for r in self.replies if r.meta.generation_id == generation)
+
+    async def send(self, **kind: Any) -> None:
+        ev = control_pb2.ControlEvent(meta=common_pb2.EventMeta(call_id=self.call_id), **kind)
+        await self.bus.publish(subjects.control(self.call_id), ev, lane=Lane.CONTROL)
+
+    async def answered(self) -> None:
+        ev = call_pb2.CallEvent(
+            answered=call_pb2.CallAnswered(meta=common_pb2.EventMeta(call_id=self.call_id))
+        )
+        await self.bus.publish(subjects.lifecycle(self.call_id), ev, lane=Lane.CONTROL)
+
+    async def transcript(self, turn: int, text: str, backchannel: bool = False) -> None:
+        meta = common_pb2.EventMeta(call_id=self.call_id, turn_id=turn)
+        tr = speech_pb2.Transcript(meta=meta, final=True, text=text, backchannel=backchannel)
+        await self.bus.publish(subjects.transcript(self.call_id), tr)
+
+    async def settle(self, generation: int) -> None:
+        """Round-trip a marker on the control lane: what the session published before it has arrived."""
+        await self.send(playback_done=control_pb2.PlaybackDone(generation_id=generation))
+        await wait_for(
+            lambda: any(p.generation_id == generation for p in self.kinds("playback_done")), timeout=5
+        )
+
+
+async def open_session(
+    bus: Bus, engine: ScriptEngine, now: datetime | None = None
+) -> tuple[Stage, Call, LlmCallSession]:
+    stage, call = Stage(bus, engine, now), Call(bus)
+    await call.listen()
+    session = LlmCallSession(stage, call.claim(), False)  # type: ignore[arg-type]
+    await session.start()
+    return stage, call, session
+
+
+async def ask_for_a_person(bus: Bus, now: datetime) -> tuple[Call, LlmCallSession]:
+    _, call, session = await open_session(bus, ScriptEngine([[TRANSFER_CALL]]), now)
+    await call.transcript(1, "Can I talk to a person please?")
+    await wait_for(lambda: call.finished(1), timeout=5)
+    await call.settle(1)
+    return call, session
+
+
+async def test_out_of_hours_a_person_is_not_available_and_a_message_is_offered(bus: Bus) -> None:
+    call, session = await ask_for_a_person(bus, SUNDAY_NOON)
+    try:
+        assert "take a message" in call.spoken(1)
+        assert not call.kinds("transfer"), "a transfer was requested while the clinic is closed"
+    finally:
+        await session.close("test")
+
+
+async def test_in_hours_a_person_is_put_through(bus: Bus) -> None:
+    call, session = await ask_for_a_person(bus, TUESDAY_TEN)
+    try:
+        assert "put you through" in call.spoken(1)
+        transfers = await wait_for(lambda: call.kinds("transfer"), timeout=5)
+        assert transfers[0].target == "sip:frontdesk@brightsmile.example.org"
+    finally:
+        await session.close("test")
+
+
+async def test_a_barge_in_reported_after_the_next_turn_still_cuts_the_history(bus: Bus) -> None:
+    engine = ScriptEngine(
+        [["Our opening hours are nine to five. ", "On Saturdays we are closed."], ["Sure."]]
+    )
+    stage, call, session = await open_session(bus, engine)
+    try:
+        await call.transcript(1, "When are you open?")
+        await wait_for(lambda: call.finished(1), timeout=5)
+        # The edge's real order for a short interruption: ASR's final transcript reaches the LLM
+        # first, and the edge's BargeIn for the old generation (sent on that same transcript) after.
+        await call.transcript(2, "Do you take new patients?")
+        await wait_for(lambda: call.finished(2), timeout=5)
+        await call.send(
+            barge_in=control_pb2.BargeIn(
+                interrupted_generation_id=1, heard_sentence_seq=0, heard_text_chars=18
+            )
+        )
+        await wait_for(
+            lambda: any(m.get("content") == "Our opening hours..." for m in stage.saved[-1].history)
+        )
+        history = stage.saved[-1].history
+        assert all("Saturdays" not in str(m.get("content")) for m in history)
+        assert [m["role"] for m in history] == ["user", "assistant", "user"]  # reply 2 still playing
+        # A second report for the same generation changes nothing.
+        await call.send(barge_in=control_pb2.BargeIn(interrupted_generation_id=1, heard_sentence_seq=0))
+        await call.settle(99)
+        assert session.dialog is not None and session.dialog.state.history[:3] == history
+    finally:
+        await session.close("test")
+
+
+async def test_a_backchannel_while_the_agent_talks_is_not_a_turn_but_is_one_when_it_is_silent(
+    bus: Bus,
+) -> None:
+    engine = ScriptEngine([["We are open nine to five."], ["Great, what day suits you?"]])
+    _, call, session = await open_session(bus, engine)
+    try:
+        await call.answered()
+        await wait_for(lambda: call.finished(1), timeout=5)  # the greeting, still playing
+        await call.transcript(1, "mm-hmm", backchannel=True)
+        await call.transcript(2, "When are you open?")
+        await wait_for(lambda: call.finished(2), timeout=5)
+        assert len(engine.requests) == 1
+        assert "mm-hmm" not in json.dumps(engine.requests[0])
+        assert [r.meta.turn_id for r in call.replies if r.meta.generation_id == 2][0] == 2
+
+        await call.send(playback_done=control_pb2.PlaybackDone(generation_id=2))
+        await wait_for(lambda: session.agent_speaking is None, timeout=5)
+        # The agent is silent: a short "yeah" answers it and is a turn of its own.
+        await call.transcript(3, "yeah", backchannel=True)
+        await wait_for(lambda: call.finished(3), timeout=5)
+        assert engine.requests[1][-1]["content"] == "yeah"
+    finally:
+        await session.close("test")
+
+
+# --- a call moving to another replica --------------------------------------------------------------
+def replica(bus: Bus, kv: Any, store: SchedulingStore, engine: ScriptEngine) -> LlmService:
+    svc = LlmService(load(CommonSettings), load(LlmSettings))
+    svc.bus, svc._kv, svc.engine, svc.store = bus, kv, engine, store  # type: ignore[assignment]
+    svc.executor = ToolExecutor(svc.agent, store)
+    return svc
+
+
+async def test_a_call_continues_on_another_replica_with_its_history_and_pending_booking(
+    js_bus: Bus, tmp_path: Path
+) -> None:
+    kv = await streams.dialog_kv(js_bus.jetstream())
+    agent = load_agent(load(CommonSettings).agent_path)
+    store = SchedulingStore.open(f"sqlite:///{tmp_path / 'appts.sqlite3'}", agent)
+    booking = (
+        '<tool_call>{"name": "book_appointment", "arguments": '
+        '{"appointment_type": "cleaning", "when": "next Tuesday at 10"}}</tool_call>'
+    )
+    first = replica(js_bus, kv, store, ScriptEngine([[booking]]))
+    second = replica(js_bus, kv, store, ScriptEngine([]))
+    call = Call(js_bus)
+    await call.listen()
+    one = await first.new_session(call.claim(), taken_over=False)
+    await one.start()
+    await call.transcript(1, "I'd like a cleaning next Tuesday at 10")
+    await wait_for(lambda: call.finished(1), timeout=5)
+    assert "your name" in call.spoken(1)
+    await one.close("replica stopped")
+
+    two = await second.new_session(call.claim(), taken_over=True)
+    await two.start()
+    try:
+        assert two.dialog is not None
+        assert two.dialog.state.history[0]["content"].endswith("I'd like a cleaning next Tuesday at 10")
+        await call.transcript(2, "It's Ann Lee.")
+        await wait_for(lambda: call.finished(2), timeout=5)
+        assert "booked" in call.spoken(2), call.spoken(2)
+        booked = store.find_by_phone("+14155550134")
+        assert [(a.caller_name, a.type_id) for a in booked] == [("Ann Lee", "cleaning")]
+        assert not second.engine.requests  # the booking resumed in code, from the saved state
+    finally:
+        await two.close("test")
+
+
+async def test_an_unreadable_saved_state_starts_the_call_fresh(js_bus: Bus, tmp_path: Path) -> None:
+    kv = await streams.dialog_kv(js_bus.jetstream())
+    agent = load_agent(load(CommonSettings).agent_path)
+    store = SchedulingStore.open(f"sqlite:///{tmp_path / 'appts.sqlite3'}", agent)
+    svc = replica(js_bus, kv, store, ScriptEngine([]))
+    for bad in (b"[]", b'{"turn": null, "generation": "x"}', b'{"history": {}}', b"\xff", b'{"tools": 3}'):
+        call_id = subjects.new_call_id()
+        await kv.put(call_id, bad)
+        assert await svc.load_state(call_id) is None, bad
+    assert await svc.load_state(subjects.new_call_id()) is None  # nothing saved yet
+    good = DialogState(
+        history=[{"role": "user", "content": "hi"}], turn=1, generation=2, tools={"said": ["hi"]}
+    )
+    await kv.put("c-good", good.to_json())
+    assert await svc.load_state("c-good") == good
