@@ -5,6 +5,11 @@ restart neither loses nor misses anything: the durable consumer resumes where it
 A redelivered message is recognised by its stream sequence and not applied twice. The two
 consumers (and other replicas) change the same records concurrently, so each change is one
 read-modify-write transaction (:meth:`RecordStore.update`).
+
+A message that fails is never lost silently and never kills its consumer: a retryable error
+(the database is away) is redelivered until it succeeds; any other failure is redelivered
+up to ``MAX_DELIVERIES`` times and then terminated with an error log, so one poison message
+cannot loop forever. :attr:`RecordsWorker.healthy` turns false when a consumer task ends.
 """
 
 from __future__ import annotations
@@ -25,10 +30,13 @@ from phoneagent.records.store import DEFAULT_DB, RecordStore
 from phoneagent.runtime import subjects
 from phoneagent.runtime.errors import PhoneAgentError
 from phoneagent.runtime.settings import env, non_negative, positive
+from phoneagent.runtime.tasks import TaskOwner
 from phoneagent.v1 import call_pb2, media_pb2, policy_pb2, speech_pb2, tools_pb2
 
 log = logging.getLogger(__name__)
 ACK_WAIT_S = 5.0
+NAK_DELAY_S = 2.0  # before a failed message comes again
+MAX_DELIVERIES = 5  # a message failing for a non-retryable reason this often is terminated
 Listener = Callable[[CallRecord, list[str]], Awaitable[None]]
 
 
@@ -113,15 +121,24 @@ class RecordsWorker:
         self.store = store
         self.settings = settings
         self.listener = listener
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks = TaskOwner("records")
+        self._consumers: list[asyncio.Task[None]] = []
         self._psubs: list[Any] = []
         self._stopping = asyncio.Event()
         self.applied = 0
+        self.terminated = 0  # poison messages given up on
+        self.nak_delay_s = NAK_DELAY_S
+        self.max_deliveries = MAX_DELIVERIES
         self.changed = asyncio.Event()  # set after each stored change (tests and status wait on it)
+
+    @property
+    def healthy(self) -> bool:
+        """False once a consumer task has ended while the worker was not stopping."""
+        return self._stopping.is_set() or all(not t.done() for t in self._consumers)
 
     async def start(self) -> None:
         for stream, subject in (
-            (subjects.CALLS_STREAM, "pa.v1.call.>"),
+            (subjects.CALLS_STREAM, subjects.ALL_CALL_EVENTS),
             (subjects.AUDIT_STREAM, subjects.ALL_AUDIT),
         ):
             durable = f"{self.settings.durable}-{stream.lower()}"
@@ -131,19 +148,17 @@ class RecordsWorker:
                 subject, durable=durable, stream=stream, config=ConsumerConfig(ack_wait=ACK_WAIT_S)
             )
             self._psubs.append(psub)
-            self._tasks.append(asyncio.create_task(self._consume(stream, psub), name=f"records:{stream}"))
-        self._tasks.append(asyncio.create_task(self._purge_loop(), name="records:purge"))
+            self._consumers.append(self._tasks.spawn(self._consume(stream, psub), stream))
+        self._tasks.spawn(self._purge_loop(), "purge")
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Let each consumer finish its fetch (a cancelled fetch would strand the messages it
         was sent until their ack wait expires), then cancel what is left."""
         self._stopping.set()
-        if self._tasks:
-            _, pending = await asyncio.wait(self._tasks, timeout=timeout)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        if self._consumers:
+            await asyncio.wait(self._consumers, timeout=timeout)
+        await self._tasks.close(timeout=timeout)
+        self._consumers.clear()
         for psub in self._psubs:  # the durable consumer stays; only this worker's inbox goes
             try:
                 await psub.unsubscribe()
@@ -169,6 +184,7 @@ class RecordsWorker:
                 await self._handle(stream, msg)
 
     async def _handle(self, stream: str, msg: Any) -> None:
+        """Store one message and ack it; on failure nak it (or term a poison one). Never raises."""
         try:
             events, rec = await asyncio.to_thread(
                 self.apply,
@@ -178,11 +194,15 @@ class RecordsWorker:
                 dict(msg.headers or {}),
                 msg.metadata.sequence.stream,
             )
-        except PhoneAgentError as exc:
-            log.warning("record not stored", extra={"stream": stream, "error": exc.kind.name})
-            await msg.nak(delay=2.0)  # the database is busy or away: try this message again
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self._failed(stream, msg, exc)
             return
-        await msg.ack()
+        try:
+            await msg.ack()
+        except Exception as exc:  # redelivered after the ack wait; the sequence check skips it then
+            log.warning("record ack failed", extra={"stream": stream, "error": type(exc).__name__})
         if rec is not None:
             self.applied += 1
             self.changed.set()
@@ -191,6 +211,31 @@ class RecordsWorker:
                     await self.listener(rec, events)
                 except Exception:
                     log.exception("records listener failed", extra={"call_id": rec.call_id})
+
+    async def _failed(self, stream: str, msg: Any, exc: Exception) -> None:
+        retryable = isinstance(exc, PhoneAgentError) and exc.retryable
+        kind = exc.kind.name if isinstance(exc, PhoneAgentError) else "INTERNAL"
+        try:
+            delivered = int(msg.metadata.num_delivered)
+        except Exception:
+            delivered = 1
+        try:
+            if retryable or delivered < self.max_deliveries:
+                log.warning(
+                    "record not stored; will retry",
+                    extra={"stream": stream, "error_kind": kind, "deliveries": delivered},
+                )
+                await msg.nak(delay=self.nak_delay_s)
+            else:
+                self.terminated += 1
+                log.error(
+                    "record event dropped after repeated failures",
+                    exc_info=exc,
+                    extra={"stream": stream, "error_kind": kind, "deliveries": delivered},
+                )
+                await msg.term()
+        except Exception as ack_exc:  # the server redelivers after the ack wait anyway
+            log.warning("record nak failed", extra={"stream": stream, "error": type(ack_exc).__name__})
 
     def apply(
         self, stream: str, subject: str, data: bytes, headers: dict[str, str], seq: int
@@ -222,8 +267,9 @@ class RecordsWorker:
         while not self._stopping.is_set():
             try:
                 await asyncio.to_thread(self.store.purge, self.settings.retention_days, time.time_ns())
-            except PhoneAgentError as exc:
-                log.warning("records purge failed", extra={"error": exc.kind.name})
+            except Exception as exc:  # the next round tries again; the loop must not end
+                kind = exc.kind.name if isinstance(exc, PhoneAgentError) else type(exc).__name__
+                log.warning("records purge failed", extra={"error": kind})
             try:
                 await asyncio.wait_for(self._stopping.wait(), self.settings.purge_every_s)
             except TimeoutError:

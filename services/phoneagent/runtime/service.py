@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ class Service:
         self._stopping = asyncio.Event()
         self._engine_ready = False
         self._ready_gauge = metrics.SERVICE_READY.labels(service=self.name)
+        self._checks: dict[str, Callable[[], bool]] = {}
         self.started_at = time.monotonic()
 
     # --- to implement -----------------------------------------------------------------------------
@@ -57,9 +59,29 @@ class Service:
         return {}
 
     # --- shared -------------------------------------------------------------------------------------
+    def add_health_check(self, name: str, check: Callable[[], bool]) -> None:
+        """A part the service needs (e.g. a background consumer): /readyz is false while it fails."""
+        self._checks[name] = check
+
+    def failing_checks(self) -> list[str]:
+        failing = []
+        for name, check in self._checks.items():
+            try:
+                ok = check()
+            except Exception:
+                ok = False
+            if not ok:
+                failing.append(name)
+        return failing
+
     @property
     def ready(self) -> bool:
-        return self._engine_ready and self.bus.connected and not self._stopping.is_set()
+        return (
+            self._engine_ready
+            and self.bus.connected
+            and not self._stopping.is_set()
+            and not self.failing_checks()
+        )
 
     def _status(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -68,6 +90,8 @@ class Service:
             "bus": self.bus.connected,
             "engine": self._engine_ready,
         }
+        if self._checks:
+            out["failing"] = self.failing_checks()
         if self.sessions is not None:
             out["sessions"] = len(self.sessions.sessions)
             out["draining"] = self.sessions.draining

@@ -135,6 +135,7 @@ def _stage(stage: str) -> str:
 
 
 # Wildcards used by stream definitions and fan-in subscriptions.
+ALL_CALL_EVENTS = f"{PREFIX}.call.>"  # every per-call subject (the records consumer's filter)
 ALL_LIFECYCLE = f"{PREFIX}.call.*.lifecycle"
 ALL_TRANSCRIPTS = f"{PREFIX}.call.*.transcript"
 ALL_SAY = f"{PREFIX}.call.*.say"
