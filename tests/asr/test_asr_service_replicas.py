@@ -1,6 +1,8 @@
 """Two real ASR service processes sharing calls: both transcribe, one is killed between two
-utterances, and the survivor transcribes every call's next utterance. Bad audio on the bus
-gets a clear error event and the session carries on. /metrics exposes the ASR metrics."""
+utterances, and the survivor transcribes every call's next utterance, which starts only
+0.5 s after the kill (well before the takeover completes: the edge's replay buffer carries
+it over). Bad audio on the bus gets a clear error event and the session carries on.
+/metrics exposes the ASR metrics."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import numpy as np
 import pytest
 from pa_testing import spawn_replica, wait_for, wait_replica_ready, word_errors
 from phoneagent.asr.bench import synthesize
+from phoneagent.edge.replay import AudioReplay
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.sessions import claim_session
@@ -26,7 +29,9 @@ RATE = 16000
 FRAME = 320  # 20 ms
 FIRST = ("What are your opening hours on Saturday?", "I would like to book an appointment.")
 NEXT = ("Please cancel my appointment on Friday.", "Is there parking near the entrance?")
-TAKEOVER_SILENCE_S = 3.0  # the caller's pause after the kill: longer than takeover (~1.5 s)
+# The caller speaks again this soon after the kill: takeover takes PA_DEAD_AFTER_S (1.0 s in
+# tests) plus up to a heartbeat or two, so the utterance starts before anyone listens.
+SPEAK_AFTER_KILL_S = 0.5
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +50,10 @@ def started(call_id: str) -> call_pb2.CallStarted:
 class Caller:
     """One call's caller audio, published as real-time 20 ms frames (silence when idle)."""
 
-    def __init__(self, call_id: str) -> None:
+    def __init__(self, bus: Bus, call_id: str, owner: str) -> None:
         self.call_id = call_id
+        self.replay = AudioReplay(bus, call_id)  # what the edge keeps for a new ASR owner
+        self.replay.owner = owner
         self.pending = np.zeros(0, np.int16)
         self.seq = 0
         self.finals: list[speech_pb2.Transcript] = []
@@ -87,7 +94,9 @@ async def pace(bus: Bus, callers: list[Caller], stop: asyncio.Event) -> None:
     k = 0
     while not stop.is_set():
         for c in callers:
-            await bus.publish(subjects.audio_in(c.call_id), c.next_frame())
+            frame = c.next_frame()
+            await bus.publish(subjects.audio_in(c.call_id), frame)
+            c.replay.keep(frame)
         k += 1
         await asyncio.sleep(max(0.0, t0 + k * FRAME / RATE - time.perf_counter()))
 
@@ -139,8 +148,9 @@ async def test_a_killed_replica_loses_no_caller_utterance_and_bad_audio_is_repor
         await bus.connect(fresh_nats)
         owners = await claim_spread(bus, replicas, per_replica=2)
         assert sorted(owners.values()) == ["asr-a", "asr-a", "asr-b", "asr-b"], owners
-        callers = [Caller(c) for c in owners]
+        callers = [Caller(bus, c, owner) for c, owner in owners.items()]
         for c in callers:
+            await c.replay.watch()
             await bus.subscribe(subjects.transcript(c.call_id), speech_pb2.Transcript, c.on_final)
             await bus.subscribe(subjects.asr_events(c.call_id), speech_pb2.AsrEvent, c.on_asr)
         pacer = asyncio.create_task(pace(bus, callers, stop))
@@ -153,10 +163,11 @@ async def test_a_killed_replica_loses_no_caller_utterance_and_bad_audio_is_repor
             assert len(c.finals) == 1 and c.finals[0].meta.producer == f"asr/{owners[c.call_id]}"
             assert_heard(FIRST[i % 2], c.finals[0])
 
-        # Kill one replica between two utterances; the callers pause, then speak again.
+        # Kill one replica between two utterances; the callers speak again 0.5 s later, before
+        # the survivor has taken the dead replica's calls over.
         os.kill(procs["asr-a"][0].pid, signal.SIGKILL)
         for i, c in enumerate(callers):
-            c.say(speech[NEXT[i % 2]], pause_before_s=TAKEOVER_SILENCE_S + 0.3 * i)
+            c.say(speech[NEXT[i % 2]], pause_before_s=SPEAK_AFTER_KILL_S)
         await wait_for(lambda: all(len(c.finals) >= 2 for c in callers), timeout=60, interval=0.05)
         for i, c in enumerate(callers):
             assert len(c.finals) == 2, [f.text for f in c.finals]
@@ -164,6 +175,8 @@ async def test_a_killed_replica_loses_no_caller_utterance_and_bad_audio_is_repor
             assert nxt.meta.producer == "asr/asr-b"
             assert nxt.meta.turn_id > c.finals[0].meta.turn_id, "turn ids must go on after a takeover"
             assert_heard(NEXT[i % 2], nxt)
+            # The dead replica's calls got the edge's replay; the survivor's own calls did not.
+            assert c.replay.replays == (1 if owners[c.call_id] == "asr-a" else 0), c.replay.replays
 
         # Bad audio gets a clear error on the call's asr subject; the session keeps working.
         c = callers[0]

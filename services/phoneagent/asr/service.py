@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ import numpy as np
 from phoneagent.asr import segmenter as seg
 from phoneagent.asr import stream
 from phoneagent.asr.engines.base import AsrEngine, create_engine
+from phoneagent.asr.resume import FrameGate
 from phoneagent.asr.settings import AsrSettings
 from phoneagent.runtime import subjects, telemetry
 from phoneagent.runtime.bus import Delivery, Lane, Subscription
@@ -32,8 +34,18 @@ ERROR_EVERY_S = 1.0  # at most one error event per call, per distinct reason, pe
 MAX_ERROR_REASONS = 16
 
 
+@dataclass(frozen=True)
+class Resume:
+    """Where a session taken over from another replica picks up the call."""
+
+    last_turn: int = 0  # turn id of the call's last final transcript
+    speech_end_ns: int = 0  # end of that transcript's speech: audio before it was transcribed
+
+
 class AsrCallSession:
-    def __init__(self, svc: AsrService, claim: session_pb2.SessionClaim, last_turn: int = 0) -> None:
+    def __init__(
+        self, svc: AsrService, claim: session_pb2.SessionClaim, resume: Resume | None = None
+    ) -> None:
         self.svc = svc
         self.call_id = claim.call.meta.call_id
         s = svc.settings
@@ -46,7 +58,18 @@ class AsrCallSession:
         )
         assert svc.engine is not None
         self.asr = stream.AsrSession(
-            svc.engine, call_id=self.call_id, config=cfg, partials=s.partials, last_turn=last_turn
+            svc.engine,
+            call_id=self.call_id,
+            config=cfg,
+            partials=s.partials,
+            last_turn=resume.last_turn if resume else 0,
+        )
+        # A taken-over session waits for the edge's replay of the audio it missed (see asr.resume):
+        # the edge replays once this replica lists the call in a heartbeat.
+        self.gate = FrameGate(
+            resuming=resume is not None,
+            wait_s=2 * svc.common.heartbeat_s + 0.5,
+            skip_before_ns=resume.speech_end_ns if resume else 0,
         )
         self.sub: Subscription[Any] | None = None
         self._last_error: dict[str, float] = {}
@@ -62,6 +85,10 @@ class AsrCallSession:
         )
 
     async def on_frame(self, frame: media_pb2.AudioFrame, _: Delivery) -> None:
+        for ready in self.gate.push(frame):
+            await self.process(ready)
+
+    async def process(self, frame: media_pb2.AudioFrame) -> None:
         t = frame.capture_unix_ns / 1e9 if frame.capture_unix_ns else time.time()
         try:
             if len(frame.pcm) % 2:
@@ -158,18 +185,18 @@ class AsrService(Service):
         log.info("asr engine loaded", extra={"engine": s.engine, "model": s.model})
 
     async def new_session(self, claim: session_pb2.SessionClaim, taken_over: bool) -> AsrCallSession:
-        last_turn = await self._last_turn(claim.call.meta.call_id) if taken_over else 0
-        return AsrCallSession(self, claim, last_turn)
+        resume = await self._resume(claim.call.meta.call_id) if taken_over else None
+        return AsrCallSession(self, claim, resume)
 
-    async def _last_turn(self, call_id: str) -> int:
-        """The turn id of the call's last final transcript (kept in the calls stream), or 0."""
+    async def _resume(self, call_id: str) -> Resume:
+        """Where the call's last final transcript (kept in the calls stream) left off."""
         try:
             msg = await self.bus.jetstream().get_last_msg(subjects.CALLS_STREAM, subjects.transcript(call_id))
             last = speech_pb2.Transcript()
             last.ParseFromString(msg.data or b"")
         except Exception:  # no transcript yet, or the stream is unavailable: start afresh
-            return 0
-        return max(0, last.meta.turn_id)
+            return Resume()
+        return Resume(last_turn=max(0, last.meta.turn_id), speech_end_ns=max(0, last.speech_end_unix_ns))
 
     async def teardown(self) -> None:
         if self.engine is not None:

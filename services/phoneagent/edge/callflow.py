@@ -28,6 +28,7 @@ from phoneagent.audio.resample import StreamResampler
 from phoneagent.edge.amd import amd_gate_for
 from phoneagent.edge.media.pacer import Pacer
 from phoneagent.edge.media.vad import BargeInVad, VadConfig, VadEventKind
+from phoneagent.edge.replay import AudioReplay
 from phoneagent.runtime import metrics, subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane, Subscription
 from phoneagent.runtime.enums import enum_name
@@ -119,6 +120,7 @@ class EdgeCall:
         self.transferring = False  # a transfer is in progress (one at a time)
         self.holding = False  # agent playout paused while a warm transfer holds the caller
         self.amd = amd_gate_for(self)  # outbound with an ``amd`` label: hold playout for a verdict
+        self.replay = AudioReplay(bus, self.call_id)  # recent caller audio, for a new ASR owner
 
     # --- lifecycle ------------------------------------------------------------------------------
     def meta(self, generation: int = 0) -> common_pb2.EventMeta:
@@ -133,7 +135,12 @@ class EdgeCall:
         await self.bus.publish(
             subjects.lifecycle(self.call_id), call_pb2.CallEvent(started=self.started), lane=Lane.CONTROL
         )
-        await asyncio.gather(*(claim_session(self.bus, stage, self.started) for stage in self.config.stages))
+        claims = await asyncio.gather(
+            *(claim_session(self.bus, stage, self.started) for stage in self.config.stages)
+        )
+        if "asr" in self.config.stages:
+            self.replay.owner = claims[self.config.stages.index("asr")].replica_id
+            self.subs.append(await self.replay.watch())
         self.subs.append(
             await self.bus.subscribe(
                 subjects.speech(self.call_id), media_pb2.SpeechChunk, self.on_speech, max_pending=3000
@@ -256,6 +263,7 @@ class EdgeCall:
             )
             self.seq += 1
             await self.bus.publish(subjects.audio_in(self.call_id), msg)
+            self.replay.keep(msg)
 
     async def _play_one(self) -> None:
         held = self.holding or (self.amd is not None and self.amd.hold)
