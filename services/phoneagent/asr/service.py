@@ -174,12 +174,23 @@ class AsrService(Service):
         self.engine: AsrEngine | None = None
         self.engine_name = settings.engine
 
-    async def setup(self) -> None:
+    def engine_options(self) -> dict[str, Any]:
+        """Keyword arguments for the configured engine, from the settings."""
         s = self.settings
         opts: dict[str, Any] = {"model": s.model, "device": s.device}
         if s.engine == "faster-whisper":
             opts.update(cpu_threads=s.threads, initial_prompt=s.initial_prompt or None)
-        engine = create_engine(s.engine, **opts)
+        else:
+            opts.update(
+                batch_size=s.batch_size,
+                initial_prompt=s.initial_prompt or None,
+                align_model_dir=s.align_model_dir or None,
+            )
+        return opts
+
+    async def setup(self) -> None:
+        s = self.settings
+        engine = create_engine(s.engine, **self.engine_options())
         await asyncio.to_thread(engine.load)
         self.engine = engine
         log.info("asr engine loaded", extra={"engine": s.engine, "model": s.model})

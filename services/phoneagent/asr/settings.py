@@ -3,8 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from phoneagent.runtime.settings import env, non_negative, positive
+
+MAX_BATCH_SIZE = 64
+
+
+def _batch_size(value: int) -> str | None:
+    return None if 1 <= value <= MAX_BATCH_SIZE else f"must be between 1 and {MAX_BATCH_SIZE}"
+
+
+def _align_dir(value: str) -> str | None:
+    if value and not (Path(value) / "config.json").is_file():
+        return "must be a local wav2vec2 model directory with a config.json (nothing is downloaded)"
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,8 +41,19 @@ class AsrSettings:
     )
     max_utterance_s: float = env("PA_ASR_MAX_UTTERANCE_S", 20.0, check=positive, doc="Forced cut")
     initial_prompt: str = env("PA_ASR_PROMPT", "", doc="Domain words to bias recognition")
+    batch_size: int = env(
+        "PA_ASR_BATCH_SIZE", 8, check=_batch_size, doc="whisperx: utterances decoded in one batched pass"
+    )
+    align_model_dir: str = env(
+        "PA_ASR_ALIGN_MODEL_DIR",
+        "",
+        check=_align_dir,
+        doc="whisperx: local wav2vec2 alignment model directory for word times (empty: no alignment)",
+    )
 
     def validate(self) -> list[str]:
         if self.engine not in ("faster-whisper", "whisperx"):
             return [f"PA_ASR_ENGINE={self.engine!r}: must be faster-whisper or whisperx"]
+        if self.align_model_dir and self.engine != "whisperx":
+            return ["PA_ASR_ALIGN_MODEL_DIR: word alignment needs PA_ASR_ENGINE=whisperx"]
         return []
