@@ -60,6 +60,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "nats": {"enabled": False},
         "bus": {"externalUrl": "nats://nats.messaging.svc:4222"},
     },
+    "web-page": {"edge": {"web": {"enabled": True}}, "secrets": {"webToken": "page-token-1"}},
     "keda-jetstream": deep_merge(
         gpu_values(),
         {

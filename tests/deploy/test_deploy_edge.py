@@ -15,6 +15,7 @@ import pytest
 import yaml
 from deploy_chart_support import CHART, DOCKER, by_kind, helm, manifests, notes, render_raw
 from phoneagent.edge.settings import EdgeSettings
+from phoneagent.edge.webrtc.settings import WebRtcSettings
 from phoneagent.runtime.settings import SettingsError, load
 
 POD_IP = "10.42.0.17"
@@ -116,3 +117,51 @@ def test_schema_refuses_a_public_address_the_edge_would_refuse() -> None:
 def test_edge_image_binds_sip_on_every_interface() -> None:
     text = (DOCKER / "edge.Dockerfile").read_text()
     assert "PA_SIP_HOST=0.0.0.0" in text and "PA_SIP_PUBLIC_ADDRESS" in text
+
+
+WEB = {"edge": {"web": {"enabled": True}}, "secrets": {"webToken": "page-token-1"}}
+
+
+def test_web_page_is_off_by_default_and_its_port_not_exposed() -> None:
+    objects = _objects("default")
+    assert _environ(objects)["PA_WEB_ENABLED"] == "false"
+    svc = by_kind("default", "Service")["edge"]
+    assert "web" not in {p["name"] for p in svc["spec"]["ports"]}
+    assert "edge.web.enabled=true" in notes("default")
+
+
+def test_enabled_web_page_listens_on_the_pod_with_a_token_and_is_exposed() -> None:
+    objects = _objects(WEB)
+    env = _environ(objects)
+    web = load(WebRtcSettings, env)  # the gateway would start with this environment
+    assert web.host == "0.0.0.0" and web.port == 8088
+    assert web.token == "page-token-1", "the token comes from the chart's Secret (key web-token)"
+    assert web.ice_addresses == [POD_IP]
+    assert env["PA_WEB_ENABLED"] == "true"
+    assert {"name": "web", "containerPort": 8088, "protocol": "TCP"} in _edge(objects)["ports"]
+    (svc,) = [o for o in objects if o["kind"] == "Service" and o["metadata"]["name"].endswith("-edge")]
+    assert {"name": "web", "port": 8088, "targetPort": "web", "protocol": "TCP"} in svc["spec"]["ports"]
+    text = next(t for p, t in render_raw(WEB).items() if p.endswith("NOTES.txt"))
+    assert "port-forward svc/pa-phone-agent-edge 8088" in text
+    assert "HTTPS" in text and "Ingress with TLS" in text
+    assert "8080" not in text.split("Browser page")[1], "the page is not on the metrics port"
+
+
+def test_web_ice_addresses_and_an_existing_secret() -> None:
+    values = {
+        "edge": {"web": {"enabled": True, "port": 9443, "iceAddresses": ["203.0.113.7", "10.0.0.9"]}},
+        "secrets": {"existingSecret": "pa-creds"},
+    }
+    container = _edge(_objects(values))
+    env = {e["name"]: e for e in container["env"]}
+    assert env["PA_WEB_ICE_ADDRESSES"]["value"] == "203.0.113.7,10.0.0.9"
+    assert env["PA_WEB_PORT"]["value"] == "9443"
+    assert env["PA_WEB_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "pa-creds", "key": "web-token"}
+
+
+def test_web_page_without_a_token_is_refused() -> None:
+    with pytest.raises(helm.HelmError, match="secrets.webToken is required"):
+        render_raw({"edge": {"web": {"enabled": True}}})
+    with helm.Chart.load(str(CHART)) as chart:
+        with pytest.raises(helm.HelmValuesError, match="/edge/web/iceAddresses"):
+            chart.validate_schema(chart.merge_values({"edge": {"web": {"iceAddresses": ["edge.local"]}}}))

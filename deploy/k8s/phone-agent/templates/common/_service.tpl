@@ -1,6 +1,6 @@
 {{/*
-A Service for one component. HTTP (metrics, health, and for the edge the WebRTC
-signalling page) is always exposed; callers add their own ports.
+A Service for one component. HTTP (metrics and health) is always exposed; callers add
+their own ports (the edge: SIP, and its browser page when enabled).
 Args: (dict "root" $ "name" "asr" "svc" .Values.asr "ports" (list ...) "spec" (dict ...))
 */}}
 {{- define "phone-agent.service" -}}
