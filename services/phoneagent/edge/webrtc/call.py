@@ -56,9 +56,19 @@ def negotiated_codec(sdp: str) -> str:
 def _parse_offer(sdp: str) -> SessionDescription:
     """aiortc's parse of an offer; a malformed one (aiortc asserts on many) is the caller's error."""
     try:
-        return SessionDescription.parse(sdp)
+        offer = SessionDescription.parse(sdp)
     except Exception as exc:  # AssertionError, ValueError, IndexError, KeyError ... from the parser
         raise InvalidArgument("the offer is not a valid SDP") from exc
+    for media in offer.media:
+        # aiortc would accept these and fail later, in ICE or in the DTLS handshake
+        if media.ice is None or not media.ice.usernameFragment or not media.ice.password:
+            raise InvalidArgument(f"the offer's {media.kind} section has no ICE credentials")
+        if media.dtls is None or not media.dtls.fingerprints:
+            raise InvalidArgument(f"the offer's {media.kind} section has no DTLS fingerprint")
+        if media.kind == "audio" and any(c.payloadType not in media.fmt for c in media.rtp.codecs):
+            # aiortc reads codecs from a=rtpmap alone; the m= line is what the browser offers
+            raise InvalidArgument("the offer maps audio payload types that its m=audio line does not list")
+    return offer
 
 
 # Makes the recorder of a call (call id, rate), or None when recording is off.
@@ -116,7 +126,13 @@ class WebRtcCall:
                 "browser offer rejected", extra={"call_id": self.call_id, "error": type(exc).__name__}
             )
             raise InvalidArgument("the offer is not a valid SDP") from exc
-        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        try:  # a fresh connection answering an accepted offer fails only on what the offer said
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+        except Exception as exc:
+            log.warning(
+                "browser offer unanswerable", extra={"call_id": self.call_id, "error": type(exc).__name__}
+            )
+            raise InvalidArgument("the offer could not be answered (check its directions and mids)") from exc
         answer = self.pc.localDescription.sdp
         self.codec = negotiated_codec(answer)
         if self.codec.lower() not in {c.lower() for c in self.settings.codecs}:
@@ -162,11 +178,9 @@ class WebRtcCall:
 
     async def hang_up(self, reason: int, detail: str) -> None:
         """End the call from our side (page request, failure, shutdown)."""
-        await self.transport.hangup(detail)
+        await self.transport.hangup(detail)  # closes the peer connection
         if self.edge is not None:
             await self.edge.end(reason, detail)
-        else:
-            await self.pc.close()
 
     async def wait_ended(self) -> None:
         if self.edge is not None:

@@ -121,6 +121,11 @@ class WebRtcGateway:
             status = 400 if exc.kind is ErrorKind.INVALID_ARGUMENT else 503
             log.warning("browser call refused", extra={"error_kind": exc.kind.name})
             return _error(status, exc.message)
+        except Exception:  # a bug of ours: release the call and keep serving
+            log.exception("browser call setup failed")
+            await call.hang_up(call_pb2.END_REASON_FAILED, "call setup failed")
+            await call.close()
+            return _error(500, "call setup failed")
         self.calls[call.call_id] = call
         self.tasks.spawn(self._watch(call), f"call:{call.call_id}")
         if self.on_call_started is not None and call.edge is not None:

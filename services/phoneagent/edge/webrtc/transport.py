@@ -191,7 +191,10 @@ class WebRtcTransport:
         self.hung_up = reason or "hangup"
         self.track.stop()
         if self._close_peer is not None:
-            await self._close_peer()
+            try:
+                await self._close_peer()
+            except Exception as exc:  # aiortc fails closing a half-negotiated peer; it is gone anyway
+                log.warning("peer connection close failed", extra={"error": type(exc).__name__})
 
     async def transfer(self, target: str, warm: bool, summary: str) -> tuple[bool, str]:
         return False, TRANSFER_REFUSED
