@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from phoneagent.policy.human_claims import human_claim
 from phoneagent.policy.phrases import PhraseMatcher, literal, normalize_words
 from phoneagent.policy.recording import (  # noqa: F401 - re-exported
     DEFAULT_ALL_PARTY_STATES,
@@ -56,7 +57,7 @@ def build_disclosure(addition: str | None = None) -> str:
             return DISCLOSURE_CORE
     if len(text) > MAX_DISCLOSURE_ADDITION:
         raise InvalidArgument(f"the disclosure addition must be at most {MAX_DISCLOSURE_ADDITION} characters")
-    if _DENIES_AI.search(" ".join(normalize_words(text))):
+    if _DENIES_AI.search(" ".join(normalize_words(text))) or human_claim(text) is not None:
         raise InvalidArgument("the disclosure addition contradicts the AI disclosure")
     return f"{DISCLOSURE_CORE} {text}"
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from phoneagent.policy.call_rules import DisclosureGuard, build_disclosure
 from phoneagent.policy.control_api import CallControl, serve
+from phoneagent.policy.human_claims import HUMAN_CLAIM_REPLACEMENT, human_claim
 from phoneagent.policy.live import LiveRules, Verdict
 from phoneagent.policy.outbound import DialRequest, OutboundConfig, evaluate_dial
 from phoneagent.policy.settings import PolicySettings
@@ -83,8 +84,23 @@ class PolicyCallSession:
         out = speech_pb2.AgentText()
         out.CopyFrom(msg)
         generation = msg.meta.generation_id
-        if msg.text.strip() and self.guard.needs_disclosure(generation):
-            out.text = self.guard.apply(msg.text)
+        claim = human_claim(msg.text)
+        if claim is not None:
+            out.text = HUMAN_CLAIM_REPLACEMENT
+            try:
+                await self.svc.audit(
+                    self.call_id,
+                    policy_pb2.DECISION_DENY,
+                    "disclosure",
+                    "human_claim",
+                    "agent sentence claimed to be a person; replaced",
+                    details={"claim": claim, "generation": str(generation)},
+                )
+            except Exception:  # noqa: BLE001 - fail closed: nothing is said unaudited
+                log.exception("human claim not audited; sentence withheld", extra={"call_id": self.call_id})
+                return
+        if out.text.strip() and self.guard.needs_disclosure(generation):
+            out.text = self.guard.apply(out.text)
             try:
                 await self.svc.audit(
                     self.call_id,
@@ -181,7 +197,10 @@ class PolicyService(Service):
     def __init__(self, common: CommonSettings, settings: PolicySettings) -> None:
         super().__init__(common)
         self.settings = settings
-        self.disclosure = build_disclosure(settings.disclosure_addition or None)
+        try:
+            self.disclosure = build_disclosure(settings.disclosure_addition or None)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"PA_DISCLOSURE_ADDITION: {exc}") from None
         self.config = OutboundConfig(
             window_start=_hhmm(settings.window_start, "PA_CALL_WINDOW_START"),
             window_end=_hhmm(settings.window_end, "PA_CALL_WINDOW_END"),

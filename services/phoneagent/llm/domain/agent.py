@@ -5,7 +5,8 @@ Loaded into frozen dataclasses. Every problem is reported with the field it conc
 raised together in one :class:`AgentConfigError`.
 
 The AI disclosure is deliberately not configurable here: the policy service adds it
-to every call, and a key that tries to change it is rejected.
+to every call, a key that tries to change it is rejected, and a persona or greeting that
+claims the agent is a person (or tells it to hide being an AI) is rejected too.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from phoneagent.llm.domain.agent_fields import (
     parse_webhooks,
 )
 from phoneagent.llm.domain.tool_schemas import TOOL_NAMES
+from phoneagent.policy.human_claims import persona_claim
 from phoneagent.runtime.errors import InvalidArgument
 
 _TOP_KEYS = {
@@ -200,6 +202,10 @@ def parse_agent(raw: Any, *, base_dir: Path, source: Path | None = None) -> Agen
         source=source,
         webhooks=parse_webhooks(raw.get("webhooks"), errs),
     )
+    for key, text in (("persona", agent.persona), ("greeting", agent.greeting)):
+        claim = persona_claim(text)
+        if claim is not None:
+            errs.add(key, f"claims the agent is a person ({claim}); the AI disclosure cannot be undone")
     if "transfer_to_human" in agent.tools and agent.transfer is None:
         errs.add("tools", "transfer_to_human is enabled but no transfer target is set")
     if errs:
