@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from phoneagent.runtime.errors import ErrorKind, PhoneAgentError
 from phoneagent.tts.engines.base import TtsEngine
-from phoneagent.tts.prompts import FixedPrompts, PromptCache, prompt_key
+from phoneagent.tts.prompts import PromptCache, prompt_key
 from phoneagent.tts.stream import SpeechOut, SpeechRequest, TtsStream
 
 pytestmark = pytest.mark.slow
@@ -20,17 +20,18 @@ def test_prompt_is_rendered_once_then_hit_in_memory_and_on_disk(
 ) -> None:
     voice = piper_engine.voices()[0]
     cache = PromptCache(piper_engine, sample_rate=8000, directory=tmp_path)
-    prompts = FixedPrompts(greeting="Hello, you have reached the clinic.", hold="One moment please.")
-    cache.prerender(prompts, voice)
-    assert cache.misses == 4 and cache.hits == 0
-    assert len(list(tmp_path.glob("*.pcm"))) == 4
-    greeting = cache.get(prompts.greeting, voice)
+    prompts = ["Hello, you have reached the clinic.", "One moment please. I will check."]
+    assert cache.prerender(prompts, voice) == 3  # cached sentence by sentence
+    assert cache.misses == 3 and cache.hits == 0
+    assert len(list(tmp_path.glob("*.pcm"))) == 3
+    greeting = cache.get(prompts[0], voice)
     assert cache.hits == 1
+    assert cache.lookup("Hello,  you have reached\nthe clinic. ", voice) is greeting  # whitespace-blind key
     assert greeting.dtype == np.int16 and 1.0 < greeting.size / 8000 < 5.0
     assert np.sqrt(np.mean(greeting.astype(np.float64) ** 2)) > 300
 
     fresh = PromptCache(piper_engine, sample_rate=8000, directory=tmp_path)  # a restarted service
-    assert np.array_equal(fresh.get(prompts.greeting, voice), greeting)
+    assert np.array_equal(fresh.get(prompts[0], voice), greeting)
     assert fresh.hits == 1 and fresh.misses == 0
 
 
@@ -78,3 +79,33 @@ async def test_stream_plays_a_cached_prompt(piper_engine: TtsEngine, tmp_path: P
     assert chunks[-1].text_end == len(text)
     with pytest.raises(PhoneAgentError):
         TtsStream(piper_engine, voice=voice, sample_rate=16000, prompts=cache)
+
+
+async def test_stream_plays_cached_sentences_and_synthesises_the_rest(
+    piper_engine: TtsEngine, tmp_path: Path
+) -> None:
+    voice = piper_engine.voices()[0]
+    cache = PromptCache(piper_engine, sample_rate=8000, directory=tmp_path)
+    notice = "This call may be recorded."
+    pcm = cache.get(notice, voice)
+    text = f"{notice} Your appointment is on Monday at noon."
+    stream = TtsStream(piper_engine, voice=voice, prompts=cache)
+    try:
+        stream.submit(SpeechRequest(0, 0, 0, text, final=True))
+        chunks: list[SpeechOut] = []
+        while not chunks or not chunks[-1].last_in_generation:
+            item = await asyncio.wait_for(stream.next(), 30)
+            assert isinstance(item, SpeechOut)
+            chunks.append(item)
+    finally:
+        await stream.close()
+    assert cache.hits == 1 and cache.misses == 1  # the first sentence came from the cache
+    played = np.frombuffer(b"".join(c.pcm for c in chunks), dtype=np.int16)
+    assert np.array_equal(played[: pcm.size], pcm)
+    pause = played[pcm.size : pcm.size + 1600]
+    assert pause.size == 1600 and not pause.any()  # the sentence pause, then the synthesised sentence
+    rest = played[pcm.size + 1600 :].astype(np.float64)
+    assert rest.size > 8000 and np.sqrt(np.mean(rest**2)) > 300
+    assert chunks[-1].text_end == len(text)
+    covered = [c.text_end for c in chunks]
+    assert covered == sorted(covered) and len(notice) in covered  # offsets advance through both parts

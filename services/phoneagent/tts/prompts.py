@@ -1,9 +1,14 @@
-"""Pre-rendered fixed prompts: greeting, AI disclosure, recording notice, hold message.
+"""Pre-rendered fixed prompts: the greeting with its AI disclosure, recording words, transfer words.
 
-Rendered once per (engine, voice, speed, call rate, text) and kept in memory and on disk
-(raw int16 PCM named by a hash of that key), so a fixed prompt costs no synthesis time
-at the start of a call. A :class:`~phoneagent.tts.stream.TtsStream` given a cache plays a
-request whose text matches a cached prompt from the cache.
+The texts are the ones the agent says word for word: the agent file's greeting as policy
+rewrites it (the disclosure first, :func:`phoneagent.policy.call_rules.enforce_disclosure`),
+policy's recording notice and consent question, and its transfer and take-a-message words.
+Each is cached per sentence, keyed by (engine, voice, speed, call rate, sentence text with
+its whitespace collapsed), in memory and on disk (raw int16 PCM named by a hash of the
+key), so a sentence of a fixed prompt costs no synthesis time however the text arrives: as
+one message, split into sentences, or with a reply after it. A
+:class:`~phoneagent.tts.stream.TtsStream` given a cache plays every cached sentence of a
+request from the cache and synthesises the rest.
 """
 
 from __future__ import annotations
@@ -12,38 +17,61 @@ import hashlib
 import logging
 import os
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from phoneagent.audio.resample import resample
+from phoneagent.policy.call_rules import build_disclosure, enforce_disclosure
+from phoneagent.policy.live import TAKE_MESSAGE_TEXT, TRANSFER_TEXT
+from phoneagent.policy.recording import CONSENT_PROMPT, NOTICE_TEXT
 from phoneagent.runtime.errors import InvalidArgument
 from phoneagent.runtime.modelfiles import cache_dir
-from phoneagent.tts.chunker import split_text
+from phoneagent.tts.chunker import sentence_spans, split_text
 from phoneagent.tts.engines.base import TtsEngine, check_speed, check_voice
 from phoneagent.tts.normalize import normalize
 
 log = logging.getLogger(__name__)
 
-# Bump when rendering changes (normaliser, pauses) so stale files are not reused.
-CACHE_VERSION = "1"
+# Bump when rendering changes (normaliser, pauses, keys) so stale files are not reused.
+CACHE_VERSION = "2"
 SENTENCE_PAUSE_S = 0.2
 
 
 @dataclass(frozen=True)
 class FixedPrompts:
-    greeting: str = "Hello, thanks for calling. How can I help you today?"
-    ai_disclosure: str = "Just so you know, I'm an automated assistant, not a person."
-    recording_notice: str = "This call may be recorded for quality and training purposes."
-    hold: str = "Please hold for a moment while I look into that."
+    """What the agent says word for word; build it with :meth:`for_agent`."""
+
+    greeting: str  # as policy lets it out: the AI disclosure, then the agent's greeting
+    recording_notice: str = NOTICE_TEXT
+    consent_prompt: str = CONSENT_PROMPT
+    transfer: str = TRANSFER_TEXT
+    take_message: str = TAKE_MESSAGE_TEXT
+
+    @classmethod
+    def for_agent(cls, greeting: str, disclosure_addition: str = "") -> FixedPrompts:
+        """The prompts of an agent whose file has ``greeting`` (policy's PA_DISCLOSURE_ADDITION)."""
+        disclosure = build_disclosure(disclosure_addition or None)
+        return cls(greeting=enforce_disclosure(greeting, disclosure))
 
     def texts(self) -> list[str]:
-        return [self.greeting, self.ai_disclosure, self.recording_notice, self.hold]
+        return [self.greeting, self.recording_notice, self.consent_prompt, self.transfer, self.take_message]
+
+
+def sentence_key(text: str) -> str:
+    """A sentence as the cache knows it: whitespace collapsed, nothing else changed."""
+    return " ".join(text.split())
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences of ``text`` (as :func:`~phoneagent.tts.chunker.sentence_spans` cuts them)."""
+    return [text[a:b] for a, b in sentence_spans(text)]
 
 
 def prompt_key(engine: str, voice: str, speed: float, sample_rate: int, text: str) -> str:
-    raw = "\x1f".join([CACHE_VERSION, engine, voice, f"{speed:.3f}", str(sample_rate), text])
+    raw = "\x1f".join([CACHE_VERSION, engine, voice, f"{speed:.3f}", str(sample_rate), sentence_key(text)])
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
@@ -55,8 +83,8 @@ class PromptCache:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._memory: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
+        self.hits = 0  # lookups answered from memory or disk
+        self.misses = 0  # sentences rendered
 
     def lookup(self, text: str, voice: str, speed: float = 1.0) -> np.ndarray | None:
         """Cached int16 PCM at the cache's rate for ``text``, from memory or disk; None if absent."""
@@ -68,6 +96,9 @@ class PromptCache:
             if pcm is not None:
                 with self._lock:
                     self._memory[key] = pcm
+        if pcm is not None:
+            with self._lock:
+                self.hits += 1
         return pcm
 
     def get(self, text: str, voice: str, speed: float = 1.0) -> np.ndarray:
@@ -78,9 +109,9 @@ class PromptCache:
         check_speed(speed)
         pcm = self.lookup(text, voice, speed)
         if pcm is not None:
-            self.hits += 1
             return pcm
-        self.misses += 1
+        with self._lock:
+            self.misses += 1
         pcm = self._render(text, voice, speed)
         key = prompt_key(self.engine.name, voice, speed, self.sample_rate, text)
         self._write(key, pcm)
@@ -88,9 +119,15 @@ class PromptCache:
             self._memory[key] = pcm
         return pcm
 
-    def prerender(self, prompts: FixedPrompts, voice: str, speed: float = 1.0) -> None:
-        for text in prompts.texts():
-            self.get(text, voice, speed)
+    def prerender(self, texts: FixedPrompts | Iterable[str], voice: str, speed: float = 1.0) -> int:
+        """Render every sentence of ``texts`` not cached yet; the number of sentences cached."""
+        items = texts.texts() if isinstance(texts, FixedPrompts) else list(texts)
+        count = 0
+        for text in items:
+            for sentence in sentences(text):
+                self.get(sentence, voice, speed)
+                count += 1
+        return count
 
     def _render(self, text: str, voice: str, speed: float) -> np.ndarray:
         parts: list[np.ndarray] = []

@@ -5,7 +5,13 @@ them as soon as each arrives (the first clause is kept short), and publishes 20 
 chunks at the call's rate. A cancel or barge-in for a generation stops its synthesis within
 one chunk; nothing of that generation is published afterwards. An empty final sentence
 marks the end of a generation: it becomes an empty chunk flagged ``last_in_generation``
-once the generation's audio is out, so the edge knows when playback is complete.
+once the generation's audio is out, so the edge knows when playback is complete. An
+empty sentence that is not final is malformed: it is answered with an error event.
+
+The sentences the agent says word for word (its greeting behind policy's AI disclosure,
+the recording notice and consent question, the transfer words) are rendered at start-up
+for the default voice and call rate, and at the first call of another rate, and are then
+played from the prompt cache without synthesis (see :mod:`phoneagent.tts.prompts`).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from phoneagent.llm.domain.agent import load_agent
@@ -22,6 +29,7 @@ from phoneagent.runtime.errors import InvalidArgument, PhoneAgentError
 from phoneagent.runtime.service import Service
 from phoneagent.runtime.settings import CommonSettings
 from phoneagent.tts.engines.base import TtsEngine, create_engine
+from phoneagent.tts.prompts import FixedPrompts, PromptCache
 from phoneagent.tts.settings import TtsSettings
 from phoneagent.tts.stream import SpeechFailure, SpeechOut, SpeechRequest, TtsStream
 from phoneagent.v1 import common_pb2, control_pb2, media_pb2, session_pb2, speech_pb2
@@ -53,6 +61,7 @@ class TtsCallSession:
             sample_rate=self.rate,
             speed=self.svc.settings.speed,
             call_id=self.call_id,
+            prompts=self.svc.prompts_for(engine, voice, self.rate),
         )
         self.pump = self.svc.tasks.spawn(self._pump(), f"tts-pump:{self.call_id}")
         bus = self.svc.bus
@@ -72,10 +81,9 @@ class TtsCallSession:
         if gen < self.floor or self.stream is None:
             return
         self.turns[gen] = msg.meta.turn_id
-        if not msg.text.strip():
-            if msg.final:
-                self.ends[gen] = msg.sentence_seq
-                await self._maybe_end(gen)
+        if not msg.text.strip() and msg.final:
+            self.ends[gen] = msg.sentence_seq
+            await self._maybe_end(gen)
             return
         try:
             self.stream.submit(
@@ -186,16 +194,64 @@ class TtsService(Service):
         self.settings = settings
         self.engines: dict[str, TtsEngine] = {}
         self.agent_voice: tuple[str, str] = ("", "")
+        self.fixed: FixedPrompts | None = None
+        self.prompts: dict[tuple[str, int], PromptCache] = {}  # (engine, call rate) -> cache
+        self._prerendered: set[tuple[str, str, int]] = set()  # (engine, voice, rate) done or under way
 
     async def setup(self) -> None:
         agent = load_agent(self.common.agent_path)
         self.agent_voice = (agent.voice.engine, agent.voice.voice)
         for name in self.settings.engines:
-            engine = create_engine(name, threads=self.settings.threads)
+            engine = create_engine(name, **self.engine_options(name))
             await asyncio.to_thread(engine.load)
             self.engines[name] = engine
             log.info("tts engine loaded", extra={"engine": name})
-        self.voice_for_call()  # fail at start-up, not on the first call, if the voice is unknown
+        engine, voice = (
+            self.voice_for_call()
+        )  # fail at start-up, not on the first call, if the voice is unknown
+        if self.settings.prerender:
+            self.fixed = FixedPrompts.for_agent(agent.greeting, self.settings.disclosure_addition)
+            key = (engine.name, voice, self.settings.sample_rate)
+            self._prerendered.add(key)
+            await self._prerender(engine, voice, self.settings.sample_rate)
+
+    def engine_options(self, name: str) -> dict[str, Any]:
+        """Constructor options for engine ``name`` from the settings."""
+        return {"threads": self.settings.threads}
+
+    def prompts_for(self, engine: TtsEngine, voice: str, rate: int) -> PromptCache | None:
+        """The prompt cache for calls at ``rate``, rendered in the background on its first use."""
+        if self.fixed is None:
+            return None
+        cache = self._cache(engine, rate)
+        key = (engine.name, voice, rate)
+        if key not in self._prerendered:
+            self._prerendered.add(key)
+            self.tasks.spawn(self._prerender(engine, voice, rate), f"tts-prerender:{engine.name}:{rate}")
+        return cache
+
+    def _cache(self, engine: TtsEngine, rate: int) -> PromptCache:
+        cache = self.prompts.get((engine.name, rate))
+        if cache is None:
+            directory = Path(self.settings.prompt_dir) if self.settings.prompt_dir else None
+            cache = PromptCache(engine, sample_rate=rate, directory=directory)
+            self.prompts[(engine.name, rate)] = cache
+        return cache
+
+    async def _prerender(self, engine: TtsEngine, voice: str, rate: int) -> None:
+        assert self.fixed is not None
+        started = time.monotonic()
+        cache = self._cache(engine, rate)
+        count = await asyncio.to_thread(cache.prerender, self.fixed, voice, self.settings.speed)
+        log.info(
+            "tts prompts ready",
+            extra={
+                "engine": engine.name,
+                "sample_rate": rate,
+                "sentences": count,
+                "seconds": round(time.monotonic() - started, 2),
+            },
+        )
 
     def voice_for_call(self) -> tuple[TtsEngine, str]:
         name = self.settings.engine or self.agent_voice[0] or self.settings.engines[0]

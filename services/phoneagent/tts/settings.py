@@ -19,6 +19,19 @@ class TtsSettings:
     sample_rate: int = env("PA_TTS_RATE", 8000, doc="Speech rate when the edge gives none (8000 or 16000)")
     threads: int = env("PA_TTS_THREADS", 1, check=positive, doc="Inference threads per engine")
     speed: float = env("PA_TTS_SPEED", 1.0, check=positive, doc="Speaking rate")
+    prerender: bool = env(
+        "PA_TTS_PRERENDER",
+        True,
+        doc="Render the greeting (with the AI disclosure), recording and transfer words at start-up",
+    )
+    prompt_dir: str = env(
+        "PA_TTS_PROMPT_DIR", "", doc="Directory of rendered prompts; empty = PA_MODEL_DIR/tts-prompts"
+    )
+    disclosure_addition: str = env(
+        "PA_DISCLOSURE_ADDITION",
+        "",
+        doc="Policy's addition to the AI disclosure (set it as for policy, so the greeting is pre-rendered)",
+    )
 
     def validate(self) -> list[str]:
         problems = []

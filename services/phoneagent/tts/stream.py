@@ -25,7 +25,7 @@ import numpy as np
 from phoneagent.audio.resample import StreamResampler
 from phoneagent.runtime.errors import EngineFailure, ErrorKind, InvalidArgument, PhoneAgentError
 from phoneagent.runtime.metrics import TTS_FIRST_AUDIO_LATENCY, TTS_RTF
-from phoneagent.tts.chunker import ChunkPolicy, TextChunk, split_text
+from phoneagent.tts.chunker import ChunkPolicy, TextChunk, sentence_spans, split_text
 from phoneagent.tts.engines.base import TtsEngine, check_speed, check_voice
 from phoneagent.tts.framer import Frame, Framer, coverage
 from phoneagent.tts.normalize import normalize
@@ -258,22 +258,55 @@ class TtsStream:
         if req.generation_id != self._gen:
             self._gen, self._gen_seq = req.generation_id, 0
             self._restart()
-        cached = self._prompts.lookup(req.text, job.voice, job.speed) if self._prompts else None
-        if cached is not None:
-            frames = self._framer.push(cached, coverage(len(cached), req.text, 0, len(req.text)))
-            if self._emit(job, frames):
-                self._emit(job, self._framer.finish(), closing=True)
-            return
-        chunks = split_text(req.text, first_in_reply=req.sequence == 0, policy=self._policy)
-        for i, chunk in enumerate(chunks):
-            last = i == len(chunks) - 1
-            if not self._render_chunk(job, chunk, pause=not (last and req.final)):
+        segments = self._segments(job)
+        for i, (start, end, cached) in enumerate(segments):
+            pause = not (i == len(segments) - 1 and req.final)
+            if cached is not None:
+                done = self._play_cached(job, cached, start, end, pause=pause)
+            else:
+                done = self._synthesise(job, start, end, first=req.sequence == 0 and i == 0, pause=pause)
+            if not done:
                 self._restart()
                 return
-        end = chunks[-1].end if chunks else len(req.text)
-        frames = self._framer.push(self._resampler.flush(), end)
-        if self._emit(job, frames):
-            self._emit(job, self._framer.finish(), closing=True)
+        self._emit(job, self._framer.finish(), closing=True)
+
+    def _segments(self, job: _Job) -> list[tuple[int, int, np.ndarray | None]]:
+        """[start, end) runs of the request text: a cached sentence each, or uncached sentences together."""
+        text = job.req.text
+        if self._prompts is None:
+            return [(0, len(text), None)]
+        out: list[tuple[int, int, np.ndarray | None]] = []
+        for start, end in sentence_spans(text):
+            cached = self._prompts.lookup(text[start:end], job.voice, job.speed)
+            if cached is None and out and out[-1][2] is None:
+                out[-1] = (out[-1][0], end, None)
+            else:
+                out.append((start, end, cached))
+        return out or [(0, len(text), None)]
+
+    def _play_cached(self, job: _Job, pcm: np.ndarray, start: int, end: int, *, pause: bool) -> bool:
+        """A pre-rendered sentence: its audio at once, then the sentence pause."""
+        if self._stale(job.req.generation_id):
+            return False
+        frames = self._framer.push(pcm, coverage(len(pcm), job.req.text, start, end))
+        if pause:
+            silence = np.zeros(int(self._pauses[1] * self.sample_rate), dtype=np.int16)
+            frames += self._framer.push(silence, end)
+        return self._emit(job, frames)
+
+    def _synthesise(self, job: _Job, start: int, end: int, *, first: bool, pause: bool) -> bool:
+        """Render ``text[start:end]`` chunk by chunk; False when its generation was cancelled meanwhile."""
+        text = job.req.text
+        chunks = [
+            TextChunk(c.text, c.start + start, c.end + start, c.sentence_end)
+            for c in split_text(text[start:end], first_in_reply=first, policy=self._policy)
+        ]
+        for i, chunk in enumerate(chunks):
+            last = i == len(chunks) - 1
+            if not self._render_chunk(job, chunk, pause=pause or not last):
+                return False
+        tail = chunks[-1].end if chunks else end
+        return self._emit(job, self._framer.push(self._resampler.flush(), tail))
 
     def _render_chunk(self, job: _Job, chunk: TextChunk, *, pause: bool) -> bool:
         """Synthesise one chunk; False when its generation was cancelled meanwhile."""

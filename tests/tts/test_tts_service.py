@@ -1,0 +1,172 @@
+"""The TTS service on a real nats-server (the real SessionHost and real engines): the greeting
+comes from the prompt cache, malformed requests get an error event and the call goes on,
+a cancel stops a generation on the bus, and two calls keep their audio apart."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pa_testing import wait_for
+from phoneagent.policy.call_rules import DISCLOSURE_CORE
+from phoneagent.runtime import streams, subjects
+from phoneagent.runtime.bus import Bus, Delivery, Lane
+from phoneagent.runtime.sessions import SessionHost, claim_session
+from phoneagent.runtime.settings import CommonSettings, load
+from phoneagent.tts.prompts import FixedPrompts, PromptCache, sentences
+from phoneagent.tts.service import TtsCallSession, TtsService
+from phoneagent.tts.settings import TtsSettings
+from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2, speech_pb2
+
+pytestmark = pytest.mark.slow
+
+GREETING = "Thank you for calling Bright Smile Dental. How can I help you today?"  # the demo agent's
+LONG = " ".join(
+    f"Option {word} is a visit on a weekday morning with a hygienist, and it takes about an hour."
+    for word in ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+)
+
+
+async def start_service(nats_url: str, directory: Path, replica: str, engine: str) -> TtsService:
+    common = load(CommonSettings, nats_url=nats_url, replica_id=replica)
+    settings = load(TtsSettings, engines=[engine], engine=engine, prompt_dir=str(directory))
+    svc = TtsService(common, settings)
+    await svc.bus.connect(nats_url)
+    await streams.ensure(svc.bus.jetstream())
+    await svc.setup()
+    svc.sessions = SessionHost(svc.bus, "tts", svc.replica, svc.new_session)
+    await svc.sessions.start()
+    return svc
+
+
+async def stop_service(svc: TtsService) -> None:
+    assert svc.sessions is not None
+    await svc.sessions.close()
+    await svc.bus.close()
+    await svc.tasks.close(timeout=5.0)
+    await svc.teardown()
+
+
+@pytest.fixture(scope="module")
+async def piper_tts(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[TtsService]:
+    svc = await start_service(nats_url, tmp_path_factory.mktemp("tts-piper"), "tts-piper-t", "piper")
+    yield svc
+    await stop_service(svc)
+
+
+class Call:
+    """One call as the edge and policy see it: what TTS publishes on its subjects."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.call_id = subjects.new_call_id()
+        self.chunks: list[media_pb2.SpeechChunk] = []
+        self.errors: list[control_pb2.ControlEvent] = []
+        self.foreign: list[str] = []  # call ids of chunks that arrived on this call's subject
+
+    async def start(self, rate: int = 8000) -> None:
+        async def on_chunk(chunk: media_pb2.SpeechChunk, _: Delivery) -> None:
+            if chunk.meta.call_id != self.call_id:
+                self.foreign.append(chunk.meta.call_id)
+            self.chunks.append(chunk)
+
+        async def on_control(ev: control_pb2.ControlEvent, _: Delivery) -> None:
+            if ev.WhichOneof("kind") == "error":
+                self.errors.append(ev)
+
+        await self.bus.subscribe(subjects.speech(self.call_id), media_pb2.SpeechChunk, on_chunk)
+        await self.bus.subscribe(
+            subjects.control(self.call_id), control_pb2.ControlEvent, on_control, lane=Lane.CONTROL
+        )
+        started = call_pb2.CallStarted(
+            meta=common_pb2.EventMeta(call_id=self.call_id),
+            direction=call_pb2.DIRECTION_INBOUND,
+            playout_rate=rate,
+        )
+        await claim_session(self.bus, "tts", started)
+
+    async def say(
+        self, generation: int, seq: int, text: str, *, final: bool = False, voice: str = ""
+    ) -> None:
+        meta = common_pb2.EventMeta(call_id=self.call_id, turn_id=1, generation_id=generation)
+        msg = speech_pb2.AgentText(meta=meta, sentence_seq=seq, text=text, final=final, voice=voice)
+        await self.bus.publish(subjects.say(self.call_id), msg)
+
+    async def cancel(self, generation: int) -> None:
+        ev = control_pb2.ControlEvent(
+            meta=common_pb2.EventMeta(call_id=self.call_id, generation_id=generation),
+            cancel=control_pb2.CancelGeneration(generation_id=generation),
+        )
+        await self.bus.publish(subjects.control(self.call_id), ev, lane=Lane.CONTROL)
+
+    def of(self, generation: int) -> list[media_pb2.SpeechChunk]:
+        return [c for c in self.chunks if c.meta.generation_id == generation]
+
+    async def ended(self, generation: int, timeout: float = 60.0) -> list[media_pb2.SpeechChunk]:
+        await wait_for(lambda: any(c.last_in_generation for c in self.of(generation)), timeout)
+        return self.of(generation)
+
+
+def session_of(svc: TtsService, call_id: str) -> TtsCallSession:
+    assert svc.sessions is not None
+    session = svc.sessions.sessions[call_id].session
+    assert isinstance(session, TtsCallSession)
+    return session
+
+
+def pcm(chunks: list[media_pb2.SpeechChunk]) -> np.ndarray:
+    return np.frombuffer(b"".join(c.pcm for c in chunks), dtype=np.int16)
+
+
+def test_fixed_prompts_are_the_words_policy_lets_out() -> None:
+    prompts = FixedPrompts.for_agent(GREETING)
+    assert prompts.greeting == f"{DISCLOSURE_CORE} {GREETING}"
+    added = FixedPrompts.for_agent(GREETING, "Calls are handled by Bright Smile's assistant.")
+    assert sentences(added.greeting)[:2] == [
+        DISCLOSURE_CORE,
+        "Calls are handled by Bright Smile's assistant.",
+    ]
+
+
+async def test_greeting_is_played_from_the_cache_without_synthesis(
+    nats_url: str, bus: Bus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Kokoro renders the same text to the same samples, so the cached audio can be compared
+    # with a fresh synthesis byte for byte (Piper samples noise: no two renders are equal).
+    svc = await start_service(nats_url, tmp_path / "cache", "tts-kokoro-t", "kokoro")
+    try:
+        engine = svc.engines["kokoro"]
+        cache = svc.prompts[("kokoro", 8000)]
+        greeting = FixedPrompts.for_agent(GREETING).greeting  # what policy publishes on the say subject
+        parts = sentences(greeting)
+        assert len(parts) == 3 and cache.misses >= 3  # rendered at start-up
+
+        calls: list[str] = []
+        synthesize = engine.synthesize
+
+        def counting(text: str, voice: str, speed: float = 1.0) -> Any:
+            calls.append(text)
+            return synthesize(text, voice, speed)
+
+        monkeypatch.setattr(engine, "synthesize", counting)
+        hits = cache.hits
+        call = Call(bus)
+        await call.start(8000)
+        await call.say(0, 0, greeting)
+        await call.say(0, 1, "", final=True)
+        chunks = await call.ended(0)
+        assert calls == [] and cache.hits == hits + 3  # every sentence from the cache, no synthesis
+
+        fresh = PromptCache(engine, sample_rate=8000, directory=tmp_path / "fresh")
+        pause = np.zeros(int(0.2 * 8000), dtype=np.int16)
+        expected = np.concatenate([x for part in parts for x in (fresh.get(part, "af_heart"), pause)])
+        assert fresh.misses == 3 and calls == parts  # really synthesised again, sentence by sentence
+        played = pcm(chunks)
+        assert np.array_equal(played[: expected.size], expected)  # byte-identical to a fresh synthesis
+        assert not played[expected.size :].any() and played.size - expected.size < 160
+        assert chunks[-2].last_in_sentence and chunks[-2].text_end == len(greeting)
+    finally:
+        await stop_service(svc)
