@@ -15,6 +15,7 @@ import pytest
 from edge_under_test import Edge, running_edge
 from pa_testing import wait_for
 from phoneagent.edge.media.pacer import Pacer
+from phoneagent.edge.media.vad import VadEventKind
 from phoneagent.edge.rtp_session import RtpSession
 from phoneagent.edge.settings import EdgeSettings
 from phoneagent.edge.sip import (
@@ -32,7 +33,7 @@ from phoneagent.edge.sip import (
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.settings import load
-from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2, session_pb2
+from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2, session_pb2, speech_pb2
 
 pytestmark = pytest.mark.slow
 HOST = "127.0.0.1"
@@ -58,7 +59,12 @@ async def _factory(claim: session_pb2.SessionClaim, taken_over: bool) -> Trivial
 @pytest.fixture(scope="module")
 async def edge(nats_url: str) -> AsyncIterator[Edge]:
     settings = load(
-        EdgeSettings, sip_port=0, rtp_port_min=41000, rtp_port_max=41999, max_call_duration_s=30.0
+        EdgeSettings,
+        sip_port=0,
+        rtp_port_min=41000,
+        rtp_port_max=41999,
+        max_call_duration_s=30.0,
+        backchannel_wait_ms=700,
     )
     async with running_edge(nats_url, settings, tag="t", factory=_factory) as edge:
         yield edge
@@ -250,6 +256,116 @@ async def test_barge_in_stops_playout(edge: Edge) -> None:
         await asyncio.sleep(0.5)  # a window in which no agent audio may arrive
         assert not peer.heard(1000, since=barged_at + 0.2)
         assert not kinds(control, "playback_done")
+    finally:
+        await peer.close()
+
+
+def noise(n: int) -> np.ndarray:
+    return np.random.default_rng(n).normal(0, 30, 160).astype(np.int16)
+
+
+def burst(frames: int) -> Callable[[int], np.ndarray]:
+    """A peer source: ``frames`` x 20 ms of voice, then line noise."""
+    sent = [0]
+
+    def source(n: int) -> np.ndarray:
+        sent[0] += 1
+        return voice(160, n * 160) if sent[0] <= frames else noise(n)
+
+    return source
+
+
+async def verdict(bus: Bus, call_id: str, text: str, backchannel: bool) -> None:
+    tr = speech_pb2.Transcript(
+        meta=common_pb2.EventMeta(call_id=call_id), final=True, text=text, backchannel=backchannel
+    )
+    await bus.publish(subjects.transcript(call_id), tr, lane=Lane.CONTROL)
+
+
+async def test_backchannel_resumes_the_agent_without_a_barge_in(edge: Edge) -> None:
+    peer, call_id = await dial_edge(edge)
+    try:
+        control = await collect(edge.bus, subjects.control(call_id), control_pb2.ControlEvent, Lane.CONTROL)
+        await wait_for(lambda: edge.lifecycle("answered", call_id), timeout=5)
+        call = edge.svc.calls[call_id].call
+        await speak(edge.bus, call_id, 150)  # three seconds of agent speech
+        await wait_for(lambda: len(peer.heard(1000)) >= 10, timeout=5)
+        peer.source = burst(18)  # "mm-hmm": 360 ms, short of a barge-in on its own
+        await wait_for(lambda: call.paused_since is not None, timeout=5)
+        assert call.verdict_for == 1
+        said = time.monotonic()
+        await verdict(edge.bus, call_id, "mm-hmm", backchannel=True)
+        # Resumed on the verdict, well before the speech could end and the 700 ms wait pass.
+        resumed = await wait_for(lambda: peer.heard(1000, since=said + 0.1), timeout=5)
+        assert resumed[0] - said < 0.7, resumed[0] - said
+        done = await wait_for(lambda: kinds(control, "playback_done"), timeout=8)
+        assert done[0].generation_id == 1 and done[0].played_ms == 3000  # nothing was dropped
+        assert not kinds(control, "barge_in")
+    finally:
+        await peer.close()
+
+
+async def test_short_real_turn_confirmed_by_late_asr_cancels_with_barge_in(edge: Edge) -> None:
+    """ASR's final comes after the confirmation wait (a loaded ASR): the agent has resumed, and the
+    verdict still interrupts it."""
+    peer, call_id = await dial_edge(edge)
+    try:
+        control = await collect(edge.bus, subjects.control(call_id), control_pb2.ControlEvent, Lane.CONTROL)
+        await wait_for(lambda: edge.lifecycle("answered", call_id), timeout=5)
+        call = edge.svc.calls[call_id].call
+        assert call.config.backchannel_wait_ms == 700  # from PA_BARGE_IN_BACKCHANNEL_WAIT_MS
+        await speak(edge.bus, call_id, 250)
+        await wait_for(lambda: len(peer.heard(1000)) >= 10, timeout=5)
+        peer.source = burst(18)  # "stop"
+        await wait_for(lambda: call.paused_since is not None, timeout=5)
+        paused_at = time.monotonic()
+        await wait_for(lambda: call.paused_since is None, timeout=5)  # no verdict: resumed after the wait
+        assert time.monotonic() - paused_at >= 0.7
+        resumed_at = time.monotonic()
+        await wait_for(lambda: peer.heard(1000, since=resumed_at + 0.05), timeout=3)
+        played_before = call.played_ms
+        assert not kinds(control, "barge_in")
+        await verdict(edge.bus, call_id, "stop", backchannel=False)
+        barge = await wait_for(lambda: kinds(control, "barge_in"), timeout=3)
+        barged_at = time.monotonic()
+        assert barge[0].interrupted_generation_id == 1 and barge[0].played_ms >= played_before > 0
+        await asyncio.sleep(0.5)  # a window in which no agent audio may arrive
+        assert not peer.heard(1000, since=barged_at + 0.2)
+        assert not kinds(control, "playback_done")
+    finally:
+        await peer.close()
+
+
+async def test_long_speech_stops_playout_within_100ms_of_confirmation(edge: Edge) -> None:
+    peer, call_id = await dial_edge(edge)
+    try:
+        control = await collect(edge.bus, subjects.control(call_id), control_pb2.ControlEvent, Lane.CONTROL)
+        await wait_for(lambda: edge.lifecycle("answered", call_id), timeout=5)
+        call = edge.svc.calls[call_id].call
+        confirmed: list[float] = []
+        sent: list[tuple[float, bool]] = []
+        process, send = call.vad.process, call.transport.send_agent_frame
+
+        def observe_vad(frame: np.ndarray) -> Any:
+            event = process(frame)
+            if event is not None and event.kind is VadEventKind.CONFIRMED:
+                confirmed.append(time.monotonic())
+            return event
+
+        async def observe_send(pcm: np.ndarray, speech: bool) -> None:
+            sent.append((time.monotonic(), speech))
+            await send(pcm, speech)
+
+        call.vad.process = observe_vad  # type: ignore[method-assign]
+        call.transport.send_agent_frame = observe_send  # type: ignore[method-assign]
+        await speak(edge.bus, call_id, 250)
+        await wait_for(lambda: len(peer.heard(1000)) >= 10, timeout=5)
+        peer.source = lambda n: voice(160, n * 160)
+        barge = await wait_for(lambda: kinds(control, "barge_in"), timeout=5)
+        assert barge[0].interrupted_generation_id == 1 and len(confirmed) == 1
+        stopped = next(t for t, speech in sent if t >= confirmed[0] and not speech)
+        assert stopped - confirmed[0] < 0.1, stopped - confirmed[0]
+        assert not any(speech for t, speech in sent if t >= stopped)
     finally:
         await peer.close()
 

@@ -7,10 +7,12 @@ transport. Speech chunks from TTS queue per generation; control events (barge-in
 cancel, hangup, transfer, DTMF) arrive on the call's control lane.
 
 Barge-in: when the VAD confirms caller speech while the agent speaks, playout pauses at
-once (within one tick). If the caller keeps talking past ``barge_in_long_ms``, or ASR
-reports a non-backchannel transcript, the generation is cancelled: queued audio is
-discarded and a BargeIn event reports what was played. A short backchannel ("mm-hmm")
-resumes the agent where it paused.
+once (within one tick). If the caller keeps talking past ``barge_in_long_ms`` the generation
+is cancelled: queued audio is discarded and a BargeIn event reports what was played. Shorter
+speech waits for ASR's verdict on it: a final transcript marked backchannel ("mm-hmm")
+resumes the agent where it paused; any other final cancels the generation with a BargeIn.
+When no verdict has come ``backchannel_wait_ms`` after the speech ended, the agent resumes,
+and a verdict that comes later still decides (a real turn then interrupts the resumed reply).
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ class CallTransport(Protocol):
 @dataclass
 class EdgeCallConfig:
     barge_in_long_ms: int = 600  # speech this long is a barge-in without waiting for ASR
-    backchannel_wait_ms: int = 1200  # after short speech ends, how long to wait for ASR's verdict
+    backchannel_wait_ms: int = 1200  # after short speech ends, how long playout waits for ASR's verdict
     min_speech_ms: int = 200
     max_duration_s: float = 3600.0
     stages: tuple[str, ...] = subjects.STAGES
@@ -108,7 +110,8 @@ class EdgeCall:
         self.paused_since: float | None = None
         self.caller_speaking = False
         self.speech_ended_at: float | None = None  # caller stopped speaking (monotonic)
-        self.last_asr_speech: float = 0.0
+        self.verdict_for: int | None = None  # generation paused by short speech, until ASR's verdict
+        self._stop_pending: float | None = None  # speech confirmed (monotonic); playout not yet stopped
         self.seq = 0
         self.ended = asyncio.Event()
         self.end_reason = call_pb2.END_REASON_UNSPECIFIED
@@ -149,11 +152,6 @@ class EdgeCall:
         self.subs.append(
             await self.bus.subscribe(
                 subjects.control(self.call_id), control_pb2.ControlEvent, self.on_control, lane=Lane.CONTROL
-            )
-        )
-        self.subs.append(
-            await self.bus.subscribe(
-                subjects.asr_events(self.call_id), speech_pb2.AsrEvent, self.on_asr, lane=Lane.CONTROL
             )
         )
         self.subs.append(
@@ -235,7 +233,8 @@ class EdgeCall:
             if event.kind is VadEventKind.CONFIRMED:
                 self.caller_speaking = True
                 if self.playing is not None and self.paused_since is None:
-                    self.paused_since = now  # stop talking over the caller at once
+                    self.paused_since = self._stop_pending = now  # stop talking over the caller at once
+                    self.verdict_for = self.playing
             elif event.kind is VadEventKind.ENDED:
                 self.caller_speaking = False
                 self.speech_ended_at = now
@@ -251,7 +250,7 @@ class EdgeCall:
             and self.speech_ended_at
             and (now - self.speech_ended_at) * 1000 >= self.config.backchannel_wait_ms
         ):
-            self.paused_since = None  # ASR never called it a turn: carry on speaking
+            self.paused_since = None  # no verdict yet: carry on speaking; a late one still decides
         pcm16 = self.to_asr.process(frame)
         if len(pcm16):
             msg = media_pb2.AudioFrame(
@@ -269,6 +268,11 @@ class EdgeCall:
         held = self.holding or (self.amd is not None and self.amd.hold)
         if held or self.paused_since is not None or not self.queue:
             await self.transport.send_agent_frame(np.zeros(self.frame, np.int16), False)
+            if self._stop_pending is not None:  # the first silence after confirmed speech
+                metrics.BARGE_IN_STOP_LATENCY.labels(transport=self.transport.name).observe(
+                    time.monotonic() - self._stop_pending
+                )
+                self._stop_pending = None
             return
         chunk = self.queue.popleft()
         now = time.monotonic()
@@ -296,13 +300,13 @@ class EdgeCall:
             )
             await self.bus.publish(subjects.control(self.call_id), done, lane=Lane.CONTROL)
             self.playing = None
+            self.verdict_for = None
 
     async def barge_in(self, why: str) -> None:
         generation = self.playing
         if generation is None:
-            self.paused_since = None
+            self.paused_since = self.verdict_for = None
             return
-        stopped = time.monotonic() - (self.paused_since or time.monotonic())
         self._cancel_below(generation + 1)
         ev = control_pb2.ControlEvent(
             meta=self.meta(generation),
@@ -315,7 +319,6 @@ class EdgeCall:
         )
         await self.bus.publish(subjects.control(self.call_id), ev, lane=Lane.CONTROL)
         metrics.BARGE_INS.labels(transport=self.transport.name).inc()
-        metrics.BARGE_IN_STOP_LATENCY.labels(transport=self.transport.name).observe(max(0.0, stopped))
         log.info(
             "barge-in",
             extra={
@@ -331,6 +334,8 @@ class EdgeCall:
         self.queue = collections.deque(c for c in self.queue if c.generation >= self.floor)
         if self.playing is not None and self.playing < self.floor:
             self.playing = None
+        if self.verdict_for is not None and self.verdict_for < self.floor:
+            self.verdict_for = None
         self.paused_since = None
 
     # --- bus events ---------------------------------------------------------------------------------
@@ -359,14 +364,15 @@ class EdgeCall:
             last = chunk.last_in_generation and start + self.frame >= len(pcm)
             self.queue.append(_Chunk(gen, piece, chunk.sentence_seq, chunk.text_end, last, now))
 
-    async def on_asr(self, ev: speech_pb2.AsrEvent, _: Delivery) -> None:
-        if ev.WhichOneof("event") == "speech_started":
-            self.last_asr_speech = time.monotonic()
-
     async def on_transcript(self, tr: speech_pb2.Transcript, _: Delivery) -> None:
-        """ASR's verdict on speech that paused the agent: a real turn cancels, a backchannel resumes."""
-        if not tr.final or self.paused_since is None:
+        """ASR's verdict on short speech that paused the agent: a backchannel resumes, a real turn
+        cancels, whether it comes while playout waits or after it resumed."""
+        generation = self.verdict_for
+        if not tr.final or generation is None:
             return
+        self.verdict_for = None
+        if self.playing != generation:
+            return  # that reply is over (played to the end, or cancelled): nothing to interrupt
         if tr.backchannel:
             self.paused_since = None
         else:

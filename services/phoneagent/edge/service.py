@@ -104,7 +104,9 @@ class EdgeService(Service):
 
         web = load(WebRtcSettings)
         config = EdgeCallConfig(
-            min_speech_ms=self.settings.barge_in_min_speech_ms, max_duration_s=web.max_call_duration_s
+            min_speech_ms=self.settings.barge_in_min_speech_ms,
+            backchannel_wait_ms=self.settings.backchannel_wait_ms,
+            max_duration_s=web.max_call_duration_s,
         )
         try:
             self._web, self.web_port = await run_gateway(
@@ -200,6 +202,7 @@ class EdgeService(Service):
         transport = SipTransport(rtp, started.meta.call_id, warm=warm)
         config = EdgeCallConfig(
             min_speech_ms=self.settings.barge_in_min_speech_ms,
+            backchannel_wait_ms=self.settings.backchannel_wait_ms,
             max_duration_s=self.settings.max_call_duration_s,
         )
         recording = self._recording(started.meta.call_id, transport.sample_rate)

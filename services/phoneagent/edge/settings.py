@@ -30,6 +30,12 @@ def _vad_ms(value: int) -> str | None:
     return None
 
 
+def _verdict_wait_ms(value: int) -> str | None:
+    if not 100 <= value <= 10000:
+        return "must be 100-10000 ms"
+    return None
+
+
 def _s3_url(value: str) -> str | None:
     if value and not (value.startswith("s3://") and len(value) > 5):
         return "must be an s3://bucket/prefix URL"
@@ -72,6 +78,12 @@ class EdgeSettings:
     )
     barge_in_min_speech_ms: int = env(
         "PA_BARGE_IN_MIN_SPEECH_MS", 200, check=_vad_ms, doc="Caller speech that pauses playout (20 ms steps)"
+    )
+    backchannel_wait_ms: int = env(
+        "PA_BARGE_IN_BACKCHANNEL_WAIT_MS",
+        1200,
+        check=_verdict_wait_ms,
+        doc="After short caller speech, how long playout waits for ASR's backchannel verdict",
     )
     codecs: list[str] = env("PA_CODECS", ["PCMU", "PCMA"], check=_codecs, doc="Codecs in preference order")
     no_answer_timeout_s: float = env(
