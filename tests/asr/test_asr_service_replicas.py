@@ -199,7 +199,7 @@ async def test_a_killed_replica_loses_no_caller_utterance_and_bad_audio_is_repor
             'pa_asr_final_latency_seconds_count{engine="faster-whisper"}',
             'pa_asr_real_time_factor_count{engine="faster-whisper"}',
             'pa_active_sessions{stage="asr"} 4.0',
-            "pa_queue_depth{",
+            'pa_queue_depth{queue="asr:decode"} 0.0',  # every utterance decoded: nothing waits
         ):
             assert name in text, name
     finally:

@@ -184,3 +184,37 @@ async def test_engine_failure_becomes_an_error_event(speak) -> None:  # type: ig
     events = await feed_until_endpoint(session, np.concatenate([silence(0.3), speech, silence(1.0)]))
     failed = [e for e in events if isinstance(e, AsrFailed)]
     assert len(failed) == 1 and failed[0].turn == 1 and failed[0].kind is ErrorKind.UNAVAILABLE
+
+
+def decode_queue_depth() -> float:
+    return REGISTRY.get_sample_value("pa_queue_depth", {"queue": "asr:decode"}) or 0.0
+
+
+async def test_decode_queue_depth_rises_with_concurrent_utterances_and_returns_to_zero(
+    speak, tiny_engine
+) -> None:  # type: ignore[no-untyped-def]
+    # Three calls end an utterance at the same moment: all three wait on the engine at once.
+    audio = np.concatenate([silence(0.3), speak("What are your opening hours"), silence(1.0)])
+    sessions = [AsrSession(tiny_engine, call_id=f"depth-{i}") for i in range(3)]
+    base = decode_queue_depth()
+    peak = base
+    for i in range(0, len(audio) - FRAME + 1, FRAME):
+        for s in sessions:
+            await s.feed(audio[i : i + FRAME], i / RATE)
+        peak = max(peak, decode_queue_depth())
+        if not any(s.in_speech for s in sessions) and peak > base:
+            break
+    assert peak - base == 3
+    async with asyncio.timeout(60):
+        finals = [e for s in sessions for e in await s.drain() if isinstance(e, Final)]
+    assert len(finals) == 3
+    assert decode_queue_depth() == base
+    # A call that ends while its utterance waits: the cancelled decode leaves the queue too.
+    session = AsrSession(tiny_engine)
+    for i in range(0, len(audio) - FRAME + 1, FRAME):
+        await session.feed(audio[i : i + FRAME], i / RATE)
+        if decode_queue_depth() > base:
+            break
+    assert decode_queue_depth() == base + 1
+    await session.close()
+    assert decode_queue_depth() == base

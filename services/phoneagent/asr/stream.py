@@ -27,10 +27,13 @@ from phoneagent.asr.backchannel import BackchannelConfig, is_backchannel
 from phoneagent.asr.engines.base import AsrEngine, TranscriptResult
 from phoneagent.asr.vad import SileroVad, SpeechDetector
 from phoneagent.runtime.errors import ErrorKind, PhoneAgentError
-from phoneagent.runtime.metrics import ASR_FINAL_LATENCY, ASR_RTF
+from phoneagent.runtime.metrics import ASR_FINAL_LATENCY, ASR_RTF, QUEUE_DEPTH
 from phoneagent.runtime.redact import redact_text
 
 log = logging.getLogger(__name__)
+# Utterances of all this process's calls waiting for the engine or being decoded (finals from
+# the end of speech until the decode returns): rises when the CPU cannot keep up.
+DECODE_QUEUE = QUEUE_DEPTH.labels(queue="asr:decode")
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,8 @@ class AsrSession:
         if event.continued:
             self._turn += 1  # cut at the length limit while the caller talks on: the rest is a new turn
         task = asyncio.create_task(self._final(event, turn, time.perf_counter()))
+        DECODE_QUEUE.inc()
+        task.add_done_callback(_leave_decode_queue)  # also when cancelled before it ran
         self._finals.append(task)
         return []
 
@@ -264,3 +269,7 @@ class AsrSession:
             self.stats.finals += isinstance(event, Final)
             events.append(event)
         return events
+
+
+def _leave_decode_queue(_: asyncio.Task[AsrEvent]) -> None:
+    DECODE_QUEUE.dec()
