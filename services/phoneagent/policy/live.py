@@ -27,6 +27,7 @@ from phoneagent.policy.call_rules import (
     EscalationAction,
     EscalationConfig,
     EscalationDetector,
+    RecordingConfig,
     RecordingMode,
     RecordingSession,
     RecordingState,
@@ -104,10 +105,11 @@ class LiveRules:
         transfer_available: bool,
         transfer_target: str = "",
         escalation: EscalationConfig | None = None,
+        recording: RecordingConfig | None = None,
     ) -> None:
         self.number = caller_number(call)
         ours = party_number(call.to_uri if call.direction != call_pb2.DIRECTION_OUTBOUND else call.from_uri)
-        self.plan = plan_recording([n for n in (self.number, ours) if n])
+        self.plan = plan_recording([n for n in (self.number, ours) if n], config=recording)
         self.recording = RecordingSession(self.plan)
         self.dnc = dnc
         self.transfer_available = transfer_available

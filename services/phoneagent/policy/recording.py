@@ -41,6 +41,30 @@ _US_STATES = frozenset(
     "NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY".split()
 )
 
+
+def parse_states(value: str) -> frozenset[str]:
+    """A comma-separated list of US state codes (``CA, WA``), or ``none``; InvalidArgument if wrong."""
+    text = value.strip()
+    if text.lower() == "none":
+        return frozenset()
+    codes = [c.strip().upper() for c in text.split(",") if c.strip()]
+    if not codes:
+        raise InvalidArgument("list US state codes separated by commas (e.g. CA,WA), or none")
+    unknown = sorted({c for c in codes if c not in _US_STATES})
+    if unknown:
+        raise InvalidArgument(f"unknown US state codes: {', '.join(u[:8] for u in unknown[:10])}")
+    return frozenset(codes)
+
+
+def check_states(value: str) -> str | None:
+    """Settings check for :func:`parse_states`."""
+    try:
+        parse_states(value)
+    except InvalidArgument as exc:
+        return str(exc)
+    return None
+
+
 NOTICE_TEXT = "This call may be recorded for quality and training purposes."
 CONSENT_PROMPT = "May I record this call for quality and training purposes? Please say yes or no."
 

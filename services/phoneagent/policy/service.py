@@ -23,11 +23,13 @@ from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 
-from phoneagent.policy.call_rules import DisclosureGuard, build_disclosure
+from phoneagent.llm.domain.agent import Agent, load_agent
+from phoneagent.policy.call_rules import DisclosureGuard, EscalationConfig, build_disclosure
 from phoneagent.policy.control_api import CallControl, serve
 from phoneagent.policy.human_claims import HUMAN_CLAIM_REPLACEMENT, human_claim
 from phoneagent.policy.live import LiveRules, Verdict
 from phoneagent.policy.outbound import DialRequest, OutboundConfig, evaluate_dial
+from phoneagent.policy.recording import RecordingConfig, parse_states
 from phoneagent.policy.settings import PolicySettings
 from phoneagent.policy.stores import PolicyStores
 from phoneagent.records.store import RecordStore
@@ -62,6 +64,8 @@ class PolicyCallSession:
             svc.stores.dnc,
             transfer_available=svc.transfer_available,
             transfer_target=svc.transfer_target,
+            escalation=svc.escalation,
+            recording=svc.recording,
         )
 
     async def start(self) -> None:
@@ -180,11 +184,9 @@ def _hhmm(value: str, var: str) -> dtime:
         raise InvalidArgument(f"{var}={value!r}: must be HH:MM") from None
 
 
-def _agent_transfer(common: CommonSettings) -> tuple[bool, str]:
+def _agent_transfer(agent: Agent) -> tuple[bool, str]:
     """Whether the agent has a human to transfer to, and where (from the agent YAML)."""
-    from phoneagent.llm.domain.agent import load_agent
-
-    transfer = load_agent(common.agent_path).transfer
+    transfer = agent.transfer
     if transfer is None or not transfer.available:
         return False, ""
     return True, transfer.target
@@ -216,7 +218,13 @@ class PolicyService(Service):
         self.webhook_settings = load_settings(WebhookSettings)
         self.webhooks: WebhookDispatcher | None = None
         self.summaries: SummaryRequester | None = None
-        self.transfer_available, self.transfer_target = _agent_transfer(common)
+        self.agent = load_agent(common.agent_path)
+        self.transfer_available, self.transfer_target = _agent_transfer(self.agent)
+        self.escalation = EscalationConfig(
+            max_misunderstood=self.agent.escalation.max_misunderstood,
+            trigger_words=self.agent.escalation.trigger_words,
+        )
+        self.recording = RecordingConfig(all_party_states=parse_states(settings.all_party_states))
 
     async def setup(self) -> None:
         Path(self.settings.db_path).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -232,11 +240,7 @@ class PolicyService(Service):
 
     async def _start_records(self, js: Any, store: RecordStore) -> None:
         """Records worker, with webhook deliveries and post-call summaries as its listeners."""
-        from phoneagent.llm.domain.agent import load_agent
-
-        self.webhooks = WebhookDispatcher(
-            store, load_agent(self.common.agent_path).webhooks, self.webhook_settings
-        )
+        self.webhooks = WebhookDispatcher(store, self.agent.webhooks, self.webhook_settings)
         await self.webhooks.start()
         self.summaries = SummaryRequester(self.bus, store)
         listener = fan_out(self.webhooks.on_events, self.summaries.on_events)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from phoneagent.policy.recording import DEFAULT_ALL_PARTY_STATES, check_states
 from phoneagent.runtime.settings import env, port
 
 
@@ -24,4 +25,10 @@ class PolicySettings:
     max_attempts_total: int = env("PA_MAX_ATTEMPTS_TOTAL", 10, doc="Dial attempts per number in all")
     disclosure_addition: str = env(
         "PA_DISCLOSURE_ADDITION", "", doc="Text added after the fixed AI disclosure (cannot replace it)"
+    )
+    all_party_states: str = env(
+        "PA_ALL_PARTY_STATES",
+        ",".join(sorted(DEFAULT_ALL_PARTY_STATES)),
+        check=check_states,
+        doc="US states where every party must consent to recording (codes, comma-separated, or none)",
     )

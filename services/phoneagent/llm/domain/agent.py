@@ -54,6 +54,7 @@ _TOP_KEYS = {
     "transfer",
     "voice",
     "webhooks",
+    "escalation",
 }
 _ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _LANG = re.compile(r"^[a-z]{2,3}(-[A-Z]{2})?$")
@@ -100,6 +101,14 @@ class Transfer:
 
 
 @dataclass(frozen=True)
+class Escalation:
+    """When the policy service hands a caller to a person (besides an explicit request)."""
+
+    trigger_words: tuple[str, ...] = ()  # phrases that escalate at once ("lawyer", "complaint")
+    max_misunderstood: int = 3  # consecutive caller turns the agent could not make sense of
+
+
+@dataclass(frozen=True)
 class Voice:
     engine: str
     voice: str
@@ -125,6 +134,7 @@ class Agent:
     voice: Voice
     source: Path | None = None
     webhooks: tuple[Webhook, ...] = ()
+    escalation: Escalation = Escalation()
 
     @property
     def tz(self) -> ZoneInfo:
@@ -201,6 +211,7 @@ def parse_agent(raw: Any, *, base_dir: Path, source: Path | None = None) -> Agen
         voice=_parse_voice(raw.get("voice"), errs),
         source=source,
         webhooks=parse_webhooks(raw.get("webhooks"), errs),
+        escalation=_parse_escalation(raw.get("escalation"), errs),
     )
     for key, text in (("persona", agent.persona), ("greeting", agent.greeting)):
         claim = persona_claim(text)
@@ -303,6 +314,29 @@ def _parse_transfer(raw: Any, errs: FieldErrors) -> Transfer | None:
         errs.add("transfer.available", "must be true or false")
         available = False
     return Transfer(target=target, kind=kind, available=available)
+
+
+def _parse_escalation(raw: Any, errs: FieldErrors) -> Escalation:
+    if raw is None:
+        return Escalation()
+    if not isinstance(raw, dict):
+        errs.add("escalation", "must be a mapping with trigger_words and max_misunderstood")
+        return Escalation()
+    for key in raw:
+        if key not in {"trigger_words", "max_misunderstood"}:
+            errs.add(f"escalation.{key}", "unknown field")
+    words = raw.get("trigger_words", [])
+    if not isinstance(words, list):
+        errs.add("escalation.trigger_words", "must be a list of phrases")
+        words = []
+    for i, word in enumerate(words):
+        if not isinstance(word, str) or not re.search(r"[A-Za-z0-9]", word) or len(word) > 100:
+            errs.add(f"escalation.trigger_words[{i}]", "must be a phrase of words (at most 100 characters)")
+    misunderstood = parse_int(raw, "max_misunderstood", errs, prefix="escalation", default=3, low=1, high=20)
+    return Escalation(
+        trigger_words=tuple(w.strip() for w in words if isinstance(w, str) and re.search(r"[A-Za-z0-9]", w)),
+        max_misunderstood=misunderstood,
+    )
 
 
 def _parse_voice(raw: Any, errs: FieldErrors) -> Voice:
