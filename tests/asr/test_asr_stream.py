@@ -218,3 +218,27 @@ async def test_decode_queue_depth_rises_with_concurrent_utterances_and_returns_t
     assert decode_queue_depth() == base + 1
     await session.close()
     assert decode_queue_depth() == base
+
+
+async def test_close_waits_a_bounded_time_for_a_decode_that_ignores_cancel(  # type: ignore[no-untyped-def]
+    tiny_engine, caplog
+) -> None:
+    release = asyncio.Event()
+
+    async def stubborn() -> None:  # e.g. a decode stuck in cleanup that swallows the cancel
+        try:
+            await release.wait()
+        except asyncio.CancelledError:
+            await release.wait()
+
+    session = AsrSession(tiny_engine, call_id="call-close")
+    task = asyncio.create_task(stubborn())
+    session._finals.append(task)  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    started = time.perf_counter()
+    async with asyncio.timeout(5):
+        await session.close(timeout=0.2)
+    assert 0.2 <= time.perf_counter() - started < 1.0
+    assert "asr decodes still running after cancel" in caplog.text
+    release.set()
+    await task

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 # Utterances of all this process's calls waiting for the engine or being decoded (finals from
 # the end of speech until the decode returns): rises when the CPU cannot keep up.
 DECODE_QUEUE = QUEUE_DEPTH.labels(queue="asr:decode")
+CLOSE_TIMEOUT_S = 2.0  # how long close() waits for cancelled decode tasks
 
 
 @dataclass(frozen=True)
@@ -148,13 +149,19 @@ class AsrSession:
             self._handle(event)
         return await self.drain()
 
-    async def close(self) -> None:
-        """Cancel decodes in flight; a worker thread already decoding finishes on its own."""
+    async def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
+        """Cancel decodes in flight, waiting at most ``timeout`` for them to end; a worker thread
+        already decoding finishes on its own."""
         tasks = [*self._finals, *([self._partial] if self._partial else [])]
         for task in tasks:
             task.cancel()
         if tasks:
-            await asyncio.wait(tasks)
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            if pending:
+                log.warning(
+                    "asr decodes still running after cancel",
+                    extra={"call_id": self.call_id, "tasks": len(pending), "timeout_s": timeout},
+                )
         self._finals.clear()
         self._partial = None
         self._segmenter.reset()
