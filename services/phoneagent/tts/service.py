@@ -28,6 +28,7 @@ from phoneagent.runtime.bus import Delivery, Lane, Subscription
 from phoneagent.runtime.errors import InvalidArgument, PhoneAgentError
 from phoneagent.runtime.service import Service
 from phoneagent.runtime.settings import CommonSettings
+from phoneagent.tts import models
 from phoneagent.tts.engines.base import TtsEngine, create_engine
 from phoneagent.tts.prompts import FixedPrompts, PromptCache
 from phoneagent.tts.settings import TtsSettings
@@ -217,7 +218,17 @@ class TtsService(Service):
 
     def engine_options(self, name: str) -> dict[str, Any]:
         """Constructor options for engine ``name`` from the settings."""
-        return {"threads": self.settings.threads}
+        opts: dict[str, Any] = {"threads": self.settings.threads}
+        if name == "kokoro-torch":
+            folder = models.kokoro_dir()
+            opts["config_path"] = Path(
+                self.settings.kokoro_config or folder / models.KOKORO_TORCH_CONFIG_FILE
+            )
+            opts["model_path"] = Path(
+                self.settings.kokoro_weights or folder / models.KOKORO_TORCH_WEIGHTS_FILE
+            )
+            opts["device"] = self.settings.kokoro_device
+        return opts
 
     def prompts_for(self, engine: TtsEngine, voice: str, rate: int) -> PromptCache | None:
         """The prompt cache for calls at ``rate``, rendered in the background on its first use."""
@@ -254,11 +265,19 @@ class TtsService(Service):
         )
 
     def voice_for_call(self) -> tuple[TtsEngine, str]:
+        """The engine and voice of a call: the agent file's ``voice``, unless the environment says.
+
+        PA_TTS_ENGINE overrides the file's engine (a GPU image runs kokoro-torch for an agent
+        written for kokoro); the file's voice is kept when that engine has it, else the
+        engine's default voice is used. PA_TTS_VOICE overrides the voice.
+        """
         name = self.settings.engine or self.agent_voice[0] or self.settings.engines[0]
         if name not in self.engines:
             raise InvalidArgument(f"TTS engine {name!r} is not loaded; add it to PA_TTS_ENGINES")
         engine = self.engines[name]
-        voice = self.settings.voice or (self.agent_voice[1] if name == self.agent_voice[0] else "")
+        voice = self.settings.voice
+        if not voice and self.agent_voice[1] in engine.voices():
+            voice = self.agent_voice[1]
         return engine, voice or engine.voices()[0]
 
     async def new_session(self, claim: session_pb2.SessionClaim, taken_over: bool) -> TtsCallSession:

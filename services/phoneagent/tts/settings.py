@@ -19,6 +19,15 @@ class TtsSettings:
     sample_rate: int = env("PA_TTS_RATE", 8000, doc="Speech rate when the edge gives none (8000 or 16000)")
     threads: int = env("PA_TTS_THREADS", 1, check=positive, doc="Inference threads per engine")
     speed: float = env("PA_TTS_SPEED", 1.0, check=positive, doc="Speaking rate")
+    kokoro_config: str = env(
+        "PA_TTS_KOKORO_CONFIG", "", doc="kokoro-torch config.json; empty = PA_MODEL_DIR/kokoro/config.json"
+    )
+    kokoro_weights: str = env(
+        "PA_TTS_KOKORO_WEIGHTS",
+        "",
+        doc="kokoro-torch weights (.pth); empty = PA_MODEL_DIR/kokoro/kokoro-v1_0.pth",
+    )
+    kokoro_device: str = env("PA_TTS_KOKORO_DEVICE", "cuda", doc="Torch device for kokoro-torch: cuda or cpu")
     prerender: bool = env(
         "PA_TTS_PRERENDER",
         True,
@@ -41,4 +50,6 @@ class TtsSettings:
             problems.append("PA_TTS_ENGINES: name at least one engine")
         if self.engine and self.engine not in self.engines:
             problems.append(f"PA_TTS_ENGINE={self.engine!r}: must be one of PA_TTS_ENGINES")
+        if self.kokoro_device not in ("cuda", "cpu") and not self.kokoro_device.startswith("cuda:"):
+            problems.append(f"PA_TTS_KOKORO_DEVICE={self.kokoro_device!r}: must be cuda, cuda:N or cpu")
         return problems

@@ -80,9 +80,12 @@ class KokoroTorchEngine:
     def _weight_files(self) -> tuple[Path, Path]:
         if self._config_path is None or self._model_path is None:
             raise InvalidArgument("kokoro-torch needs config_path and model_path (config.json, .pth)")
-        for path in (self._config_path, self._model_path):
+        for path, var in (
+            (self._config_path, "PA_TTS_KOKORO_CONFIG"),
+            (self._model_path, "PA_TTS_KOKORO_WEIGHTS"),
+        ):
             if not path.is_file():
-                raise MissingModelError(f"Kokoro PyTorch file {path.name} not found", extra=EXTRA)
+                raise MissingModelError(f"Kokoro PyTorch file {path} not found (set {var})", extra=EXTRA)
         return self._config_path, self._model_path
 
     def voices(self) -> list[str]:

@@ -1,0 +1,109 @@
+"""TtsService start-up without a bus: which engines it builds, with which files, and which voice
+a call gets."""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from phoneagent.runtime.errors import ErrorKind, PhoneAgentError
+from phoneagent.runtime.settings import CommonSettings, load
+from phoneagent.tts import models
+from phoneagent.tts.service import TtsService
+from phoneagent.tts.settings import TtsSettings
+
+
+class FakeKModel:
+    """Stands in for kokoro.KModel: records the files and device it was given."""
+
+    built: list[dict[str, Any]] = []
+
+    def __init__(self, repo_id: str, config: str, model: str) -> None:
+        self.args = {"repo_id": repo_id, "config": config, "model": model}
+        FakeKModel.built.append(self.args)
+
+    def to(self, device: str) -> FakeKModel:
+        self.args["device"] = device
+        return self
+
+    def eval(self) -> FakeKModel:
+        return self
+
+
+class FakeKPipeline:
+    def __init__(self, lang_code: str, repo_id: str, model: FakeKModel) -> None:
+        self.lang_code, self.model = lang_code, model
+
+
+@pytest.fixture
+def stub_torch_kokoro(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``torch`` (with a CUDA device) and ``kokoro`` replaced by stand-ins: no GPU stack needed."""
+    torch = types.ModuleType("torch")
+    torch.cuda = types.SimpleNamespace(is_available=lambda: True, empty_cache=lambda: None)  # type: ignore[attr-defined]
+    torch.from_numpy = np.asarray  # type: ignore[attr-defined]
+    torch.set_num_threads = lambda n: None  # type: ignore[attr-defined]
+    kokoro = types.ModuleType("kokoro")
+    kokoro.KModel = FakeKModel  # type: ignore[attr-defined]
+    kokoro.KPipeline = FakeKPipeline  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    monkeypatch.setitem(sys.modules, "kokoro", kokoro)
+    FakeKModel.built = []
+
+
+def service(environ: dict[str, str]) -> TtsService:
+    common = load(CommonSettings, {}, nats_url="nats://127.0.0.1:4222")
+    return TtsService(common, load(TtsSettings, environ))
+
+
+@pytest.mark.slow  # reads the Kokoro voices file (built by the model step)
+async def test_setup_builds_kokoro_torch_from_the_configured_files(
+    stub_torch_kokoro: None, tmp_path: Path
+) -> None:
+    config, weights = tmp_path / "config.json", tmp_path / "kokoro.pth"
+    config.write_text("{}")
+    weights.write_bytes(b"\0")
+    svc = service(
+        {
+            "PA_TTS_ENGINES": "kokoro-torch",
+            "PA_TTS_ENGINE": "kokoro-torch",  # as the CUDA image sets it
+            "PA_TTS_KOKORO_CONFIG": str(config),
+            "PA_TTS_KOKORO_WEIGHTS": str(weights),
+            "PA_TTS_PRERENDER": "false",
+        }
+    )
+    await svc.setup()
+    try:
+        assert list(svc.engines) == ["kokoro-torch"]
+        assert FakeKModel.built == [
+            {"repo_id": "hexgrad/Kokoro-82M", "config": str(config), "model": str(weights), "device": "cuda"}
+        ]
+        engine, voice = svc.voice_for_call()
+        assert engine.name == "kokoro-torch" and voice == "af_heart"  # the demo agent's voice
+    finally:
+        await svc.teardown()
+
+
+async def test_kokoro_torch_files_default_under_the_model_dir(
+    stub_torch_kokoro: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PA_MODEL_DIR", str(tmp_path))
+    svc = service(
+        {"PA_TTS_ENGINES": "kokoro-torch", "PA_TTS_ENGINE": "kokoro-torch", "PA_TTS_KOKORO_DEVICE": "cpu"}
+    )
+    opts = svc.engine_options("kokoro-torch")
+    assert opts["config_path"] == tmp_path / "kokoro" / models.KOKORO_TORCH_CONFIG_FILE
+    assert opts["model_path"] == tmp_path / "kokoro" / "kokoro-v1_0.pth"
+    assert opts["device"] == "cpu"
+    with pytest.raises(PhoneAgentError) as err:  # no files there: the error names the file and variable
+        await svc.setup()
+    assert err.value.kind is ErrorKind.MODEL_UNAVAILABLE
+    assert "config.json" in err.value.message and "PA_TTS_KOKORO_CONFIG" in err.value.message
+
+
+def test_a_bad_kokoro_device_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="PA_TTS_KOKORO_DEVICE"):
+        load(TtsSettings, {"PA_TTS_KOKORO_DEVICE": "tpu"})
