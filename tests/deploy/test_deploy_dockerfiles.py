@@ -1,8 +1,15 @@
-"""Static checks of the service Dockerfiles (no Docker engine is needed)."""
+"""Checks of the service Dockerfiles (no Docker engine is needed): their shape, and every Python
+command their builds run, run here against the installed project."""
 
 from __future__ import annotations
 
+import ast
+import importlib
+import importlib.util
 import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -73,11 +80,85 @@ def test_model_images_bring_weights_at_build_time_and_stay_offline(path: Path) -
     if ".cuda." in path.name:
         assert "HF_HUB_OFFLINE=1" in text and "NVIDIA_VISIBLE_DEVICES" in text
     else:
-        assert re.search(r"python -m phoneagent\.(asr\.models|tts\.assemble|llm\.assemble)", text)
+        assert re.search(r"python -m phoneagent\.(tts|llm)\.assemble|resolve_model\(", text)
 
 
 def _build_args(path: Path) -> dict[str, str]:
-    return dict(a.split("=", 1) for kind, a in _instructions(path) if kind == "ARG" and "=" in a)
+    pairs = (a.split("=", 1) for kind, a in _instructions(path) if kind == "ARG" and "=" in a)
+    return {k: v.strip('"') for k, v in pairs}
+
+
+def _python_commands(path: Path) -> list[tuple[str, str, list[str]]]:
+    """("-m", module, args) and ("-c", code, args) for every `python` command a RUN executes,
+    with build-argument defaults filled in."""
+    args = _build_args(path)
+    out = []
+    for kind, a in _instructions(path):
+        if kind != "RUN":
+            continue
+        for command in a.split("&&"):
+            command = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m[1], m[0]), command.strip())
+            if not command.startswith("python "):
+                continue
+            argv = shlex.split(command)
+            assert argv[1] in ("-m", "-c"), command
+            out.append((argv[1], argv[2], argv[3:]))
+    return out
+
+
+COMMANDS = sorted({(flag, what, tuple(rest)) for p in FILES for flag, what, rest in _python_commands(p)})
+MODULES = sorted({what for flag, what, _ in COMMANDS if flag == "-m"})
+SNIPPETS = [(what, list(rest)) for flag, what, rest in COMMANDS if flag == "-c"]
+
+
+def _has_main(module: str) -> bool:
+    """True when `python -m module` does something: a package's __main__, or a module's main guard."""
+    spec = importlib.util.find_spec(module)
+    assert spec is not None, f"{module} is not importable"
+    if spec.submodule_search_locations is not None:
+        return importlib.util.find_spec(f"{module}.__main__") is not None
+    assert spec.origin is not None
+    tree = ast.parse(Path(spec.origin).read_text())
+    return any(
+        isinstance(node, ast.If)
+        and "__name__" in ast.unparse(node.test)
+        and "__main__" in ast.unparse(node.test)
+        for node in tree.body
+    )
+
+
+def test_the_command_finder_sees_the_model_steps() -> None:
+    assert "phoneagent.tts.assemble" in MODULES and "phoneagent.llm.assemble" in MODULES
+    assert any("resolve_model" in code for code, _ in SNIPPETS)
+    assert not _has_main("phoneagent.asr.models"), "a module without a main guard must be caught"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_module_a_build_runs_has_a_main_and_answers_help(module: str) -> None:
+    # `python -m` on a module without a main guard imports it, does nothing and exits 0: a build
+    # step that silently skips assembling and verifying weights.
+    assert _has_main(module), f"python -m {module} has no __main__: the build step would do nothing"
+    result = subprocess.run(
+        [sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0 and "usage" in result.stdout.lower(), result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("code", sorted({c for c, _ in SNIPPETS}))
+def test_every_inline_build_script_imports_names_that_exist(code: str) -> None:
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            module = importlib.import_module(node.module)
+            for alias in node.names:
+                assert hasattr(module, alias.name), f"{node.module}.{alias.name}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("code", "argv"), SNIPPETS, ids=[" ".join(a) or "-" for _, a in SNIPPETS])
+def test_every_inline_build_script_runs(code: str, argv: list[str]) -> None:
+    # Resolves and verifies the same weights (installed by the CPU extras) the image build does.
+    result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def _pip_extras(path: Path) -> set[str]:
