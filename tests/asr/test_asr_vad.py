@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from phoneagent.asr import vad
 from phoneagent.asr.vad import WINDOW, SileroVad, silero_model_path
 from phoneagent.runtime.errors import PhoneAgentError
+from phoneagent.runtime.modelfiles import MissingModelError
 
 RATE = 16000
 
@@ -18,6 +20,15 @@ def probs(vad: SileroVad, audio: np.ndarray) -> np.ndarray:
 def test_model_ships_with_faster_whisper() -> None:
     path = silero_model_path()
     assert path.name == "silero_vad_v6.onnx" and path.stat().st_size > 100_000
+    assert vad._verified[path] == vad.SILERO_SHA256
+
+
+def test_a_vad_file_with_other_bytes_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vad, "_verified", {})
+    monkeypatch.setattr(vad, "SILERO_SHA256", "0" * 64)  # as if the packaged file had changed
+    with pytest.raises(MissingModelError) as err:
+        silero_model_path()
+    assert "sha256" in str(err.value) and "faster-whisper" in str(err.value)
 
 
 def test_speech_is_detected_and_silence_is_not(speak) -> None:  # type: ignore[no-untyped-def]

@@ -1,6 +1,8 @@
 """Streaming voice activity detection with Silero VAD v6 (ONNX, no torch).
 
-The model file ships inside the faster-whisper package (``assets/silero_vad_v6.onnx``).
+The model file ships inside the faster-whisper package (``assets/silero_vad_v6.onnx``) and
+is checked against a pinned sha256 (that of faster-whisper 1.2.1, the version the ``asr``
+extra pins) before it is loaded, like every other weight file.
 Its ONNX graph takes ``input`` of shape (windows, 64 + 512): each 512-sample window at
 16 kHz prefixed by the last 64 samples before it, plus LSTM state ``h`` and ``c`` of
 shape (1, 1, 128); it returns one speech probability per window and the new state.
@@ -18,15 +20,17 @@ from typing import Any, Protocol
 import numpy as np
 
 from phoneagent.runtime.errors import InvalidArgument
-from phoneagent.runtime.modelfiles import MissingModelError
+from phoneagent.runtime.modelfiles import MissingModelError, verify
 
 VAD_RATE = 16000
 WINDOW = 512
 CONTEXT = 64
 _STATE_SHAPE = (1, 1, 128)
+SILERO_SHA256 = "4cbf549b8326f60f80f2536d9eefeb450a9abe83365a098031c89719f1be17d2"
 
 _session_lock = threading.Lock()
 _sessions: dict[Path, Any] = {}
+_verified: dict[Path, str] = {}  # path -> digest already checked in this process
 
 
 class SpeechDetector(Protocol):
@@ -46,6 +50,10 @@ def silero_model_path() -> Path:
     path = Path(next(iter(spec.submodule_search_locations))) / "assets" / "silero_vad_v6.onnx"
     if not path.is_file():
         raise MissingModelError("Silero VAD v6 model file is missing", extra="asr", package="faster-whisper")
+    with _session_lock:
+        if _verified.get(path) != SILERO_SHA256:
+            verify(path, SILERO_SHA256, extra="asr", package="faster-whisper")
+            _verified[path] = SILERO_SHA256
     return path
 
 
