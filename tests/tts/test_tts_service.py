@@ -14,6 +14,7 @@ from pa_testing import wait_for
 from phoneagent.policy.call_rules import DISCLOSURE_CORE
 from phoneagent.runtime import streams, subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
+from phoneagent.runtime.errors import ErrorKind
 from phoneagent.runtime.sessions import SessionHost, claim_session
 from phoneagent.runtime.settings import CommonSettings, load
 from phoneagent.tts.prompts import FixedPrompts, PromptCache, sentences
@@ -170,3 +171,30 @@ async def test_greeting_is_played_from_the_cache_without_synthesis(
         assert chunks[-2].last_in_sentence and chunks[-2].text_end == len(greeting)
     finally:
         await stop_service(svc)
+
+
+async def test_malformed_requests_get_an_error_event_and_the_call_goes_on(
+    piper_tts: TtsService, bus: Bus
+) -> None:
+    call = Call(bus)
+    await call.start(8000)
+    await call.say(1, 0, "   ")  # empty, and not the end-of-generation marker
+    await call.say(1, 1, "Hello there.", voice="nobody")  # a voice the engine does not have
+    await call.say(1, 2, "word " * 2000)  # 10,000 characters: under the bus limit, over TTS's
+    await wait_for(lambda: len(call.errors) == 3, 10)
+    for ev, words in zip(
+        call.errors, ("empty", "unknown voice 'nobody'", "over the 2000 limit"), strict=True
+    ):
+        assert (
+            ev.error.source == "tts"
+            and ev.error.kind == ErrorKind.INVALID_ARGUMENT.wire
+            and not ev.error.retryable
+        )
+        assert words in ev.error.message
+        assert ev.meta.call_id == call.call_id and ev.meta.generation_id == 1
+    await call.say(1, 3, "Your appointment is on Monday.")
+    await call.say(1, 4, "", final=True)
+    chunks = await call.ended(1)  # the generation still ends, with the good sentence spoken
+    assert {c.sentence_seq for c in chunks if c.pcm} == {3}
+    assert pcm(chunks).size > 8000 and chunks[-1].sentence_seq == 4
+    assert len(call.errors) == 3 and not call.foreign
