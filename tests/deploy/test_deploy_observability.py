@@ -1,7 +1,8 @@
-"""Dashboards, alert rules and autoscaler queries use only the metrics the services export."""
+"""Dashboards, alert rules and autoscaler queries use only the metrics the services export and record."""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import sys
@@ -97,6 +98,109 @@ def _problems(expr: str) -> list[str]:
         used |= {label.strip() for label in group.split(",") if label.strip()}
     problems += [f"unknown label {label}" for label in sorted(used - allowed)]
     return problems
+
+
+SERVICES_DIR = REPO / "services"
+METRICS_MODULE = "phoneagent.runtime.metrics"
+# Calls on a metric object (or on one of its labelled children) that put a value in it.
+RECORDING = {"inc", "dec", "set", "observe", "labels", "time", "set_function", "track_inprogress"}
+
+
+def _recording_calls(source: str) -> set[str]:
+    """Names (in phoneagent.runtime.metrics) of the metric objects a module records a value on:
+    ``metrics.X.inc()``, ``metrics.X.labels(...)``, or ``X.observe()`` after ``from ... import X``."""
+    tree = ast.parse(source)
+    modules: set[str] = set()  # local names of the metrics module
+    objects: dict[str, str] = {}  # local name -> metric object name
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == METRICS_MODULE:
+            objects.update({a.asname or a.name: a.name for a in node.names})
+        elif isinstance(node, ast.ImportFrom) and node.module == METRICS_MODULE.rpartition(".")[0]:
+            modules.update(a.asname or a.name for a in node.names if a.name == "metrics")
+        elif isinstance(node, ast.Import):
+            modules.update(a.asname for a in node.names if a.name == METRICS_MODULE and a.asname)
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        if node.func.attr not in RECORDING:
+            continue
+        target = node.func.value
+        if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
+            if target.value.id in modules:
+                out.add(target.attr)
+        elif isinstance(target, ast.Name) and target.id in objects:
+            out.add(objects[target.id])
+    return out
+
+
+def _recorded_families() -> dict[str, list[str]]:
+    """Metric family name -> files under services/ that record a value on it."""
+    by_object = {
+        k: v._name for k, v in vars(metrics_mod).items() if isinstance(v, Counter | Gauge | Histogram)
+    }
+    out: dict[str, list[str]] = {}
+    for path in sorted(SERVICES_DIR.rglob("*.py")):
+        for name in _recording_calls(path.read_text()):
+            if name in by_object:
+                out.setdefault(by_object[name], []).append(str(path.relative_to(REPO)))
+    return out
+
+
+def _family(series: str) -> str:
+    for suffix in ("_bucket", "_sum", "_count", "_total"):
+        if series.endswith(suffix) and series not in EXPORTED_FAMILIES:
+            return series.removesuffix(suffix)
+    return series
+
+
+EXPORTED_FAMILIES = {
+    v._name for v in vars(metrics_mod).values() if isinstance(v, Counter | Gauge | Histogram)
+}
+
+
+def _string_constants() -> set[str]:
+    out: set[str] = set()
+    for path in SERVICES_DIR.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                out.add(node.value)
+    return out
+
+
+def test_every_metric_the_chart_uses_is_recorded_by_a_service() -> None:
+    # Defined in metrics.py is not enough: a metric nobody records is a flat line on a dashboard and
+    # an alert that can never fire.
+    recorded = _recorded_families()
+    used = {_family(n) for _, expr in _chart_exprs() for n in METRIC.findall(expr)}
+    assert used, "no metrics found in the chart"
+    assert sorted(used - set(recorded)) == []
+
+
+def test_label_values_the_chart_selects_on_are_ones_the_services_emit() -> None:
+    # e.g. decision="deny", stage="asr": a literal nobody emits selects nothing.
+    constants = _string_constants()
+    missing = set()
+    for where, expr in _chart_exprs():
+        for name, body in SELECTOR.findall(expr):
+            for m in re.finditer(r'(\w+)\s*=\s*"([^"$]*)"', body):
+                if m[1] not in TARGET_LABELS and m[2] not in constants:
+                    missing.add(f"{where}: {name}{{{m[1]}={m[2]!r}}}")
+    assert sorted(missing) == []
+
+
+def test_recording_finder_sees_only_calls_that_record() -> None:
+    source = """
+from phoneagent.runtime import metrics
+from phoneagent.runtime.metrics import MOUTH_TO_EAR as M2E, QUEUE_DEPTH
+metrics.BARGE_INS.labels(transport="sip").inc()
+M2E.labels(transport="sip").observe(0.5)
+metrics.ERRORS.labels
+print(metrics.CALLS_TOTAL, QUEUE_DEPTH)
+"""
+    assert _recording_calls(source) == {"BARGE_INS", "MOUTH_TO_EAR"}
+    assert _family("pa_mouth_to_ear_seconds_bucket") == "pa_mouth_to_ear_seconds"
+    assert _family("pa_barge_ins_total") == "pa_barge_ins"
 
 
 def test_catalogue_matches_the_exported_metrics() -> None:
