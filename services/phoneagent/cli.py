@@ -128,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_audit_args(sub.add_parser("audit", help="print policy decisions from the audit stream"))
     add_campaign_args(sub.add_parser("campaign", help="outbound campaigns: start one from a contact CSV"))
+    from phoneagent.policy.lists_cli import add_consent_args, add_dnc_args
+
+    add_dnc_args(sub.add_parser("dnc", help="do-not-call lists: import a file, add, remove, list"))
+    add_consent_args(sub.add_parser("consent", help="consent records: add, import a file, revoke, list"))
     from phoneagent.records.commands import add_calls_args
 
     add_calls_args(sub.add_parser("calls", help="call records: list calls, show one call"))

@@ -127,6 +127,11 @@ class DncStore:
         with self._db.write() as conn:
             return conn.execute("DELETE FROM dnc WHERE number = ?", (e164,)).rowcount > 0
 
+    def entries(self) -> list[DncEntry]:
+        """Every internal DNC entry, oldest first."""
+        rows = self._db.query("SELECT number, source, added_at FROM dnc ORDER BY added_at, number")
+        return [DncEntry(number=n, source=s, added_at=datetime.fromtimestamp(a, UTC)) for n, s, a in rows]
+
     def lookup(self, number: str) -> DncEntry | None:
         e164 = normalize_e164(number, self._cc)
         rows = self._db.query("SELECT number, source, added_at FROM dnc WHERE number = ?", (e164,))
@@ -181,6 +186,13 @@ class ImportedDncStore:
             "SELECT list_name FROM dnc_imported WHERE number = ? ORDER BY list_name", (e164,)
         )
         return [r[0] for r in rows]
+
+    def lists(self) -> list[tuple[str, int]]:
+        """Every imported list with its number count."""
+        rows = self._db.query(
+            "SELECT list_name, COUNT(*) FROM dnc_imported GROUP BY list_name ORDER BY list_name"
+        )
+        return [(str(r[0]), int(r[1])) for r in rows]
 
     def count(self, list_name: str) -> int:
         rows = self._db.query("SELECT COUNT(*) FROM dnc_imported WHERE list_name = ?", (list_name,))
@@ -245,6 +257,11 @@ def _consent_record(r: tuple[Any, ...]) -> ConsentRecord:
     )
 
 
+_INSERT_CONSENT = (
+    "INSERT INTO consent (number, purpose, source, granted_at, expires_at) VALUES (?, ?, ?, ?, ?)"
+)
+
+
 class ConsentStore:
     """Prior express consent records: who agreed to be called for which purpose, where and when."""
 
@@ -255,24 +272,38 @@ class ConsentStore:
     def grant(
         self, number: str, purpose: str, source: str, granted_at: datetime, expires_at: datetime | None = None
     ) -> int:
+        row = self.check(number, purpose, source, granted_at, expires_at)
+        with self._db.write() as conn:
+            cur = conn.execute(_INSERT_CONSENT, row)
+            return int(cur.lastrowid or 0)
+
+    def check(
+        self, number: str, purpose: str, source: str, granted_at: datetime, expires_at: datetime | None = None
+    ) -> tuple[str, str, str, float, float | None]:
+        """A validated consent row for :meth:`grant_all`; InvalidArgument says what is wrong."""
         e164 = normalize_e164(number, self._cc)
         granted = to_epoch(granted_at)
         expires = to_epoch(expires_at) if expires_at is not None else None
         if expires is not None and expires <= granted:
             raise InvalidArgument("consent must expire after it was granted")
+        purpose = _required_text(purpose, "consent purpose")
+        return e164, purpose, _required_text(source, "consent source"), granted, expires
+
+    def grant_all(self, rows: Sequence[tuple[str, str, str, float, float | None]]) -> int:
+        """Store rows from :meth:`check` in one transaction: all of them or (on error) none."""
         with self._db.write() as conn:
-            cur = conn.execute(
-                "INSERT INTO consent (number, purpose, source, granted_at, expires_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (
-                    e164,
-                    _required_text(purpose, "consent purpose"),
-                    _required_text(source, "consent source"),
-                    granted,
-                    expires,
-                ),
-            )
-            return int(cur.lastrowid or 0)
+            conn.executemany(_INSERT_CONSENT, rows)
+        return len(rows)
+
+    def all_records(self, number: str) -> list[ConsentRecord]:
+        """Every consent record of ``number``, all purposes, newest first."""
+        e164 = normalize_e164(number, self._cc)
+        rows = self._db.query(
+            "SELECT id, number, purpose, source, granted_at, expires_at, revoked_at FROM consent "
+            "WHERE number = ? ORDER BY granted_at DESC, id DESC",
+            (e164,),
+        )
+        return [_consent_record(r) for r in rows]
 
     def revoke(self, number: str, purpose: str | None, at: datetime) -> int:
         """Revoke every open consent of ``number`` (for ``purpose``, or all purposes when None)."""
