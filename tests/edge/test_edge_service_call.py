@@ -370,6 +370,54 @@ async def test_long_speech_stops_playout_within_100ms_of_confirmation(edge: Edge
         await peer.close()
 
 
+async def test_reinvite_moves_media_and_hold_pauses_playout(edge: Edge) -> None:
+    peer, call_id = await dial_edge(edge)
+    moved = await RtpSession.open(HOST, 42000, 42999)
+    try:
+        audio = await collect(edge.bus, subjects.audio_in(call_id), media_pb2.AudioFrame)
+        control = await collect(edge.bus, subjects.control(call_id), control_pb2.ControlEvent, Lane.CONTROL)
+        await wait_for(lambda: edge.lifecycle("answered", call_id), timeout=5)
+        assert peer.dialog is not None
+        active = edge.svc.calls[call_id]
+        # The caller moves its media to a new port (and a new SSRC) with a re-INVITE.
+        local = offer(HOST, moved.port)
+        resp = await peer.dialog.reinvite(local)
+        assert resp.status == 200 and peer.dialog.remote_sdp is not None
+        old, peer.rtp = peer.rtp, moved
+        moved.start(negotiated(peer.dialog.remote_sdp, local))
+        old.close()
+        assert active.rtp.params is not None and active.rtp.params.remote_port == moved.port
+        # Caller -> edge from the new port reaches ASR; edge -> caller arrives at the new port.
+        since = len(audio)
+        peer.source = lambda n: tone(600, 160, n * 160)
+
+        def heard_600() -> bool:
+            tail = audio[since:][-25:]
+            pcm = np.concatenate([np.frombuffer(f.pcm, "<i2") for f in tail]) if len(tail) == 25 else None
+            return pcm is not None and band_energy(pcm, 16000, 600) > 0.8
+
+        await wait_for(heard_600, timeout=5)
+        peer.source = lambda n: noise(n)
+        await speak(edge.bus, call_id, 100)  # two seconds of agent speech
+        await wait_for(lambda: len(peer.heard(1000)) >= 5, timeout=5)
+        # Hold (sendonly): the edge sends nothing and the reply waits, queued; unhold resumes it.
+        resp = await peer.dialog.hold(True)
+        assert resp.status == 200 and peer.dialog.remote_sdp is not None
+        assert peer.dialog.remote_sdp.media[0].direction == "recvonly"
+        held_at, sent = time.monotonic(), active.rtp.sent
+        await asyncio.sleep(0.4)  # a window in which the edge must send nothing
+        assert active.rtp.sent == sent and active.call.peer_hold
+        assert not peer.heard(1000, since=held_at + 0.1)
+        await peer.dialog.hold(False)
+        done = await wait_for(lambda: kinds(control, "playback_done"), timeout=5)
+        assert done[0].played_ms == 2000  # the whole reply, after the hold
+        assert active.rtp.sent > sent and not active.call.peer_hold
+        await peer.dialog.bye()
+    finally:
+        moved.close()
+        await peer.close()
+
+
 async def test_cancel_before_answer(edge: Edge) -> None:
     GATE.clear()
     peer = await new_peer()

@@ -122,6 +122,7 @@ class EdgeCall:
         self._release_task: asyncio.Future[None] | None = None
         self.transferring = False  # a transfer is in progress (one at a time)
         self.holding = False  # agent playout paused while a warm transfer holds the caller
+        self.peer_hold = False  # the caller put the call on hold (re-INVITE): playout waits
         self.amd = amd_gate_for(self)  # outbound with an ``amd`` label: hold playout for a verdict
         self.replay = AudioReplay(bus, self.call_id)  # recent caller audio, for a new ASR owner
 
@@ -265,7 +266,7 @@ class EdgeCall:
             self.replay.keep(msg)
 
     async def _play_one(self) -> None:
-        held = self.holding or (self.amd is not None and self.amd.hold)
+        held = self.holding or self.peer_hold or (self.amd is not None and self.amd.hold)
         if held or self.paused_since is not None or not self.queue:
             await self.transport.send_agent_frame(np.zeros(self.frame, np.int16), False)
             if self._stop_pending is not None:  # the first silence after confirmed speech

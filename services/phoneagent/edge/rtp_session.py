@@ -63,6 +63,8 @@ class RtpSession:
         self._talking = False
         self._sending_dtmf = asyncio.Lock()
         self._media_started = False
+        self._sdp_remote: tuple[str, int] | None = None  # where the peer's SDP says to send
+        self.send_paused = False  # the peer put us on hold (sendonly/inactive): send nothing
         self.sent = 0
         self.closed = False
 
@@ -92,13 +94,38 @@ class RtpSession:
         """Begin exchanging media with the negotiated peer."""
         codec = codec_for(params.payload_type)
         self.params, self.codec = params, codec
-        self._remote = (params.remote_address, params.remote_port)
-        types = {params.payload_type}
-        if params.telephone_event_pt is not None:
-            types.add(params.telephone_event_pt)
-        self._state = RtpStreamState(expected=self._remote, latch=latch, payload_types=types)
+        self._remote = self._sdp_remote = (params.remote_address, params.remote_port)
+        self._state = RtpStreamState(expected=self._remote, latch=latch, payload_types=_types(params))
         self._jitter = JitterBuffer(codec)
         self._dtmf = DtmfReceiver(clock_rate=params.clock_rate)
+        self.send_paused = not _peer_receives(params)
+
+    def update(self, params: MediaParams) -> None:
+        """The peer's media changed mid-call (re-INVITE): a new address or port, codec or direction.
+
+        A new address is sent to at once and inbound RTP is accepted from it (latched afresh); a
+        new codec gets a fresh jitter buffer; sending pauses while the peer holds the call
+        (sendonly, inactive or a null address) and resumes when it takes the call back.
+        """
+        if self._state is None or self.params is None:
+            self.start(params)
+            return
+        old = self.params
+        self.params = params
+        self.send_paused = not _peer_receives(params)
+        if params.payload_type != old.payload_type:
+            self.codec = codec_for(params.payload_type)
+            self._jitter = JitterBuffer(self.codec)
+        address = (params.remote_address, params.remote_port)
+        if address[0] not in _NULL_ADDRESSES and address != self._sdp_remote:
+            self._remote = self._sdp_remote = address
+            self._state.retarget(address, _types(params))
+            log.info(
+                "rtp peer moved",
+                extra={"call_id": self.call_id, "rtp_host": address[0], "rtp_port": address[1]},
+            )
+        else:
+            self._state.retarget(None, _types(params))
 
     # --- inbound ------------------------------------------------------------------------------
     def on_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
@@ -109,6 +136,8 @@ class RtpSession:
         if got is None:
             return
         pkt = got.packet
+        if got.new_ssrc and self._media_started:
+            self._jitter.reset()  # a new stream (re-INVITE, transfer): its timestamps start afresh
         if pkt.payload_type == self.params.telephone_event_pt:
             for digit in self._dtmf.on_packet(pkt.timestamp, pkt.payload, now):
                 self._digit(digit)
@@ -136,7 +165,7 @@ class RtpSession:
 
     # --- outbound -----------------------------------------------------------------------------
     def _send(self, payload_type: int, payload: bytes, timestamp: int, marker: bool) -> None:
-        if self._transport is None or self._remote is None or self.closed:
+        if self._transport is None or self._remote is None or self.closed or self.send_paused:
             return
         pkt = RtpPacket(payload_type, self._seq, timestamp, self._ssrc, payload, marker)
         self._seq = seq_add(self._seq, 1)
@@ -184,3 +213,18 @@ class RtpSession:
                     "dropped": dict(self._state.drops),
                 },
             )
+
+
+_NULL_ADDRESSES = ("0.0.0.0", "::")
+
+
+def _types(params: MediaParams) -> set[int]:
+    types = {params.payload_type}
+    if params.telephone_event_pt is not None:
+        types.add(params.telephone_event_pt)
+    return types
+
+
+def _peer_receives(params: MediaParams) -> bool:
+    """The peer's SDP lets us send (it is not sendonly/inactive and gave a real address)."""
+    return not params.on_hold

@@ -31,6 +31,7 @@ from phoneagent.edge.sip import (
     DialogHandlers,
     DigestServer,
     IncomingCall,
+    MediaParams,
     NoCommonCodec,
     ParseError,
     SipURI,
@@ -228,9 +229,13 @@ class EdgeService(Service):
             await call.caller_dtmf(digit, 0)
 
         def on_hold(_: Dialog, held: bool) -> None:
+            call.peer_hold = held  # agent speech waits, queued, until the caller takes the call back
             log.info("call hold changed", extra={"call_id": call.call_id, "held": held})
 
-        return DialogHandlers(on_bye=on_bye, on_dtmf=on_dtmf, on_hold=on_hold)
+        def on_media(_: Dialog, params: MediaParams) -> None:
+            active.rtp.update(params)
+
+        return DialogHandlers(on_bye=on_bye, on_dtmf=on_dtmf, on_hold=on_hold, on_media=on_media)
 
     async def _connected(self, active: ActiveCall, dialog: Dialog) -> None:
         active.transport.attach(dialog)

@@ -108,6 +108,14 @@ class RtpStreamState:
         self.accepted += 1
         return Accepted(packet, new_ssrc)
 
+    def retarget(self, expected: Address | None, payload_types: Collection[int] | None) -> None:
+        """The peer's SDP changed (re-INVITE): admit ``payload_types``, and when ``expected`` is a
+        new address, expect it and latch afresh. A new SSRC is still reported when it comes."""
+        if expected is not None and expected != self._expected:
+            self._expected = expected
+            self.source = None
+        self._payload_types = frozenset(payload_types) if payload_types is not None else None
+
     def _check_source(self, addr: Address) -> str | None:
         if self.source is not None:
             return None if addr == self.source else "source"

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 from phoneagent.edge.sip.headers import Headers, NameAddr, ParseError, SipURI
 from phoneagent.edge.sip.message import REASONS, SipRequest, SipResponse, make_response
 from phoneagent.edge.sip.sdp import (
+    MediaParams,
     NoCommonCodec,
     SdpError,
     SessionDescription,
-    combine_direction,
+    answer,
     negotiated,
     parse_sdp,
 )
@@ -35,6 +36,8 @@ class DialogHandlers:
 
     on_bye: Callable[[Dialog], Any] | None = None
     on_hold: Callable[[Dialog, bool], Any] | None = None
+    # The peer's re-INVITE carried SDP: the media as now negotiated (address, port, codec, direction).
+    on_media: Callable[[Dialog, MediaParams], Any] | None = None
     # Blind transfer requested by the peer: return the final SIP status of the new call.
     on_refer: Callable[[Dialog, SipURI], Awaitable[int]] | None = None
     # A DTMF digit sent by SIP INFO (application/dtmf-relay or application/dtmf), for peers without RFC 4733.
@@ -260,20 +263,17 @@ class Dialog:
             return
         try:
             remote = parse_sdp(req.body) if req.body else None
-            held = negotiated(remote).on_hold if remote is not None else self.held
+            local = self._reanswer(remote) if remote is not None else None
+            params = negotiated(remote, local) if remote is not None else None
         except SdpError:
             txn.respond(make_response(req, 400, "Bad SDP"))
             return
         except NoCommonCodec:
             txn.respond(make_response(req, 488))
             return
-        if self.local_sdp is not None:
-            self.local_sdp = copy.deepcopy(self.local_sdp)
-            self.local_sdp.version += 1
-            if remote is not None and remote.audio is not None:
-                for m in self.local_sdp.media:
-                    if m.port:
-                        m.direction = combine_direction(remote.audio.direction, "sendrecv")
+        held = params.on_hold if params is not None else self.held
+        if local is not None:
+            self.local_sdp = local
         if remote is not None:
             self.remote_sdp = remote
         resp = make_response(req, 200)
@@ -283,9 +283,29 @@ class Dialog:
             resp.body = self.local_sdp.encode()
         txn.respond(resp)
         self.start_ok_retransmit(resp, txn)
+        if params is not None:
+            self._callback(self.handlers.on_media, self, params)
         if held != self.held:
             self.held = held
             self._callback(self.handlers.on_hold, self, held)
+
+    def _reanswer(self, remote: SessionDescription) -> SessionDescription | None:
+        """Our answer to a re-INVITE's offer: same address, port and session, next version, the
+        codec picked afresh from the new offer (it may have changed). NoCommonCodec when none fits."""
+        if self.local_sdp is None or self.local_sdp.audio is None:
+            return None
+        ours = self.local_sdp.audio
+        local = answer(
+            remote,
+            self.ua.config.codecs,
+            address=ours.connection or self.local_sdp.address,
+            port=ours.port,
+            ptime=ours.ptime or 20,
+            session_id=self.local_sdp.session_id,
+            version=self.local_sdp.version + 1,
+        )
+        local.username = self.local_sdp.username
+        return local
 
     def _on_refer(self, req: SipRequest, txn: ServerTransaction) -> None:
         refer_to = req.headers.get("Refer-To")
