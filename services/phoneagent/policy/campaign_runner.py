@@ -67,9 +67,14 @@ class RunnerConfig:
     agent: str = ""  # agent name for the calls; empty = the edge's default
     request_timeout_s: float = 5.0
     call_timeout_s: float = 3700.0  # a call that reports no end by then is hung up and counted failed
-    window_start: dtime = dtime(8, 0)  # the policy's calling window, to know when to check again
+    # The policy's calling window (PA_CALL_WINDOW_*), to know when to check again; a window
+    # denial that names the policy's window ("window" detail) wins over these.
+    window_start: dtime = dtime(8, 0)
     window_end: dtime = dtime(21, 0)
     window_margin: timedelta = timedelta(minutes=1)  # re-check this long after the window opens
+    # Shortest wait after a window denial, should the window above still disagree with policy:
+    # each check is an audit record, so a contact is never re-checked every minute.
+    window_recheck_min: timedelta = timedelta(minutes=15)
     max_idle_s: float = 1.0  # the run loop looks at the clock at least this often
 
     def __post_init__(self) -> None:
@@ -122,6 +127,15 @@ WINDOW_RULE = "calling_window"
 class _Deferred:
     until: datetime
     reason: str
+
+
+def parse_window(text: str) -> tuple[dtime, dtime] | None:
+    """``"09:30-18:00"`` as (start, end); None when empty or not of that form."""
+    try:
+        start, end = (dtime.fromisoformat(part.strip()) for part in text.split("-"))
+    except ValueError:
+        return None
+    return (start, end) if start < end else None
 
 
 class CampaignRunner:
@@ -214,21 +228,32 @@ class CampaignRunner:
         if decision.decision != policy_pb2.DECISION_ALLOW:
             reason = f"{decision.rule}: {decision.reason}"
             if decision.rule == WINDOW_RULE:
-                until = self._window_opens(contact)
+                until = self._window_opens(contact, decision.details.get("window", ""))
                 if until is not None:
                     return _Deferred(until, reason)
             return Outcome.DENIED, reason
         return await self._dial(contact)
 
-    def _window_opens(self, contact: Contact) -> datetime | None:
-        """When the contact's calling window next opens (plus a margin); None when unknown."""
+    def _window_opens(self, contact: Contact, policy_window: str) -> datetime | None:
+        """When the contact's calling window next opens (plus a margin); None when unknown.
+
+        ``policy_window`` (``HH:MM-HH:MM`` from the denial) is the window policy applied; when it
+        is missing or unreadable the runner's own window is used. If that says the window is
+        open although policy denied, the re-check waits ``window_recheck_min``.
+        """
         try:
             zones = time_zones_for(contact.number, contact.time_zone)
         except InvalidArgument:
             return None
         cfg = self.config
-        opens = next_window_open(self.clock(), zones, cfg.window_start, cfg.window_end)
-        return None if opens is None else opens + cfg.window_margin
+        start, end = parse_window(policy_window) or (cfg.window_start, cfg.window_end)
+        now = self.clock()
+        opens = next_window_open(now, zones, start, end)
+        if opens is None:
+            return None
+        if opens <= now:  # our window says open, policy said closed: do not ask again at once
+            return now + cfg.window_recheck_min
+        return opens + cfg.window_margin
 
     def _call_request(self, contact: Contact, call_id: str) -> call_pb2.CallStarted:
         started = call_pb2.CallStarted(

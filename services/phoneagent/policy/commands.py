@@ -12,12 +12,14 @@ import asyncio
 import sys
 import uuid
 from collections.abc import Callable
+from datetime import time as dtime
 from datetime import timedelta
 from pathlib import Path
 
 from phoneagent.policy.audit_query import AuditFilter, format_record, parse_decision, parse_since, query_audit
 from phoneagent.policy.campaign import Contact, Outcome, PacingConfig, parse_campaign_csv
 from phoneagent.policy.campaign_runner import AmdMode, CampaignRunner, RunnerConfig
+from phoneagent.policy.outbound import parse_hhmm
 from phoneagent.runtime.bus import Bus
 from phoneagent.runtime.errors import PhoneAgentError
 from phoneagent.runtime.redact import mask_number
@@ -106,6 +108,7 @@ def campaign_command(args: argparse.Namespace) -> int:
         imported = parse_campaign_csv(args.file, default_purpose=args.purpose)
         for err in imported.errors:
             print(f"row {err.row}: {err.reason}", file=sys.stderr)
+        window = _policy_window()
         config = RunnerConfig(
             campaign_id=args.campaign_id or f"camp-{uuid.uuid4().hex[:12]}",
             purpose=args.purpose,
@@ -120,12 +123,26 @@ def campaign_command(args: argparse.Namespace) -> int:
             voicemail_message=args.voicemail_message,
             agent=args.agent,
             call_timeout_s=args.call_timeout_s,
+            window_start=window[0],
+            window_end=window[1],
         )
         print(f"campaign {config.campaign_id}: {len(imported.contacts)} contact(s)", file=sys.stderr)
         return asyncio.run(_campaign(_nats_url(args), imported.contacts, config, args.out))
     except PhoneAgentError as exc:
         print(f"phone-agent campaign: {exc.message}", file=sys.stderr)
         return 2
+
+
+def _policy_window() -> tuple[dtime, dtime]:
+    """The calling window the policy service applies (PA_CALL_WINDOW_START / _END)."""
+    from phoneagent.policy.settings import PolicySettings
+    from phoneagent.runtime.settings import load
+
+    settings = load(PolicySettings)
+    return (
+        parse_hhmm(settings.window_start, "PA_CALL_WINDOW_START"),
+        parse_hhmm(settings.window_end, "PA_CALL_WINDOW_END"),
+    )
 
 
 def _progress(contact: Contact, outcome: Outcome, reason: str) -> None:

@@ -150,6 +150,7 @@ def _calling_window(ctx: _Ctx) -> str | None:
     if not ctx.zones:
         return "unknown time zone (no explicit zone and the area code has none)"
     start, end = ctx.config.window_start, ctx.config.window_end
+    ctx.details["window"] = f"{start:%H:%M}-{end:%H:%M}"  # the campaign runner waits for it to open
     local_times = {name: ctx.now.astimezone(zone(name)) for name in ctx.zones}
     ctx.details["local_times"] = {name: t.strftime("%Y-%m-%d %H:%M %Z") for name, t in local_times.items()}
     for name, local in local_times.items():
@@ -195,6 +196,15 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("attempts_per_day", _attempts_per_day),
     ("attempts_total", _attempts_total),
 )
+
+
+def parse_hhmm(value: str, var: str) -> time:
+    """A window bound from a setting (``HH:MM``); the error names the variable."""
+    try:
+        h, m = value.split(":")
+        return time(int(h), int(m))
+    except ValueError:
+        raise InvalidArgument(f"{var}={value!r}: must be HH:MM") from None
 
 
 def evaluate_dial(

@@ -19,7 +19,6 @@ import logging
 import time
 import uuid
 from datetime import UTC, datetime
-from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from phoneagent.policy.call_rules import DisclosureGuard, EscalationConfig, buil
 from phoneagent.policy.control_api import CallControl, serve
 from phoneagent.policy.human_claims import HUMAN_CLAIM_REPLACEMENT, human_claim
 from phoneagent.policy.live import LiveRules, Verdict
-from phoneagent.policy.outbound import DialRequest, OutboundConfig, evaluate_dial
+from phoneagent.policy.outbound import DialRequest, OutboundConfig, evaluate_dial, parse_hhmm
 from phoneagent.policy.recording import RecordingConfig, parse_states
 from phoneagent.policy.settings import PolicySettings
 from phoneagent.policy.stores import PolicyStores
@@ -36,7 +35,7 @@ from phoneagent.records.store import RecordStore
 from phoneagent.records.summary import SummaryRequester
 from phoneagent.records.webhooks import WebhookDispatcher, WebhookSettings
 from phoneagent.records.worker import RecordsSettings, RecordsWorker, fan_out
-from phoneagent.runtime import subjects
+from phoneagent.runtime import subjects, telemetry
 from phoneagent.runtime.bus import Delivery, Lane, Subscription
 from phoneagent.runtime.enums import enum_name
 from phoneagent.runtime.errors import InvalidArgument
@@ -84,7 +83,7 @@ class PolicyCallSession:
             )
         )
 
-    async def on_reply(self, msg: speech_pb2.AgentText, _: Delivery) -> None:
+    async def on_reply(self, msg: speech_pb2.AgentText, d: Delivery) -> None:
         out = speech_pb2.AgentText()
         out.CopyFrom(msg)
         generation = msg.meta.generation_id
@@ -118,7 +117,9 @@ class PolicyCallSession:
                 return
             self.guard.published(generation, msg.sentence_seq, out.text)
         self.rules.on_agent_text(msg.text)
-        await self.svc.bus.publish(subjects.say(self.call_id), out)
+        # The turn's trace (on the first sentence of a reply) goes on to TTS through this hop.
+        with telemetry.continue_trace(d.headers, "policy.say", call_id=self.call_id, generation=generation):
+            await self.svc.bus.publish(subjects.say(self.call_id), out, trace=True)
 
     async def on_transcript(self, tr: speech_pb2.Transcript, _: Delivery) -> None:
         if not tr.final or tr.backchannel:
@@ -176,14 +177,6 @@ class PolicyCallSession:
             await self.svc.bus.unsubscribe(sub)
 
 
-def _hhmm(value: str, var: str) -> dtime:
-    try:
-        h, m = value.split(":")
-        return dtime(int(h), int(m))
-    except ValueError:
-        raise InvalidArgument(f"{var}={value!r}: must be HH:MM") from None
-
-
 def _agent_transfer(agent: Agent) -> tuple[bool, str]:
     """Whether the agent has a human to transfer to, and where (from the agent YAML)."""
     transfer = agent.transfer
@@ -204,8 +197,8 @@ class PolicyService(Service):
         except InvalidArgument as exc:
             raise InvalidArgument(f"PA_DISCLOSURE_ADDITION: {exc}") from None
         self.config = OutboundConfig(
-            window_start=_hhmm(settings.window_start, "PA_CALL_WINDOW_START"),
-            window_end=_hhmm(settings.window_end, "PA_CALL_WINDOW_END"),
+            window_start=parse_hhmm(settings.window_start, "PA_CALL_WINDOW_START"),
+            window_end=parse_hhmm(settings.window_end, "PA_CALL_WINDOW_END"),
             max_attempts_per_day=settings.max_attempts_per_day,
             max_attempts_total=settings.max_attempts_total,
         )
