@@ -119,6 +119,32 @@ async def test_malformed_datagrams_get_400_or_are_dropped(env) -> None:  # type:
 
 
 @pytest.mark.parametrize(
+    ("method", "hops", "status"),
+    [("INVITE", b"0", 483), ("BYE", b"0", 483), ("OPTIONS", b"0", 200), ("INVITE", b"abc", 400)],
+)
+async def test_max_forwards(env, method: str, hops: bytes, status: int) -> None:  # type: ignore[no-untyped-def]
+    ua, raw, calls = env
+    body = offer("127.0.0.1", 40070).encode() if method == "INVITE" else b""
+    data = build(method, raw, ua, body=body, call_id=f"hops-{method}")
+    send(raw, ua, data.replace(b"Max-Forwards: 70", b"Max-Forwards: " + hops))
+    resp = await raw.response()
+    assert resp.status == status and resp.call_id == f"hops-{method}"
+    assert calls.empty()  # the INVITE never became a call
+
+
+async def test_unparseable_cseq_gets_a_well_formed_400(env) -> None:  # type: ignore[no-untyped-def]
+    ua, raw, calls = env
+    branch = new_branch()
+    body = offer("127.0.0.1", 40080).encode()
+    data = build("INVITE", raw, ua, body=body, call_id="bad-cseq", branch=branch)
+    send(raw, ua, data.replace(b"CSeq: 1 INVITE", b"CSeq: abc INVITE"))
+    resp = await raw.response()
+    assert resp.status == 400 and resp.call_id == "bad-cseq"
+    assert resp.top_via.branch == branch and resp.cseq.method == "INVITE"  # the client can match it
+    assert raw.unparseable == 0 and calls.empty()
+
+
+@pytest.mark.parametrize(
     ("method", "status"),
     [
         ("REGISTER", 405),

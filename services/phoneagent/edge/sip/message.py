@@ -39,6 +39,7 @@ REASONS = {
     408: "Request Timeout",
     415: "Unsupported Media Type",
     420: "Bad Extension",
+    483: "Too Many Hops",
     480: "Temporarily Unavailable",
     481: "Call/Transaction Does Not Exist",
     486: "Busy Here",
@@ -173,7 +174,6 @@ def _replyable(headers: Headers) -> bool:
                 return False
         for via in headers.get_all("Via"):
             Via.parse(via)
-        CSeq.parse(headers.get("CSeq") or "")
         NameAddr.parse(headers.get("From") or "")
         NameAddr.parse(headers.get("To") or "")
     except ParseError:
@@ -281,7 +281,7 @@ def make_response(request: SipRequest, status: int, reason: str = "", *, to_tag:
     for name in ("Via", "From", "To", "Call-ID", "CSeq"):
         for name_, value in request.headers:
             if name_ == name:
-                headers.add(name, value)
+                headers.add(name, _reply_cseq(value, request.method) if name == "CSeq" else value)
     if to_tag and status != 100:
         to = request.to
         if not to.tag:
@@ -292,3 +292,13 @@ def make_response(request: SipRequest, status: int, reason: str = "", *, to_tag:
             if name_ == "Record-Route":
                 headers.add(name_, value)
     return SipResponse(headers=headers, status=status, reason=reason or REASONS.get(status, ""))
+
+
+def _reply_cseq(value: str, method: str) -> str:
+    """The request's CSeq, or ``0 <method>`` when it is malformed (a 400 to it stays well-formed,
+    and the client still matches it by branch and method)."""
+    try:
+        CSeq.parse(value)
+    except ParseError:
+        return f"0 {method}"
+    return value

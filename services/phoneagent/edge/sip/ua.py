@@ -343,6 +343,13 @@ class UserAgent:
             if dialog is not None:
                 dialog.on_ack(req)
             return
+        hops = req.headers.get("Max-Forwards")
+        if hops is not None and not (hops.isdigit() and int(hops) <= 255):
+            txn.respond(make_response(req, 400, "Bad Max-Forwards"))
+            return
+        if hops is not None and int(hops) == 0 and req.method != "OPTIONS":
+            txn.respond(make_response(req, 483))  # OPTIONS may still be answered (RFC 3261 section 11)
+            return
         try:
             self._dispatch(req, txn, peer)
         except (ParseError, SdpError) as exc:
