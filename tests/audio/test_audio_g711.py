@@ -1,3 +1,4 @@
+import hashlib
 import importlib.util
 import sys
 import warnings
@@ -23,6 +24,38 @@ with warnings.catch_warnings():
     audioop = importlib.import_module("audioop") if importlib.util.find_spec("audioop") else None
 
 needs_audioop = pytest.mark.skipif(audioop is None, reason=f"no audioop on Python {sys.version_info[:2]}")
+
+
+# sha256 of audioop's tables (Python 3.11: lin2ulaw/lin2alaw over every int16 sample from -32768
+# up, ulaw2lin/alaw2lin over codes 0-255 as little-endian int16), so the bit-exact check runs
+# where audioop is gone (3.13) too.
+GOLDEN = {
+    "ulaw_encode": "81d633c9e6972a18c74a58720b96cb8ca0bdd096d4060b646dd708c3b846019a",
+    "alaw_encode": "38488f6fd710f4686360edc4d38639f96c491595ef93f8eb8d62d5e07ca6ce7b",
+    "ulaw_decode": "3dab54339e520bb2c924826e3b72a917a2b612e9fd12fc867500f1d983a75827",
+    "alaw_decode": "e04788d110e58ff8c70c93b8480190d973e3b67876b6119abbaec766cc75c174",
+}
+
+
+def test_tables_match_golden_reference_hashes() -> None:
+    tables = {
+        "ulaw_encode": ulaw_encode(ALL_PCM),
+        "alaw_encode": alaw_encode(ALL_PCM),
+        "ulaw_decode": ulaw_decode(ALL_CODES).astype("<i2").tobytes(),
+        "alaw_decode": alaw_decode(ALL_CODES).astype("<i2").tobytes(),
+    }
+    assert {name: hashlib.sha256(data).hexdigest() for name, data in tables.items()} == GOLDEN
+
+
+@needs_audioop
+def test_golden_hashes_are_audioops() -> None:
+    reference = {
+        "ulaw_encode": audioop.lin2ulaw(ALL_PCM.tobytes(), 2),
+        "alaw_encode": audioop.lin2alaw(ALL_PCM.tobytes(), 2),
+        "ulaw_decode": np.frombuffer(audioop.ulaw2lin(ALL_CODES, 2), np.int16).astype("<i2").tobytes(),
+        "alaw_decode": np.frombuffer(audioop.alaw2lin(ALL_CODES, 2), np.int16).astype("<i2").tobytes(),
+    }
+    assert {name: hashlib.sha256(data).hexdigest() for name, data in reference.items()} == GOLDEN
 
 
 @needs_audioop
