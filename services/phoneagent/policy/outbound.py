@@ -27,7 +27,6 @@ from phoneagent.policy.areacodes import AreaCodeTable, default_table, time_zones
 from phoneagent.policy.numbers import NANP_COUNTRY_CODE, is_valid_e164, normalize_e164
 from phoneagent.policy.stores import PolicyStores
 from phoneagent.runtime.errors import InvalidArgument, PhoneAgentError
-from phoneagent.runtime.metrics import POLICY_DECISIONS
 from phoneagent.runtime.redact import mask_number
 
 log = logging.getLogger(__name__)
@@ -234,8 +233,7 @@ def evaluate_dial(
 
 
 def _finish(decision: Decision, request: DialRequest) -> Decision:
-    outcome = "allow" if decision.allowed else "deny"
-    POLICY_DECISIONS.labels(decision=outcome, rule=decision.rule).inc()
+    outcome = "allow" if decision.allowed else "deny"  # counted once audited (PolicyService.audit)
     log.info(
         "dial decision",
         extra={

@@ -39,6 +39,7 @@ from phoneagent.runtime import subjects, telemetry
 from phoneagent.runtime.bus import Delivery, Lane, Subscription
 from phoneagent.runtime.enums import enum_name
 from phoneagent.runtime.errors import InvalidArgument
+from phoneagent.runtime.metrics import POLICY_DECISIONS
 from phoneagent.runtime.redact import mask_number
 from phoneagent.runtime.service import Service
 from phoneagent.runtime.settings import CommonSettings
@@ -185,6 +186,12 @@ def _agent_transfer(agent: Agent) -> tuple[bool, str]:
     return True, transfer.target
 
 
+def metric_rule(subject: str, rule: str) -> str:
+    """The ``rule`` label of ``pa_policy_decisions_total``: dial rules as they are, the per-call
+    ones with their subject (``opt_out/internal_dnc`` is not the dial rule ``internal_dnc``)."""
+    return rule if subject == "dial" else f"{subject}/{rule}"
+
+
 class PolicyService(Service):
     name = "policy"
     stage = "policy"
@@ -302,6 +309,10 @@ class PolicyService(Service):
         await js.publish(
             subjects.audit(call_id or "none"), record.SerializeToString(), stream=subjects.AUDIT_STREAM
         )
+        POLICY_DECISIONS.labels(
+            decision="allow" if decision == policy_pb2.DECISION_ALLOW else "deny",
+            rule=metric_rule(subject, rule),
+        ).inc()
         return record
 
     async def new_session(self, claim: session_pb2.SessionClaim, taken_over: bool) -> PolicyCallSession:
