@@ -61,12 +61,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "bus": {"externalUrl": "nats://nats.messaging.svc:4222"},
     },
     "web-page": {"edge": {"web": {"enabled": True}}, "secrets": {"webToken": "page-token-1"}},
-    "keda-jetstream": deep_merge(
+    "keda-sessions-only": deep_merge(
         gpu_values(),
-        {
-            "autoscaling": {"keda": {"jetstream": {"enabled": True, "stream": "PA_WORK"}}},
-            "asr": {"autoscaling": {"jetstreamConsumer": "asr"}},
-        },
+        {"autoscaling": {"keda": {"backlog": {"enabled": False}}}},
     ),
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -101,19 +102,37 @@ def test_gpu_profile_schedules_model_services_on_gpus_with_cuda_images() -> None
         assert "nvidia.com/gpu" not in str(c["resources"])
 
 
-def test_keda_scales_model_services_on_active_sessions() -> None:
+def test_keda_scales_model_services_on_active_sessions_and_bus_backlog() -> None:
     scaled = by_kind("gpu", "ScaledObject")
     assert set(scaled) == set(MODEL_SERVICES)
     for name, obj in scaled.items():
         assert obj["spec"]["scaleTargetRef"]["name"] == by_kind("gpu", "Deployment")[name]["metadata"]["name"]
-        (trigger,) = obj["spec"]["triggers"]
-        assert trigger["type"] == "prometheus"
-        assert f'stage="{name}"' in trigger["metadata"]["query"]
+        triggers = {t["name"]: t for t in obj["spec"]["triggers"]}
+        assert set(triggers) == {"active-sessions", "bus-backlog"}
+        assert all(t["type"] == "prometheus" for t in triggers.values())
+        assert f'stage="{name}"' in triggers["active-sessions"]["metadata"]["query"]
+        # The queue label is <stage>:<subject kind> with no replica id (runtime/queues.py).
+        backlog = triggers["bus-backlog"]["metadata"]
+        assert backlog["query"] == f'sum(pa_queue_depth{{namespace="phone-agent",queue=~"{name}:.+"}})'
+        assert backlog["threshold"] == "20"
     assert not by_kind("gpu", "HorizontalPodAutoscaler")
-    triggers = by_kind("keda-jetstream", "ScaledObject")["asr"]["spec"]["triggers"]
-    jetstream = next(t for t in triggers if t["type"] == "nats-jetstream")
-    assert jetstream["metadata"]["stream"] == "PA_WORK" and jetstream["metadata"]["consumer"] == "asr"
-    assert jetstream["metadata"]["natsServerMonitoringEndpoint"].endswith(":8222")
+    # No nats-jetstream trigger: no JetStream consumer carries stage work.
+    assert not [t for o in scaled.values() for t in o["spec"]["triggers"] if t["type"] == "nats-jetstream"]
+    (only,) = by_kind("keda-sessions-only", "ScaledObject")["asr"]["spec"]["triggers"]
+    assert only["name"] == "active-sessions"
+
+
+def test_backlog_query_selects_the_labels_the_runtime_queues_use() -> None:
+    from phoneagent.runtime import subjects
+    from phoneagent.runtime.bus import subject_kind
+    from phoneagent.runtime.queues import metric_label
+
+    query = by_kind("gpu", "ScaledObject")["asr"]["spec"]["triggers"][1]["metadata"]["query"]
+    pattern = re.search(r'queue=~"([^"]+)"', query)
+    assert pattern is not None
+    # The name the bus gives an ASR replica's per-call audio queue (runtime/service.py, runtime/bus.py).
+    label = metric_label(f"asr/pa-phone-agent-asr-5d9f8b-x2x7q:{subject_kind(subjects.audio_in('c1'))}")
+    assert re.fullmatch(pattern[1], label) and not re.fullmatch(pattern[1], "tts:call.say")
 
 
 def test_hpa_mode_renders_hpas_instead_of_scaled_objects() -> None:

@@ -61,7 +61,7 @@ def _dashboard_exprs(board: dict[str, Any]) -> Iterator[str]:
 
 
 def _chart_exprs() -> Iterator[tuple[str, str]]:
-    for obj in manifests("keda-jetstream") + manifests("hpa") + manifests("monitoring"):
+    for obj in manifests("gpu") + manifests("hpa") + manifests("monitoring"):
         if obj["kind"] == "PrometheusRule":
             for group in obj["spec"]["groups"]:
                 for rule in group["rules"]:

@@ -1,7 +1,11 @@
 {{/*
 Autoscaling for a model service (asr, llm, tts): a KEDA ScaledObject or an HPA,
 chosen by autoscaling.mode. Scaling follows the sessions each stage owns
-(pa_active_sessions, one session per call) and, optionally, a JetStream consumer backlog.
+(pa_active_sessions, one session per call) and, with KEDA, the stage's bus backlog:
+messages waiting in its handler queues (pa_queue_depth{queue="<stage>:<subject kind>"},
+summed over calls and replicas). Stage work travels on core NATS subjects to the
+replica that claimed the call, not through a JetStream work queue, so there is no
+JetStream consumer whose lag would measure it; the backlog comes from the services.
 Args: (dict "root" $ "name" "asr" "svc" .Values.asr)
 */}}
 {{- define "phone-agent.scaledObject" -}}
@@ -42,26 +46,15 @@ spec:
         query: {{ printf "sum(pa_active_sessions{namespace=%q,stage=%q})" .root.Release.Namespace .name | quote }}
         threshold: {{ $a.sessionsPerReplica | quote }}
         ignoreNullValues: "true"
-    {{- if and $k.jetstream.enabled $a.jetstreamConsumer }}
-    - type: nats-jetstream
-      name: jetstream-backlog
+    {{- if $k.backlog.enabled }}
+    - type: prometheus
+      name: bus-backlog
       metadata:
-        natsServerMonitoringEndpoint: {{ include "phone-agent.natsMonitoringEndpoint" .root | quote }}
-        account: {{ $k.jetstream.account | quote }}
-        stream: {{ required "autoscaling.keda.jetstream.stream is required when the jetstream trigger is on" $k.jetstream.stream | quote }}
-        consumer: {{ $a.jetstreamConsumer | quote }}
-        lagThreshold: {{ $k.jetstream.lagThreshold | quote }}
+        serverAddress: {{ $k.prometheus.serverAddress | quote }}
+        query: {{ printf "sum(pa_queue_depth{namespace=%q,queue=~%q})" .root.Release.Namespace (printf "%s:.+" .name) | quote }}
+        threshold: {{ $a.backlogPerReplica | quote }}
+        ignoreNullValues: "true"
     {{- end }}
-{{- end }}
-
-{{- define "phone-agent.natsMonitoringEndpoint" -}}
-{{- if .Values.autoscaling.keda.jetstream.monitoringEndpoint }}
-{{- .Values.autoscaling.keda.jetstream.monitoringEndpoint }}
-{{- else if .Values.nats.enabled }}
-{{- printf "%s-headless.%s.svc.cluster.local:8222" (include "phone-agent.natsServiceName" .) .Release.Namespace }}
-{{- else }}
-{{- fail "autoscaling.keda.jetstream.monitoringEndpoint is required when nats.enabled is false" }}
-{{- end }}
 {{- end }}
 
 {{- define "phone-agent.hpa" -}}
