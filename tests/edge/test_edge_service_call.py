@@ -418,6 +418,27 @@ async def test_reinvite_moves_media_and_hold_pauses_playout(edge: Edge) -> None:
         await peer.close()
 
 
+async def test_outbound_dtmf_goes_out_as_rfc4733(edge: Edge) -> None:
+    peer, call_id = await dial_edge(edge)
+    digits: list[tuple[str, float]] = []
+    peer.rtp.on_dtmf = lambda d: digits.append((d.digit, d.duration_ms))
+    try:
+        await wait_for(lambda: edge.lifecycle("answered", call_id), timeout=5)
+        for count, digit in enumerate("1#", start=1):
+            ev = control_pb2.ControlEvent(
+                meta=common_pb2.EventMeta(call_id=call_id), dtmf=control_pb2.Dtmf(digit=digit, outbound=True)
+            )
+            await edge.bus.publish(subjects.control(call_id), ev, lane=Lane.CONTROL)
+            await wait_for(lambda n=count: len(digits) == n, timeout=3)  # type: ignore[misc]
+        # The caller's RTP endpoint decoded telephone-events (RFC 4733) of the edge's 100 ms presses.
+        assert [d for d, _ in digits] == ["1", "#"]
+        assert all(90 <= ms <= 110 for _, ms in digits), digits
+    finally:
+        if peer.dialog is not None:
+            await peer.dialog.bye()
+        await peer.close()
+
+
 async def test_cancel_before_answer(edge: Edge) -> None:
     GATE.clear()
     peer = await new_peer()
@@ -586,3 +607,20 @@ def test_settings_reject_bad_values() -> None:
             environ={"PA_RTP_PORT_MIN": "30000", "PA_RTP_PORT_MAX": "20000", "PA_SIP_HOST": "0.0.0.0"},
         )
     assert "PA_RTP_PORT_MIN" in str(err.value) and "PA_SIP_PUBLIC_ADDRESS" in str(err.value)
+
+
+async def test_max_duration_hangs_up_with_bye(nats_url: str) -> None:
+    settings = load(EdgeSettings, sip_port=0, rtp_port_min=48000, rtp_port_max=48199, max_call_duration_s=1.0)
+    async with running_edge(nats_url, settings, tag="tmax") as edge:
+        peer, call_id = await dial_edge(edge)
+        try:
+            await wait_for(lambda: edge.lifecycle("answered", call_id), timeout=5)
+            answered = time.monotonic()
+            await asyncio.wait_for(peer.bye.wait(), 5)  # the edge hangs up: the caller gets a BYE
+            assert 0.8 <= time.monotonic() - answered <= 3.0
+            ended = await wait_for(lambda: edge.lifecycle("ended", call_id), timeout=3)
+            assert ended[0].reason == call_pb2.END_REASON_MAX_DURATION and ended[0].detail == "max duration"
+            assert 1000 <= ended[0].duration_ms < 3000
+            await wait_for(lambda: call_id not in edge.svc.calls, timeout=3)
+        finally:
+            await peer.close()
