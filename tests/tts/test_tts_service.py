@@ -4,6 +4,7 @@ a cancel stops a generation on the bus, and two calls keep their audio apart."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -198,3 +199,55 @@ async def test_malformed_requests_get_an_error_event_and_the_call_goes_on(
     assert {c.sentence_seq for c in chunks if c.pcm} == {3}
     assert pcm(chunks).size > 8000 and chunks[-1].sentence_seq == 4
     assert len(call.errors) == 3 and not call.foreign
+
+
+async def test_cancel_on_the_control_lane_stops_a_generation_on_the_bus(
+    piper_tts: TtsService, bus: Bus
+) -> None:
+    call = Call(bus)
+    await call.start(8000)
+    await call.say(2, 0, LONG)  # about a minute of speech
+    await wait_for(lambda: call.of(2), 30)
+    cancelled_at = asyncio.get_running_loop().time()
+    await call.cancel(2)
+    session = session_of(piper_tts, call.call_id)
+    await wait_for(lambda: session.floor == 3, 5)  # the cancel was handled
+    await call.say(3, 0, "Okay.")
+    await call.say(3, 1, "", final=True)
+    await call.ended(3)
+    stopped_after = asyncio.get_running_loop().time() - cancelled_at
+
+    # The service publishes in order on one connection: what it sent of generation 2 before the
+    # cancel was handled arrives before generation 3's first chunk; at most one chunk was in flight.
+    first_new = next(i for i, c in enumerate(call.chunks) if c.meta.generation_id == 3)
+    late = [c for c in call.chunks[first_new:] if c.meta.generation_id == 2]
+    assert len(late) <= 1
+    old = call.of(2)
+    assert not any(c.last_in_generation for c in old)  # a cancelled generation is not ended as played
+    assert len(old) * 0.02 < 20.0  # far less than the minute of speech asked for
+    assert stopped_after < 10.0  # generation 3 was spoken right after, not behind the old audio
+
+
+async def test_two_calls_at_once_keep_their_audio_on_their_own_subjects(
+    piper_tts: TtsService, bus: Bus
+) -> None:
+    phone, browser = Call(bus), Call(bus)
+    await phone.start(8000)
+    await browser.start(16000)
+    texts = {
+        phone: "Your cleaning is on Monday at nine.",
+        browser: "The office is closed on Sunday, sorry about that.",
+    }
+    for call, text in texts.items():
+        await call.say(5, 0, text)
+        await call.say(5, 1, "", final=True)
+    for call, rate in ((phone, 8000), (browser, 16000)):
+        chunks = await call.ended(5)
+        assert not call.foreign and not call.errors
+        assert all(c.meta.call_id == call.call_id for c in call.chunks)
+        spoken = [c for c in chunks if c.pcm]
+        assert all(c.sample_rate == rate and len(c.pcm) == rate // 50 * 2 for c in spoken)  # 20 ms frames
+        assert [c.sequence for c in chunks] == list(range(len(chunks)))
+        ends = [c.text_end for c in spoken if c.last_in_sentence]
+        assert ends == [len(texts[call])]  # the audio speaks this call's own sentence
+        assert pcm(spoken).size / rate > 1.0
