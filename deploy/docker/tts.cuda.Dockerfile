@@ -14,7 +14,7 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY services ./services
-RUN pip install ".[tts-gpu,otlp]" "soxr==1.0.0"
+RUN pip install ".[tts-gpu,otlp]"
 COPY --from=models . /opt/phone-agent/models/
 
 FROM ${PYTHON_IMAGE}

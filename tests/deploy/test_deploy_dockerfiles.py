@@ -10,6 +10,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -182,3 +183,22 @@ def test_edge_image_carries_the_engine_warm_transfer_speaks_with() -> None:
     runs = " ".join(a for kind, a in _instructions(edge) if kind == "RUN")
     assert "python -m phoneagent.tts.assemble --skip-kokoro" in runs, "verify the voice at build time"
     assert f"SummaryVoice('{engine}').render(" in runs, "render a summary at build time"
+
+
+@pytest.mark.parametrize(
+    "path", [DOCKER / f"{s}.cuda.Dockerfile" for s in CUDA_SERVICES], ids=lambda p: p.name
+)
+def test_cuda_images_install_only_exactly_pinned_engine_packages(path: Path) -> None:
+    # A GPU image is rebuilt months later on a cluster: an open range (vllm>=...) pulls whatever
+    # came out since, with a different CUDA/torch stack. Engines and their weights are pinned exactly.
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for extra in _pip_extras(path) - {"otlp"}:
+        for requirement in extras[extra]:
+            assert re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][A-Za-z0-9_.]*", requirement), (extra, requirement)
+    for kind, a in _instructions(path):
+        for command in a.split("&&") if kind == "RUN" else []:
+            argv = shlex.split(command.strip())
+            if argv[:2] == ["pip", "install"]:
+                for arg in argv[2:]:
+                    ok = arg.startswith((".[", "-")) or "==" in arg
+                    assert ok, f"unpinned package {arg!r} in {path.name}"
