@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,14 @@ from phoneagent.v1 import call_pb2, common_pb2, control_pb2, speech_pb2
 
 @asynccontextmanager
 async def running_policy(
-    nats_url: str, db: Path, *, common: dict[str, Any] | None = None, **settings: Any
+    nats_url: str,
+    db: Path,
+    *,
+    common: dict[str, Any] | None = None,
+    now: datetime | None = None,
+    **settings: Any,
 ) -> AsyncIterator[PolicyService]:
+    """The policy service with these settings; ``now`` pins its clock (opening hours)."""
     base: dict[str, Any] = {
         "db_path": str(db),
         "caller_id": "+14155550100",
@@ -31,6 +38,8 @@ async def running_policy(
     svc = PolicyService(
         load(CommonSettings, nats_url=nats_url, **(common or {})), load(PolicySettings, **(base | settings))
     )
+    if now is not None:
+        svc.clock = lambda: now
     await svc.bus.connect(nats_url)
     await streams.ensure(svc.bus.jetstream())
     await svc.setup()
@@ -42,6 +51,12 @@ async def running_policy(
         await svc.sessions.close()
         await svc.bus.close()
         await svc.teardown()
+
+
+# Tuesday 2 June 2026, 11:00 in New York: the example agent's front desk is open.
+OPEN = datetime(2026, 6, 2, 15, 0, tzinfo=UTC)
+# The same Tuesday at 20:00 in New York: closed.
+CLOSED = datetime(2026, 6, 3, 0, 0, tzinfo=UTC)
 
 
 class Call:

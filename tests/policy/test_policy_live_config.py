@@ -21,7 +21,7 @@ from phoneagent.policy.settings import PolicySettings
 from phoneagent.runtime.bus import Bus
 from phoneagent.runtime.settings import SettingsError, load
 from phoneagent.v1 import control_pb2
-from policy_live import running_policy, start_call
+from policy_live import OPEN, running_policy, start_call
 
 CALLER_NY = "+12125550123"  # New York: one-party consent by default
 
@@ -45,6 +45,7 @@ async def policy(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Asy
         folder / "policy.sqlite3",
         all_party_states="ny, CA",
         common={"replica_id": "policy-config-t", "agent_file": str(agent)},
+        now=OPEN,
     ) as svc:
         yield svc
 

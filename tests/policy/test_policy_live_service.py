@@ -22,6 +22,7 @@ from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.sessions import SessionHost, claim_session
 from phoneagent.runtime.settings import CommonSettings, load
 from phoneagent.v1 import call_pb2, common_pb2, control_pb2, policy_pb2, speech_pb2
+from policy_live import CLOSED, OPEN
 
 CALLER_CA = "+14155550134"  # San Francisco: California is an all-party consent state
 CALLER_NY = "+12125550123"  # New York: one-party consent
@@ -40,6 +41,7 @@ async def policy(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Asy
         window_end="23:59",
     )
     svc = PolicyService(common, settings)
+    svc.clock = lambda: OPEN  # the front desk is open: a request for a person is transferred
     await svc.bus.connect(nats_url)
     await streams.ensure(svc.bus.jetstream())
     await svc.setup()
@@ -211,3 +213,21 @@ def test_party_numbers_from_uris(tmp_path: Path) -> None:
     assert party_number("sip:+14155550134@10.0.0.1:5060;transport=udp") == CALLER_CA
     assert party_number("tel:415-555-0134") == CALLER_CA
     assert party_number("sip:agent@127.0.0.1") is None and party_number("") is None
+
+
+async def test_request_for_a_person_after_hours_takes_a_message(policy: PolicyService, bus: Bus) -> None:
+    policy.clock = lambda: CLOSED  # 20:00 in New York: the front desk has gone home
+    try:
+        call_id, control, _ = await start_call(bus, CALLER_NY)
+        await caller_says(bus, call_id, 1, "Can I talk to a real person please?")
+        found = await wait_for(lambda: directives(control), timeout=5)
+        assert (
+            found[0].action == control_pb2.DIRECTIVE_ACTION_TAKE_MESSAGE
+            and found[0].text == TAKE_MESSAGE_TEXT
+        )
+        assert found[0].target == ""
+        (record,) = await audit_of(bus, call_id, "escalation")
+        assert record.details["action"] == "take_message"
+        assert record.details["unavailable"] == "outside_business_hours"
+    finally:
+        policy.clock = lambda: OPEN

@@ -8,7 +8,8 @@ session (:mod:`phoneagent.policy.service`) publishes them.
 * Opt-out ("stop calling me") adds the caller's number to the internal DNC list and hangs up
   after a confirmation; nothing else is acted on afterwards.
 * Escalation (a request for a person, a trigger word, or repeated misunderstanding) transfers
-  to the agent's human when one is configured and available, else the agent takes a message.
+  to the agent's human when one is configured and available and the business is open (its
+  opening hours and closures), else the agent takes a message.
   Misunderstanding is read from the agent's own replies: a reply that apologises for not
   understanding counts the caller turn before it as misunderstood.
 * Recording: planned per call from the parties' numbers. The notice or the consent question
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -106,6 +108,7 @@ class LiveRules:
         transfer_target: str = "",
         escalation: EscalationConfig | None = None,
         recording: RecordingConfig | None = None,
+        open_at: Callable[[datetime], bool] | None = None,
     ) -> None:
         self.number = caller_number(call)
         ours = party_number(call.to_uri if call.direction != call_pb2.DIRECTION_OUTBOUND else call.from_uri)
@@ -113,6 +116,7 @@ class LiveRules:
         self.recording = RecordingSession(self.plan)
         self.dnc = dnc
         self.transfer_available = transfer_available
+        self.open_at = open_at  # the business's opening hours: nobody to transfer to outside them
         self.transfer_target = transfer_target
         self.escalation = EscalationDetector(escalation)
         self.finished = False  # opt-out or escalation handed the call on: act on nothing more
@@ -154,7 +158,7 @@ class LiveRules:
         recording = self._recording(text, turn_id)
         if recording is not None:
             out.append(recording)
-        escalation = self._escalation(text, turn_id)
+        escalation = self._escalation(text, turn_id, now)
         if escalation is not None:
             out.append(escalation)
         return out
@@ -220,9 +224,18 @@ class LiveRules:
             )
         return Verdict(audit=entry)
 
-    def _escalation(self, text: str, turn_id: int) -> Verdict | None:
+    def humans_available(self, now: datetime) -> tuple[bool, str]:
+        """Whether a person can take the call now, and if not, why."""
+        if not self.transfer_available:
+            return False, "no_transfer_target"
+        if self.open_at is not None and not self.open_at(now):
+            return False, "outside_business_hours"
+        return True, ""
+
+    def _escalation(self, text: str, turn_id: int, now: datetime) -> Verdict | None:
         understood, self._misunderstood = not self._misunderstood, False
-        decision = self.escalation.on_turn(text, understood, humans_available=self.transfer_available)
+        available, why_not = self.humans_available(now)
+        decision = self.escalation.on_turn(text, understood, humans_available=available)
         if decision is None:
             return None
         self.finished = decision.action is EscalationAction.TRANSFER
@@ -231,6 +244,8 @@ class LiveRules:
         else:
             action, speech = control_pb2.DIRECTIVE_ACTION_TAKE_MESSAGE, TAKE_MESSAGE_TEXT
         details = {"action": decision.action.value, "matched": decision.matched, **_said(text)}
+        if why_not:
+            details["unavailable"] = why_not
         audit = AuditEntry(
             policy_pb2.DECISION_ALLOW,
             "escalation",

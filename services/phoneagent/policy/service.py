@@ -18,6 +18,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,7 @@ class PolicyCallSession:
             transfer_target=svc.transfer_target,
             escalation=svc.escalation,
             recording=svc.recording,
+            open_at=svc.open_at,
         )
 
     async def start(self) -> None:
@@ -126,7 +128,7 @@ class PolicyCallSession:
         if not tr.final or tr.backchannel:
             return
         verdicts = await asyncio.to_thread(
-            self.rules.on_transcript, tr.text, tr.meta.turn_id, datetime.now(UTC)
+            self.rules.on_transcript, tr.text, tr.meta.turn_id, self.svc.clock()
         )
         for verdict in verdicts:
             await self._apply(verdict)
@@ -218,6 +220,7 @@ class PolicyService(Service):
         self.webhook_settings = load_settings(WebhookSettings)
         self.webhooks: WebhookDispatcher | None = None
         self.summaries: SummaryRequester | None = None
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # tests pin it
         self.agent = load_agent(common.agent_path)
         self.transfer_available, self.transfer_target = _agent_transfer(self.agent)
         self.escalation = EscalationConfig(
@@ -225,6 +228,11 @@ class PolicyService(Service):
             trigger_words=self.agent.escalation.trigger_words,
         )
         self.recording = RecordingConfig(all_party_states=parse_states(settings.all_party_states))
+
+    def open_at(self, now: datetime) -> bool:
+        """Whether the business is open at ``now`` (the agent's hours and closures, its time zone)."""
+        local = now.astimezone(self.agent.tz)
+        return self.agent.is_open_at(local.date(), local.time().replace(tzinfo=None))
 
     async def setup(self) -> None:
         Path(self.settings.db_path).expanduser().parent.mkdir(parents=True, exist_ok=True)
