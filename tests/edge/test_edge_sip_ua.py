@@ -343,3 +343,39 @@ async def test_sip_info_dtmf_reaches_callback(pair) -> None:  # type: ignore[no-
     resp = await asyncio.wait_for(dialog.send(dialog.make_request("INFO", b"x", "text/plain")), WAIT)
     assert resp.status == 415 and digits.empty()
     await dialog.bye()
+
+
+async def test_in_dialog_requests_answer_a_digest_challenge() -> None:
+    """The UAS challenges BYE, REFER and re-INVITE too: the caller's dialog answers each 401 with
+    the credentials its INVITE used."""
+    auth = DigestServer("agent.test", {"trunk": "s3cret"})
+    uas, uac, callee = await make_pair("udp", auth=auth, challenge_in_dialog=True)
+    holds: asyncio.Queue[bool] = asyncio.Queue()
+    referred: list[SipURI] = []
+    remote_bye = asyncio.Event()
+
+    async def transfer(d: Dialog, to: SipURI) -> int:
+        referred.append(to)
+        return 200
+
+    callee.handlers.on_hold = lambda d, held: holds.put_nowait(held)
+    callee.handlers.on_refer = transfer
+    callee.handlers.on_bye = lambda d: remote_bye.set()
+    try:
+        dialog = await asyncio.wait_for(
+            uac.call(target(uas, "udp"), local_offer(), Credentials("trunk", "s3cret")), WAIT
+        )
+        resp = await asyncio.wait_for(dialog.hold(True), WAIT)
+        assert resp.status == 200 and await asyncio.wait_for(holds.get(), WAIT) is True
+        assert await asyncio.wait_for(dialog.refer("sip:human@127.0.0.1:5999"), WAIT) == 200
+        assert referred and referred[0].user == "human"
+        # Without credentials the same request stays refused: the UAS really challenges it.
+        dialog.credentials = None
+        assert (await asyncio.wait_for(dialog.hold(False), WAIT)).status == 401
+        assert holds.empty()
+        dialog.credentials = Credentials("trunk", "s3cret")
+        await dialog.bye()
+        await wait_for(remote_bye)
+    finally:
+        await uac.close()
+        await uas.close()

@@ -327,6 +327,7 @@ class OutboundCall:
             remote_sdp=remote_sdp,
             outbound=True,
             handlers=self.handlers,
+            credentials=self.credentials,
         )
         ack = dialog.make_request("ACK")
         ack.headers.set("CSeq", f"{self.seq} ACK")

@@ -1,4 +1,8 @@
-"""A confirmed (or early-confirmed) INVITE dialog: BYE, REFER with NOTIFY sipfrag, re-INVITE for hold."""
+"""A confirmed (or early-confirmed) INVITE dialog: BYE, REFER with NOTIFY sipfrag, re-INVITE for hold.
+
+Our in-dialog requests answered 401/407 are sent again with the dialog's credentials (again once
+more only when the nonce was stale), as the INVITE that set up the dialog was.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from phoneagent.edge.sip.auth import Credentials, authorization_header
 from phoneagent.edge.sip.headers import Headers, NameAddr, ParseError, SipURI
 from phoneagent.edge.sip.message import REASONS, SipRequest, SipResponse, make_response
 from phoneagent.edge.sip.sdp import (
@@ -61,6 +66,7 @@ class Dialog:
         remote_sdp: SessionDescription | None,
         outbound: bool,
         handlers: DialogHandlers | None = None,
+        credentials: Credentials | None = None,
     ) -> None:
         self.ua = ua
         self.call_id = call_id
@@ -75,6 +81,7 @@ class Dialog:
         self.remote_sdp = remote_sdp
         self.outbound = outbound
         self.handlers = handlers or DialogHandlers()
+        self.credentials = credentials  # answer the peer's digest challenges to our requests
         self.held = False
         self.confirmed = asyncio.Event()
         self.ended = asyncio.Event()
@@ -110,8 +117,37 @@ class Dialog:
         return SipRequest(headers=headers, body=body, method=method, uri=self.remote_target)
 
     async def send(self, req: SipRequest, timeout_s: float | None = None) -> SipResponse:
-        """Send an in-dialog request and return its final response (408 on timeout)."""
-        return await self.ua.transact(req, self.peer, timeout_s)
+        """Send an in-dialog request and return its final response (408 on timeout); a 401/407
+        is answered with the dialog's credentials."""
+        resp = await self.ua.transact(req, self.peer, timeout_s)
+        for retried in (False, True):
+            again = self._authorized(req, resp, retried)
+            if again is None:
+                break
+            req, resp = again, await self.ua.transact(again, self.peer, timeout_s)
+        return resp
+
+    def _authorized(self, req: SipRequest, resp: SipResponse, retried: bool) -> SipRequest | None:
+        """``req`` again (new CSeq and branch) with an answer to ``resp``'s challenge, or None when
+        it is no challenge, we have no credentials, or they were refused already (not stale)."""
+        if resp.status not in (401, 407) or self.credentials is None:
+            return None
+        if self.ended.is_set() and req.method != "BYE":
+            return None  # our BYE ends the dialog before it is sent; nothing else goes after it
+        challenge = resp.headers.get("WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate") or ""
+        if retried and "stale=true" not in challenge.replace(" ", "").lower():
+            return None
+        try:
+            value = authorization_header(challenge, req.method, str(req.uri), self.credentials)
+        except ParseError:
+            log.info("sip challenge unusable", extra={"call_id": self.call_id, "method": req.method})
+            return None
+        again = self.make_request(req.method, req.body, req.content_type)
+        for name, value_ in req.headers:
+            if name not in _REBUILT:
+                again.headers.add(name, value_)
+        again.headers.add("Authorization" if resp.status == 401 else "Proxy-Authorization", value)
+        return again
 
     # --- our actions ----------------------------------------------------------------------
     async def bye(self) -> None:
@@ -133,6 +169,11 @@ class Dialog:
         try:
             req = self.make_request("INVITE", offer.encode(), "application/sdp")
             resp = await self.ua.invite_in_dialog(self, req)
+            for retried in (False, True):
+                again = self._authorized(req, resp, retried)
+                if again is None:
+                    break
+                req, resp = again, await self.ua.invite_in_dialog(self, again)
         finally:
             self._reinvite_pending = False
         if 200 <= resp.status < 300:
@@ -226,6 +267,8 @@ class Dialog:
             txn.respond(make_response(req, 500, "Out of order"))
             return
         self.remote_seq = seq
+        if self._challenge(req, txn):
+            return
         handler = {
             "BYE": self._on_bye,
             "INVITE": self._on_reinvite,
@@ -238,6 +281,21 @@ class Dialog:
             self.ua.reject_method(req, txn)
             return
         handler(req, txn)
+
+    def _challenge(self, req: SipRequest, txn: ServerTransaction) -> bool:
+        """With ``challenge_in_dialog``, the peer's BYE, REFER and re-INVITE need digest
+        credentials too: answer 401 (and True) unless they carry valid ones."""
+        auth = self.ua.config.auth
+        if auth is None or not self.ua.config.challenge_in_dialog or req.method not in _CHALLENGED:
+            return False
+        header = req.headers.get("Authorization")
+        result = auth.verify(req.method, header) if header else None
+        if result is not None and result.ok:
+            return False
+        resp = make_response(req, 401)
+        resp.headers.add("WWW-Authenticate", auth.challenge(stale=bool(result and result.stale)))
+        txn.respond(resp)
+        return True
 
     def _on_bye(self, req: SipRequest, txn: ServerTransaction) -> None:
         txn.respond(make_response(req, 200))
@@ -378,6 +436,14 @@ class Dialog:
             return
         if inspect.isawaitable(result):
             self.ua.spawn(result)
+
+
+# Headers make_request writes afresh when a challenged request is sent again.
+_REBUILT = frozenset(
+    {"Via", "Max-Forwards", "From", "To", "Call-ID", "CSeq", "Route", "Contact", "User-Agent", "Content-Type"}
+    | {"Content-Length", "Authorization", "Proxy-Authorization"}
+)
+_CHALLENGED = frozenset({"BYE", "REFER", "INVITE"})
 
 
 def _sipfrag_status(body: bytes) -> int | None:

@@ -63,6 +63,7 @@ class UAConfig:
     max_calls: int = 100
     overload_status: int = 503  # 486 Busy Here or 503 Service Unavailable
     auth: DigestServer | None = None  # challenge inbound INVITEs when set
+    challenge_in_dialog: bool = False  # with auth: challenge the peer's BYE, REFER and re-INVITE too
     no_answer_timeout_s: float = 60.0
     user_agent: str = "phone-agent"
 
