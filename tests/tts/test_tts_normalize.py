@@ -104,3 +104,42 @@ def test_normalize_is_total_on_odd_input() -> None:
 )
 def test_numbers_next_to_punctuation(text: str, spoken: str) -> None:
     assert normalize(text) == spoken
+
+
+@pytest.mark.parametrize(
+    ("text", "spoken"),
+    [
+        # identifiers are read digit by digit after the word that names them
+        ("Your account number is 4821.", "Your account number is four eight two one."),
+        ("the card ending in 1987", "the card ending in one nine eight seven"),
+        ("Visa ending in 4242", "Visa ending in four two four two"),
+        ("Your PIN is 0042.", "Your PIN is zero zero four two."),
+        ("PIN: 1234", "PIN: one two three four"),
+        ("call ext. 204", "call extension two zero four"),
+        ("extension 12", "extension one two"),
+        ("acct. 55123", "account five five one two three"),
+        ("confirmation code 48213957", "confirmation code four eight two one, three nine five seven"),
+        ("reference: 7731", "reference: seven seven three one"),
+        ("order 5512 ships today", "order five five one two ships today"),
+        ("Member ID 88231", "Member ID eight eight two three one"),
+        (
+            "card 4111 1111 1111 1111",
+            "card four one one one, one one one one, one one one one, one one one one",
+        ),
+        # a leading zero makes any number a string of digits
+        ("agent 007", "agent zero zero seven"),
+        ("box 0815 is yours", "box zero eight one five is yours"),
+        # ... and nothing else changes: counts, years, amounts, times, decimals
+        ("you are number 3 in line", "you are number three in line"),
+        ("the account is 12 months old", "the account is twelve months old"),
+        ("the contract ending in 2026", "the contract ending in twenty twenty-six"),
+        ("the policy of 2020 applies", "the policy of twenty twenty applies"),
+        ("a card for $25", "a card for twenty-five dollars"),
+        ("at 09:05", "at nine oh five"),
+        ("on 2026-01-05", "on January fifth, twenty twenty-six"),
+        ("0.5 miles", "zero point five miles"),
+        ("$0.99", "ninety-nine cents"),
+    ],
+)
+def test_identifiers_digit_by_digit(text: str, spoken: str) -> None:
+    assert normalize(text) == spoken

@@ -1,8 +1,10 @@
 """Rewrite agent text into words a speech engine reads the way a person would on the phone.
 
 Times ("3:30 pm" -> "three thirty p m"), dates ("2026-11-23", "11/23", "Nov 23rd"), money,
-percentages, ordinals, phone and account numbers (digit by digit, with a comma between
-groups so the engine pauses), codes ("AB12C" spelled out) and common abbreviations.
+percentages, ordinals, phone numbers and identifiers (digit by digit, with a comma between
+groups so the engine pauses): a number after "account", "card ... ending in", "PIN",
+"ext.", "confirmation", "reference", "#" and the like, and any number with a leading zero;
+codes ("AB12C" spelled out) and common abbreviations.
 Passes run in a fixed order: the more specific patterns (dates, phone numbers) before
 the generic number rules that would otherwise take their digits apart.
 """
@@ -212,6 +214,41 @@ def _code(m: re.Match[str]) -> str:
     return ", ".join(spoken)
 
 
+# Words after which a number is an identifier, read digit by digit ("account number is 4821",
+# "card ending in 1987", "PIN is 0042", "ext. 204"): the keyword, then a few linking words.
+_ID_KEYWORDS = (
+    r"account|acct|card|credit card|debit card|visa|mastercard|amex|pin|passcode|extension|ext|"
+    r"confirmation|reference|ref|order|member|membership|policy|routing|ticket|booking|case|claim|"
+    r"invoice|id|code|number"
+)
+_ID_LINKS = r"number|no\.?|#|is|was|ending|ends|in|with|code|id"
+_ID_RE = re.compile(
+    rf"(?<![\w.])(?P<key>(?:{_ID_KEYWORDS})\b\.?)(?P<mid>(?:\s+(?:{_ID_LINKS})\b)*)(?P<sep>\s*:?\s*)"
+    r"(?P<num>\d+(?:[ -]\d{3,})*)(?![\d.,]\d|[\w$%])",
+    re.IGNORECASE,
+)
+_ID_SPOKEN = {"ext": "extension", "ext.": "extension", "acct": "account", "acct.": "account"}
+_ID_ALWAYS = {"pin", "passcode", "extension", "ext", "ext.", "card", "visa", "mastercard", "amex"}
+
+
+def _identifier(m: re.Match[str]) -> str:
+    key, num = m.group("key"), m.group("num")
+    groups = re.findall(r"\d+", num)
+    key_word = key.lower()
+    short = len(groups) == 1 and len(num) < 3 and not num.startswith("0")
+    if short and key_word not in _ID_ALWAYS and "ending" not in m.group("mid").lower():
+        return m.group(0)  # "number 3 in line", "account is 12 months old": a count, not an identifier
+    if len(groups) == 1:
+        groups = group_digits(num)
+    key = _ID_SPOKEN.get(key_word, key)
+    sep = m.group("sep") if m.group("sep").strip() else " "
+    return f"{key}{m.group('mid')}{sep}{_read_groups(groups)}"
+
+
+def _leading_zero(m: re.Match[str]) -> str:
+    return digits(m.group(0))  # "0042", "007": digit by digit, never "forty-two"
+
+
 def _plain_number(m: re.Match[str]) -> str:
     text = m.group(0)
     if "," not in text and len(text) == 4 and 1100 <= int(text) <= 2099:
@@ -234,6 +271,7 @@ _RULES: list[Rule] = [
     (_PLACE_RE, _place),
     (_ABBR_RE, _abbr),
     (_NUMBER_ABBR_RE, lambda m: "number "),
+    (_ID_RE, _identifier),
     (re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b"), _iso_date),
     (re.compile(r"(?<![\d/])(\d{1,2})/(\d{1,2})(?:/(\d{4}|\d{2}))?(?![\d/])"), _slash_date),
     (re.compile(rf"\b({_MONTH_NAMES})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?\b(?:,?\s+(\d{{4}})\b)?"), _month_date),
@@ -251,6 +289,7 @@ _RULES: list[Rule] = [
     (re.compile(r"(?<![\w.])\+?\(?\d{1,4}\)?(?:[ .-]\(?\d{1,4}\)?){1,5}(?![\w]|\.\d)"), _grouped_digits),
     (re.compile(r"\b(\d+)(st|nd|rd|th)\b"), lambda m: ordinal(int(m.group(1)))),
     (re.compile(r"(?<![\d,.])\d{5,}(?!\d|[,.]\d)"), _long_run),
+    (re.compile(r"(?<![\w.,:$€£-])0\d+(?![\d:]|[.,]\d)"), _leading_zero),
     (
         re.compile(r"(?<![\d.])\d+(?:\.\d+){2,}(?![\d.])"),
         lambda m: " point ".join(cardinal(int(p)) for p in m.group(0).split(".")),

@@ -36,7 +36,7 @@ from phoneagent.tts.normalize import normalize
 log = logging.getLogger(__name__)
 
 # Bump when rendering changes (normaliser, pauses, keys) so stale files are not reused.
-CACHE_VERSION = "2"
+CACHE_VERSION = "3"
 SENTENCE_PAUSE_S = 0.2
 
 
