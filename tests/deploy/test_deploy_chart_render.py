@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -250,3 +251,18 @@ def test_policy_keeps_its_store_on_a_volume_and_serves_grpc_on_all_interfaces() 
     scratch = render_raw({"policy": {"replicas": 2, "persistence": {"enabled": False}}})
     assert "emptyDir" in scratch["phone-agent/templates/policy/deployment.yaml"]
     assert not scratch["phone-agent/templates/policy/pvc.yaml"].strip()
+
+
+def test_notes_scale_replicas_the_way_the_autoscaling_mode_allows_and_open_the_dashboards() -> None:
+    keda = notes("gpu")
+    # Under KEDA a ScaledObject owns the replica count: kubectl scale would be undone.
+    assert "--set asr.autoscaling.minReplicas=4" in keda and "get scaledobject,hpa,deployment" in keda
+    assert "kubectl scale deployment" not in keda
+    assert "--set asr.replicas=4" in notes("default")
+    assert "--set asr.autoscaling.minReplicas=4" in notes("hpa") and "scaledobject" not in notes("hpa")
+    titles = [json.loads(p.read_text())["title"] for p in sorted((CHART / "dashboards").glob("*.json"))]
+    assert titles and all(t.removeprefix("Phone agent ") in keda for t in titles), titles
+    assert "port-forward svc/kube-prometheus-stack-grafana" in keda and "grafana_dashboard=1" in keda
+    assert "serviceMonitor.enabled is false" in notes("default") and "serviceMonitor" not in keda
+    off = render_raw({"metrics": {"dashboards": {"enabled": False}}})
+    assert "Dashboards\n" not in next(t for p, t in off.items() if p.endswith("NOTES.txt"))
