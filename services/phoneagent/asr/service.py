@@ -26,11 +26,13 @@ from phoneagent.runtime.bus import Delivery, Lane, Subscription
 from phoneagent.runtime.errors import InvalidArgument, PhoneAgentError
 from phoneagent.runtime.service import Service
 from phoneagent.runtime.settings import CommonSettings
+from phoneagent.runtime.tasks import TaskOwner
 from phoneagent.v1 import common_pb2, media_pb2, session_pb2, speech_pb2
 
 log = logging.getLogger(__name__)
 SETTINGS = AsrSettings
 ERROR_EVERY_S = 1.0  # at most one error event per call, per distinct reason, per second
+RESULT_WAIT_S = 60.0  # bound on waiting for one call's decodes when no caller frame comes
 MAX_ERROR_REASONS = 16
 
 
@@ -73,6 +75,8 @@ class AsrCallSession:
         )
         self.sub: Subscription[Any] | None = None
         self._last_error: dict[str, float] = {}
+        self._tasks = TaskOwner(f"asr:{self.call_id}")
+        self._waiter: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.sub = await self.svc.bus.subscribe(
@@ -100,6 +104,19 @@ class AsrCallSession:
             return
         for ev in events:
             await self.publish(ev)
+        if self.asr.pending and (self._waiter is None or self._waiter.done()):
+            self._waiter = self._tasks.spawn(self._publish_when_ready(), "results")
+
+    async def _publish_when_ready(self) -> None:
+        """Publish results as soon as their decodes finish. Frames also collect them, but the
+        caller may fall silent on the line (no more frames) right after an utterance."""
+        try:
+            async with asyncio.timeout(RESULT_WAIT_S):
+                while self.asr.pending:
+                    for ev in await self.asr.drain():
+                        await self.publish(ev)
+        except TimeoutError:
+            log.warning("asr results wait timed out", extra={"call_id": self.call_id})
 
     async def report(self, exc: PhoneAgentError) -> None:
         now = time.monotonic()
@@ -161,6 +178,7 @@ class AsrCallSession:
     async def close(self, reason: str) -> None:
         if self.sub is not None:
             await self.svc.bus.unsubscribe(self.sub)
+        await self._tasks.close(timeout=1.0)
         await self.asr.close()
 
 

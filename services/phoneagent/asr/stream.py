@@ -120,6 +120,11 @@ class AsrSession:
     def in_speech(self) -> bool:
         return self._segmenter.in_speech
 
+    @property
+    def pending(self) -> bool:
+        """Decodes are in flight (their events come from a later ``feed`` or ``drain``)."""
+        return bool(self._finals) or self._partial is not None
+
     async def feed(self, frame: np.ndarray, t: float, *, rate: int = EXPECTED_RATE) -> list[AsrEvent]:
         """Add one frame (first sample at stream time ``t``); returns the events now ready.
 
