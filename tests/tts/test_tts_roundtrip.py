@@ -1,11 +1,13 @@
 """TTS -> G.711 8 kHz -> the project's ASR: what the agent says is what a phone caller hears.
 
-Both engines speak phone-style sentences; the audio goes through the same path as a call
-(resample to 8 kHz, mu-law encode/decode, back to 16 kHz) and tiny.en must recognise it.
+Both engines speak phone-style sentences through :class:`TtsStream` at 8 kHz (chunking, the
+streaming resampler and the 20 ms framer: the frames a call sends), the frames go through
+mu-law encode/decode as on the line, back to 16 kHz, and tiny.en must recognise them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator
 
@@ -17,6 +19,7 @@ from phoneagent.audio import g711
 from phoneagent.audio.resample import resample
 from phoneagent.tts.engines.base import TtsEngine
 from phoneagent.tts.normalize import normalize
+from phoneagent.tts.stream import SpeechOut, SpeechRequest, TtsStream
 
 pytestmark = pytest.mark.slow
 
@@ -42,23 +45,41 @@ def spoken(text: str) -> str:
     return normalize(text)
 
 
-def phone_path(audio: np.ndarray, rate: int) -> np.ndarray:
-    pcm = np.clip(audio * 32767, -32768, 32767).astype(np.int16)
-    narrow = resample(pcm, rate, 8000)
-    heard = g711.ulaw_decode(g711.ulaw_encode(narrow))
+async def call_frames(tts: TtsEngine, text: str) -> list[bytes]:
+    """The 20 ms frames at 8 kHz a call sends for ``text`` (as the TTS service renders a reply)."""
+    stream = TtsStream(tts, voice=tts.voices()[0], sample_rate=8000)
+    frames: list[bytes] = []
+    try:
+        stream.submit(SpeechRequest(1, 1, 0, text, final=True))
+        while True:
+            item = await asyncio.wait_for(stream.next(), 60)
+            assert isinstance(item, SpeechOut), item
+            frames.append(item.pcm)
+            if item.last_in_generation:
+                return frames
+    finally:
+        await stream.close()
+
+
+def phone_line(frames: list[bytes]) -> np.ndarray:
+    """Each frame mu-law encoded and decoded as on the line, then 16 kHz float for the ASR."""
+    assert all(len(f) == 320 for f in frames)  # 160 samples at 8 kHz
+    heard = np.concatenate(
+        [g711.ulaw_decode(g711.ulaw_encode(np.frombuffer(f, dtype=np.int16))) for f in frames]
+    )
     return resample(heard, 8000, 16000).astype(np.float32) / 32768.0
 
 
 @pytest.mark.parametrize("engine_name", ["piper", "kokoro"])
-def test_speech_survives_the_phone_line_and_is_recognised(
+async def test_speech_survives_the_phone_line_and_is_recognised(
     engine_name: str, request: pytest.FixtureRequest, asr: AsrEngine
 ) -> None:
     tts: TtsEngine = request.getfixturevalue(f"{engine_name}_engine")
     errors = words = 0
     heard = []
     for text in SENTENCES:
-        audio = np.concatenate(list(tts.synthesize(normalize(text), tts.voices()[0], 1.0)))
-        result = asr.transcribe(phone_path(audio, tts.native_rate))
+        frames = await call_frames(tts, text)
+        result = await asyncio.to_thread(asr.transcribe, phone_line(frames))
         e, n = word_errors(spoken(text), spoken(result.text))
         errors, words = errors + e, words + n
         heard.append(result.text)
