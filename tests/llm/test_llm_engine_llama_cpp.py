@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import time
 
 import pytest
+from llm_testing import needs
 from phoneagent.llm.engines.base import FINISH_ABORT, FINISH_LENGTH, FINISH_STOP, Delta, create_engine
 from phoneagent.runtime.errors import InvalidArgument
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python not built"),
+    needs("llama_cpp", what="llama-cpp-python"),  # fails instead in CI
 ]
 
 SYSTEM = {"role": "system", "content": "You are a dental clinic receptionist on the phone. Be brief."}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import socket
 import subprocess
@@ -13,17 +12,13 @@ import urllib.error
 import urllib.request
 
 import pytest
+from llm_testing import needs
 from phoneagent.llm.engines.base import FINISH_ABORT, FINISH_LENGTH, FINISH_STOP, Delta, create_engine
 from phoneagent.runtime.errors import ErrorKind, PhoneAgentError
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(
-        any(
-            importlib.util.find_spec(m) is None for m in ("llama_cpp", "uvicorn", "sse_starlette", "aiohttp")
-        ),
-        reason="llama-cpp-python[server] or aiohttp not installed",
-    ),
+    needs("llama_cpp", "uvicorn", "sse_starlette", "aiohttp", what="llama-cpp-python[server] or aiohttp"),
 ]
 
 SYSTEM = {"role": "system", "content": "You are a dental clinic receptionist on the phone. Be brief."}

@@ -6,12 +6,12 @@ truncation, and a failing appointment book."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from llm_testing import needs
 from phoneagent.llm.dialog import Sentence
 from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tool_result import CallContext
@@ -20,7 +20,7 @@ from phoneagent.llm.eval import NOW, PHRASINGS, RecordingTools, Rig, evaluate, s
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python not built"),
+    needs("llama_cpp", what="llama-cpp-python"),  # fails instead in CI
 ]
 
 # Measured 11/11 booked (temperature 0, one decoding thread); the floor sits just below it. The
