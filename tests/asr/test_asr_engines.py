@@ -213,3 +213,23 @@ def test_micro_batcher_hands_errors_to_every_caller_and_recovers() -> None:
     assert len(errors) == 3
     failing[0] = False
     assert batcher.submit(5) == 5
+
+
+def test_models_module_runs_as_a_command(tmp_path: Path) -> None:
+    """``python -m phoneagent.asr.models`` (an ASR image build step) resolves and verifies."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    env = {"PYTHONPATH": str(root / "services"), "PATH": "/usr/bin:/bin", "HOME": str(Path.home())}
+    ok = subprocess.run(
+        [sys.executable, "-m", "phoneagent.asr.models", "tiny.en"], capture_output=True, text=True, env=env
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert str(models.resolve_model("tiny.en")) in ok.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "phoneagent.asr.models", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert bad.returncode == 1 and "model.bin is missing" in bad.stderr

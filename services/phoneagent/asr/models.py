@@ -8,16 +8,23 @@
   ``config.json``), for images that bring their own weights at build time.
 
 Every ``model.bin`` is checked against a pinned sha256 before it is loaded.
+
+``python -m phoneagent.asr.models [NAME ...]`` resolves (assembles, verifies) the named
+models and prints their directories: what an ASR image build runs. ``python -m
+phoneagent.models`` does the same for every service's models at once.
 """
 
 from __future__ import annotations
 
+import argparse
 import filecmp
 import importlib
 import logging
 import shutil
+import sys
 from pathlib import Path
 
+from phoneagent.runtime.errors import PhoneAgentError
 from phoneagent.runtime.modelfiles import MissingModelError, assemble, cache_dir, package_dir, verify
 
 log = logging.getLogger(__name__)
@@ -124,3 +131,25 @@ def _copy_if_changed(src: Path, dest: Path, *, package: str) -> None:
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.copyfile(src, tmp)
     tmp.replace(dest)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m phoneagent.asr.models",
+        description="Assemble and verify Whisper models for the ASR service; print their directories.",
+    )
+    parser.add_argument(
+        "models", nargs="*", default=[TINY_EN], help=f"{TINY_EN}, {BASE} or a CTranslate2 directory"
+    )
+    failures = 0
+    for name in parser.parse_args(argv).models:
+        try:
+            print(f"{name}  {resolve_model(name)}")
+        except PhoneAgentError as exc:
+            print(f"{name}  error: {exc}", file=sys.stderr)
+            failures += 1
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
