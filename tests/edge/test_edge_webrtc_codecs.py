@@ -13,8 +13,8 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
 from pa_testing import wait_for
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery
-from phoneagent.v1 import common_pb2, media_pb2
-from webrtc_peer import AUTH, browser_peer, gateway_on, offer
+from phoneagent.v1 import media_pb2
+from webrtc_peer import AUTH, agent_speech, browser_peer, gateway_on, offer
 
 
 def answer_codecs(sdp: str) -> list[str]:
@@ -23,23 +23,6 @@ def answer_codecs(sdp: str) -> list[str]:
     assert m, sdp
     names = dict(re.findall(r"^a=rtpmap:(\d+) ([A-Za-z0-9]+)/", sdp, re.MULTILINE))
     return [names[pt] for pt in m.group(1).split()]
-
-
-async def speak(bus: Bus, call_id: str, seconds: float = 1.0) -> None:
-    """Agent speech: a 300 Hz tone from 'TTS' in 20 ms chunks at 16 kHz."""
-    t = np.arange(int(16000 * seconds)) / 16000
-    tone = (6000 * np.sin(2 * np.pi * 300 * t)).astype("<i2")
-    for seq, start in enumerate(range(0, len(tone), 320)):
-        await bus.publish(
-            subjects.speech(call_id),
-            media_pb2.SpeechChunk(
-                meta=common_pb2.EventMeta(call_id=call_id, generation_id=1),
-                sequence=seq,
-                pcm=tone[start : start + 320].tobytes(),
-                sample_rate=16000,
-                last_in_generation=start + 320 >= len(tone),
-            ),
-        )
 
 
 @pytest.mark.parametrize(
@@ -68,7 +51,7 @@ async def test_the_configured_codec_carries_audio_both_ways(
         assert call.transport.caller_rate == rate
         assert np.abs(np.frombuffer(caller[-1].pcm, "<i2")).max() > 2000
         # Agent -> browser: TTS speech is heard, decoded at the codec's rate.
-        await speak(bus, call_id)
+        await agent_speech(bus, call_id)
         await wait_for(lambda: heard.loud() > 20, timeout=10)
         assert set(heard.rates) == {rate}
         await pc.close()

@@ -20,7 +20,9 @@ from av import AudioFrame
 from phoneagent.edge.callflow import EdgeCallConfig
 from phoneagent.edge.webrtc.gateway import GATEWAY_KEY, WebRtcGateway, run_gateway
 from phoneagent.edge.webrtc.settings import WebRtcSettings
+from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus
+from phoneagent.v1 import common_pb2, media_pb2
 
 TOKEN = "test-token-123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -56,14 +58,19 @@ class ToneTrack(MediaStreamTrack):  # type: ignore[misc]
 
 @dataclass
 class Heard:
-    """What the browser's speaker received: one RMS level and decoded rate per frame."""
+    """What the browser's speaker received: RMS level, decoded rate and arrival time per frame."""
 
     levels: list[float] = field(default_factory=list)
     rates: list[int] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def loud(self, above: float = 1000.0) -> int:
         return sum(1 for e in self.levels if e > above)
+
+    def loud_times(self, above: float = 1000.0, since: float = 0.0) -> list[float]:
+        """Arrival times (monotonic) of frames louder than ``above``, from ``since`` on."""
+        return [t for t, e in zip(self.times, self.levels, strict=True) if e > above and t >= since]
 
     async def _listen(self, track: Any) -> None:
         while True:
@@ -71,6 +78,7 @@ class Heard:
                 frame = await track.recv()
             except MediaStreamError:
                 return
+            self.times.append(time.monotonic())
             self.rates.append(int(frame.sample_rate))
             self.levels.append(float(np.sqrt(np.mean(frame.to_ndarray().astype(np.float64) ** 2))))
 
@@ -114,3 +122,20 @@ async def gateway_on(bus: Bus, **settings: Any) -> AsyncIterator[tuple[WebRtcGat
         yield runner.app[GATEWAY_KEY], f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+async def agent_speech(bus: Bus, call_id: str, seconds: float = 1.0, generation: int = 1) -> None:
+    """Agent speech as TTS publishes it: a 300 Hz tone in 20 ms chunks at 16 kHz."""
+    t = np.arange(int(16000 * seconds)) / 16000
+    tone = (6000 * np.sin(2 * np.pi * 300 * t)).astype("<i2")
+    for seq, start in enumerate(range(0, len(tone), 320)):
+        await bus.publish(
+            subjects.speech(call_id),
+            media_pb2.SpeechChunk(
+                meta=common_pb2.EventMeta(call_id=call_id, generation_id=generation),
+                sequence=seq,
+                pcm=tone[start : start + 320].tobytes(),
+                sample_rate=16000,
+                last_in_generation=start + 320 >= len(tone),
+            ),
+        )
