@@ -107,3 +107,89 @@ async def test_kokoro_torch_files_default_under_the_model_dir(
 def test_a_bad_kokoro_device_is_refused_at_start() -> None:
     with pytest.raises(ValueError, match="PA_TTS_KOKORO_DEVICE"):
         load(TtsSettings, {"PA_TTS_KOKORO_DEVICE": "tpu"})
+
+
+class FakeEngine:
+    """An engine that only knows its name and voices: voice choice needs nothing more."""
+
+    native_rate = 24000
+
+    def __init__(self, name: str, voices: list[str]) -> None:
+        self.name, self._voices = name, voices
+
+    def load(self) -> None:
+        pass
+
+    def voices(self) -> list[str]:
+        return self._voices
+
+    def close(self) -> None:
+        pass
+
+
+VOICES = {
+    "kokoro": ["af_heart", "af_bella", "bf_emma"],
+    "kokoro-torch": ["af_heart", "af_bella", "bf_emma"],
+    "piper": ["en_US-joe-medium"],
+}
+
+
+async def started_with_agent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: str, voice: str, **env: str
+) -> TtsService:
+    agents = Path(__file__).parents[2] / "services/phoneagent/agents"
+    demo = (agents / "dental_clinic.yaml").read_text()
+    (tmp_path / "knowledge").symlink_to(agents / "knowledge")  # the demo agent's documents
+    assert "voice:\n  engine: kokoro\n  voice: af_heart" in demo
+    agent = tmp_path / "agent.yaml"
+    agent.write_text(
+        demo.replace(
+            "voice:\n  engine: kokoro\n  voice: af_heart", f"voice:\n  engine: {engine}\n  voice: {voice}"
+        )
+    )
+    monkeypatch.setattr(
+        "phoneagent.tts.service.create_engine", lambda name, **_: FakeEngine(name, VOICES[name])
+    )
+    common = load(CommonSettings, {}, nats_url="nats://127.0.0.1:4222", agent_file=str(agent))
+    svc = TtsService(common, load(TtsSettings, {"PA_TTS_PRERENDER": "false", **env}))
+    await svc.setup()
+    return svc
+
+
+@pytest.mark.parametrize(
+    ("engine", "voice", "env", "chosen"),
+    [
+        # the agent file chooses engine and voice
+        ("kokoro", "bf_emma", {}, ("kokoro", "bf_emma")),
+        ("piper", "en_US-joe-medium", {}, ("piper", "en_US-joe-medium")),
+        # PA_TTS_ENGINE overrides the engine; the file's voice stays when that engine has it
+        (
+            "kokoro",
+            "bf_emma",
+            {"PA_TTS_ENGINES": "kokoro-torch", "PA_TTS_ENGINE": "kokoro-torch"},
+            ("kokoro-torch", "bf_emma"),
+        ),
+        # ... else the engine's default voice
+        ("kokoro", "bf_emma", {"PA_TTS_ENGINE": "piper"}, ("piper", "en_US-joe-medium")),
+        # PA_TTS_VOICE overrides the voice
+        ("kokoro", "bf_emma", {"PA_TTS_VOICE": "af_bella"}, ("kokoro", "af_bella")),
+    ],
+)
+async def test_the_agent_file_chooses_engine_and_voice(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    engine: str,
+    voice: str,
+    env: dict[str, str],
+    chosen: tuple[str, str],
+) -> None:
+    svc = await started_with_agent(tmp_path, monkeypatch, engine, voice, **env)
+    got, got_voice = svc.voice_for_call()
+    assert (got.name, got_voice) == chosen
+
+
+async def test_an_agent_engine_that_is_not_loaded_fails_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(PhoneAgentError, match="PA_TTS_ENGINES"):
+        await started_with_agent(tmp_path, monkeypatch, "kokoro", "af_heart", PA_TTS_ENGINES="piper")
