@@ -1,6 +1,6 @@
 """Browser calls behave like SIP calls: barge-in stops the agent's audio and publishes a
-BargeIn, calls over PA_WEB_MAX_CALLS get a 503, and ICE offers only the configured host
-addresses. Real aiortc browser, real gateway, real nats-server. (DTMF over the data channel:
+BargeIn, the agent hanging up ends the browser call, calls over PA_WEB_MAX_CALLS get a 503,
+and ICE offers only the configured host addresses. Real aiortc browser, real gateway, real nats-server. (DTMF over the data channel:
 test_edge_webrtc_gateway.py.)"""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pa_testing import wait_for
 from phoneagent.edge.webrtc.ice import pin_host_addresses
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
-from phoneagent.v1 import call_pb2, control_pb2
+from phoneagent.v1 import call_pb2, common_pb2, control_pb2
 from webrtc_peer import AUTH, ToneTrack, agent_speech, browser_peer, gateway_on, offer
 
 
@@ -125,3 +125,38 @@ async def test_ice_offers_only_the_configured_addresses(bus: Bus) -> None:
             await wait_for(lambda: gw.active_calls == 0, timeout=10)
     finally:
         pin_host_addresses(["127.0.0.1"])
+
+
+async def test_agent_hang_up_ends_the_browser_call(bus: Bus) -> None:
+    async with gateway_on(bus) as (gw, base):
+        pc, heard = browser_peer()
+        channel = pc.createDataChannel("control")
+        async with aiohttp.ClientSession() as http:
+            answer = await offer(http, base, pc)
+            call_id = answer["call_id"]
+            ended: list[call_pb2.CallEnded] = []
+
+            async def on_life(ev: call_pb2.CallEvent, _: Delivery) -> None:
+                if ev.WhichOneof("event") == "ended":
+                    ended.append(ev.ended)
+
+            await bus.subscribe(subjects.lifecycle(call_id), call_pb2.CallEvent, on_life, lane=Lane.CONTROL)
+            ws = await http.ws_connect(f"{base}/api/events?call_id={call_id}&key={answer['events_key']}")
+            await wait_for(lambda: channel.readyState == "open", timeout=10)
+            hangup = control_pb2.ControlEvent(
+                meta=common_pb2.EventMeta(call_id=call_id),
+                hangup=control_pb2.Hangup(reason=call_pb2.END_REASON_AGENT_HANGUP, detail="goodbye"),
+            )
+            await bus.publish(subjects.control(call_id), hangup, lane=Lane.CONTROL)
+            await wait_for(lambda: ended, timeout=5)
+            assert ended[0].reason == call_pb2.END_REASON_AGENT_HANGUP
+            # The page hears about it, the browser's connection is closed, the call is released.
+            events: list[dict[str, Any]] = []
+            while not any(e.get("type") == "ended" for e in events):
+                events.append(await asyncio.wait_for(ws.receive_json(), 5))
+            assert events[-1] == {"type": "ended", "reason": "agent_hangup"}
+            await wait_for(lambda: channel.readyState == "closed", timeout=10)
+            await wait_for(lambda: gw.active_calls == 0, timeout=5)
+            await ws.close()
+        await pc.close()
+        await heard.close()
