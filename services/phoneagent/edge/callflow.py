@@ -31,7 +31,7 @@ from phoneagent.edge.amd import amd_gate_for
 from phoneagent.edge.media.pacer import Pacer
 from phoneagent.edge.media.vad import BargeInVad, VadConfig, VadEventKind
 from phoneagent.edge.replay import AudioReplay
-from phoneagent.runtime import metrics, subjects
+from phoneagent.runtime import metrics, subjects, telemetry
 from phoneagent.runtime.bus import Bus, Delivery, Lane, Subscription
 from phoneagent.runtime.enums import enum_name
 from phoneagent.runtime.errors import PhoneAgentError
@@ -340,10 +340,12 @@ class EdgeCall:
         self.paused_since = None
 
     # --- bus events ---------------------------------------------------------------------------------
-    async def on_speech(self, chunk: media_pb2.SpeechChunk, _: Delivery) -> None:
+    async def on_speech(self, chunk: media_pb2.SpeechChunk, d: Delivery) -> None:
         gen = chunk.meta.generation_id
         if gen < self.floor:
             return
+        if span := telemetry.start_child(d.headers, "edge.speech", call_id=self.call_id, generation=gen):
+            span.end()  # only a turn's first chunk carries the trace: one span per turn
         if self.queue and self.queue[-1].generation < gen:
             self._cancel_below(gen)  # a newer reply supersedes what is still queued
         pcm = np.frombuffer(chunk.pcm[: len(chunk.pcm) // 2 * 2], dtype="<i2")

@@ -70,3 +70,35 @@ def span_from(headers: dict[str, str] | None, name: str, **attributes: Any) -> I
     ctx = extract(headers)
     with tracer().start_as_current_span(name, context=ctx, attributes=attributes) as span:
         yield span
+
+
+def start_child(headers: dict[str, str] | None, name: str, **attributes: Any) -> trace.Span | None:
+    """A span continuing the trace in ``headers``, or None when they carry none.
+
+    Not made current: the caller ends it (e.g. when the first audio of a turn goes out) and
+    passes it on with :func:`headers_for`. For hops that see many messages per turn, only the
+    one message that carries ``traceparent`` starts a span.
+    """
+    if not headers or "traceparent" not in headers:
+        return None
+    return tracer().start_span(name, context=extract(headers), attributes=attributes)
+
+
+def headers_for(span: trace.Span) -> dict[str, str]:
+    """NATS headers that make the receiver's spans children of ``span``."""
+    out: dict[str, str] = {}
+    _propagator.inject(out, context=trace.set_span_in_context(span))
+    return out
+
+
+@contextmanager
+def continue_trace(
+    headers: dict[str, str] | None, name: str, **attributes: Any
+) -> Iterator[trace.Span | None]:
+    """Like :func:`span_from`, but only when ``headers`` carry a trace: a hop forwarding one
+    message of a turn joins the turn's trace, and the other messages create no span."""
+    if not headers or "traceparent" not in headers:
+        yield None
+        return
+    with span_from(headers, name, **attributes) as span:
+        yield span

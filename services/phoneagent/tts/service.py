@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from phoneagent.llm.domain.agent import load_agent
-from phoneagent.runtime import subjects
+from phoneagent.runtime import subjects, telemetry
 from phoneagent.runtime.bus import Delivery, Lane, Subscription
 from phoneagent.runtime.errors import InvalidArgument, PhoneAgentError
 from phoneagent.runtime.service import Service
@@ -53,6 +53,7 @@ class TtsCallSession:
         self.done_sentences: dict[int, int] = {}  # generation -> sentences fully rendered
         self.chunk_seq: dict[int, int] = {}
         self.turns: dict[int, int] = {}
+        self.spans: dict[int, Any] = {}  # generation -> its turn's span, ended at its first audio
 
     async def start(self) -> None:
         engine, voice = self.svc.voice_for_call()
@@ -77,10 +78,12 @@ class TtsCallSession:
             )
         )
 
-    async def on_text(self, msg: speech_pb2.AgentText, _: Delivery) -> None:
+    async def on_text(self, msg: speech_pb2.AgentText, d: Delivery) -> None:
         gen = msg.meta.generation_id
         if gen < self.floor or self.stream is None:
             return
+        if gen not in self.spans and (span := telemetry.start_child(d.headers, "tts.say", generation=gen)):
+            self.spans[gen] = span
         self.turns[gen] = msg.meta.turn_id
         if not msg.text.strip() and msg.final:
             self.ends[gen] = msg.sentence_seq
@@ -113,6 +116,8 @@ class TtsCallSession:
         if self.stream is not None:
             self.stream.cancel(generation)
         self.floor = max(self.floor, generation + 1)
+        for g in [g for g in self.spans if g < self.floor]:
+            self.spans.pop(g).end()
         for table in (self.ends, self.done_sentences, self.chunk_seq, self.turns):
             for g in [g for g in table if g < self.floor]:
                 del table[g]
@@ -155,7 +160,11 @@ class TtsCallSession:
             last_in_sentence=out.last_in_sentence,
             synth_ms=out.synth_ms if seq == 0 else 0,
         )
-        await self.svc.bus.publish(subjects.speech(self.call_id), chunk)
+        span = self.spans.pop(out.generation_id, None) if seq == 0 else None
+        headers = telemetry.headers_for(span) if span is not None else None  # the edge joins the trace
+        await self.svc.bus.publish(subjects.speech(self.call_id), chunk, headers=headers)
+        if span is not None:
+            span.end()
 
     async def _maybe_end(self, gen: int) -> None:
         if gen in self.ends and self.done_sentences.get(gen, 0) >= self.ends[gen]:
@@ -179,6 +188,9 @@ class TtsCallSession:
     async def close(self, reason: str) -> None:
         for sub in self.subs:
             await self.svc.bus.unsubscribe(sub)
+        for span in self.spans.values():
+            span.end()
+        self.spans.clear()
         if self.stream is not None:
             await self.stream.close()
         if self.pump is not None:
