@@ -1,7 +1,7 @@
 """Browser calls behave like SIP calls: barge-in stops the agent's audio and publishes a
 BargeIn, the agent hanging up ends the browser call, calls over PA_WEB_MAX_CALLS get a 503,
-and ICE offers only the configured host addresses. Real aiortc browser, real gateway, real nats-server. (DTMF over the data channel:
-test_edge_webrtc_gateway.py.)"""
+and ICE offers only the configured host addresses. Real aiortc browser, real gateway, real
+nats-server. (DTMF over the data channel: test_edge_webrtc_gateway.py.)"""
 
 from __future__ import annotations
 
