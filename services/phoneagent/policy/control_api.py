@@ -2,9 +2,11 @@
 
 PlaceCall asks policy first (every dial is approved or denied, and the decision audited)
 and only then asks an edge replica to dial. HangUp and TransferCall go to the call's
-control lane. ListCalls and GetCall read the durable call records that the records worker
-folds from the ``PA_CALLS`` and ``PA_AUDIT`` streams (:mod:`phoneagent.records`), so they
-answer with whole calls (turns, tools, decisions, recording, summary) and survive restarts.
+control lane. StartCampaign, GetCampaign, ExportCampaign and CancelCampaign run outbound
+campaigns inside this service (:mod:`phoneagent.policy.campaign_api`). ListCalls and GetCall
+read the durable call records that the records worker folds from the ``PA_CALLS`` and
+``PA_AUDIT`` streams (:mod:`phoneagent.records`), so they answer with whole calls (turns,
+tools, decisions, recording, summary) and survive restarts.
 When ``PA_API_TOKEN`` is set every call must carry ``authorization: Bearer <token>``.
 """
 
@@ -19,6 +21,7 @@ from typing import Any
 
 import grpc
 
+from phoneagent.policy.campaign_api import CampaignManager
 from phoneagent.records.builder import CallRecord
 from phoneagent.records.callinfo import to_call_info
 from phoneagent.records.store import RecordStore
@@ -58,12 +61,14 @@ class CallControl(control_api_pb2_grpc.CallControlServicer):
         dial_check: DialCheckFn,
         token: str = "",
         default_agent: str = "",
+        campaigns: CampaignManager | None = None,
     ) -> None:
         self.bus = bus
         self.records = records
         self.dial_check = dial_check
         self.token = token
         self.default_agent = default_agent
+        self.campaigns = campaigns
 
     async def _auth(self, context: grpc.aio.ServicerContext) -> None:
         if not self.token:
@@ -189,6 +194,62 @@ class CallControl(control_api_pb2_grpc.CallControlServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such call")
         assert rec is not None
         return to_call_info(rec)
+
+    # --- campaigns ----------------------------------------------------------------------------
+    async def _campaigns(self, context: grpc.aio.ServicerContext) -> CampaignManager:
+        await self._auth(context)
+        if self.campaigns is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "campaigns are not served here")
+        assert self.campaigns is not None
+        return self.campaigns
+
+    async def StartCampaign(
+        self,
+        request: control_api_pb2.StartCampaignRequest,  # noqa: N802
+        context: grpc.aio.ServicerContext,
+    ) -> control_api_pb2.CampaignStatus:
+        manager = await self._campaigns(context)
+        try:
+            return manager.start(request)
+        except PhoneAgentError as exc:
+            await self._fail(context, exc)
+            raise
+
+    async def GetCampaign(
+        self,
+        request: control_api_pb2.GetCampaignRequest,  # noqa: N802
+        context: grpc.aio.ServicerContext,
+    ) -> control_api_pb2.CampaignStatus:
+        manager = await self._campaigns(context)
+        try:
+            return manager.status(request.campaign_id)
+        except PhoneAgentError as exc:
+            await self._fail(context, exc)
+            raise
+
+    async def ExportCampaign(
+        self,
+        request: control_api_pb2.ExportCampaignRequest,  # noqa: N802
+        context: grpc.aio.ServicerContext,
+    ) -> control_api_pb2.ExportCampaignResponse:
+        manager = await self._campaigns(context)
+        try:
+            return control_api_pb2.ExportCampaignResponse(csv=manager.export_csv(request.campaign_id))
+        except PhoneAgentError as exc:
+            await self._fail(context, exc)
+            raise
+
+    async def CancelCampaign(
+        self,
+        request: control_api_pb2.CancelCampaignRequest,  # noqa: N802
+        context: grpc.aio.ServicerContext,
+    ) -> control_api_pb2.CampaignStatus:
+        manager = await self._campaigns(context)
+        try:
+            return await manager.cancel(request.campaign_id)
+        except PhoneAgentError as exc:
+            await self._fail(context, exc)
+            raise
 
 
 async def serve(servicer: CallControl, host: str, port: int) -> tuple[Any, int]:

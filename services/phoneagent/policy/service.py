@@ -25,6 +25,7 @@ from typing import Any
 
 from phoneagent.llm.domain.agent import Agent, load_agent
 from phoneagent.policy.call_rules import DisclosureGuard, EscalationConfig, build_disclosure
+from phoneagent.policy.campaign_api import CampaignManager
 from phoneagent.policy.control_api import CallControl, serve
 from phoneagent.policy.human_claims import HUMAN_CLAIM_REPLACEMENT, human_claim
 from phoneagent.policy.live import LiveRules, Verdict
@@ -213,6 +214,7 @@ class PolicyService(Service):
         )
         self.stores: PolicyStores | None = None
         self.grpc_server: Any = None
+        self.campaigns: CampaignManager | None = None
         self.grpc_port = 0
         self.records_settings = load_settings(RecordsSettings)
         self.records: RecordStore | None = None
@@ -242,7 +244,11 @@ class PolicyService(Service):
         )
         self.records = RecordStore(self.records_settings.db)
         await self._start_records(self.bus.jetstream(), self.records)
-        api = CallControl(self.bus, self.records, self.decide, token=self.settings.api_token)
+        window = (self.config.window_start, self.config.window_end)
+        self.campaigns = CampaignManager(self.bus, window)
+        api = CallControl(
+            self.bus, self.records, self.decide, token=self.settings.api_token, campaigns=self.campaigns
+        )
         self.grpc_server, self.grpc_port = await serve(api, self.settings.grpc_host, self.settings.grpc_port)
         log.info("control api listening", extra={"grpc_port": self.grpc_port})
 
@@ -329,6 +335,8 @@ class PolicyService(Service):
     async def teardown(self) -> None:
         if self.grpc_server is not None:
             await self.grpc_server.stop(grace=2.0)
+        if self.campaigns is not None:
+            await self.campaigns.close()
         if self.records_worker is not None:
             await self.records_worker.stop()
         if self.summaries is not None:

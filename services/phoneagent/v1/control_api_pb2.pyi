@@ -203,3 +203,82 @@ class ListCallsResponse(_message.Message):
     CALLS_FIELD_NUMBER: _ClassVar[int]
     calls: _containers.RepeatedCompositeFieldContainer[CallInfo]
     def __init__(self, calls: _Optional[_Iterable[_Union[CallInfo, _Mapping]]] = ...) -> None: ...
+
+class StartCampaignRequest(_message.Message):
+    __slots__ = ("contacts_csv", "purpose", "campaign_id", "max_concurrent", "calls_per_minute", "max_attempts", "retry_after_s", "amd", "voicemail_message", "agent")
+    CONTACTS_CSV_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONCURRENT_FIELD_NUMBER: _ClassVar[int]
+    CALLS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_S_FIELD_NUMBER: _ClassVar[int]
+    AMD_FIELD_NUMBER: _ClassVar[int]
+    VOICEMAIL_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    contacts_csv: str
+    purpose: str
+    campaign_id: str
+    max_concurrent: int
+    calls_per_minute: int
+    max_attempts: int
+    retry_after_s: int
+    amd: str
+    voicemail_message: str
+    agent: str
+    def __init__(self, contacts_csv: _Optional[str] = ..., purpose: _Optional[str] = ..., campaign_id: _Optional[str] = ..., max_concurrent: _Optional[int] = ..., calls_per_minute: _Optional[int] = ..., max_attempts: _Optional[int] = ..., retry_after_s: _Optional[int] = ..., amd: _Optional[str] = ..., voicemail_message: _Optional[str] = ..., agent: _Optional[str] = ...) -> None: ...
+
+class CampaignRowError(_message.Message):
+    __slots__ = ("row", "reason")
+    ROW_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    row: int
+    reason: str
+    def __init__(self, row: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class CampaignStatus(_message.Message):
+    __slots__ = ("campaign_id", "state", "contacts", "outcomes", "pending", "rejected_rows")
+    class OutcomesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CONTACTS_FIELD_NUMBER: _ClassVar[int]
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_ROWS_FIELD_NUMBER: _ClassVar[int]
+    campaign_id: str
+    state: str
+    contacts: int
+    outcomes: _containers.ScalarMap[str, int]
+    pending: int
+    rejected_rows: _containers.RepeatedCompositeFieldContainer[CampaignRowError]
+    def __init__(self, campaign_id: _Optional[str] = ..., state: _Optional[str] = ..., contacts: _Optional[int] = ..., outcomes: _Optional[_Mapping[str, int]] = ..., pending: _Optional[int] = ..., rejected_rows: _Optional[_Iterable[_Union[CampaignRowError, _Mapping]]] = ...) -> None: ...
+
+class GetCampaignRequest(_message.Message):
+    __slots__ = ("campaign_id",)
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    campaign_id: str
+    def __init__(self, campaign_id: _Optional[str] = ...) -> None: ...
+
+class ExportCampaignRequest(_message.Message):
+    __slots__ = ("campaign_id",)
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    campaign_id: str
+    def __init__(self, campaign_id: _Optional[str] = ...) -> None: ...
+
+class ExportCampaignResponse(_message.Message):
+    __slots__ = ("csv",)
+    CSV_FIELD_NUMBER: _ClassVar[int]
+    csv: str
+    def __init__(self, csv: _Optional[str] = ...) -> None: ...
+
+class CancelCampaignRequest(_message.Message):
+    __slots__ = ("campaign_id",)
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    campaign_id: str
+    def __init__(self, campaign_id: _Optional[str] = ...) -> None: ...

@@ -60,6 +60,26 @@ class CallControlStub:
                 request_serializer=phoneagent_dot_v1_dot_control__api__pb2.GetCallRequest.SerializeToString,
                 response_deserializer=phoneagent_dot_v1_dot_control__api__pb2.CallInfo.FromString,
                 _registered_method=True)
+        self.StartCampaign = channel.unary_unary(
+                '/phoneagent.v1.CallControl/StartCampaign',
+                request_serializer=phoneagent_dot_v1_dot_control__api__pb2.StartCampaignRequest.SerializeToString,
+                response_deserializer=phoneagent_dot_v1_dot_control__api__pb2.CampaignStatus.FromString,
+                _registered_method=True)
+        self.GetCampaign = channel.unary_unary(
+                '/phoneagent.v1.CallControl/GetCampaign',
+                request_serializer=phoneagent_dot_v1_dot_control__api__pb2.GetCampaignRequest.SerializeToString,
+                response_deserializer=phoneagent_dot_v1_dot_control__api__pb2.CampaignStatus.FromString,
+                _registered_method=True)
+        self.ExportCampaign = channel.unary_unary(
+                '/phoneagent.v1.CallControl/ExportCampaign',
+                request_serializer=phoneagent_dot_v1_dot_control__api__pb2.ExportCampaignRequest.SerializeToString,
+                response_deserializer=phoneagent_dot_v1_dot_control__api__pb2.ExportCampaignResponse.FromString,
+                _registered_method=True)
+        self.CancelCampaign = channel.unary_unary(
+                '/phoneagent.v1.CallControl/CancelCampaign',
+                request_serializer=phoneagent_dot_v1_dot_control__api__pb2.CancelCampaignRequest.SerializeToString,
+                response_deserializer=phoneagent_dot_v1_dot_control__api__pb2.CampaignStatus.FromString,
+                _registered_method=True)
 
 
 class CallControlServicer:
@@ -97,6 +117,34 @@ class CallControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartCampaign(self, request, context):
+        """Start an outbound campaign from a contact CSV; it runs inside the policy service that
+        accepted it (every dial is approved by policy and audited, as with PlaceCall).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCampaign(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportCampaign(self, request, context):
+        """Results per number as CSV (number, name, purpose, status, attempts, reason, last_attempt_at).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelCampaign(self, request, context):
+        """Stop dialling; calls already in progress go on to their end.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CallControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -124,6 +172,26 @@ def add_CallControlServicer_to_server(servicer, server):
                     servicer.GetCall,
                     request_deserializer=phoneagent_dot_v1_dot_control__api__pb2.GetCallRequest.FromString,
                     response_serializer=phoneagent_dot_v1_dot_control__api__pb2.CallInfo.SerializeToString,
+            ),
+            'StartCampaign': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartCampaign,
+                    request_deserializer=phoneagent_dot_v1_dot_control__api__pb2.StartCampaignRequest.FromString,
+                    response_serializer=phoneagent_dot_v1_dot_control__api__pb2.CampaignStatus.SerializeToString,
+            ),
+            'GetCampaign': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCampaign,
+                    request_deserializer=phoneagent_dot_v1_dot_control__api__pb2.GetCampaignRequest.FromString,
+                    response_serializer=phoneagent_dot_v1_dot_control__api__pb2.CampaignStatus.SerializeToString,
+            ),
+            'ExportCampaign': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportCampaign,
+                    request_deserializer=phoneagent_dot_v1_dot_control__api__pb2.ExportCampaignRequest.FromString,
+                    response_serializer=phoneagent_dot_v1_dot_control__api__pb2.ExportCampaignResponse.SerializeToString,
+            ),
+            'CancelCampaign': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelCampaign,
+                    request_deserializer=phoneagent_dot_v1_dot_control__api__pb2.CancelCampaignRequest.FromString,
+                    response_serializer=phoneagent_dot_v1_dot_control__api__pb2.CampaignStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -262,6 +330,114 @@ class CallControl:
             '/phoneagent.v1.CallControl/GetCall',
             phoneagent_dot_v1_dot_control__api__pb2.GetCallRequest.SerializeToString,
             phoneagent_dot_v1_dot_control__api__pb2.CallInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartCampaign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/phoneagent.v1.CallControl/StartCampaign',
+            phoneagent_dot_v1_dot_control__api__pb2.StartCampaignRequest.SerializeToString,
+            phoneagent_dot_v1_dot_control__api__pb2.CampaignStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCampaign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/phoneagent.v1.CallControl/GetCampaign',
+            phoneagent_dot_v1_dot_control__api__pb2.GetCampaignRequest.SerializeToString,
+            phoneagent_dot_v1_dot_control__api__pb2.CampaignStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportCampaign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/phoneagent.v1.CallControl/ExportCampaign',
+            phoneagent_dot_v1_dot_control__api__pb2.ExportCampaignRequest.SerializeToString,
+            phoneagent_dot_v1_dot_control__api__pb2.ExportCampaignResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelCampaign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/phoneagent.v1.CallControl/CancelCampaign',
+            phoneagent_dot_v1_dot_control__api__pb2.CancelCampaignRequest.SerializeToString,
+            phoneagent_dot_v1_dot_control__api__pb2.CampaignStatus.FromString,
             options,
             channel_credentials,
             insecure,
