@@ -23,7 +23,7 @@ from phoneagent.asr.resume import FrameGate
 from phoneagent.asr.settings import AsrSettings
 from phoneagent.runtime import subjects, telemetry
 from phoneagent.runtime.bus import Delivery, Lane, Subscription
-from phoneagent.runtime.errors import InvalidArgument, PhoneAgentError
+from phoneagent.runtime.errors import ErrorKind, InvalidArgument, PhoneAgentError
 from phoneagent.runtime.service import Service
 from phoneagent.runtime.settings import CommonSettings
 from phoneagent.runtime.tasks import TaskOwner
@@ -125,8 +125,7 @@ class AsrCallSession:
         if len(self._last_error) >= MAX_ERROR_REASONS:
             self._last_error.clear()
         self._last_error[exc.message] = now
-        err = common_pb2.Error(kind=exc.kind.wire, retryable=exc.retryable, message=exc.message, source="asr")
-        await self.svc.bus.publish(subjects.asr_events(self.call_id), speech_pb2.AsrEvent(error=err))
+        await self.svc.bus.publish(subjects.asr_events(self.call_id), _error_event(exc.kind, exc.message))
 
     async def publish(self, ev: stream.AsrEvent) -> None:
         bus = self.svc.bus
@@ -170,16 +169,19 @@ class AsrCallSession:
             ):
                 await bus.publish(subjects.transcript(self.call_id), tr, trace=True)
         elif isinstance(ev, stream.AsrFailed):
-            err = common_pb2.Error(
-                kind=ev.kind.wire, retryable=ev.kind.retryable, message=ev.message, source="asr"
-            )
-            await bus.publish(subjects.asr_events(self.call_id), speech_pb2.AsrEvent(error=err))
+            await bus.publish(subjects.asr_events(self.call_id), _error_event(ev.kind, ev.message))
 
     async def close(self, reason: str) -> None:
         if self.sub is not None:
             await self.svc.bus.unsubscribe(self.sub)
         await self._tasks.close(timeout=1.0)
         await self.asr.close()
+
+
+def _error_event(kind: ErrorKind, message: str) -> speech_pb2.AsrEvent:
+    """An error for the call's asr subject (``message`` is safe text)."""
+    err = common_pb2.Error(kind=kind.wire, retryable=kind.retryable, message=message, source="asr")  # type: ignore[arg-type]
+    return speech_pb2.AsrEvent(error=err)
 
 
 class AsrService(Service):
