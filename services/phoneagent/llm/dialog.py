@@ -23,6 +23,13 @@ from typing import Any, Protocol
 
 from phoneagent.llm.engines.base import LlmEngine
 from phoneagent.llm.streaming import SentenceSplitter
+from phoneagent.llm.tool_calls import (
+    CONSTRAINED_MIN_TOKENS,
+    TOOL_CALL_REPAIRS,
+    read_constrained,
+    starts_tool_call,
+    tool_call_schema,
+)
 from phoneagent.runtime import metrics
 from phoneagent.runtime.errors import PhoneAgentError
 from phoneagent.runtime.tasks import TaskOwner
@@ -79,6 +86,8 @@ class DialogConfig:
     # two thirds of it is left, so the engine's cached prefix is rebuilt rarely, not every turn.
     max_history_chars: int = 9000
     first_clause_min_words: int = 4
+    # Finish tool calls under the tools' JSON schemas where the engine supports it.
+    constrained_tools: bool = True
 
 
 @dataclass
@@ -406,24 +415,40 @@ class Dialog:
         await self._end(reply)
 
     async def _stream(
-        self, reply: _Reply, messages: list[dict[str, Any]], started: float, *, with_tools: bool
+        self,
+        reply: _Reply,
+        messages: list[dict[str, Any]],
+        started: float,
+        *,
+        with_tools: bool,
+        constrain: bool = True,
     ) -> dict[str, Any] | None:
-        """Stream one completion; publish sentences; return a tool call if the model made one."""
+        """Stream one completion; publish sentences; return a tool call if the model made one.
+
+        With ``constrain`` (and an engine with structured output), the free completion stops as
+        soon as it starts a tool call, and the call is generated under the tools' schemas."""
         reply.request_id = f"{self.call_id}-g{reply.generation}-{len(reply.sentences)}"
         splitter = SentenceSplitter(first_clause_min_words=self.config.first_clause_min_words)
         tools = self.tools.schemas() if (with_tools and self.tools is not None) else None
+        constrain = (
+            constrain
+            and tools is not None
+            and self.config.constrained_tools
+            and bool(getattr(self.engine, "structured_output", False))
+        )
         buffered = ""  # held back while the output may still turn out to be a tool call
-        spoke = False
+        spoke = opened = False
         first_token = True
         t0 = time.perf_counter()
         tokens = 0
-        async for delta in self.engine.stream(
+        stream = self.engine.stream(
             messages,
             request_id=reply.request_id,
             max_tokens=self.config.max_tokens,
             temperature=self.config.temperature,
             tools=tools,
-        ):
+        )
+        async for delta in stream:
             if delta.final:
                 tokens = delta.completion_tokens or tokens
                 break
@@ -439,6 +464,9 @@ class Dialog:
             # the tool result as JSON), and never spoken if it turns out to be JSON.
             if (buffered or not spoke) and _maybe_tool(buffered + delta.text):
                 buffered += delta.text
+                if constrain and starts_tool_call(buffered):
+                    opened = True
+                    break
                 continue
             text, buffered, spoke = buffered + delta.text, "", True
             for sentence in splitter.push(text):
@@ -446,9 +474,16 @@ class Dialog:
         elapsed = time.perf_counter() - t0
         if tokens and elapsed > 0:
             metrics.LLM_TOKENS_PER_SECOND.labels(engine=self.engine.name).observe(tokens / elapsed)
+        if opened and tools is not None:
+            await self.engine.abort(reply.request_id)
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            return await self._constrained_call(reply, messages, started, tools)
         if buffered:
             call = _parse_tool_call(buffered) if tools is not None else None
             if call is not None:
+                TOOL_CALL_REPAIRS.labels(engine=self.engine.name, reason="unconstrained").inc()
                 return call
             if _looks_like_call(buffered) or (tools is None and _looks_like_json(buffered)):
                 # A tool call that is cut off or broken is never read out to the caller.
@@ -460,6 +495,42 @@ class Dialog:
             await self._sentence(reply, sentence, started)
         if not reply.sentences:
             await self._say(reply, APOLOGY)
+        await self._end(reply)
+        return None
+
+    async def _constrained_call(
+        self, reply: _Reply, messages: list[dict[str, Any]], started: float, tools: list[dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        """Generate the tool call the model began, from the start of its reply, under the schemas."""
+        reply.request_id = f"{self.call_id}-g{reply.generation}-{len(reply.sentences)}-call"
+        text = ""
+        try:
+            async for delta in self.engine.stream(
+                messages,
+                request_id=reply.request_id,
+                max_tokens=max(self.config.max_tokens, CONSTRAINED_MIN_TOKENS),
+                temperature=self.config.temperature,
+                tools=tools,
+                json_schema=tool_call_schema(tools),
+            ):
+                if delta.final:
+                    break
+                text += delta.text
+        except PhoneAgentError as exc:
+            if exc.kind.name != "INVALID_ARGUMENT":
+                raise
+            # The engine cannot build a grammar from these schemas: read a free-text call instead.
+            TOOL_CALL_REPAIRS.labels(engine=self.engine.name, reason="no_grammar").inc()
+            return await self._stream(reply, messages, started, with_tools=True, constrain=False)
+        call = read_constrained(text)
+        if call is not None:
+            return call
+        repaired = _parse_tool_call(text)
+        if repaired is not None:
+            TOOL_CALL_REPAIRS.labels(engine=self.engine.name, reason="cut_off").inc()
+            return repaired
+        log.info("unreadable tool call", extra={"call_id": self.call_id, "chars": len(text)})
+        await self._say(reply, APOLOGY)
         await self._end(reply)
         return None
 

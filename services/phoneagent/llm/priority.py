@@ -32,6 +32,7 @@ class LiveFirst:
     def __init__(self, engine: LlmEngine, quiet_s: float = 1.0) -> None:
         self.engine = engine
         self.name = engine.name
+        self.structured_output = bool(getattr(engine, "structured_output", False))
         self.quiet_s = quiet_s
         self.live = 0  # live requests in flight
         self.preempted = 0  # background runs aborted for a live request

@@ -55,6 +55,10 @@ class LlmEngine(Protocol):
     """
 
     name: str
+    # Whether ``json_schema`` constrains what is sampled (a grammar, structured outputs): the
+    # dialog then finishes every tool call under the tools' schemas. Engines without it (test
+    # doubles) get the free-text call read back with repairs.
+    structured_output: bool
 
     def load(self) -> None: ...
 

@@ -83,6 +83,7 @@ class LlamaCppEngine:
     """llama.cpp chat engine; the prompt is built with the GGUF's own chat template."""
 
     name = "llama_cpp"
+    structured_output = True  # json_schema constrains the output (tool calls, summaries)
 
     def __init__(
         self,

@@ -100,6 +100,7 @@ class OpenAIHttpEngine:
     """Streaming chat completions from ``base_url`` (e.g. ``http://vllm:8000/v1``)."""
 
     name = "openai_http"
+    structured_output = True  # json_schema constrains the output (tool calls, summaries)
 
     def __init__(
         self,

@@ -53,6 +53,7 @@ class VllmEngine:
     """In-process vLLM; ``model`` is a local directory of safetensors weights (no hub access)."""
 
     name = "vllm"
+    structured_output = True  # json_schema constrains the output (tool calls, summaries)
 
     def __init__(
         self,

@@ -1,0 +1,128 @@
+"""Schema-constrained tool calls in the dialog (a scripted engine that reports structured output):
+once the free reply starts a tool call it is stopped, and the call is generated again under
+the tools' JSON schemas; the free-text repair is only the fallback, and it is counted."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pa_testing import wait_for
+from phoneagent.llm.dialog import Dialog, Sentence, ToolOutcome
+from phoneagent.llm.domain.tool_schemas import tool_definitions
+from phoneagent.llm.engines.base import Delta
+from phoneagent.llm.tool_calls import read_constrained, starts_tool_call, tool_call_schema
+from phoneagent.runtime.errors import InvalidArgument
+from prometheus_client import REGISTRY
+
+CALL = '{"name": "book_appointment", "arguments": {"appointment_type": "cleaning", "when": "Tuesday at 10"}}'
+
+
+class SchemaEngine:
+    """Free requests replay ``free``; a request with a json_schema gets ``constrained``."""
+
+    name = "schema-script"
+    structured_output = True
+
+    def __init__(self, free: list[str], constrained: str, grammar_ok: bool = True) -> None:
+        self.free, self.constrained, self.grammar_ok = free, constrained, grammar_ok
+        self.requests: list[dict[str, Any]] = []
+        self.aborted: list[str] = []
+        self.free_pieces_sent = 0
+
+    async def abort(self, request_id: str) -> None:
+        self.aborted.append(request_id)
+
+    async def stream(
+        self, messages: list[dict[str, Any]], *, request_id: str, **kw: Any
+    ) -> AsyncIterator[Delta]:
+        self.requests.append({"request_id": request_id, **kw})
+        if kw.get("json_schema") is not None:
+            if not self.grammar_ok:
+                raise InvalidArgument("json_schema cannot be turned into a grammar")
+            yield Delta(text=self.constrained)
+        elif kw.get("tools") is None:
+            yield Delta(text="Done.")
+        else:
+            for piece in self.free:
+                self.free_pieces_sent += 1
+                yield Delta(text=piece)
+                await asyncio.sleep(0)
+        yield Delta(finish_reason="stop")
+
+
+class Tools:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def schemas(self) -> list[dict[str, Any]]:
+        return tool_definitions(frozenset({"book_appointment", "lookup_knowledge"}))
+
+    async def run(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
+        self.calls.append((name, arguments))
+        return ToolOutcome(ok=True, result={"status": "ok"}, spoken="Booked.", final=True)
+
+
+def repairs(reason: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "pa_llm_tool_call_repairs_total", {"engine": "schema-script", "reason": reason}
+    )
+    return value or 0.0
+
+
+async def talk(engine: SchemaEngine) -> tuple[Tools, list[Sentence]]:
+    said: list[Sentence] = []
+    tools = Tools()
+
+    async def publish(s: Sentence) -> None:
+        said.append(s)
+
+    async def save(_: Any) -> None: ...
+
+    d = Dialog(
+        "c-tc", engine, system_prompt=lambda: "x", greeting="", publish=publish, save=save, tools=tools
+    )  # type: ignore[arg-type]
+    await d.on_user_turn(1, "Book a cleaning Tuesday at 10")
+    await wait_for(lambda: said and said[-1].final, timeout=3)
+    await d.close()
+    return tools, said
+
+
+async def test_a_started_tool_call_is_finished_under_the_tool_schemas() -> None:
+    # Free text that would need repairs (cut off mid-value): it is never read.
+    engine = SchemaEngine(["<tool_call>", '\n{"name": "book_appointment", "arguments": {"when": "Tue'], CALL)
+    before = repairs("unconstrained") + repairs("cut_off")
+    tools, said = await talk(engine)
+    assert tools.calls == [("book_appointment", {"appointment_type": "cleaning", "when": "Tuesday at 10"})]
+    assert engine.free_pieces_sent == 1, "the free request must stop at the tool-call marker"
+    assert engine.aborted == [engine.requests[0]["request_id"]]
+    assert engine.requests[1]["json_schema"] == tool_call_schema(Tools().schemas())
+    assert engine.requests[1]["tools"] == Tools().schemas()  # same prompt: the engine's cache is reused
+    assert [s.text for s in said if s.text] == ["Booked."]
+    assert repairs("unconstrained") + repairs("cut_off") == before
+
+
+async def test_without_a_grammar_the_free_call_is_repaired_and_counted() -> None:
+    engine = SchemaEngine([CALL], "", grammar_ok=False)
+    before = repairs("no_grammar")
+    tools, _ = await talk(engine)
+    assert tools.calls == [("book_appointment", {"appointment_type": "cleaning", "when": "Tuesday at 10"})]
+    assert repairs("no_grammar") == before + 1
+
+
+async def test_plain_answers_are_spoken_without_a_second_request() -> None:
+    engine = SchemaEngine(["We are open ", "nine to five."], CALL)
+    tools, said = await talk(engine)
+    assert not tools.calls and len(engine.requests) == 1
+    assert " ".join(s.text for s in said if s.text) == "We are open nine to five."
+
+
+def test_the_schema_names_each_tool_and_its_arguments() -> None:
+    schema = tool_call_schema(Tools().schemas())
+    names = [o["properties"]["name"]["const"] for o in schema["anyOf"]]
+    assert names == ["book_appointment", "lookup_knowledge"]
+    assert schema["anyOf"][1]["properties"]["arguments"]["required"] == ["question"]
+    assert starts_tool_call("<tool_call>") and starts_tool_call(' {"') and starts_tool_call('```json\n{"')
+    assert not starts_tool_call("{Sorry") and not starts_tool_call("Sure")
+    assert read_constrained(CALL) is not None and read_constrained(CALL[:-3]) is None
