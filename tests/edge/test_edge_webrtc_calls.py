@@ -1,7 +1,8 @@
 """Browser calls behave like SIP calls: barge-in stops the agent's audio and publishes a
 BargeIn, the agent hanging up ends the browser call, calls over PA_WEB_MAX_CALLS get a 503,
-and ICE offers only the configured host addresses. Real aiortc browser, real gateway, real
-nats-server. (DTMF over the data channel: test_edge_webrtc_gateway.py.)"""
+ICE offers only the configured host addresses, and a draining gateway refuses new calls and
+gives the others a grace. Real aiortc browser, real gateway, real nats-server. (DTMF over the
+data channel: test_edge_webrtc_gateway.py.)"""
 
 from __future__ import annotations
 
@@ -160,3 +161,40 @@ async def test_agent_hang_up_ends_the_browser_call(bus: Bus) -> None:
             await ws.close()
         await pc.close()
         await heard.close()
+
+
+async def test_drain_refuses_new_calls_and_ends_the_rest_after_the_grace(bus: Bus) -> None:
+    async with gateway_on(bus) as (gw, base):
+        ended: list[call_pb2.CallEnded] = []
+
+        async def on_life(ev: call_pb2.CallEvent, _: Delivery) -> None:
+            if ev.WhichOneof("event") == "ended":
+                ended.append(ev.ended)
+
+        await bus.subscribe(subjects.ALL_LIFECYCLE, call_pb2.CallEvent, on_life, lane=Lane.CONTROL)
+        peers = [browser_peer() for _ in range(2)]
+        async with aiohttp.ClientSession() as http:
+            quick, slow = [await offer(http, base, pc) for pc, _ in peers]
+            started = time.monotonic()
+            draining = asyncio.create_task(gw.drain(1.5))
+            await wait_for(lambda: not gw.accepting, timeout=2)
+            late, late_heard = browser_peer()
+            await late.setLocalDescription(await late.createOffer())
+            body = {"type": "offer", "sdp": late.localDescription.sdp}
+            async with http.post(f"{base}/api/offer", json=body, headers=AUTH) as r:
+                assert r.status == 503
+            # A call that ends by itself during the grace ends as the caller ended it ...
+            await hang_up(http, base, quick["call_id"])
+            await wait_for(lambda: len(ended) == 1, timeout=5)
+            assert ended[0].meta.call_id == quick["call_id"]
+            assert ended[0].reason == call_pb2.END_REASON_CALLER_HANGUP
+            assert not draining.done()
+            # ... and the one still talking is hung up once the grace is over.
+            await asyncio.wait_for(draining, 10)
+            assert time.monotonic() - started >= 1.4
+            assert [e.meta.call_id for e in ended] == [quick["call_id"], slow["call_id"]]
+            assert ended[1].reason == call_pb2.END_REASON_AGENT_HANGUP
+            await wait_for(lambda: gw.active_calls == 0, timeout=5)
+        for pc, heard in [*peers, (late, late_heard)]:
+            await pc.close()
+            await heard.close()

@@ -58,7 +58,7 @@ class WebRtcGateway:
         self.call_config = call_config or EdgeCallConfig(max_duration_s=settings.max_call_duration_s)
         self.calls: dict[str, WebRtcCall] = {}
         self.tasks = TaskOwner("webrtc-gateway")
-        self._closing = False
+        self.accepting = True  # False once draining or closing: new offers get a 503
         pin_host_addresses(settings.ice_addresses)
 
     @property
@@ -85,9 +85,22 @@ class WebRtcGateway:
 
         app.on_shutdown.append(on_shutdown)
 
+    async def drain(self, timeout_s: float) -> None:
+        """Refuse new calls; give calls in progress ``timeout_s`` to end, then hang up the rest."""
+        self.accepting = False
+        waits = [asyncio.ensure_future(call.wait_ended()) for call in self.calls.values()]
+        if waits:
+            log.info("draining browser calls", extra={"calls": len(waits), "timeout_s": timeout_s})
+            _, late = await asyncio.wait(waits, timeout=timeout_s)
+            for w in late:
+                w.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        for call in list(self.calls.values()):
+            await call.hang_up(call_pb2.END_REASON_AGENT_HANGUP, "edge shutting down")
+
     async def close(self) -> None:
         """Hang up every call and wait for them to be released."""
-        self._closing = True
+        self.accepting = False
         for call in list(self.calls.values()):
             await call.hang_up(call_pb2.END_REASON_CANCELLED, "edge shutting down")
         await self.tasks.close(timeout=5.0)
@@ -104,7 +117,7 @@ class WebRtcGateway:
 
     async def _offer(self, request: web.Request) -> web.Response:
         self._authorize(request)
-        if self._closing:
+        if not self.accepting:
             return _error(503, "shutting down")
         if len(self.calls) >= self.settings.max_calls:
             return _error(503, "too many calls")
