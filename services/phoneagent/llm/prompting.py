@@ -166,6 +166,7 @@ def caller_when(agent: Agent, said: Sequence[str], now: datetime, exact: bool) -
 
 
 ASK_WHEN = "What day and time would you like?"
+ASK_QUESTION = "Sorry, what would you like to know?"
 ASK_BOTH = "What day and time would you like, and may I have your name?"
 
 
@@ -194,8 +195,8 @@ def normalise_arguments(
     latest = said[-1] if said else ""
     if name != "transfer_to_human" and _PERSON.search(latest):
         return Normalised("transfer_to_human", {"reason": "caller asked for a person"})
-    if name == "lookup_knowledge" and latest and not isinstance(args.get("question"), str):
-        return Normalised(name, {"question": latest[:300]})
+    if name == "lookup_knowledge":
+        return _knowledge_question(args, latest)
     allowed = TOOL_SCHEMAS.get(name, {}).get("parameters", {}).get("properties", {})
     if name == "check_availability" and "name" in args:
         name, allowed = "book_appointment", TOOL_SCHEMAS["book_appointment"]["parameters"]["properties"]
@@ -232,6 +233,17 @@ def normalise_arguments(
     return Normalised(name, out, ask, tuple(missing))
 
 
+def _knowledge_question(args: dict[str, Any], latest: str) -> Normalised:
+    """The knowledge tool's one argument: the model's question, else the caller's own words, else
+    a question to the caller (never the schema check's message read out)."""
+    question = args.get("question")
+    if isinstance(question, str) and len(question.strip()) >= 2:
+        return Normalised("lookup_knowledge", {"question": question.strip()[:300]})
+    if len(latest.strip()) >= 2:
+        return Normalised("lookup_knowledge", {"question": latest.strip()[:300]})
+    return Normalised("lookup_knowledge", {}, ASK_QUESTION, ("question",))
+
+
 def _wants_appointment(agent: Agent, said: Sequence[str], now: datetime) -> bool:
     """Whether the caller's last turns ask for an appointment: booking words, a day or time, or a name."""
     text = " ".join(said)
@@ -256,4 +268,6 @@ def answers(missing: Sequence[str], agent: Agent, text: str, now: datetime) -> b
     """Whether ``text`` gives something a booking question asked for (a name, a day or time)."""
     if "name" in missing and caller_name([text]) is not None:
         return True
+    if "question" in missing:
+        return len(text.strip()) >= 2
     return "when" in missing and resolve(text, now, agent.tz, agent.hours_on).ok

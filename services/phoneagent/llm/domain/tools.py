@@ -25,6 +25,10 @@ from phoneagent.runtime.errors import ErrorKind, PhoneAgentError
 
 log = logging.getLogger(__name__)
 
+# Said instead of the schema check's own words ("question: is required"), which are for the log.
+ASK_AGAIN = "Sorry, I didn't quite catch that. Could you say it again?"
+NOT_HERE = "Sorry, I can't do that on this call."
+
 
 class ToolExecutor:
     """Executes the tools an agent enables, against its appointment book and documents."""
@@ -46,11 +50,23 @@ class ToolExecutor:
     async def execute(
         self, name: str, arguments: str | dict[str, Any] | None, ctx: CallContext
     ) -> ToolResult:
+        if name not in TOOL_SCHEMAS or not self.agent.tool_enabled(name):
+            log.info("tool not available", extra={"tool": name[:40], "call_id": ctx.call_id})
+            return ToolResult(
+                name,
+                "error",
+                NOT_HERE,
+                {"problems": "that tool is not available"},
+                ErrorKind.INVALID_ARGUMENT,
+            )
         try:
             args = self._check(name, arguments)
         except PhoneAgentError as exc:
-            log.info("tool call rejected", extra={"tool": name[:40], "call_id": ctx.call_id})
-            return ToolResult(name, "error", f"I could not do that: {exc.message}", error_kind=exc.kind)
+            # Field names and schema words only (no values): safe to log, never spoken.
+            log.info(
+                "tool call rejected", extra={"tool": name, "call_id": ctx.call_id, "problems": exc.message}
+            )
+            return ToolResult(name, "error", ASK_AGAIN, {"problems": exc.message}, error_kind=exc.kind)
         try:
             return await asyncio.to_thread(self._handlers.run, name, args, ctx)
         except PhoneAgentError as exc:
@@ -67,8 +83,6 @@ class ToolExecutor:
             )
 
     def _check(self, name: str, arguments: str | dict[str, Any] | None) -> dict[str, Any]:
-        if name not in TOOL_SCHEMAS or not self.agent.tool_enabled(name):
-            raise PhoneAgentError(ErrorKind.INVALID_ARGUMENT, "that tool is not available")
         if arguments is None or arguments == "":
             args: Any = {}
         elif isinstance(arguments, str):

@@ -1,0 +1,85 @@
+"""A tool call with missing or invalid required arguments recovers: the knowledge tool takes the
+caller's own question, or asks for it and runs once the caller answers; the schema check's words
+("question: is required") are never spoken."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from phoneagent.agents import example_agent_path
+from phoneagent.llm.domain.agent import Agent, load_agent
+from phoneagent.llm.domain.knowledge import Passage
+from phoneagent.llm.domain.scheduling import SchedulingStore
+from phoneagent.llm.domain.tool_result import CallContext
+from phoneagent.llm.domain.tools import ASK_AGAIN, ToolExecutor
+from phoneagent.llm.eval import NOW
+from phoneagent.llm.prompting import ASK_QUESTION
+from phoneagent.llm.service import Tools
+
+INSURANCE = "We accept most PPO plans, including Delta Dental."
+
+
+class Documents:
+    """The knowledge base's search as the tool uses it (retrieval itself: test_llm_domain_knowledge)."""
+
+    def __init__(self) -> None:
+        self.questions: list[str] = []
+
+    def search(self, question: str, k: int = 3, min_score: float = 0.2) -> list[Passage]:
+        self.questions.append(question)
+        return [Passage(INSURANCE, "prices.md", "Insurance", 0.8)]
+
+
+@pytest.fixture
+def agent() -> Agent:
+    return load_agent(example_agent_path())
+
+
+@pytest.fixture
+def store(agent: Agent, tmp_path: Path) -> Iterator[SchedulingStore]:
+    s = SchedulingStore.open(f"sqlite:///{tmp_path / 'book.db'}", agent, clock=lambda: NOW)
+    yield s
+    s.db.close()
+
+
+def tools_for(agent: Agent, store: SchedulingStore, docs: Documents) -> Tools:
+    executor = ToolExecutor(agent, store, docs, lambda: NOW)  # type: ignore[arg-type]
+    return Tools(executor, CallContext("call-r", "+15552013344"), clock=lambda: NOW)
+
+
+@pytest.mark.parametrize("args", [{}, {"question": None}, {"question": ""}, {"query": "insurance"}])
+async def test_the_knowledge_tool_without_its_question_uses_the_callers_words(
+    agent: Agent, store: SchedulingStore, args: dict[str, object]
+) -> None:
+    docs = Documents()
+    tools = tools_for(agent, store, docs)
+    tools.caller_said("do you take delta dental insurance")
+    outcome = await tools.run("lookup_knowledge", args)
+    assert outcome.ok and outcome.spoken == INSURANCE
+    assert docs.questions == ["do you take delta dental insurance"]
+
+
+async def test_with_nothing_to_go_on_the_caller_is_asked_and_the_answer_runs_it(
+    agent: Agent, store: SchedulingStore
+) -> None:
+    docs = Documents()
+    tools = tools_for(agent, store, docs)
+    outcome = await tools.run("lookup_knowledge", {})  # no caller words yet (say, a fresh replica)
+    assert outcome.spoken == ASK_QUESTION and "required" not in outcome.spoken
+    tools.caller_said("do you take delta dental")
+    call = tools.resume("do you take delta dental")
+    assert call is not None and call["name"] == "lookup_knowledge"
+    outcome = await tools.run(call["name"], call["arguments"])
+    assert outcome.ok and outcome.spoken == INSURANCE and docs.questions == ["do you take delta dental"]
+
+
+async def test_other_invalid_arguments_ask_again_instead_of_reading_out_the_schema_check(
+    agent: Agent, store: SchedulingStore
+) -> None:
+    tools = tools_for(agent, store, Documents())
+    tools.caller_said("I'd like to leave a message")
+    outcome = await tools.run("take_message", {"name": "Ann"})  # "message" is required
+    assert outcome.spoken == ASK_AGAIN
+    assert outcome.result["problems"] == "message: is required"
