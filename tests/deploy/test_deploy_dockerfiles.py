@@ -81,7 +81,7 @@ def test_model_images_bring_weights_at_build_time_and_stay_offline(path: Path) -
     if ".cuda." in path.name:
         assert "HF_HUB_OFFLINE=1" in text and "NVIDIA_VISIBLE_DEVICES" in text
     else:
-        assert re.search(r"python -m phoneagent\.(tts|llm)\.assemble|resolve_model\(", text)
+        assert re.search(r"python -m phoneagent\.(asr\.models|tts\.assemble|llm\.assemble)", text)
 
 
 def _build_args(path: Path) -> dict[str, str]:
@@ -128,10 +128,17 @@ def _has_main(module: str) -> bool:
     )
 
 
+MODEL_STEPS = [
+    (what, list(rest)) for flag, what, rest in COMMANDS if flag == "-m" and what.startswith("phoneagent.")
+]
+
+
 def test_the_command_finder_sees_the_model_steps() -> None:
-    assert "phoneagent.tts.assemble" in MODULES and "phoneagent.llm.assemble" in MODULES
-    assert any("resolve_model" in code for code, _ in SNIPPETS)
-    assert not _has_main("phoneagent.asr.models"), "a module without a main guard must be caught"
+    assert {"phoneagent.asr.models", "phoneagent.tts.assemble", "phoneagent.llm.assemble"} <= set(MODULES)
+    assert ("phoneagent.asr.models", ["tiny.en", "base"]) in MODEL_STEPS, "build-arg defaults filled in"
+    assert any("SummaryVoice" in code for code, _ in SNIPPETS)
+    assert _has_main("phoneagent.asr.models")
+    assert not _has_main("phoneagent.runtime.metrics"), "a module without a main guard must be caught"
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -157,8 +164,18 @@ def test_every_inline_build_script_imports_names_that_exist(code: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize(("code", "argv"), SNIPPETS, ids=[" ".join(a) or "-" for _, a in SNIPPETS])
 def test_every_inline_build_script_runs(code: str, argv: list[str]) -> None:
-    # Resolves and verifies the same weights (installed by the CPU extras) the image build does.
     result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("module", "argv"), MODEL_STEPS, ids=[" ".join([m, *a]) for m, a in MODEL_STEPS])
+def test_every_model_step_a_build_runs_succeeds(module: str, argv: list[str]) -> None:
+    # Resolves, assembles (idempotently) and verifies the same weights, installed by the CPU extras,
+    # with the same arguments the image build passes.
+    result = subprocess.run(
+        [sys.executable, "-m", module, *argv], capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-2000:]
 
 
