@@ -233,7 +233,8 @@ def test_notes_explain_sip_nat_and_rtp_exposure() -> None:
     text = notes("default")
     assert "PA_SIP_PUBLIC_ADDRESS" in text and "hostNetwork" in text and "NodePort" in text
     assert "WARNING" in text  # neither RTP exposure nor a public address is configured by default
-    assert "WARNING" not in notes("gpu")
+    sip = notes("gpu").split("SIP and RTP")[1].split("Browser page")[0]
+    assert "WARNING" not in sip  # host networking and a public address
 
 
 def test_policy_keeps_its_store_on_a_volume_and_serves_grpc_on_all_interfaces() -> None:
