@@ -251,3 +251,12 @@ async def test_two_calls_at_once_keep_their_audio_on_their_own_subjects(
         ends = [c.text_end for c in spoken if c.last_in_sentence]
         assert ends == [len(texts[call])]  # the audio speaks this call's own sentence
         assert pcm(spoken).size / rate > 1.0
+
+
+async def test_a_final_sentence_with_text_ends_its_generation(piper_tts: TtsService, bus: Bus) -> None:
+    call = Call(bus)
+    await call.start(8000)
+    await call.say(6, 0, "Goodbye.", final=True)  # no separate empty end marker
+    chunks = await call.ended(6, 30)
+    assert chunks[-1].last_in_generation and not chunks[-1].pcm and chunks[-1].sentence_seq == 1
+    assert sum(c.last_in_generation for c in chunks) == 1 and pcm(chunks).size > 4000

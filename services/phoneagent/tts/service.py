@@ -4,9 +4,10 @@ Takes the sentences policy approved for speech (the call's ``say`` subject), syn
 them as soon as each arrives (the first clause is kept short), and publishes 20 ms speech
 chunks at the call's rate. A cancel or barge-in for a generation stops its synthesis within
 one chunk; nothing of that generation is published afterwards. An empty final sentence
-marks the end of a generation: it becomes an empty chunk flagged ``last_in_generation``
-once the generation's audio is out, so the edge knows when playback is complete. An
-empty sentence that is not final is malformed: it is answered with an error event.
+marks the end of a generation (as does a final sentence with text): it becomes an empty
+chunk flagged ``last_in_generation`` once the generation's audio is out, so the edge knows
+when playback is complete. An empty sentence that is not final is malformed: it is answered
+with an error event.
 
 The sentences the agent says word for word (its greeting behind policy's AI disclosure,
 the recording notice and consent question, the transfer words) are rendered at start-up
@@ -85,10 +86,11 @@ class TtsCallSession:
         if gen not in self.spans and (span := telemetry.start_child(d.headers, "tts.say", generation=gen)):
             self.spans[gen] = span
         self.turns[gen] = msg.meta.turn_id
-        if not msg.text.strip() and msg.final:
-            self.ends[gen] = msg.sentence_seq
-            await self._maybe_end(gen)
-            return
+        if msg.final:  # the last sentence: an empty end marker, or one with text that ends it
+            self.ends[gen] = msg.sentence_seq + (1 if msg.text.strip() else 0)
+            if not msg.text.strip():
+                await self._maybe_end(gen)
+                return
         try:
             self.stream.submit(
                 SpeechRequest(
