@@ -21,7 +21,9 @@ import statistics
 import sys
 import time
 
+from phoneagent.runtime.settings import load
 from phoneagent.tts.engines.base import TtsEngine, create_engine
+from phoneagent.tts.settings import TtsSettings
 from phoneagent.tts.stream import SpeechOut, SpeechRequest, TtsStream
 
 REPLIES = [
@@ -74,8 +76,8 @@ async def _one_call(
 
 
 async def run_engine(name: str, streams: list[int], rounds: int, rate: int, threads: int) -> list[str]:
-    opts = {"threads": threads} if name in ("kokoro", "piper") else {}
-    engine = create_engine(name, **opts)
+    # The service's options (kokoro-torch: its weight files from PA_TTS_KOKORO_CONFIG/_WEIGHTS).
+    engine = create_engine(name, **load(TtsSettings, threads=threads).engine_options(name))
     loaded = time.monotonic()
     await asyncio.to_thread(engine.load)
     load_s = time.monotonic() - loaded

@@ -29,7 +29,6 @@ from phoneagent.runtime.bus import Delivery, Lane, Subscription
 from phoneagent.runtime.errors import InvalidArgument, PhoneAgentError
 from phoneagent.runtime.service import Service
 from phoneagent.runtime.settings import CommonSettings
-from phoneagent.tts import models
 from phoneagent.tts.engines.base import TtsEngine, create_engine
 from phoneagent.tts.prompts import FixedPrompts, PromptCache
 from phoneagent.tts.settings import TtsSettings
@@ -221,9 +220,8 @@ class TtsService(Service):
             await asyncio.to_thread(engine.load)
             self.engines[name] = engine
             log.info("tts engine loaded", extra={"engine": name})
-        engine, voice = (
-            self.voice_for_call()
-        )  # fail at start-up, not on the first call, if the voice is unknown
+        # Fail at start-up, not on the first call, if the engine or voice is unknown.
+        engine, voice = self.voice_for_call()
         if self.settings.prerender:
             self.fixed = FixedPrompts.for_agent(agent.greeting, self.settings.disclosure_addition)
             key = (engine.name, voice, self.settings.sample_rate)
@@ -231,18 +229,7 @@ class TtsService(Service):
             await self._prerender(engine, voice, self.settings.sample_rate)
 
     def engine_options(self, name: str) -> dict[str, Any]:
-        """Constructor options for engine ``name`` from the settings."""
-        opts: dict[str, Any] = {"threads": self.settings.threads}
-        if name == "kokoro-torch":
-            folder = models.kokoro_dir()
-            opts["config_path"] = Path(
-                self.settings.kokoro_config or folder / models.KOKORO_TORCH_CONFIG_FILE
-            )
-            opts["model_path"] = Path(
-                self.settings.kokoro_weights or folder / models.KOKORO_TORCH_WEIGHTS_FILE
-            )
-            opts["device"] = self.settings.kokoro_device
-        return opts
+        return self.settings.engine_options(name)
 
     def prompts_for(self, engine: TtsEngine, voice: str, rate: int) -> PromptCache | None:
         """The prompt cache for calls at ``rate``, rendered in the background on its first use."""

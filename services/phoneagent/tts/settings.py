@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
+from typing import Any
 
 from phoneagent.runtime.settings import env, positive
+from phoneagent.tts import models
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,3 +56,13 @@ class TtsSettings:
         if self.kokoro_device not in ("cuda", "cpu") and not self.kokoro_device.startswith("cuda:"):
             problems.append(f"PA_TTS_KOKORO_DEVICE={self.kokoro_device!r}: must be cuda, cuda:N or cpu")
         return problems
+
+    def engine_options(self, name: str) -> dict[str, Any]:
+        """Constructor options for engine ``name``, as the service and the benchmark build it."""
+        opts: dict[str, Any] = {"threads": self.threads}
+        if name == "kokoro-torch":
+            folder = models.kokoro_dir()
+            opts["config_path"] = Path(self.kokoro_config or folder / models.KOKORO_TORCH_CONFIG_FILE)
+            opts["model_path"] = Path(self.kokoro_weights or folder / models.KOKORO_TORCH_WEIGHTS_FILE)
+            opts["device"] = self.kokoro_device
+        return opts
