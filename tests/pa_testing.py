@@ -48,14 +48,9 @@ def spawn_replica(
 ) -> tuple[subprocess.Popen[bytes], Path]:
     """Start a service replica process (fast heartbeats) that writes its HTTP port to a file."""
     status = tmp / f"{replica}.port"
-    full = dict(
-        env,
-        PA_NATS_URL=url,
-        PA_SERVICE_REPLICA_ID=replica,
-        PA_STATUS_FILE=str(status),
-        **REPLICA_ENV,
-        **extra,
-    )
+    full = dict(env, PA_NATS_URL=url, PA_SERVICE_REPLICA_ID=replica, PA_STATUS_FILE=str(status))
+    full.update(REPLICA_ENV)
+    full.update(extra)  # may override REPLICA_ENV (e.g. the production heartbeat defaults)
     with (tmp / f"{replica}.log").open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, *cmd], env=full, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
