@@ -158,8 +158,24 @@ class EdgeService(Service):
         await self.drain_calls(self.common.drain_timeout_s)
         await super()._shutdown()
 
+    def _gateway(self) -> Any:
+        """The browser-call gateway, when the page is served."""
+        if self._web is None:
+            return None
+        from phoneagent.edge.webrtc.gateway import GATEWAY_KEY
+
+        return self._web.app[GATEWAY_KEY]
+
     async def drain_calls(self, timeout_s: float) -> None:
-        """Refuse new calls; let calls in progress finish for ``timeout_s``, then hang up the rest."""
+        """Refuse new calls, SIP and browser alike; let calls in progress finish for ``timeout_s``,
+        then hang up the rest."""
+        gateway = self._gateway()
+        if gateway is None:
+            await self._drain_sip_calls(timeout_s)
+        else:
+            await asyncio.gather(self._drain_sip_calls(timeout_s), gateway.drain(timeout_s))
+
+    async def _drain_sip_calls(self, timeout_s: float) -> None:
         self.accepting = False
         if self._dial_sub is not None and self.bus.connected:
             await self.bus.unsubscribe(self._dial_sub)
@@ -181,7 +197,12 @@ class EdgeService(Service):
             await self.ua.close()
 
     def status(self) -> dict[str, object]:
-        out: dict[str, object] = {"active_calls": len(self.calls), "accepting": self.accepting}
+        gateway = self._gateway()
+        browser_calls = gateway.active_calls if gateway is not None else 0
+        out: dict[str, object] = {
+            "active_calls": len(self.calls) + browser_calls,
+            "accepting": self.accepting,
+        }
         if self.ua is not None:
             host, port = self.ua.local_address()
             out["sip"] = f"{host}:{port}"
