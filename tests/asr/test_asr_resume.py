@@ -72,3 +72,20 @@ def test_a_resumed_session_holds_a_bounded_number_of_frames() -> None:
     for seq in range(500, 510):
         out += seqs(gate.push(frame(seq)))
     assert out == list(range(500, 510)) and not gate.holding
+
+
+def test_a_stray_frame_with_a_huge_sequence_number_does_not_silence_the_call() -> None:
+    gate = FrameGate(resuming=False)
+    assert seqs(gate.push(frame(10))) == [10]
+    stray = media_pb2.AudioFrame(sequence=2**63, pcm=b"\0")  # garbage: the audio check rejects it later
+    assert seqs(gate.push(stray)) == [2**63]
+    assert seqs(gate.push(frame(11))) == [11]
+    assert gate.push(frame(10)) == []  # still a repeat
+
+
+def test_repeats_are_remembered_for_a_bounded_number_of_frames() -> None:
+    gate = FrameGate(resuming=False)
+    for seq in range(5000):
+        assert seqs(gate.push(frame(seq))) == [seq]
+    assert gate.push(frame(4999 - 500)) == []  # a replay of the last seconds is dropped
+    assert len(gate._seen) <= 1000

@@ -8,18 +8,23 @@ frames it receives until the replay has filled the gap before them, then release
 and held frames together in sequence order. Frames captured before the end of the call's
 last final transcript were already transcribed by the old owner and are skipped. If no
 replay comes within ``wait_s`` (an edge without a replay buffer), the held frames go on as
-they are. After that, and always for a fresh session, a frame whose sequence number was
-already seen is dropped, so a replay can never be transcribed twice.
+they are. After that, and always for a fresh session, a frame whose sequence number is among
+the last ``RECENT`` seen is dropped, so a replay can never be transcribed twice; replayed
+frames older than what was released are dropped too (a replay that came too late). Repeats
+are recognised by membership, not by "not above the highest so far", so one stray frame with
+a huge sequence number cannot make the session ignore the rest of the call.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 
 from phoneagent.v1 import media_pb2
 
 MAX_HELD = 1000  # 20 s of 20 ms frames: a bound on what a resuming session holds
+RECENT = 1000  # sequence numbers remembered for dropping repeats: far more than a replay holds
 
 
 class FrameGate:
@@ -40,7 +45,9 @@ class FrameGate:
         self._held: dict[int, media_pb2.AudioFrame] = {}
         self._first_live: int | None = None  # sequence of the first frame heard while holding
         self._replaying = False  # a frame older than the first live one arrived
-        self._last: int | None = None  # highest sequence released
+        self._floor: int | None = None  # after a resume: older frames came too late
+        self._seen: set[int] = set()
+        self._order: deque[int] = deque()  # self._seen in arrival order, to forget the oldest
         self.dropped = 0  # repeats dropped (by sequence number)
         self.skipped = 0  # frames the old owner had already transcribed
 
@@ -52,10 +59,10 @@ class FrameGate:
         """The frames to process now, in sequence order (often just ``frame``; none while holding)."""
         seq = frame.sequence
         if not self._holding:
-            if self._last is not None and seq <= self._last:
+            if seq in self._seen or (self._floor is not None and seq < self._floor):
                 self.dropped += 1
                 return []
-            self._last = seq
+            self._remember(seq)
             return [frame]
         if self._first_live is None:
             self._first_live = seq
@@ -84,5 +91,13 @@ class FrameGate:
         out = [self._held[s] for s in sorted(self._held)]
         self._held.clear()
         if out:
-            self._last = max(self._last or 0, out[-1].sequence)
+            self._floor = out[0].sequence
+        for f in out:
+            self._remember(f.sequence)
         return out
+
+    def _remember(self, seq: int) -> None:
+        self._seen.add(seq)
+        self._order.append(seq)
+        if len(self._order) > RECENT:
+            self._seen.discard(self._order.popleft())
