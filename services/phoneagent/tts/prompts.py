@@ -59,6 +59,10 @@ class FixedPrompts:
     def texts(self) -> list[str]:
         return [self.greeting, self.recording_notice, self.consent_prompt, self.transfer, self.take_message]
 
+    def sentences(self) -> list[str]:
+        """Every sentence of every prompt, each once, greeting first."""
+        return list(dict.fromkeys(sentence_key(s) for text in self.texts() for s in sentences(text)))
+
 
 def sentence_key(text: str) -> str:
     """A sentence as the cache knows it: whitespace collapsed, nothing else changed."""
@@ -121,7 +125,7 @@ class PromptCache:
 
     def prerender(self, texts: FixedPrompts | Iterable[str], voice: str, speed: float = 1.0) -> int:
         """Render every sentence of ``texts`` not cached yet; the number of sentences cached."""
-        items = texts.texts() if isinstance(texts, FixedPrompts) else list(texts)
+        items = texts.sentences() if isinstance(texts, FixedPrompts) else list(texts)
         count = 0
         for text in items:
             for sentence in sentences(text):

@@ -10,9 +10,10 @@ when playback is complete. An empty sentence that is not final is malformed: it 
 with an error event.
 
 The sentences the agent says word for word (its greeting behind policy's AI disclosure,
-the recording notice and consent question, the transfer words) are rendered at start-up
-for the default voice and call rate, and at the first call of another rate, and are then
-played from the prompt cache without synthesis (see :mod:`phoneagent.tts.prompts`).
+the recording notice and consent question, the transfer words) are rendered in the
+background from start-up for the default voice and call rate, and from the first call of
+another rate, and are then played from the prompt cache without synthesis (see
+:mod:`phoneagent.tts.prompts`).
 """
 
 from __future__ import annotations
@@ -182,7 +183,7 @@ class TtsCallSession:
     async def _error(self, exc: PhoneAgentError, meta: common_pb2.EventMeta | None, gen: int = 0) -> None:
         ev = control_pb2.ControlEvent(meta=meta or self._meta(gen))
         ev.error.CopyFrom(
-            common_pb2.Error(kind=exc.kind.wire, retryable=exc.retryable, message=exc.message, source="tts")
+            common_pb2.Error(kind=exc.kind.wire, retryable=exc.retryable, message=exc.message, source="tts")  # type: ignore[arg-type]
         )
         await self.svc.bus.publish(subjects.control(self.call_id), ev, lane=Lane.CONTROL)
 
@@ -210,7 +211,8 @@ class TtsService(Service):
         self.agent_voice: tuple[str, str] = ("", "")
         self.fixed: FixedPrompts | None = None
         self.prompts: dict[tuple[str, int], PromptCache] = {}  # (engine, call rate) -> cache
-        self._prerendered: set[tuple[str, str, int]] = set()  # (engine, voice, rate) done or under way
+        # (engine, voice, rate) -> the task rendering its prompts (done or under way)
+        self.prerendering: dict[tuple[str, str, int], asyncio.Task[None]] = {}
 
     async def setup(self) -> None:
         agent = load_agent(self.common.agent_path)
@@ -223,10 +225,11 @@ class TtsService(Service):
         # Fail at start-up, not on the first call, if the engine or voice is unknown.
         engine, voice = self.voice_for_call()
         if self.settings.prerender:
+            # In the background: the service is ready at once (Kokoro on a CPU takes tens of
+            # seconds the first time; then the prompts come from disk). Until a sentence is
+            # rendered, a call that needs it has it synthesised as any other.
             self.fixed = FixedPrompts.for_agent(agent.greeting, self.settings.disclosure_addition)
-            key = (engine.name, voice, self.settings.sample_rate)
-            self._prerendered.add(key)
-            await self._prerender(engine, voice, self.settings.sample_rate)
+            self.prompts_for(engine, voice, self.settings.sample_rate)
 
     def engine_options(self, name: str) -> dict[str, Any]:
         return self.settings.engine_options(name)
@@ -237,9 +240,9 @@ class TtsService(Service):
             return None
         cache = self._cache(engine, rate)
         key = (engine.name, voice, rate)
-        if key not in self._prerendered:
-            self._prerendered.add(key)
-            self.tasks.spawn(self._prerender(engine, voice, rate), f"tts-prerender:{engine.name}:{rate}")
+        if key not in self.prerendering:
+            name = f"tts-prerender:{engine.name}:{rate}"
+            self.prerendering[key] = self.tasks.spawn(self._prerender(engine, voice, rate), name)
         return cache
 
     def _cache(self, engine: TtsEngine, rate: int) -> PromptCache:
@@ -254,7 +257,10 @@ class TtsService(Service):
         assert self.fixed is not None
         started = time.monotonic()
         cache = self._cache(engine, rate)
-        count = await asyncio.to_thread(cache.prerender, self.fixed, voice, self.settings.speed)
+        count = 0
+        for sentence in self.fixed.sentences():  # one at a time: a shutdown stops between them
+            await asyncio.to_thread(cache.get, sentence, voice, self.settings.speed)
+            count += 1
         log.info(
             "tts prompts ready",
             extra={
@@ -289,4 +295,5 @@ class TtsService(Service):
             engine.close()
 
     def status(self) -> dict[str, object]:
-        return {"engines": ",".join(self.engines)}
+        pending = sum(not t.done() for t in self.prerendering.values())
+        return {"engines": ",".join(self.engines), "prompts_rendering": pending}
