@@ -3,7 +3,9 @@ a call gets."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
+import threading
 import types
 from pathlib import Path
 from typing import Any
@@ -193,3 +195,38 @@ async def test_an_agent_engine_that_is_not_loaded_fails_at_start(
 ) -> None:
     with pytest.raises(PhoneAgentError, match="PA_TTS_ENGINES"):
         await started_with_agent(tmp_path, monkeypatch, "kokoro", "af_heart", PA_TTS_ENGINES="piper")
+
+
+async def test_teardown_stops_prompt_rendering_before_closing_the_engines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rendering = threading.Event()
+    release = threading.Event()
+    events: list[str] = []
+
+    class SlowEngine(FakeEngine):
+        def synthesize(self, text: str, voice: str, speed: float = 1.0) -> Any:
+            events.append("synthesize")
+            rendering.set()
+            release.wait(10)
+            yield np.zeros(2400, dtype=np.float32)
+
+        def close(self) -> None:
+            events.append("close")
+
+    monkeypatch.setattr(
+        "phoneagent.tts.service.create_engine", lambda name, **_: SlowEngine(name, VOICES[name])
+    )
+    common = load(CommonSettings, {}, nats_url="nats://127.0.0.1:4222")
+    svc = TtsService(
+        common, load(TtsSettings, {"PA_TTS_ENGINES": "kokoro", "PA_TTS_PROMPT_DIR": str(tmp_path)})
+    )
+    await svc.setup()  # ready at once: the prompts render in the background
+    (task,) = svc.prerendering.values()
+    assert not task.done()
+    assert await asyncio.to_thread(rendering.wait, 10)
+    try:
+        await svc.teardown()  # returns while the first sentence is still being synthesised
+        assert task.cancelled() and events == ["synthesize", "close"]
+    finally:
+        release.set()

@@ -291,6 +291,9 @@ class TtsService(Service):
         return TtsCallSession(self, claim)
 
     async def teardown(self) -> None:
+        for task in self.prerendering.values():  # no prompt is rendered on a closed engine
+            task.cancel()
+        await asyncio.gather(*self.prerendering.values(), return_exceptions=True)
         for engine in self.engines.values():
             engine.close()
 
