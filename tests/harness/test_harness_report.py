@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import wave
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
+from phoneagent.harness import checks
 from phoneagent.harness.caller import AgentTurn, CallResult
 from phoneagent.harness.checks import check_all, first_words_contain, mentions
 from phoneagent.harness.report import write_stereo_wav
@@ -63,3 +67,49 @@ def test_checks_against_a_result() -> None:
     res.refer_targets = ["sip:frontdesk@example.com"]
     got = {c.expectation.kind: c.passed for c in check_all(res, None)}
     assert got == {"disclosure": True, "mentions": True, "ended_by_agent": False, "transfer_requested": True}
+
+
+def _agent_file(tmp_path: Path, transfer_hours: str) -> Path:
+    """The bundled agent with its transfer line's hours set to ``transfer_hours``."""
+    import yaml
+    from phoneagent.agents import example_agent_path
+
+    source = example_agent_path()
+    raw = yaml.safe_load(source.read_text())
+    raw["transfer"]["hours"] = transfer_hours
+    raw["knowledge"] = [str(source.parent / k) for k in raw.get("knowledge", [])]
+    path = tmp_path / f"agent-{transfer_hours}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_escalated_means_a_transfer_while_staffed_and_a_message_offer_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sc = parse_scenario({"name": "t", "steps": ["hangup"], "expect": [{"escalated": True}]})
+    transferred = CallResult(sc, "+14155550100", refer_targets=["sip:frontdesk@example.com"])
+    transferred.agent_turns = [AgentTurn(0, 2, "I'll put you through now.")]
+    message = CallResult(sc, "+14155550100")
+    message.agent_turns = [AgentTurn(0, 2, "Nobody is available right now. I can take a message.")]
+    silent = CallResult(sc, "+14155550100")
+    silent.agent_turns = [AgentTurn(0, 2, "Goodbye.")]
+
+    monkeypatch.setenv("PA_AGENT_FILE", str(_agent_file(tmp_path, "always")))
+    assert [check_all(r, None)[0].passed for r in (transferred, message, silent)] == [True, False, False]
+
+    # A transfer line that keeps business hours, checked at a moment the bundled agent is
+    # closed: a Sunday (no hours on Sundays).
+    monkeypatch.setenv("PA_AGENT_FILE", str(_agent_file(tmp_path, "business")))
+    sunday = datetime(2026, 11, 29, 15, 0, tzinfo=UTC)
+    monkeypatch.setattr(checks, "datetime", _FixedNow(sunday))
+    assert [check_all(r, None)[0].passed for r in (transferred, message, silent)] == [False, True, False]
+
+
+class _FixedNow:
+    """Stands in for ``datetime`` in the checks module: ``now()`` is a fixed moment."""
+
+    def __init__(self, moment: datetime) -> None:
+        self.moment = moment
+
+    def now(self, tz: Any = None) -> datetime:
+        return self.moment

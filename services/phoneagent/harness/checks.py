@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from phoneagent.harness.buswatch import CallTrace
@@ -69,6 +70,15 @@ def _opted_out(caller: str) -> bool:
         return stores.dnc.lookup(caller) is not None
 
 
+def _staffed_now() -> bool:
+    """Whether the agent the stack runs (PA_AGENT_FILE, else the bundled one) takes transfers now."""
+    from phoneagent.agents import example_agent_path
+    from phoneagent.llm.domain.agent import load_agent
+
+    path = os.environ.get("PA_AGENT_FILE") or example_agent_path()
+    return load_agent(path).staffed_at(datetime.now(UTC))
+
+
 def check(exp: Expectation, result: CallResult, trace: CallTrace | None) -> CheckResult:
     text = result.agent_text
     first = next((t.text for t in result.agent_turns if t.text), "")
@@ -89,6 +99,17 @@ def check(exp: Expectation, result: CallResult, trace: CallTrace | None) -> Chec
         seen = bool(result.refer_targets) or bool(trace and trace.transfers)
         how = "REFER received" if result.refer_targets else ("transfer on the bus" if seen else "none seen")
         return CheckResult(exp, seen == exp.value, how)
+    if exp.kind == "escalated":
+        transferred = bool(result.refer_targets) or bool(trace and trace.transfers)
+        if _staffed_now():
+            return CheckResult(
+                exp, transferred == exp.value, "transfer requested" if transferred else "no transfer"
+            )
+        offered = not transferred and mentions(text, "message")
+        detail = "closed: " + (
+            "message offered" if offered else "transfer requested" if transferred else "no offer"
+        )
+        return CheckResult(exp, offered == exp.value, detail)
     if exp.kind == "appointment_booked":
         count, detail = _appointment_count(trace.call_id if trace else "", result.caller_user)
         return CheckResult(exp, (count > 0) == exp.value, f"{count} {detail}")

@@ -16,7 +16,9 @@ A scenario is a YAML file::
 Steps: ``say`` (text), ``wait`` (for the agent to speak and finish), ``barge_in`` (wait for the
 agent to start, then after ``after_ms`` of its speech say ``text`` over it), ``dtmf`` (digits),
 ``pause`` (ms of silence), ``hangup``. Expectations: ``mentions``, ``disclosure``,
-``ended_by_agent``, ``transfer_requested``, ``appointment_booked``, ``opted_out``.
+``ended_by_agent``, ``transfer_requested``, ``escalated`` (a transfer when someone takes
+transfers at that moment by the agent's hours, otherwise no transfer and an offer to take a
+message), ``appointment_booked``, ``opted_out``.
 Every error names the step or expectation at fault.
 """
 
@@ -33,7 +35,7 @@ from phoneagent.runtime.errors import InvalidArgument
 
 DEFAULT_SCENARIO = "hours"
 _DTMF = set("0123456789*#ABCD")
-BOOL_EXPECTATIONS = ("ended_by_agent", "transfer_requested", "appointment_booked", "opted_out")
+BOOL_EXPECTATIONS = ("ended_by_agent", "transfer_requested", "escalated", "appointment_booked", "opted_out")
 TEXT_EXPECTATIONS = ("mentions", "disclosure")
 
 

@@ -232,9 +232,9 @@ class PolicyService(Service):
         self.recording = RecordingConfig(all_party_states=parse_states(settings.all_party_states))
 
     def open_at(self, now: datetime) -> bool:
-        """Whether the business is open at ``now`` (the agent's hours and closures, its time zone)."""
-        local = now.astimezone(self.agent.tz)
-        return self.agent.is_open_at(local.date(), local.time().replace(tzinfo=None))
+        """Whether a person takes transfers at ``now``: the agent's opening hours and closures in
+        its time zone, or around the clock when its transfer target says ``hours: always``."""
+        return self.agent.staffed_at(now)
 
     async def setup(self) -> None:
         Path(self.settings.db_path).expanduser().parent.mkdir(parents=True, exist_ok=True)

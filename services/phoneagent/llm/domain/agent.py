@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, time
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -93,11 +93,15 @@ class AppointmentType:
         return wanted in {_simplify(self.id), _simplify(self.name), *(_simplify(a) for a in self.aliases)}
 
 
+TRANSFER_HOURS = ("business", "always")
+
+
 @dataclass(frozen=True)
 class Transfer:
     target: str
     kind: str  # "sip" or "number"
     available: bool
+    hours: str = "business"  # when people take transfers: "business" (opening hours) or "always"
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,17 @@ class Agent:
 
     def is_open_at(self, day: date, at: time) -> bool:
         return any(i.start <= at < i.end for i in self.hours_on(day))
+
+    def staffed_at(self, now: datetime) -> bool:
+        """Whether a person can take a transfer at ``now``: a transfer target that is available,
+        and either the business is open then (its hours and closures, in its time zone) or the
+        target answers around the clock (``transfer.hours: always``)."""
+        if self.transfer is None or not self.transfer.available:
+            return False
+        if self.transfer.hours == "always":
+            return True
+        local = now.astimezone(self.tz)
+        return self.is_open_at(local.date(), time(local.hour, local.minute))
 
     def find_type(self, text: str) -> AppointmentType | None:
         return next((t for t in self.appointment_types if t.matches(text)), None)
@@ -299,7 +314,7 @@ def _parse_transfer(raw: Any, errs: FieldErrors) -> Transfer | None:
         errs.add("transfer", "must be a mapping with target and available")
         return None
     for key in raw:
-        if key not in {"target", "available"}:
+        if key not in {"target", "available", "hours"}:
             errs.add(f"transfer.{key}", "unknown field")
     target = str(raw.get("target", "")).strip()
     if _SIP.match(target):
@@ -313,7 +328,11 @@ def _parse_transfer(raw: Any, errs: FieldErrors) -> Transfer | None:
     if not isinstance(available, bool):
         errs.add("transfer.available", "must be true or false")
         available = False
-    return Transfer(target=target, kind=kind, available=available)
+    hours = str(raw.get("hours", "business"))
+    if hours not in TRANSFER_HOURS:
+        errs.add("transfer.hours", f"must be one of {', '.join(TRANSFER_HOURS)}")
+        hours = "business"
+    return Transfer(target=target, kind=kind, available=available, hours=hours)
 
 
 def _parse_escalation(raw: Any, errs: FieldErrors) -> Escalation:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from phoneagent.llm.domain.agent import Agent
@@ -280,7 +280,7 @@ class Handlers:
 
     def transfer_to_human(self, args: dict[str, Any], ctx: CallContext) -> ToolResult:
         transfer = self.agent.transfer
-        if transfer is None or not transfer.available or not self._staffed():
+        if transfer is None or not self.agent.staffed_at(self.clock()):
             return self._result(
                 "transfer_to_human",
                 "ok",
@@ -294,10 +294,6 @@ class Handlers:
             {"transferred": True, "target_kind": transfer.kind},
             action="transfer",
         )
-
-    def _staffed(self) -> bool:
-        local = self.clock().astimezone(self.agent.tz)
-        return self.agent.is_open_at(local.date(), time(local.hour, local.minute))
 
     def take_message(self, args: dict[str, Any], ctx: CallContext) -> ToolResult:
         phone = self._phone(args, ctx)
