@@ -13,7 +13,10 @@ import urllib.request
 
 import pytest
 from llm_testing import needs
+from phoneagent.llm.domain.schema_check import validate
+from phoneagent.llm.domain.tool_schemas import TOOL_SCHEMAS, tool_definitions
 from phoneagent.llm.engines.base import FINISH_ABORT, FINISH_LENGTH, FINISH_STOP, Delta, create_engine
+from phoneagent.llm.tool_calls import read_constrained, tool_call_schema
 from phoneagent.runtime.errors import ErrorKind, PhoneAgentError
 
 pytestmark = [
@@ -166,6 +169,31 @@ async def test_json_schema_output(client) -> None:
     )
     value = json.loads("".join(d.text for d in deltas))
     assert set(value) == {"date", "time"}
+
+
+async def test_a_tool_call_under_the_tools_schema_with_tools_offered(client) -> None:
+    """What the dialog sends once the model starts a tool call: the same tools, and their schema."""
+    tools = tool_definitions(frozenset({"book_appointment", "transfer_to_human"}))
+    messages = [
+        {"role": "system", "content": "You book appointments for a dental clinic by calling tools."},
+        {"role": "user", "content": "Book a cleaning next Tuesday at 10, my name is Ann Lee."},
+    ]
+    deltas = await asyncio.wait_for(
+        collect(
+            client.stream(
+                messages,
+                request_id="tool-call",
+                max_tokens=120,
+                temperature=0.0,
+                tools=tools,
+                json_schema=tool_call_schema(tools),
+            )
+        ),
+        90,
+    )
+    call = read_constrained("".join(d.text for d in deltas))
+    assert call is not None and call["name"] in ("book_appointment", "transfer_to_human")
+    assert validate(call["arguments"], TOOL_SCHEMAS[call["name"]]["parameters"]) == []
 
 
 async def test_unknown_path_maps_to_model_unavailable(server_url) -> None:
