@@ -7,6 +7,7 @@ import dataclasses
 import io
 import json
 import logging
+import time
 import urllib.request
 
 import pytest
@@ -65,6 +66,20 @@ def test_redaction_of_personal_data() -> None:
     assert redact_text("at 3:30 pm on 2026-11-23, room 12") == "at 3:30 pm on 2026-11-23, room 12"
     assert "4111111111111112" not in redact_text("ref 4111111111111112")
     assert mask_number("+14155550134") == "…34"
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["x" * 200_000, "sip:" * 50_000, "sips:a" * 40_000, "a@" * 100_000, "1 " * 100_000, "hello " * 33_000],
+    ids=["word", "sip-prefixes", "sip-users", "at-signs", "digit-groups", "words"],
+)
+def test_redaction_is_linear_on_hostile_text(hostile: str) -> None:
+    """A caller (or a bad peer) controls transcript text: redacting 200 KB must not block a
+    service. The e-mail and SIP patterns used to backtrack quadratically (minutes for these)."""
+    t0 = time.perf_counter()
+    redact_text(hostile)
+    assert time.perf_counter() - t0 < 2.0
+    assert redact_text("x" * 5000 + " jo@example.com") == "x" * 5000 + " [EMAIL]"
 
 
 def test_logs_carry_call_id_and_never_show_numbers_or_transcripts() -> None:

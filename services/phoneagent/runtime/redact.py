@@ -13,9 +13,9 @@ _SSN = re.compile(r"(?<!\d)\d{3}[- ]\d{2}[- ]\d{4}(?!\d)")
 _PHONE = re.compile(
     r"(?<![\w])(?:\+?\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?|\d{2,4}[\s.-])?\d{3,4}[\s.-]?\d{3,4}(?!\d)"
 )
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+\.[\w.-]+")  # starts a run: linear, not quadratic
 _LONG_DIGITS = re.compile(r"(?<!\d)\d{9,}(?!\d)")
-_SIP_USER = re.compile(r"(sips?:)([^@;>\s]+)@", re.IGNORECASE)
+_SIP_USER = re.compile(r"(sips?:)([^@;>\s]{1,256})@", re.IGNORECASE)  # bounded: linear time
 
 
 def luhn_ok(digits: str) -> bool:
