@@ -1,6 +1,7 @@
-"""The local stack end to end: nats-server and the policy, asr, llm and tts services as
-separate processes with the real CPU models; the edge's call flow in the test process
-with a loopback transport standing in for RTP (SIP itself is covered by the edge tests).
+"""The local stack end to end: nats-server and the policy, asr, llm, tts and edge services as
+separate processes with the real CPU models; calls run through the edge's call flow in the
+test process with a loopback transport standing in for RTP (SIP itself is covered by the
+edge tests; the edge process is here for the subjects it serves, such as edge.dial).
 
 A caller hears the greeting (which must start with the AI disclosure), asks a question,
 hears an answer, and hangs up; then the stack stops and leaves no process behind.
@@ -15,16 +16,28 @@ from collections.abc import AsyncIterator, Iterator
 
 import numpy as np
 import pytest
+from google.protobuf.message import Message
 from pa_testing import cpu_stack_env, wait_for
 from phoneagent.audio.resample import resample
 from phoneagent.edge.callflow import EdgeCall
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery
 from phoneagent.runtime.stack import Stack
-from phoneagent.v1 import call_pb2, common_pb2, speech_pb2
+from phoneagent.v1 import (
+    call_pb2,
+    common_pb2,
+    control_pb2,
+    media_pb2,
+    policy_pb2,
+    records_pb2,
+    session_pb2,
+    speech_pb2,
+    tools_pb2,
+)
 
 pytestmark = pytest.mark.slow
 DISCLOSURE = "You are speaking with an AI assistant."
+STACK_SERVICES = ("policy", "asr", "llm", "tts", "edge")
 
 
 def synthesize(text: str, rate: int = 8000) -> np.ndarray:
@@ -91,7 +104,8 @@ class LoopbackTransport:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     data = tmp_path_factory.mktemp("stack")
     env = cpu_stack_env(data)
-    st = Stack(data, ("policy", "asr", "llm", "tts"), env=env)
+    env.update(PA_SIP_PORT="0", PA_WEB_PORT="0")  # the edge process: any free ports
+    st = Stack(data, STACK_SERVICES, env=env)
     try:
         st.start(ready_timeout=240)
         yield st
@@ -183,24 +197,178 @@ async def test_a_call_through_the_stack(stack: Stack, edge_bus: Bus) -> None:
 
 async def test_stack_status_reports_every_service_ready(stack: Stack) -> None:
     rows = stack.status()
-    assert {r["service"] for r in rows} == {"policy", "asr", "llm", "tts"}
+    assert {r["service"] for r in rows} == set(STACK_SERVICES)
     assert all(r.get("ready") for r in rows), rows
 
 
-async def test_services_survive_garbage_on_every_subject(stack: Stack, edge_bus: Bus) -> None:
-    """Malformed, oversized and mislabelled messages on every subject the services read are
-    dropped; afterwards every service is still ready and still takes a new call."""
+def hostile(call_id: str) -> list[tuple[str, Message]]:
+    """Valid protobuf that no well-behaved peer sends: unknown enum values, wrong sample rates,
+    huge strings, missing ids. Every service must answer or drop these, never die."""
+    huge = "x" * 200_000  # under the bus's 256 KiB limit: it reaches the handlers
+    words = "hello " * 30_000
+    meta = common_pb2.EventMeta(call_id=call_id)
+    no_gen = common_pb2.EventMeta(call_id=call_id, turn_id=4_000_000_000, generation_id=4_000_000_000)
+    pcm_odd = b"\x01" * 321  # an odd number of bytes is not 16-bit PCM
+    return (
+        [
+            (subjects.lifecycle(call_id), call_pb2.CallEvent(answered=call_pb2.CallAnswered(meta=meta))),
+            (
+                subjects.lifecycle(call_id),
+                call_pb2.CallEvent(
+                    started=call_pb2.CallStarted(
+                        meta=meta,
+                        direction=999,  # type: ignore[arg-type]
+                        transport=999,  # type: ignore[arg-type]
+                        from_uri=huge,
+                        sample_rate=3,
+                        agent="a" * 1000,
+                    )
+                ),
+            ),
+            (subjects.audio_in(call_id), media_pb2.AudioFrame(meta=meta, pcm=pcm_odd, sample_rate=0)),
+            (subjects.audio_in(call_id), media_pb2.AudioFrame(meta=meta, pcm=b"\x00" * 640, sample_rate=7)),
+            (
+                subjects.audio_in(call_id),
+                media_pb2.AudioFrame(
+                    meta=meta, pcm=b"\x00" * 200_000, sample_rate=4_000_000_000, sequence=2**63
+                ),
+            ),
+            (
+                subjects.asr_events(call_id),
+                speech_pb2.AsrEvent(transcript=speech_pb2.Transcript(meta=no_gen)),
+            ),
+            (subjects.asr_events(call_id), speech_pb2.AsrEvent(error=common_pb2.Error(kind=999))),  # type: ignore[arg-type]
+            (subjects.transcript(call_id), speech_pb2.Transcript(meta=no_gen, final=True, text=words)),
+            (
+                subjects.transcript(call_id),
+                speech_pb2.Transcript(meta=meta, final=True, text="", confidence=-5),
+            ),
+            (subjects.reply(call_id), speech_pb2.AgentText(meta=no_gen, text=words, final=True)),
+            (
+                subjects.say(call_id),
+                speech_pb2.AgentText(meta=no_gen, text=huge, final=True, voice="v" * 1000),
+            ),
+            (subjects.say(call_id), speech_pb2.AgentText(meta=meta, text="Hi.", voice="no-such-voice")),
+            (subjects.speech(call_id), media_pb2.SpeechChunk(meta=no_gen, pcm=pcm_odd, sample_rate=0)),
+            (
+                subjects.speech(call_id),
+                media_pb2.SpeechChunk(meta=no_gen, pcm=b"\x00" * 640, sample_rate=44_100, text_end=2**31),
+            ),
+            (subjects.tool(call_id), tools_pb2.ToolCall(meta=meta, name=huge, arguments_json="{not json")),
+            (subjects.recording(call_id), media_pb2.RecordingStored(meta=meta, uri=huge, duration_ms=2**31)),
+            (
+                subjects.control(call_id),
+                control_pb2.ControlEvent(
+                    meta=no_gen,
+                    directive=control_pb2.PolicyDirective(action=999, text=huge),  # type: ignore[arg-type]
+                ),
+            ),
+            (subjects.control(call_id), control_pb2.ControlEvent(meta=meta, barge_in=control_pb2.BargeIn())),
+            (
+                subjects.control(call_id),
+                control_pb2.ControlEvent(meta=no_gen, cancel=control_pb2.CancelGeneration()),
+            ),
+            (
+                subjects.control(call_id),
+                control_pb2.ControlEvent(meta=meta, transfer=control_pb2.Transfer(target=huge, kind=999)),  # type: ignore[arg-type]
+            ),
+            (
+                subjects.control(call_id),
+                control_pb2.ControlEvent(meta=meta, dtmf=control_pb2.Dtmf(digit=huge)),
+            ),
+            (subjects.control(call_id), control_pb2.ControlEvent(meta=meta)),  # no kind at all
+            (subjects.audit(call_id), policy_pb2.PolicyDecision(decision=999, rule=huge)),  # type: ignore[arg-type]
+            (subjects.dial_check(), policy_pb2.DialCheck(number=huge, time_zone="Mars/Olympus")),
+            (subjects.dial_check(), policy_pb2.DialCheck()),
+            (subjects.edge_dial(), call_pb2.CallStarted()),  # no call id, no target
+            (
+                subjects.edge_dial(),
+                call_pb2.CallStarted(
+                    meta=common_pb2.EventMeta(call_id=subjects.new_call_id()),
+                    to_uri="sip:" + "a" * 100_000 + "@127.0.0.1:9",
+                    direction=999,  # type: ignore[arg-type]
+                ),
+            ),
+            (subjects.WORK_SUMMARIZE, records_pb2.SummaryRequest(transcript=" " * 200_000)),
+            (
+                subjects.WORK_SUMMARIZE,
+                records_pb2.SummaryRequest(call_id="x" * 1000, transcript="caller: ?"),
+            ),
+            (subjects.WORK_SUMMARY_RESULTS, records_pb2.CallSummary(call_id="x" * 1000, summary="?")),
+        ]
+        + [
+            (subjects.session_claim(stage), msg)
+            for stage in subjects.STAGES
+            for msg in (
+                session_pb2.SessionClaim(),  # no call, no stage
+                session_pb2.SessionClaim(
+                    stage="other", call=call_pb2.CallStarted(meta=common_pb2.EventMeta(call_id=huge[:5000]))
+                ),
+            )
+        ]
+        + [
+            (
+                subjects.session_heartbeat(stage),
+                session_pb2.Heartbeat(
+                    stage=stage, replica_id="", call_ids=["c"] * 10_000, capacity=2**32 - 1
+                ),
+            )
+            for stage in subjects.STAGES
+        ]
+        + [
+            (
+                subjects.control(call_id),
+                control_pb2.ControlEvent(meta=meta, hangup=control_pb2.Hangup(reason=999)),
+            )
+        ]
+    )  # type: ignore[arg-type]
+
+
+async def greeting_call(bus: Bus) -> None:
+    """A normal call: the greeting (with the AI disclosure) is spoken through the edge."""
     call_id = subjects.new_call_id()
-    started = call_pb2.CallStarted(
+    said: list[speech_pb2.AgentText] = []
+
+    async def on_say(m: speech_pb2.AgentText, _: Delivery) -> None:
+        said.append(m)
+
+    sub = await bus.subscribe(subjects.say(call_id), speech_pb2.AgentText, on_say)
+    transport = LoopbackTransport()
+    call = EdgeCall(bus, inbound(call_id), transport)
+    await call.start()
+    await call.answered()
+    await wait_for(lambda: said, timeout=30)
+    assert said[0].text.startswith(DISCLOSURE), said[0].text
+    await wait_for(lambda: transport.speech_frames > 25, timeout=60)
+    await call.end(call_pb2.END_REASON_CALLER_HANGUP, "caller hung up")
+    await bus.unsubscribe(sub)
+
+
+def inbound(call_id: str) -> call_pb2.CallStarted:
+    return call_pb2.CallStarted(
         meta=common_pb2.EventMeta(call_id=call_id),
         direction=call_pb2.DIRECTION_INBOUND,
         transport=call_pb2.TRANSPORT_SIP,
+        from_uri="sip:+14155550134@test",
+        to_uri="sip:agent@test",
+        sample_rate=16000,
+        codec="PCMU",
+        agent="dental_clinic",
     )
-    from phoneagent.runtime.sessions import claim_session
 
-    for stage in subjects.STAGES:
-        await claim_session(edge_bus, stage, started)
-    targets = [
+
+async def test_services_survive_garbage_and_hostile_messages_on_every_subject(
+    stack: Stack, edge_bus: Bus
+) -> None:
+    """Malformed, oversized and mislabelled bytes, then valid-but-hostile messages, on every
+    subject a service reads (the edge process and an edge call in this process included);
+    afterwards every service is still ready and a normal call still works."""
+    call_id = subjects.new_call_id()
+    transport = LoopbackTransport()
+    call = EdgeCall(edge_bus, inbound(call_id), transport)
+    await call.start()  # every stage holds a session for this call: its handlers see it all
+    await call.answered()
+    per_call = [
         subjects.lifecycle(call_id),
         subjects.audio_in(call_id),
         subjects.asr_events(call_id),
@@ -209,9 +377,15 @@ async def test_services_survive_garbage_on_every_subject(stack: Stack, edge_bus:
         subjects.say(call_id),
         subjects.speech(call_id),
         subjects.tool(call_id),
+        subjects.recording(call_id),
         subjects.control(call_id),
-        subjects.dial_check(),
-    ] + [subjects.session_heartbeat(s) for s in subjects.STAGES]
+        subjects.audit(call_id),
+    ]
+    shared = (
+        [subjects.dial_check(), subjects.edge_dial(), *subjects.WORK_SUBJECTS]
+        + [subjects.session_claim(s) for s in subjects.STAGES]
+        + [subjects.session_heartbeat(s) for s in subjects.STAGES]
+    )
     other = call_pb2.CallEvent(
         started=call_pb2.CallStarted(meta=common_pb2.EventMeta(call_id="someone-else"))
     )
@@ -221,30 +395,24 @@ async def test_services_survive_garbage_on_every_subject(stack: Stack, edge_bus:
         b"\x00" * 900_000,
         other.SerializeToString(),
         np.random.default_rng(7).bytes(333),
+        b"",
     ]
     assert edge_bus.data is not None
-    for subject in targets:
+    for subject in per_call + shared:
         for payload in payloads:
             await edge_bus.data.publish(subject, payload)
+    for subject, msg in hostile(call_id):
+        await edge_bus.data.publish(subject, msg.SerializeToString())
     await edge_bus.data.flush()
+    # The hangup with an unknown reason (sent last) still ends the edge call cleanly.
+    await wait_for(lambda: call.ended.is_set(), timeout=10)
     await asyncio.sleep(1.0)
     rows = stack.status()
+    assert {r["service"] for r in rows} == set(STACK_SERVICES)
     assert all(r.get("ready") for r in rows), rows
     assert all(c.proc.poll() is None for c in stack.children)
-    # Still serving: a fresh call is claimed by every stage.
-    fresh = call_pb2.CallStarted(meta=common_pb2.EventMeta(call_id=subjects.new_call_id()))
-    for stage in subjects.STAGES:
-        assigned = await claim_session(edge_bus, stage, fresh)
-        assert assigned.replica_id and not assigned.existing
-    for cid in (call_id, fresh.meta.call_id):
-        await edge_bus.publish(
-            subjects.lifecycle(cid),
-            call_pb2.CallEvent(
-                ended=call_pb2.CallEnded(
-                    meta=common_pb2.EventMeta(call_id=cid), reason=call_pb2.END_REASON_CALLER_HANGUP
-                )
-            ),
-        )
+    await greeting_call(edge_bus)  # still serving, end to end
+    assert all(r.get("ready") for r in stack.status())
 
 
 async def test_control_api_lists_calls_hangs_up_and_audits_dial_decisions(
