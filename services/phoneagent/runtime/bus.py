@@ -167,18 +167,22 @@ class Subscription(Generic[M]):
             finally:
                 call_id_var.reset(token)
 
-    async def stop_receiving(self) -> None:
-        """Remove interest on the server; what nats-py already holds still reaches our queue."""
+    async def stop_receiving(self, graceful: bool = False) -> None:
+        """Remove interest on the server. ``graceful``: first take in what nats-py already
+        holds for this subscription (a flush round trip); otherwise that is discarded."""
         sub, self._sub = self._sub, None
         if sub is None:
             return
-        try:
-            await asyncio.wait_for(sub.drain(), 2.0)
-        except Exception:  # connection closed or reconnecting: nothing more will arrive anyway
+        if graceful:
             try:
-                await sub.unsubscribe()
-            except Exception:
+                await asyncio.wait_for(sub.drain(), 2.0)
+                return
+            except Exception:  # closed or reconnecting: nothing more will arrive anyway
                 pass
+        try:
+            await sub.unsubscribe()
+        except Exception:  # connection already closed
+            pass
 
     async def unsubscribe(self, drain_timeout: float = 0.0) -> None:
         """Stop the subscription.
@@ -187,7 +191,7 @@ class Subscription(Generic[M]):
         it belongs to a call that is over. ``drain_timeout>0`` (graceful shutdown): the worker
         first hands every queued message to the handler, for at most that many seconds.
         """
-        await self.stop_receiving()
+        await self.stop_receiving(graceful=drain_timeout > 0)
         self.queue.close()  # the worker finishes what is queued, then sees QueueClosed
         worker = self._worker
         if worker is None or worker.done():
@@ -420,7 +424,7 @@ class Bus:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         subs = list(self._subs)
-        await asyncio.gather(*(s.stop_receiving() for s in subs), return_exceptions=True)
+        await asyncio.gather(*(s.stop_receiving(graceful=True) for s in subs), return_exceptions=True)
         await asyncio.gather(
             *(s.unsubscribe(drain_timeout=max(0.01, deadline - loop.time())) for s in subs),
             return_exceptions=True,
