@@ -1,6 +1,8 @@
-"""Post-call summaries over a real nats-server: the records side asks on pa.v1.llm.summarize,
-an llm responder (the real ``summarize`` over a replaying engine, or the real 0.5B model) answers,
-and the summary lands on the stored record."""
+"""Post-call summaries through the PA_WORK JetStream work queue, over a real nats-server: the
+records side queues a job on call.ended, an llm worker (the real ``summarize`` over a replaying
+engine behind the real live-first lane, or the real 0.5B model) takes it from the durable
+consumer ``llm-summaries``, and the result comes back through ``records-summaries`` onto the
+stored record. Busy engines, stopped workers, duplicate and malformed jobs are covered."""
 
 from __future__ import annotations
 
@@ -9,17 +11,21 @@ import importlib.util
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pa_testing import wait_for
 from phoneagent.llm.engines.base import Delta
+from phoneagent.llm.priority import LiveFirst
+from phoneagent.llm.summaries import SummaryWorker
 from phoneagent.records.builder import CallRecord, Turn
 from phoneagent.records.store import RecordStore
 from phoneagent.records.summary import SUMMARY_SCHEMA, SummaryRequester, parse_summary, summarize
 from phoneagent.runtime import subjects
-from phoneagent.runtime.bus import Bus, Delivery
-from phoneagent.runtime.errors import InvalidArgument, Unavailable
+from phoneagent.runtime.bus import Bus
+from phoneagent.runtime.errors import InvalidArgument
 from phoneagent.v1 import records_pb2
 
 ANSWER = {
@@ -31,18 +37,35 @@ ANSWER = {
 
 
 class Replay:
-    """An engine writing one fixed completion per request, and noting what it was asked."""
+    """An engine writing one fixed completion per request, and noting what it was asked.
+    Requests whose id starts with ``live`` stand for a caller's turn: they stream until
+    ``live_done`` is set. ``hang`` makes summary generations start and never finish."""
 
     name = "replay"
 
-    def __init__(self, *texts: str) -> None:
+    def __init__(self, *texts: str, hang: bool = False) -> None:
         self.texts = list(texts)
         self.asked: list[dict[str, Any]] = []
+        self.hang = hang
+        self.generating = asyncio.Event()
+        self.live_done = asyncio.Event()
+
+    def load(self) -> None: ...
+
+    async def close(self) -> None: ...
 
     async def abort(self, request_id: str) -> None: ...
 
     async def stream(self, messages, *, request_id, max_tokens, temperature, tools=None, json_schema=None):  # type: ignore[no-untyped-def]
+        if str(request_id).startswith("live"):
+            yield Delta(text="Sure, ")
+            await self.live_done.wait()
+            yield Delta(finish_reason="stop")
+            return
         self.asked.append({"messages": messages, "max_tokens": max_tokens, "json_schema": json_schema})
+        self.generating.set()
+        if self.hang:
+            await asyncio.Event().wait()
         text = self.texts.pop(0)
         for i in range(0, len(text), 9):
             yield Delta(text=text[i : i + 9])
@@ -50,9 +73,9 @@ class Replay:
 
 
 @pytest.fixture
-async def llm_bus(nats_url: str) -> AsyncIterator[Bus]:
+async def llm_bus(fresh_nats: str) -> AsyncIterator[Bus]:
     b = Bus("summary-llm")
-    await b.connect(nats_url)
+    await b.connect(fresh_nats)
     yield b
     await b.close()
 
@@ -76,48 +99,174 @@ def ended_record(call_id: str) -> CallRecord:
     return rec
 
 
-async def serve_llm(bus: Bus, engine: Any, fail_first: int = 0) -> list[str]:
-    seen: list[str] = []
-
-    async def respond(req: records_pb2.SummaryRequest, _: Delivery) -> records_pb2.CallSummary:
-        seen.append(req.transcript)
-        if len(seen) <= fail_first:
-            from phoneagent.records.summary import error_reply
-
-            return error_reply(req.call_id, Unavailable("engine busy"))
-        return await summarize(engine, req, max_tokens=160)
-
-    await bus.serve(subjects.llm_summarize(), records_pb2.SummaryRequest, respond, queue_group="llm")
-    return seen
+@asynccontextmanager
+async def requester(bus: Bus, store: RecordStore) -> AsyncIterator[SummaryRequester]:
+    req = SummaryRequester(bus, store, fetch_timeout_s=0.2)
+    await req.start()
+    try:
+        yield req
+    finally:
+        await req.stop()
 
 
-async def test_summary_round_trip_stored_on_record(bus: Bus, llm_bus: Bus, store: RecordStore) -> None:
+@asynccontextmanager
+async def worker(bus: Bus, engine: Any, **kw: Any) -> AsyncIterator[SummaryWorker]:
+    w = SummaryWorker(bus, LiveFirst(engine, quiet_s=0.05), max_tokens=160, fetch_timeout_s=0.2, **kw)
+    await w.start()
+    try:
+        yield w
+    finally:
+        await w.stop(timeout=1.0)
+
+
+async def backlog(bus: Bus, consumer: str) -> tuple[int, int]:
+    """(jobs not yet delivered, jobs delivered and not yet acknowledged) of a PA_WORK consumer."""
+    info = await bus.jetstream().consumer_info(subjects.WORK_STREAM, consumer)
+    return info.num_pending, info.num_ack_pending
+
+
+async def drained(bus: Bus) -> None:
+    """Both consumers have nothing left and the work queue holds no message."""
+
+    async def state() -> tuple[tuple[int, int], tuple[int, int], int]:
+        jobs = await backlog(bus, subjects.LLM_SUMMARIES_CONSUMER)
+        results = await backlog(bus, subjects.RECORDS_SUMMARIES_CONSUMER)
+        stream = await bus.jetstream().stream_info(subjects.WORK_STREAM)
+        return jobs, results, stream.state.messages
+
+    for _ in range(100):
+        if await state() == ((0, 0), (0, 0), 0):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"work queue not drained: {await state()}")
+
+
+async def test_summary_round_trip_stored_on_record(js_bus: Bus, llm_bus: Bus, store: RecordStore) -> None:
     engine = Replay(json.dumps(ANSWER))
-    seen = await serve_llm(llm_bus, engine)
     rec = ended_record("sum1")
     store.put(rec)
-    req = SummaryRequester(bus, store, timeout_s=5.0)
-    await req.on_events(rec, ["call.started"])  # not the end of the call: nothing asked
-    await req.on_events(rec, ["call.ended"])
-    await asyncio.wait_for(req.finished.wait(), 10)
-    assert seen and seen[0].startswith("caller: Hi, this is Maria")
-    assert engine.asked[0]["json_schema"] == SUMMARY_SCHEMA and engine.asked[0]["max_tokens"] == 160
+    async with requester(js_bus, store) as req, worker(llm_bus, engine) as w:
+        await req.on_events(rec, ["call.started"])  # not the end of the call: nothing queued
+        assert await backlog(js_bus, subjects.LLM_SUMMARIES_CONSUMER) == (0, 0)
+        await req.on_events(rec, ["call.ended"])
+        await asyncio.wait_for(req.finished.wait(), 10)
+        await drained(js_bus)
+    asked = engine.asked[0]
+    assert asked["messages"][-1]["content"].startswith("Transcript:\ncaller: Hi, this is Maria")
+    assert asked["json_schema"] == SUMMARY_SCHEMA and asked["max_tokens"] == 160
     store.put(rec)  # a late event rewrites the record body: the summary column stays
     got = store.get("sum1")
     assert got is not None and got.summary == ANSWER
-    assert req.stored == 1
+    assert (req.queued, req.stored, w.done) == (1, 1, 1)
 
 
-async def test_summary_retried_after_llm_failure(bus: Bus, llm_bus: Bus, store: RecordStore) -> None:
-    seen = await serve_llm(llm_bus, Replay(json.dumps(ANSWER)), fail_first=1)
+async def test_busy_engine_defers_the_job_in_the_backlog_until_calls_pause(
+    js_bus: Bus, llm_bus: Bus, store: RecordStore
+) -> None:
+    engine = Replay(json.dumps(ANSWER))
     rec = ended_record("sum2")
     store.put(rec)
-    req = SummaryRequester(bus, store, timeout_s=5.0, base_delay_s=0.05)
-    await req.on_events(rec, ["call.ended"])
-    await asyncio.wait_for(req.finished.wait(), 10)
-    assert len(seen) == 2
+    async with requester(js_bus, store) as req, worker(llm_bus, engine, wait_s=0.2, backoff_s=(0.3,)) as w:
+        lanes = w.engine
+        chunks = lanes.stream([], request_id="live-turn", max_tokens=8, temperature=0.0)
+        assert (await chunks.__anext__()).text == "Sure, "  # a caller's turn holds the engine
+        await req.on_events(rec, ["call.ended"])
+        await wait_for(lambda: w.deferred >= 2, timeout=10)
+        pending, unacked = await backlog(js_bus, subjects.LLM_SUMMARIES_CONSUMER)
+        assert pending + unacked == 1  # still queued: the backlog KEDA's trigger sees
+        assert not engine.asked and req.stored == 0
+        engine.live_done.set()
+        assert [d async for d in chunks][-1].finish_reason == "stop"
+        await asyncio.wait_for(req.finished.wait(), 10)
+        await drained(js_bus)
     got = store.get("sum2")
     assert got is not None and got.summary["outcome"] == "booked"
+    assert len(engine.asked) == 1 and w.done == 1
+
+
+async def test_job_in_hand_goes_to_another_worker_when_one_stops(
+    js_bus: Bus, llm_bus: Bus, fresh_nats: str, store: RecordStore
+) -> None:
+    stuck = Replay(hang=True)
+    rec = ended_record("sum3")
+    store.put(rec)
+    other_bus = Bus("summary-llm-2")
+    await other_bus.connect(fresh_nats)
+    try:
+        async with requester(js_bus, store) as req:
+            first = SummaryWorker(llm_bus, LiveFirst(stuck, quiet_s=0.05), fetch_timeout_s=0.2)
+            await first.start()
+            await req.on_events(rec, ["call.ended"])
+            await asyncio.wait_for(stuck.generating.wait(), 10)  # mid-generation on the first worker
+            await first.stop(timeout=0.2)  # SIGTERM: no more fetches, the job in hand goes back
+            assert first.done == 0
+            healthy = Replay(json.dumps(ANSWER))
+            async with worker(other_bus, healthy) as second:
+                await asyncio.wait_for(req.finished.wait(), 10)
+                await drained(js_bus)
+            assert second.done == 1 and len(healthy.asked) == 1
+    finally:
+        await other_bus.close()
+    got = store.get("sum3")
+    assert got is not None and got.summary == ANSWER
+
+
+async def test_duplicate_job_for_a_call_is_dropped_by_the_stream(
+    js_bus: Bus, llm_bus: Bus, fresh_nats: str, store: RecordStore
+) -> None:
+    engine = Replay(json.dumps(ANSWER), json.dumps(ANSWER))
+    rec = ended_record("sum4")
+    store.put(rec)
+    replica_bus = Bus("records-2")
+    await replica_bus.connect(fresh_nats)
+    try:
+        async with requester(js_bus, store) as one, requester(replica_bus, store) as two:
+            await one.on_events(rec, ["call.ended"])
+            await one.on_events(rec, ["call.ended"])  # the records event redelivered
+            await two.on_events(rec, ["call.ended"])  # another records replica
+            assert await backlog(js_bus, subjects.LLM_SUMMARIES_CONSUMER) == (1, 0)
+            assert one.queued + two.queued == 1
+            async with worker(llm_bus, engine) as w:
+                await wait_for(lambda: one.stored + two.stored == 1, timeout=10)
+                await drained(js_bus)
+            assert w.done == 1 and len(engine.asked) == 1
+    finally:
+        await replica_bus.close()
+
+
+async def test_malformed_jobs_and_results_do_not_stop_the_workers(
+    js_bus: Bus, llm_bus: Bus, store: RecordStore
+) -> None:
+    engine = Replay(json.dumps(ANSWER))
+    rec = ended_record("sum5")
+    store.put(rec)
+    js = js_bus.jetstream()
+    async with requester(js_bus, store) as req, worker(llm_bus, engine) as w:
+        await js.publish(subjects.WORK_SUMMARIZE, b"\xff\xfe garbage \x00\x01")
+        bad_id = records_pb2.SummaryRequest(call_id="no spaces allowed", transcript="caller: hi")
+        await js.publish(subjects.WORK_SUMMARIZE, bad_id.SerializeToString())
+        await js.publish(subjects.WORK_SUMMARY_RESULTS, b"\x0a\xff\xff\xff\xff\xff")
+        await wait_for(lambda: w.rejected == 2 and req.rejected == 1, timeout=10)
+        await req.on_events(rec, ["call.ended"])  # both sides still serve
+        await asyncio.wait_for(req.finished.wait(), 10)
+        await drained(js_bus)
+        assert w.healthy and req.healthy
+    got = store.get("sum5")
+    assert got is not None and got.summary == ANSWER
+
+
+async def test_unusable_model_answer_comes_back_as_an_error_result(
+    js_bus: Bus, llm_bus: Bus, store: RecordStore
+) -> None:
+    rec = ended_record("sum6")
+    store.put(rec)
+    async with requester(js_bus, store) as req, worker(llm_bus, Replay("not json at all")) as w:
+        await req.on_events(rec, ["call.ended"])
+        await asyncio.wait_for(req.finished.wait(), 10)  # not retried: the same input fails again
+        await drained(js_bus)
+    assert (req.failed, req.stored, w.done, w.deferred) == (1, 0, 1, 0)
+    got = store.get("sum6")
+    assert got is not None and not got.summary
 
 
 async def test_unparseable_model_output_is_an_error_reply() -> None:

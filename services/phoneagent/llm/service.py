@@ -27,15 +27,15 @@ from phoneagent.llm.engines.base import create_engine
 from phoneagent.llm.priority import LiveFirst
 from phoneagent.llm.prompting import Prompter, answers, normalise_arguments
 from phoneagent.llm.settings import LlmSettings
+from phoneagent.llm.summaries import SummaryWorker
 from phoneagent.records import TOOL_TYPE_HEADER
-from phoneagent.records.summary import error_reply, summarize
 from phoneagent.runtime import streams, subjects, telemetry
 from phoneagent.runtime.bus import Delivery, Lane, Subscription
 from phoneagent.runtime.errors import PhoneAgentError
 from phoneagent.runtime.modelfiles import cache_dir
 from phoneagent.runtime.service import Service
 from phoneagent.runtime.settings import CommonSettings
-from phoneagent.v1 import call_pb2, common_pb2, control_pb2, records_pb2, session_pb2, speech_pb2, tools_pb2
+from phoneagent.v1 import call_pb2, common_pb2, control_pb2, session_pb2, speech_pb2, tools_pb2
 
 log = logging.getLogger(__name__)
 SETTINGS = LlmSettings
@@ -53,8 +53,6 @@ SPOKEN_AS_IS = frozenset(
     }
 )
 OUTBOUND_GREET_AFTER_S = 3.0
-SUMMARY_MAX_TOKENS = 256
-SUMMARY_WAIT_S = 45.0  # for a quiet engine; below the records side's 60 s request timeout
 
 
 class Tools:
@@ -397,6 +395,7 @@ class LlmService(Service):
         self.knowledge: KnowledgeBase | None = None
         self.store: SchedulingStore | None = None
         self._kv: Any = None
+        self.summaries: SummaryWorker | None = None  # post-call summary jobs from PA_WORK
 
     async def setup(self) -> None:
         s = self.settings
@@ -425,9 +424,9 @@ class LlmService(Service):
         self.executor = ToolExecutor(self.agent, self.store, self.knowledge)
         self._kv = await streams.dialog_kv(self.bus.jetstream())
         await self.warm_up()
-        await self.bus.serve(
-            subjects.llm_summarize(), records_pb2.SummaryRequest, self._on_summary, queue_group="llm"
-        )
+        self.summaries = SummaryWorker(self.bus, self.engine)
+        await self.summaries.start()
+        self.add_health_check("summaries", lambda: self.summaries is None or self.summaries.healthy)
         log.info("llm ready", extra={"engine": s.engine, "model": s.model, "agent": self.agent.name})
 
     def system_prompt(self) -> str:
@@ -445,16 +444,6 @@ class LlmService(Service):
         started = time.perf_counter()
         await self.engine.warm_up(messages, tools)
         log.info("llm prompt cache warmed", extra={"seconds": round(time.perf_counter() - started, 2)})
-
-    async def _on_summary(self, req: records_pb2.SummaryRequest, _: Delivery) -> records_pb2.CallSummary:
-        """Post-call summary (records worker): a short JSON-schema-constrained generation, run
-        only while no call's turn needs the engine (the records side retries when it is busy)."""
-        try:
-            return await self.engine.background(
-                lambda engine: summarize(engine, req, max_tokens=SUMMARY_MAX_TOKENS), SUMMARY_WAIT_S
-            )
-        except PhoneAgentError as exc:
-            return error_reply(req.call_id, exc)
 
     async def load_state(self, call_id: str) -> DialogState | None:
         """The call's saved conversation, or None (start fresh) when there is none or it is unreadable."""
@@ -480,12 +469,30 @@ class LlmService(Service):
     async def new_session(self, claim: session_pb2.SessionClaim, taken_over: bool) -> LlmCallSession:
         return LlmCallSession(self, claim, taken_over)
 
+    async def _shutdown(self) -> None:
+        """On SIGTERM the summary worker stops alongside the calls' drain, before the bus closes:
+        it fetches no more jobs, and the job in hand finishes or is nak'ed within the drain timeout."""
+        if self.summaries is not None:
+            timeout = self.common.drain_timeout_s
+            drains = [self.summaries.stop(timeout)]
+            if self.sessions is not None:
+                drains.append(self.sessions.drain(timeout))  # the shared shutdown's drain then finds none
+            await asyncio.gather(*drains, return_exceptions=True)
+        await super()._shutdown()
+
     async def teardown(self) -> None:
         if hasattr(self, "engine"):
             await self.engine.close()
 
     def status(self) -> dict[str, object]:
-        return {"model": f"{self.settings.engine}:{self.settings.model}", "agent": self.agent.name}
+        out: dict[str, object] = {
+            "model": f"{self.settings.engine}:{self.settings.model}",
+            "agent": self.agent.name,
+        }
+        if self.summaries is not None:
+            out["summaries_done"] = self.summaries.done
+            out["summaries_deferred"] = self.summaries.deferred
+        return out
 
 
 def _uri_user(uri: str) -> str:

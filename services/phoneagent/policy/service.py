@@ -256,11 +256,13 @@ class PolicyService(Service):
         """Records worker, with webhook deliveries and post-call summaries as its listeners."""
         self.webhooks = WebhookDispatcher(store, self.agent.webhooks, self.webhook_settings)
         await self.webhooks.start()
-        self.summaries = SummaryRequester(self.bus, store)
+        self.summaries = SummaryRequester(self.bus, store)  # jobs to PA_WORK, results back from it
+        await self.summaries.start()
         listener = fan_out(self.webhooks.on_events, self.summaries.on_events)
         self.records_worker = RecordsWorker(js, store, self.records_settings, listener=listener)
         await self.records_worker.start()
         self.add_health_check("records", lambda: self.records_worker is None or self.records_worker.healthy)
+        self.add_health_check("summaries", lambda: self.summaries is None or self.summaries.healthy)
 
     async def _on_dial_check(self, check: policy_pb2.DialCheck, _: Delivery) -> policy_pb2.PolicyDecision:
         return await self.decide(check, "none")

@@ -1,8 +1,13 @@
-"""Post-call summaries: the records side asks, the llm service answers.
+"""Post-call summaries through the ``PA_WORK`` JetStream work queue.
 
-After ``call.ended`` the :class:`SummaryRequester` sends the call's (already redacted)
-transcript to ``pa.v1.llm.summarize`` and stores the answer in the record's summary column.
-It runs on its own tasks, retries a few times with back-off, and only logs when it gives up.
+After ``call.ended`` the :class:`SummaryRequester` (records side) publishes the call's (already
+redacted) transcript as a job on ``pa.v1.work.llm.summarize``, with ``Nats-Msg-Id
+summary-<call id>`` so a second publish (another replica, a redelivered event) is dropped. An
+llm replica takes the job from the durable consumer ``llm-summaries`` when its engine is free
+(:mod:`phoneagent.llm.summaries`) and publishes the answer on ``pa.v1.work.records.summary``;
+the requester's consumer task (durable consumer ``records-summaries``) stores it in the record's
+summary column and acknowledges it. Jobs and results stay in the stream until acknowledged, so
+they survive restarts of either side, and the jobs waiting are the backlog KEDA scales on.
 
 On the llm side :func:`summarize` runs one short JSON-schema-constrained generation.
 """
@@ -14,13 +19,17 @@ import json
 import logging
 from typing import Any
 
+from google.protobuf.message import DecodeError
+
 from phoneagent.records.builder import CallRecord
 from phoneagent.records.store import RecordStore
-from phoneagent.runtime import subjects
-from phoneagent.runtime.errors import ErrorKind, InvalidArgument, PhoneAgentError
+from phoneagent.runtime import streams, subjects
+from phoneagent.runtime.errors import ErrorKind, InvalidArgument, PhoneAgentError, Unavailable
+from phoneagent.runtime.tasks import TaskOwner, retry, with_timeout
 from phoneagent.v1 import common_pb2, records_pb2
 
 log = logging.getLogger(__name__)
+MSG_ID = "Nats-Msg-Id"
 FIELDS = ("name", "callback_number", "appointment")
 MAX_TRANSCRIPT_CHARS = 6000
 SUMMARY_SCHEMA: dict[str, Any] = {
@@ -125,69 +134,192 @@ def from_message(msg: records_pb2.CallSummary) -> dict[str, Any]:
     }
 
 
+def decode_job(data: bytes) -> records_pb2.SummaryRequest:
+    """A summary job from the work queue; InvalidArgument when it is not one."""
+    job = records_pb2.SummaryRequest()
+    try:
+        job.ParseFromString(data)
+    except (DecodeError, ValueError, RuntimeError):
+        raise InvalidArgument("summary job is not a SummaryRequest") from None
+    subjects.check_id(job.call_id)
+    return job
+
+
+def decode_result(data: bytes) -> records_pb2.CallSummary:
+    """A summary result from the work queue; InvalidArgument when it is not one."""
+    result = records_pb2.CallSummary()
+    try:
+        result.ParseFromString(data)
+    except (DecodeError, ValueError, RuntimeError):
+        raise InvalidArgument("summary result is not a CallSummary") from None
+    subjects.check_id(result.call_id)
+    return result
+
+
+async def settle(msg: Any, how: str, **kwargs: Any) -> None:
+    """ack / nak / term a JetStream message; a failure only logs (the ack wait redelivers it)."""
+    try:
+        await getattr(msg, how)(**kwargs)
+    except Exception as exc:
+        log.warning("work message not settled", extra={"how": how, "error": type(exc).__name__})
+
+
+def deliveries(msg: Any) -> int:
+    try:
+        return int(msg.metadata.num_delivered)
+    except Exception:
+        return 1
+
+
+async def fetch(psub: Any, batch: int, timeout: float) -> list[Any]:
+    """One pull; [] when nothing came within ``timeout``. Raises only for a broken connection."""
+    import nats.errors
+
+    try:
+        return list(await psub.fetch(batch, timeout=timeout))
+    except nats.errors.TimeoutError:
+        return []
+
+
 class SummaryRequester:
-    """Records side: on ``call.ended`` ask the llm for a summary and store it (owned tasks)."""
+    """Records side: queue a summary job on ``call.ended``, store the results (owned task)."""
 
     def __init__(
         self,
         bus: Any,
         store: RecordStore,
         *,
-        attempts: int = 8,  # the llm answers "busy" while calls keep it occupied: wait minutes
-        timeout_s: float = 60.0,
-        base_delay_s: float = 2.0,
+        publish_timeout_s: float = 5.0,
+        fetch_timeout_s: float = 1.0,
+        retry_delay_s: float = 2.0,
+        max_deliveries: int = 5,  # a result that cannot be stored this often is terminated
     ) -> None:
         self.bus = bus
         self.store = store
-        self.attempts = attempts
-        self.timeout_s = timeout_s
-        self.base_delay_s = base_delay_s
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self.stored = 0
-        self.finished = asyncio.Event()  # set when a call's summary is stored or given up
+        self.publish_timeout_s = publish_timeout_s
+        self.fetch_timeout_s = fetch_timeout_s
+        self.retry_delay_s = retry_delay_s
+        self.max_deliveries = max_deliveries
+        self.queued = 0  # jobs published (a duplicate the stream dropped is not counted)
+        self.stored = 0  # summaries stored on their records
+        self.failed = 0  # error results: the llm could not summarize the call
+        self.rejected = 0  # malformed results, terminated
+        self.finished = asyncio.Event()  # set when a call's result is handled (stored or failed)
+        self._tasks = TaskOwner("records:summaries")
+        self._consumer: asyncio.Task[None] | None = None
+        self._psub: Any = None
+        self._stopping = asyncio.Event()
 
+    @property
+    def healthy(self) -> bool:
+        """False once the result consumer has ended while not stopping."""
+        return self._stopping.is_set() or (self._consumer is not None and not self._consumer.done())
+
+    async def start(self) -> None:
+        js = self.bus.jetstream()
+        self._psub = await streams.work_subscription(js, subjects.RECORDS_SUMMARIES_CONSUMER)
+        self._consumer = self._tasks.spawn(self._consume(), "results")
+
+    async def stop(self, timeout: float = 2.0) -> None:
+        """Let the consumer finish its fetch and the result in hand, then cancel what is left."""
+        self._stopping.set()
+        if self._consumer is not None:
+            await asyncio.wait({self._consumer}, timeout=timeout)
+        await self._tasks.close(timeout=timeout)
+        psub, self._psub = self._psub, None
+        if psub is not None:  # the durable consumer stays; only this replica's inbox goes
+            try:
+                await psub.unsubscribe()
+            except Exception as exc:
+                log.warning("summary results unsubscribe failed", extra={"error": type(exc).__name__})
+
+    # --- jobs ----------------------------------------------------------------------------------
     async def on_events(self, rec: CallRecord, events: list[str]) -> None:
-        if "call.ended" not in events or rec.call_id in self._tasks:
+        if "call.ended" not in events:
             return
         text = transcript_text(rec)
         if not text:
             return
-        task = asyncio.create_task(self._run(rec.call_id, text), name="records:summary")
-        self._tasks[rec.call_id] = task
-        task.add_done_callback(lambda _: self._done(rec.call_id))
+        job = records_pb2.SummaryRequest(call_id=rec.call_id, transcript=text)
+        try:
+            ack = await retry(lambda: self._publish_job(job), what="summary job", attempts=3, base_delay=0.2)
+        except PhoneAgentError as exc:
+            log.warning("call summary not queued", extra={"call_id": rec.call_id, "error": exc.kind.name})
+            return
+        if not getattr(ack, "duplicate", False):
+            self.queued += 1
+            log.info("call summary queued", extra={"call_id": rec.call_id})
 
-    def _done(self, call_id: str) -> None:
-        self._tasks.pop(call_id, None)
-        self.finished.set()
+    async def _publish_job(self, job: records_pb2.SummaryRequest) -> Any:
+        js = self.bus.jetstream()
+        try:
+            return await with_timeout(
+                js.publish(
+                    subjects.WORK_SUMMARIZE,
+                    job.SerializeToString(),
+                    stream=subjects.WORK_STREAM,
+                    headers={MSG_ID: subjects.summary_job_id(job.call_id)},
+                    timeout=self.publish_timeout_s,
+                ),
+                self.publish_timeout_s + 1.0,
+                "summary job publish",
+            )
+        except PhoneAgentError:
+            raise
+        except Exception as exc:  # no JetStream (reconnecting, stream missing): retried, then logged
+            raise Unavailable(f"summary job publish failed ({type(exc).__name__})") from None
 
-    async def stop(self, timeout: float = 2.0) -> None:
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=timeout)
-
-    async def _run(self, call_id: str, text: str) -> None:
-        req = records_pb2.SummaryRequest(call_id=call_id, transcript=text)
-        for attempt in range(1, self.attempts + 1):
+    # --- results -------------------------------------------------------------------------------
+    async def _consume(self) -> None:
+        while not self._stopping.is_set():
             try:
-                reply = await self.bus.request(
-                    subjects.llm_summarize(), req, records_pb2.CallSummary, timeout=self.timeout_s
+                msgs = await fetch(self._psub, 16, self.fetch_timeout_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # reconnecting: try again shortly
+                log.warning("summary results fetch failed", extra={"error": type(exc).__name__})
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), 1.0)
+                except TimeoutError:
+                    pass
+                continue
+            for msg in msgs:
+                await self._handle(msg)
+
+    async def _handle(self, msg: Any) -> None:
+        """Store one result and ack it; never raises (a bad result must not stop the consumer)."""
+        try:
+            result = decode_result(msg.data)
+        except PhoneAgentError:
+            self.rejected += 1
+            log.warning("summary result rejected", extra={"reason": "malformed", "size": len(msg.data)})
+            await settle(msg, "term")
+            return
+        call_id = result.call_id
+        if result.HasField("error"):
+            self.failed += 1
+            failure = ErrorKind.from_wire(result.error.kind).name
+            log.warning("call summary failed", extra={"call_id": call_id, "error": failure})
+            await settle(msg, "ack")
+            self.finished.set()
+            return
+        try:
+            found = await asyncio.to_thread(self.store.set_summary, call_id, from_message(result))
+        except Exception as exc:  # the database is away: again later, up to max_deliveries times
+            kind = exc.kind.name if isinstance(exc, PhoneAgentError) else "INTERNAL"
+            if deliveries(msg) < self.max_deliveries:
+                log.warning("call summary not stored; will retry", extra={"call_id": call_id, "error": kind})
+                await settle(msg, "nak", delay=self.retry_delay_s)
+            else:
+                log.error(
+                    "call summary dropped after repeated failures", extra={"call_id": call_id, "error": kind}
                 )
-                if reply.HasField("error"):
-                    kind = ErrorKind.from_wire(reply.error.kind)
-                    raise PhoneAgentError(kind, reply.error.message or "summary failed")
-                await asyncio.to_thread(self.store.set_summary, call_id, from_message(reply))
-                self.stored += 1
-                log.info("call summary stored", extra={"call_id": call_id, "attempt": attempt})
-                return
-            except PhoneAgentError as exc:
-                log.warning(
-                    "call summary attempt failed",
-                    extra={"call_id": call_id, "attempt": attempt, "error": exc.kind.name},
-                )
-                if not exc.retryable and exc.kind is not ErrorKind.INTERNAL:
-                    return
-            if attempt < self.attempts:
-                await asyncio.sleep(self.base_delay_s * 2 ** (attempt - 1))
-        log.warning("call summary given up", extra={"call_id": call_id})
+                await settle(msg, "term")
+            return
+        await settle(msg, "ack")
+        if found:
+            self.stored += 1
+            log.info("call summary stored", extra={"call_id": call_id})
+        else:  # purged (retention) before its summary came
+            log.warning("call summary for an unknown call", extra={"call_id": call_id})
+        self.finished.set()

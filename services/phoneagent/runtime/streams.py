@@ -3,6 +3,8 @@
 * ``PA_CALLS``: call lifecycle, final transcripts, spoken text, tool records — the source of
   call records; survives restarts of every service.
 * ``PA_AUDIT``: every policy decision (allow and deny) with its reason.
+* ``PA_WORK``: deferrable stage work (post-call summary jobs and their results), a work queue:
+  a job stays until a worker acknowledges it, and its consumers' lag is the backlog KEDA sees.
 * ``pa_sessions_<stage>``: which replica owns each call's session in that stage.
 * ``pa_dialog``: per-call conversation state (survives an LLM replica restart).
 """
@@ -12,7 +14,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from nats.js.api import KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 from nats.js.errors import BadRequestError, NotFoundError
 
 from phoneagent.runtime import subjects
@@ -43,6 +53,50 @@ def stream_configs(calls_days: float = 30, audit_days: float = 365 * 2) -> list[
             deny_purge=True,
             duplicate_window=120.0,
         ),
+        StreamConfig(
+            name=subjects.WORK_STREAM,
+            subjects=list(subjects.WORK_SUBJECTS),
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            max_age=DAY,
+            max_msg_size=64 * 1024,
+            duplicate_window=120.0,  # Nats-Msg-Id dedup of a call's job published twice
+        ),
+    ]
+
+
+# A summary job is held while the worker waits for a quiet engine (up to 45 s) and generates:
+# the ack wait covers both; a job nak'ed while the engine is busy counts as a delivery.
+SUMMARY_JOB_ACK_WAIT_S = 180.0
+SUMMARY_JOB_MAX_DELIVER = 8
+SUMMARY_RESULT_ACK_WAIT_S = 30.0
+
+
+def work_consumers() -> list[ConsumerConfig]:
+    """The durable pull consumers of PA_WORK (one per subject: a work queue allows no overlap)."""
+
+    def consumer(name: str, subject: str, ack_wait: float, max_deliver: int) -> ConsumerConfig:
+        return ConsumerConfig(
+            name=name,
+            durable_name=name,
+            filter_subject=subject,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=ack_wait,
+            max_deliver=max_deliver,
+            max_ack_pending=1024,
+        )
+
+    return [
+        consumer(
+            subjects.LLM_SUMMARIES_CONSUMER,
+            subjects.WORK_SUMMARIZE,
+            SUMMARY_JOB_ACK_WAIT_S,
+            SUMMARY_JOB_MAX_DELIVER,
+        ),
+        consumer(
+            subjects.RECORDS_SUMMARIES_CONSUMER, subjects.WORK_SUMMARY_RESULTS, SUMMARY_RESULT_ACK_WAIT_S, -1
+        ),
     ]
 
 
@@ -61,6 +115,11 @@ async def ensure(js: Any, calls_days: float = 30, audit_days: float = 365 * 2) -
                 await js.update_stream(cfg)
             except BadRequestError as exc:
                 log.warning("stream update refused", extra={"stream": cfg.name, "error": str(exc)[:120]})
+    for ccfg in work_consumers():
+        try:  # create, or update to this configuration (the server keeps the consumer's state)
+            await js.add_consumer(subjects.WORK_STREAM, config=ccfg)
+        except (BadRequestError, NotFoundError) as exc:
+            log.warning("consumer update refused", extra={"consumer": ccfg.name, "error": str(exc)[:120]})
     for stage in subjects.STAGES:
         await sessions_kv(js, stage)
     await dialog_kv(js)
@@ -83,3 +142,15 @@ async def sessions_kv(js: Any, stage: str) -> Any:
 
 async def dialog_kv(js: Any) -> Any:
     return await _kv(js, subjects.DIALOG_BUCKET, history=1, storage=StorageType.FILE, ttl=DAY)
+
+
+async def work_subscription(js: Any, consumer: str) -> Any:
+    """A pull subscription bound to one of PA_WORK's durable consumers (created when missing,
+    e.g. against a server that ``ensure`` has not seen since the consumer was added)."""
+    cfg = next((c for c in work_consumers() if c.name == consumer), None)
+    if cfg is None:
+        raise ValueError(f"unknown work consumer {consumer!r}")
+    assert cfg.filter_subject is not None
+    return await js.pull_subscribe(
+        cfg.filter_subject, durable=consumer, stream=subjects.WORK_STREAM, config=cfg
+    )

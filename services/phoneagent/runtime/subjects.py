@@ -23,6 +23,15 @@ AUDIT_STREAM = "PA_AUDIT"
 SESSIONS_BUCKET = "pa_sessions"
 DIALOG_BUCKET = "pa_dialog"
 
+# Deferrable stage work: a JetStream work queue (each job is removed once acknowledged), so the
+# backlog survives restarts and its consumer lag is what KEDA's nats-jetstream trigger scales on.
+WORK_STREAM = "PA_WORK"
+WORK_SUMMARIZE = f"{PREFIX}.work.llm.summarize"  # SummaryRequest jobs (records side -> llm workers)
+WORK_SUMMARY_RESULTS = f"{PREFIX}.work.records.summary"  # CallSummary results (llm -> records side)
+WORK_SUBJECTS = [WORK_SUMMARIZE, WORK_SUMMARY_RESULTS]
+LLM_SUMMARIES_CONSUMER = "llm-summaries"  # durable pull consumer of WORK_SUMMARIZE (llm replicas)
+RECORDS_SUMMARIES_CONSUMER = "records-summaries"  # durable pull consumer of WORK_SUMMARY_RESULTS
+
 
 def check_id(value: str, what: str = "call id") -> str:
     if not _ID.match(value or ""):
@@ -123,9 +132,15 @@ def dial_check() -> str:
     return f"{PREFIX}.policy.dialcheck"
 
 
-def llm_summarize() -> str:
-    """Request for a post-call summary (records worker -> llm, queue group "llm")."""
-    return f"{PREFIX}.llm.summarize"
+def summary_job_id(call_id: str) -> str:
+    """Nats-Msg-Id of a call's summary job: a second publish (another replica, a restart) is
+    dropped by the PA_WORK stream's duplicate window."""
+    return f"summary-{check_id(call_id)}"
+
+
+def summary_result_id(call_id: str) -> str:
+    """Nats-Msg-Id of a call's summary result (a redelivered job publishes it once)."""
+    return f"summary-result-{check_id(call_id)}"
 
 
 def _stage(stage: str) -> str:
