@@ -63,7 +63,20 @@ PROFILES: dict[str, dict[str, Any]] = {
     "web-page": {"edge": {"web": {"enabled": True}}, "secrets": {"webToken": "page-token-1"}},
     "keda-sessions-only": deep_merge(
         gpu_values(),
-        {"autoscaling": {"keda": {"backlog": {"enabled": False}}}},
+        {"autoscaling": {"keda": {"backlog": {"enabled": False}, "jetstream": {"enabled": False}}}},
+    ),
+    "keda-external-nats": deep_merge(
+        gpu_values(),
+        {
+            "nats": {"enabled": False},
+            "bus": {
+                "externalUrl": "nats://nats.messaging.svc:4222",
+                "externalMonitoringEndpoint": "nats-headless.messaging.svc:8222",
+                "account": "PHONE",
+            },
+            "autoscaling": {"keda": {"jetstream": {"useHttps": True}}},
+            "llm": {"autoscaling": {"summaryLagPerReplica": 3}},
+        },
     ),
 }
 

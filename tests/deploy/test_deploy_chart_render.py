@@ -13,6 +13,7 @@ from deploy_chart_support import (
     MODEL_SERVICES,
     NAMESPACE,
     PROFILES,
+    RELEASE,
     SERVICES,
     by_kind,
     helm,
@@ -109,18 +110,52 @@ def test_keda_scales_model_services_on_active_sessions_and_bus_backlog() -> None
     for name, obj in scaled.items():
         assert obj["spec"]["scaleTargetRef"]["name"] == by_kind("gpu", "Deployment")[name]["metadata"]["name"]
         triggers = {t["name"]: t for t in obj["spec"]["triggers"]}
-        assert set(triggers) == {"active-sessions", "bus-backlog"}
-        assert all(t["type"] == "prometheus" for t in triggers.values())
+        # llm also scales on its post-call summary jobs (test_keda_scales_llm_on_the_summary_work_queue).
+        assert set(triggers) == {"active-sessions", "bus-backlog"} | (
+            {"work-queue"} if name == "llm" else set()
+        )
+        assert all(t["type"] == "prometheus" for n, t in triggers.items() if n != "work-queue")
         assert f'stage="{name}"' in triggers["active-sessions"]["metadata"]["query"]
         # The queue label is <stage>:<subject kind> with no replica id (runtime/queues.py).
         backlog = triggers["bus-backlog"]["metadata"]
         assert backlog["query"] == f'sum(pa_queue_depth{{namespace="phone-agent",queue=~"{name}:.+"}})'
         assert backlog["threshold"] == "20"
     assert not by_kind("gpu", "HorizontalPodAutoscaler")
-    # No nats-jetstream trigger: no JetStream consumer carries stage work.
-    assert not [t for o in scaled.values() for t in o["spec"]["triggers"] if t["type"] == "nats-jetstream"]
-    (only,) = by_kind("keda-sessions-only", "ScaledObject")["asr"]["spec"]["triggers"]
-    assert only["name"] == "active-sessions"
+    for name in ("asr", "llm"):  # backlog and summary-job triggers off: sessions only
+        (only,) = by_kind("keda-sessions-only", "ScaledObject")[name]["spec"]["triggers"]
+        assert only["name"] == "active-sessions"
+
+
+def _jetstream_triggers(profile: str) -> dict[str, list[dict[str, Any]]]:
+    return {
+        name: [t for t in obj["spec"]["triggers"] if t["type"] == "nats-jetstream"]
+        for name, obj in by_kind(profile, "ScaledObject").items()
+    }
+
+
+def test_keda_scales_llm_on_the_summary_work_queue() -> None:
+    from phoneagent.runtime import streams, subjects
+
+    found = _jetstream_triggers("gpu")
+    assert not found["asr"] and not found["tts"]  # live stage work has no JetStream consumer
+    (work,) = found["llm"]
+    meta = work["metadata"]
+    # The stream and durable consumer the llm's summary worker pulls from (runtime/subjects.py).
+    assert (meta["stream"], meta["consumer"]) == (subjects.WORK_STREAM, subjects.LLM_SUMMARIES_CONSUMER)
+    consumer = next(c for c in streams.work_consumers() if c.name == meta["consumer"])
+    assert consumer.filter_subject == subjects.WORK_SUMMARIZE
+    assert any(c.name == subjects.WORK_STREAM for c in streams.stream_configs())
+    assert meta["lagThreshold"] == "10" and meta["account"] == "$G" and meta["useHttps"] == "false"
+    # The bundled NATS: its headless Service (KEDA reaches a cluster's consumer leader as <pod>.<service>).
+    assert meta["natsServerMonitoringEndpoint"] == f"{RELEASE}-nats-headless.{NAMESPACE}.svc:8222"
+    (external,) = _jetstream_triggers("keda-external-nats")["llm"]
+    assert external["metadata"]["natsServerMonitoringEndpoint"] == "nats-headless.messaging.svc:8222"
+    assert external["metadata"]["account"] == "PHONE" and external["metadata"]["useHttps"] == "true"
+    assert external["metadata"]["lagThreshold"] == "3"
+    # An external NATS without a monitoring endpoint is refused at render time, with what to set.
+    values = dict(PROFILES["keda-external-nats"], bus={"externalUrl": "nats://nats.messaging.svc:4222"})
+    with pytest.raises(Exception, match="bus.externalMonitoringEndpoint"):
+        render_raw(values)
 
 
 def test_backlog_query_selects_the_labels_the_runtime_queues_use() -> None:

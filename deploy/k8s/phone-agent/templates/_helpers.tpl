@@ -70,6 +70,22 @@ app.kubernetes.io/component: {{ .name }}
 {{- end }}
 {{- end }}
 
+{{/*
+NATS monitoring endpoint (host:port) KEDA's nats-jetstream trigger reads consumer lag from: the
+bundled subchart's headless Service on nats.config.monitor.port (in a NATS cluster KEDA asks the
+consumer's leader as <pod>.<headless service>), or bus.externalMonitoringEndpoint.
+*/}}
+{{- define "phone-agent.natsMonitoringEndpoint" -}}
+{{- if .Values.nats.enabled }}
+{{- $svc := include "phone-agent.natsServiceName" . }}
+{{- printf "%s-headless.%s.svc:%d" $svc .Release.Namespace (int .Values.nats.config.monitor.port) }}
+{{- else if .Values.bus.externalMonitoringEndpoint }}
+{{- .Values.bus.externalMonitoringEndpoint }}
+{{- else }}
+{{- fail "nats.enabled is false: set bus.externalMonitoringEndpoint (host:8222) for the KEDA nats-jetstream trigger, or autoscaling.keda.jetstream.enabled=false" }}
+{{- end }}
+{{- end }}
+
 {{/* Service name the nats subchart creates (its own fullname rule). */}}
 {{- define "phone-agent.natsServiceName" -}}
 {{- if .Values.nats.fullnameOverride }}

@@ -3,10 +3,11 @@ Autoscaling for a model service (asr, llm, tts): a KEDA ScaledObject or an HPA,
 chosen by autoscaling.mode. Scaling follows the sessions each stage owns
 (pa_active_sessions, one session per call) and, with KEDA, the stage's bus backlog:
 messages waiting in its handler queues (pa_queue_depth{queue="<stage>:<subject kind>"},
-summed over calls and replicas). Stage work travels on core NATS subjects to the
-replica that claimed the call, not through a JetStream work queue, so there is no
-JetStream consumer whose lag would measure it; the backlog comes from the services.
-Args: (dict "root" $ "name" "asr" "svc" .Values.asr)
+summed over calls and replicas). Live stage work travels on core NATS subjects to the
+replica that claimed the call; deferrable work (the llm's post-call summaries) is a
+JetStream work queue, and "work" names its stream and durable consumer for a
+nats-jetstream trigger on the consumer's lag (the jobs waiting).
+Args: (dict "root" $ "name" "asr" "svc" .Values.asr [ "work" (dict "stream" S "consumer" C "lag" N) ])
 */}}
 {{- define "phone-agent.scaledObject" -}}
 {{- $ctx := dict "root" .root "name" .name }}
@@ -54,6 +55,17 @@ spec:
         query: {{ printf "sum(pa_queue_depth{namespace=%q,queue=~%q})" .root.Release.Namespace (printf "%s:.+" .name) | quote }}
         threshold: {{ $a.backlogPerReplica | quote }}
         ignoreNullValues: "true"
+    {{- end }}
+    {{- if and .work $k.jetstream.enabled }}
+    - type: nats-jetstream
+      name: work-queue
+      metadata:
+        natsServerMonitoringEndpoint: {{ include "phone-agent.natsMonitoringEndpoint" .root | quote }}
+        account: {{ .root.Values.bus.account | quote }}
+        stream: {{ .work.stream | quote }}
+        consumer: {{ .work.consumer | quote }}
+        lagThreshold: {{ .work.lag | quote }}
+        useHttps: {{ $k.jetstream.useHttps | quote }}
     {{- end }}
 {{- end }}
 
