@@ -138,6 +138,18 @@ async def test_answer_to_the_name_question_books_in_code(agent: Agent, tmp_path:
     store.db.close()
 
 
+def test_an_availability_check_with_the_callers_name_and_exact_time_is_a_booking(agent: Agent) -> None:
+    args = {"appointment_type": "cleaning", "when": "tomorrow morning at 9:30 am, 10:30 am, 10:45 am"}
+    said = ["Could I get a teeth cleaning tomorrow at 11 am? This is Emma Brown."]
+    fixed = normalise_arguments(agent, "check_availability", args, said, NOW)
+    assert fixed.tool == "book_appointment" and not fixed.ask
+    assert fixed.arguments["when"] == said[0] and fixed.arguments["name"] == "Emma Brown"
+    asking = normalise_arguments(
+        agent, "check_availability", args, ["Is anything free tomorrow morning?"], NOW
+    )
+    assert asking.tool == "check_availability"  # no name, no exact time: still a question
+
+
 def test_questions_are_not_bookings_and_asking_for_a_person_transfers(agent: Agent) -> None:
     booking = {"appointment_type": "cleaning", "when": "next Tuesday at 10", "name": "Ann Lee"}
     for question in ("Do you take insurance?", "How much is a cleaning?"):

@@ -198,7 +198,9 @@ def normalise_arguments(
     if name == "lookup_knowledge":
         return _knowledge_question(args, latest)
     allowed = TOOL_SCHEMAS.get(name, {}).get("parameters", {}).get("properties", {})
-    if name == "check_availability" and "name" in args:
+    if name == "check_availability" and ("name" in args or _gave_name_and_time(agent, said, now)):
+        # The caller gave a name and an exact time: a booking, whatever the model called it (under
+        # the schema grammar the model cannot add a name to an availability check as a hint).
         name, allowed = "book_appointment", TOOL_SCHEMAS["book_appointment"]["parameters"]["properties"]
     out = {k: v for k, v in args.items() if k in allowed} if allowed else dict(args)
     if name not in ("book_appointment", "check_availability") or not said:
@@ -231,6 +233,12 @@ def normalise_arguments(
             out["name"] = found
     ask = {("when",): ASK_WHEN, ("name",): ASK_NAME, ("when", "name"): ASK_BOTH}.get(tuple(missing), "")
     return Normalised(name, out, ask, tuple(missing))
+
+
+def _gave_name_and_time(agent: Agent, said: Sequence[str], now: datetime) -> bool:
+    return (
+        bool(said) and caller_name(said) is not None and caller_when(agent, said, now, exact=True) is not None
+    )
 
 
 def _knowledge_question(args: dict[str, Any], latest: str) -> Normalised:
