@@ -302,3 +302,51 @@ async def test_real_model_summary() -> None:
     assert not reply.HasField("error"), reply.error.message
     assert reply.summary and set(reply.fields) == {"name", "callback_number", "appointment"}
     assert "cleaning" in (reply.summary + reply.intent).lower()
+
+
+async def test_idle_consumers_wait_quietly_and_end_when_the_bus_closes(
+    fresh_nats: str, store: RecordStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An empty queue is the normal state: no fetch failure is logged, no back-off is taken;
+    a bus closed under the consumers (shutdown) ends them without warnings either."""
+    from phoneagent.runtime import streams
+
+    bus = Bus("records-idle")
+    await bus.connect(fresh_nats)
+    await streams.ensure(bus.jetstream())
+    req = SummaryRequester(bus, store, fetch_timeout_s=0.05)
+    w = SummaryWorker(bus, LiveFirst(Replay()), fetch_timeout_s=0.05)
+    await req.start()
+    await w.start()
+    caplog.set_level("INFO")
+
+    def warned() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "summar" in r.name]
+
+    await asyncio.sleep(1.0)  # about 20 empty pulls each
+    assert not warned()
+    await bus.close()
+    await asyncio.sleep(0.3)
+    await w.stop(timeout=1.0)
+    await req.stop()
+    assert not warned()
+    assert "summary results consumer ends: bus closed" in caplog.text
+
+
+async def test_a_pull_that_times_out_either_way_is_an_empty_pull() -> None:
+    """nats-py's batch fetch raises nats.errors.TimeoutError, or a plain asyncio.TimeoutError
+    when its no-wait probe used up the deadline (seen under load): both mean "no job yet"."""
+    import nats.errors
+    from phoneagent.records.summary import fetch
+
+    class Pull:
+        def __init__(self, exc: BaseException) -> None:
+            self.exc = exc
+
+        async def fetch(self, batch: int, timeout: float) -> list[Any]:
+            raise self.exc
+
+    assert await fetch(Pull(nats.errors.TimeoutError()), 16, 0.1) == []
+    assert await fetch(Pull(TimeoutError()), 16, 0.1) == []  # what asyncio.TimeoutError is
+    with pytest.raises(nats.errors.ConnectionClosedError):
+        await fetch(Pull(nats.errors.ConnectionClosedError()), 16, 0.1)

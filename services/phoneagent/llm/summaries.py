@@ -18,6 +18,7 @@ from typing import Any
 
 from phoneagent.records.summary import (
     MSG_ID,
+    bus_closed,
     decode_job,
     deliveries,
     error_reply,
@@ -91,7 +92,7 @@ class SummaryWorker:
                 await asyncio.wait({job}, timeout=2.0)
         await self._tasks.close(timeout=2.0)
         psub, self._psub = self._psub, None
-        if psub is not None:  # the durable consumer stays; only this replica's inbox goes
+        if psub is not None and not bus_closed(self.bus):  # the durable consumer stays
             try:
                 await psub.unsubscribe()
             except Exception as exc:
@@ -104,6 +105,9 @@ class SummaryWorker:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # reconnecting: try again shortly
+                if bus_closed(self.bus):
+                    log.info("summary worker ends: bus closed")
+                    return
                 log.warning("summary jobs fetch failed", extra={"error": type(exc).__name__})
                 try:
                     await asyncio.wait_for(self._stopping.wait(), 1.0)

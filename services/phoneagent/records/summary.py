@@ -173,12 +173,16 @@ def deliveries(msg: Any) -> int:
 
 async def fetch(psub: Any, batch: int, timeout: float) -> list[Any]:
     """One pull; [] when nothing came within ``timeout``. Raises only for a broken connection."""
-    import nats.errors
-
     try:
         return list(await psub.fetch(batch, timeout=timeout))
-    except nats.errors.TimeoutError:
+    except TimeoutError:  # nats.errors.TimeoutError, and the plain one nats-py's batch fetch raises
         return []
+
+
+def bus_closed(bus: Any) -> bool:
+    """The bus was closed (shutdown): a consumer loop ends instead of retrying."""
+    nc = getattr(bus, "data", None)
+    return nc is None or bool(nc.is_closed)
 
 
 class SummaryRequester:
@@ -227,7 +231,7 @@ class SummaryRequester:
             await asyncio.wait({self._consumer}, timeout=timeout)
         await self._tasks.close(timeout=timeout)
         psub, self._psub = self._psub, None
-        if psub is not None:  # the durable consumer stays; only this replica's inbox goes
+        if psub is not None and not bus_closed(self.bus):  # the durable consumer stays
             try:
                 await psub.unsubscribe()
             except Exception as exc:
@@ -277,6 +281,9 @@ class SummaryRequester:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # reconnecting: try again shortly
+                if bus_closed(self.bus):
+                    log.info("summary results consumer ends: bus closed")
+                    return
                 log.warning("summary results fetch failed", extra={"error": type(exc).__name__})
                 try:
                     await asyncio.wait_for(self._stopping.wait(), 1.0)
