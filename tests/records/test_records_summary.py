@@ -43,10 +43,11 @@ class Replay:
 
     name = "replay"
 
-    def __init__(self, *texts: str, hang: bool = False) -> None:
+    def __init__(self, *texts: str, hang: bool = False, pace_s: float = 0.0) -> None:
         self.texts = list(texts)
         self.asked: list[dict[str, Any]] = []
         self.hang = hang
+        self.pace_s = pace_s
         self.generating = asyncio.Event()
         self.live_done = asyncio.Event()
 
@@ -68,6 +69,8 @@ class Replay:
             await asyncio.Event().wait()
         text = self.texts.pop(0)
         for i in range(0, len(text), 9):
+            if self.pace_s:
+                await asyncio.sleep(self.pace_s)
             yield Delta(text=text[i : i + 9])
         yield Delta(finish_reason="stop")
 
@@ -350,3 +353,24 @@ async def test_a_pull_that_times_out_either_way_is_an_empty_pull() -> None:
     assert await fetch(Pull(TimeoutError()), 16, 0.1) == []  # what asyncio.TimeoutError is
     with pytest.raises(nats.errors.ConnectionClosedError):
         await fetch(Pull(nats.errors.ConnectionClosedError()), 16, 0.1)
+
+
+async def test_a_summary_cut_short_by_a_live_turn_runs_again_without_a_failure_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    engine = Replay(json.dumps(ANSWER), json.dumps(ANSWER), pace_s=0.02)
+    lanes = LiveFirst(engine, quiet_s=0.05)
+    job = records_pb2.SummaryRequest(call_id="pre", transcript="caller: hi")
+    caplog.set_level("INFO")
+    summary = asyncio.ensure_future(lanes.background(lambda e: summarize(e, job), 10.0))
+    try:
+        await asyncio.wait_for(engine.generating.wait(), 5)  # mid-generation
+        engine.live_done.set()
+        live = [d async for d in lanes.stream([], request_id="live-1", max_tokens=8, temperature=0.0)]
+        result = await asyncio.wait_for(summary, 10)
+    finally:
+        summary.cancel()
+    assert live[-1].finish_reason == "stop"
+    assert not result.HasField("error") and result.summary == ANSWER["summary"]
+    assert lanes.preempted == 1 and len(engine.asked) == 2  # cut short once, then run again whole
+    assert "summary failed" not in caplog.text
