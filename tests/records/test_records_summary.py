@@ -374,3 +374,38 @@ async def test_a_summary_cut_short_by_a_live_turn_runs_again_without_a_failure_l
     assert not result.HasField("error") and result.summary == ANSWER["summary"]
     assert lanes.preempted == 1 and len(engine.asked) == 2  # cut short once, then run again whole
     assert "summary failed" not in caplog.text
+
+
+async def test_llm_service_shutdown_hands_the_job_in_hand_back_before_its_bus_closes(
+    js_bus: Bus, llm_bus: Bus, fresh_nats: str, store: RecordStore
+) -> None:
+    """SIGTERM on an llm replica mid-summary: within its drain timeout the job goes back to the
+    queue (not stranded until the 180 s ack wait) and another replica summarizes the call."""
+    import dataclasses
+
+    from phoneagent.llm.service import LlmService
+    from phoneagent.llm.settings import LlmSettings
+    from phoneagent.runtime.settings import CommonSettings, load
+
+    stuck = Replay(hang=True)
+    svc = LlmService(dataclasses.replace(load(CommonSettings), drain_timeout_s=0.3), load(LlmSettings))
+    svc.bus, svc.engine = llm_bus, LiveFirst(stuck, quiet_s=0.05)
+    svc.summaries = SummaryWorker(llm_bus, svc.engine, fetch_timeout_s=0.2)
+    await svc.summaries.start()
+    rec = ended_record("sum7")
+    store.put(rec)
+    other_bus = Bus("summary-llm-3")
+    await other_bus.connect(fresh_nats)
+    try:
+        async with requester(js_bus, store) as req:
+            await req.on_events(rec, ["call.ended"])
+            await asyncio.wait_for(stuck.generating.wait(), 10)
+            await asyncio.wait_for(svc._shutdown(), 10)  # what SIGTERM runs
+            assert not llm_bus.connected
+            async with worker(other_bus, Replay(json.dumps(ANSWER))) as second:
+                await asyncio.wait_for(req.finished.wait(), 10)
+            assert second.done == 1
+    finally:
+        await other_bus.close()
+    got = store.get("sum7")
+    assert got is not None and got.summary == ANSWER
