@@ -409,3 +409,24 @@ async def test_llm_service_shutdown_hands_the_job_in_hand_back_before_its_bus_cl
         await other_bus.close()
     got = store.get("sum7")
     assert got is not None and got.summary == ANSWER
+
+
+async def test_a_job_busy_on_every_delivery_ends_as_an_error_result_not_a_silent_drop(
+    js_bus: Bus, llm_bus: Bus, store: RecordStore
+) -> None:
+    """The consumer delivers a job at most max_deliver times; on the last one the worker
+    answers with an error result (the records side logs it) instead of letting it vanish."""
+    engine = Replay(json.dumps(ANSWER))
+    rec = ended_record("sum8")
+    store.put(rec)
+    async with requester(js_bus, store) as req, worker(llm_bus, engine, wait_s=0.1, backoff_s=(0.1,)) as w:
+        w.max_deliver = 3  # the consumer's own limit is 8: the worker's comes first
+        chunks = w.engine.stream([], request_id="live-turn", max_tokens=8, temperature=0.0)
+        await chunks.__anext__()  # a caller's turn holds the engine throughout
+        await req.on_events(rec, ["call.ended"])
+        await asyncio.wait_for(req.finished.wait(), 10)
+        await drained(js_bus)
+        engine.live_done.set()
+        _ = [d async for d in chunks]
+    assert (w.deferred, w.done, req.failed, req.stored) == (2, 1, 1, 0)
+    assert not engine.asked
