@@ -119,6 +119,65 @@ PHRASINGS: tuple[Phrasing, ...] = (
     ),
 )
 
+# Held out: never used to write or tune the argument repairs (tests/llm/test_llm_realmodel_*.py use
+# PHRASINGS). Written as a speech recogniser hands them over: lower case, no punctuation, fillers,
+# a self-correction, spoken numbers.
+HELD_OUT: tuple[Phrasing, ...] = (
+    Phrasing(
+        "ho-um-cleaning-tue",
+        ("um hi yeah i wanna book a cleaning for uh next tuesday at ten my name is john park",),
+        "cleaning",
+        "2026-12-01 10:00",
+    ),
+    Phrasing(
+        "ho-filling-correction",
+        ("hi id like to come in for a filling on friday um at two no sorry at eleven my names lisa wong",),
+        "filling",
+        "2026-11-27 11:00",
+    ),
+    Phrasing(
+        "ho-checkup-tomorrow",
+        ("can i get a checkup tomorrow morning at nine thirty its dave miller",),
+        "cleaning",
+        "2026-11-24 09:30",
+    ),
+    Phrasing(
+        "ho-exam-two-turns",
+        ("uh yeah i need a new patient exam", "wednesday at three pm and the name is sam ortiz"),
+        "exam",
+        "2026-11-25 15:00",
+    ),
+    Phrasing(
+        "ho-toothache-today",
+        ("i have a toothache can you fit me in today at four my name is kim lee",),
+        "emergency",
+        "2026-11-23 16:00",
+    ),
+    Phrasing(
+        "ho-cleaning-dec-second",
+        (
+            "hello so um i was wondering if i could book a cleaning on december second at one pm "
+            "uh name is tom brady",
+        ),
+        "cleaning",
+        "2026-12-02 13:00",
+    ),
+    Phrasing(
+        "ho-filling-thursday-3rd",
+        ("yeah hi filling please thursday the third at ten this is anna bell",),
+        "filling",
+        "2026-12-03 10:00",
+    ),
+    Phrasing(
+        "ho-cleaning-30th",
+        ("book me a cleaning on monday the thirtieth at two thirty my name is raj patel",),
+        "cleaning",
+        "2026-11-30 14:30",
+    ),
+)
+# Run apart (each run has a fresh appointment book): some held-out times are main-set times.
+SETS = {"main": PHRASINGS, "held-out": HELD_OUT}
+
 
 class RecordingTools(Tools):
     """The service's tool adapter, remembering each call for the result table."""
@@ -165,6 +224,7 @@ class Rig:
         threads: int = 1,
         max_tokens: int = 64,
         engine: LlmEngine | None = None,
+        constrained_tools: bool = True,
     ) -> Rig:
         agent = load_agent(example_agent_path())
         clock = lambda: NOW  # noqa: E731
@@ -181,7 +241,9 @@ class Rig:
                 "llama_cpp", model=model, n_threads=threads, n_threads_batch=2, n_ctx=8192, seed=7
             )
             await asyncio.to_thread(engine.load)
-        config = DialogConfig(max_tokens=max_tokens, temperature=0.0, filler_after_s=5.0)
+        config = DialogConfig(
+            max_tokens=max_tokens, temperature=0.0, filler_after_s=5.0, constrained_tools=constrained_tools
+        )
         executor = ToolExecutor(agent, store, kb, clock)
         return cls(engine, agent, store, kb, executor, Prompter(agent, store, kb, clock), config)
 
@@ -317,18 +379,24 @@ async def _main(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="pa-llm-eval-") as tmp:
         try:
             rig = await Rig.open(
-                Path(tmp), model=args.model, threads=args.threads, max_tokens=args.max_tokens
+                Path(tmp),
+                model=args.model,
+                threads=args.threads,
+                max_tokens=args.max_tokens,
+                constrained_tools=not args.free_tool_calls,
             )
         except PhoneAgentError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         try:
-            chosen = PHRASINGS[: args.limit] if args.limit else PHRASINGS
+            phrasings = SETS[args.set]
+            chosen = phrasings[: args.limit] if args.limit else phrasings
             results = await evaluate(rig, chosen, progress=(lambda r: print(row(r), flush=True)))
         finally:
             await rig.close()
     load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"model={args.model} threads={args.threads} max_tokens={args.max_tokens} temperature=0", end=" ")
+    print(f"set={args.set} model={args.model} threads={args.threads} max_tokens={args.max_tokens}", end=" ")
+    print(f"temperature=0 tool_calls={'free' if args.free_tool_calls else 'constrained'}", end=" ")
     print(f"load1={load1:.2f}")
     print(table(results, verbose=args.verbose))
     return 0
@@ -340,6 +408,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="llama.cpp decoding threads")
     parser.add_argument("--max-tokens", type=int, default=64, help="reply length limit per generation")
     parser.add_argument("--limit", type=int, default=0, help="run only the first N phrasings")
+    parser.add_argument(
+        "--set",
+        choices=sorted(SETS),
+        default="main",
+        help="main, or held-out (ASR-style, never tuned on)",
+    )
+    parser.add_argument(
+        "--free-tool-calls", action="store_true", help="read tool calls from free text (no schema grammar)"
+    )
     parser.add_argument("--verbose", action="store_true", help="print what the agent said")
     args = parser.parse_args(argv)
     return asyncio.run(_main(args))
