@@ -559,6 +559,13 @@ async def test_outbound_busy_and_bad_target(edge: Edge) -> None:
     )
     reply = await edge.bus.request(subjects.edge_dial(), bad, control_pb2.ControlEvent, timeout=5)
     assert reply.WhichOneof("kind") == "error" and "trunk" in reply.error.message
+    huge = call_pb2.CallStarted(
+        meta=common_pb2.EventMeta(call_id=subjects.new_call_id()),
+        to_uri="sip:" + "a" * 100_000 + "@127.0.0.1",
+    )
+    reply = await edge.bus.request(subjects.edge_dial(), huge, control_pb2.ControlEvent, timeout=5)
+    assert reply.WhichOneof("kind") == "error" and "longer than" in reply.error.message
+    assert huge.meta.call_id not in edge.svc.calls
 
 
 async def test_drain_refuses_new_calls_then_hangs_up(edge: Edge) -> None:

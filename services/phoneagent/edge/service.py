@@ -53,6 +53,7 @@ from phoneagent.runtime.settings import CommonSettings
 from phoneagent.v1 import call_pb2, common_pb2, control_pb2
 
 log = logging.getLogger(__name__)
+MAX_DIAL_TARGET_CHARS = 256  # a SIP URI or number; longer is hostile and would not fit a UDP INVITE
 SETTINGS = EdgeSettings
 ASR_RATE = 16000
 
@@ -405,6 +406,8 @@ class EdgeService(Service):
     # --- outbound ---------------------------------------------------------------------------------
     def _dial_target(self, to: str) -> SipURI:
         to = to.strip()
+        if len(to) > MAX_DIAL_TARGET_CHARS:
+            raise InvalidArgument(f"dial target is longer than {MAX_DIAL_TARGET_CHARS} characters")
         try:
             if to.lower().startswith(("sip:", "sips:")):
                 return SipURI.parse(to)
