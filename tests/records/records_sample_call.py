@@ -1,4 +1,7 @@
-"""One sample inbound call as the services publish it on the bus (shared by the records tests)."""
+"""One sample inbound call as PA_CALLS receives it (shared by the records tests): lifecycle from
+the edge, transcripts, spoken sentences and tool records on the ``record.*`` subjects where the
+policy service publishes their copies. The records builder redacts again, so this sample keeps a
+raw phone number to check that."""
 
 from __future__ import annotations
 
@@ -41,12 +44,12 @@ async def publish_start(bus: Bus, call_id: str, t0: int) -> None:
 async def publish_conversation(bus: Bus, call_id: str, t0: int) -> None:
     """Greeting, one caller turn (with a phone number in it), a two-sentence answer after
     650 ms, and a booking tool call that succeeds."""
-    say, m = subjects.say(call_id), meta
+    say, m = subjects.record(call_id, "say"), meta
     await bus.publish(
         say, speech_pb2.AgentText(meta=m(call_id, 0, 1, t0 + 200 * MS), text="Hello, dental clinic.")
     )
     await bus.publish(
-        subjects.transcript(call_id),
+        subjects.record(call_id, "transcript"),
         speech_pb2.Transcript(
             meta=m(call_id, 1),
             final=True,
@@ -65,7 +68,7 @@ async def publish_conversation(bus: Bus, call_id: str, t0: int) -> None:
             final=True,
         ),
     )
-    tool = subjects.tool(call_id)
+    tool = subjects.record(call_id, "tool")
     await bus.publish(
         tool,
         tools_pb2.ToolCall(

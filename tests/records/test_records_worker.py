@@ -119,7 +119,7 @@ def test_records_concurrent_consumers_lose_no_change(tmp_path: Path) -> None:
 
     def calls() -> None:
         for i in range(1, n + 1):
-            worker.apply(subjects.CALLS_STREAM, subjects.transcript(CALL), _transcript(i), {}, i)
+            worker.apply(subjects.CALLS_STREAM, subjects.record(CALL, "transcript"), _transcript(i), {}, i)
 
     def audit() -> None:
         for i in range(1, n + 1):
@@ -140,7 +140,7 @@ def test_records_late_redelivery_is_applied_once(tmp_path: Path) -> None:
     settings = RecordsSettings(db=str(tmp_path / "r.sqlite3"), retention_days=0)
     store = RecordStore(settings.db)
     worker = RecordsWorker(None, store, settings)
-    subject = subjects.transcript(CALL)
+    subject = subjects.record(CALL, "transcript")
     assert worker.apply(subjects.CALLS_STREAM, subject, _transcript(2), {}, 7)[1] is not None
     assert worker.apply(subjects.CALLS_STREAM, subject, _transcript(1), {}, 5)[1] is not None  # late
     assert worker.apply(subjects.CALLS_STREAM, subject, _transcript(1), {}, 5)[1] is None  # again
@@ -172,7 +172,7 @@ def test_records_two_replicas_on_postgresql_lose_no_change(pg_server: str) -> No
                 data = speech_pb2.Transcript(
                     meta=common_pb2.EventMeta(call_id=cid, turn_id=i), final=True, text=f"turn {i}"
                 ).SerializeToString()
-                workers[0].apply(subjects.CALLS_STREAM, subjects.transcript(cid), data, {}, i)
+                workers[0].apply(subjects.CALLS_STREAM, subjects.record(cid, "transcript"), data, {}, i)
 
         def audit(cid: str = call_id) -> None:
             for i in range(1, n + 1):

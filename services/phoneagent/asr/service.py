@@ -220,9 +220,11 @@ class AsrService(Service):
         return AsrCallSession(self, claim, resume)
 
     async def _resume(self, call_id: str) -> Resume:
-        """Where the call's last final transcript (kept in the calls stream) left off."""
+        """Where the call's last final transcript left off (its redacted copy, kept in the calls
+        stream: only the turn id and the speech end are read)."""
         try:
-            msg = await self.bus.jetstream().get_last_msg(subjects.CALLS_STREAM, subjects.transcript(call_id))
+            subject = subjects.record(call_id, "transcript")
+            msg = await self.bus.jetstream().get_last_msg(subjects.CALLS_STREAM, subject)
             last = speech_pb2.Transcript()
             last.ParseFromString(msg.data or b"")
         except Exception:  # no transcript yet, or the stream is unavailable: start afresh

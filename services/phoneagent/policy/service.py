@@ -6,7 +6,9 @@
   disclosure. If this service is down nothing is said (fail closed). The same session applies
   the live rules of :mod:`phoneagent.policy.live` (opt-out, escalation, recording consent) to
   the caller's final transcripts and tells the dialog what to say with a ``PolicyDirective``
-  on the control lane; each decision is audited.
+  on the control lane; each decision is audited. After the live message has gone on, the
+  session publishes a redacted copy of each transcript, approved sentence and tool record on
+  the call's ``record.*`` subjects, the only copy PA_CALLS keeps (:mod:`.record_copy`).
 * Outbound: ``dial_check`` requests (queue group) are evaluated by the rules in
   :mod:`phoneagent.policy.outbound`; every decision, allow or deny, goes to ``PA_AUDIT``.
 * The CallControl gRPC API (:mod:`phoneagent.policy.control_api`).
@@ -30,6 +32,7 @@ from phoneagent.policy.control_api import CallControl, serve
 from phoneagent.policy.human_claims import HUMAN_CLAIM_REPLACEMENT, human_claim
 from phoneagent.policy.live import LiveRules, Verdict
 from phoneagent.policy.outbound import DialRequest, OutboundConfig, evaluate_dial, parse_hhmm
+from phoneagent.policy.record_copy import RecordCopies
 from phoneagent.policy.recording import RecordingConfig, parse_states
 from phoneagent.policy.settings import PolicySettings
 from phoneagent.policy.stores import PolicyStores
@@ -46,7 +49,7 @@ from phoneagent.runtime.redact import mask_number
 from phoneagent.runtime.service import Service
 from phoneagent.runtime.settings import CommonSettings
 from phoneagent.runtime.settings import load as load_settings
-from phoneagent.v1 import common_pb2, control_pb2, policy_pb2, session_pb2, speech_pb2
+from phoneagent.v1 import common_pb2, control_pb2, policy_pb2, session_pb2, speech_pb2, tools_pb2
 
 log = logging.getLogger(__name__)
 SETTINGS = PolicySettings
@@ -84,6 +87,12 @@ class PolicyCallSession:
         self.subs.append(
             await bus.subscribe(
                 subjects.control(self.call_id), control_pb2.ControlEvent, self.on_control, lane=Lane.CONTROL
+            )
+        )
+        # Both tool types come as ToolCall (same leading fields); the header says which it is.
+        self.subs.append(
+            await bus.subscribe(
+                subjects.tool(self.call_id), tools_pb2.ToolCall, self.on_tool, max_pending=512
             )
         )
 
@@ -124,8 +133,10 @@ class PolicyCallSession:
         # The turn's trace (on the first sentence of a reply) goes on to TTS through this hop.
         with telemetry.continue_trace(d.headers, "policy.say", call_id=self.call_id, generation=generation):
             await self.svc.bus.publish(subjects.say(self.call_id), out, trace=True)
+        await self.svc.record_copies.say(self.call_id, out)
 
     async def on_transcript(self, tr: speech_pb2.Transcript, _: Delivery) -> None:
+        await self.svc.record_copies.transcript(self.call_id, tr)  # before the rules: keeps the order
         if not tr.final or tr.backchannel:
             return
         verdicts = await asyncio.to_thread(
@@ -133,6 +144,9 @@ class PolicyCallSession:
         )
         for verdict in verdicts:
             await self._apply(verdict)
+
+    async def on_tool(self, msg: tools_pb2.ToolCall, d: Delivery) -> None:
+        await self.svc.record_copies.tool(self.call_id, msg, d.headers)
 
     async def on_control(self, ev: control_pb2.ControlEvent, _: Delivery) -> None:
         kind = ev.WhichOneof("kind")
@@ -222,6 +236,7 @@ class PolicyService(Service):
         self.webhook_settings = load_settings(WebhookSettings)
         self.webhooks: WebhookDispatcher | None = None
         self.summaries: SummaryRequester | None = None
+        self.record_copies = RecordCopies(self.bus)
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # tests pin it
         self.agent = load_agent(common.agent_path)
         self.transfer_available, self.transfer_target = _agent_transfer(self.agent)
@@ -358,4 +373,5 @@ class PolicyService(Service):
             "webhooks_delivered": self.webhooks.delivered if self.webhooks is not None else 0,
             "webhooks_failed": self.webhooks.failed if self.webhooks is not None else 0,
             "summaries_stored": self.summaries.stored if self.summaries is not None else 0,
+            "record_copies_failed": self.record_copies.failed,
         }

@@ -1,7 +1,11 @@
 """JetStream streams and key-value buckets, declared in one place and created idempotently.
 
-* ``PA_CALLS``: call lifecycle, final transcripts, spoken text, tool records — the source of
-  call records; survives restarts of every service.
+* ``PA_CALLS``: call lifecycle, recordings stored, and the redacted copies of final caller
+  transcripts, spoken text and tool records that policy publishes on the ``record.*`` subjects
+  (:func:`subjects.record`) — the source of call records; survives restarts of every service.
+  The live ``transcript``/``say``/``tool`` subjects carry raw text (the model must hear a
+  callback number) and are not stored. ``ensure`` updates the subjects of a stream created by
+  an older release; the raw messages it already holds age out with ``max_age``.
 * ``PA_AUDIT``: every policy decision (allow and deny) with its reason.
 * ``PA_WORK``: deferrable stage work (post-call summary jobs and their results), a work queue:
   a job stays until a worker acknowledges it, and its consumers' lag is the backlog KEDA sees.

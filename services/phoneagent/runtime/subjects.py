@@ -65,7 +65,7 @@ def asr_events(call_id: str) -> str:
 
 
 def transcript(call_id: str) -> str:
-    """Transcript: final caller transcripts (asr -> llm, policy; kept in PA_CALLS)."""
+    """Transcript: final caller transcripts, raw (asr -> llm, policy; a redacted copy is kept)."""
     return _call(call_id, "transcript")
 
 
@@ -75,7 +75,7 @@ def reply(call_id: str) -> str:
 
 
 def say(call_id: str) -> str:
-    """AgentText: sentences approved by policy for speech (policy -> tts; kept in PA_CALLS)."""
+    """AgentText: sentences approved by policy for speech (policy -> tts; a redacted copy is kept)."""
     return _call(call_id, "say")
 
 
@@ -90,8 +90,20 @@ def recording(call_id: str) -> str:
 
 
 def tool(call_id: str) -> str:
-    """ToolCall / ToolResult records (llm; kept in PA_CALLS)."""
+    """ToolCall / ToolResult records, raw (llm -> policy; a redacted copy is kept)."""
     return _call(call_id, "tool")
+
+
+RECORD_KINDS = ("transcript", "say", "tool")
+
+
+def record(call_id: str, kind: str) -> str:
+    """The stored copy of a call's ``transcript``, ``say`` or ``tool`` messages: the same message
+    types (and the tool subject's type header), free text redacted by policy; kept in PA_CALLS.
+    The live subjects above carry the raw text and are not stored."""
+    if kind not in RECORD_KINDS:
+        raise InvalidArgument(f"unknown record kind {kind!r}")
+    return _call(call_id, f"record.{kind}")
 
 
 # --- per-call control lane ------------------------------------------------------------------
@@ -156,8 +168,10 @@ ALL_TRANSCRIPTS = f"{PREFIX}.call.*.transcript"
 ALL_SAY = f"{PREFIX}.call.*.say"
 ALL_TOOLS = f"{PREFIX}.call.*.tool"
 ALL_RECORDINGS = f"{PREFIX}.call.*.recording"
+ALL_RECORDS = f"{PREFIX}.call.*.record.*"  # redacted copies (see ``record``)
 ALL_AUDIT = f"{PREFIX}.audit.*"
-CALLS_STREAM_SUBJECTS = [ALL_LIFECYCLE, ALL_TRANSCRIPTS, ALL_SAY, ALL_TOOLS, ALL_RECORDINGS]
+# What PA_CALLS stores: never a live subject carrying caller or agent text, only its redacted copy.
+CALLS_STREAM_SUBJECTS = [ALL_LIFECYCLE, ALL_RECORDINGS, ALL_RECORDS]
 
 
 def call_id_of(subject: str) -> str | None:

@@ -1,0 +1,134 @@
+"""The stored copy of a call's conversation: redacted, on the ``record.*`` subjects.
+
+The live subjects (``transcript``, ``say``, ``tool``) carry raw text because the services
+need it (the model must hear a callback number). What PA_CALLS keeps for call records and the
+ASR takeover is a copy that the policy session publishes after the live message has gone on:
+the same protobuf type and EventMeta ids, the tool subject's type header, and every free-text
+field passed through :func:`redact_transcript` (cards, national ids, codes, dates of birth,
+phone numbers, e-mail). In tool arguments and results each JSON value is redacted on its own,
+so the JSON stays valid (the records builder reads a result's ``status``).
+
+Publishing is core NATS (a buffered write, no round trip): it never waits on the stream, and
+a failure is logged and counted, never raised into the live path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from google.protobuf.message import DecodeError, Message
+
+from phoneagent.policy.redaction import redact_transcript
+from phoneagent.records import TOOL_TYPE_HEADER
+from phoneagent.runtime import subjects
+from phoneagent.runtime.bus import Bus
+from phoneagent.v1 import speech_pb2, tools_pb2
+
+log = logging.getLogger(__name__)
+_TOOL_TYPES: dict[str, type[tools_pb2.ToolCall] | type[tools_pb2.ToolResult]] = {
+    "ToolCall": tools_pb2.ToolCall,
+    "ToolResult": tools_pb2.ToolResult,
+}
+
+
+def redact_json(text: str) -> str:
+    """``text`` with every JSON string (and long number) value redacted; keys stay. Text that is
+    not JSON is redacted as a whole."""
+    if not text:
+        return text
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return redact_transcript(text)
+    return json.dumps(_redact_value(data), ensure_ascii=False, separators=(",", ":"))
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_transcript(value)
+    if isinstance(value, dict):
+        return {k: _redact_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_value(v) for v in value]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        masked = redact_transcript(str(value))  # a card or phone number given as a JSON number
+        return value if masked == str(value) else masked
+    return value
+
+
+def transcript_copy(tr: speech_pb2.Transcript) -> speech_pb2.Transcript:
+    out = speech_pb2.Transcript()
+    out.CopyFrom(tr)
+    out.text = redact_transcript(tr.text)
+    return out
+
+
+def say_copy(msg: speech_pb2.AgentText) -> speech_pb2.AgentText:
+    out = speech_pb2.AgentText()
+    out.CopyFrom(msg)
+    out.text = redact_transcript(msg.text)
+    return out
+
+
+def tool_copy(raw: bytes, kind: str) -> tools_pb2.ToolCall | tools_pb2.ToolResult | None:
+    """The redacted copy of a tool record of type ``kind`` (the type header), or None when the
+    header names no tool type or the bytes are not that type."""
+    msg_type = _TOOL_TYPES.get(kind)
+    if msg_type is None:
+        return None
+    try:
+        msg = msg_type.FromString(raw)
+    except (DecodeError, ValueError, RuntimeError):
+        return None
+    if isinstance(msg, tools_pb2.ToolCall):
+        msg.arguments_json = redact_json(msg.arguments_json)
+    else:
+        msg.result_json = redact_json(msg.result_json)
+        msg.spoken_summary = redact_transcript(msg.spoken_summary)
+        if msg.HasField("error"):
+            msg.error.message = redact_transcript(msg.error.message)
+    return msg
+
+
+class RecordCopies:
+    """Publishes the redacted copies of one policy replica's calls; counts what failed."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.published = 0
+        self.failed = 0
+        self.skipped = 0  # tool records without a known type header (nothing a record could use)
+
+    async def transcript(self, call_id: str, tr: speech_pb2.Transcript) -> None:
+        await self._publish(call_id, "transcript", lambda: transcript_copy(tr))
+
+    async def say(self, call_id: str, msg: speech_pb2.AgentText) -> None:
+        await self._publish(call_id, "say", lambda: say_copy(msg))
+
+    async def tool(self, call_id: str, msg: tools_pb2.ToolCall, headers: dict[str, str]) -> None:
+        """``msg`` was decoded as a ToolCall whatever it is; protobuf keeps the fields it did not
+        know, so its bytes re-parse as the type its header names."""
+        kind = headers.get(TOOL_TYPE_HEADER, "")
+        copy = tool_copy(msg.SerializeToString(), kind)
+        if copy is None:
+            self.skipped += 1
+            log.warning("tool record not copied", extra={"call_id": call_id, "reason": "unknown_type"})
+            return
+        await self._publish(call_id, "tool", lambda: copy, {TOOL_TYPE_HEADER: kind})
+
+    async def _publish(
+        self, call_id: str, kind: str, build: Callable[[], Message], headers: dict[str, str] | None = None
+    ) -> None:
+        try:
+            await self.bus.publish(subjects.record(call_id, kind), build(), headers=headers)
+        except Exception as exc:  # the live path has gone on already; the record has a gap
+            self.failed += 1
+            log.warning(
+                "record copy not published",
+                extra={"call_id": call_id, "kind": kind, "error": type(exc).__name__},
+            )
+            return
+        self.published += 1

@@ -1,0 +1,167 @@
+"""Nothing unredacted is kept in PA_CALLS (real nats-server, the running policy service with its
+records worker): the live subjects carry the caller's card number, social security number and
+a callback phone number to the services that need them, while every message the calls stream
+stores for the call holds only their redacted copies, from which the call record still builds."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pa_testing import wait_for
+from phoneagent.policy.record_copy import redact_json
+from phoneagent.records import TOOL_TYPE_HEADER
+from phoneagent.runtime import subjects
+from phoneagent.runtime.bus import Bus, Delivery
+from phoneagent.v1 import common_pb2, speech_pb2, tools_pb2
+from policy_live import running_policy, start_call
+
+CALLER = "+12125550123"
+CARD_TEXT = "my card is 4111 1111 1111 1111 and my social is 123-45-6789"
+CALLBACK = "415 555 0134"
+RAW = ("4111", "1111", "123-45", "6789", "555 0134", "5550134", "0134", "ann@example.com")
+
+
+async def stored_messages(bus: Bus, call_id: str) -> list[Any]:
+    """Every message PA_CALLS holds for ``call_id`` (a fresh server: the whole stream is read)."""
+    js = bus.jetstream()
+    info = await js.stream_info(subjects.CALLS_STREAM)
+    out = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        msg = await js.get_msg(subjects.CALLS_STREAM, seq)
+        if subjects.call_id_of(msg.subject) == call_id:
+            out.append(msg)
+    return out
+
+
+def tool_records(call_id: str) -> list[tuple[tools_pb2.ToolCall | tools_pb2.ToolResult, str]]:
+    meta = common_pb2.EventMeta(call_id=call_id, turn_id=1, generation_id=2)
+    args = f'{{"name": "Ann", "phone": "+1 {CALLBACK}", "email": "ann@example.com", "digits": 4155550134}}'
+    return [
+        (
+            tools_pb2.ToolCall(meta=meta, tool_call_id="t1", name="book_appointment", arguments_json=args),
+            "ToolCall",
+        ),
+        (
+            tools_pb2.ToolResult(
+                meta=meta,
+                tool_call_id="t1",
+                name="book_appointment",
+                ok=True,
+                result_json=f'{{"status": "booked", "callback": "{CALLBACK}"}}',
+                spoken_summary=f"Booked; we will call {CALLBACK} to confirm.",
+                duration_ms=7,
+            ),
+            "ToolResult",
+        ),
+    ]
+
+
+async def test_calls_stream_keeps_only_redacted_copies(
+    fresh_nats: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PA_RECORDS_DB", str(tmp_path / "records.sqlite3"))
+    async with running_policy(fresh_nats, tmp_path / "policy.sqlite3") as svc:
+        bus = Bus("record-copies-test")
+        await bus.connect(fresh_nats)
+        try:
+            call = await start_call(bus, CALLER)
+            cid = call.call_id
+            live_transcripts: list[str] = []
+            live_tools: list[bytes] = []
+
+            async def on_transcript(tr: speech_pb2.Transcript, _: Delivery) -> None:
+                live_transcripts.append(tr.text)
+
+            async def on_tool(msg: tools_pb2.ToolCall, _: Delivery) -> None:
+                live_tools.append(msg.SerializeToString())
+
+            await bus.subscribe(subjects.transcript(cid), speech_pb2.Transcript, on_transcript)
+            await bus.subscribe(subjects.tool(cid), tools_pb2.ToolCall, on_tool)
+            await wait_for(lambda: svc.sessions is not None and cid in svc.sessions.sessions, timeout=10)
+
+            await call.caller(1, CARD_TEXT)
+            await call.agent(2, f"Thanks, Ann. I will call you back at {CALLBACK}.")
+            for msg, kind in tool_records(cid):
+                await bus.publish(subjects.tool(cid), msg, headers={TOOL_TYPE_HEADER: kind})
+            # A tool record without its type header is not copied (nothing a record could read).
+            await bus.publish(subjects.tool(cid), tool_records(cid)[0][0])
+
+            # The live subscribers got the raw text: the services still hear the numbers.
+            await wait_for(lambda: any(CALLBACK in t for t in call.texts()), timeout=10)
+            await wait_for(lambda: len(live_tools) == 3, timeout=10)
+            assert live_transcripts == [CARD_TEXT]
+            assert all(CALLBACK.encode() in raw for raw in live_tools[:2])
+
+            # PA_CALLS: the redacted copies, on the record subjects only, with the same ids.
+            def copied() -> bool:
+                return svc.record_copies.published >= 5 and svc.record_copies.skipped == 1
+
+            await wait_for(copied, timeout=10)
+            stored = await wait_for_stored(bus, cid, 5)
+            kinds = sorted(m.subject.rsplit(".", 2)[-2:][1] for m in stored)
+            assert kinds == ["say", "say", "tool", "tool", "transcript"]
+            assert all(".record." in m.subject for m in stored)
+            for m in stored:  # the ids are hex and may hold any digits: left out of the check
+                data = m.data.replace(cid.encode(), b"").replace(svc.replica.encode(), b"")
+                for raw in RAW:
+                    assert raw.encode() not in data, (m.subject, raw)
+            transcript = next(m for m in stored if m.subject == subjects.record(cid, "transcript"))
+            tr = speech_pb2.Transcript.FromString(transcript.data)
+            assert tr.text == "my card is [CARD] and my social is [SSN]"
+            assert tr.meta.turn_id == 1 and tr.final
+            says = [
+                speech_pb2.AgentText.FromString(m.data)
+                for m in stored
+                if m.subject == subjects.record(cid, "say")
+            ]
+            assert [s.meta.generation_id for s in says] == [2, 2] and "[PHONE:34]" in says[0].text
+            tools = [m for m in stored if m.subject == subjects.record(cid, "tool")]
+            assert [m.headers[TOOL_TYPE_HEADER] for m in tools] == ["ToolCall", "ToolResult"]
+            result = tools_pb2.ToolResult.FromString(tools[1].data)
+            assert result.ok and result.duration_ms == 7 and result.meta.generation_id == 2
+            assert result.result_json == '{"status":"booked","callback":"[PHONE:34]"}'
+
+            # The call record still builds from the copies: turns and tools present, redacted.
+            records = svc.records
+            assert records is not None
+
+            def built() -> Any:
+                rec = records.get(cid)
+                return rec if rec is not None and len(rec.turns) == 2 and rec.tools else None
+
+            rec = await wait_for(built, timeout=20)
+            assert [(t.role, t.turn_id) for t in rec.turns] == [("caller", 1), ("agent", 0)]
+            assert rec.turns[0].text == "my card is [CARD] and my social is [SSN]"
+            assert "[PHONE:34]" in rec.turns[1].text and "Ann" in rec.turns[1].text
+            assert rec.tools[0]["status"] == "booked" and "[PHONE:34]" in rec.tools[0]["arguments"]
+            kept = rec.to_json().replace(cid, "")
+            for raw in RAW:
+                assert raw not in kept, raw
+        finally:
+            await bus.close()
+
+
+async def wait_for_stored(bus: Bus, call_id: str, n: int) -> list[Any]:
+    found: list[Any] = []
+
+    async def poll() -> None:
+        found[:] = await stored_messages(bus, call_id)
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while True:
+        await poll()
+        if len(found) >= n or loop.time() > deadline:
+            return found
+        await asyncio.sleep(0.05)
+
+
+def test_tool_json_stays_json_with_each_value_redacted() -> None:
+    out = redact_json(
+        '{"phone": "+1 415 555 0134", "n": 4155550134, "ok": true, "l": ["ann@example.com", 3]}'
+    )
+    assert out == '{"phone":"[PHONE:34]","n":"[PHONE:34]","ok":true,"l":["[EMAIL]",3]}'
+    assert redact_json("{not json 4111 1111 1111 1111") == "{not json [CARD]"
