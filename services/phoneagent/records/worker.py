@@ -167,12 +167,10 @@ class RecordsWorker:
         self._psubs.clear()
 
     async def _consume(self, stream: str, psub: Any) -> None:
-        import nats.errors
-
         while not self._stopping.is_set():
             try:
                 msgs = await psub.fetch(64, timeout=1.0)
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nothing new: nats' own TimeoutError, or the plain one a batch fetch raises
                 continue
             except asyncio.CancelledError:
                 raise
