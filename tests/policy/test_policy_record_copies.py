@@ -165,3 +165,17 @@ def test_tool_json_stays_json_with_each_value_redacted() -> None:
     )
     assert out == '{"phone":"[PHONE:34]","n":"[PHONE:34]","ok":true,"l":["[EMAIL]",3]}'
     assert redact_json("{not json 4111 1111 1111 1111") == "{not json [CARD]"
+
+
+async def test_a_failed_copy_is_counted_and_never_raised() -> None:
+    from phoneagent.policy.record_copy import RecordCopies
+    from phoneagent.runtime import metrics
+
+    copies = RecordCopies(Bus("not-connected"))
+    errors = metrics.ERRORS.labels(kind="unavailable")
+    before = errors._value.get()
+    meta = common_pb2.EventMeta(call_id="c1", turn_id=1)
+    await copies.say("c1", speech_pb2.AgentText(meta=meta, text=f"call {CALLBACK}"))
+    await copies.transcript("c1", speech_pb2.Transcript(meta=meta, final=True, text=CARD_TEXT))
+    assert (copies.failed, copies.published) == (2, 0)
+    assert errors._value.get() == before + 2

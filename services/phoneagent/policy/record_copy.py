@@ -23,8 +23,9 @@ from google.protobuf.message import DecodeError, Message
 
 from phoneagent.policy.redaction import redact_transcript
 from phoneagent.records import TOOL_TYPE_HEADER
-from phoneagent.runtime import subjects
+from phoneagent.runtime import metrics, subjects
 from phoneagent.runtime.bus import Bus
+from phoneagent.runtime.errors import PhoneAgentError
 from phoneagent.v1 import speech_pb2, tools_pb2
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,8 @@ class RecordCopies:
             await self.bus.publish(subjects.record(call_id, kind), build(), headers=headers)
         except Exception as exc:  # the live path has gone on already; the record has a gap
             self.failed += 1
+            kind_label = exc.kind.name.lower() if isinstance(exc, PhoneAgentError) else "internal"
+            metrics.ERRORS.labels(kind=kind_label).inc()
             log.warning(
                 "record copy not published",
                 extra={"call_id": call_id, "kind": kind, "error": type(exc).__name__},
