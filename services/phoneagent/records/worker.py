@@ -1,5 +1,11 @@
 """The records worker: durable JetStream pull consumers on PA_CALLS and PA_AUDIT.
 
+PA_CALLS holds the call's lifecycle and recording events and the redacted copies of its
+transcripts, spoken sentences and tool records that policy publishes on ``record.*`` (the live
+subjects carry raw text and are not stored); a message is decoded by its subject's last token,
+so a stream from an older release, which stored the live subjects, is still read. The builder
+redacts again before anything is stored.
+
 Each message is folded into its call's record and stored before it is acknowledged, so a
 restart neither loses nor misses anything: the durable consumer resumes where it stopped.
 A redelivered message is recognised by its stream sequence and not applied twice. The two
