@@ -162,10 +162,14 @@ class RecordStore:
         for attempt in (1, 2):
             try:
                 with self.db.transaction() as tx:
-                    rec = self._get(tx, call_id, for_update=True) or CallRecord(call_id=call_id)
+                    stored = self._get(tx, call_id, for_update=True)
+                    rec = stored or CallRecord(call_id=call_id)
                     if not change(rec):
                         return None
-                    self._put(tx, rec)
+                    # A record that did not exist is inserted, never updated: under READ
+                    # COMMITTED an UPDATE here would find a row another replica inserted since
+                    # our read, and overwrite its change with ours.
+                    self._put(tx, rec, new=stored is None)
                 return rec
             except ConstraintViolation:
                 # Another replica inserted this new record first (a row lock cannot cover a row
@@ -236,7 +240,9 @@ class RecordStore:
             self._put(tx, rec)
 
     @staticmethod
-    def _put(tx: Tx, rec: CallRecord) -> None:
+    def _put(tx: Tx, rec: CallRecord, new: bool | None = None) -> None:
+        """Write ``rec``: ``new`` True inserts (a unique violation if another writer was first),
+        False updates, None updates or else inserts."""
         params = (
             rec.agent,
             rec.direction,
@@ -247,12 +253,12 @@ class RecordStore:
             time.time_ns(),
             rec.call_id,
         )
-        updated = tx.execute(
+        updated = new is not True and tx.execute(
             "UPDATE call_records SET agent = ?, direction = ?, outcome = ?, started_unix_ns = ?,"
             " ended_unix_ns = ?, body = ?, updated_unix_ns = ? WHERE call_id = ?",
             params,
         )
-        if not updated:
+        if not updated and new is not False:
             tx.execute(
                 "INSERT INTO call_records (agent, direction, outcome, started_unix_ns, ended_unix_ns, body,"
                 " updated_unix_ns, call_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
