@@ -22,7 +22,7 @@ from phoneagent.records.summary import (
     decode_job,
     deliveries,
     error_reply,
-    fetch,
+    pulled,
     settle,
     summarize,
 )
@@ -99,21 +99,9 @@ class SummaryWorker:
                 log.warning("summary jobs unsubscribe failed", extra={"error": type(exc).__name__})
 
     async def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                msgs = await fetch(self._psub, 1, self.fetch_timeout_s)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # reconnecting: try again shortly
-                if bus_closed(self.bus):
-                    log.info("summary worker ends: bus closed")
-                    return
-                log.warning("summary jobs fetch failed", extra={"error": type(exc).__name__})
-                try:
-                    await asyncio.wait_for(self._stopping.wait(), 1.0)
-                except TimeoutError:
-                    pass
-                continue
+        async for msgs in pulled(
+            self.bus, self._psub, 1, self.fetch_timeout_s, self._stopping, "summary worker"
+        ):
             for msg in msgs:
                 if self._stopping.is_set():  # fetched as shutdown began: straight back to the queue
                     await settle(msg, "nak")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from google.protobuf.message import DecodeError
@@ -186,6 +187,29 @@ def bus_closed(bus: Any) -> bool:
     return nc is None or bool(nc.is_closed)
 
 
+async def pulled(
+    bus: Any, psub: Any, batch: int, timeout_s: float, stopping: asyncio.Event, what: str
+) -> AsyncIterator[list[Any]]:
+    """Batches from a durable pull consumer until ``stopping`` is set or the bus is closed. A
+    failed fetch (reconnecting) is logged and tried again a second later."""
+    while not stopping.is_set():
+        try:
+            msgs = await fetch(psub, batch, timeout_s)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if bus_closed(bus):
+                log.info(f"{what} ends: bus closed")
+                return
+            log.warning(f"{what} fetch failed", extra={"error": type(exc).__name__})
+            try:
+                await asyncio.wait_for(stopping.wait(), 1.0)
+            except TimeoutError:
+                pass
+            continue
+        yield msgs
+
+
 class SummaryRequester:
     """Records side: queue a summary job on ``call.ended``, store the results (owned task)."""
 
@@ -276,21 +300,9 @@ class SummaryRequester:
 
     # --- results -------------------------------------------------------------------------------
     async def _consume(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                msgs = await fetch(self._psub, 16, self.fetch_timeout_s)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # reconnecting: try again shortly
-                if bus_closed(self.bus):
-                    log.info("summary results consumer ends: bus closed")
-                    return
-                log.warning("summary results fetch failed", extra={"error": type(exc).__name__})
-                try:
-                    await asyncio.wait_for(self._stopping.wait(), 1.0)
-                except TimeoutError:
-                    pass
-                continue
+        async for msgs in pulled(
+            self.bus, self._psub, 16, self.fetch_timeout_s, self._stopping, "summary results consumer"
+        ):
             for msg in msgs:
                 await self._handle(msg)
 
