@@ -18,7 +18,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf.message import DecodeError
 
@@ -30,6 +30,7 @@ from phoneagent.runtime.tasks import TaskOwner, retry, with_timeout
 from phoneagent.v1 import common_pb2, records_pb2
 
 log = logging.getLogger(__name__)
+_Work = TypeVar("_Work", records_pb2.SummaryRequest, records_pb2.CallSummary)
 MSG_ID = "Nats-Msg-Id"
 FIELDS = ("name", "callback_number", "appointment")
 MAX_TRANSCRIPT_CHARS = 6000
@@ -136,26 +137,23 @@ def from_message(msg: records_pb2.CallSummary) -> dict[str, Any]:
     }
 
 
+def _decode_work(msg: _Work, data: bytes, what: str) -> _Work:
+    try:
+        msg.ParseFromString(data)
+    except (DecodeError, ValueError, RuntimeError):
+        raise InvalidArgument(f"{what} is not a {type(msg).__name__}") from None
+    subjects.check_id(msg.call_id)
+    return msg
+
+
 def decode_job(data: bytes) -> records_pb2.SummaryRequest:
     """A summary job from the work queue; InvalidArgument when it is not one."""
-    job = records_pb2.SummaryRequest()
-    try:
-        job.ParseFromString(data)
-    except (DecodeError, ValueError, RuntimeError):
-        raise InvalidArgument("summary job is not a SummaryRequest") from None
-    subjects.check_id(job.call_id)
-    return job
+    return _decode_work(records_pb2.SummaryRequest(), data, "summary job")
 
 
 def decode_result(data: bytes) -> records_pb2.CallSummary:
     """A summary result from the work queue; InvalidArgument when it is not one."""
-    result = records_pb2.CallSummary()
-    try:
-        result.ParseFromString(data)
-    except (DecodeError, ValueError, RuntimeError):
-        raise InvalidArgument("summary result is not a CallSummary") from None
-    subjects.check_id(result.call_id)
-    return result
+    return _decode_work(records_pb2.CallSummary(), data, "summary result")
 
 
 async def settle(msg: Any, how: str, **kwargs: Any) -> None:
