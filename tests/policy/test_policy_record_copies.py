@@ -14,7 +14,7 @@ from pa_testing import wait_for
 from phoneagent.policy.record_copy import redact_json
 from phoneagent.records import TOOL_TYPE_HEADER
 from phoneagent.runtime import subjects
-from phoneagent.runtime.bus import Bus, Delivery
+from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.v1 import common_pb2, speech_pb2, tools_pb2
 from policy_live import running_policy, start_call
 
@@ -179,3 +179,37 @@ async def test_a_failed_copy_is_counted_and_never_raised() -> None:
     await copies.transcript("c1", speech_pb2.Transcript(meta=meta, final=True, text=CARD_TEXT))
     assert (copies.failed, copies.published) == (2, 0)
     assert errors._value.get() == before + 2
+
+
+async def test_records_queued_when_the_call_ends_still_get_their_copies(
+    fresh_nats: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst of tool records and transcripts, then the call ends at once (on the control lane,
+    which overtakes the data lane): what was queued is still copied before the session goes."""
+    from phoneagent.v1 import call_pb2
+
+    monkeypatch.setenv("PA_RECORDS_DB", str(tmp_path / "records.sqlite3"))
+    async with running_policy(fresh_nats, tmp_path / "policy.sqlite3") as svc:
+        bus = Bus("record-copies-end")
+        await bus.connect(fresh_nats)
+        try:
+            call = await start_call(bus, CALLER)
+            cid = call.call_id
+            await wait_for(lambda: svc.sessions is not None and cid in svc.sessions.sessions, timeout=10)
+            n = 40
+            for turn in range(1, n + 1):
+                await call.caller(turn, f"turn {turn}, call me on {CALLBACK}")
+                msg, kind = tool_records(cid)[0]
+                await bus.publish(subjects.tool(cid), msg, headers={TOOL_TYPE_HEADER: kind})
+            ended = call_pb2.CallEvent(
+                ended=call_pb2.CallEnded(
+                    meta=common_pb2.EventMeta(call_id=cid), reason=call_pb2.END_REASON_CALLER_HANGUP
+                )
+            )
+            await bus.publish(subjects.lifecycle(cid), ended, lane=Lane.CONTROL)
+            await wait_for(lambda: cid not in svc.sessions.sessions, timeout=10)  # type: ignore[union-attr]
+            stored = await wait_for_stored(bus, cid, 2 * n + 1)
+            kinds = [m.subject.rsplit(".", 1)[-1] for m in stored if ".record." in m.subject]
+            assert kinds.count("transcript") == n and kinds.count("tool") == n
+        finally:
+            await bus.close()

@@ -52,6 +52,7 @@ from phoneagent.runtime.settings import load as load_settings
 from phoneagent.v1 import common_pb2, control_pb2, policy_pb2, session_pb2, speech_pb2, tools_pb2
 
 log = logging.getLogger(__name__)
+RECORD_DRAIN_S = 1.0  # at call end: queued transcripts and tool records still get their record copies
 SETTINGS = PolicySettings
 
 
@@ -63,6 +64,7 @@ class PolicyCallSession:
         self.call_id = claim.call.meta.call_id
         self.guard = DisclosureGuard(svc.disclosure)
         self.subs: list[Subscription[Any]] = []
+        self.record_subs: list[Subscription[Any]] = []  # drained at call end (see close)
         assert svc.stores is not None
         self.rules = LiveRules(
             claim.call,
@@ -81,7 +83,7 @@ class PolicyCallSession:
                 subjects.reply(self.call_id), speech_pb2.AgentText, self.on_reply, max_pending=512
             )
         )
-        self.subs.append(
+        self.record_subs.append(
             await bus.subscribe(subjects.transcript(self.call_id), speech_pb2.Transcript, self.on_transcript)
         )
         self.subs.append(
@@ -90,7 +92,7 @@ class PolicyCallSession:
             )
         )
         # Both tool types come as ToolCall (same leading fields); the header says which it is.
-        self.subs.append(
+        self.record_subs.append(
             await bus.subscribe(
                 subjects.tool(self.call_id), tools_pb2.ToolCall, self.on_tool, max_pending=512
             )
@@ -191,8 +193,12 @@ class PolicyCallSession:
             )
 
     async def close(self, reason: str) -> None:
+        # Transcripts and tool records still queued when the call ends are handled first: their
+        # redacted copies are what the call record is built from. Unspoken replies are dropped.
         for sub in self.subs:
             await self.svc.bus.unsubscribe(sub)
+        for sub in self.record_subs:
+            await self.svc.bus.unsubscribe(sub, drain_timeout=RECORD_DRAIN_S)
 
 
 def _agent_transfer(agent: Agent) -> tuple[bool, str]:

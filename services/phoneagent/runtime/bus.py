@@ -357,10 +357,11 @@ class Bus:
             pass  # reconnecting: nats-py re-subscribes on reconnect
         return sub
 
-    async def unsubscribe(self, sub: Subscription[Any]) -> None:
+    async def unsubscribe(self, sub: Subscription[Any], drain_timeout: float = 0.0) -> None:
+        """Stop ``sub``; see :meth:`Subscription.unsubscribe` for ``drain_timeout``."""
         if sub in self._subs:
             self._subs.remove(sub)
-        await sub.unsubscribe()
+        await sub.unsubscribe(drain_timeout)
 
     async def request(
         self,
