@@ -1,7 +1,8 @@
 # TTS on GPU: Kokoro on PyTorch (CUDA wheels bring their own CUDA runtime; the node supplies the
 # driver). No package registry ships the Kokoro .pth weights or the spaCy model misaki needs, so they
 # come from a named build context laid out like PA_MODEL_DIR (or an empty directory plus a mounted
-# model volume). Nothing is fetched from a hub at run time (HF_HUB_OFFLINE=1).
+# model volume): kokoro/config.json and kokoro/kokoro-v1_0.pth (PA_TTS_KOKORO_CONFIG,
+# PA_TTS_KOKORO_WEIGHTS). Nothing is fetched from a hub at run time (HF_HUB_OFFLINE=1).
 # Build from the repository root:
 #   docker build -f deploy/docker/tts.cuda.Dockerfile --build-context models=/path/to/tts-models \
 #     -t ghcr.io/phone-agent/phone-agent-tts:0.1.0-cuda .

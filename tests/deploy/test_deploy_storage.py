@@ -18,6 +18,7 @@ from phoneagent.edge.settings import EdgeSettings
 from phoneagent.llm.settings import LlmSettings
 from phoneagent.policy.settings import PolicySettings
 from phoneagent.records.worker import RecordsSettings
+from phoneagent.tts.settings import TtsSettings
 
 # (service, settings class, variable): files the service creates or writes.
 WRITTEN = [
@@ -25,6 +26,7 @@ WRITTEN = [
     ("policy", PolicySettings, "PA_POLICY_DB"),
     ("policy", RecordsSettings, "PA_RECORDS_DB"),
     ("edge", EdgeSettings, "PA_RECORDING_DIR"),
+    ("tts", TtsSettings, "PA_TTS_PROMPT_DIR"),
 ]
 
 

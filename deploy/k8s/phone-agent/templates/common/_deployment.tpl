@@ -219,4 +219,9 @@ spec:
 - name: {{ printf "PA_%s_ENGINE" (upper .name) }}
   value: {{ .svc.engine | quote }}
 {{- end }}
+{{- if eq .name "tts" }}
+{{- /* pre-rendered greeting and notices: written at start-up, kept across container restarts */}}
+- name: PA_TTS_PROMPT_DIR
+  value: /tmp/tts-prompts
+{{- end }}
 {{- end }}
