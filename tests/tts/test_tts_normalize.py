@@ -143,3 +143,14 @@ def test_numbers_next_to_punctuation(text: str, spoken: str) -> None:
 )
 def test_identifiers_digit_by_digit(text: str, spoken: str) -> None:
     assert normalize(text) == spoken
+
+
+@pytest.mark.parametrize("text", ["a." * 100_000, "a" * 200_000 + "@", "x@" + "b." * 100_000])
+def test_hostile_long_text_normalises_in_linear_time(text: str) -> None:
+    """200 KB of address-like characters (a hostile or broken reply) must not backtrack for
+    minutes: the e-mail pattern only starts at the beginning of a run."""
+    import time
+
+    started = time.perf_counter()
+    normalize(text)
+    assert time.perf_counter() - started < 5.0

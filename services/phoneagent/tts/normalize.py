@@ -256,7 +256,7 @@ def _plain_number(m: re.Match[str]) -> str:
     return cardinal(_int(text))
 
 
-_EMAIL_RE = re.compile(r"\b([\w.+-]+)@([\w-]+(?:\.[\w-]+)+)\b")
+_EMAIL_RE = re.compile(r"(?<![\w.+-])([\w.+-]+)@([\w-]+(?:\.[\w-]+)+)\b")
 
 
 def _email(m: re.Match[str]) -> str:
