@@ -6,10 +6,12 @@ import asyncio
 import re
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from phoneagent.runtime import dial_approvals
 from phoneagent.runtime.stack import readyz
 
 REPLICA_ENV = {"PA_HEARTBEAT_S": "0.25", "PA_DEAD_AFTER_S": "1.0", "PA_DRAIN_TIMEOUT_S": "0.5"}
@@ -83,3 +85,11 @@ def cpu_stack_env(data: Path, **extra: str) -> dict[str, str]:
         "PA_TTS_ENGINES": "piper",
         **extra,
     }
+
+
+async def approve_dial(bus: Any, number: str, campaign_id: str = "") -> str:
+    """Store the one-time dial approval policy writes after allowing a dial, for tests that ask
+    the edge to dial a SIP URI the real dial check would refuse; returns the decision id."""
+    decision_id = uuid.uuid4().hex
+    await dial_approvals.approve(bus.jetstream(), decision_id, number, campaign_id)
+    return decision_id

@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from edge_under_test import Edge, running_edge
-from pa_testing import wait_for
+from pa_testing import approve_dial, wait_for
 from phoneagent.edge.amd import AmdOutcome
 from phoneagent.edge.media.pacer import Pacer
 from phoneagent.edge.rtp_session import RtpSession
@@ -114,8 +114,12 @@ class Callee:
 
 async def dial(edge: Edge, port: int, mode: str) -> str:
     call_id = subjects.new_call_id()
+    to = f"sip:callee@{HOST}:{port}"
     req = call_pb2.CallStarted(
-        meta=common_pb2.EventMeta(call_id=call_id), to_uri=f"sip:callee@{HOST}:{port}", campaign_id="camp-amd"
+        meta=common_pb2.EventMeta(call_id=call_id),
+        to_uri=to,
+        campaign_id="camp-amd",
+        dial_decision_id=await approve_dial(edge.bus, to, "camp-amd"),
     )
     req.labels["amd"] = mode
     reply = await edge.bus.request(subjects.edge_dial(), req, control_pb2.ControlEvent, timeout=5)
@@ -186,8 +190,11 @@ async def test_leave_message_after_beep_then_voicemail(edge: Edge) -> None:
         sub = await edge.bus.subscribe(
             subjects.control(call_id), control_pb2.ControlEvent, on_control, lane=Lane.CONTROL
         )
+        to = f"sip:callee@{HOST}:{port}"
         req = call_pb2.CallStarted(
-            meta=common_pb2.EventMeta(call_id=call_id), to_uri=f"sip:callee@{HOST}:{port}"
+            meta=common_pb2.EventMeta(call_id=call_id),
+            to_uri=to,
+            dial_decision_id=await approve_dial(edge.bus, to),
         )
         req.labels.update({"amd": "leave-message", "message": "Your order is ready."})
         reply = await edge.bus.request(subjects.edge_dial(), req, control_pb2.ControlEvent, timeout=5)

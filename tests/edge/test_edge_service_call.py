@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 from edge_under_test import Edge, running_edge
-from pa_testing import wait_for
+from pa_testing import approve_dial, wait_for
 from phoneagent.edge.media.pacer import Pacer
 from phoneagent.edge.media.vad import VadEventKind
 from phoneagent.edge.rtp_session import RtpSession
@@ -519,11 +519,13 @@ async def _uas(answer_with: int) -> tuple[Peer, asyncio.Event]:
 async def _dial(edge: Edge, peer: Peer) -> str:
     call_id = subjects.new_call_id()
     port = peer.ua.local_address()[1]
+    to = f"sip:callee@{HOST}:{port}"
     req = call_pb2.CallStarted(
         meta=common_pb2.EventMeta(call_id=call_id),
-        to_uri=f"sip:callee@{HOST}:{port}",
+        to_uri=to,
         agent="dental_clinic",
         campaign_id="camp1",
+        dial_decision_id=await approve_dial(edge.bus, to, "camp1"),
     )
     reply = await edge.bus.request(subjects.edge_dial(), req, control_pb2.ControlEvent, timeout=5)
     assert reply.WhichOneof("kind") is None, reply

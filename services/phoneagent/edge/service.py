@@ -2,9 +2,11 @@
 
 Inbound: an INVITE gets an RTP port and an SDP answer; the call is published and every stage
 claims a session (503 when one cannot), then it rings and is answered. Outbound: a CallStarted
-request on ``edge_dial`` is accepted (empty ControlEvent reply, or one carrying ``error``), its
-sessions are claimed, and the call is placed through the trunk (or straight to a SIP URI); busy,
-no answer and failure end it with the matching reason. On SIGTERM no new calls are taken and calls
+request on ``edge_dial`` is accepted (empty ControlEvent reply, or one carrying ``error``) only
+with the policy's one-time approval named by its ``dial_decision_id`` (fail closed; see
+:mod:`phoneagent.runtime.dial_approvals`, ``PA_EDGE_REQUIRE_DIAL_APPROVAL``); its sessions are
+claimed, and the call is placed through the trunk (or straight to a SIP URI); busy, no answer and
+failure end it with the matching reason. On SIGTERM no new calls are taken and calls
 in progress may finish for ``PA_DRAIN_TIMEOUT_S``; the rest are hung up.
 """
 
@@ -43,10 +45,12 @@ from phoneagent.edge.sip import (
 )
 from phoneagent.edge.sip_transport import SipTransport
 from phoneagent.edge.transfer import WarmTransferConfig
-from phoneagent.runtime import subjects
+from phoneagent.runtime import dial_approvals, streams, subjects
 from phoneagent.runtime.bus import Delivery, Subscription
+from phoneagent.runtime.dial_approvals import DialNotApproved
 from phoneagent.runtime.enums import enum_name
 from phoneagent.runtime.errors import ErrorKind, InvalidArgument, PhoneAgentError, Unavailable
+from phoneagent.runtime.metrics import DIALS_REFUSED
 from phoneagent.runtime.redact import mask_number
 from phoneagent.runtime.service import Service
 from phoneagent.runtime.settings import CommonSettings
@@ -85,6 +89,7 @@ class EdgeService(Service):
         self.calls: dict[str, ActiveCall] = {}
         self.accepting = True
         self._dial_sub: Subscription[Any] | None = None
+        self._approvals: Any = None  # the pa_dial_approvals bucket, opened on the first dial
         self._web: Any = None
         self.web_host = ""
         self.web_port = 0
@@ -95,6 +100,8 @@ class EdgeService(Service):
         self._dial_sub = await self.bus.serve(
             subjects.edge_dial(), call_pb2.CallStarted, self._on_dial, queue_group="edge"
         )
+        if not self.settings.require_dial_approval:
+            log.warning("PA_EDGE_REQUIRE_DIAL_APPROVAL=false: dialling without policy approval (labs only)")
         if self.settings.web_enabled:
             await self._start_web()
 
@@ -441,6 +448,8 @@ class EdgeService(Service):
             raise Unavailable("edge is draining")
         if len(self.calls) >= self.settings.max_calls or call_id in self.calls:
             raise PhoneAgentError(ErrorKind.OVERLOADED, "edge at its call limit")
+        if self.settings.require_dial_approval:
+            await self._redeem_approval(call_id, req)
         assert self.ua is not None
         rtp = await RtpSession.open(
             self.settings.sip_host, self.settings.rtp_port_min, self.settings.rtp_port_max, call_id
@@ -464,6 +473,23 @@ class EdgeService(Service):
         active.dialing = active.call.tasks.spawn(self._dial(active, target), "dial")
         log.info("outbound call placed", extra={"call_id": call_id, "callee": mask_number(target.user)})
         return control_pb2.ControlEvent(meta=common_pb2.EventMeta(call_id=call_id, producer="edge"))
+
+    async def _redeem_approval(self, call_id: str, req: call_pb2.CallStarted) -> None:
+        """Consume the policy's one-time approval for this dial; refuse without one (fail closed)."""
+        try:
+            if self._approvals is None:
+                try:
+                    self._approvals = await streams.dial_approvals_kv(self.bus.jetstream())
+                except Exception:
+                    raise DialNotApproved("unavailable", "approvals could not be read") from None
+            await dial_approvals.redeem(self._approvals, req.dial_decision_id, req.to_uri)
+        except DialNotApproved as exc:
+            DIALS_REFUSED.labels(reason=exc.reason).inc()
+            log.warning(
+                "dial not approved by policy",
+                extra={"call_id": call_id, "reason": exc.reason, "decision_id": req.dial_decision_id[:64]},
+            )
+            raise
 
     async def _dial(self, active: ActiveCall, target: SipURI) -> None:
         assert self.ua is not None

@@ -86,6 +86,11 @@ class EdgeSettings:
         doc="After short caller speech, how long playout waits for ASR's backchannel verdict",
     )
     codecs: list[str] = env("PA_CODECS", ["PCMU", "PCMA"], check=_codecs, doc="Codecs in preference order")
+    require_dial_approval: bool = env(
+        "PA_EDGE_REQUIRE_DIAL_APPROVAL",
+        True,
+        doc="Dial only with a one-time policy approval (pa_dial_approvals); false is for labs only",
+    )
     no_answer_timeout_s: float = env(
         "PA_DIAL_TIMEOUT_S", 45.0, check=positive, doc="Outbound calls ring this long before no-answer"
     )

@@ -10,8 +10,9 @@ when (concurrency, calls per minute, retries with back-off). Each attempt:
    denial is final (the contact's result is ``denied`` with the rule's reason, nothing is
    dialled), except outside the calling window: the contact is ``deferred`` to when the window
    opens in its time zone(s) and checked again then;
-2. asks an edge replica to dial (``edge_dial``: CallStarted with the number, the campaign id
-   and the contact's custom fields as labels);
+2. asks an edge replica to dial (``edge_dial``: CallStarted with the number, the campaign id,
+   the allowing decision's id, whose one-time approval the edge consumes, and the contact's
+   custom fields as labels);
 3. follows the call's lifecycle to its CallEnded and reports the outcome to the pacer:
    answered calls are ``completed`` (``voicemail`` when the edge says so), SIP busy is ``busy``,
    no answer or a cancel before answer is ``no_answer``, anything else ``failed``.
@@ -232,7 +233,7 @@ class CampaignRunner:
                 if until is not None:
                     return _Deferred(until, reason)
             return Outcome.DENIED, reason
-        return await self._dial(contact)
+        return await self._dial(contact, decision.decision_id)
 
     def _window_opens(self, contact: Contact, policy_window: str) -> datetime | None:
         """When the contact's calling window next opens (plus a margin); None when unknown.
@@ -255,13 +256,14 @@ class CampaignRunner:
             return now + cfg.window_recheck_min
         return opens + cfg.window_margin
 
-    def _call_request(self, contact: Contact, call_id: str) -> call_pb2.CallStarted:
+    def _call_request(self, contact: Contact, call_id: str, decision_id: str) -> call_pb2.CallStarted:
         started = call_pb2.CallStarted(
             meta=common_pb2.EventMeta(call_id=call_id, ts_unix_ns=time.time_ns(), producer="campaign"),
             direction=call_pb2.DIRECTION_OUTBOUND,
             to_uri=contact.number,
             agent=self.config.agent,
             campaign_id=self.config.campaign_id,
+            dial_decision_id=decision_id,  # the edge dials only with policy's approval
         )
         if self.config.voicemail_message:
             started.labels["message"] = self.config.voicemail_message
@@ -273,7 +275,7 @@ class CampaignRunner:
             started.labels["name"] = contact.name
         return started
 
-    async def _dial(self, contact: Contact) -> tuple[Outcome, str]:
+    async def _dial(self, contact: Contact, decision_id: str) -> tuple[Outcome, str]:
         call_id = subjects.new_call_id()
         watch = _CallWatch()
         sub = await self.bus.subscribe(
@@ -283,7 +285,7 @@ class CampaignRunner:
             try:
                 reply = await self.bus.request(
                     subjects.edge_dial(),
-                    self._call_request(contact, call_id),
+                    self._call_request(contact, call_id, decision_id),
                     control_pb2.ControlEvent,
                     timeout=self.config.request_timeout_s,
                 )

@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 
 from phoneagent.policy.campaign_api import CampaignManager
+from phoneagent.policy.numbers import normalize_e164
 from phoneagent.records.builder import CallRecord
 from phoneagent.records.callinfo import to_call_info
 from phoneagent.records.store import RecordStore
@@ -113,9 +114,10 @@ class CallControl(control_api_pb2_grpc.CallControlServicer):
         started = call_pb2.CallStarted(
             meta=common_pb2.EventMeta(call_id=call_id, ts_unix_ns=time.time_ns(), producer="policy"),
             direction=call_pb2.DIRECTION_OUTBOUND,
-            to_uri=request.to,
+            to_uri=normalize_e164(request.to),  # the number policy approved (dial_approvals)
             agent=request.agent or self.default_agent,
             campaign_id=request.campaign_id,
+            dial_decision_id=decision.decision_id,
         )
         started.labels.update(dict(request.labels))
         try:

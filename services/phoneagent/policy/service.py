@@ -31,6 +31,7 @@ from phoneagent.policy.campaign_api import CampaignManager
 from phoneagent.policy.control_api import CallControl, serve
 from phoneagent.policy.human_claims import HUMAN_CLAIM_REPLACEMENT, human_claim
 from phoneagent.policy.live import LiveRules, Verdict
+from phoneagent.policy.numbers import normalize_e164
 from phoneagent.policy.outbound import DialRequest, OutboundConfig, evaluate_dial, parse_hhmm
 from phoneagent.policy.record_copy import RecordCopies
 from phoneagent.policy.recording import RecordingConfig, parse_states
@@ -40,7 +41,7 @@ from phoneagent.records.store import RecordStore
 from phoneagent.records.summary import SummaryRequester
 from phoneagent.records.webhooks import WebhookDispatcher, WebhookSettings
 from phoneagent.records.worker import RecordsSettings, RecordsWorker, fan_out
-from phoneagent.runtime import subjects, telemetry
+from phoneagent.runtime import dial_approvals, subjects, telemetry
 from phoneagent.runtime.bus import Delivery, Lane, Subscription
 from phoneagent.runtime.enums import enum_name
 from phoneagent.runtime.errors import InvalidArgument
@@ -301,8 +302,12 @@ class PolicyService(Service):
         decision = await asyncio.to_thread(
             evaluate_dial, request, datetime.now(UTC), self.stores, self.config
         )
+        decision_id = uuid.uuid4().hex
         if decision.allowed:
             await asyncio.to_thread(self.stores.attempts.record, check.number, datetime.now(UTC))
+            # The edge dials only with this one-time approval (fail closed when it cannot be stored).
+            number = normalize_e164(check.number, self.config.default_country)
+            await dial_approvals.approve(self.bus.jetstream(), decision_id, number, check.campaign_id)
         return await self.audit(
             call_id,
             policy_pb2.DECISION_ALLOW if decision.allowed else policy_pb2.DECISION_DENY,
@@ -312,6 +317,7 @@ class PolicyService(Service):
             number=check.number,
             campaign_id=check.campaign_id,
             details={k: str(v) for k, v in decision.details.items()},
+            decision_id=decision_id,
         )
 
     async def audit(
@@ -325,6 +331,7 @@ class PolicyService(Service):
         number: str = "",
         campaign_id: str = "",
         details: dict[str, str] | None = None,
+        decision_id: str = "",
     ) -> policy_pb2.PolicyDecision:
         record = policy_pb2.PolicyDecision(
             meta=common_pb2.EventMeta(
@@ -332,7 +339,7 @@ class PolicyService(Service):
                 ts_unix_ns=time.time_ns(),
                 producer=f"policy/{self.replica}",
             ),
-            decision_id=uuid.uuid4().hex,
+            decision_id=decision_id or uuid.uuid4().hex,
             decision=enum_name(policy_pb2.Decision, decision),
             subject=subject,
             rule=rule,

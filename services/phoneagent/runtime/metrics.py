@@ -105,6 +105,11 @@ TRANSFERS = Counter("pa_transfers_total", "Transfers to a human, by kind and out
 POLICY_DECISIONS = Counter(
     "pa_policy_decisions_total", "Policy decisions, by decision and rule.", ["decision", "rule"]
 )
+DIALS_REFUSED = Counter(
+    "pa_edge_dials_refused_total",
+    "Outbound dial requests the edge refused for want of a matching policy approval, by reason.",
+    ["reason"],
+)
 
 # --- bus and queues ------------------------------------------------------------------------
 BUS_MESSAGES = Counter("pa_bus_messages_total", "Messages handled on the bus.", ["kind", "direction"])
@@ -139,6 +144,7 @@ ALL_METRIC_NAMES = (
     "pa_barge_ins_total",
     "pa_transfers_total",
     "pa_policy_decisions_total",
+    "pa_edge_dials_refused_total",
     "pa_bus_messages_total",
     "pa_bus_rejected_total",
     "pa_queue_depth",

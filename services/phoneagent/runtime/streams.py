@@ -11,6 +11,8 @@
   a job stays until a worker acknowledges it, and its consumers' lag is the backlog KEDA sees.
 * ``pa_sessions_<stage>``: which replica owns each call's session in that stage.
 * ``pa_dialog``: per-call conversation state (survives an LLM replica restart).
+* ``pa_dial_approvals``: one-time approvals of outbound dials, keyed by policy decision id; the
+  edge consumes one before it dials (:mod:`phoneagent.runtime.dial_approvals`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from phoneagent.runtime import subjects
 
 log = logging.getLogger(__name__)
 DAY = 24 * 3600.0
+DIAL_APPROVALS_BUCKET = "pa_dial_approvals"
+# An approval is used within seconds of the decision; one not used in this time is void.
+DIAL_APPROVAL_TTL_S = 15 * 60.0
 
 
 def stream_configs(calls_days: float = 30, audit_days: float = 365 * 2) -> list[StreamConfig]:
@@ -127,6 +132,7 @@ async def ensure(js: Any, calls_days: float = 30, audit_days: float = 365 * 2) -
     for stage in subjects.STAGES:
         await sessions_kv(js, stage)
     await dialog_kv(js)
+    await dial_approvals_kv(js)
 
 
 async def _kv(js: Any, bucket: str, **cfg: Any) -> Any:
@@ -146,6 +152,11 @@ async def sessions_kv(js: Any, stage: str) -> Any:
 
 async def dialog_kv(js: Any) -> Any:
     return await _kv(js, subjects.DIALOG_BUCKET, history=1, storage=StorageType.FILE, ttl=DAY)
+
+
+async def dial_approvals_kv(js: Any) -> Any:
+    """One-time dial approvals written by policy and consumed by the edge (see dial_approvals)."""
+    return await _kv(js, DIAL_APPROVALS_BUCKET, history=1, storage=StorageType.FILE, ttl=DIAL_APPROVAL_TTL_S)
 
 
 async def work_subscription(js: Any, consumer: str) -> Any:

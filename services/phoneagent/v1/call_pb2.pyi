@@ -58,7 +58,7 @@ END_REASON_VOICEMAIL: EndReason
 END_REASON_OPERATOR_HANGUP: EndReason
 
 class CallStarted(_message.Message):
-    __slots__ = ("meta", "direction", "transport", "from_uri", "to_uri", "agent", "campaign_id", "sample_rate", "codec", "labels", "playout_rate")
+    __slots__ = ("meta", "direction", "transport", "from_uri", "to_uri", "agent", "campaign_id", "sample_rate", "codec", "labels", "playout_rate", "dial_decision_id")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +77,7 @@ class CallStarted(_message.Message):
     CODEC_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     PLAYOUT_RATE_FIELD_NUMBER: _ClassVar[int]
+    DIAL_DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     meta: _common_pb2.EventMeta
     direction: Direction
     transport: Transport
@@ -88,7 +89,8 @@ class CallStarted(_message.Message):
     codec: str
     labels: _containers.ScalarMap[str, str]
     playout_rate: int
-    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., direction: _Optional[_Union[Direction, str]] = ..., transport: _Optional[_Union[Transport, str]] = ..., from_uri: _Optional[str] = ..., to_uri: _Optional[str] = ..., agent: _Optional[str] = ..., campaign_id: _Optional[str] = ..., sample_rate: _Optional[int] = ..., codec: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., playout_rate: _Optional[int] = ...) -> None: ...
+    dial_decision_id: str
+    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., direction: _Optional[_Union[Direction, str]] = ..., transport: _Optional[_Union[Transport, str]] = ..., from_uri: _Optional[str] = ..., to_uri: _Optional[str] = ..., agent: _Optional[str] = ..., campaign_id: _Optional[str] = ..., sample_rate: _Optional[int] = ..., codec: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., playout_rate: _Optional[int] = ..., dial_decision_id: _Optional[str] = ...) -> None: ...
 
 class CallAnswered(_message.Message):
     __slots__ = ("meta",)

@@ -1,0 +1,184 @@
+"""The edge dials only what policy approved: a one-time approval in pa_dial_approvals, named by
+the request's dial_decision_id, for the same number; anything else is refused (fail closed)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from edge_under_test import Edge, running_edge
+from pa_testing import approve_dial, wait_for
+from phoneagent.edge.service import EdgeService
+from phoneagent.edge.settings import EdgeSettings
+from phoneagent.edge.sip import IncomingCall, UAConfig, UserAgent
+from phoneagent.runtime import subjects
+from phoneagent.runtime.bus import Bus
+from phoneagent.runtime.dial_approvals import NOT_APPROVED, dial_key
+from phoneagent.runtime.errors import ErrorKind
+from phoneagent.runtime.metrics import DIALS_REFUSED
+from phoneagent.runtime.natsserver import binary
+from phoneagent.runtime.settings import CommonSettings, load
+from phoneagent.v1 import call_pb2, common_pb2, control_pb2
+
+HOST = "127.0.0.1"
+
+
+def _settings() -> EdgeSettings:
+    return load(EdgeSettings, sip_port=0, rtp_port_min=49000, rtp_port_max=49199, web_enabled=False)
+
+
+class BusyCallee:
+    """A SIP phone that counts the INVITEs it gets and answers each with 486 Busy Here."""
+
+    def __init__(self) -> None:
+        self.invites = 0
+        self.ua = UserAgent(UAConfig(host=HOST, port=0, user="callee"), on_incoming_call=self.on_call)
+
+    async def on_call(self, inc: IncomingCall) -> None:
+        self.invites += 1
+        await inc.reject(486)
+
+    @property
+    def uri(self) -> str:
+        return f"sip:callee@{HOST}:{self.ua.local_address()[1]}"
+
+
+@pytest.fixture
+async def edge(nats_url: str) -> AsyncIterator[Edge]:
+    async with running_edge(nats_url, _settings(), tag="approve") as edge:
+        yield edge
+
+
+@pytest.fixture
+async def callee() -> AsyncIterator[BusyCallee]:
+    c = BusyCallee()
+    await c.ua.start()
+    yield c
+    await c.ua.close()
+
+
+def _request(to: str, decision_id: str = "") -> call_pb2.CallStarted:
+    return call_pb2.CallStarted(
+        meta=common_pb2.EventMeta(call_id=subjects.new_call_id()), to_uri=to, dial_decision_id=decision_id
+    )
+
+
+async def _ask(bus: Bus, req: call_pb2.CallStarted) -> control_pb2.ControlEvent:
+    return await bus.request(subjects.edge_dial(), req, control_pb2.ControlEvent, timeout=5)
+
+
+def _refused(edge: Edge, req: call_pb2.CallStarted, reply: control_pb2.ControlEvent, why: str) -> bool:
+    return (
+        reply.WhichOneof("kind") == "error"
+        and reply.error.message.startswith(NOT_APPROVED)
+        and why in reply.error.message
+        and ErrorKind.from_wire(reply.error.kind) == ErrorKind.POLICY_DENIED
+        and not reply.error.retryable
+        and req.meta.call_id not in edge.svc.calls
+        and not edge.lifecycle("started", req.meta.call_id)
+    )
+
+
+def _refusals(reason: str) -> float:
+    return DIALS_REFUSED.labels(reason=reason)._value.get()
+
+
+async def test_dial_without_approval_is_refused(edge: Edge, callee: BusyCallee) -> None:
+    before = _refusals("missing"), _refusals("unknown")
+    req = _request(callee.uri)
+    assert _refused(edge, req, await _ask(edge.bus, req), "no decision id")
+    forged = _request(callee.uri, "0123456789abcdef0123456789abcdef")  # well-formed, never approved
+    assert _refused(edge, forged, await _ask(edge.bus, forged), "no such approval")
+    assert (_refusals("missing"), _refusals("unknown")) == (before[0] + 1, before[1] + 1)
+    assert callee.invites == 0
+
+
+async def test_approval_for_another_number_is_refused(edge: Edge, callee: BusyCallee) -> None:
+    other = await approve_dial(edge.bus, f"sip:someone-else@{HOST}:5099")
+    req = _request(callee.uri, other)
+    assert _refused(edge, req, await _ask(edge.bus, req), "another number")
+    assert callee.invites == 0
+
+
+async def test_approved_dial_is_placed_once(edge: Edge, callee: BusyCallee) -> None:
+    decision_id = await approve_dial(edge.bus, callee.uri)
+    first = _request(callee.uri, decision_id)
+    reply = await _ask(edge.bus, first)
+    assert reply.WhichOneof("kind") is None, reply
+    ended = await wait_for(lambda: edge.ended(first.meta.call_id), timeout=5)
+    assert ended[0].reason == call_pb2.END_REASON_BUSY and callee.invites == 1
+    again = _request(callee.uri, decision_id)  # the same approval a second time
+    assert _refused(edge, again, await _ask(edge.bus, again), "no such approval")
+    assert callee.invites == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def nats_without_jetstream(tmp_path: Path) -> Iterator[str]:
+    """A real nats-server with JetStream off: the approvals bucket cannot be read."""
+    port = _free_port()
+    log = (tmp_path / "nats.log").open("wb")
+    proc = subprocess.Popen([binary(), "-a", HOST, "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(200):  # wait until it listens
+            try:
+                socket.create_connection((HOST, port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield f"nats://{HOST}:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(5)
+        log.close()
+
+
+async def test_unreadable_approvals_refuse_the_dial(nats_without_jetstream: str) -> None:
+    svc = EdgeService(load(CommonSettings, nats_url=nats_without_jetstream), _settings())
+    client = Bus("approve-client")
+    await svc.bus.connect(nats_without_jetstream)
+    await client.connect(nats_without_jetstream)
+    await svc.setup()
+    try:
+        before = _refusals("unavailable")
+        req = _request("sip:callee@127.0.0.1:5099", "0123456789abcdef0123456789abcdef")
+        reply = await _ask(client, req)
+        assert reply.WhichOneof("kind") == "error" and reply.error.message.startswith(NOT_APPROVED)
+        assert "could not be read" in reply.error.message and req.meta.call_id not in svc.calls
+        assert _refusals("unavailable") == before + 1
+    finally:
+        await svc.bus.drain(timeout=2.0)
+        await svc.teardown()
+        await client.close()
+
+
+async def test_lab_setting_turns_the_check_off(nats_url: str, callee: BusyCallee) -> None:
+    settings = load(
+        EdgeSettings,
+        sip_port=0,
+        rtp_port_min=49200,
+        rtp_port_max=49299,
+        web_enabled=False,
+        require_dial_approval=False,
+    )
+    async with running_edge(nats_url, settings, tag="approve-lab") as edge:
+        req = _request(callee.uri)
+        assert (await _ask(edge.bus, req)).WhichOneof("kind") is None
+        await wait_for(lambda: edge.ended(req.meta.call_id), timeout=5)
+        assert callee.invites == 1
+
+
+def test_dial_key_compares_numbers_by_digits_and_uris_as_written() -> None:
+    assert dial_key(" tel:+1 (212) 555-0123 ") == dial_key("+12125550123") == "+12125550123"
+    assert dial_key("2125550123") != dial_key("+12125550123")
+    assert dial_key("sip:a@127.0.0.1:5060") == "sip:a@127.0.0.1:5060"
+    assert dial_key("sip:a@127.0.0.1:5060") != dial_key("sip:b@127.0.0.1:5060")
