@@ -15,8 +15,9 @@ import grpc
 import pytest
 from pa_testing import wait_for
 from phoneagent.policy.service import PolicyService
-from phoneagent.runtime import subjects
+from phoneagent.runtime import dial_approvals, streams, subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
+from phoneagent.runtime.errors import PhoneAgentError
 from phoneagent.v1 import call_pb2, common_pb2, control_api_pb2, control_api_pb2_grpc, control_pb2
 from policy_live import running_policy
 
@@ -51,9 +52,17 @@ async def api(policy: PolicyService) -> AsyncIterator[Any]:
 
 
 async def stand_in_edge(bus: Bus, dialled: list[call_pb2.CallStarted], *, end_calls: bool) -> Any:
-    """Answers every dial; with ``end_calls`` reports the call answered, then ended by the callee."""
+    """Answers every dial that carries policy's one-time approval for its number (consumed as the
+    real edge does; a refusal is an error reply); with ``end_calls`` reports the call answered,
+    then ended by the callee."""
+    approvals = await streams.dial_approvals_kv(bus.jetstream())
 
     async def on_dial(req: call_pb2.CallStarted, _: Delivery) -> control_pb2.ControlEvent:
+        try:
+            await dial_approvals.redeem(approvals, req.dial_decision_id, req.to_uri)
+        except PhoneAgentError as exc:
+            error = common_pb2.Error(kind=exc.kind.wire, message=exc.message, source="edge")  # type: ignore[arg-type]
+            return control_pb2.ControlEvent(error=error)
         dialled.append(req)
         call_id = req.meta.call_id
         meta = common_pb2.EventMeta(call_id=call_id)

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import grpc
 import pytest
+from pa_testing import wait_for
 from phoneagent.edge.rtp_session import RtpSession
 from phoneagent.edge.service import EdgeService
 from phoneagent.edge.settings import EdgeSettings
@@ -25,13 +27,23 @@ from phoneagent.policy.settings import PolicySettings
 from phoneagent.policy.stores import PolicyStores
 from phoneagent.runtime import streams, subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
+from phoneagent.runtime.dial_approvals import NOT_APPROVED
 from phoneagent.runtime.sessions import SessionHost
 from phoneagent.runtime.settings import CommonSettings, load
-from phoneagent.v1 import call_pb2, policy_pb2, session_pb2
+from phoneagent.v1 import (
+    call_pb2,
+    common_pb2,
+    control_api_pb2,
+    control_api_pb2_grpc,
+    control_pb2,
+    policy_pb2,
+    session_pb2,
+)
 
 pytestmark = pytest.mark.slow
 HOST = "127.0.0.1"
 ANSWERS, BUSY, ON_DNC = "+12125550101", "+12125550102", "+12125550103"
+PLACED = "+12125550104"  # dialled through PlaceCall (the trunk answers it busy)
 CAMPAIGN = "camp-run-t"
 
 
@@ -87,7 +99,7 @@ async def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Asyn
     db = tmp_path_factory.mktemp("campaign") / "policy.sqlite3"
     now = datetime.now(UTC)
     with PolicyStores(db) as stores:
-        for number in (ANSWERS, BUSY, ON_DNC):
+        for number in (ANSWERS, BUSY, ON_DNC, PLACED):
             stores.consent.grant(
                 number, "reminder", "signup form", now - timedelta(days=1), now + timedelta(days=30)
             )
@@ -229,3 +241,26 @@ async def test_campaign_dials_retries_busy_and_skips_dnc(
         ("03", policy_pb2.DECISION_DENY),
     ]
     assert ANSWERS not in err.decode()  # progress lines show masked numbers only
+
+
+async def test_place_call_dials_the_approved_number_once(stack: Stack, bus: Bus) -> None:
+    """PlaceCall: policy allows, stores the one-time approval, and the real edge dials the
+    normalised number through the trunk; the same decision cannot place a second call."""
+    channel = grpc.aio.insecure_channel(f"{HOST}:{stack.policy.grpc_port}")
+    try:
+        api = control_api_pb2_grpc.CallControlStub(channel)
+        placed = await api.PlaceCall(
+            control_api_pb2.PlaceCallRequest(to="(212) 555-0104", purpose="reminder", agent="dental_clinic")
+        )
+    finally:
+        await channel.close()
+    assert placed.decision.decision == policy_pb2.DECISION_ALLOW, placed.decision
+    await wait_for(lambda: PLACED in stack.trunk.invites, timeout=10)
+    replay = call_pb2.CallStarted(
+        meta=common_pb2.EventMeta(call_id=subjects.new_call_id()),
+        to_uri=PLACED,
+        dial_decision_id=placed.decision.decision_id,
+    )
+    reply = await bus.request(subjects.edge_dial(), replay, control_pb2.ControlEvent, timeout=5)
+    assert reply.WhichOneof("kind") == "error" and reply.error.message.startswith(NOT_APPROVED)
+    assert stack.trunk.invites.count(PLACED) == 1
