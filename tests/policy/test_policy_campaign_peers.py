@@ -1,0 +1,452 @@
+"""A campaign end to end against a real third-party SIP stack: ``phone-agent campaign start`` (its
+own process) asks the real policy service about each number and has the real edge service dial it
+through a trunk that is PJSIP (pjsua2, in a child process) on 127.0.0.1. The peer answers one
+number like a person ("Hello?", then listens, then hangs up), rejects one busy (486), lets one ring
+until the edge's no-answer timeout; a fourth number is on the DNC list and never reaches the peer.
+
+pjsua2 runs in a child process: it aborts its process if its objects outlive ``libDestroy()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import importlib.util
+import json
+import sys
+import wave
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from pa_testing import wait_for
+from phoneagent.edge.service import EdgeService
+from phoneagent.edge.settings import EdgeSettings
+from phoneagent.policy.audit_query import AuditFilter, query_audit
+from phoneagent.policy.service import PolicyService
+from phoneagent.policy.settings import PolicySettings
+from phoneagent.policy.stores import PolicyStores
+from phoneagent.runtime import streams, subjects
+from phoneagent.runtime.bus import Bus, Delivery, Lane
+from phoneagent.runtime.sessions import SessionHost
+from phoneagent.runtime.settings import CommonSettings, load
+from phoneagent.v1 import call_pb2, common_pb2, media_pb2, policy_pb2, session_pb2
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        importlib.util.find_spec("pjsua2") is None,
+        reason="pjsua2 is not importable (pip install pjsua2-python==2.15.1)",
+    ),
+]
+HOST = "127.0.0.1"
+RATE = 8000
+ANSWERS, BUSY, SILENT, ON_DNC = "+12125550111", "+12125550112", "+12125550113", "+12125550114"
+CAMPAIGN = "camp-peers-t"
+
+# The trunk: one pjsua2 endpoint that answers, rejects or lets ring by the dialled number (the
+# user part of the INVITE's To). The answered call hears a WAV (a short "Hello?" then quiet), its
+# recorder keeps what the agent says, and the peer hangs up ``hold_s`` after the call is confirmed.
+TRUNK = r"""
+import json, re, select, sys, time
+import pjsua2 as pj
+
+answers, busy, hello, record, hold_s = sys.argv[1:6]
+hold_s = float(hold_s)
+result = {"invites": [], "states": {}}
+ep = pj.Endpoint()
+ep.libCreate()
+cfg = pj.EpConfig()
+cfg.uaConfig.threadCnt = 0
+cfg.uaConfig.mainThreadOnly = True
+cfg.logConfig.level = 0
+cfg.logConfig.consoleLevel = 0
+cfg.medConfig.noVad = True
+ep.libInit(cfg)
+tcfg = pj.TransportConfig()
+tcfg.boundAddress = "127.0.0.1"
+tid = ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
+ep.libStart()
+ep.audDevManager().setNullDev()
+calls, media, confirmed = [], [], {}
+
+
+class Call(pj.Call):
+    def __init__(self, acc, call_id, number):
+        super().__init__(acc, call_id)
+        self.number = number
+        self.states = result["states"].setdefault(number, [])
+
+    def onCallState(self, prm):
+        info = self.getInfo()
+        self.states.append(info.stateText)
+        if info.stateText == "CONFIRMED":
+            confirmed[self] = time.time()
+
+    def onCallMediaState(self, prm):
+        if self.number != answers or media:
+            return
+        info = self.getInfo()
+        for i, m in enumerate(info.media):
+            if m.type == pj.PJMEDIA_TYPE_AUDIO and m.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+                audio = self.getAudioMedia(i)
+                player, recorder = pj.AudioMediaPlayer(), pj.AudioMediaRecorder()
+                player.createPlayer(hello, pj.PJMEDIA_FILE_NO_LOOP)
+                recorder.createRecorder(record)
+                player.startTransmit(audio)
+                audio.startTransmit(recorder)
+                media.extend([player, recorder])
+
+
+class Account(pj.Account):
+    def onIncomingCall(self, prm):
+        found = re.match(r"INVITE sip:([^@;>]+)@", prm.rdata.wholeMsg)
+        number = found.group(1) if found else ""
+        result["invites"].append(number)
+        call = Call(self, prm.callId, number)
+        calls.append(call)
+        op = pj.CallOpParam()
+        op.statusCode = 486 if number == busy else 180
+        call.answer(op)
+        if number == answers:
+            op = pj.CallOpParam()
+            op.statusCode = 200
+            call.answer(op)
+
+
+acfg = pj.AccountConfig()
+acfg.idUri = "sip:trunk@127.0.0.1"
+acfg.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
+acfg.mediaConfig.transportConfig.port = 48000
+acfg.mediaConfig.transportConfig.portRange = 400
+acc = Account()
+acc.create(acfg)
+print("PORT " + ep.transportGetInfo(tid).localName.rsplit(":", 1)[1], flush=True)
+end = time.time() + 80
+while time.time() < end:
+    ep.libHandleEvents(10)
+    for call, at in list(confirmed.items()):
+        if time.time() - at > hold_s:
+            del confirmed[call]
+            call.hangup(pj.CallOpParam(True))
+    if select.select([sys.stdin], [], [], 0)[0]:
+        break
+for call in calls:
+    try:
+        call.hangup(pj.CallOpParam(True))
+    except Exception:
+        pass
+for _ in range(20):
+    ep.libHandleEvents(10)
+del media[:]
+del calls[:]
+acc.shutdown()
+del acc
+ep.libDestroy()
+del ep
+print("RESULT " + json.dumps(result), flush=True)
+"""
+
+
+def _hello() -> npt.NDArray[np.int16]:
+    """A person picking up: a little line noise, 0.6 s of voiced "Hello?", then quiet."""
+    rng = np.random.default_rng(3)
+    t = np.arange(int(0.6 * RATE)) / RATE
+    phase = 2 * np.pi * np.cumsum(140.0 + 30.0 * np.sin(2 * np.pi * 1.3 * t)) / RATE
+    voiced = 2500.0 * sum(np.sin(k * phase) / (1 + abs(k - 4)) for k in range(1, 20))
+    parts = [rng.normal(0, 30, int(0.3 * RATE)), voiced, rng.normal(0, 30, int(8 * RATE))]
+    return np.clip(np.concatenate(parts), -32768, 32767).astype(np.int16)
+
+
+def _band_energy(pcm: npt.NDArray[np.int16], rate: int, freq: float) -> float:
+    spec = np.abs(np.fft.rfft(pcm.astype(np.float64))) ** 2
+    bins = np.fft.rfftfreq(len(pcm), 1 / rate)
+    return float(spec[np.abs(bins - freq) < 50].sum() / (spec.sum() or 1.0))
+
+
+def _frames(pcm: npt.NDArray[np.int16], rate: int) -> list[npt.NDArray[np.int16]]:
+    n = rate // 50
+    return [pcm[i : i + n] for i in range(0, len(pcm) - n + 1, n)]
+
+
+class NoopSession:
+    async def start(self) -> None:
+        return None
+
+    async def close(self, reason: str) -> None:
+        return None
+
+
+async def _noop(claim: session_pb2.SessionClaim, taken_over: bool) -> NoopSession:
+    return NoopSession()
+
+
+@dataclass
+class Stack:
+    edge: EdgeService
+    policy: PolicyService
+    trunk: asyncio.subprocess.Process
+    observer: Bus
+    events: list[call_pb2.CallEvent]
+    record: Path
+
+
+async def _start_trunk(tmp: Path) -> tuple[asyncio.subprocess.Process, int]:
+    hello = tmp / "hello.wav"
+    with wave.open(str(hello), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes(_hello().astype("<i2").tobytes())
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        TRUNK,
+        ANSWERS,
+        BUSY,
+        str(hello),
+        str(tmp / "agent.wav"),
+        "5.0",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        line = ""
+        while not line.startswith("PORT "):  # pjlib prints a banner before its log settings apply
+            line = (await asyncio.wait_for(proc.stdout.readline(), 15)).decode()
+            assert line, f"pjsua2 trunk exited: {(await proc.stderr.read()).decode()[-2000:]}"
+    except BaseException:
+        proc.kill()
+        await proc.wait()
+        raise
+    return proc, int(line.split()[1])
+
+
+async def _stop_trunk(proc: asyncio.subprocess.Process) -> dict:
+    """Ask the peer to finish (a line on its stdin), read its result; kill it if it hangs."""
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(b"stop\n"), 15)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    lines = [ln for ln in out.decode().splitlines() if ln.startswith("RESULT ")]
+    assert lines, f"pjsua2 trunk gave no result (rc={proc.returncode}): {err.decode()[-2000:]}"
+    return dict(json.loads(lines[-1][len("RESULT ") :]))
+
+
+@pytest.fixture(scope="module")
+async def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    tmp = tmp_path_factory.mktemp("campaign_peers")
+    db = tmp / "policy.sqlite3"
+    now = datetime.now(UTC)
+    with PolicyStores(db) as stores:
+        for number in (ANSWERS, BUSY, SILENT, ON_DNC):
+            stores.consent.grant(
+                number, "reminder", "signup form", now - timedelta(days=1), now + timedelta(days=30)
+            )
+        stores.dnc.add(ON_DNC, "opt-out during call", now)
+
+    async with AsyncExitStack() as cleanup:  # whatever was started is stopped, even on a failed setup
+        trunk, trunk_port = await _start_trunk(tmp)
+
+        async def kill_trunk() -> None:
+            if trunk.returncode is None:  # the test did not get to stop it
+                trunk.kill()
+                await trunk.wait()
+
+        cleanup.push_async_callback(kill_trunk)
+        stage_bus, observer = Bus("peers-stages"), Bus("peers-observer")
+        for b in (stage_bus, observer):
+            await b.connect(nats_url)
+            cleanup.push_async_callback(b.close)
+        await streams.ensure(stage_bus.jetstream())
+        for st in ("asr", "llm", "tts"):
+            host = SessionHost(stage_bus, st, f"{st}-peers-t", _noop)
+            await host.start()
+            cleanup.push_async_callback(host.close)
+
+        common = load(CommonSettings, nats_url=nats_url, replica_id="policy-peers-t", drain_timeout_s=1.0)
+        policy = PolicyService(
+            common,
+            load(
+                PolicySettings,
+                db_path=str(db),
+                caller_id="+14155550100",
+                grpc_port=0,
+                window_start="00:00",
+                window_end="23:59",
+            ),
+        )
+        await policy.bus.connect(nats_url)
+        cleanup.push_async_callback(policy.teardown)
+        cleanup.push_async_callback(policy.bus.close)
+        await policy.setup()
+        policy.sessions = SessionHost(policy.bus, "policy", policy.replica, policy.new_session)
+        await policy.sessions.start()
+        cleanup.push_async_callback(policy.sessions.close)
+
+        edge_settings = load(
+            EdgeSettings,
+            sip_port=0,
+            rtp_port_min=47000,
+            rtp_port_max=47499,
+            web_enabled=False,
+            trunk_uri=f"sip:{HOST}:{trunk_port}",
+            no_answer_timeout_s=2.0,
+        )
+        edge = EdgeService(load(CommonSettings, nats_url=nats_url, replica_id="edge-peers-t"), edge_settings)
+        await edge.bus.connect(nats_url)
+        cleanup.push_async_callback(edge.teardown)
+        cleanup.push_async_callback(edge.bus.drain, timeout=2.0)
+        await edge.setup()
+        cleanup.push_async_callback(edge.drain_calls, 1.0)
+
+        events: list[call_pb2.CallEvent] = []
+
+        async def on_life(ev: call_pb2.CallEvent, _: Delivery) -> None:
+            events.append(ev)
+
+        await observer.subscribe(subjects.ALL_LIFECYCLE, call_pb2.CallEvent, on_life, lane=Lane.CONTROL)
+        yield Stack(edge, policy, trunk, observer, events, tmp / "agent.wav")
+
+
+def _call_id(events: list[call_pb2.CallEvent], number: str) -> str:
+    for ev in events:
+        if ev.WhichOneof("event") == "started" and ev.started.to_uri == number:
+            return str(ev.started.meta.call_id)
+    return ""
+
+
+def _answered(events: list[call_pb2.CallEvent], call_id: str) -> bool:
+    return any(ev.WhichOneof("event") == "answered" and ev.answered.meta.call_id == call_id for ev in events)
+
+
+async def _agent_talks(stack: Stack) -> list[media_pb2.AudioFrame]:
+    """Once the answered number's call is up, collect what the edge hears and say 2 s of 1 kHz."""
+    call_id = await wait_for(lambda: _call_id(stack.events, ANSWERS), timeout=30)
+    heard: list[media_pb2.AudioFrame] = []
+
+    async def on_audio(frame: media_pb2.AudioFrame, _: Delivery) -> None:
+        heard.append(frame)
+
+    await stack.observer.subscribe(
+        subjects.audio_in(call_id), media_pb2.AudioFrame, on_audio, max_pending=5000
+    )
+    await wait_for(lambda: _answered(stack.events, call_id), timeout=10)
+    t = np.arange(160 * 100) / RATE
+    pcm = (8000 * np.sin(2 * np.pi * 1000 * t)).astype("<i2")
+    for i in range(100):  # the edge holds this until AMD hears a person, then plays it
+        chunk = media_pb2.SpeechChunk(
+            meta=common_pb2.EventMeta(call_id=call_id, generation_id=1),
+            sequence=i,
+            pcm=pcm[i * 160 : (i + 1) * 160].tobytes(),
+            sample_rate=RATE,
+            last_in_generation=i == 99,
+        )
+        await stack.observer.publish(subjects.speech(call_id), chunk)
+    return heard
+
+
+async def test_campaign_against_pjsua2_peer(
+    stack: Stack, bus: Bus, nats_url: str, service_env: dict[str, str], tmp_path: Path
+) -> None:
+    contacts = tmp_path / "contacts.csv"
+    contacts.write_text(
+        "number,name,time_zone,account\n"
+        f"{ANSWERS},Ann,America/New_York,A-1\n"
+        f"{BUSY},Bob,America/New_York,B-2\n"
+        f"{SILENT},Sid,America/New_York,S-3\n"
+        f"{ON_DNC},Cy,America/New_York,C-4\n"
+    )
+    results = tmp_path / "results.csv"
+    talker = asyncio.create_task(_agent_talks(stack))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "phoneagent.cli",
+        "campaign",
+        "start",
+        str(contacts),
+        "--purpose",
+        "reminder",
+        "--campaign-id",
+        CAMPAIGN,
+        "--max-concurrent",
+        "3",
+        "--per-minute",
+        "60",
+        "--max-attempts",
+        "2",
+        "--retry-after-s",
+        "0.3",
+        "--call-timeout-s",
+        "20",
+        "--out",
+        str(results),
+        "--nats-url",
+        nats_url,
+        env=service_env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 45)
+        heard = await asyncio.wait_for(talker, 5)
+    finally:
+        talker.cancel()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    peer = await _stop_trunk(stack.trunk)
+    assert proc.returncode == 0, err.decode()[-2000:]
+
+    rows = {r["number"]: r for r in csv.DictReader(results.open())}
+    assert set(rows) == {ANSWERS, BUSY, SILENT, ON_DNC}
+    assert rows[ANSWERS]["status"] == "completed" and rows[ANSWERS]["attempts"] == "1", rows[ANSWERS]
+    assert rows[BUSY]["status"] == "busy" and rows[BUSY]["attempts"] == "2", rows[BUSY]
+    assert rows[BUSY]["reason"] == "sip 486"
+    assert rows[SILENT]["status"] == "no_answer" and rows[SILENT]["attempts"] == "2", rows[SILENT]
+    assert rows[ON_DNC]["status"] == "denied" and rows[ON_DNC]["attempts"] == "0", rows[ON_DNC]
+    assert rows[ON_DNC]["reason"].startswith("internal_dnc:")
+
+    # What the real peer saw: the DNC number never; busy and silent twice each (retried).
+    assert sorted(peer["invites"]) == sorted([ANSWERS, BUSY, BUSY, SILENT, SILENT])
+    assert "CONFIRMED" in peer["states"][ANSWERS]
+    assert "CONFIRMED" not in peer["states"][SILENT]
+    dialled = {ev.started.to_uri for ev in stack.events if ev.WhichOneof("event") == "started"}
+    assert dialled == {ANSWERS, BUSY, SILENT}
+
+    # Audio went both ways on the answered call: the peer's "Hello?" reached the edge's ASR feed,
+    # and the peer's recorder got the agent's 1 kHz speech (played once AMD heard a person).
+    voiced = [p for f in heard if np.abs(p := np.frombuffer(f.pcm, "<i2")).max() > 1000]
+    assert len(voiced) >= 10, len(voiced)
+    with wave.open(str(stack.record), "rb") as w:
+        rec, rate = np.frombuffer(w.readframes(w.getnframes()), "<i2"), w.getframerate()
+    frames = _frames(rec, rate)
+    spoken = [f for f in frames if np.abs(f).max() > 1000]
+    assert len(spoken) >= 50, len(spoken)
+    first = next(i for i, f in enumerate(frames) if np.abs(f).max() > 1000) * 0.02
+    assert first > 1.2, first  # the callee spoke first: nothing over "Hello?" (0.3-0.9 s) and its pause
+    assert _band_energy(np.concatenate(spoken[5:55]), rate, 1000) > 0.8
+
+    decisions = await query_audit(bus.jetstream(), AuditFilter(campaign_id=CAMPAIGN, subject="dial"))
+    verdicts = sorted((d.number_hint[-2:], d.decision) for d in decisions)
+    assert verdicts == [
+        ("11", policy_pb2.DECISION_ALLOW),
+        ("12", policy_pb2.DECISION_ALLOW),
+        ("12", policy_pb2.DECISION_ALLOW),
+        ("13", policy_pb2.DECISION_ALLOW),
+        ("13", policy_pb2.DECISION_ALLOW),
+        ("14", policy_pb2.DECISION_DENY),
+    ]
+    denied = [d for d in decisions if d.decision == policy_pb2.DECISION_DENY]
+    assert "dnc" in denied[0].rule, denied[0]
+    assert ANSWERS not in err.decode()  # progress lines show masked numbers only
