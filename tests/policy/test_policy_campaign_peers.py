@@ -1,10 +1,14 @@
-"""A campaign end to end against a real third-party SIP stack: ``phone-agent campaign start`` (its
+"""A campaign end to end against real third-party SIP stacks: ``phone-agent campaign start`` (its
 own process) asks the real policy service about each number and has the real edge service dial it
-through a trunk that is PJSIP (pjsua2, in a child process) on 127.0.0.1. The peer answers one
-number like a person ("Hello?", then listens, then hangs up), rejects one busy (486), lets one ring
-until the edge's no-answer timeout; a fourth number is on the DNC list and never reaches the peer.
+through a trunk on 127.0.0.1 that is
 
-pjsua2 runs in a child process: it aborts its process if its objects outlive ``libDestroy()``.
+* PJSIP (pjsua2, in a child process: it aborts its process if its objects outlive
+  ``libDestroy()``): it answers one number like a person ("Hello?", then listens, then hangs up),
+  rejects one busy (486), lets one ring past the edge's no-answer timeout; or
+* Debian's baresip: it auto-answers its one line, the agent speaks and then hangs up.
+
+Each campaign also holds a number on the DNC list: denied by policy with its reason, never dialled.
+The results CSV, what the peer saw and heard, and the audit decisions are checked.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import asyncio
 import csv
 import importlib.util
 import json
+import shutil
+import socket
 import sys
 import wave
 from collections.abc import AsyncIterator
@@ -35,19 +41,22 @@ from phoneagent.runtime import streams, subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.sessions import SessionHost
 from phoneagent.runtime.settings import CommonSettings, load
-from phoneagent.v1 import call_pb2, common_pb2, media_pb2, policy_pb2, session_pb2
+from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2, policy_pb2, session_pb2
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        importlib.util.find_spec("pjsua2") is None,
-        reason="pjsua2 is not importable (pip install pjsua2-python==2.15.1)",
-    ),
-]
+pytestmark = pytest.mark.slow
+NO_PJSUA2 = pytest.mark.skipif(
+    importlib.util.find_spec("pjsua2") is None,
+    reason="pjsua2 is not importable (pip install pjsua2-python==2.15.1)",
+)
+NO_BARESIP = pytest.mark.skipif(
+    shutil.which("baresip") is None, reason="baresip is not installed (apt-get install baresip)"
+)
 HOST = "127.0.0.1"
 RATE = 8000
 ANSWERS, BUSY, SILENT, ON_DNC = "+12125550111", "+12125550112", "+12125550113", "+12125550114"
+ANSWERS_B, ON_DNC_B = "+12125550121", "+12125550124"  # the baresip campaign
 CAMPAIGN = "camp-peers-t"
+MODULES = Path("/usr/lib/baresip/modules")
 
 # The trunk: one pjsua2 endpoint that answers, rejects or lets ring by the dialled number (the
 # user part of the INVITE's To). The answered call hears a WAV (a short "Hello?" then quiet), its
@@ -169,6 +178,11 @@ def _band_energy(pcm: npt.NDArray[np.int16], rate: int, freq: float) -> float:
     return float(spec[np.abs(bins - freq) < 50].sum() / (spec.sum() or 1.0))
 
 
+def _read_wav(path: Path) -> tuple[npt.NDArray[np.int16], int]:
+    with wave.open(str(path), "rb") as w:
+        return np.frombuffer(w.readframes(w.getnframes()), "<i2"), w.getframerate()
+
+
 def _frames(pcm: npt.NDArray[np.int16], rate: int) -> list[npt.NDArray[np.int16]]:
     n = rate // 50
     return [pcm[i : i + n] for i in range(0, len(pcm) - n + 1, n)]
@@ -193,10 +207,10 @@ class Stack:
     trunk: asyncio.subprocess.Process
     observer: Bus
     events: list[call_pb2.CallEvent]
-    record: Path
+    tmp: Path  # the peer's files
 
 
-async def _start_trunk(tmp: Path) -> tuple[asyncio.subprocess.Process, int]:
+async def _start_pjsua2(tmp: Path) -> tuple[asyncio.subprocess.Process, int]:
     hello = tmp / "hello.wav"
     with wave.open(str(hello), "wb") as w:
         w.setnchannels(1)
@@ -242,20 +256,98 @@ async def _stop_trunk(proc: asyncio.subprocess.Process) -> dict:
     return dict(json.loads(lines[-1][len("RESULT ") :]))
 
 
-@pytest.fixture(scope="module")
-async def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+async def _start_baresip(tmp: Path) -> tuple[asyncio.subprocess.Process, int]:
+    """Debian's baresip as the trunk: it auto-answers calls to ANSWERS_B, its microphone is the "Hello?"
+    WAV and the ``sndfile`` module writes what it hears (the agent) to ``dump-*-dec.wav``."""
+    hello, conf, port = tmp / "hello.wav", tmp / "baresip", _free_udp_port()
+    with wave.open(str(hello), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes(_hello().astype("<i2").tobytes())
+    conf.mkdir()
+    lines = [
+        f"module_path {MODULES}",
+        "module g711.so",
+        "module aufile.so",
+        "module sndfile.so",
+        "module account.so",
+        "module menu.so",
+        f"sip_listen {HOST}:{port}",
+        f"audio_source aufile,{hello}",
+        "audio_player aufile,/dev/null",
+        "audio_alert aufile,/dev/null",
+        f"snd_path {tmp}",
+        "rtp_ports 48500-48899",
+        "call_max_calls 1",
+    ]
+    (conf / "config").write_text("\n".join(lines) + "\n")
+    # baresip answers only its own user (404 otherwise): the line is the number the campaign calls.
+    account = f"<sip:{ANSWERS_B}@{HOST}>;regint=0;audio_codecs=PCMU;answermode=auto"
+    (conf / "accounts").write_text(account + "\n")
+    proc = await asyncio.create_subprocess_exec(
+        "baresip",
+        "-f",
+        str(conf),
+        "-4",
+        "-n",
+        HOST,
+        "-t",
+        "40",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert proc.stdout is not None
+    seen = ""
+    try:
+        while "baresip is ready." not in seen:  # it listens from here on
+            line = (await asyncio.wait_for(proc.stdout.readline(), 15)).decode(errors="replace")
+            assert line, f"baresip exited: {seen[-2000:]}"
+            seen += line
+    except BaseException:
+        proc.kill()
+        await proc.wait()
+        raise
+    return proc, port
+
+
+async def _stop_baresip(proc: asyncio.subprocess.Process) -> str:
+    if proc.returncode is None:
+        proc.terminate()
+    try:
+        out = (await asyncio.wait_for(proc.communicate(), 10))[0]
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    return out.decode(errors="replace")
+
+
+@pytest.fixture
+async def stack(
+    request: pytest.FixtureRequest, nats_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stack]:
     tmp = tmp_path_factory.mktemp("campaign_peers")
     db = tmp / "policy.sqlite3"
     now = datetime.now(UTC)
     with PolicyStores(db) as stores:
-        for number in (ANSWERS, BUSY, SILENT, ON_DNC):
+        for number in (ANSWERS, BUSY, SILENT, ON_DNC, ANSWERS_B, ON_DNC_B):
             stores.consent.grant(
                 number, "reminder", "signup form", now - timedelta(days=1), now + timedelta(days=30)
             )
         stores.dnc.add(ON_DNC, "opt-out during call", now)
+        stores.dnc.add(ON_DNC_B, "opt-out during call", now)
 
     async with AsyncExitStack() as cleanup:  # whatever was started is stopped, even on a failed setup
-        trunk, trunk_port = await _start_trunk(tmp)
+        start = {"pjsua2": _start_pjsua2, "baresip": _start_baresip}[request.param]
+        trunk, trunk_port = await start(tmp)
 
         async def kill_trunk() -> None:
             if trunk.returncode is None:  # the test did not get to stop it
@@ -315,7 +407,7 @@ async def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Asyn
             events.append(ev)
 
         await observer.subscribe(subjects.ALL_LIFECYCLE, call_pb2.CallEvent, on_life, lane=Lane.CONTROL)
-        yield Stack(edge, policy, trunk, observer, events, tmp / "agent.wav")
+        yield Stack(edge, policy, trunk, observer, events, tmp)
 
 
 def _call_id(events: list[call_pb2.CallEvent], number: str) -> str:
@@ -329,9 +421,9 @@ def _answered(events: list[call_pb2.CallEvent], call_id: str) -> bool:
     return any(ev.WhichOneof("event") == "answered" and ev.answered.meta.call_id == call_id for ev in events)
 
 
-async def _agent_talks(stack: Stack) -> list[media_pb2.AudioFrame]:
+async def _agent_talks(stack: Stack, number: str) -> tuple[str, list[media_pb2.AudioFrame]]:
     """Once the answered number's call is up, collect what the edge hears and say 2 s of 1 kHz."""
-    call_id = await wait_for(lambda: _call_id(stack.events, ANSWERS), timeout=30)
+    call_id = await wait_for(lambda: _call_id(stack.events, number), timeout=30)
     heard: list[media_pb2.AudioFrame] = []
 
     async def on_audio(frame: media_pb2.AudioFrame, _: Delivery) -> None:
@@ -352,9 +444,49 @@ async def _agent_talks(stack: Stack) -> list[media_pb2.AudioFrame]:
             last_in_generation=i == 99,
         )
         await stack.observer.publish(subjects.speech(call_id), chunk)
-    return heard
+    return call_id, heard
 
 
+async def _run_campaign(
+    contacts: Path, results: Path, campaign: str, nats_url: str, env: dict[str, str], *pacing: str
+) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "phoneagent.cli",
+        "campaign",
+        "start",
+        str(contacts),
+        "--purpose",
+        "reminder",
+        "--campaign-id",
+        campaign,
+        *(pacing or ("--max-attempts", "1")),
+        "--call-timeout-s",
+        "20",
+        "--out",
+        str(results),
+        "--nats-url",
+        nats_url,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+def _assert_agent_heard(path: Path) -> None:
+    """The peer's recording holds the agent's 1 kHz reply, and only after the peer's "Hello?"
+    (0.3-0.9 s) and its pause: the edge held the reply until AMD heard a person."""
+    rec, rate = _read_wav(path)
+    frames = _frames(rec, rate)
+    loud = [i for i, f in enumerate(frames) if np.abs(f).max() > 1000]
+    assert len(loud) >= 50, len(loud)
+    assert loud[0] * 0.02 > 1.2, loud[0] * 0.02  # the callee spoke first
+    assert _band_energy(np.concatenate([frames[i] for i in loud[5:55]]), rate, 1000) > 0.8
+
+
+@NO_PJSUA2
+@pytest.mark.parametrize("stack", ["pjsua2"], indirect=True)
 async def test_campaign_against_pjsua2_peer(
     stack: Stack, bus: Bus, nats_url: str, service_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -367,39 +499,12 @@ async def test_campaign_against_pjsua2_peer(
         f"{ON_DNC},Cy,America/New_York,C-4\n"
     )
     results = tmp_path / "results.csv"
-    talker = asyncio.create_task(_agent_talks(stack))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "phoneagent.cli",
-        "campaign",
-        "start",
-        str(contacts),
-        "--purpose",
-        "reminder",
-        "--campaign-id",
-        CAMPAIGN,
-        "--max-concurrent",
-        "3",
-        "--per-minute",
-        "60",
-        "--max-attempts",
-        "2",
-        "--retry-after-s",
-        "0.3",
-        "--call-timeout-s",
-        "20",
-        "--out",
-        str(results),
-        "--nats-url",
-        nats_url,
-        env=service_env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    talker = asyncio.create_task(_agent_talks(stack, ANSWERS))
+    pacing = ["--max-concurrent", "3", "--per-minute", "60", "--max-attempts", "2", "--retry-after-s", "0.3"]
+    proc = await _run_campaign(contacts, results, CAMPAIGN, nats_url, service_env, *pacing)
     try:
         out, err = await asyncio.wait_for(proc.communicate(), 45)
-        heard = await asyncio.wait_for(talker, 5)
+        _, heard = await asyncio.wait_for(talker, 5)
     finally:
         talker.cancel()
         if proc.returncode is None:
@@ -428,14 +533,7 @@ async def test_campaign_against_pjsua2_peer(
     # and the peer's recorder got the agent's 1 kHz speech (played once AMD heard a person).
     voiced = [p for f in heard if np.abs(p := np.frombuffer(f.pcm, "<i2")).max() > 1000]
     assert len(voiced) >= 10, len(voiced)
-    with wave.open(str(stack.record), "rb") as w:
-        rec, rate = np.frombuffer(w.readframes(w.getnframes()), "<i2"), w.getframerate()
-    frames = _frames(rec, rate)
-    spoken = [f for f in frames if np.abs(f).max() > 1000]
-    assert len(spoken) >= 50, len(spoken)
-    first = next(i for i, f in enumerate(frames) if np.abs(f).max() > 1000) * 0.02
-    assert first > 1.2, first  # the callee spoke first: nothing over "Hello?" (0.3-0.9 s) and its pause
-    assert _band_energy(np.concatenate(spoken[5:55]), rate, 1000) > 0.8
+    _assert_agent_heard(stack.tmp / "agent.wav")
 
     decisions = await query_audit(bus.jetstream(), AuditFilter(campaign_id=CAMPAIGN, subject="dial"))
     verdicts = sorted((d.number_hint[-2:], d.decision) for d in decisions)
@@ -450,3 +548,57 @@ async def test_campaign_against_pjsua2_peer(
     denied = [d for d in decisions if d.decision == policy_pb2.DECISION_DENY]
     assert "dnc" in denied[0].rule, denied[0]
     assert ANSWERS not in err.decode()  # progress lines show masked numbers only
+
+
+def _seconds(frames: list[media_pb2.AudioFrame]) -> float:
+    return sum(len(f.pcm) // 2 / (f.sample_rate or 16000) for f in frames)
+
+
+@NO_BARESIP
+@pytest.mark.parametrize("stack", ["baresip"], indirect=True)
+async def test_campaign_against_baresip_peer(
+    stack: Stack, bus: Bus, nats_url: str, service_env: dict[str, str], tmp_path: Path
+) -> None:
+    """baresip auto-answers; the agent (this test) speaks once AMD heard "Hello?", then hangs up."""
+    campaign = CAMPAIGN + "-b"
+    contacts = tmp_path / "contacts.csv"
+    contacts.write_text(
+        f"number,name,time_zone\n{ANSWERS_B},Ann,America/New_York\n{ON_DNC_B},Cy,America/New_York\n"
+    )
+    results = tmp_path / "results.csv"
+    talker = asyncio.create_task(_agent_talks(stack, ANSWERS_B))
+    proc = await _run_campaign(contacts, results, campaign, nats_url, service_env)
+    try:
+        call_id, heard = await asyncio.wait_for(talker, 30)
+        await wait_for(lambda: _seconds(heard) > 4.5, timeout=15)  # the 2 s reply has been played
+        bye = control_pb2.ControlEvent(
+            meta=common_pb2.EventMeta(call_id=call_id, producer="agent"),
+            survives_interrupt=True,
+            hangup=control_pb2.Hangup(reason=call_pb2.END_REASON_AGENT_HANGUP, detail="goodbye"),
+        )
+        await stack.observer.publish(subjects.control(call_id), bye, lane=Lane.CONTROL)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        talker.cancel()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    log = await _stop_baresip(stack.trunk)
+    assert proc.returncode == 0, err.decode()[-2000:]
+
+    rows = {r["number"]: r for r in csv.DictReader(results.open())}
+    assert rows[ANSWERS_B]["status"] == "completed" and rows[ANSWERS_B]["attempts"] == "1", rows
+    assert rows[ON_DNC_B]["status"] == "denied" and rows[ON_DNC_B]["attempts"] == "0", rows
+    assert rows[ON_DNC_B]["reason"].startswith("internal_dnc:")
+    assert log.count("Call established") == 1, log[-3000:]  # the DNC number never rang baresip
+    assert ON_DNC_B not in log, log[-3000:]
+
+    voiced = [p for f in heard if np.abs(p := np.frombuffer(f.pcm, "<i2")).max() > 1000]
+    assert len(voiced) >= 10, len(voiced)  # baresip's "Hello?" reached the edge
+    dumps = sorted(stack.tmp.glob("*dec*.wav"))
+    assert dumps, (list(stack.tmp.iterdir()), log[-3000:])
+    _assert_agent_heard(dumps[0])  # what baresip decoded
+
+    decisions = await query_audit(bus.jetstream(), AuditFilter(campaign_id=campaign, subject="dial"))
+    verdicts = sorted((d.number_hint[-2:], d.decision) for d in decisions)
+    assert verdicts == [("21", policy_pb2.DECISION_ALLOW), ("24", policy_pb2.DECISION_DENY)]
