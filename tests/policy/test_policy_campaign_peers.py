@@ -210,13 +210,18 @@ class Stack:
     tmp: Path  # the peer's files
 
 
-async def _start_pjsua2(tmp: Path) -> tuple[asyncio.subprocess.Process, int]:
+def _write_hello(tmp: Path) -> Path:
     hello = tmp / "hello.wav"
     with wave.open(str(hello), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(RATE)
         w.writeframes(_hello().astype("<i2").tobytes())
+    return hello
+
+
+async def _start_pjsua2(tmp: Path) -> tuple[asyncio.subprocess.Process, int]:
+    hello = _write_hello(tmp)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
@@ -243,7 +248,7 @@ async def _start_pjsua2(tmp: Path) -> tuple[asyncio.subprocess.Process, int]:
     return proc, int(line.split()[1])
 
 
-async def _stop_trunk(proc: asyncio.subprocess.Process) -> dict:
+async def _stop_pjsua2(proc: asyncio.subprocess.Process) -> dict:
     """Ask the peer to finish (a line on its stdin), read its result; kill it if it hangs."""
     try:
         out, err = await asyncio.wait_for(proc.communicate(b"stop\n"), 15)
@@ -265,12 +270,7 @@ def _free_udp_port() -> int:
 async def _start_baresip(tmp: Path) -> tuple[asyncio.subprocess.Process, int]:
     """Debian's baresip as the trunk: it auto-answers calls to ANSWERS_B, its microphone is the "Hello?"
     WAV and the ``sndfile`` module writes what it hears (the agent) to ``dump-*-dec.wav``."""
-    hello, conf, port = tmp / "hello.wav", tmp / "baresip", _free_udp_port()
-    with wave.open(str(hello), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes(_hello().astype("<i2").tobytes())
+    hello, conf, port = _write_hello(tmp), tmp / "baresip", _free_udp_port()
     conf.mkdir()
     lines = [
         f"module_path {MODULES}",
@@ -510,7 +510,7 @@ async def test_campaign_against_pjsua2_peer(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-    peer = await _stop_trunk(stack.trunk)
+    peer = await _stop_pjsua2(stack.trunk)
     assert proc.returncode == 0, err.decode()[-2000:]
 
     rows = {r["number"]: r for r in csv.DictReader(results.open())}
