@@ -82,6 +82,7 @@ class Caller:
     async def on_final(self, tr: speech_pb2.Transcript, _: Delivery) -> None:
         if tr.final:
             self.finals.append(tr)
+            self.replay.transcribed(tr.speech_end_unix_ns)  # as the edge's call flow does
 
     async def on_asr(self, ev: speech_pb2.AsrEvent, _: Delivery) -> None:
         if ev.WhichOneof("event") == "error":

@@ -9,6 +9,7 @@ the edge waits for it to confirm a barge-in) and finals on its transcript subjec
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from phoneagent.asr import stream
 from phoneagent.asr.engines.base import AsrEngine, create_engine
 from phoneagent.asr.resume import FrameGate
 from phoneagent.asr.settings import AsrSettings
-from phoneagent.runtime import subjects, telemetry
+from phoneagent.runtime import streams, subjects, telemetry
 from phoneagent.runtime.bus import Delivery, Lane, Subscription
 from phoneagent.runtime.errors import ErrorKind, InvalidArgument, PhoneAgentError
 from phoneagent.runtime.service import Service
@@ -30,6 +31,7 @@ from phoneagent.runtime.tasks import TaskOwner
 from phoneagent.v1 import common_pb2, media_pb2, session_pb2, speech_pb2
 
 log = logging.getLogger(__name__)
+RESUME_TIMEOUT_S = 2.0  # a resume point read or write; never holds a call up longer
 SETTINGS = AsrSettings
 ERROR_EVERY_S = 1.0  # at most one error event per call, per distinct reason, per second
 RESULT_WAIT_S = 60.0  # bound on waiting for one call's decodes when no caller frame comes
@@ -168,6 +170,7 @@ class AsrCallSession:
                 attributes={"call_id": self.call_id, "turn": ev.turn, "backchannel": ev.is_backchannel},
             ):
                 await bus.publish(subjects.transcript(self.call_id), tr, trace=True)
+            await self.svc.save_resume(self.call_id, tr)
         elif isinstance(ev, stream.AsrFailed):
             await bus.publish(subjects.asr_events(self.call_id), _error_event(ev.kind, ev.message))
 
@@ -219,9 +222,27 @@ class AsrService(Service):
         resume = await self._resume(claim.call.meta.call_id) if taken_over else None
         return AsrCallSession(self, claim, resume)
 
+    async def save_resume(self, call_id: str, tr: speech_pb2.Transcript) -> None:
+        """Note where this call's recognition is (its last final), for a replica taking it over."""
+        point = {"turn": tr.meta.turn_id, "speech_end_ns": tr.speech_end_unix_ns}
+        try:
+            kv = await streams.asr_resume_kv(self.bus.jetstream())
+            await asyncio.wait_for(kv.put(call_id, json.dumps(point).encode()), RESUME_TIMEOUT_S)
+        except Exception as exc:  # a takeover then falls back to the stored record copy
+            log.warning("asr resume point not saved", extra={"call_id": call_id, "error": type(exc).__name__})
+
     async def _resume(self, call_id: str) -> Resume:
-        """Where the call's last final transcript left off (its redacted copy, kept in the calls
-        stream: only the turn id and the speech end are read)."""
+        """Where the call's last final transcript left off: the point the previous owner saved,
+        else the transcript's redacted copy in the calls stream (turn id and speech end only)."""
+        try:
+            kv = await streams.asr_resume_kv(self.bus.jetstream())
+            entry = await asyncio.wait_for(kv.get(call_id), RESUME_TIMEOUT_S)
+            point = json.loads(entry.value or b"{}")
+            return Resume(
+                last_turn=max(0, int(point["turn"])), speech_end_ns=max(0, int(point["speech_end_ns"]))
+            )
+        except Exception:  # none saved (or unreadable): try the stored copy
+            pass
         try:
             subject = subjects.record(call_id, "transcript")
             msg = await self.bus.jetstream().get_last_msg(subjects.CALLS_STREAM, subject)

@@ -369,7 +369,10 @@ class EdgeCall:
 
     async def on_transcript(self, tr: speech_pb2.Transcript, _: Delivery) -> None:
         """ASR's verdict on short speech that paused the agent: a backchannel resumes, a real turn
-        cancels, whether it comes while playout waits or after it resumed."""
+        cancels, whether it comes while playout waits or after it resumed. Every final also
+        tells the replay buffer what no longer needs replaying after an ASR takeover."""
+        if tr.final and tr.speech_end_unix_ns:
+            self.replay.transcribed(tr.speech_end_unix_ns)
         generation = self.verdict_for
         if not tr.final or generation is None:
             return

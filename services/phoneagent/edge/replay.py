@@ -5,7 +5,8 @@ replaced (~2 s: ``PA_DEAD_AFTER_S`` plus a heartbeat), nobody listens. So the ed
 the frames it published for the last ``keep_s`` seconds in a ring buffer, follows which
 replica owns the call from the stage's heartbeats (a replica lists a call only once its
 session has started and subscribed), and when the owner changes publishes the buffered
-frames again, unchanged (original sequence numbers and capture times). The new owner holds
+frames again, unchanged (original sequence numbers and capture times); frames older than the
+end of the call's last final transcript are dropped as finals arrive. The new owner holds
 its live frames until the replay fills the gap, skips audio the old owner already
 transcribed, and drops repeats by sequence number (:mod:`phoneagent.asr.resume`).
 """
@@ -41,6 +42,13 @@ class AudioReplay:
     def keep(self, frame: media_pb2.AudioFrame) -> None:
         """Remember a frame just published to ASR (the oldest falls out)."""
         self.frames.append(frame)
+
+    def transcribed(self, until_unix_ns: int) -> None:
+        """ASR published a final for speech that ended at ``until_unix_ns``: frames captured
+        before then need no replay (a new owner would transcribe them a second time)."""
+        frame_ns = FRAME_MS * 1_000_000
+        while self.frames and self.frames[0].capture_unix_ns + frame_ns <= until_unix_ns:
+            self.frames.popleft()
 
     async def watch(self) -> Subscription[session_pb2.Heartbeat]:
         """Follow the stage's heartbeats; the caller unsubscribes the returned subscription."""

@@ -11,6 +11,8 @@
   a job stays until a worker acknowledges it, and its consumers' lag is the backlog KEDA sees.
 * ``pa_sessions_<stage>``: which replica owns each call's session in that stage.
 * ``pa_dialog``: per-call conversation state (survives an LLM replica restart).
+* ``pa_asr_resume``: per call, the turn id and speech end of the last final transcript (a
+  taken-over ASR session goes on from there).
 * ``pa_dial_approvals``: one-time approvals of outbound dials, keyed by policy decision id; the
   edge consumes one before it dials (:mod:`phoneagent.runtime.dial_approvals`).
 """
@@ -36,6 +38,7 @@ from phoneagent.runtime import subjects
 log = logging.getLogger(__name__)
 DAY = 24 * 3600.0
 DIAL_APPROVALS_BUCKET = "pa_dial_approvals"
+ASR_RESUME_BUCKET = "pa_asr_resume"
 # An approval is used within seconds of the decision; one not used in this time is void.
 DIAL_APPROVAL_TTL_S = 15 * 60.0
 
@@ -133,6 +136,7 @@ async def ensure(js: Any, calls_days: float = 30, audit_days: float = 365 * 2) -
         await sessions_kv(js, stage)
     await dialog_kv(js)
     await dial_approvals_kv(js)
+    await asr_resume_kv(js)
 
 
 async def _kv(js: Any, bucket: str, **cfg: Any) -> Any:
@@ -152,6 +156,12 @@ async def sessions_kv(js: Any, stage: str) -> Any:
 
 async def dialog_kv(js: Any) -> Any:
     return await _kv(js, subjects.DIALOG_BUCKET, history=1, storage=StorageType.FILE, ttl=DAY)
+
+
+async def asr_resume_kv(js: Any) -> Any:
+    """Where each call's speech recognition left off (last final's turn id and speech end), kept
+    by the owning ASR replica so a replica taking the call over goes on from there."""
+    return await _kv(js, ASR_RESUME_BUCKET, history=1, storage=StorageType.FILE, ttl=DAY)
 
 
 async def dial_approvals_kv(js: Any) -> Any:
