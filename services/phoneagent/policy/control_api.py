@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -198,60 +199,57 @@ class CallControl(control_api_pb2_grpc.CallControlServicer):
         return to_call_info(rec)
 
     # --- campaigns ----------------------------------------------------------------------------
-    async def _campaigns(self, context: grpc.aio.ServicerContext) -> CampaignManager:
+    async def _on_campaigns(
+        self, context: grpc.aio.ServicerContext, action: Callable[[CampaignManager], Any]
+    ) -> Any:
+        """Run ``action`` on the campaign manager (awaited when it is a coroutine); its errors
+        become gRPC status codes."""
         await self._auth(context)
         if self.campaigns is None:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "campaigns are not served here")
         assert self.campaigns is not None
-        return self.campaigns
+        try:
+            result = action(self.campaigns)
+            return await result if inspect.isawaitable(result) else result
+        except PhoneAgentError as exc:
+            await self._fail(context, exc)
+            raise
 
     async def StartCampaign(
         self,
         request: control_api_pb2.StartCampaignRequest,  # noqa: N802
         context: grpc.aio.ServicerContext,
     ) -> control_api_pb2.CampaignStatus:
-        manager = await self._campaigns(context)
-        try:
-            return manager.start(request)
-        except PhoneAgentError as exc:
-            await self._fail(context, exc)
-            raise
+        status: control_api_pb2.CampaignStatus = await self._on_campaigns(context, lambda m: m.start(request))
+        return status
 
     async def GetCampaign(
         self,
         request: control_api_pb2.GetCampaignRequest,  # noqa: N802
         context: grpc.aio.ServicerContext,
     ) -> control_api_pb2.CampaignStatus:
-        manager = await self._campaigns(context)
-        try:
-            return manager.status(request.campaign_id)
-        except PhoneAgentError as exc:
-            await self._fail(context, exc)
-            raise
+        status: control_api_pb2.CampaignStatus = await self._on_campaigns(
+            context, lambda m: m.status(request.campaign_id)
+        )
+        return status
 
     async def ExportCampaign(
         self,
         request: control_api_pb2.ExportCampaignRequest,  # noqa: N802
         context: grpc.aio.ServicerContext,
     ) -> control_api_pb2.ExportCampaignResponse:
-        manager = await self._campaigns(context)
-        try:
-            return control_api_pb2.ExportCampaignResponse(csv=manager.export_csv(request.campaign_id))
-        except PhoneAgentError as exc:
-            await self._fail(context, exc)
-            raise
+        csv_text: str = await self._on_campaigns(context, lambda m: m.export_csv(request.campaign_id))
+        return control_api_pb2.ExportCampaignResponse(csv=csv_text)
 
     async def CancelCampaign(
         self,
         request: control_api_pb2.CancelCampaignRequest,  # noqa: N802
         context: grpc.aio.ServicerContext,
     ) -> control_api_pb2.CampaignStatus:
-        manager = await self._campaigns(context)
-        try:
-            return await manager.cancel(request.campaign_id)
-        except PhoneAgentError as exc:
-            await self._fail(context, exc)
-            raise
+        status: control_api_pb2.CampaignStatus = await self._on_campaigns(
+            context, lambda m: m.cancel(request.campaign_id)
+        )
+        return status
 
 
 async def serve(servicer: CallControl, host: str, port: int) -> tuple[Any, int]:
