@@ -79,7 +79,11 @@ class Call:
             if ev.WhichOneof("kind") == "error":
                 self.errors.append(ev)
 
-        await self.bus.subscribe(subjects.speech(self.call_id), media_pb2.SpeechChunk, on_chunk)
+        # A cached greeting arrives all at once (~300 chunks): keep them all, as the edge does
+        # (the default queue of 256 drops the oldest on a loaded machine).
+        await self.bus.subscribe(
+            subjects.speech(self.call_id), media_pb2.SpeechChunk, on_chunk, max_pending=3000
+        )
         await self.bus.subscribe(
             subjects.control(self.call_id), control_pb2.ControlEvent, on_control, lane=Lane.CONTROL
         )
