@@ -17,6 +17,21 @@ from phoneagent.runtime.stack import readyz
 REPLICA_ENV = {"PA_HEARTBEAT_S": "0.25", "PA_DEAD_AFTER_S": "1.0", "PA_DRAIN_TIMEOUT_S": "0.5"}
 
 
+class QuietSession:
+    """A stage session that does nothing (stands in for ASR, LLM, TTS or policy in a test)."""
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self, reason: str) -> None:
+        return None
+
+
+async def quiet_session(claim: Any, taken_over: bool) -> QuietSession:
+    """A :class:`~phoneagent.runtime.sessions.SessionHost` factory of quiet sessions."""
+    return QuietSession()
+
+
 async def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01) -> Any:
     """Poll ``predicate`` until it returns a truthy value or ``timeout`` passes."""
     loop = asyncio.get_running_loop()

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pa_testing import quiet_session
 from phoneagent.edge.service import EdgeService
 from phoneagent.edge.settings import EdgeSettings
 from phoneagent.runtime import streams, subjects
@@ -19,20 +20,6 @@ from phoneagent.runtime.settings import CommonSettings, load
 from phoneagent.v1 import call_pb2, session_pb2
 
 SessionFactory = Callable[[session_pb2.SessionClaim, bool], Awaitable[Any]]
-
-
-class QuietSession:
-    """A stage session that does nothing."""
-
-    async def start(self) -> None:
-        return None
-
-    async def close(self, reason: str) -> None:
-        return None
-
-
-async def quiet_session(claim: session_pb2.SessionClaim, taken_over: bool) -> QuietSession:
-    return QuietSession()
 
 
 @dataclass

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
-from pa_testing import wait_for
+from pa_testing import quiet_session, wait_for
 from phoneagent.edge.service import EdgeService
 from phoneagent.edge.settings import EdgeSettings
 from phoneagent.policy.audit_query import AuditFilter, query_audit
@@ -41,7 +41,7 @@ from phoneagent.runtime import streams, subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.sessions import SessionHost
 from phoneagent.runtime.settings import CommonSettings, load
-from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2, policy_pb2, session_pb2
+from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2, policy_pb2
 
 pytestmark = pytest.mark.slow
 NO_PJSUA2 = pytest.mark.skipif(
@@ -186,18 +186,6 @@ def _read_wav(path: Path) -> tuple[npt.NDArray[np.int16], int]:
 def _frames(pcm: npt.NDArray[np.int16], rate: int) -> list[npt.NDArray[np.int16]]:
     n = rate // 50
     return [pcm[i : i + n] for i in range(0, len(pcm) - n + 1, n)]
-
-
-class NoopSession:
-    async def start(self) -> None:
-        return None
-
-    async def close(self, reason: str) -> None:
-        return None
-
-
-async def _noop(claim: session_pb2.SessionClaim, taken_over: bool) -> NoopSession:
-    return NoopSession()
 
 
 @dataclass
@@ -361,7 +349,7 @@ async def stack(
             cleanup.push_async_callback(b.close)
         await streams.ensure(stage_bus.jetstream())
         for st in ("asr", "llm", "tts"):
-            host = SessionHost(stage_bus, st, f"{st}-peers-t", _noop)
+            host = SessionHost(stage_bus, st, f"{st}-peers-t", quiet_session)
             await host.start()
             cleanup.push_async_callback(host.close)
 

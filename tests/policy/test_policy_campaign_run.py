@@ -16,7 +16,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from pa_testing import wait_for
+from pa_testing import quiet_session, wait_for
 from phoneagent.edge.rtp_session import RtpSession
 from phoneagent.edge.service import EdgeService
 from phoneagent.edge.settings import EdgeSettings
@@ -37,7 +37,6 @@ from phoneagent.v1 import (
     control_api_pb2_grpc,
     control_pb2,
     policy_pb2,
-    session_pb2,
 )
 
 pytestmark = pytest.mark.slow
@@ -45,18 +44,6 @@ HOST = "127.0.0.1"
 ANSWERS, BUSY, ON_DNC = "+12125550101", "+12125550102", "+12125550103"
 PLACED = "+12125550104"  # dialled through PlaceCall (the trunk answers it busy)
 CAMPAIGN = "camp-run-t"
-
-
-class NoopSession:
-    async def start(self) -> None:
-        return None
-
-    async def close(self, reason: str) -> None:
-        return None
-
-
-async def _noop(claim: session_pb2.SessionClaim, taken_over: bool) -> NoopSession:
-    return NoopSession()
 
 
 @dataclass
@@ -109,7 +96,7 @@ async def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Asyn
     await stage_bus.connect(nats_url)
     await observer.connect(nats_url)
     await streams.ensure(stage_bus.jetstream())
-    hosts = [SessionHost(stage_bus, st, f"{st}-camp-t", _noop) for st in ("asr", "llm", "tts")]
+    hosts = [SessionHost(stage_bus, st, f"{st}-camp-t", quiet_session) for st in ("asr", "llm", "tts")]
     for h in hosts:
         await h.start()
 
