@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import test_edge_service_call
-from pa_testing import wait_for
+from pa_testing import PJSUA2_ENDPOINT, wait_for
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Lane
 from phoneagent.v1 import call_pb2, control_pb2, media_pb2
@@ -40,22 +40,16 @@ pytestmark = [
     ),
 ]
 
-PHONE = r"""
+PHONE = (
+    r"""
 import json, sys, time
 import pjsua2 as pj
 
 target, mode, play, record = sys.argv[1:5]
 result = {"states": [], "status": 0, "dtmf_sent": False}
-ep = pj.Endpoint()
-ep.libCreate()
-cfg = pj.EpConfig()
-cfg.uaConfig.threadCnt = 0
-cfg.uaConfig.mainThreadOnly = True
-cfg.logConfig.level = 0
-cfg.logConfig.consoleLevel = 0
-cfg.medConfig.noVad = True
-ep.libInit(cfg)
-tcfg = pj.TransportConfig()
+"""
+    + PJSUA2_ENDPOINT
+    + r"""tcfg = pj.TransportConfig()
 tcfg.boundAddress = "127.0.0.1"
 ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
 ep.libStart()
@@ -120,6 +114,7 @@ ep.libDestroy()
 del ep
 print("RESULT " + json.dumps(result), flush=True)
 """
+)
 
 
 def write_wav(path: Path, pcm: np.ndarray) -> None:

@@ -13,6 +13,7 @@ import sys
 from collections.abc import AsyncIterator
 
 import pytest
+from pa_testing import PJSUA2_ENDPOINT
 from phoneagent.edge.sip import (
     Dialog,
     DialogHandlers,
@@ -33,7 +34,8 @@ pytestmark = [
     ),
 ]
 
-PEER = r"""
+PEER = (
+    r"""
 import ctypes, glob, json, os, sys, time
 import pjsua2 as pj
 
@@ -44,16 +46,9 @@ for lib in glob.glob(os.path.join(os.path.dirname(pj.__file__), "..", "pjsua2_py
 
 target, mode, user, password, algorithm = sys.argv[1:6]
 result = {"states": [], "status": 0, "media": False}
-ep = pj.Endpoint()
-ep.libCreate()
-cfg = pj.EpConfig()
-cfg.uaConfig.threadCnt = 0
-cfg.uaConfig.mainThreadOnly = True
-cfg.logConfig.level = 0
-cfg.logConfig.consoleLevel = 0
-cfg.medConfig.noVad = True
-ep.libInit(cfg)
-tcfg = pj.TransportConfig()
+"""
+    + PJSUA2_ENDPOINT
+    + r"""tcfg = pj.TransportConfig()
 tcfg.boundAddress = "127.0.0.1"
 tcfg.port = 0
 ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
@@ -106,24 +101,20 @@ ep.libDestroy()
 del ep
 print("RESULT " + json.dumps(result))
 """
+)
 
 
-ANSWERER = r"""
+ANSWERER = (
+    r"""
 import ctypes, glob, json, os, select, sys, time
 import pjsua2 as pj
 
 for lib in glob.glob(os.path.join(os.path.dirname(pj.__file__), "..", "pjsua2_python.libs", "libcrypto*")):
     ctypes.CDLL(lib).OpenSSL_add_all_digests()
 result = {"calls": [], "transfers": []}
-ep = pj.Endpoint()
-ep.libCreate()
-cfg = pj.EpConfig()
-cfg.uaConfig.threadCnt = 0
-cfg.uaConfig.mainThreadOnly = True
-cfg.logConfig.level = 0
-cfg.logConfig.consoleLevel = 0
-ep.libInit(cfg)
-tcfg = pj.TransportConfig()
+"""
+    + PJSUA2_ENDPOINT
+    + r"""tcfg = pj.TransportConfig()
 tcfg.boundAddress = "127.0.0.1"
 tid = ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
 ep.libStart()
@@ -182,6 +173,7 @@ ep.libDestroy()
 del ep
 print("RESULT " + json.dumps(result), flush=True)
 """
+)
 
 
 async def run_peer(

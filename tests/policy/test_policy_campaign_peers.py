@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
-from pa_testing import quiet_session, wait_for
+from pa_testing import PJSUA2_ENDPOINT, quiet_session, wait_for
 from phoneagent.edge.service import EdgeService
 from phoneagent.edge.settings import EdgeSettings
 from phoneagent.policy.audit_query import AuditFilter, query_audit
@@ -61,23 +61,17 @@ MODULES = Path("/usr/lib/baresip/modules")
 # The trunk: one pjsua2 endpoint that answers, rejects or lets ring by the dialled number (the
 # user part of the INVITE's To). The answered call hears a WAV (a short "Hello?" then quiet), its
 # recorder keeps what the agent says, and the peer hangs up ``hold_s`` after the call is confirmed.
-TRUNK = r"""
+TRUNK = (
+    r"""
 import json, re, select, sys, time
 import pjsua2 as pj
 
 answers, busy, hello, record, hold_s = sys.argv[1:6]
 hold_s = float(hold_s)
 result = {"invites": [], "states": {}}
-ep = pj.Endpoint()
-ep.libCreate()
-cfg = pj.EpConfig()
-cfg.uaConfig.threadCnt = 0
-cfg.uaConfig.mainThreadOnly = True
-cfg.logConfig.level = 0
-cfg.logConfig.consoleLevel = 0
-cfg.medConfig.noVad = True
-ep.libInit(cfg)
-tcfg = pj.TransportConfig()
+"""
+    + PJSUA2_ENDPOINT
+    + r"""tcfg = pj.TransportConfig()
 tcfg.boundAddress = "127.0.0.1"
 tid = ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
 ep.libStart()
@@ -160,6 +154,7 @@ ep.libDestroy()
 del ep
 print("RESULT " + json.dumps(result), flush=True)
 """
+)
 
 
 def _hello() -> npt.NDArray[np.int16]:
