@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import wave
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 import test_edge_service_call
 from pa_testing import wait_for
+from phoneagent.harness.demo import free_udp_port  # free for UDP and TCP: SIP listens on both
 from phoneagent.runtime import subjects
 from phoneagent.v1 import call_pb2, media_pb2
 from test_edge_service_call import Edge, band_energy, collect, tone
@@ -24,12 +24,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("baresip") is None, reason="baresip is not installed (apt-get baresip)"),
 ]
 MODULES = Path("/usr/lib/baresip/modules")
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def baresip_config(conf: Path, wav: Path) -> None:

@@ -18,7 +18,6 @@ import csv
 import importlib.util
 import json
 import shutil
-import socket
 import sys
 import wave
 from collections.abc import AsyncIterator
@@ -33,6 +32,7 @@ import pytest
 from pa_testing import PJSUA2_ENDPOINT, quiet_session, wait_for
 from phoneagent.edge.service import EdgeService
 from phoneagent.edge.settings import EdgeSettings
+from phoneagent.harness.demo import free_udp_port  # free for UDP and TCP: SIP listens on both
 from phoneagent.policy.audit_query import AuditFilter, query_audit
 from phoneagent.policy.service import PolicyService
 from phoneagent.policy.settings import PolicySettings
@@ -244,16 +244,10 @@ async def _stop_pjsua2(proc: asyncio.subprocess.Process) -> dict:
     return dict(json.loads(lines[-1][len("RESULT ") :]))
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
 async def _start_baresip(tmp: Path) -> tuple[asyncio.subprocess.Process, int]:
     """Debian's baresip as the trunk: it auto-answers calls to ANSWERS_B, its microphone is the "Hello?"
     WAV and the ``sndfile`` module writes what it hears (the agent) to ``dump-*-dec.wav``."""
-    hello, conf, port = _write_hello(tmp), tmp / "baresip", _free_udp_port()
+    hello, conf, port = _write_hello(tmp), tmp / "baresip", free_udp_port()
     conf.mkdir()
     lines = [
         f"module_path {MODULES}",
