@@ -15,6 +15,7 @@ import pytest
 from pa_testing import word_errors
 from phoneagent.audio.g711 import ulaw_decode, ulaw_encode
 from phoneagent.audio.resample import resample
+from whisperx_standin import Calls, install, uninstall
 
 RATE = 16000
 # Recorded human voice shipped by Debian's alsa-utils (read at test time, not redistributed).
@@ -94,3 +95,10 @@ def tiny_engine() -> Iterator[object]:
     engine.load()
     yield engine
     engine.close()
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[Calls]:
+    """The whisperx stand-ins installed (see whisperx_standin); what they were called with."""
+    yield install(monkeypatch)
+    uninstall()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from kokoro_torch_standin import install
 from phoneagent.tts.engines.base import TtsEngine, create_engine
 
 
@@ -22,3 +23,9 @@ def piper_engine() -> Iterator[TtsEngine]:
     engine.load()
     yield engine
     engine.close()
+
+
+@pytest.fixture
+def stub_torch_kokoro(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``torch`` (with a CUDA device) and ``kokoro`` replaced by stand-ins: no GPU stack needed."""
+    install(monkeypatch)

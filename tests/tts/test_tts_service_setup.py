@@ -4,56 +4,18 @@ a call gets."""
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
-import types
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from kokoro_torch_standin import FakeKModel
 from phoneagent.runtime.errors import ErrorKind, PhoneAgentError
 from phoneagent.runtime.settings import CommonSettings, load
 from phoneagent.tts import models
 from phoneagent.tts.service import TtsService
 from phoneagent.tts.settings import TtsSettings
-
-
-class FakeKModel:
-    """Stands in for kokoro.KModel: records the files and device it was given."""
-
-    built: list[dict[str, Any]] = []
-
-    def __init__(self, repo_id: str, config: str, model: str) -> None:
-        self.args = {"repo_id": repo_id, "config": config, "model": model}
-        FakeKModel.built.append(self.args)
-
-    def to(self, device: str) -> FakeKModel:
-        self.args["device"] = device
-        return self
-
-    def eval(self) -> FakeKModel:
-        return self
-
-
-class FakeKPipeline:
-    def __init__(self, lang_code: str, repo_id: str, model: FakeKModel) -> None:
-        self.lang_code, self.model = lang_code, model
-
-
-@pytest.fixture
-def stub_torch_kokoro(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``torch`` (with a CUDA device) and ``kokoro`` replaced by stand-ins: no GPU stack needed."""
-    torch = types.ModuleType("torch")
-    torch.cuda = types.SimpleNamespace(is_available=lambda: True, empty_cache=lambda: None)  # type: ignore[attr-defined]
-    torch.from_numpy = np.asarray  # type: ignore[attr-defined]
-    torch.set_num_threads = lambda n: None  # type: ignore[attr-defined]
-    kokoro = types.ModuleType("kokoro")
-    kokoro.KModel = FakeKModel  # type: ignore[attr-defined]
-    kokoro.KPipeline = FakeKPipeline  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "torch", torch)
-    monkeypatch.setitem(sys.modules, "kokoro", kokoro)
-    FakeKModel.built = []
 
 
 def service(environ: dict[str, str]) -> TtsService:

@@ -19,7 +19,7 @@ import numpy as np
 
 from phoneagent.asr import segmenter as seg
 from phoneagent.asr import stream
-from phoneagent.asr.engines.base import AsrEngine, create_engine
+from phoneagent.asr.engines.base import AsrEngine, create_engine, engine_options
 from phoneagent.asr.resume import FrameGate
 from phoneagent.asr.settings import AsrSettings
 from phoneagent.runtime import streams, subjects, telemetry
@@ -199,17 +199,7 @@ class AsrService(Service):
 
     def engine_options(self) -> dict[str, Any]:
         """Keyword arguments for the configured engine, from the settings."""
-        s = self.settings
-        opts: dict[str, Any] = {"model": s.model, "device": s.device}
-        if s.engine == "faster-whisper":
-            opts.update(cpu_threads=s.threads, initial_prompt=s.initial_prompt or None)
-        else:
-            opts.update(
-                batch_size=s.batch_size,
-                initial_prompt=s.initial_prompt or None,
-                align_model_dir=s.align_model_dir or None,
-            )
-        return opts
+        return engine_options(self.settings.engine, self.settings)
 
     async def setup(self) -> None:
         s = self.settings

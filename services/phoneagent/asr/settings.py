@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from phoneagent.asr.engines.base import engine_names
 from phoneagent.runtime.settings import env, non_negative, positive
 
 MAX_BATCH_SIZE = 64
@@ -52,8 +53,8 @@ class AsrSettings:
     )
 
     def validate(self) -> list[str]:
-        if self.engine not in ("faster-whisper", "whisperx"):
-            return [f"PA_ASR_ENGINE={self.engine!r}: must be faster-whisper or whisperx"]
+        if self.engine not in engine_names():
+            return [f"PA_ASR_ENGINE={self.engine!r}: must be {' or '.join(engine_names())}"]
         if self.align_model_dir and self.engine != "whisperx":
             return ["PA_ASR_ALIGN_MODEL_DIR: word alignment needs PA_ASR_ENGINE=whisperx"]
         return []

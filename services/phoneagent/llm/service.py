@@ -23,7 +23,7 @@ from phoneagent.llm.domain.knowledge import KnowledgeBase, open_knowledge_base
 from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tool_result import CallContext
 from phoneagent.llm.domain.tools import ToolExecutor
-from phoneagent.llm.engines.base import create_engine
+from phoneagent.llm.engines.base import create_engine, engine_options
 from phoneagent.llm.priority import LiveFirst
 from phoneagent.llm.prompting import Prompter, answers, normalise_arguments
 from phoneagent.llm.settings import LlmSettings
@@ -399,19 +399,7 @@ class LlmService(Service):
 
     async def setup(self) -> None:
         s = self.settings
-        opts: dict[str, Any]
-        if s.engine == "llama_cpp":
-            opts = {
-                "model": s.model,
-                "n_threads": s.threads,
-                "n_threads_batch": s.batch_threads,
-                "n_ctx": s.context,
-            }
-        elif s.engine == "openai_http":
-            opts = {"base_url": s.base_url, "model": s.model, "api_key": s.api_key or None}
-        else:
-            opts = {"model": s.model, "max_model_len": s.context}
-        self.engine = LiveFirst(create_engine(s.engine, **opts))
+        self.engine = LiveFirst(create_engine(s.engine, **engine_options(s.engine, s)))
         await asyncio.to_thread(self.engine.load)
         self.store = await asyncio.to_thread(SchedulingStore.open, s.database_url, self.agent)
         if s.knowledge and (self.agent.knowledge or self.agent.tool_enabled("lookup_knowledge")):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from phoneagent.llm.engines.base import engine_names
 from phoneagent.runtime.settings import env, positive
 
 
@@ -37,8 +38,9 @@ class LlmSettings:
 
     def validate(self) -> list[str]:
         problems = []
-        if self.engine not in ("llama_cpp", "vllm", "openai_http"):
-            problems.append(f"PA_LLM_ENGINE={self.engine!r}: must be llama_cpp, vllm or openai_http")
+        if self.engine not in engine_names():
+            known = engine_names()
+            problems.append(f"PA_LLM_ENGINE={self.engine!r}: must be {', '.join(known[:-1])} or {known[-1]}")
         if self.engine == "openai_http" and not self.base_url:
             problems.append("PA_LLM_BASE_URL: required when PA_LLM_ENGINE=openai_http")
         if not 0.0 <= self.temperature <= 2.0:

@@ -91,6 +91,19 @@ LLM_TOKENS_PER_SECOND = Histogram(
     ["engine"],
     buckets=(1, 2, 5, 10, 20, 30, 50, 75, 100, 200, 500),
 )
+ENGINE_CALLS = Counter(
+    "pa_engine_calls_total",
+    "Engine calls (transcribe, synthesise, stream), by stage, engine and outcome (ok or an error kind).",
+    ["stage", "engine", "outcome"],
+)
+ENGINE_RETRIES = Counter(
+    "pa_engine_retries_total", "Engine calls tried again after a retryable error.", ["stage", "engine"]
+)
+ENGINE_FALLBACKS = Counter(
+    "pa_engine_fallbacks_total",
+    "Calls handed to the next engine after one failed (retryable or unavailable).",
+    ["stage", "from_engine", "to_engine"],
+)
 
 # --- calls and sessions --------------------------------------------------------------------
 ACTIVE_CALLS = Gauge("pa_active_calls", "Calls in progress at this edge replica.", ["transport"])
@@ -136,6 +149,9 @@ ALL_METRIC_NAMES = (
     "pa_asr_real_time_factor",
     "pa_tts_real_time_factor",
     "pa_llm_tokens_per_second",
+    "pa_engine_calls_total",
+    "pa_engine_retries_total",
+    "pa_engine_fallbacks_total",
     "pa_active_calls",
     "pa_calls_total",
     "pa_active_sessions",

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 from phoneagent.runtime.settings import env, positive
-from phoneagent.tts import models
+from phoneagent.tts.engines.base import engine_options
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,10 +58,4 @@ class TtsSettings:
 
     def engine_options(self, name: str) -> dict[str, Any]:
         """Constructor options for engine ``name``, as the service and the benchmark build it."""
-        opts: dict[str, Any] = {"threads": self.threads}
-        if name == "kokoro-torch":
-            folder = models.kokoro_dir()
-            opts["config_path"] = Path(self.kokoro_config or folder / models.KOKORO_TORCH_CONFIG_FILE)
-            opts["model_path"] = Path(self.kokoro_weights or folder / models.KOKORO_TORCH_WEIGHTS_FILE)
-            opts["device"] = self.kokoro_device
-        return opts
+        return engine_options(name, self)

@@ -1,19 +1,24 @@
 """The speech-recognition engine interface and the engine registry.
 
-An engine turns one utterance of 16 kHz mono float32 PCM into text. Engines are
-selected by name with :func:`create_engine`, which imports the engine's module only
-when it is chosen, so a CPU image never imports GPU libraries and vice versa.
+An engine turns one utterance of 16 kHz mono float32 PCM into text. Engines derive from
+:class:`BaseAsrEngine` and are selected by name with :func:`create_engine`, which imports
+the engine's module only when it is chosen, so a CPU image never imports GPU libraries.
 """
 
 from __future__ import annotations
 
-import importlib
+import abc
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from phoneagent.runtime.errors import InvalidArgument
+from phoneagent.runtime.engines import CallMeter, EngineRegistry
+from phoneagent.runtime.errors import InvalidArgument, Unavailable
+from phoneagent.runtime.retry import DEFAULT_RETRY, RetryPolicy, call
+
+if TYPE_CHECKING:
+    from phoneagent.asr.settings import AsrSettings
 
 SAMPLE_RATE = 16000
 
@@ -73,15 +78,71 @@ class AsrEngine(Protocol):
     def close(self) -> None: ...
 
 
-# Engine name -> "module:class", imported lazily.
-_ENGINES: dict[str, str] = {
-    "faster-whisper": "phoneagent.asr.engines.faster_whisper:FasterWhisperEngine",
-    "whisperx": "phoneagent.asr.engines.whisperx:WhisperXEngine",
-}
+class BaseAsrEngine(abc.ABC):
+    """What every ASR engine shares (the template of :meth:`transcribe`).
+
+    :meth:`transcribe` refuses an engine that is not loaded and input that is not mono
+    float32 PCM, then calls the engine's own :meth:`_transcribe` under the runtime's retry
+    policy and counts the outcome. An engine implements ``loaded``, :meth:`load`,
+    :meth:`_transcribe` and :meth:`options_from` (its options from the ASR settings).
+    """
+
+    name: str
+    sample_rate: int = SAMPLE_RATE
+    retry: RetryPolicy = DEFAULT_RETRY
+
+    @classmethod
+    def options_from(cls, settings: AsrSettings) -> dict[str, Any]:
+        """Constructor options from the ASR service's settings."""
+        return {"model": settings.model, "device": settings.device}
+
+    @property
+    @abc.abstractmethod
+    def loaded(self) -> bool: ...
+
+    @abc.abstractmethod
+    def load(self) -> None: ...
+
+    def busy(self) -> bool:
+        return False
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Free the model (a later ``transcribe`` is refused until ``load``)."""
+
+    def transcribe(self, pcm: np.ndarray, *, partial: bool = False) -> TranscriptResult:
+        if not self.loaded:
+            raise Unavailable("ASR engine is not loaded")
+        if not isinstance(pcm, np.ndarray) or pcm.dtype != np.float32 or pcm.ndim != 1 or pcm.size == 0:
+            raise InvalidArgument("ASR input must be non-empty mono float32 PCM at 16 kHz")
+        meter = CallMeter("asr", self.name)
+        try:
+            result = call(lambda: self._transcribe(pcm, partial), self.retry, on_retry=meter.retried)
+        except Exception as exc:
+            meter.failed(exc)
+            raise
+        meter.ok()
+        return result
+
+    @abc.abstractmethod
+    def _transcribe(self, pcm: np.ndarray, partial: bool) -> TranscriptResult:
+        """Decode validated ``pcm`` (blocking; may run in several threads at once)."""
+
+
+ENGINES: EngineRegistry[AsrEngine] = EngineRegistry("ASR")
+ENGINES.register(
+    "faster-whisper",
+    "phoneagent.asr.engines.faster_whisper:FasterWhisperEngine",
+    extra="asr",
+    package="faster-whisper",
+)
+ENGINES.register(
+    "whisperx", "phoneagent.asr.engines.whisperx:WhisperXEngine", extra="asr-gpu", package="whisperx"
+)
 
 
 def engine_names() -> tuple[str, ...]:
-    return tuple(sorted(_ENGINES))
+    return ENGINES.names()
 
 
 def create_engine(name: str, **options: Any) -> AsrEngine:
@@ -91,13 +152,12 @@ def create_engine(name: str, **options: Any) -> AsrEngine:
     :class:`phoneagent.runtime.modelfiles.MissingModelError` when the engine's package
     is not installed (the message names the extra to install).
     """
-    target = _ENGINES.get(name)
-    if target is None:
-        raise InvalidArgument(f"unknown ASR engine {name!r}; choose one of {', '.join(engine_names())}")
-    module_name, _, class_name = target.partition(":")
-    module = importlib.import_module(module_name)
-    engine: AsrEngine = getattr(module, class_name)(**options)
-    return engine
+    return ENGINES.create(name, **options)
+
+
+def engine_options(name: str, settings: AsrSettings) -> dict[str, Any]:
+    """The options engine ``name`` builds from ``settings``."""
+    return ENGINES.options(name, settings)
 
 
 def audio_seconds(pcm: np.ndarray, rate: int = SAMPLE_RATE) -> float:

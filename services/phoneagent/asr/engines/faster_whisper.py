@@ -10,21 +10,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from phoneagent.asr.engines.base import SAMPLE_RATE, TranscriptResult, Word, audio_seconds
+from phoneagent.asr.engines.base import BaseAsrEngine, TranscriptResult, Word, audio_seconds
 from phoneagent.asr.models import TINY_EN, is_english_only, resolve_model
-from phoneagent.runtime.errors import EngineFailure, InvalidArgument, Unavailable
+from phoneagent.runtime.errors import EngineFailure, InvalidArgument
 from phoneagent.runtime.modelfiles import MissingModelError
 
-try:
-    import faster_whisper
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise MissingModelError(
-        "the faster-whisper engine is not installed", extra="asr", package="faster-whisper"
-    ) from exc
+if TYPE_CHECKING:
+    from phoneagent.asr.settings import AsrSettings
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +28,17 @@ log = logging.getLogger(__name__)
 _PARTIAL_MAX_TOKENS = 48
 
 
-class FasterWhisperEngine:
+def _import_faster_whisper() -> Any:
+    try:
+        import faster_whisper
+    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+        raise MissingModelError(
+            "the faster-whisper engine is not installed", extra="asr", package="faster-whisper"
+        ) from exc
+    return faster_whisper
+
+
+class FasterWhisperEngine(BaseAsrEngine):
     """faster-whisper on CPU (or CUDA when ``device="cuda"``).
 
     Thread-safe: ``transcribe`` may be called from several threads; with ``num_workers``
@@ -40,7 +46,6 @@ class FasterWhisperEngine:
     """
 
     name = "faster-whisper"
-    sample_rate = SAMPLE_RATE
 
     def __init__(
         self,
@@ -55,6 +60,7 @@ class FasterWhisperEngine:
         initial_prompt: str | None = None,
         word_timestamps: bool = False,
     ) -> None:
+        self._lib = _import_faster_whisper()
         if cpu_threads < 1 or num_workers < 1 or beam_size < 1:
             raise InvalidArgument("cpu_threads, num_workers and beam_size must be at least 1")
         if is_english_only(model) and language not in (None, "en"):
@@ -72,12 +78,24 @@ class FasterWhisperEngine:
         self._in_flight = 0
         self._lock = threading.Lock()
 
+    @classmethod
+    def options_from(cls, settings: AsrSettings) -> dict[str, Any]:
+        return {
+            **super().options_from(settings),
+            "cpu_threads": settings.threads,
+            "initial_prompt": settings.initial_prompt or None,
+        }
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
     def load(self) -> None:
         if self._model is not None:
             return
         path = resolve_model(self.model_name)
         started = time.perf_counter()
-        self._model = faster_whisper.WhisperModel(
+        self._model = self._lib.WhisperModel(
             str(path),
             device=self.device,
             compute_type=self.compute_type,
@@ -99,11 +117,7 @@ class FasterWhisperEngine:
         with self._lock:
             return self._in_flight >= self.num_workers
 
-    def transcribe(self, pcm: np.ndarray, *, partial: bool = False) -> TranscriptResult:
-        if self._model is None:
-            raise Unavailable("ASR engine is not loaded")
-        if pcm.dtype != np.float32 or pcm.ndim != 1 or pcm.size == 0:
-            raise InvalidArgument("ASR input must be non-empty mono float32 PCM at 16 kHz")
+    def _transcribe(self, pcm: np.ndarray, partial: bool) -> TranscriptResult:
         with self._lock:
             self._in_flight += 1
         started = time.perf_counter()

@@ -14,32 +14,46 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from phoneagent.asr.engines.base import SAMPLE_RATE, TranscriptResult, Word, audio_seconds
+from phoneagent.asr.engines.base import BaseAsrEngine, TranscriptResult, Word, audio_seconds
 from phoneagent.asr.engines.batching import MicroBatcher
 from phoneagent.asr.models import TINY_EN, is_english_only, resolve_model
-from phoneagent.runtime.errors import EngineFailure, InvalidArgument, Unavailable
+from phoneagent.runtime.errors import EngineFailure, InvalidArgument
 from phoneagent.runtime.modelfiles import MissingModelError
 
-try:
-    from faster_whisper.tokenizer import Tokenizer
-    from faster_whisper.transcribe import TranscriptionOptions
-    from whisperx import alignment as wx_alignment
-    from whisperx import asr as wx_asr
-    from whisperx.audio import N_SAMPLES, log_mel_spectrogram
-except ImportError as exc:
-    raise MissingModelError(
-        "the whisperx GPU engine is not installed", extra="asr-gpu", package="whisperx"
-    ) from exc
+if TYPE_CHECKING:
+    from phoneagent.asr.settings import AsrSettings
 
 log = logging.getLogger(__name__)
 
 
-def _options(beam_size: int, initial_prompt: str | None, multilingual: bool) -> Any:
-    return TranscriptionOptions(
+def _import_whisperx() -> SimpleNamespace:
+    """The pieces of whisperx (and its faster-whisper) the engine uses, imported when it is built."""
+    try:
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import TranscriptionOptions
+        from whisperx import alignment, asr
+        from whisperx.audio import N_SAMPLES, log_mel_spectrogram
+    except ImportError as exc:
+        raise MissingModelError(
+            "the whisperx GPU engine is not installed", extra="asr-gpu", package="whisperx"
+        ) from exc
+    return SimpleNamespace(
+        Tokenizer=Tokenizer,
+        TranscriptionOptions=TranscriptionOptions,
+        alignment=alignment,
+        asr=asr,
+        N_SAMPLES=N_SAMPLES,
+        log_mel_spectrogram=log_mel_spectrogram,
+    )
+
+
+def _options(options_cls: Any, beam_size: int, initial_prompt: str | None, multilingual: bool) -> Any:
+    return options_cls(
         beam_size=beam_size,
         best_of=1,
         patience=1.0,
@@ -69,11 +83,10 @@ def _options(beam_size: int, initial_prompt: str | None, multilingual: bool) -> 
     )
 
 
-class WhisperXEngine:
+class WhisperXEngine(BaseAsrEngine):
     """Batched Whisper on CUDA. Thread-safe: concurrent calls are batched together."""
 
     name = "whisperx"
-    sample_rate = SAMPLE_RATE
 
     def __init__(
         self,
@@ -89,6 +102,7 @@ class WhisperXEngine:
         initial_prompt: str | None = None,
         align_model_dir: str | None = None,
     ) -> None:
+        self._wx = _import_whisperx()
         if is_english_only(model) and language != "en":
             raise InvalidArgument(f"model {model!r} is English-only; language must be 'en'")
         if batch_size < 1 or beam_size < 1:
@@ -109,22 +123,37 @@ class WhisperXEngine:
             self._decode_batch, max_batch=batch_size, max_wait_s=batch_wait_ms / 1000.0
         )
 
+    @classmethod
+    def options_from(cls, settings: AsrSettings) -> dict[str, Any]:
+        return {
+            **super().options_from(settings),
+            "batch_size": settings.batch_size,
+            "initial_prompt": settings.initial_prompt or None,
+            "align_model_dir": settings.align_model_dir or None,
+        }
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
     def load(self) -> None:
         if self._model is not None:
             return
         path = resolve_model(self.model_name)
         started = time.perf_counter()
-        model = wx_asr.WhisperModel(
+        model = self._wx.asr.WhisperModel(
             str(path),
             device=self.device,
             device_index=self.device_index,
             compute_type=self.compute_type,
             local_files_only=True,
         )
-        self._tokenizer = Tokenizer(
+        self._tokenizer = self._wx.Tokenizer(
             model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=self.language
         )
-        self._options = _options(self.beam_size, self.initial_prompt, model.model.is_multilingual)
+        self._options = _options(
+            self._wx.TranscriptionOptions, self.beam_size, self.initial_prompt, model.model.is_multilingual
+        )
         if self.align_model_dir:
             self._align = self._load_alignment(Path(self.align_model_dir))
         self._model = model
@@ -148,7 +177,7 @@ class WhisperXEngine:
             )
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         try:
-            model, metadata = wx_alignment.load_align_model(
+            model, metadata = self._wx.alignment.load_align_model(
                 self.language, self._device_name(), model_name=str(directory), model_cache_only=True
             )
         except Exception as exc:
@@ -165,19 +194,16 @@ class WhisperXEngine:
     def busy(self) -> bool:
         return self._batcher.busy()
 
-    def transcribe(self, pcm: np.ndarray, *, partial: bool = False) -> TranscriptResult:
-        if self._model is None:
-            raise Unavailable("ASR engine is not loaded")
-        if pcm.dtype != np.float32 or pcm.ndim != 1 or pcm.size == 0:
-            raise InvalidArgument("ASR input must be non-empty mono float32 PCM at 16 kHz")
-        return self._batcher.submit((pcm[:N_SAMPLES], partial))
+    def _transcribe(self, pcm: np.ndarray, partial: bool) -> TranscriptResult:
+        return self._batcher.submit((pcm[: self._wx.N_SAMPLES], partial))
 
     def _decode_batch(self, items: list[tuple[np.ndarray, bool]]) -> list[TranscriptResult]:
         started = time.perf_counter()
         n_mels = self._model.feat_kwargs.get("feature_size") or 80
+        wx = self._wx
         features = np.stack(
             [
-                np.asarray(log_mel_spectrogram(pcm, n_mels=n_mels, padding=N_SAMPLES - len(pcm)).cpu())
+                np.asarray(wx.log_mel_spectrogram(pcm, n_mels=n_mels, padding=wx.N_SAMPLES - len(pcm)).cpu())
                 for pcm, _ in items
             ]
         )
@@ -210,7 +236,7 @@ class WhisperXEngine:
             return ()
         model, metadata = self._align
         segment = {"text": text, "start": 0.0, "end": audio_seconds(pcm)}
-        aligned = wx_alignment.align([segment], model, metadata, pcm, self._device_name())
+        aligned = self._wx.alignment.align([segment], model, metadata, pcm, self._device_name())
         return tuple(
             Word(text=w["word"], start=float(w["start"]), end=float(w["end"]), probability=float(w["score"]))
             for w in aligned.get("word_segments", ())

@@ -1,4 +1,4 @@
-"""The interface every LLM engine implements, request validation, and the engine registry.
+"""The interface every LLM engine implements, their base class, request validation, and the registry.
 
 An engine turns a chat (OpenAI-style message dicts) into a stream of :class:`Delta`
 pieces. The service owns request ids and calls :meth:`LlmEngine.abort` on barge-in; an
@@ -7,13 +7,23 @@ aborted stream ends promptly with ``finish_reason == "abort"``.
 
 from __future__ import annotations
 
-import importlib
+import abc
+import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from phoneagent.runtime.errors import InvalidArgument
+from phoneagent.runtime.engines import CallMeter, EngineRegistry
+from phoneagent.runtime.errors import InvalidArgument, PhoneAgentError
+from phoneagent.runtime.retry import DEFAULT_RETRY, Interrupted, OnRetry, RetryPolicy, aiterate
+
+if TYPE_CHECKING:
+    from phoneagent.llm.settings import LlmSettings
+
+log = logging.getLogger(__name__)
 
 FINISH_STOP = "stop"  # the model ended its reply
 FINISH_LENGTH = "length"  # max_tokens (or the context) ran out
@@ -95,6 +105,124 @@ async def warm_up_by_streaming(
         pass
 
 
+@dataclass(frozen=True, slots=True)
+class LlmRequest:
+    """One validated request, as an engine's :meth:`BaseLlmEngine._stream` receives it."""
+
+    request_id: str
+    messages: list[dict[str, Any]]
+    max_tokens: int
+    temperature: float
+    tools: list[dict[str, Any]] | None = None
+    json_schema: dict[str, Any] | None = None
+
+
+class BaseLlmEngine(abc.ABC):
+    """What every LLM engine shares (the template of :meth:`stream`).
+
+    :meth:`stream` validates the request, refuses an engine that is not ready and a request
+    id already running, then yields the deltas of the engine's own :meth:`_stream`, opened
+    again under the runtime's retry policy while nothing has been yielded; an :meth:`abort`
+    during a back-off wait ends the stream with ``finish_reason == "abort"``. Outcomes and
+    retries are counted. An engine implements :meth:`load`, :meth:`close`, :meth:`_stream`,
+    :meth:`_abort`, :meth:`_check_ready` and :meth:`options_from`.
+    """
+
+    name: str
+    structured_output: bool = True
+    retry: RetryPolicy = DEFAULT_RETRY
+
+    def __init__(self) -> None:
+        self._requests: dict[str, asyncio.Event] = {}  # running request id -> its abort signal
+
+    @classmethod
+    def options_from(cls, settings: LlmSettings) -> dict[str, Any]:
+        """Constructor options from the LLM service's settings."""
+        return {"model": settings.model}
+
+    @abc.abstractmethod
+    def load(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    def _check_ready(self) -> None:
+        """Raise :class:`~phoneagent.runtime.errors.Unavailable` when a request cannot start now."""
+
+    async def stream(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        request_id: str,
+        max_tokens: int,
+        temperature: float,
+        tools: list[dict[str, Any]] | None = None,
+        json_schema: dict[str, Any] | None = None,
+    ) -> AsyncIterator[Delta]:
+        validate_request(
+            messages,
+            request_id=request_id,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            tools=tools,
+            json_schema=json_schema,
+        )
+        self._check_ready()
+        if request_id in self._requests:
+            raise InvalidArgument("a request with this id is already running")
+        request = LlmRequest(request_id, messages, max_tokens, float(temperature), tools, json_schema)
+        aborted = self._requests[request_id] = asyncio.Event()
+        meter = CallMeter("llm", self.name)
+        deltas = aiterate(
+            lambda: self._stream(request), self.retry, interrupt=aborted, on_retry=self._retried(meter)
+        )
+        try:
+            async with contextlib.aclosing(deltas):  # a consumer that stops early stops the engine now
+                async for delta in deltas:
+                    yield delta
+        except Interrupted:
+            meter.ok()
+            yield Delta(finish_reason=FINISH_ABORT)
+        except Exception as exc:
+            meter.failed(exc)
+            raise
+        else:
+            meter.ok()
+        finally:
+            self._requests.pop(request_id, None)
+
+    def _retried(self, meter: CallMeter) -> OnRetry:
+        def note(attempt: int, error: PhoneAgentError) -> None:
+            meter.retried(attempt, error)
+            log.warning(
+                "llm request retried",
+                extra={"engine": self.name, "attempt": attempt, "kind": error.kind.name.lower()},
+            )
+
+        return note
+
+    @abc.abstractmethod
+    def _stream(self, request: LlmRequest) -> AsyncIterator[Delta]:
+        """The deltas of one validated request (an async generator), ending with a final delta."""
+
+    async def abort(self, request_id: str) -> None:
+        aborted = self._requests.get(request_id)
+        if aborted is not None:
+            aborted.set()
+        await self._abort(request_id)
+
+    @abc.abstractmethod
+    async def _abort(self, request_id: str) -> None:
+        """End the engine's stream for ``request_id`` promptly (no-op when unknown)."""
+
+    async def warm_up(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> None:
+        """One token of ``messages``: the engine's prefix cache keeps the shared prefix."""
+        await warm_up_by_streaming(self, messages, tools)
+
+
 def validate_request(
     messages: list[dict[str, Any]],
     *,
@@ -142,22 +270,26 @@ def _validate_tools(tools: Any) -> None:
             raise InvalidArgument(f"tool {i} must be {{'type': 'function', 'function': {{'name': ...}}}}")
 
 
-# name -> (module, class); modules are imported only when their engine is asked for.
-_ENGINES: dict[str, tuple[str, str]] = {
-    "llama_cpp": ("phoneagent.llm.engines.llama_cpp", "LlamaCppEngine"),
-    "openai_http": ("phoneagent.llm.engines.openai_http", "OpenAIHttpEngine"),
-    "vllm": ("phoneagent.llm.engines.vllm", "VllmEngine"),
-}
-_ALIASES = {
-    "llama-cpp": "llama_cpp",
-    "llamacpp": "llama_cpp",
-    "openai": "openai_http",
-    "openai-http": "openai_http",
-}
+ENGINES: EngineRegistry[LlmEngine] = EngineRegistry(
+    "LLM",
+    aliases={
+        "llama-cpp": "llama_cpp",
+        "llamacpp": "llama_cpp",
+        "openai": "openai_http",
+        "openai-http": "openai_http",
+    },
+)
+ENGINES.register(
+    "llama_cpp", "phoneagent.llm.engines.llama_cpp:LlamaCppEngine", extra="llm", package="llama-cpp-python"
+)
+ENGINES.register(
+    "openai_http", "phoneagent.llm.engines.openai_http:OpenAIHttpEngine", extra="llm", package="aiohttp"
+)
+ENGINES.register("vllm", "phoneagent.llm.engines.vllm:VllmEngine", extra="llm-gpu", package="vllm")
 
 
 def engine_names() -> list[str]:
-    return sorted(_ENGINES)
+    return list(ENGINES.names())
 
 
 def create_engine(name: str, **opts: Any) -> LlmEngine:
@@ -167,10 +299,9 @@ def create_engine(name: str, **opts: Any) -> LlmEngine:
     :class:`~phoneagent.runtime.modelfiles.MissingModelError` (naming the extra to install)
     when the engine's library is missing.
     """
-    key = _ALIASES.get(name, name)
-    if key not in _ENGINES:
-        raise InvalidArgument(f"unknown LLM engine {name!r}; choose one of {', '.join(engine_names())}")
-    module_name, class_name = _ENGINES[key]
-    engine_cls = getattr(importlib.import_module(module_name), class_name)
-    engine: LlmEngine = engine_cls(**opts)
-    return engine
+    return ENGINES.create(name, **opts)
+
+
+def engine_options(name: str, settings: LlmSettings) -> dict[str, Any]:
+    """The options engine ``name`` builds from ``settings``."""
+    return ENGINES.options(name, settings)

@@ -21,19 +21,23 @@ from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from phoneagent.llm.engines.base import (
     FINISH_ABORT,
     FINISH_LENGTH,
     FINISH_STOP,
+    BaseLlmEngine,
     Delta,
-    validate_request,
+    LlmRequest,
     warm_up_by_streaming,
 )
 from phoneagent.llm.models import DEFAULT_MODEL, model_path
 from phoneagent.runtime.errors import EngineFailure, InvalidArgument, PhoneAgentError, Unavailable
 from phoneagent.runtime.modelfiles import MissingModelError
+
+if TYPE_CHECKING:
+    from phoneagent.llm.settings import LlmSettings
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +53,6 @@ def _import_llama_cpp() -> Any:
             "the llama.cpp engine needs llama-cpp-python", extra="llm", package="llama-cpp-python==0.3.36"
         ) from None
     return llama_cpp
-
-
-@dataclass
-class _Request:
-    messages: list[dict[str, Any]]
-    max_tokens: int
-    temperature: float
-    tools: list[dict[str, Any]] | None
-    json_schema: dict[str, Any] | None
 
 
 @dataclass
@@ -79,7 +74,7 @@ class _Job:
         )
 
 
-class LlamaCppEngine:
+class LlamaCppEngine(BaseLlmEngine):
     """llama.cpp chat engine; the prompt is built with the GGUF's own chat template."""
 
     name = "llama_cpp"
@@ -97,6 +92,7 @@ class LlamaCppEngine:
         n_gpu_layers: int = 0,
         seed: int | None = None,
     ) -> None:
+        super().__init__()
         self._lib = _import_llama_cpp()
         if n_ctx < 256 or n_threads < 1 or n_batch < 1:
             raise InvalidArgument("n_ctx must be at least 256; n_threads and n_batch at least 1")
@@ -121,9 +117,22 @@ class LlamaCppEngine:
         self._pinned: Any = None
         self.prefix_restores = 0  # how often the pinned prefix replaced the context (metrics, tests)
 
+    @classmethod
+    def options_from(cls, settings: LlmSettings) -> dict[str, Any]:
+        return {
+            **super().options_from(settings),
+            "n_threads": settings.threads,
+            "n_threads_batch": settings.batch_threads,
+            "n_ctx": settings.context,
+        }
+
     @property
     def loaded(self) -> bool:
         return self._llm is not None
+
+    def _check_ready(self) -> None:
+        if self._llm is None or self._executor is None:
+            raise Unavailable("the llama.cpp engine is not loaded")
 
     def load(self) -> None:
         """Load the model (blocking: run it in a thread). Assembles the weights on first use."""
@@ -219,7 +228,7 @@ class LlamaCppEngine:
             return
         self.prefix_restores += 1
 
-    async def abort(self, request_id: str) -> None:
+    async def _abort(self, request_id: str) -> None:
         job = self._jobs.get(request_id)
         if job is None:
             return
@@ -227,38 +236,18 @@ class LlamaCppEngine:
         job.queue.put_nowait(_WAKE)
         log.debug("llm request aborted", extra={"engine": self.name, "request_id": request_id})
 
-    async def stream(
-        self,
-        messages: list[dict[str, Any]],
-        *,
-        request_id: str,
-        max_tokens: int,
-        temperature: float,
-        tools: list[dict[str, Any]] | None = None,
-        json_schema: dict[str, Any] | None = None,
-    ) -> AsyncIterator[Delta]:
-        validate_request(
-            messages,
-            request_id=request_id,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            tools=tools,
-            json_schema=json_schema,
-        )
-        if self._llm is None or self._executor is None:
+    async def _stream(self, request: LlmRequest) -> AsyncIterator[Delta]:
+        if self._executor is None:
             raise Unavailable("the llama.cpp engine is not loaded")
-        if request_id in self._jobs:
-            raise InvalidArgument("a request with this id is already running")
-        job = _Job(request_id, asyncio.get_running_loop())
-        self._jobs[request_id] = job
-        request = _Request(messages, max_tokens, float(temperature), tools, json_schema)
+        job = _Job(request.request_id, asyncio.get_running_loop())
+        self._jobs[request.request_id] = job
         try:
             job.loop.run_in_executor(self._executor, self._run, job, request)
             async for delta in self._consume(job):
                 yield delta
         finally:
             job.cancel.set()  # a consumer that stops early also stops the worker
-            self._jobs.pop(request_id, None)
+            self._jobs.pop(request.request_id, None)
 
     async def _consume(self, job: _Job) -> AsyncIterator[Delta]:
         while True:
@@ -277,7 +266,7 @@ class LlamaCppEngine:
 
     # --- worker thread ------------------------------------------------------------------------
 
-    def _run(self, job: _Job, request: _Request) -> None:
+    def _run(self, job: _Job, request: LlmRequest) -> None:
         if job.cancel.is_set():
             job.emit("end", FINISH_ABORT)
             return
@@ -307,7 +296,7 @@ class LlamaCppEngine:
             },
         )
 
-    def _generate(self, job: _Job, request: _Request) -> str:
+    def _generate(self, job: _Job, request: LlmRequest) -> str:
         prompt, stop = self._prompt(request)
         job.prompt_tokens = len(prompt)
         if len(prompt) >= self._params["n_ctx"]:
@@ -345,7 +334,7 @@ class LlamaCppEngine:
                 close()
         return FINISH_ABORT if job.cancel.is_set() else finish
 
-    def _prompt(self, request: _Request) -> tuple[list[int], list[str]]:
+    def _prompt(self, request: LlmRequest) -> tuple[list[int], list[str]]:
         try:
             formatted = self._formatter(messages=request.messages, tools=request.tools)
         except Exception as exc:  # the template raises on conversations it cannot render

@@ -1,9 +1,10 @@
 """Client engine for an external OpenAI-compatible server (vLLM, llama.cpp server, ...).
 
-Streams ``/v1/chat/completions`` over server-sent events. A request is retried only
-while nothing has been received (connection refused, 429/502/503/504 before the first
-byte); once text has streamed a failure ends the stream with an error. ``abort`` closes
-the HTTP response, which makes vLLM abort the request on the server as well.
+Streams ``/v1/chat/completions`` over server-sent events. A request is retried (by the
+base class, under the runtime's retry policy) only while nothing has been received:
+connection refused, timeouts, 429/502/503/504 before the first byte; once text has
+streamed a failure ends the stream with an error. ``abort`` closes the HTTP response,
+which makes vLLM abort the request on the server as well.
 
 Tools are passed with ``tool_choice: "none"`` so the server renders them into the
 prompt but returns the model's text as is, the same as the in-process engines.
@@ -16,15 +17,15 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from phoneagent.llm.engines.base import (
     FINISH_ABORT,
     FINISH_LENGTH,
     FINISH_STOP,
+    BaseLlmEngine,
     Delta,
-    validate_request,
-    warm_up_by_streaming,
+    LlmRequest,
 )
 from phoneagent.llm.engines.sse import SseParser
 from phoneagent.runtime.errors import (
@@ -35,10 +36,12 @@ from phoneagent.runtime.errors import (
     Unavailable,
 )
 from phoneagent.runtime.modelfiles import MissingModelError
+from phoneagent.runtime.retry import DEFAULT_RETRY, RetryPolicy
+
+if TYPE_CHECKING:
+    from phoneagent.llm.settings import LlmSettings
 
 log = logging.getLogger(__name__)
-
-_RETRY_STATUS = frozenset({429, 502, 503, 504})
 
 
 def _import_aiohttp() -> Any:
@@ -87,16 +90,7 @@ async def _first_of(task: asyncio.Future[Any], cancelled: asyncio.Event) -> bool
     return False
 
 
-async def _wait_event(event: asyncio.Event, seconds: float) -> bool:
-    """Sleep up to ``seconds``; True if ``event`` was set meanwhile."""
-    try:
-        await asyncio.wait_for(event.wait(), seconds)
-    except TimeoutError:
-        return False
-    return True
-
-
-class OpenAIHttpEngine:
+class OpenAIHttpEngine(BaseLlmEngine):
     """Streaming chat completions from ``base_url`` (e.g. ``http://vllm:8000/v1``)."""
 
     name = "openai_http"
@@ -110,11 +104,12 @@ class OpenAIHttpEngine:
         api_key: str | None = None,
         connect_timeout: float = 3.0,
         read_timeout: float = 30.0,
-        retries: int = 2,
-        retry_backoff: float = 0.2,
+        retries: int = DEFAULT_RETRY.retries,
+        retry_backoff: float = DEFAULT_RETRY.backoff_s,
         schema_style: str = "openai",
         include_usage: bool = True,
     ) -> None:
+        super().__init__()
         self._aiohttp = _import_aiohttp()
         if not base_url.startswith(("http://", "https://")):
             raise InvalidArgument("base_url must start with http:// or https://")
@@ -128,15 +123,25 @@ class OpenAIHttpEngine:
         self._timeout = self._aiohttp.ClientTimeout(
             total=None, sock_connect=connect_timeout, sock_read=read_timeout
         )
-        self._retries = retries
-        self._backoff = retry_backoff
+        self.retry = RetryPolicy(retries=retries, backoff_s=retry_backoff)
         self._schema_style = schema_style
         self._include_usage = include_usage
         self._session: Any = None
         self._live: dict[str, _Live] = {}
 
+    @classmethod
+    def options_from(cls, settings: LlmSettings) -> dict[str, Any]:
+        return {
+            **super().options_from(settings),
+            "base_url": settings.base_url,
+            "api_key": settings.api_key or None,
+        }
+
     def load(self) -> None:
         """Nothing to load: the session opens with the first request."""
+
+    def _check_ready(self) -> None:
+        """Always ready: whether the server answers shows when the request is sent."""
 
     async def close(self) -> None:
         for request_id in list(self._live):
@@ -145,19 +150,13 @@ class OpenAIHttpEngine:
             session, self._session = self._session, None
             await session.close()
 
-    async def abort(self, request_id: str) -> None:
+    async def _abort(self, request_id: str) -> None:
         live = self._live.get(request_id)
         if live is None:
             return
         live.cancelled.set()
         if live.response is not None:
             live.response.close()
-
-    async def warm_up(
-        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
-    ) -> None:
-        """One token of ``messages``: the server's automatic prefix cache keeps the shared prefix."""
-        await warm_up_by_streaming(self, messages, tools)
 
     def request_body(
         self,
@@ -190,31 +189,16 @@ class OpenAIHttpEngine:
                 }
         return body
 
-    async def stream(
-        self,
-        messages: list[dict[str, Any]],
-        *,
-        request_id: str,
-        max_tokens: int,
-        temperature: float,
-        tools: list[dict[str, Any]] | None = None,
-        json_schema: dict[str, Any] | None = None,
-    ) -> AsyncIterator[Delta]:
-        validate_request(
-            messages,
-            request_id=request_id,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            tools=tools,
-            json_schema=json_schema,
-        )
-        if request_id in self._live:
-            raise InvalidArgument("a request with this id is already running")
+    async def _stream(self, request: LlmRequest) -> AsyncIterator[Delta]:
         body = self.request_body(
-            messages, max_tokens=max_tokens, temperature=temperature, tools=tools, json_schema=json_schema
+            request.messages,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            tools=request.tools,
+            json_schema=request.json_schema,
         )
         live = _Live()
-        self._live[request_id] = live
+        self._live[request.request_id] = live
         try:
             response = await self._open(body, live)
             if response is None:
@@ -223,44 +207,34 @@ class OpenAIHttpEngine:
             async for delta in self._read(response, live):
                 yield delta
         finally:
-            self._live.pop(request_id, None)
+            self._live.pop(request.request_id, None)
             if live.response is not None:
                 live.response.close()
 
     async def _open(self, body: dict[str, Any], live: _Live) -> Any:
-        """POST the request, retrying while nothing has been received; None when aborted."""
+        """POST the request: the response, None when aborted, or the error (retryable or not).
+
+        An abort while waiting for the response headers drops the connection.
+        """
         if self._session is None or self._session.closed:
             self._session = self._aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
-        for attempt in range(self._retries + 1):
-            if attempt:
-                log.warning("llm server request retried", extra={"engine": self.name, "attempt": attempt})
-                if await _wait_event(live.cancelled, self._backoff * attempt):
-                    return None
-            error = await self._try_open(body, live)
-            if live.cancelled.is_set():
-                return None
-            if error is None:
-                return live.response
-            if not error.retryable or attempt == self._retries:
-                raise error
-        return None
-
-    async def _try_open(self, body: dict[str, Any], live: _Live) -> PhoneAgentError | None:
-        """One POST; an abort while waiting for the response headers drops the connection."""
         post = asyncio.ensure_future(self._session.post(self._url, json=body))
         if not await _first_of(post, live.cancelled):
             return None
         try:
             response = post.result()
         except TimeoutError:
-            return PhoneAgentError(ErrorKind.TIMEOUT, "the LLM server did not answer in time")
+            raise PhoneAgentError(ErrorKind.TIMEOUT, "the LLM server did not answer in time") from None
         except self._aiohttp.ClientError:
-            return Unavailable("cannot connect to the LLM server")
+            raise Unavailable("cannot connect to the LLM server") from None
+        if live.cancelled.is_set():
+            response.close()
+            return None
         if response.status != 200:
             response.release()
-            return status_error(response.status)
+            raise status_error(response.status)
         live.response = response
-        return None
+        return response
 
     async def _read(self, response: Any, live: _Live) -> AsyncIterator[Delta]:
         parser = SseParser()

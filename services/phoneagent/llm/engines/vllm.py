@@ -15,18 +15,21 @@ import inspect
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from phoneagent.llm.engines.base import (
     FINISH_ABORT,
     FINISH_LENGTH,
     FINISH_STOP,
+    BaseLlmEngine,
     Delta,
-    validate_request,
-    warm_up_by_streaming,
+    LlmRequest,
 )
 from phoneagent.runtime.errors import EngineFailure, InvalidArgument, PhoneAgentError, Unavailable
 from phoneagent.runtime.modelfiles import MissingModelError
+
+if TYPE_CHECKING:
+    from phoneagent.llm.settings import LlmSettings
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +52,7 @@ class _Live:
     cancelled: bool = False
 
 
-class VllmEngine:
+class VllmEngine(BaseLlmEngine):
     """In-process vLLM; ``model`` is a local directory of safetensors weights (no hub access)."""
 
     name = "vllm"
@@ -65,6 +68,7 @@ class VllmEngine:
         dtype: str = "auto",
         **engine_kwargs: Any,
     ) -> None:
+        super().__init__()
         self._vllm = _import_vllm()
         if not model:
             raise InvalidArgument("the vLLM engine needs a model directory")
@@ -79,6 +83,14 @@ class VllmEngine:
         self._engine: Any = None
         self._tokenizer: Any = None
         self._live: dict[str, _Live] = {}
+
+    @classmethod
+    def options_from(cls, settings: LlmSettings) -> dict[str, Any]:
+        return {**super().options_from(settings), "max_model_len": settings.context}
+
+    def _check_ready(self) -> None:
+        if self._engine is None:
+            raise Unavailable("the vLLM engine is not loaded")
 
     def load(self) -> None:
         """Start the vLLM engine (blocking: minutes on first start while kernels compile)."""
@@ -103,7 +115,7 @@ class VllmEngine:
         if engine is not None:
             engine.shutdown()
 
-    async def abort(self, request_id: str) -> None:
+    async def _abort(self, request_id: str) -> None:
         live = self._live.get(request_id)
         if live is None:
             return
@@ -112,36 +124,10 @@ class VllmEngine:
         if self._engine is not None:
             await self._engine.abort(request_id)
 
-    async def warm_up(
-        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
-    ) -> None:
-        """One token of ``messages``: the server's automatic prefix cache keeps the shared prefix."""
-        await warm_up_by_streaming(self, messages, tools)
-
-    async def stream(
-        self,
-        messages: list[dict[str, Any]],
-        *,
-        request_id: str,
-        max_tokens: int,
-        temperature: float,
-        tools: list[dict[str, Any]] | None = None,
-        json_schema: dict[str, Any] | None = None,
-    ) -> AsyncIterator[Delta]:
-        validate_request(
-            messages,
-            request_id=request_id,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            tools=tools,
-            json_schema=json_schema,
-        )
-        if self._engine is None:
-            raise Unavailable("the vLLM engine is not loaded")
-        if request_id in self._live:
-            raise InvalidArgument("a request with this id is already running")
-        prompt = await self._prompt(messages, tools)
-        params = self._sampling_params(max_tokens, float(temperature), json_schema)
+    async def _stream(self, request: LlmRequest) -> AsyncIterator[Delta]:
+        request_id = request.request_id
+        prompt = await self._prompt(request.messages, request.tools)
+        params = self._sampling_params(request.max_tokens, request.temperature, request.json_schema)
         live = _Live()
         self._live[request_id] = live
         pump = asyncio.create_task(self._pump(prompt, params, request_id, live))

@@ -19,7 +19,7 @@ import numpy as np
 from phoneagent.runtime.errors import EngineFailure
 from phoneagent.runtime.modelfiles import MissingModelError
 from phoneagent.tts import models
-from phoneagent.tts.engines.base import check_speed, check_voice
+from phoneagent.tts.engines.base import BaseTtsEngine
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
 
 
-class KokoroOnnxEngine:
+class KokoroOnnxEngine(BaseTtsEngine):
     name = "kokoro"
     native_rate = models.KOKORO_SAMPLE_RATE
 
@@ -78,10 +78,12 @@ class KokoroOnnxEngine:
     def voices(self) -> list[str]:
         return models.voice_list(self._voices or models.KOKORO_VOICE_SHA256)
 
-    def synthesize(self, text: str, voice: str, speed: float = 1.0) -> Iterator[np.ndarray]:
-        kokoro = self._require()
-        check_voice(voice, self.voices())
-        speed = check_speed(speed)
+    @property
+    def loaded(self) -> bool:
+        return self._kokoro is not None
+
+    def _synthesize(self, text: str, voice: str, speed: float) -> Iterator[np.ndarray]:
+        kokoro = self._kokoro
         lang = "en-gb" if voice.startswith("b") else "en-us"
         style = self._voices[voice]
         for sentence in _SENTENCE_END.split(text.strip()):
@@ -100,8 +102,3 @@ class KokoroOnnxEngine:
     def close(self) -> None:
         with self._lock:
             self._kokoro = None
-
-    def _require(self) -> Any:
-        if self._kokoro is None:
-            raise EngineFailure("kokoro engine used before load()")
-        return self._kokoro

@@ -13,14 +13,17 @@ import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from phoneagent.runtime.errors import EngineFailure, InvalidArgument
+from phoneagent.runtime.errors import InvalidArgument
 from phoneagent.runtime.modelfiles import MissingModelError
 from phoneagent.tts import models
-from phoneagent.tts.engines.base import check_speed, check_voice
+from phoneagent.tts.engines.base import BaseTtsEngine
+
+if TYPE_CHECKING:
+    from phoneagent.tts.settings import TtsSettings
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +32,7 @@ _REPO_ID = "hexgrad/Kokoro-82M"  # a label kokoro uses for messages; weights com
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
 
 
-class KokoroTorchEngine:
+class KokoroTorchEngine(BaseTtsEngine):
     name = "kokoro-torch"
     native_rate = models.KOKORO_SAMPLE_RATE
 
@@ -91,11 +94,22 @@ class KokoroTorchEngine:
     def voices(self) -> list[str]:
         return models.voice_list(self._voices or models.KOKORO_VOICE_SHA256)
 
-    def synthesize(self, text: str, voice: str, speed: float = 1.0) -> Iterator[np.ndarray]:
-        if self._model is None:
-            raise EngineFailure("kokoro-torch engine used before load()")
-        check_voice(voice, self.voices())
-        speed = check_speed(speed)
+    @classmethod
+    def options_from(cls, settings: TtsSettings) -> dict[str, Any]:
+        """The weight files default to PA_MODEL_DIR/kokoro/ (see PA_TTS_KOKORO_CONFIG, _WEIGHTS)."""
+        folder = models.kokoro_dir()
+        return {
+            **super().options_from(settings),
+            "config_path": Path(settings.kokoro_config or folder / models.KOKORO_TORCH_CONFIG_FILE),
+            "model_path": Path(settings.kokoro_weights or folder / models.KOKORO_TORCH_WEIGHTS_FILE),
+            "device": settings.kokoro_device,
+        }
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def _synthesize(self, text: str, voice: str, speed: float) -> Iterator[np.ndarray]:
         pipeline = self._pipelines["b" if voice.startswith("b") else "a"]
         pack = self._voices[voice]
         for sentence in _SENTENCE_END.split(text.strip()):

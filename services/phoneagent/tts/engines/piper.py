@@ -18,12 +18,12 @@ import numpy as np
 from phoneagent.runtime.errors import EngineFailure
 from phoneagent.runtime.modelfiles import MissingModelError
 from phoneagent.tts import models
-from phoneagent.tts.engines.base import check_speed, check_voice
+from phoneagent.tts.engines.base import BaseTtsEngine
 
 log = logging.getLogger(__name__)
 
 
-class PiperEngine:
+class PiperEngine(BaseTtsEngine):
     name = "piper"
 
     def __init__(
@@ -82,10 +82,12 @@ class PiperEngine:
     def voices(self) -> list[str]:
         return [self._voice_name]
 
-    def synthesize(self, text: str, voice: str, speed: float = 1.0) -> Iterator[np.ndarray]:
-        piper_voice = self._require()
-        check_voice(voice, self.voices())
-        speed = check_speed(speed)
+    @property
+    def loaded(self) -> bool:
+        return self._voice is not None
+
+    def _synthesize(self, text: str, voice: str, speed: float) -> Iterator[np.ndarray]:
+        piper_voice = self._voice
         from piper.config import SynthesisConfig
 
         cfg = SynthesisConfig(length_scale=1.0 / speed, normalize_audio=True, volume=self._volume)
@@ -98,8 +100,3 @@ class PiperEngine:
     def close(self) -> None:
         with self._lock:
             self._voice = None
-
-    def _require(self) -> Any:
-        if self._voice is None:
-            raise EngineFailure("piper engine used before load()")
-        return self._voice
