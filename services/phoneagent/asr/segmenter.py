@@ -76,6 +76,8 @@ class Utterance:
     ended_at: float
     forced: bool = False
     continued: bool = False
+    start_sample: int = 0  # stream position (samples fed so far) of pcm[0]
+    onset_sample: int = 0  # stream position of the first window of the detected speech
 
 
 SegmentEvent = SpeechStarted | PartialDue | Utterance
@@ -111,10 +113,13 @@ class Segmenter:
         self._detector.reset()
         self._pending = np.zeros(0, dtype=np.float32)
         self._ring: deque[tuple[float, np.ndarray]] = deque(maxlen=self._pre_roll_w + self._min_speech_w)
+        self._windows_seen = 0  # windows stepped since the last reset: the stream position
         self._run = 0
         self._speaking = False
         self._buffer: list[np.ndarray] = []
         self._buffer_t = 0.0
+        self._buffer_w = 0  # stream window index of the buffer's first window
+        self._onset_w = 0
         self._speech_start = 0.0
         self._last_speech_end = 0.0
         self._silence = 0
@@ -144,6 +149,7 @@ class Segmenter:
 
     def _step(self, window: np.ndarray, t: float) -> list[SegmentEvent]:
         prob = self._detector.probability(window)
+        self._windows_seen += 1
         if self._speaking:
             return self._step_speaking(window, t, prob)
         return self._step_idle(window, t, prob)
@@ -157,6 +163,8 @@ class Segmenter:
         self._speaking = True
         self._buffer = [w for _, w in self._ring]
         self._buffer_t = self._ring[0][0]
+        self._buffer_w = self._windows_seen - len(self._ring)
+        self._onset_w = self._windows_seen - self._run
         self._speech_start = onset
         self._last_speech_end = t + self._win_s
         self._silence = 0
@@ -181,6 +189,7 @@ class Segmenter:
         if len(self._buffer) * self._win_s >= self.config.max_utterance_s:
             event = self._cut(end=end, ended_at=end, forced=True, continued=True)
             self._buffer, self._buffer_t, self._speech_start = [], end, end
+            self._buffer_w = self._onset_w = self._windows_seen
             self._since_partial = 0
             return [event]
         if self._partial_w and self._since_partial >= self._partial_w and self._silence == 0:
@@ -204,6 +213,8 @@ class Segmenter:
             ended_at=ended_at,
             forced=forced,
             continued=continued,
+            start_sample=self._buffer_w * self._win,
+            onset_sample=self._onset_w * self._win,
         )
 
     def _to_idle(self) -> None:

@@ -113,6 +113,10 @@ class EdgeCall:
         self.verdict_for: int | None = None  # generation paused by short speech, until ASR's verdict
         self._stop_pending: float | None = None  # speech confirmed (monotonic); playout not yet stopped
         self.seq = 0
+        # Where the barge-in VAD heard each recent caller talk spurt start, as a position in the
+        # audio published to ASR (16 kHz samples): compared with ASR's own onsets, it tells a
+        # test or an operator whether a turn's first words were lost before or inside ASR.
+        self.onsets: collections.deque[int] = collections.deque(maxlen=64)
         self.ended = asyncio.Event()
         self.end_reason = call_pb2.END_REASON_UNSPECIFIED
         self.started_at = time.monotonic()
@@ -231,6 +235,10 @@ class EdgeCall:
         event = self.vad.process(frame)
         now = time.monotonic()
         if event is not None:
+            if event.kind is VadEventKind.STARTED or (
+                event.kind is VadEventKind.CONFIRMED and event.at_ms - event.onset_ms <= FRAME_MS
+            ):
+                self._note_onset(event.onset_ms)
             if event.kind is VadEventKind.CONFIRMED:
                 self.caller_speaking = True
                 if self.playing is not None and self.paused_since is None:
@@ -264,6 +272,11 @@ class EdgeCall:
             self.seq += 1
             await self.bus.publish(subjects.audio_in(self.call_id), msg)
             self.replay.keep(msg)
+
+    def _note_onset(self, onset_ms: float) -> None:
+        sample = round(onset_ms * ASR_RATE / 1000)
+        self.onsets.append(sample)
+        log.debug("caller speech onset", extra={"call_id": self.call_id, "stream_sample": sample})
 
     async def _play_one(self) -> None:
         held = self.holding or self.peer_hold or (self.amd is not None and self.amd.hold)

@@ -122,6 +122,12 @@ QUEUE_DEPTH = Gauge("pa_queue_depth", "Items waiting in a bounded work queue.", 
 QUEUE_DROPPED = Counter(
     "pa_queue_dropped_total", "Items dropped by a bounded queue's drop policy.", ["queue"]
 )
+CALLER_AUDIO_LOST = Counter(
+    "pa_caller_audio_lost_frames_total",
+    "20 ms frames of caller audio lost on the way to speech recognition, by where: edge_jitter "
+    "(received, never played), asr_input (missing in the sequence the ASR session saw).",
+    ["stage"],
+)
 ERRORS = Counter("pa_errors_total", "Errors by kind.", ["kind"])
 SERVICE_READY = Gauge("pa_service_ready", "1 when this service reports ready.", ["service"])
 
@@ -149,6 +155,7 @@ ALL_METRIC_NAMES = (
     "pa_bus_rejected_total",
     "pa_queue_depth",
     "pa_queue_dropped_total",
+    "pa_caller_audio_lost_frames_total",
     "pa_errors_total",
     "pa_service_ready",
 )
