@@ -364,7 +364,8 @@ class JitterBuffer:
         """Follow the background level and the length of the talk spurt being played."""
         level = _dbfs(pcm)
         self._spurt = 0 if level < max(self.quiet_dbfs, self._floor_db + 6.0) else self._spurt + 1
-        self._floor_db = level if level < self._floor_db else self._floor_db + min(0.1, level - self._floor_db)
+        rise = min(0.1, level - self._floor_db)  # dB per frame: up slowly, down at once
+        self._floor_db = level if rise < 0 else self._floor_db + rise
 
     def _forget_halves_before(self, index: int) -> None:
         for half in [h for h in self._halves if h < 2 * index]:
