@@ -5,7 +5,12 @@ of each frame's first sample. The segmenter runs a :class:`~phoneagent.asr.vad.S
 over fixed windows (32 ms for Silero) and emits:
 
 * :class:`SpeechStarted` once speech has lasted ``min_speech_ms`` (the edge uses it to
-  confirm a barge-in); ``t`` is the onset time, not the detection time;
+  confirm a barge-in); ``t`` is the onset time, not the detection time. Speech starts with
+  the same hysteresis that ends it: a window at ``start_threshold`` or above opens it, and
+  it holds while the windows stay at ``end_threshold`` or above. On telephone audio Silero's
+  probability for many voices hovers around 0.5 through the first syllables; asking for
+  ``min_speech_ms`` of windows all above ``start_threshold`` put the onset up to a second
+  late, past the pre-roll, and cut the first words off;
 * :class:`PartialDue` every ``partial_interval_ms`` of new speech, carrying only the last
   ``partial_window_s`` of audio, so a preview decode stays cheap;
 * :class:`Utterance` after ``min_silence_ms`` of trailing silence, or when the utterance
@@ -156,7 +161,8 @@ class Segmenter:
 
     def _step_idle(self, window: np.ndarray, t: float, prob: float) -> list[SegmentEvent]:
         self._ring.append((t, window))
-        self._run = self._run + 1 if prob >= self.config.start_threshold else 0
+        held = self._run > 0 and prob >= self.config.end_threshold
+        self._run = self._run + 1 if held or prob >= self.config.start_threshold else 0
         if self._run < self._min_speech_w:
             return []
         onset = t - (self._run - 1) * self._win_s

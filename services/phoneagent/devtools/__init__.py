@@ -1,0 +1,1 @@
+"""Developer tools: benchmarks, evaluations and the test harness, apart from the services."""
