@@ -9,7 +9,10 @@ SIP UA sending G.711 mu-law at 8 kHz (the harness's RTP endpoint); after the age
 stopped it waits 0.3-3 s, then says a question in one of many voices, levels and onset shapes
 (:mod:`phoneagent.devtools.onset_voices`). Reported per noise condition: the share of
 utterances whose transcript misses the reference's first word, and the word error rate.
-Numbers depend on the machine and its load; the header records both.
+Each utterance is also decoded offline in one piece (same model, same G.711 audio): "lost live
+only" counts first words the offline decode heard and the live call did not - what the path
+from RTP to the decoder lost, apart from the model's own mistakes. Numbers depend on the
+machine and its load; the header records both.
 """
 
 from __future__ import annotations
@@ -244,7 +247,7 @@ def report(results: dict[str, list[Heard]], info: dict[str, object], command: st
     lines = [f"# {command}", f"# machine: {info}"]
     lines.append(
         f"{'condition':>11} {'utterances':>10} {'voices':>6} {'missed first word':>18} {'WER':>6} "
-        f"{'offline missed':>14} {'offline WER':>11} {'onset lag ms p50/max':>20}"
+        f"{'offline missed':>14} {'offline WER':>11} {'lost live only':>14} {'onset lag ms p50/max':>20}"
     )
     for cond, heard in results.items():
         missed = sum(h.missed_first for h in heard)
@@ -255,11 +258,12 @@ def report(results: dict[str, list[Heard]], info: dict[str, object], command: st
         done = [h for h in heard if h.offline]
         off = f"{sum(h.offline_missed for h in done)}/{len(done)}" if done else "-"
         off_wer = f"{word_error_rate([(h.planned.text, h.offline) for h in done]):.3f}" if done else "-"
+        only = f"{sum(h.missed_first and not h.offline_missed for h in done)}" if done else "-"
         lags = [h.onset_lag_ms for h in heard if h.onset_lag_ms is not None]
         lag = f"{np.median(lags):.0f}/{max(lags):.0f}" if lags else "-"
         lines.append(
             f"{label:>11} {len(heard):>10} {voices:>6} {pct:>18} {wer:>6.3f} "
-            f"{off:>14} {off_wer:>11} {lag:>20}"
+            f"{off:>14} {off_wer:>11} {only:>14} {lag:>20}"
         )
     for cond, heard in results.items():
         for h in heard:
