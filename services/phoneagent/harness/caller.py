@@ -21,7 +21,7 @@ from phoneagent.edge.sip.dialog import Dialog
 from phoneagent.harness.impair import Impairer, Impairments, ImpairStats
 from phoneagent.harness.rtp_endpoint import RtpEndpoint
 from phoneagent.harness.scenario import BargeIn, Dtmf, Hangup, Pause, Say, Scenario, Step, Wait
-from phoneagent.harness.voice import CallerVoice
+from phoneagent.harness.voice import CallerStyle, CallerVoice
 from phoneagent.runtime.errors import PhoneAgentError, Unavailable
 from phoneagent.runtime.redact import mask_number
 
@@ -80,7 +80,9 @@ class SimulatedCaller:
         caller_user: str | None = None,
         host: str = "127.0.0.1",
         answer_timeout_s: float = 30.0,
+        style: CallerStyle | None = None,
     ) -> None:
+        """``style``: the pauses before each utterance that follows the agent's turn (none by default)."""
         SipURI.parse(target)  # a bad target fails here, before anything starts
         self.scenario = scenario
         self.voice = voice
@@ -92,6 +94,9 @@ class SimulatedCaller:
         self._ep: RtpEndpoint | None = None
         self._dialog: Dialog | None = None
         self._since = 0.0  # agent speech before this moment belongs to an earlier turn
+        self.style = style or CallerStyle()
+        self._delays = iter(self.style.delays())
+        self._after_agent = False  # the last step waited for the agent: pause before speaking
 
     def prepare(self) -> None:
         """Synthesise every utterance up front (blocking; call from a worker thread)."""
@@ -153,7 +158,10 @@ class SimulatedCaller:
 
     async def _step(self, step: Step) -> None:
         assert self._ep is not None and self._dialog is not None
+        after_agent, self._after_agent = self._after_agent, isinstance(step, Wait)
         if isinstance(step, Say):
+            if after_agent:
+                await self._sleep_unless_ended(next(self._delays))
             await self._say(step.text)
         elif isinstance(step, Wait):
             await self._wait_agent(step)

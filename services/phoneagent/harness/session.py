@@ -14,7 +14,7 @@ from phoneagent.harness.checks import CheckResult, check_all
 from phoneagent.harness.impair import Impairments
 from phoneagent.harness.report import render, transcribe_agent, write_stereo_wav, write_transcript
 from phoneagent.harness.scenario import Scenario
-from phoneagent.harness.voice import AgentTranscriber, CallerVoice
+from phoneagent.harness.voice import AgentTranscriber, CallerVoice, caller_style
 from phoneagent.runtime.bus import Bus
 
 log = logging.getLogger(__name__)
@@ -52,18 +52,24 @@ async def run_scenario(
     wav: Path | None = None,
     voice: CallerVoice | None = None,
     transcriber: AgentTranscriber | None = None,
+    seed: int = 0,
 ) -> Outcome:
     """Run ``scenario`` against the agent at ``target``; bus checks need ``nats_url`` (or
-    PA_NATS_URL). The WAV and a ``.txt`` transcript beside it are written when ``wav`` is set."""
+    PA_NATS_URL). The WAV and a ``.txt`` transcript beside it are written when ``wav`` is set.
+    Without a ``voice``, the caller's voice, level and pauses are the scenario's own
+    (:func:`~phoneagent.harness.voice.caller_style`, varied by ``seed``)."""
     own_voice = voice is None
-    voice = voice or CallerVoice()
+    style = caller_style(scenario.name, seed)
+    voice = voice or CallerVoice.for_style(style)
     bus, watch = await connect_watch(nats_url)
     user = unique_user(scenario.caller)
     trace: CallTrace | None = watch.watch(user) if watch is not None else None
     try:
-        result = await SimulatedCaller(
-            scenario, voice, target=target, impairments=impairments, caller_user=user
-        ).run()
+        caller = SimulatedCaller(
+            scenario, voice, target=target, impairments=impairments, caller_user=user, style=style
+        )
+        caller.result.notes.append(f"caller: {style.describe()}" if own_voice else "caller: given voice")
+        result = await caller.run()
         if transcriber is None:
             transcriber = await asyncio.to_thread(AgentTranscriber)
         await asyncio.to_thread(transcribe_agent, result, transcriber)
