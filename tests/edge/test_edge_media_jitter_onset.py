@@ -71,3 +71,18 @@ def test_delay_is_shed_in_quiet_frames_not_in_the_first_words() -> None:
     assert jb.stats.dropped_for_delay > 0  # the delay still comes down
     assert jb.depth <= jb.target_frames + 1
     assert jb.stats.deferred > 0
+
+
+def test_a_sender_that_resets_its_timestamps_is_heard_from_its_first_packet() -> None:
+    # Same SSRC, timestamps jump back by 400 000 (a media server switched sources mid-call) just
+    # as the caller starts a sentence: its first packets are a new time line, not late ones.
+    jb = JitterBuffer(min_delay_ms=40, max_delay_ms=300)
+    for k in range(100):
+        jb.push(TS0 + 400_000 + k * FRAME, QUIET, k * 0.02)
+        jb.pull()
+    frames = []
+    for k in range(60):
+        jb.push(TS0 + k * FRAME, tone(k), 2.0 + k * 0.02)
+        frames.append(jb.pull())
+    assert played(frames) >= set(range(0, 55))
+    assert jb.stats.late == 0 and jb.stats.restarts == 1

@@ -42,6 +42,8 @@ from phoneagent.audio.g711 import PCMU, G711Codec
 from phoneagent.audio.pcm import Int16Array
 from phoneagent.edge.media.rtp import Unwrapper
 
+RESET_BEHIND_FRAMES = 150  # 3 s of 20 ms frames: a packet this far behind comes from a reset sender
+
 
 class PushResult(enum.Enum):
     ACCEPTED = "accepted"
@@ -213,11 +215,14 @@ class JitterBuffer:
         return PushResult.DUPLICATE
 
     def _is_jump(self, index: int) -> bool:
-        """A packet too far ahead to hold: a new talk spurt after a long pause, or a new stream.
-        Measured from the newest frame when frames are queued: a backlog that built up while the
-        consumer stalled is contiguous, not a jump."""
+        """A packet too far ahead to hold (a new talk spurt after a long pause, or a new stream),
+        or so far behind that no network held it that long (the sender reset its timestamps:
+        playing it at once keeps the new stream's first words, instead of dropping them as late
+        until ``restart_after_late`` have come). Measured from the newest frame when frames are
+        queued: a backlog that built up while the consumer stalled is contiguous, not a jump."""
         if self._next is not None:
-            return index - max(self._next, self._latest) > self.capacity
+            ahead = index - max(self._next, self._latest)
+            return ahead > self.capacity or -ahead > max(self.capacity, RESET_BEHIND_FRAMES)
         return self._latest >= 0 and abs(index - self._latest) > self.capacity
 
     def _restart(self) -> None:
