@@ -10,7 +10,11 @@ over fixed windows (32 ms for Silero) and emits:
   it holds while the windows stay at ``end_threshold`` or above. On telephone audio Silero's
   probability for many voices hovers around 0.5 through the first syllables; asking for
   ``min_speech_ms`` of windows all above ``start_threshold`` put the onset up to a second
-  late, past the pre-roll, and cut the first words off;
+  late, past the pre-roll, and cut the first words off. While no one speaks the detector's
+  state is reset every ``vad_reset_ms`` of non-speech: Silero's recurrent state drifts over
+  a long silence (an agent's greeting, a caller listening) until its probability for the next
+  words stays under 0.3 for half a second - the onset then came late and the first words
+  were lost - while from a fresh state it rises at once;
 * :class:`PartialDue` every ``partial_interval_ms`` of new speech, carrying only the last
   ``partial_window_s`` of audio, so a preview decode stays cheap;
 * :class:`Utterance` after ``min_silence_ms`` of trailing silence, or when the utterance
@@ -43,11 +47,17 @@ class SegmenterConfig:
     partial_interval_ms: int = 600
     partial_window_s: float = 3.0
     max_utterance_s: float = 20.0
+    vad_reset_ms: int = 1000  # non-speech after which the detector's state is reset (0: never)
 
     def validate(self) -> None:
         if not 0.0 < self.end_threshold <= self.start_threshold < 1.0:
             raise InvalidArgument("VAD thresholds must satisfy 0 < end_threshold <= start_threshold < 1")
-        if min(self.pre_roll_ms, self.min_speech_ms, self.min_silence_ms, self.tail_pad_ms) < 0:
+        if (
+            min(
+                self.pre_roll_ms, self.min_speech_ms, self.min_silence_ms, self.tail_pad_ms, self.vad_reset_ms
+            )
+            < 0
+        ):
             raise InvalidArgument("segmenter durations must not be negative")
         if self.partial_interval_ms < 0 or self.partial_window_s <= 0:
             raise InvalidArgument("partial_interval_ms must be >= 0 and partial_window_s > 0")
@@ -106,6 +116,7 @@ class Segmenter:
         self._min_speech_w = max(1, _windows(c.min_speech_ms, self._win_s))
         self._min_silence_w = max(1, _windows(c.min_silence_ms, self._win_s))
         self._partial_w = _windows(c.partial_interval_ms, self._win_s)
+        self._reset_w = _windows(c.vad_reset_ms, self._win_s)
         self._pending = np.zeros(0, dtype=np.float32)
         self.reset()
 
@@ -120,6 +131,8 @@ class Segmenter:
         self._ring: deque[tuple[float, np.ndarray]] = deque(maxlen=self._pre_roll_w + self._min_speech_w)
         self._windows_seen = 0  # windows stepped since the last reset: the stream position
         self._run = 0
+        self._quiet = 0  # windows of non-speech in a row while idle
+        self.vad_resets = 0
         self._speaking = False
         self._buffer: list[np.ndarray] = []
         self._buffer_t = 0.0
@@ -163,6 +176,11 @@ class Segmenter:
         self._ring.append((t, window))
         held = self._run > 0 and prob >= self.config.end_threshold
         self._run = self._run + 1 if held or prob >= self.config.start_threshold else 0
+        self._quiet = self._quiet + 1 if prob < self.config.end_threshold else 0
+        if self._reset_w and self._quiet >= self._reset_w:
+            self._detector.reset()  # a fresh state hears the next words from their first syllable
+            self._quiet = 0
+            self.vad_resets += 1
         if self._run < self._min_speech_w:
             return []
         onset = t - (self._run - 1) * self._win_s
@@ -232,4 +250,5 @@ class Segmenter:
         self._speaking = False
         self._buffer = []
         self._run = 0
+        self._quiet = 0
         self._silence = 0

@@ -64,6 +64,7 @@ class AsrCallSession:
             min_silence_ms=s.end_silence_ms,
             partial_interval_ms=s.partial_interval_ms,
             max_utterance_s=s.max_utterance_s,
+            vad_reset_ms=s.vad_reset_ms,
         )
         assert svc.engine is not None
         self.asr = stream.AsrSession(
