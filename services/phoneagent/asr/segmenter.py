@@ -52,12 +52,14 @@ class SegmenterConfig:
     def validate(self) -> None:
         if not 0.0 < self.end_threshold <= self.start_threshold < 1.0:
             raise InvalidArgument("VAD thresholds must satisfy 0 < end_threshold <= start_threshold < 1")
-        if (
-            min(
-                self.pre_roll_ms, self.min_speech_ms, self.min_silence_ms, self.tail_pad_ms, self.vad_reset_ms
-            )
-            < 0
-        ):
+        durations = (
+            self.pre_roll_ms,
+            self.min_speech_ms,
+            self.min_silence_ms,
+            self.tail_pad_ms,
+            self.vad_reset_ms,
+        )
+        if min(durations) < 0:
             raise InvalidArgument("segmenter durations must not be negative")
         if self.partial_interval_ms < 0 or self.partial_window_s <= 0:
             raise InvalidArgument("partial_interval_ms must be >= 0 and partial_window_s > 0")
