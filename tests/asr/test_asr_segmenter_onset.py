@@ -35,7 +35,7 @@ class Replay:
         return self.probs[k] if 0 <= k < len(self.probs) else 0.0
 
     def reset(self) -> None:
-        self.index = 0
+        """The recording goes on: a reset of the detector's state does not rewind the stream."""
 
 
 def test_a_wavering_onset_keeps_the_first_word() -> None:
