@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +122,42 @@ async def approve_dial(bus: Any, number: str, campaign_id: str = "") -> str:
     decision_id = uuid.uuid4().hex
     await dial_approvals.approve(bus.jetstream(), decision_id, number, campaign_id)
     return decision_id
+
+
+@asynccontextmanager
+async def running_records(
+    nats_url: str, db: Path, *, replica_id: str = "", **settings: Any
+) -> AsyncIterator[Any]:
+    """The records service (records worker, webhooks, summaries, the CallControl API on any
+    port, campaigns) on ``nats_url``, its records in ``db``; ``settings`` override its own."""
+    from phoneagent.records.service import RecordsService
+    from phoneagent.records.settings import RecordsServiceSettings
+    from phoneagent.runtime import streams
+    from phoneagent.runtime.settings import CommonSettings, load
+
+    base: dict[str, Any] = {"grpc_port": 0, "window_start": "00:00", "window_end": "23:59"}
+    common = load(CommonSettings, nats_url=nats_url, **({"replica_id": replica_id} if replica_id else {}))
+    with _env(PA_RECORDS_DB=str(db)):
+        svc = RecordsService(common, load(RecordsServiceSettings, **(base | settings)))
+    await svc.bus.connect(nats_url)
+    await streams.ensure(svc.bus.jetstream())
+    await svc.setup()
+    try:
+        yield svc
+    finally:
+        await svc.bus.close()
+        await svc.teardown()
+
+
+@contextmanager
+def _env(**values: str) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -15,6 +15,7 @@ SERVICE_CLASSES = {
     "llm": "phoneagent.llm.service:LlmService",
     "tts": "phoneagent.tts.service:TtsService",
     "policy": "phoneagent.policy.service:PolicyService",
+    "records": "phoneagent.records.service:RecordsService",
 }
 
 
@@ -124,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_args(
         sub.add_parser("bench", help="end-to-end latency benchmark against a running stack"), _bench
     )
-    from phoneagent.policy.commands import add_audit_args, add_campaign_args
+    from phoneagent.policy.commands import add_audit_args
+    from phoneagent.records.campaign_cli import add_campaign_args
 
     add_audit_args(sub.add_parser("audit", help="print policy decisions from the audit stream"))
     add_campaign_args(sub.add_parser("campaign", help="outbound campaigns: start one from a contact CSV"))

@@ -16,7 +16,7 @@ CHART = REPO / "deploy" / "k8s" / "phone-agent"
 DOCKER = REPO / "deploy" / "docker"
 NAMESPACE = "phone-agent"
 RELEASE = "pa"
-SERVICES = ("edge", "asr", "llm", "tts", "policy")
+SERVICES = ("edge", "asr", "llm", "tts", "policy", "records")
 MODEL_SERVICES = ("asr", "llm", "tts")
 # Custom resources kubernetes-validate has no schema for; checked by hand instead.
 CRD_KINDS = {

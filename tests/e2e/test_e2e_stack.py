@@ -1,4 +1,4 @@
-"""The local stack end to end: nats-server and the policy, asr, llm, tts and edge services as
+"""The local stack end to end: nats-server and the policy, records, asr, llm, tts and edge services as
 separate processes with the real CPU models; calls run through the edge's call flow in the
 test process with a loopback transport standing in for RTP (SIP itself is covered by the
 edge tests; the edge process is here for the subjects it serves, such as edge.dial).
@@ -37,7 +37,7 @@ from phoneagent.v1 import (
 
 pytestmark = pytest.mark.slow
 DISCLOSURE = "You are speaking with an AI assistant."
-STACK_SERVICES = ("policy", "asr", "llm", "tts", "edge")
+STACK_SERVICES = ("policy", "records", "asr", "llm", "tts", "edge")
 
 
 def synthesize(text: str, rate: int = 8000) -> np.ndarray:
@@ -430,8 +430,8 @@ async def test_control_api_lists_calls_hangs_up_and_audits_dial_decisions(
     from phoneagent.runtime.bus import Lane
     from phoneagent.v1 import control_api_pb2, control_api_pb2_grpc, control_pb2, policy_pb2
 
-    policy = next(r for r in stack.status() if r["service"] == "policy")
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{policy['grpc_port']}")
+    records = next(r for r in stack.status() if r["service"] == "records")
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{records['grpc_port']}")
     api = control_api_pb2_grpc.CallControlStub(channel)
     call_id = subjects.new_call_id()
     controls: list[control_pb2.ControlEvent] = []

@@ -31,7 +31,6 @@ async def running_policy(
     base: dict[str, Any] = {
         "db_path": str(db),
         "caller_id": "+14155550100",
-        "grpc_port": 0,
         "window_start": "00:00",
         "window_end": "23:59",
     }

@@ -7,7 +7,7 @@ import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from phoneagent.policy.campaign import (
+from phoneagent.records.campaign import (
     CampaignPacer,
     Contact,
     Outcome,

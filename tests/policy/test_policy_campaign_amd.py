@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, time
 
-from phoneagent.policy.campaign import Contact, PacingConfig, next_window_open
-from phoneagent.policy.campaign_runner import CampaignRunner, RunnerConfig
+from phoneagent.records.campaign import Contact, PacingConfig, next_window_open
+from phoneagent.records.campaign_runner import CampaignRunner, RunnerConfig
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery
 from phoneagent.v1 import policy_pb2

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from pa_testing import quiet_session, wait_for
+from pa_testing import quiet_session, running_records, wait_for
 from phoneagent.edge.rtp_session import RtpSession
 from phoneagent.edge.service import EdgeService
 from phoneagent.edge.settings import EdgeSettings
@@ -25,6 +25,7 @@ from phoneagent.policy.audit_query import AuditFilter, query_audit
 from phoneagent.policy.service import PolicyService
 from phoneagent.policy.settings import PolicySettings
 from phoneagent.policy.stores import PolicyStores
+from phoneagent.records.service import RecordsService
 from phoneagent.runtime import streams, subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.dial_approvals import NOT_APPROVED
@@ -77,6 +78,7 @@ class Trunk:
 class Stack:
     edge: EdgeService
     policy: PolicyService
+    records: RecordsService  # the CallControl API (PlaceCall)
     trunk: Trunk
     started: list[call_pb2.CallStarted]
 
@@ -107,7 +109,6 @@ async def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Asyn
             PolicySettings,
             db_path=str(db),
             caller_id="+14155550100",
-            grpc_port=0,
             window_start="00:00",
             window_end="23:59",
         ),
@@ -141,7 +142,10 @@ async def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Asyn
             started.append(ev.started)
 
     await observer.subscribe(subjects.ALL_LIFECYCLE, call_pb2.CallEvent, on_life, lane=Lane.CONTROL)
-    yield Stack(edge, policy, trunk, started)
+    async with running_records(
+        nats_url, db.parent / "records.sqlite3", replica_id="records-camp-t"
+    ) as records:
+        yield Stack(edge, policy, records, trunk, started)
 
     await edge.drain_calls(1.0)
     await edge.bus.drain(timeout=2.0)
@@ -233,7 +237,7 @@ async def test_campaign_dials_retries_busy_and_skips_dnc(
 async def test_place_call_dials_the_approved_number_once(stack: Stack, bus: Bus) -> None:
     """PlaceCall: policy allows, stores the one-time approval, and the real edge dials the
     normalised number through the trunk; the same decision cannot place a second call."""
-    channel = grpc.aio.insecure_channel(f"{HOST}:{stack.policy.grpc_port}")
+    channel = grpc.aio.insecure_channel(f"{HOST}:{stack.records.grpc_port}")
     try:
         api = control_api_pb2_grpc.CallControlStub(channel)
         placed = await api.PlaceCall(

@@ -8,11 +8,11 @@ import asyncio
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
-from phoneagent.policy.campaign import Contact, PacingConfig
-from phoneagent.policy.campaign_runner import CampaignRunner, RunnerConfig, parse_window
-from phoneagent.policy.commands import _policy_window
 from phoneagent.policy.outbound import DialRequest, OutboundConfig, evaluate_dial
 from phoneagent.policy.stores import PolicyStores
+from phoneagent.records.campaign import Contact, PacingConfig
+from phoneagent.records.campaign_cli import _policy_window
+from phoneagent.records.campaign_runner import CampaignRunner, RunnerConfig, parse_window
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery
 from phoneagent.runtime.errors import InvalidArgument

@@ -36,7 +36,6 @@ async def policy(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Asy
         PolicySettings,
         db_path=str(db),
         caller_id="+14155550100",
-        grpc_port=0,
         window_start="00:00",
         window_end="23:59",
     )

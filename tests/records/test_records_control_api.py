@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 import pytest
-from phoneagent.policy.control_api import CallControl, serve
+from phoneagent.records.control_api import CallControl, serve
 from phoneagent.records.store import RecordStore
 from phoneagent.records.worker import RecordsSettings, RecordsWorker
 from phoneagent.runtime import subjects

@@ -89,7 +89,6 @@ async def test_one_trace_per_turn_from_asr_final_to_the_edge(
         load(
             PolicySettings,
             db_path=str(tmp_path / "policy.sqlite3"),
-            grpc_port=0,
             window_start="00:00",
             window_end="23:59",
         ),

@@ -36,10 +36,10 @@ from phoneagent.policy.call_rules import (
     handle_opt_out,
     plan_recording,
 )
-from phoneagent.policy.numbers import normalize_e164
 from phoneagent.policy.redaction import redact_transcript
 from phoneagent.policy.stores import DncStore
 from phoneagent.runtime.errors import InvalidArgument
+from phoneagent.runtime.numbers import normalize_e164
 from phoneagent.v1 import call_pb2, control_pb2, policy_pb2
 
 log = logging.getLogger(__name__)

@@ -27,8 +27,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from phoneagent.policy.areacodes import AreaCodeTable, default_table
 from phoneagent.policy.phrases import PhraseMatcher, normalize
+from phoneagent.runtime.areacodes import AreaCodeTable, default_table
 from phoneagent.runtime.errors import InvalidArgument
 
 log = logging.getLogger(__name__)

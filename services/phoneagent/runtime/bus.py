@@ -371,9 +371,12 @@ class Bus:
         *,
         timeout: float = 2.0,
         lane: Lane = Lane.CONTROL,
+        headers: dict[str, str] | None = None,
     ) -> M:
         try:
-            raw = await self._nc(lane).request(subject, msg.SerializeToString(), timeout=timeout)
+            raw = await self._nc(lane).request(
+                subject, msg.SerializeToString(), timeout=timeout, headers=headers or None
+            )
         except NoRespondersError:
             raise Unavailable(f"no responders on {subject_kind(subject)}") from None
         except NatsTimeout:

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from datetime import time as dtime
 from datetime import timedelta
 
-from phoneagent.policy.campaign import PacingConfig, parse_campaign_csv
-from phoneagent.policy.campaign_runner import AmdMode, CampaignRunner, RunnerConfig
-from phoneagent.policy.csvrows import RowError
+from phoneagent.records.campaign import PacingConfig, parse_campaign_csv
+from phoneagent.records.campaign_runner import AmdMode, CampaignRunner, RunnerConfig
 from phoneagent.runtime.bus import Bus
+from phoneagent.runtime.csvrows import RowError
 from phoneagent.runtime.errors import ErrorKind, InvalidArgument, PhoneAgentError
 from phoneagent.runtime.tasks import TaskOwner
 from phoneagent.v1 import control_api_pb2

@@ -1,9 +1,9 @@
-"""The gRPC CallControl API (operators and integrations), served by the policy service.
+"""The gRPC CallControl API (operators and integrations), served by the records service.
 
-PlaceCall asks policy first (every dial is approved or denied, and the decision audited)
-and only then asks an edge replica to dial. HangUp and TransferCall go to the call's
+PlaceCall asks policy first, over the bus (every dial is approved or denied, and the decision
+audited) and only then asks an edge replica to dial. HangUp and TransferCall go to the call's
 control lane. StartCampaign, GetCampaign, ExportCampaign and CancelCampaign run outbound
-campaigns inside this service (:mod:`phoneagent.policy.campaign_api`). ListCalls and GetCall
+campaigns inside this service (:mod:`phoneagent.records.campaign_api`). ListCalls and GetCall
 read the durable call records that the records worker folds from the ``PA_CALLS`` and
 ``PA_AUDIT`` streams (:mod:`phoneagent.records`), so they answer with whole calls (turns,
 tools, decisions, recording, summary) and survive restarts.
@@ -22,14 +22,14 @@ from typing import Any
 
 import grpc
 
-from phoneagent.policy.campaign_api import CampaignManager
-from phoneagent.policy.numbers import normalize_e164
 from phoneagent.records.builder import CallRecord
 from phoneagent.records.callinfo import to_call_info
+from phoneagent.records.campaign_api import CampaignManager
 from phoneagent.records.store import RecordStore
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Lane
 from phoneagent.runtime.errors import ErrorKind, PhoneAgentError
+from phoneagent.runtime.numbers import normalize_e164
 from phoneagent.v1 import (
     call_pb2,
     common_pb2,
@@ -64,8 +64,10 @@ class CallControl(control_api_pb2_grpc.CallControlServicer):
         token: str = "",
         default_agent: str = "",
         campaigns: CampaignManager | None = None,
+        producer: str = "records",
     ) -> None:
         self.bus = bus
+        self.producer = producer
         self.records = records
         self.dial_check = dial_check
         self.token = token
@@ -113,7 +115,7 @@ class CallControl(control_api_pb2_grpc.CallControlServicer):
         if decision.decision != policy_pb2.DECISION_ALLOW:
             return out
         started = call_pb2.CallStarted(
-            meta=common_pb2.EventMeta(call_id=call_id, ts_unix_ns=time.time_ns(), producer="policy"),
+            meta=common_pb2.EventMeta(call_id=call_id, ts_unix_ns=time.time_ns(), producer=self.producer),
             direction=call_pb2.DIRECTION_OUTBOUND,
             to_uri=normalize_e164(request.to),  # the number policy approved (dial_approvals)
             agent=request.agent or self.default_agent,

@@ -2,7 +2,7 @@
 
 The runner lives in the process that starts the campaign and talks to the services only
 through the bus, so it needs no extra state in the policy service and a campaign stops when
-its command stops. :class:`~phoneagent.policy.campaign.CampaignPacer` decides who is dialled
+its command stops. :class:`~phoneagent.records.campaign.CampaignPacer` decides who is dialled
 when (concurrency, calls per minute, retries with back-off). Each attempt:
 
 1. asks policy for a decision (``dial_check``: the outbound rules of
@@ -32,8 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
 
-from phoneagent.policy.areacodes import time_zones_for
-from phoneagent.policy.campaign import (
+from phoneagent.records.campaign import (
     CampaignPacer,
     Contact,
     ContactResult,
@@ -42,6 +41,7 @@ from phoneagent.policy.campaign import (
     next_window_open,
 )
 from phoneagent.runtime import subjects
+from phoneagent.runtime.areacodes import time_zones_for
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.errors import InvalidArgument, PhoneAgentError
 from phoneagent.runtime.redact import mask_number

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import TextIO
 
-from phoneagent.policy.areacodes import is_known_time_zone, zone
-from phoneagent.policy.csvrows import (
+from phoneagent.runtime.areacodes import is_known_time_zone, zone
+from phoneagent.runtime.csvrows import (
     CsvSource,
     RowError,
     cell,
@@ -36,8 +36,8 @@ from phoneagent.policy.csvrows import (
     numbered,
     read_rows,
 )
-from phoneagent.policy.numbers import NANP_COUNTRY_CODE, normalize_e164
 from phoneagent.runtime.errors import InvalidArgument
+from phoneagent.runtime.numbers import NANP_COUNTRY_CODE, normalize_e164
 
 _STANDARD_COLUMNS = {"name", "time_zone", "timezone", "tz", "purpose"}
 

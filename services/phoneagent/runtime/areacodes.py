@@ -25,8 +25,8 @@ from importlib import resources
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from phoneagent.policy.numbers import nanp_area_code
 from phoneagent.runtime.errors import InvalidArgument
+from phoneagent.runtime.numbers import nanp_area_code
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class AreaCodeTable:
 def load_area_codes(path: Path | None = None) -> AreaCodeTable:
     """Read the table from ``path`` (default: the packaged CSV). Every zone must exist in tzdata."""
     if path is None:
-        text = resources.files("phoneagent.policy").joinpath("data", _DATA_FILE).read_text("utf-8")
+        text = resources.files("phoneagent.runtime").joinpath("data", _DATA_FILE).read_text("utf-8")
     else:
         text = Path(path).read_text("utf-8")
     entries: dict[str, AreaCode] = {}
