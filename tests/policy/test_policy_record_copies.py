@@ -9,6 +9,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pa_testing import running_records, wait_for
 from phoneagent.policy.record_copy import redact_json
 from phoneagent.records import TOOL_TYPE_HEADER
@@ -298,4 +299,41 @@ async def test_two_replicas_copy_each_record_once_and_in_order(fresh_nats: str, 
             assert tools == [(k, f"t{t}") for t in range(1, n + 1) for k in ("ToolCall", "ToolResult")]
             assert a.record_copies.published + b.record_copies.published == 3 * n
         finally:
+            await bus.close()
+
+
+async def test_copies_do_not_wait_for_the_live_rules(
+    fresh_nats: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The live rules run in a worker thread for each final transcript; on a loaded machine that
+    takes a while. Here they hold on until the call has ended and its session has closed: every
+    transcript is still copied, none waits behind the rules."""
+    import threading
+
+    from phoneagent.policy.live import LiveRules
+
+    release = threading.Event()
+    original = LiveRules.on_transcript
+
+    def slow_rules(self: LiveRules, *args: Any) -> Any:
+        release.wait(30)
+        return original(self, *args)
+
+    monkeypatch.setattr(LiveRules, "on_transcript", slow_rules)
+    async with running_policy(fresh_nats, tmp_path / "policy.sqlite3") as svc:
+        bus = Bus("record-copies-slow-rules")
+        await bus.connect(fresh_nats)
+        try:
+            call = await start_call(bus, CALLER)
+            cid = call.call_id
+            await wait_for(lambda: svc.sessions is not None and cid in svc.sessions.sessions, timeout=10)
+            n = 10
+            for turn in range(1, n + 1):
+                await call.caller(turn, f"turn {turn}")
+            await bus.publish(subjects.lifecycle(cid), call_ended(cid), lane=Lane.CONTROL)
+            await wait_for(lambda: cid not in svc.sessions.sessions, timeout=10)  # type: ignore[union-attr]
+            stored = await wait_for_stored(bus, cid, n + 1)
+            assert [m.subject for m in stored].count(subjects.record(cid, "transcript")) == n
+        finally:
+            release.set()
             await bus.close()
