@@ -3,23 +3,15 @@
 The records store and worker read theirs from :class:`~phoneagent.records.worker.RecordsSettings`
 (``PA_RECORDS_*``) and the webhook deliveries from
 :class:`~phoneagent.records.webhooks.WebhookSettings` (``PA_WEBHOOK_*``); these are the
-service's own: the CallControl API and the calling window campaigns are paced by.
+service's own: the CallControl API and the calling window campaigns are paced by (read as
+``HH:MM`` when the service starts, like policy's, with an error naming the variable).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from phoneagent.runtime.errors import InvalidArgument
-from phoneagent.runtime.settings import env, parse_hhmm, port
-
-
-def _hhmm(value: str) -> str | None:
-    try:
-        parse_hhmm(value, "")
-    except InvalidArgument:
-        return "must be HH:MM"
-    return None
+from phoneagent.runtime.settings import env, port
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,12 +22,10 @@ class RecordsServiceSettings:
     window_start: str = env(
         "PA_CALL_WINDOW_START",
         "08:00",
-        check=_hhmm,
         doc="Earliest outbound call, callee local time (campaigns pace by it; policy enforces it)",
     )
     window_end: str = env(
         "PA_CALL_WINDOW_END",
         "21:00",
-        check=_hhmm,
         doc="Latest outbound call, callee local time (campaigns pace by it; policy enforces it)",
     )
