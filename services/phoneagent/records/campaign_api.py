@@ -1,4 +1,4 @@
-"""Campaigns started through the gRPC control API, run inside the policy service.
+"""Campaigns started through the gRPC control API, run inside the records service.
 
 :class:`CampaignManager` owns one :class:`~.campaign_runner.CampaignRunner` task per campaign
 (the same runner ``phone-agent campaign start`` uses): each dial is approved by policy over the

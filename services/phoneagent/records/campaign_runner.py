@@ -1,9 +1,10 @@
-"""Running an outbound campaign over the bus (used by ``phone-agent campaign start``).
+"""Running an outbound campaign over the bus (``phone-agent campaign start`` and the API).
 
-The runner lives in the process that starts the campaign and talks to the services only
-through the bus, so it needs no extra state in the policy service and a campaign stops when
-its command stops. :class:`~phoneagent.records.campaign.CampaignPacer` decides who is dialled
-when (concurrency, calls per minute, retries with back-off). Each attempt:
+The runner lives in the process that starts the campaign (the CLI, or the records service for
+the gRPC API) and talks to the other services only through the bus, so it needs no state in
+policy or the edge, and a campaign stops when its process stops.
+:class:`~phoneagent.records.campaign.CampaignPacer` decides who is dialled when (concurrency,
+calls per minute, retries with back-off). Each attempt:
 
 1. asks policy for a decision (``dial_check``: the outbound rules of
    :mod:`phoneagent.policy.outbound`; every decision is audited by the policy service). A

@@ -11,7 +11,7 @@
   by policy over the bus, the same way.
 
 Nothing here is on the speech path: the service can restart or scale without a live call
-noticing. It never imports another stage; policy and the edge are reached over the bus.
+noticing. Policy and the edge are reached over the bus only.
 """
 
 from __future__ import annotations
