@@ -76,6 +76,16 @@ class PolicyCallSession:
         )
 
     async def start(self) -> None:
+        # The call's transcripts and tool records are copied here from now on (before the
+        # subscriptions below: the copier's own, service-wide ones are live already).
+        self.svc.record_copier.own(self.call_id)
+        try:
+            await self._subscribe()
+        except BaseException:
+            self.svc.record_copier.release(self.call_id, ended=False)  # the claim is given up
+            raise
+
+    async def _subscribe(self) -> None:
         bus = self.svc.bus
         self.subs.append(
             await bus.subscribe(
@@ -90,7 +100,6 @@ class PolicyCallSession:
                 subjects.control(self.call_id), control_pb2.ControlEvent, self.on_control, lane=Lane.CONTROL
             )
         )
-        self.svc.record_copier.own(self.call_id)  # its transcripts and tool records are copied here
 
     async def on_reply(self, msg: speech_pb2.AgentText, d: Delivery) -> None:
         out = speech_pb2.AgentText()
