@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 from pa_testing import wait_for
-from phoneagent.policy.call_rules import DISCLOSURE_CORE
+from phoneagent.agents.disclosure import DISCLOSURE_CORE
 from phoneagent.runtime import streams, subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.errors import ErrorKind
