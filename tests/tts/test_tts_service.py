@@ -39,6 +39,7 @@ async def start_service(nats_url: str, directory: Path, replica: str, engine: st
     await svc.bus.connect(nats_url)
     await streams.ensure(svc.bus.jetstream())
     await svc.setup()
+    await svc.serve_requests()
     svc.sessions = SessionHost(svc.bus, "tts", svc.replica, svc.new_session)
     await svc.sessions.start()
     return svc

@@ -226,7 +226,15 @@ class TtsService(Service):
             log.info("tts engine loaded", extra={"engine": name})
         # Fail at start-up, not on the first call, if the engine or voice is unknown.
         engine, voice = self.voice_for_call()
-        # Speech the edge plays outside a call's stream (the warm-transfer summary), on request.
+        if self.settings.prerender:
+            # In the background: the service is ready at once (Kokoro on a CPU takes tens of
+            # seconds the first time; then the prompts come from disk). Until a sentence is
+            # rendered, a call that needs it has it synthesised as any other.
+            self.fixed = FixedPrompts.for_agent(agent.greeting, self.settings.disclosure_addition)
+            self.prompts_for(engine, voice, self.settings.sample_rate)
+
+    async def serve_requests(self) -> None:
+        """Speech the edge plays outside a call's stream (the warm-transfer summary), on request."""
         await self.bus.serve(
             subjects.tts_render(),
             media_pb2.RenderRequest,
@@ -235,12 +243,6 @@ class TtsService(Service):
             lane=Lane.DATA,
             max_pending=16,
         )
-        if self.settings.prerender:
-            # In the background: the service is ready at once (Kokoro on a CPU takes tens of
-            # seconds the first time; then the prompts come from disk). Until a sentence is
-            # rendered, a call that needs it has it synthesised as any other.
-            self.fixed = FixedPrompts.for_agent(agent.greeting, self.settings.disclosure_addition)
-            self.prompts_for(engine, voice, self.settings.sample_rate)
 
     async def on_render(self, req: media_pb2.RenderRequest, _: Delivery) -> media_pb2.RenderReply:
         """Render ``req.text`` whole with the calls' voice; errors are answered, never raised."""
