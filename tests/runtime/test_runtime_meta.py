@@ -17,9 +17,16 @@ from phoneagent.runtime.errors import InvalidArgument
 from phoneagent.runtime.meta import new_meta
 
 PACKAGE = Path(__file__).resolve().parents[2] / "services" / "phoneagent"
-STAGES = ("edge", "asr", "llm", "tts", "policy", "records")
+STAGES = ("edge", "asr", "llm", "tts", "policy", "records", "runtime", "agents")  # every producer
 # Development tools (benchmarks, evals, the harness) fake events on purpose.
-EXEMPT = ("asr/bench.py", "edge/bench.py", "llm/bench.py", "llm/eval.py", "tts/bench.py")
+EXEMPT = (
+    "asr/bench.py",
+    "edge/bench.py",
+    "llm/bench.py",
+    "llm/eval.py",
+    "tts/bench.py",
+    "runtime/meta.py",  # the helper itself
+)
 
 
 def test_new_meta_stamps_the_time_and_the_producer() -> None:
