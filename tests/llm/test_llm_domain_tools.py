@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from phoneagent.agents import example_agent_path
-from phoneagent.llm.domain.agent import Agent, load_agent
+from phoneagent.agents.agent import Agent, load_agent
 from phoneagent.llm.domain.calendar_facts import asks_for_hours, calendar_facts, hours_answer, hours_summary
 from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.schema_check import validate

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from phoneagent.agents import example_agent_path
+from phoneagent.agents.agent import Agent, load_agent
 from phoneagent.llm.dialog import APOLOGY, Dialog, DialogConfig, Sentence
-from phoneagent.llm.domain.agent import Agent, load_agent
 from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tool_result import CallContext
 from phoneagent.llm.domain.tools import ToolExecutor

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from phoneagent.agents import example_agent_path
-from phoneagent.llm.domain.agent import Agent, load_agent
+from phoneagent.agents.agent import Agent, load_agent
 from phoneagent.llm.domain.knowledge import Passage
 from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tool_result import CallContext

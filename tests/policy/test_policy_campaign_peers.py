@@ -550,7 +550,6 @@ async def test_campaign_against_baresip_peer(
         await wait_for(lambda: _seconds(heard) > 4.5, timeout=15)  # the 2 s reply has been played
         bye = control_pb2.ControlEvent(
             meta=common_pb2.EventMeta(call_id=call_id, producer="agent"),
-            survives_interrupt=True,
             hangup=control_pb2.Hangup(reason=call_pb2.END_REASON_AGENT_HANGUP, detail="goodbye"),
         )
         await stack.observer.publish(subjects.control(call_id), bye, lane=Lane.CONTROL)

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 from pa_testing import wait_for
+from phoneagent.agents.disclosure import DISCLOSURE_CORE
 from phoneagent.edge.amd import AmdGate
-from phoneagent.policy.call_rules import DISCLOSURE_CORE, DisclosureGuard
+from phoneagent.policy.call_rules import DisclosureGuard
 from phoneagent.policy.service import PolicyService
 from phoneagent.runtime.bus import Bus
 from phoneagent.v1 import call_pb2

@@ -13,9 +13,8 @@ import pytest
 import yaml
 from pa_testing import wait_for
 from phoneagent.agents import example_agent_path
-from phoneagent.llm.domain.agent import AgentConfigError, parse_agent
-from phoneagent.policy.live import TRANSFER_TEXT
-from phoneagent.policy.recording import CONSENT_PROMPT
+from phoneagent.agents.agent import AgentConfigError, parse_agent
+from phoneagent.agents.words import CONSENT_PROMPT, TRANSFER_TEXT
 from phoneagent.policy.service import PolicyService
 from phoneagent.policy.settings import PolicySettings
 from phoneagent.runtime.bus import Bus

@@ -11,10 +11,9 @@ from typing import Any
 
 import pytest
 from pa_testing import wait_for
+from phoneagent.agents.words import CONSENT_PROMPT, NOTICE_TEXT, TAKE_MESSAGE_TEXT, TRANSFER_TEXT
 from phoneagent.policy.audit_query import AuditFilter, query_audit
 from phoneagent.policy.call_rules import OPT_OUT_CONFIRMATION
-from phoneagent.policy.live import TAKE_MESSAGE_TEXT, TRANSFER_TEXT
-from phoneagent.policy.recording import CONSENT_PROMPT, NOTICE_TEXT
 from phoneagent.policy.service import PolicyService
 from phoneagent.policy.settings import PolicySettings
 from phoneagent.runtime import streams, subjects

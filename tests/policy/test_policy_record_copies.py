@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from pa_testing import wait_for
 from phoneagent.policy.record_copy import redact_json
-from phoneagent.records import TOOL_TYPE_HEADER
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.v1 import common_pb2, speech_pb2, tools_pb2
@@ -85,7 +84,7 @@ async def test_calls_stream_keeps_only_redacted_copies(
             await call.caller(1, CARD_TEXT)
             await call.agent(2, f"Thanks, Ann. I will call you back at {CALLBACK}.")
             for msg, kind in tool_records(cid):
-                await bus.publish(subjects.tool(cid), msg, headers={TOOL_TYPE_HEADER: kind})
+                await bus.publish(subjects.tool(cid), msg, headers={subjects.TOOL_TYPE_HEADER: kind})
             # A tool record without its type header is not copied (nothing a record could read).
             await bus.publish(subjects.tool(cid), tool_records(cid)[0][0])
 
@@ -119,7 +118,7 @@ async def test_calls_stream_keeps_only_redacted_copies(
             ]
             assert [s.meta.generation_id for s in says] == [2, 2] and "[PHONE:34]" in says[0].text
             tools = [m for m in stored if m.subject == subjects.record(cid, "tool")]
-            assert [m.headers[TOOL_TYPE_HEADER] for m in tools] == ["ToolCall", "ToolResult"]
+            assert [m.headers[subjects.TOOL_TYPE_HEADER] for m in tools] == ["ToolCall", "ToolResult"]
             result = tools_pb2.ToolResult.FromString(tools[1].data)
             assert result.ok and result.duration_ms == 7 and result.meta.generation_id == 2
             assert result.result_json == '{"status":"booked","callback":"[PHONE:34]"}'
@@ -200,7 +199,7 @@ async def test_records_queued_when_the_call_ends_still_get_their_copies(
             for turn in range(1, n + 1):
                 await call.caller(turn, f"turn {turn}, call me on {CALLBACK}")
                 msg, kind = tool_records(cid)[0]
-                await bus.publish(subjects.tool(cid), msg, headers={TOOL_TYPE_HEADER: kind})
+                await bus.publish(subjects.tool(cid), msg, headers={subjects.TOOL_TYPE_HEADER: kind})
             ended = call_pb2.CallEvent(
                 ended=call_pb2.CallEnded(
                     meta=common_pb2.EventMeta(call_id=cid), reason=call_pb2.END_REASON_CALLER_HANGUP

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 
-from phoneagent.records import TOOL_TYPE_HEADER
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus
 from phoneagent.v1 import call_pb2, common_pb2, speech_pb2, tools_pb2
@@ -77,7 +76,7 @@ async def publish_conversation(bus: Bus, call_id: str, t0: int) -> None:
             name="book_appointment",
             arguments_json='{"when": "tuesday 9"}',
         ),
-        headers={TOOL_TYPE_HEADER: "ToolCall"},
+        headers={subjects.TOOL_TYPE_HEADER: "ToolCall"},
     )
     await bus.publish(
         tool,
@@ -89,7 +88,7 @@ async def publish_conversation(bus: Bus, call_id: str, t0: int) -> None:
             result_json='{"status": "booked"}',
             duration_ms=12,
         ),
-        headers={TOOL_TYPE_HEADER: "ToolResult"},
+        headers={subjects.TOOL_TYPE_HEADER: "ToolResult"},
     )
 
 

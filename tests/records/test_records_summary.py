@@ -19,10 +19,10 @@ import pytest
 from pa_testing import wait_for
 from phoneagent.llm.engines.base import Delta
 from phoneagent.llm.priority import LiveFirst
-from phoneagent.llm.summaries import SummaryWorker
+from phoneagent.llm.summaries import SUMMARY_SCHEMA, SummaryWorker, parse_summary, summarize
 from phoneagent.records.builder import CallRecord, Turn
 from phoneagent.records.store import RecordStore
-from phoneagent.records.summary import SUMMARY_SCHEMA, SummaryRequester, parse_summary, summarize
+from phoneagent.records.summary import SummaryRequester
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus
 from phoneagent.runtime.errors import InvalidArgument
@@ -340,7 +340,7 @@ async def test_a_pull_that_times_out_either_way_is_an_empty_pull() -> None:
     """nats-py's batch fetch raises nats.errors.TimeoutError, or a plain asyncio.TimeoutError
     when its no-wait probe used up the deadline (seen under load): both mean "no job yet"."""
     import nats.errors
-    from phoneagent.records.summary import fetch
+    from phoneagent.runtime.summary_work import fetch
 
     class Pull:
         def __init__(self, exc: BaseException) -> None:

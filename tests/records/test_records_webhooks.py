@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from phoneagent.llm.domain.agent import AgentConfigError, parse_agent
-from phoneagent.llm.domain.agent_fields import Webhook
+from phoneagent.agents.agent import AgentConfigError, parse_agent
+from phoneagent.agents.fields import Webhook
 from phoneagent.records.builder import CallRecord, Turn
 from phoneagent.records.store import RecordStore
 from phoneagent.records.webhooks import SIGNATURE_HEADER, WebhookDispatcher, WebhookSettings, sign, verify

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 from pa_testing import wait_for
-from phoneagent.policy.call_rules import DISCLOSURE_CORE
+from phoneagent.agents.disclosure import DISCLOSURE_CORE
 from phoneagent.runtime import streams, subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.errors import ErrorKind
@@ -39,6 +39,7 @@ async def start_service(nats_url: str, directory: Path, replica: str, engine: st
     await svc.bus.connect(nats_url)
     await streams.ensure(svc.bus.jetstream())
     await svc.setup()
+    await svc.serve_requests()
     svc.sessions = SessionHost(svc.bus, "tts", svc.replica, svc.new_session)
     await svc.sessions.start()
     return svc

@@ -35,6 +35,7 @@ from phoneagent.runtime import metrics, subjects, telemetry
 from phoneagent.runtime.bus import Bus, Delivery, Lane, Subscription
 from phoneagent.runtime.enums import enum_name
 from phoneagent.runtime.errors import PhoneAgentError
+from phoneagent.runtime.meta import new_meta
 from phoneagent.runtime.sessions import claim_session
 from phoneagent.runtime.tasks import TaskOwner
 from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2, speech_pb2
@@ -128,9 +129,7 @@ class EdgeCall:
 
     # --- lifecycle ------------------------------------------------------------------------------
     def meta(self, generation: int = 0) -> common_pb2.EventMeta:
-        return common_pb2.EventMeta(
-            call_id=self.call_id, generation_id=generation, ts_unix_ns=time.time_ns(), producer="edge"
-        )
+        return new_meta(self.call_id, "edge", generation_id=generation)
 
     async def start(self) -> None:
         """Publish the call, claim a session in every stage, subscribe. Raises when a stage is missing."""
@@ -420,7 +419,6 @@ class EdgeCall:
     async def _transfer_result(self, ok: bool, detail: str) -> None:
         result = control_pb2.ControlEvent(
             meta=self.meta(),
-            survives_interrupt=True,
             transfer_result=control_pb2.TransferResult(ok=ok, detail=detail),
         )
         await self.bus.publish(subjects.control(self.call_id), result, lane=Lane.CONTROL)

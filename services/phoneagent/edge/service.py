@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,12 +43,13 @@ from phoneagent.edge.sip import (
     offer,
 )
 from phoneagent.edge.sip_transport import SipTransport
-from phoneagent.edge.transfer import WarmTransferConfig
+from phoneagent.edge.transfer import SummaryVoice, WarmTransferConfig
 from phoneagent.runtime import dial_approvals, streams, subjects
 from phoneagent.runtime.bus import Delivery, Subscription
 from phoneagent.runtime.dial_approvals import DialNotApproved
 from phoneagent.runtime.enums import enum_name
 from phoneagent.runtime.errors import ErrorKind, InvalidArgument, PhoneAgentError, Unavailable
+from phoneagent.runtime.meta import new_meta
 from phoneagent.runtime.metrics import DIALS_REFUSED
 from phoneagent.runtime.redact import mask_number
 from phoneagent.runtime.service import Service
@@ -228,6 +228,7 @@ class EdgeService(Service):
             rtp_port_max=s.rtp_port_max,
             codecs=s.codec_names,
             answer_timeout_s=s.no_answer_timeout_s,
+            voice=SummaryVoice(self.bus),
         )
         transport = SipTransport(rtp, started.meta.call_id, warm=warm)
         config = EdgeCallConfig(
@@ -321,7 +322,7 @@ class EdgeService(Service):
         self, call_id: str, direction: int, from_uri: str, to_uri: str, codec: str
     ) -> call_pb2.CallStarted:
         return call_pb2.CallStarted(
-            meta=common_pb2.EventMeta(call_id=call_id, ts_unix_ns=time.time_ns(), producer="edge"),
+            meta=new_meta(call_id, "edge"),
             direction=direction,  # type: ignore[arg-type]
             transport=call_pb2.TRANSPORT_SIP,
             from_uri=from_uri,
@@ -439,7 +440,7 @@ class EdgeService(Service):
                 message=exc.message,
                 source="edge",
             )
-            return control_pb2.ControlEvent(meta=common_pb2.EventMeta(producer="edge"), error=error)
+            return control_pb2.ControlEvent(meta=new_meta("", "edge"), error=error)
 
     async def _accept_dial(self, req: call_pb2.CallStarted) -> control_pb2.ControlEvent:
         call_id = subjects.check_id(req.meta.call_id)
@@ -472,7 +473,7 @@ class EdgeService(Service):
         self._track(active)
         active.dialing = active.call.tasks.spawn(self._dial(active, target), "dial")
         log.info("outbound call placed", extra={"call_id": call_id, "callee": mask_number(target.user)})
-        return control_pb2.ControlEvent(meta=common_pb2.EventMeta(call_id=call_id, producer="edge"))
+        return control_pb2.ControlEvent(meta=new_meta(call_id, "edge"))
 
     async def _redeem_approval(self, call_id: str, req: call_pb2.CallStarted) -> None:
         """Consume the policy's one-time approval for this dial; refuse without one (fail closed)."""

@@ -46,7 +46,7 @@ def _appointment_count(call_id: str, caller: str) -> tuple[int, str]:
     url = os.environ.get("PA_DATABASE_URL", "")
     if not url:
         return 0, "PA_DATABASE_URL is not set"
-    from phoneagent.llm.domain.db import Database
+    from phoneagent.runtime.db import Database
 
     db = Database(url)
     try:
@@ -73,7 +73,7 @@ def _opted_out(caller: str) -> bool:
 def _staffed_now() -> bool:
     """Whether the agent the stack runs (PA_AGENT_FILE, else the bundled one) takes transfers now."""
     from phoneagent.agents import example_agent_path
-    from phoneagent.llm.domain.agent import load_agent
+    from phoneagent.agents.agent import load_agent
 
     path = os.environ.get("PA_AGENT_FILE") or example_agent_path()
     return load_agent(path).staffed_at(datetime.now(UTC))

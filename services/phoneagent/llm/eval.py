@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from phoneagent.agents import example_agent_path
+from phoneagent.agents.agent import Agent, load_agent
 from phoneagent.llm.dialog import Dialog, DialogConfig, ToolOutcome
-from phoneagent.llm.domain.agent import Agent, load_agent
 from phoneagent.llm.domain.calendar_facts import agent_passages
 from phoneagent.llm.domain.dates import resolve
 from phoneagent.llm.domain.knowledge import KnowledgeBase, open_knowledge_base

@@ -16,8 +16,9 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from phoneagent.agents.agent import Agent, load_agent
+from phoneagent.llm.asr_errors import AsrErrorReaction
 from phoneagent.llm.dialog import Dialog, DialogConfig, DialogState, Sentence, ToolOutcome
-from phoneagent.llm.domain.agent import Agent, load_agent
 from phoneagent.llm.domain.calendar_facts import agent_passages, asks_for_hours
 from phoneagent.llm.domain.knowledge import KnowledgeBase, open_knowledge_base
 from phoneagent.llm.domain.scheduling import SchedulingStore
@@ -28,10 +29,10 @@ from phoneagent.llm.priority import LiveFirst
 from phoneagent.llm.prompting import Prompter, answers, normalise_arguments
 from phoneagent.llm.settings import LlmSettings
 from phoneagent.llm.summaries import SummaryWorker
-from phoneagent.records import TOOL_TYPE_HEADER
 from phoneagent.runtime import streams, subjects, telemetry
 from phoneagent.runtime.bus import Delivery, Lane, Subscription
 from phoneagent.runtime.errors import PhoneAgentError
+from phoneagent.runtime.meta import new_meta
 from phoneagent.runtime.modelfiles import cache_dir
 from phoneagent.runtime.service import Service
 from phoneagent.runtime.settings import CommonSettings
@@ -142,7 +143,7 @@ class Tools:
         call_id = f"t{time.time_ns():x}"
         await self._record(
             tools_pb2.ToolCall(
-                meta=common_pb2.EventMeta(call_id=self.ctx.call_id, ts_unix_ns=time.time_ns()),
+                meta=new_meta(self.ctx.call_id, "llm"),  # the session names its replica
                 tool_call_id=call_id,
                 name=name,
                 arguments_json=json.dumps(fixed.arguments, default=str),
@@ -152,7 +153,7 @@ class Tools:
         result = await self.executor.execute(name, fixed.arguments, self.ctx)
         await self._record(
             tools_pb2.ToolResult(
-                meta=common_pb2.EventMeta(call_id=self.ctx.call_id, ts_unix_ns=time.time_ns()),
+                meta=new_meta(self.ctx.call_id, "llm"),  # the session names its replica
                 tool_call_id=call_id,
                 name=name,
                 ok=result.ok,
@@ -187,6 +188,10 @@ class LlmCallSession:
         self.agent_speaking: int | None = None  # the newest generation published and not yet played out
         self.transfer_after: tuple[int, str] | None = None  # (generation, target): policy escalation
         self._greet_timer: asyncio.Task[None] | None = None
+        self.asr_errors = AsrErrorReaction(self.call_id, self._say_again, self._busy)
+
+    def meta(self, *, turn: int = 0, generation: int = 0) -> common_pb2.EventMeta:
+        return new_meta(self.call_id, f"llm/{self.svc.replica}", turn_id=turn, generation_id=generation)
 
     async def start(self) -> None:
         svc = self.svc
@@ -225,6 +230,25 @@ class LlmCallSession:
                 subjects.lifecycle(self.call_id), call_pb2.CallEvent, self.on_lifecycle, lane=Lane.CONTROL
             )
         )
+        self.subs.append(
+            await bus.subscribe(subjects.asr_events(self.call_id), speech_pb2.AsrEvent, self.on_asr)
+        )
+
+    async def on_asr(self, ev: speech_pb2.AsrEvent, _: Delivery) -> None:
+        """An ASR error: the caller is asked to say it again (see :mod:`phoneagent.llm.asr_errors`)."""
+        if ev.WhichOneof("event") == "error" and self.dialog is not None:
+            await self.asr_errors.on_error(ev.error)
+
+    def _busy(self) -> bool:
+        """The agent is speaking, about to, or has not greeted yet: no "say it again" now."""
+        dialog = self.dialog
+        if dialog is None or not dialog.state.generation or self.agent_speaking is not None:
+            return True
+        return dialog.reply is not None and not dialog.reply.finished
+
+    async def _say_again(self, text: str) -> None:
+        if self.dialog is not None:
+            await self.dialog.say_directive(text)
 
     async def on_lifecycle(self, ev: call_pb2.CallEvent, _: Delivery) -> None:
         # Greet once the call is answered: by then every stage has its session and listens.
@@ -245,13 +269,7 @@ class LlmCallSession:
 
     async def publish(self, s: Sentence) -> None:
         msg = speech_pb2.AgentText(
-            meta=common_pb2.EventMeta(
-                call_id=self.call_id,
-                turn_id=s.turn,
-                generation_id=s.generation,
-                ts_unix_ns=time.time_ns(),
-                producer=f"llm/{self.svc.replica}",
-            ),
+            meta=self.meta(turn=s.turn, generation=s.generation),
             sentence_seq=s.seq,
             text=s.text,
             final=s.final,
@@ -265,7 +283,9 @@ class LlmCallSession:
         """ToolCall / ToolResult on the call's tool subject (kept in PA_CALLS for call records)."""
         kind = "ToolCall" if isinstance(msg, tools_pb2.ToolCall) else "ToolResult"
         msg.meta.producer = f"llm/{self.svc.replica}"
-        await self.svc.bus.publish(subjects.tool(self.call_id), msg, headers={TOOL_TYPE_HEADER: kind})
+        await self.svc.bus.publish(
+            subjects.tool(self.call_id), msg, headers={subjects.TOOL_TYPE_HEADER: kind}
+        )
 
     async def save(self, state: DialogState) -> None:
         await self.svc.save_state(self.call_id, state)
@@ -277,8 +297,7 @@ class LlmCallSession:
             and self.svc.agent.transfer is not None
         ):
             ev = control_pb2.ControlEvent(
-                meta=common_pb2.EventMeta(call_id=self.call_id),
-                survives_interrupt=True,
+                meta=self.meta(),
                 transfer=control_pb2.Transfer(
                     target=self.svc.agent.transfer.target,
                     kind=control_pb2.TRANSFER_KIND_BLIND,
@@ -320,8 +339,7 @@ class LlmCallSession:
                 self.transfer_after = None
             if self.hangup_after is not None and ev.playback_done.generation_id >= self.hangup_after:
                 hang = control_pb2.ControlEvent(
-                    meta=common_pb2.EventMeta(call_id=self.call_id),
-                    survives_interrupt=True,
+                    meta=self.meta(),
                     hangup=control_pb2.Hangup(reason=call_pb2.END_REASON_AGENT_HANGUP, detail="agent ended"),
                 )
                 await self.svc.bus.publish(subjects.control(self.call_id), hang, lane=Lane.CONTROL)
@@ -342,7 +360,7 @@ class LlmCallSession:
         current = self.dialog.reply
         if current is not None and not current.finished:
             cancel = control_pb2.ControlEvent(
-                meta=common_pb2.EventMeta(call_id=self.call_id, generation_id=current.generation),
+                meta=self.meta(generation=current.generation),
                 cancel=control_pb2.CancelGeneration(generation_id=current.generation, reason="policy"),
             )
             await self.svc.bus.publish(subjects.control(self.call_id), cancel, lane=Lane.CONTROL)
@@ -361,8 +379,7 @@ class LlmCallSession:
 
     async def _transfer(self, target: str, reason: str) -> None:
         ev = control_pb2.ControlEvent(
-            meta=common_pb2.EventMeta(call_id=self.call_id),
-            survives_interrupt=True,
+            meta=self.meta(),
             transfer=control_pb2.Transfer(target=target, kind=control_pb2.TRANSFER_KIND_BLIND, reason=reason),
         )
         await self.svc.bus.publish(subjects.control(self.call_id), ev, lane=Lane.CONTROL)

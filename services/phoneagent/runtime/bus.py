@@ -371,7 +371,9 @@ class Bus:
         *,
         timeout: float = 2.0,
         lane: Lane = Lane.CONTROL,
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> M:
+        """Send ``msg`` and wait for one reply of ``reply_type`` (at most ``max_bytes``)."""
         try:
             raw = await self._nc(lane).request(subject, msg.SerializeToString(), timeout=timeout)
         except NoRespondersError:
@@ -381,7 +383,7 @@ class Bus:
                 ErrorKind.TIMEOUT, f"request on {subject_kind(subject)} timed out"
             ) from None
         try:
-            return decode(reply_type, raw.subject, raw.data, DEFAULT_MAX_BYTES)
+            return decode(reply_type, raw.subject, raw.data, max_bytes)
         except RejectedMessage as exc:
             raise PhoneAgentError(ErrorKind.INTERNAL, f"bad reply ({exc.reason})") from None
 

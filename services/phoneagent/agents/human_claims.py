@@ -2,7 +2,7 @@
 and in every sentence the agent is about to say.
 
 The AI disclosure cannot be configured away, and no later sentence may take it back. A claim is
-read over normalised words (:func:`phoneagent.policy.phrases.normalize_words`: lower case,
+read over normalised words (:func:`phoneagent.agents.phrases.normalize_words`: lower case,
 contractions expanded, fillers dropped), so "Kidding! I'm Sarah, a human receptionist." and
 "this isn't an automated call" are both found. Offers to reach a person ("would you like to
 speak with a real person?", "I am getting a person for you") are not claims and pass.
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from phoneagent.policy.phrases import normalize_words
+from phoneagent.agents.phrases import normalize_words
 
 # Who the sentence says is speaking: the agent itself.
 _SELF = r"(?:i am|this is|it is|you are (?:talking|speaking|chatting) (?:to|with)|you have reached|we are)"

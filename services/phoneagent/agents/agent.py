@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
-from phoneagent.llm.domain.agent_fields import (
+from phoneagent.agents.fields import (
     WEEKDAYS,
     FieldErrors,
     Interval,
@@ -32,8 +32,8 @@ from phoneagent.llm.domain.agent_fields import (
     parse_timezone,
     parse_webhooks,
 )
-from phoneagent.llm.domain.tool_schemas import TOOL_NAMES
-from phoneagent.policy.human_claims import persona_claim
+from phoneagent.agents.human_claims import persona_claim
+from phoneagent.agents.tools import TOOL_NAMES
 from phoneagent.runtime.errors import InvalidArgument
 
 _TOP_KEYS = {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from phoneagent.policy.redaction import redact_transcript, spoken_digits
+from phoneagent.runtime.redact import redact_transcript, spoken_digits
 
 
 @pytest.mark.parametrize(
