@@ -28,7 +28,7 @@ proto: install ## Regenerate Python code from proto/ (grpcio-tools)
 	$(PY) -m grpc_tools.protoc -I proto --grpc_python_out=services proto/phoneagent/v1/control_api.proto
 
 proto-check: install ## Fail when the generated code is stale
-	$(PY) -m phoneagent.tools.proto_check
+	$(PY) -m phoneagent.devtools.proto_check
 
 lint: install ## ruff lint
 	$(VENV)/bin/ruff check services tests
@@ -38,7 +38,7 @@ typecheck: install ## mypy on the runtime
 	$(VENV)/bin/mypy
 
 test: install models ## Run the whole test suite (what CI runs)
-	$(PY) -m phoneagent.tools.proto_check
+	$(PY) -m phoneagent.devtools.proto_check
 	$(VENV)/bin/ruff check services tests
 	$(VENV)/bin/ruff format --check services tests
 	$(VENV)/bin/mypy

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pa_testing import spawn_replica, wait_for, wait_replica_ready, word_errors
-from phoneagent.asr.bench import synthesize
+from phoneagent.devtools.asr_bench import synthesize
 from phoneagent.edge.replay import AudioReplay
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import test_edge_service_call
 from pa_testing import wait_for
-from phoneagent.harness.demo import free_udp_port  # free for UDP and TCP: SIP listens on both
+from phoneagent.devtools.harness.demo import free_udp_port  # free for UDP and TCP: SIP listens on both
 from phoneagent.runtime import subjects
 from phoneagent.v1 import call_pb2, media_pb2
 from test_edge_service_call import Edge, band_energy, collect, tone

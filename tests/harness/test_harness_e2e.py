@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from phoneagent.harness.demo import demo_env, free_udp_port
-from phoneagent.harness.scenario import load_scenario
-from phoneagent.harness.session import Outcome, run_scenario
+from phoneagent.devtools.harness.demo import demo_env, free_udp_port
+from phoneagent.devtools.harness.scenario import load_scenario
+from phoneagent.devtools.harness.session import Outcome, run_scenario
 from phoneagent.runtime.stack import Stack
 
 pytestmark = pytest.mark.slow

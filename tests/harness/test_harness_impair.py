@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from phoneagent.harness.impair import (
+from phoneagent.devtools.harness.impair import (
     SPEECH_DBFS,
     Impairer,
     Impairments,

@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from phoneagent.harness import checks
-from phoneagent.harness.caller import AgentTurn, CallResult
-from phoneagent.harness.checks import check_all, first_words_contain, mentions
-from phoneagent.harness.report import write_stereo_wav
-from phoneagent.harness.scenario import parse_scenario
-from phoneagent.harness.voice import agent_segments
+from phoneagent.devtools.harness import checks
+from phoneagent.devtools.harness.caller import AgentTurn, CallResult
+from phoneagent.devtools.harness.checks import check_all, first_words_contain, mentions
+from phoneagent.devtools.harness.report import write_stereo_wav
+from phoneagent.devtools.harness.scenario import parse_scenario
+from phoneagent.devtools.harness.voice import agent_segments
 
 
 def test_stereo_wav_left_is_caller(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from phoneagent.harness.scenario import (
+from phoneagent.devtools.harness.scenario import (
     BargeIn,
     Dtmf,
     Hangup,

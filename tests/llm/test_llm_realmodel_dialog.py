@@ -16,7 +16,7 @@ from phoneagent.llm.dialog import Sentence
 from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tool_result import CallContext
 from phoneagent.llm.domain.tools import ToolExecutor
-from phoneagent.llm.eval import NOW, PHRASINGS, RecordingTools, Rig, evaluate, say, table
+from phoneagent.devtools.llm_eval import NOW, PHRASINGS, RecordingTools, Rig, evaluate, say, table
 
 pytestmark = [
     pytest.mark.slow,

@@ -14,7 +14,7 @@ from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tool_result import CallContext
 from phoneagent.llm.domain.tools import ToolExecutor
 from phoneagent.llm.engines.base import Delta
-from phoneagent.llm.eval import NOW
+from phoneagent.devtools.llm_eval import NOW
 from phoneagent.llm.prompting import ASK_NAME, caller_name, normalise_arguments
 from phoneagent.llm.service import Tools
 

@@ -10,7 +10,7 @@ import pytest
 from llm_testing import needs
 from phoneagent.llm.domain.schema_check import validate
 from phoneagent.llm.domain.tool_schemas import TOOL_SCHEMAS
-from phoneagent.llm.eval import PHRASINGS, Rig, evaluate
+from phoneagent.devtools.llm_eval import PHRASINGS, Rig, evaluate
 from prometheus_client import REGISTRY
 
 pytestmark = [pytest.mark.slow, needs("llama_cpp", what="llama-cpp-python")]

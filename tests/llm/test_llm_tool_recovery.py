@@ -14,7 +14,7 @@ from phoneagent.llm.domain.knowledge import Passage
 from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tool_result import CallContext
 from phoneagent.llm.domain.tools import ASK_AGAIN, ToolExecutor
-from phoneagent.llm.eval import NOW
+from phoneagent.devtools.llm_eval import NOW
 from phoneagent.llm.prompting import ASK_QUESTION
 from phoneagent.llm.service import Tools
 

@@ -32,7 +32,7 @@ import pytest
 from pa_testing import PJSUA2_ENDPOINT, quiet_session, wait_for
 from phoneagent.edge.service import EdgeService
 from phoneagent.edge.settings import EdgeSettings
-from phoneagent.harness.demo import free_udp_port  # free for UDP and TCP: SIP listens on both
+from phoneagent.devtools.harness.demo import free_udp_port  # free for UDP and TCP: SIP listens on both
 from phoneagent.policy.audit_query import AuditFilter, query_audit
 from phoneagent.policy.service import PolicyService
 from phoneagent.policy.settings import PolicySettings

@@ -1,6 +1,6 @@
 """Concurrency benchmark of the edge: N simultaneous SIP calls on 127.0.0.1, how clean the audio stays.
 
-    python -m phoneagent.edge.bench [--calls 10,25,50] [--seconds 20] [--late-ms 40]
+    python -m phoneagent.devtools.edge_bench [--calls 10,25,50] [--seconds 20] [--late-ms 40]
 
 The edge runs as its own process (``phone-agent serve edge``) against a private nats-server. This
 process plays everything around it: the four stages (trivial session replicas, so claims succeed),

@@ -1,4 +1,4 @@
-"""LLM latency benchmark: ``python -m phoneagent.llm.bench``.
+"""LLM latency benchmark: ``python -m phoneagent.devtools.llm_bench``.
 
 Streams a set of short phone-receptionist turns through one engine and prints time to
 first token (TTFT), time to first speakable chunk (what TTS can start on, cut by
@@ -115,7 +115,7 @@ def report(args: argparse.Namespace, samples: list[Sample]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m phoneagent.llm.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m phoneagent.devtools.llm_bench", description=__doc__)
     parser.add_argument("--engine", default="llama_cpp", help="llama_cpp, openai_http or vllm")
     parser.add_argument(
         "--model",

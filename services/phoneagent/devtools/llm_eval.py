@@ -1,4 +1,4 @@
-"""Booking-phrasing evaluation with the real model: ``python -m phoneagent.llm.eval``.
+"""Booking-phrasing evaluation with the real model: ``python -m phoneagent.devtools.llm_eval``.
 
 Each scripted caller phrasing (one or two turns) runs through the real dialog, the real
 tool executor and a fresh SQLite appointment book, in process, with the clock fixed at
@@ -403,7 +403,7 @@ async def _main(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m phoneagent.llm.eval", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m phoneagent.devtools.llm_eval", description=__doc__)
     parser.add_argument("--model", choices=sorted(MODELS), default="qwen-0.5b")
     parser.add_argument("--threads", type=int, default=1, help="llama.cpp decoding threads")
     parser.add_argument("--max-tokens", type=int, default=64, help="reply length limit per generation")

@@ -1,4 +1,4 @@
-"""TTS benchmark: ``python -m phoneagent.tts.bench [--engines kokoro,piper] [--streams 1,4]``.
+"""TTS benchmark: ``python -m phoneagent.devtools.tts_bench [--engines kokoro,piper] [--streams 1,4]``.
 
 For each engine and number of concurrent calls, every call speaks the same set of
 replies through a real :class:`TtsStream` (normalise, chunk, synthesise, resample to
@@ -102,7 +102,7 @@ async def run_engine(name: str, streams: list[int], rounds: int, rate: int, thre
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m phoneagent.tts.bench",
+        prog="python -m phoneagent.devtools.tts_bench",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

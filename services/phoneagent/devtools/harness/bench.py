@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from phoneagent.harness.buswatch import BusWatch, CallTrace
-from phoneagent.harness.caller import DEFAULT_TARGET, CallResult, SimulatedCaller, unique_user
-from phoneagent.harness.impair import Impairments
-from phoneagent.harness.scenario import BargeIn, Hangup, Say, Scenario, Wait
-from phoneagent.harness.voice import CallerVoice
+from phoneagent.devtools.harness.buswatch import BusWatch, CallTrace
+from phoneagent.devtools.harness.caller import DEFAULT_TARGET, CallResult, SimulatedCaller, unique_user
+from phoneagent.devtools.harness.impair import Impairments
+from phoneagent.devtools.harness.scenario import BargeIn, Hangup, Say, Scenario, Wait
+from phoneagent.devtools.harness.voice import CallerVoice
 from phoneagent.runtime.bus import Bus
 from phoneagent.runtime.errors import InvalidArgument
 

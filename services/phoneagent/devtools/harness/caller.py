@@ -1,6 +1,6 @@
 """The simulated caller: a real SIP UA that dials the agent, talks and listens over G.711 RTP.
 
-It runs one :class:`~phoneagent.harness.scenario.Scenario`: speaks pre-synthesised utterances
+It runs one :class:`~phoneagent.devtools.harness.scenario.Scenario`: speaks pre-synthesised utterances
 (paced at 20 ms), waits for the agent to finish (silence on the received audio), barges in on
 purpose, sends RFC 4733 DTMF and hangs up. Timings come from the caller's own clock: when it
 stopped speaking, when the agent's audio first arrived, when the agent's audio stopped after a
@@ -18,10 +18,10 @@ import numpy as np
 
 from phoneagent.edge.sip import DialogHandlers, SipURI, UAConfig, UserAgent, negotiated, offer
 from phoneagent.edge.sip.dialog import Dialog
-from phoneagent.harness.impair import Impairer, Impairments, ImpairStats
-from phoneagent.harness.rtp_endpoint import RtpEndpoint
-from phoneagent.harness.scenario import BargeIn, Dtmf, Hangup, Pause, Say, Scenario, Step, Wait
-from phoneagent.harness.voice import CallerVoice
+from phoneagent.devtools.harness.impair import Impairer, Impairments, ImpairStats
+from phoneagent.devtools.harness.rtp_endpoint import RtpEndpoint
+from phoneagent.devtools.harness.scenario import BargeIn, Dtmf, Hangup, Pause, Say, Scenario, Step, Wait
+from phoneagent.devtools.harness.voice import CallerVoice
 from phoneagent.runtime.errors import PhoneAgentError, Unavailable
 from phoneagent.runtime.redact import mask_number
 

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from phoneagent.harness.buswatch import CallTrace
-from phoneagent.harness.scenario import Expectation
+from phoneagent.devtools.harness.buswatch import CallTrace
+from phoneagent.devtools.harness.scenario import Expectation
 from phoneagent.v1 import call_pb2
 
 if TYPE_CHECKING:
-    from phoneagent.harness.caller import CallResult
+    from phoneagent.devtools.harness.caller import CallResult
 
 DISCLOSURE_WORDS = 15  # the disclosure must come within the agent's first words
 

@@ -44,9 +44,9 @@ def add_bench_args(p: argparse.ArgumentParser, func: Callable[[argparse.Namespac
 
 
 def call(args: argparse.Namespace) -> int:
-    from phoneagent.harness.impair import Impairments
-    from phoneagent.harness.scenario import load_scenario
-    from phoneagent.harness.session import run_scenario
+    from phoneagent.devtools.harness.impair import Impairments
+    from phoneagent.devtools.harness.scenario import load_scenario
+    from phoneagent.devtools.harness.session import run_scenario
 
     try:
         scenario = load_scenario(args.scenario)
@@ -68,7 +68,7 @@ def call(args: argparse.Namespace) -> int:
 
 
 def demo(args: argparse.Namespace) -> int:
-    from phoneagent.harness.demo import run_demo
+    from phoneagent.devtools.harness.demo import run_demo
 
     try:
         code, outcome = run_demo(Path(args.data_dir), args.scenario, ready_timeout=args.ready_timeout)
@@ -81,7 +81,7 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def bench(args: argparse.Namespace) -> int:
-    from phoneagent.harness.bench import run_bench, table, write_json
+    from phoneagent.devtools.harness.bench import run_bench, table, write_json
 
     url = args.nats_url or os.environ.get("PA_NATS_URL", "")
     try:

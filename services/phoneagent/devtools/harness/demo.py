@@ -7,8 +7,8 @@ import os
 import socket
 from pathlib import Path
 
-from phoneagent.harness.scenario import DEFAULT_SCENARIO, load_scenario
-from phoneagent.harness.session import Outcome, run_scenario
+from phoneagent.devtools.harness.scenario import DEFAULT_SCENARIO, load_scenario
+from phoneagent.devtools.harness.session import Outcome, run_scenario
 from phoneagent.runtime.stack import Stack
 
 

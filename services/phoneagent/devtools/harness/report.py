@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from phoneagent.harness.caller import AgentTurn, CallResult
-from phoneagent.harness.checks import CheckResult
-from phoneagent.harness.voice import AgentTranscriber, agent_segments
+from phoneagent.devtools.harness.caller import AgentTurn, CallResult
+from phoneagent.devtools.harness.checks import CheckResult
+from phoneagent.devtools.harness.voice import AgentTranscriber, agent_segments
 
 RATE = 8000
 

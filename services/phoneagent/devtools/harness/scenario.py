@@ -207,7 +207,7 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
 
 
 def builtin_names() -> list[str]:
-    folder = resources.files("phoneagent.harness") / "scenarios"
+    folder = resources.files("phoneagent.devtools.harness") / "scenarios"
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
@@ -221,7 +221,7 @@ def load_scenario(name_or_path: str) -> Scenario:
     else:
         if name_or_path not in builtin_names():
             raise ScenarioError(f"unknown scenario {name_or_path!r}; built in: {', '.join(builtin_names())}")
-        res = resources.files("phoneagent.harness") / "scenarios" / f"{name_or_path}.yaml"
+        res = resources.files("phoneagent.devtools.harness") / "scenarios" / f"{name_or_path}.yaml"
         text, source = res.read_text(encoding="utf-8"), f"{name_or_path}.yaml"
     try:
         data = yaml.safe_load(text)

@@ -8,13 +8,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from phoneagent.harness.buswatch import BusWatch, CallTrace
-from phoneagent.harness.caller import DEFAULT_TARGET, CallResult, SimulatedCaller, unique_user
-from phoneagent.harness.checks import CheckResult, check_all
-from phoneagent.harness.impair import Impairments
-from phoneagent.harness.report import render, transcribe_agent, write_stereo_wav, write_transcript
-from phoneagent.harness.scenario import Scenario
-from phoneagent.harness.voice import AgentTranscriber, CallerVoice
+from phoneagent.devtools.harness.buswatch import BusWatch, CallTrace
+from phoneagent.devtools.harness.caller import DEFAULT_TARGET, CallResult, SimulatedCaller, unique_user
+from phoneagent.devtools.harness.checks import CheckResult, check_all
+from phoneagent.devtools.harness.impair import Impairments
+from phoneagent.devtools.harness.report import render, transcribe_agent, write_stereo_wav, write_transcript
+from phoneagent.devtools.harness.scenario import Scenario
+from phoneagent.devtools.harness.voice import AgentTranscriber, CallerVoice
 from phoneagent.runtime.bus import Bus
 
 log = logging.getLogger(__name__)

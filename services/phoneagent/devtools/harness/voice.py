@@ -11,7 +11,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from phoneagent.audio.resample import resample
-from phoneagent.harness.impair import normalise_speech
+from phoneagent.devtools.harness.impair import normalise_speech
 
 log = logging.getLogger(__name__)
 
