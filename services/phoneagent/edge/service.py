@@ -43,7 +43,7 @@ from phoneagent.edge.sip import (
     negotiated,
     offer,
 )
-from phoneagent.edge.sip_transport import SipTransport
+from phoneagent.edge.sip_call_transport import SipCallTransport
 from phoneagent.edge.transfer import WarmTransferConfig
 from phoneagent.runtime import dial_approvals, streams, subjects
 from phoneagent.runtime.bus import Delivery, Subscription
@@ -72,7 +72,7 @@ _OUTCOME_REASON = {
 @dataclass
 class ActiveCall:
     call: EdgeCall
-    transport: SipTransport
+    transport: SipCallTransport
     rtp: RtpSession
     dialing: asyncio.Task[Any] | None = None
     dtmf: asyncio.Queue[DtmfDigit] = field(default_factory=asyncio.Queue)
@@ -229,7 +229,7 @@ class EdgeService(Service):
             codecs=s.codec_names,
             answer_timeout_s=s.no_answer_timeout_s,
         )
-        transport = SipTransport(rtp, started.meta.call_id, warm=warm)
+        transport = SipCallTransport(rtp, started.meta.call_id, warm=warm)
         config = EdgeCallConfig(
             min_speech_ms=self.settings.barge_in_min_speech_ms,
             backchannel_wait_ms=self.settings.backchannel_wait_ms,

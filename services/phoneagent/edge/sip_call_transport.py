@@ -10,14 +10,14 @@ import numpy as np
 from phoneagent.edge.rtp_session import RtpSession
 from phoneagent.edge.sip.dialog import Dialog
 from phoneagent.edge.sip.headers import ParseError, SipURI
-from phoneagent.edge.sip.transport import TransportError
+from phoneagent.edge.sip.sockets import TransportError
 from phoneagent.edge.transfer import Bridge, HoldTone, WarmTransfer, WarmTransferConfig
 from phoneagent.runtime.errors import PhoneAgentError
 
 log = logging.getLogger(__name__)
 
 
-class SipTransport:
+class SipCallTransport:
     name = "sip"
     sample_rate = 8000
 

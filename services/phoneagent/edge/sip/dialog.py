@@ -27,7 +27,7 @@ from phoneagent.edge.sip.sdp import (
     parse_sdp,
 )
 from phoneagent.edge.sip.transaction import ServerTransaction, new_branch
-from phoneagent.edge.sip.transport import Peer, TransportError
+from phoneagent.edge.sip.sockets import Peer, TransportError
 
 if TYPE_CHECKING:
     from phoneagent.edge.sip.ua import UserAgent
