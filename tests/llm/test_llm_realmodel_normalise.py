@@ -16,7 +16,7 @@ from phoneagent.llm.domain.tools import ToolExecutor
 from phoneagent.llm.engines.base import Delta
 from phoneagent.devtools.llm_eval import NOW
 from phoneagent.llm.prompting import ASK_NAME, caller_name, normalise_arguments
-from phoneagent.llm.service import Tools
+from phoneagent.llm.tools import Tools
 
 CUT_OFF = (
     '{"name": "book_appointment", "arguments": {"appointment_type": "cleaning", '

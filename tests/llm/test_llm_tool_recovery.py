@@ -16,7 +16,7 @@ from phoneagent.llm.domain.tool_result import CallContext
 from phoneagent.llm.domain.tools import ASK_AGAIN, ToolExecutor
 from phoneagent.devtools.llm_eval import NOW
 from phoneagent.llm.prompting import ASK_QUESTION
-from phoneagent.llm.service import Tools
+from phoneagent.llm.tools import Tools
 
 INSURANCE = "We accept most PPO plans, including Delta Dental."
 

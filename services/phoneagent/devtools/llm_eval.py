@@ -33,7 +33,7 @@ from phoneagent.llm.domain.tools import ToolExecutor
 from phoneagent.llm.engines.base import LlmEngine, create_engine
 from phoneagent.llm.models import MODELS
 from phoneagent.llm.prompting import Prompter
-from phoneagent.llm.service import Tools
+from phoneagent.llm.tools import Tools
 from phoneagent.runtime.errors import PhoneAgentError
 from phoneagent.runtime.modelfiles import cache_dir
 

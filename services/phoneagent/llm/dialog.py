@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,6 +25,10 @@ from phoneagent.llm.streaming import SentenceSplitter
 from phoneagent.llm.tool_calls import (
     CONSTRAINED_MIN_TOKENS,
     TOOL_CALL_REPAIRS,
+    looks_like_call,
+    looks_like_json,
+    maybe_tool_call,
+    parse_tool_call,
     read_constrained,
     starts_tool_call,
     tool_call_schema,
@@ -38,7 +41,6 @@ log = logging.getLogger(__name__)
 
 APOLOGY = "I'm sorry, something went wrong on my side. Could you say that again?"
 TOOL_FAILED = "I'm sorry, I couldn't complete that just now."
-_TOOL_CALL = re.compile(r"<tool_call>\s*(\{.*?\})\s*(?:</tool_call>|$)", re.S)
 
 
 @dataclass
@@ -462,7 +464,7 @@ class Dialog:
             tokens += 1
             # Held back at the start of every completion (a follow-up too: a small model may echo
             # the tool result as JSON), and never spoken if it turns out to be JSON.
-            if (buffered or not spoke) and _maybe_tool(buffered + delta.text):
+            if (buffered or not spoke) and maybe_tool_call(buffered + delta.text):
                 buffered += delta.text
                 if constrain and starts_tool_call(buffered):
                     opened = True
@@ -481,11 +483,11 @@ class Dialog:
                 await aclose()
             return await self._constrained_call(reply, messages, started, tools)
         if buffered:
-            call = _parse_tool_call(buffered) if tools is not None else None
+            call = parse_tool_call(buffered) if tools is not None else None
             if call is not None:
                 TOOL_CALL_REPAIRS.labels(engine=self.engine.name, reason="unconstrained").inc()
                 return call
-            if _looks_like_call(buffered) or (tools is None and _looks_like_json(buffered)):
+            if looks_like_call(buffered) or (tools is None and looks_like_json(buffered)):
                 # A tool call that is cut off or broken is never read out to the caller.
                 log.info("unreadable tool call", extra={"call_id": self.call_id, "chars": len(buffered)})
                 buffered = APOLOGY
@@ -525,7 +527,7 @@ class Dialog:
         call = read_constrained(text)
         if call is not None:
             return call
-        repaired = _parse_tool_call(text)
+        repaired = parse_tool_call(text)
         if repaired is not None:
             TOOL_CALL_REPAIRS.labels(engine=self.engine.name, reason="cut_off").inc()
             return repaired
@@ -631,84 +633,3 @@ def _compact(result: dict[str, Any]) -> dict[str, Any]:
         for k, v in result.items()
         if isinstance(v, (bool, int, float)) or (isinstance(v, str) and len(v) <= 80)
     }
-
-
-_TOOL_OPENERS = ("<tool_call>", "```json", "```", "{")
-
-
-def _maybe_tool(text: str) -> bool:
-    """True while ``text`` could still be the start of a tool call.
-
-    Qwen's template asks for ``<tool_call>{...}</tool_call>``; small models also answer
-    with the bare JSON object or a fenced code block. None of these is ever spoken.
-    """
-    stripped = text.lstrip()
-    if not stripped:
-        return True
-    return any(stripped.startswith(o) or o.startswith(stripped) for o in _TOOL_OPENERS)
-
-
-def _looks_like_json(text: str) -> bool:
-    return bool(re.match(r'\s*(?:<tool_call>|```(?:json)?)?\s*\{\s*"', text))
-
-
-def _looks_like_call(text: str) -> bool:
-    return bool(re.match(r'\s*(?:<tool_call>|```(?:json)?)?\s*\{\s*"name"\s*:', text))
-
-
-def _parse_tool_call(text: str) -> dict[str, Any] | None:
-    m = _TOOL_CALL.search(text)
-    body = m.group(1) if m else text.strip().removeprefix("<tool_call>")
-    body = body.strip().removeprefix("```json").removeprefix("```").removesuffix("```")
-    start, end = body.find("{"), body.rfind("}")
-    call: Any = None
-    if start >= 0 and end > start:
-        try:
-            call = json.loads(body[start : end + 1])
-        except json.JSONDecodeError:
-            call = None
-    if call is None and start >= 0:
-        call = _complete_truncated(body[start:])
-    if not isinstance(call, dict) or not isinstance(call.get("name"), str):
-        return None
-    return call
-
-
-def _complete_truncated(body: str, attempts: int = 8) -> Any:
-    """Read a JSON object cut off by the token limit: keep the members that are complete.
-
-    ``{"name": "x", "arguments": {"a": "1", "b": "unfinis`` becomes ``{"name": "x", "arguments":
-    {"a": "1"}}``. Only whole members are kept; a half-written value is dropped, never guessed.
-    """
-    cuts = [i for i, ch in enumerate(body) if ch == ","][::-1][:attempts]
-    for cut in cuts:
-        head = body[:cut]
-        closers = _open_brackets(head)
-        if closers is None:
-            continue
-        try:
-            return json.loads(head + closers)
-        except json.JSONDecodeError:
-            continue
-    return None
-
-
-def _open_brackets(text: str) -> str | None:
-    """The closing brackets ``text`` needs, or None when it ends inside a string."""
-    stack: list[str] = []
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "{[":
-            stack.append("}" if ch == "{" else "]")
-        elif ch in "}]" and stack:
-            stack.pop()
-    return None if in_string else "".join(reversed(stack))
