@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 from llm_testing import needs
+from phoneagent.devtools.llm_eval import PHRASINGS, Rig, evaluate
 from phoneagent.llm.domain.schema_check import validate
 from phoneagent.llm.domain.tool_schemas import TOOL_SCHEMAS
-from phoneagent.devtools.llm_eval import PHRASINGS, Rig, evaluate
 from prometheus_client import REGISTRY
 
 pytestmark = [pytest.mark.slow, needs("llama_cpp", what="llama-cpp-python")]

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 from phoneagent.agents import example_agent_path
+from phoneagent.devtools.llm_eval import NOW
 from phoneagent.llm.domain.agent import Agent, load_agent
 from phoneagent.llm.domain.knowledge import Passage
 from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tool_result import CallContext
 from phoneagent.llm.domain.tools import ASK_AGAIN, ToolExecutor
-from phoneagent.devtools.llm_eval import NOW
 from phoneagent.llm.prompting import ASK_QUESTION
 from phoneagent.llm.tools import Tools
 

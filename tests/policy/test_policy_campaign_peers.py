@@ -30,9 +30,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from pa_testing import PJSUA2_ENDPOINT, quiet_session, wait_for
+from phoneagent.devtools.harness.demo import free_udp_port  # free for UDP and TCP: SIP listens on both
 from phoneagent.edge.service import EdgeService
 from phoneagent.edge.settings import EdgeSettings
-from phoneagent.devtools.harness.demo import free_udp_port  # free for UDP and TCP: SIP listens on both
 from phoneagent.policy.audit_query import AuditFilter, query_audit
 from phoneagent.policy.service import PolicyService
 from phoneagent.policy.settings import PolicySettings

@@ -1,6 +1,7 @@
 """ASR latency benchmark: N concurrent calls through real :class:`AsrSession` objects.
 
-    python -m phoneagent.devtools.asr_bench [--calls 1,2,4] [--utterances 5] [--model tiny.en] [--json out.json]
+    python -m phoneagent.devtools.asr_bench [--calls 1,2,4] [--utterances 5] [--model tiny.en]
+        [--json out.json]
 
 Each call is a scripted caller: utterances synthesised with Piper, sent through the phone
 path (8 kHz G.711 mu-law and back to 16 kHz), separated by silence, and fed in real time as
@@ -263,7 +264,9 @@ def _calls(value: str) -> list[int]:
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m phoneagent.devtools.asr_bench", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m phoneagent.devtools.asr_bench", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--calls", type=_calls, default=[1, 2, 4], help="concurrent calls per run (default 1,2,4)")
     p.add_argument("--utterances", type=int, default=5, help="utterances per call (default 5)")
     p.add_argument("--model", default="tiny.en", help="Whisper model (tiny.en or base)")

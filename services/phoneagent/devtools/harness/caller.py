@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from phoneagent.edge.sip import DialogHandlers, SipURI, UAConfig, UserAgent, negotiated, offer
-from phoneagent.edge.sip.dialog import Dialog
 from phoneagent.devtools.harness.impair import Impairer, Impairments, ImpairStats
 from phoneagent.devtools.harness.rtp_endpoint import RtpEndpoint
 from phoneagent.devtools.harness.scenario import BargeIn, Dtmf, Hangup, Pause, Say, Scenario, Step, Wait
 from phoneagent.devtools.harness.voice import CallerVoice
+from phoneagent.edge.sip import DialogHandlers, SipURI, UAConfig, UserAgent, negotiated, offer
+from phoneagent.edge.sip.dialog import Dialog
 from phoneagent.runtime.errors import PhoneAgentError, Unavailable
 from phoneagent.runtime.redact import mask_number
 

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from phoneagent.audio.g711 import codec_for
+from phoneagent.devtools.harness.impair import Impairer, dbfs_to_rms
 from phoneagent.edge.media.dtmf import dtmf_packets
 from phoneagent.edge.media.jitter import JitterBuffer
 from phoneagent.edge.media.pacer import Pacer
 from phoneagent.edge.media.rtp import RtpError, RtpPacket, parse_rtp, seq_add, ts_add
 from phoneagent.edge.sip.sdp import MediaParams
-from phoneagent.devtools.harness.impair import Impairer, dbfs_to_rms
 from phoneagent.runtime.tasks import TaskOwner
 
 log = logging.getLogger(__name__)

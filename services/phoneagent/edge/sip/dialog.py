@@ -26,8 +26,8 @@ from phoneagent.edge.sip.sdp import (
     negotiated,
     parse_sdp,
 )
-from phoneagent.edge.sip.transaction import ServerTransaction, new_branch
 from phoneagent.edge.sip.sockets import Peer, TransportError
+from phoneagent.edge.sip.transaction import ServerTransaction, new_branch
 
 if TYPE_CHECKING:
     from phoneagent.edge.sip.ua import UserAgent

@@ -28,8 +28,8 @@ from phoneagent.edge.sip.dialog import Dialog, DialogHandlers
 from phoneagent.edge.sip.headers import NameAddr, ParseError, SipURI, Via
 from phoneagent.edge.sip.message import SipMessage, SipRequest, SipResponse, make_response
 from phoneagent.edge.sip.sdp import NoCommonCodec, SdpError, SessionDescription, answer, parse_sdp
-from phoneagent.edge.sip.transaction import ServerTransaction, Timers, TransactionLayer
 from phoneagent.edge.sip.sockets import Peer, TcpTransport, TransportError, UdpTransport
+from phoneagent.edge.sip.transaction import ServerTransaction, Timers, TransactionLayer
 from phoneagent.runtime.errors import InvalidArgument
 from phoneagent.runtime.redact import mask_number
 
