@@ -11,7 +11,8 @@ from typing import Any
 from phoneagent.devtools.harness.bench import HOPS, POINTS, SEED, bench_scenario, hops_ms, table, turn_points
 from phoneagent.devtools.harness.buswatch import CallTrace
 from phoneagent.devtools.harness.caller import CallResult, Utterance
-from phoneagent.llm.dialog import Dialog, DialogState, Sentence
+from phoneagent.llm.dialog import Dialog
+from phoneagent.llm.dialog_state import DialogState, Sentence
 from phoneagent.llm.engines.base import Delta
 from phoneagent.v1 import common_pb2, media_pb2, speech_pb2
 

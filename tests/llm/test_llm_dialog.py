@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 from pa_testing import wait_for
-from phoneagent.llm.dialog import APOLOGY, Dialog, DialogConfig, DialogState, Sentence, ToolOutcome
+from phoneagent.llm.dialog import Dialog
+from phoneagent.llm.dialog_state import DialogConfig, DialogState, Sentence, ToolOutcome
 from phoneagent.llm.engines.base import Delta
+from phoneagent.llm.replies import APOLOGY
 from phoneagent.runtime.errors import EngineFailure
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pa_testing import wait_for
-from phoneagent.llm.dialog import DialogConfig, DialogState
+from phoneagent.llm.dialog_state import DialogConfig, DialogState
 from phoneagent.llm.domain.agent import Agent, load_agent
 from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tools import ToolExecutor

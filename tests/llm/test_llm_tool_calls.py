@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from pa_testing import wait_for
-from phoneagent.llm.dialog import Dialog, Sentence, ToolOutcome
+from phoneagent.llm.dialog import Dialog
+from phoneagent.llm.dialog_state import Sentence, ToolOutcome
 from phoneagent.llm.domain.tool_schemas import tool_definitions
 from phoneagent.llm.engines.base import Delta
 from phoneagent.llm.tool_calls import read_constrained, starts_tool_call, tool_call_schema

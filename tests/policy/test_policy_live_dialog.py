@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from pa_testing import wait_for
-from phoneagent.llm.dialog import DialogConfig, DialogState
+from phoneagent.llm.dialog_state import DialogConfig, DialogState
 from phoneagent.llm.domain.agent import load_agent
 from phoneagent.llm.engines.base import Delta
 from phoneagent.llm.service import LlmCallSession

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from phoneagent.agents import example_agent_path
-from phoneagent.llm.dialog import Dialog, DialogConfig, ToolOutcome
+from phoneagent.llm.dialog import Dialog
+from phoneagent.llm.dialog_state import DialogConfig, ToolOutcome
 from phoneagent.llm.domain.agent import Agent, load_agent
 from phoneagent.llm.domain.calendar_facts import agent_passages
 from phoneagent.llm.domain.dates import resolve

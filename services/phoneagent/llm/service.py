@@ -13,7 +13,8 @@ import logging
 import time
 from typing import Any
 
-from phoneagent.llm.dialog import Dialog, DialogConfig, DialogState, Sentence
+from phoneagent.llm.dialog import Dialog
+from phoneagent.llm.dialog_state import DialogConfig, DialogState, Sentence
 from phoneagent.llm.domain.agent import Agent, load_agent
 from phoneagent.llm.domain.calendar_facts import agent_passages
 from phoneagent.llm.domain.knowledge import KnowledgeBase, open_knowledge_base

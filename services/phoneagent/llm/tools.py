@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from phoneagent.llm.dialog import ToolOutcome
+from phoneagent.llm.dialog_state import ToolOutcome
 from phoneagent.llm.domain.calendar_facts import asks_for_hours
 from phoneagent.llm.domain.tool_result import CallContext
 from phoneagent.llm.domain.tools import ToolExecutor
