@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 from llm_testing import needs
-from phoneagent.devtools.llm_eval import PHRASINGS, Rig, evaluate
+from phoneagent.devtools.llm_eval import Rig, evaluate
+from phoneagent.devtools.llm_eval_phrasings import PHRASINGS
 from phoneagent.llm.domain.schema_check import validate
 from phoneagent.llm.domain.tool_schemas import TOOL_SCHEMAS
 from prometheus_client import REGISTRY
