@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Iterator
 import numpy as np
 import pytest
 from google.protobuf.message import Message
-from pa_testing import cpu_stack_env, wait_for
 from phoneagent.audio.resample import resample
 from phoneagent.edge.callflow import EdgeCall
 from phoneagent.runtime import subjects
@@ -34,6 +33,7 @@ from phoneagent.v1 import (
     speech_pb2,
     tools_pb2,
 )
+from support.common import cpu_stack_env, wait_for
 
 pytestmark = pytest.mark.slow
 DISCLOSURE = "You are speaking with an AI assistant."

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import test_edge_service_call
-from pa_testing import wait_for
 from phoneagent.devtools.harness.demo import free_udp_port  # free for UDP and TCP: SIP listens on both
 from phoneagent.runtime import subjects
 from phoneagent.v1 import call_pb2, media_pb2
+from support.common import wait_for
 from test_edge_service_call import Edge, band_energy, collect, tone
 
 edge = test_edge_service_call.edge  # the module-scoped edge fixture, shared

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import test_edge_service_call
-from pa_testing import PJSUA2_ENDPOINT, wait_for
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Lane
 from phoneagent.v1 import call_pb2, control_pb2, media_pb2
+from support.common import PJSUA2_ENDPOINT, wait_for
 from test_edge_service_call import (
     GATE,
     Edge,

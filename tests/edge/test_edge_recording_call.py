@@ -13,8 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edge_under_test import Edge, running_edge
-from pa_testing import wait_for
 from phoneagent.edge.media.pacer import Pacer
 from phoneagent.edge.rtp_session import RtpSession
 from phoneagent.edge.settings import EdgeSettings
@@ -23,6 +21,8 @@ from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.settings import load
 from phoneagent.v1 import common_pb2, media_pb2, policy_pb2
+from support.common import wait_for
+from support.edge import Edge, running_edge
 
 pytestmark = pytest.mark.slow
 HOST = "127.0.0.1"

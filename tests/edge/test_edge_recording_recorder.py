@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pa_testing import wait_for
 from phoneagent.edge.recorder import CallRecording, RecordingConfig, upload_s3
 from phoneagent.edge.settings import EdgeSettings
 from phoneagent.runtime import subjects
@@ -18,6 +17,7 @@ from phoneagent.runtime.bus import Bus
 from phoneagent.runtime.errors import ErrorKind
 from phoneagent.runtime.settings import load
 from phoneagent.v1 import common_pb2, policy_pb2
+from support.common import wait_for
 
 CALL = "0123456789abcdef01234567"
 

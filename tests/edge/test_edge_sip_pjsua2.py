@@ -13,7 +13,6 @@ import sys
 from collections.abc import AsyncIterator
 
 import pytest
-from pa_testing import PJSUA2_ENDPOINT
 from phoneagent.edge.sip import (
     Dialog,
     DialogHandlers,
@@ -25,6 +24,7 @@ from phoneagent.edge.sip import (
     negotiated,
     offer,
 )
+from support.common import PJSUA2_ENDPOINT
 
 pytestmark = [
     pytest.mark.slow,

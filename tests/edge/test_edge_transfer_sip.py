@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 import pytest
 import test_edge_service_call
-from pa_testing import wait_for
 from phoneagent.edge.sip import CallFailed, Dialog, DialogHandlers, IncomingCall, SipURI, answer, offer
 from phoneagent.runtime import metrics, subjects
 from phoneagent.runtime.bus import Lane
 from phoneagent.v1 import call_pb2, common_pb2, control_pb2
+from support.common import wait_for
 from test_edge_service_call import (
     HOST,
     Edge,

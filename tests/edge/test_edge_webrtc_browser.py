@@ -23,12 +23,12 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
-from pa_testing import cpu_stack_env, wait_for
 from phoneagent.audio.resample import resample
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery
 from phoneagent.runtime.stack import Stack, readyz
 from phoneagent.v1 import call_pb2
+from support.common import cpu_stack_env, wait_for
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

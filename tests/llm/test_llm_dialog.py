@@ -9,12 +9,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from pa_testing import wait_for
 from phoneagent.llm.dialog import Dialog
 from phoneagent.llm.dialog_state import DialogConfig, DialogState, Sentence, ToolOutcome
 from phoneagent.llm.engines.base import Delta
 from phoneagent.llm.replies import APOLOGY
 from phoneagent.runtime.errors import EngineFailure
+from support.common import wait_for
 
 
 class ScriptedEngine:

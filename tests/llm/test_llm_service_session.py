@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pa_testing import wait_for
 from phoneagent.llm.dialog_state import DialogConfig, DialogState
 from phoneagent.llm.domain.agent import Agent, load_agent
 from phoneagent.llm.domain.scheduling import SchedulingStore
@@ -25,6 +24,7 @@ from phoneagent.runtime import streams, subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.settings import CommonSettings, load
 from phoneagent.v1 import call_pb2, common_pb2, control_pb2, session_pb2, speech_pb2
+from support.common import wait_for
 
 SUNDAY_NOON = datetime(2026, 11, 29, 17, 0, tzinfo=UTC)  # 12:00 in New York: the clinic is closed
 TUESDAY_TEN = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)  # 10:00 in New York: open

@@ -8,7 +8,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from pa_testing import wait_for
 from phoneagent.llm.dialog import Dialog
 from phoneagent.llm.dialog_state import Sentence, ToolOutcome
 from phoneagent.llm.domain.tool_schemas import tool_definitions
@@ -16,6 +15,7 @@ from phoneagent.llm.engines.base import Delta
 from phoneagent.llm.tool_calls import read_constrained, starts_tool_call, tool_call_schema
 from phoneagent.runtime.errors import InvalidArgument
 from prometheus_client import REGISTRY
+from support.common import wait_for
 
 CALL = '{"name": "book_appointment", "arguments": {"appointment_type": "cleaning", "when": "Tuesday at 10"}}'
 

@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
-from pa_testing import PJSUA2_ENDPOINT, quiet_session, wait_for
 from phoneagent.devtools.harness.demo import free_udp_port  # free for UDP and TCP: SIP listens on both
 from phoneagent.edge.service import EdgeService
 from phoneagent.edge.settings import EdgeSettings
@@ -42,6 +41,7 @@ from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.sessions import SessionHost
 from phoneagent.runtime.settings import CommonSettings, load
 from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2, policy_pb2
+from support.common import PJSUA2_ENDPOINT, quiet_session, wait_for
 
 pytestmark = pytest.mark.slow
 NO_PJSUA2 = pytest.mark.skipif(

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from pa_testing import quiet_session, wait_for
 from phoneagent.edge.rtp_session import RtpSession
 from phoneagent.edge.service import EdgeService
 from phoneagent.edge.settings import EdgeSettings
@@ -38,6 +37,7 @@ from phoneagent.v1 import (
     control_pb2,
     policy_pb2,
 )
+from support.common import quiet_session, wait_for
 
 pytestmark = pytest.mark.slow
 HOST = "127.0.0.1"

@@ -9,7 +9,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from pa_testing import wait_for
 from phoneagent.llm.dialog_state import DialogConfig, DialogState
 from phoneagent.llm.domain.agent import load_agent
 from phoneagent.llm.engines.base import Delta
@@ -18,6 +17,7 @@ from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.settings import CommonSettings, load
 from phoneagent.v1 import call_pb2, common_pb2, control_pb2, session_pb2, speech_pb2
+from support.common import wait_for
 
 GREETING_START = "Thank you for calling"
 

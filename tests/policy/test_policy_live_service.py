@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pa_testing import wait_for
 from phoneagent.policy.audit_query import AuditFilter, query_audit
 from phoneagent.policy.call_rules import OPT_OUT_CONFIRMATION
 from phoneagent.policy.live import TAKE_MESSAGE_TEXT, TRANSFER_TEXT
@@ -22,7 +21,8 @@ from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.sessions import SessionHost, claim_session
 from phoneagent.runtime.settings import CommonSettings, load
 from phoneagent.v1 import call_pb2, common_pb2, control_pb2, policy_pb2, speech_pb2
-from policy_live import CLOSED, OPEN
+from support.common import wait_for
+from support.policy_stack import CLOSED, OPEN
 
 CALLER_CA = "+14155550134"  # San Francisco: California is an all-party consent state
 CALLER_NY = "+12125550123"  # New York: one-party consent

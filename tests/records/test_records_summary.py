@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pa_testing import wait_for
 from phoneagent.llm.engines.base import Delta
 from phoneagent.llm.priority import LiveFirst
 from phoneagent.llm.summaries import SummaryWorker
@@ -27,6 +26,7 @@ from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus
 from phoneagent.runtime.errors import InvalidArgument
 from phoneagent.v1 import records_pb2
+from support.common import wait_for
 
 ANSWER = {
     "summary": "Caller booked a cleaning for Tuesday at 10.",

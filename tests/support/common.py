@@ -1,4 +1,5 @@
-"""Helpers shared by the tests (importable as ``pa_testing``)."""
+"""Helpers shared by the tests: waiting on conditions, quiet stand-in stage sessions, word errors,
+replica subprocesses, the CPU stack environment, dial approvals."""
 
 from __future__ import annotations
 

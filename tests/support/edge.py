@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pa_testing import quiet_session
 from phoneagent.edge.service import EdgeService
 from phoneagent.edge.settings import EdgeSettings
 from phoneagent.runtime import streams, subjects
@@ -18,6 +17,8 @@ from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.sessions import SessionHost
 from phoneagent.runtime.settings import CommonSettings, load
 from phoneagent.v1 import call_pb2, session_pb2
+
+from support.common import quiet_session
 
 SessionFactory = Callable[[session_pb2.SessionClaim, bool], Awaitable[Any]]
 

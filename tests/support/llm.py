@@ -1,4 +1,4 @@
-"""Helpers for the LLM tests (importable as ``llm_testing`` from tests/llm)."""
+"""Helpers for the LLM tests: ``needs``, the skip-or-fail mark for what a real-model test requires."""
 
 from __future__ import annotations
 

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from pa_testing import wait_for
 from phoneagent.policy.call_rules import DISCLOSURE_CORE
 from phoneagent.runtime import streams, subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
@@ -22,6 +21,7 @@ from phoneagent.tts.prompts import FixedPrompts, PromptCache, sentences
 from phoneagent.tts.service import TtsCallSession, TtsService
 from phoneagent.tts.settings import TtsSettings
 from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2, speech_pb2
+from support.common import wait_for
 
 pytestmark = pytest.mark.slow
 
