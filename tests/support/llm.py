@@ -1,11 +1,19 @@
-"""Helpers for the LLM tests: ``needs``, the skip-or-fail mark for what a real-model test requires."""
+"""Helpers for the LLM tests: ``needs``, the skip-or-fail mark for what a real-model test requires,
+and the stand-in service an LlmCallSession runs against."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+from datetime import datetime
+from typing import Any
 
 import pytest
+from phoneagent.llm.dialog_state import DialogConfig, DialogState
+from phoneagent.llm.domain.agent import Agent, load_agent
+from phoneagent.llm.domain.tools import ToolExecutor
+from phoneagent.runtime.bus import Bus
+from phoneagent.runtime.settings import CommonSettings, load
 
 
 def in_ci() -> bool:
@@ -17,3 +25,29 @@ def needs(*modules: str, what: str) -> pytest.MarkDecorator:
     of a real engine or model must fail the run, not pass it green by skipping the real-model tests."""
     missing = any(importlib.util.find_spec(m) is None for m in modules)
     return pytest.mark.skipif(missing and not in_ci(), reason=f"{what} not installed")
+
+
+class LlmStageStub:
+    """What LlmCallSession needs from its service: the real agent file, a stand-in engine, and the
+    real tools at a fixed time when ``now`` is given. Saved dialog states are kept in ``saved``."""
+
+    def __init__(self, bus: Bus, engine: Any, replica: str, now: datetime | None = None) -> None:
+        self.bus = bus
+        self.engine = engine
+        self.agent: Agent = load_agent(load(CommonSettings).agent_path)
+        self.replica = replica
+        self.executor = ToolExecutor(self.agent, None, None, clock=lambda: now) if now else None
+        self.dialog_config = DialogConfig()
+        self.saved: list[DialogState] = []
+
+    def system_prompt(self) -> str:
+        return "You answer the phone."
+
+    def turn_context(self, caller_text: str) -> str:
+        return ""
+
+    async def load_state(self, call_id: str) -> DialogState | None:
+        return None
+
+    async def save_state(self, call_id: str, state: DialogState) -> None:
+        self.saved.append(DialogState.from_json(state.to_json()))
