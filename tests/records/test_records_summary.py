@@ -10,9 +10,8 @@ import asyncio
 import importlib.util
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -81,13 +80,6 @@ async def llm_bus(fresh_nats: str) -> AsyncIterator[Bus]:
     await b.connect(fresh_nats)
     yield b
     await b.close()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[RecordStore]:
-    s = RecordStore(str(tmp_path / "records.sqlite3"))
-    yield s
-    s.close()
 
 
 def ended_record(call_id: str) -> CallRecord:
