@@ -34,7 +34,6 @@ from phoneagent.edge.service import EdgeService
 from phoneagent.edge.settings import EdgeSettings
 from phoneagent.policy.audit_query import AuditFilter, query_audit
 from phoneagent.policy.service import PolicyService
-from phoneagent.policy.settings import PolicySettings
 from phoneagent.policy.stores import PolicyStores
 from phoneagent.runtime import streams, subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
@@ -42,6 +41,7 @@ from phoneagent.runtime.sessions import SessionHost
 from phoneagent.runtime.settings import CommonSettings, load
 from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2, policy_pb2
 from support.common import PJSUA2_ENDPOINT, quiet_session, wait_for
+from support.policy_stack import running_policy
 
 pytestmark = pytest.mark.slow
 NO_PJSUA2 = pytest.mark.skipif(
@@ -342,25 +342,8 @@ async def stack(
             await host.start()
             cleanup.push_async_callback(host.close)
 
-        common = load(CommonSettings, nats_url=nats_url, replica_id="policy-peers-t", drain_timeout_s=1.0)
-        policy = PolicyService(
-            common,
-            load(
-                PolicySettings,
-                db_path=str(db),
-                caller_id="+14155550100",
-                grpc_port=0,
-                window_start="00:00",
-                window_end="23:59",
-            ),
-        )
-        await policy.bus.connect(nats_url)
-        cleanup.push_async_callback(policy.teardown)
-        cleanup.push_async_callback(policy.bus.close)
-        await policy.setup()
-        policy.sessions = SessionHost(policy.bus, "policy", policy.replica, policy.new_session)
-        await policy.sessions.start()
-        cleanup.push_async_callback(policy.sessions.close)
+        common = {"replica_id": "policy-peers-t", "drain_timeout_s": 1.0}
+        policy = await cleanup.enter_async_context(running_policy(nats_url, db, common=common))
 
         edge_settings = load(
             EdgeSettings,

@@ -10,6 +10,7 @@ import asyncio
 import csv
 import sys
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +23,6 @@ from phoneagent.edge.settings import EdgeSettings
 from phoneagent.edge.sip import DialogHandlers, IncomingCall, UAConfig, UserAgent, answer, negotiated
 from phoneagent.policy.audit_query import AuditFilter, query_audit
 from phoneagent.policy.service import PolicyService
-from phoneagent.policy.settings import PolicySettings
 from phoneagent.policy.stores import PolicyStores
 from phoneagent.runtime import streams, subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
@@ -38,6 +38,7 @@ from phoneagent.v1 import (
     policy_pb2,
 )
 from support.common import quiet_session, wait_for
+from support.policy_stack import running_policy
 
 pytestmark = pytest.mark.slow
 HOST = "127.0.0.1"
@@ -100,22 +101,9 @@ async def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Asyn
     for h in hosts:
         await h.start()
 
-    common = load(CommonSettings, nats_url=nats_url, replica_id="policy-camp-t", drain_timeout_s=1.0)
-    policy = PolicyService(
-        common,
-        load(
-            PolicySettings,
-            db_path=str(db),
-            caller_id="+14155550100",
-            grpc_port=0,
-            window_start="00:00",
-            window_end="23:59",
-        ),
-    )
-    await policy.bus.connect(nats_url)
-    await policy.setup()
-    policy.sessions = SessionHost(policy.bus, "policy", policy.replica, policy.new_session)
-    await policy.sessions.start()
+    policy_stack = AsyncExitStack()
+    common = {"replica_id": "policy-camp-t", "drain_timeout_s": 1.0}
+    policy = await policy_stack.enter_async_context(running_policy(nats_url, db, common=common))
 
     trunk_ua = UserAgent(UAConfig(host=HOST, port=0, user="trunk"))
     trunk = Trunk(trunk_ua, await RtpSession.open(HOST, 44000, 44999))
@@ -150,9 +138,7 @@ async def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Asyn
         task.cancel()
     trunk.rtp.close()
     await trunk_ua.close()
-    await policy.sessions.close()
-    await policy.bus.close()
-    await policy.teardown()
+    await policy_stack.aclose()
     for h in hosts:
         await h.close()
     await stage_bus.close()
