@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import importlib.util
-import json
 import shutil
 import sys
 import wave
@@ -40,14 +38,11 @@ from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.sessions import SessionHost
 from phoneagent.runtime.settings import CommonSettings, load
 from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2, policy_pb2
-from support.common import PJSUA2_ENDPOINT, quiet_session, wait_for
+from support.common import quiet_session, wait_for
+from support.pjsua2 import NEEDS_PJSUA2, PJSUA2_ENDPOINT, peer_port, peer_result, start_peer
 from support.policy_stack import running_policy
 
 pytestmark = pytest.mark.slow
-NO_PJSUA2 = pytest.mark.skipif(
-    importlib.util.find_spec("pjsua2") is None,
-    reason="pjsua2 is not importable (pip install pjsua2-python==2.15.1)",
-)
 NO_BARESIP = pytest.mark.skipif(
     shutil.which("baresip") is None, reason="baresip is not installed (apt-get install baresip)"
 )
@@ -205,43 +200,13 @@ def _write_hello(tmp: Path) -> Path:
 
 async def _start_pjsua2(tmp: Path) -> tuple[asyncio.subprocess.Process, int]:
     hello = _write_hello(tmp)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        TRUNK,
-        ANSWERS,
-        BUSY,
-        str(hello),
-        str(tmp / "agent.wav"),
-        "5.0",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdout is not None and proc.stderr is not None
-    try:
-        line = ""
-        while not line.startswith("PORT "):  # pjlib prints a banner before its log settings apply
-            line = (await asyncio.wait_for(proc.stdout.readline(), 15)).decode()
-            assert line, f"pjsua2 trunk exited: {(await proc.stderr.read()).decode()[-2000:]}"
-    except BaseException:
-        proc.kill()
-        await proc.wait()
-        raise
-    return proc, int(line.split()[1])
+    proc = await start_peer(TRUNK, ANSWERS, BUSY, str(hello), str(tmp / "agent.wav"), "5.0", stdin=True)
+    return proc, await peer_port(proc, 15, "pjsua2 trunk")
 
 
 async def _stop_pjsua2(proc: asyncio.subprocess.Process) -> dict:
     """Ask the peer to finish (a line on its stdin), read its result; kill it if it hangs."""
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(b"stop\n"), 15)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    lines = [ln for ln in out.decode().splitlines() if ln.startswith("RESULT ")]
-    assert lines, f"pjsua2 trunk gave no result (rc={proc.returncode}): {err.decode()[-2000:]}"
-    return dict(json.loads(lines[-1][len("RESULT ") :]))
+    return await peer_result(proc, 15, "pjsua2 trunk", stdin=b"stop\n")
 
 
 async def _start_baresip(tmp: Path) -> tuple[asyncio.subprocess.Process, int]:
@@ -445,7 +410,7 @@ def _assert_agent_heard(path: Path) -> None:
     assert _band_energy(np.concatenate([frames[i] for i in loud[5:55]]), rate, 1000) > 0.8
 
 
-@NO_PJSUA2
+@NEEDS_PJSUA2
 @pytest.mark.parametrize("stack", ["pjsua2"], indirect=True)
 async def test_campaign_against_pjsua2_peer(
     stack: Stack, bus: Bus, nats_url: str, service_env: dict[str, str], tmp_path: Path

@@ -15,18 +15,6 @@ from typing import Any
 from phoneagent.runtime import dial_approvals
 from phoneagent.runtime.stack import readyz
 
-# The start of every pjsua2 peer script (a test's subprocess): one endpoint on the calling
-# thread, quiet logs, no voice activity detection (audio flows in silence too), initialised.
-PJSUA2_ENDPOINT = """ep = pj.Endpoint()
-ep.libCreate()
-cfg = pj.EpConfig()
-cfg.uaConfig.threadCnt = 0
-cfg.uaConfig.mainThreadOnly = True
-cfg.logConfig.level = 0
-cfg.logConfig.consoleLevel = 0
-cfg.medConfig.noVad = True
-ep.libInit(cfg)
-"""
 REPLICA_ENV = {"PA_HEARTBEAT_S": "0.25", "PA_DEAD_AFTER_S": "1.0", "PA_DRAIN_TIMEOUT_S": "0.5"}
 
 
