@@ -13,23 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import test_edge_service_call
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Lane
 from phoneagent.v1 import call_pb2, control_pb2, media_pb2
 from support.common import wait_for
+from support.edge import GATE, Edge
 from support.pjsua2 import NEEDS_PJSUA2, PJSUA2_ENDPOINT, PJSUA2_PUMP, peer_result, start_peer
-from test_edge_service_call import (
-    GATE,
-    Edge,
-    band_energy,
-    collect,
-    kinds,
-    speak,
-    tone,
-)
+from support.sip_phone import band_energy, collect, kinds, speak, tone
 
-edge = test_edge_service_call.edge  # the module-scoped edge fixture, shared
 pytestmark = [
     pytest.mark.slow,
     NEEDS_PJSUA2,

@@ -4,6 +4,7 @@ calls' lifecycle events. Shared by the edge's call tests."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -21,6 +22,24 @@ from phoneagent.v1 import call_pb2, session_pb2
 from support.common import quiet_session
 
 SessionFactory = Callable[[session_pb2.SessionClaim, bool], Awaitable[Any]]
+# Sessions of calls to "slow" wait for GATE in gated_session: the edge keeps such a call ringing.
+GATE = asyncio.Event()
+
+
+class TrivialSession:
+    def __init__(self, claim: session_pb2.SessionClaim) -> None:
+        self.claim = claim
+
+    async def start(self) -> None:
+        if "slow" in self.claim.call.to_uri:
+            await asyncio.wait_for(GATE.wait(), 10)
+
+    async def close(self, reason: str) -> None:
+        return None
+
+
+async def gated_session(claim: session_pb2.SessionClaim, taken_over: bool) -> TrivialSession:
+    return TrivialSession(claim)
 
 
 @dataclass
