@@ -34,7 +34,7 @@ lint: install ## ruff lint
 	$(VENV)/bin/ruff check services tests
 	$(VENV)/bin/ruff format --check services tests
 
-typecheck: install ## mypy on the runtime
+typecheck: install ## mypy on the whole package (strict on runtime and agents)
 	$(VENV)/bin/mypy
 
 test: install models ## Run the whole test suite (what CI runs)

@@ -22,7 +22,7 @@ import collections
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -114,7 +114,7 @@ class EdgeCall:
         self._stop_pending: float | None = None  # speech confirmed (monotonic); playout not yet stopped
         self.seq = 0
         self.ended = asyncio.Event()
-        self.end_reason = call_pb2.END_REASON_UNSPECIFIED
+        self.end_reason: int = call_pb2.END_REASON_UNSPECIFIED
         self.started_at = time.monotonic()
         self._first_packet_pending: dict[int, float] = {}
         self._mouth_pending: dict[int, float] = {}
@@ -181,7 +181,8 @@ class EdgeCall:
         self.ended.set()
         self.end_reason = reason
         duration = int((time.monotonic() - self.started_at) * 1000)
-        ended = call_pb2.CallEnded(meta=self.meta(), reason=reason, detail=detail[:120], duration_ms=duration)
+        code = cast(call_pb2.EndReason, reason)  # an EndReason value, as every caller passes
+        ended = call_pb2.CallEnded(meta=self.meta(), reason=code, detail=detail[:120], duration_ms=duration)
         try:
             await self.bus.publish(
                 subjects.lifecycle(self.call_id), call_pb2.CallEvent(ended=ended), lane=Lane.CONTROL

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from phoneagent.edge.sip.headers import NameAddr, ParseError, SipURI
 from phoneagent.edge.sip.message import REASONS, SipRequest, SipResponse, make_response
@@ -15,7 +15,7 @@ from phoneagent.edge.sip.sockets import TransportError
 from phoneagent.edge.sip.transaction import ServerTransaction
 
 if TYPE_CHECKING:
-    from phoneagent.edge.sip.dialog import DialogHandlers
+    from phoneagent.edge.sip.dialog import Dialog, DialogHandlers
     from phoneagent.edge.sip.ua import UserAgent
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class DialogTransfer:
         status = 500
         try:
             assert self.handlers.on_refer is not None
-            status = int(await self.handlers.on_refer(self, target))
+            status = int(await self.handlers.on_refer(cast("Dialog", self), target))
         except Exception:  # noqa: BLE001 - report the failure to the peer instead
             log.exception("sip refer handler failed", extra={"call_id": self.call_id})
         await self._notify_sipfrag(status, active=False)
