@@ -33,12 +33,12 @@ from phoneagent.edge.settings import EdgeSettings
 from phoneagent.policy.audit_query import AuditFilter, query_audit
 from phoneagent.policy.service import PolicyService
 from phoneagent.policy.stores import PolicyStores
-from phoneagent.runtime import streams, subjects
+from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
-from phoneagent.runtime.sessions import SessionHost
-from phoneagent.runtime.settings import CommonSettings, load
+from phoneagent.runtime.settings import load
 from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2, policy_pb2
-from support.common import quiet_session, wait_for
+from support.common import wait_for
+from support.edge import running_edge
 from support.pjsua2 import NEEDS_PJSUA2, PJSUA2_ENDPOINT, peer_port, peer_result, start_peer
 from support.policy_stack import running_policy
 
@@ -297,16 +297,6 @@ async def stack(
                 await trunk.wait()
 
         cleanup.push_async_callback(kill_trunk)
-        stage_bus, observer = Bus("peers-stages"), Bus("peers-observer")
-        for b in (stage_bus, observer):
-            await b.connect(nats_url)
-            cleanup.push_async_callback(b.close)
-        await streams.ensure(stage_bus.jetstream())
-        for st in ("asr", "llm", "tts"):
-            host = SessionHost(stage_bus, st, f"{st}-peers-t", quiet_session)
-            await host.start()
-            cleanup.push_async_callback(host.close)
-
         common = {"replica_id": "policy-peers-t", "drain_timeout_s": 1.0}
         policy = await cleanup.enter_async_context(running_policy(nats_url, db, common=common))
 
@@ -319,20 +309,10 @@ async def stack(
             trunk_uri=f"sip:{HOST}:{trunk_port}",
             no_answer_timeout_s=2.0,
         )
-        edge = EdgeService(load(CommonSettings, nats_url=nats_url, replica_id="edge-peers-t"), edge_settings)
-        await edge.bus.connect(nats_url)
-        cleanup.push_async_callback(edge.teardown)
-        cleanup.push_async_callback(edge.bus.drain, timeout=2.0)
-        await edge.setup()
-        cleanup.push_async_callback(edge.drain_calls, 1.0)
-
-        events: list[call_pb2.CallEvent] = []
-
-        async def on_life(ev: call_pb2.CallEvent, _: Delivery) -> None:
-            events.append(ev)
-
-        await observer.subscribe(subjects.ALL_LIFECYCLE, call_pb2.CallEvent, on_life, lane=Lane.CONTROL)
-        yield Stack(edge, policy, trunk, observer, events, tmp)
+        edge = await cleanup.enter_async_context(
+            running_edge(nats_url, edge_settings, tag="peers-t", stages=("asr", "llm", "tts"))
+        )
+        yield Stack(edge.svc, policy, trunk, edge.bus, edge.events, tmp)
 
 
 def _call_id(events: list[call_pb2.CallEvent], number: str) -> str:

@@ -24,11 +24,10 @@ from phoneagent.edge.sip import DialogHandlers, IncomingCall, UAConfig, UserAgen
 from phoneagent.policy.audit_query import AuditFilter, query_audit
 from phoneagent.policy.service import PolicyService
 from phoneagent.policy.stores import PolicyStores
-from phoneagent.runtime import streams, subjects
+from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.dial_approvals import NOT_APPROVED
-from phoneagent.runtime.sessions import SessionHost
-from phoneagent.runtime.settings import CommonSettings, load
+from phoneagent.runtime.settings import load
 from phoneagent.v1 import (
     call_pb2,
     common_pb2,
@@ -37,7 +36,8 @@ from phoneagent.v1 import (
     control_pb2,
     policy_pb2,
 )
-from support.common import quiet_session, wait_for
+from support.common import wait_for
+from support.edge import running_edge
 from support.policy_stack import running_policy
 
 pytestmark = pytest.mark.slow
@@ -93,22 +93,22 @@ async def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Asyn
             )
         stores.dnc.add(ON_DNC, "opt-out during call", now)
 
-    stage_bus, observer = Bus("campaign-stages"), Bus("campaign-observer")
-    await stage_bus.connect(nats_url)
-    await observer.connect(nats_url)
-    await streams.ensure(stage_bus.jetstream())
-    hosts = [SessionHost(stage_bus, st, f"{st}-camp-t", quiet_session) for st in ("asr", "llm", "tts")]
-    for h in hosts:
-        await h.start()
-
-    policy_stack = AsyncExitStack()
+    cleanup = AsyncExitStack()
     common = {"replica_id": "policy-camp-t", "drain_timeout_s": 1.0}
-    policy = await policy_stack.enter_async_context(running_policy(nats_url, db, common=common))
+    policy = await cleanup.enter_async_context(running_policy(nats_url, db, common=common))
 
     trunk_ua = UserAgent(UAConfig(host=HOST, port=0, user="trunk"))
     trunk = Trunk(trunk_ua, await RtpSession.open(HOST, 44000, 44999))
     trunk_ua.on_incoming_call = trunk.on_call
     await trunk_ua.start()
+
+    async def close_trunk() -> None:
+        for task in trunk.tasks:
+            task.cancel()
+        trunk.rtp.close()
+        await trunk_ua.close()
+
+    cleanup.push_async_callback(close_trunk)
     edge_settings = load(
         EdgeSettings,
         sip_port=0,
@@ -118,9 +118,9 @@ async def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Asyn
         trunk_uri=f"sip:{HOST}:{trunk_ua.local_address()[1]}",
         no_answer_timeout_s=10.0,
     )
-    edge = EdgeService(load(CommonSettings, nats_url=nats_url, replica_id="edge-camp-t"), edge_settings)
-    await edge.bus.connect(nats_url)
-    await edge.setup()
+    edge = await cleanup.enter_async_context(
+        running_edge(nats_url, edge_settings, tag="camp-t", stages=("asr", "llm", "tts"))
+    )
 
     started: list[call_pb2.CallStarted] = []
 
@@ -128,21 +128,9 @@ async def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Asyn
         if ev.WhichOneof("event") == "started" and ev.started.campaign_id == CAMPAIGN:
             started.append(ev.started)
 
-    await observer.subscribe(subjects.ALL_LIFECYCLE, call_pb2.CallEvent, on_life, lane=Lane.CONTROL)
-    yield Stack(edge, policy, trunk, started)
-
-    await edge.drain_calls(1.0)
-    await edge.bus.drain(timeout=2.0)
-    await edge.teardown()
-    for task in trunk.tasks:
-        task.cancel()
-    trunk.rtp.close()
-    await trunk_ua.close()
-    await policy_stack.aclose()
-    for h in hosts:
-        await h.close()
-    await stage_bus.close()
-    await observer.close()
+    await edge.bus.subscribe(subjects.ALL_LIFECYCLE, call_pb2.CallEvent, on_life, lane=Lane.CONTROL)
+    yield Stack(edge.svc, policy, trunk, started)
+    await cleanup.aclose()
 
 
 async def test_campaign_dials_retries_busy_and_skips_dnc(

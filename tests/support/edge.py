@@ -69,14 +69,16 @@ async def running_edge(
     tag: str,
     factory: SessionFactory = quiet_session,
     directory: Path | None = None,
+    stages: tuple[str, ...] = subjects.STAGES,
 ) -> AsyncIterator[Edge]:
     """The edge with ``settings``, ready for calls; drained and torn down afterwards. ``tag``
-    keeps the stand-in replicas' names apart between test modules."""
+    keeps the stand-in replicas' names apart between test modules; ``stages`` are the stages
+    stood in for (leave out one the test runs for real)."""
     stage_bus, bus = Bus(f"{tag}-stages"), Bus(f"{tag}-observer")
     await stage_bus.connect(nats_url)
     await bus.connect(nats_url)
     await streams.ensure(stage_bus.jetstream())
-    hosts = [SessionHost(stage_bus, st, f"{st}-{tag}", factory) for st in subjects.STAGES]
+    hosts = [SessionHost(stage_bus, st, f"{st}-{tag}", factory) for st in stages]
     for h in hosts:
         await h.start()
     svc = EdgeService(load(CommonSettings, nats_url=nats_url, drain_timeout_s=1.0), settings)
