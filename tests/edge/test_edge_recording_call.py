@@ -21,7 +21,7 @@ from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.settings import load
 from phoneagent.v1 import common_pb2, media_pb2, policy_pb2
-from support.common import wait_for
+from support.common import repeat_until_seen, wait_for
 from support.edge import Edge, running_edge
 from support.sip_phone import band_energy, tone
 
@@ -103,15 +103,8 @@ async def decide(bus: Bus, call_id: str, decision: int, rule: str) -> None:
 
 
 async def decide_until(bus: Bus, call_id: str, seen: Callable[[], bool], decision: int, rule: str) -> None:
-    """Publish a decision until the edge has seen it (a fresh subscription may miss the first)."""
-    for _ in range(50):
-        await decide(bus, call_id, decision, rule)
-        try:
-            await wait_for(seen, timeout=0.1)
-            return
-        except AssertionError:
-            continue
-    raise AssertionError("decision never seen")
+    """Publish a decision until the edge has seen it."""
+    await repeat_until_seen(lambda: decide(bus, call_id, decision, rule), seen, "decision")
 
 
 async def speak(bus: Bus, call_id: str, frames: int) -> None:

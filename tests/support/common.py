@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,19 @@ async def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval:
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+async def repeat_until_seen(send: Callable[[], Awaitable[None]], seen: Callable[[], Any], what: str) -> None:
+    """Send again (up to 50 times, 0.1 s apart) until ``seen()`` holds: a subscription that has
+    just been made may miss the first message."""
+    for _ in range(50):
+        await send()
+        try:
+            await wait_for(seen, timeout=0.1)
+            return
+        except AssertionError:
+            continue
+    raise AssertionError(f"{what} never seen")
 
 
 def _words(text: str) -> list[str]:
