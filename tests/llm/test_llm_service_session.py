@@ -6,7 +6,6 @@ another LlmService replica through the dialog key-value bucket."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -26,31 +25,21 @@ from phoneagent.runtime.settings import CommonSettings, load
 from phoneagent.v1 import control_pb2
 from support.call_probe import CallProbe
 from support.common import wait_for
-from support.llm import LlmStageStub
+from support.llm import LlmStageStub, StandInEngine
 
 SUNDAY_NOON = datetime(2026, 11, 29, 17, 0, tzinfo=UTC)  # 12:00 in New York: the clinic is closed
 TUESDAY_TEN = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)  # 10:00 in New York: open
 TRANSFER_CALL = '<tool_call>{"name": "transfer_to_human", "arguments": {}}</tool_call>'
 
 
-class ScriptEngine:
+class ScriptEngine(StandInEngine):
     """Answers each request with the next script; None in a script waits until aborted."""
 
     name = "script"
 
     def __init__(self, scripts: list[list[str | None]]) -> None:
+        super().__init__()
         self.scripts = scripts
-        self.requests: list[list[dict[str, Any]]] = []
-        self.aborted: list[str] = []
-        self.release = asyncio.Event()
-
-    def load(self) -> None: ...
-
-    async def abort(self, request_id: str) -> None:
-        self.aborted.append(request_id)
-        self.release.set()
-
-    async def close(self) -> None: ...
 
     async def stream(
         self, messages: list[dict[str, Any]], *, request_id: str, **_: Any

@@ -15,25 +15,15 @@ from phoneagent.runtime.bus import Bus
 from phoneagent.v1 import call_pb2, common_pb2, control_pb2, session_pb2
 from support.call_probe import CallProbe
 from support.common import wait_for
-from support.llm import LlmStageStub
+from support.llm import LlmStageStub, StandInEngine
 
 GREETING_START = "Thank you for calling"
 
 
-class StallingEngine:
+class StallingEngine(StandInEngine):
     """Says a first clause, then waits until aborted (a long reply still in flight)."""
 
     name = "stalling"
-
-    def __init__(self) -> None:
-        self.aborted: list[str] = []
-        self.release = asyncio.Event()
-
-    async def abort(self, request_id: str) -> None:
-        self.aborted.append(request_id)
-        self.release.set()
-
-    async def close(self) -> None: ...
 
     async def stream(
         self, messages: list[dict[str, Any]], *, request_id: str, **_: Any

@@ -1,8 +1,10 @@
 """Helpers for the LLM tests: ``needs``, the skip-or-fail mark for what a real-model test requires,
-and the stand-in service an LlmCallSession runs against."""
+the stand-in engine base the tests' scripted engines share, and the stand-in service an
+LlmCallSession runs against."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 from datetime import datetime
@@ -51,3 +53,24 @@ class LlmStageStub:
 
     async def save_state(self, call_id: str, state: DialogState) -> None:
         self.saved.append(DialogState.from_json(state.to_json()))
+
+
+class StandInEngine:
+    """What every stand-in LLM engine shares: it loads and closes at once, keeps the messages of
+    each request it streams for (``requests``, filled by the subclass's ``stream``), and records
+    each aborted request, releasing a reply that waits on ``release``."""
+
+    name = "stand-in"
+
+    def __init__(self) -> None:
+        self.requests: list[Any] = []
+        self.aborted: list[str] = []
+        self.release = asyncio.Event()
+
+    def load(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def abort(self, request_id: str) -> None:
+        self.aborted.append(request_id)
+        self.release.set()
