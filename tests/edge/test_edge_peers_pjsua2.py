@@ -18,7 +18,7 @@ from phoneagent.runtime.bus import Lane
 from phoneagent.v1 import call_pb2, control_pb2, media_pb2
 from support.common import wait_for
 from support.edge import GATE, Edge
-from support.pjsua2 import NEEDS_PJSUA2, PJSUA2_ENDPOINT, PJSUA2_PUMP, peer_result, start_peer
+from support.pjsua2 import NEEDS_PJSUA2, PJSUA2_ENDPOINT, PJSUA2_MEDIA, PJSUA2_PUMP, peer_result, start_peer
 from support.sip_phone import band_energy, collect, kinds, speak, tone
 
 pytestmark = [
@@ -41,7 +41,9 @@ ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
 ep.libStart()
 ep.audDevManager().setNullDev()
 media = []
-
+"""
+    + PJSUA2_MEDIA
+    + r"""
 
 class Call(pj.Call):
     def onCallState(self, prm):
@@ -52,16 +54,7 @@ class Call(pj.Call):
     def onCallMediaState(self, prm):
         if media:
             return
-        info = self.getInfo()
-        for i, m in enumerate(info.media):
-            if m.type == pj.PJMEDIA_TYPE_AUDIO and m.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
-                audio = self.getAudioMedia(i)
-                player, recorder = pj.AudioMediaPlayer(), pj.AudioMediaRecorder()
-                player.createPlayer(play)
-                recorder.createRecorder(record)
-                player.startTransmit(audio)
-                audio.startTransmit(recorder)
-                media.extend([player, recorder])
+        start_media(self, play, record)
 
 
 acfg = pj.AccountConfig()

@@ -21,7 +21,15 @@ from phoneagent.edge.sip import (
     negotiated,
     offer,
 )
-from support.pjsua2 import NEEDS_PJSUA2, PJSUA2_ENDPOINT, PJSUA2_PUMP, peer_port, peer_result, start_peer
+from support.pjsua2 import (
+    NEEDS_PJSUA2,
+    PJSUA2_ENDPOINT,
+    PJSUA2_HANGUP_ALL,
+    PJSUA2_PUMP,
+    peer_port,
+    peer_result,
+    start_peer,
+)
 
 pytestmark = [
     pytest.mark.slow,
@@ -153,12 +161,9 @@ while time.time() < end:
     ep.libHandleEvents(10)
     if select.select([sys.stdin], [], [], 0)[0]:
         break
-for call in calls:
-    try:
-        call.hangup(pj.CallOpParam(True))
-    except Exception:
-        pass
-del calls[:]
+"""
+    + PJSUA2_HANGUP_ALL
+    + r"""del calls[:]
 acc.shutdown()
 del acc
 ep.libDestroy()

@@ -39,7 +39,15 @@ from phoneagent.runtime.settings import load
 from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2, policy_pb2
 from support.common import wait_for
 from support.edge import running_edge
-from support.pjsua2 import NEEDS_PJSUA2, PJSUA2_ENDPOINT, peer_port, peer_result, start_peer
+from support.pjsua2 import (
+    NEEDS_PJSUA2,
+    PJSUA2_ENDPOINT,
+    PJSUA2_HANGUP_ALL,
+    PJSUA2_MEDIA,
+    peer_port,
+    peer_result,
+    start_peer,
+)
 from support.policy_stack import running_policy
 
 pytestmark = pytest.mark.slow
@@ -72,7 +80,9 @@ tid = ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
 ep.libStart()
 ep.audDevManager().setNullDev()
 calls, media, confirmed = [], [], {}
-
+"""
+    + PJSUA2_MEDIA
+    + r"""
 
 class Call(pj.Call):
     def __init__(self, acc, call_id, number):
@@ -89,16 +99,7 @@ class Call(pj.Call):
     def onCallMediaState(self, prm):
         if self.number != answers or media:
             return
-        info = self.getInfo()
-        for i, m in enumerate(info.media):
-            if m.type == pj.PJMEDIA_TYPE_AUDIO and m.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
-                audio = self.getAudioMedia(i)
-                player, recorder = pj.AudioMediaPlayer(), pj.AudioMediaRecorder()
-                player.createPlayer(hello, pj.PJMEDIA_FILE_NO_LOOP)
-                recorder.createRecorder(record)
-                player.startTransmit(audio)
-                audio.startTransmit(recorder)
-                media.extend([player, recorder])
+        start_media(self, hello, record, pj.PJMEDIA_FILE_NO_LOOP)
 
 
 class Account(pj.Account):
@@ -134,12 +135,9 @@ while time.time() < end:
             call.hangup(pj.CallOpParam(True))
     if select.select([sys.stdin], [], [], 0)[0]:
         break
-for call in calls:
-    try:
-        call.hangup(pj.CallOpParam(True))
-    except Exception:
-        pass
-for _ in range(20):
+"""
+    + PJSUA2_HANGUP_ALL
+    + r"""for _ in range(20):
     ep.libHandleEvents(10)
 del media[:]
 del calls[:]

@@ -29,6 +29,27 @@ cfg.logConfig.consoleLevel = 0
 cfg.medConfig.noVad = True
 ep.libInit(cfg)
 """
+# Play a WAV file into a call's active audio and record what comes back (script code; the
+# script keeps the player and recorder alive in its ``media`` list).
+PJSUA2_MEDIA = """def start_media(call, play, record, options=0):
+    info = call.getInfo()
+    for i, m in enumerate(info.media):
+        if m.type == pj.PJMEDIA_TYPE_AUDIO and m.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+            audio = call.getAudioMedia(i)
+            player, recorder = pj.AudioMediaPlayer(), pj.AudioMediaRecorder()
+            player.createPlayer(play, options)
+            recorder.createRecorder(record)
+            player.startTransmit(audio)
+            audio.startTransmit(recorder)
+            media.extend([player, recorder])
+"""
+# Hang up every call still in ``calls`` when the script ends (script code).
+PJSUA2_HANGUP_ALL = """for call in calls:
+    try:
+        call.hangup(pj.CallOpParam(True))
+    except Exception:
+        pass
+"""
 # Run pjlib's events until ``until()`` holds or ``seconds`` pass (script code).
 PJSUA2_PUMP = """def pump(until, seconds):
     end = time.time() + seconds
