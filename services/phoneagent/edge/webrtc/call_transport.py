@@ -107,7 +107,7 @@ def to_mono_int16(frame: av.AudioFrame) -> np.ndarray:
 
 
 class WebRtcTransport:
-    """:class:`~phoneagent.edge.callflow.CallTransport` for one peer connection."""
+    """:class:`~phoneagent.edge.call_transport.CallTransport` for one peer connection."""
 
     name = "webrtc"
 
