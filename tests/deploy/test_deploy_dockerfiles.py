@@ -14,8 +14,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from deploy_chart_support import DOCKER, REPO, SERVICES
 from phoneagent.tts import models as tts_models
+from support.chart import DOCKER, REPO, SERVICES
 
 CUDA_SERVICES = ("asr", "llm", "tts")
 FILES = [DOCKER / f"{s}.Dockerfile" for s in SERVICES] + [

@@ -11,8 +11,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
-from edge_under_test import Edge, running_edge
-from pa_testing import approve_dial, wait_for
 from phoneagent.agents.disclosure import DISCLOSURE_CORE
 from phoneagent.edge.amd import AmdOutcome
 from phoneagent.edge.media.pacer import Pacer
@@ -23,6 +21,8 @@ from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.settings import load
 from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2
+from support.common import approve_dial, wait_for
+from support.edge import Edge, running_edge
 
 pytestmark = pytest.mark.slow
 HOST = "127.0.0.1"

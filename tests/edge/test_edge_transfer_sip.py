@@ -11,26 +11,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-import test_edge_service_call
-from pa_testing import wait_for
 from phoneagent.edge.sip import CallFailed, Dialog, DialogHandlers, IncomingCall, SipURI, answer, offer
 from phoneagent.runtime import metrics, subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.errors import ErrorKind
 from phoneagent.runtime.meta import new_meta
 from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2
-from test_edge_service_call import (
-    HOST,
-    Edge,
-    Peer,
-    collect,
-    kinds,
-    new_peer,
-    speak,
-    tone,
-)
+from support.common import wait_for
+from support.edge import Edge
+from support.sip_phone import HOST, Peer, collect, kinds, new_peer, speak, tone
 
-edge = test_edge_service_call.edge  # the module-scoped edge fixture, shared
 pytestmark = pytest.mark.slow
 HOLD_NOTE = 523.25
 SUMMARY_NOTE = 300.0  # what the stand-in TTS "says"

@@ -3,14 +3,14 @@ never over the agent's own speech and not over and over; every error is counted.
 
 from __future__ import annotations
 
-from pa_testing import wait_for
 from phoneagent.agents.words import NOT_HEARD_TEXT
 from phoneagent.llm.asr_errors import AsrErrorReaction
 from phoneagent.runtime import metrics, subjects
 from phoneagent.runtime.bus import Bus
 from phoneagent.runtime.errors import ErrorKind
 from phoneagent.v1 import common_pb2, control_pb2, speech_pb2
-from test_llm_service_session import ScriptEngine, open_session
+from support.common import wait_for
+from support.llm import ScriptEngine, open_session
 
 
 def count(kind: str, action: str) -> float:

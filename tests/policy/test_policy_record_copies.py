@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pa_testing import wait_for
 from phoneagent.policy.record_copy import redact_json
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.v1 import common_pb2, speech_pb2, tools_pb2
-from policy_live import running_policy, start_call
+from support.common import wait_for
+from support.policy_stack import running_policy, start_call
 
 CALLER = "+12125550123"
 CARD_TEXT = "my card is 4111 1111 1111 1111 and my social is 123-45-6789"

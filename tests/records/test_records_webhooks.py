@@ -52,13 +52,6 @@ async def receiver(request: pytest.FixtureRequest) -> AsyncIterator[Receiver]:
     await runner.cleanup()
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> RecordStore:
-    s = RecordStore(str(tmp_path / "records.sqlite3"))
-    yield s  # type: ignore[misc]
-    s.close()
-
-
 def ended_record() -> CallRecord:
     rec = CallRecord(call_id="wh1", agent="dental_clinic", direction="inbound", outcome="booked")
     rec.started_unix_ns, rec.ended_unix_ns = time.time_ns() - 10**9, time.time_ns()

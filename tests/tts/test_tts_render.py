@@ -16,7 +16,6 @@ from phoneagent.runtime.meta import new_meta
 from phoneagent.tts import render
 from phoneagent.tts.service import TtsService
 from phoneagent.v1 import media_pb2
-from test_tts_service import piper_tts  # noqa: F401 - the module-scoped real TTS service
 
 pytestmark = pytest.mark.slow
 SUMMARY = "Caller Ann would like to move her cleaning to next Tuesday morning."
@@ -48,7 +47,7 @@ def pcm(reply: media_pb2.RenderReply) -> np.ndarray:
 
 
 async def test_a_render_request_is_answered_with_speech_at_the_rate_asked_for(
-    piper_tts: TtsService,  # noqa: F811
+    piper_tts: TtsService,
     bus: Bus,
 ) -> None:
     narrow = pcm(await ask(bus, SUMMARY, 8000))
@@ -61,7 +60,7 @@ async def test_a_render_request_is_answered_with_speech_at_the_rate_asked_for(
     assert np.abs(narrow).max() > 2000, "audible"
 
 
-async def test_max_seconds_cuts_the_speech(piper_tts: TtsService, bus: Bus) -> None:  # noqa: F811
+async def test_max_seconds_cuts_the_speech(piper_tts: TtsService, bus: Bus) -> None:
     cut = pcm(await ask(bus, SUMMARY, 8000, max_s=0.5))
     assert 0 < cut.size <= 4000
 
@@ -72,7 +71,7 @@ async def test_max_seconds_cuts_the_speech(piper_tts: TtsService, bus: Bus) -> N
     ids=["empty", "blank", "too-long", "rate-low", "rate-high"],
 )
 async def test_a_bad_request_is_answered_with_an_error_and_the_next_one_works(
-    piper_tts: TtsService,  # noqa: F811
+    piper_tts: TtsService,
     bus: Bus,
     text: str,
     rate: int,
@@ -84,7 +83,7 @@ async def test_a_bad_request_is_answered_with_an_error_and_the_next_one_works(
 
 
 async def test_an_engine_failure_is_answered_with_safe_text(
-    piper_tts: TtsService,  # noqa: F811
+    piper_tts: TtsService,
     bus: Bus,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -104,7 +103,7 @@ async def test_an_engine_failure_is_answered_with_safe_text(
 
 
 async def test_the_edge_summary_voice_gets_8khz_speech_from_tts(
-    piper_tts: TtsService,  # noqa: F811
+    piper_tts: TtsService,
     bus: Bus,
 ) -> None:
     speech = await SummaryVoice(bus, timeout_s=60).render(SUMMARY, 30.0, "c1")

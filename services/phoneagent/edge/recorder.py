@@ -35,7 +35,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from phoneagent.edge.callflow import CallTransport
+from phoneagent.edge.call_transport import CallTransport
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane, Subscription
 from phoneagent.runtime.errors import PhoneAgentError, Unavailable

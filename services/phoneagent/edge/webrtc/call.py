@@ -13,9 +13,9 @@ from typing import Any
 
 from phoneagent.edge.callflow import EdgeCall, EdgeCallConfig
 from phoneagent.edge.recorder import CallRecording
+from phoneagent.edge.webrtc.call_transport import WebRtcTransport
 from phoneagent.edge.webrtc.events import CallFeed
 from phoneagent.edge.webrtc.settings import WebRtcSettings
-from phoneagent.edge.webrtc.transport import WebRtcTransport
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus
 from phoneagent.runtime.errors import InvalidArgument

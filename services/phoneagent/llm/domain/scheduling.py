@@ -361,7 +361,7 @@ class SchedulingStore:
                     utc_text(msg.created_at),
                 ),
             )
-        log.info("message taken", extra={"agent": self.agent.name, "message": msg.id, "urgent": urgent})
+        log.info("message taken", extra={"agent": self.agent.name, "message_id": msg.id, "urgent": urgent})
         return msg
 
     def messages(self, limit: int = 50) -> list[Message]:
