@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_chart_support import (
+from support.chart import (
     CHART,
     MODEL_SERVICES,
     NAMESPACE,

@@ -13,12 +13,12 @@ from pathlib import PurePosixPath
 from typing import Any
 
 import pytest
-from deploy_chart_support import PROFILES, by_kind, helm, notes, render_raw
 from phoneagent.edge.settings import EdgeSettings
 from phoneagent.llm.settings import LlmSettings
 from phoneagent.policy.settings import PolicySettings
 from phoneagent.records.worker import RecordsSettings
 from phoneagent.tts.settings import TtsSettings
+from support.chart import PROFILES, by_kind, helm, notes, render_raw
 
 # (service, settings class, variable): files the service creates or writes.
 WRITTEN = [

@@ -14,14 +14,14 @@ from typing import Any
 
 import grpc
 import pytest
-from pa_testing import running_records, wait_for
 from phoneagent.policy.service import PolicyService
 from phoneagent.records.service import RecordsService
 from phoneagent.runtime import dial_approvals, streams, subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.errors import PhoneAgentError
 from phoneagent.v1 import call_pb2, common_pb2, control_api_pb2, control_api_pb2_grpc, control_pb2
-from policy_live import running_policy
+from support.common import wait_for
+from support.policy_stack import running_policy, running_records
 
 TOKEN = "campaign-secret"
 AUTH = (("authorization", f"Bearer {TOKEN}"),)

@@ -17,6 +17,7 @@ from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery
 from phoneagent.runtime.errors import InvalidArgument
 from phoneagent.v1 import policy_pb2
+from support.campaign import watch_deferrals
 
 NY = "America/New_York"
 NINE_NY = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)  # 09:00 EST: open for 08-21, closed for 10-18
@@ -47,14 +48,7 @@ async def deferral(bus: Bus, details: dict[str, str], config: RunnerConfig) -> t
     runner = CampaignRunner(
         bus, [Contact(number="+12125550111", time_zone=NY, purpose="r")], config, clock=clock
     )
-    deferred = asyncio.Event()
-    defer = runner.pacer.defer
-
-    def observed_defer(number: str, until: datetime, reason: str = "") -> None:
-        defer(number, until, reason)
-        deferred.set()
-
-    runner.pacer.defer = observed_defer  # type: ignore[method-assign]
+    deferred = watch_deferrals(runner)
     run = asyncio.create_task(runner.run())
     try:
         await asyncio.wait_for(deferred.wait(), 5.0)

@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pa_testing import running_records, wait_for
 from phoneagent.policy.record_copy import redact_json
-from phoneagent.records import TOOL_TYPE_HEADER
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.v1 import common_pb2, speech_pb2, tools_pb2
-from policy_live import Call, running_policy, start_call
+from support.common import wait_for
+from support.policy_stack import Call, running_policy, running_records, start_call
 
 CALLER = "+12125550123"
 CARD_TEXT = "my card is 4111 1111 1111 1111 and my social is 123-45-6789"
@@ -85,7 +84,7 @@ async def test_calls_stream_keeps_only_redacted_copies(fresh_nats: str, tmp_path
             await call.caller(1, CARD_TEXT)
             await call.agent(2, f"Thanks, Ann. I will call you back at {CALLBACK}.")
             for msg, kind in tool_records(cid):
-                await bus.publish(subjects.tool(cid), msg, headers={TOOL_TYPE_HEADER: kind})
+                await bus.publish(subjects.tool(cid), msg, headers={subjects.TOOL_TYPE_HEADER: kind})
             # A tool record without its type header is not copied (nothing a record could read).
             await bus.publish(subjects.tool(cid), tool_records(cid)[0][0])
 
@@ -119,7 +118,7 @@ async def test_calls_stream_keeps_only_redacted_copies(fresh_nats: str, tmp_path
             ]
             assert [s.meta.generation_id for s in says] == [2, 2] and "[PHONE:34]" in says[0].text
             tools = [m for m in stored if m.subject == subjects.record(cid, "tool")]
-            assert [m.headers[TOOL_TYPE_HEADER] for m in tools] == ["ToolCall", "ToolResult"]
+            assert [m.headers[subjects.TOOL_TYPE_HEADER] for m in tools] == ["ToolCall", "ToolResult"]
             result = tools_pb2.ToolResult.FromString(tools[1].data)
             assert result.ok and result.duration_ms == 7 and result.meta.generation_id == 2
             assert result.result_json == '{"status":"booked","callback":"[PHONE:34]"}'
@@ -197,7 +196,7 @@ async def test_records_queued_when_the_call_ends_still_get_their_copies(
             for turn in range(1, n + 1):
                 await call.caller(turn, f"turn {turn}, call me on {CALLBACK}")
                 msg, kind = tool_records(cid)[0]
-                await bus.publish(subjects.tool(cid), msg, headers={TOOL_TYPE_HEADER: kind})
+                await bus.publish(subjects.tool(cid), msg, headers={subjects.TOOL_TYPE_HEADER: kind})
             await bus.publish(subjects.lifecycle(cid), call_ended(cid), lane=Lane.CONTROL)
             await wait_for(lambda: cid not in svc.sessions.sessions, timeout=10)  # type: ignore[union-attr]
             stored = await wait_for_stored(bus, cid, 2 * n + 1)
@@ -234,7 +233,7 @@ async def test_a_record_that_arrives_after_the_call_ended_is_still_copied(
             await wait_for(lambda: cid not in svc.sessions.sessions, timeout=10)  # type: ignore[union-attr]
             await call.caller(7, f"my last words: call me on {CALLBACK}")
             for msg, kind in tool_records(cid):
-                await bus.publish(subjects.tool(cid), msg, headers={TOOL_TYPE_HEADER: kind})
+                await bus.publish(subjects.tool(cid), msg, headers={subjects.TOOL_TYPE_HEADER: kind})
             stored = await wait_for_stored(bus, cid, 4)  # lifecycle ended, transcript, two tools
             kinds = sorted(m.subject.rsplit(".", 1)[-1] for m in stored if ".record." in m.subject)
             assert kinds == ["tool", "tool", "transcript"]
@@ -272,7 +271,7 @@ async def test_two_replicas_copy_each_record_once_and_in_order(fresh_nats: str, 
                 await call.caller(turn, f"turn {turn}")
                 for msg, kind in tool_records(cid):
                     msg.tool_call_id = f"t{turn}"
-                    await bus.publish(subjects.tool(cid), msg, headers={TOOL_TYPE_HEADER: kind})
+                    await bus.publish(subjects.tool(cid), msg, headers={subjects.TOOL_TYPE_HEADER: kind})
             await bus.publish(subjects.lifecycle(cid), call_ended(cid), lane=Lane.CONTROL)
 
             # Both replicas have seen every record (the copier's two subscriptions, emptied).
@@ -292,7 +291,7 @@ async def test_two_replicas_copy_each_record_once_and_in_order(fresh_nats: str, 
             ]
             assert turns == list(range(1, n + 1))
             tools = [
-                (m.headers[TOOL_TYPE_HEADER], tools_pb2.ToolCall.FromString(m.data).tool_call_id)
+                (m.headers[subjects.TOOL_TYPE_HEADER], tools_pb2.ToolCall.FromString(m.data).tool_call_id)
                 for m in stored
                 if m.subject == subjects.record(cid, "tool")
             ]

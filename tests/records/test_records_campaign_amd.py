@@ -11,6 +11,7 @@ from phoneagent.records.campaign_runner import CampaignRunner, RunnerConfig
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery
 from phoneagent.v1 import policy_pb2
+from support.campaign import watch_deferrals
 
 NY = "America/New_York"
 T0 = datetime(2026, 3, 2, 2, 30, tzinfo=UTC)  # 21:30 on Sunday in New York (EST, UTC-5)
@@ -66,14 +67,7 @@ async def test_runner_defers_outside_window_then_checks_again(bus: Bus) -> None:
         campaign_id="camp-window-t", purpose="reminder", pacing=PacingConfig(), max_idle_s=0.05
     )
     runner = CampaignRunner(bus, [contact], config, clock=clock)
-    deferred = asyncio.Event()
-    defer = runner.pacer.defer
-
-    def observed_defer(number: str, until: datetime, reason: str = "") -> None:
-        defer(number, until, reason)
-        deferred.set()
-
-    runner.pacer.defer = observed_defer  # type: ignore[method-assign]
+    deferred = watch_deferrals(runner)
     run = asyncio.create_task(runner.run())
     try:
         await asyncio.wait_for(first_check.wait(), 5.0)

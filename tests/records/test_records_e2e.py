@@ -28,9 +28,9 @@ import grpc
 import numpy as np
 import pytest
 import yaml
-from phoneagent.harness.demo import demo_env, free_udp_port
-from phoneagent.harness.scenario import load_scenario
-from phoneagent.harness.session import Outcome, run_scenario
+from phoneagent.devtools.harness.demo import demo_env, free_udp_port
+from phoneagent.devtools.harness.scenario import load_scenario
+from phoneagent.devtools.harness.session import Outcome, run_scenario
 from phoneagent.records.builder import OUTCOMES
 from phoneagent.records.store import RecordStore
 from phoneagent.runtime import subjects

@@ -4,8 +4,9 @@ Feed 16 kHz mono float32 frames (any length; 20 ms from the edge) with the strea
 of each frame's first sample. The segmenter runs a :class:`~phoneagent.asr.vad.SpeechDetector`
 over fixed windows (32 ms for Silero) and emits:
 
-* :class:`SpeechStarted` once speech has lasted ``min_speech_ms`` (the edge uses it to
-  confirm a barge-in); ``t`` is the onset time, not the detection time;
+* :class:`SpeechStarted` once speech has lasted ``min_speech_ms`` (published for the browser
+  page's speaking indicator; barge-in is the edge's own VAD, confirmed by a final transcript);
+  ``t`` is the onset time, not the detection time;
 * :class:`PartialDue` every ``partial_interval_ms`` of new speech, carrying only the last
   ``partial_window_s`` of audio, so a preview decode stays cheap;
 * :class:`Utterance` after ``min_silence_ms`` of trailing silence, or when the utterance

@@ -24,12 +24,11 @@ from typing import Any
 
 from google.protobuf.message import DecodeError, Message
 
-from phoneagent.policy.redaction import redact_transcript
-from phoneagent.records import TOOL_TYPE_HEADER
 from phoneagent.runtime import metrics, subjects
 from phoneagent.runtime.bus import Bus, Delivery, Subscription
 from phoneagent.runtime.errors import PhoneAgentError
 from phoneagent.runtime.queues import DropPolicy
+from phoneagent.runtime.redact import redact_transcript
 from phoneagent.v1 import speech_pb2, tools_pb2
 
 log = logging.getLogger(__name__)
@@ -117,13 +116,13 @@ class RecordCopies:
     async def tool(self, call_id: str, msg: tools_pb2.ToolCall, headers: dict[str, str]) -> None:
         """``msg`` was decoded as a ToolCall whatever it is; protobuf keeps the fields it did not
         know, so its bytes re-parse as the type its header names."""
-        kind = headers.get(TOOL_TYPE_HEADER, "")
+        kind = headers.get(subjects.TOOL_TYPE_HEADER, "")
         copy = tool_copy(msg.SerializeToString(), kind)
         if copy is None:
             self.skipped += 1
             log.warning("tool record not copied", extra={"call_id": call_id, "reason": "unknown_type"})
             return
-        await self._publish(call_id, "tool", lambda: copy, {TOOL_TYPE_HEADER: kind})
+        await self._publish(call_id, "tool", lambda: copy, {subjects.TOOL_TYPE_HEADER: kind})
 
     async def _publish(
         self, call_id: str, kind: str, build: Callable[[], Message], headers: dict[str, str] | None = None

@@ -30,9 +30,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from phoneagent.llm.domain.agent import Agent, load_agent
-from phoneagent.policy.call_rules import DisclosureGuard, EscalationConfig, build_disclosure
-from phoneagent.policy.human_claims import HUMAN_CLAIM_REPLACEMENT, human_claim
+from phoneagent.agents.agent import Agent, load_agent
+from phoneagent.agents.disclosure import build_disclosure
+from phoneagent.agents.human_claims import HUMAN_CLAIM_REPLACEMENT, human_claim
+from phoneagent.policy.call_rules import DisclosureGuard, EscalationConfig
 from phoneagent.policy.live import LiveRules, Verdict
 from phoneagent.policy.outbound import DialRequest, OutboundConfig, evaluate_dial
 from phoneagent.policy.record_copy import RecordCopier, RecordCopies
@@ -44,13 +45,14 @@ from phoneagent.runtime.bus import Delivery, Lane, Subscription
 from phoneagent.runtime.dial_approvals import CALL_ID_HEADER
 from phoneagent.runtime.enums import enum_name
 from phoneagent.runtime.errors import InvalidArgument
+from phoneagent.runtime.meta import new_meta
 from phoneagent.runtime.metrics import POLICY_DECISIONS
 from phoneagent.runtime.numbers import normalize_e164
 from phoneagent.runtime.redact import mask_number
 from phoneagent.runtime.service import Service
 from phoneagent.runtime.sessions import CALL_ENDED
 from phoneagent.runtime.settings import CommonSettings, parse_hhmm
-from phoneagent.v1 import common_pb2, control_pb2, policy_pb2, session_pb2, speech_pb2
+from phoneagent.v1 import control_pb2, policy_pb2, session_pb2, speech_pb2
 
 log = logging.getLogger(__name__)
 SETTINGS = PolicySettings
@@ -172,13 +174,7 @@ class PolicyCallSession:
             )
         if verdict.directive is not None:
             ev = control_pb2.ControlEvent(
-                meta=common_pb2.EventMeta(
-                    call_id=self.call_id,
-                    turn_id=verdict.directive.turn_id,
-                    ts_unix_ns=time.time_ns(),
-                    producer=f"policy/{self.svc.replica}",
-                ),
-                survives_interrupt=True,
+                meta=new_meta(self.call_id, f"policy/{self.svc.replica}", turn_id=verdict.directive.turn_id),
                 directive=verdict.directive,
             )
             await self.svc.bus.publish(subjects.control(self.call_id), ev, lane=Lane.CONTROL)
@@ -308,11 +304,7 @@ class PolicyService(Service):
         decision_id: str = "",
     ) -> policy_pb2.PolicyDecision:
         record = policy_pb2.PolicyDecision(
-            meta=common_pb2.EventMeta(
-                call_id="" if call_id == "none" else call_id,
-                ts_unix_ns=time.time_ns(),
-                producer=f"policy/{self.replica}",
-            ),
+            meta=new_meta("" if call_id == "none" else call_id, f"policy/{self.replica}"),
             decision_id=decision_id or uuid.uuid4().hex,
             decision=enum_name(policy_pb2.Decision, decision),
             subject=subject,

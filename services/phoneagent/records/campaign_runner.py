@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -45,9 +44,10 @@ from phoneagent.runtime import subjects
 from phoneagent.runtime.areacodes import time_zones_for
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.errors import InvalidArgument, PhoneAgentError
+from phoneagent.runtime.meta import new_meta
 from phoneagent.runtime.redact import mask_number
 from phoneagent.runtime.tasks import TaskOwner
-from phoneagent.v1 import call_pb2, common_pb2, control_pb2, policy_pb2
+from phoneagent.v1 import call_pb2, control_pb2, policy_pb2
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +259,7 @@ class CampaignRunner:
 
     def _call_request(self, contact: Contact, call_id: str, decision_id: str) -> call_pb2.CallStarted:
         started = call_pb2.CallStarted(
-            meta=common_pb2.EventMeta(call_id=call_id, ts_unix_ns=time.time_ns(), producer="campaign"),
+            meta=new_meta(call_id, "campaign"),
             direction=call_pb2.DIRECTION_OUTBOUND,
             to_uri=contact.number,
             agent=self.config.agent,
@@ -306,8 +306,7 @@ class CampaignRunner:
 
     async def _hang_up(self, call_id: str) -> None:
         ev = control_pb2.ControlEvent(
-            meta=common_pb2.EventMeta(call_id=call_id, ts_unix_ns=time.time_ns(), producer="campaign"),
-            survives_interrupt=True,
+            meta=new_meta(call_id, "campaign"),
             hangup=control_pb2.Hangup(
                 reason=call_pb2.END_REASON_MAX_DURATION, detail="campaign call timeout"
             ),

@@ -16,7 +16,6 @@ import asyncio
 import hmac
 import inspect
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,10 +28,10 @@ from phoneagent.records.store import RecordStore
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Lane
 from phoneagent.runtime.errors import ErrorKind, PhoneAgentError
+from phoneagent.runtime.meta import new_meta
 from phoneagent.runtime.numbers import normalize_e164
 from phoneagent.v1 import (
     call_pb2,
-    common_pb2,
     control_api_pb2,
     control_api_pb2_grpc,
     control_pb2,
@@ -115,7 +114,7 @@ class CallControl(control_api_pb2_grpc.CallControlServicer):
         if decision.decision != policy_pb2.DECISION_ALLOW:
             return out
         started = call_pb2.CallStarted(
-            meta=common_pb2.EventMeta(call_id=call_id, ts_unix_ns=time.time_ns(), producer=self.producer),
+            meta=new_meta(call_id, self.producer),
             direction=call_pb2.DIRECTION_OUTBOUND,
             to_uri=normalize_e164(request.to),  # the number policy approved (dial_approvals)
             agent=request.agent or self.default_agent,
@@ -136,14 +135,12 @@ class CallControl(control_api_pb2_grpc.CallControlServicer):
             )
         return out
 
-    async def _control(
-        self, call_id: str, event: control_pb2.ControlEvent, context: grpc.aio.ServicerContext
-    ) -> None:
+    async def _control(self, call_id: str, context: grpc.aio.ServicerContext, **kind: Any) -> None:
+        """Publish a ControlEvent carrying ``kind`` (``hangup=...``) on a call in progress."""
         rec = await self._record(call_id, context)
         if rec is None or rec.ended or not rec.started_unix_ns:
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such call in progress")
-        event.meta.CopyFrom(common_pb2.EventMeta(call_id=call_id, ts_unix_ns=time.time_ns(), producer="api"))
-        event.survives_interrupt = True
+        event = control_pb2.ControlEvent(meta=new_meta(call_id, "api"), **kind)
         await self.bus.publish(subjects.control(call_id), event, lane=Lane.CONTROL)
 
     async def HangUp(
@@ -152,10 +149,8 @@ class CallControl(control_api_pb2_grpc.CallControlServicer):
         context: grpc.aio.ServicerContext,
     ) -> control_api_pb2.HangUpResponse:
         await self._auth(context)
-        ev = control_pb2.ControlEvent(
-            hangup=control_pb2.Hangup(reason=call_pb2.END_REASON_OPERATOR_HANGUP, detail="operator")
-        )
-        await self._control(request.call_id, ev, context)
+        hangup = control_pb2.Hangup(reason=call_pb2.END_REASON_OPERATOR_HANGUP, detail="operator")
+        await self._control(request.call_id, context, hangup=hangup)
         return control_api_pb2.HangUpResponse()
 
     async def TransferCall(
@@ -167,10 +162,8 @@ class CallControl(control_api_pb2_grpc.CallControlServicer):
         if not request.target:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "target is required")
         kind = control_pb2.TRANSFER_KIND_WARM if request.warm else control_pb2.TRANSFER_KIND_BLIND
-        ev = control_pb2.ControlEvent(
-            transfer=control_pb2.Transfer(target=request.target, kind=kind, reason="operator")
-        )
-        await self._control(request.call_id, ev, context)
+        transfer = control_pb2.Transfer(target=request.target, kind=kind, reason="operator")
+        await self._control(request.call_id, context, transfer=transfer)
         return control_api_pb2.TransferCallResponse()
 
     async def ListCalls(

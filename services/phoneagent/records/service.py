@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from phoneagent.llm.domain.agent import load_agent
+from phoneagent.agents.agent import load_agent
 from phoneagent.records.campaign_api import CampaignManager
 from phoneagent.records.control_api import CallControl, serve
 from phoneagent.records.settings import RecordsServiceSettings

@@ -346,7 +346,7 @@ class SessionHost:
             event.ParseFromString(msg.data or b"")
         except Exception:
             return False
-        return event.WhichOneof("event") == "ended"
+        return bool(event.WhichOneof("event") == "ended")
 
     async def _check_own(self) -> None:
         """Close sessions this replica no longer owns (e.g. after a long pause it was declared dead)."""
