@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pa_testing import word_errors
 from phoneagent.audio.g711 import ulaw_decode, ulaw_encode
 from phoneagent.audio.resample import resample
+from support.common import word_errors
 
 RATE = 16000
 # Recorded human voice shipped by Debian's alsa-utils (read at test time, not redistributed).

@@ -9,7 +9,6 @@ import time
 
 import numpy as np
 import pytest
-from pa_testing import wait_for
 from phoneagent.asr import service as asr_service
 from phoneagent.asr import stream
 from phoneagent.asr.engines.base import TranscriptResult
@@ -18,6 +17,7 @@ from phoneagent.runtime import streams, subjects
 from phoneagent.runtime.bus import Bus
 from phoneagent.runtime.settings import CommonSettings
 from phoneagent.v1 import call_pb2, common_pb2, media_pb2, session_pb2
+from support.common import wait_for
 
 RATE = 16000
 FRAME = 320

@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from phoneagent.asr.bench import synthesize
 from phoneagent.asr.segmenter import Segmenter, SegmenterConfig, SpeechStarted, Utterance
 from phoneagent.asr.vad import SileroVad
+from phoneagent.devtools.asr_bench import synthesize
 
 RATE = 16000
 pytestmark = pytest.mark.slow

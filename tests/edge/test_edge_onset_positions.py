@@ -5,11 +5,11 @@ whether a turn's first words were lost at the edge or in ASR (issue 16)."""
 from __future__ import annotations
 
 import numpy as np
-from pa_testing import wait_for
 from phoneagent.edge.callflow import EdgeCall, EdgeCallConfig
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery
 from phoneagent.v1 import call_pb2, common_pb2, media_pb2
+from support.common import wait_for
 
 RATE = 8000
 FRAME = 160

@@ -1,11 +1,14 @@
-"""Engines loaded once per pytest run (real models; loading takes about a second each)."""
+"""Engines loaded once per pytest run (real models; loading takes about a second each), and the real
+TTS service on a real nats-server for the bus tests (one per test module)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from phoneagent.tts.engines.base import TtsEngine, create_engine
+from phoneagent.tts.service import TtsService
+from support.tts import start_service, stop_service
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +25,10 @@ def piper_engine() -> Iterator[TtsEngine]:
     engine.load()
     yield engine
     engine.close()
+
+
+@pytest.fixture(scope="module")
+async def piper_tts(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[TtsService]:
+    svc = await start_service(nats_url, tmp_path_factory.mktemp("tts-piper"), "tts-piper-t", "piper")
+    yield svc
+    await stop_service(svc)

@@ -4,8 +4,9 @@ Feed 16 kHz mono float32 frames (any length; 20 ms from the edge) with the strea
 of each frame's first sample. The segmenter runs a :class:`~phoneagent.asr.vad.SpeechDetector`
 over fixed windows (32 ms for Silero) and emits:
 
-* :class:`SpeechStarted` once speech has lasted ``min_speech_ms`` (the edge uses it to
-  confirm a barge-in); ``t`` is the onset time, not the detection time. Speech starts with
+* :class:`SpeechStarted` once speech has lasted ``min_speech_ms`` (published for the browser
+  page's speaking indicator; barge-in is the edge's own VAD, confirmed by a final transcript);
+  ``t`` is the onset time, not the detection time. Speech starts with
   the same hysteresis that ends it: a window at ``start_threshold`` or above opens it, and
   it holds while the windows stay at ``end_threshold`` or above. On telephone audio Silero's
   probability for many voices hovers around 0.5 through the first syllables; asking for

@@ -2,8 +2,11 @@
 
 Subscribes to the call's caller audio (16 kHz frames from the edge), runs endpointing and
 decoding (:class:`phoneagent.asr.stream.AsrSession`), and publishes "caller started
-speaking" and partials on the call's asr subject (speech-started on the control lane, since
-the edge waits for it to confirm a barge-in) and finals on its transcript subject.
+speaking", partials and errors on the call's asr subject and finals on its transcript subject.
+Speech-started goes on the control lane so it is never queued behind partials; the browser
+page shows it. Barge-in does not wait for it: the edge pauses playout on its own VAD and
+confirms the barge-in with a final transcript. The llm reacts to errors (the caller is asked
+to say it again: :mod:`phoneagent.llm.asr_errors`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from phoneagent.asr.settings import AsrSettings
 from phoneagent.runtime import streams, subjects, telemetry
 from phoneagent.runtime.bus import Delivery, Lane, Subscription
 from phoneagent.runtime.errors import ErrorKind, InvalidArgument, PhoneAgentError
+from phoneagent.runtime.meta import new_meta
 from phoneagent.runtime.metrics import CALLER_AUDIO_LOST
 from phoneagent.runtime.service import Service
 from phoneagent.runtime.settings import CommonSettings
@@ -99,9 +103,7 @@ class AsrCallSession:
         )
 
     def meta(self, turn: int = 0) -> common_pb2.EventMeta:
-        return common_pb2.EventMeta(
-            call_id=self.call_id, turn_id=turn, ts_unix_ns=time.time_ns(), producer=f"asr/{self.svc.replica}"
-        )
+        return new_meta(self.call_id, f"asr/{self.svc.replica}", turn_id=turn)
 
     async def on_frame(self, frame: media_pb2.AudioFrame, _: Delivery) -> None:
         for ready in self.gate.push(frame):

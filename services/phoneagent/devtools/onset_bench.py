@@ -29,13 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-from phoneagent.asr.bench import _words, machine, word_error_rate
+from phoneagent.devtools.asr_bench import _words, machine, word_error_rate
+from phoneagent.devtools.harness.caller import unique_user
+from phoneagent.devtools.harness.demo import demo_env, free_udp_port
+from phoneagent.devtools.harness.impair import SPEECH_DBFS, Impairer, Impairments
+from phoneagent.devtools.harness.rtp_endpoint import RtpEndpoint
 from phoneagent.devtools.onset_voices import Planned, Voices, all_voices, plan
 from phoneagent.edge.sip import SipURI, UAConfig, UserAgent, negotiated, offer
-from phoneagent.harness.caller import unique_user
-from phoneagent.harness.demo import demo_env, free_udp_port
-from phoneagent.harness.impair import SPEECH_DBFS, Impairer, Impairments
-from phoneagent.harness.rtp_endpoint import RtpEndpoint
 from phoneagent.runtime import streams, subjects
 from phoneagent.runtime.bus import Bus, Delivery
 from phoneagent.runtime.errors import InvalidArgument

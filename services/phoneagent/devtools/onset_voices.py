@@ -106,7 +106,7 @@ def plan(count: int, seed: int, voices: list[str] | None = None) -> list[Planned
 
 def shape(pcm: np.ndarray, level_dbfs: float, soft_onset: bool) -> np.ndarray:
     """Trim leading and trailing silence, scale to ``level_dbfs`` active level, fade in if soft."""
-    from phoneagent.harness.impair import normalise_speech
+    from phoneagent.devtools.harness.impair import normalise_speech
 
     loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > 100)
     if loud.size == 0:

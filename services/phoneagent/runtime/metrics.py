@@ -105,6 +105,11 @@ TRANSFERS = Counter("pa_transfers_total", "Transfers to a human, by kind and out
 POLICY_DECISIONS = Counter(
     "pa_policy_decisions_total", "Policy decisions, by decision and rule.", ["decision", "rule"]
 )
+ASR_ERRORS = Counter(
+    "pa_asr_errors_total",
+    "ASR errors on calls, by kind and what the agent did (asked_again, agent_busy, repeated).",
+    ["kind", "action"],
+)
 DIALS_REFUSED = Counter(
     "pa_edge_dials_refused_total",
     "Outbound dial requests the edge refused for want of a matching policy approval, by reason.",
@@ -150,6 +155,7 @@ ALL_METRIC_NAMES = (
     "pa_barge_ins_total",
     "pa_transfers_total",
     "pa_policy_decisions_total",
+    "pa_asr_errors_total",
     "pa_edge_dials_refused_total",
     "pa_bus_messages_total",
     "pa_bus_rejected_total",
