@@ -28,17 +28,17 @@ proto: install ## Regenerate Python code from proto/ (grpcio-tools)
 	$(PY) -m grpc_tools.protoc -I proto --grpc_python_out=services proto/phoneagent/v1/control_api.proto
 
 proto-check: install ## Fail when the generated code is stale
-	$(PY) -m phoneagent.tools.proto_check
+	$(PY) -m phoneagent.devtools.proto_check
 
 lint: install ## ruff lint
 	$(VENV)/bin/ruff check services tests
 	$(VENV)/bin/ruff format --check services tests
 
-typecheck: install ## mypy on the runtime
+typecheck: install ## mypy on the whole package (strict on runtime and agents)
 	$(VENV)/bin/mypy
 
 test: install models ## Run the whole test suite (what CI runs)
-	$(PY) -m phoneagent.tools.proto_check
+	$(PY) -m phoneagent.devtools.proto_check
 	$(VENV)/bin/ruff check services tests
 	$(VENV)/bin/ruff format --check services tests
 	$(VENV)/bin/mypy

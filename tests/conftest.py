@@ -90,7 +90,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[str]:
     """A PostgreSQL server for the whole session (skips when not installed)."""
-    from pa_postgres import postgres_server
+    from support.postgres import postgres_server
 
     with postgres_server() as url:
         yield url

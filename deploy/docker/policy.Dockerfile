@@ -1,4 +1,4 @@
-# Policy: compliance rules, audit trail and the gRPC control API. Build from the repository root:
+# Policy: the per-call compliance gate, dial approvals and the audit trail. Build from the repository root:
 #   docker build -f deploy/docker/policy.Dockerfile -t ghcr.io/phone-agent/phone-agent-policy:0.1.0 .
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
@@ -18,10 +18,10 @@ COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     XDG_CACHE_HOME=/tmp/.cache \
-    PA_HTTP_HOST=0.0.0.0 PA_HTTP_PORT=8080 PA_GRPC_HOST=0.0.0.0 PA_GRPC_PORT=50051 \
+    PA_HTTP_HOST=0.0.0.0 PA_HTTP_PORT=8080 \
     PA_POLICY_DB=/var/lib/phone-agent/policy.sqlite3
 USER 10001:10001
-EXPOSE 8080/tcp 50051/tcp
+EXPOSE 8080/tcp
 # Docker and compose use this; Kubernetes uses the chart's startup/readiness/liveness probes instead.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PA_HTTP_PORT', '8080'), timeout=3)"]

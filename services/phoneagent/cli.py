@@ -15,6 +15,7 @@ SERVICE_CLASSES = {
     "llm": "phoneagent.llm.service:LlmService",
     "tts": "phoneagent.tts.service:TtsService",
     "policy": "phoneagent.policy.service:PolicyService",
+    "records": "phoneagent.records.service:RecordsService",
 }
 
 
@@ -86,19 +87,19 @@ def _config(args: argparse.Namespace) -> int:
 
 
 def _call(args: argparse.Namespace) -> int:
-    from phoneagent.harness.cli import call
+    from phoneagent.devtools.harness.cli import call
 
     return call(args)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from phoneagent.harness.cli import demo
+    from phoneagent.devtools.harness.cli import demo
 
     return demo(args)
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from phoneagent.harness.cli import bench
+    from phoneagent.devtools.harness.cli import bench
 
     return bench(args)
 
@@ -117,14 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
     u.set_defaults(func=_up)
     c = sub.add_parser("config", help="list every environment variable the services read")
     c.set_defaults(func=_config)
-    from phoneagent.harness.cli import add_bench_args, add_call_args, add_demo_args
+    from phoneagent.devtools.harness.cli import add_bench_args, add_call_args, add_demo_args
 
     add_call_args(sub.add_parser("call", help="place one scripted call against a running stack"), _call)
     add_demo_args(sub.add_parser("demo", help="start the stack, play the demo call, stop the stack"), _demo)
     add_bench_args(
         sub.add_parser("bench", help="end-to-end latency benchmark against a running stack"), _bench
     )
-    from phoneagent.policy.commands import add_audit_args, add_campaign_args
+    from phoneagent.policy.commands import add_audit_args
+    from phoneagent.records.campaign_cli import add_campaign_args
 
     add_audit_args(sub.add_parser("audit", help="print policy decisions from the audit stream"))
     add_campaign_args(sub.add_parser("campaign", help="outbound campaigns: start one from a contact CSV"))

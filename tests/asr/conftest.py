@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pa_testing import word_errors
 from phoneagent.audio.g711 import ulaw_decode, ulaw_encode
 from phoneagent.audio.resample import resample
-from whisperx_standin import Calls, install, uninstall
+from support.common import word_errors
+from support.whisperx_standin import Calls, install, uninstall
 
 RATE = 16000
 # Recorded human voice shipped by Debian's alsa-utils (read at test time, not redistributed).

@@ -8,12 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from pa_testing import wait_for
 from phoneagent.edge.callflow import EdgeCall, EdgeCallConfig
 from phoneagent.runtime import streams, subjects
 from phoneagent.runtime.bus import Bus, Delivery, Subscription
 from phoneagent.runtime.sessions import SessionHost
 from phoneagent.v1 import call_pb2, common_pb2, media_pb2, session_pb2
+from support.common import wait_for
 
 RATE = 16000
 CALL = "edge-replay-1"

@@ -27,7 +27,7 @@ from phoneagent.runtime.errors import EngineFailure, ErrorKind, InvalidArgument,
 from phoneagent.runtime.retry import RetryPolicy
 from phoneagent.runtime.settings import load
 from prometheus_client import REGISTRY
-from whisperx_standin import install, uninstall
+from support.whisperx_standin import install, uninstall
 
 ENGINE_PARAMS = [
     pytest.param("faster-whisper", marks=pytest.mark.slow, id="faster-whisper"),

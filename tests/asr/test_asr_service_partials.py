@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pa_testing import spawn_replica, wait_for, wait_replica_ready
-from phoneagent.asr.bench import synthesize
+from phoneagent.devtools.asr_bench import synthesize
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery
 from phoneagent.runtime.sessions import claim_session
 from phoneagent.v1 import call_pb2, common_pb2, media_pb2, speech_pb2
+from support.common import spawn_replica, wait_for, wait_replica_ready
 
 pytestmark = pytest.mark.slow
 

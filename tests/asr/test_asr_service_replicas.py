@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pa_testing import spawn_replica, wait_for, wait_replica_ready, word_errors
-from phoneagent.asr.bench import synthesize
+from phoneagent.devtools.asr_bench import synthesize
 from phoneagent.edge.replay import AudioReplay
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.sessions import claim_session
 from phoneagent.v1 import call_pb2, common_pb2, media_pb2, speech_pb2
+from support.common import spawn_replica, wait_for, wait_replica_ready, word_errors
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ import pytest
 from phoneagent.asr.service import AsrService
 from phoneagent.asr.settings import AsrSettings
 from phoneagent.runtime.settings import CommonSettings, SettingsError, load
-from whisperx_standin import Calls
+from support.whisperx_standin import Calls
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_chart_support import (
+from support.chart import (
     CHART,
     MODEL_SERVICES,
     NAMESPACE,
@@ -180,14 +180,15 @@ def test_hpa_mode_renders_hpas_instead_of_scaled_objects() -> None:
     assert not by_kind("default", "HorizontalPodAutoscaler") and not by_kind("default", "ScaledObject")
 
 
-def test_edge_exposes_sip_on_udp_and_tcp_and_policy_exposes_grpc() -> None:
+def test_edge_exposes_sip_on_udp_and_tcp_and_records_exposes_grpc() -> None:
     services = by_kind("default", "Service")
     sip = {
         (p["port"], p["protocol"]) for p in services["edge"]["spec"]["ports"] if p["name"].startswith("sip")
     }
     assert sip == {(5060, "UDP"), (5060, "TCP")}
-    grpc = [p for p in services["policy"]["spec"]["ports"] if p["name"] == "grpc"]
+    grpc = [p for p in services["records"]["spec"]["ports"] if p["name"] == "grpc"]
     assert grpc and grpc[0]["port"] == 50051
+    assert [p["name"] for p in services["policy"]["spec"]["ports"]] == ["http"]  # the API moved to records
     env = _env(_container(by_kind("default", "Deployment")["edge"]))
     assert (env["PA_RTP_PORT_MIN"], env["PA_RTP_PORT_MAX"]) == ("30000", "30099")
 
@@ -272,21 +273,51 @@ def test_notes_explain_sip_nat_and_rtp_exposure() -> None:
     assert "WARNING" not in sip  # host networking and a public address
 
 
-def test_policy_keeps_its_store_on_a_volume_and_serves_grpc_on_all_interfaces() -> None:
+def _claim(name: str) -> dict[str, Any]:
+    (pvc,) = [
+        o
+        for o in manifests("default")
+        if o["kind"] == "PersistentVolumeClaim" and o["metadata"]["name"].endswith(f"-{name}-data")
+    ]
+    return pvc
+
+
+def test_policy_keeps_its_store_on_a_volume() -> None:
     dep = by_kind("default", "Deployment")["policy"]
     assert dep["spec"]["strategy"] == {"type": "Recreate"}
     pod = dep["spec"]["template"]["spec"]
     env = _env(_container(dep))
-    assert env["PA_GRPC_HOST"] == "0.0.0.0"
     assert env["PA_POLICY_DB"].startswith("/var/lib/phone-agent/")
+    assert "PA_GRPC_PORT" not in env and "PA_RECORDS_DB" not in env
     data = next(v for v in pod["volumes"] if v["name"] == "data")
-    (pvc,) = [o for o in manifests("default") if o["kind"] == "PersistentVolumeClaim"]
-    assert data["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+    assert data["persistentVolumeClaim"]["claimName"] == _claim("policy")["metadata"]["name"]
     with pytest.raises(helm.HelmError, match="policy.replicas"):
         render_raw({"policy": {"replicas": 2}})
     scratch = render_raw({"policy": {"replicas": 2, "persistence": {"enabled": False}}})
     assert "emptyDir" in scratch["phone-agent/templates/policy/deployment.yaml"]
     assert not scratch["phone-agent/templates/policy/pvc.yaml"].strip()
+
+
+def test_records_keeps_its_store_on_a_volume_and_serves_grpc_on_all_interfaces() -> None:
+    dep = by_kind("default", "Deployment")["records"]
+    assert dep["spec"]["strategy"] == {"type": "Recreate"}
+    c = _container(dep)
+    assert c["args"] == ["serve", "records"]
+    assert [p["containerPort"] for p in c["ports"] if p["name"] == "grpc"] == [50051]
+    env = _env(c)
+    assert env["PA_GRPC_HOST"] == "0.0.0.0" and env["PA_GRPC_PORT"] == "50051"
+    assert env["PA_RECORDS_DB"].startswith("/var/lib/phone-agent/")
+    assert env["PA_API_TOKEN"]["secretKeyRef"]["key"] == "api-token"
+    data = next(v for v in dep["spec"]["template"]["spec"]["volumes"] if v["name"] == "data")
+    assert data["persistentVolumeClaim"]["claimName"] == _claim("records")["metadata"]["name"]
+    with pytest.raises(helm.HelmError, match="records.replicas"):
+        render_raw({"records": {"replicas": 2}})
+    scratch = render_raw({"records": {"replicas": 2, "persistence": {"enabled": False}}})
+    assert "emptyDir" in scratch["phone-agent/templates/records/deployment.yaml"]
+    assert not scratch["phone-agent/templates/records/pvc.yaml"].strip()
+    off = render_raw({"records": {"enabled": False}})
+    assert not off["phone-agent/templates/records/deployment.yaml"].strip()
+    assert "Control API (gRPC): pa-phone-agent-records." in notes("default")
 
 
 def test_notes_scale_replicas_the_way_the_autoscaling_mode_allows_and_open_the_dashboards() -> None:

@@ -14,9 +14,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from deploy_chart_support import DOCKER, REPO, SERVICES
-from phoneagent.edge.transfer import WarmTransferConfig
 from phoneagent.tts import models as tts_models
+from support.chart import DOCKER, REPO, SERVICES
 
 CUDA_SERVICES = ("asr", "llm", "tts")
 FILES = [DOCKER / f"{s}.Dockerfile" for s in SERVICES] + [
@@ -136,7 +135,7 @@ MODEL_STEPS = [
 def test_the_command_finder_sees_the_model_steps() -> None:
     assert {"phoneagent.asr.models", "phoneagent.tts.assemble", "phoneagent.llm.assemble"} <= set(MODULES)
     assert ("phoneagent.asr.models", ["tiny.en", "base"]) in MODEL_STEPS, "build-arg defaults filled in"
-    assert any("SummaryVoice" in code for code, _ in SNIPPETS)
+    assert any("MiniLMEncoder" in code for code, _ in SNIPPETS)
     assert _has_main("phoneagent.asr.models")
     assert not _has_main("phoneagent.runtime.metrics"), "a module without a main guard must be caught"
 
@@ -198,15 +197,15 @@ def _pip_extras(path: Path) -> set[str]:
     return out
 
 
-def test_edge_image_carries_the_engine_warm_transfer_speaks_with() -> None:
-    # The summary for the human agent is rendered inside the edge process (edge/transfer.py).
-    engine = WarmTransferConfig().tts_engine
-    extra = {"piper": tts_models.PIPER_EXTRA}[engine]
+def test_edge_image_carries_no_speech_engine() -> None:
+    # Warm transfer asks the TTS service over the bus for its summary (edge/transfer.py), so the
+    # edge image installs no TTS extra and renders nothing at build time.
     edge = DOCKER / "edge.Dockerfile"
-    assert extra in _pip_extras(edge)
+    extras = _pip_extras(edge)
+    assert "edge" in extras
+    assert not {e for e in extras if e.startswith("tts")}, extras
     runs = " ".join(a for kind, a in _instructions(edge) if kind == "RUN")
-    assert "python -m phoneagent.tts.assemble --skip-kokoro" in runs, "verify the voice at build time"
-    assert f"SummaryVoice('{engine}').render(" in runs, "render a summary at build time"
+    assert "phoneagent.tts" not in runs
 
 
 @pytest.mark.parametrize(

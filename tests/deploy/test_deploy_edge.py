@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_chart_support import CHART, DOCKER, by_kind, helm, manifests, notes, render_raw
 from phoneagent.edge.settings import EdgeSettings
 from phoneagent.edge.webrtc.settings import WebRtcSettings
 from phoneagent.runtime.settings import SettingsError, load
+from support.chart import CHART, DOCKER, by_kind, helm, manifests, notes, render_raw
 
 POD_IP = "10.42.0.17"
 NODE_IP = "192.0.2.5"

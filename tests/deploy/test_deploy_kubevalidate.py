@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from deploy_chart_support import CRD_KINDS, PROFILES, manifests
+from support.chart import CRD_KINDS, PROFILES, manifests
 
 kv = pytest.importorskip("kubernetes_validate.utils", reason="kubernetes-validate is not installed")
 

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from deploy_chart_support import CHART, REPO, manifests
 from prometheus_client import Counter, Gauge, Histogram
+from support.chart import CHART, REPO, manifests
 
 try:
     import phoneagent.runtime.metrics as metrics_mod

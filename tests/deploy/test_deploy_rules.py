@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_chart_support import PROFILES, deep_merge, manifests, render_raw
+from support.chart import PROFILES, deep_merge, manifests, render_raw
 
 HERE = Path(__file__).resolve().parent
 PROMTOOL = shutil.which("promtool")

@@ -1,7 +1,7 @@
 """Every file a service writes lands on a writable volume: the chart runs with a read-only root filesystem.
 
 The services default to paths relative to their working directory (var/...), which is the image's
-read-only root in a pod; a SQLite database there fails at start-up (LLM, policy) or at the first
+read-only root in a pod; a SQLite database there fails at start-up (LLM, policy, records) or at the first
 recording (edge). The effective value is the rendered env var or, when the chart sets none, the
 service's own default.
 """
@@ -13,18 +13,18 @@ from pathlib import PurePosixPath
 from typing import Any
 
 import pytest
-from deploy_chart_support import PROFILES, by_kind, helm, notes, render_raw
 from phoneagent.edge.settings import EdgeSettings
 from phoneagent.llm.settings import LlmSettings
 from phoneagent.policy.settings import PolicySettings
 from phoneagent.records.worker import RecordsSettings
 from phoneagent.tts.settings import TtsSettings
+from support.chart import PROFILES, by_kind, helm, notes, render_raw
 
 # (service, settings class, variable): files the service creates or writes.
 WRITTEN = [
     ("llm", LlmSettings, "PA_DATABASE_URL"),
     ("policy", PolicySettings, "PA_POLICY_DB"),
-    ("policy", RecordsSettings, "PA_RECORDS_DB"),
+    ("records", RecordsSettings, "PA_RECORDS_DB"),
     ("edge", EdgeSettings, "PA_RECORDING_DIR"),
     ("tts", TtsSettings, "PA_TTS_PROMPT_DIR"),
 ]
@@ -79,8 +79,8 @@ def test_the_check_sees_the_services_relative_defaults() -> None:
     assert not _path(_default(RecordsSettings, "PA_RECORDS_DB")).is_absolute()  # type: ignore[union-attr]
 
 
-def test_policy_keeps_call_records_next_to_its_store() -> None:
-    (container,) = by_kind("default", "Deployment")["policy"]["spec"]["template"]["spec"]["containers"]
+def test_records_keeps_call_records_on_its_volume() -> None:
+    (container,) = by_kind("default", "Deployment")["records"]["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["PA_RECORDS_DB"] == "/var/lib/phone-agent/records.sqlite3"
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_chart_support import CHART, helm
+from support.chart import CHART, helm
 
 KEY = re.compile(r"^(?P<indent>\s*)(?:- )?(?P<key>[A-Za-z_][\w.-]*):(?P<rest>.*)$")
 

@@ -1,4 +1,4 @@
-"""The local stack end to end: nats-server and the policy, asr, llm, tts and edge services as
+"""The local stack end to end: nats-server and the policy, records, asr, llm, tts and edge services as
 separate processes with the real CPU models; calls run through the edge's call flow in the
 test process with a loopback transport standing in for RTP (SIP itself is covered by the
 edge tests; the edge process is here for the subjects it serves, such as edge.dial).
@@ -17,8 +17,6 @@ from collections.abc import AsyncIterator, Iterator
 import numpy as np
 import pytest
 from google.protobuf.message import Message
-from pa_testing import cpu_stack_env, wait_for
-from phoneagent.audio.resample import resample
 from phoneagent.edge.callflow import EdgeCall
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery
@@ -34,24 +32,12 @@ from phoneagent.v1 import (
     speech_pb2,
     tools_pb2,
 )
+from support.common import cpu_stack_env, wait_for
+from support.voice import piper_speech
 
 pytestmark = pytest.mark.slow
 DISCLOSURE = "You are speaking with an AI assistant."
-STACK_SERVICES = ("policy", "asr", "llm", "tts", "edge")
-
-
-def synthesize(text: str, rate: int = 8000) -> np.ndarray:
-    """The caller's voice: Piper (a neural voice; espeak at 8 kHz is too robotic for tiny.en)."""
-    from phoneagent.tts.engines.base import create_engine
-
-    engine = create_engine("piper")
-    engine.load()
-    try:
-        audio = np.concatenate(list(engine.synthesize(text, engine.voices()[0], 1.0)))
-    finally:
-        engine.close()
-    pcm = np.clip(audio * 32767, -32768, 32767).astype(np.int16)
-    return resample(pcm, engine.native_rate, rate)
+STACK_SERVICES = ("policy", "records", "asr", "llm", "tts", "edge")
 
 
 class LoopbackTransport:
@@ -166,7 +152,7 @@ async def test_a_call_through_the_stack(stack: Stack, edge_bus: Bus) -> None:
     await wait_for(lambda: transport.speech_frames > 50, timeout=30)
     await wait_for(lambda: call.playing is None and not call.queue, timeout=60)
 
-    transport.say(synthesize("What are your opening hours?"), "question")
+    transport.say(piper_speech("What are your opening hours?", 8000), "question")
     await wait_for(lambda: finals, timeout=60)
     assert "open" in finals[0].text.lower(), finals[0].text
     replies = lambda: [m for m in said if m.meta.generation_id > said[0].meta.generation_id and m.text]  # noqa: E731
@@ -430,8 +416,8 @@ async def test_control_api_lists_calls_hangs_up_and_audits_dial_decisions(
     from phoneagent.runtime.bus import Lane
     from phoneagent.v1 import control_api_pb2, control_api_pb2_grpc, control_pb2, policy_pb2
 
-    policy = next(r for r in stack.status() if r["service"] == "policy")
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{policy['grpc_port']}")
+    records = next(r for r in stack.status() if r["service"] == "records")
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{records['grpc_port']}")
     api = control_api_pb2_grpc.CallControlStub(channel)
     call_id = subjects.new_call_id()
     controls: list[control_pb2.ControlEvent] = []

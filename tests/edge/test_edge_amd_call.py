@@ -11,18 +11,18 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
-from edge_under_test import Edge, running_edge
-from pa_testing import approve_dial, wait_for
+from phoneagent.agents.disclosure import DISCLOSURE_CORE
 from phoneagent.edge.amd import AmdOutcome
 from phoneagent.edge.media.pacer import Pacer
 from phoneagent.edge.rtp_session import RtpSession
 from phoneagent.edge.settings import EdgeSettings
 from phoneagent.edge.sip import DialogHandlers, IncomingCall, UAConfig, UserAgent, answer, negotiated
-from phoneagent.policy.call_rules import DISCLOSURE_CORE
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.settings import load
 from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2
+from support.common import approve_dial, wait_for
+from support.edge import Edge, running_edge
 
 pytestmark = pytest.mark.slow
 HOST = "127.0.0.1"

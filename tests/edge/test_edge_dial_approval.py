@@ -10,8 +10,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from edge_under_test import Edge, running_edge
-from pa_testing import approve_dial, wait_for
 from phoneagent.edge.service import EdgeService
 from phoneagent.edge.settings import EdgeSettings
 from phoneagent.edge.sip import IncomingCall, UAConfig, UserAgent
@@ -23,6 +21,8 @@ from phoneagent.runtime.metrics import DIALS_REFUSED
 from phoneagent.runtime.natsserver import binary
 from phoneagent.runtime.settings import CommonSettings, load
 from phoneagent.v1 import call_pb2, common_pb2, control_pb2
+from support.common import approve_dial, wait_for
+from support.edge import Edge, running_edge
 
 HOST = "127.0.0.1"
 

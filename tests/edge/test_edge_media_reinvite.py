@@ -6,11 +6,11 @@ import asyncio
 import socket
 
 import numpy as np
-from pa_testing import wait_for
 from phoneagent.audio.g711 import PCMA, PCMU
 from phoneagent.edge.media.rtp import RtpPacket, parse_rtp
 from phoneagent.edge.rtp_session import RtpSession
 from phoneagent.edge.sip.sdp import MediaParams
+from support.common import wait_for
 
 HOST = "127.0.0.1"
 

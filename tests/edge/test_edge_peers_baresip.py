@@ -11,14 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import test_edge_service_call
-from pa_testing import wait_for
-from phoneagent.harness.demo import free_udp_port  # free for UDP and TCP: SIP listens on both
+from phoneagent.devtools.harness.demo import free_udp_port  # free for UDP and TCP: SIP listens on both
 from phoneagent.runtime import subjects
 from phoneagent.v1 import call_pb2, media_pb2
-from test_edge_service_call import Edge, band_energy, collect, tone
+from support.common import wait_for
+from support.edge import Edge
+from support.sip_phone import band_energy, collect, tone
 
-edge = test_edge_service_call.edge  # the module-scoped edge fixture, shared
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(shutil.which("baresip") is None, reason="baresip is not installed (apt-get baresip)"),

@@ -8,36 +8,22 @@ pjsua2 runs in a child process (it aborts its process if its objects outlive ``l
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import json
-import sys
 import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
-import test_edge_service_call
-from pa_testing import PJSUA2_ENDPOINT, wait_for
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Lane
 from phoneagent.v1 import call_pb2, control_pb2, media_pb2
-from test_edge_service_call import (
-    GATE,
-    Edge,
-    band_energy,
-    collect,
-    kinds,
-    speak,
-    tone,
-)
+from support.common import wait_for
+from support.edge import GATE, Edge
+from support.pjsua2 import NEEDS_PJSUA2, PJSUA2_ENDPOINT, PJSUA2_MEDIA, PJSUA2_PUMP, peer_result, start_peer
+from support.sip_phone import band_energy, collect, kinds, speak, tone
 
-edge = test_edge_service_call.edge  # the module-scoped edge fixture, shared
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(
-        importlib.util.find_spec("pjsua2") is None,
-        reason="pjsua2 is not importable (pip install pjsua2-python==2.15.1)",
-    ),
+    NEEDS_PJSUA2,
 ]
 
 PHONE = (
@@ -55,7 +41,9 @@ ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
 ep.libStart()
 ep.audDevManager().setNullDev()
 media = []
-
+"""
+    + PJSUA2_MEDIA
+    + r"""
 
 class Call(pj.Call):
     def onCallState(self, prm):
@@ -66,16 +54,7 @@ class Call(pj.Call):
     def onCallMediaState(self, prm):
         if media:
             return
-        info = self.getInfo()
-        for i, m in enumerate(info.media):
-            if m.type == pj.PJMEDIA_TYPE_AUDIO and m.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
-                audio = self.getAudioMedia(i)
-                player, recorder = pj.AudioMediaPlayer(), pj.AudioMediaRecorder()
-                player.createPlayer(play)
-                recorder.createRecorder(record)
-                player.startTransmit(audio)
-                audio.startTransmit(recorder)
-                media.extend([player, recorder])
+        start_media(self, play, record)
 
 
 acfg = pj.AccountConfig()
@@ -87,11 +66,9 @@ call = Call(acc)
 call.makeCall(target, pj.CallOpParam(True))
 
 
-def pump(until, seconds):
-    end = time.time() + seconds
-    while time.time() < end and not until():
-        ep.libHandleEvents(10)
-
+"""
+    + PJSUA2_PUMP
+    + r"""
 
 if mode == "cancel":
     pump(lambda: "EARLY" in result["states"], 8)
@@ -132,29 +109,9 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
 
 async def start_phone(edge: Edge, user: str, mode: str, tmp: Path) -> asyncio.subprocess.Process:
     write_wav(tmp / "in.wav", tone(440, 8000 * 10))
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        PHONE,
-        f"sip:{user}@127.0.0.1:{edge.port}",
-        mode,
-        str(tmp / "in.wav"),
-        str(tmp / "out.wav"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    return await start_peer(
+        PHONE, f"sip:{user}@127.0.0.1:{edge.port}", mode, str(tmp / "in.wav"), str(tmp / "out.wav")
     )
-
-
-async def phone_result(proc: asyncio.subprocess.Process) -> dict:
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), 30)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    lines = [line for line in out.decode().splitlines() if line.startswith("RESULT ")]
-    assert lines, f"pjsua2 phone produced no result (rc={proc.returncode}): {err.decode()[-2000:]}"
-    return json.loads(lines[-1][len("RESULT ") :])
 
 
 async def new_call_id(edge: Edge, before: int) -> str:
@@ -175,7 +132,7 @@ async def test_pjsua2_phone_talks_listens_dials_and_hangs_up(edge: Edge, tmp_pat
     assert dtmf[0].digit == "7" and not dtmf[0].outbound
     ended = await wait_for(lambda: edge.lifecycle("ended", call_id), timeout=10)
     assert ended[0].reason == call_pb2.END_REASON_CALLER_HANGUP
-    result = await phone_result(proc)
+    result = await peer_result(proc, 30, "pjsua2 phone")
     assert "CONFIRMED" in result["states"] and result["dtmf_sent"]
 
     # The phone's 440 Hz WAV reached ASR as 16 kHz frames with the tone's energy.
@@ -198,7 +155,7 @@ async def test_pjsua2_phone_cancels_while_ringing(edge: Edge, tmp_path: Path) ->
         before = len(edge.lifecycle("started"))
         proc = await start_phone(edge, "slow", "cancel", tmp_path)
         call_id = await new_call_id(edge, before)
-        result = await phone_result(proc)
+        result = await peer_result(proc, 30, "pjsua2 phone")
         assert "EARLY" in result["states"] and "CONFIRMED" not in result["states"]
         assert result["status"] == 487
         GATE.set()

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edge_under_test import Edge, running_edge
-from pa_testing import wait_for
 from phoneagent.edge.media.pacer import Pacer
 from phoneagent.edge.rtp_session import RtpSession
 from phoneagent.edge.settings import EdgeSettings
@@ -23,6 +21,9 @@ from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.settings import load
 from phoneagent.v1 import common_pb2, media_pb2, policy_pb2
+from support.common import repeat_until_seen, wait_for
+from support.edge import Edge, running_edge
+from support.sip_phone import band_energy, tone
 
 pytestmark = pytest.mark.slow
 HOST = "127.0.0.1"
@@ -36,18 +37,6 @@ async def edge(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Async
     )
     async with running_edge(nats_url, settings, tag="rec", directory=directory) as edge:
         yield edge
-
-
-def tone(freq: float, samples: int, start: int = 0) -> np.ndarray:
-    t = (np.arange(samples) + start) / 8000.0
-    return (8000 * np.sin(2 * np.pi * freq * t)).astype(np.int16)
-
-
-def band_share(pcm: np.ndarray, rate: int, freq: float) -> float:
-    """Share of the signal's energy within 50 Hz of ``freq``."""
-    spec = np.abs(np.fft.rfft(pcm.astype(np.float64))) ** 2
-    bins = np.fft.rfftfreq(len(pcm), 1 / rate)
-    return float(spec[np.abs(bins - freq) < 50].sum() / (spec.sum() or 1.0))
 
 
 class Caller:
@@ -114,15 +103,8 @@ async def decide(bus: Bus, call_id: str, decision: int, rule: str) -> None:
 
 
 async def decide_until(bus: Bus, call_id: str, seen: Callable[[], bool], decision: int, rule: str) -> None:
-    """Publish a decision until the edge has seen it (a fresh subscription may miss the first)."""
-    for _ in range(50):
-        await decide(bus, call_id, decision, rule)
-        try:
-            await wait_for(seen, timeout=0.1)
-            return
-        except AssertionError:
-            continue
-    raise AssertionError("decision never seen")
+    """Publish a decision until the edge has seen it."""
+    await repeat_until_seen(lambda: decide(bus, call_id, decision, rule), seen, "decision")
 
 
 async def speak(bus: Bus, call_id: str, frames: int) -> None:
@@ -180,8 +162,8 @@ async def test_allowed_call_is_recorded_in_stereo(edge: Edge, caller: Caller) ->
         pcm = np.frombuffer(wav.readframes(frames), "<i2").reshape(-1, 2)
     assert event.duration_ms == frames * 1000 // 8000 and frames >= 40 * 160
     left, right = pcm[:, 0], pcm[:, 1]
-    assert band_share(left, 8000, 440) > 0.8 and band_share(left, 8000, 1000) < 0.05
-    assert band_share(right, 8000, 1000) > 0.8 and band_share(right, 8000, 440) < 0.05
+    assert band_energy(left, 8000, 440) > 0.8 and band_energy(left, 8000, 1000) < 0.05
+    assert band_energy(right, 8000, 1000) > 0.8 and band_energy(right, 8000, 440) < 0.05
     assert np.count_nonzero(np.abs(right) > 1000) > 40 * 80  # about a second of agent speech
     assert not list(edge.directory.glob(".*.part"))
 

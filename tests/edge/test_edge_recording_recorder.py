@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pa_testing import wait_for
 from phoneagent.edge.recorder import CallRecording, RecordingConfig, upload_s3
 from phoneagent.edge.settings import EdgeSettings
 from phoneagent.runtime import subjects
@@ -18,6 +17,7 @@ from phoneagent.runtime.bus import Bus
 from phoneagent.runtime.errors import ErrorKind
 from phoneagent.runtime.settings import load
 from phoneagent.v1 import common_pb2, policy_pb2
+from support.common import repeat_until_seen, wait_for
 
 CALL = "0123456789abcdef01234567"
 
@@ -33,15 +33,8 @@ async def decide(bus: Bus, decision: int, rule: str, subject: str = "recording")
 
 
 async def decide_until(bus: Bus, seen: Callable[[], bool], decision: int, rule: str) -> None:
-    """Publish a decision until the recorder has seen it (a fresh subscription may miss the first)."""
-    for _ in range(50):
-        await decide(bus, decision, rule)
-        try:
-            await wait_for(seen, timeout=0.1)
-            return
-        except AssertionError:
-            continue
-    raise AssertionError("decision never seen")
+    """Publish a decision until the recorder has seen it."""
+    await repeat_until_seen(lambda: decide(bus, decision, rule), seen, "decision")
 
 
 def frames(value: int, n: int) -> list[np.ndarray]:

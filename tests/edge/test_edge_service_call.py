@@ -7,179 +7,31 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
-from edge_under_test import Edge, running_edge
-from pa_testing import approve_dial, wait_for
-from phoneagent.edge.media.pacer import Pacer
 from phoneagent.edge.media.vad import VadEventKind
 from phoneagent.edge.rtp_session import RtpSession
 from phoneagent.edge.settings import EdgeSettings
 from phoneagent.edge.sip import (
     CallFailed,
     CallOutcome,
-    Dialog,
-    DialogHandlers,
     IncomingCall,
-    UAConfig,
-    UserAgent,
     answer,
     negotiated,
     offer,
 )
 from phoneagent.runtime import subjects
-from phoneagent.runtime.bus import Bus, Delivery, Lane
+from phoneagent.runtime.bus import Bus, Lane
 from phoneagent.runtime.settings import load
-from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2, session_pb2, speech_pb2
+from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2, speech_pb2
+from support.common import approve_dial, wait_for
+from support.edge import GATE, Edge, running_edge
+from support.sip_phone import HOST, Peer, band_energy, collect, dial_edge, kinds, new_peer, speak, tone, voice
 
 pytestmark = pytest.mark.slow
-HOST = "127.0.0.1"
-GATE = asyncio.Event()  # sessions of calls to "slow" wait for it: keeps a call ringing
-
-
-class TrivialSession:
-    def __init__(self, claim: session_pb2.SessionClaim) -> None:
-        self.claim = claim
-
-    async def start(self) -> None:
-        if "slow" in self.claim.call.to_uri:
-            await asyncio.wait_for(GATE.wait(), 10)
-
-    async def close(self, reason: str) -> None:
-        return None
-
-
-async def _factory(claim: session_pb2.SessionClaim, taken_over: bool) -> TrivialSession:
-    return TrivialSession(claim)
-
-
-@pytest.fixture(scope="module")
-async def edge(nats_url: str) -> AsyncIterator[Edge]:
-    settings = load(
-        EdgeSettings,
-        sip_port=0,
-        rtp_port_min=41000,
-        rtp_port_max=41999,
-        max_call_duration_s=30.0,
-        backchannel_wait_ms=700,
-    )
-    async with running_edge(nats_url, settings, tag="t", factory=_factory) as edge:
-        yield edge
-
-
-def tone(freq: float, samples: int, start: int = 0, amp: float = 8000.0) -> np.ndarray:
-    t = (np.arange(samples) + start) / 8000.0
-    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.int16)
-
-
-def voice(samples: int, start: int = 0) -> np.ndarray:
-    """Speech-like: harmonics of 140 Hz up to 1.4 kHz."""
-    t = (np.arange(samples) + start) / 8000.0
-    sig = sum(np.sin(2 * np.pi * 140 * k * t) / k for k in range(1, 11))
-    return (4000 * sig).astype(np.int16)
-
-
-def band_energy(pcm: np.ndarray, rate: int, freq: float) -> float:
-    """Share of the signal's energy within 50 Hz of ``freq``."""
-    spec = np.abs(np.fft.rfft(pcm.astype(np.float64))) ** 2
-    bins = np.fft.rfftfreq(len(pcm), 1 / rate)
-    total = spec.sum() or 1.0
-    return float(spec[np.abs(bins - freq) < 50].sum() / total)
-
-
-class Peer:
-    """A SIP phone: our user agent plus an RTP session driven every 20 ms."""
-
-    def __init__(self, ua: UserAgent, rtp: RtpSession) -> None:
-        self.ua, self.rtp = ua, rtp
-        self.source: Callable[[int], np.ndarray] = lambda n: (
-            np.random.default_rng().normal(0, 30, 160).astype(np.int16)
-        )
-        self.received: list[tuple[float, np.ndarray]] = []
-        self.bye = asyncio.Event()
-        self.dialog: Dialog | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    def handlers(self) -> DialogHandlers:
-        return DialogHandlers(on_bye=lambda _: self.bye.set())
-
-    def media(self, dialog: Dialog, local_sdp: Any) -> None:
-        assert dialog.remote_sdp is not None
-        self.dialog = dialog
-        self.rtp.start(negotiated(dialog.remote_sdp, local_sdp))
-        self._task = asyncio.create_task(self._loop())
-
-    async def _loop(self) -> None:
-        pacer, n = Pacer(0.02), 0
-        while True:
-            await pacer.next_tick()
-            self.rtp.send_audio(self.source(n), True)
-            n += 1
-            frame = self.rtp.pull_frame()
-            if frame is not None:
-                self.received.append((time.monotonic(), frame))
-
-    def heard(self, freq: float, since: float = 0.0) -> list[float]:
-        """Arrival times of received frames carrying ``freq``."""
-        return [
-            t
-            for t, f in self.received
-            if t >= since and np.abs(f).max() > 1000 and band_energy(f, 8000, freq) > 0.5
-        ]
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        self.rtp.close()
-        await self.ua.close()
-
-
-async def new_peer(on_call: Callable[[IncomingCall], Any] | None = None) -> Peer:
-    ua = UserAgent(UAConfig(host=HOST, port=0, user="phone"), on_incoming_call=on_call)
-    await ua.start()
-    return Peer(ua, await RtpSession.open(HOST, 42000, 42999))
-
-
-async def dial_edge(edge: Edge, user: str = "+14155550134") -> tuple[Peer, str]:
-    peer = await new_peer()
-    local = offer(HOST, peer.rtp.port)
-    before = {s.meta.call_id for s in edge.lifecycle("started")}
-    dialog = await peer.ua.call(f"sip:{user}@{HOST}:{edge.port}", local, handlers=peer.handlers())
-    peer.media(dialog, local)
-    started = [s for s in edge.lifecycle("started") if s.meta.call_id not in before]
-    assert len(started) == 1 and started[0].direction == call_pb2.DIRECTION_INBOUND
-    assert started[0].sample_rate == 16000 and started[0].codec == "PCMU"
-    return peer, started[0].meta.call_id
-
-
-async def collect(bus: Bus, subject: str, msg_type: Any, lane: Lane = Lane.DATA) -> list[Any]:
-    out: list[Any] = []
-
-    async def handler(m: Any, _: Delivery) -> None:
-        out.append(m)
-
-    await bus.subscribe(subject, msg_type, handler, lane=lane, max_pending=5000)
-    return out
-
-
-def kinds(events: list[control_pb2.ControlEvent], kind: str) -> list[Any]:
-    return [getattr(e, kind) for e in events if e.WhichOneof("kind") == kind]
-
-
-async def speak(bus: Bus, call_id: str, frames: int, gen: int = 1) -> None:
-    for i in range(frames):
-        chunk = media_pb2.SpeechChunk(
-            meta=common_pb2.EventMeta(call_id=call_id, generation_id=gen),
-            sequence=i,
-            pcm=tone(1000, 160, i * 160).astype("<i2").tobytes(),
-            sample_rate=8000,
-            last_in_generation=i == frames - 1,
-        )
-        await bus.publish(subjects.speech(call_id), chunk)
 
 
 async def test_inbound_call_audio_dtmf_and_caller_hangup(edge: Edge) -> None:

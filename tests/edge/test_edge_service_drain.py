@@ -8,12 +8,12 @@ import asyncio
 
 import aiohttp
 import pytest
-from edge_under_test import running_edge
-from pa_testing import wait_for
 from phoneagent.edge.settings import EdgeSettings
 from phoneagent.runtime.settings import load
 from phoneagent.v1 import call_pb2
-from webrtc_peer import AUTH, TOKEN, browser_peer, offer
+from support.common import wait_for
+from support.edge import running_edge
+from support.webrtc_peer import AUTH, TOKEN, browser_peer, offer
 
 
 async def test_edge_drain_hangs_up_browser_calls_and_refuses_new_ones(

@@ -7,13 +7,9 @@ outlive ``libDestroy()``, which must not take the test runner down with it.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import json
-import sys
 from collections.abc import AsyncIterator
 
 import pytest
-from pa_testing import PJSUA2_ENDPOINT
 from phoneagent.edge.sip import (
     Dialog,
     DialogHandlers,
@@ -25,13 +21,19 @@ from phoneagent.edge.sip import (
     negotiated,
     offer,
 )
+from support.pjsua2 import (
+    NEEDS_PJSUA2,
+    PJSUA2_ENDPOINT,
+    PJSUA2_HANGUP_ALL,
+    PJSUA2_PUMP,
+    peer_port,
+    peer_result,
+    start_peer,
+)
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(
-        importlib.util.find_spec("pjsua2") is None,
-        reason="pjsua2 is not importable (pip install pjsua2-python==2.15.1)",
-    ),
+    NEEDS_PJSUA2,
 ]
 
 PEER = (
@@ -83,11 +85,9 @@ call = Call(acc)
 call.makeCall(target, pj.CallOpParam(True))
 
 
-def pump(until, seconds):
-    end = time.time() + seconds
-    while time.time() < end and not until():
-        ep.libHandleEvents(10)
-
+"""
+    + PJSUA2_PUMP
+    + r"""
 
 pump(lambda: "CONFIRMED" in result["states"] or "DISCONNECTED" in result["states"], 8)
 if mode == "peer_hangs_up" and "CONFIRMED" in result["states"]:
@@ -161,12 +161,9 @@ while time.time() < end:
     ep.libHandleEvents(10)
     if select.select([sys.stdin], [], [], 0)[0]:
         break
-for call in calls:
-    try:
-        call.hangup(pj.CallOpParam(True))
-    except Exception:
-        pass
-del calls[:]
+"""
+    + PJSUA2_HANGUP_ALL
+    + r"""del calls[:]
 acc.shutdown()
 del acc
 ep.libDestroy()
@@ -179,27 +176,8 @@ print("RESULT " + json.dumps(result), flush=True)
 async def run_peer(
     target: str, mode: str, user: str = "", password: str = "", algorithm: str = "MD5"
 ) -> dict:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        PEER,
-        target,
-        mode,
-        user,
-        password,
-        algorithm,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), 30)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    lines = [line for line in out.decode().splitlines() if line.startswith("RESULT ")]
-    assert lines, f"pjsua2 peer produced no result (rc={proc.returncode}): {err.decode()[-2000:]}"
-    return json.loads(lines[-1][len("RESULT ") :])
+    proc = await start_peer(PEER, target, mode, user, password, algorithm)
+    return await peer_result(proc, 30, "pjsua2 peer")
 
 
 class Agent:
@@ -274,24 +252,13 @@ async def test_our_uac_calls_pjsua2_and_transfers_it_to_us() -> None:
     caller = UserAgent(UAConfig(user="agent"))
     await human.start()
     await caller.start()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        ANSWERER,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await start_peer(ANSWERER, stdin=True)
     try:
-        assert proc.stdout is not None and proc.stdin is not None
-        line = ""
-        while not line.startswith("PORT "):  # pjlib prints a banner first
-            line = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
-            assert line, "pjsua2 peer exited before listening"
+        pjsua_port = await peer_port(proc, 10, "pjsua2 peer")
         progress: list[int] = []
         dialog = await asyncio.wait_for(
             caller.call(
-                f"sip:pjsua@127.0.0.1:{int(line.split()[1])}",
+                f"sip:pjsua@127.0.0.1:{pjsua_port}",
                 offer("127.0.0.1", 40200),
                 on_progress=lambda status, sdp: progress.append(status),
             ),
@@ -305,10 +272,7 @@ async def test_our_uac_calls_pjsua2_and_transfers_it_to_us() -> None:
         transferred = await asyncio.wait_for(agent.dialogs.get(), 5)
         assert transferred.remote.uri.user == "pjsua"
         await dialog.bye()
-        proc.stdin.write(b"quit\n")
-        await proc.stdin.drain()
-        out, _ = await asyncio.wait_for(proc.communicate(), 15)
-        result = json.loads(out.decode().split("RESULT ", 1)[1])
+        result = await peer_result(proc, 15, "pjsua2 peer", stdin=b"quit\n")
         assert result["transfers"] and "human@" in result["transfers"][0]
         assert all("CONFIRMED" in states for states in result["calls"])
     finally:

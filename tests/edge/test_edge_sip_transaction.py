@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 from phoneagent.edge.sip.message import SipMessage, SipRequest, SipResponse, make_response, parse_message
+from phoneagent.edge.sip.sockets import Peer, TcpTransport, TransportError, UdpTransport
 from phoneagent.edge.sip.transaction import ServerTransaction, Timers, TransactionLayer, new_branch
-from phoneagent.edge.sip.transport import Peer, TcpTransport, TransportError, UdpTransport
 
 T1 = 0.02
 

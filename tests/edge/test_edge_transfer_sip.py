@@ -1,35 +1,57 @@
 """Transfer to a human over real SIP/RTP on 127.0.0.1: blind (REFER, followed by the caller's own
-user agent) and warm (hold chime for the caller, a Piper-spoken summary for the human, then the
-edge bridges the two legs). Failures leave the caller with the agent."""
+user agent) and warm (hold chime for the caller, a spoken summary for the human, then the edge
+bridges the two legs). Failures leave the caller with the agent. The summary is asked of TTS
+over the bus; here a stand-in TTS answers with a tone (the real one: tests/tts/test_tts_render.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
+from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
 import pytest
-import test_edge_service_call
-from pa_testing import wait_for
 from phoneagent.edge.sip import CallFailed, Dialog, DialogHandlers, IncomingCall, SipURI, answer, offer
 from phoneagent.runtime import metrics, subjects
-from phoneagent.runtime.bus import Lane
-from phoneagent.v1 import call_pb2, common_pb2, control_pb2
-from test_edge_service_call import (
-    HOST,
-    Edge,
-    Peer,
-    collect,
-    kinds,
-    new_peer,
-    speak,
-    tone,
-)
+from phoneagent.runtime.bus import Bus, Delivery, Lane
+from phoneagent.runtime.errors import ErrorKind
+from phoneagent.runtime.meta import new_meta
+from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2
+from support.common import wait_for
+from support.edge import Edge
+from support.sip_phone import HOST, Peer, collect, kinds, new_peer, speak, tone
 
-edge = test_edge_service_call.edge  # the module-scoped edge fixture, shared
 pytestmark = pytest.mark.slow
 HOLD_NOTE = 523.25
+SUMMARY_NOTE = 300.0  # what the stand-in TTS "says"
+UNSPEAKABLE = "A summary the stand-in TTS fails to render."
+
+
+@pytest.fixture(scope="module", autouse=True)
+async def tts_stand_in(nats_url: str) -> AsyncIterator[list[media_pb2.RenderRequest]]:
+    """Answers the edge's render requests like the TTS service: 2 s of a 300 Hz tone at the rate asked."""
+    asked: list[media_pb2.RenderRequest] = []
+    bus = Bus("tts-stand-in")
+    await bus.connect(nats_url)
+
+    async def on_render(req: media_pb2.RenderRequest, _: Delivery) -> media_pb2.RenderReply:
+        asked.append(req)
+        if req.text == UNSPEAKABLE:
+            err = common_pb2.Error(kind=ErrorKind.ENGINE_FAILURE.wire, message="speech could not be rendered")  # type: ignore[arg-type]
+            return media_pb2.RenderReply(meta=new_meta(req.meta.call_id, "tts/stand-in"), error=err)
+        rate = req.sample_rate
+        speech = tone(SUMMARY_NOTE, 2 * rate, amp=8000.0) if rate == 8000 else np.zeros(0, np.int16)
+        return media_pb2.RenderReply(
+            meta=new_meta(req.meta.call_id, "tts/stand-in"),
+            pcm=speech.astype("<i2").tobytes(),
+            sample_rate=rate,
+        )
+
+    await bus.serve(
+        subjects.tts_render(), media_pb2.RenderRequest, on_render, queue_group="tts", lane=Lane.DATA
+    )
+    yield asked
+    await bus.close()
 
 
 async def human(status: int = 200) -> Peer:
@@ -142,8 +164,9 @@ async def test_blind_transfer_failure_keeps_the_call(
         await target.close()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("piper") is None, reason="warm transfer speaks with Piper")
-async def test_warm_transfer_holds_briefs_and_bridges(edge: Edge) -> None:
+async def test_warm_transfer_holds_briefs_and_bridges(
+    edge: Edge, tts_stand_in: list[media_pb2.RenderRequest]
+) -> None:
     target = await human()
     peer, call_id, _ = await caller(edge)
     peer.source = lambda n: tone(700, 160, n * 160)
@@ -153,6 +176,10 @@ async def test_warm_transfer_holds_briefs_and_bridges(edge: Edge) -> None:
         await wait_for(lambda: len(peer.heard(HOLD_NOTE)) >= 3, timeout=30)  # the hold chime
         result = await wait_for(lambda: kinds(control, "transfer_result"), timeout=40)
         assert result[0].ok and result[0].detail == "bridged"
+        # TTS was asked for the summary, for this call, at the rate the human's leg plays.
+        asked = [r for r in tts_stand_in if r.meta.call_id == call_id]
+        assert [(r.text, r.sample_rate) for r in asked] == [(summary, 8000)]
+        assert asked[0].meta.producer == "edge" and asked[0].meta.ts_unix_ns > 0
         # The human heard the summary (over a second of speech) before the caller was connected.
         spoken = [f for _, f in target.received if np.abs(f).max() > 1000]
         assert len(spoken) >= 50
@@ -186,6 +213,31 @@ async def test_warm_transfer_not_answered_returns_to_agent(edge: Edge) -> None:
         since = asyncio.get_running_loop().time() + 0.1
         await asyncio.sleep(0.5)  # a window in which the hold chime must not come back
         assert not peer.heard(HOLD_NOTE, since=since)
+    finally:
+        assert peer.dialog is not None
+        await peer.dialog.bye()
+        await peer.close()
+        await target.close()
+
+
+async def test_warm_transfer_summary_tts_cannot_render_keeps_the_call(edge: Edge) -> None:
+    rung: list[IncomingCall] = []
+
+    async def on_call(inc: IncomingCall) -> None:
+        rung.append(inc)
+        await inc.reject(486)
+
+    target = await new_peer(on_call)
+    peer, call_id, _ = await caller(edge)
+    before = count("warm", "failed")
+    try:
+        control = await transfer(edge, call_id, target, control_pb2.TRANSFER_KIND_WARM, UNSPEAKABLE)
+        result = await wait_for(lambda: kinds(control, "transfer_result"), timeout=40)
+        assert not result[0].ok
+        assert result[0].detail == "summary could not be rendered: speech could not be rendered"
+        assert count("warm", "failed") == before + 1
+        assert not rung, "the human is not dialled without a summary to play"
+        await agent_still_heard(edge, peer, call_id)
     finally:
         assert peer.dialog is not None
         await peer.dialog.bye()

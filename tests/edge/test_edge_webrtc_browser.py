@@ -23,12 +23,12 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
-from pa_testing import cpu_stack_env, wait_for
-from phoneagent.audio.resample import resample
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery
 from phoneagent.runtime.stack import Stack, readyz
 from phoneagent.v1 import call_pb2
+from support.common import cpu_stack_env, wait_for, word_errors
+from support.voice import piper_speech
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -40,32 +40,9 @@ LEAD_S = 14  # silence before the question: the greeting (about 7 s of speech) h
 FAILURE = re.compile(r"\b(sorry|could not do that|went wrong|is required|say that again)\b", re.IGNORECASE)
 
 
-def words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9']+", text.lower())
-
-
-def word_error_rate(reference: str, heard: str) -> float:
-    """Word-level edit distance over the reference's length."""
-    ref, hyp = words(reference), words(heard)
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[len(hyp)] / max(1, len(ref))
-
-
 def question_wav(path: Path) -> Path:
     """LEAD_S of silence, the question, 30 s of silence; 48 kHz mono s16."""
-    from phoneagent.tts.engines.base import create_engine
-
-    engine = create_engine("piper")
-    engine.load()
-    try:
-        audio = np.concatenate(list(engine.synthesize(QUESTION, engine.voices()[0], 1.0)))
-    finally:
-        engine.close()
-    pcm = resample(np.clip(audio * 32767, -32768, 32767).astype(np.int16), engine.native_rate, 48000)
+    pcm = piper_speech(QUESTION, 48000)
     pcm = np.concatenate((np.zeros(LEAD_S * 48000, np.int16), pcm, np.zeros(30 * 48000, np.int16)))
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
@@ -216,7 +193,8 @@ async def test_browser_calls_the_agent(browser_page: tuple[Cdp, Bus], tmp_path: 
     # The fake microphone's question is transcribed and shown, close to what it said.
     stats = await poll(cdp, lambda s: s.get("callerFinals"), 90)
     heard = " ".join(stats["callerFinals"])
-    wer = word_error_rate(QUESTION, heard)
+    errors, n = word_errors(QUESTION, heard)
+    wer = errors / max(1, n)
     assert wer <= 0.2, f"the page showed {heard!r} for {QUESTION!r} (word error rate {wer:.2f})"
     # The agent answers the question (Monday opens at 9), with a measured turn latency.
     stats = await poll(

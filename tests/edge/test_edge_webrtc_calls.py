@@ -12,12 +12,12 @@ import time
 from typing import Any
 
 import aiohttp
-from pa_testing import wait_for
 from phoneagent.edge.webrtc.ice import pin_host_addresses
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.v1 import call_pb2, common_pb2, control_pb2
-from webrtc_peer import AUTH, ToneTrack, agent_speech, browser_peer, gateway_on, offer
+from support.common import wait_for
+from support.webrtc_peer import AUTH, ToneTrack, agent_speech, browser_peer, gateway_on, offer
 
 
 def kinds(events: list[control_pb2.ControlEvent], kind: str) -> list[Any]:

@@ -10,11 +10,11 @@ import aiohttp
 import numpy as np
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
-from pa_testing import wait_for
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery
 from phoneagent.v1 import media_pb2
-from webrtc_peer import AUTH, agent_speech, browser_peer, gateway_on, offer
+from support.common import wait_for
+from support.webrtc_peer import AUTH, agent_speech, browser_peer, gateway_on, offer
 
 
 def answer_codecs(sdp: str) -> list[str]:

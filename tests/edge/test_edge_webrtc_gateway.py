@@ -11,12 +11,12 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
-from pa_testing import wait_for
 from phoneagent.edge.webrtc.gateway import WebRtcGateway
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2, speech_pb2
-from webrtc_peer import TOKEN, browser_peer, gateway_on, offer
+from support.common import wait_for
+from support.webrtc_peer import TOKEN, browser_peer, gateway_on, offer
 
 
 @pytest.fixture

@@ -12,12 +12,12 @@ from typing import Any
 import aiohttp
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
-from pa_testing import wait_for
 from phoneagent.edge.webrtc.gateway import WebRtcGateway
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery
 from phoneagent.v1 import media_pb2
-from webrtc_peer import AUTH, browser_peer, gateway_on, offer
+from support.common import wait_for
+from support.webrtc_peer import AUTH, browser_peer, gateway_on, offer
 
 
 @pytest.fixture

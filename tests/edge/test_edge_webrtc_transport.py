@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from av import AudioFrame
 from phoneagent.edge.webrtc.call import negotiated_codec
-from phoneagent.edge.webrtc.transport import TRANSFER_REFUSED, AgentAudioTrack, WebRtcTransport
+from phoneagent.edge.webrtc.call_transport import TRANSFER_REFUSED, AgentAudioTrack, WebRtcTransport
 
 
 def tone(rate: int, ms: int, hz: float = 440.0, amp: int = 8000) -> np.ndarray:

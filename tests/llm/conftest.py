@@ -1,9 +1,31 @@
-"""Fixtures for the LLM tests."""
+"""Fixtures the LLM tests share: the example agent, a fresh SQLite appointment book whose clock is
+fixed at Monday 23 November 2026, 9:30 am in New York, and the vLLM stand-in."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
 import pytest
-from vllm_standin import install
+from phoneagent.agents import example_agent_path
+from phoneagent.agents.agent import Agent, load_agent
+from phoneagent.llm.domain.scheduling import SchedulingStore
+from support.vllm_standin import install
+
+BOOK_NOW = datetime(2026, 11, 23, 14, 30, tzinfo=UTC)  # Monday 9:30 am in New York
+
+
+@pytest.fixture
+def agent() -> Agent:
+    return load_agent(example_agent_path())
+
+
+@pytest.fixture
+def store(agent: Agent, tmp_path: Path) -> Iterator[SchedulingStore]:
+    s = SchedulingStore.open(f"sqlite:///{tmp_path / 'book.db'}", agent, clock=lambda: BOOK_NOW)
+    yield s
+    s.db.close()
 
 
 @pytest.fixture

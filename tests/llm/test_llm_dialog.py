@@ -9,31 +9,24 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from pa_testing import wait_for
-from phoneagent.llm.dialog import APOLOGY, Dialog, DialogConfig, DialogState, Sentence, ToolOutcome
+from phoneagent.llm.dialog import Dialog
+from phoneagent.llm.dialog_state import DialogConfig, DialogState, Sentence, ToolOutcome
 from phoneagent.llm.engines.base import Delta
+from phoneagent.llm.replies import APOLOGY
 from phoneagent.runtime.errors import EngineFailure
+from support.common import wait_for
+from support.llm import StandInEngine
 
 
-class ScriptedEngine:
+class ScriptedEngine(StandInEngine):
     """Yields scripted pieces; a piece None means 'wait until released'."""
 
     name = "scripted"
 
     def __init__(self, scripts: list[list[str | None]], fail: bool = False) -> None:
+        super().__init__()
         self.scripts = scripts
         self.fail = fail
-        self.aborted: list[str] = []
-        self.requests: list[list[dict[str, Any]]] = []
-        self.release = asyncio.Event()
-
-    def load(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def abort(self, request_id: str) -> None:
-        self.aborted.append(request_id)
-        self.release.set()
 
     async def stream(
         self,

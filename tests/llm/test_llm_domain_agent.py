@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import yaml
 from phoneagent.agents import example_agent_path
-from phoneagent.llm.domain.agent import AgentConfigError, load_agent, parse_agent
-from phoneagent.llm.domain.tool_schemas import TOOL_NAMES, tool_definitions
+from phoneagent.agents.agent import AgentConfigError, load_agent, parse_agent
+from phoneagent.agents.tools import TOOL_NAMES
+from phoneagent.llm.domain.tool_schemas import tool_definitions
 
 
 def base() -> dict[str, Any]:

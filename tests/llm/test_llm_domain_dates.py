@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
 import pytest
-from phoneagent.llm.domain.agent_fields import Interval
+from phoneagent.agents.fields import Interval
 from phoneagent.llm.domain.dates import NonexistentTime, Status, resolve, to_aware
 from phoneagent.llm.domain.dates_words import normalise
 

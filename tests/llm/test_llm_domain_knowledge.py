@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from phoneagent.agents import example_agent_path
-from phoneagent.llm.domain.agent import load_agent
+from phoneagent.agents.agent import load_agent
 from phoneagent.llm.domain.calendar_facts import HOURS_SOURCE, agent_passages
 from phoneagent.llm.domain.knowledge import KnowledgeBase, chunk_text
 from phoneagent.llm.domain.tools import CallContext, ToolExecutor

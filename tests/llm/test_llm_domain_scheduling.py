@@ -8,13 +8,13 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from pa_postgres import new_database
 from phoneagent.agents import example_agent_path
+from phoneagent.agents.agent import Agent, load_agent
 from phoneagent.llm.domain import migrations
-from phoneagent.llm.domain.agent import Agent, load_agent
 from phoneagent.llm.domain.dates import resolve
-from phoneagent.llm.domain.db import Database
 from phoneagent.llm.domain.scheduling import AppointmentNotFound, SchedulingStore, SlotUnavailable
+from phoneagent.runtime.db import Database
+from support.postgres import new_database
 
 NOW = datetime(2026, 11, 23, 14, 30, tzinfo=UTC)  # Monday 9:30 am in New York
 PHONE = "+1 (555) 201-3344"

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
-from phoneagent.agents import example_agent_path
-from phoneagent.llm.domain.agent import Agent, load_agent
+from phoneagent.agents.agent import Agent
 from phoneagent.llm.domain.calendar_facts import asks_for_hours, calendar_facts, hours_answer, hours_summary
 from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.schema_check import validate
@@ -19,18 +16,6 @@ from phoneagent.runtime.errors import ErrorKind
 
 NOW = datetime(2026, 11, 23, 14, 30, tzinfo=UTC)  # Monday 9:30 am in New York
 CTX = CallContext(call_id="call-1", caller_number="+15552013344")
-
-
-@pytest.fixture
-def agent() -> Agent:
-    return load_agent(example_agent_path())
-
-
-@pytest.fixture
-def store(agent: Agent, tmp_path: Path) -> Iterator[SchedulingStore]:
-    s = SchedulingStore.open(f"sqlite:///{tmp_path / 'book.db'}", agent, clock=lambda: NOW)
-    yield s
-    s.db.close()
 
 
 @pytest.fixture

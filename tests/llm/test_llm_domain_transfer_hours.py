@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 from phoneagent.agents import example_agent_path
-from phoneagent.llm.domain.agent import Agent, AgentConfigError, parse_agent
+from phoneagent.agents.agent import Agent, AgentConfigError, parse_agent
 
 OPEN = datetime(2026, 6, 2, 15, 0, tzinfo=UTC)  # Tuesday 11:00 in New York
 EVENING = datetime(2026, 6, 3, 0, 0, tzinfo=UTC)  # Tuesday 20:00 in New York

@@ -6,7 +6,6 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from llm_testing import needs
 from phoneagent.llm.assemble import main as assemble_main
 from phoneagent.llm.engines.base import create_engine, engine_names, validate_request
 from phoneagent.llm.engines.openai_http import status_error
@@ -14,6 +13,7 @@ from phoneagent.llm.engines.sse import SseParser
 from phoneagent.llm.models import MODELS, get_model, model_path, part_paths
 from phoneagent.runtime.errors import ErrorKind, InvalidArgument
 from phoneagent.runtime.modelfiles import MissingModelError
+from support.llm import needs
 
 OK = [{"role": "user", "content": "hello"}]
 

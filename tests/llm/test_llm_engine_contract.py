@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from llm_testing import needs
-from openai_standin import OpenAIStandIn
 from phoneagent.llm.engines.base import (
     ENGINES,
     FINISH_ABORT,
@@ -36,7 +34,9 @@ from phoneagent.runtime.errors import ErrorKind, InvalidArgument, PhoneAgentErro
 from phoneagent.runtime.retry import RetryPolicy
 from phoneagent.runtime.settings import load
 from prometheus_client import REGISTRY
-from vllm_standin import FakeAsyncLLM, engine_with
+from support.llm import needs
+from support.openai_standin import OpenAIStandIn
+from support.vllm_standin import FakeAsyncLLM, engine_with
 
 ASK = [{"role": "user", "content": "When do you open? Answer in one short sentence."}]
 COUNT = [{"role": "user", "content": "Count from one to one hundred in words, separated by commas."}]

@@ -7,9 +7,9 @@ import json
 import time
 
 import pytest
-from llm_testing import needs
 from phoneagent.llm.engines.base import FINISH_ABORT, FINISH_LENGTH, FINISH_STOP, Delta, create_engine
 from phoneagent.runtime.errors import InvalidArgument
+from support.llm import needs
 
 pytestmark = [
     pytest.mark.slow,

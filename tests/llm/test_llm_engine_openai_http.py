@@ -12,12 +12,12 @@ import urllib.error
 import urllib.request
 
 import pytest
-from llm_testing import needs
 from phoneagent.llm.domain.schema_check import validate
 from phoneagent.llm.domain.tool_schemas import TOOL_SCHEMAS, tool_definitions
 from phoneagent.llm.engines.base import FINISH_ABORT, FINISH_LENGTH, FINISH_STOP, Delta, create_engine
 from phoneagent.llm.tool_calls import read_constrained, tool_call_schema
 from phoneagent.runtime.errors import ErrorKind, PhoneAgentError
+from support.llm import needs
 
 pytestmark = [
     pytest.mark.slow,

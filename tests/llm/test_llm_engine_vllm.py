@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 from phoneagent.llm.engines.base import FINISH_ABORT, FINISH_LENGTH, FINISH_STOP, Delta
 from phoneagent.runtime.errors import EngineFailure, InvalidArgument
-from vllm_standin import FakeAsyncLLM, RequestOutputKind, StructuredOutputsParams, engine_with
+from support.vllm_standin import FakeAsyncLLM, RequestOutputKind, StructuredOutputsParams, engine_with
 
 MESSAGES = [{"role": "user", "content": "When are you open?"}]
 

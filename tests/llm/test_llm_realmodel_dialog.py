@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from llm_testing import needs
-from phoneagent.llm.dialog import Sentence
+from phoneagent.devtools.llm_eval import NOW, RecordingTools, Rig, evaluate, say, table
+from phoneagent.devtools.llm_eval_phrasings import PHRASINGS
+from phoneagent.llm.dialog_state import Sentence
 from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tool_result import CallContext
 from phoneagent.llm.domain.tools import ToolExecutor
-from phoneagent.llm.eval import NOW, PHRASINGS, RecordingTools, Rig, evaluate, say, table
+from support.llm import needs
 
 pytestmark = [
     pytest.mark.slow,

@@ -8,15 +8,17 @@ from pathlib import Path
 
 import pytest
 from phoneagent.agents import example_agent_path
-from phoneagent.llm.dialog import APOLOGY, Dialog, DialogConfig, Sentence
-from phoneagent.llm.domain.agent import Agent, load_agent
+from phoneagent.agents.agent import Agent, load_agent
+from phoneagent.devtools.llm_eval import NOW
+from phoneagent.llm.dialog import Dialog
+from phoneagent.llm.dialog_state import DialogConfig, Sentence
 from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tool_result import CallContext
 from phoneagent.llm.domain.tools import ToolExecutor
 from phoneagent.llm.engines.base import Delta
-from phoneagent.llm.eval import NOW
 from phoneagent.llm.prompting import ASK_NAME, caller_name, normalise_arguments
-from phoneagent.llm.service import Tools
+from phoneagent.llm.replies import APOLOGY
+from phoneagent.llm.tools import Tools
 
 CUT_OFF = (
     '{"name": "book_appointment", "arguments": {"appointment_type": "cleaning", '

@@ -7,11 +7,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from llm_testing import needs
+from phoneagent.devtools.llm_eval import Rig, evaluate
+from phoneagent.devtools.llm_eval_phrasings import PHRASINGS
 from phoneagent.llm.domain.schema_check import validate
 from phoneagent.llm.domain.tool_schemas import TOOL_SCHEMAS
-from phoneagent.llm.eval import PHRASINGS, Rig, evaluate
 from prometheus_client import REGISTRY
+from support.llm import needs
 
 pytestmark = [pytest.mark.slow, needs("llama_cpp", what="llama-cpp-python")]
 

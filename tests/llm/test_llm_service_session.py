@@ -6,158 +6,31 @@ another LlmService replica through the dialog key-value bucket."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pa_testing import wait_for
-from phoneagent.llm.dialog import DialogConfig, DialogState
-from phoneagent.llm.domain.agent import Agent, load_agent
+from phoneagent.agents.agent import load_agent
+from phoneagent.llm.dialog_state import DialogState
 from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tools import ToolExecutor
-from phoneagent.llm.engines.base import Delta
 from phoneagent.llm.service import LlmCallSession, LlmService
 from phoneagent.llm.settings import LlmSettings
 from phoneagent.runtime import streams, subjects
-from phoneagent.runtime.bus import Bus, Delivery, Lane
+from phoneagent.runtime.bus import Bus
 from phoneagent.runtime.settings import CommonSettings, load
-from phoneagent.v1 import call_pb2, common_pb2, control_pb2, session_pb2, speech_pb2
+from phoneagent.v1 import control_pb2
+from support.call_probe import CallProbe
+from support.common import wait_for
+from support.llm import ScriptEngine, open_session
 
 SUNDAY_NOON = datetime(2026, 11, 29, 17, 0, tzinfo=UTC)  # 12:00 in New York: the clinic is closed
 TUESDAY_TEN = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)  # 10:00 in New York: open
 TRANSFER_CALL = '<tool_call>{"name": "transfer_to_human", "arguments": {}}</tool_call>'
 
 
-class ScriptEngine:
-    """Answers each request with the next script; None in a script waits until aborted."""
-
-    name = "script"
-
-    def __init__(self, scripts: list[list[str | None]]) -> None:
-        self.scripts = scripts
-        self.requests: list[list[dict[str, Any]]] = []
-        self.aborted: list[str] = []
-        self.release = asyncio.Event()
-
-    def load(self) -> None: ...
-
-    async def abort(self, request_id: str) -> None:
-        self.aborted.append(request_id)
-        self.release.set()
-
-    async def close(self) -> None: ...
-
-    async def stream(
-        self, messages: list[dict[str, Any]], *, request_id: str, **_: Any
-    ) -> AsyncIterator[Delta]:
-        self.requests.append([dict(m) for m in messages])
-        for piece in self.scripts.pop(0) if self.scripts else ["Okay."]:
-            if piece is None:
-                await self.release.wait()
-                yield Delta(finish_reason="abort")
-                return
-            yield Delta(text=piece)
-        yield Delta(finish_reason="stop", completion_tokens=3)
-
-
-class Stage:
-    """What LlmCallSession needs from its service: the real agent, real tools at a fixed time."""
-
-    def __init__(self, bus: Bus, engine: ScriptEngine, now: datetime | None = None) -> None:
-        self.bus = bus
-        self.engine = engine
-        self.agent: Agent = load_agent(load(CommonSettings).agent_path)
-        self.replica = "llm-session-t"
-        self.executor = ToolExecutor(self.agent, None, None, clock=lambda: now) if now else None
-        self.dialog_config = DialogConfig()
-        self.saved: list[DialogState] = []
-
-    def system_prompt(self) -> str:
-        return "You answer the phone."
-
-    def turn_context(self, caller_text: str) -> str:
-        return ""
-
-    async def load_state(self, call_id: str) -> DialogState | None:
-        return None
-
-    async def save_state(self, call_id: str, state: DialogState) -> None:
-        self.saved.append(DialogState.from_json(state.to_json()))
-
-
-class Call:
-    def __init__(self, bus: Bus) -> None:
-        self.bus = bus
-        self.call_id = subjects.new_call_id()
-        self.started = call_pb2.CallStarted(
-            meta=common_pb2.EventMeta(call_id=self.call_id),
-            direction=call_pb2.DIRECTION_INBOUND,
-            from_uri="sip:+14155550134@h",
-        )
-        self.replies: list[speech_pb2.AgentText] = []
-        self.control: list[control_pb2.ControlEvent] = []
-
-    async def listen(self) -> None:
-        async def on_reply(m: speech_pb2.AgentText, _: Delivery) -> None:
-            self.replies.append(m)
-
-        async def on_control(m: control_pb2.ControlEvent, _: Delivery) -> None:
-            self.control.append(m)
-
-        await self.bus.subscribe(subjects.reply(self.call_id), speech_pb2.AgentText, on_reply)
-        await self.bus.subscribe(
-            subjects.control(self.call_id), control_pb2.ControlEvent, on_control, lane=Lane.CONTROL
-        )
-
-    def claim(self) -> session_pb2.SessionClaim:
-        return session_pb2.SessionClaim(stage="llm", call=self.started)
-
-    def kinds(self, kind: str) -> list[Any]:
-        return [getattr(e, kind) for e in self.control if e.WhichOneof("kind") == kind]
-
-    def spoken(self, generation: int) -> str:
-        return " ".join(r.text for r in self.replies if r.meta.generation_id == generation).strip()
-
-    def finished(self, generation: int) -> bool:
-        return any(r.final for r in self.replies if r.meta.generation_id == generation)
-
-    async def send(self, **kind: Any) -> None:
-        ev = control_pb2.ControlEvent(meta=common_pb2.EventMeta(call_id=self.call_id), **kind)
-        await self.bus.publish(subjects.control(self.call_id), ev, lane=Lane.CONTROL)
-
-    async def answered(self) -> None:
-        ev = call_pb2.CallEvent(
-            answered=call_pb2.CallAnswered(meta=common_pb2.EventMeta(call_id=self.call_id))
-        )
-        await self.bus.publish(subjects.lifecycle(self.call_id), ev, lane=Lane.CONTROL)
-
-    async def transcript(self, turn: int, text: str, backchannel: bool = False) -> None:
-        meta = common_pb2.EventMeta(call_id=self.call_id, turn_id=turn)
-        tr = speech_pb2.Transcript(meta=meta, final=True, text=text, backchannel=backchannel)
-        await self.bus.publish(subjects.transcript(self.call_id), tr)
-
-    async def settle(self, generation: int) -> None:
-        """Round-trip a marker on the control lane: what the session published before it has arrived."""
-        await self.send(playback_done=control_pb2.PlaybackDone(generation_id=generation))
-        await wait_for(
-            lambda: any(p.generation_id == generation for p in self.kinds("playback_done")), timeout=5
-        )
-
-
-async def open_session(
-    bus: Bus, engine: ScriptEngine, now: datetime | None = None
-) -> tuple[Stage, Call, LlmCallSession]:
-    stage, call = Stage(bus, engine, now), Call(bus)
-    await call.listen()
-    session = LlmCallSession(stage, call.claim(), False)  # type: ignore[arg-type]
-    await session.start()
-    return stage, call, session
-
-
-async def ask_for_a_person(bus: Bus, now: datetime) -> tuple[Call, LlmCallSession]:
+async def ask_for_a_person(bus: Bus, now: datetime) -> tuple[CallProbe, LlmCallSession]:
     _, call, session = await open_session(bus, ScriptEngine([[TRANSFER_CALL]]), now)
     await call.transcript(1, "Can I talk to a person please?")
     await wait_for(lambda: call.finished(1), timeout=5)
@@ -260,7 +133,7 @@ async def test_a_call_continues_on_another_replica_with_its_history_and_pending_
     )
     first = replica(js_bus, kv, store, ScriptEngine([[booking]]))
     second = replica(js_bus, kv, store, ScriptEngine([]))
-    call = Call(js_bus)
+    call = CallProbe(js_bus)
     await call.listen()
     one = await first.new_session(call.claim(), taken_over=False)
     await one.start()

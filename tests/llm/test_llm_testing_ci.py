@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from llm_testing import needs
+from support.llm import needs
 
 
 @pytest.mark.parametrize(("ci", "skips"), [("true", False), ("", True), ("false", True)])

@@ -8,31 +8,29 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from pa_testing import wait_for
-from phoneagent.llm.dialog import Dialog, Sentence, ToolOutcome
+from phoneagent.llm.dialog import Dialog
+from phoneagent.llm.dialog_state import Sentence, ToolOutcome
 from phoneagent.llm.domain.tool_schemas import tool_definitions
 from phoneagent.llm.engines.base import Delta
 from phoneagent.llm.tool_calls import read_constrained, starts_tool_call, tool_call_schema
 from phoneagent.runtime.errors import InvalidArgument
 from prometheus_client import REGISTRY
+from support.common import wait_for
+from support.llm import StandInEngine
 
 CALL = '{"name": "book_appointment", "arguments": {"appointment_type": "cleaning", "when": "Tuesday at 10"}}'
 
 
-class SchemaEngine:
+class SchemaEngine(StandInEngine):
     """Free requests replay ``free``; a request with a json_schema gets ``constrained``."""
 
     name = "schema-script"
     structured_output = True
 
     def __init__(self, free: list[str], constrained: str, grammar_ok: bool = True) -> None:
+        super().__init__()
         self.free, self.constrained, self.grammar_ok = free, constrained, grammar_ok
-        self.requests: list[dict[str, Any]] = []
-        self.aborted: list[str] = []
         self.free_pieces_sent = 0
-
-    async def abort(self, request_id: str) -> None:
-        self.aborted.append(request_id)
 
     async def stream(
         self, messages: list[dict[str, Any]], *, request_id: str, **kw: Any

@@ -4,19 +4,15 @@ caller's own question, or asks for it and runs once the caller answers; the sche
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-from phoneagent.agents import example_agent_path
-from phoneagent.llm.domain.agent import Agent, load_agent
+from phoneagent.agents.agent import Agent
+from phoneagent.devtools.llm_eval import NOW
 from phoneagent.llm.domain.knowledge import Passage
 from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tool_result import CallContext
 from phoneagent.llm.domain.tools import ASK_AGAIN, ToolExecutor
-from phoneagent.llm.eval import NOW
 from phoneagent.llm.prompting import ASK_QUESTION
-from phoneagent.llm.service import Tools
+from phoneagent.llm.tools import Tools
 
 INSURANCE = "We accept most PPO plans, including Delta Dental."
 
@@ -30,18 +26,6 @@ class Documents:
     def search(self, question: str, k: int = 3, min_score: float = 0.2) -> list[Passage]:
         self.questions.append(question)
         return [Passage(INSURANCE, "prices.md", "Insurance", 0.8)]
-
-
-@pytest.fixture
-def agent() -> Agent:
-    return load_agent(example_agent_path())
-
-
-@pytest.fixture
-def store(agent: Agent, tmp_path: Path) -> Iterator[SchedulingStore]:
-    s = SchedulingStore.open(f"sqlite:///{tmp_path / 'book.db'}", agent, clock=lambda: NOW)
-    yield s
-    s.db.close()
 
 
 def tools_for(agent: Agent, store: SchedulingStore, docs: Documents) -> Tools:

@@ -6,16 +6,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from phoneagent.agents.disclosure import DISCLOSURE_CORE, build_disclosure, enforce_disclosure
 from phoneagent.policy.call_rules import (
-    DISCLOSURE_CORE,
     OPT_OUT_CONFIRMATION,
     DisclosureGuard,
     EscalationAction,
     EscalationConfig,
     EscalationDetector,
-    build_disclosure,
     detect_opt_out,
-    enforce_disclosure,
     handle_opt_out,
 )
 from phoneagent.policy.stores import PolicyStores

@@ -1,6 +1,7 @@
 """Campaigns through the gRPC control API: StartCampaign, GetCampaign, ExportCampaign and
-CancelCampaign on the running policy service (real nats-server, real gRPC; a stand-in edge on the
-bus answers dials and reports each call's lifecycle)."""
+CancelCampaign on the running records service, each dial approved by the running policy service
+over the bus (real nats-server, real gRPC; a stand-in edge on the bus answers dials and reports
+each call's lifecycle)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ from typing import Any
 
 import grpc
 import pytest
-from pa_testing import wait_for
 from phoneagent.policy.service import PolicyService
+from phoneagent.records.service import RecordsService
 from phoneagent.runtime import dial_approvals, streams, subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.errors import PhoneAgentError
 from phoneagent.v1 import call_pb2, common_pb2, control_api_pb2, control_api_pb2_grpc, control_pb2
-from policy_live import running_policy
+from support.common import wait_for
+from support.policy_stack import running_policy, running_records
 
 TOKEN = "campaign-secret"
 AUTH = (("authorization", f"Bearer {TOKEN}"),)
@@ -34,7 +36,6 @@ async def policy(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Asy
     async with running_policy(
         nats_url,
         db,
-        api_token=TOKEN,
         window_start="00:00",
         window_end="23:59",
         common={"replica_id": "policy-campaign-grpc-t"},
@@ -44,9 +45,18 @@ async def policy(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Asy
         yield svc
 
 
+@pytest.fixture(scope="module")
+async def records(
+    policy: PolicyService, nats_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[RecordsService]:
+    db = tmp_path_factory.mktemp("records-campaign-grpc") / "records.sqlite3"
+    async with running_records(nats_url, db, replica_id="records-campaign-grpc-t", api_token=TOKEN) as svc:
+        yield svc
+
+
 @pytest.fixture
-async def api(policy: PolicyService) -> AsyncIterator[Any]:
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{policy.grpc_port}")
+async def api(records: RecordsService) -> AsyncIterator[Any]:
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{records.grpc_port}")
     yield control_api_pb2_grpc.CallControlStub(channel)
     await channel.close()
 

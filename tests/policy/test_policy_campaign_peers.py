@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import importlib.util
-import json
 import shutil
 import sys
 import wave
@@ -29,25 +27,30 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
-from pa_testing import PJSUA2_ENDPOINT, quiet_session, wait_for
+from phoneagent.devtools.harness.demo import free_udp_port  # free for UDP and TCP: SIP listens on both
 from phoneagent.edge.service import EdgeService
 from phoneagent.edge.settings import EdgeSettings
-from phoneagent.harness.demo import free_udp_port  # free for UDP and TCP: SIP listens on both
 from phoneagent.policy.audit_query import AuditFilter, query_audit
 from phoneagent.policy.service import PolicyService
-from phoneagent.policy.settings import PolicySettings
 from phoneagent.policy.stores import PolicyStores
-from phoneagent.runtime import streams, subjects
+from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
-from phoneagent.runtime.sessions import SessionHost
-from phoneagent.runtime.settings import CommonSettings, load
+from phoneagent.runtime.settings import load
 from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2, policy_pb2
+from support.common import wait_for
+from support.edge import running_edge
+from support.pjsua2 import (
+    NEEDS_PJSUA2,
+    PJSUA2_ENDPOINT,
+    PJSUA2_HANGUP_ALL,
+    PJSUA2_MEDIA,
+    peer_port,
+    peer_result,
+    start_peer,
+)
+from support.policy_stack import running_policy
 
 pytestmark = pytest.mark.slow
-NO_PJSUA2 = pytest.mark.skipif(
-    importlib.util.find_spec("pjsua2") is None,
-    reason="pjsua2 is not importable (pip install pjsua2-python==2.15.1)",
-)
 NO_BARESIP = pytest.mark.skipif(
     shutil.which("baresip") is None, reason="baresip is not installed (apt-get install baresip)"
 )
@@ -77,7 +80,9 @@ tid = ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
 ep.libStart()
 ep.audDevManager().setNullDev()
 calls, media, confirmed = [], [], {}
-
+"""
+    + PJSUA2_MEDIA
+    + r"""
 
 class Call(pj.Call):
     def __init__(self, acc, call_id, number):
@@ -94,16 +99,7 @@ class Call(pj.Call):
     def onCallMediaState(self, prm):
         if self.number != answers or media:
             return
-        info = self.getInfo()
-        for i, m in enumerate(info.media):
-            if m.type == pj.PJMEDIA_TYPE_AUDIO and m.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
-                audio = self.getAudioMedia(i)
-                player, recorder = pj.AudioMediaPlayer(), pj.AudioMediaRecorder()
-                player.createPlayer(hello, pj.PJMEDIA_FILE_NO_LOOP)
-                recorder.createRecorder(record)
-                player.startTransmit(audio)
-                audio.startTransmit(recorder)
-                media.extend([player, recorder])
+        start_media(self, hello, record, pj.PJMEDIA_FILE_NO_LOOP)
 
 
 class Account(pj.Account):
@@ -139,12 +135,9 @@ while time.time() < end:
             call.hangup(pj.CallOpParam(True))
     if select.select([sys.stdin], [], [], 0)[0]:
         break
-for call in calls:
-    try:
-        call.hangup(pj.CallOpParam(True))
-    except Exception:
-        pass
-for _ in range(20):
+"""
+    + PJSUA2_HANGUP_ALL
+    + r"""for _ in range(20):
     ep.libHandleEvents(10)
 del media[:]
 del calls[:]
@@ -205,43 +198,13 @@ def _write_hello(tmp: Path) -> Path:
 
 async def _start_pjsua2(tmp: Path) -> tuple[asyncio.subprocess.Process, int]:
     hello = _write_hello(tmp)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        TRUNK,
-        ANSWERS,
-        BUSY,
-        str(hello),
-        str(tmp / "agent.wav"),
-        "5.0",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdout is not None and proc.stderr is not None
-    try:
-        line = ""
-        while not line.startswith("PORT "):  # pjlib prints a banner before its log settings apply
-            line = (await asyncio.wait_for(proc.stdout.readline(), 15)).decode()
-            assert line, f"pjsua2 trunk exited: {(await proc.stderr.read()).decode()[-2000:]}"
-    except BaseException:
-        proc.kill()
-        await proc.wait()
-        raise
-    return proc, int(line.split()[1])
+    proc = await start_peer(TRUNK, ANSWERS, BUSY, str(hello), str(tmp / "agent.wav"), "5.0", stdin=True)
+    return proc, await peer_port(proc, 15, "pjsua2 trunk")
 
 
 async def _stop_pjsua2(proc: asyncio.subprocess.Process) -> dict:
     """Ask the peer to finish (a line on its stdin), read its result; kill it if it hangs."""
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(b"stop\n"), 15)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    lines = [ln for ln in out.decode().splitlines() if ln.startswith("RESULT ")]
-    assert lines, f"pjsua2 trunk gave no result (rc={proc.returncode}): {err.decode()[-2000:]}"
-    return dict(json.loads(lines[-1][len("RESULT ") :]))
+    return await peer_result(proc, 15, "pjsua2 trunk", stdin=b"stop\n")
 
 
 async def _start_baresip(tmp: Path) -> tuple[asyncio.subprocess.Process, int]:
@@ -332,35 +295,8 @@ async def stack(
                 await trunk.wait()
 
         cleanup.push_async_callback(kill_trunk)
-        stage_bus, observer = Bus("peers-stages"), Bus("peers-observer")
-        for b in (stage_bus, observer):
-            await b.connect(nats_url)
-            cleanup.push_async_callback(b.close)
-        await streams.ensure(stage_bus.jetstream())
-        for st in ("asr", "llm", "tts"):
-            host = SessionHost(stage_bus, st, f"{st}-peers-t", quiet_session)
-            await host.start()
-            cleanup.push_async_callback(host.close)
-
-        common = load(CommonSettings, nats_url=nats_url, replica_id="policy-peers-t", drain_timeout_s=1.0)
-        policy = PolicyService(
-            common,
-            load(
-                PolicySettings,
-                db_path=str(db),
-                caller_id="+14155550100",
-                grpc_port=0,
-                window_start="00:00",
-                window_end="23:59",
-            ),
-        )
-        await policy.bus.connect(nats_url)
-        cleanup.push_async_callback(policy.teardown)
-        cleanup.push_async_callback(policy.bus.close)
-        await policy.setup()
-        policy.sessions = SessionHost(policy.bus, "policy", policy.replica, policy.new_session)
-        await policy.sessions.start()
-        cleanup.push_async_callback(policy.sessions.close)
+        common = {"replica_id": "policy-peers-t", "drain_timeout_s": 1.0}
+        policy = await cleanup.enter_async_context(running_policy(nats_url, db, common=common))
 
         edge_settings = load(
             EdgeSettings,
@@ -371,20 +307,10 @@ async def stack(
             trunk_uri=f"sip:{HOST}:{trunk_port}",
             no_answer_timeout_s=2.0,
         )
-        edge = EdgeService(load(CommonSettings, nats_url=nats_url, replica_id="edge-peers-t"), edge_settings)
-        await edge.bus.connect(nats_url)
-        cleanup.push_async_callback(edge.teardown)
-        cleanup.push_async_callback(edge.bus.drain, timeout=2.0)
-        await edge.setup()
-        cleanup.push_async_callback(edge.drain_calls, 1.0)
-
-        events: list[call_pb2.CallEvent] = []
-
-        async def on_life(ev: call_pb2.CallEvent, _: Delivery) -> None:
-            events.append(ev)
-
-        await observer.subscribe(subjects.ALL_LIFECYCLE, call_pb2.CallEvent, on_life, lane=Lane.CONTROL)
-        yield Stack(edge, policy, trunk, observer, events, tmp)
+        edge = await cleanup.enter_async_context(
+            running_edge(nats_url, edge_settings, tag="peers-t", stages=("asr", "llm", "tts"))
+        )
+        yield Stack(edge.svc, policy, trunk, edge.bus, edge.events, tmp)
 
 
 def _call_id(events: list[call_pb2.CallEvent], number: str) -> str:
@@ -462,7 +388,7 @@ def _assert_agent_heard(path: Path) -> None:
     assert _band_energy(np.concatenate([frames[i] for i in loud[5:55]]), rate, 1000) > 0.8
 
 
-@NO_PJSUA2
+@NEEDS_PJSUA2
 @pytest.mark.parametrize("stack", ["pjsua2"], indirect=True)
 async def test_campaign_against_pjsua2_peer(
     stack: Stack, bus: Bus, nats_url: str, service_env: dict[str, str], tmp_path: Path
@@ -550,7 +476,6 @@ async def test_campaign_against_baresip_peer(
         await wait_for(lambda: _seconds(heard) > 4.5, timeout=15)  # the 2 s reply has been played
         bye = control_pb2.ControlEvent(
             meta=common_pb2.EventMeta(call_id=call_id, producer="agent"),
-            survives_interrupt=True,
             hangup=control_pb2.Hangup(reason=call_pb2.END_REASON_AGENT_HANGUP, detail="goodbye"),
         )
         await stack.observer.publish(subjects.control(call_id), bye, lane=Lane.CONTROL)

@@ -10,26 +10,25 @@ import asyncio
 import csv
 import sys
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
 import pytest
-from pa_testing import quiet_session, wait_for
 from phoneagent.edge.rtp_session import RtpSession
 from phoneagent.edge.service import EdgeService
 from phoneagent.edge.settings import EdgeSettings
 from phoneagent.edge.sip import DialogHandlers, IncomingCall, UAConfig, UserAgent, answer, negotiated
 from phoneagent.policy.audit_query import AuditFilter, query_audit
 from phoneagent.policy.service import PolicyService
-from phoneagent.policy.settings import PolicySettings
 from phoneagent.policy.stores import PolicyStores
-from phoneagent.runtime import streams, subjects
+from phoneagent.records.service import RecordsService
+from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.dial_approvals import NOT_APPROVED
-from phoneagent.runtime.sessions import SessionHost
-from phoneagent.runtime.settings import CommonSettings, load
+from phoneagent.runtime.settings import load
 from phoneagent.v1 import (
     call_pb2,
     common_pb2,
@@ -38,6 +37,9 @@ from phoneagent.v1 import (
     control_pb2,
     policy_pb2,
 )
+from support.common import wait_for
+from support.edge import running_edge
+from support.policy_stack import running_policy, running_records
 
 pytestmark = pytest.mark.slow
 HOST = "127.0.0.1"
@@ -77,6 +79,7 @@ class Trunk:
 class Stack:
     edge: EdgeService
     policy: PolicyService
+    records: RecordsService  # the CallControl API (PlaceCall)
     trunk: Trunk
     started: list[call_pb2.CallStarted]
 
@@ -92,35 +95,22 @@ async def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Asyn
             )
         stores.dnc.add(ON_DNC, "opt-out during call", now)
 
-    stage_bus, observer = Bus("campaign-stages"), Bus("campaign-observer")
-    await stage_bus.connect(nats_url)
-    await observer.connect(nats_url)
-    await streams.ensure(stage_bus.jetstream())
-    hosts = [SessionHost(stage_bus, st, f"{st}-camp-t", quiet_session) for st in ("asr", "llm", "tts")]
-    for h in hosts:
-        await h.start()
-
-    common = load(CommonSettings, nats_url=nats_url, replica_id="policy-camp-t", drain_timeout_s=1.0)
-    policy = PolicyService(
-        common,
-        load(
-            PolicySettings,
-            db_path=str(db),
-            caller_id="+14155550100",
-            grpc_port=0,
-            window_start="00:00",
-            window_end="23:59",
-        ),
-    )
-    await policy.bus.connect(nats_url)
-    await policy.setup()
-    policy.sessions = SessionHost(policy.bus, "policy", policy.replica, policy.new_session)
-    await policy.sessions.start()
+    cleanup = AsyncExitStack()
+    common = {"replica_id": "policy-camp-t", "drain_timeout_s": 1.0}
+    policy = await cleanup.enter_async_context(running_policy(nats_url, db, common=common))
 
     trunk_ua = UserAgent(UAConfig(host=HOST, port=0, user="trunk"))
     trunk = Trunk(trunk_ua, await RtpSession.open(HOST, 44000, 44999))
     trunk_ua.on_incoming_call = trunk.on_call
     await trunk_ua.start()
+
+    async def close_trunk() -> None:
+        for task in trunk.tasks:
+            task.cancel()
+        trunk.rtp.close()
+        await trunk_ua.close()
+
+    cleanup.push_async_callback(close_trunk)
     edge_settings = load(
         EdgeSettings,
         sip_port=0,
@@ -130,9 +120,9 @@ async def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Asyn
         trunk_uri=f"sip:{HOST}:{trunk_ua.local_address()[1]}",
         no_answer_timeout_s=10.0,
     )
-    edge = EdgeService(load(CommonSettings, nats_url=nats_url, replica_id="edge-camp-t"), edge_settings)
-    await edge.bus.connect(nats_url)
-    await edge.setup()
+    edge = await cleanup.enter_async_context(
+        running_edge(nats_url, edge_settings, tag="camp-t", stages=("asr", "llm", "tts"))
+    )
 
     started: list[call_pb2.CallStarted] = []
 
@@ -140,23 +130,12 @@ async def stack(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Asyn
         if ev.WhichOneof("event") == "started" and ev.started.campaign_id == CAMPAIGN:
             started.append(ev.started)
 
-    await observer.subscribe(subjects.ALL_LIFECYCLE, call_pb2.CallEvent, on_life, lane=Lane.CONTROL)
-    yield Stack(edge, policy, trunk, started)
-
-    await edge.drain_calls(1.0)
-    await edge.bus.drain(timeout=2.0)
-    await edge.teardown()
-    for task in trunk.tasks:
-        task.cancel()
-    trunk.rtp.close()
-    await trunk_ua.close()
-    await policy.sessions.close()
-    await policy.bus.close()
-    await policy.teardown()
-    for h in hosts:
-        await h.close()
-    await stage_bus.close()
-    await observer.close()
+    await edge.bus.subscribe(subjects.ALL_LIFECYCLE, call_pb2.CallEvent, on_life, lane=Lane.CONTROL)
+    records = await cleanup.enter_async_context(
+        running_records(nats_url, db.parent / "records.sqlite3", replica_id="records-camp-t")
+    )
+    yield Stack(edge.svc, policy, records, trunk, started)
+    await cleanup.aclose()
 
 
 async def test_campaign_dials_retries_busy_and_skips_dnc(
@@ -233,7 +212,7 @@ async def test_campaign_dials_retries_busy_and_skips_dnc(
 async def test_place_call_dials_the_approved_number_once(stack: Stack, bus: Bus) -> None:
     """PlaceCall: policy allows, stores the one-time approval, and the real edge dials the
     normalised number through the trunk; the same decision cannot place a second call."""
-    channel = grpc.aio.insecure_channel(f"{HOST}:{stack.policy.grpc_port}")
+    channel = grpc.aio.insecure_channel(f"{HOST}:{stack.records.grpc_port}")
     try:
         api = control_api_pb2_grpc.CallControlStub(channel)
         placed = await api.PlaceCall(

@@ -8,15 +8,16 @@ import asyncio
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
-from phoneagent.policy.campaign import Contact, PacingConfig
-from phoneagent.policy.campaign_runner import CampaignRunner, RunnerConfig, parse_window
-from phoneagent.policy.commands import _policy_window
 from phoneagent.policy.outbound import DialRequest, OutboundConfig, evaluate_dial
 from phoneagent.policy.stores import PolicyStores
+from phoneagent.records.campaign import Contact, PacingConfig
+from phoneagent.records.campaign_cli import _policy_window
+from phoneagent.records.campaign_runner import CampaignRunner, RunnerConfig, parse_window
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery
 from phoneagent.runtime.errors import InvalidArgument
 from phoneagent.v1 import policy_pb2
+from support.campaign import watch_deferrals
 
 NY = "America/New_York"
 NINE_NY = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)  # 09:00 EST: open for 08-21, closed for 10-18
@@ -47,14 +48,7 @@ async def deferral(bus: Bus, details: dict[str, str], config: RunnerConfig) -> t
     runner = CampaignRunner(
         bus, [Contact(number="+12125550111", time_zone=NY, purpose="r")], config, clock=clock
     )
-    deferred = asyncio.Event()
-    defer = runner.pacer.defer
-
-    def observed_defer(number: str, until: datetime, reason: str = "") -> None:
-        defer(number, until, reason)
-        deferred.set()
-
-    runner.pacer.defer = observed_defer  # type: ignore[method-assign]
+    deferred = watch_deferrals(runner)
     run = asyncio.create_task(runner.run())
     try:
         await asyncio.wait_for(deferred.wait(), 5.0)

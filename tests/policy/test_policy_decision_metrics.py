@@ -7,13 +7,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from pa_testing import wait_for
 from phoneagent.policy.service import PolicyService
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus
 from phoneagent.v1 import policy_pb2
-from policy_live import running_policy, start_call
 from prometheus_client import REGISTRY
+from support.common import wait_for
+from support.policy_stack import running_policy, start_call
 
 CALLER_CA = "+14155550134"  # California: all-party consent
 

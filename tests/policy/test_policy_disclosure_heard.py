@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from pa_testing import wait_for
+from phoneagent.agents.disclosure import DISCLOSURE_CORE
 from phoneagent.edge.amd import AmdGate
-from phoneagent.policy.call_rules import DISCLOSURE_CORE, DisclosureGuard
+from phoneagent.policy.call_rules import DisclosureGuard
 from phoneagent.policy.service import PolicyService
 from phoneagent.runtime.bus import Bus
 from phoneagent.v1 import call_pb2
-from policy_live import Call, running_policy, start_call
+from support.common import wait_for
+from support.policy_stack import Call, running_policy, start_call
 
 CALLER = "+12125550123"  # New York
 ADDITION = "I'm calling for Acme Dental."

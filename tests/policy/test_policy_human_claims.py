@@ -10,19 +10,19 @@ from typing import Any
 
 import pytest
 import yaml
-from pa_testing import wait_for
 from phoneagent.agents import example_agent_path
-from phoneagent.llm.domain.agent import AgentConfigError, parse_agent
+from phoneagent.agents.agent import AgentConfigError, parse_agent
+from phoneagent.agents.disclosure import DISCLOSURE_CORE, build_disclosure
+from phoneagent.agents.human_claims import HUMAN_CLAIM_REPLACEMENT, human_claim, persona_claim
 from phoneagent.policy.audit_query import AuditFilter, query_audit
-from phoneagent.policy.call_rules import DISCLOSURE_CORE, build_disclosure
-from phoneagent.policy.human_claims import HUMAN_CLAIM_REPLACEMENT, human_claim, persona_claim
 from phoneagent.policy.service import PolicyService
 from phoneagent.policy.settings import PolicySettings
 from phoneagent.runtime.bus import Bus
 from phoneagent.runtime.errors import InvalidArgument
 from phoneagent.runtime.settings import CommonSettings, load
 from phoneagent.v1 import policy_pb2
-from policy_live import running_policy, start_call
+from support.common import wait_for
+from support.policy_stack import running_policy, start_call
 
 EXAMPLE = example_agent_path()
 

@@ -12,12 +12,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from pa_testing import wait_for
 from phoneagent.policy.audit_query import AuditFilter, query_audit
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus
 from phoneagent.runtime.stack import readyz
 from phoneagent.v1 import policy_pb2
+from support.common import wait_for
 
 pytestmark = pytest.mark.slow
 

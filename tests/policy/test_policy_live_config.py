@@ -11,17 +11,16 @@ from typing import Any
 
 import pytest
 import yaml
-from pa_testing import wait_for
 from phoneagent.agents import example_agent_path
-from phoneagent.llm.domain.agent import AgentConfigError, parse_agent
-from phoneagent.policy.live import TRANSFER_TEXT
-from phoneagent.policy.recording import CONSENT_PROMPT
+from phoneagent.agents.agent import AgentConfigError, parse_agent
+from phoneagent.agents.words import CONSENT_PROMPT, TRANSFER_TEXT
 from phoneagent.policy.service import PolicyService
 from phoneagent.policy.settings import PolicySettings
 from phoneagent.runtime.bus import Bus
 from phoneagent.runtime.settings import SettingsError, load
 from phoneagent.v1 import control_pb2
-from policy_live import OPEN, running_policy, start_call
+from support.common import wait_for
+from support.policy_stack import OPEN, running_policy, start_call
 
 CALLER_NY = "+12125550123"  # New York: one-party consent by default
 

@@ -9,33 +9,21 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from pa_testing import wait_for
-from phoneagent.llm.dialog import DialogConfig, DialogState
-from phoneagent.llm.domain.agent import load_agent
 from phoneagent.llm.engines.base import Delta
 from phoneagent.llm.service import LlmCallSession
-from phoneagent.runtime import subjects
-from phoneagent.runtime.bus import Bus, Delivery, Lane
-from phoneagent.runtime.settings import CommonSettings, load
-from phoneagent.v1 import call_pb2, common_pb2, control_pb2, session_pb2, speech_pb2
+from phoneagent.runtime.bus import Bus
+from phoneagent.v1 import call_pb2, common_pb2, control_pb2, session_pb2
+from support.call_probe import CallProbe
+from support.common import wait_for
+from support.llm import LlmStageStub, StandInEngine
 
 GREETING_START = "Thank you for calling"
 
 
-class StallingEngine:
+class StallingEngine(StandInEngine):
     """Says a first clause, then waits until aborted (a long reply still in flight)."""
 
     name = "stalling"
-
-    def __init__(self) -> None:
-        self.aborted: list[str] = []
-        self.release = asyncio.Event()
-
-    async def abort(self, request_id: str) -> None:
-        self.aborted.append(request_id)
-        self.release.set()
-
-    async def close(self) -> None: ...
 
     async def stream(
         self, messages: list[dict[str, Any]], *, request_id: str, **_: Any
@@ -45,78 +33,8 @@ class StallingEngine:
         yield Delta(finish_reason="abort")
 
 
-class LlmStage:
-    """What LlmCallSession needs from its service, with the real agent file."""
-
-    def __init__(self, bus: Bus) -> None:
-        self.bus = bus
-        self.engine = StallingEngine()
-        self.agent = load_agent(load(CommonSettings).agent_path)
-        self.replica = "llm-directive-t"
-        self.executor = None
-        self.dialog_config = DialogConfig()
-
-    def system_prompt(self) -> str:
-        return "You answer the phone."
-
-    def turn_context(self, caller_text: str) -> str:
-        return ""
-
-    async def load_state(self, call_id: str) -> DialogState | None:
-        return None
-
-    async def save_state(self, call_id: str, state: DialogState) -> None:
-        return None
-
-
-class Call:
-    def __init__(self, bus: Bus, direction: int) -> None:
-        self.bus = bus
-        self.call_id = subjects.new_call_id()
-        self.started = call_pb2.CallStarted(
-            meta=common_pb2.EventMeta(call_id=self.call_id),
-            direction=direction,
-            from_uri="sip:+14155550134@h",
-        )
-        self.replies: list[speech_pb2.AgentText] = []
-        self.control: list[control_pb2.ControlEvent] = []
-
-    async def listen(self) -> None:
-        async def on_reply(m: speech_pb2.AgentText, _: Delivery) -> None:
-            self.replies.append(m)
-
-        async def on_control(m: control_pb2.ControlEvent, _: Delivery) -> None:
-            self.control.append(m)
-
-        await self.bus.subscribe(subjects.reply(self.call_id), speech_pb2.AgentText, on_reply)
-        await self.bus.subscribe(
-            subjects.control(self.call_id), control_pb2.ControlEvent, on_control, lane=Lane.CONTROL
-        )
-
-    def kinds(self, kind: str) -> list[Any]:
-        return [getattr(e, kind) for e in self.control if e.WhichOneof("kind") == kind]
-
-    def spoken(self, generation: int) -> str:
-        return " ".join(r.text for r in self.replies if r.meta.generation_id == generation).strip()
-
-    async def send(self, **kind: Any) -> None:
-        ev = control_pb2.ControlEvent(meta=common_pb2.EventMeta(call_id=self.call_id), **kind)
-        await self.bus.publish(subjects.control(self.call_id), ev, lane=Lane.CONTROL)
-
-    async def lifecycle(self, **event: Any) -> None:
-        await self.bus.publish(
-            subjects.lifecycle(self.call_id), call_pb2.CallEvent(**event), lane=Lane.CONTROL
-        )
-
-    async def transcript(self, turn: int, text: str) -> None:
-        meta = common_pb2.EventMeta(call_id=self.call_id, turn_id=turn)
-        await self.bus.publish(
-            subjects.transcript(self.call_id), speech_pb2.Transcript(meta=meta, final=True, text=text)
-        )
-
-
-async def open_session(bus: Bus, call: Call) -> tuple[LlmStage, LlmCallSession]:
-    stage = LlmStage(bus)
+async def open_session(bus: Bus, call: CallProbe) -> tuple[LlmStageStub, LlmCallSession]:
+    stage = LlmStageStub(bus, StallingEngine(), "llm-directive-t")
     await call.listen()
     session = LlmCallSession(stage, session_pb2.SessionClaim(stage="llm", call=call.started), False)  # type: ignore[arg-type]
     await session.start()
@@ -128,7 +46,7 @@ def directive(action: int, text: str, target: str = "") -> control_pb2.PolicyDir
 
 
 async def test_hang_up_directive_interrupts_and_hangs_up_after_playback(bus: Bus) -> None:
-    call = Call(bus, call_pb2.DIRECTION_INBOUND)
+    call = CallProbe(bus, call_pb2.DIRECTION_INBOUND)
     stage, session = await open_session(bus, call)
     try:
         await call.lifecycle(answered=call_pb2.CallAnswered(meta=common_pb2.EventMeta(call_id=call.call_id)))
@@ -153,7 +71,7 @@ async def test_hang_up_directive_interrupts_and_hangs_up_after_playback(bus: Bus
 
 
 async def test_transfer_directive_transfers_after_playback(bus: Bus) -> None:
-    call = Call(bus, call_pb2.DIRECTION_INBOUND)
+    call = CallProbe(bus, call_pb2.DIRECTION_INBOUND)
     _, session = await open_session(bus, call)
     try:
         await call.send(
@@ -169,9 +87,9 @@ async def test_transfer_directive_transfers_after_playback(bus: Bus) -> None:
 
 
 async def test_outbound_greets_after_the_callee_speaks_or_after_silence(bus: Bus) -> None:
-    call = Call(bus, call_pb2.DIRECTION_OUTBOUND)
+    call = CallProbe(bus, call_pb2.DIRECTION_OUTBOUND)
     _, session = await open_session(bus, call)
-    silent = Call(bus, call_pb2.DIRECTION_OUTBOUND)
+    silent = CallProbe(bus, call_pb2.DIRECTION_OUTBOUND)
     _, silent_session = await open_session(bus, silent)
     try:
         answered = call_pb2.CallAnswered(meta=common_pb2.EventMeta(call_id=call.call_id))

@@ -7,22 +7,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from pa_testing import wait_for
+from phoneagent.agents.words import CONSENT_PROMPT, NOTICE_TEXT, TAKE_MESSAGE_TEXT, TRANSFER_TEXT
 from phoneagent.policy.audit_query import AuditFilter, query_audit
 from phoneagent.policy.call_rules import OPT_OUT_CONFIRMATION
-from phoneagent.policy.live import TAKE_MESSAGE_TEXT, TRANSFER_TEXT
-from phoneagent.policy.recording import CONSENT_PROMPT, NOTICE_TEXT
 from phoneagent.policy.service import PolicyService
-from phoneagent.policy.settings import PolicySettings
-from phoneagent.runtime import streams, subjects
-from phoneagent.runtime.bus import Bus, Delivery, Lane
-from phoneagent.runtime.sessions import SessionHost, claim_session
-from phoneagent.runtime.settings import CommonSettings, load
-from phoneagent.v1 import call_pb2, common_pb2, control_pb2, policy_pb2, speech_pb2
-from policy_live import CLOSED, OPEN
+from phoneagent.runtime import subjects
+from phoneagent.runtime.bus import Bus
+from phoneagent.v1 import control_pb2, policy_pb2
+from support.common import wait_for
+from support.policy_stack import CLOSED, OPEN, running_policy, start_call
 
 CALLER_CA = "+14155550134"  # San Francisco: California is an all-party consent state
 CALLER_NY = "+12125550123"  # New York: one-party consent
@@ -31,77 +26,9 @@ CALLER_NY = "+12125550123"  # New York: one-party consent
 @pytest.fixture(scope="module")
 async def policy(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PolicyService]:
     db = tmp_path_factory.mktemp("policy-live") / "policy.sqlite3"
-    common = load(CommonSettings, nats_url=nats_url, replica_id="policy-live-t")
-    settings = load(
-        PolicySettings,
-        db_path=str(db),
-        caller_id="+14155550100",
-        grpc_port=0,
-        window_start="00:00",
-        window_end="23:59",
-    )
-    svc = PolicyService(common, settings)
-    svc.clock = lambda: OPEN  # the front desk is open: a request for a person is transferred
-    await svc.bus.connect(nats_url)
-    await streams.ensure(svc.bus.jetstream())
-    await svc.setup()
-    svc.sessions = SessionHost(svc.bus, "policy", svc.replica, svc.new_session)
-    await svc.sessions.start()
-    yield svc
-    await svc.sessions.close()
-    await svc.bus.close()
-    await svc.teardown()
-
-
-async def start_call(bus: Bus, caller: str) -> tuple[str, list[control_pb2.ControlEvent], list[Any]]:
-    call_id = subjects.new_call_id()
-    control: list[control_pb2.ControlEvent] = []
-    said: list[speech_pb2.AgentText] = []
-
-    async def on_control(ev: control_pb2.ControlEvent, _: Delivery) -> None:
-        control.append(ev)
-
-    async def on_say(msg: speech_pb2.AgentText, _: Delivery) -> None:
-        said.append(msg)
-
-    await bus.subscribe(subjects.control(call_id), control_pb2.ControlEvent, on_control, lane=Lane.CONTROL)
-    await bus.subscribe(subjects.say(call_id), speech_pb2.AgentText, on_say)
-    started = call_pb2.CallStarted(
-        meta=common_pb2.EventMeta(call_id=call_id),
-        direction=call_pb2.DIRECTION_INBOUND,
-        from_uri=f"sip:{caller}@127.0.0.1:5062",
-        to_uri="sip:agent@127.0.0.1",
-    )
-    await claim_session(bus, "policy", started)
-    return call_id, control, said
-
-
-async def caller_says(bus: Bus, call_id: str, turn: int, text: str) -> None:
-    tr = speech_pb2.Transcript(
-        meta=common_pb2.EventMeta(call_id=call_id, turn_id=turn), final=True, text=text
-    )
-    await bus.publish(subjects.transcript(call_id), tr)
-
-
-async def agent_says(bus: Bus, call_id: str, generation: int, text: str) -> None:
-    for seq, (piece, final) in enumerate(((text, False), ("", True))):
-        meta = common_pb2.EventMeta(call_id=call_id, generation_id=generation)
-        await bus.publish(
-            subjects.reply(call_id),
-            speech_pb2.AgentText(meta=meta, sentence_seq=seq, text=piece, final=final),
-        )
-
-
-async def played(bus: Bus, call_id: str, generation: int) -> None:
-    ev = control_pb2.ControlEvent(
-        meta=common_pb2.EventMeta(call_id=call_id),
-        playback_done=control_pb2.PlaybackDone(generation_id=generation),
-    )
-    await bus.publish(subjects.control(call_id), ev, lane=Lane.CONTROL)
-
-
-def directives(control: list[control_pb2.ControlEvent]) -> list[control_pb2.PolicyDirective]:
-    return [e.directive for e in control if e.WhichOneof("kind") == "directive"]
+    # the front desk is open: a request for a person is transferred
+    async with running_policy(nats_url, db, common={"replica_id": "policy-live-t"}, now=OPEN) as svc:
+        yield svc
 
 
 async def audit_of(bus: Bus, call_id: str, subject: str, count: int = 1) -> list[policy_pb2.PolicyDecision]:
@@ -117,10 +44,11 @@ async def audit_of(bus: Bus, call_id: str, subject: str, count: int = 1) -> list
 
 
 async def test_opt_out_adds_to_dnc_hangs_up_and_denies_later_dials(policy: PolicyService, bus: Bus) -> None:
-    call_id, control, _ = await start_call(bus, CALLER_CA)
-    await caller_says(bus, call_id, 1, "Please stop calling me. My card is 4111 1111 1111 1111 by the way.")
+    call = await start_call(bus, CALLER_CA)
+    call_id = call.call_id
+    await call.caller(1, "Please stop calling me. My card is 4111 1111 1111 1111 by the way.")
 
-    found = await wait_for(lambda: directives(control), timeout=5)
+    found = await wait_for(lambda: call.directives(), timeout=5)
     assert found[0].action == control_pb2.DIRECTIVE_ACTION_SAY_AND_HANG_UP
     assert found[0].text == OPT_OUT_CONFIRMATION and found[0].rule == "opt_out" and found[0].turn_id == 1
     assert policy.stores is not None and policy.stores.dnc.lookup(CALLER_CA) is not None
@@ -131,18 +59,19 @@ async def test_opt_out_adds_to_dnc_hangs_up_and_denies_later_dials(policy: Polic
     assert "stop calling me" in record.details["caller_said"] and "4111" not in record.details["caller_said"]
 
     # After the opt-out nothing else is acted on in this call ...
-    await caller_says(bus, call_id, 2, "actually let me speak to a real person")
+    await call.caller(2, "actually let me speak to a real person")
     check = policy_pb2.DialCheck(number=CALLER_CA, purpose="reminder", time_zone="America/Los_Angeles")
     decision = await bus.request(subjects.dial_check(), check, policy_pb2.PolicyDecision, timeout=5)
     # ... and the number can no longer be dialled.
     assert decision.decision == policy_pb2.DECISION_DENY and decision.rule == "internal_dnc"
-    assert len(directives(control)) == 1
+    assert len(call.directives()) == 1
 
 
 async def test_request_for_a_person_transfers(policy: PolicyService, bus: Bus) -> None:
-    call_id, control, _ = await start_call(bus, CALLER_NY)
-    await caller_says(bus, call_id, 1, "Can I talk to a real person please?")
-    found = await wait_for(lambda: directives(control), timeout=5)
+    call = await start_call(bus, CALLER_NY)
+    call_id = call.call_id
+    await call.caller(1, "Can I talk to a real person please?")
+    found = await wait_for(lambda: call.directives(), timeout=5)
     assert found[0].action == control_pb2.DIRECTIVE_ACTION_SAY_AND_TRANSFER
     assert found[0].text == TRANSFER_TEXT and found[0].rule == "human_requested"
     assert found[0].target == "sip:frontdesk@brightsmile.example.org"  # the agent's configured human
@@ -155,16 +84,17 @@ async def test_repeated_misunderstanding_takes_a_message_when_nobody_is_free(
 ) -> None:
     policy.transfer_available = False  # e.g. the front desk is marked unavailable
     try:
-        call_id, control, said = await start_call(bus, CALLER_NY)
+        call = await start_call(bus, CALLER_NY)
+        call_id, said = call.call_id, call.said
         assert policy.sessions is not None
         rules = policy.sessions.sessions[call_id].session.rules  # type: ignore[attr-defined]
         for turn in (1, 2, 3):
-            await agent_says(bus, call_id, turn, "Sorry, I didn't understand that. Could you repeat it?")
+            await call.agent(turn, "Sorry, I didn't understand that. Could you repeat it?")
             await wait_for(lambda t=turn: len(said) >= 2 * t, timeout=5)  # type: ignore[misc]
-            await caller_says(bus, call_id, turn, "mumble grumble")
+            await call.caller(turn, "mumble grumble")
             if turn < 3:  # the reply to this turn must come after it
                 await wait_for(lambda t=turn: rules.escalation.misunderstood_turns == t, timeout=5)  # type: ignore[misc]
-        found = await wait_for(lambda: directives(control), timeout=5)
+        found = await wait_for(lambda: call.directives(), timeout=5)
         assert (
             found[0].action == control_pb2.DIRECTIVE_ACTION_TAKE_MESSAGE
             and found[0].text == TAKE_MESSAGE_TEXT
@@ -175,36 +105,38 @@ async def test_repeated_misunderstanding_takes_a_message_when_nobody_is_free(
 
 
 async def test_all_party_state_asks_consent_and_audits_refusal(policy: PolicyService, bus: Bus) -> None:
-    call_id, control, said = await start_call(bus, CALLER_CA)
-    await agent_says(bus, call_id, 1, "Hello, Bright Smile Dental, how can I help?")
+    call = await start_call(bus, CALLER_CA)
+    call_id, said = call.call_id, call.said
+    await call.agent(1, "Hello, Bright Smile Dental, how can I help?")
     first = await wait_for(lambda: said, timeout=5)
     assert first[0].text.startswith("You are speaking with an AI assistant.")
-    assert not directives(control)  # nothing is asked over the greeting
-    await played(bus, call_id, 1)
-    found = await wait_for(lambda: directives(control), timeout=5)
+    assert not call.directives()  # nothing is asked over the greeting
+    await call.played(1)
+    found = await wait_for(lambda: call.directives(), timeout=5)
     assert found[0].action == control_pb2.DIRECTIVE_ACTION_SAY and found[0].text == CONSENT_PROMPT
     assert found[0].rule == "recording_consent"
 
-    await caller_says(bus, call_id, 1, "No, I'd rather you didn't.")
+    await call.caller(1, "No, I'd rather you didn't.")
     (record,) = await audit_of(bus, call_id, "recording")
     assert record.decision == policy_pb2.DECISION_DENY and record.rule == "consent_refused"
-    assert len(directives(control)) == 1
+    assert len(call.directives()) == 1
 
 
 async def test_one_party_state_gets_the_notice(policy: PolicyService, bus: Bus) -> None:
-    call_id, control, said = await start_call(bus, CALLER_NY)
-    await agent_says(bus, call_id, 1, "Hello, Bright Smile Dental.")
+    call = await start_call(bus, CALLER_NY)
+    call_id, said = call.call_id, call.said
+    await call.agent(1, "Hello, Bright Smile Dental.")
     await wait_for(lambda: said, timeout=5)
-    await played(bus, call_id, 1)
-    found = await wait_for(lambda: directives(control), timeout=5)
+    await call.played(1)
+    found = await wait_for(lambda: call.directives(), timeout=5)
     assert found[0].action == control_pb2.DIRECTIVE_ACTION_SAY and found[0].text == NOTICE_TEXT
     (record,) = await audit_of(bus, call_id, "recording")
     assert record.decision == policy_pb2.DECISION_ALLOW and record.rule == "one_party_notice"
-    await played(bus, call_id, 2)  # the notice itself played: it is not repeated
-    await caller_says(bus, call_id, 1, "Please stop recording this call.")
+    await call.played(2)  # the notice itself played: it is not repeated
+    await call.caller(1, "Please stop recording this call.")
     records = await audit_of(bus, call_id, "recording", count=2)
     assert records[1].decision == policy_pb2.DECISION_DENY and records[1].rule == "caller_stopped"
-    assert len(directives(control)) == 1
+    assert len(call.directives()) == 1
 
 
 def test_party_numbers_from_uris(tmp_path: Path) -> None:
@@ -218,9 +150,10 @@ def test_party_numbers_from_uris(tmp_path: Path) -> None:
 async def test_request_for_a_person_after_hours_takes_a_message(policy: PolicyService, bus: Bus) -> None:
     policy.clock = lambda: CLOSED  # 20:00 in New York: the front desk has gone home
     try:
-        call_id, control, _ = await start_call(bus, CALLER_NY)
-        await caller_says(bus, call_id, 1, "Can I talk to a real person please?")
-        found = await wait_for(lambda: directives(control), timeout=5)
+        call = await start_call(bus, CALLER_NY)
+        call_id = call.call_id
+        await call.caller(1, "Can I talk to a real person please?")
+        found = await wait_for(lambda: call.directives(), timeout=5)
         assert (
             found[0].action == control_pb2.DIRECTIVE_ACTION_TAKE_MESSAGE
             and found[0].text == TAKE_MESSAGE_TEXT

@@ -1,5 +1,5 @@
-"""Nothing unredacted is kept in PA_CALLS (real nats-server, the running policy service with its
-records worker): the live subjects carry the caller's card number, social security number and
+"""Nothing unredacted is kept in PA_CALLS (real nats-server, the running policy service and the
+records service's worker): the live subjects carry the caller's card number, social security number and
 a callback phone number to the services that need them, while every message the calls stream
 stores for the call holds only their redacted copies, from which the call record still builds."""
 
@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pa_testing import wait_for
 from phoneagent.policy.record_copy import redact_json
-from phoneagent.records import TOOL_TYPE_HEADER
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.v1 import common_pb2, speech_pb2, tools_pb2
-from policy_live import running_policy, start_call
+from support.common import wait_for
+from support.policy_stack import Call, running_policy, running_records, start_call
 
 CALLER = "+12125550123"
 CARD_TEXT = "my card is 4111 1111 1111 1111 and my social is 123-45-6789"
@@ -59,11 +58,11 @@ def tool_records(call_id: str) -> list[tuple[tools_pb2.ToolCall | tools_pb2.Tool
     ]
 
 
-async def test_calls_stream_keeps_only_redacted_copies(
-    fresh_nats: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("PA_RECORDS_DB", str(tmp_path / "records.sqlite3"))
-    async with running_policy(fresh_nats, tmp_path / "policy.sqlite3") as svc:
+async def test_calls_stream_keeps_only_redacted_copies(fresh_nats: str, tmp_path: Path) -> None:
+    async with (
+        running_policy(fresh_nats, tmp_path / "policy.sqlite3") as svc,
+        running_records(fresh_nats, tmp_path / "records.sqlite3") as records_svc,
+    ):
         bus = Bus("record-copies-test")
         await bus.connect(fresh_nats)
         try:
@@ -85,7 +84,7 @@ async def test_calls_stream_keeps_only_redacted_copies(
             await call.caller(1, CARD_TEXT)
             await call.agent(2, f"Thanks, Ann. I will call you back at {CALLBACK}.")
             for msg, kind in tool_records(cid):
-                await bus.publish(subjects.tool(cid), msg, headers={TOOL_TYPE_HEADER: kind})
+                await bus.publish(subjects.tool(cid), msg, headers={subjects.TOOL_TYPE_HEADER: kind})
             # A tool record without its type header is not copied (nothing a record could read).
             await bus.publish(subjects.tool(cid), tool_records(cid)[0][0])
 
@@ -119,13 +118,13 @@ async def test_calls_stream_keeps_only_redacted_copies(
             ]
             assert [s.meta.generation_id for s in says] == [2, 2] and "[PHONE:34]" in says[0].text
             tools = [m for m in stored if m.subject == subjects.record(cid, "tool")]
-            assert [m.headers[TOOL_TYPE_HEADER] for m in tools] == ["ToolCall", "ToolResult"]
+            assert [m.headers[subjects.TOOL_TYPE_HEADER] for m in tools] == ["ToolCall", "ToolResult"]
             result = tools_pb2.ToolResult.FromString(tools[1].data)
             assert result.ok and result.duration_ms == 7 and result.meta.generation_id == 2
             assert result.result_json == '{"status":"booked","callback":"[PHONE:34]"}'
 
             # The call record still builds from the copies: turns and tools present, redacted.
-            records = svc.records
+            records = records_svc.records
             assert records is not None
 
             def built() -> Any:
@@ -182,13 +181,10 @@ async def test_a_failed_copy_is_counted_and_never_raised() -> None:
 
 
 async def test_records_queued_when_the_call_ends_still_get_their_copies(
-    fresh_nats: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fresh_nats: str, tmp_path: Path
 ) -> None:
     """A burst of tool records and transcripts, then the call ends at once (on the control lane,
     which overtakes the data lane): what was queued is still copied before the session goes."""
-    from phoneagent.v1 import call_pb2
-
-    monkeypatch.setenv("PA_RECORDS_DB", str(tmp_path / "records.sqlite3"))
     async with running_policy(fresh_nats, tmp_path / "policy.sqlite3") as svc:
         bus = Bus("record-copies-end")
         await bus.connect(fresh_nats)
@@ -200,16 +196,143 @@ async def test_records_queued_when_the_call_ends_still_get_their_copies(
             for turn in range(1, n + 1):
                 await call.caller(turn, f"turn {turn}, call me on {CALLBACK}")
                 msg, kind = tool_records(cid)[0]
-                await bus.publish(subjects.tool(cid), msg, headers={TOOL_TYPE_HEADER: kind})
-            ended = call_pb2.CallEvent(
-                ended=call_pb2.CallEnded(
-                    meta=common_pb2.EventMeta(call_id=cid), reason=call_pb2.END_REASON_CALLER_HANGUP
-                )
-            )
-            await bus.publish(subjects.lifecycle(cid), ended, lane=Lane.CONTROL)
+                await bus.publish(subjects.tool(cid), msg, headers={subjects.TOOL_TYPE_HEADER: kind})
+            await bus.publish(subjects.lifecycle(cid), call_ended(cid), lane=Lane.CONTROL)
             await wait_for(lambda: cid not in svc.sessions.sessions, timeout=10)  # type: ignore[union-attr]
             stored = await wait_for_stored(bus, cid, 2 * n + 1)
             kinds = [m.subject.rsplit(".", 1)[-1] for m in stored if ".record." in m.subject]
             assert kinds.count("transcript") == n and kinds.count("tool") == n
         finally:
+            await bus.close()
+
+
+def call_ended(call_id: str) -> Any:
+    from phoneagent.v1 import call_pb2
+
+    return call_pb2.CallEvent(
+        ended=call_pb2.CallEnded(
+            meta=common_pb2.EventMeta(call_id=call_id), reason=call_pb2.END_REASON_CALLER_HANGUP
+        )
+    )
+
+
+async def test_a_record_that_arrives_after_the_call_ended_is_still_copied(
+    fresh_nats: str, tmp_path: Path
+) -> None:
+    """The end of a call comes on the control lane and may reach policy before the call's last
+    transcript and tool records (data lane), however late they come: they are still copied.
+    Here the order is forced: the records are published only once the session has closed."""
+    async with running_policy(fresh_nats, tmp_path / "policy.sqlite3") as svc:
+        bus = Bus("record-copies-late")
+        await bus.connect(fresh_nats)
+        try:
+            call = await start_call(bus, CALLER)
+            cid = call.call_id
+            await wait_for(lambda: svc.sessions is not None and cid in svc.sessions.sessions, timeout=10)
+            await bus.publish(subjects.lifecycle(cid), call_ended(cid), lane=Lane.CONTROL)
+            await wait_for(lambda: cid not in svc.sessions.sessions, timeout=10)  # type: ignore[union-attr]
+            await call.caller(7, f"my last words: call me on {CALLBACK}")
+            for msg, kind in tool_records(cid):
+                await bus.publish(subjects.tool(cid), msg, headers={subjects.TOOL_TYPE_HEADER: kind})
+            stored = await wait_for_stored(bus, cid, 4)  # lifecycle ended, transcript, two tools
+            kinds = sorted(m.subject.rsplit(".", 1)[-1] for m in stored if ".record." in m.subject)
+            assert kinds == ["tool", "tool", "transcript"]
+            tr = next(m for m in stored if m.subject == subjects.record(cid, "transcript"))
+            assert speech_pb2.Transcript.FromString(tr.data).text == "my last words: call me on [PHONE:34]"
+            # A call that never ran here is not copied by this replica (its owner copies it). The
+            # copier handles transcripts in order: once the next one of ours is copied, it saw it.
+            other = subjects.new_call_id()
+            await Call(bus, other).caller(1, "not ours")
+            await call.caller(8, "and one more")
+            await wait_for_stored(bus, cid, 5)
+            assert await stored_messages(bus, other) == []
+        finally:
+            await bus.close()
+
+
+async def test_two_replicas_copy_each_record_once_and_in_order(fresh_nats: str, tmp_path: Path) -> None:
+    """Every policy replica hears every transcript and tool record; only the call's owner copies
+    it, in the order it arrived (the records builder pairs a tool result with its call)."""
+    async with (
+        running_policy(fresh_nats, tmp_path / "a.sqlite3", common={"replica_id": "policy-a"}) as a,
+        running_policy(fresh_nats, tmp_path / "b.sqlite3", common={"replica_id": "policy-b"}) as b,
+    ):
+        bus = Bus("record-copies-replicas")
+        await bus.connect(fresh_nats)
+        try:
+            call = await start_call(bus, CALLER)
+            cid = call.call_id
+            await wait_for(
+                lambda: sum(cid in s.sessions.sessions for s in (a, b) if s.sessions is not None) == 1,
+                timeout=10,
+            )
+            n = 20
+            for turn in range(1, n + 1):
+                await call.caller(turn, f"turn {turn}")
+                for msg, kind in tool_records(cid):
+                    msg.tool_call_id = f"t{turn}"
+                    await bus.publish(subjects.tool(cid), msg, headers={subjects.TOOL_TYPE_HEADER: kind})
+            await bus.publish(subjects.lifecycle(cid), call_ended(cid), lane=Lane.CONTROL)
+
+            # Both replicas have seen every record (the copier's two subscriptions, emptied).
+            def seen_by_both() -> bool:
+                return all(
+                    sum(sub.received for sub in s.record_copier._subs) == 3 * n
+                    and not any(len(sub.queue) for sub in s.record_copier._subs)
+                    for s in (a, b)
+                )
+
+            await wait_for(seen_by_both, timeout=20)
+            stored = await wait_for_stored(bus, cid, 3 * n + 1)
+            turns = [
+                speech_pb2.Transcript.FromString(m.data).meta.turn_id
+                for m in stored
+                if m.subject == subjects.record(cid, "transcript")
+            ]
+            assert turns == list(range(1, n + 1))
+            tools = [
+                (m.headers[subjects.TOOL_TYPE_HEADER], tools_pb2.ToolCall.FromString(m.data).tool_call_id)
+                for m in stored
+                if m.subject == subjects.record(cid, "tool")
+            ]
+            assert tools == [(k, f"t{t}") for t in range(1, n + 1) for k in ("ToolCall", "ToolResult")]
+            assert a.record_copies.published + b.record_copies.published == 3 * n
+        finally:
+            await bus.close()
+
+
+async def test_copies_do_not_wait_for_the_live_rules(
+    fresh_nats: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The live rules run in a worker thread for each final transcript; on a loaded machine that
+    takes a while. Here they hold on until the call has ended and its session has closed: every
+    transcript is still copied, none waits behind the rules."""
+    import threading
+
+    from phoneagent.policy.live import LiveRules
+
+    release = threading.Event()
+    original = LiveRules.on_transcript
+
+    def slow_rules(self: LiveRules, *args: Any) -> Any:
+        release.wait(30)
+        return original(self, *args)
+
+    monkeypatch.setattr(LiveRules, "on_transcript", slow_rules)
+    async with running_policy(fresh_nats, tmp_path / "policy.sqlite3") as svc:
+        bus = Bus("record-copies-slow-rules")
+        await bus.connect(fresh_nats)
+        try:
+            call = await start_call(bus, CALLER)
+            cid = call.call_id
+            await wait_for(lambda: svc.sessions is not None and cid in svc.sessions.sessions, timeout=10)
+            n = 10
+            for turn in range(1, n + 1):
+                await call.caller(turn, f"turn {turn}")
+            await bus.publish(subjects.lifecycle(cid), call_ended(cid), lane=Lane.CONTROL)
+            await wait_for(lambda: cid not in svc.sessions.sessions, timeout=10)  # type: ignore[union-attr]
+            stored = await wait_for_stored(bus, cid, n + 1)
+            assert [m.subject for m in stored].count(subjects.record(cid, "transcript")) == n
+        finally:
+            release.set()
             await bus.close()

@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from phoneagent.policy.areacodes import default_table, load_area_codes, time_zones_for
-from phoneagent.policy.numbers import is_valid_e164, normalize_e164
 from phoneagent.policy.stores import PolicyStores
+from phoneagent.runtime.areacodes import default_table, load_area_codes, time_zones_for
 from phoneagent.runtime.errors import InvalidArgument
+from phoneagent.runtime.numbers import is_valid_e164, normalize_e164
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 import pytest
-from phoneagent.policy.control_api import CallControl, serve
+from phoneagent.records.control_api import CallControl, serve
 from phoneagent.records.store import RecordStore
 from phoneagent.records.worker import RecordsSettings, RecordsWorker
 from phoneagent.runtime import subjects
@@ -23,7 +23,7 @@ from phoneagent.v1 import (
     media_pb2,
     policy_pb2,
 )
-from records_sample_call import meta, publish_call, publish_start
+from support.records_sample_call import meta, publish_call, publish_start
 
 ENDED, ACTIVE = "capi-ended", "capi-active"
 TOKEN = "s3cret-token"

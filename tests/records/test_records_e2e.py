@@ -1,10 +1,10 @@
-"""Call records end to end: one real call over SIP through the local stack (all five services,
+"""Call records end to end: one real call over SIP through the local stack (every service,
 real CPU models), with an agent whose webhooks point at two receivers of this test.
 
 Checked: the complete record through the control API, the stereo recording it links to
 (caller left, agent right), the post-call summary, a ``call.ended`` webhook whose HMAC is
 computed here independently, retries with back-off ending in success for a receiver that
-fails twice, and the same record after the policy service (the records worker) restarts.
+fails twice, and the same record after the records service (its worker) restarts.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ import grpc
 import numpy as np
 import pytest
 import yaml
-from phoneagent.harness.demo import demo_env, free_udp_port
-from phoneagent.harness.scenario import load_scenario
-from phoneagent.harness.session import Outcome, run_scenario
+from phoneagent.devtools.harness.demo import demo_env, free_udp_port
+from phoneagent.devtools.harness.scenario import load_scenario
+from phoneagent.devtools.harness.session import Outcome, run_scenario
 from phoneagent.records.builder import OUTCOMES
 from phoneagent.records.store import RecordStore
 from phoneagent.runtime import subjects
@@ -148,12 +148,12 @@ def records_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
 
 @pytest.fixture
 async def api(records_stack: Env) -> AsyncIterator[Callable[[], Any]]:
-    """A CallControl stub for the policy replica running now (a new channel after a restart)."""
+    """A CallControl stub for the records replica running now (a new channel after a restart)."""
     channels: list[Any] = []
 
     def stub() -> Any:
-        policy = next(r for r in records_stack.stack.status() if r["service"] == "policy")
-        channels.append(grpc.aio.insecure_channel(f"127.0.0.1:{policy['grpc_port']}"))
+        records = next(r for r in records_stack.stack.status() if r["service"] == "records")
+        channels.append(grpc.aio.insecure_channel(f"127.0.0.1:{records['grpc_port']}"))
         return control_api_pb2_grpc.CallControlStub(channels[-1])
 
     yield stub
@@ -282,7 +282,7 @@ async def test_records_call_end_to_end(records_stack: Env, api: Callable[[], Any
     assert gaps[0] >= 0.8 and gaps[1] >= 1.6 and gaps[1] > gaps[0]  # back-off doubles
     deliveries = await delivery_status(env["PA_RECORDS_DB"], call_id)
 
-    await asyncio.to_thread(st.restart, "policy")
+    await asyncio.to_thread(st.restart, "records")
     await wait_consumers_idle(st.nats.url)
     again = await wait_record(api(), call_id, lambda i: i.ended_unix_ns > 0, 60)
     assert again == info  # nothing lost, nothing applied twice

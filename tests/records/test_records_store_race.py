@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import threading
 
-from pa_postgres import new_database
 from phoneagent.records.builder import CallRecord, Turn
 from phoneagent.records.store import RecordStore
+from support.postgres import new_database
 
 
 def test_record_created_meanwhile_by_another_replica_keeps_both_changes(pg_server: str) -> None:

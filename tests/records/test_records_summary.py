@@ -10,23 +10,22 @@ import asyncio
 import importlib.util
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
-from pa_testing import wait_for
 from phoneagent.llm.engines.base import Delta
 from phoneagent.llm.priority import LiveFirst
-from phoneagent.llm.summaries import SummaryWorker
+from phoneagent.llm.summaries import SUMMARY_SCHEMA, SummaryWorker, parse_summary, summarize
 from phoneagent.records.builder import CallRecord, Turn
 from phoneagent.records.store import RecordStore
-from phoneagent.records.summary import SUMMARY_SCHEMA, SummaryRequester, parse_summary, summarize
+from phoneagent.records.summary import SummaryRequester
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus
 from phoneagent.runtime.errors import InvalidArgument
 from phoneagent.v1 import records_pb2
+from support.common import wait_for
 
 ANSWER = {
     "summary": "Caller booked a cleaning for Tuesday at 10.",
@@ -81,13 +80,6 @@ async def llm_bus(fresh_nats: str) -> AsyncIterator[Bus]:
     await b.connect(fresh_nats)
     yield b
     await b.close()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[RecordStore]:
-    s = RecordStore(str(tmp_path / "records.sqlite3"))
-    yield s
-    s.close()
 
 
 def ended_record(call_id: str) -> CallRecord:
@@ -340,7 +332,7 @@ async def test_a_pull_that_times_out_either_way_is_an_empty_pull() -> None:
     """nats-py's batch fetch raises nats.errors.TimeoutError, or a plain asyncio.TimeoutError
     when its no-wait probe used up the deadline (seen under load): both mean "no job yet"."""
     import nats.errors
-    from phoneagent.records.summary import fetch
+    from phoneagent.runtime.summary_work import fetch
 
     class Pull:
         def __init__(self, exc: BaseException) -> None:

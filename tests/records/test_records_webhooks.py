@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from phoneagent.llm.domain.agent import AgentConfigError, parse_agent
-from phoneagent.llm.domain.agent_fields import Webhook
+from phoneagent.agents.agent import AgentConfigError, parse_agent
+from phoneagent.agents.fields import Webhook
 from phoneagent.records.builder import CallRecord, Turn
 from phoneagent.records.store import RecordStore
 from phoneagent.records.webhooks import SIGNATURE_HEADER, WebhookDispatcher, WebhookSettings, sign, verify
@@ -50,13 +50,6 @@ async def receiver(request: pytest.FixtureRequest) -> AsyncIterator[Receiver]:
     rcv.url = f"http://127.0.0.1:{port}/hook"
     yield rcv
     await runner.cleanup()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> RecordStore:
-    s = RecordStore(str(tmp_path / "records.sqlite3"))
-    yield s  # type: ignore[misc]
-    s.close()
 
 
 def ended_record() -> CallRecord:

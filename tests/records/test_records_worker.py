@@ -11,7 +11,7 @@ from phoneagent.records.worker import RecordsSettings, RecordsWorker
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus
 from phoneagent.v1 import common_pb2, media_pb2, policy_pb2, speech_pb2
-from records_sample_call import publish_call
+from support.records_sample_call import publish_call
 
 CALL = "crec1"
 
@@ -157,7 +157,7 @@ def test_records_two_replicas_on_postgresql_lose_no_change(pg_server: str) -> No
     first is settled inside the store, so no change is lost and no message needs a redelivery."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from pa_postgres import new_database
+    from support.postgres import new_database
 
     url = new_database(pg_server)
     settings = RecordsSettings(db=url, retention_days=0)

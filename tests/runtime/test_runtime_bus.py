@@ -6,12 +6,12 @@ import asyncio
 import time
 
 import pytest
-from pa_testing import wait_for
 from phoneagent.runtime import metrics, subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.errors import ErrorKind, PhoneAgentError
 from phoneagent.runtime.queues import BoundedQueue, DropPolicy
 from phoneagent.v1 import common_pb2, control_pb2, media_pb2, session_pb2
+from support.common import wait_for
 
 
 def frame(call_id: str, seq: int) -> media_pb2.AudioFrame:

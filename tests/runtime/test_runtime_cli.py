@@ -60,3 +60,23 @@ def test_up_starts_the_stack_reports_status_and_leaves_no_process(
         raise AssertionError(f"process {pid} left running")
     leftovers = subprocess.run(["pgrep", "-f", str(tmp_path / "stack")], capture_output=True, text=True)
     assert leftovers.stdout.strip() == "", leftovers.stdout
+
+
+def test_serve_records_names_a_bad_setting(service_env: dict[str, str]) -> None:
+    out = run_cli(["serve", "records"], dict(service_env, PA_GRPC_PORT="fifty"), timeout=60)
+    assert out.returncode == 2
+    assert "PA_GRPC_PORT" in out.stdout + out.stderr
+
+
+def test_up_starts_the_records_service_with_its_api(service_env: dict[str, str], tmp_path: Path) -> None:
+    env = dict(service_env, PA_RECORDS_DB=str(tmp_path / "records.sqlite3"), PA_GRPC_PORT="0")
+    out = run_cli(
+        ["up", "--only", "records", "--data-dir", str(tmp_path / "stack"), "--exit-when-ready"], env
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    row = re.search(r"^records\s+\d+\s+\d+\s+ready\s+(.*)$", out.stdout, re.M)
+    assert row is not None, out.stdout
+    assert re.search(r"grpc_port=[1-9]\d*", row.group(1)) and "records_applied=0" in row.group(1), row.group(
+        1
+    )
+    assert "stopped" in out.stdout

@@ -60,7 +60,6 @@ SAMPLES = [
     ),
     control_pb2.ControlEvent(
         meta=meta(),
-        survives_interrupt=True,
         hangup=control_pb2.Hangup(reason=call_pb2.END_REASON_AGENT_HANGUP),
     ),
     control_pb2.ControlEvent(meta=meta(), dtmf=control_pb2.Dtmf(digit="5", duration_ms=120)),

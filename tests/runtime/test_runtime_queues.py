@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from pa_testing import wait_for
 from phoneagent.runtime import metrics, subjects
 from phoneagent.runtime.bus import Bus, Delivery, subject_kind
 from phoneagent.runtime.queues import BoundedQueue, DropPolicy, metric_label
 from phoneagent.v1 import common_pb2, media_pb2
+from support.common import wait_for
 
 
 def depth(label: str) -> float:

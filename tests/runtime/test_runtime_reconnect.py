@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-from pa_testing import spawn_replica, wait_for
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery
 from phoneagent.runtime.errors import Unavailable
@@ -17,6 +16,7 @@ from phoneagent.runtime.natsserver import NatsServer
 from phoneagent.runtime.sessions import claim_session
 from phoneagent.runtime.stack import readyz
 from phoneagent.v1 import call_pb2, common_pb2, media_pb2
+from support.common import spawn_replica, wait_for
 
 HERE = Path(__file__).resolve().parent
 REPLICA_CMD = [str(HERE / "replica_main.py")]

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pa_testing import wait_for
 from phoneagent.records.store import RecordStore
 from phoneagent.records.worker import RecordsSettings, RecordsWorker
 from phoneagent.runtime import subjects
@@ -20,6 +19,7 @@ from phoneagent.runtime.errors import ErrorKind, PhoneAgentError
 from phoneagent.runtime.service import Service
 from phoneagent.runtime.settings import CommonSettings, load
 from phoneagent.v1 import call_pb2, common_pb2
+from support.common import wait_for
 
 
 class FailingStore(RecordStore):

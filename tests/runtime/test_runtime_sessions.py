@@ -8,12 +8,12 @@ import signal
 import time
 from pathlib import Path
 
-from pa_testing import spawn_replica, wait_for, wait_replica_ready
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.sessions import claim_session
 from phoneagent.runtime.settings import CommonSettings, load
 from phoneagent.v1 import call_pb2, common_pb2, control_pb2, session_pb2
+from support.common import spawn_replica, wait_for, wait_replica_ready
 
 HERE = Path(__file__).resolve().parent
 REPLICA_CMD = [str(HERE / "replica_main.py")]

@@ -17,7 +17,6 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from pa_testing import wait_for
 from phoneagent.edge.callflow import EdgeCall, EdgeCallConfig
 from phoneagent.policy.service import PolicyService
 from phoneagent.policy.settings import PolicySettings
@@ -28,6 +27,7 @@ from phoneagent.runtime.settings import CommonSettings, load
 from phoneagent.tts.service import TtsService
 from phoneagent.tts.settings import TtsSettings
 from phoneagent.v1 import call_pb2, common_pb2, media_pb2, speech_pb2
+from support.common import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -89,7 +89,6 @@ async def test_one_trace_per_turn_from_asr_final_to_the_edge(
         load(
             PolicySettings,
             db_path=str(tmp_path / "policy.sqlite3"),
-            grpc_port=0,
             window_start="00:00",
             window_end="23:59",
         ),

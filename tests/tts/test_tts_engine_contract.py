@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from kokoro_torch_standin import install
 from phoneagent.runtime.errors import EngineFailure, ErrorKind, PhoneAgentError
 from phoneagent.runtime.retry import RetryPolicy
 from phoneagent.runtime.settings import load
@@ -22,6 +21,7 @@ from phoneagent.tts.engines.base import ENGINES, BaseTtsEngine, TtsEngine, creat
 from phoneagent.tts.engines.fallback import FallbackTtsEngine
 from phoneagent.tts.settings import TtsSettings
 from prometheus_client import REGISTRY
+from support.kokoro_torch_standin import install
 
 NAMES = ["kokoro", "piper", "kokoro-torch"]
 TEXT = "Hello there. How can I help?"

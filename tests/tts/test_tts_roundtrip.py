@@ -13,13 +13,13 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from pa_testing import word_errors
 from phoneagent.asr.engines.base import AsrEngine, create_engine
 from phoneagent.audio import g711
 from phoneagent.audio.resample import resample
 from phoneagent.tts.engines.base import TtsEngine
 from phoneagent.tts.normalize import normalize
 from phoneagent.tts.stream import SpeechOut, SpeechRequest, TtsStream
+from support.common import word_errors
 
 pytestmark = pytest.mark.slow
 

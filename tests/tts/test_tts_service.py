@@ -5,23 +5,21 @@ a cancel stops a generation on the bus, and two calls keep their audio apart."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from pa_testing import wait_for
-from phoneagent.policy.call_rules import DISCLOSURE_CORE
-from phoneagent.runtime import streams, subjects
+from phoneagent.agents.disclosure import DISCLOSURE_CORE
+from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.errors import ErrorKind
-from phoneagent.runtime.sessions import SessionHost, claim_session
-from phoneagent.runtime.settings import CommonSettings, load
+from phoneagent.runtime.sessions import claim_session
 from phoneagent.tts.prompts import FixedPrompts, PromptCache, sentences
 from phoneagent.tts.service import TtsCallSession, TtsService
-from phoneagent.tts.settings import TtsSettings
 from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2, speech_pb2
+from support.common import wait_for
+from support.tts import start_service, stop_service
 
 pytestmark = pytest.mark.slow
 
@@ -30,33 +28,6 @@ LONG = " ".join(
     f"Option {word} is a visit on a weekday morning with a hygienist, and it takes about an hour."
     for word in ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 )
-
-
-async def start_service(nats_url: str, directory: Path, replica: str, engine: str) -> TtsService:
-    common = load(CommonSettings, nats_url=nats_url, replica_id=replica)
-    settings = load(TtsSettings, engines=[engine], engine=engine, prompt_dir=str(directory))
-    svc = TtsService(common, settings)
-    await svc.bus.connect(nats_url)
-    await streams.ensure(svc.bus.jetstream())
-    await svc.setup()
-    svc.sessions = SessionHost(svc.bus, "tts", svc.replica, svc.new_session)
-    await svc.sessions.start()
-    return svc
-
-
-async def stop_service(svc: TtsService) -> None:
-    assert svc.sessions is not None
-    await svc.sessions.close()
-    await svc.bus.close()
-    await svc.tasks.close(timeout=5.0)
-    await svc.teardown()
-
-
-@pytest.fixture(scope="module")
-async def piper_tts(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[TtsService]:
-    svc = await start_service(nats_url, tmp_path_factory.mktemp("tts-piper"), "tts-piper-t", "piper")
-    yield svc
-    await stop_service(svc)
 
 
 class Call:

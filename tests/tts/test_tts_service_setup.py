@@ -10,12 +10,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from kokoro_torch_standin import FakeKModel
 from phoneagent.runtime.errors import ErrorKind, PhoneAgentError
 from phoneagent.runtime.settings import CommonSettings, load
 from phoneagent.tts import models
 from phoneagent.tts.service import TtsService
 from phoneagent.tts.settings import TtsSettings
+from support.kokoro_torch_standin import FakeKModel
 
 
 def service(environ: dict[str, str]) -> TtsService:

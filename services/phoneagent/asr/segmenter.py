@@ -4,8 +4,18 @@ Feed 16 kHz mono float32 frames (any length; 20 ms from the edge) with the strea
 of each frame's first sample. The segmenter runs a :class:`~phoneagent.asr.vad.SpeechDetector`
 over fixed windows (32 ms for Silero) and emits:
 
-* :class:`SpeechStarted` once speech has lasted ``min_speech_ms`` (the edge uses it to
-  confirm a barge-in); ``t`` is the onset time, not the detection time;
+* :class:`SpeechStarted` once speech has lasted ``min_speech_ms`` (published for the browser
+  page's speaking indicator; barge-in is the edge's own VAD, confirmed by a final transcript);
+  ``t`` is the onset time, not the detection time. Speech starts with
+  the same hysteresis that ends it: a window at ``start_threshold`` or above opens it, and
+  it holds while the windows stay at ``end_threshold`` or above. On telephone audio Silero's
+  probability for many voices hovers around 0.5 through the first syllables; asking for
+  ``min_speech_ms`` of windows all above ``start_threshold`` put the onset up to a second
+  late, past the pre-roll, and cut the first words off. While no one speaks the detector's
+  state is reset every ``vad_reset_ms`` of non-speech: Silero's recurrent state drifts over
+  a long silence (an agent's greeting, a caller listening) until its probability for the next
+  words stays under 0.3 for half a second - the onset then came late and the first words
+  were lost - while from a fresh state it rises at once;
 * :class:`PartialDue` every ``partial_interval_ms`` of new speech, carrying only the last
   ``partial_window_s`` of audio, so a preview decode stays cheap;
 * :class:`Utterance` after ``min_silence_ms`` of trailing silence, or when the utterance
@@ -38,11 +48,19 @@ class SegmenterConfig:
     partial_interval_ms: int = 600
     partial_window_s: float = 3.0
     max_utterance_s: float = 20.0
+    vad_reset_ms: int = 1000  # non-speech after which the detector's state is reset (0: never)
 
     def validate(self) -> None:
         if not 0.0 < self.end_threshold <= self.start_threshold < 1.0:
             raise InvalidArgument("VAD thresholds must satisfy 0 < end_threshold <= start_threshold < 1")
-        if min(self.pre_roll_ms, self.min_speech_ms, self.min_silence_ms, self.tail_pad_ms) < 0:
+        durations = (
+            self.pre_roll_ms,
+            self.min_speech_ms,
+            self.min_silence_ms,
+            self.tail_pad_ms,
+            self.vad_reset_ms,
+        )
+        if min(durations) < 0:
             raise InvalidArgument("segmenter durations must not be negative")
         if self.partial_interval_ms < 0 or self.partial_window_s <= 0:
             raise InvalidArgument("partial_interval_ms must be >= 0 and partial_window_s > 0")
@@ -76,6 +94,8 @@ class Utterance:
     ended_at: float
     forced: bool = False
     continued: bool = False
+    start_sample: int = 0  # stream position (samples fed so far) of pcm[0]
+    onset_sample: int = 0  # stream position of the first window of the detected speech
 
 
 SegmentEvent = SpeechStarted | PartialDue | Utterance
@@ -99,6 +119,7 @@ class Segmenter:
         self._min_speech_w = max(1, _windows(c.min_speech_ms, self._win_s))
         self._min_silence_w = max(1, _windows(c.min_silence_ms, self._win_s))
         self._partial_w = _windows(c.partial_interval_ms, self._win_s)
+        self._reset_w = _windows(c.vad_reset_ms, self._win_s)
         self._pending = np.zeros(0, dtype=np.float32)
         self.reset()
 
@@ -111,10 +132,15 @@ class Segmenter:
         self._detector.reset()
         self._pending = np.zeros(0, dtype=np.float32)
         self._ring: deque[tuple[float, np.ndarray]] = deque(maxlen=self._pre_roll_w + self._min_speech_w)
+        self._windows_seen = 0  # windows stepped since the last reset: the stream position
         self._run = 0
+        self._quiet = 0  # windows of non-speech in a row while idle
+        self.vad_resets = 0
         self._speaking = False
         self._buffer: list[np.ndarray] = []
         self._buffer_t = 0.0
+        self._buffer_w = 0  # stream window index of the buffer's first window
+        self._onset_w = 0
         self._speech_start = 0.0
         self._last_speech_end = 0.0
         self._silence = 0
@@ -144,19 +170,28 @@ class Segmenter:
 
     def _step(self, window: np.ndarray, t: float) -> list[SegmentEvent]:
         prob = self._detector.probability(window)
+        self._windows_seen += 1
         if self._speaking:
             return self._step_speaking(window, t, prob)
         return self._step_idle(window, t, prob)
 
     def _step_idle(self, window: np.ndarray, t: float, prob: float) -> list[SegmentEvent]:
         self._ring.append((t, window))
-        self._run = self._run + 1 if prob >= self.config.start_threshold else 0
+        held = self._run > 0 and prob >= self.config.end_threshold
+        self._run = self._run + 1 if held or prob >= self.config.start_threshold else 0
+        self._quiet = self._quiet + 1 if prob < self.config.end_threshold else 0
+        if self._reset_w and self._quiet >= self._reset_w:
+            self._detector.reset()  # a fresh state hears the next words from their first syllable
+            self._quiet = 0
+            self.vad_resets += 1
         if self._run < self._min_speech_w:
             return []
         onset = t - (self._run - 1) * self._win_s
         self._speaking = True
         self._buffer = [w for _, w in self._ring]
         self._buffer_t = self._ring[0][0]
+        self._buffer_w = self._windows_seen - len(self._ring)
+        self._onset_w = self._windows_seen - self._run
         self._speech_start = onset
         self._last_speech_end = t + self._win_s
         self._silence = 0
@@ -181,6 +216,7 @@ class Segmenter:
         if len(self._buffer) * self._win_s >= self.config.max_utterance_s:
             event = self._cut(end=end, ended_at=end, forced=True, continued=True)
             self._buffer, self._buffer_t, self._speech_start = [], end, end
+            self._buffer_w = self._onset_w = self._windows_seen
             self._since_partial = 0
             return [event]
         if self._partial_w and self._since_partial >= self._partial_w and self._silence == 0:
@@ -204,6 +240,8 @@ class Segmenter:
             ended_at=ended_at,
             forced=forced,
             continued=continued,
+            start_sample=self._buffer_w * self._win,
+            onset_sample=self._onset_w * self._win,
         )
 
     def _to_idle(self) -> None:
@@ -215,4 +253,5 @@ class Segmenter:
         self._speaking = False
         self._buffer = []
         self._run = 0
+        self._quiet = 0
         self._silence = 0

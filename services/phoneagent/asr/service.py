@@ -2,8 +2,11 @@
 
 Subscribes to the call's caller audio (16 kHz frames from the edge), runs endpointing and
 decoding (:class:`phoneagent.asr.stream.AsrSession`), and publishes "caller started
-speaking" and partials on the call's asr subject (speech-started on the control lane, since
-the edge waits for it to confirm a barge-in) and finals on its transcript subject.
+speaking", partials and errors on the call's asr subject and finals on its transcript subject.
+Speech-started goes on the control lane so it is never queued behind partials; the browser
+page shows it. Barge-in does not wait for it: the edge pauses playout on its own VAD and
+confirms the barge-in with a final transcript. The llm reacts to errors (the caller is asked
+to say it again: :mod:`phoneagent.llm.asr_errors`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from phoneagent.asr.settings import AsrSettings
 from phoneagent.runtime import streams, subjects, telemetry
 from phoneagent.runtime.bus import Delivery, Lane, Subscription
 from phoneagent.runtime.errors import ErrorKind, InvalidArgument, PhoneAgentError
+from phoneagent.runtime.meta import new_meta
+from phoneagent.runtime.metrics import CALLER_AUDIO_LOST
 from phoneagent.runtime.service import Service
 from phoneagent.runtime.settings import CommonSettings
 from phoneagent.runtime.tasks import TaskOwner
@@ -36,6 +41,10 @@ SETTINGS = AsrSettings
 ERROR_EVERY_S = 1.0  # at most one error event per call, per distinct reason, per second
 RESULT_WAIT_S = 60.0  # bound on waiting for one call's decodes when no caller frame comes
 MAX_ERROR_REASONS = 16
+# Caller frames a session may have waiting: 10 s of 20 ms frames. A replica starved of CPU for a
+# moment, or the edge's replay after a takeover (a burst of up to 5 s), must not push the oldest
+# frames - the start of what the caller says - out of the queue (it held 1 s before).
+AUDIO_QUEUE_FRAMES = 500
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,7 @@ class AsrCallSession:
             min_silence_ms=s.end_silence_ms,
             partial_interval_ms=s.partial_interval_ms,
             max_utterance_s=s.max_utterance_s,
+            vad_reset_ms=s.vad_reset_ms,
         )
         assert svc.engine is not None
         self.asr = stream.AsrSession(
@@ -79,22 +89,38 @@ class AsrCallSession:
         self._last_error: dict[str, float] = {}
         self._tasks = TaskOwner(f"asr:{self.call_id}")
         self._waiter: asyncio.Task[None] | None = None
+        self.frames = 0  # caller frames processed
+        self.missing = 0  # frames missing between the sequence numbers processed (lost on the way)
+        # The edge numbers a call's frames from 0; a taken-over session starts wherever the call is.
+        self._last_seq: int | None = -1 if resume is None else None
 
     async def start(self) -> None:
         self.sub = await self.svc.bus.subscribe(
-            subjects.audio_in(self.call_id), media_pb2.AudioFrame, self.on_frame, max_pending=50
+            subjects.audio_in(self.call_id),
+            media_pb2.AudioFrame,
+            self.on_frame,
+            max_pending=AUDIO_QUEUE_FRAMES,
         )
 
     def meta(self, turn: int = 0) -> common_pb2.EventMeta:
-        return common_pb2.EventMeta(
-            call_id=self.call_id, turn_id=turn, ts_unix_ns=time.time_ns(), producer=f"asr/{self.svc.replica}"
-        )
+        return new_meta(self.call_id, f"asr/{self.svc.replica}", turn_id=turn)
 
     async def on_frame(self, frame: media_pb2.AudioFrame, _: Delivery) -> None:
         for ready in self.gate.push(frame):
             await self.process(ready)
 
+    def _count(self, seq: int) -> None:
+        """Note a frame's sequence number; frames skipped in the sequence were lost before ASR."""
+        self.frames += 1
+        if self._last_seq is not None and seq > self._last_seq + 1:
+            gap = seq - self._last_seq - 1
+            self.missing += gap
+            CALLER_AUDIO_LOST.labels(stage="asr_input").inc(gap)
+            log.info("caller audio frames missing", extra={"call_id": self.call_id, "frames": gap})
+        self._last_seq = seq if self._last_seq is None else max(self._last_seq, seq)
+
     async def process(self, frame: media_pb2.AudioFrame) -> None:
+        self._count(frame.sequence)
         t = frame.capture_unix_ns / 1e9 if frame.capture_unix_ns else time.time()
         try:
             if len(frame.pcm) % 2:

@@ -36,6 +36,12 @@ class AsrSettings:
     end_silence_ms: int = env(
         "PA_ASR_END_SILENCE_MS", 500, check=positive, doc="Trailing silence that ends an utterance"
     )
+    vad_reset_ms: int = env(
+        "PA_ASR_VAD_RESET_MS",
+        1000,
+        check=non_negative,
+        doc="Non-speech after which the VAD state is reset, so it hears the next words at once (0: never)",
+    )
     partials: bool = env("PA_ASR_PARTIALS", False, doc="Publish partial transcripts (costs CPU)")
     partial_interval_ms: int = env(
         "PA_ASR_PARTIAL_INTERVAL_MS", 600, check=positive, doc="Speech between partials"

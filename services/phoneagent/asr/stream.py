@@ -63,6 +63,8 @@ class Final:
     forced: bool = False
     result: TranscriptResult | None = field(default=None, compare=False, repr=False)
     endpoint: float = 0.0  # when end of speech was declared (audio clock, Unix seconds)
+    start_sample: int = 0  # stream position (16 kHz samples fed to the session) of the decoded audio
+    onset_sample: int = 0  # stream position where the VAD heard the speech start
 
 
 @dataclass(frozen=True)
@@ -245,6 +247,9 @@ class AsrSession:
                 "rtf": round(result.real_time_factor, 3),
                 "backchannel": backchannel,
                 "forced": utt.forced,
+                "start_sample": utt.start_sample,
+                "onset_sample": utt.onset_sample,
+                "audio_ms": round(len(utt.pcm) * 1000 / EXPECTED_RATE),
             },
         )
         if log.isEnabledFor(logging.DEBUG):
@@ -262,6 +267,8 @@ class AsrSession:
             forced=utt.forced,
             result=result,
             endpoint=utt.ended_at,
+            start_sample=utt.start_sample,
+            onset_sample=utt.onset_sample,
         )
 
     def _collect(self) -> list[AsrEvent]:

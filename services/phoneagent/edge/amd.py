@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from phoneagent.agents.disclosure import DISCLOSURE_CORE, enforce_disclosure
 from phoneagent.edge.media.vad import BargeInVad, VadConfig, VadEventKind
-from phoneagent.policy.call_rules import DISCLOSURE_CORE, enforce_disclosure
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Lane
 from phoneagent.runtime.errors import InvalidArgument
@@ -249,7 +249,6 @@ class AmdGate:
         self.hold = False
         directive = control_pb2.ControlEvent(
             meta=call.meta(),
-            survives_interrupt=True,
             directive=control_pb2.PolicyDirective(
                 action=control_pb2.DIRECTIVE_ACTION_SAY_AND_HANG_UP, text=self.message, rule="amd"
             ),

@@ -22,12 +22,13 @@ import collections
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, cast
 
 import numpy as np
 
 from phoneagent.audio.resample import StreamResampler
 from phoneagent.edge.amd import amd_gate_for
+from phoneagent.edge.call_transport import CallTransport
 from phoneagent.edge.media.pacer import Pacer
 from phoneagent.edge.media.vad import BargeInVad, VadConfig, VadEventKind
 from phoneagent.edge.replay import AudioReplay
@@ -35,6 +36,7 @@ from phoneagent.runtime import metrics, subjects, telemetry
 from phoneagent.runtime.bus import Bus, Delivery, Lane, Subscription
 from phoneagent.runtime.enums import enum_name
 from phoneagent.runtime.errors import PhoneAgentError
+from phoneagent.runtime.meta import new_meta
 from phoneagent.runtime.sessions import claim_session
 from phoneagent.runtime.tasks import TaskOwner
 from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2, speech_pb2
@@ -42,26 +44,6 @@ from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2, speech_p
 log = logging.getLogger(__name__)
 ASR_RATE = 16000
 FRAME_MS = 20
-
-
-class CallTransport(Protocol):
-    """What a call needs from SIP/RTP or WebRTC."""
-
-    name: str  # "sip" or "webrtc", a metrics label
-    sample_rate: int  # rate of the frames exchanged with the call flow
-
-    def pull_caller_frame(self) -> np.ndarray | None:
-        """One 20 ms frame of caller audio (int16), or None when nothing is due."""
-
-    async def send_agent_frame(self, pcm: np.ndarray, speech: bool) -> None:
-        """Send one 20 ms frame (int16) to the caller; ``speech`` False for silence."""
-
-    async def send_dtmf(self, digit: str) -> None: ...
-
-    async def hangup(self, reason: str) -> None: ...
-
-    async def transfer(self, target: str, warm: bool, summary: str) -> tuple[bool, str]:
-        """Transfer the caller; (ok, safe detail)."""
 
 
 @dataclass
@@ -113,8 +95,12 @@ class EdgeCall:
         self.verdict_for: int | None = None  # generation paused by short speech, until ASR's verdict
         self._stop_pending: float | None = None  # speech confirmed (monotonic); playout not yet stopped
         self.seq = 0
+        # Where the barge-in VAD heard each recent caller talk spurt start, as a position in the
+        # audio published to ASR (16 kHz samples): compared with ASR's own onsets, it tells a
+        # test or an operator whether a turn's first words were lost before or inside ASR.
+        self.onsets: collections.deque[int] = collections.deque(maxlen=64)
         self.ended = asyncio.Event()
-        self.end_reason = call_pb2.END_REASON_UNSPECIFIED
+        self.end_reason: int = call_pb2.END_REASON_UNSPECIFIED
         self.started_at = time.monotonic()
         self._first_packet_pending: dict[int, float] = {}
         self._mouth_pending: dict[int, float] = {}
@@ -128,9 +114,7 @@ class EdgeCall:
 
     # --- lifecycle ------------------------------------------------------------------------------
     def meta(self, generation: int = 0) -> common_pb2.EventMeta:
-        return common_pb2.EventMeta(
-            call_id=self.call_id, generation_id=generation, ts_unix_ns=time.time_ns(), producer="edge"
-        )
+        return new_meta(self.call_id, "edge", generation_id=generation)
 
     async def start(self) -> None:
         """Publish the call, claim a session in every stage, subscribe. Raises when a stage is missing."""
@@ -181,7 +165,8 @@ class EdgeCall:
         self.ended.set()
         self.end_reason = reason
         duration = int((time.monotonic() - self.started_at) * 1000)
-        ended = call_pb2.CallEnded(meta=self.meta(), reason=reason, detail=detail[:120], duration_ms=duration)
+        code = cast(call_pb2.EndReason, reason)  # an EndReason value, as every caller passes
+        ended = call_pb2.CallEnded(meta=self.meta(), reason=code, detail=detail[:120], duration_ms=duration)
         try:
             await self.bus.publish(
                 subjects.lifecycle(self.call_id), call_pb2.CallEvent(ended=ended), lane=Lane.CONTROL
@@ -231,6 +216,10 @@ class EdgeCall:
         event = self.vad.process(frame)
         now = time.monotonic()
         if event is not None:
+            if event.kind is VadEventKind.STARTED or (
+                event.kind is VadEventKind.CONFIRMED and event.at_ms - event.onset_ms <= FRAME_MS
+            ):
+                self._note_onset(event.onset_ms)
             if event.kind is VadEventKind.CONFIRMED:
                 self.caller_speaking = True
                 if self.playing is not None and self.paused_since is None:
@@ -264,6 +253,11 @@ class EdgeCall:
             self.seq += 1
             await self.bus.publish(subjects.audio_in(self.call_id), msg)
             self.replay.keep(msg)
+
+    def _note_onset(self, onset_ms: float) -> None:
+        sample = round(onset_ms * ASR_RATE / 1000)
+        self.onsets.append(sample)
+        log.debug("caller speech onset", extra={"call_id": self.call_id, "stream_sample": sample})
 
     async def _play_one(self) -> None:
         held = self.holding or self.peer_hold or (self.amd is not None and self.amd.hold)
@@ -420,7 +414,6 @@ class EdgeCall:
     async def _transfer_result(self, ok: bool, detail: str) -> None:
         result = control_pb2.ControlEvent(
             meta=self.meta(),
-            survives_interrupt=True,
             transfer_result=control_pb2.TransferResult(ok=ok, detail=detail),
         )
         await self.bus.publish(subjects.control(self.call_id), result, lane=Lane.CONTROL)

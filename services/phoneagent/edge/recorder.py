@@ -27,7 +27,6 @@ import logging
 import os
 import queue
 import threading
-import time
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,12 +35,13 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from phoneagent.edge.callflow import CallTransport
+from phoneagent.edge.call_transport import CallTransport
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane, Subscription
 from phoneagent.runtime.errors import PhoneAgentError, Unavailable
+from phoneagent.runtime.meta import new_meta
 from phoneagent.runtime.modelfiles import MissingModelError, sha256_file
-from phoneagent.v1 import common_pb2, media_pb2, policy_pb2
+from phoneagent.v1 import media_pb2, policy_pb2
 
 log = logging.getLogger(__name__)
 ALLOW_RULES = frozenset({"one_party_notice", "consent_given"})
@@ -207,7 +207,7 @@ class CallRecording:
 
     async def _publish(self, stored: StoredRecording) -> None:
         msg = media_pb2.RecordingStored(
-            meta=common_pb2.EventMeta(call_id=self.call_id, ts_unix_ns=time.time_ns(), producer="edge"),
+            meta=new_meta(self.call_id, "edge"),
             uri=stored.uri,
             format="wav",
             sample_rate=stored.sample_rate,

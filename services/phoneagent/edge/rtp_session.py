@@ -20,11 +20,12 @@ import numpy as np
 
 from phoneagent.audio.g711 import G711Codec, codec_for
 from phoneagent.edge.media.dtmf import DtmfDigit, DtmfReceiver, dtmf_packets
-from phoneagent.edge.media.jitter import JitterBuffer
+from phoneagent.edge.media.jitter import JitterBuffer, JitterStats
 from phoneagent.edge.media.rtp import RtpPacket, seq_add, ts_add
 from phoneagent.edge.media.rtp_stream import RtpStreamState
 from phoneagent.edge.sip.sdp import MediaParams
 from phoneagent.runtime.errors import InvalidArgument, Unavailable
+from phoneagent.runtime.metrics import CALLER_AUDIO_LOST
 
 log = logging.getLogger(__name__)
 FRAME_MS = 20
@@ -163,6 +164,11 @@ class RtpSession:
     def drops(self) -> int:
         return self._state.dropped if self._state is not None else 0
 
+    @property
+    def jitter_stats(self) -> JitterStats | None:
+        """What the jitter buffer did with the caller's audio (played, concealed, discarded ...)."""
+        return self._jitter.stats if self._jitter is not None else None
+
     # --- outbound -----------------------------------------------------------------------------
     def _send(self, payload_type: int, payload: bytes, timestamp: int, marker: bool) -> None:
         if self._transport is None or self._remote is None or self.closed or self.send_paused:
@@ -204,6 +210,21 @@ class RtpSession:
         self.closed = True
         if self._transport is not None:
             self._transport.close()
+        stats = self.jitter_stats
+        if stats is not None and stats.pushed:
+            CALLER_AUDIO_LOST.labels(stage="edge_jitter").inc(stats.discarded)
+            log.info(
+                "rtp caller audio",
+                extra={
+                    "call_id": self.call_id,
+                    "played": stats.played,
+                    "concealed": stats.concealed,
+                    "late": stats.late,
+                    "discarded": stats.discarded,
+                    "dropped_for_delay": stats.dropped_for_delay,
+                    "restarts": stats.restarts,
+                },
+            )
         if self._state is not None and self._state.dropped:
             log.info(
                 "rtp session closed",

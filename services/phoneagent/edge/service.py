@@ -15,71 +15,57 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from phoneagent.edge.callflow import EdgeCall, EdgeCallConfig
 from phoneagent.edge.media.dtmf import DtmfDigit
+from phoneagent.edge.outbound import OutboundCalls
 from phoneagent.edge.recorder import CallRecording, RecordingConfig
 from phoneagent.edge.rtp_session import RtpSession
 from phoneagent.edge.settings import EdgeSettings
 from phoneagent.edge.sip import (
     CallFailed,
-    CallOutcome,
-    Credentials,
     Dialog,
     DialogHandlers,
     DigestServer,
     IncomingCall,
     MediaParams,
     NoCommonCodec,
-    ParseError,
-    SipURI,
     UAConfig,
     UserAgent,
     answer,
     negotiated,
-    offer,
 )
-from phoneagent.edge.sip_transport import SipTransport
-from phoneagent.edge.transfer import WarmTransferConfig
-from phoneagent.runtime import dial_approvals, streams, subjects
-from phoneagent.runtime.bus import Delivery, Subscription
-from phoneagent.runtime.dial_approvals import DialNotApproved
+from phoneagent.edge.sip_call_transport import SipCallTransport
+from phoneagent.edge.transfer import SummaryVoice, WarmTransferConfig
+from phoneagent.runtime import subjects
+from phoneagent.runtime.bus import Subscription
 from phoneagent.runtime.enums import enum_name
-from phoneagent.runtime.errors import ErrorKind, InvalidArgument, PhoneAgentError, Unavailable
-from phoneagent.runtime.metrics import DIALS_REFUSED
+from phoneagent.runtime.errors import InvalidArgument, PhoneAgentError, Unavailable
+from phoneagent.runtime.meta import new_meta
 from phoneagent.runtime.redact import mask_number
 from phoneagent.runtime.service import Service
 from phoneagent.runtime.settings import CommonSettings
-from phoneagent.v1 import call_pb2, common_pb2, control_pb2
+from phoneagent.v1 import call_pb2
 
 log = logging.getLogger(__name__)
-MAX_DIAL_TARGET_CHARS = 256  # a SIP URI or number; longer is hostile and would not fit a UDP INVITE
 SETTINGS = EdgeSettings
 ASR_RATE = 16000
-
-_OUTCOME_REASON = {
-    CallOutcome.BUSY: call_pb2.END_REASON_BUSY,
-    CallOutcome.NO_ANSWER: call_pb2.END_REASON_NO_ANSWER,
-    CallOutcome.FAILED: call_pb2.END_REASON_FAILED,
-    CallOutcome.CANCELLED: call_pb2.END_REASON_CANCELLED,
-}
 
 
 @dataclass
 class ActiveCall:
     call: EdgeCall
-    transport: SipTransport
+    transport: SipCallTransport
     rtp: RtpSession
     dialing: asyncio.Task[Any] | None = None
     dtmf: asyncio.Queue[DtmfDigit] = field(default_factory=asyncio.Queue)
     recording: CallRecording | None = None  # records only once policy allows it
 
 
-class EdgeService(Service):
+class EdgeService(OutboundCalls, Service):
     name = "edge"
 
     def __init__(self, common: CommonSettings, settings: EdgeSettings | None = None) -> None:
@@ -228,8 +214,9 @@ class EdgeService(Service):
             rtp_port_max=s.rtp_port_max,
             codecs=s.codec_names,
             answer_timeout_s=s.no_answer_timeout_s,
+            voice=SummaryVoice(self.bus),
         )
-        transport = SipTransport(rtp, started.meta.call_id, warm=warm)
+        transport = SipCallTransport(rtp, started.meta.call_id, warm=warm)
         config = EdgeCallConfig(
             min_speech_ms=self.settings.barge_in_min_speech_ms,
             backchannel_wait_ms=self.settings.backchannel_wait_ms,
@@ -321,7 +308,7 @@ class EdgeService(Service):
         self, call_id: str, direction: int, from_uri: str, to_uri: str, codec: str
     ) -> call_pb2.CallStarted:
         return call_pb2.CallStarted(
-            meta=common_pb2.EventMeta(call_id=call_id, ts_unix_ns=time.time_ns(), producer="edge"),
+            meta=new_meta(call_id, "edge"),
             direction=direction,  # type: ignore[arg-type]
             transport=call_pb2.TRANSPORT_SIP,
             from_uri=from_uri,
@@ -409,108 +396,3 @@ class EdgeService(Service):
             await active.call.end(call_pb2.END_REASON_ERROR, "stage unavailable")
             active.rtp.close()
             return False
-
-    # --- outbound ---------------------------------------------------------------------------------
-    def _dial_target(self, to: str) -> SipURI:
-        to = to.strip()
-        if len(to) > MAX_DIAL_TARGET_CHARS:
-            raise InvalidArgument(f"dial target is longer than {MAX_DIAL_TARGET_CHARS} characters")
-        try:
-            if to.lower().startswith(("sip:", "sips:")):
-                return SipURI.parse(to)
-            if not self.settings.trunk_uri:
-                raise InvalidArgument("no SIP trunk configured for dialling numbers (PA_SIP_TRUNK_URI)")
-            number = "".join(ch for ch in to.removeprefix("tel:") if ch.isdigit() or ch == "+")
-            if len(number.lstrip("+")) < 3:
-                raise InvalidArgument("dial target is not a number or SIP URI")
-            trunk = SipURI.parse(self.settings.trunk_uri)
-            return SipURI(trunk.scheme, trunk.host, number, trunk.port, dict(trunk.params))
-        except ParseError:
-            raise InvalidArgument("dial target is not a number or SIP URI") from None
-
-    async def _on_dial(self, started: call_pb2.CallStarted, _: Delivery) -> control_pb2.ControlEvent:
-        try:
-            return await self._accept_dial(started)
-        except PhoneAgentError as exc:
-            log.info("dial refused", extra={"error_kind": exc.kind.name, "reason": exc.message})
-            error = common_pb2.Error(
-                kind=exc.kind.wire,  # type: ignore[arg-type]
-                retryable=exc.kind.retryable,
-                message=exc.message,
-                source="edge",
-            )
-            return control_pb2.ControlEvent(meta=common_pb2.EventMeta(producer="edge"), error=error)
-
-    async def _accept_dial(self, req: call_pb2.CallStarted) -> control_pb2.ControlEvent:
-        call_id = subjects.check_id(req.meta.call_id)
-        target = self._dial_target(req.to_uri)
-        if not self.accepting:
-            raise Unavailable("edge is draining")
-        if len(self.calls) >= self.settings.max_calls or call_id in self.calls:
-            raise PhoneAgentError(ErrorKind.OVERLOADED, "edge at its call limit")
-        if self.settings.require_dial_approval:
-            await self._redeem_approval(call_id, req)
-        assert self.ua is not None
-        rtp = await RtpSession.open(
-            self.settings.sip_host, self.settings.rtp_port_min, self.settings.rtp_port_max, call_id
-        )
-        started = call_pb2.CallStarted()
-        started.CopyFrom(req)
-        started.MergeFrom(
-            self._started(
-                call_id,
-                call_pb2.DIRECTION_OUTBOUND,
-                str(self.ua.local_uri()),
-                req.to_uri,
-                self.settings.codec_names[0],
-            )
-        )
-        started.agent = req.agent or started.agent
-        active = self._new_call(started, rtp)
-        if not await self._start_call(active):
-            raise Unavailable("a stage could not take the call")
-        self._track(active)
-        active.dialing = active.call.tasks.spawn(self._dial(active, target), "dial")
-        log.info("outbound call placed", extra={"call_id": call_id, "callee": mask_number(target.user)})
-        return control_pb2.ControlEvent(meta=common_pb2.EventMeta(call_id=call_id, producer="edge"))
-
-    async def _redeem_approval(self, call_id: str, req: call_pb2.CallStarted) -> None:
-        """Consume the policy's one-time approval for this dial; refuse without one (fail closed)."""
-        try:
-            if self._approvals is None:
-                try:
-                    self._approvals = await streams.dial_approvals_kv(self.bus.jetstream())
-                except Exception:
-                    raise DialNotApproved("unavailable", "approvals could not be read") from None
-            await dial_approvals.redeem(self._approvals, req.dial_decision_id, req.to_uri)
-        except DialNotApproved as exc:
-            DIALS_REFUSED.labels(reason=exc.reason).inc()
-            log.warning(
-                "dial not approved by policy",
-                extra={"call_id": call_id, "reason": exc.reason, "decision_id": req.dial_decision_id[:64]},
-            )
-            raise
-
-    async def _dial(self, active: ActiveCall, target: SipURI) -> None:
-        assert self.ua is not None
-        s = self.settings
-        creds = Credentials(s.trunk_username, s.trunk_password) if s.trunk_username else None
-        local = offer(s.advertised, active.rtp.port, s.codec_names)
-        try:
-            dialog = await self.ua.call(
-                target, local, creds, handlers=self._handlers(active), timeout_s=s.no_answer_timeout_s
-            )
-        except CallFailed as exc:
-            await active.call.end(_OUTCOME_REASON[exc.outcome], f"sip {exc.status}")
-            return
-        try:
-            if dialog.remote_sdp is None:
-                raise NoCommonCodec("answer without SDP")
-            params = negotiated(dialog.remote_sdp, local)
-        except NoCommonCodec:
-            active.transport.attach(dialog)
-            await active.transport.hangup("no common codec")
-            await active.call.end(call_pb2.END_REASON_FAILED, "no common codec")
-            return
-        active.rtp.start(params, latch=s.rtp_latch)
-        await self._connected(active, dialog)

@@ -1,9 +1,10 @@
 """Warm transfer to a human: hold audio for the caller, a spoken summary for the human, then a bridge.
 
 The edge dials the human on a second SIP leg while the caller hears a soft hold chime. When the
-human answers, a short summary of the call (rendered locally by a TTS engine, Piper by default) is
-played to them; then the two legs are bridged in the edge: decoded frames are relayed both ways
-every 20 ms, so it works with any trunk (no REFER support needed). The bridge lives until either
+human answers, a short summary of the call is played to them, rendered by the TTS service on
+request (``pa.v1.tts.render``, in the calls' voice: the edge loads no engine); then the two legs
+are bridged in the edge: decoded frames are relayed both ways every 20 ms, so it works with any
+trunk (no REFER support needed). The bridge lives until either
 side hangs up, and then hangs up the other. Any failure before the bridge leaves the caller with
 the agent.
 """
@@ -12,19 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from dataclasses import dataclass
 
 import numpy as np
 
-from phoneagent.audio.resample import resample
 from phoneagent.edge.media.pacer import Pacer
 from phoneagent.edge.rtp_session import RtpSession
 from phoneagent.edge.sip.calls import CallFailed
 from phoneagent.edge.sip.dialog import Dialog
 from phoneagent.edge.sip.headers import SipURI
 from phoneagent.edge.sip.sdp import NoCommonCodec, negotiated, offer
-from phoneagent.runtime.errors import PhoneAgentError, Unavailable
+from phoneagent.runtime import subjects
+from phoneagent.runtime.bus import Bus, Lane
+from phoneagent.runtime.errors import ErrorKind, PhoneAgentError, Unavailable
+from phoneagent.runtime.meta import new_meta
+from phoneagent.v1 import media_pb2
 
 log = logging.getLogger(__name__)
 RATE = 8000
@@ -39,8 +42,8 @@ class WarmTransferConfig:
     rtp_port_max: int = 20999
     codecs: tuple[str, ...] = ("PCMU", "PCMA")
     answer_timeout_s: float = 30.0
-    tts_engine: str = "piper"
     max_summary_s: float = 30.0
+    voice: SummaryVoice | None = None  # speaks the summary through TTS; None: no warm transfer
 
 
 class HoldTone:
@@ -66,41 +69,32 @@ class HoldTone:
 
 
 class SummaryVoice:
-    """Renders the summary to 8 kHz int16 with one shared, lazily loaded TTS engine per name."""
+    """Asks TTS over the bus (``pa.v1.tts.render``) to speak the summary: 8 kHz int16 PCM."""
 
-    _engines: dict[str, object] = {}
-    _lock = threading.Lock()
+    def __init__(self, bus: Bus, timeout_s: float = 20.0) -> None:
+        self.bus = bus
+        self.timeout_s = timeout_s
 
-    def __init__(self, engine: str) -> None:
-        self.engine_name = engine
-
-    def _engine(self) -> object:
-        from phoneagent.tts.engines.base import create_engine
-
-        with self._lock:
-            engine = self._engines.get(self.engine_name)
-            if engine is None:
-                engine = create_engine(self.engine_name)
-                engine.load()
-                self._engines[self.engine_name] = engine
-            return engine
-
-    def render(self, text: str, max_s: float) -> np.ndarray:
-        """Blocking: run it in a worker thread. Raises PhoneAgentError when the engine is missing."""
-        engine = self._engine()
-        rate = int(engine.native_rate)  # type: ignore[attr-defined]
-        pieces: list[np.ndarray] = []
-        total = 0
-        voice = engine.voices()[0]  # type: ignore[attr-defined]
-        for chunk in engine.synthesize(text, voice, 1.0):  # type: ignore[attr-defined]
-            pieces.append(np.asarray(chunk, np.float32))
-            total += len(chunk)
-            if total > max_s * rate:
-                break
-        if not pieces:
-            return np.zeros(0, np.int16)
-        pcm = (np.clip(np.concatenate(pieces), -1, 1) * 32767).astype(np.int16)
-        return resample(pcm, rate, RATE)
+    async def render(self, text: str, max_s: float, call_id: str = "") -> np.ndarray:
+        """Raises PhoneAgentError when no TTS answers in time or it could not render the text."""
+        if len(text) > subjects.RENDER_MAX_TEXT:  # cut at a word: TTS refuses longer text
+            text = text[: subjects.RENDER_MAX_TEXT].rsplit(" ", 1)[0]
+        req = media_pb2.RenderRequest(
+            meta=new_meta(call_id, "edge"), text=text, sample_rate=RATE, max_seconds=max_s
+        )
+        reply = await self.bus.request(
+            subjects.tts_render(),
+            req,
+            media_pb2.RenderReply,
+            timeout=self.timeout_s,
+            lane=Lane.DATA,
+            max_bytes=subjects.RENDER_MAX_BYTES + 1024,
+        )
+        if reply.HasField("error"):
+            raise PhoneAgentError(ErrorKind.from_wire(reply.error.kind), reply.error.message[:120])
+        if reply.sample_rate != RATE or len(reply.pcm) % 2:
+            raise PhoneAgentError(ErrorKind.INTERNAL, "TTS answered with unusable audio")
+        return np.frombuffer(reply.pcm, dtype="<i2").astype(np.int16)
 
 
 class Bridge:
@@ -172,11 +166,11 @@ class WarmTransfer:
             raise
 
     async def _attempt(self, target: SipURI, summary: str) -> tuple[bool, str, Bridge | None]:
+        if self.config.voice is None:
+            return False, "no voice for the transfer summary", None
         try:
-            speech = await asyncio.to_thread(
-                SummaryVoice(self.config.tts_engine).render,
-                summary or "Transferring a call.",
-                self.config.max_summary_s,
+            speech = await self.config.voice.render(
+                summary or "Transferring a call.", self.config.max_summary_s, self.call_id
             )
         except PhoneAgentError as exc:
             log.warning(

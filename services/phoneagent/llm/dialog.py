@@ -15,52 +15,26 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
-from phoneagent.llm.engines.base import LlmEngine
-from phoneagent.llm.streaming import SentenceSplitter
-from phoneagent.llm.tool_calls import (
-    CONSTRAINED_MIN_TOKENS,
-    TOOL_CALL_REPAIRS,
-    read_constrained,
-    starts_tool_call,
-    tool_call_schema,
+from phoneagent.llm.dialog_state import (
+    Action,
+    DialogConfig,
+    DialogState,
+    Publish,
+    Save,
+    SystemPrompt,
+    ToolRunner,
+    TurnContext,
 )
-from phoneagent.runtime import metrics
+from phoneagent.llm.engines.base import LlmEngine
+from phoneagent.llm.replies import Replies, Reply
 from phoneagent.runtime.errors import PhoneAgentError
 from phoneagent.runtime.tasks import TaskOwner
 
 log = logging.getLogger(__name__)
-
-APOLOGY = "I'm sorry, something went wrong on my side. Could you say that again?"
-TOOL_FAILED = "I'm sorry, I couldn't complete that just now."
-_TOOL_CALL = re.compile(r"<tool_call>\s*(\{.*?\})\s*(?:</tool_call>|$)", re.S)
-
-
-@dataclass
-class ToolOutcome:
-    ok: bool
-    result: dict[str, Any]
-    spoken: str = ""
-    # ``spoken`` is the complete answer (a booking confirmation, an apology): say it as it is,
-    # with no second generation, so a small model cannot misstate a date the tools worked out.
-    final: bool = False
-    # The call does not fit what the caller said (a booking for a question): nothing ran, and
-    # the model answers in words instead.
-    declined: bool = False
-    tool: str = ""  # the tool that ran, when the runner chose another than the model named
-
-
-class ToolRunner(Protocol):
-    """Executes the agent's tools in code (dates resolved in the business's time zone)."""
-
-    def schemas(self) -> list[dict[str, Any]]: ...
-
-    async def run(self, name: str, arguments: dict[str, Any]) -> ToolOutcome: ...
 
 
 @dataclass
@@ -75,97 +49,7 @@ class _Unconfirmed:
 UNCONFIRMED_KEPT = 4  # replies awaiting the edge's report; older ones are taken as heard
 
 
-@dataclass
-class DialogConfig:
-    max_tokens: int = 160
-    temperature: float = 0.3
-    filler_after_s: float = 0.8
-    filler_text: str = "One moment while I check."
-    max_history: int = 24
-    # Characters of history kept (about four per token): past this, the oldest messages go until
-    # two thirds of it is left, so the engine's cached prefix is rebuilt rarely, not every turn.
-    max_history_chars: int = 9000
-    first_clause_min_words: int = 4
-    # Finish tool calls under the tools' JSON schemas where the engine supports it.
-    constrained_tools: bool = True
-
-
-@dataclass
-class DialogState:
-    """What survives a replica change (JSON in the dialog key-value bucket)."""
-
-    history: list[dict[str, Any]] = field(default_factory=list)
-    turn: int = 0
-    generation: int = 0
-    # The tool runner's own memory of the call (a booking waiting for the caller's name, what
-    # the caller said and was offered), as :meth:`ToolRunner.snapshot` gives it.
-    tools: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> bytes:
-        return json.dumps(
-            {"history": self.history, "turn": self.turn, "generation": self.generation, "tools": self.tools},
-            default=str,
-        ).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes) -> DialogState:
-        """Read a saved state; raises ValueError (never another error) when it is not one."""
-        try:
-            raw = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError("dialog state is not JSON") from exc
-        if not isinstance(raw, dict):
-            raise ValueError("dialog state is not an object")
-        history, tools = _given(raw, "history", []), _given(raw, "tools", {})
-        turn, generation = _given(raw, "turn", 0), _given(raw, "generation", 0)
-        if not isinstance(history, list) or not all(isinstance(m, dict) for m in history):
-            raise ValueError("dialog history is not a list of messages")
-        if not isinstance(tools, dict):
-            raise ValueError("tool state is not an object")
-        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (turn, generation)):
-            raise ValueError("turn and generation must be counts")
-        return cls(history=list(history), turn=turn, generation=generation, tools=dict(tools))
-
-
-def _given(raw: dict[str, Any], key: str, default: Any) -> Any:
-    value = raw.get(key)
-    return default if value is None else value
-
-
-@dataclass
-class Sentence:
-    generation: int
-    turn: int
-    seq: int
-    text: str
-    final: bool
-    # Wall clock (unix ns) of the generation's first model token; set on sentence 0 only, and 0
-    # when no model ran (greeting, policy words, a booking resumed in code).
-    first_token_unix_ns: int = 0
-    # Set on sentence 0 of a reply to a caller turn: when the turn reached the dialog.
-    request_unix_ns: int = 0
-
-
-@dataclass
-class _Reply:
-    generation: int
-    turn: int
-    request_id: str = ""
-    first_token_unix_ns: int = 0
-    request_unix_ns: int = 0
-    sentences: list[str] = field(default_factory=list)
-    finished: bool = False  # every sentence published
-    task: asyncio.Task[None] | None = None
-
-
-Publish = Callable[[Sentence], Awaitable[None]]
-Action = Callable[[str, dict[str, Any]], Awaitable[None]]
-Save = Callable[[DialogState], Awaitable[None]]
-SystemPrompt = Callable[[], str]
-TurnContext = Callable[[str], str]
-
-
-class Dialog:
+class Dialog(Replies):
     def __init__(
         self,
         call_id: str,
@@ -192,7 +76,7 @@ class Dialog:
         self.action = action
         self.config = config or DialogConfig()
         self.state = state or DialogState()
-        self.reply: _Reply | None = None
+        self.reply: Reply | None = None
         self._unconfirmed: dict[int, _Unconfirmed] = {}
         self._tasks = TaskOwner(f"dialog:{call_id}")
         restore = getattr(tools, "restore", None)
@@ -308,7 +192,7 @@ class Dialog:
             return await self._commit_heard(reply, len(reply.sentences), 0)
         return await self._commit_heard(reply, heard[0], heard[1])
 
-    def _unconfirmed_until_reported(self, reply: _Reply, message: dict[str, Any] | None) -> None:
+    def _unconfirmed_until_reported(self, reply: Reply, message: dict[str, Any] | None) -> None:
         if message is None:
             return
         self._unconfirmed[reply.generation] = _Unconfirmed(message, list(reply.sentences))
@@ -327,7 +211,7 @@ class Dialog:
                 await self._save()
                 return
 
-    async def _abort(self, reply: _Reply) -> None:
+    async def _abort(self, reply: Reply) -> None:
         """Stop the reply's engine request and task (what it published stays in ``sentences``)."""
         if reply.task is not None and not reply.task.done():
             if reply.request_id:
@@ -342,13 +226,13 @@ class Dialog:
         await self._tasks.close(timeout=2.0)
 
     # --- internals ------------------------------------------------------------------------------
-    def _new_reply(self, turn: int) -> _Reply:
+    def _new_reply(self, turn: int) -> Reply:
         self.state.generation += 1
-        self.reply = _Reply(generation=self.state.generation, turn=turn)
+        self.reply = Reply(generation=self.state.generation, turn=turn)
         return self.reply
 
     async def _commit_heard(
-        self, reply: _Reply, full_sentences: int, extra_chars: int
+        self, reply: Reply, full_sentences: int, extra_chars: int
     ) -> dict[str, Any] | None:
         if self.reply is not reply:
             return None
@@ -360,12 +244,6 @@ class Dialog:
             self._trim()
         await self._save()
         return message
-
-    async def _save(self) -> None:
-        snapshot = getattr(self.tools, "snapshot", None)
-        if callable(snapshot):
-            self.state.tools = snapshot()
-        await self.save(self.state)
 
     def _trim(self) -> None:
         history = self.state.history
@@ -379,22 +257,7 @@ class Dialog:
         while len(history) > 1 and (total > target or history[0].get("role") != "user"):
             total -= _chars(history.pop(0))  # never start with a reply or a result whose question is gone
 
-    def _messages(self) -> list[dict[str, Any]]:
-        return [{"role": "system", "content": self.system_prompt()}, *self.state.history]
-
-    async def _say(self, reply: _Reply, text: str) -> None:
-        """Publish one sentence of the reply at once (never held back for the next one)."""
-        seq = len(reply.sentences)
-        reply.sentences.append(text)
-        first_token = reply.first_token_unix_ns if seq == 0 else 0
-        requested = reply.request_unix_ns if seq == 0 else 0
-        await self.publish(Sentence(reply.generation, reply.turn, seq, text, False, first_token, requested))
-
-    async def _end(self, reply: _Reply) -> None:
-        """Mark the end of the generation: an empty, final sentence after the last one."""
-        await self.publish(Sentence(reply.generation, reply.turn, len(reply.sentences), "", True))
-
-    async def _generate(self, reply: _Reply, started: float, resumed: dict[str, Any] | None = None) -> None:
+    async def _generate(self, reply: Reply, started: float, resumed: dict[str, Any] | None = None) -> None:
         try:
             messages = self._messages()
             tool_call = resumed or await self._stream(reply, messages, started, with_tools=True)
@@ -410,195 +273,6 @@ class Dialog:
             await self._apology(reply)
         reply.finished = True
 
-    async def _apology(self, reply: _Reply) -> None:
-        await self._say(reply, APOLOGY)
-        await self._end(reply)
-
-    async def _stream(
-        self,
-        reply: _Reply,
-        messages: list[dict[str, Any]],
-        started: float,
-        *,
-        with_tools: bool,
-        constrain: bool = True,
-    ) -> dict[str, Any] | None:
-        """Stream one completion; publish sentences; return a tool call if the model made one.
-
-        With ``constrain`` (and an engine with structured output), the free completion stops as
-        soon as it starts a tool call, and the call is generated under the tools' schemas."""
-        reply.request_id = f"{self.call_id}-g{reply.generation}-{len(reply.sentences)}"
-        splitter = SentenceSplitter(first_clause_min_words=self.config.first_clause_min_words)
-        tools = self.tools.schemas() if (with_tools and self.tools is not None) else None
-        constrain = (
-            constrain
-            and tools is not None
-            and self.config.constrained_tools
-            and bool(getattr(self.engine, "structured_output", False))
-        )
-        buffered = ""  # held back while the output may still turn out to be a tool call
-        spoke = opened = False
-        first_token = True
-        t0 = time.perf_counter()
-        tokens = 0
-        stream = self.engine.stream(
-            messages,
-            request_id=reply.request_id,
-            max_tokens=self.config.max_tokens,
-            temperature=self.config.temperature,
-            tools=tools,
-        )
-        async for delta in stream:
-            if delta.final:
-                tokens = delta.completion_tokens or tokens
-                break
-            if first_token:
-                first_token = False
-                if not reply.first_token_unix_ns:
-                    reply.first_token_unix_ns = time.time_ns()
-                metrics.LLM_FIRST_TOKEN_LATENCY.labels(engine=self.engine.name).observe(
-                    time.perf_counter() - started
-                )
-            tokens += 1
-            # Held back at the start of every completion (a follow-up too: a small model may echo
-            # the tool result as JSON), and never spoken if it turns out to be JSON.
-            if (buffered or not spoke) and _maybe_tool(buffered + delta.text):
-                buffered += delta.text
-                if constrain and starts_tool_call(buffered):
-                    opened = True
-                    break
-                continue
-            text, buffered, spoke = buffered + delta.text, "", True
-            for sentence in splitter.push(text):
-                await self._sentence(reply, sentence, started)
-        elapsed = time.perf_counter() - t0
-        if tokens and elapsed > 0:
-            metrics.LLM_TOKENS_PER_SECOND.labels(engine=self.engine.name).observe(tokens / elapsed)
-        if opened and tools is not None:
-            await self.engine.abort(reply.request_id)
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
-            return await self._constrained_call(reply, messages, started, tools)
-        if buffered:
-            call = _parse_tool_call(buffered) if tools is not None else None
-            if call is not None:
-                TOOL_CALL_REPAIRS.labels(engine=self.engine.name, reason="unconstrained").inc()
-                return call
-            if _looks_like_call(buffered) or (tools is None and _looks_like_json(buffered)):
-                # A tool call that is cut off or broken is never read out to the caller.
-                log.info("unreadable tool call", extra={"call_id": self.call_id, "chars": len(buffered)})
-                buffered = APOLOGY
-            for sentence in splitter.push(buffered):
-                await self._sentence(reply, sentence, started)
-        for sentence in splitter.flush():
-            await self._sentence(reply, sentence, started)
-        if not reply.sentences:
-            await self._say(reply, APOLOGY)
-        await self._end(reply)
-        return None
-
-    async def _constrained_call(
-        self, reply: _Reply, messages: list[dict[str, Any]], started: float, tools: list[dict[str, Any]]
-    ) -> dict[str, Any] | None:
-        """Generate the tool call the model began, from the start of its reply, under the schemas."""
-        reply.request_id = f"{self.call_id}-g{reply.generation}-{len(reply.sentences)}-call"
-        text = ""
-        try:
-            async for delta in self.engine.stream(
-                messages,
-                request_id=reply.request_id,
-                max_tokens=max(self.config.max_tokens, CONSTRAINED_MIN_TOKENS),
-                temperature=self.config.temperature,
-                tools=tools,
-                json_schema=tool_call_schema(tools),
-            ):
-                if delta.final:
-                    break
-                text += delta.text
-        except PhoneAgentError as exc:
-            if exc.kind.name != "INVALID_ARGUMENT":
-                raise
-            # The engine cannot build a grammar from these schemas: read a free-text call instead.
-            TOOL_CALL_REPAIRS.labels(engine=self.engine.name, reason="no_grammar").inc()
-            return await self._stream(reply, messages, started, with_tools=True, constrain=False)
-        call = read_constrained(text)
-        if call is not None:
-            return call
-        repaired = _parse_tool_call(text)
-        if repaired is not None:
-            TOOL_CALL_REPAIRS.labels(engine=self.engine.name, reason="cut_off").inc()
-            return repaired
-        log.info("unreadable tool call", extra={"call_id": self.call_id, "chars": len(text)})
-        await self._say(reply, APOLOGY)
-        await self._end(reply)
-        return None
-
-    async def _sentence(self, reply: _Reply, text: str, started: float) -> None:
-        if not text.strip():
-            return
-        if not reply.sentences:
-            metrics.LLM_FIRST_SENTENCE_LATENCY.labels(engine=self.engine.name).observe(
-                time.perf_counter() - started
-            )
-        await self._say(reply, text)
-
-    async def _run_tool(
-        self, reply: _Reply, messages: list[dict[str, Any]], call: dict[str, Any], started: float
-    ) -> None:
-        name = str(call.get("name", ""))
-        args = call.get("arguments") or {}
-        if isinstance(args, str):
-            try:
-                args = json.loads(args)
-            except json.JSONDecodeError:
-                args = {}
-        if self.tools is None or not isinstance(args, dict):
-            await self._say(reply, TOOL_FAILED)
-            await self._end(reply)
-            return
-        task = asyncio.ensure_future(self.tools.run(name, args))
-        done, _ = await asyncio.wait({task}, timeout=self.config.filler_after_s)
-        if not done:
-            await self._say(reply, self.config.filler_text)
-        try:
-            outcome = await task
-        except Exception as exc:
-            log.warning(
-                "tool crashed", extra={"call_id": self.call_id, "tool": name, "error": type(exc).__name__}
-            )
-            outcome = ToolOutcome(ok=False, result={"error": "tool failed"}, spoken=TOOL_FAILED, final=True)
-        if outcome.declined:
-            log.info("tool call declined", extra={"call_id": self.call_id, "tool": name})
-            await self._stream(reply, messages, started, with_tools=False)
-            return
-        name = outcome.tool or name
-        log.info("tool ran", extra={"call_id": self.call_id, "tool": name, "ok": outcome.ok})
-        if self.action is not None and _acts(name, outcome):
-            await self.action(name, outcome.result)
-        self.state.history.append(
-            {
-                "role": "assistant",
-                "content": None,
-                "tool_calls": [
-                    {"type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
-                ],
-            }
-        )
-        result = _compact(outcome.result) if outcome.final else outcome.result
-        self.state.history.append(
-            {"role": "tool", "content": json.dumps({"ok": outcome.ok, **result, "say": outcome.spoken})}
-        )
-        await self._save()  # a replica taking the call over knows what the tool did (and asked)
-        if outcome.final and outcome.spoken:
-            splitter = SentenceSplitter(first_clause_min_words=self.config.first_clause_min_words)
-            for sentence in [*splitter.push(outcome.spoken), *splitter.flush()]:
-                await self._sentence(reply, sentence, started)
-            await self._end(reply)
-            return
-        follow = self._messages()
-        await self._stream(reply, follow, started, with_tools=False)
-
 
 def _heard_text(sentences: list[str], full_sentences: int, extra_chars: int) -> str:
     """The sentences played in full, and the first ``extra_chars`` of the next one."""
@@ -608,107 +282,5 @@ def _heard_text(sentences: list[str], full_sentences: int, extra_chars: int) -> 
     return " ".join(p for p in parts if p).strip()
 
 
-def _acts(name: str, outcome: ToolOutcome) -> bool:
-    """Whether the tool's outcome asks the call to act: a transfer only when the tool put the
-    caller through (out of hours it offers a message instead), the end of the call when it ran."""
-    if not outcome.ok:
-        return False
-    if name == "transfer_to_human":
-        return outcome.result.get("transferred") is True
-    return name == "end_call"
-
-
 def _chars(message: dict[str, Any]) -> int:
     return len(str(message.get("content") or "")) + len(json.dumps(message.get("tool_calls") or ""))
-
-
-def _compact(result: dict[str, Any]) -> dict[str, Any]:
-    """A result spoken as it is, as the history keeps it: its short plain fields (status, ids,
-    times), without lists and documents the caller already heard in ``say`` (a knowledge
-    answer's passages are hundreds of tokens that every later turn would pay for)."""
-    return {
-        k: v
-        for k, v in result.items()
-        if isinstance(v, (bool, int, float)) or (isinstance(v, str) and len(v) <= 80)
-    }
-
-
-_TOOL_OPENERS = ("<tool_call>", "```json", "```", "{")
-
-
-def _maybe_tool(text: str) -> bool:
-    """True while ``text`` could still be the start of a tool call.
-
-    Qwen's template asks for ``<tool_call>{...}</tool_call>``; small models also answer
-    with the bare JSON object or a fenced code block. None of these is ever spoken.
-    """
-    stripped = text.lstrip()
-    if not stripped:
-        return True
-    return any(stripped.startswith(o) or o.startswith(stripped) for o in _TOOL_OPENERS)
-
-
-def _looks_like_json(text: str) -> bool:
-    return bool(re.match(r'\s*(?:<tool_call>|```(?:json)?)?\s*\{\s*"', text))
-
-
-def _looks_like_call(text: str) -> bool:
-    return bool(re.match(r'\s*(?:<tool_call>|```(?:json)?)?\s*\{\s*"name"\s*:', text))
-
-
-def _parse_tool_call(text: str) -> dict[str, Any] | None:
-    m = _TOOL_CALL.search(text)
-    body = m.group(1) if m else text.strip().removeprefix("<tool_call>")
-    body = body.strip().removeprefix("```json").removeprefix("```").removesuffix("```")
-    start, end = body.find("{"), body.rfind("}")
-    call: Any = None
-    if start >= 0 and end > start:
-        try:
-            call = json.loads(body[start : end + 1])
-        except json.JSONDecodeError:
-            call = None
-    if call is None and start >= 0:
-        call = _complete_truncated(body[start:])
-    if not isinstance(call, dict) or not isinstance(call.get("name"), str):
-        return None
-    return call
-
-
-def _complete_truncated(body: str, attempts: int = 8) -> Any:
-    """Read a JSON object cut off by the token limit: keep the members that are complete.
-
-    ``{"name": "x", "arguments": {"a": "1", "b": "unfinis`` becomes ``{"name": "x", "arguments":
-    {"a": "1"}}``. Only whole members are kept; a half-written value is dropped, never guessed.
-    """
-    cuts = [i for i, ch in enumerate(body) if ch == ","][::-1][:attempts]
-    for cut in cuts:
-        head = body[:cut]
-        closers = _open_brackets(head)
-        if closers is None:
-            continue
-        try:
-            return json.loads(head + closers)
-        except json.JSONDecodeError:
-            continue
-    return None
-
-
-def _open_brackets(text: str) -> str | None:
-    """The closing brackets ``text`` needs, or None when it ends inside a string."""
-    stack: list[str] = []
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "{[":
-            stack.append("}" if ch == "{" else "]")
-        elif ch in "}]" and stack:
-            stack.pop()
-    return None if in_string else "".join(reversed(stack))

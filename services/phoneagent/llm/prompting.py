@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from phoneagent.llm.domain.agent import Agent
+from phoneagent.agents.agent import Agent
 from phoneagent.llm.domain.calendar_facts import calendar_facts
 from phoneagent.llm.domain.dates import Status, resolve
 from phoneagent.llm.domain.knowledge import KnowledgeBase

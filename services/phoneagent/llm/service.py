@@ -9,29 +9,28 @@ every change, so a replica that takes a call over continues the same conversatio
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
-from phoneagent.llm.dialog import Dialog, DialogConfig, DialogState, Sentence, ToolOutcome
-from phoneagent.llm.domain.agent import Agent, load_agent
-from phoneagent.llm.domain.calendar_facts import agent_passages, asks_for_hours
+from phoneagent.agents.agent import Agent, load_agent
+from phoneagent.llm.asr_errors import AsrErrorReaction
+from phoneagent.llm.dialog import Dialog
+from phoneagent.llm.dialog_state import DialogConfig, DialogState, Sentence
+from phoneagent.llm.domain.calendar_facts import agent_passages
 from phoneagent.llm.domain.knowledge import KnowledgeBase, open_knowledge_base
 from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tool_result import CallContext
 from phoneagent.llm.domain.tools import ToolExecutor
 from phoneagent.llm.engines.base import create_engine, engine_options
 from phoneagent.llm.priority import LiveFirst
-from phoneagent.llm.prompting import Prompter, answers, normalise_arguments
+from phoneagent.llm.prompting import Prompter
 from phoneagent.llm.settings import LlmSettings
 from phoneagent.llm.summaries import SummaryWorker
-from phoneagent.records import TOOL_TYPE_HEADER
+from phoneagent.llm.tools import Tools
 from phoneagent.runtime import streams, subjects, telemetry
 from phoneagent.runtime.bus import Delivery, Lane, Subscription
-from phoneagent.runtime.errors import PhoneAgentError
+from phoneagent.runtime.meta import new_meta
 from phoneagent.runtime.modelfiles import cache_dir
 from phoneagent.runtime.service import Service
 from phoneagent.runtime.settings import CommonSettings
@@ -39,140 +38,7 @@ from phoneagent.v1 import call_pb2, common_pb2, control_pb2, session_pb2, speech
 
 log = logging.getLogger(__name__)
 SETTINGS = LlmSettings
-SPOKEN_AS_IS = frozenset(
-    {
-        "check_availability",
-        "book_appointment",
-        "lookup_knowledge",
-        "find_appointments",
-        "move_appointment",
-        "cancel_appointment",
-        "transfer_to_human",
-        "take_message",
-        "end_call",
-    }
-)
 OUTBOUND_GREET_AFTER_S = 3.0
-
-
-class Tools:
-    """The dialog's view of the agent's tools for one call."""
-
-    def __init__(
-        self,
-        executor: ToolExecutor,
-        ctx: CallContext,
-        clock: Callable[[], datetime] | None = None,
-        record: Callable[[Any], Awaitable[None]] | None = None,
-    ) -> None:
-        self.executor = executor
-        self.ctx = ctx
-        self.record = record  # publishes ToolCall / ToolResult for the call record
-        self.clock = clock or (lambda: datetime.now(UTC))
-        self.said: list[str] = []  # the caller's recent turns, to check the model's arguments against
-        self.offered: list[str] = []  # what the tools recently told the caller
-        self.pending: tuple[str, dict[str, Any], tuple[str, ...]] | None = None  # a booking asked about
-        self.last_action: tuple[str, dict[str, Any]] | None = None
-
-    def schemas(self) -> list[dict[str, Any]]:
-        return self.executor.definitions()
-
-    def snapshot(self) -> dict[str, Any]:
-        """What another replica needs to carry on: a booking waiting for an answer, the caller's
-        recent words and what the tools last told the caller (JSON, kept with the dialog state)."""
-        pending = None
-        if self.pending is not None:
-            pending = {
-                "tool": self.pending[0],
-                "arguments": self.pending[1],
-                "missing": list(self.pending[2]),
-            }
-        return {"pending": pending, "said": list(self.said), "offered": list(self.offered)}
-
-    def restore(self, saved: dict[str, Any]) -> None:
-        """Take back a :meth:`snapshot`; anything malformed in it is dropped, never raised."""
-        said, offered, pending = saved.get("said"), saved.get("offered"), saved.get("pending")
-        self.said = [t for t in said if isinstance(t, str)][-4:] if isinstance(said, list) else []
-        self.offered = [t for t in offered if isinstance(t, str)][-2:] if isinstance(offered, list) else []
-        self.pending = None
-        if (
-            isinstance(pending, dict)
-            and isinstance(pending.get("tool"), str)
-            and isinstance(pending.get("arguments"), dict)
-            and isinstance(pending.get("missing"), list)
-        ):
-            missing = tuple(m for m in pending["missing"] if isinstance(m, str))
-            self.pending = (pending["tool"], dict(pending["arguments"]), missing)
-
-    def caller_said(self, text: str) -> None:
-        self.said = [*self.said[-3:], text]
-
-    def resume(self, text: str) -> dict[str, Any] | None:
-        """The tool call to run in code for what the caller said, without the model: a booking
-        asked a question and this is the answer, or the caller asks for the opening hours."""
-        pending, self.pending = self.pending, None
-        if pending is not None and answers(pending[2], self.executor.agent, text, self.clock()):
-            return {"name": pending[0], "arguments": pending[1]}
-        if self.executor.agent.tool_enabled("lookup_knowledge") and asks_for_hours(text):
-            return {"name": "lookup_knowledge", "arguments": {"question": text}}
-        return None
-
-    async def _record(self, msg: Any) -> None:
-        if self.record is None:
-            return
-        try:
-            await self.record(msg)
-        except PhoneAgentError as exc:  # a lost record must not break the call
-            log.warning(
-                "tool record not published", extra={"call_id": self.ctx.call_id, "error": exc.kind.name}
-            )
-
-    async def run(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
-        agent = self.executor.agent
-        fixed = normalise_arguments(agent, name, arguments, self.said, self.clock(), self.offered)
-        name = fixed.tool
-        self.pending = None
-        if fixed.declined:
-            return ToolOutcome(ok=False, result={"status": "declined"}, declined=True)
-        if fixed.ask:
-            self.pending = (name, fixed.arguments, fixed.missing)
-            return ToolOutcome(
-                ok=False, result={"status": "needs_input"}, spoken=fixed.ask, final=True, tool=name
-            )
-        call_id = f"t{time.time_ns():x}"
-        await self._record(
-            tools_pb2.ToolCall(
-                meta=common_pb2.EventMeta(call_id=self.ctx.call_id, ts_unix_ns=time.time_ns()),
-                tool_call_id=call_id,
-                name=name,
-                arguments_json=json.dumps(fixed.arguments, default=str),
-            )
-        )
-        started = time.monotonic()
-        result = await self.executor.execute(name, fixed.arguments, self.ctx)
-        await self._record(
-            tools_pb2.ToolResult(
-                meta=common_pb2.EventMeta(call_id=self.ctx.call_id, ts_unix_ns=time.time_ns()),
-                tool_call_id=call_id,
-                name=name,
-                ok=result.ok,
-                result_json=json.dumps({"status": result.status, **result.data}, default=str),
-                duration_ms=int((time.monotonic() - started) * 1000),
-            )
-        )
-        self.offered = [*self.offered[-1:], result.say]
-        if name == "book_appointment" and result.status == "needs_input" and "asked_for" in result.data:
-            self.pending = (name, fixed.arguments, ("when",))
-        # What the tools say (bookings, the best document passage, transfers, failures) is exact and
-        # complete: it is spoken as it is, so a small model cannot misstate a date or a price.
-        final = result.status == "error" or name in SPOKEN_AS_IS
-        return ToolOutcome(
-            ok=result.ok,
-            result={"status": result.status, **result.data},
-            spoken=result.say,
-            final=final,
-            tool=name,
-        )
 
 
 class LlmCallSession:
@@ -187,6 +53,10 @@ class LlmCallSession:
         self.agent_speaking: int | None = None  # the newest generation published and not yet played out
         self.transfer_after: tuple[int, str] | None = None  # (generation, target): policy escalation
         self._greet_timer: asyncio.Task[None] | None = None
+        self.asr_errors = AsrErrorReaction(self.call_id, self._say_again, self._busy)
+
+    def meta(self, *, turn: int = 0, generation: int = 0) -> common_pb2.EventMeta:
+        return new_meta(self.call_id, f"llm/{self.svc.replica}", turn_id=turn, generation_id=generation)
 
     async def start(self) -> None:
         svc = self.svc
@@ -225,6 +95,25 @@ class LlmCallSession:
                 subjects.lifecycle(self.call_id), call_pb2.CallEvent, self.on_lifecycle, lane=Lane.CONTROL
             )
         )
+        self.subs.append(
+            await bus.subscribe(subjects.asr_events(self.call_id), speech_pb2.AsrEvent, self.on_asr)
+        )
+
+    async def on_asr(self, ev: speech_pb2.AsrEvent, _: Delivery) -> None:
+        """An ASR error: the caller is asked to say it again (see :mod:`phoneagent.llm.asr_errors`)."""
+        if ev.WhichOneof("event") == "error" and self.dialog is not None:
+            await self.asr_errors.on_error(ev.error)
+
+    def _busy(self) -> bool:
+        """The agent is speaking, about to, or has not greeted yet: no "say it again" now."""
+        dialog = self.dialog
+        if dialog is None or not dialog.state.generation or self.agent_speaking is not None:
+            return True
+        return dialog.reply is not None and not dialog.reply.finished
+
+    async def _say_again(self, text: str) -> None:
+        if self.dialog is not None:
+            await self.dialog.say_directive(text)
 
     async def on_lifecycle(self, ev: call_pb2.CallEvent, _: Delivery) -> None:
         # Greet once the call is answered: by then every stage has its session and listens.
@@ -245,13 +134,7 @@ class LlmCallSession:
 
     async def publish(self, s: Sentence) -> None:
         msg = speech_pb2.AgentText(
-            meta=common_pb2.EventMeta(
-                call_id=self.call_id,
-                turn_id=s.turn,
-                generation_id=s.generation,
-                ts_unix_ns=time.time_ns(),
-                producer=f"llm/{self.svc.replica}",
-            ),
+            meta=self.meta(turn=s.turn, generation=s.generation),
             sentence_seq=s.seq,
             text=s.text,
             final=s.final,
@@ -265,7 +148,9 @@ class LlmCallSession:
         """ToolCall / ToolResult on the call's tool subject (kept in PA_CALLS for call records)."""
         kind = "ToolCall" if isinstance(msg, tools_pb2.ToolCall) else "ToolResult"
         msg.meta.producer = f"llm/{self.svc.replica}"
-        await self.svc.bus.publish(subjects.tool(self.call_id), msg, headers={TOOL_TYPE_HEADER: kind})
+        await self.svc.bus.publish(
+            subjects.tool(self.call_id), msg, headers={subjects.TOOL_TYPE_HEADER: kind}
+        )
 
     async def save(self, state: DialogState) -> None:
         await self.svc.save_state(self.call_id, state)
@@ -277,8 +162,7 @@ class LlmCallSession:
             and self.svc.agent.transfer is not None
         ):
             ev = control_pb2.ControlEvent(
-                meta=common_pb2.EventMeta(call_id=self.call_id),
-                survives_interrupt=True,
+                meta=self.meta(),
                 transfer=control_pb2.Transfer(
                     target=self.svc.agent.transfer.target,
                     kind=control_pb2.TRANSFER_KIND_BLIND,
@@ -320,8 +204,7 @@ class LlmCallSession:
                 self.transfer_after = None
             if self.hangup_after is not None and ev.playback_done.generation_id >= self.hangup_after:
                 hang = control_pb2.ControlEvent(
-                    meta=common_pb2.EventMeta(call_id=self.call_id),
-                    survives_interrupt=True,
+                    meta=self.meta(),
                     hangup=control_pb2.Hangup(reason=call_pb2.END_REASON_AGENT_HANGUP, detail="agent ended"),
                 )
                 await self.svc.bus.publish(subjects.control(self.call_id), hang, lane=Lane.CONTROL)
@@ -342,7 +225,7 @@ class LlmCallSession:
         current = self.dialog.reply
         if current is not None and not current.finished:
             cancel = control_pb2.ControlEvent(
-                meta=common_pb2.EventMeta(call_id=self.call_id, generation_id=current.generation),
+                meta=self.meta(generation=current.generation),
                 cancel=control_pb2.CancelGeneration(generation_id=current.generation, reason="policy"),
             )
             await self.svc.bus.publish(subjects.control(self.call_id), cancel, lane=Lane.CONTROL)
@@ -361,8 +244,7 @@ class LlmCallSession:
 
     async def _transfer(self, target: str, reason: str) -> None:
         ev = control_pb2.ControlEvent(
-            meta=common_pb2.EventMeta(call_id=self.call_id),
-            survives_interrupt=True,
+            meta=self.meta(),
             transfer=control_pb2.Transfer(target=target, kind=control_pb2.TRANSFER_KIND_BLIND, reason=reason),
         )
         await self.svc.bus.publish(subjects.control(self.call_id), ev, lane=Lane.CONTROL)

@@ -8,15 +8,21 @@ finished summary is published on ``pa.v1.work.records.summary`` (``Nats-Msg-Id
 summary-result-<call id>``) before the job is acknowledged; a job that cannot succeed gets an
 error result and is acknowledged; a malformed job is terminated. On shutdown the worker stops
 fetching, and the job in hand finishes or is nak'ed for another replica within the timeout.
+:func:`summarize` answers one job with a short JSON-schema-constrained generation.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
-from phoneagent.records.summary import (
+from phoneagent.runtime import streams, subjects
+from phoneagent.runtime.errors import ErrorKind, InvalidArgument, PhoneAgentError
+from phoneagent.runtime.summary_work import (
+    FIELDS,
+    MAX_TRANSCRIPT_CHARS,
     MSG_ID,
     bus_closed,
     decode_job,
@@ -24,10 +30,8 @@ from phoneagent.records.summary import (
     error_reply,
     pulled,
     settle,
-    summarize,
+    to_message,
 )
-from phoneagent.runtime import streams, subjects
-from phoneagent.runtime.errors import ErrorKind, PhoneAgentError
 from phoneagent.runtime.tasks import TaskOwner, with_timeout
 from phoneagent.v1 import records_pb2
 
@@ -36,6 +40,72 @@ SUMMARY_MAX_TOKENS = 256
 SUMMARY_WAIT_S = 45.0  # how long one delivery waits for a quiet engine before it is nak'ed
 JOB_TIMEOUT_S = 150.0  # a whole delivery (wait + generation), below the consumer's 180 s ack wait
 BACKOFF_S = (5.0, 10.0, 20.0, 40.0, 60.0)  # nak delay after the 1st, 2nd, ... busy delivery
+SUMMARY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "summary": {"type": "string", "maxLength": 400},
+        "intent": {"type": "string", "maxLength": 60},
+        "outcome": {"type": "string", "maxLength": 60},
+        "fields": {
+            "type": "object",
+            "properties": {k: {"type": "string", "maxLength": 80} for k in FIELDS},
+            "required": list(FIELDS),
+            "additionalProperties": False,
+        },
+    },
+    "required": ["summary", "intent", "outcome", "fields"],
+    "additionalProperties": False,
+}
+_INSTRUCTIONS = (
+    "You summarize phone calls for a business. Read the transcript and answer with JSON only: "
+    "summary (one or two sentences), intent (a few words: why the caller called), outcome (a few words: "
+    "what was achieved), fields.name, fields.callback_number and fields.appointment (empty string when "
+    "not stated in the transcript). Never invent facts."
+)
+
+
+def parse_summary(text: str) -> dict[str, Any]:
+    """Validate the model's JSON answer into {summary, intent, outcome, fields}."""
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        raise InvalidArgument("summary is not valid JSON") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("summary"), str) or not raw["summary"].strip():
+        raise InvalidArgument("summary has no summary text")
+    fields: dict[str, Any] = raw["fields"] if isinstance(raw.get("fields"), dict) else {}
+    return {
+        "summary": raw["summary"].strip(),
+        "intent": str(raw.get("intent", "")).strip(),
+        "outcome": str(raw.get("outcome", "")).strip(),
+        "fields": {k: str(fields.get(k, "")).strip() for k in FIELDS},
+    }
+
+
+async def summarize(
+    engine: Any, req: records_pb2.SummaryRequest, max_tokens: int = 256
+) -> records_pb2.CallSummary:
+    """Answer one summary request with a JSON-schema-constrained generation (llm side)."""
+    if not req.transcript.strip():
+        return error_reply(req.call_id, InvalidArgument("transcript is empty"))
+    messages = [
+        {"role": "system", "content": _INSTRUCTIONS},
+        {"role": "user", "content": f"Transcript:\n{req.transcript[-MAX_TRANSCRIPT_CHARS:]}"},
+    ]
+    parts: list[str] = []
+    try:
+        async for delta in engine.stream(
+            messages,
+            request_id=f"summary-{req.call_id}",
+            max_tokens=max_tokens,
+            temperature=0.0,
+            json_schema=SUMMARY_SCHEMA,
+        ):
+            parts.append(delta.text)
+        return to_message(req.call_id, parse_summary("".join(parts)))
+    except PhoneAgentError as exc:
+        if not getattr(engine, "preempted", False):  # cut short for a live turn: it runs again
+            log.warning("summary failed", extra={"call_id": req.call_id, "error": exc.kind.name})
+        return error_reply(req.call_id, exc)
 
 
 class SummaryWorker:

@@ -25,6 +25,7 @@ TOOL_CALL_REPAIRS = Counter(
 )
 CONSTRAINED_MIN_TOKENS = 200  # a booking with notes is about 80 tokens of JSON
 
+_TOOL_CALL = re.compile(r"<tool_call>\s*(\{.*?\})\s*(?:</tool_call>|$)", re.S)
 _OPENING = re.compile(r'\s*(?:<tool_call>|(?:```(?:json)?\s*)?\{\s*")')
 
 
@@ -61,3 +62,84 @@ def read_constrained(text: str) -> dict[str, Any] | None:
     if not isinstance(call.get("arguments"), dict):
         return None
     return call
+
+
+_TOOL_OPENERS = ("<tool_call>", "```json", "```", "{")
+
+
+def maybe_tool_call(text: str) -> bool:
+    """True while ``text`` could still be the start of a tool call.
+
+    Qwen's template asks for ``<tool_call>{...}</tool_call>``; small models also answer
+    with the bare JSON object or a fenced code block. None of these is ever spoken.
+    """
+    stripped = text.lstrip()
+    if not stripped:
+        return True
+    return any(stripped.startswith(o) or o.startswith(stripped) for o in _TOOL_OPENERS)
+
+
+def looks_like_json(text: str) -> bool:
+    return bool(re.match(r'\s*(?:<tool_call>|```(?:json)?)?\s*\{\s*"', text))
+
+
+def looks_like_call(text: str) -> bool:
+    return bool(re.match(r'\s*(?:<tool_call>|```(?:json)?)?\s*\{\s*"name"\s*:', text))
+
+
+def parse_tool_call(text: str) -> dict[str, Any] | None:
+    m = _TOOL_CALL.search(text)
+    body = m.group(1) if m else text.strip().removeprefix("<tool_call>")
+    body = body.strip().removeprefix("```json").removeprefix("```").removesuffix("```")
+    start, end = body.find("{"), body.rfind("}")
+    call: Any = None
+    if start >= 0 and end > start:
+        try:
+            call = json.loads(body[start : end + 1])
+        except json.JSONDecodeError:
+            call = None
+    if call is None and start >= 0:
+        call = _complete_truncated(body[start:])
+    if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+        return None
+    return call
+
+
+def _complete_truncated(body: str, attempts: int = 8) -> Any:
+    """Read a JSON object cut off by the token limit: keep the members that are complete.
+
+    ``{"name": "x", "arguments": {"a": "1", "b": "unfinis`` becomes ``{"name": "x", "arguments":
+    {"a": "1"}}``. Only whole members are kept; a half-written value is dropped, never guessed.
+    """
+    cuts = [i for i, ch in enumerate(body) if ch == ","][::-1][:attempts]
+    for cut in cuts:
+        head = body[:cut]
+        closers = _open_brackets(head)
+        if closers is None:
+            continue
+        try:
+            return json.loads(head + closers)
+        except json.JSONDecodeError:
+            continue
+    return None
+
+
+def _open_brackets(text: str) -> str | None:
+    """The closing brackets ``text`` needs, or None when it ends inside a string."""
+    stack: list[str] = []
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[":
+            stack.append("}" if ch == "{" else "]")
+        elif ch in "}]" and stack:
+            stack.pop()
+    return None if in_string else "".join(reversed(stack))

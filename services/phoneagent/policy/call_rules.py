@@ -1,4 +1,5 @@
-"""Rules applied on every call: AI disclosure, escalation to a human, opt-out.
+"""Rules applied on every call: AI disclosure (whether the caller heard it; its words are in
+:mod:`phoneagent.agents.disclosure`), escalation to a human, opt-out.
 
 Recording consent lives in :mod:`phoneagent.policy.recording` and is re-exported here so
 the service can import every per-call rule from one place.
@@ -8,12 +9,11 @@ from __future__ import annotations
 
 import enum
 import logging
-import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from phoneagent.policy.human_claims import human_claim
-from phoneagent.policy.phrases import PhraseMatcher, literal, normalize_words
+from phoneagent.agents.disclosure import DISCLOSURE_CORE, enforce_disclosure, starts_with
+from phoneagent.agents.phrases import PhraseMatcher, literal, normalize_words
 from phoneagent.policy.recording import (  # noqa: F401 - re-exported
     DEFAULT_ALL_PARTY_STATES,
     RecordingConfig,
@@ -28,55 +28,7 @@ from phoneagent.runtime.errors import InvalidArgument, PhoneAgentError
 
 log = logging.getLogger(__name__)
 
-# --- (a) AI disclosure ---------------------------------------------------------------------
-
-DISCLOSURE_CORE = "You are speaking with an AI assistant."
-MAX_DISCLOSURE_ADDITION = 300
-# An addition may not contradict the core ("I'm a real person", "this is not an AI").
-_DENIES_AI = re.compile(
-    r"\b(?:not|never|no longer)\s+(?:an?\s+)?(?:ai|a i|artificial|automated|bot|robot|machine|computer|"
-    r"virtual|assistant)\b|\b(?:i am|this is|you are talking to|you are speaking (?:with|to))\s+(?:an?\s+)?"
-    r"(?:real|live|actual)?\s*(?:human|person|people)\b|\breal (?:human|person)\b|\bhuman being\b"
-)
-
-
-def build_disclosure(addition: str | None = None) -> str:
-    """The disclosure to say first: the fixed core, then the agent's optional addition.
-
-    The core cannot be configured away: a blank addition (an attempt to blank the
-    disclosure), an over-long one, or one that denies being an AI raises InvalidArgument.
-    """
-    if addition is None:
-        return DISCLOSURE_CORE
-    if not isinstance(addition, str) or not addition.strip():
-        raise InvalidArgument("the AI disclosure cannot be blanked; omit the setting to use the fixed text")
-    text = " ".join(addition.split())
-    if _starts_with(text, DISCLOSURE_CORE):
-        text = text[len(DISCLOSURE_CORE) :].strip()
-        if not text:
-            return DISCLOSURE_CORE
-    if len(text) > MAX_DISCLOSURE_ADDITION:
-        raise InvalidArgument(f"the disclosure addition must be at most {MAX_DISCLOSURE_ADDITION} characters")
-    if _DENIES_AI.search(" ".join(normalize_words(text))) or human_claim(text) is not None:
-        raise InvalidArgument("the disclosure addition contradicts the AI disclosure")
-    return f"{DISCLOSURE_CORE} {text}"
-
-
-def _starts_with(text: str, prefix: str) -> bool:
-    return " ".join(text.split()).lower().startswith(" ".join(prefix.split()).lower())
-
-
-def enforce_disclosure(first_utterance_text: str, disclosure_text: str) -> str:
-    """The first agent utterance, guaranteed to start with the disclosure (and so with its core)."""
-    disclosure = " ".join((disclosure_text or "").split())
-    if not _starts_with(disclosure, DISCLOSURE_CORE):
-        disclosure = f"{DISCLOSURE_CORE} {disclosure}".strip()
-    utterance = " ".join((first_utterance_text or "").split())
-    if _starts_with(utterance, disclosure):
-        return utterance
-    if _starts_with(utterance, DISCLOSURE_CORE):  # e.g. a voicemail message: add the rest, once
-        utterance = utterance[len(DISCLOSURE_CORE) :].strip()
-    return f"{disclosure} {utterance}".strip()
+# --- (a) AI disclosure (the words themselves: phoneagent.agents.disclosure) --------------
 
 
 class DisclosureGuard:
@@ -113,7 +65,7 @@ class DisclosureGuard:
     def published(self, generation: int, sentence_seq: int, spoken_text: str) -> None:
         """The prefixed sentence went out for speech; it counts once played."""
         disclosure = " ".join(self._text.split())
-        chars = len(disclosure) if _starts_with(spoken_text, disclosure) else len(DISCLOSURE_CORE)
+        chars = len(disclosure) if starts_with(spoken_text, disclosure) else len(DISCLOSURE_CORE)
         self._pending = (generation, sentence_seq, chars)
 
     def on_playback_done(self, generation: int) -> None:

@@ -21,8 +21,8 @@ import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from phoneagent.policy.csvrows import RowError, cell, header_index, numbered, read_rows
 from phoneagent.policy.stores import PolicyStores
+from phoneagent.runtime.csvrows import RowError, cell, header_index, numbered, read_rows
 from phoneagent.runtime.errors import InvalidArgument, PhoneAgentError
 
 # A consent date may lie a little ahead of this clock (time zones), not days ahead.

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from phoneagent.agents.words import TAKE_MESSAGE_TEXT, TRANSFER_TEXT
 from phoneagent.policy.call_rules import (
     EscalationAction,
     EscalationConfig,
@@ -36,19 +37,14 @@ from phoneagent.policy.call_rules import (
     handle_opt_out,
     plan_recording,
 )
-from phoneagent.policy.numbers import normalize_e164
-from phoneagent.policy.redaction import redact_transcript
 from phoneagent.policy.stores import DncStore
 from phoneagent.runtime.errors import InvalidArgument
+from phoneagent.runtime.numbers import normalize_e164
+from phoneagent.runtime.redact import redact_transcript
 from phoneagent.v1 import call_pb2, control_pb2, policy_pb2
 
 log = logging.getLogger(__name__)
 
-TRANSFER_TEXT = "Of course. I am transferring you to a member of our team now. Please hold."
-TAKE_MESSAGE_TEXT = (
-    "I am sorry, nobody is available to take your call right now. I can take a message: "
-    "please tell me your name and what it is about."
-)
 _MISUNDERSTOOD = re.compile(
     r"\b(?:sorry|apologi[sz]e)\b.*\b(?:understand|catch|follow|say that again|repeat|did not get|didn't get)",
     re.IGNORECASE,

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, time
 from typing import Any
 
-from phoneagent.policy.areacodes import AreaCodeTable, default_table, time_zones_for, zone
-from phoneagent.policy.numbers import NANP_COUNTRY_CODE, is_valid_e164, normalize_e164
 from phoneagent.policy.stores import PolicyStores
+from phoneagent.runtime.areacodes import AreaCodeTable, default_table, time_zones_for, zone
 from phoneagent.runtime.errors import InvalidArgument, PhoneAgentError
+from phoneagent.runtime.numbers import NANP_COUNTRY_CODE, is_valid_e164, normalize_e164
 from phoneagent.runtime.redact import mask_number
 
 log = logging.getLogger(__name__)
@@ -195,15 +195,6 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("attempts_per_day", _attempts_per_day),
     ("attempts_total", _attempts_total),
 )
-
-
-def parse_hhmm(value: str, var: str) -> time:
-    """A window bound from a setting (``HH:MM``); the error names the variable."""
-    try:
-        h, m = value.split(":")
-        return time(int(h), int(m))
-    except ValueError:
-        raise InvalidArgument(f"{var}={value!r}: must be HH:MM") from None
 
 
 def evaluate_dial(

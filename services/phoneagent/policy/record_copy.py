@@ -2,7 +2,9 @@
 
 The live subjects (``transcript``, ``say``, ``tool``) carry raw text because the services
 need it (the model must hear a callback number). What PA_CALLS keeps for call records and the
-ASR takeover is a copy that the policy session publishes after the live message has gone on:
+ASR takeover is a copy that policy publishes after the live message has gone on (``say`` by
+the call's session, once a sentence is approved; ``transcript`` and ``tool`` by the replica's
+:class:`RecordCopier`, whose subscriptions outlive the call's session):
 the same protobuf type and EventMeta ids, the tool subject's type header, and every free-text
 field passed through :func:`redact_transcript` (cards, national ids, codes, dates of birth,
 phone numbers, e-mail). In tool arguments and results each JSON value is redacted on its own,
@@ -16,19 +18,21 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 from google.protobuf.message import DecodeError, Message
 
-from phoneagent.policy.redaction import redact_transcript
-from phoneagent.records import TOOL_TYPE_HEADER
 from phoneagent.runtime import metrics, subjects
-from phoneagent.runtime.bus import Bus
+from phoneagent.runtime.bus import Bus, Delivery, Subscription
 from phoneagent.runtime.errors import PhoneAgentError
+from phoneagent.runtime.queues import DropPolicy
+from phoneagent.runtime.redact import redact_transcript
 from phoneagent.v1 import speech_pb2, tools_pb2
 
 log = logging.getLogger(__name__)
+ENDED_KEPT = 4096  # calls that ended on this replica whose late records are still copied
 _TOOL_TYPES: dict[str, type[tools_pb2.ToolCall] | type[tools_pb2.ToolResult]] = {
     "ToolCall": tools_pb2.ToolCall,
     "ToolResult": tools_pb2.ToolResult,
@@ -112,13 +116,13 @@ class RecordCopies:
     async def tool(self, call_id: str, msg: tools_pb2.ToolCall, headers: dict[str, str]) -> None:
         """``msg`` was decoded as a ToolCall whatever it is; protobuf keeps the fields it did not
         know, so its bytes re-parse as the type its header names."""
-        kind = headers.get(TOOL_TYPE_HEADER, "")
+        kind = headers.get(subjects.TOOL_TYPE_HEADER, "")
         copy = tool_copy(msg.SerializeToString(), kind)
         if copy is None:
             self.skipped += 1
             log.warning("tool record not copied", extra={"call_id": call_id, "reason": "unknown_type"})
             return
-        await self._publish(call_id, "tool", lambda: copy, {TOOL_TYPE_HEADER: kind})
+        await self._publish(call_id, "tool", lambda: copy, {subjects.TOOL_TYPE_HEADER: kind})
 
     async def _publish(
         self, call_id: str, kind: str, build: Callable[[], Message], headers: dict[str, str] | None = None
@@ -135,3 +139,72 @@ class RecordCopies:
             )
             return
         self.published += 1
+
+
+class RecordCopier:
+    """Copies the transcripts and tool records of the calls this replica owns, from one
+    subscription per subject kind that lives as long as the service.
+
+    A call's session registers the call (:meth:`own`) and, when it closes, says whether the
+    call ended (:meth:`release`). The copies do not depend on the session's lifetime: a
+    record published before ``CallEnded`` may reach this replica after it, since the end of
+    a call comes on the control lane, which overtakes the data lane; it is still copied,
+    whatever the delay, because a call that ended here stays on the list (the last
+    ``ENDED_KEPT`` of them). A call handed to another replica (drain, takeover) is copied
+    there from then on, so each record is copied once, by one replica, in the order this
+    replica received it (what the records builder folds in order: turns, tool call then
+    result). Every replica receives every message and copies only its own calls; the queue
+    never drops (small text records, a loss would be a gap in a call record).
+    """
+
+    def __init__(self, bus: Bus, copies: RecordCopies) -> None:
+        self.bus = bus
+        self.copies = copies
+        self._live: set[str] = set()
+        self._ended: OrderedDict[str, None] = OrderedDict()
+        self._subs: list[Subscription[Any]] = []
+
+    async def start(self) -> None:
+        self._subs.append(
+            await self.bus.subscribe(
+                subjects.ALL_TRANSCRIPTS, speech_pb2.Transcript, self._on_transcript, drop=DropPolicy.NEVER
+            )
+        )
+        # Both tool types come as ToolCall (same leading fields); the header says which it is.
+        self._subs.append(
+            await self.bus.subscribe(
+                subjects.ALL_TOOLS, tools_pb2.ToolCall, self._on_tool, drop=DropPolicy.NEVER
+            )
+        )
+
+    async def stop(self) -> None:
+        for sub in self._subs:
+            await self.bus.unsubscribe(sub)
+        self._subs.clear()
+
+    def own(self, call_id: str) -> None:
+        self._live.add(call_id)
+        self._ended.pop(call_id, None)
+
+    def release(self, call_id: str, *, ended: bool) -> None:
+        """The call's session closed: its late records are still copied when the call
+        ``ended``; not when it went to another replica (that one copies them)."""
+        self._live.discard(call_id)
+        if ended:
+            self._ended[call_id] = None
+            self._ended.move_to_end(call_id)
+            while len(self._ended) > ENDED_KEPT:
+                self._ended.popitem(last=False)
+
+    def copies_call(self, call_id: str) -> bool:
+        return call_id in self._live or call_id in self._ended
+
+    async def _on_transcript(self, tr: speech_pb2.Transcript, d: Delivery) -> None:
+        call_id = subjects.call_id_of(d.subject) or ""
+        if self.copies_call(call_id):
+            await self.copies.transcript(call_id, tr)
+
+    async def _on_tool(self, msg: tools_pb2.ToolCall, d: Delivery) -> None:
+        call_id = subjects.call_id_of(d.subject) or ""
+        if self.copies_call(call_id):
+            await self.copies.tool(call_id, msg, d.headers)

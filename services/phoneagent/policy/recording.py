@@ -27,8 +27,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from phoneagent.policy.areacodes import AreaCodeTable, default_table
-from phoneagent.policy.phrases import PhraseMatcher, normalize
+from phoneagent.agents.phrases import PhraseMatcher, normalize
+from phoneagent.agents.words import CONSENT_PROMPT, NOTICE_TEXT
+from phoneagent.runtime.areacodes import AreaCodeTable, default_table
 from phoneagent.runtime.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
@@ -63,10 +64,6 @@ def check_states(value: str) -> str | None:
     except InvalidArgument as exc:
         return str(exc)
     return None
-
-
-NOTICE_TEXT = "This call may be recorded for quality and training purposes."
-CONSENT_PROMPT = "May I record this call for quality and training purposes? Please say yes or no."
 
 
 class RecordingMode(enum.StrEnum):

@@ -1,4 +1,4 @@
-"""Policy service: the compliance gate of every call, outbound approvals and the control API.
+"""Policy service: the compliance gate of every call, outbound dial approvals and the audit.
 
 * Per call (claimed from the ``policy`` queue group): every sentence the model wants to say
   arrives on the call's ``reply`` subject and is published for speech on ``say`` only after
@@ -6,12 +6,17 @@
   disclosure. If this service is down nothing is said (fail closed). The same session applies
   the live rules of :mod:`phoneagent.policy.live` (opt-out, escalation, recording consent) to
   the caller's final transcripts and tells the dialog what to say with a ``PolicyDirective``
-  on the control lane; each decision is audited. After the live message has gone on, the
-  session publishes a redacted copy of each transcript, approved sentence and tool record on
-  the call's ``record.*`` subjects, the only copy PA_CALLS keeps (:mod:`.record_copy`).
-* Outbound: ``dial_check`` requests (queue group) are evaluated by the rules in
-  :mod:`phoneagent.policy.outbound`; every decision, allow or deny, goes to ``PA_AUDIT``.
-* The CallControl gRPC API (:mod:`phoneagent.policy.control_api`).
+  on the control lane; each decision is audited.
+* Stored copies: after the live message has gone on, a redacted copy of each approved
+  sentence (by the session), transcript and tool record (by the replica's
+  :class:`~.record_copy.RecordCopier`, which outlives the sessions, so nothing queued at
+  hang-up is lost) goes on the call's ``record.*`` subjects, the only copy PA_CALLS keeps.
+* Outbound: ``dial_check`` requests (queue group; from the records service's API and
+  campaigns) are evaluated by the rules in :mod:`phoneagent.policy.outbound`; every decision,
+  allow or deny, goes to ``PA_AUDIT``, and an allowed one leaves a one-time dial approval.
+
+Call records, webhooks, summaries, the CallControl API and campaigns are the records service's
+(:mod:`phoneagent.records.service`).
 """
 
 from __future__ import annotations
@@ -25,35 +30,31 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from phoneagent.llm.domain.agent import Agent, load_agent
-from phoneagent.policy.call_rules import DisclosureGuard, EscalationConfig, build_disclosure
-from phoneagent.policy.campaign_api import CampaignManager
-from phoneagent.policy.control_api import CallControl, serve
-from phoneagent.policy.human_claims import HUMAN_CLAIM_REPLACEMENT, human_claim
+from phoneagent.agents.agent import Agent, load_agent
+from phoneagent.agents.disclosure import build_disclosure
+from phoneagent.agents.human_claims import HUMAN_CLAIM_REPLACEMENT, human_claim
+from phoneagent.policy.call_rules import DisclosureGuard, EscalationConfig
 from phoneagent.policy.live import LiveRules, Verdict
-from phoneagent.policy.numbers import normalize_e164
-from phoneagent.policy.outbound import DialRequest, OutboundConfig, evaluate_dial, parse_hhmm
-from phoneagent.policy.record_copy import RecordCopies
+from phoneagent.policy.outbound import DialRequest, OutboundConfig, evaluate_dial
+from phoneagent.policy.record_copy import RecordCopier, RecordCopies
 from phoneagent.policy.recording import RecordingConfig, parse_states
 from phoneagent.policy.settings import PolicySettings
 from phoneagent.policy.stores import PolicyStores
-from phoneagent.records.store import RecordStore
-from phoneagent.records.summary import SummaryRequester
-from phoneagent.records.webhooks import WebhookDispatcher, WebhookSettings
-from phoneagent.records.worker import RecordsSettings, RecordsWorker, fan_out
 from phoneagent.runtime import dial_approvals, subjects, telemetry
 from phoneagent.runtime.bus import Delivery, Lane, Subscription
+from phoneagent.runtime.dial_approvals import CALL_ID_HEADER
 from phoneagent.runtime.enums import enum_name
 from phoneagent.runtime.errors import InvalidArgument
+from phoneagent.runtime.meta import new_meta
 from phoneagent.runtime.metrics import POLICY_DECISIONS
+from phoneagent.runtime.numbers import normalize_e164
 from phoneagent.runtime.redact import mask_number
 from phoneagent.runtime.service import Service
-from phoneagent.runtime.settings import CommonSettings
-from phoneagent.runtime.settings import load as load_settings
-from phoneagent.v1 import common_pb2, control_pb2, policy_pb2, session_pb2, speech_pb2, tools_pb2
+from phoneagent.runtime.sessions import CALL_ENDED
+from phoneagent.runtime.settings import CommonSettings, parse_hhmm
+from phoneagent.v1 import control_pb2, policy_pb2, session_pb2, speech_pb2
 
 log = logging.getLogger(__name__)
-RECORD_DRAIN_S = 1.0  # at call end: queued transcripts and tool records still get their record copies
 SETTINGS = PolicySettings
 
 
@@ -65,7 +66,6 @@ class PolicyCallSession:
         self.call_id = claim.call.meta.call_id
         self.guard = DisclosureGuard(svc.disclosure)
         self.subs: list[Subscription[Any]] = []
-        self.record_subs: list[Subscription[Any]] = []  # drained at call end (see close)
         assert svc.stores is not None
         self.rules = LiveRules(
             claim.call,
@@ -78,24 +78,28 @@ class PolicyCallSession:
         )
 
     async def start(self) -> None:
+        # The call's transcripts and tool records are copied here from now on (before the
+        # subscriptions below: the copier's own, service-wide ones are live already).
+        self.svc.record_copier.own(self.call_id)
+        try:
+            await self._subscribe()
+        except BaseException:
+            self.svc.record_copier.release(self.call_id, ended=False)  # the claim is given up
+            raise
+
+    async def _subscribe(self) -> None:
         bus = self.svc.bus
         self.subs.append(
             await bus.subscribe(
                 subjects.reply(self.call_id), speech_pb2.AgentText, self.on_reply, max_pending=512
             )
         )
-        self.record_subs.append(
+        self.subs.append(
             await bus.subscribe(subjects.transcript(self.call_id), speech_pb2.Transcript, self.on_transcript)
         )
         self.subs.append(
             await bus.subscribe(
                 subjects.control(self.call_id), control_pb2.ControlEvent, self.on_control, lane=Lane.CONTROL
-            )
-        )
-        # Both tool types come as ToolCall (same leading fields); the header says which it is.
-        self.record_subs.append(
-            await bus.subscribe(
-                subjects.tool(self.call_id), tools_pb2.ToolCall, self.on_tool, max_pending=512
             )
         )
 
@@ -139,7 +143,6 @@ class PolicyCallSession:
         await self.svc.record_copies.say(self.call_id, out)
 
     async def on_transcript(self, tr: speech_pb2.Transcript, _: Delivery) -> None:
-        await self.svc.record_copies.transcript(self.call_id, tr)  # before the rules: keeps the order
         if not tr.final or tr.backchannel:
             return
         verdicts = await asyncio.to_thread(
@@ -147,9 +150,6 @@ class PolicyCallSession:
         )
         for verdict in verdicts:
             await self._apply(verdict)
-
-    async def on_tool(self, msg: tools_pb2.ToolCall, d: Delivery) -> None:
-        await self.svc.record_copies.tool(self.call_id, msg, d.headers)
 
     async def on_control(self, ev: control_pb2.ControlEvent, _: Delivery) -> None:
         kind = ev.WhichOneof("kind")
@@ -174,13 +174,7 @@ class PolicyCallSession:
             )
         if verdict.directive is not None:
             ev = control_pb2.ControlEvent(
-                meta=common_pb2.EventMeta(
-                    call_id=self.call_id,
-                    turn_id=verdict.directive.turn_id,
-                    ts_unix_ns=time.time_ns(),
-                    producer=f"policy/{self.svc.replica}",
-                ),
-                survives_interrupt=True,
+                meta=new_meta(self.call_id, f"policy/{self.svc.replica}", turn_id=verdict.directive.turn_id),
                 directive=verdict.directive,
             )
             await self.svc.bus.publish(subjects.control(self.call_id), ev, lane=Lane.CONTROL)
@@ -194,12 +188,11 @@ class PolicyCallSession:
             )
 
     async def close(self, reason: str) -> None:
-        # Transcripts and tool records still queued when the call ends are handled first: their
-        # redacted copies are what the call record is built from. Unspoken replies are dropped.
+        # Unspoken replies are dropped. Transcripts and tool records still on their way are
+        # copied by the replica's copier, which outlives this session (:mod:`.record_copy`).
+        self.svc.record_copier.release(self.call_id, ended=reason == CALL_ENDED)
         for sub in self.subs:
             await self.svc.bus.unsubscribe(sub)
-        for sub in self.record_subs:
-            await self.svc.bus.unsubscribe(sub, drain_timeout=RECORD_DRAIN_S)
 
 
 def _agent_transfer(agent: Agent) -> tuple[bool, str]:
@@ -234,16 +227,8 @@ class PolicyService(Service):
             max_attempts_total=settings.max_attempts_total,
         )
         self.stores: PolicyStores | None = None
-        self.grpc_server: Any = None
-        self.campaigns: CampaignManager | None = None
-        self.grpc_port = 0
-        self.records_settings = load_settings(RecordsSettings)
-        self.records: RecordStore | None = None
-        self.records_worker: RecordsWorker | None = None
-        self.webhook_settings = load_settings(WebhookSettings)
-        self.webhooks: WebhookDispatcher | None = None
-        self.summaries: SummaryRequester | None = None
         self.record_copies = RecordCopies(self.bus)
+        self.record_copier = RecordCopier(self.bus, self.record_copies)
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # tests pin it
         self.agent = load_agent(common.agent_path)
         self.transfer_available, self.transfer_target = _agent_transfer(self.agent)
@@ -264,30 +249,15 @@ class PolicyService(Service):
         await self.bus.serve(
             subjects.dial_check(), policy_pb2.DialCheck, self._on_dial_check, queue_group="policy"
         )
-        self.records = RecordStore(self.records_settings.db)
-        await self._start_records(self.bus.jetstream(), self.records)
-        window = (self.config.window_start, self.config.window_end)
-        self.campaigns = CampaignManager(self.bus, window)
-        api = CallControl(
-            self.bus, self.records, self.decide, token=self.settings.api_token, campaigns=self.campaigns
-        )
-        self.grpc_server, self.grpc_port = await serve(api, self.settings.grpc_host, self.settings.grpc_port)
-        log.info("control api listening", extra={"grpc_port": self.grpc_port})
+        await self.record_copier.start()
 
-    async def _start_records(self, js: Any, store: RecordStore) -> None:
-        """Records worker, with webhook deliveries and post-call summaries as its listeners."""
-        self.webhooks = WebhookDispatcher(store, self.agent.webhooks, self.webhook_settings)
-        await self.webhooks.start()
-        self.summaries = SummaryRequester(self.bus, store)  # jobs to PA_WORK, results back from it
-        await self.summaries.start()
-        listener = fan_out(self.webhooks.on_events, self.summaries.on_events)
-        self.records_worker = RecordsWorker(js, store, self.records_settings, listener=listener)
-        await self.records_worker.start()
-        self.add_health_check("records", lambda: self.records_worker is None or self.records_worker.healthy)
-        self.add_health_check("summaries", lambda: self.summaries is None or self.summaries.healthy)
-
-    async def _on_dial_check(self, check: policy_pb2.DialCheck, _: Delivery) -> policy_pb2.PolicyDecision:
-        return await self.decide(check, "none")
+    async def _on_dial_check(self, check: policy_pb2.DialCheck, d: Delivery) -> policy_pb2.PolicyDecision:
+        call_id = d.headers.get(CALL_ID_HEADER, "")
+        try:
+            subjects.check_id(call_id)
+        except InvalidArgument:
+            call_id = "none"  # no call id, or not one: the decision is audited without a call
+        return await self.decide(check, call_id)
 
     async def decide(self, check: policy_pb2.DialCheck, call_id: str) -> policy_pb2.PolicyDecision:
         """Evaluate an outbound dial, record the decision in the audit stream, return it."""
@@ -334,11 +304,7 @@ class PolicyService(Service):
         decision_id: str = "",
     ) -> policy_pb2.PolicyDecision:
         record = policy_pb2.PolicyDecision(
-            meta=common_pb2.EventMeta(
-                call_id="" if call_id == "none" else call_id,
-                ts_unix_ns=time.time_ns(),
-                producer=f"policy/{self.replica}",
-            ),
+            meta=new_meta("" if call_id == "none" else call_id, f"policy/{self.replica}"),
             decision_id=decision_id or uuid.uuid4().hex,
             decision=enum_name(policy_pb2.Decision, decision),
             subject=subject,
@@ -363,28 +329,12 @@ class PolicyService(Service):
         return PolicyCallSession(self, claim)
 
     async def teardown(self) -> None:
-        if self.grpc_server is not None:
-            await self.grpc_server.stop(grace=2.0)
-        if self.campaigns is not None:
-            await self.campaigns.close()
-        if self.records_worker is not None:
-            await self.records_worker.stop()
-        if self.summaries is not None:
-            await self.summaries.stop()
-        if self.webhooks is not None:
-            await self.webhooks.stop()
-        if self.records is not None:
-            self.records.close()
+        await self.record_copier.stop()
         if self.stores is not None:
             self.stores.close()
 
     def status(self) -> dict[str, object]:
-        applied = self.records_worker.applied if self.records_worker is not None else 0
         return {
-            "grpc_port": self.grpc_port,
-            "records_applied": applied,
-            "webhooks_delivered": self.webhooks.delivered if self.webhooks is not None else 0,
-            "webhooks_failed": self.webhooks.failed if self.webhooks is not None else 0,
-            "summaries_stored": self.summaries.stored if self.summaries is not None else 0,
+            "record_copies_published": self.record_copies.published,
             "record_copies_failed": self.record_copies.failed,
         }

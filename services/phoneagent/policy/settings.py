@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from phoneagent.policy.recording import DEFAULT_ALL_PARTY_STATES, check_states
-from phoneagent.runtime.settings import env, port
+from phoneagent.runtime.settings import env
 
 
 @dataclasses.dataclass(frozen=True)
@@ -14,9 +14,6 @@ class PolicySettings:
     caller_id: str = env(
         "PA_CALLER_ID", "", doc="Caller id for outbound calls (E.164); empty denies all dials"
     )
-    grpc_host: str = env("PA_GRPC_HOST", "127.0.0.1", doc="Address of the CallControl gRPC API")
-    grpc_port: int = env("PA_GRPC_PORT", 50051, check=port, doc="Port of the CallControl gRPC API; 0 = any")
-    api_token: str = env("PA_API_TOKEN", "", doc="Bearer token required by the gRPC API; empty = none")
     window_start: str = env("PA_CALL_WINDOW_START", "08:00", doc="Earliest outbound call, callee local time")
     window_end: str = env("PA_CALL_WINDOW_END", "21:00", doc="Latest outbound call, callee local time")
     max_attempts_per_day: int = env(

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from phoneagent.policy.csvrows import (
+from phoneagent.runtime.csvrows import (
     CsvSource,
     ImportReport,
     RowError,
@@ -27,8 +27,8 @@ from phoneagent.policy.csvrows import (
     numbered,
     read_rows,
 )
-from phoneagent.policy.numbers import NANP_COUNTRY_CODE, normalize_e164
 from phoneagent.runtime.errors import InvalidArgument, Unavailable
+from phoneagent.runtime.numbers import NANP_COUNTRY_CODE, normalize_e164
 
 log = logging.getLogger(__name__)
 

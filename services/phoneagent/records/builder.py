@@ -10,9 +10,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from phoneagent.policy.redaction import redact_transcript
 from phoneagent.runtime.enums import enum_name
-from phoneagent.runtime.redact import mask_number
+from phoneagent.runtime.redact import mask_number, redact_transcript
 from phoneagent.v1 import call_pb2, media_pb2, policy_pb2, speech_pb2, tools_pb2
 
 OUTCOMES = ("booked", "transferred", "message_taken", "opted_out", "voicemail", "no_answer", "completed")

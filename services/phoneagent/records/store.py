@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
-from phoneagent.llm.domain.db import ConstraintViolation, Database, Tx
 from phoneagent.records.builder import CallRecord
+from phoneagent.runtime.db import ConstraintViolation, Database, Tx
 
 log = logging.getLogger(__name__)
 DEFAULT_DB = "var/records.sqlite3"

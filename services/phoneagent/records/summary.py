@@ -1,211 +1,46 @@
-"""Post-call summaries through the ``PA_WORK`` JetStream work queue.
+"""Post-call summaries through the ``PA_WORK`` JetStream work queue: the records side.
 
-After ``call.ended`` the :class:`SummaryRequester` (records side) publishes the call's (already
-redacted) transcript as a job on ``pa.v1.work.llm.summarize``, with ``Nats-Msg-Id
-summary-<call id>`` so a second publish (another replica, a redelivered event) is dropped. An
-llm replica takes the job from the durable consumer ``llm-summaries`` when its engine is free
-(:mod:`phoneagent.llm.summaries`) and publishes the answer on ``pa.v1.work.records.summary``;
-the requester's consumer task (durable consumer ``records-summaries``) stores it in the record's
-summary column and acknowledges it. Jobs and results stay in the stream until acknowledged, so
-they survive restarts of either side, and the jobs waiting are the backlog KEDA scales on.
-
-On the llm side :func:`summarize` runs one short JSON-schema-constrained generation.
+After ``call.ended`` the :class:`SummaryRequester` publishes the call's (already redacted)
+transcript as a job on ``pa.v1.work.llm.summarize``, with ``Nats-Msg-Id summary-<call id>`` so
+a second publish (another replica, a redelivered event) is dropped. An llm replica takes the job
+from the durable consumer ``llm-summaries`` when its engine is free (:mod:`phoneagent.llm.summaries`)
+and publishes the answer on ``pa.v1.work.records.summary``; the requester's consumer task
+(durable consumer ``records-summaries``) stores it in the record's summary column and
+acknowledges it. Jobs and results stay in the stream until acknowledged, so they survive
+restarts of either side, and the jobs waiting are the backlog KEDA scales on. The messages and
+the pull loop both sides use are in :mod:`phoneagent.runtime.summary_work`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import AsyncIterator
-from typing import Any, TypeVar
-
-from google.protobuf.message import DecodeError
+from typing import Any
 
 from phoneagent.records.builder import CallRecord
 from phoneagent.records.store import RecordStore
 from phoneagent.runtime import streams, subjects
-from phoneagent.runtime.errors import ErrorKind, InvalidArgument, PhoneAgentError, Unavailable
+from phoneagent.runtime.errors import ErrorKind, PhoneAgentError, Unavailable
+from phoneagent.runtime.summary_work import (
+    MAX_TRANSCRIPT_CHARS,
+    MSG_ID,
+    bus_closed,
+    decode_result,
+    deliveries,
+    from_message,
+    pulled,
+    settle,
+)
 from phoneagent.runtime.tasks import TaskOwner, retry, with_timeout
-from phoneagent.v1 import common_pb2, records_pb2
+from phoneagent.v1 import records_pb2
 
 log = logging.getLogger(__name__)
-_Work = TypeVar("_Work", records_pb2.SummaryRequest, records_pb2.CallSummary)
-MSG_ID = "Nats-Msg-Id"
-FIELDS = ("name", "callback_number", "appointment")
-MAX_TRANSCRIPT_CHARS = 6000
-SUMMARY_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "summary": {"type": "string", "maxLength": 400},
-        "intent": {"type": "string", "maxLength": 60},
-        "outcome": {"type": "string", "maxLength": 60},
-        "fields": {
-            "type": "object",
-            "properties": {k: {"type": "string", "maxLength": 80} for k in FIELDS},
-            "required": list(FIELDS),
-            "additionalProperties": False,
-        },
-    },
-    "required": ["summary", "intent", "outcome", "fields"],
-    "additionalProperties": False,
-}
-_INSTRUCTIONS = (
-    "You summarize phone calls for a business. Read the transcript and answer with JSON only: "
-    "summary (one or two sentences), intent (a few words: why the caller called), outcome (a few words: "
-    "what was achieved), fields.name, fields.callback_number and fields.appointment (empty string when "
-    "not stated in the transcript). Never invent facts."
-)
 
 
 def transcript_text(rec: CallRecord) -> str:
     """One ``role: text`` line per turn (the record's turns are stored redacted)."""
     lines = [f"{t.role}: {t.text.strip()}" for t in rec.turns if t.text.strip()]
     return "\n".join(lines)[-MAX_TRANSCRIPT_CHARS:]
-
-
-def parse_summary(text: str) -> dict[str, Any]:
-    """Validate the model's JSON answer into {summary, intent, outcome, fields}."""
-    try:
-        raw = json.loads(text)
-    except ValueError:
-        raise InvalidArgument("summary is not valid JSON") from None
-    if not isinstance(raw, dict) or not isinstance(raw.get("summary"), str) or not raw["summary"].strip():
-        raise InvalidArgument("summary has no summary text")
-    fields: dict[str, Any] = raw["fields"] if isinstance(raw.get("fields"), dict) else {}
-    return {
-        "summary": raw["summary"].strip(),
-        "intent": str(raw.get("intent", "")).strip(),
-        "outcome": str(raw.get("outcome", "")).strip(),
-        "fields": {k: str(fields.get(k, "")).strip() for k in FIELDS},
-    }
-
-
-def to_message(call_id: str, summary: dict[str, Any]) -> records_pb2.CallSummary:
-    return records_pb2.CallSummary(
-        call_id=call_id,
-        summary=summary["summary"],
-        intent=summary["intent"],
-        outcome=summary["outcome"],
-        fields=summary["fields"],
-    )
-
-
-def error_reply(call_id: str, exc: PhoneAgentError) -> records_pb2.CallSummary:
-    err = common_pb2.Error(
-        kind=exc.kind.wire,  # type: ignore[arg-type]
-        retryable=exc.retryable,
-        message=exc.message,
-        source="llm",
-    )
-    return records_pb2.CallSummary(call_id=call_id, error=err)
-
-
-async def summarize(
-    engine: Any, req: records_pb2.SummaryRequest, max_tokens: int = 256
-) -> records_pb2.CallSummary:
-    """Answer one summary request with a JSON-schema-constrained generation (llm side)."""
-    if not req.transcript.strip():
-        return error_reply(req.call_id, InvalidArgument("transcript is empty"))
-    messages = [
-        {"role": "system", "content": _INSTRUCTIONS},
-        {"role": "user", "content": f"Transcript:\n{req.transcript[-MAX_TRANSCRIPT_CHARS:]}"},
-    ]
-    parts: list[str] = []
-    try:
-        async for delta in engine.stream(
-            messages,
-            request_id=f"summary-{req.call_id}",
-            max_tokens=max_tokens,
-            temperature=0.0,
-            json_schema=SUMMARY_SCHEMA,
-        ):
-            parts.append(delta.text)
-        return to_message(req.call_id, parse_summary("".join(parts)))
-    except PhoneAgentError as exc:
-        if not getattr(engine, "preempted", False):  # cut short for a live turn: it runs again
-            log.warning("summary failed", extra={"call_id": req.call_id, "error": exc.kind.name})
-        return error_reply(req.call_id, exc)
-
-
-def from_message(msg: records_pb2.CallSummary) -> dict[str, Any]:
-    return {
-        "summary": msg.summary,
-        "intent": msg.intent,
-        "outcome": msg.outcome,
-        "fields": {k: msg.fields.get(k, "") for k in FIELDS},
-    }
-
-
-def _decode_work(msg: _Work, data: bytes, what: str) -> _Work:
-    try:
-        msg.ParseFromString(data)
-    except (DecodeError, ValueError, RuntimeError):
-        raise InvalidArgument(f"{what} is not a {type(msg).__name__}") from None
-    subjects.check_id(msg.call_id)
-    return msg
-
-
-def decode_job(data: bytes) -> records_pb2.SummaryRequest:
-    """A summary job from the work queue; InvalidArgument when it is not one."""
-    return _decode_work(records_pb2.SummaryRequest(), data, "summary job")
-
-
-def decode_result(data: bytes) -> records_pb2.CallSummary:
-    """A summary result from the work queue; InvalidArgument when it is not one."""
-    return _decode_work(records_pb2.CallSummary(), data, "summary result")
-
-
-async def settle(msg: Any, how: str, **kwargs: Any) -> None:
-    """ack / nak / term a JetStream message; a failure only logs (the ack wait redelivers it)."""
-    try:
-        await getattr(msg, how)(**kwargs)
-    except Exception as exc:
-        log.warning("work message not settled", extra={"how": how, "error": type(exc).__name__})
-
-
-def deliveries(msg: Any) -> int:
-    try:
-        return int(msg.metadata.num_delivered)
-    except Exception:
-        return 1
-
-
-async def fetch(psub: Any, batch: int, timeout: float) -> list[Any]:
-    """One pull; [] when nothing came within ``timeout``. Raises only for a broken connection."""
-    try:
-        return list(await psub.fetch(batch, timeout=timeout))
-    except TimeoutError:  # nats.errors.TimeoutError, and the plain one nats-py's batch fetch raises
-        return []
-
-
-def bus_closed(bus: Any) -> bool:
-    """The bus was closed (shutdown): a consumer loop ends instead of retrying."""
-    nc = getattr(bus, "data", None)
-    return nc is None or bool(nc.is_closed)
-
-
-async def pulled(
-    bus: Any, psub: Any, batch: int, timeout_s: float, stopping: asyncio.Event, what: str
-) -> AsyncIterator[list[Any]]:
-    """Batches from a durable pull consumer until ``stopping`` is set or the bus is closed. A
-    failed fetch (reconnecting) is logged and tried again a second later."""
-    while not stopping.is_set():
-        try:
-            msgs = await fetch(psub, batch, timeout_s)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if bus_closed(bus):
-                log.info(f"{what} ends: bus closed")
-                return
-            log.warning(f"{what} fetch failed", extra={"error": type(exc).__name__})
-            try:
-                await asyncio.wait_for(stopping.wait(), 1.0)
-            except TimeoutError:
-                pass
-            continue
-        yield msgs
 
 
 class SummaryRequester:

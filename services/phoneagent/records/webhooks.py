@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from phoneagent.llm.domain.agent_fields import Webhook
+from phoneagent.agents.fields import Webhook
 from phoneagent.records.builder import CallRecord
 from phoneagent.records.store import Delivery, RecordStore
 from phoneagent.runtime.errors import PhoneAgentError, Unavailable

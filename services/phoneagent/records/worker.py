@@ -30,7 +30,7 @@ from typing import Any
 from google.protobuf.message import DecodeError, Message
 from nats.js.api import ConsumerConfig
 
-from phoneagent.records import TOOL_TYPE_HEADER, builder
+from phoneagent.records import builder
 from phoneagent.records.builder import CallRecord
 from phoneagent.records.store import DEFAULT_DB, RecordStore
 from phoneagent.runtime import subjects
@@ -79,7 +79,7 @@ def _decode(leaf: str, data: bytes, headers: dict[str, str]) -> Message | None:
         "audit": policy_pb2.PolicyDecision,
     }
     if leaf == "tool":
-        kind = headers.get(TOOL_TYPE_HEADER, "")
+        kind = headers.get(subjects.TOOL_TYPE_HEADER, "")
         types["tool"] = {"ToolCall": tools_pb2.ToolCall, "ToolResult": tools_pb2.ToolResult}.get(kind)  # type: ignore[assignment]
     msg_type = types.get(leaf)
     if msg_type is None:

@@ -13,199 +13,48 @@
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any
 
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from phoneagent.runtime import metrics, subjects, telemetry
+from phoneagent.runtime import metrics, telemetry
 from phoneagent.runtime.errors import ErrorKind, PhoneAgentError, Unavailable
-from phoneagent.runtime.logs import call_id_var
-from phoneagent.runtime.queues import BoundedQueue, DropPolicy, QueueClosed
+from phoneagent.runtime.messages import (
+    DEFAULT_MAX_BYTES,
+    Delivery,
+    Handler,
+    Lane,
+    M,
+    RejectedMessage,
+    Responder,
+    decode,
+    event_meta,
+    subject_kind,
+)
+from phoneagent.runtime.queues import BoundedQueue, DropPolicy
+from phoneagent.runtime.subscription import Subscription
 from phoneagent.runtime.tasks import TaskOwner
 
+# The bus's public names; the message and subscription types live in their own modules.
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "Bus",
+    "Delivery",
+    "Handler",
+    "Lane",
+    "RejectedMessage",
+    "Responder",
+    "Subscription",
+    "decode",
+    "event_meta",
+    "subject_kind",
+]
+
 log = logging.getLogger(__name__)
-M = TypeVar("M", bound=Message)
-
-DEFAULT_MAX_BYTES = 256 * 1024
-
-
-class Lane(enum.Enum):
-    DATA = "data"
-    CONTROL = "control"
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """Where a message came from."""
-
-    subject: str
-    reply: str
-    headers: dict[str, str]
-
-
-Handler = Callable[[M, Delivery], Awaitable[None]]
-Responder = Callable[[M, Delivery], Awaitable[Message]]
-
-
-class RejectedMessage(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def subject_kind(subject: str) -> str:
-    """A low-cardinality label for a subject: its tokens without ids (for metrics and logs)."""
-    parts = subject.split(".")
-    if len(parts) >= 4 and parts[2] in ("call", "ctl", "audit"):
-        return ".".join([parts[2]] + parts[4:]) if len(parts) > 4 else parts[2]
-    return ".".join(parts[2:]) if len(parts) > 2 else subject
-
-
-def event_meta(msg: Message) -> Any:
-    """The EventMeta of a message: its ``meta`` field, or that of its set oneof member."""
-    desc = msg.DESCRIPTOR
-    if "meta" in desc.fields_by_name:
-        return msg.meta  # type: ignore[attr-defined]
-    for oneof in desc.oneofs:
-        which = msg.WhichOneof(oneof.name)
-        if which:
-            inner = getattr(msg, which)
-            if "meta" in inner.DESCRIPTOR.fields_by_name:
-                return inner.meta
-    return None
-
-
-def decode(msg_type: type[M], subject: str, data: bytes, max_bytes: int) -> M:
-    """Parse and validate one message; raise RejectedMessage with a reason otherwise."""
-    if len(data) > max_bytes:
-        raise RejectedMessage("oversized")
-    out = msg_type()
-    try:
-        out.ParseFromString(data)
-    except (DecodeError, ValueError, RuntimeError):
-        raise RejectedMessage("malformed") from None
-    call_id = subjects.call_id_of(subject)
-    if call_id is not None and not subject.startswith(subjects.AUDIT_PREFIX):
-        meta = event_meta(out)
-        if meta is not None and meta.call_id != call_id:
-            # Garbage often parses as a message of unknown fields; the ids must match the subject.
-            raise RejectedMessage("call_id_mismatch")
-    return out
-
-
-class Subscription(Generic[M]):
-    """A decoded, queued subscription; its worker task calls the handler one message at a time."""
-
-    def __init__(
-        self,
-        bus: Bus,
-        subject: str,
-        msg_type: type[M],
-        handler: Handler[M],
-        queue: BoundedQueue[tuple[M, Delivery]],
-        max_bytes: int,
-    ) -> None:
-        self.bus = bus
-        self.subject = subject
-        self.msg_type = msg_type
-        self.handler = handler
-        self.queue = queue
-        self.max_bytes = max_bytes
-        self.kind = subject_kind(subject)
-        self.received = 0
-        self.rejected = 0
-        self._sub: Any = None
-        self._worker: asyncio.Task[None] | None = None
-
-    async def _on_msg(self, raw: Msg) -> None:
-        try:
-            msg = decode(self.msg_type, raw.subject, raw.data, self.max_bytes)
-        except RejectedMessage as exc:
-            self.rejected += 1
-            metrics.BUS_REJECTED.labels(kind=self.kind, reason=exc.reason).inc()
-            log.warning(
-                "dropped bad message",
-                extra={
-                    "subject_kind": subject_kind(raw.subject),
-                    "reason": exc.reason,
-                    "size": len(raw.data),
-                },
-            )
-            return
-        self.received += 1
-        metrics.BUS_MESSAGES.labels(kind=self.kind, direction="in").inc()
-        self.queue.put((msg, Delivery(raw.subject, raw.reply or "", dict(raw.headers or {}))))
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                msg, delivery = await self.queue.get()
-            except QueueClosed:
-                return
-            token = call_id_var.set(subjects.call_id_of(delivery.subject) or "")
-            try:
-                await self.handler(msg, delivery)
-            except asyncio.CancelledError:
-                raise
-            except PhoneAgentError as exc:
-                metrics.ERRORS.labels(kind=exc.kind.name.lower()).inc()
-                log.warning(
-                    "handler error",
-                    extra={"subject_kind": self.kind, "error_kind": exc.kind.name, "error": exc.message},
-                )
-            except Exception as exc:  # one bad message must never kill the subscription
-                metrics.ERRORS.labels(kind="internal").inc()
-                log.error("handler crashed", exc_info=exc, extra={"subject_kind": self.kind})
-            finally:
-                call_id_var.reset(token)
-
-    async def stop_receiving(self, graceful: bool = False) -> None:
-        """Remove interest on the server. ``graceful``: first take in what nats-py already
-        holds for this subscription (a flush round trip); otherwise that is discarded."""
-        sub, self._sub = self._sub, None
-        if sub is None:
-            return
-        if graceful:
-            try:
-                await asyncio.wait_for(sub.drain(), 2.0)
-                return
-            except Exception:  # closed or reconnecting: nothing more will arrive anyway
-                pass
-        try:
-            await sub.unsubscribe()
-        except Exception:  # connection already closed
-            pass
-
-    async def unsubscribe(self, drain_timeout: float = 0.0) -> None:
-        """Stop the subscription.
-
-        ``drain_timeout=0`` (call teardown): what is still queued is discarded at once, since
-        it belongs to a call that is over. ``drain_timeout>0`` (graceful shutdown): the worker
-        first hands every queued message to the handler, for at most that many seconds.
-        """
-        await self.stop_receiving(graceful=drain_timeout > 0)
-        self.queue.close()  # the worker finishes what is queued, then sees QueueClosed
-        worker = self._worker
-        if worker is None or worker.done():
-            return
-        if drain_timeout > 0:
-            done, _ = await asyncio.wait({worker}, timeout=drain_timeout)
-            if done:
-                return
-            log.warning(
-                "drain timed out; dropping queued messages",
-                extra={"subject_kind": self.kind, "dropped": len(self.queue)},
-            )
-        worker.cancel()
-        await asyncio.gather(worker, return_exceptions=True)
 
 
 async def _connect_once(options: dict[str, Any], timeout: float) -> NatsClient:
@@ -371,9 +220,14 @@ class Bus:
         *,
         timeout: float = 2.0,
         lane: Lane = Lane.CONTROL,
+        headers: dict[str, str] | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> M:
+        """Send ``msg`` and wait for one reply of ``reply_type`` (at most ``max_bytes``)."""
         try:
-            raw = await self._nc(lane).request(subject, msg.SerializeToString(), timeout=timeout)
+            raw = await self._nc(lane).request(
+                subject, msg.SerializeToString(), timeout=timeout, headers=headers or None
+            )
         except NoRespondersError:
             raise Unavailable(f"no responders on {subject_kind(subject)}") from None
         except NatsTimeout:
@@ -381,7 +235,7 @@ class Bus:
                 ErrorKind.TIMEOUT, f"request on {subject_kind(subject)} timed out"
             ) from None
         try:
-            return decode(reply_type, raw.subject, raw.data, DEFAULT_MAX_BYTES)
+            return decode(reply_type, raw.subject, raw.data, max_bytes)
         except RejectedMessage as exc:
             raise PhoneAgentError(ErrorKind.INTERNAL, f"bad reply ({exc.reason})") from None
 

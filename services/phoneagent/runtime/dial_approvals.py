@@ -22,6 +22,9 @@ from phoneagent.runtime import streams
 from phoneagent.runtime.errors import ErrorKind, PhoneAgentError
 
 NOT_APPROVED = "dial not approved by policy"
+# On a ``dial_check`` request: the call id the dial will have (PlaceCall), so the audit record
+# of the decision is filed under the call; without it the decision is audited under ``none``.
+CALL_ID_HEADER = "Pa-Call-Id"
 _DECISION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 

@@ -118,6 +118,11 @@ TRANSFERS = Counter("pa_transfers_total", "Transfers to a human, by kind and out
 POLICY_DECISIONS = Counter(
     "pa_policy_decisions_total", "Policy decisions, by decision and rule.", ["decision", "rule"]
 )
+ASR_ERRORS = Counter(
+    "pa_asr_errors_total",
+    "ASR errors on calls, by kind and what the agent did (asked_again, agent_busy, repeated).",
+    ["kind", "action"],
+)
 DIALS_REFUSED = Counter(
     "pa_edge_dials_refused_total",
     "Outbound dial requests the edge refused for want of a matching policy approval, by reason.",
@@ -134,6 +139,12 @@ BUS_REJECTED = Counter(
 QUEUE_DEPTH = Gauge("pa_queue_depth", "Items waiting in a bounded work queue.", ["queue"])
 QUEUE_DROPPED = Counter(
     "pa_queue_dropped_total", "Items dropped by a bounded queue's drop policy.", ["queue"]
+)
+CALLER_AUDIO_LOST = Counter(
+    "pa_caller_audio_lost_frames_total",
+    "20 ms frames of caller audio lost on the way to speech recognition, by where: edge_jitter "
+    "(received, never played), asr_input (missing in the sequence the ASR session saw).",
+    ["stage"],
 )
 ERRORS = Counter("pa_errors_total", "Errors by kind.", ["kind"])
 SERVICE_READY = Gauge("pa_service_ready", "1 when this service reports ready.", ["service"])
@@ -160,11 +171,13 @@ ALL_METRIC_NAMES = (
     "pa_barge_ins_total",
     "pa_transfers_total",
     "pa_policy_decisions_total",
+    "pa_asr_errors_total",
     "pa_edge_dials_refused_total",
     "pa_bus_messages_total",
     "pa_bus_rejected_total",
     "pa_queue_depth",
     "pa_queue_dropped_total",
+    "pa_caller_audio_lost_frames_total",
     "pa_errors_total",
     "pa_service_ready",
 )

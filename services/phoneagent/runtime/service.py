@@ -49,6 +49,9 @@ class Service:
     async def setup(self) -> None:
         """Load engines and subscribe to subjects. Called once the bus is connected."""
 
+    async def serve_requests(self) -> None:
+        """Start answering requests that belong to no call (after setup, before sessions)."""
+
     async def new_session(self, claim: session_pb2.SessionClaim, taken_over: bool) -> Session:
         raise TypeError(f"{self.name} holds no sessions")
 
@@ -118,6 +121,7 @@ class Service:
                 return
             await streams.ensure(self.bus.jetstream())
             await self.setup()
+            await self.serve_requests()
             if self.stage is not None:
                 self.sessions = SessionHost(
                     self.bus,

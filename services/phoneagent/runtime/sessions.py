@@ -29,6 +29,7 @@ from phoneagent.runtime.tasks import TaskOwner, retry
 from phoneagent.v1 import call_pb2, common_pb2, session_pb2
 
 log = logging.getLogger(__name__)
+CALL_ENDED = "call ended"  # the reason a session is closed with when its call has ended
 
 
 class Session(Protocol):
@@ -209,7 +210,7 @@ class SessionHost:
         if owned is None:
             return
         self._gauge.set(len(self.sessions))
-        await self._close_session(call_id, owned.session, "call ended")
+        await self._close_session(call_id, owned.session, CALL_ENDED)
         try:
             await self._kv.delete(subjects.check_id(call_id), last=owned.revision)
         except (KeyWrongLastSequenceError, KeyNotFoundError, KeyDeletedError):
@@ -345,7 +346,7 @@ class SessionHost:
             event.ParseFromString(msg.data or b"")
         except Exception:
             return False
-        return event.WhichOneof("event") == "ended"
+        return bool(event.WhichOneof("event") == "ended")
 
     async def _check_own(self) -> None:
         """Close sessions this replica no longer owns (e.g. after a long pause it was declared dead)."""

@@ -8,6 +8,7 @@ name, type and default. :func:`load` parses and validates every field and raises
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import enum
 import os
 import re
@@ -17,6 +18,8 @@ import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
+
+from phoneagent.runtime.errors import InvalidArgument
 
 T = TypeVar("T")
 
@@ -61,6 +64,15 @@ def non_negative(value: Any) -> str | None:
 
 def port(value: int) -> str | None:
     return None if 0 <= value <= 65535 else "must be a port number 0-65535"
+
+
+def parse_hhmm(value: str, var: str) -> datetime.time:
+    """A time of day from a setting (``HH:MM``); the error names the variable."""
+    try:
+        h, m = value.split(":")
+        return datetime.time(int(h), int(m))
+    except ValueError:
+        raise InvalidArgument(f"{var}={value!r}: must be HH:MM") from None
 
 
 def nats_url(value: str) -> str | None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from phoneagent.runtime.errors import Unavailable
 from phoneagent.runtime.natsserver import NatsServer
 
-SERVICES = ("policy", "asr", "llm", "tts", "edge")
+SERVICES = ("policy", "records", "asr", "llm", "tts", "edge")
 
 
 @dataclass

@@ -60,7 +60,8 @@ def audio_in(call_id: str) -> str:
 
 
 def asr_events(call_id: str) -> str:
-    """AsrEvent: speech started, partial transcripts, errors (asr -> edge, llm, policy)."""
+    """AsrEvent: speech started, partial transcripts, errors (asr -> the browser relay, which
+    shows speech and partials; the llm, which answers errors)."""
     return _call(call_id, "asr")
 
 
@@ -90,8 +91,12 @@ def recording(call_id: str) -> str:
 
 
 def tool(call_id: str) -> str:
-    """ToolCall / ToolResult records, raw (llm -> policy; a redacted copy is kept)."""
+    """ToolCall / ToolResult records, raw (llm -> policy; a redacted copy is kept). Both kinds
+    travel there, so each message (and its record copy) names its type in :data:`TOOL_TYPE_HEADER`."""
     return _call(call_id, "tool")
+
+
+TOOL_TYPE_HEADER = "Pa-Type"  # "ToolCall" or "ToolResult", on a call's tool subject and its record copy
 
 
 RECORD_KINDS = ("transcript", "say", "tool")
@@ -137,6 +142,16 @@ def sessions_bucket(stage: str) -> str:
 def edge_dial() -> str:
     """Request to place an outbound call (policy -> edge, queue group)."""
     return f"{PREFIX}.edge.dial"
+
+
+def tts_render() -> str:
+    """RenderRequest -> RenderReply: a short text rendered whole (edge -> tts, queue group ``tts``);
+    the warm-transfer summary the edge plays to the human before bridging the call."""
+    return f"{PREFIX}.tts.render"
+
+
+RENDER_MAX_TEXT = 600  # characters of a RenderRequest's text
+RENDER_MAX_BYTES = 768 * 1024  # PCM in one RenderReply: below NATS's default 1 MiB payload
 
 
 def dial_check() -> str:

@@ -1,8 +1,9 @@
 """Pre-rendered fixed prompts: the greeting with its AI disclosure, recording words, transfer words.
 
 The texts are the ones the agent says word for word: the agent file's greeting as policy
-rewrites it (the disclosure first, :func:`phoneagent.policy.call_rules.enforce_disclosure`),
-policy's recording notice and consent question, and its transfer and take-a-message words.
+rewrites it (the disclosure first, :func:`phoneagent.agents.disclosure.enforce_disclosure`),
+the recording notice and consent question, and the transfer and take-a-message words
+(:mod:`phoneagent.agents.words`).
 Each is cached per sentence, keyed by (engine, voice, speed, call rate, sentence text with
 its whitespace collapsed), in memory and on disk (raw int16 PCM named by a hash of the
 key), so a sentence of a fixed prompt costs no synthesis time however the text arrives: as
@@ -23,21 +24,19 @@ from pathlib import Path
 
 import numpy as np
 
+from phoneagent.agents.disclosure import build_disclosure, enforce_disclosure
+from phoneagent.agents.words import CONSENT_PROMPT, NOTICE_TEXT, TAKE_MESSAGE_TEXT, TRANSFER_TEXT
 from phoneagent.audio.resample import resample
-from phoneagent.policy.call_rules import build_disclosure, enforce_disclosure
-from phoneagent.policy.live import TAKE_MESSAGE_TEXT, TRANSFER_TEXT
-from phoneagent.policy.recording import CONSENT_PROMPT, NOTICE_TEXT
 from phoneagent.runtime.errors import InvalidArgument
 from phoneagent.runtime.modelfiles import cache_dir
-from phoneagent.tts.chunker import sentence_spans, split_text
+from phoneagent.tts.chunker import sentence_spans
 from phoneagent.tts.engines.base import TtsEngine, check_speed, check_voice
-from phoneagent.tts.normalize import normalize
+from phoneagent.tts.render import synthesize_whole
 
 log = logging.getLogger(__name__)
 
 # Bump when rendering changes (normaliser, pauses, keys) so stale files are not reused.
 CACHE_VERSION = "3"
-SENTENCE_PAUSE_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -134,12 +133,7 @@ class PromptCache:
         return count
 
     def _render(self, text: str, voice: str, speed: float) -> np.ndarray:
-        parts: list[np.ndarray] = []
-        pause = np.zeros(int(SENTENCE_PAUSE_S * self.engine.native_rate), dtype=np.float32)
-        for chunk in split_text(text, first_in_reply=False):
-            parts.extend(self.engine.synthesize(normalize(chunk.text), voice, speed))
-            parts.append(pause)
-        audio = np.concatenate(parts[:-1]) if len(parts) > 1 else np.zeros(0, dtype=np.float32)
+        audio = synthesize_whole(self.engine, text, voice, speed)
         log.info(
             "tts prompt rendered",
             extra={"engine": self.engine.name, "seconds": audio.size / self.engine.native_rate},

@@ -14,6 +14,10 @@ the recording notice and consent question, the transfer words) are rendered in t
 background from start-up for the default voice and call rate, and from the first call of
 another rate, and are then played from the prompt cache without synthesis (see
 :mod:`phoneagent.tts.prompts`).
+
+Any replica also answers ``pa.v1.tts.render`` (queue group ``tts``): a short text rendered
+whole in the calls' voice, at the rate asked for -- the edge's warm-transfer summary, so the
+edge loads no engine (:mod:`phoneagent.tts.render`).
 """
 
 from __future__ import annotations
@@ -24,12 +28,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from phoneagent.llm.domain.agent import load_agent
+from phoneagent.agents.agent import load_agent
 from phoneagent.runtime import subjects, telemetry
 from phoneagent.runtime.bus import Delivery, Lane, Subscription
 from phoneagent.runtime.errors import InvalidArgument, PhoneAgentError
+from phoneagent.runtime.meta import new_meta
 from phoneagent.runtime.service import Service
 from phoneagent.runtime.settings import CommonSettings
+from phoneagent.tts import render
 from phoneagent.tts.engines.base import TtsEngine, create_engine
 from phoneagent.tts.prompts import FixedPrompts, PromptCache
 from phoneagent.tts.settings import TtsSettings
@@ -140,12 +146,8 @@ class TtsCallSession:
             await self._maybe_end(gen)
 
     def _meta(self, gen: int) -> common_pb2.EventMeta:
-        return common_pb2.EventMeta(
-            call_id=self.call_id,
-            turn_id=self.turns.get(gen, 0),
-            generation_id=gen,
-            ts_unix_ns=time.time_ns(),
-            producer=f"tts/{self.svc.replica}",
+        return new_meta(
+            self.call_id, f"tts/{self.svc.replica}", turn_id=self.turns.get(gen, 0), generation_id=gen
         )
 
     async def _publish_chunk(self, out: SpeechOut) -> None:
@@ -230,6 +232,29 @@ class TtsService(Service):
             # rendered, a call that needs it has it synthesised as any other.
             self.fixed = FixedPrompts.for_agent(agent.greeting, self.settings.disclosure_addition)
             self.prompts_for(engine, voice, self.settings.sample_rate)
+
+    async def serve_requests(self) -> None:
+        """Speech the edge plays outside a call's stream (the warm-transfer summary), on request."""
+        await self.bus.serve(
+            subjects.tts_render(),
+            media_pb2.RenderRequest,
+            self.on_render,
+            queue_group="tts",
+            lane=Lane.DATA,
+            max_pending=16,
+        )
+
+    async def on_render(self, req: media_pb2.RenderRequest, _: Delivery) -> media_pb2.RenderReply:
+        """Render ``req.text`` whole with the calls' voice; errors are answered, never raised."""
+        meta = new_meta(req.meta.call_id, f"tts/{self.replica}")
+        try:
+            engine, voice = self.voice_for_call()
+            pcm = await asyncio.to_thread(render.render, engine, voice, self.settings.speed, req)
+        except Exception as exc:
+            error = render.failure(exc)
+            log.warning("tts render refused", extra={"call_id": req.meta.call_id, "error": error.kind.name})
+            return render.error_reply(meta, error)
+        return media_pb2.RenderReply(meta=meta, pcm=pcm.astype("<i2").tobytes(), sample_rate=req.sample_rate)
 
     def engine_options(self, name: str) -> dict[str, Any]:
         return self.settings.engine_options(name)

@@ -111,9 +111,8 @@ class PolicyDirective(_message.Message):
     def __init__(self, action: _Optional[_Union[DirectiveAction, str]] = ..., text: _Optional[str] = ..., target: _Optional[str] = ..., rule: _Optional[str] = ..., turn_id: _Optional[int] = ...) -> None: ...
 
 class ControlEvent(_message.Message):
-    __slots__ = ("meta", "survives_interrupt", "barge_in", "cancel", "playback_done", "hangup", "transfer", "transfer_result", "dtmf", "error", "directive")
+    __slots__ = ("meta", "barge_in", "cancel", "playback_done", "hangup", "transfer", "transfer_result", "dtmf", "error", "directive")
     META_FIELD_NUMBER: _ClassVar[int]
-    SURVIVES_INTERRUPT_FIELD_NUMBER: _ClassVar[int]
     BARGE_IN_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
     PLAYBACK_DONE_FIELD_NUMBER: _ClassVar[int]
@@ -124,7 +123,6 @@ class ControlEvent(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     DIRECTIVE_FIELD_NUMBER: _ClassVar[int]
     meta: _common_pb2.EventMeta
-    survives_interrupt: bool
     barge_in: BargeIn
     cancel: CancelGeneration
     playback_done: PlaybackDone
@@ -134,4 +132,4 @@ class ControlEvent(_message.Message):
     dtmf: Dtmf
     error: _common_pb2.Error
     directive: PolicyDirective
-    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., survives_interrupt: _Optional[bool] = ..., barge_in: _Optional[_Union[BargeIn, _Mapping]] = ..., cancel: _Optional[_Union[CancelGeneration, _Mapping]] = ..., playback_done: _Optional[_Union[PlaybackDone, _Mapping]] = ..., hangup: _Optional[_Union[Hangup, _Mapping]] = ..., transfer: _Optional[_Union[Transfer, _Mapping]] = ..., transfer_result: _Optional[_Union[TransferResult, _Mapping]] = ..., dtmf: _Optional[_Union[Dtmf, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ..., directive: _Optional[_Union[PolicyDirective, _Mapping]] = ...) -> None: ...
+    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., barge_in: _Optional[_Union[BargeIn, _Mapping]] = ..., cancel: _Optional[_Union[CancelGeneration, _Mapping]] = ..., playback_done: _Optional[_Union[PlaybackDone, _Mapping]] = ..., hangup: _Optional[_Union[Hangup, _Mapping]] = ..., transfer: _Optional[_Union[Transfer, _Mapping]] = ..., transfer_result: _Optional[_Union[TransferResult, _Mapping]] = ..., dtmf: _Optional[_Union[Dtmf, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ..., directive: _Optional[_Union[PolicyDirective, _Mapping]] = ...) -> None: ...

@@ -63,3 +63,27 @@ class RecordingStored(_message.Message):
     size_bytes: int
     sha256: str
     def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., uri: _Optional[str] = ..., format: _Optional[str] = ..., sample_rate: _Optional[int] = ..., duration_ms: _Optional[int] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class RenderRequest(_message.Message):
+    __slots__ = ("meta", "text", "sample_rate", "max_seconds")
+    META_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    MAX_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    meta: _common_pb2.EventMeta
+    text: str
+    sample_rate: int
+    max_seconds: float
+    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., text: _Optional[str] = ..., sample_rate: _Optional[int] = ..., max_seconds: _Optional[float] = ...) -> None: ...
+
+class RenderReply(_message.Message):
+    __slots__ = ("meta", "pcm", "sample_rate", "error")
+    META_FIELD_NUMBER: _ClassVar[int]
+    PCM_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    meta: _common_pb2.EventMeta
+    pcm: bytes
+    sample_rate: int
+    error: _common_pb2.Error
+    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., pcm: _Optional[bytes] = ..., sample_rate: _Optional[int] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ...) -> None: ...

@@ -13,7 +13,9 @@ rises at once and decays slowly.
 - Too deep (depth averaged over ~16 pulls more than one frame over target): one frame
   is dropped; too shallow (more than one frame under): one concealment frame is
   inserted. At most one such step per ``adjust_interval`` pulls, so the delay moves
-  without audible jumps.
+  without audible jumps. A frame with sound in it is dropped only once its talk spurt
+  has played for ``onset_guard_ms``: the first words of a turn are never thinned out
+  (the delay is then shed in the next quiet frames instead).
 - Underrun (nothing at or after the playout point has arrived): the playout point
   does not advance, a concealment frame is played, and the delay grows by one frame.
   When packets come back with a hole (a pause in the stream), the frames already
@@ -22,7 +24,10 @@ rises at once and decays slowly.
 Concealment repeats the last good frame with a fade to silence over ``fade_frames``
 frames, then plays silence. Memory is bounded by ``capacity`` frames; a packet further
 ahead than that, or ``restart_after_late`` late packets in a row (the sender reset its
-timestamps), restarts the buffer.
+timestamps), restarts the buffer. A restart keeps the frames received but not yet played
+and plays them first (a consumer that stalled, or a talk spurt whose start is still
+queued, must not lose them); ``stats.discarded`` counts every received frame that was
+never played for any reason other than arriving late or as a duplicate.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ import numpy as np
 from phoneagent.audio.g711 import PCMU, G711Codec
 from phoneagent.audio.pcm import Int16Array
 from phoneagent.edge.media.rtp import Unwrapper
+
+RESET_BEHIND_FRAMES = 150  # 3 s of 20 ms frames: a packet this far behind comes from a reset sender
 
 
 class PushResult(enum.Enum):
@@ -70,6 +77,9 @@ class JitterStats:
     skipped: int = 0
     restarts: int = 0
     partial: int = 0  # frames played with one 10 ms half lost
+    carried: int = 0  # unplayed frames kept across a restart
+    discarded: int = 0  # received frames thrown away unplayed (reset, overflow), drops for delay aside
+    deferred: int = 0  # delay drops put off so as not to cut into the start of a talk spurt
 
 
 class JitterBuffer:
@@ -85,6 +95,8 @@ class JitterBuffer:
         adjust_interval: int = 5,
         target_decay_ms: float = 0.25,
         restart_after_late: int = 10,
+        onset_guard_ms: int = 1000,
+        quiet_dbfs: float = -45.0,
     ) -> None:
         if not 0 < min_delay_ms <= max_delay_ms:
             raise ValueError("jitter buffer needs 0 < min_delay_ms <= max_delay_ms")
@@ -100,6 +112,9 @@ class JitterBuffer:
         self.target_decay_ms = target_decay_ms
         self._target_ms = float(min_delay_ms)
         self.restart_after_late = restart_after_late
+        self.onset_guard_frames = onset_guard_ms // frame_ms
+        self.quiet_dbfs = quiet_dbfs
+        self._floor_db = quiet_dbfs  # background level of the frames played (follows them down fast)
         self.capacity = 2 * math.ceil(max_delay_ms / frame_ms) + 2
         self.stats = JitterStats()
         self._silence = np.zeros(self.frame_samples, dtype=np.int16)
@@ -114,6 +129,7 @@ class JitterBuffer:
         self._ts = Unwrapper(32)
         self._base: int | None = None  # extended timestamp of frame index 0
         self._frames: dict[int, bytes] = {}
+        self._carried_ts: dict[int, int] = {}  # RTP timestamps of frames carried over a restart
         self._halves: dict[int, bytes] = {}  # 10 ms halves of frames not yet complete, by half index
         self._next: int | None = None  # next frame index to play; None until playout starts
         self._latest = -1
@@ -124,6 +140,7 @@ class JitterBuffer:
         self._late_run = 0
         self._stall_credit = 0  # frames of time already covered by underrun concealment
         self._level = 0.0  # depth averaged over about 16 pulls
+        self._spurt = 0  # frames with sound played since the last quiet one (or underrun)
 
     def _build_ramps(self) -> list[np.ndarray]:
         n = self.frame_samples * self.fade_frames
@@ -198,16 +215,35 @@ class JitterBuffer:
         return PushResult.DUPLICATE
 
     def _is_jump(self, index: int) -> bool:
-        """A packet too far ahead to hold: a new talk spurt after a long pause, or a new stream."""
+        """A packet too far ahead to hold (a new talk spurt after a long pause, or a new stream),
+        or so far behind that no network held it that long (the sender reset its timestamps:
+        playing it at once keeps the new stream's first words, instead of dropping them as late
+        until ``restart_after_late`` have come). Measured from the newest frame when frames are
+        queued: a backlog that built up while the consumer stalled is contiguous, not a jump."""
         if self._next is not None:
-            return index - self._next > self.capacity
+            ahead = index - max(self._next, self._latest)
+            return ahead > self.capacity or -ahead > max(self.capacity, RESET_BEHIND_FRAMES)
         return self._latest >= 0 and abs(index - self._latest) > self.capacity
 
     def _restart(self) -> None:
+        """Start a new time line at the packet being pushed; frames received but not yet played
+        go on its front, in order, and play first."""
         self.stats.restarts += 1
-        keep_last = self._last_pcm
+        unplayed = [i for i in sorted(self._frames) if self._next is None or i >= self._next]
+        data = [self._frames[i] for i in unplayed]
+        stamps = [self._timestamp(i) for i in unplayed]
+        self.stats.discarded += len(self._halves)
+        keep_last, playing = self._last_pcm, self._next is not None
         self._reset()
         self._last_pcm = keep_last
+        for k, (frame, ts) in enumerate(zip(data, stamps, strict=True)):
+            self._frames[k - len(unplayed)] = frame
+            self._carried_ts[k - len(unplayed)] = ts
+        if unplayed:
+            self.stats.carried += len(unplayed)
+            self._latest = -1
+            if playing:
+                self._next = -len(unplayed)
 
     def _store(self, index: int, data: bytes) -> int:
         if self._next is not None and index < self._next:
@@ -216,8 +252,12 @@ class JitterBuffer:
             return 0
         self._frames[index] = data
         self._latest = max(self._latest, index)
-        if len(self._frames) > self.capacity:  # only before playout starts (nobody pulling)
+        # Nobody pulls yet: keep the newest ``capacity``. While playing, a packet that far ahead
+        # restarts the buffer instead, so only frames carried over a restart come on top.
+        bound = self.capacity if self._next is None else 2 * self.capacity + 1
+        if len(self._frames) > bound:
             del self._frames[min(self._frames)]
+            self.stats.discarded += 1
         return 1
 
     def _store_half(self, half: int, data: bytes) -> int:
@@ -232,6 +272,7 @@ class JitterBuffer:
         self._halves[half] = data
         if len(self._halves) > 2 * self.capacity:
             del self._halves[min(self._halves)]
+            self.stats.discarded += 1
         return 1
 
     def _update_jitter(self, ext: int, arrival: float) -> None:
@@ -264,6 +305,7 @@ class JitterBuffer:
             self._next += 1  # lost: later frames are here, move on
         else:
             self._stall_credit += 1  # underrun: keep the playout point, the delay grows by one frame
+            self._spurt = 0  # the sender paused: what comes next starts a talk spurt
         return self._conceal()
 
     def _try_start(self) -> bool:
@@ -297,6 +339,9 @@ class JitterBuffer:
         if self._since_adjust < self.adjust_interval:
             return False
         if self._level > target + 1 and depth > target:
+            if not self._may_drop(self._next):
+                self.stats.deferred += 1
+                return False
             self._frames.pop(self._next, None)  # drop the oldest frame (or a hole)
             self._next += 1
             self._level -= 1
@@ -308,6 +353,24 @@ class JitterBuffer:
             self.stats.stretched += 1
             return True
         return False
+
+    def _may_drop(self, index: int) -> bool:
+        """A frame may be dropped to cut the delay when it is a hole, quiet, or deep enough into
+        its talk spurt (never in the first ``onset_guard_ms``), or when the buffer is nearly full."""
+        data = self._frames.get(index)
+        if data is None or self.depth >= 2 * self.capacity:
+            return True
+        return self._is_quiet(self.codec.decode(data)) or self._spurt >= self.onset_guard_frames
+
+    def _is_quiet(self, pcm: Int16Array) -> bool:
+        return _dbfs(pcm) < max(self.quiet_dbfs, self._floor_db + 6.0)
+
+    def _note_played(self, pcm: Int16Array) -> None:
+        """Follow the background level and the length of the talk spurt being played."""
+        level = _dbfs(pcm)
+        self._spurt = 0 if level < max(self.quiet_dbfs, self._floor_db + 6.0) else self._spurt + 1
+        rise = min(0.1, level - self._floor_db)  # dB per frame: up slowly, down at once
+        self._floor_db = level if rise < 0 else self._floor_db + rise
 
     def _forget_halves_before(self, index: int) -> None:
         for half in [h for h in self._halves if h < 2 * index]:
@@ -333,11 +396,20 @@ class JitterBuffer:
         assert self._next is not None and self._base is not None
         self._next = index + 1
         self._last_pcm = pcm
+        if index == 0:
+            self._spurt = 0  # the first frame of a time line: the sender started (again)
+        self._note_played(pcm)
         self._conceal_run = 0
         self._stall_credit = 0
         self.stats.played += 1
-        ts = (self._base + index * self.frame_samples) & 0xFFFFFFFF
-        return Frame(pcm, False, ts)
+        return Frame(pcm, False, self._timestamp(index))
+
+    def _timestamp(self, index: int) -> int:
+        carried = self._carried_ts.pop(index, None) if index < 0 else None
+        if carried is not None:
+            return carried
+        assert self._base is not None
+        return (self._base + index * self.frame_samples) & 0xFFFFFFFF
 
     def _conceal(self) -> Frame:
         self.stats.concealed += 1
@@ -350,4 +422,10 @@ class JitterBuffer:
 
     def reset(self) -> None:
         """Forget all buffered audio (e.g. on a new SSRC); the jitter estimate is kept."""
+        self.stats.discarded += len(self._frames) + len(self._halves)
         self._reset()
+
+
+def _dbfs(pcm: Int16Array) -> float:
+    x = pcm.astype(np.float32)
+    return 10.0 * math.log10(float(np.dot(x, x)) / (max(1, x.size) * 32768.0 * 32768.0) + 1e-10)

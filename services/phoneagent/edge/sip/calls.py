@@ -13,8 +13,8 @@ from phoneagent.edge.sip.dialog import Dialog, DialogHandlers
 from phoneagent.edge.sip.headers import Headers, NameAddr, ParseError, SipURI
 from phoneagent.edge.sip.message import SipRequest, SipResponse, make_response
 from phoneagent.edge.sip.sdp import SdpError, SessionDescription, parse_sdp
+from phoneagent.edge.sip.sockets import Peer
 from phoneagent.edge.sip.transaction import ClientTransaction, ServerTransaction, new_branch
-from phoneagent.edge.sip.transport import Peer
 from phoneagent.runtime.errors import ErrorKind, InvalidArgument, PhoneAgentError
 
 if TYPE_CHECKING:

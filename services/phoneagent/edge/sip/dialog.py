@@ -1,4 +1,5 @@
-"""A confirmed (or early-confirmed) INVITE dialog: BYE, REFER with NOTIFY sipfrag, re-INVITE for hold.
+"""A confirmed (or early-confirmed) INVITE dialog: BYE, re-INVITE for hold, INFO digits; REFER with
+NOTIFY sipfrag comes from its base in :mod:`phoneagent.edge.sip.refer`.
 
 Our in-dialog requests answered 401/407 are sent again with the dialog's credentials (again once
 more only when the nonce was stale), as the INVITE that set up the dialog was.
@@ -16,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from phoneagent.edge.sip.auth import Credentials, authorization_header
 from phoneagent.edge.sip.headers import Headers, NameAddr, ParseError, SipURI
-from phoneagent.edge.sip.message import REASONS, SipRequest, SipResponse, make_response
+from phoneagent.edge.sip.message import SipRequest, SipResponse, make_response
+from phoneagent.edge.sip.refer import DialogTransfer
 from phoneagent.edge.sip.sdp import (
     MediaParams,
     NoCommonCodec,
@@ -26,8 +28,8 @@ from phoneagent.edge.sip.sdp import (
     negotiated,
     parse_sdp,
 )
+from phoneagent.edge.sip.sockets import Peer, TransportError
 from phoneagent.edge.sip.transaction import ServerTransaction, new_branch
-from phoneagent.edge.sip.transport import Peer, TransportError
 
 if TYPE_CHECKING:
     from phoneagent.edge.sip.ua import UserAgent
@@ -49,7 +51,7 @@ class DialogHandlers:
     on_dtmf: Callable[[Dialog, str], Any] | None = None
 
 
-class Dialog:
+class Dialog(DialogTransfer):
     def __init__(
         self,
         ua: UserAgent,
@@ -193,28 +195,6 @@ class Dialog:
             if m.port:
                 m.direction = "sendonly" if held else "sendrecv"
         return await self.reinvite(sdp)
-
-    async def refer(self, target: SipURI | str, timeout_s: float = 32.0) -> int:
-        """Blind transfer: REFER the peer to ``target`` and wait for the NOTIFY sipfrag's final status.
-
-        Returns the final SIP status of the transfer (the REFER's own status when it is rejected,
-        408 when no final NOTIFY arrives in ``timeout_s``).
-        """
-        req = self.make_request("REFER")
-        req.headers.add("Refer-To", f"<{target}>")
-        req.headers.add("Referred-By", f"<{self.local.uri}>")
-        waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._refer_waiters.append(waiter)
-        try:
-            resp = await self.send(req)
-            if resp.status >= 300:
-                return resp.status
-            return await asyncio.wait_for(waiter, timeout_s)
-        except TimeoutError:
-            return 408
-        finally:
-            if waiter in self._refer_waiters:
-                self._refer_waiters.remove(waiter)
 
     # --- 2xx reliability (UAS core, RFC 3261 section 13.3.1.4) ------------------------------
     def start_ok_retransmit(self, resp: SipResponse, txn: ServerTransaction) -> None:
@@ -365,59 +345,6 @@ class Dialog:
         local.username = self.local_sdp.username
         return local
 
-    def _on_refer(self, req: SipRequest, txn: ServerTransaction) -> None:
-        refer_to = req.headers.get("Refer-To")
-        if not refer_to:
-            txn.respond(make_response(req, 400, "Missing Refer-To"))
-            return
-        try:
-            target = NameAddr.parse(refer_to).uri
-        except ParseError:
-            txn.respond(make_response(req, 400, "Bad Refer-To"))
-            return
-        if self.handlers.on_refer is None:
-            txn.respond(make_response(req, 603))
-            return
-        txn.respond(make_response(req, 202))
-        self.ua.spawn(self._run_transfer(target))
-
-    async def _run_transfer(self, target: SipURI) -> None:
-        await self._notify_sipfrag(100, active=True)
-        status = 500
-        try:
-            assert self.handlers.on_refer is not None
-            status = int(await self.handlers.on_refer(self, target))
-        except Exception:  # noqa: BLE001 - report the failure to the peer instead
-            log.exception("sip refer handler failed", extra={"call_id": self.call_id})
-        await self._notify_sipfrag(status, active=False)
-
-    async def _notify_sipfrag(self, status: int, *, active: bool) -> None:
-        if self.ended.is_set():
-            return
-        body = f"SIP/2.0 {status} {REASONS.get(status, 'Unknown')}\r\n".encode()
-        req = self.make_request("NOTIFY", body, "message/sipfrag;version=2.0")
-        req.headers.add("Event", "refer")
-        state = "active;expires=60" if active else "terminated;reason=noresource"
-        req.headers.add("Subscription-State", state)
-        try:
-            await self.send(req)
-        except TransportError:
-            log.info("sip notify not sent: transport error", extra={"call_id": self.call_id})
-
-    def _on_notify(self, req: SipRequest, txn: ServerTransaction) -> None:
-        if (req.headers.get("Event") or "").split(";")[0].strip().lower() != "refer":
-            txn.respond(make_response(req, 489, "Bad Event"))
-            return
-        txn.respond(make_response(req, 200))
-        status = _sipfrag_status(req.body)
-        terminated = (req.headers.get("Subscription-State") or "").lower().startswith("terminated")
-        if status is None and terminated:
-            status = 500
-        if status is not None and (status >= 200 or terminated):
-            for waiter in self._refer_waiters:
-                if not waiter.done():
-                    waiter.set_result(status)
-
     # --- lifecycle ------------------------------------------------------------------------
     def _end(self, reason: str) -> None:
         self.end_reason = reason
@@ -444,13 +371,6 @@ _REBUILT = frozenset(
     | {"Content-Length", "Authorization", "Proxy-Authorization"}
 )
 _CHALLENGED = frozenset({"BYE", "REFER", "INVITE"})
-
-
-def _sipfrag_status(body: bytes) -> int | None:
-    first = body.decode("utf-8", "replace").split("\n", 1)[0].strip().split()
-    if len(first) >= 2 and first[0] == "SIP/2.0" and first[1].isdigit() and len(first[1]) == 3:
-        return int(first[1])
-    return None
 
 
 _DTMF = frozenset("0123456789*#ABCDabcd")

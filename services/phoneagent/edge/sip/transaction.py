@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from phoneagent.edge.sip.headers import Headers, ParseError
 from phoneagent.edge.sip.message import SipMessage, SipRequest, SipResponse, make_response
-from phoneagent.edge.sip.transport import Addr, Peer, TransportError
+from phoneagent.edge.sip.sockets import Addr, Peer, TransportError
 
 log = logging.getLogger(__name__)
 MAGIC = "z9hG4bK"

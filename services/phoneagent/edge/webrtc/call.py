@@ -13,15 +13,16 @@ from typing import Any
 
 from phoneagent.edge.callflow import EdgeCall, EdgeCallConfig
 from phoneagent.edge.recorder import CallRecording
+from phoneagent.edge.webrtc.call_transport import WebRtcTransport
 from phoneagent.edge.webrtc.events import CallFeed
 from phoneagent.edge.webrtc.settings import WebRtcSettings
-from phoneagent.edge.webrtc.transport import WebRtcTransport
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus
 from phoneagent.runtime.errors import InvalidArgument
+from phoneagent.runtime.meta import new_meta
 from phoneagent.runtime.modelfiles import MissingModelError
 from phoneagent.runtime.tasks import TaskOwner
-from phoneagent.v1 import call_pb2, common_pb2
+from phoneagent.v1 import call_pb2
 
 try:
     from aiortc import (
@@ -154,7 +155,7 @@ class WebRtcCall:
     async def start(self) -> None:
         """Publish the call and claim its sessions; media starts once the peer connects."""
         started = call_pb2.CallStarted(
-            meta=common_pb2.EventMeta(call_id=self.call_id, producer="edge"),
+            meta=new_meta(self.call_id, "edge"),
             direction=call_pb2.DIRECTION_INBOUND,
             transport=call_pb2.TRANSPORT_WEBRTC,
             from_uri="webrtc:browser",

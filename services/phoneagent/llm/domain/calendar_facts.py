@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from datetime import datetime, time, timedelta
 
-from phoneagent.llm.domain.agent import Agent
-from phoneagent.llm.domain.agent_fields import WEEKDAYS, Interval
+from phoneagent.agents.agent import Agent
+from phoneagent.agents.fields import WEEKDAYS, Interval
 from phoneagent.llm.domain.dates import speak_time
 from phoneagent.llm.domain.knowledge import Chunk
 from phoneagent.llm.domain.scheduling import SchedulingStore

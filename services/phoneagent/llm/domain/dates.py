@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from phoneagent.llm.domain.agent_fields import Interval
+from phoneagent.agents.fields import Interval
 from phoneagent.llm.domain.dates_parse import Pieces, extract
 from phoneagent.runtime.errors import InvalidArgument
 

@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
+from phoneagent.agents.agent import Agent, AppointmentType
 from phoneagent.llm.domain import migrations
-from phoneagent.llm.domain.agent import Agent, AppointmentType
 from phoneagent.llm.domain.dates import NonexistentTime, to_aware
-from phoneagent.llm.domain.db import ConstraintViolation, Database, Tx
+from phoneagent.runtime.db import ConstraintViolation, Database, Tx
 from phoneagent.runtime.errors import ErrorKind, InvalidArgument, PhoneAgentError
 from phoneagent.runtime.redact import mask_number
 
@@ -361,7 +361,7 @@ class SchedulingStore:
                     utc_text(msg.created_at),
                 ),
             )
-        log.info("message taken", extra={"agent": self.agent.name, "message": msg.id, "urgent": urgent})
+        log.info("message taken", extra={"agent": self.agent.name, "message_id": msg.id, "urgent": urgent})
         return msg
 
     def messages(self, limit: int = 50) -> list[Message]:

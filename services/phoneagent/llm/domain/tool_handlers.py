@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from phoneagent.llm.domain.agent import Agent
+from phoneagent.agents.agent import Agent
 from phoneagent.llm.domain.calendar_facts import HOURS_SOURCE, hours_answer
 from phoneagent.llm.domain.dates import Resolution, Status, resolve, speak_day, speak_time
 from phoneagent.llm.domain.knowledge import KnowledgeBase

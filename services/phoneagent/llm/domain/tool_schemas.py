@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from phoneagent.agents.tools import TOOL_NAMES
+
 _WHEN = {
     "type": "string",
     "minLength": 1,
@@ -104,7 +106,8 @@ TOOL_SCHEMAS: dict[str, dict[str, Any]] = {
     },
 }
 
-TOOL_NAMES: tuple[str, ...] = tuple(TOOL_SCHEMAS)
+if tuple(TOOL_SCHEMAS) != TOOL_NAMES:  # the agent file's names and the model's tools are one set
+    raise RuntimeError("TOOL_SCHEMAS and phoneagent.agents.tools.TOOL_NAMES name different tools")
 
 
 def tool_definitions(enabled: frozenset[str] | None = None) -> list[dict[str, Any]]:

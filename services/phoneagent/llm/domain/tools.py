@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from phoneagent.llm.domain.agent import Agent
+from phoneagent.agents.agent import Agent
 from phoneagent.llm.domain.knowledge import KnowledgeBase
 from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.schema_check import validate

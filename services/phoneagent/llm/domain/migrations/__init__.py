@@ -13,7 +13,7 @@ import pkgutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from phoneagent.llm.domain.db import Database, Tx
+from phoneagent.runtime.db import Database, Tx
 
 log = logging.getLogger(__name__)
 _LOCK_ID = 74210651  # arbitrary constant: the advisory lock taken while migrating

@@ -1,0 +1,66 @@
+"""``phone-agent demo``: the local stack, one scripted call against it, the conversation printed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from pathlib import Path
+
+from phoneagent.devtools.harness.scenario import DEFAULT_SCENARIO, load_scenario
+from phoneagent.devtools.harness.session import Outcome, run_scenario
+from phoneagent.runtime.stack import Stack
+
+
+def free_udp_port(host: str = "127.0.0.1") -> int:
+    """A UDP port nothing listens on right now (SIP listens on UDP and TCP with one number)."""
+    for _ in range(20):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind((host, 0))
+            port = int(u.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                try:
+                    t.bind((host, port))
+                except OSError:
+                    continue
+            return port
+    raise OSError("no free port")
+
+
+def demo_env(data_dir: Path, sip_port: int) -> dict[str, str]:
+    return {
+        "PA_SIP_PORT": str(sip_port),
+        "PA_SIP_PORT_FALLBACK": "0",  # the caller dials this port: fail rather than move
+        "PA_DATABASE_URL": f"sqlite:///{(data_dir / 'appointments.sqlite3').resolve()}",
+        "PA_POLICY_DB": str((data_dir / "policy.sqlite3").resolve()),
+        "PA_GRPC_PORT": "0",
+        "PA_WEB_PORT": "0",  # the browser page is not used; never clash with a running stack
+        "PA_TTS_ENGINE": "piper",
+        "PA_TTS_ENGINES": "piper",
+    }
+
+
+def run_demo(
+    data_dir: Path,
+    scenario_name: str = DEFAULT_SCENARIO,
+    wav: Path | None = None,
+    ready_timeout: float = 300.0,
+) -> tuple[int, Outcome | None]:
+    """Start the stack, play the scenario, stop the stack. Exit code 0 only when everything passed."""
+    scenario = load_scenario(scenario_name)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = demo_env(data_dir, free_udp_port())
+    stack = Stack(data_dir, env=env)
+    try:
+        stack.start(ready_timeout=ready_timeout)
+        assert stack.nats is not None
+        os.environ.update({k: env[k] for k in ("PA_DATABASE_URL", "PA_POLICY_DB")})
+        target = f"sip:agent@127.0.0.1:{env['PA_SIP_PORT']}"
+        outcome = asyncio.run(
+            run_scenario(
+                scenario, target=target, nats_url=stack.nats.url, wav=wav or data_dir / f"{scenario.name}.wav"
+            )
+        )
+    finally:
+        stack.stop()
+    return (0 if outcome.passed else 1), outcome

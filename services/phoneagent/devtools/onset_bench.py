@@ -1,0 +1,321 @@
+"""Onset benchmark: are the caller's first words heard, whoever speaks and however softly?
+
+    python -m phoneagent.devtools.onset_bench [--count 100] [--per-call 10] [--seed 16] [--snr clean,10]
+
+Runs nats-server, the real edge and the real ASR service (faster-whisper tiny.en) as processes,
+and stands in for the other stages on the bus: the stand-in TTS session is the agent, which
+speaks a short prompt (SpeechChunks to the edge) before every caller turn. The caller is a real
+SIP UA sending G.711 mu-law at 8 kHz (the harness's RTP endpoint); after the agent's audio has
+stopped it waits 0.3-3 s, then says a question in one of many voices, levels and onset shapes
+(:mod:`phoneagent.devtools.onset_voices`). Reported per noise condition: the share of
+utterances whose transcript misses the reference's first word, and the word error rate.
+Each utterance is also decoded offline in one piece (same model, same G.711 audio): "lost live
+only" counts first words the offline decode heard and the live call did not - what the path
+from RTP to the decoder lost, apart from the model's own mistakes. Numbers depend on the
+machine and its load; the header records both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shlex
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from phoneagent.devtools.asr_bench import _words, machine, word_error_rate
+from phoneagent.devtools.harness.caller import unique_user
+from phoneagent.devtools.harness.demo import demo_env, free_udp_port
+from phoneagent.devtools.harness.impair import SPEECH_DBFS, Impairer, Impairments
+from phoneagent.devtools.harness.rtp_endpoint import RtpEndpoint
+from phoneagent.devtools.onset_voices import Planned, Voices, all_voices, plan
+from phoneagent.edge.sip import SipURI, UAConfig, UserAgent, negotiated, offer
+from phoneagent.runtime import streams, subjects
+from phoneagent.runtime.bus import Bus, Delivery
+from phoneagent.runtime.errors import InvalidArgument
+from phoneagent.runtime.sessions import SessionHost
+from phoneagent.runtime.stack import Stack
+from phoneagent.v1 import common_pb2, media_pb2, session_pb2, speech_pb2
+
+PROMPT = "Sure. Is there anything else I can help you with?"
+STAND_INS = ("llm", "tts", "policy")
+FINAL_WAIT_S = 20.0
+
+
+@dataclass
+class Heard:
+    planned: Planned
+    text: str = ""
+    missed_first: bool = True
+    onset_lag_ms: float | None = None  # ASR's speech start minus when the caller started talking
+    offline: str = ""  # the same audio decoded offline in one piece (no edge, no VAD)
+
+    @property
+    def offline_missed(self) -> bool:
+        return missed_first_word(self.planned.text, self.offline)
+
+
+@dataclass
+class Agent:
+    """The stand-in stages; the TTS one notes each call it is given (the bench's agent)."""
+
+    bus: Bus
+    calls: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
+    hosts: list[SessionHost] = field(default_factory=list)
+
+    async def start(self) -> None:
+        for stage in STAND_INS:
+
+            async def factory(claim: session_pb2.SessionClaim, _: bool, stage: str = stage) -> _Quiet:
+                if stage == "tts":
+                    self.calls.put_nowait(claim.call.meta.call_id)
+                return _Quiet()
+
+            host = SessionHost(self.bus, stage, f"{stage}-onset-bench", factory)
+            await host.start()
+            self.hosts.append(host)
+
+    async def say(self, call_id: str, generation: int, pcm: np.ndarray) -> None:
+        """Speak ``pcm`` (8 kHz int16) as one generation, in 100 ms chunks."""
+        step = 800
+        for seq, start in enumerate(range(0, len(pcm), step)):
+            chunk = media_pb2.SpeechChunk(
+                meta=common_pb2.EventMeta(call_id=call_id, generation_id=generation, producer="tts"),
+                sequence=seq,
+                pcm=pcm[start : start + step].astype("<i2").tobytes(),
+                sample_rate=8000,
+                last_in_generation=start + step >= len(pcm),
+            )
+            await self.bus.publish(subjects.speech(call_id), chunk)
+
+    async def close(self) -> None:
+        for host in self.hosts:
+            await host.close()
+
+
+class _Quiet:
+    async def start(self) -> None:
+        return None
+
+    async def close(self, reason: str) -> None:
+        return None
+
+
+def missed_first_word(reference: str, heard: str) -> bool:
+    """True unless the first word of ``reference`` is among the first two words heard."""
+    ref, hyp = _words(reference), _words(heard)
+    return not ref or ref[0] not in hyp[:2]
+
+
+async def _agent_stopped(ep: RtpEndpoint, since: float, timeout: float = 30.0) -> float:
+    """Loop time when the agent's prompt (first speech after ``since``) ended at the caller."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        last = ep.last_speech()
+        if ep.first_speech_after(since) is not None and last is not None and loop.time() - last.mono > 0.3:
+            return last.mono + 0.02
+        await asyncio.sleep(0.02)
+    raise InvalidArgument("the agent's prompt never reached the caller")
+
+
+async def run_call(
+    bus: Bus,
+    agent: Agent,
+    target: str,
+    utterances: list[tuple[Planned, np.ndarray]],
+    prompt: np.ndarray,
+    snr: float | None,
+    seed: int,
+) -> list[Heard]:
+    finals: list[speech_pb2.Transcript] = []
+    level = float(np.mean([p.level_dbfs for p, _ in utterances]))
+    # The harness sets noise against its nominal speech level: shift it to this call's level.
+    snr_arg = None if snr is None else snr + SPEECH_DBFS - level
+    ep = RtpEndpoint(Impairer(Impairments(snr_db=snr_arg, seed=seed)))
+    ua = UserAgent(UAConfig(host="127.0.0.1", user=unique_user("+14155550100"), codecs=("PCMU",)))
+    await ua.start()
+    out: list[Heard] = []
+    try:
+        local = offer("127.0.0.1", await ep.open(), ("PCMU",))
+        dialog = await asyncio.wait_for(ua.call(SipURI.parse(target), local), 30)
+        if dialog.remote_sdp is None:
+            raise InvalidArgument("the edge answered without SDP")
+        ep.start(negotiated(dialog.remote_sdp, local))
+        call_id = await asyncio.wait_for(agent.calls.get(), 30)
+
+        async def on_final(tr: speech_pb2.Transcript, _: Delivery) -> None:
+            if tr.final:
+                finals.append(tr)
+
+        sub = await bus.subscribe(subjects.transcript(call_id), speech_pb2.Transcript, on_final)
+        loop = asyncio.get_running_loop()
+        for gen, (p, pcm) in enumerate(utterances, 1):
+            asked = loop.time()
+            await agent.say(call_id, gen, prompt)
+            stopped = await _agent_stopped(ep, asked)
+            await asyncio.sleep(max(0.0, stopped + p.delay_s - loop.time()))
+            start_ns = time.time_ns()
+            _, end_ns = await ep.play(pcm)
+            out.append(await _heard(p, finals, start_ns, end_ns))
+        await bus.unsubscribe(sub)
+        await dialog.bye()
+    finally:
+        await ep.close()
+        await ua.close()
+    return out
+
+
+async def _heard(p: Planned, finals: list[speech_pb2.Transcript], start_ns: int, end_ns: int) -> Heard:
+    """The finals for speech between ``start_ns`` and ``end_ns`` (waits for the last one)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + FINAL_WAIT_S
+    mine: list[speech_pb2.Transcript] = []
+    while loop.time() < deadline:
+        mine = [
+            f for f in finals if f.speech_end_unix_ns >= start_ns and f.speech_start_unix_ns <= end_ns + 5e8
+        ]
+        if mine and time.time_ns() - max(f.emitted_unix_ns for f in mine) > 700_000_000:
+            break
+        await asyncio.sleep(0.05)
+    text = " ".join(f.text.strip() for f in mine)
+    lag = (min(f.speech_start_unix_ns for f in mine) - start_ns) / 1e6 if mine else None
+    return Heard(p, text, missed_first_word(p.text, text), lag)
+
+
+def offline(heard: list[Heard], rendered: dict[int, np.ndarray], snr: float | None, seed: int) -> None:
+    """Decode each utterance offline (G.711 round trip, 16 kHz, 0.3 s of line noise either
+    side): what the model makes of the audio itself, to tell recognition errors from lost onsets."""
+    from phoneagent.asr.engines.base import create_engine
+    from phoneagent.audio.g711 import ulaw_decode, ulaw_encode
+    from phoneagent.audio.resample import resample
+
+    engine = create_engine("faster-whisper", model="tiny.en", cpu_threads=1)
+    engine.load()
+    rng = np.random.default_rng(seed)
+    try:
+        for h in heard:
+            pcm = rendered[id(h.planned)]
+            x = np.concatenate([np.zeros(2400), pcm.astype(np.float64), np.zeros(2400)])
+            if snr is not None:
+                x += rng.normal(0.0, 32768 * 10 ** ((h.planned.level_dbfs - snr) / 20), len(x))
+            line = ulaw_decode(ulaw_encode(np.clip(np.round(x), -32768, 32767).astype(np.int16)))
+            h.offline = engine.transcribe(resample(line, 8000, 16000).astype(np.float32) / 32768.0).text
+    finally:
+        engine.close()
+
+
+async def bench(args: argparse.Namespace, nats_url: str, target: str) -> dict[str, list[Heard]]:
+    voices = Voices()
+    planned = plan(args.count, args.seed, args.voices.split(",") if args.voices else None)
+    try:
+        rendered = [(p, voices.render(p)) for p in planned]
+        prompt = voices.render(Planned("piper:joe", PROMPT, -20.0, False, 0.0))
+    finally:
+        voices.close()
+    bus = Bus("onset-bench")
+    await bus.connect(nats_url)
+    await streams.ensure(bus.jetstream())
+    agent = Agent(bus)
+    await agent.start()
+    results: dict[str, list[Heard]] = {}
+    try:
+        for cond in args.snr.split(","):
+            snr = None if cond == "clean" else float(cond)
+            heard: list[Heard] = []
+            for c, i in enumerate(range(0, len(rendered), args.per_call)):
+                heard += await run_call(
+                    bus, agent, target, rendered[i : i + args.per_call], prompt, snr, args.seed + c
+                )
+                print(f"  {cond}: {len(heard)}/{len(rendered)} utterances", file=sys.stderr, flush=True)
+            results[cond] = heard
+            if args.offline:
+                await asyncio.to_thread(offline, heard, {id(p): pcm for p, pcm in rendered}, snr, args.seed)
+    finally:
+        await agent.close()
+        await bus.close()
+    return results
+
+
+def report(results: dict[str, list[Heard]], info: dict[str, object], command: str) -> str:
+    lines = [f"# {command}", f"# machine: {info}"]
+    lines.append(
+        f"{'condition':>11} {'utterances':>10} {'voices':>6} {'missed first word':>18} {'WER':>6} "
+        f"{'offline missed':>14} {'offline WER':>11} {'lost live only':>14} {'onset lag ms p50/max':>20}"
+    )
+    for cond, heard in results.items():
+        missed = sum(h.missed_first for h in heard)
+        wer = word_error_rate([(h.planned.text, h.text) for h in heard])
+        label = "clean" if cond == "clean" else f"{cond} dB SNR"
+        voices = len({h.planned.voice for h in heard})
+        pct = f"{missed}/{len(heard)} ({100 * missed / max(1, len(heard)):.1f}%)"
+        done = [h for h in heard if h.offline]
+        off = f"{sum(h.offline_missed for h in done)}/{len(done)}" if done else "-"
+        off_wer = f"{word_error_rate([(h.planned.text, h.offline) for h in done]):.3f}" if done else "-"
+        only = f"{sum(h.missed_first and not h.offline_missed for h in done)}" if done else "-"
+        lags = [h.onset_lag_ms for h in heard if h.onset_lag_ms is not None]
+        lag = f"{np.median(lags):.0f}/{max(lags):.0f}" if lags else "-"
+        lines.append(
+            f"{label:>11} {len(heard):>10} {voices:>6} {pct:>18} {wer:>6.3f} "
+            f"{off:>14} {off_wer:>11} {only:>14} {lag:>20}"
+        )
+    for cond, heard in results.items():
+        for h in heard:
+            if h.missed_first:
+                p = h.planned
+                lines.append(
+                    f"  missed [{cond}] {p.voice} {p.level_dbfs:g} dBFS soft={p.soft_onset} "
+                    f"delay={p.delay_s}s lag={h.onset_lag_ms}ms: {p.text!r} -> {h.text!r} "
+                    f"(offline {h.offline!r})"
+                )
+    return "\n".join(lines)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        prog="python -m phoneagent.devtools.onset_bench", description=__doc__.split("\n")[0]
+    )
+    ap.add_argument("--count", type=int, default=100, help="utterances per condition (default 100)")
+    ap.add_argument("--per-call", type=int, default=10, help="utterances per call (default 10)")
+    ap.add_argument("--seed", type=int, default=16)
+    ap.add_argument("--snr", default="clean,10", help="conditions: clean and/or SNR in dB (default clean,10)")
+    ap.add_argument("--no-offline", dest="offline", action="store_false", help="skip the offline decodes")
+    ap.add_argument("--voices", default="", help=f"comma-separated subset of: {','.join(all_voices())}")
+    ap.add_argument(
+        "--data-dir", type=Path, default=None, help="where the stack keeps its files (default: a temp dir)"
+    )
+    args = ap.parse_args(argv)
+    if args.count < 1 or args.per_call < 1:
+        ap.error("--count and --per-call must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    command = "python -m phoneagent.devtools.onset_bench " + shlex.join(
+        sys.argv[1:] if argv is None else argv
+    )
+    with tempfile.TemporaryDirectory(prefix="onset-bench-") as tmp:
+        data = args.data_dir or Path(tmp)
+        env = demo_env(data, free_udp_port())
+        stack = Stack(data, services=("asr", "edge"), env=env)
+        try:
+            stack.start(ready_timeout=300, out=sys.stderr)
+            assert stack.nats is not None
+            info = machine() | {"asr": os.environ.get("PA_ASR_MODEL", "tiny.en")}
+            target = f"sip:agent@127.0.0.1:{env['PA_SIP_PORT']}"
+            results = asyncio.run(bench(args, stack.nats.url, target))
+        finally:
+            stack.stop()
+    print(report(results, info | {"load_1m_after": round(os.getloadavg()[0], 2)}, command))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

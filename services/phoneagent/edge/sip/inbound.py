@@ -1,0 +1,187 @@
+"""How the user agent answers what arrives outside its own requests (the RFC 3261 transaction
+user): ACKs and requests inside a dialog go to the dialog, CANCEL ends a ringing call, a new
+INVITE is admitted (capacity, digest auth, Require, SDP) or refused, OPTIONS is answered, and
+any other method gets 405/501. :class:`InboundRequests` is a base of
+:class:`~phoneagent.edge.sip.ua.UserAgent`, which owns the state it uses."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, cast
+
+from phoneagent.edge.sip.calls import IncomingCall
+from phoneagent.edge.sip.dialog import Dialog
+from phoneagent.edge.sip.headers import ParseError
+from phoneagent.edge.sip.message import SipRequest, SipResponse, make_response
+from phoneagent.edge.sip.sdp import NoCommonCodec, SdpError, answer, parse_sdp
+from phoneagent.edge.sip.sockets import Peer
+from phoneagent.edge.sip.transaction import ServerTransaction, TransactionLayer
+from phoneagent.runtime.redact import mask_number
+
+if TYPE_CHECKING:
+    from phoneagent.edge.sip.ua import UAConfig, UserAgent
+
+log = logging.getLogger(__name__)
+
+ALLOWED_METHODS = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REFER", "NOTIFY", "INFO")
+KNOWN_NOT_ALLOWED = frozenset({"REGISTER", "SUBSCRIBE", "PUBLISH", "MESSAGE", "PRACK", "UPDATE"})
+IncomingCallback = Callable[[IncomingCall], Awaitable[None] | None]
+
+
+class InboundRequests:
+    """The inbound half of the user agent (its state lives in UserAgent)."""
+
+    config: UAConfig
+    layer: TransactionLayer
+    on_incoming_call: IncomingCallback | None
+    _dialogs: dict[tuple[str, str, str], Dialog]
+    _pending: dict[tuple[str, str], IncomingCall]
+    _closing: bool
+
+    if TYPE_CHECKING:
+
+        @property
+        def active_calls(self) -> int: ...
+
+        @staticmethod
+        def new_tag() -> str: ...
+
+        def spawn(self, aw: Awaitable[Any]) -> None: ...
+
+    # --- transaction user -----------------------------------------------------------------
+    def on_stray_response(self, response: SipResponse, peer: Peer) -> None:
+        key = (response.call_id, response.from_.tag, response.to.tag)
+        dialog = self._dialogs.get(key)
+        if dialog is not None and response.cseq.method == "INVITE" and 200 <= response.status < 300:
+            dialog.resend_ack()
+
+    def on_request(self, req: SipRequest, txn: ServerTransaction | None, peer: Peer) -> None:
+        if txn is None:  # an ACK for a 2xx
+            dialog = self._dialogs.get((req.call_id, req.to.tag, req.from_.tag))
+            if dialog is not None:
+                dialog.on_ack(req)
+            return
+        hops = req.headers.get("Max-Forwards")
+        if hops is not None and not (hops.isdigit() and int(hops) <= 255):
+            txn.respond(make_response(req, 400, "Bad Max-Forwards"))
+            return
+        if hops is not None and int(hops) == 0 and req.method != "OPTIONS":
+            txn.respond(make_response(req, 483))  # OPTIONS may still be answered (RFC 3261 section 11)
+            return
+        try:
+            self._dispatch(req, txn, peer)
+        except (ParseError, SdpError) as exc:
+            log.info("sip request rejected: malformed", extra={"reason": exc.message, "method": req.method})
+            if not txn.final_sent:
+                txn.respond(make_response(req, 400))
+
+    def _dispatch(self, req: SipRequest, txn: ServerTransaction, peer: Peer) -> None:
+        if req.method == "CANCEL":
+            self._on_cancel(req, txn)
+        elif req.to.tag:
+            dialog = self._dialogs.get((req.call_id, req.to.tag, req.from_.tag))
+            if dialog is None:
+                txn.respond(make_response(req, 481))
+            else:
+                dialog.handle(req, txn)
+        elif req.method == "INVITE":
+            self._on_invite(req, txn, peer)
+        elif req.method == "OPTIONS":
+            txn.respond(self.options_response(req))
+        elif req.method in ("BYE", "NOTIFY", "REFER", "INFO"):
+            txn.respond(make_response(req, 481))
+        else:
+            self.reject_method(req, txn)
+
+    def reject_method(self, req: SipRequest, txn: ServerTransaction) -> None:
+        if req.method in KNOWN_NOT_ALLOWED or req.method in ALLOWED_METHODS:
+            resp = make_response(req, 405)
+            resp.headers.add("Allow", ", ".join(ALLOWED_METHODS))
+        else:
+            resp = make_response(req, 501)
+        txn.respond(resp)
+
+    def options_response(self, req: SipRequest) -> SipResponse:
+        resp = make_response(req, 200, to_tag=self.new_tag())
+        resp.headers.add("Allow", ", ".join(ALLOWED_METHODS))
+        resp.headers.add("Accept", "application/sdp")
+        resp.headers.add("Supported", "replaces")
+        resp.headers.add("Server", self.config.user_agent)
+        return resp
+
+    def _on_cancel(self, req: SipRequest, txn: ServerTransaction) -> None:
+        invite_txn = self.layer.find_server(req, "INVITE")
+        if invite_txn is None:
+            txn.respond(make_response(req, 481))
+            return
+        txn.respond(make_response(req, 200))
+        call = self._pending.get((req.call_id, req.from_.tag))
+        if call is not None:
+            call.cancel_received()
+        elif not invite_txn.final_sent:
+            invite_txn.respond(make_response(invite_txn.request, 487, to_tag=self.new_tag()))
+        log.info("sip call cancelled by caller", extra={"call_id": req.call_id})
+
+    def _on_invite(self, req: SipRequest, txn: ServerTransaction, peer: Peer) -> None:
+        status, stale = self._admission(req)
+        if status is not None:
+            resp = make_response(req, status, to_tag=self.new_tag())
+            if status == 503:
+                resp.headers.add("Retry-After", "5")
+            if status == 401 and self.config.auth is not None:
+                resp.headers.add("WWW-Authenticate", self.config.auth.challenge(stale=stale))
+            if status == 420:
+                resp.headers.add("Unsupported", ", ".join(req.headers.get_all("Require")))
+            txn.respond(resp)
+            log.info("sip call refused", extra={"call_id": req.call_id, "status": status})
+            return
+        remote_sdp = parse_sdp(req.body) if req.body else None
+        call = IncomingCall(cast("UserAgent", self), req, txn, peer, remote_sdp, self.new_tag())
+        self._pending[(call.call_id, call.caller.tag)] = call
+        log.info(
+            "sip incoming call",
+            extra={
+                "call_id": call.call_id,
+                "caller": mask_number(call.caller.uri.user),
+                "transport": peer.transport,
+            },
+        )
+        self.spawn(self._run_incoming(call))
+
+    def _admission(self, req: SipRequest) -> tuple[int | None, bool]:
+        """The status refusing this INVITE (None: offer it to the application) and whether a
+        digest challenge should say the nonce was stale."""
+        if self._closing or self.on_incoming_call is None:
+            return (480 if self.on_incoming_call is None else 503), False
+        if self.active_calls >= self.config.max_calls:
+            return self.config.overload_status, False
+        if self.config.auth is not None:
+            header = req.headers.get("Authorization")
+            result = self.config.auth.verify("INVITE", header) if header else None
+            if result is None or not result.ok:
+                return 401, bool(result and result.stale)
+        if req.headers.get_all("Require"):
+            return 420, False
+        if req.body:
+            if req.content_type != "application/sdp":
+                return 415, False
+            try:
+                answer(parse_sdp(req.body), self.config.codecs, address="0.0.0.0", port=9)
+            except SdpError:
+                return 400, False
+            except NoCommonCodec:
+                return 488, False
+        return None, False
+
+    async def _run_incoming(self, call: IncomingCall) -> None:
+        assert self.on_incoming_call is not None
+        try:
+            result = self.on_incoming_call(call)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:  # noqa: BLE001 - answer 500 instead of leaving the caller hanging
+            log.exception("sip incoming call handler failed", extra={"call_id": call.call_id})
+            if call.pending:
+                await call.reject(500)

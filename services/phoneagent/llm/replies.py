@@ -1,0 +1,302 @@
+"""How one reply is produced: stream the engine's completion into sentences, publish each at
+once, recognise a tool call (constrained under the tools' schemas, or read back from free
+text), run the tool and speak its result. :class:`~phoneagent.llm.dialog.Dialog` builds on this
+with the call's events (turns, barge-in, what the caller heard)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from phoneagent.llm.dialog_state import (
+    Action,
+    DialogConfig,
+    DialogState,
+    Publish,
+    Save,
+    Sentence,
+    SystemPrompt,
+    ToolOutcome,
+    ToolRunner,
+)
+from phoneagent.llm.engines.base import LlmEngine
+from phoneagent.llm.streaming import SentenceSplitter
+from phoneagent.llm.tool_calls import (
+    CONSTRAINED_MIN_TOKENS,
+    TOOL_CALL_REPAIRS,
+    looks_like_call,
+    looks_like_json,
+    maybe_tool_call,
+    parse_tool_call,
+    read_constrained,
+    starts_tool_call,
+    tool_call_schema,
+)
+from phoneagent.runtime import metrics
+from phoneagent.runtime.errors import PhoneAgentError
+
+log = logging.getLogger(__name__)
+
+APOLOGY = "I'm sorry, something went wrong on my side. Could you say that again?"
+TOOL_FAILED = "I'm sorry, I couldn't complete that just now."
+
+
+@dataclass
+class Reply:
+    generation: int
+    turn: int
+    request_id: str = ""
+    first_token_unix_ns: int = 0
+    request_unix_ns: int = 0
+    sentences: list[str] = field(default_factory=list)
+    finished: bool = False  # every sentence published
+    task: asyncio.Task[None] | None = None
+
+
+class Replies:
+    """The reply-producing half of a dialog (its attributes are set by ``Dialog.__init__``)."""
+
+    call_id: str
+    engine: LlmEngine
+    system_prompt: SystemPrompt
+    publish: Publish
+    save: Save
+    tools: ToolRunner | None
+    action: Action | None
+    config: DialogConfig
+    state: DialogState
+
+    async def _save(self) -> None:
+        snapshot = getattr(self.tools, "snapshot", None)
+        if callable(snapshot):
+            self.state.tools = snapshot()
+        await self.save(self.state)
+
+    def _messages(self) -> list[dict[str, Any]]:
+        return [{"role": "system", "content": self.system_prompt()}, *self.state.history]
+
+    async def _say(self, reply: Reply, text: str) -> None:
+        """Publish one sentence of the reply at once (never held back for the next one)."""
+        seq = len(reply.sentences)
+        reply.sentences.append(text)
+        first_token = reply.first_token_unix_ns if seq == 0 else 0
+        requested = reply.request_unix_ns if seq == 0 else 0
+        await self.publish(Sentence(reply.generation, reply.turn, seq, text, False, first_token, requested))
+
+    async def _end(self, reply: Reply) -> None:
+        """Mark the end of the generation: an empty, final sentence after the last one."""
+        await self.publish(Sentence(reply.generation, reply.turn, len(reply.sentences), "", True))
+
+    async def _apology(self, reply: Reply) -> None:
+        await self._say(reply, APOLOGY)
+        await self._end(reply)
+
+    async def _stream(
+        self,
+        reply: Reply,
+        messages: list[dict[str, Any]],
+        started: float,
+        *,
+        with_tools: bool,
+        constrain: bool = True,
+    ) -> dict[str, Any] | None:
+        """Stream one completion; publish sentences; return a tool call if the model made one.
+
+        With ``constrain`` (and an engine with structured output), the free completion stops as
+        soon as it starts a tool call, and the call is generated under the tools' schemas."""
+        reply.request_id = f"{self.call_id}-g{reply.generation}-{len(reply.sentences)}"
+        splitter = SentenceSplitter(first_clause_min_words=self.config.first_clause_min_words)
+        tools = self.tools.schemas() if (with_tools and self.tools is not None) else None
+        constrain = (
+            constrain
+            and tools is not None
+            and self.config.constrained_tools
+            and bool(getattr(self.engine, "structured_output", False))
+        )
+        buffered = ""  # held back while the output may still turn out to be a tool call
+        spoke = opened = False
+        first_token = True
+        t0 = time.perf_counter()
+        tokens = 0
+        stream = self.engine.stream(
+            messages,
+            request_id=reply.request_id,
+            max_tokens=self.config.max_tokens,
+            temperature=self.config.temperature,
+            tools=tools,
+        )
+        async for delta in stream:
+            if delta.final:
+                tokens = delta.completion_tokens or tokens
+                break
+            if first_token:
+                first_token = False
+                if not reply.first_token_unix_ns:
+                    reply.first_token_unix_ns = time.time_ns()
+                metrics.LLM_FIRST_TOKEN_LATENCY.labels(engine=self.engine.name).observe(
+                    time.perf_counter() - started
+                )
+            tokens += 1
+            # Held back at the start of every completion (a follow-up too: a small model may echo
+            # the tool result as JSON), and never spoken if it turns out to be JSON.
+            if (buffered or not spoke) and maybe_tool_call(buffered + delta.text):
+                buffered += delta.text
+                if constrain and starts_tool_call(buffered):
+                    opened = True
+                    break
+                continue
+            text, buffered, spoke = buffered + delta.text, "", True
+            for sentence in splitter.push(text):
+                await self._sentence(reply, sentence, started)
+        elapsed = time.perf_counter() - t0
+        if tokens and elapsed > 0:
+            metrics.LLM_TOKENS_PER_SECOND.labels(engine=self.engine.name).observe(tokens / elapsed)
+        if opened and tools is not None:
+            await self.engine.abort(reply.request_id)
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            return await self._constrained_call(reply, messages, started, tools)
+        if buffered:
+            call = parse_tool_call(buffered) if tools is not None else None
+            if call is not None:
+                TOOL_CALL_REPAIRS.labels(engine=self.engine.name, reason="unconstrained").inc()
+                return call
+            if looks_like_call(buffered) or (tools is None and looks_like_json(buffered)):
+                # A tool call that is cut off or broken is never read out to the caller.
+                log.info("unreadable tool call", extra={"call_id": self.call_id, "chars": len(buffered)})
+                buffered = APOLOGY
+            for sentence in splitter.push(buffered):
+                await self._sentence(reply, sentence, started)
+        for sentence in splitter.flush():
+            await self._sentence(reply, sentence, started)
+        if not reply.sentences:
+            await self._say(reply, APOLOGY)
+        await self._end(reply)
+        return None
+
+    async def _constrained_call(
+        self, reply: Reply, messages: list[dict[str, Any]], started: float, tools: list[dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        """Generate the tool call the model began, from the start of its reply, under the schemas."""
+        reply.request_id = f"{self.call_id}-g{reply.generation}-{len(reply.sentences)}-call"
+        text = ""
+        try:
+            async for delta in self.engine.stream(
+                messages,
+                request_id=reply.request_id,
+                max_tokens=max(self.config.max_tokens, CONSTRAINED_MIN_TOKENS),
+                temperature=self.config.temperature,
+                tools=tools,
+                json_schema=tool_call_schema(tools),
+            ):
+                if delta.final:
+                    break
+                text += delta.text
+        except PhoneAgentError as exc:
+            if exc.kind.name != "INVALID_ARGUMENT":
+                raise
+            # The engine cannot build a grammar from these schemas: read a free-text call instead.
+            TOOL_CALL_REPAIRS.labels(engine=self.engine.name, reason="no_grammar").inc()
+            return await self._stream(reply, messages, started, with_tools=True, constrain=False)
+        call = read_constrained(text)
+        if call is not None:
+            return call
+        repaired = parse_tool_call(text)
+        if repaired is not None:
+            TOOL_CALL_REPAIRS.labels(engine=self.engine.name, reason="cut_off").inc()
+            return repaired
+        log.info("unreadable tool call", extra={"call_id": self.call_id, "chars": len(text)})
+        await self._say(reply, APOLOGY)
+        await self._end(reply)
+        return None
+
+    async def _sentence(self, reply: Reply, text: str, started: float) -> None:
+        if not text.strip():
+            return
+        if not reply.sentences:
+            metrics.LLM_FIRST_SENTENCE_LATENCY.labels(engine=self.engine.name).observe(
+                time.perf_counter() - started
+            )
+        await self._say(reply, text)
+
+    async def _run_tool(
+        self, reply: Reply, messages: list[dict[str, Any]], call: dict[str, Any], started: float
+    ) -> None:
+        name = str(call.get("name", ""))
+        args = call.get("arguments") or {}
+        if isinstance(args, str):
+            try:
+                args = json.loads(args)
+            except json.JSONDecodeError:
+                args = {}
+        if self.tools is None or not isinstance(args, dict):
+            await self._say(reply, TOOL_FAILED)
+            await self._end(reply)
+            return
+        task = asyncio.ensure_future(self.tools.run(name, args))
+        done, _ = await asyncio.wait({task}, timeout=self.config.filler_after_s)
+        if not done:
+            await self._say(reply, self.config.filler_text)
+        try:
+            outcome = await task
+        except Exception as exc:
+            log.warning(
+                "tool crashed", extra={"call_id": self.call_id, "tool": name, "error": type(exc).__name__}
+            )
+            outcome = ToolOutcome(ok=False, result={"error": "tool failed"}, spoken=TOOL_FAILED, final=True)
+        if outcome.declined:
+            log.info("tool call declined", extra={"call_id": self.call_id, "tool": name})
+            await self._stream(reply, messages, started, with_tools=False)
+            return
+        name = outcome.tool or name
+        log.info("tool ran", extra={"call_id": self.call_id, "tool": name, "ok": outcome.ok})
+        if self.action is not None and _acts(name, outcome):
+            await self.action(name, outcome.result)
+        self.state.history.append(
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+                ],
+            }
+        )
+        result = _compact(outcome.result) if outcome.final else outcome.result
+        self.state.history.append(
+            {"role": "tool", "content": json.dumps({"ok": outcome.ok, **result, "say": outcome.spoken})}
+        )
+        await self._save()  # a replica taking the call over knows what the tool did (and asked)
+        if outcome.final and outcome.spoken:
+            splitter = SentenceSplitter(first_clause_min_words=self.config.first_clause_min_words)
+            for sentence in [*splitter.push(outcome.spoken), *splitter.flush()]:
+                await self._sentence(reply, sentence, started)
+            await self._end(reply)
+            return
+        follow = self._messages()
+        await self._stream(reply, follow, started, with_tools=False)
+
+
+def _acts(name: str, outcome: ToolOutcome) -> bool:
+    """Whether the tool's outcome asks the call to act: a transfer only when the tool put the
+    caller through (out of hours it offers a message instead), the end of the call when it ran."""
+    if not outcome.ok:
+        return False
+    if name == "transfer_to_human":
+        return outcome.result.get("transferred") is True
+    return name == "end_call"
+
+
+def _compact(result: dict[str, Any]) -> dict[str, Any]:
+    """A result spoken as it is, as the history keeps it: its short plain fields (status, ids,
+    times), without lists and documents the caller already heard in ``say`` (a knowledge
+    answer's passages are hundreds of tokens that every later turn would pay for)."""
+    return {
+        k: v
+        for k, v in result.items()
+        if isinstance(v, (bool, int, float)) or (isinstance(v, str) and len(v) <= 80)
+    }

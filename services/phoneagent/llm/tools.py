@@ -1,0 +1,156 @@
+"""The dialog's view of the agent's tools for one call: arguments checked against what the caller
+said, a booking's missing answer asked for and resumed in code, each call and result published
+for the call record, and exact tool answers spoken as they are."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from phoneagent.llm.dialog_state import ToolOutcome
+from phoneagent.llm.domain.calendar_facts import asks_for_hours
+from phoneagent.llm.domain.tool_result import CallContext
+from phoneagent.llm.domain.tools import ToolExecutor
+from phoneagent.llm.prompting import answers, normalise_arguments
+from phoneagent.runtime.errors import PhoneAgentError
+from phoneagent.runtime.meta import new_meta
+from phoneagent.v1 import tools_pb2
+
+log = logging.getLogger(__name__)
+SPOKEN_AS_IS = frozenset(
+    {
+        "check_availability",
+        "book_appointment",
+        "lookup_knowledge",
+        "find_appointments",
+        "move_appointment",
+        "cancel_appointment",
+        "transfer_to_human",
+        "take_message",
+        "end_call",
+    }
+)
+
+
+class Tools:
+    """The dialog's view of the agent's tools for one call."""
+
+    def __init__(
+        self,
+        executor: ToolExecutor,
+        ctx: CallContext,
+        clock: Callable[[], datetime] | None = None,
+        record: Callable[[Any], Awaitable[None]] | None = None,
+    ) -> None:
+        self.executor = executor
+        self.ctx = ctx
+        self.record = record  # publishes ToolCall / ToolResult for the call record
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.said: list[str] = []  # the caller's recent turns, to check the model's arguments against
+        self.offered: list[str] = []  # what the tools recently told the caller
+        self.pending: tuple[str, dict[str, Any], tuple[str, ...]] | None = None  # a booking asked about
+        self.last_action: tuple[str, dict[str, Any]] | None = None
+
+    def schemas(self) -> list[dict[str, Any]]:
+        return self.executor.definitions()
+
+    def snapshot(self) -> dict[str, Any]:
+        """What another replica needs to carry on: a booking waiting for an answer, the caller's
+        recent words and what the tools last told the caller (JSON, kept with the dialog state)."""
+        pending = None
+        if self.pending is not None:
+            pending = {
+                "tool": self.pending[0],
+                "arguments": self.pending[1],
+                "missing": list(self.pending[2]),
+            }
+        return {"pending": pending, "said": list(self.said), "offered": list(self.offered)}
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Take back a :meth:`snapshot`; anything malformed in it is dropped, never raised."""
+        said, offered, pending = saved.get("said"), saved.get("offered"), saved.get("pending")
+        self.said = [t for t in said if isinstance(t, str)][-4:] if isinstance(said, list) else []
+        self.offered = [t for t in offered if isinstance(t, str)][-2:] if isinstance(offered, list) else []
+        self.pending = None
+        if (
+            isinstance(pending, dict)
+            and isinstance(pending.get("tool"), str)
+            and isinstance(pending.get("arguments"), dict)
+            and isinstance(pending.get("missing"), list)
+        ):
+            missing = tuple(m for m in pending["missing"] if isinstance(m, str))
+            self.pending = (pending["tool"], dict(pending["arguments"]), missing)
+
+    def caller_said(self, text: str) -> None:
+        self.said = [*self.said[-3:], text]
+
+    def resume(self, text: str) -> dict[str, Any] | None:
+        """The tool call to run in code for what the caller said, without the model: a booking
+        asked a question and this is the answer, or the caller asks for the opening hours."""
+        pending, self.pending = self.pending, None
+        if pending is not None and answers(pending[2], self.executor.agent, text, self.clock()):
+            return {"name": pending[0], "arguments": pending[1]}
+        if self.executor.agent.tool_enabled("lookup_knowledge") and asks_for_hours(text):
+            return {"name": "lookup_knowledge", "arguments": {"question": text}}
+        return None
+
+    async def _record(self, msg: Any) -> None:
+        if self.record is None:
+            return
+        try:
+            await self.record(msg)
+        except PhoneAgentError as exc:  # a lost record must not break the call
+            log.warning(
+                "tool record not published", extra={"call_id": self.ctx.call_id, "error": exc.kind.name}
+            )
+
+    async def run(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
+        agent = self.executor.agent
+        fixed = normalise_arguments(agent, name, arguments, self.said, self.clock(), self.offered)
+        name = fixed.tool
+        self.pending = None
+        if fixed.declined:
+            return ToolOutcome(ok=False, result={"status": "declined"}, declined=True)
+        if fixed.ask:
+            self.pending = (name, fixed.arguments, fixed.missing)
+            return ToolOutcome(
+                ok=False, result={"status": "needs_input"}, spoken=fixed.ask, final=True, tool=name
+            )
+        call_id = f"t{time.time_ns():x}"
+        await self._record(
+            tools_pb2.ToolCall(
+                meta=new_meta(self.ctx.call_id, "llm"),  # the session names its replica
+                tool_call_id=call_id,
+                name=name,
+                arguments_json=json.dumps(fixed.arguments, default=str),
+            )
+        )
+        started = time.monotonic()
+        result = await self.executor.execute(name, fixed.arguments, self.ctx)
+        await self._record(
+            tools_pb2.ToolResult(
+                meta=new_meta(self.ctx.call_id, "llm"),  # the session names its replica
+                tool_call_id=call_id,
+                name=name,
+                ok=result.ok,
+                result_json=json.dumps({"status": result.status, **result.data}, default=str),
+                duration_ms=int((time.monotonic() - started) * 1000),
+            )
+        )
+        self.offered = [*self.offered[-1:], result.say]
+        if name == "book_appointment" and result.status == "needs_input" and "asked_for" in result.data:
+            self.pending = (name, fixed.arguments, ("when",))
+        # What the tools say (bookings, the best document passage, transfers, failures) is exact and
+        # complete: it is spoken as it is, so a small model cannot misstate a date or a price.
+        final = result.status == "error" or name in SPOKEN_AS_IS
+        return ToolOutcome(
+            ok=result.ok,
+            result={"status": result.status, **result.data},
+            spoken=result.say,
+            final=final,
+            tool=name,
+        )
