@@ -10,26 +10,10 @@ from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery
 from phoneagent.v1 import call_pb2, common_pb2, media_pb2
 from support.common import wait_for
+from support.edge import SilentLine
 
-RATE = 8000
+RATE = SilentLine.sample_rate
 FRAME = 160
-
-
-class Line:
-    name = "test"
-    sample_rate = RATE
-
-    def pull_caller_frame(self) -> np.ndarray | None:
-        return None
-
-    async def send_agent_frame(self, pcm: np.ndarray, speech: bool) -> None: ...
-
-    async def send_dtmf(self, digit: str) -> None: ...
-
-    async def hangup(self, reason: str) -> None: ...
-
-    async def transfer(self, target: str, warm: bool, summary: str) -> tuple[bool, str]:
-        return False, "no"
 
 
 async def test_talk_spurt_onsets_are_positions_in_the_published_audio(bus: Bus) -> None:
@@ -41,7 +25,7 @@ async def test_talk_spurt_onsets_are_positions_in_the_published_audio(bus: Bus) 
 
     await bus.subscribe(subjects.audio_in(call_id), media_pb2.AudioFrame, on_audio, max_pending=1000)
     started = call_pb2.CallStarted(meta=common_pb2.EventMeta(call_id=call_id), sample_rate=16000)
-    call = EdgeCall(bus, started, Line(), EdgeCallConfig(stages=()))
+    call = EdgeCall(bus, started, SilentLine(), EdgeCallConfig(stages=()))
     t = np.arange(RATE) / RATE
     voiced = (6000 * np.sin(2 * np.pi * 180 * t) * (1 + 0.5 * np.sin(2 * np.pi * 4 * t))).astype(np.int16)
     line = np.concatenate([np.zeros(RATE, np.int16), voiced, np.zeros(RATE, np.int16), voiced])

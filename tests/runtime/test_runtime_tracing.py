@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
@@ -28,6 +27,7 @@ from phoneagent.tts.service import TtsService
 from phoneagent.tts.settings import TtsSettings
 from phoneagent.v1 import call_pb2, common_pb2, media_pb2, speech_pb2
 from support.common import wait_for
+from support.edge import SilentLine
 
 pytestmark = pytest.mark.slow
 
@@ -41,23 +41,6 @@ def spans() -> Iterator[InMemorySpanExporter]:
     provider.add_span_processor(processor)  # type: ignore[attr-defined]
     yield exporter
     processor.shutdown()  # stops exporting to this test's exporter
-
-
-class SilentTransport:
-    name = "loopback"
-    sample_rate = 8000
-
-    def pull_caller_frame(self) -> np.ndarray | None:
-        return None
-
-    async def send_agent_frame(self, pcm: np.ndarray, speech: bool) -> None: ...
-
-    async def send_dtmf(self, digit: str) -> None: ...
-
-    async def hangup(self, reason: str) -> None: ...
-
-    async def transfer(self, target: str, warm: bool, summary: str) -> tuple[bool, str]:
-        return False, "no transfer here"
 
 
 async def start_stage(svc: PolicyService | TtsService, stage: str, url: str) -> None:
@@ -108,7 +91,7 @@ async def test_one_trace_per_turn_from_asr_final_to_the_edge(
             from_uri="sip:+14155550134@test",
             to_uri="sip:agent@test",
         ),
-        SilentTransport(),
+        SilentLine(),
         EdgeCallConfig(stages=("policy", "tts")),
     )
     generation = 7

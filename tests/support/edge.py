@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from phoneagent.edge.service import EdgeService
 from phoneagent.edge.settings import EdgeSettings
 from phoneagent.runtime import streams, subjects
@@ -101,3 +102,23 @@ async def running_edge(
             await h.close()
         await stage_bus.close()
         await bus.close()
+
+
+class SilentLine:
+    """A call's line (the edge's CallTransport) on which the caller never speaks and nothing the
+    agent sends goes anywhere: for driving an EdgeCall without SIP or WebRTC."""
+
+    name = "silent"
+    sample_rate = 8000
+
+    def pull_caller_frame(self) -> np.ndarray | None:
+        return None
+
+    async def send_agent_frame(self, pcm: np.ndarray, speech: bool) -> None: ...
+
+    async def send_dtmf(self, digit: str) -> None: ...
+
+    async def hangup(self, reason: str) -> None: ...
+
+    async def transfer(self, target: str, warm: bool, summary: str) -> tuple[bool, str]:
+        return False, "no transfer on a silent line"
