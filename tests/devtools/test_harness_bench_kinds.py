@@ -3,9 +3,10 @@ the bus, and the hops, mouth-to-ear and prompt tokens are summarised per kind, n
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from phoneagent.devtools.harness.bench import HOURS_CONTROL, QUESTIONS, bench_scenario
+from phoneagent.devtools.harness.bench import HOURS_CONTROL, QUESTIONS, bench_scenario, summarise_level
 from phoneagent.devtools.harness.bench_turns import HOPS, by_kind, call_turns
 from phoneagent.devtools.harness.buswatch import CallTrace
 from phoneagent.devtools.harness.caller import CallResult, Utterance
@@ -55,7 +56,7 @@ def _turn(
         trace.replies.append(last)
 
 
-def test_each_turn_carries_how_it_was_answered_and_its_prompt_tokens() -> None:
+def _call() -> tuple[CallResult, CallTrace]:
     result = CallResult(bench_scenario(4), "u1")
     result.utterances = [
         Utterance("Hi, sorry", 0.0, 1.0, T0 - 9000 * MS, barge_in=True, barge_stop_ms=150.0),
@@ -70,8 +71,11 @@ def test_each_turn_carries_how_it_was_answered_and_its_prompt_tokens() -> None:
     _turn(trace, 2, T0 + 8000 * MS, [("We open at eight.", code)], code, None)
     _turn(trace, 3, T0 + 14000 * MS, [("One moment while I check.", code), ("Booked.", tool)], tool, 450)
     _turn(trace, 4, T0 + 20000 * MS, [("No, we", model)], None, None)  # cut off: no final sentence
+    return result, trace
 
-    turns = call_turns(result, trace)
+
+def test_each_turn_carries_how_it_was_answered_and_its_prompt_tokens() -> None:
+    turns = call_turns(*_call())
     assert [(t["question"], t["answered_by"], t["prompt_tokens_evaluated"]) for t in turns] == [
         ("What should I bring?", "model", 38),
         (HOURS_CONTROL, "code", None),
@@ -125,3 +129,22 @@ def test_the_questions_exercise_the_model_with_one_hours_control() -> None:
     assert len(needs_the_model) > len(asked) / 2
     assert any(" and " in q and "?" in q for q in needs_the_model)  # a question plus a second one
     assert any("book" in q.lower() for q in needs_the_model)
+
+
+def test_a_level_keeps_every_turn_with_its_tag_and_summarises_per_kind() -> None:
+    result, trace = _call()
+    level = summarise_level(2, [result, TimeoutError("call failed")], {"u1": trace})
+    assert level["calls_failed"] == 1
+    assert [(t["call"], t["answered_by"]) for t in level["turns"]] == [
+        ("u1", "model"),
+        ("u1", "code"),
+        ("u1", "model_tool"),
+        ("u1", "model"),
+    ]
+    kinds = level["by_kind"]
+    assert {k: v["turns"] for k, v in kinds.items()} == {"model": 2, "model_tool": 1, "code": 1}
+    assert kinds["model"]["hops_ms"]["mouth_to_ear"] == {"n": 1, "p50": 4000.0, "p95": 4000.0}
+    assert kinds["code"]["hops_ms"]["mouth_to_ear"] == {"n": 1, "p50": 900.0, "p95": 900.0}
+    assert kinds["model"]["prompt_tokens_evaluated"] == {"n": 1, "p50": 38.0, "p95": 38.0}
+    assert level["barge_in_stop_ms"]["p50"] == 150.0
+    json.dumps(level)  # the report is written as JSON

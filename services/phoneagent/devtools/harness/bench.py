@@ -16,11 +16,12 @@ import json
 import os
 import platform
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from phoneagent.devtools.harness.bench_turns import by_kind, call_turns, level_table, percentiles
-from phoneagent.devtools.harness.buswatch import BusWatch
+from phoneagent.devtools.harness.buswatch import BusWatch, CallTrace
 from phoneagent.devtools.harness.caller import DEFAULT_TARGET, CallResult, SimulatedCaller, unique_user
 from phoneagent.devtools.harness.impair import Impairments
 from phoneagent.devtools.harness.scenario import BargeIn, Hangup, Say, Scenario, Wait
@@ -86,21 +87,29 @@ async def run_level(
     await asyncio.to_thread(callers[0].prepare)
     results = await asyncio.gather(*(c.run() for c in callers), return_exceptions=True)
     await asyncio.sleep(0.5)
-    turns: list[dict[str, Any]] = []
+    return summarise_level(concurrency, results, watch.traces)
+
+
+def summarise_level(
+    concurrency: int, results: Sequence[CallResult | BaseException], traces: dict[str, CallTrace]
+) -> dict[str, Any]:
+    """One concurrency level as the report keeps it: every caller turn with how it was answered
+    (``turns``), the statistics per kind of turn (``by_kind``) and the barge-in stop latency."""
+    answered: list[dict[str, Any]] = []
     barge: list[float] = []
     failed = 0
     for res in results:
         if not isinstance(res, CallResult):
             failed += 1
             continue
-        turns += [{"call": res.caller_user, **t} for t in call_turns(res, watch.traces[res.caller_user])]
+        answered += [{"call": res.caller_user, **t} for t in call_turns(res, traces[res.caller_user])]
         barge += [u.barge_stop_ms for u in res.utterances if u.barge_stop_ms is not None]
     return {
         "concurrency": concurrency,
         "calls_failed": failed,
-        "by_kind": by_kind(turns),
+        "by_kind": by_kind(answered),
         "barge_in_stop_ms": percentiles(barge),
-        "turns": turns,
+        "turns": answered,
     }
 
 
