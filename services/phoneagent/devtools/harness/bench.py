@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from phoneagent.devtools.harness.bench_turns import by_kind, call_turns, level_table, percentiles
+from phoneagent.devtools.harness.bench_turns import KINDS, by_kind, call_turns, level_table, percentiles
 from phoneagent.devtools.harness.buswatch import BusWatch, CallTrace
 from phoneagent.devtools.harness.caller import DEFAULT_TARGET, CallResult, SimulatedCaller, unique_user
 from phoneagent.devtools.harness.impair import Impairments
@@ -137,6 +137,7 @@ async def run_bench(
         "questions": [QUESTIONS[i % len(QUESTIONS)] for i in range(turns)],
         "seed": SEED,
         "target": target,
+        "kinds": KINDS,  # what each kind of turn in ``by_kind`` and ``turns`` means
         "sweep": sweep,
     }
 
