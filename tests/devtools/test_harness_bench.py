@@ -8,7 +8,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from phoneagent.devtools.harness.bench import HOPS, POINTS, SEED, bench_scenario, hops_ms, table, turn_points
+from phoneagent.devtools.harness.bench import SEED, bench_scenario, table
+from phoneagent.devtools.harness.bench_turns import HOPS, POINTS, hops_ms, turn_points
 from phoneagent.devtools.harness.buswatch import CallTrace
 from phoneagent.devtools.harness.caller import CallResult, Utterance
 from phoneagent.llm.dialog import Dialog
@@ -142,11 +143,19 @@ def test_reply_without_first_token_leaves_only_those_hops_empty() -> None:
     assert hops["model_compute"] is None and hops["overhead"] is None  # no compute times reported
 
 
-def test_table_lists_every_hop_in_order() -> None:
+def test_table_lists_every_hop_in_order_for_each_kind_of_turn() -> None:
+    group = {
+        "turns": 4,
+        "hops_ms": {h: {"n": 4, "p50": 100.0, "p95": 250.0} for h in HOPS},
+        "prompt_tokens_evaluated": {"n": 4, "p50": 42.0, "p95": 480.0},
+    }
     level = {
         "concurrency": 2,
         "calls_failed": 0,
-        "hops_ms": {h: {"n": 4, "p50": 100.0, "p95": 250.0} for h in HOPS},
+        "by_kind": {
+            "model": group,
+            "code": group | {"prompt_tokens_evaluated": {"n": 0, "p50": None, "p95": None}},
+        },
         "barge_in_stop_ms": {"n": 0, "p50": None, "p95": None},
     }
     report = {
@@ -156,7 +165,13 @@ def test_table_lists_every_hop_in_order() -> None:
         "sweep": [level],
     }
     text = table(report)
-    rows = [line.split()[0] for line in text.splitlines() if line.startswith("  ") and "ms" not in line]
-    assert rows[: len(HOPS)] == list(HOPS)
+    model, code = text.split("code-answered turns")
+    for part in (model, code):
+        rows = [line.split()[0] for line in part.splitlines() if line.startswith("    ") and "ms" not in line]
+        rows = [r for r in rows if r != "new"]
+        assert rows[: len(HOPS)] == list(HOPS)
+    assert "model turns: the model wrote the reply (4)" in model
+    assert "new prompt tokens per turn: median 42, p95 480" in model
+    assert "prompt tokens" not in code  # no model ran for these
     assert "asr_final->llm_first_token" in text and "barge-in stop" in text
     assert f"seed {SEED}" in text

@@ -61,6 +61,25 @@ async def test_reply_streams_in_several_deltas(engine) -> None:
     assert 3 <= (final.completion_tokens or 0) <= 40
 
 
+async def test_a_prompt_the_context_already_holds_is_not_evaluated_again(engine) -> None:
+    """The count of prompt tokens evaluated leaves out the prefix the context held: the same
+    prompt again evaluates one token (to refresh the logits), and the count rides on the text
+    pieces too, for a consumer that stops early."""
+    messages = [SYSTEM, {"role": "user", "content": "Do you take Delta Dental insurance, please?"}]
+    runs = [
+        await asyncio.wait_for(
+            collect(engine.stream(messages, request_id=f"again{i}", max_tokens=4, temperature=0.0)), 60
+        )
+        for i in range(2)
+    ]
+    first, second = runs[0][-1], runs[1][-1]
+    assert first.prompt_tokens == second.prompt_tokens and first.prompt_tokens
+    assert first.prompt_evaluated_tokens is not None
+    assert 1 <= first.prompt_evaluated_tokens <= first.prompt_tokens
+    assert second.prompt_evaluated_tokens == 1
+    assert all(d.prompt_evaluated_tokens == 1 for d in runs[1] if d.text)
+
+
 async def test_max_tokens_ends_with_length(engine) -> None:
     deltas = await asyncio.wait_for(
         collect(engine.stream(LONG_ASK, request_id="short", max_tokens=5, temperature=0.0)), 60

@@ -32,6 +32,13 @@ async def test_stream_yields_deltas_then_stop_with_token_counts(fake_vllm: None)
     assert params.structured_outputs is None and not engine._live
 
 
+async def test_the_prompt_less_its_cached_prefix_is_reported_as_evaluated(fake_vllm: None) -> None:
+    fake = FakeAsyncLLM(pieces=["Yes, ", "we do."], cached=2)
+    out = await collect(engine_with(fake).stream(MESSAGES, request_id="r9", max_tokens=8, temperature=0.0))
+    assert [d.prompt_evaluated_tokens for d in out] == [1, 1, 1]  # on the text pieces and the end
+    assert out[-1].prompt_tokens == 3
+
+
 async def test_json_schema_becomes_structured_outputs_and_length_is_reported(fake_vllm: None) -> None:
     schema = {"type": "object", "properties": {"name": {"const": "end_call"}}}
     fake = FakeAsyncLLM(pieces=['{"name": ', '"end_call"'], finish_reason="length")

@@ -12,8 +12,9 @@ from phoneagent.agents.disclosure import DISCLOSURE_CORE
 from phoneagent.edge.amd import AmdGate
 from phoneagent.policy.call_rules import DisclosureGuard
 from phoneagent.policy.service import PolicyService
+from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus
-from phoneagent.v1 import call_pb2
+from phoneagent.v1 import call_pb2, common_pb2, speech_pb2
 from support.common import wait_for
 from support.policy_stack import Call, running_policy, start_call
 
@@ -84,6 +85,31 @@ async def test_played_greeting_counts_and_later_replies_pass(policy: PolicyServi
     await call.agent(2, "Goodbye.")
     await wait_for(lambda: len(call.texts()) == 3, timeout=5)
     assert call.texts()[2] == "Goodbye."
+
+
+async def test_how_a_sentence_was_answered_reaches_speech_with_the_disclosure_added(
+    policy: PolicyService, bus: Bus
+) -> None:
+    """Policy approves a copy of the dialog's sentence: the tag and the prompt-token count ride on
+    to the say subject, also when the disclosure is put in front of the words."""
+    call = await start_call(bus, CALLER)
+    meta = common_pb2.EventMeta(call_id=call.call_id, generation_id=1)
+    for msg in (
+        speech_pb2.AgentText(meta=meta, text="We open at nine.", answered_by=speech_pb2.ANSWERED_MODEL),
+        speech_pb2.AgentText(
+            meta=meta,
+            sentence_seq=1,
+            final=True,
+            answered_by=speech_pb2.ANSWERED_MODEL,
+            prompt_tokens_evaluated=41,
+        ),
+    ):
+        await bus.publish(subjects.reply(call.call_id), msg)
+    await wait_for(lambda: len(call.said) == 2, timeout=5)
+    first, end = call.said
+    assert first.text == f"{DISCLOSURE} We open at nine."
+    assert first.answered_by == end.answered_by == speech_pb2.ANSWERED_MODEL
+    assert not first.HasField("prompt_tokens_evaluated") and end.prompt_tokens_evaluated == 41
 
 
 async def test_voicemail_message_after_the_unplayed_greeting_starts_with_the_disclosure(

@@ -53,6 +53,7 @@ class RequestOutput:
     prompt_token_ids: list[int]
     outputs: list[CompletionOutput]
     finished: bool
+    num_cached_tokens: int | None = None
 
 
 class Tokenizer:
@@ -69,6 +70,7 @@ class FakeAsyncLLM:
     pieces: list[str | None] = field(default_factory=list)
     finish_reason: str = "stop"
     fail: Exception | None = None
+    cached: int | None = None  # prompt tokens reported as a prefix-cache hit (None: not reported)
     aborted: list[str] = field(default_factory=list)
     calls: list[tuple[str, SamplingParams, str]] = field(default_factory=list)
     running: set[str] = field(default_factory=set)
@@ -99,7 +101,9 @@ class FakeAsyncLLM:
                     return  # an aborted request's generator just ends
                 last = i == len(self.pieces) - 1
                 out = CompletionOutput(0, piece, [i], finish_reason=self.finish_reason if last else None)
-                yield RequestOutput(request_id, prompt, [1, 2, 3], [out], finished=last)
+                yield RequestOutput(
+                    request_id, prompt, [1, 2, 3], [out], finished=last, num_cached_tokens=self.cached
+                )
                 await asyncio.sleep(0)
         finally:
             self.running.discard(request_id)

@@ -262,7 +262,7 @@ class Dialog(Replies):
             messages = self._messages()
             tool_call = resumed or await self._stream(reply, messages, started, with_tools=True)
             if tool_call is not None:
-                await self._run_tool(reply, messages, tool_call, started)
+                await self._run_tool(reply, messages, tool_call, started, by_model=resumed is None)
         except asyncio.CancelledError:
             raise
         except PhoneAgentError as exc:

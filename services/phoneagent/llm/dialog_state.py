@@ -3,6 +3,7 @@ sentences it publishes, and the tool runner it calls (with what a tool run comes
 
 from __future__ import annotations
 
+import enum
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -88,6 +89,17 @@ def _given(raw: dict[str, Any], key: str, default: Any) -> Any:
     return default if value is None else value
 
 
+class Answered(enum.Enum):
+    """How a sentence's words were produced (``AgentText.answered_by`` on the bus, where each
+    value is defined): the model wrote them, the model chose a tool whose outcome code spoke,
+    code alone, or a fixed apology because the reply could not be made."""
+
+    MODEL = "model"
+    MODEL_TOOL = "model_tool"
+    CODE = "code"
+    FALLBACK = "fallback"
+
+
 @dataclass
 class Sentence:
     generation: int
@@ -100,6 +112,11 @@ class Sentence:
     first_token_unix_ns: int = 0
     # Set on sentence 0 of a reply to a caller turn: when the turn reached the dialog.
     request_unix_ns: int = 0
+    # How the words were produced; on the final sentence, how the generation answered.
+    answered_by: Answered = Answered.CODE
+    # On the final sentence: prompt tokens the model evaluated for the generation (None when
+    # no model ran or the engine did not say).
+    prompt_tokens_evaluated: int | None = None
 
 
 Publish = Callable[[Sentence], Awaitable[None]]

@@ -14,6 +14,7 @@ from typing import Any
 
 from phoneagent.llm.dialog_state import (
     Action,
+    Answered,
     DialogConfig,
     DialogState,
     Publish,
@@ -55,6 +56,24 @@ class Reply:
     sentences: list[str] = field(default_factory=list)
     finished: bool = False  # every sentence published
     task: asyncio.Task[None] | None = None
+    # How the reply answers (the tag its sentences carry, see :class:`Answered`): code until a
+    # model request starts, and set again as the reply takes a tool or apology path.
+    answered: Answered = Answered.CODE
+    # Prompt tokens the engine evaluated over the reply's model requests; None when one of
+    # them did not say (an engine without the figure) or no model ran.
+    prompt_evaluated: int | None = None
+    prompt_unknown: bool = False
+
+    def count_prompt(self, evaluated: int | None) -> None:
+        """One model request of this reply evaluated ``evaluated`` prompt tokens (None: unknown)."""
+        if evaluated is None:
+            self.prompt_unknown = True
+            return
+        self.prompt_evaluated = (self.prompt_evaluated or 0) + evaluated
+
+    @property
+    def prompt_tokens_evaluated(self) -> int | None:
+        return None if self.prompt_unknown else self.prompt_evaluated
 
 
 class Replies:
@@ -79,19 +98,43 @@ class Replies:
     def _messages(self) -> list[dict[str, Any]]:
         return [{"role": "system", "content": self.system_prompt()}, *self.state.history]
 
-    async def _say(self, reply: Reply, text: str) -> None:
-        """Publish one sentence of the reply at once (never held back for the next one)."""
+    async def _say(self, reply: Reply, text: str, how: Answered | None = None) -> None:
+        """Publish one sentence of the reply at once (never held back for the next one); ``how``
+        tags words that are not the reply's own answer (a filler while a tool runs)."""
         seq = len(reply.sentences)
         reply.sentences.append(text)
         first_token = reply.first_token_unix_ns if seq == 0 else 0
         requested = reply.request_unix_ns if seq == 0 else 0
-        await self.publish(Sentence(reply.generation, reply.turn, seq, text, False, first_token, requested))
+        await self.publish(
+            Sentence(
+                reply.generation,
+                reply.turn,
+                seq,
+                text,
+                False,
+                first_token,
+                requested,
+                answered_by=how or reply.answered,
+            )
+        )
 
     async def _end(self, reply: Reply) -> None:
-        """Mark the end of the generation: an empty, final sentence after the last one."""
-        await self.publish(Sentence(reply.generation, reply.turn, len(reply.sentences), "", True))
+        """Mark the end of the generation: an empty, final sentence after the last one, carrying
+        how the generation answered and the prompt tokens its model requests evaluated."""
+        await self.publish(
+            Sentence(
+                reply.generation,
+                reply.turn,
+                len(reply.sentences),
+                "",
+                True,
+                answered_by=reply.answered,
+                prompt_tokens_evaluated=reply.prompt_tokens_evaluated,
+            )
+        )
 
     async def _apology(self, reply: Reply) -> None:
+        reply.answered = Answered.FALLBACK
         await self._say(reply, APOLOGY)
         await self._end(reply)
 
@@ -122,6 +165,8 @@ class Replies:
         first_token = True
         t0 = time.perf_counter()
         tokens = 0
+        evaluated: int | None = None
+        reply.answered = Answered.MODEL
         stream = self.engine.stream(
             messages,
             request_id=reply.request_id,
@@ -130,6 +175,8 @@ class Replies:
             tools=tools,
         )
         async for delta in stream:
+            if delta.prompt_evaluated_tokens is not None:
+                evaluated = delta.prompt_evaluated_tokens
             if delta.final:
                 tokens = delta.completion_tokens or tokens
                 break
@@ -152,6 +199,7 @@ class Replies:
             text, buffered, spoke = buffered + delta.text, "", True
             for sentence in splitter.push(text):
                 await self._sentence(reply, sentence, started)
+        reply.count_prompt(evaluated)
         elapsed = time.perf_counter() - t0
         if tokens and elapsed > 0:
             metrics.LLM_TOKENS_PER_SECOND.labels(engine=self.engine.name).observe(tokens / elapsed)
@@ -169,12 +217,13 @@ class Replies:
             if looks_like_call(buffered) or (tools is None and looks_like_json(buffered)):
                 # A tool call that is cut off or broken is never read out to the caller.
                 log.info("unreadable tool call", extra={"call_id": self.call_id, "chars": len(buffered)})
-                buffered = APOLOGY
+                buffered, reply.answered = APOLOGY, Answered.FALLBACK
             for sentence in splitter.push(buffered):
                 await self._sentence(reply, sentence, started)
         for sentence in splitter.flush():
             await self._sentence(reply, sentence, started)
         if not reply.sentences:
+            reply.answered = Answered.FALLBACK
             await self._say(reply, APOLOGY)
         await self._end(reply)
         return None
@@ -185,6 +234,7 @@ class Replies:
         """Generate the tool call the model began, from the start of its reply, under the schemas."""
         reply.request_id = f"{self.call_id}-g{reply.generation}-{len(reply.sentences)}-call"
         text = ""
+        evaluated: int | None = None
         try:
             async for delta in self.engine.stream(
                 messages,
@@ -194,6 +244,8 @@ class Replies:
                 tools=tools,
                 json_schema=tool_call_schema(tools),
             ):
+                if delta.prompt_evaluated_tokens is not None:
+                    evaluated = delta.prompt_evaluated_tokens
                 if delta.final:
                     break
                 text += delta.text
@@ -203,6 +255,7 @@ class Replies:
             # The engine cannot build a grammar from these schemas: read a free-text call instead.
             TOOL_CALL_REPAIRS.labels(engine=self.engine.name, reason="no_grammar").inc()
             return await self._stream(reply, messages, started, with_tools=True, constrain=False)
+        reply.count_prompt(evaluated)
         call = read_constrained(text)
         if call is not None:
             return call
@@ -211,8 +264,7 @@ class Replies:
             TOOL_CALL_REPAIRS.labels(engine=self.engine.name, reason="cut_off").inc()
             return repaired
         log.info("unreadable tool call", extra={"call_id": self.call_id, "chars": len(text)})
-        await self._say(reply, APOLOGY)
-        await self._end(reply)
+        await self._apology(reply)
         return None
 
     async def _sentence(self, reply: Reply, text: str, started: float) -> None:
@@ -225,8 +277,17 @@ class Replies:
         await self._say(reply, text)
 
     async def _run_tool(
-        self, reply: Reply, messages: list[dict[str, Any]], call: dict[str, Any], started: float
+        self,
+        reply: Reply,
+        messages: list[dict[str, Any]],
+        call: dict[str, Any],
+        started: float,
+        *,
+        by_model: bool,
     ) -> None:
+        """Run the tool call (the model's, or one code resumed without the model) and speak its
+        outcome as it is, or have the model answer from it."""
+        reply.answered = Answered.MODEL_TOOL if by_model else Answered.CODE
         name = str(call.get("name", ""))
         args = call.get("arguments") or {}
         if isinstance(args, str):
@@ -241,7 +302,7 @@ class Replies:
         task = asyncio.ensure_future(self.tools.run(name, args))
         done, _ = await asyncio.wait({task}, timeout=self.config.filler_after_s)
         if not done:
-            await self._say(reply, self.config.filler_text)
+            await self._say(reply, self.config.filler_text, Answered.CODE)
         try:
             outcome = await task
         except Exception as exc:

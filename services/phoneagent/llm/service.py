@@ -16,7 +16,7 @@ from typing import Any
 from phoneagent.agents.agent import Agent, load_agent
 from phoneagent.llm.asr_errors import AsrErrorReaction
 from phoneagent.llm.dialog import Dialog
-from phoneagent.llm.dialog_state import DialogConfig, DialogState, Sentence
+from phoneagent.llm.dialog_state import Answered, DialogConfig, DialogState, Sentence
 from phoneagent.llm.domain.calendar_facts import agent_passages
 from phoneagent.llm.domain.knowledge import KnowledgeBase, open_knowledge_base
 from phoneagent.llm.domain.scheduling import SchedulingStore
@@ -39,6 +39,12 @@ from phoneagent.v1 import call_pb2, common_pb2, control_pb2, session_pb2, speech
 log = logging.getLogger(__name__)
 SETTINGS = LlmSettings
 OUTBOUND_GREET_AFTER_S = 3.0
+_ANSWERED = {
+    Answered.MODEL: speech_pb2.ANSWERED_MODEL,
+    Answered.MODEL_TOOL: speech_pb2.ANSWERED_MODEL_TOOL,
+    Answered.CODE: speech_pb2.ANSWERED_CODE,
+    Answered.FALLBACK: speech_pb2.ANSWERED_FALLBACK,
+}
 
 
 class LlmCallSession:
@@ -140,7 +146,10 @@ class LlmCallSession:
             final=s.final,
             first_token_unix_ns=s.first_token_unix_ns,
             request_unix_ns=s.request_unix_ns,
+            answered_by=_ANSWERED[s.answered_by],
         )
+        if s.prompt_tokens_evaluated is not None:
+            msg.prompt_tokens_evaluated = s.prompt_tokens_evaluated
         self.agent_speaking = s.generation
         await self.svc.bus.publish(subjects.reply(self.call_id), msg, trace=s.seq == 0)
 

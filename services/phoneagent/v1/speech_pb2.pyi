@@ -1,11 +1,25 @@
 from phoneagent.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class Answered(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ANSWERED_UNSPECIFIED: _ClassVar[Answered]
+    ANSWERED_MODEL: _ClassVar[Answered]
+    ANSWERED_MODEL_TOOL: _ClassVar[Answered]
+    ANSWERED_CODE: _ClassVar[Answered]
+    ANSWERED_FALLBACK: _ClassVar[Answered]
+ANSWERED_UNSPECIFIED: Answered
+ANSWERED_MODEL: Answered
+ANSWERED_MODEL_TOOL: Answered
+ANSWERED_CODE: Answered
+ANSWERED_FALLBACK: Answered
 
 class SpeechStarted(_message.Message):
     __slots__ = ("meta", "speech_start_unix_ns")
@@ -68,7 +82,7 @@ class AsrEvent(_message.Message):
     def __init__(self, speech_started: _Optional[_Union[SpeechStarted, _Mapping]] = ..., transcript: _Optional[_Union[Transcript, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ...) -> None: ...
 
 class AgentText(_message.Message):
-    __slots__ = ("meta", "sentence_seq", "text", "final", "from_policy", "voice", "first_token_unix_ns", "request_unix_ns")
+    __slots__ = ("meta", "sentence_seq", "text", "final", "from_policy", "voice", "first_token_unix_ns", "request_unix_ns", "answered_by", "prompt_tokens_evaluated")
     META_FIELD_NUMBER: _ClassVar[int]
     SENTENCE_SEQ_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +91,8 @@ class AgentText(_message.Message):
     VOICE_FIELD_NUMBER: _ClassVar[int]
     FIRST_TOKEN_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_BY_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_EVALUATED_FIELD_NUMBER: _ClassVar[int]
     meta: _common_pb2.EventMeta
     sentence_seq: int
     text: str
@@ -85,4 +101,6 @@ class AgentText(_message.Message):
     voice: str
     first_token_unix_ns: int
     request_unix_ns: int
-    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., sentence_seq: _Optional[int] = ..., text: _Optional[str] = ..., final: _Optional[bool] = ..., from_policy: _Optional[bool] = ..., voice: _Optional[str] = ..., first_token_unix_ns: _Optional[int] = ..., request_unix_ns: _Optional[int] = ...) -> None: ...
+    answered_by: Answered
+    prompt_tokens_evaluated: int
+    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., sentence_seq: _Optional[int] = ..., text: _Optional[str] = ..., final: _Optional[bool] = ..., from_policy: _Optional[bool] = ..., voice: _Optional[str] = ..., first_token_unix_ns: _Optional[int] = ..., request_unix_ns: _Optional[int] = ..., answered_by: _Optional[_Union[Answered, str]] = ..., prompt_tokens_evaluated: _Optional[int] = ...) -> None: ...

@@ -38,7 +38,7 @@ def add_bench_args(p: argparse.ArgumentParser, func: Callable[[argparse.Namespac
     p.add_argument("--target", default=DEFAULT_TARGET)
     p.add_argument("--nats-url", default="", help="the stack's bus (default PA_NATS_URL)")
     p.add_argument("--calls", default="1,2,4,8", help="concurrency levels, comma-separated")
-    p.add_argument("--turns", type=int, default=3)
+    p.add_argument("--turns", type=int, default=5, help="caller questions per call (5 asks each once)")
     p.add_argument("--json", default="", help="write the results here")
     p.set_defaults(func=func)
 

@@ -40,12 +40,17 @@ class Delta:
     Every piece but the last carries ``text``; the last carries ``finish_reason`` and the
     token counts, which are ``None`` when the engine cannot tell (an HTTP server that does
     not report usage). ``completion_tokens`` counts sampled tokens, end-of-turn token included.
+    ``prompt_evaluated_tokens`` counts the prompt tokens the engine actually evaluated: the
+    prompt less the prefix it already held from an earlier request (``prompt_tokens`` is the
+    whole prompt). An engine that knows it before the first piece sets it on text pieces too,
+    so a consumer that stops early (a tool call opening) still learns it.
     """
 
     text: str = ""
     finish_reason: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    prompt_evaluated_tokens: int | None = None
 
     @property
     def final(self) -> bool:

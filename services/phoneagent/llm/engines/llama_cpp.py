@@ -62,6 +62,7 @@ class _Job:
     queue: asyncio.Queue[tuple[Any, ...]] = field(default_factory=asyncio.Queue)
     cancel: threading.Event = field(default_factory=threading.Event)
     prompt_tokens: int | None = None
+    prompt_evaluated_tokens: int | None = None  # the prompt less the prefix the context held
     completion_tokens: int = 0
 
     def emit(self, *item: Any) -> None:
@@ -70,7 +71,10 @@ class _Job:
 
     def final(self, reason: str) -> Delta:
         return Delta(
-            finish_reason=reason, prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens
+            finish_reason=reason,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            prompt_evaluated_tokens=self.prompt_evaluated_tokens,
         )
 
 
@@ -228,6 +232,14 @@ class LlamaCppEngine(BaseLlmEngine):
             return
         self.prefix_restores += 1
 
+    def _evaluated(self, prompt: list[int]) -> int:
+        """Worker thread: how many of ``prompt``'s tokens the next completion evaluates. llama.cpp
+        keeps the longest prefix the context already holds and evaluates the rest (at least one
+        token, which refreshes the logits when the whole prompt is held)."""
+        llm = self._llm
+        held = llm.longest_token_prefix(llm.input_ids.tolist(), prompt)
+        return max(len(prompt) - held, 1)
+
     async def _abort(self, request_id: str) -> None:
         job = self._jobs.get(request_id)
         if job is None:
@@ -257,7 +269,11 @@ class LlamaCppEngine(BaseLlmEngine):
                 return
             kind = item[0]
             if kind == "text":
-                yield Delta(text=item[1], completion_tokens=job.completion_tokens)
+                yield Delta(
+                    text=item[1],
+                    completion_tokens=job.completion_tokens,
+                    prompt_evaluated_tokens=job.prompt_evaluated_tokens,
+                )
             elif kind == "end":
                 yield job.final(item[1])
                 return
@@ -303,6 +319,7 @@ class LlamaCppEngine(BaseLlmEngine):
             raise InvalidArgument("the conversation does not fit the model's context window")
 
         self._restore_prefix(prompt)
+        job.prompt_evaluated_tokens = self._evaluated(prompt)
 
         def counting_stop(input_ids: Any, _logits: Any) -> bool:
             # Called after each token is sampled and before it is evaluated.

@@ -262,6 +262,7 @@ class OpenAIHttpEngine(BaseLlmEngine):
             finish_reason=finish,
             prompt_tokens=usage.get("prompt_tokens"),
             completion_tokens=usage.get("completion_tokens"),
+            prompt_evaluated_tokens=prompt_evaluated(usage),
         )
 
     async def _readline(self, response: Any, live: _Live) -> str | None:
@@ -298,3 +299,13 @@ class OpenAIHttpEngine(BaseLlmEngine):
         choice = choices[0]
         delta = choice.get("delta") or {}
         return delta.get("content") or "", choice.get("finish_reason")
+
+
+def prompt_evaluated(usage: dict[str, Any]) -> int | None:
+    """The prompt tokens the server evaluated: its prompt less the cached prefix it reports
+    (``usage.prompt_tokens_details.cached_tokens``); None when it reports no cache figure."""
+    total, details = usage.get("prompt_tokens"), usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    if not isinstance(total, int) or not isinstance(cached, int):
+        return None
+    return max(total - cached, 0)

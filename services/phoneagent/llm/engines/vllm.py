@@ -181,9 +181,10 @@ class VllmEngine(BaseLlmEngine):
         try:
             async for output in self._engine.generate(prompt, params, request_id):
                 piece = output.outputs[0]
-                live.queue.put_nowait(
-                    ("text", piece.text, len(output.prompt_token_ids or ()), len(piece.token_ids))
-                )
+                n_prompt = len(output.prompt_token_ids or ())
+                cached = getattr(output, "num_cached_tokens", None)  # prefix-cache hit, when vLLM says
+                evaluated = n_prompt - cached if isinstance(cached, int) else None
+                live.queue.put_nowait(("text", piece.text, n_prompt, len(piece.token_ids), evaluated))
                 if output.finished:
                     live.queue.put_nowait(("end", piece.finish_reason))
                     return
@@ -201,6 +202,7 @@ class VllmEngine(BaseLlmEngine):
 
     async def _consume(self, live: _Live) -> AsyncIterator[Delta]:
         prompt_tokens: int | None = None
+        evaluated: int | None = None
         completion_tokens = 0
         while True:
             item = await live.queue.get()
@@ -209,17 +211,23 @@ class VllmEngine(BaseLlmEngine):
                     finish_reason=FINISH_ABORT,
                     prompt_tokens=prompt_tokens,
                     completion_tokens=completion_tokens,
+                    prompt_evaluated_tokens=evaluated,
                 )
                 return
             if item[0] == "text":
-                prompt_tokens = item[2]
+                prompt_tokens, evaluated = item[2], item[4]
                 completion_tokens += item[3]
                 if item[1]:
-                    yield Delta(text=item[1], completion_tokens=completion_tokens)
+                    yield Delta(
+                        text=item[1], completion_tokens=completion_tokens, prompt_evaluated_tokens=evaluated
+                    )
             elif item[0] == "end":
                 reason = {"length": FINISH_LENGTH, "abort": FINISH_ABORT}.get(item[1], FINISH_STOP)
                 yield Delta(
-                    finish_reason=reason, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+                    finish_reason=reason,
+                    prompt_tokens=prompt_tokens,
+                    completion_tokens=completion_tokens,
+                    prompt_evaluated_tokens=evaluated,
                 )
                 return
             elif item[0] == "error":

@@ -1,0 +1,228 @@
+"""The bench's turns: the time points of each caller turn read from the bus, how the turn was
+answered (``AgentText.answered_by``), and the statistics per kind of turn -- model turns and
+code-answered turns are never summarised together.
+
+Time points of a turn (unix ns, one machine): the caller stops speaking (the caller's clock) ->
+end of speech as ASR saw it (Transcript.speech_end_unix_ns) -> ASR final emitted -> the LLM's
+first token (AgentText.first_token_unix_ns on sentence 0) -> first reply sentence (AgentText
+sentence 0) -> first TTS chunk (SpeechChunk sequence 0) -> first agent RTP packet with speech at
+the caller. A point that is missing (a reply spoken without the model) leaves its two hops empty.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from phoneagent.devtools.harness.buswatch import CallTrace
+from phoneagent.devtools.harness.caller import CallResult, Utterance
+from phoneagent.v1 import speech_pb2
+
+POINTS = (
+    "caller_stop",
+    "speech_end",
+    "asr_final",
+    "llm_first_token",
+    "first_sentence",
+    "tts_first_audio",
+    "first_rtp",
+)
+# After the hops: mouth-to-ear, the end-of-speech wait (caller stops -> ASR declares the end:
+# VAD plus the configured silence), model compute (ASR decode + the dialog from the caller's
+# final to its first sentence + TTS synthesis of the first audio) and the overhead: everything
+# from the end-of-speech decision to the first RTP packet that is not model compute (bus hops,
+# serialisation, queues, the edge's 20 ms playout clock).
+HOPS = tuple(f"{a}->{b}" for a, b in zip(POINTS, POINTS[1:], strict=False)) + (
+    "mouth_to_ear",
+    "end_of_speech_wait",
+    "model_compute",
+    "overhead",
+)
+# How a turn was answered (AgentText.answered_by), in the order the bench reports them, with
+# what each group means.
+KINDS = {
+    "model": "model turns: the model wrote the reply",
+    "model_tool": "model-tool turns: the model chose a tool, code spoke its result",
+    "code": "code-answered turns: no model ran",
+    "fallback": "fallback turns: the reply failed, an apology was spoken",
+    "untagged": "untagged turns: no reply seen, or a stage that does not tag",
+}
+_KIND_OF = {
+    speech_pb2.ANSWERED_MODEL: "model",
+    speech_pb2.ANSWERED_MODEL_TOOL: "model_tool",
+    speech_pb2.ANSWERED_CODE: "code",
+    speech_pb2.ANSWERED_FALLBACK: "fallback",
+}
+
+
+def _reply_to(trace: CallTrace, final: speech_pb2.Transcript) -> speech_pb2.AgentText | None:
+    """Sentence 0 of the reply to the caller turn of ``final``."""
+    return next(
+        (
+            r
+            for r in trace.replies
+            if r.meta.turn_id == final.meta.turn_id
+            and r.sentence_seq == 0
+            and r.meta.ts_unix_ns >= final.emitted_unix_ns
+        ),
+        None,
+    )
+
+
+def _final_for(trace: CallTrace, utt: Utterance) -> speech_pb2.Transcript | None:
+    return next((f for f in trace.finals if f.emitted_unix_ns >= utt.end_unix_ns), None)
+
+
+def _caller_turns(result: CallResult) -> list[Utterance]:
+    return [u for u in result.utterances if not u.barge_in]
+
+
+def turn_points(result: CallResult, trace: CallTrace) -> list[dict[str, int | None]]:
+    """The time points of each caller turn (barge-ins excluded), matched through the bus trace."""
+    rows = []
+    for utt in _caller_turns(result):
+        e = utt.end_unix_ns
+        final = _final_for(trace, utt)
+        point: dict[str, int | None] = dict.fromkeys(POINTS)
+        point |= dict.fromkeys(("endpoint", "asr_compute_ms", "llm_request", "tts_synth_ms"))
+        point["caller_stop"] = e
+        if utt.reply_latency_ms is not None:
+            point["first_rtp"] = e + int(utt.reply_latency_ms * 1e6)
+        if final is not None:
+            point["speech_end"] = final.speech_end_unix_ns or None
+            point["asr_final"] = final.emitted_unix_ns
+            point["endpoint"] = final.endpoint_unix_ns or None
+            point["asr_compute_ms"] = final.compute_ms if final.endpoint_unix_ns else None
+            reply = _reply_to(trace, final)
+            if reply is not None:
+                point["llm_first_token"] = reply.first_token_unix_ns or None
+                point["first_sentence"] = reply.meta.ts_unix_ns
+                point["llm_request"] = reply.request_unix_ns or None
+                chunk = next(
+                    (
+                        c
+                        for c in trace.first_chunks
+                        if c.meta.turn_id == final.meta.turn_id
+                        and c.meta.generation_id == reply.meta.generation_id
+                    ),
+                    None,
+                )
+                point["tts_first_audio"] = chunk.meta.ts_unix_ns if chunk is not None else None
+                point["tts_synth_ms"] = chunk.synth_ms if chunk is not None and chunk.synth_ms else None
+        rows.append(point)
+    return rows
+
+
+def turn_answers(result: CallResult, trace: CallTrace) -> list[dict[str, Any]]:
+    """How each caller turn (barge-ins excluded) was answered: the kind its reply's final sentence
+    carries (the first sentence's when the reply never ended), the first sentence's own kind (a
+    filler spoken while a tool runs is code), and the prompt tokens the model evaluated for it."""
+    rows: list[dict[str, Any]] = []
+    for utt in _caller_turns(result):
+        final = _final_for(trace, utt)
+        reply = _reply_to(trace, final) if final is not None else None
+        row: dict[str, Any] = {
+            "question": utt.text,
+            "answered_by": "untagged",
+            "first_sentence_answered_by": "untagged",
+            "prompt_tokens_evaluated": None,
+        }
+        if reply is not None:
+            end = next(
+                (r for r in trace.replies if r.final and r.meta.generation_id == reply.meta.generation_id),
+                None,
+            )
+            row["first_sentence_answered_by"] = _KIND_OF.get(reply.answered_by, "untagged")
+            row["answered_by"] = _KIND_OF.get((end or reply).answered_by, "untagged")
+            if end is not None and end.HasField("prompt_tokens_evaluated"):
+                row["prompt_tokens_evaluated"] = end.prompt_tokens_evaluated
+        rows.append(row)
+    return rows
+
+
+def hops_ms(point: dict[str, int | None]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for a, b in zip(POINTS, POINTS[1:], strict=False):
+        va, vb = point[a], point[b]
+        out[f"{a}->{b}"] = (vb - va) / 1e6 if va is not None and vb is not None else None
+    stop, rtp = point["caller_stop"], point["first_rtp"]
+    out["mouth_to_ear"] = (rtp - stop) / 1e6 if stop is not None and rtp is not None else None
+    endpoint = point.get("endpoint")
+    out["end_of_speech_wait"] = (endpoint - stop) / 1e6 if endpoint is not None and stop is not None else None
+    out["model_compute"] = out["overhead"] = None
+    parts = (
+        point.get("asr_compute_ms"),
+        point.get("llm_request"),
+        point["first_sentence"],
+        point.get("tts_synth_ms"),
+    )
+    if endpoint is not None and rtp is not None and all(v is not None for v in parts):
+        asr_ms, request, sentence, synth_ms = (int(v) for v in parts)  # type: ignore[arg-type]
+        compute = asr_ms + (sentence - request) / 1e6 + synth_ms
+        out["model_compute"] = compute
+        out["overhead"] = (rtp - endpoint) / 1e6 - compute
+    return out
+
+
+def call_turns(result: CallResult, trace: CallTrace) -> list[dict[str, Any]]:
+    """Each caller turn of one call as the bench's JSON keeps it: the question, how it was
+    answered, the prompt tokens evaluated and its hops in milliseconds."""
+    return [
+        {**answer, "hops_ms": hops_ms(point)}
+        for answer, point in zip(turn_answers(result, trace), turn_points(result, trace), strict=True)
+    ]
+
+
+def percentiles(values: list[float]) -> dict[str, float | int | None]:
+    if not values:
+        return {"n": 0, "p50": None, "p95": None}
+    arr = np.asarray(values, dtype=np.float64)
+    return {
+        "n": len(values),
+        "p50": round(float(np.percentile(arr, 50)), 1),
+        "p95": round(float(np.percentile(arr, 95)), 1),
+    }
+
+
+def by_kind(turns: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per kind of turn that occurred (in :data:`KINDS` order): how many, each hop's p50/p95 and
+    the prompt tokens evaluated (the median is the p50) -- one kind's turns never mix with another's."""
+    out: dict[str, dict[str, Any]] = {}
+    for kind in KINDS:
+        mine = [t for t in turns if t["answered_by"] == kind]
+        if not mine:
+            continue
+        hops = {
+            h: percentiles([t["hops_ms"][h] for t in mine if t["hops_ms"].get(h) is not None]) for h in HOPS
+        }
+        tokens = [
+            float(t["prompt_tokens_evaluated"]) for t in mine if t["prompt_tokens_evaluated"] is not None
+        ]
+        out[kind] = {"turns": len(mine), "hops_ms": hops, "prompt_tokens_evaluated": percentiles(tokens)}
+    return out
+
+
+def _cell(value: float | int | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def level_table(level: dict[str, Any]) -> list[str]:
+    """The printed lines of one concurrency level: one table per kind of turn."""
+    lines = [f"\n{level['concurrency']} concurrent call(s), {level['calls_failed']} failed"]
+    if not level["by_kind"]:
+        lines.append("  no caller turn was answered")
+    for kind, group in level["by_kind"].items():
+        tokens = group["prompt_tokens_evaluated"]
+        lines.append(f"  {KINDS[kind]} ({group['turns']})")
+        if kind != "code":
+            lines.append(
+                f"    new prompt tokens per turn: median {_cell(tokens['p50'])}, p95 {_cell(tokens['p95'])}"
+                f" (reported on {tokens['n']} of {group['turns']} turns)"
+            )
+        lines.append(f"    {'hop':<34} {'n':>4} {'p50 ms':>9} {'p95 ms':>9}")
+        for name, s in group["hops_ms"].items():
+            lines.append(f"    {name:<34} {s['n']:>4} {_cell(s['p50']):>9} {_cell(s['p95']):>9}")
+    barge = level["barge_in_stop_ms"]
+    lines.append(f"  {'barge-in stop':<36} {barge['n']:>4} {_cell(barge['p50']):>9} {_cell(barge['p95']):>9}")
+    return lines
