@@ -13,6 +13,7 @@ import pytest
 from phoneagent.asr import models
 from phoneagent.asr.engines.base import AsrEngine, create_engine, engine_names
 from phoneagent.asr.engines.batching import MicroBatcher
+from phoneagent.devtools.onset_voices import ALSA_SAMPLES
 from phoneagent.runtime.errors import ErrorKind, PhoneAgentError
 from phoneagent.runtime.modelfiles import MissingModelError
 
@@ -21,16 +22,7 @@ SENTENCES = [
     "What are your opening hours",
     "Can I talk to a person please",
 ]
-HUMAN = {  # alsa-utils samples: one human voice naming speaker positions
-    "Front_Center": "front center",
-    "Front_Left": "front left",
-    "Front_Right": "front right",
-    "Rear_Center": "rear center",
-    "Rear_Left": "rear left",
-    "Rear_Right": "rear right",
-    "Side_Left": "side left",
-    "Side_Right": "side right",
-}
+HUMAN = ALSA_SAMPLES  # alsa-utils samples: one human voice naming speaker positions
 
 
 def test_registry_lists_engines_and_rejects_unknown_names() -> None:
