@@ -3,9 +3,6 @@ the request's dial_decision_id, for the same number; anything else is refused (f
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -18,7 +15,7 @@ from phoneagent.runtime.bus import Bus
 from phoneagent.runtime.dial_approvals import NOT_APPROVED, dial_key
 from phoneagent.runtime.errors import ErrorKind
 from phoneagent.runtime.metrics import DIALS_REFUSED
-from phoneagent.runtime.natsserver import binary
+from phoneagent.runtime.natsserver import NatsServer
 from phoneagent.runtime.settings import CommonSettings, load
 from phoneagent.v1 import call_pb2, common_pb2, control_pb2
 from support.common import approve_dial, wait_for
@@ -116,30 +113,16 @@ async def test_approved_dial_is_placed_once(edge: Edge, callee: BusyCallee) -> N
     assert callee.invites == 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def nats_without_jetstream(tmp_path: Path) -> Iterator[str]:
-    """A real nats-server with JetStream off: the approvals bucket cannot be read."""
-    port = _free_port()
-    log = (tmp_path / "nats.log").open("wb")
-    proc = subprocess.Popen([binary(), "-a", HOST, "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    """A real nats-server with JetStream off: the approvals bucket cannot be read. The server picks
+    its own port (a port probed free and handed over later can be taken in between)."""
+    server = NatsServer(tmp_path / "nats", jetstream=False)
+    url = server.start()
     try:
-        for _ in range(200):  # wait until it listens
-            try:
-                socket.create_connection((HOST, port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield f"nats://{HOST}:{port}"
+        yield url
     finally:
-        proc.terminate()
-        proc.wait(5)
-        log.close()
+        server.stop()
 
 
 async def test_unreadable_approvals_refuse_the_dial(nats_without_jetstream: str) -> None:

@@ -30,8 +30,11 @@ def binary() -> str:
 
 
 class NatsServer:
-    def __init__(self, data_dir: Path, port: int = -1, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, data_dir: Path, port: int = -1, host: str = "127.0.0.1", *, jetstream: bool = True
+    ) -> None:
         self.data_dir = Path(data_dir)
+        self.jetstream = jetstream
         self.port = port
         self.host = host
         self.proc: subprocess.Popen[bytes] | None = None
@@ -52,12 +55,11 @@ class NatsServer:
             str(self.port),
             "--ports_file_dir",
             str(ports_dir),
-            "-js",
-            "-sd",
-            str(self.data_dir / "jetstream"),
             "-n",
             "phone-agent-local",
         ]
+        if self.jetstream:
+            cmd += ["-js", "-sd", str(self.data_dir / "jetstream")]
         self.proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
         log_file.close()
         deadline = time.monotonic() + timeout
