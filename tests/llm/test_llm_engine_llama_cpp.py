@@ -211,7 +211,7 @@ async def test_warm_up_pins_the_shared_prefix_across_other_prompts() -> None:
     """After an unrelated prompt (a post-call summary) replaced the context, a conversation that
     starts with the warmed-up prefix gets it back from the pinned state instead of reading it
     again, and the reply is the same as without the pin."""
-    eng = create_engine("llama_cpp", n_ctx=2048, n_threads=1, n_threads_batch=2, seed=3)
+    eng = create_engine("llama_cpp", n_ctx=2048, n_threads=1, n_threads_batch=2, seed=3, state_cache_mb=0)
     await asyncio.to_thread(eng.load)
     try:
         persona = {"role": "system", "content": "You are a dental clinic receptionist. " + "Be kind. " * 120}
@@ -236,5 +236,82 @@ async def test_warm_up_pins_the_shared_prefix_across_other_prompts() -> None:
         warm = await reply(ask, "warm")
         assert eng.prefix_restores == 1
         assert warm == cold
+    finally:
+        await eng.close()
+
+
+async def test_each_conversation_keeps_its_evaluated_tokens_across_other_conversations() -> None:
+    """Two calls take turns on one context: each call's next turn loads the state its last turn
+    left, evaluates only the new message, and says what it would have said with the context to
+    itself. Without kept states (state_cache_mb=0) it reads the whole conversation again."""
+    persona = {"role": "system", "content": "You are a dental clinic receptionist. " + "Be kind. " * 20}
+
+    def call(who: str) -> list[dict[str, str]]:
+        return [
+            persona,
+            {"role": "user", "content": f"Hello, this is {who}. " + "I have a long story to tell you. " * 12},
+            {"role": "assistant", "content": "I see. How can I help?"},
+            {"role": "user", "content": "Are you open on Saturday?"},
+        ]
+
+    async def turn(eng, messages: list[dict[str, str]], rid: str) -> tuple[str, int]:
+        deltas = await collect(eng.stream(messages, request_id=rid, max_tokens=10, temperature=0.0))
+        evaluated = deltas[-1].prompt_evaluated_tokens
+        assert evaluated is not None
+        return "".join(d.text for d in deltas if d.text), evaluated
+
+    results = {}
+    for budget in (64, 0):
+        eng = create_engine(
+            "llama_cpp", n_ctx=2048, n_threads=1, n_threads_batch=2, seed=3, state_cache_mb=budget
+        )
+        await asyncio.to_thread(eng.load)
+        try:
+            a, b = call("Ann"), call("Bob")
+            await turn(eng, a[:2], f"a1-{budget}")
+            await turn(eng, b[:2], f"b1-{budget}")  # replaces Ann's tokens in the context
+            results[budget] = await turn(eng, a, f"a2-{budget}")
+            restores = eng.state_restores
+        finally:
+            await eng.close()
+        if budget:
+            assert restores == 1
+    (kept_text, kept_evaluated), (cold_text, cold_evaluated) = results[64], results[0]
+    assert kept_evaluated < 40 < 100 < cold_evaluated
+    assert kept_text == cold_text
+
+
+async def test_a_long_prompt_is_aborted_between_chunks() -> None:
+    """An abort while a long prompt is being evaluated ends the request within one chunk, not
+    after the whole prompt, and the engine answers the next request."""
+    eng = create_engine("llama_cpp", n_ctx=4096, n_threads=1, n_threads_batch=1, state_cache_mb=0)
+    await asyncio.to_thread(eng.load)
+    try:
+        long = [SYSTEM, {"role": "user", "content": "Tell me about teeth. " * 150}]
+        whole_started = time.monotonic()
+        await collect(eng.stream(long, request_id="whole", max_tokens=1, temperature=0.0))
+        whole = time.monotonic() - whole_started
+        other = [SYSTEM, {"role": "user", "content": "Tell me about gums. " * 150}]
+        started = time.monotonic()
+        stream = eng.stream(other, request_id="cut", max_tokens=5, temperature=0.0)
+        task = asyncio.ensure_future(collect(stream))
+        await asyncio.sleep(whole / 4)  # well inside the prompt's evaluation
+        await eng.abort("cut")
+        deltas = await asyncio.wait_for(task, 30)
+        assert deltas[-1].finish_reason == FINISH_ABORT
+        after = await asyncio.wait_for(
+            collect(
+                eng.stream(
+                    [SYSTEM, {"role": "user", "content": "Hi"}],
+                    request_id="next",
+                    max_tokens=2,
+                    temperature=0.0,
+                )
+            ),
+            30,
+        )
+        # The worker was free again well before the whole prompt would have been evaluated.
+        assert time.monotonic() - started < whole * 0.75
+        assert after[-1].final
     finally:
         await eng.close()

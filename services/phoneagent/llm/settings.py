@@ -22,6 +22,12 @@ class LlmSettings:
         doc="llama.cpp prompt-processing threads (scales with cores)",
     )
     context: int = env("PA_LLM_CONTEXT", 8192, check=positive, doc="Context window in tokens")
+    state_cache_mb: int = env(
+        "PA_LLM_STATE_CACHE_MB",
+        256,
+        doc="llama.cpp: memory for the conversations' evaluated tokens kept between their turns "
+        "(about 12 KB per token for qwen-0.5b, 28 KB for qwen-1.5b); 0 keeps none",
+    )
     base_url: str = env("PA_LLM_BASE_URL", "", doc="OpenAI-compatible server URL (openai_http)")
     api_key: str = env("PA_LLM_API_KEY", "", doc="Bearer key for the OpenAI-compatible server")
     max_tokens: int = env("PA_LLM_MAX_TOKENS", 120, check=positive, doc="Reply length limit")

@@ -5,6 +5,16 @@ instance owns a single worker thread and requests queue behind each other in arr
 order (run several instances, each with its own model, for parallel calls). Generation
 runs in that thread and hands text to the event loop through an asyncio queue.
 
+Conversation states: one context holds one token sequence, so a turn of another call (or a
+post-call summary) replaces what this call's last turn left there, and its next turn would
+read the whole conversation again. After every generation the engine keeps a copy of the
+context's state (the KV cache of the evaluated tokens, about 12 KB per token for the 0.5B
+model), up to ``state_cache_mb``, least recently used first out; the shared prefix evaluated at
+warm-up is kept apart and never evicted. Before a generation it loads the kept state that
+shares the longest prefix with the new prompt when that saves evaluating enough tokens, so a
+turn evaluates only what is new since its call's last turn. A copy whose tokens a newer copy
+continues (the same conversation, one turn older) is dropped.
+
 Abort: :meth:`LlamaCppEngine.abort` sets a flag that the worker checks after every
 sampled token, before the next one is computed, and wakes the consumer so its stream
 ends at once; the worker drops whatever it was computing when the flag was set.
@@ -13,6 +23,7 @@ ends at once; the worker drops whatever it was computing when the flag was set.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import logging
 import threading
@@ -43,6 +54,8 @@ log = logging.getLogger(__name__)
 
 _WAKE = ("wake",)
 _WORTH_RESTORING = 64  # tokens: below this, evaluating them is cheaper than loading a state
+_CHUNK = 32  # prompt tokens evaluated between two checks for an abort
+_SAME_CONVERSATION = 8  # a kept state all but this many of whose tokens a newer one continues
 
 
 def _import_llama_cpp() -> Any:
@@ -78,6 +91,16 @@ class _Job:
         )
 
 
+@dataclass
+class _State:
+    """A copy of the context's state: its evaluated tokens and the serialised KV cache."""
+
+    tokens: list[int]
+    input_ids: Any  # the engine's whole token array, as llama-cpp-python keeps it
+    data: Any  # ctypes buffer
+    size: int
+
+
 class LlamaCppEngine(BaseLlmEngine):
     """llama.cpp chat engine; the prompt is built with the GGUF's own chat template."""
 
@@ -95,11 +118,15 @@ class LlamaCppEngine(BaseLlmEngine):
         n_batch: int = 256,
         n_gpu_layers: int = 0,
         seed: int | None = None,
+        state_cache_mb: int = 256,
     ) -> None:
         super().__init__()
         self._lib = _import_llama_cpp()
         if n_ctx < 256 or n_threads < 1 or n_batch < 1:
             raise InvalidArgument("n_ctx must be at least 256; n_threads and n_batch at least 1")
+        if state_cache_mb < 0:
+            raise InvalidArgument("state_cache_mb must not be negative")
+        self._state_budget = state_cache_mb * 1024 * 1024
         self._model_key = model
         self._model_path = Path(model_path) if model_path else None
         self._params = {
@@ -118,8 +145,11 @@ class LlamaCppEngine(BaseLlmEngine):
         self._executor: ThreadPoolExecutor | None = None
         self._jobs: dict[str, _Job] = {}
         # State of the context right after the warm-up: the prefix every conversation shares.
-        self._pinned: Any = None
+        self._pinned: _State | None = None
+        # States left by recent generations, least recently used first (worker thread only).
+        self._kept: list[_State] = []
         self.prefix_restores = 0  # how often the pinned prefix replaced the context (metrics, tests)
+        self.state_restores = 0  # how often a conversation's kept state replaced the context
 
     @classmethod
     def options_from(cls, settings: LlmSettings) -> dict[str, Any]:
@@ -128,6 +158,7 @@ class LlamaCppEngine(BaseLlmEngine):
             "n_threads": settings.threads,
             "n_threads_batch": settings.batch_threads,
             "n_ctx": settings.context,
+            "state_cache_mb": settings.state_cache_mb,
         }
 
     @property
@@ -188,6 +219,7 @@ class LlamaCppEngine(BaseLlmEngine):
         if executor is not None:
             await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
         self._pinned = None
+        self._kept = []
         llm, self._llm = self._llm, None
         if llm is not None:
             llm.close()
@@ -209,28 +241,75 @@ class LlamaCppEngine(BaseLlmEngine):
         await asyncio.get_running_loop().run_in_executor(self._executor, self._pin)
 
     def _pin(self) -> None:
-        self._pinned = self._llm.save_state()
+        self._pinned = self._save()
 
-    def _restore_prefix(self, prompt: list[int]) -> None:
-        """Worker thread: load the pinned state when it saves evaluating enough of ``prompt``."""
-        pinned = self._pinned
-        if pinned is None:
-            return
-        llm = self._llm
-        current = llm.longest_token_prefix(llm.input_ids.tolist(), prompt)
-        shared = llm.longest_token_prefix(pinned.input_ids.tolist(), prompt)
-        if shared < current + _WORTH_RESTORING:
+    def _save(self) -> _State:
+        """Worker thread: copy the context's state (the KV cache of its tokens, not the logits:
+        a generation always evaluates at least one token after a load, which refreshes them)."""
+        llm, lib = self._llm, self._lib
+        ctx = llm._ctx.ctx
+        size = int(lib.llama_state_get_size(ctx))
+        data = (ctypes.c_uint8 * size)()
+        written = int(lib.llama_state_get_data(ctx, data, size))
+        if written > size:
+            raise EngineFailure("llama.cpp state larger than it said")
+        return _State(llm.input_ids[: llm.n_tokens].tolist(), llm.input_ids.copy(), data, written)
+
+    def _load(self, state: _State) -> None:
+        llm, lib = self._llm, self._lib
+        if int(lib.llama_state_set_data(llm._ctx.ctx, state.data, state.size)) != state.size:
+            raise RuntimeError("llama.cpp did not take the state")
+        llm.input_ids = state.input_ids.copy()
+        llm.n_tokens = len(state.tokens)
+        llm._requires_eval = True  # the logits are not part of the copy
+
+    def _keep(self) -> None:
+        """Worker thread: keep the context's state after a generation (see the module doc)."""
+        if self._state_budget <= 0 or self._llm.n_tokens == 0:
             return
         try:
-            llm.load_state(pinned)
+            state = self._save()
+        except (RuntimeError, EngineFailure) as exc:
+            log.warning("llm state not kept", extra={"engine": self.name, "error": type(exc).__name__})
+            return
+        prefix = self._llm.longest_token_prefix
+        self._kept = [
+            old
+            for old in self._kept
+            if prefix(old.tokens, state.tokens) < len(old.tokens) - _SAME_CONVERSATION
+        ]
+        self._kept.append(state)
+        while self._kept and sum(k.size for k in self._kept) > self._state_budget:
+            self._kept.pop(0)
+
+    def _restore_prefix(self, prompt: list[int]) -> None:
+        """Worker thread: load the kept state (the pinned prefix or a conversation's last turn)
+        that shares the most of ``prompt``, when that saves evaluating enough of it."""
+        llm = self._llm
+        prefix = llm.longest_token_prefix
+        best, best_shared = None, prefix(llm.input_ids[: llm.n_tokens].tolist(), prompt) + _WORTH_RESTORING
+        for state in [*self._kept, *([self._pinned] if self._pinned is not None else [])]:
+            shared = prefix(state.tokens, prompt)
+            if shared >= best_shared:
+                best, best_shared = state, shared
+        if best is None:
+            return
+        try:
+            self._load(best)
         except (RuntimeError, ValueError) as exc:
-            self._pinned = None  # never try a state that does not fit again
-            log.warning(
-                "pinned prefix not restored", extra={"engine": self.name, "error": type(exc).__name__}
-            )
+            if best is self._pinned:
+                self._pinned = None  # never try a state that does not fit again
+            else:
+                self._kept.remove(best)
+            log.warning("llm state not restored", extra={"engine": self.name, "error": type(exc).__name__})
             llm.reset()
             return
-        self.prefix_restores += 1
+        if best is self._pinned:
+            self.prefix_restores += 1
+        else:
+            self._kept.remove(best)  # most recently used: moves to the end when kept again
+            self._kept.append(best)
+            self.state_restores += 1
 
     def _evaluated(self, prompt: list[int]) -> int:
         """Worker thread: how many of ``prompt``'s tokens the next completion evaluates. llama.cpp
@@ -239,6 +318,27 @@ class LlamaCppEngine(BaseLlmEngine):
         llm = self._llm
         held = llm.longest_token_prefix(llm.input_ids.tolist(), prompt)
         return max(len(prompt) - held, 1)
+
+    def _evaluate_abortably(self, job: _Job, prompt: list[int]) -> bool:
+        """Worker thread: evaluate the prompt's new tokens (all but the last, which the completion
+        evaluates to sample from) in chunks, checking for an abort between two. llama.cpp cannot
+        stop in the middle of one evaluation, and a long prompt (a call taken over by another
+        replica, a summary) takes seconds; a barge-in or hang-up waits one chunk at most.
+        Returns False when the request was aborted."""
+        llm = self._llm
+        held = llm.longest_token_prefix(llm.input_ids[: llm.n_tokens].tolist(), prompt)
+        end = len(prompt) - 1
+        if end - held <= _CHUNK:
+            return not job.cancel.is_set()
+        if held < llm.n_tokens:
+            if not llm._ctx.kv_cache_seq_rm(-1, held, -1):
+                return not job.cancel.is_set()  # the completion evaluates it all, unchunked
+            llm.n_tokens = held
+        while llm.n_tokens < end:
+            if job.cancel.is_set():
+                return False
+            llm.eval(prompt[llm.n_tokens : min(llm.n_tokens + _CHUNK, end)])
+        return not job.cancel.is_set()
 
     async def _abort(self, request_id: str) -> None:
         job = self._jobs.get(request_id)
@@ -300,6 +400,7 @@ class LlamaCppEngine(BaseLlmEngine):
             job.emit("error", EngineFailure("llama.cpp generation failed"))
             return
         job.emit("end", finish)
+        self._keep()
         log.debug(
             "llm generation finished",
             extra={
@@ -320,6 +421,8 @@ class LlamaCppEngine(BaseLlmEngine):
 
         self._restore_prefix(prompt)
         job.prompt_evaluated_tokens = self._evaluated(prompt)
+        if not self._evaluate_abortably(job, prompt):
+            return FINISH_ABORT
 
         def counting_stop(input_ids: Any, _logits: Any) -> bool:
             # Called after each token is sampled and before it is evaluated.
