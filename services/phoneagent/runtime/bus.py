@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from typing import Any
 
@@ -82,6 +83,8 @@ class Bus:
         self.tasks = TaskOwner(f"bus:{name}")
         self._subs: list[Subscription[Any]] = []
         self._connected = asyncio.Event()
+        # The server's last refusals of this user's publishes and subscriptions (bus_auth).
+        self.denied: collections.deque[str] = collections.deque(maxlen=64)
 
     @property
     def connected(self) -> bool:
@@ -104,6 +107,13 @@ class Bus:
         credentials = (auth if auth is not None else BusAuth.from_env()).connect_options()
 
         async def on_error(exc: Exception) -> None:
+            text = str(exc)
+            if "permissions violation" in text.lower():
+                # the server refused a publish or subscription this user may not make (the
+                # text names the subject: ids, no payload)
+                self.denied.append(text.removeprefix("nats: "))
+                log.warning("nats permission denied", extra={"detail": text[:200]})
+                return
             log.warning("nats error", extra={"error": type(exc).__name__})
 
         async def on_disconnect() -> None:
