@@ -245,6 +245,34 @@ def server_config(passwords: Mapping[str, str]) -> str:
     return "authorization: " + json.dumps(server_authorization(passwords), indent=2) + "\n"
 
 
+def password_env(role: str) -> str:
+    """The environment variable holding ``role``'s password in the NATS server container."""
+    return f"PA_NATS_PASSWORD_{role.upper()}"
+
+
+def helm_values(secret_name: str, roles: tuple[str, ...] = ROLES) -> dict[str, Any]:
+    """Values for the chart's NATS subchart: the users and permissions (each password read by
+    the server from its environment, ``<< $VAR >>``) and that environment, from ``secret_name``
+    (one key per role, the Secret the chart's services read their own key from)."""
+    return {
+        "nats": {
+            "config": {
+                "merge": {
+                    "authorization": server_authorization(
+                        {role: f"<< ${password_env(role)} >>" for role in roles}
+                    )
+                }
+            },
+            "container": {
+                "env": {
+                    password_env(role): {"valueFrom": {"secretKeyRef": {"name": secret_name, "key": role}}}
+                    for role in roles
+                }
+            },
+        }
+    }
+
+
 # --- passwords on disk --------------------------------------------------------------------------
 def new_password() -> str:
     return secrets.token_urlsafe(32)
