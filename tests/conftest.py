@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
-from collections.abc import AsyncIterator, Iterator
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +15,19 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "services"))
 
+from phoneagent.runtime import bus_auth  # noqa: E402
 from phoneagent.runtime.bus import Bus  # noqa: E402
-from phoneagent.runtime.natsserver import NatsServer  # noqa: E402
+from phoneagent.runtime.natsserver import ENV_AUTH_DIR, NatsServer  # noqa: E402
+
+# --- bus credentials: every nats-server the tests start has the bus's users and permissions -------
+# One set of passwords for the whole run (each server started by a test uses it, through
+# PA_NATS_AUTH_DIR), and the operator's user for whatever connects without naming a user: the
+# tests play every stage. A test that checks what one service may do connects as that service
+# (``bus_for``); the local stack gives each service process its own user.
+_AUTH_DIR = Path(tempfile.mkdtemp(prefix="pa-test-nats-auth-"))
+bus_auth.ensure_passwords(_AUTH_DIR, (*bus_auth.ROLES, bus_auth.OPERATOR))
+os.environ[ENV_AUTH_DIR] = str(_AUTH_DIR)
+os.environ.update(bus_auth.BusAuth.for_role(_AUTH_DIR, bus_auth.OPERATOR).env())
 
 # --- under CI, a skip is a failure ------------------------------------------------------------------
 # Tests skip locally when a tool is missing (promtool, baresip, PostgreSQL, pjsua2, helm, ...).
@@ -82,6 +95,10 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line(f"FAILED (skipped under CI=true) {line}", red=True)
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_AUTH_DIR, ignore_errors=True)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _CI_SKIPPED_MODULES and exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -115,6 +132,23 @@ async def bus(nats_url: str) -> AsyncIterator[Bus]:
     await b.connect(nats_url)
     yield b
     await b.close()
+
+
+@pytest.fixture
+async def bus_for(nats_server: NatsServer) -> AsyncIterator[Callable[[str], Awaitable[Bus]]]:
+    """Connect a bus to the session's server as one bus role's user (``await bus_for("edge")``);
+    closed after the test."""
+    opened: list[Bus] = []
+
+    async def connect(role: str) -> Bus:
+        b = Bus(f"test-{role}")
+        await b.connect(nats_server.url, auth=nats_server.auth(role))
+        opened.append(b)
+        return b
+
+    yield connect
+    for b in opened:
+        await b.close()
 
 
 @pytest.fixture

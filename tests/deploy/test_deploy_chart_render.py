@@ -216,7 +216,9 @@ def test_nodeport_rtp_service_maps_each_port_one_to_one() -> None:
 
 def test_external_nats_model_volume_and_existing_secret_are_wired() -> None:
     objs = manifests("nodeport-rtp")
-    assert not [o for o in objs if o["kind"] == "Secret"], "existingSecret must suppress the chart's Secret"
+    secrets = [o["metadata"]["name"] for o in objs if o["kind"] == "Secret"]
+    # the bus users' passwords are a Secret of their own (bus.auth), not the trunk/API one
+    assert secrets == ["phone-agent-bus-users"], "existingSecret must suppress the chart's Secret"
     edge = _container(by_kind("nodeport-rtp", "Deployment")["edge"])
     env = _env(edge)
     assert env["PA_NATS_URL"] == "nats://nats.messaging.svc:4222"
@@ -333,3 +335,41 @@ def test_notes_scale_replicas_the_way_the_autoscaling_mode_allows_and_open_the_d
     assert "serviceMonitor.enabled is false" in notes("default") and "serviceMonitor" not in keda
     off = render_raw({"metrics": {"dashboards": {"enabled": False}}})
     assert "Dashboards\n" not in next(t for p, t in off.items() if p.endswith("NOTES.txt"))
+
+
+def test_each_service_connects_as_its_own_bus_user_with_only_its_password() -> None:
+    objs = manifests("default")
+    secret = next(
+        o for o in objs if o["kind"] == "Secret" and o["metadata"]["name"] == "phone-agent-bus-users"
+    )
+    for name, deployment in by_kind("default", "Deployment").items():
+        env = _env(_container(deployment))
+        assert env["PA_NATS_USER"] == name and env["PA_NATS_PASSWORD_FILE"] == "/etc/phone-agent/bus/password"
+        volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+        assert volumes["bus-password"]["secret"]["items"] == [{"key": name, "path": "password"}]
+        assert name in secret["data"]
+
+
+def test_bus_tls_mounts_the_ca_and_uses_a_tls_url() -> None:
+    rendered = render_raw({"bus": {"tls": {"enabled": True, "caSecretName": "nats-ca"}}})
+    objs = [
+        doc
+        for p, t in rendered.items()
+        if not p.endswith("NOTES.txt")
+        for doc in yaml.safe_load_all(t)
+        if doc
+    ]
+    for deployment in (o for o in objs if o["kind"] == "Deployment"):
+        env = _env(_container(deployment))
+        assert env["PA_NATS_URL"].startswith("tls://") and env["PA_NATS_TLS_CA_FILE"].endswith("/ca.crt")
+        volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+        assert volumes["bus-ca"]["secret"]["secretName"] == "nats-ca"
+
+
+def test_the_bus_users_values_file_is_what_the_generator_prints() -> None:
+    from phoneagent.runtime import bus_auth
+
+    shipped = yaml.safe_load((CHART / "values-bus-users.yaml").read_text())
+    assert shipped == bus_auth.helm_values("phone-agent-bus-users"), (
+        "regenerate: phone-agent bus-config > deploy/k8s/phone-agent/values-bus-users.yaml"
+    )

@@ -35,6 +35,7 @@ from phoneagent.edge.rtp_session import RtpSession
 from phoneagent.edge.sip import Dialog, UAConfig, UserAgent, negotiated, offer
 from phoneagent.runtime import streams, subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
+from phoneagent.runtime.bus_auth import OPERATOR, BusAuth
 from phoneagent.runtime.natsserver import NatsServer
 from phoneagent.runtime.sessions import SessionHost
 from phoneagent.runtime.tasks import TaskOwner
@@ -227,10 +228,13 @@ class Bench:
                         leg.heard.append((tick.now, int(np.abs(got).max()) > 3000))
 
 
-def start_edge(nats_url: str, workdir: Path, max_calls: int) -> tuple[subprocess.Popen[bytes], int]:
+def start_edge(
+    nats_url: str, workdir: Path, max_calls: int, auth: BusAuth
+) -> tuple[subprocess.Popen[bytes], int]:
     status = workdir / "edge.status"
     env = dict(
         os.environ,
+        **auth.env(),
         PA_NATS_URL=nats_url,
         PA_STATUS_FILE=str(status),
         PA_SIP_PORT="0",
@@ -264,14 +268,15 @@ async def main_async(calls: list[int], seconds: float, late_ms: float) -> list[R
         work = Path(tmp)
         nats = NatsServer(work / "nats")
         nats.start()
-        edge, port = start_edge(nats.url, work, max(calls) + 10)
-        bench = Bench(nats.url, port, edge.pid, late_ms)
+        # the bench plays every stage and watches every call: the operator's user
         stage_bus = Bus("bench-stages")
+        await stage_bus.connect(nats.url, auth=nats.auth(OPERATOR))
+        await streams.ensure(stage_bus.jetstream())  # before the edge, which waits for them
+        edge, port = start_edge(nats.url, work, max(calls) + 10, nats.auth("edge"))
+        bench = Bench(nats.url, port, edge.pid, late_ms)
         results: list[Result] = []
         try:
-            await stage_bus.connect(nats.url)
-            await bench.bus.connect(nats.url)
-            await streams.ensure(stage_bus.jetstream())
+            await bench.bus.connect(nats.url, auth=nats.auth(OPERATOR))
             hosts = [SessionHost(stage_bus, st, f"{st}-bench", _session) for st in subjects.STAGES]
             for h in hosts:
                 await h.start()

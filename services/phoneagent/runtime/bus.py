@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from typing import Any
 
@@ -21,7 +22,8 @@ from nats.aio.client import Client as NatsClient
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from phoneagent.runtime import metrics, telemetry
+from phoneagent.runtime import metrics, subjects, telemetry
+from phoneagent.runtime.bus_auth import BusAuth
 from phoneagent.runtime.errors import ErrorKind, PhoneAgentError, Unavailable
 from phoneagent.runtime.messages import (
     DEFAULT_MAX_BYTES,
@@ -38,6 +40,7 @@ from phoneagent.runtime.messages import (
 from phoneagent.runtime.queues import BoundedQueue, DropPolicy
 from phoneagent.runtime.subscription import Subscription
 from phoneagent.runtime.tasks import TaskOwner
+from phoneagent.v1 import control_pb2
 
 # The bus's public names; the message and subscription types live in their own modules.
 __all__ = [
@@ -80,18 +83,37 @@ class Bus:
         self.tasks = TaskOwner(f"bus:{name}")
         self._subs: list[Subscription[Any]] = []
         self._connected = asyncio.Event()
+        # The server's last refusals of this user's publishes and subscriptions (bus_auth).
+        self.denied: collections.deque[str] = collections.deque(maxlen=64)
 
     @property
     def connected(self) -> bool:
         return bool(self.data and self.data.is_connected and self.control and self.control.is_connected)
 
-    async def connect(self, url: str, *, connect_timeout: float = 5.0, connect_deadline: float = 0.0) -> None:
-        """Connect both lanes. Until ``connect_deadline`` seconds have passed, a server that is
-        not up yet is tried again with back-off (0.25 s doubling to 5 s); after it, Unavailable.
-        Once connected, nats-py reconnects on its own for as long as the process lives."""
+    async def connect(
+        self,
+        url: str,
+        *,
+        connect_timeout: float = 5.0,
+        connect_deadline: float = 0.0,
+        auth: BusAuth | None = None,
+    ) -> None:
+        """Connect both lanes as the NATS user of ``auth`` (default: the one the environment
+        names, see :meth:`BusAuth.from_env`). Until ``connect_deadline`` seconds have passed, a
+        server that is not up yet is tried again with back-off (0.25 s doubling to 5 s); after
+        it, Unavailable. Once connected, nats-py reconnects on its own for as long as the
+        process lives."""
         servers = [u.strip() for u in url.split(",") if u.strip()]
+        credentials = (auth if auth is not None else BusAuth.from_env()).connect_options()
 
         async def on_error(exc: Exception) -> None:
+            text = str(exc)
+            if "permissions violation" in text.lower():
+                # the server refused a publish or subscription this user may not make (the
+                # text names the subject: ids, no payload)
+                self.denied.append(text.removeprefix("nats: "))
+                log.warning("nats permission denied", extra={"detail": text[:200]})
+                return
             log.warning("nats error", extra={"error": type(exc).__name__})
 
         async def on_disconnect() -> None:
@@ -114,6 +136,7 @@ class Bus:
                 disconnected_cb=on_disconnect,
                 reconnected_cb=on_reconnect,
                 pending_size=8 * 1024 * 1024,
+                **credentials,
             )
 
         loop = asyncio.get_running_loop()
@@ -159,6 +182,10 @@ class Bus:
     ) -> None:
         """Publish ``msg``. ``trace=True`` injects W3C trace context (per turn, not per frame)."""
         hdrs = dict(headers or {})
+        if isinstance(msg, control_pb2.ControlEvent) and subjects.is_control(subject):
+            # each kind on its own subject: the bus permissions say who may send which kind
+            kind = msg.WhichOneof("kind") or subjects.CONTROL_UNSET
+            subject = f"{subject}.{kind}"
         if trace:
             telemetry.inject(hdrs)
         try:
@@ -187,6 +214,8 @@ class Bus:
         """
         if drop is None:
             drop = DropPolicy.NEVER if lane is Lane.CONTROL else DropPolicy.DROP_OLDEST
+        if subjects.is_control(subject):
+            subject = f"{subject}.*"  # every kind of the call's control events (see publish)
         q: BoundedQueue[tuple[M, Delivery]] = BoundedQueue(
             f"{self.name}:{subject_kind(subject)}", max_pending, drop
         )

@@ -4,8 +4,10 @@ When the policy service allows a dial (``decide``), it stores an approval in the
 ``pa_dial_approvals`` JetStream KV bucket, keyed by the decision id, holding the normalised
 number it approved and the campaign id. Whoever then asks an edge to dial puts the decision id
 into ``CallStarted.dial_decision_id``. The edge calls :func:`redeem`: the approval must exist,
-name the same number as the dial target, and is deleted on use (a compare-and-delete on its
-revision, so two edges cannot both use it). Anything else, including a bucket that cannot be
+name the same number as the dial target, and is marked used: its id is created in the
+``pa_dial_approvals_used`` bucket, a create that fails when the key exists, so two edges cannot
+both use it. The edge reads the approvals and writes only the used marks; it cannot write an
+approval (bus_auth: only policy may). Anything else, including a bucket that cannot be
 read, refuses the dial: the edge fails closed.
 """
 
@@ -25,6 +27,7 @@ NOT_APPROVED = "dial not approved by policy"
 # On a ``dial_check`` request: the call id the dial will have (PlaceCall), so the audit record
 # of the decision is filed under the call; without it the decision is audited under ``none``.
 CALL_ID_HEADER = "Pa-Call-Id"
+_UNKNOWN = "no such approval, or already used or expired"
 _DECISION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -68,10 +71,11 @@ async def approve(js: Any, decision_id: str, number: str, campaign_id: str = "")
         raise PhoneAgentError(ErrorKind.UNAVAILABLE, "dial approval could not be stored") from None
 
 
-async def redeem(kv: Any, decision_id: str, target: str) -> DialApproval:
+async def redeem(kv: Any, decision_id: str, target: str, used: Any = None) -> DialApproval:
     """Consume the approval ``decision_id`` for dialling ``target``, or raise DialNotApproved.
 
-    ``kv`` is the ``pa_dial_approvals`` bucket. Any failure to read or delete it refuses.
+    ``kv`` is the ``pa_dial_approvals`` bucket, ``used`` the ``pa_dial_approvals_used`` one
+    (default: opened through ``kv``'s JetStream context). Any failure to read or mark refuses.
     """
     if not decision_id:
         raise DialNotApproved("missing", "no decision id")
@@ -80,7 +84,7 @@ async def redeem(kv: Any, decision_id: str, target: str) -> DialApproval:
     try:
         entry = await kv.get(decision_id)
     except (KeyNotFoundError, KeyDeletedError):
-        raise DialNotApproved("unknown", "no such approval, or already used or expired") from None
+        raise DialNotApproved("unknown", _UNKNOWN) from None
     except Exception:  # timeouts, a lost connection, the bucket gone: fail closed
         raise DialNotApproved("unavailable", "approvals could not be read") from None
     try:
@@ -91,9 +95,11 @@ async def redeem(kv: Any, decision_id: str, target: str) -> DialApproval:
     if approval.number != dial_key(target):
         raise DialNotApproved("mismatch", "approval is for another number")
     try:
-        await kv.delete(decision_id, last=entry.revision)
-    except KeyWrongLastSequenceError:  # another request used it between our read and delete
-        raise DialNotApproved("unknown", "approval already used") from None
+        if used is None:
+            used = await streams.dial_approvals_used_kv(kv._js)  # the approvals bucket's JetStream
+        await used.create(decision_id, b"")  # fails when the key exists: one use only
+    except KeyWrongLastSequenceError:  # used before (or by another request just now)
+        raise DialNotApproved("unknown", _UNKNOWN) from None
     except Exception:
         raise DialNotApproved("unavailable", "approval could not be used") from None
     return approval

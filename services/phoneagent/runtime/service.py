@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from phoneagent.runtime import logs, metrics, streams, telemetry
+from phoneagent.runtime import bus_auth, logs, metrics, streams, telemetry
 from phoneagent.runtime.bus import Bus
 from phoneagent.runtime.health import HealthServer
 from phoneagent.runtime.sessions import Session, SessionHost
@@ -115,11 +115,20 @@ class Service:
         port = await self.health.start()
         log.info("service starting", extra={"http_port": port})
         try:
+            # settings built in code (not from the environment) name no user: the environment's
+            auth = self.common.bus_auth if self.common.nats_user else bus_auth.BusAuth.from_env()
             if not await self._unless_stopped(
-                self.bus.connect(self.common.nats_url, connect_deadline=self.common.nats_connect_deadline_s)
+                self.bus.connect(
+                    self.common.nats_url, connect_deadline=self.common.nats_connect_deadline_s, auth=auth
+                )
             ):
                 return
-            await streams.ensure(self.bus.jetstream())
+            if auth.user in ("", bus_auth.OPERATOR, bus_auth.PROVISIONER):
+                await streams.ensure(self.bus.jetstream())
+            elif not await self._unless_stopped(
+                streams.wait_provisioned(self.bus.jetstream(), self.common.nats_connect_deadline_s)
+            ):
+                return
             await self.setup()
             await self.serve_requests()
             if self.stage is not None:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from phoneagent.runtime.bus_auth import BusAuth
 from phoneagent.runtime.errors import InvalidArgument
 
 T = TypeVar("T")
@@ -179,6 +180,13 @@ class CommonSettings:
     """Settings every service shares."""
 
     nats_url: str = env("PA_NATS_URL", "nats://127.0.0.1:4222", check=nats_url, doc="NATS server URL(s)")
+    nats_user: str = env("PA_NATS_USER", "", doc="NATS user this process connects as; empty = none")
+    nats_password_file: str = env(
+        "PA_NATS_PASSWORD_FILE", "", doc="File holding the password of PA_NATS_USER"
+    )
+    nats_tls_ca_file: str = env(
+        "PA_NATS_TLS_CA_FILE", "", doc="CA certificate that signed the NATS server's (tls:// URLs)"
+    )
     replica_id: str = env("PA_SERVICE_REPLICA_ID", "", doc="Replica id (pod name); default host-pid")
     http_host: str = env("PA_HTTP_HOST", "127.0.0.1", doc="Address for /metrics, /healthz, /readyz")
     http_port: int = env("PA_HTTP_PORT", 0, check=port, doc="Port for /metrics etc.; 0 = any free port")
@@ -212,7 +220,16 @@ class CommonSettings:
             problems.append(f"PA_LOG_LEVEL={self.log_level!r}: must be DEBUG, INFO, WARNING or ERROR")
         if self.dead_after_s <= self.heartbeat_s * 2:
             problems.append("PA_DEAD_AFTER_S: must be more than twice PA_HEARTBEAT_S")
+        problems += self.bus_auth.problems()
+        if self.nats_password_file and not Path(self.nats_password_file).expanduser().is_file():
+            problems.append(f"PA_NATS_PASSWORD_FILE={self.nats_password_file!r}: no such file")
+        if self.nats_tls_ca_file and not Path(self.nats_tls_ca_file).expanduser().is_file():
+            problems.append(f"PA_NATS_TLS_CA_FILE={self.nats_tls_ca_file!r}: no such file")
         return problems
+
+    @property
+    def bus_auth(self) -> BusAuth:
+        return BusAuth(self.nats_user, self.nats_password_file, self.nats_tls_ca_file)
 
     @property
     def agent_path(self) -> Path:

@@ -1,23 +1,30 @@
 """The local stack: nats-server plus each service as its own OS process.
 
 ``phone-agent up`` starts nats-server (JetStream, data under ``--data-dir``) on 127.0.0.1,
-then every service, waits until each reports ready on ``/readyz``, prints their status,
-and on Ctrl-C (or SIGTERM) stops the services, then nats-server — no orphans: each child
-runs in its own process group and is killed if it does not exit in time.
+with one NATS user per service (passwords under ``<data dir>/nats/auth``, see
+:mod:`phoneagent.runtime.bus_auth`), creates the JetStream streams as the operator's user,
+then starts every service, each given only its own user's password file, waits until each
+reports ready on ``/readyz``, prints their status, and on Ctrl-C (or SIGTERM) stops the
+services, then nats-server — no orphans: each child runs in its own process group and is
+killed if it does not exit in time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from phoneagent.runtime import bus_auth, streams
+from phoneagent.runtime.bus import Bus
 from phoneagent.runtime.errors import Unavailable
 from phoneagent.runtime.natsserver import NatsServer
 
@@ -47,6 +54,7 @@ class Stack:
         self.nats = NatsServer(self.data_dir / "nats")
         url = self.nats.start()
         _say(out, f"nats-server      {url} (JetStream in {self.data_dir / 'nats'})")
+        provision(url, self.nats.auth(bus_auth.OPERATOR))
         logs = self.data_dir / "logs"
         logs.mkdir(exist_ok=True)
         for name in self.services:
@@ -68,6 +76,8 @@ class Stack:
             }
         )
         env.update(self.env)
+        assert self.nats is not None
+        env.update(self.nats.auth(name).env())  # this service's own NATS user, nobody else's
         log_path = logs / f"{name}.log"
         with log_path.open("ab") as fh:
             proc = subprocess.Popen(
@@ -124,6 +134,35 @@ class Stack:
             _reap(c.proc, max(0.1, deadline - time.monotonic()))
         if self.nats is not None:
             self.nats.stop()
+
+
+def provision(url: str, auth: bus_auth.BusAuth, timeout: float = 30.0) -> None:
+    """Create the JetStream streams and buckets as ``auth``'s user before any service starts,
+    so a stack of services none of which may create them (``--only records``) still starts."""
+
+    async def run() -> None:
+        bus = Bus("stack")
+        try:
+            await bus.connect(url, auth=auth, connect_deadline=timeout)
+            await asyncio.wait_for(streams.ensure(bus.jetstream()), timeout)
+        finally:
+            await bus.close()
+
+    failure: list[BaseException] = []
+
+    def in_thread() -> None:  # its own event loop: the caller may be running one
+        try:
+            asyncio.run(run())
+        except BaseException as exc:
+            failure.append(exc)
+
+    worker = threading.Thread(target=in_thread, name="stack-provision")
+    worker.start()
+    worker.join(timeout + 5.0)
+    if worker.is_alive() or failure:
+        raise Unavailable(
+            f"could not create the JetStream streams ({type(failure[0]).__name__ if failure else 'timeout'})"
+        )
 
 
 def _reap(proc: subprocess.Popen[bytes], timeout: float) -> None:

@@ -15,10 +15,12 @@
   taken-over ASR session goes on from there).
 * ``pa_dial_approvals``: one-time approvals of outbound dials, keyed by policy decision id; the
   edge consumes one before it dials (:mod:`phoneagent.runtime.dial_approvals`).
+* ``pa_dial_approvals_used``: the approvals the edge has used (it may write only these).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -33,12 +35,14 @@ from nats.js.api import (
 )
 from nats.js.errors import BadRequestError, NotFoundError
 
-from phoneagent.runtime import subjects
+from phoneagent.runtime import bus_auth, subjects
+from phoneagent.runtime.errors import Unavailable
 
 log = logging.getLogger(__name__)
 DAY = 24 * 3600.0
-DIAL_APPROVALS_BUCKET = "pa_dial_approvals"
-ASR_RESUME_BUCKET = "pa_asr_resume"
+DIAL_APPROVALS_BUCKET = bus_auth.DIAL_APPROVALS_BUCKET
+DIAL_APPROVALS_USED_BUCKET = bus_auth.DIAL_APPROVALS_USED_BUCKET
+ASR_RESUME_BUCKET = bus_auth.ASR_RESUME_BUCKET
 # An approval is used within seconds of the decision; one not used in this time is void.
 DIAL_APPROVAL_TTL_S = 15 * 60.0
 
@@ -136,7 +140,40 @@ async def ensure(js: Any, calls_days: float = 30, audit_days: float = 365 * 2) -
         await sessions_kv(js, stage)
     await dialog_kv(js)
     await dial_approvals_kv(js)
+    await dial_approvals_used_kv(js)
     await asr_resume_kv(js)
+
+
+def stream_names() -> list[str]:
+    """Every stream ``ensure`` creates, the key-value buckets' own streams included."""
+    buckets = [subjects.sessions_bucket(stage) for stage in subjects.STAGES]
+    buckets += [subjects.DIALOG_BUCKET, DIAL_APPROVALS_BUCKET, DIAL_APPROVALS_USED_BUCKET, ASR_RESUME_BUCKET]
+    return [cfg.name for cfg in stream_configs() if cfg.name] + [f"KV_{b}" for b in buckets]
+
+
+async def wait_provisioned(js: Any, timeout: float) -> None:
+    """Wait until every stream and bucket exists (a service whose bus user may not create them
+    waits for the one that may, see bus_auth.PROVISIONER); Unavailable after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    delay = 0.1
+    missing = stream_names()
+    while True:
+        still = []
+        for name in missing:
+            try:
+                await js.stream_info(name)
+            except Exception:  # not found yet, or the server is busy: ask again
+                still.append(name)
+        missing = still
+        if not missing:
+            return
+        left = deadline - loop.time()
+        if left <= 0:
+            raise Unavailable(f"JetStream streams not created in time: {', '.join(missing)}")
+        log.info("waiting for streams", extra={"missing": len(missing)})
+        await asyncio.sleep(min(delay, left))
+        delay = min(delay * 2, 2.0)
 
 
 async def _kv(js: Any, bucket: str, **cfg: Any) -> Any:
@@ -167,6 +204,13 @@ async def asr_resume_kv(js: Any) -> Any:
 async def dial_approvals_kv(js: Any) -> Any:
     """One-time dial approvals written by policy and consumed by the edge (see dial_approvals)."""
     return await _kv(js, DIAL_APPROVALS_BUCKET, history=1, storage=StorageType.FILE, ttl=DIAL_APPROVAL_TTL_S)
+
+
+async def dial_approvals_used_kv(js: Any) -> Any:
+    """The dial approvals already used, keyed by decision id (written by the edge, create-only)."""
+    return await _kv(
+        js, DIAL_APPROVALS_USED_BUCKET, history=1, storage=StorageType.FILE, ttl=DIAL_APPROVAL_TTL_S
+    )
 
 
 async def work_subscription(js: Any, consumer: str) -> Any:

@@ -112,9 +112,46 @@ def record(call_id: str, kind: str) -> str:
 
 
 # --- per-call control lane ------------------------------------------------------------------
+# The kinds of ControlEvent (its ``kind`` oneof). Each travels on its own subject under the
+# call's control subject, so bus permissions can say which service may send which kind (the
+# TTS only its errors; only policy its directives). ``unset``: an event with no kind.
+CONTROL_KINDS = (
+    "barge_in",
+    "cancel",
+    "playback_done",
+    "hangup",
+    "transfer",
+    "transfer_result",
+    "dtmf",
+    "error",
+    "directive",
+)
+CONTROL_UNSET = "unset"
+
+
 def control(call_id: str) -> str:
-    """ControlEvent: barge-in, cancel, playback done, hangup, transfer, DTMF."""
+    """The call's control lane (ControlEvent: barge-in, cancel, playback done, hangup, transfer,
+    DTMF). The bus sends an event published here on :func:`control_event` of its kind, and a
+    subscription here receives every kind (:func:`control_all`)."""
     return f"{PREFIX}.ctl.{check_id(call_id)}"
+
+
+def control_event(call_id: str, kind: str) -> str:
+    """The subject a ControlEvent of ``kind`` (a :data:`CONTROL_KINDS` name) travels on."""
+    if kind not in CONTROL_KINDS and kind != CONTROL_UNSET:
+        raise InvalidArgument(f"unknown control kind {kind!r}")
+    return f"{control(call_id)}.{kind}"
+
+
+def control_all(call_id: str) -> str:
+    """Every ControlEvent of a call, whatever its kind."""
+    return f"{control(call_id)}.*"
+
+
+def is_control(subject: str) -> bool:
+    """True for a call's control subject as :func:`control` builds it (no kind token)."""
+    parts = subject.split(".")
+    return len(parts) == 4 and subject.startswith(f"{PREFIX}.ctl.")
 
 
 # --- audit, sessions, edge commands ---------------------------------------------------------
@@ -185,6 +222,22 @@ ALL_TOOLS = f"{PREFIX}.call.*.tool"
 ALL_RECORDINGS = f"{PREFIX}.call.*.recording"
 ALL_RECORDS = f"{PREFIX}.call.*.record.*"  # redacted copies (see ``record``)
 ALL_AUDIT = f"{PREFIX}.audit.*"
+ALL_AUDIO = f"{PREFIX}.call.*.audio"
+ALL_ASR = f"{PREFIX}.call.*.asr"
+ALL_REPLY = f"{PREFIX}.call.*.reply"
+ALL_SPEECH = f"{PREFIX}.call.*.speech"
+ALL_CONTROL = f"{PREFIX}.ctl.*.*"  # every kind of every call's control events
+ALL_SESSION_CLAIMS = f"{PREFIX}.session.*.claim"
+ALL_SESSION_HEARTBEATS = f"{PREFIX}.session.*.heartbeat"
+
+
+def any_call_control(kind: str) -> str:
+    """ControlEvents of ``kind`` on any call (a permission pattern)."""
+    if kind not in CONTROL_KINDS:
+        raise InvalidArgument(f"unknown control kind {kind!r}")
+    return f"{PREFIX}.ctl.*.{kind}"
+
+
 # What PA_CALLS stores: never a live subject carrying caller or agent text, only its redacted copy.
 CALLS_STREAM_SUBJECTS = [ALL_LIFECYCLE, ALL_RECORDINGS, ALL_RECORDS]
 

@@ -62,7 +62,7 @@ app.kubernetes.io/component: {{ .name }}
 {{- define "phone-agent.natsUrl" -}}
 {{- if .Values.nats.enabled }}
 {{- $svc := include "phone-agent.natsServiceName" . }}
-{{- printf "nats://%s.%s.svc:%d" $svc .Release.Namespace (int .Values.bus.clientPort) }}
+{{- printf "%s://%s.%s.svc:%d" (ternary "tls" "nats" .Values.bus.tls.enabled) $svc .Release.Namespace (int .Values.bus.clientPort) }}
 {{- else if .Values.bus.externalUrl }}
 {{- .Values.bus.externalUrl }}
 {{- else }}

@@ -58,7 +58,11 @@ def run_demo(
         target = f"sip:agent@127.0.0.1:{env['PA_SIP_PORT']}"
         outcome = asyncio.run(
             run_scenario(
-                scenario, target=target, nats_url=stack.nats.url, wav=wav or data_dir / f"{scenario.name}.wav"
+                scenario,
+                target=target,
+                nats_url=stack.nats.url,
+                wav=wav or data_dir / f"{scenario.name}.wav",
+                bus_auth=stack.nats.auth("harness"),
             )
         )
     finally:

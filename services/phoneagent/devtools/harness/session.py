@@ -16,6 +16,7 @@ from phoneagent.devtools.harness.report import render, transcribe_agent, write_s
 from phoneagent.devtools.harness.scenario import Scenario
 from phoneagent.devtools.harness.voice import AgentTranscriber, CallerVoice, caller_style
 from phoneagent.runtime.bus import Bus
+from phoneagent.runtime.bus_auth import BusAuth
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +33,16 @@ class Outcome:
         return all(c.passed for c in self.checks)
 
 
-async def connect_watch(nats_url: str | None) -> tuple[Bus | None, BusWatch | None]:
+async def connect_watch(
+    nats_url: str | None, bus_auth: BusAuth | None = None
+) -> tuple[Bus | None, BusWatch | None]:
+    """Watch the bus at ``nats_url`` as ``bus_auth``'s user (default: the environment's,
+    PA_NATS_USER; the local stack's ``harness`` user may watch calls)."""
     url = nats_url or os.environ.get("PA_NATS_URL", "")
     if not url:
         return None, None
     bus = Bus("harness")
-    await bus.connect(url)
+    await bus.connect(url, auth=bus_auth)
     watch = BusWatch(bus)
     await watch.start()
     return bus, watch
@@ -53,6 +58,7 @@ async def run_scenario(
     voice: CallerVoice | None = None,
     transcriber: AgentTranscriber | None = None,
     seed: int = 0,
+    bus_auth: BusAuth | None = None,
 ) -> Outcome:
     """Run ``scenario`` against the agent at ``target``; bus checks need ``nats_url`` (or
     PA_NATS_URL). The WAV and a ``.txt`` transcript beside it are written when ``wav`` is set.
@@ -61,7 +67,7 @@ async def run_scenario(
     own_voice = voice is None
     style = caller_style(scenario.name, seed)
     voice = voice or CallerVoice.for_style(style)
-    bus, watch = await connect_watch(nats_url)
+    bus, watch = await connect_watch(nats_url, bus_auth)
     user = unique_user(scenario.caller)
     trace: CallTrace | None = watch.watch(user) if watch is not None else None
     try:

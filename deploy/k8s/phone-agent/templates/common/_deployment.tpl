@@ -153,10 +153,38 @@ spec:
               mountPath: {{ $v.models.volume.mountPath }}
               readOnly: true
             {{- end }}
+            {{- if $v.bus.auth.enabled }}
+            - name: bus-password
+              mountPath: /etc/phone-agent/bus
+              readOnly: true
+            {{- end }}
+            {{- if $v.bus.tls.enabled }}
+            - name: bus-ca
+              mountPath: /etc/phone-agent/bus-ca
+              readOnly: true
+            {{- end }}
             {{- with .volumeMounts }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
       volumes:
+        {{- if $v.bus.auth.enabled }}
+        # this service's own bus password, no other's
+        - name: bus-password
+          secret:
+            secretName: {{ $v.bus.auth.secretName }}
+            defaultMode: 0400
+            items:
+              - key: {{ .name }}
+                path: password
+        {{- end }}
+        {{- if $v.bus.tls.enabled }}
+        - name: bus-ca
+          secret:
+            secretName: {{ required "bus.tls.caSecretName is required when bus.tls.enabled" $v.bus.tls.caSecretName }}
+            items:
+              - key: ca.crt
+                path: ca.crt
+        {{- end }}
         {{- if $agent }}
         - name: agent
           configMap:
@@ -191,6 +219,16 @@ spec:
 {{- $v := .root.Values -}}
 - name: PA_NATS_URL
   value: {{ include "phone-agent.natsUrl" .root | quote }}
+{{- if $v.bus.auth.enabled }}
+- name: PA_NATS_USER
+  value: {{ .name | quote }}
+- name: PA_NATS_PASSWORD_FILE
+  value: /etc/phone-agent/bus/password
+{{- end }}
+{{- if $v.bus.tls.enabled }}
+- name: PA_NATS_TLS_CA_FILE
+  value: /etc/phone-agent/bus-ca/ca.crt
+{{- end }}
 - name: PA_SERVICE_REPLICA_ID
   valueFrom:
     fieldRef:
