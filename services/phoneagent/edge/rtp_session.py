@@ -103,6 +103,10 @@ class RtpSession:
         self.send_paused = not _peer_receives(params)
         self.last_received = time.monotonic()
 
+    def restart_inactivity_clock(self) -> None:
+        """Count silence from now (the call was just answered: ringing is not silence)."""
+        self.last_received = time.monotonic()
+
     def silent_for(self, now: float | None = None) -> float | None:
         """Seconds since the peer last sent RTP we accepted; None while it announced it sends none
         (on hold: recvonly, inactive or a null address) or before media was negotiated."""

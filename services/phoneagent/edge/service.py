@@ -282,6 +282,7 @@ class EdgeService(OutboundCalls, Service):
         peer would otherwise hold every stage's session until the maximum call length). The clock
         stops while the peer has the call on hold and restarts with each re-INVITE."""
         timeout = self.settings.rtp_timeout_s
+        active.rtp.restart_inactivity_clock()
         while True:
             silent = active.rtp.silent_for()
             if silent is not None and silent >= timeout:

@@ -1,8 +1,8 @@
 """How the user agent answers what arrives outside its own requests (the RFC 3261 transaction
 user): ACKs and requests inside a dialog go to the dialog, CANCEL ends a ringing call, a new
 INVITE is admitted (trunk source allow-list, per-source rate limit, capacity, digest auth,
-Require, SDP) or refused, OPTIONS is answered, and
-any other method gets 405/501. :class:`InboundRequests` is a base of
+Require, SDP) or refused, OPTIONS is answered, any other method gets 405/501, and every request
+outside a dialog from a source no trunk lists gets 403. :class:`InboundRequests` is a base of
 :class:`~phoneagent.edge.sip.ua.UserAgent`, which owns the state it uses."""
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from phoneagent.edge.media.rtp_stream import TokenBucket
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -70,23 +72,16 @@ class SourceRateLimit:
         self.rate, self.burst = rate, burst
         self._max = max_sources
         self._clock = clock
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # source -> (tokens, at)
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
 
     def take(self, source: str) -> float:
         """0.0 when a request from ``source`` may go on (a token is spent), else the seconds until
         the next token."""
-        now = self._clock()
-        tokens, at = self._buckets.pop(source, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - at) * self.rate)
-        wait = 0.0
-        if tokens >= 1.0:
-            tokens -= 1.0
-        else:
-            wait = (1.0 - tokens) / self.rate
-        self._buckets[source] = (tokens, now)
+        bucket = self._buckets.pop(source, None) or TokenBucket(self.rate, self.burst)
+        self._buckets[source] = bucket  # most recently seen last
         while len(self._buckets) > self._max:
             self._buckets.popitem(last=False)
-        return wait
+        return 0.0 if bucket.take(self._clock()) else bucket.wait_s
 
     @staticmethod
     def retry_after(wait_s: float) -> int:
