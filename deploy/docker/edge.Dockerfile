@@ -1,6 +1,8 @@
 # Edge: SIP/RTP and WebRTC media. SIP and RTP bind every interface of the container, so the edge
 # needs the address callers reach it on: docker run -e PA_SIP_PUBLIC_ADDRESS=<host IPv4> (the chart
-# sets it from the pod or node IP, or edge.sip.publicAddress). Build from the repository root:
+# sets it from the pod or node IP, or edge.sip.publicAddress), and who may call in: by default only
+# loopback, so set -e PA_SIP_INBOUND_TRUNKS='[{"name": "carrier", "sources": ["<CIDR>"]}]'. Build from
+# the repository root:
 #   docker build -f deploy/docker/edge.Dockerfile -t ghcr.io/phone-agent/phone-agent-edge:0.1.0 .
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 

@@ -1,4 +1,5 @@
-"""The edge as the chart deploys it: SIP/RTP reachable on the pod, the advertised address, the web page.
+"""The edge as the chart deploys it: SIP/RTP reachable on the pod, the advertised address, the web page,
+who may call in (trunks, the host-network guard), metrics and health on an internal Service only.
 
 The rendered environment is resolved the way the kubelet would (downward API, the chart's Secret) and
 loaded with the edge's own settings classes, so a chart that would make the edge refuse to start, or
@@ -16,7 +17,7 @@ import yaml
 from phoneagent.edge.settings import EdgeSettings
 from phoneagent.edge.webrtc.settings import WebRtcSettings
 from phoneagent.runtime.settings import SettingsError, load
-from support.chart import CHART, DOCKER, by_kind, helm, manifests, notes, render_raw
+from support.chart import CHART, DOCKER, by_kind, gpu_values, helm, manifests, notes, render_raw
 
 POD_IP = "10.42.0.17"
 NODE_IP = "192.0.2.5"
@@ -165,3 +166,117 @@ def test_web_page_without_a_token_is_refused() -> None:
     with helm.Chart.load(str(CHART)) as chart:
         with pytest.raises(helm.HelmValuesError, match="/edge/web/iceAddresses"):
             chart.validate_schema(chart.merge_values({"edge": {"web": {"iceAddresses": ["edge.local"]}}}))
+
+
+# --- who may reach the edge -------------------------------------------------------------------
+
+DIGEST = {
+    "edge": {"sip": {"trunks": [{"name": "pbx", "sources": ["192.0.2.0/28"], "username": "pbx-user"}]}},
+    "secrets": {"sipInboundPasswords": {"pbx": "pbx-pass"}, "sipDigestSecret": "d" * 40},
+}
+
+
+def _edge_services(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {
+        o["metadata"]["name"]: o
+        for o in objects
+        if o["kind"] == "Service" and o["metadata"]["labels"]["app.kubernetes.io/component"] == "edge"
+    }
+
+
+def test_default_chart_refuses_every_inbound_call_until_trunks_are_listed() -> None:
+    settings = load(EdgeSettings, _environ(_objects("default")))
+    assert settings.trunks == ()  # the edge answers every INVITE with 403
+    assert "edge.sip.trunks is empty" in notes("default")
+    assert "Trunks: carrier (198.51.100.0/24)" in notes("gpu")
+
+
+def test_digest_trunk_reaches_the_edge_with_its_password_and_the_shared_nonce_secret() -> None:
+    settings = load(EdgeSettings, _environ(_objects(DIGEST)))
+    (trunk,) = settings.trunks
+    assert trunk.name == "pbx" and trunk.username == "pbx-user" and trunk.matches("192.0.2.3")
+    assert not trunk.matches("192.0.2.99")
+    assert settings.trunk_passwords == {"pbx": "pbx-pass"}
+    assert settings.digest_secret == "d" * 40  # from the Secret: the same on every replica
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"secrets": {"sipInboundPasswords": {"pbx": "pbx-pass"}}}, "secrets.sipDigestSecret is required"),
+        ({"secrets": {"sipDigestSecret": "d" * 40, "sipInboundPasswords": {}}}, "sipInboundPasswords.pbx"),
+    ],
+)
+def test_digest_trunk_without_its_secrets_fails_to_render(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(helm.HelmError, match=message):
+        render_raw({"edge": DIGEST["edge"], **values})
+
+
+def test_host_network_needs_every_trunk_to_name_its_sources() -> None:
+    settings = load(EdgeSettings, _environ(_objects("gpu")))
+    assert [t.name for t in settings.trunks] == ["carrier"] and settings.trunks[0].matches("198.51.100.7")
+    gpu = gpu_values()
+    for trunks, message in (
+        ([], "edge.sip.trunks: list your provider's source ranges"),
+        ([{"name": "any", "username": "u"}], r"trunks\[any\].sources: required"),
+        ([{"name": "all", "sources": ["0.0.0.0/0"], "username": "u"}], "admits every address"),
+    ):
+        values = {**gpu, "edge": {**gpu["edge"], "sip": {**gpu["edge"]["sip"], "trunks": trunks}}}
+        with pytest.raises(helm.HelmError, match=message):
+            render_raw(values)
+
+
+@pytest.mark.parametrize("profile", ["default", "gpu", "monitoring"])
+def test_metrics_and_health_are_only_on_the_internal_cluster_ip_service(profile: str) -> None:
+    services = _edge_services(manifests(profile))
+    internal = services.pop("pa-phone-agent-edge-internal")
+    assert internal["spec"]["type"] == "ClusterIP"
+    assert [p["name"] for p in internal["spec"]["ports"]] == ["http"]
+    for svc in services.values():  # the public SIP Service (and the RTP NodePorts, when rendered)
+        assert "http" not in {p["name"] for p in svc["spec"]["ports"]}, svc["metadata"]["name"]
+
+
+def test_a_load_balancer_edge_keeps_http_internal() -> None:
+    values = {
+        "edge": {
+            "service": {
+                "type": "LoadBalancer",
+                "loadBalancerSourceRanges": ["203.0.113.0/24"],
+                "annotations": {"cloud/lb": "external"},
+            }
+        }
+    }
+    services = _edge_services(_objects(values))
+    public, internal = services["pa-phone-agent-edge"], services["pa-phone-agent-edge-internal"]
+    assert public["spec"]["type"] == "LoadBalancer" and "http" not in {
+        p["name"] for p in public["spec"]["ports"]
+    }
+    assert internal["spec"]["type"] == "ClusterIP" and "annotations" not in internal["metadata"]
+
+
+def test_the_service_monitor_scrapes_the_port_only_the_internal_service_has() -> None:
+    monitor = by_kind("monitoring", "ServiceMonitor")["edge"]
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["http"]
+
+
+@pytest.mark.parametrize("extra", [{}, gpu_values()])
+def test_nats_monitoring_stays_off_the_client_service(extra: dict[str, Any]) -> None:
+    with helm.Chart.load(str(CHART)) as chart:
+        values = chart.merge_values(extra)
+    assert values["nats"]["service"]["ports"]["monitor"]["enabled"] is False
+    assert values["nats"]["config"]["monitor"]["enabled"] is True  # KEDA reads it via the headless Service
+
+
+@pytest.mark.parametrize(
+    "trunk",
+    [
+        {"name": "x", "sources": ["192.0.2.0/24"], "password": "inline"},  # passwords go in the Secret
+        {"name": "bad name", "sources": ["192.0.2.0/24"]},
+        {"name": "x"},  # neither sources nor a username
+        {"name": "x", "sources": ["trunk.example.com"]},
+    ],
+)
+def test_schema_refuses_malformed_trunks(trunk: dict[str, Any]) -> None:
+    with helm.Chart.load(str(CHART)) as chart:
+        with pytest.raises(helm.HelmValuesError, match="/edge/sip/trunks"):
+            chart.validate_schema(chart.merge_values({"edge": {"sip": {"trunks": [trunk]}}}))

@@ -15,6 +15,8 @@ from phoneagent.edge.media.rtp import (
     ts_delta,
 )
 from phoneagent.edge.media.rtp_stream import RtpStreamState, TokenBucket
+from phoneagent.edge.rtp_session import RtpSession
+from phoneagent.edge.sip.sdp import MediaParams
 
 PEER = ("127.0.0.1", 40000)
 
@@ -162,3 +164,28 @@ def test_random_datagrams_never_crash_the_stream() -> None:
     for i in range(2000):
         st.receive(os.urandom(i % 50), PEER, i * 0.001)
     assert st.accepted + st.dropped == 2000
+
+
+async def test_rtp_inactivity_clock_counts_silence_and_stops_while_the_peer_holds() -> None:
+    session = await RtpSession.open("127.0.0.1", 44000, 44999)
+    try:
+        assert session.silent_for() is None  # nothing negotiated yet
+        params = MediaParams("127.0.0.1", 44998, 0, "PCMU", 8000, None, 20, "sendrecv")
+        session.start(params)
+        start = session.last_received
+        assert session.silent_for(start + 7.5) == pytest.approx(7.5)
+        session.last_received -= 10
+        packet = RtpPacket(0, 1, 160, 1234, b"\xff" * 160).to_bytes()
+        session.on_datagram(packet, ("127.0.0.1", 44998))
+        assert (session.silent_for() or 99.0) < 1.0  # a packet restarts the clock
+        session.last_received -= 10
+        session.on_datagram(packet[:5], ("127.0.0.1", 44998))  # garbage does not count as life
+        session.on_datagram(RtpPacket(0, 2, 320, 1234, b"\xff" * 160).to_bytes(), ("10.9.9.9", 5000))
+        assert (session.silent_for() or 0.0) > 9.0  # nor does RTP from a stranger
+        for direction in ("recvonly", "inactive", "sendonly"):  # on hold: the peer may send nothing
+            session.update(MediaParams("127.0.0.1", 44998, 0, "PCMU", 8000, None, 20, direction))
+            assert session.silent_for() is None
+        session.update(params)
+        assert session.silent_for() is not None and session.silent_for() < 1.0  # back: counted afresh
+    finally:
+        session.close()

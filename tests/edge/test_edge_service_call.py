@@ -74,7 +74,7 @@ async def test_agent_hangup_sends_bye(edge: Edge) -> None:
     try:
         await wait_for(lambda: edge.lifecycle("answered", call_id), timeout=5)
         call = edge.svc.calls[call_id].call
-        assert len(call.tasks) == 2  # media loop and DTMF pump
+        assert len(call.tasks) == 3  # media loop, DTMF pump and RTP-inactivity watch
         hangup = control_pb2.ControlEvent(
             meta=common_pb2.EventMeta(call_id=call_id),
             hangup=control_pb2.Hangup(reason=call_pb2.END_REASON_AGENT_HANGUP, detail="goodbye"),

@@ -101,3 +101,39 @@ def test_server_stale_and_forged_nonces() -> None:
 @pytest.mark.parametrize("header", ["", "Basic abc", "Digest", 'Digest username="x"', "Digest a", 'Digest "'])
 def test_server_never_raises_on_garbage(header: str) -> None:
     assert not DigestServer("pbx", {"x": "y"}).verify("INVITE", header).ok
+
+
+def test_server_refuses_replies_without_qop() -> None:
+    """An RFC 2069 reply (no qop, nc or cnonce) is computed right but can be replayed: refused."""
+    server = DigestServer("pbx", {"alice": "secret"})
+    challenge = server.challenge().replace(', qop="auth"', "")
+    assert "qop" not in challenge
+    bare = authorization_header(challenge, "INVITE", "sip:agent@pbx", Credentials("alice", "secret"))
+    assert "qop" not in parse_digest(bare)
+    assert not server.verify("INVITE", bare).ok
+    with_qop = authorization_header(
+        server.challenge(), "INVITE", "sip:agent@pbx", Credentials("alice", "secret")
+    )
+    assert server.verify("INVITE", with_qop).ok
+
+
+def test_replicas_sharing_the_secret_accept_each_others_nonces() -> None:
+    secret = "s" * 40
+    a = DigestServer("pbx", {"alice": "secret"}, secret=secret)
+    b = DigestServer("pbx", {"alice": "secret"}, secret=secret)
+    other = DigestServer("pbx", {"alice": "secret"}, secret="t" * 40)
+    reply = authorization_header(a.challenge(), "INVITE", "sip:agent@pbx", Credentials("alice", "secret"))
+    assert b.verify("INVITE", reply).ok
+    result = other.verify("INVITE", reply)
+    assert not result.ok and not result.stale
+
+
+def test_server_refuses_nonces_from_the_future() -> None:
+    now = [1000.0]
+    server = DigestServer("pbx", {"alice": "secret"}, secret="s" * 40, clock=lambda: now[0])
+    challenge = server.challenge()
+    now[0] -= 60  # a nonce stamped a minute ahead of this clock is not one we issued sensibly
+    reply = authorization_header(challenge, "INVITE", "sip:a@pbx", Credentials("alice", "secret"))
+    assert not server.verify("INVITE", reply).ok
+    now[0] += 58  # within the allowed clock skew between replicas
+    assert server.verify("INVITE", reply).ok

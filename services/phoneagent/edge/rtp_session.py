@@ -68,6 +68,7 @@ class RtpSession:
         self.send_paused = False  # the peer put us on hold (sendonly/inactive): send nothing
         self.sent = 0
         self.closed = False
+        self.last_received = 0.0  # monotonic time of the last accepted packet (or of start/update)
 
     @classmethod
     async def open(cls, host: str, port_min: int, port_max: int, call_id: str = "") -> RtpSession:
@@ -100,6 +101,18 @@ class RtpSession:
         self._jitter = JitterBuffer(codec)
         self._dtmf = DtmfReceiver(clock_rate=params.clock_rate)
         self.send_paused = not _peer_receives(params)
+        self.last_received = time.monotonic()
+
+    def restart_inactivity_clock(self) -> None:
+        """Count silence from now (the call was just answered: ringing is not silence)."""
+        self.last_received = time.monotonic()
+
+    def silent_for(self, now: float | None = None) -> float | None:
+        """Seconds since the peer last sent RTP we accepted; None while it announced it sends none
+        (on hold: recvonly, inactive or a null address) or before media was negotiated."""
+        if self.params is None or self.params.direction in ("recvonly", "inactive") or self.params.on_hold:
+            return None
+        return (time.monotonic() if now is None else now) - self.last_received
 
     def update(self, params: MediaParams) -> None:
         """The peer's media changed mid-call (re-INVITE): a new address or port, codec or direction.
@@ -113,6 +126,7 @@ class RtpSession:
             return
         old = self.params
         self.params = params
+        self.last_received = time.monotonic()  # a re-INVITE restarts the inactivity clock
         self.send_paused = not _peer_receives(params)
         if params.payload_type != old.payload_type:
             self.codec = codec_for(params.payload_type)
@@ -136,6 +150,7 @@ class RtpSession:
         got = self._state.receive(data, addr, now)
         if got is None:
             return
+        self.last_received = now
         pkt = got.packet
         if got.new_ssrc and self._media_started:
             self._jitter.reset()  # a new stream (re-INVITE, transfer): its timestamps start afresh

@@ -33,6 +33,9 @@ from phoneagent.edge.sip import (
     IncomingCall,
     MediaParams,
     NoCommonCodec,
+    SourceRateLimit,
+    TcpLimits,
+    TrunkTable,
     UAConfig,
     UserAgent,
     answer,
@@ -119,9 +122,14 @@ class EdgeService(OutboundCalls, Service):
 
     def _ua_config(self, port: int) -> UAConfig:
         s = self.settings
+        trunks = s.trunks
+        passwords = s.trunk_passwords
+        users = {t.username: passwords[t.name] for t in trunks if t.username}
         auth = None
-        if s.inbound_username:
-            auth = DigestServer("phone-agent", {s.inbound_username: s.inbound_password})
+        if users:
+            auth = DigestServer(
+                "phone-agent", users, secret=s.digest_secret, nonce_lifetime_s=s.nonce_lifetime_s
+            )
         return UAConfig(
             host=s.sip_host,
             port=port,
@@ -130,6 +138,10 @@ class EdgeService(OutboundCalls, Service):
             codecs=s.codec_names,
             max_calls=s.max_calls,
             auth=auth,
+            trunks=TrunkTable(trunks),
+            invite_limit=SourceRateLimit(s.invite_rate, s.invite_burst),
+            tcp=TcpLimits(s.tcp_max_connections, s.tcp_max_per_source, s.tcp_idle_timeout_s),
+            max_transactions=s.max_transactions,
             no_answer_timeout_s=s.no_answer_timeout_s,
         )
 
@@ -257,12 +269,28 @@ class EdgeService(OutboundCalls, Service):
         active.transport.attach(dialog)
         await active.call.answered()
         active.call.tasks.spawn(self._dtmf_pump(active), "dtmf")
+        active.call.tasks.spawn(self._watch_rtp(active), "rtp-timeout")
         self.tasks.spawn(self._watch_dialog(active, dialog), f"dialog:{active.call.call_id}")
 
     async def _dtmf_pump(self, active: ActiveCall) -> None:
         while True:
             digit = await active.dtmf.get()
             await active.call.caller_dtmf(digit.digit, int(digit.duration_ms))
+
+    async def _watch_rtp(self, active: ActiveCall) -> None:
+        """End the call when the peer sends no RTP for ``PA_RTP_TIMEOUT_S`` (a dead or vanished
+        peer would otherwise hold every stage's session until the maximum call length). The clock
+        stops while the peer has the call on hold and restarts with each re-INVITE."""
+        timeout = self.settings.rtp_timeout_s
+        active.rtp.restart_inactivity_clock()
+        while True:
+            silent = active.rtp.silent_for()
+            if silent is not None and silent >= timeout:
+                break
+            await asyncio.sleep(timeout if silent is None else timeout - silent)
+        log.info("call ended: no rtp from peer", extra={"call_id": active.call.call_id, "timeout_s": timeout})
+        await active.transport.hangup("no media")
+        await active.call.end(call_pb2.END_REASON_MEDIA_TIMEOUT, "no rtp from peer")
 
     async def _watch_dialog(self, active: ActiveCall, dialog: Dialog) -> None:
         """The dialog ended without a BYE handler running (e.g. the ACK never came): end the call."""

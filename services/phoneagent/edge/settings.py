@@ -5,8 +5,12 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import ipaddress
+import json
 
+from phoneagent.edge.sip.trunks import Trunk, parse_trunks
 from phoneagent.runtime.settings import env, port, positive
+
+LOCAL_TRUNKS = '[{"name": "local", "sources": ["127.0.0.0/8"]}]'
 
 _CODECS = ("PCMU", "PCMA")
 
@@ -42,6 +46,32 @@ def _s3_url(value: str) -> str | None:
     return None
 
 
+def _trunks(value: str) -> str | None:
+    try:
+        parse_trunks(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _passwords(value: str) -> str | None:
+    if not value:
+        return None
+    try:
+        raw = json.loads(value)
+    except json.JSONDecodeError:
+        raw = None
+    if not isinstance(raw, dict) or not all(isinstance(v, str) and v for v in raw.values()):
+        return 'must be a JSON object of trunk name to password, e.g. {"carrier": "..."}'
+    return None
+
+
+def _digest_secret(value: str) -> str | None:
+    if value and len(value) < 32:
+        return "must be at least 32 characters (random, the same on every edge replica)"
+    return None
+
+
 def _sip_uri(value: str) -> str | None:
     if value and not value.lower().startswith(("sip:", "sips:")):
         return "must be a sip: URI, e.g. sip:trunk.example.com:5060"
@@ -70,8 +100,48 @@ class EdgeSettings:
     trunk_uri: str = env("PA_SIP_TRUNK_URI", "", check=_sip_uri, doc="Outbound trunk, e.g. sip:pbx:5060")
     trunk_username: str = env("PA_SIP_TRUNK_USERNAME", "", doc="Digest user for the trunk")
     trunk_password: str = env("PA_SIP_TRUNK_PASSWORD", "", doc="Digest password for the trunk")
-    inbound_username: str = env("PA_SIP_INBOUND_USERNAME", "", doc="Challenge inbound INVITEs when set")
-    inbound_password: str = env("PA_SIP_INBOUND_PASSWORD", "", doc="Password for inbound digest")
+    inbound_trunks: str = env(
+        "PA_SIP_INBOUND_TRUNKS",
+        LOCAL_TRUNKS,
+        check=_trunks,
+        doc="Who may call in: JSON list of trunks, each with sources (CIDRs), a digest username, or both",
+    )
+    inbound_passwords: str = env(
+        "PA_SIP_INBOUND_PASSWORDS", "", check=_passwords, doc="JSON object: trunk name -> digest password"
+    )
+    digest_secret: str = env(
+        "PA_SIP_DIGEST_SECRET",
+        "",
+        check=_digest_secret,
+        doc="Signs digest nonces; the same on every edge replica (required when a trunk has a username)",
+    )
+    nonce_lifetime_s: float = env(
+        "PA_SIP_NONCE_LIFETIME_S", 300.0, check=positive, doc="A digest nonce is stale after this long"
+    )
+    invite_rate: float = env(
+        "PA_SIP_INVITE_RATE", 10.0, check=positive, doc="INVITEs a second one source may send (sustained)"
+    )
+    invite_burst: int = env(
+        "PA_SIP_INVITE_BURST", 40, check=positive, doc="INVITEs one source may send at once"
+    )
+    tcp_max_connections: int = env(
+        "PA_SIP_TCP_MAX_CONNECTIONS", 512, check=positive, doc="Inbound SIP TCP connections in all"
+    )
+    tcp_max_per_source: int = env(
+        "PA_SIP_TCP_MAX_PER_SOURCE", 32, check=positive, doc="Inbound SIP TCP connections from one address"
+    )
+    tcp_idle_timeout_s: float = env(
+        "PA_SIP_TCP_IDLE_TIMEOUT_S",
+        300.0,
+        check=positive,
+        doc="A SIP TCP connection silent this long is closed",
+    )
+    max_transactions: int = env(
+        "PA_SIP_MAX_TRANSACTIONS", 2048, check=positive, doc="SIP server transactions in flight; more get 503"
+    )
+    rtp_timeout_s: float = env(
+        "PA_RTP_TIMEOUT_S", 45.0, check=positive, doc="Hang up a call whose peer sends no RTP this long"
+    )
     max_calls: int = env("PA_MAX_CALLS", 50, check=positive, doc="Concurrent calls; more get 503")
     max_call_duration_s: float = env(
         "PA_MAX_CALL_DURATION_S", 3600.0, check=positive, doc="Calls are hung up after this long"
@@ -108,8 +178,7 @@ class EdgeSettings:
             problems.append("PA_RECORDING_S3_URL: needs boto3; install with pip install 'phone-agent[s3]'")
         if self.rtp_port_min > self.rtp_port_max or self.rtp_port_min < 1024:
             problems.append("PA_RTP_PORT_MIN/PA_RTP_PORT_MAX: need 1024 <= min <= max")
-        if bool(self.inbound_username) != bool(self.inbound_password):
-            problems.append("PA_SIP_INBOUND_USERNAME/PASSWORD: set both or neither")
+        problems.extend(self._trunk_problems())
         if bool(self.trunk_username) != bool(self.trunk_password):
             problems.append("PA_SIP_TRUNK_USERNAME/PASSWORD: set both or neither")
         for name, value in (("PA_SIP_HOST", self.sip_host), ("PA_SIP_PUBLIC_ADDRESS", self.public_address)):
@@ -118,6 +187,35 @@ class EdgeSettings:
         if self.sip_host == "0.0.0.0" and not self.public_address:
             problems.append("PA_SIP_PUBLIC_ADDRESS: required when PA_SIP_HOST is 0.0.0.0")
         return problems
+
+    def _trunk_problems(self) -> list[str]:
+        try:
+            trunks = self.trunks
+        except ValueError:
+            return []  # reported by the field's own check
+        passwords = self.trunk_passwords
+        problems = [
+            f"PA_SIP_INBOUND_PASSWORDS: no password for trunk {t.name} (it has a username)"
+            for t in trunks
+            if t.username and not passwords.get(t.name)
+        ]
+        if any(t.username for t in trunks) and not self.digest_secret:
+            problems.append("PA_SIP_DIGEST_SECRET: required when a trunk authenticates with a username")
+        return problems
+
+    @property
+    def trunks(self) -> tuple[Trunk, ...]:
+        return parse_trunks(self.inbound_trunks)
+
+    @property
+    def trunk_passwords(self) -> dict[str, str]:
+        if not self.inbound_passwords:
+            return {}
+        try:
+            raw = json.loads(self.inbound_passwords)
+        except json.JSONDecodeError:
+            return {}
+        return {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
 
     @property
     def advertised(self) -> str:

@@ -129,6 +129,13 @@ DIALS_REFUSED = Counter(
     ["reason"],
 )
 
+SIP_REFUSED = Counter(
+    "pa_edge_sip_refused_total",
+    "SIP requests and connections the edge refused before any call existed, by reason: unknown_source, "
+    "rate_limited, auth_failed, wrong_trunk, transactions_full, tcp_connections, tcp_per_source.",
+    ["reason"],
+)
+
 # --- bus and queues ------------------------------------------------------------------------
 BUS_MESSAGES = Counter("pa_bus_messages_total", "Messages handled on the bus.", ["kind", "direction"])
 BUS_REJECTED = Counter(
@@ -173,6 +180,7 @@ ALL_METRIC_NAMES = (
     "pa_policy_decisions_total",
     "pa_asr_errors_total",
     "pa_edge_dials_refused_total",
+    "pa_edge_sip_refused_total",
     "pa_bus_messages_total",
     "pa_bus_rejected_total",
     "pa_queue_depth",

@@ -36,6 +36,7 @@ class EndReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     END_REASON_CANCELLED: _ClassVar[EndReason]
     END_REASON_VOICEMAIL: _ClassVar[EndReason]
     END_REASON_OPERATOR_HANGUP: _ClassVar[EndReason]
+    END_REASON_MEDIA_TIMEOUT: _ClassVar[EndReason]
 DIRECTION_UNSPECIFIED: Direction
 DIRECTION_INBOUND: Direction
 DIRECTION_OUTBOUND: Direction
@@ -56,6 +57,7 @@ END_REASON_ERROR: EndReason
 END_REASON_CANCELLED: EndReason
 END_REASON_VOICEMAIL: EndReason
 END_REASON_OPERATOR_HANGUP: EndReason
+END_REASON_MEDIA_TIMEOUT: EndReason
 
 class CallStarted(_message.Message):
     __slots__ = ("meta", "direction", "transport", "from_uri", "to_uri", "agent", "campaign_id", "sample_rate", "codec", "labels", "playout_rate", "dial_decision_id")

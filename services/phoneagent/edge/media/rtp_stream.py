@@ -42,6 +42,11 @@ class TokenBucket:
             return True
         return False
 
+    @property
+    def wait_s(self) -> float:
+        """Seconds from the last ``take`` until a token is there again (0 when one is)."""
+        return max(0.0, (1.0 - self._tokens) / self.rate)
+
 
 @dataclass(frozen=True, slots=True)
 class Accepted:

@@ -9,7 +9,9 @@ from phoneagent.edge.sip.calls import CallFailed, CallOutcome, IncomingCall, Out
 from phoneagent.edge.sip.dialog import Dialog, DialogHandlers
 from phoneagent.edge.sip.headers import NameAddr, ParseError, SipURI
 from phoneagent.edge.sip.sdp import MediaParams, NoCommonCodec, SessionDescription, answer, negotiated, offer
+from phoneagent.edge.sip.sockets import TcpLimits
 from phoneagent.edge.sip.transaction import Timers
+from phoneagent.edge.sip.trunks import SourceRateLimit, Trunk, TrunkTable
 from phoneagent.edge.sip.ua import UAConfig, UserAgent
 
 __all__ = [
@@ -27,7 +29,11 @@ __all__ = [
     "ParseError",
     "SessionDescription",
     "SipURI",
+    "SourceRateLimit",
+    "TcpLimits",
     "Timers",
+    "Trunk",
+    "TrunkTable",
     "UAConfig",
     "UserAgent",
     "answer",

@@ -139,8 +139,17 @@ class AuthResult:
     username: str = ""
 
 
+_CLOCK_SKEW_S = 5.0  # a nonce stamped this far in the future (another replica's clock) still counts
+
+
 class DigestServer:
-    """UAS-side digest: stateless HMAC-signed nonces with a lifetime, and nc replay protection."""
+    """UAS-side digest with qop=auth only: stateless nonces (issue time and random bytes, signed
+    with HMAC-SHA256) that expire after ``nonce_lifetime_s``, and nc replay protection.
+
+    Replicas given the same ``secret`` accept each other's nonces; without one a random secret
+    is drawn (one process only). The nc counters seen are kept per process: a reply replayed to
+    another replica is caught only by the nonce's expiry.
+    """
 
     def __init__(
         self,
@@ -149,6 +158,7 @@ class DigestServer:
         *,
         algorithm: str = "MD5",
         nonce_lifetime_s: float = 300.0,
+        secret: bytes | str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         _hash(algorithm)
@@ -157,7 +167,12 @@ class DigestServer:
         self._users = dict(users)
         self._lifetime = nonce_lifetime_s
         self._clock = clock
-        self._secret = secrets.token_bytes(32)
+        if isinstance(secret, str):
+            secret = secret.encode()
+        # Domain-separated: the configured secret signs nothing else.
+        self._secret = hmac.new(
+            secret or secrets.token_bytes(32), b"sip-digest-nonce", hashlib.sha256
+        ).digest()
         self._seen_nc: OrderedDict[str, int] = OrderedDict()
 
     def make_nonce(self) -> str:
@@ -182,8 +197,10 @@ class DigestServer:
         stamp, mac = raw[:16], raw[16:]
         if not hmac.compare_digest(mac, hmac.new(self._secret, stamp, hashlib.sha256).digest()[:16]):
             return "bad"
-        issued = struct.unpack(">d", stamp[:8])[0]
-        return "stale" if self._clock() - issued > self._lifetime else "ok"
+        age = self._clock() - struct.unpack(">d", stamp[:8])[0]
+        if age < -_CLOCK_SKEW_S:
+            return "bad"
+        return "stale" if age > self._lifetime else "ok"
 
     def verify(self, method: str, header: str) -> AuthResult:
         """Check an Authorization header for ``method``. Malformed headers fail, never raise."""
@@ -200,8 +217,8 @@ class DigestServer:
         if state == "bad":
             return AuthResult(False, username=user)
         qop, nc, cnonce = p.get("qop", ""), p.get("nc", ""), p.get("cnonce", "")
-        if qop not in ("", "auth") or (qop and (not cnonce or len(nc) != 8)):
-            return AuthResult(False, username=user)
+        if qop != "auth" or not cnonce or len(nc) != 8:
+            return AuthResult(False, username=user)  # RFC 2069 replies (no qop) can be replayed
         try:
             key = ha1(algorithm, user, self.realm, password, nonce, cnonce)
             expected = digest_response(algorithm, key, nonce, method, p.get("uri", ""), qop, nc, cnonce)
@@ -211,7 +228,7 @@ class DigestServer:
             return AuthResult(False, username=user)
         if state == "stale":
             return AuthResult(False, stale=True, username=user)
-        if qop and not self._fresh_nc(nonce, nc):
+        if not self._fresh_nc(nonce, nc):
             return AuthResult(False, username=user)
         return AuthResult(True, username=user)
 

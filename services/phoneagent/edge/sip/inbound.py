@@ -1,7 +1,8 @@
 """How the user agent answers what arrives outside its own requests (the RFC 3261 transaction
 user): ACKs and requests inside a dialog go to the dialog, CANCEL ends a ringing call, a new
-INVITE is admitted (capacity, digest auth, Require, SDP) or refused, OPTIONS is answered, and
-any other method gets 405/501. :class:`InboundRequests` is a base of
+INVITE is admitted (trunk source allow-list, per-source rate limit, capacity, digest auth,
+Require, SDP) or refused, OPTIONS is answered, any other method gets 405/501, and every request
+outside a dialog from a source no trunk lists gets 403. :class:`InboundRequests` is a base of
 :class:`~phoneagent.edge.sip.ua.UserAgent`, which owns the state it uses."""
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from phoneagent.edge.sip.message import SipRequest, SipResponse, make_response
 from phoneagent.edge.sip.sdp import NoCommonCodec, SdpError, answer, parse_sdp
 from phoneagent.edge.sip.sockets import Peer
 from phoneagent.edge.sip.transaction import ServerTransaction, TransactionLayer
+from phoneagent.edge.sip.trunks import SourceRateLimit, Trunk, TrunkTable
+from phoneagent.runtime.metrics import SIP_REFUSED
 from phoneagent.runtime.redact import mask_number
 
 if TYPE_CHECKING:
@@ -28,6 +31,11 @@ log = logging.getLogger(__name__)
 ALLOWED_METHODS = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REFER", "NOTIFY", "INFO")
 KNOWN_NOT_ALLOWED = frozenset({"REGISTER", "SUBSCRIBE", "PUBLISH", "MESSAGE", "PRACK", "UPDATE"})
 IncomingCallback = Callable[[IncomingCall], Awaitable[None] | None]
+
+
+def _refused(reason: str, status: int) -> tuple[int, list[tuple[str, str]]]:
+    SIP_REFUSED.labels(reason=reason).inc()
+    return status, []
 
 
 class InboundRequests:
@@ -88,6 +96,9 @@ class InboundRequests:
                 dialog.handle(req, txn)
         elif req.method == "INVITE":
             self._on_invite(req, txn, peer)
+        elif not self.source_allowed(peer.addr[0]):
+            SIP_REFUSED.labels(reason="unknown_source").inc()
+            txn.respond(make_response(req, 403))
         elif req.method == "OPTIONS":
             txn.respond(self.options_response(req))
         elif req.method in ("BYE", "NOTIFY", "REFER", "INFO"):
@@ -125,15 +136,11 @@ class InboundRequests:
         log.info("sip call cancelled by caller", extra={"call_id": req.call_id})
 
     def _on_invite(self, req: SipRequest, txn: ServerTransaction, peer: Peer) -> None:
-        status, stale = self._admission(req)
+        status, extra = self._admission(req, peer.addr[0])
         if status is not None:
             resp = make_response(req, status, to_tag=self.new_tag())
-            if status == 503:
-                resp.headers.add("Retry-After", "5")
-            if status == 401 and self.config.auth is not None:
-                resp.headers.add("WWW-Authenticate", self.config.auth.challenge(stale=stale))
-            if status == 420:
-                resp.headers.add("Unsupported", ", ".join(req.headers.get_all("Require")))
+            for name, value in extra:
+                resp.headers.add(name, value)
             txn.respond(resp)
             log.info("sip call refused", extra={"call_id": req.call_id, "status": status})
             return
@@ -150,30 +157,65 @@ class InboundRequests:
         )
         self.spawn(self._run_incoming(call))
 
-    def _admission(self, req: SipRequest) -> tuple[int | None, bool]:
-        """The status refusing this INVITE (None: offer it to the application) and whether a
-        digest challenge should say the nonce was stale."""
+    def _admission(self, req: SipRequest, source: str) -> tuple[int | None, list[tuple[str, str]]]:
+        """The status refusing this INVITE (None: offer it to the application) and the headers
+        that go with it. Who may call is decided first, so an unknown source costs no more."""
         if self._closing or self.on_incoming_call is None:
-            return (480 if self.on_incoming_call is None else 503), False
+            return (480 if self.on_incoming_call is None else 503), [("Retry-After", "5")]
+        trunks = self.config.trunks
+        candidates = trunks.for_source(source) if trunks is not None else None
+        if candidates == []:
+            return _refused("unknown_source", 403)
+        limit = self.config.invite_limit
+        wait = limit.take(source) if limit is not None else 0.0
+        if wait:
+            SIP_REFUSED.labels(reason="rate_limited").inc()
+            return 503, [("Retry-After", str(SourceRateLimit.retry_after(wait)))]
         if self.active_calls >= self.config.max_calls:
-            return self.config.overload_status, False
-        if self.config.auth is not None:
-            header = req.headers.get("Authorization")
-            result = self.config.auth.verify("INVITE", header) if header else None
-            if result is None or not result.ok:
-                return 401, bool(result and result.stale)
+            return self.config.overload_status, [("Retry-After", "5")]
+        refused = self._authenticate(req, candidates)
+        if refused is not None:
+            return refused
         if req.headers.get_all("Require"):
-            return 420, False
+            return 420, [("Unsupported", ", ".join(req.headers.get_all("Require")))]
         if req.body:
             if req.content_type != "application/sdp":
-                return 415, False
+                return 415, []
             try:
                 answer(parse_sdp(req.body), self.config.codecs, address="0.0.0.0", port=9)
             except SdpError:
-                return 400, False
+                return 400, []
             except NoCommonCodec:
-                return 488, False
-        return None, False
+                return 488, []
+        return None, []
+
+    def _authenticate(
+        self, req: SipRequest, candidates: list[Trunk] | None
+    ) -> tuple[int, list[tuple[str, str]]] | None:
+        """Digest for an INVITE that needs it: without trunks whenever ``auth`` is set, with trunks
+        when every trunk the source may be asks for a username. None: it may go on."""
+        auth = self.config.auth
+        if candidates is None:
+            if auth is None:
+                return None
+        elif not TrunkTable.needs_digest(candidates):
+            return None
+        elif auth is None:  # trunks with usernames but nothing to check them with
+            return _refused("auth_failed", 403)
+        header = req.headers.get("Authorization")
+        result = auth.verify("INVITE", header) if header else None
+        if result is None or not result.ok:
+            if result is not None and not result.stale:
+                SIP_REFUSED.labels(reason="auth_failed").inc()
+            stale = bool(result and result.stale)
+            return 401, [("WWW-Authenticate", auth.challenge(stale=stale))]
+        if candidates is not None and result.username not in {t.username for t in candidates}:
+            return _refused("wrong_trunk", 403)  # a trunk's credentials from another trunk's address
+        return None
+
+    def source_allowed(self, source: str) -> bool:
+        trunks = self.config.trunks
+        return trunks is None or bool(trunks.for_source(source))
 
     async def _run_incoming(self, call: IncomingCall) -> None:
         assert self.on_incoming_call is not None

@@ -8,6 +8,7 @@ other malformed input is dropped. Nothing a peer sends can stop the transport.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from phoneagent.edge.sip.message import (
     parse_message,
 )
 from phoneagent.runtime.errors import Unavailable
+from phoneagent.runtime.metrics import SIP_REFUSED
 
 log = logging.getLogger(__name__)
 
@@ -124,12 +126,29 @@ class UdpTransport(asyncio.DatagramProtocol):
             self._sock.close()
 
 
+@dataclass(frozen=True)
+class TcpLimits:
+    """Bounds on SIP over TCP: connections accepted in all and from one address, how long a
+    connection may stay silent, and how much unsent data a peer that stops reading may hold."""
+
+    max_connections: int = 512
+    max_per_source: int = 32
+    idle_timeout_s: float = 300.0
+    max_send_buffer: int = 1 << 20
+
+
 class TcpTransport:
     name = "TCP"
     reliable = True
 
     def __init__(
-        self, handler: Handler, host: str = "127.0.0.1", port: int = 0, *, connect_timeout_s: float = 5.0
+        self,
+        handler: Handler,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        connect_timeout_s: float = 5.0,
+        limits: TcpLimits | None = None,
     ) -> None:
         self._handler = handler
         self._host, self._port = host, port
@@ -137,6 +156,8 @@ class TcpTransport:
         self._conns: dict[Addr, asyncio.StreamWriter] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._connect_timeout = connect_timeout_s
+        self.limits = limits or TcpLimits()
+        self._accepted_from: collections.Counter[str] = collections.Counter()  # live inbound, by address
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accepted, self._host, self._port)
@@ -148,18 +169,42 @@ class TcpTransport:
         host, port = self._server.sockets[0].getsockname()[:2]
         return host, port
 
+    @property
+    def inbound_connections(self) -> int:
+        return sum(self._accepted_from.values())
+
     async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         addr = writer.get_extra_info("peername")
-        await self._serve((addr[0], addr[1]), reader, writer)
+        source = addr[0]
+        if self.inbound_connections >= self.limits.max_connections:
+            reason = "tcp_connections"
+        elif self._accepted_from[source] >= self.limits.max_per_source:
+            reason = "tcp_per_source"
+        else:
+            reason = ""
+        if reason:
+            SIP_REFUSED.labels(reason=reason).inc()
+            log.warning("sip tcp connection refused: limit reached", extra={"reason": reason})
+            writer.close()
+            return
+        self._accepted_from[source] += 1
+        try:
+            await self._serve((addr[0], addr[1]), reader, writer)
+        finally:
+            self._accepted_from[source] -= 1
+            if self._accepted_from[source] <= 0:
+                del self._accepted_from[source]
 
     async def _serve(self, addr: Addr, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._conns[addr] = writer
         framer = StreamFramer()
         peer = Peer(self.name, addr)
         try:
-            while data := await reader.read(65536):
+            while data := await asyncio.wait_for(reader.read(65536), self.limits.idle_timeout_s):
                 for raw in framer.feed(data):
                     _deliver(raw, peer, self._handler, writer.write, stream=True)
+        except TimeoutError:
+            log.info("sip tcp connection idle: closing", extra={"idle_s": self.limits.idle_timeout_s})
         except ParseError as exc:
             log.info("sip tcp stream unusable: closing", extra={"reason": exc.message})
         except (ConnectionError, OSError):
@@ -172,6 +217,10 @@ class TcpTransport:
     def send_nowait(self, data: bytes, addr: Addr) -> bool:
         writer = self._conns.get(addr)
         if writer is None or writer.is_closing():
+            return False
+        if writer.transport.get_write_buffer_size() > self.limits.max_send_buffer:
+            log.warning("sip tcp peer not reading: closing")
+            writer.close()
             return False
         writer.write(data)
         return True

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from phoneagent.edge.sip.headers import Headers, ParseError
 from phoneagent.edge.sip.message import SipMessage, SipRequest, SipResponse, make_response
 from phoneagent.edge.sip.sockets import Addr, Peer, TransportError
+from phoneagent.runtime.metrics import SIP_REFUSED
 
 log = logging.getLogger(__name__)
 MAGIC = "z9hG4bK"
@@ -277,11 +278,17 @@ class ServerTransaction(_Transaction):
 
 class TransactionLayer:
     def __init__(
-        self, transports: dict[str, SipTransport], tu: TransactionUser, timers: Timers | None = None
+        self,
+        transports: dict[str, SipTransport],
+        tu: TransactionUser,
+        timers: Timers | None = None,
+        *,
+        max_server: int = 2048,
     ) -> None:
         self._transports = transports
         self.tu = tu
         self.timers = timers or Timers()
+        self.max_server = max_server  # server transactions in flight; a new request beyond gets 503
         self._clients: dict[tuple[Any, ...], ClientTransaction] = {}
         self._servers: dict[tuple[Any, ...], ServerTransaction] = {}
 
@@ -349,12 +356,28 @@ class TransactionLayer:
         if existing is not None:
             existing.retransmission()
             return
+        if len(self._servers) >= self.max_server:
+            self._refuse_full(req, peer)
+            return
         txn = ServerTransaction(self, req, peer)
         if via.branch.startswith(MAGIC):
             self._servers[key] = txn
         if txn.invite:
             txn.respond(make_response(req, 100))
         self.tu.on_request(req, txn, peer)
+
+    def _refuse_full(self, req: SipRequest, peer: Peer) -> None:
+        """No room for another server transaction: answer 503 statelessly (a retransmission
+        gets the same answer, so the peer backs off for Retry-After)."""
+        SIP_REFUSED.labels(reason="transactions_full").inc()
+        resp = make_response(req, 503, to_tag=secrets.token_hex(6))
+        resp.headers.add("Retry-After", "5")
+        target = response_peer(req, peer)
+        try:
+            self.transport(target).send_nowait(resp.encode(), target.addr)
+        except TransportError:
+            pass
+        log.warning("sip request refused: transactions full", extra={"method": req.method})
 
     def close(self) -> None:
         for txn in list(self._clients.values()) + list(self._servers.values()):

@@ -28,8 +28,9 @@ from phoneagent.edge.sip.headers import NameAddr, ParseError, SipURI, Via
 from phoneagent.edge.sip.inbound import ALLOWED_METHODS, InboundRequests, IncomingCallback
 from phoneagent.edge.sip.message import SipMessage, SipRequest, SipResponse, make_response
 from phoneagent.edge.sip.sdp import SessionDescription
-from phoneagent.edge.sip.sockets import Peer, TcpTransport, TransportError, UdpTransport
+from phoneagent.edge.sip.sockets import Peer, TcpLimits, TcpTransport, TransportError, UdpTransport
 from phoneagent.edge.sip.transaction import Timers, TransactionLayer
+from phoneagent.edge.sip.trunks import SourceRateLimit, TrunkTable
 from phoneagent.runtime.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,11 @@ class UAConfig:
     timers: Timers = field(default_factory=Timers)
     max_calls: int = 100
     overload_status: int = 503  # 486 Busy Here or 503 Service Unavailable
-    auth: DigestServer | None = None  # challenge inbound INVITEs when set
+    auth: DigestServer | None = None  # challenge inbound INVITEs when set (with trunks: as they ask)
+    trunks: TrunkTable | None = None  # who may call in; None admits every source
+    invite_limit: SourceRateLimit | None = None  # INVITEs per source; None: unlimited
+    tcp: TcpLimits = field(default_factory=TcpLimits)
+    max_transactions: int = 2048  # server transactions in flight; more get 503
     challenge_in_dialog: bool = False  # with auth: challenge the peer's BYE, REFER and re-INVITE too
     no_answer_timeout_s: float = 60.0
     user_agent: str = "phone-agent"
@@ -68,6 +73,8 @@ class UAConfig:
             raise InvalidArgument("SIP transports must be 'udp' and/or 'tcp'")
         if self.overload_status not in (486, 503):
             raise InvalidArgument("SIP overload status must be 486 or 503")
+        if self.max_transactions < 1:
+            raise InvalidArgument("SIP max transactions must be at least 1")
         if self.max_calls < 0 or not 0 <= self.port < 65536:
             raise InvalidArgument("SIP max calls and port must be non-negative (port below 65536)")
 
@@ -82,7 +89,9 @@ class UserAgent(InboundRequests):
         self.timers = self.config.timers
         self.allowed_methods = ALLOWED_METHODS
         self._transports: dict[str, Any] = {}
-        self.layer = TransactionLayer(self._transports, self, self.timers)
+        self.layer = TransactionLayer(
+            self._transports, self, self.timers, max_server=self.config.max_transactions
+        )
         self._dialogs: dict[tuple[str, str, str], Dialog] = {}
         self._pending: dict[tuple[str, str], IncomingCall] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
@@ -92,8 +101,11 @@ class UserAgent(InboundRequests):
     async def start(self) -> None:
         port = self.config.port
         for name in self.config.transports:
-            cls = UdpTransport if name == "udp" else TcpTransport
-            transport = cls(self.layer.receive, self.config.host, port)
+            transport: UdpTransport | TcpTransport
+            if name == "udp":
+                transport = UdpTransport(self.layer.receive, self.config.host, port)
+            else:
+                transport = TcpTransport(self.layer.receive, self.config.host, port, limits=self.config.tcp)
             await transport.start()
             port = transport.local[1]  # the second transport shares the first one's port
             self._transports[transport.name] = transport
