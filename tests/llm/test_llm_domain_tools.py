@@ -224,6 +224,11 @@ def test_hours_answer_without_opening_hours(agent: Agent) -> None:
         ("I'd like to book a cleaning, are you open Saturday?", False),  # a booking: the model and tools
         ("What time is my appointment?", False),
         ("Can you open a new file for me?", False),
+        # Anything more than the hours question goes to the model with the facts.
+        ("When are you open, and do you take Delta Dental?", False),
+        ("when are you open, my gum is bleeding badly", False),
+        ("Are you open on Saturday? I think I cracked a tooth.", False),
+        ("Hi, um, what are your hours on Saturdays?", True),
     ],
 )
 def test_asks_for_hours(text: str, asks: bool) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from phoneagent.agents.agent import Agent
 from phoneagent.devtools.llm_eval import NOW
+from phoneagent.llm.dialog_state import ToolOutcome
 from phoneagent.llm.domain.knowledge import Passage
 from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tool_result import CallContext
@@ -33,6 +34,13 @@ def tools_for(agent: Agent, store: SchedulingStore, docs: Documents) -> Tools:
     return Tools(executor, CallContext("call-r", "+15552013344"), clock=lambda: NOW)
 
 
+def answered_from_documents(outcome: ToolOutcome) -> bool:
+    """The passage goes to the model, which phrases the answer (nothing is read out as it is)."""
+    return (
+        outcome.ok and not outcome.final and not outcome.spoken and outcome.result["passages"] == [INSURANCE]
+    )
+
+
 @pytest.mark.parametrize("args", [{}, {"question": None}, {"question": ""}, {"query": "insurance"}])
 async def test_the_knowledge_tool_without_its_question_uses_the_callers_words(
     agent: Agent, store: SchedulingStore, args: dict[str, object]
@@ -41,7 +49,7 @@ async def test_the_knowledge_tool_without_its_question_uses_the_callers_words(
     tools = tools_for(agent, store, docs)
     tools.caller_said("do you take delta dental insurance")
     outcome = await tools.run("lookup_knowledge", args)
-    assert outcome.ok and outcome.spoken == INSURANCE
+    assert answered_from_documents(outcome)
     assert docs.questions == ["do you take delta dental insurance"]
 
 
@@ -56,7 +64,7 @@ async def test_with_nothing_to_go_on_the_caller_is_asked_and_the_answer_runs_it(
     call = tools.resume("do you take delta dental")
     assert call is not None and call["name"] == "lookup_knowledge"
     outcome = await tools.run(call["name"], call["arguments"])
-    assert outcome.ok and outcome.spoken == INSURANCE and docs.questions == ["do you take delta dental"]
+    assert answered_from_documents(outcome) and docs.questions == ["do you take delta dental"]
 
 
 async def test_other_invalid_arguments_ask_again_instead_of_reading_out_the_schema_check(

@@ -34,6 +34,7 @@ from phoneagent.llm.domain.tool_result import CallContext
 from phoneagent.llm.domain.tools import ToolExecutor
 from phoneagent.llm.engines.base import LlmEngine, create_engine
 from phoneagent.llm.models import MODELS
+from phoneagent.llm.priority import LiveFirst
 from phoneagent.llm.prompting import Prompter
 from phoneagent.llm.tools import Tools
 from phoneagent.runtime.errors import PhoneAgentError
@@ -106,6 +107,8 @@ class Rig:
                 "llama_cpp", model=model, n_threads=threads, n_threads_batch=2, n_ctx=8192, seed=7
             )
             await asyncio.to_thread(engine.load)
+        if not isinstance(engine, LiveFirst):
+            engine = LiveFirst(engine)  # as the service runs it: live turns first, then prefills
         config = DialogConfig(
             max_tokens=max_tokens, temperature=0.0, filler_after_s=5.0, constrained_tools=constrained_tools
         )

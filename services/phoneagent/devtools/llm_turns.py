@@ -73,6 +73,8 @@ async def _turn(dialog: Dialog, listener: _Listener, turn: Turn) -> None:
         await asyncio.wait_for(asyncio.shield(reply.task), TURN_TIMEOUT_S)
         await dialog.on_playback_done(reply.generation)
     turn.total_s = time.perf_counter() - listener.started
+    if dialog.prefilling is not None:  # the caller listens to the reply meanwhile
+        await asyncio.wait_for(asyncio.shield(dialog.prefilling), TURN_TIMEOUT_S)
 
 
 def _ms(v: float | None) -> str:
@@ -101,6 +103,8 @@ async def run(args: argparse.Namespace) -> int:
                 listener = _Listener()
                 dialog, _ = rig.dialog(f"turns-{c}", caller=f"+1555020{c:04d}", publish=listener)
                 await dialog.greet()
+                if dialog.prefilling is not None:  # the greeting plays meanwhile
+                    await asyncio.wait_for(asyncio.shield(dialog.prefilling), TURN_TIMEOUT_S)
                 calls.append((dialog, listener))
             for t in range(args.turns):
                 for c, (dialog, listener) in enumerate(calls):

@@ -32,7 +32,7 @@ from phoneagent.llm.dialog_state import (
 from phoneagent.llm.engines.base import LlmEngine
 from phoneagent.llm.replies import Replies, Reply
 from phoneagent.runtime.errors import PhoneAgentError
-from phoneagent.runtime.tasks import TaskOwner
+from phoneagent.runtime.tasks import TaskOwner, with_timeout
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,11 @@ class _Unconfirmed:
     sentences: list[str]
 
 
+PREFILL_TIMEOUT_S = 60.0  # a prefill waits for a quiet engine, then evaluates a few hundred tokens
 UNCONFIRMED_KEPT = 4  # replies awaiting the edge's report; older ones are taken as heard
+# Introduces the facts that ride with a caller's words (a small model must not take them as
+# something the caller said: "Thank you for providing the facts.").
+FACTS_HEADER = "[Notes for you, not said by the caller]"
 
 
 class Dialog(Replies):
@@ -79,6 +83,7 @@ class Dialog(Replies):
         self.reply: Reply | None = None
         self._unconfirmed: dict[int, _Unconfirmed] = {}
         self._tasks = TaskOwner(f"dialog:{call_id}")
+        self.prefilling: asyncio.Task[bool] | None = None  # the last prefill (see _prefill_next)
         restore = getattr(tools, "restore", None)
         if self.state.tools and callable(restore):
             restore(self.state.tools)
@@ -93,6 +98,7 @@ class Dialog(Replies):
         await self._end(reply)
         reply.finished = True
         self._unconfirmed_until_reported(reply, await self._commit_heard(reply, len(reply.sentences), 0))
+        self._prefill_next(reply)
 
     async def on_user_turn(self, turn: int, text: str, started_at: float | None = None) -> None:
         """A final transcript: interrupt whatever is in flight and answer it."""
@@ -107,16 +113,17 @@ class Dialog(Replies):
             # after this transcript: keep the reply for now and cut it when the report comes.
             self._unconfirmed_until_reported(talked_over, kept)
         self.state.turn = max(self.state.turn + 1, turn)
-        # Facts for this turn (time, free slots, document passages) ride with the caller's words,
-        # and stay in the history as sent: the prompt prefix then never changes between turns and
-        # the engine reuses its cache instead of re-reading the whole conversation.
+        # Facts (the date and time, closures, matching document passages) ride with the caller's
+        # words, and only those the conversation does not carry yet: the history keeps each turn
+        # as sent, so the engine's cached tokens stay a prefix of the next prompt and a turn
+        # evaluates little more than the caller's words.
         note, resume = getattr(self.tools, "caller_said", None), getattr(self.tools, "resume", None)
         if callable(note):
             note(text)  # the tool runner checks the model's arguments against the caller's words
         # The caller answered a question a booking asked (a name, a time): run it again in code.
         resumed = resume(text) if callable(resume) else None
-        facts = self.context(text) if self.context is not None else ""
-        content = f"{facts}\nCaller: {text}" if facts else text
+        facts = self._new_facts(self.context(text) if self.context is not None else "")
+        content = f"{FACTS_HEADER} {' '.join(facts)}\nCaller: {text}" if facts else text
         self.state.history.append({"role": "user", "content": content})
         self._trim()
         await self._save()
@@ -226,6 +233,15 @@ class Dialog(Replies):
         await self._tasks.close(timeout=2.0)
 
     # --- internals ------------------------------------------------------------------------------
+    def _new_facts(self, facts: str) -> list[str]:
+        """The fact lines that no caller message still in the history carries."""
+        sent = [m["content"] for m in self.state.history if m.get("role") == "user" and m.get("content")]
+        return [
+            line
+            for line in (raw.strip() for raw in facts.splitlines())
+            if line and not any(line in str(content) for content in sent)
+        ]
+
     def _new_reply(self, turn: int) -> Reply:
         self.state.generation += 1
         self.reply = Reply(generation=self.state.generation, turn=turn)
@@ -272,6 +288,33 @@ class Dialog(Replies):
             log.error("reply crashed", exc_info=exc, extra={"call_id": self.call_id})
             await self._apology(reply)
         reply.finished = True
+        self._prefill_next(reply)
+
+    def _prefill_next(self, reply: Reply) -> None:
+        """While the caller listens, have the engine evaluate the conversation as the next turn
+        will begin (this reply as heard in full, then the caller's turn opening), as background
+        work that any live turn preempts: the next turn then evaluates little more than the
+        caller's words, even after a reply or a tool result the model never evaluated."""
+        prefill = getattr(self.engine, "prefill", None)
+        if not callable(prefill) or self._tasks.closed:
+            return
+        messages = self._messages()
+        if self.reply is reply and reply.sentences:
+            messages.append(
+                {"role": "assistant", "content": _heard_text(reply.sentences, len(reply.sentences), 0)}
+            )
+        messages.append({"role": "user", "content": ""})
+        tools = self.tools.schemas() if self.tools is not None else None
+        self.prefilling = self._tasks.spawn(
+            self._prefill(prefill, messages, tools), f"prefill{reply.generation}"
+        )
+
+    async def _prefill(self, prefill: Any, messages: list[dict[str, Any]], tools: Any) -> bool:
+        try:
+            return bool(await with_timeout(prefill(messages, tools), PREFILL_TIMEOUT_S, "prefill"))
+        except PhoneAgentError as exc:  # an optimisation: the next turn evaluates it instead
+            log.info("prefill skipped", extra={"call_id": self.call_id, "error_kind": exc.kind.name})
+            return False
 
 
 def _heard_text(sentences: list[str], full_sentences: int, extra_chars: int) -> str:

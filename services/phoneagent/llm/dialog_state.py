@@ -42,7 +42,7 @@ class DialogConfig:
     # Characters of history kept (about four per token): past this, the oldest messages go until
     # two thirds of it is left, so the engine's cached prefix is rebuilt rarely, not every turn.
     max_history_chars: int = 9000
-    first_clause_min_words: int = 4
+    first_clause_min_words: int = 2
     # Finish tool calls under the tools' JSON schemas where the engine supports it.
     constrained_tools: bool = True
 

@@ -69,6 +69,29 @@ class LiveFirst:
             self._last_live = time.monotonic()
             self._changed.set()
 
+    async def prefill(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, max_wait_s: float = 30.0
+    ) -> bool:
+        """Evaluate ``messages`` as background work, so that a later request that starts with
+        them (the call's next turn) evaluates only what follows. A no-op for an engine that
+        keeps no prefix between requests. Returns whether the prefill ran to its end."""
+        if not getattr(self.engine, "keeps_prefix", False):
+            return False
+
+        async def work(engine: Any) -> bool:
+            request_id = f"prefill-{time.monotonic_ns()}"
+            async for delta in engine.stream(
+                messages, request_id=request_id, max_tokens=1, temperature=0.0, tools=tools
+            ):
+                if delta.final:
+                    return delta.finish_reason != "abort"
+            return False
+
+        try:
+            return bool(await self.background(work, max_wait_s))
+        except Unavailable:
+            return False
+
     # --- background work -----------------------------------------------------------------------
     async def background(self, work: Callable[[Any], Awaitable[T]], max_wait_s: float) -> T:
         """Run ``work(engine)`` when the engine has been free of live requests for ``quiet_s``;

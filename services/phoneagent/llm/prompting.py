@@ -2,9 +2,12 @@
 
 The system prompt (persona, speaking style, worked tool-call examples, opening hours and
 appointment types) is the same for every turn of every call, so the engine evaluates it
-once at warm-up and reuses it. Everything that changes (today's date and time, closures,
-free slots, matching document passages) rides with the caller's words in
-:meth:`Prompter.turn_context`, kept to a few lines.
+once at warm-up and reuses it. What changes (today's date and the time to five minutes,
+closures, the document passages that match the caller's words) comes from
+:meth:`Prompter.turn_context`, one fact per line; the dialog sends a line with the caller's
+words only when the conversation does not carry it yet, so most turns add only the caller's
+words to what the engine has already evaluated. Free slots are not listed: the availability
+and booking tools look them up.
 """
 
 from __future__ import annotations
@@ -54,6 +57,10 @@ Caller: Can I speak to a real person?
 </tool_call>"""
 
 
+PASSAGE_MIN_SCORE = 0.25  # cosine similarity of a passage to the caller's words
+PASSAGE_TIE = 0.05  # runners-up within this of the best passage come with it
+
+
 def _is_static_fact(line: str, agent: Agent) -> bool:
     """Calendar facts that do not change during the day (opening hours, appointment types)."""
     return line.startswith((f"{agent.business_name} is open", "Appointment types:", "Pass the caller"))
@@ -68,7 +75,7 @@ class Prompter:
         store: SchedulingStore | None = None,
         knowledge: KnowledgeBase | None = None,
         clock: Callable[[], datetime] | None = None,
-        passages: int = 1,
+        passages: int = 2,
     ) -> None:
         self.agent = agent
         self.store = store
@@ -86,20 +93,23 @@ class Prompter:
         return "\n\n".join(parts)
 
     def turn_context(self, caller_text: str) -> str:
-        """Facts for one turn, kept short: today's date and time, closures, free slots, and the
-        document passages that match what the caller said."""
+        """Facts for one turn, one per line: today's date and the time (to five minutes),
+        closures, and the document passages that match what the caller said."""
         facts = [line for line in self._calendar_lines() if not _is_static_fact(line, self.agent)]
         if self.knowledge is not None and caller_text:
-            found = self.knowledge.search(caller_text, k=self.passages, min_score=0.3)
-            if found:
-                facts.append("From the practice's documents: " + " ".join(p.text for p in found))
-        return "[Facts for this turn] " + " ".join(facts)
+            found = self.knowledge.search(caller_text, k=self.passages, min_score=PASSAGE_MIN_SCORE)
+            # A runner-up as close as this to the best is as likely the answer (the embedding
+            # ranks "an emergency visit costs ..." just above "new patients should bring ..." for
+            # "what should I bring to my first visit?"); a clear winner comes alone.
+            close = [p for p in found if p.score >= found[0].score - PASSAGE_TIE] if found else []
+            facts.extend(f"From the practice's documents: {p.text}" for p in close)
+        return "\n".join(facts)
 
     def warm_up_messages(self) -> list[dict[str, Any]]:
         return [{"role": "system", "content": self.system_prompt()}, {"role": "user", "content": "Hello"}]
 
     def _calendar_lines(self) -> list[str]:
-        return calendar_facts(self.agent, self.clock(), self.store).splitlines()
+        return calendar_facts(self.agent, self.clock(), self.store, slots=0, minute_step=5).splitlines()
 
 
 # --- reading the model's tool arguments back -----------------------------------------------------

@@ -329,7 +329,12 @@ class Replies:
         )
         result = _compact(outcome.result) if outcome.final else outcome.result
         self.state.history.append(
-            {"role": "tool", "content": json.dumps({"ok": outcome.ok, **result, "say": outcome.spoken})}
+            {
+                "role": "tool",
+                "content": json.dumps(
+                    {"ok": outcome.ok, **result, **({"say": outcome.spoken} if outcome.spoken else {})}
+                ),
+            }
         )
         await self._save()  # a replica taking the call over knows what the tool did (and asked)
         if outcome.final and outcome.spoken:

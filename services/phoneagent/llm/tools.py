@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from phoneagent.llm.dialog_state import ToolOutcome
-from phoneagent.llm.domain.calendar_facts import asks_for_hours
+from phoneagent.llm.domain.calendar_facts import HOURS_SOURCE, asks_for_hours
 from phoneagent.llm.domain.tool_result import CallContext
 from phoneagent.llm.domain.tools import ToolExecutor
 from phoneagent.llm.prompting import answers, normalise_arguments
@@ -25,7 +25,6 @@ SPOKEN_AS_IS = frozenset(
     {
         "check_availability",
         "book_appointment",
-        "lookup_knowledge",
         "find_appointments",
         "move_appointment",
         "cancel_appointment",
@@ -144,9 +143,15 @@ class Tools:
         self.offered = [*self.offered[-1:], result.say]
         if name == "book_appointment" and result.status == "needs_input" and "asked_for" in result.data:
             self.pending = (name, fixed.arguments, ("when",))
-        # What the tools say (bookings, the best document passage, transfers, failures) is exact and
+        if name == "lookup_knowledge" and result.ok and not _configured_hours(result.data):
+            # Documents answer in paragraphs: the model phrases the answer to what was asked in a
+            # sentence or two, from the best passages.
+            passages = [p["text"] for p in result.data.get("passages", []) if isinstance(p, dict)][:2]
+            if passages:
+                return ToolOutcome(ok=True, result={"status": result.status, "passages": passages}, tool=name)
+        # What the tools say (bookings, the configured hours, transfers, failures) is exact and
         # complete: it is spoken as it is, so a small model cannot misstate a date or a price.
-        final = result.status == "error" or name in SPOKEN_AS_IS
+        final = result.status == "error" or name in SPOKEN_AS_IS or name == "lookup_knowledge"
         return ToolOutcome(
             ok=result.ok,
             result={"status": result.status, **result.data},
@@ -154,3 +159,11 @@ class Tools:
             final=final,
             tool=name,
         )
+
+
+def _configured_hours(data: dict[str, Any]) -> bool:
+    """Whether a knowledge answer is the configured opening hours (exact: spoken as it is)."""
+    passages = data.get("passages")
+    if not isinstance(passages, list) or not passages or not isinstance(passages[0], dict):
+        return False
+    return passages[0].get("source") == HOURS_SOURCE

@@ -70,14 +70,27 @@ def _zone_words(zone: str) -> str:
 
 
 def calendar_facts(
-    agent: Agent, now: datetime, store: SchedulingStore | None = None, *, slots: int = 3, days: int = 14
+    agent: Agent,
+    now: datetime,
+    store: SchedulingStore | None = None,
+    *,
+    slots: int = 3,
+    days: int = 14,
+    minute_step: int = 1,
 ) -> str:
-    """Text such as ``Today is Monday 23 November 2026. The time now is 9:30 am, New York time. ...``."""
+    """Text such as ``Today is Monday 23 November 2026. The time now is 9:30 am, New York time. ...``.
+
+    With ``minute_step`` above 1 the time is rounded down to that step and said as "about": the
+    line then stays the same for a few minutes (a prompt that repeats it need not change)."""
     local = now.astimezone(agent.tz)
     today = local.date()
+    clock = local.time().replace(second=0, microsecond=0)
+    about = ""
+    if minute_step > 1:
+        clock, about = clock.replace(minute=clock.minute - clock.minute % minute_step), "about "
     lines = [
         f"Today is {local:%A} {local.day} {local:%B %Y}. The time now is "
-        f"{speak_time(local.time().replace(second=0))}, {_zone_words(agent.timezone)} time.",
+        f"{about}{speak_time(clock)}, {_zone_words(agent.timezone)} time.",
         f"{agent.business_name} is open {hours_summary(agent)}.",
     ]
     if not agent.hours_on(today):
@@ -89,7 +102,7 @@ def calendar_facts(
         if c.end != c.start:
             span += f" to {c.end:%A} {c.end.day} {c.end:%B}"
         lines.append(f"Closed {span} ({c.reason}).")
-    if store is not None and agent.appointment_types:
+    if store is not None and agent.appointment_types and slots > 0:
         kind = agent.appointment_types[0]
         free = store.free_slots(kind.id, [today + timedelta(days=i) for i in range(days)], limit=slots)
         if free:
@@ -142,8 +155,25 @@ _HOURS_QUESTION = re.compile(
 _BOOKING_WORDS = re.compile(r"\b(?:book|booking|appointment|schedule|reschedule|cancel|move)\b", re.I)
 
 
+# Words that may stand around an hours question without asking anything more.
+_HOURS_ONLY = (
+    frozenset(
+        "sorry hi hello hey um uh so well please and on for the this that next today tomorrow tonight "
+        "now still yes yeah okay ok oh excuse me quick question again exactly usually normally what "
+        "about weekend weekends day days week are your you is do does what's whats".split()
+    )
+    | frozenset(WEEKDAYS)
+    | frozenset(f"{d}s" for d in WEEKDAYS)
+)
+
+
 def asks_for_hours(text: str) -> bool:
-    """Whether the caller asks when the business is open ("are you open on Saturday?", "what
-    are your opening hours?"), and nothing about a booking: answered from the configuration in
-    code, since a small model turns this question into a booking or reads the clock instead."""
-    return bool(_HOURS_QUESTION.search(text)) and not _BOOKING_WORDS.search(text)
+    """Whether the whole utterance asks when the business is open ("are you open on Saturday?",
+    "what are your opening hours?") and nothing else: answered from the configuration in code.
+    An utterance with anything more ("when are you open, my gum is bleeding badly", "... and
+    do you take Delta Dental?") or about a booking goes to the model."""
+    m = _HOURS_QUESTION.search(text)
+    if m is None or _BOOKING_WORDS.search(text):
+        return False
+    rest = f"{text[: m.start()]} {text[m.end() :]}".lower()
+    return all(word in _HOURS_ONLY for word in re.findall(r"[a-z']+", rest))

@@ -106,6 +106,7 @@ class LlamaCppEngine(BaseLlmEngine):
 
     name = "llama_cpp"
     structured_output = True  # json_schema constrains the output (tool calls, summaries)
+    keeps_prefix = True  # a later request reuses what an earlier one evaluated (see the module doc)
 
     def __init__(
         self,
