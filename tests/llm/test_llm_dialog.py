@@ -245,3 +245,75 @@ async def test_a_result_spoken_as_it_is_keeps_only_short_fields_in_the_history()
     await wait_for(lambda: said and said[-1].final)
     tool_message = next(m for m in d.state.history if m["role"] == "tool")
     assert json.loads(tool_message["content"]) == {"ok": True, "status": "ok", "say": "We accept Delta."}
+
+
+async def test_facts_ride_with_the_callers_words_only_when_the_conversation_lacks_them() -> None:
+    """A fact line already sent in this call is not sent again (the prompt the engine holds stays
+    a prefix of the next one); a new or changed line is."""
+    engine = ScriptedEngine([["Yes."], ["Okay."], ["Sure."]])
+    said: list[Sentence] = []
+    facts = {"now": "Today is Monday. The time now is about 9:30 am."}
+
+    async def publish(s: Sentence) -> None:
+        said.append(s)
+
+    async def save(_: DialogState) -> None:
+        return None
+
+    def context(text: str) -> str:
+        lines = [facts["now"]]
+        if "insurance" in text:
+            lines.append("From the practice's documents: We accept Delta Dental.")
+        return "\n".join(lines)
+
+    d = Dialog(
+        "c1", engine, system_prompt=lambda: "S", greeting="", publish=publish, save=save, context=context
+    )
+    for turn, text in enumerate(["Do you take insurance?", "And on insurance again?", "What time is it?"], 1):
+        if turn == 3:
+            facts["now"] = "Today is Monday. The time now is about 9:35 am."
+        await d.on_user_turn(turn, text)
+        await wait_for(lambda turn=turn: any(s.final and s.turn == turn for s in said))
+        await d.on_playback_done(d.state.generation)
+    users = [m["content"] for m in d.state.history if m["role"] == "user"]
+    assert (
+        "9:30" in users[0]
+        and "Delta Dental" in users[0]
+        and users[0].endswith("Caller: Do you take insurance?")
+    )
+    assert users[1] == "And on insurance again?"  # both lines are in the history already
+    assert "9:35" in users[2] and "Delta" not in users[2]
+
+
+class PrefillingEngine(ScriptedEngine):
+    """An engine that keeps what it evaluated between requests (as llama.cpp does)."""
+
+    keeps_prefix = True
+
+
+async def test_after_a_reply_the_next_turn_opening_is_prefilled_in_the_background() -> None:
+    from phoneagent.llm.priority import LiveFirst
+
+    engine = PrefillingEngine([["Sure, ", "what day? "], ["x"], ["Okay."], ["x"]])
+    live = LiveFirst(engine, quiet_s=0.0)
+    said: list[Sentence] = []
+
+    async def publish(s: Sentence) -> None:
+        said.append(s)
+
+    async def save(_: DialogState) -> None:
+        return None
+
+    d = Dialog("c1", live, system_prompt=lambda: "S", greeting="", publish=publish, save=save)  # type: ignore[arg-type]
+    await d.on_user_turn(1, "I need an appointment")
+    await wait_for(lambda: d.prefilling is not None)
+    assert d.prefilling is not None and await asyncio.wait_for(d.prefilling, 5)
+    prefill = engine.requests[1]
+    # The reply as heard in full, then an empty caller turn: the next prompt starts the same way.
+    assert prefill[-2] == {"role": "assistant", "content": "Sure, what day?"}
+    assert prefill[-1] == {"role": "user", "content": ""}
+    await d.on_playback_done(d.state.generation)
+    await d.on_user_turn(2, "Tuesday")
+    await wait_for(lambda: any(s.final and s.turn == 2 for s in said))
+    assert engine.requests[2][: len(prefill) - 1] == prefill[:-1]
+    await d.close()
