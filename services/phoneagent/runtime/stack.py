@@ -31,6 +31,15 @@ from phoneagent.runtime.natsserver import NatsServer
 SERVICES = ("policy", "records", "asr", "llm", "tts", "edge")
 
 
+def cpu_voice(env: dict[str, str]) -> None:
+    """The local stack runs on CPU, where Piper reaches first audio in ~0.25 s and Kokoro in ~2 s
+    (README, ``devtools.tts_bench``): it speaks with Piper unless ``PA_TTS_ENGINE`` says otherwise
+    (``kokoro`` for the agent file's voice)."""
+    if "PA_TTS_ENGINE" not in env:
+        env["PA_TTS_ENGINE"] = "piper"
+        env.setdefault("PA_TTS_ENGINES", "piper")
+
+
 @dataclass
 class Child:
     name: str
@@ -75,12 +84,7 @@ class Stack:
                 "PA_DRAIN_TIMEOUT_S": env.get("PA_DRAIN_TIMEOUT_S", "3"),
             }
         )
-        if "PA_TTS_ENGINE" not in env:
-            # On CPU Piper reaches first audio in ~0.25 s, Kokoro in ~2 s (README, tts_bench): the
-            # local stack speaks with Piper unless told otherwise (PA_TTS_ENGINE=kokoro for the
-            # agent file's voice).
-            env["PA_TTS_ENGINE"] = "piper"
-            env.setdefault("PA_TTS_ENGINES", "piper")
+        cpu_voice(env)
         env.update(self.env)
         assert self.nats is not None
         env.update(self.nats.auth(name).env())  # this service's own NATS user, nobody else's
