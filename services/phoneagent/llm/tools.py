@@ -15,6 +15,7 @@ from phoneagent.llm.dialog_state import ToolOutcome
 from phoneagent.llm.domain.calendar_facts import asks_for_hours
 from phoneagent.llm.domain.tool_result import CallContext
 from phoneagent.llm.domain.tools import ToolExecutor
+from phoneagent.llm.domain.verification import read_reference, spoken_digits
 from phoneagent.llm.prompting import answers, normalise_arguments
 from phoneagent.runtime.errors import PhoneAgentError
 from phoneagent.runtime.meta import new_meta
@@ -34,6 +35,8 @@ SPOKEN_AS_IS = frozenset(
         "end_call",
     }
 )
+# Tools that need the caller's booking reference (see phoneagent.llm.domain.booking_access).
+NEEDS_REFERENCE = frozenset({"find_appointments", "move_appointment", "cancel_appointment"})
 
 
 class Tools:
@@ -68,11 +71,17 @@ class Tools:
                 "arguments": self.pending[1],
                 "missing": list(self.pending[2]),
             }
-        return {"pending": pending, "said": list(self.said), "offered": list(self.offered)}
+        return {
+            "pending": pending,
+            "said": list(self.said),
+            "offered": list(self.offered),
+            "verification": self.ctx.verification.snapshot(),
+        }
 
     def restore(self, saved: dict[str, Any]) -> None:
         """Take back a :meth:`snapshot`; anything malformed in it is dropped, never raised."""
         said, offered, pending = saved.get("said"), saved.get("offered"), saved.get("pending")
+        self.ctx.verification.restore(saved.get("verification"))
         self.said = [t for t in said if isinstance(t, str)][-4:] if isinstance(said, list) else []
         self.offered = [t for t in offered if isinstance(t, str)][-2:] if isinstance(offered, list) else []
         self.pending = None
@@ -94,6 +103,9 @@ class Tools:
         pending, self.pending = self.pending, None
         if pending is not None and answers(pending[2], self.executor.agent, text, self.clock()):
             return {"name": pending[0], "arguments": pending[1]}
+        reference = read_reference(text)
+        if pending is not None and "reference" in pending[2] and reference is not None:
+            return {"name": pending[0], "arguments": {**pending[1], "reference": reference}}
         if self.executor.agent.tool_enabled("lookup_knowledge") and asks_for_hours(text):
             return {"name": "lookup_knowledge", "arguments": {"question": text}}
         return None
@@ -120,13 +132,15 @@ class Tools:
             return ToolOutcome(
                 ok=False, result={"status": "needs_input"}, spoken=fixed.ask, final=True, tool=name
             )
+        if name in NEEDS_REFERENCE:
+            self._heard_reference(fixed.arguments)
         call_id = f"t{time.time_ns():x}"
         await self._record(
             tools_pb2.ToolCall(
                 meta=new_meta(self.ctx.call_id, "llm"),  # the session names its replica
                 tool_call_id=call_id,
                 name=name,
-                arguments_json=json.dumps(fixed.arguments, default=str),
+                arguments_json=json.dumps(_unsecret(fixed.arguments), default=str),
             )
         )
         started = time.monotonic()
@@ -137,13 +151,16 @@ class Tools:
                 tool_call_id=call_id,
                 name=name,
                 ok=result.ok,
-                result_json=json.dumps({"status": result.status, **result.data}, default=str),
+                result_json=json.dumps(_unsecret({"status": result.status, **result.data}), default=str),
                 duration_ms=int((time.monotonic() - started) * 1000),
             )
         )
         self.offered = [*self.offered[-1:], result.say]
         if name == "book_appointment" and result.status == "needs_input" and "asked_for" in result.data:
             self.pending = (name, fixed.arguments, ("when",))
+        elif result.status == "needs_input" and result.data.get("needs") == "reference":
+            asked = {k: v for k, v in fixed.arguments.items() if k != "reference"}
+            self.pending = (name, asked, ("reference",))
         # What the tools say (bookings, the best document passage, transfers, failures) is exact and
         # complete: it is spoken as it is, so a small model cannot misstate a date or a price.
         final = result.status == "error" or name in SPOKEN_AS_IS
@@ -154,3 +171,20 @@ class Tools:
             final=final,
             tool=name,
         )
+
+    def _heard_reference(self, arguments: dict[str, Any]) -> None:
+        """The booking reference is the one the caller said: read from their recent words, else
+        the model's copy only when its digits were said (one it made up would use up a try)."""
+        heard = read_reference(" ".join(self.said[-2:])) or read_reference(" ".join(self.said[-1:]))
+        given = arguments.pop("reference", None)
+        if heard is not None:
+            arguments["reference"] = heard
+            return
+        copied = read_reference(given) if isinstance(given, str) else None
+        if copied is not None and copied in spoken_digits(" ".join(self.said)):
+            arguments["reference"] = copied
+
+
+def _unsecret(body: dict[str, Any]) -> dict[str, Any]:
+    """A tool call or result for the call record, without the booking reference."""
+    return {k: ("[reference]" if k == "reference" else v) for k, v in body.items()}

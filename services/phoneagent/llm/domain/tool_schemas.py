@@ -34,6 +34,12 @@ _NAME = {
     "maxLength": 80,
     "description": "The name the caller gave; ask for it first, never make one up.",
 }
+_REFERENCE = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 60,
+    "description": "The 6-digit booking reference as the caller said it; leave out until they say it.",
+}
 _PHONE = {
     "type": "string",
     "pattern": r"^\+?[0-9 ().-]{7,20}$",
@@ -68,17 +74,21 @@ TOOL_SCHEMAS: dict[str, dict[str, Any]] = {
             ["appointment_type", "when", "name"],
         ),
     },
+    # Existing bookings: only those made from the number the caller calls from, once the caller
+    # gives the booking reference (the tool asks for it); never a number said on the call.
     "find_appointments": {
-        "description": "List the caller's upcoming appointments.",
-        "parameters": _obj({"phone": _PHONE}, []),
+        "description": "List the caller's upcoming appointments (needs the booking reference).",
+        "parameters": _obj({"reference": _REFERENCE}, []),
     },
     "move_appointment": {
         "description": "Move one of the caller's appointments to a new day and time.",
-        "parameters": _obj({"appointment_id": _APPT_ID, "new_when": _WHEN}, ["new_when"]),
+        "parameters": _obj(
+            {"appointment_id": _APPT_ID, "new_when": _WHEN, "reference": _REFERENCE}, ["new_when"]
+        ),
     },
     "cancel_appointment": {
         "description": "Cancel one of the caller's appointments.",
-        "parameters": _obj({"appointment_id": _APPT_ID, "when": _WHEN}, []),
+        "parameters": _obj({"appointment_id": _APPT_ID, "when": _WHEN, "reference": _REFERENCE}, []),
     },
     "lookup_knowledge": {
         "description": "Look up facts about the business (prices, services, policies, directions).",

@@ -1,0 +1,148 @@
+"""Who may see or change a booking: the caller ID it was made from, plus a second factor the
+caller says (the booking reference given at booking).
+
+A reference is 6 digits, drawn at booking, said in the confirmation and stored only as a salted
+PBKDF2 hash. Each call keeps a :class:`CallerVerification`: the bookings the caller has proved
+in this call (so a move after a find does not ask again) and the failed attempts, which are
+limited (:data:`MAX_FAILURES` per call) and counted in
+``pa_llm_caller_verification_failures_total``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import Counter
+
+REFERENCE_DIGITS = 6
+MAX_FAILURES = 3  # wrong or unreadable references per call; then only a person can help
+MAX_VERIFIED = 20  # bookings remembered as proved per call (a caller has a handful at most)
+_ITERATIONS = 20_000  # about 10 ms a check: slows guessing at a copied table, not a caller
+_SCHEME = "pbkdf2_sha256"
+
+VERIFICATION_FAILURES = Counter(
+    "pa_llm_caller_verification_failures_total",
+    "Refused attempts to reach a booking, by reason: no_caller_id (withheld or unreadable caller "
+    "ID), malformed (not a 6-digit reference), no_match (no booking with that reference for the "
+    "caller ID), locked (the call used up its attempts).",
+    ["reason"],
+)
+
+_DIGIT_WORDS = {
+    "zero": "0",
+    "oh": "0",
+    "o": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+}
+_TOKEN = re.compile(r"[a-z]+|\d+")
+
+
+def new_reference() -> str:
+    """A fresh booking reference: 6 random digits, easy to say and to write down."""
+    return f"{secrets.randbelow(10**REFERENCE_DIGITS):0{REFERENCE_DIGITS}d}"
+
+
+def hash_reference(reference: str, salt: bytes | None = None) -> str:
+    """The stored form of a reference: ``pbkdf2_sha256$iterations$salt$hash`` (hex)."""
+    salt = salt if salt is not None else secrets.token_bytes(16)
+    digest = hashlib.pbkdf2_hmac("sha256", reference.encode(), salt, _ITERATIONS)
+    return f"{_SCHEME}${_ITERATIONS}${salt.hex()}${digest.hex()}"
+
+
+def reference_matches(reference: str, stored: str) -> bool:
+    """Whether ``reference`` is the one ``stored`` was made from (False for anything malformed)."""
+    try:
+        scheme, iterations, salt, digest = stored.split("$")
+        if scheme != _SCHEME:
+            return False
+        given = hashlib.pbkdf2_hmac("sha256", reference.encode(), bytes.fromhex(salt), int(iterations))
+        return hmac.compare_digest(given.hex(), digest)
+    except ValueError:
+        return False
+
+
+def burn_one_check() -> None:
+    """As much work as checking one reference: a caller with no booking waits as long as one with."""
+    hashlib.pbkdf2_hmac("sha256", b"000000", b"\0" * 16, _ITERATIONS)
+
+
+def read_reference(text: str) -> str | None:
+    """The booking reference in words as said or written: ``"471209"``, ``"471 209"``, ``"four
+    seven one, two oh nine"``. A run of exactly 6 digits (digit words count; other words end a
+    run), the last one said; None when there is none (a phone number is too long to be one)."""
+    runs: list[str] = []
+    current = ""
+    for token in _TOKEN.findall(text.lower()):
+        digit = token if token.isdigit() else _DIGIT_WORDS.get(token)
+        if digit is None:
+            if current:
+                runs.append(current)
+            current = ""
+        else:
+            current += digit
+    if current:
+        runs.append(current)
+    found = [r for r in runs if len(r) == REFERENCE_DIGITS]
+    return found[-1] if found else None
+
+
+def spoken_digits(text: str) -> str:
+    """Every digit in ``text``, digit words included, run together (``"4 7 one, uh, 209"`` ->
+    ``"471209"``): to tell whether a reference the model passes was said at all."""
+    tokens = _TOKEN.findall(text.lower())
+    return "".join(token if token.isdigit() else _DIGIT_WORDS.get(token, "") for token in tokens)
+
+
+@dataclass
+class CallerVerification:
+    """One call's verification state: bookings proved and failed attempts. Kept with the tool
+    state (:meth:`snapshot`), so it survives a replica taking the call over."""
+
+    verified: set[str] = field(default_factory=set)  # appointment ids proved in this call
+    failures: int = 0
+
+    @property
+    def locked(self) -> bool:
+        return self.failures >= MAX_FAILURES
+
+    @property
+    def attempts_left(self) -> int:
+        return max(0, MAX_FAILURES - self.failures)
+
+    def prove(self, appointment_ids: list[str]) -> None:
+        for appointment_id in appointment_ids:
+            if len(self.verified) < MAX_VERIFIED:
+                self.verified.add(appointment_id)
+
+    def fail(self, reason: str) -> None:
+        """A refused attempt: counted by reason; malformed and wrong references use up a try."""
+        VERIFICATION_FAILURES.labels(reason=reason).inc()
+        if reason in ("malformed", "no_match"):
+            self.failures += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"verified": sorted(self.verified), "failures": self.failures}
+
+    def restore(self, saved: Any) -> None:
+        """Take back a :meth:`snapshot`; anything malformed in it is dropped, never raised."""
+        self.verified, self.failures = set(), 0
+        if isinstance(saved, dict):
+            ids = saved.get("verified")
+            if isinstance(ids, list):
+                self.prove([i for i in ids if isinstance(i, str) and 0 < len(i) <= 40])
+            raw = saved.get("failures")
+            if isinstance(raw, int) and not isinstance(raw, bool) and raw > 0:
+                self.failures = min(raw, MAX_FAILURES)
