@@ -5,16 +5,31 @@ gets three tries."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from datetime import date
 from typing import Any
 
 import pytest
 from phoneagent.agents.agent import Agent
-from phoneagent.llm.domain.booking_access import ASK_REFERENCE, LOCKED, NO_CALLER_ID, NO_MATCH
+from phoneagent.llm.domain.booking_access import (
+    ASK_BIRTH_DATE,
+    ASK_REFERENCE,
+    ASK_REFERENCE_OR_BIRTH,
+    LOCKED,
+    NO_CALLER_ID,
+    NO_MATCH,
+    SAY_AGAIN,
+)
 from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tool_result import CallContext, ToolResult
 from phoneagent.llm.domain.tools import ToolExecutor
-from phoneagent.llm.domain.verification import MAX_FAILURES, VERIFICATION_FAILURES, read_reference
+from phoneagent.llm.domain.verification import (
+    MAX_FAILURES,
+    VERIFICATION_FAILURES,
+    read_birth_date,
+    read_reference,
+)
 from phoneagent.runtime.errors import ErrorKind
 
 ANN = "+15552013344"
@@ -94,7 +109,7 @@ async def test_a_wrong_reference_sounds_exactly_like_no_booking(tools: ToolExecu
     with_booking = await tools.execute("find_appointments", {"reference": wrong}, CallContext("c1", ANN))
     without = await tools.execute("find_appointments", {"reference": wrong}, CallContext("c2", MALLORY))
     assert with_booking.status == without.status == "needs_input"
-    assert with_booking.say == without.say == NO_MATCH + " Could you say the reference again?"
+    assert with_booking.say == without.say == NO_MATCH + SAY_AGAIN
     assert with_booking.content() == without.content()
     assert failures("no_match") == before + 2
 
@@ -189,3 +204,66 @@ def test_the_tool_schemas_take_a_reference_and_no_phone_number_for_existing_book
     for name in ("find_appointments", "move_appointment", "cancel_appointment"):
         props: dict[str, Any] = TOOL_SCHEMAS[name]["parameters"]["properties"]
         assert "reference" in props and "phone" not in props
+
+
+@pytest.mark.parametrize(
+    ("said", "born"),
+    [
+        ("March 14th, 1980", date(1980, 3, 14)),
+        ("I was born on the fourteenth of March nineteen eighty", date(1980, 3, 14)),
+        ("14 March 1980", date(1980, 3, 14)),
+        ("1980-03-14", date(1980, 3, 14)),
+        ("march the third nineteen eighty-two", date(1982, 3, 3)),
+        ("the 3rd of May two thousand five", date(2005, 5, 3)),
+        ("next Tuesday at 9", None),  # an appointment day has no year
+        ("December 1st 2026", None),  # not yet born
+        ("February 30th 1980", None),
+    ],
+)
+def test_reading_a_date_of_birth_from_what_was_said(said: str, born: date | None) -> None:
+    assert read_birth_date(said, date(2026, 11, 23)) == born
+
+
+@pytest.fixture
+def birth_tools(agent: Agent, store: SchedulingStore) -> ToolExecutor:
+    """An agent file with ``caller_verification: {date_of_birth: true}``, on the same book."""
+    collecting = dataclasses.replace(agent, collect_date_of_birth=True)
+    return ToolExecutor(collecting, SchedulingStore(store.db, collecting, store.now))
+
+
+async def test_where_collected_the_date_of_birth_proves_a_booking_like_its_reference(
+    birth_tools: ToolExecutor, store: SchedulingStore
+) -> None:
+    booking = CallContext("booking-call", ANN)
+    r = await birth_tools.execute("book_appointment", CLEANING, booking)
+    assert r.status == "needs_input" and r.say == ASK_BIRTH_DATE and r.data["needs"] == "date_of_birth"
+    born = {**CLEANING, "date_of_birth": "March 14th, 1980"}
+    r = await birth_tools.execute("book_appointment", born, booking)
+    assert r.ok and r.data["reference"] == "471209"
+    with store.db.transaction() as tx:
+        (row,) = tx.query("SELECT * FROM appointments WHERE id = ?", (r.data["appointment_id"],))
+    assert not any("1980" in str(value) for value in row)
+
+    call = CallContext("call-later", ANN)
+    r = await birth_tools.execute("find_appointments", {}, call)
+    assert r.status == "needs_input" and r.say == ASK_REFERENCE_OR_BIRTH
+    wrong = await birth_tools.execute("find_appointments", {"date_of_birth": "March 15th, 1980"}, call)
+    nobody = await birth_tools.execute(
+        "find_appointments", {"date_of_birth": "March 14th, 1980"}, CallContext("c", MALLORY)
+    )
+    assert wrong.content() == nobody.content() and wrong.say == NO_MATCH + SAY_AGAIN
+    r = await birth_tools.execute("find_appointments", {"date_of_birth": "the 14th of March 1980"}, call)
+    assert r.ok and r.say == "You have cleaning on Tuesday 1 December at 9 am."
+    r = await birth_tools.execute("cancel_appointment", {}, call)
+    assert r.ok and store.get(r.data["appointment_id"]).status == "cancelled"
+
+
+async def test_without_the_setting_a_date_of_birth_proves_nothing(
+    tools: ToolExecutor, birth_tools: ToolExecutor
+) -> None:
+    r = await birth_tools.execute(
+        "book_appointment", {**CLEANING, "date_of_birth": "March 14th, 1980"}, CallContext("b", ANN)
+    )
+    assert r.ok
+    r = await tools.execute("find_appointments", {"date_of_birth": "March 14th, 1980"}, CallContext("c", ANN))
+    assert r.status == "needs_input" and r.say == ASK_REFERENCE

@@ -4,13 +4,14 @@ resumed in code, kept out of the call record, and a verification outlives a repl
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 from phoneagent.agents.agent import Agent
 from phoneagent.devtools.llm_eval import NOW  # the store's clock too: Monday 9:30 am in New York
 from phoneagent.llm.dialog_state import DialogState
-from phoneagent.llm.domain.booking_access import ASK_REFERENCE, LOCKED
+from phoneagent.llm.domain.booking_access import ASK_BIRTH_DATE, ASK_REFERENCE, ASK_REFERENCE_OR_BIRTH, LOCKED
 from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tool_result import CallContext
 from phoneagent.llm.domain.tools import ToolExecutor
@@ -33,7 +34,8 @@ def adapter(agent: Agent, store: SchedulingStore, caller: str, records: list[Any
         if records is not None:
             records.append(msg)
 
-    return Tools(ToolExecutor(agent, store), CallContext(f"call-{caller}", caller), lambda: NOW, record)
+    executor = ToolExecutor(agent, SchedulingStore(store.db, agent, store.now))
+    return Tools(executor, CallContext(f"call-{caller}", caller), lambda: NOW, record)
 
 
 def book(store: SchedulingStore, agent: Agent) -> tuple[str, str]:
@@ -127,3 +129,31 @@ async def test_the_call_record_never_holds_the_reference(agent: Agent, store: Sc
     recorded = [getattr(m, "arguments_json", "") + getattr(m, "result_json", "") for m in records]
     assert len(recorded) == 4 and all(reference not in text for text in recorded)
     assert '"reference": "[reference]"' in recorded[1] + recorded[2]
+
+
+async def test_the_date_of_birth_is_asked_for_at_booking_and_proves_the_booking_later(
+    agent: Agent, store: SchedulingStore
+) -> None:
+    collecting = dataclasses.replace(agent, collect_date_of_birth=True)
+    records: list[Any] = []
+    tools = adapter(collecting, store, ANN, records)
+    tools.caller_said("a cleaning next tuesday at 9, my name is Ann Lee")
+    model = {"appointment_type": "cleaning", "when": "next tuesday at 9", "name": "Ann Lee"}
+    outcome = await tools.run("book_appointment", {**model, "date_of_birth": "1970-01-01"})  # made up
+    assert outcome.spoken == ASK_BIRTH_DATE
+    tools.caller_said("It's March 14th, 1980.")
+    resumed = tools.resume("It's March 14th, 1980.")
+    assert resumed is not None and resumed["arguments"]["date_of_birth"] == "1980-03-14"
+    booked = await tools.run(resumed["name"], resumed["arguments"])
+    assert booked.ok and booked.spoken.startswith("You're booked for cleaning on Tuesday 1 December at 9 am.")
+    recorded = " ".join(getattr(m, "arguments_json", "") + getattr(m, "result_json", "") for m in records)
+    assert "1980" not in recorded and '"date_of_birth": "[date_of_birth]"' in recorded
+
+    later = adapter(collecting, store, ANN)
+    later.caller_said("I'd like to cancel my cleaning")
+    assert (await later.run("cancel_appointment", {})).spoken == ASK_REFERENCE_OR_BIRTH
+    later.caller_said("the fourteenth of March nineteen eighty")
+    resumed = later.resume("the fourteenth of March nineteen eighty")
+    assert resumed == {"name": "cancel_appointment", "arguments": {"date_of_birth": "1980-03-14"}}
+    outcome = await later.run(resumed["name"], resumed["arguments"])
+    assert outcome.ok and outcome.spoken == "Your appointment on Tuesday 1 December at 9 am is cancelled."

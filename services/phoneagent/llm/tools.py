@@ -14,8 +14,9 @@ from typing import Any
 from phoneagent.llm.dialog_state import ToolOutcome
 from phoneagent.llm.domain.calendar_facts import asks_for_hours
 from phoneagent.llm.domain.tool_result import CallContext
+from phoneagent.llm.domain.tool_schemas import BIRTH_DATE
 from phoneagent.llm.domain.tools import ToolExecutor
-from phoneagent.llm.domain.verification import read_reference, spoken_digits
+from phoneagent.llm.domain.verification import read_birth_date, read_reference, spoken_digits
 from phoneagent.llm.prompting import answers, normalise_arguments
 from phoneagent.runtime.errors import PhoneAgentError
 from phoneagent.runtime.meta import new_meta
@@ -37,6 +38,7 @@ SPOKEN_AS_IS = frozenset(
 )
 # Tools that need the caller's booking reference (see phoneagent.llm.domain.booking_access).
 NEEDS_REFERENCE = frozenset({"find_appointments", "move_appointment", "cancel_appointment"})
+SECRETS = ("reference", BIRTH_DATE)  # never in the call record
 
 
 class Tools:
@@ -103,9 +105,8 @@ class Tools:
         pending, self.pending = self.pending, None
         if pending is not None and answers(pending[2], self.executor.agent, text, self.clock()):
             return {"name": pending[0], "arguments": pending[1]}
-        reference = read_reference(text)
-        if pending is not None and "reference" in pending[2] and reference is not None:
-            return {"name": pending[0], "arguments": {**pending[1], "reference": reference}}
+        if pending is not None and (answer := self._secret_answer(pending[2], text)):
+            return {"name": pending[0], "arguments": {**pending[1], **answer}}
         if self.executor.agent.tool_enabled("lookup_knowledge") and asks_for_hours(text):
             return {"name": "lookup_knowledge", "arguments": {"question": text}}
         return None
@@ -132,8 +133,7 @@ class Tools:
             return ToolOutcome(
                 ok=False, result={"status": "needs_input"}, spoken=fixed.ask, final=True, tool=name
             )
-        if name in NEEDS_REFERENCE:
-            self._heard_reference(fixed.arguments)
+        self._heard_secrets(name, fixed.arguments)
         call_id = f"t{time.time_ns():x}"
         await self._record(
             tools_pb2.ToolCall(
@@ -158,9 +158,9 @@ class Tools:
         self.offered = [*self.offered[-1:], result.say]
         if name == "book_appointment" and result.status == "needs_input" and "asked_for" in result.data:
             self.pending = (name, fixed.arguments, ("when",))
-        elif result.status == "needs_input" and result.data.get("needs") == "reference":
-            asked = {k: v for k, v in fixed.arguments.items() if k != "reference"}
-            self.pending = (name, asked, ("reference",))
+        elif result.status == "needs_input" and result.data.get("needs") in SECRETS:
+            asked = {k: v for k, v in fixed.arguments.items() if k not in SECRETS}
+            self.pending = (name, asked, (str(result.data["needs"]),))
         # What the tools say (bookings, the best document passage, transfers, failures) is exact and
         # complete: it is spoken as it is, so a small model cannot misstate a date or a price.
         final = result.status == "error" or name in SPOKEN_AS_IS
@@ -172,19 +172,39 @@ class Tools:
             tool=name,
         )
 
-    def _heard_reference(self, arguments: dict[str, Any]) -> None:
-        """The booking reference is the one the caller said: read from their recent words, else
-        the model's copy only when its digits were said (one it made up would use up a try)."""
-        heard = read_reference(" ".join(self.said[-2:])) or read_reference(" ".join(self.said[-1:]))
+    def _secret_answer(self, missing: tuple[str, ...], text: str) -> dict[str, str] | None:
+        """The reference or date of birth a tool asked for, when ``text`` gives it."""
+        reference = read_reference(text) if "reference" in missing else None
+        if reference is not None:
+            return {"reference": reference}
+        if BIRTH_DATE in missing or ("reference" in missing and self.executor.agent.collect_date_of_birth):
+            born = read_birth_date(text, self.clock().astimezone(self.executor.agent.tz).date())
+            if born is not None:
+                return {BIRTH_DATE: born.isoformat()}
+        return None
+
+    def _heard_secrets(self, name: str, arguments: dict[str, Any]) -> None:
+        """The booking reference and date of birth are the ones the caller said, read from their
+        recent words: the model's copy of a reference counts only when its digits were said, and
+        its copy of a date of birth never (one it made up would use up a try, or be stored)."""
         given = arguments.pop("reference", None)
-        if heard is not None:
-            arguments["reference"] = heard
+        arguments.pop(BIRTH_DATE, None)  # the model's copy of a date of birth is never used
+        agent = self.executor.agent
+        if name not in NEEDS_REFERENCE and not (name == "book_appointment" and agent.collect_date_of_birth):
             return
+        recent = " ".join(self.said[-2:])
+        heard = read_reference(recent) or read_reference(" ".join(self.said[-1:]))
         copied = read_reference(given) if isinstance(given, str) else None
-        if copied is not None and copied in spoken_digits(" ".join(self.said)):
+        if name in NEEDS_REFERENCE and heard is not None:
+            arguments["reference"] = heard
+        elif name in NEEDS_REFERENCE and copied is not None and copied in spoken_digits(" ".join(self.said)):
             arguments["reference"] = copied
+        if agent.collect_date_of_birth and "reference" not in arguments:
+            said_born = read_birth_date(recent, self.clock().astimezone(agent.tz).date())
+            if said_born is not None:
+                arguments[BIRTH_DATE] = said_born.isoformat()
 
 
 def _unsecret(body: dict[str, Any]) -> dict[str, Any]:
-    """A tool call or result for the call record, without the booking reference."""
-    return {k: ("[reference]" if k == "reference" else v) for k, v in body.items()}
+    """A tool call or result for the call record, without the booking reference or date of birth."""
+    return {k: (f"[{k}]" if k in SECRETS else v) for k, v in body.items()}

@@ -1,5 +1,6 @@
 """The check before a tool shows or changes a booking: the caller ID must be the number the
-booking was made with, and the caller must have given its booking reference in this call.
+booking was made with, and the caller must have given its booking reference in this call (or
+their date of birth, where the agent file collects it at booking).
 
 A refusal never tells whether a booking exists: no booking for the caller ID and a wrong
 reference get the same words after the same work. A number said on the call is never used.
@@ -15,7 +16,8 @@ from typing import Any
 from phoneagent.agents.agent import Agent
 from phoneagent.llm.domain.scheduling import Appointment, SchedulingStore, normalise_phone
 from phoneagent.llm.domain.tool_result import CallContext, ToolResult
-from phoneagent.llm.domain.verification import CallerVerification, read_reference
+from phoneagent.llm.domain.tool_schemas import BIRTH_DATE
+from phoneagent.llm.domain.verification import CallerVerification, read_birth_date, read_reference
 from phoneagent.runtime.errors import ErrorKind, InvalidArgument
 
 log = logging.getLogger(__name__)
@@ -24,13 +26,20 @@ ASK_REFERENCE = (
     "To keep your booking safe, I need the 6-digit booking reference you were given when you booked. "
     "What is it?"
 )
+ASK_REFERENCE_OR_BIRTH = (
+    "To keep your booking safe, I need the 6-digit booking reference you were given when you booked, "
+    "or your date of birth. Could you tell me one of them?"
+)
 ASK_OTHER_REFERENCE = (
     "I can't find that appointment among the bookings you've confirmed. If it's another booking, "
     "what is its booking reference?"
 )
-NO_MATCH = "Sorry, I can't find a booking with that reference for the number you're calling from."
+ASK_BIRTH_DATE = "What is your date of birth? We use it to confirm it's you when you call about the booking."
+# The same words for no booking and for a wrong reference or date of birth.
+NO_MATCH = "Sorry, I can't find a booking with those details for the number you're calling from."
 MALFORMED = "Sorry, a booking reference has 6 digits."
-SAY_AGAIN = " Could you say the reference again?"
+MALFORMED_BIRTH = "Sorry, I didn't catch the whole date of birth, with the year."
+SAY_AGAIN = " Could you say it again?"
 NO_CALLER_ID = "Sorry, I can only look up a booking when you call from the phone number it was made with."
 LOCKED = "Sorry, I can't confirm the booking on this call."
 OFFER_TRANSFER = " I can put you through to the front desk."
@@ -39,6 +48,7 @@ OFFER_MESSAGE = " I can take a message so the staff can call you back."
 ASK_NEXT = (
     "Ask the caller for their 6-digit booking reference, then call this tool again with it as reference."
 )
+ASK_BIRTH_NEXT = "Ask the caller for their date of birth, then call book_appointment again with it."
 REFUSED_NEXT = "Do not try again: offer a transfer to a person or to take a message."
 
 
@@ -58,16 +68,24 @@ class BookingAccess:
         if caller is None:
             state.fail("no_caller_id")
             return self._refuse(tool, NO_CALLER_ID)
-        said = args.get("reference")
-        if isinstance(said, str):
+        reference, born = args.get("reference"), args.get(BIRTH_DATE)
+        if not self.agent.collect_date_of_birth:
+            born = None
+        if isinstance(reference, str) or isinstance(born, str):
             if state.locked:
                 state.fail("locked")
                 return self._refuse(tool, LOCKED)
-            reference = read_reference(said)
-            if reference is None:
+            if isinstance(reference, str):
+                code = read_reference(reference)
+                matched = store.match_reference(caller, code) if code else None
+                unreadable = MALFORMED
+            else:
+                day = read_birth_date(str(born), self.clock().astimezone(self.agent.tz).date())
+                matched = store.match_birth_date(caller, day) if day else None
+                unreadable = MALFORMED_BIRTH
+            if matched is None:
                 state.fail("malformed")
-                return self._again(tool, MALFORMED, state)
-            matched = store.match_reference(caller, reference)
+                return self._again(tool, unreadable, state)
             if not matched:
                 state.fail("no_match")
                 log.info("booking reference refused", extra={"call_id": ctx.call_id, "tool": tool})
@@ -80,7 +98,11 @@ class BookingAccess:
         if state.locked:
             state.fail("locked")
             return self._refuse(tool, LOCKED)
-        return ask_reference(tool, ASK_REFERENCE)
+        return ask_reference(tool, self.ask_words)
+
+    @property
+    def ask_words(self) -> str:
+        return ASK_REFERENCE_OR_BIRTH if self.agent.collect_date_of_birth else ASK_REFERENCE
 
     def _again(self, tool: str, words: str, state: CallerVerification) -> ToolResult:
         if state.locked:

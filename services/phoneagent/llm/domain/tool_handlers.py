@@ -7,12 +7,20 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from phoneagent.agents.agent import Agent
-from phoneagent.llm.domain.booking_access import ASK_OTHER_REFERENCE, BookingAccess, ask_reference
+from phoneagent.llm.domain.booking_access import (
+    ASK_BIRTH_DATE,
+    ASK_BIRTH_NEXT,
+    ASK_OTHER_REFERENCE,
+    BookingAccess,
+    ask_reference,
+)
 from phoneagent.llm.domain.calendar_facts import HOURS_SOURCE, hours_answer
 from phoneagent.llm.domain.dates import Resolution, Status, resolve, speak_day, speak_time
 from phoneagent.llm.domain.knowledge import KnowledgeBase
 from phoneagent.llm.domain.scheduling import Appointment, SchedulingStore, Slot, SlotUnavailable
 from phoneagent.llm.domain.tool_result import CallContext, ToolResult
+from phoneagent.llm.domain.tool_schemas import BIRTH_DATE
+from phoneagent.llm.domain.verification import read_birth_date
 from phoneagent.runtime.errors import ErrorKind, Unavailable
 
 SEARCH_DAYS = 14
@@ -162,9 +170,26 @@ class Handlers:
         phone = self._phone(args, ctx)
         if not phone:
             return self._result("book_appointment", "needs_input", "What number can we reach you on?")
+        born = None
+        if self.agent.collect_date_of_birth:
+            today = self.clock().astimezone(self.agent.tz).date()
+            born = read_birth_date(str(args.get(BIRTH_DATE, "")), today)
+            if born is None:
+                return self._result(
+                    "book_appointment",
+                    "needs_input",
+                    ASK_BIRTH_DATE,
+                    {"needs": BIRTH_DATE, "next_step": ASK_BIRTH_NEXT},
+                )
         try:
             appt = store.book(
-                kind.id, r.start(self.agent.tz), args["name"], phone, args.get("notes", ""), ctx.call_id
+                kind.id,
+                r.start(self.agent.tz),
+                args["name"],
+                phone,
+                args.get("notes", ""),
+                ctx.call_id,
+                birth_date=born,
             )
         except SlotUnavailable as exc:
             others = self._nearby(kind.id, r)

@@ -1,10 +1,11 @@
 """Who may see or change a booking: the caller ID it was made from, plus a second factor the
-caller says (the booking reference given at booking).
+caller says: the booking reference given at booking, or the date of birth where the agent file
+collects it (``caller_verification: {date_of_birth: true}``).
 
-A reference is 6 digits, drawn at booking, said in the confirmation and stored only as a salted
-PBKDF2 hash. Each call keeps a :class:`CallerVerification`: the bookings the caller has proved
-in this call (so a move after a find does not ask again) and the failed attempts, which are
-limited (:data:`MAX_FAILURES` per call) and counted in
+A reference is 6 digits, drawn at booking and said in the confirmation. A reference and a date
+of birth are stored only as salted PBKDF2 hashes. Each call keeps a :class:`CallerVerification`:
+the bookings the caller has proved in this call (so a move after a find does not ask again) and
+the failed attempts, which are limited (:data:`MAX_FAILURES` per call) and counted in
 ``pa_llm_caller_verification_failures_total``.
 """
 
@@ -15,12 +16,16 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from prometheus_client import Counter
 
+from phoneagent.llm.domain.dates_parse import MONTHS
+from phoneagent.llm.domain.dates_words import normalise
+
 REFERENCE_DIGITS = 6
-MAX_FAILURES = 3  # wrong or unreadable references per call; then only a person can help
+MAX_FAILURES = 3  # wrong or unreadable answers per call; then only a person can help
 MAX_VERIFIED = 20  # bookings remembered as proved per call (a caller has a handful at most)
 _ITERATIONS = 20_000  # about 10 ms a check: slows guessing at a copied table, not a caller
 _SCHEME = "pbkdf2_sha256"
@@ -28,8 +33,8 @@ _SCHEME = "pbkdf2_sha256"
 VERIFICATION_FAILURES = Counter(
     "pa_llm_caller_verification_failures_total",
     "Refused attempts to reach a booking, by reason: no_caller_id (withheld or unreadable caller "
-    "ID), malformed (not a 6-digit reference), no_match (no booking with that reference for the "
-    "caller ID), locked (the call used up its attempts).",
+    "ID), malformed (not a 6-digit reference or a date of birth), no_match (no booking with that "
+    "reference or date of birth for the caller ID), locked (the call used up its attempts).",
     ["reason"],
 )
 
@@ -55,27 +60,27 @@ def new_reference() -> str:
     return f"{secrets.randbelow(10**REFERENCE_DIGITS):0{REFERENCE_DIGITS}d}"
 
 
-def hash_reference(reference: str, salt: bytes | None = None) -> str:
-    """The stored form of a reference: ``pbkdf2_sha256$iterations$salt$hash`` (hex)."""
+def hash_secret(secret: str, salt: bytes | None = None) -> str:
+    """The stored form of a reference or date of birth: ``pbkdf2_sha256$iterations$salt$hash``."""
     salt = salt if salt is not None else secrets.token_bytes(16)
-    digest = hashlib.pbkdf2_hmac("sha256", reference.encode(), salt, _ITERATIONS)
+    digest = hashlib.pbkdf2_hmac("sha256", secret.encode(), salt, _ITERATIONS)
     return f"{_SCHEME}${_ITERATIONS}${salt.hex()}${digest.hex()}"
 
 
-def reference_matches(reference: str, stored: str) -> bool:
-    """Whether ``reference`` is the one ``stored`` was made from (False for anything malformed)."""
+def secret_matches(secret: str, stored: str) -> bool:
+    """Whether ``secret`` is the one ``stored`` was made from (False for anything malformed)."""
     try:
         scheme, iterations, salt, digest = stored.split("$")
         if scheme != _SCHEME:
             return False
-        given = hashlib.pbkdf2_hmac("sha256", reference.encode(), bytes.fromhex(salt), int(iterations))
+        given = hashlib.pbkdf2_hmac("sha256", secret.encode(), bytes.fromhex(salt), int(iterations))
         return hmac.compare_digest(given.hex(), digest)
     except ValueError:
         return False
 
 
 def burn_one_check() -> None:
-    """As much work as checking one reference: a caller with no booking waits as long as one with."""
+    """As much work as checking one secret: a caller with no booking waits as long as one with."""
     hashlib.pbkdf2_hmac("sha256", b"000000", b"\0" * 16, _ITERATIONS)
 
 
@@ -104,6 +109,47 @@ def spoken_digits(text: str) -> str:
     ``"471209"``): to tell whether a reference the model passes was said at all."""
     tokens = _TOKEN.findall(text.lower())
     return "".join(token if token.isdigit() else _DIGIT_WORDS.get(token, "") for token in tokens)
+
+
+_MON = "|".join(MONTHS)
+_YEAR = r"((?:19|20)\d\d|(?:19|20) \d\d)(?!\d)"  # "1980", or "19 80" from "nineteen eighty"
+_HIGH_TENS = {"sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}  # years; times stop at fifty
+_UNITS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+_HIGH_TENS_WORDS = re.compile(rf"\b({'|'.join(_HIGH_TENS)})(?:[- ]({'|'.join(_UNITS)}))?\b")
+_THOUSANDS = re.compile(r"\b2 thousand(?: and)?(?: (\d{1,2})(?!\d))?")  # "two thousand and five"
+_BIRTH_FORMS = (
+    re.compile(r"\b((?:19|20)\d\d)-(\d{1,2})-(\d{1,2})\b"),  # 1980-03-14: year, month, day
+    re.compile(rf"\b({_MON}) (?:the )?(\d{{1,2}})(?:st|nd|rd|th)? (?:of )?{_YEAR}"),  # march 14th 1980
+    re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)? (?:of )?({_MON}) {_YEAR}"),  # 14th of march 1980
+)
+
+
+def read_birth_date(text: str, today: date) -> date | None:
+    """A date of birth as said or written, with its year: ``"March 14th, 1980"``, ``"the
+    fourteenth of March nineteen eighty"``, ``"1980-03-14"``; the last one said. None when there
+    is none, or it is not a real past date (an appointment day has no year, or a future one)."""
+    words = _HIGH_TENS_WORDS.sub(_tens_digits, text.lower().replace(",", " "))
+    words = _THOUSANDS.sub(lambda m: str(2000 + int(m.group(1) or 0)), normalise(words))
+    found: list[tuple[int, date]] = []
+    for number, form in enumerate(_BIRTH_FORMS):
+        for m in form.finditer(words):
+            if number == 0:
+                year, month, day = m.group(1), m.group(2), m.group(3)
+            elif number == 1:
+                month, day, year = str(MONTHS.index(m.group(1)) + 1), m.group(2), m.group(3)
+            else:
+                day, month, year = m.group(1), str(MONTHS.index(m.group(2)) + 1), m.group(3)
+            try:
+                born = date(int(year.replace(" ", "")), int(month), int(day))
+            except ValueError:
+                continue
+            if date(1900, 1, 1) <= born < today:
+                found.append((m.start(), born))
+    return max(found)[1] if found else None
+
+
+def _tens_digits(m: re.Match[str]) -> str:
+    return str(_HIGH_TENS[m.group(1)] + (_UNITS.index(m.group(2)) + 1 if m.group(2) else 0))
 
 
 @dataclass
