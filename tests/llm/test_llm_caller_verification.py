@@ -187,6 +187,7 @@ async def test_a_withheld_caller_id_is_refused(tools: ToolExecutor) -> None:
         ("471209", "471209"),
         ("it's 471 209", "471209"),
         ("four seven one, two oh nine", "471209"),
+        ("double four one, triple nine", "441999"),
         ("Yes, the reference is 0 4 7 1 2 0.", "047120"),
         ("my number is 555 201 3344", None),  # a phone number is not a reference
         ("tuesday at 9", None),

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -52,6 +53,7 @@ _DIGIT_WORDS = {
     "eight": "8",
     "nine": "9",
 }
+_REPEAT = {"double": 2, "triple": 3}  # "double four" is 44
 _TOKEN = re.compile(r"[a-z]+|\d+")
 
 
@@ -86,18 +88,23 @@ def burn_one_check() -> None:
 
 def read_reference(text: str) -> str | None:
     """The booking reference in words as said or written: ``"471209"``, ``"471 209"``, ``"four
-    seven one, two oh nine"``. A run of exactly 6 digits (digit words count; other words end a
-    run), the last one said; None when there is none (a phone number is too long to be one)."""
+    seven one, two oh nine"``, ``"double four..."``. A run of exactly 6 digits (digit words
+    count; other words end a run), the last one said; None when there is none (a phone number
+    is too long to be one)."""
     runs: list[str] = []
-    current = ""
+    current, repeat = "", 1
     for token in _TOKEN.findall(text.lower()):
         digit = token if token.isdigit() else _DIGIT_WORDS.get(token)
+        if token in _REPEAT:
+            repeat = _REPEAT[token]
+            continue
         if digit is None:
             if current:
                 runs.append(current)
             current = ""
         else:
-            current += digit
+            current += digit[0] * repeat + digit[1:]
+        repeat = 1
     if current:
         runs.append(current)
     found = [r for r in runs if len(r) == REFERENCE_DIGITS]
@@ -155,10 +162,12 @@ def _tens_digits(m: re.Match[str]) -> str:
 @dataclass
 class CallerVerification:
     """One call's verification state: bookings proved and failed attempts. Kept with the tool
-    state (:meth:`snapshot`), so it survives a replica taking the call over."""
+    state (:meth:`snapshot`), so it survives a replica taking the call over. The tools change it
+    in a worker thread while the dialog may save it: a lock keeps the two apart."""
 
     verified: set[str] = field(default_factory=set)  # appointment ids proved in this call
     failures: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def locked(self) -> bool:
@@ -169,26 +178,31 @@ class CallerVerification:
         return max(0, MAX_FAILURES - self.failures)
 
     def prove(self, appointment_ids: list[str]) -> None:
-        for appointment_id in appointment_ids:
-            if len(self.verified) < MAX_VERIFIED:
-                self.verified.add(appointment_id)
+        with self._lock:
+            for appointment_id in appointment_ids:
+                if len(self.verified) < MAX_VERIFIED:
+                    self.verified.add(appointment_id)
 
     def fail(self, reason: str) -> None:
-        """A refused attempt: counted by reason; malformed and wrong references use up a try."""
+        """A refused attempt: counted by reason; unreadable and wrong answers use up a try."""
         VERIFICATION_FAILURES.labels(reason=reason).inc()
         if reason in ("malformed", "no_match"):
-            self.failures += 1
+            with self._lock:
+                self.failures += 1
 
     def snapshot(self) -> dict[str, Any]:
-        return {"verified": sorted(self.verified), "failures": self.failures}
+        with self._lock:
+            return {"verified": sorted(self.verified), "failures": self.failures}
 
     def restore(self, saved: Any) -> None:
         """Take back a :meth:`snapshot`; anything malformed in it is dropped, never raised."""
-        self.verified, self.failures = set(), 0
+        ids: list[str] = []
+        failures = 0
         if isinstance(saved, dict):
-            ids = saved.get("verified")
-            if isinstance(ids, list):
-                self.prove([i for i in ids if isinstance(i, str) and 0 < len(i) <= 40])
-            raw = saved.get("failures")
+            raw_ids, raw = saved.get("verified"), saved.get("failures")
+            if isinstance(raw_ids, list):
+                ids = [i for i in raw_ids if isinstance(i, str) and 0 < len(i) <= 40]
             if isinstance(raw, int) and not isinstance(raw, bool) and raw > 0:
-                self.failures = min(raw, MAX_FAILURES)
+                failures = min(raw, MAX_FAILURES)
+        with self._lock:
+            self.verified, self.failures = set(ids[:MAX_VERIFIED]), failures
