@@ -157,3 +157,18 @@ async def test_the_date_of_birth_is_asked_for_at_booking_and_proves_the_booking_
     assert resumed == {"name": "cancel_appointment", "arguments": {"date_of_birth": "1980-03-14"}}
     outcome = await later.run(resumed["name"], resumed["arguments"])
     assert outcome.ok and outcome.spoken == "Your appointment on Tuesday 1 December at 9 am is cancelled."
+
+
+async def test_a_wrong_reference_said_before_is_not_tried_again(agent: Agent, store: SchedulingStore) -> None:
+    _, reference = book(store, agent)
+    tools = adapter(agent, store, ANN)
+    tools.caller_said("my reference is 000000")
+    assert (await tools.run("find_appointments", {"reference": "000000"})).result["attempts_left"] == 2
+    tools.caller_said("hmm, can you just move it to friday at 10:30")
+    outcome = await tools.run("move_appointment", {"new_when": "friday at 10:30", "reference": "000000"})
+    assert outcome.spoken == ASK_REFERENCE and tools.ctx.verification.failures == 1
+    tools.caller_said(f"oh, it's {reference}")
+    resumed = tools.resume(f"oh, it's {reference}")
+    assert resumed is not None and resumed["arguments"]["reference"] == reference
+    outcome = await tools.run(resumed["name"], resumed["arguments"])
+    assert outcome.ok and outcome.spoken == "Done: your appointment is now on Friday 27 November at 10:30 am."

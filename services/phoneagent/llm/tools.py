@@ -184,25 +184,30 @@ class Tools:
         return None
 
     def _heard_secrets(self, name: str, arguments: dict[str, Any]) -> None:
-        """The booking reference and date of birth are the ones the caller said, read from their
-        recent words: the model's copy of a reference counts only when its digits were said, and
-        its copy of a date of birth never (one it made up would use up a try, or be stored)."""
+        """The booking reference and date of birth are the ones the caller said. To prove a
+        booking: from the caller's latest words only (a wrong answer said before is not sent
+        again), the model's copy of a reference only when its digits are in them. At booking, a
+        date of birth from the caller's recent turns. The model's own date of birth never counts
+        (one it made up would use up a try, or be stored)."""
         given = arguments.pop("reference", None)
-        arguments.pop(BIRTH_DATE, None)  # the model's copy of a date of birth is never used
+        arguments.pop(BIRTH_DATE, None)
         agent = self.executor.agent
-        if name not in NEEDS_REFERENCE and not (name == "book_appointment" and agent.collect_date_of_birth):
-            return
-        recent = " ".join(self.said[-2:])
-        heard = read_reference(recent) or read_reference(" ".join(self.said[-1:]))
-        copied = read_reference(given) if isinstance(given, str) else None
-        if name in NEEDS_REFERENCE and heard is not None:
-            arguments["reference"] = heard
-        elif name in NEEDS_REFERENCE and copied is not None and copied in spoken_digits(" ".join(self.said)):
-            arguments["reference"] = copied
-        if agent.collect_date_of_birth and "reference" not in arguments:
-            said_born = read_birth_date(recent, self.clock().astimezone(agent.tz).date())
-            if said_born is not None:
-                arguments[BIRTH_DATE] = said_born.isoformat()
+        today = self.clock().astimezone(agent.tz).date()
+        latest = self.said[-1] if self.said else ""
+        if name in NEEDS_REFERENCE:
+            heard = read_reference(latest)
+            copied = read_reference(given) if isinstance(given, str) else None
+            if heard is None and copied is not None and copied in spoken_digits(latest):
+                heard = copied
+            born = read_birth_date(latest, today) if agent.collect_date_of_birth else None
+            if heard is not None:
+                arguments["reference"] = heard
+            elif born is not None:
+                arguments[BIRTH_DATE] = born.isoformat()
+        elif name == "book_appointment" and agent.collect_date_of_birth:
+            born = read_birth_date(" ".join(self.said), today)
+            if born is not None:
+                arguments[BIRTH_DATE] = born.isoformat()
 
 
 def _unsecret(body: dict[str, Any]) -> dict[str, Any]:
