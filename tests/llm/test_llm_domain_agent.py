@@ -126,3 +126,29 @@ def test_tool_definitions_follow_enabled_tools() -> None:
     for d in tool_definitions():
         params = d["function"]["parameters"]
         assert params["type"] == "object" and params["additionalProperties"] is False
+
+
+def test_caller_verification_collects_the_date_of_birth_only_when_asked_to() -> None:
+    assert parse_agent(base(), base_dir=example_agent_path().parent).collect_date_of_birth is False
+    raw = {**base(), "caller_verification": {"date_of_birth": True}}
+    assert parse_agent(raw, base_dir=example_agent_path().parent).collect_date_of_birth is True
+    for bad, problem in (
+        ({"date_of_birth": "yes"}, "caller_verification.date_of_birth: must be true or false"),
+        ({"pin": True}, "caller_verification.pin: unknown field"),
+        ("date_of_birth", "caller_verification: must be a mapping"),
+    ):
+        with pytest.raises(AgentConfigError, match=problem):
+            parse_agent({**base(), "caller_verification": bad}, base_dir=example_agent_path().parent)
+
+
+def test_the_date_of_birth_argument_is_offered_only_where_it_is_collected() -> None:
+    def arguments(date_of_birth: bool) -> dict[str, set[str]]:
+        return {
+            d["function"]["name"]: set(d["function"]["parameters"]["properties"])
+            for d in tool_definitions(date_of_birth=date_of_birth)
+        }
+
+    without, with_birth = arguments(False), arguments(True)
+    for name in ("book_appointment", "find_appointments", "move_appointment", "cancel_appointment"):
+        assert "date_of_birth" not in without[name] and "date_of_birth" in with_birth[name]
+    assert "reference" in without["find_appointments"] and "phone" not in without["find_appointments"]

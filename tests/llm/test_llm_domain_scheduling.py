@@ -48,12 +48,12 @@ def at(agent: Agent, text: str) -> datetime:
 def test_migrations_are_idempotent(db_url: str) -> None:
     db = Database(db_url)
     assert migrations.current_version(db) == 0
-    assert migrations.migrate(db) == len(migrations.steps()) == 2
-    assert migrations.migrate(db) == 2
+    assert migrations.migrate(db) == len(migrations.steps()) == 3
+    assert migrations.migrate(db) == 3
     second = Database(db_url)  # another replica starting later
-    assert migrations.migrate(second) == 2
+    assert migrations.migrate(second) == 3
     with db.transaction() as tx:
-        assert tx.query("SELECT version FROM schema_version ORDER BY version") == [(1,), (2,)]
+        assert tx.query("SELECT version FROM schema_version ORDER BY version") == [(1,), (2,), (3,)]
     db.close()
     second.close()
 
@@ -66,7 +66,7 @@ def test_concurrent_migration(db_url: str) -> None:
         t.start()
     for t in threads:
         t.join(timeout=60)
-    assert results == [2, 2, 2]
+    assert results == [3, 3, 3]
     for d in dbs:
         d.close()
 
@@ -155,6 +155,43 @@ def test_simultaneous_bookings_one_wins(db_url: str, agent: Agent) -> None:
 def test_refused_times(store: SchedulingStore, agent: Agent, text: str, reason: str) -> None:
     with pytest.raises(SlotUnavailable, match=reason):
         store.book("cleaning", at(agent, text), "Dana", PHONE)
+
+
+def test_a_booking_reference_matches_only_its_own_callers_booking(
+    store: SchedulingStore, agent: Agent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drawn = iter(["471209", "308512"])
+    monkeypatch.setattr("phoneagent.llm.domain.scheduling.new_reference", lambda: next(drawn))
+    a = store.book("cleaning", at(agent, "tomorrow at 10"), "Dana", PHONE)
+    b = store.book("cleaning", at(agent, "tomorrow at 2 pm"), "Other", "+15550000009")
+    assert (a.reference, b.reference) == ("471209", "308512")
+    assert store.match_reference("555-201-3344", "471209") == [store.get(a.id)]
+    assert store.match_reference(PHONE, "308512") == []  # another caller's reference
+    assert store.match_reference("+15550000009", "471209") == []  # another caller's phone
+    store.cancel(a.id, phone=PHONE)
+    assert store.match_reference(PHONE, "471209") == []  # only upcoming bookings
+
+
+def test_bookings_from_before_references_cannot_be_matched(
+    db_url: str, agent: Agent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = Database(db_url)
+    every = migrations.steps()
+    monkeypatch.setattr(migrations, "steps", lambda: every[:2])  # the schema before booking references
+    assert migrations.migrate(db) == 2
+    monkeypatch.setattr(migrations, "steps", lambda: every)
+    with db.transaction() as tx:
+        tx.execute(
+            "INSERT INTO appointments (id, agent, type_id, starts_at, ends_at, caller_name, phone, phone_key,"
+            " status, created_at, updated_at) VALUES ('old1', ?, 'cleaning', '2026-11-24T15:00:00Z',"
+            " '2026-11-24T15:45:00Z', 'Dana', '+15552013344', '5552013344', 'booked', '', '')",
+            (agent.name,),
+        )
+    store = SchedulingStore.open(db_url, agent, clock=lambda: NOW)
+    assert [a.id for a in store.find_by_phone(PHONE)] == ["old1"]
+    assert store.match_reference(PHONE, "000000") == [] and store.match_reference(PHONE, "") == []
+    store.db.close()
+    db.close()
 
 
 def test_move_and_cancel(store: SchedulingStore, agent: Agent) -> None:

@@ -15,7 +15,13 @@ from phoneagent.llm.domain.tools import CallContext, ToolExecutor
 from phoneagent.runtime.errors import ErrorKind
 
 NOW = datetime(2026, 11, 23, 14, 30, tzinfo=UTC)  # Monday 9:30 am in New York
-CTX = CallContext(call_id="call-1", caller_number="+15552013344")
+CALLER = "+15552013344"
+
+
+@pytest.fixture
+def ctx() -> CallContext:
+    """A fresh call from CALLER (each call has its own verification state)."""
+    return CallContext(call_id="call-1", caller_number=CALLER)
 
 
 @pytest.fixture
@@ -23,9 +29,11 @@ def tools(agent: Agent, store: SchedulingStore) -> ToolExecutor:
     return ToolExecutor(agent, store)
 
 
-async def test_check_then_book_then_move_then_cancel(tools: ToolExecutor, store: SchedulingStore) -> None:
+async def test_check_then_book_then_move_then_cancel(
+    tools: ToolExecutor, store: SchedulingStore, ctx: CallContext
+) -> None:
     r = await tools.execute(
-        "check_availability", {"appointment_type": "cleaning", "when": "next Tuesday morning"}, CTX
+        "check_availability", {"appointment_type": "cleaning", "when": "next Tuesday morning"}, ctx
     )
     assert r.ok and r.say.startswith("For cleaning I can offer Tuesday 1 December at 9 am")
     assert [s["start"] for s in r.data["slots"]] == [
@@ -36,22 +44,25 @@ async def test_check_then_book_then_move_then_cancel(tools: ToolExecutor, store:
     r = await tools.execute(
         "book_appointment",
         json.dumps({"appointment_type": "cleaning", "when": "next Tuesday at 9", "name": "Dana"}),
-        CTX,
+        ctx,
     )
-    assert r.ok and r.say == "You're booked for cleaning on Tuesday 1 December at 9 am."
+    assert r.ok and r.say.startswith("You're booked for cleaning on Tuesday 1 December at 9 am.")
     appt_id = r.data["appointment_id"]
-    assert store.get(appt_id).phone == "+15552013344"  # caller ID used when no number given
-    r = await tools.execute("find_appointments", {}, CTX)
+    assert store.get(appt_id).phone == CALLER  # caller ID used when no number given
+    # Booked in this call: the caller may look it up, move and cancel it without the reference.
+    r = await tools.execute("find_appointments", {}, ctx)
     assert r.ok and "cleaning on Tuesday 1 December at 9 am" in r.say
-    r = await tools.execute("move_appointment", {"new_when": "friday at 10:30"}, CTX)
+    r = await tools.execute("move_appointment", {"new_when": "friday at 10:30"}, ctx)
     assert r.ok and r.say == "Done: your appointment is now on Friday 27 November at 10:30 am."
-    r = await tools.execute("cancel_appointment", {"appointment_id": appt_id}, CTX)
+    r = await tools.execute("cancel_appointment", {"appointment_id": appt_id}, ctx)
     assert r.ok and store.get(appt_id).status == "cancelled"
 
 
-async def test_taken_slot_offers_alternatives(tools: ToolExecutor, store: SchedulingStore) -> None:
+async def test_taken_slot_offers_alternatives(
+    tools: ToolExecutor, store: SchedulingStore, ctx: CallContext
+) -> None:
     args = {"appointment_type": "exam", "when": "tomorrow at 10", "name": "Dana"}
-    assert (await tools.execute("book_appointment", args, CTX)).ok
+    assert (await tools.execute("book_appointment", args, ctx)).ok
     other = CallContext("call-2", "+15550009999")
     r = await tools.execute("book_appointment", {**args, "name": "Sam"}, other)
     assert r.status == "error" and r.error_kind is ErrorKind.INVALID_ARGUMENT
@@ -115,9 +126,9 @@ async def test_taken_slot_offers_alternatives(tools: ToolExecutor, store: Schedu
     ],
 )
 async def test_bad_or_unclear_requests_become_results(
-    tools: ToolExecutor, name: str, args: object, status: str, say: str
+    tools: ToolExecutor, ctx: CallContext, name: str, args: object, status: str, say: str
 ) -> None:
-    r = await tools.execute(name, args, CTX)  # type: ignore[arg-type]
+    r = await tools.execute(name, args, ctx)  # type: ignore[arg-type]
     assert r.status == status, r
     assert say in f"{r.say} {r.data.get('problems', '')}"  # a schema problem is logged and kept, not said
     assert ": is" not in r.say and "expected a" not in r.say and "JSON" not in r.say
@@ -135,29 +146,31 @@ async def test_no_caller_id_asks_for_a_number(tools: ToolExecutor) -> None:
 
 
 async def test_message_transfer_and_end_call(
-    tools: ToolExecutor, store: SchedulingStore, agent: Agent
+    tools: ToolExecutor, store: SchedulingStore, agent: Agent, ctx: CallContext
 ) -> None:
-    r = await tools.execute("take_message", {"name": "Dana", "message": "Call me back", "urgent": True}, CTX)
+    r = await tools.execute("take_message", {"name": "Dana", "message": "Call me back", "urgent": True}, ctx)
     assert r.ok and store.messages()[0].urgent
-    r = await tools.execute("transfer_to_human", {"reason": "billing"}, CTX)
+    r = await tools.execute("transfer_to_human", {"reason": "billing"}, ctx)
     assert r.action == "transfer" and r.data["transferred"] is True  # Monday 9:30 am: staffed
     closed = ToolExecutor(agent, store, clock=lambda: datetime(2026, 11, 28, 15, tzinfo=UTC))  # Saturday
-    r = await closed.execute("transfer_to_human", {}, CTX)
+    r = await closed.execute("transfer_to_human", {}, ctx)
     assert r.action is None and r.data["transferred"] is False and "take a message" in r.say
-    r = await tools.execute("end_call", {}, CTX)
+    r = await tools.execute("end_call", {}, ctx)
     assert r.action == "end_call"
 
 
-async def test_a_crash_inside_a_tool_is_contained(agent: Agent, store: SchedulingStore) -> None:
+async def test_a_crash_inside_a_tool_is_contained(
+    agent: Agent, store: SchedulingStore, ctx: CallContext
+) -> None:
     tools = ToolExecutor(agent, store)
     store.db.close()  # the database is gone: the tool fails, the call goes on
-    r = await tools.execute("find_appointments", {}, CTX)
+    r = await tools.execute("find_appointments", {}, ctx)
     assert r.status == "error" and r.error_kind is ErrorKind.INTERNAL
     assert r.say == "Sorry, something went wrong on my side."
 
 
-async def test_knowledge_tool_without_documents_is_unavailable(tools: ToolExecutor) -> None:
-    r = await tools.execute("lookup_knowledge", {"question": "Do you take Delta Dental?"}, CTX)
+async def test_knowledge_tool_without_documents_is_unavailable(tools: ToolExecutor, ctx: CallContext) -> None:
+    r = await tools.execute("lookup_knowledge", {"question": "Do you take Delta Dental?"}, ctx)
     assert r.status == "error" and r.error_kind is ErrorKind.UNAVAILABLE
 
 

@@ -40,6 +40,17 @@ def test_security_codes_and_pins() -> None:
     assert redact_transcript("security code: 9 8 7") == "security code: [CODE]"
 
 
+def test_booking_references_masked() -> None:
+    said = "You're booked on Tuesday 1 December at 9 am. Your booking reference is 471209; keep it."
+    assert redact_transcript(said) == (
+        "You're booked on Tuesday 1 December at 9 am. Your booking reference is [CODE]; keep it."
+    )
+    assert redact_transcript("my booking reference is four seven one two oh nine") == (
+        "my booking reference is [CODE]"
+    )
+    assert redact_transcript("the reference is 471 209") == "the reference is [CODE]"
+
+
 @pytest.mark.parametrize(
     "text,expected",
     [

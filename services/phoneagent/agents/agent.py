@@ -55,6 +55,7 @@ _TOP_KEYS = {
     "voice",
     "webhooks",
     "escalation",
+    "caller_verification",
 }
 _ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _LANG = re.compile(r"^[a-z]{2,3}(-[A-Z]{2})?$")
@@ -139,6 +140,9 @@ class Agent:
     source: Path | None = None
     webhooks: tuple[Webhook, ...] = ()
     escalation: Escalation = Escalation()
+    # Whether bookings ask for the caller's date of birth, which then proves a booking like its
+    # reference (with the caller ID) when the caller calls about it.
+    collect_date_of_birth: bool = False
 
     @property
     def tz(self) -> ZoneInfo:
@@ -227,6 +231,7 @@ def parse_agent(raw: Any, *, base_dir: Path, source: Path | None = None) -> Agen
         source=source,
         webhooks=parse_webhooks(raw.get("webhooks"), errs),
         escalation=_parse_escalation(raw.get("escalation"), errs),
+        collect_date_of_birth=_parse_caller_verification(raw.get("caller_verification"), errs),
     )
     for key, text in (("persona", agent.persona), ("greeting", agent.greeting)):
         claim = persona_claim(text)
@@ -356,6 +361,23 @@ def _parse_escalation(raw: Any, errs: FieldErrors) -> Escalation:
         trigger_words=tuple(w.strip() for w in words if isinstance(w, str) and re.search(r"[A-Za-z0-9]", w)),
         max_misunderstood=misunderstood,
     )
+
+
+def _parse_caller_verification(raw: Any, errs: FieldErrors) -> bool:
+    """``caller_verification: {date_of_birth: true}``: whether bookings collect the date of birth."""
+    if raw is None:
+        return False
+    if not isinstance(raw, dict):
+        errs.add("caller_verification", "must be a mapping with date_of_birth")
+        return False
+    for key in raw:
+        if key != "date_of_birth":
+            errs.add(f"caller_verification.{key}", "unknown field")
+    value = raw.get("date_of_birth", False)
+    if not isinstance(value, bool):
+        errs.add("caller_verification.date_of_birth", "must be true or false")
+        return False
+    return value
 
 
 def _parse_voice(raw: Any, errs: FieldErrors) -> Voice:

@@ -14,7 +14,9 @@ from typing import Any
 from phoneagent.llm.dialog_state import ToolOutcome
 from phoneagent.llm.domain.calendar_facts import HOURS_SOURCE, asks_for_hours
 from phoneagent.llm.domain.tool_result import CallContext
+from phoneagent.llm.domain.tool_schemas import BIRTH_DATE
 from phoneagent.llm.domain.tools import ToolExecutor
+from phoneagent.llm.domain.verification import read_birth_date, read_reference, spoken_digits
 from phoneagent.llm.prompting import answers, normalise_arguments
 from phoneagent.runtime.errors import PhoneAgentError
 from phoneagent.runtime.meta import new_meta
@@ -33,6 +35,9 @@ SPOKEN_AS_IS = frozenset(
         "end_call",
     }
 )
+# Tools that need the caller's booking reference (see phoneagent.llm.domain.booking_access).
+NEEDS_REFERENCE = frozenset({"find_appointments", "move_appointment", "cancel_appointment"})
+SECRETS = ("reference", BIRTH_DATE)  # never in the call record
 
 
 class Tools:
@@ -67,11 +72,17 @@ class Tools:
                 "arguments": self.pending[1],
                 "missing": list(self.pending[2]),
             }
-        return {"pending": pending, "said": list(self.said), "offered": list(self.offered)}
+        return {
+            "pending": pending,
+            "said": list(self.said),
+            "offered": list(self.offered),
+            "verification": self.ctx.verification.snapshot(),
+        }
 
     def restore(self, saved: dict[str, Any]) -> None:
         """Take back a :meth:`snapshot`; anything malformed in it is dropped, never raised."""
         said, offered, pending = saved.get("said"), saved.get("offered"), saved.get("pending")
+        self.ctx.verification.restore(saved.get("verification"))
         self.said = [t for t in said if isinstance(t, str)][-4:] if isinstance(said, list) else []
         self.offered = [t for t in offered if isinstance(t, str)][-2:] if isinstance(offered, list) else []
         self.pending = None
@@ -93,6 +104,8 @@ class Tools:
         pending, self.pending = self.pending, None
         if pending is not None and answers(pending[2], self.executor.agent, text, self.clock()):
             return {"name": pending[0], "arguments": pending[1]}
+        if pending is not None and (answer := self._secret_answer(pending[2], text)):
+            return {"name": pending[0], "arguments": {**pending[1], **answer}}
         if self.executor.agent.tool_enabled("lookup_knowledge") and asks_for_hours(text):
             return {"name": "lookup_knowledge", "arguments": {"question": text}}
         return None
@@ -119,13 +132,14 @@ class Tools:
             return ToolOutcome(
                 ok=False, result={"status": "needs_input"}, spoken=fixed.ask, final=True, tool=name
             )
+        self._heard_secrets(name, fixed.arguments)
         call_id = f"t{time.time_ns():x}"
         await self._record(
             tools_pb2.ToolCall(
                 meta=new_meta(self.ctx.call_id, "llm"),  # the session names its replica
                 tool_call_id=call_id,
                 name=name,
-                arguments_json=json.dumps(fixed.arguments, default=str),
+                arguments_json=json.dumps(_unsecret(fixed.arguments), default=str),
             )
         )
         started = time.monotonic()
@@ -136,13 +150,16 @@ class Tools:
                 tool_call_id=call_id,
                 name=name,
                 ok=result.ok,
-                result_json=json.dumps({"status": result.status, **result.data}, default=str),
+                result_json=json.dumps(_unsecret({"status": result.status, **result.data}), default=str),
                 duration_ms=int((time.monotonic() - started) * 1000),
             )
         )
         self.offered = [*self.offered[-1:], result.say]
         if name == "book_appointment" and result.status == "needs_input" and "asked_for" in result.data:
             self.pending = (name, fixed.arguments, ("when",))
+        elif result.status == "needs_input" and result.data.get("needs") in SECRETS:
+            asked = {k: v for k, v in fixed.arguments.items() if k not in SECRETS}
+            self.pending = (name, asked, (str(result.data["needs"]),))
         if name == "lookup_knowledge" and result.ok and not _configured_hours(result.data):
             # Documents answer in paragraphs: the model phrases the answer to what was asked in a
             # sentence or two, from the best passages.
@@ -159,6 +176,48 @@ class Tools:
             final=final,
             tool=name,
         )
+
+    def _secret_answer(self, missing: tuple[str, ...], text: str) -> dict[str, str] | None:
+        """The reference or date of birth a tool asked for, when ``text`` gives it."""
+        reference = read_reference(text) if "reference" in missing else None
+        if reference is not None:
+            return {"reference": reference}
+        if BIRTH_DATE in missing or ("reference" in missing and self.executor.agent.collect_date_of_birth):
+            born = read_birth_date(text, self.clock().astimezone(self.executor.agent.tz).date())
+            if born is not None:
+                return {BIRTH_DATE: born.isoformat()}
+        return None
+
+    def _heard_secrets(self, name: str, arguments: dict[str, Any]) -> None:
+        """The booking reference and date of birth are the ones the caller said. To prove a
+        booking: from the caller's latest words only (a wrong answer said before is not sent
+        again), the model's copy of a reference only when its digits are in them. At booking, a
+        date of birth from the caller's recent turns. The model's own date of birth never counts
+        (one it made up would use up a try, or be stored)."""
+        given = arguments.pop("reference", None)
+        arguments.pop(BIRTH_DATE, None)
+        agent = self.executor.agent
+        today = self.clock().astimezone(agent.tz).date()
+        latest = self.said[-1] if self.said else ""
+        if name in NEEDS_REFERENCE:
+            heard = read_reference(latest)
+            copied = read_reference(given) if isinstance(given, str) else None
+            if heard is None and copied is not None and copied in spoken_digits(latest):
+                heard = copied
+            born = read_birth_date(latest, today) if agent.collect_date_of_birth else None
+            if heard is not None:
+                arguments["reference"] = heard
+            elif born is not None:
+                arguments[BIRTH_DATE] = born.isoformat()
+        elif name == "book_appointment" and agent.collect_date_of_birth:
+            born = read_birth_date(" ".join(self.said), today)
+            if born is not None:
+                arguments[BIRTH_DATE] = born.isoformat()
+
+
+def _unsecret(body: dict[str, Any]) -> dict[str, Any]:
+    """A tool call or result for the call record, without the booking reference or date of birth."""
+    return {k: (f"[{k}]" if k in SECRETS else v) for k, v in body.items()}
 
 
 def _configured_hours(data: dict[str, Any]) -> bool:

@@ -11,7 +11,8 @@ log line, a false negative leaks a caller's card number.
   - spoken digit runs ("four one one one, one one one one ...", "double five", mixed with
     numerals): a Luhn-valid 13-19 digit run becomes ``[CARD]``, nine or more digits
     ``[NUMBER]``, seven or eight ``[PHONE:..]`` (as for numerals);
-  - card security codes and PINs after their keyword ("the CVV is one two three") -> ``[CODE]``;
+  - card security codes, PINs and booking references after their keyword ("the CVV is one two
+    three", "your booking reference is 471209") -> ``[CODE]``;
   - dates of birth, only after a date-of-birth keyword ("date of birth", "DOB", "born on",
     "birthday"), so ordinary dates in a transcript stay readable -> ``[DOB]``.
 * :func:`mask_number` reduces a phone number to its last two digits.
@@ -107,7 +108,8 @@ _DIGIT_RUN = re.compile(rf"(?<![\w']){_DIGIT_TOKEN}(?:[\s,.\-]+{_DIGIT_TOKEN})*(
 _WORD_DIGIT = re.compile(r"[a-z]+", re.IGNORECASE)
 
 _CODE = re.compile(
-    rf"(?P<key>\b(?:cvv2?|cvc2?|cid|security code|verification code|card code|pin(?: number| code)?)\b"
+    rf"(?P<key>\b(?:cvv2?|cvc2?|cid|security code|verification code|card code|pin(?: number| code)?|"
+    rf"(?:booking )?reference(?: number| code)?)\b"
     rf"(?:\s+(?:is|was|it's|it is|number|:))*[\s:,]*)"
     rf"(?P<code>{_DIGIT_TOKEN}(?:[\s,\-]+{_DIGIT_TOKEN}){{0,5}})(?![\w'])",
     re.IGNORECASE,

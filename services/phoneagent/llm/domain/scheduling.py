@@ -12,12 +12,13 @@ import logging
 import re
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from phoneagent.agents.agent import Agent, AppointmentType
 from phoneagent.llm.domain import migrations
 from phoneagent.llm.domain.dates import NonexistentTime, to_aware
+from phoneagent.llm.domain.verification import burn_one_check, hash_secret, new_reference, secret_matches
 from phoneagent.runtime.db import ConstraintViolation, Database, Tx
 from phoneagent.runtime.errors import ErrorKind, InvalidArgument, PhoneAgentError
 from phoneagent.runtime.redact import mask_number
@@ -57,6 +58,9 @@ class Appointment:
     notes: str
     status: str  # "booked" or "cancelled"
     call_id: str
+    # The booking reference, set only on the booking just made (the database keeps a hash);
+    # out of repr and equality, so it is never logged and a booking read back equals it.
+    reference: str = field(default="", repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -191,8 +195,17 @@ class SchedulingStore:
 
     # --- changes -----------------------------------------------------------------------------
     def book(
-        self, type_id: str, start: datetime, caller_name: str, phone: str, notes: str = "", call_id: str = ""
+        self,
+        type_id: str,
+        start: datetime,
+        caller_name: str,
+        phone: str,
+        notes: str = "",
+        call_id: str = "",
+        birth_date: date | None = None,
     ) -> Appointment:
+        """Book a slot; the booking gets a fresh reference (returned, stored hashed) and keeps the
+        caller's date of birth hashed when given."""
         kind = self.appointment_type(type_id)
         local = self._check_start(kind, start)
         number = normalise_phone(phone)
@@ -208,13 +221,15 @@ class SchedulingStore:
             notes.strip(),
             "booked",
             call_id,
+            reference=new_reference(),
         )
         stamp = utc_text(self.now())
         try:
             with self.db.transaction() as tx:
                 tx.execute(
-                    f"INSERT INTO appointments ({_COLUMNS}, agent, phone_key, created_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO appointments ({_COLUMNS}, agent, phone_key, reference_hash,"
+                    " birth_date_hash, created_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         appt.id,
                         appt.type_id,
@@ -227,6 +242,8 @@ class SchedulingStore:
                         call_id,
                         self.agent.name,
                         _phone_key(number),
+                        hash_secret(appt.reference),
+                        hash_secret(birth_date.isoformat()) if birth_date else "",
                         stamp,
                         stamp,
                     ),
@@ -322,6 +339,27 @@ class SchedulingStore:
                 (self.agent.name, _phone_key(normalise_phone(phone)), since),
             )
         return [self._row(r) for r in rows]
+
+    def match_reference(self, phone: str, reference: str) -> list[Appointment]:
+        """The caller's upcoming bookings (by caller ID ``phone``) made with ``reference``; empty
+        alike when there are none and when the reference is wrong, after the same work."""
+        return self._matching(phone, "reference_hash", reference)
+
+    def match_birth_date(self, phone: str, birth_date: date) -> list[Appointment]:
+        """The caller's upcoming bookings made with this date of birth (as :meth:`match_reference`)."""
+        return self._matching(phone, "birth_date_hash", birth_date.isoformat())
+
+    def _matching(self, phone: str, column: str, secret: str) -> list[Appointment]:
+        since = utc_text(self.now())
+        with self.db.transaction() as tx:
+            rows = tx.query(
+                f"SELECT {_COLUMNS}, {column} FROM appointments WHERE agent = ? AND phone_key = ?"
+                " AND status = 'booked' AND starts_at > ? ORDER BY starts_at",
+                (self.agent.name, _phone_key(normalise_phone(phone)), since),
+            )
+        if not rows:
+            burn_one_check()
+        return [self._row(r[:-1]) for r in rows if secret_matches(secret, str(r[-1]))]
 
     def appointments_between(self, start: datetime, end: datetime) -> list[Appointment]:
         with self.db.transaction() as tx:

@@ -7,11 +7,20 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from phoneagent.agents.agent import Agent
+from phoneagent.llm.domain.booking_access import (
+    ASK_BIRTH_DATE,
+    ASK_BIRTH_NEXT,
+    ASK_OTHER_REFERENCE,
+    BookingAccess,
+    ask_reference,
+)
 from phoneagent.llm.domain.calendar_facts import HOURS_SOURCE, hours_answer
 from phoneagent.llm.domain.dates import Resolution, Status, resolve, speak_day, speak_time
 from phoneagent.llm.domain.knowledge import KnowledgeBase
 from phoneagent.llm.domain.scheduling import Appointment, SchedulingStore, Slot, SlotUnavailable
 from phoneagent.llm.domain.tool_result import CallContext, ToolResult
+from phoneagent.llm.domain.tool_schemas import BIRTH_DATE
+from phoneagent.llm.domain.verification import read_birth_date
 from phoneagent.runtime.errors import ErrorKind, Unavailable
 
 SEARCH_DAYS = 14
@@ -48,6 +57,7 @@ class Handlers:
         clock: Callable[[], datetime],
     ) -> None:
         self.agent, self.store, self.knowledge, self.clock = agent, store, knowledge, clock
+        self.access = BookingAccess(agent, clock)
 
     def run(self, name: str, args: dict[str, Any], ctx: CallContext) -> ToolResult:
         return getattr(self, name)(args, ctx)  # the name was checked against TOOL_SCHEMAS
@@ -160,9 +170,26 @@ class Handlers:
         phone = self._phone(args, ctx)
         if not phone:
             return self._result("book_appointment", "needs_input", "What number can we reach you on?")
+        born = None
+        if self.agent.collect_date_of_birth:
+            today = self.clock().astimezone(self.agent.tz).date()
+            born = read_birth_date(str(args.get(BIRTH_DATE, "")), today)
+            if born is None:
+                return self._result(
+                    "book_appointment",
+                    "needs_input",
+                    ASK_BIRTH_DATE,
+                    {"needs": BIRTH_DATE, "next_step": ASK_BIRTH_NEXT},
+                )
         try:
             appt = store.book(
-                kind.id, r.start(self.agent.tz), args["name"], phone, args.get("notes", ""), ctx.call_id
+                kind.id,
+                r.start(self.agent.tz),
+                args["name"],
+                phone,
+                args.get("notes", ""),
+                ctx.call_id,
+                birth_date=born,
             )
         except SlotUnavailable as exc:
             others = self._nearby(kind.id, r)
@@ -174,24 +201,23 @@ class Handlers:
                 {"slots": [_slot(s) for s in others]},
                 error_kind=ErrorKind.INVALID_ARGUMENT,
             )
+        ctx.verification.prove([appt.id])  # made in this call: the caller may change it at once
         return self._result(
             "book_appointment",
             "ok",
-            f"You're booked for {kind.name.lower()} on {spoken(appt.start)}.",
-            _appt(appt, kind.name),
+            f"You're booked for {kind.name.lower()} on {spoken(appt.start)}. Your booking reference is "
+            f"{appt.reference}; you'll need it to change or cancel the booking.",
+            {**_appt(appt, kind.name), "reference": appt.reference},
         )
 
     # --- existing appointments ---------------------------------------------------------------
+    # Only bookings made from the caller ID, once the caller gave their reference in this call
+    # (BookingAccess): a number said on the call is never looked up.
     def find_appointments(self, args: dict[str, Any], ctx: CallContext) -> ToolResult:
-        phone = self._phone(args, ctx)
-        if not phone:
-            return self._result("find_appointments", "needs_input", "What number was the booking made with?")
-        found = self._book().find_by_phone(phone)
+        found = self.access.proved(self._book(), "find_appointments", args, ctx)
+        if isinstance(found, ToolResult):
+            return found
         data = {"appointments": [_appt(a, self._type_name(a)) for a in found]}
-        if not found:
-            return self._result(
-                "find_appointments", "ok", "I can't find any upcoming appointment for that number.", data
-            )
         listed = _list([f"{self._type_name(a).lower()} on {spoken(a.start)}" for a in found])
         return self._result("find_appointments", "ok", f"You have {listed}.", data)
 
@@ -200,10 +226,9 @@ class Handlers:
         return kind.name if kind else a.type_id
 
     def _pick(self, tool: str, args: dict[str, Any], ctx: CallContext) -> Appointment | ToolResult:
-        phone = self._phone(args, ctx)
-        if not phone:
-            return self._result(tool, "needs_input", "What number was the booking made with?")
-        found = self._book().find_by_phone(phone)
+        found = self.access.proved(self._book(), tool, args, ctx)
+        if isinstance(found, ToolResult):
+            return found
         if args.get("appointment_id"):
             found = [a for a in found if a.id == args["appointment_id"]]
         elif args.get("when"):
@@ -214,7 +239,7 @@ class Handlers:
         if len(found) == 1:
             return found[0]
         if not found:
-            return self._result(tool, "needs_input", "I can't find that appointment. Which one do you mean?")
+            return ask_reference(tool, ASK_OTHER_REFERENCE)
         listed = _list([spoken(a.start) for a in found])
         return self._result(
             tool,
@@ -235,7 +260,7 @@ class Handlers:
                 "move_appointment", "needs_input", "Which exact day and time should I move it to?"
             )
         try:
-            moved = self._book().move(picked.id, r.start(self.agent.tz), self._phone(args, ctx))
+            moved = self._book().move(picked.id, r.start(self.agent.tz), picked.phone)
         except SlotUnavailable as exc:
             others = self._nearby(picked.type_id, r)
             offer = f" I can offer {_list([spoken(s.start) for s in others])}." if others else ""
@@ -257,7 +282,7 @@ class Handlers:
         picked = self._pick("cancel_appointment", args, ctx)
         if not isinstance(picked, Appointment):
             return picked
-        done = self._book().cancel(picked.id, self._phone(args, ctx))
+        done = self._book().cancel(picked.id, picked.phone)
         return self._result(
             "cancel_appointment",
             "ok",

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from phoneagent.llm.domain.verification import CallerVerification
 from phoneagent.runtime.errors import ErrorKind
 
 
@@ -13,6 +14,9 @@ from phoneagent.runtime.errors import ErrorKind
 class CallContext:
     call_id: str
     caller_number: str | None = None  # caller ID, when the edge has one
+    # Bookings the caller proved in this call and failed attempts (the one mutable part: the
+    # tools update it, the dialog's tool adapter saves it with the dialog state).
+    verification: CallerVerification = field(default_factory=CallerVerification, compare=False)
 
 
 @dataclass(frozen=True)

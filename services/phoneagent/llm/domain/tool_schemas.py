@@ -34,6 +34,19 @@ _NAME = {
     "maxLength": 80,
     "description": "The name the caller gave; ask for it first, never make one up.",
 }
+_REFERENCE = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 60,
+    "description": "The 6-digit booking reference as the caller said it; leave out until they say it.",
+}
+_BIRTH = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 60,
+    "description": "The caller's date of birth as they said it, e.g. 'March 14, 1980'; only when asked.",
+}
+BIRTH_DATE = "date_of_birth"  # offered only where the agent file collects it
 _PHONE = {
     "type": "string",
     "pattern": r"^\+?[0-9 ().-]{7,20}$",
@@ -59,6 +72,7 @@ TOOL_SCHEMAS: dict[str, dict[str, Any]] = {
                 "when": _WHEN,
                 "name": _NAME,
                 "phone": _PHONE,
+                BIRTH_DATE: _BIRTH,
                 "notes": {
                     "type": "string",
                     "maxLength": 300,
@@ -68,17 +82,24 @@ TOOL_SCHEMAS: dict[str, dict[str, Any]] = {
             ["appointment_type", "when", "name"],
         ),
     },
+    # Existing bookings: only those made from the number the caller calls from, once the caller
+    # gives the booking reference or date of birth (the tool asks); never a number said on the call.
     "find_appointments": {
-        "description": "List the caller's upcoming appointments.",
-        "parameters": _obj({"phone": _PHONE}, []),
+        "description": "List the caller's upcoming appointments (needs the booking reference).",
+        "parameters": _obj({"reference": _REFERENCE, BIRTH_DATE: _BIRTH}, []),
     },
     "move_appointment": {
         "description": "Move one of the caller's appointments to a new day and time.",
-        "parameters": _obj({"appointment_id": _APPT_ID, "new_when": _WHEN}, ["new_when"]),
+        "parameters": _obj(
+            {"appointment_id": _APPT_ID, "new_when": _WHEN, "reference": _REFERENCE, BIRTH_DATE: _BIRTH},
+            ["new_when"],
+        ),
     },
     "cancel_appointment": {
         "description": "Cancel one of the caller's appointments.",
-        "parameters": _obj({"appointment_id": _APPT_ID, "when": _WHEN}, []),
+        "parameters": _obj(
+            {"appointment_id": _APPT_ID, "when": _WHEN, "reference": _REFERENCE, BIRTH_DATE: _BIRTH}, []
+        ),
     },
     "lookup_knowledge": {
         "description": "Look up facts about the business (prices, services, policies, directions).",
@@ -110,10 +131,21 @@ if tuple(TOOL_SCHEMAS) != TOOL_NAMES:  # the agent file's names and the model's 
     raise RuntimeError("TOOL_SCHEMAS and phoneagent.agents.tools.TOOL_NAMES name different tools")
 
 
-def tool_definitions(enabled: frozenset[str] | None = None) -> list[dict[str, Any]]:
-    """The ``tools`` list for a chat-completion request, limited to ``enabled`` tools."""
+def tool_definitions(
+    enabled: frozenset[str] | None = None, date_of_birth: bool = False
+) -> list[dict[str, Any]]:
+    """The ``tools`` list for a chat-completion request, limited to ``enabled`` tools; the date of
+    birth argument only where the agent collects it (``date_of_birth``)."""
     return [
-        {"type": "function", "function": {"name": name, **spec}}
+        {"type": "function", "function": {"name": name, **(spec if date_of_birth else _without_birth(spec))}}
         for name, spec in TOOL_SCHEMAS.items()
         if enabled is None or name in enabled
     ]
+
+
+def _without_birth(spec: dict[str, Any]) -> dict[str, Any]:
+    props = spec["parameters"]["properties"]
+    if BIRTH_DATE not in props:
+        return spec
+    kept = {k: v for k, v in props.items() if k != BIRTH_DATE}
+    return {**spec, "parameters": {**spec["parameters"], "properties": kept}}

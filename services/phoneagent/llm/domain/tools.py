@@ -45,7 +45,7 @@ class ToolExecutor:
         self._handlers = Handlers(agent, store, knowledge, clock)
 
     def definitions(self) -> list[dict[str, Any]]:
-        return tool_definitions(self.agent.tools)
+        return tool_definitions(self.agent.tools, date_of_birth=self.agent.collect_date_of_birth)
 
     async def execute(
         self, name: str, arguments: str | dict[str, Any] | None, ctx: CallContext
