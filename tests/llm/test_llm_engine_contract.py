@@ -111,6 +111,8 @@ def subject(request: pytest.FixtureRequest) -> Subject:
         )
     request.getfixturevalue("fake_vllm")
     assert engine_options(name, settings(PA_LLM_MODEL="/models/qwen"))["max_model_len"] == 2048
+    shared = engine_options(name, settings(PA_LLM_MODEL="/models/qwen", PA_LLM_GPU_MEMORY="0.5"))
+    assert shared["gpu_memory_utilization"] == 0.5  # room for ASR and TTS on the same card
     return Subject(engine_with(ScriptedAsyncLLM()), lambda: create_engine(name, model="/models/qwen"))
 
 

@@ -28,6 +28,12 @@ class LlmSettings:
         doc="llama.cpp: memory for the conversations' evaluated tokens kept between their turns "
         "(about 12 KB per token for qwen-0.5b, 28 KB for qwen-1.5b); 0 keeps none",
     )
+    gpu_memory: float = env(
+        "PA_LLM_GPU_MEMORY",
+        0.85,
+        doc="vllm: share of the GPU's memory for weights and KV cache (leave room for ASR and TTS "
+        "on a shared card, e.g. 0.5)",
+    )
     base_url: str = env("PA_LLM_BASE_URL", "", doc="OpenAI-compatible server URL (openai_http)")
     api_key: str = env("PA_LLM_API_KEY", "", doc="Bearer key for the OpenAI-compatible server")
     max_tokens: int = env("PA_LLM_MAX_TOKENS", 120, check=positive, doc="Reply length limit")
@@ -49,6 +55,8 @@ class LlmSettings:
             problems.append(f"PA_LLM_ENGINE={self.engine!r}: must be {', '.join(known[:-1])} or {known[-1]}")
         if self.engine == "openai_http" and not self.base_url:
             problems.append("PA_LLM_BASE_URL: required when PA_LLM_ENGINE=openai_http")
+        if not 0.05 <= self.gpu_memory <= 0.95:
+            problems.append("PA_LLM_GPU_MEMORY: must be between 0.05 and 0.95")
         if not 0.0 <= self.temperature <= 2.0:
             problems.append("PA_LLM_TEMPERATURE: must be between 0 and 2")
         return problems

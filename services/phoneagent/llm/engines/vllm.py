@@ -57,6 +57,7 @@ class VllmEngine(BaseLlmEngine):
 
     name = "vllm"
     structured_output = True  # json_schema constrains the output (tool calls, summaries)
+    keeps_prefix = True  # automatic prefix caching: a call's next turn reuses its evaluated blocks
 
     def __init__(
         self,
@@ -78,6 +79,7 @@ class VllmEngine(BaseLlmEngine):
             "gpu_memory_utilization": gpu_memory_utilization,
             "tensor_parallel_size": tensor_parallel_size,
             "dtype": dtype,
+            "enable_prefix_caching": True,
             **engine_kwargs,
         }
         self._engine: Any = None
@@ -86,7 +88,11 @@ class VllmEngine(BaseLlmEngine):
 
     @classmethod
     def options_from(cls, settings: LlmSettings) -> dict[str, Any]:
-        return {**super().options_from(settings), "max_model_len": settings.context}
+        return {
+            **super().options_from(settings),
+            "max_model_len": settings.context,
+            "gpu_memory_utilization": settings.gpu_memory,
+        }
 
     def _check_ready(self) -> None:
         if self._engine is None:
