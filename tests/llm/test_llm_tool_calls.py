@@ -8,11 +8,18 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 from phoneagent.llm.dialog import Dialog
 from phoneagent.llm.dialog_state import Sentence, ToolOutcome
 from phoneagent.llm.domain.tool_schemas import tool_definitions
 from phoneagent.llm.engines.base import Delta
-from phoneagent.llm.tool_calls import read_constrained, starts_tool_call, tool_call_schema
+from phoneagent.llm.tool_calls import (
+    maybe_tool_call,
+    parse_tool_call,
+    read_constrained,
+    starts_tool_call,
+    tool_call_schema,
+)
 from phoneagent.runtime.errors import InvalidArgument
 from prometheus_client import REGISTRY
 from support.common import wait_for
@@ -124,3 +131,14 @@ def test_the_schema_names_each_tool_and_its_arguments() -> None:
     assert starts_tool_call("<tool_call>") and starts_tool_call(' {"') and starts_tool_call('```json\n{"')
     assert not starts_tool_call("{Sorry") and not starts_tool_call("Sure")
     assert read_constrained(CALL) is not None and read_constrained(CALL[:-3]) is None
+
+
+@pytest.mark.parametrize("opener", ["<tool_call>", "<tools>", "<tool>"])
+def test_every_tag_a_qwen_model_wraps_a_call_in_is_a_tool_call_never_words(opener: str) -> None:
+    """The 1.5B model writes <tools>...</tools> where the template asks for <tool_call>: the
+    call must be recognised (and never spoken), whichever tag wraps it."""
+    closer = opener.replace("<", "</")
+    text = f'{opener}\n{{"name": "lookup_knowledge", "arguments": {{"question": "price"}}}}\n{closer}'
+    assert maybe_tool_call(opener[:3]) and maybe_tool_call(opener) and starts_tool_call(opener)
+    call = parse_tool_call(text)
+    assert call is not None and call["name"] == "lookup_knowledge"

@@ -13,7 +13,7 @@ from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tool_result import CallContext
 from phoneagent.llm.domain.tools import ASK_AGAIN, ToolExecutor
 from phoneagent.llm.prompting import ASK_QUESTION
-from phoneagent.llm.tools import Tools
+from phoneagent.llm.tools import APPOINTMENT_TOOLS, Tools
 
 INSURANCE = "We accept most PPO plans, including Delta Dental."
 
@@ -75,3 +75,21 @@ async def test_other_invalid_arguments_ask_again_instead_of_reading_out_the_sche
     outcome = await tools.run("take_message", {"name": "Ann"})  # "message" is required
     assert outcome.spoken == ASK_AGAIN
     assert outcome.result["problems"] == "message: is required"
+
+
+def test_the_grammar_offers_appointment_tools_only_when_the_caller_talks_about_one(
+    agent: Agent, store: SchedulingStore
+) -> None:
+    tools = tools_for(agent, store, Documents())
+
+    def offered() -> set[str]:
+        return {t["function"]["name"] for t in tools.callable_schemas()}
+
+    every = {t["function"]["name"] for t in tools.schemas()}
+    tools.caller_said("how much is a cleaning")
+    assert "lookup_knowledge" in offered() and not offered() & APPOINTMENT_TOOLS
+    assert every >= APPOINTMENT_TOOLS  # the prompt still lists them all (its cached prefix stays)
+    tools.caller_said("can I book one next Tuesday at ten")
+    assert offered() == every
+    tools.caller_said("yes please")  # accepting an offered slot, right after a booking turn
+    assert offered() == every

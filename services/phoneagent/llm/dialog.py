@@ -50,7 +50,7 @@ PREFILL_TIMEOUT_S = 60.0  # a prefill waits for a quiet engine, then evaluates a
 UNCONFIRMED_KEPT = 4  # replies awaiting the edge's report; older ones are taken as heard
 # Introduces the facts that ride with a caller's words (a small model must not take them as
 # something the caller said: "Thank you for providing the facts.").
-FACTS_HEADER = "[Notes for you, not said by the caller]"
+FACTS_HEADER = "[Facts for you, not said by the caller]"
 
 
 class Dialog(Replies):

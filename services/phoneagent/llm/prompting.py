@@ -262,6 +262,11 @@ def _knowledge_question(args: dict[str, Any], latest: str) -> Normalised:
     return Normalised("lookup_knowledge", {}, ASK_QUESTION, ("question",))
 
 
+def wants_appointment(agent: Agent, said: Sequence[str], now: datetime) -> bool:
+    """Whether the caller's latest turns are about an appointment (see :func:`_wants_appointment`)."""
+    return _wants_appointment(agent, said, now)
+
+
 def _wants_appointment(agent: Agent, said: Sequence[str], now: datetime) -> bool:
     """Whether the caller's last turns ask for an appointment: booking words, a day or time, or a name."""
     text = " ".join(said)

@@ -208,7 +208,7 @@ class Replies:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 await aclose()
-            return await self._constrained_call(reply, messages, started, tools)
+            return await self._constrained_call(reply, messages, started, tools, self._callable(tools))
         if buffered:
             call = parse_tool_call(buffered) if tools is not None else None
             if call is not None:
@@ -228,10 +228,21 @@ class Replies:
         await self._end(reply)
         return None
 
+    def _callable(self, tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The tools the grammar offers now (the runner may narrow the prompt's list)."""
+        narrow = getattr(self.tools, "callable_schemas", None)
+        return narrow() if callable(narrow) else tools
+
     async def _constrained_call(
-        self, reply: Reply, messages: list[dict[str, Any]], started: float, tools: list[dict[str, Any]]
+        self,
+        reply: Reply,
+        messages: list[dict[str, Any]],
+        started: float,
+        tools: list[dict[str, Any]],
+        callable_tools: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any] | None:
-        """Generate the tool call the model began, from the start of its reply, under the schemas."""
+        """Generate the tool call the model began, from the start of its reply, under the schemas
+        of ``callable_tools`` (all of ``tools`` when not given); the prompt lists ``tools``."""
         reply.request_id = f"{self.call_id}-g{reply.generation}-{len(reply.sentences)}-call"
         text = ""
         evaluated: int | None = None
@@ -242,7 +253,7 @@ class Replies:
                 max_tokens=max(self.config.max_tokens, CONSTRAINED_MIN_TOKENS),
                 temperature=self.config.temperature,
                 tools=tools,
-                json_schema=tool_call_schema(tools),
+                json_schema=tool_call_schema(callable_tools or tools),
             ):
                 if delta.prompt_evaluated_tokens is not None:
                     evaluated = delta.prompt_evaluated_tokens

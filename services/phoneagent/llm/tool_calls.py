@@ -25,8 +25,9 @@ TOOL_CALL_REPAIRS = Counter(
 )
 CONSTRAINED_MIN_TOKENS = 200  # a booking with notes is about 80 tokens of JSON
 
-_TOOL_CALL = re.compile(r"<tool_call>\s*(\{.*?\})\s*(?:</tool_call>|$)", re.S)
-_OPENING = re.compile(r'\s*(?:<tool_call>|(?:```(?:json)?\s*)?\{\s*")')
+# Qwen's marker is <tool_call>; the 1.5B model also writes <tools> or <tool> around the object.
+_TOOL_CALL = re.compile(r"<tool(?:_call|s)?>\s*(\{.*?\})\s*(?:</tool(?:_call|s)?>|$)", re.S)
+_OPENING = re.compile(r'\s*(?:<tool(?:_call|s)?>|(?:```(?:json)?\s*)?\{\s*")')
 
 
 def starts_tool_call(text: str) -> bool:
@@ -64,7 +65,7 @@ def read_constrained(text: str) -> dict[str, Any] | None:
     return call
 
 
-_TOOL_OPENERS = ("<tool_call>", "```json", "```", "{")
+_TOOL_OPENERS = ("<tool_call>", "<tools>", "<tool>", "```json", "```", "{")
 
 
 def maybe_tool_call(text: str) -> bool:

@@ -17,12 +17,15 @@ from phoneagent.llm.domain.tool_result import CallContext
 from phoneagent.llm.domain.tool_schemas import BIRTH_DATE
 from phoneagent.llm.domain.tools import ToolExecutor
 from phoneagent.llm.domain.verification import read_birth_date, read_reference, spoken_digits
-from phoneagent.llm.prompting import answers, normalise_arguments
+from phoneagent.llm.prompting import answers, normalise_arguments, wants_appointment
 from phoneagent.runtime.errors import PhoneAgentError
 from phoneagent.runtime.meta import new_meta
 from phoneagent.v1 import tools_pb2
 
 log = logging.getLogger(__name__)
+APPOINTMENT_TOOLS = frozenset(
+    {"check_availability", "book_appointment", "find_appointments", "move_appointment", "cancel_appointment"}
+)
 SPOKEN_AS_IS = frozenset(
     {
         "check_availability",
@@ -61,6 +64,18 @@ class Tools:
 
     def schemas(self) -> list[dict[str, Any]]:
         return self.executor.definitions()
+
+    def callable_schemas(self) -> list[dict[str, Any]]:
+        """The tools a call may be generated for now (the grammar's choices; the prompt keeps
+        all of them, so the prefix the engine holds does not change). The appointment tools only
+        when the caller's last two turns are about an appointment: a small model opens a booking
+        tool for "how much is a cleaning?", and a call that would be declined costs a whole
+        constrained generation; under this grammar it takes the knowledge tool instead."""
+        tools = self.schemas()
+        # The last two turns: "yes, please" that accepts an offered slot follows a booking turn.
+        if self.said and wants_appointment(self.executor.agent, self.said[-2:], self.clock()):
+            return tools
+        return [t for t in tools if t["function"]["name"] not in APPOINTMENT_TOOLS] or tools
 
     def snapshot(self) -> dict[str, Any]:
         """What another replica needs to carry on: a booking waiting for an answer, the caller's
