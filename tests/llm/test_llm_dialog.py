@@ -317,3 +317,45 @@ async def test_after_a_reply_the_next_turn_opening_is_prefilled_in_the_backgroun
     await wait_for(lambda: any(s.final and s.turn == 2 for s in said))
     assert engine.requests[2][: len(prefill) - 1] == prefill[:-1]
     await d.close()
+
+
+class Documents(Tools):
+    """A knowledge tool whose passage the model is to phrase."""
+
+    async def run(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
+        self.calls.append((name, arguments))
+        return ToolOutcome(
+            ok=True,
+            result={"status": "ok", "passages": ["A cleaning costs 120 dollars."]},
+            spoken="A cleaning costs 120 dollars.",
+            for_model="From the practice's documents: A cleaning costs 120 dollars.",
+        )
+
+
+@pytest.mark.parametrize(
+    ("follow_up", "said", "answered"),
+    [
+        (["It's 120 dollars."], "It's 120 dollars.", "MODEL"),
+        # The model calls a tool again where an answer was due: the passage is said instead.
+        (
+            ['<tool_call>\n{"name": "lookup_knowledge", "arguments": {}}\n</tool_call>'],
+            "A cleaning costs 120 dollars.",
+            "FALLBACK",
+        ),
+    ],
+)
+async def test_the_model_phrases_a_documents_answer_from_the_passage_as_text(
+    follow_up: list[str | None], said: str, answered: str
+) -> None:
+    call = '<tool_call>\n{"name": "lookup_knowledge", "arguments": {"question": "price"}}\n</tool_call>'
+    engine = ScriptedEngine([[call], follow_up])
+    d, out, _ = make(engine, Documents())
+    await d.on_user_turn(1, "How much is a cleaning?")
+    await wait_for(lambda: any(s.final and s.turn == 1 for s in out))
+    assert " ".join(s.text for s in out if s.turn == 1 and s.text) == said
+    assert [s for s in out if s.final][-1].answered_by.name == answered
+    follow = engine.requests[1]
+    assert follow[-1] == {
+        "role": "tool",
+        "content": "From the practice's documents: A cleaning costs 120 dollars.",
+    }

@@ -35,9 +35,14 @@ def tools_for(agent: Agent, store: SchedulingStore, docs: Documents) -> Tools:
 
 
 def answered_from_documents(outcome: ToolOutcome) -> bool:
-    """The passage goes to the model, which phrases the answer (nothing is read out as it is)."""
+    """The passage goes to the model as text, which phrases the answer; the passage itself is only
+    what is said when the model's answer is unusable."""
     return (
-        outcome.ok and not outcome.final and not outcome.spoken and outcome.result["passages"] == [INSURANCE]
+        outcome.ok
+        and not outcome.final
+        and outcome.result["passages"] == [INSURANCE]
+        and INSURANCE in outcome.for_model
+        and outcome.spoken == INSURANCE
     )
 
 

@@ -22,6 +22,10 @@ class ToolOutcome:
     # the model answers in words instead.
     declined: bool = False
     tool: str = ""  # the tool that ran, when the runner chose another than the model named
+    # What the model reads as the tool's result, when plain text serves it better than the
+    # result as JSON (which a small model echoes back); with ``final`` False, ``spoken`` is then
+    # what is said when the model's answer is unusable.
+    for_model: str = ""
 
 
 class ToolRunner(Protocol):

@@ -146,16 +146,21 @@ class Replies:
         *,
         with_tools: bool,
         constrain: bool = True,
+        fallback: str = "",
     ) -> dict[str, Any] | None:
         """Stream one completion; publish sentences; return a tool call if the model made one.
 
         With ``constrain`` (and an engine with structured output), the free completion stops as
-        soon as it starts a tool call, and the call is generated under the tools' schemas."""
+        soon as it starts a tool call, and the call is generated under the tools' schemas.
+        Without ``with_tools`` (the answer after a tool ran) the prompt still lists the tools, so
+        that it begins as the engine's cached prefix does, but a tool call or JSON in the output
+        is never run nor spoken: ``fallback`` is said instead (an apology without one)."""
         reply.request_id = f"{self.call_id}-g{reply.generation}-{len(reply.sentences)}"
         splitter = SentenceSplitter(first_clause_min_words=self.config.first_clause_min_words)
-        tools = self.tools.schemas() if (with_tools and self.tools is not None) else None
+        tools = self.tools.schemas() if self.tools is not None else None
         constrain = (
             constrain
+            and with_tools
             and tools is not None
             and self.config.constrained_tools
             and bool(getattr(self.engine, "structured_output", False))
@@ -210,14 +215,17 @@ class Replies:
                 await aclose()
             return await self._constrained_call(reply, messages, started, tools, self._callable(tools))
         if buffered:
-            call = parse_tool_call(buffered) if tools is not None else None
+            call = parse_tool_call(buffered) if (with_tools and tools is not None) else None
             if call is not None:
                 TOOL_CALL_REPAIRS.labels(engine=self.engine.name, reason="unconstrained").inc()
                 return call
-            if looks_like_call(buffered) or (tools is None and looks_like_json(buffered)):
-                # A tool call that is cut off or broken is never read out to the caller.
+            if looks_like_call(buffered) or (not with_tools and looks_like_json(buffered)):
+                # A tool call that is cut off or broken, or one where an answer was due, is never
+                # read out to the caller.
                 log.info("unreadable tool call", extra={"call_id": self.call_id, "chars": len(buffered)})
-                buffered, reply.answered = APOLOGY, Answered.FALLBACK
+                if fallback:
+                    metrics.LLM_ANSWER_FALLBACKS.labels(engine=self.engine.name).inc()
+                buffered, reply.answered = fallback or APOLOGY, Answered.FALLBACK
             for sentence in splitter.push(buffered):
                 await self._sentence(reply, sentence, started)
         for sentence in splitter.flush():
@@ -339,14 +347,10 @@ class Replies:
             }
         )
         result = _compact(outcome.result) if outcome.final else outcome.result
-        self.state.history.append(
-            {
-                "role": "tool",
-                "content": json.dumps(
-                    {"ok": outcome.ok, **result, **({"say": outcome.spoken} if outcome.spoken else {})}
-                ),
-            }
+        content = outcome.for_model or json.dumps(
+            {"ok": outcome.ok, **result, **({"say": outcome.spoken} if outcome.spoken else {})}
         )
+        self.state.history.append({"role": "tool", "content": content})
         await self._save()  # a replica taking the call over knows what the tool did (and asked)
         if outcome.final and outcome.spoken:
             splitter = SentenceSplitter(first_clause_min_words=self.config.first_clause_min_words)
@@ -355,7 +359,7 @@ class Replies:
             await self._end(reply)
             return
         follow = self._messages()
-        await self._stream(reply, follow, started, with_tools=False)
+        await self._stream(reply, follow, started, with_tools=False, fallback=outcome.spoken)
 
 
 def _acts(name: str, outcome: ToolOutcome) -> bool:

@@ -180,7 +180,13 @@ class Tools:
             # sentence or two, from the best passages.
             passages = [p["text"] for p in result.data.get("passages", []) if isinstance(p, dict)][:2]
             if passages:
-                return ToolOutcome(ok=True, result={"status": result.status, "passages": passages}, tool=name)
+                return ToolOutcome(
+                    ok=True,
+                    result={"status": result.status, "passages": passages},
+                    spoken=passages[0],
+                    tool=name,
+                    for_model="From the practice's documents: " + " ".join(passages),
+                )
         # What the tools say (bookings, the configured hours, transfers, failures) is exact and
         # complete: it is spoken as it is, so a small model cannot misstate a date or a price.
         final = result.status == "error" or name in SPOKEN_AS_IS or name == "lookup_knowledge"

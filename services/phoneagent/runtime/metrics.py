@@ -85,6 +85,12 @@ ASR_RTF = Histogram(
 TTS_RTF = Histogram(
     "pa_tts_real_time_factor", "TTS compute time divided by audio duration.", ["engine"], buckets=RTF_BUCKETS
 )
+LLM_ANSWER_FALLBACKS = Counter(
+    "pa_llm_answer_fallbacks_total",
+    "Answers after a tool ran that the model did not give in words (a tool call or JSON instead): "
+    "the tool's own words were said.",
+    ["engine"],
+)
 LLM_TOKENS_PER_SECOND = Histogram(
     "pa_llm_tokens_per_second",
     "LLM decode rate per reply.",
