@@ -41,6 +41,7 @@ from phoneagent.edge.sip import (
 from phoneagent.edge.sip_call_transport import SipCallTransport
 from phoneagent.edge.transfer import SummaryVoice, WarmTransferConfig
 from phoneagent.runtime import subjects
+from phoneagent.runtime.approvals import Verifier
 from phoneagent.runtime.bus import Subscription
 from phoneagent.runtime.enums import enum_name
 from phoneagent.runtime.errors import InvalidArgument, PhoneAgentError, Unavailable
@@ -76,6 +77,10 @@ class EdgeService(OutboundCalls, Service):
         self.accepting = True
         self._dial_sub: Subscription[Any] | None = None
         self._approvals: Any = None  # the pa_dial_approvals bucket, opened on the first dial
+        try:
+            self.verifier = Verifier.from_files(self.settings.approval_public_key_files)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"PA_APPROVAL_PUBLIC_KEY_FILES: {exc.message}") from None
         self._web: Any = None
         self.web_host = ""
         self.web_port = 0
@@ -88,6 +93,11 @@ class EdgeService(OutboundCalls, Service):
         )
         if not self.settings.require_dial_approval:
             log.warning("PA_EDGE_REQUIRE_DIAL_APPROVAL=false: dialling without policy approval (labs only)")
+        if not self.verifier.keys:
+            log.warning(
+                "PA_APPROVAL_PUBLIC_KEY_FILES not set: no approval verifies, so this edge will not "
+                "dial, transfer or record"
+            )
         if self.settings.web_enabled:
             await self._start_web()
 
@@ -102,6 +112,7 @@ class EdgeService(OutboundCalls, Service):
             min_speech_ms=self.settings.barge_in_min_speech_ms,
             backchannel_wait_ms=self.settings.backchannel_wait_ms,
             max_duration_s=web.max_call_duration_s,
+            approvals=self.verifier,
         )
         try:
             self._web, self.web_port = await run_gateway(
@@ -221,6 +232,7 @@ class EdgeService(OutboundCalls, Service):
             min_speech_ms=self.settings.barge_in_min_speech_ms,
             backchannel_wait_ms=self.settings.backchannel_wait_ms,
             max_duration_s=self.settings.max_call_duration_s,
+            approvals=self.verifier,
         )
         recording = self._recording(started.meta.call_id, transport.sample_rate)
         media = recording.transport(transport) if recording is not None else transport
@@ -233,7 +245,7 @@ class EdgeService(OutboundCalls, Service):
         if not s.recording_enabled:
             return None
         config = RecordingConfig(Path(s.recording_dir), s.recording_s3_url)
-        return CallRecording(self.bus, call_id, rate, config)
+        return CallRecording(self.bus, call_id, rate, config, self.verifier)
 
     def _handlers(self, active: ActiveCall) -> DialogHandlers:
         call = active.call

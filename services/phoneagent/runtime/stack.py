@@ -1,7 +1,8 @@
 """The local stack: nats-server plus each service as its own OS process.
 
 ``phone-agent up`` starts nats-server (JetStream, data under ``--data-dir``) on 127.0.0.1,
-then every service, waits until each reports ready on ``/readyz``, prints their status,
+makes policy's approval signing key under ``<data-dir>/keys`` on first start (owner-only; policy
+gets the private key, the edge the public one), then every service, waits until each reports ready on ``/readyz``, prints their status,
 and on Ctrl-C (or SIGTERM) stops the services, then nats-server — no orphans: each child
 runs in its own process group and is killed if it does not exit in time.
 """
@@ -18,6 +19,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from phoneagent.runtime.approvals import ensure_key_pair
 from phoneagent.runtime.errors import Unavailable
 from phoneagent.runtime.natsserver import NatsServer
 
@@ -67,6 +69,7 @@ class Stack:
                 "PA_DRAIN_TIMEOUT_S": env.get("PA_DRAIN_TIMEOUT_S", "3"),
             }
         )
+        env.update(self._keys(name))
         env.update(self.env)
         log_path = logs / f"{name}.log"
         with log_path.open("ab") as fh:
@@ -78,6 +81,15 @@ class Stack:
                 start_new_session=True,
             )
         return Child(name, proc, status, log_path)
+
+    def _keys(self, name: str) -> dict[str, str]:
+        """Where policy finds its signing key and the edge policy's public key (unless set)."""
+        private, public = ensure_key_pair(self.data_dir / "keys")
+        if name == "policy" and not os.environ.get("PA_POLICY_SIGNING_KEY_FILE"):
+            return {"PA_POLICY_SIGNING_KEY_FILE": str(private)}
+        if name == "edge" and not os.environ.get("PA_APPROVAL_PUBLIC_KEY_FILES"):
+            return {"PA_APPROVAL_PUBLIC_KEY_FILES": str(public)}
+        return {}
 
     def restart(self, name: str, ready_timeout: float = 120.0, stop_timeout: float = 30.0) -> None:
         """Stop one service gracefully (SIGTERM; SIGKILL after ``stop_timeout``) and start a new
