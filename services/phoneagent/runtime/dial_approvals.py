@@ -98,13 +98,13 @@ async def redeem(kv: Any, verifier: Verifier, decision_id: str, call_id: str, ta
         campaign_id = str(value.get("campaign_id", ""))
     except (ValueError, AttributeError, TypeError):
         raise DialNotApproved("unsigned", "unreadable or unsigned approval") from None
-    if signed.decision_id != decision_id:
-        raise DialNotApproved("mismatch", "approval is stored under another decision id")
     try:
         verifier.check(signed, action=DIAL, call_id=call_id, target=target)
     except NotApproved as exc:
         detail = exc.detail.replace("another target", "another number")
         raise DialNotApproved(exc.reason, detail) from None
+    if signed.decision_id != decision_id:
+        raise DialNotApproved("mismatch", "approval is stored under another decision id")
     try:
         await kv.delete(decision_id, last=entry.revision)
     except KeyWrongLastSequenceError:  # another request used it between our read and delete

@@ -2,9 +2,10 @@
 
 ``phone-agent up`` starts nats-server (JetStream, data under ``--data-dir``) on 127.0.0.1,
 makes policy's approval signing key under ``<data-dir>/keys`` on first start (owner-only; policy
-gets the private key, the edge the public one), then every service, waits until each reports ready on ``/readyz``, prints their status,
-and on Ctrl-C (or SIGTERM) stops the services, then nats-server — no orphans: each child
-runs in its own process group and is killed if it does not exit in time.
+gets the private key, the edge the public one), then every service, waits until each reports
+ready on ``/readyz``, prints their status, and on Ctrl-C (or SIGTERM) stops the services, then
+nats-server — no orphans: each child runs in its own process group and is killed if it does not
+exit in time.
 """
 
 from __future__ import annotations
