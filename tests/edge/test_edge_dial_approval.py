@@ -20,8 +20,7 @@ from phoneagent.runtime.errors import ErrorKind
 from phoneagent.runtime.metrics import DIALS_REFUSED
 from phoneagent.runtime.natsserver import NatsServer
 from phoneagent.runtime.settings import CommonSettings, load
-from phoneagent.v1 import call_pb2, common_pb2, control_pb2
-from phoneagent.v1 import policy_pb2
+from phoneagent.v1 import call_pb2, common_pb2, control_pb2, policy_pb2
 from support.common import approve_dial, signed, wait_for
 from support.edge import Edge, running_edge
 

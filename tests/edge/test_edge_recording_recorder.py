@@ -136,7 +136,9 @@ async def test_an_altered_or_unsigned_decision_is_ignored(bus: Bus, tmp_path: Pa
     for record, reason in ((flipped, "mismatch"), (unsigned, "unsigned")):
         before = refused(reason)
         await repeat_until_seen(
-            lambda r=record: bus.publish(subjects.audit(CALL), r), lambda: refused(reason) > before, reason
+            lambda r=record: bus.publish(subjects.audit(CALL), r),
+            lambda why=reason, n=before: refused(why) > n,
+            reason,
         )
     rec.add(*frames(1, 2))
     assert not rec.allowed and not rec.refused and await rec.finish() is None
