@@ -32,7 +32,7 @@ from phoneagent.runtime.settings import SettingsError, load
 from phoneagent.v1 import control_api_pb2, control_api_pb2_grpc, control_pb2, policy_pb2
 from support.common import PUBLIC_KEY_FILE, wait_for
 from support.policy_stack import running_policy, running_records
-from support.records_sample_call import publish_start
+from support.records_sample_call import meta, publish_start
 
 TOKEN = "api-secret-7f3c9a"
 AUTH = (("authorization", f"Bearer {TOKEN}"),)
@@ -228,3 +228,29 @@ async def test_tls(bus: Bus, tmp_path: Path) -> None:
         await plain.close()
         await server.stop(grace=1.0)
         store.close()
+
+
+async def test_api_audit_leaves_call_records_alone(api: Any, bus: Bus, records: RecordsService) -> None:
+    """Reading a call, or asking about one that does not exist, adds nothing to any record."""
+    assert records.records is not None
+    store = records.records
+    call_id = await active_call(bus, records)
+    before = store.get(call_id)
+    assert before is not None
+    await api.GetCall(control_api_pb2.GetCallRequest(call_id=call_id), metadata=AUTH)
+    unknown = subjects.new_call_id()
+    missing = api.GetCall(control_api_pb2.GetCallRequest(call_id=unknown), metadata=AUTH)
+    assert await code_of(missing) == grpc.StatusCode.NOT_FOUND
+    await api_audit(bus, unknown, 1)
+    # A later decision on the same stream is folded only after those audit records were handled.
+    marker = subjects.new_call_id()
+    decision = policy_pb2.PolicyDecision(
+        meta=meta(marker), decision_id="m1", decision=policy_pb2.DECISION_ALLOW, subject="disclosure"
+    )
+    await bus.jetstream().publish(
+        subjects.audit(marker), decision.SerializeToString(), stream=subjects.AUDIT_STREAM
+    )
+    await wait_for(lambda: store.get(marker) is not None, timeout=10)
+    assert store.get(unknown) is None
+    after = store.get(call_id)
+    assert after is not None and after.decisions == before.decisions

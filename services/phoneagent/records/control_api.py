@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from phoneagent.records.builder import CallRecord
+from phoneagent.records.builder import API_AUDIT_SUBJECT, CallRecord
 from phoneagent.records.callinfo import to_call_info
 from phoneagent.records.campaign_api import CampaignManager
 from phoneagent.records.store import RecordStore
@@ -146,7 +146,7 @@ class CallControl(control_api_pb2_grpc.CallControlServicer):
             meta=new_meta(call_id, self.producer),
             decision_id=uuid.uuid4().hex,
             decision=policy_pb2.DECISION_ALLOW if ok else policy_pb2.DECISION_DENY,
-            subject="api",
+            subject=API_AUDIT_SUBJECT,
             rule=method,
             reason=outcome,
             decided_unix_ns=time.time_ns(),
