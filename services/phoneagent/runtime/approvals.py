@@ -132,6 +132,9 @@ class Signer:
             raise InvalidArgument(f"signing key {path} is not an Ed25519 key")
         return cls(key)
 
+    def public_key(self) -> Ed25519PublicKey:
+        return self._private.public_key()
+
     def private_pem(self) -> bytes:
         return self._private.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
