@@ -3,8 +3,9 @@
 Inbound: an INVITE gets an RTP port and an SDP answer; the call is published and every stage
 claims a session (503 when one cannot), then it rings and is answered. Outbound: a CallStarted
 request on ``edge_dial`` is accepted (empty ControlEvent reply, or one carrying ``error``) only
-with the policy's one-time approval named by its ``dial_decision_id`` (fail closed; see
-:mod:`phoneagent.runtime.dial_approvals`, ``PA_EDGE_REQUIRE_DIAL_APPROVAL``); its sessions are
+with the policy's one-time approval named by its ``dial_decision_id``, signed by policy for that
+call and number (fail closed; see :mod:`phoneagent.runtime.dial_approvals`,
+``PA_APPROVAL_PUBLIC_KEY_FILES``, ``PA_EDGE_REQUIRE_DIAL_APPROVAL``); its sessions are
 claimed, and the call is placed through the trunk (or straight to a SIP URI); busy, no answer and
 failure end it with the matching reason. On SIGTERM no new calls are taken and calls
 in progress may finish for ``PA_DRAIN_TIMEOUT_S``; the rest are hung up.
