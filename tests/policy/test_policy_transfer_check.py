@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from phoneagent.agents.agent import AgentConfigError, load_agent
 from phoneagent.policy.service import PolicyService
 from phoneagent.policy.settings import PolicySettings
 from phoneagent.runtime import approvals, subjects
@@ -124,3 +125,17 @@ def test_a_bad_signing_key_stops_policy_at_start(tmp_path: Path) -> None:
     bad.write_text("not a key")
     with pytest.raises(InvalidArgument, match="PA_POLICY_SIGNING_KEY_FILE"):
         PolicyService(load(CommonSettings), load(PolicySettings, signing_key_file=str(bad)))
+
+
+def test_the_allow_list_is_checked_when_the_agent_loads(tmp_path: Path) -> None:
+    example = load(CommonSettings).agent_path
+    raw = yaml.safe_load(example.read_text(encoding="utf-8"))
+    raw["knowledge"] = [str(example.parent / k) for k in raw.get("knowledge", [])]
+    raw["transfer"]["allowed_targets"] = ["+1 212 555-0150", "premium line"]
+    path = tmp_path / "agent.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(AgentConfigError, match=r"transfer.allowed_targets\[1\]: must be a SIP URI"):
+        load_agent(path)
+    raw["transfer"]["allowed_targets"] = ["+1 212 555-0150"]
+    path.write_text(yaml.safe_dump(raw))
+    assert load_agent(path).transfer.allowed_targets == ("+12125550150",)  # type: ignore[union-attr]
