@@ -58,8 +58,10 @@ def test_the_api_token_is_required_and_reaches_the_records_service() -> None:
     # With an existing Secret the chart cannot check it; the key is no longer optional there.
     dep = by_kind("nodeport-rtp", "Deployment")["records"]
     assert _env(dep)["PA_API_TOKEN"]["secretKeyRef"] == {"name": "pa-creds", "key": "api-token"}
-    (secret,) = [o for o in manifests("default") if o["kind"] == "Secret"]
-    assert "api-token" in secret["data"]
+    # The chart's own Secret (not the bus users' one) carries the token records reads.
+    ref = _env(by_kind("default", "Deployment")["records"])["PA_API_TOKEN"]["secretKeyRef"]
+    secrets = {o["metadata"]["name"]: o for o in manifests("default") if o["kind"] == "Secret"}
+    assert ref["key"] == "api-token" and "api-token" in secrets[ref["name"]]["data"]
     # The records service starts with what the chart gives it, and would not without the token.
     env = {k: v for k, v in _env(by_kind("default", "Deployment")["records"]).items() if isinstance(v, str)}
     assert load(RecordsServiceSettings, env, api_token="api-token-0123456789").grpc_host == "0.0.0.0"

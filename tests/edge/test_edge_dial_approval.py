@@ -171,8 +171,16 @@ async def test_approved_dial_is_placed_once(edge: Edge, callee: BusyCallee) -> N
     assert reply.WhichOneof("kind") is None, reply
     ended = await wait_for(lambda: edge.ended(first.meta.call_id), timeout=5)
     assert ended[0].reason == call_pb2.END_REASON_BUSY and callee.invites == 1
-    again = _request(callee.uri, decision_id)  # the same approval a second time
-    assert _refused(edge, again, await _ask(edge.bus, again), "no such approval")
+    # the same approval a second time: for the same call it is marked used (the edge does not
+    # delete approvals, it may only write pa_dial_approvals_used); for another call, not policy's
+    started = len(edge.lifecycle("started", call_id))
+    again = _request(callee.uri, decision_id, call_id)
+    reply = await _ask(edge.bus, again)
+    assert reply.WhichOneof("kind") == "error" and "already used" in reply.error.message, reply
+    assert ErrorKind.from_wire(reply.error.kind) == ErrorKind.POLICY_DENIED
+    assert call_id not in edge.svc.calls and len(edge.lifecycle("started", call_id)) == started
+    other = _request(callee.uri, decision_id)
+    assert _refused(edge, other, await _ask(edge.bus, other), "another call")
     assert callee.invites == 1
 
 
