@@ -366,7 +366,7 @@ async def test_services_survive_garbage_and_hostile_messages_on_every_subject(
         subjects.speech(call_id),
         subjects.tool(call_id),
         subjects.recording(call_id),
-        subjects.control(call_id),
+        *(subjects.control_event(call_id, kind) for kind in subjects.CONTROL_KINDS),
         subjects.audit(call_id),
     ]
     shared = (
@@ -390,6 +390,8 @@ async def test_services_survive_garbage_and_hostile_messages_on_every_subject(
         for payload in payloads:
             await edge_bus.data.publish(subject, payload)
     for subject, msg in hostile(call_id):
+        if isinstance(msg, control_pb2.ControlEvent):  # each kind travels on its own subject
+            subject = subjects.control_event(call_id, msg.WhichOneof("kind") or subjects.CONTROL_UNSET)
         await edge_bus.data.publish(subject, msg.SerializeToString())
     await edge_bus.data.flush()
     # The hangup with an unknown reason (sent last) still ends the edge call cleanly.
