@@ -266,6 +266,8 @@ def hostile(call_id: str) -> list[tuple[str, Message]]:
             (subjects.audit(call_id), policy_pb2.PolicyDecision(decision=999, rule=huge)),  # type: ignore[arg-type]
             (subjects.dial_check(), policy_pb2.DialCheck(number=huge, time_zone="Mars/Olympus")),
             (subjects.dial_check(), policy_pb2.DialCheck()),
+            (subjects.transfer_check(), policy_pb2.TransferCheck(target=huge, reason=huge)),
+            (subjects.transfer_check(), policy_pb2.TransferCheck()),
             (subjects.edge_dial(), call_pb2.CallStarted()),  # no call id, no target
             (
                 subjects.edge_dial(),
@@ -364,7 +366,7 @@ async def test_services_survive_garbage_and_hostile_messages_on_every_subject(
         subjects.speech(call_id),
         subjects.tool(call_id),
         subjects.recording(call_id),
-        subjects.control(call_id),
+        *(subjects.control_event(call_id, kind) for kind in subjects.CONTROL_KINDS),
         subjects.audit(call_id),
     ]
     shared = (
@@ -388,6 +390,8 @@ async def test_services_survive_garbage_and_hostile_messages_on_every_subject(
         for payload in payloads:
             await edge_bus.data.publish(subject, payload)
     for subject, msg in hostile(call_id):
+        if isinstance(msg, control_pb2.ControlEvent):  # each kind travels on its own subject
+            subject = subjects.control_event(call_id, msg.WhichOneof("kind") or subjects.CONTROL_UNSET)
         await edge_bus.data.publish(subject, msg.SerializeToString())
     await edge_bus.data.flush()
     # The hangup with an unknown reason (sent last) still ends the edge call cleanly.
@@ -413,6 +417,7 @@ async def test_control_api_lists_calls_hangs_up_and_audits_dial_decisions(
     stack: Stack, edge_bus: Bus
 ) -> None:
     import grpc
+    from phoneagent.policy.audit_query import AuditFilter, query_audit
     from phoneagent.runtime.bus import Lane
     from phoneagent.v1 import control_api_pb2, control_api_pb2_grpc, control_pb2, policy_pb2
 
@@ -454,10 +459,15 @@ async def test_control_api_lists_calls_hangs_up_and_audits_dial_decisions(
     )
     assert placed.decision.decision == policy_pb2.DECISION_DENY and placed.decision.rule == "caller_id"
     js = edge_bus.jetstream()
-    last = await js.get_last_msg(subjects.AUDIT_STREAM, subjects.audit(placed.call_id))
-    audited = policy_pb2.PolicyDecision()
-    audited.ParseFromString(last.data)
+    (audited,) = await query_audit(js, AuditFilter(call_id=placed.call_id, subject="dial"))
     assert audited.decision_id == placed.decision.decision_id and audited.number_hint == "…34"
+    # The API audits its own calls too: the method, who called (no token on loopback) and the outcome.
+    (api_record,) = await query_audit(js, AuditFilter(call_id=placed.call_id, subject="api"))
+    assert dict(api_record.details) == {
+        "method": "PlaceCall",
+        "caller": "loopback",
+        "outcome": "POLICY_DENIED",
+    }
     await edge_bus.publish(
         subjects.lifecycle(call_id),
         call_pb2.CallEvent(

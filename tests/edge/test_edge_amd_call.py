@@ -119,7 +119,7 @@ async def dial(edge: Edge, port: int, mode: str) -> str:
         meta=common_pb2.EventMeta(call_id=call_id),
         to_uri=to,
         campaign_id="camp-amd",
-        dial_decision_id=await approve_dial(edge.bus, to, "camp-amd"),
+        dial_decision_id=await approve_dial(edge.bus, call_id, to, "camp-amd"),
     )
     req.labels["amd"] = mode
     reply = await edge.bus.request(subjects.edge_dial(), req, control_pb2.ControlEvent, timeout=5)
@@ -194,7 +194,7 @@ async def test_leave_message_after_beep_then_voicemail(edge: Edge) -> None:
         req = call_pb2.CallStarted(
             meta=common_pb2.EventMeta(call_id=call_id),
             to_uri=to,
-            dial_decision_id=await approve_dial(edge.bus, to),
+            dial_decision_id=await approve_dial(edge.bus, call_id, to),
         )
         req.labels.update({"amd": "leave-message", "message": "Your order is ready."})
         reply = await edge.bus.request(subjects.edge_dial(), req, control_pb2.ControlEvent, timeout=5)

@@ -1,8 +1,10 @@
 """The edge dials only what policy approved: a one-time approval in pa_dial_approvals, named by
-the request's dial_decision_id, for the same number; anything else is refused (fail closed)."""
+the request's dial_decision_id, signed with policy's key for this call and this number, not
+expired; anything else is refused (fail closed) and no INVITE goes out."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -10,15 +12,16 @@ import pytest
 from phoneagent.edge.service import EdgeService
 from phoneagent.edge.settings import EdgeSettings
 from phoneagent.edge.sip import IncomingCall, UAConfig, UserAgent
-from phoneagent.runtime import subjects
+from phoneagent.runtime import approvals, streams, subjects
+from phoneagent.runtime.approvals import Signer
 from phoneagent.runtime.bus import Bus
 from phoneagent.runtime.dial_approvals import NOT_APPROVED, dial_key
 from phoneagent.runtime.errors import ErrorKind
 from phoneagent.runtime.metrics import DIALS_REFUSED
 from phoneagent.runtime.natsserver import NatsServer
 from phoneagent.runtime.settings import CommonSettings, load
-from phoneagent.v1 import call_pb2, common_pb2, control_pb2
-from support.common import approve_dial, wait_for
+from phoneagent.v1 import call_pb2, common_pb2, control_pb2, policy_pb2
+from support.common import approve_dial, signed, wait_for
 from support.edge import Edge, running_edge
 
 HOST = "127.0.0.1"
@@ -58,10 +61,20 @@ async def callee() -> AsyncIterator[BusyCallee]:
     await c.ua.close()
 
 
-def _request(to: str, decision_id: str = "") -> call_pb2.CallStarted:
+def _request(to: str, decision_id: str = "", call_id: str = "") -> call_pb2.CallStarted:
     return call_pb2.CallStarted(
-        meta=common_pb2.EventMeta(call_id=subjects.new_call_id()), to_uri=to, dial_decision_id=decision_id
+        meta=common_pb2.EventMeta(call_id=call_id or subjects.new_call_id()),
+        to_uri=to,
+        dial_decision_id=decision_id,
     )
+
+
+async def _store(bus: Bus, approval: policy_pb2.Approval) -> str:
+    """Put ``approval`` into the bucket as policy stores one (anything on the bus can write it)."""
+    kv = await streams.dial_approvals_kv(bus.jetstream())
+    value = {"approval": approvals.encode_approval(approval), "campaign_id": ""}
+    await kv.put(approval.decision_id, json.dumps(value).encode())
+    return approval.decision_id
 
 
 async def _ask(bus: Bus, req: call_pb2.CallStarted) -> control_pb2.ControlEvent:
@@ -95,21 +108,79 @@ async def test_dial_without_approval_is_refused(edge: Edge, callee: BusyCallee) 
 
 
 async def test_approval_for_another_number_is_refused(edge: Edge, callee: BusyCallee) -> None:
-    other = await approve_dial(edge.bus, f"sip:someone-else@{HOST}:5099")
-    req = _request(callee.uri, other)
+    call_id = subjects.new_call_id()
+    other = await approve_dial(edge.bus, call_id, f"sip:someone-else@{HOST}:5099")
+    req = _request(callee.uri, other, call_id)
+    before = _refusals("mismatch")
     assert _refused(edge, req, await _ask(edge.bus, req), "another number")
+    assert _refusals("mismatch") == before + 1
+    assert callee.invites == 0
+
+
+async def test_approval_for_another_call_is_refused(edge: Edge, callee: BusyCallee) -> None:
+    decision_id = await approve_dial(edge.bus, subjects.new_call_id(), callee.uri)
+    req = _request(callee.uri, decision_id)  # a call id of its own
+    before = _refusals("wrong_call")
+    assert _refused(edge, req, await _ask(edge.bus, req), "another call")
+    assert _refusals("wrong_call") == before + 1
+    assert callee.invites == 0
+
+
+async def test_forged_approvals_are_refused(edge: Edge, callee: BusyCallee) -> None:
+    """Unsigned (the old, plain form), signed with another key, altered after signing, expired."""
+    kv = await streams.dial_approvals_kv(edge.bus.jetstream())
+    cases: list[tuple[str, str, str, str]] = []  # (call id, decision id, reason, detail)
+
+    call_id = subjects.new_call_id()
+    await kv.put("plain0123456789", json.dumps({"number": callee.uri, "campaign_id": ""}).encode())
+    cases.append((call_id, "plain0123456789", "unsigned", "no signed approval"))
+
+    call_id = subjects.new_call_id()
+    mallory = Signer.generate()
+    cases.append(
+        (
+            call_id,
+            await approve_dial(edge.bus, call_id, callee.uri, signer=mallory),
+            "unknown_key",
+            "unknown key",
+        )
+    )
+
+    call_id = subjects.new_call_id()
+    tampered = signed(approvals.DIAL, subjects.new_call_id(), callee.uri)
+    tampered.call_id = call_id  # moved onto this call: the signature no longer matches
+    cases.append((call_id, await _store(edge.bus, tampered), "bad_signature", "bad signature"))
+
+    call_id = subjects.new_call_id()
+    expired = signed(approvals.DIAL, call_id, callee.uri, ttl_s=-1)
+    cases.append((call_id, await _store(edge.bus, expired), "expired", "expired"))
+
+    for call_id, decision_id, reason, detail in cases:
+        before = _refusals(reason)
+        req = _request(callee.uri, decision_id, call_id)
+        assert _refused(edge, req, await _ask(edge.bus, req), detail), reason
+        assert _refusals(reason) == before + 1, reason
     assert callee.invites == 0
 
 
 async def test_approved_dial_is_placed_once(edge: Edge, callee: BusyCallee) -> None:
-    decision_id = await approve_dial(edge.bus, callee.uri)
-    first = _request(callee.uri, decision_id)
+    call_id = subjects.new_call_id()
+    decision_id = await approve_dial(edge.bus, call_id, callee.uri)
+    first = _request(callee.uri, decision_id, call_id)
     reply = await _ask(edge.bus, first)
     assert reply.WhichOneof("kind") is None, reply
     ended = await wait_for(lambda: edge.ended(first.meta.call_id), timeout=5)
     assert ended[0].reason == call_pb2.END_REASON_BUSY and callee.invites == 1
-    again = _request(callee.uri, decision_id)  # the same approval a second time
-    assert _refused(edge, again, await _ask(edge.bus, again), "no such approval")
+    # the same approval a second time: for the same call it is marked used (the edge does not
+    # delete approvals, it may only write pa_dial_approvals_used); for another call, not policy's
+    started = len(edge.lifecycle("started", call_id))
+    again = _request(callee.uri, decision_id, call_id)
+    reply = await _ask(edge.bus, again)
+    assert reply.WhichOneof("kind") == "error" and "already used" in reply.error.message, reply
+    assert ErrorKind.from_wire(reply.error.kind) == ErrorKind.POLICY_DENIED
+    assert call_id not in edge.svc.calls and len(edge.lifecycle("started", call_id)) == started
+    other = _request(callee.uri, decision_id)
+    assert _refused(edge, other, await _ask(edge.bus, other), "another call")
     assert callee.invites == 1
 
 

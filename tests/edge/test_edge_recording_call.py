@@ -1,6 +1,7 @@
 """Call recordings through the edge with real SIP/RTP on 127.0.0.1: our user agent is the caller,
 trivial session replicas stand in for the stages, and policy's decisions are published on the
-call's audit subject the way the policy service writes them (JetStream, PA_AUDIT)."""
+call's audit subject the way the policy service writes them (JetStream, PA_AUDIT, signed with
+policy's key). A recording decision without policy's signature for the call is ignored."""
 
 from __future__ import annotations
 
@@ -17,11 +18,12 @@ from phoneagent.edge.media.pacer import Pacer
 from phoneagent.edge.rtp_session import RtpSession
 from phoneagent.edge.settings import EdgeSettings
 from phoneagent.edge.sip import Dialog, DialogHandlers, UAConfig, UserAgent, negotiated, offer
-from phoneagent.runtime import subjects
+from phoneagent.runtime import approvals, metrics, subjects
+from phoneagent.runtime.approvals import Signer
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.settings import load
 from phoneagent.v1 import common_pb2, media_pb2, policy_pb2
-from support.common import repeat_until_seen, wait_for
+from support.common import SIGNER, repeat_until_seen, signed, wait_for
 from support.edge import Edge, running_edge
 from support.sip_phone import band_energy, tone
 
@@ -87,7 +89,11 @@ async def caller() -> AsyncIterator[Caller]:
     await c.close()
 
 
-async def decide(bus: Bus, call_id: str, decision: int, rule: str) -> None:
+async def decide(
+    bus: Bus, call_id: str, decision: int, rule: str, signer: Signer | None = SIGNER, signed_for: str = ""
+) -> None:
+    """A recording decision as policy publishes it, signed by ``signer`` (None: unsigned) for
+    ``signed_for`` (default: this call)."""
     record = policy_pb2.PolicyDecision(
         meta=common_pb2.EventMeta(call_id=call_id, ts_unix_ns=time.time_ns(), producer="policy/test"),
         decision_id=f"d-{rule}",
@@ -97,6 +103,16 @@ async def decide(bus: Bus, call_id: str, decision: int, rule: str) -> None:
         reason="test",
         decided_unix_ns=time.time_ns(),
     )
+    if signer is not None:
+        record.approval.CopyFrom(
+            signed(
+                approvals.RECORDING,
+                signed_for or call_id,
+                decision=approvals.recording_decision(record),
+                decision_id=record.decision_id,
+                signer=signer,
+            )
+        )
     await bus.jetstream().publish(
         subjects.audit(call_id), record.SerializeToString(), stream=subjects.AUDIT_STREAM
     )
@@ -182,6 +198,42 @@ async def test_no_recording_without_permission(edge: Edge, caller: Caller, rule:
     await hang_up(edge, caller, call_id)
 
     # A marker from the edge's own connection arrives after anything the edge published before it.
+    marker = media_pb2.RecordingStored(meta=common_pb2.EventMeta(call_id=call_id), uri="marker")
+    await edge.svc.bus.publish(subjects.recording(call_id), marker, lane=Lane.CONTROL)
+    await wait_for(lambda: stored, timeout=5)
+    assert [e.uri for e in stored] == ["marker"]
+    assert not list(edge.directory.glob(f"*{call_id}*"))
+
+
+def refused(reason: str) -> float:
+    return float(metrics.APPROVALS_REFUSED.labels(action="recording", reason=reason)._value.get())
+
+
+@pytest.mark.parametrize(
+    "signer,other_call,reason",
+    [(None, False, "unsigned"), (Signer.generate(), False, "unknown_key"), (SIGNER, True, "wrong_call")],
+)
+async def test_forged_allow_does_not_record(
+    edge: Edge, caller: Caller, signer: Signer | None, other_call: bool, reason: str
+) -> None:
+    """An ALLOW that is not policy's for this call (unsigned, another key, another call's) is
+    ignored and counted; nothing is written."""
+    call_id = await caller.dial(edge)
+    stored = await stored_events(edge.bus, call_id)
+    await wait_for(lambda: edge.lifecycle("answered", call_id), timeout=5)
+    recording = edge.svc.calls[call_id].recording
+    assert recording is not None
+    before = refused(reason)
+    signed_for = subjects.new_call_id() if other_call else ""
+    await repeat_until_seen(
+        lambda: decide(edge.bus, call_id, policy_pb2.DECISION_ALLOW, "one_party_notice", signer, signed_for),
+        lambda: refused(reason) > before,
+        "forged decision",
+    )
+    await speak(edge.bus, call_id, 25)
+    await wait_for(lambda: caller.heard >= 15, timeout=5)
+    assert not recording.allowed and recording.writer is None
+    await hang_up(edge, caller, call_id)
     marker = media_pb2.RecordingStored(meta=common_pb2.EventMeta(call_id=call_id), uri="marker")
     await edge.svc.bus.publish(subjects.recording(call_id), marker, lane=Lane.CONTROL)
     await wait_for(lambda: stored, timeout=5)

@@ -1,4 +1,5 @@
-"""The per-call recorder on a real bus: permission from policy decisions, what is kept, bad disks."""
+"""The per-call recorder on a real bus: permission from policy's signed decisions, what is kept,
+bad disks."""
 
 from __future__ import annotations
 
@@ -12,29 +13,45 @@ import numpy as np
 import pytest
 from phoneagent.edge.recorder import CallRecording, RecordingConfig, upload_s3
 from phoneagent.edge.settings import EdgeSettings
-from phoneagent.runtime import subjects
+from phoneagent.runtime import approvals, metrics, subjects
+from phoneagent.runtime.approvals import Verifier
 from phoneagent.runtime.bus import Bus
 from phoneagent.runtime.errors import ErrorKind
 from phoneagent.runtime.settings import load
 from phoneagent.v1 import common_pb2, policy_pb2
-from support.common import repeat_until_seen, wait_for
+from support.common import PUBLIC_KEY_FILE, repeat_until_seen, signed, wait_for
 
 CALL = "0123456789abcdef01234567"
+VERIFIER = Verifier.from_files([PUBLIC_KEY_FILE])
 
 
-async def decide(bus: Bus, decision: int, rule: str, subject: str = "recording") -> None:
+def decision(decision: int, rule: str, subject: str = "recording") -> policy_pb2.PolicyDecision:
+    """A decision as policy publishes it, signed with the tests' policy key."""
     record = policy_pb2.PolicyDecision(
         meta=common_pb2.EventMeta(call_id=CALL, ts_unix_ns=time.time_ns()),
+        decision_id=f"d-{decision}-{rule}",
         decision=decision,  # type: ignore[arg-type]
         subject=subject,
         rule=rule,
     )
-    await bus.publish(subjects.audit(CALL), record)
+    record.approval.CopyFrom(
+        signed(
+            approvals.RECORDING,
+            CALL,
+            decision=approvals.recording_decision(record),
+            decision_id=record.decision_id,
+        )
+    )
+    return record
 
 
-async def decide_until(bus: Bus, seen: Callable[[], bool], decision: int, rule: str) -> None:
+async def decide(bus: Bus, decision_: int, rule: str, subject: str = "recording") -> None:
+    await bus.publish(subjects.audit(CALL), decision(decision_, rule, subject))
+
+
+async def decide_until(bus: Bus, seen: Callable[[], bool], decision_: int, rule: str) -> None:
     """Publish a decision until the recorder has seen it."""
-    await repeat_until_seen(lambda: decide(bus, decision, rule), seen, "decision")
+    await repeat_until_seen(lambda: decide(bus, decision_, rule), seen, "decision")
 
 
 def frames(value: int, n: int) -> list[np.ndarray]:
@@ -42,7 +59,7 @@ def frames(value: int, n: int) -> list[np.ndarray]:
 
 
 async def test_stop_keeps_only_what_was_allowed(bus: Bus, tmp_path: Path) -> None:
-    rec = CallRecording(bus, CALL, 8000, RecordingConfig(tmp_path))
+    rec = CallRecording(bus, CALL, 8000, RecordingConfig(tmp_path), VERIFIER)
     await rec.start()
     for f in frames(1, 5):
         rec.add(f, f)  # before any decision: not recorded
@@ -69,7 +86,7 @@ async def test_stop_keeps_only_what_was_allowed(bus: Bus, tmp_path: Path) -> Non
 
 
 async def test_short_frames_are_padded_and_silence_fills_a_missing_caller(bus: Bus, tmp_path: Path) -> None:
-    rec = CallRecording(bus, CALL, 8000, RecordingConfig(tmp_path))
+    rec = CallRecording(bus, CALL, 8000, RecordingConfig(tmp_path), VERIFIER)
     await rec.start()
     await decide_until(bus, lambda: rec.allowed, policy_pb2.DECISION_ALLOW, "consent_given")
     rec.add(None, np.full(100, 5, np.int16))
@@ -83,7 +100,7 @@ async def test_short_frames_are_padded_and_silence_fills_a_missing_caller(bus: B
 
 
 async def test_nothing_stored_without_permission_or_with_a_bad_volume(bus: Bus, tmp_path: Path) -> None:
-    rec = CallRecording(bus, CALL, 8000, RecordingConfig(tmp_path / "none"))
+    rec = CallRecording(bus, CALL, 8000, RecordingConfig(tmp_path / "none"), VERIFIER)
     await rec.start()
     for f in frames(1, 5):
         rec.add(f, f)
@@ -92,7 +109,7 @@ async def test_nothing_stored_without_permission_or_with_a_bad_volume(bus: Bus, 
 
     blocked = tmp_path / "file"
     blocked.write_text("not a directory")
-    rec = CallRecording(bus, CALL, 8000, RecordingConfig(blocked))
+    rec = CallRecording(bus, CALL, 8000, RecordingConfig(blocked), VERIFIER)
     await rec.start()
     await decide_until(
         bus,
@@ -102,6 +119,30 @@ async def test_nothing_stored_without_permission_or_with_a_bad_volume(bus: Bus, 
     )
     rec.add(*frames(1, 2))
     assert not rec.allowed and await rec.finish() is None
+
+
+async def test_an_altered_or_unsigned_decision_is_ignored(bus: Bus, tmp_path: Path) -> None:
+    """A DENY turned into an ALLOW after signing, or an ALLOW without a signature, starts nothing."""
+    rec = CallRecording(bus, CALL, 8000, RecordingConfig(tmp_path), VERIFIER)
+    await rec.start()
+
+    def refused(reason: str) -> float:
+        return float(metrics.APPROVALS_REFUSED.labels(action="recording", reason=reason)._value.get())
+
+    flipped = decision(policy_pb2.DECISION_DENY, "consent_refused")
+    flipped.decision, flipped.rule = policy_pb2.DECISION_ALLOW, "consent_given"
+    unsigned = decision(policy_pb2.DECISION_ALLOW, "one_party_notice")
+    unsigned.ClearField("approval")
+    for record, reason in ((flipped, "mismatch"), (unsigned, "unsigned")):
+        before = refused(reason)
+        await repeat_until_seen(
+            lambda r=record: bus.publish(subjects.audit(CALL), r),
+            lambda why=reason, n=before: refused(why) > n,
+            reason,
+        )
+    rec.add(*frames(1, 2))
+    assert not rec.allowed and not rec.refused and await rec.finish() is None
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.skipif(importlib.util.find_spec("boto3") is not None, reason="boto3 installed")

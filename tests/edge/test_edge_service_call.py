@@ -377,7 +377,7 @@ async def _dial(edge: Edge, peer: Peer) -> str:
         to_uri=to,
         agent="dental_clinic",
         campaign_id="camp1",
-        dial_decision_id=await approve_dial(edge.bus, to, "camp1"),
+        dial_decision_id=await approve_dial(edge.bus, call_id, to, "camp1"),
     )
     reply = await edge.bus.request(subjects.edge_dial(), req, control_pb2.ControlEvent, timeout=5)
     assert reply.WhichOneof("kind") is None, reply

@@ -1,7 +1,9 @@
 """Transfer to a human over real SIP/RTP on 127.0.0.1: blind (REFER, followed by the caller's own
 user agent) and warm (hold chime for the caller, a spoken summary for the human, then the edge
 bridges the two legs). Failures leave the caller with the agent. The summary is asked of TTS
-over the bus; here a stand-in TTS answers with a tone (the real one: tests/tts/test_tts_render.py)."""
+over the bus; here a stand-in TTS answers with a tone (the real one: tests/tts/test_tts_render.py).
+A transfer goes ahead only with policy's signed approval for the call and target: a Transfer
+without one, or with one for another call or target, is refused and nobody is dialled."""
 
 from __future__ import annotations
 
@@ -12,12 +14,13 @@ from typing import Any
 import numpy as np
 import pytest
 from phoneagent.edge.sip import CallFailed, Dialog, DialogHandlers, IncomingCall, SipURI, answer, offer
-from phoneagent.runtime import metrics, subjects
+from phoneagent.runtime import approvals, metrics, subjects
+from phoneagent.runtime.approvals import Signer
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.errors import ErrorKind
 from phoneagent.runtime.meta import new_meta
-from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2
-from support.common import wait_for
+from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2, policy_pb2
+from support.common import signed, wait_for
 from support.edge import Edge
 from support.sip_phone import HOST, Peer, collect, kinds, new_peer, speak, tone
 
@@ -97,12 +100,28 @@ async def caller(edge: Edge, follow_refer: bool = True) -> tuple[Peer, str, list
     return peer, call_id, new_legs
 
 
-async def transfer(edge: Edge, call_id: str, target: Peer, kind: int, summary: str = "") -> list[Any]:
-    control = await collect(edge.bus, subjects.control(call_id), control_pb2.ControlEvent, Lane.CONTROL)
+def target_uri(target: Peer) -> str:
     host, port = target.ua.local_address()
+    return f"sip:human@{host}:{port}"
+
+
+async def transfer(
+    edge: Edge,
+    call_id: str,
+    target: Peer,
+    kind: int,
+    summary: str = "",
+    approval: policy_pb2.Approval | None = None,
+) -> list[Any]:
+    """Send the call's Transfer as the dialog does, with policy's approval (``approval``, or one
+    signed for this call and target)."""
+    control = await collect(edge.bus, subjects.control(call_id), control_pb2.ControlEvent, Lane.CONTROL)
+    uri = target_uri(target)
+    if approval is None:
+        approval = signed(approvals.TRANSFER, call_id, uri)
     ev = control_pb2.ControlEvent(
         meta=common_pb2.EventMeta(call_id=call_id),
-        transfer=control_pb2.Transfer(target=f"sip:human@{host}:{port}", kind=kind, summary=summary),  # type: ignore[arg-type]
+        transfer=control_pb2.Transfer(target=uri, kind=kind, summary=summary, approval=approval),  # type: ignore[arg-type]
     )
     await edge.bus.publish(subjects.control(call_id), ev, lane=Lane.CONTROL)
     return control
@@ -110,6 +129,10 @@ async def transfer(edge: Edge, call_id: str, target: Peer, kind: int, summary: s
 
 def count(kind: str, outcome: str) -> float:
     return float(metrics.TRANSFERS.labels(kind=kind, outcome=outcome)._value.get())
+
+
+def refusals(reason: str) -> float:
+    return float(metrics.APPROVALS_REFUSED.labels(action="transfer", reason=reason)._value.get())
 
 
 async def agent_still_heard(edge: Edge, peer: Peer, call_id: str) -> None:
@@ -265,5 +288,72 @@ async def test_caller_hangs_up_while_the_human_rings(edge: Edge) -> None:
         await wait_for(lambda: not ringing[0].pending, timeout=5)  # CANCEL reached the human
         await wait_for(lambda: call_id not in edge.svc.calls, timeout=3)
     finally:
+        await peer.close()
+        await target.close()
+
+
+async def test_transfer_without_policy_approval_is_refused(edge: Edge) -> None:
+    """Forged Transfers (blind and warm): none rings the human, each is answered with a failed
+    TransferResult and counted by reason, and the caller stays with the agent."""
+    rung: list[IncomingCall] = []
+
+    async def on_call(inc: IncomingCall) -> None:
+        rung.append(inc)
+        await inc.reject(486)
+
+    target = await new_peer(on_call)
+    peer, call_id, legs = await caller(edge)
+    other = await new_peer()
+    uri = target_uri(target)
+    forged = [
+        (None, "unsigned"),
+        (signed(approvals.TRANSFER, call_id, uri, signer=Signer.generate()), "unknown_key"),
+        (signed(approvals.TRANSFER, subjects.new_call_id(), uri), "wrong_call"),
+        (signed(approvals.TRANSFER, call_id, target_uri(other)), "mismatch"),
+        (signed(approvals.DIAL, call_id, uri), "mismatch"),
+        (signed(approvals.TRANSFER, call_id, uri, ttl_s=-1), "expired"),
+    ]
+    try:
+        for kind in (control_pb2.TRANSFER_KIND_BLIND, control_pb2.TRANSFER_KIND_WARM):
+            for approval, reason in forged:
+                before = refusals(reason)
+                ev = control_pb2.ControlEvent(
+                    meta=common_pb2.EventMeta(call_id=call_id),
+                    transfer=control_pb2.Transfer(target=uri, kind=kind, summary="Hi.", approval=approval),  # type: ignore[arg-type]
+                )
+                control = await collect(
+                    edge.bus, subjects.control(call_id), control_pb2.ControlEvent, Lane.CONTROL
+                )
+                await edge.bus.publish(subjects.control(call_id), ev, lane=Lane.CONTROL)
+                result = await wait_for(lambda c=control: kinds(c, "transfer_result"), timeout=5)
+                assert not result[0].ok and "not approved by policy" in result[0].detail, reason
+                assert refusals(reason) == before + 1, reason
+        await agent_still_heard(edge, peer, call_id)
+        assert not rung and not legs and not peer.bye.is_set()
+    finally:
+        assert peer.dialog is not None
+        await peer.dialog.bye()
+        await peer.close()
+        await target.close()
+        await other.close()
+
+
+async def test_an_approval_is_used_once(edge: Edge) -> None:
+    """The same signed approval sent again (a replay) is refused."""
+    target = await human(486)
+    peer, call_id, _ = await caller(edge)
+    approval = signed(approvals.TRANSFER, call_id, target_uri(target))
+    try:
+        control = await transfer(edge, call_id, target, control_pb2.TRANSFER_KIND_BLIND, approval=approval)
+        first = await wait_for(lambda: kinds(control, "transfer_result"), timeout=10)
+        assert not first[0].ok and first[0].detail == "sip 486"  # carried out: the human was busy
+        before = refusals("used")
+        control = await transfer(edge, call_id, target, control_pb2.TRANSFER_KIND_BLIND, approval=approval)
+        again = await wait_for(lambda: kinds(control, "transfer_result"), timeout=10)
+        assert not again[0].ok and "already used" in again[0].detail
+        assert refusals("used") == before + 1
+    finally:
+        assert peer.dialog is not None
+        await peer.dialog.bye()
         await peer.close()
         await target.close()

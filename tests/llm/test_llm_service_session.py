@@ -11,19 +11,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from phoneagent.agents.agent import load_agent
 from phoneagent.llm.dialog_state import DialogState
 from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tools import ToolExecutor
 from phoneagent.llm.service import LlmCallSession, LlmService
 from phoneagent.llm.settings import LlmSettings
-from phoneagent.runtime import streams, subjects
+from phoneagent.runtime import approvals, streams, subjects
+from phoneagent.runtime.approvals import Verifier
 from phoneagent.runtime.bus import Bus
 from phoneagent.runtime.settings import CommonSettings, load
 from phoneagent.v1 import control_pb2
 from support.call_probe import CallProbe
-from support.common import wait_for
+from support.common import PUBLIC_KEY_FILE, wait_for
 from support.llm import ScriptEngine, open_session
+from support.policy_stack import running_policy
 
 SUNDAY_NOON = datetime(2026, 11, 29, 17, 0, tzinfo=UTC)  # 12:00 in New York: the clinic is closed
 TUESDAY_TEN = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)  # 10:00 in New York: open
@@ -47,12 +50,34 @@ async def test_out_of_hours_a_person_is_not_available_and_a_message_is_offered(b
         await session.close("test")
 
 
-async def test_in_hours_a_person_is_put_through(bus: Bus) -> None:
+async def test_in_hours_a_person_is_put_through(bus: Bus, nats_url: str, tmp_path: Path) -> None:
+    """The transfer goes to the edge with policy's signed approval for this call and the human."""
+    async with running_policy(nats_url, tmp_path / "policy.sqlite3", common={"replica_id": "policy-llm-t"}):
+        call, session = await ask_for_a_person(bus, TUESDAY_TEN)
+        try:
+            assert "put you through" in call.spoken(1)
+            transfers = await wait_for(lambda: call.kinds("transfer"), timeout=5)
+            assert transfers[0].target == "sip:frontdesk@brightsmile.example.org"
+            Verifier.from_files([PUBLIC_KEY_FILE]).check(
+                transfers[0].approval,
+                action=approvals.TRANSFER,
+                call_id=call.call_id,
+                target=transfers[0].target,
+            )
+        finally:
+            await session.close("test")
+
+
+async def test_no_transfer_goes_out_without_policy(bus: Bus, caplog: pytest.LogCaptureFixture) -> None:
+    """Nobody answers the transfer check: the dialog sends no Transfer at all (fail closed)."""
     call, session = await ask_for_a_person(bus, TUESDAY_TEN)
     try:
         assert "put you through" in call.spoken(1)
-        transfers = await wait_for(lambda: call.kinds("transfer"), timeout=5)
-        assert transfers[0].target == "sip:frontdesk@brightsmile.example.org"
+        await wait_for(
+            lambda: any(r.getMessage().startswith("transfer not approved") for r in caplog.records),
+            timeout=10,
+        )
+        assert not call.kinds("transfer")
     finally:
         await session.close("test")
 

@@ -17,10 +17,11 @@ import pytest
 from phoneagent.policy.service import PolicyService
 from phoneagent.records.service import RecordsService
 from phoneagent.runtime import dial_approvals, streams, subjects
+from phoneagent.runtime.approvals import Verifier
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.errors import PhoneAgentError
 from phoneagent.v1 import call_pb2, common_pb2, control_api_pb2, control_api_pb2_grpc, control_pb2
-from support.common import wait_for
+from support.common import PUBLIC_KEY_FILE, wait_for
 from support.policy_stack import running_policy, running_records
 
 TOKEN = "campaign-secret"
@@ -62,14 +63,17 @@ async def api(records: RecordsService) -> AsyncIterator[Any]:
 
 
 async def stand_in_edge(bus: Bus, dialled: list[call_pb2.CallStarted], *, end_calls: bool) -> Any:
-    """Answers every dial that carries policy's one-time approval for its number (consumed as the
-    real edge does; a refusal is an error reply); with ``end_calls`` reports the call answered,
-    then ended by the callee."""
+    """Answers every dial that carries policy's signed one-time approval for its call and number
+    (checked and consumed as the real edge does; a refusal is an error reply); with ``end_calls``
+    reports the call answered, then ended by the callee."""
     approvals = await streams.dial_approvals_kv(bus.jetstream())
+    verifier = Verifier.from_files([PUBLIC_KEY_FILE])
 
     async def on_dial(req: call_pb2.CallStarted, _: Delivery) -> control_pb2.ControlEvent:
         try:
-            await dial_approvals.redeem(approvals, req.dial_decision_id, req.to_uri)
+            await dial_approvals.redeem(
+                approvals, verifier, req.dial_decision_id, req.meta.call_id, req.to_uri
+            )
         except PhoneAgentError as exc:
             error = common_pb2.Error(kind=exc.kind.wire, message=exc.message, source="edge")  # type: ignore[arg-type]
             return control_pb2.ControlEvent(error=error)

@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from phoneagent.llm.engines.base import Delta
 from phoneagent.llm.service import LlmCallSession
+from phoneagent.runtime import approvals
+from phoneagent.runtime.approvals import Verifier
 from phoneagent.runtime.bus import Bus
 from phoneagent.v1 import call_pb2, common_pb2, control_pb2, session_pb2
 from support.call_probe import CallProbe
-from support.common import wait_for
+from support.common import PUBLIC_KEY_FILE, wait_for
 from support.llm import LlmStageStub, StandInEngine
+from support.policy_stack import running_policy
 
 GREETING_START = "Thank you for calling"
 
@@ -70,7 +74,16 @@ async def test_hang_up_directive_interrupts_and_hangs_up_after_playback(bus: Bus
         await session.close("test")
 
 
-async def test_transfer_directive_transfers_after_playback(bus: Bus) -> None:
+async def test_transfer_directive_transfers_after_playback(bus: Bus, nats_url: str, tmp_path: Path) -> None:
+    """The transfer goes out after playback, with policy's signed approval for the call and the
+    agent's human (the running policy service answers the dialog's transfer check)."""
+    async with running_policy(
+        nats_url, tmp_path / "policy.sqlite3", common={"replica_id": "policy-dialog-t"}
+    ):
+        await _transfer_after_playback(bus)
+
+
+async def _transfer_after_playback(bus: Bus) -> None:
     call = CallProbe(bus, call_pb2.DIRECTION_INBOUND)
     _, session = await open_session(bus, call)
     try:
@@ -81,6 +94,9 @@ async def test_transfer_directive_transfers_after_playback(bus: Bus) -> None:
         await call.send(playback_done=control_pb2.PlaybackDone(generation_id=1))
         transfers = await wait_for(lambda: call.kinds("transfer"), timeout=5)
         assert transfers[0].target == "sip:frontdesk@brightsmile.example.org"  # the agent's human
+        Verifier.from_files([PUBLIC_KEY_FILE]).check(
+            transfers[0].approval, action=approvals.TRANSFER, call_id=call.call_id, target=transfers[0].target
+        )
         assert not call.kinds("hangup")
     finally:
         await session.close("test")

@@ -13,10 +13,11 @@ from phoneagent.agents.words import CONSENT_PROMPT, NOTICE_TEXT, TAKE_MESSAGE_TE
 from phoneagent.policy.audit_query import AuditFilter, query_audit
 from phoneagent.policy.call_rules import OPT_OUT_CONFIRMATION
 from phoneagent.policy.service import PolicyService
-from phoneagent.runtime import subjects
+from phoneagent.runtime import approvals, subjects
+from phoneagent.runtime.approvals import Verifier
 from phoneagent.runtime.bus import Bus
 from phoneagent.v1 import control_pb2, policy_pb2
-from support.common import wait_for
+from support.common import PUBLIC_KEY_FILE, wait_for
 from support.policy_stack import CLOSED, OPEN, running_policy, start_call
 
 CALLER_CA = "+14155550134"  # San Francisco: California is an all-party consent state
@@ -132,10 +133,22 @@ async def test_one_party_state_gets_the_notice(policy: PolicyService, bus: Bus) 
     assert found[0].action == control_pb2.DIRECTIVE_ACTION_SAY and found[0].text == NOTICE_TEXT
     (record,) = await audit_of(bus, call_id, "recording")
     assert record.decision == policy_pb2.DECISION_ALLOW and record.rule == "one_party_notice"
+    verifier = Verifier.from_files([PUBLIC_KEY_FILE])  # what the edge checks before recording
+    verifier.check(
+        record.approval,
+        action=approvals.RECORDING,
+        call_id=call_id,
+        decision=approvals.recording_decision(record),
+    )
+    assert record.approval.decision_id == record.decision_id
     await call.played(2)  # the notice itself played: it is not repeated
     await call.caller(1, "Please stop recording this call.")
     records = await audit_of(bus, call_id, "recording", count=2)
     assert records[1].decision == policy_pb2.DECISION_DENY and records[1].rule == "caller_stopped"
+    assert approvals.recording_decision(records[1]) == "deny/caller_stopped"
+    verifier.check(
+        records[1].approval, action=approvals.RECORDING, call_id=call_id, decision="deny/caller_stopped"
+    )
     assert len(call.directives()) == 1
 
 

@@ -308,8 +308,9 @@ async def delivery_status(db: str, call_id: str) -> list[tuple[str, str, str, in
 async def wait_consumers_idle(nats_url: str, timeout: float = 60.0) -> None:
     """Until the records worker's durable consumers have nothing pending or unacknowledged."""
     import nats
+    from phoneagent.runtime.bus_auth import BusAuth
 
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(nats_url, **BusAuth.from_env().connect_options())  # the operator's user
     try:
         js, deadline = nc.jetstream(), time.monotonic() + timeout
         for stream in (subjects.CALLS_STREAM, subjects.AUDIT_STREAM):

@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pytest
 from phoneagent.runtime import bus_auth, dial_approvals, streams, subjects
-from phoneagent.runtime.bus import Bus
+from phoneagent.runtime.approvals import Verifier
+from phoneagent.runtime.bus import Bus, Delivery
 from phoneagent.runtime.bus_auth import OPERATOR, BusAuth
 from phoneagent.runtime.errors import Unavailable
 from phoneagent.runtime.messages import Lane
 from phoneagent.runtime.natsserver import NatsServer
-from phoneagent.v1 import common_pb2, control_pb2
+from phoneagent.v1 import common_pb2, control_pb2, policy_pb2
+from support.common import PUBLIC_KEY_FILE, SIGNER
 
 CALL = "authcall"
 BusFor = Callable[[str], Awaitable[Bus]]
@@ -38,10 +40,17 @@ MAY_PUBLISH: dict[str, set[str]] = {
         "session.claim",
     },
     "asr": {"asr", "transcript"},
-    "llm": {"reply", "tool", "ctl.cancel", "ctl.hangup", "ctl.transfer"},
+    "llm": {"reply", "tool", "ctl.cancel", "ctl.hangup", "ctl.transfer", "policy.transfercheck"},
     "tts": {"speech", "ctl.error"},
     "policy": {"say", "record", "audit", "ctl.directive", "kv.approvals"},
-    "records": {"policy.dialcheck", "edge.dial", "ctl.hangup", "ctl.transfer"},
+    "records": {
+        "policy.dialcheck",
+        "policy.transfercheck",
+        "edge.dial",
+        "ctl.hangup",
+        "ctl.transfer",
+        "audit",  # the control API's audit of each call it serves
+    },
     "harness": set(),
     "audit": set(),
     "campaign": {"policy.dialcheck", "edge.dial", "ctl.hangup"},
@@ -65,6 +74,7 @@ def _targets() -> dict[str, str]:
         "edge.dial": subjects.edge_dial(),
         "tts.render": subjects.tts_render(),
         "policy.dialcheck": subjects.dial_check(),
+        "policy.transfercheck": subjects.transfer_check(),
         "session.claim": subjects.session_claim("tts"),
         "kv.approvals": f"$KV.{streams.DIAL_APPROVALS_BUCKET}.forged",
     }
@@ -167,7 +177,7 @@ async def test_only_policy_writes_dial_approvals_and_the_edge_uses_them_once(bus
     operator = await bus_for(OPERATOR)
     await streams.ensure(operator.jetstream())
     policy, edge = await bus_for("policy"), await bus_for("edge")
-    await dial_approvals.approve(policy.jetstream(), "decision-1", "+12125550123")
+    await dial_approvals.approve(policy.jetstream(), SIGNER, "decision-1", CALL, "+12125550123")
 
     with pytest.raises(Exception):  # noqa: B017 - refused by the server; the request times out
         kv = await streams.dial_approvals_kv(edge.jetstream())
@@ -175,12 +185,48 @@ async def test_only_policy_writes_dial_approvals_and_the_edge_uses_them_once(bus
     assert any(streams.DIAL_APPROVALS_BUCKET in d for d in edge.denied), list(edge.denied)
 
     kv = await streams.dial_approvals_kv(edge.jetstream())
-    approval = await dial_approvals.redeem(kv, "decision-1", "tel:+1 212 555 0123")
+    verifier = Verifier.from_files([PUBLIC_KEY_FILE])
+    approval = await dial_approvals.redeem(kv, verifier, "decision-1", CALL, "tel:+1 212 555 0123")
     assert approval.number == "+12125550123"
+    with pytest.raises(dial_approvals.DialNotApproved) as used:
+        await dial_approvals.redeem(kv, verifier, "decision-1", CALL, "+12125550123")
+    assert used.value.reason == "unknown"
     with pytest.raises(dial_approvals.DialNotApproved):
-        await dial_approvals.redeem(kv, "decision-1", "+12125550123")
-    with pytest.raises(dial_approvals.DialNotApproved):
-        await dial_approvals.redeem(kv, "decision-2", "+12125550100")
+        await dial_approvals.redeem(kv, verifier, "decision-2", CALL, "+12125550100")
+
+
+@pytest.mark.parametrize("role", ["llm", "records"])
+async def test_llm_and_records_ask_policy_about_transfers_and_only_policy_answers(
+    role: str, bus_for: BusFor
+) -> None:
+    policy, asker = await bus_for("policy"), await bus_for(role)
+
+    async def decide(check: policy_pb2.TransferCheck, _: Delivery) -> policy_pb2.PolicyDecision:
+        return policy_pb2.PolicyDecision(subject="transfer", rule=check.target)
+
+    await policy.serve(subjects.transfer_check(), policy_pb2.TransferCheck, decide)
+    assert policy.control is not None
+    await policy.control.flush()
+    decision = await asker.request(
+        subjects.transfer_check(),
+        policy_pb2.TransferCheck(target="sip:desk@example.com"),
+        policy_pb2.PolicyDecision,
+        timeout=3.0,
+    )
+    assert decision.rule == "sip:desk@example.com"
+
+    # no other service may answer transfer checks, nor ask them
+    for other in ("edge", "tts", "asr"):
+        impostor = await bus_for(other)
+        assert impostor.control is not None
+        await impostor.control.subscribe(subjects.transfer_check())
+        await impostor.control.flush()
+        denied = impostor.denied
+        assert await _wait(lambda: any("subscription" in d.lower() for d in denied)), other  # noqa: B023
+    with pytest.raises(Exception):  # noqa: B017 - the publish is refused; the request times out
+        await impostor.request(
+            subjects.transfer_check(), policy_pb2.TransferCheck(), policy_pb2.PolicyDecision, timeout=1.0
+        )
 
 
 def test_every_user_has_permissions_and_the_server_config_names_them() -> None:

@@ -81,9 +81,18 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 
 
-def render_raw(values: dict[str, Any] | None = None) -> dict[str, str]:
+# What an install must name (the chart fails without): the control API's token and the Secret with
+# policy's approval keys. Every render below has them unless ``required=False``.
+REQUIRED: dict[str, Any] = {
+    "secrets": {"apiToken": "api-token-0123456789"},
+    "approvals": {"existingSecret": "pa-approvals"},
+}
+
+
+def render_raw(values: dict[str, Any] | None = None, *, required: bool = True) -> dict[str, str]:
+    merged = deep_merge(REQUIRED, values or {}) if required else (values or {})
     with helm.Chart.load(str(CHART)) as chart:
-        return chart.render(values or {}, name=RELEASE, namespace=NAMESPACE, is_install=True)
+        return chart.render(merged, name=RELEASE, namespace=NAMESPACE, is_install=True)
 
 
 @functools.cache

@@ -1,5 +1,5 @@
 """Helpers shared by the tests: waiting on conditions, quiet stand-in stage sessions, word errors,
-replica subprocesses, the CPU stack environment, dial approvals."""
+replica subprocesses, the CPU stack environment, policy's signing key and signed approvals."""
 
 from __future__ import annotations
 
@@ -7,14 +7,22 @@ import asyncio
 import re
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from phoneagent.runtime import dial_approvals
+from phoneagent.runtime import approvals, dial_approvals
+from phoneagent.runtime.approvals import Grant, Signer
 from phoneagent.runtime.stack import readyz
+from phoneagent.v1 import policy_pb2
 
+# The tests' policy key pair (made once per test process, removed at its exit): test policy
+# services sign with it and test edges trust its public key.
+_KEYS = tempfile.TemporaryDirectory(prefix="pa-test-keys-")
+SIGNING_KEY_FILE, PUBLIC_KEY_FILE = (str(p) for p in approvals.ensure_key_pair(Path(_KEYS.name)))
+SIGNER = Signer.from_file(SIGNING_KEY_FILE)
 REPLICA_ENV = {"PA_HEARTBEAT_S": "0.25", "PA_DEAD_AFTER_S": "1.0", "PA_DRAIN_TIMEOUT_S": "0.5"}
 
 
@@ -116,9 +124,27 @@ def cpu_stack_env(data: Path, **extra: str) -> dict[str, str]:
     }
 
 
-async def approve_dial(bus: Any, number: str, campaign_id: str = "") -> str:
-    """Store the one-time dial approval policy writes after allowing a dial, for tests that ask
-    the edge to dial a SIP URI the real dial check would refuse; returns the decision id."""
+async def approve_dial(
+    bus: Any, call_id: str, number: str, campaign_id: str = "", signer: Signer | None = SIGNER
+) -> str:
+    """Store the signed one-time dial approval policy writes after allowing a dial (call
+    ``call_id`` to ``number``), for tests that ask the edge to dial a SIP URI the real dial check
+    would refuse; returns the decision id. ``signer``: another key, to forge one."""
     decision_id = uuid.uuid4().hex
-    await dial_approvals.approve(bus.jetstream(), decision_id, number, campaign_id)
+    await dial_approvals.approve(bus.jetstream(), signer, decision_id, call_id, number, campaign_id)
     return decision_id
+
+
+def signed(
+    action: str,
+    call_id: str,
+    target: str = "",
+    decision: str = "allow",
+    *,
+    ttl_s: float = 60.0,
+    decision_id: str = "",
+    signer: Signer = SIGNER,
+) -> policy_pb2.Approval:
+    """An approval as policy signs it (``ttl_s`` < 0: one that has expired)."""
+    expires = approvals.now_ms() + int(ttl_s * 1000)
+    return signer.sign(Grant(action, decision_id or uuid.uuid4().hex, call_id, target, decision, expires))

@@ -5,6 +5,7 @@ calls' lifecycle events. Shared by the edge's call tests."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from phoneagent.runtime.sessions import SessionHost
 from phoneagent.runtime.settings import CommonSettings, load
 from phoneagent.v1 import call_pb2, session_pb2
 
-from support.common import quiet_session
+from support.common import PUBLIC_KEY_FILE, quiet_session
 
 SessionFactory = Callable[[session_pb2.SessionClaim, bool], Awaitable[Any]]
 # Sessions of calls to "slow" wait for GATE in gated_session: the edge keeps such a call ringing.
@@ -74,7 +75,10 @@ async def running_edge(
 ) -> AsyncIterator[Edge]:
     """The edge with ``settings``, ready for calls; drained and torn down afterwards. ``tag``
     keeps the stand-in replicas' names apart between test modules; ``stages`` are the stages
-    stood in for (leave out one the test runs for real)."""
+    stood in for (leave out one the test runs for real). Unless ``settings`` name policy's public
+    keys, the edge trusts the tests' key (support.common.SIGNER)."""
+    if not settings.approval_public_key_files:
+        settings = dataclasses.replace(settings, approval_public_key_files=[PUBLIC_KEY_FILE])
     stage_bus, bus = Bus(f"{tag}-stages"), Bus(f"{tag}-observer")
     await stage_bus.connect(nats_url)
     await bus.connect(nats_url)

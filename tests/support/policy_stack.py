@@ -22,6 +22,8 @@ from phoneagent.runtime.sessions import SessionHost, claim_session
 from phoneagent.runtime.settings import CommonSettings, load
 from phoneagent.v1 import call_pb2, common_pb2, control_pb2, speech_pb2
 
+from support.common import SIGNING_KEY_FILE
+
 
 @asynccontextmanager
 async def running_policy(
@@ -38,6 +40,7 @@ async def running_policy(
         "caller_id": "+14155550100",
         "window_start": "00:00",
         "window_end": "23:59",
+        "signing_key_file": SIGNING_KEY_FILE,
     }
     svc = PolicyService(
         load(CommonSettings, nats_url=nats_url, **(common or {})), load(PolicySettings, **(base | settings))

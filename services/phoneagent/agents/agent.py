@@ -103,6 +103,9 @@ class Transfer:
     kind: str  # "sip" or "number"
     available: bool
     hours: str = "business"  # when people take transfers: "business" (opening hours) or "always"
+    # Other people calls may be transferred to (an operator's TransferCall), besides ``target``;
+    # policy approves a transfer elsewhere only when the number passes its dial rules.
+    allowed_targets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -319,16 +322,16 @@ def _parse_transfer(raw: Any, errs: FieldErrors) -> Transfer | None:
         errs.add("transfer", "must be a mapping with target and available")
         return None
     for key in raw:
-        if key not in {"target", "available", "hours"}:
+        if key not in {"target", "available", "hours", "allowed_targets"}:
             errs.add(f"transfer.{key}", "unknown field")
-    target = str(raw.get("target", "")).strip()
-    if _SIP.match(target):
-        kind = "sip"
-    elif _NUMBER.match(target.replace(" ", "").replace("-", "")):
-        kind, target = "number", target.replace(" ", "").replace("-", "")
-    else:
-        errs.add("transfer.target", "must be a SIP URI (sip:user@host) or a phone number (+15551234567)")
-        kind = "number"
+    kind, target = _transfer_target(raw.get("target", ""), "transfer.target", errs)
+    allowed = raw.get("allowed_targets", [])
+    if not isinstance(allowed, list):
+        errs.add("transfer.allowed_targets", "must be a list of SIP URIs or phone numbers")
+        allowed = []
+    allowed_targets = tuple(
+        _transfer_target(t, f"transfer.allowed_targets[{i}]", errs)[1] for i, t in enumerate(allowed)
+    )
     available = raw.get("available", True)
     if not isinstance(available, bool):
         errs.add("transfer.available", "must be true or false")
@@ -337,7 +340,20 @@ def _parse_transfer(raw: Any, errs: FieldErrors) -> Transfer | None:
     if hours not in TRANSFER_HOURS:
         errs.add("transfer.hours", f"must be one of {', '.join(TRANSFER_HOURS)}")
         hours = "business"
-    return Transfer(target=target, kind=kind, available=available, hours=hours)
+    return Transfer(
+        target=target, kind=kind, available=available, hours=hours, allowed_targets=allowed_targets
+    )
+
+
+def _transfer_target(raw: Any, field: str, errs: FieldErrors) -> tuple[str, str]:
+    """(kind, target) of a transfer target: ``sip`` and the URI, or ``number`` and the digits."""
+    target = str(raw).strip()
+    if _SIP.match(target):
+        return "sip", target
+    if _NUMBER.match(target.replace(" ", "").replace("-", "")):
+        return "number", target.replace(" ", "").replace("-", "")
+    errs.add(field, "must be a SIP URI (sip:user@host) or a phone number (+15551234567)")
+    return "number", target
 
 
 def _parse_escalation(raw: Any, errs: FieldErrors) -> Escalation:

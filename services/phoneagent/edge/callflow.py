@@ -4,7 +4,10 @@ Every 20 ms (one :class:`~phoneagent.edge.media.pacer.Pacer` tick) the call pull
 frame of caller audio from its transport, runs the barge-in VAD on it, resamples it to
 16 kHz and publishes it for ASR; and it sends one frame of agent speech (or silence) to the
 transport. Speech chunks from TTS queue per generation; control events (barge-in,
-cancel, hangup, transfer, DTMF) arrive on the call's control lane.
+cancel, hangup, transfer, DTMF) arrive on the call's control lane. A transfer (blind, or warm
+with its second leg to the human) is carried out only when it carries policy's signed approval
+for this call and this target, each approval once (:mod:`phoneagent.runtime.approvals`); any
+other is refused with a failed TransferResult and counted.
 
 Barge-in: when the VAD confirms caller speech while the agent speaks, playout pauses at
 once (within one tick). If the caller keeps talking past ``barge_in_long_ms`` the generation
@@ -21,7 +24,7 @@ import asyncio
 import collections
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import numpy as np
@@ -32,7 +35,8 @@ from phoneagent.edge.call_transport import CallTransport
 from phoneagent.edge.media.pacer import Pacer
 from phoneagent.edge.media.vad import BargeInVad, VadConfig, VadEventKind
 from phoneagent.edge.replay import AudioReplay
-from phoneagent.runtime import metrics, subjects, telemetry
+from phoneagent.runtime import approvals, metrics, subjects, telemetry
+from phoneagent.runtime.approvals import NotApproved, Verifier
 from phoneagent.runtime.bus import Bus, Delivery, Lane, Subscription
 from phoneagent.runtime.enums import enum_name
 from phoneagent.runtime.errors import PhoneAgentError
@@ -44,6 +48,7 @@ from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2, speech_p
 log = logging.getLogger(__name__)
 ASR_RATE = 16000
 FRAME_MS = 20
+MAX_TRANSFER_TARGET_CHARS = 256
 
 
 @dataclass
@@ -53,6 +58,8 @@ class EdgeCallConfig:
     min_speech_ms: int = 200
     max_duration_s: float = 3600.0
     stages: tuple[str, ...] = subjects.STAGES
+    # Policy's public keys: a Transfer is carried out only with its signed approval.
+    approvals: Verifier = field(default_factory=Verifier)
 
 
 @dataclass
@@ -107,6 +114,7 @@ class EdgeCall:
         self._counted = False  # ACTIVE_CALLS was incremented (start() completed)
         self._release_task: asyncio.Future[None] | None = None
         self.transferring = False  # a transfer is in progress (one at a time)
+        self.used_transfers: set[str] = set()  # decision ids of approvals used (each once)
         self.holding = False  # agent playout paused while a warm transfer holds the caller
         self.peer_hold = False  # the caller put the call on hold (re-INVITE): playout waits
         self.amd = amd_gate_for(self)  # outbound with an ``amd`` label: hold playout for a verdict
@@ -391,6 +399,8 @@ class EdgeCall:
             await self.end(reason, detail)
         elif kind == "transfer":
             # In a task of its own: a transfer takes seconds and must not hold up the control lane.
+            if not await self._transfer_approved(ev.transfer):
+                return
             if self.transferring:
                 await self._transfer_result(False, "a transfer is already in progress")
             else:
@@ -398,6 +408,25 @@ class EdgeCall:
                 self.tasks.spawn(self._transfer(ev.transfer), "transfer")
         elif kind == "dtmf" and ev.dtmf.outbound:
             await self.transport.send_dtmf(ev.dtmf.digit)
+
+    async def _transfer_approved(self, t: control_pb2.Transfer) -> bool:
+        """Whether ``t`` carries policy's unused, signed approval for this call and its target."""
+        try:
+            grant = self.config.approvals.check(
+                t.approval if t.HasField("approval") else None,
+                action=approvals.TRANSFER,
+                call_id=self.call_id,
+                target=t.target[:MAX_TRANSFER_TARGET_CHARS],
+            )
+            if grant.decision_id in self.used_transfers:
+                raise NotApproved(approvals.TRANSFER, "used", "approval already used")
+        except NotApproved as exc:
+            metrics.APPROVALS_REFUSED.labels(action=exc.action, reason=exc.reason).inc()
+            log.warning("transfer refused", extra={"call_id": self.call_id, "reason": exc.reason})
+            await self._transfer_result(False, exc.message)
+            return False
+        self.used_transfers.add(grant.decision_id)
+        return True
 
     async def _transfer(self, t: control_pb2.Transfer) -> None:
         warm = t.kind == control_pb2.TRANSFER_KIND_WARM

@@ -25,6 +25,7 @@ from phoneagent.edge.sip import (
     offer,
 )
 from phoneagent.runtime import dial_approvals, streams, subjects
+from phoneagent.runtime.approvals import Verifier
 from phoneagent.runtime.bus import Bus, Delivery
 from phoneagent.runtime.dial_approvals import DialNotApproved
 from phoneagent.runtime.errors import ErrorKind, InvalidArgument, PhoneAgentError, Unavailable
@@ -56,6 +57,7 @@ class OutboundCalls:
     calls: dict[str, ActiveCall]
     accepting: bool
     _approvals: Any
+    verifier: Verifier
 
     if TYPE_CHECKING:
 
@@ -145,7 +147,9 @@ class OutboundCalls:
                     self._approvals = await streams.dial_approvals_kv(self.bus.jetstream())
                 except Exception:
                     raise DialNotApproved("unavailable", "approvals could not be read") from None
-            await dial_approvals.redeem(self._approvals, req.dial_decision_id, req.to_uri)
+            await dial_approvals.redeem(
+                self._approvals, self.verifier, req.dial_decision_id, call_id, req.to_uri
+            )
         except DialNotApproved as exc:
             DIALS_REFUSED.labels(reason=exc.reason).inc()
             log.warning(

@@ -9,7 +9,9 @@ past that, frames are dropped and counted instead of growing memory or blocking 
 
 Permission comes from policy: the call's audit subject carries ``PolicyDecision`` records, and
 recording starts only at an ALLOW with subject ``recording`` and rule ``one_party_notice`` or
-``consent_given``. Without such a decision nothing is written (fail closed). A DENY for
+``consent_given`` that carries policy's signature for this call, decision and rule
+(:mod:`phoneagent.runtime.approvals`); a recording decision without one is ignored and counted.
+Without such a decision nothing is written (fail closed). A DENY for
 ``recording`` (``consent_refused`` or ``caller_stopped``) stops recording from that moment for the
 rest of the call, and a later ALLOW does not resume it; what was recorded while it was allowed is
 kept, since the caller was told of it or agreed to it when it was captured.
@@ -36,10 +38,12 @@ from urllib.parse import urlparse
 import numpy as np
 
 from phoneagent.edge.call_transport import CallTransport
-from phoneagent.runtime import subjects
+from phoneagent.runtime import approvals, subjects
+from phoneagent.runtime.approvals import NotApproved, Verifier
 from phoneagent.runtime.bus import Bus, Delivery, Lane, Subscription
 from phoneagent.runtime.errors import PhoneAgentError, Unavailable
 from phoneagent.runtime.meta import new_meta
+from phoneagent.runtime.metrics import APPROVALS_REFUSED
 from phoneagent.runtime.modelfiles import MissingModelError, sha256_file
 from phoneagent.v1 import media_pb2, policy_pb2
 
@@ -108,8 +112,11 @@ class _WavWriter:
 class CallRecording:
     """One call's recording: permission from the audit subject, frames in, a stored file out."""
 
-    def __init__(self, bus: Bus, call_id: str, rate: int, config: RecordingConfig) -> None:
+    def __init__(
+        self, bus: Bus, call_id: str, rate: int, config: RecordingConfig, verifier: Verifier
+    ) -> None:
         self.bus = bus
+        self.verifier = verifier
         self.call_id = call_id
         self.rate = rate
         self.frame = rate // 50
@@ -130,7 +137,7 @@ class CallRecording:
         )
 
     async def on_decision(self, d: policy_pb2.PolicyDecision, _: Delivery) -> None:
-        if d.subject != "recording":
+        if d.subject != "recording" or not self._signed(d):
             return
         if d.decision == policy_pb2.DECISION_ALLOW and d.rule in ALLOW_RULES and not self.refused:
             if self.writer is None:
@@ -144,6 +151,23 @@ class CallRecording:
             "recording permission",
             extra={"call_id": self.call_id, "rule": d.rule, "recording": self.allowed},
         )
+
+    def _signed(self, d: policy_pb2.PolicyDecision) -> bool:
+        """Whether ``d`` carries policy's signature for this call, its decision and its rule."""
+        try:
+            self.verifier.check(
+                d.approval if d.HasField("approval") else None,
+                action=approvals.RECORDING,
+                call_id=self.call_id,
+                decision=approvals.recording_decision(d),
+            )
+            if d.approval.decision_id != d.decision_id:
+                raise NotApproved(approvals.RECORDING, "mismatch", "approval is for another decision")
+        except NotApproved as exc:
+            APPROVALS_REFUSED.labels(action=exc.action, reason=exc.reason).inc()
+            log.warning("recording decision refused", extra={"call_id": self.call_id, "reason": exc.reason})
+            return False
+        return True
 
     async def _open_writer(self) -> _WavWriter | None:
         try:

@@ -3,8 +3,9 @@
 Inbound: an INVITE gets an RTP port and an SDP answer; the call is published and every stage
 claims a session (503 when one cannot), then it rings and is answered. Outbound: a CallStarted
 request on ``edge_dial`` is accepted (empty ControlEvent reply, or one carrying ``error``) only
-with the policy's one-time approval named by its ``dial_decision_id`` (fail closed; see
-:mod:`phoneagent.runtime.dial_approvals`, ``PA_EDGE_REQUIRE_DIAL_APPROVAL``); its sessions are
+with the policy's one-time approval named by its ``dial_decision_id``, signed by policy for that
+call and number (fail closed; see :mod:`phoneagent.runtime.dial_approvals`,
+``PA_APPROVAL_PUBLIC_KEY_FILES``, ``PA_EDGE_REQUIRE_DIAL_APPROVAL``); its sessions are
 claimed, and the call is placed through the trunk (or straight to a SIP URI); busy, no answer and
 failure end it with the matching reason. On SIGTERM no new calls are taken and calls
 in progress may finish for ``PA_DRAIN_TIMEOUT_S``; the rest are hung up.
@@ -44,6 +45,7 @@ from phoneagent.edge.sip import (
 from phoneagent.edge.sip_call_transport import SipCallTransport
 from phoneagent.edge.transfer import SummaryVoice, WarmTransferConfig
 from phoneagent.runtime import subjects
+from phoneagent.runtime.approvals import Verifier
 from phoneagent.runtime.bus import Subscription
 from phoneagent.runtime.enums import enum_name
 from phoneagent.runtime.errors import InvalidArgument, PhoneAgentError, Unavailable
@@ -79,6 +81,10 @@ class EdgeService(OutboundCalls, Service):
         self.accepting = True
         self._dial_sub: Subscription[Any] | None = None
         self._approvals: Any = None  # the pa_dial_approvals bucket, opened on the first dial
+        try:
+            self.verifier = Verifier.from_files(self.settings.approval_public_key_files)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"PA_APPROVAL_PUBLIC_KEY_FILES: {exc.message}") from None
         self._web: Any = None
         self.web_host = ""
         self.web_port = 0
@@ -91,6 +97,11 @@ class EdgeService(OutboundCalls, Service):
         )
         if not self.settings.require_dial_approval:
             log.warning("PA_EDGE_REQUIRE_DIAL_APPROVAL=false: dialling without policy approval (labs only)")
+        if not self.verifier.keys:
+            log.warning(
+                "PA_APPROVAL_PUBLIC_KEY_FILES not set: no approval verifies, so this edge will not "
+                "dial, transfer or record"
+            )
         if self.settings.web_enabled:
             await self._start_web()
 
@@ -105,6 +116,7 @@ class EdgeService(OutboundCalls, Service):
             min_speech_ms=self.settings.barge_in_min_speech_ms,
             backchannel_wait_ms=self.settings.backchannel_wait_ms,
             max_duration_s=web.max_call_duration_s,
+            approvals=self.verifier,
         )
         try:
             self._web, self.web_port = await run_gateway(
@@ -233,6 +245,7 @@ class EdgeService(OutboundCalls, Service):
             min_speech_ms=self.settings.barge_in_min_speech_ms,
             backchannel_wait_ms=self.settings.backchannel_wait_ms,
             max_duration_s=self.settings.max_call_duration_s,
+            approvals=self.verifier,
         )
         recording = self._recording(started.meta.call_id, transport.sample_rate)
         media = recording.transport(transport) if recording is not None else transport
@@ -245,7 +258,7 @@ class EdgeService(OutboundCalls, Service):
         if not s.recording_enabled:
             return None
         config = RecordingConfig(Path(s.recording_dir), s.recording_s3_url)
-        return CallRecording(self.bus, call_id, rate, config)
+        return CallRecording(self.bus, call_id, rate, config, self.verifier)
 
     def _handlers(self, active: ActiveCall) -> DialogHandlers:
         call = active.call

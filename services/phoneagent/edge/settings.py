@@ -161,6 +161,12 @@ class EdgeSettings:
         True,
         doc="Dial only with a one-time policy approval (pa_dial_approvals); false is for labs only",
     )
+    approval_public_key_files: list[str] = env(
+        "PA_APPROVAL_PUBLIC_KEY_FILES",
+        [],
+        doc="Policy's Ed25519 public keys (PEM files, comma-separated; two while rotating); the edge "
+        "dials, transfers and records only with approvals they verify. Empty: it does none of these",
+    )
     no_answer_timeout_s: float = env(
         "PA_DIAL_TIMEOUT_S", 45.0, check=positive, doc="Outbound calls ring this long before no-answer"
     )

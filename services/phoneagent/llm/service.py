@@ -30,11 +30,13 @@ from phoneagent.llm.summaries import SummaryWorker
 from phoneagent.llm.tools import Tools
 from phoneagent.runtime import streams, subjects, telemetry
 from phoneagent.runtime.bus import Delivery, Lane, Subscription
+from phoneagent.runtime.errors import PhoneAgentError
 from phoneagent.runtime.meta import new_meta
 from phoneagent.runtime.modelfiles import cache_dir
 from phoneagent.runtime.service import Service
 from phoneagent.runtime.settings import CommonSettings
-from phoneagent.v1 import call_pb2, common_pb2, control_pb2, session_pb2, speech_pb2, tools_pb2
+from phoneagent.runtime.transfers import request_transfer
+from phoneagent.v1 import call_pb2, common_pb2, control_pb2, policy_pb2, session_pb2, speech_pb2, tools_pb2
 
 log = logging.getLogger(__name__)
 SETTINGS = LlmSettings
@@ -170,15 +172,7 @@ class LlmCallSession:
             and result.get("transferred") is True  # out of hours the tool offers a message instead
             and self.svc.agent.transfer is not None
         ):
-            ev = control_pb2.ControlEvent(
-                meta=self.meta(),
-                transfer=control_pb2.Transfer(
-                    target=self.svc.agent.transfer.target,
-                    kind=control_pb2.TRANSFER_KIND_BLIND,
-                    reason="caller asked for a person",
-                ),
-            )
-            await self.svc.bus.publish(subjects.control(self.call_id), ev, lane=Lane.CONTROL)
+            await self._transfer(self.svc.agent.transfer.target, "caller asked for a person")
         elif name == "end_call" and self.dialog is not None:
             self.hangup_after = self.dialog.state.generation  # after the goodbye has played
 
@@ -252,11 +246,24 @@ class LlmCallSession:
         )
 
     async def _transfer(self, target: str, reason: str) -> None:
-        ev = control_pb2.ControlEvent(
-            meta=self.meta(),
-            transfer=control_pb2.Transfer(target=target, kind=control_pb2.TRANSFER_KIND_BLIND, reason=reason),
-        )
-        await self.svc.bus.publish(subjects.control(self.call_id), ev, lane=Lane.CONTROL)
+        """Ask policy to approve the transfer; it goes to the edge with policy's approval only."""
+        try:
+            decision = await request_transfer(
+                self.svc.bus,
+                self.call_id,
+                target,
+                kind=control_pb2.TRANSFER_KIND_BLIND,
+                reason=reason,
+                producer=f"llm/{self.svc.replica}",
+            )
+        except PhoneAgentError as exc:
+            log.warning(
+                "transfer not approved: policy unavailable",
+                extra={"call_id": self.call_id, "error_kind": exc.kind.name},
+            )
+            return
+        if decision.decision != policy_pb2.DECISION_ALLOW:
+            log.warning("transfer denied by policy", extra={"call_id": self.call_id, "rule": decision.rule})
 
     async def close(self, reason: str) -> None:
         if self._greet_timer is not None:

@@ -13,7 +13,12 @@
   hang-up is lost) goes on the call's ``record.*`` subjects, the only copy PA_CALLS keeps.
 * Outbound: ``dial_check`` requests (queue group; from the records service's API and
   campaigns) are evaluated by the rules in :mod:`phoneagent.policy.outbound`; every decision,
-  allow or deny, goes to ``PA_AUDIT``, and an allowed one leaves a one-time dial approval.
+  allow or deny, goes to ``PA_AUDIT``, and an allowed one leaves a signed one-time dial approval.
+* Transfers: ``transfer_check`` requests (from the dialog and the API) are allowed for the
+  agent's transfer target and allow-list, otherwise only when the target passes the dial rules;
+  an allowed one is answered with a signed approval the edge requires on the Transfer event.
+* What the edge acts on (dial and transfer approvals, recording decisions) is signed with the
+  key only policy holds (``PA_POLICY_SIGNING_KEY_FILE``, :mod:`phoneagent.runtime.approvals`).
 
 Call records, webhooks, summaries, the CallControl API and campaigns are the records service's
 (:mod:`phoneagent.records.service`).
@@ -40,7 +45,8 @@ from phoneagent.policy.record_copy import RecordCopier, RecordCopies
 from phoneagent.policy.recording import RecordingConfig, parse_states
 from phoneagent.policy.settings import PolicySettings
 from phoneagent.policy.stores import PolicyStores
-from phoneagent.runtime import dial_approvals, subjects, telemetry
+from phoneagent.runtime import approvals, dial_approvals, subjects, telemetry
+from phoneagent.runtime.approvals import Grant, Signer, dial_key
 from phoneagent.runtime.bus import Delivery, Lane, Subscription
 from phoneagent.runtime.dial_approvals import CALL_ID_HEADER
 from phoneagent.runtime.enums import enum_name
@@ -195,6 +201,13 @@ class PolicyCallSession:
             await self.svc.bus.unsubscribe(sub)
 
 
+def transfer_targets(agent: Agent) -> frozenset[str]:
+    """Where transfers go without the dial rules: the agent's target and allow-list (dial keys)."""
+    if agent.transfer is None:
+        return frozenset()
+    return frozenset(dial_key(t) for t in (agent.transfer.target, *agent.transfer.allowed_targets) if t)
+
+
 def _agent_transfer(agent: Agent) -> tuple[bool, str]:
     """Whether the agent has a human to transfer to, and where (from the agent YAML)."""
     transfer = agent.transfer
@@ -237,6 +250,13 @@ class PolicyService(Service):
             trigger_words=self.agent.escalation.trigger_words,
         )
         self.recording = RecordingConfig(all_party_states=parse_states(settings.all_party_states))
+        self.transfer_targets = transfer_targets(self.agent)
+        self.signer: Signer | None = None
+        if settings.signing_key_file:
+            try:
+                self.signer = Signer.from_file(settings.signing_key_file)
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"PA_POLICY_SIGNING_KEY_FILE: {exc}") from None
 
     def open_at(self, now: datetime) -> bool:
         """Whether a person takes transfers at ``now``: the agent's opening hours and closures in
@@ -249,6 +269,16 @@ class PolicyService(Service):
         await self.bus.serve(
             subjects.dial_check(), policy_pb2.DialCheck, self._on_dial_check, queue_group="policy"
         )
+        await self.bus.serve(
+            subjects.transfer_check(), policy_pb2.TransferCheck, self._on_transfer_check, queue_group="policy"
+        )
+        if self.signer is None:
+            log.warning(
+                "PA_POLICY_SIGNING_KEY_FILE not set: no approval is signed, so the edge will not "
+                "dial, transfer or record"
+            )
+        else:
+            log.info("approvals signed", extra={"key_id": self.signer.key_id})
         await self.record_copier.start()
 
     async def _on_dial_check(self, check: policy_pb2.DialCheck, d: Delivery) -> policy_pb2.PolicyDecision:
@@ -277,7 +307,14 @@ class PolicyService(Service):
             await asyncio.to_thread(self.stores.attempts.record, check.number, datetime.now(UTC))
             # The edge dials only with this one-time approval (fail closed when it cannot be stored).
             number = normalize_e164(check.number, self.config.default_country)
-            await dial_approvals.approve(self.bus.jetstream(), decision_id, number, check.campaign_id)
+            await dial_approvals.approve(
+                self.bus.jetstream(),
+                self.signer,
+                decision_id,
+                "" if call_id == "none" else call_id,
+                number,
+                check.campaign_id,
+            )
         return await self.audit(
             call_id,
             policy_pb2.DECISION_ALLOW if decision.allowed else policy_pb2.DECISION_DENY,
@@ -289,6 +326,88 @@ class PolicyService(Service):
             details={k: str(v) for k, v in decision.details.items()},
             decision_id=decision_id,
         )
+
+    async def _on_transfer_check(
+        self, check: policy_pb2.TransferCheck, d: Delivery
+    ) -> policy_pb2.PolicyDecision:
+        call_id = d.headers.get(CALL_ID_HEADER, "")
+        try:
+            subjects.check_id(call_id)
+        except InvalidArgument:
+            return await self.audit(
+                "none",
+                policy_pb2.DECISION_DENY,
+                "transfer",
+                "call_id",
+                "transfer check without a call id",
+                number=check.target,
+            )
+        return await self.decide_transfer(check, call_id)
+
+    async def decide_transfer(
+        self, check: policy_pb2.TransferCheck, call_id: str
+    ) -> policy_pb2.PolicyDecision:
+        """May ``call_id`` be transferred to ``check.target``? Audited; an allowed one carries the
+        signed approval that the edge requires on the Transfer event."""
+        assert self.stores is not None
+        target = check.target.strip()
+        details: dict[str, str] = {"reason": check.reason[:120]} if check.reason else {}
+        if not target or len(target) > 256:
+            allowed, rule, reason = False, "target", "no usable transfer target"
+        elif dial_key(target) in self.transfer_targets:
+            allowed, rule, reason = True, "agent_transfer_target", "the agent's transfer target or allow-list"
+        elif target.lower().startswith(("sip:", "sips:")):
+            allowed, rule, reason = (
+                False,
+                "transfer_allow_list",
+                "SIP target is not on the agent's allow-list",
+            )
+        else:  # a number not on the list: only if policy would dial it
+            request = DialRequest(
+                number=target,
+                caller_id=self.settings.caller_id or None,
+                purpose="transfer",
+            )
+            decision = await asyncio.to_thread(
+                evaluate_dial, request, datetime.now(UTC), self.stores, self.config
+            )
+            allowed, rule, reason = decision.allowed, decision.rule, decision.reason
+            details.update({k: str(v) for k, v in decision.details.items()})
+        decision_id = uuid.uuid4().hex
+        approval = None
+        if allowed:
+            if self.signer is None:
+                allowed, rule, reason = False, "signing_key", "approvals cannot be signed (no signing key)"
+            else:
+                expires = approvals.now_ms() + int(approvals.TRANSFER_TTL_S * 1000)
+                grant = Grant(approvals.TRANSFER, decision_id, call_id, target, "allow", expires)
+                approval = self.signer.sign(grant)
+        return await self.audit(
+            call_id,
+            policy_pb2.DECISION_ALLOW if allowed else policy_pb2.DECISION_DENY,
+            "transfer",
+            rule,
+            reason,
+            number=target,
+            details=details,
+            decision_id=decision_id,
+            approval=approval,
+        )
+
+    def _sign_recording(self, record: policy_pb2.PolicyDecision) -> None:
+        """A recording decision is signed: the edge records only on policy's word."""
+        if self.signer is None or not record.meta.call_id:
+            return
+        expires = record.decided_unix_ns // 1_000_000 + int(approvals.RECORDING_TTL_S * 1000)
+        grant = Grant(
+            approvals.RECORDING,
+            record.decision_id,
+            record.meta.call_id,
+            "",
+            approvals.recording_decision(record),
+            expires,
+        )
+        record.approval.CopyFrom(self.signer.sign(grant))
 
     async def audit(
         self,
@@ -302,6 +421,7 @@ class PolicyService(Service):
         campaign_id: str = "",
         details: dict[str, str] | None = None,
         decision_id: str = "",
+        approval: policy_pb2.Approval | None = None,
     ) -> policy_pb2.PolicyDecision:
         record = policy_pb2.PolicyDecision(
             meta=new_meta("" if call_id == "none" else call_id, f"policy/{self.replica}"),
@@ -315,6 +435,10 @@ class PolicyService(Service):
             campaign_id=campaign_id,
         )
         record.details.update(details or {})
+        if approval is not None:
+            record.approval.CopyFrom(approval)
+        elif subject == "recording":
+            self._sign_recording(record)
         js = self.bus.jetstream()
         await js.publish(
             subjects.audit(call_id or "none"), record.SerializeToString(), stream=subjects.AUDIT_STREAM

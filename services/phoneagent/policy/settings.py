@@ -29,3 +29,9 @@ class PolicySettings:
         check=check_states,
         doc="US states where every party must consent to recording (codes, comma-separated, or none)",
     )
+    signing_key_file: str = env(
+        "PA_POLICY_SIGNING_KEY_FILE",
+        "",
+        doc="Ed25519 private key (PEM) that signs dial, transfer and recording approvals; only policy "
+        "holds it. Empty: nothing is signed, so the edge dials, transfers and records nothing",
+    )

@@ -14,6 +14,7 @@ from phoneagent.runtime.enums import enum_name
 from phoneagent.runtime.redact import mask_number, redact_transcript
 from phoneagent.v1 import call_pb2, media_pb2, policy_pb2, speech_pb2, tools_pb2
 
+API_AUDIT_SUBJECT = "api"  # the CallControl API's audit of its calls (not folded into records)
 OUTCOMES = ("booked", "transferred", "message_taken", "opted_out", "voicemail", "no_answer", "completed")
 _BOOKING_TOOLS = {"book_appointment", "move_appointment"}
 # Bookkeeping of the worker, never shown to users (webhooks, the CLI, the control API).

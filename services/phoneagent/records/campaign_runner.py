@@ -43,6 +43,7 @@ from phoneagent.records.campaign import (
 from phoneagent.runtime import subjects
 from phoneagent.runtime.areacodes import time_zones_for
 from phoneagent.runtime.bus import Bus, Delivery, Lane
+from phoneagent.runtime.dial_approvals import CALL_ID_HEADER
 from phoneagent.runtime.errors import InvalidArgument, PhoneAgentError
 from phoneagent.runtime.meta import new_meta
 from phoneagent.runtime.redact import mask_number
@@ -221,9 +222,14 @@ class CampaignRunner:
             campaign_id=self.config.campaign_id,
             purpose=contact.purpose or self.config.purpose,
         )
+        call_id = subjects.new_call_id()  # policy audits under it and signs it into the approval
         try:
             decision = await self.bus.request(
-                subjects.dial_check(), check, policy_pb2.PolicyDecision, timeout=self.config.request_timeout_s
+                subjects.dial_check(),
+                check,
+                policy_pb2.PolicyDecision,
+                timeout=self.config.request_timeout_s,
+                headers={CALL_ID_HEADER: call_id},
             )
         except PhoneAgentError as exc:  # fail closed: no decision, no call
             return Outcome.DENIED, f"policy check failed ({exc.kind.name.lower()})"
@@ -234,7 +240,7 @@ class CampaignRunner:
                 if until is not None:
                     return _Deferred(until, reason)
             return Outcome.DENIED, reason
-        return await self._dial(contact, decision.decision_id)
+        return await self._dial(contact, call_id, decision.decision_id)
 
     def _window_opens(self, contact: Contact, policy_window: str) -> datetime | None:
         """When the contact's calling window next opens (plus a margin); None when unknown.
@@ -276,8 +282,7 @@ class CampaignRunner:
             started.labels["name"] = contact.name
         return started
 
-    async def _dial(self, contact: Contact, decision_id: str) -> tuple[Outcome, str]:
-        call_id = subjects.new_call_id()
+    async def _dial(self, contact: Contact, call_id: str, decision_id: str) -> tuple[Outcome, str]:
         watch = _CallWatch()
         sub = await self.bus.subscribe(
             subjects.lifecycle(call_id), call_pb2.CallEvent, watch.on_event, lane=Lane.CONTROL

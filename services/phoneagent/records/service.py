@@ -5,8 +5,10 @@
   bookkeeping (:mod:`.summary`: jobs to ``PA_WORK`` for the LLM workers, results back into
   the record) listen to it.
 * The CallControl gRPC API (:mod:`.control_api`): ListCalls and GetCall read the records;
-  HangUp and TransferCall go to the call's control lane; PlaceCall asks policy for a dial
-  decision over the bus (``dial_check``, which policy audits) and then an edge to dial.
+  HangUp goes to the call's control lane; PlaceCall asks policy for a dial decision over the
+  bus (``dial_check``, which policy audits) and then an edge to dial; TransferCall asks policy
+  to approve the target (``transfer_check``) before the Transfer goes out. Every API call is
+  audited (method, the caller's token id, outcome).
 * Outbound campaigns started through the API (:mod:`.campaign_api`): every dial is approved
   by policy over the bus, the same way.
 
@@ -72,8 +74,11 @@ class RecordsService(Service):
             campaigns=self.campaigns,
             producer=f"records/{self.replica}",
         )
-        self.grpc_server, self.grpc_port = await serve(api, self.settings.grpc_host, self.settings.grpc_port)
-        log.info("control api listening", extra={"grpc_port": self.grpc_port})
+        tls = self.settings.tls()
+        self.grpc_server, self.grpc_port = await serve(
+            api, self.settings.grpc_host, self.settings.grpc_port, tls
+        )
+        log.info("control api listening", extra={"grpc_port": self.grpc_port, "tls": tls is not None})
 
     async def _start_records(self, store: RecordStore) -> None:
         """Records worker, with webhook deliveries and post-call summaries as its listeners."""

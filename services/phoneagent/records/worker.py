@@ -254,6 +254,10 @@ class RecordsWorker:
                 "record event skipped", extra={"call_id": call_id, "reason": "undecodable", "leaf": leaf}
             )
             return [], None
+        if isinstance(msg, policy_pb2.PolicyDecision) and msg.subject == builder.API_AUDIT_SUBJECT:
+            # The API's audit of its own calls stays in PA_AUDIT: reading a call must not change
+            # its record, nor may a call id asked about create one.
+            return [], None
         event: Message = msg
         events: list[str] = []
 

@@ -168,6 +168,7 @@ def permissions(role: str) -> Permissions:
             subjects.ALL_REPLY,
             subjects.ALL_TOOLS,
             *_controls("cancel", "hangup", "transfer"),
+            subjects.transfer_check(),  # policy's signed approval before a transfer
             *_kv(subjects.DIALOG_BUCKET),
             subjects.WORK_SUMMARY_RESULTS,
             *_consume(subjects.WORK_STREAM, subjects.LLM_SUMMARIES_CONSUMER),
@@ -188,12 +189,20 @@ def permissions(role: str) -> Permissions:
             _api("STREAM.UPDATE.*"),
             *_consume(subjects.WORK_STREAM),
         ]
-        sub += [subjects.ALL_REPLY, subjects.ALL_TRANSCRIPTS, subjects.ALL_TOOLS, subjects.dial_check()]
+        sub += [
+            subjects.ALL_REPLY,
+            subjects.ALL_TRANSCRIPTS,
+            subjects.ALL_TOOLS,
+            subjects.dial_check(),
+            subjects.transfer_check(),
+        ]
     elif role == "records":
         pub += [
             subjects.dial_check(),
+            subjects.transfer_check(),  # the control API's TransferCall
             subjects.edge_dial(),
             *_controls("hangup", "transfer"),  # the control API and campaign time-outs
+            subjects.ALL_AUDIT,  # the control API's audit of each call it serves (subject api)
             subjects.WORK_SUMMARIZE,
             *_stream_read(subjects.CALLS_STREAM),
             *_consume(subjects.CALLS_STREAM),

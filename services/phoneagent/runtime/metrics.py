@@ -134,6 +134,12 @@ DIALS_REFUSED = Counter(
     "Outbound dial requests the edge refused for want of a matching policy approval, by reason.",
     ["reason"],
 )
+APPROVALS_REFUSED = Counter(
+    "pa_edge_approvals_refused_total",
+    "Transfers and recording decisions the edge refused for want of policy's signed approval "
+    "for the call (and target), by action and reason.",
+    ["action", "reason"],
+)
 
 SIP_REFUSED = Counter(
     "pa_edge_sip_refused_total",
@@ -187,6 +193,7 @@ ALL_METRIC_NAMES = (
     "pa_asr_errors_total",
     "pa_edge_dials_refused_total",
     "pa_edge_sip_refused_total",
+    "pa_edge_approvals_refused_total",
     "pa_bus_messages_total",
     "pa_bus_rejected_total",
     "pa_queue_depth",

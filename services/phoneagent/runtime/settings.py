@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+import ipaddress
 import os
 import re
 import socket
@@ -65,6 +66,21 @@ def non_negative(value: Any) -> str | None:
 
 def port(value: int) -> str | None:
     return None if 0 <= value <= 65535 else "must be a port number 0-65535"
+
+
+def token_required(host_var: str, host: str, token_var: str, token: str, what: str) -> list[str]:
+    """Problems with a server that listens on ``host``: an address other than loopback needs a
+    token, or anyone who can reach it can ``what``."""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return [f"{host_var}={host!r}: must be an IP address"]
+    if not loopback and not token.strip():
+        return [
+            f"{token_var}: required when {host_var} ({host}) is not a loopback address, "
+            f"or anyone who can reach it can {what}"
+        ]
+    return []
 
 
 def parse_hhmm(value: str, var: str) -> datetime.time:

@@ -3,10 +3,11 @@
 ``phone-agent up`` starts nats-server (JetStream, data under ``--data-dir``) on 127.0.0.1,
 with one NATS user per service (passwords under ``<data dir>/nats/auth``, see
 :mod:`phoneagent.runtime.bus_auth`), creates the JetStream streams as the operator's user,
-then starts every service, each given only its own user's password file, waits until each
-reports ready on ``/readyz``, prints their status, and on Ctrl-C (or SIGTERM) stops the
-services, then nats-server — no orphans: each child runs in its own process group and is
-killed if it does not exit in time.
+makes policy's approval signing key under ``<data-dir>/keys`` on first start (owner-only; policy
+gets the private key, the edge the public one), then starts every service, each given only its
+own user's password file, waits until each reports ready on ``/readyz``, prints their status,
+and on Ctrl-C (or SIGTERM) stops the services, then nats-server — no orphans: each child runs in
+its own process group and is killed if it does not exit in time.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from phoneagent.runtime import bus_auth, streams
+from phoneagent.runtime.approvals import ensure_key_pair
 from phoneagent.runtime.bus import Bus
 from phoneagent.runtime.errors import Unavailable
 from phoneagent.runtime.natsserver import NatsServer
@@ -85,6 +87,7 @@ class Stack:
             }
         )
         cpu_voice(env)
+        env.update(self._keys(name))
         env.update(self.env)
         assert self.nats is not None
         env.update(self.nats.auth(name).env())  # this service's own NATS user, nobody else's
@@ -98,6 +101,15 @@ class Stack:
                 start_new_session=True,
             )
         return Child(name, proc, status, log_path)
+
+    def _keys(self, name: str) -> dict[str, str]:
+        """Where policy finds its signing key and the edge policy's public key (unless set)."""
+        private, public = ensure_key_pair(self.data_dir / "keys")
+        if name == "policy" and not os.environ.get("PA_POLICY_SIGNING_KEY_FILE"):
+            return {"PA_POLICY_SIGNING_KEY_FILE": str(private)}
+        if name == "edge" and not os.environ.get("PA_APPROVAL_PUBLIC_KEY_FILES"):
+            return {"PA_APPROVAL_PUBLIC_KEY_FILES": str(public)}
+        return {}
 
     def restart(self, name: str, ready_timeout: float = 120.0, stop_timeout: float = 30.0) -> None:
         """Stop one service gracefully (SIGTERM; SIGKILL after ``stop_timeout``) and start a new

@@ -196,6 +196,12 @@ def dial_check() -> str:
     return f"{PREFIX}.policy.dialcheck"
 
 
+def transfer_check() -> str:
+    """Request for a policy decision on transferring a call (TransferCheck -> PolicyDecision with
+    the signed approval; queue group)."""
+    return f"{PREFIX}.policy.transfercheck"
+
+
 def summary_job_id(call_id: str) -> str:
     """Nats-Msg-Id of a call's summary job: a second publish (another replica, a restart) is
     dropped by the PA_WORK stream's duplicate window."""

@@ -24,35 +24,36 @@ _sym_db = _symbol_database.Default()
 
 from phoneagent.v1 import call_pb2 as phoneagent_dot_v1_dot_call__pb2
 from phoneagent.v1 import common_pb2 as phoneagent_dot_v1_dot_common__pb2
+from phoneagent.v1 import policy_pb2 as phoneagent_dot_v1_dot_policy__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bphoneagent/v1/control.proto\x12\rphoneagent.v1\x1a\x18phoneagent/v1/call.proto\x1a\x1aphoneagent/v1/common.proto\"u\n\x07\x42\x61rgeIn\x12!\n\x19interrupted_generation_id\x18\x01 \x01(\r\x12\x11\n\tplayed_ms\x18\x02 \x01(\r\x12\x1a\n\x12heard_sentence_seq\x18\x03 \x01(\r\x12\x18\n\x10heard_text_chars\x18\x04 \x01(\r\"9\n\x10\x43\x61ncelGeneration\x12\x15\n\rgeneration_id\x18\x01 \x01(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t\"8\n\x0cPlaybackDone\x12\x15\n\rgeneration_id\x18\x01 \x01(\r\x12\x11\n\tplayed_ms\x18\x02 \x01(\r\"B\n\x06Hangup\x12(\n\x06reason\x18\x01 \x01(\x0e\x32\x18.phoneagent.v1.EndReason\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"f\n\x08Transfer\x12\x0e\n\x06target\x18\x01 \x01(\t\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.phoneagent.v1.TransferKind\x12\x0f\n\x07summary\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\",\n\x0eTransferResult\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"<\n\x04\x44tmf\x12\r\n\x05\x64igit\x18\x01 \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\x02 \x01(\r\x12\x10\n\x08outbound\x18\x03 \x01(\x08\"~\n\x0fPolicyDirective\x12.\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x1e.phoneagent.v1.DirectiveAction\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12\x0c\n\x04rule\x18\x04 \x01(\t\x12\x0f\n\x07turn_id\x18\x05 \x01(\r\"\xfe\x03\n\x0c\x43ontrolEvent\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.phoneagent.v1.EventMeta\x12*\n\x08\x62\x61rge_in\x18\n \x01(\x0b\x32\x16.phoneagent.v1.BargeInH\x00\x12\x31\n\x06\x63\x61ncel\x18\x0b \x01(\x0b\x32\x1f.phoneagent.v1.CancelGenerationH\x00\x12\x34\n\rplayback_done\x18\x0c \x01(\x0b\x32\x1b.phoneagent.v1.PlaybackDoneH\x00\x12\'\n\x06hangup\x18\r \x01(\x0b\x32\x15.phoneagent.v1.HangupH\x00\x12+\n\x08transfer\x18\x0e \x01(\x0b\x32\x17.phoneagent.v1.TransferH\x00\x12\x38\n\x0ftransfer_result\x18\x0f \x01(\x0b\x32\x1d.phoneagent.v1.TransferResultH\x00\x12#\n\x04\x64tmf\x18\x10 \x01(\x0b\x32\x13.phoneagent.v1.DtmfH\x00\x12%\n\x05\x65rror\x18\x11 \x01(\x0b\x32\x14.phoneagent.v1.ErrorH\x00\x12\x33\n\tdirective\x18\x12 \x01(\x0b\x32\x1e.phoneagent.v1.PolicyDirectiveH\x00\x42\x06\n\x04kindJ\x04\x08\x02\x10\x03R\x12survives_interrupt*^\n\x0cTransferKind\x12\x1d\n\x19TRANSFER_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13TRANSFER_KIND_BLIND\x10\x01\x12\x16\n\x12TRANSFER_KIND_WARM\x10\x02*\xbd\x01\n\x0f\x44irectiveAction\x12 \n\x1c\x44IRECTIVE_ACTION_UNSPECIFIED\x10\x00\x12$\n DIRECTIVE_ACTION_SAY_AND_HANG_UP\x10\x01\x12%\n!DIRECTIVE_ACTION_SAY_AND_TRANSFER\x10\x02\x12\x18\n\x14\x44IRECTIVE_ACTION_SAY\x10\x03\x12!\n\x1d\x44IRECTIVE_ACTION_TAKE_MESSAGE\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bphoneagent/v1/control.proto\x12\rphoneagent.v1\x1a\x18phoneagent/v1/call.proto\x1a\x1aphoneagent/v1/common.proto\x1a\x1aphoneagent/v1/policy.proto\"u\n\x07\x42\x61rgeIn\x12!\n\x19interrupted_generation_id\x18\x01 \x01(\r\x12\x11\n\tplayed_ms\x18\x02 \x01(\r\x12\x1a\n\x12heard_sentence_seq\x18\x03 \x01(\r\x12\x18\n\x10heard_text_chars\x18\x04 \x01(\r\"9\n\x10\x43\x61ncelGeneration\x12\x15\n\rgeneration_id\x18\x01 \x01(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t\"8\n\x0cPlaybackDone\x12\x15\n\rgeneration_id\x18\x01 \x01(\r\x12\x11\n\tplayed_ms\x18\x02 \x01(\r\"B\n\x06Hangup\x12(\n\x06reason\x18\x01 \x01(\x0e\x32\x18.phoneagent.v1.EndReason\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"\x91\x01\n\x08Transfer\x12\x0e\n\x06target\x18\x01 \x01(\t\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.phoneagent.v1.TransferKind\x12\x0f\n\x07summary\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12)\n\x08\x61pproval\x18\x05 \x01(\x0b\x32\x17.phoneagent.v1.Approval\",\n\x0eTransferResult\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"<\n\x04\x44tmf\x12\r\n\x05\x64igit\x18\x01 \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\x02 \x01(\r\x12\x10\n\x08outbound\x18\x03 \x01(\x08\"~\n\x0fPolicyDirective\x12.\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x1e.phoneagent.v1.DirectiveAction\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12\x0c\n\x04rule\x18\x04 \x01(\t\x12\x0f\n\x07turn_id\x18\x05 \x01(\r\"\xfe\x03\n\x0c\x43ontrolEvent\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.phoneagent.v1.EventMeta\x12*\n\x08\x62\x61rge_in\x18\n \x01(\x0b\x32\x16.phoneagent.v1.BargeInH\x00\x12\x31\n\x06\x63\x61ncel\x18\x0b \x01(\x0b\x32\x1f.phoneagent.v1.CancelGenerationH\x00\x12\x34\n\rplayback_done\x18\x0c \x01(\x0b\x32\x1b.phoneagent.v1.PlaybackDoneH\x00\x12\'\n\x06hangup\x18\r \x01(\x0b\x32\x15.phoneagent.v1.HangupH\x00\x12+\n\x08transfer\x18\x0e \x01(\x0b\x32\x17.phoneagent.v1.TransferH\x00\x12\x38\n\x0ftransfer_result\x18\x0f \x01(\x0b\x32\x1d.phoneagent.v1.TransferResultH\x00\x12#\n\x04\x64tmf\x18\x10 \x01(\x0b\x32\x13.phoneagent.v1.DtmfH\x00\x12%\n\x05\x65rror\x18\x11 \x01(\x0b\x32\x14.phoneagent.v1.ErrorH\x00\x12\x33\n\tdirective\x18\x12 \x01(\x0b\x32\x1e.phoneagent.v1.PolicyDirectiveH\x00\x42\x06\n\x04kindJ\x04\x08\x02\x10\x03R\x12survives_interrupt*^\n\x0cTransferKind\x12\x1d\n\x19TRANSFER_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13TRANSFER_KIND_BLIND\x10\x01\x12\x16\n\x12TRANSFER_KIND_WARM\x10\x02*\xbd\x01\n\x0f\x44irectiveAction\x12 \n\x1c\x44IRECTIVE_ACTION_UNSPECIFIED\x10\x00\x12$\n DIRECTIVE_ACTION_SAY_AND_HANG_UP\x10\x01\x12%\n!DIRECTIVE_ACTION_SAY_AND_TRANSFER\x10\x02\x12\x18\n\x14\x44IRECTIVE_ACTION_SAY\x10\x03\x12!\n\x1d\x44IRECTIVE_ACTION_TAKE_MESSAGE\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'phoneagent.v1.control_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TRANSFERKIND']._serialized_start=1257
-  _globals['_TRANSFERKIND']._serialized_end=1351
-  _globals['_DIRECTIVEACTION']._serialized_start=1354
-  _globals['_DIRECTIVEACTION']._serialized_end=1543
-  _globals['_BARGEIN']._serialized_start=100
-  _globals['_BARGEIN']._serialized_end=217
-  _globals['_CANCELGENERATION']._serialized_start=219
-  _globals['_CANCELGENERATION']._serialized_end=276
-  _globals['_PLAYBACKDONE']._serialized_start=278
-  _globals['_PLAYBACKDONE']._serialized_end=334
-  _globals['_HANGUP']._serialized_start=336
-  _globals['_HANGUP']._serialized_end=402
-  _globals['_TRANSFER']._serialized_start=404
-  _globals['_TRANSFER']._serialized_end=506
-  _globals['_TRANSFERRESULT']._serialized_start=508
-  _globals['_TRANSFERRESULT']._serialized_end=552
-  _globals['_DTMF']._serialized_start=554
-  _globals['_DTMF']._serialized_end=614
-  _globals['_POLICYDIRECTIVE']._serialized_start=616
-  _globals['_POLICYDIRECTIVE']._serialized_end=742
-  _globals['_CONTROLEVENT']._serialized_start=745
-  _globals['_CONTROLEVENT']._serialized_end=1255
+  _globals['_TRANSFERKIND']._serialized_start=1329
+  _globals['_TRANSFERKIND']._serialized_end=1423
+  _globals['_DIRECTIVEACTION']._serialized_start=1426
+  _globals['_DIRECTIVEACTION']._serialized_end=1615
+  _globals['_BARGEIN']._serialized_start=128
+  _globals['_BARGEIN']._serialized_end=245
+  _globals['_CANCELGENERATION']._serialized_start=247
+  _globals['_CANCELGENERATION']._serialized_end=304
+  _globals['_PLAYBACKDONE']._serialized_start=306
+  _globals['_PLAYBACKDONE']._serialized_end=362
+  _globals['_HANGUP']._serialized_start=364
+  _globals['_HANGUP']._serialized_end=430
+  _globals['_TRANSFER']._serialized_start=433
+  _globals['_TRANSFER']._serialized_end=578
+  _globals['_TRANSFERRESULT']._serialized_start=580
+  _globals['_TRANSFERRESULT']._serialized_end=624
+  _globals['_DTMF']._serialized_start=626
+  _globals['_DTMF']._serialized_end=686
+  _globals['_POLICYDIRECTIVE']._serialized_start=688
+  _globals['_POLICYDIRECTIVE']._serialized_end=814
+  _globals['_CONTROLEVENT']._serialized_start=817
+  _globals['_CONTROLEVENT']._serialized_end=1327
 # @@protoc_insertion_point(module_scope)

@@ -1,5 +1,6 @@
 from phoneagent.v1 import call_pb2 as _call_pb2
 from phoneagent.v1 import common_pb2 as _common_pb2
+from phoneagent.v1 import policy_pb2 as _policy_pb2
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -67,16 +68,18 @@ class Hangup(_message.Message):
     def __init__(self, reason: _Optional[_Union[_call_pb2.EndReason, str]] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class Transfer(_message.Message):
-    __slots__ = ("target", "kind", "summary", "reason")
+    __slots__ = ("target", "kind", "summary", "reason", "approval")
     TARGET_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_FIELD_NUMBER: _ClassVar[int]
     target: str
     kind: TransferKind
     summary: str
     reason: str
-    def __init__(self, target: _Optional[str] = ..., kind: _Optional[_Union[TransferKind, str]] = ..., summary: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    approval: _policy_pb2.Approval
+    def __init__(self, target: _Optional[str] = ..., kind: _Optional[_Union[TransferKind, str]] = ..., summary: _Optional[str] = ..., reason: _Optional[str] = ..., approval: _Optional[_Union[_policy_pb2.Approval, _Mapping]] = ...) -> None: ...
 
 class TransferResult(_message.Message):
     __slots__ = ("ok", "detail")

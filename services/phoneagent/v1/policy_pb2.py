@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from phoneagent.v1 import common_pb2 as phoneagent_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aphoneagent/v1/policy.proto\x12\rphoneagent.v1\x1a\x1aphoneagent/v1/common.proto\"\xd7\x02\n\x0ePolicyDecision\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.phoneagent.v1.EventMeta\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x02 \x01(\t\x12)\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0e\x32\x17.phoneagent.v1.Decision\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12\x0c\n\x04rule\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12;\n\x07\x64\x65tails\x18\x07 \x03(\x0b\x32*.phoneagent.v1.PolicyDecision.DetailsEntry\x12\x17\n\x0f\x64\x65\x63ided_unix_ns\x18\x08 \x01(\x03\x12\x13\n\x0bnumber_hint\x18\t \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\n \x01(\t\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"g\n\tDialCheck\x12\x0e\n\x06number\x18\x01 \x01(\t\x12\x11\n\ttime_zone\x18\x02 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x03 \x01(\t\x12\x0f\n\x07purpose\x18\x04 \x01(\t\x12\x11\n\tcaller_id\x18\x05 \x01(\t*K\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x44\x45\x43ISION_ALLOW\x10\x01\x12\x11\n\rDECISION_DENY\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aphoneagent/v1/policy.proto\x12\rphoneagent.v1\x1a\x1aphoneagent/v1/common.proto\"\x82\x03\n\x0ePolicyDecision\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.phoneagent.v1.EventMeta\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x02 \x01(\t\x12)\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0e\x32\x17.phoneagent.v1.Decision\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12\x0c\n\x04rule\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12;\n\x07\x64\x65tails\x18\x07 \x03(\x0b\x32*.phoneagent.v1.PolicyDecision.DetailsEntry\x12\x17\n\x0f\x64\x65\x63ided_unix_ns\x18\x08 \x01(\x03\x12\x13\n\x0bnumber_hint\x18\t \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\n \x01(\t\x12)\n\x08\x61pproval\x18\x0b \x01(\x0b\x32\x17.phoneagent.v1.Approval\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9e\x01\n\x08\x41pproval\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x03 \x01(\t\x12\x0e\n\x06target\x18\x04 \x01(\t\x12\x10\n\x08\x64\x65\x63ision\x18\x05 \x01(\t\x12\x17\n\x0f\x65xpires_unix_ms\x18\x06 \x01(\x03\x12\x0e\n\x06key_id\x18\x07 \x01(\t\x12\x11\n\tsignature\x18\x08 \x01(\x0c\"g\n\tDialCheck\x12\x0e\n\x06number\x18\x01 \x01(\t\x12\x11\n\ttime_zone\x18\x02 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x03 \x01(\t\x12\x0f\n\x07purpose\x18\x04 \x01(\t\x12\x11\n\tcaller_id\x18\x05 \x01(\t\"/\n\rTransferCheck\x12\x0e\n\x06target\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t*K\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x44\x45\x43ISION_ALLOW\x10\x01\x12\x11\n\rDECISION_DENY\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,12 +34,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_POLICYDECISION_DETAILSENTRY']._loaded_options = None
   _globals['_POLICYDECISION_DETAILSENTRY']._serialized_options = b'8\001'
-  _globals['_DECISION']._serialized_start=524
-  _globals['_DECISION']._serialized_end=599
+  _globals['_DECISION']._serialized_start=777
+  _globals['_DECISION']._serialized_end=852
   _globals['_POLICYDECISION']._serialized_start=74
-  _globals['_POLICYDECISION']._serialized_end=417
-  _globals['_POLICYDECISION_DETAILSENTRY']._serialized_start=371
-  _globals['_POLICYDECISION_DETAILSENTRY']._serialized_end=417
-  _globals['_DIALCHECK']._serialized_start=419
-  _globals['_DIALCHECK']._serialized_end=522
+  _globals['_POLICYDECISION']._serialized_end=460
+  _globals['_POLICYDECISION_DETAILSENTRY']._serialized_start=414
+  _globals['_POLICYDECISION_DETAILSENTRY']._serialized_end=460
+  _globals['_APPROVAL']._serialized_start=463
+  _globals['_APPROVAL']._serialized_end=621
+  _globals['_DIALCHECK']._serialized_start=623
+  _globals['_DIALCHECK']._serialized_end=726
+  _globals['_TRANSFERCHECK']._serialized_start=728
+  _globals['_TRANSFERCHECK']._serialized_end=775
 # @@protoc_insertion_point(module_scope)

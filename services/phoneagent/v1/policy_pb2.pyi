@@ -18,7 +18,7 @@ DECISION_ALLOW: Decision
 DECISION_DENY: Decision
 
 class PolicyDecision(_message.Message):
-    __slots__ = ("meta", "decision_id", "decision", "subject", "rule", "reason", "details", "decided_unix_ns", "number_hint", "campaign_id")
+    __slots__ = ("meta", "decision_id", "decision", "subject", "rule", "reason", "details", "decided_unix_ns", "number_hint", "campaign_id", "approval")
     class DetailsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +36,7 @@ class PolicyDecision(_message.Message):
     DECIDED_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
     NUMBER_HINT_FIELD_NUMBER: _ClassVar[int]
     CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_FIELD_NUMBER: _ClassVar[int]
     meta: _common_pb2.EventMeta
     decision_id: str
     decision: Decision
@@ -46,7 +47,28 @@ class PolicyDecision(_message.Message):
     decided_unix_ns: int
     number_hint: str
     campaign_id: str
-    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., decision_id: _Optional[str] = ..., decision: _Optional[_Union[Decision, str]] = ..., subject: _Optional[str] = ..., rule: _Optional[str] = ..., reason: _Optional[str] = ..., details: _Optional[_Mapping[str, str]] = ..., decided_unix_ns: _Optional[int] = ..., number_hint: _Optional[str] = ..., campaign_id: _Optional[str] = ...) -> None: ...
+    approval: Approval
+    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., decision_id: _Optional[str] = ..., decision: _Optional[_Union[Decision, str]] = ..., subject: _Optional[str] = ..., rule: _Optional[str] = ..., reason: _Optional[str] = ..., details: _Optional[_Mapping[str, str]] = ..., decided_unix_ns: _Optional[int] = ..., number_hint: _Optional[str] = ..., campaign_id: _Optional[str] = ..., approval: _Optional[_Union[Approval, _Mapping]] = ...) -> None: ...
+
+class Approval(_message.Message):
+    __slots__ = ("action", "decision_id", "call_id", "target", "decision", "expires_unix_ms", "key_id", "signature")
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    action: str
+    decision_id: str
+    call_id: str
+    target: str
+    decision: str
+    expires_unix_ms: int
+    key_id: str
+    signature: bytes
+    def __init__(self, action: _Optional[str] = ..., decision_id: _Optional[str] = ..., call_id: _Optional[str] = ..., target: _Optional[str] = ..., decision: _Optional[str] = ..., expires_unix_ms: _Optional[int] = ..., key_id: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class DialCheck(_message.Message):
     __slots__ = ("number", "time_zone", "campaign_id", "purpose", "caller_id")
@@ -61,3 +83,11 @@ class DialCheck(_message.Message):
     purpose: str
     caller_id: str
     def __init__(self, number: _Optional[str] = ..., time_zone: _Optional[str] = ..., campaign_id: _Optional[str] = ..., purpose: _Optional[str] = ..., caller_id: _Optional[str] = ...) -> None: ...
+
+class TransferCheck(_message.Message):
+    __slots__ = ("target", "reason")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    target: str
+    reason: str
+    def __init__(self, target: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...

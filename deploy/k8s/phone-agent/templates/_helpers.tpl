@@ -138,3 +138,18 @@ consumer's leader as <pod>.<headless service>), or bus.externalMonitoringEndpoin
 {{- define "phone-agent.autoscaled" -}}
 {{- if and (hasKey .svc "autoscaling") (ne .root.Values.autoscaling.mode "none") }}true{{ else }}false{{ end }}
 {{- end }}
+
+{{/*
+The "approvals" volume: one key of the approvals Secret (signing-key.pem for policy, public-key.pem
+for the edge), readable by the pod's group only. Fails when approvals.existingSecret is not set.
+*/}}
+{{- define "phone-agent.approvalKeys" -}}
+{{- $secret := required "approvals.existingSecret is required: the Secret with policy's Ed25519 signing-key.pem and public-key.pem (see values.yaml)" .root.Values.approvals.existingSecret -}}
+name: approvals
+secret:
+  secretName: {{ $secret }}
+  defaultMode: 288
+  items:
+    - key: {{ .key }}
+      path: {{ .key }}
+{{- end }}

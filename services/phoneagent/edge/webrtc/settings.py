@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 
-from phoneagent.runtime.settings import env, port, positive
+from phoneagent.runtime.settings import env, port, positive, token_required
 
 CODECS = ("opus", "PCMU")
 CALL_RATES = (8000, 16000)  # rates TTS renders speech at
@@ -58,18 +58,7 @@ class WebRtcSettings:
     agent: str = env("PA_WEB_AGENT", "", doc="Agent name put on browser calls; empty = the default agent")
 
     def validate(self) -> list[str]:
-        problems = []
-        try:
-            loopback = ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            problems.append(f"PA_WEB_HOST={self.host!r}: must be an IP address")
-            loopback = False
-        if not loopback and not self.token.strip():
-            problems.append(
-                f"PA_WEB_TOKEN: required when PA_WEB_HOST ({self.host}) is not a loopback address, "
-                "or anyone who can reach it can call the agent"
-            )
-        return problems
+        return token_required("PA_WEB_HOST", self.host, "PA_WEB_TOKEN", self.token, "call the agent")
 
     @property
     def codec_mimes(self) -> tuple[str, ...]:
