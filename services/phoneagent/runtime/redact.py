@@ -83,7 +83,7 @@ def mask_number(number: str) -> str:
 
 # --- transcripts: what a recogniser writes as words -------------------------------------------
 
-_DIGIT_WORDS = {
+DIGIT_WORDS = {
     "zero": "0",
     "oh": "0",
     "o": "0",
@@ -149,7 +149,7 @@ def spoken_digits(run: str) -> str:
         if token in _REPEAT:
             repeat = _REPEAT[token]
             continue
-        digits = _DIGIT_WORDS.get(token, token)
+        digits = DIGIT_WORDS.get(token, token)
         out.append(digits[0] * repeat + digits[1:] if repeat > 1 else digits)
         repeat = 1
     return "".join(out)

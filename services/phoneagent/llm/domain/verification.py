@@ -24,6 +24,7 @@ from prometheus_client import Counter
 
 from phoneagent.llm.domain.dates_parse import MONTHS
 from phoneagent.llm.domain.dates_words import normalise
+from phoneagent.runtime.redact import DIGIT_WORDS
 
 REFERENCE_DIGITS = 6
 MAX_FAILURES = 3  # wrong or unreadable answers per call; then only a person can help
@@ -39,20 +40,6 @@ VERIFICATION_FAILURES = Counter(
     ["reason"],
 )
 
-_DIGIT_WORDS = {
-    "zero": "0",
-    "oh": "0",
-    "o": "0",
-    "one": "1",
-    "two": "2",
-    "three": "3",
-    "four": "4",
-    "five": "5",
-    "six": "6",
-    "seven": "7",
-    "eight": "8",
-    "nine": "9",
-}
 _REPEAT = {"double": 2, "triple": 3}  # "double four" is 44
 _TOKEN = re.compile(r"[a-z]+|\d+")
 
@@ -94,7 +81,7 @@ def read_reference(text: str) -> str | None:
     runs: list[str] = []
     current, repeat = "", 1
     for token in _TOKEN.findall(text.lower()):
-        digit = token if token.isdigit() else _DIGIT_WORDS.get(token)
+        digit = token if token.isdigit() else DIGIT_WORDS.get(token)
         if token in _REPEAT:
             repeat = _REPEAT[token]
             continue
@@ -115,7 +102,7 @@ def spoken_digits(text: str) -> str:
     """Every digit in ``text``, digit words included, run together (``"4 7 one, uh, 209"`` ->
     ``"471209"``): to tell whether a reference the model passes was said at all."""
     tokens = _TOKEN.findall(text.lower())
-    return "".join(token if token.isdigit() else _DIGIT_WORDS.get(token, "") for token in tokens)
+    return "".join(token if token.isdigit() else DIGIT_WORDS.get(token, "") for token in tokens)
 
 
 _MON = "|".join(MONTHS)
