@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
@@ -134,3 +135,14 @@ async def test_trace_context_travels_in_headers(bus: Bus) -> None:
     assert trace_id in seen[0]["traceparent"]
     with telemetry.span_from(seen[0], "child") as child:
         assert format(child.get_span_context().trace_id, "032x") == trace_id
+
+
+async def test_closing_the_bus_is_not_reported_as_a_lost_connection(
+    nats_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``phone-agent up`` printed "nats disconnected" when its stream-creating bus closed."""
+    bus = Bus("closing")
+    await bus.connect(nats_url)
+    with caplog.at_level(logging.WARNING, logger="phoneagent.runtime.bus"):
+        await bus.close()
+    assert not [r for r in caplog.records if "disconnected" in r.getMessage()]

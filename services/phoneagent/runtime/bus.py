@@ -85,6 +85,7 @@ class Bus:
         self._connected = asyncio.Event()
         # The server's last refusals of this user's publishes and subscriptions (bus_auth).
         self.denied: collections.deque[str] = collections.deque(maxlen=64)
+        self._closing = False
 
     @property
     def connected(self) -> bool:
@@ -103,6 +104,7 @@ class Bus:
         server that is not up yet is tried again with back-off (0.25 s doubling to 5 s); after
         it, Unavailable. Once connected, nats-py reconnects on its own for as long as the
         process lives."""
+        self._closing = False
         servers = [u.strip() for u in url.split(",") if u.strip()]
         credentials = (auth if auth is not None else BusAuth.from_env()).connect_options()
 
@@ -117,6 +119,8 @@ class Bus:
             log.warning("nats error", extra={"error": type(exc).__name__})
 
         async def on_disconnect() -> None:
+            if self._closing:  # our own close(): nothing went wrong
+                return
             log.warning("nats disconnected")
 
         async def on_reconnect() -> None:
@@ -325,6 +329,7 @@ class Bus:
         await self.close()
 
     async def close(self) -> None:
+        self._closing = True
         for sub in list(self._subs):
             await sub.unsubscribe()
         self._subs.clear()
