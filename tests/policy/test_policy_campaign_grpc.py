@@ -20,9 +20,9 @@ from phoneagent.runtime import dial_approvals, streams, subjects
 from phoneagent.runtime.approvals import Verifier
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.errors import PhoneAgentError
-from phoneagent.v1 import call_pb2, common_pb2, control_api_pb2, control_api_pb2_grpc, control_pb2
+from phoneagent.v1 import call_pb2, common_pb2, control_api_pb2, control_pb2
 from support.common import PUBLIC_KEY_FILE, wait_for
-from support.policy_stack import running_policy, running_records
+from support.policy_stack import control_api, running_policy, running_records
 
 TOKEN = "campaign-secret"
 AUTH = (("authorization", f"Bearer {TOKEN}"),)
@@ -57,9 +57,8 @@ async def records(
 
 @pytest.fixture
 async def api(records: RecordsService) -> AsyncIterator[Any]:
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{records.grpc_port}")
-    yield control_api_pb2_grpc.CallControlStub(channel)
-    await channel.close()
+    async with control_api(records) as stub:
+        yield stub
 
 
 async def stand_in_edge(bus: Bus, dialled: list[call_pb2.CallStarted], *, end_calls: bool) -> Any:

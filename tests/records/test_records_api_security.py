@@ -31,7 +31,7 @@ from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.settings import SettingsError, load
 from phoneagent.v1 import control_api_pb2, control_api_pb2_grpc, control_pb2, policy_pb2
 from support.common import PUBLIC_KEY_FILE, wait_for
-from support.policy_stack import running_policy, running_records
+from support.policy_stack import control_api, running_policy, running_records
 from support.records_sample_call import meta, publish_start
 
 TOKEN = "api-secret-7f3c9a"
@@ -74,9 +74,8 @@ async def records(
 
 @pytest.fixture
 async def api(records: RecordsService) -> AsyncIterator[Any]:
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{records.grpc_port}")
-    yield control_api_pb2_grpc.CallControlStub(channel)
-    await channel.close()
+    async with control_api(records) as stub:
+        yield stub
 
 
 async def code_of(call: Any) -> grpc.StatusCode:

@@ -80,6 +80,19 @@ async def running_records(
         await svc.teardown()
 
 
+@asynccontextmanager
+async def control_api(records: RecordsService) -> AsyncIterator[Any]:
+    """A CallControl client of the records service's API (plaintext, loopback)."""
+    import grpc
+    from phoneagent.v1 import control_api_pb2_grpc
+
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{records.grpc_port}")
+    try:
+        yield control_api_pb2_grpc.CallControlStub(channel)
+    finally:
+        await channel.close()
+
+
 # Tuesday 2 June 2026, 11:00 in New York: the example agent's front desk is open.
 OPEN = datetime(2026, 6, 2, 15, 0, tzinfo=UTC)
 # The same Tuesday at 20:00 in New York: closed.
