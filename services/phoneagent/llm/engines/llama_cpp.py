@@ -286,9 +286,8 @@ class LlamaCppEngine(BaseLlmEngine):
     def _restore_prefix(self, prompt: list[int]) -> None:
         """Worker thread: load the kept state (the pinned prefix or a conversation's last turn)
         that shares the most of ``prompt``, when that saves evaluating enough of it."""
-        llm = self._llm
-        prefix = llm.longest_token_prefix
-        best, best_shared = None, prefix(llm.input_ids[: llm.n_tokens].tolist(), prompt) + _WORTH_RESTORING
+        prefix = self._llm.longest_token_prefix
+        best, best_shared = None, self._held(prompt) + _WORTH_RESTORING
         for state in [*self._kept, *([self._pinned] if self._pinned is not None else [])]:
             shared = prefix(state.tokens, prompt)
             if shared >= best_shared:
@@ -303,7 +302,7 @@ class LlamaCppEngine(BaseLlmEngine):
             else:
                 self._kept.remove(best)
             log.warning("llm state not restored", extra={"engine": self.name, "error": type(exc).__name__})
-            llm.reset()
+            self._llm.reset()
             return
         if best is self._pinned:
             self.prefix_restores += 1
@@ -312,13 +311,16 @@ class LlamaCppEngine(BaseLlmEngine):
             self._kept.append(best)
             self.state_restores += 1
 
+    def _held(self, prompt: list[int]) -> int:
+        """Worker thread: how many of ``prompt``'s first tokens the context already holds."""
+        llm = self._llm
+        return int(llm.longest_token_prefix(llm.input_ids[: llm.n_tokens].tolist(), prompt))
+
     def _evaluated(self, prompt: list[int]) -> int:
         """Worker thread: how many of ``prompt``'s tokens the next completion evaluates. llama.cpp
         keeps the longest prefix the context already holds and evaluates the rest (at least one
         token, which refreshes the logits when the whole prompt is held)."""
-        llm = self._llm
-        held = llm.longest_token_prefix(llm.input_ids.tolist(), prompt)
-        return max(len(prompt) - held, 1)
+        return max(len(prompt) - self._held(prompt), 1)
 
     def _evaluate_abortably(self, job: _Job, prompt: list[int]) -> bool:
         """Worker thread: evaluate the prompt's new tokens (all but the last, which the completion
@@ -327,7 +329,7 @@ class LlamaCppEngine(BaseLlmEngine):
         replica, a summary) takes seconds; a barge-in or hang-up waits one chunk at most.
         Returns False when the request was aborted."""
         llm = self._llm
-        held = llm.longest_token_prefix(llm.input_ids[: llm.n_tokens].tolist(), prompt)
+        held = self._held(prompt)
         end = len(prompt) - 1
         if end - held <= _CHUNK:
             return not job.cancel.is_set()
