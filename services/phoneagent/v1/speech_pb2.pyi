@@ -42,7 +42,7 @@ class Word(_message.Message):
     def __init__(self, text: _Optional[str] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ..., probability: _Optional[float] = ...) -> None: ...
 
 class Transcript(_message.Message):
-    __slots__ = ("meta", "final", "text", "confidence", "speech_start_unix_ns", "speech_end_unix_ns", "emitted_unix_ns", "backchannel", "words", "engine", "language", "endpoint_unix_ns", "compute_ms")
+    __slots__ = ("meta", "final", "text", "confidence", "speech_start_unix_ns", "speech_end_unix_ns", "emitted_unix_ns", "backchannel", "words", "engine", "language", "endpoint_unix_ns", "compute_ms", "preflight")
     META_FIELD_NUMBER: _ClassVar[int]
     FINAL_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +56,7 @@ class Transcript(_message.Message):
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
     COMPUTE_MS_FIELD_NUMBER: _ClassVar[int]
+    PREFLIGHT_FIELD_NUMBER: _ClassVar[int]
     meta: _common_pb2.EventMeta
     final: bool
     text: str
@@ -69,7 +70,8 @@ class Transcript(_message.Message):
     language: str
     endpoint_unix_ns: int
     compute_ms: int
-    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., final: _Optional[bool] = ..., text: _Optional[str] = ..., confidence: _Optional[float] = ..., speech_start_unix_ns: _Optional[int] = ..., speech_end_unix_ns: _Optional[int] = ..., emitted_unix_ns: _Optional[int] = ..., backchannel: _Optional[bool] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., engine: _Optional[str] = ..., language: _Optional[str] = ..., endpoint_unix_ns: _Optional[int] = ..., compute_ms: _Optional[int] = ...) -> None: ...
+    preflight: bool
+    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., final: _Optional[bool] = ..., text: _Optional[str] = ..., confidence: _Optional[float] = ..., speech_start_unix_ns: _Optional[int] = ..., speech_end_unix_ns: _Optional[int] = ..., emitted_unix_ns: _Optional[int] = ..., backchannel: _Optional[bool] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., engine: _Optional[str] = ..., language: _Optional[str] = ..., endpoint_unix_ns: _Optional[int] = ..., compute_ms: _Optional[int] = ..., preflight: _Optional[bool] = ...) -> None: ...
 
 class AsrEvent(_message.Message):
     __slots__ = ("speech_started", "transcript", "error")
