@@ -13,6 +13,7 @@ from phoneagent.devtools.harness.scenario import Expectation
 from phoneagent.v1 import call_pb2
 
 if TYPE_CHECKING:
+    from phoneagent.agents.agent import Agent
     from phoneagent.devtools.harness.caller import CallResult
 
 DISCLOSURE_WORDS = 15  # the disclosure must come within the agent's first words
@@ -42,24 +43,34 @@ def first_words_contain(text: str, needle: str, words: int = DISCLOSURE_WORDS) -
     return re.search(rf"\b{re.escape(needle.lower())}\b", head) is not None
 
 
-def _appointment_count(call_id: str, caller: str) -> tuple[int, str]:
+def _appointments(call_id: str, caller: str) -> tuple[list[tuple[str, str]], str]:
+    """(status, starts_at UTC text) of the appointments this call made (by call id, else by
+    the caller's number)."""
     url = os.environ.get("PA_DATABASE_URL", "")
     if not url:
-        return 0, "PA_DATABASE_URL is not set"
+        return [], "PA_DATABASE_URL is not set"
     from phoneagent.runtime.db import Database
 
     db = Database(url)
     try:
         with db.transaction() as tx:
             if call_id:
-                rows = tx.query("SELECT count(*) FROM appointments WHERE call_id = ?", (call_id,))
+                rows = tx.query("SELECT status, starts_at FROM appointments WHERE call_id = ?", (call_id,))
             else:
                 rows = tx.query(
-                    "SELECT count(*) FROM appointments WHERE phone LIKE ?", (f"%{caller.lstrip('+')[-10:]}",)
+                    "SELECT status, starts_at FROM appointments WHERE phone LIKE ?",
+                    (f"%{caller.lstrip('+')[-10:]}",),
                 )
     finally:
         db.close()
-    return int(rows[0][0]), "appointments found"
+    return [(str(r[0]), str(r[1])) for r in rows], "appointments found"
+
+
+def _local_slot(starts_at: str) -> str:
+    """``"tuesday 10:00"`` for a stored UTC start, in the time zone of the agent the stack runs."""
+    moment = datetime.strptime(starts_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    local = moment.astimezone(_agent().tz)
+    return f"{local.strftime('%A').lower()} {local:%H:%M}"
 
 
 def _opted_out(caller: str) -> bool:
@@ -70,13 +81,17 @@ def _opted_out(caller: str) -> bool:
         return stores.dnc.lookup(caller) is not None
 
 
-def _staffed_now() -> bool:
-    """Whether the agent the stack runs (PA_AGENT_FILE, else the bundled one) takes transfers now."""
+def _agent() -> Agent:
+    """The agent the stack runs (PA_AGENT_FILE, else the bundled one)."""
     from phoneagent.agents import example_agent_path
     from phoneagent.agents.agent import load_agent
 
-    path = os.environ.get("PA_AGENT_FILE") or example_agent_path()
-    return load_agent(path).staffed_at(datetime.now(UTC))
+    return load_agent(os.environ.get("PA_AGENT_FILE") or example_agent_path())
+
+
+def _staffed_now() -> bool:
+    """Whether the agent the stack runs takes transfers now."""
+    return _agent().staffed_at(datetime.now(UTC))
 
 
 def check(exp: Expectation, result: CallResult, trace: CallTrace | None) -> CheckResult:
@@ -85,6 +100,9 @@ def check(exp: Expectation, result: CallResult, trace: CallTrace | None) -> Chec
     if exp.kind == "mentions":
         ok = mentions(text, str(exp.value))
         return CheckResult(exp, ok, "found in the agent transcript" if ok else "not in the agent transcript")
+    if exp.kind == "not_mentions":
+        ok = not mentions(text, str(exp.value))
+        return CheckResult(exp, ok, "absent from the agent transcript" if ok else "said by the agent")
     if exp.kind == "disclosure":
         ok = first_words_contain(first, str(exp.value))
         return CheckResult(exp, ok, f"agent's first words: {' '.join(first.split()[:DISCLOSURE_WORDS])!r}")
@@ -110,13 +128,25 @@ def check(exp: Expectation, result: CallResult, trace: CallTrace | None) -> Chec
             "message offered" if offered else "transfer requested" if transferred else "no offer"
         )
         return CheckResult(exp, offered == exp.value, detail)
-    if exp.kind == "appointment_booked":
-        count, detail = _appointment_count(trace.call_id if trace else "", result.caller_user)
-        return CheckResult(exp, (count > 0) == exp.value, f"{count} {detail}")
+    if exp.kind in ("appointment_booked", "appointment_at", "appointment_cancelled"):
+        return _check_appointments(exp, trace.call_id if trace else "", result.caller_user)
     if exp.kind == "opted_out":
         out = _opted_out(result.caller_user)
         return CheckResult(exp, out == exp.value, "on the do-not-call list" if out else "not on the list")
     return CheckResult(exp, False, "unknown expectation")
+
+
+def _check_appointments(exp: Expectation, call_id: str, caller: str) -> CheckResult:
+    rows, detail = _appointments(call_id, caller)
+    booked = [_local_slot(start) for status, start in rows if status == "booked"]
+    if exp.kind == "appointment_booked":
+        return CheckResult(exp, bool(rows) == exp.value, f"{len(rows)} {detail}")
+    if exp.kind == "appointment_cancelled":
+        cancelled = sum(1 for status, _ in rows if status == "cancelled")
+        ok = (cancelled > 0 and not booked) == exp.value
+        return CheckResult(exp, ok, f"{cancelled} cancelled, {len(booked)} still booked")
+    ok = booked == [str(exp.value)]
+    return CheckResult(exp, ok, f"booked: {', '.join(booked) or 'none'} ({detail})")
 
 
 def check_all(result: CallResult, trace: CallTrace | None) -> list[CheckResult]:

@@ -16,9 +16,11 @@ A scenario is a YAML file::
 Steps: ``say`` (text), ``wait`` (for the agent to speak and finish), ``barge_in`` (wait for the
 agent to start, then after ``after_ms`` of its speech say ``text`` over it), ``dtmf`` (digits),
 ``pause`` (ms of silence), ``hangup``. Expectations: ``mentions``, ``disclosure``,
-``ended_by_agent``, ``transfer_requested``, ``escalated`` (a transfer when someone takes
-transfers at that moment by the agent's hours, otherwise no transfer and an offer to take a
-message), ``appointment_booked``, ``opted_out``.
+``not_mentions`` (none of the alternatives may appear), ``ended_by_agent``,
+``transfer_requested``, ``escalated`` (a transfer when someone takes transfers at that moment by
+the agent's hours, otherwise no transfer and an offer to take a message), ``appointment_booked``,
+``appointment_at`` (the call's booked appointment starts on that weekday and local time, e.g.
+``tuesday 10:00``), ``appointment_cancelled``, ``opted_out``.
 Every error names the step or expectation at fault.
 """
 
@@ -35,8 +37,16 @@ from phoneagent.runtime.errors import InvalidArgument
 
 DEFAULT_SCENARIO = "hours"
 _DTMF = set("0123456789*#ABCD")
-BOOL_EXPECTATIONS = ("ended_by_agent", "transfer_requested", "escalated", "appointment_booked", "opted_out")
-TEXT_EXPECTATIONS = ("mentions", "disclosure")
+BOOL_EXPECTATIONS = (
+    "ended_by_agent",
+    "transfer_requested",
+    "escalated",
+    "appointment_booked",
+    "appointment_cancelled",
+    "opted_out",
+)
+TEXT_EXPECTATIONS = ("mentions", "not_mentions", "disclosure", "appointment_at")
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
 @dataclass(frozen=True)
@@ -170,11 +180,23 @@ def _parse_step(raw: Any, index: int) -> Step:
     raise ScenarioError(f"step {index}: unknown step {kind!r} (say, wait, barge_in, dtmf, pause, hangup)")
 
 
+def _weekday_time(raw: Any, where: str) -> str:
+    """``"tuesday 10:00"``: a weekday name and a 24-hour local time, normalised to lower case."""
+    parts = _text(raw, where).lower().split()
+    if len(parts) == 2 and parts[0] in _WEEKDAYS:
+        hh, _, mm = parts[1].partition(":")
+        if hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60 and len(mm) == 2:
+            return f"{parts[0]} {int(hh):02d}:{mm}"
+    raise ScenarioError(f"{where}: expected a weekday and a 24-hour time, like 'tuesday 10:00'")
+
+
 def _parse_expectation(raw: Any, index: int) -> Expectation:
     if not isinstance(raw, dict) or len(raw) != 1:
         raise ScenarioError(f"expectation {index}: expected a mapping with exactly one key")
     ((kind, arg),) = raw.items()
     where = f"expectation {index} ({kind})"
+    if kind == "appointment_at":
+        return Expectation(kind, _weekday_time(arg, where))
     if kind in TEXT_EXPECTATIONS:
         return Expectation(kind, _text(arg, where))
     if kind in BOOL_EXPECTATIONS:

@@ -1,0 +1,85 @@
+"""The scripted-caller evaluation: its sets, and the expectations it adds to the harness."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from phoneagent.agents import example_agent_path
+from phoneagent.agents.agent import load_agent
+from phoneagent.devtools import sip_eval
+from phoneagent.devtools.harness.buswatch import CallTrace
+from phoneagent.devtools.harness.caller import AgentTurn, CallResult
+from phoneagent.devtools.harness.checks import check_all
+from phoneagent.devtools.harness.scenario import ScenarioError, parse_scenario
+from phoneagent.llm.domain.scheduling import SchedulingStore
+
+
+def test_the_sets_hold_thirty_distinct_scenarios_with_a_held_out_part() -> None:
+    tune, held = sip_eval.load_set("tune"), sip_eval.load_set("heldout")
+    assert len(tune) + len(held) >= 30 and len(held) >= 10
+    names = [s.name for s in tune + held]
+    assert len(set(names)) == len(names)
+    # every scenario checks something beyond the disclosure
+    assert all(len(s.expect) >= 2 for s in tune + held)
+    kinds = {e.kind for s in tune + held for e in s.expect}
+    assert {"mentions", "appointment_at", "appointment_cancelled", "escalated", "opted_out"} <= kinds
+    # the held-out set's phrasings are not the tuning set's
+    said = {st.text for s in tune for st in s.steps if hasattr(st, "text")}
+    assert not said & {st.text for s in held for st in s.steps if hasattr(st, "text")}
+    with pytest.raises(ScenarioError, match="unknown evaluation set"):
+        sip_eval.load_set("all")
+
+
+def test_appointment_at_is_a_weekday_and_a_time() -> None:
+    sc = parse_scenario({"name": "t", "steps": ["hangup"], "expect": [{"appointment_at": "Tuesday 9:30"}]})
+    assert sc.expect[0].value == "tuesday 09:30"
+    for bad in ("tuesday", "someday 10:00", "tuesday 25:00", "tuesday 10", "tuesday 10:5"):
+        with pytest.raises(ScenarioError, match="weekday and a 24-hour time"):
+            parse_scenario({"name": "t", "steps": ["hangup"], "expect": [{"appointment_at": bad}]})
+
+
+def test_not_mentions() -> None:
+    expect = [{"not_mentions": "we accept medicaid"}]
+    sc = parse_scenario({"name": "t", "steps": ["hangup"], "expect": expect})
+    res = CallResult(sc, "+12125550100")
+    res.agent_turns = [AgentTurn(0, 2, "Sorry, we do not accept Medicaid.")]
+    assert check_all(res, None)[0].passed
+    res.agent_turns = [AgentTurn(0, 2, "Yes, we accept Medicaid.")]
+    assert not check_all(res, None)[0].passed
+
+
+def test_appointment_checks_read_the_calls_bookings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'appointments.sqlite3'}"
+    monkeypatch.setenv("PA_DATABASE_URL", url)
+    monkeypatch.delenv("PA_AGENT_FILE", raising=False)
+    agent = load_agent(example_agent_path())
+    now = datetime(2026, 11, 23, 14, 30, tzinfo=UTC)  # Monday 9:30 in New York
+    store = SchedulingStore.open(url, agent, clock=lambda: now)
+    tuesday_ten = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)  # 10:00 in New York
+    moved = store.book("cleaning", tuesday_ten, "Jordan Lee", "+12125550143", call_id="call-moved")
+    store.move(moved.id, datetime(2026, 11, 25, 14, 0, tzinfo=UTC))  # Wednesday 9:00
+    gone = store.book("cleaning", tuesday_ten, "Lee Park", "+12125550148", call_id="call-cancelled")
+    store.cancel(gone.id)
+    store.db.close()
+
+    sc = parse_scenario(
+        {
+            "name": "t",
+            "steps": ["hangup"],
+            "expect": [
+                {"appointment_booked": True},
+                {"appointment_at": "wednesday 09:00"},
+                {"appointment_cancelled": True},
+            ],
+        }
+    )
+
+    def verdicts(call_id: str) -> list[bool]:
+        trace = CallTrace(call_id=call_id)
+        return [c.passed for c in check_all(CallResult(sc, "+12125550100"), trace)]
+
+    assert verdicts("call-moved") == [True, True, False]
+    assert verdicts("call-cancelled") == [True, False, True]
+    assert verdicts("call-none") == [False, False, False]
