@@ -6,35 +6,12 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from phoneagent.edge.sip.message import SipMessage, SipRequest, SipResponse, make_response, parse_message
+from phoneagent.edge.sip.message import SipRequest, SipResponse, make_response, parse_message
 from phoneagent.edge.sip.sockets import Peer, TcpTransport, TransportError, UdpTransport
 from phoneagent.edge.sip.transaction import ServerTransaction, Timers, TransactionLayer, new_branch
+from support.sip_raw import RawPhone, raw_phone
 
 T1 = 0.02
-
-
-class RawPeer(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
-        self.inbox: asyncio.Queue[SipMessage] = asyncio.Queue()
-        self.sock: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.sock = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.inbox.put_nowait(parse_message(data))
-
-    @property
-    def addr(self) -> tuple[str, int]:
-        assert self.sock is not None
-        return self.sock.get_extra_info("sockname")[:2]
-
-    def send(self, msg: SipMessage, addr: tuple[str, int]) -> None:
-        assert self.sock is not None
-        self.sock.sendto(msg.encode(), addr)
-
-    async def next(self, wait_s: float = 2.0) -> SipMessage:
-        return await asyncio.wait_for(self.inbox.get(), wait_s)
 
 
 class Recorder:
@@ -50,15 +27,14 @@ class Recorder:
 
 
 @pytest.fixture
-async def setup() -> AsyncIterator[tuple[TransactionLayer, UdpTransport, RawPeer, Recorder]]:
+async def setup() -> AsyncIterator[tuple[TransactionLayer, UdpTransport, RawPhone, Recorder]]:
     rec = Recorder()
     transports: dict = {}
     layer = TransactionLayer(transports, rec, Timers(t1=T1, t2=0.08, t4=0.1))
     udp = UdpTransport(layer.receive)
     await udp.start()
     transports["UDP"] = udp
-    loop = asyncio.get_running_loop()
-    _, raw = await loop.create_datagram_endpoint(RawPeer, local_addr=("127.0.0.1", 0))
+    raw = await raw_phone("127.0.0.1")
     yield layer, udp, raw, rec
     layer.close()
     await udp.close()

@@ -1,5 +1,5 @@
 """A SIP peer on a raw UDP socket bound to a chosen loopback address (127.0.0.x), writing its
-INVITEs by hand: for tests of who may call and how often."""
+messages by hand: for tests of who may call and how often, and of the transaction layer."""
 
 from __future__ import annotations
 
@@ -34,6 +34,13 @@ class RawPhone(asyncio.DatagramProtocol):
         assert self.sock is not None
         host, port = self.sock.get_extra_info("sockname")[:2]
         return host, port
+
+    def send(self, msg: SipMessage, addr: tuple[str, int]) -> None:
+        assert self.sock is not None
+        self.sock.sendto(msg.encode(), addr)
+
+    async def next(self, wait_s: float = WAIT) -> SipMessage:
+        return await asyncio.wait_for(self.inbox.get(), wait_s)
 
     def invite(self, ua: UserAgent, call_id: str, *, auth: str = "", body: bytes = b"") -> None:
         host, port = ua.local_address()
