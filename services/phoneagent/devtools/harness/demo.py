@@ -33,6 +33,8 @@ def demo_env(data_dir: Path, sip_port: int) -> dict[str, str]:
         "PA_SIP_PORT_FALLBACK": "0",  # the caller dials this port: fail rather than move
         "PA_DATABASE_URL": f"sqlite:///{(data_dir / 'appointments.sqlite3').resolve()}",
         "PA_POLICY_DB": str((data_dir / "policy.sqlite3").resolve()),
+        "PA_RECORDS_DB": str((data_dir / "records.sqlite3").resolve()),
+        "PA_RECORDING_DIR": str((data_dir / "recordings").resolve()),
         "PA_GRPC_PORT": "0",
         "PA_WEB_PORT": "0",  # the browser page is not used; never clash with a running stack
         "PA_TTS_ENGINE": "piper",
