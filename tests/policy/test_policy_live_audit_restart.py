@@ -12,8 +12,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from phoneagent.policy.audit_query import AuditFilter, query_audit
 from phoneagent.runtime import subjects
+from phoneagent.runtime.audit_query import AuditFilter, query_audit
 from phoneagent.runtime.bus import Bus
 from phoneagent.runtime.stack import readyz
 from phoneagent.v1 import policy_pb2
