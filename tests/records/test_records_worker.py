@@ -50,6 +50,7 @@ async def test_records_complete_call_and_restart(js_bus: Bus, tmp_path: Path) ->
     # and what the caller's barge-in cut off ("Sure. Tuesday" of the two sentences was heard).
     ms = 1_000_000
     assert rec.timings[1] == {
+        "speech_start": t0 + 1000 * ms,
         "caller_stop": t0 + 1950 * ms,
         "speech_end": t0 + 2000 * ms,
         "endpoint": t0 + 2150 * ms,

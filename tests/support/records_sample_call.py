@@ -43,10 +43,10 @@ async def publish_start(bus: Bus, call_id: str, t0: int) -> None:
 async def publish_conversation(bus: Bus, call_id: str, t0: int) -> None:
     """Greeting, one caller turn (with a phone number in it), a two-sentence answer after
     650 ms, and a booking tool call that succeeds. The answer's time points (t0 + ms): the caller
-    stops at 1950 (the edge's VAD), ASR's speech end 2000, end of speech declared 2150, final
-    2200, first token 2500, first sentence 2650, first TTS audio 2800, first packet to the caller
-    2850; the caller spoke over the answer after "Sure. Tuesday" (its 2nd sentence's first 7
-    characters)."""
+    speaks from 1000 and stops at 1950 (the edge's VAD), ASR's speech end 2000, end of speech
+    declared 2150, final 2200, first token 2500, first sentence 2650, first TTS audio 2800, first
+    packet to the caller 2850; the caller spoke over the answer after "Sure. Tuesday" (its 2nd
+    sentence's first 7 characters)."""
     say, m = subjects.record(call_id, "say"), meta
     await bus.publish(
         say, speech_pb2.AgentText(meta=m(call_id, 0, 1, t0 + 200 * MS), text="Hello, dental clinic.")
@@ -57,6 +57,7 @@ async def publish_conversation(bus: Bus, call_id: str, t0: int) -> None:
             meta=m(call_id, 1),
             final=True,
             text="Book me in, my number is 555 123 4567",
+            speech_start_unix_ns=t0 + 1000 * MS,
             speech_end_unix_ns=t0 + 2000 * MS,
             emitted_unix_ns=t0 + 2200 * MS,
             endpoint_unix_ns=t0 + 2150 * MS,

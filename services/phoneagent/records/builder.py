@@ -63,7 +63,8 @@ class CallRecord:
     applied_seqs: dict[str, list[int]] = field(default_factory=dict)  # stream -> sequences applied
     speech_end: dict[int, int] = field(default_factory=dict)  # caller turn -> speech end (ns)
     # Caller turn -> the time points of its answer (runtime.turn_timing's POINTS and EXTRAS, ns
-    # and ms), folded from the stored transcript, the reply's first sentence and the playout.
+    # and ms; also the caller's speech start and the answer's generation), folded from the
+    # stored transcript, the reply's first sentence and the playout.
     timings: dict[int, dict[str, int]] = field(default_factory=dict)
 
     @property
@@ -147,6 +148,7 @@ def apply_transcript(rec: CallRecord, tr: speech_pb2.Transcript) -> None:
     _points(
         rec,
         turn,
+        speech_start=tr.speech_start_unix_ns,
         speech_end=tr.speech_end_unix_ns,
         asr_final=tr.emitted_unix_ns,
         endpoint=tr.endpoint_unix_ns,
