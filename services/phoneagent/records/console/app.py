@@ -156,7 +156,7 @@ class Console:
             response = exc
         response.headers.setdefault("Content-Security-Policy", CSP)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("Referrer-Policy", "same-origin")  # "no-referrer" makes forms send Origin: null
         response.headers.setdefault("X-Frame-Options", "DENY")
         if not request.path.startswith("/static/"):
             response.headers.setdefault("Cache-Control", "no-store")
@@ -189,7 +189,6 @@ class Console:
             )
         if request.method == "POST" and not self._same_origin(request):
             raise web.HTTPForbidden(text="cross-origin request refused")
-        request["caller"] = caller
         return await handler(request)
 
     @staticmethod
@@ -310,7 +309,7 @@ class Console:
         except PhoneAgentError as exc:
             outcome, message, status = exc.kind.name, exc.message, _HTTP_STATUS.get(exc.kind, 500)
         finally:
-            await self.api.audit(method, request["caller"], call_id, outcome)
+            await self.api.audit(method, self.caller(request) or "unauthenticated", call_id, outcome)
         if "application/json" in request.headers.get("Accept", ""):
             return web.json_response({"ok": outcome == "OK", "message": message}, status=status)
         return await self._call(request, message=message, status=status)

@@ -110,7 +110,11 @@
     follow();
     const live = () => document.getElementById("call-head")?.dataset.live === "1";
     if (!live()) return;
+    const busy = () =>
+      box.contains(document.activeElement) && document.activeElement.matches("input, select, button") ||
+      Array.from(box.querySelectorAll("input[name=target]")).some((i) => i.value);
     every(Number(box.dataset.refresh || 2000), async () => {
+      if (busy()) return true; // the operator is typing a transfer target: refresh later
       box.innerHTML = await fetchFragment("body");
       state.refreshes += 1;
       drawWaterfall();
