@@ -117,7 +117,7 @@ async def test_the_call_its_transcript_waterfall_and_recording(
     await browser.js("document.getElementById('player').pause(); true")
     await shot(browser, tmp_path, "console.png")
 
-    await browser.open(url + "/compliance?rule=dnc_internal&since=1d", READY)
+    await browser.open(url + "/compliance?rule=internal_dnc&since=1d", READY)
     rows = await browser.js("Array.from(document.querySelectorAll('#audit tbody tr')).map(r => r.innerText)")
     assert len(rows) == 1 and "deny" in rows[0] and "do-not-call" in rows[0]
     await shot(browser, tmp_path, "console-compliance.png")

@@ -125,12 +125,12 @@ async def test_compliance_filters_by_rule_and_exports_csv(console: Served) -> No
     async with aiohttp.ClientSession(headers=BEARER) as http:
         async with http.get(url + "/api/audit", params={"since": "1d"}) as r:
             rules = {d["rule"] for d in (await r.json())["decisions"]}
-        assert {"dnc_internal", "one_party_notice", "ai_disclosure"} <= rules
-        async with http.get(url + "/compliance.csv", params={"rule": "dnc_internal", "since": "1d"}) as r:
+        assert {"internal_dnc", "one_party_notice", "ai_disclosure"} <= rules
+        async with http.get(url + "/compliance.csv", params={"rule": "internal_dnc", "since": "1d"}) as r:
             assert r.status == 200 and r.headers["Content-Type"].startswith("text/csv")
             assert "attachment" in r.headers["Content-Disposition"]
             rows = list(csv.DictReader(io.StringIO(await r.text())))
-        assert [(x["decision"], x["subject"], x["rule"]) for x in rows] == [("deny", "dial", "dnc_internal")]
+        assert [(x["decision"], x["subject"], x["rule"]) for x in rows] == [("deny", "dial", "internal_dnc")]
         assert rows[0]["reason"] == "number is on the do-not-call list" and rows[0]["call_id"] == ""
         async with http.get(url + "/compliance", params={"subject": "recording", "since": "1d"}) as r:
             page = await r.text()

@@ -63,7 +63,7 @@ async def publish_sample(bus: Bus, tmp: Path, call_id: str = SAMPLE) -> int:
         decision(
             call_id, "recording", "one_party_notice", True, t0 + 100 * MS, "one-party state, notice given"
         ),
-        decision("none", "dial", "dnc_internal", False, t0 + 50 * MS, "number is on the do-not-call list"),
+        decision("none", "dial", "internal_dnc", False, t0 + 50 * MS, "number is on the do-not-call list"),
     ):
         subject = subjects.audit(d.meta.call_id)
         await js.publish(subject, d.SerializeToString(), stream=subjects.AUDIT_STREAM)
