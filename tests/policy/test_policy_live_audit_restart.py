@@ -80,6 +80,7 @@ async def test_audit_survives_policy_restart(
         **service_env,
         "PA_POLICY_DB": str(tmp_path / "policy.sqlite3"),
         "PA_GRPC_PORT": "0",
+        "PA_CONSOLE_PORT": "0",
         "PA_CALLER_ID": "+14155550100",
         "PA_CALL_WINDOW_START": "00:00",
         "PA_CALL_WINDOW_END": "23:59",
