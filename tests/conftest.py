@@ -160,6 +160,7 @@ def service_env(nats_url: str, tmp_path: Path) -> dict[str, str]:
             "PA_NATS_URL": nats_url,
             "PA_LOG_FORMAT": "text",
             "PA_HTTP_PORT": "0",
+            "PA_CONSOLE_PORT": "0",
             "PYTHONPATH": str(ROOT / "services") + os.pathsep + env.get("PYTHONPATH", ""),
             "PA_MODEL_DIR": env.get("PA_MODEL_DIR", str(Path.home() / ".cache" / "phone-agent" / "models")),
         }

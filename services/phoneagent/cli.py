@@ -47,6 +47,9 @@ def _up(args: argparse.Namespace) -> int:
                 f"{row['service']:<8} {row['pid']:>7} {row['port']:>6}  "
                 f"{'ready' if row.get('ready') else 'NOT READY'}  {extra}"
             )
+        for row in stack.status():
+            if row.get("console"):
+                print(f"operator console: {row['console']} (the API token, PA_API_TOKEN, when one is set)")
         print(f"logs in {Path(args.data_dir) / 'logs'}; Ctrl-C stops everything", flush=True)
         if args.exit_when_ready:
             return 0

@@ -322,6 +322,22 @@ def test_records_keeps_its_store_on_a_volume_and_serves_grpc_on_all_interfaces()
     assert "Control API (gRPC): pa-phone-agent-records." in notes("default")
 
 
+def test_records_serves_the_console_behind_the_api_token() -> None:
+    c = _container(by_kind("default", "Deployment")["records"])
+    assert [p["containerPort"] for p in c["ports"] if p["name"] == "console"] == [8470]
+    env = _env(c)
+    assert env["PA_CONSOLE_HOST"] == "0.0.0.0" and env["PA_CONSOLE_PORT"] == "8470"
+    assert env["PA_CONSOLE_SECURE_COOKIE"] == "false" and "PA_CONSOLE_ENABLED" not in env
+    assert env["PA_API_TOKEN"]["secretKeyRef"]["key"] == "api-token"  # the console's token too
+    ports = by_kind("default", "Service")["records"]["spec"]["ports"]
+    assert [(p["port"], p["targetPort"]) for p in ports if p["name"] == "console"] == [(8470, "console")]
+    assert "Operator console (HTTP, the API token)" in notes("default")
+    off = render_raw({"records": {"console": {"enabled": False, "port": 8470}}})
+    deployment = off["phone-agent/templates/records/deployment.yaml"]
+    assert "PA_CONSOLE_ENABLED" in deployment and "containerPort: 8470" not in deployment
+    assert "console" not in off["phone-agent/templates/records/service.yaml"]
+
+
 def test_notes_scale_replicas_the_way_the_autoscaling_mode_allows_and_open_the_dashboards() -> None:
     keda = notes("gpu")
     # Under KEDA a ScaledObject owns the replica count: kubectl scale would be undone.

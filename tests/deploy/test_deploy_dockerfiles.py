@@ -259,3 +259,24 @@ def test_tts_image_fetches_the_kokoro_voices_with_npm_in_a_node_stage() -> None:
     end = next((i for i in starts if i > begin), len(ins))
     runs = " ".join(a for kind, a in ins[begin:end] if kind == "RUN")
     assert f"npm pack {tts_models.KOKORO_JS_SPEC}" in runs
+
+
+def test_records_image_serves_the_console_with_its_chart_library_from_npm() -> None:
+    # The console needs the records extra (aiohttp, Jinja2) and Chart.js, fetched with npm in a
+    # Node stage and checked against its pinned digest by the vendor step.
+    from phoneagent.records.console import vendor
+
+    path = DOCKER / "records.Dockerfile"
+    assert "records" in _pip_extras(path)
+    module = "phoneagent.records.console.vendor"
+    steps = [rest for flag, what, rest in _python_commands(path) if what == module]
+    (argv,) = steps
+    tarball = argv[argv.index("--tarball") + 1]
+    ins = _instructions(path)
+    (copy,) = [a for kind, a in ins if kind == "COPY" and a.split()[-1] == tarball]
+    stage = copy.split()[0].removeprefix("--from=")
+    starts = [i for i, (kind, a) in enumerate(ins) if kind == "FROM"]
+    (begin,) = [i for i in starts if ins[i][1].endswith(f" AS {stage}")]
+    end = next((i for i in starts if i > begin), len(ins))
+    runs = " ".join(a for kind, a in ins[begin:end] if kind == "RUN")
+    assert f"npm pack {vendor.SPEC}" in runs

@@ -417,7 +417,7 @@ async def test_control_api_lists_calls_hangs_up_and_audits_dial_decisions(
     stack: Stack, edge_bus: Bus
 ) -> None:
     import grpc
-    from phoneagent.policy.audit_query import AuditFilter, query_audit
+    from phoneagent.runtime.audit_query import AuditFilter, query_audit
     from phoneagent.runtime.bus import Lane
     from phoneagent.v1 import control_api_pb2, control_api_pb2_grpc, control_pb2, policy_pb2
 

@@ -92,6 +92,7 @@ async def test_barge_in_stops_playout(edge: Edge) -> None:
     peer, call_id = await dial_edge(edge)
     try:
         control = await collect(edge.bus, subjects.control(call_id), control_pb2.ControlEvent, Lane.CONTROL)
+        playouts = await collect(edge.bus, subjects.playout(call_id), media_pb2.Playout)
         await wait_for(lambda: edge.lifecycle("answered", call_id), timeout=5)
         await speak(edge.bus, call_id, 250)  # five seconds of agent speech
         await wait_for(lambda: len(peer.heard(1000)) >= 10, timeout=5)
@@ -108,6 +109,13 @@ async def test_barge_in_stops_playout(edge: Edge) -> None:
         await asyncio.sleep(0.5)  # a window in which no agent audio may arrive
         assert not peer.heard(1000, since=barged_at + 0.2)
         assert not kinds(control, "playback_done")
+        # For the call records: when the reply's first packet went out, then what the barge-in cut off.
+        await wait_for(lambda: len(playouts) == 2, timeout=5)
+        first, cut = playouts
+        assert first.meta.generation_id == cut.meta.generation_id == 1
+        assert not first.interrupted and first.first_packet_unix_ns >= first.tts_first_audio_unix_ns > 0
+        assert cut.interrupted and cut.played_ms == barge[0].played_ms
+        assert cut.first_packet_unix_ns == first.first_packet_unix_ns
     finally:
         await peer.close()
 

@@ -30,10 +30,10 @@ import pytest
 from phoneagent.devtools.harness.demo import free_udp_port  # free for UDP and TCP: SIP listens on both
 from phoneagent.edge.service import EdgeService
 from phoneagent.edge.settings import EdgeSettings
-from phoneagent.policy.audit_query import AuditFilter, query_audit
 from phoneagent.policy.service import PolicyService
 from phoneagent.policy.stores import PolicyStores
 from phoneagent.runtime import subjects
+from phoneagent.runtime.audit_query import AuditFilter, query_audit
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.settings import load
 from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2, policy_pb2

@@ -21,11 +21,11 @@ from phoneagent.edge.rtp_session import RtpSession
 from phoneagent.edge.service import EdgeService
 from phoneagent.edge.settings import EdgeSettings
 from phoneagent.edge.sip import DialogHandlers, IncomingCall, UAConfig, UserAgent, answer, negotiated
-from phoneagent.policy.audit_query import AuditFilter, query_audit
 from phoneagent.policy.service import PolicyService
 from phoneagent.policy.stores import PolicyStores
 from phoneagent.records.service import RecordsService
 from phoneagent.runtime import subjects
+from phoneagent.runtime.audit_query import AuditFilter, query_audit
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.dial_approvals import NOT_APPROVED
 from phoneagent.runtime.settings import load

@@ -14,9 +14,9 @@ from phoneagent.agents import example_agent_path
 from phoneagent.agents.agent import AgentConfigError, parse_agent
 from phoneagent.agents.disclosure import DISCLOSURE_CORE, build_disclosure
 from phoneagent.agents.human_claims import HUMAN_CLAIM_REPLACEMENT, human_claim, persona_claim
-from phoneagent.policy.audit_query import AuditFilter, query_audit
 from phoneagent.policy.service import PolicyService
 from phoneagent.policy.settings import PolicySettings
+from phoneagent.runtime.audit_query import AuditFilter, query_audit
 from phoneagent.runtime.bus import Bus
 from phoneagent.runtime.errors import InvalidArgument
 from phoneagent.runtime.settings import CommonSettings, load

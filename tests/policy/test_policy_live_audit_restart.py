@@ -12,8 +12,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from phoneagent.policy.audit_query import AuditFilter, query_audit
 from phoneagent.runtime import subjects
+from phoneagent.runtime.audit_query import AuditFilter, query_audit
 from phoneagent.runtime.bus import Bus
 from phoneagent.runtime.stack import readyz
 from phoneagent.v1 import policy_pb2
@@ -80,6 +80,7 @@ async def test_audit_survives_policy_restart(
         **service_env,
         "PA_POLICY_DB": str(tmp_path / "policy.sqlite3"),
         "PA_GRPC_PORT": "0",
+        "PA_CONSOLE_PORT": "0",
         "PA_CALLER_ID": "+14155550100",
         "PA_CALL_WINDOW_START": "00:00",
         "PA_CALL_WINDOW_END": "23:59",

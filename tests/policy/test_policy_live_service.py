@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 from phoneagent.agents.words import CONSENT_PROMPT, NOTICE_TEXT, TAKE_MESSAGE_TEXT, TRANSFER_TEXT
-from phoneagent.policy.audit_query import AuditFilter, query_audit
 from phoneagent.policy.call_rules import OPT_OUT_CONFIRMATION
 from phoneagent.policy.service import PolicyService
 from phoneagent.runtime import approvals, subjects
 from phoneagent.runtime.approvals import Verifier
+from phoneagent.runtime.audit_query import AuditFilter, query_audit
 from phoneagent.runtime.bus import Bus
 from phoneagent.v1 import control_pb2, policy_pb2
 from support.common import PUBLIC_KEY_FILE, wait_for

@@ -19,7 +19,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from phoneagent.policy.audit_query import AuditFilter, query_audit
 from phoneagent.policy.service import PolicyService
 from phoneagent.records.control_api import CallControl, serve, token_id
 from phoneagent.records.service import RecordsService
@@ -27,6 +26,7 @@ from phoneagent.records.settings import RecordsServiceSettings
 from phoneagent.records.store import RecordStore
 from phoneagent.runtime import approvals, subjects
 from phoneagent.runtime.approvals import Verifier
+from phoneagent.runtime.audit_query import AuditFilter, query_audit
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.settings import SettingsError, load
 from phoneagent.v1 import control_api_pb2, control_api_pb2_grpc, control_pb2, policy_pb2

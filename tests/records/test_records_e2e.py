@@ -269,6 +269,7 @@ async def test_records_call_end_to_end(records_stack: Env, api: Callable[[], Any
     info = await wait_record(api(), call_id, lambda i: bool(i.recording.uri and i.summary.summary), 180)
     check_record(info, outcome.result.caller_user)
     check_recording(Path(info.recording.uri), outcome)
+    await check_console(st, call_id)
 
     ok = records_stack.ok.wait(lambda rs: any(b"call.ended" in r.body for r in rs), 60)
     ended = next(r for r in ok if b'"event":"call.ended"' in r.body)
@@ -287,6 +288,22 @@ async def test_records_call_end_to_end(records_stack: Env, api: Callable[[], Any
     again = await wait_record(api(), call_id, lambda i: i.ended_unix_ns > 0, 60)
     assert again == info  # nothing lost, nothing applied twice
     assert await delivery_status(env["PA_RECORDS_DB"], call_id) == deliveries
+
+
+async def check_console(st: Stack, call_id: str) -> None:
+    """The operator console (open on loopback: the stack sets no API token) times the real call's
+    turns from the edge's playout records: mouth-to-ear and the playout hop of each answer."""
+    import aiohttp
+
+    console = str(next(r for r in st.status() if r["service"] == "records")["console"])
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{console}api/calls/{call_id}") as r:
+            assert r.status == 200
+            view = await r.json()
+    hops = [t["hops_ms"] for t in view["waterfall"]["turns"]]
+    timed = [h for h in hops if h["mouth_to_ear"] is not None]
+    assert timed, hops
+    assert all(0 < h["mouth_to_ear"] < 120_000 and h["tts_first_audio->first_rtp"] is not None for h in timed)
 
 
 async def delivery_status(db: str, call_id: str) -> list[tuple[str, str, str, int, int]]:

@@ -46,6 +46,26 @@ async def test_records_complete_call_and_restart(js_bus: Bus, tmp_path: Path) ->
     assert roles[1][0] == "caller" and "[PHONE" in roles[1][1]
     assert roles[2] == ("agent", "Sure. Tuesday at nine is booked.")
     assert rec.turns[2].latency_ms == 650
+    # The answer's time points, from the transcript, the first sentence and the edge's playout,
+    # and what the caller's barge-in cut off ("Sure. Tuesday" of the two sentences was heard).
+    ms = 1_000_000
+    assert rec.timings[1] == {
+        "speech_start": t0 + 1000 * ms,
+        "caller_stop": t0 + 1950 * ms,
+        "speech_end": t0 + 2000 * ms,
+        "endpoint": t0 + 2150 * ms,
+        "asr_compute_ms": 40,
+        "asr_final": t0 + 2200 * ms,
+        "llm_request": t0 + 2210 * ms,
+        "llm_first_token": t0 + 2500 * ms,
+        "first_sentence": t0 + 2650 * ms,
+        "generation": 2,
+        "tts_first_audio": t0 + 2800 * ms,
+        "tts_synth_ms": 90,
+        "first_rtp": t0 + 2850 * ms,
+    }
+    answer = rec.turns[2]
+    assert answer.text[: answer.heard_chars] == "Sure. Tuesday" and answer.played_ms == 1100
     assert (
         rec.tools[0]["name"] == "book_appointment"
         and rec.tools[0]["ok"]

@@ -68,7 +68,9 @@ def test_serve_records_names_a_bad_setting(service_env: dict[str, str]) -> None:
     assert "PA_GRPC_PORT" in out.stdout + out.stderr
 
 
-def test_up_starts_the_records_service_with_its_api(service_env: dict[str, str], tmp_path: Path) -> None:
+def test_up_starts_the_records_service_with_its_api_and_console(
+    service_env: dict[str, str], tmp_path: Path
+) -> None:
     env = dict(service_env, PA_RECORDS_DB=str(tmp_path / "records.sqlite3"), PA_GRPC_PORT="0")
     out = run_cli(
         ["up", "--only", "records", "--data-dir", str(tmp_path / "stack"), "--exit-when-ready"], env
@@ -79,4 +81,6 @@ def test_up_starts_the_records_service_with_its_api(service_env: dict[str, str],
     assert re.search(r"grpc_port=[1-9]\d*", row.group(1)) and "records_applied=0" in row.group(1), row.group(
         1
     )
+    console = re.search(r"^operator console: (http://127\.0\.0\.1:[1-9]\d*/) ", out.stdout, re.M)
+    assert console is not None, out.stdout
     assert "stopped" in out.stdout

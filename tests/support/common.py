@@ -118,6 +118,7 @@ def cpu_stack_env(data: Path, **extra: str) -> dict[str, str]:
         "PA_RECORDS_DB": str(data / "records.sqlite3"),
         "PA_RECORDING_DIR": str(data / "recordings"),
         "PA_GRPC_PORT": "0",
+        "PA_CONSOLE_PORT": "0",
         "PA_TTS_ENGINE": "piper",
         "PA_TTS_ENGINES": "piper",
         **extra,

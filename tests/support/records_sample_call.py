@@ -9,7 +9,7 @@ import time
 
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus
-from phoneagent.v1 import call_pb2, common_pb2, speech_pb2, tools_pb2
+from phoneagent.v1 import call_pb2, common_pb2, media_pb2, speech_pb2, tools_pb2
 
 MS = 1_000_000
 
@@ -42,7 +42,11 @@ async def publish_start(bus: Bus, call_id: str, t0: int) -> None:
 
 async def publish_conversation(bus: Bus, call_id: str, t0: int) -> None:
     """Greeting, one caller turn (with a phone number in it), a two-sentence answer after
-    650 ms, and a booking tool call that succeeds."""
+    650 ms, and a booking tool call that succeeds. The answer's time points (t0 + ms): the caller
+    speaks from 1000 and stops at 1950 (the edge's VAD), ASR's speech end 2000, end of speech
+    declared 2150, final 2200, first token 2500, first sentence 2650, first TTS audio 2800, first
+    packet to the caller 2850; the caller spoke over the answer after "Sure. Tuesday" (its 2nd
+    sentence's first 7 characters)."""
     say, m = subjects.record(call_id, "say"), meta
     await bus.publish(
         say, speech_pb2.AgentText(meta=m(call_id, 0, 1, t0 + 200 * MS), text="Hello, dental clinic.")
@@ -53,11 +57,22 @@ async def publish_conversation(bus: Bus, call_id: str, t0: int) -> None:
             meta=m(call_id, 1),
             final=True,
             text="Book me in, my number is 555 123 4567",
+            speech_start_unix_ns=t0 + 1000 * MS,
             speech_end_unix_ns=t0 + 2000 * MS,
             emitted_unix_ns=t0 + 2200 * MS,
+            endpoint_unix_ns=t0 + 2150 * MS,
+            compute_ms=40,
         ),
     )
-    await bus.publish(say, speech_pb2.AgentText(meta=m(call_id, 1, 2, t0 + 2650 * MS), text="Sure."))
+    await bus.publish(
+        say,
+        speech_pb2.AgentText(
+            meta=m(call_id, 1, 2, t0 + 2650 * MS),
+            text="Sure.",
+            first_token_unix_ns=t0 + 2500 * MS,
+            request_unix_ns=t0 + 2210 * MS,
+        ),
+    )
     await bus.publish(
         say,
         speech_pb2.AgentText(
@@ -92,6 +107,23 @@ async def publish_conversation(bus: Bus, call_id: str, t0: int) -> None:
     )
 
 
+async def publish_playout(bus: Bus, call_id: str, t0: int) -> None:
+    """The answer's first packet reaches the caller, then the caller speaks over it."""
+    played = media_pb2.Playout(
+        meta=meta(call_id, 1, 2, t0 + 2850 * MS),
+        caller_stop_unix_ns=t0 + 1950 * MS,
+        tts_first_audio_unix_ns=t0 + 2800 * MS,
+        tts_synth_ms=90,
+        first_packet_unix_ns=t0 + 2850 * MS,
+    )
+    await bus.publish(subjects.playout(call_id), played)
+    cut = media_pb2.Playout()
+    cut.CopyFrom(played)
+    cut.meta.ts_unix_ns = t0 + 4000 * MS
+    cut.interrupted, cut.played_ms, cut.heard_sentence_seq, cut.heard_text_chars = True, 1100, 1, 7
+    await bus.publish(subjects.playout(call_id), cut)
+
+
 async def publish_end(bus: Bus, call_id: str, t0: int) -> None:
     await bus.publish(
         subjects.lifecycle(call_id),
@@ -108,4 +140,5 @@ async def publish_end(bus: Bus, call_id: str, t0: int) -> None:
 async def publish_call(bus: Bus, call_id: str, t0: int) -> None:
     await publish_start(bus, call_id, t0)
     await publish_conversation(bus, call_id, t0)
+    await publish_playout(bus, call_id, t0)
     await publish_end(bus, call_id, t0)

@@ -34,6 +34,7 @@ from phoneagent.edge.amd import amd_gate_for
 from phoneagent.edge.call_transport import CallTransport
 from phoneagent.edge.media.pacer import Pacer
 from phoneagent.edge.media.vad import BargeInVad, VadConfig, VadEventKind
+from phoneagent.edge.playout import PlayoutRecords
 from phoneagent.edge.replay import AudioReplay
 from phoneagent.runtime import approvals, metrics, subjects, telemetry
 from phoneagent.runtime.approvals import NotApproved, Verifier
@@ -99,6 +100,7 @@ class EdgeCall:
         self.paused_since: float | None = None
         self.caller_speaking = False
         self.speech_ended_at: float | None = None  # caller stopped speaking (monotonic)
+        self.speech_ended_unix_ns = 0  # the same moment, wall clock (for the call records)
         self.verdict_for: int | None = None  # generation paused by short speech, until ASR's verdict
         self._stop_pending: float | None = None  # speech confirmed (monotonic); playout not yet stopped
         self.seq = 0
@@ -119,6 +121,7 @@ class EdgeCall:
         self.peer_hold = False  # the caller put the call on hold (re-INVITE): playout waits
         self.amd = amd_gate_for(self)  # outbound with an ``amd`` label: hold playout for a verdict
         self.replay = AudioReplay(bus, self.call_id)  # recent caller audio, for a new ASR owner
+        self.playouts = PlayoutRecords(bus, self.call_id)  # what each reply's caller heard
 
     # --- lifecycle ------------------------------------------------------------------------------
     def meta(self, generation: int = 0) -> common_pb2.EventMeta:
@@ -236,6 +239,7 @@ class EdgeCall:
             elif event.kind is VadEventKind.ENDED:
                 self.caller_speaking = False
                 self.speech_ended_at = now
+                self.speech_ended_unix_ns = time.time_ns()
         if (
             self.paused_since is not None
             and self.caller_speaking
@@ -288,6 +292,7 @@ class EdgeCall:
             spoke_end = self._mouth_pending.pop(chunk.generation, None)
             if spoke_end is not None:
                 metrics.MOUTH_TO_EAR.labels(transport=self.transport.name).observe(now - spoke_end)
+            await self.playouts.first_packet(chunk.generation)
         if len(chunk.pcm):
             await self.transport.send_agent_frame(chunk.pcm, True)
             self.played_ms += FRAME_MS
@@ -302,6 +307,7 @@ class EdgeCall:
                 ),
             )
             await self.bus.publish(subjects.control(self.call_id), done, lane=Lane.CONTROL)
+            self.playouts.finished(chunk.generation)
             self.playing = None
             self.verdict_for = None
 
@@ -310,6 +316,7 @@ class EdgeCall:
         if generation is None:
             self.paused_since = self.verdict_for = None
             return
+        await self.playouts.interrupted(generation, self.played_ms, self.heard)
         self._cancel_below(generation + 1)
         ev = control_pb2.ControlEvent(
             meta=self.meta(generation),
@@ -335,6 +342,7 @@ class EdgeCall:
     def _cancel_below(self, floor: int) -> None:
         self.floor = max(self.floor, floor)
         self.queue = collections.deque(c for c in self.queue if c.generation >= self.floor)
+        self.playouts.forget_below(self.floor)
         if self.playing is not None and self.playing < self.floor:
             self.playing = None
         if self.verdict_for is not None and self.verdict_for < self.floor:
@@ -362,6 +370,7 @@ class EdgeCall:
             self._first_packet_pending[gen] = now
             if self.speech_ended_at is not None:
                 self._mouth_pending[gen] = self.speech_ended_at
+            self.playouts.first_chunk(chunk, self.speech_ended_unix_ns)
         for start in range(0, max(len(pcm), 1), self.frame):
             piece = pcm[start : start + self.frame]
             if len(piece) and len(piece) < self.frame:

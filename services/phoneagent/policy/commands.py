@@ -10,7 +10,13 @@ import asyncio
 import sys
 from collections.abc import Callable
 
-from phoneagent.policy.audit_query import AuditFilter, format_record, parse_decision, parse_since, query_audit
+from phoneagent.runtime.audit_query import (
+    AuditFilter,
+    format_record,
+    parse_decision,
+    parse_since,
+    query_audit,
+)
 from phoneagent.runtime.bus import Bus
 from phoneagent.runtime.errors import PhoneAgentError
 

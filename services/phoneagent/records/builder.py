@@ -28,6 +28,13 @@ class Turn:
     text: str
     ts_unix_ns: int
     latency_ms: int | None = None  # agent turns: caller speech end -> first agent sentence
+    generation_id: int = 0  # agent turns: the reply's generation
+    # Agent turns: where each sentence ends in ``text`` (the sentences are joined by a space).
+    sentence_ends: list[int] = field(default_factory=list)
+    # Agent turns the caller spoke over: how many characters of ``text`` were heard (the rest
+    # was cut off); None when the reply played to its end or nothing is known.
+    heard_chars: int | None = None
+    played_ms: int | None = None  # agent turns the caller spoke over: the audio played
 
 
 @dataclass
@@ -55,6 +62,10 @@ class CallRecord:
     positions: dict[str, int] = field(default_factory=dict)  # stream -> highest applied sequence
     applied_seqs: dict[str, list[int]] = field(default_factory=dict)  # stream -> sequences applied
     speech_end: dict[int, int] = field(default_factory=dict)  # caller turn -> speech end (ns)
+    # Caller turn -> the time points of its answer (runtime.turn_timing's POINTS and EXTRAS, ns
+    # and ms; also the caller's speech start and the answer's generation), folded from the
+    # stored transcript, the reply's first sentence and the playout.
+    timings: dict[int, dict[str, int]] = field(default_factory=dict)
 
     @property
     def ended(self) -> bool:
@@ -72,6 +83,7 @@ class CallRecord:
         raw = json.loads(text)
         raw["turns"] = [Turn(**t) for t in raw.get("turns", [])]
         raw["speech_end"] = {int(k): int(v) for k, v in raw.get("speech_end", {}).items()}
+        raw["timings"] = {int(k): dict(v) for k, v in raw.get("timings", {}).items()}
         return cls(**raw)
 
 
@@ -133,6 +145,25 @@ def apply_transcript(rec: CallRecord, tr: speech_pb2.Transcript) -> None:
         rec.speech_end[turn] = tr.speech_end_unix_ns
     ts = tr.emitted_unix_ns or tr.meta.ts_unix_ns
     rec.turns.append(Turn("caller", turn, redact_transcript(tr.text), ts))
+    _points(
+        rec,
+        turn,
+        speech_start=tr.speech_start_unix_ns,
+        speech_end=tr.speech_end_unix_ns,
+        asr_final=tr.emitted_unix_ns,
+        endpoint=tr.endpoint_unix_ns,
+        asr_compute_ms=tr.compute_ms if tr.endpoint_unix_ns else 0,
+    )
+
+
+def _points(rec: CallRecord, turn: int, **points: int) -> None:
+    """Note time points of caller turn ``turn`` (zero = unknown; a point is kept once set)."""
+    if turn <= 0:
+        return  # before the caller spoke (the greeting): no caller turn to time
+    known = rec.timings.setdefault(turn, {})
+    for name, value in points.items():
+        if value and name not in known:
+            known[name] = int(value)
 
 
 def apply_say(rec: CallRecord, msg: speech_pb2.AgentText) -> None:
@@ -140,16 +171,55 @@ def apply_say(rec: CallRecord, msg: speech_pb2.AgentText) -> None:
     text = redact_transcript(msg.text.strip())
     if not text:
         return
-    turn, ts = msg.meta.turn_id, msg.meta.ts_unix_ns
+    turn, ts, gen = msg.meta.turn_id, msg.meta.ts_unix_ns, msg.meta.generation_id
     last = rec.turns[-1] if rec.turns else None
     if last is not None and last.role == "agent" and last.turn_id == turn and msg.sentence_seq > 0:
         last.text = f"{last.text} {text}"
+        last.sentence_ends.append(len(last.text))
         return
     latency = None
     end = rec.speech_end.get(turn)
-    if end and ts >= end and not any(t.role == "agent" and t.turn_id == turn for t in rec.turns):
+    first_reply = not any(t.role == "agent" and t.turn_id == turn for t in rec.turns)
+    if end and ts >= end and first_reply:
         latency = (ts - end) // 1_000_000
-    rec.turns.append(Turn("agent", turn, text, ts, latency))
+    if first_reply and msg.sentence_seq == 0:
+        _points(
+            rec,
+            turn,
+            first_sentence=ts,
+            llm_first_token=msg.first_token_unix_ns,
+            llm_request=msg.request_unix_ns,
+            generation=gen,
+        )
+    rec.turns.append(Turn("agent", turn, text, ts, latency, generation_id=gen, sentence_ends=[len(text)]))
+
+
+def apply_playout(rec: CallRecord, msg: media_pb2.Playout) -> None:
+    """When a reply reached the caller (the turn's last time points), and on a barge-in how much
+    of it was heard."""
+    turn, gen = msg.meta.turn_id, msg.meta.generation_id
+    if rec.timings.get(turn, {}).get("generation", gen) == gen:
+        _points(
+            rec,
+            turn,
+            caller_stop=msg.caller_stop_unix_ns,
+            tts_first_audio=msg.tts_first_audio_unix_ns,
+            tts_synth_ms=msg.tts_synth_ms,
+            first_rtp=msg.first_packet_unix_ns,
+            generation=gen,
+        )
+    if not msg.interrupted:
+        return
+    agent = next(
+        (t for t in rec.turns if t.role == "agent" and t.generation_id == gen and t.turn_id == turn), None
+    )
+    if agent is None:
+        return
+    seq = msg.heard_sentence_seq
+    ends = agent.sentence_ends or [len(agent.text)]
+    before = ends[seq - 1] + 1 if 0 < seq <= len(ends) else 0  # sentences heard whole, and a space
+    agent.heard_chars = min(len(agent.text), before + msg.heard_text_chars)
+    agent.played_ms = msg.played_ms
 
 
 def apply_tool_call(rec: CallRecord, call: tools_pb2.ToolCall) -> None:

@@ -101,7 +101,7 @@ def audited(method: Method) -> Method:
                 outcome = code.name if isinstance(code, grpc.StatusCode) else "INTERNAL"
             raise
         finally:
-            await self._audit(name, caller or "unauthenticated", call_id, outcome)
+            await self.audit(name, caller or "unauthenticated", call_id, outcome)
 
     return wrapper  # type: ignore[return-value]
 
@@ -135,7 +135,7 @@ class CallControl(control_api_pb2_grpc.CallControlServicer):
             return None
         return token_id(self.token)
 
-    async def _audit(self, method: str, caller: str, call_id: str, outcome: str) -> None:
+    async def audit(self, method: str, caller: str, call_id: str, outcome: str) -> None:
         """One PA_AUDIT record per API call (never fails the call: a failed write is logged)."""
         try:
             subjects.check_id(call_id)
@@ -214,16 +214,50 @@ class CallControl(control_api_pb2_grpc.CallControlServicer):
             )
         return out
 
-    async def _in_progress(self, call_id: str, context: grpc.aio.ServicerContext) -> None:
-        rec = await self._record(call_id, context)
+    async def _in_progress(self, call_id: str) -> None:
+        """Raises NOT_FOUND unless ``call_id`` is a call in progress."""
+        subjects.check_id(call_id)
+        rec = await asyncio.to_thread(self.records.get, call_id)
         if rec is None or rec.ended or not rec.started_unix_ns:
-            await context.abort(grpc.StatusCode.NOT_FOUND, "no such call in progress")
+            raise PhoneAgentError(ErrorKind.NOT_FOUND, "no such call in progress")
 
-    async def _control(self, call_id: str, context: grpc.aio.ServicerContext, **kind: Any) -> None:
-        """Publish a ControlEvent carrying ``kind`` (``hangup=...``) on a call in progress."""
-        await self._in_progress(call_id, context)
-        event = control_pb2.ControlEvent(meta=new_meta(call_id, "api"), **kind)
+    async def hang_up(self, call_id: str) -> None:
+        """Hang up a call in progress (its control lane); the gRPC HangUp and the operator
+        console both come here. Raises :class:`PhoneAgentError` (NOT_FOUND when it is not)."""
+        await self._in_progress(call_id)
+        hangup = control_pb2.Hangup(reason=call_pb2.END_REASON_OPERATOR_HANGUP, detail="operator")
+        event = control_pb2.ControlEvent(meta=new_meta(call_id, "api"), hangup=hangup)
         await self.bus.publish(subjects.control(call_id), event, lane=Lane.CONTROL)
+
+    async def transfer(self, call_id: str, target: str, warm: bool) -> None:
+        """Transfer a call in progress to ``target`` once policy approves it (TransferCall and the
+        operator console). Raises :class:`PhoneAgentError`: INVALID_ARGUMENT without a target,
+        NOT_FOUND, POLICY_DENIED naming the rule, or policy's unavailability."""
+        if not target:
+            raise InvalidArgument("target is required")
+        await self._in_progress(call_id)
+        kind = control_pb2.TRANSFER_KIND_WARM if warm else control_pb2.TRANSFER_KIND_BLIND
+        try:
+            decision = await request_transfer(
+                self.bus, call_id, target, kind=kind, reason="operator", producer="api"
+            )
+        except PhoneAgentError as exc:
+            raise PhoneAgentError(exc.kind, "policy could not be asked about the transfer") from None
+        if decision.decision != policy_pb2.DECISION_ALLOW:
+            log.info(
+                "transfer denied by policy",
+                extra={"call_id": call_id, "rule": decision.rule, "callee": mask_number(target)},
+            )
+            raise PhoneAgentError(
+                ErrorKind.POLICY_DENIED, f"transfer not allowed by policy ({decision.rule})"
+            )
+
+    async def _act(self, context: grpc.aio.ServicerContext, action: Awaitable[None]) -> None:
+        try:
+            await action
+        except PhoneAgentError as exc:
+            await self._fail(context, exc)
+            raise
 
     @audited
     async def HangUp(
@@ -231,8 +265,7 @@ class CallControl(control_api_pb2_grpc.CallControlServicer):
         request: control_api_pb2.HangUpRequest,  # noqa: N802
         context: grpc.aio.ServicerContext,
     ) -> control_api_pb2.HangUpResponse:
-        hangup = control_pb2.Hangup(reason=call_pb2.END_REASON_OPERATOR_HANGUP, detail="operator")
-        await self._control(request.call_id, context, hangup=hangup)
+        await self._act(context, self.hang_up(request.call_id))
         return control_api_pb2.HangUpResponse()
 
     @audited
@@ -241,31 +274,7 @@ class CallControl(control_api_pb2_grpc.CallControlServicer):
         request: control_api_pb2.TransferCallRequest,  # noqa: N802
         context: grpc.aio.ServicerContext,
     ) -> control_api_pb2.TransferCallResponse:
-        if not request.target:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "target is required")
-        await self._in_progress(request.call_id, context)
-        kind = control_pb2.TRANSFER_KIND_WARM if request.warm else control_pb2.TRANSFER_KIND_BLIND
-        try:
-            decision = await request_transfer(
-                self.bus, request.call_id, request.target, kind=kind, reason="operator", producer="api"
-            )
-        except PhoneAgentError as exc:
-            await self._fail(
-                context, PhoneAgentError(exc.kind, "policy could not be asked about the transfer")
-            )
-            raise
-        if decision.decision != policy_pb2.DECISION_ALLOW:
-            log.info(
-                "transfer denied by policy",
-                extra={
-                    "call_id": request.call_id,
-                    "rule": decision.rule,
-                    "callee": mask_number(request.target),
-                },
-            )
-            await context.abort(
-                grpc.StatusCode.PERMISSION_DENIED, f"transfer not allowed by policy ({decision.rule})"
-            )
+        await self._act(context, self.transfer(request.call_id, request.target, request.warm))
         return control_api_pb2.TransferCallResponse()
 
     @audited

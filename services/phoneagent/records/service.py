@@ -9,6 +9,9 @@
   bus (``dial_check``, which policy audits) and then an edge to dial; TransferCall asks policy
   to approve the target (``transfer_check``) before the Transfer goes out. Every API call is
   audited (method, the caller's token id, outcome).
+* The operator console (:mod:`.console`): calls, transcripts, recordings, per-turn latency and
+  the audit trail in the browser, behind the API's token; hang up and transfer go through the
+  API's own code.
 * Outbound campaigns started through the API (:mod:`.campaign_api`): every dial is approved
   by policy over the bus, the same way.
 
@@ -61,6 +64,8 @@ class RecordsService(Service):
         self.campaigns: CampaignManager | None = None
         self.grpc_server: Any = None
         self.grpc_port = 0
+        self.console: Any = None  # console.app.Console when PA_CONSOLE_ENABLED
+        self.console_url = ""
 
     async def setup(self) -> None:
         self.records = RecordStore(self.records_settings.db)
@@ -79,6 +84,18 @@ class RecordsService(Service):
             api, self.settings.grpc_host, self.settings.grpc_port, tls
         )
         log.info("control api listening", extra={"grpc_port": self.grpc_port, "tls": tls is not None})
+        if self.settings.console_enabled:
+            await self._start_console(api)
+
+    async def _start_console(self, api: CallControl) -> None:
+        from phoneagent.records.console.app import Console, ConsoleConfig  # aiohttp, Jinja2 (extra records)
+        from phoneagent.records.console.auth import TokenAuth
+
+        assert self.records is not None
+        config = ConsoleConfig(TokenAuth(self.settings.api_token), self.settings.console_secure_cookie)
+        self.console = Console(self.records, api, self.bus.jetstream, config)
+        self.console_url = await self.console.start(self.settings.console_host, self.settings.console_port)
+        log.info("operator console listening", extra={"url": self.console_url})
 
     async def _start_records(self, store: RecordStore) -> None:
         """Records worker, with webhook deliveries and post-call summaries as its listeners."""
@@ -106,6 +123,8 @@ class RecordsService(Service):
         return decision
 
     async def teardown(self) -> None:
+        if self.console is not None:
+            await self.console.stop()
         if self.grpc_server is not None:
             await self.grpc_server.stop(grace=2.0)
         if self.campaigns is not None:
@@ -122,6 +141,7 @@ class RecordsService(Service):
     def status(self) -> dict[str, object]:
         return {
             "grpc_port": self.grpc_port,
+            "console": self.console_url,
             "records_applied": self.records_worker.applied if self.records_worker is not None else 0,
             "webhooks_delivered": self.webhooks.delivered if self.webhooks is not None else 0,
             "webhooks_failed": self.webhooks.failed if self.webhooks is not None else 0,

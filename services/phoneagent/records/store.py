@@ -133,6 +133,40 @@ class Summary:
     ended_unix_ns: int
 
 
+@dataclass(frozen=True)
+class CallFilter:
+    """Which calls to list: each field that is set must match (an empty filter lists all)."""
+
+    outcome: str = ""
+    direction: str = ""
+    agent: str = ""
+    started_from_ns: int = 0  # started at or after (Unix ns)
+    started_before_ns: int = 0  # started before (Unix ns)
+    live_only: bool = False  # started and not ended yet
+
+    def sql(self) -> tuple[str, tuple[object, ...]]:
+        """The WHERE clause (with a trailing space, or empty) and its parameters."""
+        terms: list[str] = []
+        params: list[object] = []
+        for column, value in (
+            ("outcome", self.outcome),
+            ("direction", self.direction),
+            ("agent", self.agent),
+        ):
+            if value:
+                terms.append(f"{column} = ?")
+                params.append(value)
+        if self.started_from_ns:
+            terms.append("started_unix_ns >= ?")
+            params.append(self.started_from_ns)
+        if self.started_before_ns:
+            terms.append("started_unix_ns < ?")
+            params.append(self.started_before_ns)
+        if self.live_only:
+            terms.append("started_unix_ns > 0 AND ended_unix_ns = 0")
+        return ("WHERE " + " AND ".join(terms) + " " if terms else ""), tuple(params)
+
+
 class RecordStore:
     def __init__(self, url: str = DEFAULT_DB) -> None:
         self.db = Database(url)
@@ -285,6 +319,23 @@ class RecordStore:
                 (max(1, min(limit, 10_000)),),
             )
         return [_record(body, summary) for body, summary in rows]
+
+    def search(self, flt: CallFilter, limit: int = 100) -> builtins.list[CallRecord]:
+        """Whole records matching ``flt``, newest first (at most ``limit``)."""
+        where, params = flt.sql()
+        with self.db.transaction() as tx:
+            rows = tx.query(
+                f"SELECT body, summary FROM call_records {where}"
+                "ORDER BY started_unix_ns DESC, call_id DESC LIMIT ?",
+                (*params, max(1, min(limit, 10_000))),
+            )
+        return [_record(body, summary) for body, summary in rows]
+
+    def agents(self) -> builtins.list[str]:
+        """The agents that have call records, by name."""
+        with self.db.transaction() as tx:
+            rows = tx.query("SELECT DISTINCT agent FROM call_records WHERE agent <> '' ORDER BY agent")
+        return [str(r[0]) for r in rows]
 
     def purge(self, retention_days: float, now_ns: int | None = None) -> int:
         """Delete records that started before the retention window, and their local recordings."""

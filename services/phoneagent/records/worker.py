@@ -1,6 +1,6 @@
 """The records worker: durable JetStream pull consumers on PA_CALLS and PA_AUDIT.
 
-PA_CALLS holds the call's lifecycle and recording events and the redacted copies of its
+PA_CALLS holds the call's lifecycle, recording and playout events and the redacted copies of its
 transcripts, spoken sentences and tool records that policy publishes on ``record.*`` (the live
 subjects carry raw text and are not stored); a message is decoded by its subject's last token,
 so a stream from an older release, which stored the live subjects, is still read. The builder
@@ -76,6 +76,7 @@ def _decode(leaf: str, data: bytes, headers: dict[str, str]) -> Message | None:
         "transcript": speech_pb2.Transcript,
         "say": speech_pb2.AgentText,
         "recording": media_pb2.RecordingStored,
+        "playout": media_pb2.Playout,
         "audit": policy_pb2.PolicyDecision,
     }
     if leaf == "tool":
@@ -110,6 +111,8 @@ def fold(rec: CallRecord, leaf: str, msg: Message, reveal_numbers: bool) -> list
         builder.apply_tool_result(rec, msg)
     elif isinstance(msg, media_pb2.RecordingStored):
         builder.apply_recording(rec, msg)
+    elif isinstance(msg, media_pb2.Playout):
+        builder.apply_playout(rec, msg)
     elif isinstance(msg, policy_pb2.PolicyDecision):
         builder.apply_decision(rec, msg)
         if msg.subject == "opt_out":

@@ -142,6 +142,7 @@ def permissions(role: str) -> Permissions:
             subjects.ALL_LIFECYCLE,
             subjects.ALL_AUDIO,
             subjects.ALL_RECORDINGS,
+            subjects.ALL_PLAYOUTS,  # what each reply's caller heard, for the call records
             *_controls("barge_in", "playback_done", "transfer_result", "dtmf", "directive"),
             subjects.ALL_SESSION_CLAIMS,  # asks each stage for a session
             subjects.tts_render(),  # the warm-transfer summary

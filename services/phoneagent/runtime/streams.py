@@ -1,8 +1,9 @@
 """JetStream streams and key-value buckets, declared in one place and created idempotently.
 
-* ``PA_CALLS``: call lifecycle, recordings stored, and the redacted copies of final caller
-  transcripts, spoken text and tool records that policy publishes on the ``record.*`` subjects
-  (:func:`subjects.record`) — the source of call records; survives restarts of every service.
+* ``PA_CALLS``: call lifecycle, recordings stored, playouts (what each reply's caller heard), and
+  the redacted copies of final caller transcripts, spoken text and tool records that policy
+  publishes on the ``record.*`` subjects (:func:`subjects.record`) — the source of call records;
+  survives restarts of every service.
   The live ``transcript``/``say``/``tool`` subjects carry raw text (the model must hear a
   callback number) and are not stored. ``ensure`` updates the subjects of a stream created by
   an older release; the raw messages it already holds age out with ``max_age``.

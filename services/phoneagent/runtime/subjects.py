@@ -90,6 +90,12 @@ def recording(call_id: str) -> str:
     return _call(call_id, "recording")
 
 
+def playout(call_id: str) -> str:
+    """Playout: when an agent reply's first audio reached the caller, and what a barge-in cut off
+    (edge -> records; kept in PA_CALLS)."""
+    return _call(call_id, "playout")
+
+
 def tool(call_id: str) -> str:
     """ToolCall / ToolResult records, raw (llm -> policy; a redacted copy is kept). Both kinds
     travel there, so each message (and its record copy) names its type in :data:`TOOL_TYPE_HEADER`."""
@@ -226,6 +232,7 @@ ALL_TRANSCRIPTS = f"{PREFIX}.call.*.transcript"
 ALL_SAY = f"{PREFIX}.call.*.say"
 ALL_TOOLS = f"{PREFIX}.call.*.tool"
 ALL_RECORDINGS = f"{PREFIX}.call.*.recording"
+ALL_PLAYOUTS = f"{PREFIX}.call.*.playout"
 ALL_RECORDS = f"{PREFIX}.call.*.record.*"  # redacted copies (see ``record``)
 ALL_AUDIT = f"{PREFIX}.audit.*"
 ALL_AUDIO = f"{PREFIX}.call.*.audio"
@@ -245,7 +252,7 @@ def any_call_control(kind: str) -> str:
 
 
 # What PA_CALLS stores: never a live subject carrying caller or agent text, only its redacted copy.
-CALLS_STREAM_SUBJECTS = [ALL_LIFECYCLE, ALL_RECORDINGS, ALL_RECORDS]
+CALLS_STREAM_SUBJECTS = [ALL_LIFECYCLE, ALL_RECORDINGS, ALL_PLAYOUTS, ALL_RECORDS]
 
 
 def call_id_of(subject: str) -> str | None:

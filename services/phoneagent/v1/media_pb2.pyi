@@ -87,3 +87,25 @@ class RenderReply(_message.Message):
     sample_rate: int
     error: _common_pb2.Error
     def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., pcm: _Optional[bytes] = ..., sample_rate: _Optional[int] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ...) -> None: ...
+
+class Playout(_message.Message):
+    __slots__ = ("meta", "caller_stop_unix_ns", "tts_first_audio_unix_ns", "tts_synth_ms", "first_packet_unix_ns", "interrupted", "played_ms", "heard_sentence_seq", "heard_text_chars")
+    META_FIELD_NUMBER: _ClassVar[int]
+    CALLER_STOP_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
+    TTS_FIRST_AUDIO_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
+    TTS_SYNTH_MS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_PACKET_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
+    INTERRUPTED_FIELD_NUMBER: _ClassVar[int]
+    PLAYED_MS_FIELD_NUMBER: _ClassVar[int]
+    HEARD_SENTENCE_SEQ_FIELD_NUMBER: _ClassVar[int]
+    HEARD_TEXT_CHARS_FIELD_NUMBER: _ClassVar[int]
+    meta: _common_pb2.EventMeta
+    caller_stop_unix_ns: int
+    tts_first_audio_unix_ns: int
+    tts_synth_ms: int
+    first_packet_unix_ns: int
+    interrupted: bool
+    played_ms: int
+    heard_sentence_seq: int
+    heard_text_chars: int
+    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., caller_stop_unix_ns: _Optional[int] = ..., tts_first_audio_unix_ns: _Optional[int] = ..., tts_synth_ms: _Optional[int] = ..., first_packet_unix_ns: _Optional[int] = ..., interrupted: _Optional[bool] = ..., played_ms: _Optional[int] = ..., heard_sentence_seq: _Optional[int] = ..., heard_text_chars: _Optional[int] = ...) -> None: ...

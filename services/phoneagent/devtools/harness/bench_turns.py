@@ -7,38 +7,19 @@ end of speech as ASR saw it (Transcript.speech_end_unix_ns) -> ASR final emitted
 first token (AgentText.first_token_unix_ns on sentence 0) -> first reply sentence (AgentText
 sentence 0) -> first TTS chunk (SpeechChunk sequence 0) -> first agent RTP packet with speech at
 the caller. A point that is missing (a reply spoken without the model) leaves its two hops empty.
+The points, hops and percentiles are :mod:`phoneagent.runtime.turn_timing`'s, which the
+operator console computes from stored call records too.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from phoneagent.devtools.harness.buswatch import CallTrace
 from phoneagent.devtools.harness.caller import CallResult, Utterance
+from phoneagent.runtime.turn_timing import HOPS, POINTS, hops_ms, percentiles
 from phoneagent.v1 import speech_pb2
 
-POINTS = (
-    "caller_stop",
-    "speech_end",
-    "asr_final",
-    "llm_first_token",
-    "first_sentence",
-    "tts_first_audio",
-    "first_rtp",
-)
-# After the hops: mouth-to-ear, the end-of-speech wait (caller stops -> ASR declares the end:
-# VAD plus the configured silence), model compute (ASR decode + the dialog from the caller's
-# final to its first sentence + TTS synthesis of the first audio) and the overhead: everything
-# from the end-of-speech decision to the first RTP packet that is not model compute (bus hops,
-# serialisation, queues, the edge's 20 ms playout clock).
-HOPS = tuple(f"{a}->{b}" for a, b in zip(POINTS, POINTS[1:], strict=False)) + (
-    "mouth_to_ear",
-    "end_of_speech_wait",
-    "model_compute",
-    "overhead",
-)
 # How a turn was answered (AgentText.answered_by), in the order the bench reports them, with
 # what each group means.
 KINDS = {
@@ -141,30 +122,6 @@ def turn_answers(result: CallResult, trace: CallTrace) -> list[dict[str, Any]]:
     return rows
 
 
-def hops_ms(point: dict[str, int | None]) -> dict[str, float | None]:
-    out: dict[str, float | None] = {}
-    for a, b in zip(POINTS, POINTS[1:], strict=False):
-        va, vb = point[a], point[b]
-        out[f"{a}->{b}"] = (vb - va) / 1e6 if va is not None and vb is not None else None
-    stop, rtp = point["caller_stop"], point["first_rtp"]
-    out["mouth_to_ear"] = (rtp - stop) / 1e6 if stop is not None and rtp is not None else None
-    endpoint = point.get("endpoint")
-    out["end_of_speech_wait"] = (endpoint - stop) / 1e6 if endpoint is not None and stop is not None else None
-    out["model_compute"] = out["overhead"] = None
-    parts = (
-        point.get("asr_compute_ms"),
-        point.get("llm_request"),
-        point["first_sentence"],
-        point.get("tts_synth_ms"),
-    )
-    if endpoint is not None and rtp is not None and all(v is not None for v in parts):
-        asr_ms, request, sentence, synth_ms = (int(v) for v in parts)  # type: ignore[arg-type]
-        compute = asr_ms + (sentence - request) / 1e6 + synth_ms
-        out["model_compute"] = compute
-        out["overhead"] = (rtp - endpoint) / 1e6 - compute
-    return out
-
-
 def call_turns(result: CallResult, trace: CallTrace) -> list[dict[str, Any]]:
     """Each caller turn of one call as the bench's JSON keeps it: the question, how it was
     answered, the prompt tokens evaluated and its hops in milliseconds."""
@@ -172,17 +129,6 @@ def call_turns(result: CallResult, trace: CallTrace) -> list[dict[str, Any]]:
         {**answer, "hops_ms": hops_ms(point)}
         for answer, point in zip(turn_answers(result, trace), turn_points(result, trace), strict=True)
     ]
-
-
-def percentiles(values: list[float]) -> dict[str, float | int | None]:
-    if not values:
-        return {"n": 0, "p50": None, "p95": None}
-    arr = np.asarray(values, dtype=np.float64)
-    return {
-        "n": len(values),
-        "p50": round(float(np.percentile(arr, 50)), 1),
-        "p95": round(float(np.percentile(arr, 95)), 1),
-    }
 
 
 def by_kind(turns: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -37,6 +37,7 @@ def demo_env(data_dir: Path, sip_port: int) -> dict[str, str]:
         "PA_RECORDING_DIR": str((data_dir / "recordings").resolve()),
         "PA_GRPC_PORT": "0",
         "PA_WEB_PORT": "0",  # the browser page is not used; never clash with a running stack
+        "PA_CONSOLE_PORT": "0",  # nor the operator console
         "PA_TTS_ENGINE": "piper",
         "PA_TTS_ENGINES": "piper",
     }

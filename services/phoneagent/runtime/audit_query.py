@@ -3,7 +3,7 @@
 The audit stream is JetStream file storage: it is independent of the policy service and
 survives its restarts. :func:`query_audit` reads it with a short-lived pull consumer (no
 acks, filtered by call and start time on the server) and filters the rest in code;
-``phone-agent audit`` prints the result.
+``phone-agent audit`` prints the result and the records service's operator console shows it.
 """
 
 from __future__ import annotations
