@@ -307,7 +307,7 @@ async def test_options_from_an_unknown_source_get_403(make_ua) -> None:  # type:
     ("text", "error"),
     [
         ("{}", "JSON list"),
-        ('[{"name": "x"}]', "needs sources, a username, or both"),
+        ('[{"name": "x"}]', "needs sources, a username, a register, or more than one"),
         ('[{"name": "x", "sources": ["0.0.0.0/0"]}]', "every address needs a username"),
         ('[{"name": "x", "sources": ["not-an-ip"]}]', "CIDR"),
         ('[{"name": "x", "username": "u"}, {"name": "x", "username": "v"}]', "names must be unique"),
