@@ -230,7 +230,11 @@ class Registration:
 
     def _request(self, peer: Peer, expires: int, auth: tuple[str, str] | None) -> SipRequest:
         if self._binding is None:
-            self._binding = _Binding(self.ua.contact(peer.transport, user=self.config.user))
+            self._binding = _Binding(
+                self.ua.contact(
+                    peer.transport, user=self.config.user, secure=self._registrar.scheme == "sips"
+                )
+            )
         self._seq += 1
         ruri = SipURI(self._registrar.scheme, self._aor.host, port=self._registrar.port)
         headers = Headers()

@@ -177,11 +177,16 @@ class UserAgent(InboundRequests):
         """The running transports by name (UDP, TCP, TLS)."""
         return self._transports
 
-    def contact(self, transport: str, user: str | None = None) -> NameAddr:
+    def contact(self, transport: str, user: str | None = None, *, secure: bool = False) -> NameAddr:
+        """Our Contact for ``transport``; ``secure`` (a ``sips:`` request or dialog, over TLS):
+        a ``sips:`` URI, as RFC 3261 section 8.1.1.8 asks."""
         host, port = self.local_address(transport)
         name = transport.upper()
+        user = self.config.user if user is None else user
+        if secure and name == "TLS":
+            return NameAddr(SipURI("sips", host, user, port))
         params = {"transport": name.lower()} if name in ("TCP", "TLS") else {}
-        return NameAddr(SipURI("sip", host, self.config.user if user is None else user, port, params))
+        return NameAddr(SipURI("sip", host, user, port, params))
 
     def via(self, transport: str, branch: str) -> Via:
         host, port = self.local_address(transport)
