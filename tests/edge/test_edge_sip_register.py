@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -168,3 +168,98 @@ async def test_contact_takes_the_address_the_registrar_saw(kam: Kamailio) -> Non
     finally:
         await reg.stop()
         await ua.close()
+
+
+class UdpNat:
+    """A NAT in front of the registrar for UDP: what the UA sends to ``inside`` leaves from an outside
+    socket, and what reaches that socket (responses, requests routed to the UA's contact) is passed
+    back to the UA. :meth:`rebind` gives the mapping a new outside port, as a NAT does when its
+    binding expired and the UA sends again."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.ua: tuple[str, int] | None = None
+        self.inside: asyncio.DatagramTransport | None = None
+        self.outside: asyncio.DatagramTransport | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.inside, _ = await loop.create_datagram_endpoint(
+            lambda: _Relay(self._from_ua), local_addr=("127.0.0.1", 0)
+        )
+        await self.rebind()
+
+    async def rebind(self) -> None:
+        if self.outside is not None:
+            self.outside.close()
+        self.outside, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+            lambda: _Relay(self._from_outside), local_addr=("127.0.0.1", 0)
+        )
+
+    @property
+    def port(self) -> int:
+        assert self.inside is not None
+        return int(self.inside.get_extra_info("sockname")[1])
+
+    @property
+    def outside_port(self) -> int:
+        assert self.outside is not None
+        return int(self.outside.get_extra_info("sockname")[1])
+
+    def _from_ua(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.ua = addr
+        if self.outside is not None:
+            self.outside.sendto(data, self.target)
+
+    def _from_outside(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.inside is not None and self.ua is not None:
+            self.inside.sendto(data, self.ua)
+
+    def close(self) -> None:
+        for sock in (self.inside, self.outside):
+            if sock is not None:
+                sock.close()
+
+
+class _Relay(asyncio.DatagramProtocol):
+    def __init__(self, on_data: Callable[[bytes, tuple[str, int]], None]) -> None:
+        self.on_data = on_data
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+        self.on_data(data, addr)
+
+
+async def test_a_nat_binding_that_expires_is_noticed_by_the_keepalive_and_registered_again(
+    kam: Kamailio,
+) -> None:
+    """The registration asks for 60 s (its refresh is 30 s away); the NAT's mapping changes; the
+    next OPTIONS keep-alive (every second) comes back with another rport, and the UA registers its
+    new outside address at once."""
+    nat = UdpNat(("127.0.0.1", kam.port))
+    await nat.start()
+    register = {
+        "registrar": f"sip:127.0.0.1:{nat.port}",
+        "user": kamailio.USER,
+        "expires": 60,
+        "keepalive_s": 1,
+    }
+    (t,) = parse_trunks(json.dumps([{"name": "natexpiry", "register": register}]))
+    table = TrunkTable([t])
+    ua = await user_agent(table)
+    reg = Registration(ua, t, kamailio.PASSWORD, table=table, backoff=FAST)
+    reg.start()
+    try:
+        await wait_for(lambda: reg.state is RegState.REGISTERED, timeout=5)
+        assert reg.status()["contact"] == f"127.0.0.1:{nat.outside_port}"  # the address the registrar saw
+        assert await reachable(kam)
+        await nat.rebind()
+        # well before the 30 s refresh (a probe sent to the dead mapping may itself take 3 s to time out)
+        await eventually_reachable(kam, timeout=10.0)
+        assert reg.status()["contact"] == f"127.0.0.1:{nat.outside_port}"
+        assert (
+            metric("pa_edge_sip_registration_failures_total", trunk="natexpiry", reason="nat_rebinding") >= 1
+        )
+    finally:
+        await reg.stop()
+        await ua.close()
+        nat.close()
