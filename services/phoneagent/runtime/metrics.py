@@ -153,7 +153,7 @@ SIP_REGISTERED = Gauge(
 SIP_REGISTRATION_FAILURES = Counter(
     "pa_edge_sip_registration_failures_total",
     "Outbound registrations that failed or were lost, by trunk and reason: rejected, auth_failed, "
-    "timeout, transport, flow_lost, keepalive.",
+    "timeout, transport, error, flow_lost, keepalive, nat_rebinding.",
     ["trunk", "reason"],
 )
 

@@ -95,7 +95,6 @@ class Registration:
         self.failures = 0  # in a row
         self.registrations = 0  # successful REGISTERs (refreshes included)
         self.last_status = 0
-        self.changed = asyncio.Event()  # set (and cleared by whoever waits) on every state change
         self._registrar: SipURI = self.config.uri
         self._aor = self.config.aor
         self._call_id = ua.new_call_id()
@@ -159,11 +158,14 @@ class Registration:
                 self._failed(exc.reason, exc.status)
                 await asyncio.sleep(max(self.backoff.delay(self.failures), exc.retry_after))
                 continue
-            except (ParseError, ValueError) as exc:
+            except (ParseError, ValueError):
                 self._failed("rejected", 0)
-                log.warning(
-                    "sip registration answer unusable", extra={"trunk": self.trunk.name, "error": str(exc)}
-                )
+                log.warning("sip registration answer unusable", extra={"trunk": self.trunk.name})
+                await asyncio.sleep(self.backoff.delay(self.failures))
+                continue
+            except Exception:  # noqa: BLE001 - the registration must outlive one bad exchange
+                self._failed("error", 0)
+                log.exception("sip registration failed unexpectedly", extra={"trunk": self.trunk.name})
                 await asyncio.sleep(self.backoff.delay(self.failures))
                 continue
             reason = await self._hold(granted)
@@ -190,7 +192,6 @@ class Registration:
     def _set_state(self, state: RegState) -> None:
         self.state = state
         self._gauge.set(1 if state is RegState.REGISTERED else 0)
-        self.changed.set()
 
     async def _register(self) -> float:
         """One registration (with its challenge, an Interval Too Brief, and a NAT rebinding): the
@@ -213,15 +214,16 @@ class Registration:
             if 200 <= resp.status < 300:
                 granted = self._granted(resp, expires)
                 if not rebound and self._rebind(resp, peer):
-                    rebound, auth = True, None  # register the address the registrar saw, once
+                    rebound, auth, challenged = True, None, 0  # register the address the registrar saw, once
                     continue
                 return self._registered(granted, peer)
             if resp.status in (401, 407) and self.credentials is not None and challenged < 2:
                 challenged += 1
                 auth = self._answer(resp, req)
                 continue
-            if resp.status == 423 and (resp.headers.get("Min-Expires") or "").isdigit():
-                expires = int(resp.headers.get("Min-Expires") or expires)
+            minimum = (resp.headers.get("Min-Expires") or "").strip()
+            if resp.status == 423 and minimum.isdigit() and expires < int(minimum) <= 86400:
+                expires = int(minimum)
                 continue
             if resp.status in (401, 407, 403):
                 raise RegistrationFailed("auth_failed", resp.status)
