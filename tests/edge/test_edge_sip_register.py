@@ -14,12 +14,14 @@ from pathlib import Path
 import pytest
 from phoneagent.edge.sip import Timers, UAConfig, UserAgent
 from phoneagent.edge.sip.registration import Registration, RegState, refresh_after
+from phoneagent.edge.sip.sockets import TlsConfig
 from phoneagent.edge.sip.trunks import Trunk, TrunkTable, parse_trunks
 from phoneagent.runtime.retry import RetryPolicy
 from prometheus_client import REGISTRY
 from support import kamailio
 from support.common import wait_for
 from support.kamailio import Kamailio, running_kamailio
+from support.tls import make_certs
 
 pytestmark = [
     pytest.mark.slow,
@@ -47,16 +49,16 @@ async def kam(tmp_path: Path) -> AsyncIterator[Kamailio]:
 
 
 async def user_agent(trunks: TrunkTable, **config: object) -> UserAgent:
-    ua = UserAgent(
-        UAConfig(transports=("udp", "tcp"), trunks=trunks, timers=Timers(t1=0.05), **config)  # type: ignore[arg-type]
-    )
+    config.setdefault("transports", ("udp", "tcp"))
+    ua = UserAgent(UAConfig(trunks=trunks, timers=Timers(t1=0.05), **config))  # type: ignore[arg-type]
     await ua.start()
     return ua
 
 
 async def reachable(kam: Kamailio) -> bool:
     """Whether kamailio routes a request for the user to a contact that answers (our UA)."""
-    probe = await user_agent(TrunkTable([]))
+    probe = await user_agent(TrunkTable([]), transports=("udp",))  # UDP only: a TCP bind could meet
+    # the local port of a connection the UA under test holds
     try:
         resp = await probe.options(f"sip:{kamailio.USER}@127.0.0.1:{kam.port}")
     finally:
@@ -263,3 +265,52 @@ async def test_a_nat_binding_that_expires_is_noticed_by_the_keepalive_and_regist
         await reg.stop()
         await ua.close()
         nat.close()
+
+
+@pytest.mark.skipif(not kamailio.available(tls=True), reason="kamailio's TLS module is not installed")
+async def test_registers_over_tls_at_a_sips_registrar_and_is_reached_over_tls(tmp_path: Path) -> None:
+    """``sips:`` registrar: the UA checks kamailio's certificate (the test's CA), registers a sips:
+    Contact, and what kamailio routes to it arrives on the UA's TLS listener."""
+    certs = make_certs(tmp_path / "certs")
+    async with running_kamailio(tmp_path, tls=(certs.cert, certs.key)) as kam:
+        register = {"registrar": f"sips:127.0.0.1:{kam.tls_port}", "user": kamailio.USER, "expires": EXPIRES}
+        (t,) = parse_trunks(json.dumps([{"name": "tls", "register": register}]))
+        table = TrunkTable([t])
+        tls = TlsConfig(str(certs.cert), str(certs.key), str(certs.ca))
+        ua = await user_agent(table, transports=("tls",), tls=tls)
+        reg = Registration(ua, t, kamailio.PASSWORD, table=table, backoff=FAST)
+        reg.start()
+        try:
+            await wait_for(lambda: reg.state is RegState.REGISTERED, timeout=5)
+            assert reg.status()["transport"] == "TLS"
+            before = reg.registrations
+            await wait_for(lambda: reg.registrations > before, timeout=2 * EXPIRES)  # refreshed over TLS
+            assert await reachable(kam)  # kamailio relays the probe to our sips: contact
+            assert ua.transports["TLS"].inbound_connections >= 1  # it came in on the TLS listener
+        finally:
+            await reg.stop()
+            await ua.close()
+
+
+@pytest.mark.skipif(not kamailio.available(tls=True), reason="kamailio's TLS module is not installed")
+async def test_a_registrar_whose_certificate_does_not_verify_is_not_registered_with(tmp_path: Path) -> None:
+    certs, other = make_certs(tmp_path / "certs"), make_certs(tmp_path / "other")
+    async with running_kamailio(tmp_path, tls=(certs.cert, certs.key)) as kam:
+        register = {"registrar": f"sips:127.0.0.1:{kam.tls_port}", "user": kamailio.USER, "expires": EXPIRES}
+        (t,) = parse_trunks(json.dumps([{"name": "tls-untrusted", "register": register}]))
+        table = TrunkTable([t])
+        tls = TlsConfig(str(other.cert), str(other.key), str(other.ca))  # trusts another CA only
+        ua = await user_agent(table, transports=("tls",), tls=tls)
+        reg = Registration(ua, t, kamailio.PASSWORD, table=table, backoff=FAST)
+        reg.start()
+        try:
+            await wait_for(lambda: reg.failures >= 2, timeout=5)
+            assert reg.state is RegState.FAILED
+            assert (
+                metric("pa_edge_sip_registration_failures_total", trunk="tls-untrusted", reason="transport")
+                >= 2
+            )
+            assert not await reachable(kam)
+        finally:
+            await reg.stop()
+            await ua.close()

@@ -1,8 +1,8 @@
 """Debian's kamailio as a SIP registrar and proxy for the edge's registration tests: one user with
 a plain-text password (digest, realm = the To domain), bindings in memory only (so a restart
 forgets them), OPTIONS without a user answered as a keep-alive, and requests to a registered user
-routed to its contact (record-routed). Listens on 127.0.0.1 (UDP and TCP, one port); started and
-stopped by PID."""
+routed to its contact (record-routed). Listens on 127.0.0.1 (UDP and TCP, one port; TLS on another
+when given a certificate, with kamailio-tls-modules); started and stopped by PID."""
 
 from __future__ import annotations
 
@@ -22,8 +22,9 @@ MODULES = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
 USER, PASSWORD = "1001", "reg-s3cret"
 
 
-def available() -> bool:
-    return shutil.which("kamailio") is not None and MODULES.is_dir()
+def available(tls: bool = False) -> bool:
+    found = shutil.which("kamailio") is not None and MODULES.is_dir()
+    return found and (not tls or (MODULES / "tls.so").is_file())
 
 
 CONFIG = """#!KAMAILIO
@@ -33,6 +34,7 @@ children=2
 tcp_children=2
 listen=udp:127.0.0.1:{port}
 listen=tcp:127.0.0.1:{port}
+{tls_listen}
 auto_aliases=no
 alias="127.0.0.1:{port}"
 mpath="{modules}/"
@@ -46,6 +48,7 @@ loadmodule "registrar.so"
 loadmodule "auth.so"
 loadmodule "textops.so"
 loadmodule "siputils.so"
+{tls_modules}
 modparam("usrloc", "db_mode", 0)
 modparam("registrar", "min_expires", 1)
 modparam("registrar", "max_expires", 3600)
@@ -72,12 +75,47 @@ request_route {{
 """
 
 
+TLS_LISTEN = """enable_tls=yes
+listen=tls:127.0.0.1:{tls_port}"""
+TLS_MODULES = """loadmodule "tls.so"
+modparam("tls", "config", "{tls_config}")"""
+TLS_CONFIG = """[server:default]
+method = TLSv1.2+
+verify_certificate = no
+require_certificate = no
+certificate = {cert}
+private_key = {key}
+
+[client:default]
+method = TLSv1.2+
+verify_certificate = no
+require_certificate = no
+"""
+
+
 class Kamailio:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, tls: tuple[Path, Path] | None = None) -> None:
+        """``tls``: the certificate and key files to serve SIP over TLS with (on :attr:`tls_port`)."""
         self.workdir = workdir
         self.port = free_udp_port()
+        self.tls_port = free_udp_port() if tls else 0
         self.config = workdir / "kamailio.cfg"
-        self.config.write_text(CONFIG.format(port=self.port, modules=MODULES, user=USER, password=PASSWORD))
+        tls_listen = tls_modules = ""
+        if tls is not None:
+            tls_config = workdir / "kamailio-tls.cfg"
+            tls_config.write_text(TLS_CONFIG.format(cert=tls[0], key=tls[1]))
+            tls_listen = TLS_LISTEN.format(tls_port=self.tls_port)
+            tls_modules = TLS_MODULES.format(tls_config=tls_config)
+        self.config.write_text(
+            CONFIG.format(
+                port=self.port,
+                modules=MODULES,
+                user=USER,
+                password=PASSWORD,
+                tls_listen=tls_listen,
+                tls_modules=tls_modules,
+            )
+        )
         self.proc: asyncio.subprocess.Process | None = None
         self.starts = 0
 
@@ -156,8 +194,8 @@ def _port_free(port: int) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def running_kamailio(workdir: Path) -> AsyncIterator[Kamailio]:
-    kam = Kamailio(workdir)
+async def running_kamailio(workdir: Path, tls: tuple[Path, Path] | None = None) -> AsyncIterator[Kamailio]:
+    kam = Kamailio(workdir, tls)
     await kam.start()
     try:
         yield kam

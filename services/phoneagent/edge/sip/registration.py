@@ -106,6 +106,7 @@ class Registration:
         self._wake = asyncio.Event()
         self._wake_reason = ""
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._gauge = SIP_REGISTERED.labels(trunk=trunk.name)
         self._gauge.set(0)
 
@@ -118,9 +119,12 @@ class Registration:
 
     async def stop(self, timeout_s: float = 2.0) -> None:
         """Stop refreshing and remove the binding (REGISTER with expiry 0, best effort)."""
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
-            await asyncio.wait([self._task], timeout=timeout_s)
+            _, late = await asyncio.wait([self._task], timeout=timeout_s)
+            if late:
+                log.warning("sip registration did not stop in time", extra={"trunk": self.trunk.name})
             self._task = None
         for transport in self.ua.transports.values():
             listeners = getattr(transport, "closed_listeners", [])
@@ -151,7 +155,7 @@ class Registration:
 
     # --- the loop -------------------------------------------------------------------------
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 granted = await self._register()
             except RegistrationFailed as exc:
@@ -345,7 +349,8 @@ class Registration:
             interval = self.config.keepalive_s
             wait = min(remaining, interval) if interval else remaining
             try:
-                await asyncio.wait_for(self._wake.wait(), wait)
+                async with asyncio.timeout(wait):  # (3.11's wait_for can swallow a cancellation)
+                    await self._wake.wait()
                 return self._wake_reason
             except TimeoutError:
                 pass
