@@ -103,8 +103,9 @@ class Registration:
         self._peer: Peer | None = None
         self._binding: _Binding | None = None
         self._stale: NameAddr | None = None  # a Contact to remove (the address before a NAT rebinding)
-        self._wake = asyncio.Event()
-        self._wake_reason = ""
+        self._flow_lost = (
+            asyncio.Event()
+        )  # the TCP/TLS connection to the registrar closed since the last REGISTER
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._gauge = SIP_REGISTERED.labels(trunk=trunk.name)
@@ -261,8 +262,21 @@ class Registration:
         return SipRequest(headers=headers, method="REGISTER", uri=ruri)
 
     async def _send(self, req: SipRequest, peer: Peer) -> SipResponse:
+        """The final response; over TCP/TLS a connection that closes first ends the wait (it would
+        otherwise last until the transaction times out)."""
+        self._flow_lost.clear()
+        sending = asyncio.ensure_future(self.ua.transact(req, peer, self.timeout_s))
+        lost = asyncio.ensure_future(self._flow_lost.wait())
         try:
-            return await self.ua.transact(req, peer, self.timeout_s)
+            await asyncio.wait({sending, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+            if not sending.done():
+                sending.cancel()
+        if not sending.done() or sending.cancelled():
+            raise RegistrationFailed("flow_lost")
+        try:
+            return sending.result()
         except (TransportError, OSError) as exc:
             raise RegistrationFailed("transport") from exc
 
@@ -344,14 +358,13 @@ class Registration:
         """Wait until the refresh is due ('') or the flow is lost (the reason), sending keep-alives."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + refresh_after(granted)
-        self._wake.clear()
         while (remaining := deadline - loop.time()) > 0:
             interval = self.config.keepalive_s
             wait = min(remaining, interval) if interval else remaining
             try:
                 async with asyncio.timeout(wait):  # (3.11's wait_for can swallow a cancellation)
-                    await self._wake.wait()
-                return self._wake_reason
+                    await self._flow_lost.wait()
+                return "flow_lost"
             except TimeoutError:
                 pass
             if interval and deadline - loop.time() > 0:
@@ -361,9 +374,8 @@ class Registration:
         return ""
 
     def _connection_closed(self, addr: Addr) -> None:
-        if self._peer is not None and self._peer.addr == addr and self.state is RegState.REGISTERED:
-            self._wake_reason = "flow_lost"
-            self._wake.set()
+        if self._peer is not None and self._peer.addr == addr and self._peer.transport != "UDP":
+            self._flow_lost.set()
 
     async def _keepalive(self) -> str:
         peer = self._peer
