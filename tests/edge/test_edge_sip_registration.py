@@ -8,7 +8,7 @@ import asyncio
 import json
 from collections.abc import Callable
 
-from phoneagent.edge.sip import Timers, UAConfig, UserAgent
+from phoneagent.edge.sip import DigestServer, Timers, UAConfig, UserAgent
 from phoneagent.edge.sip.message import SipRequest, SipResponse, make_response, parse_message
 from phoneagent.edge.sip.registration import Registration, RegState, refresh_after
 from phoneagent.edge.sip.trunks import TrunkTable, parse_trunks
@@ -41,7 +41,9 @@ class Registrar(asyncio.DatagramProtocol):
         return [r.headers.get("Expires") or "" for _, r in self.requests]
 
 
-async def started(answer: Answer, **register: object) -> tuple[Registrar, UserAgent, Registration]:
+async def started(
+    answer: Answer, password: str = "", **register: object
+) -> tuple[Registrar, UserAgent, Registration]:
     loop = asyncio.get_running_loop()
     _, registrar = await loop.create_datagram_endpoint(lambda: Registrar(answer), local_addr=("127.0.0.1", 0))
     assert registrar.sock is not None
@@ -52,7 +54,7 @@ async def started(answer: Answer, **register: object) -> tuple[Registrar, UserAg
     ua = UserAgent(UAConfig(trunks=table, timers=Timers(t1=0.05)))
     await ua.start()
     reg = Registration(
-        ua, trunk, "", table=table, backoff=RetryPolicy(retries=0, backoff_s=0.1, max_backoff_s=0.2)
+        ua, trunk, password, table=table, backoff=RetryPolicy(retries=0, backoff_s=0.1, max_backoff_s=0.2)
     )
     reg.start()
     return registrar, ua, reg
@@ -135,11 +137,24 @@ async def test_a_refusal_keeps_failing_with_back_off_and_admits_nothing() -> Non
         await stopped(registrar, ua, reg)
 
 
-async def test_stop_removes_the_binding() -> None:
-    registrar, ua, reg = await started(ok())
+async def test_stop_removes_the_binding_answering_the_challenge() -> None:
+    digest = DigestServer("registrar.test", {"1001": "pw"})
+
+    def answer(req: SipRequest) -> SipResponse:
+        header = req.headers.get("Authorization")
+        if header is None or not digest.verify("REGISTER", header).ok:
+            resp = make_response(req, 401, to_tag="r")
+            resp.headers.add("WWW-Authenticate", digest.challenge())
+            return resp
+        return ok()(req)
+
+    registrar, ua, reg = await started(answer, password="pw")
     try:
         await wait_for(lambda: reg.state is RegState.REGISTERED, timeout=3)
+        assert registrar.expires == ["300", "300"]  # challenged, then answered
     finally:
         await stopped(registrar, ua, reg)
-    assert registrar.expires[-1] == "0"
-    assert reg.state is RegState.STOPPED
+    assert registrar.expires[-2:] == ["0", "0"]  # the removal is challenged and answered too
+    assert registrar.requests[-1][1].headers.get("Authorization")
+    assert reg.state is RegState.STOPPED and reg.last_status == 200
+    assert ua.config.trunks is not None and ua.config.trunks.for_source("127.0.0.1") == []

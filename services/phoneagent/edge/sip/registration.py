@@ -103,9 +103,8 @@ class Registration:
         self._peer: Peer | None = None
         self._binding: _Binding | None = None
         self._stale: NameAddr | None = None  # a Contact to remove (the address before a NAT rebinding)
-        self._flow_lost = (
-            asyncio.Event()
-        )  # the TCP/TLS connection to the registrar closed since the last REGISTER
+        # set when the TCP/TLS connection to the registrar closes (cleared by each REGISTER)
+        self._flow_lost = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._gauge = SIP_REGISTERED.labels(trunk=trunk.name)
@@ -134,11 +133,17 @@ class Registration:
         was_registered = self.state is RegState.REGISTERED
         self._set_state(RegState.STOPPED)
         if was_registered and self._peer is not None and self._binding is not None:
-            req = self._request(self._peer, 0, None)
             try:
-                await asyncio.wait_for(self.ua.transact(req, self._peer), timeout_s)
-            except (TransportError, TimeoutError, OSError):
+                async with asyncio.timeout(timeout_s):
+                    resp = await self._exchange(self._peer, 0)
+                if not 200 <= resp.status < 300:
+                    log.info(
+                        "sip unregister refused", extra={"trunk": self.trunk.name, "status": resp.status}
+                    )
+            except (RegistrationFailed, ParseError, TimeoutError):
                 log.info("sip unregister unanswered", extra={"trunk": self.trunk.name})
+        if self.table is not None:
+            self.table.set_flow(self.trunk.name, ())
 
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -209,23 +214,15 @@ class Registration:
             self._binding = None  # another registrar address or transport: start afresh
         self._peer = peer
         expires = self.config.expires
-        auth: tuple[str, str] | None = None
-        challenged = 0
         rebound = False
         while True:
-            req = self._request(peer, expires, auth)
-            resp = await self._send(req, peer)
-            self.last_status = resp.status
+            resp = await self._exchange(peer, expires)
             if 200 <= resp.status < 300:
                 granted = self._granted(resp, expires)
                 if not rebound and self._rebind(resp, peer):
-                    rebound, auth, challenged = True, None, 0  # register the address the registrar saw, once
+                    rebound = True  # register the address the registrar saw, once
                     continue
                 return self._registered(granted, peer)
-            if resp.status in (401, 407) and self.credentials is not None and challenged < 2:
-                challenged += 1
-                auth = self._answer(resp, req)
-                continue
             minimum = (resp.headers.get("Min-Expires") or "").strip()
             if resp.status == 423 and minimum.isdigit() and expires < int(minimum) <= 86400:
                 expires = int(minimum)
@@ -234,6 +231,19 @@ class Registration:
                 raise RegistrationFailed("auth_failed", resp.status)
             reason = "timeout" if resp.status == 408 else "rejected"
             raise RegistrationFailed(reason, resp.status, _retry_after(resp))
+
+    async def _exchange(self, peer: Peer, expires: int) -> SipResponse:
+        """One REGISTER asking for ``expires`` (0: remove the binding), a digest challenge answered
+        (twice at most: a stale nonce may be challenged again): the last response."""
+        auth: tuple[str, str] | None = None
+        for _ in range(3):
+            req = self._request(peer, expires, auth)
+            resp = await self._send(req, peer)
+            self.last_status = resp.status
+            if resp.status not in (401, 407) or self.credentials is None:
+                break
+            auth = self._answer(resp, req)
+        return resp
 
     def _request(self, peer: Peer, expires: int, auth: tuple[str, str] | None) -> SipRequest:
         if self._binding is None:
