@@ -141,3 +141,12 @@ def test_a_trunk_registering_over_a_transport_not_run_is_a_settings_problem() ->
         SettingsError, match="PA_SIP_TRANSPORTS: trunk pbx registers over tls, which is not listed"
     ):
         load(EdgeSettings, inbound_trunks=trunks)
+
+
+def test_an_outbound_trunk_over_tls_needs_the_tls_transport(certs: CertFiles) -> None:
+    with pytest.raises(SettingsError, match="PA_SIP_TRUNK_URI is reached over tls, which is not listed"):
+        load(EdgeSettings, trunk_uri="sips:trunk.example.com")
+    with pytest.raises(SettingsError, match="reached over tls"):
+        load(EdgeSettings, trunk_uri="sip:trunk.example.com;transport=tls")
+    tls = {"sip_transports": ["udp", "tls"], "tls_cert_file": str(certs.cert), "tls_key_file": str(certs.key)}
+    assert load(EdgeSettings, trunk_uri="sips:trunk.example.com", **tls).trunk_uri == "sips:trunk.example.com"

@@ -8,6 +8,7 @@ import ipaddress
 import json
 import os
 
+from phoneagent.edge.sip.headers import ParseError, SipURI
 from phoneagent.edge.sip.sockets import TlsConfig
 from phoneagent.edge.sip.trunks import Trunk, parse_trunks
 from phoneagent.runtime.settings import env, port, positive
@@ -238,12 +239,21 @@ class EdgeSettings:
         for t in trunks:
             if t.register is None:
                 continue
-            uri = t.register.uri
-            needed = "tls" if uri.scheme == "sips" else uri.params.get("transport", "udp").lower()
+            needed = _transport_of(t.register.uri)
             if needed not in transports:
                 problems.append(
                     f"PA_SIP_TRANSPORTS: trunk {t.name} registers over {needed}, which is not listed"
                 )
+        if self.trunk_uri:
+            try:
+                needed = _transport_of(SipURI.parse(self.trunk_uri))
+            except ParseError:
+                problems.append("PA_SIP_TRUNK_URI: not a valid SIP URI")
+            else:
+                if needed not in transports:
+                    problems.append(
+                        f"PA_SIP_TRANSPORTS: PA_SIP_TRUNK_URI is reached over {needed}, which is not listed"
+                    )
         return problems
 
     def _tls_problems(self) -> list[str]:
@@ -295,6 +305,11 @@ class EdgeSettings:
     @property
     def codec_names(self) -> tuple[str, ...]:
         return tuple(c.upper() for c in self.codecs)
+
+
+def _transport_of(uri: SipURI) -> str:
+    """The transport a request to ``uri`` goes over (TLS for sips:, UDP by default)."""
+    return "tls" if uri.scheme == "sips" else uri.params.get("transport", "udp").lower()
 
 
 def _json_map(text: str) -> dict[str, str]:
