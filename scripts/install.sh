@@ -13,8 +13,9 @@ EXTRAS=${EXTRAS:-dev,cpu}
 # baresip is a real SIP peer for the edge tests; npm fetches the Kokoro English voices and the
 # console's chart library; postgresql backs the appointment-database tests against a real
 # server; chromium is the browser that calls the agent through the web page in the WebRTC test
-# and drives the operator console in its tests.
-APT_PACKAGES=${APT_PACKAGES:-"espeak-ng sox alsa-utils prometheus baresip postgresql chromium"}
+# and drives the operator console in its tests; kamailio (with its TLS module) is the registrar
+# the edge's registration tests register with.
+APT_PACKAGES=${APT_PACKAGES:-"espeak-ng sox alsa-utils prometheus baresip postgresql chromium kamailio kamailio-tls-modules"}
 # npm may come with a Node.js that is not Debian's (whose npm package would conflict): ask
 # for Debian's only when there is no npm at all.
 command -v npm >/dev/null 2>&1 || APT_PACKAGES="$APT_PACKAGES npm"
@@ -28,6 +29,10 @@ if ((${#missing[@]})); then
     echo "installing Debian packages: ${missing[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Debian starts kamailio as a system service on port 5060; the tests start their own on free ports.
+    if [[ " ${missing[*]} " == *" kamailio "* ]] && command -v systemctl >/dev/null 2>&1; then
+      systemctl disable --now kamailio >/dev/null 2>&1 || true
+    fi
   else
     echo "warning: missing Debian packages (install them as root): ${missing[*]}" >&2
   fi

@@ -280,3 +280,103 @@ def test_schema_refuses_malformed_trunks(trunk: dict[str, Any]) -> None:
     with helm.Chart.load(str(CHART)) as chart:
         with pytest.raises(helm.HelmValuesError, match="/edge/sip/trunks"):
             chart.validate_schema(chart.merge_values({"edge": {"sip": {"trunks": [trunk]}}}))
+
+
+REGISTERING = {
+    "edge": {
+        "sip": {
+            "trunks": [
+                {
+                    "name": "office",
+                    "register": {"registrar": "sip:pbx.example.com;transport=tcp", "user": "1001"},
+                }
+            ]
+        }
+    },
+    "secrets": {"sipRegisterPasswords": {"office": "reg-pass"}},
+}
+
+
+def test_a_registering_trunk_reaches_the_edge_with_its_password() -> None:
+    settings = load(EdgeSettings, _environ(_objects(REGISTERING)))
+    (trunk,) = settings.trunks
+    assert trunk.register is not None and trunk.register.user == "1001"
+    assert trunk.register.uri.transport == "tcp"
+    assert settings.register_password_map == {"office": "reg-pass"}
+    assert not trunk.matches("192.0.2.3")  # only its registrar's flow calls in as this trunk
+
+
+def test_host_network_accepts_a_trunk_that_only_registers() -> None:
+    gpu = gpu_values()
+    trunks = REGISTERING["edge"]["sip"]["trunks"]
+    values = {**gpu, "edge": {**gpu["edge"], "sip": {**gpu["edge"]["sip"], "trunks": trunks}}}
+    assert [t.name for t in load(EdgeSettings, _environ(_objects(values))).trunks] == ["office"]
+
+
+@pytest.mark.parametrize(
+    "register",
+    [
+        {"registrar": "sip:pbx.example.com"},  # no user
+        {"registrar": "pbx.example.com", "user": "1001"},  # not a SIP URI
+        {
+            "registrar": "sip:pbx.example.com",
+            "user": "1001",
+            "password": "inline",
+        },  # passwords go in the Secret
+    ],
+)
+def test_schema_refuses_malformed_registrations(register: dict[str, Any]) -> None:
+    with helm.Chart.load(str(CHART)) as chart:
+        with pytest.raises(helm.HelmValuesError, match="/edge/sip/trunks"):
+            chart.validate_schema(
+                chart.merge_values({"edge": {"sip": {"trunks": [{"name": "x", "register": register}]}}})
+            )
+
+
+TLS = {"edge": {"sip": {"tls": {"enabled": True, "existingSecret": "pa-sip-tls", "caKey": "ca.crt"}}}}
+
+
+def test_sip_over_tls_listens_with_the_secret_certificate(tmp_path: Any) -> None:
+    objects = _objects(TLS)
+    edge = _edge(objects)
+    assert {(p["name"], p["containerPort"], p["protocol"]) for p in edge["ports"]} >= {
+        ("sip-tls", 5061, "TCP")
+    }
+    (mount,) = [m for m in edge["volumeMounts"] if m["name"] == "sip-tls"]
+    assert mount["readOnly"] and mount["mountPath"] == "/var/run/phone-agent/sip-tls"
+    (dep,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("edge")]
+    (volume,) = [v for v in dep["spec"]["template"]["spec"]["volumes"] if v["name"] == "sip-tls"]
+    assert volume["secret"]["secretName"] == "pa-sip-tls"
+    env = _environ(objects)
+    assert env["PA_SIP_TLS_CERT_FILE"] == "/var/run/phone-agent/sip-tls/tls.crt"
+    assert env["PA_SIP_TLS_KEY_FILE"] == "/var/run/phone-agent/sip-tls/tls.key"
+    assert env["PA_SIP_TLS_CA_FILE"] == "/var/run/phone-agent/sip-tls/ca.crt"
+    # the edge would start with this environment once the Secret's files are there
+    for name in ("PA_SIP_TLS_CERT_FILE", "PA_SIP_TLS_KEY_FILE", "PA_SIP_TLS_CA_FILE"):
+        local = tmp_path / env[name].rsplit("/", 1)[1]
+        local.write_text("pem")
+        env[name] = str(local)
+    settings = load(EdgeSettings, env)
+    assert "tls" in settings.sip_transports and settings.tls_port == 5061
+    assert settings.tls is not None and settings.tls.verify_server
+    public = [svc for name, svc in _edge_services(objects).items() if not name.endswith("-internal")]
+    (svc,) = public
+    assert ("sip-tls", 5061, "sip-tls") in {
+        (p["name"], p["port"], p["targetPort"]) for p in svc["spec"]["ports"]
+    }
+
+
+def test_tls_is_off_by_default_and_needs_its_secret() -> None:
+    assert "sip-tls" not in {p["name"] for p in _edge(_objects("default"))["ports"]}
+    assert "PA_SIP_TRANSPORTS" not in _environ(_objects("default"))
+    with pytest.raises(helm.HelmError, match="edge.sip.tls.existingSecret is required"):
+        render_raw({"edge": {"sip": {"tls": {"enabled": True}}}})
+    with pytest.raises(helm.HelmError, match="edge.service.sipTlsNodePort is required"):
+        render_raw(
+            {
+                "edge": {
+                    "sip": {"tls": {"enabled": True, "existingSecret": "s"}},
+                    "service": {"type": "NodePort", "sipNodePort": 30060},
+                }
+            }
+        )

@@ -307,16 +307,49 @@ async def test_options_from_an_unknown_source_get_403(make_ua) -> None:  # type:
     ("text", "error"),
     [
         ("{}", "JSON list"),
-        ('[{"name": "x"}]', "needs sources, a username, or both"),
+        ('[{"name": "x"}]', "needs sources, a username, a register, or more than one"),
         ('[{"name": "x", "sources": ["0.0.0.0/0"]}]', "every address needs a username"),
         ('[{"name": "x", "sources": ["not-an-ip"]}]', "CIDR"),
         ('[{"name": "x", "username": "u"}, {"name": "x", "username": "v"}]', "names must be unique"),
         ('[{"name": "x", "sources": ["10.0.0.1"], "password": "p"}]', "must be an object"),
+        ('[{"name": "x", "register": {"registrar": "sip:pbx"}}]', "register.user"),
+        ('[{"name": "x", "register": {"registrar": "pbx", "user": "1"}}]', "sip: or sips: URI"),
+        ('[{"name": "x", "register": {"registrar": "sip:1@pbx", "user": "1"}}]', "without a user"),
+        (
+            '[{"name": "x", "register": {"registrar": "sip:pbx;transport=sctp", "user": "1"}}]',
+            "udp, tcp or tls",
+        ),
+        ('[{"name": "x", "register": {"registrar": "sip:pbx", "user": "1", "expires": 0}}]', "expires"),
+        (
+            '[{"name": "x", "register": {"registrar": "sip:pbx", "user": "1", "keepalive_s": -1}}]',
+            "keepalive_s",
+        ),
+        (
+            '[{"name": "x", "register": {"registrar": "sip:pbx", "user": "1", "password": "p"}}]',
+            "register must be",
+        ),
     ],
 )
 def test_bad_trunk_lists_are_refused_with_a_reason(text: str, error: str) -> None:
     with pytest.raises(ValueError, match=error):
         parse_trunks(text)
+
+
+def test_a_registering_trunk_admits_its_registrar_only_while_registered() -> None:
+    (office, carrier) = parse_trunks(
+        '[{"name": "office", "register": {"registrar": "sips:pbx.example.com:5061", "user": "1001",'
+        ' "expires": 600, "keepalive_s": 15}}, {"name": "carrier", "sources": ["192.0.2.0/24"]}]'
+    )
+    assert office.register is not None
+    assert (office.register.expires, office.register.keepalive_s) == (600, 15.0)
+    assert str(office.register.aor) == "sips:1001@pbx.example.com"
+    table = TrunkTable([office, carrier])
+    assert table.for_source("203.0.113.5") == []  # not an "any source" trunk
+    table.set_flow("office", ["203.0.113.5"])
+    assert table.for_source("203.0.113.5") == [office]
+    assert table.for_source("192.0.2.9") == [carrier]
+    table.set_flow("office", [])  # registration lost
+    assert table.for_source("203.0.113.5") == []
 
 
 def test_rate_limit_refills_at_its_rate() -> None:

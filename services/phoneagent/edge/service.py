@@ -42,6 +42,7 @@ from phoneagent.edge.sip import (
     answer,
     negotiated,
 )
+from phoneagent.edge.sip.registration import Registration
 from phoneagent.edge.sip_call_transport import SipCallTransport
 from phoneagent.edge.transfer import SummaryVoice, WarmTransferConfig
 from phoneagent.runtime import subjects
@@ -77,6 +78,7 @@ class EdgeService(OutboundCalls, Service):
         super().__init__(common)
         self.settings = settings or EdgeSettings()
         self.ua: UserAgent | None = None
+        self.registrations: dict[str, Registration] = {}  # trunk name -> its outbound registration
         self.calls: dict[str, ActiveCall] = {}
         self.accepting = True
         self._dial_sub: Subscription[Any] | None = None
@@ -92,6 +94,7 @@ class EdgeService(OutboundCalls, Service):
     # --- lifecycle ------------------------------------------------------------------------------
     async def setup(self) -> None:
         self.ua = await self._start_ua()
+        self._start_registrations(self.ua)
         self._dial_sub = await self.bus.serve(
             subjects.edge_dial(), call_pb2.CallStarted, self._on_dial, queue_group="edge"
         )
@@ -132,7 +135,7 @@ class EdgeService(OutboundCalls, Service):
         self.web_host = web.host
         log.info("browser page listening", extra={"web_port": self.web_port})
 
-    def _ua_config(self, port: int) -> UAConfig:
+    def _ua_config(self, port: int, tls_port: int | None = None) -> UAConfig:
         s = self.settings
         trunks = s.trunks
         passwords = s.trunk_passwords
@@ -152,15 +155,17 @@ class EdgeService(OutboundCalls, Service):
             auth=auth,
             trunks=TrunkTable(trunks),
             invite_limit=SourceRateLimit(s.invite_rate, s.invite_burst),
+            tls=s.tls,
+            tls_port=s.tls_port if tls_port is None else tls_port,
             tcp=TcpLimits(s.tcp_max_connections, s.tcp_max_per_source, s.tcp_idle_timeout_s),
             max_transactions=s.max_transactions,
             no_answer_timeout_s=s.no_answer_timeout_s,
         )
 
     async def _start_ua(self) -> UserAgent:
-        port = self.settings.sip_port
+        port, tls_port = self.settings.sip_port, self.settings.tls_port
         for attempt in range(4):
-            ua = UserAgent(self._ua_config(port), on_incoming_call=self._on_incoming)
+            ua = UserAgent(self._ua_config(port, tls_port), on_incoming_call=self._on_incoming)
             try:
                 await ua.start()
                 return ua
@@ -168,9 +173,22 @@ class EdgeService(OutboundCalls, Service):
                 await ua.close()
                 if exc.errno != errno.EADDRINUSE or not (self.settings.sip_port_fallback or port == 0):
                     raise Unavailable(f"SIP port {port} could not be bound") from None
-                log.warning("sip port taken: binding any free port", extra={"port": port, "try": attempt})
-                port = 0
+                log.warning(
+                    "sip port taken: binding any free port",
+                    extra={"port": port, "tls_port": tls_port, "try": attempt},
+                )
+                port = tls_port = 0
         raise Unavailable("no SIP port could be bound")
+
+    def _start_registrations(self, ua: UserAgent) -> None:
+        """Register every trunk that has ``register`` (its flow is then admitted as the trunk)."""
+        passwords = self.settings.register_password_map
+        for trunk in ua.config.trunks.trunks if ua.config.trunks is not None else ():
+            if trunk.register is None:
+                continue
+            reg = Registration(ua, trunk, passwords.get(trunk.name, ""), table=ua.config.trunks)
+            reg.start()
+            self.registrations[trunk.name] = reg
 
     async def _shutdown(self) -> None:
         await self.drain_calls(self.common.drain_timeout_s)
@@ -211,6 +229,8 @@ class EdgeService(OutboundCalls, Service):
     async def teardown(self) -> None:
         if self._web is not None:
             await self._web.cleanup()  # hangs up browser calls still in progress
+        if self.registrations:
+            await asyncio.gather(*(reg.stop() for reg in self.registrations.values()))
         if self.ua is not None:
             await self.ua.close()
 
@@ -224,6 +244,10 @@ class EdgeService(OutboundCalls, Service):
         if self.ua is not None:
             host, port = self.ua.local_address()
             out["sip"] = f"{host}:{port}"
+            if "TLS" in self.ua.transports:
+                out["sip_tls"] = "{}:{}".format(*self.ua.local_address("TLS"))
+        if self.registrations:
+            out["registrations"] = {name: reg.status() for name, reg in self.registrations.items()}
         if self.web_port:
             out["web"] = f"http://{self.web_host}:{self.web_port}/"
         return out

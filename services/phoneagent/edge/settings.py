@@ -6,7 +6,10 @@ import dataclasses
 import importlib.util
 import ipaddress
 import json
+import os
 
+from phoneagent.edge.sip.headers import ParseError, SipURI
+from phoneagent.edge.sip.sockets import TlsConfig
 from phoneagent.edge.sip.trunks import Trunk, parse_trunks
 from phoneagent.runtime.settings import env, port, positive
 
@@ -22,8 +25,8 @@ def _codecs(value: list[str]) -> str | None:
 
 
 def _transports(value: list[str]) -> str | None:
-    if not value or any(t.lower() not in ("udp", "tcp") for t in value):
-        return "must list udp and/or tcp"
+    if not value or any(t.lower() not in ("udp", "tcp", "tls") for t in value):
+        return "must list udp, tcp and/or tls"
     return None
 
 
@@ -87,7 +90,25 @@ class EdgeSettings:
     )
     web_enabled: bool = env("PA_WEB_ENABLED", True, doc="Serve the browser page and WebRTC calls (PA_WEB_*)")
     sip_transports: list[str] = env(
-        "PA_SIP_TRANSPORTS", ["udp", "tcp"], check=_transports, doc="SIP transports: udp,tcp"
+        "PA_SIP_TRANSPORTS", ["udp", "tcp"], check=_transports, doc="SIP transports: udp,tcp,tls"
+    )
+    tls_port: int = env("PA_SIP_TLS_PORT", 5061, check=port, doc="SIP over TLS port (with tls in transports)")
+    tls_cert_file: str = env("PA_SIP_TLS_CERT_FILE", "", doc="PEM certificate chain the TLS listener shows")
+    tls_key_file: str = env("PA_SIP_TLS_KEY_FILE", "", doc="PEM private key of that certificate")
+    tls_ca_file: str = env(
+        "PA_SIP_TLS_CA_FILE",
+        "",
+        doc="PEM CA bundle peers' certificates are checked against; empty: the system's",
+    )
+    tls_verify_server: bool = env(
+        "PA_SIP_TLS_VERIFY_SERVER",
+        True,
+        doc="Check the certificate (name or IP) of a TLS peer the edge connects to",
+    )
+    tls_verify_client: bool = env(
+        "PA_SIP_TLS_VERIFY_CLIENT",
+        False,
+        doc="Ask TLS peers calling in for a certificate from PA_SIP_TLS_CA_FILE",
     )
     public_address: str = env(
         "PA_SIP_PUBLIC_ADDRESS", "", doc="Address advertised in SDP and Contact; default PA_SIP_HOST"
@@ -108,6 +129,12 @@ class EdgeSettings:
     )
     inbound_passwords: str = env(
         "PA_SIP_INBOUND_PASSWORDS", "", check=_passwords, doc="JSON object: trunk name -> digest password"
+    )
+    register_passwords: str = env(
+        "PA_SIP_REGISTER_PASSWORDS",
+        "",
+        check=_passwords,
+        doc="JSON object: trunk name -> password the edge registers with (trunks with register)",
     )
     digest_secret: str = env(
         "PA_SIP_DIGEST_SECRET",
@@ -185,6 +212,7 @@ class EdgeSettings:
         if self.rtp_port_min > self.rtp_port_max or self.rtp_port_min < 1024:
             problems.append("PA_RTP_PORT_MIN/PA_RTP_PORT_MAX: need 1024 <= min <= max")
         problems.extend(self._trunk_problems())
+        problems.extend(self._tls_problems())
         if bool(self.trunk_username) != bool(self.trunk_password):
             problems.append("PA_SIP_TRUNK_USERNAME/PASSWORD: set both or neither")
         for name, value in (("PA_SIP_HOST", self.sip_host), ("PA_SIP_PUBLIC_ADDRESS", self.public_address)):
@@ -207,6 +235,43 @@ class EdgeSettings:
         ]
         if any(t.username for t in trunks) and not self.digest_secret:
             problems.append("PA_SIP_DIGEST_SECRET: required when a trunk authenticates with a username")
+        transports = {t.lower() for t in self.sip_transports}
+        for t in trunks:
+            if t.register is None:
+                continue
+            needed = _transport_of(t.register.uri)
+            if needed not in transports:
+                problems.append(
+                    f"PA_SIP_TRANSPORTS: trunk {t.name} registers over {needed}, which is not listed"
+                )
+        if self.trunk_uri:
+            try:
+                needed = _transport_of(SipURI.parse(self.trunk_uri))
+            except ParseError:
+                problems.append("PA_SIP_TRUNK_URI: not a valid SIP URI")
+            else:
+                if needed not in transports:
+                    problems.append(
+                        f"PA_SIP_TRANSPORTS: PA_SIP_TRUNK_URI is reached over {needed}, which is not listed"
+                    )
+        return problems
+
+    def _tls_problems(self) -> list[str]:
+        if "tls" not in {t.lower() for t in self.sip_transports}:
+            return []
+        problems = []
+        for name, path in (
+            ("PA_SIP_TLS_CERT_FILE", self.tls_cert_file),
+            ("PA_SIP_TLS_KEY_FILE", self.tls_key_file),
+        ):
+            if not path:
+                problems.append(f"{name}: required when PA_SIP_TRANSPORTS lists tls")
+            elif not os.path.isfile(path):
+                problems.append(f"{name}: no such file {path!r}")
+        if self.tls_ca_file and not os.path.isfile(self.tls_ca_file):
+            problems.append(f"PA_SIP_TLS_CA_FILE: no such file {self.tls_ca_file!r}")
+        if self.tls_verify_client and not self.tls_ca_file:
+            problems.append("PA_SIP_TLS_CA_FILE: required when PA_SIP_TLS_VERIFY_CLIENT is true")
         return problems
 
     @property
@@ -215,13 +280,23 @@ class EdgeSettings:
 
     @property
     def trunk_passwords(self) -> dict[str, str]:
-        if not self.inbound_passwords:
-            return {}
-        try:
-            raw = json.loads(self.inbound_passwords)
-        except json.JSONDecodeError:
-            return {}
-        return {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+        return _json_map(self.inbound_passwords)
+
+    @property
+    def register_password_map(self) -> dict[str, str]:
+        return _json_map(self.register_passwords)
+
+    @property
+    def tls(self) -> TlsConfig | None:
+        if "tls" not in {t.lower() for t in self.sip_transports}:
+            return None
+        return TlsConfig(
+            self.tls_cert_file,
+            self.tls_key_file,
+            self.tls_ca_file,
+            verify_server=self.tls_verify_server,
+            verify_client=self.tls_verify_client,
+        )
 
     @property
     def advertised(self) -> str:
@@ -230,6 +305,21 @@ class EdgeSettings:
     @property
     def codec_names(self) -> tuple[str, ...]:
         return tuple(c.upper() for c in self.codecs)
+
+
+def _transport_of(uri: SipURI) -> str:
+    """The transport a request to ``uri`` goes over (TLS for sips:, UDP by default)."""
+    return "tls" if uri.scheme == "sips" else uri.params.get("transport", "udp").lower()
+
+
+def _json_map(text: str) -> dict[str, str]:
+    if not text:
+        return {}
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError:
+        return {}
+    return {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
 
 
 def _is_ip(value: str) -> bool:

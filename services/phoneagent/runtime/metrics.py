@@ -147,6 +147,15 @@ SIP_REFUSED = Counter(
     "rate_limited, auth_failed, wrong_trunk, transactions_full, tcp_connections, tcp_per_source.",
     ["reason"],
 )
+SIP_REGISTERED = Gauge(
+    "pa_edge_sip_registered", "1 while a trunk's outbound registration holds, else 0.", ["trunk"]
+)
+SIP_REGISTRATION_FAILURES = Counter(
+    "pa_edge_sip_registration_failures_total",
+    "Outbound registrations that failed or were lost, by trunk and reason: rejected, auth_failed, "
+    "timeout, transport, error, flow_lost, keepalive, nat_rebinding.",
+    ["trunk", "reason"],
+)
 
 # --- bus and queues ------------------------------------------------------------------------
 BUS_MESSAGES = Counter("pa_bus_messages_total", "Messages handled on the bus.", ["kind", "direction"])

@@ -75,6 +75,11 @@ class IncomingCall:
         self.dialog: Dialog | None = None
 
     @property
+    def secure(self) -> bool:
+        """The caller asked for a sips: URI: our Contact is sips: too."""
+        return self.request.uri.scheme == "sips"
+
+    @property
     def pending(self) -> bool:
         return not self.txn.final_sent and not self.cancelled.is_set()
 
@@ -88,7 +93,7 @@ class IncomingCall:
         """Send 180 Ringing, or 183 Session Progress with early media when ``early_sdp`` is given."""
         self._check()
         resp = make_response(self.request, 183 if early_sdp else 180, to_tag=self.local_tag)
-        resp.headers.add("Contact", str(self.ua.contact(self.peer.transport)))
+        resp.headers.add("Contact", str(self.ua.contact(self.peer.transport, secure=self.secure)))
         if early_sdp is not None:
             resp.headers.add("Content-Type", "application/sdp")
             resp.body = early_sdp.encode()
@@ -98,7 +103,7 @@ class IncomingCall:
         """Send 200 OK with our SDP; the dialog is confirmed when the ACK arrives (``dialog.confirmed``)."""
         self._check()
         resp = make_response(self.request, 200, to_tag=self.local_tag)
-        resp.headers.add("Contact", str(self.ua.contact(self.peer.transport)))
+        resp.headers.add("Contact", str(self.ua.contact(self.peer.transport, secure=self.secure)))
         resp.headers.add("Content-Type", "application/sdp")
         resp.body = local_sdp.encode()
         dialog = await self.ua.dialog_for_incoming(self, local_sdp, handlers)
@@ -138,7 +143,7 @@ def out_of_dialog_request(
     headers.add("To", str(NameAddr(target)))
     headers.add("Call-ID", call_id)
     headers.add("CSeq", f"{seq} {method}")
-    headers.add("Contact", str(ua.contact(peer.transport)))
+    headers.add("Contact", str(ua.contact(peer.transport, secure=target.scheme == "sips")))
     headers.add("User-Agent", ua.config.user_agent)
     return SipRequest(headers=headers, method=method, uri=target)
 

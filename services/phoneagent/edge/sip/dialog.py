@@ -75,6 +75,8 @@ class Dialog(DialogTransfer):
         self.local = local
         self.remote = remote
         self.remote_target = remote_target
+        # RFC 3261 section 12.1: a dialog set up with sips: URIs keeps sips: Contacts
+        self.secure = remote_target.scheme == "sips" or local.uri.scheme == "sips"
         self.route_set = route_set
         self.local_seq = local_seq
         self.remote_seq = remote_seq
@@ -112,7 +114,7 @@ class Dialog(DialogTransfer):
         for route in self.route_set:
             headers.add("Route", route)
         if method in ("INVITE", "REFER", "NOTIFY"):
-            headers.add("Contact", str(self.ua.contact(self.peer.transport)))
+            headers.add("Contact", str(self.ua.contact(self.peer.transport, secure=self.secure)))
         headers.add("User-Agent", self.ua.config.user_agent)
         if content_type:
             headers.add("Content-Type", content_type)
@@ -315,7 +317,7 @@ class Dialog(DialogTransfer):
         if remote is not None:
             self.remote_sdp = remote
         resp = make_response(req, 200)
-        resp.headers.add("Contact", str(self.ua.contact(self.peer.transport)))
+        resp.headers.add("Contact", str(self.ua.contact(self.peer.transport, secure=self.secure)))
         if self.local_sdp is not None:
             resp.headers.add("Content-Type", "application/sdp")
             resp.body = self.local_sdp.encode()

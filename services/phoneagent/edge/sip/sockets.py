@@ -1,4 +1,4 @@
-"""UDP and TCP transports for SIP (RFC 3261 section 18). Bind 127.0.0.1 by default.
+"""UDP, TCP and TLS transports for SIP (RFC 3261 section 18, RFC 5630). Bind 127.0.0.1 by default.
 
 A transport parses what it receives and hands each message, with the peer it came from, to one
 handler. A malformed request that still names Via/From/To/Call-ID/CSeq is answered with 400; any
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,7 +32,7 @@ Addr = tuple[str, int]
 
 @dataclass(frozen=True)
 class Peer:
-    transport: str  # "UDP" or "TCP"
+    transport: str  # "UDP", "TCP" or "TLS"
     addr: Addr
 
 
@@ -158,9 +159,13 @@ class TcpTransport:
         self._connect_timeout = connect_timeout_s
         self.limits = limits or TcpLimits()
         self._accepted_from: collections.Counter[str] = collections.Counter()  # live inbound, by address
+        self.closed_listeners: list[Callable[[Addr], None]] = []  # told each address whose connection ends
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accepted, self._host, self._port)
+
+    async def _open(self, addr: Addr) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection(addr[0], addr[1])
 
     @property
     def local(self) -> Addr:
@@ -213,6 +218,11 @@ class TcpTransport:
             if self._conns.get(addr) is writer:
                 del self._conns[addr]
             writer.close()
+            for listener in list(self.closed_listeners):
+                try:
+                    listener(addr)
+                except Exception:  # noqa: BLE001 - a listener must not stop the transport
+                    log.exception("sip connection-closed listener failed")
 
     def send_nowait(self, data: bytes, addr: Addr) -> bool:
         writer = self._conns.get(addr)
@@ -225,15 +235,18 @@ class TcpTransport:
         writer.write(data)
         return True
 
+    def connected(self, addr: Addr) -> bool:
+        """Whether a connection to ``addr`` is open (a registration's flow is alive)."""
+        writer = self._conns.get(addr)
+        return writer is not None and not writer.is_closing()
+
     async def send(self, data: bytes, addr: Addr) -> None:
         if self.send_nowait(data, addr):
             return
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(addr[0], addr[1]), self._connect_timeout
-            )
+            reader, writer = await asyncio.wait_for(self._open(addr), self._connect_timeout)
         except (OSError, TimeoutError) as exc:
-            raise TransportError("tcp connect failed") from exc
+            raise TransportError(f"{self.name.lower()} connect failed") from exc
         self._conns[addr] = writer
         task = asyncio.create_task(self._serve(addr, reader, writer))
         self._tasks.add(task)
@@ -255,3 +268,83 @@ class TcpTransport:
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)
             except TimeoutError:
                 log.warning("sip tcp server close timed out")
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """Certificates for SIP over TLS: ours (PEM certificate chain and key, served to peers) and the
+    CA bundle that peers' certificates are checked against (empty: the system's)."""
+
+    cert_file: str = ""
+    key_file: str = ""
+    ca_file: str = ""
+    verify_server: bool = True  # check the certificate of a peer we connect to (name or IP in SAN)
+    verify_client: bool = False  # ask peers that connect to us for a certificate from ``ca_file``
+    handshake_timeout_s: float = 10.0
+
+    def server_context(self) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(self.cert_file, self.key_file)
+        if self.verify_client:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(self.ca_file)
+        return ctx
+
+    def client_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=self.ca_file or None)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        if not self.verify_server:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if self.cert_file:  # a peer that asks for a client certificate gets ours
+            ctx.load_cert_chain(self.cert_file, self.key_file)
+        return ctx
+
+
+class TlsTransport(TcpTransport):
+    """SIP over TLS: the TCP transport with both directions wrapped by :mod:`ssl`. A connection we
+    open checks the peer's certificate against the host name it was resolved from (see
+    :meth:`expect_name`), else against its IP address."""
+
+    name = "TLS"
+
+    def __init__(
+        self,
+        handler: Handler,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        tls: TlsConfig,
+        connect_timeout_s: float = 5.0,
+        limits: TcpLimits | None = None,
+    ) -> None:
+        super().__init__(handler, host, port, connect_timeout_s=connect_timeout_s, limits=limits)
+        self.tls = tls
+        self._server_ctx = tls.server_context()  # raises at start-up when a file is missing or bad
+        self._client_ctx = tls.client_context()
+        self._names: dict[Addr, str] = {}
+
+    def expect_name(self, addr: Addr, hostname: str) -> None:
+        """The name ``addr`` was resolved from: the certificate a connection to it shows must carry it."""
+        self._names[addr] = hostname
+        while len(self._names) > 1024:
+            self._names.pop(next(iter(self._names)))
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._accepted,
+            self._host,
+            self._port,
+            ssl=self._server_ctx,
+            ssl_handshake_timeout=self.tls.handshake_timeout_s,
+        )
+
+    async def _open(self, addr: Addr) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection(
+            addr[0],
+            addr[1],
+            ssl=self._client_ctx,
+            server_hostname=self._names.get(addr, addr[0]),
+            ssl_handshake_timeout=self.tls.handshake_timeout_s,
+        )

@@ -1,9 +1,12 @@
-"""Who may call in: inbound trunks (source address ranges and/or digest credentials) and a
-per-source INVITE rate limit.
+"""Who may call in: inbound trunks (source address ranges and/or digest credentials, or the
+flow of a registration the edge keeps with the trunk's registrar) and a per-source INVITE rate
+limit.
 
 A trunk names the address ranges its INVITEs come from, the digest user it authenticates as,
-or both (then both must hold). An INVITE whose source matches no trunk is refused before any call
-state exists; a source that matches only trunks with credentials must authenticate as one of them.
+or both (then both must hold). A trunk that registers (``register``) also admits what its
+registrar sends while the registration holds: the addresses the registrar resolved to. An INVITE
+whose source matches no trunk is refused before any call state exists; a source that matches only
+trunks with credentials must authenticate as one of them.
 """
 
 from __future__ import annotations
@@ -17,8 +20,30 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from phoneagent.edge.media.rtp_stream import TokenBucket
+from phoneagent.edge.sip.headers import ParseError, SipURI
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class Register:
+    """Outbound registration of a trunk: the edge registers ``user`` at ``registrar`` (a ``sip:``
+    or ``sips:`` URI, ``;transport=udp|tcp|tls``) and keeps the binding fresh."""
+
+    registrar: str
+    user: str
+    auth_user: str = ""  # digest user, when it is not ``user``
+    domain: str = ""  # the AOR's domain; default the registrar's host
+    expires: int = 300  # seconds asked for; the registrar may grant less
+    keepalive_s: float = 25.0  # CRLF (TCP/TLS) or OPTIONS (UDP) this often; 0: none
+
+    @property
+    def uri(self) -> SipURI:
+        return SipURI.parse(self.registrar)
+
+    @property
+    def aor(self) -> SipURI:
+        return SipURI(self.uri.scheme, self.domain or self.uri.host, self.user)
 
 
 @dataclass(frozen=True)
@@ -26,10 +51,11 @@ class Trunk:
     name: str
     sources: tuple[Network, ...] = ()  # empty: any source (then a username is required)
     username: str = ""  # digest user the trunk must authenticate as; empty: no digest
+    register: Register | None = None  # registers with this registrar; its flow may call in
 
     def matches(self, source: str) -> bool:
         if not self.sources:
-            return True
+            return self.register is None  # a registering trunk alone admits only its registrar
         try:
             addr = ipaddress.ip_address(source)
         except ValueError:
@@ -42,9 +68,14 @@ class TrunkTable:
 
     def __init__(self, trunks: Iterable[Trunk]) -> None:
         self.trunks = tuple(trunks)
+        self._flows: dict[str, frozenset[str]] = {}  # trunk name -> its registrar's addresses
+
+    def set_flow(self, trunk: str, addresses: Iterable[str]) -> None:
+        """The addresses a registered trunk's registrar sends from (empty: not registered)."""
+        self._flows[trunk] = frozenset(addresses)
 
     def for_source(self, source: str) -> list[Trunk]:
-        return [t for t in self.trunks if t.matches(source)]
+        return [t for t in self.trunks if t.matches(source) or source in self._flows.get(t.name, ())]
 
     @staticmethod
     def needs_digest(candidates: Sequence[Trunk]) -> bool:
@@ -89,10 +120,13 @@ class SourceRateLimit:
 
 
 def parse_trunks(text: str) -> tuple[Trunk, ...]:
-    """Trunks from JSON: ``[{"name": "carrier", "sources": ["203.0.113.0/24"], "username": "pbx"}]``.
+    """Trunks from JSON: ``[{"name": "carrier", "sources": ["203.0.113.0/24"], "username": "pbx"}]``;
+    a trunk that registers adds ``"register": {"registrar": "sip:pbx:5060;transport=tcp",
+    "user": "1001"}`` (optional there: ``auth_user``, ``domain``, ``expires``, ``keepalive_s``).
 
     Raises ValueError naming what is wrong. Each trunk needs a unique name and sources, a
-    username, or both; a source range that admits every address must come with a username.
+    username, a registration, or more than one; a source range that admits every address must
+    come with a username.
     """
     try:
         raw = json.loads(text)
@@ -113,8 +147,8 @@ def parse_trunks(text: str) -> tuple[Trunk, ...]:
 
 
 def _trunk(item: object, i: int) -> Trunk:
-    if not isinstance(item, dict) or set(item) - {"name", "sources", "username"}:
-        raise ValueError(f"trunk {i}: must be an object with name, sources and/or username")
+    if not isinstance(item, dict) or set(item) - {"name", "sources", "username", "register"}:
+        raise ValueError(f"trunk {i}: must be an object with name, sources, username and/or register")
     name, sources, username = item.get("name"), item.get("sources", []), item.get("username", "")
     if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name):
         raise ValueError(f"trunk {i}: needs a name (letters, digits, - _ .)")
@@ -126,8 +160,43 @@ def _trunk(item: object, i: int) -> Trunk:
         nets = tuple(ipaddress.ip_network(s.strip(), strict=False) for s in sources)
     except ValueError:
         raise ValueError(f"trunk {name}: sources must be IP addresses or CIDR ranges") from None
-    if not nets and not username:
-        raise ValueError(f"trunk {name}: needs sources, a username, or both")
+    register = _register(item["register"], name) if "register" in item else None
+    if not nets and not username and register is None:
+        raise ValueError(f"trunk {name}: needs sources, a username, a register, or more than one")
     if any(net.prefixlen == 0 for net in nets) and not username:
         raise ValueError(f"trunk {name}: a source range of every address needs a username as well")
-    return Trunk(name, nets, username)
+    return Trunk(name, nets, username, register)
+
+
+_REGISTER_KEYS = {"registrar", "user", "auth_user", "domain", "expires", "keepalive_s"}
+
+
+def _register(item: object, name: str) -> Register:
+    if not isinstance(item, dict) or set(item) - _REGISTER_KEYS:
+        raise ValueError(f"trunk {name}: register must be an object with {', '.join(sorted(_REGISTER_KEYS))}")
+    strings = {k: item.get(k, "") for k in ("registrar", "user", "auth_user", "domain")}
+    if not all(isinstance(v, str) for v in strings.values()):
+        raise ValueError(f"trunk {name}: register's registrar, user, auth_user and domain are strings")
+    try:
+        uri = SipURI.parse(strings["registrar"])
+    except ParseError:
+        uri = None
+    if uri is None or uri.scheme not in ("sip", "sips") or uri.user:
+        raise ValueError(f"trunk {name}: register.registrar must be a sip: or sips: URI without a user")
+    if uri.transport not in ("udp", "tcp", "tls"):
+        raise ValueError(f"trunk {name}: register.registrar's transport must be udp, tcp or tls")
+    if not strings["user"] or not all(c.isalnum() or c in "-_.+" for c in strings["user"]):
+        raise ValueError(f"trunk {name}: register.user must be a SIP user name (letters, digits, - _ . +)")
+    expires, keepalive = item.get("expires", 300), item.get("keepalive_s", 25.0)
+    if not isinstance(expires, int) or isinstance(expires, bool) or not 1 <= expires <= 86400:
+        raise ValueError(f"trunk {name}: register.expires must be 1-86400 seconds")
+    if not isinstance(keepalive, int | float) or isinstance(keepalive, bool) or not 0 <= keepalive <= 3600:
+        raise ValueError(f"trunk {name}: register.keepalive_s must be 0-3600 seconds")
+    return Register(
+        strings["registrar"],
+        strings["user"],
+        strings["auth_user"],
+        strings["domain"],
+        expires,
+        float(keepalive),
+    )

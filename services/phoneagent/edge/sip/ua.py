@@ -28,7 +28,15 @@ from phoneagent.edge.sip.headers import NameAddr, ParseError, SipURI, Via
 from phoneagent.edge.sip.inbound import ALLOWED_METHODS, InboundRequests, IncomingCallback
 from phoneagent.edge.sip.message import SipMessage, SipRequest, SipResponse, make_response
 from phoneagent.edge.sip.sdp import SessionDescription
-from phoneagent.edge.sip.sockets import Peer, TcpLimits, TcpTransport, TransportError, UdpTransport
+from phoneagent.edge.sip.sockets import (
+    Peer,
+    TcpLimits,
+    TcpTransport,
+    TlsConfig,
+    TlsTransport,
+    TransportError,
+    UdpTransport,
+)
 from phoneagent.edge.sip.transaction import Timers, TransactionLayer
 from phoneagent.edge.sip.trunks import SourceRateLimit, TrunkTable
 from phoneagent.runtime.errors import InvalidArgument
@@ -52,6 +60,8 @@ class UAConfig:
     host: str = "127.0.0.1"
     port: int = 0
     transports: tuple[str, ...] = ("udp",)
+    tls: TlsConfig | None = None  # certificates, needed when transports include "tls"
+    tls_port: int = 0  # TLS listens on its own port (5061 by convention); 0: any free port
     advertised_host: str | None = None  # address put in Via/Contact when bound to 0.0.0.0
     user: str = "agent"
     display_name: str = ""
@@ -69,8 +79,12 @@ class UAConfig:
     user_agent: str = "phone-agent"
 
     def validate(self) -> None:
-        if not self.transports or any(t not in ("udp", "tcp") for t in self.transports):
-            raise InvalidArgument("SIP transports must be 'udp' and/or 'tcp'")
+        if not self.transports or any(t not in ("udp", "tcp", "tls") for t in self.transports):
+            raise InvalidArgument("SIP transports must be 'udp', 'tcp' and/or 'tls'")
+        if "tls" in self.transports and (self.tls is None or not (self.tls.cert_file and self.tls.key_file)):
+            raise InvalidArgument("SIP over TLS needs a certificate and key file")
+        if not 0 <= self.tls_port < 65536:
+            raise InvalidArgument("SIP TLS port must be below 65536")
         if self.overload_status not in (486, 503):
             raise InvalidArgument("SIP overload status must be 486 or 503")
         if self.max_transactions < 1:
@@ -100,15 +114,22 @@ class UserAgent(InboundRequests):
     # --- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
         port = self.config.port
-        for name in self.config.transports:
+        cfg = self.config
+        for name in cfg.transports:
             transport: UdpTransport | TcpTransport
             if name == "udp":
-                transport = UdpTransport(self.layer.receive, self.config.host, port)
+                transport = UdpTransport(self.layer.receive, cfg.host, port)
+            elif name == "tcp":
+                transport = TcpTransport(self.layer.receive, cfg.host, port, limits=cfg.tcp)
             else:
-                transport = TcpTransport(self.layer.receive, self.config.host, port, limits=self.config.tcp)
+                continue
             await transport.start()
             port = transport.local[1]  # the second transport shares the first one's port
             self._transports[transport.name] = transport
+        if "tls" in cfg.transports and cfg.tls is not None:
+            tls = TlsTransport(self.layer.receive, cfg.host, cfg.tls_port, tls=cfg.tls, limits=cfg.tcp)
+            await tls.start()
+            self._transports[tls.name] = tls
         log.info("sip user agent listening", extra={"port": port, "transports": list(self._transports)})
 
     async def close(self, timeout_s: float = 2.0) -> None:
@@ -151,10 +172,21 @@ class UserAgent(InboundRequests):
         host, port = self.local_address()
         return SipURI("sip", host, self.config.user, port)
 
-    def contact(self, transport: str) -> NameAddr:
+    @property
+    def transports(self) -> dict[str, Any]:
+        """The running transports by name (UDP, TCP, TLS)."""
+        return self._transports
+
+    def contact(self, transport: str, user: str | None = None, *, secure: bool = False) -> NameAddr:
+        """Our Contact for ``transport``; ``secure`` (a ``sips:`` request or dialog, over TLS):
+        a ``sips:`` URI, as RFC 3261 section 8.1.1.8 asks."""
         host, port = self.local_address(transport)
-        params = {"transport": "tcp"} if transport.upper() == "TCP" else {}
-        return NameAddr(SipURI("sip", host, self.config.user, port, params))
+        name = transport.upper()
+        user = self.config.user if user is None else user
+        if secure and name == "TLS":
+            return NameAddr(SipURI("sips", host, user, port))
+        params = {"transport": name.lower()} if name in ("TCP", "TLS") else {}
+        return NameAddr(SipURI("sip", host, user, port, params))
 
     def via(self, transport: str, branch: str) -> Via:
         host, port = self.local_address(transport)
@@ -169,16 +201,20 @@ class UserAgent(InboundRequests):
         return secrets.token_hex(6)
 
     async def resolve(self, uri: SipURI, transport: str | None = None) -> Peer:
-        """Where to send a request for ``uri``: its transport parameter, else ``transport``, else UDP
-        when we run it (RFC 3263 default), else our only transport. Hostnames get an A lookup."""
-        name = (
-            uri.params.get("transport")
-            or transport
-            or ("udp" if "UDP" in self._transports else next(iter(self._transports)))
-        ).upper()
+        """Where to send a request for ``uri``: TLS for a ``sips:`` URI, else its transport parameter,
+        else ``transport``, else UDP when we run it (RFC 3263 default), else our only transport.
+        Hostnames get an A lookup; a TLS peer's certificate must then carry the name."""
+        if uri.scheme == "sips":
+            name = "TLS"
+        else:
+            name = (
+                uri.params.get("transport")
+                or transport
+                or ("udp" if "UDP" in self._transports else next(iter(self._transports)))
+            ).upper()
         if name not in self._transports:
             raise TransportError(f"no {name} transport for this target")
-        port = uri.port or 5060
+        port = uri.port or (5061 if name == "TLS" else 5060)
         try:
             ipaddress.ip_address(uri.host)
             return Peer(name, (uri.host, port))
@@ -187,7 +223,10 @@ class UserAgent(InboundRequests):
         infos = await asyncio.get_running_loop().getaddrinfo(uri.host, port, family=socket.AF_INET)
         if not infos:
             raise TransportError("host did not resolve")
-        return Peer(name, (str(infos[0][4][0]), port))
+        peer = Peer(name, (str(infos[0][4][0]), port))
+        if name == "TLS":
+            self._transports[name].expect_name(peer.addr, uri.host)
+        return peer
 
     async def peer_for(self, route_set: list[str], target: SipURI) -> Peer:
         if route_set:
