@@ -101,7 +101,9 @@ async def _run_all(
     return out
 
 
-def run_model(model: str, sets: dict[str, list[Scenario]], data_dir: Path, seed: int) -> list[ScenarioResult]:
+def run_model(
+    model: str, sets: dict[str, list[Scenario]], data_dir: Path, seed: int, ready_timeout: float = 900.0
+) -> list[ScenarioResult]:
     """Start the local stack with ``model`` and play every scenario against it."""
     model_dir = data_dir / model
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -109,7 +111,7 @@ def run_model(model: str, sets: dict[str, list[Scenario]], data_dir: Path, seed:
     env["PA_LLM_MODEL"] = model
     stack = Stack(model_dir, env=env)
     try:
-        stack.start()
+        stack.start(ready_timeout=ready_timeout)
         os.environ.update({k: env[k] for k in ("PA_DATABASE_URL", "PA_POLICY_DB")})
         target = f"sip:agent@127.0.0.1:{env['PA_SIP_PORT']}"
         return asyncio.run(_run_all(model, sets, target, stack, seed))
@@ -146,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", default="var/eval", help="one stack directory per model, kept")
     ap.add_argument("--seed", type=int, default=0, help="varies the callers' voices and pauses")
     ap.add_argument("--json", default="", help="write every scenario's result here")
+    ap.add_argument("--ready-timeout", type=float, default=900.0, help="seconds for a stack to start")
     args = ap.parse_args(argv)
     try:
         sets = {name: load_set(name) for name in args.sets.split(",") if name.strip()}
@@ -163,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     for model in [m.strip() for m in args.models.split(",") if m.strip()]:
         print(f"model {model}:", flush=True)
         try:
-            results += run_model(model, sets, Path(args.data_dir), args.seed)
+            results += run_model(model, sets, Path(args.data_dir), args.seed, args.ready_timeout)
         except PhoneAgentError as exc:
             print(f"sip_eval: {model}: {exc}", file=sys.stderr)
             return 2
