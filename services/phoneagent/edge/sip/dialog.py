@@ -333,6 +333,7 @@ class Dialog(DialogTransfer):
         if self.local_sdp is None or self.local_sdp.audio is None:
             return None
         ours = self.local_sdp.audio
+        # An SRTP call stays SRTP (same key while the suite stays); a plain one stays plain.
         local = answer(
             remote,
             self.ua.config.codecs,
@@ -341,6 +342,8 @@ class Dialog(DialogTransfer):
             ptime=ours.ptime or 20,
             session_id=self.local_sdp.session_id,
             version=self.local_sdp.version + 1,
+            srtp="required" if ours.crypto else "off",
+            reuse=ours.crypto,
         )
         local.username = self.local_sdp.username
         return local

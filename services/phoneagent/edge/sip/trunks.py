@@ -4,6 +4,7 @@ per-source INVITE rate limit.
 A trunk names the address ranges its INVITEs come from, the digest user it authenticates as,
 or both (then both must hold). An INVITE whose source matches no trunk is refused before any call
 state exists; a source that matches only trunks with credentials must authenticate as one of them.
+Each trunk has its SRTP policy (``srtp``: off, optional, required; see ``sdp.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from phoneagent.edge.media.rtp_stream import TokenBucket
+from phoneagent.edge.media.srtp import SRTP_MODES
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -26,6 +28,7 @@ class Trunk:
     name: str
     sources: tuple[Network, ...] = ()  # empty: any source (then a username is required)
     username: str = ""  # digest user the trunk must authenticate as; empty: no digest
+    srtp: str = "optional"  # SRTP policy for its calls: off, optional (when offered), required
 
     def matches(self, source: str) -> bool:
         if not self.sources:
@@ -45,6 +48,15 @@ class TrunkTable:
 
     def for_source(self, source: str) -> list[Trunk]:
         return [t for t in self.trunks if t.matches(source)]
+
+    def for_call(self, source: str, username: str | None) -> Trunk | None:
+        """The trunk an admitted INVITE came in on: the first whose sources admit the address
+        without digest, else the one it authenticated as (``username``, verified at admission)."""
+        candidates = self.for_source(source)
+        by_address = [t for t in candidates if not t.username]
+        if by_address:
+            return by_address[0]
+        return next((t for t in candidates if username and t.username == username), None)
 
     @staticmethod
     def needs_digest(candidates: Sequence[Trunk]) -> bool:
@@ -89,7 +101,8 @@ class SourceRateLimit:
 
 
 def parse_trunks(text: str) -> tuple[Trunk, ...]:
-    """Trunks from JSON: ``[{"name": "carrier", "sources": ["203.0.113.0/24"], "username": "pbx"}]``.
+    """Trunks from JSON: ``[{"name": "carrier", "sources": ["203.0.113.0/24"], "username": "pbx",
+    "srtp": "required"}]``.
 
     Raises ValueError naming what is wrong. Each trunk needs a unique name and sources, a
     username, or both; a source range that admits every address must come with a username.
@@ -113,8 +126,8 @@ def parse_trunks(text: str) -> tuple[Trunk, ...]:
 
 
 def _trunk(item: object, i: int) -> Trunk:
-    if not isinstance(item, dict) or set(item) - {"name", "sources", "username"}:
-        raise ValueError(f"trunk {i}: must be an object with name, sources and/or username")
+    if not isinstance(item, dict) or set(item) - {"name", "sources", "username", "srtp"}:
+        raise ValueError(f"trunk {i}: must be an object with name, sources and/or username (and srtp)")
     name, sources, username = item.get("name"), item.get("sources", []), item.get("username", "")
     if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name):
         raise ValueError(f"trunk {i}: needs a name (letters, digits, - _ .)")
@@ -130,4 +143,7 @@ def _trunk(item: object, i: int) -> Trunk:
         raise ValueError(f"trunk {name}: needs sources, a username, or both")
     if any(net.prefixlen == 0 for net in nets) and not username:
         raise ValueError(f"trunk {name}: a source range of every address needs a username as well")
-    return Trunk(name, nets, username)
+    srtp = item.get("srtp", "optional")
+    if srtp not in SRTP_MODES:
+        raise ValueError(f"trunk {name}: srtp must be one of {', '.join(SRTP_MODES)}")
+    return Trunk(name, nets, username, srtp)
