@@ -126,7 +126,8 @@ async def test_pjsua2_phone_talks_listens_dials_and_hangs_up(edge: Edge, tmp_pat
     audio = await collect(edge.bus, subjects.audio_in(call_id), media_pb2.AudioFrame)
     control = await collect(edge.bus, subjects.control(call_id), control_pb2.ControlEvent, Lane.CONTROL)
     await wait_for(lambda: edge.lifecycle("answered", call_id), timeout=10)
-    await speak(edge.bus, call_id, 100)  # two seconds of a 1 kHz tone from the agent
+    rate = edge.lifecycle("started", call_id)[0].playout_rate  # 16000: pjsua2 offers G.722 too
+    await speak(edge.bus, call_id, 100, rate=rate)  # two seconds of a 1 kHz tone from the agent
 
     dtmf = await wait_for(lambda: kinds(control, "dtmf"), timeout=10)
     assert dtmf[0].digit == "7" and not dtmf[0].outbound
