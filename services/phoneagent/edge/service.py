@@ -118,6 +118,7 @@ class EdgeService(OutboundCalls, Service):
             backchannel_wait_ms=self.settings.backchannel_wait_ms,
             max_duration_s=web.max_call_duration_s,
             approvals=self.verifier,
+            denoise=self.settings.denoise("webrtc"),
         )
         try:
             self._web, self.web_port = await run_gateway(
@@ -247,6 +248,7 @@ class EdgeService(OutboundCalls, Service):
             backchannel_wait_ms=self.settings.backchannel_wait_ms,
             max_duration_s=self.settings.max_call_duration_s,
             approvals=self.verifier,
+            denoise=self.settings.denoise("sip"),
         )
         recording = self._recording(started.meta.call_id, transport.sample_rate)
         media = recording.transport(transport) if recording is not None else transport

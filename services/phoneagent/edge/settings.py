@@ -34,6 +34,12 @@ def _transports(value: list[str]) -> str | None:
     return None
 
 
+def _denoise(value: list[str]) -> str | None:
+    if any(t.lower() not in ("sip", "webrtc") for t in value):
+        return "must list sip and/or webrtc (empty: off)"
+    return None
+
+
 def _vad_ms(value: int) -> str | None:
     """Speech durations the barge-in VAD counts in whole 20 ms frames (at least one)."""
     if value < 20 or value % 20:
@@ -169,6 +175,13 @@ class EdgeSettings:
         check=_verdict_wait_ms,
         doc="After short caller speech, how long playout waits for ASR's backchannel verdict",
     )
+    noise_suppression: list[str] = env(
+        "PA_NOISE_SUPPRESSION",
+        ["sip"],
+        check=_denoise,
+        doc="Calls whose caller audio RNNoise cleans before barge-in VAD and ASR: sip, webrtc, "
+        "both, or empty for none (browsers suppress noise themselves)",
+    )
     codecs: list[str] = env(
         "PA_CODECS",
         ["G722", "PCMU", "PCMA"],
@@ -245,6 +258,9 @@ class EdgeSettings:
     @property
     def advertised(self) -> str:
         return self.public_address or self.sip_host
+
+    def denoise(self, transport: str) -> bool:
+        return transport in {t.lower() for t in self.noise_suppression}
 
     @property
     def codec_names(self) -> tuple[str, ...]:
