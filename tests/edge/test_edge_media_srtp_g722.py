@@ -71,6 +71,13 @@ async def test_srtp_session_decrypts_drops_forged_and_replayed_packets_and_encry
         np.testing.assert_array_equal(
             PCMU.decode(clear.payload), PCMU.decode(PCMU.encode(sine(440, 160, 8000)))
         )
+        # An index libsrtp has protected before is refused: the packet is dropped, never sent in clear.
+        session._seq = (session._seq - 1) & 0xFFFF
+        session.send_audio(sine(440, 160, 8000), True)
+        assert session.srtp_refused == 1
+        session.send_audio(sine(440, 160, 8000), True)
+        (wire,) = await recv(peer, 1)
+        assert parse_rtp(peer_ctx.unprotect(wire)).sequence == (session._seq - 1) & 0xFFFF
         # A re-INVITE with a new peer key: packets under the old key no longer pass.
         newer = Crypto.new(1)
         assert session.params is not None

@@ -26,7 +26,7 @@ from phoneagent.edge.media.dtmf import DtmfDigit, DtmfReceiver, dtmf_packets
 from phoneagent.edge.media.jitter import JitterBuffer, JitterStats
 from phoneagent.edge.media.rtp import RtpPacket, seq_add, ts_add
 from phoneagent.edge.media.rtp_stream import RtpStreamState
-from phoneagent.edge.media.srtp import SrtpContext
+from phoneagent.edge.media.srtp import SrtpContext, SrtpError
 from phoneagent.edge.sip.sdp import MediaParams
 from phoneagent.runtime.errors import InvalidArgument, Unavailable
 from phoneagent.runtime.metrics import CALLER_AUDIO_LOST
@@ -75,6 +75,7 @@ class RtpSession:
         self._sdp_remote: tuple[str, int] | None = None  # where the peer's SDP says to send
         self.send_paused = False  # the peer put us on hold (sendonly/inactive): send nothing
         self.sent = 0
+        self.srtp_refused = 0  # packets libsrtp would not protect (dropped)
         self.closed = False
         self.last_received = 0.0  # monotonic time of the last accepted packet (or of start/update)
 
@@ -241,7 +242,11 @@ class RtpSession:
         self._seq = seq_add(self._seq, 1)
         data = pkt.to_bytes()
         if self._srtp is not None:
-            data = self._srtp.protect(data)
+            try:
+                data = self._srtp.protect(data)
+            except SrtpError:
+                self.srtp_refused += 1  # nothing goes out in clear: the packet is dropped
+                return
         self._transport.sendto(data, self._remote)
         self.sent += 1
 

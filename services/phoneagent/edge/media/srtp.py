@@ -122,7 +122,12 @@ class SrtpContext:
         return lib.Policy(key=crypto.key, ssrc_type=direction, srtp_profile=profile)
 
     def protect(self, rtp: bytes) -> bytes:
-        return bytes(self._tx.protect(rtp))
+        """``rtp`` encrypted and authenticated; :class:`SrtpError` if libsrtp refuses (an index
+        sent twice)."""
+        try:
+            return bytes(self._tx.protect(rtp))
+        except self._error as exc:
+            raise SrtpError(str(exc)) from None
 
     def unprotect(self, srtp: bytes) -> bytes:
         """The RTP packet inside ``srtp``; :class:`SrtpError` when it fails authentication or replay."""
