@@ -64,16 +64,19 @@ def _library() -> Any:
 
 
 class Denoiser:
-    """One call's RNNoise state; not thread-safe (one per call direction)."""
+    """One call's RNNoise state (one per call direction). Frames must come in order; ``process``
+    may run on a worker thread, and ``close`` waits for a frame in progress there."""
 
     def __init__(self, rate: int, frame_ms: int = 20, lead_ms: int = 0) -> None:
+        self._lock = threading.Lock()  # the C state is freed only when no frame is in it
+        self._state: int | None = None
         self.rate = rate
         self.frame = rate * frame_ms // 1000
         self._lib = _library()
         state = self._lib.rnnoise_create(None)
         if not state:
             raise MemoryError("RNNoise state could not be created")
-        self._state: int | None = state
+        self._state = state
         self._up = StreamResampler(rate, RNNOISE_RATE)
         self._down = StreamResampler(RNNOISE_RATE, rate)
         self._pending = np.zeros(0, np.float32)  # 48 kHz samples waiting for a whole RNNoise frame
@@ -84,8 +87,12 @@ class Denoiser:
     def process(self, pcm: npt.ArrayLike) -> Int16Array:
         """Denoise one frame; returns as many samples as were given (int16, at ``rate``)."""
         frame = as_int16(pcm)
-        if self._state is None:
-            raise RuntimeError("denoiser is closed")
+        with self._lock:
+            if self._state is None:
+                raise RuntimeError("denoiser is closed")
+            return self._process(frame)
+
+    def _process(self, frame: Int16Array) -> Int16Array:
         wide = self._up.process(frame).astype(np.float32)
         data = np.concatenate([self._pending, wide]) if len(self._pending) else wide
         whole = len(data) // RNNOISE_FRAME * RNNOISE_FRAME
@@ -106,9 +113,10 @@ class Denoiser:
         return out
 
     def close(self) -> None:
-        if self._state is not None:
-            self._lib.rnnoise_destroy(self._state)
-            self._state = None
+        with self._lock:
+            if self._state is not None:
+                self._lib.rnnoise_destroy(self._state)
+                self._state = None
 
     def __del__(self) -> None:
         self.close()
