@@ -187,5 +187,7 @@ def test_g722_is_picked_by_preference_and_keeps_its_8000_hz_rtp_clock() -> None:
     params = negotiated(remote, ans)
     assert (params.codec, params.payload_type, params.clock_rate) == ("G722", 9, 8000)
     assert negotiated(remote, answer(remote, ("PCMU", "G722"), address="h", port=2)).codec == "PCMU"
+    mislabelled = parse_sdp(SAVP_OFFER.replace("RTP/SAVP", "RTP/AVP").replace("G722/8000", "G722/16000"))
+    assert negotiated(mislabelled, answer(mislabelled, ("G722",), address="h", port=2)).clock_rate == 8000
     ours = offer("127.0.0.1", 30000, ("G722", "PCMA"))
     assert "m=audio 30000 RTP/AVP 9 8 101" in ours.encode().decode()

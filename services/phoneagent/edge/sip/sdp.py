@@ -276,7 +276,9 @@ def _pick_codec(media: Media, supported: Sequence[str]) -> int:
     offered: dict[str, int] = {}
     for pt in media.formats:
         codec = media.codec(pt)
-        if codec and pt in STATIC_CODECS and codec[1] == STATIC_CODECS[pt][1]:
+        # G.722's clock is 8000 (RFC 3551); some phones write its sampling rate, 16000, instead
+        clocks = (8000, 16000) if pt == 9 else (STATIC_CODECS.get(pt, ("", 0))[1],)
+        if codec and pt in STATIC_CODECS and codec[1] in clocks:
             offered.setdefault(codec[0].upper(), pt)
     for name in supported:
         if name.upper() in offered:
