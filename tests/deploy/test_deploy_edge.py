@@ -200,6 +200,14 @@ def test_digest_trunk_reaches_the_edge_with_its_password_and_the_shared_nonce_se
     assert settings.digest_secret == "d" * 40  # from the Secret: the same on every replica
 
 
+def test_a_trunks_srtp_policy_reaches_the_edge_and_bad_ones_fail_the_schema() -> None:
+    trunks = [{"name": "carrier", "sources": ["198.51.100.0/24"], "srtp": "required"}]
+    settings = load(EdgeSettings, _environ(_objects({"edge": {"sip": {"trunks": trunks}}})))
+    assert [(t.name, t.srtp) for t in settings.trunks] == [("carrier", "required")]
+    with pytest.raises(helm.HelmError, match="srtp"):
+        render_raw({"edge": {"sip": {"trunks": [{**trunks[0], "srtp": "always"}]}}})
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [

@@ -18,7 +18,7 @@ from phoneagent.edge.rtp_session import RtpSession
 from phoneagent.edge.settings import EdgeSettings
 from phoneagent.edge.sip import DialogHandlers, IncomingCall, UAConfig, UserAgent, answer, negotiated
 from phoneagent.runtime import subjects
-from phoneagent.runtime.bus import Bus, Delivery, Lane
+from phoneagent.runtime.bus import Delivery, Lane
 from phoneagent.runtime.settings import load
 from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2
 from support.common import approve_dial, wait_for
@@ -127,16 +127,19 @@ async def dial(edge: Edge, port: int, mode: str) -> str:
     return call_id
 
 
-async def agent_says(bus: Bus, call_id: str, frames: int, gen: int) -> None:
-    t = np.arange(frames * 160) / RATE
+async def agent_says(edge: Edge, call_id: str, frames: int, gen: int) -> None:
+    """A 1 kHz tone from the agent at the call's playout rate (16 kHz when G.722 leads PA_CODECS:
+    an outbound call announces its rate before the callee picks a codec)."""
+    rate = edge.lifecycle("started", call_id)[0].playout_rate or RATE
+    t = np.arange(frames * rate // 50) / rate
     pcm = (8000 * np.sin(2 * np.pi * 1000 * t)).astype("<i2").tobytes()
     chunk = media_pb2.SpeechChunk(
         meta=common_pb2.EventMeta(call_id=call_id, generation_id=gen),
         pcm=pcm,
-        sample_rate=RATE,
+        sample_rate=rate,
         last_in_generation=True,
     )
-    await bus.publish(subjects.speech(call_id), chunk)
+    await edge.bus.publish(subjects.speech(call_id), chunk)
 
 
 async def test_machine_greeting_is_hung_up_as_voicemail(edge: Edge) -> None:
@@ -158,7 +161,7 @@ async def test_short_hello_proceeds_and_agent_speaks_after_verdict(edge: Edge) -
         call_id = await dial(edge, await callee.start(), "hangup")
         active = await wait_for(lambda: edge.svc.calls.get(call_id), timeout=5)
         await wait_for(lambda: callee.received, timeout=5)  # answered, media flowing
-        await agent_says(edge.bus, call_id, 25, gen=1)  # the greeting is ready at once ...
+        await agent_says(edge, call_id, 25, gen=1)  # the greeting is ready at once ...
         amd = active.call.amd
         assert amd is not None
         decided = await wait_for(lambda: amd.detector.decision, timeout=6)
@@ -200,7 +203,7 @@ async def test_leave_message_after_beep_then_voicemail(edge: Edge) -> None:
         reply = await edge.bus.request(subjects.edge_dial(), req, control_pb2.ControlEvent, timeout=5)
         assert reply.WhichOneof("kind") is None
         await wait_for(lambda: callee.received, timeout=5)
-        await agent_says(edge.bus, call_id, 25, gen=1)  # a greeting for a person: never played
+        await agent_says(edge, call_id, 25, gen=1)  # a greeting for a person: never played
         await asyncio.wait_for(directive.wait(), 10)
         d = [e.directive for e in control if e.WhichOneof("kind") == "directive"][0]
         assert (
@@ -209,7 +212,7 @@ async def test_leave_message_after_beep_then_voicemail(edge: Edge) -> None:
         )
         assert not callee.heard_tone_at()
         said_at = time.monotonic()
-        await agent_says(edge.bus, call_id, 10, gen=2)  # the dialog speaks the message ...
+        await agent_says(edge, call_id, 10, gen=2)  # the dialog speaks the message ...
         await wait_for(lambda: [t for t in callee.heard_tone_at() if t >= said_at], timeout=3)
         hang = control_pb2.ControlEvent(
             meta=common_pb2.EventMeta(call_id=call_id),

@@ -1,6 +1,7 @@
 """A real third-party SIP phone (PJSIP through pjsua2, null sound device but its own audio media)
 calls the edge service: it plays a 440 Hz WAV into the call and records what the agent says to a WAV;
 it sends RFC 4733 DTMF, hangs up, and in another call cancels while the edge is still ringing.
+With SRTP mandatory (SDES keys over plain SIP) the same phone talks and listens as well.
 
 pjsua2 runs in a child process (it aborts its process if its objects outlive ``libDestroy()``).
 """
@@ -126,7 +127,8 @@ async def test_pjsua2_phone_talks_listens_dials_and_hangs_up(edge: Edge, tmp_pat
     audio = await collect(edge.bus, subjects.audio_in(call_id), media_pb2.AudioFrame)
     control = await collect(edge.bus, subjects.control(call_id), control_pb2.ControlEvent, Lane.CONTROL)
     await wait_for(lambda: edge.lifecycle("answered", call_id), timeout=10)
-    await speak(edge.bus, call_id, 100)  # two seconds of a 1 kHz tone from the agent
+    rate = edge.lifecycle("started", call_id)[0].playout_rate  # 16000: pjsua2 offers G.722 too
+    await speak(edge.bus, call_id, 100, rate=rate)  # two seconds of a 1 kHz tone from the agent
 
     dtmf = await wait_for(lambda: kinds(control, "dtmf"), timeout=10)
     assert dtmf[0].digit == "7" and not dtmf[0].outbound
@@ -165,3 +167,42 @@ async def test_pjsua2_phone_cancels_while_ringing(edge: Edge, tmp_path: Path) ->
         await wait_for(lambda: call_id not in edge.svc.calls, timeout=3)
     finally:
         GATE.set()
+
+
+# SRTP: the same phone with SRTP mandatory (SDES keys in SDP, RTP/SAVP), audio both ways.
+BOUND = 'acfg.mediaConfig.transportConfig.boundAddress = "127.0.0.1"'
+SRTP_PHONE = PHONE.replace(
+    BOUND,
+    BOUND + "\nacfg.mediaConfig.srtpUse = pj.PJMEDIA_SRTP_MANDATORY"
+    "\nacfg.mediaConfig.srtpSecureSignaling = 0  # SDES over plain SIP, as many trunks do",
+)
+
+
+async def test_pjsua2_srtp_call_carries_audio_both_ways(edge: Edge, tmp_path: Path) -> None:
+    assert SRTP_PHONE != PHONE
+    write_wav(tmp_path / "in.wav", tone(440, 8000 * 10))
+    before = len(edge.lifecycle("started"))
+    proc = await start_peer(
+        SRTP_PHONE,
+        f"sip:+14155550134@127.0.0.1:{edge.port}",
+        "talk",
+        str(tmp_path / "in.wav"),
+        str(tmp_path / "out.wav"),
+    )
+    started = await wait_for(lambda: edge.lifecycle("started")[before:], timeout=10)
+    call_id = started[0].meta.call_id
+    audio = await collect(edge.bus, subjects.audio_in(call_id), media_pb2.AudioFrame)
+    await wait_for(lambda: edge.lifecycle("answered", call_id), timeout=10)
+    await speak(edge.bus, call_id, 100, rate=started[0].playout_rate)
+    ended = await wait_for(lambda: edge.lifecycle("ended", call_id), timeout=15)
+    assert ended[0].reason == call_pb2.END_REASON_CALLER_HANGUP
+    result = await peer_result(proc, 30, "pjsua2 srtp phone")
+    assert "CONFIRMED" in result["states"]
+    loud = [p for f in audio if np.abs(p := np.frombuffer(f.pcm, "<i2")).max() > 1000]
+    assert len(loud) >= 50, len(loud)
+    assert band_energy(np.concatenate(loud[10:60]), 16000, 440) > 0.8
+    rec, rate = read_wav(tmp_path / "out.wav")
+    frame = rate // 50
+    spoken = [f for i in range(0, len(rec) - frame, frame) if np.abs(f := rec[i : i + frame]).max() > 1000]
+    assert len(spoken) >= 50, len(spoken)
+    assert band_energy(np.concatenate(spoken[5:55]), rate, 1000) > 0.8

@@ -360,3 +360,20 @@ def test_rate_limit_refills_at_its_rate() -> None:
     assert limit.take("b") == 0.0  # its own bucket
     now[0] += 0.5
     assert limit.take("a") == 0.0
+
+
+def test_each_trunk_has_an_srtp_policy_and_the_call_gets_its_trunks() -> None:
+    trunks = parse_trunks(
+        '[{"name": "carrier", "sources": ["203.0.113.0/24"], "srtp": "required"},'
+        ' {"name": "pbx", "sources": ["198.51.100.0/24"], "username": "pbx", "srtp": "off"},'
+        ' {"name": "office", "sources": ["198.51.100.0/24"], "username": "office"}]'
+    )
+    table = TrunkTable(trunks)
+    assert [t.srtp for t in trunks] == ["required", "off", "optional"]
+    carrier = table.for_call("203.0.113.5", None)
+    assert carrier is not None and carrier.srtp == "required"
+    pbx, office = table.for_call("198.51.100.7", "pbx"), table.for_call("198.51.100.7", "office")
+    assert pbx is not None and pbx.name == "pbx" and office is not None and office.name == "office"
+    assert table.for_call("198.51.100.7", None) is None and table.for_call("192.0.2.1", None) is None
+    with pytest.raises(ValueError, match="srtp must be one of"):
+        parse_trunks('[{"name": "x", "sources": ["10.0.0.0/8"], "srtp": "yes"}]')

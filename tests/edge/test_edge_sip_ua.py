@@ -35,6 +35,7 @@ class Callee:
 
     action: str = "answer"  # answer | ring | reject
     code: int = 486
+    srtp: str = "off"
     handlers: DialogHandlers = field(default_factory=DialogHandlers)
     calls: asyncio.Queue[IncomingCall] = field(default_factory=asyncio.Queue)
     dialogs: asyncio.Queue[Dialog] = field(default_factory=asyncio.Queue)
@@ -44,7 +45,7 @@ class Callee:
         await call.ring()
         if self.action == "answer":
             assert call.remote_sdp is not None
-            local = answer(call.remote_sdp, ("PCMU", "PCMA"), address="127.0.0.1", port=40002)
+            local = answer(call.remote_sdp, ("PCMU", "PCMA"), address="127.0.0.1", port=40002, srtp=self.srtp)
             self.dialogs.put_nowait(await call.answer(local, self.handlers))
         elif self.action == "reject":
             await call.reject(self.code)
@@ -376,6 +377,29 @@ async def test_in_dialog_requests_answer_a_digest_challenge() -> None:
         dialog.credentials = Credentials("trunk", "s3cret")
         await dialog.bye()
         await wait_for(remote_bye)
+    finally:
+        await uac.close()
+        await uas.close()
+
+
+async def test_srtp_call_keeps_its_key_on_hold_and_refuses_a_reoffer_without_keys() -> None:
+    uas, uac, callee = await make_pair("udp")
+    callee.srtp = "optional"
+    media: asyncio.Queue[Any] = asyncio.Queue()
+    callee.handlers.on_media = lambda d, params: media.put_nowait(params)
+    try:
+        ours = offer("127.0.0.1", 40000, ("PCMU",), srtp="optional")  # best effort: keys on RTP/AVP
+        dialog = await asyncio.wait_for(uac.call(target(uas, "udp"), ours), WAIT)
+        assert dialog.remote_sdp is not None
+        first = negotiated(dialog.remote_sdp, ours).srtp
+        assert first is not None
+        resp = await asyncio.wait_for(dialog.hold(True), WAIT)
+        assert resp.status == 200
+        held = await asyncio.wait_for(media.get(), WAIT)
+        assert held.srtp is not None and held.srtp.local.key == first.remote.key  # the callee kept its key
+        resp = await asyncio.wait_for(dialog.reinvite(offer("127.0.0.1", 40000, ("PCMU",))), WAIT)
+        assert resp.status == 488  # an SRTP call is never downgraded to plain RTP
+        await dialog.bye()
     finally:
         await uac.close()
         await uas.close()

@@ -336,14 +336,21 @@ async def _agent_talks(stack: Stack, number: str) -> tuple[str, list[media_pb2.A
         subjects.audio_in(call_id), media_pb2.AudioFrame, on_audio, max_pending=5000
     )
     await wait_for(lambda: _answered(stack.events, call_id), timeout=10)
-    t = np.arange(160 * 100) / RATE
+    # The call's playout rate (an outbound call announces 16 kHz when G.722 leads PA_CODECS).
+    rate = next(
+        ev.started.playout_rate
+        for ev in stack.events
+        if ev.WhichOneof("event") == "started" and ev.started.meta.call_id == call_id
+    )
+    n = rate // 50
+    t = np.arange(n * 100) / rate
     pcm = (8000 * np.sin(2 * np.pi * 1000 * t)).astype("<i2")
     for i in range(100):  # the edge holds this until AMD hears a person, then plays it
         chunk = media_pb2.SpeechChunk(
             meta=common_pb2.EventMeta(call_id=call_id, generation_id=1),
             sequence=i,
-            pcm=pcm[i * 160 : (i + 1) * 160].tobytes(),
-            sample_rate=RATE,
+            pcm=pcm[i * n : (i + 1) * n].tobytes(),
+            sample_rate=rate,
             last_in_generation=i == 99,
         )
         await stack.observer.publish(subjects.speech(call_id), chunk)

@@ -122,13 +122,16 @@ def kinds(events: list[control_pb2.ControlEvent], kind: str) -> list[Any]:
     return [getattr(e, kind) for e in events if e.WhichOneof("kind") == kind]
 
 
-async def speak(bus: Bus, call_id: str, frames: int, gen: int = 1) -> None:
+async def speak(bus: Bus, call_id: str, frames: int, gen: int = 1, rate: int = 8000) -> None:
+    """``frames`` 20 ms chunks of a 1 kHz tone from the agent, at the call's playout ``rate``."""
+    n = rate // 50
     for i in range(frames):
+        t = (np.arange(n) + i * n) / rate
         chunk = media_pb2.SpeechChunk(
             meta=common_pb2.EventMeta(call_id=call_id, generation_id=gen),
             sequence=i,
-            pcm=tone(1000, 160, i * 160).astype("<i2").tobytes(),
-            sample_rate=8000,
+            pcm=(8000 * np.sin(2 * np.pi * 1000 * t)).astype("<i2").tobytes(),
+            sample_rate=rate,
             last_in_generation=i == frames - 1,
         )
         await bus.publish(subjects.speech(call_id), chunk)

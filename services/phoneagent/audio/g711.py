@@ -118,6 +118,15 @@ class G711Codec:
         """A payload of ``samples`` samples of silence."""
         return bytes([self.silence_byte]) * samples
 
+    @property
+    def clock_rate(self) -> int:
+        """RTP timestamp units per second (the sample rate: one byte per sample)."""
+        return self.sample_rate
+
+    def peek(self, data: bytes | bytearray | memoryview) -> Int16Array:
+        """The audio of a payload (G.711 keeps no state: the same as :meth:`decode`)."""
+        return self.decode(data)
+
 
 PCMU = G711Codec("PCMU", 0, ULAW_SILENCE, ulaw_encode, ulaw_decode)
 PCMA = G711Codec("PCMA", 8, ALAW_SILENCE, alaw_encode, alaw_decode)

@@ -1,11 +1,14 @@
 """Concurrency benchmark of the edge: N simultaneous SIP calls on 127.0.0.1, how clean the audio stays.
 
     python -m phoneagent.devtools.edge_bench [--calls 10,25,50] [--seconds 20] [--late-ms 40]
+        [--srtp] [--codec PCMU|G722] [--noise-suppression sip]
 
 The edge runs as its own process (``phone-agent serve edge``) against a private nats-server. This
 process plays everything around it: the four stages (trivial session replicas, so claims succeed),
 a TTS stand-in that streams a 1 kHz tone to every answered call (as TTS does, faster than real time,
-in 200 ms chunks), and N callers (our SIP user agent, G.711 at 20 ms) speaking a 440 Hz tone.
+in 200 ms chunks), and N callers (our SIP user agent, 20 ms packets of ``--codec``, G.711 by
+default, SRTP with ``--srtp``) speaking a 440 Hz tone. The edge's noise suppression is off unless
+``--noise-suppression sip`` turns it on (then every caller's audio goes through RNNoise).
 
 Measured at the callers over the steady window (all calls up): RFC 3550 interarrival jitter of the
 edge's RTP, packets later than ``--late-ms`` behind their best-case transit (what a jitter buffer of
@@ -94,21 +97,22 @@ async def _session(claim: session_pb2.SessionClaim, taken_over: bool) -> _Sessio
     return _Session()
 
 
-def _tone(samples: int, start: int, freq: float = 1000.0) -> np.ndarray:
-    t = (np.arange(samples) + start) / 8000
+def _tone(samples: int, start: int, freq: float = 1000.0, rate: int = 8000) -> np.ndarray:
+    t = (np.arange(samples) + start) / rate
     return (6000 * np.sin(2 * np.pi * freq * t)).astype(np.int16)
 
 
-async def stream_tone(bus: Bus, call_id: str, seconds: float) -> None:
-    """The TTS stand-in: one long reply of a 1 kHz tone, in 200 ms chunks."""
+async def stream_tone(bus: Bus, call_id: str, seconds: float, rate: int = 8000) -> None:
+    """The TTS stand-in: one long reply of a 1 kHz tone, in 200 ms chunks at the call's rate."""
     chunks = int(seconds * 50 / CHUNK_FRAMES) + 1
+    size = rate // 50 * CHUNK_FRAMES
     for i in range(chunks):
-        pcm = _tone(160 * CHUNK_FRAMES, i * 160 * CHUNK_FRAMES)
+        pcm = _tone(size, i * size, rate=rate)
         chunk = media_pb2.SpeechChunk(
             meta=common_pb2.EventMeta(call_id=call_id, generation_id=1),
             sequence=i,
             pcm=pcm.astype("<i2").tobytes(),
-            sample_rate=8000,
+            sample_rate=rate,
             last_in_generation=i == chunks - 1,
         )
         await bus.publish(subjects.speech(call_id), chunk)
@@ -147,7 +151,18 @@ def summarise(
 
 
 class Bench:
-    def __init__(self, nats_url: str, edge_port: int, edge_pid: int, late_ms: float) -> None:
+    def __init__(
+        self,
+        nats_url: str,
+        edge_port: int,
+        edge_pid: int,
+        late_ms: float,
+        codec: str = "PCMU",
+        srtp: bool = False,
+    ) -> None:
+        self.codec = codec
+        self.srtp = srtp
+        self.rates: dict[str, int] = {}  # call id -> playout rate
         self.nats_url = nats_url
         self.edge_port = edge_port
         self.edge_pid = edge_pid
@@ -157,9 +172,12 @@ class Bench:
         self.tts = TaskOwner("bench-tts")
 
     async def on_life(self, ev: call_pb2.CallEvent, _: Delivery) -> None:
+        if ev.WhichOneof("event") == "started":
+            self.rates[ev.started.meta.call_id] = ev.started.playout_rate or 8000
         if ev.WhichOneof("event") == "answered":
             call_id = ev.answered.meta.call_id
-            self.tts.spawn(stream_tone(self.bus, call_id, self.tts_seconds), call_id)
+            rate = self.rates.pop(call_id, 8000)
+            self.tts.spawn(stream_tone(self.bus, call_id, self.tts_seconds, rate), call_id)
 
     async def _dial(self, ua: UserAgent, legs: list[CallerLeg], i: int) -> None:
         rtp = await MeasuredRtp.open(HOST, 30000, 39999)
@@ -167,7 +185,7 @@ class Bench:
         rtp.arrivals = []
         leg = CallerLeg(rtp)
         legs.append(leg)
-        local = offer(HOST, rtp.port)
+        local = offer(HOST, rtp.port, (self.codec,), srtp="required" if self.srtp else "off")
         try:
             leg.dialog = await ua.call(f"sip:+1415555{i:04d}@{HOST}:{self.edge_port}", local, timeout_s=15)
         except Exception:  # noqa: BLE001 - a refused call is counted, not fatal
@@ -218,18 +236,18 @@ class Bench:
         while not stop.is_set():
             tick = await pacer.next_tick()
             lags.append(tick.lateness)
-            frame = _tone(160, n * 160, 440.0)
+            frames = {r: _tone(r // 50, n * r // 50, 440.0, r) for r in (8000, 16000)}
             n += 1
             for leg in legs:
                 if leg.dialog is not None:
-                    leg.rtp.send_audio(frame, True)
+                    leg.rtp.send_audio(frames[leg.rtp.sample_rate], True)
                     got = leg.rtp.pull_frame()
                     if got is not None:
                         leg.heard.append((tick.now, int(np.abs(got).max()) > 3000))
 
 
 def start_edge(
-    nats_url: str, workdir: Path, max_calls: int, auth: BusAuth
+    nats_url: str, workdir: Path, max_calls: int, auth: BusAuth, noise_suppression: str = ""
 ) -> tuple[subprocess.Popen[bytes], int]:
     status = workdir / "edge.status"
     env = dict(
@@ -245,6 +263,7 @@ def start_edge(
         PA_RTP_PORT_MAX="29999",
         PA_LOG_LEVEL="WARNING",
         PA_DRAIN_TIMEOUT_S="1",
+        PA_NOISE_SUPPRESSION=noise_suppression,
     )
     log = (workdir / "edge.log").open("wb")
     proc = subprocess.Popen(
@@ -263,7 +282,14 @@ def start_edge(
     return proc, int(sip.rpartition(":")[2])
 
 
-async def main_async(calls: list[int], seconds: float, late_ms: float) -> list[Result]:
+async def main_async(
+    calls: list[int],
+    seconds: float,
+    late_ms: float,
+    codec: str = "PCMU",
+    srtp: bool = False,
+    denoise: str = "",
+) -> list[Result]:
     with tempfile.TemporaryDirectory(prefix="pa-edge-bench-") as tmp:
         work = Path(tmp)
         nats = NatsServer(work / "nats")
@@ -272,8 +298,8 @@ async def main_async(calls: list[int], seconds: float, late_ms: float) -> list[R
         stage_bus = Bus("bench-stages")
         await stage_bus.connect(nats.url, auth=nats.auth(OPERATOR))
         await streams.ensure(stage_bus.jetstream())  # before the edge, which waits for them
-        edge, port = start_edge(nats.url, work, max(calls) + 10, nats.auth("edge"))
-        bench = Bench(nats.url, port, edge.pid, late_ms)
+        edge, port = start_edge(nats.url, work, max(calls) + 10, nats.auth("edge"), denoise)
+        bench = Bench(nats.url, port, edge.pid, late_ms, codec, srtp)
         results: list[Result] = []
         try:
             await bench.bus.connect(nats.url, auth=nats.auth(OPERATOR))
@@ -317,14 +343,25 @@ def main() -> None:
     parser.add_argument("--calls", default="10,25,50", help="comma-separated concurrent call counts")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per step")
     parser.add_argument("--late-ms", type=float, default=40.0, help="lateness that counts a frame as late")
+    parser.add_argument("--srtp", action="store_true", help="callers offer RTP/SAVP with SDES keys")
+    parser.add_argument(
+        "--codec", default="PCMU", choices=("PCMU", "PCMA", "G722"), help="the callers' codec"
+    )
+    parser.add_argument(
+        "--noise-suppression", default="", choices=("", "sip"), help="the edge's PA_NOISE_SUPPRESSION (off)"
+    )
     args = parser.parse_args()
     calls = [int(c) for c in args.calls.split(",") if c.strip()]
     print(
         f"edge bench: python {sys.version.split()[0]}, {os.cpu_count()} cores, "
-        f"load {os.getloadavg()[0]:.1f}, {args.seconds:.0f} s per step, late > {args.late_ms:.0f} ms"
+        f"load {os.getloadavg()[0]:.1f}, {args.seconds:.0f} s per step, late > {args.late_ms:.0f} ms, "
+        f"{args.codec}{' over SRTP' if args.srtp else ''}, "
+        f"noise suppression {args.noise_suppression or 'off'}"
     )
     print(HEADER, flush=True)
-    results = asyncio.run(main_async(calls, args.seconds, args.late_ms))
+    results = asyncio.run(
+        main_async(calls, args.seconds, args.late_ms, args.codec, args.srtp, args.noise_suppression)
+    )
     ok = [r for r in results if r.late_pct < 1.0 and r.answered == r.calls]
     if ok:
         best = max(ok, key=lambda r: r.calls)

@@ -1,10 +1,11 @@
 """One call at the edge, independent of the transport (SIP/RTP or WebRTC).
 
 Every 20 ms (one :class:`~phoneagent.edge.media.pacer.Pacer` tick) the call pulls one
-frame of caller audio from its transport, runs the barge-in VAD on it, resamples it to
-16 kHz and publishes it for ASR; and it sends one frame of agent speech (or silence) to the
-transport. Speech chunks from TTS queue per generation; control events (barge-in,
-cancel, hangup, transfer, DTMF) arrive on the call's control lane. A transfer (blind, or warm
+frame of caller audio from its transport, denoises it (RNNoise, when the call's config asks),
+runs the barge-in VAD on it, resamples it to 16 kHz and publishes it for ASR; and it sends one
+frame of agent speech (or silence) to the transport. Speech chunks from TTS queue per
+generation; control events (barge-in, cancel, hangup, transfer, DTMF) arrive on the call's
+control lane. A transfer (blind, or warm
 with its second leg to the human) is carried out only when it carries policy's signed approval
 for this call and this target, each approval once (:mod:`phoneagent.runtime.approvals`); any
 other is refused with a failed TransferResult and counted.
@@ -29,6 +30,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from phoneagent.audio.denoise import Denoiser
 from phoneagent.audio.resample import StreamResampler
 from phoneagent.edge.amd import amd_gate_for
 from phoneagent.edge.call_transport import CallTransport
@@ -58,6 +60,7 @@ class EdgeCallConfig:
     backchannel_wait_ms: int = 1200  # after short speech ends, how long playout waits for ASR's verdict
     min_speech_ms: int = 200
     max_duration_s: float = 3600.0
+    denoise: bool = False  # RNNoise on the caller's audio before the barge-in VAD and ASR
     stages: tuple[str, ...] = subjects.STAGES
     # Policy's public keys: a Transfer is carried out only with its signed approval.
     approvals: Verifier = field(default_factory=Verifier)
@@ -92,6 +95,7 @@ class EdgeCall:
         self.subs: list[Subscription[Any]] = []
         self.to_asr = StreamResampler(self.rate, ASR_RATE)
         self.vad = BargeInVad(VadConfig(sample_rate=self.rate, min_speech_ms=self.config.min_speech_ms))
+        self.denoiser = Denoiser(self.rate) if self.config.denoise else None
         self.queue: collections.deque[_Chunk] = collections.deque()
         self.floor = 0  # generations below are cancelled
         self.playing: int | None = None  # generation being played
@@ -199,6 +203,8 @@ class EdgeCall:
         for sub in self.subs:
             await self.bus.unsubscribe(sub)
         await self.tasks.close(timeout=2.0)
+        if self.denoiser is not None:
+            self.denoiser.close()
 
     # --- media -----------------------------------------------------------------------------------
     async def _media_loop(self) -> None:
@@ -224,6 +230,10 @@ class EdgeCall:
             await self.amd.on_frame(frame)
             if self.ended.is_set():
                 return
+        if self.denoiser is not None:
+            # RNNoise costs ~1 ms a frame: on a worker thread (it releases the GIL), so one call's
+            # denoising never holds up the other calls' playout ticks. AMD above hears the raw line.
+            frame = await asyncio.to_thread(self.denoiser.process, frame)
         event = self.vad.process(frame)
         now = time.monotonic()
         if event is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from phoneagent.audio.g722 import codec_rate
 from phoneagent.edge.rtp_session import RtpSession
 from phoneagent.edge.settings import EdgeSettings
 from phoneagent.edge.sip import (
@@ -72,7 +73,7 @@ class OutboundCalls:
         async def _connected(self, active: ActiveCall, dialog: Dialog) -> None: ...
 
         def _started(
-            self, call_id: str, direction: int, from_uri: str, to_uri: str, codec: str
+            self, call_id: str, direction: int, from_uri: str, to_uri: str, codec: str, playout_rate: int
         ) -> call_pb2.CallStarted: ...
 
     # --- outbound ---------------------------------------------------------------------------------
@@ -119,6 +120,7 @@ class OutboundCalls:
         rtp = await RtpSession.open(
             self.settings.sip_host, self.settings.rtp_port_min, self.settings.rtp_port_max, call_id
         )
+        rtp.set_rate(codec_rate(self.settings.codec_names[0]))  # before the callee picks a codec
         started = call_pb2.CallStarted()
         started.CopyFrom(req)
         started.MergeFrom(
@@ -128,6 +130,7 @@ class OutboundCalls:
                 str(self.ua.local_uri()),
                 req.to_uri,
                 self.settings.codec_names[0],
+                rtp.sample_rate,
             )
         )
         started.agent = req.agent or started.agent
@@ -162,7 +165,7 @@ class OutboundCalls:
         assert self.ua is not None
         s = self.settings
         creds = Credentials(s.trunk_username, s.trunk_password) if s.trunk_username else None
-        local = offer(s.advertised, active.rtp.port, s.codec_names)
+        local = offer(s.advertised, active.rtp.port, s.codec_names, srtp=s.trunk_srtp)
         try:
             dialog = await self.ua.call(
                 target, local, creds, handlers=self._handlers(active), timeout_s=s.no_answer_timeout_s

@@ -1,9 +1,11 @@
-"""One call's RTP endpoint: a UDP socket in the configured port range, G.711 in and out, RFC 4733 DTMF.
+"""One call's RTP endpoint: a UDP socket in the configured port range, G.711 or G.722 in and out
+(SRTP when negotiated), RFC 4733 DTMF.
 
 Inbound datagrams pass :class:`RtpStreamState` (source check, flood limit, negotiated payload types);
 audio goes to a :class:`JitterBuffer`, telephone events to a :class:`DtmfReceiver`. The call flow
-pulls one decoded 8 kHz frame per 20 ms tick. Outbound audio is one packet per 20 ms frame with a
-continuous timestamp, the marker bit on the first packet of each talkspurt. Garbage never raises.
+pulls one decoded frame per 20 ms tick at the call's rate (8 kHz G.711, 16 kHz G.722). Outbound
+audio is one packet per 20 ms frame with a continuous timestamp, the marker bit on the first
+packet of each talkspurt. Garbage never raises.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from phoneagent.audio.g711 import G711Codec, codec_for
+from phoneagent.audio.g722 import RtpCodec, open_codec
+from phoneagent.audio.resample import StreamResampler
 from phoneagent.edge.media.dtmf import DtmfDigit, DtmfReceiver, dtmf_packets
 from phoneagent.edge.media.jitter import JitterBuffer, JitterStats
 from phoneagent.edge.media.rtp import RtpPacket, seq_add, ts_add
 from phoneagent.edge.media.rtp_stream import RtpStreamState
+from phoneagent.edge.media.srtp import SrtpContext, SrtpError
 from phoneagent.edge.sip.sdp import MediaParams
 from phoneagent.runtime.errors import InvalidArgument, Unavailable
 from phoneagent.runtime.metrics import CALLER_AUDIO_LOST
@@ -51,12 +55,16 @@ class RtpSession:
         self.call_id = call_id
         self.port = 0
         self.params: MediaParams | None = None
-        self.codec: G711Codec | None = None
+        self.codec: RtpCodec | None = None
+        self._rate: int | None = None  # the call's PCM rate, fixed by the first codec negotiated
+        self._from_codec: StreamResampler | None = None  # set while a re-INVITE's codec runs at
+        self._to_codec: StreamResampler | None = None  # another rate than the call's
         self.on_dtmf: DtmfCallback | None = None
         self._transport: asyncio.DatagramTransport | None = None
         self._remote: tuple[str, int] | None = None
         self._state: RtpStreamState | None = None
         self._jitter: JitterBuffer | None = None
+        self._srtp: SrtpContext | None = None
         self._dtmf = DtmfReceiver()
         self._ssrc = secrets.randbits(32)
         self._seq = secrets.randbits(16)
@@ -67,6 +75,7 @@ class RtpSession:
         self._sdp_remote: tuple[str, int] | None = None  # where the peer's SDP says to send
         self.send_paused = False  # the peer put us on hold (sendonly/inactive): send nothing
         self.sent = 0
+        self.srtp_refused = 0  # packets libsrtp would not protect (dropped)
         self.closed = False
         self.last_received = 0.0  # monotonic time of the last accepted packet (or of start/update)
 
@@ -94,10 +103,13 @@ class RtpSession:
 
     def start(self, params: MediaParams, *, latch: bool = False) -> None:
         """Begin exchanging media with the negotiated peer."""
-        codec = codec_for(params.payload_type)
+        codec = open_codec(params.payload_type)
         self.params, self.codec = params, codec
+        self._rate = self._rate or codec.sample_rate
+        self._convert(codec.sample_rate)
         self._remote = self._sdp_remote = (params.remote_address, params.remote_port)
         self._state = RtpStreamState(expected=self._remote, latch=latch, payload_types=_types(params))
+        self._set_srtp(params)
         self._jitter = JitterBuffer(codec)
         self._dtmf = DtmfReceiver(clock_rate=params.clock_rate)
         self.send_paused = not _peer_receives(params)
@@ -128,9 +140,12 @@ class RtpSession:
         self.params = params
         self.last_received = time.monotonic()  # a re-INVITE restarts the inactivity clock
         self.send_paused = not _peer_receives(params)
+        if params.srtp != old.srtp:
+            self._set_srtp(params)
         if params.payload_type != old.payload_type:
-            self.codec = codec_for(params.payload_type)
+            self.codec = open_codec(params.payload_type)
             self._jitter = JitterBuffer(self.codec)
+            self._convert(self.codec.sample_rate)
         address = (params.remote_address, params.remote_port)
         if address[0] not in _NULL_ADDRESSES and address != self._sdp_remote:
             self._remote = self._sdp_remote = address
@@ -141,6 +156,35 @@ class RtpSession:
             )
         else:
             self._state.retarget(None, _types(params))
+
+    def _set_srtp(self, params: MediaParams) -> None:
+        """Encrypt and authenticate with the negotiated SRTP keys (new keys: a new context)."""
+        self._srtp = SrtpContext(params.srtp) if params.srtp is not None else None
+        if self._state is not None:
+            self._state.unprotect = self._srtp.unprotect if self._srtp is not None else None
+
+    @property
+    def sample_rate(self) -> int:
+        """Rate of the PCM frames pulled and sent: the negotiated codec's (8000 before media)."""
+        return self._rate or 8000
+
+    def set_rate(self, rate: int) -> None:
+        """Fix the call's PCM rate before media is negotiated (an outbound call announces its rate
+        before the callee picks a codec); frames are resampled when the codec's rate differs."""
+        if self._rate is not None and self._rate != rate:
+            raise InvalidArgument("the call's audio rate is already fixed")
+        self._rate = rate
+
+    def _convert(self, codec_rate: int) -> None:
+        """Resample between the call's rate and a codec a re-INVITE switched to at another rate."""
+        rate = self.sample_rate
+        same = codec_rate == rate
+        self._from_codec = None if same else StreamResampler(codec_rate, rate)
+        self._to_codec = None if same else StreamResampler(rate, codec_rate)
+
+    @property
+    def encrypted(self) -> bool:
+        return self._srtp is not None
 
     # --- inbound ------------------------------------------------------------------------------
     def on_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
@@ -168,12 +212,18 @@ class RtpSession:
             self.on_dtmf(digit)
 
     def pull_frame(self) -> np.ndarray | None:
-        """One 20 ms frame of caller audio (8 kHz int16, concealed when lost); None before media."""
+        """One 20 ms frame of caller audio (int16 at :attr:`sample_rate`, concealed when lost);
+        None before media."""
         for digit in self._dtmf.poll(time.monotonic()):
             self._digit(digit)
         if self._jitter is None or not self._media_started:
             return None
-        return self._jitter.pull().pcm
+        pcm = self._jitter.pull().pcm
+        return (
+            pcm
+            if self._from_codec is None
+            else _exact(self._from_codec.process(pcm), len(pcm), self._from_codec)
+        )
 
     @property
     def drops(self) -> int:
@@ -190,19 +240,29 @@ class RtpSession:
             return
         pkt = RtpPacket(payload_type, self._seq, timestamp, self._ssrc, payload, marker)
         self._seq = seq_add(self._seq, 1)
-        self._transport.sendto(pkt.to_bytes(), self._remote)
+        data = pkt.to_bytes()
+        if self._srtp is not None:
+            try:
+                data = self._srtp.protect(data)
+            except SrtpError:
+                self.srtp_refused += 1  # nothing goes out in clear: the packet is dropped
+                return
+        self._transport.sendto(data, self._remote)
         self.sent += 1
 
     def send_audio(self, pcm: np.ndarray, speech: bool) -> None:
-        """Send one 20 ms frame (8 kHz int16). Skipped (timestamp still advancing) during DTMF."""
+        """Send one 20 ms frame (int16 at :attr:`sample_rate`). Skipped (timestamp still advancing)
+        during DTMF."""
         if self.codec is None or self.params is None:
             return
-        samples = len(pcm)
+        if self._to_codec is not None:
+            pcm = _exact(self._to_codec.process(pcm), len(pcm), self._to_codec)
+        ticks = len(pcm) * self.codec.clock_rate // self.codec.sample_rate
         if not self._sending_dtmf.locked():
             marker = speech and not self._talking
             self._send(self.params.payload_type, self.codec.encode(pcm), self._ts, marker)
         self._talking = speech
-        self._ts = ts_add(self._ts, samples)
+        self._ts = ts_add(self._ts, ticks)
 
     async def send_dtmf(self, digit: str, duration_ms: int = 100) -> None:
         """Send one RFC 4733 key press; audio packets pause meanwhile. InvalidArgument for a bad digit."""
@@ -252,6 +312,12 @@ class RtpSession:
 
 
 _NULL_ADDRESSES = ("0.0.0.0", "::")
+
+
+def _exact(pcm: np.ndarray, source_len: int, rs: StreamResampler) -> np.ndarray:
+    """A resampled frame padded or cut to exactly 20 ms at the output rate."""
+    n = round(source_len * rs.ratio)
+    return pcm[:n] if len(pcm) >= n else np.pad(pcm, (0, n - len(pcm)))
 
 
 def _types(params: MediaParams) -> set[int]:

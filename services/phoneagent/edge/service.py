@@ -42,6 +42,7 @@ from phoneagent.edge.sip import (
     answer,
     negotiated,
 )
+from phoneagent.edge.sip.auth import parse_digest
 from phoneagent.edge.sip.registration import Registration
 from phoneagent.edge.sip_call_transport import SipCallTransport
 from phoneagent.edge.transfer import SummaryVoice, WarmTransferConfig
@@ -120,6 +121,7 @@ class EdgeService(OutboundCalls, Service):
             backchannel_wait_ms=self.settings.backchannel_wait_ms,
             max_duration_s=web.max_call_duration_s,
             approvals=self.verifier,
+            denoise=self.settings.denoise("webrtc"),
         )
         try:
             self._web, self.web_port = await run_gateway(
@@ -270,6 +272,7 @@ class EdgeService(OutboundCalls, Service):
             backchannel_wait_ms=self.settings.backchannel_wait_ms,
             max_duration_s=self.settings.max_call_duration_s,
             approvals=self.verifier,
+            denoise=self.settings.denoise("sip"),
         )
         recording = self._recording(started.meta.call_id, transport.sample_rate)
         media = recording.transport(transport) if recording is not None else transport
@@ -370,7 +373,7 @@ class EdgeService(OutboundCalls, Service):
         self.tasks.spawn(self._supervise(active), f"call:{active.call.call_id}")
 
     def _started(
-        self, call_id: str, direction: int, from_uri: str, to_uri: str, codec: str
+        self, call_id: str, direction: int, from_uri: str, to_uri: str, codec: str, playout_rate: int
     ) -> call_pb2.CallStarted:
         return call_pb2.CallStarted(
             meta=new_meta(call_id, "edge"),
@@ -381,6 +384,7 @@ class EdgeService(OutboundCalls, Service):
             agent=Path(self.common.agent_path).stem,
             sample_rate=ASR_RATE,
             codec=codec,
+            playout_rate=playout_rate,
         )
 
     # --- inbound ----------------------------------------------------------------------------------
@@ -404,12 +408,18 @@ class EdgeService(OutboundCalls, Service):
 
     async def _admit(self, inc: IncomingCall, rtp: RtpSession) -> None:
         assert inc.remote_sdp is not None
+        srtp = self._srtp_mode(inc)
         try:
             local = answer(
-                inc.remote_sdp, self.settings.codec_names, address=self.settings.advertised, port=rtp.port
+                inc.remote_sdp,
+                self.settings.codec_names,
+                address=self.settings.advertised,
+                port=rtp.port,
+                srtp=srtp,
             )
             params = negotiated(inc.remote_sdp, local)
-        except NoCommonCodec:
+        except NoCommonCodec as exc:
+            log.info("sip call refused", extra={"call_id": inc.call_id, "status": 488, "reason": exc.message})
             await inc.reject(488)
             rtp.close()
             return
@@ -417,7 +427,12 @@ class EdgeService(OutboundCalls, Service):
         call_id = subjects.new_call_id()
         rtp.call_id = call_id
         started = self._started(
-            call_id, call_pb2.DIRECTION_INBOUND, str(inc.caller.uri), str(inc.callee.uri), params.codec
+            call_id,
+            call_pb2.DIRECTION_INBOUND,
+            str(inc.caller.uri),
+            str(inc.callee.uri),
+            params.codec,
+            rtp.sample_rate,
         )
         log.info(
             "inbound call",
@@ -426,6 +441,7 @@ class EdgeService(OutboundCalls, Service):
                 "sip_call_id": inc.call_id,
                 "caller": mask_number(inc.caller.uri.user),
                 "codec": params.codec,
+                "srtp": params.srtp is not None,
             },
         )
         active = self._new_call(started, rtp)
@@ -445,6 +461,14 @@ class EdgeService(OutboundCalls, Service):
             await active.call.end(call_pb2.END_REASON_CANCELLED, "caller cancelled")
             return
         await self._connected(active, dialog)
+
+    def _srtp_mode(self, inc: IncomingCall) -> str:
+        """The SRTP policy of the trunk the INVITE came in on (admission found one)."""
+        auth = inc.request.headers.get("Authorization")
+        username = parse_digest(auth.partition(" ")[2]).get("username") if auth else None
+        table = self.ua.config.trunks if self.ua is not None else None
+        trunk = table.for_call(inc.peer.addr[0], username) if table is not None else None
+        return trunk.srtp if trunk is not None else "optional"
 
     async def _start_call(self, active: ActiveCall) -> bool:
         """Publish the call and claim its sessions; on failure end it as an error."""

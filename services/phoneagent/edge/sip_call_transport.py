@@ -19,7 +19,6 @@ log = logging.getLogger(__name__)
 
 class SipCallTransport:
     name = "sip"
-    sample_rate = 8000
 
     def __init__(
         self,
@@ -29,6 +28,7 @@ class SipCallTransport:
         warm: WarmTransferConfig | None = None,
     ) -> None:
         self.rtp = rtp
+        self.sample_rate = rtp.sample_rate  # 16000 on G.722 (wideband), 8000 on G.711: fixed for the call
         self.call_id = call_id
         self.dialog: Dialog | None = None  # set once the call is answered
         self.refer_timeout_s = refer_timeout_s
@@ -95,7 +95,7 @@ class SipCallTransport:
         if self.warm is None:
             return False, "warm transfer is not configured"
         attempt = WarmTransfer(self.warm, dialog, self.rtp, self.call_id)
-        self.hold = HoldTone()
+        self.hold = HoldTone(self.sample_rate)
         try:
             ok, detail, bridge = await attempt.run(uri, summary)
         finally:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from phoneagent.audio.resample import StreamResampler
 from phoneagent.edge.media.pacer import Pacer
 from phoneagent.edge.rtp_session import RtpSession
 from phoneagent.edge.sip.calls import CallFailed
@@ -53,14 +54,16 @@ class HoldTone:
     PERIOD_S = 2.0
     AMPLITUDE = 2000.0
 
-    def __init__(self) -> None:
+    def __init__(self, rate: int = RATE) -> None:
         self.n = 0
+        self.rate = rate
+        self.frame = rate // 50
 
     def next_frame(self) -> np.ndarray:
-        t = (np.arange(FRAME) + self.n) / RATE
-        self.n += FRAME
+        t = (np.arange(self.frame) + self.n) / self.rate
+        self.n += self.frame
         phase = t % self.PERIOD_S
-        out = np.zeros(FRAME)
+        out = np.zeros(self.frame)
         for start, freq in self.NOTES:
             on = (phase >= start) & (phase < start + 0.3)
             env = np.sin(np.pi * np.clip((phase - start) / 0.3, 0, 1))  # fade in and out: no clicks
@@ -105,6 +108,7 @@ class Bridge:
         self.call_id = call_id
         self.frames = 0
         self._task: asyncio.Task[None] | None = None
+        self._rates: dict[tuple[int, int], StreamResampler] = {}  # a wideband caller, a narrowband human
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
@@ -118,13 +122,18 @@ class Bridge:
             self._task.cancel()
         await self.wait()
 
-    @staticmethod
-    def _relay(src: RtpSession, dst: RtpSession) -> None:
+    def _relay(self, src: RtpSession, dst: RtpSession) -> None:
         frame = src.pull_frame()
+        size = dst.sample_rate // 50
         if frame is None:
-            dst.send_audio(np.zeros(FRAME, np.int16), False)
-        else:
-            dst.send_audio(frame, True)
+            dst.send_audio(np.zeros(size, np.int16), False)
+            return
+        if src.sample_rate != dst.sample_rate:
+            key = (src.sample_rate, dst.sample_rate)
+            rs = self._rates.setdefault(key, StreamResampler(*key))
+            frame = rs.process(frame)
+            frame = frame[:size] if len(frame) >= size else np.pad(frame, (0, size - len(frame)))
+        dst.send_audio(frame, True)
 
     async def _run(self) -> None:
         (da, ra), (db, rb) = self.a, self.b
@@ -194,6 +203,7 @@ class WarmTransfer:
             self.leg_rtp = await RtpSession.open(c.host, c.rtp_port_min, c.rtp_port_max, self.call_id)
         except Unavailable:
             return False, "no RTP port for the transfer leg"
+        self.leg_rtp.set_rate(RATE)  # the summary is 8 kHz; a G.722 leg is resampled at its codec
         local = offer(c.advertised, self.leg_rtp.port, c.codecs)
         try:
             self.leg = await self.caller.ua.call(target, local, timeout_s=c.answer_timeout_s)

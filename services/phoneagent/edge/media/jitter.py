@@ -1,11 +1,12 @@
-"""Adaptive jitter buffer for 20 ms G.711 audio.
+"""Adaptive jitter buffer for 20 ms G.711 or G.722 audio.
 
 Packets are pushed as they arrive (with their arrival time); the playout clock pulls
 exactly one frame every 20 ms. Frames are keyed by RTP timestamp, so reordering,
 duplicates and multi-frame packets are handled without looking at sequence numbers.
 Packets of any multiple of 10 ms (ptime 10, 30, 50 ...) are re-framed: their 10 ms
 halves are keyed by timestamp too and join into 20 ms frames once both halves are here.
-A frame whose other half was lost plays with that half silent.
+A frame whose other half was lost plays with that half silent. Payloads are decoded in playout
+order (G.722 keeps decoder state); both codecs carry one payload byte per RTP clock tick.
 
 Delay adapts to the network: the target depth is ``frame + jitter_factor x J`` where J
 is the RFC 3550 interarrival jitter estimate, clamped to [min_delay, max_delay]; it
@@ -38,7 +39,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from phoneagent.audio.g711 import PCMU, G711Codec
+from phoneagent.audio.g711 import PCMU
+from phoneagent.audio.g722 import RtpCodec
 from phoneagent.audio.pcm import Int16Array
 from phoneagent.edge.media.rtp import Unwrapper
 
@@ -85,7 +87,7 @@ class JitterStats:
 class JitterBuffer:
     def __init__(
         self,
-        codec: G711Codec = PCMU,
+        codec: RtpCodec = PCMU,
         *,
         frame_ms: int = 20,
         min_delay_ms: int = 40,
@@ -102,8 +104,9 @@ class JitterBuffer:
             raise ValueError("jitter buffer needs 0 < min_delay_ms <= max_delay_ms")
         self.codec = codec
         self.frame_ms = frame_ms
-        self.frame_samples = codec.sample_rate * frame_ms // 1000
+        self.frame_samples = codec.clock_rate * frame_ms // 1000  # RTP clock ticks (= payload bytes)
         self.half_samples = self.frame_samples // 2  # 10 ms: the smallest packet re-framed
+        self.pcm_samples = codec.sample_rate * frame_ms // 1000  # decoded samples per frame
         self.min_delay_ms = min_delay_ms
         self.max_delay_ms = max_delay_ms
         self.jitter_factor = jitter_factor
@@ -117,11 +120,11 @@ class JitterBuffer:
         self._floor_db = quiet_dbfs  # background level of the frames played (follows them down fast)
         self.capacity = 2 * math.ceil(max_delay_ms / frame_ms) + 2
         self.stats = JitterStats()
-        self._silence = np.zeros(self.frame_samples, dtype=np.int16)
+        self._silence = np.zeros(self.pcm_samples, dtype=np.int16)
         self._silence.flags.writeable = False
         self._ramps = self._build_ramps()
         self._jitter_ts = 0.0  # RFC 3550 J, in timestamp units
-        self._max_transit_step = 2 * max_delay_ms * codec.sample_rate / 1000
+        self._max_transit_step = 2 * max_delay_ms * codec.clock_rate / 1000
         self._reset()
 
     # ---- state ---------------------------------------------------------------------------
@@ -143,13 +146,13 @@ class JitterBuffer:
         self._spurt = 0  # frames with sound played since the last quiet one (or underrun)
 
     def _build_ramps(self) -> list[np.ndarray]:
-        n = self.frame_samples * self.fade_frames
+        n, fs = self.pcm_samples * self.fade_frames, self.pcm_samples
         gains = np.linspace(1.0, 0.0, n + 1, dtype=np.float32)[1:]
-        return [gains[i * self.frame_samples : (i + 1) * self.frame_samples] for i in range(self.fade_frames)]
+        return [gains[i * fs : (i + 1) * fs] for i in range(self.fade_frames)]
 
     @property
     def jitter_ms(self) -> float:
-        return self._jitter_ts * 1000.0 / self.codec.sample_rate
+        return self._jitter_ts * 1000.0 / self.codec.clock_rate
 
     @property
     def target_delay_ms(self) -> float:
@@ -276,7 +279,7 @@ class JitterBuffer:
         return 1
 
     def _update_jitter(self, ext: int, arrival: float) -> None:
-        transit = arrival * self.codec.sample_rate - ext
+        transit = arrival * self.codec.clock_rate - ext
         if self._last_transit is not None:
             d = abs(transit - self._last_transit)
             if d <= self._max_transit_step:  # larger: a timestamp discontinuity, not network jitter
@@ -360,7 +363,7 @@ class JitterBuffer:
         data = self._frames.get(index)
         if data is None or self.depth >= 2 * self.capacity:
             return True
-        return self._is_quiet(self.codec.decode(data)) or self._spurt >= self.onset_guard_frames
+        return self._is_quiet(self.codec.peek(data)) or self._spurt >= self.onset_guard_frames
 
     def _is_quiet(self, pcm: Int16Array) -> bool:
         return _dbfs(pcm) < max(self.quiet_dbfs, self._floor_db + 6.0)
@@ -381,11 +384,12 @@ class JitterBuffer:
         first, second = self._halves.pop(2 * index, None), self._halves.pop(2 * index + 1, None)
         if first is None and second is None:
             return None
-        pcm = np.zeros(self.frame_samples, dtype=np.int16)
+        pcm = np.zeros(self.pcm_samples, dtype=np.int16)
+        half = self.pcm_samples // 2
         if first is not None:
-            pcm[: self.half_samples] = self.codec.decode(first)
+            pcm[:half] = self.codec.decode(first)
         if second is not None:
-            pcm[self.half_samples :] = self.codec.decode(second)
+            pcm[half:] = self.codec.decode(second)
         self.stats.partial += 1
         return self._play_pcm(index, pcm)
 

@@ -3,18 +3,20 @@
 Symmetric RTP: the first valid packet (from the address offered in SDP, when one is
 given and latching is off) fixes the peer's address; packets from anywhere else are
 dropped before they are parsed, so a flood from a third party costs almost nothing.
-Packets from the latched address go through a token bucket. Every drop is counted by
-reason; nothing raises.
+Packets from the latched address go through a token bucket, then, on an SRTP call, through
+authentication and the replay check (so a forged or replayed packet never latches the source
+or reaches the jitter buffer). Every drop is counted by reason; nothing raises.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from phoneagent.edge.media.rtp import RtpError, RtpPacket, parse_rtp
+from phoneagent.edge.media.srtp import SrtpError
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,7 @@ class RtpStreamState:
         self._latch = latch
         self._payload_types = frozenset(payload_types) if payload_types is not None else None
         self._bucket = TokenBucket(rate_pps, burst)
+        self.unprotect: Callable[[bytes], bytes] | None = None  # SRTP: authenticate and decrypt
         self.source: Address | None = None
         self.ssrc: int | None = None
         self.accepted = 0
@@ -94,6 +97,12 @@ class RtpStreamState:
         if reason is not None:
             self.drops[reason] += 1
             return None
+        if self.unprotect is not None:
+            try:
+                data = self.unprotect(data)
+            except SrtpError:
+                self.drops["srtp"] += 1
+                return None
         try:
             packet = parse_rtp(data)
         except RtpError as exc:

@@ -335,6 +335,8 @@ class Dialog(DialogTransfer):
         if self.local_sdp is None or self.local_sdp.audio is None:
             return None
         ours = self.local_sdp.audio
+        # An SRTP call stays SRTP (same key while the suite stays); a plain one stays plain.
+        secure = bool(ours.crypto)
         local = answer(
             remote,
             self.ua.config.codecs,
@@ -343,7 +345,11 @@ class Dialog(DialogTransfer):
             ptime=ours.ptime or 20,
             session_id=self.local_sdp.session_id,
             version=self.local_sdp.version + 1,
+            srtp="optional" if secure else "off",
+            reuse=ours.crypto,
         )
+        if secure and (local.audio is None or not local.audio.crypto):
+            raise NoCommonCodec("an SRTP call re-offered without keys")
         local.username = self.local_sdp.username
         return local
 

@@ -182,7 +182,8 @@ class InboundRequests:
             if req.content_type != "application/sdp":
                 return 415, []
             try:
-                answer(parse_sdp(req.body), self.config.codecs, address="0.0.0.0", port=9)
+                # the trunk's SRTP policy is applied when the call is answered
+                answer(parse_sdp(req.body), self.config.codecs, address="0.0.0.0", port=9, srtp="optional")
             except SdpError:
                 return 400, []
             except NoCommonCodec:

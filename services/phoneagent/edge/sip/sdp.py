@@ -1,7 +1,11 @@
 """SDP for audio calls (RFC 4566) and the offer/answer model (RFC 3264).
 
-Supported: PCMU (0), PCMA (8), telephone-event (dynamic payload type, events 0-16), ptime,
-connection address, media port and direction (sendrecv/sendonly/recvonly/inactive for hold).
+Supported: PCMU (0), PCMA (8), G.722 (9; 16 kHz audio on an 8000 Hz RTP clock, RFC 3551),
+telephone-event (dynamic payload type, events 0-16), ptime, connection address, media port and
+direction (sendrecv/sendonly/recvonly/inactive for hold), and SRTP keys (``a=crypto``, SDES,
+RFC 4568) under a policy: ``off`` (plain RTP/AVP only: an RTP/SAVP offer is refused),
+``optional`` (SRTP when the peer offers keys, on RTP/SAVP or on RTP/AVP; our offers carry keys
+on RTP/AVP) or ``required`` (RTP/SAVP with keys only).
 """
 
 from __future__ import annotations
@@ -11,10 +15,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from phoneagent.edge.media.srtp import SRTP_MODES, SUITES, Crypto, CryptoError, SrtpKeys
 from phoneagent.runtime.errors import InvalidArgument
 
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
-STATIC_CODECS = {0: ("PCMU", 8000), 8: ("PCMA", 8000)}
+STATIC_CODECS = {0: ("PCMU", 8000), 8: ("PCMA", 8000), 9: ("G722", 8000)}
 TELEPHONE_EVENT = "telephone-event"
 _MIRROR = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}
 
@@ -40,7 +45,13 @@ class Media:
     direction: str = "sendrecv"
     ptime: int | None = None
     connection: str | None = None
+    crypto: list[Crypto] = field(default_factory=list)  # usable a=crypto lines, in the peer's order
     other: list[str] = field(default_factory=list)
+
+    @property
+    def secure(self) -> bool:
+        """The profile is SRTP (RTP/SAVP, RTP/SAVPF)."""
+        return self.proto.startswith("RTP/SAVP")
 
     def codec(self, pt: int) -> tuple[str, int] | None:
         """(encoding name, clock rate) of a payload type, from rtpmap or the static table."""
@@ -82,6 +93,7 @@ class SessionDescription:
                     lines.append(f"a=fmtp:{pt} {m.fmtp[pt]}")
             if m.ptime:
                 lines.append(f"a=ptime:{m.ptime}")
+            lines.extend(f"a=crypto:{c.encode()}" for c in m.crypto)
             lines.append(f"a={m.direction}")
         return ("\r\n".join(lines) + "\r\n").encode("ascii")
 
@@ -128,6 +140,11 @@ def _attribute(media: Media, value: str) -> None:
             media.fmtp[int(pt_text)] = params.strip()
     elif name == "ptime":
         media.ptime = _int(arg.strip().split(".")[0], "ptime")
+    elif name == "crypto":
+        try:
+            media.crypto.append(Crypto.parse(arg))
+        except CryptoError:
+            pass  # a suite or key form we do not support: the peer may offer another line
     else:
         media.other.append(value)
 
@@ -193,6 +210,7 @@ class MediaParams:
     telephone_event_pt: int | None
     ptime: int
     direction: str
+    srtp: SrtpKeys | None = None  # SRTP keys when the stream is encrypted
 
     @property
     def on_hold(self) -> bool:
@@ -212,6 +230,12 @@ def _telephone_event_pt(media: Media) -> int | None:
     return None
 
 
+def check_srtp_mode(mode: str) -> str:
+    if mode not in SRTP_MODES:
+        raise InvalidArgument(f"SRTP mode must be one of {', '.join(SRTP_MODES)}")
+    return mode
+
+
 def offer(
     address: str,
     port: int,
@@ -222,15 +246,21 @@ def offer(
     direction: str = "sendrecv",
     session_id: int | None = None,
     version: int = 0,
+    srtp: str = "off",
 ) -> SessionDescription:
-    """A local offer listing ``codecs`` (by name) in order of preference."""
+    """A local offer listing ``codecs`` (by name) in order of preference; with ``srtp`` optional
+    or required it carries our keys (one per supported suite), on RTP/SAVP when required."""
+    check_srtp_mode(srtp)
     by_name = {name: pt for pt, (name, _) in STATIC_CODECS.items()}
     formats = []
     for name in codecs:
         if name.upper() not in by_name:
             raise InvalidArgument(f"unsupported codec {name}")
         formats.append(by_name[name.upper()])
-    media = Media("audio", port, "RTP/AVP", formats, direction=direction, ptime=ptime, connection=address)
+    proto = "RTP/SAVP" if srtp == "required" else "RTP/AVP"
+    media = Media("audio", port, proto, formats, direction=direction, ptime=ptime, connection=address)
+    if srtp != "off":
+        media.crypto = [Crypto.new(tag, suite) for tag, suite in enumerate(SUITES, start=1)]
     for pt in formats:
         media.rtpmap[pt] = STATIC_CODECS[pt]
     if telephone_event_pt is not None:
@@ -242,12 +272,36 @@ def offer(
 
 
 def _pick_codec(media: Media, supported: Sequence[str]) -> int:
-    wanted = {name.upper() for name in supported}
+    """The offered payload type of the first codec in ``supported`` (our order of preference)."""
+    offered: dict[str, int] = {}
     for pt in media.formats:
         codec = media.codec(pt)
-        if codec and codec[0].upper() in wanted and codec[1] == 8000 and pt in STATIC_CODECS:
-            return pt
+        # G.722's clock is 8000 (RFC 3551); some phones write its sampling rate, 16000, instead
+        clocks = (8000, 16000) if pt == 9 else (STATIC_CODECS.get(pt, ("", 0))[1],)
+        if codec and pt in STATIC_CODECS and codec[1] in clocks:
+            offered.setdefault(codec[0].upper(), pt)
+    for name in supported:
+        if name.upper() in offered:
+            return offered[name.upper()]
     raise NoCommonCodec("no common audio codec")
+
+
+def _pick_crypto(media: Media, srtp: str, reuse: Sequence[Crypto]) -> Crypto | None:
+    """Our key for an offered audio line under policy ``srtp``: None for plain RTP; NoCommonCodec
+    when the line is not acceptable (SRTP off and RTP/SAVP offered, SRTP required and RTP/AVP
+    offered, or RTP/SAVP without a key we support). ``reuse``: our keys so far (a re-INVITE keeps
+    the key of the suite it keeps)."""
+    if media.secure and srtp == "off":
+        raise NoCommonCodec("SRTP offered, but SRTP is off for this trunk")
+    if not media.secure and srtp == "required":
+        raise NoCommonCodec("plain RTP offered, but SRTP is required for this trunk")
+    if srtp == "off" or not media.crypto:
+        if media.secure:
+            raise NoCommonCodec("no supported SRTP crypto suite offered")
+        return None
+    theirs = media.crypto[0]
+    kept = next((c for c in reuse if c.suite == theirs.suite), None)
+    return Crypto(theirs.tag, theirs.suite, kept.key) if kept else Crypto.new(theirs.tag, theirs.suite)
 
 
 def answer(
@@ -260,27 +314,39 @@ def answer(
     session_id: int | None = None,
     version: int = 0,
     local_direction: str = "sendrecv",
+    srtp: str = "off",
+    reuse: Sequence[Crypto] = (),
 ) -> SessionDescription:
-    """Answer an offer: the first codec we support in the offerer's order, plus telephone-event if offered.
+    """Answer an offer: the first of ``supported`` (our order of preference) that the offer lists,
+    plus telephone-event if offered, and our SRTP key when the offer has keys and ``srtp`` allows.
 
     Every offered m= line gets one in the answer (RFC 3264 section 6); the ones we do not take get port 0.
-    Raises NoCommonCodec when no audio stream is acceptable.
+    Raises NoCommonCodec when no audio stream is acceptable (codec or SRTP policy).
     """
+    check_srtp_mode(srtp)
     chosen: Media | None = None
     lines: list[Media] = []
     for m in offer_sdp.media:
-        if chosen is None and m.kind == "audio" and m.port != 0 and m.proto.startswith("RTP/AVP"):
+        if (
+            chosen is None
+            and m.kind == "audio"
+            and m.port != 0
+            and m.proto.startswith(("RTP/AVP", "RTP/SAVP"))
+        ):
             try:
                 pt = _pick_codec(m, supported)
+                crypto = _pick_crypto(m, srtp, reuse)
             except NoCommonCodec:
                 lines.append(Media(m.kind, 0, m.proto, list(m.formats[:1]), direction="inactive"))
                 continue
             chosen = _answer_media(m, pt, address, port, ptime, local_direction)
+            if crypto is not None:
+                chosen.crypto = [crypto]
             lines.append(chosen)
         else:
             lines.append(Media(m.kind, 0, m.proto, list(m.formats[:1]) or [0], direction="inactive"))
     if chosen is None:
-        raise NoCommonCodec("no common audio codec")
+        raise NoCommonCodec("no acceptable audio stream")
     sid = session_id if session_id is not None else new_session_id()
     return SessionDescription(address=address, media=lines, session_id=sid, version=version)
 
@@ -314,13 +380,15 @@ def combine_direction(remote: str, local: str) -> str:
 def negotiated(remote: SessionDescription, local: SessionDescription | None = None) -> MediaParams:
     """Media parameters for sending to ``remote``: its address/port and the first codec it listed.
 
-    When ``local`` is given (we made the offer), the codec is the first of the remote's that we offered.
+    When ``local`` is given (our offer or answer), the codec is the first of the remote's that we
+    listed, and the stream is SRTP when both sides' lines carry keys of one tag (and suite).
+    NoCommonCodec when our offer required SRTP and the answer has no matching key.
     """
     media = remote.audio
     if media is None:
         raise NoCommonCodec("no active audio stream")
-    ours = set(local.audio.formats) if local is not None and local.audio is not None else None
-    pt = next((f for f in media.formats if f in STATIC_CODECS and (ours is None or f in ours)), None)
+    ours = local.audio if local is not None else None
+    pt = next((f for f in media.formats if f in STATIC_CODECS and (ours is None or f in ours.formats)), None)
     if pt is None:
         raise NoCommonCodec("no common audio codec")
     name, clock = STATIC_CODECS[pt]
@@ -333,4 +401,19 @@ def negotiated(remote: SessionDescription, local: SessionDescription | None = No
         telephone_event_pt=_telephone_event_pt(media),
         ptime=media.ptime or 20,
         direction=media.direction,
+        srtp=_keys(ours, media),
     )
+
+
+def _keys(ours: Media | None, theirs: Media) -> SrtpKeys | None:
+    if ours is None or not ours.crypto:
+        if theirs.secure:
+            raise NoCommonCodec("the peer's stream is SRTP and we have no key for it")
+        return None
+    for remote in theirs.crypto:
+        local = next((c for c in ours.crypto if c.tag == remote.tag and c.suite == remote.suite), None)
+        if local is not None:
+            return SrtpKeys(local=local, remote=remote)
+    if ours.secure or theirs.secure:
+        raise NoCommonCodec("no SRTP key in common with the peer")
+    return None  # best-effort SRTP offered on RTP/AVP, plain RTP answered

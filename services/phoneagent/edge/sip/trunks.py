@@ -7,6 +7,7 @@ or both (then both must hold). A trunk that registers (``register``) also admits
 registrar sends while the registration holds: the addresses the registrar resolved to. An INVITE
 whose source matches no trunk is refused before any call state exists; a source that matches only
 trunks with credentials must authenticate as one of them.
+Each trunk has its SRTP policy (``srtp``: off, optional, required; see ``sdp.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from phoneagent.edge.media.rtp_stream import TokenBucket
+from phoneagent.edge.media.srtp import SRTP_MODES
 from phoneagent.edge.sip.headers import ParseError, SipURI
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -52,6 +54,7 @@ class Trunk:
     sources: tuple[Network, ...] = ()  # empty: any source (then a username is required)
     username: str = ""  # digest user the trunk must authenticate as; empty: no digest
     register: Register | None = None  # registers with this registrar; its flow may call in
+    srtp: str = "optional"  # SRTP policy for its calls: off, optional (when offered), required
 
     def matches(self, source: str) -> bool:
         if not self.sources:
@@ -76,6 +79,15 @@ class TrunkTable:
 
     def for_source(self, source: str) -> list[Trunk]:
         return [t for t in self.trunks if t.matches(source) or source in self._flows.get(t.name, ())]
+
+    def for_call(self, source: str, username: str | None) -> Trunk | None:
+        """The trunk an admitted INVITE came in on: the first whose sources admit the address
+        without digest, else the one it authenticated as (``username``, verified at admission)."""
+        candidates = self.for_source(source)
+        by_address = [t for t in candidates if not t.username]
+        if by_address:
+            return by_address[0]
+        return next((t for t in candidates if username and t.username == username), None)
 
     @staticmethod
     def needs_digest(candidates: Sequence[Trunk]) -> bool:
@@ -120,9 +132,10 @@ class SourceRateLimit:
 
 
 def parse_trunks(text: str) -> tuple[Trunk, ...]:
-    """Trunks from JSON: ``[{"name": "carrier", "sources": ["203.0.113.0/24"], "username": "pbx"}]``;
-    a trunk that registers adds ``"register": {"registrar": "sip:pbx:5060;transport=tcp",
-    "user": "1001"}`` (optional there: ``auth_user``, ``domain``, ``expires``, ``keepalive_s``).
+    """Trunks from JSON: ``[{"name": "carrier", "sources": ["203.0.113.0/24"], "username": "pbx",
+    "srtp": "required"}]``; a trunk that registers adds ``"register": {"registrar":
+    "sip:pbx:5060;transport=tcp", "user": "1001"}`` (optional there: ``auth_user``, ``domain``,
+    ``expires``, ``keepalive_s``).
 
     Raises ValueError naming what is wrong. Each trunk needs a unique name and sources, a
     username, a registration, or more than one; a source range that admits every address must
@@ -147,8 +160,8 @@ def parse_trunks(text: str) -> tuple[Trunk, ...]:
 
 
 def _trunk(item: object, i: int) -> Trunk:
-    if not isinstance(item, dict) or set(item) - {"name", "sources", "username", "register"}:
-        raise ValueError(f"trunk {i}: must be an object with name, sources, username and/or register")
+    if not isinstance(item, dict) or set(item) - {"name", "sources", "username", "register", "srtp"}:
+        raise ValueError(f"trunk {i}: must be an object with name, sources, username, register, srtp")
     name, sources, username = item.get("name"), item.get("sources", []), item.get("username", "")
     if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name):
         raise ValueError(f"trunk {i}: needs a name (letters, digits, - _ .)")
@@ -165,7 +178,10 @@ def _trunk(item: object, i: int) -> Trunk:
         raise ValueError(f"trunk {name}: needs sources, a username, a register, or more than one")
     if any(net.prefixlen == 0 for net in nets) and not username:
         raise ValueError(f"trunk {name}: a source range of every address needs a username as well")
-    return Trunk(name, nets, username, register)
+    srtp = item.get("srtp", "optional")
+    if srtp not in SRTP_MODES:
+        raise ValueError(f"trunk {name}: srtp must be one of {', '.join(SRTP_MODES)}")
+    return Trunk(name, nets, username, register, srtp)
 
 
 _REGISTER_KEYS = {"registrar", "user", "auth_user", "domain", "expires", "keepalive_s"}
