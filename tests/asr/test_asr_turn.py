@@ -44,7 +44,7 @@ def test_unfinished_phrases_wait_longest(text: str) -> None:
         "Can I book a checkup for next week?",
         "My phone number is 555 123 4567.",
         "Thank you, that's all.",
-        "Yes.",
+        "Yes?",
     ],
 )
 def test_finished_phrases_answer_after_the_short_wait(text: str) -> None:
@@ -65,6 +65,7 @@ def test_audio_doubt_lengthens_the_wait_and_finished_words_shorten_it() -> None:
     assert decide(None, TextState.FINISHED, cfg).wait_s == pytest.approx(0.2)
     assert decide(None, TextState.UNKNOWN, cfg).wait_s == pytest.approx(0.7)
     assert text_state("") is TextState.UNKNOWN and text_state("front left") is TextState.UNKNOWN
+    assert text_state("Front.") is TextState.UNKNOWN  # Whisper's period after one word says nothing
 
 
 def test_turn_settings_are_validated() -> None:

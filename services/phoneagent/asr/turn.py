@@ -50,6 +50,7 @@ _NUMBER_DIGITS = (
     (re.compile(r"\b(card|credit)\b"), 15),
     (re.compile(r"\b(phone|number|cell|mobile|call me|reach me)\b"), 7),
 )
+MIN_SENTENCE_WORDS = 3
 _WORD = re.compile(r"[a-z0-9']+")
 _TRAILING_DIGITS = re.compile(r"(?:\d[\d\s\-.,]*)$")
 
@@ -68,7 +69,11 @@ def text_state(text: str) -> TextState:
         return TextState.UNFINISHED
     if words[-1][0].isdigit() and _number_incomplete(t):
         return TextState.UNFINISHED
-    if t.endswith(("?", "!", ".")):
+    if t.endswith(("?", "!")):
+        return TextState.FINISHED
+    # Whisper ends nearly every decode with a period, even a phrase cut after its first word:
+    # a period counts only after a whole clause's worth of words.
+    if t.endswith(".") and len(words) >= MIN_SENTENCE_WORDS:
         return TextState.FINISHED
     return TextState.UNKNOWN
 
