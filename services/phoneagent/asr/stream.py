@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 # the end of speech until the decode returns): rises when the CPU cannot keep up.
 DECODE_QUEUE = QUEUE_DEPTH.labels(queue="asr:decode")
 CLOSE_TIMEOUT_S = 2.0  # how long close() waits for cancelled decode tasks
+PREFIX_MARGIN_S = 0.05  # silence after a pause's speech end that its stable prefix still covers
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,31 @@ class TurnDecider:
     config: TurnConfig = field(default_factory=TurnConfig)
 
 
+@dataclass(frozen=True)
+class _Prefix:
+    """The stable start of an open turn: the decode of its audio up to a pause after which the
+    caller went on (``end``: samples of the utterance audio it covers)."""
+
+    result: TranscriptResult
+    end: int
+
+
+def _tail(pcm: np.ndarray, prefix: _Prefix | None) -> np.ndarray:
+    return pcm[prefix.end :] if prefix is not None and prefix.end < len(pcm) else pcm
+
+
+def _join(prefix: _Prefix | None, tail: TranscriptResult) -> TranscriptResult:
+    """The prefix's words followed by the tail's (times moved to the utterance audio)."""
+    if prefix is None:
+        return tail
+    head = prefix.result.text.strip().rstrip(".\u2026").rstrip()
+    offset = prefix.end / EXPECTED_RATE
+    words = prefix.result.words + tuple(
+        dataclasses.replace(w, start=w.start + offset, end=w.end + offset) for w in tail.words
+    )
+    return dataclasses.replace(tail, text=f"{head} {tail.text.strip()}".strip(), words=words)
+
+
 @dataclass
 class _Pause:
     """A pause being judged: its speech end names it; ``task`` scores and decodes the turn so far."""
@@ -124,6 +150,7 @@ class _Pause:
     turn: int
     event: seg.PauseDue
     task: asyncio.Task[tuple[Decision, TranscriptResult | None]]
+    prefix: _Prefix | None
     decided: Decision | None = None
     preflight: bool = False
 
@@ -136,6 +163,8 @@ class SessionStats:
     preflights: int = 0
     preflights_superseded: int = 0  # the caller spoke again after a preflight
     finals_reused: int = 0  # finals that took the pause's decode instead of decoding again
+    prefixes: int = 0  # pauses whose decode became the stable start of their turn
+    last_final_decode_s: float = 0.0  # audio the last final's own decode covered (0: reused)
     last_decision: Decision | None = None
     last_final_latency_s: float = 0.0
     last_rtf: float = 0.0
@@ -174,6 +203,7 @@ class AsrSession:
             )
         self._segmenter = seg.Segmenter(detector or SileroVad(), config)
         self._pause: _Pause | None = None
+        self._prefix: _Prefix | None = None  # the open turn's stable start (decoded once)
         self._partial_text = ""  # the open turn's latest partial
         self._backchannel = backchannel or BackchannelConfig()
         self._turn = last_turn
@@ -250,6 +280,7 @@ class AsrSession:
         if isinstance(event, seg.SpeechStarted):
             self._turn += 1
             self._partial_text = ""
+            self._prefix = None
             return [SpeechStarted(turn=self._turn, t=event.t, detected_at=event.detected_at)]
         if isinstance(event, seg.PartialDue):
             self._maybe_partial(event)
@@ -261,9 +292,13 @@ class AsrSession:
         if event.continued:
             self._turn += 1  # cut at the length limit while the caller talks on: the rest is a new turn
         pause, self._pause = self._pause, None
+        prefix, self._prefix = self._prefix, None
         if pause is not None and pause.event.speech_end != event.speech_end:
+            pause.task.cancel()
             pause = None  # speech came after that pause: its decode misses the end
-        task = asyncio.create_task(self._final(event, turn, time.perf_counter(), pause))
+        if event.continued:
+            prefix = None  # a length cut: the audio starts afresh
+        task = asyncio.create_task(self._final(event, turn, time.perf_counter(), pause, prefix))
         DECODE_QUEUE.inc()
         task.add_done_callback(_leave_decode_queue)  # also when cancelled before it ran
         self._finals.append(task)
@@ -296,28 +331,38 @@ class AsrSession:
         assert self.turn_decider is not None
         if self._pause is not None:
             self._pause.task.cancel()
-        task = asyncio.create_task(self._judge(event, self._partial_text))
-        self._pause = _Pause(self._turn, event, task)
+        task = asyncio.create_task(self._judge(event, self._partial_text, self._prefix))
+        self._pause = _Pause(self._turn, event, task, self._prefix)
 
     async def _judge(
-        self, event: seg.PauseDue, partial_text: str
+        self, event: seg.PauseDue, partial_text: str, prefix: _Prefix | None
     ) -> tuple[Decision, TranscriptResult | None]:
-        """Score the pause's audio and decode the turn so far, both in worker threads at once."""
+        """Score the pause's audio (all of it) and decode the turn so far (after its stable
+        prefix), both in worker threads at once."""
         assert self.turn_decider is not None
         model = self.turn_decider.model
         scoring = asyncio.create_task(asyncio.to_thread(model.score, event.pcm)) if model else None
         result: TranscriptResult | None = None
-        async with self._decode_lock:
-            try:
-                result = await asyncio.to_thread(self.engine.transcribe, event.pcm, partial=False)
-            except Exception:  # the final decodes again and reports a failure
-                log.warning("asr pause decode failed", extra={"call_id": self.call_id, "turn": self._turn})
-        score: float | None = None
-        if scoring is not None:
-            try:
-                score = await scoring
-            except Exception:  # words and silence still decide
-                log.warning("turn model failed", extra={"call_id": self.call_id, "turn": self._turn})
+        try:
+            async with self._decode_lock:
+                try:
+                    tail = await asyncio.to_thread(
+                        self.engine.transcribe, _tail(event.pcm, prefix), partial=False
+                    )
+                    result = _join(prefix, tail)
+                except Exception:  # the final decodes again and reports a failure
+                    log.warning(
+                        "asr pause decode failed", extra={"call_id": self.call_id, "turn": self._turn}
+                    )
+            score: float | None = None
+            if scoring is not None:
+                try:
+                    score = await scoring
+                except Exception:  # words and silence still decide
+                    log.warning("turn model failed", extra={"call_id": self.call_id, "turn": self._turn})
+        finally:
+            if scoring is not None and not scoring.done():
+                scoring.cancel()  # a score already in its worker thread finishes there, unused
         text = result.text if result is not None else partial_text
         return decide(score, text_state(text), self.turn_decider.config), result
 
@@ -350,20 +395,43 @@ class AsrSession:
             return
         if pause.event.speech_end != self._segmenter.speech_end:
             self.stats.preflights_superseded += pause.preflight
-            pause.task.cancel()  # a decode already in its worker thread finishes there, unused
             self._pause = None
+            if pause.task.done() and not pause.task.cancelled():
+                self._keep_prefix(pause, pause.task.result()[1])
+            else:
+                pause.task.cancel()  # a decode already in its worker thread finishes there, unused
+
+    def _keep_prefix(self, pause: _Pause, result: TranscriptResult | None) -> None:
+        """The caller went on after ``pause``: its decode becomes the turn's stable start, so
+        later decodes of the turn (the final's above all) cover only what came after it."""
+        ev = pause.event
+        if result is None or not result.text.strip() or pause.turn != self._turn:
+            return
+        start_t = ev.t - len(ev.pcm) / EXPECTED_RATE
+        end = min(len(ev.pcm), round((ev.speech_end + PREFIX_MARGIN_S - start_t) * EXPECTED_RATE))
+        if self._prefix is None or end > self._prefix.end:
+            self._prefix = _Prefix(result, end)
+            self.stats.prefixes += 1
 
     async def _final(
-        self, utt: seg.Utterance, turn: int, endpoint_wall: float, pause: _Pause | None = None
+        self,
+        utt: seg.Utterance,
+        turn: int,
+        endpoint_wall: float,
+        pause: _Pause | None = None,
+        prefix: _Prefix | None = None,
     ) -> AsrEvent:
         if pause is not None:
             _, result = await pause.task  # never raises: a failed decode is None
             if result is not None:
                 self.stats.finals_reused += 1
+                self.stats.last_final_decode_s = 0.0
                 return self._make_final(utt, turn, result, time.perf_counter() - endpoint_wall)
         async with self._decode_lock:
             try:
-                result = await asyncio.to_thread(self.engine.transcribe, utt.pcm, partial=False)
+                pcm = _tail(utt.pcm, prefix)
+                self.stats.last_final_decode_s = len(pcm) / EXPECTED_RATE
+                result = _join(prefix, await asyncio.to_thread(self.engine.transcribe, pcm, partial=False))
             except Exception as exc:
                 err = (
                     exc

@@ -210,22 +210,20 @@ def build(voices: Iterable[str], conditions: Iterable[str], seed: int = 18) -> l
                 for name in ALSA_SAMPLES:
                     whole = _level(_trim(_wav(ALSA_SOUNDS / f"{name}.wav")))
                     raw.append((voice, True, name, whole))
-                    first, second = _split_at_gap(whole)
+                    head, tail = _split_at_gap(whole)
                     pause = PAUSES_S[k % len(PAUSES_S)]
                     k += 1
-                    raw.append(
-                        (voice, False, f"{name} split", np.concatenate([first, silence(pause), second]))
-                    )
+                    raw.append((voice, False, f"{name} split", np.concatenate([head, silence(pause), tail])))
                 continue
             for text in COMPLETE:
                 raw.append((voice, True, text, speaker.say(voice, text)))
             for first, second in MIDTURN:
                 pause = PAUSES_S[k % len(PAUSES_S)]
                 k += 1
-                audio = np.concatenate(
-                    [speaker.say(voice, first), silence(pause), speaker.say(voice, second)]
+                head, tail = _split_sentence(speaker, voice, first, second)
+                raw.append(
+                    (voice, False, f"{first} / {second}", np.concatenate([head, silence(pause), tail]))
                 )
-                raw.append((voice, False, f"{first} / {second}", audio))
     finally:
         speaker.close()
     items = []
