@@ -1,5 +1,6 @@
 """Turn-taking in AsrSession with the real Silero VAD, Whisper tiny.en and Smart Turn: a pause in
-the middle of a phrase gives no final before the caller finishes; a finished question gives a
+the middle of a phrase gives no final before the caller finishes, and what came before the pause
+is not decoded again for the final; a finished question gives a
 preflight and then the final (same turn, same text, no second decode); speech after a preflight
 makes the turn's final carry all of it; a partial never queues ahead of another call's final."""
 
@@ -73,6 +74,9 @@ async def test_a_pause_mid_phrase_gives_no_final_before_the_caller_finishes(
     text = final.text.lower()
     assert any(ch.isdigit() for ch in text) or "five" in text, text  # the digits are in the one final
     assert not any(isinstance(e, Preflight) for _, e in events if _ < resumed_at)
+    # what was said before the pause was decoded once, at the pause: the final decoded only the rest
+    assert session.stats.prefixes >= 1 and final.result is not None
+    assert final.result.audio_s <= 0.7 + len(second) / RATE + 0.3, final.result.audio_s
 
 
 @pytest.mark.slow

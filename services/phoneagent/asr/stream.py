@@ -15,8 +15,10 @@ With a :class:`TurnDecider` the end of a turn is decided when the caller pauses 
 decodes it, both in worker threads; the decision sets how long the pause may last. If the
 decision says the turn is likely over before that silence has passed, a :class:`Preflight`
 carries the decoded text at once. When the silence is confirmed the final reuses that decode
-(it covers the same speech), so the final costs no second decode; if the caller speaks again
-first, the pause's decode is dropped and the turn's final (same turn id) comes later. Without
+(it covers the same speech), so the final costs no second decode. If the caller speaks again
+first, the pause's decode (when finished) becomes the turn's stable prefix: later decodes of
+the turn - the next pause's, the final's - cover only the audio after it, and their text is
+joined to it; the turn's final (same turn id) comes later. Without
 one, a fixed silence (``min_silence_ms``) ends the turn and the final is decoded after it.
 """
 
