@@ -294,10 +294,13 @@ class AsrSession:
         if event.continued:
             self._turn += 1  # cut at the length limit while the caller talks on: the rest is a new turn
         pause, self._pause = self._pause, None
-        prefix, self._prefix = self._prefix, None
         if pause is not None and pause.event.speech_end != event.speech_end:
+            # speech came after that pause: its decode misses the end, but can start it
+            if pause.task.done() and not pause.task.cancelled():
+                self._keep_prefix(pause, pause.task.result()[1])
             pause.task.cancel()
-            pause = None  # speech came after that pause: its decode misses the end
+            pause = None
+        prefix, self._prefix = self._prefix, None
         if event.continued:
             prefix = None  # a length cut: the audio starts afresh
         task = asyncio.create_task(self._final(event, turn, time.perf_counter(), pause, prefix))
@@ -382,6 +385,7 @@ class AsrSession:
         self.stats.last_decision = decision
         if not self._segmenter.set_end_wait(pause.event.speech_end, decision.wait_s):
             self._pause = None  # the caller spoke again: this judgement is stale
+            self._keep_prefix(pause, result)
             return []
         confirmed = self._segmenter.silence_s >= decision.wait_s  # the final follows at once
         if confirmed or not decision.likely_over or result is None or not result.text.strip():

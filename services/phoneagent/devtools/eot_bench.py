@@ -17,7 +17,8 @@ Printed, for silence only and for the decision (and for its audio and words part
 * the false cut-off rate at a 300 ms wait;
 * end of speech -> turn decided on complete turns: the wait, or the time the decision took
   (audio model and decode run side by side, so the longer of the two, after the 96 ms probe)
-  when that is longer. Decode times depend on the machine and its load, which is printed.
+  when that is longer - once with their CPU time (what an idle core takes) and once with
+  their wall-clock time on this machine under its load, which is printed.
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ class Pause:
     silence_s: float  # silence that followed the end of speech (VAD)
     score: float
     text: str
-    compute_s: float  # audio model and decode side by side: the longer
+    compute_s: float  # audio model and decode side by side: the longer (wall clock)
+    cpu_s: float  # the same in CPU time: what it takes on an idle core
 
 
 @dataclass
@@ -246,25 +248,25 @@ def judge(
 
     cfg = SegmenterConfig(min_silence_ms=10_000, partial_interval_ms=0, turn_probe_ms=int(PROBE_S * 1000))
     segmenter = Segmenter(SileroVad(), cfg)
-    open_pauses: list[tuple[float, float, str, float]] = []  # speech end, score, text, compute
+    open_pauses: list[tuple[float, float, str, float, float]] = []  # speech end, score, text, wall, cpu
     pauses: list[Pause] = []
     frame = 320
     for i in range(0, len(item.pcm) - frame + 1, frame):
         t = i / RATE
         for ev in segmenter.feed(item.pcm[i : i + frame], t):
             if isinstance(ev, PauseDue):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 s = score(ev.pcm)
-                t1 = time.perf_counter()
+                t1, c1 = time.perf_counter(), time.process_time()
                 text = transcribe(ev.pcm)
-                t2 = time.perf_counter()
-                open_pauses.append((ev.speech_end, s, text, max(t1 - t0, t2 - t1)))
+                t2, c2 = time.perf_counter(), time.process_time()
+                open_pauses.append((ev.speech_end, s, text, max(t1 - t0, t2 - t1), max(c1 - c0, c2 - c1)))
         if open_pauses and segmenter.in_speech and segmenter.speech_end != open_pauses[-1][0]:
-            end, s, text, compute = open_pauses.pop()
-            pauses.append(Pause(False, t - end, s, text, compute))
+            end, s, text, wall, cpu = open_pauses.pop()
+            pauses.append(Pause(False, t - end, s, text, wall, cpu))
     end_t = len(item.pcm) / RATE
-    for end, s, text, compute in open_pauses:
-        pauses.append(Pause(True, end_t - end, s, text, compute))
+    for end, s, text, wall, cpu in open_pauses:
+        pauses.append(Pause(True, end_t - end, s, text, wall, cpu))
     if pauses and not any(p.last for p in pauses):
         pauses[-1].last = True  # the VAD heard no pause at the end (cannot happen with 1.5 s of silence)
     return Judged(item, pauses)
@@ -303,14 +305,17 @@ def false_cut_rate(judged: list[Judged], method: Method, short_ms: int) -> float
     return cut / len(mid) if mid else 0.0
 
 
-def decided_ms(judged: list[Judged], method: Method, short_ms: int, silence_only: bool) -> list[float]:
+def decided_ms(
+    judged: list[Judged], method: Method, short_ms: int, silence_only: bool, cpu: bool = False
+) -> list[float]:
     out = []
     for j in judged:
         if not j.item.complete:
             continue
         last = next(p for p in j.pauses if p.last)
         wait = method(last, short_ms)
-        out.append(1000 * (wait if silence_only else max(wait, PROBE_S + last.compute_s)))
+        compute = last.cpu_s if cpu else last.compute_s
+        out.append(1000 * (wait if silence_only else max(wait, PROBE_S + compute)))
     return out
 
 
@@ -319,18 +324,21 @@ def report(judged: list[Judged], info: dict[str, object], command: str) -> str:
     mid = sum(not j.item.complete for j in judged)
     lines.append(f"# {len(judged) - mid} complete turns, {mid} mid-turn pauses; Silero VAD, probe 96 ms")
     lines.append(
-        f"{'method':24} {'wait for <=5% cut':>18} {'cut @300ms':>11} {'decided p50 @that wait':>23}"
-        f" {'decided p50 @200ms':>19}"
+        f"{'method':24} {'wait for <=5% cut':>18} {'cut @300ms':>11} {'cut @200ms':>11}"
+        f" {'decided p50 @200ms (cpu / wall)':>32}"
     )
     for name, method in METHODS.items():
         only = name == "silence only"
         need = next((ms for ms in GRID_MS if false_cut_rate(judged, method, ms) <= 0.05), None)
-        at300 = false_cut_rate(judged, method, 300)
         need_s = f"{need} ms" if need is not None else f"> {GRID_MS[-1]} ms"
-        p50_need = f"{np.median(decided_ms(judged, method, need, only)):.0f} ms" if need is not None else "-"
-        p50_200 = np.median(decided_ms(judged, method, 200, only))
-        p50_200_s = f"{p50_200:.0f} ms (cut {false_cut_rate(judged, method, 200):.0%})"
-        lines.append(f"{name:24} {need_s:>18} {at300:>11.1%} {p50_need:>23} {p50_200_s:>19}")
+        at300, at200 = false_cut_rate(judged, method, 300), false_cut_rate(judged, method, 200)
+        cpu = np.median(decided_ms(judged, method, 200, only, cpu=True))
+        wall = np.median(decided_ms(judged, method, 200, only))
+        lines.append(
+            f"{name:24} {need_s:>18} {at300:>11.1%} {at200:>11.1%} {f'{cpu:.0f} / {wall:.0f} ms':>32}"
+        )
+    cpu_ms = [1000 * p.cpu_s for j in judged for p in j.pauses]
+    lines.append(f"# cpu per pause (longer of model and decode): p50 {np.median(cpu_ms):.0f} ms")
     compute = [1000 * p.compute_s for j in judged for p in j.pauses]
     lines.append(
         f"# decision compute per pause (the longer of model and decode): p50 {np.median(compute):.0f} ms"
