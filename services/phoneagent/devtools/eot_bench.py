@@ -340,9 +340,7 @@ def report(judged: list[Judged], info: dict[str, object], command: str) -> str:
     cpu_ms = [1000 * p.cpu_s for j in judged for p in j.pauses]
     lines.append(f"# cpu per pause (longer of model and decode): p50 {np.median(cpu_ms):.0f} ms")
     compute = [1000 * p.compute_s for j in judged for p in j.pauses]
-    lines.append(
-        f"# decision compute per pause (the longer of model and decode): p50 {np.median(compute):.0f} ms"
-    )
+    lines.append(f"# wall per pause (longer of model and decode): p50 {np.median(compute):.0f} ms")
     by_cond = []
     both = METHODS["decision (audio+words)"]
     for cond in dict.fromkeys(j.item.condition for j in judged):
