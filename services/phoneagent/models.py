@@ -32,6 +32,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"asr  error: {exc}", file=sys.stderr)
         failures += 1
 
+    from phoneagent.asr import turn_model
+
+    try:
+        print(f"asr turn  {turn_model.model_path()}")
+    except PhoneAgentError as exc:
+        print(f"asr turn  error: {exc}", file=sys.stderr)
+        failures += 1
+
     from phoneagent.tts import assemble as tts_assemble
 
     failures += tts_assemble.main([]) != 0

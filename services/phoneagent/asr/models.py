@@ -10,7 +10,9 @@
 Every ``model.bin`` is checked against a pinned sha256 before it is loaded.
 
 ``python -m phoneagent.asr.models [NAME ...]`` resolves (assembles, verifies) the named
-models and prints their directories: what an ASR image build runs. ``python -m
+models and the end-of-turn model (:mod:`phoneagent.asr.turn_model`; ``--smart-turn-wheel``
+takes it from a downloaded ``pipecat-ai`` wheel) and prints their paths: what an ASR image
+build runs. ``python -m
 phoneagent.models`` does the same for every service's models at once.
 """
 
@@ -24,6 +26,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from phoneagent.asr import turn_model
 from phoneagent.runtime.errors import PhoneAgentError
 from phoneagent.runtime.modelfiles import MissingModelError, assemble, cache_dir, package_dir, verify
 
@@ -141,8 +144,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "models", nargs="*", default=[TINY_EN], help=f"{TINY_EN}, {BASE} or a CTranslate2 directory"
     )
+    parser.add_argument(
+        "--smart-turn-wheel",
+        type=Path,
+        help="a pipecat-ai wheel (pip download pipecat-ai==1.14.0 --no-deps) to take the turn model from",
+    )
+    args = parser.parse_args(argv)
     failures = 0
-    for name in parser.parse_args(argv).models:
+    try:
+        if args.smart_turn_wheel is not None:
+            turn_model.extract_from_wheel(args.smart_turn_wheel)
+        print(f"smart-turn  {turn_model.model_path()}")
+    except PhoneAgentError as exc:
+        print(f"smart-turn  error: {exc}", file=sys.stderr)
+        failures += 1
+    for name in args.models:
         try:
             print(f"{name}  {resolve_model(name)}")
         except PhoneAgentError as exc:

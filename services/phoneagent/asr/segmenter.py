@@ -18,7 +18,11 @@ over fixed windows (32 ms for Silero) and emits:
   were lost - while from a fresh state it rises at once;
 * :class:`PartialDue` every ``partial_interval_ms`` of new speech, carrying only the last
   ``partial_window_s`` of audio, so a preview decode stays cheap;
-* :class:`Utterance` after ``min_silence_ms`` of trailing silence, or when the utterance
+* :class:`PauseDue` when a pause reaches ``turn_probe_ms`` of silence (only when that is set),
+  carrying the utterance so far: the caller of the segmenter decides how long this pause may
+  last (:meth:`Segmenter.set_end_wait`, see :mod:`phoneagent.asr.turn`); until it does, and
+  whenever speech resumes, the wait is ``min_silence_ms``;
+* :class:`Utterance` after the wait's trailing silence, or when the utterance
   reaches ``max_utterance_s`` (``forced``), with ``pre_roll_ms`` of audio before the onset
   so the first word is never clipped.
 
@@ -49,6 +53,7 @@ class SegmenterConfig:
     partial_window_s: float = 3.0
     max_utterance_s: float = 20.0
     vad_reset_ms: int = 1000  # non-speech after which the detector's state is reset (0: never)
+    turn_probe_ms: int = 0  # silence after which a PauseDue asks for the end-of-turn wait (0: never)
 
     def validate(self) -> None:
         if not 0.0 < self.end_threshold <= self.start_threshold < 1.0:
@@ -59,6 +64,7 @@ class SegmenterConfig:
             self.min_silence_ms,
             self.tail_pad_ms,
             self.vad_reset_ms,
+            self.turn_probe_ms,
         )
         if min(durations) < 0:
             raise InvalidArgument("segmenter durations must not be negative")
@@ -82,6 +88,17 @@ class PartialDue:
 
 
 @dataclass(frozen=True)
+class PauseDue:
+    """The caller paused: ``pcm`` is the utterance so far (from the pre-roll to ``t``) and
+    ``speech_end`` the end of its last speech, which names this pause in ``set_end_wait``."""
+
+    pcm: np.ndarray
+    speech_start: float
+    speech_end: float
+    t: float
+
+
+@dataclass(frozen=True)
 class Utterance:
     """A finished utterance. ``pcm`` starts up to ``pre_roll_ms`` before ``speech_start`` and ends
     ``tail_pad_ms`` after ``speech_end``; ``ended_at`` is when the end was detected. ``forced``
@@ -98,7 +115,7 @@ class Utterance:
     onset_sample: int = 0  # stream position of the first window of the detected speech
 
 
-SegmentEvent = SpeechStarted | PartialDue | Utterance
+SegmentEvent = SpeechStarted | PartialDue | PauseDue | Utterance
 
 
 def _windows(ms: float, window_s: float) -> int:
@@ -119,6 +136,7 @@ class Segmenter:
         self._min_speech_w = max(1, _windows(c.min_speech_ms, self._win_s))
         self._min_silence_w = max(1, _windows(c.min_silence_ms, self._win_s))
         self._partial_w = _windows(c.partial_interval_ms, self._win_s)
+        self._probe_w = _windows(c.turn_probe_ms, self._win_s)
         self._reset_w = _windows(c.vad_reset_ms, self._win_s)
         self._pending = np.zeros(0, dtype=np.float32)
         self.reset()
@@ -126,6 +144,24 @@ class Segmenter:
     @property
     def in_speech(self) -> bool:
         return self._speaking
+
+    @property
+    def speech_end(self) -> float:
+        """End of the last speech window of the open utterance."""
+        return self._last_speech_end
+
+    @property
+    def silence_s(self) -> float:
+        """Silence since the end of the open utterance's last speech."""
+        return self._silence * self._win_s if self._speaking else 0.0
+
+    def set_end_wait(self, speech_end: float, seconds: float) -> bool:
+        """Let the pause that followed ``speech_end`` end the utterance after ``seconds`` of
+        silence. Ignored (False) when the caller has spoken since, or no utterance is open."""
+        if not self._speaking or speech_end != self._last_speech_end:
+            return False
+        self._wait_w = max(1, _windows(seconds * 1000.0, self._win_s))
+        return True
 
     def reset(self) -> None:
         """Forget all audio and state (for example after the call is re-synchronised)."""
@@ -145,6 +181,7 @@ class Segmenter:
         self._last_speech_end = 0.0
         self._silence = 0
         self._since_partial = 0
+        self._wait_w = self._min_silence_w
 
     def feed(self, frame: np.ndarray, t: float) -> list[SegmentEvent]:
         """Add one frame whose first sample is at stream time ``t`` (seconds)."""
@@ -209,7 +246,8 @@ class Segmenter:
             self._silence = 0
             self._last_speech_end = end
             self._since_partial += 1
-        if self._silence >= self._min_silence_w:
+            self._wait_w = self._min_silence_w
+        if self._silence >= self._wait_w:
             event = self._cut(end=self._last_speech_end, ended_at=end, forced=False)
             self._to_idle()
             return [event]
@@ -219,6 +257,9 @@ class Segmenter:
             self._buffer_w = self._onset_w = self._windows_seen
             self._since_partial = 0
             return [event]
+        if self._probe_w and self._silence == self._probe_w:
+            pcm = np.concatenate(self._buffer)
+            return [PauseDue(pcm, speech_start=self._speech_start, speech_end=self._last_speech_end, t=end)]
         if self._partial_w and self._since_partial >= self._partial_w and self._silence == 0:
             self._since_partial = 0
             return [self._partial(end)]
@@ -255,3 +296,4 @@ class Segmenter:
         self._run = 0
         self._quiet = 0
         self._silence = 0
+        self._wait_w = self._min_silence_w

@@ -25,6 +25,7 @@ from phoneagent.asr import stream
 from phoneagent.asr.engines.base import AsrEngine, create_engine, engine_options
 from phoneagent.asr.resume import FrameGate
 from phoneagent.asr.settings import AsrSettings
+from phoneagent.asr.turn_model import SmartTurn
 from phoneagent.runtime import streams, subjects, telemetry
 from phoneagent.runtime.bus import Delivery, Lane, Subscription
 from phoneagent.runtime.errors import ErrorKind, InvalidArgument, PhoneAgentError
@@ -45,6 +46,11 @@ MAX_ERROR_REASONS = 16
 # moment, or the edge's replay after a takeover (a burst of up to 5 s), must not push the oldest
 # frames - the start of what the caller says - out of the queue (it held 1 s before).
 AUDIO_QUEUE_FRAMES = 500
+# A line that sends nothing while the caller is silent (RTP with silence suppression) still ends
+# the turn: after this long without a frame in the middle of an utterance, silence is fed in
+# 20 ms frames until the turn is decided.
+SILENCE_FILL_AFTER_S = 0.1
+FILL_FRAME_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,7 @@ class AsrCallSession:
             config=cfg,
             partials=s.partials,
             last_turn=resume.last_turn if resume else 0,
+            turn=svc.turn_decider,
         )
         # A taken-over session waits for the edge's replay of the audio it missed (see asr.resume):
         # the edge replays once this replica lists the call in a heartbeat.
@@ -89,6 +96,10 @@ class AsrCallSession:
         self._last_error: dict[str, float] = {}
         self._tasks = TaskOwner(f"asr:{self.call_id}")
         self._waiter: asyncio.Task[None] | None = None
+        self._feeding = asyncio.Lock()  # frames and filled silence reach the session one at a time
+        self._filler: asyncio.Task[None] | None = None
+        self._last_t = 0.0  # stream time just after the last frame fed
+        self._last_wall = 0.0  # when it was fed (monotonic)
         self.frames = 0  # caller frames processed
         self.missing = 0  # frames missing between the sequence numbers processed (lost on the way)
         # The edge numbers a call's frames from 0; a taken-over session starts wherever the call is.
@@ -126,14 +137,39 @@ class AsrCallSession:
             if len(frame.pcm) % 2:
                 raise InvalidArgument("PCM16 audio must have an even number of bytes")
             pcm = np.frombuffer(frame.pcm, dtype="<i2")
-            events = await self.asr.feed(pcm, t, rate=frame.sample_rate)
+            async with self._feeding:
+                events = await self.asr.feed(pcm, t, rate=frame.sample_rate)
+                self._last_t = t + len(pcm) / frame.sample_rate if frame.sample_rate > 0 else t
+                self._last_wall = time.monotonic()
         except PhoneAgentError as exc:
             await self.report(exc)
             return
+        await self._after_feed(events)
+
+    async def _after_feed(self, events: list[stream.AsrEvent]) -> None:
         for ev in events:
             await self.publish(ev)
         if self.asr.pending and (self._waiter is None or self._waiter.done()):
             self._waiter = self._tasks.spawn(self._publish_when_ready(), "results")
+        if self.asr.in_speech and (self._filler is None or self._filler.done()):
+            self._filler = self._tasks.spawn(self._fill_silence(), "silence-fill")
+
+    async def _fill_silence(self) -> None:
+        """While an utterance is open and no frame comes, feed silence so the turn still ends."""
+        silence = np.zeros(round(FILL_FRAME_S * stream.EXPECTED_RATE), dtype=np.int16)
+        while self.asr.in_speech:
+            gap = self._last_wall + SILENCE_FILL_AFTER_S - time.monotonic()
+            if gap > 0:
+                await asyncio.sleep(gap)  # a frame arriving meanwhile moves the deadline on
+                continue
+            async with self._feeding:
+                events = await self.asr.feed(silence, self._last_t)
+                self._last_t += FILL_FRAME_S
+                self._last_wall = time.monotonic() - SILENCE_FILL_AFTER_S + FILL_FRAME_S
+            for ev in events:
+                await self.publish(ev)
+            if self.asr.pending and (self._waiter is None or self._waiter.done()):
+                self._waiter = self._tasks.spawn(self._publish_when_ready(), "results")
 
     async def _publish_when_ready(self) -> None:
         """Publish results as soon as their decodes finish. Frames also collect them, but the
@@ -174,6 +210,19 @@ class AsrCallSession:
                 engine=self.svc.engine_name,
             )
             await bus.publish(subjects.asr_events(self.call_id), speech_pb2.AsrEvent(transcript=tr))
+        elif isinstance(ev, stream.Preflight):
+            # On the transcript subject, ahead of the final it foresees; no speech end, so a
+            # replica taking the call over never skips audio whose final is not out yet.
+            tr = speech_pb2.Transcript(
+                meta=self.meta(ev.turn),
+                final=False,
+                preflight=True,
+                text=ev.text,
+                speech_start_unix_ns=int(ev.speech_start * 1e9),
+                emitted_unix_ns=time.time_ns(),
+                engine=self.svc.engine_name,
+            )
+            await bus.publish(subjects.transcript(self.call_id), tr)
         elif isinstance(ev, stream.Final):
             tr = speech_pb2.Transcript(
                 meta=self.meta(ev.turn),
@@ -222,6 +271,7 @@ class AsrService(Service):
         self.settings = settings
         self.engine: AsrEngine | None = None
         self.engine_name = settings.engine
+        self.turn_decider: stream.TurnDecider | None = None
 
     def engine_options(self) -> dict[str, Any]:
         """Keyword arguments for the configured engine, from the settings."""
@@ -233,6 +283,11 @@ class AsrService(Service):
         await asyncio.to_thread(engine.load)
         self.engine = engine
         log.info("asr engine loaded", extra={"engine": s.engine, "model": s.model})
+        if s.turn == "smart":
+            model = SmartTurn()
+            await asyncio.to_thread(model.load)
+            self.turn_decider = stream.TurnDecider(model, s.turn_config())
+            log.info("asr turn model loaded", extra={"model": "smart-turn-v3.2"})
 
     async def new_session(self, claim: session_pb2.SessionClaim, taken_over: bool) -> AsrCallSession:
         resume = await self._resume(claim.call.meta.call_id) if taken_over else None

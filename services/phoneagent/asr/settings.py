@@ -6,13 +6,24 @@ import dataclasses
 from pathlib import Path
 
 from phoneagent.asr.engines.base import engine_names
+from phoneagent.asr.turn import TurnConfig
 from phoneagent.runtime.settings import env, non_negative, positive
 
 MAX_BATCH_SIZE = 64
+TURN_MODES = ("smart", "silence")
+TURN_PROBE_MS = TurnConfig.probe_ms  # silence after which a pause is judged
 
 
 def _batch_size(value: int) -> str | None:
     return None if 1 <= value <= MAX_BATCH_SIZE else f"must be between 1 and {MAX_BATCH_SIZE}"
+
+
+def _turn_mode(value: str) -> str | None:
+    return None if value in TURN_MODES else f"must be {' or '.join(TURN_MODES)}"
+
+
+def _fraction(value: float) -> str | None:
+    return None if 0.0 < value < 1.0 else "must be between 0 and 1"
 
 
 def _align_dir(value: str) -> str | None:
@@ -34,7 +45,31 @@ class AsrSettings:
         "PA_ASR_MIN_SPEECH_MS", 120, check=non_negative, doc="Speech needed before 'caller started speaking'"
     )
     end_silence_ms: int = env(
-        "PA_ASR_END_SILENCE_MS", 500, check=positive, doc="Trailing silence that ends an utterance"
+        "PA_ASR_END_SILENCE_MS",
+        500,
+        check=positive,
+        doc="Trailing silence that ends an utterance (PA_ASR_TURN=silence)",
+    )
+    turn: str = env(
+        "PA_ASR_TURN",
+        "smart",
+        check=_turn_mode,
+        doc="End of turn: smart (Smart Turn audio model + words + adaptive silence) or silence (fixed)",
+    )
+    turn_min_wait_ms: int = env(
+        "PA_ASR_TURN_MIN_WAIT_MS", 200, check=positive, doc="smart: silence after a clearly finished turn"
+    )
+    turn_max_wait_ms: int = env(
+        "PA_ASR_TURN_MAX_WAIT_MS",
+        1200,
+        check=positive,
+        doc="smart: silence after an unfinished turn ('my number is', 'and', 'um'); the longest wait",
+    )
+    turn_threshold: float = env(
+        "PA_ASR_TURN_THRESHOLD",
+        0.5,
+        check=_fraction,
+        doc="smart: audio model score at or above which a pause sounds like a finished turn",
     )
     vad_reset_ms: int = env(
         "PA_ASR_VAD_RESET_MS",
@@ -42,7 +77,11 @@ class AsrSettings:
         check=non_negative,
         doc="Non-speech after which the VAD state is reset, so it hears the next words at once (0: never)",
     )
-    partials: bool = env("PA_ASR_PARTIALS", False, doc="Publish partial transcripts (costs CPU)")
+    partials: bool = env(
+        "PA_ASR_PARTIALS",
+        True,
+        doc="Publish partial transcripts while the caller speaks (skipped whenever the engine is busy)",
+    )
     partial_interval_ms: int = env(
         "PA_ASR_PARTIAL_INTERVAL_MS", 600, check=positive, doc="Speech between partials"
     )
@@ -63,4 +102,16 @@ class AsrSettings:
             return [f"PA_ASR_ENGINE={self.engine!r}: must be {' or '.join(engine_names())}"]
         if self.align_model_dir and self.engine != "whisperx":
             return ["PA_ASR_ALIGN_MODEL_DIR: word alignment needs PA_ASR_ENGINE=whisperx"]
+        if self.turn_min_wait_ms > self.turn_max_wait_ms:
+            return ["PA_ASR_TURN_MIN_WAIT_MS: must not exceed PA_ASR_TURN_MAX_WAIT_MS"]
+        if self.turn_min_wait_ms < TURN_PROBE_MS:
+            return [f"PA_ASR_TURN_MIN_WAIT_MS: must be at least {TURN_PROBE_MS}"]
         return []
+
+    def turn_config(self) -> TurnConfig:
+        return TurnConfig(
+            min_wait_ms=self.turn_min_wait_ms,
+            max_wait_ms=self.turn_max_wait_ms,
+            threshold=self.turn_threshold,
+            probe_ms=TURN_PROBE_MS,
+        )
