@@ -34,6 +34,7 @@ from phoneagent.runtime.errors import PhoneAgentError
 from phoneagent.runtime.meta import new_meta
 from phoneagent.runtime.modelfiles import cache_dir
 from phoneagent.runtime.service import Service
+from phoneagent.runtime.sessions import CALL_ENDED
 from phoneagent.runtime.settings import CommonSettings
 from phoneagent.runtime.transfers import request_transfer
 from phoneagent.v1 import call_pb2, common_pb2, control_pb2, policy_pb2, session_pb2, speech_pb2, tools_pb2
@@ -273,6 +274,8 @@ class LlmCallSession:
             await self.svc.bus.unsubscribe(sub)
         if self.dialog is not None:
             await self.dialog.close()
+        if reason == CALL_ENDED:  # the conversation is not kept beyond the call
+            await self.svc.forget_state(self.call_id)
 
 
 class LlmService(Service):
@@ -308,7 +311,7 @@ class LlmService(Service):
                 agent_passages(self.agent),
             )
         self.executor = ToolExecutor(self.agent, self.store, self.knowledge)
-        self._kv = await streams.dialog_kv(self.bus.jetstream())
+        self._kv = await streams.dialog_kv(self.bus.jetstream(), self.common.call_state_ttl_s)
         await self.warm_up()
         self.summaries = SummaryWorker(self.bus, self.engine)
         await self.summaries.start()
@@ -351,6 +354,11 @@ class LlmService(Service):
             await self._kv.put(call_id, state.to_json())
         except Exception as exc:
             log.warning("dialog state not saved", extra={"call_id": call_id, "error": type(exc).__name__})
+
+    async def forget_state(self, call_id: str) -> None:
+        """Purge the ended call's saved conversation (the bucket's TTL catches a missed one)."""
+        if self._kv is not None:
+            await streams.forget_call(self._kv, call_id)
 
     async def new_session(self, claim: session_pb2.SessionClaim, taken_over: bool) -> LlmCallSession:
         return LlmCallSession(self, claim, taken_over)
