@@ -8,7 +8,7 @@ import ipaddress
 import json
 
 from phoneagent.edge.sip.trunks import Trunk, parse_trunks
-from phoneagent.runtime.settings import env, port, positive
+from phoneagent.runtime.settings import env, non_negative, port, positive
 
 LOCAL_TRUNKS = '[{"name": "local", "sources": ["127.0.0.0/8"]}]'
 
@@ -176,6 +176,21 @@ class EdgeSettings:
     recording_dir: str = env("PA_RECORDING_DIR", "var/recordings", doc="Recording volume (local disk)")
     recording_s3_url: str = env(
         "PA_RECORDING_S3_URL", "", check=_s3_url, doc="Upload recordings to s3://bucket/prefix (extra s3)"
+    )
+    recording_retention_days: float = env(
+        "PA_RECORDING_RETENTION_DAYS",
+        30.0,
+        check=non_negative,
+        doc="The edge deletes recordings (its volume and the S3 prefix) this many days old; 0 keeps them",
+    )
+    recording_min_free_mb: int = env(
+        "PA_RECORDING_MIN_FREE_MB",
+        1024,
+        check=non_negative,
+        doc="Below this free space on the recording volume no recording starts and running ones stop",
+    )
+    recording_purge_every_s: float = env(
+        "PA_RECORDING_PURGE_EVERY_S", 3600.0, check=positive, doc="How often expired recordings are deleted"
     )
 
     def validate(self) -> list[str]:

@@ -189,6 +189,8 @@ def apply_recording(rec: CallRecord, msg: media_pb2.RecordingStored) -> None:
         "size_bytes": msg.size_bytes,
         "sha256": msg.sha256,
     }
+    if msg.incomplete_reason:  # allowed by policy, but not (or not all) recorded: the volume was full
+        rec.recording["incomplete_reason"] = msg.incomplete_reason
 
 
 def apply_decision(rec: CallRecord, d: policy_pb2.PolicyDecision) -> None:
