@@ -22,6 +22,7 @@ from phoneagent.edge.recording_volume import (
     LOW_DISK,
     RecordingRetention,
     VolumeGuard,
+    parse_quantity,
     purge_local,
     purge_s3,
 )
@@ -153,7 +154,7 @@ def frames(n: int) -> list[np.ndarray]:
 
 async def test_a_full_volume_starts_no_recording_and_the_record_says_why(bus: Bus, tmp_path: Path) -> None:
     events = await stored_events(bus)
-    volume = SwitchableVolume(tmp_path, 1 << 30, [1 << 20])  # 1 MiB free, 1 GiB wanted
+    volume = SwitchableVolume(tmp_path, 1 << 30, free=[1 << 20])  # 1 MiB free, 1 GiB wanted
     rec = CallRecording(bus, CALL, 8000, RecordingConfig(tmp_path, guard=volume), VERIFIER)
     incomplete = metrics.RECORDINGS_INCOMPLETE.labels(reason=LOW_DISK)
     before = incomplete._value.get()
@@ -188,3 +189,22 @@ async def test_a_recording_stops_when_the_volume_fills_and_keeps_what_it_has(
     assert Path(stored.uri).is_file()
     await wait_for(lambda: events, timeout=5)
     assert events[0].incomplete_reason == LOW_DISK and events[0].duration_ms == 249 * 20
+
+
+def test_a_volume_limit_the_filesystem_does_not_show_counts_what_the_recordings_hold(tmp_path: Path) -> None:
+    """An emptyDir's sizeLimit: the node's disk may be empty while the pod is about to be evicted."""
+    (tmp_path / "c1.wav").write_bytes(b"\0" * 600_000)
+    (tmp_path / ".c2.wav.part").write_bytes(b"\0" * 300_000)
+    guard = VolumeGuard(tmp_path, min_free_bytes=200_000, limit_bytes=1_000_000)
+    assert guard.free_bytes() == 100_000 and not guard.has_room()
+    (tmp_path / "c1.wav").unlink()  # uploaded, or purged
+    assert guard.free_bytes() == 700_000 and guard.has_room()
+    assert (parse_quantity("2Gi"), parse_quantity("500M"), parse_quantity("1024")) == (
+        2 << 30,
+        500_000_000,
+        1024,
+    )
+    with pytest.raises(ValueError):
+        parse_quantity("2 gigs")
+    with pytest.raises(Exception, match="PA_RECORDING_VOLUME_LIMIT"):
+        load(EdgeSettings, {"PA_RECORDING_VOLUME_LIMIT": "lots"})

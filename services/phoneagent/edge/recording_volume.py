@@ -10,13 +10,18 @@ one tries again.
 
 :class:`VolumeGuard` keeps the volume from filling: below ``PA_RECORDING_MIN_FREE_MB`` free, no
 new recording starts and a running one stops (what it holds is kept); the call itself goes on,
-and the call's ``RecordingStored`` says why the recording is incomplete.
+and the call's ``RecordingStored`` says why the recording is incomplete. A volume whose size
+the filesystem does not show (a Kubernetes emptyDir's ``sizeLimit``, past which the pod is
+evicted with its calls) is given as ``PA_RECORDING_VOLUME_LIMIT``: free space is then also the
+limit less what the recording directory holds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -46,11 +51,14 @@ class VolumeGuard:
 
     directory: Path
     min_free_bytes: int
+    limit_bytes: int = 0  # the volume's size where the filesystem does not show it; 0 = none
 
     def free_bytes(self) -> int | None:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             free = shutil.disk_usage(self.directory).free
+            if self.limit_bytes:
+                free = min(free, self.limit_bytes - _used_bytes(self.directory))
         except OSError:
             return None
         RECORDING_VOLUME_FREE.set(free)
@@ -61,6 +69,40 @@ class VolumeGuard:
         """False below the threshold, or when the volume cannot be read (no recording then)."""
         free = self.free_bytes()
         return free is not None and free >= self.min_free_bytes
+
+
+def _used_bytes(directory: Path) -> int:
+    """Bytes of the files in ``directory`` (the recordings and their .part files: a few dozen)."""
+    used = 0
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            try:
+                if entry.is_file(follow_symlinks=False):
+                    used += entry.stat(follow_symlinks=False).st_size
+            except FileNotFoundError:
+                continue
+    return used
+
+
+_UNITS = {
+    "": 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+}
+
+
+def parse_quantity(text: str) -> int:
+    """Bytes of a Kubernetes-style quantity (``2Gi``, ``500M``, ``1073741824``); ValueError otherwise."""
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(Ki|Mi|Gi|Ti|k|M|G|T)?\s*", text or "")
+    if m is None:
+        raise ValueError("must be a size such as 2Gi, 500Mi or a number of bytes")
+    return int(float(m.group(1)) * _UNITS[m.group(2) or ""])
 
 
 def purge_local(directory: Path, cutoff_unix_s: float, now_unix_s: float | None = None) -> int:

@@ -24,7 +24,7 @@ from phoneagent.edge.callflow import EdgeCall, EdgeCallConfig
 from phoneagent.edge.media.dtmf import DtmfDigit
 from phoneagent.edge.outbound import OutboundCalls
 from phoneagent.edge.recorder import CallRecording, RecordingConfig
-from phoneagent.edge.recording_volume import RecordingRetention, VolumeGuard
+from phoneagent.edge.recording_volume import RecordingRetention, VolumeGuard, parse_quantity
 from phoneagent.edge.rtp_session import RtpSession
 from phoneagent.edge.settings import EdgeSettings
 from phoneagent.edge.sip import (
@@ -90,7 +90,8 @@ class EdgeService(OutboundCalls, Service):
         self.web_host = ""
         self.web_port = 0
         s = self.settings
-        self.volume = VolumeGuard(Path(s.recording_dir), s.recording_min_free_mb * 1024 * 1024)
+        limit = parse_quantity(s.recording_volume_limit) if s.recording_volume_limit else 0
+        self.volume = VolumeGuard(Path(s.recording_dir), s.recording_min_free_mb * 1024 * 1024, limit)
 
     # --- lifecycle ------------------------------------------------------------------------------
     async def setup(self) -> None:

@@ -7,6 +7,7 @@ import importlib.util
 import ipaddress
 import json
 
+from phoneagent.edge.recording_volume import parse_quantity
 from phoneagent.edge.sip.trunks import Trunk, parse_trunks
 from phoneagent.runtime.settings import env, non_negative, port, positive
 
@@ -37,6 +38,16 @@ def _vad_ms(value: int) -> str | None:
 def _verdict_wait_ms(value: int) -> str | None:
     if not 100 <= value <= 10000:
         return "must be 100-10000 ms"
+    return None
+
+
+def _quantity(value: str) -> str | None:
+    if not value:
+        return None
+    try:
+        parse_quantity(value)
+    except ValueError as exc:
+        return str(exc)
     return None
 
 
@@ -188,6 +199,13 @@ class EdgeSettings:
         1024,
         check=non_negative,
         doc="Below this free space on the recording volume no recording starts and running ones stop",
+    )
+    recording_volume_limit: str = env(
+        "PA_RECORDING_VOLUME_LIMIT",
+        "",
+        check=_quantity,
+        doc="Size of the recording volume where the filesystem does not show it (an emptyDir's sizeLimit, "
+        "e.g. 2Gi); empty = the filesystem's free space only",
     )
     recording_purge_every_s: float = env(
         "PA_RECORDING_PURGE_EVERY_S", 3600.0, check=positive, doc="How often expired recordings are deleted"
