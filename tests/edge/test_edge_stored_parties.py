@@ -1,5 +1,6 @@
 """What PA_CALLS keeps of a call's parties: the edge publishes the call on its lifecycle subject,
-which the stream stores, with the caller's and our URI masked to the last two digits, while the
+which the stream stores, with the caller's and our URI masked to the last two digits and no
+label about the person called, while the
 session claims, requests that are not stored, carry them whole for the stages that need the
 number (policy's DNC, opt-out and consent rules). Real nats-server and the edge's call flow."""
 
@@ -19,7 +20,7 @@ from support.edge import SilentLine, TrivialSession
 
 CALLER = '"Ann Lee" <sip:+12125550123@carrier.example;user=phone>'
 OURS = "sip:+14155550100@pbx.example"
-RAW = ("2125550123", "12125550123", "Ann", "carrier.example", "4155550100", "pbx.example")
+RAW = ("2125550123", "12125550123", "Ann", "carrier.example", "4155550100", "pbx.example", "A-778812")
 
 
 def test_a_party_keeps_only_the_last_two_digits() -> None:
@@ -46,6 +47,7 @@ async def test_the_calls_stream_keeps_the_parties_masked_and_claims_carry_them_w
         from_uri=CALLER,
         to_uri=OURS,
         sample_rate=16000,
+        labels={"name": "Ann Lee", "account": "A-778812", "purpose": "reminder", "amd": "off"},
     )
     call = EdgeCall(js_bus, started, SilentLine(), EdgeCallConfig(stages=("policy",)))
     try:
@@ -54,6 +56,7 @@ async def test_the_calls_stream_keeps_the_parties_masked_and_claims_carry_them_w
         await call.end(call_pb2.END_REASON_CALLER_HANGUP)
     try:
         assert [c.call.from_uri for c in claims] == [CALLER]  # policy's rules get the number
+        assert claims[0].call.labels["name"] == "Ann Lee"  # and the LLM the contact's fields
 
         js = js_bus.jetstream()
 
@@ -76,6 +79,7 @@ async def test_the_calls_stream_keeps_the_parties_masked_and_claims_carry_them_w
         events = [call_pb2.CallEvent.FromString(m.data) for m in msgs]
         assert [e.WhichOneof("event") for e in events] == ["started", "ended"]
         assert (events[0].started.from_uri, events[0].started.to_uri) == ("…23", "…00")
+        assert dict(events[0].started.labels) == {"purpose": "reminder", "amd": "off"}
         for m in msgs:
             for raw in RAW:
                 assert raw.encode() not in m.data, raw

@@ -81,13 +81,21 @@ def masked_party(uri: str) -> str:
     return "…" + digits[-2:] if digits else ""
 
 
+# Labels a stored CallStarted keeps: how the call was placed, nothing about the person called
+# (a campaign's contact name and fields, the voicemail message, an API caller's labels go).
+STORED_LABELS = frozenset({"amd", "purpose"})
+
+
 def stored_call(started: call_pb2.CallStarted) -> call_pb2.CallStarted:
     """The copy of ``started`` for the call's lifecycle subject, which PA_CALLS stores: its
-    parties masked (:func:`masked_party`). The stages that need the number (policy's DNC,
-    opt-out and consent rules, the LLM's caller look-up) get the whole one in the session
-    claim, a request that is not stored."""
+    parties masked (:func:`masked_party`) and only the :data:`STORED_LABELS`. The stages that
+    need the number or the contact's fields (policy's DNC, opt-out and consent rules, the
+    LLM's caller look-up and outbound conversation) get them whole in the session claim, a
+    request that is not stored."""
     out = call_pb2.CallStarted()
     out.CopyFrom(started)
     out.from_uri = masked_party(started.from_uri)
     out.to_uri = masked_party(started.to_uri)
+    for key in [k for k in out.labels if k not in STORED_LABELS]:
+        del out.labels[key]
     return out
