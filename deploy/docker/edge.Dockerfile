@@ -14,7 +14,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY services ./services
 # No speech engine here: warm transfer asks the TTS service over the bus for its summary.
-RUN pip install ".[edge,otlp]"
+RUN pip install ".[edge,otlp,s3]"
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --gid 10001 app && useradd --uid 10001 --gid app --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin app

@@ -13,6 +13,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 import pytest
+import yaml
 from phoneagent.edge.settings import EdgeSettings
 from phoneagent.llm.settings import LlmSettings
 from phoneagent.policy.settings import PolicySettings
@@ -95,9 +96,42 @@ def test_llm_external_database_comes_from_the_secret() -> None:
         render_raw({"llm": {"database": {"external": True}}})
 
 
+def _edge_env(values: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    rendered = render_raw(values)
+    dep = yaml.safe_load(rendered["phone-agent/templates/edge/deployment.yaml"])
+    (container,) = dep["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+    return env, dep["spec"]["template"]["spec"]["volumes"]
+
+
 def test_edge_recordings_can_use_a_claim() -> None:
-    rendered = render_raw({"edge": {"recordings": {"existingClaim": "pa-recordings"}}})
-    assert "claimName: pa-recordings" in rendered["phone-agent/templates/edge/deployment.yaml"]
+    env, volumes = _edge_env({"edge": {"recordings": {"enabled": True, "existingClaim": "pa-recordings"}}})
+    (vol,) = [v for v in volumes if v["name"] == "recordings"]
+    assert vol["persistentVolumeClaim"]["claimName"] == "pa-recordings"
+    assert env["PA_RECORDING_ENABLED"] == "true" and "PA_RECORDING_VOLUME_LIMIT" not in env
+    assert (env["PA_RECORDING_RETENTION_DAYS"], env["PA_RECORDING_MIN_FREE_MB"]) == ("30", "1024")
+
+
+def test_edge_recordings_on_s3_keep_only_calls_in_progress_on_a_bounded_scratch() -> None:
+    s3 = {
+        "url": "s3://pa-recordings/calls",
+        "endpoint": "https://minio.example:9000",
+        "credentialsSecret": "s3",
+    }
+    env, volumes = _edge_env({"edge": {"recordings": {"enabled": True, "s3": s3, "retentionDays": 7}}})
+    (vol,) = [v for v in volumes if v["name"] == "recordings"]
+    assert vol["emptyDir"]["sizeLimit"] == "2Gi" and env["PA_RECORDING_VOLUME_LIMIT"] == "2Gi"
+    assert env["PA_RECORDING_S3_URL"] == "s3://pa-recordings/calls"
+    assert env["AWS_ENDPOINT_URL"] == "https://minio.example:9000"
+    assert env["AWS_ACCESS_KEY_ID"] == {"secretKeyRef": {"name": "s3", "key": "AWS_ACCESS_KEY_ID"}}
+    assert env["PA_RECORDING_RETENTION_DAYS"] == "7"
+
+
+def test_recording_on_an_empty_dir_is_refused() -> None:
+    with pytest.raises(helm.HelmError, match=r"schema[\s\S]*recordings/s3/url"):
+        render_raw({"edge": {"recordings": {"enabled": True}}})
+    env, volumes = _edge_env({})  # recording off by default: nothing to keep
+    assert env["PA_RECORDING_ENABLED"] == "false"
 
 
 def test_notes_warn_when_autoscaled_llm_replicas_keep_separate_books() -> None:

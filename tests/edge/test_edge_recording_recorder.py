@@ -3,55 +3,21 @@ bad disks."""
 
 from __future__ import annotations
 
-import importlib.util
-import time
+import sys
 import wave
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from phoneagent.edge.recorder import CallRecording, RecordingConfig, upload_s3
 from phoneagent.edge.settings import EdgeSettings
-from phoneagent.runtime import approvals, metrics, subjects
-from phoneagent.runtime.approvals import Verifier
+from phoneagent.runtime import metrics, subjects
 from phoneagent.runtime.bus import Bus
 from phoneagent.runtime.errors import ErrorKind
 from phoneagent.runtime.settings import load
-from phoneagent.v1 import common_pb2, policy_pb2
-from support.common import PUBLIC_KEY_FILE, repeat_until_seen, signed, wait_for
-
-CALL = "0123456789abcdef01234567"
-VERIFIER = Verifier.from_files([PUBLIC_KEY_FILE])
-
-
-def decision(decision: int, rule: str, subject: str = "recording") -> policy_pb2.PolicyDecision:
-    """A decision as policy publishes it, signed with the tests' policy key."""
-    record = policy_pb2.PolicyDecision(
-        meta=common_pb2.EventMeta(call_id=CALL, ts_unix_ns=time.time_ns()),
-        decision_id=f"d-{decision}-{rule}",
-        decision=decision,  # type: ignore[arg-type]
-        subject=subject,
-        rule=rule,
-    )
-    record.approval.CopyFrom(
-        signed(
-            approvals.RECORDING,
-            CALL,
-            decision=approvals.recording_decision(record),
-            decision_id=record.decision_id,
-        )
-    )
-    return record
-
-
-async def decide(bus: Bus, decision_: int, rule: str, subject: str = "recording") -> None:
-    await bus.publish(subjects.audit(CALL), decision(decision_, rule, subject))
-
-
-async def decide_until(bus: Bus, seen: Callable[[], bool], decision_: int, rule: str) -> None:
-    """Publish a decision until the recorder has seen it."""
-    await repeat_until_seen(lambda: decide(bus, decision_, rule), seen, "decision")
+from phoneagent.v1 import policy_pb2
+from support.common import repeat_until_seen, wait_for
+from support.recording import CALL, VERIFIER, decide, decide_until, decision
 
 
 def frames(value: int, n: int) -> list[np.ndarray]:
@@ -145,8 +111,8 @@ async def test_an_altered_or_unsigned_decision_is_ignored(bus: Bus, tmp_path: Pa
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.skipif(importlib.util.find_spec("boto3") is not None, reason="boto3 installed")
-def test_s3_needs_the_s3_extra(tmp_path: Path) -> None:
+def test_s3_needs_the_s3_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "boto3", None)  # as without the extra: the import fails
     with pytest.raises(Exception, match=r"PA_RECORDING_S3_URL: needs boto3.*phone-agent\[s3\]"):
         load(EdgeSettings, recording_s3_url="s3://bucket/calls")
     with pytest.raises(Exception) as err:

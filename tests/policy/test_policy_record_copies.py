@@ -166,42 +166,82 @@ def test_tool_json_stays_json_with_each_value_redacted() -> None:
     assert redact_json("{not json 4111 1111 1111 1111") == "{not json [CARD]"
 
 
-async def test_a_failed_copy_is_counted_and_never_raised() -> None:
+async def test_a_copy_the_stream_never_stores_is_counted_and_never_raised() -> None:
     from phoneagent.policy.record_copy import RecordCopies
     from phoneagent.runtime import metrics
 
-    copies = RecordCopies(Bus("not-connected"))
+    copies = RecordCopies(Bus("not-connected"), give_up_after_s=0.2)
     errors = metrics.ERRORS.labels(kind="unavailable")
     before = errors._value.get()
     meta = common_pb2.EventMeta(call_id="c1", turn_id=1)
     await copies.say("c1", speech_pb2.AgentText(meta=meta, text=f"call {CALLBACK}"))
     await copies.transcript("c1", speech_pb2.Transcript(meta=meta, final=True, text=CARD_TEXT))
-    assert (copies.failed, copies.published) == (2, 0)
+    assert copies.pending == 2  # queued: the live path never waits on the stream
+    assert await copies.flush(timeout=10)
+    assert (copies.failed, copies.published) == (2, 0) and copies.retries > 0
     assert errors._value.get() == before + 2
+    await copies.stop()
+
+
+async def test_a_full_outbox_drops_the_new_copy_counted() -> None:
+    from phoneagent.policy.record_copy import RecordCopies
+
+    copies = RecordCopies(Bus("not-connected"), max_queued=1, give_up_after_s=0.2)
+    meta = common_pb2.EventMeta(call_id="c1", turn_id=1)
+    for _ in range(3):  # the writer holds at most one, the queue one more
+        await copies.transcript("c1", speech_pb2.Transcript(meta=meta, final=True, text="hello"))
+    assert copies.failed >= 1
+    assert await copies.flush(timeout=10)
+    assert copies.failed == 3 and copies.published == 0
+    await copies.stop()
 
 
 async def test_records_queued_when_the_call_ends_still_get_their_copies(
     fresh_nats: str, tmp_path: Path
 ) -> None:
     """A burst of tool records and transcripts, then the call ends at once (on the control lane,
-    which overtakes the data lane): what was queued is still copied before the session goes."""
+    which overtakes the data lane), while PA_CALLS cannot store them (as in a leader election or
+    a machine too loaded to answer): every copy is in the stream once it can store again, each
+    once and each kind in the order it was received. No grace period: the copies wait for the stream's
+    acknowledgement, however long that takes."""
     async with running_policy(fresh_nats, tmp_path / "policy.sqlite3") as svc:
         bus = Bus("record-copies-end")
         await bus.connect(fresh_nats)
+        js = bus.jetstream()
         try:
             call = await start_call(bus, CALLER)
             cid = call.call_id
             await wait_for(lambda: svc.sessions is not None and cid in svc.sessions.sessions, timeout=10)
+            info = await js.stream_info(subjects.CALLS_STREAM)
+            info.config.subjects = [s for s in info.config.subjects if s != subjects.ALL_RECORDS]
+            await js.update_stream(info.config)  # the stream stores no copy for now
             n = 40
             for turn in range(1, n + 1):
                 await call.caller(turn, f"turn {turn}, call me on {CALLBACK}")
                 msg, kind = tool_records(cid)[0]
+                msg.meta.turn_id = turn
                 await bus.publish(subjects.tool(cid), msg, headers={subjects.TOOL_TYPE_HEADER: kind})
             await bus.publish(subjects.lifecycle(cid), call_ended(cid), lane=Lane.CONTROL)
             await wait_for(lambda: cid not in svc.sessions.sessions, timeout=10)  # type: ignore[union-attr]
-            stored = await wait_for_stored(bus, cid, 2 * n + 1)
-            kinds = [m.subject.rsplit(".", 1)[-1] for m in stored if ".record." in m.subject]
-            assert kinds.count("transcript") == n and kinds.count("tool") == n
+            await wait_for(lambda: svc.record_copies.retries > 0, timeout=10)  # refused, not lost
+
+            info.config.subjects = list(subjects.CALLS_STREAM_SUBJECTS)
+            await js.update_stream(info.config)
+            copies = svc.record_copies
+            await wait_for(lambda: copies.published == 2 * n and copies.pending == 0, timeout=120)
+            assert copies.failed == 0
+            stored = [m for m in await stored_messages(bus, cid) if ".record." in m.subject]
+            order = []
+            for m in stored:
+                leaf = m.subject.rsplit(".", 1)[-1]
+                turn = (
+                    speech_pb2.Transcript.FromString(m.data).meta.turn_id
+                    if leaf == "transcript"
+                    else tools_pb2.ToolCall.FromString(m.data).meta.turn_id
+                )
+                order.append((turn, leaf))
+            for kind in ("transcript", "tool"):  # each kind in the order it came (own subscriptions)
+                assert [t for t, leaf in order if leaf == kind] == list(range(1, n + 1)), kind
         finally:
             await bus.close()
 

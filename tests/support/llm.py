@@ -46,6 +46,7 @@ class LlmStageStub:
         self.executor = ToolExecutor(self.agent, None, None, clock=lambda: now) if now else None
         self.dialog_config = DialogConfig()
         self.saved: list[DialogState] = []
+        self.forgotten: list[str] = []  # calls whose saved state was purged at call end
 
     def system_prompt(self) -> str:
         return "You answer the phone."
@@ -58,6 +59,9 @@ class LlmStageStub:
 
     async def save_state(self, call_id: str, state: DialogState) -> None:
         self.saved.append(DialogState.from_json(state.to_json()))
+
+    async def forget_state(self, call_id: str) -> None:
+        self.forgotten.append(call_id)
 
 
 class StandInEngine:

@@ -32,6 +32,7 @@ from phoneagent.runtime.errors import ErrorKind, InvalidArgument, PhoneAgentErro
 from phoneagent.runtime.meta import new_meta
 from phoneagent.runtime.metrics import CALLER_AUDIO_LOST
 from phoneagent.runtime.service import Service
+from phoneagent.runtime.sessions import CALL_ENDED
 from phoneagent.runtime.settings import CommonSettings
 from phoneagent.runtime.tasks import TaskOwner
 from phoneagent.v1 import common_pb2, media_pb2, session_pb2, speech_pb2
@@ -254,6 +255,8 @@ class AsrCallSession:
             await self.svc.bus.unsubscribe(self.sub)
         await self._tasks.close(timeout=1.0)
         await self.asr.close()
+        if reason == CALL_ENDED:  # where the call's recognition was is not kept beyond it
+            await self.svc.forget_resume(self.call_id)
 
 
 def _error_event(kind: ErrorKind, message: str) -> speech_pb2.AsrEvent:
@@ -297,16 +300,25 @@ class AsrService(Service):
         """Note where this call's recognition is (its last final), for a replica taking it over."""
         point = {"turn": tr.meta.turn_id, "speech_end_ns": tr.speech_end_unix_ns}
         try:
-            kv = await streams.asr_resume_kv(self.bus.jetstream())
+            kv = await streams.asr_resume_kv(self.bus.jetstream(), self.common.call_state_ttl_s)
             await asyncio.wait_for(kv.put(call_id, json.dumps(point).encode()), RESUME_TIMEOUT_S)
         except Exception as exc:  # a takeover then falls back to the stored record copy
             log.warning("asr resume point not saved", extra={"call_id": call_id, "error": type(exc).__name__})
+
+    async def forget_resume(self, call_id: str) -> None:
+        """Purge the ended call's resume point (the bucket's TTL catches a missed one)."""
+        try:
+            kv = await streams.asr_resume_kv(self.bus.jetstream(), self.common.call_state_ttl_s)
+        except Exception as exc:
+            log.warning("resume point not purged", extra={"call_id": call_id, "error": type(exc).__name__})
+            return
+        await streams.forget_call(kv, call_id)
 
     async def _resume(self, call_id: str) -> Resume:
         """Where the call's last final transcript left off: the point the previous owner saved,
         else the transcript's redacted copy in the calls stream (turn id and speech end only)."""
         try:
-            kv = await streams.asr_resume_kv(self.bus.jetstream())
+            kv = await streams.asr_resume_kv(self.bus.jetstream(), self.common.call_state_ttl_s)
             entry = await asyncio.wait_for(kv.get(call_id), RESUME_TIMEOUT_S)
             point = json.loads(entry.value or b"{}")
             return Resume(

@@ -44,6 +44,7 @@ from phoneagent.runtime.bus import Bus, Delivery, Lane, Subscription
 from phoneagent.runtime.enums import enum_name
 from phoneagent.runtime.errors import PhoneAgentError
 from phoneagent.runtime.meta import new_meta
+from phoneagent.runtime.numbers import stored_call
 from phoneagent.runtime.sessions import claim_session
 from phoneagent.runtime.tasks import TaskOwner
 from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2, speech_pb2
@@ -135,9 +136,9 @@ class EdgeCall:
         """Publish the call, claim a session in every stage, subscribe. Raises when a stage is missing."""
         self.started.meta.ts_unix_ns = self.started.meta.ts_unix_ns or time.time_ns()
         self.started.playout_rate = self.rate  # TTS renders speech at the rate this transport plays
-        await self.bus.publish(
-            subjects.lifecycle(self.call_id), call_pb2.CallEvent(started=self.started), lane=Lane.CONTROL
-        )
+        # The lifecycle subject is stored (PA_CALLS): the parties go masked; the claims carry them whole.
+        stored = call_pb2.CallEvent(started=stored_call(self.started))
+        await self.bus.publish(subjects.lifecycle(self.call_id), stored, lane=Lane.CONTROL)
         claims = await asyncio.gather(
             *(claim_session(self.bus, stage, self.started) for stage in self.config.stages)
         )

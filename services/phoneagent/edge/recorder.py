@@ -20,6 +20,11 @@ At call end the file is closed, renamed to ``<call_id>.wav`` in one step (reader
 partial file), hashed, optionally uploaded to an S3-compatible store (``PA_RECORDING_S3_URL``,
 extra ``s3``; endpoint and credentials from the usual ``AWS_*`` variables), and announced with
 ``RecordingStored`` on ``subjects.recording(call_id)``.
+
+The volume's free space is checked before a recording starts and every few seconds while it
+runs (:class:`~phoneagent.edge.recording_volume.VolumeGuard`): below the threshold the recording
+does not start, or stops keeping what it has, and ``RecordingStored.incomplete_reason`` says so
+in the call's record. The call is never affected.
 """
 
 from __future__ import annotations
@@ -38,24 +43,27 @@ from urllib.parse import urlparse
 import numpy as np
 
 from phoneagent.edge.call_transport import CallTransport
+from phoneagent.edge.recording_volume import LOW_DISK, VolumeGuard, s3_client
 from phoneagent.runtime import approvals, subjects
 from phoneagent.runtime.approvals import NotApproved, Verifier
 from phoneagent.runtime.bus import Bus, Delivery, Lane, Subscription
 from phoneagent.runtime.errors import PhoneAgentError, Unavailable
 from phoneagent.runtime.meta import new_meta
-from phoneagent.runtime.metrics import APPROVALS_REFUSED
-from phoneagent.runtime.modelfiles import MissingModelError, sha256_file
+from phoneagent.runtime.metrics import APPROVALS_REFUSED, RECORDINGS_INCOMPLETE
+from phoneagent.runtime.modelfiles import sha256_file
 from phoneagent.v1 import media_pb2, policy_pb2
 
 log = logging.getLogger(__name__)
 ALLOW_RULES = frozenset({"one_party_notice", "consent_given"})
 QUEUE_FRAMES = 500  # 10 s of 20 ms frames
+GUARD_EVERY_FRAMES = 250  # the writer checks the volume's free space every 5 s of audio
 
 
 @dataclass(frozen=True)
 class RecordingConfig:
     directory: Path
     s3_url: str = ""  # s3://bucket/prefix; empty = keep on local disk
+    guard: VolumeGuard | None = None  # free-space threshold; None = no check
 
 
 @dataclass(frozen=True)
@@ -65,17 +73,20 @@ class StoredRecording:
     duration_ms: int
     size_bytes: int
     sha256: str
+    incomplete_reason: str = ""  # stopped before the call ended (e.g. low_disk)
 
 
 class _WavWriter:
     """A worker thread appending interleaved stereo frames to a WAV file from a bounded queue."""
 
-    def __init__(self, path: Path, rate: int) -> None:
+    def __init__(self, path: Path, rate: int, guard: VolumeGuard | None = None) -> None:
         self.path = path
         self.rate = rate
+        self.guard = guard
         self.frames = 0
         self.dropped = 0
         self.failed = False
+        self.stopped = ""  # why writing stopped before the end (the rest of the call is not kept)
         self._queue: queue.Queue[bytes | None] = queue.Queue(QUEUE_FRAMES)
         self._thread = threading.Thread(target=self._run, name="recording-writer", daemon=True)
         self._thread.start()
@@ -97,7 +108,19 @@ class _WavWriter:
                 wav.setnchannels(2)
                 wav.setsampwidth(2)
                 wav.setframerate(self.rate)
+                written = 0
                 while (data := self._queue.get()) is not None:
+                    if self.stopped:
+                        continue  # drained, not written
+                    written += 1
+                    if (
+                        self.guard is not None
+                        and written % GUARD_EVERY_FRAMES == 0
+                        and not self.guard.has_room()
+                    ):
+                        self.stopped = LOW_DISK
+                        log.warning("recording stopped: volume nearly full", extra={"frames": self.frames})
+                        continue
                     wav.writeframesraw(data)
                     self.frames += len(data) // 4
             with open(self.path, "rb+") as f:
@@ -124,6 +147,7 @@ class CallRecording:
         self.allowed = False
         self.refused = False  # a DENY arrived: never record again in this call
         self.writer: _WavWriter | None = None
+        self.incomplete = ""  # why a recording policy allowed did not start (e.g. low_disk)
         self._sub: Subscription[Any] | None = None
         self._part = config.directory / f".{call_id}.wav.part"
 
@@ -170,9 +194,18 @@ class CallRecording:
         return True
 
     async def _open_writer(self) -> _WavWriter | None:
+        guard = self.config.guard
+        if guard is not None and not await asyncio.to_thread(guard.has_room):
+            if not self.incomplete:
+                RECORDINGS_INCOMPLETE.labels(reason=LOW_DISK).inc()
+            self.incomplete = LOW_DISK
+            log.warning("recording not started: volume nearly full", extra={"call_id": self.call_id})
+            return None
         try:
             self.config.directory.mkdir(parents=True, exist_ok=True)
-            return _WavWriter(self._part, self.rate)
+            writer = _WavWriter(self._part, self.rate, guard)
+            self.incomplete = ""
+            return writer
         except OSError as exc:
             log.warning("recording not started", extra={"call_id": self.call_id, "errno": exc.errno})
             return None
@@ -199,6 +232,8 @@ class CallRecording:
             await self.bus.unsubscribe(self._sub)
             self._sub = None
         if self.writer is None:
+            if self.incomplete:  # allowed, never started: the record says why
+                await self._publish(StoredRecording("", self.rate, 0, 0, "", self.incomplete))
             return None
         writer, self.writer = self.writer, None
         try:
@@ -217,8 +252,12 @@ class CallRecording:
         writer.close()
         if writer.dropped:
             log.warning("recording frames dropped", extra={"call_id": self.call_id, "frames": writer.dropped})
+        if writer.stopped:
+            RECORDINGS_INCOMPLETE.labels(reason=writer.stopped).inc()
         if writer.failed or writer.frames == 0:
             self._part.unlink(missing_ok=True)
+            if writer.stopped:
+                return StoredRecording("", self.rate, 0, 0, "", writer.stopped)
             return None
         final = self.config.directory / f"{self.call_id}.wav"
         os.replace(self._part, final)
@@ -227,7 +266,8 @@ class CallRecording:
         if self.config.s3_url:
             uri = upload_s3(final, self.config.s3_url)
             final.unlink()
-        return StoredRecording(uri, self.rate, writer.frames * 1000 // self.rate, size, digest)
+        duration = writer.frames * 1000 // self.rate
+        return StoredRecording(uri, self.rate, duration, size, digest, writer.stopped)
 
     async def _publish(self, stored: StoredRecording) -> None:
         msg = media_pb2.RecordingStored(
@@ -238,6 +278,7 @@ class CallRecording:
             duration_ms=stored.duration_ms,
             size_bytes=stored.size_bytes,
             sha256=stored.sha256,
+            incomplete_reason=stored.incomplete_reason,
         )
         try:
             await self.bus.publish(subjects.recording(self.call_id), msg, lane=Lane.CONTROL)
@@ -254,17 +295,13 @@ class CallRecording:
 
 def upload_s3(path: Path, url: str) -> str:
     """Upload ``path`` under the bucket and prefix of an ``s3://bucket/prefix`` URL; its s3:// URI."""
-    try:
-        import boto3
-        from botocore.exceptions import BotoCoreError, ClientError
-    except ImportError:
-        raise MissingModelError(
-            "boto3 is needed for PA_RECORDING_S3_URL", extra="s3", package="boto3"
-        ) from None
+    client = s3_client()
+    from botocore.exceptions import BotoCoreError, ClientError
+
     parsed = urlparse(url)
     key = "/".join(p for p in (parsed.path.strip("/"), path.name) if p)
     try:
-        boto3.client("s3").upload_file(str(path), parsed.netloc, key)
+        client.upload_file(str(path), parsed.netloc, key)
     except (BotoCoreError, ClientError):
         raise Unavailable("recording upload to the object store failed") from None
     return f"s3://{parsed.netloc}/{key}"

@@ -24,6 +24,7 @@ from phoneagent.edge.callflow import EdgeCall, EdgeCallConfig
 from phoneagent.edge.media.dtmf import DtmfDigit
 from phoneagent.edge.outbound import OutboundCalls
 from phoneagent.edge.recorder import CallRecording, RecordingConfig
+from phoneagent.edge.recording_volume import RecordingRetention, VolumeGuard, parse_quantity
 from phoneagent.edge.rtp_session import RtpSession
 from phoneagent.edge.settings import EdgeSettings
 from phoneagent.edge.sip import (
@@ -91,9 +92,18 @@ class EdgeService(OutboundCalls, Service):
         self._web: Any = None
         self.web_host = ""
         self.web_port = 0
+        s = self.settings
+        limit = parse_quantity(s.recording_volume_limit) if s.recording_volume_limit else 0
+        self.volume = VolumeGuard(Path(s.recording_dir), s.recording_min_free_mb * 1024 * 1024, limit)
 
     # --- lifecycle ------------------------------------------------------------------------------
     async def setup(self) -> None:
+        s = self.settings
+        if s.recording_enabled:  # the edge deletes its own expired recordings: they are on its volume
+            retention = RecordingRetention(
+                self.volume, s.recording_retention_days, s.recording_s3_url, s.recording_purge_every_s
+            )
+            self.tasks.spawn(retention.run(), "recording-retention")
         self.ua = await self._start_ua()
         self._start_registrations(self.ua)
         self._dial_sub = await self.bus.serve(
@@ -284,7 +294,7 @@ class EdgeService(OutboundCalls, Service):
         s = self.settings
         if not s.recording_enabled:
             return None
-        config = RecordingConfig(Path(s.recording_dir), s.recording_s3_url)
+        config = RecordingConfig(Path(s.recording_dir), s.recording_s3_url, self.volume)
         return CallRecording(self.bus, call_id, rate, config, self.verifier)
 
     def _handlers(self, active: ActiveCall) -> DialogHandlers:

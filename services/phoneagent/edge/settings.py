@@ -9,10 +9,11 @@ import json
 import os
 
 from phoneagent.edge.media.srtp import SRTP_MODES
+from phoneagent.edge.recording_volume import parse_quantity
 from phoneagent.edge.sip.headers import ParseError, SipURI
 from phoneagent.edge.sip.sockets import TlsConfig
 from phoneagent.edge.sip.trunks import Trunk, parse_trunks
-from phoneagent.runtime.settings import env, port, positive
+from phoneagent.runtime.settings import env, non_negative, port, positive
 
 LOCAL_TRUNKS = '[{"name": "local", "sources": ["127.0.0.0/8"]}]'
 
@@ -53,6 +54,16 @@ def _vad_ms(value: int) -> str | None:
 def _verdict_wait_ms(value: int) -> str | None:
     if not 100 <= value <= 10000:
         return "must be 100-10000 ms"
+    return None
+
+
+def _quantity(value: str) -> str | None:
+    if not value:
+        return None
+    try:
+        parse_quantity(value)
+    except ValueError as exc:
+        return str(exc)
     return None
 
 
@@ -235,6 +246,28 @@ class EdgeSettings:
     recording_dir: str = env("PA_RECORDING_DIR", "var/recordings", doc="Recording volume (local disk)")
     recording_s3_url: str = env(
         "PA_RECORDING_S3_URL", "", check=_s3_url, doc="Upload recordings to s3://bucket/prefix (extra s3)"
+    )
+    recording_retention_days: float = env(
+        "PA_RECORDING_RETENTION_DAYS",
+        30.0,
+        check=non_negative,
+        doc="The edge deletes recordings (its volume and the S3 prefix) this many days old; 0 keeps them",
+    )
+    recording_min_free_mb: int = env(
+        "PA_RECORDING_MIN_FREE_MB",
+        1024,
+        check=non_negative,
+        doc="Below this free space on the recording volume no recording starts and running ones stop",
+    )
+    recording_volume_limit: str = env(
+        "PA_RECORDING_VOLUME_LIMIT",
+        "",
+        check=_quantity,
+        doc="Size of the recording volume where the filesystem does not show it (an emptyDir's sizeLimit, "
+        "e.g. 2Gi); empty = the filesystem's free space only",
+    )
+    recording_purge_every_s: float = env(
+        "PA_RECORDING_PURGE_EVERY_S", 3600.0, check=positive, doc="How often expired recordings are deleted"
     )
 
     def validate(self) -> list[str]:

@@ -34,6 +34,7 @@ from phoneagent.runtime.errors import PhoneAgentError
 from phoneagent.runtime.meta import new_meta
 from phoneagent.runtime.modelfiles import cache_dir
 from phoneagent.runtime.service import Service
+from phoneagent.runtime.sessions import CALL_ENDED
 from phoneagent.runtime.settings import CommonSettings
 from phoneagent.runtime.transfers import request_transfer
 from phoneagent.v1 import call_pb2, common_pb2, control_pb2, policy_pb2, session_pb2, speech_pb2, tools_pb2
@@ -41,6 +42,7 @@ from phoneagent.v1 import call_pb2, common_pb2, control_pb2, policy_pb2, session
 log = logging.getLogger(__name__)
 SETTINGS = LlmSettings
 OUTBOUND_GREET_AFTER_S = 3.0
+RETENTION_TIMEOUT_S = 60.0  # one purge round; a database that stalls longer is tried again later
 _ANSWERED = {
     Answered.MODEL: speech_pb2.ANSWERED_MODEL,
     Answered.MODEL_TOOL: speech_pb2.ANSWERED_MODEL_TOOL,
@@ -273,6 +275,8 @@ class LlmCallSession:
             await self.svc.bus.unsubscribe(sub)
         if self.dialog is not None:
             await self.dialog.close()
+        if reason == CALL_ENDED:  # the conversation is not kept beyond the call
+            await self.svc.forget_state(self.call_id)
 
 
 class LlmService(Service):
@@ -308,12 +312,31 @@ class LlmService(Service):
                 agent_passages(self.agent),
             )
         self.executor = ToolExecutor(self.agent, self.store, self.knowledge)
-        self._kv = await streams.dialog_kv(self.bus.jetstream())
+        self.tasks.spawn(self._retention_loop(), "retention")
+        self._kv = await streams.dialog_kv(self.bus.jetstream(), self.common.call_state_ttl_s)
         await self.warm_up()
         self.summaries = SummaryWorker(self.bus, self.engine)
         await self.summaries.start()
         self.add_health_check("summaries", lambda: self.summaries is None or self.summaries.healthy)
         log.info("llm ready", extra={"engine": s.engine, "model": s.model, "agent": self.agent.name})
+
+    async def _retention_loop(self) -> None:
+        """Delete appointments and messages past their retention, now and every interval (every
+        replica may: the deletes are idempotent). A slow or failing round is logged; the next
+        one tries again."""
+        s = self.settings
+        while True:
+            if self.store is not None and (s.appointment_retention_days > 0 or s.message_retention_days > 0):
+                try:
+                    await asyncio.wait_for(
+                        asyncio.to_thread(
+                            self.store.purge, s.appointment_retention_days, s.message_retention_days
+                        ),
+                        RETENTION_TIMEOUT_S,
+                    )
+                except Exception as exc:
+                    log.warning("appointment retention failed", extra={"error": type(exc).__name__})
+            await asyncio.sleep(s.retention_every_s)
 
     def system_prompt(self) -> str:
         """The part of the prompt that is the same for every turn of every call (cached by the engine)."""
@@ -351,6 +374,11 @@ class LlmService(Service):
             await self._kv.put(call_id, state.to_json())
         except Exception as exc:
             log.warning("dialog state not saved", extra={"call_id": call_id, "error": type(exc).__name__})
+
+    async def forget_state(self, call_id: str) -> None:
+        """Purge the ended call's saved conversation (the bucket's TTL catches a missed one)."""
+        if self._kv is not None:
+            await streams.forget_call(self._kv, call_id)
 
     async def new_session(self, claim: session_pb2.SessionClaim, taken_over: bool) -> LlmCallSession:
         return LlmCallSession(self, claim, taken_over)

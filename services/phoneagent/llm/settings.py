@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from phoneagent.llm.engines.base import engine_names
-from phoneagent.runtime.settings import env, positive
+from phoneagent.runtime.settings import env, non_negative, positive
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +47,21 @@ class LlmSettings:
         doc="Appointments database: sqlite:///path or postgresql://...",
     )
     knowledge: bool = env("PA_LLM_KNOWLEDGE", True, doc="Answer from the agent's knowledge documents")
+    appointment_retention_days: float = env(
+        "PA_APPOINTMENT_RETENTION_DAYS",
+        365.0,
+        check=non_negative,
+        doc="Appointments are deleted this many days after they ended; 0 keeps them forever",
+    )
+    message_retention_days: float = env(
+        "PA_MESSAGE_RETENTION_DAYS",
+        90.0,
+        check=non_negative,
+        doc="Messages taken for the staff are deleted after this many days; 0 keeps them forever",
+    )
+    retention_every_s: float = env(
+        "PA_RETENTION_PURGE_EVERY_S", 3600.0, check=positive, doc="How often expired appointments are purged"
+    )
 
     def validate(self) -> list[str]:
         problems = []

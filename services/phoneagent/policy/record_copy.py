@@ -10,14 +10,24 @@ field passed through :func:`redact_transcript` (cards, national ids, codes, date
 phone numbers, e-mail). In tool arguments and results each JSON value is redacted on its own,
 so the JSON stays valid (the records builder reads a result's ``status``).
 
-Publishing is core NATS (a buffered write, no round trip): it never waits on the stream, and
-a failure is logged and counted, never raised into the live path.
+A copy is stored, not just sent: the live path only puts it in the replica's outbox (never
+waiting on the stream), and one owned task redacts and publishes the copies in the order they
+were queued, each a JetStream publish whose ack (the stream has stored it) it awaits before the
+next, with a ``Nats-Msg-Id`` so a retry after a lost ack is not stored twice. While PA_CALLS
+cannot store (a leader election, an outage) the head copy is retried with backoff for
+``give_up_after_s``; only then, or when the outbox is full, is a copy counted as failed and
+logged: a record has a gap then, never silently. A record that reached policy before its call
+ended is therefore in PA_CALLS however late the stream acknowledges it, and on shutdown the
+service empties the outbox (:meth:`RecordCopies.flush`) before it closes the bus.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -26,13 +36,18 @@ from google.protobuf.message import DecodeError, Message
 
 from phoneagent.runtime import metrics, subjects
 from phoneagent.runtime.bus import Bus, Delivery, Subscription
-from phoneagent.runtime.errors import PhoneAgentError
 from phoneagent.runtime.queues import DropPolicy
 from phoneagent.runtime.redact import redact_transcript
+from phoneagent.runtime.tasks import TaskOwner
 from phoneagent.v1 import speech_pb2, tools_pb2
 
 log = logging.getLogger(__name__)
 ENDED_KEPT = 4096  # calls that ended on this replica whose late records are still copied
+OUTBOX_MAX = 20_000  # copies waiting for the stream (small text records: a few MB at most)
+ACK_TIMEOUT_S = 5.0  # one publish's wait for the stream's ack
+GIVE_UP_AFTER_S = 300.0  # a copy the stream has not stored after this long is counted as failed
+RETRY_MAX_DELAY_S = 2.0
+MSG_ID = "Nats-Msg-Id"
 _TOOL_TYPES: dict[str, type[tools_pb2.ToolCall] | type[tools_pb2.ToolResult]] = {
     "ToolCall": tools_pb2.ToolCall,
     "ToolResult": tools_pb2.ToolResult,
@@ -98,47 +113,148 @@ def tool_copy(raw: bytes, kind: str) -> tools_pb2.ToolCall | tools_pb2.ToolResul
     return msg
 
 
-class RecordCopies:
-    """Publishes the redacted copies of one policy replica's calls; counts what failed."""
+class _Copy:
+    __slots__ = ("call_id", "kind", "build", "headers", "msg_id")
 
-    def __init__(self, bus: Bus) -> None:
+    def __init__(
+        self, call_id: str, kind: str, build: Callable[[], Message], headers: dict[str, str] | None
+    ) -> None:
+        self.call_id = call_id
+        self.kind = kind
+        self.build = build
+        self.headers = dict(headers or {})
+        self.msg_id = f"copy-{uuid.uuid4().hex}"  # the same on every retry of this copy
+
+
+class RecordCopies:
+    """The ordered outbox of one policy replica's record copies; counts what was stored
+    (``published``: acknowledged by PA_CALLS) and what failed."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        *,
+        max_queued: int = OUTBOX_MAX,
+        give_up_after_s: float = GIVE_UP_AFTER_S,
+        ack_timeout_s: float = ACK_TIMEOUT_S,
+    ) -> None:
         self.bus = bus
+        self.give_up_after_s = give_up_after_s
+        self.ack_timeout_s = ack_timeout_s
         self.published = 0
         self.failed = 0
+        self.retries = 0  # publishes the stream did not acknowledge (each retried)
         self.skipped = 0  # tool records without a known type header (nothing a record could use)
+        self._queue: asyncio.Queue[_Copy] = asyncio.Queue(max_queued)
+        self._tasks = TaskOwner("record-copies")
+        self._writer: asyncio.Task[None] | None = None
+        self._busy = False  # the writer holds a copy it has not stored yet
+
+    @property
+    def pending(self) -> int:
+        """Copies queued or being stored."""
+        return self._queue.qsize() + (1 if self._busy else 0)
 
     async def transcript(self, call_id: str, tr: speech_pb2.Transcript) -> None:
-        await self._publish(call_id, "transcript", lambda: transcript_copy(tr))
+        self._put(_Copy(call_id, "transcript", lambda: transcript_copy(tr), None))
 
     async def say(self, call_id: str, msg: speech_pb2.AgentText) -> None:
-        await self._publish(call_id, "say", lambda: say_copy(msg))
+        self._put(_Copy(call_id, "say", lambda: say_copy(msg), None))
 
     async def tool(self, call_id: str, msg: tools_pb2.ToolCall, headers: dict[str, str]) -> None:
         """``msg`` was decoded as a ToolCall whatever it is; protobuf keeps the fields it did not
         know, so its bytes re-parse as the type its header names."""
         kind = headers.get(subjects.TOOL_TYPE_HEADER, "")
-        copy = tool_copy(msg.SerializeToString(), kind)
-        if copy is None:
+        if kind not in _TOOL_TYPES:
             self.skipped += 1
             log.warning("tool record not copied", extra={"call_id": call_id, "reason": "unknown_type"})
             return
-        await self._publish(call_id, "tool", lambda: copy, {subjects.TOOL_TYPE_HEADER: kind})
+        raw = msg.SerializeToString()
 
-    async def _publish(
-        self, call_id: str, kind: str, build: Callable[[], Message], headers: dict[str, str] | None = None
-    ) -> None:
+        def build() -> Message:
+            copy = tool_copy(raw, kind)
+            if copy is None:
+                raise ValueError("tool record does not parse as its type")
+            return copy
+
+        self._put(_Copy(call_id, "tool", build, {subjects.TOOL_TYPE_HEADER: kind}))
+
+    def _put(self, copy: _Copy) -> None:
+        """Queue a copy for the writer (started on first use); a full outbox drops it, counted."""
+        if self._writer is None and not self._tasks.closed:
+            self._writer = self._tasks.spawn(self._write(), "writer")
         try:
-            await self.bus.publish(subjects.record(call_id, kind), build(), headers=headers)
-        except Exception as exc:  # the live path has gone on already; the record has a gap
-            self.failed += 1
-            kind_label = exc.kind.name.lower() if isinstance(exc, PhoneAgentError) else "internal"
-            metrics.ERRORS.labels(kind=kind_label).inc()
-            log.warning(
-                "record copy not published",
-                extra={"call_id": call_id, "kind": kind, "error": type(exc).__name__},
-            )
+            self._queue.put_nowait(copy)
+        except asyncio.QueueFull:
+            self._fail(copy, "outbox_full")
+
+    async def flush(self, timeout: float) -> bool:
+        """Wait until every queued copy is stored or given up on; False after ``timeout``."""
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Store what is queued (up to ``timeout``), then stop the writer."""
+        if not await self.flush(timeout) and self.pending:
+            log.warning("record copies not stored at shutdown", extra={"count": self.pending})
+        await self._tasks.close(timeout=1.0)
+
+    async def _write(self) -> None:
+        while True:
+            copy = await self._queue.get()
+            self._busy = True
+            try:
+                await self._store(copy)
+            finally:
+                self._busy = False
+                self._queue.task_done()
+
+    async def _store(self, copy: _Copy) -> None:
+        try:
+            data = (await asyncio.to_thread(copy.build)).SerializeToString()
+        except Exception:  # a copy that cannot be built would fail every retry
+            self._fail(copy, "unbuildable")
             return
-        self.published += 1
+        subject = subjects.record(copy.call_id, copy.kind)
+        headers = {**copy.headers, MSG_ID: copy.msg_id}
+        deadline = time.monotonic() + self.give_up_after_s
+        delay = 0.05
+        while True:
+            try:
+                await self.bus.jetstream().publish(
+                    subject,
+                    data,
+                    headers=headers,
+                    timeout=self.ack_timeout_s,
+                    stream=subjects.CALLS_STREAM,
+                )
+            except Exception as exc:  # no ack: the stream is away, or the bus is reconnecting
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._fail(copy, type(exc).__name__)
+                    return
+                self.retries += 1
+                if self.retries == 1 or self.retries % 100 == 0:
+                    log.warning(
+                        "record copy not stored yet; retrying",
+                        extra={"call_id": copy.call_id, "kind": copy.kind, "error": type(exc).__name__},
+                    )
+                await asyncio.sleep(min(delay, left))
+                delay = min(delay * 2, RETRY_MAX_DELAY_S)
+                continue
+            self.published += 1
+            return
+
+    def _fail(self, copy: _Copy, reason: str) -> None:
+        """The record has a gap: counted and logged (the live path went on long ago)."""
+        self.failed += 1
+        metrics.ERRORS.labels(kind="unavailable").inc()
+        log.warning(
+            "record copy not stored", extra={"call_id": copy.call_id, "kind": copy.kind, "reason": reason}
+        )
 
 
 class RecordCopier:
@@ -177,9 +293,10 @@ class RecordCopier:
             )
         )
 
-    async def stop(self) -> None:
+    async def stop(self, drain_timeout: float = 2.0) -> None:
+        """Stop receiving; what was received is still handed to the outbox (up to the timeout)."""
         for sub in self._subs:
-            await self.bus.unsubscribe(sub)
+            await self.bus.unsubscribe(sub, drain_timeout=drain_timeout)
         self._subs.clear()
 
     def own(self, call_id: str) -> None:

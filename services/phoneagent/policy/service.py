@@ -452,8 +452,22 @@ class PolicyService(Service):
     async def new_session(self, claim: session_pb2.SessionClaim, taken_over: bool) -> PolicyCallSession:
         return PolicyCallSession(self, claim)
 
+    async def _shutdown(self) -> None:
+        """On SIGTERM the calls drain first, then the record copies still in the outbox are stored
+        (they need the bus, which the shared shutdown closes before ``teardown``)."""
+        timeout = self.common.drain_timeout_s
+        if self.sessions is not None:
+            try:
+                await self.sessions.drain(timeout)  # the shared shutdown's drain then finds none
+            except Exception as exc:
+                log.warning("drain failed", exc_info=exc)
+        await self.record_copier.stop()
+        await self.record_copies.stop(timeout=max(1.0, min(timeout, 10.0)))
+        await super()._shutdown()
+
     async def teardown(self) -> None:
         await self.record_copier.stop()
+        await self.record_copies.stop(timeout=0.0)  # stored in _shutdown; the bus is closed now
         if self.stores is not None:
             self.stores.close()
 
@@ -461,4 +475,5 @@ class PolicyService(Service):
         return {
             "record_copies_published": self.record_copies.published,
             "record_copies_failed": self.record_copies.failed,
+            "record_copies_pending": self.record_copies.pending,
         }

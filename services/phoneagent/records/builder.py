@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from phoneagent.runtime.enums import enum_name
-from phoneagent.runtime.redact import mask_number, redact_transcript
+from phoneagent.runtime.numbers import masked_party
+from phoneagent.runtime.redact import redact_transcript
 from phoneagent.v1 import call_pb2, media_pb2, policy_pb2, speech_pb2, tools_pb2
 
 API_AUDIT_SUBJECT = "api"  # the CallControl API's audit of its calls (not folded into records)
@@ -108,21 +109,15 @@ def _enum_name(enum: Any, value: int, prefix: str) -> str:
     return enum_name(enum, value, prefix=prefix, unknown="UNSPECIFIED").lower()
 
 
-def _number(uri: str, reveal: bool) -> str:
-    if reveal:
-        return uri
-    return mask_number(uri.split("@", 1)[0]) if uri else ""
-
-
-def apply_lifecycle(rec: CallRecord, ev: call_pb2.CallEvent, reveal_numbers: bool = False) -> None:
+def apply_lifecycle(rec: CallRecord, ev: call_pb2.CallEvent) -> None:
     kind = ev.WhichOneof("event")
     if kind == "started":
         s = ev.started
         rec.direction = _enum_name(call_pb2.Direction, s.direction, "DIRECTION_")
         rec.transport = _enum_name(call_pb2.Transport, s.transport, "TRANSPORT_")
         rec.agent, rec.campaign_id = s.agent, s.campaign_id
-        rec.from_number = _number(s.from_uri, reveal_numbers)
-        rec.to_number = _number(s.to_uri, reveal_numbers)
+        rec.from_number = masked_party(s.from_uri)  # the edge stores them masked; an old stream may not
+        rec.to_number = masked_party(s.to_uri)
         rec.started_unix_ns = s.meta.ts_unix_ns
     elif kind == "answered":
         rec.answered_unix_ns = ev.answered.meta.ts_unix_ns
@@ -264,6 +259,8 @@ def apply_recording(rec: CallRecord, msg: media_pb2.RecordingStored) -> None:
         "size_bytes": msg.size_bytes,
         "sha256": msg.sha256,
     }
+    if msg.incomplete_reason:  # allowed by policy, but not (or not all) recorded: the volume was full
+        rec.recording["incomplete_reason"] = msg.incomplete_reason
 
 
 def apply_decision(rec: CallRecord, d: policy_pb2.PolicyDecision) -> None:

@@ -65,7 +65,6 @@ class RecordsSettings:
     retention_days: float = env(
         "PA_RECORD_RETENTION_DAYS", 90.0, check=non_negative, doc="Days records are kept; 0 keeps forever"
     )
-    reveal_numbers: bool = env("PA_RECORDS_REVEAL_NUMBERS", False, doc="Store full phone numbers")
     purge_every_s: float = env("PA_RECORDS_PURGE_EVERY_S", 3600.0, check=positive, doc="Purge interval")
     durable: str = env("PA_RECORDS_CONSUMER", "records", doc="Durable consumer name prefix")
 
@@ -93,12 +92,13 @@ def _decode(leaf: str, data: bytes, headers: dict[str, str]) -> Message | None:
     return msg
 
 
-def fold(rec: CallRecord, leaf: str, msg: Message, reveal_numbers: bool) -> list[str]:
-    """Apply one event; returns the webhook events it raised."""
+def fold(rec: CallRecord, leaf: str, msg: Message) -> list[str]:
+    """Apply one event; returns the webhook events it raised. The parties' numbers are kept
+    masked (the edge stores them so; a stream from an older release is masked here)."""
     before_transfers = len(rec.transfers)
     events: list[str] = []
     if isinstance(msg, call_pb2.CallEvent):
-        builder.apply_lifecycle(rec, msg, reveal_numbers)
+        builder.apply_lifecycle(rec, msg)
         kind = msg.WhichOneof("event")
         events += {"started": ["call.started"], "ended": ["call.ended"]}.get(kind or "", [])
     elif isinstance(msg, speech_pb2.Transcript):
@@ -267,7 +267,7 @@ class RecordsWorker:
         def change(rec: CallRecord) -> bool:
             if builder.already_applied(rec, stream, seq):
                 return False  # a redelivery of a message stored before a restart
-            events[:] = fold(rec, leaf, event, self.settings.reveal_numbers)  # a retried change starts over
+            events[:] = fold(rec, leaf, event)  # a retried change starts over
             builder.mark_applied(rec, stream, seq)
             return True
 

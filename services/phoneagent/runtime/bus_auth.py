@@ -213,6 +213,7 @@ def permissions(role: str) -> Permissions:
         sub += [subjects.ALL_LIFECYCLE]
     elif role == "harness":
         sub += [
+            subjects.ALL_SESSION_CLAIMS,  # the caller's SIP user, which the stored lifecycle masks
             subjects.ALL_LIFECYCLE,
             subjects.ALL_TRANSCRIPTS,
             subjects.ALL_REPLY,

@@ -175,6 +175,26 @@ CALLER_AUDIO_LOST = Counter(
     ["stage"],
 )
 ERRORS = Counter("pa_errors_total", "Errors by kind.", ["kind"])
+RECORDING_VOLUME_FREE = Gauge(
+    "pa_recording_volume_free_bytes", "Free space on the edge's recording volume (last check)."
+)
+RECORDING_VOLUME_MIN_FREE = Gauge(
+    "pa_recording_volume_min_free_bytes",
+    "Free space below which the edge starts no recording and stops those running (the setting).",
+)
+RECORDINGS_INCOMPLETE = Counter(
+    "pa_recordings_incomplete_total",
+    "Recordings allowed by policy that did not start or stopped before the call ended, by reason.",
+    ["reason"],
+)
+RECORDINGS_PURGED = Counter(
+    "pa_recordings_purged_total", "Recordings deleted after their retention, by store.", ["store"]
+)
+RECORDING_PURGE_FAILURES = Counter(
+    "pa_recording_purge_failures_total",
+    "Recording retention rounds that failed or timed out, by store.",
+    ["store"],
+)
 SERVICE_READY = Gauge("pa_service_ready", "1 when this service reports ready.", ["service"])
 
 ALL_METRIC_NAMES = (

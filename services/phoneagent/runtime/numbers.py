@@ -2,7 +2,8 @@
 
 Only what policy needs: turning what people type into CSV files ("(212) 555-0123",
 "1-212-555-0123", "+44 20 7946 0958") into one canonical form so that DNC and consent
-look-ups match, and refusing anything that is not a dialable number.
+look-ups match, and refusing anything that is not a dialable number. And what is kept of a
+call's parties where it is stored (:func:`stored_call`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import re
 
 from phoneagent.runtime.errors import InvalidArgument
+from phoneagent.v1 import call_pb2
 
 NANP_COUNTRY_CODE = "1"
 
@@ -70,3 +72,30 @@ def nanp_area_code(number: str) -> str | None:
     """The three-digit area code of a canonical +1 number, else None."""
     m = _NANP.match(number) if isinstance(number, str) else None
     return m.group(1) if m else None
+
+
+def masked_party(uri: str) -> str:
+    """What is stored of a call party's SIP/tel URI or number: the last two digits of its user
+    part (``…23``); nothing of a display name, user name or host. Empty without digits."""
+    digits = re.sub(r"\D", "", (uri or "").split("@", 1)[0])
+    return "…" + digits[-2:] if digits else ""
+
+
+# Labels a stored CallStarted keeps: how the call was placed, nothing about the person called
+# (a campaign's contact name and fields, the voicemail message, an API caller's labels go).
+STORED_LABELS = frozenset({"amd", "purpose"})
+
+
+def stored_call(started: call_pb2.CallStarted) -> call_pb2.CallStarted:
+    """The copy of ``started`` for the call's lifecycle subject, which PA_CALLS stores: its
+    parties masked (:func:`masked_party`) and only the :data:`STORED_LABELS`. The stages that
+    need the number or the contact's fields (policy's DNC, opt-out and consent rules, the
+    LLM's caller look-up and outbound conversation) get them whole in the session claim, a
+    request that is not stored."""
+    out = call_pb2.CallStarted()
+    out.CopyFrom(started)
+    out.from_uri = masked_party(started.from_uri)
+    out.to_uri = masked_party(started.to_uri)
+    for key in [k for k in out.labels if k not in STORED_LABELS]:
+        del out.labels[key]
+    return out

@@ -124,7 +124,7 @@ class Service:
             ):
                 return
             if auth.user in ("", bus_auth.OPERATOR, bus_auth.PROVISIONER):
-                await streams.ensure(self.bus.jetstream())
+                await streams.ensure(self.bus.jetstream(), call_state_ttl_s=self.common.call_state_ttl_s)
             elif not await self._unless_stopped(
                 streams.wait_provisioned(self.bus.jetstream(), self.common.nats_connect_deadline_s)
             ):

@@ -227,6 +227,12 @@ class CommonSettings:
         "PA_DEAD_AFTER_S", 1.5, check=positive, doc="A replica silent this long loses its sessions"
     )
     max_sessions: int = env("PA_MAX_SESSIONS", 50, check=positive, doc="Sessions one replica accepts")
+    call_state_ttl_s: float = env(
+        "PA_CALL_STATE_TTL_S",
+        7200.0,
+        check=positive,
+        doc="Per-call bus state (dialog, ASR resume point) left unpurged at call end ages out after this",
+    )
     status_file: str = env("PA_STATUS_FILE", "", doc="Write the bound HTTP port here once ready")
     agent_file: str = env("PA_AGENT_FILE", "", doc="Agent definition YAML; empty = the bundled demo agent")
 

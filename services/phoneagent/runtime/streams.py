@@ -14,6 +14,10 @@
 * ``pa_dialog``: per-call conversation state (survives an LLM replica restart).
 * ``pa_asr_resume``: per call, the turn id and speech end of the last final transcript (a
   taken-over ASR session goes on from there).
+
+  Both hold a live call's words: the stage that owns the call purges its key when the call
+  ends (:func:`forget_call`), and a key nobody purged (its owner died as the call ended) ages
+  out ``call_state_ttl_s`` after its last write (``PA_CALL_STATE_TTL_S``).
 * ``pa_dial_approvals``: one-time approvals of outbound dials, keyed by policy decision id; the
   edge consumes one before it dials (:mod:`phoneagent.runtime.dial_approvals`).
 * ``pa_dial_approvals_used``: the approvals the edge has used (it may write only these).
@@ -46,6 +50,10 @@ DIAL_APPROVALS_USED_BUCKET = bus_auth.DIAL_APPROVALS_USED_BUCKET
 ASR_RESUME_BUCKET = bus_auth.ASR_RESUME_BUCKET
 # An approval is used within seconds of the decision; one not used in this time is void.
 DIAL_APPROVAL_TTL_S = 15 * 60.0
+# Per-call state is rewritten every turn and purged at call end; this only catches keys whose
+# owner died as the call ended. Longer than the longest call's silence (calls last <= 1 h).
+CALL_STATE_TTL_S = 2 * 3600.0
+FORGET_TIMEOUT_S = 2.0
 
 
 def stream_configs(calls_days: float = 30, audit_days: float = 365 * 2) -> list[StreamConfig]:
@@ -117,7 +125,9 @@ def work_consumers() -> list[ConsumerConfig]:
     ]
 
 
-async def ensure(js: Any, calls_days: float = 30, audit_days: float = 365 * 2) -> None:
+async def ensure(
+    js: Any, calls_days: float = 30, audit_days: float = 365 * 2, call_state_ttl_s: float = CALL_STATE_TTL_S
+) -> None:
     """Create or update the streams and buckets (safe to call from every replica)."""
     for cfg in stream_configs(calls_days, audit_days):
         try:
@@ -139,10 +149,12 @@ async def ensure(js: Any, calls_days: float = 30, audit_days: float = 365 * 2) -
             log.warning("consumer update refused", extra={"consumer": ccfg.name, "error": str(exc)[:120]})
     for stage in subjects.STAGES:
         await sessions_kv(js, stage)
-    await dialog_kv(js)
+    await dialog_kv(js, call_state_ttl_s)
     await dial_approvals_kv(js)
     await dial_approvals_used_kv(js)
-    await asr_resume_kv(js)
+    await asr_resume_kv(js, call_state_ttl_s)
+    for bucket in CALL_STATE_BUCKETS:  # a bucket an older release created keeps its day otherwise
+        await _set_ttl(js, bucket, call_state_ttl_s)
 
 
 def stream_names() -> list[str]:
@@ -192,14 +204,45 @@ async def sessions_kv(js: Any, stage: str) -> Any:
     return await _kv(js, subjects.sessions_bucket(stage), history=1, storage=StorageType.FILE, ttl=DAY)
 
 
-async def dialog_kv(js: Any) -> Any:
-    return await _kv(js, subjects.DIALOG_BUCKET, history=1, storage=StorageType.FILE, ttl=DAY)
+async def _set_ttl(js: Any, bucket: str, ttl_s: float) -> None:
+    """Make an existing bucket's entries age out after ``ttl_s`` (a no-op when they do)."""
+    name = f"KV_{bucket}"
+    try:
+        info = await js.stream_info(name)
+        if info.config.max_age is not None and abs(info.config.max_age - ttl_s) < 1.0:
+            return
+        info.config.max_age = ttl_s
+        await js.update_stream(info.config)
+    except Exception as exc:  # refused or unreachable: the bucket keeps its TTL until next start
+        log.warning("bucket ttl not updated", extra={"bucket": bucket, "error": type(exc).__name__})
 
 
-async def asr_resume_kv(js: Any) -> Any:
+async def dialog_kv(js: Any, ttl_s: float = CALL_STATE_TTL_S) -> Any:
+    """Each live call's conversation (history, pending tool state), kept by the owning LLM
+    replica; purged at call end (:func:`forget_call`)."""
+    return await _kv(js, subjects.DIALOG_BUCKET, history=1, storage=StorageType.FILE, ttl=ttl_s)
+
+
+async def asr_resume_kv(js: Any, ttl_s: float = CALL_STATE_TTL_S) -> Any:
     """Where each call's speech recognition left off (last final's turn id and speech end), kept
-    by the owning ASR replica so a replica taking the call over goes on from there."""
-    return await _kv(js, ASR_RESUME_BUCKET, history=1, storage=StorageType.FILE, ttl=DAY)
+    by the owning ASR replica so a replica taking the call over goes on from there; purged at
+    call end (:func:`forget_call`)."""
+    return await _kv(js, ASR_RESUME_BUCKET, history=1, storage=StorageType.FILE, ttl=ttl_s)
+
+
+CALL_STATE_BUCKETS = (subjects.DIALOG_BUCKET, ASR_RESUME_BUCKET)
+
+
+async def forget_call(kv: Any, call_id: str, timeout: float = FORGET_TIMEOUT_S) -> bool:
+    """Purge ``call_id``'s entry from a per-call bucket: its value and history leave the server
+    (a purge marker without data stays until the TTL). False when it could not be purged now;
+    the TTL removes it then."""
+    try:
+        await asyncio.wait_for(kv.purge(subjects.check_id(call_id)), timeout)
+    except Exception as exc:
+        log.warning("call state not purged", extra={"call_id": call_id, "error": type(exc).__name__})
+        return False
+    return True
 
 
 async def dial_approvals_kv(js: Any) -> Any:

@@ -47,7 +47,7 @@ class SpeechChunk(_message.Message):
     def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., sequence: _Optional[int] = ..., pcm: _Optional[bytes] = ..., sample_rate: _Optional[int] = ..., sentence_seq: _Optional[int] = ..., text_start: _Optional[int] = ..., text_end: _Optional[int] = ..., last_in_sentence: _Optional[bool] = ..., last_in_generation: _Optional[bool] = ..., synth_ms: _Optional[int] = ...) -> None: ...
 
 class RecordingStored(_message.Message):
-    __slots__ = ("meta", "uri", "format", "sample_rate", "duration_ms", "size_bytes", "sha256")
+    __slots__ = ("meta", "uri", "format", "sample_rate", "duration_ms", "size_bytes", "sha256", "incomplete_reason")
     META_FIELD_NUMBER: _ClassVar[int]
     URI_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +55,7 @@ class RecordingStored(_message.Message):
     DURATION_MS_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
+    INCOMPLETE_REASON_FIELD_NUMBER: _ClassVar[int]
     meta: _common_pb2.EventMeta
     uri: str
     format: str
@@ -62,7 +63,8 @@ class RecordingStored(_message.Message):
     duration_ms: int
     size_bytes: int
     sha256: str
-    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., uri: _Optional[str] = ..., format: _Optional[str] = ..., sample_rate: _Optional[int] = ..., duration_ms: _Optional[int] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+    incomplete_reason: str
+    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., uri: _Optional[str] = ..., format: _Optional[str] = ..., sample_rate: _Optional[int] = ..., duration_ms: _Optional[int] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., incomplete_reason: _Optional[str] = ...) -> None: ...
 
 class RenderRequest(_message.Message):
     __slots__ = ("meta", "text", "sample_rate", "max_seconds")

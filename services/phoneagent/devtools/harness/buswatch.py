@@ -1,8 +1,9 @@
 """What the harness reads from the bus about its own call: the call id, the ASR finals, the
 LLM's reply sentences, the first TTS chunk of each generation, transfers and the end of call.
 
-The simulated caller's SIP From user is unique per call; the edge's CallStarted carries it in
-``from_uri``, which is how the bus call id is found.
+The simulated caller's SIP From user is unique per call; the edge's session claims carry it in
+the call's ``from_uri``, which is how the bus call id is found (the lifecycle subject, which is
+stored, carries the party masked).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
-from phoneagent.v1 import call_pb2, control_pb2, media_pb2, speech_pb2
+from phoneagent.v1 import call_pb2, control_pb2, media_pb2, session_pb2, speech_pb2
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,8 @@ class CallTrace:
 
 
 class BusWatch:
-    """Follows the calls whose CallStarted ``from_uri`` contains one of the watched users."""
+    """Follows the calls whose CallStarted ``from_uri`` (in a session claim) contains one of the
+    watched users."""
 
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
@@ -37,6 +39,9 @@ class BusWatch:
         self._found: dict[str, asyncio.Event] = {}
 
     async def start(self) -> None:
+        await self.bus.subscribe(
+            subjects.ALL_SESSION_CLAIMS, session_pb2.SessionClaim, self._on_claim, lane=Lane.CONTROL
+        )
         await self.bus.subscribe(
             subjects.ALL_LIFECYCLE, call_pb2.CallEvent, self._on_lifecycle, lane=Lane.CONTROL
         )
@@ -50,17 +55,20 @@ class BusWatch:
         await asyncio.wait_for(self._found[user].wait(), timeout)
         return self.traces[user].call_id
 
+    async def _on_claim(self, claim: session_pb2.SessionClaim, _: Delivery) -> None:
+        """The edge claims a session in each stage; the first claim of a watched caller's call
+        names it (the others find its trace followed already)."""
+        started = claim.call
+        user = next((u for u in self.traces if u in started.from_uri), None)
+        if user is None or self.traces[user].call_id:
+            return
+        trace = self.traces[user]
+        trace.call_id = started.meta.call_id
+        await self._follow(trace)
+        self._found[user].set()
+
     async def _on_lifecycle(self, ev: call_pb2.CallEvent, _: Delivery) -> None:
-        kind = ev.WhichOneof("event")
-        if kind == "started":
-            user = next((u for u in self.traces if u in ev.started.from_uri), None)
-            if user is None or self.traces[user].call_id:
-                return
-            trace = self.traces[user]
-            trace.call_id = ev.started.meta.call_id
-            await self._follow(trace)
-            self._found[user].set()
-        elif kind == "ended":
+        if ev.WhichOneof("event") == "ended":
             for trace in self.traces.values():
                 if trace.call_id and trace.call_id == ev.ended.meta.call_id:
                     trace.ended = ev.ended

@@ -413,3 +413,36 @@ class SchedulingStore:
             Message(str(r[0]), str(r[1]), str(r[2]), str(r[3]), bool(r[4]), _from_text(str(r[5])))
             for r in rows
         ]
+
+    # --- retention ---------------------------------------------------------------------------
+    def purge(self, appointment_days: float, message_days: float) -> tuple[int, int]:
+        """Delete this agent's appointments that ended more than ``appointment_days`` ago (kept
+        or cancelled, with their cells) and its messages older than ``message_days``; 0 keeps
+        that kind forever. Returns (appointments, messages) deleted."""
+        now = self.now()
+        appointments = messages = 0
+        with self.db.transaction() as tx:
+            if appointment_days > 0:
+                cutoff = utc_text(now - timedelta(days=appointment_days))
+                old = [
+                    str(r[0])
+                    for r in tx.query(
+                        "SELECT id FROM appointments WHERE agent = ? AND ends_at < ?",
+                        (self.agent.name, cutoff),
+                    )
+                ]
+                for appointment_id in old:
+                    tx.execute("DELETE FROM appointment_cells WHERE appointment_id = ?", (appointment_id,))
+                    tx.execute("DELETE FROM appointments WHERE id = ?", (appointment_id,))
+                appointments = len(old)
+            if message_days > 0:
+                cutoff = utc_text(now - timedelta(days=message_days))
+                messages = tx.execute(
+                    "DELETE FROM messages WHERE agent = ? AND created_at < ?", (self.agent.name, cutoff)
+                )
+        if appointments or messages:
+            log.info(
+                "appointments and messages purged",
+                extra={"agent": self.agent.name, "appointments": appointments, "messages": messages},
+            )
+        return appointments, messages
