@@ -299,7 +299,9 @@ class LlmService(Service):
         s = self.settings
         self.engine = LiveFirst(create_engine(s.engine, **engine_options(s.engine, s)))
         await asyncio.to_thread(self.engine.load)
-        self.store = await asyncio.to_thread(SchedulingStore.open, s.database_url, self.agent)
+        self.store = await asyncio.to_thread(
+            SchedulingStore.open, s.database_url, self.agent, timeout_s=s.tool_timeout_s / 2
+        )
         if s.knowledge and (self.agent.knowledge or self.agent.tool_enabled("lookup_knowledge")):
             self.knowledge = await asyncio.to_thread(
                 open_knowledge_base,
@@ -307,7 +309,7 @@ class LlmService(Service):
                 cache_dir() / "knowledge",
                 agent_passages(self.agent),
             )
-        self.executor = ToolExecutor(self.agent, self.store, self.knowledge)
+        self.executor = ToolExecutor(self.agent, self.store, self.knowledge, timeout_s=s.tool_timeout_s)
         self._kv = await streams.dialog_kv(self.bus.jetstream())
         await self.warm_up()
         self.summaries = SummaryWorker(self.bus, self.engine)

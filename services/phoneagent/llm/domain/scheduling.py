@@ -19,7 +19,7 @@ from phoneagent.agents.agent import Agent, AppointmentType
 from phoneagent.llm.domain import migrations
 from phoneagent.llm.domain.dates import NonexistentTime, to_aware
 from phoneagent.llm.domain.verification import burn_one_check, hash_secret, new_reference, secret_matches
-from phoneagent.runtime.db import ConstraintViolation, Database, Tx
+from phoneagent.runtime.db import DEFAULT_TIMEOUT_S, ConstraintViolation, Database, Tx
 from phoneagent.runtime.errors import ErrorKind, InvalidArgument, PhoneAgentError
 from phoneagent.runtime.redact import mask_number
 
@@ -109,9 +109,16 @@ class SchedulingStore:
         self._clock = clock or (lambda: datetime.now(_UTC))
 
     @classmethod
-    def open(cls, url: str, agent: Agent, clock: Callable[[], datetime] | None = None) -> SchedulingStore:
-        """Connect and bring the schema up to date."""
-        db = Database(url)
+    def open(
+        cls,
+        url: str,
+        agent: Agent,
+        clock: Callable[[], datetime] | None = None,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> SchedulingStore:
+        """Connect and bring the schema up to date; no statement waits longer than ``timeout_s``."""
+        db = Database(url, timeout_s=timeout_s)
         migrations.migrate(db)
         return cls(db, agent, clock)
 
