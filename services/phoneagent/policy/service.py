@@ -35,6 +35,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from nats.errors import Error as NatsError
+from nats.js.errors import BadRequestError
+
 from phoneagent.agents.agent import Agent, load_agent
 from phoneagent.agents.disclosure import build_disclosure
 from phoneagent.agents.human_claims import HUMAN_CLAIM_REPLACEMENT, human_claim
@@ -50,7 +53,7 @@ from phoneagent.runtime.approvals import Grant, Signer, dial_key
 from phoneagent.runtime.bus import Delivery, Lane, Subscription
 from phoneagent.runtime.dial_approvals import CALL_ID_HEADER
 from phoneagent.runtime.enums import enum_name
-from phoneagent.runtime.errors import InvalidArgument
+from phoneagent.runtime.errors import InvalidArgument, PhoneAgentError, Unavailable
 from phoneagent.runtime.meta import new_meta
 from phoneagent.runtime.metrics import POLICY_DECISIONS
 from phoneagent.runtime.numbers import normalize_e164
@@ -62,6 +65,11 @@ from phoneagent.v1 import control_pb2, policy_pb2, session_pb2, speech_pb2
 
 log = logging.getLogger(__name__)
 SETTINGS = PolicySettings
+MSG_ID = "Nats-Msg-Id"
+# A decision is stored before what it allows goes on; while PA_AUDIT elects a new leader (a NATS
+# server lost: seconds) it is tried again, each try waiting up to AUDIT_TRY_S for the answer.
+AUDIT_DEADLINE_S = 20.0
+AUDIT_TRY_S = 2.0
 
 
 class PolicyCallSession:
@@ -439,15 +447,42 @@ class PolicyService(Service):
             record.approval.CopyFrom(approval)
         elif subject == "recording":
             self._sign_recording(record)
-        js = self.bus.jetstream()
-        await js.publish(
-            subjects.audit(call_id or "none"), record.SerializeToString(), stream=subjects.AUDIT_STREAM
-        )
+        await self._publish_audit(subjects.audit(call_id or "none"), record)
         POLICY_DECISIONS.labels(
             decision="allow" if decision == policy_pb2.DECISION_ALLOW else "deny",
             rule=metric_rule(subject, rule),
         ).inc()
         return record
+
+    async def _publish_audit(self, subject: str, record: policy_pb2.PolicyDecision) -> None:
+        """Store one decision in PA_AUDIT, trying again while the stream has no leader (a NATS
+        server lost, its copies electing a new one) up to ``AUDIT_DEADLINE_S``. The decision id is
+        the message id, so a try whose answer was lost is stored once."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + AUDIT_DEADLINE_S
+        delay = 0.1
+        while True:
+            left = deadline - loop.time()
+            try:
+                await self.bus.jetstream().publish(
+                    subject,
+                    record.SerializeToString(),
+                    stream=subjects.AUDIT_STREAM,
+                    timeout=max(0.1, min(AUDIT_TRY_S, left)),
+                    headers={MSG_ID: record.decision_id},
+                )
+                return
+            except BadRequestError:
+                raise  # the stream refuses this message: trying again changes nothing
+            except (NatsError, PhoneAgentError, TimeoutError) as exc:
+                if deadline - loop.time() <= delay:
+                    raise Unavailable("the audit stream did not store the decision") from exc
+                log.warning(
+                    "audit not stored yet; trying again",
+                    extra={"call_id": record.meta.call_id, "error": type(exc).__name__},
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
     async def new_session(self, claim: session_pb2.SessionClaim, taken_over: bool) -> PolicyCallSession:
         return PolicyCallSession(self, claim)

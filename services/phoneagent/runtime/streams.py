@@ -16,6 +16,10 @@
 * ``pa_dial_approvals``: one-time approvals of outbound dials, keyed by policy decision id; the
   edge consumes one before it dials (:mod:`phoneagent.runtime.dial_approvals`).
 * ``pa_dial_approvals_used``: the approvals the edge has used (it may write only these).
+
+Every stream and bucket is kept in ``replicas`` copies (``PA_NATS_STREAM_REPLICAS``; 3 on a
+three-node cluster, so one server lost loses nothing and the others elect a new leader);
+``ensure`` also changes the copies of a stream or bucket created with another number.
 """
 
 from __future__ import annotations
@@ -47,8 +51,10 @@ ASR_RESUME_BUCKET = bus_auth.ASR_RESUME_BUCKET
 DIAL_APPROVAL_TTL_S = 15 * 60.0
 
 
-def stream_configs(calls_days: float = 30, audit_days: float = 365 * 2) -> list[StreamConfig]:
-    return [
+def stream_configs(
+    calls_days: float = 30, audit_days: float = 365 * 2, replicas: int = 1
+) -> list[StreamConfig]:
+    configs = [
         StreamConfig(
             name=subjects.CALLS_STREAM,
             subjects=list(subjects.CALLS_STREAM_SUBJECTS),
@@ -79,6 +85,9 @@ def stream_configs(calls_days: float = 30, audit_days: float = 365 * 2) -> list[
             duplicate_window=120.0,  # Nats-Msg-Id dedup of a call's job published twice
         ),
     ]
+    for cfg in configs:
+        cfg.num_replicas = replicas
+    return configs
 
 
 # A summary job is held while the worker waits for a quiet engine (up to 45 s) and generates:
@@ -116,9 +125,10 @@ def work_consumers() -> list[ConsumerConfig]:
     ]
 
 
-async def ensure(js: Any, calls_days: float = 30, audit_days: float = 365 * 2) -> None:
-    """Create or update the streams and buckets (safe to call from every replica)."""
-    for cfg in stream_configs(calls_days, audit_days):
+async def ensure(js: Any, calls_days: float = 30, audit_days: float = 365 * 2, *, replicas: int = 1) -> None:
+    """Create or update the streams and buckets (safe to call from every replica), each kept in
+    ``replicas`` copies."""
+    for cfg in stream_configs(calls_days, audit_days, replicas):
         try:
             await js.stream_info(cfg.name)
         except NotFoundError:
@@ -137,18 +147,44 @@ async def ensure(js: Any, calls_days: float = 30, audit_days: float = 365 * 2) -
         except (BadRequestError, NotFoundError) as exc:
             log.warning("consumer update refused", extra={"consumer": ccfg.name, "error": str(exc)[:120]})
     for stage in subjects.STAGES:
-        await sessions_kv(js, stage)
-    await dialog_kv(js)
-    await dial_approvals_kv(js)
-    await dial_approvals_used_kv(js)
-    await asr_resume_kv(js)
+        await sessions_kv(js, stage, replicas)
+    await dialog_kv(js, replicas)
+    await dial_approvals_kv(js, replicas)
+    await dial_approvals_used_kv(js, replicas)
+    await asr_resume_kv(js, replicas)
+    for bucket in bucket_names():
+        await _scale(js, f"KV_{bucket}", replicas)
+
+
+async def _scale(js: Any, stream: str, replicas: int) -> None:
+    """Give an existing stream (a bucket's own, created by an older release) ``replicas`` copies."""
+    try:
+        info = await js.stream_info(stream)
+    except NotFoundError:
+        return
+    if info.config.num_replicas == replicas:
+        return
+    info.config.num_replicas = replicas
+    try:
+        await js.update_stream(info.config)
+    except BadRequestError as exc:
+        log.warning("stream copies not changed", extra={"stream": stream, "error": str(exc)[:120]})
+
+
+def bucket_names() -> list[str]:
+    """Every key-value bucket ``ensure`` creates."""
+    buckets = [subjects.sessions_bucket(stage) for stage in subjects.STAGES]
+    return buckets + [
+        subjects.DIALOG_BUCKET,
+        DIAL_APPROVALS_BUCKET,
+        DIAL_APPROVALS_USED_BUCKET,
+        ASR_RESUME_BUCKET,
+    ]
 
 
 def stream_names() -> list[str]:
     """Every stream ``ensure`` creates, the key-value buckets' own streams included."""
-    buckets = [subjects.sessions_bucket(stage) for stage in subjects.STAGES]
-    buckets += [subjects.DIALOG_BUCKET, DIAL_APPROVALS_BUCKET, DIAL_APPROVALS_USED_BUCKET, ASR_RESUME_BUCKET]
-    return [cfg.name for cfg in stream_configs() if cfg.name] + [f"KV_{b}" for b in buckets]
+    return [cfg.name for cfg in stream_configs() if cfg.name] + [f"KV_{b}" for b in bucket_names()]
 
 
 async def wait_provisioned(js: Any, timeout: float) -> None:
@@ -176,40 +212,44 @@ async def wait_provisioned(js: Any, timeout: float) -> None:
         delay = min(delay * 2, 2.0)
 
 
-async def _kv(js: Any, bucket: str, **cfg: Any) -> Any:
+async def _kv(js: Any, bucket: str, replicas: int = 1, **cfg: Any) -> Any:
     try:
         return await js.key_value(bucket)
     except (NotFoundError, Exception):  # nats-py raises BucketNotFoundError (a NotFoundError subclass)
         try:
-            return await js.create_key_value(KeyValueConfig(bucket=bucket, **cfg))
+            return await js.create_key_value(KeyValueConfig(bucket=bucket, replicas=replicas, **cfg))
         except BadRequestError:
             return await js.key_value(bucket)
 
 
-async def sessions_kv(js: Any, stage: str) -> Any:
+async def sessions_kv(js: Any, stage: str, replicas: int = 1) -> Any:
     """Ownership records of one stage's sessions, keyed by call id."""
-    return await _kv(js, subjects.sessions_bucket(stage), history=1, storage=StorageType.FILE, ttl=DAY)
+    return await _kv(
+        js, subjects.sessions_bucket(stage), replicas, history=1, storage=StorageType.FILE, ttl=DAY
+    )
 
 
-async def dialog_kv(js: Any) -> Any:
-    return await _kv(js, subjects.DIALOG_BUCKET, history=1, storage=StorageType.FILE, ttl=DAY)
+async def dialog_kv(js: Any, replicas: int = 1) -> Any:
+    return await _kv(js, subjects.DIALOG_BUCKET, replicas, history=1, storage=StorageType.FILE, ttl=DAY)
 
 
-async def asr_resume_kv(js: Any) -> Any:
+async def asr_resume_kv(js: Any, replicas: int = 1) -> Any:
     """Where each call's speech recognition left off (last final's turn id and speech end), kept
     by the owning ASR replica so a replica taking the call over goes on from there."""
-    return await _kv(js, ASR_RESUME_BUCKET, history=1, storage=StorageType.FILE, ttl=DAY)
+    return await _kv(js, ASR_RESUME_BUCKET, replicas, history=1, storage=StorageType.FILE, ttl=DAY)
 
 
-async def dial_approvals_kv(js: Any) -> Any:
+async def dial_approvals_kv(js: Any, replicas: int = 1) -> Any:
     """One-time dial approvals written by policy and consumed by the edge (see dial_approvals)."""
-    return await _kv(js, DIAL_APPROVALS_BUCKET, history=1, storage=StorageType.FILE, ttl=DIAL_APPROVAL_TTL_S)
+    return await _kv(
+        js, DIAL_APPROVALS_BUCKET, replicas, history=1, storage=StorageType.FILE, ttl=DIAL_APPROVAL_TTL_S
+    )
 
 
-async def dial_approvals_used_kv(js: Any) -> Any:
+async def dial_approvals_used_kv(js: Any, replicas: int = 1) -> Any:
     """The dial approvals already used, keyed by decision id (written by the edge, create-only)."""
     return await _kv(
-        js, DIAL_APPROVALS_USED_BUCKET, history=1, storage=StorageType.FILE, ttl=DIAL_APPROVAL_TTL_S
+        js, DIAL_APPROVALS_USED_BUCKET, replicas, history=1, storage=StorageType.FILE, ttl=DIAL_APPROVAL_TTL_S
     )
 
 
