@@ -209,6 +209,11 @@ class PolicyCallSession:
             await self.svc.bus.unsubscribe(sub)
 
 
+def _db_url(value: str) -> str:
+    """``PA_POLICY_DB`` as the database layer takes it (a file path may start with ``~``)."""
+    return value if "://" in value else str(Path(value).expanduser())
+
+
 def transfer_targets(agent: Agent) -> frozenset[str]:
     """Where transfers go without the dial rules: the agent's target and allow-list (dial keys)."""
     if agent.transfer is None:
@@ -272,8 +277,7 @@ class PolicyService(Service):
         return self.agent.staffed_at(now)
 
     async def setup(self) -> None:
-        Path(self.settings.db_path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        self.stores = PolicyStores(Path(self.settings.db_path).expanduser())
+        self.stores = await asyncio.to_thread(PolicyStores, _db_url(self.settings.db_path))
         await self.bus.serve(
             subjects.dial_check(), policy_pb2.DialCheck, self._on_dial_check, queue_group="policy"
         )
