@@ -9,7 +9,12 @@
 * ``PA_AUDIT``: every policy decision (allow and deny) with its reason.
 * ``PA_WORK``: deferrable stage work (post-call summary jobs and their results), a work queue:
   a job stays until a worker acknowledges it, and its consumers' lag is the backlog KEDA sees.
+* ``PA_REPLAY``: each call's replies and playback/barge-in/cancel reports, in memory for
+  ``REPLAY_MAX_AGE_S``: what a policy replica taking a call over replays, so a sentence the
+  dead owner never passed on is still said (raw text: memory only, minutes, never on disk).
 * ``pa_sessions_<stage>``: which replica owns each call's session in that stage.
+* ``pa_policy_calls``: per call, policy's gate state (disclosure heard or pending, the last
+  reply passed on, recording notice given), so a replica taking the call over goes on from it.
 * ``pa_dialog``: per-call conversation state (survives an LLM replica restart).
 * ``pa_asr_resume``: per call, the turn id and speech end of the last final transcript (a
   taken-over ASR session goes on from there).
@@ -49,6 +54,7 @@ DIAL_APPROVALS_USED_BUCKET = bus_auth.DIAL_APPROVALS_USED_BUCKET
 ASR_RESUME_BUCKET = bus_auth.ASR_RESUME_BUCKET
 # An approval is used within seconds of the decision; one not used in this time is void.
 DIAL_APPROVAL_TTL_S = 15 * 60.0
+REPLAY_MAX_AGE_S = 120.0
 
 
 def stream_configs(
@@ -83,6 +89,15 @@ def stream_configs(
             max_age=DAY,
             max_msg_size=64 * 1024,
             duplicate_window=120.0,  # Nats-Msg-Id dedup of a call's job published twice
+        ),
+        StreamConfig(
+            name=subjects.REPLAY_STREAM,
+            subjects=list(subjects.REPLAY_STREAM_SUBJECTS),
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.MEMORY,
+            max_age=REPLAY_MAX_AGE_S,
+            max_msg_size=64 * 1024,
+            max_bytes=256 * 1024 * 1024,
         ),
     ]
     for cfg in configs:
@@ -152,6 +167,7 @@ async def ensure(js: Any, calls_days: float = 30, audit_days: float = 365 * 2, *
     await dial_approvals_kv(js, replicas)
     await dial_approvals_used_kv(js, replicas)
     await asr_resume_kv(js, replicas)
+    await policy_calls_kv(js, replicas)
     for bucket in bucket_names():
         await _scale(js, f"KV_{bucket}", replicas)
 
@@ -237,6 +253,11 @@ async def asr_resume_kv(js: Any, replicas: int = 1) -> Any:
     """Where each call's speech recognition left off (last final's turn id and speech end), kept
     by the owning ASR replica so a replica taking the call over goes on from there."""
     return await _kv(js, ASR_RESUME_BUCKET, replicas, history=1, storage=StorageType.FILE, ttl=DAY)
+
+
+async def policy_calls_kv(js: Any, replicas: int = 1) -> Any:
+    """Policy's per-call gate state, kept by the owning replica (deleted when the call ends)."""
+    return await _kv(js, subjects.POLICY_CALLS_BUCKET, replicas, history=1, storage=StorageType.FILE, ttl=DAY)
 
 
 async def dial_approvals_kv(js: Any, replicas: int = 1) -> Any:
