@@ -209,10 +209,12 @@ class PolicyCallSession:
             )
             return
         try:
-            left = (await sub.consumer_info()).num_pending
+            # What the call has in the stream now: pushed to us already, or still to come.
+            info = await sub.consumer_info()
+            left = info.num_pending + info.delivered.consumer_seq
             while left > 0:
                 msg = await sub.next_msg(timeout=REPLAY_WAIT_S)
-                left = msg.metadata.num_pending
+                left -= 1
                 delivery = Delivery(msg.subject, "", dict(msg.headers or {}))
                 if msg.subject == subjects.reply(self.call_id):
                     text = speech_pb2.AgentText()
