@@ -18,8 +18,10 @@ import time
 from pathlib import Path
 
 from phoneagent.agents.disclosure import DISCLOSURE_CORE
-from phoneagent.runtime import streams, subjects
+from phoneagent.runtime import bus_auth, streams, subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
+from phoneagent.runtime.bus_auth import BusAuth
+from phoneagent.runtime.natsserver import ENV_AUTH_DIR
 from phoneagent.v1 import call_pb2, common_pb2, speech_pb2
 from support.common import SIGNING_KEY_FILE, spawn_replica, wait_for, wait_replica_ready
 from support.policy_stack import Call, start_call
@@ -84,6 +86,8 @@ async def test_a_killed_policy_replica_loses_no_sentence_and_keeps_the_disclosur
         service_env,
         PA_POLICY_DB=str(tmp_path / "policy.sqlite3"),
         PA_POLICY_SIGNING_KEY_FILE=SIGNING_KEY_FILE,
+        # as its own bus user: the takeover's state and replay need only policy's permissions
+        **BusAuth.for_role(Path(os.environ[ENV_AUTH_DIR]), bus_auth.PROVISIONER).env(),
     )
     cmd = ["-m", "phoneagent.cli", "serve", "policy"]
     procs = {r: spawn_replica(cmd, env, fresh_nats, r, tmp_path) for r in ("policy-a", "policy-b")}
