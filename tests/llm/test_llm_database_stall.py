@@ -20,7 +20,7 @@ from phoneagent.agents.agent import Agent
 from phoneagent.llm.dialog_state import DialogConfig
 from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tools import UNAVAILABLE, ToolExecutor
-from phoneagent.llm.service import LlmCallSession
+from phoneagent.llm.service import LlmCallSession, db_timeout
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.sessions import SessionHost
@@ -104,7 +104,7 @@ async def test_a_locked_sqlite_book_gets_an_apology_and_heartbeats_go_on(
 ) -> None:
     path = tmp_path / "book.db"
     store = SchedulingStore.open(
-        f"sqlite:///{path}", agent, clock=lambda: BOOK_NOW, timeout_s=TOOL_TIMEOUT_S / 2
+        f"sqlite:///{path}", agent, clock=lambda: BOOK_NOW, timeout_s=db_timeout(TOOL_TIMEOUT_S)
     )
 
     @contextmanager
@@ -130,7 +130,7 @@ async def test_a_locked_postgresql_book_gets_an_apology_and_heartbeats_go_on(
     from support.postgres import new_database
 
     url = new_database(pg_server)
-    store = SchedulingStore.open(url, agent, clock=lambda: BOOK_NOW, timeout_s=TOOL_TIMEOUT_S / 2)
+    store = SchedulingStore.open(url, agent, clock=lambda: BOOK_NOW, timeout_s=db_timeout(TOOL_TIMEOUT_S))
 
     @contextmanager
     def table_lock() -> Iterator[None]:

@@ -21,7 +21,7 @@ from phoneagent.llm.domain.calendar_facts import agent_passages
 from phoneagent.llm.domain.knowledge import KnowledgeBase, open_knowledge_base
 from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tool_result import CallContext
-from phoneagent.llm.domain.tools import ToolExecutor
+from phoneagent.llm.domain.tools import RETRY_AFTER_S, ToolExecutor
 from phoneagent.llm.engines.base import create_engine, engine_options
 from phoneagent.llm.priority import LiveFirst
 from phoneagent.llm.prompting import Prompter
@@ -300,7 +300,7 @@ class LlmService(Service):
         self.engine = LiveFirst(create_engine(s.engine, **engine_options(s.engine, s)))
         await asyncio.to_thread(self.engine.load)
         self.store = await asyncio.to_thread(
-            SchedulingStore.open, s.database_url, self.agent, timeout_s=s.tool_timeout_s / 2
+            SchedulingStore.open, s.database_url, self.agent, timeout_s=db_timeout(s.tool_timeout_s)
         )
         if s.knowledge and (self.agent.knowledge or self.agent.tool_enabled("lookup_knowledge")):
             self.knowledge = await asyncio.to_thread(
@@ -381,6 +381,12 @@ class LlmService(Service):
             out["summaries_done"] = self.summaries.done
             out["summaries_deferred"] = self.summaries.deferred
         return out
+
+
+def db_timeout(tool_timeout_s: float) -> float:
+    """Each database statement's limit: two tries and the pause between them end before the
+    tool's own deadline, so the caller hears words without a query left running behind them."""
+    return max(0.05, (tool_timeout_s - RETRY_AFTER_S) * 0.45)
 
 
 def _uri_user(uri: str) -> str:

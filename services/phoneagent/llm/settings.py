@@ -46,7 +46,7 @@ class LlmSettings:
         4.0,
         check=positive,
         doc="Longest a tool (the appointment book) may take before the caller hears an apology; "
-        "each database statement gets half of it",
+        "each database statement gets a little under half of it",
     )
     database_url: str = env(
         "PA_DATABASE_URL",

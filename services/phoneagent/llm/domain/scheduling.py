@@ -117,9 +117,18 @@ class SchedulingStore:
         *,
         timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> SchedulingStore:
-        """Connect and bring the schema up to date; no statement waits longer than ``timeout_s``."""
-        db = Database(url, timeout_s=timeout_s)
-        migrations.migrate(db)
+        """Bring the schema up to date (with the default patience: another replica may be
+        migrating), then connect for the calls: no statement waits longer than ``timeout_s``."""
+        if timeout_s < DEFAULT_TIMEOUT_S:
+            setup = Database(url)
+            try:
+                migrations.migrate(setup)
+            finally:
+                setup.close()
+            db = Database(url, timeout_s=timeout_s)
+        else:
+            db = Database(url, timeout_s=timeout_s)
+        migrations.migrate(db)  # nothing left to do when done above
         return cls(db, agent, clock)
 
     def now(self) -> datetime:
