@@ -293,9 +293,18 @@ def test_policy_keeps_its_store_on_a_volume() -> None:
     assert "PA_GRPC_PORT" not in env and "PA_RECORDS_DB" not in env
     data = next(v for v in pod["volumes"] if v["name"] == "data")
     assert data["persistentVolumeClaim"]["claimName"] == _claim("policy")["metadata"]["name"]
-    with pytest.raises(helm.HelmError, match="policy.replicas"):
+    # Several replicas share a PostgreSQL database instead (no volume, rolling updates).
+    with pytest.raises(helm.HelmError, match="policy/database/external"):
         render_raw({"policy": {"replicas": 2}})
-    scratch = render_raw({"policy": {"replicas": 2, "persistence": {"enabled": False}}})
+    shared = render_raw(
+        {
+            "policy": {"replicas": 2, "database": {"external": True}},
+            "secrets": {"databaseUrl": "postgresql://h/db"},
+        }
+    )
+    assert "RollingUpdate" in shared["phone-agent/templates/policy/deployment.yaml"]
+    assert not shared["phone-agent/templates/policy/pvc.yaml"].strip()
+    scratch = render_raw({"policy": {"persistence": {"enabled": False}}})
     assert "emptyDir" in scratch["phone-agent/templates/policy/deployment.yaml"]
     assert not scratch["phone-agent/templates/policy/pvc.yaml"].strip()
 

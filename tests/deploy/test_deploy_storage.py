@@ -134,8 +134,13 @@ def test_recording_on_an_empty_dir_is_refused() -> None:
     assert env["PA_RECORDING_ENABLED"] == "false"
 
 
-def test_notes_warn_when_autoscaled_llm_replicas_keep_separate_books() -> None:
-    assert "each LLM replica books appointments in its own SQLite file" in notes("gpu")
+def test_llm_replicas_never_keep_separate_books() -> None:
+    """One replica may book in its own SQLite file (NOTES says so); an autoscaled llm without a
+    shared database is refused before install (see test_deploy_replicas)."""
+    assert "one LLM replica only" in notes("default")
+    assert "SQLite" not in notes("gpu")
+    with pytest.raises(helm.HelmError, match="llm/database/external"):
+        render_raw({"autoscaling": {"mode": "hpa"}})
     external = render_raw(
         {
             "autoscaling": {"mode": "hpa"},

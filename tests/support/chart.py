@@ -30,8 +30,13 @@ helm = pytest.importorskip(
 )
 
 
+# The shared PostgreSQL database the GPU profile's llm and policy replicas need (an install names its own).
+GPU_DATABASE = {"secrets": {"databaseUrl": "postgresql://pa:secret@postgres.db.svc/phone_agent"}}
+
+
 def gpu_values() -> dict[str, Any]:
-    return yaml.safe_load((CHART / "values-gpu.yaml").read_text())
+    """values-gpu.yaml with the database URL an install of it must give."""
+    return deep_merge(yaml.safe_load((CHART / "values-gpu.yaml").read_text()), GPU_DATABASE)
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -49,7 +54,13 @@ PROFILES: dict[str, dict[str, Any]] = {
     "default": {},
     "gpu": gpu_values(),
     "monitoring": {"metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}}},
-    "hpa": {"autoscaling": {"mode": "hpa", "hpa": {"sessionsMetric": True}}},
+    "hpa": deep_merge(
+        GPU_DATABASE,
+        {
+            "autoscaling": {"mode": "hpa", "hpa": {"sessionsMetric": True}},
+            "llm": {"database": {"external": True}},
+        },
+    ),
     "nodeport-rtp": {
         "edge": {
             "rtp": {"portMin": 31000, "portMax": 31009, "nodePortService": True},

@@ -300,7 +300,7 @@ class AsrService(Service):
         """Note where this call's recognition is (its last final), for a replica taking it over."""
         point = {"turn": tr.meta.turn_id, "speech_end_ns": tr.speech_end_unix_ns}
         try:
-            kv = await streams.asr_resume_kv(self.bus.jetstream(), self.common.call_state_ttl_s)
+            kv = await streams.asr_resume_kv(self.bus.jetstream(), ttl_s=self.common.call_state_ttl_s)
             await asyncio.wait_for(kv.put(call_id, json.dumps(point).encode()), RESUME_TIMEOUT_S)
         except Exception as exc:  # a takeover then falls back to the stored record copy
             log.warning("asr resume point not saved", extra={"call_id": call_id, "error": type(exc).__name__})
@@ -308,7 +308,7 @@ class AsrService(Service):
     async def forget_resume(self, call_id: str) -> None:
         """Purge the ended call's resume point (the bucket's TTL catches a missed one)."""
         try:
-            kv = await streams.asr_resume_kv(self.bus.jetstream(), self.common.call_state_ttl_s)
+            kv = await streams.asr_resume_kv(self.bus.jetstream(), ttl_s=self.common.call_state_ttl_s)
         except Exception as exc:
             log.warning("resume point not purged", extra={"call_id": call_id, "error": type(exc).__name__})
             return
@@ -318,7 +318,7 @@ class AsrService(Service):
         """Where the call's last final transcript left off: the point the previous owner saved,
         else the transcript's redacted copy in the calls stream (turn id and speech end only)."""
         try:
-            kv = await streams.asr_resume_kv(self.bus.jetstream(), self.common.call_state_ttl_s)
+            kv = await streams.asr_resume_kv(self.bus.jetstream(), ttl_s=self.common.call_state_ttl_s)
             entry = await asyncio.wait_for(kv.get(call_id), RESUME_TIMEOUT_S)
             point = json.loads(entry.value or b"{}")
             return Resume(

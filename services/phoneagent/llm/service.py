@@ -21,7 +21,7 @@ from phoneagent.llm.domain.calendar_facts import agent_passages
 from phoneagent.llm.domain.knowledge import KnowledgeBase, open_knowledge_base
 from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tool_result import CallContext
-from phoneagent.llm.domain.tools import ToolExecutor
+from phoneagent.llm.domain.tools import RETRY_AFTER_S, ToolExecutor
 from phoneagent.llm.engines.base import create_engine, engine_options
 from phoneagent.llm.priority import LiveFirst
 from phoneagent.llm.prompting import Prompter
@@ -303,7 +303,9 @@ class LlmService(Service):
         s = self.settings
         self.engine = LiveFirst(create_engine(s.engine, **engine_options(s.engine, s)))
         await asyncio.to_thread(self.engine.load)
-        self.store = await asyncio.to_thread(SchedulingStore.open, s.database_url, self.agent)
+        self.store = await asyncio.to_thread(
+            SchedulingStore.open, s.database_url, self.agent, timeout_s=db_timeout(s.tool_timeout_s)
+        )
         if s.knowledge and (self.agent.knowledge or self.agent.tool_enabled("lookup_knowledge")):
             self.knowledge = await asyncio.to_thread(
                 open_knowledge_base,
@@ -311,9 +313,9 @@ class LlmService(Service):
                 cache_dir() / "knowledge",
                 agent_passages(self.agent),
             )
-        self.executor = ToolExecutor(self.agent, self.store, self.knowledge)
+        self.executor = ToolExecutor(self.agent, self.store, self.knowledge, timeout_s=s.tool_timeout_s)
         self.tasks.spawn(self._retention_loop(), "retention")
-        self._kv = await streams.dialog_kv(self.bus.jetstream(), self.common.call_state_ttl_s)
+        self._kv = await streams.dialog_kv(self.bus.jetstream(), ttl_s=self.common.call_state_ttl_s)
         await self.warm_up()
         self.summaries = SummaryWorker(self.bus, self.engine)
         await self.summaries.start()
@@ -407,6 +409,12 @@ class LlmService(Service):
             out["summaries_done"] = self.summaries.done
             out["summaries_deferred"] = self.summaries.deferred
         return out
+
+
+def db_timeout(tool_timeout_s: float) -> float:
+    """Each database statement's limit: two tries and the pause between them end before the
+    tool's own deadline, so the caller hears words without a query left running behind them."""
+    return max(0.05, (tool_timeout_s - RETRY_AFTER_S) * 0.45)
 
 
 def _uri_user(uri: str) -> str:

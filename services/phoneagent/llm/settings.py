@@ -41,6 +41,13 @@ class LlmSettings:
     filler_after_s: float = env(
         "PA_LLM_FILLER_AFTER_S", 0.8, check=positive, doc="Say a filler when a tool runs longer than this"
     )
+    tool_timeout_s: float = env(
+        "PA_LLM_TOOL_TIMEOUT_S",
+        4.0,
+        check=positive,
+        doc="Longest a tool (the appointment book) may take before the caller hears an apology; "
+        "each database statement gets a little under half of it",
+    )
     database_url: str = env(
         "PA_DATABASE_URL",
         "sqlite:///var/phone-agent.sqlite3",

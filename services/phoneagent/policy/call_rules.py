@@ -86,6 +86,18 @@ class DisclosureGuard:
         if not self.disclosed and self._pending is not None and self._pending[0] <= generation:
             self._pending = None
 
+    def snapshot(self) -> dict[str, object]:
+        """What a replica taking the call over needs to go on (see :meth:`restore`)."""
+        return {"disclosed": self.disclosed, "pending": list(self._pending) if self._pending else None}
+
+    def restore(self, saved: dict[str, object]) -> None:
+        self.disclosed = bool(saved.get("disclosed", False))
+        pending = saved.get("pending")
+        if isinstance(pending, list) and len(pending) == 3 and all(isinstance(v, int) for v in pending):
+            self._pending = (pending[0], pending[1], pending[2])
+        else:
+            self._pending = None
+
 
 # --- (c) escalation to a human -------------------------------------------------------------
 

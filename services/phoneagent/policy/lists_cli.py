@@ -37,9 +37,7 @@ def _stores(args: argparse.Namespace) -> PolicyStores:
         from phoneagent.runtime.settings import load
 
         path = load(PolicySettings).db_path
-    db = Path(path).expanduser()
-    db.parent.mkdir(parents=True, exist_ok=True)
-    return PolicyStores(db)
+    return PolicyStores(path if "://" in path else Path(path).expanduser())
 
 
 def parse_when(text: str, what: str, now: datetime | None = None) -> datetime:

@@ -27,6 +27,7 @@ Call records, webhooks, summaries, the CallControl API and campaigns are the rec
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -34,6 +35,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from nats.errors import Error as NatsError
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import BadRequestError, KeyDeletedError, KeyNotFoundError
 
 from phoneagent.agents.agent import Agent, load_agent
 from phoneagent.agents.disclosure import build_disclosure
@@ -45,12 +50,12 @@ from phoneagent.policy.record_copy import RecordCopier, RecordCopies
 from phoneagent.policy.recording import RecordingConfig, parse_states
 from phoneagent.policy.settings import PolicySettings
 from phoneagent.policy.stores import PolicyStores
-from phoneagent.runtime import approvals, dial_approvals, subjects, telemetry
+from phoneagent.runtime import approvals, dial_approvals, streams, subjects, telemetry
 from phoneagent.runtime.approvals import Grant, Signer, dial_key
 from phoneagent.runtime.bus import Delivery, Lane, Subscription
 from phoneagent.runtime.dial_approvals import CALL_ID_HEADER
 from phoneagent.runtime.enums import enum_name
-from phoneagent.runtime.errors import InvalidArgument
+from phoneagent.runtime.errors import InvalidArgument, PhoneAgentError, Unavailable
 from phoneagent.runtime.meta import new_meta
 from phoneagent.runtime.metrics import POLICY_DECISIONS
 from phoneagent.runtime.numbers import normalize_e164
@@ -62,14 +67,28 @@ from phoneagent.v1 import control_pb2, policy_pb2, session_pb2, speech_pb2
 
 log = logging.getLogger(__name__)
 SETTINGS = PolicySettings
+MSG_ID = "Nats-Msg-Id"
+# A decision is stored before what it allows goes on; while PA_AUDIT elects a new leader (a NATS
+# server lost: seconds) it is tried again, each try waiting up to AUDIT_TRY_S for the answer.
+AUDIT_DEADLINE_S = 20.0
+AUDIT_TRY_S = 2.0
+REPLAY_WAIT_S = 2.0  # a takeover's replay waits this long for the next stored event
 
 
 class PolicyCallSession:
-    """One call: gates replies (AI disclosure) and applies the live rules (:mod:`.live`)."""
+    """One call: gates replies (AI disclosure) and applies the live rules (:mod:`.live`).
 
-    def __init__(self, svc: PolicyService, claim: session_pb2.SessionClaim) -> None:
+    The gate's state (disclosure heard or pending, the last reply passed on, the recording
+    notice given) is saved in ``pa_policy_calls`` as it changes. A replica taking the call over
+    restores it, then replays from PA_REPLAY what the dead owner had not handled (its replies
+    and the playback reports) before it goes on live: no sentence is lost in the takeover, and
+    the disclosure is neither said twice nor skipped.
+    """
+
+    def __init__(self, svc: PolicyService, claim: session_pb2.SessionClaim, taken_over: bool = False) -> None:
         self.svc = svc
         self.call_id = claim.call.meta.call_id
+        self.taken_over = taken_over
         self.guard = DisclosureGuard(svc.disclosure)
         self.subs: list[Subscription[Any]] = []
         assert svc.stores is not None
@@ -82,13 +101,23 @@ class PolicyCallSession:
             recording=svc.recording,
             open_at=svc.open_at,
         )
+        self.last_reply = (-1, -1)  # (generation, sentence_seq) of the last reply handled
+        self._live = asyncio.Event()  # set once a takeover has replayed what it missed
+        self._saved = b""
 
     async def start(self) -> None:
         # The call's transcripts and tool records are copied here from now on (before the
         # subscriptions below: the copier's own, service-wide ones are live already).
         self.svc.record_copier.own(self.call_id)
         try:
-            await self._subscribe()
+            if self.taken_over:
+                await self._restore()
+            else:
+                self._live.set()
+            await self._subscribe()  # live events wait (queued) until the replay is done
+            if self.taken_over:
+                await self._replay()
+                self._live.set()
         except BaseException:
             self.svc.record_copier.release(self.call_id, ended=False)  # the claim is given up
             raise
@@ -109,7 +138,116 @@ class PolicyCallSession:
             )
         )
 
+    # --- state kept for a takeover -------------------------------------------------------------
+    def _state(self) -> bytes:
+        return json.dumps(
+            {
+                "guard": self.guard.snapshot(),
+                "last_reply": list(self.last_reply),
+                "recording_announced": self.rules.recording_announced,
+                "finished": self.rules.finished,
+            },
+            sort_keys=True,
+        ).encode()
+
+    async def _save(self) -> None:
+        state = self._state()
+        if state == self._saved or self.svc.call_state is None:
+            return
+        try:
+            await self.svc.call_state.put(self.call_id, state)
+            self._saved = state
+        except Exception as exc:  # a later change saves it again; the call goes on meanwhile
+            log.warning(
+                "policy call state not saved", extra={"call_id": self.call_id, "error": type(exc).__name__}
+            )
+
+    async def _restore(self) -> None:
+        if self.svc.call_state is None:
+            return
+        try:
+            entry = await self.svc.call_state.get(self.call_id)
+            saved = json.loads(entry.value or b"{}")
+        except (KeyNotFoundError, KeyDeletedError):
+            return  # the previous owner had nothing to save yet
+        except Exception as exc:
+            log.warning(
+                "policy call state not read", extra={"call_id": self.call_id, "error": type(exc).__name__}
+            )
+            return
+        if not isinstance(saved, dict):
+            return
+        self.guard.restore(saved.get("guard") or {})
+        last = saved.get("last_reply")
+        if isinstance(last, list) and len(last) == 2 and all(isinstance(v, int) for v in last):
+            self.last_reply = (last[0], last[1])
+        self.rules.recording_announced = bool(saved.get("recording_announced"))
+        self.rules.finished = bool(saved.get("finished"))
+        self._saved = self._state()
+        log.info(
+            "policy call state restored", extra={"call_id": self.call_id, "disclosed": self.guard.disclosed}
+        )
+
+    async def _replay(self) -> None:
+        """Handle, in order, the call's replies and playback reports that PA_REPLAY holds; those
+        handled already (by the dead owner, as its saved state says) are skipped."""
+        js = self.svc.bus.jetstream()
+        config = ConsumerConfig(
+            filter_subjects=subjects.replay(self.call_id), deliver_policy=DeliverPolicy.ALL
+        )
+        replayed = 0
+        try:
+            sub = await js.subscribe(
+                subjects.reply(self.call_id),
+                stream=subjects.REPLAY_STREAM,
+                ordered_consumer=True,
+                config=config,
+            )
+        except Exception as exc:
+            log.warning(
+                "takeover replay unavailable", extra={"call_id": self.call_id, "error": type(exc).__name__}
+            )
+            return
+        try:
+            # What the call has in the stream now: pushed to us already, or still to come.
+            info = await sub.consumer_info()
+            left = info.num_pending + info.delivered.consumer_seq
+            while left > 0:
+                msg = await sub.next_msg(timeout=REPLAY_WAIT_S)
+                left -= 1
+                delivery = Delivery(msg.subject, "", dict(msg.headers or {}))
+                if msg.subject == subjects.reply(self.call_id):
+                    text = speech_pb2.AgentText()
+                    text.ParseFromString(msg.data)
+                    replayed += await self._reply(text, delivery)
+                else:
+                    event = control_pb2.ControlEvent()
+                    event.ParseFromString(msg.data)
+                    await self._control(event)
+        except Exception as exc:  # what is left is lost; the call goes on live
+            log.warning(
+                "takeover replay cut short", extra={"call_id": self.call_id, "error": type(exc).__name__}
+            )
+        finally:
+            await sub.unsubscribe()
+        log.info("takeover replayed", extra={"call_id": self.call_id, "replies": replayed})
+
+    # --- live events ---------------------------------------------------------------------------
     async def on_reply(self, msg: speech_pb2.AgentText, d: Delivery) -> None:
+        await self._live.wait()
+        await self._reply(msg, d)
+
+    async def _reply(self, msg: speech_pb2.AgentText, d: Delivery) -> int:
+        """Gate one reply sentence; 1 when it was handled now, 0 when it had been already."""
+        key = (msg.meta.generation_id, msg.sentence_seq)
+        if key <= self.last_reply:
+            return 0  # replayed and live both, or handled by the previous owner
+        self.last_reply = key
+        await self._gate(msg, d)
+        await self._save()
+        return 1
+
+    async def _gate(self, msg: speech_pb2.AgentText, d: Delivery) -> None:
         out = speech_pb2.AgentText()
         out.CopyFrom(msg)
         generation = msg.meta.generation_id
@@ -151,13 +289,20 @@ class PolicyCallSession:
     async def on_transcript(self, tr: speech_pb2.Transcript, _: Delivery) -> None:
         if not tr.final or tr.backchannel:
             return
+        await self._live.wait()
         verdicts = await asyncio.to_thread(
             self.rules.on_transcript, tr.text, tr.meta.turn_id, self.svc.clock()
         )
         for verdict in verdicts:
             await self._apply(verdict)
+        await self._save()
 
     async def on_control(self, ev: control_pb2.ControlEvent, _: Delivery) -> None:
+        await self._live.wait()
+        await self._control(ev)
+        await self._save()
+
+    async def _control(self, ev: control_pb2.ControlEvent) -> None:
         kind = ev.WhichOneof("kind")
         if kind == "playback_done":
             self.guard.on_playback_done(ev.playback_done.generation_id)
@@ -199,6 +344,19 @@ class PolicyCallSession:
         self.svc.record_copier.release(self.call_id, ended=reason == CALL_ENDED)
         for sub in self.subs:
             await self.svc.bus.unsubscribe(sub)
+        if reason == CALL_ENDED and self.svc.call_state is not None:
+            try:  # nothing of the call is kept once it is over
+                await self.svc.call_state.delete(self.call_id)
+            except Exception as exc:
+                log.info(
+                    "policy call state not deleted",
+                    extra={"call_id": self.call_id, "error": type(exc).__name__},
+                )
+
+
+def _db_url(value: str) -> str:
+    """``PA_POLICY_DB`` as the database layer takes it (a file path may start with ``~``)."""
+    return value if "://" in value else str(Path(value).expanduser())
 
 
 def transfer_targets(agent: Agent) -> frozenset[str]:
@@ -240,6 +398,7 @@ class PolicyService(Service):
             max_attempts_total=settings.max_attempts_total,
         )
         self.stores: PolicyStores | None = None
+        self.call_state: Any = None  # the pa_policy_calls bucket, once set up
         self.record_copies = RecordCopies(self.bus)
         self.record_copier = RecordCopier(self.bus, self.record_copies)
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # tests pin it
@@ -264,8 +423,10 @@ class PolicyService(Service):
         return self.agent.staffed_at(now)
 
     async def setup(self) -> None:
-        Path(self.settings.db_path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        self.stores = PolicyStores(Path(self.settings.db_path).expanduser())
+        self.stores = await asyncio.to_thread(PolicyStores, _db_url(self.settings.db_path))
+        self.call_state = await streams.policy_calls_kv(
+            self.bus.jetstream(), ttl_s=self.common.call_state_ttl_s
+        )
         await self.bus.serve(
             subjects.dial_check(), policy_pb2.DialCheck, self._on_dial_check, queue_group="policy"
         )
@@ -439,18 +600,45 @@ class PolicyService(Service):
             record.approval.CopyFrom(approval)
         elif subject == "recording":
             self._sign_recording(record)
-        js = self.bus.jetstream()
-        await js.publish(
-            subjects.audit(call_id or "none"), record.SerializeToString(), stream=subjects.AUDIT_STREAM
-        )
+        await self._publish_audit(subjects.audit(call_id or "none"), record)
         POLICY_DECISIONS.labels(
             decision="allow" if decision == policy_pb2.DECISION_ALLOW else "deny",
             rule=metric_rule(subject, rule),
         ).inc()
         return record
 
+    async def _publish_audit(self, subject: str, record: policy_pb2.PolicyDecision) -> None:
+        """Store one decision in PA_AUDIT, trying again while the stream has no leader (a NATS
+        server lost, its copies electing a new one) up to ``AUDIT_DEADLINE_S``. The decision id is
+        the message id, so a try whose answer was lost is stored once."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + AUDIT_DEADLINE_S
+        delay = 0.1
+        while True:
+            left = deadline - loop.time()
+            try:
+                await self.bus.jetstream().publish(
+                    subject,
+                    record.SerializeToString(),
+                    stream=subjects.AUDIT_STREAM,
+                    timeout=max(0.1, min(AUDIT_TRY_S, left)),
+                    headers={MSG_ID: record.decision_id},
+                )
+                return
+            except BadRequestError:
+                raise  # the stream refuses this message: trying again changes nothing
+            except (NatsError, PhoneAgentError, TimeoutError) as exc:
+                if deadline - loop.time() <= delay:
+                    raise Unavailable("the audit stream did not store the decision") from exc
+                log.warning(
+                    "audit not stored yet; trying again",
+                    extra={"call_id": record.meta.call_id, "error": type(exc).__name__},
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
     async def new_session(self, claim: session_pb2.SessionClaim, taken_over: bool) -> PolicyCallSession:
-        return PolicyCallSession(self, claim)
+        return PolicyCallSession(self, claim, taken_over)
 
     async def _shutdown(self) -> None:
         """On SIGTERM the calls drain first, then the record copies still in the outbox are stored

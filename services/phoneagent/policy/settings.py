@@ -10,7 +10,12 @@ from phoneagent.runtime.settings import env
 
 @dataclasses.dataclass(frozen=True)
 class PolicySettings:
-    db_path: str = env("PA_POLICY_DB", "var/policy.sqlite3", doc="SQLite file: DNC, consent, attempts")
+    db_path: str = env(
+        "PA_POLICY_DB",
+        "var/policy.sqlite3",
+        doc="DNC, consent and attempts: a SQLite file (one replica) or a postgresql:// URL that "
+        "every policy replica shares",
+    )
     caller_id: str = env(
         "PA_CALLER_ID", "", doc="Caller id for outbound calls (E.164); empty denies all dials"
     )

@@ -1,16 +1,16 @@
-"""Durable policy stores on SQLite: internal DNC, imported DNC lists, consent, attempt log.
+"""Durable policy stores: internal DNC, imported DNC lists, consent, attempt log.
 
-One database file holds all four tables; every write commits before returning, so a
-number added to the DNC list is still there after a crash. All times are timezone-aware
-datetimes at the interface and UTC epoch seconds in the database. Numbers are stored in
-E.164 form, normalised on the way in, so look-ups match however a number was typed.
+They live on the runtime's database layer (:class:`~phoneagent.runtime.db.Database`): a SQLite
+file by default, PostgreSQL by URL (``PA_POLICY_DB``), which every policy replica shares. One
+database holds all four tables, versioned in ``policy_schema_version``; every write commits
+before returning, so a number added to the DNC list is still there after a crash. All times are
+timezone-aware datetimes at the interface and UTC epoch seconds in the database. Numbers are
+stored in E.164 form, normalised on the way in, so look-ups match however a number was typed.
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,27 +27,49 @@ from phoneagent.runtime.csvrows import (
     numbered,
     read_rows,
 )
-from phoneagent.runtime.errors import InvalidArgument, Unavailable
+from phoneagent.runtime.db import Database, Tx
+from phoneagent.runtime.errors import InvalidArgument, PhoneAgentError, Unavailable
 from phoneagent.runtime.numbers import NANP_COUNTRY_CODE, normalize_e164
 
 log = logging.getLogger(__name__)
+_LOCK_ID = 74210653  # PostgreSQL advisory lock serialising this schema's migrations
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS dnc (
-    number TEXT PRIMARY KEY, source TEXT NOT NULL, added_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS dnc_imported (
-    list_name TEXT NOT NULL, number TEXT NOT NULL, imported_at REAL NOT NULL,
-    PRIMARY KEY (list_name, number));
-CREATE INDEX IF NOT EXISTS dnc_imported_number ON dnc_imported (number);
-CREATE TABLE IF NOT EXISTS consent (
-    id INTEGER PRIMARY KEY, number TEXT NOT NULL, purpose TEXT NOT NULL, source TEXT NOT NULL,
-    granted_at REAL NOT NULL, expires_at REAL, revoked_at REAL);
-CREATE INDEX IF NOT EXISTS consent_number ON consent (number, purpose);
-CREATE TABLE IF NOT EXISTS attempts (
-    id INTEGER PRIMARY KEY, number TEXT NOT NULL, at REAL NOT NULL,
-    campaign_id TEXT NOT NULL, outcome TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS attempts_number ON attempts (number, at);
-"""
+
+def _schema(dialect: str) -> tuple[str, ...]:
+    serial = "BIGSERIAL PRIMARY KEY" if dialect == "postgresql" else "INTEGER PRIMARY KEY"
+    return (
+        "CREATE TABLE IF NOT EXISTS dnc (number TEXT PRIMARY KEY, source TEXT NOT NULL,"
+        " added_at DOUBLE PRECISION NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS dnc_imported (list_name TEXT NOT NULL, number TEXT NOT NULL,"
+        " imported_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (list_name, number))",
+        "CREATE INDEX IF NOT EXISTS dnc_imported_number ON dnc_imported (number)",
+        f"CREATE TABLE IF NOT EXISTS consent (id {serial}, number TEXT NOT NULL, purpose TEXT NOT NULL,"
+        " source TEXT NOT NULL, granted_at DOUBLE PRECISION NOT NULL, expires_at DOUBLE PRECISION,"
+        " revoked_at DOUBLE PRECISION)",
+        "CREATE INDEX IF NOT EXISTS consent_number ON consent (number, purpose)",
+        f"CREATE TABLE IF NOT EXISTS attempts (id {serial}, number TEXT NOT NULL,"
+        " at DOUBLE PRECISION NOT NULL, campaign_id TEXT NOT NULL, outcome TEXT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS attempts_number ON attempts (number, at)",
+    )
+
+
+def migrate(db: Database) -> None:
+    """Create the tables (a SQLite file from an older release already has them: IF NOT EXISTS)."""
+    with db.transaction() as tx:
+        if tx.dialect == "postgresql":
+            tx.query("SELECT pg_advisory_xact_lock(?)", (_LOCK_ID,))
+        tx.execute(
+            "CREATE TABLE IF NOT EXISTS policy_schema_version (version INTEGER PRIMARY KEY,"
+            " description TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
+        if tx.query("SELECT 1 FROM policy_schema_version WHERE version = 1"):
+            return
+        for sql in _schema(tx.dialect):
+            tx.execute(sql)
+        tx.execute(
+            "INSERT INTO policy_schema_version (version, description, applied_at) VALUES (1, ?, ?)",
+            ("dnc, imported lists, consent, attempts", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")),
+        )
 
 
 def to_epoch(dt: datetime) -> float:
@@ -67,33 +89,22 @@ def _required_text(value: str, what: str) -> str:
 
 
 class _Db:
-    """One SQLite connection shared by the stores, serialised by a lock."""
+    """The stores' shared handle: writes in one transaction each, reads in a short one."""
 
-    def __init__(self, path: str | Path) -> None:
-        self._lock = threading.Lock()
-        self.conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=FULL")
-        self.conn.executescript(_SCHEMA)
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.conn
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            self.conn.execute("COMMIT")
+    def write(self) -> Iterator[Tx]:
+        with self.db.transaction() as tx:
+            yield tx
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self.conn.execute(sql, params).fetchall()
+        with self.db.transaction() as tx:
+            return tx.query(sql, params)
 
     def close(self) -> None:
-        with self._lock:
-            self.conn.close()
+        self.db.close()
 
 
 @dataclass(frozen=True)
@@ -114,9 +125,9 @@ class DncStore:
         """Add ``number``; the first entry's source and time are kept. Returns the E.164 form."""
         e164 = normalize_e164(number, self._cc)
         src = _required_text(source, "DNC source")
-        with self._db.write() as conn:
-            conn.execute(
-                "INSERT OR IGNORE INTO dnc (number, source, added_at) VALUES (?, ?, ?)",
+        with self._db.write() as tx:
+            tx.execute(
+                "INSERT INTO dnc (number, source, added_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 (e164, src, to_epoch(at)),
             )
         log.info("number added to internal DNC", extra={"dnc_source": src})
@@ -124,8 +135,8 @@ class DncStore:
 
     def remove(self, number: str) -> bool:
         e164 = normalize_e164(number, self._cc)
-        with self._db.write() as conn:
-            return conn.execute("DELETE FROM dnc WHERE number = ?", (e164,)).rowcount > 0
+        with self._db.write() as tx:
+            return tx.execute("DELETE FROM dnc WHERE number = ?", (e164,)) > 0
 
     def entries(self) -> list[DncEntry]:
         """Every internal DNC entry, oldest first."""
@@ -159,15 +170,17 @@ class ImportedDncStore:
         report = ImportReport()
         numbers = _numbers_from_rows(rows, self._cc, report)
         ts = to_epoch(at)
-        with self._db.write() as conn:
+        count = "SELECT COUNT(*) FROM dnc_imported WHERE list_name = ?"
+        with self._db.write() as tx:
             if replace:
-                conn.execute("DELETE FROM dnc_imported WHERE list_name = ?", (name,))
-            before = conn.total_changes
-            conn.executemany(
-                "INSERT OR IGNORE INTO dnc_imported (list_name, number, imported_at) VALUES (?, ?, ?)",
+                tx.execute("DELETE FROM dnc_imported WHERE list_name = ?", (name,))
+            before = int(tx.query(count, (name,))[0][0])
+            tx.executemany(
+                "INSERT INTO dnc_imported (list_name, number, imported_at) VALUES (?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
                 [(name, n, ts) for n in numbers],
             )
-            report.imported = conn.total_changes - before
+            report.imported = int(tx.query(count, (name,))[0][0]) - before
         report.duplicates += len(numbers) - report.imported
         log.info(
             "DNC list imported",
@@ -273,9 +286,8 @@ class ConsentStore:
         self, number: str, purpose: str, source: str, granted_at: datetime, expires_at: datetime | None = None
     ) -> int:
         row = self.check(number, purpose, source, granted_at, expires_at)
-        with self._db.write() as conn:
-            cur = conn.execute(_INSERT_CONSENT, row)
-            return int(cur.lastrowid or 0)
+        with self._db.write() as tx:
+            return int(tx.query(_INSERT_CONSENT + " RETURNING id", row)[0][0])
 
     def check(
         self, number: str, purpose: str, source: str, granted_at: datetime, expires_at: datetime | None = None
@@ -291,8 +303,8 @@ class ConsentStore:
 
     def grant_all(self, rows: Sequence[tuple[str, str, str, float, float | None]]) -> int:
         """Store rows from :meth:`check` in one transaction: all of them or (on error) none."""
-        with self._db.write() as conn:
-            conn.executemany(_INSERT_CONSENT, rows)
+        with self._db.write() as tx:
+            tx.executemany(_INSERT_CONSENT, rows)
         return len(rows)
 
     def all_records(self, number: str) -> list[ConsentRecord]:
@@ -313,8 +325,8 @@ class ConsentStore:
         if purpose is not None:
             sql += " AND purpose = ?"
             params.append(purpose)
-        with self._db.write() as conn:
-            return conn.execute(sql, params).rowcount
+        with self._db.write() as tx:
+            return tx.execute(sql, params)
 
     def records(self, number: str, purpose: str) -> list[ConsentRecord]:
         e164 = normalize_e164(number, self._cc)
@@ -335,8 +347,8 @@ class AttemptLog:
 
     def record(self, number: str, at: datetime, campaign_id: str = "", outcome: str = "dialled") -> None:
         e164 = normalize_e164(number, self._cc)
-        with self._db.write() as conn:
-            conn.execute(
+        with self._db.write() as tx:
+            tx.execute(
                 "INSERT INTO attempts (number, at, campaign_id, outcome) VALUES (?, ?, ?, ?)",
                 (e164, to_epoch(at), campaign_id or "", outcome or ""),
             )
@@ -356,13 +368,22 @@ class AttemptLog:
 
 
 class PolicyStores:
-    """The four stores over one SQLite file (``":memory:"`` for tests)."""
+    """The four stores over one database: a SQLite file path or ``sqlite:///`` URL (``":memory:"``
+    for tests) or a ``postgresql://`` URL."""
 
-    def __init__(self, path: str | Path, default_country: str = NANP_COUNTRY_CODE) -> None:
+    def __init__(self, url: str | Path, default_country: str = NANP_COUNTRY_CODE) -> None:
         try:
-            self._db = _Db(path)
-        except sqlite3.Error as exc:
+            db = Database(str(url))
+        except PhoneAgentError:
+            raise
+        except Exception as exc:
             raise Unavailable("policy database cannot be opened") from exc
+        try:
+            migrate(db)
+        except BaseException:
+            db.close()
+            raise
+        self._db = _Db(db)
         self.dnc = DncStore(self._db, default_country)
         self.imported_dnc = ImportedDncStore(self._db, default_country)
         self.consent = ConsentStore(self._db, default_country)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from typing import Any
 
 from google.protobuf.message import Message
@@ -86,6 +87,9 @@ class Bus:
         # The server's last refusals of this user's publishes and subscriptions (bus_auth).
         self.denied: collections.deque[str] = collections.deque(maxlen=64)
         self._closing = False
+        # When either lane last (re)connected (monotonic seconds; 0 before the first connect):
+        # what was missed while the connection was down is not known until some time after it.
+        self.connected_at = 0.0
 
     @property
     def connected(self) -> bool:
@@ -124,6 +128,7 @@ class Bus:
             log.warning("nats disconnected")
 
         async def on_reconnect() -> None:
+            self.connected_at = time.monotonic()
             log.info("nats reconnected")
 
         def opts(lane: str) -> dict[str, Any]:
@@ -153,6 +158,7 @@ class Bus:
                 per_try = max(0.5, min(connect_timeout + 1.0, deadline - loop.time()))
                 self.data = await _connect_once(opts("data"), per_try)
                 self.control = await _connect_once(opts("control"), per_try)
+                self.connected_at = time.monotonic()
                 break
             except Exception as exc:
                 await self.close()

@@ -185,6 +185,9 @@ def permissions(role: str) -> Permissions:
             subjects.ALL_AUDIT,
             *_controls("directive"),
             *_kv(DIAL_APPROVALS_BUCKET),
+            *_kv(subjects.POLICY_CALLS_BUCKET),  # per-call gate state, for a takeover
+            *_stream_read(subjects.REPLAY_STREAM),
+            *_consume(subjects.REPLAY_STREAM),  # a takeover replays what the dead owner missed
             # provisioning (streams.ensure): streams, buckets and the work queue's consumers
             _api("STREAM.CREATE.*"),
             _api("STREAM.UPDATE.*"),

@@ -4,6 +4,10 @@ SQL is written once with ``?`` placeholders and portable types; for PostgreSQL t
 placeholders become ``%s``. psycopg 3 is imported only when a ``postgresql://`` URL
 is opened. Constraint violations surface as :class:`ConstraintViolation`, lost or
 locked databases as :class:`phoneagent.runtime.errors.Unavailable` (retryable).
+
+Nothing waits on the database longer than ``timeout_s``: the handle's own lock, SQLite's
+busy wait and PostgreSQL's ``statement_timeout`` and ``lock_timeout`` all end there, and the
+transaction is rolled back (so a caller that gave up waiting never finds a write done later).
 """
 
 from __future__ import annotations
@@ -52,12 +56,18 @@ class Tx:
         return [tuple(r) for r in self._cur.fetchall()]
 
 
+DEFAULT_TIMEOUT_S = 10.0
+
+
 class Database:
     """A single connection guarded by a lock; each transaction is short."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        if timeout_s <= 0:
+            raise InvalidArgument("the database timeout must be positive")
         self.url = url
         self.dialect = "postgresql" if url.startswith(("postgresql://", "postgres://")) else "sqlite"
+        self.timeout_s = timeout_s
         self._lock = threading.Lock()
         self._conn: Any = None
         self._pg_errors: Any = None
@@ -73,14 +83,22 @@ class Database:
                 ) from exc
             self._pg_errors = psycopg
             try:
-                self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+                ms = max(1, int(self.timeout_s * 1000))
+                self._conn = psycopg.connect(
+                    self.url,
+                    autocommit=True,
+                    connect_timeout=max(2, int(self.timeout_s)),
+                    options=f"-c statement_timeout={ms} -c lock_timeout={ms}",
+                )
             except psycopg.OperationalError:
                 raise Unavailable("cannot connect to the PostgreSQL database") from None
             return
         path = _sqlite_path(self.url)
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+        self._conn = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=self.timeout_s
+        )
         self._conn.execute("PRAGMA foreign_keys = ON")
         if path != ":memory:":
             self._conn.execute("PRAGMA journal_mode = WAL")
@@ -88,13 +106,17 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
         """Run the block in one transaction; commit on success, roll back on any error."""
-        with self._lock:
+        if not self._lock.acquire(timeout=self.timeout_s):  # another thread's transaction stalls
+            raise Unavailable("the database is busy")
+        try:
             if self.dialect == "postgresql":
                 with self._pg_transaction() as tx:
                     yield tx
             else:
                 with self._sqlite_transaction() as tx:
                     yield tx
+        finally:
+            self._lock.release()
 
     @contextmanager
     def _sqlite_transaction(self) -> Iterator[Tx]:
@@ -102,7 +124,7 @@ class Database:
         try:
             cur.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError:
-            raise Unavailable("the appointments database is busy") from None
+            raise Unavailable("the database is busy") from None
         try:
             yield Tx(cur, "sqlite")
             cur.execute("COMMIT")
@@ -112,7 +134,7 @@ class Database:
         except sqlite3.OperationalError as exc:
             cur.execute("ROLLBACK")
             if "locked" in str(exc) or "busy" in str(exc):
-                raise Unavailable("the appointments database is busy") from None
+                raise Unavailable("the database is busy") from None
             raise
         except BaseException:
             cur.execute("ROLLBACK")
@@ -132,7 +154,7 @@ class Database:
             raise ConstraintViolation() from exc
         except pg.OperationalError:
             log.warning("database connection failed", extra={"dialect": "postgresql"})
-            raise Unavailable("the appointments database is unreachable") from None
+            raise Unavailable("the database is unreachable or timed out") from None
 
     def close(self) -> None:
         with self._lock:

@@ -124,7 +124,11 @@ class Service:
             ):
                 return
             if auth.user in ("", bus_auth.OPERATOR, bus_auth.PROVISIONER):
-                await streams.ensure(self.bus.jetstream(), call_state_ttl_s=self.common.call_state_ttl_s)
+                await streams.ensure(
+                    self.bus.jetstream(),
+                    call_state_ttl_s=self.common.call_state_ttl_s,
+                    replicas=self.common.nats_stream_replicas,
+                )
             elif not await self._unless_stopped(
                 streams.wait_provisioned(self.bus.jetstream(), self.common.nats_connect_deadline_s)
             ):
@@ -140,6 +144,7 @@ class Service:
                     heartbeat_s=self.common.heartbeat_s,
                     dead_after_s=self.common.dead_after_s,
                     max_sessions=self.common.max_sessions,
+                    adopt_grace_s=self.common.adopt_grace_s,
                 )
                 await self.sessions.start()
             self._engine_ready = True

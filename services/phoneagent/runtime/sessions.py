@@ -7,6 +7,10 @@ create-if-absent. Replicas publish a heartbeat (with the calls they own) every
 ``heartbeat_s``. When a replica is silent for ``dead_after_s``, the others race to take
 over its calls with a compare-and-set on the ownership record: one wins each call and
 starts the session again, typically within ``dead_after_s + heartbeat_s`` (~2 s).
+
+After the bus reconnects, a replica adopts nothing for ``adopt_grace_s`` (default
+``dead_after_s``): the heartbeats it missed while disconnected would make live peers look
+dead, and taking their calls would give a call two owners answering at once.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from nats.errors import Error as NatsError
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 
 from phoneagent.runtime import metrics, streams, subjects
@@ -30,6 +35,9 @@ from phoneagent.v1 import call_pb2, common_pb2, session_pb2
 
 log = logging.getLogger(__name__)
 CALL_ENDED = "call ended"  # the reason a session is closed with when its call has ended
+# A claim's ownership record waits this long for a bucket without a leader (the claim request
+# itself times out after 2 s at the edge, which then asks again).
+CLAIM_STORE_WAIT_S = 1.5
 
 
 class Session(Protocol):
@@ -67,6 +75,7 @@ class SessionHost:
         heartbeat_s: float = 0.5,
         dead_after_s: float = 1.5,
         max_sessions: int = 50,
+        adopt_grace_s: float | None = None,
     ) -> None:
         self.bus = bus
         self.stage = stage
@@ -75,6 +84,7 @@ class SessionHost:
         self.heartbeat_s = heartbeat_s
         self.dead_after_s = dead_after_s
         self.max_sessions = max_sessions
+        self.adopt_grace_s = dead_after_s if adopt_grace_s is None else adopt_grace_s
         self.sessions: dict[str, _Owned] = {}
         self.draining = False
         self._peers: dict[str, tuple[float, frozenset[str], bool]] = {}
@@ -152,11 +162,19 @@ class SessionHost:
                 out.replica_id, out.existing = self.replica_id, True
                 return out
             try:
-                revision = await self._kv.create(key, record.SerializeToString())
+                revision = await self._create(key, record.SerializeToString())
             except KeyWrongLastSequenceError:
                 owner = await self._owner(key)
                 out.replica_id, out.existing = (owner.replica_id if owner else ""), True
                 metrics.SESSION_CLAIMS.labels(stage=self.stage, outcome="existing").inc()
+                return out
+            except NatsError as exc:
+                # The ownership bucket had no leader all along (a NATS server lost, its copies
+                # electing another): a retryable answer, so the edge asks again.
+                log.warning(
+                    "session claim not stored", extra={"stage": self.stage, "error": type(exc).__name__}
+                )
+                out.error.CopyFrom(_error(ErrorKind.UNAVAILABLE, "session store unavailable"))
                 return out
             ok = await self._start_session(call_id, claim, revision, record, taken_over=False)
         if not ok:
@@ -165,6 +183,23 @@ class SessionHost:
         out.replica_id = self.replica_id
         metrics.SESSION_CLAIMS.labels(stage=self.stage, outcome="claimed").inc()
         return out
+
+    async def _create(self, key: str, value: bytes) -> int:
+        """Create the ownership record, trying again for up to ``CLAIM_STORE_WAIT_S`` while the
+        bucket answers nothing (no leader for a moment); a record that exists is not retried."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CLAIM_STORE_WAIT_S
+        delay = 0.05
+        while True:
+            try:
+                return int(await self._kv.create(key, value))
+            except KeyWrongLastSequenceError:
+                raise
+            except NatsError:
+                if loop.time() + delay > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.4)
 
     async def _start_session(
         self,
@@ -279,7 +314,7 @@ class SessionHost:
             if time.monotonic() - self._started_at < self.dead_after_s:
                 continue  # too early to judge peers we may not have heard yet
             try:
-                if not self.draining:
+                if not self.draining and self.adopting:
                     await self._adopt_orphans()
                 if tick % 4 == 0:
                     await self._check_own()
@@ -287,6 +322,13 @@ class SessionHost:
                 pass
             except Exception as exc:
                 log.warning("session monitor error", exc_info=exc, extra={"stage": self.stage})
+
+    @property
+    def adopting(self) -> bool:
+        """False while the bus is down and for ``adopt_grace_s`` after it reconnected."""
+        if not self.bus.connected:
+            return False
+        return time.monotonic() - self.bus.connected_at >= self.adopt_grace_s
 
     async def _adopt_orphans(self) -> None:
         try:

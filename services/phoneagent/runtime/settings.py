@@ -226,6 +226,18 @@ class CommonSettings:
     dead_after_s: float = env(
         "PA_DEAD_AFTER_S", 1.5, check=positive, doc="A replica silent this long loses its sessions"
     )
+    adopt_after_reconnect_s: float = env(
+        "PA_ADOPT_AFTER_RECONNECT_S",
+        -1.0,
+        doc="After the bus reconnects, wait this long (hearing the other replicas' heartbeats again) "
+        "before taking over calls that look orphaned; negative = PA_DEAD_AFTER_S",
+    )
+    nats_stream_replicas: int = env(
+        "PA_NATS_STREAM_REPLICAS",
+        1,
+        doc="Copies of every JetStream stream and key-value bucket (1-5; 3 on a three-node NATS "
+        "cluster, so losing one server loses no stream); applied by the process that creates them",
+    )
     max_sessions: int = env("PA_MAX_SESSIONS", 50, check=positive, doc="Sessions one replica accepts")
     call_state_ttl_s: float = env(
         "PA_CALL_STATE_TTL_S",
@@ -242,6 +254,8 @@ class CommonSettings:
             problems.append(f"PA_LOG_LEVEL={self.log_level!r}: must be DEBUG, INFO, WARNING or ERROR")
         if self.dead_after_s <= self.heartbeat_s * 2:
             problems.append("PA_DEAD_AFTER_S: must be more than twice PA_HEARTBEAT_S")
+        if not 1 <= self.nats_stream_replicas <= 5:
+            problems.append(f"PA_NATS_STREAM_REPLICAS={self.nats_stream_replicas}: must be 1 to 5")
         problems += self.bus_auth.problems()
         if self.nats_password_file and not Path(self.nats_password_file).expanduser().is_file():
             problems.append(f"PA_NATS_PASSWORD_FILE={self.nats_password_file!r}: no such file")
@@ -258,6 +272,11 @@ class CommonSettings:
         if self.agent_file:
             return Path(self.agent_file).expanduser()
         return Path(__file__).resolve().parent.parent / "agents" / "dental_clinic.yaml"
+
+    @property
+    def adopt_grace_s(self) -> float:
+        """How long sessions wait after a reconnect before adopting orphaned calls."""
+        return self.dead_after_s if self.adopt_after_reconnect_s < 0 else self.adopt_after_reconnect_s
 
     @property
     def replica(self) -> str:

@@ -10,7 +10,12 @@
 * ``PA_AUDIT``: every policy decision (allow and deny) with its reason.
 * ``PA_WORK``: deferrable stage work (post-call summary jobs and their results), a work queue:
   a job stays until a worker acknowledges it, and its consumers' lag is the backlog KEDA sees.
+* ``PA_REPLAY``: each call's replies and playback/barge-in/cancel reports, in memory for
+  ``REPLAY_MAX_AGE_S``: what a policy replica taking a call over replays, so a sentence the
+  dead owner never passed on is still said (raw text: memory only, minutes, never on disk).
 * ``pa_sessions_<stage>``: which replica owns each call's session in that stage.
+* ``pa_policy_calls``: per call, policy's gate state (disclosure heard or pending, the last
+  reply passed on, recording notice given), so a replica taking the call over goes on from it.
 * ``pa_dialog``: per-call conversation state (survives an LLM replica restart).
 * ``pa_asr_resume``: per call, the turn id and speech end of the last final transcript (a
   taken-over ASR session goes on from there).
@@ -21,6 +26,10 @@
 * ``pa_dial_approvals``: one-time approvals of outbound dials, keyed by policy decision id; the
   edge consumes one before it dials (:mod:`phoneagent.runtime.dial_approvals`).
 * ``pa_dial_approvals_used``: the approvals the edge has used (it may write only these).
+
+Every stream and bucket is kept in ``replicas`` copies (``PA_NATS_STREAM_REPLICAS``; 3 on a
+three-node cluster, so one server lost loses nothing and the others elect a new leader);
+``ensure`` also changes the copies of a stream or bucket created with another number.
 """
 
 from __future__ import annotations
@@ -54,10 +63,13 @@ DIAL_APPROVAL_TTL_S = 15 * 60.0
 # owner died as the call ended. Longer than the longest call's silence (calls last <= 1 h).
 CALL_STATE_TTL_S = 2 * 3600.0
 FORGET_TIMEOUT_S = 2.0
+REPLAY_MAX_AGE_S = 120.0
 
 
-def stream_configs(calls_days: float = 30, audit_days: float = 365 * 2) -> list[StreamConfig]:
-    return [
+def stream_configs(
+    calls_days: float = 30, audit_days: float = 365 * 2, replicas: int = 1
+) -> list[StreamConfig]:
+    configs = [
         StreamConfig(
             name=subjects.CALLS_STREAM,
             subjects=list(subjects.CALLS_STREAM_SUBJECTS),
@@ -87,7 +99,19 @@ def stream_configs(calls_days: float = 30, audit_days: float = 365 * 2) -> list[
             max_msg_size=64 * 1024,
             duplicate_window=120.0,  # Nats-Msg-Id dedup of a call's job published twice
         ),
+        StreamConfig(
+            name=subjects.REPLAY_STREAM,
+            subjects=list(subjects.REPLAY_STREAM_SUBJECTS),
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.MEMORY,
+            max_age=REPLAY_MAX_AGE_S,
+            max_msg_size=64 * 1024,
+            max_bytes=256 * 1024 * 1024,
+        ),
     ]
+    for cfg in configs:
+        cfg.num_replicas = replicas
+    return configs
 
 
 # A summary job is held while the worker waits for a quiet engine (up to 45 s) and generates:
@@ -126,10 +150,16 @@ def work_consumers() -> list[ConsumerConfig]:
 
 
 async def ensure(
-    js: Any, calls_days: float = 30, audit_days: float = 365 * 2, call_state_ttl_s: float = CALL_STATE_TTL_S
+    js: Any,
+    calls_days: float = 30,
+    audit_days: float = 365 * 2,
+    call_state_ttl_s: float = CALL_STATE_TTL_S,
+    *,
+    replicas: int = 1,
 ) -> None:
-    """Create or update the streams and buckets (safe to call from every replica)."""
-    for cfg in stream_configs(calls_days, audit_days):
+    """Create or update the streams and buckets (safe to call from every replica), each kept in
+    ``replicas`` copies."""
+    for cfg in stream_configs(calls_days, audit_days, replicas):
         try:
             await js.stream_info(cfg.name)
         except NotFoundError:
@@ -148,20 +178,47 @@ async def ensure(
         except (BadRequestError, NotFoundError) as exc:
             log.warning("consumer update refused", extra={"consumer": ccfg.name, "error": str(exc)[:120]})
     for stage in subjects.STAGES:
-        await sessions_kv(js, stage)
-    await dialog_kv(js, call_state_ttl_s)
-    await dial_approvals_kv(js)
-    await dial_approvals_used_kv(js)
-    await asr_resume_kv(js, call_state_ttl_s)
+        await sessions_kv(js, stage, replicas)
+    await dialog_kv(js, replicas, call_state_ttl_s)
+    await dial_approvals_kv(js, replicas)
+    await dial_approvals_used_kv(js, replicas)
+    await asr_resume_kv(js, replicas, call_state_ttl_s)
+    await policy_calls_kv(js, replicas, call_state_ttl_s)
+    for bucket in bucket_names():
+        await _scale(js, f"KV_{bucket}", replicas)
     for bucket in CALL_STATE_BUCKETS:  # a bucket an older release created keeps its day otherwise
         await _set_ttl(js, bucket, call_state_ttl_s)
 
 
+async def _scale(js: Any, stream: str, replicas: int) -> None:
+    """Give an existing stream (a bucket's own, created by an older release) ``replicas`` copies."""
+    try:
+        info = await js.stream_info(stream)
+    except NotFoundError:
+        return
+    if info.config.num_replicas == replicas:
+        return
+    info.config.num_replicas = replicas
+    try:
+        await js.update_stream(info.config)
+    except BadRequestError as exc:
+        log.warning("stream copies not changed", extra={"stream": stream, "error": str(exc)[:120]})
+
+
+def bucket_names() -> list[str]:
+    """Every key-value bucket ``ensure`` creates."""
+    buckets = [subjects.sessions_bucket(stage) for stage in subjects.STAGES]
+    return buckets + [
+        subjects.DIALOG_BUCKET,
+        DIAL_APPROVALS_BUCKET,
+        DIAL_APPROVALS_USED_BUCKET,
+        ASR_RESUME_BUCKET,
+    ]
+
+
 def stream_names() -> list[str]:
     """Every stream ``ensure`` creates, the key-value buckets' own streams included."""
-    buckets = [subjects.sessions_bucket(stage) for stage in subjects.STAGES]
-    buckets += [subjects.DIALOG_BUCKET, DIAL_APPROVALS_BUCKET, DIAL_APPROVALS_USED_BUCKET, ASR_RESUME_BUCKET]
-    return [cfg.name for cfg in stream_configs() if cfg.name] + [f"KV_{b}" for b in buckets]
+    return [cfg.name for cfg in stream_configs() if cfg.name] + [f"KV_{b}" for b in bucket_names()]
 
 
 async def wait_provisioned(js: Any, timeout: float) -> None:
@@ -189,19 +246,21 @@ async def wait_provisioned(js: Any, timeout: float) -> None:
         delay = min(delay * 2, 2.0)
 
 
-async def _kv(js: Any, bucket: str, **cfg: Any) -> Any:
+async def _kv(js: Any, bucket: str, replicas: int = 1, **cfg: Any) -> Any:
     try:
         return await js.key_value(bucket)
     except (NotFoundError, Exception):  # nats-py raises BucketNotFoundError (a NotFoundError subclass)
         try:
-            return await js.create_key_value(KeyValueConfig(bucket=bucket, **cfg))
+            return await js.create_key_value(KeyValueConfig(bucket=bucket, replicas=replicas, **cfg))
         except BadRequestError:
             return await js.key_value(bucket)
 
 
-async def sessions_kv(js: Any, stage: str) -> Any:
+async def sessions_kv(js: Any, stage: str, replicas: int = 1) -> Any:
     """Ownership records of one stage's sessions, keyed by call id."""
-    return await _kv(js, subjects.sessions_bucket(stage), history=1, storage=StorageType.FILE, ttl=DAY)
+    return await _kv(
+        js, subjects.sessions_bucket(stage), replicas, history=1, storage=StorageType.FILE, ttl=DAY
+    )
 
 
 async def _set_ttl(js: Any, bucket: str, ttl_s: float) -> None:
@@ -217,20 +276,20 @@ async def _set_ttl(js: Any, bucket: str, ttl_s: float) -> None:
         log.warning("bucket ttl not updated", extra={"bucket": bucket, "error": type(exc).__name__})
 
 
-async def dialog_kv(js: Any, ttl_s: float = CALL_STATE_TTL_S) -> Any:
+async def dialog_kv(js: Any, replicas: int = 1, ttl_s: float = CALL_STATE_TTL_S) -> Any:
     """Each live call's conversation (history, pending tool state), kept by the owning LLM
     replica; purged at call end (:func:`forget_call`)."""
-    return await _kv(js, subjects.DIALOG_BUCKET, history=1, storage=StorageType.FILE, ttl=ttl_s)
+    return await _kv(js, subjects.DIALOG_BUCKET, replicas, history=1, storage=StorageType.FILE, ttl=ttl_s)
 
 
-async def asr_resume_kv(js: Any, ttl_s: float = CALL_STATE_TTL_S) -> Any:
+async def asr_resume_kv(js: Any, replicas: int = 1, ttl_s: float = CALL_STATE_TTL_S) -> Any:
     """Where each call's speech recognition left off (last final's turn id and speech end), kept
     by the owning ASR replica so a replica taking the call over goes on from there; purged at
     call end (:func:`forget_call`)."""
-    return await _kv(js, ASR_RESUME_BUCKET, history=1, storage=StorageType.FILE, ttl=ttl_s)
+    return await _kv(js, ASR_RESUME_BUCKET, replicas, history=1, storage=StorageType.FILE, ttl=ttl_s)
 
 
-CALL_STATE_BUCKETS = (subjects.DIALOG_BUCKET, ASR_RESUME_BUCKET)
+CALL_STATE_BUCKETS = (subjects.DIALOG_BUCKET, ASR_RESUME_BUCKET, subjects.POLICY_CALLS_BUCKET)
 
 
 async def forget_call(kv: Any, call_id: str, timeout: float = FORGET_TIMEOUT_S) -> bool:
@@ -245,15 +304,24 @@ async def forget_call(kv: Any, call_id: str, timeout: float = FORGET_TIMEOUT_S) 
     return True
 
 
-async def dial_approvals_kv(js: Any) -> Any:
+async def policy_calls_kv(js: Any, replicas: int = 1, ttl_s: float = CALL_STATE_TTL_S) -> Any:
+    """Policy's per-call gate state, kept by the owning replica (deleted when the call ends)."""
+    return await _kv(
+        js, subjects.POLICY_CALLS_BUCKET, replicas, history=1, storage=StorageType.FILE, ttl=ttl_s
+    )
+
+
+async def dial_approvals_kv(js: Any, replicas: int = 1) -> Any:
     """One-time dial approvals written by policy and consumed by the edge (see dial_approvals)."""
-    return await _kv(js, DIAL_APPROVALS_BUCKET, history=1, storage=StorageType.FILE, ttl=DIAL_APPROVAL_TTL_S)
+    return await _kv(
+        js, DIAL_APPROVALS_BUCKET, replicas, history=1, storage=StorageType.FILE, ttl=DIAL_APPROVAL_TTL_S
+    )
 
 
-async def dial_approvals_used_kv(js: Any) -> Any:
+async def dial_approvals_used_kv(js: Any, replicas: int = 1) -> Any:
     """The dial approvals already used, keyed by decision id (written by the edge, create-only)."""
     return await _kv(
-        js, DIAL_APPROVALS_USED_BUCKET, history=1, storage=StorageType.FILE, ttl=DIAL_APPROVAL_TTL_S
+        js, DIAL_APPROVALS_USED_BUCKET, replicas, history=1, storage=StorageType.FILE, ttl=DIAL_APPROVAL_TTL_S
     )
 
 

@@ -58,6 +58,20 @@ app.kubernetes.io/component: {{ .name }}
 {{- end }}
 {{- end }}
 
+{{/* Copies of each JetStream stream and bucket: bus.streamReplicas, or (0) 3 on the bundled
+NATS cluster and 1 on a single server. */}}
+{{- define "phone-agent.streamReplicas" -}}
+{{- $v := .Values -}}
+{{- $cluster := dig "config" "cluster" "enabled" false $v.nats -}}
+{{- if gt (int $v.bus.streamReplicas) 0 -}}
+{{- $v.bus.streamReplicas -}}
+{{- else if and $v.nats.enabled $cluster -}}
+{{- min 3 (int (dig "config" "cluster" "replicas" 3 $v.nats)) -}}
+{{- else -}}
+1
+{{- end -}}
+{{- end }}
+
 {{/* NATS client URL: the bundled subchart's Service, or bus.externalUrl. */}}
 {{- define "phone-agent.natsUrl" -}}
 {{- if .Values.nats.enabled }}

@@ -19,7 +19,7 @@ from phoneagent.agents.agent import Agent, AppointmentType
 from phoneagent.llm.domain import migrations
 from phoneagent.llm.domain.dates import NonexistentTime, to_aware
 from phoneagent.llm.domain.verification import burn_one_check, hash_secret, new_reference, secret_matches
-from phoneagent.runtime.db import ConstraintViolation, Database, Tx
+from phoneagent.runtime.db import DEFAULT_TIMEOUT_S, ConstraintViolation, Database, Tx
 from phoneagent.runtime.errors import ErrorKind, InvalidArgument, PhoneAgentError
 from phoneagent.runtime.redact import mask_number
 
@@ -109,10 +109,26 @@ class SchedulingStore:
         self._clock = clock or (lambda: datetime.now(_UTC))
 
     @classmethod
-    def open(cls, url: str, agent: Agent, clock: Callable[[], datetime] | None = None) -> SchedulingStore:
-        """Connect and bring the schema up to date."""
-        db = Database(url)
-        migrations.migrate(db)
+    def open(
+        cls,
+        url: str,
+        agent: Agent,
+        clock: Callable[[], datetime] | None = None,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> SchedulingStore:
+        """Bring the schema up to date (with the default patience: another replica may be
+        migrating), then connect for the calls: no statement waits longer than ``timeout_s``."""
+        if timeout_s < DEFAULT_TIMEOUT_S:
+            setup = Database(url)
+            try:
+                migrations.migrate(setup)
+            finally:
+                setup.close()
+            db = Database(url, timeout_s=timeout_s)
+        else:
+            db = Database(url, timeout_s=timeout_s)
+        migrations.migrate(db)  # nothing left to do when done above
         return cls(db, agent, clock)
 
     def now(self) -> datetime:

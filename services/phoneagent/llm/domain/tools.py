@@ -3,6 +3,10 @@
 :meth:`ToolExecutor.execute` never raises for bad arguments or failed actions: the
 result says what went wrong in safe words (``status="error"``) so the dialog can
 apologise and carry on, or asks for what is missing (``status="needs_input"``).
+
+A tool's database work runs in a worker thread, never on the event loop (heartbeats and the
+other calls go on while it waits), and within ``timeout_s``: a stalled or unreachable
+database is tried once more while time is left, then the caller hears :data:`UNAVAILABLE`.
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ log = logging.getLogger(__name__)
 # Said instead of the schema check's own words ("question: is required"), which are for the log.
 ASK_AGAIN = "Sorry, I didn't quite catch that. Could you say it again?"
 NOT_HERE = "Sorry, I can't do that on this call."
+# Said when the appointment book or the documents cannot be reached in time.
+UNAVAILABLE = "I'm sorry, I can't reach our appointment book just now. Could you ask me again in a moment?"
+DEFAULT_TIMEOUT_S = 4.0
+RETRY_AFTER_S = 0.2
 
 
 class ToolExecutor:
@@ -39,8 +47,10 @@ class ToolExecutor:
         store: SchedulingStore | None = None,
         knowledge: KnowledgeBase | None = None,
         clock: Callable[[], datetime] | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
         self.agent = agent
+        self.timeout_s = timeout_s
         clock = clock or (store.now if store else (lambda: datetime.now(UTC)))
         self._handlers = Handlers(agent, store, knowledge, clock)
 
@@ -68,12 +78,16 @@ class ToolExecutor:
             )
             return ToolResult(name, "error", ASK_AGAIN, {"problems": exc.message}, error_kind=exc.kind)
         try:
-            return await asyncio.to_thread(self._handlers.run, name, args, ctx)
+            return await self._run(name, args, ctx)
+        except TimeoutError:
+            log.warning(
+                "tool timed out", extra={"tool": name, "call_id": ctx.call_id, "timeout_s": self.timeout_s}
+            )
+            return ToolResult(name, "error", UNAVAILABLE, error_kind=ErrorKind.TIMEOUT)
         except PhoneAgentError as exc:
             log.info("tool failed", extra={"tool": name, "kind": exc.kind.name, "call_id": ctx.call_id})
-            return ToolResult(
-                name, "error", f"Sorry, I could not do that: {exc.message}.", error_kind=exc.kind
-            )
+            say = UNAVAILABLE if exc.kind.retryable else f"Sorry, I could not do that: {exc.message}."
+            return ToolResult(name, "error", say, error_kind=exc.kind)
         except Exception as exc:  # a bug or an unexpected library error must not end the call
             log.error(
                 "tool crashed", extra={"tool": name, "error": type(exc).__name__, "call_id": ctx.call_id}
@@ -81,6 +95,23 @@ class ToolExecutor:
             return ToolResult(
                 name, "error", "Sorry, something went wrong on my side.", error_kind=ErrorKind.INTERNAL
             )
+
+    async def _run(self, name: str, args: dict[str, Any], ctx: CallContext) -> ToolResult:
+        """The handler in a worker thread, within ``timeout_s``; a retryable failure (the
+        database busy or unreachable, its transaction rolled back) is tried once more."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        for attempt in (1, 2):
+            try:
+                return await asyncio.wait_for(
+                    asyncio.to_thread(self._handlers.run, name, args, ctx), deadline - loop.time()
+                )
+            except PhoneAgentError as exc:
+                if attempt == 2 or not exc.kind.retryable or deadline - loop.time() < 2 * RETRY_AFTER_S:
+                    raise
+                log.info("tool retried", extra={"tool": name, "kind": exc.kind.name, "call_id": ctx.call_id})
+                await asyncio.sleep(RETRY_AFTER_S)
+        raise AssertionError("unreachable")
 
     def _check(self, name: str, arguments: str | dict[str, Any] | None) -> dict[str, Any]:
         if arguments is None or arguments == "":

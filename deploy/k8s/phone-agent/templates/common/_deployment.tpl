@@ -229,6 +229,8 @@ spec:
 - name: PA_NATS_TLS_CA_FILE
   value: /etc/phone-agent/bus-ca/ca.crt
 {{- end }}
+- name: PA_NATS_STREAM_REPLICAS
+  value: {{ include "phone-agent.streamReplicas" .root | quote }}
 - name: PA_SERVICE_REPLICA_ID
   valueFrom:
     fieldRef:
