@@ -57,7 +57,7 @@ def test_booking_references_masked() -> None:
         ("my date of birth is March 3rd, 1985", "my date of birth is [DOB]"),
         ("DOB: 03/04/1985.", "DOB: [DOB]."),
         ("I was born on the third of March nineteen eighty five", "I was born on the [DOB]"),
-        ("born in 1985 and raised in Ohio", "born in [DOB] and raised in Ohio"),
+        ("born in 1985 and raised in Ohio", "born in [DOB] and raised in [LOCATION]"),  # a place too
         ("my birthday is July twenty first", "my birthday is [DOB]"),
     ],
 )

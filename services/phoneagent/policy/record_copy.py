@@ -7,8 +7,10 @@ the call's session, once a sentence is approved; ``transcript`` and ``tool`` by 
 :class:`RecordCopier`, whose subscriptions outlive the call's session):
 the same protobuf type and EventMeta ids, the tool subject's type header, and every free-text
 field passed through :func:`redact_transcript` (cards, national ids, codes, dates of birth,
-phone numbers, e-mail). In tool arguments and results each JSON value is redacted on its own,
-so the JSON stays valid (the records builder reads a result's ``status``).
+phone numbers, e-mail, names and places; a transcript with the agent's previous sentence as
+context, so the answer to its question is masked). In tool arguments and results each JSON value
+is redacted on its own (:func:`redact_json`), so the JSON stays valid (the records builder reads
+a result's ``status``).
 
 Publishing is core NATS (a buffered write, no round trip): it never waits on the stream, and
 a failure is logged and counted, never raised into the live path.
@@ -16,7 +18,7 @@ a failure is logged and counted, never raised into the live path.
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
@@ -28,7 +30,7 @@ from phoneagent.runtime import metrics, subjects
 from phoneagent.runtime.bus import Bus, Delivery, Subscription
 from phoneagent.runtime.errors import PhoneAgentError
 from phoneagent.runtime.queues import DropPolicy
-from phoneagent.runtime.redact import redact_transcript
+from phoneagent.runtime.redact import redact_json, redact_transcript
 from phoneagent.v1 import speech_pb2, tools_pb2
 
 log = logging.getLogger(__name__)
@@ -39,35 +41,11 @@ _TOOL_TYPES: dict[str, type[tools_pb2.ToolCall] | type[tools_pb2.ToolResult]] = 
 }
 
 
-def redact_json(text: str) -> str:
-    """``text`` with every JSON string (and long number) value redacted; keys stay. Text that is
-    not JSON is redacted as a whole."""
-    if not text:
-        return text
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return redact_transcript(text)
-    return json.dumps(_redact_value(data), ensure_ascii=False, separators=(",", ":"))
-
-
-def _redact_value(value: Any) -> Any:
-    if isinstance(value, str):
-        return redact_transcript(value)
-    if isinstance(value, dict):
-        return {k: _redact_value(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redact_value(v) for v in value]
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        masked = redact_transcript(str(value))  # a card or phone number given as a JSON number
-        return value if masked == str(value) else masked
-    return value
-
-
-def transcript_copy(tr: speech_pb2.Transcript) -> speech_pb2.Transcript:
+def transcript_copy(tr: speech_pb2.Transcript, asked: str = "") -> speech_pb2.Transcript:
+    """``asked``: the agent's last sentence to the caller, the question this transcript may answer."""
     out = speech_pb2.Transcript()
     out.CopyFrom(tr)
-    out.text = redact_transcript(tr.text)
+    out.text = redact_transcript(tr.text, context=asked)
     return out
 
 
@@ -99,25 +77,41 @@ def tool_copy(raw: bytes, kind: str) -> tools_pb2.ToolCall | tools_pb2.ToolResul
 
 
 class RecordCopies:
-    """Publishes the redacted copies of one policy replica's calls; counts what failed."""
+    """Publishes the redacted copies of one policy replica's calls; counts what failed.
+
+    Redaction (Presidio and spaCy, milliseconds per text) runs in a worker thread, never on the
+    event loop. The agent's last sentence of each call is kept (raw, in memory, for the last
+    ``ENDED_KEPT`` calls) as the context of the caller's next transcript, so an answer to "what
+    is your date of birth?" is masked even when it is only a date.
+    """
 
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
         self.published = 0
         self.failed = 0
         self.skipped = 0  # tool records without a known type header (nothing a record could use)
+        self._asked: OrderedDict[str, str] = OrderedDict()
 
     async def transcript(self, call_id: str, tr: speech_pb2.Transcript) -> None:
-        await self._publish(call_id, "transcript", lambda: transcript_copy(tr))
+        asked = self._asked.get(call_id, "")
+        await self._publish(call_id, "transcript", lambda: transcript_copy(tr, asked))
 
     async def say(self, call_id: str, msg: speech_pb2.AgentText) -> None:
+        if msg.text.strip():
+            self._asked[call_id] = msg.text
+            self._asked.move_to_end(call_id)
+            while len(self._asked) > ENDED_KEPT:
+                self._asked.popitem(last=False)
         await self._publish(call_id, "say", lambda: say_copy(msg))
+
+    def forget(self, call_id: str) -> None:
+        self._asked.pop(call_id, None)
 
     async def tool(self, call_id: str, msg: tools_pb2.ToolCall, headers: dict[str, str]) -> None:
         """``msg`` was decoded as a ToolCall whatever it is; protobuf keeps the fields it did not
         know, so its bytes re-parse as the type its header names."""
         kind = headers.get(subjects.TOOL_TYPE_HEADER, "")
-        copy = tool_copy(msg.SerializeToString(), kind)
+        copy = await asyncio.to_thread(tool_copy, msg.SerializeToString(), kind)
         if copy is None:
             self.skipped += 1
             log.warning("tool record not copied", extra={"call_id": call_id, "reason": "unknown_type"})
@@ -128,7 +122,8 @@ class RecordCopies:
         self, call_id: str, kind: str, build: Callable[[], Message], headers: dict[str, str] | None = None
     ) -> None:
         try:
-            await self.bus.publish(subjects.record(call_id, kind), build(), headers=headers)
+            copy = await asyncio.to_thread(build)
+            await self.bus.publish(subjects.record(call_id, kind), copy, headers=headers)
         except Exception as exc:  # the live path has gone on already; the record has a gap
             self.failed += 1
             kind_label = exc.kind.name.lower() if isinstance(exc, PhoneAgentError) else "internal"
@@ -190,6 +185,8 @@ class RecordCopier:
         """The call's session closed: its late records are still copied when the call
         ``ended``; not when it went to another replica (that one copies them)."""
         self._live.discard(call_id)
+        if not ended:
+            self.copies.forget(call_id)
         if ended:
             self._ended[call_id] = None
             self._ended.move_to_end(call_id)

@@ -45,7 +45,7 @@ from phoneagent.policy.record_copy import RecordCopier, RecordCopies
 from phoneagent.policy.recording import RecordingConfig, parse_states
 from phoneagent.policy.settings import PolicySettings
 from phoneagent.policy.stores import PolicyStores
-from phoneagent.runtime import approvals, dial_approvals, subjects, telemetry
+from phoneagent.runtime import approvals, dial_approvals, redact, subjects, telemetry
 from phoneagent.runtime.approvals import Grant, Signer, dial_key
 from phoneagent.runtime.bus import Delivery, Lane, Subscription
 from phoneagent.runtime.dial_approvals import CALL_ID_HEADER
@@ -264,6 +264,8 @@ class PolicyService(Service):
         return self.agent.staffed_at(now)
 
     async def setup(self) -> None:
+        # Loaded now, off the loop: the first call's stored copies must not pay for it.
+        await asyncio.to_thread(redact.warm)
         Path(self.settings.db_path).expanduser().parent.mkdir(parents=True, exist_ok=True)
         self.stores = PolicyStores(Path(self.settings.db_path).expanduser())
         await self.bus.serve(

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from phoneagent.runtime.enums import enum_name
-from phoneagent.runtime.redact import mask_number, redact_transcript
+from phoneagent.runtime.redact import mask_number, redact_json, redact_transcript
 from phoneagent.v1 import call_pb2, media_pb2, policy_pb2, speech_pb2, tools_pb2
 
 API_AUDIT_SUBJECT = "api"  # the CallControl API's audit of its calls (not folded into records)
@@ -132,7 +132,9 @@ def apply_transcript(rec: CallRecord, tr: speech_pb2.Transcript) -> None:
     if tr.speech_end_unix_ns:
         rec.speech_end[turn] = tr.speech_end_unix_ns
     ts = tr.emitted_unix_ns or tr.meta.ts_unix_ns
-    rec.turns.append(Turn("caller", turn, redact_transcript(tr.text), ts))
+    # The agent's last sentence is the question this may answer ("your date of birth?").
+    asked = next((t.text for t in reversed(rec.turns) if t.role == "agent"), "")
+    rec.turns.append(Turn("caller", turn, redact_transcript(tr.text, context=asked), ts))
 
 
 def apply_say(rec: CallRecord, msg: speech_pb2.AgentText) -> None:
@@ -157,7 +159,7 @@ def apply_tool_call(rec: CallRecord, call: tools_pb2.ToolCall) -> None:
         {
             "tool_call_id": call.tool_call_id,
             "name": call.name,
-            "arguments": redact_transcript(call.arguments_json)[:2000],
+            "arguments": redact_json(call.arguments_json)[:2000],
             "ts_unix_ns": call.meta.ts_unix_ns,
         }
     )
@@ -170,7 +172,7 @@ def apply_tool_result(rec: CallRecord, res: tools_pb2.ToolResult) -> None:
         rec.tools.append(entry)
     entry.update(
         ok=res.ok,
-        result=redact_transcript(res.result_json)[:2000],
+        result=redact_json(res.result_json)[:2000],
         duration_ms=res.duration_ms,
         status=_status_of(res.result_json),
     )
