@@ -238,7 +238,8 @@ def digit_runs(text: str) -> list[Run]:
     runs: list[Run] = []
     i = 0
     while i < len(toks):
-        if not toks[i].number or toks[i].text in _REPEAT or toks[i].text in _SCALE:
+        lead = toks[i].text in _REPEAT and i + 1 < len(toks) and toks[i + 1].text in DIGIT_WORDS
+        if not toks[i].number or (toks[i].text in _REPEAT and not lead) or toks[i].text in _SCALE:
             i += 1
             continue
         members = [toks[i]]
@@ -301,9 +302,13 @@ _DATE_CORE = (
 )
 _DATE_RUN = rf"{_DATE_CORE}(?:(?:[\s,/\-]+(?:(?:of|the|and)\s+)?){_DATE_CORE}(?![\w'])){{0,7}}(?![\w'])"
 _DOB = re.compile(
-    rf"(?P<key>\b(?:date of birth|birth ?date|birthday|d\.?o\.?b\.?|born(?: on| in)?)"
-    rf"(?:\s*:|\s+(?:is|was|it's|it is|on|in|the)\b)*\s*)"
+    rf"(?P<key>\b(?:date of birth|birth ?date|birthday|d\.?o\.?b\.?|born(?: on| in)?)(?:'s)?"
+    rf"(?:\s*[:,]|\s+(?:is|was|it's|it is|on|in|the)\b)*\s*)"
     rf"(?P<date>{_DATE_RUN})",
+    re.IGNORECASE,
+)
+_EXPIRY = re.compile(
+    rf"\b(?:expiry|expiration|expires|exp)(?: date)?(?:\s+(?:is|was|it's|on))?[\s:,]*(?P<date>{_DATE_RUN})",
     re.IGNORECASE,
 )
 _ANY_DATE = re.compile(rf"(?<![\w'])(?:the\s+)?(?P<date>{_DATE_RUN})", re.IGNORECASE)
@@ -323,7 +328,7 @@ _SPOKEN_EMAIL = re.compile(
     re.IGNORECASE,
 )
 _EMAIL_STOP = {
-    "is", "it's", "its", "my", "email", "e", "mail", "address", "me", "the", "to", "at", "was", "that's",
+    "is", "it's", "its", "my", "email", "mail", "address", "me", "the", "to", "at", "was", "that's",
     "sure", "yes", "yeah", "and", "or", "send", "reach", "use", "try", "please", "um", "uh", "it", "that",
     "so", "ok", "okay", "oh", "well", "write", "on", "a", "an", "of", "from", "this", "under", "by", "name",
 }  # fmt: skip
@@ -366,6 +371,8 @@ _NOT_NAMES = {
     "friday", "saturday", "sunday", "morning", "afternoon", "evening", "pm", "am", "had", "have",
     "has", "do", "does", "did", "can", "could", "would", "will", "should", "be", "been", "being",
     "if", "then", "because", "regarding", "re", "reception", "office", "doctor", "dentist",
+    "january", "february", "march", "april", "may", "june", "july", "august", "september",
+    "october", "november", "december", "noon", "midnight", "next", "last",
 }  # fmt: skip
 _SPELLED = re.compile(r"(?<![\w'])(?:[A-Za-z](?:[\s.-]+|(?=$))){3,}(?![\w'])")
 
@@ -384,7 +391,7 @@ _ASKED: list[tuple[str, re.Pattern[str]]] = [
     ("DOB", re.compile(r"date of birth|birth ?date|birthday|when were you born|\bd\.?o\.?b\b", re.I)),
     ("EXPIRY", re.compile(r"expir", re.IGNORECASE)),
     ("CVV", re.compile(r"security code|\bcvv|\bcvc|three digits|back of the card", re.IGNORECASE)),
-    ("SSN", re.compile(r"social security|\bssn\b|your social", re.IGNORECASE)),
+    ("SSN", re.compile(r"social security|\bssn\b|\bsocial\b", re.IGNORECASE)),
     (
         "CARD",
         re.compile(
@@ -407,7 +414,8 @@ _ASKED: list[tuple[str, re.Pattern[str]]] = [
     (
         "NAME",
         re.compile(
-            r"your (?:full |first |last )?name|who am i speaking|who's calling|who is calling|"
+            r"(?:your|the|patient's|their|his|her) (?:full |first |last )?name|who am i speaking|"
+            r"who's calling|who is calling|"
             r"spell (?:your|that|the)|first name|last name|surname|"
             r"^(?:(?:caller|patient|contact|customer|client|full)\s+)?name$",
             re.I,
@@ -418,11 +426,17 @@ _ASKED: list[tuple[str, re.Pattern[str]]] = [
 _ANSWER_LEAD = re.compile(
     r"^\s*(?:(?:yes|yeah|yep|sure|okay|ok|right|so|well|um+|uh+|er|oh|of course|certainly|"
     r"it's|it is|its|that's|that is|my name is|my name's|name's|i'm|i am|this is|i live at|"
-    r"i live in|my (?:e-?mail|address|number|birthday|date of birth) is|it'll be|should be)[\s,.!]*)*",
+    r"i live in|my (?:e-?mail|address|number|birthday|date of birth) is|it'll be|should be)\b[\s,.!]*)*",
     re.IGNORECASE,
 )
 _REFUSAL = re.compile(r"^\s*(?:no\b|nope|i'd rather|i don't|i do not|not\b|why|what|sorry|hold on)", re.I)
 
+# Words spaCy's small model tags as a name or place that are neither (card brands, insurers,
+# verbs that start a sentence): never masked as a whole finding.
+_NOT_PII = [
+    "Visa", "Mastercard", "MasterCard", "Amex", "Discover", "Medicare", "Medicaid", "Delta Dental",
+    "Email", "E-mail", "Text", "Call", "Press", "Thanks", "Hi", "Hello", "Okay", "Sure", "Yeah",
+]  # fmt: skip
 PLACEHOLDERS = {
     "CREDIT_CARD": "[CARD]",
     "US_SSN": "[SSN]",
@@ -502,7 +516,9 @@ class _Analyzer:
     def analyze(cls, text: str, ad_hoc: list[EntityRecognizer]) -> list[RecognizerResult]:
         engine = cls.get()
         with cls._lock:
-            return list(engine.analyze(text, language="en", ad_hoc_recognizers=ad_hoc or None))
+            return list(
+                engine.analyze(text, language="en", ad_hoc_recognizers=ad_hoc or None, allow_list=_NOT_PII)
+            )
 
 
 def warm() -> None:
@@ -625,7 +641,8 @@ def _find_spoken_email(text: str) -> Iterable[Finding]:
         taken = 0
         while toks and taken < 6:
             t = toks[-1]
-            if t.text in _EMAIL_STOP or not re.fullmatch(r"[\s._-]*", text[t.end : start]):
+            spelled = len(t.text) == 1 and len(text[start:].split(None, 1)[0]) == 1  # "d a n at ..."
+            if (t.text in _EMAIL_STOP and not spelled) or not re.fullmatch(r"[\s._-]*", text[t.end : start]):
                 break
             start = t.start
             toks.pop()
@@ -635,7 +652,8 @@ def _find_spoken_email(text: str) -> Iterable[Finding]:
 
 def _find_dob(text: str) -> Iterable[Finding]:
     for m in _DOB.finditer(text):
-        if _DATE_HAS_DAY_OR_YEAR.search(m.group("date")):
+        date = m.group("date")
+        if _DATE_HAS_DAY_OR_YEAR.search(date) or len(spoken_digits(date)) >= 4:
             yield Finding(m.start("date"), m.end("date"), "DATE_OF_BIRTH", 0.9)
 
 
@@ -643,6 +661,8 @@ def _find_codes(text: str) -> Iterable[Finding]:
     for m in _CODE.finditer(text):
         if 3 <= len(spoken_digits(m.group("code"))) <= 10:
             yield Finding(m.start("code"), m.end("code"), "CODE", 0.9)
+    for m in _EXPIRY.finditer(text):  # a card's expiry date
+        yield Finding(m.start("date"), m.end("date"), "CODE", 0.9)
 
 
 def _find_addresses(text: str) -> Iterable[Finding]:
@@ -734,7 +754,8 @@ def _find_answer(text: str, asked: str) -> Iterable[Finding]:
                 yield Finding(start, start + said.end(), "PERSON", 0.95)
     elif asked == "ADDRESS":
         piece = text[body_start:stop].rstrip(" ,")
-        if re.search(r"[A-Za-z]", piece) and len(piece.split()) <= 14:
+        has_zip = any(len(r.digits) >= 5 for r in digit_runs(piece))
+        if (re.search(r"[A-Za-z]", piece) or has_zip) and len(piece.split()) <= 14:
             yield Finding(body_start, body_start + len(piece), "LOCATION", 0.95)
     elif asked == "EMAIL":
         for m in re.finditer(
@@ -780,8 +801,14 @@ def redact_transcript(text: str, *, context: str = "") -> str:
     placeholder, then :func:`redact_text` as a backstop for anything written as numerals."""
     if not text:
         return text
+    return apply_findings(text, find_personal_data(text, context=context))
+
+
+def apply_findings(text: str, found: list[Finding]) -> str:
+    """``text`` with each (non-overlapping, ordered) finding replaced by its placeholder, then
+    :func:`redact_text` over the result."""
     out = text
-    for f in reversed(find_personal_data(text, context=context)):
+    for f in reversed(found):
         out = out[: f.start] + _mask(text, f) + out[f.end :]
     return redact_text(out)
 
