@@ -208,3 +208,24 @@ def test_benchmark_parser_rejects_bad_labels() -> None:
     ex = redact_bench.parse_line("Your name? || It's {NAME:Ann} at {KEEP:3}.", 2)
     assert ex.context == "Your name?" and ex.text == "It's Ann at 3."
     assert ex.spans == [(5, 8, "NAME"), (12, 13, "KEEP")]
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["1 " * 100_000, "a " * 100_000 + "b1", "a" * 200_000 + " at gmail dot com", "one two " * 25_000],
+    ids=["digit-groups", "spelled-letters", "long-local-part", "digit-words"],
+)
+def test_long_text_is_cut_not_analysed_whole(hostile: str) -> None:
+    """A caller or a bad peer controls the text: a stored copy keeps its first MAX_TEXT
+    characters, redacted, and says how much was cut (the analysis stays bounded)."""
+    said = "my card is 4111 1111 1111 1111 thanks " + hostile
+    out = redact_transcript(said)
+    assert out.startswith("my card is [CARD] thanks ")
+    assert out.endswith(f"[… {len(said) - redact.MAX_TEXT} characters not kept]")
+    assert len(out) < redact.MAX_TEXT + 100
+
+
+def test_text_over_a_chunk_is_analysed_in_pieces() -> None:
+    said = "I'd like to book a cleaning for next week please. " * 100 + "My name is Ann Lee."
+    assert len(said) > redact.CHUNK
+    assert redact_transcript(said).endswith("My name is [NAME].")

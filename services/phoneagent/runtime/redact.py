@@ -322,7 +322,7 @@ _TLDS = (
 )
 _PROVIDERS = "gmail|yahoo|hotmail|outlook|icloud|aol|protonmail|proton|live|msn|comcast|verizon|att"
 _SPOKEN_EMAIL = re.compile(
-    rf"(?P<local>[a-z0-9]+(?:(?:\s+(?:dot|underscore|dash|hyphen|period)\s+|[._-])[a-z0-9]+)*)"
+    rf"(?<![\w.])(?P<local>[a-z0-9]+(?:(?:\s+(?:dot|underscore|dash|hyphen|period)\s+|[._-])[a-z0-9]+)*)"
     rf"\s+(?:at|at sign|@)\s+"
     rf"(?P<domain>(?:[a-z0-9-]+(?:\s+dot\s+|\.))+(?:{_TLDS})\b|(?:{_PROVIDERS})\b)",
     re.IGNORECASE,
@@ -374,7 +374,7 @@ _NOT_NAMES = {
     "january", "february", "march", "april", "may", "june", "july", "august", "september",
     "october", "november", "december", "noon", "midnight", "next", "last",
 }  # fmt: skip
-_SPELLED = re.compile(r"(?<![\w'])(?:[A-Za-z](?:[\s.-]+|(?=$))){3,}(?![\w'])")
+_SPELLED = re.compile(r"(?<![\w'])(?:[A-Za-z](?:[\s.-]{1,3}|(?=$))){3,24}(?![\w'])")
 
 _SSN_CUE = re.compile(r"\b(?:social(?: security)?|ssn|s\.s\.n)\b", re.IGNORECASE)
 _CARD_CUE = re.compile(r"\b(?:card|visa|mastercard|amex|american express|discover)\b", re.IGNORECASE)
@@ -449,6 +449,8 @@ PLACEHOLDERS = {
     "SIP_USER": "[USER]",
 }
 ENTITIES = (*PLACEHOLDERS, "PHONE_NUMBER")
+CHUNK = 4000  # characters analysed at once (a turn is a few hundred)
+MAX_TEXT = 8000  # characters of one text kept in a stored copy; the rest is cut, not analysed
 
 
 @dataclass(frozen=True)
@@ -566,6 +568,10 @@ def _build_engine() -> AnalyzerEngine:
         models=[{"lang_code": "en", "model_name": str(model_path())}], ner_model_configuration=ner
     )
     nlp.load()
+    # Presidio reads tokens, lemmas and entities, never the dependency parse: skip its cost.
+    for pipeline in (nlp.nlp or {}).values():  # type: ignore[var-annotated]
+        if "parser" in pipeline.pipe_names:
+            pipeline.disable_pipe("parser")
     registry = RecognizerRegistry(supported_languages=["en"])
     for recognizer in (
         SpacyRecognizer(supported_entities=["PERSON", "LOCATION"]),
@@ -773,6 +779,14 @@ def find_personal_data(text: str, *, context: str = "") -> list[Finding]:
     finding), in order. ``context`` is the agent's previous sentence (or a JSON field name)."""
     if not text or not text.strip():
         return []
+    if len(text) > CHUNK:  # spaCy's cost grows with the text: analyse it in bounded pieces
+        found: list[Finding] = []
+        for start, piece in _chunks(text):
+            found += [
+                Finding(f.start + start, f.end + start, f.kind, f.score)
+                for f in find_personal_data(piece, context=context if start == 0 else "")
+            ]
+        return _merge(found)
     asked = _asked_for(context)
     ad_hoc = [_recognizer(list(ENTITIES), "answer", lambda t: _find_answer(t, asked))] if asked else []
     results = _Analyzer.analyze(text, ad_hoc)
@@ -782,6 +796,22 @@ def find_personal_data(text: str, *, context: str = "") -> list[Finding]:
     kept = [m.span() for m in _PLACEHOLDER.finditer(text)]
     found = [f for f in found if not any(f.start < e and s < f.end for s, e in kept)]
     return _merge(found)
+
+
+def _chunks(text: str) -> Iterable[tuple[int, str]]:
+    """Pieces of at most :data:`CHUNK` characters, cut after a sentence end where there is one
+    in the second half of the piece, else at a space (else anywhere)."""
+    start = 0
+    while start < len(text):
+        end = min(len(text), start + CHUNK)
+        if end < len(text):
+            window = text[start + CHUNK // 2 : end]
+            cut = max(window.rfind(". "), window.rfind("? "), window.rfind("! "))
+            cut = cut + 2 if cut >= 0 else window.rfind(" ") + 1
+            if cut > 0:
+                end = start + CHUNK // 2 + cut
+        yield start, text[start:end]
+        start = end
 
 
 def _merge(found: list[Finding]) -> list[Finding]:
@@ -798,10 +828,15 @@ def _merge(found: list[Finding]) -> list[Finding]:
 
 def redact_transcript(text: str, *, context: str = "") -> str:
     """``text`` safe to store: every finding of :func:`find_personal_data` replaced by its
-    placeholder, then :func:`redact_text` as a backstop for anything written as numerals."""
+    placeholder, then :func:`redact_text` as a backstop for anything written as numerals. A
+    text over :data:`MAX_TEXT` characters keeps only its beginning, and says so."""
     if not text:
         return text
-    return apply_findings(text, find_personal_data(text, context=context))
+    cut = ""
+    if len(text) > MAX_TEXT:  # no turn is this long: bound the analysis (a thread's seconds)
+        cut = f" [… {len(text) - MAX_TEXT} characters not kept]"
+        text = text[:MAX_TEXT]
+    return apply_findings(text, find_personal_data(text, context=context)) + cut
 
 
 def apply_findings(text: str, found: list[Finding]) -> str:
