@@ -12,8 +12,10 @@ context, so the answer to its question is masked). In tool arguments and results
 is redacted on its own (:func:`redact_json`), so the JSON stays valid (the records builder reads
 a result's ``status``).
 
-Publishing is core NATS (a buffered write, no round trip): it never waits on the stream, and
-a failure is logged and counted, never raised into the live path.
+Redaction and publishing happen on :class:`RecordCopies`' worker (redaction in a thread), in
+the order the copies were handed over. Publishing is core NATS (a buffered write, no round
+trip): it never waits on the stream, and a failure is logged and counted, never raised into
+the live path.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.message import DecodeError, Message
@@ -31,6 +34,7 @@ from phoneagent.runtime.bus import Bus, Delivery, Subscription
 from phoneagent.runtime.errors import PhoneAgentError
 from phoneagent.runtime.queues import DropPolicy
 from phoneagent.runtime.redact import redact_json, redact_transcript
+from phoneagent.runtime.tasks import TaskOwner
 from phoneagent.v1 import speech_pb2, tools_pb2
 
 log = logging.getLogger(__name__)
@@ -76,13 +80,27 @@ def tool_copy(raw: bytes, kind: str) -> tools_pb2.ToolCall | tools_pb2.ToolResul
     return msg
 
 
+QUEUE_SIZE = 10_000  # copies waiting for the redaction worker; when full, the caller waits
+
+
+@dataclass
+class _Job:
+    call_id: str
+    kind: str
+    build: Callable[[], Message | None]  # None: a tool record of no known type
+    headers: dict[str, str] | None = None
+
+
 class RecordCopies:
     """Publishes the redacted copies of one policy replica's calls; counts what failed.
 
-    Redaction (Presidio and spaCy, milliseconds per text) runs in a worker thread, never on the
-    event loop. The agent's last sentence of each call is kept (raw, in memory, for the last
-    ``ENDED_KEPT`` calls) as the context of the caller's next transcript, so an answer to "what
-    is your date of birth?" is masked even when it is only a date.
+    Redaction (Presidio and spaCy, milliseconds per text) runs in a worker thread, fed in
+    arrival order by one worker task once :meth:`start` ran, so neither the call's session (an
+    approved sentence goes on to TTS at once) nor the copier's subscriptions wait for it; the
+    queue never drops (a loss would be a gap in a call record) and :meth:`stop` publishes what
+    is queued before it ends. The agent's last sentence of each call is kept (raw, in memory,
+    for the last ``ENDED_KEPT`` calls) as the context of the caller's next transcript, so an
+    answer to "what is your date of birth?" is masked even when it is only a date.
     """
 
     def __init__(self, bus: Bus) -> None:
@@ -91,10 +109,34 @@ class RecordCopies:
         self.failed = 0
         self.skipped = 0  # tool records without a known type header (nothing a record could use)
         self._asked: OrderedDict[str, str] = OrderedDict()
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue(QUEUE_SIZE)
+        self._owner = TaskOwner("record-copies")
+        self._worker: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._worker is None:
+            self._owner = TaskOwner("record-copies")
+            self._worker = self._owner.spawn(self._run(), "worker")
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until every queued copy is published (or failed); False after ``timeout``."""
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        if self._worker is None:
+            return
+        if not await self.drain(timeout):
+            log.warning("record copies not published before stop", extra={"count": self._queue.qsize()})
+        await self._owner.close()
+        self._worker = None
 
     async def transcript(self, call_id: str, tr: speech_pb2.Transcript) -> None:
         asked = self._asked.get(call_id, "")
-        await self._publish(call_id, "transcript", lambda: transcript_copy(tr, asked))
+        await self._submit(_Job(call_id, "transcript", lambda: transcript_copy(tr, asked)))
 
     async def say(self, call_id: str, msg: speech_pb2.AgentText) -> None:
         if msg.text.strip():
@@ -102,7 +144,7 @@ class RecordCopies:
             self._asked.move_to_end(call_id)
             while len(self._asked) > ENDED_KEPT:
                 self._asked.popitem(last=False)
-        await self._publish(call_id, "say", lambda: say_copy(msg))
+        await self._submit(_Job(call_id, "say", lambda: say_copy(msg)))
 
     def forget(self, call_id: str) -> None:
         self._asked.pop(call_id, None)
@@ -111,26 +153,42 @@ class RecordCopies:
         """``msg`` was decoded as a ToolCall whatever it is; protobuf keeps the fields it did not
         know, so its bytes re-parse as the type its header names."""
         kind = headers.get(subjects.TOOL_TYPE_HEADER, "")
-        copy = await asyncio.to_thread(tool_copy, msg.SerializeToString(), kind)
-        if copy is None:
-            self.skipped += 1
-            log.warning("tool record not copied", extra={"call_id": call_id, "reason": "unknown_type"})
-            return
-        await self._publish(call_id, "tool", lambda: copy, {subjects.TOOL_TYPE_HEADER: kind})
+        raw = msg.SerializeToString()
+        await self._submit(
+            _Job(call_id, "tool", lambda: tool_copy(raw, kind), {subjects.TOOL_TYPE_HEADER: kind})
+        )
 
-    async def _publish(
-        self, call_id: str, kind: str, build: Callable[[], Message], headers: dict[str, str] | None = None
-    ) -> None:
+    async def _submit(self, job: _Job) -> None:
+        if self._worker is None:  # not started (or stopped): copied here and now
+            await self._publish(job)
+        else:
+            await self._queue.put(job)
+
+    async def _run(self) -> None:
+        while True:
+            job = await self._queue.get()
+            try:
+                await self._publish(job)
+            finally:
+                self._queue.task_done()
+
+    async def _publish(self, job: _Job) -> None:
         try:
-            copy = await asyncio.to_thread(build)
-            await self.bus.publish(subjects.record(call_id, kind), copy, headers=headers)
+            copy = await asyncio.to_thread(job.build)
+            if copy is None:
+                self.skipped += 1
+                log.warning(
+                    "tool record not copied", extra={"call_id": job.call_id, "reason": "unknown_type"}
+                )
+                return
+            await self.bus.publish(subjects.record(job.call_id, job.kind), copy, headers=job.headers)
         except Exception as exc:  # the live path has gone on already; the record has a gap
             self.failed += 1
             kind_label = exc.kind.name.lower() if isinstance(exc, PhoneAgentError) else "internal"
             metrics.ERRORS.labels(kind=kind_label).inc()
             log.warning(
                 "record copy not published",
-                extra={"call_id": call_id, "kind": kind, "error": type(exc).__name__},
+                extra={"call_id": job.call_id, "kind": job.kind, "error": type(exc).__name__},
             )
             return
         self.published += 1
@@ -160,6 +218,7 @@ class RecordCopier:
         self._subs: list[Subscription[Any]] = []
 
     async def start(self) -> None:
+        self.copies.start()
         self._subs.append(
             await self.bus.subscribe(
                 subjects.ALL_TRANSCRIPTS, speech_pb2.Transcript, self._on_transcript, drop=DropPolicy.NEVER
@@ -176,6 +235,7 @@ class RecordCopier:
         for sub in self._subs:
             await self.bus.unsubscribe(sub)
         self._subs.clear()
+        await self.copies.stop()  # what is queued is published first
 
     def own(self, call_id: str) -> None:
         self._live.add(call_id)
