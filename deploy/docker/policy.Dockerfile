@@ -9,7 +9,10 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY services ./services
-RUN pip install ".[otlp]"
+# The policy extra brings Presidio and the spaCy English model that redact stored copies;
+# loading it here proves the model is in the image (nothing is downloaded at run time).
+RUN pip install ".[policy,otlp]" \
+ && python -c "from phoneagent.runtime.redact import redact_transcript; assert redact_transcript('my name is Ann Lee') == 'my name is [NAME]'"
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --gid 10001 app && useradd --uid 10001 --gid app --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin app \

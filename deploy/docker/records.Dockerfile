@@ -18,9 +18,12 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY services ./services
 COPY --from=charts /charts/chart.js.tgz /tmp/chart.js.tgz
-RUN pip install ".[records,otlp]" \
+# The policy extra brings Presidio and the spaCy English model that redact stored copies;
+# loading it here proves the model is in the image (nothing is downloaded at run time).
+RUN pip install ".[records,policy,otlp]" \
  && python -m phoneagent.records.console.vendor --tarball /tmp/chart.js.tgz \
- && rm /tmp/chart.js.tgz
+ && rm /tmp/chart.js.tgz \
+ && python -c "from phoneagent.runtime.redact import redact_transcript; assert redact_transcript('my name is Ann Lee') == 'my name is [NAME]'"
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --gid 10001 app && useradd --uid 10001 --gid app --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin app \

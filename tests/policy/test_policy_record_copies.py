@@ -129,12 +129,15 @@ async def test_calls_stream_keeps_only_redacted_copies(fresh_nats: str, tmp_path
 
             def built() -> Any:
                 rec = records.get(cid)
-                return rec if rec is not None and len(rec.turns) == 2 and rec.tools else None
+                done = rec is not None and len(rec.turns) == 2 and rec.tools and "status" in rec.tools[0]
+                return rec if done else None  # the tool's result folded in too
 
             rec = await wait_for(built, timeout=20)
             assert [(t.role, t.turn_id) for t in rec.turns] == [("caller", 1), ("agent", 0)]
             assert rec.turns[0].text == "my card is [CARD] and my social is [SSN]"
-            assert "[PHONE:34]" in rec.turns[1].text and "Ann" in rec.turns[1].text
+            # The caller's name is personal data too (it was kept before names were recognised).
+            assert "[PHONE:34]" in rec.turns[1].text and "Thanks, [NAME]." in rec.turns[1].text
+            assert "Ann" not in rec.turns[1].text and "Ann" not in says[0].text + says[1].text
             assert rec.tools[0]["status"] == "booked" and "[PHONE:34]" in rec.tools[0]["arguments"]
             kept = rec.to_json().replace(cid, "")
             for raw in RAW:
@@ -376,3 +379,45 @@ async def test_copies_do_not_wait_for_the_live_rules(
         finally:
             release.set()
             await bus.close()
+
+
+async def test_copies_are_redacted_off_the_live_path_in_arrival_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An approved sentence goes on to TTS while its copy waits for the redaction worker: the
+    session's say() returns at once even when redaction is slow, and copies keep their order."""
+    import threading
+
+    from phoneagent.policy import record_copy
+
+    sent: list[tuple[str, str]] = []
+
+    class RecordingBus:
+        async def publish(self, subject: str, msg: Any, headers: Any = None) -> None:
+            sent.append((subject.rsplit(".", 1)[-1], msg.text))
+
+    release = threading.Event()
+    real_say_copy = record_copy.say_copy
+
+    def slow_say_copy(msg: speech_pb2.AgentText) -> speech_pb2.AgentText:
+        assert release.wait(10), "never released"
+        return real_say_copy(msg)
+
+    monkeypatch.setattr(record_copy, "say_copy", slow_say_copy)
+    copies = record_copy.RecordCopies(RecordingBus())  # type: ignore[arg-type]
+    copies.start()
+    try:
+        meta = common_pb2.EventMeta(call_id="c1", turn_id=1)
+        await asyncio.wait_for(
+            copies.say("c1", speech_pb2.AgentText(meta=meta, text="What is your date of birth?")), 1
+        )
+        tr = speech_pb2.Transcript(meta=meta, final=True, text="March third, nineteen eighty-five")
+        await asyncio.wait_for(copies.transcript("c1", tr), 1)
+        assert sent == [] and copies.published == 0  # both wait behind the slow redaction
+        release.set()
+        assert await copies.drain(30)
+        # In order; the answer masked with the agent's question as its context.
+        assert sent == [("say", "What is your date of birth?"), ("transcript", "[DOB]")]
+    finally:
+        release.set()
+        await copies.stop()

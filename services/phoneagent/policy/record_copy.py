@@ -18,13 +18,16 @@ cannot store (a leader election, an outage) the head copy is retried with backof
 ``give_up_after_s``; only then, or when the outbox is full, is a copy counted as failed and
 logged: a record has a gap then, never silently. A record that reached policy before its call
 ended is therefore in PA_CALLS however late the stream acknowledges it, and on shutdown the
-service empties the outbox (:meth:`RecordCopies.flush`) before it closes the bus.
+service empties the outbox (:meth:`RecordCopies.flush`) before it closes the bus. Redaction
+(Presidio and spaCy, milliseconds a text) runs in a worker thread, so neither the call's session
+nor the copier's subscriptions wait for it. The agent's last sentence of each call is kept (raw,
+in memory, for the last ``ENDED_KEPT`` calls) as the context of the caller's next transcript, so
+an answer to "what is your date of birth?" is masked even when it is only a date.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -37,7 +40,7 @@ from google.protobuf.message import DecodeError, Message
 from phoneagent.runtime import metrics, subjects
 from phoneagent.runtime.bus import Bus, Delivery, Subscription
 from phoneagent.runtime.queues import DropPolicy
-from phoneagent.runtime.redact import redact_transcript
+from phoneagent.runtime.redact import redact_json, redact_transcript
 from phoneagent.runtime.tasks import TaskOwner
 from phoneagent.v1 import speech_pb2, tools_pb2
 
@@ -54,35 +57,11 @@ _TOOL_TYPES: dict[str, type[tools_pb2.ToolCall] | type[tools_pb2.ToolResult]] = 
 }
 
 
-def redact_json(text: str) -> str:
-    """``text`` with every JSON string (and long number) value redacted; keys stay. Text that is
-    not JSON is redacted as a whole."""
-    if not text:
-        return text
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return redact_transcript(text)
-    return json.dumps(_redact_value(data), ensure_ascii=False, separators=(",", ":"))
-
-
-def _redact_value(value: Any) -> Any:
-    if isinstance(value, str):
-        return redact_transcript(value)
-    if isinstance(value, dict):
-        return {k: _redact_value(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redact_value(v) for v in value]
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        masked = redact_transcript(str(value))  # a card or phone number given as a JSON number
-        return value if masked == str(value) else masked
-    return value
-
-
-def transcript_copy(tr: speech_pb2.Transcript) -> speech_pb2.Transcript:
+def transcript_copy(tr: speech_pb2.Transcript, asked: str = "") -> speech_pb2.Transcript:
+    """``asked``: the agent's last sentence to the caller, the question this transcript may answer."""
     out = speech_pb2.Transcript()
     out.CopyFrom(tr)
-    out.text = redact_transcript(tr.text)
+    out.text = redact_transcript(tr.text, context=asked)
     return out
 
 
@@ -149,6 +128,7 @@ class RecordCopies:
         self._tasks = TaskOwner("record-copies")
         self._writer: asyncio.Task[None] | None = None
         self._busy = False  # the writer holds a copy it has not stored yet
+        self._asked: OrderedDict[str, str] = OrderedDict()  # call -> the agent's last sentence
 
     @property
     def pending(self) -> int:
@@ -156,10 +136,20 @@ class RecordCopies:
         return self._queue.qsize() + (1 if self._busy else 0)
 
     async def transcript(self, call_id: str, tr: speech_pb2.Transcript) -> None:
-        self._put(_Copy(call_id, "transcript", lambda: transcript_copy(tr), None))
+        asked = self._asked.get(call_id, "")
+        self._put(_Copy(call_id, "transcript", lambda: transcript_copy(tr, asked), None))
 
     async def say(self, call_id: str, msg: speech_pb2.AgentText) -> None:
+        if msg.text.strip():
+            self._asked[call_id] = msg.text
+            self._asked.move_to_end(call_id)
+            while len(self._asked) > ENDED_KEPT:
+                self._asked.popitem(last=False)
         self._put(_Copy(call_id, "say", lambda: say_copy(msg), None))
+
+    def forget(self, call_id: str) -> None:
+        """Drop the call's question context (the call went on on another replica)."""
+        self._asked.pop(call_id, None)
 
     async def tool(self, call_id: str, msg: tools_pb2.ToolCall, headers: dict[str, str]) -> None:
         """``msg`` was decoded as a ToolCall whatever it is; protobuf keeps the fields it did not
@@ -312,6 +302,8 @@ class RecordCopier:
             self._ended.move_to_end(call_id)
             while len(self._ended) > ENDED_KEPT:
                 self._ended.popitem(last=False)
+        else:
+            self.copies.forget(call_id)
 
     def copies_call(self, call_id: str) -> bool:
         return call_id in self._live or call_id in self._ended

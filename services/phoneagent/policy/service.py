@@ -50,7 +50,7 @@ from phoneagent.policy.record_copy import RecordCopier, RecordCopies
 from phoneagent.policy.recording import RecordingConfig, parse_states
 from phoneagent.policy.settings import PolicySettings
 from phoneagent.policy.stores import PolicyStores
-from phoneagent.runtime import approvals, dial_approvals, streams, subjects, telemetry
+from phoneagent.runtime import approvals, dial_approvals, redact, streams, subjects, telemetry
 from phoneagent.runtime.approvals import Grant, Signer, dial_key
 from phoneagent.runtime.bus import Delivery, Lane, Subscription
 from phoneagent.runtime.dial_approvals import CALL_ID_HEADER
@@ -423,6 +423,8 @@ class PolicyService(Service):
         return self.agent.staffed_at(now)
 
     async def setup(self) -> None:
+        # Loaded now, off the loop: the first call's stored copies must not pay for it.
+        await asyncio.to_thread(redact.warm)
         self.stores = await asyncio.to_thread(PolicyStores, _db_url(self.settings.db_path))
         self.call_state = await streams.policy_calls_kv(
             self.bus.jetstream(), ttl_s=self.common.call_state_ttl_s

@@ -12,7 +12,7 @@ from typing import Any
 
 from phoneagent.runtime.enums import enum_name
 from phoneagent.runtime.numbers import masked_party
-from phoneagent.runtime.redact import redact_transcript
+from phoneagent.runtime.redact import redact_json, redact_transcript
 from phoneagent.v1 import call_pb2, media_pb2, policy_pb2, speech_pb2, tools_pb2
 
 API_AUDIT_SUBJECT = "api"  # the CallControl API's audit of its calls (not folded into records)
@@ -139,7 +139,9 @@ def apply_transcript(rec: CallRecord, tr: speech_pb2.Transcript) -> None:
     if tr.speech_end_unix_ns:
         rec.speech_end[turn] = tr.speech_end_unix_ns
     ts = tr.emitted_unix_ns or tr.meta.ts_unix_ns
-    rec.turns.append(Turn("caller", turn, redact_transcript(tr.text), ts))
+    # The agent's last sentence is the question this may answer ("your date of birth?").
+    asked = next((t.text for t in reversed(rec.turns) if t.role == "agent"), "")
+    rec.turns.append(Turn("caller", turn, redact_transcript(tr.text, context=asked), ts))
     _points(
         rec,
         turn,
@@ -222,7 +224,7 @@ def apply_tool_call(rec: CallRecord, call: tools_pb2.ToolCall) -> None:
         {
             "tool_call_id": call.tool_call_id,
             "name": call.name,
-            "arguments": redact_transcript(call.arguments_json)[:2000],
+            "arguments": redact_json(call.arguments_json)[:2000],
             "ts_unix_ns": call.meta.ts_unix_ns,
         }
     )
@@ -235,7 +237,7 @@ def apply_tool_result(rec: CallRecord, res: tools_pb2.ToolResult) -> None:
         rec.tools.append(entry)
     entry.update(
         ok=res.ok,
-        result=redact_transcript(res.result_json)[:2000],
+        result=redact_json(res.result_json)[:2000],
         duration_ms=res.duration_ms,
         status=_status_of(res.result_json),
     )

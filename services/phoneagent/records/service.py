@@ -21,6 +21,7 @@ noticing. Policy and the edge are reached over the bus only.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -32,7 +33,7 @@ from phoneagent.records.store import RecordStore
 from phoneagent.records.summary import SummaryRequester
 from phoneagent.records.webhooks import WebhookDispatcher, WebhookSettings
 from phoneagent.records.worker import RecordsSettings, RecordsWorker, fan_out
-from phoneagent.runtime import subjects
+from phoneagent.runtime import redact, subjects
 from phoneagent.runtime.dial_approvals import CALL_ID_HEADER
 from phoneagent.runtime.service import Service
 from phoneagent.runtime.settings import CommonSettings, parse_hhmm
@@ -68,6 +69,8 @@ class RecordsService(Service):
         self.console_url = ""
 
     async def setup(self) -> None:
+        # The builder redacts every stored text again: load the analyzer now, off the loop.
+        await asyncio.to_thread(redact.warm)
         self.records = RecordStore(self.records_settings.db)
         await self._start_records(self.records)
         self.campaigns = CampaignManager(self.bus, self.window)

