@@ -91,6 +91,13 @@ LLM_ANSWER_FALLBACKS = Counter(
     "the tool's own words were said.",
     ["engine"],
 )
+LLM_PREFLIGHT_REPLIES = Counter(
+    "pa_llm_preflight_replies_total",
+    "Replies started on a preflight transcript, by outcome: used (the final confirmed the text "
+    "and the reply was released) or discarded (the final differed, the caller went on, or the "
+    "conversation changed first: nothing of it was spoken or kept).",
+    ["outcome"],
+)
 LLM_TOKENS_PER_SECOND = Histogram(
     "pa_llm_tokens_per_second",
     "LLM decode rate per reply.",
