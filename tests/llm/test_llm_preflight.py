@@ -11,6 +11,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,10 +21,12 @@ from phoneagent.llm.service import LlmCallSession
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery
 from phoneagent.runtime.dial_approvals import CALL_ID_HEADER
+from phoneagent.runtime.sessions import claim_session
 from phoneagent.v1 import policy_pb2, speech_pb2, tools_pb2
 from prometheus_client import REGISTRY
 from support.common import wait_for
 from support.llm import StandInEngine, open_session
+from support.policy_stack import running_policy
 
 TUESDAY_TEN = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)  # 10:00 in New York: open
 TRANSFER_CALL = '<tool_call>{"name": "transfer_to_human", "arguments": {}}</tool_call>'
@@ -219,3 +222,32 @@ def test_words_are_compared_without_case_punctuation_or_spacing() -> None:
     assert extends("my number", "My number is") and extends("", "anything")
     assert not extends("my number is five", "My number is")
     assert not extends("my numb", "My number is")
+
+
+async def test_with_policy_running_only_confirmed_words_are_approved_for_speech(
+    bus: Bus, nats_url: str, tmp_path: Path
+) -> None:
+    """The real policy service between the llm and TTS: what it approves for speech (the say
+    subject, TTS's input) never carries the held reply of a preflight the final did not confirm."""
+    engine = EvaluatingEngine({"When are you open": ["We open at nine every weekday."], **ANSWERS})
+    async with running_policy(nats_url, tmp_path / "policy.sqlite3", common={"replica_id": "policy-pre-t"}):
+        stage, call, session = await open_session(bus, engine)
+        said: list[speech_pb2.AgentText] = []
+
+        async def on_say(m: speech_pb2.AgentText, _: Delivery) -> None:
+            said.append(m)
+
+        await bus.subscribe(subjects.say(call.call_id), speech_pb2.AgentText, on_say)
+        try:
+            await claim_session(bus, "policy", call.started)
+            await call.transcript(1, "When are you open", preflight=True)
+            (await wait_for(lambda: engine.gates, timeout=5))[0].set()
+            await held_complete(session)
+            await call.transcript(1, SATURDAY)
+            (await wait_for(lambda: len(engine.gates) == 2 and engine.gates, timeout=5))[1].set()
+            await wait_for(lambda: any("close at one" in m.text for m in said), timeout=10)
+            await call.settle(99)
+            assert all("weekday" not in m.text for m in said)
+            assert any("Saturdays" in m.text for m in said)
+        finally:
+            await session.close("test")
