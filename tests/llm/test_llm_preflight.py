@@ -251,3 +251,44 @@ async def test_with_policy_running_only_confirmed_words_are_approved_for_speech(
             assert any("Saturdays" in m.text for m in said)
         finally:
             await session.close("test")
+
+
+async def test_a_preflight_over_a_reply_still_playing_is_released_with_that_reply_in_the_history(
+    bus: Bus,
+) -> None:
+    """The caller speaks while the first answer plays: the held reply was started on the
+    conversation as the final leaves it (the answer as published, then the new words), so the
+    final releases it rather than starting again."""
+    engine = EvaluatingEngine({"Hi, when are you open?": ["Nine to five on weekdays."], **ANSWERS})
+    _, call, session = await open_session(bus, engine)
+    used = preflights("used")
+    try:
+        await call.transcript(1, "Hi, when are you open?")
+        (await wait_for(lambda: engine.gates, timeout=5))[0].set()
+        await wait_for(lambda: call.finished(1), timeout=5)  # published, not yet played out
+        await call.transcript(2, SATURDAY, preflight=True)
+        (await wait_for(lambda: len(engine.gates) == 2 and engine.gates, timeout=5))[1].set()
+        await held_complete(session)
+        await call.transcript(2, SATURDAY)
+        await wait_for(lambda: call.finished(2), timeout=5)
+        assert preflights("used") == used + 1 and len(engine.requests) == 2
+        assert [m["role"] for m in engine.requests[1][1:]] == ["user", "assistant", "user"]
+        assert session.dialog is not None
+        assert session.dialog.state.history == engine.requests[1][1:]
+    finally:
+        await session.close("test")
+
+
+async def test_a_backchannel_preflight_while_the_agent_talks_starts_nothing(bus: Bus) -> None:
+    engine = EvaluatingEngine({"When are you open?": ["Nine to five on weekdays."]})
+    _, call, session = await open_session(bus, engine)
+    try:
+        await call.transcript(1, "When are you open?")
+        (await wait_for(lambda: engine.gates, timeout=5))[0].set()
+        await wait_for(lambda: call.finished(1), timeout=5)
+        await call.transcript(2, "mm-hmm", backchannel=True, preflight=True)
+        await call.settle(99)
+        assert session.dialog is not None and session.dialog.speculative is None
+        assert len(engine.requests) == 1
+    finally:
+        await session.close("test")
