@@ -47,6 +47,16 @@ class _Unconfirmed:
     sentences: list[str]
 
 
+@dataclass
+class _Cut:
+    """A reply cut off by a barge-in that no caller turn has explained yet: ``from_seq`` is the
+    sentence the caller was cut off in, ``kept`` the history message holding what was heard."""
+
+    reply: Reply
+    from_seq: int
+    kept: dict[str, Any] | None
+
+
 PREFILL_TIMEOUT_S = 60.0  # a prefill waits for a quiet engine, then evaluates a few hundred tokens
 UNCONFIRMED_KEPT = 4  # replies awaiting the edge's report; older ones are taken as heard
 # Introduces the facts that ride with a caller's words (a small model must not take them as
@@ -86,6 +96,7 @@ class Dialog(Replies):
         self._tasks = TaskOwner(f"dialog:{call_id}")
         self.prefilling: asyncio.Task[bool] | None = None  # the last prefill (see _prefill_next)
         self.speculative: Speculation | None = None  # a reply held for a preflight (see preflight.py)
+        self.cut: _Cut | None = None  # the last reply, cut by a barge-in before any caller words
         self._preflights = 0
         restore = getattr(tools, "restore", None)
         if self.state.tools and callable(restore):
@@ -110,6 +121,8 @@ class Dialog(Replies):
         text = text.strip()
         requested = time.time_ns()
         spec, self.speculative = self.speculative, None
+        if text:
+            self.cut = None  # a real turn: the interruption was one
         if spec is not None and spec.turn == turn and same_words(spec.text, text):
             if await self._adopt(spec, turn, requested):
                 return
@@ -177,11 +190,42 @@ class Dialog(Replies):
     async def on_barge_in(self, generation: int, heard_sentence_seq: int, heard_chars: int) -> None:
         reply = self.reply
         if reply is not None and reply.generation == generation:
-            await self.interrupt((heard_sentence_seq, heard_chars))
+            kept = await self.interrupt((heard_sentence_seq, heard_chars))
+            if reply.finished and heard_sentence_seq < len(reply.sentences):
+                # Cut before any words from the caller (the edge heard long speech): kept until
+                # the caller's turn shows whether the interruption was a real one.
+                self.cut = _Cut(reply, heard_sentence_seq, kept)
             return
         late = self._unconfirmed.pop(generation, None)
         if late is not None:
             await self._cut_late(late, heard_sentence_seq, heard_chars)
+
+    async def resume_cut(self) -> int | None:
+        """The interruption that cut the last reply was a false one (the caller's "turn" had no
+        words, or was only a backchannel): say the rest of that reply, from the sentence the
+        caller was cut off in, as a new generation. Returns it, or None when there is nothing
+        to resume (no cut reply, or something was said since)."""
+        cut, self.cut = self.cut, None
+        if cut is None or self.reply is not None or self.speculative is not None:
+            return None
+        if cut.kept is not None:
+            for i, message in enumerate(self.state.history):
+                if message is cut.kept:
+                    del self.state.history[i]  # the resumed reply's full text replaces it
+                    break
+        reply = self._new_reply(turn=cut.reply.turn)
+        reply.sentences = cut.reply.sentences[: cut.from_seq]  # heard already: not said again
+        reply.answered = cut.reply.answered
+        for sentence in cut.reply.sentences[cut.from_seq :]:
+            await self._say(reply, sentence)
+        await self._end(reply)
+        reply.finished = True
+        await self._save()
+        log.info(
+            "reply resumed after a false interruption",
+            extra={"call_id": self.call_id, "generation": reply.generation, "from_sentence": cut.from_seq},
+        )
+        return reply.generation
 
     async def on_playback_done(self, generation: int) -> None:
         self._unconfirmed.pop(generation, None)  # all of it was played: the history has it right
@@ -355,6 +399,7 @@ class Dialog(Replies):
         ]
 
     def _new_reply(self, turn: int) -> Reply:
+        self.cut = None  # something else is said: the cut reply is not resumed
         self.state.generation += 1
         self.reply = Reply(generation=self.state.generation, turn=turn)
         return self.reply

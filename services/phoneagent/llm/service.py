@@ -207,6 +207,12 @@ class LlmCallSession:
             return
         if not tr.final:
             return
+        if self.dialog.cut is not None and (tr.backchannel or not any(c.isalnum() for c in tr.text)):
+            # The barge-in that cut the last reply had no words behind it (noise, a cough) or
+            # only a backchannel: the agent carries on where it was cut off.
+            await self.dialog.drop_speculation("false interruption")
+            await self.dialog.resume_cut()
+            return
         if not self._takes_turn(tr):
             await self.dialog.drop_speculation("final is not a turn")
             if self.call.direction == call_pb2.DIRECTION_OUTBOUND and not self.dialog.state.generation:
