@@ -342,8 +342,8 @@ class Dialog(Replies):
         conversation changed meanwhile: a barge-in report cut the reply it followed) answer the
         turn afresh. Returns False when the reply is gone and the turn must be answered anew."""
         reply = spec.reply
-        if reply.task is None or (reply.task.done() and not reply.sentences):
-            await self._discard(spec, "reply failed")
+        if reply.task is None or reply.task.done():  # a held reply waits for this: it was stopped
+            await self._discard(spec, "reply stopped")
             return False
         talked_over = self.reply
         kept = await self.interrupt(None)

@@ -43,13 +43,14 @@ ASR_FINAL_LATENCY = Histogram(
 )
 LLM_FIRST_TOKEN_LATENCY = Histogram(
     "pa_llm_first_token_seconds",
-    "Final transcript received to first LLM token.",
+    "Final transcript (or, for a preemptive reply, its preflight) received to first LLM token.",
     ["engine"],
     buckets=LATENCY_BUCKETS,
 )
 LLM_FIRST_SENTENCE_LATENCY = Histogram(
     "pa_llm_first_sentence_seconds",
-    "Final transcript received to first sentence sent to TTS.",
+    "Final transcript (or, for a preemptive reply, its preflight) received to first sentence "
+    "ready for TTS (a preemptive reply's is held until the final confirms it).",
     ["engine"],
     buckets=LATENCY_BUCKETS,
 )
