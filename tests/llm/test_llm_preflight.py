@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from phoneagent.llm.engines.base import Delta
-from phoneagent.llm.preflight import extends, same_words
+from phoneagent.llm.preflight import goes_beyond, same_words
 from phoneagent.llm.service import LlmCallSession
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery
@@ -72,6 +72,20 @@ async def held_complete(session: LlmCallSession) -> None:
         return spec is not None and any(s.final for s in spec.reply.held or [])
 
     await wait_for(complete, timeout=5)
+
+
+def asr_events_handled(session: LlmCallSession, call_id: str) -> list[Any]:
+    """The ASR events the session has finished handling, from now on."""
+    sub = next(s for s in session.subs if s.subject == subjects.asr_events(call_id))
+    handled: list[Any] = []
+    inner = sub.handler
+
+    async def counting(msg: Any, d: Delivery) -> None:
+        await inner(msg, d)
+        handled.append(msg)
+
+    sub.handler = counting
+    return handled
 
 
 SATURDAY = "When are you open on Saturday?"
@@ -219,9 +233,9 @@ async def test_no_tool_runs_on_a_preflight_until_the_final_confirms_it(bus: Bus)
 def test_words_are_compared_without_case_punctuation_or_spacing() -> None:
     assert same_words("When are you open on Saturday?", "when are you  open on saturday")
     assert not same_words("When are you open", "When are you open on Saturday?")
-    assert extends("my number", "My number is") and extends("", "anything")
-    assert not extends("my number is five", "My number is")
-    assert not extends("my numb", "My number is")
+    assert goes_beyond("my number is five", "My number is")
+    assert not goes_beyond("my number", "My number is") and not goes_beyond("", "anything")
+    assert not goes_beyond("my numb", "My number is")  # decoded on less audio, arriving late
 
 
 async def test_with_policy_running_only_confirmed_words_are_approved_for_speech(
@@ -290,5 +304,28 @@ async def test_a_backchannel_preflight_while_the_agent_talks_starts_nothing(bus:
         await call.settle(99)
         assert session.dialog is not None and session.dialog.speculative is None
         assert len(engine.requests) == 1
+    finally:
+        await session.close("test")
+
+
+async def test_a_partial_decoded_before_the_preflight_does_not_throw_it_away(bus: Bus) -> None:
+    engine = EvaluatingEngine({"My number is 555 0134.": ["Got it."]})
+    _, call, session = await open_session(bus, engine)
+    used = preflights("used")
+    try:
+        await call.transcript(1, "My number is 555 0134.", preflight=True)
+        (await wait_for(lambda: engine.gates, timeout=5))[0].set()
+        meta = speech_pb2.Transcript().meta
+        meta.call_id, meta.turn_id = call.call_id, 1
+        late = speech_pb2.Transcript(meta=meta, text="my number is five")  # on less audio
+        handled = asr_events_handled(session, call.call_id)
+        await bus.publish(subjects.asr_events(call.call_id), speech_pb2.AsrEvent(transcript=late))
+        await wait_for(lambda: handled, timeout=5)
+        await held_complete(session)
+        assert session.dialog is not None and session.dialog.speculative is not None
+        await call.transcript(1, "My number is 555 0134.")
+        await wait_for(lambda: call.finished(1), timeout=5)
+        assert call.spoken(1) == "Got it." and len(engine.requests) == 1
+        assert preflights("used") == used + 1
     finally:
         await session.close("test")

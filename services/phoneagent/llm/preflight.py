@@ -38,10 +38,11 @@ def normalised(text: str) -> str:
     return " ".join(_WORD.findall(text.lower()))
 
 
-def extends(partial: str, text: str) -> bool:
-    """Whether ``partial`` says nothing beyond ``text`` (it is the same words or a prefix of them)."""
-    p, t = normalised(partial), normalised(text)
-    return t == p or t.startswith(p + " ") or not p
+def goes_beyond(partial: str, text: str) -> bool:
+    """Whether a partial transcript of the preflight's turn has more words than the preflight:
+    the caller went on. A partial with as many words or fewer says nothing new, whatever they
+    are: one decoded before the preflight, on less audio, may still arrive after it."""
+    return len(normalised(partial).split()) > len(normalised(text).split())
 
 
 @dataclass

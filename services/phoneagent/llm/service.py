@@ -23,7 +23,7 @@ from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tool_result import CallContext
 from phoneagent.llm.domain.tools import ToolExecutor
 from phoneagent.llm.engines.base import create_engine, engine_options
-from phoneagent.llm.preflight import extends
+from phoneagent.llm.preflight import goes_beyond
 from phoneagent.llm.priority import LiveFirst
 from phoneagent.llm.prompting import Prompter
 from phoneagent.llm.settings import LlmSettings
@@ -128,7 +128,7 @@ class LlmCallSession:
         elif kind == "transcript" and not ev.transcript.final and not ev.transcript.preflight:
             partial = ev.transcript
             if partial.meta.turn_id > spec.turn or (
-                partial.meta.turn_id == spec.turn and not extends(partial.text, spec.text)
+                partial.meta.turn_id == spec.turn and goes_beyond(partial.text, spec.text)
             ):
                 await self.dialog.drop_speculation("caller went on")
 
