@@ -70,6 +70,7 @@ class Reply:
     held: list[Sentence] | None = None
     confirmed: asyncio.Event | None = None
     tag: str = ""
+    parked: bool = False  # waiting for the confirmation, with a tool to run or its end reached
 
     def count_prompt(self, evaluated: int | None) -> None:
         """One model request of this reply evaluated ``evaluated`` prompt tokens (None: unknown)."""
@@ -152,8 +153,12 @@ class Replies:
     async def _until_confirmed(self, reply: Reply) -> None:
         """Wait until the reply's turn is confirmed (at once for a reply to a final): nothing with
         a side effect (a tool, the next turn's prefill) runs for a turn the caller may not take."""
-        if reply.confirmed is not None:
-            await reply.confirmed.wait()
+        if reply.confirmed is not None and not reply.confirmed.is_set():
+            reply.parked = True
+            try:
+                await reply.confirmed.wait()
+            finally:
+                reply.parked = False
 
     async def _apology(self, reply: Reply) -> None:
         reply.answered = Answered.FALLBACK
