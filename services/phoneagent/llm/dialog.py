@@ -8,6 +8,11 @@ caller heard, as the edge reports it (sentence and character position). Tool cal
 recognised in the model's output, executed in code, and followed by a second generation
 that speaks the result; when a tool runs longer than ``filler_after_s`` a short filler is
 spoken first. State is saved after every change so another replica can continue the call.
+
+A preflight transcript starts a held reply that the confirming final releases (see
+:mod:`phoneagent.llm.preflight`). A reply the edge cut on long caller sound before any words is
+said to its end, from the sentence the caller was cut off in, when the caller's "turn" turns
+out to have no words or to be only a backchannel (:meth:`Dialog.resume_cut`).
 """
 
 from __future__ import annotations

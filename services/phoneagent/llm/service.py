@@ -1,7 +1,8 @@
 """LLM service: the dialog of each call, claimed from the ``llm`` queue group.
 
-Final caller transcripts start turns; replies stream sentence by sentence to the call's
-``reply`` subject (policy approves them for speech). Barge-in and playback reports arrive
+Final caller transcripts start turns (a preflight starts the reply early, held until the
+final confirms it); replies stream sentence by sentence to the call's ``reply`` subject (policy
+approves them for speech). Barge-in and playback reports arrive
 on the control lane. Conversation state is kept in the ``pa_dialog`` key-value bucket after
 every change, so a replica that takes a call over continues the same conversation.
 """
