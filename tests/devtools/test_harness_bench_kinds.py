@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from phoneagent.devtools.harness.bench import HOURS_CONTROL, QUESTIONS, bench_scenario, summarise_level
-from phoneagent.devtools.harness.bench_turns import HOPS, by_kind, call_turns
+from phoneagent.devtools.harness.bench_turns import HOPS, by_kind, call_turns, level_table
 from phoneagent.devtools.harness.buswatch import CallTrace
 from phoneagent.devtools.harness.caller import CallResult, Utterance
 from phoneagent.devtools.harness.scenario import Say
@@ -148,3 +148,30 @@ def test_a_level_keeps_every_turn_with_its_tag_and_summarises_per_kind() -> None
     assert kinds["model"]["prompt_tokens_evaluated"] == {"n": 1, "p50": 38.0, "p95": 38.0}
     assert level["barge_in_stop_ms"]["p50"] == 150.0
     json.dumps(level)  # the report is written as JSON
+
+
+def test_preemptive_replies_thrown_away_and_the_final_to_first_token_hop_are_reported() -> None:
+    """Turn 1's preflight is confirmed by its final (the first token came 120 ms before the
+    final); turn 3's caller went on after the preflight, and a third preflight had no final."""
+    result, trace = _call()
+    finals = {f.meta.turn_id: f for f in trace.finals}
+    finals[1].text, finals[3].text = "What should I bring?", "Book Tuesday at ten."
+    ahead = finals[1].emitted_unix_ns - 120 * MS
+    trace.replies[0].first_token_unix_ns = ahead
+    booking = next(r for r in trace.replies if r.meta.turn_id == 3)
+    booking.first_token_unix_ns = finals[3].emitted_unix_ns + 700 * MS
+    trace.preflights += [
+        speech_pb2.Transcript(meta=_meta(1, 0, ahead), preflight=True, text="what should I bring"),
+        speech_pb2.Transcript(meta=_meta(3, 0, ahead), preflight=True, text="Book Tuesday"),
+        speech_pb2.Transcript(meta=_meta(9, 0, ahead), preflight=True, text="Mm-hmm."),
+    ]
+    level = summarise_level(1, [result], {"u1": trace})
+    assert [t["preflight_confirmed"] for t in level["turns"]] == [True, False, False, False]
+    pre = level["preflight"]
+    assert (pre["preflights"], pre["thrown_away"], pre["thrown_away_rate"]) == (3, 2, 0.667)
+    hop = pre["final_to_first_token_ms"]
+    assert hop["with_preflight"] == {"n": 1, "p50": -120.0, "p95": -120.0}
+    assert hop["without"] == {"n": 1, "p50": 700.0, "p95": 700.0}
+    printed = "\n".join(level_table(level))
+    assert "preemptive replies thrown away: 2 (67 %)" in printed
+    json.dumps(level)

@@ -76,6 +76,21 @@ def test_voiced_500ms_confirms_within_min_speech_plus_40ms() -> None:
     assert abs(ended.at_ms - 1500) <= 40
 
 
+def test_speech_ms_counts_speech_not_the_hangover_after_it() -> None:
+    """What the edge's long-speech barge-in reads: 500 ms of speech stay 500 ms (give or take a
+    frame) through the 300 ms of hangover, and 0 once the speech has ended."""
+    x = background(3.0)
+    x[8000:12000] += voiced(0.5, SPEECH_DBFS)
+    vad, seen = BargeInVad(VadConfig(min_speech_ms=200, hangover_ms=300)), []
+    for i in range(0, x.size - FRAME + 1, FRAME):
+        ev = vad.process(to_pcm(x)[i : i + FRAME])
+        seen.append(vad.speech_ms)
+        if ev is not None and ev.kind is VadEventKind.ENDED:
+            break
+    assert 480 <= max(seen) <= 540, max(seen)
+    assert seen[-1] == 0.0 and not vad.speaking
+
+
 def test_click_and_cough_do_not_confirm() -> None:
     x = background(3.0)
     x[4000] += 30000  # line click: one sample

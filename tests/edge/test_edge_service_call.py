@@ -165,6 +165,44 @@ async def test_backchannel_resumes_the_agent_without_a_barge_in(edge: Edge) -> N
         await peer.close()
 
 
+async def false_interruption(edge: Edge, spoken_frames: int, text: str, backchannel: bool) -> None:
+    """Three seconds of agent speech, caller speech of ``spoken_frames`` x 20 ms that pauses it,
+    then ASR's verdict ``text`` once the caller is quiet: the agent carries on where it stopped,
+    with nothing of its reply dropped, and no BargeIn goes out."""
+    peer, call_id = await dial_edge(edge)
+    try:
+        control = await collect(edge.bus, subjects.control(call_id), control_pb2.ControlEvent, Lane.CONTROL)
+        await wait_for(lambda: edge.lifecycle("answered", call_id), timeout=5)
+        call = edge.svc.calls[call_id].call
+        await speak(edge.bus, call_id, 150)
+        await wait_for(lambda: len(peer.heard(1000)) >= 10, timeout=5)
+        peer.source = burst(spoken_frames)
+        await wait_for(lambda: call.paused_since is not None, timeout=5)
+        await wait_for(lambda: not call.caller_speaking, timeout=5)  # the VAD's hangover is over too
+        assert call.paused_since is not None and not kinds(control, "barge_in")
+        said = time.monotonic()
+        await verdict(edge.bus, call_id, text, backchannel=backchannel)
+        await wait_for(lambda: peer.heard(1000, since=said), timeout=5)
+        assert call.speech_ended_at is not None
+        done = await wait_for(lambda: kinds(control, "playback_done"), timeout=8)
+        assert done[0].generation_id == 1 and done[0].played_ms == 3000  # resumed where it paused
+        assert not kinds(control, "barge_in")
+    finally:
+        await peer.close()
+
+
+async def test_a_backchannel_longer_than_the_pause_does_not_stop_the_agent(edge: Edge) -> None:
+    """ "Yeah, okay": 560 ms of speech, which with the VAD's hangover kept the caller "speaking"
+    long enough to count as a barge-in of its own; the words are ASR's to judge."""
+    await false_interruption(edge, 28, "Yeah, okay.", backchannel=True)
+
+
+async def test_a_sound_asr_finds_no_words_in_resumes_the_agent(edge: Edge) -> None:
+    """A cough or a door: the VAD paused the agent, ASR's final has no words. The agent carries
+    on at once instead of waiting out the verdict time, and is not cut off."""
+    await false_interruption(edge, 18, " ", backchannel=False)
+
+
 async def test_short_real_turn_confirmed_by_late_asr_cancels_with_barge_in(edge: Edge) -> None:
     """ASR's final comes after the confirmation wait (a loaded ASR): the agent has resumed, and the
     verdict still interrupts it."""

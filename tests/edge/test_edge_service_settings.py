@@ -37,6 +37,14 @@ def test_backchannel_wait_default_and_set() -> None:
     assert load(EdgeSettings, environ={"PA_BARGE_IN_BACKCHANNEL_WAIT_MS": "2500"}).backchannel_wait_ms == 2500
 
 
+def test_long_speech_barge_in_default_set_and_checked() -> None:
+    assert load(EdgeSettings, environ={}).barge_in_long_ms == 1600
+    assert load(EdgeSettings, environ={"PA_BARGE_IN_LONG_MS": "1000"}).barge_in_long_ms == 1000
+    with pytest.raises(SettingsError) as err:
+        load(EdgeSettings, environ={"PA_BARGE_IN_LONG_MS": "1010"})
+    assert "PA_BARGE_IN_LONG_MS" in str(err.value)
+
+
 def test_default_trunks_admit_loopback_only() -> None:
     (trunk,) = load(EdgeSettings, environ={}).trunks
     assert trunk.matches("127.0.0.1") and trunk.matches("127.8.0.1")

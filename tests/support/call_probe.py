@@ -4,6 +4,7 @@ other side (transcripts, control events, lifecycle events)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from phoneagent.runtime import subjects
@@ -61,10 +62,31 @@ class CallProbe:
     async def answered(self) -> None:
         await self.lifecycle(answered=call_pb2.CallAnswered(meta=common_pb2.EventMeta(call_id=self.call_id)))
 
-    async def transcript(self, turn: int, text: str, backchannel: bool = False) -> None:
-        meta = common_pb2.EventMeta(call_id=self.call_id, turn_id=turn)
-        tr = speech_pb2.Transcript(meta=meta, final=True, text=text, backchannel=backchannel)
+    async def transcript(
+        self, turn: int, text: str, backchannel: bool = False, preflight: bool = False, **fields: Any
+    ) -> speech_pb2.Transcript:
+        """Publish the final transcript of ``turn`` (a preflight with ``preflight``); returns it."""
+        meta = common_pb2.EventMeta(call_id=self.call_id, turn_id=turn, ts_unix_ns=time.time_ns())
+        tr = speech_pb2.Transcript(
+            meta=meta,
+            final=not preflight,
+            preflight=preflight,
+            text=text,
+            backchannel=backchannel,
+            emitted_unix_ns=meta.ts_unix_ns,
+            **fields,
+        )
         await self.bus.publish(subjects.transcript(self.call_id), tr)
+        return tr
+
+    async def speech_started(self, turn: int, at_unix_ns: int) -> None:
+        """ASR heard the caller start speaking (turn ``turn``, at ``at_unix_ns``)."""
+        started = speech_pb2.SpeechStarted(
+            meta=common_pb2.EventMeta(call_id=self.call_id, turn_id=turn), speech_start_unix_ns=at_unix_ns
+        )
+        await self.bus.publish(
+            subjects.asr_events(self.call_id), speech_pb2.AsrEvent(speech_started=started), lane=Lane.CONTROL
+        )
 
     async def settle(self, generation: int) -> None:
         """Round-trip a marker on the control lane: what the session published before it has arrived."""

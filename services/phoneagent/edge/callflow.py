@@ -11,12 +11,14 @@ for this call and this target, each approval once (:mod:`phoneagent.runtime.appr
 other is refused with a failed TransferResult and counted.
 
 Barge-in: when the VAD confirms caller speech while the agent speaks, playout pauses at
-once (within one tick). If the caller keeps talking past ``barge_in_long_ms`` the generation
+once (within one tick). If the caller has spoken for ``barge_in_long_ms`` (speech only, not
+the VAD's hangover after it: longer than ASR would still call a backchannel) the generation
 is cancelled: queued audio is discarded and a BargeIn event reports what was played. Shorter
-speech waits for ASR's verdict on it: a final transcript marked backchannel ("mm-hmm")
-resumes the agent where it paused; any other final cancels the generation with a BargeIn.
-When no verdict has come ``backchannel_wait_ms`` after the speech ended, the agent resumes,
-and a verdict that comes later still decides (a real turn then interrupts the resumed reply).
+speech waits for ASR's verdict on it: a final transcript marked backchannel ("mm-hmm"), or
+one with no words at all (a cough, a door), resumes the agent where it paused; any other
+final cancels the generation with a BargeIn. When no verdict has come
+``backchannel_wait_ms`` after the speech ended, the agent resumes, and a verdict that comes
+later still decides (a real turn then interrupts the resumed reply).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ MAX_TRANSFER_TARGET_CHARS = 256
 
 @dataclass
 class EdgeCallConfig:
-    barge_in_long_ms: int = 600  # speech this long is a barge-in without waiting for ASR
+    barge_in_long_ms: int = 1600  # speech this long is a barge-in without waiting for ASR
     backchannel_wait_ms: int = 1200  # after short speech ends, how long playout waits for ASR's verdict
     min_speech_ms: int = 200
     max_duration_s: float = 3600.0
@@ -254,7 +256,7 @@ class EdgeCall:
         if (
             self.paused_since is not None
             and self.caller_speaking
-            and (now - self.paused_since) * 1000 >= self.config.barge_in_long_ms
+            and self.vad.speech_ms >= self.config.barge_in_long_ms
         ):
             await self.barge_in("long speech")
         elif (
@@ -390,9 +392,10 @@ class EdgeCall:
             self.queue.append(_Chunk(gen, piece, chunk.sentence_seq, chunk.text_end, last, now))
 
     async def on_transcript(self, tr: speech_pb2.Transcript, _: Delivery) -> None:
-        """ASR's verdict on short speech that paused the agent: a backchannel resumes, a real turn
-        cancels, whether it comes while playout waits or after it resumed. Every final also
-        tells the replay buffer what no longer needs replaying after an ASR takeover."""
+        """ASR's verdict on short speech that paused the agent: a backchannel, or no words at all,
+        resumes; a real turn cancels, whether it comes while playout waits or after it resumed.
+        Every final also tells the replay buffer what no longer needs replaying after an ASR
+        takeover."""
         if tr.final and tr.speech_end_unix_ns:
             self.replay.transcribed(tr.speech_end_unix_ns)
         generation = self.verdict_for
@@ -401,8 +404,8 @@ class EdgeCall:
         self.verdict_for = None
         if self.playing != generation:
             return  # that reply is over (played to the end, or cancelled): nothing to interrupt
-        if tr.backchannel:
-            self.paused_since = None
+        if tr.backchannel or not any(c.isalnum() for c in tr.text):
+            self.paused_since = None  # a false interruption: carry on from where playout paused
         else:
             await self.barge_in("caller turn")
 

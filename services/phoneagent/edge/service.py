@@ -128,6 +128,7 @@ class EdgeService(OutboundCalls, Service):
         web = load(WebRtcSettings)
         config = EdgeCallConfig(
             min_speech_ms=self.settings.barge_in_min_speech_ms,
+            barge_in_long_ms=self.settings.barge_in_long_ms,
             backchannel_wait_ms=self.settings.backchannel_wait_ms,
             max_duration_s=web.max_call_duration_s,
             approvals=self.verifier,
@@ -279,6 +280,7 @@ class EdgeService(OutboundCalls, Service):
         transport = SipCallTransport(rtp, started.meta.call_id, warm=warm)
         config = EdgeCallConfig(
             min_speech_ms=self.settings.barge_in_min_speech_ms,
+            barge_in_long_ms=self.settings.barge_in_long_ms,
             backchannel_wait_ms=self.settings.backchannel_wait_ms,
             max_duration_s=self.settings.max_call_duration_s,
             approvals=self.verifier,

@@ -207,6 +207,12 @@ class EdgeSettings:
     barge_in_min_speech_ms: int = env(
         "PA_BARGE_IN_MIN_SPEECH_MS", 200, check=_vad_ms, doc="Caller speech that pauses playout (20 ms steps)"
     )
+    barge_in_long_ms: int = env(
+        "PA_BARGE_IN_LONG_MS",
+        1600,
+        check=_vad_ms,
+        doc="Caller speech this long interrupts the agent without waiting for ASR (20 ms steps)",
+    )
     backchannel_wait_ms: int = env(
         "PA_BARGE_IN_BACKCHANNEL_WAIT_MS",
         1200,

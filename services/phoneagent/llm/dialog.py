@@ -8,6 +8,11 @@ caller heard, as the edge reports it (sentence and character position). Tool cal
 recognised in the model's output, executed in code, and followed by a second generation
 that speaks the result; when a tool runs longer than ``filler_after_s`` a short filler is
 spoken first. State is saved after every change so another replica can continue the call.
+
+A preflight transcript starts a held reply that the confirming final releases (see
+:mod:`phoneagent.llm.preflight`). A reply the edge cut on long caller sound before any words is
+said to its end, from the sentence the caller was cut off in, when the caller's "turn" turns
+out to have no words or to be only a backchannel (:meth:`Dialog.resume_cut`).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from phoneagent.llm.dialog_state import (
     TurnContext,
 )
 from phoneagent.llm.engines.base import LlmEngine
+from phoneagent.llm.preflight import Speculation, count, same_words
 from phoneagent.llm.replies import Replies, Reply
 from phoneagent.runtime.errors import PhoneAgentError
 from phoneagent.runtime.tasks import TaskOwner, with_timeout
@@ -44,6 +50,16 @@ class _Unconfirmed:
 
     message: dict[str, Any]
     sentences: list[str]
+
+
+@dataclass
+class _Cut:
+    """A reply cut off by a barge-in that no caller turn has explained yet: ``from_seq`` is the
+    sentence the caller was cut off in, ``kept`` the history message holding what was heard."""
+
+    reply: Reply
+    from_seq: int
+    kept: dict[str, Any] | None
 
 
 PREFILL_TIMEOUT_S = 60.0  # a prefill waits for a quiet engine, then evaluates a few hundred tokens
@@ -84,6 +100,9 @@ class Dialog(Replies):
         self._unconfirmed: dict[int, _Unconfirmed] = {}
         self._tasks = TaskOwner(f"dialog:{call_id}")
         self.prefilling: asyncio.Task[bool] | None = None  # the last prefill (see _prefill_next)
+        self.speculative: Speculation | None = None  # a reply held for a preflight (see preflight.py)
+        self.cut: _Cut | None = None  # the last reply, cut by a barge-in before any caller words
+        self._preflights = 0
         restore = getattr(tools, "restore", None)
         if self.state.tools and callable(restore):
             restore(self.state.tools)
@@ -93,6 +112,7 @@ class Dialog(Replies):
         """Say the agent's greeting as the first generation (turn 0), unless already done."""
         if self.state.generation or not self.greeting:
             return
+        await self.drop_speculation("greeting")
         reply = self._new_reply(turn=0)
         await self._say(reply, self.greeting)
         await self._end(reply)
@@ -101,11 +121,20 @@ class Dialog(Replies):
         self._prefill_next(reply)
 
     async def on_user_turn(self, turn: int, text: str, started_at: float | None = None) -> None:
-        """A final transcript: interrupt whatever is in flight and answer it."""
+        """A final transcript: interrupt whatever is in flight and answer it (releasing the reply
+        started on its preflight when that carried the same words)."""
         text = text.strip()
+        requested = time.time_ns()
+        spec, self.speculative = self.speculative, None
+        if text:
+            self.cut = None  # a real turn: the interruption was one
+        if spec is not None and spec.turn == turn and same_words(spec.text, text):
+            if await self._adopt(spec, turn, requested):
+                return
+        elif spec is not None:
+            await self._discard(spec, "final differs")
         if not text:
             return
-        requested = time.time_ns()
         talked_over = self.reply
         kept = await self.interrupt(None)
         if talked_over is not None:
@@ -117,13 +146,7 @@ class Dialog(Replies):
         # words, and only those the conversation does not carry yet: the history keeps each turn
         # as sent, so the engine's cached tokens stay a prefix of the next prompt and a turn
         # evaluates little more than the caller's words.
-        note, resume = getattr(self.tools, "caller_said", None), getattr(self.tools, "resume", None)
-        if callable(note):
-            note(text)  # the tool runner checks the model's arguments against the caller's words
-        # The caller answered a question a booking asked (a name, a time): run it again in code.
-        resumed = resume(text) if callable(resume) else None
-        facts = self._new_facts(self.context(text) if self.context is not None else "")
-        content = f"{FACTS_HEADER} {' '.join(facts)}\nCaller: {text}" if facts else text
+        resumed, content = self._note_turn(text)
         self.state.history.append({"role": "user", "content": content})
         self._trim()
         await self._save()
@@ -152,6 +175,7 @@ class Dialog(Replies):
             and current.task is not None
             else None
         )
+        await self.drop_speculation("policy words")
         if cut is not None:
             await self._abort(cut)
             self.reply = None
@@ -171,11 +195,42 @@ class Dialog(Replies):
     async def on_barge_in(self, generation: int, heard_sentence_seq: int, heard_chars: int) -> None:
         reply = self.reply
         if reply is not None and reply.generation == generation:
-            await self.interrupt((heard_sentence_seq, heard_chars))
+            kept = await self.interrupt((heard_sentence_seq, heard_chars))
+            if reply.finished and heard_sentence_seq < len(reply.sentences):
+                # Cut before any words from the caller (the edge heard long speech): kept until
+                # the caller's turn shows whether the interruption was a real one.
+                self.cut = _Cut(reply, heard_sentence_seq, kept)
             return
         late = self._unconfirmed.pop(generation, None)
         if late is not None:
             await self._cut_late(late, heard_sentence_seq, heard_chars)
+
+    async def resume_cut(self) -> int | None:
+        """The interruption that cut the last reply was a false one (the caller's "turn" had no
+        words, or was only a backchannel): say the rest of that reply, from the sentence the
+        caller was cut off in, as a new generation. Returns it, or None when there is nothing
+        to resume (no cut reply, or something was said since)."""
+        cut, self.cut = self.cut, None
+        if cut is None or self.reply is not None or self.speculative is not None:
+            return None
+        if cut.kept is not None:
+            for i, message in enumerate(self.state.history):
+                if message is cut.kept:
+                    del self.state.history[i]  # the resumed reply's full text replaces it
+                    break
+        reply = self._new_reply(turn=cut.reply.turn)
+        reply.sentences = cut.reply.sentences[: cut.from_seq]  # heard already: not said again
+        reply.answered = cut.reply.answered
+        for sentence in cut.reply.sentences[cut.from_seq :]:
+            await self._say(reply, sentence)
+        await self._end(reply)
+        reply.finished = True
+        await self._save()
+        log.info(
+            "reply resumed after a false interruption",
+            extra={"call_id": self.call_id, "generation": reply.generation, "from_sentence": cut.from_seq},
+        )
+        return reply.generation
 
     async def on_playback_done(self, generation: int) -> None:
         self._unconfirmed.pop(generation, None)  # all of it was played: the history has it right
@@ -227,10 +282,116 @@ class Dialog(Replies):
             await asyncio.gather(reply.task, return_exceptions=True)
 
     async def close(self) -> None:
+        await self.drop_speculation("call closed")
         reply = self.reply
         if reply is not None and reply.request_id and reply.task is not None and not reply.task.done():
             await self.engine.abort(reply.request_id)
         await self._tasks.close(timeout=2.0)
+
+    # --- preemptive replies (see phoneagent.llm.preflight) -------------------------------------------
+    async def on_preflight(self, turn: int, text: str, speech_end_unix_ns: int = 0) -> bool:
+        """A preflight transcript: start the reply to ``text`` now and hold it (nothing is
+        published, nothing enters the history, no tool runs) until :meth:`on_user_turn` confirms
+        it. Returns whether a held reply is under way for it. Not started while a reply is still
+        being generated: the preflight may be a caller talking over it who is not done yet."""
+        text = text.strip()
+        spec = self.speculative
+        if spec is not None and spec.turn == turn and same_words(spec.text, text):
+            return True  # the same words again: the held reply stands
+        await self.drop_speculation("preflight changed")
+        current = self.reply
+        if not text or (current is not None and not current.finished) or self._tasks.closed:
+            return False
+        before = self.tools.snapshot() if self.tools is not None and hasattr(self.tools, "snapshot") else None
+        resumed, content = self._note_turn(text)
+        messages = self._messages()
+        if current is not None and (said := _heard_text(current.sentences, len(current.sentences), 0)):
+            messages.append({"role": "assistant", "content": said})  # as the confirming final keeps it
+        messages.append({"role": "user", "content": content})
+        self._preflights += 1
+        reply = Reply(
+            generation=self.state.generation + 1,
+            turn=max(self.state.turn + 1, turn),
+            held=[],
+            confirmed=asyncio.Event(),
+            tag=f"p{self._preflights}",
+        )
+        self.speculative = Speculation(
+            reply, turn, text, content, messages, before, resumed, speech_end_unix_ns
+        )
+        reply.task = self._tasks.spawn(
+            self._generate(reply, time.perf_counter(), resumed, messages), f"preflight{reply.generation}"
+        )
+        return True
+
+    async def drop_speculation(self, why: str) -> None:
+        """Throw away the held reply, if any: the caller went on, or the conversation moved."""
+        spec, self.speculative = self.speculative, None
+        if spec is not None:
+            await self._discard(spec, why)
+
+    async def _discard(self, spec: Speculation, why: str) -> None:
+        await self._abort(spec.reply)
+        restore = getattr(self.tools, "restore", None)
+        if spec.tools_before is not None and callable(restore):
+            restore(spec.tools_before)  # the turn it noted was never taken
+        count("discarded")
+        log.info(
+            "preemptive reply discarded",
+            extra={"call_id": self.call_id, "turn": spec.reply.turn, "why": why},
+        )
+
+    async def _adopt(self, spec: Speculation, turn: int, requested: int) -> bool:
+        """The final confirmed the preflight: take the turn exactly as :meth:`on_user_turn` would,
+        and release the held reply when its prompt is the one that turn gives; otherwise (the
+        conversation changed meanwhile: a barge-in report cut the reply it followed) answer the
+        turn afresh. Returns False when the reply is gone and the turn must be answered anew."""
+        reply = spec.reply
+        if reply.task is None or reply.task.done():  # a held reply waits for this: it was stopped
+            await self._discard(spec, "reply stopped")
+            return False
+        talked_over = self.reply
+        kept = await self.interrupt(None)
+        if talked_over is not None:
+            self._unconfirmed_until_reported(talked_over, kept)
+        self.state.turn = max(self.state.turn + 1, turn)
+        self.state.history.append({"role": "user", "content": spec.content})
+        self._trim()
+        await self._save()
+        if self._messages() != spec.messages or self.state.generation + 1 != reply.generation:
+            await self._abort(reply)
+            count("discarded")
+            log.info("preemptive reply discarded", extra={"call_id": self.call_id, "why": "history changed"})
+            fresh = self._new_reply(turn=self.state.turn)
+            fresh.request_unix_ns = requested
+            fresh.task = self._tasks.spawn(
+                self._generate(fresh, time.perf_counter(), spec.resumed), f"gen{fresh.generation}"
+            )
+            return True
+        self.state.generation = reply.generation
+        self.reply = reply
+        reply.request_unix_ns = requested  # the turn reached the dialog now; its tokens came earlier
+        count("used")
+        held = reply.held or []
+        if held:
+            held[0].request_unix_ns = requested
+        while held:
+            await self.publish(held.pop(0))
+        reply.held = None  # no await since the last check: nothing can slip in between
+        assert reply.confirmed is not None
+        reply.confirmed.set()
+        return True
+
+    def _note_turn(self, text: str) -> tuple[dict[str, Any] | None, str]:
+        """Tell the tool runner what the caller said; return the tool call code resumes for it (a
+        booking's missing answer) and the user message the turn adds (the words and new facts)."""
+        note, resume = getattr(self.tools, "caller_said", None), getattr(self.tools, "resume", None)
+        if callable(note):
+            note(text)  # the tool runner checks the model's arguments against the caller's words
+        # The caller answered a question a booking asked (a name, a time): run it again in code.
+        resumed = resume(text) if callable(resume) else None
+        facts = self._new_facts(self.context(text) if self.context is not None else "")
+        return resumed, f"{FACTS_HEADER} {' '.join(facts)}\nCaller: {text}" if facts else text
 
     # --- internals ------------------------------------------------------------------------------
     def _new_facts(self, facts: str) -> list[str]:
@@ -243,6 +404,7 @@ class Dialog(Replies):
         ]
 
     def _new_reply(self, turn: int) -> Reply:
+        self.cut = None  # something else is said: the cut reply is not resumed
         self.state.generation += 1
         self.reply = Reply(generation=self.state.generation, turn=turn)
         return self.reply
@@ -273,11 +435,18 @@ class Dialog(Replies):
         while len(history) > 1 and (total > target or history[0].get("role") != "user"):
             total -= _chars(history.pop(0))  # never start with a reply or a result whose question is gone
 
-    async def _generate(self, reply: Reply, started: float, resumed: dict[str, Any] | None = None) -> None:
+    async def _generate(
+        self,
+        reply: Reply,
+        started: float,
+        resumed: dict[str, Any] | None = None,
+        messages: list[dict[str, Any]] | None = None,
+    ) -> None:
         try:
-            messages = self._messages()
+            messages = messages or self._messages()
             tool_call = resumed or await self._stream(reply, messages, started, with_tools=True)
             if tool_call is not None:
+                await self._until_confirmed(reply)  # a tool never runs on a preflight alone
                 await self._run_tool(reply, messages, tool_call, started, by_model=resumed is None)
         except asyncio.CancelledError:
             raise
@@ -287,6 +456,7 @@ class Dialog(Replies):
         except Exception as exc:
             log.error("reply crashed", exc_info=exc, extra={"call_id": self.call_id})
             await self._apology(reply)
+        await self._until_confirmed(reply)
         reply.finished = True
         self._prefill_next(reply)
 

@@ -63,6 +63,14 @@ class Reply:
     # them did not say (an engine without the figure) or no model ran.
     prompt_evaluated: int | None = None
     prompt_unknown: bool = False
+    # A reply started on a preflight transcript (see :mod:`phoneagent.llm.preflight`): its
+    # sentences wait in ``held`` and its tools wait on ``confirmed`` until the final confirms the
+    # turn; ``held`` is None once they go out as they come. ``tag`` keeps its engine request ids
+    # apart from those of a reply that later takes the same generation id.
+    held: list[Sentence] | None = None
+    confirmed: asyncio.Event | None = None
+    tag: str = ""
+    parked: bool = False  # waiting for the confirmation, with a tool to run or its end reached
 
     def count_prompt(self, evaluated: int | None) -> None:
         """One model request of this reply evaluated ``evaluated`` prompt tokens (None: unknown)."""
@@ -105,7 +113,8 @@ class Replies:
         reply.sentences.append(text)
         first_token = reply.first_token_unix_ns if seq == 0 else 0
         requested = reply.request_unix_ns if seq == 0 else 0
-        await self.publish(
+        await self._emit(
+            reply,
             Sentence(
                 reply.generation,
                 reply.turn,
@@ -115,13 +124,14 @@ class Replies:
                 first_token,
                 requested,
                 answered_by=how or reply.answered,
-            )
+            ),
         )
 
     async def _end(self, reply: Reply) -> None:
         """Mark the end of the generation: an empty, final sentence after the last one, carrying
         how the generation answered and the prompt tokens its model requests evaluated."""
-        await self.publish(
+        await self._emit(
+            reply,
             Sentence(
                 reply.generation,
                 reply.turn,
@@ -130,8 +140,25 @@ class Replies:
                 True,
                 answered_by=reply.answered,
                 prompt_tokens_evaluated=reply.prompt_tokens_evaluated,
-            )
+            ),
         )
+
+    async def _emit(self, reply: Reply, sentence: Sentence) -> None:
+        """Publish ``sentence``, or hold it while the reply's turn is not confirmed."""
+        if reply.held is not None:
+            reply.held.append(sentence)
+            return
+        await self.publish(sentence)
+
+    async def _until_confirmed(self, reply: Reply) -> None:
+        """Wait until the reply's turn is confirmed (at once for a reply to a final): nothing with
+        a side effect (a tool, the next turn's prefill) runs for a turn the caller may not take."""
+        if reply.confirmed is not None and not reply.confirmed.is_set():
+            reply.parked = True
+            try:
+                await reply.confirmed.wait()
+            finally:
+                reply.parked = False
 
     async def _apology(self, reply: Reply) -> None:
         reply.answered = Answered.FALLBACK
@@ -155,7 +182,7 @@ class Replies:
         Without ``with_tools`` (the answer after a tool ran) the prompt still lists the tools, so
         that it begins as the engine's cached prefix does, but a tool call or JSON in the output
         is never run nor spoken: ``fallback`` is said instead (an apology without one)."""
-        reply.request_id = f"{self.call_id}-g{reply.generation}-{len(reply.sentences)}"
+        reply.request_id = f"{self.call_id}-g{reply.generation}{reply.tag}-{len(reply.sentences)}"
         splitter = SentenceSplitter(first_clause_min_words=self.config.first_clause_min_words)
         tools = self.tools.schemas() if self.tools is not None else None
         constrain = (
@@ -251,7 +278,7 @@ class Replies:
     ) -> dict[str, Any] | None:
         """Generate the tool call the model began, from the start of its reply, under the schemas
         of ``callable_tools`` (all of ``tools`` when not given); the prompt lists ``tools``."""
-        reply.request_id = f"{self.call_id}-g{reply.generation}-{len(reply.sentences)}-call"
+        reply.request_id = f"{self.call_id}-g{reply.generation}{reply.tag}-{len(reply.sentences)}-call"
         text = ""
         evaluated: int | None = None
         try:

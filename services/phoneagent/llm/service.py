@@ -1,7 +1,8 @@
 """LLM service: the dialog of each call, claimed from the ``llm`` queue group.
 
-Final caller transcripts start turns; replies stream sentence by sentence to the call's
-``reply`` subject (policy approves them for speech). Barge-in and playback reports arrive
+Final caller transcripts start turns (a preflight starts the reply early, held until the
+final confirms it); replies stream sentence by sentence to the call's ``reply`` subject (policy
+approves them for speech). Barge-in and playback reports arrive
 on the control lane. Conversation state is kept in the ``pa_dialog`` key-value bucket after
 every change, so a replica that takes a call over continues the same conversation.
 """
@@ -23,6 +24,7 @@ from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tool_result import CallContext
 from phoneagent.llm.domain.tools import RETRY_AFTER_S, ToolExecutor
 from phoneagent.llm.engines.base import create_engine, engine_options
+from phoneagent.llm.preflight import goes_beyond
 from phoneagent.llm.priority import LiveFirst
 from phoneagent.llm.prompting import Prompter
 from phoneagent.llm.settings import LlmSettings
@@ -110,9 +112,28 @@ class LlmCallSession:
         )
 
     async def on_asr(self, ev: speech_pb2.AsrEvent, _: Delivery) -> None:
-        """An ASR error: the caller is asked to say it again (see :mod:`phoneagent.llm.asr_errors`)."""
-        if ev.WhichOneof("event") == "error" and self.dialog is not None:
+        """An ASR error: the caller is asked to say it again (see :mod:`phoneagent.llm.asr_errors`).
+        Speech after a preflight, or a partial that goes beyond its words, means the caller went
+        on: the reply held for the preflight is thrown away at once."""
+        if self.dialog is None:
+            return
+        kind = ev.WhichOneof("event")
+        if kind == "error":
             await self.asr_errors.on_error(ev.error)
+        spec = self.dialog.speculative
+        if spec is None:
+            return
+        if kind == "speech_started" and (
+            ev.speech_started.meta.turn_id > spec.turn
+            or (spec.speech_end_unix_ns and ev.speech_started.speech_start_unix_ns > spec.speech_end_unix_ns)
+        ):
+            await self.dialog.drop_speculation("caller went on")
+        elif kind == "transcript" and not ev.transcript.final and not ev.transcript.preflight:
+            partial = ev.transcript
+            if partial.meta.turn_id > spec.turn or (
+                partial.meta.turn_id == spec.turn and goes_beyond(partial.text, spec.text)
+            ):
+                await self.dialog.drop_speculation("caller went on")
 
     def _busy(self) -> bool:
         """The agent is speaking, about to, or has not greeted yet: no "say it again" now."""
@@ -179,15 +200,38 @@ class LlmCallSession:
             self.hangup_after = self.dialog.state.generation  # after the goodbye has played
 
     async def on_transcript(self, tr: speech_pb2.Transcript, d: Delivery) -> None:
-        if not tr.final or self.dialog is None:
+        if self.dialog is None:
             return
-        if tr.backchannel and (self.agent_speaking is not None or self.dialog.reply is not None):
-            return  # "mm-hmm" while the agent talks (or is about to) is not a new turn
-        if self.call.direction == call_pb2.DIRECTION_OUTBOUND and not self.dialog.state.generation:
-            await self.dialog.greet()  # the callee's "hello?" is answered with the greeting
+        if tr.preflight:
+            if self._takes_turn(tr):
+                await self.dialog.on_preflight(tr.meta.turn_id, tr.text, tr.speech_end_unix_ns)
+            else:
+                await self.dialog.drop_speculation("preflight is not a turn")
+            return
+        if not tr.final:
+            return
+        if self.dialog.cut is not None and (tr.backchannel or not any(c.isalnum() for c in tr.text)):
+            # The barge-in that cut the last reply had no words behind it (noise, a cough) or
+            # only a backchannel: the agent carries on where it was cut off.
+            await self.dialog.drop_speculation("false interruption")
+            await self.dialog.resume_cut()
+            return
+        if not self._takes_turn(tr):
+            await self.dialog.drop_speculation("final is not a turn")
+            if self.call.direction == call_pb2.DIRECTION_OUTBOUND and not self.dialog.state.generation:
+                await self.dialog.greet()  # the callee's "hello?" is answered with the greeting
             return
         with telemetry.span_from(d.headers, "llm.turn", call_id=self.call_id, turn=tr.meta.turn_id):
             await self.dialog.on_user_turn(tr.meta.turn_id, tr.text)
+
+    def _takes_turn(self, tr: speech_pb2.Transcript) -> bool:
+        """Whether a final (or a preflight) is a caller turn the dialog answers: not a backchannel
+        while the agent talks (or is about to), and not an outbound callee's first words, which
+        the greeting answers."""
+        assert self.dialog is not None
+        if tr.backchannel and (self.agent_speaking is not None or self.dialog.reply is not None):
+            return False  # "mm-hmm" while the agent talks is not a new turn
+        return not (self.call.direction == call_pb2.DIRECTION_OUTBOUND and not self.dialog.state.generation)
 
     async def on_control(self, ev: control_pb2.ControlEvent, _: Delivery) -> None:
         if self.dialog is None:

@@ -43,13 +43,14 @@ ASR_FINAL_LATENCY = Histogram(
 )
 LLM_FIRST_TOKEN_LATENCY = Histogram(
     "pa_llm_first_token_seconds",
-    "Final transcript received to first LLM token.",
+    "Final transcript (or, for a preemptive reply, its preflight) received to first LLM token.",
     ["engine"],
     buckets=LATENCY_BUCKETS,
 )
 LLM_FIRST_SENTENCE_LATENCY = Histogram(
     "pa_llm_first_sentence_seconds",
-    "Final transcript received to first sentence sent to TTS.",
+    "Final transcript (or, for a preemptive reply, its preflight) received to first sentence "
+    "ready for TTS (a preemptive reply's is held until the final confirms it).",
     ["engine"],
     buckets=LATENCY_BUCKETS,
 )
@@ -90,6 +91,13 @@ LLM_ANSWER_FALLBACKS = Counter(
     "Answers after a tool ran that the model did not give in words (a tool call or JSON instead): "
     "the tool's own words were said.",
     ["engine"],
+)
+LLM_PREFLIGHT_REPLIES = Counter(
+    "pa_llm_preflight_replies_total",
+    "Replies started on a preflight transcript, by outcome: used (the final confirmed the text "
+    "and the reply was released) or discarded (the final differed, the caller went on, or the "
+    "conversation changed first: nothing of it was spoken or kept).",
+    ["outcome"],
 )
 LLM_TOKENS_PER_SECOND = Histogram(
     "pa_llm_tokens_per_second",

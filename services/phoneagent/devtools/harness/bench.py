@@ -20,7 +20,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from phoneagent.devtools.harness.bench_turns import KINDS, by_kind, call_turns, level_table, percentiles
+from phoneagent.devtools.harness.bench_turns import (
+    KINDS,
+    by_kind,
+    call_turns,
+    level_table,
+    percentiles,
+    preflight_outcomes,
+    preflight_summary,
+)
 from phoneagent.devtools.harness.buswatch import BusWatch, CallTrace
 from phoneagent.devtools.harness.caller import DEFAULT_TARGET, CallResult, SimulatedCaller, unique_user
 from phoneagent.devtools.harness.impair import Impairments
@@ -94,21 +102,27 @@ def summarise_level(
     concurrency: int, results: Sequence[CallResult | BaseException], traces: dict[str, CallTrace]
 ) -> dict[str, Any]:
     """One concurrency level as the report keeps it: every caller turn with how it was answered
-    (``turns``), the statistics per kind of turn (``by_kind``) and the barge-in stop latency."""
+    (``turns``), the statistics per kind of turn (``by_kind``), the barge-in stop latency and the
+    preemptive replies (``preflight``: how many were thrown away, the final -> first token hop
+    with and without one)."""
     answered: list[dict[str, Any]] = []
     barge: list[float] = []
-    failed = 0
+    failed = sent = thrown = 0
     for res in results:
         if not isinstance(res, CallResult):
             failed += 1
             continue
-        answered += [{"call": res.caller_user, **t} for t in call_turns(res, traces[res.caller_user])]
+        trace = traces[res.caller_user]
+        answered += [{"call": res.caller_user, **t} for t in call_turns(res, trace)]
         barge += [u.barge_stop_ms for u in res.utterances if u.barge_stop_ms is not None]
+        n, k = preflight_outcomes(trace)
+        sent, thrown = sent + n, thrown + k
     return {
         "concurrency": concurrency,
         "calls_failed": failed,
         "by_kind": by_kind(answered),
         "barge_in_stop_ms": percentiles(barge),
+        "preflight": preflight_summary(answered, sent, thrown),
         "turns": answered,
     }
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from phoneagent.devtools.harness.buswatch import CallTrace
 from phoneagent.devtools.harness.caller import CallResult, Utterance
+from phoneagent.llm.preflight import same_words
 from phoneagent.runtime.turn_timing import HOPS, POINTS, hops_ms, percentiles
 from phoneagent.v1 import speech_pb2
 
@@ -124,11 +125,51 @@ def turn_answers(result: CallResult, trace: CallTrace) -> list[dict[str, Any]]:
 
 def call_turns(result: CallResult, trace: CallTrace) -> list[dict[str, Any]]:
     """Each caller turn of one call as the bench's JSON keeps it: the question, how it was
-    answered, the prompt tokens evaluated and its hops in milliseconds."""
+    answered, the prompt tokens evaluated, its hops in milliseconds and whether its final
+    confirmed a preflight (the llm then started the reply before the final: the
+    ``asr_final->llm_first_token`` hop shrinks, below zero when the first token came first)."""
+    finals = [_final_for(trace, u) for u in _caller_turns(result)]
     return [
-        {**answer, "hops_ms": hops_ms(point)}
-        for answer, point in zip(turn_answers(result, trace), turn_points(result, trace), strict=True)
+        {**answer, "hops_ms": hops_ms(point), "preflight_confirmed": _confirmed(trace, final)}
+        for answer, point, final in zip(
+            turn_answers(result, trace), turn_points(result, trace), finals, strict=True
+        )
     ]
+
+
+def _confirmed(trace: CallTrace, final: speech_pb2.Transcript | None) -> bool:
+    return final is not None and any(
+        p.meta.turn_id == final.meta.turn_id and same_words(p.text, final.text) for p in trace.preflights
+    )
+
+
+def preflight_outcomes(trace: CallTrace) -> tuple[int, int]:
+    """(preflights the ASR published, those thrown away): a preflight is thrown away when the
+    final of its turn carried other words (the caller went on), or no caller final followed (it
+    was a backchannel, or the call ended); the llm then discarded the reply it had started."""
+    thrown = 0
+    for p in trace.preflights:
+        final = next((f for f in trace.finals if f.meta.turn_id == p.meta.turn_id), None)
+        thrown += final is None or not same_words(p.text, final.text)
+    return len(trace.preflights), thrown
+
+
+def preflight_summary(turns: list[dict[str, Any]], sent: int, thrown: int) -> dict[str, Any]:
+    """How often a preemptive reply was thrown away, and the ASR final -> first token hop of
+    model turns with a confirmed preflight and without one."""
+    hop = "asr_final->llm_first_token"
+    model = [
+        t for t in turns if t["answered_by"] in ("model", "model_tool") and t["hops_ms"].get(hop) is not None
+    ]
+    return {
+        "preflights": sent,
+        "thrown_away": thrown,
+        "thrown_away_rate": round(thrown / sent, 3) if sent else None,
+        "final_to_first_token_ms": {
+            "with_preflight": percentiles([t["hops_ms"][hop] for t in model if t.get("preflight_confirmed")]),
+            "without": percentiles([t["hops_ms"][hop] for t in model if not t.get("preflight_confirmed")]),
+        },
+    }
 
 
 def by_kind(turns: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -171,4 +212,14 @@ def level_table(level: dict[str, Any]) -> list[str]:
             lines.append(f"    {name:<34} {s['n']:>4} {_cell(s['p50']):>9} {_cell(s['p95']):>9}")
     barge = level["barge_in_stop_ms"]
     lines.append(f"  {'barge-in stop':<36} {barge['n']:>4} {_cell(barge['p50']):>9} {_cell(barge['p95']):>9}")
+    pre = level.get("preflight")
+    if pre is not None:
+        rate = "-" if pre["thrown_away_rate"] is None else f"{100 * pre['thrown_away_rate']:.0f} %"
+        lines.append(
+            f"  preflights: {pre['preflights']}, preemptive replies thrown away: "
+            f"{pre['thrown_away']} ({rate})"
+        )
+        for name, s in pre["final_to_first_token_ms"].items():
+            label = f"asr_final->llm_first_token, {name.replace('_', ' ')}"
+            lines.append(f"    {label:<34} {s['n']:>4} {_cell(s['p50']):>9} {_cell(s['p95']):>9}")
     return lines

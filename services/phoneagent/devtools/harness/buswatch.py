@@ -1,5 +1,5 @@
-"""What the harness reads from the bus about its own call: the call id, the ASR finals, the
-LLM's reply sentences, the first TTS chunk of each generation, transfers and the end of call.
+"""What the harness reads from the bus about its own call: the call id, the ASR finals and
+preflights, the LLM's reply sentences, the first TTS chunk of each generation, transfers and the end of call.
 
 The simulated caller's SIP From user is unique per call; the edge's session claims carry it in
 the call's ``from_uri``, which is how the bus call id is found (the lifecycle subject, which is
@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 class CallTrace:
     call_id: str = ""
     finals: list[speech_pb2.Transcript] = field(default_factory=list)
+    preflights: list[speech_pb2.Transcript] = field(default_factory=list)  # speculative finals
     replies: list[speech_pb2.AgentText] = field(default_factory=list)
     first_chunks: list[media_pb2.SpeechChunk] = field(default_factory=list)  # sequence 0 of each generation
     transfers: list[control_pb2.Transfer] = field(default_factory=list)
@@ -79,6 +80,8 @@ class BusWatch:
         async def on_final(m: speech_pb2.Transcript, _: Delivery) -> None:
             if m.final and not m.backchannel:
                 trace.finals.append(m)
+            elif m.preflight:
+                trace.preflights.append(m)
 
         async def on_reply(m: speech_pb2.AgentText, _: Delivery) -> None:
             trace.replies.append(m)

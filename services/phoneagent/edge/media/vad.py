@@ -98,6 +98,12 @@ class BargeInVad:
     def speaking(self) -> bool:
         return self._state is _State.SPEECH
 
+    @property
+    def speech_ms(self) -> float:
+        """How long the current confirmed speech has lasted, from its onset to the end of its
+        last loud frame (the hangover that follows it not counted); 0 when none."""
+        return self._last_loud_end - self._onset if self._state is _State.SPEECH else 0.0
+
     def process(self, frame: npt.NDArray[np.int16]) -> VadEvent | None:
         """Feed one frame of int16 PCM (``frame_ms`` long); returns an event on a state change."""
         if frame.shape != (self.frame_samples,) or frame.dtype != np.int16:
