@@ -392,9 +392,15 @@ async def test_copies_are_redacted_off_the_live_path_in_arrival_order(
 
     sent: list[tuple[str, str]] = []
 
+    class RecordingStream:
+        async def publish(self, subject: str, data: bytes, **_: Any) -> None:
+            kind = subject.rsplit(".", 1)[-1]
+            msg_type = speech_pb2.AgentText if kind == "say" else speech_pb2.Transcript
+            sent.append((kind, msg_type.FromString(data).text))
+
     class RecordingBus:
-        async def publish(self, subject: str, msg: Any, headers: Any = None) -> None:
-            sent.append((subject.rsplit(".", 1)[-1], msg.text))
+        def jetstream(self) -> RecordingStream:
+            return RecordingStream()
 
     release = threading.Event()
     real_say_copy = record_copy.say_copy
@@ -405,7 +411,6 @@ async def test_copies_are_redacted_off_the_live_path_in_arrival_order(
 
     monkeypatch.setattr(record_copy, "say_copy", slow_say_copy)
     copies = record_copy.RecordCopies(RecordingBus())  # type: ignore[arg-type]
-    copies.start()
     try:
         meta = common_pb2.EventMeta(call_id="c1", turn_id=1)
         await asyncio.wait_for(
@@ -415,7 +420,7 @@ async def test_copies_are_redacted_off_the_live_path_in_arrival_order(
         await asyncio.wait_for(copies.transcript("c1", tr), 1)
         assert sent == [] and copies.published == 0  # both wait behind the slow redaction
         release.set()
-        assert await copies.drain(30)
+        assert await copies.flush(30)
         # In order; the answer masked with the agent's question as its context.
         assert sent == [("say", "What is your date of birth?"), ("transcript", "[DOB]")]
     finally:

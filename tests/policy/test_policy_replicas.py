@@ -7,7 +7,10 @@ call, neither again after the takeover nor skipped:
 * a call whose caller heard the disclosure before the kill does not hear it again;
 * a call whose disclosure finished playing while nobody gated it (the report is replayed) does
   not hear it again either;
-* a call whose first sentence was sent while nobody gated it hears the disclosure with it."""
+* a call whose first sentence was sent while nobody gated it hears the disclosure with it.
+
+A caller who asked to be put on the do-not-call list while nobody gated the call is answered
+once by the survivor (the transcript is replayed), not never and not twice."""
 
 from __future__ import annotations
 
@@ -18,11 +21,12 @@ import time
 from pathlib import Path
 
 from phoneagent.agents.disclosure import DISCLOSURE_CORE
+from phoneagent.policy.call_rules import OPT_OUT_CONFIRMATION
 from phoneagent.runtime import bus_auth, streams, subjects
 from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.bus_auth import BusAuth
 from phoneagent.runtime.natsserver import ENV_AUTH_DIR
-from phoneagent.v1 import call_pb2, common_pb2, speech_pb2
+from phoneagent.v1 import call_pb2, common_pb2, control_pb2, speech_pb2
 from support.common import SIGNING_KEY_FILE, spawn_replica, wait_for, wait_replica_ready
 from support.policy_stack import Call, start_call
 
@@ -96,7 +100,7 @@ async def test_a_killed_policy_replica_loses_no_sentence_and_keeps_the_disclosur
         for proc, status in procs.values():
             await wait_replica_ready(status, proc)
         await bus.connect(fresh_nats)
-        heard_before, played_in_gap, first_in_gap = await calls_owned_by(bus, "policy-a", 3)
+        heard_before, played_in_gap, first_in_gap, opted_out = await calls_owned_by(bus, "policy-a", 4)
         arrivals = Arrivals()
         await bus.subscribe(subjects.say(heard_before.call_id), speech_pb2.AgentText, arrivals.on_say)
 
@@ -128,6 +132,7 @@ async def test_a_killed_policy_replica_loses_no_sentence_and_keeps_the_disclosur
         await until_stored(bus, subjects.control_event(played_in_gap.call_id, "playback_done"))
         await played_in_gap.agent(2, "How can I help you today?")
         await first_in_gap.agent(1, "Hello, you have reached the clinic.")
+        await opted_out.caller(1, "Please stop calling me and put me on your do not call list.")
         await speaking
 
         await wait_for(lambda: heard_before.texts()[-1:] == [reply[-1]], timeout=15)
@@ -146,8 +151,17 @@ async def test_a_killed_policy_replica_loses_no_sentence_and_keeps_the_disclosur
         assert [disclosures(c) for c in (heard_before, played_in_gap, first_in_gap)] == [1, 1, 1]
         assert played_in_gap.texts()[-1] == "How can I help you today?"
         assert first_in_gap.texts()[0].startswith(DISCLOSURE_CORE)
+        # The opt-out said during the takeover: answered by the survivor, once.
+        found = await wait_for(opted_out.directives, timeout=15)
+        assert found[0].action == control_pb2.DIRECTIVE_ACTION_SAY_AND_HANG_UP
+        assert found[0].text == OPT_OUT_CONFIRMATION and found[0].turn_id == 1
+        await opted_out.caller(
+            1, "Please stop calling me and put me on your do not call list."
+        )  # a re-delivery
+        await asyncio.sleep(0.5)
+        assert len(opted_out.directives()) == 1, opted_out.directives()
         kv = await streams.sessions_kv(bus.jetstream(), "policy")
-        for call in (heard_before, played_in_gap, first_in_gap):
+        for call in (heard_before, played_in_gap, first_in_gap, opted_out):
             assert b"policy-b" in ((await kv.get(call.call_id)).value or b"")
     finally:
         await bus.close()

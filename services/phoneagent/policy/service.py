@@ -80,9 +80,10 @@ class PolicyCallSession:
 
     The gate's state (disclosure heard or pending, the last reply passed on, the recording
     notice given) is saved in ``pa_policy_calls`` as it changes. A replica taking the call over
-    restores it, then replays from PA_REPLAY what the dead owner had not handled (its replies
-    and the playback reports) before it goes on live: no sentence is lost in the takeover, and
-    the disclosure is neither said twice nor skipped.
+    restores it, then replays from PA_REPLAY what the dead owner had not handled (its replies,
+    the playback reports and the caller's final transcripts) before it goes on live: no sentence
+    is lost in the takeover, the disclosure is neither said twice nor skipped, and an opt-out or
+    a request for a person said meanwhile is acted on once.
     """
 
     def __init__(self, svc: PolicyService, claim: session_pb2.SessionClaim, taken_over: bool = False) -> None:
@@ -102,6 +103,7 @@ class PolicyCallSession:
             open_at=svc.open_at,
         )
         self.last_reply = (-1, -1)  # (generation, sentence_seq) of the last reply handled
+        self.last_turn = 0  # turn id of the last caller final handled
         self._live = asyncio.Event()  # set once a takeover has replayed what it missed
         self._saved = b""
 
@@ -144,6 +146,7 @@ class PolicyCallSession:
             {
                 "guard": self.guard.snapshot(),
                 "last_reply": list(self.last_reply),
+                "last_turn": self.last_turn,
                 "recording_announced": self.rules.recording_announced,
                 "finished": self.rules.finished,
             },
@@ -181,6 +184,9 @@ class PolicyCallSession:
         last = saved.get("last_reply")
         if isinstance(last, list) and len(last) == 2 and all(isinstance(v, int) for v in last):
             self.last_reply = (last[0], last[1])
+        turn = saved.get("last_turn")
+        if isinstance(turn, int) and not isinstance(turn, bool):
+            self.last_turn = turn
         self.rules.recording_announced = bool(saved.get("recording_announced"))
         self.rules.finished = bool(saved.get("finished"))
         self._saved = self._state()
@@ -220,6 +226,8 @@ class PolicyCallSession:
                     text = speech_pb2.AgentText()
                     text.ParseFromString(msg.data)
                     replayed += await self._reply(text, delivery)
+                elif msg.subject == subjects.transcript(self.call_id):
+                    await self._transcript(speech_pb2.Transcript.FromString(msg.data))
                 else:
                     event = control_pb2.ControlEvent()
                     event.ParseFromString(msg.data)
@@ -290,6 +298,15 @@ class PolicyCallSession:
         if not tr.final or tr.backchannel:
             return
         await self._live.wait()
+        await self._transcript(tr)
+
+    async def _transcript(self, tr: speech_pb2.Transcript) -> None:
+        """Apply the live rules to one caller final, once (replayed and live both arrive after
+        a takeover; turn ids only grow within a call, 0 is a final without one)."""
+        turn = tr.meta.turn_id
+        if not tr.final or tr.backchannel or (turn and turn <= self.last_turn):
+            return
+        self.last_turn = max(self.last_turn, turn)
         verdicts = await asyncio.to_thread(
             self.rules.on_transcript, tr.text, tr.meta.turn_id, self.svc.clock()
         )

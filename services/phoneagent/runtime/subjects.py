@@ -255,16 +255,17 @@ def any_call_control(kind: str) -> str:
 CALLS_STREAM_SUBJECTS = [ALL_LIFECYCLE, ALL_RECORDINGS, ALL_PLAYOUTS, ALL_RECORDS]
 
 # What a policy replica taking a call over replays (PA_REPLAY, in memory for minutes): the
-# replies the dead owner had not passed on, and the playback reports its disclosure waits for.
+# replies the dead owner had not passed on, the playback reports its disclosure waits for, and
+# the caller's transcripts (an opt-out or a request for a person said during the takeover).
 REPLAY_STREAM = "PA_REPLAY"
 REPLAY_CONTROL_KINDS = ("playback_done", "barge_in", "cancel")
-REPLAY_STREAM_SUBJECTS = [ALL_REPLY, *(any_call_control(k) for k in REPLAY_CONTROL_KINDS)]
+REPLAY_STREAM_SUBJECTS = [ALL_REPLY, ALL_TRANSCRIPTS, *(any_call_control(k) for k in REPLAY_CONTROL_KINDS)]
 POLICY_CALLS_BUCKET = "pa_policy_calls"  # per call: the gate's state (disclosure, last reply)
 
 
 def replay(call_id: str) -> list[str]:
     """One call's subjects in PA_REPLAY."""
-    return [reply(call_id), *(control_event(call_id, k) for k in REPLAY_CONTROL_KINDS)]
+    return [reply(call_id), transcript(call_id), *(control_event(call_id, k) for k in REPLAY_CONTROL_KINDS)]
 
 
 def call_id_of(subject: str) -> str | None:
