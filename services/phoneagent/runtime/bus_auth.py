@@ -19,7 +19,7 @@ import json
 import os
 import secrets
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,6 +126,137 @@ def _stage(stage: str) -> tuple[list[str], list[str]]:
     return pub, sub
 
 
+def _edge_grants() -> tuple[list[str], list[str]]:
+    pub = [
+        subjects.ALL_LIFECYCLE,
+        subjects.ALL_AUDIO,
+        subjects.ALL_RECORDINGS,
+        subjects.ALL_PLAYOUTS,  # what each reply's caller heard, for the call records
+        *_controls("barge_in", "playback_done", "transfer_result", "dtmf", "directive"),
+        subjects.ALL_SESSION_CLAIMS,  # asks each stage for a session
+        subjects.tts_render(),  # the warm-transfer summary
+        # reads dial approvals and marks them used; cannot write one
+        *_kv_read(DIAL_APPROVALS_BUCKET),
+        *_kv(DIAL_APPROVALS_USED_BUCKET),
+    ]
+    sub = [
+        subjects.ALL_ASR,
+        subjects.ALL_TRANSCRIPTS,
+        subjects.ALL_SAY,  # the browser page shows what the agent says
+        subjects.ALL_SPEECH,
+        subjects.ALL_LIFECYCLE,
+        subjects.ALL_CONTROL,
+        subjects.ALL_AUDIT,  # recording consent decisions of its calls
+        subjects.ALL_SESSION_HEARTBEATS,
+        subjects.edge_dial(),
+    ]
+    return pub, sub
+
+
+def _asr_grants() -> tuple[list[str], list[str]]:
+    pub = [subjects.ALL_ASR, subjects.ALL_TRANSCRIPTS, *_kv(ASR_RESUME_BUCKET)]
+    sub = [subjects.ALL_AUDIO]
+    return pub, sub
+
+
+def _llm_grants() -> tuple[list[str], list[str]]:
+    pub = [
+        subjects.ALL_REPLY,
+        subjects.ALL_TOOLS,
+        *_controls("cancel", "hangup", "transfer"),
+        subjects.transfer_check(),  # policy's signed approval before a transfer
+        *_kv(subjects.DIALOG_BUCKET),
+        subjects.WORK_SUMMARY_RESULTS,
+        *_consume(subjects.WORK_STREAM, subjects.LLM_SUMMARIES_CONSUMER),
+    ]
+    sub = [subjects.ALL_TRANSCRIPTS, subjects.ALL_ASR]
+    return pub, sub
+
+
+def _tts_grants() -> tuple[list[str], list[str]]:
+    pub = [subjects.ALL_SPEECH, *_controls("error")]
+    sub = [subjects.ALL_SAY, subjects.tts_render()]
+    return pub, sub
+
+
+def _policy_grants() -> tuple[list[str], list[str]]:
+    pub = [
+        subjects.ALL_SAY,
+        subjects.ALL_RECORDS,
+        subjects.ALL_AUDIT,
+        *_controls("directive"),
+        *_kv(DIAL_APPROVALS_BUCKET),
+        *_kv(subjects.POLICY_CALLS_BUCKET),  # per-call gate state, for a takeover
+        *_stream_read(subjects.REPLAY_STREAM),
+        *_consume(subjects.REPLAY_STREAM),  # a takeover replays what the dead owner missed
+        # provisioning (streams.ensure): streams, buckets and the work queue's consumers
+        _api("STREAM.CREATE.*"),
+        _api("STREAM.UPDATE.*"),
+        *_consume(subjects.WORK_STREAM),
+    ]
+    sub = [
+        subjects.ALL_REPLY,
+        subjects.ALL_TRANSCRIPTS,
+        subjects.ALL_TOOLS,
+        subjects.dial_check(),
+        subjects.transfer_check(),
+    ]
+    return pub, sub
+
+
+def _records_grants() -> tuple[list[str], list[str]]:
+    pub = [
+        subjects.dial_check(),
+        subjects.transfer_check(),  # the control API's TransferCall
+        subjects.edge_dial(),
+        *_controls("hangup", "transfer"),  # the control API and campaign time-outs
+        subjects.ALL_AUDIT,  # the control API's audit of each call it serves (subject api)
+        subjects.WORK_SUMMARIZE,
+        *_stream_read(subjects.CALLS_STREAM),
+        *_consume(subjects.CALLS_STREAM),
+        *_consume(subjects.AUDIT_STREAM),
+        *_consume(subjects.WORK_STREAM, subjects.RECORDS_SUMMARIES_CONSUMER),
+    ]
+    sub = [subjects.ALL_LIFECYCLE]
+    return pub, sub
+
+
+def _harness_grants() -> tuple[list[str], list[str]]:
+    sub = [
+        subjects.ALL_SESSION_CLAIMS,  # the caller's SIP user, which the stored lifecycle masks
+        subjects.ALL_LIFECYCLE,
+        subjects.ALL_TRANSCRIPTS,
+        subjects.ALL_REPLY,
+        subjects.ALL_SPEECH,
+        subjects.ALL_CONTROL,
+    ]
+    return [], sub
+
+
+def _audit_grants() -> tuple[list[str], list[str]]:
+    pub = _consume(subjects.AUDIT_STREAM)
+    return pub, []
+
+
+def _campaign_grants() -> tuple[list[str], list[str]]:
+    pub = [subjects.dial_check(), subjects.edge_dial(), *_controls("hangup")]
+    sub = [subjects.ALL_LIFECYCLE]
+    return pub, sub
+
+
+_GRANTS: dict[str, Callable[[], tuple[list[str], list[str]]]] = {
+    "edge": _edge_grants,
+    "asr": _asr_grants,
+    "llm": _llm_grants,
+    "tts": _tts_grants,
+    "policy": _policy_grants,
+    "records": _records_grants,
+    "harness": _harness_grants,
+    "audit": _audit_grants,
+    "campaign": _campaign_grants,
+}
+
+
 def permissions(role: str) -> Permissions:
     """The subjects ``role`` (one of :data:`ROLES`, or :data:`OPERATOR`) may publish and
     subscribe to. JetStream API requests count as publishes."""
@@ -137,99 +268,12 @@ def permissions(role: str) -> Permissions:
         spub, ssub = _stage(role)
         pub += spub
         sub += ssub
-    if role == "edge":
-        pub += [
-            subjects.ALL_LIFECYCLE,
-            subjects.ALL_AUDIO,
-            subjects.ALL_RECORDINGS,
-            subjects.ALL_PLAYOUTS,  # what each reply's caller heard, for the call records
-            *_controls("barge_in", "playback_done", "transfer_result", "dtmf", "directive"),
-            subjects.ALL_SESSION_CLAIMS,  # asks each stage for a session
-            subjects.tts_render(),  # the warm-transfer summary
-            # reads dial approvals and marks them used; cannot write one
-            *_kv_read(DIAL_APPROVALS_BUCKET),
-            *_kv(DIAL_APPROVALS_USED_BUCKET),
-        ]
-        sub += [
-            subjects.ALL_ASR,
-            subjects.ALL_TRANSCRIPTS,
-            subjects.ALL_SAY,  # the browser page shows what the agent says
-            subjects.ALL_SPEECH,
-            subjects.ALL_LIFECYCLE,
-            subjects.ALL_CONTROL,
-            subjects.ALL_AUDIT,  # recording consent decisions of its calls
-            subjects.ALL_SESSION_HEARTBEATS,
-            subjects.edge_dial(),
-        ]
-    elif role == "asr":
-        pub += [subjects.ALL_ASR, subjects.ALL_TRANSCRIPTS, *_kv(ASR_RESUME_BUCKET)]
-        sub += [subjects.ALL_AUDIO]
-    elif role == "llm":
-        pub += [
-            subjects.ALL_REPLY,
-            subjects.ALL_TOOLS,
-            *_controls("cancel", "hangup", "transfer"),
-            subjects.transfer_check(),  # policy's signed approval before a transfer
-            *_kv(subjects.DIALOG_BUCKET),
-            subjects.WORK_SUMMARY_RESULTS,
-            *_consume(subjects.WORK_STREAM, subjects.LLM_SUMMARIES_CONSUMER),
-        ]
-        sub += [subjects.ALL_TRANSCRIPTS, subjects.ALL_ASR]
-    elif role == "tts":
-        pub += [subjects.ALL_SPEECH, *_controls("error")]
-        sub += [subjects.ALL_SAY, subjects.tts_render()]
-    elif role == "policy":
-        pub += [
-            subjects.ALL_SAY,
-            subjects.ALL_RECORDS,
-            subjects.ALL_AUDIT,
-            *_controls("directive"),
-            *_kv(DIAL_APPROVALS_BUCKET),
-            *_kv(subjects.POLICY_CALLS_BUCKET),  # per-call gate state, for a takeover
-            *_stream_read(subjects.REPLAY_STREAM),
-            *_consume(subjects.REPLAY_STREAM),  # a takeover replays what the dead owner missed
-            # provisioning (streams.ensure): streams, buckets and the work queue's consumers
-            _api("STREAM.CREATE.*"),
-            _api("STREAM.UPDATE.*"),
-            *_consume(subjects.WORK_STREAM),
-        ]
-        sub += [
-            subjects.ALL_REPLY,
-            subjects.ALL_TRANSCRIPTS,
-            subjects.ALL_TOOLS,
-            subjects.dial_check(),
-            subjects.transfer_check(),
-        ]
-    elif role == "records":
-        pub += [
-            subjects.dial_check(),
-            subjects.transfer_check(),  # the control API's TransferCall
-            subjects.edge_dial(),
-            *_controls("hangup", "transfer"),  # the control API and campaign time-outs
-            subjects.ALL_AUDIT,  # the control API's audit of each call it serves (subject api)
-            subjects.WORK_SUMMARIZE,
-            *_stream_read(subjects.CALLS_STREAM),
-            *_consume(subjects.CALLS_STREAM),
-            *_consume(subjects.AUDIT_STREAM),
-            *_consume(subjects.WORK_STREAM, subjects.RECORDS_SUMMARIES_CONSUMER),
-        ]
-        sub += [subjects.ALL_LIFECYCLE]
-    elif role == "harness":
-        sub += [
-            subjects.ALL_SESSION_CLAIMS,  # the caller's SIP user, which the stored lifecycle masks
-            subjects.ALL_LIFECYCLE,
-            subjects.ALL_TRANSCRIPTS,
-            subjects.ALL_REPLY,
-            subjects.ALL_SPEECH,
-            subjects.ALL_CONTROL,
-        ]
-    elif role == "audit":
-        pub += _consume(subjects.AUDIT_STREAM)
-    elif role == "campaign":
-        pub += [subjects.dial_check(), subjects.edge_dial(), *_controls("hangup")]
-        sub += [subjects.ALL_LIFECYCLE]
-    else:
+    grants = _GRANTS.get(role)
+    if grants is None:
         raise InvalidArgument(f"unknown bus role {role!r}; one of {', '.join((*ROLES, OPERATOR))}")
+    more_pub, more_sub = grants()
+    pub += more_pub
+    sub += more_sub
     return Permissions(tuple(dict.fromkeys(pub)), tuple(dict.fromkeys(sub)))
 
 
