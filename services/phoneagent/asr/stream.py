@@ -38,11 +38,23 @@ from phoneagent.asr import segmenter as seg
 from phoneagent.asr.audio_check import EXPECTED_RATE, check_audio
 from phoneagent.asr.backchannel import BackchannelConfig, is_backchannel
 from phoneagent.asr.engines.base import AsrEngine, TranscriptResult
+from phoneagent.asr.events import AsrEvent, AsrFailed, Final, Partial, Preflight, SpeechStarted
 from phoneagent.asr.turn import Decision, TurnConfig, decide, text_state
 from phoneagent.asr.vad import SileroVad, SpeechDetector
 from phoneagent.runtime.errors import ErrorKind, PhoneAgentError
 from phoneagent.runtime.metrics import ASR_FINAL_LATENCY, ASR_RTF, QUEUE_DEPTH
 from phoneagent.runtime.redact import redact_text
+
+__all__ = [
+    "AsrEvent",
+    "AsrFailed",
+    "AsrSession",
+    "Final",
+    "Partial",
+    "Preflight",
+    "SpeechStarted",
+    "TurnDecider",
+]
 
 log = logging.getLogger(__name__)
 # Utterances of all this process's calls waiting for the engine or being decoded (finals from
@@ -50,60 +62,6 @@ log = logging.getLogger(__name__)
 DECODE_QUEUE = QUEUE_DEPTH.labels(queue="asr:decode")
 CLOSE_TIMEOUT_S = 2.0  # how long close() waits for cancelled decode tasks
 PREFIX_MARGIN_S = 0.05  # silence after a pause's speech end that its stable prefix still covers
-
-
-@dataclass(frozen=True)
-class SpeechStarted:
-    turn: int
-    t: float
-    detected_at: float
-
-
-@dataclass(frozen=True)
-class Partial:
-    turn: int
-    text: str
-    speech_start: float
-    t: float
-
-
-@dataclass(frozen=True)
-class Preflight:
-    """The turn is likely over: the text its final is expected to carry, before the silence
-    that confirms it has passed."""
-
-    turn: int
-    text: str
-    speech_start: float
-    speech_end: float
-    decision: Decision
-
-
-@dataclass(frozen=True)
-class Final:
-    turn: int
-    text: str
-    speech_start: float
-    speech_end: float
-    final_emitted: float
-    is_backchannel: bool
-    forced: bool = False
-    result: TranscriptResult | None = field(default=None, compare=False, repr=False)
-    endpoint: float = 0.0  # when end of speech was declared (audio clock, Unix seconds)
-    start_sample: int = 0  # stream position (16 kHz samples fed to the session) of the decoded audio
-    onset_sample: int = 0  # stream position where the VAD heard the speech start
-
-
-@dataclass(frozen=True)
-class AsrFailed:
-    """A final decode failed; ``message`` is safe to send on the bus."""
-
-    turn: int
-    kind: ErrorKind
-    message: str
-
-
-AsrEvent = SpeechStarted | Partial | Preflight | Final | AsrFailed
 
 
 class TurnScorer(Protocol):
