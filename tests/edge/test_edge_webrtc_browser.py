@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import itertools
 import json
 import os
 import re
@@ -20,18 +19,17 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import numpy as np
 import pytest
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus, Delivery
 from phoneagent.runtime.stack import Stack, readyz
 from phoneagent.v1 import call_pb2
+from support.chromium import Cdp, chromium
 from support.common import cpu_stack_env, wait_for, word_errors
 from support.voice import piper_speech
 
 pytestmark = pytest.mark.slow
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parent.parent.parent
 TOKEN = "browser-test-token"
 QUESTION = "What are your opening hours on Monday?"
@@ -72,83 +70,23 @@ def page_url(stack: Stack) -> str:
     return url
 
 
-class Cdp:
-    """The few DevTools protocol calls the test needs."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.ids = itertools.count(1)
-
-    async def call(self, method: str, **params: Any) -> dict[str, Any]:
-        msg_id = next(self.ids)
-        await self.ws.send_json({"id": msg_id, "method": method, "params": params})
-        while True:
-            msg = await asyncio.wait_for(self.ws.receive_json(), 30)
-            if msg.get("id") == msg_id:
-                if "error" in msg:
-                    raise AssertionError(f"{method}: {msg['error']}")
-                return dict(msg.get("result", {}))
-
-    async def js(self, expression: str) -> Any:
-        res = await self.call(
-            "Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True, userGesture=True
-        )
-        if "exceptionDetails" in res:
-            raise AssertionError(f"page error: {res['exceptionDetails']}")
-        return res["result"].get("value")
-
-
 @pytest.fixture
 async def browser_page(tmp_path: Path, stack: Stack) -> AsyncIterator[tuple[Cdp, Bus]]:
     assert stack.nats is not None
     bus = Bus("webrtc-browser-test")
     await bus.connect(stack.nats.url)
     wav = question_wav(tmp_path / "question.wav")
-    proc = await asyncio.create_subprocess_exec(
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--remote-debugging-port=0",
+    media = (
         "--use-fake-ui-for-media-stream",
         "--use-fake-device-for-media-stream",
         f"--use-file-for-fake-audio-capture={wav}",
         "--allow-loopback-in-peer-connection",
-        "--autoplay-policy=no-user-gesture-required",
         "--disable-features=WebRtcHideLocalIpsWithMdns",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--window-size=900,900",
-        page_url(stack),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
     )
     try:
-        assert proc.stderr is not None
-        devtools = ""
-        while not devtools:
-            line = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode(errors="replace")
-            assert line, "chromium exited before it opened the DevTools port"
-            m = re.search(r"DevTools listening on ws://127\.0\.0\.1:(\d+)/", line)
-            devtools = m.group(1) if m else ""
-        drain = asyncio.create_task(proc.stderr.read())  # keep its pipe from filling
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"http://127.0.0.1:{devtools}/json/list") as r:
-                pages = [t for t in await r.json() if t["type"] == "page"]
-            async with http.ws_connect(pages[0]["webSocketDebuggerUrl"], max_msg_size=0) as ws:
-                yield Cdp(ws), bus
-        drain.cancel()
+        async with chromium(tmp_path / "profile", page_url(stack), size="900,900", args=media) as cdp:
+            yield cdp, bus
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
         await bus.close()
 
 

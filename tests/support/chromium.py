@@ -8,7 +8,7 @@ import base64
 import itertools
 import re
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -71,8 +71,15 @@ class Cdp:
 
 
 @asynccontextmanager
-async def chromium(profile: Path, url: str = "about:blank", *, size: str = "1400,1000") -> AsyncIterator[Cdp]:
-    """A headless Chromium showing ``url``, its own profile in ``profile``; stopped on exit."""
+async def chromium(
+    profile: Path,
+    url: str = "about:blank",
+    *,
+    size: str = "1400,1000",
+    args: Sequence[str] = ("--mute-audio",),
+) -> AsyncIterator[Cdp]:
+    """A headless Chromium showing ``url``, its own profile in ``profile``, with ``args`` added
+    to its command line (default: muted); stopped on exit."""
     proc = await asyncio.create_subprocess_exec(
         CHROMIUM,
         "--headless",
@@ -80,7 +87,7 @@ async def chromium(profile: Path, url: str = "about:blank", *, size: str = "1400
         "--disable-gpu",
         "--remote-debugging-port=0",
         "--autoplay-policy=no-user-gesture-required",
-        "--mute-audio",
+        *args,
         "--disable-background-networking",
         "--disable-component-update",
         "--disable-sync",
