@@ -20,6 +20,7 @@ from phoneagent.edge.settings import EdgeSettings
 from phoneagent.runtime import subjects
 from phoneagent.runtime.settings import load
 from phoneagent.v1 import call_pb2, media_pb2
+from support.baresip import dial, write_wav
 from support.common import wait_for, word_errors
 from support.edge import Edge, gated_session, running_edge
 from support.sip_phone import band_energy, collect, speak
@@ -50,14 +51,6 @@ async def edge(nats_url: str) -> AsyncIterator[Edge]:
     )
     async with running_edge(nats_url, settings, tag="secure", factory=gated_session) as edge:
         yield edge
-
-
-def write_wav(path: Path, pcm: np.ndarray, rate: int) -> None:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.astype("<i2").tobytes())
 
 
 def read_wav(path: Path) -> tuple[np.ndarray, int]:
@@ -95,21 +88,7 @@ async def baresip(
     ]
     (conf / "config").write_text("\n".join(lines) + "\n")
     (conf / "accounts").write_text(f"<sip:baresip@{source}>;regint=0;{account}\n")
-    return await asyncio.create_subprocess_exec(
-        "baresip",
-        "-f",
-        str(conf),
-        "-4",
-        "-n",
-        source,
-        "-t",
-        str(seconds),
-        "-e",
-        f"/dial sip:+14155550134@127.0.0.1:{edge.port}",
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+    return await dial(conf, f"sip:+14155550134@127.0.0.1:{edge.port}", seconds, source)
 
 
 async def finish(proc: asyncio.subprocess.Process) -> str:

@@ -46,15 +46,16 @@ def write_config(
     return conf
 
 
-async def dial(conf: Path, uri: str, seconds: int) -> asyncio.subprocess.Process:
-    """baresip with ``conf`` calling ``uri``; it hangs up and exits after ``seconds``."""
+async def dial(conf: Path, uri: str, seconds: int, source: str = "127.0.0.1") -> asyncio.subprocess.Process:
+    """baresip with ``conf`` calling ``uri`` from the loopback address ``source``; it hangs up
+    and exits after ``seconds``."""
     return await asyncio.create_subprocess_exec(
         "baresip",
         "-f",
         str(conf),
         "-4",
         "-n",
-        "127.0.0.1",
+        source,
         "-t",
         str(seconds),
         "-e",
