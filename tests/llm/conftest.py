@@ -1,5 +1,6 @@
 """Fixtures the LLM tests share: the example agent, a fresh SQLite appointment book whose clock is
-fixed at Monday 23 November 2026, 9:30 am in New York, and the vLLM stand-in."""
+fixed at Monday 23 November 2026, 9:30 am in New York, an appointment database URL for each
+backend (SQLite and a real PostgreSQL), and the vLLM stand-in."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from phoneagent.agents import example_agent_path
 from phoneagent.agents.agent import Agent, load_agent
 from phoneagent.llm.domain.scheduling import SchedulingStore
+from support.postgres import new_database
 from support.vllm_standin import install
 
 BOOK_NOW = datetime(2026, 11, 23, 14, 30, tzinfo=UTC)  # Monday 9:30 am in New York
@@ -26,6 +28,14 @@ def store(agent: Agent, tmp_path: Path) -> Iterator[SchedulingStore]:
     s = SchedulingStore.open(f"sqlite:///{tmp_path / 'book.db'}", agent, clock=lambda: BOOK_NOW)
     yield s
     s.db.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty appointment database: a SQLite file, or a fresh database on the test PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'appointments.db'}"
+    return new_database(request.getfixturevalue("pg_server"))
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from phoneagent.agents import example_agent_path
@@ -14,17 +13,9 @@ from phoneagent.llm.domain import migrations
 from phoneagent.llm.domain.dates import resolve
 from phoneagent.llm.domain.scheduling import AppointmentNotFound, SchedulingStore, SlotUnavailable
 from phoneagent.runtime.db import Database
-from support.postgres import new_database
 
 NOW = datetime(2026, 11, 23, 14, 30, tzinfo=UTC)  # Monday 9:30 am in New York
 PHONE = "+1 (555) 201-3344"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'appointments.db'}"
-    return new_database(request.getfixturevalue("pg_server"))
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ from phoneagent.llm.service import LlmService
 from phoneagent.llm.settings import LlmSettings
 from phoneagent.runtime.settings import CommonSettings, load
 from support.common import wait_for
-from support.postgres import new_database
 
 BOOKED_ON = datetime(2026, 11, 23, 14, 30, tzinfo=UTC)  # Monday 9:30 am in New York
 PHONE = "+1 (555) 201-3344"
@@ -30,13 +29,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'appointments.db'}"
-    return new_database(request.getfixturevalue("pg_server"))
 
 
 @pytest.fixture(scope="module")
