@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import sys
 import time
@@ -29,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from phoneagent.devtools.harness.demo import demo_env, free_udp_port
+from phoneagent.devtools.harness.demo import demo_stack
 from phoneagent.devtools.harness.scenario import Scenario, ScenarioError, parse_scenario
 from phoneagent.devtools.harness.session import run_scenario
 from phoneagent.devtools.harness.voice import AgentTranscriber
@@ -105,18 +104,8 @@ def run_model(
     model: str, sets: dict[str, list[Scenario]], data_dir: Path, seed: int, ready_timeout: float = 900.0
 ) -> list[ScenarioResult]:
     """Start the local stack with ``model`` and play every scenario against it."""
-    model_dir = data_dir / model
-    model_dir.mkdir(parents=True, exist_ok=True)
-    env = demo_env(model_dir, free_udp_port())
-    env["PA_LLM_MODEL"] = model
-    stack = Stack(model_dir, env=env)
-    try:
-        stack.start(ready_timeout=ready_timeout)
-        os.environ.update({k: env[k] for k in ("PA_DATABASE_URL", "PA_POLICY_DB")})
-        target = f"sip:agent@127.0.0.1:{env['PA_SIP_PORT']}"
+    with demo_stack(data_dir / model, ready_timeout, {"PA_LLM_MODEL": model}) as (stack, target):
         return asyncio.run(_run_all(model, sets, target, stack, seed))
-    finally:
-        stack.stop()
 
 
 def summary(results: list[ScenarioResult]) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from phoneagent.devtools.harness.scenario import DEFAULT_SCENARIO, load_scenario
@@ -43,6 +45,25 @@ def demo_env(data_dir: Path, sip_port: int) -> dict[str, str]:
     }
 
 
+@contextmanager
+def demo_stack(
+    data_dir: Path, ready_timeout: float = 300.0, extra_env: dict[str, str] | None = None
+) -> Iterator[tuple[Stack, str]]:
+    """The local stack for scripted calls, its data in ``data_dir`` (``extra_env`` on top of
+    :func:`demo_env`): started, with the databases the checks read set in this process's
+    environment; yields it and the SIP URI to dial; stopped on exit."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = {**demo_env(data_dir, free_udp_port()), **(extra_env or {})}
+    stack = Stack(data_dir, env=env)
+    try:
+        stack.start(ready_timeout=ready_timeout)
+        assert stack.nats is not None
+        os.environ.update({k: env[k] for k in ("PA_DATABASE_URL", "PA_POLICY_DB")})
+        yield stack, f"sip:agent@127.0.0.1:{env['PA_SIP_PORT']}"
+    finally:
+        stack.stop()
+
+
 def run_demo(
     data_dir: Path,
     scenario_name: str = DEFAULT_SCENARIO,
@@ -51,14 +72,8 @@ def run_demo(
 ) -> tuple[int, Outcome | None]:
     """Start the stack, play the scenario, stop the stack. Exit code 0 only when everything passed."""
     scenario = load_scenario(scenario_name)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    env = demo_env(data_dir, free_udp_port())
-    stack = Stack(data_dir, env=env)
-    try:
-        stack.start(ready_timeout=ready_timeout)
+    with demo_stack(data_dir, ready_timeout) as (stack, target):
         assert stack.nats is not None
-        os.environ.update({k: env[k] for k in ("PA_DATABASE_URL", "PA_POLICY_DB")})
-        target = f"sip:agent@127.0.0.1:{env['PA_SIP_PORT']}"
         outcome = asyncio.run(
             run_scenario(
                 scenario,
@@ -68,6 +83,4 @@ def run_demo(
                 bus_auth=stack.nats.auth("harness"),
             )
         )
-    finally:
-        stack.stop()
     return (0 if outcome.passed else 1), outcome
