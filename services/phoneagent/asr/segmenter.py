@@ -11,7 +11,9 @@ over fixed windows (32 ms for Silero) and emits:
   it holds while the windows stay at ``end_threshold`` or above. On telephone audio Silero's
   probability for many voices hovers around 0.5 through the first syllables; asking for
   ``min_speech_ms`` of windows all above ``start_threshold`` put the onset up to a second
-  late, past the pre-roll, and cut the first words off. While no one speaks the detector's
+  late, past the pre-roll, and cut the first words off. A soft first syllable that rises
+  and dips once before the word holds still starts the speech: the onset moves back to
+  where the probability first rose, up to ``onset_lookback_ms``. While no one speaks the detector's
   state is reset every ``vad_reset_ms`` of non-speech: Silero's recurrent state drifts over
   a long silence (an agent's greeting, a caller listening) until its probability for the next
   words stays under 0.3 for half a second - the onset then came late and the first words
@@ -53,6 +55,7 @@ class SegmenterConfig:
     partial_window_s: float = 3.0
     max_utterance_s: float = 20.0
     vad_reset_ms: int = 1000  # non-speech after which the detector's state is reset (0: never)
+    onset_lookback_ms: int = 320  # how far back a confirmed onset may move to its first hit
     turn_probe_ms: int = 0  # silence after which a PauseDue asks for the end-of-turn wait (0: never)
 
     def validate(self) -> None:
@@ -65,6 +68,7 @@ class SegmenterConfig:
             self.tail_pad_ms,
             self.vad_reset_ms,
             self.turn_probe_ms,
+            self.onset_lookback_ms,
         )
         if min(durations) < 0:
             raise InvalidArgument("segmenter durations must not be negative")
@@ -138,6 +142,7 @@ class Segmenter:
         self._partial_w = _windows(c.partial_interval_ms, self._win_s)
         self._probe_w = _windows(c.turn_probe_ms, self._win_s)
         self._reset_w = _windows(c.vad_reset_ms, self._win_s)
+        self._lookback_w = _windows(c.onset_lookback_ms, self._win_s)
         self._pending = np.zeros(0, dtype=np.float32)
         self.reset()
 
@@ -167,7 +172,11 @@ class Segmenter:
         """Forget all audio and state (for example after the call is re-synchronised)."""
         self._detector.reset()
         self._pending = np.zeros(0, dtype=np.float32)
-        self._ring: deque[tuple[float, np.ndarray]] = deque(maxlen=self._pre_roll_w + self._min_speech_w)
+        self._ring: deque[tuple[float, np.ndarray]] = deque(
+            maxlen=self._pre_roll_w + self._min_speech_w + self._lookback_w
+        )
+        self._hit_w: int | None = None  # first window at the end threshold of a possible onset
+        self._hit_quiet = 0  # non-speech windows in a row since then
         self._windows_seen = 0  # windows stepped since the last reset: the stream position
         self._run = 0
         self._quiet = 0  # windows of non-speech in a row while idle
@@ -217,25 +226,52 @@ class Segmenter:
         held = self._run > 0 and prob >= self.config.end_threshold
         self._run = self._run + 1 if held or prob >= self.config.start_threshold else 0
         self._quiet = self._quiet + 1 if prob < self.config.end_threshold else 0
+        self._track_hit(prob)
         if self._reset_w and self._quiet >= self._reset_w:
-            self._detector.reset()  # a fresh state hears the next words from their first syllable
-            self._quiet = 0
-            self.vad_resets += 1
+            self._restart_detector()
         if self._run < self._min_speech_w:
             return []
-        onset = t - (self._run - 1) * self._win_s
+        onset_w = self._windows_seen - self._run
+        if self._hit_w is not None:
+            onset_w = max(min(onset_w, self._hit_w), onset_w - self._lookback_w)
+        first_w = self._windows_seen - len(self._ring)
+        skip = max(0, onset_w - self._pre_roll_w - first_w)
+        windows = list(self._ring)[skip:]
         self._speaking = True
-        self._buffer = [w for _, w in self._ring]
-        self._buffer_t = self._ring[0][0]
-        self._buffer_w = self._windows_seen - len(self._ring)
-        self._onset_w = self._windows_seen - self._run
-        self._speech_start = onset
+        self._buffer = [w for _, w in windows]
+        self._buffer_t = windows[0][0]
+        self._buffer_w = first_w + skip
+        self._onset_w = onset_w
+        self._speech_start = onset = t - (self._windows_seen - 1 - onset_w) * self._win_s
         self._last_speech_end = t + self._win_s
         self._silence = 0
         self._since_partial = self._run
         self._ring.clear()
         self._run = 0
+        self._hit_w = None
         return [SpeechStarted(t=onset, detected_at=t + self._win_s)]
+
+    def _track_hit(self, prob: float) -> None:
+        """Remember where a possible onset first reached the end threshold; speech confirmed
+        within ``onset_lookback_ms`` of quiet after it starts there. On telephone audio a soft
+        first syllable ("who", "what") often peaks once and dips under the end threshold before
+        the rest of the word holds above it: the run restarts, and the onset (and the pre-roll
+        measured from it) came 0.3 s late, past the first word - depending only on where the
+        32 ms windows happened to fall."""
+        if prob >= self.config.end_threshold:
+            if self._hit_w is None:
+                self._hit_w = self._windows_seen - 1
+            self._hit_quiet = 0
+        elif self._hit_w is not None:
+            self._hit_quiet += 1
+            if self._hit_quiet > self._lookback_w:
+                self._hit_w = None
+
+    def _restart_detector(self) -> None:
+        """A fresh state hears the next words from their first syllable."""
+        self._detector.reset()
+        self._quiet = 0
+        self.vad_resets += 1
 
     def _step_speaking(self, window: np.ndarray, t: float, prob: float) -> list[SegmentEvent]:
         self._buffer.append(window)
@@ -294,6 +330,8 @@ class Segmenter:
         self._speaking = False
         self._buffer = []
         self._run = 0
+        self._hit_w = None
+        self._hit_quiet = 0
         self._quiet = 0
         self._silence = 0
         self._wait_w = self._min_silence_w

@@ -76,6 +76,7 @@ class AsrCallSession:
             partial_interval_ms=s.partial_interval_ms,
             max_utterance_s=s.max_utterance_s,
             vad_reset_ms=s.vad_reset_ms,
+            onset_lookback_ms=s.onset_lookback_ms,
         )
         assert svc.engine is not None
         self.asr = stream.AsrSession(

@@ -77,6 +77,12 @@ class AsrSettings:
         check=non_negative,
         doc="Non-speech after which the VAD state is reset, so it hears the next words at once (0: never)",
     )
+    onset_lookback_ms: int = env(
+        "PA_ASR_ONSET_LOOKBACK_MS",
+        320,
+        check=non_negative,
+        doc="How far a confirmed speech onset moves back to where the VAD first rose (soft first syllables)",
+    )
     partials: bool = env(
         "PA_ASR_PARTIALS",
         True,
