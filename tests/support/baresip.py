@@ -23,13 +23,20 @@ def write_wav(path: Path, pcm: np.ndarray, rate: int = 8000) -> Path:
 
 
 def write_config(
-    conf: Path, wav: Path, *, extra: tuple[str, ...] = (), rtp_ports: str = "43000-43998"
+    conf: Path,
+    wav: Path,
+    *,
+    extra: tuple[str, ...] = (),
+    rtp_ports: str = "43000-43998",
+    modules: tuple[str, ...] = ("g711",),
+    account: str = "audio_codecs=PCMU",
 ) -> Path:
-    """A config folder: G.711, the WAV as microphone, SIP on a free port of 127.0.0.1."""
+    """A config folder: ``modules`` (codecs, srtp, sndfile: loaded before the others), the WAV
+    as microphone, SIP on a free port of 127.0.0.1, one account with ``account``'s parameters."""
     conf.mkdir()
     lines = [
         f"module_path {MODULES}",
-        "module g711.so",
+        *(f"module {m}.so" for m in modules),
         "module aufile.so",
         "module account.so",
         "module menu.so",
@@ -42,7 +49,7 @@ def write_config(
         *extra,
     ]
     (conf / "config").write_text("\n".join(lines) + "\n")
-    (conf / "accounts").write_text("<sip:baresip@127.0.0.1>;regint=0;audio_codecs=PCMU\n")
+    (conf / "accounts").write_text(f"<sip:baresip@127.0.0.1>;regint=0;{account}\n")
     return conf
 
 
