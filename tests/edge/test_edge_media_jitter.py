@@ -210,3 +210,32 @@ def test_silence_before_first_packet_is_not_concealment() -> None:
     jb = JitterBuffer()
     f = jb.pull()
     assert not f.concealed and f.timestamp is None and not f.pcm.any()
+
+
+def test_opus_packets_are_whole_frames_on_the_48_khz_clock() -> None:
+    from phoneagent.audio.opus import OpusCodec
+
+    enc = OpusCodec()
+    t = np.arange(320 * 60) / 16000
+    tone = (6000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+    packets = [enc.encode(tone[i * 320 : (i + 1) * 320]) for i in range(60)]
+    jb = JitterBuffer(OpusCodec(), min_delay_ms=40)
+    assert (jb.frame_samples, jb.pcm_samples) == (960, 320)
+    order = list(range(60))
+    order[10], order[11] = order[11], order[10]  # reordered on the way
+    frames = []
+    for k, n in enumerate(order):  # one packet in, one frame out, every 20 ms
+        assert jb.push(5000 + n * 960, packets[n], k * 0.02) == PushResult.ACCEPTED
+        frames.append(jb.pull())
+    assert jb.push(5000 + 59 * 960, packets[59], 1.2) == PushResult.DUPLICATE
+    frames += [jb.pull() for _ in range(3)]
+    played = [f for f in frames if f.timestamp is not None]
+    assert [(f.timestamp - 5000) // 960 for f in played] == list(range(len(played)))
+    assert len(played) >= 55 and all(len(f.pcm) == 320 for f in frames)
+    audio = np.concatenate([f.pcm for f in played[5:]]).astype(np.float64)
+    spec = np.abs(np.fft.rfft(audio)) ** 2
+    bins = np.fft.rfftfreq(len(audio), 1 / 16000)
+    assert spec[np.abs(bins - 440) < 50].sum() / spec.sum() > 0.8
+    # a 40 ms packet cannot be cut into frames: refused (our SDP asks for ptime 20)
+    double = bytes([packets[0][0] | 1]) + packets[0][1:]  # the same TOC, code 1: two frames
+    assert jb.push(5000 + 70 * 960, double, 3.0) == PushResult.MALFORMED

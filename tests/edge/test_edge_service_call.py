@@ -500,7 +500,7 @@ def test_settings_reject_bad_values() -> None:
         load(
             EdgeSettings,
             environ={
-                "PA_CODECS": "opus",
+                "PA_CODECS": "speex",
                 "PA_RTP_PORT_MIN": "30000",
                 "PA_RTP_PORT_MAX": "20000",
                 "PA_SIP_HOST": "0.0.0.0",

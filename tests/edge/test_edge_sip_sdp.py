@@ -191,3 +191,33 @@ def test_g722_is_picked_by_preference_and_keeps_its_8000_hz_rtp_clock() -> None:
     assert negotiated(mislabelled, answer(mislabelled, ("G722",), address="h", port=2)).clock_rate == 8000
     ours = offer("127.0.0.1", 30000, ("G722", "PCMA"))
     assert "m=audio 30000 RTP/AVP 9 8 101" in ours.encode().decode()
+
+
+def test_opus_is_picked_by_preference_on_the_peers_dynamic_payload_type() -> None:
+    remote = parse_sdp(LINPHONE_OFFER)
+    ans = answer(remote, ("G722", "OPUS", "PCMU"), address="127.0.0.1", port=4000)
+    text = ans.encode().decode()
+    assert "m=audio 4000 RTP/AVP 96 101" in text
+    assert "a=rtpmap:96 opus/48000/2" in text  # RFC 7587: always two channels in SDP
+    assert "a=fmtp:96 maxplaybackrate=16000;sprop-maxcapturerate=16000" in text
+    params = negotiated(remote, parse_sdp(text))
+    assert (params.codec, params.payload_type, params.clock_rate) == ("OPUS", 96, 48000)
+    assert params.telephone_event_pt == 101
+    assert negotiated(remote, answer(remote, ("PCMU", "OPUS"), address="h", port=2)).codec == "PCMU"
+    at_8k = parse_sdp(LINPHONE_OFFER.replace("opus/48000/2", "opus/8000").replace("96 8 0 101", "96 101"))
+    with pytest.raises(NoCommonCodec):  # Opus's RTP clock is 48000 whatever it carries
+        answer(at_8k, ("OPUS",), address="h", port=2)
+    relabelled = parse_sdp(
+        LINPHONE_OFFER.replace("96 8 0 101", "0 101").replace("a=ptime:20", "a=rtpmap:0 PCMA/8000")
+    )
+    with pytest.raises(NoCommonCodec):  # a static payload type named as another codec is not taken
+        answer(relabelled, ("PCMU", "PCMA"), address="h", port=2)
+
+
+def test_our_opus_offer_and_the_answer_agree() -> None:
+    ours = offer("127.0.0.1", 30000, ("OPUS", "PCMU"))
+    text = ours.encode().decode()
+    assert "m=audio 30000 RTP/AVP 111 0 101" in text and "a=rtpmap:111 opus/48000/2" in text
+    theirs = answer(parse_sdp(text), ("OPUS", "PCMU"), address="127.0.0.2", port=5000)
+    params = negotiated(parse_sdp(theirs.encode()), ours)
+    assert (params.codec, params.payload_type, params.remote_port) == ("OPUS", 111, 5000)

@@ -13,12 +13,13 @@ from phoneagent.devtools.harness.demo import free_udp_port
 MODULES = Path("/usr/lib/baresip/modules")
 
 
-def write_wav(path: Path, pcm: np.ndarray, rate: int = 8000) -> Path:
+def write_wav(path: Path, pcm: np.ndarray, rate: int = 8000, channels: int = 1) -> Path:
+    """A WAV of ``pcm`` (mono), copied to each of ``channels`` (baresip's Opus wants two)."""
     with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
+        w.setnchannels(channels)
         w.setsampwidth(2)
         w.setframerate(rate)
-        w.writeframes(pcm.astype("<i2").tobytes())
+        w.writeframes(np.repeat(pcm.astype("<i2"), channels).tobytes())
     return path
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -113,6 +114,11 @@ class G711Codec:
     encode: Callable[[npt.ArrayLike], bytes]
     decode: Callable[[bytes | bytearray | memoryview], Int16Array]
     sample_rate: int = 8000
+    framed: ClassVar[bool] = False  # one payload byte per sample
+
+    def ticks(self, data: bytes | bytearray | memoryview) -> int:
+        """A payload's duration in RTP clock ticks (its length)."""
+        return len(data)
 
     def silence(self, samples: int) -> bytes:
         """A payload of ``samples`` samples of silence."""

@@ -2,7 +2,8 @@
 
 A wrapper around the ``g722`` package (a C extension, ``import G722``). ADPCM keeps state from
 frame to frame, so every call direction needs its own encoder and decoder:
-:func:`open_codec` gives a fresh :class:`G722Codec` for G.722 and the shared, stateless
+:func:`open_codec` gives a fresh :class:`G722Codec` for G.722 (or
+:class:`~phoneagent.audio.opus.OpusCodec` for Opus) and the shared, stateless
 :class:`~phoneagent.audio.g711.G711Codec` for G.711. In SDP and in RTP timestamps G.722 runs at
 8000 Hz (RFC 3551, a historical error kept for compatibility) while its audio is sampled at
 16000 Hz: ``clock_rate`` and ``sample_rate`` differ. A 20 ms frame is 320 samples in, 160 bytes
@@ -20,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from phoneagent.audio.g711 import codec_for
+from phoneagent.audio.opus import OpusCodec, is_opus
 from phoneagent.audio.pcm import Int16Array, as_int16
 from phoneagent.runtime.errors import InvalidArgument
 from phoneagent.runtime.modelfiles import MissingModelError
@@ -39,7 +41,11 @@ class RtpCodec(Protocol):
     @property
     def sample_rate(self) -> int: ...  # PCM samples per second
     @property
-    def clock_rate(self) -> int: ...  # RTP timestamp units per second (= payload bytes per second)
+    def clock_rate(self) -> int: ...  # RTP timestamp units per second
+    @property
+    def framed(self) -> bool: ...  # payloads are whole packets (Opus), not one byte per clock tick
+
+    def ticks(self, data: bytes | bytearray | memoryview) -> int: ...  # a payload's duration
 
     def encode(self, pcm: npt.ArrayLike) -> bytes: ...
     def decode(self, data: bytes | bytearray | memoryview) -> Int16Array: ...
@@ -61,12 +67,16 @@ class G722Codec:
     payload_type = G722_PAYLOAD_TYPE
     sample_rate = G722_RATE
     clock_rate = 8000
+    framed = False
 
     def __init__(self) -> None:
         lib = _library()
         self._encoder = lib.G722(G722_RATE, G722_BITRATE)
         self._decoder = lib.G722(G722_RATE, G722_BITRATE)
         self._peeker = lib.G722(G722_RATE, G722_BITRATE)
+
+    def ticks(self, data: bytes | bytearray | memoryview) -> int:
+        return len(data)
 
     def encode(self, pcm: npt.ArrayLike) -> bytes:
         """16 kHz int16 PCM (an even number of samples) to G.722 bytes (one per two samples)."""
@@ -86,12 +96,15 @@ class G722Codec:
 
 
 def codec_rate(name: str) -> int:
-    """The PCM rate of a codec named in settings or SDP (16000 for G.722, 8000 for G.711)."""
-    return G722_RATE if name.strip().upper() in ("G722", "G722/8000") else 8000
+    """The PCM rate of a codec named in settings or SDP (16000 for G.722 and Opus, 8000 for G.711)."""
+    return G722_RATE if name.strip().upper() in ("G722", "G722/8000") or is_opus(name) else 8000
 
 
 def open_codec(key: int | str) -> RtpCodec:
-    """A codec for an RTP stream, by payload type or name: a new G.722 instance, or G.711."""
+    """A codec for an RTP stream, by name (or static payload type): a new G.722 or Opus
+    instance, or G.711."""
     if key == G722_PAYLOAD_TYPE or (isinstance(key, str) and key.strip().upper() in ("G722", "G722/8000")):
         return G722Codec()
+    if isinstance(key, str) and is_opus(key):
+        return OpusCodec()
     return codec_for(key)

@@ -27,7 +27,7 @@ from phoneagent.edge.media.jitter import JitterBuffer, JitterStats
 from phoneagent.edge.media.rtp import RtpPacket, seq_add, ts_add
 from phoneagent.edge.media.rtp_stream import RtpStreamState
 from phoneagent.edge.media.srtp import SrtpContext, SrtpError
-from phoneagent.edge.sip.sdp import MediaParams
+from phoneagent.edge.sip.sdp import TELEPHONE_EVENT_CLOCK, MediaParams
 from phoneagent.runtime.errors import InvalidArgument, Unavailable
 from phoneagent.runtime.metrics import CALLER_AUDIO_LOST
 
@@ -103,7 +103,7 @@ class RtpSession:
 
     def start(self, params: MediaParams, *, latch: bool = False) -> None:
         """Begin exchanging media with the negotiated peer."""
-        codec = open_codec(params.payload_type)
+        codec = open_codec(params.codec)
         self.params, self.codec = params, codec
         self._rate = self._rate or codec.sample_rate
         self._convert(codec.sample_rate)
@@ -111,7 +111,7 @@ class RtpSession:
         self._state = RtpStreamState(expected=self._remote, latch=latch, payload_types=_types(params))
         self._set_srtp(params)
         self._jitter = JitterBuffer(codec)
-        self._dtmf = DtmfReceiver(clock_rate=params.clock_rate)
+        self._dtmf = DtmfReceiver(clock_rate=TELEPHONE_EVENT_CLOCK)
         self.send_paused = not _peer_receives(params)
         self.last_received = time.monotonic()
 
@@ -142,8 +142,8 @@ class RtpSession:
         self.send_paused = not _peer_receives(params)
         if params.srtp != old.srtp:
             self._set_srtp(params)
-        if params.payload_type != old.payload_type:
-            self.codec = open_codec(params.payload_type)
+        if (params.payload_type, params.codec) != (old.payload_type, old.codec):
+            self.codec = open_codec(params.codec)
             self._jitter = JitterBuffer(self.codec)
             self._convert(self.codec.sample_rate)
         address = (params.remote_address, params.remote_port)
@@ -260,7 +260,9 @@ class RtpSession:
         ticks = len(pcm) * self.codec.clock_rate // self.codec.sample_rate
         if not self._sending_dtmf.locked():
             marker = speech and not self._talking
-            self._send(self.params.payload_type, self.codec.encode(pcm), self._ts, marker)
+            payload = self.codec.encode(pcm)
+            if payload:  # an encoder may hold a frame back (none does at 20 ms today)
+                self._send(self.params.payload_type, payload, self._ts, marker)
         self._talking = speech
         self._ts = ts_add(self._ts, ticks)
 
@@ -268,7 +270,7 @@ class RtpSession:
         """Send one RFC 4733 key press; audio packets pause meanwhile. InvalidArgument for a bad digit."""
         if self.params is None or self.params.telephone_event_pt is None:
             raise InvalidArgument("the peer did not negotiate telephone-event")
-        packets = dtmf_packets(digit, duration_ms, clock_rate=self.params.clock_rate)
+        packets = dtmf_packets(digit, duration_ms, clock_rate=TELEPHONE_EVENT_CLOCK)
         pt = self.params.telephone_event_pt
         async with self._sending_dtmf:
             loop = asyncio.get_running_loop()

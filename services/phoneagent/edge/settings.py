@@ -17,12 +17,12 @@ from phoneagent.runtime.settings import env, non_negative, port, positive
 
 LOCAL_TRUNKS = '[{"name": "local", "sources": ["127.0.0.0/8"]}]'
 
-_CODECS = ("G722", "PCMU", "PCMA")
+_CODECS = ("G722", "OPUS", "PCMU", "PCMA")
 
 
 def _codecs(value: list[str]) -> str | None:
     if not value or any(c.upper() not in _CODECS for c in value):
-        return "must list G722, PCMU and/or PCMA"
+        return "must list G722, OPUS, PCMU and/or PCMA"
     if len({c.upper() for c in value}) != len(value):
         return "must not list a codec twice"
     return None
@@ -228,9 +228,9 @@ class EdgeSettings:
     )
     codecs: list[str] = env(
         "PA_CODECS",
-        ["G722", "PCMU", "PCMA"],
+        ["G722", "OPUS", "PCMU", "PCMA"],
         check=_codecs,
-        doc="SIP codecs in preference order (G722 is wideband: 16 kHz to ASR and from TTS)",
+        doc="SIP codecs in preference order (G722 and OPUS are wideband: 16 kHz to ASR and from TTS)",
     )
     require_dial_approval: bool = env(
         "PA_EDGE_REQUIRE_DIAL_APPROVAL",

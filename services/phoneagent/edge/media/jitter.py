@@ -1,4 +1,4 @@
-"""Adaptive jitter buffer for 20 ms G.711 or G.722 audio.
+"""Adaptive jitter buffer for 20 ms G.711, G.722 or Opus audio.
 
 Packets are pushed as they arrive (with their arrival time); the playout clock pulls
 exactly one frame every 20 ms. Frames are keyed by RTP timestamp, so reordering,
@@ -6,7 +6,9 @@ duplicates and multi-frame packets are handled without looking at sequence numbe
 Packets of any multiple of 10 ms (ptime 10, 30, 50 ...) are re-framed: their 10 ms
 halves are keyed by timestamp too and join into 20 ms frames once both halves are here.
 A frame whose other half was lost plays with that half silent. Payloads are decoded in playout
-order (G.722 keeps decoder state); both codecs carry one payload byte per RTP clock tick.
+order (G.722 and Opus keep decoder state); G.711 and G.722 carry one payload byte per RTP clock
+tick. An Opus packet is one frame that cannot be cut, so only 20 ms packets are taken (our SDP
+asks for ptime 20); others count as malformed.
 
 Delay adapts to the network: the target depth is ``frame + jitter_factor x J`` where J
 is the RFC 3550 interarrival jitter estimate, clamped to [min_delay, max_delay]; it
@@ -186,14 +188,16 @@ class JitterBuffer:
         """Add a packet's payload (``timestamp``: its RTP timestamp; ``arrival``: seconds, monotonic)."""
         self.stats.pushed += 1
         fs, hs = self.frame_samples, self.half_samples
-        if not payload or len(payload) % hs:
+        framed = self.codec.framed
+        # a framed codec's packet (Opus) is one frame that cannot be cut: only 20 ms ones are taken
+        if not payload or (self.codec.ticks(payload) != fs if framed else len(payload) % hs):
             self.stats.malformed += 1
             return PushResult.MALFORMED
         ext = self._ts.unwrap(timestamp & 0xFFFFFFFF)
         if self._base is None:
             self._base = ext
         half = round((ext - self._base) / hs)
-        index = half // 2
+        index = round((ext - self._base) / fs) if framed else half // 2
         result = PushResult.ACCEPTED
         if self._is_jump(index) or self._late_run >= self.restart_after_late:
             self._restart()
@@ -201,7 +205,9 @@ class JitterBuffer:
             half = index = 0
             result = PushResult.RESTARTED
         self._update_jitter(ext, arrival)
-        if half % 2 == 0 and len(payload) % fs == 0:  # whole 20 ms frames (the usual case)
+        if framed:
+            stored = self._store(index, payload)
+        elif half % 2 == 0 and len(payload) % fs == 0:  # whole 20 ms frames (the usual case)
             parts = range(len(payload) // fs)
             stored = sum(self._store(index + k, payload[k * fs : (k + 1) * fs]) for k in parts)
         else:

@@ -1,7 +1,8 @@
 """SDP for audio calls (RFC 4566) and the offer/answer model (RFC 3264).
 
 Supported: PCMU (0), PCMA (8), G.722 (9; 16 kHz audio on an 8000 Hz RTP clock, RFC 3551),
-telephone-event (dynamic payload type, events 0-16), ptime, connection address, media port and
+Opus (a dynamic payload type, ``opus/48000/2``, RFC 7587; 111 in our offers), telephone-event
+(dynamic payload type, events 0-16), ptime, connection address, media port and
 direction (sendrecv/sendonly/recvonly/inactive for hold), and SRTP keys (``a=crypto``, SDES,
 RFC 4568) under a policy: ``off`` (plain RTP/AVP only: an RTP/SAVP offer is refused),
 ``optional`` (SRTP when the peer offers keys, on RTP/SAVP or on RTP/AVP; our offers carry keys
@@ -15,12 +16,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from phoneagent.audio.opus import OPUS_CLOCK, OPUS_DEFAULT_PT, OPUS_FMTP
 from phoneagent.edge.media.srtp import SRTP_MODES, SUITES, Crypto, CryptoError, SrtpKeys
 from phoneagent.runtime.errors import InvalidArgument
 
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 STATIC_CODECS = {0: ("PCMU", 8000), 8: ("PCMA", 8000), 9: ("G722", 8000)}
+OPUS = ("opus", OPUS_CLOCK)  # rtpmap of Opus (written with its two channels: opus/48000/2)
 TELEPHONE_EVENT = "telephone-event"
+TELEPHONE_EVENT_CLOCK = 8000
 _MIRROR = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}
 
 
@@ -88,7 +92,9 @@ class SessionDescription:
                 lines.append(f"c=IN IP4 {m.connection}")
             for pt in m.formats:
                 if pt in m.rtpmap:
-                    lines.append(f"a=rtpmap:{pt} {m.rtpmap[pt][0]}/{m.rtpmap[pt][1]}")
+                    name, clock = m.rtpmap[pt]
+                    channels = "/2" if name.lower() == "opus" else ""
+                    lines.append(f"a=rtpmap:{pt} {name}/{clock}{channels}")
                 if pt in m.fmtp:
                     lines.append(f"a=fmtp:{pt} {m.fmtp[pt]}")
             if m.ptime:
@@ -225,8 +231,23 @@ def new_session_id() -> int:
 def _telephone_event_pt(media: Media) -> int | None:
     for pt in media.formats:
         codec = media.codec(pt)
-        if codec and codec[0].lower() == TELEPHONE_EVENT and codec[1] == 8000:
+        if codec and codec[0].lower() == TELEPHONE_EVENT and codec[1] == TELEPHONE_EVENT_CLOCK:
             return pt
+    return None
+
+
+def _codec_name(media: Media, pt: int) -> str | None:
+    """Our name (PCMU, PCMA, G722, OPUS) of an offered payload type we can use, else None."""
+    codec = media.codec(pt)
+    if codec is None:
+        return None
+    if pt in STATIC_CODECS:
+        # G.722's clock is 8000 (RFC 3551); some phones write its sampling rate, 16000, instead
+        clocks = (8000, 16000) if pt == 9 else (STATIC_CODECS[pt][1],)
+        name = STATIC_CODECS[pt][0]
+        return name if codec[1] in clocks and codec[0].upper() == name else None
+    if pt >= 96 and codec[0].lower() == OPUS[0] and codec[1] == OPUS[1]:
+        return "OPUS"
     return None
 
 
@@ -251,7 +272,7 @@ def offer(
     """A local offer listing ``codecs`` (by name) in order of preference; with ``srtp`` optional
     or required it carries our keys (one per supported suite), on RTP/SAVP when required."""
     check_srtp_mode(srtp)
-    by_name = {name: pt for pt, (name, _) in STATIC_CODECS.items()}
+    by_name = {name: pt for pt, (name, _) in STATIC_CODECS.items()} | {"OPUS": OPUS_DEFAULT_PT}
     formats = []
     for name in codecs:
         if name.upper() not in by_name:
@@ -262,10 +283,10 @@ def offer(
     if srtp != "off":
         media.crypto = [Crypto.new(tag, suite) for tag, suite in enumerate(SUITES, start=1)]
     for pt in formats:
-        media.rtpmap[pt] = STATIC_CODECS[pt]
+        _describe(media, pt, "OPUS" if pt == OPUS_DEFAULT_PT else STATIC_CODECS[pt][0])
     if telephone_event_pt is not None:
         media.formats.append(telephone_event_pt)
-        media.rtpmap[telephone_event_pt] = (TELEPHONE_EVENT, 8000)
+        media.rtpmap[telephone_event_pt] = (TELEPHONE_EVENT, TELEPHONE_EVENT_CLOCK)
         media.fmtp[telephone_event_pt] = "0-16"
     sid = session_id if session_id is not None else new_session_id()
     return SessionDescription(address=address, media=[media], session_id=sid, version=version)
@@ -275,11 +296,9 @@ def _pick_codec(media: Media, supported: Sequence[str]) -> int:
     """The offered payload type of the first codec in ``supported`` (our order of preference)."""
     offered: dict[str, int] = {}
     for pt in media.formats:
-        codec = media.codec(pt)
-        # G.722's clock is 8000 (RFC 3551); some phones write its sampling rate, 16000, instead
-        clocks = (8000, 16000) if pt == 9 else (STATIC_CODECS.get(pt, ("", 0))[1],)
-        if codec and pt in STATIC_CODECS and codec[1] in clocks:
-            offered.setdefault(codec[0].upper(), pt)
+        name = _codec_name(media, pt)
+        if name is not None:
+            offered.setdefault(name, pt)
     for name in supported:
         if name.upper() in offered:
             return offered[name.upper()]
@@ -355,13 +374,24 @@ def _answer_media(m: Media, pt: int, address: str, port: int, ptime: int, local_
     formats = [pt]
     te = _telephone_event_pt(m)
     media = Media("audio", port, m.proto, formats, ptime=ptime, connection=address)
-    media.rtpmap[pt] = STATIC_CODECS[pt]
+    name = _codec_name(m, pt)
+    assert name is not None  # _pick_codec chose it
+    _describe(media, pt, name)
     if te is not None:
         formats.append(te)
-        media.rtpmap[te] = (TELEPHONE_EVENT, 8000)
+        media.rtpmap[te] = (TELEPHONE_EVENT, TELEPHONE_EVENT_CLOCK)
         media.fmtp[te] = "0-16"
     media.direction = combine_direction(m.direction, local_direction)
     return media
+
+
+def _describe(media: Media, pt: int, name: str) -> None:
+    """The rtpmap (and for Opus the fmtp: we play and capture 16 kHz) of our payload type ``pt``."""
+    if name == "OPUS":
+        media.rtpmap[pt] = OPUS
+        media.fmtp[pt] = OPUS_FMTP
+    else:
+        media.rtpmap[pt] = STATIC_CODECS[pt]
 
 
 def combine_direction(remote: str, local: str) -> str:
@@ -388,10 +418,20 @@ def negotiated(remote: SessionDescription, local: SessionDescription | None = No
     if media is None:
         raise NoCommonCodec("no active audio stream")
     ours = local.audio if local is not None else None
-    pt = next((f for f in media.formats if f in STATIC_CODECS and (ours is None or f in ours.formats)), None)
+    our_names = {_codec_name(ours, f) for f in ours.formats} if ours is not None else None
+    pt = next(
+        (
+            f
+            for f in media.formats
+            if (n := _codec_name(media, f)) is not None and (our_names is None or n in our_names)
+        ),
+        None,
+    )
     if pt is None:
         raise NoCommonCodec("no common audio codec")
-    name, clock = STATIC_CODECS[pt]
+    name = _codec_name(media, pt)
+    assert name is not None
+    clock = OPUS_CLOCK if name == "OPUS" else STATIC_CODECS[pt][1]
     return MediaParams(
         remote_address=media.connection or remote.address,
         remote_port=media.port,
