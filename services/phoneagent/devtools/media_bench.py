@@ -22,6 +22,7 @@ import numpy as np
 from phoneagent.audio.denoise import Denoiser
 from phoneagent.audio.g711 import PCMU
 from phoneagent.audio.g722 import G722Codec
+from phoneagent.audio.opus import OpusCodec
 from phoneagent.edge.media.rtp import RtpPacket
 from phoneagent.edge.media.srtp import Crypto, SrtpContext, SrtpKeys
 
@@ -53,6 +54,11 @@ def run(seconds: float) -> list[tuple[str, float]]:
     out.append(("G.722 encode (16 kHz)", _per_frame(f16, enc.encode)))
     g722 = [G722Codec().encode(f) for f in f16]
     out.append(("G.722 decode (16 kHz)", _per_frame(g722, dec.decode)))
+    enc_o, dec_o = OpusCodec(), OpusCodec()
+    out.append(("Opus encode (16 kHz, 32 kbit/s)", _per_frame(f16, enc_o.encode)))
+    opus_sender = OpusCodec()
+    opus = [opus_sender.encode(f) for f in f16]
+    out.append(("Opus decode (48 kHz filtered to 16 kHz)", _per_frame(opus, dec_o.decode)))
     for suite in ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32"):
         a, b = Crypto.new(1, suite), Crypto.new(1, suite)
         tx, rx = SrtpContext(SrtpKeys(a, b)), SrtpContext(SrtpKeys(b, a))
