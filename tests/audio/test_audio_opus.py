@@ -40,9 +40,12 @@ def test_opus_carries_wideband_audio_packet_by_packet(freq: float) -> None:
 
 def test_opus_refused_packet_plays_as_silence_and_bad_frames_are_refused() -> None:
     dec = OpusCodec()
-    corrupt = bytes([0x48]) + b"\xff" * 3  # a 20 ms SILK TOC, then garbage
+    corrupt = bytes([(1 << 3) | 3, 0x41])  # 20 ms by its TOC; padding flagged but none follows
+    assert packet_ticks(corrupt) == 960
     out = dec.decode(corrupt)
-    assert len(out) == 320
+    assert len(out) == 320 and not out.any()
+    good = OpusCodec().encode(sine(440, 320, 16000))
+    assert len(dec.decode(good)) == 320  # the decoder goes on after a refused packet
     with pytest.raises(InvalidArgument):
         dec.encode(np.zeros(160, np.int16))
 

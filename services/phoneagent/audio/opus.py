@@ -79,6 +79,7 @@ class OpusCodec:
         av = _av()
         self._frame_cls = av.AudioFrame
         self._packet_cls = av.packet.Packet
+        self._refused = av.error.FFmpegError
         enc = av.CodecContext.create("libopus", "w")
         enc.sample_rate = OPUS_RATE
         enc.format = "s16"
@@ -119,7 +120,7 @@ class OpusCodec:
     def _decode48(self, decoder: Any, data: bytes | bytearray | memoryview) -> Int16Array:
         try:
             frames = decoder.decode(self._packet_cls(bytes(data)))
-        except Exception:  # noqa: BLE001 - libopus refused the packet (corrupt): it plays as silence
+        except self._refused:  # libopus refused the packet (corrupt): the caller plays silence
             return np.zeros(0, np.int16)
         if not frames:
             return np.zeros(0, np.int16)

@@ -1,7 +1,7 @@
 """Concurrency benchmark of the edge: N simultaneous SIP calls on 127.0.0.1, how clean the audio stays.
 
     python -m phoneagent.devtools.edge_bench [--calls 10,25,50] [--seconds 20] [--late-ms 40]
-        [--srtp] [--codec PCMU|G722] [--noise-suppression sip]
+        [--srtp] [--codec PCMU|PCMA|G722|OPUS] [--noise-suppression sip]
 
 The edge runs as its own process (``phone-agent serve edge``) against a private nats-server. This
 process plays everything around it: the four stages (trivial session replicas, so claims succeed),
@@ -125,17 +125,18 @@ def cpu_seconds(pid: int) -> float:
 
 
 def summarise(
-    legs: list[CallerLeg], since: float, until: float, late_ms: float
+    legs: list[CallerLeg], since: float, until: float, late_ms: float, clock: int = 8000
 ) -> tuple[float, float, float]:
-    """(mean RFC 3550 jitter ms, late %, lost %) over the packets that arrived in [since, until]."""
+    """(mean RFC 3550 jitter ms, late %, lost %) over the packets that arrived in [since, until];
+    ``clock``: the RTP clock rate (48000 for Opus)."""
     jitters, late, lost, total = [], 0, 0, 0
     for leg in legs:
         got = [(t, s, ts) for t, s, ts in leg.rtp.arrivals if since <= t <= until]
         if len(got) < 2:
             continue
-        transit = np.array([t - ts / 8000 for t, _, ts in got])
+        transit = np.array([t - ts / clock for t, _, ts in got])
         transit -= transit[0]
-        transit = (transit + 2**31 / 8000) % (2**32 / 8000) - 2**31 / 8000  # timestamp wrap
+        transit = (transit + 2**31 / clock) % (2**32 / clock) - 2**31 / clock  # timestamp wrap
         d = np.abs(np.diff(transit))
         j = 0.0
         for x in d:
@@ -216,7 +217,8 @@ class Bench:
                     await leg.dialog.bye()
                 leg.rtp.close()
             await ua.close()
-        jitter, late, lost = summarise(legs, since, until, self.late_ms)
+        clock = 48000 if self.codec == "OPUS" else 8000
+        jitter, late, lost = summarise(legs, since, until, self.late_ms, clock)
         window = lags[lag0:] or [0.0]
         heard = [tone for leg in legs for t, tone in leg.heard if since <= t <= until]
         return Result(
@@ -345,7 +347,7 @@ def main() -> None:
     parser.add_argument("--late-ms", type=float, default=40.0, help="lateness that counts a frame as late")
     parser.add_argument("--srtp", action="store_true", help="callers offer RTP/SAVP with SDES keys")
     parser.add_argument(
-        "--codec", default="PCMU", choices=("PCMU", "PCMA", "G722"), help="the callers' codec"
+        "--codec", default="PCMU", choices=("PCMU", "PCMA", "G722", "OPUS"), help="the callers' codec"
     )
     parser.add_argument(
         "--noise-suppression", default="", choices=("", "sip"), help="the edge's PA_NOISE_SUPPRESSION (off)"
