@@ -1,6 +1,7 @@
 import os
 import random
 
+import numpy as np
 import pytest
 from phoneagent.edge.media.rtp import (
     RtpError,
@@ -187,5 +188,23 @@ async def test_rtp_inactivity_clock_counts_silence_and_stops_while_the_peer_hold
             assert session.silent_for() is None
         session.update(params)
         assert session.silent_for() is not None and session.silent_for() < 1.0  # back: counted afresh
+    finally:
+        session.close()
+
+
+async def test_opus_session_takes_packets_on_either_sides_payload_type() -> None:
+    from phoneagent.audio.opus import OpusCodec
+
+    session = await RtpSession.open("127.0.0.1", 44000, 44999)
+    try:
+        # we offered Opus as 111, the peer answered it as 120: we send 120, it sends 111
+        session.start(MediaParams("127.0.0.1", 44998, 120, "OPUS", 48000, None, 20, "sendrecv", None, 111))
+        assert session.sample_rate == 16000 and session.codec is not None and session.codec.name == "OPUS"
+        peer = OpusCodec()
+        for n, pt in enumerate((111, 111, 120, 96)):
+            payload = peer.encode(np.zeros(320, np.int16))
+            session.on_datagram(RtpPacket(pt, n, 960 * n, 77, payload).to_bytes(), ("127.0.0.1", 44998))
+        assert session.jitter_stats is not None and session.jitter_stats.pushed == 3  # not 96
+        assert session.drops == 1
     finally:
         session.close()

@@ -221,3 +221,8 @@ def test_our_opus_offer_and_the_answer_agree() -> None:
     theirs = answer(parse_sdp(text), ("OPUS", "PCMU"), address="127.0.0.2", port=5000)
     params = negotiated(parse_sdp(theirs.encode()), ours)
     assert (params.codec, params.payload_type, params.remote_port) == ("OPUS", 111, 5000)
+    assert params.local_payload_type is None
+    # an answer that maps Opus to another payload type: we send with its, it sends with ours
+    renumbered = parse_sdp(theirs.encode().decode().replace("111", "120"))
+    params = negotiated(renumbered, ours)
+    assert (params.codec, params.payload_type, params.local_payload_type) == ("OPUS", 120, 111)

@@ -324,6 +324,8 @@ def _exact(pcm: np.ndarray, source_len: int, rs: StreamResampler) -> np.ndarray:
 
 def _types(params: MediaParams) -> set[int]:
     types = {params.payload_type}
+    if params.local_payload_type is not None:
+        types.add(params.local_payload_type)
     if params.telephone_event_pt is not None:
         types.add(params.telephone_event_pt)
     return types

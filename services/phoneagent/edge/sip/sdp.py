@@ -217,6 +217,9 @@ class MediaParams:
     ptime: int
     direction: str
     srtp: SrtpKeys | None = None  # SRTP keys when the stream is encrypted
+    # the payload type our own SDP gave the codec, when it differs from the peer's (a dynamic
+    # one, Opus): the peer sends with ours (RFC 3264), we send with its
+    local_payload_type: int | None = None
 
     @property
     def on_hold(self) -> bool:
@@ -432,6 +435,7 @@ def negotiated(remote: SessionDescription, local: SessionDescription | None = No
     name = _codec_name(media, pt)
     assert name is not None
     clock = OPUS_CLOCK if name == "OPUS" else STATIC_CODECS[pt][1]
+    ours_pt = next((f for f in ours.formats if _codec_name(ours, f) == name), None) if ours else None
     return MediaParams(
         remote_address=media.connection or remote.address,
         remote_port=media.port,
@@ -442,6 +446,7 @@ def negotiated(remote: SessionDescription, local: SessionDescription | None = No
         ptime=media.ptime or 20,
         direction=media.direction,
         srtp=_keys(ours, media),
+        local_payload_type=ours_pt if ours_pt != pt else None,
     )
 
 
