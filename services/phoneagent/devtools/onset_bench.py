@@ -24,10 +24,13 @@ import shlex
 import sys
 import tempfile
 import time
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
 
 from phoneagent.devtools.asr_bench import _words, machine, word_error_rate
 from phoneagent.devtools.harness.caller import unique_user
@@ -38,6 +41,7 @@ from phoneagent.devtools.onset_voices import Planned, Voices, all_voices, plan
 from phoneagent.edge.sip import SipURI, UAConfig, UserAgent, negotiated, offer
 from phoneagent.runtime import streams, subjects
 from phoneagent.runtime.bus import Bus, Delivery
+from phoneagent.runtime.bus_auth import OPERATOR, BusAuth
 from phoneagent.runtime.errors import InvalidArgument
 from phoneagent.runtime.sessions import SessionHost
 from phoneagent.runtime.stack import Stack
@@ -55,6 +59,8 @@ class Heard:
     missed_first: bool = True
     onset_lag_ms: float | None = None  # ASR's speech start minus when the caller started talking
     offline: str = ""  # the same audio decoded offline in one piece (no edge, no VAD)
+    lost: dict[str, int] = field(default_factory=dict)  # caller frames lost meanwhile, by stage
+    heard_ms: float = 0.0  # audio the finals span (speech start to end) against the utterance's length
 
     @property
     def offline_missed(self) -> bool:
@@ -107,6 +113,29 @@ class _Quiet:
         return None
 
 
+LossReader = Callable[[], dict[str, int]]
+
+
+def lost_frames(ports: list[int]) -> dict[str, int]:
+    """``pa_caller_audio_lost_frames_total`` by stage, summed over the services on ``ports``."""
+    out: dict[str, int] = {}
+    for port in ports:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5.0) as resp:
+            text = resp.read().decode()
+        for family in text_string_to_metric_families(text):
+            if family.name != "pa_caller_audio_lost_frames":
+                continue
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    stage = sample.labels.get("stage", "")
+                    out[stage] = out.get(stage, 0) + int(sample.value)
+    return out
+
+
+def _delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {k: v - before.get(k, 0) for k, v in after.items() if v > before.get(k, 0)}
+
+
 def missed_first_word(reference: str, heard: str) -> bool:
     """True unless the first word of ``reference`` is among the first two words heard."""
     ref, hyp = _words(reference), _words(heard)
@@ -133,6 +162,7 @@ async def run_call(
     prompt: np.ndarray,
     snr: float | None,
     seed: int,
+    losses: LossReader,
 ) -> list[Heard]:
     finals: list[speech_pb2.Transcript] = []
     level = float(np.mean([p.level_dbfs for p, _ in utterances]))
@@ -161,9 +191,12 @@ async def run_call(
             await agent.say(call_id, gen, prompt)
             stopped = await _agent_stopped(ep, asked)
             await asyncio.sleep(max(0.0, stopped + p.delay_s - loop.time()))
+            before = await asyncio.to_thread(losses)
             start_ns = time.time_ns()
             _, end_ns = await ep.play(pcm)
-            out.append(await _heard(p, finals, start_ns, end_ns))
+            heard = await _heard(p, finals, start_ns, end_ns)
+            heard.lost = _delta(await asyncio.to_thread(losses), before)
+            out.append(heard)
         await bus.unsubscribe(sub)
         await dialog.bye()
     finally:
@@ -186,7 +219,8 @@ async def _heard(p: Planned, finals: list[speech_pb2.Transcript], start_ns: int,
         await asyncio.sleep(0.05)
     text = " ".join(f.text.strip() for f in mine)
     lag = (min(f.speech_start_unix_ns for f in mine) - start_ns) / 1e6 if mine else None
-    return Heard(p, text, missed_first_word(p.text, text), lag)
+    spanned = sum(f.speech_end_unix_ns - f.speech_start_unix_ns for f in mine) / 1e6
+    return Heard(p, text, missed_first_word(p.text, text), lag, heard_ms=spanned)
 
 
 def offline(heard: list[Heard], rendered: dict[int, np.ndarray], snr: float | None, seed: int) -> None:
@@ -211,7 +245,9 @@ def offline(heard: list[Heard], rendered: dict[int, np.ndarray], snr: float | No
         engine.close()
 
 
-async def bench(args: argparse.Namespace, nats_url: str, target: str) -> dict[str, list[Heard]]:
+async def bench(
+    args: argparse.Namespace, nats_url: str, auth: BusAuth, target: str, losses: LossReader
+) -> dict[str, list[Heard]]:
     voices = Voices()
     planned = plan(args.count, args.seed, args.voices.split(",") if args.voices else None)
     try:
@@ -220,7 +256,7 @@ async def bench(args: argparse.Namespace, nats_url: str, target: str) -> dict[st
     finally:
         voices.close()
     bus = Bus("onset-bench")
-    await bus.connect(nats_url)
+    await bus.connect(nats_url, auth=auth)  # the bench stands in for several stages: the operator
     await streams.ensure(bus.jetstream())
     agent = Agent(bus)
     await agent.start()
@@ -231,7 +267,7 @@ async def bench(args: argparse.Namespace, nats_url: str, target: str) -> dict[st
             heard: list[Heard] = []
             for c, i in enumerate(range(0, len(rendered), args.per_call)):
                 heard += await run_call(
-                    bus, agent, target, rendered[i : i + args.per_call], prompt, snr, args.seed + c
+                    bus, agent, target, rendered[i : i + args.per_call], prompt, snr, args.seed + c, losses
                 )
                 print(f"  {cond}: {len(heard)}/{len(rendered)} utterances", file=sys.stderr, flush=True)
             results[cond] = heard
@@ -271,10 +307,19 @@ def report(results: dict[str, list[Heard]], info: dict[str, object], command: st
                 p = h.planned
                 lines.append(
                     f"  missed [{cond}] {p.voice} {p.level_dbfs:g} dBFS soft={p.soft_onset} "
-                    f"delay={p.delay_s}s lag={h.onset_lag_ms}ms: {p.text!r} -> {h.text!r} "
-                    f"(offline {h.offline!r})"
+                    f"delay={p.delay_s}s lag={_ms(h.onset_lag_ms)} heard={h.heard_ms:.0f}ms "
+                    f"lost={h.lost or 0}: {p.text!r} -> {h.text!r} (offline {h.offline!r})"
+                    + (" LIVE ONLY" if h.offline and not h.offline_missed else "")
                 )
+    lost = [h for heard in results.values() for h in heard if h.lost]
+    lines.append(f"# utterances during which caller frames were lost: {len(lost)}")
+    for h in lost:
+        lines.append(f"  lost {h.lost} during {h.planned.text!r} ({h.planned.voice})")
     return "\n".join(lines)
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0f}ms"
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -310,7 +355,10 @@ def main(argv: list[str] | None = None) -> int:
             assert stack.nats is not None
             info = machine() | {"asr": os.environ.get("PA_ASR_MODEL", "tiny.en")}
             target = f"sip:agent@127.0.0.1:{env['PA_SIP_PORT']}"
-            results = asyncio.run(bench(args, stack.nats.url, target))
+            ports = [c.port for c in stack.children]
+            results = asyncio.run(
+                bench(args, stack.nats.url, stack.nats.auth(OPERATOR), target, lambda: lost_frames(ports))
+            )
         finally:
             stack.stop()
     print(report(results, info | {"load_1m_after": round(os.getloadavg()[0], 2)}, command))
