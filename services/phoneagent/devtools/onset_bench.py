@@ -50,6 +50,7 @@ from phoneagent.v1 import common_pb2, media_pb2, session_pb2, speech_pb2
 PROMPT = "Sure. Is there anything else I can help you with?"
 STAND_INS = ("llm", "tts", "policy")
 FINAL_WAIT_S = 20.0
+LATE_ONSET_MS = 300.0  # the ASR's default pre-roll: an onset found later may have cut the first word
 
 
 @dataclass
@@ -136,10 +137,22 @@ def _delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
     return {k: v - before.get(k, 0) for k, v in after.items() if v > before.get(k, 0)}
 
 
+CONTRACTIONS = ("'s", "'re", "'ll", "'d", "'ve", "'m")
+
+
 def missed_first_word(reference: str, heard: str) -> bool:
-    """True unless the first word of ``reference`` is among the first two words heard."""
+    """True unless the first word of ``reference`` is among the first two words heard. A
+    contraction of it counts as heard ("what's" for "What should", "where's" for "Where is"):
+    the word's sound reached the decoder, which is what this counts."""
     ref, hyp = _words(reference), _words(heard)
-    return not ref or ref[0] not in hyp[:2]
+    return not ref or not any(_base(h) == ref[0] for h in hyp[:2])
+
+
+def _base(word: str) -> str:
+    for tail in CONTRACTIONS:
+        if word.endswith(tail) and len(word) > len(tail):
+            return word[: -len(tail)]
+    return word
 
 
 async def _agent_stopped(ep: RtpEndpoint, since: float, timeout: float = 30.0) -> float:
@@ -283,7 +296,8 @@ def report(results: dict[str, list[Heard]], info: dict[str, object], command: st
     lines = [f"# {command}", f"# machine: {info}"]
     lines.append(
         f"{'condition':>11} {'utterances':>10} {'voices':>6} {'missed first word':>18} {'WER':>6} "
-        f"{'offline missed':>14} {'offline WER':>11} {'lost live only':>14} {'onset lag ms p50/max':>20}"
+        f"{'offline missed':>14} {'offline WER':>11} {'lost live only':>14} {'onset lag ms p50/max':>20} "
+        f"{'late':>4}"
     )
     for cond, heard in results.items():
         missed = sum(h.missed_first for h in heard)
@@ -297,10 +311,12 @@ def report(results: dict[str, list[Heard]], info: dict[str, object], command: st
         only = f"{sum(h.missed_first and not h.offline_missed for h in done)}" if done else "-"
         lags = [h.onset_lag_ms for h in heard if h.onset_lag_ms is not None]
         lag = f"{np.median(lags):.0f}/{max(lags):.0f}" if lags else "-"
+        late = sum(v > LATE_ONSET_MS for v in lags)
         lines.append(
             f"{label:>11} {len(heard):>10} {voices:>6} {pct:>18} {wer:>6.3f} "
-            f"{off:>14} {off_wer:>11} {only:>14} {lag:>20}"
+            f"{off:>14} {off_wer:>11} {only:>14} {lag:>20} {late:>4}"
         )
+    lines.append(f"# late: onsets the ASR found more than {LATE_ONSET_MS:.0f} ms after the caller began")
     for cond, heard in results.items():
         for h in heard:
             if h.missed_first:
