@@ -13,6 +13,11 @@ Each utterance is also decoded offline in one piece (same model, same G.711 audi
 only" counts first words the offline decode heard and the live call did not - what the path
 from RTP to the decoder lost, apart from the model's own mistakes. Numbers depend on the
 machine and its load; the header records both.
+
+``--segmenter-only`` replays the same utterances through G.711, the edge's resampler and the
+ASR's segmenter and decoder alone (no processes, no bus, faster than real time, the same
+every run), to compare VAD and pre-roll settings (``--pre-roll-ms``, ``--onset-lookback-ms``)
+on the same audio.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from pathlib import Path
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
+from phoneagent.asr.segmenter import Segmenter, SegmenterConfig, Utterance
 from phoneagent.devtools.asr_bench import _words, machine, word_error_rate
 from phoneagent.devtools.harness.caller import unique_user
 from phoneagent.devtools.harness.demo import demo_env, free_udp_port
@@ -258,6 +264,68 @@ def offline(heard: list[Heard], rendered: dict[int, np.ndarray], snr: float | No
         engine.close()
 
 
+def replay(
+    planned: list[tuple[Planned, np.ndarray]],
+    lead_s: float,
+    snr: float | None,
+    seed: int,
+    config: SegmenterConfig,
+) -> list[Heard]:
+    """The ASR's own share, without the edge and the bus: each utterance after ``lead_s`` plus
+    its delay of quiet line (or noise), through G.711 and the edge's 8 to 16 kHz resampler in
+    20 ms frames, the segmenter with Silero and ``config``, and a decode of each utterance it
+    cuts. Faster than real time, and the same every run: a VAD or pre-roll setting is compared
+    here on the same audio, apart from the load and the network."""
+    from phoneagent.asr.engines.base import create_engine
+    from phoneagent.asr.vad import SileroVad
+    from phoneagent.audio.g711 import ulaw_decode, ulaw_encode
+    from phoneagent.audio.resample import StreamResampler
+
+    engine = create_engine("faster-whisper", model="tiny.en", cpu_threads=1)
+    engine.load()
+    rng = np.random.default_rng(seed)
+    out: list[Heard] = []
+    try:
+        for p, pcm in planned:
+            lead = int(round((lead_s + p.delay_s) * 8000))
+            x = np.concatenate([np.zeros(lead), pcm.astype(np.float64), np.zeros(12000)])
+            if snr is not None:
+                x += rng.normal(0.0, 32768 * 10 ** ((p.level_dbfs - snr) / 20), len(x))
+            line = ulaw_decode(ulaw_encode(np.clip(np.round(x), -32768, 32767).astype(np.int16)))
+            up = StreamResampler(8000, 16000)
+            seg = Segmenter(SileroVad(), config)
+            utts: list[Utterance] = []
+            for i in range(0, len(line), 160):
+                frame = up.process(line[i : i + 160]).astype(np.float32) / 32768.0
+                utts += [e for e in seg.feed(frame, i / 8000) if isinstance(e, Utterance)]
+            utts += [e for e in seg.flush(len(line) / 8000) if isinstance(e, Utterance)]
+            text = " ".join(engine.transcribe(u.pcm).text.strip() for u in utts if len(u.pcm))
+            lag = (utts[0].speech_start - lead / 8000) * 1000 if utts else None
+            spanned = sum(u.speech_end - u.speech_start for u in utts) * 1000
+            out.append(Heard(p, text, missed_first_word(p.text, text), lag, heard_ms=spanned))
+    finally:
+        engine.close()
+    return out
+
+
+def run_replay(args: argparse.Namespace) -> dict[str, list[Heard]]:
+    voices = Voices()
+    planned = plan(args.count, args.seed, args.voices.split(",") if args.voices else None)
+    try:
+        rendered = [(p, voices.render(p)) for p in planned]
+        prompt_s = len(voices.render(Planned("piper:joe", PROMPT, -20.0, False, 0.0))) / 8000
+    finally:
+        voices.close()
+    config = SegmenterConfig(pre_roll_ms=args.pre_roll_ms, onset_lookback_ms=args.onset_lookback_ms)
+    results: dict[str, list[Heard]] = {}
+    for cond in args.snr.split(","):
+        snr = None if cond == "clean" else float(cond)
+        results[cond] = heard = replay(rendered, prompt_s, snr, args.seed, config)
+        if args.offline:
+            offline(heard, {id(p): pcm for p, pcm in rendered}, snr, args.seed)
+    return results
+
+
 async def bench(
     args: argparse.Namespace, nats_url: str, auth: BusAuth, target: str, losses: LossReader
 ) -> dict[str, list[Heard]]:
@@ -349,6 +417,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--no-offline", dest="offline", action="store_false", help="skip the offline decodes")
     ap.add_argument("--voices", default="", help=f"comma-separated subset of: {','.join(all_voices())}")
     ap.add_argument(
+        "--segmenter-only",
+        action="store_true",
+        help="replay the utterances through G.711 and the ASR's segmenter and decoder only (no edge, no bus)",
+    )
+    defaults = SegmenterConfig()
+    ap.add_argument("--pre-roll-ms", type=int, default=defaults.pre_roll_ms, help="with --segmenter-only")
+    ap.add_argument(
+        "--onset-lookback-ms", type=int, default=defaults.onset_lookback_ms, help="with --segmenter-only"
+    )
+    ap.add_argument(
         "--data-dir", type=Path, default=None, help="where the stack keeps its files (default: a temp dir)"
     )
     args = ap.parse_args(argv)
@@ -362,6 +440,16 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m phoneagent.devtools.onset_bench " + shlex.join(
         sys.argv[1:] if argv is None else argv
     )
+    if args.segmenter_only:
+        info = machine() | {
+            "asr": "tiny.en",
+            "segmenter_only": True,
+            "pre_roll_ms": args.pre_roll_ms,
+            "onset_lookback_ms": args.onset_lookback_ms,
+        }
+        results = run_replay(args)
+        print(report(results, info | {"load_1m_after": round(os.getloadavg()[0], 2)}, command))
+        return 0
     with tempfile.TemporaryDirectory(prefix="onset-bench-") as tmp:
         data = args.data_dir or Path(tmp)
         env = demo_env(data, free_udp_port())
