@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from phoneagent.asr.segmenter import Segmenter, SegmenterConfig, SpeechStarted, Utterance
+from phoneagent.asr.segmenter import RESET_WARMUP, Segmenter, SegmenterConfig, SpeechStarted, Utterance
 
 RATE = 16000
 WIN = 512
@@ -35,7 +35,10 @@ class Replay:
         return self.probs[k] if 0 <= k < len(self.probs) else 0.0
 
     def reset(self) -> None:
-        """The recording goes on: a reset of the detector's state does not rewind the stream."""
+        """The recording goes on: after a reset while idle the segmenter plays the fresh state
+        the last ``RESET_WARMUP`` windows again, then the stream continues where it was (the
+        reset when the segmenter is made comes before any window)."""
+        self.index = max(0, self.index - RESET_WARMUP)
 
 
 def test_a_wavering_onset_keeps_the_first_word() -> None:

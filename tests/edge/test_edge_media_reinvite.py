@@ -101,3 +101,35 @@ async def test_new_ssrc_resets_the_jitter_buffer() -> None:
     finally:
         session.close()
         peer.close()
+
+
+async def test_frames_the_jitter_buffer_discards_are_counted_when_they_are_lost() -> None:
+    """``pa_caller_audio_lost_frames_total{stage="edge_jitter"}`` rises at the talk spurt that lost
+    the frames, not when the call ends: a per-utterance reading (the onset benchmark's) tells
+    which stage lost a caller's first words."""
+    from prometheus_client import REGISTRY
+
+    def lost() -> float:
+        value = REGISTRY.get_sample_value("pa_caller_audio_lost_frames_total", {"stage": "edge_jitter"})
+        return value or 0.0
+
+    session = await RtpSession.open(HOST, 47000, 47999)
+    peer = udp()
+    try:
+        session.start(params(peer.getsockname()[1]))
+        for n in range(6):
+            peer.sendto(
+                RtpPacket(0, n, 8000 + 160 * n, 0xA, PCMU.encode(frame(n))).to_bytes(), (HOST, session.port)
+            )
+        await wait_for(lambda: session._jitter is not None and session._jitter.stats.pushed == 6)
+        before = lost()
+        # A new stream (SSRC B) while A's frames wait unplayed: the buffer starts afresh without them.
+        pkt = RtpPacket(0, 900, 640000, 0xB, PCMU.encode(frame(50)))
+        peer.sendto(pkt.to_bytes(), (HOST, session.port))
+        await wait_for(lambda: session._jitter is not None and session._jitter.stats.pushed == 7)
+        assert session.pull_frame() is not None
+        assert lost() - before == 6
+    finally:
+        session.close()
+        peer.close()
+    assert lost() - before == 6  # closing does not count them again

@@ -17,7 +17,9 @@ over fixed windows (32 ms for Silero) and emits:
   state is reset every ``vad_reset_ms`` of non-speech: Silero's recurrent state drifts over
   a long silence (an agent's greeting, a caller listening) until its probability for the next
   words stays under 0.3 for half a second - the onset then came late and the first words
-  were lost - while from a fresh state it rises at once;
+  were lost - while from a fresh state it rises at once. The fresh state first hears the last
+  few windows again, so a reset that falls on the first windows of a soft word still hears
+  the word from its start;
 * :class:`PartialDue` every ``partial_interval_ms`` of new speech, carrying only the last
   ``partial_window_s`` of audio, so a preview decode stays cheap;
 * :class:`PauseDue` when a pause reaches ``turn_probe_ms`` of silence (only when that is set),
@@ -122,6 +124,9 @@ class Utterance:
 SegmentEvent = SpeechStarted | PartialDue | PauseDue | Utterance
 
 
+RESET_WARMUP = 4  # windows (128 ms for Silero) a reset detector hears again before going on
+
+
 def _windows(ms: float, window_s: float) -> int:
     return max(0, math.ceil(ms / 1000.0 / window_s - 1e-9))
 
@@ -173,7 +178,7 @@ class Segmenter:
         self._detector.reset()
         self._pending = np.zeros(0, dtype=np.float32)
         self._ring: deque[tuple[float, np.ndarray]] = deque(
-            maxlen=self._pre_roll_w + self._min_speech_w + self._lookback_w
+            maxlen=max(RESET_WARMUP, self._pre_roll_w + self._min_speech_w + self._lookback_w)
         )
         self._hit_w: int | None = None  # first window at the end threshold of a possible onset
         self._hit_quiet = 0  # non-speech windows in a row since then
@@ -268,8 +273,16 @@ class Segmenter:
                 self._hit_w = None
 
     def _restart_detector(self) -> None:
-        """A fresh state hears the next words from their first syllable."""
+        """A fresh state hears the next words from their first syllable. It first hears the
+        last ``RESET_WARMUP`` windows again (the current one included): the second of quiet
+        that calls for a reset may end in the first windows of a soft word, still under the end
+        threshold, and a state reset there never heard the word begin - for a soft voice Silero
+        then stayed under the start threshold through the whole first phrase (the onset two
+        seconds late: "Are you open on Saturday?" for "Few people know this, are you open on
+        Saturday?"). Replayed, the word's start reaches the fresh state in order."""
         self._detector.reset()
+        for _, window in list(self._ring)[-RESET_WARMUP:]:
+            self._detector.probability(window)
         self._quiet = 0
         self.vad_resets += 1
 

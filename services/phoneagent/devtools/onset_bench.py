@@ -13,6 +13,11 @@ Each utterance is also decoded offline in one piece (same model, same G.711 audi
 only" counts first words the offline decode heard and the live call did not - what the path
 from RTP to the decoder lost, apart from the model's own mistakes. Numbers depend on the
 machine and its load; the header records both.
+
+``--segmenter-only`` replays the same utterances through G.711, the edge's resampler and the
+ASR's segmenter and decoder alone (no processes, no bus, faster than real time, the same
+every run), to compare VAD and pre-roll settings (``--pre-roll-ms``, ``--onset-lookback-ms``)
+on the same audio.
 """
 
 from __future__ import annotations
@@ -24,11 +29,15 @@ import shlex
 import sys
 import tempfile
 import time
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
 
+from phoneagent.asr.segmenter import Segmenter, SegmenterConfig, Utterance
 from phoneagent.devtools.asr_bench import _words, machine, word_error_rate
 from phoneagent.devtools.harness.caller import unique_user
 from phoneagent.devtools.harness.demo import demo_env, free_udp_port
@@ -38,6 +47,7 @@ from phoneagent.devtools.onset_voices import Planned, Voices, all_voices, plan
 from phoneagent.edge.sip import SipURI, UAConfig, UserAgent, negotiated, offer
 from phoneagent.runtime import streams, subjects
 from phoneagent.runtime.bus import Bus, Delivery
+from phoneagent.runtime.bus_auth import OPERATOR, BusAuth
 from phoneagent.runtime.errors import InvalidArgument
 from phoneagent.runtime.sessions import SessionHost
 from phoneagent.runtime.stack import Stack
@@ -46,6 +56,7 @@ from phoneagent.v1 import common_pb2, media_pb2, session_pb2, speech_pb2
 PROMPT = "Sure. Is there anything else I can help you with?"
 STAND_INS = ("llm", "tts", "policy")
 FINAL_WAIT_S = 20.0
+LATE_ONSET_MS = 300.0  # the ASR's default pre-roll: an onset found later may have cut the first word
 
 
 @dataclass
@@ -55,6 +66,8 @@ class Heard:
     missed_first: bool = True
     onset_lag_ms: float | None = None  # ASR's speech start minus when the caller started talking
     offline: str = ""  # the same audio decoded offline in one piece (no edge, no VAD)
+    lost: dict[str, int] = field(default_factory=dict)  # caller frames lost meanwhile, by stage
+    heard_ms: float = 0.0  # audio the finals span (speech start to end) against the utterance's length
 
     @property
     def offline_missed(self) -> bool:
@@ -107,10 +120,45 @@ class _Quiet:
         return None
 
 
+LossReader = Callable[[], dict[str, int]]
+
+
+def lost_frames(ports: list[int]) -> dict[str, int]:
+    """``pa_caller_audio_lost_frames_total`` by stage, summed over the services on ``ports``."""
+    out: dict[str, int] = {}
+    for port in ports:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5.0) as resp:
+            text = resp.read().decode()
+        for family in text_string_to_metric_families(text):
+            if family.name != "pa_caller_audio_lost_frames":
+                continue
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    stage = sample.labels.get("stage", "")
+                    out[stage] = out.get(stage, 0) + int(sample.value)
+    return out
+
+
+def _delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {k: v - before.get(k, 0) for k, v in after.items() if v > before.get(k, 0)}
+
+
+CONTRACTIONS = ("'s", "'re", "'ll", "'d", "'ve", "'m")
+
+
 def missed_first_word(reference: str, heard: str) -> bool:
-    """True unless the first word of ``reference`` is among the first two words heard."""
+    """True unless the first word of ``reference`` is among the first two words heard. A
+    contraction of it counts as heard ("what's" for "What should", "where's" for "Where is"):
+    the word's sound reached the decoder, which is what this counts."""
     ref, hyp = _words(reference), _words(heard)
-    return not ref or ref[0] not in hyp[:2]
+    return not ref or not any(_base(h) == ref[0] for h in hyp[:2])
+
+
+def _base(word: str) -> str:
+    for tail in CONTRACTIONS:
+        if word.endswith(tail) and len(word) > len(tail):
+            return word[: -len(tail)]
+    return word
 
 
 async def _agent_stopped(ep: RtpEndpoint, since: float, timeout: float = 30.0) -> float:
@@ -133,6 +181,7 @@ async def run_call(
     prompt: np.ndarray,
     snr: float | None,
     seed: int,
+    losses: LossReader,
 ) -> list[Heard]:
     finals: list[speech_pb2.Transcript] = []
     level = float(np.mean([p.level_dbfs for p, _ in utterances]))
@@ -161,9 +210,12 @@ async def run_call(
             await agent.say(call_id, gen, prompt)
             stopped = await _agent_stopped(ep, asked)
             await asyncio.sleep(max(0.0, stopped + p.delay_s - loop.time()))
+            before = await asyncio.to_thread(losses)
             start_ns = time.time_ns()
             _, end_ns = await ep.play(pcm)
-            out.append(await _heard(p, finals, start_ns, end_ns))
+            heard = await _heard(p, finals, start_ns, end_ns)
+            heard.lost = _delta(await asyncio.to_thread(losses), before)
+            out.append(heard)
         await bus.unsubscribe(sub)
         await dialog.bye()
     finally:
@@ -186,7 +238,8 @@ async def _heard(p: Planned, finals: list[speech_pb2.Transcript], start_ns: int,
         await asyncio.sleep(0.05)
     text = " ".join(f.text.strip() for f in mine)
     lag = (min(f.speech_start_unix_ns for f in mine) - start_ns) / 1e6 if mine else None
-    return Heard(p, text, missed_first_word(p.text, text), lag)
+    spanned = sum(f.speech_end_unix_ns - f.speech_start_unix_ns for f in mine) / 1e6
+    return Heard(p, text, missed_first_word(p.text, text), lag, heard_ms=spanned)
 
 
 def offline(heard: list[Heard], rendered: dict[int, np.ndarray], snr: float | None, seed: int) -> None:
@@ -211,7 +264,71 @@ def offline(heard: list[Heard], rendered: dict[int, np.ndarray], snr: float | No
         engine.close()
 
 
-async def bench(args: argparse.Namespace, nats_url: str, target: str) -> dict[str, list[Heard]]:
+def replay(
+    planned: list[tuple[Planned, np.ndarray]],
+    lead_s: float,
+    snr: float | None,
+    seed: int,
+    config: SegmenterConfig,
+) -> list[Heard]:
+    """The ASR's own share, without the edge and the bus: each utterance after ``lead_s`` plus
+    its delay of quiet line (or noise), through G.711 and the edge's 8 to 16 kHz resampler in
+    20 ms frames, the segmenter with Silero and ``config``, and a decode of each utterance it
+    cuts. Faster than real time, and the same every run: a VAD or pre-roll setting is compared
+    here on the same audio, apart from the load and the network."""
+    from phoneagent.asr.engines.base import create_engine
+    from phoneagent.asr.vad import SileroVad
+    from phoneagent.audio.g711 import ulaw_decode, ulaw_encode
+    from phoneagent.audio.resample import StreamResampler
+
+    engine = create_engine("faster-whisper", model="tiny.en", cpu_threads=1)
+    engine.load()
+    rng = np.random.default_rng(seed)
+    out: list[Heard] = []
+    try:
+        for p, pcm in planned:
+            lead = int(round((lead_s + p.delay_s) * 8000))
+            x = np.concatenate([np.zeros(lead), pcm.astype(np.float64), np.zeros(12000)])
+            if snr is not None:
+                x += rng.normal(0.0, 32768 * 10 ** ((p.level_dbfs - snr) / 20), len(x))
+            line = ulaw_decode(ulaw_encode(np.clip(np.round(x), -32768, 32767).astype(np.int16)))
+            up = StreamResampler(8000, 16000)
+            seg = Segmenter(SileroVad(), config)
+            utts: list[Utterance] = []
+            for i in range(0, len(line), 160):
+                frame = up.process(line[i : i + 160]).astype(np.float32) / 32768.0
+                utts += [e for e in seg.feed(frame, i / 8000) if isinstance(e, Utterance)]
+            utts += [e for e in seg.flush(len(line) / 8000) if isinstance(e, Utterance)]
+            text = " ".join(engine.transcribe(u.pcm).text.strip() for u in utts if len(u.pcm))
+            lag = (utts[0].speech_start - lead / 8000) * 1000 if utts else None
+            spanned = sum(u.speech_end - u.speech_start for u in utts) * 1000
+            out.append(Heard(p, text, missed_first_word(p.text, text), lag, heard_ms=spanned))
+    finally:
+        engine.close()
+    return out
+
+
+def run_replay(args: argparse.Namespace) -> dict[str, list[Heard]]:
+    voices = Voices()
+    planned = plan(args.count, args.seed, args.voices.split(",") if args.voices else None)
+    try:
+        rendered = [(p, voices.render(p)) for p in planned]
+        prompt_s = len(voices.render(Planned("piper:joe", PROMPT, -20.0, False, 0.0))) / 8000
+    finally:
+        voices.close()
+    config = SegmenterConfig(pre_roll_ms=args.pre_roll_ms, onset_lookback_ms=args.onset_lookback_ms)
+    results: dict[str, list[Heard]] = {}
+    for cond in args.snr.split(","):
+        snr = None if cond == "clean" else float(cond)
+        results[cond] = heard = replay(rendered, prompt_s, snr, args.seed, config)
+        if args.offline:
+            offline(heard, {id(p): pcm for p, pcm in rendered}, snr, args.seed)
+    return results
+
+
+async def bench(
+    args: argparse.Namespace, nats_url: str, auth: BusAuth, target: str, losses: LossReader
+) -> dict[str, list[Heard]]:
     voices = Voices()
     planned = plan(args.count, args.seed, args.voices.split(",") if args.voices else None)
     try:
@@ -220,7 +337,7 @@ async def bench(args: argparse.Namespace, nats_url: str, target: str) -> dict[st
     finally:
         voices.close()
     bus = Bus("onset-bench")
-    await bus.connect(nats_url)
+    await bus.connect(nats_url, auth=auth)  # the bench stands in for several stages: the operator
     await streams.ensure(bus.jetstream())
     agent = Agent(bus)
     await agent.start()
@@ -231,7 +348,7 @@ async def bench(args: argparse.Namespace, nats_url: str, target: str) -> dict[st
             heard: list[Heard] = []
             for c, i in enumerate(range(0, len(rendered), args.per_call)):
                 heard += await run_call(
-                    bus, agent, target, rendered[i : i + args.per_call], prompt, snr, args.seed + c
+                    bus, agent, target, rendered[i : i + args.per_call], prompt, snr, args.seed + c, losses
                 )
                 print(f"  {cond}: {len(heard)}/{len(rendered)} utterances", file=sys.stderr, flush=True)
             results[cond] = heard
@@ -247,7 +364,8 @@ def report(results: dict[str, list[Heard]], info: dict[str, object], command: st
     lines = [f"# {command}", f"# machine: {info}"]
     lines.append(
         f"{'condition':>11} {'utterances':>10} {'voices':>6} {'missed first word':>18} {'WER':>6} "
-        f"{'offline missed':>14} {'offline WER':>11} {'lost live only':>14} {'onset lag ms p50/max':>20}"
+        f"{'offline missed':>14} {'offline WER':>11} {'lost live only':>14} {'onset lag ms p50/max':>20} "
+        f"{'late':>4}"
     )
     for cond, heard in results.items():
         missed = sum(h.missed_first for h in heard)
@@ -261,20 +379,31 @@ def report(results: dict[str, list[Heard]], info: dict[str, object], command: st
         only = f"{sum(h.missed_first and not h.offline_missed for h in done)}" if done else "-"
         lags = [h.onset_lag_ms for h in heard if h.onset_lag_ms is not None]
         lag = f"{np.median(lags):.0f}/{max(lags):.0f}" if lags else "-"
+        late = sum(v > LATE_ONSET_MS for v in lags)
         lines.append(
             f"{label:>11} {len(heard):>10} {voices:>6} {pct:>18} {wer:>6.3f} "
-            f"{off:>14} {off_wer:>11} {only:>14} {lag:>20}"
+            f"{off:>14} {off_wer:>11} {only:>14} {lag:>20} {late:>4}"
         )
+    lines.append(f"# late: onsets the ASR found more than {LATE_ONSET_MS:.0f} ms after the caller began")
     for cond, heard in results.items():
         for h in heard:
             if h.missed_first:
                 p = h.planned
                 lines.append(
                     f"  missed [{cond}] {p.voice} {p.level_dbfs:g} dBFS soft={p.soft_onset} "
-                    f"delay={p.delay_s}s lag={h.onset_lag_ms}ms: {p.text!r} -> {h.text!r} "
-                    f"(offline {h.offline!r})"
+                    f"delay={p.delay_s}s lag={_ms(h.onset_lag_ms)} heard={h.heard_ms:.0f}ms "
+                    f"lost={h.lost or 0}: {p.text!r} -> {h.text!r} (offline {h.offline!r})"
+                    + (" LIVE ONLY" if h.offline and not h.offline_missed else "")
                 )
+    lost = [h for heard in results.values() for h in heard if h.lost]
+    lines.append(f"# utterances during which caller frames were lost: {len(lost)}")
+    for h in lost:
+        lines.append(f"  lost {h.lost} during {h.planned.text!r} ({h.planned.voice})")
     return "\n".join(lines)
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0f}ms"
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -287,6 +416,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--snr", default="clean,10", help="conditions: clean and/or SNR in dB (default clean,10)")
     ap.add_argument("--no-offline", dest="offline", action="store_false", help="skip the offline decodes")
     ap.add_argument("--voices", default="", help=f"comma-separated subset of: {','.join(all_voices())}")
+    ap.add_argument(
+        "--segmenter-only",
+        action="store_true",
+        help="replay the utterances through G.711 and the ASR's segmenter and decoder only (no edge, no bus)",
+    )
+    defaults = SegmenterConfig()
+    ap.add_argument("--pre-roll-ms", type=int, default=defaults.pre_roll_ms, help="with --segmenter-only")
+    ap.add_argument(
+        "--onset-lookback-ms", type=int, default=defaults.onset_lookback_ms, help="with --segmenter-only"
+    )
     ap.add_argument(
         "--data-dir", type=Path, default=None, help="where the stack keeps its files (default: a temp dir)"
     )
@@ -301,6 +440,16 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m phoneagent.devtools.onset_bench " + shlex.join(
         sys.argv[1:] if argv is None else argv
     )
+    if args.segmenter_only:
+        info = machine() | {
+            "asr": "tiny.en",
+            "segmenter_only": True,
+            "pre_roll_ms": args.pre_roll_ms,
+            "onset_lookback_ms": args.onset_lookback_ms,
+        }
+        results = run_replay(args)
+        print(report(results, info | {"load_1m_after": round(os.getloadavg()[0], 2)}, command))
+        return 0
     with tempfile.TemporaryDirectory(prefix="onset-bench-") as tmp:
         data = args.data_dir or Path(tmp)
         env = demo_env(data, free_udp_port())
@@ -310,7 +459,10 @@ def main(argv: list[str] | None = None) -> int:
             assert stack.nats is not None
             info = machine() | {"asr": os.environ.get("PA_ASR_MODEL", "tiny.en")}
             target = f"sip:agent@127.0.0.1:{env['PA_SIP_PORT']}"
-            results = asyncio.run(bench(args, stack.nats.url, target))
+            ports = [c.port for c in stack.children]
+            results = asyncio.run(
+                bench(args, stack.nats.url, stack.nats.auth(OPERATOR), target, lambda: lost_frames(ports))
+            )
         finally:
             stack.stop()
     print(report(results, info | {"load_1m_after": round(os.getloadavg()[0], 2)}, command))

@@ -64,6 +64,7 @@ class RtpSession:
         self._remote: tuple[str, int] | None = None
         self._state: RtpStreamState | None = None
         self._jitter: JitterBuffer | None = None
+        self._lost_counted = 0  # the jitter buffer's discarded frames already in the metric
         self._srtp: SrtpContext | None = None
         self._dtmf = DtmfReceiver()
         self._ssrc = secrets.randbits(32)
@@ -110,7 +111,7 @@ class RtpSession:
         self._remote = self._sdp_remote = (params.remote_address, params.remote_port)
         self._state = RtpStreamState(expected=self._remote, latch=latch, payload_types=_types(params))
         self._set_srtp(params)
-        self._jitter = JitterBuffer(codec)
+        self._new_jitter(codec)
         self._dtmf = DtmfReceiver(clock_rate=TELEPHONE_EVENT_CLOCK)
         self.send_paused = not _peer_receives(params)
         self.last_received = time.monotonic()
@@ -144,7 +145,7 @@ class RtpSession:
             self._set_srtp(params)
         if (params.payload_type, params.codec) != (old.payload_type, old.codec):
             self.codec = open_codec(params.codec)
-            self._jitter = JitterBuffer(self.codec)
+            self._new_jitter(self.codec)
             self._convert(self.codec.sample_rate)
         address = (params.remote_address, params.remote_port)
         if address[0] not in _NULL_ADDRESSES and address != self._sdp_remote:
@@ -219,11 +220,27 @@ class RtpSession:
         if self._jitter is None or not self._media_started:
             return None
         pcm = self._jitter.pull().pcm
+        self._count_lost()
         return (
             pcm
             if self._from_codec is None
             else _exact(self._from_codec.process(pcm), len(pcm), self._from_codec)
         )
+
+    def _new_jitter(self, codec: RtpCodec) -> None:
+        self._count_lost()  # what the old buffer lost stays counted
+        self._jitter = JitterBuffer(codec)
+        self._lost_counted = 0
+
+    def _count_lost(self) -> None:
+        """Count the caller frames the jitter buffer threw away unplayed as they go, so the
+        metric shows a loss at the talk spurt it hit rather than when the call ends."""
+        if self._jitter is None:
+            return
+        discarded = self._jitter.stats.discarded
+        if discarded > self._lost_counted:
+            CALLER_AUDIO_LOST.labels(stage="edge_jitter").inc(discarded - self._lost_counted)
+            self._lost_counted = discarded
 
     @property
     def drops(self) -> int:
@@ -287,9 +304,9 @@ class RtpSession:
         self.closed = True
         if self._transport is not None:
             self._transport.close()
+        self._count_lost()
         stats = self.jitter_stats
         if stats is not None and stats.pushed:
-            CALLER_AUDIO_LOST.labels(stage="edge_jitter").inc(stats.discarded)
             log.info(
                 "rtp caller audio",
                 extra={
