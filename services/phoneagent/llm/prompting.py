@@ -235,7 +235,12 @@ def normalise_arguments(
         missing.append("when")
     _drop_unheard(out, said, heard)
     given = out.get("name")
-    if not isinstance(given, str) or not _simple(given).strip() or _simple(given) not in heard:
+    if (
+        not isinstance(given, str)
+        or not _simple(given).strip()
+        or _simple(given) not in heard
+        or not _could_be_name(given)
+    ):
         found = caller_name(said)
         if found is None:
             missing.append("name")
@@ -243,6 +248,19 @@ def normalise_arguments(
             out["name"] = found
     ask = {("when",): ASK_WHEN, ("name",): ASK_NAME, ("when", "name"): ASK_BOTH}.get(tuple(missing), "")
     return Normalised(name, out, ask, tuple(missing))
+
+
+# Words a name copied from the caller's words never holds ("10 o'clock Monday, please" is in
+# the caller's words, and was booked as a name); months are names too (June, April).
+_NOT_IN_NAMES = frozenset(
+    "monday tuesday wednesday thursday friday saturday sunday today tomorrow please yes oclock "
+    "clock am pm book appointment".split()
+)
+
+
+def _could_be_name(text: str) -> bool:
+    words = _simple(text).split()
+    return bool(words) and not any(w.isdigit() or w in _NOT_IN_NAMES for w in words)
 
 
 def _gave_name_and_time(agent: Agent, said: Sequence[str], now: datetime) -> bool:
