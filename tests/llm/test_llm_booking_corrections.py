@@ -1,7 +1,7 @@
 """A caller who corrects the time of a booking in the call ends up with one appointment, at the
-corrected time, under their own name: the scripted caller's "I need a cleaning Monday at nine.
-Sorry, I meant ten." then "Yes, ten o'clock Monday please." was booked twice (at nine, from the
-first time said, and at ten under the name "10 o'clock Monday, please")."""
+corrected time, under their own name: a scripted caller's "... a cleaning Monday at nine. Sorry, I
+meant ten." then "Yes, ten o'clock Monday please." was booked twice (at nine, from the first time
+said, and at ten under the name "10 o'clock Monday, please")."""
 
 from __future__ import annotations
 
@@ -34,10 +34,10 @@ def tools_for(agent: Agent, store: SchedulingStore) -> Tools:
 
 async def test_a_corrected_time_books_once_at_the_time_meant(agent: Agent, store: SchedulingStore) -> None:
     tools = tools_for(agent, store)
-    tools.caller_said("Hello, this is Morgan Blake, I need a cleaning Monday at nine. Sorry, I meant ten.")
+    tools.caller_said("Hi, it's Riley Stone, a cleaning on Monday at nine please. Sorry, I meant ten.")
     # What a small model writes: the first time it read, and the caller's name.
     outcome = await tools.run(
-        "book_appointment", {"appointment_type": "cleaning", "when": "Monday at nine", "name": "Morgan Blake"}
+        "book_appointment", {"appointment_type": "cleaning", "when": "Monday at nine", "name": "Riley Stone"}
     )
     assert outcome.ok and "Monday 7 December at 10 am" in outcome.spoken, outcome.spoken
     tools.caller_said("Yes, 10 o'clock Monday, please.")  # as the ASR wrote it
@@ -47,7 +47,7 @@ async def test_a_corrected_time_books_once_at_the_time_meant(agent: Agent, store
     )
     assert outcome.ok and outcome.result.get("already_booked") is True, outcome
     booked = store.find_by_phone(CALLER)
-    assert [(a.caller_name, a.start.hour, a.start.minute) for a in booked] == [("Morgan Blake", 10, 0)]
+    assert [(a.caller_name, a.start.hour, a.start.minute) for a in booked] == [("Riley Stone", 10, 0)]
 
 
 async def test_a_correction_after_the_booking_moves_it(agent: Agent, store: SchedulingStore) -> None:

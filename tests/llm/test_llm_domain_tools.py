@@ -253,7 +253,7 @@ async def test_a_second_booking_in_the_call_changes_the_first(
 ) -> None:
     """A caller who corrects the time after the booking was made ("sorry, I meant ten") or says
     it again has the call's own booking changed: one appointment, at the time said last."""
-    args = {"appointment_type": "cleaning", "when": "next Monday at nine", "name": "Morgan Blake"}
+    args = {"appointment_type": "cleaning", "when": "next Monday at nine", "name": "Riley Stone"}
     first = await tools.execute("book_appointment", args, ctx)
     assert first.ok
     r = await tools.execute("book_appointment", {**args, "when": "next Monday at ten"}, ctx)
@@ -265,7 +265,7 @@ async def test_a_second_booking_in_the_call_changes_the_first(
     assert [(a.id, a.start.hour) for a in booked] == [(first.data["appointment_id"], 10)]
     # Said again (the caller confirms after the booking): nothing changes, nothing is added.
     r = await tools.execute(
-        "book_appointment", {**args, "when": "Monday 30 November at 10", "name": "morgan  blake"}, ctx
+        "book_appointment", {**args, "when": "Monday 30 November at 10", "name": "riley  stone"}, ctx
     )
     assert r.ok and r.data["already_booked"] is True
     assert r.say == "You're booked for cleaning on Monday 30 November at 10 am."
@@ -282,11 +282,11 @@ async def test_a_second_booking_in_the_call_changes_the_first(
 async def test_another_person_or_type_in_the_same_call_is_a_booking_of_its_own(
     tools: ToolExecutor, store: SchedulingStore, ctx: CallContext
 ) -> None:
-    args = {"appointment_type": "cleaning", "when": "next Monday at nine", "name": "Morgan Blake"}
+    args = {"appointment_type": "cleaning", "when": "next Monday at nine", "name": "Riley Stone"}
     assert (await tools.execute("book_appointment", args, ctx)).ok
     assert (
         await tools.execute(
-            "book_appointment", {**args, "when": "next Monday at ten", "name": "Robin Blake"}, ctx
+            "book_appointment", {**args, "when": "next Monday at ten", "name": "Robin Stone"}, ctx
         )
     ).ok
     assert (
