@@ -6,6 +6,7 @@ gets three tries."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 from datetime import date
 from typing import Any
@@ -55,8 +56,13 @@ def failures(reason: str) -> float:
     return float(VERIFICATION_FAILURES.labels(reason=reason)._value.get())
 
 
+BOOKING_CALLS = itertools.count(1)
+
+
 async def book(tools: ToolExecutor, caller: str = ANN, **changes: str) -> ToolResult:
-    r = await tools.execute("book_appointment", {**CLEANING, **changes}, CallContext("booking-call", caller))
+    """A booking made in a call of its own (a second booking in the same call changes the first)."""
+    call = CallContext(f"booking-call-{next(BOOKING_CALLS)}", caller)
+    r = await tools.execute("book_appointment", {**CLEANING, **changes}, call)
     assert r.ok, r
     return r
 

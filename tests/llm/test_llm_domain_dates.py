@@ -229,3 +229,43 @@ def test_naive_now_is_refused() -> None:
 )
 def test_normalise(spoken: str, normal: str) -> None:
     assert normalise(spoken) == normal
+
+
+# An ordinal that counts something else is not a day of the month ("my first visit on
+# Wednesday" was read as a Wednesday that is the 1st: 1 September of the next year).
+@pytest.mark.parametrize(
+    ("text", "day", "at"),
+    [
+        ("I'd like my first visit on Wednesday at three in the afternoon.", D(2026, 11, 25), T(15)),
+        ("the first appointment on Friday at 10", D(2026, 11, 27), T(10)),
+        ("a second cleaning on Thursday at 2 pm", D(2026, 11, 26), T(14)),
+        ("Wednesday the 2nd at 10", D(2026, 12, 2), T(10)),  # a day of the month still is one
+        ("on the 3rd at 10", D(2026, 12, 3), T(10)),
+    ],
+)
+def test_an_ordinal_that_counts_a_visit_is_not_a_date(text: str, day: date, at: time) -> None:
+    r = resolve(text, MON, NY, hours)
+    assert r.status is Status.RESOLVED, r
+    assert (r.first_day, r.last_day, r.at) == (day, day, at)
+
+
+# A caller correcting themselves: what follows the correction replaces the day or time it names.
+@pytest.mark.parametrize(
+    ("text", "day", "at"),
+    [
+        ("a cleaning on Monday at nine please, sorry, I meant ten", D(2026, 11, 23), T(10)),  # today
+        (
+            "I need a filling on Monday at eleven. Actually no, make that one in the afternoon.",
+            D(2026, 11, 23),
+            T(13),
+        ),
+        ("Tuesday at 9, no wait, Wednesday", D(2026, 11, 25), T(9)),
+        ("Friday at ten, actually make it Thursday at two pm", D(2026, 11, 26), T(14)),
+        ("Sorry, could I come Friday at ten?", D(2026, 11, 27), T(10)),  # nothing before the cue
+        ("Friday at ten, sorry for the trouble", D(2026, 11, 27), T(10)),  # nothing after it
+    ],
+)
+def test_a_self_correction_replaces_what_it_names(text: str, day: date, at: time) -> None:
+    r = resolve(text, MON, NY, hours)
+    assert r.status is Status.RESOLVED, r
+    assert (r.first_day, r.last_day, r.at) == (day, day, at)

@@ -246,3 +246,55 @@ def test_hours_answer_without_opening_hours(agent: Agent) -> None:
 )
 def test_asks_for_hours(text: str, asks: bool) -> None:
     assert asks_for_hours(text) is asks
+
+
+async def test_a_second_booking_in_the_call_changes_the_first(
+    tools: ToolExecutor, store: SchedulingStore, ctx: CallContext
+) -> None:
+    """A caller who corrects the time after the booking was made ("sorry, I meant ten") or says
+    it again has the call's own booking changed: one appointment, at the time said last."""
+    args = {"appointment_type": "cleaning", "when": "next Monday at nine", "name": "Riley Stone"}
+    first = await tools.execute("book_appointment", args, ctx)
+    assert first.ok
+    r = await tools.execute("book_appointment", {**args, "when": "next Monday at ten"}, ctx)
+    assert r.ok and r.say == (
+        "I've changed your booking: you're booked for cleaning on Monday 30 November at 10 am "
+        "instead of Monday 30 November at 9 am, with the same booking reference."
+    )
+    booked = store.find_by_phone(CALLER)
+    assert [(a.id, a.start.hour) for a in booked] == [(first.data["appointment_id"], 10)]
+    # Said again (the caller confirms after the booking): nothing changes, nothing is added.
+    r = await tools.execute(
+        "book_appointment", {**args, "when": "Monday 30 November at 10", "name": "riley  stone"}, ctx
+    )
+    assert r.ok and r.data["already_booked"] is True
+    assert r.say == "You're booked for cleaning on Monday 30 November at 10 am."
+    assert len(store.find_by_phone(CALLER)) == 1
+    # A time that is taken: the booking stands and alternatives are offered.
+    other = CallContext("call-2", "+15550009999")
+    taken = {"appointment_type": "cleaning", "when": "next Monday at 11", "name": "Sam"}
+    assert (await tools.execute("book_appointment", taken, other)).ok
+    r = await tools.execute("book_appointment", {**args, "when": "next Monday at 11"}, ctx)
+    assert r.status == "error" and "Your booking on Monday 30 November at 10 am stands." in r.say
+    assert [a.start.hour for a in store.find_by_phone(CALLER)] == [10]
+
+
+async def test_another_person_or_type_in_the_same_call_is_a_booking_of_its_own(
+    tools: ToolExecutor, store: SchedulingStore, ctx: CallContext
+) -> None:
+    args = {"appointment_type": "cleaning", "when": "next Monday at nine", "name": "Riley Stone"}
+    assert (await tools.execute("book_appointment", args, ctx)).ok
+    assert (
+        await tools.execute(
+            "book_appointment", {**args, "when": "next Monday at ten", "name": "Robin Stone"}, ctx
+        )
+    ).ok
+    assert (
+        await tools.execute(
+            "book_appointment", {**args, "appointment_type": "filling", "when": "next Tuesday at ten"}, ctx
+        )
+    ).ok
+    # A booking from an earlier call is not this call's to change.
+    later = CallContext("call-2", CALLER)
+    assert (await tools.execute("book_appointment", {**args, "when": "next Wednesday at ten"}, later)).ok
+    assert len(store.find_by_phone(CALLER)) == 4

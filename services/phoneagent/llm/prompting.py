@@ -32,14 +32,16 @@ STYLE = (
 
 # Worked examples for a small model: which tool to call, and that days and times are passed
 # as the caller said them (the tools resolve dates in code; the model never computes one).
-TOOL_RULES = """How to use the tools:
-- To book, call book_appointment with appointment_type, when (the caller's own words for the day and time, \
-copied exactly) and name. If you do not know the caller's name yet, ask for it first.
-- For questions about prices, insurance, payment, location, parking or policies, answer from the facts given \
-with the caller's words, or call lookup_knowledge.
-- If the caller asks for a person, a human or the front desk, call transfer_to_human.
+TOOL_RULES = """Tools: when the caller asks for something a tool does, your whole reply is one <tool_call> \
+block, as in the examples below, with no words before or after it; the caller then hears what the tool \
+answers. Put the day and time in "when" exactly as the caller said them. If the caller has not said their \
+name, ask for it before booking.
+Questions about prices, insurance, payment, location, parking or policies: answer from the facts given with \
+the caller's words, or use lookup_knowledge. A caller who asks for a person, a human or the front desk: \
+transfer_to_human.
 Examples:
 Caller: I'd like a cleaning next Tuesday at 10. My name is Ann Lee.
+You:
 <tool_call>
 {"name": "book_appointment", "arguments": {"appointment_type": "cleaning", "when": "next Tuesday at 10", \
 "name": "Ann Lee"}}
@@ -47,11 +49,13 @@ Caller: I'd like a cleaning next Tuesday at 10. My name is Ann Lee.
 Caller: Can I come in for a filling on the 3rd at 2 pm?
 You: Sure. May I have your name, please?
 Caller: Tom Baker.
+You:
 <tool_call>
 {"name": "book_appointment", "arguments": {"appointment_type": "filling", "when": "the 3rd at 2 pm", \
 "name": "Tom Baker"}}
 </tool_call>
 Caller: Can I speak to a real person?
+You:
 <tool_call>
 {"name": "transfer_to_human", "arguments": {"reason": "caller asked for a person"}}
 </tool_call>"""
@@ -235,7 +239,12 @@ def normalise_arguments(
         missing.append("when")
     _drop_unheard(out, said, heard)
     given = out.get("name")
-    if not isinstance(given, str) or not _simple(given).strip() or _simple(given) not in heard:
+    if (
+        not isinstance(given, str)
+        or not _simple(given).strip()
+        or _simple(given) not in heard
+        or not _could_be_name(given)
+    ):
         found = caller_name(said)
         if found is None:
             missing.append("name")
@@ -243,6 +252,19 @@ def normalise_arguments(
             out["name"] = found
     ask = {("when",): ASK_WHEN, ("name",): ASK_NAME, ("when", "name"): ASK_BOTH}.get(tuple(missing), "")
     return Normalised(name, out, ask, tuple(missing))
+
+
+# Words a name copied from the caller's words never holds ("10 o'clock Monday, please" is in
+# the caller's words, and was booked as a name); months are names too (June, April).
+_NOT_IN_NAMES = frozenset(
+    "monday tuesday wednesday thursday friday saturday sunday today tomorrow please yes oclock "
+    "clock am pm book appointment".split()
+)
+
+
+def _could_be_name(text: str) -> bool:
+    words = _simple(text).split()
+    return bool(words) and not any(w.isdigit() or w in _NOT_IN_NAMES for w in words)
 
 
 def _gave_name_and_time(agent: Agent, said: Sequence[str], now: datetime) -> bool:

@@ -9,8 +9,9 @@ through :func:`to_aware`, which refuses wall-clock times skipped by a DST change
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -137,10 +138,49 @@ def resolve(text: str, now: datetime, tz: ZoneInfo, hours: HoursFn | None = None
     now_local = now.astimezone(tz)
     ctx = _Ctx(text=text, today=now_local.date(), now_local=now_local, tz=tz, hours=hours)
     try:
-        pieces = extract(text, now_local)
+        pieces = _corrected(text, now_local) or extract(text, now_local)
     except ValueError as exc:
         return Resolution(Status.INVALID, text, note=str(exc))
     return _assemble(pieces, ctx)
+
+
+# A caller correcting themselves: "Monday at nine. Sorry, I meant ten.", "on Monday at eleven,
+# actually no, make that one in the afternoon". What follows the last such cue that names a day
+# or a time replaces that part of what came before it.
+_CORRECTION = re.compile(
+    r"\b(?:sorry|i mean|i meant|actually|no wait|wait no|make (?:that|it)|scratch that|correction|"
+    r"rather|change (?:that|it) to)\b",
+    re.IGNORECASE,
+)
+
+
+def _corrected(text: str, now_local: datetime) -> Pieces | None:
+    """The pieces of ``text`` with a self-correction applied, or None when it has none."""
+    for cue in reversed(list(_CORRECTION.finditer(text))):
+        later = extract(text[cue.end() :], now_local)
+        if later.nothing_found():
+            continue  # "Monday at nine, sorry for the trouble": nothing corrected
+        earlier = extract(text[: cue.start()], now_local)
+        if earlier.nothing_found():
+            return later  # "Sorry, could I come Monday at nine?": the cue corrects nothing
+        return _override(earlier, later)
+    return None
+
+
+def _override(earlier: Pieces, later: Pieces) -> Pieces:
+    """``earlier`` with the day and/or the time that ``later`` names put in their place."""
+    out = replace(earlier, notes=[*earlier.notes, *later.notes])
+    if later.first_day is not None or later.conflict:
+        out.first_day, out.last_day, out.conflict = later.first_day, later.last_day, later.conflict
+        out.alternative_days, out.earliest = list(later.alternative_days), later.earliest
+        out.ambiguous = later.ambiguous
+    if later.hour is not None or later.exact_instant is not None:
+        out.hour, out.minute, out.meridiem = later.hour, later.minute, later.meridiem
+        out.exact_instant = later.exact_instant
+        out.window = later.window or earlier.window
+    elif later.window is not None:
+        out.window, out.hour, out.minute, out.meridiem = later.window, None, 0, None
+    return out
 
 
 def _assemble(p: Pieces, ctx: _Ctx) -> Resolution:

@@ -35,6 +35,12 @@ _WINDOWS = {
     "lunchtime": (time(11, 30), time(13, 30)),
 }
 ASAP_DAYS = 14
+# Nouns an ordinal counts when it is not a day of the month, and words before such an ordinal.
+_COUNTED = (
+    r"(?:visit|visits|appointment|appointments|time|times|one|ones|patient|step|thing|floor|"
+    r"available|free|opening|slot|slots|cleaning|checkup|exam|consultation)"
+)
+_OWNER = "".join(f"(?<! {w})" for w in "my your our his her their a an this that".split())
 
 
 @dataclass
@@ -323,7 +329,11 @@ def _weekday_and_day(sc: _Scanner, found: _Found) -> None:
     if m:
         modifier = "after next" if m.group(3) else (m.group(1) or "").replace("this coming", "coming")
         found.weekday = (WEEKDAYS.index(m.group(2)), modifier)
-    m = sc.take(rf" (?:on )?the (\d{{1,2}}){_ORD}? ") or sc.take(rf" (\d{{1,2}}){_ORD} ")
+    # "the 3rd", "on the 21st", a bare "21st"; not an ordinal that counts something else ("my
+    # first visit", "the first appointment you have"), which would be read as the 1st of a month.
+    m = sc.take(rf" (?:on )?the (\d{{1,2}}){_ORD}? (?!{_COUNTED} )") or sc.take(
+        rf"{_OWNER} (\d{{1,2}}){_ORD} (?!{_COUNTED} )"
+    )
     if m:
         found.day_of_month = int(m.group(1))
         if not 1 <= found.day_of_month <= 31:

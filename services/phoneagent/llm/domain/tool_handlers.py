@@ -170,6 +170,11 @@ class Handlers:
         phone = self._phone(args, ctx)
         if not phone:
             return self._result("book_appointment", "needs_input", "What number can we reach you on?")
+        own = self._booked_in_call(store, kind.id, str(args["name"]), phone, ctx)
+        if own is not None:
+            # The caller corrects the time ("sorry, I meant ten") or confirms it again after the
+            # booking was made: the call's own booking changes, a second one is never added.
+            return self._rebook(own, r, kind.name)
         born = None
         if self.agent.collect_date_of_birth:
             today = self.clock().astimezone(self.agent.tz).date()
@@ -208,6 +213,48 @@ class Handlers:
             f"You're booked for {kind.name.lower()} on {spoken(appt.start)}. Your booking reference is "
             f"{appt.reference}; you'll need it to change or cancel the booking.",
             {**_appt(appt, kind.name), "reference": appt.reference},
+        )
+
+    def _booked_in_call(
+        self, store: SchedulingStore, type_id: str, name: str, phone: str, ctx: CallContext
+    ) -> Appointment | None:
+        """The upcoming booking this call made of this type for this person, if any (the latest).
+        Another person's booking in the same call (a family member) is a booking of its own."""
+        mine = [
+            a
+            for a in store.find_by_phone(phone)
+            if a.call_id == ctx.call_id and a.type_id == type_id and _same_person(a.caller_name, name)
+        ]
+        return mine[-1] if mine else None
+
+    def _rebook(self, own: Appointment, r: Resolution, type_name: str) -> ToolResult:
+        """Book the call's own booking ``own`` for ``r`` instead: moved, or left as it is."""
+        start = r.start(self.agent.tz)
+        if own.start == start:
+            return self._result(
+                "book_appointment",
+                "ok",
+                f"You're booked for {type_name.lower()} on {spoken(own.start)}.",
+                {**_appt(own, type_name), "already_booked": True},
+            )
+        try:
+            moved = self._book().move(own.id, start, own.phone)
+        except SlotUnavailable as exc:
+            others = self._nearby(own.type_id, r)
+            offer = f" I can offer {_list([spoken(s.start) for s in others])}." if others else ""
+            return self._result(
+                "book_appointment",
+                "error",
+                f"Sorry, {exc.message}. Your booking on {spoken(own.start)} stands.{offer}",
+                {"slots": [_slot(s) for s in others], "appointment_id": own.id},
+                error_kind=ErrorKind.INVALID_ARGUMENT,
+            )
+        return self._result(
+            "book_appointment",
+            "ok",
+            f"I've changed your booking: you're booked for {type_name.lower()} on {spoken(moved.start)} "
+            f"instead of {spoken(own.start)}, with the same booking reference.",
+            {**_appt(moved, type_name), "moved_from": own.start.isoformat()},
         )
 
     # --- existing appointments ---------------------------------------------------------------
@@ -336,3 +383,7 @@ class Handlers:
 
     def end_call(self, args: dict[str, Any], ctx: CallContext) -> ToolResult:
         return self._result("end_call", "ok", "Goodbye.", {}, action="end_call")
+
+
+def _same_person(booked: str, name: str) -> bool:
+    return " ".join(booked.casefold().split()) == " ".join(name.casefold().split())

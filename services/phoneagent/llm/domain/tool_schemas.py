@@ -65,7 +65,7 @@ TOOL_SCHEMAS: dict[str, dict[str, Any]] = {
         "parameters": _obj({"appointment_type": _TYPE, "when": _WHEN}, ["appointment_type"]),
     },
     "book_appointment": {
-        "description": "Book an appointment once the caller has given the type, day, time and name.",
+        "description": "Book an appointment.",
         "parameters": _obj(
             {
                 "appointment_type": _TYPE,
