@@ -15,17 +15,7 @@ from phoneagent.audio.g711 import PCMU
 from phoneagent.audio.g722 import G722Codec, codec_rate, open_codec
 from phoneagent.audio.resample import resample
 from phoneagent.runtime.errors import InvalidArgument
-
-
-def sine(freq: float, samples: int, rate: int, start: int = 0, amp: float = 6000.0) -> np.ndarray:
-    t = (np.arange(samples) + start) / rate
-    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.int16)
-
-
-def band_share(pcm: np.ndarray, rate: int, freq: float) -> float:
-    spec = np.abs(np.fft.rfft(pcm.astype(np.float64))) ** 2
-    bins = np.fft.rfftfreq(len(pcm), 1 / rate)
-    return float(spec[np.abs(bins - freq) < 50].sum() / (spec.sum() or 1.0))
+from support.signals import band_share, sine
 
 
 def test_g722_carries_wideband_audio_frame_by_frame() -> None:

@@ -9,17 +9,7 @@ import pytest
 from phoneagent.audio.g722 import codec_rate, open_codec
 from phoneagent.audio.opus import OpusCodec, is_opus, packet_ticks
 from phoneagent.runtime.errors import InvalidArgument
-
-
-def sine(freq: float, samples: int, rate: int, start: int = 0, amp: float = 6000.0) -> np.ndarray:
-    t = (np.arange(samples) + start) / rate
-    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.int16)
-
-
-def band_share(pcm: np.ndarray, rate: int, freq: float) -> float:
-    spec = np.abs(np.fft.rfft(pcm.astype(np.float64))) ** 2
-    bins = np.fft.rfftfreq(len(pcm), 1 / rate)
-    return float(spec[np.abs(bins - freq) < 50].sum() / (spec.sum() or 1.0))
+from support.signals import band_share, sine
 
 
 @pytest.mark.parametrize("freq", [440.0, 6000.0])  # 6 kHz: above G.711's band, inside wideband

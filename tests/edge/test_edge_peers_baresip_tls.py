@@ -20,17 +20,12 @@ from support import baresip
 from support.common import wait_for
 from support.edge import Edge, running_edge
 from support.sip_phone import band_energy, collect, tone
-from support.tls import CertFiles, make_certs
+from support.tls import CertFiles
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(shutil.which("baresip") is None, reason="baresip is not installed (apt-get baresip)"),
 ]
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> CertFiles:
-    return make_certs(tmp_path_factory.mktemp("certs"))
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,15 @@ from phoneagent.runtime.bus import Lane
 from phoneagent.v1 import call_pb2, control_pb2, media_pb2
 from support.common import wait_for
 from support.edge import GATE, Edge
-from support.pjsua2 import NEEDS_PJSUA2, PJSUA2_ENDPOINT, PJSUA2_MEDIA, PJSUA2_PUMP, peer_result, start_peer
+from support.pjsua2 import (
+    NEEDS_PJSUA2,
+    PJSUA2_CALL,
+    PJSUA2_ENDPOINT,
+    PJSUA2_MEDIA,
+    PJSUA2_PUMP,
+    peer_result,
+    start_peer,
+)
 from support.sip_phone import band_energy, collect, kinds, speak, tone
 
 pytestmark = [
@@ -44,18 +52,8 @@ ep.audDevManager().setNullDev()
 media = []
 """
     + PJSUA2_MEDIA
+    + PJSUA2_CALL
     + r"""
-
-class Call(pj.Call):
-    def onCallState(self, prm):
-        info = self.getInfo()
-        result["states"].append(info.stateText)
-        result["status"] = info.lastStatusCode
-
-    def onCallMediaState(self, prm):
-        if media:
-            return
-        start_media(self, play, record)
 
 
 acfg = pj.AccountConfig()

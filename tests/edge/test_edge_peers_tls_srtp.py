@@ -22,9 +22,17 @@ from phoneagent.v1 import call_pb2, media_pb2
 from support import baresip
 from support.common import wait_for
 from support.edge import Edge, running_edge
-from support.pjsua2 import NEEDS_PJSUA2, PJSUA2_ENDPOINT, PJSUA2_MEDIA, PJSUA2_PUMP, peer_result, start_peer
+from support.pjsua2 import (
+    NEEDS_PJSUA2,
+    PJSUA2_CALL,
+    PJSUA2_ENDPOINT,
+    PJSUA2_MEDIA,
+    PJSUA2_PUMP,
+    peer_result,
+    start_peer,
+)
 from support.sip_phone import band_energy, collect, speak, tone
-from support.tls import CertFiles, make_certs
+from support.tls import CertFiles
 
 pytestmark = [pytest.mark.slow]
 NEEDS_BARESIP = pytest.mark.skipif(
@@ -61,17 +69,8 @@ ep.audDevManager().setNullDev()
 media = []
 """
     + PJSUA2_MEDIA
+    + PJSUA2_CALL
     + r"""
-
-class Call(pj.Call):
-    def onCallState(self, prm):
-        info = self.getInfo()
-        result["states"].append(info.stateText)
-        result["status"] = info.lastStatusCode
-
-    def onCallMediaState(self, prm):
-        if not media:
-            start_media(self, play, record)
 
 
 acfg = pj.AccountConfig()
@@ -100,11 +99,6 @@ del ep
 print("RESULT " + json.dumps(result), flush=True)
 """
 )
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> CertFiles:
-    return make_certs(tmp_path_factory.mktemp("certs"))
 
 
 @pytest.fixture(scope="module")

@@ -93,11 +93,6 @@ print("RESULT " + json.dumps(result), flush=True)
 )
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> CertFiles:
-    return make_certs(tmp_path_factory.mktemp("certs"))
-
-
 async def tls_agent(certs: CertFiles, on_call: object = None) -> UserAgent:
     tls = TlsConfig(str(certs.cert), str(certs.key), str(certs.ca))
     ua = UserAgent(UAConfig(transports=("tls",), tls=tls, timers=Timers(t1=0.05)), on_call)  # type: ignore[arg-type]

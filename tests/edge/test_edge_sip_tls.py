@@ -27,11 +27,6 @@ from support.tls import CertFiles, make_certs
 TIMERS = Timers(t1=0.05, t2=0.4, t4=0.5)
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> CertFiles:
-    return make_certs(tmp_path_factory.mktemp("certs"))
-
-
 async def tls_agent(
     certs: CertFiles, *, ca: str | None = None, verify: bool = True, **config: object
 ) -> UserAgent:

@@ -43,6 +43,19 @@ PJSUA2_MEDIA = """def start_media(call, play, record, options=0):
             audio.startTransmit(recorder)
             media.extend([player, recorder])
 """
+# A call that records its states and last status code in ``result`` and, once its audio is up,
+# plays ``play`` into the call and records what it hears to ``record`` (script code; needs
+# PJSUA2_MEDIA, and ``media``, ``play``, ``record`` and ``result`` defined by the script).
+PJSUA2_CALL = """class Call(pj.Call):
+    def onCallState(self, prm):
+        info = self.getInfo()
+        result["states"].append(info.stateText)
+        result["status"] = info.lastStatusCode
+
+    def onCallMediaState(self, prm):
+        if not media:
+            start_media(self, play, record)
+"""
 # Hang up every call still in ``calls`` when the script ends (script code).
 PJSUA2_HANGUP_ALL = """for call in calls:
     try:
