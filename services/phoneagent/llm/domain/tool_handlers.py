@@ -197,15 +197,7 @@ class Handlers:
                 birth_date=born,
             )
         except SlotUnavailable as exc:
-            others = self._nearby(kind.id, r)
-            offer = f" I can offer {_list([spoken(s.start) for s in others])}." if others else ""
-            return self._result(
-                "book_appointment",
-                "error",
-                f"Sorry, {exc.message}.{offer}",
-                {"slots": [_slot(s) for s in others]},
-                error_kind=ErrorKind.INVALID_ARGUMENT,
-            )
+            return self._slot_taken("book_appointment", kind.id, r, f"Sorry, {exc.message}.")
         ctx.verification.prove([appt.id])  # made in this call: the caller may change it at once
         return self._result(
             "book_appointment",
@@ -213,6 +205,18 @@ class Handlers:
             f"You're booked for {kind.name.lower()} on {spoken(appt.start)}. Your booking reference is "
             f"{appt.reference}; you'll need it to change or cancel the booking.",
             {**_appt(appt, kind.name), "reference": appt.reference},
+        )
+
+    def _slot_taken(self, tool: str, type_id: str, r: Resolution, said: str, **data: Any) -> ToolResult:
+        """The slot asked for is gone: ``said``, then the free slots nearest to it."""
+        others = self._nearby(type_id, r)
+        offer = f" I can offer {_list([spoken(s.start) for s in others])}." if others else ""
+        return self._result(
+            tool,
+            "error",
+            f"{said}{offer}",
+            {"slots": [_slot(s) for s in others], **data},
+            error_kind=ErrorKind.INVALID_ARGUMENT,
         )
 
     def _booked_in_call(
@@ -240,15 +244,8 @@ class Handlers:
         try:
             moved = self._book().move(own.id, start, own.phone)
         except SlotUnavailable as exc:
-            others = self._nearby(own.type_id, r)
-            offer = f" I can offer {_list([spoken(s.start) for s in others])}." if others else ""
-            return self._result(
-                "book_appointment",
-                "error",
-                f"Sorry, {exc.message}. Your booking on {spoken(own.start)} stands.{offer}",
-                {"slots": [_slot(s) for s in others], "appointment_id": own.id},
-                error_kind=ErrorKind.INVALID_ARGUMENT,
-            )
+            said = f"Sorry, {exc.message}. Your booking on {spoken(own.start)} stands."
+            return self._slot_taken("book_appointment", own.type_id, r, said, appointment_id=own.id)
         return self._result(
             "book_appointment",
             "ok",
@@ -309,15 +306,7 @@ class Handlers:
         try:
             moved = self._book().move(picked.id, r.start(self.agent.tz), picked.phone)
         except SlotUnavailable as exc:
-            others = self._nearby(picked.type_id, r)
-            offer = f" I can offer {_list([spoken(s.start) for s in others])}." if others else ""
-            return self._result(
-                "move_appointment",
-                "error",
-                f"Sorry, {exc.message}.{offer}",
-                {"slots": [_slot(s) for s in others]},
-                error_kind=ErrorKind.INVALID_ARGUMENT,
-            )
+            return self._slot_taken("move_appointment", picked.type_id, r, f"Sorry, {exc.message}.")
         return self._result(
             "move_appointment",
             "ok",
