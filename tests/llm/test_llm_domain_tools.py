@@ -210,9 +210,9 @@ def test_calendar_facts(agent: Agent, store: SchedulingStore) -> None:
     [
         ("What are your opening hours on Monday?", "Today we are open 9 am to 5 pm."),
         ("are you open wednesdays", "On Wednesday 25 November we are open 9 am to noon and 1 pm to 7 pm."),
-        ("Are you open on Thursday?", "We are closed on Thursday 26 November (Thanksgiving)."),
+        ("Are you open on Thursday?", "On Thursday 26 November we are closed (Thanksgiving)."),
         ("When do you open tomorrow?", "Tomorrow we are open 9 am to 5 pm."),
-        ("Are you open on Sunday?", "We are closed on Sunday 29 November."),
+        ("Are you open on Sunday?", "On Sunday 29 November we are closed."),
         ("What are your opening hours?", None),
     ],
 )
@@ -224,7 +224,7 @@ def test_hours_answer_without_opening_hours(agent: Agent) -> None:
     import dataclasses
 
     closed = dataclasses.replace(agent, business_hours={})
-    assert hours_answer(closed, "open on friday?", NOW) == "We are closed on Friday 27 November."
+    assert hours_answer(closed, "open on friday?", NOW) == "On Friday 27 November we are closed."
 
 
 @pytest.mark.parametrize(

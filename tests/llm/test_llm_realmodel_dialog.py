@@ -68,7 +68,7 @@ async def test_booking_phrasings_success_count(rig: Rig) -> None:
     [
         ("Do you take insurance?", ("delta dental", "cigna", "metlife", "aetna")),
         ("How much is a cleaning?", ("120",)),
-        ("Sorry, are you open on Saturday?", ("closed on saturday",)),  # Monday 23 Nov, no model
+        ("Sorry, are you open on Saturday?", ("saturday 28 november we are closed",)),  # on Monday 23 Nov
     ],
 )
 async def test_knowledge_answer_carries_the_documented_fact(

@@ -135,13 +135,16 @@ def hours_answer(agent: Agent, question: str, now: datetime) -> str | None:
         wanted = WEEKDAYS.index(word)
         day = today + timedelta(days=(wanted - today.weekday()) % 7)
         name = "today" if day == today else f"on {day:%A} {day.day} {day:%B}"
+    # The day first, then whether: "closed" ends the sentence, where Piper's "closed today" was
+    # heard as "close today" over the phone.
+    day_first = f"{name[0].upper()}{name[1:]}"
     closure = agent.closure_on(day)
     if closure is not None:
-        return f"We are closed {name} ({closure.reason})."
+        return f"{day_first} we are closed ({closure.reason})."
     spans = agent.hours_on(day)
     if not spans:
-        return f"We are closed {name}."
-    return f"{name[0].upper()}{name[1:]} we are open {' and '.join(_span(i) for i in spans)}."
+        return f"{day_first} we are closed."
+    return f"{day_first} we are open {' and '.join(_span(i) for i in spans)}."
 
 
 _HOURS_QUESTION = re.compile(
