@@ -119,9 +119,17 @@ async def test_each_user_publishes_its_own_subjects_and_nothing_else(
     """The operator listens on everything; every kind of subject is tried as ``role``: what
     its service sends arrives, anything else never does and the server reports the refusal."""
     got: list[str] = []
+    # Sent by the operator after the role's messages have been routed: once both have reached
+    # their callbacks, so has everything before them (unsubscribing drops what is still queued
+    # in the client, which is what made this test miss allowed subjects on CI).
+    sentinels = {"pa.v1.test.sentinel": asyncio.Event(), "$KV.test_sentinel.done": asyncio.Event()}
 
     async def on_msg(msg: object) -> None:
-        got.append(msg.subject)  # type: ignore[attr-defined]
+        subject = msg.subject  # type: ignore[attr-defined]
+        if subject in sentinels:
+            sentinels[subject].set()
+        else:
+            got.append(subject)
 
     assert bus.data is not None
     listener = await bus.data.subscribe("pa.v1.>", cb=on_msg)
@@ -140,7 +148,11 @@ async def test_each_user_publishes_its_own_subjects_and_nothing_else(
     assert client.data is not None and client.control is not None
     await client.data.flush()
     await client.control.flush()
-    await bus.data.flush()  # everything routed before the two flushes above has arrived now
+    for subject in sentinels:  # routed after everything the role sent
+        await bus.data.publish(subject, b"")
+    async with asyncio.timeout(10):
+        for seen in sentinels.values():
+            await seen.wait()
     await listener.unsubscribe()
     await kv_listener.unsubscribe()
 
@@ -158,9 +170,17 @@ async def test_who_may_not_hear_the_caller_cannot_subscribe_to_transcripts(
     role: str, bus: Bus, bus_for: BusFor
 ) -> None:
     got: list[str] = []
+    # Sent by the operator after the role's messages have been routed: once both have reached
+    # their callbacks, so has everything before them (unsubscribing drops what is still queued
+    # in the client, which is what made this test miss allowed subjects on CI).
+    sentinels = {"pa.v1.test.sentinel": asyncio.Event(), "$KV.test_sentinel.done": asyncio.Event()}
 
     async def on_msg(msg: object) -> None:
-        got.append(msg.subject)  # type: ignore[attr-defined]
+        subject = msg.subject  # type: ignore[attr-defined]
+        if subject in sentinels:
+            sentinels[subject].set()
+        else:
+            got.append(subject)
 
     client = await bus_for(role)
     assert client.data is not None and bus.data is not None
