@@ -192,6 +192,8 @@ async def test_drain_refuses_new_calls_and_ends_the_rest_after_the_grace(bus: Bu
             # ... and the one still talking is hung up once the grace is over.
             await asyncio.wait_for(draining, 10)
             assert time.monotonic() - started >= 1.4
+            # Published before drain() returned; delivered to this listener when the bus gets to it.
+            await wait_for(lambda: len(ended) == 2, timeout=5)
             assert [e.meta.call_id for e in ended] == [quick["call_id"], slow["call_id"]]
             assert ended[1].reason == call_pb2.END_REASON_AGENT_HANGUP
             await wait_for(lambda: gw.active_calls == 0, timeout=5)

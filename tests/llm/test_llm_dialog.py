@@ -217,6 +217,27 @@ async def test_policy_words_that_end_the_call_do_not_answer_again() -> None:
     assert len(engine.requests) == 1
 
 
+async def test_a_final_that_policy_words_already_answered_goes_before_them_in_the_history() -> None:
+    """Policy's message offer played out before the final it answers arrived: the caller's
+    words are put before it, nothing is generated, and the next turn numbers on from it."""
+    engine = ScriptedEngine([["Thanks, Ana."]])
+    d, said, saved = make(engine)
+    await d.greet()
+    await d.on_playback_done(1)
+    generation = await d.say_directive("Nobody is free. I can take a message.")
+    await d.on_playback_done(generation)
+    await d.on_answered_turn(1, " I want a person. ")
+    assert [(m["role"], m["content"]) for m in saved[-1].history] == [
+        ("assistant", "Hello, this is Ada."),
+        ("user", "I want a person."),
+        ("assistant", "Nobody is free. I can take a message."),
+    ]
+    assert not engine.requests and d.reply is None
+    await d.on_user_turn(2, "It is Ana.")
+    await wait_for(lambda: said[-1].final and said[-1].turn == 2)
+    assert engine.requests[0][-1] == {"role": "user", "content": "It is Ana."}
+
+
 async def test_history_is_trimmed_to_its_character_budget_starting_with_a_caller_turn() -> None:
     engine = ScriptedEngine([["Sure thing, noted. "] for _ in range(12)])
     d, said, saved = make(engine, max_history_chars=600)

@@ -197,3 +197,41 @@ async def test_an_unreadable_saved_state_starts_the_call_fresh(js_bus: Bus, tmp_
     )
     await kv.put("c-good", good.to_json())
     assert await svc.load_state("c-good") == good
+
+
+async def test_policy_words_that_arrive_before_the_final_they_answer_are_not_cut_by_a_reply(
+    bus: Bus,
+) -> None:
+    """Policy hears a final on the data lane and answers on the control lane, so under load its
+    message offer can reach the LLM before the final does. That final is the turn policy
+    answered: it joins the history, no reply is generated, and the offer plays out whole (a
+    newer generation would cut its second sentence at the edge)."""
+    engine = ScriptEngine([["Let me see."], ["Of course, Ana. Our team will call you back."]])
+    stage, call, session = await open_session(bus, engine, SUNDAY_NOON)
+    try:
+        offer = "I am sorry, nobody is available. I can take a message: please tell me your name."
+        await call.send(
+            directive=control_pb2.PolicyDirective(
+                action=control_pb2.DIRECTIVE_ACTION_TAKE_MESSAGE, text=offer, rule="escalation", turn_id=1
+            )
+        )
+        await wait_for(lambda: call.finished(1), timeout=5)
+        await call.transcript(1, "Please put me through to a person.")
+        # The offer's playout may be reported before or after the final is taken: either way
+        # the caller's words come first in the history.
+        await call.send(playback_done=control_pb2.PlaybackDone(generation_id=1))
+        await wait_for(lambda: stage.saved and len(stage.saved[-1].history) == 2, timeout=5)
+        await call.settle(1)
+        assert call.spoken(1) == offer
+        assert not engine.requests, "the answered turn started a reply"
+        assert not [r for r in call.replies if r.meta.generation_id > 1]
+        assert [(m["role"], m["content"]) for m in stage.saved[-1].history] == [
+            ("user", "Please put me through to a person."),
+            ("assistant", offer),
+        ]
+        # The caller's next words are a turn of their own, answered by the model.
+        await call.transcript(2, "It is Ana, about my crown.")
+        await wait_for(lambda: call.finished(2), timeout=5)
+        assert engine.requests[0][-1]["content"].endswith("It is Ana, about my crown.")
+    finally:
+        await session.close("test")

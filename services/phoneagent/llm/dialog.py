@@ -103,6 +103,8 @@ class Dialog(Replies):
         self.speculative: Speculation | None = None  # a reply held for a preflight (see preflight.py)
         self.cut: _Cut | None = None  # the last reply, cut by a barge-in before any caller words
         self._preflights = 0
+        self._directive_generation = 0  # policy's last words, and the history message holding
+        self._directive_said: dict[str, Any] | None = None  # them once committed
         restore = getattr(tools, "restore", None)
         if self.state.tools and callable(restore):
             restore(self.state.tools)
@@ -156,6 +158,24 @@ class Dialog(Replies):
             self._generate(reply, started_at or time.perf_counter(), resumed), f"gen{reply.generation}"
         )
 
+    async def on_answered_turn(self, turn: int, text: str) -> None:
+        """A final whose turn policy's words already answered: the directive (a transfer, a
+        message offer, a goodbye) reached this replica before the caller's words did. The
+        words join the history in their place, before the policy's words; nothing is
+        generated, so nothing cuts those words short at the edge."""
+        await self.drop_speculation("turn answered by policy")
+        self.state.turn = max(self.state.turn + 1, turn)
+        text = text.strip()
+        if not text:
+            return
+        message = {"role": "user", "content": text}
+        history = self.state.history
+        said = self._directive_said
+        at = next((i for i in range(len(history) - 1, -1, -1) if history[i] is said), None)
+        history.insert(at if at is not None else len(history), message)
+        self._trim()
+        await self._save()
+
     async def say_directive(self, text: str, answer_pending: bool = False) -> int:
         """Policy's words: interrupt what is in flight, speak ``text`` as a new generation, return its id.
 
@@ -182,6 +202,7 @@ class Dialog(Replies):
         else:
             await self.interrupt(None)
         reply = self._new_reply(turn=cut.turn if cut is not None else self.state.turn)
+        self._directive_generation, self._directive_said = reply.generation, None
         await self._say(reply, " ".join(text.split()))
         if cut is not None:
             reply.task = self._tasks.spawn(
@@ -417,6 +438,8 @@ class Dialog(Replies):
         self.reply = None
         heard = _heard_text(reply.sentences, full_sentences, extra_chars)
         message = {"role": "assistant", "content": heard} if heard else None
+        if reply.generation == self._directive_generation:
+            self._directive_said = message
         if message is not None:
             self.state.history.append(message)
             self._trim()

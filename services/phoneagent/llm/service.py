@@ -65,6 +65,10 @@ class LlmCallSession:
         self.agent_speaking: int | None = None  # the newest generation published and not yet played out
         self.transfer_after: tuple[int, str] | None = None  # (generation, target): policy escalation
         self._greet_timer: asyncio.Task[None] | None = None
+        # The newest caller turn a policy directive answered. Policy hears each final on the
+        # data lane and answers on the control lane, so its words can arrive here before the
+        # final they answer: that final must not start a reply that cuts them off.
+        self.policy_answered_turn = 0
         self.asr_errors = AsrErrorReaction(self.call_id, self._say_again, self._busy)
 
     def meta(self, *, turn: int = 0, generation: int = 0) -> common_pb2.EventMeta:
@@ -202,6 +206,13 @@ class LlmCallSession:
     async def on_transcript(self, tr: speech_pb2.Transcript, d: Delivery) -> None:
         if self.dialog is None:
             return
+        answered = tr.meta.turn_id and tr.meta.turn_id <= self.policy_answered_turn
+        if answered and tr.meta.turn_id > self.dialog.state.turn:
+            if tr.final:
+                await self.dialog.on_answered_turn(tr.meta.turn_id, tr.text)
+            else:
+                await self.dialog.drop_speculation("turn answered by policy")
+            return
         if tr.preflight:
             if self._takes_turn(tr):
                 await self.dialog.on_preflight(tr.meta.turn_id, tr.text, tr.speech_end_unix_ns)
@@ -271,6 +282,7 @@ class LlmCallSession:
             return
         if self._greet_timer is not None:
             self._greet_timer.cancel()
+        self.policy_answered_turn = max(self.policy_answered_turn, d.turn_id)
         current = self.dialog.reply
         if current is not None and not current.finished:
             cancel = control_pb2.ControlEvent(
