@@ -1,23 +1,29 @@
 """Debian's baresip offering Opus only calls the edge (default codecs: G722, OPUS, PCMU, PCMA):
 the call runs on Opus at 16 kHz both ways. The caller's 440 Hz and then 6 kHz tones reach ASR's
 subject (6 kHz: more than G.711's band could carry), and the agent's 1 kHz is what baresip
-decodes (its sndfile module dumps it). The same with SRTP mandatory on the Opus call."""
+decodes (its sndfile module dumps it). The same with SRTP mandatory on the Opus call.
+
+And the other way round: the edge dials baresip, which auto-answers with Opus only (or PCMU
+only): the INVITE's offer (baresip traces it) lists Opus with its rtpmap and fmtp, and tones
+flow both ways on the callee's codec."""
 
 from __future__ import annotations
 
+import logging
+import re
 import shutil
-import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from phoneagent.devtools.harness.demo import free_udp_port
 from phoneagent.edge.settings import EdgeSettings
 from phoneagent.runtime import subjects
 from phoneagent.runtime.settings import load
-from phoneagent.v1 import call_pb2, media_pb2
+from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2
 from support import baresip
-from support.common import wait_for
+from support.common import approve_dial, wait_for
 from support.edge import Edge, running_edge
 from support.sip_phone import band_energy, collect, speak
 
@@ -47,22 +53,6 @@ async def edge(nats_url: str) -> AsyncIterator[Edge]:
         yield edge
 
 
-def sine(freq: float, seconds: float, rate: int) -> np.ndarray:
-    t = np.arange(int(seconds * rate)) / rate
-    return (8000 * np.sin(2 * np.pi * freq * t)).astype(np.int16)
-
-
-def read_wav(path: Path) -> tuple[np.ndarray, int]:
-    with wave.open(str(path), "rb") as w:
-        pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2")
-        return pcm.reshape(-1, w.getnchannels())[:, 0], w.getframerate()
-
-
-def loud_frames(pcm: np.ndarray, rate: int) -> list[np.ndarray]:
-    frame = rate // 50
-    return [f for i in range(0, len(pcm) - frame, frame) if np.abs(f := pcm[i : i + frame]).max() > 1000]
-
-
 @pytest.mark.parametrize(
     "account", ["audio_codecs=opus/48000/2", "audio_codecs=opus/48000/2;mediaenc=srtp-mand"]
 )
@@ -70,7 +60,10 @@ async def test_baresip_offering_only_opus_talks_and_listens_wideband(
     edge: Edge, tmp_path: Path, account: str
 ) -> None:
     wav = baresip.write_wav(
-        tmp_path / "in.wav", np.concatenate([sine(440, 4, RATE), sine(6000, 4, RATE)]), RATE, channels=2
+        tmp_path / "in.wav",
+        np.concatenate([baresip.sine(440, 4, RATE), baresip.sine(6000, 4, RATE)]),
+        RATE,
+        channels=2,
     )
     conf = baresip.write_config(
         tmp_path / "conf",
@@ -95,12 +88,92 @@ async def test_baresip_offering_only_opus_talks_and_listens_wideband(
     finally:
         print((await baresip.finish(proc))[-3000:])
     pcm = np.concatenate([np.frombuffer(f.pcm, "<i2") for f in audio])
-    loud = loud_frames(pcm, 16000)
+    loud = baresip.loud_frames(pcm, 16000)
     assert len(loud) >= 150, len(loud)  # about seven seconds of the caller's tones
     assert band_energy(np.concatenate(loud[10:60]), 16000, 440) > 0.8
     assert band_energy(np.concatenate(loud[-60:-10]), 16000, 6000) > 0.8  # wideband all the way
-    (dump,) = [p for p in tmp_path.glob("dump-*.wav") if p.stem.endswith("-dec")]
-    heard, rate = read_wav(dump)
-    spoken = loud_frames(heard, rate)
+    heard, rate = baresip.decoded(tmp_path)
+    spoken = baresip.loud_frames(heard, rate)
     assert len(spoken) >= 50, len(spoken)
     assert band_energy(np.concatenate(spoken[5:55]), rate, 1000) > 0.8
+
+
+@pytest.mark.parametrize(
+    ("codecs", "codec", "top"),
+    [("opus/48000/2", "OPUS", 6000), ("PCMU", "PCMU", 440)],  # over G.711 no 6 kHz gets through
+)
+async def test_edge_dials_baresip_answering_with_only_one_codec(
+    edge: Edge, tmp_path: Path, caplog: pytest.LogCaptureFixture, codecs: str, codec: str, top: int
+) -> None:
+    """The edge calls baresip (auto-answer, one codec): its offer lists Opus as RFC 7587 asks
+    and the call runs on the callee's codec (which the edge logs on answer), the callee's tones
+    reaching ASR at 16 kHz (the rate the outbound call announced) and the agent's tone reaching
+    the callee."""
+    caplog.set_level(logging.INFO, logger="phoneagent.edge.outbound")
+    rate = RATE if codec == "OPUS" else 8000
+    channels = 2 if codec == "OPUS" else 1
+    wav = baresip.write_wav(
+        tmp_path / "in.wav",
+        np.concatenate([baresip.sine(440, 4, rate), baresip.sine(top, 6, rate)]),  # longer than the call
+        rate,
+        channels=channels,
+    )
+    port = free_udp_port()
+    conf = baresip.write_config(
+        tmp_path / "conf",
+        wav,
+        extra=(f"snd_path {tmp_path}",),
+        rtp_ports="49000-49998",
+        modules=("opus", "g711", "sndfile"),
+        account=f"audio_codecs={codecs};answermode=auto",
+        user="callee",
+        sip_port=port,
+    )
+    proc, _ = await baresip.answer(conf, 10, "-s")  # -s: it prints the SIP it gets
+    try:
+        call_id = subjects.new_call_id()
+        to = f"sip:callee@127.0.0.1:{port}"
+        audio = await collect(edge.bus, subjects.audio_in(call_id), media_pb2.AudioFrame)
+        req = call_pb2.CallStarted(
+            meta=common_pb2.EventMeta(call_id=call_id),
+            to_uri=to,
+            dial_decision_id=await approve_dial(edge.bus, call_id, to),
+        )
+        reply = await edge.bus.request(subjects.edge_dial(), req, control_pb2.ControlEvent, timeout=5)
+        assert reply.WhichOneof("kind") is None, reply
+        started = (await wait_for(lambda: edge.lifecycle("started", call_id), timeout=5))[0]
+        assert started.direction == call_pb2.DIRECTION_OUTBOUND
+        assert (started.sample_rate, started.playout_rate) == (16000, 16000)  # G722 leads PA_CODECS
+        await wait_for(lambda: edge.lifecycle("answered", call_id), timeout=10)
+        rtp = edge.svc.calls[call_id].rtp
+        assert rtp.params is not None and rtp.params.codec == codec
+        assert rtp.sample_rate == 16000
+        (answered,) = [r for r in caplog.records if r.getMessage() == "outbound call answered"]
+        assert (answered.call_id, answered.codec, answered.srtp) == (call_id, codec, False)  # type: ignore[attr-defined]
+        await speak(edge.bus, call_id, 100, rate=16000)  # two seconds of 1 kHz from the agent
+        ended = await wait_for(lambda: edge.lifecycle("ended", call_id), timeout=20)
+        assert ended[0].reason == call_pb2.END_REASON_CALLER_HANGUP  # the callee quit
+    finally:
+        out = await baresip.finish(proc)
+        print(out[-3000:])
+    offer = re.search(r"INVITE sip:callee@.*?\r\n\r\n(v=0\r\n.*?)\x1b", out, re.S)  # the traced INVITE
+    assert offer is not None, out[-3000:]
+    sdp = offer[1].splitlines()
+    (m,) = [line for line in sdp if line.startswith("m=audio ")]
+    assert m.endswith(" RTP/AVP 9 111 0 8 101"), sdp  # PA_CODECS' order, then telephone-event
+    assert {
+        "a=rtpmap:111 opus/48000/2",
+        "a=fmtp:111 maxplaybackrate=16000;sprop-maxcapturerate=16000",
+    } <= set(sdp)
+    assert (
+        f"audio: Set audio decoder: {codecs.split('/')[0]} {rate}Hz {channels}ch" in out
+    )  # the callee's side
+    pcm = np.concatenate([np.frombuffer(f.pcm, "<i2") for f in audio])
+    loud = baresip.loud_frames(pcm, 16000)
+    assert len(loud) >= 150, len(loud)  # about seven seconds of the callee's tones
+    assert band_energy(np.concatenate(loud[10:60]), 16000, 440) > 0.8
+    assert band_energy(np.concatenate(loud[-60:-10]), 16000, top) > 0.8
+    heard, heard_rate = baresip.decoded(tmp_path)
+    spoken = baresip.loud_frames(heard, heard_rate)
+    assert len(spoken) >= 50, len(spoken)
+    assert band_energy(np.concatenate(spoken[5:55]), heard_rate, 1000) > 0.8

@@ -1,5 +1,6 @@
-"""Debian's baresip as a caller, driven non-interactively: its microphone is a WAV file (aufile),
-it dials one URI at start (``-e /dial``) and quits after ``seconds`` (``-t``)."""
+"""Debian's baresip driven non-interactively, as a caller or a callee: its microphone is a WAV
+file (aufile); as a caller it dials one URI at start (``-e /dial``), as a callee it auto-answers
+its account's user; either way it quits after ``seconds`` (``-t``)."""
 
 from __future__ import annotations
 
@@ -31,9 +32,12 @@ def write_config(
     rtp_ports: str = "43000-43998",
     modules: tuple[str, ...] = ("g711",),
     account: str = "audio_codecs=PCMU",
+    user: str = "baresip",
+    sip_port: int = 0,
 ) -> Path:
     """A config folder: ``modules`` (codecs, srtp, sndfile: loaded before the others), the WAV
-    as microphone, SIP on a free port of 127.0.0.1, one account with ``account``'s parameters."""
+    as microphone, SIP on 127.0.0.1 (``sip_port``, or a free port), one account for ``user``
+    with ``account``'s parameters."""
     conf.mkdir()
     lines = [
         f"module_path {MODULES}",
@@ -41,7 +45,7 @@ def write_config(
         "module aufile.so",
         "module account.so",
         "module menu.so",
-        f"sip_listen 127.0.0.1:{free_udp_port()}",
+        f"sip_listen 127.0.0.1:{sip_port or free_udp_port()}",
         f"audio_source aufile,{wav}",
         "audio_player aufile,/dev/null",
         "audio_alert aufile,/dev/null",
@@ -50,8 +54,28 @@ def write_config(
         *extra,
     ]
     (conf / "config").write_text("\n".join(lines) + "\n")
-    (conf / "accounts").write_text(f"<sip:baresip@127.0.0.1>;regint=0;{account}\n")
+    (conf / "accounts").write_text(f"<sip:{user}@127.0.0.1>;regint=0;{account}\n")
     return conf
+
+
+def sine(freq: float, seconds: float, rate: int) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (8000 * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+
+
+def decoded(folder: Path) -> tuple[np.ndarray, int]:
+    """What baresip decoded (its first channel) and the rate: the WAV its ``sndfile`` module
+    dumped in ``folder`` (``snd_path``)."""
+    (dump,) = [p for p in folder.glob("dump-*.wav") if p.stem.endswith("-dec")]
+    with wave.open(str(dump), "rb") as w:
+        pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2")
+        return pcm.reshape(-1, w.getnchannels())[:, 0], w.getframerate()
+
+
+def loud_frames(pcm: np.ndarray, rate: int) -> list[np.ndarray]:
+    """The 20 ms frames of ``pcm`` that carry a tone (peak above 1000)."""
+    frame = rate // 50
+    return [f for i in range(0, len(pcm) - frame, frame) if np.abs(f := pcm[i : i + frame]).max() > 1000]
 
 
 async def dial(conf: Path, uri: str, seconds: int, source: str = "127.0.0.1") -> asyncio.subprocess.Process:
@@ -72,6 +96,39 @@ async def dial(conf: Path, uri: str, seconds: int, source: str = "127.0.0.1") ->
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
+
+
+async def answer(conf: Path, seconds: int, *flags: str) -> tuple[asyncio.subprocess.Process, list[str]]:
+    """baresip with ``conf`` waiting for calls (its account needs ``answermode=auto``; it answers
+    only its own user, 404 otherwise), once it says it is ready; it exits after ``seconds``.
+    ``flags``: more options (``-s`` traces SIP). Returns the process and the lines it printed
+    up to ready; a baresip that exits or is not ready within 15 s fails the test."""
+    proc = await asyncio.create_subprocess_exec(
+        "baresip",
+        "-f",
+        str(conf),
+        "-4",
+        "-n",
+        "127.0.0.1",
+        "-t",
+        str(seconds),
+        *flags,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert proc.stdout is not None
+    seen: list[str] = []
+    try:
+        while not seen or "baresip is ready." not in seen[-1]:
+            line = (await asyncio.wait_for(proc.stdout.readline(), 15)).decode(errors="replace")
+            assert line, "baresip exited: " + "".join(seen)[-2000:]
+            seen.append(line)
+    except BaseException:
+        proc.kill()
+        await proc.wait()
+        raise
+    return proc, seen
 
 
 async def finish(proc: asyncio.subprocess.Process) -> str:
