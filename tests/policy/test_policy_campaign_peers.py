@@ -38,6 +38,7 @@ from phoneagent.runtime.bus import Bus, Delivery, Lane
 from phoneagent.runtime.numbers import masked_party
 from phoneagent.runtime.settings import load
 from phoneagent.v1 import call_pb2, common_pb2, control_pb2, media_pb2, policy_pb2
+from support import baresip
 from support.common import wait_for
 from support.edge import running_edge
 from support.pjsua2 import (
@@ -60,7 +61,6 @@ RATE = 8000
 ANSWERS, BUSY, SILENT, ON_DNC = "+12125550111", "+12125550112", "+12125550113", "+12125550114"
 ANSWERS_B, ON_DNC_B = "+12125550121", "+12125550124"  # the baresip campaign
 CAMPAIGN = "camp-peers-t"
-MODULES = Path("/usr/lib/baresip/modules")
 
 # The trunk: one pjsua2 endpoint that answers, rejects or lets ring by the dialled number (the
 # user part of the INVITE's To). The answered call hears a WAV (a short "Hello?" then quiet), its
@@ -211,51 +211,19 @@ async def _stop_pjsua2(proc: asyncio.subprocess.Process) -> dict:
 async def _start_baresip(tmp: Path) -> tuple[asyncio.subprocess.Process, int]:
     """Debian's baresip as the trunk: it auto-answers calls to ANSWERS_B, its microphone is the "Hello?"
     WAV and the ``sndfile`` module writes what it hears (the agent) to ``dump-*-dec.wav``."""
-    hello, conf, port = _write_hello(tmp), tmp / "baresip", free_udp_port()
-    conf.mkdir()
-    lines = [
-        f"module_path {MODULES}",
-        "module g711.so",
-        "module aufile.so",
-        "module sndfile.so",
-        "module account.so",
-        "module menu.so",
-        f"sip_listen {HOST}:{port}",
-        f"audio_source aufile,{hello}",
-        "audio_player aufile,/dev/null",
-        "audio_alert aufile,/dev/null",
-        f"snd_path {tmp}",
-        "rtp_ports 48500-48899",
-        "call_max_calls 1",
-    ]
-    (conf / "config").write_text("\n".join(lines) + "\n")
-    # baresip answers only its own user (404 otherwise): the line is the number the campaign calls.
-    account = f"<sip:{ANSWERS_B}@{HOST}>;regint=0;audio_codecs=PCMU;answermode=auto"
-    (conf / "accounts").write_text(account + "\n")
-    proc = await asyncio.create_subprocess_exec(
-        "baresip",
-        "-f",
-        str(conf),
-        "-4",
-        "-n",
-        HOST,
-        "-t",
-        "40",
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+    port = free_udp_port()
+    conf = baresip.write_config(
+        tmp / "baresip",
+        _write_hello(tmp),
+        extra=(f"snd_path {tmp}",),
+        rtp_ports="48500-48899",
+        modules=("g711", "sndfile"),
+        # baresip answers only its own user (404 otherwise): the line is the number the campaign calls.
+        account="audio_codecs=PCMU;answermode=auto",
+        user=ANSWERS_B,
+        sip_port=port,
     )
-    assert proc.stdout is not None
-    seen = ""
-    try:
-        while "baresip is ready." not in seen:  # it listens from here on
-            line = (await asyncio.wait_for(proc.stdout.readline(), 15)).decode(errors="replace")
-            assert line, f"baresip exited: {seen[-2000:]}"
-            seen += line
-    except BaseException:
-        proc.kill()
-        await proc.wait()
-        raise
+    proc, _ = await baresip.answer(conf, 40)
     return proc, port
 
 
