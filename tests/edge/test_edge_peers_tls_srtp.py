@@ -9,29 +9,25 @@ from __future__ import annotations
 
 import json
 import shutil
-import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-from phoneagent.edge.settings import EdgeSettings
 from phoneagent.runtime import subjects
-from phoneagent.runtime.settings import load
 from phoneagent.v1 import call_pb2, media_pb2
 from support import baresip
 from support.common import wait_for
-from support.edge import Edge, running_edge
+from support.edge import Edge, running_edge, tls_settings
 from support.pjsua2 import (
     NEEDS_PJSUA2,
-    PJSUA2_CALL,
     PJSUA2_ENDPOINT,
-    PJSUA2_MEDIA,
-    PJSUA2_PUMP,
+    PJSUA2_FINISH,
+    PJSUA2_HOLD,
+    PJSUA2_PHONE,
     peer_result,
     start_peer,
 )
-from support.sip_phone import band_energy, collect, speak, tone
+from support.sip_phone import assert_tone, collect, joined_pcm, read_wav, speak, tone
 from support.tls import CertFiles
 
 pytestmark = [pytest.mark.slow]
@@ -64,80 +60,31 @@ if transport == "tls":
     ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, tcfg)
 else:
     ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
-ep.libStart()
-ep.audDevManager().setNullDev()
-media = []
 """
-    + PJSUA2_MEDIA
-    + PJSUA2_CALL
+    + PJSUA2_PHONE
+    + PJSUA2_HOLD
     + r"""
-
-
-acfg = pj.AccountConfig()
-acfg.idUri = "sip:pjsua@" + bound
-acfg.mediaConfig.transportConfig.boundAddress = bound
-acfg.mediaConfig.srtpUse = pj.PJMEDIA_SRTP_MANDATORY
-acfg.mediaConfig.srtpSecureSignaling = int(secure)
-acc = pj.Account()
-acc.create(acfg)
-call = Call(acc)
-call.makeCall(target, pj.CallOpParam(True))
-"""
-    + PJSUA2_PUMP
-    + r"""
-pump(lambda: "CONFIRMED" in result["states"] or "DISCONNECTED" in result["states"], 8)
-if "CONFIRMED" in result["states"]:
-    pump(lambda: False, 4.0)
-    call.hangup(pj.CallOpParam(True))
-pump(lambda: "DISCONNECTED" in result["states"], 8)
+acc, call = dial(target, bound, pj.PJMEDIA_SRTP_MANDATORY, int(secure))
+hold_then_hang_up(call, 4.0)
 del media[:]
 del call
-acc.shutdown()
-del acc
-ep.libDestroy()
-del ep
-print("RESULT " + json.dumps(result), flush=True)
 """
+    + PJSUA2_FINISH
 )
 
 
 @pytest.fixture(scope="module")
 async def edge(nats_url: str, certs: CertFiles) -> AsyncIterator[Edge]:
-    settings = load(
-        EdgeSettings,
-        sip_port=0,
-        sip_transports=["udp", "tcp", "tls"],
-        tls_port=0,
-        tls_cert_file=str(certs.cert),
-        tls_key_file=str(certs.key),
+    settings = tls_settings(
+        certs,
         inbound_trunks=json.dumps(TRUNKS),
         rtp_port_min=46000,
         rtp_port_max=46999,
         max_call_duration_s=30.0,
         rtp_latch=True,  # baresip's RTP leaves from 127.0.0.1 whatever address its SDP names
-        web_enabled=False,
     )
     async with running_edge(nats_url, settings, tag="tlssrtp") as edge:
         yield edge
-
-
-def tls_port(edge: Edge) -> int:
-    assert edge.svc.ua is not None
-    return edge.svc.ua.local_address("TLS")[1]
-
-
-def read_wav(path: Path) -> tuple[np.ndarray, int]:
-    with wave.open(str(path), "rb") as w:
-        pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2")
-        return pcm.reshape(-1, w.getnchannels())[:, 0], w.getframerate()
-
-
-def assert_tone(pcm: np.ndarray, rate: int, freq: float) -> None:
-    """At least a second of loud 20 ms frames, their energy in ``freq``'s band."""
-    frame = rate // 50
-    loud = [f for i in range(0, len(pcm) - frame, frame) if np.abs(f := pcm[i : i + frame]).max() > 1000]
-    assert len(loud) >= 50, len(loud)
-    assert band_energy(np.concatenate(loud[5:55]), rate, freq) > 0.8
 
 
 async def secure_call(edge: Edge, before: int) -> tuple[str, list[media_pb2.AudioFrame]]:
@@ -157,7 +104,7 @@ async def secure_call(edge: Edge, before: int) -> tuple[str, list[media_pb2.Audi
 
 
 def assert_caller_heard(audio: list[media_pb2.AudioFrame]) -> None:
-    assert_tone(np.concatenate([np.frombuffer(f.pcm, "<i2") for f in audio]), 16000, 440)
+    assert_tone(joined_pcm(audio), 16000, 440)
 
 
 @NEEDS_BARESIP
@@ -174,7 +121,7 @@ async def test_baresip_tls_and_srtp_carries_audio_both_ways(
         account="audio_codecs=PCMU;mediaenc=srtp-mand",
     )
     before = len(edge.lifecycle("started"))
-    proc = await baresip.dial(conf, f"sip:+14155550134@127.0.0.1:{tls_port(edge)};transport=tls", seconds=7)
+    proc = await baresip.dial(conf, f"sip:+14155550134@127.0.0.1:{edge.tls_port};transport=tls", seconds=7)
     try:
         call_id, audio = await secure_call(edge, before)
         assert edge.lifecycle("started", call_id)[0].codec == "PCMU"
@@ -183,8 +130,7 @@ async def test_baresip_tls_and_srtp_carries_audio_both_ways(
         print(out[-3000:])
     assert "srtp" in out.lower()
     assert_caller_heard(audio)
-    (dump,) = [p for p in tmp_path.glob("dump-*.wav") if p.stem.endswith("-dec")]
-    assert_tone(*read_wav(dump), 1000)
+    assert_tone(*baresip.decoded(tmp_path), 1000)
 
 
 @NEEDS_PJSUA2
@@ -195,7 +141,7 @@ async def test_pjsua2_tls_and_srtp_carries_audio_both_ways(
     before = len(edge.lifecycle("started"))
     proc = await start_peer(
         PHONE,
-        f"sip:+14155550134@127.0.0.1:{tls_port(edge)};transport=tls",
+        f"sip:+14155550134@127.0.0.1:{edge.tls_port};transport=tls",
         "tls",
         "127.0.0.1",
         "1",  # SRTP keys only over TLS: pjsua2 refuses SDES on an insecure hop

@@ -23,9 +23,14 @@ from phoneagent.edge.sip import (
 )
 from support.pjsua2 import (
     NEEDS_PJSUA2,
+    PJSUA2_DIGESTS,
     PJSUA2_ENDPOINT,
+    PJSUA2_FINISH,
     PJSUA2_HANGUP_ALL,
+    PJSUA2_HOLD,
+    PJSUA2_MEDIA_CALL,
     PJSUA2_PUMP,
+    PJSUA2_START,
     peer_port,
     peer_result,
     start_peer,
@@ -38,14 +43,11 @@ pytestmark = [
 
 PEER = (
     r"""
-import ctypes, glob, json, os, sys, time
+import json, sys, time
 import pjsua2 as pj
-
-# The wheel bundles OpenSSL 1.0.2, whose digest table PJSIP never fills: without this, PJSIP
-# reports MD5 and SHA-256 as unsupported and cannot answer a digest challenge.
-for lib in glob.glob(os.path.join(os.path.dirname(pj.__file__), "..", "pjsua2_python.libs", "libcrypto*")):
-    ctypes.CDLL(lib).OpenSSL_add_all_digests()
-
+"""
+    + PJSUA2_DIGESTS
+    + r"""
 target, mode, user, password, algorithm = sys.argv[1:6]
 result = {"states": [], "status": 0, "media": False}
 """
@@ -55,22 +57,10 @@ tcfg.boundAddress = "127.0.0.1"
 tcfg.port = 0
 ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
 ep.transportCreate(pj.PJSIP_TRANSPORT_TCP, tcfg)
-ep.libStart()
-ep.audDevManager().setNullDev()
-
-
-class Call(pj.Call):
-    def onCallState(self, prm):
-        info = self.getInfo()
-        result["states"].append(info.stateText)
-        result["status"] = info.lastStatusCode
-
-    def onCallMediaState(self, prm):
-        info = self.getInfo()  # keep the info alive while reading its media list
-        for media in info.media:
-            if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
-                result["media"] = True
-
+"""
+    + PJSUA2_START
+    + PJSUA2_MEDIA_CALL
+    + r"""
 
 acfg = pj.AccountConfig()
 acfg.idUri = "sip:pjsua@127.0.0.1"
@@ -83,43 +73,32 @@ acc = pj.Account()
 acc.create(acfg)
 call = Call(acc)
 call.makeCall(target, pj.CallOpParam(True))
-
-
 """
     + PJSUA2_PUMP
+    + PJSUA2_HOLD
     + r"""
-
-pump(lambda: "CONFIRMED" in result["states"] or "DISCONNECTED" in result["states"], 8)
-if mode == "peer_hangs_up" and "CONFIRMED" in result["states"]:
-    pump(lambda: False, 0.3)
-    call.hangup(pj.CallOpParam(True))
-pump(lambda: "DISCONNECTED" in result["states"], 8)
+hold_then_hang_up(call, 0.3 if mode == "peer_hangs_up" else None)
 del call
-acc.shutdown()
-del acc
-ep.libDestroy()
-del ep
-print("RESULT " + json.dumps(result))
 """
+    + PJSUA2_FINISH
 )
 
 
 ANSWERER = (
     r"""
-import ctypes, glob, json, os, select, sys, time
+import json, select, sys, time
 import pjsua2 as pj
-
-for lib in glob.glob(os.path.join(os.path.dirname(pj.__file__), "..", "pjsua2_python.libs", "libcrypto*")):
-    ctypes.CDLL(lib).OpenSSL_add_all_digests()
-result = {"calls": [], "transfers": []}
+"""
+    + PJSUA2_DIGESTS
+    + r"""result = {"calls": [], "transfers": []}
 """
     + PJSUA2_ENDPOINT
     + r"""tcfg = pj.TransportConfig()
 tcfg.boundAddress = "127.0.0.1"
 tid = ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
-ep.libStart()
-ep.audDevManager().setNullDev()
-calls = []
+"""
+    + PJSUA2_START
+    + r"""calls = []
 
 
 class Call(pj.Call):
@@ -163,13 +142,8 @@ while time.time() < end:
         break
 """
     + PJSUA2_HANGUP_ALL
-    + r"""del calls[:]
-acc.shutdown()
-del acc
-ep.libDestroy()
-del ep
-print("RESULT " + json.dumps(result), flush=True)
-"""
+    + "del calls[:]\n"
+    + PJSUA2_FINISH
 )
 
 

@@ -11,7 +11,18 @@ from pathlib import Path
 import pytest
 from phoneagent.edge.sip import DialogHandlers, IncomingCall, Timers, UAConfig, UserAgent, answer, offer
 from phoneagent.edge.sip.sockets import TlsConfig
-from support.pjsua2 import NEEDS_PJSUA2, PJSUA2_ENDPOINT, PJSUA2_PUMP, peer_port, peer_result, start_peer
+from support.pjsua2 import (
+    NEEDS_PJSUA2,
+    PJSUA2_ENDPOINT,
+    PJSUA2_FINISH,
+    PJSUA2_HOLD,
+    PJSUA2_MEDIA_CALL,
+    PJSUA2_PUMP,
+    PJSUA2_START,
+    peer_port,
+    peer_result,
+    start_peer,
+)
 from support.tls import CertFiles, make_certs
 
 pytestmark = [pytest.mark.slow, NEEDS_PJSUA2]
@@ -34,23 +45,11 @@ tcfg.tlsConfig.privKeyFile = key
 tcfg.tlsConfig.method = pj.PJSIP_TLSV1_2_METHOD
 tcfg.tlsConfig.verifyServer = True
 tid = ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, tcfg)
-ep.libStart()
-ep.audDevManager().setNullDev()
-calls = []
-
-
-class Call(pj.Call):
-    def onCallState(self, prm):
-        info = self.getInfo()
-        result["states"].append(info.stateText)
-        result["status"] = info.lastStatusCode
-
-    def onCallMediaState(self, prm):
-        info = self.getInfo()
-        for media in info.media:
-            if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
-                result["media"] = True
-
+"""
+    + PJSUA2_START
+    + "calls = []\n"
+    + PJSUA2_MEDIA_CALL
+    + r"""
 
 class Account(pj.Account):
     def onIncomingCall(self, prm):
@@ -68,28 +67,22 @@ acc = Account()
 acc.create(acfg)
 """
     + PJSUA2_PUMP
+    + PJSUA2_HOLD
     + r"""
 if mode == "call":
     call = Call(acc)
     calls.append(call)
     call.makeCall(target, pj.CallOpParam(True))
-    pump(lambda: "CONFIRMED" in result["states"] or "DISCONNECTED" in result["states"], 8)
-    if "CONFIRMED" in result["states"]:
-        pump(lambda: False, 0.3)
-        call.hangup(pj.CallOpParam(True))
-    pump(lambda: "DISCONNECTED" in result["states"], 8)
+    hold_then_hang_up(call, 0.3)
+    del call
 else:
     print("PORT " + ep.transportGetInfo(tid).localName.rsplit(":", 1)[1], flush=True)
     end = time.time() + 20
     while time.time() < end and "DISCONNECTED" not in result["states"]:
         ep.libHandleEvents(10)
 del calls[:]
-acc.shutdown()
-del acc
-ep.libDestroy()
-del ep
-print("RESULT " + json.dumps(result), flush=True)
 """
+    + PJSUA2_FINISH
 )
 
 
@@ -112,20 +105,20 @@ class Agent:
         self.calls.put_nowait(call)
 
 
+async def call_agent(ua: UserAgent, peer: CertFiles) -> dict:
+    """pjsua2 (with ``peer``'s CA and certificate) calls ``ua`` over TLS and hangs up; its result."""
+    port = ua.local_address("TLS")[1]
+    proc = await start_peer(
+        PEER, "call", f"sip:agent@127.0.0.1:{port};transport=tls", str(peer.ca), str(peer.cert), str(peer.key)
+    )
+    return await peer_result(proc, 30, "pjsua2 tls caller")
+
+
 async def test_pjsua2_calls_over_tls_and_verifies_our_certificate(certs: CertFiles) -> None:
     agent = Agent()
     ua = await tls_agent(certs, agent)
     try:
-        port = ua.local_address("TLS")[1]
-        proc = await start_peer(
-            PEER,
-            "call",
-            f"sip:agent@127.0.0.1:{port};transport=tls",
-            str(certs.ca),
-            str(certs.cert),
-            str(certs.key),
-        )
-        result = await peer_result(proc, 30, "pjsua2 tls caller")
+        result = await call_agent(ua, certs)
         assert "CONFIRMED" in result["states"] and result["states"][-1] == "DISCONNECTED", result
         assert result["media"]
         call = agent.calls.get_nowait()
@@ -140,16 +133,7 @@ async def test_pjsua2_refuses_a_certificate_from_another_ca(certs: CertFiles, tm
     agent = Agent()
     ua = await tls_agent(certs, agent)
     try:
-        port = ua.local_address("TLS")[1]
-        proc = await start_peer(
-            PEER,
-            "call",
-            f"sip:agent@127.0.0.1:{port};transport=tls",
-            str(other.ca),
-            str(other.cert),
-            str(other.key),
-        )
-        result = await peer_result(proc, 30, "pjsua2 tls caller")
+        result = await call_agent(ua, other)
         assert "CONFIRMED" not in result["states"], result
         assert agent.calls.empty()
     finally:

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 from phoneagent.devtools.harness.demo import free_udp_port
 
+from support.sip_phone import read_wav
+
 MODULES = Path("/usr/lib/baresip/modules")
 
 
@@ -58,24 +60,11 @@ def write_config(
     return conf
 
 
-def sine(freq: float, seconds: float, rate: int) -> np.ndarray:
-    t = np.arange(int(seconds * rate)) / rate
-    return (8000 * np.sin(2 * np.pi * freq * t)).astype(np.int16)
-
-
 def decoded(folder: Path) -> tuple[np.ndarray, int]:
     """What baresip decoded (its first channel) and the rate: the WAV its ``sndfile`` module
     dumped in ``folder`` (``snd_path``)."""
     (dump,) = [p for p in folder.glob("dump-*.wav") if p.stem.endswith("-dec")]
-    with wave.open(str(dump), "rb") as w:
-        pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2")
-        return pcm.reshape(-1, w.getnchannels())[:, 0], w.getframerate()
-
-
-def loud_frames(pcm: np.ndarray, rate: int) -> list[np.ndarray]:
-    """The 20 ms frames of ``pcm`` that carry a tone (peak above 1000)."""
-    frame = rate // 50
-    return [f for i in range(0, len(pcm) - frame, frame) if np.abs(f := pcm[i : i + frame]).max() > 1000]
+    return read_wav(dump)
 
 
 async def dial(conf: Path, uri: str, seconds: int, source: str = "127.0.0.1") -> asyncio.subprocess.Process:

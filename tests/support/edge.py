@@ -22,6 +22,7 @@ from phoneagent.runtime.settings import CommonSettings, load
 from phoneagent.v1 import call_pb2, session_pb2
 
 from support.common import PUBLIC_KEY_FILE, quiet_session
+from support.tls import CertFiles
 
 SessionFactory = Callable[[session_pb2.SessionClaim, bool], Awaitable[Any]]
 # Sessions of calls to "slow" wait for GATE in gated_session: the edge keeps such a call ringing.
@@ -61,6 +62,27 @@ class Edge:
 
     def ended(self, call_id: str) -> list[call_pb2.CallEnded]:
         return self.lifecycle("ended", call_id)
+
+    @property
+    def tls_port(self) -> int:
+        """The port of the edge's SIP/TLS listener."""
+        assert self.svc.ua is not None
+        return self.svc.ua.local_address("TLS")[1]
+
+
+def tls_settings(certs: CertFiles, **settings: Any) -> EdgeSettings:
+    """Edge settings for SIP over UDP, TCP and TLS (free ports; ``certs``' server certificate)
+    and no web listener; ``settings`` add to these."""
+    return load(
+        EdgeSettings,
+        sip_port=0,
+        sip_transports=["udp", "tcp", "tls"],
+        tls_port=0,
+        tls_cert_file=str(certs.cert),
+        tls_key_file=str(certs.key),
+        web_enabled=False,
+        **settings,
+    )
 
 
 @asynccontextmanager

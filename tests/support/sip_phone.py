@@ -1,12 +1,15 @@
 """A SIP phone for the edge's call tests (our own user agent and an RTP session paced every 20 ms),
-the test signals it sends (tones, speech-like harmonics) and checks on what it hears, and the bus
-side of a call (collect a subject, send the agent's speech chunks)."""
+the test signals it sends (tones, speech-like harmonics) and checks on what it hears (or a
+third-party phone recorded), and the bus side of a call (collect a subject, send the agent's
+speech chunks)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+import wave
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +43,32 @@ def band_energy(pcm: np.ndarray, rate: int, freq: float) -> float:
     bins = np.fft.rfftfreq(len(pcm), 1 / rate)
     total = spec.sum() or 1.0
     return float(spec[np.abs(bins - freq) < 50].sum() / total)
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    """A WAV's first channel (16-bit) and its rate."""
+    with wave.open(str(path), "rb") as w:
+        pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2")
+        return pcm.reshape(-1, w.getnchannels())[:, 0], w.getframerate()
+
+
+def joined_pcm(frames: list[media_pb2.AudioFrame]) -> np.ndarray:
+    """The PCM of audio frames (as the edge publishes them to ASR), one after the other."""
+    return np.concatenate([np.frombuffer(f.pcm, "<i2") for f in frames])
+
+
+def loud_frames(pcm: np.ndarray, rate: int) -> list[np.ndarray]:
+    """The 20 ms frames of ``pcm`` that carry a tone (peak above 1000)."""
+    frame = rate // 50
+    return [f for i in range(0, len(pcm) - frame, frame) if np.abs(f := pcm[i : i + frame]).max() > 1000]
+
+
+def assert_tone(pcm: np.ndarray, rate: int, freq: float, skip: int = 5) -> None:
+    """At least a second of loud 20 ms frames, the fifty after the first ``skip`` with their
+    energy in ``freq``'s band."""
+    loud = loud_frames(pcm, rate)
+    assert len(loud) >= 50, len(loud)
+    assert band_energy(np.concatenate(loud[skip : skip + 50]), rate, freq) > 0.8
 
 
 class Peer:
