@@ -81,7 +81,8 @@ async def test_baresip_offering_only_opus_talks_and_listens_wideband(
         call_id = started[0].meta.call_id
         assert (started[0].codec, started[0].sample_rate, started[0].playout_rate) == ("OPUS", 16000, 16000)
         audio = await collect(edge.bus, subjects.audio_in(call_id), media_pb2.AudioFrame)
-        await wait_for(lambda: edge.lifecycle("answered", call_id), timeout=10)
+        answered = await wait_for(lambda: edge.lifecycle("answered", call_id), timeout=10)
+        assert answered[0].codec == "OPUS"
         assert edge.svc.calls[call_id].rtp.encrypted == ("srtp" in account)
         await speak(edge.bus, call_id, 100, rate=16000)  # two seconds of 1 kHz from the agent
         ended = await wait_for(lambda: edge.lifecycle("ended", call_id), timeout=20)
@@ -144,7 +145,8 @@ async def test_edge_dials_baresip_answering_with_only_one_codec(
         started = (await wait_for(lambda: edge.lifecycle("started", call_id), timeout=5))[0]
         assert started.direction == call_pb2.DIRECTION_OUTBOUND
         assert (started.sample_rate, started.playout_rate) == (16000, 16000)  # G722 leads PA_CODECS
-        await wait_for(lambda: edge.lifecycle("answered", call_id), timeout=10)
+        answered_ev = (await wait_for(lambda: edge.lifecycle("answered", call_id), timeout=10))[0]
+        assert answered_ev.codec == codec  # the callee's choice, on the bus
         rtp = edge.svc.calls[call_id].rtp
         assert rtp.params is not None and rtp.params.codec == codec
         assert rtp.sample_rate == 16000

@@ -169,10 +169,12 @@ class EdgeCall:
         metrics.ACTIVE_CALLS.labels(transport=self.transport.name).inc()
         self._counted = True
 
-    async def answered(self) -> None:
+    async def answered(self, codec: str = "") -> None:
+        """The call is up on ``codec`` (the one negotiated; CallStarted's for inbound calls)."""
+        answered = call_pb2.CallAnswered(meta=self.meta(), codec=codec or self.started.codec)
         await self.bus.publish(
             subjects.lifecycle(self.call_id),
-            call_pb2.CallEvent(answered=call_pb2.CallAnswered(meta=self.meta())),
+            call_pb2.CallEvent(answered=answered),
             lane=Lane.CONTROL,
         )
         self.tasks.spawn(self._media_loop(), "media")

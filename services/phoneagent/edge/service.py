@@ -319,7 +319,8 @@ class EdgeService(OutboundCalls, Service):
 
     async def _connected(self, active: ActiveCall, dialog: Dialog) -> None:
         active.transport.attach(dialog)
-        await active.call.answered()
+        codec = active.rtp.params.codec if active.rtp.params is not None else ""
+        await active.call.answered(codec)
         active.call.tasks.spawn(self._dtmf_pump(active), "dtmf")
         active.call.tasks.spawn(self._watch_rtp(active), "rtp-timeout")
         self.tasks.spawn(self._watch_dialog(active, dialog), f"dialog:{active.call.call_id}")

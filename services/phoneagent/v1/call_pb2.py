@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from phoneagent.v1 import common_pb2 as phoneagent_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18phoneagent/v1/call.proto\x12\rphoneagent.v1\x1a\x1aphoneagent/v1/common.proto\"\x90\x03\n\x0b\x43\x61llStarted\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.phoneagent.v1.EventMeta\x12+\n\tdirection\x18\x02 \x01(\x0e\x32\x18.phoneagent.v1.Direction\x12+\n\ttransport\x18\x03 \x01(\x0e\x32\x18.phoneagent.v1.Transport\x12\x10\n\x08\x66rom_uri\x18\x04 \x01(\t\x12\x0e\n\x06to_uri\x18\x05 \x01(\t\x12\r\n\x05\x61gent\x18\x06 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x07 \x01(\t\x12\x13\n\x0bsample_rate\x18\x08 \x01(\r\x12\r\n\x05\x63odec\x18\t \x01(\t\x12\x36\n\x06labels\x18\n \x03(\x0b\x32&.phoneagent.v1.CallStarted.LabelsEntry\x12\x14\n\x0cplayout_rate\x18\x0b \x01(\r\x12\x18\n\x10\x64ial_decision_id\x18\x0c \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"6\n\x0c\x43\x61llAnswered\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.phoneagent.v1.EventMeta\"\x82\x01\n\tCallEnded\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.phoneagent.v1.EventMeta\x12(\n\x06reason\x18\x02 \x01(\x0e\x32\x18.phoneagent.v1.EndReason\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\x04 \x01(\r\"\x9f\x01\n\tCallEvent\x12-\n\x07started\x18\x01 \x01(\x0b\x32\x1a.phoneagent.v1.CallStartedH\x00\x12/\n\x08\x61nswered\x18\x02 \x01(\x0b\x32\x1b.phoneagent.v1.CallAnsweredH\x00\x12)\n\x05\x65nded\x18\x03 \x01(\x0b\x32\x18.phoneagent.v1.CallEndedH\x00\x42\x07\n\x05\x65vent*U\n\tDirection\x12\x19\n\x15\x44IRECTION_UNSPECIFIED\x10\x00\x12\x15\n\x11\x44IRECTION_INBOUND\x10\x01\x12\x16\n\x12\x44IRECTION_OUTBOUND\x10\x02*O\n\tTransport\x12\x19\n\x15TRANSPORT_UNSPECIFIED\x10\x00\x12\x11\n\rTRANSPORT_SIP\x10\x01\x12\x14\n\x10TRANSPORT_WEBRTC\x10\x02*\xa0\x03\n\tEndReason\x12\x1a\n\x16\x45ND_REASON_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45ND_REASON_CALLER_HANGUP\x10\x01\x12\x1b\n\x17\x45ND_REASON_AGENT_HANGUP\x10\x02\x12\x1a\n\x16\x45ND_REASON_TRANSFERRED\x10\x03\x12\x13\n\x0f\x45ND_REASON_BUSY\x10\x04\x12\x18\n\x14\x45ND_REASON_NO_ANSWER\x10\x05\x12\x15\n\x11\x45ND_REASON_FAILED\x10\x06\x12\x17\n\x13\x45ND_REASON_REJECTED\x10\x07\x12\x1c\n\x18\x45ND_REASON_POLICY_DENIED\x10\x08\x12\x1b\n\x17\x45ND_REASON_MAX_DURATION\x10\t\x12\x14\n\x10\x45ND_REASON_ERROR\x10\n\x12\x18\n\x14\x45ND_REASON_CANCELLED\x10\x0b\x12\x18\n\x14\x45ND_REASON_VOICEMAIL\x10\x0c\x12\x1e\n\x1a\x45ND_REASON_OPERATOR_HANGUP\x10\r\x12\x1c\n\x18\x45ND_REASON_MEDIA_TIMEOUT\x10\x0e\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18phoneagent/v1/call.proto\x12\rphoneagent.v1\x1a\x1aphoneagent/v1/common.proto\"\x90\x03\n\x0b\x43\x61llStarted\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.phoneagent.v1.EventMeta\x12+\n\tdirection\x18\x02 \x01(\x0e\x32\x18.phoneagent.v1.Direction\x12+\n\ttransport\x18\x03 \x01(\x0e\x32\x18.phoneagent.v1.Transport\x12\x10\n\x08\x66rom_uri\x18\x04 \x01(\t\x12\x0e\n\x06to_uri\x18\x05 \x01(\t\x12\r\n\x05\x61gent\x18\x06 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x07 \x01(\t\x12\x13\n\x0bsample_rate\x18\x08 \x01(\r\x12\r\n\x05\x63odec\x18\t \x01(\t\x12\x36\n\x06labels\x18\n \x03(\x0b\x32&.phoneagent.v1.CallStarted.LabelsEntry\x12\x14\n\x0cplayout_rate\x18\x0b \x01(\r\x12\x18\n\x10\x64ial_decision_id\x18\x0c \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"E\n\x0c\x43\x61llAnswered\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.phoneagent.v1.EventMeta\x12\r\n\x05\x63odec\x18\x02 \x01(\t\"\x82\x01\n\tCallEnded\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.phoneagent.v1.EventMeta\x12(\n\x06reason\x18\x02 \x01(\x0e\x32\x18.phoneagent.v1.EndReason\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\x04 \x01(\r\"\x9f\x01\n\tCallEvent\x12-\n\x07started\x18\x01 \x01(\x0b\x32\x1a.phoneagent.v1.CallStartedH\x00\x12/\n\x08\x61nswered\x18\x02 \x01(\x0b\x32\x1b.phoneagent.v1.CallAnsweredH\x00\x12)\n\x05\x65nded\x18\x03 \x01(\x0b\x32\x18.phoneagent.v1.CallEndedH\x00\x42\x07\n\x05\x65vent*U\n\tDirection\x12\x19\n\x15\x44IRECTION_UNSPECIFIED\x10\x00\x12\x15\n\x11\x44IRECTION_INBOUND\x10\x01\x12\x16\n\x12\x44IRECTION_OUTBOUND\x10\x02*O\n\tTransport\x12\x19\n\x15TRANSPORT_UNSPECIFIED\x10\x00\x12\x11\n\rTRANSPORT_SIP\x10\x01\x12\x14\n\x10TRANSPORT_WEBRTC\x10\x02*\xa0\x03\n\tEndReason\x12\x1a\n\x16\x45ND_REASON_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45ND_REASON_CALLER_HANGUP\x10\x01\x12\x1b\n\x17\x45ND_REASON_AGENT_HANGUP\x10\x02\x12\x1a\n\x16\x45ND_REASON_TRANSFERRED\x10\x03\x12\x13\n\x0f\x45ND_REASON_BUSY\x10\x04\x12\x18\n\x14\x45ND_REASON_NO_ANSWER\x10\x05\x12\x15\n\x11\x45ND_REASON_FAILED\x10\x06\x12\x17\n\x13\x45ND_REASON_REJECTED\x10\x07\x12\x1c\n\x18\x45ND_REASON_POLICY_DENIED\x10\x08\x12\x1b\n\x17\x45ND_REASON_MAX_DURATION\x10\t\x12\x14\n\x10\x45ND_REASON_ERROR\x10\n\x12\x18\n\x14\x45ND_REASON_CANCELLED\x10\x0b\x12\x18\n\x14\x45ND_REASON_VOICEMAIL\x10\x0c\x12\x1e\n\x1a\x45ND_REASON_OPERATOR_HANGUP\x10\r\x12\x1c\n\x18\x45ND_REASON_MEDIA_TIMEOUT\x10\x0e\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,20 +34,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CALLSTARTED_LABELSENTRY']._loaded_options = None
   _globals['_CALLSTARTED_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_DIRECTION']._serialized_start=825
-  _globals['_DIRECTION']._serialized_end=910
-  _globals['_TRANSPORT']._serialized_start=912
-  _globals['_TRANSPORT']._serialized_end=991
-  _globals['_ENDREASON']._serialized_start=994
-  _globals['_ENDREASON']._serialized_end=1410
+  _globals['_DIRECTION']._serialized_start=840
+  _globals['_DIRECTION']._serialized_end=925
+  _globals['_TRANSPORT']._serialized_start=927
+  _globals['_TRANSPORT']._serialized_end=1006
+  _globals['_ENDREASON']._serialized_start=1009
+  _globals['_ENDREASON']._serialized_end=1425
   _globals['_CALLSTARTED']._serialized_start=72
   _globals['_CALLSTARTED']._serialized_end=472
   _globals['_CALLSTARTED_LABELSENTRY']._serialized_start=427
   _globals['_CALLSTARTED_LABELSENTRY']._serialized_end=472
   _globals['_CALLANSWERED']._serialized_start=474
-  _globals['_CALLANSWERED']._serialized_end=528
-  _globals['_CALLENDED']._serialized_start=531
-  _globals['_CALLENDED']._serialized_end=661
-  _globals['_CALLEVENT']._serialized_start=664
-  _globals['_CALLEVENT']._serialized_end=823
+  _globals['_CALLANSWERED']._serialized_end=543
+  _globals['_CALLENDED']._serialized_start=546
+  _globals['_CALLENDED']._serialized_end=676
+  _globals['_CALLEVENT']._serialized_start=679
+  _globals['_CALLEVENT']._serialized_end=838
 # @@protoc_insertion_point(module_scope)

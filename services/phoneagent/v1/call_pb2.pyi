@@ -95,10 +95,12 @@ class CallStarted(_message.Message):
     def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., direction: _Optional[_Union[Direction, str]] = ..., transport: _Optional[_Union[Transport, str]] = ..., from_uri: _Optional[str] = ..., to_uri: _Optional[str] = ..., agent: _Optional[str] = ..., campaign_id: _Optional[str] = ..., sample_rate: _Optional[int] = ..., codec: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., playout_rate: _Optional[int] = ..., dial_decision_id: _Optional[str] = ...) -> None: ...
 
 class CallAnswered(_message.Message):
-    __slots__ = ("meta",)
+    __slots__ = ("meta", "codec")
     META_FIELD_NUMBER: _ClassVar[int]
+    CODEC_FIELD_NUMBER: _ClassVar[int]
     meta: _common_pb2.EventMeta
-    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ...) -> None: ...
+    codec: str
+    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., codec: _Optional[str] = ...) -> None: ...
 
 class CallEnded(_message.Message):
     __slots__ = ("meta", "reason", "detail", "duration_ms")
