@@ -93,6 +93,15 @@ class AsrSettings:
     )
     max_utterance_s: float = env("PA_ASR_MAX_UTTERANCE_S", 20.0, check=positive, doc="Forced cut")
     initial_prompt: str = env("PA_ASR_PROMPT", "", doc="Domain words to bias recognition")
+    lead_in_ms: int = env(
+        "PA_ASR_LEAD_IN_MS",
+        0,
+        check=non_negative,
+        doc="faster-whisper: silence put before a final's audio, so its first word is kept (0: none)",
+    )
+    beam_size: int = env(
+        "PA_ASR_BEAM_SIZE", 1, check=positive, doc="faster-whisper: beam width of finals (partials: greedy)"
+    )
     batch_size: int = env(
         "PA_ASR_BATCH_SIZE", 8, check=_batch_size, doc="whisperx: utterances decoded in one batched pass"
     )

@@ -17,7 +17,9 @@ machine and its load; the header records both.
 ``--segmenter-only`` replays the same utterances through G.711, the edge's resampler and the
 ASR's segmenter and decoder alone (no processes, no bus, faster than real time, the same
 every run), to compare VAD and pre-roll settings (``--pre-roll-ms``, ``--onset-lookback-ms``)
-on the same audio.
+on the same audio. Its decoder is the one the ASR service builds from its settings, so the
+``PA_ASR_*`` decoder variables (model, prompt, lead-in, beam) are compared the same way; the
+report then gives the mean CPU time of an utterance's decodes.
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ from pathlib import Path
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
+from phoneagent.asr.engines.base import engine_options
 from phoneagent.asr.segmenter import Segmenter, SegmenterConfig, Utterance
+from phoneagent.asr.settings import AsrSettings
 from phoneagent.devtools.asr_bench import _words, machine, word_error_rate
 from phoneagent.devtools.harness.caller import unique_user
 from phoneagent.devtools.harness.demo import demo_env, free_udp_port
@@ -50,6 +54,7 @@ from phoneagent.runtime.bus import Bus, Delivery
 from phoneagent.runtime.bus_auth import OPERATOR, BusAuth
 from phoneagent.runtime.errors import InvalidArgument
 from phoneagent.runtime.sessions import SessionHost
+from phoneagent.runtime.settings import load
 from phoneagent.runtime.stack import Stack
 from phoneagent.v1 import common_pb2, media_pb2, session_pb2, speech_pb2
 
@@ -68,6 +73,7 @@ class Heard:
     offline: str = ""  # the same audio decoded offline in one piece (no edge, no VAD)
     lost: dict[str, int] = field(default_factory=dict)  # caller frames lost meanwhile, by stage
     heard_ms: float = 0.0  # audio the finals span (speech start to end) against the utterance's length
+    decode_cpu_s: float | None = None  # --segmenter-only: CPU time of the decodes of this utterance
 
     @property
     def offline_missed(self) -> bool:
@@ -270,18 +276,21 @@ def replay(
     snr: float | None,
     seed: int,
     config: SegmenterConfig,
+    settings: AsrSettings,
 ) -> list[Heard]:
     """The ASR's own share, without the edge and the bus: each utterance after ``lead_s`` plus
     its delay of quiet line (or noise), through G.711 and the edge's 8 to 16 kHz resampler in
     20 ms frames, the segmenter with Silero and ``config``, and a decode of each utterance it
-    cuts. Faster than real time, and the same every run: a VAD or pre-roll setting is compared
-    here on the same audio, apart from the load and the network."""
+    cuts, by the engine ``settings`` name (as the ASR service builds it, so ``PA_ASR_*`` decoder
+    settings apply). Faster than real time, and the same every run: a VAD, pre-roll or decoder
+    setting is compared here on the same audio, apart from the load and the network. Each
+    utterance notes the CPU time of its decodes (the engine runs one thread per decode)."""
     from phoneagent.asr.engines.base import create_engine
     from phoneagent.asr.vad import SileroVad
     from phoneagent.audio.g711 import ulaw_decode, ulaw_encode
     from phoneagent.audio.resample import StreamResampler
 
-    engine = create_engine("faster-whisper", model="tiny.en", cpu_threads=1)
+    engine = create_engine(settings.engine, **engine_options(settings.engine, settings))
     engine.load()
     rng = np.random.default_rng(seed)
     out: list[Heard] = []
@@ -299,16 +308,20 @@ def replay(
                 frame = up.process(line[i : i + 160]).astype(np.float32) / 32768.0
                 utts += [e for e in seg.feed(frame, i / 8000) if isinstance(e, Utterance)]
             utts += [e for e in seg.flush(len(line) / 8000) if isinstance(e, Utterance)]
+            cpu = time.process_time()
             text = " ".join(engine.transcribe(u.pcm).text.strip() for u in utts if len(u.pcm))
+            cpu = time.process_time() - cpu
             lag = (utts[0].speech_start - lead / 8000) * 1000 if utts else None
             spanned = sum(u.speech_end - u.speech_start for u in utts) * 1000
-            out.append(Heard(p, text, missed_first_word(p.text, text), lag, heard_ms=spanned))
+            out.append(
+                Heard(p, text, missed_first_word(p.text, text), lag, heard_ms=spanned, decode_cpu_s=cpu)
+            )
     finally:
         engine.close()
     return out
 
 
-def run_replay(args: argparse.Namespace) -> dict[str, list[Heard]]:
+def run_replay(args: argparse.Namespace, settings: AsrSettings) -> dict[str, list[Heard]]:
     voices = Voices()
     planned = plan(args.count, args.seed, args.voices.split(",") if args.voices else None)
     try:
@@ -320,7 +333,7 @@ def run_replay(args: argparse.Namespace) -> dict[str, list[Heard]]:
     results: dict[str, list[Heard]] = {}
     for cond in args.snr.split(","):
         snr = None if cond == "clean" else float(cond)
-        results[cond] = heard = replay(rendered, prompt_s, snr, args.seed, config)
+        results[cond] = heard = replay(rendered, prompt_s, snr, args.seed, config, settings)
         if args.offline:
             offline(heard, {id(p): pcm for p, pcm in rendered}, snr, args.seed)
     return results
@@ -364,7 +377,8 @@ def report(results: dict[str, list[Heard]], info: dict[str, object], command: st
     lines = [f"# {command}", f"# machine: {info}"]
     lines.append(
         f"{'condition':>11} {'utterances':>10} {'voices':>6} {'missed first word':>18} {'WER':>6} "
-        f"{'offline missed':>14} {'offline WER':>11} {'lost live only':>14} {'onset lag ms p50/max':>20} "
+        f"{'offline missed':>14} {'offline WER':>11} {'lost live only':>14} {'decode CPU ms':>13} "
+        f"{'onset lag ms p50/max':>20} "
         f"{'late':>4}"
     )
     for cond, heard in results.items():
@@ -380,11 +394,14 @@ def report(results: dict[str, list[Heard]], info: dict[str, object], command: st
         lags = [h.onset_lag_ms for h in heard if h.onset_lag_ms is not None]
         lag = f"{np.median(lags):.0f}/{max(lags):.0f}" if lags else "-"
         late = sum(v > LATE_ONSET_MS for v in lags)
+        cpu = [h.decode_cpu_s for h in heard if h.decode_cpu_s is not None]
+        dec = f"{1000 * float(np.mean(cpu)):.0f}" if cpu else "-"
         lines.append(
             f"{label:>11} {len(heard):>10} {voices:>6} {pct:>18} {wer:>6.3f} "
-            f"{off:>14} {off_wer:>11} {only:>14} {lag:>20} {late:>4}"
+            f"{off:>14} {off_wer:>11} {only:>14} {dec:>13} {lag:>20} {late:>4}"
         )
     lines.append(f"# late: onsets the ASR found more than {LATE_ONSET_MS:.0f} ms after the caller began")
+    lines.append("# decode CPU ms: --segmenter-only, mean CPU time of an utterance's decodes (finals)")
     for cond, heard in results.items():
         for h in heard:
             if h.missed_first:
@@ -441,13 +458,16 @@ def main(argv: list[str] | None = None) -> int:
         sys.argv[1:] if argv is None else argv
     )
     if args.segmenter_only:
+        settings = load(AsrSettings)
+        decoder = engine_options(settings.engine, settings)
         info = machine() | {
-            "asr": "tiny.en",
+            "asr": settings.engine,
+            "decoder": {k: v for k, v in decoder.items() if k not in ("device",)},
             "segmenter_only": True,
             "pre_roll_ms": args.pre_roll_ms,
             "onset_lookback_ms": args.onset_lookback_ms,
         }
-        results = run_replay(args)
+        results = run_replay(args, settings)
         print(report(results, info | {"load_1m_after": round(os.getloadavg()[0], 2)}, command))
         return 0
     with tempfile.TemporaryDirectory(prefix="onset-bench-") as tmp:

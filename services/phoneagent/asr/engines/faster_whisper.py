@@ -1,8 +1,13 @@
 """CPU speech recognition with faster-whisper (CTranslate2), the default engine.
 
-Tuned for phone turns that are already endpointed by our own VAD: greedy decoding,
-int8 weights, no VAD inside, no conditioning on earlier text, and English forced for
-``*.en`` checkpoints. Install with the ``asr`` extra.
+Tuned for phone turns that are already endpointed by our own VAD: int8 weights, no VAD
+inside, no conditioning on earlier text, and English forced for ``*.en`` checkpoints.
+Partial transcripts decode greedily; finals use ``beam_size``. A final's audio is preceded by
+``lead_in_ms`` of silence: an utterance cut by the segmenter starts only a pre-roll before
+the onset, and Whisper, trained on audio that rarely starts on a word, then tends to drop or
+misread that first word (measured with ``python -m phoneagent.devtools.onset_bench
+--segmenter-only``; README, "Speech onsets"). Word times are given relative to the audio
+passed in, without the lead-in. Install with the ``asr`` extra.
 """
 
 from __future__ import annotations
@@ -59,10 +64,13 @@ class FasterWhisperEngine(BaseAsrEngine):
         language: str | None = None,
         initial_prompt: str | None = None,
         word_timestamps: bool = False,
+        lead_in_ms: int = 0,
     ) -> None:
         self._lib = _import_faster_whisper()
         if cpu_threads < 1 or num_workers < 1 or beam_size < 1:
             raise InvalidArgument("cpu_threads, num_workers and beam_size must be at least 1")
+        if lead_in_ms < 0:
+            raise InvalidArgument("lead_in_ms must not be negative")
         if is_english_only(model) and language not in (None, "en"):
             raise InvalidArgument(f"model {model!r} is English-only; language must be 'en'")
         self.model_name = model
@@ -74,6 +82,7 @@ class FasterWhisperEngine(BaseAsrEngine):
         self.language = "en" if is_english_only(model) else language
         self.initial_prompt = initial_prompt or None
         self.word_timestamps = word_timestamps
+        self.lead_in_ms = lead_in_ms
         self._model: Any = None
         self._in_flight = 0
         self._lock = threading.Lock()
@@ -83,7 +92,9 @@ class FasterWhisperEngine(BaseAsrEngine):
         return {
             **super().options_from(settings),
             "cpu_threads": settings.threads,
+            "beam_size": settings.beam_size,
             "initial_prompt": settings.initial_prompt or None,
+            "lead_in_ms": settings.lead_in_ms,
         }
 
     @property
@@ -122,21 +133,37 @@ class FasterWhisperEngine(BaseAsrEngine):
             self._in_flight += 1
         started = time.perf_counter()
         try:
-            segments, info = self._run(pcm, partial)
+            segments, info = self._run(self.decoder_input(pcm, partial), partial)
         except Exception as exc:
             log.warning("asr decode failed", extra={"engine": self.name, "error": type(exc).__name__})
             raise EngineFailure("speech recognition failed") from exc
         finally:
             with self._lock:
                 self._in_flight -= 1
-        return _result(segments, info.language, audio_seconds(pcm), time.perf_counter() - started)
+        return _result(
+            segments,
+            info.language,
+            audio_seconds(pcm),
+            time.perf_counter() - started,
+            self._lead_in(partial) / self.sample_rate,
+        )
+
+    def _lead_in(self, partial: bool) -> int:
+        return 0 if partial else self.lead_in_ms * self.sample_rate // 1000
+
+    def decoder_input(self, pcm: np.ndarray, partial: bool) -> np.ndarray:
+        """What the model decodes for ``pcm``: a final gets ``lead_in_ms`` of silence first."""
+        lead = self._lead_in(partial)
+        if not lead:
+            return pcm
+        return np.concatenate([np.zeros(lead, dtype=np.float32), pcm])
 
     def _run(self, pcm: np.ndarray, partial: bool) -> tuple[list[Any], Any]:
         words = self.word_timestamps and not partial
         segments, info = self._model.transcribe(
             pcm,
             language=self.language,
-            beam_size=self.beam_size,
+            beam_size=1 if partial else self.beam_size,
             best_of=1,
             temperature=0.0,
             condition_on_previous_text=False,
@@ -153,10 +180,18 @@ class FasterWhisperEngine(BaseAsrEngine):
         self._model = None
 
 
-def _result(segments: list[Any], language: str, audio_s: float, compute_s: float) -> TranscriptResult:
+def _result(
+    segments: list[Any], language: str, audio_s: float, compute_s: float, lead_s: float = 0.0
+) -> TranscriptResult:
+    """The engine's result; word times are shifted back by the ``lead_s`` of lead-in."""
     text = " ".join(s.text.strip() for s in segments if s.text.strip())
     words = tuple(
-        Word(text=w.word.strip(), start=float(w.start), end=float(w.end), probability=float(w.probability))
+        Word(
+            text=w.word.strip(),
+            start=max(0.0, float(w.start) - lead_s),
+            end=max(0.0, float(w.end) - lead_s),
+            probability=float(w.probability),
+        )
         for s in segments
         for w in (s.words or ())
     )
