@@ -2,11 +2,11 @@
 
 Tuned for phone turns that are already endpointed by our own VAD: int8 weights, no VAD
 inside, no conditioning on earlier text, and English forced for ``*.en`` checkpoints.
-Partial transcripts decode greedily; finals use ``beam_size``. A final's audio is preceded by
-``lead_in_ms`` of silence: an utterance cut by the segmenter starts only a pre-roll before
-the onset, and Whisper, trained on audio that rarely starts on a word, then tends to drop or
-misread that first word (measured with ``python -m phoneagent.devtools.onset_bench
---segmenter-only``; README, "Speech onsets"). Word times are given relative to the audio
+Partial transcripts decode greedily; finals use ``beam_size`` (default 1, greedy) and
+start after ``lead_in_ms`` of silence (default 0). Both are off by default: in the onset
+replay (``python -m phoneagent.devtools.onset_bench --segmenter-only``; README, "Speech
+onsets") neither a lead-in, a wider beam, an initial prompt nor the base model kept more
+first words in both clean and noisy conditions. Word times are given relative to the audio
 passed in, without the lead-in. Install with the ``asr`` extra.
 """
 
