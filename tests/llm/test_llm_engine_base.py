@@ -31,6 +31,7 @@ OK = [{"role": "user", "content": "hello"}]
         (OK, {"temperature": -0.1}),
         (OK, {"tools": [{"type": "function"}]}),
         (OK, {"json_schema": {}}),
+        (OK, {"assistant_prefix": 7}),
     ],
 )
 def test_bad_requests_are_invalid_argument(messages, kwargs) -> None:
@@ -48,6 +49,18 @@ def test_good_request_passes() -> None:
     validate_request(
         history, request_id="r", max_tokens=16, temperature=0.7, tools=[tool], json_schema={"type": "object"}
     )
+
+
+async def test_an_engine_that_cannot_continue_a_reply_refuses_a_prefix() -> None:
+    """``assistant_prefix`` is refused, not silently dropped (which would generate the reply's
+    start twice), by an engine without ``continues_reply``: the dialog then regenerates."""
+    engine = create_engine("openai_http", base_url="http://127.0.0.1:1/v1", model="m")
+    assert not engine.continues_reply
+    with pytest.raises(InvalidArgument, match="cannot continue a reply"):
+        async for _ in engine.stream(
+            OK, request_id="r", max_tokens=8, temperature=0.0, assistant_prefix="<tool_call>\n"
+        ):
+            pass
 
 
 def test_registry_names_and_unknown_engine() -> None:
