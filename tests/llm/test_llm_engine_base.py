@@ -150,3 +150,26 @@ def test_assemble_cli_prints_verified_path(capsys) -> None:
     assert path.endswith("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")
     marker = Path(path + ".sha256").read_text().strip()
     assert marker == get_model("qwen-0.5b").sha256
+
+
+@needs("llama_cpp", what="llama-cpp-python")
+def test_llama_cpp_keeps_the_grammars_it_builds() -> None:
+    """A schema's grammar is built once while it stays among the ``grammar_cache`` most recently
+    used; the same properties in another order are another grammar (it writes them in order)."""
+    engine = create_engine("llama_cpp", grammar_cache=2)  # not loaded: grammars need no model
+    name_first = {"type": "object", "properties": {"name": {"const": "a"}, "arguments": {"type": "object"}}}
+    args_first = {"type": "object", "properties": {"arguments": {"type": "object"}, "name": {"const": "a"}}}
+    other = {"type": "object", "properties": {"x": {"type": "string"}}}
+    first = engine._grammar(name_first)
+    assert engine._grammar(dict(name_first)) is first and engine.grammars_built == 1
+    assert engine._grammar(args_first) is not first and engine.grammars_built == 2
+    root = next(line for line in first._grammar.splitlines() if line.startswith("root ::="))
+    assert root.index("name-kv") < root.index("arguments-kv")
+    engine._grammar(name_first)  # most recently used: ``args_first`` goes out for ``other``
+    engine._grammar(other)
+    assert engine._grammar(name_first) is first and engine.grammars_built == 3
+    engine._grammar(args_first)
+    assert engine.grammars_built == 4
+    assert engine._grammar(None) is None
+    with pytest.raises(InvalidArgument):
+        create_engine("llama_cpp", grammar_cache=-1)
