@@ -31,6 +31,7 @@ OK = [{"role": "user", "content": "hello"}]
         (OK, {"temperature": -0.1}),
         (OK, {"tools": [{"type": "function"}]}),
         (OK, {"json_schema": {}}),
+        (OK, {"assistant_prefix": 7}),
     ],
 )
 def test_bad_requests_are_invalid_argument(messages, kwargs) -> None:
@@ -48,6 +49,18 @@ def test_good_request_passes() -> None:
     validate_request(
         history, request_id="r", max_tokens=16, temperature=0.7, tools=[tool], json_schema={"type": "object"}
     )
+
+
+async def test_an_engine_that_cannot_continue_a_reply_refuses_a_prefix() -> None:
+    """``assistant_prefix`` is refused, not silently dropped (which would generate the reply's
+    start twice), by an engine without ``continues_reply``: the dialog then regenerates."""
+    engine = create_engine("openai_http", base_url="http://127.0.0.1:1/v1", model="m")
+    assert not engine.continues_reply
+    with pytest.raises(InvalidArgument, match="cannot continue a reply"):
+        async for _ in engine.stream(
+            OK, request_id="r", max_tokens=8, temperature=0.0, assistant_prefix="<tool_call>\n"
+        ):
+            pass
 
 
 def test_registry_names_and_unknown_engine() -> None:
@@ -137,3 +150,26 @@ def test_assemble_cli_prints_verified_path(capsys) -> None:
     assert path.endswith("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")
     marker = Path(path + ".sha256").read_text().strip()
     assert marker == get_model("qwen-0.5b").sha256
+
+
+@needs("llama_cpp", what="llama-cpp-python")
+def test_llama_cpp_keeps_the_grammars_it_builds() -> None:
+    """A schema's grammar is built once while it stays among the ``grammar_cache`` most recently
+    used; the same properties in another order are another grammar (it writes them in order)."""
+    engine = create_engine("llama_cpp", grammar_cache=2)  # not loaded: grammars need no model
+    name_first = {"type": "object", "properties": {"name": {"const": "a"}, "arguments": {"type": "object"}}}
+    args_first = {"type": "object", "properties": {"arguments": {"type": "object"}, "name": {"const": "a"}}}
+    other = {"type": "object", "properties": {"x": {"type": "string"}}}
+    first = engine._grammar(name_first)
+    assert engine._grammar(dict(name_first)) is first and engine.grammars_built == 1
+    assert engine._grammar(args_first) is not first and engine.grammars_built == 2
+    root = next(line for line in first._grammar.splitlines() if line.startswith("root ::="))
+    assert root.index("name-kv") < root.index("arguments-kv")
+    engine._grammar(name_first)  # most recently used: ``args_first`` goes out for ``other``
+    engine._grammar(other)
+    assert engine._grammar(name_first) is first and engine.grammars_built == 3
+    engine._grammar(args_first)
+    assert engine.grammars_built == 4
+    assert engine._grammar(None) is None
+    with pytest.raises(InvalidArgument):
+        create_engine("llama_cpp", grammar_cache=-1)

@@ -7,7 +7,9 @@ import json
 import time
 
 import pytest
+from phoneagent.llm.domain.tool_schemas import tool_definitions
 from phoneagent.llm.engines.base import FINISH_ABORT, FINISH_LENGTH, FINISH_STOP, Delta, create_engine
+from phoneagent.llm.tool_calls import read_constrained, tool_call_schema
 from phoneagent.runtime.errors import InvalidArgument
 from support.llm import needs
 
@@ -159,6 +161,48 @@ async def test_json_schema_constrains_a_tool_call(engine) -> None:
     assert set(call["arguments"]) >= {"date", "time"}
     assert all(isinstance(v, str) for v in call["arguments"].values())
     assert deltas[-1].finish_reason == FINISH_STOP
+
+
+async def test_a_tool_call_continues_the_reply_that_opened_it(engine) -> None:
+    """A free reply (the agent's nine tools in the prompt) stops after its first token, as the
+    dialog stops one that opens a tool call; the call then continues that reply, its opener
+    given as ``assistant_prefix``, under the grammar of the tools' schema. The JSON after the
+    opener is a call to an offered tool, and the continuation evaluates only the tokens the
+    prefix adds (the context still holds the free reply's prompt). The grammar is built once for
+    the schema: a second continuation reuses it."""
+    tools = tool_definitions()
+    schema = tool_call_schema(tools)
+    messages = [SYSTEM, {"role": "user", "content": "Can I book a cleaning on Monday at ten? I'm Ana Diaz."}]
+    free = await asyncio.wait_for(
+        collect(engine.stream(messages, request_id="free", max_tokens=1, temperature=0.0, tools=tools)), 120
+    )
+    assert free[-1].prompt_tokens and free[-1].prompt_tokens > 500  # the nine schemas are in the prompt
+    built = engine.grammars_built
+    for i in range(2):
+        deltas = await asyncio.wait_for(
+            collect(
+                engine.stream(
+                    messages,
+                    request_id=f"call{i}",
+                    max_tokens=120,
+                    temperature=0.0,
+                    tools=tools,
+                    json_schema=schema,
+                    assistant_prefix="<tool_call>\n",
+                )
+            ),
+            120,
+        )
+        text = "".join(d.text for d in deltas)
+        call = read_constrained(text)
+        assert call is not None, text
+        assert call["name"] in {t["function"]["name"] for t in tools}
+        assert not text.lstrip().startswith("<tool_call>")  # only what follows the prefix comes back
+        final = deltas[-1]
+        assert final.finish_reason == FINISH_STOP
+        assert final.prompt_tokens == free[-1].prompt_tokens + 2  # the marker and the line break
+        assert final.prompt_evaluated_tokens is not None and final.prompt_evaluated_tokens <= 3, final
+    assert engine.grammars_built <= built + 1
 
 
 async def test_queued_request_aborted_before_it_runs(engine) -> None:

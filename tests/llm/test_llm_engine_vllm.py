@@ -39,6 +39,29 @@ async def test_the_prompt_less_its_cached_prefix_is_reported_as_evaluated(fake_v
     assert out[-1].prompt_tokens == 3
 
 
+async def test_a_continued_reply_follows_the_generation_prompt(fake_vllm: None) -> None:
+    """``assistant_prefix`` goes after the generation prompt, and the schema constrains only
+    what follows it: a tool call the free reply opened goes on in the same sequence."""
+    schema = {"type": "object", "properties": {"name": {"const": "end_call"}}}
+    fake = FakeAsyncLLM(pieces=['{"name": "end_call"}'])
+    engine = engine_with(fake)
+    assert engine.continues_reply
+    out = await collect(
+        engine.stream(
+            MESSAGES,
+            request_id="r8",
+            max_tokens=16,
+            temperature=0.0,
+            json_schema=schema,
+            assistant_prefix="<tool_call>\n",
+        )
+    )
+    assert "".join(d.text for d in out) == '{"name": "end_call"}'
+    prompt, params, _ = fake.calls[0]
+    assert prompt == "<user>When are you open?<assistant><tool_call>\n"
+    assert params.structured_outputs == StructuredOutputsParams(json=schema)
+
+
 async def test_json_schema_becomes_structured_outputs_and_length_is_reported(fake_vllm: None) -> None:
     schema = {"type": "object", "properties": {"name": {"const": "end_call"}}}
     fake = FakeAsyncLLM(pieces=['{"name": ', '"end_call"'], finish_reason="length")

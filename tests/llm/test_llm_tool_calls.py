@@ -1,6 +1,8 @@
 """Schema-constrained tool calls in the dialog (a scripted engine that reports structured output):
-once the free reply starts a tool call it is stopped, and the call is generated again under
-the tools' JSON schemas; the free-text repair is only the fallback, and it is counted."""
+once the free reply starts a tool call it is stopped, and the call is finished under the tools'
+JSON schemas: continued after the opener on an engine that continues a reply, generated again
+from the start of the reply on one that does not; the free-text repair is only the fallback,
+and it is counted."""
 
 from __future__ import annotations
 
@@ -13,7 +15,10 @@ from phoneagent.llm.dialog import Dialog
 from phoneagent.llm.dialog_state import Sentence, ToolOutcome
 from phoneagent.llm.domain.tool_schemas import tool_definitions
 from phoneagent.llm.engines.base import Delta
+from phoneagent.llm.engines.fallback import FallbackLlmEngine
+from phoneagent.llm.priority import LiveFirst
 from phoneagent.llm.tool_calls import (
+    call_prefix,
     maybe_tool_call,
     parse_tool_call,
     read_constrained,
@@ -34,9 +39,12 @@ class SchemaEngine(StandInEngine):
     name = "schema-script"
     structured_output = True
 
-    def __init__(self, free: list[str], constrained: str, grammar_ok: bool = True) -> None:
+    def __init__(
+        self, free: list[str], constrained: str, grammar_ok: bool = True, *, continues: bool = False
+    ) -> None:
         super().__init__()
         self.free, self.constrained, self.grammar_ok = free, constrained, grammar_ok
+        self.continues_reply = continues  # the constrained answer then continues assistant_prefix
         self.free_pieces_sent = 0
 
     async def stream(
@@ -104,8 +112,64 @@ async def test_a_started_tool_call_is_finished_under_the_tool_schemas() -> None:
     assert engine.aborted == [engine.requests[0]["request_id"]]
     assert engine.requests[1]["json_schema"] == tool_call_schema(Tools().schemas())
     assert engine.requests[1]["tools"] == Tools().schemas()  # same prompt: the engine's cache is reused
+    assert "assistant_prefix" not in engine.requests[1], "this engine cannot continue a reply"
     assert [s.text for s in said if s.text] == ["Booked."]
     assert repairs("unconstrained") + repairs("cut_off") == before
+
+
+async def test_an_engine_that_continues_a_reply_finishes_the_opened_call_in_the_same_reply() -> None:
+    """The constrained request carries what the free reply wrote up to the call's JSON object
+    (the marker and its line break), and its answer is only the rest: the object, here followed
+    by the marker's closer as the model writes it. The call is read without repairs, nothing of
+    it is spoken."""
+    engine = SchemaEngine(
+        ["<tool_call>", '\n{"name": "book_appointment", "arguments": {"when": "Tue'],
+        f"{CALL}\n</tool_call>",
+        continues=True,
+    )
+    before = repairs("unconstrained") + repairs("cut_off")
+    tools, said = await talk(engine)
+    assert engine.free_pieces_sent == 1 and engine.aborted == [engine.requests[0]["request_id"]]
+    assert engine.requests[1]["assistant_prefix"] == "<tool_call>\n"
+    assert engine.requests[1]["json_schema"] == tool_call_schema(Tools().schemas())
+    assert engine.requests[1]["tools"] == Tools().schemas()
+    assert tools.calls == [("book_appointment", {"appointment_type": "cleaning", "when": "Tuesday at 10"})]
+    assert [s.text for s in said if s.text] == ["Booked."]
+    assert repairs("unconstrained") + repairs("cut_off") == before
+
+
+@pytest.mark.parametrize(
+    ("free", "prefix"),
+    [
+        (['```json\n{"'], "```json\n"),  # a fenced object: the fence stays, the object is generated
+        (['{"name'], None),  # a bare object at the start: nothing to continue, the reply is the call
+        ([" ", '{"'], None),
+    ],
+)
+async def test_a_continued_call_keeps_only_what_came_before_its_object(
+    free: list[str], prefix: str | None
+) -> None:
+    engine = SchemaEngine(free, CALL, continues=True)
+    tools, _ = await talk(engine)
+    assert tools.calls == [("book_appointment", {"appointment_type": "cleaning", "when": "Tuesday at 10"})]
+    assert engine.requests[1].get("assistant_prefix") == prefix
+
+
+def test_wrappers_continue_a_reply_only_when_their_engines_do() -> None:
+    yes, no = SchemaEngine([], "", continues=True), SchemaEngine([], "")
+    assert LiveFirst(yes).continues_reply and not LiveFirst(no).continues_reply  # type: ignore[arg-type]
+    assert FallbackLlmEngine([yes]).continues_reply  # type: ignore[list-item]
+    assert not FallbackLlmEngine([yes, no]).continues_reply  # type: ignore[list-item]
+
+
+def test_the_prefix_of_a_continued_call() -> None:
+    assert call_prefix("<tool_call>") == "<tool_call>\n"
+    assert call_prefix("<tool_call>\n") == "<tool_call>\n"
+    assert call_prefix('<tool_call>\n{"na') == "<tool_call>\n"
+    assert call_prefix("<tools>") == "<tools>\n"
+    assert call_prefix('```json\n{"') == "```json\n"
+    assert call_prefix('{"') == call_prefix(' \n{"') == ""
+    assert call_prefix("Sure") == ""
 
 
 async def test_without_a_grammar_the_free_call_is_repaired_and_counted() -> None:
@@ -131,6 +195,8 @@ def test_the_schema_names_each_tool_and_its_arguments() -> None:
     assert starts_tool_call("<tool_call>") and starts_tool_call(' {"') and starts_tool_call('```json\n{"')
     assert not starts_tool_call("{Sorry") and not starts_tool_call("Sure")
     assert read_constrained(CALL) is not None and read_constrained(CALL[:-3]) is None
+    assert read_constrained(f"{CALL}\n</tool_call>") == read_constrained(f" {CALL} </tools>") is not None
+    assert read_constrained(f"{CALL}\n</tool_call> and more") is None
 
 
 @pytest.mark.parametrize("opener", ["<tool_call>", "<tools>", "<tool>"])

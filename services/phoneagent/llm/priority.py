@@ -33,6 +33,7 @@ class LiveFirst:
         self.engine = engine
         self.name = engine.name
         self.structured_output = bool(getattr(engine, "structured_output", False))
+        self.continues_reply = bool(getattr(engine, "continues_reply", False))
         self.quiet_s = quiet_s
         self.live = 0  # live requests in flight
         self.preempted = 0  # background runs aborted for a live request

@@ -29,6 +29,7 @@ from phoneagent.llm.streaming import SentenceSplitter
 from phoneagent.llm.tool_calls import (
     CONSTRAINED_MIN_TOKENS,
     TOOL_CALL_REPAIRS,
+    call_prefix,
     looks_like_call,
     looks_like_json,
     maybe_tool_call,
@@ -178,7 +179,8 @@ class Replies:
         """Stream one completion; publish sentences; return a tool call if the model made one.
 
         With ``constrain`` (and an engine with structured output), the free completion stops as
-        soon as it starts a tool call, and the call is generated under the tools' schemas.
+        soon as it starts a tool call, and the call is finished under the tools' schemas: on an
+        engine that continues a reply, from where the free completion stopped.
         Without ``with_tools`` (the answer after a tool ran) the prompt still lists the tools, so
         that it begins as the engine's cached prefix does, but a tool call or JSON in the output
         is never run nor spoken: ``fallback`` is said instead (an apology without one)."""
@@ -240,7 +242,10 @@ class Replies:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 await aclose()
-            return await self._constrained_call(reply, messages, started, tools, self._callable(tools))
+            prefix = call_prefix(buffered) if getattr(self.engine, "continues_reply", False) else ""
+            return await self._constrained_call(
+                reply, messages, started, tools, self._callable(tools), prefix=prefix
+            )
         if buffered:
             call = parse_tool_call(buffered) if (with_tools and tools is not None) else None
             if call is not None:
@@ -275,12 +280,17 @@ class Replies:
         started: float,
         tools: list[dict[str, Any]],
         callable_tools: list[dict[str, Any]] | None = None,
+        *,
+        prefix: str = "",
     ) -> dict[str, Any] | None:
-        """Generate the tool call the model began, from the start of its reply, under the schemas
-        of ``callable_tools`` (all of ``tools`` when not given); the prompt lists ``tools``."""
+        """Generate the tool call the model began under the schemas of ``callable_tools`` (all of
+        ``tools`` when not given); the prompt lists ``tools``. With ``prefix`` (what the free
+        completion wrote before the call's JSON object, on an engine that continues a reply) the
+        same reply goes on after it; without, the call is generated from the start of the reply."""
         reply.request_id = f"{self.call_id}-g{reply.generation}{reply.tag}-{len(reply.sentences)}-call"
         text = ""
         evaluated: int | None = None
+        continued = {"assistant_prefix": prefix} if prefix else {}
         try:
             async for delta in self.engine.stream(
                 messages,
@@ -289,6 +299,7 @@ class Replies:
                 temperature=self.config.temperature,
                 tools=tools,
                 json_schema=tool_call_schema(callable_tools or tools),
+                **continued,
             ):
                 if delta.prompt_evaluated_tokens is not None:
                     evaluated = delta.prompt_evaluated_tokens

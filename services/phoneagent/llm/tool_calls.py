@@ -1,13 +1,16 @@
 """Schema-constrained tool calls, the same way on every engine.
 
 The model answers freely until its output starts a tool call (Qwen's ``<tool_call>`` marker, or
-a bare or fenced JSON object). That free request is then stopped, and the call is generated
-again from the start of the reply under :func:`tool_call_schema`, passed as the engine's
-``json_schema`` (a llama.cpp grammar built from the JSON Schema, vLLM's structured outputs,
-the OpenAI ``response_format``): the name is one of the offered tools and the arguments match
-that tool's parameters. Reading a free-text call back with repairs is only the fallback (an
-engine that cannot build the grammar, or output cut off by the token limit), counted in
-``pa_llm_tool_call_repairs_total``.
+a bare or fenced JSON object). That free request is then stopped, and the call is finished under
+:func:`tool_call_schema`, passed as the engine's ``json_schema`` (a llama.cpp grammar built from
+the JSON Schema, vLLM's structured outputs, the OpenAI ``response_format``): the name is one of
+the offered tools and the arguments match that tool's parameters. An engine that continues a
+reply gets what the free request wrote before the JSON object (:func:`call_prefix`, the marker
+and its line break) as the reply's start and generates only the object after it, so the model
+goes on from where it stopped and reads a few new prompt tokens; on any other engine the call is
+generated again from the start of the reply. Reading a free-text call back with repairs is only
+the fallback (an engine that cannot build the grammar, or output cut off by the token limit),
+counted in ``pa_llm_tool_call_repairs_total``.
 """
 
 from __future__ import annotations
@@ -35,6 +38,21 @@ def starts_tool_call(text: str) -> bool:
     return bool(_OPENING.match(text))
 
 
+def call_prefix(text: str) -> str:
+    """What a continued tool call keeps of the free output that opened it (``text``, on which
+    :func:`starts_tool_call` is true): everything before the JSON object, a marker's line ended as
+    Qwen's template writes it (``<tool_call>\n``). The schema then applies to the object alone."""
+    m = _OPENING.match(text)
+    if m is None:
+        return ""
+    head = text[: m.end()]
+    brace = head.find("{")
+    if brace >= 0:
+        head = head[:brace]
+        return head if head.strip() else ""  # a bare object: the reply's start is the object's
+    return head.rstrip() + "\n"  # a marker: the object starts on the next line
+
+
 def tool_call_schema(tools: list[dict[str, Any]]) -> dict[str, Any]:
     """One JSON Schema for ``{"name": ..., "arguments": {...}}`` over the offered tools."""
     options = []
@@ -52,10 +70,14 @@ def tool_call_schema(tools: list[dict[str, Any]]) -> dict[str, Any]:
     return options[0] if len(options) == 1 else {"anyOf": options}
 
 
+_CLOSER = re.compile(r"\s*(?:</tool(?:_call|s)?>|```)\s*$")
+
+
 def read_constrained(text: str) -> dict[str, Any] | None:
-    """The call generated under the schema, or None when it is not one (cut off, say)."""
+    """The call generated under the schema, or None when it is not one (cut off, say). A call
+    that continued an opened marker may be followed by its closer (``</tool_call>``)."""
     try:
-        call = json.loads(text)
+        call = json.loads(_CLOSER.sub("", text))
     except json.JSONDecodeError:
         return None
     if not isinstance(call, dict) or not isinstance(call.get("name"), str):

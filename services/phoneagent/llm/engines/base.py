@@ -3,6 +3,12 @@
 An engine turns a chat (OpenAI-style message dicts) into a stream of :class:`Delta`
 pieces. The service owns request ids and calls :meth:`LlmEngine.abort` on barge-in; an
 aborted stream ends promptly with ``finish_reason == "abort"``.
+
+Continuing a reply: a request's ``assistant_prefix`` is the start of the assistant's reply, already
+generated (a tool call's opener, ``<tool_call>\n``). An engine that ``continues_reply`` builds the
+prompt as the rendered conversation, the generation prompt and that prefix, and generates (under
+``json_schema`` when given) only what follows it; the deltas carry the new text alone. An engine
+without it refuses a prefix, and the dialog generates the call again from the start of the reply.
 """
 
 from __future__ import annotations
@@ -74,6 +80,9 @@ class LlmEngine(Protocol):
     # dialog then finishes every tool call under the tools' schemas. Engines without it (test
     # doubles) get the free-text call read back with repairs.
     structured_output: bool
+    # Whether ``assistant_prefix`` is honoured (see the module doc): the dialog then finishes a
+    # tool call the free reply opened in the same generation instead of generating it again.
+    continues_reply: bool
 
     def load(self) -> None: ...
 
@@ -88,6 +97,7 @@ class LlmEngine(Protocol):
         temperature: float,
         tools: list[dict[str, Any]] | None = None,
         json_schema: dict[str, Any] | None = None,
+        assistant_prefix: str = "",
     ) -> AsyncIterator[Delta]: ...
 
     async def abort(self, request_id: str) -> None: ...
@@ -120,6 +130,7 @@ class LlmRequest:
     temperature: float
     tools: list[dict[str, Any]] | None = None
     json_schema: dict[str, Any] | None = None
+    assistant_prefix: str = ""  # the reply's start, already generated (see the module doc)
 
 
 class BaseLlmEngine(abc.ABC):
@@ -135,6 +146,7 @@ class BaseLlmEngine(abc.ABC):
 
     name: str
     structured_output: bool = True
+    continues_reply: bool = False  # an engine that honours ``assistant_prefix`` says so
     retry: RetryPolicy = DEFAULT_RETRY
 
     def __init__(self) -> None:
@@ -164,6 +176,7 @@ class BaseLlmEngine(abc.ABC):
         temperature: float,
         tools: list[dict[str, Any]] | None = None,
         json_schema: dict[str, Any] | None = None,
+        assistant_prefix: str = "",
     ) -> AsyncIterator[Delta]:
         validate_request(
             messages,
@@ -172,11 +185,16 @@ class BaseLlmEngine(abc.ABC):
             temperature=temperature,
             tools=tools,
             json_schema=json_schema,
+            assistant_prefix=assistant_prefix,
         )
+        if assistant_prefix and not self.continues_reply:
+            raise InvalidArgument(f"the {self.name} engine cannot continue a reply (assistant_prefix)")
         self._check_ready()
         if request_id in self._requests:
             raise InvalidArgument("a request with this id is already running")
-        request = LlmRequest(request_id, messages, max_tokens, float(temperature), tools, json_schema)
+        request = LlmRequest(
+            request_id, messages, max_tokens, float(temperature), tools, json_schema, assistant_prefix
+        )
         aborted = self._requests[request_id] = asyncio.Event()
         meter = CallMeter("llm", self.name)
         deltas = aiterate(
@@ -236,6 +254,7 @@ def validate_request(
     temperature: float,
     tools: list[dict[str, Any]] | None = None,
     json_schema: dict[str, Any] | None = None,
+    assistant_prefix: str = "",
 ) -> None:
     """Reject malformed requests with :class:`InvalidArgument` before any engine sees them."""
     if not isinstance(request_id, str) or not request_id:
@@ -252,6 +271,8 @@ def validate_request(
         _validate_tools(tools)
     if json_schema is not None and (not isinstance(json_schema, dict) or not json_schema):
         raise InvalidArgument("json_schema must be a non-empty JSON Schema object")
+    if not isinstance(assistant_prefix, str):
+        raise InvalidArgument("assistant_prefix must be a string")
 
 
 def _validate_message(index: int, msg: Any) -> None:

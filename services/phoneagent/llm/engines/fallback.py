@@ -4,7 +4,7 @@ A replica can list ``openai_http`` (a shared vLLM server) then ``llama_cpp``: wh
 is unreachable, overloaded or times out before the reply's first token, the local model
 answers instead (counted in ``pa_engine_fallbacks_total``). Once a delta has gone out the
 reply stays with its engine. ``abort`` reaches every engine (a no-op where the request is
-not running); the adapter constrains output only when every engine does.
+not running); the adapter constrains output, and continues a reply, only when every engine does.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ class FallbackLlmEngine:
         self._chain = Fallback("llm", engines)
         self.name = self._chain.engines[0].name
         self.structured_output = all(e.structured_output for e in self._chain.engines)
+        self.continues_reply = all(getattr(e, "continues_reply", False) for e in self._chain.engines)
 
     @property
     def engines(self) -> tuple[LlmEngine, ...]:

@@ -15,6 +15,13 @@ shares the longest prefix with the new prompt when that saves evaluating enough 
 turn evaluates only what is new since its call's last turn. A copy whose tokens a newer copy
 continues (the same conversation, one turn older) is dropped.
 
+Continuing a reply: a request's ``assistant_prefix`` is appended to the rendered prompt (after the
+generation prompt) and tokenized with it. The reply that produced that prefix left those tokens
+in the context (or in its kept state), so the continuation evaluates only the few tokens the
+prefix adds. Grammars built from a JSON schema are kept (``grammar_cache`` of them, least recently
+used first out), keyed on the schema's JSON (property order included: the grammar follows it):
+the tools' schema is the same on every tool call of an agent.
+
 Abort: :meth:`LlamaCppEngine.abort` sets a flag that the worker checks after every
 sampled token, before the next one is computed, and wakes the consumer so its stream
 ends at once; the worker drops whatever it was computing when the flag was set.
@@ -28,6 +35,7 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -107,6 +115,7 @@ class LlamaCppEngine(BaseLlmEngine):
     name = "llama_cpp"
     structured_output = True  # json_schema constrains the output (tool calls, summaries)
     keeps_prefix = True  # a later request reuses what an earlier one evaluated (see the module doc)
+    continues_reply = True  # assistant_prefix is appended to the prompt (see the module doc)
 
     def __init__(
         self,
@@ -120,13 +129,14 @@ class LlamaCppEngine(BaseLlmEngine):
         n_gpu_layers: int = 0,
         seed: int | None = None,
         state_cache_mb: int = 256,
+        grammar_cache: int = 8,
     ) -> None:
         super().__init__()
         self._lib = _import_llama_cpp()
         if n_ctx < 256 or n_threads < 1 or n_batch < 1:
             raise InvalidArgument("n_ctx must be at least 256; n_threads and n_batch at least 1")
-        if state_cache_mb < 0:
-            raise InvalidArgument("state_cache_mb must not be negative")
+        if state_cache_mb < 0 or grammar_cache < 0:
+            raise InvalidArgument("state_cache_mb and grammar_cache must not be negative")
         self._state_budget = state_cache_mb * 1024 * 1024
         self._model_key = model
         self._model_path = Path(model_path) if model_path else None
@@ -151,6 +161,10 @@ class LlamaCppEngine(BaseLlmEngine):
         self._kept: list[_State] = []
         self.prefix_restores = 0  # how often the pinned prefix replaced the context (metrics, tests)
         self.state_restores = 0  # how often a conversation's kept state replaced the context
+        # Grammars by the canonical JSON of their schema, least recently used first (worker thread).
+        self._grammars: OrderedDict[str, Any] = OrderedDict()
+        self._grammar_cache = grammar_cache
+        self.grammars_built = 0  # how often a schema was turned into a grammar (metrics, tests)
 
     @classmethod
     def options_from(cls, settings: LlmSettings) -> dict[str, Any]:
@@ -463,16 +477,33 @@ class LlamaCppEngine(BaseLlmEngine):
         except Exception as exc:  # the template raises on conversations it cannot render
             raise InvalidArgument("the chat template cannot render these messages") from exc
         tokens = self._llm.tokenize(
-            formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
+            (formatted.prompt + request.assistant_prefix).encode("utf-8"),
+            add_bos=not formatted.added_special,
+            special=True,
         )
         stop = formatted.stop
         stops = [] if stop is None else [stop] if isinstance(stop, str) else list(stop)
         return tokens, stops
 
     def _grammar(self, schema: dict[str, Any] | None) -> Any:
+        """Worker thread: the grammar for ``schema``, built once while it stays in the cache (a
+        grammar is its rules' text: the sampler that walks it is made per completion)."""
         if schema is None:
             return None
+        # Not sorted: the grammar writes an object's properties in the schema's order (the
+        # tool's name before its arguments), so two orders are two grammars.
+        key = json.dumps(schema, separators=(",", ":"))
+        grammar = self._grammars.get(key)
+        if grammar is not None:
+            self._grammars.move_to_end(key)
+            return grammar
         try:
-            return self._lib.LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+            grammar = self._lib.LlamaGrammar.from_json_schema(key, verbose=False)
         except Exception as exc:  # unsupported schema keyword or malformed schema
             raise InvalidArgument("json_schema cannot be turned into a grammar") from exc
+        self.grammars_built += 1
+        if self._grammar_cache > 0:
+            self._grammars[key] = grammar
+            while len(self._grammars) > self._grammar_cache:
+                self._grammars.popitem(last=False)
+        return grammar

@@ -8,6 +8,10 @@ which makes vLLM abort the request on the server as well.
 
 Tools are passed with ``tool_choice: "none"`` so the server renders them into the
 prompt but returns the model's text as is, the same as the in-process engines.
+
+It does not continue a reply (``continues_reply`` is False): the chat API has no portable way to
+append to the assistant's turn, so a tool call the free reply opens is generated again from the
+start of the reply under the tools' schema.
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 vLLM batches concurrent requests itself, so unlike the llama.cpp engine any number of
 streams may run at once. Prompts are built with the model's own chat template (tools
-included); JSON-schema output uses vLLM's structured outputs. :meth:`VllmEngine.abort`
+included); JSON-schema output uses vLLM's structured outputs. A request's ``assistant_prefix``
+follows the generation prompt in the prompt text (a tool call the free reply opened goes on in
+the same sequence; prefix caching keeps what that reply evaluated). :meth:`VllmEngine.abort`
 aborts the request inside vLLM, which frees its KV cache blocks, and ends the caller's
 stream at once.
 """
@@ -58,6 +60,7 @@ class VllmEngine(BaseLlmEngine):
     name = "vllm"
     structured_output = True  # json_schema constrains the output (tool calls, summaries)
     keeps_prefix = True  # automatic prefix caching: a call's next turn reuses its evaluated blocks
+    continues_reply = True  # assistant_prefix follows the generation prompt (see the module doc)
 
     def __init__(
         self,
@@ -132,7 +135,7 @@ class VllmEngine(BaseLlmEngine):
 
     async def _stream(self, request: LlmRequest) -> AsyncIterator[Delta]:
         request_id = request.request_id
-        prompt = await self._prompt(request.messages, request.tools)
+        prompt = await self._prompt(request.messages, request.tools) + request.assistant_prefix
         params = self._sampling_params(request.max_tokens, request.temperature, request.json_schema)
         live = _Live()
         self._live[request_id] = live
