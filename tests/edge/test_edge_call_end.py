@@ -39,7 +39,7 @@ async def test_a_second_end_waits_for_the_first_to_publish_and_release(bus: Bus)
     assert call.ended.is_set() and not published
     await call.end(call_pb2.END_REASON_AGENT_HANGUP, "edge shutting down")
     assert [m.ended.reason for m in published] == [call_pb2.END_REASON_CALLER_HANGUP]
-    assert call._release_task is not None and call._release_task.done()
+    assert call._end_task is not None and call._end_task.done()  # published and released
     await first
     await call.end(call_pb2.END_REASON_AGENT_HANGUP, "again")  # over: returns at once
     assert len(published) == 1

@@ -121,8 +121,7 @@ class EdgeCall:
         self._first_packet_pending: dict[int, float] = {}
         self._mouth_pending: dict[int, float] = {}
         self._counted = False  # ACTIVE_CALLS was incremented (start() completed)
-        self._release_task: asyncio.Future[None] | None = None
-        self._ending: asyncio.Future[None] | None = None  # done once end() has published and released
+        self._end_task: asyncio.Future[None] | None = None  # publishes CallEnded, then releases
         self.transferring = False  # a transfer is in progress (one at a time)
         self.used_transfers: set[str] = set()  # decision ids of approvals used (each once)
         self.holding = False  # agent playout paused while a warm transfer holds the caller
@@ -185,24 +184,15 @@ class EdgeCall:
         A second caller (the page's hang-up racing a drain, the peer's BYE racing max duration)
         returns once the first has published and released, so whoever waits on end() knows
         the call is over on the bus too."""
-        if self.ended.is_set():
-            if self._ending is not None and not self._ending.done():
-                await asyncio.shield(self._ending)
-            return
-        self.ended.set()
-        ending = self._ending = asyncio.get_running_loop().create_future()
-        try:
-            await self._announce_end(reason, detail)
-        finally:
-            # Done when the release is (this task may be one the release cancels).
-            release = self._release_task
-            if release is not None and not release.done():
-                release.add_done_callback(lambda _: _resolve(ending))
-            else:
-                _resolve(ending)
+        # In a task of its own: end() may run inside one of the call's own subscription workers
+        # or tasks, which the release cancels (a task must not wait for itself).
+        if self._end_task is None:
+            self.ended.set()
+            self.end_reason = reason
+            self._end_task = asyncio.ensure_future(self._announce_end(reason, detail))
+        await asyncio.shield(self._end_task)
 
     async def _announce_end(self, reason: int, detail: str) -> None:
-        self.end_reason = reason
         duration = int((time.monotonic() - self.started_at) * 1000)
         code = cast(call_pb2.EndReason, reason)  # an EndReason value, as every caller passes
         ended = call_pb2.CallEnded(meta=self.meta(), reason=code, detail=detail[:120], duration_ms=duration)
@@ -218,10 +208,7 @@ class EdgeCall:
         metrics.CALLS_TOTAL.labels(
             direction=direction, reason=enum_name(call_pb2.EndReason, reason).lower()
         ).inc()
-        # Released in a task of its own: end() may run inside one of the call's own subscription
-        # workers or tasks, which the release cancels (a task must not wait for itself).
-        self._release_task = asyncio.ensure_future(self._release())
-        await asyncio.shield(self._release_task)
+        await self._release()
 
     async def _release(self) -> None:
         for sub in self.subs:
@@ -496,8 +483,3 @@ class EdgeCall:
             meta=self.meta(), dtmf=control_pb2.Dtmf(digit=digit, duration_ms=duration_ms)
         )
         await self.bus.publish(subjects.control(self.call_id), ev, lane=Lane.CONTROL)
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)

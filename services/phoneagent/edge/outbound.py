@@ -183,8 +183,8 @@ class OutboundCalls:
             await active.call.end(call_pb2.END_REASON_FAILED, "no common codec")
             return
         active.rtp.start(params, latch=s.rtp_latch)
-        # CallStarted named the first of PA_CODECS (published before the callee chose): the
-        # codec the call runs on is known from here
+        # CallStarted named the first of PA_CODECS (published before the callee chose); the
+        # callee's choice goes out in CallAnswered and in this line for the operator
         log.info(
             "outbound call answered",
             extra={"call_id": active.call.call_id, "codec": params.codec, "srtp": params.srtp is not None},
