@@ -35,7 +35,7 @@ from phoneagent.llm.domain.tools import ToolExecutor
 from phoneagent.llm.engines.base import LlmEngine, create_engine
 from phoneagent.llm.models import MODELS
 from phoneagent.llm.priority import LiveFirst
-from phoneagent.llm.prompting import Prompter
+from phoneagent.llm.prompting import PROMPT_DOCUMENTS_CHARS, Prompter
 from phoneagent.llm.tools import Tools
 from phoneagent.runtime.errors import PhoneAgentError
 from phoneagent.runtime.modelfiles import cache_dir
@@ -91,6 +91,7 @@ class Rig:
         max_tokens: int = 64,
         engine: LlmEngine | None = None,
         constrained_tools: bool = True,
+        documents_chars: int = PROMPT_DOCUMENTS_CHARS,
     ) -> Rig:
         agent = load_agent(example_agent_path())
         clock = lambda: NOW  # noqa: E731
@@ -112,8 +113,9 @@ class Rig:
         config = DialogConfig(
             max_tokens=max_tokens, temperature=0.0, filler_after_s=5.0, constrained_tools=constrained_tools
         )
-        executor = ToolExecutor(agent, store, kb, clock)
-        return cls(engine, agent, store, kb, executor, Prompter(agent, store, kb, clock), config)
+        prompter = Prompter(agent, store, kb, clock, documents_chars=documents_chars)
+        executor = ToolExecutor(agent, store, kb, clock, documents_in_prompt=prompter.documents is not None)
+        return cls(engine, agent, store, kb, executor, prompter, config)
 
     def dialog(
         self, call_id: str, *, caller: str | None = CALLER, publish: Any = None, action: Any = None

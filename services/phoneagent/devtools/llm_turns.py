@@ -27,6 +27,7 @@ from phoneagent.devtools.llm_eval import Rig
 from phoneagent.llm.dialog import Dialog
 from phoneagent.llm.dialog_state import Answered, Sentence
 from phoneagent.llm.models import MODELS
+from phoneagent.llm.prompting import PROMPT_DOCUMENTS_CHARS
 from phoneagent.runtime.errors import PhoneAgentError
 
 TURN_TIMEOUT_S = 120.0
@@ -90,7 +91,11 @@ async def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="pa-llm-turns-") as tmp:
         try:
             rig = await Rig.open(
-                Path(tmp), model=args.model, threads=args.threads, max_tokens=args.max_tokens
+                Path(tmp),
+                model=args.model,
+                threads=args.threads,
+                max_tokens=args.max_tokens,
+                documents_chars=args.prompt_documents_chars,
             )
         except PhoneAgentError as exc:
             print(f"error: {exc}", file=sys.stderr)
@@ -125,7 +130,8 @@ async def run(args: argparse.Namespace) -> int:
             await rig.close()
     load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
-        f"model={args.model} threads={args.threads} calls={args.calls} turns={args.turns} load1={load1:.2f}"
+        f"model={args.model} threads={args.threads} calls={args.calls} turns={args.turns} "
+        f"documents_in_prompt={args.prompt_documents_chars > 0} load1={load1:.2f}"
     )
     for kinds, label in (
         ((Answered.MODEL, Answered.MODEL_TOOL), "model turns"),
@@ -154,6 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=64, help="reply length limit per generation")
     parser.add_argument("--calls", type=int, default=2, help="calls whose turns interleave")
     parser.add_argument("--turns", type=int, default=5, help="caller turns per call")
+    parser.add_argument(
+        "--prompt-documents-chars",
+        type=int,
+        default=PROMPT_DOCUMENTS_CHARS,
+        help="documents up to this size go in the system prompt; 0: passages ride with the caller's words",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.calls <= 16 or not 1 <= args.turns <= 20:
         parser.error("--calls must be 1-16 and --turns 1-20")

@@ -2,12 +2,14 @@
 
 The system prompt (persona, speaking style, worked tool-call examples, opening hours and
 appointment types) is the same for every turn of every call, so the engine evaluates it
-once at warm-up and reuses it. What changes (today's date and the time to five minutes,
-closures, the document passages that match the caller's words) comes from
-:meth:`Prompter.turn_context`, one fact per line; the dialog sends a line with the caller's
-words only when the conversation does not carry it yet, so most turns add only the caller's
-words to what the engine has already evaluated. Free slots are not listed: the availability
-and booking tools look them up.
+once at warm-up and reuses it. When the agent's documents are short enough
+(``documents_chars``, ``PA_LLM_PROMPT_DOCUMENTS_CHARS``) they are part of it too: the model
+answers from all of them, and no turn evaluates a retrieved passage. What changes (today's
+date and the time to five minutes, closures, and for longer documents the passages that
+match the caller's words) comes from :meth:`Prompter.turn_context`, one fact per line; the
+dialog sends a line with the caller's words only when the conversation does not carry it
+yet, so most turns add only the caller's words to what the engine has already evaluated.
+Free slots are not listed: the availability and booking tools look them up.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from phoneagent.agents.agent import Agent
-from phoneagent.llm.domain.calendar_facts import calendar_facts
+from phoneagent.llm.domain.calendar_facts import HOURS_SOURCE, calendar_facts
 from phoneagent.llm.domain.dates import Status, resolve
 from phoneagent.llm.domain.knowledge import KnowledgeBase
 from phoneagent.llm.domain.scheduling import SchedulingStore
@@ -36,9 +38,7 @@ TOOL_RULES = """Tools: when the caller asks for something a tool does, your whol
 block, as in the examples below, with no words before or after it; the caller then hears what the tool \
 answers. Put the day and time in "when" exactly as the caller said them. If the caller has not said their \
 name, ask for it before booking.
-Questions about prices, insurance, payment, location, parking or policies: answer from the facts given with \
-the caller's words, or use lookup_knowledge. A caller who asks for a person, a human or the front desk: \
-transfer_to_human.
+{knowledge} A caller who asks for a person, a human or the front desk: transfer_to_human.
 Examples:
 Caller: I'd like a cleaning next Tuesday at 10. My name is Ann Lee.
 You:
@@ -59,6 +59,33 @@ You:
 <tool_call>
 {"name": "transfer_to_human", "arguments": {"reason": "caller asked for a person"}}
 </tool_call>"""
+KNOWLEDGE_BY_PASSAGE = (
+    "Questions about prices, insurance, payment, location, parking or policies: answer from the facts "
+    "given with the caller's words, or use lookup_knowledge."
+)
+KNOWLEDGE_IN_PROMPT = (
+    "Questions about prices, insurance, payment, location, parking or policies: answer from the "
+    "practice's documents below, in your own words. If they do not say, say you do not know."
+)
+DOCUMENTS_HEADER = "The practice's documents:"
+PROMPT_DOCUMENTS_CHARS = 6000  # about 1,500 tokens: evaluated once, at warm-up
+
+
+def prompt_documents(knowledge: KnowledgeBase | None, max_chars: int) -> str | None:
+    """The agent's documents as one block for the system prompt, or None when there are none
+    or they are longer than ``max_chars`` (then each turn carries the passages that match)."""
+    if knowledge is None or max_chars <= 0:
+        return None
+    lines, heading = [], None
+    for chunk in knowledge.chunks:
+        if chunk.source == HOURS_SOURCE:  # the configured hours are a static fact already
+            continue
+        if chunk.heading and chunk.heading != heading:
+            lines.append(f"{chunk.heading}:")
+        heading = chunk.heading
+        lines.append(chunk.text)
+    text = "\n".join(lines)
+    return text if text and len(text) <= max_chars else None
 
 
 PASSAGE_MIN_SCORE = 0.25  # cosine similarity of a passage to the caller's words
@@ -80,27 +107,35 @@ class Prompter:
         knowledge: KnowledgeBase | None = None,
         clock: Callable[[], datetime] | None = None,
         passages: int = 2,
+        documents_chars: int = PROMPT_DOCUMENTS_CHARS,
     ) -> None:
         self.agent = agent
         self.store = store
         self.knowledge = knowledge
         self.clock = clock or (lambda: datetime.now(UTC))
         self.passages = passages
+        self.documents = prompt_documents(knowledge, documents_chars)
 
     def system_prompt(self) -> str:
         """The part of the prompt that is the same for every turn of every call (cached by the engine)."""
         static = [line for line in self._calendar_lines() if _is_static_fact(line, self.agent)]
+        # The documents come last: with them before the tool rules, the 1.5B model answered a
+        # booking that named the caller with "May I have your name, please?" instead of booking
+        # (tests/llm/test_llm_prompt_tools.py).
         parts = [self.agent.persona.strip(), STYLE]
         if self.agent.tools:
-            parts.append(TOOL_RULES)
+            knowledge = KNOWLEDGE_IN_PROMPT if self.documents else KNOWLEDGE_BY_PASSAGE
+            parts.append(TOOL_RULES.replace("{knowledge}", knowledge))
         parts.append("\n".join(static))
+        if self.documents:
+            parts.append(f"{DOCUMENTS_HEADER}\n{self.documents}")
         return "\n\n".join(parts)
 
     def turn_context(self, caller_text: str) -> str:
         """Facts for one turn, one per line: today's date and the time (to five minutes),
         closures, and the document passages that match what the caller said."""
         facts = [line for line in self._calendar_lines() if not _is_static_fact(line, self.agent)]
-        if self.knowledge is not None and caller_text:
+        if self.knowledge is not None and caller_text and not self.documents:
             found = self.knowledge.search(caller_text, k=self.passages, min_score=PASSAGE_MIN_SCORE)
             # A runner-up as close as this to the best is as likely the answer (the embedding
             # ranks "an emergency visit costs ..." just above "new patients should bring ..." for

@@ -54,6 +54,13 @@ class LlmSettings:
         doc="Appointments database: sqlite:///path or postgresql://...",
     )
     knowledge: bool = env("PA_LLM_KNOWLEDGE", True, doc="Answer from the agent's knowledge documents")
+    prompt_documents_chars: int = env(
+        "PA_LLM_PROMPT_DOCUMENTS_CHARS",
+        6000,
+        check=non_negative,
+        doc="Documents up to this many characters are all in the system prompt (evaluated once); "
+        "longer ones are searched and the best passages ride with the caller's words; 0: always search",
+    )
     appointment_retention_days: float = env(
         "PA_APPOINTMENT_RETENTION_DAYS",
         365.0,
