@@ -167,3 +167,12 @@ def test_questions_are_not_bookings_and_asking_for_a_person_transfers(agent: Age
     assert (fixed.tool, fixed.declined) == ("transfer_to_human", False)
     fixed = normalise_arguments(agent, "lookup_knowledge", {}, ["Where are you located?"], NOW)
     assert fixed.arguments == {"question": "Where are you located?"}
+
+
+def test_the_call_ends_only_when_the_caller_takes_leave(agent: Agent) -> None:
+    for said in ("Hi, sorry, quick question.", "Do you accept Medicaid?", "Thanks, and one more thing?"):
+        assert normalise_arguments(agent, "end_call", {}, [said], NOW).declined, said
+    assert normalise_arguments(agent, "end_call", {}, [], NOW).declined  # nothing said yet
+    for said in ("No, that's all. Bye!", "Okay, goodbye.", "No, thank you.", "Thank you so much.", "That’s it."):
+        fixed = normalise_arguments(agent, "end_call", {"reason": "done"}, [said], NOW)
+        assert not fixed.declined and fixed.tool == "end_call", said

@@ -214,6 +214,19 @@ def caller_when(agent: Agent, said: Sequence[str], now: datetime, exact: bool) -
     return None
 
 
+_LEAVE = re.compile(
+    r"\b(?:good ?bye|bye|that's all|that is all|that's it|that is it|that'll be all|nothing else|"
+    r"i'm done|i am done|i'm all set|i am all set|hang up|have a (?:good|nice|great) (?:day|one|evening))\b"
+    r"|^\W*no,? thanks?(?: you)?\W*$|^\W*thanks?(?: you)?(?: so much| very much)?\W*$",
+    re.I,
+)
+
+
+def takes_leave(text: str) -> bool:
+    """The caller's words end the call ("that's all, bye", "no, thank you")."""
+    return bool(_LEAVE.search(text.replace("\u2019", "'")))
+
+
 ASK_WHEN = "What day and time would you like?"
 ASK_QUESTION = "Sorry, what would you like to know?"
 ASK_BOTH = "What day and time would you like, and may I have your name?"
@@ -246,6 +259,10 @@ def normalise_arguments(
         return Normalised("transfer_to_human", {"reason": "caller asked for a person"})
     if name == "lookup_knowledge":
         return _knowledge_question(args, latest)
+    if name == "end_call" and not takes_leave(latest):
+        # Hanging up is not undone: only when the caller's last words end the call. The 0.5B
+        # model ended the bench's call on "Hi, sorry, quick question."
+        return Normalised(name, {}, declined=True)
     allowed = TOOL_SCHEMAS.get(name, {}).get("parameters", {}).get("properties", {})
     if name == "check_availability" and ("name" in args or _gave_name_and_time(agent, said, now)):
         # The caller gave a name and an exact time: a booking, whatever the model called it (under
