@@ -173,6 +173,12 @@ def test_the_call_ends_only_when_the_caller_takes_leave(agent: Agent) -> None:
     for said in ("Hi, sorry, quick question.", "Do you accept Medicaid?", "Thanks, and one more thing?"):
         assert normalise_arguments(agent, "end_call", {}, [said], NOW).declined, said
     assert normalise_arguments(agent, "end_call", {}, [], NOW).declined  # nothing said yet
-    for said in ("No, that's all. Bye!", "Okay, goodbye.", "No, thank you.", "Thank you so much.", "That’s it."):
+    for said in (
+        "No, that's all. Bye!",
+        "Okay, goodbye.",
+        "No, thank you.",
+        "Thank you so much.",
+        "That’s it.",
+    ):
         fixed = normalise_arguments(agent, "end_call", {"reason": "done"}, [said], NOW)
         assert not fixed.declined and fixed.tool == "end_call", said
