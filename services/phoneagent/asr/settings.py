@@ -37,7 +37,13 @@ class AsrSettings:
     engine: str = env("PA_ASR_ENGINE", "faster-whisper", doc="faster-whisper (CPU) or whisperx (GPU)")
     model: str = env("PA_ASR_MODEL", "tiny.en", doc="tiny.en or base (registry packages)")
     device: str = env("PA_ASR_DEVICE", "cpu", doc="cpu or cuda")
-    threads: int = env("PA_ASR_THREADS", 1, check=positive, doc="CPU threads per decode")
+    threads: int = env(
+        "PA_ASR_THREADS",
+        2,
+        check=positive,
+        doc="CPU threads per decode (2: the final after a caller stops decodes in ~0.42 s instead of ~0.69 s "
+        "on the 2-core bench machine)",
+    )
     pre_roll_ms: int = env(
         "PA_ASR_PRE_ROLL_MS", 300, check=non_negative, doc="Audio kept before speech onset"
     )

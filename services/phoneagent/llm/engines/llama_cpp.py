@@ -143,8 +143,8 @@ class LlamaCppEngine(BaseLlmEngine):
         self._params = {
             "n_ctx": n_ctx,
             "n_threads": n_threads,
-            # Prompt processing is batched and scales with threads; decoding holds up better on one
-            # thread when the CPU is shared (measured), so the two are separate settings.
+            # Prompt processing is batched and scales with threads; decoding scales less, so the
+            # two are separate settings (PA_LLM_THREADS, PA_LLM_BATCH_THREADS).
             "n_threads_batch": n_threads_batch or n_threads,
             "n_batch": n_batch,
             "n_gpu_layers": n_gpu_layers,
