@@ -74,13 +74,11 @@ def test_short_documents_are_all_in_the_system_prompt_and_no_turn_carries_a_pass
     assert prompt.index(DOCUMENTS_HEADER) > prompt.index("</tool_call>")
     context = prompter.turn_context("Do you accept Medicaid?")
     assert "Medicaid" not in context and "From the practice's documents" not in context
-    # The model does not need the knowledge tool; code may still run it.
-    executor = ToolExecutor(agent, knowledge=kb, documents_in_prompt=True)
-    assert "lookup_knowledge" not in tool_names(executor) and "book_appointment" in tool_names(executor)
 
 
-async def test_the_knowledge_tool_still_runs_when_it_is_not_declared(agent, kb) -> None:  # type: ignore[no-untyped-def]
-    executor = ToolExecutor(agent, knowledge=kb, documents_in_prompt=True)
+async def test_the_knowledge_tool_is_still_there_for_a_model_that_asks_for_it(agent, kb) -> None:  # type: ignore[no-untyped-def]
+    executor = ToolExecutor(agent, knowledge=kb)
+    assert "lookup_knowledge" in tool_names(executor)
     question = {"question": "Who is the children's dentist?"}
     result = await executor.execute("lookup_knowledge", question, CallContext("c1"))
     assert result.ok and any("Priya Shah" in p["text"] for p in result.data["passages"])
@@ -95,7 +93,6 @@ def test_longer_documents_are_searched_and_ride_with_the_callers_words(agent, kb
     assert DOCUMENTS_HEADER not in prompt and "Medicaid" not in prompt and KNOWLEDGE_BY_PASSAGE in prompt
     context = prompter.turn_context("Do you accept Medicaid insurance?")
     assert "From the practice's documents:" in context and "Medicaid" in context
-    assert "lookup_knowledge" in tool_names(ToolExecutor(agent, knowledge=kb))
     assert Prompter(agent, None, kb, documents_chars=total).documents is not None  # the limit is inclusive
 
 

@@ -114,7 +114,7 @@ class Rig:
             max_tokens=max_tokens, temperature=0.0, filler_after_s=5.0, constrained_tools=constrained_tools
         )
         prompter = Prompter(agent, store, kb, clock, documents_chars=documents_chars)
-        executor = ToolExecutor(agent, store, kb, clock, documents_in_prompt=prompter.documents is not None)
+        executor = ToolExecutor(agent, store, kb, clock)
         return cls(engine, agent, store, kb, executor, prompter, config)
 
     def dialog(

@@ -4,7 +4,9 @@ The system prompt (persona, speaking style, worked tool-call examples, opening h
 appointment types) is the same for every turn of every call, so the engine evaluates it
 once at warm-up and reuses it. When the agent's documents are short enough
 (``documents_chars``, ``PA_LLM_PROMPT_DOCUMENTS_CHARS``) they are part of it too: the model
-answers from all of them, and no turn evaluates a retrieved passage. What changes (today's
+answers from all of them, and a turn evaluates a retrieved passage only when the model asks for
+one with the knowledge tool (the 0.5B model opens a tool call for some questions, "Do you take
+insurance?"; without the knowledge tool it chose another tool). What changes (today's
 date and the time to five minutes, closures, and for longer documents the passages that
 match the caller's words) comes from :meth:`Prompter.turn_context`, one fact per line; the
 dialog sends a line with the caller's words only when the conversation does not carry it
@@ -65,7 +67,7 @@ KNOWLEDGE_BY_PASSAGE = (
 )
 KNOWLEDGE_IN_PROMPT = (
     "Questions about prices, insurance, payment, location, parking or policies: answer from the "
-    "practice's documents below, in your own words. If they do not say, say you do not know."
+    "practice's documents below, in your own words, or use lookup_knowledge."
 )
 DOCUMENTS_HEADER = "The practice's documents:"
 PROMPT_DOCUMENTS_CHARS = 6000  # about 1,500 tokens: evaluated once, at warm-up

@@ -373,13 +373,7 @@ class LlmService(Service):
         self.prompter = Prompter(
             self.agent, self.store, self.knowledge, documents_chars=s.prompt_documents_chars
         )
-        self.executor = ToolExecutor(
-            self.agent,
-            self.store,
-            self.knowledge,
-            timeout_s=s.tool_timeout_s,
-            documents_in_prompt=self.prompter.documents is not None,
-        )
+        self.executor = ToolExecutor(self.agent, self.store, self.knowledge, timeout_s=s.tool_timeout_s)
         self.tasks.spawn(self._retention_loop(), "retention")
         self._kv = await streams.dialog_kv(self.bus.jetstream(), ttl_s=self.common.call_state_ttl_s)
         await self.warm_up()

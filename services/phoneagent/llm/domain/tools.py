@@ -48,20 +48,14 @@ class ToolExecutor:
         knowledge: KnowledgeBase | None = None,
         clock: Callable[[], datetime] | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
-        documents_in_prompt: bool = False,
     ) -> None:
-        """``documents_in_prompt``: the model reads all the documents in its prompt, so the
-        knowledge tool is not declared to it (code may still run it)."""
         self.agent = agent
         self.timeout_s = timeout_s
-        self.documents_in_prompt = documents_in_prompt
         clock = clock or (store.now if store else (lambda: datetime.now(UTC)))
         self._handlers = Handlers(agent, store, knowledge, clock)
 
     def definitions(self) -> list[dict[str, Any]]:
-        """The tools declared to the model."""
-        names = self.agent.tools - {"lookup_knowledge"} if self.documents_in_prompt else self.agent.tools
-        return tool_definitions(names, date_of_birth=self.agent.collect_date_of_birth)
+        return tool_definitions(self.agent.tools, date_of_birth=self.agent.collect_date_of_birth)
 
     async def execute(
         self, name: str, arguments: str | dict[str, Any] | None, ctx: CallContext
