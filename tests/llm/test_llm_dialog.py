@@ -252,6 +252,25 @@ async def test_history_is_trimmed_to_its_character_budget_starting_with_a_caller
     assert "turn number 1," not in " ".join(m["content"] for m in history)
 
 
+async def test_history_past_its_message_budget_loses_a_third_at_once_not_a_message_a_turn() -> None:
+    """A trim changes the start of the conversation, and the engine evaluates all of it again:
+    with one message dropped per turn, every turn after the 12th re-read ~550 tokens (8 s)."""
+    engine = ScriptedEngine([["Noted. "] for _ in range(20)])
+    d, said, saved = make(engine, max_history=12)
+    starts = []
+    for turn in range(1, 21):
+        await d.on_user_turn(turn, f"Caller turn {turn}.")
+        await wait_for(lambda t=turn: said and said[-1].final and said[-1].turn == t)
+        await d.on_playback_done(said[-1].generation)
+        history = saved[-1].history
+        assert len(history) <= 12 and history[0]["role"] == "user"
+        starts.append(history[0]["content"])
+    # Each trim leaves 8 messages (four turns), so the start moves every 3rd turn at most.
+    changes = sum(a != b for a, b in zip(starts, starts[1:], strict=False))
+    assert 3 <= changes <= 6, starts
+    assert saved[-1].history[-2]["content"] == "Caller turn 20."
+
+
 async def test_a_result_spoken_as_it_is_keeps_only_short_fields_in_the_history() -> None:
     class KnowledgeTools(Tools):
         async def run(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:

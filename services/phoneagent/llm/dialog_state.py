@@ -42,9 +42,10 @@ class DialogConfig:
     temperature: float = 0.3
     filler_after_s: float = 0.8
     filler_text: str = "One moment while I check."
-    max_history: int = 24
-    # Characters of history kept (about four per token): past this, the oldest messages go until
-    # two thirds of it is left, so the engine's cached prefix is rebuilt rarely, not every turn.
+    # Messages and characters of history kept (about four characters per token): past either,
+    # the oldest messages go until two thirds of both are left, so the engine's cached prefix is
+    # rebuilt rarely, not every turn. A call of about 30 turns is never trimmed.
+    max_history: int = 80
     max_history_chars: int = 9000
     first_clause_min_words: int = 2
     # Finish tool calls under the tools' JSON schemas where the engine supports it.
