@@ -350,7 +350,6 @@ class LlmService(Service):
         )
         self.engine: LiveFirst  # the engine, serving live turns before background work
         self.executor: ToolExecutor | None = None
-        self.prompter: Prompter  # set up once the documents and the appointment book are open
         self.knowledge: KnowledgeBase | None = None
         self.store: SchedulingStore | None = None
         self._kv: Any = None
@@ -370,9 +369,6 @@ class LlmService(Service):
                 cache_dir() / "knowledge",
                 agent_passages(self.agent),
             )
-        self.prompter = Prompter(
-            self.agent, self.store, self.knowledge, documents_chars=s.prompt_documents_chars
-        )
         self.executor = ToolExecutor(self.agent, self.store, self.knowledge, timeout_s=s.tool_timeout_s)
         self.tasks.spawn(self._retention_loop(), "retention")
         self._kv = await streams.dialog_kv(self.bus.jetstream(), ttl_s=self.common.call_state_ttl_s)
@@ -400,18 +396,24 @@ class LlmService(Service):
                     log.warning("appointment retention failed", extra={"error": type(exc).__name__})
             await asyncio.sleep(s.retention_every_s)
 
+    def prompter(self) -> Prompter:
+        """What the model is told, from the agent, its appointment book and its documents."""
+        return Prompter(
+            self.agent, self.store, self.knowledge, documents_chars=self.settings.prompt_documents_chars
+        )
+
     def system_prompt(self) -> str:
         """The part of the prompt that is the same for every turn of every call (cached by the engine)."""
-        return self.prompter.system_prompt()
+        return self.prompter().system_prompt()
 
     def turn_context(self, caller_text: str) -> str:
         """Facts for one turn, kept short (see :class:`~phoneagent.llm.prompting.Prompter`)."""
-        return self.prompter.turn_context(caller_text)
+        return self.prompter().turn_context(caller_text)
 
     async def warm_up(self) -> None:
         """Evaluate the fixed prompt prefix (persona and tool schemas) once, before the first call."""
         tools = self.executor.definitions() if self.executor else None
-        messages = self.prompter.warm_up_messages()
+        messages = self.prompter().warm_up_messages()
         started = time.perf_counter()
         await self.engine.warm_up(messages, tools)
         log.info("llm prompt cache warmed", extra={"seconds": round(time.perf_counter() - started, 2)})
