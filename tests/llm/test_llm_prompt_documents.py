@@ -21,11 +21,10 @@ from phoneagent.llm.prompting import (
     DOCUMENTS_HEADER,
     KNOWLEDGE_BY_PASSAGE,
     KNOWLEDGE_IN_PROMPT,
-    PROMPT_DOCUMENTS_CHARS,
     Prompter,
     prompt_documents,
 )
-from phoneagent.llm.settings import LlmSettings
+from phoneagent.llm.settings import PROMPT_DOCUMENTS_CHARS, LlmSettings
 from phoneagent.runtime.settings import SettingsError, load
 
 

@@ -35,7 +35,8 @@ from phoneagent.llm.domain.tools import ToolExecutor
 from phoneagent.llm.engines.base import LlmEngine, create_engine
 from phoneagent.llm.models import MODELS
 from phoneagent.llm.priority import LiveFirst
-from phoneagent.llm.prompting import PROMPT_DOCUMENTS_CHARS, Prompter
+from phoneagent.llm.prompting import Prompter
+from phoneagent.llm.settings import PROMPT_DOCUMENTS_CHARS
 from phoneagent.llm.tools import Tools
 from phoneagent.runtime.errors import PhoneAgentError
 from phoneagent.runtime.modelfiles import cache_dir

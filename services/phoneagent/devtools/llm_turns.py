@@ -27,7 +27,7 @@ from phoneagent.devtools.llm_eval import Rig
 from phoneagent.llm.dialog import Dialog
 from phoneagent.llm.dialog_state import Answered, Sentence
 from phoneagent.llm.models import MODELS
-from phoneagent.llm.prompting import PROMPT_DOCUMENTS_CHARS
+from phoneagent.llm.settings import PROMPT_DOCUMENTS_CHARS
 from phoneagent.runtime.errors import PhoneAgentError
 
 TURN_TIMEOUT_S = 120.0

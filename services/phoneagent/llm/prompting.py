@@ -28,6 +28,7 @@ from phoneagent.llm.domain.dates import Status, resolve
 from phoneagent.llm.domain.knowledge import KnowledgeBase
 from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tool_schemas import TOOL_SCHEMAS
+from phoneagent.llm.settings import PROMPT_DOCUMENTS_CHARS
 
 STYLE = (
     "You are on a phone call. Answer in one or two short spoken sentences, no lists, no markdown. "
@@ -70,7 +71,6 @@ KNOWLEDGE_IN_PROMPT = (
     "practice's documents below, in your own words, or use lookup_knowledge."
 )
 DOCUMENTS_HEADER = "The practice's documents:"
-PROMPT_DOCUMENTS_CHARS = 6000  # about 1,500 tokens: evaluated once, at warm-up
 
 
 def prompt_documents(knowledge: KnowledgeBase | None, max_chars: int) -> str | None:

@@ -7,6 +7,8 @@ import dataclasses
 from phoneagent.llm.engines.base import engine_names
 from phoneagent.runtime.settings import env, non_negative, positive
 
+PROMPT_DOCUMENTS_CHARS = 6000  # about 1,500 tokens: evaluated once, at warm-up
+
 
 @dataclasses.dataclass(frozen=True)
 class LlmSettings:
@@ -61,7 +63,7 @@ class LlmSettings:
     knowledge: bool = env("PA_LLM_KNOWLEDGE", True, doc="Answer from the agent's knowledge documents")
     prompt_documents_chars: int = env(
         "PA_LLM_PROMPT_DOCUMENTS_CHARS",
-        6000,
+        PROMPT_DOCUMENTS_CHARS,
         check=non_negative,
         doc="Documents up to this many characters are all in the system prompt (evaluated once); "
         "longer ones are searched and the best passages ride with the caller's words; 0: always search",
