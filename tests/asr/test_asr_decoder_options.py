@@ -27,7 +27,8 @@ class _Model:
 
 
 def _engine(**env: str) -> tuple[Any, _Model]:
-    settings = load(AsrSettings, {**env})
+    # faster-whisper's own path (Whisper's 30 s window): the short window is tested with the model
+    settings = load(AsrSettings, {"PA_ASR_WINDOW_S": "30", **env})
     engine = create_engine("faster-whisper", **engine_options("faster-whisper", settings))
     model = _Model()
     engine._model = model  # decoding is faked; what reaches the model is under test

@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 from phoneagent.asr.engines.base import engine_names
+from phoneagent.asr.engines.faster_whisper import DEFAULT_WINDOW_S, NATIVE_WINDOW_S
 from phoneagent.asr.turn import TurnConfig
 from phoneagent.runtime.settings import env, non_negative, positive
 
@@ -24,6 +25,11 @@ def _turn_mode(value: str) -> str | None:
 
 def _fraction(value: float) -> str | None:
     return None if 0.0 < value < 1.0 else "must be between 0 and 1"
+
+
+def _window(value: float) -> str | None:
+    ok = 0.0 < value <= NATIVE_WINDOW_S
+    return None if ok else f"must be above 0 and at most {NATIVE_WINDOW_S} (Whisper's own window)"
 
 
 def _align_dir(value: str) -> str | None:
@@ -104,6 +110,14 @@ class AsrSettings:
         0,
         check=non_negative,
         doc="faster-whisper: silence put before a final's audio, so its first word is kept (0: none)",
+    )
+    window_s: float = env(
+        "PA_ASR_WINDOW_S",
+        float(DEFAULT_WINDOW_S),
+        check=_window,
+        doc="faster-whisper: seconds of audio the encoder reads per decode, the turn padded with "
+        "silence (a longer turn: to 10 s past its end); 30 is Whisper's own window. 15 decodes a "
+        "phone turn ~3x faster than 30 with the same word error rate (README, 'Speech recognition')",
     )
     beam_size: int = env(
         "PA_ASR_BEAM_SIZE", 1, check=positive, doc="faster-whisper: beam width of finals (partials: greedy)"

@@ -1,7 +1,7 @@
 """ASR latency benchmark: N concurrent calls through real :class:`AsrSession` objects.
 
     python -m phoneagent.devtools.asr_bench [--calls 1,2,4] [--utterances 5] [--model tiny.en]
-        [--json out.json]
+        [--threads 1] [--window-s 15] [--json out.json]
 
 Each call is a scripted caller: utterances synthesised with Piper, sent through the phone
 path (8 kHz G.711 mu-law and back to 16 kHz), separated by silence, and fed in real time as
@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from phoneagent.asr.engines.base import AsrEngine, create_engine
+from phoneagent.asr.engines.faster_whisper import DEFAULT_WINDOW_S
 from phoneagent.asr.segmenter import SegmenterConfig
 from phoneagent.asr.stream import AsrSession, Final
 from phoneagent.runtime.errors import InvalidArgument, PhoneAgentError
@@ -273,6 +274,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--engine", default="faster-whisper", help="ASR engine (default faster-whisper)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--threads", type=int, default=1, help="CPU threads per decode (default 1)")
+    p.add_argument(
+        "--window-s",
+        type=float,
+        default=DEFAULT_WINDOW_S,
+        help=f"faster-whisper: seconds the encoder reads per decode (default {DEFAULT_WINDOW_S}; "
+        "30 = Whisper's own)",
+    )
     p.add_argument("--gap", type=float, default=1.5, help="silence after each utterance, seconds")
     p.add_argument("--end-silence-ms", type=int, default=500, help="silence that ends an utterance")
     p.add_argument("--wideband", action="store_true", help="skip the 8 kHz G.711 round trip")
@@ -293,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         opts: dict[str, object] = {"model": args.model, "device": args.device}
         if args.engine == "faster-whisper":
             opts["cpu_threads"] = args.threads
+            opts["window_s"] = args.window_s
         engine = create_engine(args.engine, **opts)
         engine.load()
         engine.transcribe(utterances[0].pcm)  # warm-up: the first decode pays one-off costs
