@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from phoneagent.llm.streaming import FIRST_MAX_WORDS, FIRST_PHRASE_MIN_WORDS
+
 
 @dataclass
 class ToolOutcome:
@@ -48,6 +50,10 @@ class DialogConfig:
     max_history: int = 80
     max_history_chars: int = 9000
     first_clause_min_words: int = 2
+    # A first sentence with no early comma goes to TTS at a phrase boundary: before "at", "with",
+    # "because"... once this many words are in, else after first_max_words words (0: never).
+    first_phrase_min_words: int = FIRST_PHRASE_MIN_WORDS
+    first_max_words: int = FIRST_MAX_WORDS
     # Finish tool calls under the tools' JSON schemas where the engine supports it.
     constrained_tools: bool = True
 

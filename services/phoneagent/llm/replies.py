@@ -185,7 +185,11 @@ class Replies:
         that it begins as the engine's cached prefix does, but a tool call or JSON in the output
         is never run nor spoken: ``fallback`` is said instead (an apology without one)."""
         reply.request_id = f"{self.call_id}-g{reply.generation}{reply.tag}-{len(reply.sentences)}"
-        splitter = SentenceSplitter(first_clause_min_words=self.config.first_clause_min_words)
+        splitter = SentenceSplitter(
+            first_clause_min_words=self.config.first_clause_min_words,
+            first_phrase_min_words=self.config.first_phrase_min_words,
+            first_max_words=self.config.first_max_words or None,
+        )
         tools = self.tools.schemas() if self.tools is not None else None
         constrain = (
             constrain

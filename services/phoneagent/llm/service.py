@@ -28,6 +28,7 @@ from phoneagent.llm.preflight import goes_beyond
 from phoneagent.llm.priority import LiveFirst
 from phoneagent.llm.prompting import Prompter
 from phoneagent.llm.settings import LlmSettings
+from phoneagent.llm.streaming import FIRST_PHRASE_MIN_WORDS
 from phoneagent.llm.summaries import SummaryWorker
 from phoneagent.llm.tools import Tools
 from phoneagent.runtime import streams, subjects, telemetry
@@ -347,6 +348,8 @@ class LlmService(Service):
             max_tokens=settings.max_tokens,
             temperature=settings.temperature,
             filler_after_s=settings.filler_after_s,
+            first_phrase_min_words=FIRST_PHRASE_MIN_WORDS,
+            first_max_words=settings.first_max_words,
         )
         self.engine: LiveFirst  # the engine, serving live turns before background work
         self.executor: ToolExecutor | None = None

@@ -5,7 +5,14 @@ from __future__ import annotations
 import dataclasses
 
 from phoneagent.llm.engines.base import engine_names
+from phoneagent.llm.streaming import FIRST_MAX_WORDS, FIRST_PHRASE_MIN_WORDS
 from phoneagent.runtime.settings import env, non_negative, positive
+
+
+def _first_max_words(value: int) -> str | None:
+    ok = value == 0 or value >= FIRST_PHRASE_MIN_WORDS
+    return None if ok else f"must be 0 (off) or at least {FIRST_PHRASE_MIN_WORDS}"
+
 
 PROMPT_DOCUMENTS_CHARS = 6000  # about 1,500 tokens: evaluated once, at warm-up
 
@@ -47,6 +54,14 @@ class LlmSettings:
     temperature: float = env("PA_LLM_TEMPERATURE", 0.3, doc="Sampling temperature")
     filler_after_s: float = env(
         "PA_LLM_FILLER_AFTER_S", 0.8, check=positive, doc="Say a filler when a tool runs longer than this"
+    )
+    first_max_words: int = env(
+        "PA_LLM_FIRST_MAX_WORDS",
+        FIRST_MAX_WORDS,
+        check=_first_max_words,
+        doc="A reply's first sentence with no comma in its first words goes to TTS at a phrase "
+        "boundary (before 'at', 'with', 'because'... once 4 words are in), else after this many "
+        "words, so the caller hears it sooner; 0: only at a comma or the sentence end",
     )
     tool_timeout_s: float = env(
         "PA_LLM_TOOL_TIMEOUT_S",

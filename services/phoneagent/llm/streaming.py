@@ -3,7 +3,11 @@
 Speech synthesis latency grows with the length of its first input, so the first chunk
 is released as early as it can be said naturally: at the first clause break (comma,
 semicolon or colon) once it holds at least ``first_clause_min_words`` words, or at the
-first sentence end. After that, whole sentences are released.
+first sentence end. With ``first_max_words``, a first sentence without an early clause
+break is also cut at a phrase boundary: before a word that opens a phrase ("at", "with",
+"because", ...) once ``first_phrase_min_words`` words are in, else after ``first_max_words``
+words (never between the groups of a number, after "Dr." or after "the"). After that, whole
+sentences are released.
 
 A boundary is only taken once the character after it has arrived, which is what keeps
 decimals ("3.5"), times ("3:30"), thousands ("1,000") and abbreviations ("Dr. Lee",
@@ -20,6 +24,25 @@ import re
 _BOUNDARY = re.compile(r"[.!?\u2026]+[\"'\u2019\u201d)\]]*(?=\s)|[,;:](?=\s)|\n")
 _LAST_WORD = re.compile(r"([A-Za-z][A-Za-z.]*|\d+)$")
 _WORD = re.compile(r"[\w'\u2019-]+")
+
+FIRST_PHRASE_MIN_WORDS = 4  # words in before a first sentence is cut at a phrase opener
+FIRST_MAX_WORDS = 8  # the service's default: words after which a first sentence is cut anyway
+
+_TOKEN = re.compile(r"\S+")
+# Words that open a phrase: the first chunk may end just before one (prepositions, conjunctions,
+# relatives), where a speaker could pause too.
+_PHRASE_START = frozenset(
+    """
+    and but or so because since although though unless until while if when where whereas which who
+    whom whose to for with without at on in from by about into onto over under between after before
+    during including except near behind above below across within per via
+    """.split()
+)
+# Words a phrase cannot end on: articles, possessives, and the phrase openers themselves.
+_NO_CUT_AFTER = (
+    frozenset("a an the this that these those my your his her its our their some any no every each".split())
+    | _PHRASE_START
+)
 
 # Abbreviations after which a period never ends a sentence.
 _NEVER_END = frozenset(
@@ -62,10 +85,20 @@ class _Verdict(enum.Enum):
 class SentenceSplitter:
     """Incremental splitter; one instance per reply (or call :meth:`reset` between replies)."""
 
-    def __init__(self, *, first_clause_min_words: int = 4) -> None:
-        if first_clause_min_words < 1:
-            raise ValueError("first_clause_min_words must be at least 1")
+    def __init__(
+        self,
+        *,
+        first_clause_min_words: int = 4,
+        first_phrase_min_words: int = FIRST_PHRASE_MIN_WORDS,
+        first_max_words: int | None = None,
+    ) -> None:
+        if first_clause_min_words < 1 or first_phrase_min_words < 1:
+            raise ValueError("first_clause_min_words and first_phrase_min_words must be at least 1")
+        if first_max_words is not None and first_max_words < first_phrase_min_words:
+            raise ValueError("first_max_words must be at least first_phrase_min_words")
         self._min_words = first_clause_min_words
+        self._phrase_min = first_phrase_min_words
+        self._max_words = first_max_words
         self._buf = ""
         self._emitted = False
 
@@ -110,6 +143,22 @@ class SentenceSplitter:
                 return match.end()
             if verdict is _Verdict.WAIT:
                 return None
+        if self._emitted or final or self._max_words is None:
+            return None
+        return self._phrase_cut(self._max_words)
+
+    def _phrase_cut(self, max_words: int) -> int | None:
+        """Where a first sentence with no early clause break may be cut: before a phrase opener
+        once enough words are in, else after ``max_words`` words. Only words followed by white
+        space count (the last one may still be growing: "to" could become "today")."""
+        words = _TOKEN.findall(self._buf)
+        starts = [m.start() for m in _TOKEN.finditer(self._buf)]
+        complete = len(words) if self._buf[-1:].isspace() else len(words) - 1
+        for i in range(self._phrase_min, complete):
+            if not _cuttable(words[i - 1], words[i]):
+                continue
+            if _bare(words[i]) in _PHRASE_START or i >= max_words:
+                return starts[i]
         return None
 
     def _judge(self, match: re.Match[str], final: bool) -> _Verdict:
@@ -145,6 +194,21 @@ class SentenceSplitter:
                 return _Verdict.SKIP if following[0].isdigit() else _Verdict.CUT
             return _Verdict.CUT if following[0].isupper() else _Verdict.SKIP
         return _Verdict.CUT
+
+
+def _bare(word: str) -> str:
+    return word.strip("\"'\u2018\u2019\u201c\u201d()[]").lower()
+
+
+def _cuttable(left: str, right: str) -> bool:
+    """Whether a chunk may end between ``left`` and ``right``."""
+    if any(c.isdigit() for c in left) and any(c.isdigit() for c in right):
+        return False  # "415 555", "10 30"
+    if left.endswith(".") or left[-1:] in ",;:":
+        return False  # "Dr. Lee", "a.m. on", and a clause mark the boundary rules passed over
+    if left.endswith("-") or right.startswith("-"):
+        return False
+    return _bare(left) not in _NO_CUT_AFTER
 
 
 def split_text(text: str, *, first_clause_min_words: int = 4) -> list[str]:

@@ -20,7 +20,7 @@ class TextChunk:
     text: str
     start: int
     end: int
-    # The piece ends a sentence (the engine gets a sentence pause after it).
+    # The piece ends a sentence with its mark (the engine gets a sentence pause after it).
     sentence_end: bool
 
 
@@ -54,6 +54,9 @@ _NEVER_END = {
 _SENTENCE_RE = re.compile(r"[.!?]+[\"')\]]*(?=\s|$)")
 _CLAUSE_RE = re.compile(r"(?:[,;:]|\s[-\u2013\u2014]|[\u2013\u2014])(?=\s)")
 _WORD_RE = re.compile(r"\S+")
+# A piece that ends a sentence ends with its mark; one without (the dialog may send a first
+# sentence in two pieces, the first cut at a phrase) gets a clause's pause, not a sentence's.
+_ENDS_SENTENCE = re.compile(r"[.!?\u2026][\"')\]\u2019\u201d]*$")
 
 
 def _word_before(text: str, pos: int) -> str:
@@ -159,5 +162,6 @@ def split_text(text: str, *, first_in_reply: bool, policy: ChunkPolicy | None = 
         for a, b in zip(bounds, bounds[1:], strict=False):
             a, b = _strip(text, a, b)
             if a < b:
-                chunks.append(TextChunk(text[a:b], a, b, sentence_end=b == s_end))
+                ends = b == s_end and _ENDS_SENTENCE.search(text, a, b) is not None
+                chunks.append(TextChunk(text[a:b], a, b, sentence_end=ends))
     return chunks
