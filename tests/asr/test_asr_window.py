@@ -88,3 +88,25 @@ def tiny_engine_short():  # type: ignore[no-untyped-def]
     engine.load()
     yield engine
     engine.close()
+
+
+@pytest.mark.slow
+def test_a_decode_that_repeats_itself_is_decoded_again_in_the_full_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from phoneagent.asr.engines import faster_whisper
+    from phoneagent.devtools.asr_bench import synthesize
+
+    # a 4 s window with no room after the turn: tiny.en loops on this question ("... on Saturday?
+    # What are your opening hours on Saturday? What ..."), as it did on noisy turns at 15 s
+    monkeypatch.setattr(faster_whisper, "WINDOW_PAD_S", 1)
+    engine = create_engine("faster-whisper", cpu_threads=1, window_s=3)
+    engine.load()
+    try:
+        (utterance,) = synthesize(["What are your opening hours on Saturday?"])
+        assert engine.window_frames(len(utterance.pcm)) <= 400
+        result = engine.transcribe(utterance.pcm)
+    finally:
+        engine.close()
+    assert result.text == "What are your opening hours on Saturday?"
+    assert engine.window_redecodes == 1

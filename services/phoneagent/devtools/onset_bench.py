@@ -248,14 +248,17 @@ async def _heard(p: Planned, finals: list[speech_pb2.Transcript], start_ns: int,
     return Heard(p, text, missed_first_word(p.text, text), lag, heard_ms=spanned)
 
 
-def offline(heard: list[Heard], rendered: dict[int, np.ndarray], snr: float | None, seed: int) -> None:
+def offline(
+    heard: list[Heard], rendered: dict[int, np.ndarray], snr: float | None, seed: int, window_s: float
+) -> None:
     """Decode each utterance offline (G.711 round trip, 16 kHz, 0.3 s of line noise either
-    side): what the model makes of the audio itself, to tell recognition errors from lost onsets."""
+    side): what the model makes of the audio itself, to tell recognition errors from lost onsets.
+    The same every run: the decoder window (``PA_ASR_WINDOW_S``) is compared on it."""
     from phoneagent.asr.engines.base import create_engine
     from phoneagent.audio.g711 import ulaw_decode, ulaw_encode
     from phoneagent.audio.resample import resample
 
-    engine = create_engine("faster-whisper", model="tiny.en", cpu_threads=1)
+    engine = create_engine("faster-whisper", model="tiny.en", cpu_threads=1, window_s=window_s)
     engine.load()
     rng = np.random.default_rng(seed)
     try:
@@ -335,7 +338,7 @@ def run_replay(args: argparse.Namespace, settings: AsrSettings) -> dict[str, lis
         snr = None if cond == "clean" else float(cond)
         results[cond] = heard = replay(rendered, prompt_s, snr, args.seed, config, settings)
         if args.offline:
-            offline(heard, {id(p): pcm for p, pcm in rendered}, snr, args.seed)
+            offline(heard, {id(p): pcm for p, pcm in rendered}, snr, args.seed, settings.window_s)
     return results
 
 
@@ -366,7 +369,10 @@ async def bench(
                 print(f"  {cond}: {len(heard)}/{len(rendered)} utterances", file=sys.stderr, flush=True)
             results[cond] = heard
             if args.offline:
-                await asyncio.to_thread(offline, heard, {id(p): pcm for p, pcm in rendered}, snr, args.seed)
+                window = load(AsrSettings).window_s  # the stack's ASR reads the same environment
+                await asyncio.to_thread(
+                    offline, heard, {id(p): pcm for p, pcm in rendered}, snr, args.seed, window
+                )
     finally:
         await agent.close()
         await bus.close()

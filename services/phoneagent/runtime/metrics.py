@@ -83,6 +83,12 @@ BARGE_IN_STOP_LATENCY = Histogram(
 ASR_RTF = Histogram(
     "pa_asr_real_time_factor", "ASR compute time divided by audio duration.", ["engine"], buckets=RTF_BUCKETS
 )
+ASR_WINDOW_REDECODES = Counter(
+    "pa_asr_window_redecodes_total",
+    "Decodes in the short encoder window whose text repeated itself (gzip ratio above 2.4), "
+    "decoded again in Whisper's own 30 s window.",
+    ["engine"],
+)
 TTS_RTF = Histogram(
     "pa_tts_real_time_factor", "TTS compute time divided by audio duration.", ["engine"], buckets=RTF_BUCKETS
 )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ import numpy as np
 from phoneagent.asr.engines.base import BaseAsrEngine, TranscriptResult, Word, audio_seconds
 from phoneagent.asr.models import TINY_EN, is_english_only, resolve_model
 from phoneagent.runtime.errors import EngineFailure, InvalidArgument
+from phoneagent.runtime.metrics import ASR_WINDOW_REDECODES
 from phoneagent.runtime.modelfiles import MissingModelError
 
 if TYPE_CHECKING:
@@ -48,6 +50,9 @@ _MIN_TOKENS = 24
 _NO_SPEECH_THRESHOLD = 0.6
 _LOG_PROB_THRESHOLD = -1.0
 _MAX_INITIAL_TIMESTAMP_INDEX = 50
+# Text that gzip shrinks more than this repeats itself (faster-whisper's own fallback threshold):
+# a short-window decode like that is decoded again in the full window.
+_REPEATS_RATIO = 2.4
 
 
 def _import_faster_whisper() -> Any:
@@ -108,6 +113,7 @@ class FasterWhisperEngine(BaseAsrEngine):
         self._tokenizer: Any = None
         self._suppress: tuple[int, ...] = ()
         self._prompt: list[int] = []
+        self.window_redecodes = 0  # short-window decodes that repeated themselves (tests, logs)
         self._in_flight = 0
         self._lock = threading.Lock()
 
@@ -219,7 +225,15 @@ class FasterWhisperEngine(BaseAsrEngine):
 
     def _run(self, pcm: np.ndarray, partial: bool) -> tuple[list[Any], Any]:
         if self.short_window:
-            return self._run_short(pcm, partial)
+            segments, info = self._run_short(pcm, partial)
+            text = " ".join(s.text for s in segments)
+            if not text or _compression_ratio(text) <= _REPEATS_RATIO:
+                return segments, info
+            # noisy short turns can loop ("run run run ..."); the full window did not on the
+            # onset set's (python -m phoneagent.devtools.onset_bench): pay for it only here
+            self.window_redecodes += 1
+            ASR_WINDOW_REDECODES.labels(engine=self.name).inc()
+            log.info("asr decode repeated itself, decoding in the full window", extra={"engine": self.name})
         words = self.word_timestamps and not partial
         segments, info = self._model.transcribe(
             pcm,
@@ -289,6 +303,11 @@ class _Segment:
 @dataclass(frozen=True)
 class _Info:
     language: str | None
+
+
+def _compression_ratio(text: str) -> float:
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data))
 
 
 def _result(
