@@ -359,6 +359,66 @@ async def test_after_a_reply_the_next_turn_opening_is_prefilled_in_the_backgroun
     await d.close()
 
 
+async def test_the_callers_words_so_far_are_prefilled_and_the_final_shares_them() -> None:
+    from phoneagent.llm.priority import LiveFirst
+
+    engine = PrefillingEngine([["Sure, ", "what day? "], ["x"], ["x"], ["Bring your card."], ["x"]])
+    live = LiveFirst(engine, quiet_s=0.0)
+    said: list[Sentence] = []
+
+    async def publish(s: Sentence) -> None:
+        said.append(s)
+
+    async def save(_: DialogState) -> None:
+        return None
+
+    d = Dialog("c1", live, system_prompt=lambda: "S", greeting="", publish=publish, save=save)  # type: ignore[arg-type]
+    await d.on_user_turn(1, "I need an appointment")
+    assert not d.prefill_caller(2, "What should")  # the reply is still being generated
+    await wait_for(lambda: d.prefilling is not None)
+    assert d.prefilling is not None and await asyncio.wait_for(d.prefilling, 5)
+    await d.on_playback_done(d.state.generation)
+    assert not d.prefill_caller(1, "I need")  # a turn already answered
+    assert not d.prefill_caller(2, "  ")
+    assert d.prefill_caller(2, "What should I")
+    assert d._caller_prefill is not None and await asyncio.wait_for(d._caller_prefill, 5)
+    assert d.caller_prefills == 1
+    partial = engine.requests[2]
+    assert partial[-1] == {"role": "user", "content": "What should I"}
+    await d.on_user_turn(2, "What should I bring?")
+    await wait_for(lambda: any(s.final and s.turn == 2 for s in said))
+    final = engine.requests[3]
+    # the same conversation up to the caller's words, which begin as the partial did
+    assert final[:-1] == partial[:-1] and final[-1]["content"].startswith("What should I")
+    await d.close()
+
+
+async def test_a_caller_prefill_waiting_for_the_engine_is_dropped_by_the_final() -> None:
+    from phoneagent.llm.priority import LiveFirst
+
+    engine = PrefillingEngine([["Hello there. "], ["Tuesday works."], ["x"]])
+    live = LiveFirst(engine, quiet_s=30.0)  # never quiet within the test: the prefill waits
+    said: list[Sentence] = []
+
+    async def publish(s: Sentence) -> None:
+        said.append(s)
+
+    async def save(_: DialogState) -> None:
+        return None
+
+    d = Dialog("c1", live, system_prompt=lambda: "S", greeting="", publish=publish, save=save)  # type: ignore[arg-type]
+    assert d.prefill_caller(1, "Is Tuesday")
+    waiting = d._caller_prefill
+    await d.on_user_turn(1, "Is Tuesday free?")
+    assert waiting is not None
+    await wait_for(waiting.done)
+    assert waiting.cancelled()
+    await wait_for(lambda: any(s.final and s.turn == 1 for s in said))
+    assert len(engine.requests) == 1  # only the final's own request reached the engine
+    assert d.caller_prefills == 0
+    await d.close()
+
+
 class Documents(Tools):
     """A knowledge tool whose passage the model is to phrase."""
 

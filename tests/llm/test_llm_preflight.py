@@ -25,7 +25,7 @@ from phoneagent.runtime.sessions import claim_session
 from phoneagent.v1 import policy_pb2, speech_pb2, tools_pb2
 from prometheus_client import REGISTRY
 from support.common import wait_for
-from support.llm import StandInEngine, open_session
+from support.llm import StandInEngine, asr_events_handled, open_session
 from support.policy_stack import running_policy
 
 TUESDAY_TEN = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)  # 10:00 in New York: open
@@ -72,20 +72,6 @@ async def held_complete(session: LlmCallSession) -> None:
         return spec is not None and any(s.final for s in spec.reply.held or [])
 
     await wait_for(complete, timeout=5)
-
-
-def asr_events_handled(session: LlmCallSession, call_id: str) -> list[Any]:
-    """The ASR events the session has finished handling, from now on."""
-    sub = next(s for s in session.subs if s.subject == subjects.asr_events(call_id))
-    handled: list[Any] = []
-    inner = sub.handler
-
-    async def counting(msg: Any, d: Delivery) -> None:
-        await inner(msg, d)
-        handled.append(msg)
-
-    sub.handler = counting
-    return handled
 
 
 SATURDAY = "When are you open on Saturday?"

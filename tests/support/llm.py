@@ -17,7 +17,9 @@ from phoneagent.llm.dialog_state import DialogConfig, DialogState
 from phoneagent.llm.domain.tools import ToolExecutor
 from phoneagent.llm.engines.base import Delta
 from phoneagent.llm.service import LlmCallSession
-from phoneagent.runtime.bus import Bus
+from phoneagent.llm.settings import LlmSettings
+from phoneagent.runtime import subjects
+from phoneagent.runtime.bus import Bus, Delivery
 from phoneagent.runtime.settings import CommonSettings, load
 
 from support.call_probe import CallProbe
@@ -42,6 +44,7 @@ class LlmStageStub:
         self.bus = bus
         self.engine = engine
         self.agent: Agent = load_agent(load(CommonSettings).agent_path)
+        self.settings = load(LlmSettings)
         self.replica = replica
         self.executor = ToolExecutor(self.agent, None, None, clock=lambda: now) if now else None
         self.dialog_config = DialogConfig()
@@ -115,3 +118,17 @@ async def open_session(
     session = LlmCallSession(stage, call.claim(), False)  # type: ignore[arg-type]
     await session.start()
     return stage, call, session
+
+
+def asr_events_handled(session: LlmCallSession, call_id: str) -> list[Any]:
+    """The ASR events the session has finished handling, from now on."""
+    sub = next(s for s in session.subs if s.subject == subjects.asr_events(call_id))
+    handled: list[Any] = []
+    inner = sub.handler
+
+    async def counting(msg: Any, d: Delivery) -> None:
+        await inner(msg, d)
+        handled.append(msg)
+
+    sub.handler = counting
+    return handled

@@ -63,6 +63,9 @@ class _Cut:
 
 
 PREFILL_TIMEOUT_S = 60.0  # a prefill waits for a quiet engine, then evaluates a few hundred tokens
+# A prefill of the caller's words so far waits at most this long for a quiet engine: the next
+# partial transcript (every ~0.6 s of speech) or the final makes it stale.
+CALLER_PREFILL_WAIT_S = 0.5
 UNCONFIRMED_KEPT = 4  # replies awaiting the edge's report; older ones are taken as heard
 # Introduces the facts that ride with a caller's words (a small model must not take them as
 # something the caller said: "Thank you for providing the facts.").
@@ -100,6 +103,8 @@ class Dialog(Replies):
         self._unconfirmed: dict[int, _Unconfirmed] = {}
         self._tasks = TaskOwner(f"dialog:{call_id}")
         self.prefilling: asyncio.Task[bool] | None = None  # the last prefill (see _prefill_next)
+        self._caller_prefill: asyncio.Task[bool] | None = None  # see prefill_caller
+        self.caller_prefills = 0  # prefills of the caller's words so far that ran (tests, logs)
         self.speculative: Speculation | None = None  # a reply held for a preflight (see preflight.py)
         self.cut: _Cut | None = None  # the last reply, cut by a barge-in before any caller words
         self._preflights = 0
@@ -137,6 +142,9 @@ class Dialog(Replies):
             await self._discard(spec, "final differs")
         if not text:
             return
+        if self._caller_prefill is not None:
+            self._caller_prefill.cancel()  # the final's own request evaluates what is left
+            self._caller_prefill = None
         talked_over = self.reply
         kept = await self.interrupt(None)
         if talked_over is not None:
@@ -371,6 +379,9 @@ class Dialog(Replies):
         if reply.task is None or reply.task.done():  # a held reply waits for this: it was stopped
             await self._discard(spec, "reply stopped")
             return False
+        if self._caller_prefill is not None:
+            self._caller_prefill.cancel()  # the final's own request evaluates what is left
+            self._caller_prefill = None
         talked_over = self.reply
         kept = await self.interrupt(None)
         if talked_over is not None:
@@ -411,8 +422,44 @@ class Dialog(Replies):
             note(text)  # the tool runner checks the model's arguments against the caller's words
         # The caller answered a question a booking asked (a name, a time): run it again in code.
         resumed = resume(text) if callable(resume) else None
+        return resumed, self._turn_content(text)
+
+    def _turn_content(self, text: str) -> str:
+        """The user message a caller turn of ``text`` adds: the words, after the facts the
+        conversation does not carry yet."""
         facts = self._new_facts(self.context(text) if self.context is not None else "")
-        return resumed, f"{FACTS_HEADER} {' '.join(facts)}\nCaller: {text}" if facts else text
+        return f"{FACTS_HEADER} {' '.join(facts)}\nCaller: {text}" if facts else text
+
+    def prefill_caller(self, turn: int, text: str) -> bool:
+        """A partial transcript of a caller turn this dialog has not answered yet: have the engine
+        evaluate the turn as it begins so far (the facts, the words), as background work that
+        the final's request preempts. The final's prompt then shares those tokens, and the
+        turn evaluates only the words after the partial. Skipped while another prefill runs
+        or waits, and when the engine is not quiet within ``CALLER_PREFILL_WAIT_S``. Returns
+        whether a prefill started."""
+        prefill = getattr(self.engine, "prefill", None)
+        text = text.strip()
+        if not callable(prefill) or self._tasks.closed or not text or turn <= self.state.turn:
+            return False
+        if self.reply is not None and not self.reply.finished:
+            return False  # the caller talks over a reply: what they heard of it is not known yet
+        if any(t is not None and not t.done() for t in (self.prefilling, self._caller_prefill)):
+            return False
+        messages = [*self._messages(), {"role": "user", "content": self._turn_content(text)}]
+        tools = self.tools.schemas() if self.tools is not None else None
+        self._caller_prefill = self._tasks.spawn(
+            self._prefill_caller(prefill, messages, tools), f"prefill-caller{turn}"
+        )
+        return True
+
+    async def _prefill_caller(self, prefill: Any, messages: list[dict[str, Any]], tools: Any) -> bool:
+        try:
+            ran = bool(await prefill(messages, tools, CALLER_PREFILL_WAIT_S))
+        except PhoneAgentError as exc:  # an optimisation: the final's request evaluates it instead
+            log.info("caller prefill skipped", extra={"call_id": self.call_id, "error_kind": exc.kind.name})
+            return False
+        self.caller_prefills += ran
+        return ran
 
     # --- internals ------------------------------------------------------------------------------
     def _new_facts(self, facts: str) -> list[str]:

@@ -127,6 +127,8 @@ class LlmCallSession:
             await self.asr_errors.on_error(ev.error)
         spec = self.dialog.speculative
         if spec is None:
+            if kind == "transcript" and not ev.transcript.final and not ev.transcript.preflight:
+                self._prefill_partial(ev.transcript)
             return
         if kind == "speech_started" and (
             ev.speech_started.meta.turn_id > spec.turn
@@ -139,6 +141,16 @@ class LlmCallSession:
                 partial.meta.turn_id == spec.turn and goes_beyond(partial.text, spec.text)
             ):
                 await self.dialog.drop_speculation("caller went on")
+
+    def _prefill_partial(self, partial: speech_pb2.Transcript) -> None:
+        """The caller's words so far, while they speak: evaluated ahead in the background (see
+        :meth:`Dialog.prefill_caller`), unless the agent is speaking or the words are not a turn."""
+        dialog = self.dialog
+        if dialog is None or not self.svc.settings.prefill_partials or self.agent_speaking is not None:
+            return
+        if partial.meta.turn_id <= self.policy_answered_turn or not self._takes_turn(partial):
+            return
+        dialog.prefill_caller(partial.meta.turn_id, partial.text)
 
     def _busy(self) -> bool:
         """The agent is speaking, about to, or has not greeted yet: no "say it again" now."""

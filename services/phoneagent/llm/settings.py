@@ -63,6 +63,12 @@ class LlmSettings:
         "boundary (before 'at', 'with', 'because'... once 4 words are in), else after this many "
         "words, so the caller hears it sooner; 0: only at a comma or the sentence end",
     )
+    prefill_partials: bool = env(
+        "PA_LLM_PREFILL_PARTIALS",
+        True,
+        doc="While the caller speaks, evaluate their words so far from each partial transcript "
+        "(background work, when the engine is quiet), so the final evaluates only what follows",
+    )
     tool_timeout_s: float = env(
         "PA_LLM_TOOL_TIMEOUT_S",
         4.0,
