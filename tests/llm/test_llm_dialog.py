@@ -331,11 +331,8 @@ class PrefillingEngine(ScriptedEngine):
     keeps_prefix = True
 
 
-async def test_after_a_reply_the_next_turn_opening_is_prefilled_in_the_background() -> None:
-    from phoneagent.llm.priority import LiveFirst
-
-    engine = PrefillingEngine([["Sure, ", "what day? "], ["x"], ["Okay."], ["x"]])
-    live = LiveFirst(engine, quiet_s=0.0)
+def _live_dialog(engine: Any) -> tuple[Dialog, list[Sentence]]:
+    """A dialog on ``engine`` (a LiveFirst) and the sentences it publishes."""
     said: list[Sentence] = []
 
     async def publish(s: Sentence) -> None:
@@ -344,7 +341,14 @@ async def test_after_a_reply_the_next_turn_opening_is_prefilled_in_the_backgroun
     async def save(_: DialogState) -> None:
         return None
 
-    d = Dialog("c1", live, system_prompt=lambda: "S", greeting="", publish=publish, save=save)  # type: ignore[arg-type]
+    return Dialog("c1", engine, system_prompt=lambda: "S", greeting="", publish=publish, save=save), said
+
+
+async def test_after_a_reply_the_next_turn_opening_is_prefilled_in_the_background() -> None:
+    from phoneagent.llm.priority import LiveFirst
+
+    engine = PrefillingEngine([["Sure, ", "what day? "], ["x"], ["Okay."], ["x"]])
+    d, said = _live_dialog(LiveFirst(engine, quiet_s=0.0))
     await d.on_user_turn(1, "I need an appointment")
     await wait_for(lambda: d.prefilling is not None)
     assert d.prefilling is not None and await asyncio.wait_for(d.prefilling, 5)
@@ -363,16 +367,7 @@ async def test_the_callers_words_so_far_are_prefilled_and_the_final_shares_them(
     from phoneagent.llm.priority import LiveFirst
 
     engine = PrefillingEngine([["Sure, ", "what day? "], ["x"], ["x"], ["Bring your card."], ["x"]])
-    live = LiveFirst(engine, quiet_s=0.0)
-    said: list[Sentence] = []
-
-    async def publish(s: Sentence) -> None:
-        said.append(s)
-
-    async def save(_: DialogState) -> None:
-        return None
-
-    d = Dialog("c1", live, system_prompt=lambda: "S", greeting="", publish=publish, save=save)  # type: ignore[arg-type]
+    d, said = _live_dialog(LiveFirst(engine, quiet_s=0.0))
     await d.on_user_turn(1, "I need an appointment")
     assert not d.prefill_caller(2, "What should")  # the reply is still being generated
     await wait_for(lambda: d.prefilling is not None)
@@ -397,16 +392,7 @@ async def test_a_caller_prefill_waiting_for_the_engine_is_dropped_by_the_final()
     from phoneagent.llm.priority import LiveFirst
 
     engine = PrefillingEngine([["Hello there. "], ["Tuesday works."], ["x"]])
-    live = LiveFirst(engine, quiet_s=30.0)  # never quiet within the test: the prefill waits
-    said: list[Sentence] = []
-
-    async def publish(s: Sentence) -> None:
-        said.append(s)
-
-    async def save(_: DialogState) -> None:
-        return None
-
-    d = Dialog("c1", live, system_prompt=lambda: "S", greeting="", publish=publish, save=save)  # type: ignore[arg-type]
+    d, said = _live_dialog(LiveFirst(engine, quiet_s=30.0))  # never quiet here: the prefill waits
     assert d.prefill_caller(1, "Is Tuesday")
     waiting = d._caller_prefill
     await d.on_user_turn(1, "Is Tuesday free?")
