@@ -117,7 +117,7 @@ class AsrSettings:
         check=_window,
         doc="faster-whisper: seconds of audio the encoder reads per decode, the turn padded with "
         "silence (a longer turn: to 10 s past its end); 30 is Whisper's own window. 15 decodes a "
-        "phone turn ~3x faster than 30 with the same word error rate (README, 'Speech recognition')",
+        "phone turn ~3x faster than 30 with the same word error rate (README, 'Measured numbers')",
     )
     beam_size: int = env(
         "PA_ASR_BEAM_SIZE", 1, check=positive, doc="faster-whisper: beam width of finals (partials: greedy)"

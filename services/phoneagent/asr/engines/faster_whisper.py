@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 _PARTIAL_MAX_TOKENS = 48
 NATIVE_WINDOW_S = 30  # Whisper's own window: every decode's audio is padded with silence to 30 s
 # The window a phone turn is decoded in by default: ~3x faster than 30 s on tiny.en with the
-# same word error rate (measured in the README, "Speech recognition").
+# same word error rate (measured in the README, "Measured numbers").
 DEFAULT_WINDOW_S = 15
 # Silence a shorter window keeps after the turn: with less, tiny.en starts to repeat the turn's
 # words until the token limit (seen at 10 s windows on 8 s turns and on noisy 2.5 s ones).
@@ -231,7 +231,8 @@ class FasterWhisperEngine(BaseAsrEngine):
                 return segments, info
             # noisy short turns can loop ("run run run ..."); the full window did not on the
             # onset set's (python -m phoneagent.devtools.onset_bench): pay for it only here
-            self.window_redecodes += 1
+            with self._lock:
+                self.window_redecodes += 1
             ASR_WINDOW_REDECODES.labels(engine=self.name).inc()
             log.info("asr decode repeated itself, decoding in the full window", extra={"engine": self.name})
         words = self.word_timestamps and not partial
