@@ -453,11 +453,7 @@ class Dialog(Replies):
         return True
 
     async def _prefill_caller(self, prefill: Any, messages: list[dict[str, Any]], tools: Any) -> bool:
-        try:
-            ran = bool(await prefill(messages, tools, CALLER_PREFILL_WAIT_S))
-        except PhoneAgentError as exc:  # an optimisation: the final's request evaluates it instead
-            log.info("caller prefill skipped", extra={"call_id": self.call_id, "error_kind": exc.kind.name})
-            return False
+        ran = await self._prefill(prefill, messages, tools, CALLER_PREFILL_WAIT_S)
         self.caller_prefills += ran
         return ran
 
@@ -552,9 +548,13 @@ class Dialog(Replies):
             self._prefill(prefill, messages, tools), f"prefill{reply.generation}"
         )
 
-    async def _prefill(self, prefill: Any, messages: list[dict[str, Any]], tools: Any) -> bool:
+    async def _prefill(
+        self, prefill: Any, messages: list[dict[str, Any]], tools: Any, wait_s: float | None = None
+    ) -> bool:
+        """Run a prefill; ``wait_s``: how long it may wait for a quiet engine (the engine's default)."""
+        work = prefill(messages, tools) if wait_s is None else prefill(messages, tools, wait_s)
         try:
-            return bool(await with_timeout(prefill(messages, tools), PREFILL_TIMEOUT_S, "prefill"))
+            return bool(await with_timeout(work, PREFILL_TIMEOUT_S, "prefill"))
         except PhoneAgentError as exc:  # an optimisation: the next turn evaluates it instead
             log.info("prefill skipped", extra={"call_id": self.call_id, "error_kind": exc.kind.name})
             return False

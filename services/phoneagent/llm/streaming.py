@@ -151,14 +151,12 @@ class SentenceSplitter:
         """Where a first sentence with no early clause break may be cut: before a phrase opener
         once enough words are in, else after ``max_words`` words. Only words followed by white
         space count (the last one may still be growing: "to" could become "today")."""
-        words = _TOKEN.findall(self._buf)
-        starts = [m.start() for m in _TOKEN.finditer(self._buf)]
+        words = list(_TOKEN.finditer(self._buf))
         complete = len(words) if self._buf[-1:].isspace() else len(words) - 1
         for i in range(self._phrase_min, complete):
-            if not _cuttable(words[i - 1], words[i]):
-                continue
-            if _bare(words[i]) in _PHRASE_START or i >= max_words:
-                return starts[i]
+            left, right = words[i - 1].group(0), words[i].group(0)
+            if _cuttable(left, right) and (_bare(right) in _PHRASE_START or i >= max_words):
+                return words[i].start()
         return None
 
     def _judge(self, match: re.Match[str], final: bool) -> _Verdict:
