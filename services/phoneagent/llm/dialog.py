@@ -142,9 +142,7 @@ class Dialog(Replies):
             await self._discard(spec, "final differs")
         if not text:
             return
-        if self._caller_prefill is not None:
-            self._caller_prefill.cancel()  # the final's own request evaluates what is left
-            self._caller_prefill = None
+        self._drop_caller_prefill()
         talked_over = self.reply
         kept = await self.interrupt(None)
         if talked_over is not None:
@@ -379,9 +377,7 @@ class Dialog(Replies):
         if reply.task is None or reply.task.done():  # a held reply waits for this: it was stopped
             await self._discard(spec, "reply stopped")
             return False
-        if self._caller_prefill is not None:
-            self._caller_prefill.cancel()  # the final's own request evaluates what is left
-            self._caller_prefill = None
+        self._drop_caller_prefill()
         talked_over = self.reply
         kept = await self.interrupt(None)
         if talked_over is not None:
@@ -451,6 +447,12 @@ class Dialog(Replies):
             self._prefill_caller(prefill, messages, tools), f"prefill-caller{turn}"
         )
         return True
+
+    def _drop_caller_prefill(self) -> None:
+        """A final arrived (its own request evaluates what is left): a caller prefill goes."""
+        if self._caller_prefill is not None:
+            self._caller_prefill.cancel()
+            self._caller_prefill = None
 
     async def _prefill_caller(self, prefill: Any, messages: list[dict[str, Any]], tools: Any) -> bool:
         ran = await self._prefill(prefill, messages, tools, CALLER_PREFILL_WAIT_S)
