@@ -1,11 +1,16 @@
 """The start of a caller's turn reaches the decoder even when frames come faster than the
 session handles them: a replica starved of CPU for a moment, or the edge's replay burst after a
 takeover (up to 5 s of frames at once), must not push the first words out of the session's
-queue (issue 16). The session counts the frames it saw and those missing in the sequence."""
+queue (issue 16). The session counts the frames it saw and those missing in the sequence.
+Frames that run late in the middle of a turn are not silence: none is filled in for them, or the
+caller's words would be cut apart; a line that really goes quiet still gets its turn ended."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import numpy as np
 import pytest
@@ -59,9 +64,11 @@ def frame(seq: int, pcm: np.ndarray) -> media_pb2.AudioFrame:
     )
 
 
-async def test_a_burst_of_caller_frames_loses_none_of_the_turn(
-    fresh_nats: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@asynccontextmanager
+async def asr_session(
+    nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[asr_service.AsrCallSession, Bus, list[stream.Final]]]:
+    """An ASR call session on a length engine, the bus that plays the edge, and its finals."""
     monkeypatch.setattr(stream, "SileroVad", SlowDetector)
     svc = asr_service.AsrService(CommonSettings(), AsrSettings())
     svc.engine = LengthEngine()  # type: ignore[assignment]
@@ -69,8 +76,8 @@ async def test_a_burst_of_caller_frames_loses_none_of_the_turn(
     session = None
     finals: list[stream.Final] = []
     try:
-        await svc.bus.connect(fresh_nats)
-        await sender.connect(fresh_nats)
+        await svc.bus.connect(nats_url)
+        await sender.connect(nats_url)
         await streams.ensure(sender.jetstream())
         claim = session_pb2.SessionClaim(call=call_pb2.CallStarted(meta=common_pb2.EventMeta(call_id=CALL)))
         session = asr_service.AsrCallSession(svc, claim)
@@ -83,10 +90,25 @@ async def test_a_burst_of_caller_frames_loses_none_of_the_turn(
 
         session.publish = keep  # type: ignore[method-assign]
         await session.start()
+        yield session, sender, finals
+    finally:
+        if session is not None:
+            await session.close("test over")
+        await sender.close()
+        await svc.bus.close()
+
+
+def tone(seconds: float) -> np.ndarray:
+    t = np.arange(round(RATE * seconds)) / RATE
+    return (8000 * np.sin(2 * np.pi * 200 * t)).astype(np.int16)
+
+
+async def test_a_burst_of_caller_frames_loses_none_of_the_turn(
+    fresh_nats: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with asr_session(fresh_nats, monkeypatch) as (session, sender, finals):
         # 0.5 s of silence, a 3 s turn, 1 s of silence: 225 frames published at once.
-        t = np.arange(RATE * 3) / RATE
-        speech = (8000 * np.sin(2 * np.pi * 200 * t)).astype(np.int16)
-        audio = np.concatenate([np.zeros(RATE // 2, np.int16), speech, np.zeros(RATE, np.int16)])
+        audio = np.concatenate([np.zeros(RATE // 2, np.int16), tone(3.0), np.zeros(RATE, np.int16)])
         count = len(audio) // FRAME
         for k in range(count):
             await sender.publish(subjects.audio_in(CALL), frame(k, audio[k * FRAME : (k + 1) * FRAME]))
@@ -97,8 +119,48 @@ async def test_a_burst_of_caller_frames_loses_none_of_the_turn(
         assert int(finals[0].text) >= 150 + 15
         assert finals[0].onset_sample == pytest.approx(RATE // 2, abs=512)
         assert finals[0].start_sample <= finals[0].onset_sample - 0.3 * RATE
-    finally:
-        if session is not None:
-            await session.close("test over")
-        await sender.close()
-        await svc.bus.close()
+
+
+async def paced(sender: Bus, audio: np.ndarray, *, stall_at_s: float = -1.0, stall_s: float = 0.0) -> int:
+    """Publish ``audio`` as 20 ms frames in real time; at ``stall_at_s`` the frames stop for
+    ``stall_s`` and then the held-back ones go at once (a stalled edge or bus). Returns the count."""
+    count = len(audio) // FRAME
+    t0 = time.perf_counter()
+    delay = 0.0
+    for k in range(count):
+        if stall_at_s >= 0 and k == round(stall_at_s / 0.02):
+            delay = stall_s
+        await asyncio.sleep(max(0.0, t0 + k * 0.02 + delay - time.perf_counter()))
+        await sender.publish(subjects.audio_in(CALL), frame(k, audio[k * FRAME : (k + 1) * FRAME]))
+    return count
+
+
+async def test_frames_late_in_the_middle_of_a_turn_get_no_silence_filled_in(
+    fresh_nats: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 0.3 s stall in the middle of the caller's speech: one final over exactly the audio that
+    a call without the stall decodes, nothing filled in (a 0.1 s fill wait added ~10 frames)."""
+    audio = np.concatenate([np.zeros(RATE // 4, np.int16), tone(1.2), np.zeros(RATE, np.int16)])
+    decoded: list[str] = []
+    for stall_s in (0.0, 0.3):
+        async with asr_session(fresh_nats, monkeypatch) as (session, sender, finals):
+            count = await paced(sender, audio, stall_at_s=0.8, stall_s=stall_s)
+            await wait_for(lambda: bool(finals), timeout=20, interval=0.05)
+            await asyncio.sleep(0.3)  # a second final (the turn cut in two) would come by now
+            assert len(finals) == 1 and session.frames == count, [f.text for f in finals]
+            assert session.filled_s == 0.0 and session.late_after_fill == 0
+            decoded.append(finals[0].text)
+    assert decoded[1] == decoded[0]
+
+
+async def test_a_line_that_goes_quiet_in_the_middle_of_a_turn_still_ends_it(
+    fresh_nats: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Silence suppression: no frame comes after the caller's last words, yet the turn ends."""
+    async with asr_session(fresh_nats, monkeypatch) as (session, sender, finals):
+        audio = np.concatenate([np.zeros(RATE // 4, np.int16), tone(1.0)])
+        count = await paced(sender, audio)
+        await wait_for(lambda: bool(finals), timeout=10, interval=0.05)
+        assert session.frames == count
+        assert session.filled_s > 0
+        assert int(finals[0].text) >= round(1.0 / 0.02)

@@ -47,10 +47,12 @@ MAX_ERROR_REASONS = 16
 # moment, or the edge's replay after a takeover (a burst of up to 5 s), must not push the oldest
 # frames - the start of what the caller says - out of the queue (it held 1 s before).
 AUDIO_QUEUE_FRAMES = 500
-# A line that sends nothing while the caller is silent (RTP with silence suppression) still ends
-# the turn: after this long without a frame in the middle of an utterance, silence is fed in
-# 20 ms frames until the turn is decided.
-SILENCE_FILL_AFTER_S = 0.1
+# A line that sends nothing while the caller is silent (silence suppression) still ends the
+# turn: after this long without a frame in the middle of an utterance, silence is fed in 20 ms
+# frames until the turn is decided. The edge sends a frame every 20 ms while media flows, so a
+# shorter gap is frames running late (a stalled process, a busy bus), not silence: filling it
+# would cut the caller's words apart ("on Saturday" decoded as "on set or day"; it was 0.1 s).
+SILENCE_FILL_AFTER_S = 0.5
 FILL_FRAME_S = 0.02
 
 
@@ -102,8 +104,11 @@ class AsrCallSession:
         self._filler: asyncio.Task[None] | None = None
         self._last_t = 0.0  # stream time just after the last frame fed
         self._last_wall = 0.0  # when it was fed (monotonic)
+        self._filled_until = 0.0  # stream time up to which silence was filled in since the last frame
         self.frames = 0  # caller frames processed
         self.missing = 0  # frames missing between the sequence numbers processed (lost on the way)
+        self.filled_s = 0.0  # silence fed in because no frame came (see SILENCE_FILL_AFTER_S)
+        self.late_after_fill = 0  # frames that came after silence was filled in for their time
         # The edge numbers a call's frames from 0; a taken-over session starts wherever the call is.
         self._last_seq: int | None = -1 if resume is None else None
 
@@ -135,6 +140,13 @@ class AsrCallSession:
     async def process(self, frame: media_pb2.AudioFrame) -> None:
         self._count(frame.sequence)
         t = frame.capture_unix_ns / 1e9 if frame.capture_unix_ns else time.time()
+        if self._filled_until and t < self._filled_until:
+            # the line was not silent, the frames were late: the silence already fed stays in
+            # the turn's audio, so say so (the fill wait is meant to make this rare)
+            self.late_after_fill += 1
+            if self.late_after_fill == 1:
+                log.info("asr frames came after silence was filled in", extra={"call_id": self.call_id})
+        self._filled_until = 0.0
         try:
             if len(frame.pcm) % 2:
                 raise InvalidArgument("PCM16 audio must have an even number of bytes")
@@ -167,6 +179,8 @@ class AsrCallSession:
             async with self._feeding:
                 events = await self.asr.feed(silence, self._last_t)
                 self._last_t += FILL_FRAME_S
+                self._filled_until = self._last_t
+                self.filled_s += FILL_FRAME_S
                 self._last_wall = time.monotonic() - SILENCE_FILL_AFTER_S + FILL_FRAME_S
             for ev in events:
                 await self.publish(ev)
