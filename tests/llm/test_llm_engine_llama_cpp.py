@@ -11,7 +11,6 @@ from phoneagent.llm.domain.tool_schemas import tool_definitions
 from phoneagent.llm.engines.base import FINISH_ABORT, FINISH_LENGTH, FINISH_STOP, Delta, create_engine
 from phoneagent.llm.tool_calls import read_constrained, tool_call_schema
 from phoneagent.runtime.errors import InvalidArgument
-from support.common import wait_for
 from support.llm import needs
 
 pytestmark = [
@@ -360,50 +359,3 @@ async def test_a_long_prompt_is_aborted_between_chunks() -> None:
         assert after[-1].final
     finally:
         await eng.close()
-
-
-async def test_a_reply_with_its_first_phrase_out_makes_way_for_a_waiting_turn() -> None:
-    """Two calls' turns on one context: the reply that started first makes way once its first
-    phrase is out, the waiting turn gets its first words before that reply ends, and the first
-    reply goes on where it stopped (nothing said twice, nothing lost: its tokens add up). With
-    share_turns=False the second turn waits for the first reply's end."""
-    ask_a = [SYSTEM, {"role": "user", "content": "Tell me three tips for healthy teeth, one sentence each."}]
-    ask_b = [SYSTEM, {"role": "user", "content": "Are you open on Saturday?"}]
-
-    async def race(share: bool) -> tuple[list[tuple[str, Delta]], int]:
-        eng = create_engine("llama_cpp", n_ctx=2048, n_threads=1, n_threads_batch=2, share_turns=share)
-        await asyncio.to_thread(eng.load)
-        events: list[tuple[str, Delta]] = []
-
-        async def run(rid: str, messages: list[dict[str, str]]) -> None:
-            async for d in eng.stream(messages, request_id=rid, max_tokens=60, temperature=0.0):
-                events.append((rid, d))
-
-        try:
-            first = asyncio.create_task(run("a", ask_a))
-            await wait_for(lambda: any(d.text for _, d in events), timeout=60, interval=0.01)
-            await asyncio.wait_for(asyncio.gather(first, run("b", ask_b)), 120)
-            return events, eng.turns_shared
-        finally:
-            await eng.close()
-
-    outcomes = {share: await race(share) for share in (True, False)}
-
-    def last_text(order: list[str], rid: str) -> int:
-        return len(order) - 1 - order[::-1].index(rid)
-
-    events, shared = outcomes[True]
-    order = [rid for rid, d in events if d.text]
-    assert shared == 1
-    assert order.index("b") < last_text(order, "a"), "b's first words came after a's end"
-    text_a = "".join(d.text for rid, d in events if rid == "a")
-    before = "".join(d.text for rid, d in events[: events.index(next(e for e in events if e[0] == "b"))])
-    assert before.strip() and text_a.startswith(before) and text_a.count(before.strip()) == 1, text_a
-    assert len(text_a) > len(before) + 10  # the reply went on after making way
-    final_a = next(d for rid, d in events if rid == "a" and d.final)
-    assert final_a.finish_reason == FINISH_STOP
-    assert final_a.completion_tokens and final_a.completion_tokens >= len(text_a.split())
-    events, shared = outcomes[False]
-    order = [rid for rid, d in events if d.text]
-    assert shared == 0
-    assert order.index("b") > last_text(order, "a")

@@ -42,12 +42,6 @@ class LlmSettings:
         doc="llama.cpp: memory for the conversations' evaluated tokens kept between their turns "
         "(about 12 KB per token for qwen-0.5b, 28 KB for qwen-1.5b); 0 keeps none",
     )
-    share_turns: bool = env(
-        "PA_LLM_SHARE_TURNS",
-        True,
-        doc="llama.cpp: a reply whose first phrase is out makes way for another call's turn waiting "
-        "to start, and goes on after it (false: one reply at a time, in arrival order)",
-    )
     gpu_memory: float = env(
         "PA_LLM_GPU_MEMORY",
         0.85,

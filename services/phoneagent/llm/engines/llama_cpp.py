@@ -22,15 +22,6 @@ prefix adds. Grammars built from a JSON schema are kept (``grammar_cache`` of th
 used first out), keyed on the schema's JSON (property order included: the grammar follows it):
 the tools' schema is the same on every tool call of an agent.
 
-Sharing the context between calls' turns (``share_turns``): a caller hears a reply from its
-first phrase on, so with several calls the first phrase of each waiting turn matters more than
-the rest of the reply being generated. Once a free-text reply has its first phrase out (a
-sentence end, or ``_SHARE_AFTER_WORDS`` words) while another request waits to start, the worker
-keeps the context's state, queues the rest of the reply behind the waiting requests and runs
-them; the rest goes on later from the kept state (its text becomes the ``assistant_prefix``), so
-its consumer sees one stream that pauses. A reply makes way once at most, never to a
-continuation, and never under a grammar (tool calls, summaries).
-
 Abort: :meth:`LlamaCppEngine.abort` sets a flag that the worker checks after every
 sampled token, before the next one is computed, and wakes the consumer so its stream
 ends at once; the worker drops whatever it was computing when the flag was set.
@@ -40,10 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import dataclasses
 import json
 import logging
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -75,10 +64,6 @@ _WAKE = ("wake",)
 _WORTH_RESTORING = 64  # tokens: below this, evaluating them is cheaper than loading a state
 _CHUNK = 32  # prompt tokens evaluated between two checks for an abort
 _SAME_CONVERSATION = 8  # a kept state all but this many of whose tokens a newer one continues
-_SHARE_AFTER_WORDS = 10  # words after which a reply's first phrase is surely out (the splitter cuts by 8)
-_SENTENCE_END = re.compile(r"[.!?](?=\s+\S)")  # a sentence end the splitter can already cut at
-_WORDS = re.compile(r"\w+")
-_SHARED = "shared"  # the worker's finish for a reply that made way (not a Delta finish reason)
 
 
 def _import_llama_cpp() -> Any:
@@ -100,8 +85,6 @@ class _Job:
     prompt_tokens: int | None = None
     prompt_evaluated_tokens: int | None = None  # the prompt less the prefix the context held
     completion_tokens: int = 0
-    text: str = ""  # the reply's text so far (what a continuation starts from)
-    shared: bool = False  # the reply made way for another request once
 
     def emit(self, *item: Any) -> None:
         """Hand an item to the consumer (called from the worker thread)."""
@@ -147,7 +130,6 @@ class LlamaCppEngine(BaseLlmEngine):
         seed: int | None = None,
         state_cache_mb: int = 256,
         grammar_cache: int = 8,
-        share_turns: bool = True,
     ) -> None:
         super().__init__()
         self._lib = _import_llama_cpp()
@@ -183,10 +165,6 @@ class LlamaCppEngine(BaseLlmEngine):
         self._grammars: OrderedDict[str, Any] = OrderedDict()
         self._grammar_cache = grammar_cache
         self.grammars_built = 0  # how often a schema was turned into a grammar (metrics, tests)
-        self._share_turns = share_turns
-        self._waiting = 0  # requests submitted that have not started (continuations not counted)
-        self._waiting_lock = threading.Lock()
-        self.turns_shared = 0  # replies that made way for a waiting request (metrics, tests)
 
     @classmethod
     def options_from(cls, settings: LlmSettings) -> dict[str, Any]:
@@ -196,7 +174,6 @@ class LlamaCppEngine(BaseLlmEngine):
             "n_threads_batch": settings.batch_threads,
             "n_ctx": settings.context,
             "state_cache_mb": settings.state_cache_mb,
-            "share_turns": settings.share_turns,
         }
 
     @property
@@ -222,7 +199,6 @@ class LlamaCppEngine(BaseLlmEngine):
         self._formatter = self._chat_formatter(llm)
         self._llm = llm
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-cpp")
-        self._waiting = 0
         log.info(
             "llm model loaded",
             extra={
@@ -395,14 +371,7 @@ class LlamaCppEngine(BaseLlmEngine):
         job = _Job(request.request_id, asyncio.get_running_loop())
         self._jobs[request.request_id] = job
         try:
-            with self._waiting_lock:
-                self._waiting += 1
-            try:
-                job.loop.run_in_executor(self._executor, self._start, job, request)
-            except RuntimeError:  # shut down meanwhile
-                with self._waiting_lock:
-                    self._waiting -= 1
-                raise Unavailable("the llama.cpp engine is not loaded") from None
+            job.loop.run_in_executor(self._executor, self._run, job, request)
             async for delta in self._consume(job):
                 yield delta
         finally:
@@ -430,11 +399,6 @@ class LlamaCppEngine(BaseLlmEngine):
 
     # --- worker thread ------------------------------------------------------------------------
 
-    def _start(self, job: _Job, request: LlmRequest) -> None:
-        with self._waiting_lock:
-            self._waiting -= 1
-        self._run(job, request)
-
     def _run(self, job: _Job, request: LlmRequest) -> None:
         if job.cancel.is_set():
             job.emit("end", FINISH_ABORT)
@@ -442,10 +406,6 @@ class LlamaCppEngine(BaseLlmEngine):
         started = time.monotonic()
         try:
             finish = self._generate(job, request)
-            if finish == _SHARED:
-                self._keep()  # the rest of the reply starts from this state
-                self._continue_later(job, request)
-                return
         except PhoneAgentError as exc:
             job.emit("error", exc)
             return
@@ -470,48 +430,20 @@ class LlamaCppEngine(BaseLlmEngine):
             },
         )
 
-    def _continue_later(self, job: _Job, request: LlmRequest) -> None:
-        """Worker thread: queue the rest of a reply that made way, behind the waiting requests."""
-        rest = dataclasses.replace(
-            request,
-            assistant_prefix=request.assistant_prefix + job.text,
-            max_tokens=max(1, request.max_tokens - job.completion_tokens),
-        )
-        executor = self._executor
-        try:
-            if executor is None:
-                raise RuntimeError("closed")
-            executor.submit(self._run, job, rest)
-        except RuntimeError:  # the engine is closing: the reply ends here
-            job.emit("end", FINISH_ABORT)
-
-    def _make_way(self, job: _Job, request: LlmRequest) -> bool:
-        """Worker thread: whether the reply should stop here for a waiting request and go on
-        later (see the module doc): its first phrase is out and someone waits to start."""
-        if not self._share_turns or job.shared or request.json_schema is not None or self._waiting <= 0:
-            return False
-        text = request.assistant_prefix + job.text
-        if "<" in text or "{" in text:  # a tool call may be opening: the dialog takes it from here
-            return False
-        return bool(_SENTENCE_END.search(text)) or len(_WORDS.findall(text)) > _SHARE_AFTER_WORDS
-
     def _generate(self, job: _Job, request: LlmRequest) -> str:
         prompt, stop = self._prompt(request)
-        if job.prompt_tokens is None:
-            job.prompt_tokens = len(prompt)
+        job.prompt_tokens = len(prompt)
         if len(prompt) >= self._params["n_ctx"]:
             raise InvalidArgument("the conversation does not fit the model's context window")
 
         self._restore_prefix(prompt)
-        # a continuation adds what it evaluates again to what its reply evaluated at first
-        job.prompt_evaluated_tokens = (job.prompt_evaluated_tokens or 0) + self._evaluated(prompt)
+        job.prompt_evaluated_tokens = self._evaluated(prompt)
         if not self._evaluate_abortably(job, prompt):
             return FINISH_ABORT
-        before = job.completion_tokens  # a continuation's reply already has these
 
         def counting_stop(input_ids: Any, _logits: Any) -> bool:
             # Called after each token is sampled and before it is evaluated.
-            job.completion_tokens = max(job.completion_tokens, before + len(input_ids) - len(prompt) + 1)
+            job.completion_tokens = max(job.completion_tokens, len(input_ids) - len(prompt) + 1)
             return job.cancel.is_set()
 
         chunks: Iterator[dict[str, Any]] = self._llm.create_completion(
@@ -531,13 +463,8 @@ class LlamaCppEngine(BaseLlmEngine):
                 choice = chunk["choices"][0]
                 if choice["text"]:
                     job.emit("text", choice["text"])
-                    job.text += choice["text"]
                 if choice.get("finish_reason") == "length":
                     finish = FINISH_LENGTH
-                elif choice.get("finish_reason") is None and self._make_way(job, request):
-                    job.shared = True
-                    self.turns_shared += 1
-                    return _SHARED
         finally:
             close = getattr(chunks, "close", None)
             if close is not None:
