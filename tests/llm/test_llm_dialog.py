@@ -363,6 +363,27 @@ async def test_after_a_reply_the_next_turn_opening_is_prefilled_in_the_backgroun
     await d.close()
 
 
+async def test_after_policy_words_the_next_turn_opening_is_prefilled_too() -> None:
+    """Policy's words (the recording notice) join the conversation the model never evaluated:
+    the caller's next turn would read them; a prefill evaluates them while the caller listens."""
+    from phoneagent.llm.priority import LiveFirst
+
+    engine = PrefillingEngine([["Sure, ", "what day? "], ["x"], ["x"]])
+    d, said = _live_dialog(LiveFirst(engine, quiet_s=0.0))
+    await d.on_user_turn(1, "I need an appointment")
+    await wait_for(lambda: d.prefilling is not None and d.prefilling.done())
+    await d.on_playback_done(d.state.generation)
+    first = d.prefilling
+    generation = await d.say_directive("This call is recorded.")
+    await wait_for(lambda: d.prefilling is not first and d.prefilling is not None)
+    assert d.prefilling is not None and await asyncio.wait_for(d.prefilling, 5)
+    prefill = engine.requests[-1]
+    assert prefill[-2] == {"role": "assistant", "content": "This call is recorded."}
+    assert prefill[-1] == {"role": "user", "content": ""}
+    assert any(s.final and s.generation == generation for s in said)
+    await d.close()
+
+
 async def test_the_callers_words_so_far_are_prefilled_and_the_final_shares_them() -> None:
     from phoneagent.llm.priority import LiveFirst
 
@@ -392,7 +413,8 @@ async def test_a_caller_prefill_waiting_for_the_engine_is_dropped_by_the_final()
     from phoneagent.llm.priority import LiveFirst
 
     engine = PrefillingEngine([["Hello there. "], ["Tuesday works."], ["x"]])
-    d, said = _live_dialog(LiveFirst(engine, quiet_s=30.0))  # never quiet here: the prefill waits
+    # never quiet here: the prefill waits
+    d, said = _live_dialog(LiveFirst(engine, quiet_s=30.0, prefill_quiet_s=30.0))
     assert d.prefill_caller(1, "Is Tuesday")
     waiting = d._caller_prefill
     await d.on_user_turn(1, "Is Tuesday free?")

@@ -87,3 +87,26 @@ async def test_background_gives_up_when_calls_never_pause() -> None:
     live.cancel()
     await asyncio.gather(live, return_exceptions=True)
     assert lanes.live == 0
+
+
+class PrefixKeepingEngine(PacedEngine):
+    keeps_prefix = True  # what a prefill evaluates is worth something to the next request
+
+
+async def test_a_prefill_waits_for_a_shorter_quiet_than_other_background_work() -> None:
+    """Right after a live turn, a prefill starts once the engine has been free for
+    ``prefill_quiet_s``, while a summary still waits for ``quiet_s``; a live turn preempts both."""
+    inner = PrefixKeepingEngine()
+    lanes = LiveFirst(inner, quiet_s=1.0, prefill_quiet_s=0.05)
+
+    async def summary(engine: Any) -> str:
+        return await drain(engine, "summary")
+
+    assert await drain(lanes, "turn-1") == "w0 w1 w2 w3 w4 "
+    bg = asyncio.create_task(lanes.background(summary, max_wait_s=5))
+    prefill = asyncio.create_task(lanes.prefill([{"role": "user", "content": ""}], None, max_wait_s=5))
+    assert await asyncio.wait_for(prefill, 0.9)  # well before the summary's quiet second is over
+    assert inner.started[:2] == ["turn-1", next(r for r in inner.started if r.startswith("prefill-"))]
+    assert "summary" not in inner.started
+    assert await asyncio.wait_for(bg, 5) == "w0 w1 w2 w3 w4 "
+    assert LiveFirst(inner, quiet_s=0.1).prefill_quiet_s == 0.1  # never longer than the lane's quiet

@@ -217,6 +217,7 @@ class Dialog(Replies):
             return reply.generation
         await self._end(reply)
         reply.finished = True
+        self._prefill_next(reply)  # the caller's next turn starts after these words
         return reply.generation
 
     async def on_barge_in(self, generation: int, heard_sentence_seq: int, heard_chars: int) -> None:

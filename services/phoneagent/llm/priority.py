@@ -7,6 +7,12 @@ front of the next caller's turn for tens of seconds (measured with eight concurr
 work runs through :meth:`LiveFirst.background` only once no live request has been in flight
 for ``quiet_s``. A live request that arrives while background work runs aborts it; the work
 starts again from the beginning at the next quiet moment.
+
+A prefill (:meth:`LiveFirst.prefill`) waits for a shorter quiet, ``prefill_quiet_s``: it only
+evaluates tokens that the call's next turn would evaluate anyway, an engine that keeps prefixes
+keeps what it evaluated before an abort, and an abort costs a live request at most one chunk of
+prompt evaluation. With several calls the engine is seldom quiet for a whole second, and the
+next turns then read what the prefills would have (measured over SIP at four calls).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from phoneagent.llm.engines.base import Delta, LlmEngine
 from phoneagent.runtime.errors import Unavailable
 
 T = TypeVar("T")
+PREFILL_QUIET_S = 0.2  # how long the engine is free of live requests before a prefill starts
 
 
 class Preempted(Exception):
@@ -29,12 +36,17 @@ class Preempted(Exception):
 class LiveFirst:
     """An :class:`LlmEngine` for live requests, with a lane for background work."""
 
-    def __init__(self, engine: LlmEngine, quiet_s: float = 1.0) -> None:
+    def __init__(
+        self, engine: LlmEngine, quiet_s: float = 1.0, prefill_quiet_s: float = PREFILL_QUIET_S
+    ) -> None:
+        if quiet_s < 0 or prefill_quiet_s < 0:
+            raise ValueError("quiet times must not be negative")
         self.engine = engine
         self.name = engine.name
         self.structured_output = bool(getattr(engine, "structured_output", False))
         self.continues_reply = bool(getattr(engine, "continues_reply", False))
         self.quiet_s = quiet_s
+        self.prefill_quiet_s = min(prefill_quiet_s, quiet_s)  # never longer than other work's
         self.live = 0  # live requests in flight
         self.preempted = 0  # background runs aborted for a live request
         self._last_live = time.monotonic() - quiet_s
@@ -89,34 +101,37 @@ class LiveFirst:
             return False
 
         try:
-            return bool(await self.background(work, max_wait_s))
+            return bool(await self.background(work, max_wait_s, quiet_s=self.prefill_quiet_s))
         except Unavailable:
             return False
 
     # --- background work -----------------------------------------------------------------------
-    async def background(self, work: Callable[[Any], Awaitable[T]], max_wait_s: float) -> T:
-        """Run ``work(engine)`` when the engine has been free of live requests for ``quiet_s``;
-        again from the start if a live request aborts it. Raises :class:`Unavailable` (retryable)
-        when no run completed within ``max_wait_s``."""
+    async def background(
+        self, work: Callable[[Any], Awaitable[T]], max_wait_s: float, *, quiet_s: float | None = None
+    ) -> T:
+        """Run ``work(engine)`` when the engine has been free of live requests for ``quiet_s``
+        (the lane's own by default); again from the start if a live request aborts it. Raises
+        :class:`Unavailable` (retryable) when no run completed within ``max_wait_s``."""
         deadline = time.monotonic() + max_wait_s
+        quiet = self.quiet_s if quiet_s is None else quiet_s
         while True:
-            await self._wait_quiet(deadline)
+            await self._wait_quiet(deadline, quiet)
             lane = _Background(self)
             result = await work(lane)
             if not lane.preempted:
                 return result
             self.preempted += 1
 
-    async def _wait_quiet(self, deadline: float) -> None:
+    async def _wait_quiet(self, deadline: float, quiet_s: float) -> None:
         while True:
             now = time.monotonic()
             if now >= deadline:
                 raise Unavailable("the engine is busy with live calls")
             quiet_for = now - self._last_live
-            if self.live == 0 and quiet_for >= self.quiet_s:
+            if self.live == 0 and quiet_for >= quiet_s:
                 return
             self._changed.clear()
-            wait = self.quiet_s - quiet_for if self.live == 0 else deadline - now
+            wait = quiet_s - quiet_for if self.live == 0 else deadline - now
             try:
                 await asyncio.wait_for(self._changed.wait(), max(0.01, min(wait, deadline - now)))
             except TimeoutError:
