@@ -97,8 +97,8 @@ class Kamailio:
     def __init__(self, workdir: Path, tls: tuple[Path, Path] | None = None) -> None:
         """``tls``: the certificate and key files to serve SIP over TLS with (on :attr:`tls_port`)."""
         self.workdir = workdir
-        self.port = free_udp_port()
-        self.tls_port = free_udp_port() if tls else 0
+        self.port = free_udp_port()  # the number after it is free over TCP too: TLS goes there
+        self.tls_port = self.port + 1 if tls else 0
         self.config = workdir / "kamailio.cfg"
         tls_listen = tls_modules = ""
         if tls is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,18 +14,45 @@ from phoneagent.devtools.harness.scenario import DEFAULT_SCENARIO, load_scenario
 from phoneagent.devtools.harness.session import Outcome, run_scenario
 from phoneagent.runtime.stack import Stack
 
+# Ports handed out here for SIP listeners lie below the kernel's ephemeral range: an outgoing
+# connection or a listener on port 0 anywhere on the machine can take an ephemeral port between
+# the check here and the listener's own bind (a baresip peer once lost the TCP port after its
+# SIP port, where it puts SIP over TLS, that way).
+LISTEN_PORTS = (20000, 32000)
 
-def free_udp_port(host: str = "127.0.0.1") -> int:
-    """A UDP port nothing listens on right now (SIP listens on UDP and TCP with one number)."""
-    for _ in range(20):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind((host, 0))
-            port = int(u.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                try:
-                    t.bind((host, port))
-                except OSError:
-                    continue
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def _free(host: str, port: int, kind: int) -> bool:
+    with socket.socket(socket.AF_INET, kind) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_udp_port(host: str = "127.0.0.1", *, span: int = 2) -> int:
+    """A port nothing listens on right now, over UDP or TCP (SIP listens on both with one number),
+    and the ``span - 1`` numbers after it free over TCP too (a SIP peer may put TLS on the next
+    one); below the ephemeral range where that leaves room, else any free ephemeral port."""
+    low, high = LISTEN_PORTS[0], min(LISTEN_PORTS[1], _ephemeral_low())
+    pick = random.SystemRandom()
+    for attempt in range(200):
+        if high - low > span and attempt < 150:
+            port = pick.randrange(low, high - span)
+        else:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                u.bind((host, 0))
+                port = int(u.getsockname()[1])
+        if _free(host, port, socket.SOCK_DGRAM) and all(
+            _free(host, port + i, socket.SOCK_STREAM) for i in range(span)
+        ):
             return port
     raise OSError("no free port")
 
