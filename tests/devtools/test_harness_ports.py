@@ -10,21 +10,16 @@ import pytest
 from phoneagent.devtools.harness import demo
 
 
-def bindable(port: int, kind: int) -> bool:
-    with socket.socket(socket.AF_INET, kind) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def test_a_sip_port_is_free_on_both_transports_with_the_next_one_and_below_the_ephemeral_range() -> None:
     for _ in range(20):
         port = demo.free_udp_port()
         assert demo.LISTEN_PORTS[0] <= port < min(demo.LISTEN_PORTS[1], demo._ephemeral_low())
-        assert bindable(port, socket.SOCK_DGRAM) and bindable(port, socket.SOCK_STREAM)
-        assert bindable(port + 1, socket.SOCK_STREAM)
+        for number, kind in (
+            (port, socket.SOCK_DGRAM),
+            (port, socket.SOCK_STREAM),
+            (port + 1, socket.SOCK_STREAM),
+        ):
+            assert demo.port_free("127.0.0.1", number, kind), (number, kind)
 
 
 def listener_after_a_free_port() -> tuple[socket.socket, int]:
@@ -34,7 +29,9 @@ def listener_after_a_free_port() -> tuple[socket.socket, int]:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         candidate = taken.getsockname()[1] - 1
-        if bindable(candidate, socket.SOCK_DGRAM) and bindable(candidate, socket.SOCK_STREAM):
+        if demo.port_free("127.0.0.1", candidate, socket.SOCK_DGRAM) and demo.port_free(
+            "127.0.0.1", candidate, socket.SOCK_STREAM
+        ):
             return taken, candidate
         taken.close()
     raise AssertionError("no listener with a free port just before it")
@@ -50,4 +47,4 @@ def test_a_port_whose_next_number_is_taken_over_tcp_is_never_handed_out(
         monkeypatch.setattr(demo, "_ephemeral_low", lambda: 65535)
         port = demo.free_udp_port()
         assert port != candidate
-        assert bindable(port + 1, socket.SOCK_STREAM)
+        assert demo.port_free("127.0.0.1", port + 1, socket.SOCK_STREAM)

@@ -95,7 +95,7 @@ class PrefixKeepingEngine(PacedEngine):
 
 async def test_a_prefill_waits_for_a_shorter_quiet_than_other_background_work() -> None:
     """Right after a live turn, a prefill starts once the engine has been free for
-    ``prefill_quiet_s``, while a summary still waits for ``quiet_s``; a live turn preempts both."""
+    ``prefill_quiet_s``, while a summary still waits for ``quiet_s``."""
     inner = PrefixKeepingEngine()
     lanes = LiveFirst(inner, quiet_s=1.0, prefill_quiet_s=0.05)
 

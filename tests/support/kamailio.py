@@ -11,12 +11,11 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
 
-from phoneagent.devtools.harness.demo import free_udp_port
+from phoneagent.devtools.harness.demo import free_udp_port, port_free
 
 MODULES = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
 USER, PASSWORD = "1001", "reg-s3cret"
@@ -174,7 +173,7 @@ class Kamailio:
         # its children share the ports; wait until they are free again
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10
-        while not _port_free(self.port):
+        while not port_free("127.0.0.1", self.port):
             if loop.time() > deadline:
                 raise RuntimeError("kamailio's port still taken after it stopped")
             await asyncio.sleep(0.05)
@@ -182,15 +181,6 @@ class Kamailio:
     async def restart(self) -> None:
         await self.stop()
         await self.start()
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 @contextlib.asynccontextmanager

@@ -28,7 +28,8 @@ def _ephemeral_low() -> int:
         return 32768  # Linux's default
 
 
-def _free(host: str, port: int, kind: int) -> bool:
+def port_free(host: str, port: int, kind: int = socket.SOCK_DGRAM) -> bool:
+    """Whether ``port`` can be bound on ``host`` right now (``kind``: SOCK_DGRAM or SOCK_STREAM)."""
     with socket.socket(socket.AF_INET, kind) as s:
         try:
             s.bind((host, port))
@@ -50,8 +51,8 @@ def free_udp_port(host: str = "127.0.0.1", *, span: int = 2) -> int:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
                 u.bind((host, 0))
                 port = int(u.getsockname()[1])
-        if _free(host, port, socket.SOCK_DGRAM) and all(
-            _free(host, port + i, socket.SOCK_STREAM) for i in range(span)
+        if port_free(host, port, socket.SOCK_DGRAM) and all(
+            port_free(host, port + i, socket.SOCK_STREAM) for i in range(span)
         ):
             return port
     raise OSError("no free port")
