@@ -101,6 +101,9 @@ def test_disclosure_not_duplicated_and_only_on_first_utterance() -> None:
         "No, I want a live agent.",
         "can i speak to your customer service representative",
         "I'd like to talk to a manager",
+        "This is ridiculous, get me a manager right now.",
+        "I want your supervisor.",
+        "can I have the office manager please",
         "I can't hear you, get me a person.",
     ],
 )
@@ -120,6 +123,8 @@ def test_human_request_escalates(text: str) -> None:
         "I never asked to speak to a human.",
         "The human resources department sent me.",
         "I want to reschedule my appointment.",
+        "I need the manager's email address.",
+        "The office manager told me to call about my bill.",
     ],
 )
 def test_no_escalation_on_negated_or_unrelated_mentions(text: str) -> None:
