@@ -20,7 +20,9 @@ generation prompt) and tokenized with it. The reply that produced that prefix le
 in the context (or in its kept state), so the continuation evaluates only the few tokens the
 prefix adds. Grammars built from a JSON schema are kept (``grammar_cache`` of them, least recently
 used first out), keyed on the schema's JSON (property order included: the grammar follows it):
-the tools' schema is the same on every tool call of an agent.
+the tools' schema is the same on every tool call of an agent. A constrained token is checked
+against the grammar among the likely tokens first, the whole vocabulary only when none of them
+fits (:mod:`phoneagent.llm.engines.llama_grammar`).
 
 Abort: :meth:`LlamaCppEngine.abort` sets a flag that the worker checks after every
 sampled token, before the next one is computed, and wakes the consumer so its stream
@@ -51,6 +53,8 @@ from phoneagent.llm.engines.base import (
     LlmRequest,
     warm_up_by_streaming,
 )
+from phoneagent.llm.engines.llama_grammar import TopFirstGrammar
+from phoneagent.llm.engines.llama_grammar import install as install_top_first_grammar
 from phoneagent.llm.models import DEFAULT_MODEL, model_path
 from phoneagent.runtime.errors import EngineFailure, InvalidArgument, PhoneAgentError, Unavailable
 from phoneagent.runtime.modelfiles import MissingModelError
@@ -165,6 +169,7 @@ class LlamaCppEngine(BaseLlmEngine):
         self._grammars: OrderedDict[str, Any] = OrderedDict()
         self._grammar_cache = grammar_cache
         self.grammars_built = 0  # how often a schema was turned into a grammar (metrics, tests)
+        self.last_grammar_sampler: TopFirstGrammar | None = None  # the latest constrained generation's
 
     @classmethod
     def options_from(cls, settings: LlmSettings) -> dict[str, Any]:
@@ -197,6 +202,7 @@ class LlamaCppEngine(BaseLlmEngine):
         except (ValueError, RuntimeError) as exc:
             raise EngineFailure(f"llama.cpp could not load {path.name}") from exc
         self._formatter = self._chat_formatter(llm)
+        install_top_first_grammar(self._lib, llm, on_sampler=self._grammar_sampler_made)
         self._llm = llm
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-cpp")
         log.info(
@@ -209,6 +215,9 @@ class LlamaCppEngine(BaseLlmEngine):
                 "n_threads": self._params["n_threads"],
             },
         )
+
+    def _grammar_sampler_made(self, sampler: TopFirstGrammar) -> None:
+        self.last_grammar_sampler = sampler
 
     def _chat_formatter(self, llm: Any) -> Any:
         template = llm.metadata.get("tokenizer.chat_template")
