@@ -98,3 +98,30 @@ def test_the_grammar_offers_appointment_tools_only_when_the_caller_talks_about_o
     assert offered() == every
     tools.caller_said("yes please")  # accepting an offered slot, right after a booking turn
     assert offered() == every
+
+
+def test_the_grammar_leaves_out_arguments_the_caller_gave_nothing_for(
+    agent: Agent, store: SchedulingStore
+) -> None:
+    """A phone number, notes, a booking reference and a date of birth are optional, and code
+    keeps only what the caller said: the grammar does not let the model write them until the
+    caller's words hold one (the prompt still lists them, so its cached prefix stays)."""
+    tools = tools_for(agent, store, Documents())
+
+    def arguments(name: str) -> set[str]:
+        (tool,) = [t for t in tools.callable_schemas() if t["function"]["name"] == name]
+        return set(tool["function"]["parameters"]["properties"])
+
+    listed = {t["function"]["name"]: t for t in tools.schemas()}
+    assert {"phone", "notes"} <= set(listed["book_appointment"]["function"]["parameters"]["properties"])
+    tools.caller_said("Can I book a cleaning on Monday at ten? My name is Ana Diaz.")
+    assert arguments("book_appointment") == {"appointment_type", "when", "name"}
+    assert arguments("take_message") == {"name", "message", "urgent"}  # required ones always stay
+    assert "reference" not in arguments("cancel_appointment")
+    tools.caller_said("Please add a note that I use a wheelchair, and call me on 212 555 0147.")
+    assert arguments("book_appointment") == {"appointment_type", "when", "name", "phone", "notes"}
+    tools.caller_said("I want to cancel, my reference is four seven one two oh nine")
+    assert "reference" in arguments("cancel_appointment")
+    tools.caller_said("yes please")  # a reference counts only in the words that give it
+    assert "reference" not in arguments("cancel_appointment")
+    assert listed == {t["function"]["name"]: t for t in tools.schemas()}  # nothing changed in place
