@@ -118,11 +118,12 @@ _HUMAN = r"(?:real |live |actual |human )?(?:person|human(?: being)?|agent|opera
 _BOSS = r"(?:manager|supervisor)(?!'s)"  # "get me a manager", not "I want the manager's email"
 _ANYONE = rf"(?:{_HUMAN}|someone|somebody|anyone|anybody|{_BOSS})"
 _DET = r"(?:(?:a|an|the|some|your|one of your) )?"
+_ASK = r"(?:want|need|would like|get me|give me|can i have|can i get)"
 _GAP = r"(?:[a-z0-9]+ ){0,2}?"
 HUMAN_REQUEST_PHRASES = {
     "speak_to": rf"(?:talk|speak|chat) (?:to|with) {_DET}{_GAP}{_ANYONE}",
     "connect_me": rf"(?:transfer|connect|put) me (?:through )?(?:(?:to|with|on with) )?{_DET}{_GAP}{_ANYONE}",
-    "want_human": rf"(?:want|need|would like|get me|give me|can i have|can i get) {_DET}{_GAP}(?:{_HUMAN}|{_BOSS})",
+    "want_human": rf"{_ASK} {_DET}{_GAP}(?:{_HUMAN}|{_BOSS})",
     "short_request": rf"^(?:i want )?{_DET}{_HUMAN}(?: now)?$",
     "representative": r"representative",
     "real_person": r"(?<!are you a )(?<!are you )(?<!is this a )(?<!am i talking to a )"
