@@ -125,28 +125,3 @@ def test_the_grammar_leaves_out_arguments_the_caller_gave_nothing_for(
     tools.caller_said("yes please")  # a reference counts only in the words that give it
     assert "reference" not in arguments("cancel_appointment")
     assert listed == {t["function"]["name"]: t for t in tools.schemas()}  # nothing changed in place
-
-
-class TwoPassages(Documents):
-    def search(self, question: str, k: int = 3, min_score: float = 0.2) -> list[Passage]:
-        self.questions.append(question)
-        return [
-            Passage(INSURANCE, "prices.md", "Insurance", 0.55),
-            Passage("Outside opening hours, call the on-call dentist.", "practice.md", "Emergencies", 0.54),
-        ]
-
-
-@pytest.mark.parametrize("passages", [1, 2])
-async def test_the_model_reads_as_many_passages_as_the_prompt_needs(
-    agent: Agent, store: SchedulingStore, passages: int
-) -> None:
-    """With the documents in the system prompt the lookup only points the model at the best
-    passage (one, ~30 tokens, instead of two); without them it reads the runner-up too."""
-    executor = ToolExecutor(agent, store, TwoPassages(), lambda: NOW)  # type: ignore[arg-type]
-    tools = Tools(executor, CallContext("call-p", "+15552013344"), clock=lambda: NOW, passages=passages)
-    tools.caller_said("when are you open, and do you take delta dental")
-    outcome = await tools.run("lookup_knowledge", {"question": "delta dental"})
-    assert outcome.ok and not outcome.final and outcome.spoken == INSURANCE
-    assert INSURANCE in outcome.for_model
-    assert ("on-call dentist" in outcome.for_model) is (passages == 2)
-    assert len(outcome.result["passages"]) == passages

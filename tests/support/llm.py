@@ -51,9 +51,6 @@ class LlmStageStub:
         self.saved: list[DialogState] = []
         self.forgotten: list[str] = []  # calls whose saved state was purged at call end
 
-    def lookup_passages(self) -> int:
-        return 2
-
     def system_prompt(self) -> str:
         return "You answer the phone."
 

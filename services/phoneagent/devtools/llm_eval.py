@@ -49,8 +49,8 @@ TURN_TIMEOUT_S = 90.0
 class RecordingTools(Tools):
     """The service's tool adapter, remembering each call for the result table."""
 
-    def __init__(self, executor: ToolExecutor, ctx: CallContext, passages: int = 2) -> None:
-        super().__init__(executor, ctx, clock=lambda: NOW, passages=passages)
+    def __init__(self, executor: ToolExecutor, ctx: CallContext) -> None:
+        super().__init__(executor, ctx, clock=lambda: NOW)
         self.calls: list[tuple[str, dict[str, Any], str]] = []
         self._resumed = False
 
@@ -121,9 +121,7 @@ class Rig:
     def dialog(
         self, call_id: str, *, caller: str | None = CALLER, publish: Any = None, action: Any = None
     ) -> tuple[Dialog, RecordingTools]:
-        tools = RecordingTools(
-            self.executor, CallContext(call_id, caller), passages=1 if self.prompter.documents else 2
-        )
+        tools = RecordingTools(self.executor, CallContext(call_id, caller))
 
         async def drop(_: Any) -> None:
             return None

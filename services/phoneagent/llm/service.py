@@ -81,12 +81,7 @@ class LlmCallSession:
         uri = self.call.from_uri if self.call.direction == call_pb2.DIRECTION_INBOUND else self.call.to_uri
         caller = _uri_user(uri)  # "sip:+12125550177@host:port" -> "+12125550177", not host digits too
         tools = (
-            Tools(
-                svc.executor,
-                CallContext(self.call_id, caller or None),
-                record=self.publish_tool_record,
-                passages=svc.lookup_passages(),
-            )
+            Tools(svc.executor, CallContext(self.call_id, caller or None), record=self.publish_tool_record)
             if svc.executor
             else None
         )
@@ -421,11 +416,6 @@ class LlmService(Service):
         return Prompter(
             self.agent, self.store, self.knowledge, documents_chars=self.settings.prompt_documents_chars
         )
-
-    def lookup_passages(self) -> int:
-        """Passages a knowledge lookup gives the model: the best one when the documents are in
-        the system prompt already, two when each turn carries only what matches."""
-        return 1 if self.prompter().documents else 2
 
     def system_prompt(self) -> str:
         """The part of the prompt that is the same for every turn of every call (cached by the engine)."""

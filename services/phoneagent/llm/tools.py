@@ -52,14 +52,8 @@ class Tools:
         ctx: CallContext,
         clock: Callable[[], datetime] | None = None,
         record: Callable[[Any], Awaitable[None]] | None = None,
-        passages: int = 2,
     ) -> None:
-        if passages < 1:
-            raise ValueError("passages must be at least 1")
         self.executor = executor
-        # Knowledge passages the model reads after a lookup: one when the documents are in the
-        # system prompt already (the lookup only points at the best), more when they are not.
-        self.passages = passages
         self.ctx = ctx
         self.record = record  # publishes ToolCall / ToolResult for the call record
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -211,8 +205,7 @@ class Tools:
         if name == "lookup_knowledge" and result.ok and not _configured_hours(result.data):
             # Documents answer in paragraphs: the model phrases the answer to what was asked in a
             # sentence or two, from the best passages.
-            passages = [p["text"] for p in result.data.get("passages", []) if isinstance(p, dict)]
-            passages = passages[: self.passages]
+            passages = [p["text"] for p in result.data.get("passages", []) if isinstance(p, dict)][:2]
             if passages:
                 return ToolOutcome(
                     ok=True,
