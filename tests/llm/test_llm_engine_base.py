@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from phoneagent.llm.assemble import main as assemble_main
-from phoneagent.llm.engines.base import create_engine, engine_names, validate_request
+from phoneagent.llm.engines.base import create_engine, engine_names, template_messages, validate_request
 from phoneagent.llm.engines.openai_http import status_error
 from phoneagent.llm.engines.sse import SseParser
 from phoneagent.llm.models import MODELS, get_model, model_path, part_paths
@@ -173,3 +173,21 @@ def test_llama_cpp_keeps_the_grammars_it_builds() -> None:
     assert engine._grammar(None) is None
     with pytest.raises(InvalidArgument):
         create_engine("llama_cpp", grammar_cache=-1)
+
+
+def test_templates_get_tool_call_arguments_as_the_object_they_hold() -> None:
+    call = {
+        "type": "function",
+        "function": {"name": "lookup_knowledge", "arguments": '{"question": "parking?"}'},
+    }
+    broken = {"type": "function", "function": {"name": "end_call", "arguments": "not json"}}
+    messages = [
+        {"role": "user", "content": "Is parking free?"},
+        {"role": "assistant", "content": None, "tool_calls": [call, broken]},
+        {"role": "tool", "content": "Free parking behind the building."},
+    ]
+    out = template_messages(messages)
+    assert out[1]["tool_calls"][0]["function"]["arguments"] == {"question": "parking?"}
+    assert out[1]["tool_calls"][1]["function"]["arguments"] == "not json"  # left for the template
+    assert out[0] is messages[0] and out[2] is messages[2]
+    assert call["function"]["arguments"] == '{"question": "parking?"}'  # the dialog's copy unchanged

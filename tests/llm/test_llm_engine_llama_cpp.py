@@ -205,6 +205,56 @@ async def test_a_tool_call_continues_the_reply_that_opened_it(engine) -> None:
     assert engine.grammars_built <= built + 1
 
 
+async def test_the_next_turn_reads_a_tool_call_from_the_context_not_again(engine) -> None:
+    """The dialog keeps a call's arguments as a JSON string (the OpenAI form). Rendered as they
+    are, Qwen's template escapes them into a string and the next turn reads the whole call
+    again; rendered as the object they hold, the prompt continues the tokens the call left in
+    the context, and the next turn evaluates little more than the tool's answer."""
+    tools = tool_definitions()
+    schema = tool_call_schema(tools)
+    messages = [SYSTEM, {"role": "user", "content": "Do you take Delta Dental insurance?"}]
+    deltas = await asyncio.wait_for(
+        collect(
+            engine.stream(
+                messages,
+                request_id="lookup",
+                max_tokens=120,
+                temperature=0.0,
+                tools=tools,
+                json_schema=schema,
+                assistant_prefix="<tool_call>\n",
+            )
+        ),
+        120,
+    )
+    call = read_constrained("".join(d.text for d in deltas))
+    assert call is not None
+    answer = "From the practice's documents: we accept Delta Dental."
+    follow = [
+        *messages,
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "type": "function",
+                    "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])},
+                }
+            ],
+        },
+        {"role": "tool", "content": answer},
+    ]
+    final = (
+        await asyncio.wait_for(
+            collect(engine.stream(follow, request_id="after", max_tokens=1, temperature=0.0, tools=tools)),
+            120,
+        )
+    )[-1]
+    assert final.prompt_evaluated_tokens is not None
+    # The closer, the tool turn's frame, the answer (~12 tokens) and the generation prompt.
+    assert final.prompt_evaluated_tokens <= 35, final
+
+
 async def test_queued_request_aborted_before_it_runs(engine) -> None:
     first = engine.stream(LONG_ASK, request_id="busy", max_tokens=40, temperature=0.0)
     await anext(aiter(first))

@@ -138,21 +138,15 @@ async def test_an_engine_that_continues_a_reply_finishes_the_opened_call_in_the_
     assert repairs("unconstrained") + repairs("cut_off") == before
 
 
-@pytest.mark.parametrize(
-    ("free", "prefix"),
-    [
-        (['```json\n{"'], "```json\n"),  # a fenced object: the fence stays, the object is generated
-        (['{"name'], None),  # a bare object at the start: nothing to continue, the reply is the call
-        ([" ", '{"'], None),
-    ],
-)
-async def test_a_continued_call_keeps_only_what_came_before_its_object(
-    free: list[str], prefix: str | None
-) -> None:
+@pytest.mark.parametrize("free", [['```json\n{"'], ['{"name'], [" ", '{"'], ["<tools>"]])
+async def test_a_continued_call_goes_on_after_the_marker_the_history_renders(free: list[str]) -> None:
+    """Whatever opened the call (a fence, a bare object, another marker), it is continued after
+    Qwen's marker: the history renders every call that way, so the tokens the engine evaluated
+    for the call are the ones the next turn's prompt holds."""
     engine = SchemaEngine(free, CALL, continues=True)
     tools, _ = await talk(engine)
     assert tools.calls == [("book_appointment", {"appointment_type": "cleaning", "when": "Tuesday at 10"})]
-    assert engine.requests[1].get("assistant_prefix") == prefix
+    assert engine.requests[1].get("assistant_prefix") == "<tool_call>\n"
 
 
 def test_wrappers_continue_a_reply_only_when_their_engines_do() -> None:
@@ -166,10 +160,11 @@ def test_the_prefix_of_a_continued_call() -> None:
     assert call_prefix("<tool_call>") == "<tool_call>\n"
     assert call_prefix("<tool_call>\n") == "<tool_call>\n"
     assert call_prefix('<tool_call>\n{"na') == "<tool_call>\n"
-    assert call_prefix("<tools>") == "<tools>\n"
-    assert call_prefix('```json\n{"') == "```json\n"
-    assert call_prefix('{"') == call_prefix(' \n{"') == ""
-    assert call_prefix("Sure") == ""
+    # Whatever opened the call, it goes on after the marker the history renders it with.
+    assert call_prefix("<tools>") == "<tool_call>\n"
+    assert call_prefix('```json\n{"') == "<tool_call>\n"
+    assert call_prefix('{"') == call_prefix(' \n{"') == "<tool_call>\n"
+    assert call_prefix("Sure") == call_prefix("") == ""
 
 
 async def test_without_a_grammar_the_free_call_is_repaired_and_counted() -> None:

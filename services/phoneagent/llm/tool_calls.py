@@ -5,8 +5,8 @@ a bare or fenced JSON object). That free request is then stopped, and the call i
 :func:`tool_call_schema`, passed as the engine's ``json_schema`` (a llama.cpp grammar built from
 the JSON Schema, vLLM's structured outputs, the OpenAI ``response_format``): the name is one of
 the offered tools and the arguments match that tool's parameters. An engine that continues a
-reply gets what the free request wrote before the JSON object (:func:`call_prefix`, the marker
-and its line break) as the reply's start and generates only the object after it, so the model
+reply gets Qwen's marker and its line break (:func:`call_prefix`, whichever opener the model wrote)
+as the reply's start and generates only the object after it, so the model
 goes on from where it stopped and reads a few new prompt tokens; on any other engine the call is
 generated again from the start of the reply. Reading a free-text call back with repairs is only
 the fallback (an engine that cannot build the grammar, or output cut off by the token limit),
@@ -29,6 +29,7 @@ TOOL_CALL_REPAIRS = Counter(
 CONSTRAINED_MIN_TOKENS = 200  # a booking with notes is about 80 tokens of JSON
 
 # Qwen's marker is <tool_call>; the 1.5B model also writes <tools> or <tool> around the object.
+CALL_MARKER = "<tool_call>\n"  # as Qwen's chat template writes a call in the history
 _TOOL_CALL = re.compile(r"<tool(?:_call|s)?>\s*(\{.*?\})\s*(?:</tool(?:_call|s)?>|$)", re.S)
 _OPENING = re.compile(r'\s*(?:<tool(?:_call|s)?>|(?:```(?:json)?\s*)?\{\s*")')
 
@@ -39,18 +40,13 @@ def starts_tool_call(text: str) -> bool:
 
 
 def call_prefix(text: str) -> str:
-    """What a continued tool call keeps of the free output that opened it (``text``, on which
-    :func:`starts_tool_call` is true): everything before the JSON object, a marker's line ended as
-    Qwen's template writes it (``<tool_call>\n``). The schema then applies to the object alone."""
-    m = _OPENING.match(text)
-    if m is None:
-        return ""
-    head = text[: m.end()]
-    brace = head.find("{")
-    if brace >= 0:
-        head = head[:brace]
-        return head if head.strip() else ""  # a bare object: the reply's start is the object's
-    return head.rstrip() + "\n"  # a marker: the object starts on the next line
+    """How a continued tool call starts, once ``text`` (free output) has opened one
+    (:func:`starts_tool_call`; "" when it has not): Qwen's marker and its line break, whichever
+    opener the model wrote (the marker, ``<tools>``, a fenced or a bare JSON object). The
+    dialog's history renders every call as Qwen's template does (``<tool_call>\n{...}``), so a
+    call continued after the same marker leaves in the engine's context exactly the tokens the
+    next turn's prompt holds; after a bare ``{"`` the whole call was read again on that turn."""
+    return CALL_MARKER if _OPENING.match(text) else ""
 
 
 def tool_call_schema(tools: list[dict[str, Any]]) -> dict[str, Any]:

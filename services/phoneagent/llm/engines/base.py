@@ -16,6 +16,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -273,6 +274,36 @@ def validate_request(
         raise InvalidArgument("json_schema must be a non-empty JSON Schema object")
     if not isinstance(assistant_prefix, str):
         raise InvalidArgument("assistant_prefix must be a string")
+
+
+def template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``messages`` as a chat template renders them in process (llama.cpp, vLLM): each tool call's
+    ``arguments`` as the JSON object it holds. The dialog keeps them as a JSON string, the
+    OpenAI protocol's form, and Qwen's template writes ``arguments | tojson``: from a string that
+    is an escaped string (``"arguments": "{\"question\": ...}"``), which is neither what the model
+    wrote (its evaluated tokens no longer match, and the whole call is read again on the next
+    turn) nor the form its examples show it. Messages are copied, never changed in place; an
+    argument string that is not a JSON object stays as it is."""
+    out = []
+    for msg in messages:
+        calls = msg.get("tool_calls") if isinstance(msg, dict) else None
+        if not calls:
+            out.append(msg)
+            continue
+        rendered = []
+        for call in calls:
+            fn = call.get("function") if isinstance(call, dict) else None
+            args = fn.get("arguments") if isinstance(fn, dict) else None
+            if isinstance(fn, dict) and isinstance(args, str):
+                try:
+                    parsed = json.loads(args)
+                except ValueError:
+                    parsed = None
+                if isinstance(parsed, dict):
+                    call = {**call, "function": {**fn, "arguments": parsed}}
+            rendered.append(call)
+        out.append({**msg, "tool_calls": rendered})
+    return out
 
 
 def _validate_message(index: int, msg: Any) -> None:

@@ -51,6 +51,7 @@ from phoneagent.llm.engines.base import (
     BaseLlmEngine,
     Delta,
     LlmRequest,
+    template_messages,
     warm_up_by_streaming,
 )
 from phoneagent.llm.engines.llama_grammar import TopFirstGrammar
@@ -482,7 +483,7 @@ class LlamaCppEngine(BaseLlmEngine):
 
     def _prompt(self, request: LlmRequest) -> tuple[list[int], list[str]]:
         try:
-            formatted = self._formatter(messages=request.messages, tools=request.tools)
+            formatted = self._formatter(messages=template_messages(request.messages), tools=request.tools)
         except Exception as exc:  # the template raises on conversations it cannot render
             raise InvalidArgument("the chat template cannot render these messages") from exc
         tokens = self._llm.tokenize(

@@ -26,6 +26,7 @@ from phoneagent.llm.engines.base import (
     BaseLlmEngine,
     Delta,
     LlmRequest,
+    template_messages,
 )
 from phoneagent.runtime.errors import EngineFailure, InvalidArgument, PhoneAgentError, Unavailable
 from phoneagent.runtime.modelfiles import MissingModelError
@@ -163,7 +164,7 @@ class VllmEngine(BaseLlmEngine):
             self._tokenizer = await tokenizer if inspect.isawaitable(tokenizer) else tokenizer
         try:
             prompt: str = self._tokenizer.apply_chat_template(
-                messages, tools=tools, tokenize=False, add_generation_prompt=True
+                template_messages(messages), tools=tools, tokenize=False, add_generation_prompt=True
             )
         except Exception as exc:  # the template raises on conversations it cannot render
             raise InvalidArgument("the chat template cannot render these messages") from exc
