@@ -125,3 +125,39 @@ def test_the_grammar_leaves_out_arguments_the_caller_gave_nothing_for(
     tools.caller_said("yes please")  # a reference counts only in the words that give it
     assert "reference" not in arguments("cancel_appointment")
     assert listed == {t["function"]["name"]: t for t in tools.schemas()}  # nothing changed in place
+
+
+class Scored(Documents):
+    def __init__(self, runner_up: float) -> None:
+        super().__init__()
+        self.runner_up = runner_up
+
+    def search(self, question: str, k: int = 3, min_score: float = 0.2) -> list[Passage]:
+        self.questions.append(question)
+        return [
+            Passage(INSURANCE, "prices.md", "Insurance", 0.70),
+            Passage(
+                "Outside opening hours, call the on-call dentist.",
+                "practice.md",
+                "Emergencies",
+                self.runner_up,
+            ),
+        ]
+
+
+@pytest.mark.parametrize(("runner_up", "read"), [(0.40, 1), (0.67, 2)])
+async def test_the_model_reads_a_runner_up_passage_only_when_it_scored_close_to_the_best(
+    agent: Agent, store: SchedulingStore, runner_up: float, read: int
+) -> None:
+    """A clear winner comes alone ("Do you accept Medicaid?": 0.71 against 0.41, ~30 tokens
+    less to read); a runner-up as close as the prompt's own passages need comes with it (the
+    embedding ranks "An emergency visit costs ..." 0.288 just above "New patients should ...
+    bring ..." 0.270 for "What should I bring to my first visit?")."""
+    executor = ToolExecutor(agent, store, Scored(runner_up), lambda: NOW)  # type: ignore[arg-type]
+    tools = Tools(executor, CallContext("call-p", "+15552013344"), clock=lambda: NOW)
+    tools.caller_said("do you take delta dental")
+    outcome = await tools.run("lookup_knowledge", {"question": "delta dental"})
+    assert outcome.ok and not outcome.final and outcome.spoken == INSURANCE
+    assert INSURANCE in outcome.for_model
+    assert ("on-call dentist" in outcome.for_model) is (read == 2)
+    assert len(outcome.result["passages"]) == read

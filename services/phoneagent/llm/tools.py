@@ -17,7 +17,7 @@ from phoneagent.llm.domain.tool_result import CallContext
 from phoneagent.llm.domain.tool_schemas import BIRTH_DATE
 from phoneagent.llm.domain.tools import ToolExecutor
 from phoneagent.llm.domain.verification import read_birth_date, read_reference, spoken_digits
-from phoneagent.llm.prompting import answers, normalise_arguments, wants_appointment
+from phoneagent.llm.prompting import PASSAGE_TIE, answers, normalise_arguments, wants_appointment
 from phoneagent.runtime.errors import PhoneAgentError
 from phoneagent.runtime.meta import new_meta
 from phoneagent.v1 import tools_pb2
@@ -204,8 +204,9 @@ class Tools:
             self.pending = (name, asked, (str(result.data["needs"]),))
         if name == "lookup_knowledge" and result.ok and not _configured_hours(result.data):
             # Documents answer in paragraphs: the model phrases the answer to what was asked in a
-            # sentence or two, from the best passages.
-            passages = [p["text"] for p in result.data.get("passages", []) if isinstance(p, dict)][:2]
+            # sentence or two, from the best passages: a runner-up only when it scored as close to
+            # the best as the prompt's own passages need (PASSAGE_TIE), a clear winner alone.
+            passages = _close_passages(result.data.get("passages", []))[:2]
             if passages:
                 return ToolOutcome(
                     ok=True,
@@ -266,6 +267,20 @@ class Tools:
 def _unsecret(body: dict[str, Any]) -> dict[str, Any]:
     """A tool call or result for the call record, without the booking reference or date of birth."""
     return {k: (f"[{k}]" if k in SECRETS else v) for k, v in body.items()}
+
+
+def _close_passages(found: Any) -> list[str]:
+    """The texts of ``found`` (the knowledge tool's passages, best first) that scored within
+    PASSAGE_TIE of the best; all of them when a score is missing."""
+    found = (
+        [p for p in found if isinstance(p, dict) and isinstance(p.get("text"), str)]
+        if isinstance(found, list)
+        else []
+    )
+    scores = [p.get("score") for p in found]
+    if not found or not all(isinstance(x, int | float) for x in scores):
+        return [p["text"] for p in found]
+    return [p["text"] for p in found if p["score"] >= found[0]["score"] - PASSAGE_TIE]
 
 
 def _configured_hours(data: dict[str, Any]) -> bool:
