@@ -3,7 +3,7 @@
 llama-cpp-python puts llama.cpp's grammar sampler at the head of the sampler chain, so every
 token of a tool call is checked against the grammar over the whole vocabulary (151,936
 tokens for Qwen2.5) before top-k cuts it to 40. On two CPU cores that check costs as much as
-the model's own forward pass: a booking's tool call decoded at ~65-75 ms a token under the
+the model's own forward pass: a booking's tool call decoded at 60-75 ms a token under the
 grammar against ~35 ms free.
 
 :class:`TopFirstGrammar` checks the ``top`` most likely tokens first and hands the rest of the
