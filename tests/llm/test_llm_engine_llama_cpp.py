@@ -49,6 +49,20 @@ async def collect(stream) -> list[Delta]:
     return [d async for d in stream]
 
 
+async def continued_call(engine, messages: list[dict], request_id: str, tools: list[dict]) -> list[Delta]:
+    """A tool call under the grammar of ``tools``, going on after Qwen's marker."""
+    stream = engine.stream(
+        messages,
+        request_id=request_id,
+        max_tokens=120,
+        temperature=0.0,
+        tools=tools,
+        json_schema=tool_call_schema(tools),
+        assistant_prefix="<tool_call>\n",
+    )
+    return await asyncio.wait_for(collect(stream), 120)
+
+
 async def test_reply_streams_in_several_deltas(engine) -> None:
     messages = [SYSTEM, {"role": "user", "content": "Hello, are you open on Saturday?"}]
     deltas = await asyncio.wait_for(
@@ -171,7 +185,6 @@ async def test_a_tool_call_continues_the_reply_that_opened_it(engine) -> None:
     prefix adds (the context still holds the free reply's prompt). The grammar is built once for
     the schema: a second continuation reuses it."""
     tools = tool_definitions()
-    schema = tool_call_schema(tools)
     messages = [SYSTEM, {"role": "user", "content": "Can I book a cleaning on Monday at ten? I'm Ana Diaz."}]
     free = await asyncio.wait_for(
         collect(engine.stream(messages, request_id="free", max_tokens=1, temperature=0.0, tools=tools)), 120
@@ -179,20 +192,7 @@ async def test_a_tool_call_continues_the_reply_that_opened_it(engine) -> None:
     assert free[-1].prompt_tokens and free[-1].prompt_tokens > 500  # the nine schemas are in the prompt
     built = engine.grammars_built
     for i in range(2):
-        deltas = await asyncio.wait_for(
-            collect(
-                engine.stream(
-                    messages,
-                    request_id=f"call{i}",
-                    max_tokens=120,
-                    temperature=0.0,
-                    tools=tools,
-                    json_schema=schema,
-                    assistant_prefix="<tool_call>\n",
-                )
-            ),
-            120,
-        )
+        deltas = await continued_call(engine, messages, f"call{i}", tools)
         text = "".join(d.text for d in deltas)
         call = read_constrained(text)
         assert call is not None, text
@@ -211,22 +211,8 @@ async def test_the_next_turn_reads_a_tool_call_from_the_context_not_again(engine
     again; rendered as the object they hold, the prompt continues the tokens the call left in
     the context, and the next turn evaluates little more than the tool's answer."""
     tools = tool_definitions()
-    schema = tool_call_schema(tools)
     messages = [SYSTEM, {"role": "user", "content": "Do you take Delta Dental insurance?"}]
-    deltas = await asyncio.wait_for(
-        collect(
-            engine.stream(
-                messages,
-                request_id="lookup",
-                max_tokens=120,
-                temperature=0.0,
-                tools=tools,
-                json_schema=schema,
-                assistant_prefix="<tool_call>\n",
-            )
-        ),
-        120,
-    )
+    deltas = await continued_call(engine, messages, "lookup", tools)
     call = read_constrained("".join(d.text for d in deltas))
     assert call is not None
     answer = "From the practice's documents: we accept Delta Dental."
