@@ -75,34 +75,27 @@ class Tools:
         # The last two turns: "yes, please" that accepts an offered slot follows a booking turn.
         if not (self.said and wants_appointment(self.executor.agent, self.said[-2:], self.clock())):
             tools = [t for t in tools if t["function"]["name"] not in APPOINTMENT_TOOLS] or tools
-        return [self._only_heard(t) for t in tools]
+        unheard = self._unheard()
+        return [_without(t, unheard) for t in tools]
 
-    def _only_heard(self, tool: dict[str, Any]) -> dict[str, Any]:
-        """``tool`` without the optional arguments the caller has given nothing for: a phone
-        number before seven digits were said, notes before the caller mentioned a note, a
-        booking reference while the caller's latest words hold fewer than six digits, and the
-        date of birth (the code
-        reads it from the caller's words; the model's copy is never used). The arguments code
-        would drop anyway (:func:`~phoneagent.llm.prompting.normalise_arguments`,
-        :meth:`_heard_secrets`) are then never written: a small model filled a booking's call
-        with an invented phone number and a sentence of notes, ~35 tokens of JSON at ~40 ms
-        each."""
+    def _unheard(self) -> set[str]:
+        """The optional arguments the caller has given nothing for, which the grammar leaves
+        out: a phone number before seven digits were said, notes before the caller mentioned a
+        note, a booking reference while the caller's latest words hold fewer than six digits,
+        and the date of birth (code reads it from the caller's words; the model's copy is never
+        used). Code would drop the model's versions anyway
+        (:func:`~phoneagent.llm.prompting.normalise_arguments`, :meth:`_heard_secrets`); left
+        out, they are never written: a small model filled a booking's call with an invented
+        phone number and a sentence of notes, ~35 tokens of JSON at ~40 ms each."""
         said = " ".join(self.said)
-        drop = {BIRTH_DATE}
+        unheard = {BIRTH_DATE}
         if len(spoken_digits(said)) < 7:
-            drop.add("phone")
+            unheard.add("phone")
         if "note" not in said.lower():
-            drop.add("notes")
+            unheard.add("notes")
         if len(spoken_digits(self.said[-1] if self.said else "")) < 6:
-            drop.add("reference")
-        params = tool["function"].get("parameters") or {}
-        props = params.get("properties") or {}
-        required = set(params.get("required") or ())
-        gone = {k for k in props if k in drop and k not in required}
-        if not gone:
-            return tool
-        narrowed = {**params, "properties": {k: v for k, v in props.items() if k not in gone}}
-        return {**tool, "function": {**tool["function"], "parameters": narrowed}}
+            unheard.add("reference")
+        return unheard
 
     def snapshot(self) -> dict[str, Any]:
         """What another replica needs to carry on: a booking waiting for an answer, the caller's
@@ -267,6 +260,18 @@ class Tools:
 def _unsecret(body: dict[str, Any]) -> dict[str, Any]:
     """A tool call or result for the call record, without the booking reference or date of birth."""
     return {k: (f"[{k}]" if k in SECRETS else v) for k, v in body.items()}
+
+
+def _without(tool: dict[str, Any], names: set[str]) -> dict[str, Any]:
+    """``tool`` (a copy when anything changes) without the optional arguments in ``names``."""
+    params = tool["function"].get("parameters") or {}
+    props = params.get("properties") or {}
+    required = set(params.get("required") or ())
+    gone = {k for k in props if k in names and k not in required}
+    if not gone:
+        return tool
+    narrowed = {**params, "properties": {k: v for k, v in props.items() if k not in gone}}
+    return {**tool, "function": {**tool["function"], "parameters": narrowed}}
 
 
 def _close_passages(found: Any) -> list[str]:

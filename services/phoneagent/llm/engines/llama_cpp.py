@@ -54,7 +54,6 @@ from phoneagent.llm.engines.base import (
     template_messages,
     warm_up_by_streaming,
 )
-from phoneagent.llm.engines.llama_grammar import TopFirstGrammar
 from phoneagent.llm.engines.llama_grammar import install as install_top_first_grammar
 from phoneagent.llm.models import DEFAULT_MODEL, model_path
 from phoneagent.runtime.errors import EngineFailure, InvalidArgument, PhoneAgentError, Unavailable
@@ -170,7 +169,6 @@ class LlamaCppEngine(BaseLlmEngine):
         self._grammars: OrderedDict[str, Any] = OrderedDict()
         self._grammar_cache = grammar_cache
         self.grammars_built = 0  # how often a schema was turned into a grammar (metrics, tests)
-        self.last_grammar_sampler: TopFirstGrammar | None = None  # the latest constrained generation's
 
     @classmethod
     def options_from(cls, settings: LlmSettings) -> dict[str, Any]:
@@ -203,7 +201,7 @@ class LlamaCppEngine(BaseLlmEngine):
         except (ValueError, RuntimeError) as exc:
             raise EngineFailure(f"llama.cpp could not load {path.name}") from exc
         self._formatter = self._chat_formatter(llm)
-        install_top_first_grammar(self._lib, llm, on_sampler=self._grammar_sampler_made)
+        install_top_first_grammar(self._lib, llm)
         self._llm = llm
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-cpp")
         log.info(
@@ -216,9 +214,6 @@ class LlamaCppEngine(BaseLlmEngine):
                 "n_threads": self._params["n_threads"],
             },
         )
-
-    def _grammar_sampler_made(self, sampler: TopFirstGrammar) -> None:
-        self.last_grammar_sampler = sampler
 
     def _chat_formatter(self, llm: Any) -> Any:
         template = llm.metadata.get("tokenizer.chat_template")
