@@ -38,9 +38,11 @@ class LlmSettings:
     context: int = env("PA_LLM_CONTEXT", 8192, check=positive, doc="Context window in tokens")
     state_cache_mb: int = env(
         "PA_LLM_STATE_CACHE_MB",
-        256,
+        512,
         doc="llama.cpp: memory for the conversations' evaluated tokens kept between their turns "
-        "(about 12 KB per token for qwen-0.5b, 28 KB for qwen-1.5b); 0 keeps none",
+        "(about 12 KB per token for qwen-0.5b, 28 KB for qwen-1.5b; each kept state holds the "
+        "shared prompt too, ~30 MB for qwen-0.5b, so 512 MB keeps ~16 and four calls' 2-3 each "
+        "fit); 0 keeps none",
     )
     gpu_memory: float = env(
         "PA_LLM_GPU_MEMORY",

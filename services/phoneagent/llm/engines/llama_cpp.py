@@ -132,7 +132,7 @@ class LlamaCppEngine(BaseLlmEngine):
         n_batch: int = 256,
         n_gpu_layers: int = 0,
         seed: int | None = None,
-        state_cache_mb: int = 256,
+        state_cache_mb: int = 512,
         grammar_cache: int = 8,
     ) -> None:
         super().__init__()
