@@ -20,12 +20,12 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from phoneagent.agents.agent import Agent
 from phoneagent.llm.domain.calendar_facts import HOURS_SOURCE, calendar_facts
 from phoneagent.llm.domain.dates import Status, resolve
-from phoneagent.llm.domain.knowledge import KnowledgeBase
+from phoneagent.llm.domain.knowledge import KnowledgeBase, Passage
 from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tool_schemas import TOOL_SCHEMAS
 from phoneagent.llm.settings import PROMPT_DOCUMENTS_CHARS
@@ -92,6 +92,17 @@ def prompt_documents(knowledge: KnowledgeBase | None, max_chars: int) -> str | N
 
 PASSAGE_MIN_SCORE = 0.25  # cosine similarity of a passage to the caller's words
 PASSAGE_TIE = 0.05  # runners-up within this of the best passage come with it
+T = TypeVar("T")
+
+
+def close_to_best(found: Sequence[T], score: Callable[[T], float]) -> list[T]:
+    """``found`` (passages, best first) without the runners-up that scored more than
+    PASSAGE_TIE below the best."""
+    return [p for p in found if score(p) >= score(found[0]) - PASSAGE_TIE] if found else []
+
+
+def _score(passage: Passage) -> float:
+    return passage.score
 
 
 def _is_static_fact(line: str, agent: Agent) -> bool:
@@ -142,8 +153,7 @@ class Prompter:
             # A runner-up as close as this to the best is as likely the answer (the embedding
             # ranks "an emergency visit costs ..." just above "new patients should bring ..." for
             # "what should I bring to my first visit?"); a clear winner comes alone.
-            close = [p for p in found if p.score >= found[0].score - PASSAGE_TIE] if found else []
-            facts.extend(f"From the practice's documents: {p.text}" for p in close)
+            facts.extend(f"From the practice's documents: {p.text}" for p in close_to_best(found, _score))
         return "\n".join(facts)
 
     def warm_up_messages(self) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from phoneagent.llm.domain.tool_result import CallContext
 from phoneagent.llm.domain.tool_schemas import BIRTH_DATE
 from phoneagent.llm.domain.tools import ToolExecutor
 from phoneagent.llm.domain.verification import read_birth_date, read_reference, spoken_digits
-from phoneagent.llm.prompting import PASSAGE_TIE, answers, normalise_arguments, wants_appointment
+from phoneagent.llm.prompting import answers, close_to_best, normalise_arguments, wants_appointment
 from phoneagent.runtime.errors import PhoneAgentError
 from phoneagent.runtime.meta import new_meta
 from phoneagent.v1 import tools_pb2
@@ -282,10 +282,9 @@ def _close_passages(found: Any) -> list[str]:
         if isinstance(found, list)
         else []
     )
-    scores = [p.get("score") for p in found]
-    if not found or not all(isinstance(x, int | float) for x in scores):
+    if not all(isinstance(p.get("score"), int | float) for p in found):
         return [p["text"] for p in found]
-    return [p["text"] for p in found if p["score"] >= found[0]["score"] - PASSAGE_TIE]
+    return [p["text"] for p in close_to_best(found, lambda p: float(p["score"]))]
 
 
 def _configured_hours(data: dict[str, Any]) -> bool:
