@@ -1,7 +1,7 @@
 """The edge service: SIP calls in and out, each one an :class:`EdgeCall` on the bus.
 
-Inbound: an INVITE gets an RTP port and an SDP answer; the call is published and every stage
-claims a session (503 when one cannot), then it rings and is answered. Outbound: a CallStarted
+Inbound: an INVITE gets an RTP port and an SDP answer; it rings while the call is published and
+every stage claims a session (503 when one cannot), then it is answered. Outbound: a CallStarted
 request on ``edge_dial`` is accepted (empty ControlEvent reply, or one carrying ``error``) only
 with the policy's one-time approval named by its ``dial_decision_id``, signed by policy for that
 call and number (fail closed; see :mod:`phoneagent.runtime.dial_approvals`,

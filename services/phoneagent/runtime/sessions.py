@@ -38,6 +38,11 @@ CALL_ENDED = "call ended"  # the reason a session is closed with when its call h
 # A claim's ownership record waits this long for a bucket without a leader (the claim request
 # itself times out after 2 s at the edge, which then asks again).
 CLAIM_STORE_WAIT_S = 1.5
+# How long a claim waits out an unavailable store or stage. A stream whose leader's NATS server
+# is lost elects another only after a follower's election timeout, 4-9 s at random in
+# nats-server (minElectionTimeoutDefault..maxElectionTimeoutDefault, server/raft.go), and a split
+# vote takes a second round: 20 s covers both while the caller hears ringing.
+CLAIM_WAIT_OUT_S = 20.0
 
 
 class Session(Protocol):
@@ -402,9 +407,19 @@ class SessionHost:
 
 
 async def claim_session(
-    bus: Bus, stage: str, call: call_pb2.CallStarted, *, timeout: float = 2.0, attempts: int = 6
+    bus: Bus,
+    stage: str,
+    call: call_pb2.CallStarted,
+    *,
+    timeout: float = 2.0,
+    attempts: int = 6,
+    within: float = CLAIM_WAIT_OUT_S,
 ) -> session_pb2.SessionAssigned:
-    """Ask ``stage`` for a session for ``call`` (retrying while no replica is free)."""
+    """Ask ``stage`` for a session for ``call``.
+
+    A full replica (overloaded) gets ``attempts`` tries, so a call nobody can take is refused
+    in about two seconds; an unavailable answer (the ownership store electing a leader, or no
+    replica subscribed while they reconnect) is waited out for ``within`` seconds."""
     claim = session_pb2.SessionClaim(stage=stage, call=call)
 
     async def once() -> session_pb2.SessionAssigned:
@@ -415,4 +430,10 @@ async def claim_session(
             raise PhoneAgentError(ErrorKind.from_wire(reply.error.kind), reply.error.message)
         return reply
 
-    return await retry(once, what=f"claim {stage} session", attempts=attempts)
+    return await retry(
+        once,
+        what=f"claim {stage} session",
+        attempts=attempts,
+        wait_out=(ErrorKind.UNAVAILABLE,),
+        within=within,
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Collection, Coroutine
 from typing import Any, TypeVar
 
 from phoneagent.runtime import metrics
@@ -78,19 +78,29 @@ async def retry(
     attempts: int = 5,
     base_delay: float = 0.05,
     max_delay: float = 2.0,
+    wait_out: Collection[ErrorKind] = (),
+    within: float = 0.0,
 ) -> T:
     """Run ``op`` again on retryable PhoneAgentErrors with exponential back-off.
 
+    ``attempts`` tries in all; an error of a kind in ``wait_out`` is also tried again after
+    those, until ``within`` seconds have passed since the first try (a condition that clears by
+    itself in bounded time, such as a stream electing a new leader).
+
     The single place where retries live; engines and handlers do not loop on their own.
     """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
     delay = base_delay
-    for attempt in range(1, attempts + 1):
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             return await op()
         except PhoneAgentError as exc:
-            if not exc.retryable or attempt == attempts:
+            waiting_out = exc.kind in wait_out and loop.time() + delay < deadline
+            if not exc.retryable or (attempt >= attempts and not waiting_out):
                 raise
             log.info("retrying", extra={"what": what, "attempt": attempt, "error_kind": exc.kind.name})
         await asyncio.sleep(delay)
         delay = min(delay * 2, max_delay)
-    raise AssertionError("unreachable")
