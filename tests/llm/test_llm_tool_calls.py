@@ -19,6 +19,7 @@ from phoneagent.llm.engines.fallback import FallbackLlmEngine
 from phoneagent.llm.priority import LiveFirst
 from phoneagent.llm.tool_calls import (
     call_prefix,
+    claims_done_action,
     maybe_tool_call,
     parse_tool_call,
     read_constrained,
@@ -180,6 +181,65 @@ async def test_plain_answers_are_spoken_without_a_second_request() -> None:
     tools, said = await talk(engine)
     assert not tools.calls and len(engine.requests) == 1
     assert " ".join(s.text for s in said if s.text) == "We are open nine to five."
+
+
+def claims() -> float:
+    return REGISTRY.get_sample_value("pa_llm_unbacked_claims_total", {"engine": "schema-script"}) or 0.0
+
+
+@pytest.mark.parametrize(
+    "free",
+    [
+        # The claim in the first clause the splitter releases, and one after a sentence was said.
+        ["You're booked for cleaning ", "on Wednesday at 9 in the morning."],
+        ["Sure thing! ", "I've moved your appointment to Wednesday at nine."],
+        # And one that only the end of the completion holds (released by the splitter's flush).
+        ["Your cleaning has been cancelled"],
+    ],
+)
+async def test_a_booking_said_to_be_done_before_any_tool_ran_becomes_the_tool_call(free: list[str]) -> None:
+    """A small model restates its last confirmation with the caller's new time and nothing is
+    booked: the claim is never said, the model writes the call after Qwen's marker, and the
+    caller hears the tool's outcome."""
+    engine = SchemaEngine(free, CALL, continues=True)
+    before = claims()
+    tools, said = await talk(engine)
+    assert tools.calls == [("book_appointment", {"appointment_type": "cleaning", "when": "Tuesday at 10"})]
+    assert engine.requests[1]["assistant_prefix"] == "<tool_call>\n"
+    assert engine.requests[1]["json_schema"] == tool_call_schema(Tools().schemas())
+    spoken = [s.text for s in said if s.text]
+    assert spoken[-1] == "Booked." and not any(claims_done_action(t) for t in spoken[:-1])
+    assert claims() == before + 1
+
+
+async def test_offers_and_questions_about_a_booking_are_said_as_they_are() -> None:
+    engine = SchemaEngine(["I can book that for you. ", "Shall I move it to Wednesday at nine?"], CALL)
+    before = claims()
+    tools, said = await talk(engine)
+    assert not tools.calls and len(engine.requests) == 1 and claims() == before
+    assert (
+        " ".join(s.text for s in said if s.text)
+        == "I can book that for you. Shall I move it to Wednesday at nine?"
+    )
+
+
+def test_what_counts_as_a_booking_said_to_be_done() -> None:
+    done = [
+        "You're booked for cleaning on Wednesday at 9 in the morning.",
+        "Great, you are all set and booked for Friday.",
+        "It's rescheduled for Thursday.",
+        "Your appointment is now moved to 9.",
+        "I have cancelled it.",
+    ]
+    not_done = [
+        "I can book that for you.",
+        "Would you like me to cancel it?",
+        "Friday is booked up.",
+        "Are you booked already?",
+        "I will cancel it once you confirm.",
+    ]
+    assert all(claims_done_action(t) for t in done)
+    assert not any(claims_done_action(t) for t in not_done)
 
 
 def test_the_schema_names_each_tool_and_its_arguments() -> None:

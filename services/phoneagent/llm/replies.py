@@ -27,9 +27,12 @@ from phoneagent.llm.dialog_state import (
 from phoneagent.llm.engines.base import LlmEngine
 from phoneagent.llm.streaming import SentenceSplitter
 from phoneagent.llm.tool_calls import (
+    CALL_MARKER,
     CONSTRAINED_MIN_TOKENS,
     TOOL_CALL_REPAIRS,
+    UNBACKED_CLAIMS,
     call_prefix,
+    claims_done_action,
     looks_like_call,
     looks_like_json,
     maybe_tool_call,
@@ -183,7 +186,12 @@ class Replies:
         engine that continues a reply, from where the free completion stopped.
         Without ``with_tools`` (the answer after a tool ran) the prompt still lists the tools, so
         that it begins as the engine's cached prefix does, but a tool call or JSON in the output
-        is never run nor spoken: ``fallback`` is said instead (an apology without one)."""
+        is never run nor spoken: ``fallback`` is said instead (an apology without one).
+
+        A constrained reply that says a booking was made, moved or cancelled (no tool has run in
+        its turn yet) is not said from there on: the model writes the tool call instead, and the
+        tool's outcome is what the caller hears (a small model restates its last confirmation
+        with the new time and nothing is booked)."""
         reply.request_id = f"{self.call_id}-g{reply.generation}{reply.tag}-{len(reply.sentences)}"
         splitter = SentenceSplitter(
             first_clause_min_words=self.config.first_clause_min_words,
@@ -199,7 +207,7 @@ class Replies:
             and bool(getattr(self.engine, "structured_output", False))
         )
         buffered = ""  # held back while the output may still turn out to be a tool call
-        spoke = opened = False
+        spoke = opened = claimed = False
         first_token = True
         t0 = time.perf_counter()
         tokens = 0
@@ -236,19 +244,23 @@ class Replies:
                 continue
             text, buffered, spoke = buffered + delta.text, "", True
             for sentence in splitter.push(text):
+                if constrain and self._unbacked(reply, sentence):
+                    claimed = True
+                    break
                 await self._sentence(reply, sentence, started)
+            if claimed:
+                break
         reply.count_prompt(evaluated)
         elapsed = time.perf_counter() - t0
         if tokens and elapsed > 0:
             metrics.LLM_TOKENS_PER_SECOND.labels(engine=self.engine.name).observe(tokens / elapsed)
-        if opened and tools is not None:
+        if (opened or claimed) and tools is not None:
             await self.engine.abort(reply.request_id)
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 await aclose()
-            prefix = call_prefix(buffered) if getattr(self.engine, "continues_reply", False) else ""
-            return await self._constrained_call(
-                reply, messages, started, tools, self._callable(tools), prefix=prefix
+            return await self._call_instead(
+                reply, messages, started, tools, buffered if opened else CALL_MARKER
             )
         if buffered:
             call = parse_tool_call(buffered) if (with_tools and tools is not None) else None
@@ -263,14 +275,43 @@ class Replies:
                     metrics.LLM_ANSWER_FALLBACKS.labels(engine=self.engine.name).inc()
                 buffered, reply.answered = fallback or APOLOGY, Answered.FALLBACK
             for sentence in splitter.push(buffered):
+                if constrain and tools is not None and self._unbacked(reply, sentence):
+                    return await self._call_instead(reply, messages, started, tools, CALL_MARKER)
                 await self._sentence(reply, sentence, started)
         for sentence in splitter.flush():
+            if constrain and tools is not None and self._unbacked(reply, sentence):
+                return await self._call_instead(reply, messages, started, tools, CALL_MARKER)
             await self._sentence(reply, sentence, started)
         if not reply.sentences:
             reply.answered = Answered.FALLBACK
             await self._say(reply, APOLOGY)
         await self._end(reply)
         return None
+
+    def _unbacked(self, reply: Reply, sentence: str) -> bool:
+        """Whether ``sentence`` (with the reply's last one, which may hold its start) says a
+        booking was done while no tool has run in this turn; counted when it does."""
+        said = reply.sentences[-1] if reply.sentences else ""
+        if not claims_done_action(f"{said} {sentence}"):
+            return False
+        UNBACKED_CLAIMS.labels(engine=self.engine.name).inc()
+        log.info("unbacked claim: the model writes the tool call", extra={"call_id": self.call_id})
+        return True
+
+    async def _call_instead(
+        self,
+        reply: Reply,
+        messages: list[dict[str, Any]],
+        started: float,
+        tools: list[dict[str, Any]],
+        written: str,
+    ) -> dict[str, Any] | None:
+        """The tool call, under the schemas, in place of the free completion: after what the
+        model ``written`` of its call (its opener), or after the marker for a claimed booking."""
+        prefix = call_prefix(written) if getattr(self.engine, "continues_reply", False) else ""
+        return await self._constrained_call(
+            reply, messages, started, tools, self._callable(tools), prefix=prefix
+        )
 
     def _callable(self, tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The tools the grammar offers now (the runner may narrow the prompt's list)."""

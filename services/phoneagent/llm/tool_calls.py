@@ -98,6 +98,33 @@ def maybe_tool_call(text: str) -> bool:
     return any(stripped.startswith(o) or o.startswith(stripped) for o in _TOOL_OPENERS)
 
 
+UNBACKED_CLAIMS = Counter(
+    "pa_llm_unbacked_claims_total",
+    "Replies that said a booking was made, moved or cancelled before any tool ran in their turn: "
+    "the sentence was not said and the model wrote the tool call instead.",
+    ["engine"],
+)
+_DONE = r"(?:booked|scheduled|re-?scheduled|moved|changed|cancel+ed|confirmed)"
+# "You're booked", "you are now all set and booked", "I've moved it", "your cleaning has been
+# cancelled", "it's rescheduled": a booking said to be done. Not "I can book", "shall I move it",
+# "to be booked", "booked up" (a question, an offer, a full day).
+_CLAIM = re.compile(
+    r"\b(?:you(?:'re|\s+are)|i(?:'ve|\s+have)|it(?:'s|\s+is|\s+has\s+been)|that(?:'s|\s+is|\s+has\s+been)"
+    r"|(?:has|have)\s+been|(?:is|are)\s+now)"
+    r"(?:\s+(?:now|all|also|successfully|already|been|set|and|for|it|that|your\s+\w+))*"
+    rf"\s+{_DONE}\b(?!\s+up\b)",
+    re.I,
+)
+
+
+def claims_done_action(text: str) -> bool:
+    """True when ``text`` says a booking was made, moved or cancelled (a question does not)."""
+    for sentence in re.split(r"(?<=[.!;])\s+", text):
+        if _CLAIM.search(sentence) and not sentence.rstrip().endswith("?"):
+            return True
+    return False
+
+
 def looks_like_json(text: str) -> bool:
     return bool(re.match(r'\s*(?:<tool_call>|```(?:json)?)?\s*\{\s*"', text))
 
