@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,7 +11,7 @@ from phoneagent.agents.agent import load_agent
 from phoneagent.devtools import sip_eval
 from phoneagent.devtools.harness.buswatch import CallTrace
 from phoneagent.devtools.harness.caller import AgentTurn, CallResult
-from phoneagent.devtools.harness.checks import check_all
+from phoneagent.devtools.harness.checks import check_all, free_the_book
 from phoneagent.devtools.harness.scenario import ScenarioError, parse_scenario
 from phoneagent.llm.domain.scheduling import SchedulingStore
 
@@ -83,3 +83,24 @@ def test_appointment_checks_read_the_calls_bookings(tmp_path: Path, monkeypatch:
     assert verdicts("call-moved") == [True, True, False]
     assert verdicts("call-cancelled") == [True, False, True]
     assert verdicts("call-none") == [False, False, False]
+
+
+def test_each_scenario_finds_the_book_free_of_earlier_scenarios_bookings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A held-out scenario moved a booking to Thursday 2 pm, which a tuning scenario had booked
+    earlier in the same run: the agent rightly said the time was taken, and the scenario failed
+    on the order the two ran in."""
+    url = f"sqlite:///{tmp_path / 'appointments.sqlite3'}"
+    monkeypatch.setenv("PA_DATABASE_URL", url)
+    agent = load_agent(example_agent_path())
+    now = datetime(2026, 11, 23, 14, 30, tzinfo=UTC)  # Monday 9:30 in New York
+    store = SchedulingStore.open(url, agent, clock=lambda: now)
+    thursday_two = datetime(2026, 12, 3, 19, 0, tzinfo=UTC)
+    store.book("cleaning", thursday_two, "Sam Ortiz", "+12125550171", call_id="earlier")
+    assert free_the_book() == 1
+    later = store.book("cleaning", thursday_two, "Casey Li", "+12125550179", call_id="later")
+    assert later.status == "booked"
+    assert [a.call_id for a in store.appointments_between(now, now + timedelta(days=30))] == ["later"]
+    assert free_the_book() == 1 and free_the_book() == 0
+    store.db.close()

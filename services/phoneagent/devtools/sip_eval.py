@@ -4,7 +4,9 @@ For each model asked for, the local stack starts (nats-server, edge, ASR, LLM, T
 records, as ``phone-agent up`` runs them, with Piper), and every scenario of the chosen sets
 (``harness/eval/tune.yaml``, the set prompts may be tuned on, and ``heldout.yaml``, which is
 never tuned on) is played by the harness's simulated caller over SIP and G.711, one call at a
-time. A scenario succeeds when every one of its expectations holds (what the agent said, the
+time, each with the appointment book as the first found it (the bookings an earlier scenario left
+are cancelled first: two scenarios asking for the same slot must not depend on their order). A
+scenario succeeds when every one of its expectations holds (what the agent said, the
 appointment booked, moved or cancelled in the database, the transfer, the opt-out). The table
 and the task-success rate per model and set are printed; nothing is retried.
 
@@ -28,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from phoneagent.devtools.harness.checks import free_the_book
 from phoneagent.devtools.harness.demo import demo_stack
 from phoneagent.devtools.harness.scenario import Scenario, ScenarioError, parse_scenario
 from phoneagent.devtools.harness.session import run_scenario
@@ -74,6 +77,7 @@ async def _run_all(
     for set_name, scenarios in sets.items():
         for scenario in scenarios:
             started = time.monotonic()
+            await asyncio.to_thread(free_the_book)
             try:
                 outcome = await run_scenario(
                     scenario,

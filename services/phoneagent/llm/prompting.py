@@ -41,7 +41,9 @@ TOOL_RULES = """Tools: when the caller asks for something a tool does, your whol
 block, as in the examples below, with no words before or after it; the caller then hears what the tool \
 answers. Put the day and time in "when" exactly as the caller said them. If the caller has not said their \
 name, ask for it before booking.
-{knowledge} A caller who asks for a person, a human or the front desk: transfer_to_human.
+{knowledge} A caller who asks for a person, a human or the front desk: transfer_to_human. A caller \
+who wants to move an appointment to another time: move_appointment with "new_when"; to cancel it: \
+cancel_appointment.
 Examples:
 Caller: I'd like a cleaning next Tuesday at 10. My name is Ann Lee.
 You:

@@ -66,6 +66,24 @@ def _appointments(call_id: str, caller: str) -> tuple[list[tuple[str, str]], str
     return [(str(r[0]), str(r[1])) for r in rows], "appointments found"
 
 
+def free_the_book() -> int:
+    """Cancel every booked appointment in the stack's book and free its slots, so that each
+    scenario of an evaluation finds the book as the first one did (two scenarios asking for the
+    same slot would otherwise depend on their order). Returns how many were cancelled."""
+    url = os.environ.get("PA_DATABASE_URL", "")
+    if not url:
+        return 0
+    from phoneagent.runtime.db import Database
+
+    db = Database(url)
+    try:
+        with db.transaction() as tx:
+            tx.execute("DELETE FROM appointment_cells")
+            return tx.execute("UPDATE appointments SET status = 'cancelled' WHERE status = 'booked'")
+    finally:
+        db.close()
+
+
 def _local_slot(starts_at: str) -> str:
     """``"tuesday 10:00"`` for a stored UTC start, in the time zone of the agent the stack runs."""
     moment = datetime.strptime(starts_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
