@@ -10,7 +10,7 @@ from phoneagent.agents import example_agent_path
 from phoneagent.agents.agent import load_agent
 from phoneagent.devtools import sip_eval
 from phoneagent.devtools.harness.buswatch import CallTrace
-from phoneagent.devtools.harness.caller import AgentTurn, CallResult
+from phoneagent.devtools.harness.caller import AgentTurn, CallResult, Utterance
 from phoneagent.devtools.harness.checks import check_all, free_the_book
 from phoneagent.devtools.harness.scenario import ScenarioError, parse_scenario
 from phoneagent.llm.domain.scheduling import SchedulingStore
@@ -104,3 +104,23 @@ def test_each_scenario_finds_the_book_free_of_earlier_scenarios_bookings(
     assert [a.call_id for a in store.appointments_between(now, now + timedelta(days=30))] == ["later"]
     assert free_the_book() == 1 and free_the_book() == 0
     store.db.close()
+
+
+def test_mentions_are_looked_for_in_the_replies_not_in_the_greeting() -> None:
+    """The greeting ends "How can I help you today?": a toothache scenario that expects "today"
+    passed whatever the agent answered."""
+    sc = parse_scenario(
+        {"name": "t", "steps": ["hangup"], "expect": [{"mentions": "today"}, {"not_mentions": "help you"}]}
+    )
+    res = CallResult(sc, "+12125550100", media_start_mono=100.0)
+    res.agent_turns = [
+        AgentTurn(0.5, 4.0, "You are speaking with an AI assistant. How can I help you today?"),
+        AgentTurn(9.0, 12.0, "Please call the on-call dentist at the number on our voicemail."),
+    ]
+    res.utterances = [Utterance("Can someone see me today?", 105.0, 107.5, 0)]
+    assert [c.passed for c in check_all(res, None)] == [False, True]
+    res.agent_turns.append(AgentTurn(13.0, 15.0, "We can see you today at 2 pm."))
+    assert [c.passed for c in check_all(res, None)] == [True, True]
+    # A caller who never spoke: whatever the agent said is what there is to check.
+    res.utterances = []
+    assert [c.passed for c in check_all(res, None)] == [True, False]

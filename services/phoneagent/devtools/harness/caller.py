@@ -68,6 +68,16 @@ class CallResult:
     def agent_text(self) -> str:
         return " ".join(t.text for t in self.agent_turns if t.text)
 
+    @property
+    def reply_text(self) -> str:
+        """What the agent said once the caller had begun speaking: its replies, without the
+        greeting and notices every call opens with ("How can I help you today?" must not
+        answer a caller who asks to be seen today). All of it when the caller never spoke."""
+        if not self.utterances:
+            return self.agent_text
+        spoke = self.utterances[0].start_mono - self.media_start_mono
+        return " ".join(t.text for t in self.agent_turns if t.text and t.end_s > spoke)
+
 
 class SimulatedCaller:
     def __init__(

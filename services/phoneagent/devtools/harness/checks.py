@@ -113,14 +113,14 @@ def _staffed_now() -> bool:
 
 
 def check(exp: Expectation, result: CallResult, trace: CallTrace | None) -> CheckResult:
-    text = result.agent_text
+    text = result.reply_text  # what the agent said in reply: not its greeting
     first = next((t.text for t in result.agent_turns if t.text), "")
     if exp.kind == "mentions":
         ok = mentions(text, str(exp.value))
-        return CheckResult(exp, ok, "found in the agent transcript" if ok else "not in the agent transcript")
+        return CheckResult(exp, ok, "found in the agent's replies" if ok else "not in the agent's replies")
     if exp.kind == "not_mentions":
         ok = not mentions(text, str(exp.value))
-        return CheckResult(exp, ok, "absent from the agent transcript" if ok else "said by the agent")
+        return CheckResult(exp, ok, "absent from the agent's replies" if ok else "said by the agent")
     if exp.kind == "disclosure":
         ok = first_words_contain(first, str(exp.value))
         return CheckResult(exp, ok, f"agent's first words: {' '.join(first.split()[:DISCLOSURE_WORDS])!r}")

@@ -11,7 +11,7 @@ A scenario is a YAML file::
       - hangup:
     expect:
       - disclosure: AI                 # the agent's first words contain "AI"
-      - mentions: open                 # case-insensitive substring of the agent transcript (a|b: either)
+      - mentions: open                 # case-insensitive substring of the agent's replies (a|b: either)
 
 Steps: ``say`` (text), ``wait`` (for the agent to speak and finish), ``barge_in`` (wait for the
 agent to start, then after ``after_ms`` of its speech say ``text`` over it), ``dtmf`` (digits),
