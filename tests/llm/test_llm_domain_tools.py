@@ -197,6 +197,9 @@ def test_calendar_facts(agent: Agent, store: SchedulingStore) -> None:
     lines = text.splitlines()
     assert lines[0] == "Today is Monday 23 November 2026. The time now is 9:30 am, New York time."
     assert "Closed Thursday 26 November (Thanksgiving)." in lines
+    # Every closure a caller could book into (90 days ahead), not only the next two weeks'.
+    assert "Closed Thursday 24 December to Saturday 26 December (Christmas holidays)." in lines
+    assert "Closed Friday 1 January (New Year's Day)." in lines
     assert (
         "Next free slots for cleaning (45 min): Mon 23 Nov 10:30 am, Mon 23 Nov 10:45 am, Mon 23 Nov 11 am."
         in lines

@@ -95,7 +95,9 @@ def calendar_facts(
     ]
     if not agent.hours_on(today):
         lines.append("The business is closed today.")
-    horizon = today + timedelta(days=days)
+    # Closures as far ahead as a caller may book (not only the next ``days``): "are you open on
+    # Christmas Eve?" asked a month before must find the closure among the facts.
+    horizon = today + timedelta(days=max(days, agent.booking_horizon_days))
     closures = [c for c in agent.closures if c.end >= today and c.start <= horizon]
     for c in closures:
         span = f"{c.start:%A} {c.start.day} {c.start:%B}"
