@@ -6,6 +6,7 @@ another LlmService replica through the dialog key-value bucket."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -197,6 +198,42 @@ async def test_an_unreadable_saved_state_starts_the_call_fresh(js_bus: Bus, tmp_
     )
     await kv.put("c-good", good.to_json())
     assert await svc.load_state("c-good") == good
+
+
+@pytest.mark.parametrize(
+    ("action", "answered_by_model"),
+    [(control_pb2.DIRECTIVE_ACTION_SAY_AS_ANSWER, False), (control_pb2.DIRECTIVE_ACTION_SAY, True)],
+)
+async def test_policy_words_said_as_the_answer_are_the_whole_turn_and_plain_ones_are_not(
+    bus: Bus, action: int, answered_by_model: bool
+) -> None:
+    """ "Am I talking to a robot?" gets policy's exact answer, and the model's reply it cut is
+    not started again; policy words on a turn that asked more (SAY) are followed, in the same
+    generation, by the model's answer."""
+    engine = ScriptEngine([[None], ["We open at nine on Monday."]])
+    stage, call, session = await open_session(bus, engine, SUNDAY_NOON)
+    try:
+        said = "I am an AI assistant, not a person."
+        await call.transcript(1, "Wait, am I talking to a robot? When do you open on Monday?")
+        await wait_for(lambda: engine.requests, timeout=5)  # the model's reply is under way
+        await call.send(
+            directive=control_pb2.PolicyDirective(
+                action=action, text=said, rule="identity_question", turn_id=1
+            )
+        )
+        spoken = await wait_for(
+            lambda: next(
+                (call.spoken(g) for g in range(1, 4) if call.finished(g) and said in call.spoken(g)), None
+            ),
+            timeout=5,
+        )
+        await asyncio.sleep(0.3)
+        if answered_by_model:
+            assert spoken == f"{said} We open at nine on Monday." and len(engine.requests) == 2
+        else:
+            assert spoken == said and len(engine.requests) == 1
+    finally:
+        await session.close("test")
 
 
 async def test_policy_words_that_arrive_before_the_final_they_answer_are_not_cut_by_a_reply(

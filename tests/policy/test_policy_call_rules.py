@@ -13,8 +13,10 @@ from phoneagent.policy.call_rules import (
     EscalationAction,
     EscalationConfig,
     EscalationDetector,
+    detect_identity_question,
     detect_opt_out,
     handle_opt_out,
+    only_identity_question,
 )
 from phoneagent.policy.stores import PolicyStores
 from phoneagent.runtime.errors import InvalidArgument
@@ -224,3 +226,35 @@ def test_handle_opt_out_without_a_number_does_not_claim_removal(stores: PolicySt
     broken.close()
     r = handle_opt_out("stop calling me", "+12125550123", broken.dnc, NOW)
     assert r is not None and not r.recorded
+
+
+@pytest.mark.parametrize(
+    ("text", "whole"),
+    [
+        ("Wait, am I talking to a robot?", True),
+        ("Are you a real person?", True),
+        ("Is this a recording?", True),
+        ("Are you human or a machine?", True),
+        ("Hmm, are you real?", True),
+        ("Am I speaking with an AI? What time do you open on Monday?", False),
+        ("Are you a computer? Because I need to move my cleaning.", False),
+    ],
+)
+def test_a_question_whether_the_agent_is_a_person_is_found(text: str, whole: bool) -> None:
+    assert detect_identity_question(text) is not None
+    assert only_identity_question(text) is whole
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Are you open on Monday?",
+        "Are you the dentist's office?",
+        "Is this Bright Smile Dental?",
+        "I want to talk to a real person.",
+        "Are you able to book me in on Friday?",
+        "Is it a long appointment?",
+    ],
+)
+def test_other_questions_are_not_identity_questions(text: str) -> None:
+    assert detect_identity_question(text) is None and not only_identity_question(text)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from phoneagent.agents.words import CONSENT_PROMPT, NOTICE_TEXT, TAKE_MESSAGE_TEXT, TRANSFER_TEXT
-from phoneagent.policy.call_rules import OPT_OUT_CONFIRMATION
+from phoneagent.policy.call_rules import IDENTITY_ANSWER, OPT_OUT_CONFIRMATION
 from phoneagent.policy.service import PolicyService
 from phoneagent.runtime import approvals, subjects
 from phoneagent.runtime.approvals import Verifier
@@ -78,6 +78,32 @@ async def test_request_for_a_person_transfers(policy: PolicyService, bus: Bus) -
     assert found[0].target == "sip:frontdesk@brightsmile.example.org"  # the agent's configured human
     (record,) = await audit_of(bus, call_id, "escalation")
     assert record.decision == policy_pb2.DECISION_ALLOW and record.details["action"] == "transfer"
+
+
+async def test_a_caller_who_asks_if_they_are_talking_to_a_robot_is_told_it_is_an_ai(
+    policy: PolicyService, bus: Bus
+) -> None:
+    """The 0.5B model answered "Wait, am I talking to a robot?" with "I'm sorry, but I can't
+    assist with that.": policy answers it, as the whole answer when that was all the caller
+    asked, and before the model answers the rest when it was not."""
+    call = await start_call(bus, CALLER_NY)
+    await call.caller(1, "Wait, am I talking to a robot?")
+    found = await wait_for(lambda: call.directives(), timeout=5)
+    assert found[0].action == control_pb2.DIRECTIVE_ACTION_SAY_AS_ANSWER
+    assert found[0].text == IDENTITY_ANSWER and found[0].rule == "identity_question" and found[0].turn_id == 1
+    (record,) = await audit_of(bus, call.call_id, "disclosure")
+    assert record.decision == policy_pb2.DECISION_ALLOW and record.rule == "identity_question"
+    assert record.details["whole_turn"] == "true"
+
+    await call.caller(2, "Are you a computer? I need to move my cleaning.")
+    found = await wait_for(lambda: len(call.directives()) == 2 and call.directives(), timeout=5)
+    assert found[1].action == control_pb2.DIRECTIVE_ACTION_SAY and found[1].text == IDENTITY_ANSWER
+    # Asking for a person in the same breath is an escalation: its words say enough.
+    await call.caller(3, "Is this a robot? Let me speak to a real person.")
+    found = await wait_for(lambda: len(call.directives()) == 3 and call.directives(), timeout=5)
+    assert found[2].action == control_pb2.DIRECTIVE_ACTION_SAY_AND_TRANSFER
+    await asyncio.sleep(0.2)
+    assert len(call.directives()) == 3
 
 
 async def test_repeated_misunderstanding_takes_a_message_when_nobody_is_free(

@@ -1,5 +1,6 @@
 """Rules applied on every call: AI disclosure (whether the caller heard it; its words are in
-:mod:`phoneagent.agents.disclosure`), escalation to a human, opt-out.
+:mod:`phoneagent.agents.disclosure`), escalation to a human, opt-out, and the answer to a caller
+who asks whether they are talking to a person.
 
 Recording consent lives in :mod:`phoneagent.policy.recording` and is re-exported here so
 the service can import every per-call rule from one place.
@@ -239,3 +240,41 @@ def handle_opt_out(
         log.exception("opt-out not recorded", extra={"phrase": phrase})
         return OptOutResult(phrase=phrase, recorded=False, confirmation=OPT_OUT_UNRECORDED)
     return OptOutResult(phrase=phrase, recorded=True, confirmation=OPT_OUT_CONFIRMATION)
+
+
+# --- (e) a caller who asks whether they are talking to a person ------------------------------
+
+_WHAT = (
+    r"(?:an? )?(?:real |actual |live |automated |artificial )?"
+    r"(?:robot|bot|chatbot|machine|computer|ai|a i|artificial intelligence|human(?: being)?|person|"
+    r"recording|computer voice|voice assistant|virtual assistant)"
+)
+IDENTITY_QUESTION_PHRASES = {
+    "talking_to": rf"(?:am i|are we) (?:talking|speaking|chatting) (?:to|with) {_WHAT}",
+    "are_you": rf"(?:are you|is this|is that|was that|is it) {_WHAT}",
+    "are_you_real": r"are you (?:real|human|alive|a real one)",
+}
+# The exact answer, the same whether the caller asked "are you a robot?" or "are you human?".
+IDENTITY_ANSWER = "I am an AI assistant, not a person."
+# Words that may stand around the question without asking anything more.
+_IDENTITY_ONLY = frozenset(
+    "wait so hey hi hello sorry just quick question curious actually or a an the real actual live "
+    "person human being robot bot machine computer ai i am are we you is it this that was talking "
+    "speaking chatting to with okay ok oh well honestly seriously excuse me please tell truth like "
+    "right now hmm hang on recording".split()
+)
+_IDENTITY = PhraseMatcher(IDENTITY_QUESTION_PHRASES)
+
+
+def detect_identity_question(text: str) -> str | None:
+    """The name of the phrase in ``text`` that asks whether the agent is a person or a
+    machine ("wait, am I talking to a robot?", "are you a real person?"), or None."""
+    hit = _IDENTITY.find(text)
+    return hit.name if hit else None
+
+
+def only_identity_question(text: str) -> bool:
+    """Whether ``text`` asks that and nothing more: the exact answer then answers the turn."""
+    return detect_identity_question(text) is not None and all(
+        w in _IDENTITY_ONLY for w in normalize_words(text)
+    )

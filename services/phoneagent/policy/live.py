@@ -12,6 +12,10 @@ session (:mod:`phoneagent.policy.service`) publishes them.
   opening hours and closures), else the agent takes a message.
   Misunderstanding is read from the agent's own replies: a reply that apologises for not
   understanding counts the caller turn before it as misunderstood.
+* A caller who asks whether they are talking to a person or a machine is told, in policy's
+  words, that the agent is an AI (audited under ``disclosure``): the whole answer when that was
+  all they asked, before the model answers the rest otherwise. A request for a person in the
+  same turn is an escalation, which says enough.
 * Recording: planned per call from the parties' numbers. The notice or the consent question
   is said once the first agent utterance (the greeting, with the AI disclosure) has played;
   the caller's answer, or a later "stop recording", is audited under subject ``recording``.
@@ -27,6 +31,7 @@ from datetime import datetime
 
 from phoneagent.agents.words import TAKE_MESSAGE_TEXT, TRANSFER_TEXT
 from phoneagent.policy.call_rules import (
+    IDENTITY_ANSWER,
     EscalationAction,
     EscalationConfig,
     EscalationDetector,
@@ -34,7 +39,9 @@ from phoneagent.policy.call_rules import (
     RecordingMode,
     RecordingSession,
     RecordingState,
+    detect_identity_question,
     handle_opt_out,
+    only_identity_question,
     plan_recording,
 )
 from phoneagent.policy.stores import DncStore
@@ -157,7 +164,27 @@ class LiveRules:
         escalation = self._escalation(text, turn_id, now)
         if escalation is not None:
             out.append(escalation)
+        else:
+            identity = self._identity(text, turn_id)
+            if identity is not None:
+                out.append(identity)
         return out
+
+    def _identity(self, text: str, turn_id: int) -> Verdict | None:
+        phrase = detect_identity_question(text)
+        if phrase is None:
+            return None
+        whole = only_identity_question(text)
+        audit = AuditEntry(
+            policy_pb2.DECISION_ALLOW,
+            "disclosure",
+            "identity_question",
+            "caller asked whether the agent is a person; told it is an AI",
+            self.number or "",
+            {"phrase": phrase, "whole_turn": str(whole).lower(), **_said(text)},
+        )
+        action = control_pb2.DIRECTIVE_ACTION_SAY_AS_ANSWER if whole else control_pb2.DIRECTIVE_ACTION_SAY
+        return Verdict(self._directive(action, IDENTITY_ANSWER, "identity_question", turn_id), audit)
 
     def _opt_out(self, text: str, turn_id: int, now: datetime) -> Verdict | None:
         result = handle_opt_out(text, self.number, self.dnc, now)

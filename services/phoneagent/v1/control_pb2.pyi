@@ -22,6 +22,7 @@ class DirectiveAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DIRECTIVE_ACTION_SAY_AND_TRANSFER: _ClassVar[DirectiveAction]
     DIRECTIVE_ACTION_SAY: _ClassVar[DirectiveAction]
     DIRECTIVE_ACTION_TAKE_MESSAGE: _ClassVar[DirectiveAction]
+    DIRECTIVE_ACTION_SAY_AS_ANSWER: _ClassVar[DirectiveAction]
 TRANSFER_KIND_UNSPECIFIED: TransferKind
 TRANSFER_KIND_BLIND: TransferKind
 TRANSFER_KIND_WARM: TransferKind
@@ -30,6 +31,7 @@ DIRECTIVE_ACTION_SAY_AND_HANG_UP: DirectiveAction
 DIRECTIVE_ACTION_SAY_AND_TRANSFER: DirectiveAction
 DIRECTIVE_ACTION_SAY: DirectiveAction
 DIRECTIVE_ACTION_TAKE_MESSAGE: DirectiveAction
+DIRECTIVE_ACTION_SAY_AS_ANSWER: DirectiveAction
 
 class BargeIn(_message.Message):
     __slots__ = ("interrupted_generation_id", "played_ms", "heard_sentence_seq", "heard_text_chars")
