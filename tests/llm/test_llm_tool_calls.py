@@ -7,6 +7,7 @@ and it is counted."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -210,6 +211,48 @@ async def test_a_booking_said_to_be_done_before_any_tool_ran_becomes_the_tool_ca
     spoken = [s.text for s in said if s.text]
     assert spoken[-1] == "Booked." and not any(claims_done_action(t) for t in spoken[:-1])
     assert claims() == before + 1
+
+
+async def test_a_confirmation_that_repeats_the_booking_tools_words_is_said() -> None:
+    """ "Yes, book it" after the booking was made: the model says again what the booking tool
+    said. That is no claim of its own: it is said (once its sentence is whole), and no tool runs;
+    the same words with another time are a claim."""
+    booked = "You're booked for cleaning on Tuesday 24 November at 10 am."
+    said: list[Sentence] = []
+    tools = Tools()
+
+    async def publish(s: Sentence) -> None:
+        said.append(s)
+
+    async def save(_: Any) -> None: ...
+
+    for free, runs in (
+        (["You're booked for cleaning ", "on Tuesday 24 November at 10 am."], False),
+        (["You're booked for cleaning ", "on Wednesday at 9 in the morning."], True),
+    ):
+        said.clear()
+        tools.calls.clear()
+        engine = SchemaEngine(free, CALL, continues=True)
+        d = Dialog(
+            "c-re", engine, system_prompt=lambda: "x", greeting="", publish=publish, save=save, tools=tools
+        )  # type: ignore[arg-type]
+        d.state.history = [
+            {"role": "user", "content": "Book a cleaning Tuesday at 10"},
+            {
+                "role": "tool",
+                "content": json.dumps({"ok": True, "say": f"{booked} Your reference is 123456."}),
+            },
+            {"role": "assistant", "content": booked},
+        ]
+        d.state.turn = 1
+        await d.on_user_turn(2, "Yes, book it.")
+        await wait_for(lambda: said and said[-1].final, timeout=3)
+        await d.close()
+        spoken = [s.text for s in said if s.text]
+        if runs:
+            assert tools.calls and spoken == ["Booked."]
+        else:
+            assert not tools.calls and spoken == [booked], spoken
 
 
 async def test_offers_and_questions_about_a_booking_are_said_as_they_are() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -208,6 +209,32 @@ class Replies:
         )
         buffered = ""  # held back while the output may still turn out to be a tool call
         spoke = opened = claimed = False
+        held = ""  # a confirmation that repeats a tool's words, kept until its sentence is whole
+
+        async def vetted(sentence: str, end: bool = False) -> bool:
+            """Say ``sentence``, unless (on a reply that may still call a tool) it says a booking
+            was done that no tool's words in the conversation say: False then, nothing said."""
+            nonlocal held
+            if not (constrain and tools is not None):
+                if sentence.strip():
+                    await self._sentence(reply, sentence, started)
+                return True
+            text = f"{held} {sentence}".strip() if held else sentence
+            before = "" if held or not reply.sentences else reply.sentences[-1]
+            if not text or not claims_done_action(f"{before} {text}"):
+                held = ""
+                if text:
+                    await self._sentence(reply, text, started)
+                return True
+            if not self._restates_tool(text):
+                UNBACKED_CLAIMS.labels(engine=self.engine.name).inc()
+                log.info("unbacked claim: the model writes the tool call", extra={"call_id": self.call_id})
+                return False
+            held = "" if end or _SENTENCE_END.search(text) else text
+            if not held:
+                await self._sentence(reply, text, started)
+            return True
+
         first_token = True
         t0 = time.perf_counter()
         tokens = 0
@@ -244,10 +271,9 @@ class Replies:
                 continue
             text, buffered, spoke = buffered + delta.text, "", True
             for sentence in splitter.push(text):
-                if constrain and self._unbacked(reply, sentence):
+                if not await vetted(sentence):
                     claimed = True
                     break
-                await self._sentence(reply, sentence, started)
             if claimed:
                 break
         reply.count_prompt(evaluated)
@@ -275,28 +301,24 @@ class Replies:
                     metrics.LLM_ANSWER_FALLBACKS.labels(engine=self.engine.name).inc()
                 buffered, reply.answered = fallback or APOLOGY, Answered.FALLBACK
             for sentence in splitter.push(buffered):
-                if constrain and tools is not None and self._unbacked(reply, sentence):
+                if not await vetted(sentence) and tools is not None:
                     return await self._call_instead(reply, messages, started, tools, CALL_MARKER)
-                await self._sentence(reply, sentence, started)
-        for sentence in splitter.flush():
-            if constrain and tools is not None and self._unbacked(reply, sentence):
+        for sentence in [*splitter.flush(), ""]:  # "": what is held back goes out at the end
+            if not await vetted(sentence, end=True) and tools is not None:
                 return await self._call_instead(reply, messages, started, tools, CALL_MARKER)
-            await self._sentence(reply, sentence, started)
         if not reply.sentences:
             reply.answered = Answered.FALLBACK
             await self._say(reply, APOLOGY)
         await self._end(reply)
         return None
 
-    def _unbacked(self, reply: Reply, sentence: str) -> bool:
-        """Whether ``sentence`` (with the reply's last one, which may hold its start) says a
-        booking was done while no tool has run in this turn; counted when it does."""
-        said = reply.sentences[-1] if reply.sentences else ""
-        if not claims_done_action(f"{said} {sentence}"):
-            return False
-        UNBACKED_CLAIMS.labels(engine=self.engine.name).inc()
-        log.info("unbacked claim: the model writes the tool call", extra={"call_id": self.call_id})
-        return True
+    def _restates_tool(self, text: str) -> bool:
+        """Whether ``text`` repeats words a tool result in the conversation gave ("Yes, book it"
+        after the booking was made: the model says again what the booking tool said)."""
+        said = _plain(text)
+        return bool(said) and any(
+            said in _plain(str(m.get("content") or "")) for m in self.state.history if m.get("role") == "tool"
+        )
 
     async def _call_instead(
         self,
@@ -443,6 +465,16 @@ class Replies:
             return
         follow = self._messages()
         await self._stream(reply, follow, started, with_tools=False, fallback=outcome.spoken)
+
+
+_SENTENCE_END = re.compile(r"[.!?][\"')]*\s*$")
+
+
+def _plain(text: str) -> str:
+    """Lower-case words and numbers only: how a restated confirmation is compared."""
+    # Apostrophes go: straight, curly, or curly as a tool result's JSON escapes it.
+    text = text.lower().replace("\\u2019", "").replace("\u2019", "").replace("'", "")
+    return " ".join(re.findall(r"[a-z0-9]+", text))
 
 
 def _acts(name: str, outcome: ToolOutcome) -> bool:
