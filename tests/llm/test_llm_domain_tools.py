@@ -217,6 +217,12 @@ def test_calendar_facts(agent: Agent, store: SchedulingStore) -> None:
         ("When do you open tomorrow?", "Tomorrow we are open 9 am to 5 pm."),
         ("Are you open on Sunday?", "On Sunday 29 November we are closed."),
         ("What are your opening hours?", None),
+        # Days known by name: the next one, with the closure configured for it.
+        ("Are you open on Christmas Eve?", "On Thursday 24 December we are closed (Christmas holidays)."),
+        ("Are you open on New Year's Eve?", "On Thursday 31 December we are open 9 am to 5 pm."),
+        ("what about new years day", "On Friday 1 January we are closed (New Year's Day)."),
+        ("Are you open on Thanksgiving?", "On Thursday 26 November we are closed (Thanksgiving)."),
+        ("Are you open on the fourth of July?", "On Sunday 4 July we are closed."),
     ],
 )
 def test_hours_answer_names_the_day_asked_about(agent: Agent, question: str, answer: str | None) -> None:
@@ -245,6 +251,8 @@ def test_hours_answer_without_opening_hours(agent: Agent) -> None:
         ("when are you open, my gum is bleeding badly", False),
         ("Are you open on Saturday? I think I cracked a tooth.", False),
         ("Hi, um, what are your hours on Saturdays?", True),
+        ("Are you open on Christmas Eve?", True),
+        ("Are you open on Christmas Eve? I need a cleaning.", False),
     ],
 )
 def test_asks_for_hours(text: str, asks: bool) -> None:

@@ -8,7 +8,7 @@ resolved in code by the tools.
 from __future__ import annotations
 
 import re
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 from phoneagent.agents.agent import Agent
 from phoneagent.agents.fields import WEEKDAYS, Interval
@@ -120,16 +120,48 @@ def calendar_facts(
 
 
 _DAY_WORD = re.compile(rf"\b({'|'.join(WEEKDAYS)}|today|tomorrow)s?\b", re.I)
+# Days known by name, as (month, day) or, for Thanksgiving, the fourth Thursday of November.
+_NAMED_DAY = re.compile(
+    r"\b(christmas eve|christmas(?: day)?|new year'?s eve|new year'?s(?: day)?|thanksgiving(?: day)?|"
+    r"independence day|(?:the )?fourth of july|july (?:the )?fourth)\b",
+    re.I,
+)
+
+
+def _named_day(name: str, today: date) -> date:
+    """The next date (today or later) of a day known by name."""
+    name = name.lower().replace("'", "")
+
+    def on(year: int) -> date:
+        if name.startswith("christmas eve"):
+            return date(year, 12, 24)
+        if name.startswith("christmas"):
+            return date(year, 12, 25)
+        if name.startswith("new years eve"):
+            return date(year, 12, 31)
+        if name.startswith("new years"):
+            return date(year, 1, 1)
+        if name.startswith("thanksgiving"):
+            first = date(year, 11, 1)
+            return first + timedelta(days=(3 - first.weekday()) % 7 + 21)
+        return date(year, 7, 4)
+
+    return on(today.year) if on(today.year) >= today else on(today.year + 1)
 
 
 def hours_answer(agent: Agent, question: str, now: datetime) -> str | None:
     """The hours of the one day a question names ("are you open on Saturday?", "what time do
-    you close today?"): the next such date, closures included; None when no day is named."""
+    you close today?", "are you open on Christmas Eve?"): the next such date, closures
+    included; None when no day is named."""
+    today = now.astimezone(agent.tz).date()
+    named = _NAMED_DAY.search(question)
+    if named is not None:
+        day = _named_day(named.group(1), today)
+        return _hours_on(agent, day, "today" if day == today else f"on {day:%A} {day.day} {day:%B}")
     m = _DAY_WORD.search(question)
     if m is None:
         return None
     word = m.group(1).lower()
-    today = now.astimezone(agent.tz).date()
     if word in ("today", "tomorrow"):
         day = today + timedelta(days=word == "tomorrow")
         name = word
@@ -137,6 +169,10 @@ def hours_answer(agent: Agent, question: str, now: datetime) -> str | None:
         wanted = WEEKDAYS.index(word)
         day = today + timedelta(days=(wanted - today.weekday()) % 7)
         name = "today" if day == today else f"on {day:%A} {day.day} {day:%B}"
+    return _hours_on(agent, day, name)
+
+
+def _hours_on(agent: Agent, day: date, name: str) -> str:
     # The day first, then whether: "closed" ends the sentence, where Piper's "closed today" was
     # heard as "close today" over the phone.
     day_first = f"{name[0].upper()}{name[1:]}"
@@ -169,6 +205,7 @@ _HOURS_ONLY = (
     )
     | frozenset(WEEKDAYS)
     | frozenset(f"{d}s" for d in WEEKDAYS)
+    | frozenset("christmas eve new year year's years thanksgiving independence fourth of july".split())
 )
 
 
