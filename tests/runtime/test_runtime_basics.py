@@ -198,37 +198,28 @@ async def test_retry_waits_out_the_kinds_it_is_told_to_until_its_deadline_and_no
 
         return op
 
-    # Twelve unavailable answers, far past three attempts, are waited out within the deadline.
-    op = failing(ErrorKind.UNAVAILABLE, 12)
-    got = await retry(
-        op,
-        what="t",
-        attempts=3,
-        base_delay=0.001,
-        max_delay=0.01,
-        wait_out=(ErrorKind.UNAVAILABLE,),
-        within=5,
-    )
-    assert got == "ok" and failures["n"] == 13
-    # Another retryable kind still gets only its attempts.
-    failures["n"] = 0
-    with pytest.raises(PhoneAgentError) as e:
-        op = failing(ErrorKind.OVERLOADED, 12)
-        await retry(op, what="t", attempts=3, base_delay=0.001, wait_out=(ErrorKind.UNAVAILABLE,), within=5)
-    assert e.value.kind is ErrorKind.OVERLOADED and failures["n"] == 3
-    # And the waited-out kind gives up once the deadline has passed.
-    failures["n"] = 0
-    began = time.monotonic()
-    with pytest.raises(PhoneAgentError) as e:
-        op = failing(ErrorKind.UNAVAILABLE, 10_000)
-        await retry(
+    async def patient(kind: ErrorKind, times: int, within: float) -> str:
+        failures["n"] = 0
+        op = failing(kind, times)
+        return await retry(
             op,
             what="t",
             attempts=3,
             base_delay=0.01,
             max_delay=0.02,
             wait_out=(ErrorKind.UNAVAILABLE,),
-            within=0.3,
+            within=within,
         )
+
+    # Twelve unavailable answers, far past three attempts, are waited out within the deadline.
+    assert await patient(ErrorKind.UNAVAILABLE, 12, within=5) == "ok" and failures["n"] == 13
+    # Another retryable kind still gets only its attempts.
+    with pytest.raises(PhoneAgentError) as e:
+        await patient(ErrorKind.OVERLOADED, 12, within=5)
+    assert e.value.kind is ErrorKind.OVERLOADED and failures["n"] == 3
+    # And the waited-out kind gives up once the deadline has passed.
+    began = time.monotonic()
+    with pytest.raises(PhoneAgentError) as e:
+        await patient(ErrorKind.UNAVAILABLE, 10_000, within=0.3)
     assert e.value.kind is ErrorKind.UNAVAILABLE and failures["n"] > 3
     assert 0.25 <= time.monotonic() - began < 2.0

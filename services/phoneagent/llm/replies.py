@@ -328,8 +328,8 @@ class Replies:
         tools: list[dict[str, Any]],
         written: str,
     ) -> dict[str, Any] | None:
-        """The tool call, under the schemas, in place of the free completion: after what the
-        model ``written`` of its call (its opener), or after the marker for a claimed booking."""
+        """The tool call, under the schemas, in place of the free completion: it goes on after
+        ``written`` (the opener the model wrote, or Qwen's marker for a booking it claimed)."""
         prefix = call_prefix(written) if getattr(self.engine, "continues_reply", False) else ""
         return await self._constrained_call(
             reply, messages, started, tools, self._callable(tools), prefix=prefix
