@@ -13,6 +13,7 @@ Nothing here is the product's code path; it answers whether batching calls is wo
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import platform
 import sys
@@ -35,8 +36,9 @@ class BatchRig:
         path = model_path(model)
         if not path.is_file():
             raise SystemExit(f"llm_batch_bench: model file {path.name} not found (make models)")
-        self._quiet = lib.llama_log_callback(lambda level, text, data: None)  # kept: C holds it
-        lib.llama_log_set(self._quiet, None)  # llama.cpp's own load log would bury the figures
+        # llama.cpp's load log would bury the figures: the binding prints it at this logger's
+        # level (a callback of our own would be freed while llama.cpp still held it).
+        logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
         lib.llama_backend_init()
         self.model = lib.llama_model_load_from_file(str(path).encode(), lib.llama_model_default_params())
         params = lib.llama_context_default_params()
