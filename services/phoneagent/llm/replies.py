@@ -216,15 +216,13 @@ class Replies:
             was done that no tool's words in the conversation say: False then, nothing said."""
             nonlocal held
             if not (constrain and tools is not None):
-                if sentence.strip():
-                    await self._sentence(reply, sentence, started)
+                await self._sentence(reply, sentence, started)  # a blank one is skipped there
                 return True
             text = f"{held} {sentence}".strip() if held else sentence
             before = "" if held or not reply.sentences else reply.sentences[-1]
             if not text or not claims_done_action(f"{before} {text}"):
                 held = ""
-                if text:
-                    await self._sentence(reply, text, started)
+                await self._sentence(reply, text, started)
                 return True
             if not self._restates_tool(text):
                 UNBACKED_CLAIMS.labels(engine=self.engine.name).inc()
