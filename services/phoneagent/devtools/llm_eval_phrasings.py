@@ -140,5 +140,89 @@ HELD_OUT: tuple[Phrasing, ...] = (
         "2026-11-30 14:30",
     ),
 )
+# A second held-out set, written on 2026-12-06 after every change the first one saw and never
+# used for tuning since: other words for the types (a cavity, a chipped tooth, a first visit),
+# dates said as "the fourth of december" or "this afternoon", minutes said as words, a caller
+# who asks before booking, one who corrects the time, and one who books for someone else.
+HELD_OUT_2: tuple[Phrasing, ...] = (
+    Phrasing(
+        "h2-cleaning-this-friday",
+        ("hey there could i book a cleaning for this friday at ten thirty name is carla diaz",),
+        "cleaning",
+        "2026-11-27 10:30",
+    ),
+    Phrasing(
+        "h2-cavity-dec-ninth",
+        ("i need to get a cavity filled wednesday december ninth at four pm its mark jones",),
+        "filling",
+        "2026-12-09 16:00",
+    ),
+    Phrasing(
+        "h2-pain-this-afternoon",
+        ("my tooth is killing me can i come in this afternoon at three my name is ben carter",),
+        "emergency",
+        "2026-11-23 15:00",
+    ),
+    Phrasing(
+        "h2-first-visit-eighth",
+        ("id like to set up a first visit for tuesday the eighth at nine thirty the name is olivia reed",),
+        "exam",
+        "2026-12-08 09:30",
+    ),
+    Phrasing(
+        "h2-cleaning-three-turns",
+        ("can i book a cleaning please", "thursday december tenth at one pm", "its henry ford"),
+        "cleaning",
+        "2026-12-10 13:00",
+    ),
+    Phrasing(
+        "h2-checkup-correction",
+        ("book me a checkup on tuesday at three actually make that three thirty im paula grant",),
+        "cleaning",
+        "2026-11-24 15:30",
+    ),
+    Phrasing(
+        "h2-filling-fourth-of-december",
+        ("could you put me down for a filling on the fourth of december at eleven fifteen its victor huang",),
+        "filling",
+        "2026-12-04 11:15",
+    ),
+    Phrasing(
+        "h2-cleaning-for-daughter",
+        ("yeah so my daughter needs a cleaning monday december seventh at two her name is lily moss",),
+        "cleaning",
+        "2026-12-07 14:00",
+    ),
+    Phrasing(
+        "h2-exam-ask-first",
+        (
+            "hi um do you have anything friday at nine for a new patient exam",
+            "yes please book it my name is george hill",
+        ),
+        "exam",
+        "2026-11-27 09:00",
+    ),
+    Phrasing(
+        "h2-chipped-tomorrow-noon",
+        ("i chipped a tooth can i come in tomorrow at noon my names rosa gomez",),
+        "emergency",
+        "2026-11-24 12:00",
+    ),
+    Phrasing(
+        "h2-cleaning-evening",
+        (
+            "good morning i would like a cleaning appointment on wednesday december second at six in the "
+            "evening name is chris evans",
+        ),
+        "cleaning",
+        "2026-12-02 18:00",
+    ),
+    Phrasing(
+        "h2-filling-quarter-past",
+        ("can you book a filling for me the first of december at quarter past two thanks its amy lowe",),
+        "filling",
+        "2026-12-01 14:15",
+    ),
+)
 # Run apart (each run has a fresh appointment book): some held-out times are main-set times.
-SETS = {"main": PHRASINGS, "held-out": HELD_OUT}
+SETS = {"main": PHRASINGS, "held-out": HELD_OUT, "held-out-2": HELD_OUT_2}
