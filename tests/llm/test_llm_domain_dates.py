@@ -269,3 +269,19 @@ def test_a_self_correction_replaces_what_it_names(text: str, day: date, at: time
     r = resolve(text, MON, NY, hours)
     assert r.status is Status.RESOLVED, r
     assert (r.first_day, r.last_day, r.at) == (day, day, at)
+
+
+@pytest.mark.parametrize(
+    ("text", "at"),
+    [
+        ("Good morning, can I come in tomorrow at 3?", T(15, 0)),
+        ("good afternoon, a cleaning tomorrow at 10 please", T(10, 0)),
+        ("good morning, wednesday at six in the evening", T(18, 0)),
+        ("Good evening. Tomorrow morning at 9, please.", T(9, 0)),
+    ],
+)
+def test_a_greeting_names_no_part_of_the_day(text: str, at: time) -> None:
+    # "good morning" was read as the morning: a booking for 3 pm went in at 3 am
+    r = resolve(text, MON, NY, hours_late)
+    assert r.ok, r
+    assert r.at == at

@@ -105,6 +105,9 @@ class _Found:
 def extract(text: str, now: datetime) -> Pieces:
     """Find the pieces in ``text``; ``now`` is local to the business time zone."""
     sc = _Scanner(text)
+    # A greeting names no part of the day: "good morning, can I come in tomorrow at 3?" is 3 pm.
+    while sc.take(r" good (?:morning|afternoon|evening|night) "):
+        pass
     p = Pieces()
     found = _Found()
     today = now.date()
