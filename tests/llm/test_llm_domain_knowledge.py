@@ -125,6 +125,18 @@ def test_chunking_keeps_headings_as_context() -> None:
     ]
 
 
+def test_a_title_ends_no_sentence() -> None:
+    # "Dr." cut "three dentists: Dr. Alice Moreno, Dr. James Okafor" into rows of their own
+    # ("James Okafor and Dr."), which matched unrelated questions ("My name is John Smith").
+    (chunk,) = chunk_text(
+        "Our dentists are Dr. Alice Moreno and Mrs. Ida Bell. Parking is free, e.g. behind.", "d.md"
+    )
+    assert chunk.embed_texts()[1:] == [
+        "Our dentists are Dr. Alice Moreno and Mrs. Ida Bell.",
+        "Parking is free, e.g. behind.",
+    ]
+
+
 async def test_lookup_knowledge_tool(example_kb: KnowledgeBase) -> None:
     tools = ToolExecutor(load_agent(example_agent_path()), knowledge=example_kb)
     r = await tools.execute("lookup_knowledge", {"question": "Do you see kids?"}, CallContext("c1"))

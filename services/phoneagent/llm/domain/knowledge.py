@@ -24,8 +24,16 @@ from phoneagent.runtime.errors import InvalidArgument
 from phoneagent.runtime.modelfiles import cache_dir as model_cache_dir
 
 log = logging.getLogger(__name__)
-CHUNKER_VERSION = "2"
+CHUNKER_VERSION = "3"
 MAX_WORDS = 120
+# A full stop after these ends no sentence ("Dr. Priya Shah"): one title or abbreviation each.
+_ABBREVIATIONS = ("Dr", "Mr", "Mrs", "Ms", "Prof", "St", "Ave", "approx", "e.g", "i.e", "vs")
+_SENTENCE_END = re.compile("".join(rf"(?<!\b{re.escape(a)}\.)" for a in _ABBREVIATIONS) + r"(?<=[.!?])\s+")
+
+
+def sentences(text: str) -> list[str]:
+    """``text`` cut into sentences, not after a title or a common abbreviation."""
+    return [s for s in _SENTENCE_END.split(text) if s.strip()]
 
 
 class Encoder(Protocol):
@@ -41,8 +49,8 @@ class Chunk:
     def embed_texts(self) -> list[str]:
         """The paragraph (with its heading) and, when it has several, each sentence."""
         whole = f"{self.heading}: {self.text}" if self.heading else self.text
-        sentences = [s for s in re.split(r"(?<=[.!?])\s+", self.text) if s.strip()]
-        return [whole] + (sentences if len(sentences) > 1 else [])
+        parts = sentences(self.text)
+        return [whole] + (parts if len(parts) > 1 else [])
 
 
 @dataclass(frozen=True)
@@ -57,10 +65,9 @@ def _split_long(paragraph: str) -> list[str]:
     words = paragraph.split()
     if len(words) <= MAX_WORDS:
         return [paragraph]
-    sentences = re.split(r"(?<=[.!?])\s+", paragraph)
     out: list[str] = []
     current: list[str] = []
-    for sentence in sentences:
+    for sentence in sentences(paragraph):
         if current and len(" ".join(current).split()) + len(sentence.split()) > MAX_WORDS:
             out.append(" ".join(current))
             current = []
