@@ -78,7 +78,8 @@ def test_short_documents_are_all_in_the_system_prompt_and_no_turn_carries_a_pass
 async def test_the_knowledge_tool_is_still_there_for_a_model_that_asks_for_it(agent, kb) -> None:  # type: ignore[no-untyped-def]
     executor = ToolExecutor(agent, knowledge=kb)
     assert "lookup_knowledge" in tool_names(executor)
-    question = {"question": "Who is the children's dentist?"}
+    # the test's bag-of-words encoder ranks by shared words ("the" counts): a question with few
+    question = {"question": "Which dentist sees kids?"}
     result = await executor.execute("lookup_knowledge", question, CallContext("c1"))
     assert result.ok and any("Priya Shah" in p["text"] for p in result.data["passages"])
 
