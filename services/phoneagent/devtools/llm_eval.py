@@ -226,7 +226,10 @@ async def evaluate(
 
 
 def row(r: Result) -> str:
-    calls = ", ".join(f"{n}({a.get('appointment_type', '')}|{a.get('when', '')}):{s}" for n, a, s in r.tools)
+    calls = ", ".join(
+        f"{n}({a.get('appointment_type', '')}|{a.get('when', '')}|{a.get('name', '')}):{s}"
+        for n, a, s in r.tools
+    )
     return f"{r.phrasing.key:<22} {'yes' if r.ok else 'no':<4} {r.seconds:7.1f}  {r.detail} / {calls}"
 
 
@@ -240,7 +243,7 @@ def table(results: list[Result], verbose: bool = False) -> str:
     own = sum(r.model_when for r in results)
     lines.append(f"success: {ok}/{len(results)} (model's own 'when' words right in {own}/{len(results)})")
     lines.append(
-        "tool calls as the model wrote them; a>b = the model named a, b ran; "
+        "tool calls as the model wrote them (type|when|name); a>b = the model named a, b ran; "
         "name* = re-run in code once the caller answered"
     )
     return "\n".join(lines)
