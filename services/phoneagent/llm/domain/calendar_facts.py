@@ -173,12 +173,13 @@ def hours_answer(agent: Agent, question: str, now: datetime) -> str | None:
 
 
 def _hours_on(agent: Agent, day: date, name: str) -> str:
-    # The day first, then whether: "closed" ends the sentence, where Piper's "closed today" was
-    # heard as "close today" over the phone.
+    # The day first, then whether: "closed" ends the sentence or comes before a reason, where
+    # Piper's "closed today" was heard as "close today" over the phone. No parentheses: they are
+    # read to the caller.
     day_first = f"{name[0].upper()}{name[1:]}"
     closure = agent.closure_on(day)
     if closure is not None:
-        return f"{day_first} we are closed ({closure.reason})."
+        return f"{day_first} we are closed for {closure.reason}."
     spans = agent.hours_on(day)
     if not spans:
         return f"{day_first} we are closed."
