@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
-
 from phoneagent.agents import example_agent_path
 from phoneagent.agents.agent import load_agent
 from phoneagent.devtools.llm_eval import NOW
