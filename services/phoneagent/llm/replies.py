@@ -28,10 +28,12 @@ from phoneagent.llm.dialog_state import (
 from phoneagent.llm.engines.base import LlmEngine
 from phoneagent.llm.streaming import SentenceSplitter
 from phoneagent.llm.tool_calls import (
+    ACTION_WITHOUT_TOOL,
     CALL_MARKER,
     CONSTRAINED_MIN_TOKENS,
     TOOL_CALL_REPAIRS,
     UNBACKED_CLAIMS,
+    asks_caller,
     call_prefix,
     claims_done_action,
     looks_like_call,
@@ -209,6 +211,10 @@ class Replies:
         )
         buffered = ""  # held back while the output may still turn out to be a tool call
         spoke = opened = claimed = False
+        # The caller asked for a booking, a move or a cancellation: a reply that begins with
+        # neither the tool call nor a question to the caller is not said.
+        action_due = getattr(self.tools, "action_due", None)
+        due = constrain and callable(action_due) and bool(action_due())
         held = ""  # a confirmation that repeats a tool's words, kept until its sentence is whole
 
         async def vetted(sentence: str, end: bool = False) -> bool:
@@ -221,6 +227,12 @@ class Replies:
             text = f"{held} {sentence}".strip() if held else sentence
             before = "" if held or not reply.sentences else reply.sentences[-1]
             if not text or not claims_done_action(f"{before} {text}"):
+                if due and text and not reply.sentences and not asks_caller(text, self._caller_words()):
+                    ACTION_WITHOUT_TOOL.labels(engine=self.engine.name).inc()
+                    log.info(
+                        "action without a tool: the model writes the call", extra={"call_id": self.call_id}
+                    )
+                    return False
                 held = ""
                 await self._sentence(reply, text, started)
                 return True
@@ -309,6 +321,10 @@ class Replies:
             await self._say(reply, APOLOGY)
         await self._end(reply)
         return None
+
+    def _caller_words(self) -> str:
+        said = getattr(self.tools, "said", None)
+        return said[-1] if isinstance(said, list) and said and isinstance(said[-1], str) else ""
 
     def _restates_tool(self, text: str) -> bool:
         """Whether ``text`` repeats words a tool result in the conversation gave ("Yes, book it"

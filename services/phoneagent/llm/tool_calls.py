@@ -104,6 +104,13 @@ UNBACKED_CLAIMS = Counter(
     "the sentence was not said and the model wrote the tool call instead.",
     ["engine"],
 )
+ACTION_WITHOUT_TOOL = Counter(
+    "pa_llm_action_replies_without_tool_total",
+    "Replies to a caller who asked for a booking, a move or a cancellation with a day or time that "
+    "began with neither a tool call nor a question to the caller: the sentence was not said and the "
+    "model wrote the tool call instead.",
+    ["engine"],
+)
 _DONE = r"(?:booked|scheduled|re-?scheduled|moved|changed|cancel+ed|confirmed)"
 # "You're booked", "you are now all set and booked", "I've moved it", "your cleaning has been
 # cancelled", "it's rescheduled": a booking said to be done. Not "I can book", "shall I move it",
@@ -123,6 +130,22 @@ def claims_done_action(text: str) -> bool:
         if _CLAIM.search(sentence) and not sentence.rstrip().endswith("?"):
             return True
     return False
+
+
+def asks_caller(sentence: str, caller: str) -> bool:
+    """Whether ``sentence`` asks the caller something, rather than repeating the caller's own
+    words back as a question ("Can you move it to Thursday at 2?" to that very question)."""
+    if not (sentence.rstrip().endswith("?") or _QUESTION_START.match(sentence)):
+        return False  # a first clause cut at a comma ("May I have your name,") starts like one
+    words = re.findall(r"[a-z0-9']+", sentence.lower())
+    theirs = set(re.findall(r"[a-z0-9']+", caller.lower()))
+    return not words or sum(w in theirs for w in words) < ECHO_SHARE * len(words)
+
+
+ECHO_SHARE = 0.75  # a question this much made of the caller's words is their question, repeated
+_QUESTION_START = re.compile(
+    r"^\W*(?:may|can|could|would|will|shall|should|what|which|when|where|who|how|do|does|did|is|are)\b", re.I
+)
 
 
 def looks_like_json(text: str) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from typing import Any
 
 from phoneagent.llm.dialog_state import ToolOutcome
 from phoneagent.llm.domain.calendar_facts import HOURS_SOURCE, asks_for_hours
+from phoneagent.llm.domain.dates import resolve
 from phoneagent.llm.domain.tool_result import CallContext
 from phoneagent.llm.domain.tool_schemas import BIRTH_DATE
 from phoneagent.llm.domain.tools import ToolExecutor
@@ -38,6 +40,14 @@ SPOKEN_AS_IS = frozenset(
         "end_call",
     }
 )
+ACTIONS = frozenset({"book_appointment", "move_appointment", "cancel_appointment"})
+# A caller asking for one of ACTIONS: "book it", "can you move it to Thursday?", "reschedule".
+_ACTION = re.compile(
+    r"\b(?:book|schedule|reserve|move|reschedule|change (?:it|my appointment|the appointment|the time)|"
+    r"push it|put me (?:in|down))\b",
+    re.I,
+)
+_CANCEL = re.compile(r"\bcancel (?:it|my|the)\b", re.I)
 # Tools that need the caller's booking reference (see phoneagent.llm.domain.booking_access).
 NEEDS_REFERENCE = frozenset({"find_appointments", "move_appointment", "cancel_appointment"})
 SECRETS = ("reference", BIRTH_DATE)  # never in the call record
@@ -60,7 +70,8 @@ class Tools:
         self.said: list[str] = []  # the caller's recent turns, to check the model's arguments against
         self.offered: list[str] = []  # what the tools recently told the caller
         self.pending: tuple[str, dict[str, Any], tuple[str, ...]] | None = None  # a booking asked about
-        self.last_action: tuple[str, dict[str, Any]] | None = None
+        self.turns = 0  # caller turns so far
+        self.acted_turn = -1  # the caller turn a booking, move or cancellation last succeeded on
 
     def schemas(self) -> list[dict[str, Any]]:
         return self.executor.definitions()
@@ -132,6 +143,27 @@ class Tools:
 
     def caller_said(self, text: str) -> None:
         self.said = [*self.said[-3:], text]
+        self.turns += 1
+
+    def action_due(self) -> bool:
+        """Whether the caller's latest words ask for a booking, a move or a cancellation that a tool
+        must carry out: an action word in them ("book it", "move it", "cancel"), with a day in
+        the last two turns for a booking or a move, no booking question pending, and no
+        such action already done on the turn before (a caller who says "yes, book it" after the
+        booking is confirming it). See :meth:`~phoneagent.llm.replies.Replies._stream`."""
+        if not self.said or self.pending is not None or self.acted_turn >= self.turns - 1:
+            return False
+        latest = self.said[-1]
+        if _CANCEL.search(latest):
+            return True
+        if not _ACTION.search(latest):
+            return False
+        agent, now = self.executor.agent, self.clock()
+        for text in (latest, " ".join(self.said[-2:])):
+            r = resolve(text, now, agent.tz, agent.hours_on)
+            if r.ok and r.first_day is not None:  # a day: "can I book one?" alone reads as 1 pm
+                return True
+        return False
 
     def resume(self, text: str) -> dict[str, Any] | None:
         """The tool call to run in code for what the caller said, without the model: a booking
@@ -190,6 +222,8 @@ class Tools:
             )
         )
         self.offered = [*self.offered[-1:], result.say]
+        if name in ACTIONS and result.ok:
+            self.acted_turn = self.turns
         if name == "book_appointment" and result.status == "needs_input" and "asked_for" in result.data:
             self.pending = (name, fixed.arguments, ("when",))
         elif result.status == "needs_input" and result.data.get("needs") in SECRETS:

@@ -1,0 +1,147 @@
+"""A caller who asks for a booking, a move or a cancellation gets a tool call or a question, not
+words: the 0.5B model answered "Can you move it to Thursday at 2?" with the caller's own words,
+and "Hey, it's Ann, can I get my teeth cleaned Thursday around 2? ... Yeah, book it, please."
+with "Sure, I can help you book an appointment." and an emergency paragraph, and nothing was
+booked (scripted calls over SIP, ``python -m phoneagent.devtools.sip_eval``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from phoneagent.agents.agent import Agent
+from phoneagent.llm.dialog import Dialog
+from phoneagent.llm.dialog_state import Sentence, ToolOutcome
+from phoneagent.llm.domain.scheduling import SchedulingStore
+from phoneagent.llm.domain.tool_result import CallContext
+from phoneagent.llm.domain.tool_schemas import tool_definitions
+from phoneagent.llm.domain.tools import ToolExecutor
+from phoneagent.llm.tool_calls import asks_caller
+from phoneagent.llm.tools import Tools
+from prometheus_client import REGISTRY
+from support.common import wait_for
+from test_llm_tool_calls import CALL, SchemaEngine
+
+CALLER = "+12125556211"
+NOW = datetime(2026, 11, 23, 14, 30, tzinfo=UTC)  # Monday 23 November 2026, 9:30 am in New York
+
+
+@pytest.fixture
+def store(agent: Agent, tmp_path: Path) -> Iterator[SchedulingStore]:
+    s = SchedulingStore.open(f"sqlite:///{tmp_path / 'book.db'}", agent, clock=lambda: NOW)
+    yield s
+    s.db.close()
+
+
+def tools_for(agent: Agent, store: SchedulingStore) -> Tools:
+    return Tools(
+        ToolExecutor(agent, store, None, lambda: NOW), CallContext("call-d", CALLER), clock=lambda: NOW
+    )
+
+
+@pytest.mark.parametrize(
+    ("turns", "due"),
+    [
+        (["Can you move it to Wednesday at nine?"], True),
+        (["Please reschedule my cleaning to Friday at 2 pm."], True),
+        (["I need to cancel my appointment."], True),
+        (
+            ["Hey, it's Ann Lee. Can I get my teeth cleaned Thursday around 2?", "Yeah, book it, please."],
+            True,
+        ),
+        (["Hey, it's Ann Lee. Can I get my teeth cleaned Thursday around 2?"], False),  # no action word
+        (["I'd like to book a cleaning."], False),  # no day or time: the model asks for one
+        (["How much does a filling cost, and can I book one?"], False),
+        (["Do you move appointments if I'm late?"], False),
+    ],
+)
+def test_which_caller_turns_need_a_tool(
+    agent: Agent, store: SchedulingStore, turns: list[str], due: bool
+) -> None:
+    tools = tools_for(agent, store)
+    for text in turns:
+        tools.caller_said(text)
+    assert tools.action_due() is due
+
+
+async def test_after_the_booking_a_yes_book_it_needs_no_second_call(
+    agent: Agent, store: SchedulingStore
+) -> None:
+    tools = tools_for(agent, store)
+    tools.caller_said("Hi, this is Ann Lee. Please book a cleaning next Tuesday at 11 in the morning.")
+    assert tools.action_due()
+    args = {"appointment_type": "cleaning", "when": "next Tuesday at 11 in the morning", "name": "Ann Lee"}
+    assert (await tools.run("book_appointment", args)).ok
+    tools.caller_said("Yes, book it.")  # confirming what was just booked
+    assert not tools.action_due()
+    tools.caller_said("And can you book a filling for Friday at 10 too?")
+    assert tools.action_due()
+
+
+def test_a_question_that_repeats_the_callers_words_asks_nothing() -> None:
+    caller = "Can you move it to Thursday at 2 pm instead?"
+    assert not asks_caller("Can you move it to Thursday at 2 pm instead?", caller)
+    assert not asks_caller("Move it to Thursday at 2 pm?", caller)
+    assert not asks_caller("Sure, I can help you with that.", caller)
+    assert asks_caller("May I have your booking reference, please?", caller)
+    assert asks_caller("Which appointment would you like to move?", caller)
+    assert asks_caller("May I have your name,", caller)  # a first clause, cut at its comma
+
+
+class DueTools:
+    def __init__(self, said: str) -> None:
+        self.said = [said]
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def schemas(self) -> list[dict[str, Any]]:
+        return tool_definitions(frozenset({"book_appointment", "lookup_knowledge"}))
+
+    def action_due(self) -> bool:
+        return True
+
+    async def run(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
+        self.calls.append((name, arguments))
+        return ToolOutcome(ok=True, result={"status": "ok"}, spoken="Booked.", final=True)
+
+
+def without_tool() -> float:
+    value = REGISTRY.get_sample_value("pa_llm_action_replies_without_tool_total", {"engine": "schema-script"})
+    return value or 0.0
+
+
+@pytest.mark.parametrize(
+    ("free", "runs"),
+    [
+        (["Sure, I can help you with that. ", "Please call the on-call dentist."], True),
+        (["Can you move it to Thursday at 2 pm instead?"], True),  # the caller's question, back
+        (["May I have your booking reference, please?"], False),  # a real question is said
+    ],
+)
+async def test_a_reply_that_neither_calls_nor_asks_becomes_the_tool_call(free: list[str], runs: bool) -> None:
+    said: list[Sentence] = []
+    caller = "Can you move it to Thursday at 2 pm instead?"
+    tools = DueTools(caller)
+
+    async def publish(s: Sentence) -> None:
+        said.append(s)
+
+    async def save(_: Any) -> None: ...
+
+    engine = SchemaEngine(free, CALL, continues=True)
+    before = without_tool()
+    d = Dialog(
+        "c-due", engine, system_prompt=lambda: "x", greeting="", publish=publish, save=save, tools=tools
+    )  # type: ignore[arg-type]
+    await d.on_user_turn(1, caller)
+    await wait_for(lambda: said and said[-1].final, timeout=3)
+    await d.close()
+    spoken = [s.text for s in said if s.text]
+    if runs:
+        assert tools.calls and spoken == ["Booked."], spoken
+        assert engine.requests[1]["assistant_prefix"] == "<tool_call>\n"
+        assert without_tool() == before + 1
+    else:
+        assert not tools.calls and " ".join(spoken) == "".join(free) and without_tool() == before
