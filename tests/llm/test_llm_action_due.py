@@ -19,11 +19,14 @@ from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tool_result import CallContext
 from phoneagent.llm.domain.tool_schemas import tool_definitions
 from phoneagent.llm.domain.tools import ToolExecutor
-from phoneagent.llm.tool_calls import asks_caller
+from phoneagent.llm.prompting import WHEN_MAX_CHARS, caller_when
+from phoneagent.llm.replies import APOLOGY
+from phoneagent.llm.tool_calls import asks_caller, leaks_template
 from phoneagent.llm.tools import Tools
 from prometheus_client import REGISTRY
 from support.common import wait_for
 from test_llm_tool_calls import CALL, SchemaEngine
+from test_llm_tool_calls import Tools as Tools_
 
 CALLER = "+12125556211"
 NOW = datetime(2026, 11, 23, 14, 30, tzinfo=UTC)  # Monday 23 November 2026, 9:30 am in New York
@@ -145,3 +148,55 @@ async def test_a_reply_that_neither_calls_nor_asks_becomes_the_tool_call(free: l
         assert without_tool() == before + 1
     else:
         assert not tools.calls and " ".join(spoken) == "".join(free) and without_tool() == before
+
+
+def leaks() -> float:
+    return REGISTRY.get_sample_value("pa_llm_template_leaks_total", {"engine": "schema-script"}) or 0.0
+
+
+PREAMBLE = [
+    "You may call one or more functions to assist with the user query. ",
+    "You are provided with function signatures within <tools></tools> XML tags: <tools>",
+]
+
+
+@pytest.mark.parametrize(
+    ("free", "spoken"),
+    [
+        # the 1.5B model, after a booking the tool refused, over SIP
+        (PREAMBLE, [APOLOGY]),
+        (["We are open nine to five. ", *PREAMBLE], ["We are open nine to five."]),
+    ],
+)
+async def test_the_chat_templates_own_words_are_never_said(free: list[str], spoken: list[str]) -> None:
+    assert leaks_template(PREAMBLE[0]) and leaks_template("<|im_start|>assistant")
+    assert not leaks_template("We have three dentists, and one of them sees children.")
+    said: list[Sentence] = []
+
+    async def publish(s: Sentence) -> None:
+        said.append(s)
+
+    async def save(_: Any) -> None: ...
+
+    engine = SchemaEngine(free, CALL)
+    before = leaks()
+    d = Dialog(
+        "c-leak", engine, system_prompt=lambda: "x", greeting="", publish=publish, save=save, tools=Tools_()
+    )  # type: ignore[arg-type]
+    await d.on_user_turn(1, "Are you open today?")
+    await wait_for(lambda: said and said[-1].final, timeout=3)
+    await d.close()
+    assert [s.text for s in said if s.text] == spoken
+    assert leaks() == before + 1
+
+
+def test_a_long_turn_gives_the_booking_only_the_sentences_that_name_the_time(agent: Agent) -> None:
+    said = [
+        "Hello, I am Jonathan Alexander Richardson, a new patient from out of town, and I have a question. "
+        "I would like my first visit on Wednesday at 3 in the afternoon, please."
+    ]
+    assert len(said[0]) > WHEN_MAX_CHARS  # the tool's "when" refused it whole, and nothing was booked
+    assert (
+        caller_when(agent, said, NOW, exact=True)
+        == "I would like my first visit on Wednesday at 3 in the afternoon, please."
+    )

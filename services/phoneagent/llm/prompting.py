@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from phoneagent.agents.agent import Agent
 from phoneagent.llm.domain.calendar_facts import HOURS_SOURCE, calendar_facts
-from phoneagent.llm.domain.dates import Status, resolve
+from phoneagent.llm.domain.dates import Resolution, Status, resolve
 from phoneagent.llm.domain.knowledge import KnowledgeBase, Passage
 from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tool_schemas import TOOL_SCHEMAS
@@ -219,13 +219,39 @@ def mentioned_type(agent: Agent, said: Sequence[str]) -> str | None:
 
 
 def caller_when(agent: Agent, said: Sequence[str], now: datetime, exact: bool) -> str | None:
-    """The caller's own words for the day and time: the last turn, or the last two together."""
+    """The caller's own words for the day and time: the last turn, or the last two together, cut
+    to the sentences that name them when the whole is longer than a tool's "when" may be."""
     candidates = [said[-1], " ".join(said[-2:])] if len(said) > 1 else list(said[-1:])
     for text in candidates:
         r = resolve(text, now, agent.tz, agent.hours_on)
         if (r.is_exact and r.status is Status.RESOLVED) if exact else r.ok:
-            return text
+            return _within(text, r, agent, now) if len(text) > WHEN_MAX_CHARS else text
     return None
+
+
+WHEN_MAX_CHARS = TOOL_SCHEMAS["book_appointment"]["parameters"]["properties"]["when"]["maxLength"]
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+
+
+def _within(text: str, whole: Resolution, agent: Agent, now: datetime) -> str:
+    """The shortest run of ``text``'s sentences, latest first, that resolves as the whole does; the
+    whole text's last WHEN_MAX_CHARS characters when none does. A caller's "Hello, I'm ..., a new
+    patient. I'd like my first visit on Wednesday at 3 in the afternoon." with the turn before
+    was over the limit, and the booking was refused."""
+    parts = [p for p in _SENTENCE.split(text) if p.strip()]
+    for size in range(1, len(parts) + 1):
+        for start in range(len(parts) - size, -1, -1):
+            span = " ".join(parts[start : start + size])
+            if len(span) > WHEN_MAX_CHARS:
+                continue
+            r = resolve(span, now, agent.tz, agent.hours_on)
+            if r.status is whole.status and (r.first_day, r.last_day, r.at) == (
+                whole.first_day,
+                whole.last_day,
+                whole.at,
+            ):
+                return span
+    return text[-WHEN_MAX_CHARS:]
 
 
 _LEAVE = re.compile(

@@ -31,11 +31,13 @@ from phoneagent.llm.tool_calls import (
     ACTION_WITHOUT_TOOL,
     CALL_MARKER,
     CONSTRAINED_MIN_TOKENS,
+    TEMPLATE_LEAKS,
     TOOL_CALL_REPAIRS,
     UNBACKED_CLAIMS,
     asks_caller,
     call_prefix,
     claims_done_action,
+    leaks_template,
     looks_like_call,
     looks_like_json,
     maybe_tool_call,
@@ -210,7 +212,7 @@ class Replies:
             and bool(getattr(self.engine, "structured_output", False))
         )
         buffered = ""  # held back while the output may still turn out to be a tool call
-        spoke = opened = claimed = False
+        spoke = opened = claimed = leaked = False
         # The caller asked for a booking, a move or a cancellation: a reply that begins with
         # neither the tool call nor a question to the caller is not said.
         action_due = getattr(self.tools, "action_due", None)
@@ -220,7 +222,10 @@ class Replies:
         async def vetted(sentence: str, end: bool = False) -> bool:
             """Say ``sentence``, unless (on a reply that may still call a tool) it says a booking
             was done that no tool's words in the conversation say: False then, nothing said."""
-            nonlocal held
+            nonlocal held, leaked
+            if leaked or leaks_template(sentence):
+                leaked = True  # the chat template's own text: nothing more of this completion is said
+                return True
             if not (constrain and tools is not None):
                 await self._sentence(reply, sentence, started)  # a blank one is skipped there
                 return True
@@ -284,12 +289,27 @@ class Replies:
                 if not await vetted(sentence):
                     claimed = True
                     break
-            if claimed:
+            if claimed or leaked:
                 break
         reply.count_prompt(evaluated)
         elapsed = time.perf_counter() - t0
         if tokens and elapsed > 0:
             metrics.LLM_TOKENS_PER_SECOND.labels(engine=self.engine.name).observe(tokens / elapsed)
+        if leaked:
+            # A model that writes its prompt's tool preamble ("You may call one or more functions
+            # ...", the 1.5B model after a refused booking) is stopped; the caller hears an
+            # apology, or the tool's words, when nothing was said before it.
+            TEMPLATE_LEAKS.labels(engine=self.engine.name).inc()
+            log.warning("template text in a reply: not said", extra={"call_id": self.call_id})
+            await self.engine.abort(reply.request_id)
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            if not reply.sentences:
+                reply.answered = Answered.FALLBACK
+                await self._say(reply, fallback or APOLOGY)
+            await self._end(reply)
+            return None
         if (opened or claimed) and tools is not None:
             await self.engine.abort(reply.request_id)
             aclose = getattr(stream, "aclose", None)

@@ -148,6 +148,24 @@ _QUESTION_START = re.compile(
 )
 
 
+TEMPLATE_LEAKS = Counter(
+    "pa_llm_template_leaks_total",
+    "Replies in which the model wrote its chat template's own text (the tool preamble, the tags): "
+    "the rest of the completion was not said.",
+    ["engine"],
+)
+# Qwen's tool preamble ("You may call one or more functions to assist with the user query. You are
+# provided with function signatures within <tools></tools> XML tags") and the template's tags.
+_TEMPLATE = re.compile(
+    r"\bone or more functions\b|\bfunction signatures\b|</?tools>|</?tool_call>|<\|im_(?:start|end)\|>", re.I
+)
+
+
+def leaks_template(text: str) -> bool:
+    """Whether ``text`` holds the chat template's own words, never meant for the caller."""
+    return bool(_TEMPLATE.search(text))
+
+
 def looks_like_json(text: str) -> bool:
     return bool(re.match(r'\s*(?:<tool_call>|```(?:json)?)?\s*\{\s*"', text))
 
