@@ -6,9 +6,7 @@ booked (scripted calls over SIP, ``python -m phoneagent.devtools.sip_eval``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,14 +27,7 @@ from test_llm_tool_calls import CALL, SchemaEngine
 from test_llm_tool_calls import Tools as Tools_
 
 CALLER = "+12125556211"
-NOW = datetime(2026, 11, 23, 14, 30, tzinfo=UTC)  # Monday 23 November 2026, 9:30 am in New York
-
-
-@pytest.fixture
-def store(agent: Agent, tmp_path: Path) -> Iterator[SchedulingStore]:
-    s = SchedulingStore.open(f"sqlite:///{tmp_path / 'book.db'}", agent, clock=lambda: NOW)
-    yield s
-    s.db.close()
+NOW = datetime(2026, 11, 23, 14, 30, tzinfo=UTC)  # the clock of the shared ``store`` fixture (conftest)
 
 
 def tools_for(agent: Agent, store: SchedulingStore) -> Tools:
