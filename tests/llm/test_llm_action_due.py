@@ -42,6 +42,8 @@ def tools_for(agent: Agent, store: SchedulingStore) -> Tools:
         (["Can you move it to Wednesday at nine?"], True),
         (["Please reschedule my cleaning to Friday at 2 pm."], True),
         (["I need to cancel my appointment."], True),
+        (["Sorry, I changed my mind. Please cancel that appointment."], True),
+        (["What happens if I cancel the appointment late?"], False),  # a question about cancelling
         (
             ["Hey, it's Ann Lee. Can I get my teeth cleaned Thursday around 2?", "Yeah, book it, please."],
             True,

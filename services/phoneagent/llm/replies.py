@@ -221,7 +221,9 @@ class Replies:
 
         async def vetted(sentence: str, end: bool = False) -> bool:
             """Say ``sentence``, unless (on a reply that may still call a tool) it says a booking
-            was done that no tool's words in the conversation say: False then, nothing said."""
+            was done that no tool's words in the conversation say, or it begins a reply to a
+            caller who asked for an action (``due``) with neither the call nor a question: False
+            then, nothing said. The chat template's own text is never said (``leaked``)."""
             nonlocal held, leaked
             if leaked or leaks_template(sentence):
                 leaked = True  # the chat template's own text: nothing more of this completion is said

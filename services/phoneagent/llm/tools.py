@@ -47,7 +47,12 @@ _ACTION = re.compile(
     r"push it|put me (?:in|down))\b",
     re.I,
 )
-_CANCEL = re.compile(r"\bcancel (?:it|my|the)\b", re.I)
+# A request to cancel, not a question about cancelling ("what happens if I cancel the appointment late?").
+_CANCEL = re.compile(
+    r"\b(?:please|can you|could you|would you|(?:i|we) (?:need|want|have|would like|'d like) to)\s+cancel\b"
+    r"|^\W*(?:(?:yes|yeah|ok|okay|sorry)\W+)?cancel\b|\bcancel (?:it|that)\b",
+    re.I,
+)
 # Tools that need the caller's booking reference (see phoneagent.llm.domain.booking_access).
 NEEDS_REFERENCE = frozenset({"find_appointments", "move_appointment", "cancel_appointment"})
 SECRETS = ("reference", BIRTH_DATE)  # never in the call record
