@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from phoneagent.agents.agent import Agent
 from phoneagent.llm.domain.calendar_facts import HOURS_SOURCE, calendar_facts
 from phoneagent.llm.domain.dates import Resolution, Status, resolve
-from phoneagent.llm.domain.knowledge import KnowledgeBase, Passage
+from phoneagent.llm.domain.knowledge import KnowledgeBase, Passage, sentences
 from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tool_schemas import TOOL_SCHEMAS
 from phoneagent.llm.settings import PROMPT_DOCUMENTS_CHARS
@@ -230,7 +230,6 @@ def caller_when(agent: Agent, said: Sequence[str], now: datetime, exact: bool) -
 
 
 WHEN_MAX_CHARS = TOOL_SCHEMAS["book_appointment"]["parameters"]["properties"]["when"]["maxLength"]
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
 def _within(text: str, whole: Resolution, agent: Agent, now: datetime) -> str:
@@ -238,7 +237,7 @@ def _within(text: str, whole: Resolution, agent: Agent, now: datetime) -> str:
     whole text's last WHEN_MAX_CHARS characters when none does. A caller's "Hello, I'm ..., a new
     patient. I'd like my first visit on Wednesday at 3 in the afternoon." with the turn before
     was over the limit, and the booking was refused."""
-    parts = [p for p in _SENTENCE.split(text) if p.strip()]
+    parts = sentences(text)
     for size in range(1, len(parts) + 1):
         for start in range(len(parts) - size, -1, -1):
             span = " ".join(parts[start : start + size])

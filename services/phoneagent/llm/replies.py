@@ -297,26 +297,23 @@ class Replies:
         elapsed = time.perf_counter() - t0
         if tokens and elapsed > 0:
             metrics.LLM_TOKENS_PER_SECOND.labels(engine=self.engine.name).observe(tokens / elapsed)
+        if leaked or ((opened or claimed) and tools is not None):
+            await self.engine.abort(reply.request_id)  # the rest of this completion is not wanted
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
         if leaked:
             # A model that writes its prompt's tool preamble ("You may call one or more functions
             # ...", the 1.5B model after a refused booking) is stopped; the caller hears an
             # apology, or the tool's words, when nothing was said before it.
             TEMPLATE_LEAKS.labels(engine=self.engine.name).inc()
             log.warning("template text in a reply: not said", extra={"call_id": self.call_id})
-            await self.engine.abort(reply.request_id)
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
             if not reply.sentences:
                 reply.answered = Answered.FALLBACK
                 await self._say(reply, fallback or APOLOGY)
             await self._end(reply)
             return None
         if (opened or claimed) and tools is not None:
-            await self.engine.abort(reply.request_id)
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
             return await self._call_instead(
                 reply, messages, started, tools, buffered if opened else CALL_MARKER
             )
