@@ -42,6 +42,7 @@ from phoneagent.llm.tool_calls import (
     looks_like_json,
     maybe_tool_call,
     parse_tool_call,
+    plain_words,
     read_constrained,
     starts_tool_call,
     tool_call_schema,
@@ -348,9 +349,11 @@ class Replies:
     def _restates_tool(self, text: str) -> bool:
         """Whether ``text`` repeats words a tool result in the conversation gave ("Yes, book it"
         after the booking was made: the model says again what the booking tool said)."""
-        said = _plain(text)
+        said = plain_words(text)
         return bool(said) and any(
-            said in _plain(str(m.get("content") or "")) for m in self.state.history if m.get("role") == "tool"
+            said in plain_words(str(m.get("content") or ""))
+            for m in self.state.history
+            if m.get("role") == "tool"
         )
 
     async def _call_instead(
@@ -501,13 +504,6 @@ class Replies:
 
 
 _SENTENCE_END = re.compile(r"[.!?][\"')]*\s*$")
-
-
-def _plain(text: str) -> str:
-    """Lower-case words and numbers only: how a restated confirmation is compared."""
-    # Apostrophes go: straight, curly, or curly as a tool result's JSON escapes it.
-    text = text.lower().replace("\\u2019", "").replace("\u2019", "").replace("'", "")
-    return " ".join(re.findall(r"[a-z0-9]+", text))
 
 
 def _acts(name: str, outcome: ToolOutcome) -> bool:

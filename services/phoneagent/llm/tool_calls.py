@@ -132,13 +132,20 @@ def claims_done_action(text: str) -> bool:
     return False
 
 
+def plain_words(text: str) -> str:
+    """Lower-case words and numbers only: how a reply is compared with a tool's or the caller's words."""
+    # Apostrophes go: straight, curly, or curly as a tool result's JSON escapes it.
+    text = text.lower().replace("\\u2019", "").replace("\u2019", "").replace("'", "")
+    return " ".join(re.findall(r"[a-z0-9]+", text))
+
+
 def asks_caller(sentence: str, caller: str) -> bool:
     """Whether ``sentence`` asks the caller something, rather than repeating the caller's own
     words back as a question ("Can you move it to Thursday at 2?" to that very question)."""
     if not (sentence.rstrip().endswith("?") or _QUESTION_START.match(sentence)):
         return False  # a first clause cut at a comma ("May I have your name,") starts like one
-    words = re.findall(r"[a-z0-9']+", sentence.lower())
-    theirs = set(re.findall(r"[a-z0-9']+", caller.lower()))
+    words = plain_words(sentence).split()
+    theirs = set(plain_words(caller).split())
     return not words or sum(w in theirs for w in words) < ECHO_SHARE * len(words)
 
 
