@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from phoneagent.agents.agent import Agent
 from phoneagent.llm.dialog import Dialog
-from phoneagent.llm.dialog_state import Sentence, ToolOutcome
+from phoneagent.llm.dialog_state import DialogState, Sentence, ToolOutcome
 from phoneagent.llm.domain.scheduling import SchedulingStore
 from phoneagent.llm.domain.tool_result import CallContext
 from phoneagent.llm.domain.tool_schemas import tool_definitions
@@ -193,3 +193,20 @@ def test_a_long_turn_gives_the_booking_only_the_sentences_that_name_the_time(age
         caller_when(agent, said, NOW, exact=True)
         == "I would like my first visit on Wednesday at 3 in the afternoon, please."
     )
+
+
+async def test_a_replica_that_takes_the_call_over_knows_the_booking_was_just_made(
+    agent: Agent, store: SchedulingStore
+) -> None:
+    first = tools_for(agent, store)
+    first.caller_said("Hi, this is Ann Lee. Please book a cleaning next Tuesday at 11 in the morning.")
+    args = {"appointment_type": "cleaning", "when": "next Tuesday at 11 in the morning", "name": "Ann Lee"}
+    assert (await first.run("book_appointment", args)).ok
+    saved = DialogState.from_json(DialogState(tools=first.snapshot()).to_json())
+    second = tools_for(agent, store)
+    second.restore(saved.tools)
+    second.caller_said("Yes, book it.")  # confirming, on the replica that took over
+    assert not second.action_due()
+    for bad in ({"turns": "3", "acted_turn": 1}, {"turns": 2, "acted_turn": 5}, {}):
+        second.restore(bad)  # malformed: the counts start afresh, nothing raised
+        assert (second.turns, second.acted_turn) == (0, -1)

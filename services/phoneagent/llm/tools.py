@@ -115,7 +115,8 @@ class Tools:
 
     def snapshot(self) -> dict[str, Any]:
         """What another replica needs to carry on: a booking waiting for an answer, the caller's
-        recent words and what the tools last told the caller (JSON, kept with the dialog state)."""
+        recent words, what the tools last told the caller and on which turn a booking, move or
+        cancellation last succeeded (JSON, kept with the dialog state)."""
         pending = None
         if self.pending is not None:
             pending = {
@@ -128,6 +129,8 @@ class Tools:
             "said": list(self.said),
             "offered": list(self.offered),
             "verification": self.ctx.verification.snapshot(),
+            "turns": self.turns,
+            "acted_turn": self.acted_turn,
         }
 
     def restore(self, saved: dict[str, Any]) -> None:
@@ -136,6 +139,11 @@ class Tools:
         self.ctx.verification.restore(saved.get("verification"))
         self.said = [t for t in said if isinstance(t, str)][-4:] if isinstance(said, list) else []
         self.offered = [t for t in offered if isinstance(t, str)][-2:] if isinstance(offered, list) else []
+        turns, acted = saved.get("turns"), saved.get("acted_turn")
+        if isinstance(turns, int) and isinstance(acted, int) and -1 <= acted <= turns:
+            self.turns, self.acted_turn = turns, acted
+        else:
+            self.turns, self.acted_turn = 0, -1
         self.pending = None
         if (
             isinstance(pending, dict)
