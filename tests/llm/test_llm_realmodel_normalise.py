@@ -20,6 +20,7 @@ from phoneagent.llm.engines.base import Delta
 from phoneagent.llm.prompting import ASK_NAME, caller_name, normalise_arguments
 from phoneagent.llm.replies import APOLOGY
 from phoneagent.llm.tools import Tools
+from prometheus_client import REGISTRY
 
 CUT_OFF = (
     '{"name": "book_appointment", "arguments": {"appointment_type": "cleaning", '
@@ -182,3 +183,83 @@ def test_the_call_ends_only_when_the_caller_takes_leave(agent: Agent) -> None:
     ):
         fixed = normalise_arguments(agent, "end_call", {"reason": "done"}, [said], NOW)
         assert not fixed.declined and fixed.tool == "end_call", said
+
+
+@pytest.mark.parametrize(
+    ("said", "name"),
+    [
+        ("hey there could i book a cleaning for this friday at ten thirty name is carla diaz", "Carla Diaz"),
+        ("i chipped a tooth can i come in tomorrow at noon my names rosa gomez", "Rosa Gomez"),
+        ("her name is lily moss and she needs a cleaning", "Lily Moss"),
+        (
+            "book me a checkup on tuesday at three actually make that three thirty im paula grant",
+            "Paula Grant",
+        ),
+        ("thanks its amy o\u2019brien", "Amy O'Brien"),
+        ("i'm not sure", None),
+        ("it's for a cleaning", None),
+        ("this is fine", None),
+        ("its three pm", None),
+        ("what name is the booking under", None),
+        ("i am available on friday", None),
+        ("henry ford", None),  # a bare name counts only as the answer to the name question
+    ],
+)
+def test_a_transcript_without_capitals_gives_the_name_after_its_cue(said: str, name: str | None) -> None:
+    assert caller_name([said]) == name
+
+
+def test_a_bare_uncased_name_answers_the_name_question() -> None:
+    assert caller_name(["henry ford"], asked=True) == "Henry Ford"
+    assert caller_name(["tomorrow"], asked=True) is None and caller_name(["yes please"], asked=True) is None
+
+
+def test_an_uncased_booking_is_made_under_the_callers_name_not_the_models(agent: Agent) -> None:
+    said = ["can i get a checkup tomorrow morning at nine thirty its dave miller"]
+    args = {"appointment_type": "cleaning", "when": "23 November 2026 at 9:30 am, New York time"}
+    fixed = normalise_arguments(agent, "check_availability", args, said, NOW)
+    assert (fixed.tool, fixed.arguments["name"], fixed.ask) == ("book_appointment", "Dave Miller", "")
+    garbled = {"appointment_type": "filling", "when": "Wednesday", "name": "Jones, Jones, Jones, J.J"}
+    said = ["i need to get a cavity filled wednesday december ninth at four pm its mark jones"]
+    fixed = normalise_arguments(agent, "book_appointment", garbled, said, NOW)
+    assert (fixed.arguments["name"], fixed.arguments["when"], fixed.ask) == ("Mark Jones", said[0], "")
+
+
+def test_pain_in_the_callers_words_books_an_emergency_visit(agent: Agent) -> None:
+    args = {"appointment_type": "filling", "when": "today at 3 pm", "name": "Ben Carter"}
+    for said in (
+        "my tooth is killing me can i come in this afternoon at three my name is ben carter",
+        "I chipped a tooth, can I come in today at 3 pm? My name is Ben Carter.",
+    ):
+        fixed = normalise_arguments(agent, "book_appointment", args, [said], NOW)
+        assert fixed.arguments["appointment_type"] == "emergency", said
+
+
+async def test_an_uncased_name_given_when_asked_books_in_code(agent: Agent, tmp_path: Path) -> None:
+    nameless = (
+        '<tool_call>{"name": "book_appointment", "arguments": {"appointment_type": "cleaning", '
+        '"when": "thursday december tenth at one pm"}}</tool_call>'
+    )
+    turns = ["can i book a cleaning please thursday december tenth at one pm", "henry ford"]
+    said, store = await _run(agent, tmp_path, turns, nameless)  # turn 2 is code only
+    booked = "You're booked for cleaning on Thursday 10 December at 1 pm."
+    assert re.fullmatch(confirmation(f"{ASK_NAME} {booked}"), " ".join(said))
+    (appt,) = store.find_by_phone("+15552013344")
+    assert (appt.type_id, appt.caller_name) == ("cleaning", "Henry Ford")
+    store.db.close()
+
+
+async def test_arguments_taken_from_the_callers_words_are_counted(agent: Agent, tmp_path: Path) -> None:
+    def replaced(argument: str) -> float:
+        labels = {"tool": "book_appointment", "argument": argument}
+        return REGISTRY.get_sample_value("pa_llm_tool_arguments_replaced_total", labels) or 0.0
+
+    before = {a: replaced(a) for a in ("name", "when", "appointment_type")}
+    garbled = (
+        '<tool_call>{"name": "book_appointment", "arguments": {"appointment_type": "cleaning", '
+        '"when": "23 November 2026 at 9:30 am", "name": "Jones, Jones"}}</tool_call>'
+    )
+    said = ["i need a cleaning wednesday december ninth at four pm its mark jones"]
+    _, store = await _run(agent, tmp_path, said, garbled)
+    store.db.close()
+    assert {a: replaced(a) - before[a] for a in before} == {"name": 1, "when": 1, "appointment_type": 0}

@@ -224,5 +224,99 @@ HELD_OUT_2: tuple[Phrasing, ...] = (
         "2026-12-01 14:15",
     ),
 )
+# A third held-out set, written on 2026-12-06 after the uncased-name and pain-word changes that
+# the second set's failures led to, before anything ran on it: half cased and punctuated as
+# Whisper writes, half without capitals; names given first, last or alone, a caller booking for a
+# child, a question before the booking, a correction, an evening slot two weeks out.
+HELD_OUT_3: tuple[Phrasing, ...] = (
+    Phrasing(
+        "h3-cleaning-thursday-230",
+        (
+            "Hi, I'd like to schedule a cleaning for Thursday, December "
+            "3rd at 2:30 in the afternoon. My name is Helen Cho.",
+        ),
+        "cleaning",
+        "2026-12-03 14:30",
+    ),
+    Phrasing(
+        "h3-filling-three-turns",
+        (
+            "hello im calling to make an appointment for a filling",
+            "how about monday the seventh at eleven",
+            "its daniel brooks",
+        ),
+        "filling",
+        "2026-12-07 11:00",
+    ),
+    Phrasing(
+        "h3-bleeding-tomorrow",
+        ("My gums are bleeding and it hurts. Could I see someone tomorrow at 10 am? I'm Sofia Rossi.",),
+        "emergency",
+        "2026-11-24 10:00",
+    ),
+    Phrasing(
+        "h3-checkup-for-son",
+        ("Can I bring my son in for a checkup on Friday, December 4th at 1 pm? His name is Noah Baker.",),
+        "cleaning",
+        "2026-12-04 13:00",
+    ),
+    Phrasing(
+        "h3-new-patient-evening",
+        (
+            "i'd like to book a new patient appointment wednesday the "
+            "ninth at five thirty in the evening name's karen wu",
+        ),
+        "exam",
+        "2026-12-09 17:30",
+    ),
+    Phrasing(
+        "h3-ask-then-book",
+        (
+            "Do you have anything on Tuesday the 1st around 9 in the morning for a cleaning?",
+            "Great, please book it. It's Marcus Lee.",
+        ),
+        "cleaning",
+        "2026-12-01 09:00",
+    ),
+    Phrasing(
+        "h3-filling-correction",
+        ("i need a filling on monday november thirtieth at three no actually four my name is jose ramirez",),
+        "filling",
+        "2026-11-30 16:00",
+    ),
+    Phrasing(
+        "h3-emergency-this-afternoon",
+        ("Could you book me an emergency visit this afternoon at 2:45? This is Irene Novak.",),
+        "emergency",
+        "2026-11-23 14:45",
+    ),
+    Phrasing(
+        "h3-cleaning-second-of-december",
+        (
+            "yes hello i want to come in for a teeth cleaning on the "
+            "second of december at nine in the morning my name is priya nair",
+        ),
+        "cleaning",
+        "2026-12-02 09:00",
+    ),
+    Phrasing(
+        "h3-consultation-name-alone",
+        ("I'd like to book a consultation.", "Friday, the 27th at noon.", "Alan Turner."),
+        "exam",
+        "2026-11-27 12:00",
+    ),
+    Phrasing(
+        "h3-cracked-tomorrow",
+        ("hi uh i cracked my tooth last night can you see me tomorrow at one thirty my name is greg olsen",),
+        "emergency",
+        "2026-11-24 13:30",
+    ),
+    Phrasing(
+        "h3-cleaning-two-weeks-out",
+        ("Please put me down for a cleaning on Wednesday, December 16th at 6 pm. The name's Beth Adams.",),
+        "cleaning",
+        "2026-12-16 18:00",
+    ),
+)
 # Run apart (each run has a fresh appointment book): some held-out times are main-set times.
-SETS = {"main": PHRASINGS, "held-out": HELD_OUT, "held-out-2": HELD_OUT_2}
+SETS = {"main": PHRASINGS, "held-out": HELD_OUT, "held-out-2": HELD_OUT_2, "held-out-3": HELD_OUT_3}

@@ -198,14 +198,71 @@ def _simple(text: str) -> str:
     return " " + re.sub(r"[^a-z0-9]+", " ", text.lower()).strip() + " "
 
 
-def caller_name(said: Sequence[str]) -> str | None:
-    """A name the caller gave ("my name is Ann Lee", "it's Tom Baker"), latest first."""
+def caller_name(said: Sequence[str], asked: bool = False) -> str | None:
+    """A name the caller gave ("my name is Ann Lee", "it's Tom Baker"), latest first. A
+    transcript without capitals (a recogniser that does not case its output) is read by its
+    cues instead: see :func:`_uncased_name`; ``asked``: the agent has just asked for the name,
+    so a turn that is only a name counts there too."""
     for text in reversed(said):
+        if text == text.lower():
+            found = _uncased_name(text, asked)
+            if found is not None:
+                return found
+            continue
         for m in [*_NAME_CUE.finditer(text), *_BARE_NAME.finditer(text)]:
             words = [w for w in m.group(1).split() if w.lower() not in _NOT_NAMES]
             if words and len(words) == len(m.group(1).split()):
                 return " ".join(words)
     return None
+
+
+# An uncased transcript ("its mark jones", "my names rosa gomez") has no capitals to tell a name
+# from other words: a name follows "my name is" (and its spoken contractions) and runs until a
+# word no name is made of; after the weaker cues ("it's", "this is", "I'm") the name must end the
+# turn and be two or three such words ("i'm not sure" and "it's for a cleaning" are no names).
+_UNCASED_STRONG = re.compile(r"\b(?:(?:my|the|her|his) names?|name is|name's)(?:\s+is)?\s+(.+)")
+_UNCASED_WEAK = re.compile(r"\b(?:it's|its|it is|this is|i'm|im|i am|yes|sure|okay|ok)\s+")
+_NO_NAME_WORDS = _NOT_NAMES | frozenset(
+    "a an the and or but so um uh er i me my you your we our he she her his it its it's they them "
+    "this that these those for to at on in of with from by about as is are was be been would "
+    "can could should please thanks thank yes no not just calling looking trying going want wanted "
+    "need needs like here there fine good great okay ok sure done ready new patient patients all set "
+    "available free sorry actually also still really very too well now then morning afternoon "
+    "evening night noon midnight am pm oclock o'clock next this last week weekend appointment book "
+    "booking cleaning checkup filling exam visit emergency dentist doctor dr mr mrs ms one two three "
+    "four five six seven eight nine ten eleven twelve fifteen twenty thirty forty fifty half quarter "
+    "past daughter son wife husband mom dad mother father kid kids child children name names called "
+    "hi hello hey".split()
+)
+
+
+def _uncased_name(text: str, asked: bool) -> str | None:
+    text = text.replace("\u2019", "'")
+    for m in _UNCASED_STRONG.finditer(text):
+        words = _name_words(m.group(1).split())
+        if words:
+            return _cased(words)
+    cues = [m.end() for m in _UNCASED_WEAK.finditer(text)]
+    for start, least in [*((c, 2) for c in reversed(cues)), *([(0, 1)] if asked else [])]:
+        words = re.sub(r"[^a-z' -]+$", "", text[start:].strip()).split()
+        if least <= len(words) <= 3 and len(_name_words(words)) == len(words):
+            return _cased(words)
+    return None
+
+
+def _name_words(words: Sequence[str]) -> list[str]:
+    """The leading words of ``words`` a name can be made of (at most three)."""
+    out: list[str] = []
+    for word in words[:3]:
+        w = re.sub(r"[^a-z'-]", "", word).strip("'-")
+        if not w or w in _NO_NAME_WORDS or w != word.strip(".,!?;:'-"):
+            break
+        out.append(w)
+    return out
+
+
+def _cased(words: Sequence[str]) -> str:
+    return " ".join(w.strip("'-").title() for w in words)
 
 
 def mentioned_type(agent: Agent, said: Sequence[str]) -> str | None:
@@ -311,7 +368,9 @@ def normalise_arguments(
     if name not in ("book_appointment", "check_availability") or not said:
         return Normalised(name, out)
     heard = _simple(" ".join(said))
-    if not _wants_appointment(agent, said[-1:], now):
+    given = out.get("name")
+    named = isinstance(given, str) and _simple(given) == _simple(said[-1])  # the name it asked for
+    if not named and not _wants_appointment(agent, said[-1:], now):
         return Normalised(name, out, declined=True)  # a question, not a booking: answer it in words
     kind = mentioned_type(agent, said)
     if kind is not None:
@@ -402,7 +461,7 @@ def _drop_unheard(out: dict[str, Any], said: Sequence[str], heard: str) -> None:
 
 def answers(missing: Sequence[str], agent: Agent, text: str, now: datetime) -> bool:
     """Whether ``text`` gives something a booking question asked for (a name, a day or time)."""
-    if "name" in missing and caller_name([text]) is not None:
+    if "name" in missing and caller_name([text], asked=True) is not None:
         return True
     if "question" in missing:
         return len(text.strip()) >= 2

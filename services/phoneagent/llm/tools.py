@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from prometheus_client import Counter
+
 from phoneagent.llm.dialog_state import ToolOutcome
 from phoneagent.llm.domain.calendar_facts import HOURS_SOURCE, asks_for_hours
 from phoneagent.llm.domain.dates import resolve
@@ -19,7 +21,14 @@ from phoneagent.llm.domain.tool_result import CallContext
 from phoneagent.llm.domain.tool_schemas import BIRTH_DATE
 from phoneagent.llm.domain.tools import ToolExecutor
 from phoneagent.llm.domain.verification import read_birth_date, read_reference, spoken_digits
-from phoneagent.llm.prompting import answers, close_to_best, normalise_arguments, wants_appointment
+from phoneagent.llm.prompting import (
+    Normalised,
+    answers,
+    caller_name,
+    close_to_best,
+    normalise_arguments,
+    wants_appointment,
+)
 from phoneagent.runtime.errors import PhoneAgentError
 from phoneagent.runtime.meta import new_meta
 from phoneagent.v1 import tools_pb2
@@ -183,7 +192,10 @@ class Tools:
         asked a question and this is the answer, or the caller asks for the opening hours."""
         pending, self.pending = self.pending, None
         if pending is not None and answers(pending[2], self.executor.agent, text, self.clock()):
-            return {"name": pending[0], "arguments": pending[1]}
+            arguments = dict(pending[1])
+            if "name" in pending[2] and (given := caller_name([text], asked=True)) is not None:
+                arguments["name"] = given  # "henry ford" alone is a name only as an answer
+            return {"name": pending[0], "arguments": arguments}
         if pending is not None and (answer := self._secret_answer(pending[2], text)):
             return {"name": pending[0], "arguments": {**pending[1], **answer}}
         if self.executor.agent.tool_enabled("lookup_knowledge") and asks_for_hours(text):
@@ -203,6 +215,7 @@ class Tools:
     async def run(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
         agent = self.executor.agent
         fixed = normalise_arguments(agent, name, arguments, self.said, self.clock(), self.offered)
+        _count_replaced(name, arguments, fixed)
         name = fixed.tool
         self.pending = None
         if fixed.declined:
@@ -307,6 +320,26 @@ class Tools:
 def _unsecret(body: dict[str, Any]) -> dict[str, Any]:
     """A tool call or result for the call record, without the booking reference or date of birth."""
     return {k: (f"[{k}]" if k in SECRETS else v) for k, v in body.items()}
+
+
+ARGUMENTS_REPLACED = Counter(
+    "pa_llm_tool_arguments_replaced_total",
+    "Scheduling tool arguments the model wrote that did not match the caller's words and were "
+    "replaced by them before the tool ran (the day and time, the name, the appointment type), or the "
+    "tool itself (an availability check with the caller's name and an exact time is a booking).",
+    ["tool", "argument"],
+)
+_REPLACEABLE = ("appointment_type", "when", "name")
+
+
+def _count_replaced(tool: str, model: dict[str, Any], fixed: Normalised) -> None:
+    if fixed.declined or tool not in ("book_appointment", "check_availability"):
+        return
+    if fixed.tool != tool:
+        ARGUMENTS_REPLACED.labels(tool=tool, argument="tool").inc()
+    for key in _REPLACEABLE:
+        if key in fixed.arguments and fixed.arguments[key] != model.get(key):
+            ARGUMENTS_REPLACED.labels(tool=fixed.tool, argument=key).inc()
 
 
 def _without(tool: dict[str, Any], names: set[str]) -> dict[str, Any]:
