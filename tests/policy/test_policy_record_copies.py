@@ -405,9 +405,9 @@ async def test_copies_are_redacted_off_the_live_path_in_arrival_order(
     release = threading.Event()
     real_say_copy = record_copy.say_copy
 
-    def slow_say_copy(msg: speech_pb2.AgentText) -> speech_pb2.AgentText:
+    def slow_say_copy(msg: speech_pb2.AgentText, public: tuple[str, ...] = ()) -> speech_pb2.AgentText:
         assert release.wait(10), "never released"
-        return real_say_copy(msg)
+        return real_say_copy(msg, public)
 
     monkeypatch.setattr(record_copy, "say_copy", slow_say_copy)
     copies = record_copy.RecordCopies(RecordingBus())  # type: ignore[arg-type]

@@ -6,8 +6,9 @@ import asyncio
 import time
 from pathlib import Path
 
+from phoneagent.records.builder import CallRecord
 from phoneagent.records.store import RecordStore
-from phoneagent.records.worker import RecordsSettings, RecordsWorker
+from phoneagent.records.worker import RecordsSettings, RecordsWorker, fold
 from phoneagent.runtime import subjects
 from phoneagent.runtime.bus import Bus
 from phoneagent.v1 import common_pb2, media_pb2, policy_pb2, speech_pb2
@@ -209,3 +210,11 @@ def test_records_two_replicas_on_postgresql_lose_no_change(pg_server: str) -> No
         assert len(rec.turns) == n and len(rec.decisions) == n
     for s in stores:
         s.close()
+
+
+def test_the_records_keep_the_business_name_in_what_was_said() -> None:
+    rec = CallRecord(CALL)
+    greeting = "Thank you for calling Bright Smile Dental."
+    fold(rec, "say", speech_pb2.AgentText(meta=meta(), text=greeting), ("Bright Smile Dental",))
+    fold(rec, "transcript", speech_pb2.Transcript(meta=meta(1), final=True, text="I'm Maria Lopez."))
+    assert [t.text for t in rec.turns] == [greeting, "I'm [NAME]."]

@@ -87,6 +87,16 @@ def test_ordinary_text_left_alone(text: str) -> None:
     assert redact_transcript(text) == text
 
 
+def test_the_business_name_is_kept_and_the_callers_masked() -> None:
+    public = ("Bright Smile Dental",)
+    greeting = "Thank you for calling Bright Smile Dental. How can I help you today?"
+    assert redact_transcript(greeting, public=public) == greeting
+    said = "Hi, this is Maria Lopez. Is this bright smile dental?"
+    assert redact_transcript(said, public=public) == "Hi, this is [NAME]. Is this bright smile dental?"
+    # A finding that reaches past the public words is masked whole.
+    assert redact_transcript("I'm Maria Lopez.", public=("Maria",)) == "I'm [NAME]."
+
+
 def test_runtime_patterns_still_apply() -> None:
     out = redact_transcript("card 4111 1111 1111 1111, mail jo@example.com, ssn 123-45-6789")
     assert out == "card [CARD], mail [EMAIL], ssn [SSN]"

@@ -148,6 +148,11 @@ class Agent:
     collect_date_of_birth: bool = False
 
     @property
+    def public_words(self) -> tuple[str, ...]:
+        """The business's own words, which name no caller: never masked as personal data."""
+        return (self.business_name,) if self.business_name.strip() else ()
+
+    @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 

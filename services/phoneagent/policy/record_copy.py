@@ -32,7 +32,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from google.protobuf.message import DecodeError, Message
@@ -57,18 +57,21 @@ _TOOL_TYPES: dict[str, type[tools_pb2.ToolCall] | type[tools_pb2.ToolResult]] = 
 }
 
 
-def transcript_copy(tr: speech_pb2.Transcript, asked: str = "") -> speech_pb2.Transcript:
-    """``asked``: the agent's last sentence to the caller, the question this transcript may answer."""
+def transcript_copy(
+    tr: speech_pb2.Transcript, asked: str = "", public: Sequence[str] = ()
+) -> speech_pb2.Transcript:
+    """``asked``: the agent's last sentence to the caller, the question this transcript may answer;
+    ``public``: the business's own words, never masked (see ``redact_transcript``)."""
     out = speech_pb2.Transcript()
     out.CopyFrom(tr)
-    out.text = redact_transcript(tr.text, context=asked)
+    out.text = redact_transcript(tr.text, context=asked, public=public)
     return out
 
 
-def say_copy(msg: speech_pb2.AgentText) -> speech_pb2.AgentText:
+def say_copy(msg: speech_pb2.AgentText, public: Sequence[str] = ()) -> speech_pb2.AgentText:
     out = speech_pb2.AgentText()
     out.CopyFrom(msg)
-    out.text = redact_transcript(msg.text)
+    out.text = redact_transcript(msg.text, public=public)
     return out
 
 
@@ -116,8 +119,10 @@ class RecordCopies:
         max_queued: int = OUTBOX_MAX,
         give_up_after_s: float = GIVE_UP_AFTER_S,
         ack_timeout_s: float = ACK_TIMEOUT_S,
+        public: Sequence[str] = (),
     ) -> None:
         self.bus = bus
+        self.public = tuple(public)  # the business's own words: never masked in a copy
         self.give_up_after_s = give_up_after_s
         self.ack_timeout_s = ack_timeout_s
         self.published = 0
@@ -137,7 +142,7 @@ class RecordCopies:
 
     async def transcript(self, call_id: str, tr: speech_pb2.Transcript) -> None:
         asked = self._asked.get(call_id, "")
-        self._put(_Copy(call_id, "transcript", lambda: transcript_copy(tr, asked), None))
+        self._put(_Copy(call_id, "transcript", lambda: transcript_copy(tr, asked, self.public), None))
 
     async def say(self, call_id: str, msg: speech_pb2.AgentText) -> None:
         if msg.text.strip():
@@ -145,7 +150,7 @@ class RecordCopies:
             self._asked.move_to_end(call_id)
             while len(self._asked) > ENDED_KEPT:
                 self._asked.popitem(last=False)
-        self._put(_Copy(call_id, "say", lambda: say_copy(msg), None))
+        self._put(_Copy(call_id, "say", lambda: say_copy(msg, self.public), None))
 
     def forget(self, call_id: str) -> None:
         """Drop the call's question context (the call went on on another replica)."""

@@ -115,10 +115,10 @@ class PolicyService(Service):
         )
         self.stores: PolicyStores | None = None
         self.call_state: Any = None  # the pa_policy_calls bucket, once set up
-        self.record_copies = RecordCopies(self.bus)
+        self.agent = load_agent(common.agent_path)
+        self.record_copies = RecordCopies(self.bus, public=self.agent.public_words)
         self.record_copier = RecordCopier(self.bus, self.record_copies)
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # tests pin it
-        self.agent = load_agent(common.agent_path)
         self.transfer_available, self.transfer_target = _agent_transfer(self.agent)
         self.escalation = EscalationConfig(
             max_misunderstood=self.agent.escalation.max_misunderstood,

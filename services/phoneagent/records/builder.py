@@ -7,6 +7,7 @@ record says. Numbers are masked and transcripts redacted before they are stored.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -132,7 +133,7 @@ def apply_lifecycle(rec: CallRecord, ev: call_pb2.CallEvent) -> None:
         rec.outcome = outcome_of(rec)
 
 
-def apply_transcript(rec: CallRecord, tr: speech_pb2.Transcript) -> None:
+def apply_transcript(rec: CallRecord, tr: speech_pb2.Transcript, public: Sequence[str] = ()) -> None:
     if not tr.final or tr.backchannel or not tr.text.strip():
         return
     turn = tr.meta.turn_id
@@ -141,7 +142,7 @@ def apply_transcript(rec: CallRecord, tr: speech_pb2.Transcript) -> None:
     ts = tr.emitted_unix_ns or tr.meta.ts_unix_ns
     # The agent's last sentence is the question this may answer ("your date of birth?").
     asked = next((t.text for t in reversed(rec.turns) if t.role == "agent"), "")
-    rec.turns.append(Turn("caller", turn, redact_transcript(tr.text, context=asked), ts))
+    rec.turns.append(Turn("caller", turn, redact_transcript(tr.text, context=asked, public=public), ts))
     _points(
         rec,
         turn,
@@ -163,9 +164,10 @@ def _points(rec: CallRecord, turn: int, **points: int) -> None:
             known[name] = int(value)
 
 
-def apply_say(rec: CallRecord, msg: speech_pb2.AgentText) -> None:
-    """Sentences of one generation are joined into one agent turn."""
-    text = redact_transcript(msg.text.strip())
+def apply_say(rec: CallRecord, msg: speech_pb2.AgentText, public: Sequence[str] = ()) -> None:
+    """Sentences of one generation are joined into one agent turn. ``public``: the business's own
+    words, never masked."""
+    text = redact_transcript(msg.text.strip(), public=public)
     if not text:
         return
     turn, ts, gen = msg.meta.turn_id, msg.meta.ts_unix_ns, msg.meta.generation_id

@@ -108,7 +108,11 @@ class RecordsService(Service):
         await self.summaries.start()
         listener = fan_out(self.webhooks.on_events, self.summaries.on_events)
         self.records_worker = RecordsWorker(
-            self.bus.jetstream(), store, self.records_settings, listener=listener
+            self.bus.jetstream(),
+            store,
+            self.records_settings,
+            listener=listener,
+            public=self.agent.public_words,
         )
         await self.records_worker.start()
         self.add_health_check("records", lambda: self.records_worker is None or self.records_worker.healthy)

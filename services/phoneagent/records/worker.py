@@ -24,7 +24,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from google.protobuf.message import DecodeError, Message
@@ -92,9 +92,10 @@ def _decode(leaf: str, data: bytes, headers: dict[str, str]) -> Message | None:
     return msg
 
 
-def fold(rec: CallRecord, leaf: str, msg: Message) -> list[str]:
+def fold(rec: CallRecord, leaf: str, msg: Message, public: Sequence[str] = ()) -> list[str]:
     """Apply one event; returns the webhook events it raised. The parties' numbers are kept
-    masked (the edge stores them so; a stream from an older release is masked here)."""
+    masked (the edge stores them so; a stream from an older release is masked here).
+    ``public``: the business's own words, never masked in what is said."""
     before_transfers = len(rec.transfers)
     events: list[str] = []
     if isinstance(msg, call_pb2.CallEvent):
@@ -102,9 +103,9 @@ def fold(rec: CallRecord, leaf: str, msg: Message) -> list[str]:
         kind = msg.WhichOneof("event")
         events += {"started": ["call.started"], "ended": ["call.ended"]}.get(kind or "", [])
     elif isinstance(msg, speech_pb2.Transcript):
-        builder.apply_transcript(rec, msg)
+        builder.apply_transcript(rec, msg, public)
     elif isinstance(msg, speech_pb2.AgentText):
-        builder.apply_say(rec, msg)
+        builder.apply_say(rec, msg, public)
     elif isinstance(msg, tools_pb2.ToolCall):
         builder.apply_tool_call(rec, msg)
     elif isinstance(msg, tools_pb2.ToolResult):
@@ -124,9 +125,15 @@ def fold(rec: CallRecord, leaf: str, msg: Message) -> list[str]:
 
 class RecordsWorker:
     def __init__(
-        self, js: Any, store: RecordStore, settings: RecordsSettings, listener: Listener | None = None
+        self,
+        js: Any,
+        store: RecordStore,
+        settings: RecordsSettings,
+        listener: Listener | None = None,
+        public: Sequence[str] = (),
     ) -> None:
         self.js = js
+        self.public = tuple(public)  # the business's own words, never masked
         self.store = store
         self.settings = settings
         self.listener = listener
@@ -267,7 +274,7 @@ class RecordsWorker:
         def change(rec: CallRecord) -> bool:
             if builder.already_applied(rec, stream, seq):
                 return False  # a redelivery of a message stored before a restart
-            events[:] = fold(rec, leaf, event)  # a retried change starts over
+            events[:] = fold(rec, leaf, event, self.public)  # a retried change starts over
             builder.mark_applied(rec, stream, seq)
             return True
 

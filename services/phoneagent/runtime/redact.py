@@ -34,7 +34,7 @@ import importlib.util
 import json
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -292,17 +292,31 @@ def _merge(found: list[Finding]) -> list[Finding]:
     return merged
 
 
-def redact_transcript(text: str, *, context: str = "") -> str:
+def redact_transcript(text: str, *, context: str = "", public: Sequence[str] = ()) -> str:
     """``text`` safe to store: every finding of :func:`find_personal_data` replaced by its
     placeholder, then :func:`redact_text` as a backstop for anything written as numerals. A
-    text over :data:`MAX_TEXT` characters keeps only its beginning, and says so."""
+    text over :data:`MAX_TEXT` characters keeps only its beginning, and says so. ``public``:
+    the business's own words (its name), which are nobody's personal data: a finding inside
+    one of them is kept ("Bright Smile Dental" was stored as "Bright [NAME]")."""
     if not text:
         return text
     cut = ""
     if len(text) > MAX_TEXT:  # no turn is this long: bound the analysis (a thread's seconds)
         cut = f" [… {len(text) - MAX_TEXT} characters not kept]"
         text = text[:MAX_TEXT]
-    return apply_findings(text, find_personal_data(text, context=context)) + cut
+    found = find_personal_data(text, context=context)
+    return apply_findings(text, _outside(text, found, public)) + cut
+
+
+def _outside(text: str, found: list[Finding], public: Sequence[str]) -> list[Finding]:
+    """The findings that do not lie wholly inside an occurrence of a ``public`` phrase."""
+    spans = [
+        m.span()
+        for phrase in public
+        if phrase.strip()
+        for m in re.finditer(rf"(?<!\w){re.escape(phrase.strip())}(?!\w)", text, re.I)
+    ]
+    return [f for f in found if not any(s <= f.start and f.end <= e for s, e in spans)]
 
 
 def apply_findings(text: str, found: list[Finding]) -> str:
