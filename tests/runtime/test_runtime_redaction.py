@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from phoneagent.agents import example_agent_path
+from phoneagent.agents.agent import load_agent
 from phoneagent.devtools import redact_bench
 from phoneagent.runtime import redact
 from phoneagent.runtime.redact import redact_json, redact_transcript, spoken_digits
@@ -95,6 +97,22 @@ def test_the_business_name_is_kept_and_the_callers_masked() -> None:
     assert redact_transcript(said, public=public) == "Hi, this is [NAME]. Is this bright smile dental?"
     # A finding that reaches past the public words is masked whole.
     assert redact_transcript("I'm Maria Lopez.", public=("Maria",)) == "I'm [NAME]."
+
+
+def test_the_names_and_places_of_the_business_documents_are_public() -> None:
+    agent = load_agent(example_agent_path())
+    public = (*agent.public_words, *redact.public_phrases(agent.own_texts()))
+    assert {"Priya Shah", "418 Maple Avenue"} <= set(public)
+    for said in (
+        "The children's dentist is Dr. Priya Shah.",
+        "We are at 418 Maple Avenue, Springfield, above the pharmacy.",
+        "I am an AI assistant, not a person.",
+    ):
+        assert redact_transcript(said, public=public) == said
+    thanks = "Thanks, Maria Lopez, see you then."
+    assert redact_transcript(thanks, public=public) == "Thanks, [NAME], see you then."
+    # The caller's own address on the practice's street is masked whole.
+    assert redact_transcript("I live at 12 Elm Street.", public=public) == "I live at [LOCATION]"
 
 
 def test_runtime_patterns_still_apply() -> None:

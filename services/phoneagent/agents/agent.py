@@ -152,6 +152,17 @@ class Agent:
         """The business's own words, which name no caller: never masked as personal data."""
         return (self.business_name,) if self.business_name.strip() else ()
 
+    def own_texts(self) -> list[str]:
+        """What the business itself says (greeting, documents): the names and places in them
+        are public (``redact.public_phrases``). A document that cannot be read gives nothing."""
+        texts = [self.greeting]
+        for path in self.knowledge:
+            try:
+                texts.append(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError):
+                continue
+        return texts
+
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)

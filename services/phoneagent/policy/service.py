@@ -141,6 +141,8 @@ class PolicyService(Service):
     async def setup(self) -> None:
         # Loaded now, off the loop: the first call's stored copies must not pay for it.
         await asyncio.to_thread(redact.warm)
+        found = await asyncio.to_thread(redact.public_phrases, self.agent.own_texts())
+        self.record_copies.public = (*self.agent.public_words, *found)
         self.stores = await asyncio.to_thread(PolicyStores, _db_url(self.settings.db_path))
         self.call_state = await streams.policy_calls_kv(
             self.bus.jetstream(), ttl_s=self.common.call_state_ttl_s

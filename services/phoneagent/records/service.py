@@ -112,7 +112,10 @@ class RecordsService(Service):
             store,
             self.records_settings,
             listener=listener,
-            public=self.agent.public_words,
+            public=(
+                *self.agent.public_words,
+                *await asyncio.to_thread(redact.public_phrases, self.agent.own_texts()),
+            ),
         )
         await self.records_worker.start()
         self.add_health_check("records", lambda: self.records_worker is None or self.records_worker.healthy)

@@ -203,6 +203,7 @@ _REFUSAL = re.compile(r"^\s*(?:no\b|nope|i'd rather|i don't|i do not|not\b|why|w
 _NOT_PII = [
     "Visa", "Mastercard", "MasterCard", "Amex", "Discover", "Medicare", "Medicaid", "Delta Dental",
     "Email", "E-mail", "Text", "Call", "Press", "Thanks", "Hi", "Hello", "Okay", "Sure", "Yeah",
+    "AI",
 ]  # fmt: skip
 PLACEHOLDERS = {
     "CREDIT_CARD": "[CARD]",

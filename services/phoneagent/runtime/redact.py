@@ -308,6 +308,18 @@ def redact_transcript(text: str, *, context: str = "", public: Sequence[str] = (
     return apply_findings(text, _outside(text, found, public)) + cut
 
 
+def public_phrases(texts: Iterable[str]) -> tuple[str, ...]:
+    """The names and places the business's own texts hold (its documents and greeting: "Dr.
+    Priya Shah", "418 Maple Avenue"): the agent says them, and they are no caller's personal data,
+    so :func:`redact_transcript` keeps them whole where they occur (``public=``). Longest first."""
+    found: set[str] = set()
+    for text in texts:
+        for f in find_personal_data(text):
+            if f.kind in ("PERSON", "LOCATION") and len(phrase := text[f.start : f.end].strip()) > 2:
+                found.add(phrase)
+    return tuple(sorted(found, key=lambda p: (-len(p), p)))
+
+
 def _outside(text: str, found: list[Finding], public: Sequence[str]) -> list[Finding]:
     """The findings that do not lie wholly inside an occurrence of a ``public`` phrase."""
     spans = [
