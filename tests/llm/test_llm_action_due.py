@@ -49,6 +49,7 @@ def tools_for(agent: Agent, store: SchedulingStore) -> Tools:
             True,
         ),
         (["Hey, it's Ann Lee. Can I get my teeth cleaned Thursday around 2?"], False),  # no action word
+        (["Book me a cleaning next Thursday at 11.", "Hmm, could we do Thursday at two instead?"], True),
         (["I'd like to book a cleaning."], False),  # no day or time: the model asks for one
         (["How much does a filling cost, and can I book one?"], False),
         (["Do you move appointments if I'm late?"], False),

@@ -263,3 +263,29 @@ async def test_arguments_taken_from_the_callers_words_are_counted(agent: Agent, 
     _, store = await _run(agent, tmp_path, said, garbled)
     store.db.close()
     assert {a: replaced(a) - before[a] for a in before} == {"name": 1, "when": 1, "appointment_type": 0}
+
+
+def test_a_move_takes_the_new_day_and_time_from_the_callers_latest_words(agent: Agent) -> None:
+    booked = "Hi, this is Ann Lee. Please book a cleaning next Tuesday at 11 in the morning."
+    move = "Actually, can you move it to Wednesday at 9 in the morning instead?"
+    model = {"new_when": "9:00 am", "appointment_id": "a1"}  # the 0.5B model's call over SIP
+    fixed = normalise_arguments(agent, "move_appointment", model, [booked, "Yes, book it.", move], NOW)
+    assert fixed.arguments == {"new_when": move, "appointment_id": "a1"} and not fixed.ask
+    # A latest turn without a day and time leaves the model's words (the turn before names the
+    # booking's present time, not the new one).
+    model = {"new_when": "Wednesday at 9 am"}
+    fixed = normalise_arguments(agent, "move_appointment", model, [booked, "Yes, please move it."], NOW)
+    assert fixed.arguments == model
+
+
+def test_a_move_confirmed_in_a_later_turn_takes_the_time_asked_for_not_the_present_one(agent: Agent) -> None:
+    booked = "Hi, I'm Taylor Reed. Book me a cleaning on Thursday 3 December at 11 in the morning please."
+    offered = ["You're booked for cleaning on Thursday 3 December at 11 am."]
+    instead = "Hmm, could we do Thursday at two in the afternoon instead?"
+    model = {"new_when": "2026-12-03T12:00:00-05:00"}  # the 0.5B model's noon, over SIP
+    said = [booked, instead, "Yes, move it please."]
+    fixed = normalise_arguments(agent, "move_appointment", model, said, NOW, offered)
+    assert fixed.arguments == {"new_when": instead}
+    # The turn before names the booking's present time: the model's words stay.
+    said = [booked, "Can you move it, please?"]
+    assert normalise_arguments(agent, "move_appointment", model, said, NOW, offered).arguments == model

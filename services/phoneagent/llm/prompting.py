@@ -286,6 +286,28 @@ def caller_when(agent: Agent, said: Sequence[str], now: datetime, exact: bool) -
     return None
 
 
+def _new_time(agent: Agent, said: Sequence[str], now: datetime, offered: Sequence[str]) -> str | None:
+    """A move's new day and time in the caller's words: the latest turn that names both, of the
+    last two, unless it names the time a tool just confirmed (the booking's present time). The
+    0.5B model moved "Wednesday at 9 in the morning" to "9:00 am", and the tool asked again; and
+    after "could we do Thursday at two instead?" and "yes, move it please" it moved to noon."""
+    present = {_slot(resolve(text, now, agent.tz, agent.hours_on)) for text in offered}
+    for back, text in enumerate(reversed(said[-2:])):
+        if back and not _MOVE_TO.search(text):
+            continue  # the turn before counts only when it asks for the move ("... instead?")
+        r = resolve(text, now, agent.tz, agent.hours_on)
+        if r.is_exact and r.status is Status.RESOLVED:
+            return None if _slot(r) in present else caller_when(agent, [text], now, exact=True)
+    return None
+
+
+_MOVE_TO = re.compile(r"\b(?:instead|move|reschedule|change|push|make it|how about|what about)\b", re.I)
+
+
+def _slot(r: Resolution) -> tuple[object, object] | None:
+    return (r.first_day, r.at) if r.is_exact else None
+
+
 WHEN_MAX_CHARS = TOOL_SCHEMAS["book_appointment"]["parameters"]["properties"]["when"]["maxLength"]
 
 
@@ -365,6 +387,11 @@ def normalise_arguments(
         # the schema grammar the model cannot add a name to an availability check as a hint).
         name, allowed = "book_appointment", TOOL_SCHEMAS["book_appointment"]["parameters"]["properties"]
     out = {k: v for k, v in args.items() if k in allowed} if allowed else dict(args)
+    if name == "move_appointment" and said:
+        new_when = _new_time(agent, said, now, offered)
+        if new_when is not None:
+            out["new_when"] = new_when
+        return Normalised(name, out)
     if name not in ("book_appointment", "check_availability") or not said:
         return Normalised(name, out)
     heard = _simple(" ".join(said))

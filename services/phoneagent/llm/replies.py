@@ -31,6 +31,8 @@ from phoneagent.llm.tool_calls import (
     ACTION_WITHOUT_TOOL,
     CALL_MARKER,
     CONSTRAINED_MIN_TOKENS,
+    CONTRADICTED,
+    REFUSALS,
     TEMPLATE_LEAKS,
     TOOL_CALL_REPAIRS,
     UNBACKED_CLAIMS,
@@ -44,6 +46,7 @@ from phoneagent.llm.tool_calls import (
     parse_tool_call,
     plain_words,
     read_constrained,
+    refuses,
     starts_tool_call,
     tool_call_schema,
 )
@@ -213,22 +216,48 @@ class Replies:
             and bool(getattr(self.engine, "structured_output", False))
         )
         buffered = ""  # held back while the output may still turn out to be a tool call
-        spoke = opened = claimed = leaked = False
+        spoke = opened = claimed = leaked = refused = False
         # The caller asked for a booking, a move or a cancellation: a reply that begins with
         # neither the tool call nor a question to the caller is not said.
         action_due = getattr(self.tools, "action_due", None)
         due = constrain and callable(action_due) and bool(action_due())
         held = ""  # a confirmation that repeats a tool's words, kept until its sentence is whole
+        # A sentence that says the opposite of the documents: the knowledge tool's call to make
+        # instead (the model answers again from its passages), or None.
+        lookup: dict[str, Any] | None = None
+        check = getattr(self.tools, "contradicted", None)
+        knowledge_call = getattr(self.tools, "knowledge_call", None)
 
         async def vetted(sentence: str, end: bool = False) -> bool:
             """Say ``sentence``, unless (on a reply that may still call a tool) it says a booking
             was done that no tool's words in the conversation say, or it begins a reply to a
             caller who asked for an action (``due``) with neither the call nor a question: False
-            then, nothing said. The chat template's own text is never said (``leaked``)."""
-            nonlocal held, leaked
+            then, nothing said. The chat template's own text is never said (``leaked``). A
+            sentence that says the opposite of the documents is not said either: the first
+            completion of a turn makes way for the knowledge tool (``lookup``, False), the answer
+            after a tool has the documents' statement said in its place."""
+            nonlocal held, leaked, lookup, refused
             if leaked or leaks_template(sentence):
                 leaked = True  # the chat template's own text: nothing more of this completion is said
                 return True
+            statement = check(sentence) if callable(check) and sentence.strip() else None
+            if statement is not None:
+                call = knowledge_call() if with_tools and callable(knowledge_call) else None
+                CONTRADICTED.labels(engine=self.engine.name, outcome="lookup" if call else "statement").inc()
+                log.info("reply contradicts the documents: not said", extra={"call_id": self.call_id})
+                if call is not None:
+                    lookup = call
+                    return False
+                await self._say(reply, statement, Answered.CODE)
+                return True
+            if refuses(sentence):
+                # A bare refusal helps no caller (a small model's reply to a toothache): on a reply
+                # that may call a tool the model writes the call instead; otherwise it is dropped.
+                instead = constrain and tools is not None
+                REFUSALS.labels(engine=self.engine.name, outcome="tool" if instead else "dropped").inc()
+                log.info("refusal: not said", extra={"call_id": self.call_id})
+                refused = True
+                return not instead
             if not (constrain and tools is not None):
                 await self._sentence(reply, sentence, started)  # a blank one is skipped there
                 return True
@@ -314,6 +343,8 @@ class Replies:
                 await self._say(reply, fallback or APOLOGY)
             await self._end(reply)
             return None
+        if lookup is not None:
+            return lookup
         if (opened or claimed) and tools is not None:
             return await self._call_instead(
                 reply, messages, started, tools, buffered if opened else CALL_MARKER
@@ -332,13 +363,16 @@ class Replies:
                 buffered, reply.answered = fallback or APOLOGY, Answered.FALLBACK
             for sentence in splitter.push(buffered):
                 if not await vetted(sentence) and tools is not None:
-                    return await self._call_instead(reply, messages, started, tools, CALL_MARKER)
+                    return lookup or await self._call_instead(reply, messages, started, tools, CALL_MARKER)
         for sentence in [*splitter.flush(), ""]:  # "": what is held back goes out at the end
             if not await vetted(sentence, end=True) and tools is not None:
-                return await self._call_instead(reply, messages, started, tools, CALL_MARKER)
+                return lookup or await self._call_instead(reply, messages, started, tools, CALL_MARKER)
         if not reply.sentences:
             reply.answered = Answered.FALLBACK
             await self._say(reply, APOLOGY)
+        elif refused and not _SENTENCE_END.search(reply.sentences[-1]):
+            reply.answered = Answered.FALLBACK  # only a refusal's first clause ("I'm sorry,") was said
+            await self._say(reply, fallback or APOLOGY)
         await self._end(reply)
         return None
 

@@ -111,6 +111,37 @@ ACTION_WITHOUT_TOOL = Counter(
     "model wrote the tool call instead.",
     ["engine"],
 )
+CONTRADICTED = Counter(
+    "pa_llm_contradicted_replies_total",
+    "Reply sentences that said the opposite of a statement in the agent's documents (\"Yes, we "
+    'accept Medicaid." where they say "We do not accept Medicaid."): not said; the model answered '
+    "again from the knowledge tool's passages (outcome=lookup), or the statement was said "
+    "(outcome=statement) when the answer after the passages contradicted it too.",
+    ["engine", "outcome"],
+)
+REFUSALS = Counter(
+    "pa_llm_refusals_total",
+    "Reply sentences that were a bare refusal (\"I'm sorry, but I can't assist with that.\", the 0.5B "
+    "model's answer to a caller with a toothache and to a corrected booking): not said; the model "
+    "wrote a tool call instead (outcome=tool), or the sentence was dropped (outcome=dropped).",
+    ["engine", "outcome"],
+)
+# The whole sentence is the refusal; "I can't give medical advice, but ..." says more and stays.
+# "but I can't assist with that." is one too: the first clause "I'm sorry," may have gone out alone.
+_REFUSAL = re.compile(
+    r"^\W*(?:(?:(?:i'?m|i am)\s+)?(?:so\s+|very\s+)?(?:sorry|afraid),?\s*)?(?:but\s+)?"
+    r"(?:i\s+(?:can'?t|cannot|can not|won'?t be able to|am unable to|am not able to)"
+    r"|i'?m\s+(?:unable|not able)\s+to)\s+(?:assist|help)(?:\s+you)?"
+    r"(?:\s+with\s+(?:that|this|your request|this request))?\W*$",
+    re.I,
+)
+
+
+def refuses(sentence: str) -> bool:
+    """``sentence`` is a bare refusal and nothing more."""
+    return bool(_REFUSAL.match(sentence.replace("\u2019", "'")))
+
+
 _DONE = r"(?:booked|scheduled|re-?scheduled|moved|changed|cancel+ed|confirmed)"
 # "You're booked", "you are now all set and booked", "I've moved it", "your cleaning has been
 # cancelled", "it's rescheduled": a booking said to be done. Not "I can book", "shall I move it",

@@ -4,12 +4,14 @@ for the call record, and exact tool answers spoken as they are."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import Counter
@@ -17,6 +19,7 @@ from prometheus_client import Counter
 from phoneagent.llm.dialog_state import ToolOutcome
 from phoneagent.llm.domain.calendar_facts import HOURS_SOURCE, asks_for_hours
 from phoneagent.llm.domain.dates import resolve
+from phoneagent.llm.domain.document_claims import DocumentClaims, document_texts
 from phoneagent.llm.domain.tool_result import CallContext
 from phoneagent.llm.domain.tool_schemas import BIRTH_DATE
 from phoneagent.llm.domain.tools import ToolExecutor
@@ -50,10 +53,11 @@ SPOKEN_AS_IS = frozenset(
     }
 )
 ACTIONS = frozenset({"book_appointment", "move_appointment", "cancel_appointment"})
-# A caller asking for one of ACTIONS: "book it", "can you move it to Thursday?", "reschedule".
+# A caller asking for one of ACTIONS: "book it", "can you move it to Thursday?", "reschedule",
+# "could we do Thursday at two instead?".
 _ACTION = re.compile(
     r"\b(?:book|schedule|reserve|move|reschedule|change (?:it|my appointment|the appointment|the time)|"
-    r"push it|put me (?:in|down))\b",
+    r"push it|put me (?:in|down)|instead)\b",
     re.I,
 )
 # A request to cancel, not a question about cancelling ("what happens if I cancel the appointment late?").
@@ -89,6 +93,18 @@ class Tools:
 
     def schemas(self) -> list[dict[str, Any]]:
         return self.executor.definitions()
+
+    def contradicted(self, sentence: str) -> str | None:
+        """The statement of the agent's documents that ``sentence`` says the opposite of
+        (:mod:`~phoneagent.llm.domain.document_claims`), or None."""
+        found = _claims(self.executor.agent.knowledge).contradicted(sentence)
+        return found.text if found is not None else None
+
+    def knowledge_call(self) -> dict[str, Any] | None:
+        """The knowledge tool asked the caller's latest words, where the agent has that tool."""
+        if not self.said or not self.executor.agent.tool_enabled("lookup_knowledge"):
+            return None
+        return {"name": "lookup_knowledge", "arguments": {"question": self.said[-1][:300]}}
 
     def callable_schemas(self) -> list[dict[str, Any]]:
         """The tools a call may be generated for now (the grammar's choices; the prompt keeps
@@ -325,19 +341,29 @@ def _unsecret(body: dict[str, Any]) -> dict[str, Any]:
 ARGUMENTS_REPLACED = Counter(
     "pa_llm_tool_arguments_replaced_total",
     "Scheduling tool arguments the model wrote that did not match the caller's words and were "
-    "replaced by them before the tool ran (the day and time, the name, the appointment type), or the "
+    "replaced by them before the tool ran (the day and time, a move's new one, the name, the "
+    "appointment type), or the "
     "tool itself (an availability check with the caller's name and an exact time is a booking).",
     ["tool", "argument"],
 )
-_REPLACEABLE = ("appointment_type", "when", "name")
+_REPLACEABLE = {
+    "book_appointment": ("appointment_type", "when", "name"),
+    "check_availability": ("appointment_type", "when", "name"),
+    "move_appointment": ("new_when",),
+}
+
+
+@functools.lru_cache(maxsize=8)
+def _claims(paths: tuple[Path, ...]) -> DocumentClaims:
+    return DocumentClaims(document_texts(paths))
 
 
 def _count_replaced(tool: str, model: dict[str, Any], fixed: Normalised) -> None:
-    if fixed.declined or tool not in ("book_appointment", "check_availability"):
+    if fixed.declined or tool not in _REPLACEABLE:
         return
     if fixed.tool != tool:
         ARGUMENTS_REPLACED.labels(tool=tool, argument="tool").inc()
-    for key in _REPLACEABLE:
+    for key in _REPLACEABLE.get(fixed.tool, ()):
         if key in fixed.arguments and fixed.arguments[key] != model.get(key):
             ARGUMENTS_REPLACED.labels(tool=fixed.tool, argument=key).inc()
 

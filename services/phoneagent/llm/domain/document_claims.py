@@ -1,0 +1,110 @@
+"""Whether a sentence the model wrote says the opposite of the practice's documents.
+
+A small model answers yes/no questions about the business with "yes" more often than the
+documents allow: asked "Do you take Medicaid?", the 0.5B model said "Yes, we accept Medicaid."
+with "We do not accept Medicaid." in its prompt. The check here is deliberately narrow, so that
+it never stops a right answer:
+
+- a statement in the documents that is negative ("We do not accept Medicaid.") is contradicted
+  by a clause of the reply that names one of its rare words (a word in at most
+  :data:`RARE_IN` of the documents' sentences) without a negation;
+- a rare name the documents use only in positive statements ("Cigna", capitalised inside a
+  sentence) is contradicted by a negative clause whose rare words are all such names ("No, we
+  do not accept Cigna"; not "Dr. Okafor is not the children's dentist", which says more).
+
+A false alarm costs the caller a knowledge lookup (the model answers again from the passages),
+not a wrong answer.
+
+Clauses are cut at commas, semicolons and "but", so "No, we don't take Medicaid, but we accept
+Delta Dental" contradicts nothing. Questions are never checked.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from phoneagent.llm.domain.knowledge import sentences
+
+RARE_IN = 2  # a word in at most this many of the documents' sentences identifies what they are about
+_WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
+_NEGATION = re.compile(r"\b(?:not|no|never|cannot|none|nor)\b|n't\b", re.I)
+_CLAUSE = re.compile(r"[,;:]|\bbut\b", re.I)
+_HEADING = re.compile(r"^\s*#+\s.*$", re.M)
+_COMMON = frozenset(
+    "about above after again also always another any because been before being below between both "
+    "call calls could does doing done during each every from have having here into just like made "
+    "make many more most much must need only other over please same should some such than that "
+    "their them then there these they this those through under until very want were what when "
+    "where which while will with within would your yours our ours we're you're it's that's "
+    "accept accepts accepted take takes offer offers available patient patients appointment "
+    "appointments practice office dentist dentists".split()
+)
+
+
+@dataclass(frozen=True)
+class Statement:
+    text: str
+    negative: bool
+    words: frozenset[str]  # its content words, lower case
+    names: frozenset[str]  # words capitalised inside it (not its first word), lower case
+
+
+class DocumentClaims:
+    """The documents' sentences, ready to check a reply's sentence against."""
+
+    def __init__(self, texts: Iterable[str]) -> None:
+        self.statements: list[Statement] = []
+        for text in texts:
+            for line in _HEADING.sub("", text).splitlines():
+                for sentence in sentences(line):
+                    if sentence.strip():
+                        self.statements.append(_statement(sentence.strip()))
+        counts = Counter(w for s in self.statements for w in s.words)
+        self._rare = frozenset(w for w, n in counts.items() if n <= RARE_IN)
+
+    def contradicted(self, sentence: str) -> Statement | None:
+        """The documents' statement ``sentence`` contradicts, or None."""
+        if not self.statements or sentence.rstrip().endswith("?"):
+            return None
+        for clause in _CLAUSE.split(sentence):
+            words = _content_words(clause) & self._rare
+            if not words:
+                continue
+            negative = bool(_NEGATION.search(clause))
+            for s in self.statements:
+                if s.negative and not negative and words & s.words:
+                    return s
+            if negative and all(self._positive_name(w) for w in words):
+                return next(s for s in self.statements if min(words) in s.words)
+        return None
+
+    def _positive_name(self, word: str) -> bool:
+        holding = [s for s in self.statements if word in s.words]
+        return bool(holding) and all(not s.negative and word in s.names for s in holding)
+
+
+def _statement(text: str) -> Statement:
+    words = _WORD.findall(text)
+    names = frozenset(w.lower() for w in words[1:] if w[0].isupper())
+    return Statement(text, bool(_NEGATION.search(text)), _content_words(text), names)
+
+
+def _content_words(text: str) -> frozenset[str]:
+    return frozenset(
+        w for w in (m.lower().strip("'-") for m in _WORD.findall(text)) if len(w) >= 4 and w not in _COMMON
+    )
+
+
+def document_texts(paths: Sequence[object]) -> list[str]:
+    """The text of each readable document (a document that cannot be read gives nothing)."""
+    out: list[str] = []
+    for path in paths:
+        try:
+            with open(str(path), encoding="utf-8") as f:
+                out.append(f.read())
+        except (OSError, UnicodeDecodeError):
+            continue
+    return out

@@ -1,0 +1,135 @@
+"""A reply that says the opposite of the practice's documents is not said: over SIP the 0.5B
+model answered "Do you take Medicaid?" with "Yes, we accept Medicaid." while its prompt held
+"We do not accept Medicaid." (``python -m phoneagent.devtools.sip_eval``, scenario medicaid)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from phoneagent.agents import example_agent_path
+from phoneagent.agents.agent import load_agent
+from phoneagent.llm.dialog import Dialog
+from phoneagent.llm.dialog_state import Answered, Sentence, ToolOutcome
+from phoneagent.llm.domain.document_claims import DocumentClaims, document_texts
+from phoneagent.llm.domain.tool_schemas import tool_definitions
+from phoneagent.llm.engines.base import Delta
+from prometheus_client import REGISTRY
+from support.common import wait_for
+
+NO_MEDICAID = "We do not accept Medicaid."
+PLANS = "We accept most dental insurance plans, including Delta Dental, Cigna, MetLife and Aetna."
+
+
+@pytest.fixture(scope="module")
+def claims() -> DocumentClaims:
+    return DocumentClaims(document_texts(load_agent(example_agent_path()).knowledge))
+
+
+@pytest.mark.parametrize(
+    ("said", "contradicts"),
+    [
+        ("Yes, we accept Medicaid.", NO_MEDICAID),
+        ("We accept Delta Dental, Cigna and Medicaid.", NO_MEDICAID),
+        ("No, we do not accept Delta Dental insurance.", PLANS),
+        ("We don't take Cigna or Aetna.", PLANS),
+        ("No, we do not accept Medicaid.", None),
+        ("No, we don't take Medicaid, but we accept Delta Dental.", None),
+        ("Yes, Delta Dental insurance is accepted.", None),
+        ("No, Dr. Okafor is not the children's dentist.", None),  # says more than a name
+        ("Parking is free in the lot behind the building.", None),
+        ("Do you have Medicaid?", None),  # a question claims nothing
+        ("We do not offer sedation.", None),  # the documents say nothing about it
+    ],
+)
+def test_what_contradicts_the_documents(claims: DocumentClaims, said: str, contradicts: str | None) -> None:
+    found = claims.contradicted(said)
+    assert (found.text if found else None) == contradicts
+
+
+def test_headings_and_unreadable_documents_give_no_statements(tmp_path: Any) -> None:
+    doc = tmp_path / "doc.md"
+    doc.write_text("# We do not park\n\nParking is free.\n", encoding="utf-8")
+    claims = DocumentClaims(document_texts([doc, tmp_path / "missing.md"]))
+    assert [s.text for s in claims.statements] == ["Parking is free."]
+
+
+class Script:
+    """Each request replays the next completion."""
+
+    name = "claims-script"
+    structured_output = True
+
+    def __init__(self, *completions: str) -> None:
+        self.completions = list(completions)
+        self.requests: list[dict[str, Any]] = []
+
+    async def abort(self, request_id: str) -> None: ...
+
+    async def stream(
+        self, messages: list[dict[str, Any]], *, request_id: str, **kw: Any
+    ) -> AsyncIterator[Delta]:
+        self.requests.append(kw)
+        for piece in self.completions.pop(0).split(" "):
+            yield Delta(text=piece + " ")
+        yield Delta(finish_reason="stop")
+
+
+class KnowledgeTools:
+    def __init__(self, claims: DocumentClaims) -> None:
+        self.claims = claims
+        self.said = ["Do you take Medicaid?"]
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def schemas(self) -> list[dict[str, Any]]:
+        return tool_definitions(frozenset({"lookup_knowledge"}))
+
+    def contradicted(self, sentence: str) -> str | None:
+        found = self.claims.contradicted(sentence)
+        return found.text if found else None
+
+    def knowledge_call(self) -> dict[str, Any]:
+        return {"name": "lookup_knowledge", "arguments": {"question": self.said[-1]}}
+
+    async def run(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
+        self.calls.append((name, arguments))
+        return ToolOutcome(ok=True, result={"passages": [PLANS + " " + NO_MEDICAID]})
+
+
+def contradicted(outcome: str) -> float:
+    labels = {"engine": "claims-script", "outcome": outcome}
+    return REGISTRY.get_sample_value("pa_llm_contradicted_replies_total", labels) or 0.0
+
+
+@pytest.mark.parametrize(
+    ("after_lookup", "spoken", "how"),
+    [
+        ("No, we do not accept Medicaid.", "No, we do not accept Medicaid.", Answered.MODEL),
+        ("Yes, we accept Medicaid.", NO_MEDICAID, Answered.CODE),  # wrong again: the documents speak
+    ],
+)
+async def test_a_reply_against_the_documents_is_answered_again_from_them(
+    claims: DocumentClaims, after_lookup: str, spoken: str, how: Answered
+) -> None:
+    said: list[Sentence] = []
+    tools = KnowledgeTools(claims)
+
+    async def publish(s: Sentence) -> None:
+        said.append(s)
+
+    async def save(_: Any) -> None: ...
+
+    before = (contradicted("lookup"), contradicted("statement"))
+    engine = Script("Yes, we accept Medicaid.", after_lookup)
+    d = Dialog(
+        "c-claims", engine, system_prompt=lambda: "x", greeting="", publish=publish, save=save, tools=tools
+    )  # type: ignore[arg-type]
+    await d.on_user_turn(1, tools.said[-1])
+    await wait_for(lambda: said and said[-1].final, timeout=3)
+    await d.close()
+    words = [(s.text.strip(), s.answered_by) for s in said if s.text.strip()]
+    assert words == [(spoken, how)]
+    assert tools.calls == [("lookup_knowledge", {"question": "Do you take Medicaid?"})]
+    wrong_twice = how is Answered.CODE
+    assert (contradicted("lookup"), contradicted("statement")) == (before[0] + 1, before[1] + wrong_twice)
