@@ -5,16 +5,11 @@ phoneagent.devtools.sip_eval``, scenarios toothache and h_book_corrected)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from phoneagent.llm.dialog import Dialog
-from phoneagent.llm.dialog_state import Sentence
 from phoneagent.llm.replies import APOLOGY
 from phoneagent.llm.tool_calls import refuses
 from prometheus_client import REGISTRY
-from support.common import wait_for
-from test_llm_tool_calls import CALL, SchemaEngine, Tools
+from test_llm_tool_calls import CALL, SchemaEngine, Tools, talk
 
 
 @pytest.mark.parametrize(
@@ -39,28 +34,15 @@ def refusals(outcome: str) -> float:
     return REGISTRY.get_sample_value("pa_llm_refusals_total", labels) or 0.0
 
 
-async def talk(engine: SchemaEngine, caller: str) -> tuple[Tools, list[str]]:
-    said: list[Sentence] = []
-    tools = Tools()
-
-    async def publish(s: Sentence) -> None:
-        said.append(s)
-
-    async def save(_: Any) -> None: ...
-
-    d = Dialog(
-        "c-refuse", engine, system_prompt=lambda: "x", greeting="", publish=publish, save=save, tools=tools
-    )  # type: ignore[arg-type]
-    await d.on_user_turn(1, caller)
-    await wait_for(lambda: said and said[-1].final, timeout=3)
-    await d.close()
+async def spoken_to(engine: SchemaEngine, caller: str) -> tuple[Tools, list[str]]:
+    tools, said = await talk(engine, caller)
     return tools, [s.text for s in said if s.text]
 
 
 async def test_a_refusal_makes_way_for_the_tool_call() -> None:
     before = refusals("tool")
     engine = SchemaEngine(["Hello, Morgan. ", "Sorry, but I can't assist with that."], CALL, continues=True)
-    tools, spoken = await talk(engine, "I need a cleaning Monday at 9. Sorry, I meant 10.")
+    tools, spoken = await spoken_to(engine, "I need a cleaning Monday at 9. Sorry, I meant 10.")
     assert spoken == ["Hello, Morgan.", "Booked."] and len(tools.calls) == 1
     assert refusals("tool") == before + 1
 
@@ -69,6 +51,6 @@ async def test_a_refusal_without_a_tool_to_call_is_dropped() -> None:
     before = refusals("dropped")
     engine = SchemaEngine(["I'm sorry, but I can't assist with that."], CALL, grammar_ok=False)
     engine.structured_output = False  # no grammar: the reply cannot be turned into a call
-    tools, spoken = await talk(engine, "Can someone see me today?")
+    tools, spoken = await spoken_to(engine, "Can someone see me today?")
     assert spoken == ["I'm sorry,", APOLOGY] and not tools.calls  # the first clause had gone out
     assert refusals("dropped") == before + 1

@@ -86,7 +86,9 @@ def repairs(reason: str) -> float:
     return value or 0.0
 
 
-async def talk(engine: SchemaEngine) -> tuple[Tools, list[Sentence]]:
+async def talk(
+    engine: SchemaEngine, caller: str = "Book a cleaning Tuesday at 10"
+) -> tuple[Tools, list[Sentence]]:
     said: list[Sentence] = []
     tools = Tools()
 
@@ -98,7 +100,7 @@ async def talk(engine: SchemaEngine) -> tuple[Tools, list[Sentence]]:
     d = Dialog(
         "c-tc", engine, system_prompt=lambda: "x", greeting="", publish=publish, save=save, tools=tools
     )  # type: ignore[arg-type]
-    await d.on_user_turn(1, "Book a cleaning Tuesday at 10")
+    await d.on_user_turn(1, caller)
     await wait_for(lambda: said and said[-1].final, timeout=3)
     await d.close()
     return tools, said
