@@ -27,25 +27,36 @@ def claims() -> DocumentClaims:
     return DocumentClaims(document_texts(load_agent(example_agent_path()).knowledge))
 
 
+FEE = "Late cancellations and missed appointments are charged a 50 dollar fee."
+DENTISTS = "The practice has three dentists: Dr. Alice Moreno, Dr. James Okafor and Dr. Priya Shah."
+FREE_PARKING = "Free parking for patients is available in the lot behind the building."
+
+
 @pytest.mark.parametrize(
-    ("said", "contradicts"),
+    ("said", "contradicts", "strictly"),
     [
-        ("Yes, we accept Medicaid.", NO_MEDICAID),
-        ("We accept Delta Dental, Cigna and Medicaid.", NO_MEDICAID),
-        ("No, we do not accept Delta Dental insurance.", PLANS),
-        ("We don't take Cigna or Aetna.", PLANS),
-        ("No, we do not accept Medicaid.", None),
-        ("No, we don't take Medicaid, but we accept Delta Dental.", None),
-        ("Yes, Delta Dental insurance is accepted.", None),
-        ("No, Dr. Okafor is not the children's dentist.", None),  # says more than a name
-        ("Parking is free in the lot behind the building.", None),
-        ("Do you have Medicaid?", None),  # a question claims nothing
-        ("We do not offer sedation.", None),  # the documents say nothing about it
+        ("Yes, we accept Medicaid.", NO_MEDICAID, NO_MEDICAID),
+        ("We accept Delta Dental, Cigna and Medicaid.", NO_MEDICAID, NO_MEDICAID),
+        ("No, we do not accept Delta Dental insurance.", PLANS, PLANS),
+        ("We don't take Cigna or Aetna.", PLANS, PLANS),
+        ("No fee if you cancel late.", FEE, None),  # the 0.5B model over SIP
+        ("No, parking is not free.", FREE_PARKING, None),
+        # May be right: the first check costs a lookup, the strict one lets it be said.
+        ("No, Dr. Okafor is not the children's dentist.", DENTISTS, None),
+        ("No, we do not accept Medicaid.", None, None),
+        ("No, we don't take Medicaid, but we accept Delta Dental.", None, None),
+        ("Yes, Delta Dental insurance is accepted.", None, None),
+        ("Parking is free in the lot behind the building.", None, None),
+        ("Do you have Medicaid?", None, None),  # a question claims nothing
+        ("We do not offer sedation.", None, None),  # the documents say nothing about it
+        ("No problem, I can help with that.", None, None),
     ],
 )
-def test_what_contradicts_the_documents(claims: DocumentClaims, said: str, contradicts: str | None) -> None:
-    found = claims.contradicted(said)
-    assert (found.text if found else None) == contradicts
+def test_what_contradicts_the_documents(
+    claims: DocumentClaims, said: str, contradicts: str | None, strictly: str | None
+) -> None:
+    found, strict = claims.contradicted(said), claims.contradicted(said, strict=True)
+    assert (found.text if found else None, strict.text if strict else None) == (contradicts, strictly)
 
 
 def test_headings_and_unreadable_documents_give_no_statements(tmp_path: Any) -> None:
@@ -85,8 +96,8 @@ class KnowledgeTools:
     def schemas(self) -> list[dict[str, Any]]:
         return tool_definitions(frozenset({"lookup_knowledge"}))
 
-    def contradicted(self, sentence: str) -> str | None:
-        found = self.claims.contradicted(sentence)
+    def contradicted(self, sentence: str, strict: bool = False) -> str | None:
+        found = self.claims.contradicted(sentence, strict=strict)
         return found.text if found else None
 
     def knowledge_call(self) -> dict[str, Any]:
@@ -103,14 +114,27 @@ def contradicted(outcome: str) -> float:
 
 
 @pytest.mark.parametrize(
-    ("after_lookup", "spoken", "how"),
+    ("first", "after_lookup", "spoken", "how"),
     [
-        ("No, we do not accept Medicaid.", "No, we do not accept Medicaid.", Answered.MODEL),
-        ("Yes, we accept Medicaid.", NO_MEDICAID, Answered.CODE),  # wrong again: the documents speak
+        (
+            "Yes, we accept Medicaid.",
+            "No, we do not accept Medicaid.",
+            "No, we do not accept Medicaid.",
+            Answered.MODEL,
+        ),
+        ("Yes, we accept Medicaid.", "Yes, we accept Medicaid.", NO_MEDICAID, Answered.CODE),  # wrong again
+        # Broadly a contradiction, so the model answers again from the passages; the strict check
+        # then lets the answer be said (it may be right).
+        (
+            "No fee if you cancel late.",
+            "No fee if you cancel late.",
+            "No fee if you cancel late.",
+            Answered.MODEL,
+        ),
     ],
 )
 async def test_a_reply_against_the_documents_is_answered_again_from_them(
-    claims: DocumentClaims, after_lookup: str, spoken: str, how: Answered
+    claims: DocumentClaims, first: str, after_lookup: str, spoken: str, how: Answered
 ) -> None:
     said: list[Sentence] = []
     tools = KnowledgeTools(claims)
@@ -121,7 +145,7 @@ async def test_a_reply_against_the_documents_is_answered_again_from_them(
     async def save(_: Any) -> None: ...
 
     before = (contradicted("lookup"), contradicted("statement"))
-    engine = Script("Yes, we accept Medicaid.", after_lookup)
+    engine = Script(first, after_lookup)
     d = Dialog(
         "c-claims", engine, system_prompt=lambda: "x", greeting="", publish=publish, save=save, tools=tools
     )  # type: ignore[arg-type]

@@ -240,7 +240,9 @@ class Replies:
             if leaked or leaks_template(sentence):
                 leaked = True  # the chat template's own text: nothing more of this completion is said
                 return True
-            statement = check(sentence) if callable(check) and sentence.strip() else None
+            statement = (
+                check(sentence, strict=not with_tools) if callable(check) and sentence.strip() else None
+            )
             if statement is not None:
                 call = knowledge_call() if with_tools and callable(knowledge_call) else None
                 CONTRADICTED.labels(engine=self.engine.name, outcome="lookup" if call else "statement").inc()

@@ -94,10 +94,10 @@ class Tools:
     def schemas(self) -> list[dict[str, Any]]:
         return self.executor.definitions()
 
-    def contradicted(self, sentence: str) -> str | None:
+    def contradicted(self, sentence: str, strict: bool = False) -> str | None:
         """The statement of the agent's documents that ``sentence`` says the opposite of
         (:mod:`~phoneagent.llm.domain.document_claims`), or None."""
-        found = _claims(self.executor.agent.knowledge).contradicted(sentence)
+        found = _claims(self.executor.agent.knowledge).contradicted(sentence, strict=strict)
         return found.text if found is not None else None
 
     def knowledge_call(self) -> dict[str, Any] | None:

@@ -2,21 +2,22 @@
 
 A small model answers yes/no questions about the business with "yes" more often than the
 documents allow: asked "Do you take Medicaid?", the 0.5B model said "Yes, we accept Medicaid."
-with "We do not accept Medicaid." in its prompt. The check here is deliberately narrow, so that
-it never stops a right answer:
+with "We do not accept Medicaid." in its prompt, and "No fee if you cancel late." where they say
+a late cancellation costs 50 dollars. A clause of a reply (cut at commas, semicolons and "but",
+so "No, we don't take Medicaid, but we accept Delta Dental" is two) contradicts the documents
+when:
 
-- a statement in the documents that is negative ("We do not accept Medicaid.") is contradicted
-  by a clause of the reply that names one of its rare words (a word in at most
-  :data:`RARE_IN` of the documents' sentences) without a negation;
-- a rare name the documents use only in positive statements ("Cigna", capitalised inside a
-  sentence) is contradicted by a negative clause whose rare words are all such names ("No, we
-  do not accept Cigna"; not "Dr. Okafor is not the children's dentist", which says more).
+- it names a rare word (one in at most :data:`RARE_IN` of the documents' sentences) of a
+  negative statement ("We do not accept Medicaid.") without a negation of its own;
+- it is negative, and every rare word it names appears only in positive statements ("No fee if
+  you cancel late."). With ``strict``, only where those words are all names the documents
+  capitalise inside a sentence ("No, we do not accept Cigna."; not "Dr. Okafor is not the
+  children's dentist", which may be right).
 
-A false alarm costs the caller a knowledge lookup (the model answers again from the passages),
-not a wrong answer.
-
-Clauses are cut at commas, semicolons and "but", so "No, we don't take Medicaid, but we accept
-Delta Dental" contradicts nothing. Questions are never checked.
+The dialog answers a contradicted first reply again from the knowledge tool's passages, where a
+false alarm costs a lookup and not a wrong answer; the answer after the passages is checked
+``strict``ly, and only then is the documents' statement said in its place. Questions are never
+checked.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ _NEGATION = re.compile(r"\b(?:not|no|never|cannot|none|nor)\b|n't\b", re.I)
 _CLAUSE = re.compile(r"[,;:]|\bbut\b", re.I)
 _HEADING = re.compile(r"^\s*#+\s.*$", re.M)
 _COMMON = frozenset(
+    "the and you are for can not our all any was has had his her its who how why yes may per get "
+    "got let one two six ten off out own see use way did does don't can't won't isn't aren't "
     "about above after again also always another any because been before being below between both "
     "call calls could does doing done during each every from have having here into just like made "
     "make many more most much must need only other over please same should some such than that "
@@ -65,8 +68,8 @@ class DocumentClaims:
         counts = Counter(w for s in self.statements for w in s.words)
         self._rare = frozenset(w for w, n in counts.items() if n <= RARE_IN)
 
-    def contradicted(self, sentence: str) -> Statement | None:
-        """The documents' statement ``sentence`` contradicts, or None."""
+    def contradicted(self, sentence: str, *, strict: bool = False) -> Statement | None:
+        """The documents' statement ``sentence`` contradicts, or None (see the module's rules)."""
         if not self.statements or sentence.rstrip().endswith("?"):
             return None
         for clause in _CLAUSE.split(sentence):
@@ -77,13 +80,14 @@ class DocumentClaims:
             for s in self.statements:
                 if s.negative and not negative and words & s.words:
                     return s
-            if negative and all(self._positive_name(w) for w in words):
-                return next(s for s in self.statements if min(words) in s.words)
+            if negative and all(self._positive_only(w, strict) for w in words):
+                # The statement that shares the most of the clause's words.
+                return max(self.statements, key=lambda s: len(words & s.words))
         return None
 
-    def _positive_name(self, word: str) -> bool:
+    def _positive_only(self, word: str, name: bool) -> bool:
         holding = [s for s in self.statements if word in s.words]
-        return bool(holding) and all(not s.negative and word in s.names for s in holding)
+        return bool(holding) and all(not s.negative and (not name or word in s.names) for s in holding)
 
 
 def _statement(text: str) -> Statement:
@@ -94,7 +98,7 @@ def _statement(text: str) -> Statement:
 
 def _content_words(text: str) -> frozenset[str]:
     return frozenset(
-        w for w in (m.lower().strip("'-") for m in _WORD.findall(text)) if len(w) >= 4 and w not in _COMMON
+        w for w in (m.lower().strip("'-") for m in _WORD.findall(text)) if len(w) >= 3 and w not in _COMMON
     )
 
 
