@@ -73,6 +73,17 @@ async def test_taken_slot_offers_alternatives(
     assert (
         r.ok and r.data["requested_free"] is False and r.say.startswith("Nothing is free Tuesday 24 November")
     )
+    assert "The nearest times for new patient exam are" in r.say
+
+
+async def test_a_day_the_practice_is_closed_is_said_as_closed(tools: ToolExecutor, ctx: CallContext) -> None:
+    # An emergency asked for on a Sunday (a scripted call over SIP, run on a Sunday).
+    args = {"appointment_type": "emergency", "when": "Sunday 29 November"}
+    r = await tools.execute("check_availability", args, ctx)
+    assert r.ok and r.data["requested_free"] is False
+    assert r.say.startswith(
+        "We are closed Sunday 29 November. The nearest times for emergency visit are Monday"
+    )
 
 
 @pytest.mark.parametrize(

@@ -144,11 +144,15 @@ class Handlers:
                 f"I'm sorry, there is nothing free {r.describe()} or in the two weeks after.",
                 data,
             )
+        days = r.days()
+        # A day the business does not open is said as such ("Nothing is free Sunday" read as if
+        # Sunday were booked up), and the nearest times name what they are for.
+        closed = bool(days) and not any(self.agent.hours_on(d) for d in days)
         return self._result(
             "check_availability",
             "ok",
-            f"Nothing is free {r.describe()}. The nearest times are "
-            f"{_list([spoken(s.start) for s in others])}.",
+            f"{'We are closed' if closed else 'Nothing is free'} {r.describe()}. The nearest times "
+            f"for {kind.name.lower()} are {_list([spoken(s.start) for s in others])}.",
             data,
         )
 
