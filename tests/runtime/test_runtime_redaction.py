@@ -107,6 +107,7 @@ def test_the_names_and_places_of_the_business_documents_are_public() -> None:
         "The children's dentist is Dr. Priya Shah.",
         "We are at 418 Maple Avenue, Springfield, above the pharmacy.",
         "I am an AI assistant, not a person.",
+        "Dr. Priya Shah sees kids and teenagers.",  # the analyzer's span is "Priya Shah sees"
     ):
         assert redact_transcript(said, public=public) == said
     thanks = "Thanks, Maria Lopez, see you then."

@@ -321,14 +321,25 @@ def public_phrases(texts: Iterable[str]) -> tuple[str, ...]:
 
 
 def _outside(text: str, found: list[Finding], public: Sequence[str]) -> list[Finding]:
-    """The findings that do not lie wholly inside an occurrence of a ``public`` phrase."""
+    """The findings that are not a ``public`` phrase: those that lie wholly inside one of its
+    occurrences, or reach past it only over words without a capital (the analyzer's "Priya Shah
+    sees" in "Dr. Priya Shah sees kids"), are dropped."""
     spans = [
         m.span()
         for phrase in public
         if phrase.strip()
         for m in re.finditer(rf"(?<!\w){re.escape(phrase.strip())}(?!\w)", text, re.I)
     ]
-    return [f for f in found if not any(s <= f.start and f.end <= e for s, e in spans)]
+
+    def public_only(f: Finding) -> bool:
+        for s, e in spans:
+            if s < f.end and f.start < e:
+                rest = text[f.start : max(f.start, s)] + text[min(f.end, e) : f.end]
+                if not any(c.isupper() or c.isdigit() for c in rest):
+                    return True
+        return False
+
+    return [f for f in found if not public_only(f)]
 
 
 def apply_findings(text: str, found: list[Finding]) -> str:
