@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 from phoneagent.agents import example_agent_path
-from phoneagent.agents.agent import load_agent
+from phoneagent.agents.agent import load_agent, read_documents
 from phoneagent.llm.dialog import Dialog
 from phoneagent.llm.dialog_state import Answered, Sentence, ToolOutcome
-from phoneagent.llm.domain.document_claims import DocumentClaims, document_texts
+from phoneagent.llm.domain.document_claims import DocumentClaims
 from phoneagent.llm.domain.tool_schemas import tool_definitions
 from phoneagent.llm.engines.base import Delta
 from prometheus_client import REGISTRY
@@ -24,7 +24,7 @@ PLANS = "We accept most dental insurance plans, including Delta Dental, Cigna, M
 
 @pytest.fixture(scope="module")
 def claims() -> DocumentClaims:
-    return DocumentClaims(document_texts(load_agent(example_agent_path()).knowledge))
+    return DocumentClaims(read_documents(load_agent(example_agent_path()).knowledge))
 
 
 FEE = "Late cancellations and missed appointments are charged a 50 dollar fee."
@@ -62,7 +62,7 @@ def test_what_contradicts_the_documents(
 def test_headings_and_unreadable_documents_give_no_statements(tmp_path: Any) -> None:
     doc = tmp_path / "doc.md"
     doc.write_text("# We do not park\n\nParking is free.\n", encoding="utf-8")
-    claims = DocumentClaims(document_texts([doc, tmp_path / "missing.md"]))
+    claims = DocumentClaims(read_documents([doc, tmp_path / "missing.md"]))
     assert [s.text for s in claims.statements] == ["Parking is free."]
 
 

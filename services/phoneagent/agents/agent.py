@@ -12,6 +12,7 @@ claims the agent is a person (or tells it to hide being an AI) is rejected too.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
@@ -154,14 +155,8 @@ class Agent:
 
     def own_texts(self) -> list[str]:
         """What the business itself says (greeting, documents): the names and places in them
-        are public (``redact.public_phrases``). A document that cannot be read gives nothing."""
-        texts = [self.greeting]
-        for path in self.knowledge:
-            try:
-                texts.append(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError):
-                continue
-        return texts
+        are public (``redact.public_phrases``)."""
+        return [self.greeting, *read_documents(self.knowledge)]
 
     @property
     def tz(self) -> ZoneInfo:
@@ -440,3 +435,15 @@ __all__ = [
     "load_agent",
     "parse_agent",
 ]
+
+
+def read_documents(paths: Iterable[Path]) -> list[str]:
+    """The text of each readable document (one that cannot be read, or is not UTF-8, gives
+    nothing: the agent file was validated when it was loaded)."""
+    texts: list[str] = []
+    for path in paths:
+        try:
+            texts.append(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError):
+            continue
+    return texts

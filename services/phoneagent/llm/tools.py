@@ -16,10 +16,11 @@ from typing import Any
 
 from prometheus_client import Counter
 
+from phoneagent.agents.agent import read_documents
 from phoneagent.llm.dialog_state import ToolOutcome
 from phoneagent.llm.domain.calendar_facts import HOURS_SOURCE, asks_for_hours
 from phoneagent.llm.domain.dates import resolve
-from phoneagent.llm.domain.document_claims import DocumentClaims, document_texts
+from phoneagent.llm.domain.document_claims import DocumentClaims
 from phoneagent.llm.domain.tool_result import CallContext
 from phoneagent.llm.domain.tool_schemas import BIRTH_DATE
 from phoneagent.llm.domain.tools import ToolExecutor
@@ -355,7 +356,7 @@ _REPLACEABLE = {
 
 @functools.lru_cache(maxsize=8)
 def _claims(paths: tuple[Path, ...]) -> DocumentClaims:
-    return DocumentClaims(document_texts(paths))
+    return DocumentClaims(read_documents(paths))
 
 
 def _count_replaced(tool: str, model: dict[str, Any], fixed: Normalised) -> None:

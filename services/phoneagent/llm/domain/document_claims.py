@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from phoneagent.llm.domain.knowledge import sentences
@@ -100,15 +100,3 @@ def _content_words(text: str) -> frozenset[str]:
     return frozenset(
         w for w in (m.lower().strip("'-") for m in _WORD.findall(text)) if len(w) >= 3 and w not in _COMMON
     )
-
-
-def document_texts(paths: Sequence[object]) -> list[str]:
-    """The text of each readable document (a document that cannot be read gives nothing)."""
-    out: list[str] = []
-    for path in paths:
-        try:
-            with open(str(path), encoding="utf-8") as f:
-                out.append(f.read())
-        except (OSError, UnicodeDecodeError):
-            continue
-    return out
