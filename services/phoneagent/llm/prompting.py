@@ -297,7 +297,9 @@ def _new_time(agent: Agent, said: Sequence[str], now: datetime, offered: Sequenc
             continue  # the turn before counts only when it asks for the move ("... instead?")
         r = resolve(text, now, agent.tz, agent.hours_on)
         if r.is_exact and r.status is Status.RESOLVED:
-            return None if _slot(r) in present else caller_when(agent, [text], now, exact=True)
+            if _slot(r) in present:
+                return None
+            return _within(text, r, agent, now) if len(text) > WHEN_MAX_CHARS else text
     return None
 
 
@@ -415,7 +417,6 @@ def normalise_arguments(
     if when is None and (not isinstance(model_when, str) or _simple(model_when) not in said_or_offered):
         missing.append("when")
     _drop_unheard(out, said, heard)
-    given = out.get("name")
     if (
         not isinstance(given, str)
         or not _simple(given).strip()
