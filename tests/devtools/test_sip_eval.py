@@ -11,9 +11,10 @@ from phoneagent.agents.agent import load_agent
 from phoneagent.devtools import sip_eval
 from phoneagent.devtools.harness.buswatch import CallTrace
 from phoneagent.devtools.harness.caller import AgentTurn, CallResult, Utterance
-from phoneagent.devtools.harness.checks import check_all, free_the_book
+from phoneagent.devtools.harness.checks import MISHEARD, check_all, free_the_book
 from phoneagent.devtools.harness.scenario import ScenarioError, parse_scenario
 from phoneagent.llm.domain.scheduling import SchedulingStore
+from phoneagent.v1 import speech_pb2
 
 
 def test_the_sets_hold_thirty_distinct_scenarios_with_a_held_out_part() -> None:
@@ -124,3 +125,44 @@ def test_mentions_are_looked_for_in_the_replies_not_in_the_greeting() -> None:
     # A caller who never spoke: whatever the agent said is what there is to check.
     res.utterances = []
     assert [c.passed for c in check_all(res, None)] == [True, False]
+
+
+def _reply(text: str, *, from_policy: bool = False) -> speech_pb2.AgentText:
+    return speech_pb2.AgentText(text=text, from_policy=from_policy)
+
+
+def test_a_name_the_harness_misheard_is_judged_on_the_words_the_agent_sent() -> None:
+    """The agent said "Dr. Priya Shah sees kids and teenagers."; the harness's own recogniser
+    wrote "Priasha", and the scenario failed on the harness's ears."""
+    sc = parse_scenario(
+        {"name": "t", "steps": ["hangup"], "expect": [{"mentions": "shah"}, {"not_mentions": "teeth"}]}
+    )
+    res = CallResult(sc, "+12125550100")
+    res.agent_turns = [AgentTurn(0, 2, "Dr. Priasha, sees kids and teenagers.")]
+    assert [c.passed for c in check_all(res, None)] == [False, True]
+    trace = CallTrace(call_id="c")
+    trace.replies = [_reply("Dr. Priya Shah sees kids and teenagers.")]
+    first, second = check_all(res, trace)
+    assert first.passed and MISHEARD in first.detail and "Priya Shah" in first.detail
+    assert second.passed
+    # A sentence the agent sent that the caller never heard (thrown away, or cut off) is no
+    # evidence: too few of its other words were heard.
+    trace.replies = [_reply("Dr. Shah is on holiday this week, call back on Monday.")]
+    assert [c.passed for c in check_all(res, trace)] == [False, True]
+    # Policy's words are not the agent's reply.
+    trace.replies = [_reply("Dr. Priya Shah sees kids and teenagers.", from_policy=True)]
+    assert not check_all(res, trace)[0].passed
+    # The other way round: words the agent must not say fail on its sent words too.
+    res.agent_turns = [AgentTurn(0, 2, "We clean teas and check gums for kids.")]
+    trace.replies = [_reply("We clean teeth and check gums for kids.")]
+    nm = check_all(res, trace)[1]
+    assert not nm.passed and MISHEARD in nm.detail
+
+
+def test_the_summary_counts_checks_decided_on_the_agents_sent_words() -> None:
+    results = [
+        sip_eval.ScenarioResult("qwen-0.5b", "heldout", "a", True, [], [900.0], "", ["mentions shah: x"]),
+        sip_eval.ScenarioResult("qwen-0.5b", "heldout", "b", False, ["mentions 7: no"], [1100.0], ""),
+    ]
+    table = sip_eval.summary(results)
+    assert "| qwen-0.5b | heldout | 1 of 2 (50 %) | 1000 / 1100 ms | 1 |" in table

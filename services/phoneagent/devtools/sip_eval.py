@@ -8,7 +8,10 @@ time, each with the appointment book as the first found it (the bookings an earl
 are cancelled first: two scenarios asking for the same slot must not depend on their order). A
 scenario succeeds when every one of its expectations holds (what the agent said, the
 appointment booked, moved or cancelled in the database, the transfer, the opt-out). The table
-and the task-success rate per model and set are printed; nothing is retried.
+and the task-success rate per model and set are printed; nothing is retried. What the agent said
+is what the harness heard, transcribed by its own recogniser; a check that passed (or failed) only
+on the words the agent sent to speech, because that recogniser misheard them, is named in the
+scenario's line and counted in the table (:func:`~phoneagent.devtools.harness.checks.misheard`).
 
 Reply latency here is the caller's own clock (its last voiced sample to the agent's first
 audio) over every caller turn of the evaluation, model and code turns together; the per-kind
@@ -30,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from phoneagent.devtools.harness.checks import free_the_book
+from phoneagent.devtools.harness.checks import MISHEARD, free_the_book
 from phoneagent.devtools.harness.demo import demo_stack
 from phoneagent.devtools.harness.scenario import Scenario, ScenarioError, parse_scenario
 from phoneagent.devtools.harness.session import run_scenario
@@ -50,6 +53,8 @@ class ScenarioResult:
     failed: list[str] = field(default_factory=list)
     reply_latency_ms: list[float] = field(default_factory=list)
     agent_text: str = ""
+    # Checks decided on the agent's sent words because the harness's recogniser misheard them.
+    misheard: list[str] = field(default_factory=list)
 
 
 def load_set(name: str) -> list[Scenario]:
@@ -93,13 +98,16 @@ async def _run_all(
                 continue
             failed = [f"{c.expectation.describe()}: {c.detail}" for c in outcome.checks if not c.passed]
             lat = [u.reply_latency_ms for u in outcome.result.utterances if u.reply_latency_ms is not None]
-            res = ScenarioResult(
-                model, set_name, scenario.name, outcome.passed, failed, lat, outcome.result.agent_text
-            )
+            misheard = [
+                f"{c.expectation.describe()}: {c.detail}" for c in outcome.checks if MISHEARD in c.detail
+            ]
+            text = outcome.result.agent_text
+            res = ScenarioResult(model, set_name, scenario.name, outcome.passed, failed, lat, text, misheard)
             out.append(res)
             took = time.monotonic() - started
             verdict = "ok  " if res.passed else "FAIL"
-            line = f"  {set_name:8} {scenario.name:28} {verdict}  {took:5.0f} s  {'; '.join(failed)}"
+            notes = "; ".join(failed + misheard)
+            line = f"  {set_name:8} {scenario.name:28} {verdict}  {took:5.0f} s  {notes}"
             print(line, flush=True)
     return out
 
@@ -113,7 +121,11 @@ def run_model(
 
 
 def summary(results: list[ScenarioResult]) -> str:
-    rows = ["| model | set | task success | reply latency p50 / p95 (all turns) |", "|---|---|---|---|"]
+    rows = [
+        "| model | set | task success | reply latency p50 / p95 (all turns) | checks decided on the agent's"
+        " sent words (misheard by the harness) |",
+        "|---|---|---|---|---|",
+    ]
     for model in dict.fromkeys(r.model for r in results):
         for set_name in SETS:
             mine = [r for r in results if r.model == model and r.set == set_name]
@@ -127,7 +139,8 @@ def summary(results: list[ScenarioResult]) -> str:
                 else "-"
             )
             rate = f"{ok} of {len(mine)} ({100 * ok / len(mine):.0f} %)"
-            rows.append(f"| {model} | {set_name} | {rate} | {p} |")
+            misheard = sum(len(r.misheard) for r in mine)
+            rows.append(f"| {model} | {set_name} | {rate} | {p} | {misheard} |")
     return "\n".join(rows)
 
 

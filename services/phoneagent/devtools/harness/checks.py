@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from phoneagent.devtools.harness.buswatch import CallTrace
 from phoneagent.devtools.harness.scenario import Expectation
-from phoneagent.v1 import call_pb2
+from phoneagent.v1 import call_pb2, speech_pb2
 
 if TYPE_CHECKING:
     from phoneagent.agents.agent import Agent
     from phoneagent.devtools.harness.caller import CallResult
 
 DISCLOSURE_WORDS = 15  # the disclosure must come within the agent's first words
+MISHEARD = "misheard by the harness"  # a check decided on the agent's sent words (see misheard)
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,31 @@ def mentions(text: str, needle: str) -> bool:
     transcribed, so a number may come back as digits or as a word)."""
     said = _norm(text)
     return any(alt.strip().lower() in said for alt in needle.split("|") if alt.strip())
+
+
+HEARD_SHARE = 0.6  # of a sent sentence's other words, the share the harness must have heard
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", _norm(text))
+
+
+def misheard(heard: str, replies: Sequence[speech_pb2.AgentText], needle: str) -> str:
+    """The sentence the agent sent to speech with ``needle`` in it, when the harness's own
+    recogniser did not write ``needle`` but heard most of that sentence's other words (so the
+    sentence was played: a reply thrown away unheard does not count); "" when there is none.
+    The agent said "Dr. Priya Shah sees kids and teenagers." and the harness heard "Dr.
+    Priasha, sees kids and teenagers."."""
+    heard_words = set(_words(heard))
+    alternatives = [alt.strip().lower() for alt in needle.split("|") if alt.strip()]
+    for reply in replies:
+        if reply.from_policy or not mentions(reply.text, needle):
+            continue
+        named = {w for alt in alternatives if alt in _norm(reply.text) for w in _words(alt)}
+        rest = [w for w in _words(reply.text) if w not in named]
+        if rest and sum(w in heard_words for w in rest) >= HEARD_SHARE * len(rest):
+            return reply.text
+    return ""
 
 
 def first_words_contain(text: str, needle: str, words: int = DISCLOSURE_WORDS) -> bool:
@@ -116,11 +143,19 @@ def check(exp: Expectation, result: CallResult, trace: CallTrace | None) -> Chec
     text = result.reply_text  # what the agent said in reply: not its greeting
     first = next((t.text for t in result.agent_turns if t.text), "")
     if exp.kind == "mentions":
-        ok = mentions(text, str(exp.value))
-        return CheckResult(exp, ok, "found in the agent's replies" if ok else "not in the agent's replies")
+        if mentions(text, str(exp.value)):
+            return CheckResult(exp, True, "found in the agent's replies")
+        sent = misheard(text, trace.replies if trace else [], str(exp.value))
+        if sent:
+            return CheckResult(exp, True, f"{MISHEARD}: the agent said {sent!r}")
+        return CheckResult(exp, False, "not in the agent's replies")
     if exp.kind == "not_mentions":
-        ok = not mentions(text, str(exp.value))
-        return CheckResult(exp, ok, "absent from the agent's replies" if ok else "said by the agent")
+        if mentions(text, str(exp.value)):
+            return CheckResult(exp, False, "said by the agent")
+        sent = misheard(text, trace.replies if trace else [], str(exp.value))
+        if sent:
+            return CheckResult(exp, False, f"said by the agent, {MISHEARD}: {sent!r}")
+        return CheckResult(exp, True, "absent from the agent's replies")
     if exp.kind == "disclosure":
         ok = first_words_contain(first, str(exp.value))
         return CheckResult(exp, ok, f"agent's first words: {' '.join(first.split()[:DISCLOSURE_WORDS])!r}")
