@@ -29,16 +29,20 @@ from phoneagent.llm.engines.base import LlmEngine
 from phoneagent.llm.streaming import SentenceSplitter
 from phoneagent.llm.tool_calls import (
     ACTION_WITHOUT_TOOL,
+    ANSWER_MIN_WORDS,
     CALL_MARKER,
     CONSTRAINED_MIN_TOKENS,
     CONTRADICTED,
     REFUSALS,
     TEMPLATE_LEAKS,
     TOOL_CALL_REPAIRS,
+    UNANSWERED,
     UNBACKED_CLAIMS,
+    answer_kind,
     asks_caller,
     call_prefix,
     claims_done_action,
+    gives,
     leaks_template,
     looks_like_call,
     looks_like_json,
@@ -227,6 +231,10 @@ class Replies:
         lookup: dict[str, Any] | None = None
         check = getattr(self.tools, "contradicted", None)
         knowledge_call = getattr(self.tools, "knowledge_call", None)
+        # The caller asked when the practice opens or what something costs: the first sentence
+        # that says something holds a time (an amount), or the knowledge tool answers instead.
+        pending = answer_kind(self._caller_words()) if with_tools and callable(knowledge_call) else None
+        unanswered = ""  # the sentence so far, held back while it may still give what is pending
 
         async def vetted(sentence: str, end: bool = False) -> bool:
             """Say ``sentence``, unless (on a reply that may still call a tool) it says a booking
@@ -235,11 +243,31 @@ class Replies:
             then, nothing said. The chat template's own text is never said (``leaked``). A
             sentence that says the opposite of the documents is not said either: the first
             completion of a turn makes way for the knowledge tool (``lookup``, False), the answer
-            after a tool has the documents' statement said in its place."""
-            nonlocal held, leaked, lookup, refused
+            after a tool has the documents' statement said in its place. So does a first
+            sentence without the time or amount the caller asked for (``pending``)."""
+            nonlocal held, leaked, lookup, refused, pending, unanswered
             if leaked or leaks_template(sentence):
                 leaked = True  # the chat template's own text: nothing more of this completion is said
                 return True
+            if pending is not None and (sentence.strip() or unanswered):
+                # Judged a whole sentence at a time: a first clause without the time ("We are
+                # open on Monday") is held until the rest of its sentence ("from 8 to 5.") says it.
+                so_far = f"{unanswered} {sentence}".strip()
+                if gives(pending, so_far) or asks_caller(so_far, self._caller_words()):
+                    pending, unanswered, sentence = None, "", so_far
+                elif not (end or _SENTENCE_END.search(so_far)):
+                    unanswered = so_far
+                    return True
+                elif len(so_far.split()) < ANSWER_MIN_WORDS:
+                    unanswered, sentence = "", so_far  # "Sure!": the answer may come next
+                else:
+                    call = knowledge_call() if callable(knowledge_call) else None
+                    if call is not None:
+                        UNANSWERED.labels(engine=self.engine.name, kind=pending).inc()
+                        log.info("reply lacks what was asked: not said", extra={"call_id": self.call_id})
+                        lookup = call
+                        return False
+                    pending, unanswered, sentence = None, "", so_far
             statement = (
                 check(sentence, strict=not with_tools) if callable(check) and sentence.strip() else None
             )

@@ -181,6 +181,60 @@ def asks_caller(sentence: str, caller: str) -> bool:
 
 
 ECHO_SHARE = 0.75  # a question this much made of the caller's words is their question, repeated
+
+UNANSWERED = Counter(
+    "pa_llm_unanswered_replies_total",
+    "First reply sentences to a caller who asked what time the practice opens or closes, or how "
+    "much something costs, that held no time (no amount): not said; the model answered again from "
+    "the knowledge tool's passages (the 0.5B model's \"The business is open on Monday and is "
+    'parking free on Wednesday." to "What time do you open on Monday, and is parking free?").',
+    ["engine", "kind"],
+)
+ANSWER_MIN_WORDS = 4  # a shorter first sentence ("Sure!", "Good question.") is not yet the answer
+# "What time do you open on Monday", "when do you close", "what are your hours on Friday", "how
+# late are you open": the answer is a time (or that the practice is closed).
+_ASKS_TIME = re.compile(
+    r"\bwhat(?:'s|\s+(?:is|are))?\s+(?:your\s+|the\s+)?(?:opening\s+)?hours\b"
+    r"|\b(?:what\s+time|when|how\s+(?:late|early))\b"
+    r"(?:(?!\b(?:and|but)\b)[^?.])*?\b(?:open|opens|close|closes|closing|opening|hours)\b",
+    re.I,
+)
+# "How much is a cleaning", "what does whitening cost", "what's the fee for ...": an amount.
+_ASKS_PRICE = re.compile(
+    r"\bhow\s+much\b(?!\s+(?:notice|time|longer|later|earlier))|\bwhat(?:'s|\s+(?:is|are|does|do|would|will))\b(?:(?!\b(?:and|but)\b)[^?.])*?"
+    r"\b(?:cost|costs|price|prices|fee|fees|charge|charges)\b",
+    re.I,
+)
+_NUMBER_WORD = (
+    r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|fifty"
+    r"|sixty|seventy|eighty|ninety|hundred|thousand"
+)
+_GIVES = {
+    "time": re.compile(
+        rf"\d|\b(?:{_NUMBER_WORD}|noon|midday|midnight|o'clock|closed|close|24/7|around the clock)\b", re.I
+    ),
+    "price": re.compile(
+        rf"\d|\$|\b(?:{_NUMBER_WORD}|free|no\s+(?:charge|cost|fee)|nothing|covered|depends)\b", re.I
+    ),
+}
+
+
+def answer_kind(question: str) -> str | None:
+    """What the caller's question asks for, where its answer must hold it: "time" (when the
+    practice opens or closes), "price" (how much something costs), or None."""
+    if _ASKS_TIME.search(question):
+        return "time"
+    if _ASKS_PRICE.search(question):
+        return "price"
+    return None
+
+
+def gives(kind: str, sentence: str) -> bool:
+    """Whether ``sentence`` holds what a question of ``kind`` asks for (a time, a number, that
+    the practice is closed, that it is free)."""
+    return bool(_GIVES[kind].search(sentence))
+
+
 _QUESTION_START = re.compile(
     r"^\W*(?:may|can|could|would|will|shall|should|what|which|when|where|who|how|do|does|did|is|are)\b", re.I
 )

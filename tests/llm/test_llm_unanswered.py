@@ -1,0 +1,169 @@
+"""A first reply without what the caller asked for is not said: over SIP the 0.5B model answered
+"What time do you open on Monday, and is parking free?" with "The business is open on Monday
+and is parking free on Wednesday." (``python -m phoneagent.devtools.sip_eval``, scenario
+monday_and_parking). The model answers again from the knowledge tool's passages."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from phoneagent.llm.dialog import Dialog
+from phoneagent.llm.dialog_state import Answered, Sentence, ToolOutcome
+from phoneagent.llm.domain.tool_schemas import tool_definitions
+from phoneagent.llm.engines.base import Delta
+from phoneagent.llm.tool_calls import answer_kind, gives
+from prometheus_client import REGISTRY
+from support.common import wait_for
+
+MONDAY_AND_PARKING = "What time do you open on Monday, and is parking free?"
+HOURS = "Monday: 8 am to 5 pm."
+PARKING = "Free parking for patients is available in the lot behind the building."
+
+
+@pytest.mark.parametrize(
+    ("question", "kind"),
+    [
+        (MONDAY_AND_PARKING, "time"),
+        ("When do you close on Friday?", "time"),
+        ("what are your hours on saturday", "time"),
+        ("How late are you open tomorrow?", "time"),
+        ("How much is a cleaning?", "price"),
+        ("what does whitening cost and how much notice do you need", "price"),
+        # Not asked here: a yes/no question, an appointment's time (a tool finds it), the notice.
+        ("Is there a fee if I cancel late?", None),
+        ("Are you open on Monday?", None),
+        ("When is my appointment?", None),
+        ("When can I come in for a cleaning?", None),
+        ("How much notice do you need?", None),
+        ("What should new patients bring?", None),
+    ],
+)
+def test_what_a_question_asks_for(question: str, kind: str | None) -> None:
+    assert answer_kind(question) == kind
+
+
+@pytest.mark.parametrize(
+    ("kind", "sentence", "ok"),
+    [
+        ("time", "We open at 8 am on Monday.", True),
+        ("time", "We're open from eight to five.", True),
+        ("time", "We are closed on Sunday.", True),
+        ("time", "The business is open on Monday and is parking free on Wednesday.", False),
+        ("price", "A cleaning is 120 dollars.", True),
+        ("price", "Whitening costs three hundred dollars.", True),
+        ("price", "It is free for children under five.", True),
+        ("price", "It depends on your insurance plan.", True),
+        ("price", "to cancel an appointment.", False),
+    ],
+)
+def test_what_a_sentence_gives(kind: str, sentence: str, ok: bool) -> None:
+    assert gives(kind, sentence) is ok
+
+
+class Script:
+    """An engine that streams scripted completions word by word."""
+
+    name = "unanswered-script"
+    structured_output = True
+
+    def __init__(self, *completions: str) -> None:
+        self.completions = list(completions)
+
+    async def abort(self, request_id: str) -> None: ...
+
+    async def stream(
+        self, messages: list[dict[str, Any]], *, request_id: str, **kw: Any
+    ) -> AsyncIterator[Delta]:
+        for piece in self.completions.pop(0).split(" "):
+            yield Delta(text=piece + " ")
+        yield Delta(finish_reason="stop")
+
+
+class KnowledgeTools:
+    def __init__(self, question: str) -> None:
+        self.said = [question]
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def schemas(self) -> list[dict[str, Any]]:
+        return tool_definitions(frozenset({"lookup_knowledge"}))
+
+    def knowledge_call(self) -> dict[str, Any]:
+        return {"name": "lookup_knowledge", "arguments": {"question": self.said[-1]}}
+
+    async def run(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
+        self.calls.append((name, arguments))
+        return ToolOutcome(ok=True, result={"passages": [HOURS, PARKING]})
+
+
+def unanswered(kind: str) -> float:
+    labels = {"engine": "unanswered-script", "kind": kind}
+    return REGISTRY.get_sample_value("pa_llm_unanswered_replies_total", labels) or 0.0
+
+
+async def _turn(question: str, *completions: str) -> tuple[list[tuple[str, Answered]], KnowledgeTools]:
+    said: list[Sentence] = []
+    tools = KnowledgeTools(question)
+
+    async def publish(s: Sentence) -> None:
+        said.append(s)
+
+    async def save(_: Any) -> None: ...
+
+    d = Dialog(
+        "c-unanswered",
+        Script(*completions),
+        system_prompt=lambda: "x",
+        greeting="",
+        publish=publish,
+        save=save,
+        tools=tools,
+    )  # type: ignore[arg-type]
+    await d.on_user_turn(1, question)
+    await wait_for(lambda: said and said[-1].final, timeout=3)
+    await d.close()
+    return [(s.text.strip(), s.answered_by) for s in said if s.text.strip()], tools
+
+
+async def test_a_reply_without_the_time_asked_for_is_answered_again_from_the_passages() -> None:
+    before = unanswered("time")
+    answer = "We open at 8 am on Monday, and parking is free in the lot behind the building."
+    words, tools = await _turn(
+        MONDAY_AND_PARKING, "The business is open on Monday and is parking free on Wednesday.", answer
+    )
+    assert " ".join(w for w, _ in words) == answer
+    assert {how for _, how in words} == {Answered.MODEL}
+    assert tools.calls == [("lookup_knowledge", {"question": MONDAY_AND_PARKING})]
+    assert unanswered("time") == before + 1
+
+
+async def test_a_reply_without_the_amount_asked_for_is_answered_again() -> None:
+    before = unanswered("price")
+    words, tools = await _turn(
+        "How much is whitening?", "To cancel an appointment, please call us.", "Whitening is 300 dollars."
+    )
+    assert [w for w, _ in words] == ["Whitening is 300 dollars."]
+    assert len(tools.calls) == 1 and unanswered("price") == before + 1
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        # The time comes after the first clause, which is held back until its sentence says it.
+        "We are open on Monday from 8 am to 5 pm, and parking is free.",
+        "Sure! We open at eight on Monday, and parking is free.",  # a short opener first
+        "Which Monday do you mean, this week or next?",  # a question to the caller
+    ],
+)
+async def test_a_reply_that_gives_the_time_is_said_as_the_model_wrote_it(reply: str) -> None:
+    before = unanswered("time")
+    words, tools = await _turn(MONDAY_AND_PARKING, reply)
+    assert " ".join(w for w, _ in words) == reply
+    assert tools.calls == [] and unanswered("time") == before
+
+
+async def test_other_questions_are_not_held_to_an_answer_kind() -> None:
+    reply = "New patients should arrive 15 minutes early and bring a photo ID."
+    words, tools = await _turn("Do you see new patients?", reply)
+    assert " ".join(w for w, _ in words) == reply and tools.calls == []
