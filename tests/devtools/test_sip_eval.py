@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from phoneagent.agents import example_agent_path
@@ -18,17 +19,27 @@ from phoneagent.v1 import speech_pb2
 
 
 def test_the_sets_hold_thirty_distinct_scenarios_with_a_held_out_part() -> None:
-    tune, held = sip_eval.load_set("tune"), sip_eval.load_set("heldout")
-    assert len(tune) + len(held) >= 30 and len(held) >= 10
-    names = [s.name for s in tune + held]
+    tune, held, held2 = (sip_eval.load_set(name) for name in ("tune", "heldout", "heldout2"))
+    assert len(tune) + len(held) >= 30 and len(held) >= 10 and len(held2) >= 12
+    names = [s.name for s in tune + held + held2]
     assert len(set(names)) == len(names)
     # every scenario checks something beyond the disclosure
-    assert all(len(s.expect) >= 2 for s in tune + held)
-    kinds = {e.kind for s in tune + held for e in s.expect}
-    assert {"mentions", "appointment_at", "appointment_cancelled", "escalated", "opted_out"} <= kinds
-    # the held-out set's phrasings are not the tuning set's
-    said = {st.text for s in tune for st in s.steps if hasattr(st, "text")}
-    assert not said & {st.text for s in held for st in s.steps if hasattr(st, "text")}
+    assert all(len(s.expect) >= 2 for s in tune + held + held2)
+    for one in (tune + held, held2):
+        kinds = {e.kind for s in one for e in s.expect}
+        assert {"mentions", "appointment_at", "appointment_cancelled", "escalated", "opted_out"} <= kinds
+    # no set's phrasings are another's, and no caller number is used by two sets (an opt-out
+    # puts its number on the do-not-call list)
+
+    def said(scenarios: list[Any]) -> set[str]:
+        return {st.text for s in scenarios for st in s.steps if hasattr(st, "text")}
+
+    def callers(scenarios: list[Any]) -> set[str]:
+        return {s.caller for s in scenarios}
+
+    for a, b in ((tune, held), (tune, held2), (held, held2)):
+        assert not said(a) & said(b)
+    assert not callers(held2) & (callers(tune) | callers(held))
     with pytest.raises(ScenarioError, match="unknown evaluation set"):
         sip_eval.load_set("all")
 

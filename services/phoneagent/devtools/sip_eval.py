@@ -2,11 +2,12 @@
 
 For each model asked for, the local stack starts (nats-server, edge, ASR, LLM, TTS, policy,
 records, as ``phone-agent up`` runs them, with Piper), and every scenario of the chosen sets
-(``harness/eval/tune.yaml``, the set prompts may be tuned on, and ``heldout.yaml``, which is
-never tuned on) is played by the harness's simulated caller over SIP and G.711, one call at a
-time, each with the appointment book as the first found it (the bookings an earlier scenario left
-are cancelled first: two scenarios asking for the same slot must not depend on their order). A
-scenario succeeds when every one of its expectations holds (what the agent said, the
+(``harness/eval/tune.yaml``, the set prompts may be tuned on; ``heldout.yaml`` and
+``heldout2.yaml``, never tuned on, the second written once the first's failures had been read)
+is played by the harness's simulated caller over SIP and G.711, one call at a time, each with
+the appointment book as the first found it (the bookings an earlier scenario left are cancelled
+first: two scenarios asking for the same slot must not depend on their order). A scenario
+succeeds when every one of its expectations holds (what the agent said, the
 appointment booked, moved or cancelled in the database, the transfer, the opt-out). The table
 and the task-success rate per model and set are printed; nothing is retried. What the agent said
 is what the harness heard, transcribed by its own recogniser; a check that passed (or failed) only
@@ -41,7 +42,7 @@ from phoneagent.devtools.harness.voice import AgentTranscriber
 from phoneagent.runtime.errors import PhoneAgentError
 from phoneagent.runtime.stack import Stack
 
-SETS = ("tune", "heldout")
+SETS = ("tune", "heldout", "heldout2")
 
 
 @dataclass
@@ -149,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m phoneagent.devtools.sip_eval", description="Scripted-caller evaluation over real SIP"
     )
     ap.add_argument("--models", default="qwen-0.5b", help="comma-separated (qwen-0.5b,qwen-1.5b)")
-    ap.add_argument("--sets", default="tune,heldout", help="comma-separated: tune, heldout")
+    ap.add_argument(
+        "--sets", default="tune,heldout,heldout2", help="comma-separated: tune, heldout, heldout2"
+    )
     ap.add_argument("--only", default="", help="comma-separated scenario names")
     ap.add_argument("--data-dir", default="var/eval", help="one stack directory per model, kept")
     ap.add_argument("--seed", type=int, default=0, help="varies the callers' voices and pauses")
