@@ -157,3 +157,67 @@ async def test_a_reply_against_the_documents_is_answered_again_from_them(
     assert tools.calls == [("lookup_knowledge", {"question": "Do you take Medicaid?"})]
     wrong_twice = how is Answered.CODE
     assert (contradicted("lookup"), contradicted("statement")) == (before[0] + 1, before[1] + wrong_twice)
+
+
+@pytest.mark.parametrize(
+    ("said", "name"),
+    [
+        ("The bus that goes to your office is Delta Dental.", "delta"),  # the 0.5B model over SIP
+        ("Our children's dentist is Dr. Moreno.", "moreno"),
+        ("You can park behind the building on Elm Street.", "elm"),
+        # The name with words its sentences use, or with none the documents use at all.
+        ("Yes, we accept Delta Dental.", None),
+        ("Yes, Delta Dental insurance is accepted.", None),
+        ("Dr. Priya Shah sees kids and teenagers.", None),
+        ("Dr. Shah is our children's dentist.", None),
+        ("Sorry, Medicaid isn't something we take.", None),
+        ("Take bus line 7, it stops in front of the pharmacy on Maple Avenue.", None),
+        ("Thank you for calling Bright Smile Dental.", None),  # the business's own name
+        ("Bright Smile Dental is on the second floor above the pharmacy.", None),
+        ("Is Dr. Moreno the children's dentist?", None),  # a question claims nothing
+    ],
+)
+def test_a_name_put_where_the_documents_never_do(claims: DocumentClaims, said: str, name: str | None) -> None:
+    assert claims.misplaced(said, known=["Bright Smile Dental"]) == name
+
+
+class NamesTools(KnowledgeTools):
+    def __init__(self, claims: DocumentClaims) -> None:
+        super().__init__(claims)
+        self.said = ["Which bus goes to your office?"]
+
+    def misplaced(self, sentence: str) -> str | None:
+        return self.claims.misplaced(sentence, known=["Bright Smile Dental"])
+
+    async def run(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
+        self.calls.append((name, arguments))
+        return ToolOutcome(ok=True, result={"passages": ["Bus line 7 stops in front of the pharmacy."]})
+
+
+async def test_a_first_reply_with_a_misplaced_name_is_answered_again_from_the_passages(
+    claims: DocumentClaims,
+) -> None:
+    said: list[Sentence] = []
+    tools = NamesTools(claims)
+
+    async def publish(s: Sentence) -> None:
+        said.append(s)
+
+    async def save(_: Any) -> None: ...
+
+    labels = {"engine": "claims-script"}
+    before = REGISTRY.get_sample_value("pa_llm_misplaced_names_total", labels) or 0.0
+    engine = Script(
+        "The bus that goes to your office is Delta Dental.", "Bus line 7 stops in front of the pharmacy."
+    )
+    d = Dialog(
+        "c-names", engine, system_prompt=lambda: "x", greeting="", publish=publish, save=save, tools=tools
+    )  # type: ignore[arg-type]
+    await d.on_user_turn(1, tools.said[-1])
+    await wait_for(lambda: said and said[-1].final, timeout=3)
+    await d.close()
+    # The first phrase went out before the rest of its sentence arrived; the name was not said.
+    spoken = [s.text.strip() for s in said if s.text.strip()]
+    assert " ".join(spoken) == "The bus that goes Bus line 7 stops in front of the pharmacy."
+    assert tools.calls == [("lookup_knowledge", {"question": "Which bus goes to your office?"})]
+    assert REGISTRY.get_sample_value("pa_llm_misplaced_names_total", labels) == before + 1

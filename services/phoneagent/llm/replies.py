@@ -33,6 +33,7 @@ from phoneagent.llm.tool_calls import (
     CALL_MARKER,
     CONSTRAINED_MIN_TOKENS,
     CONTRADICTED,
+    MISPLACED_NAMES,
     REFUSALS,
     TEMPLATE_LEAKS,
     TOOL_CALL_REPAIRS,
@@ -231,6 +232,7 @@ class Replies:
         lookup: dict[str, Any] | None = None
         check = getattr(self.tools, "contradicted", None)
         knowledge_call = getattr(self.tools, "knowledge_call", None)
+        misplaced = getattr(self.tools, "misplaced", None)
         # The caller asked when the practice opens or what something costs: the first sentence
         # that says something holds a time (an amount), or the knowledge tool answers instead.
         pending = answer_kind(self._caller_words()) if with_tools and callable(knowledge_call) else None
@@ -244,7 +246,8 @@ class Replies:
             sentence that says the opposite of the documents is not said either: the first
             completion of a turn makes way for the knowledge tool (``lookup``, False), the answer
             after a tool has the documents' statement said in its place. So does a first
-            sentence without the time or amount the caller asked for (``pending``)."""
+            sentence without the time or amount the caller asked for (``pending``), or one that
+            puts a name from the documents where they never do (``misplaced``)."""
             nonlocal held, leaked, lookup, refused, pending, unanswered
             if leaked or leaks_template(sentence):
                 leaked = True  # the chat template's own text: nothing more of this completion is said
@@ -280,6 +283,16 @@ class Replies:
                     return False
                 await self._say(reply, statement, Answered.CODE)
                 return True
+            # The whole sentence so far: its first clause went out on its own ("The bus that goes").
+            # Not where the caller asked for a booking, a move or a cancellation: a tool call is due.
+            checks_names = with_tools and not due and callable(misplaced) and sentence.strip()
+            if checks_names and misplaced(_open(reply, sentence)):
+                call = knowledge_call() if callable(knowledge_call) else None
+                if call is not None:
+                    MISPLACED_NAMES.labels(engine=self.engine.name).inc()
+                    log.info("reply puts a name out of place: not said", extra={"call_id": self.call_id})
+                    lookup = call
+                    return False
             if refuses(sentence):
                 # A bare refusal helps no caller (a small model's reply to a toothache): on a reply
                 # that may call a tool the model writes the call instead; otherwise it is dropped.
@@ -568,6 +581,16 @@ class Replies:
 
 
 _SENTENCE_END = re.compile(r"[.!?][\"')]*\s*$")
+
+
+def _open(reply: Reply, sentence: str) -> str:
+    """``sentence`` after the pieces of its sentence that ``reply`` has already said."""
+    said: list[str] = []
+    for piece in reversed(reply.sentences):
+        if _SENTENCE_END.search(piece):
+            break
+        said.insert(0, piece)
+    return " ".join([*said, sentence]).strip()
 
 
 def _acts(name: str, outcome: ToolOutcome) -> bool:

@@ -190,6 +190,13 @@ UNANSWERED = Counter(
     'parking free on Wednesday." to "What time do you open on Monday, and is parking free?").',
     ["engine", "kind"],
 )
+MISPLACED_NAMES = Counter(
+    "pa_llm_misplaced_names_total",
+    "First reply sentences that put a name from the agent's documents with words no sentence of "
+    'theirs holding it uses ("The bus that goes to your office is Delta Dental."): not said; the '
+    "model answered again from the knowledge tool's passages.",
+    ["engine"],
+)
 ANSWER_MIN_WORDS = 4  # a shorter first sentence ("Sure!", "Good question.") is not yet the answer
 # "What time do you open on Monday", "when do you close", "what are your hours on Friday", "how
 # late are you open": the answer is a time (or that the practice is closed).

@@ -101,6 +101,13 @@ class Tools:
         found = _claims(self.executor.agent.knowledge).contradicted(sentence, strict=strict)
         return found.text if found is not None else None
 
+    def misplaced(self, sentence: str) -> str | None:
+        """A name from the agent's documents that ``sentence`` puts where they never do ("The
+        bus that goes to your office is Delta Dental."), or None
+        (:meth:`~phoneagent.llm.domain.document_claims.DocumentClaims.misplaced`)."""
+        agent = self.executor.agent
+        return _claims(agent.knowledge).misplaced(sentence, known=[agent.business_name])
+
     def knowledge_call(self) -> dict[str, Any] | None:
         """The knowledge tool asked the caller's latest words, where the agent has that tool."""
         if not self.said or not self.executor.agent.tool_enabled("lookup_knowledge"):

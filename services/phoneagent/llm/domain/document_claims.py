@@ -18,6 +18,14 @@ The dialog answers a contradicted first reply again from the knowledge tool's pa
 false alarm costs a lookup and not a wrong answer; the answer after the passages is checked
 ``strict``ly, and only then is the documents' statement said in its place. Questions are never
 checked.
+
+A name in the wrong place (:meth:`DocumentClaims.misplaced`): asked which bus goes to the
+practice, the 0.5B model said "The bus that goes to your office is Delta Dental." A clause names
+a rare name of the documents (a word they capitalise inside a sentence: "Delta", "Moreno",
+"Elm"), and other words the documents use ("bus"), none of which any sentence holding that name
+uses. Words the documents never use ("Sorry, Medicaid isn't something we take.", "Thank you for
+calling ...") and the business's own name ("Bright Smile Dental") say nothing either way. Only
+the first reply is checked so: the knowledge tool's passages answer instead.
 """
 
 from __future__ import annotations
@@ -67,6 +75,8 @@ class DocumentClaims:
                         self.statements.append(_statement(sentence.strip()))
         counts = Counter(w for s in self.statements for w in s.words)
         self._rare = frozenset(w for w, n in counts.items() if n <= RARE_IN)
+        self._vocabulary = frozenset(counts)
+        self._names = frozenset(n for s in self.statements for n in s.names) & self._vocabulary
 
     def contradicted(self, sentence: str, *, strict: bool = False) -> Statement | None:
         """The documents' statement ``sentence`` contradicts, or None (see the module's rules)."""
@@ -83,6 +93,23 @@ class DocumentClaims:
             if negative and all(self._positive_only(w, strict) for w in words):
                 # The statement that shares the most of the clause's words.
                 return max(self.statements, key=lambda s: len(words & s.words))
+        return None
+
+    def misplaced(self, sentence: str, *, known: Iterable[str] = ()) -> str | None:
+        """A rare name of the documents that ``sentence`` puts with words no sentence holding
+        that name uses (see the module doc), or None. ``known``: phrases whose words never
+        count as such names (the business's name)."""
+        if not self.statements or sentence.rstrip().endswith("?"):
+            return None
+        exempt = {w.lower() for phrase in known for w in _WORD.findall(phrase)}
+        for clause in _CLAUSE.split(sentence):
+            words = _content_words(clause)
+            names = (words & self._rare & self._names) - exempt
+            others = (words - self._names) & self._vocabulary
+            for name in sorted(names):
+                holding = [s for s in self.statements if name in s.words]
+                if others and not any(others & s.words for s in holding):
+                    return name
         return None
 
     def _positive_only(self, word: str, name: bool) -> bool:
