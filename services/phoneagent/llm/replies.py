@@ -285,8 +285,8 @@ class Replies:
                 return True
             # The whole sentence so far: its first clause went out on its own ("The bus that goes").
             # Not where the caller asked for a booking, a move or a cancellation: a tool call is due.
-            checks_names = with_tools and not due and callable(misplaced) and sentence.strip()
-            if checks_names and misplaced(_open(reply, sentence)):
+            checks_names = with_tools and not due and sentence.strip()
+            if checks_names and callable(misplaced) and misplaced(_open(reply, sentence)):
                 call = knowledge_call() if callable(knowledge_call) else None
                 if call is not None:
                     MISPLACED_NAMES.labels(engine=self.engine.name).inc()
