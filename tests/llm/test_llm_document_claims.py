@@ -13,8 +13,12 @@ from phoneagent.agents.agent import load_agent, read_documents
 from phoneagent.llm.dialog import Dialog
 from phoneagent.llm.dialog_state import Answered, Sentence, ToolOutcome
 from phoneagent.llm.domain.document_claims import DocumentClaims
+from phoneagent.llm.domain.knowledge import KnowledgeBase
+from phoneagent.llm.domain.tool_result import CallContext
 from phoneagent.llm.domain.tool_schemas import tool_definitions
+from phoneagent.llm.domain.tools import ToolExecutor
 from phoneagent.llm.engines.base import Delta
+from phoneagent.llm.tools import Tools
 from prometheus_client import REGISTRY
 from support.common import wait_for
 
@@ -205,8 +209,8 @@ async def test_a_first_reply_with_a_misplaced_name_is_answered_again_from_the_pa
 
     async def save(_: Any) -> None: ...
 
-    labels = {"engine": "claims-script"}
-    before = REGISTRY.get_sample_value("pa_llm_misplaced_names_total", labels) or 0.0
+    labels = {"engine": "claims-script", "reason": "name"}
+    before = REGISTRY.get_sample_value("pa_llm_off_topic_replies_total", labels) or 0.0
     engine = Script(
         "The bus that goes to your office is Delta Dental.", "Bus line 7 stops in front of the pharmacy."
     )
@@ -220,4 +224,103 @@ async def test_a_first_reply_with_a_misplaced_name_is_answered_again_from_the_pa
     spoken = [s.text.strip() for s in said if s.text.strip()]
     assert " ".join(spoken) == "The bus that goes Bus line 7 stops in front of the pharmacy."
     assert tools.calls == [("lookup_knowledge", {"question": "Which bus goes to your office?"})]
-    assert REGISTRY.get_sample_value("pa_llm_misplaced_names_total", labels) == before + 1
+    assert REGISTRY.get_sample_value("pa_llm_off_topic_replies_total", labels) == before + 1
+
+
+EMERGENCY = "Outside opening hours, call the on-call dentist at the number on our voicemail, or go to"
+
+
+@pytest.mark.parametrize(
+    ("said", "statement"),
+    [
+        (
+            "To cancel an appointment, please contact the on-call dentist at the number on our voicemail.",
+            EMERGENCY,
+        ),
+        ("New patients should bring a photo ID and their insurance card.", "New patients should arrive"),
+        ("Please cancel at least 24 hours in advance.", "Please cancel or move an appointment"),
+        ("We need a day's notice to cancel.", None),  # two of the documents' words
+        ("Thank you for calling, how can I help?", None),
+        ("Do you want the on-call dentist's number on our voicemail?", None),  # a question
+    ],
+)
+def test_which_statement_a_reply_repeats(claims: DocumentClaims, said: str, statement: str | None) -> None:
+    found = claims.copied(said)
+    assert found.text.startswith(statement) if found and statement else found is statement is None
+
+
+@pytest.fixture(scope="module")
+def kb(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeBase:
+    from phoneagent.llm.domain.minilm import MiniLMEncoder
+
+    agent = load_agent(example_agent_path())
+    return KnowledgeBase(agent.knowledge, MiniLMEncoder(), cache_dir=tmp_path_factory.mktemp("kb"))
+
+
+@pytest.mark.parametrize(
+    ("question", "sentence", "off"),
+    [
+        # The 0.5B model over SIP read out the emergency paragraph to this question.
+        (
+            "Do you do whitening, and how much notice do I need to give to cancel?",
+            "To cancel an appointment, please contact the on-call dentist at the number on our voicemail,",
+            True,
+        ),
+        (
+            "I have a bad toothache, what do I do tonight?",
+            "Call the on-call dentist at the number on our voicemail.",
+            False,
+        ),
+        (
+            "Do you do whitening, and how much notice do I need to give to cancel?",
+            "Please cancel or move an appointment at least 24 hours in advance.",
+            False,
+        ),
+        (
+            "What should new patients bring?",
+            "Bring a photo ID, your insurance card and a list of medications.",
+            False,
+        ),
+        ("What should new patients bring?", "Sure, happy to help with that.", False),  # repeats nothing
+    ],
+)
+async def test_a_reply_that_reads_out_a_paragraph_the_question_does_not_match(
+    kb: KnowledgeBase, question: str, sentence: str, off: bool
+) -> None:
+    agent = load_agent(example_agent_path())
+    tools = Tools(ToolExecutor(agent, None, kb), CallContext("call-topic", "+12125550100"))
+    tools.said = [question]
+    assert await tools.off_topic(sentence) is off
+
+
+class PassageTools(NamesTools):
+    def misplaced(self, sentence: str) -> str | None:
+        return None
+
+    async def off_topic(self, sentence: str) -> bool:
+        return "voicemail" in sentence
+
+
+async def test_a_first_reply_that_reads_out_the_wrong_paragraph_is_answered_again(
+    claims: DocumentClaims,
+) -> None:
+    said: list[Sentence] = []
+    tools = PassageTools(claims)
+
+    async def publish(s: Sentence) -> None:
+        said.append(s)
+
+    async def save(_: Any) -> None: ...
+
+    labels = {"engine": "claims-script", "reason": "passage"}
+    before = REGISTRY.get_sample_value("pa_llm_off_topic_replies_total", labels) or 0.0
+    engine = Script("Please call the number on our voicemail.", "Bus line 7 stops in front of the pharmacy.")
+    d = Dialog(
+        "c-passage", engine, system_prompt=lambda: "x", greeting="", publish=publish, save=save, tools=tools
+    )  # type: ignore[arg-type]
+    await d.on_user_turn(1, tools.said[-1])
+    await wait_for(lambda: said and said[-1].final, timeout=3)
+    await d.close()
+    spoken = " ".join(s.text.strip() for s in said if s.text.strip())
+    assert "voicemail" not in spoken and spoken.endswith("Bus line 7 stops in front of the pharmacy.")
+    assert REGISTRY.get_sample_value("pa_llm_off_topic_replies_total", labels) == before + 1

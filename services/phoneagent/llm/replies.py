@@ -33,7 +33,7 @@ from phoneagent.llm.tool_calls import (
     CALL_MARKER,
     CONSTRAINED_MIN_TOKENS,
     CONTRADICTED,
-    MISPLACED_NAMES,
+    OFF_TOPIC,
     REFUSALS,
     TEMPLATE_LEAKS,
     TOOL_CALL_REPAIRS,
@@ -232,7 +232,6 @@ class Replies:
         lookup: dict[str, Any] | None = None
         check = getattr(self.tools, "contradicted", None)
         knowledge_call = getattr(self.tools, "knowledge_call", None)
-        misplaced = getattr(self.tools, "misplaced", None)
         # The caller asked when the practice opens or what something costs: the first sentence
         # that says something holds a time (an amount), or the knowledge tool answers instead.
         pending = answer_kind(self._caller_words()) if with_tools and callable(knowledge_call) else None
@@ -246,8 +245,8 @@ class Replies:
             sentence that says the opposite of the documents is not said either: the first
             completion of a turn makes way for the knowledge tool (``lookup``, False), the answer
             after a tool has the documents' statement said in its place. So does a first
-            sentence without the time or amount the caller asked for (``pending``), or one that
-            puts a name from the documents where they never do (``misplaced``)."""
+            sentence without the time or amount the caller asked for (``pending``), or one off
+            the caller's topic (:meth:`_off_topic`)."""
             nonlocal held, leaked, lookup, refused, pending, unanswered
             if leaked or leaks_template(sentence):
                 leaked = True  # the chat template's own text: nothing more of this completion is said
@@ -285,12 +284,12 @@ class Replies:
                 return True
             # The whole sentence so far: its first clause went out on its own ("The bus that goes").
             # Not where the caller asked for a booking, a move or a cancellation: a tool call is due.
-            checks_names = with_tools and not due and sentence.strip()
-            if checks_names and callable(misplaced) and misplaced(_open(reply, sentence)):
-                call = knowledge_call() if callable(knowledge_call) else None
+            if with_tools and not due and sentence.strip() and callable(knowledge_call):
+                reason = await self._off_topic(_open(reply, sentence))
+                call = knowledge_call() if reason else None
                 if call is not None:
-                    MISPLACED_NAMES.labels(engine=self.engine.name).inc()
-                    log.info("reply puts a name out of place: not said", extra={"call_id": self.call_id})
+                    OFF_TOPIC.labels(engine=self.engine.name, reason=reason).inc()
+                    log.info("reply off the caller's topic: not said", extra={"call_id": self.call_id})
                     lookup = call
                     return False
             if refuses(sentence):
@@ -418,6 +417,17 @@ class Replies:
             await self._say(reply, fallback or APOLOGY)
         await self._end(reply)
         return None
+
+    async def _off_topic(self, sentence: str) -> str:
+        """Why ``sentence`` is off the caller's topic ("name", "passage"; see the tools'
+        ``misplaced`` and ``off_topic``), or ""."""
+        misplaced = getattr(self.tools, "misplaced", None)
+        if callable(misplaced) and misplaced(sentence):
+            return "name"
+        off_topic = getattr(self.tools, "off_topic", None)
+        if callable(off_topic) and await off_topic(sentence):
+            return "passage"
+        return ""
 
     def _caller_words(self) -> str:
         said = getattr(self.tools, "said", None)

@@ -4,6 +4,7 @@ for the call record, and exact tool answers spoken as they are."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -70,6 +71,7 @@ _CANCEL = re.compile(
 # Tools that need the caller's booking reference (see phoneagent.llm.domain.booking_access).
 NEEDS_REFERENCE = frozenset({"find_appointments", "move_appointment", "cancel_appointment"})
 SECRETS = ("reference", BIRTH_DATE)  # never in the call record
+ON_TOPIC_PASSAGES = 2  # a reply may repeat the documents' paragraphs that best match the caller's words
 
 
 class Tools:
@@ -91,6 +93,7 @@ class Tools:
         self.pending: tuple[str, dict[str, Any], tuple[str, ...]] | None = None  # a booking asked about
         self.turns = 0  # caller turns so far
         self.acted_turn = -1  # the caller turn a booking, move or cancellation last succeeded on
+        self._matched: tuple[str, list[str]] | None = None  # the caller's words and their passages
 
     def schemas(self) -> list[dict[str, Any]]:
         return self.executor.definitions()
@@ -107,6 +110,26 @@ class Tools:
         (:meth:`~phoneagent.llm.domain.document_claims.DocumentClaims.misplaced`)."""
         agent = self.executor.agent
         return _claims(agent.knowledge).misplaced(sentence, known=[agent.business_name])
+
+    async def off_topic(self, sentence: str) -> bool:
+        """Whether ``sentence`` repeats a sentence of the agent's documents whose paragraph is
+        not among the :data:`ON_TOPIC_PASSAGES` that best match the caller's latest words: the
+        model read out the wrong paragraph. The search runs in a worker thread, once per turn."""
+        knowledge = self.executor.knowledge
+        if knowledge is None or not self.said:
+            return False
+        copied = _claims(self.executor.agent.knowledge).copied(sentence)
+        if copied is None:
+            return False
+        question = self.said[-1][:300]
+        if self._matched is None or self._matched[0] != question:
+            try:
+                found = await asyncio.to_thread(knowledge.search, question, ON_TOPIC_PASSAGES, 0.0)
+            except PhoneAgentError:
+                return False  # an unreadable question: nothing to judge the reply by
+            self._matched = (question, [" ".join(p.text.split()) for p in found])
+        statement = " ".join(copied.text.split())
+        return not any(statement in passage for passage in self._matched[1])
 
     def knowledge_call(self) -> dict[str, Any] | None:
         """The knowledge tool asked the caller's latest words, where the agent has that tool."""

@@ -26,6 +26,12 @@ a rare name of the documents (a word they capitalise inside a sentence: "Delta",
 uses. Words the documents never use ("Sorry, Medicaid isn't something we take.", "Thank you for
 calling ...") and the business's own name ("Bright Smile Dental") say nothing either way. Only
 the first reply is checked so: the knowledge tool's passages answer instead.
+
+A statement repeated out of place (:meth:`DocumentClaims.copied` finds which one a reply
+repeats; the dialog asks the knowledge base whether its paragraph answers the caller's words):
+asked "Do you do whitening, and how much notice do I need to cancel?", the 0.5B model said the
+emergency paragraph's "... call the on-call dentist at the number on our voicemail, or go to the
+emergency room ...".
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ from dataclasses import dataclass
 from phoneagent.llm.domain.knowledge import sentences
 
 RARE_IN = 2  # a word in at most this many of the documents' sentences identifies what they are about
+COPIED_WORDS = 3  # a reply sentence that shares this many content words with a statement ...
+COPIED_SHARE = 0.6  # ... and this share of its own (of those the documents use) repeats it
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
 _NEGATION = re.compile(r"\b(?:not|no|never|cannot|none|nor)\b|n't\b", re.I)
 _CLAUSE = re.compile(r"[,;:]|\bbut\b", re.I)
@@ -111,6 +119,18 @@ class DocumentClaims:
                 if others and not any(others & s.words for s in holding):
                     return name
         return None
+
+    def copied(self, sentence: str) -> Statement | None:
+        """The documents' statement that ``sentence`` repeats (at least :data:`COPIED_WORDS` of
+        its content words, and :data:`COPIED_SHARE` of them, are that statement's), or None."""
+        if not self.statements or sentence.rstrip().endswith("?"):
+            return None
+        words = _content_words(sentence) & self._vocabulary
+        if len(words) < COPIED_WORDS:
+            return None
+        best = max(self.statements, key=lambda s: len(words & s.words))
+        shared = len(words & best.words)
+        return best if shared >= COPIED_WORDS and shared >= COPIED_SHARE * len(words) else None
 
     def _positive_only(self, word: str, name: bool) -> bool:
         holding = [s for s in self.statements if word in s.words]

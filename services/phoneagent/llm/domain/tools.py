@@ -54,6 +54,11 @@ class ToolExecutor:
         clock = clock or (store.now if store else (lambda: datetime.now(UTC)))
         self._handlers = Handlers(agent, store, knowledge, clock)
 
+    @property
+    def knowledge(self) -> KnowledgeBase | None:
+        """The agent's documents, searchable (None where they are not loaded)."""
+        return self._handlers.knowledge
+
     def definitions(self) -> list[dict[str, Any]]:
         return tool_definitions(self.agent.tools, date_of_birth=self.agent.collect_date_of_birth)
 
