@@ -117,6 +117,35 @@ def contradicted(outcome: str) -> float:
     return REGISTRY.get_sample_value("pa_llm_contradicted_replies_total", labels) or 0.0
 
 
+async def _turn(tools: KnowledgeTools, *completions: str) -> list[Sentence]:
+    """The sentences one caller turn (``tools.said[-1]``) got from a scripted engine."""
+    said: list[Sentence] = []
+
+    async def publish(s: Sentence) -> None:
+        said.append(s)
+
+    async def save(_: Any) -> None: ...
+
+    d = Dialog(
+        "c-claims",
+        Script(*completions),
+        system_prompt=lambda: "x",
+        greeting="",
+        publish=publish,
+        save=save,
+        tools=tools,
+    )  # type: ignore[arg-type]
+    await d.on_user_turn(1, tools.said[-1])
+    await wait_for(lambda: said and said[-1].final, timeout=3)
+    await d.close()
+    return [s for s in said if s.text.strip()]
+
+
+def off_topic(reason: str) -> float:
+    labels = {"engine": "claims-script", "reason": reason}
+    return REGISTRY.get_sample_value("pa_llm_off_topic_replies_total", labels) or 0.0
+
+
 @pytest.mark.parametrize(
     ("first", "after_lookup", "spoken", "how"),
     [
@@ -140,23 +169,10 @@ def contradicted(outcome: str) -> float:
 async def test_a_reply_against_the_documents_is_answered_again_from_them(
     claims: DocumentClaims, first: str, after_lookup: str, spoken: str, how: Answered
 ) -> None:
-    said: list[Sentence] = []
     tools = KnowledgeTools(claims)
-
-    async def publish(s: Sentence) -> None:
-        said.append(s)
-
-    async def save(_: Any) -> None: ...
-
     before = (contradicted("lookup"), contradicted("statement"))
-    engine = Script(first, after_lookup)
-    d = Dialog(
-        "c-claims", engine, system_prompt=lambda: "x", greeting="", publish=publish, save=save, tools=tools
-    )  # type: ignore[arg-type]
-    await d.on_user_turn(1, tools.said[-1])
-    await wait_for(lambda: said and said[-1].final, timeout=3)
-    await d.close()
-    words = [(s.text.strip(), s.answered_by) for s in said if s.text.strip()]
+    said = await _turn(tools, first, after_lookup)
+    words = [(s.text.strip(), s.answered_by) for s in said]
     assert words == [(spoken, how)]
     assert tools.calls == [("lookup_knowledge", {"question": "Do you take Medicaid?"})]
     wrong_twice = how is Answered.CODE
@@ -201,30 +217,18 @@ class NamesTools(KnowledgeTools):
 async def test_a_first_reply_with_a_misplaced_name_is_answered_again_from_the_passages(
     claims: DocumentClaims,
 ) -> None:
-    said: list[Sentence] = []
     tools = NamesTools(claims)
-
-    async def publish(s: Sentence) -> None:
-        said.append(s)
-
-    async def save(_: Any) -> None: ...
-
-    labels = {"engine": "claims-script", "reason": "name"}
-    before = REGISTRY.get_sample_value("pa_llm_off_topic_replies_total", labels) or 0.0
-    engine = Script(
-        "The bus that goes to your office is Delta Dental.", "Bus line 7 stops in front of the pharmacy."
+    before = off_topic("name")
+    said = await _turn(
+        tools,
+        "The bus that goes to your office is Delta Dental.",
+        "Bus line 7 stops in front of the pharmacy.",
     )
-    d = Dialog(
-        "c-names", engine, system_prompt=lambda: "x", greeting="", publish=publish, save=save, tools=tools
-    )  # type: ignore[arg-type]
-    await d.on_user_turn(1, tools.said[-1])
-    await wait_for(lambda: said and said[-1].final, timeout=3)
-    await d.close()
     # The first phrase went out before the rest of its sentence arrived; the name was not said.
-    spoken = [s.text.strip() for s in said if s.text.strip()]
-    assert " ".join(spoken) == "The bus that goes Bus line 7 stops in front of the pharmacy."
+    spoken = " ".join(s.text.strip() for s in said)
+    assert spoken == "The bus that goes Bus line 7 stops in front of the pharmacy."
     assert tools.calls == [("lookup_knowledge", {"question": "Which bus goes to your office?"})]
-    assert REGISTRY.get_sample_value("pa_llm_off_topic_replies_total", labels) == before + 1
+    assert off_topic("name") == before + 1
 
 
 EMERGENCY = "Outside opening hours, call the on-call dentist at the number on our voicemail, or go to"
@@ -304,23 +308,11 @@ class PassageTools(NamesTools):
 async def test_a_first_reply_that_reads_out_the_wrong_paragraph_is_answered_again(
     claims: DocumentClaims,
 ) -> None:
-    said: list[Sentence] = []
     tools = PassageTools(claims)
-
-    async def publish(s: Sentence) -> None:
-        said.append(s)
-
-    async def save(_: Any) -> None: ...
-
-    labels = {"engine": "claims-script", "reason": "passage"}
-    before = REGISTRY.get_sample_value("pa_llm_off_topic_replies_total", labels) or 0.0
-    engine = Script("Please call the number on our voicemail.", "Bus line 7 stops in front of the pharmacy.")
-    d = Dialog(
-        "c-passage", engine, system_prompt=lambda: "x", greeting="", publish=publish, save=save, tools=tools
-    )  # type: ignore[arg-type]
-    await d.on_user_turn(1, tools.said[-1])
-    await wait_for(lambda: said and said[-1].final, timeout=3)
-    await d.close()
-    spoken = " ".join(s.text.strip() for s in said if s.text.strip())
+    before = off_topic("passage")
+    said = await _turn(
+        tools, "Please call the number on our voicemail.", "Bus line 7 stops in front of the pharmacy."
+    )
+    spoken = " ".join(s.text.strip() for s in said)
     assert "voicemail" not in spoken and spoken.endswith("Bus line 7 stops in front of the pharmacy.")
-    assert REGISTRY.get_sample_value("pa_llm_off_topic_replies_total", labels) == before + 1
+    assert off_topic("passage") == before + 1

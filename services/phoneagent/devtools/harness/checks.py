@@ -142,20 +142,17 @@ def _staffed_now() -> bool:
 def check(exp: Expectation, result: CallResult, trace: CallTrace | None) -> CheckResult:
     text = result.reply_text  # what the agent said in reply: not its greeting
     first = next((t.text for t in result.agent_turns if t.text), "")
-    if exp.kind == "mentions":
-        if mentions(text, str(exp.value)):
-            return CheckResult(exp, True, "found in the agent's replies")
-        sent = misheard(text, trace.replies if trace else [], str(exp.value))
-        if sent:
-            return CheckResult(exp, True, f"{MISHEARD}: the agent said {sent!r}")
-        return CheckResult(exp, False, "not in the agent's replies")
-    if exp.kind == "not_mentions":
-        if mentions(text, str(exp.value)):
-            return CheckResult(exp, False, "said by the agent")
-        sent = misheard(text, trace.replies if trace else [], str(exp.value))
-        if sent:
-            return CheckResult(exp, False, f"said by the agent, {MISHEARD}: {sent!r}")
-        return CheckResult(exp, True, "absent from the agent's replies")
+    if exp.kind in ("mentions", "not_mentions"):
+        heard = mentions(text, str(exp.value))
+        sent = "" if heard else misheard(text, trace.replies if trace else [], str(exp.value))
+        wanted = exp.kind == "mentions"
+        if heard:
+            detail = "found in the agent's replies" if wanted else "said by the agent"
+        elif sent:
+            detail = f"{MISHEARD}: the agent said {sent!r}"
+        else:
+            detail = "not in the agent's replies" if wanted else "absent from the agent's replies"
+        return CheckResult(exp, (heard or bool(sent)) == wanted, detail)
     if exp.kind == "disclosure":
         ok = first_words_contain(first, str(exp.value))
         return CheckResult(exp, ok, f"agent's first words: {' '.join(first.split()[:DISCLOSURE_WORDS])!r}")
