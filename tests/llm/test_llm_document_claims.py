@@ -117,7 +117,7 @@ def contradicted(outcome: str) -> float:
     return REGISTRY.get_sample_value("pa_llm_contradicted_replies_total", labels) or 0.0
 
 
-async def _turn(tools: KnowledgeTools, *completions: str) -> list[Sentence]:
+async def scripted_turn(tools: Any, *completions: str) -> list[Sentence]:
     """The sentences one caller turn (``tools.said[-1]``) got from a scripted engine."""
     said: list[Sentence] = []
 
@@ -171,7 +171,7 @@ async def test_a_reply_against_the_documents_is_answered_again_from_them(
 ) -> None:
     tools = KnowledgeTools(claims)
     before = (contradicted("lookup"), contradicted("statement"))
-    said = await _turn(tools, first, after_lookup)
+    said = await scripted_turn(tools, first, after_lookup)
     words = [(s.text.strip(), s.answered_by) for s in said]
     assert words == [(spoken, how)]
     assert tools.calls == [("lookup_knowledge", {"question": "Do you take Medicaid?"})]
@@ -219,7 +219,7 @@ async def test_a_first_reply_with_a_misplaced_name_is_answered_again_from_the_pa
 ) -> None:
     tools = NamesTools(claims)
     before = off_topic("name")
-    said = await _turn(
+    said = await scripted_turn(
         tools,
         "The bus that goes to your office is Delta Dental.",
         "Bus line 7 stops in front of the pharmacy.",
@@ -310,7 +310,7 @@ async def test_a_first_reply_that_reads_out_the_wrong_paragraph_is_answered_agai
 ) -> None:
     tools = PassageTools(claims)
     before = off_topic("passage")
-    said = await _turn(
+    said = await scripted_turn(
         tools, "Please call the number on our voicemail.", "Bus line 7 stops in front of the pharmacy."
     )
     spoken = " ".join(s.text.strip() for s in said)

@@ -5,17 +5,14 @@ monday_and_parking). The model answers again from the knowledge tool's passages.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from phoneagent.llm.dialog import Dialog
-from phoneagent.llm.dialog_state import Answered, Sentence, ToolOutcome
+from phoneagent.llm.dialog_state import Answered, ToolOutcome
 from phoneagent.llm.domain.tool_schemas import tool_definitions
-from phoneagent.llm.engines.base import Delta
 from phoneagent.llm.tool_calls import answer_kind, gives
 from prometheus_client import REGISTRY
-from support.common import wait_for
+from test_llm_document_claims import scripted_turn
 
 MONDAY_AND_PARKING = "What time do you open on Monday, and is parking free?"
 HOURS = "Monday: 8 am to 5 pm."
@@ -62,25 +59,6 @@ def test_what_a_sentence_gives(kind: str, sentence: str, ok: bool) -> None:
     assert gives(kind, sentence) is ok
 
 
-class Script:
-    """An engine that streams scripted completions word by word."""
-
-    name = "unanswered-script"
-    structured_output = True
-
-    def __init__(self, *completions: str) -> None:
-        self.completions = list(completions)
-
-    async def abort(self, request_id: str) -> None: ...
-
-    async def stream(
-        self, messages: list[dict[str, Any]], *, request_id: str, **kw: Any
-    ) -> AsyncIterator[Delta]:
-        for piece in self.completions.pop(0).split(" "):
-            yield Delta(text=piece + " ")
-        yield Delta(finish_reason="stop")
-
-
 class KnowledgeTools:
     def __init__(self, question: str) -> None:
         self.said = [question]
@@ -98,32 +76,14 @@ class KnowledgeTools:
 
 
 def unanswered(kind: str) -> float:
-    labels = {"engine": "unanswered-script", "kind": kind}
+    labels = {"engine": "claims-script", "kind": kind}
     return REGISTRY.get_sample_value("pa_llm_unanswered_replies_total", labels) or 0.0
 
 
 async def _turn(question: str, *completions: str) -> tuple[list[tuple[str, Answered]], KnowledgeTools]:
-    said: list[Sentence] = []
     tools = KnowledgeTools(question)
-
-    async def publish(s: Sentence) -> None:
-        said.append(s)
-
-    async def save(_: Any) -> None: ...
-
-    d = Dialog(
-        "c-unanswered",
-        Script(*completions),
-        system_prompt=lambda: "x",
-        greeting="",
-        publish=publish,
-        save=save,
-        tools=tools,
-    )  # type: ignore[arg-type]
-    await d.on_user_turn(1, question)
-    await wait_for(lambda: said and said[-1].final, timeout=3)
-    await d.close()
-    return [(s.text.strip(), s.answered_by) for s in said if s.text.strip()], tools
+    said = await scripted_turn(tools, *completions)
+    return [(s.text.strip(), s.answered_by) for s in said], tools
 
 
 async def test_a_reply_without_the_time_asked_for_is_answered_again_from_the_passages() -> None:
