@@ -17,7 +17,9 @@ from phoneagent.agents import example_agent_path
 from phoneagent.agents.agent import load_agent
 from phoneagent.llm.domain.calendar_facts import HOURS_SOURCE, agent_passages
 from phoneagent.llm.domain.knowledge import KnowledgeBase, chunk_text
+from phoneagent.llm.domain.tool_handlers import question_parts
 from phoneagent.llm.domain.tools import CallContext, ToolExecutor
+from phoneagent.llm.tools import Tools
 
 pytestmark = pytest.mark.slow
 
@@ -161,3 +163,47 @@ async def test_lookup_knowledge_answers_hours_from_the_configuration(encoder) ->
     assert r.ok and r.say.startswith("We are open Monday and Tuesday 9 am to 5 pm;")
     r = await tools.execute("lookup_knowledge", {"question": "Do you see kids?"}, CallContext("c1"))
     assert r.ok and "children's dentist" in r.say
+
+
+@pytest.mark.parametrize(
+    ("question", "parts"),
+    [
+        (
+            "What time do you open on Monday, and is parking free?",
+            ["What time do you open on Monday", "is parking free?"],
+        ),
+        (
+            "Do you do whitening and how much notice do I need to cancel?",
+            ["Do you do whitening", "how much notice do I need to cancel?"],
+        ),
+        ("Where are you, and what time do you close?", ["Where are you", "what time do you close?"]),
+        ("Do you take Delta Dental and Cigna?", ["Do you take Delta Dental and Cigna?"]),  # one question
+        ("Is parking free?", ["Is parking free?"]),
+    ],
+)
+def test_a_question_in_two_parts(question: str, parts: list[str]) -> None:
+    assert question_parts(question) == parts
+
+
+async def test_a_question_in_two_parts_gets_the_best_passage_of_each(encoder) -> None:  # type: ignore[no-untyped-def]
+    """Over SIP "What time do you open on Monday, and is parking free?" got the configured hours
+    alone (the parking passage scored more than PASSAGE_TIE below them), spoken as they are."""
+    agent = load_agent(example_agent_path())
+    kb = KnowledgeBase(agent.knowledge, encoder, extra=agent_passages(agent))
+    now = datetime(2026, 11, 24, 14, 30, tzinfo=UTC)  # Tuesday 9:30 am in New York
+    executor = ToolExecutor(agent, knowledge=kb, clock=lambda: now)
+    question = "What time do you open on Monday, and is parking free?"
+    r = await executor.execute("lookup_knowledge", {"question": question}, CallContext("c1"))
+    texts = [p["text"] for p in r.data["passages"]]
+    assert r.data["parts"] == 2 and len(texts) == 2
+    assert texts[0] == "On Monday 30 November we are open 9 am to 5 pm."
+    assert texts[1].startswith("Free parking for patients is available")
+    # The dialog's tools give the model both passages to answer from; the hours alone are not
+    # spoken as they are.
+    tools = Tools(executor, CallContext("c1", "+12125550100"), clock=lambda: now)
+    tools.said = [question]
+    outcome = await tools.run("lookup_knowledge", {"question": question})
+    assert not outcome.final and outcome.result["passages"] == texts
+    # One question is searched whole, as before.
+    one = await executor.execute("lookup_knowledge", {"question": "Is parking free?"}, CallContext("c1"))
+    assert "parts" not in one.data and one.say.startswith("Free parking")

@@ -305,8 +305,9 @@ class Tools:
         if name == "lookup_knowledge" and result.ok and not _configured_hours(result.data):
             # Documents answer in paragraphs: the model phrases the answer to what was asked in a
             # sentence or two, from the best passages: a runner-up only when it scored as close to
-            # the best as the prompt's own passages need (PASSAGE_TIE), a clear winner alone.
-            passages = _close_passages(result.data.get("passages", []))[:2]
+            # the best as the prompt's own passages need (PASSAGE_TIE), a clear winner alone;
+            # for a question in two parts, the best passage of each.
+            passages = _close_passages(result.data.get("passages", []), bool(result.data.get("parts")))[:2]
             if passages:
                 return ToolOutcome(
                     ok=True,
@@ -411,22 +412,26 @@ def _without(tool: dict[str, Any], names: set[str]) -> dict[str, Any]:
     return {**tool, "function": {**tool["function"], "parameters": narrowed}}
 
 
-def _close_passages(found: Any) -> list[str]:
+def _close_passages(found: Any, each: bool = False) -> list[str]:
     """The texts of ``found`` (the knowledge tool's passages, best first) that scored within
-    PASSAGE_TIE of the best; all of them when a score is missing."""
+    PASSAGE_TIE of the best; all of them when a score is missing, or when ``each`` is the best
+    of one part of the question."""
     found = (
         [p for p in found if isinstance(p, dict) and isinstance(p.get("text"), str)]
         if isinstance(found, list)
         else []
     )
-    if not all(isinstance(p.get("score"), int | float) for p in found):
+    if each or not all(isinstance(p.get("score"), int | float) for p in found):
         return [p["text"] for p in found]
     return [p["text"] for p in close_to_best(found, lambda p: float(p["score"]))]
 
 
 def _configured_hours(data: dict[str, Any]) -> bool:
-    """Whether a knowledge answer is the configured opening hours (exact: spoken as it is)."""
+    """Whether a knowledge answer is the configured opening hours (exact: spoken as it is; not
+    when they answer one part of a question in two)."""
     passages = data.get("passages")
     if not isinstance(passages, list) or not passages or not isinstance(passages[0], dict):
+        return False
+    if len(passages) > 1 and data.get("parts"):
         return False
     return passages[0].get("source") == HOURS_SOURCE

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -24,6 +25,12 @@ from phoneagent.llm.domain.verification import read_birth_date
 from phoneagent.runtime.errors import ErrorKind, Unavailable
 
 SEARCH_DAYS = 14
+# A second question joined to the first: ", and is parking free?", " and how much notice ...".
+_SECOND_QUESTION = re.compile(
+    r",?\s+(?:and|also)\s+(?=(?:is|are|do|does|did|can|could|will|would|should|what|what's|how|where"
+    r"|when|who|which|why)\b)",
+    re.I,
+)
 OFFER = 3
 
 
@@ -46,6 +53,12 @@ def _appt(a: Appointment, type_name: str) -> dict[str, str]:
 
 def _list(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
+
+
+def question_parts(question: str) -> list[str]:
+    """``question`` cut where a second question is joined to it ("What time do you open on
+    Monday, and is parking free?" is two); one part when there is none."""
+    return [p.strip() for p in _SECOND_QUESTION.split(question) if p.strip()]
 
 
 class Handlers:
@@ -332,16 +345,34 @@ class Handlers:
 
     # --- conversation tools ------------------------------------------------------------------
     def lookup_knowledge(self, args: dict[str, Any], ctx: CallContext) -> ToolResult:
+        """The passages that best match the question; for a question with two parts ("What time
+        do you open on Monday, and is parking free?") the best passage of each part, in the
+        question's order (``parts`` in the result), where one search gives the hours alone. The
+        configured hours' passage answers for the day its part names."""
         if self.knowledge is None:
             raise Unavailable("the practice information is not loaded")
-        found = self.knowledge.search(args["question"])
+        question = args["question"]
+        parts = question_parts(question)
+        if len(parts) < 2:
+            found = [(question, p) for p in self.knowledge.search(question)]
+        else:
+            found = []
+            for part in parts:
+                best = self.knowledge.search(part, k=1)
+                if best and all(best[0].text != p.text for _, p in found):
+                    found.append((part, best[0]))
         if not found:
             return self._result("lookup_knowledge", "ok", "I don't have that information.", {"passages": []})
-        data = {"passages": [{"text": p.text, "source": p.source, "score": round(p.score, 3)} for p in found]}
-        say = found[0].text
-        if found[0].source == HOURS_SOURCE:  # the configured hours: answer for the day asked about
-            say = hours_answer(self.agent, args["question"], self.clock()) or say
-        return self._result("lookup_knowledge", "ok", say, data)
+        passages = []
+        for part, p in found:
+            text = p.text
+            if p.source == HOURS_SOURCE:  # the configured hours: for the day asked about
+                text = hours_answer(self.agent, part, self.clock()) or text
+            passages.append({"text": text, "source": p.source, "score": round(p.score, 3)})
+        data: dict[str, Any] = {"passages": passages}
+        if len(parts) > 1:
+            data["parts"] = len(passages)
+        return self._result("lookup_knowledge", "ok", passages[0]["text"], data)
 
     def transfer_to_human(self, args: dict[str, Any], ctx: CallContext) -> ToolResult:
         transfer = self.agent.transfer
