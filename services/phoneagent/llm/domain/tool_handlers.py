@@ -363,16 +363,19 @@ class Handlers:
                     found.append((part, best[0]))
         if not found:
             return self._result("lookup_knowledge", "ok", "I don't have that information.", {"passages": []})
-        passages = []
-        for part, p in found:
-            text = p.text
-            if p.source == HOURS_SOURCE:  # the configured hours: for the day asked about
-                text = hours_answer(self.agent, part, self.clock()) or text
-            passages.append({"text": text, "source": p.source, "score": round(p.score, 3)})
+        texts = [
+            # the configured hours: for the day asked about
+            (hours_answer(self.agent, part, self.clock()) if p.source == HOURS_SOURCE else None) or p.text
+            for part, p in found
+        ]
+        passages = [
+            {"text": text, "source": p.source, "score": round(p.score, 3)}
+            for text, (_, p) in zip(texts, found, strict=True)
+        ]
         data: dict[str, Any] = {"passages": passages}
         if len(parts) > 1:
             data["parts"] = len(passages)
-        return self._result("lookup_knowledge", "ok", passages[0]["text"], data)
+        return self._result("lookup_knowledge", "ok", texts[0], data)
 
     def transfer_to_human(self, args: dict[str, Any], ctx: CallContext) -> ToolResult:
         transfer = self.agent.transfer
