@@ -28,8 +28,9 @@ PARKING = "Free parking for patients is available in the lot behind the building
         ("How late are you open tomorrow?", "time"),
         ("How much is a cleaning?", "price"),
         ("what does whitening cost and how much notice do you need", "price"),
+        ("Is there a fee if I cancel late?", "fee"),
+        ("do you charge for x-rays", "fee"),
         # Not asked here: a yes/no question, an appointment's time (a tool finds it), the notice.
-        ("Is there a fee if I cancel late?", None),
         ("Are you open on Monday?", None),
         ("When is my appointment?", None),
         ("When can I come in for a cleaning?", None),
@@ -53,6 +54,9 @@ def test_what_a_question_asks_for(question: str, kind: str | None) -> None:
         ("price", "It is free for children under five.", True),
         ("price", "It depends on your insurance plan.", True),
         ("price", "to cancel an appointment.", False),
+        ("fee", "Yes, late cancellations are charged 50 dollars.", True),
+        ("fee", "No, there isn't.", True),
+        ("fee", "Yes, there is a fee if you cancel late.", False),  # the 0.5B model over SIP
     ],
 )
 def test_what_a_sentence_gives(kind: str, sentence: str, ok: bool) -> None:

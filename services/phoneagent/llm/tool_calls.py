@@ -184,8 +184,9 @@ ECHO_SHARE = 0.75  # a question this much made of the caller's words is their qu
 
 UNANSWERED = Counter(
     "pa_llm_unanswered_replies_total",
-    "First reply sentences to a caller who asked what time the practice opens or closes, or how "
-    "much something costs, that held no time (no amount): not said; the model answered again from "
+    "First reply sentences to a caller who asked what time the practice opens or closes, how much "
+    "something costs, or whether there is a fee, that held no time (no amount): not said; the "
+    "model answered again from "
     "the knowledge tool's passages (the 0.5B model's \"The business is open on Monday and is "
     'parking free on Wednesday." to "What time do you open on Monday, and is parking free?").',
     ["engine", "kind"],
@@ -213,6 +214,13 @@ _ASKS_PRICE = re.compile(
     r"\b(?:cost|costs|price|prices|fee|fees|charge|charges)\b",
     re.I,
 )
+# "Is there a fee if I cancel late?", "do you charge for X-rays?": the answer names the amount,
+# or says there is none.
+_ASKS_FEE = re.compile(
+    r"\b(?:is|are)\s+there\s+(?:a|any)\s+(?:\w+\s+)?(?:fee|fees|charge|charges|cost|costs)\b"
+    r"|\bdo\s+you\s+charge\b",
+    re.I,
+)
 _NUMBER_WORD = (
     r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|fifty"
     r"|sixty|seventy|eighty|ninety|hundred|thousand"
@@ -224,16 +232,20 @@ _GIVES = {
     "price": re.compile(
         rf"\d|\$|\b(?:{_NUMBER_WORD}|free|no\s+(?:charge|cost|fee)|nothing|covered|depends)\b", re.I
     ),
+    "fee": re.compile(rf"\d|\$|\b(?:{_NUMBER_WORD}|free|no|not|never|nothing|covered|depends)\b|n't\b", re.I),
 }
 
 
 def answer_kind(question: str) -> str | None:
     """What the caller's question asks for, where its answer must hold it: "time" (when the
-    practice opens or closes), "price" (how much something costs), or None."""
+    practice opens or closes), "price" (how much something costs), "fee" (whether something
+    costs extra: the amount, or that it does not), or None."""
     if _ASKS_TIME.search(question):
         return "time"
     if _ASKS_PRICE.search(question):
         return "price"
+    if _ASKS_FEE.search(question):
+        return "fee"
     return None
 
 
