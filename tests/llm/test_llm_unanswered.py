@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from phoneagent.llm.dialog_state import Answered, ToolOutcome
 from phoneagent.llm.domain.tool_schemas import tool_definitions
-from phoneagent.llm.tool_calls import answer_kind, gives
+from phoneagent.llm.tool_calls import answer_kind, gives, written_as_code
 from prometheus_client import REGISTRY
 from test_llm_document_claims import scripted_turn
 
@@ -131,3 +131,31 @@ async def test_other_questions_are_not_held_to_an_answer_kind() -> None:
     reply = "New patients should arrive 15 minutes early and bring a photo ID."
     words, tools = await _turn("Do you see new patients?", reply)
     assert " ".join(w for w, _ in words) == reply and tools.calls == []
+
+
+@pytest.mark.parametrize(
+    ("sentence", "code"),
+    [
+        ('[Signa, "Signa", "Signa"]', True),  # the 0.5B model over SIP, to "Do you guys take Signa?"
+        ('{"insurance": "Cigna"}', True),
+        ('("Cigna")', True),
+        ("Yes, we accept Cigna.", False),
+        ('The "Bright Smile" plan costs 20 dollars.', False),
+        ("We open at 9 (Monday to Friday).", False),
+    ],
+)
+def test_a_sentence_written_as_code(sentence: str, code: bool) -> None:
+    assert written_as_code(sentence) is code
+
+
+def code_replies(outcome: str) -> float:
+    labels = {"engine": "claims-script", "outcome": outcome}
+    return REGISTRY.get_sample_value("pa_llm_code_replies_total", labels) or 0.0
+
+
+async def test_a_reply_written_as_code_is_never_said() -> None:
+    before = code_replies("lookup")
+    answer = "Yes, we accept most plans, including Cigna."
+    words, tools = await _turn("Do you guys take Signa?", '[Signa, "Signa", "Signa"]', answer)
+    assert " ".join(w for w, _ in words) == answer
+    assert len(tools.calls) == 1 and code_replies("lookup") == before + 1

@@ -31,6 +31,7 @@ from phoneagent.llm.tool_calls import (
     ACTION_WITHOUT_TOOL,
     ANSWER_MIN_WORDS,
     CALL_MARKER,
+    CODE_REPLIES,
     CONSTRAINED_MIN_TOKENS,
     CONTRADICTED,
     OFF_TOPIC,
@@ -54,6 +55,7 @@ from phoneagent.llm.tool_calls import (
     refuses,
     starts_tool_call,
     tool_call_schema,
+    written_as_code,
 )
 from phoneagent.runtime import metrics
 from phoneagent.runtime.errors import PhoneAgentError
@@ -250,6 +252,14 @@ class Replies:
             nonlocal held, leaked, lookup, refused, pending, unanswered
             if leaked or leaks_template(sentence):
                 leaked = True  # the chat template's own text: nothing more of this completion is said
+                return True
+            if written_as_code(sentence):
+                call = knowledge_call() if with_tools and callable(knowledge_call) else None
+                CODE_REPLIES.labels(engine=self.engine.name, outcome="lookup" if call else "dropped").inc()
+                log.info("reply written as code: not said", extra={"call_id": self.call_id})
+                if call is not None:
+                    lookup = call
+                    return False
                 return True
             if pending is not None and (sentence.strip() or unanswered):
                 # Judged a whole sentence at a time: a first clause without the time ("We are

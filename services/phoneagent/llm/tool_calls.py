@@ -278,6 +278,23 @@ def leaks_template(text: str) -> bool:
     return bool(_TEMPLATE.search(text))
 
 
+CODE_REPLIES = Counter(
+    "pa_llm_code_replies_total",
+    "Reply sentences written as code (a bracketed or quoted list, a JSON object: the 0.5B model's "
+    '\'[Signa, "Signa", "Signa"]\' to "Do you guys take Signa?"): not said; the model answered '
+    "again from the knowledge tool's passages (outcome=lookup) or the sentence was dropped "
+    "(outcome=dropped).",
+    ["engine", "outcome"],
+)
+# A sentence that opens a list or an object, or holds quoted items in a row or in brackets.
+_CODE = re.compile(r'^\W*?[\[{]|"\s*,\s*"|[\[{(]\s*"|"\s*[\]}]')
+
+
+def written_as_code(sentence: str) -> bool:
+    """Whether ``sentence`` is code rather than words for the caller (see CODE_REPLIES)."""
+    return bool(_CODE.search(sentence))
+
+
 def looks_like_json(text: str) -> bool:
     return bool(re.match(r'\s*(?:<tool_call>|```(?:json)?)?\s*\{\s*"', text))
 
