@@ -139,6 +139,9 @@ async def test_other_questions_are_not_held_to_an_answer_kind() -> None:
         ('[Signa, "Signa", "Signa"]', True),  # the 0.5B model over SIP, to "Do you guys take Signa?"
         ('{"insurance": "Cigna"}', True),
         ('("Cigna")', True),
+        ("[Cigna, Aetna]", True),
+        ('[Signa, "Signa",', True),  # its first clause
+        ("{Sorry} we are closed today.", False),
         ("Yes, we accept Cigna.", False),
         ('The "Bright Smile" plan costs 20 dollars.', False),
         ("We open at 9 (Monday to Friday).", False),

@@ -286,8 +286,9 @@ CODE_REPLIES = Counter(
     "(outcome=dropped).",
     ["engine", "outcome"],
 )
-# A sentence that opens a list or an object, or holds quoted items in a row or in brackets.
-_CODE = re.compile(r'^\W*?[\[{]|"\s*,\s*"|[\[{(]\s*"|"\s*[\]}]')
+# A sentence that is a bracketed list or object, opens one with quoted items, or holds quoted
+# items in a row or in brackets ("{Sorry} we are closed today." is words).
+_CODE = re.compile(r'^\W*[\[{](?:[^\]}]*[\]}]\W*$|[^\]}]*")|"\s*,\s*"|[\[{(]\s*"|"\s*[\]}]')
 
 
 def written_as_code(sentence: str) -> bool:
