@@ -71,7 +71,9 @@ _CANCEL = re.compile(
 # Tools that need the caller's booking reference (see phoneagent.llm.domain.booking_access).
 NEEDS_REFERENCE = frozenset({"find_appointments", "move_appointment", "cancel_appointment"})
 SECRETS = ("reference", BIRTH_DATE)  # never in the call record
-ON_TOPIC_PASSAGES = 2  # a reply may repeat the documents' paragraphs that best match the caller's words
+ON_TOPIC_PASSAGES = 2  # a reply may use the words of the paragraphs that best match the caller's words
+OFF_TOPIC_WORDS = 3  # a reply sentence with this many document words from other paragraphs ...
+OFF_TOPIC_SHARE = 0.6  # ... and this share of its document words is off the caller's topic
 
 
 class Tools:
@@ -93,7 +95,8 @@ class Tools:
         self.pending: tuple[str, dict[str, Any], tuple[str, ...]] | None = None  # a booking asked about
         self.turns = 0  # caller turns so far
         self.acted_turn = -1  # the caller turn a booking, move or cancellation last succeeded on
-        self._matched: tuple[str, list[str]] | None = None  # the caller's words and their passages
+        # The caller's latest words, and the document words of the passages that best match them.
+        self._matched: tuple[str, frozenset[str]] | None = None
 
     def schemas(self) -> list[dict[str, Any]]:
         return self.executor.definitions()
@@ -112,14 +115,17 @@ class Tools:
         return _claims(agent.knowledge).misplaced(sentence, known=[agent.business_name])
 
     async def off_topic(self, sentence: str) -> bool:
-        """Whether ``sentence`` repeats a sentence of the agent's documents whose paragraph is
-        not among the :data:`ON_TOPIC_PASSAGES` that best match the caller's latest words: the
-        model read out the wrong paragraph. The search runs in a worker thread, once per turn."""
+        """Whether most of the words ``sentence`` shares with the agent's documents (at least
+        :data:`OFF_TOPIC_WORDS` of them, and :data:`OFF_TOPIC_SHARE`) come from none of the
+        :data:`ON_TOPIC_PASSAGES` paragraphs that best match the caller's latest words: the model
+        read out the wrong paragraph, or blended two. The search runs in a worker thread, once
+        per turn."""
         knowledge = self.executor.knowledge
         if knowledge is None or not self.said:
             return False
-        copied = _claims(self.executor.agent.knowledge).copied(sentence)
-        if copied is None:
+        claims = _claims(self.executor.agent.knowledge)
+        words = claims.document_words(sentence)
+        if len(words) < OFF_TOPIC_WORDS:
             return False
         question = self.said[-1][:300]
         if self._matched is None or self._matched[0] != question:
@@ -127,9 +133,10 @@ class Tools:
                 found = await asyncio.to_thread(knowledge.search, question, ON_TOPIC_PASSAGES, 0.0)
             except PhoneAgentError:
                 return False  # an unreadable question: nothing to judge the reply by
-            self._matched = (question, [" ".join(p.text.split()) for p in found])
-        statement = " ".join(copied.text.split())
-        return not any(statement in passage for passage in self._matched[1])
+            matched = frozenset(w for p in found for w in claims.document_words(p.text))
+            self._matched = (question, matched)
+        outside = words - self._matched[1]
+        return len(outside) >= OFF_TOPIC_WORDS and len(outside) >= OFF_TOPIC_SHARE * len(words)
 
     def knowledge_call(self) -> dict[str, Any] | None:
         """The knowledge tool asked the caller's latest words, where the agent has that tool."""

@@ -27,11 +27,13 @@ uses. Words the documents never use ("Sorry, Medicaid isn't something we take.",
 calling ...") and the business's own name ("Bright Smile Dental") say nothing either way. Only
 the first reply is checked so: the knowledge tool's passages answer instead.
 
-A statement repeated out of place (:meth:`DocumentClaims.copied` finds which one a reply
-repeats; the dialog asks the knowledge base whether its paragraph answers the caller's words):
-asked "Do you do whitening, and how much notice do I need to cancel?", the 0.5B model said the
-emergency paragraph's "... call the on-call dentist at the number on our voicemail, or go to the
-emergency room ...".
+Words from the wrong paragraphs (:meth:`DocumentClaims.document_words` gives a sentence's words
+that the documents use; the dialog asks the knowledge base which paragraphs best match the
+caller's words): asked "Do you do whitening, and how much notice do I need to cancel?", the 0.5B
+model said the emergency paragraph's "... call the on-call dentist at the number on our
+voicemail ..."; asked "Is there a fee if I cancel late?", "The fee for a dental emergency during
+opening hours is 95 dollars, plus the cost of any treatment.", a blend of two paragraphs, neither
+about cancelling.
 """
 
 from __future__ import annotations
@@ -44,8 +46,6 @@ from dataclasses import dataclass
 from phoneagent.llm.domain.knowledge import sentences
 
 RARE_IN = 2  # a word in at most this many of the documents' sentences identifies what they are about
-COPIED_WORDS = 3  # a reply sentence that shares this many content words with a statement ...
-COPIED_SHARE = 0.6  # ... and this share of its own (of those the documents use) repeats it
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
 _NEGATION = re.compile(r"\b(?:not|no|never|cannot|none|nor)\b|n't\b", re.I)
 _CLAUSE = re.compile(r"[,;:]|\bbut\b", re.I)
@@ -120,17 +120,9 @@ class DocumentClaims:
                     return name
         return None
 
-    def copied(self, sentence: str) -> Statement | None:
-        """The documents' statement that ``sentence`` repeats (at least :data:`COPIED_WORDS` of
-        its content words, and :data:`COPIED_SHARE` of them, are that statement's), or None."""
-        if not self.statements or sentence.rstrip().endswith("?"):
-            return None
-        words = _content_words(sentence) & self._vocabulary
-        if len(words) < COPIED_WORDS:
-            return None
-        best = max(self.statements, key=lambda s: len(words & s.words))
-        shared = len(words & best.words)
-        return best if shared >= COPIED_WORDS and shared >= COPIED_SHARE * len(words) else None
+    def document_words(self, text: str) -> frozenset[str]:
+        """The content words of ``text`` that the documents use."""
+        return _content_words(text) & self._vocabulary
 
     def _positive_only(self, word: str, name: bool) -> bool:
         holding = [s for s in self.statements if word in s.words]
