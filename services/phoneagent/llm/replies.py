@@ -88,6 +88,7 @@ class Reply:
     # turn; ``held`` is None once they go out as they come. ``tag`` keeps its engine request ids
     # apart from those of a reply that later takes the same generation id.
     held: list[Sentence] | None = None
+    filled: bool = False  # the filler was said (see Replies._look_up)
     confirmed: asyncio.Event | None = None
     tag: str = ""
     parked: bool = False  # waiting for the confirmation, with a tool to run or its end reached
@@ -396,7 +397,7 @@ class Replies:
             await self._end(reply)
             return None
         if lookup is not None:
-            return lookup
+            return await self._look_up(reply, lookup)
         if (opened or claimed) and tools is not None:
             return await self._call_instead(
                 reply, messages, started, tools, buffered if opened else CALL_MARKER
@@ -415,10 +416,14 @@ class Replies:
                 buffered, reply.answered = fallback or APOLOGY, Answered.FALLBACK
             for sentence in splitter.push(buffered):
                 if not await vetted(sentence) and tools is not None:
-                    return lookup or await self._call_instead(reply, messages, started, tools, CALL_MARKER)
+                    if lookup is not None:
+                        return await self._look_up(reply, lookup)
+                    return await self._call_instead(reply, messages, started, tools, CALL_MARKER)
         for sentence in [*splitter.flush(), ""]:  # "": what is held back goes out at the end
             if not await vetted(sentence, end=True) and tools is not None:
-                return lookup or await self._call_instead(reply, messages, started, tools, CALL_MARKER)
+                if lookup is not None:
+                    return await self._look_up(reply, lookup)
+                return await self._call_instead(reply, messages, started, tools, CALL_MARKER)
         if not reply.sentences:
             reply.answered = Answered.FALLBACK
             await self._say(reply, APOLOGY)
@@ -427,6 +432,16 @@ class Replies:
             await self._say(reply, fallback or APOLOGY)
         await self._end(reply)
         return None
+
+    async def _look_up(self, reply: Reply, call: dict[str, Any]) -> dict[str, Any]:
+        """``call`` (the knowledge tool) in place of a sentence that was not said. When that
+        sentence's first phrase already went out ("The bus that goes"), the filler is said at
+        once: the caller does not hear the phrase break off into the lookup and the answer's
+        prompt (two seconds and more on CPU; the scripted caller hung up)."""
+        if reply.sentences and not _SENTENCE_END.search(reply.sentences[-1]):
+            await self._say(reply, self.config.filler_text, Answered.CODE)
+            reply.filled = True
+        return call
 
     async def _off_topic(self, sentence: str) -> str:
         """Why ``sentence`` is off the caller's topic ("name", "passage"; see the tools'
@@ -558,7 +573,7 @@ class Replies:
             return
         task = asyncio.ensure_future(self.tools.run(name, args))
         done, _ = await asyncio.wait({task}, timeout=self.config.filler_after_s)
-        if not done:
+        if not done and not reply.filled:
             await self._say(reply, self.config.filler_text, Answered.CODE)
         try:
             outcome = await task
