@@ -4,6 +4,7 @@ model answered "Do you take Medicaid?" with "Yes, we accept Medicaid." while its
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from phoneagent.agents import example_agent_path
 from phoneagent.agents.agent import load_agent, read_documents
 from phoneagent.llm.dialog import Dialog
-from phoneagent.llm.dialog_state import Answered, Sentence, ToolOutcome
+from phoneagent.llm.dialog_state import Answered, DialogConfig, Sentence, ToolOutcome
 from phoneagent.llm.domain.document_claims import DocumentClaims
 from phoneagent.llm.domain.knowledge import KnowledgeBase
 from phoneagent.llm.domain.tool_result import CallContext
@@ -307,3 +308,61 @@ async def test_a_first_reply_that_reads_out_the_wrong_paragraph_is_answered_agai
     spoken = " ".join(s.text.strip() for s in said)
     assert "voicemail" not in spoken and spoken.endswith("Bus line 7 stops in front of the pharmacy.")
     assert off_topic("passage") == before + 1
+
+
+class SlowAfterTool(Script):
+    """The answer after the tool starts only after ``delay_s`` (its prompt being read)."""
+
+    def __init__(self, *completions: str, delay_s: float) -> None:
+        super().__init__(*completions)
+        self.delay_s = delay_s
+        self.calls = 0
+
+    async def stream(
+        self, messages: list[dict[str, Any]], *, request_id: str, **kw: Any
+    ) -> AsyncIterator[Delta]:
+        self.calls += 1
+        if self.calls > 1:
+            await asyncio.sleep(self.delay_s)
+        async for delta in super().stream(messages, request_id=request_id, **kw):
+            yield delta
+
+
+@pytest.mark.parametrize(("delay_s", "filler"), [(0.05, False), (1.0, True)])
+async def test_a_reply_that_began_has_the_filler_when_its_answer_is_slow(
+    claims: DocumentClaims, delay_s: float, filler: bool
+) -> None:
+    """Over SIP "I can help you with that." went out, the next sentence read out the wrong
+    paragraph, and the answer from the passages came after the scripted caller had hung up."""
+    said: list[Sentence] = []
+
+    async def publish(s: Sentence) -> None:
+        said.append(s)
+
+    async def save(_: Any) -> None: ...
+
+    engine = SlowAfterTool(
+        "I can help you with that. Call our voicemail.",
+        "Please cancel at least 24 hours in advance.",
+        delay_s=delay_s,
+    )
+    tools = PassageTools(claims)
+    d = Dialog(
+        "c-filler",
+        engine,
+        system_prompt=lambda: "x",
+        greeting="",
+        publish=publish,
+        save=save,
+        tools=tools,
+        config=DialogConfig(filler_after_s=0.5),
+    )  # type: ignore[arg-type]
+    await d.on_user_turn(1, tools.said[-1])
+    await wait_for(lambda: said and said[-1].final, timeout=5)
+    await d.close()
+    texts = [s.text.strip() for s in said if s.text.strip()]
+    fillers = [s for s in said if s.text == "One moment while I check."]
+    assert " ".join(texts).startswith("I can help you with that.") and texts[-1].endswith("in advance.")
+    assert "voicemail" not in " ".join(texts)
+    assert len(fillers) == filler and all(s.answered_by is Answered.CODE for s in fillers)
+    assert [s.seq for s in said] == list(range(len(said)))

@@ -571,9 +571,33 @@ class Replies:
             await self._say(reply, TOOL_FAILED)
             await self._end(reply)
             return
+        # The caller heard the reply begin ("I can help you with that."): the filler is said when
+        # nothing more comes for filler_after_s, the answer's prompt included, not only the tool's
+        # own run (the scripted caller hung up in that silence). A reply that has said nothing
+        # yet gets it only for a slow tool: its first words are what the caller waits for.
+        timer = asyncio.ensure_future(self._fill(reply)) if reply.sentences else None
+        try:
+            await self._run_tool_for(reply, messages, name, args, started)
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    async def _fill(self, reply: Reply) -> None:
+        """Say the filler once ``filler_after_s`` passed with nothing more said in ``reply``."""
+        said = len(reply.sentences)
+        await asyncio.sleep(self.config.filler_after_s)
+        if len(reply.sentences) == said and not reply.filled and not reply.finished:
+            reply.filled = True
+            await self._say(reply, self.config.filler_text, Answered.CODE)
+
+    async def _run_tool_for(
+        self, reply: Reply, messages: list[dict[str, Any]], name: str, args: dict[str, Any], started: float
+    ) -> None:
+        assert self.tools is not None
         task = asyncio.ensure_future(self.tools.run(name, args))
         done, _ = await asyncio.wait({task}, timeout=self.config.filler_after_s)
         if not done and not reply.filled:
+            reply.filled = True
             await self._say(reply, self.config.filler_text, Answered.CODE)
         try:
             outcome = await task
