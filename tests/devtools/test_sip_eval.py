@@ -138,8 +138,12 @@ def test_mentions_are_looked_for_in_the_replies_not_in_the_greeting() -> None:
     assert [c.passed for c in check_all(res, None)] == [True, False]
 
 
-def _reply(text: str, *, from_policy: bool = False) -> speech_pb2.AgentText:
-    return speech_pb2.AgentText(text=text, from_policy=from_policy)
+def _reply(
+    text: str, *, from_policy: bool = False, generation: int = 3, seq: int = 0
+) -> speech_pb2.AgentText:
+    reply = speech_pb2.AgentText(text=text, from_policy=from_policy, sentence_seq=seq)
+    reply.meta.generation_id = generation
+    return reply
 
 
 def test_a_name_the_harness_misheard_is_judged_on_the_words_the_agent_sent() -> None:
@@ -156,6 +160,15 @@ def test_a_name_the_harness_misheard_is_judged_on_the_words_the_agent_sent() -> 
     first, second = check_all(res, trace)
     assert first.passed and MISHEARD in first.detail and "Priya Shah" in first.detail
     assert second.passed
+    # The reply as the agent sent it: its first phrase, then the rest (over SIP: "Dr. Priya Shah"
+    # alone was too short to tell it was heard), pieces of another reply apart.
+    trace.replies = [
+        _reply("sees kids and teenagers.", seq=1),
+        _reply("Dr. Priya Shah", seq=0),
+        _reply("Please hold.", generation=4),
+    ]
+    first = check_all(res, trace)[0]
+    assert first.passed and "Dr. Priya Shah sees kids and teenagers." in first.detail
     # A sentence the agent sent that the caller never heard (thrown away, or cut off) is no
     # evidence: too few of its other words were heard.
     trace.replies = [_reply("Dr. Shah is on holiday this week, call back on Monday.")]

@@ -48,20 +48,27 @@ def _words(text: str) -> list[str]:
 
 
 def misheard(heard: str, replies: Sequence[speech_pb2.AgentText], needle: str) -> str:
-    """The sentence the agent sent to speech with ``needle`` in it, when the harness's own
-    recogniser did not write ``needle`` but heard most of that sentence's other words (so the
-    sentence was played: a reply thrown away unheard does not count); "" when there is none.
+    """The reply the agent sent to speech with ``needle`` in it, when the harness's own
+    recogniser did not write ``needle`` but heard most of that reply's other words (so the
+    reply was played: one thrown away unheard does not count); "" when there is none.
     The agent said "Dr. Priya Shah sees kids and teenagers." and the harness heard "Dr.
     Priasha, sees kids and teenagers."."""
     heard_words = set(_words(heard))
     alternatives = [alt.strip().lower() for alt in needle.split("|") if alt.strip()]
+    # The agent's words come in pieces (a first phrase, then sentences): each generation's
+    # pieces are judged together, in order.
+    generations: dict[int, list[speech_pb2.AgentText]] = {}
     for reply in replies:
-        if reply.from_policy or not mentions(reply.text, needle):
+        if not reply.from_policy and reply.text.strip():
+            generations.setdefault(reply.meta.generation_id, []).append(reply)
+    for pieces in generations.values():
+        text = " ".join(r.text.strip() for r in sorted(pieces, key=lambda r: r.sentence_seq))
+        if not mentions(text, needle):
             continue
-        named = {w for alt in alternatives if alt in _norm(reply.text) for w in _words(alt)}
-        rest = [w for w in _words(reply.text) if w not in named]
+        named = {w for alt in alternatives if alt in _norm(text) for w in _words(alt)}
+        rest = [w for w in _words(text) if w not in named]
         if rest and sum(w in heard_words for w in rest) >= HEARD_SHARE * len(rest):
-            return reply.text
+            return text
     return ""
 
 
