@@ -240,6 +240,12 @@ class Replies:
         pending = answer_kind(self._caller_words()) if with_tools and callable(knowledge_call) else None
         unanswered = ""  # the sentence so far, held back while it may still give what is pending
 
+        def look_up(why: str) -> dict[str, Any] | None:
+            """The knowledge tool's call, to make in place of a sentence that is not said (on the
+            first completion of a turn, where the agent has the tool); None otherwise."""
+            log.info("reply %s: not said", why, extra={"call_id": self.call_id})
+            return knowledge_call() if with_tools and callable(knowledge_call) else None
+
         async def vetted(sentence: str, end: bool = False) -> bool:
             """Say ``sentence``, unless (on a reply that may still call a tool) it says a booking
             was done that no tool's words in the conversation say, or it begins a reply to a
@@ -255,13 +261,9 @@ class Replies:
                 leaked = True  # the chat template's own text: nothing more of this completion is said
                 return True
             if written_as_code(sentence):
-                call = knowledge_call() if with_tools and callable(knowledge_call) else None
-                CODE_REPLIES.labels(engine=self.engine.name, outcome="lookup" if call else "dropped").inc()
-                log.info("reply written as code: not said", extra={"call_id": self.call_id})
-                if call is not None:
-                    lookup = call
-                    return False
-                return True
+                lookup = look_up("written as code")
+                CODE_REPLIES.labels(engine=self.engine.name, outcome="lookup" if lookup else "dropped").inc()
+                return lookup is None
             if pending is not None and (sentence.strip() or unanswered):
                 # Judged a whole sentence at a time: a first clause without the time ("We are
                 # open on Monday") is held until the rest of its sentence ("from 8 to 5.") says it.
@@ -274,22 +276,20 @@ class Replies:
                 elif len(so_far.split()) < ANSWER_MIN_WORDS:
                     unanswered, sentence = "", so_far  # "Sure!": the answer may come next
                 else:
-                    call = knowledge_call() if callable(knowledge_call) else None
-                    if call is not None:
+                    lookup = look_up("lacks what was asked")
+                    if lookup is not None:
                         UNANSWERED.labels(engine=self.engine.name, kind=pending).inc()
-                        log.info("reply lacks what was asked: not said", extra={"call_id": self.call_id})
-                        lookup = call
                         return False
                     pending, unanswered, sentence = None, "", so_far
             statement = (
                 check(sentence, strict=not with_tools) if callable(check) and sentence.strip() else None
             )
             if statement is not None:
-                call = knowledge_call() if with_tools and callable(knowledge_call) else None
-                CONTRADICTED.labels(engine=self.engine.name, outcome="lookup" if call else "statement").inc()
-                log.info("reply contradicts the documents: not said", extra={"call_id": self.call_id})
-                if call is not None:
-                    lookup = call
+                lookup = look_up("contradicts the documents")
+                CONTRADICTED.labels(
+                    engine=self.engine.name, outcome="lookup" if lookup else "statement"
+                ).inc()
+                if lookup is not None:
                     return False
                 await self._say(reply, statement, Answered.CODE)
                 return True
@@ -297,11 +297,9 @@ class Replies:
             # Not where the caller asked for a booking, a move or a cancellation: a tool call is due.
             if with_tools and not due and sentence.strip() and callable(knowledge_call):
                 reason = await self._off_topic(_open(reply, sentence))
-                call = knowledge_call() if reason else None
-                if call is not None:
+                lookup = look_up("off the caller's topic") if reason else None
+                if lookup is not None:
                     OFF_TOPIC.labels(engine=self.engine.name, reason=reason).inc()
-                    log.info("reply off the caller's topic: not said", extra={"call_id": self.call_id})
-                    lookup = call
                     return False
             if refuses(sentence):
                 # A bare refusal helps no caller (a small model's reply to a toothache): on a reply
