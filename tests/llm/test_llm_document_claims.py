@@ -118,8 +118,11 @@ def contradicted(outcome: str) -> float:
     return REGISTRY.get_sample_value("pa_llm_contradicted_replies_total", labels) or 0.0
 
 
-async def scripted_turn(tools: Any, *completions: str) -> list[Sentence]:
-    """The sentences one caller turn (``tools.said[-1]``) got from a scripted engine."""
+async def scripted_turn(
+    tools: Any, *completions: str, engine: Any = None, config: DialogConfig | None = None
+) -> list[Sentence]:
+    """The sentences with words that one caller turn (``tools.said[-1]``) got from a scripted
+    engine (``engine``, else one replaying ``completions``)."""
     said: list[Sentence] = []
 
     async def publish(s: Sentence) -> None:
@@ -129,12 +132,13 @@ async def scripted_turn(tools: Any, *completions: str) -> list[Sentence]:
 
     d = Dialog(
         "c-claims",
-        Script(*completions),
+        engine or Script(*completions),
         system_prompt=lambda: "x",
         greeting="",
         publish=publish,
         save=save,
         tools=tools,
+        config=config,
     )  # type: ignore[arg-type]
     await d.on_user_turn(1, tools.said[-1])
     await wait_for(lambda: said and said[-1].final, timeout=3)
@@ -334,32 +338,12 @@ async def test_a_reply_that_began_has_the_filler_when_its_answer_is_slow(
 ) -> None:
     """Over SIP "I can help you with that." went out, the next sentence read out the wrong
     paragraph, and the answer from the passages came after the scripted caller had hung up."""
-    said: list[Sentence] = []
-
-    async def publish(s: Sentence) -> None:
-        said.append(s)
-
-    async def save(_: Any) -> None: ...
-
     engine = SlowAfterTool(
         "I can help you with that. Call our voicemail.",
         "Please cancel at least 24 hours in advance.",
         delay_s=delay_s,
     )
-    tools = PassageTools(claims)
-    d = Dialog(
-        "c-filler",
-        engine,
-        system_prompt=lambda: "x",
-        greeting="",
-        publish=publish,
-        save=save,
-        tools=tools,
-        config=DialogConfig(filler_after_s=0.5),
-    )  # type: ignore[arg-type]
-    await d.on_user_turn(1, tools.said[-1])
-    await wait_for(lambda: said and said[-1].final, timeout=5)
-    await d.close()
+    said = await scripted_turn(PassageTools(claims), engine=engine, config=DialogConfig(filler_after_s=0.5))
     texts = [s.text.strip() for s in said if s.text.strip()]
     fillers = [s for s in said if s.text == "One moment while I check."]
     assert " ".join(texts).startswith("I can help you with that.") and texts[-1].endswith("in advance.")
