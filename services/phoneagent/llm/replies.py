@@ -88,7 +88,7 @@ class Reply:
     # turn; ``held`` is None once they go out as they come. ``tag`` keeps its engine request ids
     # apart from those of a reply that later takes the same generation id.
     held: list[Sentence] | None = None
-    filled: bool = False  # the filler was said (see Replies._look_up)
+    filled: bool = False  # the filler was said (see Replies._lookup_instead)
     confirmed: asyncio.Event | None = None
     tag: str = ""
     parked: bool = False  # waiting for the confirmation, with a tool to run or its end reached
@@ -395,7 +395,7 @@ class Replies:
             await self._end(reply)
             return None
         if lookup is not None:
-            return await self._look_up(reply, lookup)
+            return await self._lookup_instead(reply, lookup)
         if (opened or claimed) and tools is not None:
             return await self._call_instead(
                 reply, messages, started, tools, buffered if opened else CALL_MARKER
@@ -415,12 +415,12 @@ class Replies:
             for sentence in splitter.push(buffered):
                 if not await vetted(sentence) and tools is not None:
                     if lookup is not None:
-                        return await self._look_up(reply, lookup)
+                        return await self._lookup_instead(reply, lookup)
                     return await self._call_instead(reply, messages, started, tools, CALL_MARKER)
         for sentence in [*splitter.flush(), ""]:  # "": what is held back goes out at the end
             if not await vetted(sentence, end=True) and tools is not None:
                 if lookup is not None:
-                    return await self._look_up(reply, lookup)
+                    return await self._lookup_instead(reply, lookup)
                 return await self._call_instead(reply, messages, started, tools, CALL_MARKER)
         if not reply.sentences:
             reply.answered = Answered.FALLBACK
@@ -431,7 +431,7 @@ class Replies:
         await self._end(reply)
         return None
 
-    async def _look_up(self, reply: Reply, call: dict[str, Any]) -> dict[str, Any]:
+    async def _lookup_instead(self, reply: Reply, call: dict[str, Any]) -> dict[str, Any]:
         """``call`` (the knowledge tool) in place of a sentence that was not said. When that
         sentence's first phrase already went out ("The bus that goes"), the filler is said at
         once: the caller does not hear the phrase break off into the lookup and the answer's

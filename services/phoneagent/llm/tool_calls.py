@@ -195,8 +195,9 @@ OFF_TOPIC = Counter(
     "pa_llm_off_topic_replies_total",
     "First reply sentences that put a name from the agent's documents with words no sentence of "
     'theirs holding it uses (reason=name: "The bus that goes to your office is Delta Dental."), or '
-    "that repeated a paragraph of the documents other than those that best match the caller's words "
-    "(reason=passage): not said; the model answered again from the knowledge tool's passages.",
+    "whose words from the documents mostly come from none of the paragraphs that best match the "
+    "caller's words (reason=passage): not said; the model answered again from the knowledge tool's "
+    "passages.",
     ["engine", "reason"],
 )
 ANSWER_MIN_WORDS = 4  # a shorter first sentence ("Sure!", "Good question.") is not yet the answer

@@ -37,7 +37,11 @@ def mentions(text: str, needle: str) -> bool:
     """``needle`` is one phrase or alternatives split by ``|`` ("9|nine": the agent's words are
     transcribed, so a number may come back as digits or as a word)."""
     said = _norm(text)
-    return any(alt.strip().lower() in said for alt in needle.split("|") if alt.strip())
+    return any(alt in said for alt in _alternatives(needle))
+
+
+def _alternatives(needle: str) -> list[str]:
+    return [alt.strip().lower() for alt in needle.split("|") if alt.strip()]
 
 
 HEARD_SHARE = 0.6  # of a sent sentence's other words, the share the harness must have heard
@@ -54,7 +58,7 @@ def misheard(heard: str, replies: Sequence[speech_pb2.AgentText], needle: str) -
     The agent said "Dr. Priya Shah sees kids and teenagers." and the harness heard "Dr.
     Priasha, sees kids and teenagers."."""
     heard_words = set(_words(heard))
-    alternatives = [alt.strip().lower() for alt in needle.split("|") if alt.strip()]
+    alternatives = _alternatives(needle)
     # The agent's words come in pieces (a first phrase, then sentences): each generation's
     # pieces are judged together, in order.
     generations: dict[int, list[speech_pb2.AgentText]] = {}
