@@ -58,6 +58,29 @@ async def test_check_then_book_then_move_then_cancel(
     assert r.ok and store.get(appt_id).status == "cancelled"
 
 
+async def test_an_id_that_names_no_booking_gives_way_to_the_day_and_time(
+    tools: ToolExecutor, store: SchedulingStore, ctx: CallContext
+) -> None:
+    # Over SIP the 0.5B model cancelled with the booking reference as the appointment id; the
+    # day and time it gave named the booking made in this call.
+    args = {"appointment_type": "cleaning", "when": "next Tuesday at 9", "name": "Dana"}
+    booked = await tools.execute("book_appointment", args, ctx)
+    other = await tools.execute(
+        "book_appointment", {**args, "appointment_type": "exam", "when": "next Wednesday at 10"}, ctx
+    )
+    assert booked.ok and other.ok
+    r = await tools.execute("cancel_appointment", {"appointment_id": "606483", "when": "next Tuesday at 9"}, ctx)
+    assert r.ok and r.data["appointment_id"] == booked.data["appointment_id"]
+    assert store.get(booked.data["appointment_id"]).status == "cancelled"
+    assert store.get(other.data["appointment_id"]).status != "cancelled"
+    # Without a day the unknown id stays unknown: nothing is cancelled on a guess.
+    r = await tools.execute("cancel_appointment", {"appointment_id": "606483"}, ctx)
+    assert r.status == "needs_input" and store.get(other.data["appointment_id"]).status != "cancelled"
+    # A day that names no booking of theirs is not one either.
+    r = await tools.execute("cancel_appointment", {"appointment_id": "606483", "when": "Thursday at 4"}, ctx)
+    assert r.status == "needs_input" and store.get(other.data["appointment_id"]).status != "cancelled"
+
+
 async def test_taken_slot_offers_alternatives(
     tools: ToolExecutor, store: SchedulingStore, ctx: CallContext
 ) -> None:

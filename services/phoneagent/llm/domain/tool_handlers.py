@@ -290,8 +290,11 @@ class Handlers:
         found = self.access.proved(self._book(), tool, args, ctx)
         if isinstance(found, ToolResult):
             return found
-        if args.get("appointment_id"):
-            found = [a for a in found if a.id == args["appointment_id"]]
+        # An id that names none of them (a small model wrote the booking reference there) is
+        # not the caller's choice: the day and time they gave picks among the same bookings.
+        named = [a for a in found if a.id == args.get("appointment_id")]
+        if named or (args.get("appointment_id") and not args.get("when")):
+            found = named
         elif args.get("when"):
             r = self._resolve(args["when"])
             found = [
