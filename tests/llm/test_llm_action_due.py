@@ -53,6 +53,9 @@ def tools_for(agent: Agent, store: SchedulingStore) -> Tools:
         (["I'd like to book a cleaning."], False),  # no day or time: the model asks for one
         (["How much does a filling cost, and can I book one?"], False),
         (["Do you move appointments if I'm late?"], False),
+        (["Yeah hi, Robin Hale here, can I come in Wednesday at eleven for a filling?"], True),
+        (["Could you fit me in for a check-up on Friday at 10?"], True),
+        (["Can I come in early for my first visit?"], False),  # no day
     ],
 )
 def test_which_caller_turns_need_a_tool(

@@ -69,7 +69,9 @@ async def test_an_id_that_names_no_booking_gives_way_to_the_day_and_time(
         "book_appointment", {**args, "appointment_type": "exam", "when": "next Wednesday at 10"}, ctx
     )
     assert booked.ok and other.ok
-    r = await tools.execute("cancel_appointment", {"appointment_id": "606483", "when": "next Tuesday at 9"}, ctx)
+    r = await tools.execute(
+        "cancel_appointment", {"appointment_id": "606483", "when": "next Tuesday at 9"}, ctx
+    )
     assert r.ok and r.data["appointment_id"] == booked.data["appointment_id"]
     assert store.get(booked.data["appointment_id"]).status == "cancelled"
     assert store.get(other.data["appointment_id"]).status != "cancelled"

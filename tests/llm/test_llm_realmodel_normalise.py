@@ -170,6 +170,22 @@ def test_questions_are_not_bookings_and_asking_for_a_person_transfers(agent: Age
     assert fixed.arguments == {"question": "Where are you located?"}
 
 
+def test_a_yes_to_an_offered_time_is_a_booking_and_a_question_after_it_is_not(agent: Agent) -> None:
+    """Over SIP the 0.5B model booked on "Yes, go ahead." after the offer; the call was declined
+    (no booking words in it) and the caller heard an apology."""
+    booking = {"appointment_type": "cleaning", "when": "next Tuesday at 1 pm", "name": "Ann Lee"}
+    asked = "Hi, I'm Ann Lee. I'd like to book a cleaning on Tuesday at one in the afternoon."
+    for yes in ("Yes, go ahead.", "Yes, please do.", "Sure.", "That works, thanks.", "Okay."):
+        fixed = normalise_arguments(agent, "book_appointment", booking, [asked, yes], NOW)
+        assert not fixed.declined and fixed.tool == "book_appointment", yes
+    for other in ("Yes, how much will it cost?", "Okay, and do you take Delta Dental insurance plans?"):
+        assert normalise_arguments(agent, "book_appointment", booking, [asked, other], NOW).declined
+    # A yes to something else (no booking in the turn before) is no booking either.
+    assert normalise_arguments(
+        agent, "book_appointment", booking, ["Do you take insurance?", "Yes, go ahead."], NOW
+    ).declined
+
+
 def test_the_call_ends_only_when_the_caller_takes_leave(agent: Agent) -> None:
     for said in ("Hi, sorry, quick question.", "Do you accept Medicaid?", "Thanks, and one more thing?"):
         assert normalise_arguments(agent, "end_call", {}, [said], NOW).declined, said

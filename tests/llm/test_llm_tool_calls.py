@@ -186,8 +186,98 @@ async def test_plain_answers_are_spoken_without_a_second_request() -> None:
     assert " ".join(s.text for s in said if s.text) == "We are open nine to five."
 
 
-def claims() -> float:
-    return REGISTRY.get_sample_value("pa_llm_unbacked_claims_total", {"engine": "schema-script"}) or 0.0
+def claims(when: str = "before_tool") -> float:
+    labels = {"engine": "schema-script", "when": when}
+    return REGISTRY.get_sample_value("pa_llm_unbacked_claims_total", labels) or 0.0
+
+
+class AnswerEngine(SchemaEngine):
+    """The first free request opens a tool call (finished under the schemas as ``constrained``);
+    the answer after the tool is ``answer``."""
+
+    def __init__(self, constrained: str, answer: list[str]) -> None:
+        super().__init__(["<tool_call>"], constrained)
+        self.answer = answer
+        self.answer_pieces_sent = 0
+
+    async def stream(
+        self, messages: list[dict[str, Any]], *, request_id: str, **kw: Any
+    ) -> AsyncIterator[Delta]:
+        if kw.get("json_schema") is None and len(self.requests) >= 2:  # the answer after the tool
+            self.requests.append({"request_id": request_id, **kw})
+            for piece in self.answer:
+                self.answer_pieces_sent += 1
+                yield Delta(text=piece)
+            yield Delta(finish_reason="stop")
+            return
+        async for delta in super().stream(messages, request_id=request_id, **kw):
+            yield delta
+
+
+class Answered(Tools):
+    """Each tool runs with ``outcome`` (an answer for the model to give, not spoken as it is)."""
+
+    def __init__(self, outcome: ToolOutcome) -> None:
+        super().__init__()
+        self.outcome = outcome
+
+    async def run(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
+        self.calls.append((name, arguments))
+        return self.outcome
+
+
+async def answer_after(
+    tool: str, outcome: ToolOutcome, answer: list[str], engine: AnswerEngine | None = None
+) -> list[str]:
+    """What the caller hears when the model calls ``tool``, it runs with ``outcome`` and the
+    model's answer after it is ``answer``."""
+    args = {"question": "cancel it"} if tool == "lookup_knowledge" else {"when": "Tuesday at 10"}
+    engine = engine or AnswerEngine(json.dumps({"name": tool, "arguments": args}), answer)
+    said: list[Sentence] = []
+    tools = Answered(outcome)
+
+    async def publish(s: Sentence) -> None:
+        said.append(s)
+
+    async def save(_: Any) -> None: ...
+
+    d = Dialog(
+        "c-after", engine, system_prompt=lambda: "x", greeting="", publish=publish, save=save, tools=tools
+    )  # type: ignore[arg-type]
+    await d.on_user_turn(1, "Yes, please cancel.")
+    await wait_for(lambda: said and said[-1].final, timeout=3)
+    await d.close()
+    assert [name for name, _ in tools.calls] == [tool] and len(engine.requests) == 3
+    return [s.text for s in said if s.text]
+
+
+async def test_the_answer_after_a_tool_that_did_nothing_never_says_it_was_done() -> None:
+    """Over SIP the 0.5B model, after a call that cancelled nothing, said "You're cancelled."
+    and the booking stayed. After a tool that booked, moved or cancelled, the same words are
+    its outcome and are said."""
+    looked_up = ToolOutcome(ok=True, result={"passages": ["Cancel 24 hours ahead."]})
+    before = claims("after_tool")
+    said = await answer_after(
+        "lookup_knowledge", looked_up, ["You're cancelled. ", "Anything else I can help with?"]
+    )
+    assert said == ["Anything else I can help with?"] and claims("after_tool") == before + 1
+    booked = ToolOutcome(ok=True, result={"status": "ok", "start": "2026-12-01T10:00:00-05:00"})
+    said = await answer_after(
+        "book_appointment", booked, ["You're booked for Tuesday at 10. ", "See you then!"]
+    )
+    assert (
+        said == ["You're booked for Tuesday at 10.", "See you then!"] and claims("after_tool") == before + 1
+    )
+
+
+async def test_an_answer_that_says_nothing_after_a_failed_tool_gives_the_tools_words() -> None:
+    """A booking that failed, then an answer with nothing to say (a bare refusal and a claim are
+    not said, or the model wrote nothing): the caller hears why it failed, not an apology for
+    not understanding them."""
+    taken = ToolOutcome(ok=False, result={"status": "error"}, spoken="Sorry, that time has just been taken.")
+    for answer in (["I can't assist with that."], [], ["You're booked."]):
+        said = await answer_after("book_appointment", taken, answer)
+        assert said == ["Sorry, that time has just been taken."], answer
 
 
 @pytest.mark.parametrize(
@@ -308,3 +398,17 @@ def test_every_tag_a_qwen_model_wraps_a_call_in_is_a_tool_call_never_words(opene
     assert maybe_tool_call(opener[:3]) and maybe_tool_call(opener) and starts_tool_call(opener)
     call = parse_tool_call(text)
     assert call is not None and call["name"] == "lookup_knowledge"
+
+
+async def test_an_answer_that_begins_another_tool_call_is_stopped_there() -> None:
+    """After a knowledge lookup the 0.5B model wrote ~490 characters of JSON, five seconds of
+    decoding before the caller heard the passage. The answer is stopped as soon as it opens a
+    call, and the tool's words are said."""
+    passage = "Free parking for patients is available in the lot behind the building."
+    found = ToolOutcome(ok=True, result={"passages": [passage]}, spoken=passage)
+    answer = ["<tool_call>", '\n{"name": "lookup_knowledge", ', '"arguments": {"question": "parking"}}']
+    call = json.dumps({"name": "lookup_knowledge", "arguments": {"question": "parking"}})
+    engine = AnswerEngine(call, answer)
+    said = await answer_after("lookup_knowledge", found, answer, engine)
+    assert " ".join(said) == passage
+    assert engine.answer_pieces_sent == 1 and engine.aborted[-1] == engine.requests[-1]["request_id"]

@@ -95,9 +95,32 @@ def test_the_grammar_offers_appointment_tools_only_when_the_caller_talks_about_o
     assert "lookup_knowledge" in offered() and not offered() & APPOINTMENT_TOOLS
     assert every >= APPOINTMENT_TOOLS  # the prompt still lists them all (its cached prefix stays)
     tools.caller_said("can I book one next Tuesday at ten")
-    assert offered() == every
+    assert offered() == every - {"end_call"}
     tools.caller_said("yes please")  # accepting an offered slot, right after a booking turn
-    assert offered() == every
+    assert offered() == every - {"end_call"}
+    tools.caller_said("what happens if I cancel late?")
+    tools.caller_said("and is there a fee for that?")
+    assert not offered() & APPOINTMENT_TOOLS  # a question about cancelling
+    tools.caller_said("Oh wait, can you cancel it?")  # asking to cancel, with no day or name
+    assert offered() >= APPOINTMENT_TOOLS
+
+
+def test_the_grammar_offers_hanging_up_only_when_the_caller_takes_their_leave(
+    agent: Agent, store: SchedulingStore
+) -> None:
+    """Any other end_call is declined: to "Yes, please cancel." the 0.5B model wrote end_call,
+    and the answer after the declined call said "You're cancelled." with nothing cancelled."""
+    tools = tools_for(agent, store, Documents())
+
+    def offered() -> set[str]:
+        return {t["function"]["name"] for t in tools.callable_schemas()}
+
+    assert "end_call" in {t["function"]["name"] for t in tools.schemas()}
+    tools.caller_said("Oh wait, I can't make it after all. Can you cancel it?")
+    tools.caller_said("Yes, please cancel.")
+    assert "end_call" not in offered() and "cancel_appointment" in offered()
+    tools.caller_said("No, that's all. Thanks, goodbye.")
+    assert "end_call" in offered()
 
 
 def test_the_grammar_leaves_out_arguments_the_caller_gave_nothing_for(
@@ -161,3 +184,34 @@ async def test_the_model_reads_a_runner_up_passage_only_when_it_scored_close_to_
     assert INSURANCE in outcome.for_model
     assert ("on-call dentist" in outcome.for_model) is (read == 2)
     assert len(outcome.result["passages"]) == read
+
+
+class Literal(Documents):
+    """Finds the insurance paragraph only for a question that names the plan."""
+
+    def search(self, question: str, k: int = 3, min_score: float = 0.2) -> list[Passage]:
+        self.questions.append(question)
+        found = "met life" in question.lower()
+        return [Passage(INSURANCE, "prices.md", "Insurance", 0.8)] if found else []
+
+
+async def test_a_question_the_model_rewrote_into_nothing_is_searched_in_the_callers_words(
+    agent: Agent, store: SchedulingStore
+) -> None:
+    """Over SIP the 0.5B model asked the knowledge tool "Is life okay with you?" for "I have met
+    life, is that okay with you?" and found nothing; the caller's own words find the paragraph.
+    A question that finds something is not searched again."""
+    docs = Literal()
+    tools = tools_for(agent, store, docs)
+    tools.caller_said("I have met life, is that okay with you?")
+    outcome = await tools.run("lookup_knowledge", {"question": "Is life okay with you?"})
+    assert answered_from_documents(outcome)
+    assert docs.questions == ["Is life okay with you?", "I have met life, is that okay with you?"]
+    docs.questions.clear()
+    outcome = await tools.run("lookup_knowledge", {"question": "Do you accept Met Life?"})
+    assert answered_from_documents(outcome) and docs.questions == ["Do you accept Met Life?"]
+    # The caller's words themselves found nothing: they are not searched twice.
+    tools.caller_said("what about the weather")
+    docs.questions.clear()
+    outcome = await tools.run("lookup_knowledge", {"question": "What about the weather?"})
+    assert docs.questions == ["What about the weather?"]

@@ -342,6 +342,21 @@ _LEAVE = re.compile(
 )
 
 
+# "Yes, please do.", "Sure, go ahead.", "That works.": agreeing to what the agent offered.
+_ASSENT = re.compile(
+    r"^\W*(?:yes|yeah|yep|yup|sure|ok|okay|alright|all right|please do|go ahead|do it|that works"
+    r"|sounds good|perfect|great|correct|that's (?:right|fine|great|perfect))\b",
+    re.I,
+)
+ASSENT_MAX_WORDS = 6
+
+
+def assents(text: str) -> bool:
+    """The caller's words only agree ("Yes, go ahead."): short, no question of their own."""
+    text = text.replace("\u2019", "'")
+    return bool(_ASSENT.match(text)) and "?" not in text and len(text.split()) <= ASSENT_MAX_WORDS
+
+
 def takes_leave(text: str) -> bool:
     """The caller's words end the call ("that's all, bye", "no, thank you")."""
     return bool(_LEAVE.search(text.replace("\u2019", "'")))
@@ -399,7 +414,9 @@ def normalise_arguments(
     heard = _simple(" ".join(said))
     given = out.get("name")
     named = isinstance(given, str) and _simple(given) == _simple(said[-1])  # the name it asked for
-    if not named and not _wants_appointment(agent, said[-1:], now):
+    # "Yes, go ahead." to an offered time or a booking is about the turn before it.
+    recent = said[-2:] if assents(said[-1]) else said[-1:]
+    if not named and not _wants_appointment(agent, recent, now):
         return Normalised(name, out, declined=True)  # a question, not a booking: answer it in words
     kind = mentioned_type(agent, said)
     if kind is not None:

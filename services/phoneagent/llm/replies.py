@@ -57,6 +57,7 @@ from phoneagent.llm.tool_calls import (
     tool_call_schema,
     written_as_code,
 )
+from phoneagent.llm.tools import ACTIONS
 from phoneagent.runtime import metrics
 from phoneagent.runtime.errors import PhoneAgentError
 
@@ -89,6 +90,9 @@ class Reply:
     # apart from those of a reply that later takes the same generation id.
     held: list[Sentence] | None = None
     filled: bool = False  # the filler was said (see Replies._lookup_instead)
+    # A tool that booked, moved or cancelled, or read the caller's bookings, succeeded in this
+    # reply: its answer may say a booking is made (see Replies._stream).
+    backed: bool = False
     confirmed: asyncio.Event | None = None
     tag: str = ""
     parked: bool = False  # waiting for the confirmation, with a tool to run or its end reached
@@ -224,7 +228,7 @@ class Replies:
             and bool(getattr(self.engine, "structured_output", False))
         )
         buffered = ""  # held back while the output may still turn out to be a tool call
-        spoke = opened = claimed = leaked = refused = False
+        spoke = opened = claimed = leaked = refused = stopped = False
         # The caller asked for a booking, a move or a cancellation: a reply that begins with
         # neither the tool call nor a question to the caller is not said.
         action_due = getattr(self.tools, "action_due", None)
@@ -310,6 +314,18 @@ class Replies:
                 refused = True
                 return not instead
             if not (constrain and tools is not None):
+                if (
+                    not with_tools
+                    and not reply.backed
+                    and sentence.strip()
+                    and claims_done_action(_open(reply, sentence))
+                    and not self._restates_tool(sentence)
+                ):
+                    # The answer after a tool that booked, moved and cancelled nothing says one
+                    # was done: the caller would hang up believing it.
+                    UNBACKED_CLAIMS.labels(engine=self.engine.name, when="after_tool").inc()
+                    log.info("unbacked claim after a tool: not said", extra={"call_id": self.call_id})
+                    return True
                 await self._sentence(reply, sentence, started)  # a blank one is skipped there
                 return True
             text = f"{held} {sentence}".strip() if held else sentence
@@ -325,7 +341,7 @@ class Replies:
                 await self._sentence(reply, text, started)
                 return True
             if not self._restates_tool(text):
-                UNBACKED_CLAIMS.labels(engine=self.engine.name).inc()
+                UNBACKED_CLAIMS.labels(engine=self.engine.name, when="before_tool").inc()
                 log.info("unbacked claim: the model writes the tool call", extra={"call_id": self.call_id})
                 return False
             held = "" if end or _SENTENCE_END.search(text) else text
@@ -366,6 +382,12 @@ class Replies:
                 if constrain and starts_tool_call(buffered):
                     opened = True
                     break
+                if not with_tools and starts_tool_call(buffered):
+                    # The answer after a tool began another call: it is never run nor said, so
+                    # the rest is not waited for (the 0.5B model wrote ~490 characters of JSON
+                    # after a knowledge lookup, five seconds of decoding on CPU).
+                    stopped = True
+                    break
                 continue
             text, buffered, spoke = buffered + delta.text, "", True
             for sentence in splitter.push(text):
@@ -378,7 +400,7 @@ class Replies:
         elapsed = time.perf_counter() - t0
         if tokens and elapsed > 0:
             metrics.LLM_TOKENS_PER_SECOND.labels(engine=self.engine.name).observe(tokens / elapsed)
-        if leaked or ((opened or claimed) and tools is not None):
+        if leaked or stopped or ((opened or claimed) and tools is not None):
             await self.engine.abort(reply.request_id)  # the rest of this completion is not wanted
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
@@ -405,7 +427,7 @@ class Replies:
             if call is not None:
                 TOOL_CALL_REPAIRS.labels(engine=self.engine.name, reason="unconstrained").inc()
                 return call
-            if looks_like_call(buffered) or (not with_tools and looks_like_json(buffered)):
+            if stopped or looks_like_call(buffered) or (not with_tools and looks_like_json(buffered)):
                 # A tool call that is cut off or broken, or one where an answer was due, is never
                 # read out to the caller.
                 log.info("unreadable tool call", extra={"call_id": self.call_id, "chars": len(buffered)})
@@ -423,8 +445,10 @@ class Replies:
                     return await self._lookup_instead(reply, lookup)
                 return await self._call_instead(reply, messages, started, tools, CALL_MARKER)
         if not reply.sentences:
+            # Nothing the model wrote was said (a bare refusal after a booking that failed): the
+            # tool's own words, where a tool ran, else the apology.
             reply.answered = Answered.FALLBACK
-            await self._say(reply, APOLOGY)
+            await self._say(reply, fallback or APOLOGY)
         elif refused and not _SENTENCE_END.search(reply.sentences[-1]):
             reply.answered = Answered.FALLBACK  # only a refusal's first clause ("I'm sorry,") was said
             await self._say(reply, fallback or APOLOGY)
@@ -610,6 +634,7 @@ class Replies:
             return
         name = outcome.tool or name
         log.info("tool ran", extra={"call_id": self.call_id, "tool": name, "ok": outcome.ok})
+        reply.backed = reply.backed or (outcome.ok and name in BACKS_CLAIMS)
         if self.action is not None and _acts(name, outcome):
             await self.action(name, outcome.result)
         self.state.history.append(
@@ -638,6 +663,8 @@ class Replies:
 
 
 _SENTENCE_END = re.compile(r"[.!?][\"')]*\s*$")
+# Tools whose success backs "you're booked", "it's cancelled" in the answer after them.
+BACKS_CLAIMS = ACTIONS | {"find_appointments"}
 
 
 def _open(reply: Reply, sentence: str) -> str:

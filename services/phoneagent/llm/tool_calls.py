@@ -100,9 +100,12 @@ def maybe_tool_call(text: str) -> bool:
 
 UNBACKED_CLAIMS = Counter(
     "pa_llm_unbacked_claims_total",
-    "Replies that said a booking was made, moved or cancelled before any tool ran in their turn: "
-    "the sentence was not said and the model wrote the tool call instead.",
-    ["engine"],
+    "Reply sentences that said a booking was made, moved or cancelled when no tool had done it: "
+    "before any tool ran in their turn (when=before_tool) the sentence was not said and the model "
+    "wrote the tool call instead; in the answer after a tool that did no booking, move or "
+    'cancellation (when=after_tool; "You\'re cancelled." after a declined call) the sentence was '
+    "not said.",
+    ["engine", "when"],
 )
 ACTION_WITHOUT_TOOL = Counter(
     "pa_llm_action_replies_without_tool_total",

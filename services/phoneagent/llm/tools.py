@@ -22,7 +22,7 @@ from phoneagent.llm.dialog_state import ToolOutcome
 from phoneagent.llm.domain.calendar_facts import HOURS_SOURCE, asks_for_hours
 from phoneagent.llm.domain.dates import resolve
 from phoneagent.llm.domain.document_claims import DocumentClaims
-from phoneagent.llm.domain.tool_result import CallContext
+from phoneagent.llm.domain.tool_result import CallContext, ToolResult
 from phoneagent.llm.domain.tool_schemas import BIRTH_DATE
 from phoneagent.llm.domain.tools import ToolExecutor
 from phoneagent.llm.domain.verification import read_birth_date, read_reference, spoken_digits
@@ -32,8 +32,10 @@ from phoneagent.llm.prompting import (
     caller_name,
     close_to_best,
     normalise_arguments,
+    takes_leave,
     wants_appointment,
 )
+from phoneagent.llm.tool_calls import plain_words
 from phoneagent.runtime.errors import PhoneAgentError
 from phoneagent.runtime.meta import new_meta
 from phoneagent.v1 import tools_pb2
@@ -56,10 +58,10 @@ SPOKEN_AS_IS = frozenset(
 )
 ACTIONS = frozenset({"book_appointment", "move_appointment", "cancel_appointment"})
 # A caller asking for one of ACTIONS: "book it", "can you move it to Thursday?", "reschedule",
-# "could we do Thursday at two instead?".
+# "could we do Thursday at two instead?", "can I come in Wednesday at eleven?".
 _ACTION = re.compile(
     r"\b(?:book|schedule|reserve|move|reschedule|change (?:it|my appointment|the appointment|the time)|"
-    r"push it|put me (?:in|down)|instead)\b",
+    r"push it|put me (?:in|down)|instead|come in|fit me in|get me in)\b",
     re.I,
 )
 # A request to cancel, not a question about cancelling ("what happens if I cancel the appointment late?").
@@ -146,14 +148,24 @@ class Tools:
 
     def callable_schemas(self) -> list[dict[str, Any]]:
         """The tools a call may be generated for now (the grammar's choices; the prompt keeps
-        all of them, so the prefix the engine holds does not change). The appointment tools only
-        when the caller's last two turns are about an appointment: a small model opens a booking
+        all of them, so the prefix the engine holds does not change). ``end_call`` only when the
+        caller takes their leave. The appointment tools only
+        when the caller's last two turns are about an appointment (or ask to book, move or
+        cancel one): a small model opens a booking
         tool for "how much is a cleaning?", and a call that would be declined costs a whole
         constrained generation; under this grammar it takes the knowledge tool instead."""
         tools = self.schemas()
-        # The last two turns: "yes, please" that accepts an offered slot follows a booking turn.
-        if not (self.said and wants_appointment(self.executor.agent, self.said[-2:], self.clock())):
+        # The last two turns: "yes, please" that accepts an offered slot follows a booking turn,
+        # "yes, please cancel" a request to cancel.
+        recent = self.said[-2:]
+        asks = any(_CANCEL.search(t) or _ACTION.search(t) for t in recent)
+        if not (asks or (recent and wants_appointment(self.executor.agent, recent, self.clock()))):
             tools = [t for t in tools if t["function"]["name"] not in APPOINTMENT_TOOLS] or tools
+        # Hanging up only where the caller's last words end the call (any other end_call is
+        # declined): to "Yes, please cancel." the 0.5B model wrote end_call, was declined, and
+        # then said "You're cancelled." with nothing cancelled.
+        if not (self.said and takes_leave(self.said[-1])):
+            tools = [t for t in tools if t["function"]["name"] != "end_call"] or tools
         unheard = self._unheard()
         return [_without(t, unheard) for t in tools]
 
@@ -266,6 +278,31 @@ class Tools:
                 "tool record not published", extra={"call_id": self.ctx.call_id, "error": exc.kind.name}
             )
 
+    async def _execute(self, name: str, arguments: dict[str, Any]) -> ToolResult:
+        """Run one tool, with its call and result on the call's record (secrets left out)."""
+        call_id = f"t{time.time_ns():x}"
+        await self._record(
+            tools_pb2.ToolCall(
+                meta=new_meta(self.ctx.call_id, "llm"),  # the session names its replica
+                tool_call_id=call_id,
+                name=name,
+                arguments_json=json.dumps(_unsecret(arguments), default=str),
+            )
+        )
+        started = time.monotonic()
+        result = await self.executor.execute(name, arguments, self.ctx)
+        await self._record(
+            tools_pb2.ToolResult(
+                meta=new_meta(self.ctx.call_id, "llm"),  # the session names its replica
+                tool_call_id=call_id,
+                name=name,
+                ok=result.ok,
+                result_json=json.dumps(_unsecret({"status": result.status, **result.data}), default=str),
+                duration_ms=int((time.monotonic() - started) * 1000),
+            )
+        )
+        return result
+
     async def run(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
         agent = self.executor.agent
         fixed = normalise_arguments(agent, name, arguments, self.said, self.clock(), self.offered)
@@ -280,27 +317,19 @@ class Tools:
                 ok=False, result={"status": "needs_input"}, spoken=fixed.ask, final=True, tool=name
             )
         self._heard_secrets(name, fixed.arguments)
-        call_id = f"t{time.time_ns():x}"
-        await self._record(
-            tools_pb2.ToolCall(
-                meta=new_meta(self.ctx.call_id, "llm"),  # the session names its replica
-                tool_call_id=call_id,
-                name=name,
-                arguments_json=json.dumps(_unsecret(fixed.arguments), default=str),
-            )
-        )
-        started = time.monotonic()
-        result = await self.executor.execute(name, fixed.arguments, self.ctx)
-        await self._record(
-            tools_pb2.ToolResult(
-                meta=new_meta(self.ctx.call_id, "llm"),  # the session names its replica
-                tool_call_id=call_id,
-                name=name,
-                ok=result.ok,
-                result_json=json.dumps(_unsecret({"status": result.status, **result.data}), default=str),
-                duration_ms=int((time.monotonic() - started) * 1000),
-            )
-        )
+        result = await self._execute(name, fixed.arguments)
+        latest = self.said[-1].strip()[:300] if self.said else ""
+        if (
+            name == "lookup_knowledge"
+            and result.ok
+            and not result.data.get("passages")
+            and len(latest) >= 2
+            and plain_words(latest) != plain_words(str(fixed.arguments.get("question", "")))
+        ):
+            # The model's question found nothing where the caller's own words may: it wrote "Is
+            # life okay with you?" for "I have met life, is that okay with you?" (MetLife misheard).
+            KNOWLEDGE_RETRIES.inc()
+            result = await self._execute(name, {"question": latest})
         self.offered = [*self.offered[-1:], result.say]
         if name in ACTIONS and result.ok:
             self.acted_turn = self.turns
@@ -377,6 +406,11 @@ def _unsecret(body: dict[str, Any]) -> dict[str, Any]:
     return {k: (f"[{k}]" if k in SECRETS else v) for k, v in body.items()}
 
 
+KNOWLEDGE_RETRIES = Counter(
+    "pa_llm_knowledge_caller_words_searches_total",
+    "Knowledge lookups whose question, as the model wrote it, matched no passage and were "
+    "searched again with the caller's own words.",
+)
 ARGUMENTS_REPLACED = Counter(
     "pa_llm_tool_arguments_replaced_total",
     "Scheduling tool arguments the model wrote that did not match the caller's words and were "
