@@ -282,6 +282,19 @@ LATE_FEE = "Is there a fee if I cancel late?"
         ),
         ("What should new patients bring?", "Sure, happy to help with that.", False),  # no document words
         ("Which bus goes to your office?", "Bus line 7 stops in front of the pharmacy.", False),
+        # A paragraph the question matches, but far less than the one it is about (0.36, 0.71):
+        # the 0.5B model's answers over SIP.
+        (
+            "Can I pay for a big treatment in monthly payments?",
+            "We accept most dental insurance plans, including Delta Dental, Cigna, MetLife and Aetna.",
+            True,
+        ),
+        (
+            "which bus goes to your office.",
+            "The business is going to your office at the 418 Maple Avenue, Springfield, on the second "
+            "floor above the pharmacy.",
+            True,
+        ),
     ],
 )
 async def test_a_reply_that_reads_out_a_paragraph_the_question_does_not_match(
@@ -291,6 +304,86 @@ async def test_a_reply_that_reads_out_a_paragraph_the_question_does_not_match(
     tools = Tools(ToolExecutor(agent, None, kb), CallContext("call-topic", "+12125550100"))
     tools.said = [question]
     assert await tools.off_topic(sentence) is off
+
+
+# A right answer, as a model might phrase it, to each knowledge question of the scripted calls'
+# three sets (harness/eval): the passage rule must let every one of them through.
+RIGHT_ANSWERS = [
+    (
+        "What should new patients bring?",
+        "Please bring a photo ID, your insurance card and a list of medications.",
+    ),
+    ("Who is the children's dentist?", "Dr. Priya Shah is our children's dentist."),
+    ("Do you accept Delta Dental insurance?", "Yes, we accept Delta Dental and most dental insurance plans."),
+    ("Do you take Medicaid?", "No, we do not accept Medicaid."),
+    ("Is there somewhere to park?", "Yes, free parking is available in the lot behind the building."),
+    (
+        "How much is a cleaning without insurance?",
+        "A cleaning with a check-up costs 120 dollars without insurance.",
+    ),
+    (
+        "Where are you located?",
+        "We are at 418 Maple Avenue, Springfield, on the second floor above the pharmacy.",
+    ),
+    (
+        "Is there a fee if I cancel late?",
+        "Yes, late cancellations and missed appointments are charged a 50 dollar fee.",
+    ),
+    (
+        "I have a really bad toothache and my cheek is swollen. Can someone see me today?",
+        "During opening hours we keep same-day emergency slots, so we can see you today.",
+    ),
+    (
+        "How much does a filling cost, and can I book one?",
+        "Tooth-coloured fillings start at 150 dollars per tooth.",
+    ),
+    (
+        "What do I need to bring to my first appointment?",
+        "Bring a photo ID, your insurance card and a list of medications.",
+    ),
+    ("Which of your dentists sees kids?", "Dr. Priya Shah sees kids and teenagers."),
+    ("Do you guys take Cigna?", "Yes, we accept Cigna."),
+    (
+        "Can I pay for a big treatment in monthly payments?",
+        "Yes, for treatments over 500 dollars you can pay in monthly instalments with a payment plan.",
+    ),
+    ("Which bus goes to your office?", "Bus line 7 stops in front of the pharmacy."),
+    (
+        "How much does teeth whitening cost?",
+        "Teeth whitening in the office costs 350 dollars, and a take-home kit 200.",
+    ),
+    (
+        "Do you do whitening, and how much notice do I need to give to cancel?",
+        "Yes, whitening in the office costs 350 dollars, and please cancel at least 24 hours in advance.",
+    ),
+    ("Which street is your entrance on?", "The entrance is on Elm Street."),
+    ("What do X-rays cost on top of a cleaning?", "X-rays add 45 dollars to a cleaning."),
+    (
+        "How much is the exam for a new patient?",
+        "A new patient exam, including a full set of X-rays, costs 180 dollars.",
+    ),
+    ("I have MetLife, is that okay with you?", "Yes, we accept MetLife."),
+    ("What happens if I just miss my appointment?", "Missed appointments are charged a 50 dollar fee."),
+    (
+        "How early should I get there for my first visit?",
+        "New patients should arrive 15 minutes early to fill in forms.",
+    ),
+    (
+        "What floor are you on, and where can I leave my car?",
+        "We are on the second floor above the pharmacy, and free parking is in the lot behind the building.",
+    ),
+]
+
+
+@pytest.mark.parametrize(("question", "sentence"), RIGHT_ANSWERS, ids=[q[:40] for q, _ in RIGHT_ANSWERS])
+async def test_right_answers_to_the_scripted_calls_questions_are_on_topic(
+    kb: KnowledgeBase, question: str, sentence: str
+) -> None:
+    agent = load_agent(example_agent_path())
+    tools = Tools(ToolExecutor(agent, None, kb), CallContext("call-topic", "+12125550100"))
+    tools.said = [question]
+    assert not await tools.off_topic(sentence)
+    assert tools.misplaced(sentence) is None
 
 
 class PassageTools(NamesTools):

@@ -22,6 +22,8 @@ from phoneagent.llm.dialog_state import ToolOutcome
 from phoneagent.llm.domain.calendar_facts import HOURS_SOURCE, asks_for_hours
 from phoneagent.llm.domain.dates import resolve
 from phoneagent.llm.domain.document_claims import DocumentClaims
+from phoneagent.llm.domain.knowledge import KnowledgeBase
+from phoneagent.llm.domain.tool_handlers import question_parts
 from phoneagent.llm.domain.tool_result import CallContext, ToolResult
 from phoneagent.llm.domain.tool_schemas import BIRTH_DATE
 from phoneagent.llm.domain.tools import ToolExecutor
@@ -132,10 +134,10 @@ class Tools:
         question = self.said[-1][:300]
         if self._matched is None or self._matched[0] != question:
             try:
-                found = await asyncio.to_thread(knowledge.search, question, ON_TOPIC_PASSAGES, 0.0)
+                found = await asyncio.to_thread(_on_topic_passages, knowledge, question)
             except PhoneAgentError:
                 return False  # an unreadable question: nothing to judge the reply by
-            matched = frozenset(w for p in found for w in claims.document_words(p.text))
+            matched = frozenset(w for text in found for w in claims.document_words(text))
             self._matched = (question, matched)
         outside = words - self._matched[1]
         return len(outside) >= OFF_TOPIC_WORDS and len(outside) >= OFF_TOPIC_SHARE * len(words)
@@ -451,6 +453,18 @@ def _without(tool: dict[str, Any], names: set[str]) -> dict[str, Any]:
         return tool
     narrowed = {**params, "properties": {k: v for k, v in props.items() if k not in gone}}
     return {**tool, "function": {**tool["function"], "parameters": narrowed}}
+
+
+def _on_topic_passages(knowledge: KnowledgeBase, question: str) -> list[str]:
+    """The paragraphs a reply to ``question`` may use: for each part of the question, the best
+    match and a runner-up only when it scored within PASSAGE_TIE of it ("Can I pay for a big
+    treatment in monthly payments?" matches the payment paragraph 0.71 and the insurance one
+    0.36: a reply listing insurance plans is not an answer)."""
+    texts: list[str] = []
+    for part in question_parts(question) or [question]:
+        found = knowledge.search(part, ON_TOPIC_PASSAGES, 0.0)
+        texts += [p.text for p in close_to_best(found, lambda p: p.score) if p.text not in texts]
+    return texts
 
 
 def _close_passages(found: Any, each: bool = False) -> list[str]:
