@@ -160,6 +160,29 @@ def test_an_availability_check_with_the_callers_name_and_exact_time_is_a_booking
     assert asking.tool == "check_availability"  # no name, no exact time: still a question
 
 
+def test_a_booking_with_a_day_but_no_time_and_no_name_is_an_availability_check(agent: Agent) -> None:
+    """Over SIP the 0.5B model booked for "Can someone see me today?" and the caller in pain
+    heard "What day and time would you like, and may I have your name?"; the free times of the
+    day they named answer them. With a name the booking goes on (the tool offers that day's
+    times); with no day at all the caller is still asked."""
+    args = {"appointment_type": "emergency", "when": "today at 2 pm"}
+    pain = "I have a really bad toothache and my cheek is swollen. Can someone see me today?"
+    fixed = normalise_arguments(agent, "book_appointment", args, [pain], NOW)
+    assert (fixed.tool, fixed.ask, fixed.arguments) == (
+        "check_availability",
+        "",
+        {"appointment_type": "emergency", "when": pain},
+    )
+    named = normalise_arguments(
+        agent, "book_appointment", {**args, "name": "Ann Lee"}, [f"I'm Ann Lee. {pain}"], NOW
+    )
+    assert named.tool == "book_appointment" and named.arguments["name"] == "Ann Lee"
+    vague = normalise_arguments(
+        agent, "book_appointment", args, ["I'd like to book an emergency visit."], NOW
+    )
+    assert vague.tool == "book_appointment" and vague.missing == ("when", "name")
+
+
 def test_questions_are_not_bookings_and_asking_for_a_person_transfers(agent: Agent) -> None:
     booking = {"appointment_type": "cleaning", "when": "next Tuesday at 10", "name": "Ann Lee"}
     for question in ("Do you take insurance?", "How much is a cleaning?"):

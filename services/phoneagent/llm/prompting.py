@@ -424,6 +424,15 @@ def normalise_arguments(
     elif isinstance(out.get("appointment_type"), str):
         out["appointment_type"] = _simple(out["appointment_type"]).strip() or out["appointment_type"]
     when = caller_when(agent, said, now, exact=name == "book_appointment")
+    if name == "book_appointment" and when is None and not _has_name(given, said, heard):
+        day = caller_when(agent, said, now, exact=False)
+        if day is not None:
+            # A day and no time, no name ("Can someone see me today?"): what is free that day is
+            # the answer, not "What day and time would you like, and may I have your name?".
+            name = "check_availability"
+            allowed = TOOL_SCHEMAS[name]["parameters"]["properties"]
+            out = {k: v for k, v in out.items() if k in allowed}
+            when = day
     if when is not None:
         out["when"] = when
     if name == "check_availability":
@@ -434,12 +443,7 @@ def normalise_arguments(
     if when is None and (not isinstance(model_when, str) or _simple(model_when) not in said_or_offered):
         missing.append("when")
     _drop_unheard(out, said, heard)
-    if (
-        not isinstance(given, str)
-        or not _simple(given).strip()
-        or _simple(given) not in heard
-        or not _could_be_name(given)
-    ):
+    if not _said_name(given, heard):
         found = caller_name(said)
         if found is None:
             missing.append("name")
@@ -455,6 +459,22 @@ _NOT_IN_NAMES = frozenset(
     "monday tuesday wednesday thursday friday saturday sunday today tomorrow please yes oclock "
     "clock am pm book appointment".split()
 )
+
+
+def _said_name(given: Any, heard: str) -> bool:
+    """Whether the model's name for the caller is words the caller said that could be a name."""
+    return (
+        isinstance(given, str)
+        and bool(_simple(given).strip())
+        and _simple(given) in heard
+        and _could_be_name(given)
+    )
+
+
+def _has_name(given: Any, said: Sequence[str], heard: str) -> bool:
+    """Whether the booking has the caller's name: the model's, when the caller said it, or one
+    read from the caller's words."""
+    return _said_name(given, heard) or caller_name(said) is not None
 
 
 def _could_be_name(text: str) -> bool:
