@@ -43,7 +43,9 @@ async def test_booking_tool_calls_match_the_schema_without_repair(rig: Rig) -> N
         calls = [(name, args) for name, args, _ in r.tools if not name.endswith("*")]
         assert calls, f"{r.phrasing.key}: the model made no tool call ({r.replies})"
         name, args = calls[0]
-        assert name == "book_appointment", (r.phrasing.key, name)
+        # The model's tool (code may make it another: a day with no time and no name is an
+        # availability check, "book_appointment>check_availability").
+        assert name.split(">")[0] == "book_appointment", (r.phrasing.key, name)
         assert validate(args, TOOL_SCHEMAS["book_appointment"]["parameters"]) == [], (r.phrasing.key, args)
     assert repairs() == before, "a tool call was read back with repairs instead of under the schema"
     assert sum(r.ok for r in results) >= len(results) - 1, [(r.phrasing.key, r.detail) for r in results]
