@@ -147,6 +147,59 @@ async def test_a_reply_that_neither_calls_nor_asks_becomes_the_tool_call(free: l
         assert not tools.calls and " ".join(spoken) == "".join(free) and without_tool() == before
 
 
+class LookupTools(DueTools):
+    """No action due; the agent has the knowledge tool."""
+
+    def action_due(self) -> bool:
+        return False
+
+    def knowledge_call(self) -> dict[str, Any]:
+        return {"name": "lookup_knowledge", "arguments": {"question": self.said[-1]}}
+
+    async def run(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
+        self.calls.append((name, arguments))
+        return ToolOutcome(ok=True, result={"status": "ok"}, spoken="We accept Delta Dental.", final=True)
+
+
+def empty(outcome: str) -> float:
+    labels = {"engine": "schema-script", "outcome": outcome}
+    return REGISTRY.get_sample_value("pa_llm_empty_replies_total", labels) or 0.0
+
+
+@pytest.mark.parametrize(
+    ("tools", "outcome", "spoken"),
+    [
+        (DueTools("Can I book a cleaning next Tuesday at ten in the morning?"), "tool", ["Booked."]),
+        (LookupTools("Do you take Delta Dental?"), "lookup", ["We accept Delta Dental."]),
+    ],
+)
+async def test_a_reply_with_nothing_in_it_becomes_the_tool_call_or_the_lookup(
+    tools: DueTools, outcome: str, spoken: list[str]
+) -> None:
+    """In the bench's call the 0.5B model ended its reply at once when the booking was asked for
+    a second time, and the caller heard the apology."""
+    said: list[Sentence] = []
+
+    async def publish(s: Sentence) -> None:
+        said.append(s)
+
+    async def save(_: Any) -> None: ...
+
+    engine = SchemaEngine([], CALL, continues=True)
+    before = empty(outcome)
+    d = Dialog(
+        "c-empty", engine, system_prompt=lambda: "x", greeting="", publish=publish, save=save, tools=tools
+    )  # type: ignore[arg-type]
+    await d.on_user_turn(1, tools.said[-1])
+    await wait_for(lambda: said and said[-1].final, timeout=3)
+    await d.close()
+    assert [s.text for s in said if s.text] == spoken and APOLOGY not in spoken
+    assert empty(outcome) == before + 1
+    assert [name for name, _ in tools.calls] == [
+        "book_appointment" if outcome == "tool" else "lookup_knowledge"
+    ]
+
+
 def leaks() -> float:
     return REGISTRY.get_sample_value("pa_llm_template_leaks_total", {"engine": "schema-script"}) or 0.0
 

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client import Counter
+
 from phoneagent.llm.dialog_state import (
     Action,
     Answered,
@@ -444,6 +446,18 @@ class Replies:
                 if lookup is not None:
                     return await self._lookup_instead(reply, lookup)
                 return await self._call_instead(reply, messages, started, tools, CALL_MARKER)
+        if not reply.sentences and constrain and tools is not None:
+            # The model wrote nothing (the 0.5B model ended its reply at once when a booking was
+            # asked for again, and the caller heard the apology): where the caller asked for an
+            # action it writes the tool call, otherwise the knowledge tool answers.
+            instead = None if due else look_up("empty")
+            EMPTY_REPLIES.labels(
+                engine=self.engine.name, outcome="tool" if due else ("lookup" if instead else "apology")
+            ).inc()
+            if due:
+                return await self._call_instead(reply, messages, started, tools, CALL_MARKER)
+            if instead is not None:
+                return await self._lookup_instead(reply, instead)
         if not reply.sentences:
             # Nothing the model wrote was said (a bare refusal after a booking that failed): the
             # tool's own words, where a tool ran, else the apology.
@@ -662,6 +676,13 @@ class Replies:
         await self._stream(reply, follow, started, with_tools=False, fallback=outcome.spoken)
 
 
+EMPTY_REPLIES = Counter(
+    "pa_llm_empty_replies_total",
+    "First completions of a turn in which the model wrote nothing to say: the model wrote the "
+    "tool call where the caller asked for a booking, a move or a cancellation (outcome=tool), the "
+    "knowledge tool answered (outcome=lookup), or the apology was said (outcome=apology).",
+    ["engine", "outcome"],
+)
 _SENTENCE_END = re.compile(r"[.!?][\"')]*\s*$")
 # Tools whose success backs "you're booked", "it's cancelled" in the answer after them.
 BACKS_CLAIMS = ACTIONS | {"find_appointments"}
