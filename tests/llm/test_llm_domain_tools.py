@@ -56,6 +56,12 @@ async def test_check_then_book_then_move_then_cancel(
     assert r.ok and r.say == "Done: your appointment is now on Friday 27 November at 10:30 am."
     r = await tools.execute("cancel_appointment", {"appointment_id": appt_id}, ctx)
     assert r.ok and store.get(appt_id).status == "cancelled"
+    # "Yes, cancel it." after that: the booking is already cancelled, no reference is asked for.
+    r = await tools.execute("cancel_appointment", {"appointment_id": appt_id}, ctx)
+    assert r.ok and r.data["already_cancelled"] and r.say.endswith("is already cancelled.")
+    other = CallContext(call_id="call-2", caller_number=CALLER)  # another call: not proved there
+    r = await tools.execute("cancel_appointment", {"appointment_id": appt_id}, other)
+    assert r.status == "needs_input" and "already" not in r.say
 
 
 async def test_an_id_that_names_no_booking_gives_way_to_the_day_and_time(

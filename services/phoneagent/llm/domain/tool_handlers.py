@@ -18,7 +18,13 @@ from phoneagent.llm.domain.booking_access import (
 from phoneagent.llm.domain.calendar_facts import HOURS_SOURCE, hours_answer
 from phoneagent.llm.domain.dates import Resolution, Status, resolve, speak_day, speak_time
 from phoneagent.llm.domain.knowledge import KnowledgeBase
-from phoneagent.llm.domain.scheduling import Appointment, SchedulingStore, Slot, SlotUnavailable
+from phoneagent.llm.domain.scheduling import (
+    Appointment,
+    AppointmentNotFound,
+    SchedulingStore,
+    Slot,
+    SlotUnavailable,
+)
 from phoneagent.llm.domain.tool_result import CallContext, ToolResult
 from phoneagent.llm.domain.tool_schemas import BIRTH_DATE
 from phoneagent.llm.domain.verification import read_birth_date
@@ -312,6 +318,18 @@ class Handlers:
             {"appointments": [_appt(a, self._type_name(a)) for a in found]},
         )
 
+    def _cancelled_in_call(self, args: dict[str, Any], ctx: CallContext) -> Appointment | None:
+        """The booking ``args`` names by its id, when this caller proved it in this call and it
+        is cancelled already."""
+        wanted = args.get("appointment_id")
+        if not isinstance(wanted, str) or wanted not in ctx.verification.verified:
+            return None
+        try:
+            found = self._book().get(wanted)
+        except AppointmentNotFound:
+            return None
+        return found if found.status == "cancelled" else None
+
     def move_appointment(self, args: dict[str, Any], ctx: CallContext) -> ToolResult:
         picked = self._pick("move_appointment", args, ctx)
         if not isinstance(picked, Appointment):
@@ -335,6 +353,16 @@ class Handlers:
         )
 
     def cancel_appointment(self, args: dict[str, Any], ctx: CallContext) -> ToolResult:
+        gone = self._cancelled_in_call(args, ctx)
+        if gone is not None:
+            # "Yes, cancel it." after the cancellation: the 0.5B model cancelled again, and the
+            # caller was asked for a booking reference.
+            return self._result(
+                "cancel_appointment",
+                "ok",
+                f"Your appointment on {spoken(gone.start)} is already cancelled.",
+                {**_appt(gone, self._type_name(gone)), "already_cancelled": True},
+            )
         picked = self._pick("cancel_appointment", args, ctx)
         if not isinstance(picked, Appointment):
             return picked
