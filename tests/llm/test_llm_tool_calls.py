@@ -412,3 +412,34 @@ async def test_an_answer_that_begins_another_tool_call_is_stopped_there() -> Non
     said = await answer_after("lookup_knowledge", found, answer, engine)
     assert " ".join(said) == passage
     assert engine.answer_pieces_sent == 1 and engine.aborted[-1] == engine.requests[-1]["request_id"]
+
+
+WHITENING = "Teeth whitening in the office costs 350 dollars; a take-home whitening kit costs 200 dollars."
+NOTICE = "Please cancel or move an appointment at least 24 hours in advance."
+
+
+def uncovered() -> float:
+    labels = {"engine": "schema-script"}
+    return REGISTRY.get_sample_value("pa_llm_uncovered_parts_total", labels) or 0.0
+
+
+@pytest.mark.parametrize(
+    ("answer", "added"),
+    [
+        # The 0.5B model over SIP read out the first part's paragraph alone.
+        ([WHITENING], True),
+        (["Yes, whitening costs 350 dollars. ", "Please cancel at least 24 hours in advance."], False),
+    ],
+)
+async def test_a_part_of_the_question_the_answer_left_out_is_said_from_its_passage(
+    answer: list[str], added: bool
+) -> None:
+    found = ToolOutcome(ok=True, result={"passages": [WHITENING, NOTICE], "parts": True}, spoken=WHITENING)
+    before = uncovered()
+    said = await answer_after("lookup_knowledge", found, answer)
+    answered = " ".join(a.strip() for a in answer)
+    assert " ".join(said) == (f"{answered} {NOTICE}" if added else answered)
+    assert uncovered() == before + int(added)
+    # One question, one passage: nothing is added, whatever the answer used.
+    one = ToolOutcome(ok=True, result={"passages": [NOTICE]}, spoken=NOTICE)
+    assert await answer_after("lookup_knowledge", one, ["We are happy to help."]) == ["We are happy to help."]

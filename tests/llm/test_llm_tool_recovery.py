@@ -215,3 +215,30 @@ async def test_a_question_the_model_rewrote_into_nothing_is_searched_in_the_call
     docs.questions.clear()
     outcome = await tools.run("lookup_knowledge", {"question": "What about the weather?"})
     assert docs.questions == ["What about the weather?"]
+
+
+class ByTopic(Documents):
+    """The whitening paragraph for a question about whitening, the cancellation one otherwise."""
+
+    def search(self, question: str, k: int = 3, min_score: float = 0.2) -> list[Passage]:
+        self.questions.append(question)
+        if "whitening" in question:
+            return [Passage("Whitening costs 350 dollars.", "prices.md", "Prices", 0.6)]
+        return [Passage("Cancel 24 hours ahead.", "practice.md", "Cancellations", 0.5)]
+
+
+async def test_a_question_in_two_parts_gives_the_answer_a_passage_for_each_to_cover(
+    agent: Agent, store: SchedulingStore
+) -> None:
+    docs = ByTopic()
+    tools = tools_for(agent, store, docs)
+    question = "Do you do whitening and how much notice do I need to give to cancel?"
+    tools.caller_said(question)
+    outcome = await tools.run("lookup_knowledge", {"question": question})
+    assert outcome.result["passages"] == ["Whitening costs 350 dollars.", "Cancel 24 hours ahead."]
+    assert outcome.result["parts"] is True and not outcome.final
+    tools.caller_said("How much notice do I need to give to cancel?")
+    outcome = await tools.run(
+        "lookup_knowledge", {"question": "How much notice do I need to give to cancel?"}
+    )
+    assert "parts" not in outcome.result

@@ -10,6 +10,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,7 @@ from phoneagent.llm.tool_calls import (
     refuses,
     starts_tool_call,
     tool_call_schema,
+    uses_passage,
     written_as_code,
 )
 from phoneagent.llm.tools import ACTIONS
@@ -201,6 +203,7 @@ class Replies:
         with_tools: bool,
         constrain: bool = True,
         fallback: str = "",
+        cover: Sequence[str] = (),
     ) -> dict[str, Any] | None:
         """Stream one completion; publish sentences; return a tool call if the model made one.
 
@@ -209,7 +212,9 @@ class Replies:
         engine that continues a reply, from where the free completion stopped.
         Without ``with_tools`` (the answer after a tool ran) the prompt still lists the tools, so
         that it begins as the engine's cached prefix does, but a tool call or JSON in the output
-        is never run nor spoken: ``fallback`` is said instead (an apology without one).
+        is never run nor spoken: ``fallback`` is said instead (an apology without one). Each of
+        ``cover`` (the passages for the parts of a two-part question) that the answer used none
+        of is said after it, as the documents word it.
 
         A constrained reply that says a booking was made, moved or cancelled (no tool has run in
         its turn yet) is not said from there on: the model writes the tool call instead, and the
@@ -466,8 +471,23 @@ class Replies:
         elif refused and not _SENTENCE_END.search(reply.sentences[-1]):
             reply.answered = Answered.FALLBACK  # only a refusal's first clause ("I'm sorry,") was said
             await self._say(reply, fallback or APOLOGY)
+        await self._complete(reply, cover)
         await self._end(reply)
         return None
+
+    async def _complete(self, reply: Reply, cover: Sequence[str]) -> None:
+        """Say each passage of ``cover`` whose words the reply did not use: to "Do you do
+        whitening and how much notice do I need to give to cancel?" the 0.5B model read out the
+        prices paragraph alone, and the cancellation paragraph was never heard."""
+        said = " ".join(reply.sentences)
+        for passage in cover:
+            if uses_passage(said, passage):
+                continue
+            UNCOVERED_PARTS.labels(engine=self.engine.name).inc()
+            splitter = SentenceSplitter(first_clause_min_words=self.config.first_clause_min_words)
+            for sentence in [*splitter.push(passage), *splitter.flush()]:
+                await self._say(reply, sentence, Answered.CODE)
+            said = f"{said} {passage}"
 
     async def _lookup_instead(self, reply: Reply, call: dict[str, Any]) -> dict[str, Any]:
         """``call`` (the knowledge tool) in place of a sentence that was not said. When that
@@ -673,9 +693,17 @@ class Replies:
             await self._end(reply)
             return
         follow = self._messages()
-        await self._stream(reply, follow, started, with_tools=False, fallback=outcome.spoken)
+        passages = outcome.result.get("passages") if outcome.result.get("parts") else None
+        cover = [p for p in passages if isinstance(p, str)] if isinstance(passages, list) else []
+        await self._stream(reply, follow, started, with_tools=False, fallback=outcome.spoken, cover=cover)
 
 
+UNCOVERED_PARTS = Counter(
+    "pa_llm_uncovered_parts_total",
+    "Answers to a question in two parts that used none of one part's passage from the knowledge "
+    "tool: the passage was said after the answer, as the documents word it.",
+    ["engine"],
+)
 EMPTY_REPLIES = Counter(
     "pa_llm_empty_replies_total",
     "First completions of a turn in which the model wrote nothing to say: the model wrote the "

@@ -364,3 +364,21 @@ def _open_brackets(text: str) -> str | None:
         elif ch in "}]" and stack:
             stack.pop()
     return None if in_string else "".join(reversed(stack))
+
+
+# Words a reply shares with any passage ("the", "you", "dollars", "appointment" ...) say nothing
+# about which passage it used.
+_COMMON = frozenset(
+    "about above after also and are at be been before can dollar dollars for from have in is it its "
+    "of on or our per please the their there they this to we with you your appointment appointments "
+    "patient patients practice".split()
+)
+PASSAGE_USED_WORDS = 2  # of a passage's own words, this many in a reply mean the reply used it
+
+
+def uses_passage(said: str, passage: str) -> bool:
+    """Whether the reply ``said`` uses ``passage``: shares at least PASSAGE_USED_WORDS of its
+    words beyond the common ones (all of them, for a passage with fewer)."""
+    theirs = {w for w in plain_words(passage).split() if w not in _COMMON and len(w) > 2}
+    mine = set(plain_words(said).split())
+    return len(theirs & mine) >= min(PASSAGE_USED_WORDS, len(theirs))

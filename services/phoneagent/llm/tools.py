@@ -345,11 +345,14 @@ class Tools:
             # sentence or two, from the best passages: a runner-up only when it scored as close to
             # the best as the prompt's own passages need (PASSAGE_TIE), a clear winner alone;
             # for a question in two parts, the best passage of each.
-            passages = _close_passages(result.data.get("passages", []), bool(result.data.get("parts")))[:2]
+            parts = bool(result.data.get("parts"))
+            passages = _close_passages(result.data.get("passages", []), parts)[:2]
             if passages:
+                # For two parts, each passage is said after the answer when it used none of it.
+                each = {"parts": True} if parts and len(passages) > 1 else {}
                 return ToolOutcome(
                     ok=True,
-                    result={"status": result.status, "passages": passages},
+                    result={"status": result.status, "passages": passages, **each},
                     spoken=passages[0],
                     tool=name,
                     for_model="From the practice's documents: " + " ".join(passages),
