@@ -87,10 +87,10 @@ def repairs(reason: str) -> float:
 
 
 async def talk(
-    engine: SchemaEngine, caller: str = "Book a cleaning Tuesday at 10"
+    engine: SchemaEngine, caller: str = "Book a cleaning Tuesday at 10", tools: Tools | None = None
 ) -> tuple[Tools, list[Sentence]]:
     said: list[Sentence] = []
-    tools = Tools()
+    tools = tools or Tools()
 
     async def publish(s: Sentence) -> None:
         said.append(s)
@@ -233,20 +233,7 @@ async def answer_after(
     model's answer after it is ``answer``."""
     args = {"question": "cancel it"} if tool == "lookup_knowledge" else {"when": "Tuesday at 10"}
     engine = engine or AnswerEngine(json.dumps({"name": tool, "arguments": args}), answer)
-    said: list[Sentence] = []
-    tools = Answered(outcome)
-
-    async def publish(s: Sentence) -> None:
-        said.append(s)
-
-    async def save(_: Any) -> None: ...
-
-    d = Dialog(
-        "c-after", engine, system_prompt=lambda: "x", greeting="", publish=publish, save=save, tools=tools
-    )  # type: ignore[arg-type]
-    await d.on_user_turn(1, "Yes, please cancel.")
-    await wait_for(lambda: said and said[-1].final, timeout=3)
-    await d.close()
+    tools, said = await talk(engine, "Yes, please cancel.", Answered(outcome))
     assert [name for name, _ in tools.calls] == [tool] and len(engine.requests) == 3
     return [s.text for s in said if s.text]
 
