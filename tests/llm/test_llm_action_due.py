@@ -220,6 +220,9 @@ PREAMBLE = [
 )
 async def test_the_chat_templates_own_words_are_never_said(free: list[str], spoken: list[str]) -> None:
     assert leaks_template(PREAMBLE[0]) and leaks_template("<|im_start|>assistant")
+    assert leaks_template("Caller: I'd like a cleaning next Tuesday at 10.")  # its instructions' example
+    assert leaks_template("[Facts for you, not said by the caller] Today is Sunday.")
+    assert not leaks_template("Our caller ID shows your number.") and not leaks_template("The caller: you.")
     assert not leaks_template("We have three dentists, and one of them sees children.")
     said: list[Sentence] = []
 

@@ -272,8 +272,12 @@ TEMPLATE_LEAKS = Counter(
 )
 # Qwen's tool preamble ("You may call one or more functions to assist with the user query. You are
 # provided with function signatures within <tools></tools> XML tags") and the template's tags.
+# The prompt's own labels too: the 0.5B model read out a turn's facts block and went on with
+# "Caller: I'd like a cleaning next Tuesday at 10." (an example from its instructions).
 _TEMPLATE = re.compile(
-    r"\bone or more functions\b|\bfunction signatures\b|</?tools>|</?tool_call>|<\|im_(?:start|end)\|>", re.I
+    r"\bone or more functions\b|\bfunction signatures\b|</?tools>|</?tool_call>|<\|im_(?:start|end)\|>"
+    r"|(?-i:\bCaller:)|\bfacts for you\b",
+    re.I,
 )
 
 
