@@ -29,7 +29,7 @@ from phoneagent.llm.dialog_state import (
     ToolRunner,
 )
 from phoneagent.llm.engines.base import LlmEngine
-from phoneagent.llm.streaming import SentenceSplitter
+from phoneagent.llm.streaming import SentenceSplitter, split_text
 from phoneagent.llm.tool_calls import (
     ACTION_WITHOUT_TOOL,
     ANSWER_MIN_WORDS,
@@ -484,8 +484,7 @@ class Replies:
             if uses_passage(said, passage):
                 continue
             UNCOVERED_PARTS.labels(engine=self.engine.name).inc()
-            splitter = SentenceSplitter(first_clause_min_words=self.config.first_clause_min_words)
-            for sentence in [*splitter.push(passage), *splitter.flush()]:
+            for sentence in split_text(passage, first_clause_min_words=self.config.first_clause_min_words):
                 await self._say(reply, sentence, Answered.CODE)
             said = f"{said} {passage}"
 
@@ -687,8 +686,8 @@ class Replies:
         self.state.history.append({"role": "tool", "content": content})
         await self._save()  # a replica taking the call over knows what the tool did (and asked)
         if outcome.final and outcome.spoken:
-            splitter = SentenceSplitter(first_clause_min_words=self.config.first_clause_min_words)
-            for sentence in [*splitter.push(outcome.spoken), *splitter.flush()]:
+            words = self.config.first_clause_min_words
+            for sentence in split_text(outcome.spoken, first_clause_min_words=words):
                 await self._sentence(reply, sentence, started)
             await self._end(reply)
             return
